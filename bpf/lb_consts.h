@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Every tunable and enumeration of the data plane. The TypeScript side mirrors these in
+ * src/dataplane/bpf/layout.ts; test/unit/btf-layout.test.ts checks the structs against BTF. */
+#ifndef KBP_LB_CONSTS_H
+#define KBP_LB_CONSTS_H
+
+/* map sizes */
+#ifndef LB_FRONTENDS_MAX
+#define LB_FRONTENDS_MAX 131072      /* (address, port, proto, scope) entries */
+#endif
+#ifndef LB_BACKENDS_MAX
+#define LB_BACKENDS_MAX 1048576      /* distinct (address, port, proto) backends */
+#endif
+#ifndef LB_SLOTS_MAX
+#define LB_SLOTS_MAX 2097152         /* (frontend, slot) -> backend, all frontends together */
+#endif
+#ifndef LB_TABLES_MAX
+#define LB_TABLES_MAX 131072         /* Maglev tables (one per distinct backend set) */
+#endif
+#ifndef LB_FE_ID_MAX
+#define LB_FE_ID_MAX 131072          /* frontend ids are 1..LB_FE_ID_MAX-1; also the per-frontend stats index */
+#endif
+#ifndef LB_CT_MAX
+#define LB_CT_MAX 524288             /* conntrack entries (two per translated flow) */
+#endif
+#ifndef LB_AFFINITY_MAX
+#define LB_AFFINITY_MAX 131072
+#endif
+#ifndef LB_SRC_RANGES_MAX
+#define LB_SRC_RANGES_MAX 65536
+#endif
+#ifndef LB_SOCK_REVNAT_MAX
+#define LB_SOCK_REVNAT_MAX 262144
+#endif
+#ifndef LB_DEVICES_MAX
+#define LB_DEVICES_MAX 1024
+#endif
+
+/* Maglev: table sizes are primes chosen per frontend by user space (src/plan/maglev.ts);
+ * the kernel only needs the bounds. */
+#define LB_MAGLEV_M_MIN 251
+#define LB_MAGLEV_M_MAX 131071
+/* Backend ids per element of a Maglev inner array: array maps round values up to 8 bytes, so two
+ * u32 ids per element use every byte. Slot i lives in element i / 2, position i % 2. */
+#define LB_MAGLEV_IDS_PER_ELEM 2
+
+/* frontend scope: which traffic a frontend entry serves */
+#define LB_SCOPE_EXTERNAL 0          /* arrived from outside the node */
+#define LB_SCOPE_INTERNAL 1          /* started on this node: pods or the host */
+
+/* frontend type (struct lb_frontend.type) */
+#define LB_FE_TYPE_CLUSTER_IP 1
+#define LB_FE_TYPE_NODE_PORT 2
+#define LB_FE_TYPE_LOAD_BALANCER 3
+#define LB_FE_TYPE_EXTERNAL_IP 4
+
+/* frontend flags (struct lb_frontend.flags) */
+#define LB_FE_F_AFFINITY (1 << 0)        /* sessionAffinity ClientIP; timeout in affinity_timeout */
+#define LB_FE_F_SOURCE_RANGES (1 << 1)   /* only sources in lb_src_ranges for this frontend may pass */
+#define LB_FE_F_SNAT_REMOTE (1 << 2)     /* external traffic to a non-local backend is SNATed (eTP Cluster) */
+
+/* backend flags (struct lb_backend.flags) */
+#define LB_BE_F_TERMINATING (1 << 0)     /* keeps its flows, gets no new ones unless the table holds it */
+#define LB_BE_F_LOCAL (1 << 1)           /* runs on this node */
+
+/* conntrack direction (struct lb_ct_key.dir) */
+#define LB_CT_DIR_FWD 0                  /* client -> frontend, as the client sent it */
+#define LB_CT_DIR_REV 1                  /* backend -> client, as the backend replies */
+
+/* conntrack flags (struct lb_ct_entry.flags) */
+#define LB_CT_F_SNAT (1 << 0)            /* the kernel masquerades this flow (skb mark set) */
+#define LB_CT_F_REV_AT_INGRESS (1 << 1)  /* translated at egress (host-originated): undo replies at ingress */
+#define LB_CT_F_CLOSING (1 << 2)         /* FIN or RST seen */
+#define LB_CT_F_HAIRPIN (1 << 3)         /* client is its own backend */
+
+/* device flags (lb_devices value) */
+#define LB_DEV_F_EXTERNAL (1 << 0)       /* receives NodePort / LoadBalancer / externalIP traffic */
+
+/* config (lb_config, one entry) flags */
+#define LB_CFG_F_SOCK_LB (1 << 0)        /* socket hooks translate; packets from such sockets need no NAT */
+
+/* default skb mark that asks the kernel (nftables masquerade rule) to SNAT a flow */
+#define LB_SNAT_MARK_DEFAULT 0x4b500000
+
+/* counters: index into lb_stats (per-CPU u64). Drops and notable events, never reused. */
+enum lb_stat {
+	LB_STAT_UNSPEC = 0,
+	LB_STAT_FWD_NEW,              /* first packet of a flow translated */
+	LB_STAT_FWD_CT_HIT,           /* packet translated through its conntrack entry */
+	LB_STAT_REV_NAT,              /* reply translated back to the frontend */
+	LB_STAT_REJECT_NO_BACKEND,    /* refused: frontend has no backend (RST / ICMP sent) */
+	LB_STAT_DROP_SOURCE_RANGE,    /* source not in loadBalancerSourceRanges */
+	LB_STAT_DROP_BACKEND_ID_ZERO, /* a Maglev slot held backend id 0 */
+	LB_STAT_DROP_BACKEND_MISSING, /* a Maglev slot named a backend id that lb_backends lacks */
+	LB_STAT_DROP_TABLE_MISSING,   /* frontend's table_id has no Maglev table */
+	LB_STAT_DROP_FE_ID_ZERO,      /* a frontend entry with id 0 */
+	LB_STAT_DROP_REVNAT_MISSING,  /* a reply whose frontend has no reverse-NAT entry */
+	LB_STAT_PASS_MALFORMED,       /* truncated or malformed header: passed untouched */
+	LB_STAT_PASS_FRAGMENT,        /* IP fragment: passed untouched */
+	LB_STAT_CT_BACKEND_GONE,      /* conntrack pointed at a removed backend: re-balanced (UDP) */
+	LB_STAT_RESET_BACKEND_GONE,   /* conntrack pointed at a removed backend: TCP reset */
+	LB_STAT_AFFINITY_HIT,
+	LB_STAT_AFFINITY_EXPIRED,
+	LB_STAT_CT_FULL,              /* conntrack insert failed */
+	LB_STAT_XDP_TO_TC,            /* XDP left a packet to tc (SNAT needed) */
+	LB_STAT_DROP_CSUM,            /* checksum helper failed */
+	LB_STAT_SOCK_CONNECT,         /* socket hook translated a connect/sendmsg */
+	LB_STAT_SOCK_REJECT,          /* socket hook refused: no backend */
+	LB_STAT_MAX,
+};
+
+#endif

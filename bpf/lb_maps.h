@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Every map of the data plane, pinned by name under the agent's bpffs root so that maps and programs
+ * outlive an agent restart. Names are at most 15 characters (BPF_OBJ_NAME_LEN). */
+#ifndef KBP_LB_MAPS_H
+#define KBP_LB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "lb_consts.h"
+#include "lb_structs.h"
+
+/* (frontend address, port, proto, scope) -> frontend */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_FRONTENDS_MAX);
+	__type(key, struct lb_fe_key);
+	__type(value, struct lb_frontend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_frontends SEC(".maps");
+
+/* backend id -> backend */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backends SEC(".maps");
+
+/* (fe_id, slot) -> backend id: each frontend's ordered backend list */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_SLOTS_MAX);
+	__type(key, struct lb_slot_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_slots SEC(".maps");
+
+/* The template of a Maglev table. User space creates one array per table with
+ * ceil(M / LB_MAGLEV_IDS_PER_ELEM) elements; BPF_F_INNER_MAP lets their sizes differ. */
+struct lb_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_maglev_elem);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+/* table id -> Maglev table; a new table is built aside and swapped in with one update */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, LB_TABLES_MAX);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb_maglev_inner); /* must stay last: a flexible array */
+} lb_maglev SEC(".maps");
+
+/* fe_id -> the frontend address and port that replies are rewritten to */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_FE_ID_MAX);
+	__type(key, __u32);
+	__type(value, struct lb_revnat);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_revnat SEC(".maps");
+
+/* conntrack of translated flows: both directions, holding the chosen backend */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_CT_MAX);
+	__type(key, struct lb_ct_key);
+	__type(value, struct lb_ct_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct SEC(".maps");
+
+/* sessionAffinity ClientIP: (client, fe_id) -> backend, expiring after the frontend's timeout */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_AFFINITY_MAX);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_affinity SEC(".maps");
+
+/* loadBalancerSourceRanges: (fe_id, source prefix) -> 1 */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, LB_SRC_RANGES_MAX);
+	__type(key, struct lb_src_range_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_src_ranges SEC(".maps");
+
+/* enum lb_stat -> packets, per CPU */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_stats SEC(".maps");
+
+/* fe_id -> packets and bytes translated, per CPU */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_FE_ID_MAX);
+	__type(key, __u32);
+	__type(value, struct lb_fe_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_fe_stats SEC(".maps");
+
+/* socket LB: (socket cookie, backend) -> the frontend the application connected to */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_SOCK_REVNAT_MAX);
+	__type(key, struct lb_sock_revnat_key);
+	__type(value, struct lb_sock_revnat_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_sock_revnat SEC(".maps");
+
+/* global settings, written by the agent before it attaches any program */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_config SEC(".maps");
+
+/* ifindex -> device role */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_DEVICES_MAX);
+	__type(key, __u32);
+	__type(value, struct lb_device);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_devices SEC(".maps");
+
+#endif

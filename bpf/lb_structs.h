@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Structs shared by kernel and user space: fixed-width fields, explicit padding, one comment each.
+ * Addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d). Ports are network order,
+ * ids host order. The TypeScript codecs (src/dataplane/bpf/layout.ts) are checked against BTF. */
+#ifndef KBP_LB_STRUCTS_H
+#define KBP_LB_STRUCTS_H
+
+#include <linux/types.h>
+
+/* lb_frontends key: what a client addresses */
+struct lb_fe_key {
+	__u8 addr[16];     /* frontend address */
+	__be16 port;       /* frontend port */
+	__u8 proto;        /* IPPROTO_TCP / UDP / SCTP */
+	__u8 scope;        /* LB_SCOPE_* */
+};
+
+/* lb_frontends value */
+struct lb_frontend {
+	__u32 fe_id;            /* never 0; rev-NAT, affinity, slots and stats key */
+	__u32 table_id;         /* key of this frontend's Maglev table in lb_maglev; 0 when no backend */
+	__u32 maglev_m;         /* slots in that table (a prime) */
+	__u16 backend_count;    /* entries in lb_slots for fe_id; 0 = refuse */
+	__u8 type;              /* LB_FE_TYPE_* */
+	__u8 flags;             /* LB_FE_F_* */
+	__u32 affinity_timeout; /* seconds, with LB_FE_F_AFFINITY */
+};
+
+/* lb_backends value; key is a __u32 backend id, never 0 */
+struct lb_backend {
+	__u8 addr[16];     /* backend address */
+	__be16 port;       /* backend (target) port */
+	__u8 proto;        /* IPPROTO_* */
+	__u8 flags;        /* LB_BE_F_* */
+};
+
+/* lb_slots key: the ordered backend list of a frontend (for read-back and dump); value __u32 backend id */
+struct lb_slot_key {
+	__u32 fe_id;
+	__u32 slot;        /* 0 .. backend_count-1 */
+};
+
+/* lb_maglev inner array element: LB_MAGLEV_IDS_PER_ELEM consecutive slots of the table */
+struct lb_maglev_elem {
+	__u32 backend_id[2];
+};
+
+/* lb_revnat value; key is the __u32 fe_id: what replies must look like they come from */
+struct lb_revnat {
+	__u8 addr[16];     /* frontend address */
+	__be16 port;       /* frontend port */
+	__u16 pad;
+};
+
+/* lb_ct key: a flow as seen at one point, per direction */
+struct lb_ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 dir;          /* LB_CT_DIR_* */
+	__u16 pad;
+};
+
+/* lb_ct value */
+struct lb_ct_entry {
+	__u64 last_seen;   /* bpf_ktime_get_ns() of the last packet */
+	__u32 backend_id;  /* chosen backend (both directions) */
+	__u32 fe_id;       /* frontend, for rev-NAT and stats */
+	__u16 flags;       /* LB_CT_F_* */
+	__u16 pad;
+	__u32 pad2;
+};
+
+/* lb_affinity key (LRU): client + frontend */
+struct lb_affinity_key {
+	__u8 client[16];
+	__u32 fe_id;
+};
+
+/* lb_affinity value */
+struct lb_affinity_val {
+	__u64 last_used;   /* bpf_ktime_get_ns() */
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* lb_src_ranges key (LPM trie): prefixlen counts fe_id's 32 bits plus the address prefix
+ * (an IPv4 /n is 32 + 96 + n, as the address is IPv4-mapped); value __u8 1 = allowed */
+struct lb_src_range_key {
+	__u32 prefixlen;
+	__u32 fe_id;
+	__u8 addr[16];
+};
+
+/* lb_fe_stats value (per-CPU array indexed by fe_id) */
+struct lb_fe_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* lb_sock_revnat key (LRU): a socket and the backend it was connected to */
+struct lb_sock_revnat_key {
+	__u64 cookie;      /* bpf_get_socket_cookie() */
+	__u8 addr[16];     /* backend address */
+	__be16 port;       /* backend port */
+	__u16 pad;
+	__u32 pad2;
+};
+
+/* lb_sock_revnat value: the frontend the application asked for */
+struct lb_sock_revnat_val {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+	__u32 fe_id;
+};
+
+/* lb_config (array, one entry) */
+struct lb_config {
+	__u32 hash_seed;   /* Maglev hash seed, the same on every node */
+	__u32 snat_mark;   /* skb mark asking the nftables masquerade rule to SNAT */
+	__u32 flags;       /* LB_CFG_F_* */
+	__u32 pad;
+};
+
+/* lb_devices value; key is the __u32 ifindex */
+struct lb_device {
+	__u32 flags;       /* LB_DEV_F_* */
+};
+
+#endif

@@ -1,0 +1,16 @@
+// Bundles the agent into one ESM file; the native addon and BPF objects stay beside it on disk.
+import { build } from 'esbuild';
+
+await build({
+  entryPoints: ['src/cli/main.ts'],
+  outfile: 'dist/kube-bpf-proxy.mjs',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  sourcemap: true,
+  external: ['*.node'],
+  // client-node and pino are CommonJS inside; give them a require()
+  banner: { js: "import { createRequire as __kbpCreateRequire } from 'node:module'; const require = __kbpCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});

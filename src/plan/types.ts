@@ -1,0 +1,96 @@
+// The plan: what the data plane's maps hold for one node (bpf/lb_structs.h, bpf/lb_maps.h), in
+// TypeScript terms, with stable ids. Built by src/plan/plan.ts from a NodeState; read back from the
+// kernel by src/dataplane/bpf; compared by src/plan/diff.ts into ordered writes.
+import type { FrontendType, Protocol, Scope } from '../model/compiled.js';
+
+/** A backend is one (address, port, protocol); its id is stable for as long as it exists. */
+export interface PlanBackend {
+  /** 1..2^32-1, never 0 */
+  id: number;
+  address: string;
+  port: number;
+  protocol: Protocol;
+  /** terminating in the endpoint slices (KEP-1669): keeps flows, gets new ones only as a fallback */
+  terminating: boolean;
+  /** runs on this node */
+  local: boolean;
+}
+
+/**
+ * A Maglev lookup table. Tables are shared: every frontend whose table would be built over the same
+ * backends (same order, same M, same seed) points at the same table, so a Service's ClusterIP,
+ * NodePorts and LB IPs cost one table.
+ */
+export interface PlanTable {
+  /** 1..2^32-1, never 0 */
+  id: number;
+  /** table size, a prime (src/plan/maglev.ts chooses it from the member count) */
+  m: number;
+  /** backend ids the table was built over, in canonical (address, port) order */
+  members: number[];
+  /** slot -> backend id, length m; every entry is one of members */
+  slots: Uint32Array;
+}
+
+export interface PlanFrontend {
+  /** 1..LB_FE_ID_MAX-1, never 0; also the rev-NAT, affinity, slot and stats key */
+  id: number;
+  service: string;
+  portName: string;
+  type: FrontendType;
+  address: string;
+  port: number;
+  protocol: Protocol;
+  scope: Scope;
+  /** every backend of the frontend (terminating ones included), canonical order: lb_slots */
+  backendIds: number[];
+  /** 0 when backendIds is empty (refuse) */
+  tableId: number;
+  /** the table's M, copied into the frontend entry; 0 when no table */
+  maglevM: number;
+  /** seconds; 0 = no session affinity */
+  affinityTimeout: number;
+  /** external scope, externalTrafficPolicy Cluster: SNAT when the backend is not local */
+  snatRemote: boolean;
+  /** canonical CIDR strings; [] = everyone */
+  sourceRanges: string[];
+}
+
+export interface Plan {
+  /** Maglev hash seed the tables were built with */
+  seed: number;
+  /** keyed by frontendKey() */
+  frontends: Map<string, PlanFrontend>;
+  backends: Map<number, PlanBackend>;
+  tables: Map<number, PlanTable>;
+}
+
+/** The identity of a frontend entry: lb_frontends' key. */
+export function frontendKey(f: { address: string; port: number; protocol: Protocol; scope: Scope }): string {
+  return `${f.address}|${f.port}|${f.protocol}|${f.scope}`;
+}
+
+/** The identity of a backend: lb_backends' value without its flags. */
+export function backendKey(b: { address: string; port: number; protocol: Protocol }): string {
+  return `${b.address}|${b.port}|${b.protocol}`;
+}
+
+/**
+ * One write to the data plane. diff() emits them in the safe order (DESIGN.md): new and changed
+ * backends, new tables (built aside), slots, rev-NAT, source ranges, frontends last; then removals of
+ * frontends, their slots, rev-NAT and source ranges, unused tables, and orphan backends. A reader in
+ * the kernel never sees a frontend that points at a missing table or backend.
+ */
+export type PlanOp =
+  | { op: 'upsertBackend'; backend: PlanBackend }
+  | { op: 'createTable'; table: PlanTable }
+  | { op: 'upsertSlots'; frontendId: number; backendIds: number[] }
+  | { op: 'upsertRevNat'; frontendId: number; address: string; port: number }
+  | { op: 'setSourceRanges'; frontendId: number; add: string[]; remove: string[] }
+  | { op: 'upsertFrontend'; frontend: PlanFrontend }
+  /** slots fromSlot.. (exclusive of toSlot) of a frontend that shrank or went away */
+  | { op: 'deleteSlots'; frontendId: number; fromSlot: number; toSlot: number }
+  | { op: 'deleteFrontend'; frontend: PlanFrontend }
+  | { op: 'deleteRevNat'; frontendId: number }
+  | { op: 'deleteTable'; tableId: number }
+  | { op: 'deleteBackend'; backendId: number };

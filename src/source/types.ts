@@ -1,0 +1,87 @@
+// What the API says, before any interpretation: the raw objects of the kinds we watch, kept by
+// namespace/name. Both sources (Kubernetes informers, a manifests folder) fill an ObjectStore;
+// src/model turns a snapshot of it into the normalized model.
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+
+export type Kind = 'Service' | 'EndpointSlice' | 'Node';
+
+export interface KindMap {
+  Service: V1Service;
+  EndpointSlice: V1EndpointSlice;
+  Node: V1Node;
+}
+
+export interface Snapshot {
+  services: ReadonlyMap<string, V1Service>;
+  endpointSlices: ReadonlyMap<string, V1EndpointSlice>;
+  nodes: ReadonlyMap<string, V1Node>;
+}
+
+/** namespace/name, or name for cluster-scoped objects */
+export function objectKey(obj: { metadata?: { namespace?: string; name?: string } }): string {
+  const ns = obj.metadata?.namespace;
+  const name = obj.metadata?.name ?? '';
+  return ns ? `${ns}/${name}` : name;
+}
+
+export type StoreListener = (kind: Kind, key: string) => void;
+
+/** Holds the latest version of each object; tells listeners what changed (level-triggered: the reader re-reads). */
+export class ObjectStore {
+  readonly #maps: { [K in Kind]: Map<string, KindMap[K]> } = {
+    Service: new Map(), EndpointSlice: new Map(), Node: new Map(),
+  };
+  readonly #listeners = new Set<StoreListener>();
+
+  upsert<K extends Kind>(kind: K, obj: KindMap[K]): void {
+    const key = objectKey(obj);
+    this.#maps[kind].set(key, obj);
+    this.#emit(kind, key);
+  }
+
+  delete(kind: Kind, key: string): void {
+    if (this.#maps[kind].delete(key)) this.#emit(kind, key);
+  }
+
+  /** Replaces every object of a kind (a relist): objects not in objs are removed. */
+  replace<K extends Kind>(kind: K, objs: Iterable<KindMap[K]>): void {
+    const next = new Map<string, KindMap[K]>();
+    for (const o of objs) next.set(objectKey(o), o);
+    const map = this.#maps[kind];
+    const changed = new Set<string>();
+    for (const key of map.keys()) if (!next.has(key)) changed.add(key);
+    for (const [key, o] of next) if (map.get(key) !== o) changed.add(key);
+    map.clear();
+    for (const [key, o] of next) map.set(key, o);
+    for (const key of changed) this.#emit(kind, key);
+  }
+
+  get<K extends Kind>(kind: K, key: string): KindMap[K] | undefined {
+    return this.#maps[kind].get(key);
+  }
+
+  snapshot(): Snapshot {
+    return {
+      services: new Map(this.#maps.Service),
+      endpointSlices: new Map(this.#maps.EndpointSlice),
+      nodes: new Map(this.#maps.Node),
+    };
+  }
+
+  onChange(listener: StoreListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(kind: Kind, key: string): void {
+    for (const l of this.#listeners) l(kind, key);
+  }
+}
+
+/** A source fills a store and keeps it current until stopped. Errors are reported, never thrown at the agent. */
+export interface Source {
+  readonly store: ObjectStore;
+  /** resolves once the first full list of every kind is in the store */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}

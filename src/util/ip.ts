@@ -1,0 +1,122 @@
+// IP address helpers shared by every stage. The data plane keeps every address in 16 bytes: IPv6 as is,
+// IPv4 as an IPv4-mapped IPv6 address (::ffff:a.b.c.d), so one map and one code path serve both families.
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type Family = 4 | 6;
+
+export function ipFamily(address: string): Family | 0 {
+  return isIPv4(address) ? 4 : isIPv6(address) ? 6 : 0;
+}
+
+/** Parses an address into its 16-byte data-plane form; throws on anything that is not an IP address. */
+export function ipTo16(address: string): Uint8Array {
+  const out = new Uint8Array(16);
+  if (isIPv4(address)) {
+    out[10] = 0xff;
+    out[11] = 0xff;
+    address.split('.').forEach((p, i) => { out[12 + i] = Number(p); });
+    return out;
+  }
+  if (!isIPv6(address)) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+  let text = address;
+  const zone = text.indexOf('%');
+  if (zone >= 0) text = text.slice(0, zone);
+  // an embedded IPv4 tail (::ffff:1.2.3.4) becomes two groups
+  const v4 = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4) {
+    const b = v4[1]!.split('.').map(Number);
+    text = text.slice(0, -v4[1]!.length) + ((b[0]! << 8) | b[1]!).toString(16) + ':' + ((b[2]! << 8) | b[3]!).toString(16);
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - t.length).fill('0'), ...t];
+  groups.forEach((g, i) => {
+    const v = parseInt(g, 16);
+    out[i * 2] = v >> 8;
+    out[i * 2 + 1] = v & 0xff;
+  });
+  return out;
+}
+
+export function isV4Mapped(b: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
+  return b[10] === 0xff && b[11] === 0xff;
+}
+
+/** The canonical text of a 16-byte data-plane address (IPv4-mapped ones print as IPv4). */
+export function ipFrom16(b: Uint8Array): string {
+  if (isV4Mapped(b)) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
+  // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on a tie
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(':');
+  return hex.slice(0, best).join(':') + '::' + hex.slice(best + bestLen).join(':');
+}
+
+/** The canonical text of an address (lower case, compressed IPv6); throws when it does not parse. */
+export function canonicalIp(address: string): string {
+  return ipFrom16(ipTo16(address));
+}
+
+/** Orders IPv4 before IPv6, then numerically. */
+export function compareAddresses(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = ipTo16(a), y = ipTo16(b);
+  const fx = isV4Mapped(x) ? 0 : 1, fy = isV4Mapped(y) ? 0 : 1;
+  if (fx !== fy) return fx - fy;
+  for (let i = 0; i < 16; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return 0;
+}
+
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: Family;
+}
+
+/** Parses "a.b.c.d/n" or "x::/n" (a bare address is a host route); throws with the reason. */
+export function parseCidr(text: string): Cidr {
+  const slash = text.indexOf('/');
+  const addr = slash < 0 ? text : text.slice(0, slash);
+  const family = ipFamily(addr);
+  if (!family) throw new Error(`not a CIDR: ${JSON.stringify(text)}`);
+  const max = family === 4 ? 32 : 128;
+  const prefix = slash < 0 ? max : Number(text.slice(slash + 1));
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (slash >= 0 && !/^\d+$/.test(text.slice(slash + 1)))) {
+    throw new Error(`bad prefix length in CIDR ${JSON.stringify(text)}`);
+  }
+  // mask host bits so that equal networks compare equal
+  const b = ipTo16(addr);
+  const bits = (family === 4 ? 96 : 0) + prefix;
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, bits - i * 8));
+    b[i] = b[i]! & ((0xff << (8 - keep)) & 0xff);
+  }
+  return { address: ipFrom16(b), prefix, family };
+}
+
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  if (ipFamily(address) !== cidr.family) return false;
+  const a = ipTo16(address), n = ipTo16(cidr.address);
+  const bits = (cidr.family === 4 ? 96 : 0) + cidr.prefix;
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, bits - i * 8));
+    const mask = (0xff << (8 - keep)) & 0xff;
+    if ((a[i]! & mask) !== (n[i]! & mask)) return false;
+  }
+  return true;
+}
+
+export function formatCidr(c: Cidr): string {
+  return `${c.address}/${c.prefix}`;
+}
