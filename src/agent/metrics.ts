@@ -1,0 +1,118 @@
+// Prometheus metrics: kube-proxy's sync metrics under their names (pkg/proxy/metrics) where they mean
+// the same thing, plus the data plane's own: map fill, datapath events by reason, per-frontend packets.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// kube-proxy's buckets for sync durations: exponential from 1 ms
+const syncBuckets = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
+// network programming latency spans seconds to minutes
+const programmingBuckets = [0.25, 0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+  21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 45, 50, 55, 60, 120, 180, 240,
+  300, 360, 420, 480, 540, 600];
+
+export interface FrontendStat {
+  service: string;
+  frontend: string;
+  packets: number;
+  bytes: number;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly syncDuration = new Histogram({
+    name: 'kubeproxy_sync_proxy_rules_duration_seconds',
+    help: 'SyncProxyRules latency in seconds',
+    buckets: syncBuckets, registers: [this.registry],
+  });
+  readonly networkProgramming = new Histogram({
+    name: 'kubeproxy_network_programming_duration_seconds',
+    help: 'In Cluster Network Programming Latency in seconds',
+    buckets: programmingBuckets, registers: [this.registry],
+  });
+  readonly lastSync = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
+    help: 'The last time proxy rules were successfully synced',
+    registers: [this.registry],
+  });
+  readonly lastQueued = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds',
+    help: 'The last time a sync of proxy rules was queued',
+    registers: [this.registry],
+  });
+  readonly serviceChanges = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_service_changes_total',
+    help: 'Cumulative proxy rules Service changes', registers: [this.registry],
+  });
+  readonly endpointChanges = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total',
+    help: 'Cumulative proxy rules Endpoint changes', registers: [this.registry],
+  });
+  readonly healthzTotal = new Counter({
+    name: 'kubeproxy_proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status',
+    labelNames: ['code'], registers: [this.registry],
+  });
+  readonly livezTotal = new Counter({
+    name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status',
+    labelNames: ['code'], registers: [this.registry],
+  });
+  readonly syncErrors = new Counter({
+    name: 'kubebpfproxy_sync_errors_total', help: 'Syncs that failed and were retried',
+    registers: [this.registry],
+  });
+  readonly rejectedObjects = new Gauge({
+    name: 'kubebpfproxy_rejected_objects', help: 'Services and EndpointSlices rejected as malformed in the last sync',
+    registers: [this.registry],
+  });
+  readonly frontends = new Gauge({
+    name: 'kubebpfproxy_frontends', help: 'Frontend entries this node answers', registers: [this.registry],
+  });
+  readonly mapEntries = new Gauge({
+    name: 'kubebpfproxy_bpf_map_entries', help: 'Entries held by each BPF map',
+    labelNames: ['map'], registers: [this.registry],
+  });
+  readonly mapCapacity = new Gauge({
+    name: 'kubebpfproxy_bpf_map_capacity', help: 'max_entries of each BPF map',
+    labelNames: ['map'], registers: [this.registry],
+  });
+  readonly mapPressure = new Gauge({
+    name: 'kubebpfproxy_bpf_map_pressure', help: 'Fill level of each BPF map, 0..1 (as Cilium\'s map pressure)',
+    labelNames: ['map'], registers: [this.registry],
+  });
+  readonly datapathEvents = new Gauge({
+    name: 'kubebpfproxy_datapath_events_total',
+    help: 'Data plane packets by outcome and drop reason, summed over CPUs (a counter read from the kernel)',
+    labelNames: ['reason'], registers: [this.registry],
+  });
+  readonly frontendPackets = new Gauge({
+    name: 'kubebpfproxy_frontend_packets_total', help: 'Packets translated per frontend (a counter read from the kernel)',
+    labelNames: ['service', 'frontend'], registers: [this.registry],
+  });
+  readonly frontendBytes = new Gauge({
+    name: 'kubebpfproxy_frontend_bytes_total', help: 'Bytes translated per frontend (a counter read from the kernel)',
+    labelNames: ['service', 'frontend'], registers: [this.registry],
+  });
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  setMaps(maps: Array<{ name: string; entries: number; capacity: number }>): void {
+    for (const m of maps) {
+      this.mapEntries.set({ map: m.name }, m.entries);
+      this.mapCapacity.set({ map: m.name }, m.capacity);
+      this.mapPressure.set({ map: m.name }, m.capacity > 0 ? m.entries / m.capacity : 0);
+    }
+  }
+
+  setDatapathEvents(stats: Record<string, number>): void {
+    for (const [reason, n] of Object.entries(stats)) this.datapathEvents.set({ reason }, n);
+  }
+
+  setFrontendStats(stats: FrontendStat[]): void {
+    this.frontendPackets.reset();
+    this.frontendBytes.reset();
+    for (const s of stats) {
+      this.frontendPackets.set({ service: s.service, frontend: s.frontend }, s.packets);
+      this.frontendBytes.set({ service: s.service, frontend: s.frontend }, s.bytes);
+    }
+  }
+}

@@ -1,0 +1,187 @@
+// A bounded-frequency runner, after kube-proxy's async.BoundedFrequencyRunner: run() asks for a sync;
+// syncs happen at most once per minInterval (bursts coalesce into one), at least once per maxInterval
+// (periodic resync), and a failed sync is retried with exponential backoff. The clock and timers are
+// injected so tests are instant and deterministic.
+
+export interface Timers {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref?.();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface RunnerOptions {
+  /** no two syncs start closer than this (kube-proxy minSyncPeriod, default 1 s) */
+  minIntervalMs: number;
+  /** a sync runs at least this often even with no change (kube-proxy syncPeriod) */
+  maxIntervalMs: number;
+  /** first retry delay after a failed sync; doubles up to maxRetryMs */
+  retryMs?: number;
+  maxRetryMs?: number;
+  timers?: Timers;
+  /** called with every sync's outcome */
+  onResult?: (result: { ok: boolean; error?: unknown; durationMs: number; attempt: number }) => void;
+}
+
+export class BoundedFrequencyRunner {
+  readonly #fn: () => Promise<void> | void;
+  readonly #opts: Required<Omit<RunnerOptions, 'onResult'>> & Pick<RunnerOptions, 'onResult'>;
+  #timer: unknown;
+  #timerAt = Infinity;
+  #lastStart = -Infinity;
+  #running = false;
+  #pending = false;
+  #stopped = true;
+  #failures = 0;
+  #idle: Array<() => void> = [];
+
+  constructor(fn: () => Promise<void> | void, opts: RunnerOptions) {
+    if (!(opts.minIntervalMs >= 0) || !(opts.maxIntervalMs > 0) || opts.maxIntervalMs < opts.minIntervalMs) {
+      throw new RangeError(`runner intervals: need 0 <= minIntervalMs <= maxIntervalMs, got ${opts.minIntervalMs}, ${opts.maxIntervalMs}`);
+    }
+    this.#fn = fn;
+    this.#opts = {
+      retryMs: 1000, maxRetryMs: 30_000, timers: realTimers, ...opts,
+    };
+  }
+
+  /** Starts the loop: the first sync runs at once. */
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.run();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#clear();
+  }
+
+  /** Asks for a sync as soon as minInterval allows; several calls before it starts coalesce. */
+  run(): void {
+    if (this.#stopped) return;
+    this.#pending = true;
+    if (this.#running) return;
+    // while backing off after a failure, the retry timer decides
+    if (this.#failures > 0 && this.#timer !== undefined) return;
+    const due = Math.max(this.#lastStart + this.#opts.minIntervalMs, this.#opts.timers.now());
+    this.#schedule(due);
+  }
+
+  /** Resolves when no sync is running or pending (tests; graceful shutdown). */
+  whenIdle(): Promise<void> {
+    if (!this.#running && !this.#pending) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  get failures(): number {
+    return this.#failures;
+  }
+
+  #schedule(at: number): void {
+    if (this.#timer !== undefined && this.#timerAt <= at) return;
+    this.#clear();
+    this.#timerAt = at;
+    this.#timer = this.#opts.timers.setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      void this.#tick();
+    }, Math.max(0, at - this.#opts.timers.now()));
+  }
+
+  #clear(): void {
+    if (this.#timer !== undefined) this.#opts.timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#stopped || this.#running) return;
+    this.#running = true;
+    this.#pending = false;
+    const t = this.#opts.timers;
+    this.#lastStart = t.now();
+    let ok = true;
+    let error: unknown;
+    try {
+      await this.#fn();
+    } catch (e) {
+      ok = false;
+      error = e;
+    }
+    const durationMs = t.now() - this.#lastStart;
+    this.#running = false;
+    this.#failures = ok ? 0 : this.#failures + 1;
+    this.#opts.onResult?.({ ok, error, durationMs, attempt: this.#failures });
+    if (this.#stopped) return this.#drainIdle();
+    if (!ok) {
+      const delay = Math.min(this.#opts.retryMs * 2 ** (this.#failures - 1), this.#opts.maxRetryMs);
+      this.#pending = true;
+      this.#clear();
+      this.#schedule(t.now() + Math.max(delay, this.#opts.minIntervalMs));
+      return;
+    }
+    if (this.#pending) {
+      this.#schedule(Math.max(this.#lastStart + this.#opts.minIntervalMs, t.now()));
+    } else {
+      this.#schedule(this.#lastStart + this.#opts.maxIntervalMs);
+      this.#drainIdle();
+    }
+  }
+
+  #drainIdle(): void {
+    const idle = this.#idle;
+    this.#idle = [];
+    for (const r of idle) r();
+  }
+}
+
+/** Manual timers for tests: advance() fires due callbacks in time order. */
+export class FakeTimers implements Timers {
+  #now = 0;
+  #seq = 0;
+  readonly #queue = new Map<number, { at: number; fn: () => void }>();
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#seq;
+    this.#queue.set(id, { at: this.#now + ms, fn });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#queue.delete(handle as number);
+  }
+
+  get pending(): number {
+    return this.#queue.size;
+  }
+
+  /** Moves the clock forward by ms, running each due callback (and awaiting the microtasks it starts). */
+  async advance(ms: number): Promise<void> {
+    const end = this.#now + ms;
+    for (;;) {
+      let next: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.#queue) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
+      if (!next) break;
+      this.#queue.delete(next[0]);
+      this.#now = next[1].at;
+      next[1].fn();
+      for (let i = 0; i < 20; i++) await Promise.resolve();
+    }
+    this.#now = end;
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+  }
+}

@@ -1,0 +1,101 @@
+import test from 'ava';
+import { createServer, request } from 'node:http';
+import { ProxyHealth, ServiceHealthServers, close, listen, parseBindAddress } from '../../src/agent/health.js';
+import { Metrics } from '../../src/agent/metrics.js';
+
+function get(port: number, path: string): Promise<{ code: number; body: any; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
+      let data = '';
+      res.on('data', (c) => { data += c; });
+      res.on('end', () => resolve({ code: res.statusCode!, body: data.startsWith('{') ? JSON.parse(data) : data, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+test('healthz: healthy at start, 503 once a queued change waits longer than the timeout, 200 after a sync', async (t) => {
+  let now = 1_000_000;
+  const h = new ProxyHealth({ healthTimeoutMs: 60_000, now: () => now });
+  const server = createServer((req, res) => h.handle(req, res));
+  const { port } = await listen(server, '127.0.0.1', 0);
+  t.teardown(() => close(server));
+
+  t.is((await get(port, '/healthz')).code, 200);
+  h.queued();
+  now += 59_000;
+  t.is((await get(port, '/healthz')).code, 200);
+  now += 2000;
+  const late = await get(port, '/healthz');
+  t.is(late.code, 503);
+  t.is((await get(port, '/livez')).code, 503);
+  h.updated();
+  const ok = await get(port, '/healthz');
+  t.is(ok.code, 200);
+  t.is(ok.body.nodeEligible, true);
+  t.is(ok.body.currentTime, new Date(now).toISOString());
+  t.is((await get(port, '/other')).code, 404);
+});
+
+test('healthz is 503 but livez 200 on a node tainted for deletion', async (t) => {
+  const h = new ProxyHealth({ healthTimeoutMs: 1000 });
+  const server = createServer((req, res) => h.handle(req, res));
+  const { port } = await listen(server, '127.0.0.1', 0);
+  t.teardown(() => close(server));
+  h.syncNode({ metadata: { name: 'n1' }, spec: { taints: [{ key: 'ToBeDeletedByClusterAutoscaler', effect: 'NoSchedule' }] } });
+  const hz = await get(port, '/healthz');
+  t.is(hz.code, 503);
+  t.is(hz.body.nodeEligible, false);
+  t.is((await get(port, '/livez')).code, 200);
+  h.syncNode({ metadata: { name: 'n1' }, spec: {} });
+  t.is((await get(port, '/healthz')).code, 200);
+});
+
+test('healthCheckNodePort servers: 200 with the local endpoint count, 503 with none, closed when gone', async (t) => {
+  const servers = new ServiceHealthServers({ host: '127.0.0.1' });
+  t.teardown(() => servers.closeAll());
+  // find two free ports
+  const probe = createServer();
+  const a = (await listen(probe, '127.0.0.1', 0)).port;
+  await close(probe);
+  const probe2 = createServer();
+  const b = (await listen(probe2, '127.0.0.1', 0)).port;
+  await close(probe2);
+
+  await servers.sync(new Map([
+    [a, { namespace: 'default', name: 'web', localEndpoints: 2 }],
+    [b, { namespace: 'default', name: 'db', localEndpoints: 0 }],
+  ]));
+  const ra = await get(a, '/');
+  t.is(ra.code, 200);
+  t.deepEqual(ra.body, { service: { namespace: 'default', name: 'web' }, localEndpoints: 2, serviceProxyHealthy: true });
+  t.is(ra.headers['x-load-balancing-endpoint-weight'], '2');
+  t.is((await get(b, '/')).code, 503);
+
+  await servers.sync(new Map([[b, { namespace: 'default', name: 'db', localEndpoints: 1 }]]));
+  t.deepEqual(servers.ports(), [b]);
+  t.is((await get(b, '/')).code, 200);
+  await t.throwsAsync(get(a, '/'));
+});
+
+test('bind addresses parse as kube-proxy writes them', (t) => {
+  t.deepEqual(parseBindAddress('0.0.0.0:10256', 'x'), { host: '0.0.0.0', port: 10256 });
+  t.deepEqual(parseBindAddress('[::1]:10249', 'x'), { host: '::1', port: 10249 });
+  t.deepEqual(parseBindAddress(':10249', 'x'), { host: '0.0.0.0', port: 10249 });
+  t.is(parseBindAddress('', 'x'), undefined);
+  t.throws(() => parseBindAddress('10249', '--metrics-bind-address'), { message: /--metrics-bind-address/ });
+});
+
+test('metrics expose kube-proxy names and map pressure', async (t) => {
+  const m = new Metrics({ processMetrics: false });
+  m.syncDuration.observe(0.004);
+  m.setMaps([{ name: 'lb_ct', entries: 256, capacity: 1024 }]);
+  m.setDatapathEvents({ REJECT_NO_BACKEND: 3 });
+  const text = await m.registry.metrics();
+  t.regex(text, /kubeproxy_sync_proxy_rules_duration_seconds_count 1/);
+  t.regex(text, /kubebpfproxy_bpf_map_pressure\{map="lb_ct"\} 0.25/);
+  t.regex(text, /kubebpfproxy_datapath_events_total\{reason="REJECT_NO_BACKEND"\} 3/);
+  t.regex(text, /kubeproxy_network_programming_duration_seconds_bucket/);
+});

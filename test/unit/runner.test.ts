@@ -1,0 +1,83 @@
+import test from 'ava';
+import { BoundedFrequencyRunner, FakeTimers } from '../../src/reconcile/runner.js';
+
+function setup(fail: (n: number) => boolean = () => false) {
+  const timers = new FakeTimers();
+  const starts: number[] = [];
+  const runner = new BoundedFrequencyRunner(() => {
+    starts.push(timers.now());
+    if (fail(starts.length)) throw new Error(`sync ${starts.length} failed`);
+  }, { minIntervalMs: 1000, maxIntervalMs: 60_000, retryMs: 500, maxRetryMs: 4000, timers });
+  return { timers, starts, runner };
+}
+
+test('first sync runs at once, then a burst of changes coalesces into one sync after minInterval', async (t) => {
+  const { timers, starts, runner } = setup();
+  runner.start();
+  await timers.advance(0);
+  t.deepEqual(starts, [0]);
+  for (let i = 0; i < 50; i++) runner.run();
+  await timers.advance(999);
+  t.deepEqual(starts, [0]);
+  await timers.advance(1);
+  t.deepEqual(starts, [0, 1000]);
+  runner.stop();
+});
+
+test('a change long after the last sync runs at once', async (t) => {
+  const { timers, starts, runner } = setup();
+  runner.start();
+  await timers.advance(5000);
+  runner.run();
+  await timers.advance(0);
+  t.deepEqual(starts, [0, 5000]);
+  runner.stop();
+});
+
+test('periodic resync every maxInterval without changes', async (t) => {
+  const { timers, starts, runner } = setup();
+  runner.start();
+  await timers.advance(180_000);
+  t.deepEqual(starts, [0, 60_000, 120_000, 180_000]);
+  runner.stop();
+  t.is(timers.pending, 0);
+});
+
+test('a failed sync is retried with exponential backoff, capped, and succeeds later', async (t) => {
+  const { timers, starts, runner } = setup((n) => n <= 5);
+  runner.start();
+  await timers.advance(0);
+  // retries after 1000 (min interval > 500), 1000, 2000, 4000, 4000 (cap)
+  await timers.advance(20_000);
+  t.deepEqual(starts.slice(0, 6), [0, 1000, 2000, 4000, 8000, 12_000]);
+  t.is(runner.failures, 0);
+  runner.run();
+  await timers.advance(1000);
+  t.is(starts.length, 7);
+  runner.stop();
+});
+
+test('run() during a sync schedules exactly one more', async (t) => {
+  const timers = new FakeTimers();
+  const starts: number[] = [];
+  let release!: () => void;
+  const runner = new BoundedFrequencyRunner(async () => {
+    starts.push(timers.now());
+    if (starts.length === 1) await new Promise<void>((r) => { release = r; });
+  }, { minIntervalMs: 100, maxIntervalMs: 10_000, timers });
+  runner.start();
+  await timers.advance(0);
+  runner.run();
+  runner.run();
+  await timers.advance(500);
+  t.is(starts.length, 1);
+  release();
+  await timers.advance(0);
+  await timers.advance(100);
+  t.deepEqual(starts, [0, 500]);
+  runner.stop();
+});
+
+test('bad intervals are refused with a message', (t) => {
+  t.throws(() => new BoundedFrequencyRunner(() => {}, { minIntervalMs: 10, maxIntervalMs: 5 }), { message: /minIntervalMs/ });
+});
