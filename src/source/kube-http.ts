@@ -1,0 +1,142 @@
+// The LIST half of the informers and the kubeconfig checks. client-node's generated API clients would
+// deserialize list items into class instances (Date fields and all) while watch events stay plain JSON;
+// we list with a plain GET so every object in the store has the same shape, which is also the shape
+// the manifests source produces from YAML. The same kubeconfig options (TLS, tokens, exec plugins,
+// proxies) are applied as for the watch, through KubeConfig.applyToHTTPSOptions.
+import http from 'node:http';
+import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KbpError } from '../util/errors.js';
+
+/** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
+export class ApiError extends Error {
+  readonly statusCode: number;
+  readonly reason: string;
+  constructor(what: string, statusCode: number, reason: string, message: string) {
+    super(`${what}: HTTP ${statusCode} ${reason}${message ? `: ${message}` : ''}`);
+    this.name = 'ApiError';
+    this.statusCode = statusCode;
+    this.reason = reason;
+  }
+}
+
+/** One short phrase for a log's `reason` field, from any error the list, the watch or node-fetch produce. */
+export function errorReason(err: unknown): string {
+  if (err instanceof ApiError) return `${err.statusCode} ${err.reason}`;
+  if (err && typeof err === 'object') {
+    const e = err as { statusCode?: unknown; code?: unknown; message?: unknown; name?: unknown };
+    if (typeof e.statusCode === 'number') return `${e.statusCode} ${typeof e.message === 'string' ? e.message : ''}`.trim();
+    if (typeof e.code === 'string') return e.code;
+    if (typeof e.message === 'string' && e.message) return e.message;
+    if (typeof e.name === 'string') return e.name;
+  }
+  return String(err);
+}
+
+/**
+ * Loads --kubeconfig FILE, or the in-cluster service account config when no file is given, and checks
+ * what would otherwise only fail on the first request (and then on every retry).
+ */
+export function loadKubeConfig(file?: string): KubeConfig {
+  const kc = new KubeConfig();
+  const where = file === undefined ? 'in-cluster config' : `kubeconfig ${file}`;
+  if (file !== undefined) {
+    try {
+      kc.loadFromFile(file);
+    } catch (err) {
+      throw new KbpError('KBP_ERR_CONFIG', `${where}: cannot load: ${(err as Error).message}`, { cause: err });
+    }
+  } else {
+    if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
+      throw new KbpError('KBP_ERR_CONFIG',
+        'no --kubeconfig given and not running in a cluster (KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT are unset)');
+    }
+    kc.loadFromCluster();
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) {
+    throw new KbpError('KBP_ERR_CONFIG', `${where}: no cluster for the current context ${JSON.stringify(kc.getCurrentContext())}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(cluster.server);
+  } catch (err) {
+    throw new KbpError('KBP_ERR_CONFIG', `${where}: cluster ${cluster.name}: server ${JSON.stringify(cluster.server)} is not a URL`, { cause: err });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new KbpError('KBP_ERR_CONFIG', `${where}: cluster ${cluster.name}: server ${cluster.server} is neither http nor https`);
+  }
+  if (url.protocol === 'http:' && !cluster.skipTLSVerify) {
+    // client-node throws on every request in this case; say it once, with the fix
+    throw new KbpError('KBP_ERR_CONFIG',
+      `${where}: cluster ${cluster.name}: server ${cluster.server} is plain http, which client-node only accepts with insecure-skip-tls-verify: true`);
+  }
+  return kc;
+}
+
+export interface ListResult<T> { resourceVersion: string; items: T[] }
+
+/** GET a list (all namespaces); rejects with ApiError on a non-200 answer. */
+export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: string,
+  opts: { signal: AbortSignal; timeoutMs: number }): Promise<ListResult<T>> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new KbpError('KBP_ERR_CONFIG', 'kubeconfig has no current cluster');
+  // string concatenation as client-node's Watch does, so a server URL with a path prefix works the same
+  const url = new URL(cluster.server + apiPath);
+  const reqOpts: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(reqOpts);
+  const agent = reqOpts.agent;
+  try {
+    const { status, body } = await get(url, {
+      ...reqOpts, method: 'GET', headers: { ...reqOpts.headers, Accept: 'application/json' },
+      signal: opts.signal, timeout: opts.timeoutMs,
+    });
+    if (status !== 200) {
+      const st = parseStatus(body);
+      throw new ApiError(`list ${what}`, status, st.reason ?? http.STATUS_CODES[status] ?? 'Error', st.message ?? '');
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer is not JSON: ${(err as Error).message}`, { cause: err });
+    }
+    const list = parsed as { metadata?: { resourceVersion?: unknown }; items?: unknown };
+    if (!Array.isArray(list.items)) throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no items array`);
+    const rv = list.metadata?.resourceVersion;
+    if (typeof rv !== 'string' || rv === '') {
+      throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no metadata.resourceVersion, so no watch can follow it`);
+    }
+    return { resourceVersion: rv, items: list.items as T[] };
+  } finally {
+    // client-node makes a fresh agent per request; ours must not keep sockets (or the process) alive
+    if (agent && typeof (agent as http.Agent).destroy === 'function') (agent as http.Agent).destroy();
+  }
+}
+
+function get(url: URL, options: https.RequestOptions): Promise<{ status: number; body: Buffer }> {
+  const mod = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(url, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${options.timeout} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function parseStatus(body: Buffer): { reason?: string; message?: string } {
+  try {
+    const s = JSON.parse(body.toString('utf8')) as { reason?: unknown; message?: unknown };
+    return {
+      ...(typeof s.reason === 'string' ? { reason: s.reason } : {}),
+      ...(typeof s.message === 'string' ? { message: s.message } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
