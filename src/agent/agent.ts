@@ -1,0 +1,202 @@
+// The agent: source -> compile -> plan -> diff -> data plane, behind a bounded-frequency runner, with
+// kube-proxy's health and metrics. Level-triggered: every sync recompiles the whole snapshot (compile
+// is cheap) and writes only the diff against what the data plane holds.
+import type { V1Service } from '@kubernetes/client-node';
+import { compile, type CompileOptions } from '../compile/compile.js';
+import type { NodeState } from '../model/compiled.js';
+import { buildPlan } from '../plan/plan.js';
+import { diffPlans } from '../plan/diff.js';
+import type { Plan } from '../plan/types.js';
+import type { Dataplane } from '../dataplane/types.js';
+import type { Snapshot, Source } from '../source/types.js';
+import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
+import { ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
+import { Metrics } from './metrics.js';
+import type { Logger } from '../util/log.js';
+import { silentLogger } from '../util/log.js';
+
+export interface AgentOptions {
+  compile: CompileOptions;
+  /** Maglev seed, the same on every node */
+  seed: number;
+  minSyncMs: number;
+  syncPeriodMs: number;
+  /** how often devices are rescanned and kernel counters read */
+  housekeepingMs?: number;
+  timers?: Timers;
+}
+
+export class Agent {
+  readonly metrics: Metrics;
+  readonly health: ProxyHealth;
+  readonly serviceHealth: ServiceHealthServers;
+  readonly #source: Source;
+  readonly #dp: Dataplane;
+  readonly #opts: AgentOptions;
+  readonly #log: Logger;
+  readonly #runner: BoundedFrequencyRunner;
+  #current: Plan | undefined;
+  #state: NodeState | undefined;
+  /** when each not-yet-synced change arrived (network programming latency), oldest first */
+  #pendingSince: number[] = [];
+  #unsubscribe?: () => void;
+  #housekeeping?: NodeJS.Timeout;
+  #syncs = 0;
+
+  constructor(deps: { source: Source; dataplane: Dataplane; log?: Logger; metrics?: Metrics; serviceHealth?: ServiceHealthServers },
+    opts: AgentOptions) {
+    this.#source = deps.source;
+    this.#dp = deps.dataplane;
+    this.#opts = opts;
+    this.#log = deps.log ?? silentLogger;
+    this.metrics = deps.metrics ?? new Metrics();
+    // kube-proxy: healthz fails when a queued change waits more than 2 x syncPeriod
+    this.health = new ProxyHealth({ healthTimeoutMs: 2 * opts.syncPeriodMs });
+    this.health.onProbe = (path, code) => (path === '/healthz' ? this.metrics.healthzTotal : this.metrics.livezTotal).inc({ code: String(code) });
+    this.serviceHealth = deps.serviceHealth ?? new ServiceHealthServers({ log: this.#log, proxyHealthy: () => this.health.healthy() });
+    this.#runner = new BoundedFrequencyRunner(() => this.sync(), {
+      minIntervalMs: opts.minSyncMs,
+      maxIntervalMs: opts.syncPeriodMs,
+      timers: opts.timers ?? realTimers,
+      onResult: (r) => {
+        if (!r.ok) {
+          this.metrics.syncErrors.inc();
+          this.#log.error({ err: r.error, attempt: r.attempt }, 'sync failed; retrying with backoff');
+        }
+      },
+    });
+  }
+
+  /** the plan the data plane holds after the last successful sync */
+  get plan(): Plan | undefined {
+    return this.#current;
+  }
+
+  get state(): NodeState | undefined {
+    return this.#state;
+  }
+
+  get syncs(): number {
+    return this.#syncs;
+  }
+
+  async start(): Promise<void> {
+    await this.#dp.init();
+    // graceful restart: reuse the ids the kernel holds, so no flow's backend or frontend id changes
+    this.#current = await this.#dp.readPlan();
+    if (this.#current) this.#log.info({ frontends: this.#current.frontends.size, backends: this.#current.backends.size }, 'restored state from the data plane');
+    this.#unsubscribe = this.#source.store.onChange((kind) => {
+      if (kind === 'Service') this.metrics.serviceChanges.inc();
+      else if (kind === 'EndpointSlice') this.metrics.endpointChanges.inc();
+      this.#pendingSince.push(Date.now());
+      this.health.queued();
+      this.metrics.lastQueued.set(Date.now() / 1000);
+      this.#runner.run();
+    });
+    await this.#source.start();
+    this.#runner.start();
+    const every = this.#opts.housekeepingMs ?? 10_000;
+    this.#housekeeping = setInterval(() => void this.#housekeep(), every);
+    this.#housekeeping.unref();
+  }
+
+  /** Resolves when every queued change has been synced (tests, shutdown). */
+  whenIdle(): Promise<void> {
+    return this.#runner.whenIdle();
+  }
+
+  requestSync(): void {
+    this.#runner.run();
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe?.();
+    this.#runner.stop();
+    if (this.#housekeeping) clearInterval(this.#housekeeping);
+    await this.#source.stop();
+    await this.serviceHealth.closeAll();
+    await this.#dp.close();
+  }
+
+  /** One sync: compile the snapshot, plan, diff against what the data plane holds, apply. */
+  async sync(): Promise<void> {
+    const started = performance.now();
+    const changesCovered = this.#pendingSince.length;
+    const snapshot = this.#source.store.snapshot();
+    const { state, errors } = compile(snapshot, this.#opts.compile);
+    for (const e of errors) this.#log.warn({ object: `${e.kind} ${e.key}`, field: e.field }, e.message);
+    this.metrics.rejectedObjects.set(errors.length);
+    this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
+
+    const next = buildPlan(state, this.#current, { seed: this.#opts.seed });
+    const ops = diffPlans(this.#current, next);
+    if (ops.length) {
+      await this.#dp.apply(ops, next);
+      this.#log.debug({ ops: ops.length, frontends: next.frontends.size }, 'data plane updated');
+    }
+    this.#current = next;
+    this.#state = state;
+    this.#syncs++;
+
+    await this.serviceHealth.sync(healthCheckPorts(snapshot, this.#opts.compile.nodeName));
+
+    const now = Date.now();
+    for (const t of this.#pendingSince.splice(0, changesCovered)) this.metrics.networkProgramming.observe((now - t) / 1000);
+    this.health.updated();
+    this.metrics.syncDuration.observe((performance.now() - started) / 1000);
+    this.metrics.lastSync.set(now / 1000);
+    this.metrics.frontends.set(next.frontends.size);
+  }
+
+  async #housekeep(): Promise<void> {
+    try {
+      await this.#dp.syncDevices();
+      const s = await this.#dp.stats();
+      this.metrics.setMaps(s.maps);
+      this.metrics.setDatapathEvents(s.events);
+      const byId = new Map([...(this.#current?.frontends.values() ?? [])].map((f) => [f.id, f]));
+      this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {
+        const f = byId.get(id);
+        return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];
+      }));
+    } catch (e) {
+      this.#log.warn({ err: e }, 'housekeeping failed');
+    }
+  }
+}
+
+/**
+ * healthCheckNodePort servers wanted on this node: LoadBalancer Services with externalTrafficPolicy
+ * Local, each with its count of ready local endpoints (kube-proxy counts ready endpoints on this node).
+ */
+export function healthCheckPorts(snapshot: Snapshot, nodeName: string): Map<number, ServiceHealthInfo> {
+  const out = new Map<number, ServiceHealthInfo>();
+  const wanted = new Map<string, { svc: V1Service; port: number }>();
+  for (const [key, svc] of snapshot.services) {
+    const spec = svc.spec;
+    const port = spec?.healthCheckNodePort;
+    if (spec?.type !== 'LoadBalancer' || spec.externalTrafficPolicy !== 'Local') continue;
+    if (!Number.isInteger(port) || port! < 1 || port! > 65535) continue;
+    wanted.set(key, { svc, port: port! });
+  }
+  const local = new Map<string, Set<string>>();
+  for (const slice of snapshot.endpointSlices.values()) {
+    const svcName = slice.metadata?.labels?.['kubernetes.io/service-name'];
+    const ns = slice.metadata?.namespace ?? 'default';
+    if (!svcName || !wanted.has(`${ns}/${svcName}`)) continue;
+    for (const ep of slice.endpoints ?? []) {
+      if (ep.nodeName !== nodeName || ep.conditions?.ready === false) continue;
+      const set = local.get(`${ns}/${svcName}`) ?? new Set<string>();
+      for (const a of ep.addresses ?? []) set.add(a);
+      local.set(`${ns}/${svcName}`, set);
+    }
+  }
+  for (const [key, { svc, port }] of wanted) {
+    out.set(port, {
+      namespace: svc.metadata?.namespace ?? 'default',
+      name: svc.metadata?.name ?? '',
+      localEndpoints: local.get(key)?.size ?? 0,
+    });
+  }
+  return out;
+}

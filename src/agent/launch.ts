@@ -1,0 +1,136 @@
+// Builds and runs the agent from settings: the source, the data plane the mode selects, health and
+// metrics servers, and signal handling. SIGTERM/SIGINT stop the agent and leave the data plane in
+// place (a restart picks it up); `cleanup` is what removes it.
+import { createServer, type Server } from 'node:http';
+import type { AgentSettings } from './config.js';
+import { Agent } from './agent.js';
+import { Metrics } from './metrics.js';
+import { close, listen, parseBindAddress } from './health.js';
+import { ManifestsSource } from '../source/manifests.js';
+import { createKubeSource } from '../source/kube.js';
+import type { Source } from '../source/types.js';
+import type { Dataplane } from '../dataplane/types.js';
+import { KbpError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { canonicalIp } from '../util/ip.js';
+
+export function createSource(s: AgentSettings, log: Logger): Source {
+  if (s.manifests) {
+    return new ManifestsSource({ dir: s.manifests, logger: log.child({ source: 'manifests' }) });
+  }
+  return createKubeSource({ kubeconfig: s.kubeconfig, logger: log.child({ source: 'kubernetes' }), nodeName: s.nodeName });
+}
+
+/** Node addresses for device selection: --node-ip and the Node object's InternalIP/ExternalIP. */
+export function nodeAddresses(source: Source, s: AgentSettings): string[] {
+  const out = new Set<string>();
+  for (const a of s.nodeIPs) out.add(canonicalIp(a));
+  const node = source.store.get('Node', s.nodeName);
+  for (const a of node?.status?.addresses ?? []) {
+    if (a.type !== 'InternalIP' && a.type !== 'ExternalIP') continue;
+    try { out.add(canonicalIp(a.address)); } catch { /* a malformed address is compile's to report */ }
+  }
+  return [...out];
+}
+
+/**
+ * Picks the data plane for --mode. BPF is the only one built so far: auto uses it when it loads and
+ * otherwise fails with the reason, naming what IPVS and nftables would need.
+ */
+export async function createDataplane(s: AgentSettings, source: Source, log: Logger): Promise<Dataplane> {
+  if (s.mode === 'ipvs' || s.mode === 'nftables') {
+    throw new KbpError('KBP_ERR_CONFIG', `--mode ${s.mode}: the ${s.mode} data plane is not part of this build yet; use --mode bpf or auto`);
+  }
+  const { nativeAvailable } = await import('../dataplane/bpf/native.js');
+  const native = nativeAvailable();
+  if (!native.ok) {
+    const why = `the BPF data plane cannot load: ${native.reason}`;
+    throw new KbpError(s.mode === 'auto' ? 'KBP_ERR_KERNEL_FEATURE' : 'KBP_ERR_KERNEL_FEATURE',
+      s.mode === 'auto' ? `--mode auto: ${why}; the IPVS and nftables fallbacks are not part of this build yet` : why);
+  }
+  const { BpfDataplane } = await import('../dataplane/bpf/dataplane.js');
+  if (s.mode === 'auto') log.info({ mode: 'bpf', reason: 'the BPF object loads on this kernel' }, 'data plane chosen');
+  return new BpfDataplane({
+    pinRoot: s.bpffs,
+    seed: s.seed,
+    socketLb: s.socketLb,
+    cgroup: s.cgroup,
+    devices: s.devices,
+    nodeAddresses: () => nodeAddresses(source, s),
+    log: log.child({ component: 'bpf' }),
+  });
+}
+
+export interface Running {
+  agent: Agent;
+  healthz?: Server;
+  metricsServer?: Server;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplane?: Dataplane; source?: Source } = {}): Promise<Running> {
+  for (const f of s.ignored) log.warn({ field: f }, 'KubeProxyConfiguration field has no meaning here; ignored');
+  const source = deps.source ?? createSource(s, log);
+  const dataplane = deps.dataplane ?? await createDataplane(s, source, log);
+  const metrics = new Metrics();
+  const agent = new Agent({ source, dataplane, log, metrics }, {
+    compile: {
+      nodeName: s.nodeName,
+      nodeIPs: s.nodeIPs,
+      nodePortAddresses: s.nodePortAddresses.length ? s.nodePortAddresses : undefined,
+      externalIPAllowCidrs: s.externalIPCidrs,
+      standalone: !!s.manifests,
+    },
+    seed: s.seed,
+    minSyncMs: s.minSyncMs,
+    syncPeriodMs: s.syncPeriodMs,
+  });
+
+  // health answers while the source is still listing (kube-proxy serves /healthz from the start)
+  const servers: Server[] = [];
+  const hz = parseBindAddress(s.healthzBindAddress, '--healthz-bind-address');
+  let healthz: Server | undefined;
+  if (hz) {
+    healthz = createServer((req, res) => agent.health.handle(req, res));
+    await listen(healthz, hz.host, hz.port).catch((e) => {
+      throw new KbpError('KBP_ERR_CONFIG', `--healthz-bind-address ${s.healthzBindAddress}: ${(e as Error).message}`, { cause: e });
+    });
+    servers.push(healthz);
+  }
+  const mz = parseBindAddress(s.metricsBindAddress, '--metrics-bind-address');
+  let metricsServer: Server | undefined;
+  if (mz) {
+    metricsServer = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        void metrics.registry.metrics().then((text) => {
+          res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text);
+        }, (e) => res.writeHead(500).end(String(e)));
+      } else if (path === '/healthz') {
+        res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    await listen(metricsServer, mz.host, mz.port).catch((e) => {
+      throw new KbpError('KBP_ERR_CONFIG', `--metrics-bind-address ${s.metricsBindAddress}: ${(e as Error).message}`, { cause: e });
+    });
+    servers.push(metricsServer);
+  }
+
+  try {
+    await agent.start();
+  } catch (e) {
+    for (const srv of servers) await close(srv);
+    throw e;
+  }
+  log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb }, 'agent running');
+  let stopped: Promise<void> | undefined;
+  return {
+    agent, healthz, metricsServer,
+    stop: () => (stopped ??= (async () => {
+      await agent.stop();
+      for (const srv of servers) await close(srv);
+    })()),
+  };
+}

@@ -1,0 +1,41 @@
+// `cleanup`: removes every program, map, pin, attachment and nftables rule the agent installed.
+import { resolve } from 'node:path';
+import { KbpError } from '../../util/errors.js';
+import { parseCommandArgs, type Command } from '../command.js';
+import { DEFAULTS } from '../../agent/config.js';
+
+const help = `Usage: kube-bpf-proxy cleanup [--bpffs PATH] [--mode auto|bpf]
+
+Removes what the agent of that pin root installed: tc, XDP and cgroup attachments (only where its
+programs are still the ones attached), every pinned program and map, its state file, and the
+nftables masquerade table of this network namespace. Safe to run twice.
+
+Options:
+  --bpffs PATH       pin root (default ${DEFAULTS.bpffs})
+  --mode auto|bpf
+  -h, --help
+`;
+
+export const command: Command = {
+  name: 'cleanup',
+  summary: 'remove everything the agent installed',
+  help,
+  async run(args, io) {
+    const { values } = parseCommandArgs('cleanup', args, {
+      bpffs: { type: 'string' },
+      mode: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (values.help) {
+      io.stdout(help);
+      return 0;
+    }
+    const mode = values.mode ?? 'auto';
+    if (mode !== 'auto' && mode !== 'bpf') throw new KbpError('KBP_ERR_USAGE', `cleanup: --mode ${mode}: only the BPF data plane is part of this build`);
+    const root = resolve(values.bpffs ?? DEFAULTS.bpffs);
+    const { cleanupDataplane } = await import('../../dataplane/bpf/dataplane.js');
+    const r = cleanupDataplane(root);
+    io.stdout(`cleanup ${root}: ${r.detached} attachments removed, ${r.unpinned} pins removed${r.nft ? ', nftables table removed' : ''}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,82 @@
+// `dump`: the live data-plane tables read back from the kernel, in the JSON of `compile -o json`
+// (-o json) or as a table in the manner of `ipvsadm -Ln`.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { KbpError } from '../../util/errors.js';
+import { toJson } from '../../model/canonical.js';
+import { planToCompiledState } from '../../dataplane/state.js';
+import type { Plan } from '../../plan/types.js';
+import { parseCommandArgs, type Command } from '../command.js';
+import { DEFAULTS } from '../../agent/config.js';
+
+const help = `Usage: kube-bpf-proxy dump [-o json] [--bpffs PATH] [--mode auto|bpf]
+
+Prints the live data-plane tables read back from the kernel: with -o json, the compiled-state JSON
+that \`compile -o json\` prints for the same state; else one block per frontend with its backends
+and packet counts, in the manner of \`ipvsadm -Ln\`.
+
+Options:
+  --bpffs PATH           pin root of the agent to read (default ${DEFAULTS.bpffs})
+  --mode auto|bpf        data plane to read (default auto)
+  -o, --output json|table
+  -h, --help
+`;
+
+function fmt(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+export function formatDumpTable(plan: Plan, stats: Map<number, { packets: number; bytes: number }>): string {
+  const lines = ['Prot LocalAddress:Port            Scope    Scheduler  Service', '  -> RemoteAddress:Port            State        Packets'];
+  const state = planToCompiledState(plan);
+  const byKey = new Map([...plan.frontends.values()].map((f) => [`${f.address}|${f.port}|${f.protocol}|${f.scope}`, f]));
+  for (const f of state.frontends) {
+    const pf = byKey.get(`${f.address}|${f.port}|${f.protocol}|${f.scope}`);
+    const sched = pf && pf.maglevM ? `mh(M=${pf.maglevM})` : 'reject';
+    const extra = [f.sessionAffinitySeconds ? `persistent ${f.sessionAffinitySeconds}` : '', f.sourceRanges.length ? `from ${f.sourceRanges.join(',')}` : ''].filter(Boolean).join(' ');
+    lines.push(`${f.protocol.padEnd(4)} ${fmt(f.address, f.port).padEnd(28)} ${f.scope.padEnd(8)} ${sched.padEnd(10)} ${f.service}${f.portName ? `:${f.portName}` : ''} ${f.type}${extra ? ` ${extra}` : ''}`);
+    const pk = pf ? stats.get(pf.id)?.packets ?? 0 : 0;
+    if (f.backends.length === 0) lines.push(`  (no backends: refused)                                 ${pk}`);
+    f.backends.forEach((b, i) => {
+      lines.push(`  -> ${fmt(b.address, b.port).padEnd(28)} ${(b.terminating ? 'terminating' : 'active').padEnd(12)} ${i === 0 ? pk : ''}`);
+    });
+  }
+  return lines.join('\n') + '\n';
+}
+
+export const command: Command = {
+  name: 'dump',
+  summary: 'print the live data-plane tables',
+  help,
+  async run(args, io) {
+    const { values } = parseCommandArgs('dump', args, {
+      bpffs: { type: 'string' },
+      mode: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (values.help) {
+      io.stdout(help);
+      return 0;
+    }
+    const output = values.output ?? 'table';
+    if (output !== 'json' && output !== 'table') throw new KbpError('KBP_ERR_USAGE', `dump: -o ${output}: expected json or table`);
+    const mode = values.mode ?? 'auto';
+    if (mode === 'ipvs' || mode === 'nftables') throw new KbpError('KBP_ERR_USAGE', `dump: --mode ${mode}: that data plane is not part of this build yet`);
+    if (mode !== 'auto' && mode !== 'bpf') throw new KbpError('KBP_ERR_USAGE', `dump: --mode ${mode}: expected auto or bpf`);
+    const root = resolve(values.bpffs ?? DEFAULTS.bpffs);
+    if (!existsSync(root)) {
+      throw new KbpError('KBP_ERR_DATAPLANE', `dump: nothing pinned at ${root}: is an agent running with --bpffs ${root}?`);
+    }
+    const { BpfMaps, StateStore } = await import('../../dataplane/bpf/maps.js');
+    const maps = BpfMaps.fromPins(root, StateStore.forPinRoot(root));
+    try {
+      const plan = maps.readPlan();
+      if (output === 'json') io.stdout(toJson(planToCompiledState(plan)));
+      else io.stdout(formatDumpTable(plan, maps.readFrontendStats()));
+    } finally {
+      maps.close();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,228 @@
+// The BPF data plane behind the Dataplane interface: loads the object with pinned maps (reusing what
+// an earlier agent left), attaches tc on every device of this network namespace and XDP on external
+// ones, the socket hooks on a cgroup, and the nftables masquerade rule that SNATs marked flows.
+import { execFileSync } from 'node:child_process';
+import type { Plan, PlanOp } from '../../plan/types.js';
+import type { Dataplane, DataplaneStats } from '../types.js';
+import type { Logger } from '../../util/log.js';
+import { silentLogger } from '../../util/log.js';
+import { KbpError } from '../../util/errors.js';
+import { canonicalIp } from '../../util/ip.js';
+import * as L from './layout.js';
+import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
+
+/** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
+export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
+  ['connect4', 'lb_sock_connect4'], ['connect6', 'lb_sock_connect6'],
+  ['sendmsg4', 'lb_sock_sendmsg4'], ['sendmsg6', 'lb_sock_sendmsg6'],
+  ['recvmsg4', 'lb_sock_recvmsg4'], ['recvmsg6', 'lb_sock_recvmsg6'],
+  ['getpeername4', 'lb_sock_getpeername4'], ['getpeername6', 'lb_sock_getpeername6'],
+];
+
+export const NFT_TABLE = 'kube-bpf-proxy';
+
+export interface BpfDataplaneOptions {
+  pinRoot: string;
+  seed: number;
+  socketLb: boolean;
+  cgroup: string;
+  /** external devices by name; default: the devices that hold one of nodeAddresses() */
+  devices?: string[];
+  /** this node's addresses (from its Node object and --node-ip), read at each device sync */
+  nodeAddresses: () => string[];
+  snatMark?: number;
+  /** XDP on external devices (default true); failures to attach are logged, tc still serves */
+  xdp?: boolean;
+  log?: Logger;
+  objectPath?: string;
+}
+
+export interface Link {
+  ifindex: number;
+  ifname: string;
+  addresses: string[];
+  up: boolean;
+}
+
+/** Devices of the current network namespace (ip -j addr: sysfs would show the mount's namespace). */
+export function listLinks(): Link[] {
+  let out: string;
+  try {
+    out = execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
+  }
+  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; flags?: string[]; operstate?: string; addr_info?: Array<{ local?: string }> }>;
+  return links.map((l) => ({
+    ifindex: l.ifindex,
+    ifname: l.ifname,
+    up: (l.flags ?? []).includes('UP'),
+    addresses: (l.addr_info ?? []).flatMap((a) => {
+      try { return a.local ? [canonicalIp(a.local)] : []; } catch { return []; }
+    }),
+  }));
+}
+
+function nft(script: string): void {
+  execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+}
+
+/** The masquerade rule for flows the BPF programs mark (external traffic to remote backends, hairpin). */
+export function installMasquerade(mark: number): void {
+  const m = `0x${(mark >>> 0).toString(16)}`;
+  const keep = `0x${(~mark >>> 0).toString(16)}`;
+  try {
+    // declare-then-flush makes this idempotent: a restart rewrites the same rule
+    nft(`table inet ${NFT_TABLE} {}\nflush table inet ${NFT_TABLE}\ntable inet ${NFT_TABLE} {\n` +
+      `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
+      `    meta mark & ${m} == ${m} meta mark set meta mark & ${keep} masquerade fully-random\n  }\n}\n`);
+  } catch (e) {
+    const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new KbpError('KBP_ERR_KERNEL_FEATURE', `installing the nftables masquerade rule failed (SNAT for external traffic and hairpin needs it): ${stderr || (e as Error).message}`, { cause: e });
+  }
+}
+
+export function removeMasquerade(): boolean {
+  try {
+    nft(`table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class BpfDataplane implements Dataplane {
+  readonly kind = 'bpf' as const;
+  readonly #opts: BpfDataplaneOptions;
+  readonly #log: Logger;
+  #loaded: Loaded | undefined;
+  /** ifindex -> flags we set in lb_devices */
+  #attached = new Map<number, { ifname: string; external: boolean }>();
+
+  constructor(opts: BpfDataplaneOptions) {
+    this.#opts = opts;
+    this.#log = opts.log ?? silentLogger;
+  }
+
+  get loaded(): Loaded {
+    if (!this.#loaded) throw new KbpError('KBP_ERR_INTERNAL', 'BPF data plane used before init()');
+    return this.#loaded;
+  }
+
+  async init(): Promise<void> {
+    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath });
+    this.#loaded = loaded;
+    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
+    const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
+    loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
+    installMasquerade(snatMark);
+    // devices known from an earlier run keep their programs until syncDevices() replaces them
+    for (const [ifindex, flags] of loaded.maps.devices()) {
+      this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0 });
+    }
+    await this.syncDevices(true);
+    this.#syncSocketHooks();
+  }
+
+  async readPlan(): Promise<Plan | undefined> {
+    const maps = this.loaded.maps;
+    return maps.isEmpty() ? undefined : maps.readPlan();
+  }
+
+  async apply(ops: PlanOp[]): Promise<void> {
+    this.loaded.maps.apply(ops);
+  }
+
+  /** Attaches tc to every device (and XDP to external ones) not yet served; forgets vanished ones. */
+  async syncDevices(force = false): Promise<void> {
+    const { object, maps, state } = this.loaded;
+    const links = listLinks();
+    const nodeAddrs = new Set(this.#opts.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
+    const wantExternal = (l: Link): boolean => this.#opts.devices
+      ? this.#opts.devices.includes(l.ifname)
+      : l.addresses.some((a) => nodeAddrs.has(a));
+    const present = new Set<number>();
+    for (const l of links) {
+      if (l.ifname === 'lo') continue;
+      present.add(l.ifindex);
+      const external = wantExternal(l);
+      const have = this.#attached.get(l.ifindex);
+      if (have && have.external === external && have.ifname === l.ifname && !force) continue;
+      try {
+        maps.setDevice(l.ifindex, external ? L.LB_DEV_F_EXTERNAL : 0);
+        attachTc(state, object.program('lb_tc_ingress'), l.ifindex, 'ingress');
+        attachTc(state, object.program('lb_tc_egress'), l.ifindex, 'egress');
+        if (external && this.#opts.xdp !== false) this.#attachXdp(l);
+        this.#attached.set(l.ifindex, { ifname: l.ifname, external });
+        this.#log.info({ device: l.ifname, ifindex: l.ifindex, external }, 'attached to device');
+      } catch (e) {
+        // one device failing (it vanished, a driver refused) must not stop the others
+        this.#log.error({ err: e, device: l.ifname }, 'attaching to device failed');
+      }
+    }
+    for (const ifindex of [...this.#attached.keys()]) {
+      if (present.has(ifindex)) continue;
+      this.#attached.delete(ifindex);
+      maps.removeDevice(ifindex);
+      for (const a of state.attachments.filter((x) => (x.kind === 'tc' || x.kind === 'xdp') && x.ifindex === ifindex)) {
+        try { detach(state, a); } catch { /* the device and its hooks are gone with it */ }
+      }
+    }
+  }
+
+  #attachXdp(l: Link): void {
+    const { object, state } = this.loaded;
+    try {
+      attachXdp(state, object.program('lb_xdp'), l.ifindex, 'native');
+    } catch (e) {
+      this.#log.warn({ device: l.ifname, reason: (e as Error).message }, 'native XDP refused; using generic XDP');
+      try {
+        attachXdp(state, object.program('lb_xdp'), l.ifindex, 'generic');
+      } catch (e2) {
+        this.#log.warn({ device: l.ifname, reason: (e2 as Error).message }, 'XDP unavailable on device; tc serves its traffic');
+      }
+    }
+  }
+
+  #syncSocketHooks(): void {
+    const { object, state } = this.loaded;
+    if (this.#opts.socketLb) {
+      for (const [type, prog] of SOCK_HOOKS) {
+        try {
+          attachCgroup(state, object.program(prog), this.#opts.cgroup, type);
+        } catch (e) {
+          throw new KbpError('KBP_ERR_DATAPLANE', `attaching socket hook ${prog} (${type}) to cgroup ${this.#opts.cgroup} failed: ${(e as Error).message}`, { cause: e });
+        }
+      }
+    } else {
+      // switched off (service meshes): remove hooks an earlier run attached
+      for (const a of state.attachments.filter((x) => x.kind === 'cgroup')) detach(state, a);
+    }
+  }
+
+  async stats(): Promise<DataplaneStats> {
+    const { maps } = this.loaded;
+    return { maps: maps.mapFill(), events: maps.readStats(), frontends: maps.readFrontendStats() };
+  }
+
+  async close(): Promise<void> {
+    const l = this.#loaded;
+    this.#loaded = undefined;
+    l?.state.save(true);
+    l?.maps.close();
+    l?.object.close();
+  }
+
+  async cleanup(): Promise<void> {
+    const pinRoot = this.#loaded?.pinRoot ?? this.#opts.pinRoot;
+    const state = this.#loaded?.state;
+    await this.close();
+    cleanupDataplane(pinRoot, state);
+  }
+}
+
+/** Everything `cleanup` removes for one pin root: attachments, pins, state file, the nftables table. */
+export function cleanupDataplane(pinRoot: string, state?: Loaded['state']): { detached: number; unpinned: number; nft: boolean } {
+  const r = state ? cleanupPins(pinRoot, state) : cleanupPins(pinRoot);
+  return { ...r, nft: removeMasquerade() };
+}

@@ -1,0 +1,31 @@
+// One interface over every data plane (bpf, later ipvs and nftables), with an in-memory fake.
+// Only implementations of this interface touch the kernel.
+import type { Plan, PlanOp } from '../plan/types.js';
+
+export type DataplaneKind = 'bpf' | 'ipvs' | 'nftables' | 'fake';
+
+export interface DataplaneStats {
+  /** entries and capacity per map/table, for map-pressure metrics */
+  maps: Array<{ name: string; entries: number; capacity: number }>;
+  /** datapath outcomes and drop reasons, summed over CPUs */
+  events: Record<string, number>;
+  /** per frontend id */
+  frontends: Map<number, { packets: number; bytes: number }>;
+}
+
+export interface Dataplane {
+  readonly kind: DataplaneKind;
+  /** Loads and attaches what is missing; keeps what an earlier agent left (graceful restart). */
+  init(): Promise<void>;
+  /** What the kernel holds now, as a plan (ids included), or undefined when it holds nothing of ours. */
+  readPlan(): Promise<Plan | undefined>;
+  /** Applies ordered writes; `next` is the plan they lead to (kept for read-back of what maps lack). */
+  apply(ops: PlanOp[], next: Plan): Promise<void>;
+  /** Attaches to devices that appeared since the last call; forgets those that went away. */
+  syncDevices(): Promise<void>;
+  stats(): Promise<DataplaneStats>;
+  /** Stops this process's use of the data plane, leaving programs and maps in place. */
+  close(): Promise<void>;
+  /** Removes every program, map, pin, rule and attachment this data plane installed. */
+  cleanup(): Promise<void>;
+}

@@ -1,0 +1,140 @@
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../src/agent/agent.js';
+import { FakeDataplane } from '../../src/dataplane/fake.js';
+import { ManifestsSource } from '../../src/source/manifests.js';
+import { toJson } from '../../src/model/canonical.js';
+import { compile } from '../../src/compile/compile.js';
+import { planToCompiledState } from '../../src/dataplane/state.js';
+import { Metrics } from '../../src/agent/metrics.js';
+
+const svc = (replicas: string[]) => `
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default }
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: web-1, namespace: default, labels: { kubernetes.io/service-name: web } }
+addressType: IPv4
+ports: [{ name: http, port: 8080, protocol: TCP }]
+endpoints:
+${replicas.map((a) => `  - { addresses: [${a}], conditions: { ready: true }, nodeName: n1 }`).join('\n')}
+`;
+
+function setup(t: import('ava').ExecutionContext, dp = new FakeDataplane()) {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-agent-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return { dir, dp };
+}
+
+function newAgent(dir: string, dp: FakeDataplane) {
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  return { agent, source };
+}
+
+test('the agent programs the data plane from manifests, follows changes, and removes what is gone', async (t) => {
+  const { dir, dp } = setup(t);
+  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2', '10.244.1.3']));
+  const { agent, source } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  t.true(dp.initialized);
+  const want = () => toJson(compile(source.store.snapshot(), { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }).state);
+  const held = async () => toJson(planToCompiledState((await dp.readPlan())!));
+  t.is(await held(), want());
+  t.is(dp.frontends.size, 1);
+
+  // scale up: one new backend, a new table swapped in, the frontend updated last
+  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2', '10.244.1.3', '10.244.2.4']));
+  source.scan();
+  await agent.whenIdle();
+  t.is(await held(), want());
+  const ops = dp.log.map((o) => o.op);
+  const lastUpsertFrontend = ops.lastIndexOf('upsertFrontend');
+  t.true(ops.lastIndexOf('createTable') < lastUpsertFrontend);
+  t.true(ops.lastIndexOf('upsertBackend') < lastUpsertFrontend);
+
+  rmSync(join(dir, 'web.yaml'));
+  source.scan();
+  await agent.whenIdle();
+  t.is(dp.frontends.size, 0);
+  t.is(dp.backends.size, 0);
+  t.is(dp.tables.size, 0);
+});
+
+test('a restarted agent reuses the ids the data plane holds and writes nothing', async (t) => {
+  const { dir, dp } = setup(t);
+  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2', '10.244.1.3']));
+  const first = newAgent(dir, dp);
+  await first.agent.start();
+  await first.agent.whenIdle();
+  await first.agent.stop();
+  const idsBefore = [...dp.frontends.values()].map((f) => [f.id, f.tableId, ...f.backendIds]);
+  const opsBefore = dp.log.length;
+
+  const second = newAgent(dir, dp);
+  await second.agent.start();
+  t.teardown(() => second.agent.stop());
+  await second.agent.whenIdle();
+  t.is(dp.log.length, opsBefore, 'no write after a restart with unchanged state');
+  t.deepEqual([...dp.frontends.values()].map((f) => [f.id, f.tableId, ...f.backendIds]), idsBefore);
+});
+
+test('a failed apply is retried and the data plane converges; health reflects it', async (t) => {
+  const { dir, dp } = setup(t);
+  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2']));
+  dp.failNext = 1;
+  const { agent } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  // retry after backoff (1 s default): wait, bounded
+  const deadline = Date.now() + 5000;
+  while (dp.frontends.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.is(dp.frontends.size, 1);
+  t.true(agent.health.healthy());
+  t.is((await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_sync_errors_total')).includes(' 1'), true);
+});
+
+test('a malformed Service is reported and the others are still programmed', async (t) => {
+  const { dir, dp } = setup(t);
+  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2']));
+  writeFileSync(join(dir, 'bad.yaml'), `apiVersion: v1
+kind: Service
+metadata: { name: bad, namespace: default }
+spec:
+  clusterIP: 10.96.0.11
+  ports: [{ port: 70000 }]
+`);
+  const { agent } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  t.is(dp.frontends.size, 1);
+  t.regex(await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_rejected_objects'), / 1\n?$/m);
+});
+
+test('every seed example compiles and is programmed without error', async (t) => {
+  const { dir, dp } = setup(t);
+  const seeds = join(import.meta.dirname, '..', '..', 'examples', 'seeds');
+  for (const f of readdirSync(seeds)) copyFileSync(join(seeds, f), join(dir, f));
+  const source = new ManifestsSource({ dir, rescanMs: 0 });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'node01', standalone: true }, seed: 1, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  t.true(dp.frontends.size > 10);
+  t.is(toJson(planToCompiledState((await dp.readPlan())!)), toJson(agent.state!));
+});
