@@ -1,0 +1,321 @@
+// A Kubernetes-shaped lab in network namespaces on this machine: two nodes on one L2 segment with
+// routed pod networks, pods with real servers, an external client, and the real agent on each node
+// in standalone mode (`run --manifests`). Used by `npm run lab` (lab/main.ts) and the lab tests.
+//
+//                 ext (192.168.50.100, fd00:50::100)         the "outside": routes the LB range via node1
+//                        |
+//   net: bridge br0 -----+------------------+
+//            |                              |
+//   node1 eth0 192.168.50.11          node2 eth0 192.168.50.12        agents: one per node namespace
+//     pods 10.244.1.0/24                pods 10.244.2.0/24
+//     pod-a .2  pod-b .3  client1 .100  pod-c .2  client2 .100
+//
+// Pod servers answer their pod name: HTTP on 80 and 8080 (GET /client also tells the source address
+// they saw), UDP on 5353. Everything is removed by stop(), also after a failure.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab, type Netns, type Pod, type LabProcess, waitForLine, run as runCmd } from '../test/lab/netns.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO = join(here, '..');
+export const CLI = join(REPO, 'bin', 'kube-bpf-proxy.js');
+
+export const NODE_NET = { v4: '192.168.50', v6: 'fd00:50::' };
+/** addresses the "outside" routes to node1: LoadBalancer IPs and externalIPs of the lab */
+export const LB_RANGE = { v4: '192.168.60.0/24', v6: 'fd00:60::/64' };
+
+export interface LabNode {
+  name: string;
+  index: number;
+  ns: Netns;
+  ip4: string;
+  ip6: string;
+  podCidr4: string;
+  podCidr6: string;
+  pinRoot: string;
+  cgroup: string;
+  agent?: LabProcess;
+}
+
+export interface LabPod {
+  name: string;
+  node: LabNode;
+  pod: Pod;
+  ip4: string;
+  ip6: string;
+  /** runs servers (backends) or is a client */
+  role: 'server' | 'client';
+}
+
+export interface ClusterOptions {
+  /** short a-z0-9 tag for the names of everything the lab makes */
+  tag: string;
+  /** socket LB in the agents (per-node cgroups hold the pods' processes) */
+  socketLb?: boolean;
+  /** extra args for every agent */
+  agentArgs?: string[];
+  log?: (line: string) => void;
+}
+
+export class ClusterLab {
+  readonly lab: Lab;
+  readonly nodes: LabNode[] = [];
+  readonly pods = new Map<string, LabPod>();
+  readonly manifests: string;
+  readonly socketLb: boolean;
+  net!: Netns;
+  ext!: Netns;
+  readonly #opts: ClusterOptions;
+  readonly #servers = new Map<string, LabProcess[]>();
+
+  constructor(opts: ClusterOptions) {
+    this.#opts = opts;
+    this.lab = new Lab(opts.tag);
+    this.socketLb = opts.socketLb ?? false;
+    this.manifests = mkdtempSync(join(tmpdir(), `${this.lab.prefix}manifests-`));
+    this.lab.onCleanup(`manifests ${this.manifests}`, () => rmSync(this.manifests, { recursive: true, force: true }));
+  }
+
+  log(line: string): void {
+    this.#opts.log?.(line);
+  }
+
+  /** Builds namespaces, links, addresses, routes and pods (with servers). */
+  async build(spec: { pods: Array<{ name: string; node: number; role?: 'server' | 'client' }> }): Promise<void> {
+    const { lab } = this;
+    this.net = await lab.addNetns('net');
+    await lab.ip(this.net, ['link', 'add', 'br0', 'type', 'bridge']);
+    await lab.ip(this.net, ['link', 'set', 'br0', 'up']);
+
+    for (const i of [1, 2]) {
+      const ns = await lab.addNetns(`node${i}`);
+      await lab.addVeth(this.net, `n${i}`, ns, 'eth0');
+      await lab.ip(this.net, ['link', 'set', `n${i}`, 'master', 'br0']);
+      const node: LabNode = {
+        name: `node${i}`, index: i, ns,
+        ip4: `${NODE_NET.v4}.1${i}`, ip6: `${NODE_NET.v6}1${i}`,
+        podCidr4: `10.244.${i}.0/24`, podCidr6: `fd00:10:244:${i}::/64`,
+        pinRoot: lab.addPinRoot(`node${i}`),
+        cgroup: lab.addCgroup(`node${i}`),
+      };
+      await lab.addAddress(ns, 'eth0', `${node.ip4}/24`);
+      await lab.addAddress(ns, 'eth0', `${node.ip6}/64`);
+      await lab.enableForwarding(ns);
+      this.nodes.push(node);
+    }
+    // each node routes the other's pod network through it, as a CNI's host routes would
+    for (const n of this.nodes) {
+      for (const o of this.nodes) {
+        if (o === n) continue;
+        await lab.addRoute(n.ns, o.podCidr4, { via: o.ip4 });
+        await lab.addRoute(n.ns, o.podCidr6, { via: o.ip6 });
+      }
+    }
+
+    this.ext = await lab.addNetns('ext');
+    await lab.addVeth(this.net, 'x0', this.ext, 'eth0');
+    await lab.ip(this.net, ['link', 'set', 'x0', 'master', 'br0']);
+    await lab.addAddress(this.ext, 'eth0', `${NODE_NET.v4}.100/24`);
+    await lab.addAddress(this.ext, 'eth0', `${NODE_NET.v6}100/64`);
+    await lab.txOff(this.ext, 'eth0');
+    // the outside's route to LoadBalancer IPs and externalIPs: node1, as an upstream router would
+    await lab.addRoute(this.ext, LB_RANGE.v4, { via: this.nodes[0]!.ip4 });
+    await lab.addRoute(this.ext, LB_RANGE.v6, { via: this.nodes[0]!.ip6 });
+
+    const counters = new Map<number, number>();
+    for (const p of spec.pods) {
+      const node = this.nodes[p.node - 1]!;
+      const role = p.role ?? 'server';
+      const n = role === 'client' ? 100 : (counters.get(p.node) ?? 1) + 1;
+      if (role === 'server') counters.set(p.node, n);
+      const ip4 = `10.244.${p.node}.${n}`, ip6 = `fd00:10:244:${p.node}::${n.toString(16)}`;
+      const pod = await lab.addPod({
+        name: p.name, node: node.ns, hostIf: `v${p.name}`.slice(0, 15),
+        addresses: [ip4, ip6], gateways: { v4: `10.244.${p.node}.1`, v6: `fd00:10:244:${p.node}::1` },
+      });
+      const lp: LabPod = { name: p.name, node, pod, ip4, ip6, role };
+      this.pods.set(p.name, lp);
+      if (role === 'server') await this.startServers(lp);
+    }
+    this.log(`lab ${lab.prefix}: 2 nodes, ${this.pods.size} pods, external client ${NODE_NET.v4}.100`);
+  }
+
+  /** HTTP on 80 and 8080, UDP on 5353, in the pod's node cgroup (socket LB sees them as pods of that node). */
+  async startServers(p: LabPod): Promise<void> {
+    const procs: LabProcess[] = [];
+    for (const [http, udp] of [[80, 5353], [8080, 0]] as const) {
+      const args = [join(REPO, 'test', 'lab', 'servers', 'pod-server.mjs'), '--name', p.name, '--http', String(http)];
+      if (udp) args.push('--udp', String(udp));
+      const proc = this.lab.spawn(p.pod.ns, process.execPath, args, { cgroup: p.node.cgroup, what: `servers of ${p.name}` });
+      await waitForLine(proc, 'ready', 10_000);
+      procs.push(proc);
+    }
+    this.#servers.set(p.name, procs);
+  }
+
+  /** Stops a pod's servers (a pod going away; its backends refuse from now on). */
+  async stopServers(name: string): Promise<void> {
+    for (const p of this.#servers.get(name) ?? []) {
+      p.child.kill('SIGTERM');
+      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 3000))]);
+    }
+    this.#servers.delete(name);
+  }
+
+  writeManifest(file: string, yaml: string): void {
+    writeFileSync(join(this.manifests, file), yaml);
+  }
+
+  removeManifest(file: string): void {
+    rmSync(join(this.manifests, file), { force: true });
+  }
+
+  agentArgs(node: LabNode): string[] {
+    return ['run', '--manifests', this.manifests, '--node-name', node.name,
+      '--node-ip', node.ip4, '--node-ip', node.ip6, '--devices', 'eth0',
+      '--bpffs', node.pinRoot, '--socket-lb', String(this.socketLb), '--cgroup', node.cgroup,
+      '--healthz-bind-address', '0.0.0.0:10256', '--metrics-bind-address', '127.0.0.1:10249',
+      '--min-sync-period', '100ms', '--sync-period', '30s',
+      ...(this.#opts.agentArgs ?? [])];
+  }
+
+  /** Starts the agent of a node inside its namespace and waits until it has programmed the data plane. */
+  async startAgent(node: LabNode): Promise<LabProcess> {
+    const proc = this.lab.spawn(node.ns, process.execPath, [CLI, ...this.agentArgs(node)], { what: `agent ${node.name}` });
+    node.agent = proc;
+    await this.waitHealthy(node, proc);
+    return proc;
+  }
+
+  /** Polls /healthz inside the node namespace (bounded). */
+  async waitHealthy(node: LabNode, proc?: LabProcess, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null)) {
+        throw new Error(`agent ${node.name} exited: ${proc.output().slice(-2000)}`);
+      }
+      const r = await this.lab.exec(node.ns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:10256/healthz'], { allowFail: true });
+      if (r.stdout.trim() === '200') {
+        // healthy means synced: also wait for the first sync's metric
+        const m = await this.lab.exec(node.ns, 'curl', ['-s', '--max-time', '1', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
+        if (/^kubeproxy_sync_proxy_rules_last_timestamp_seconds [1-9]/m.test(m.stdout)) return;
+      }
+      if (Date.now() > deadline) throw new Error(`agent ${node.name}: not healthy within ${timeoutMs} ms: ${proc?.output().slice(-2000) ?? ''}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Waits until every agent has synced a change made after `since` (epoch seconds). */
+  async waitSynced(sinceSec: number, timeoutMs = 10_000): Promise<void> {
+    for (const node of this.nodes) {
+      if (!node.agent) continue;
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const m = await this.lab.exec(node.ns, 'curl', ['-s', '--max-time', '1', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
+        const last = Number(/^kubeproxy_sync_proxy_rules_last_timestamp_seconds (\S+)/m.exec(m.stdout)?.[1] ?? 0);
+        if (last > sinceSec) break;
+        if (Date.now() > deadline) throw new Error(`agent ${node.name}: no sync after ${sinceSec} within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  async stopAgent(node: LabNode, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const p = node.agent;
+    if (!p) return;
+    p.child.kill(signal);
+    await Promise.race([p.exited, new Promise((r) => setTimeout(r, 5000))]);
+    node.agent = undefined;
+  }
+
+  /** `kube-bpf-proxy ARGS` inside a node namespace (dump, compile, cleanup). */
+  async cli(node: LabNode, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const r = await runCmd('nsenter', [`--net=${node.ns.path}`, process.execPath, CLI, ...args], { allowFail: true, timeoutMs: 30_000 });
+    return r;
+  }
+
+  async dumpJson(node: LabNode): Promise<string> {
+    const r = await this.cli(node, ['dump', '-o', 'json', '--bpffs', node.pinRoot]);
+    if (r.code !== 0) throw new Error(`dump on ${node.name}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async compileJson(node: LabNode): Promise<string> {
+    const r = await this.cli(node, ['compile', '-o', 'json', '--manifests', this.manifests, '--node-name', node.name, '--node-ip', node.ip4, '--node-ip', node.ip6]);
+    if (r.code !== 0) throw new Error(`compile for ${node.name}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /**
+   * One HTTP request with curl from a namespace; returns the body (the pod name) or an error string
+   * starting with "ERR". A fresh connection each time, bounded by timeoutSec.
+   */
+  async curl(from: Netns, url: string, opts: { timeoutSec?: number; cgroup?: string } = {}): Promise<string> {
+    const args = ['-s', '-S', '--max-time', String(opts.timeoutSec ?? 2), '-g', url];
+    if (opts.cgroup) {
+      const r = await this.lab.runIn(from, 'curl', args, { cgroup: opts.cgroup, timeoutMs: ((opts.timeoutSec ?? 2) + 5) * 1000 });
+      return r.code === 0 ? r.stdout.trim() : `ERR ${r.code} ${r.stderr.trim()}`;
+    }
+    const r = await this.lab.exec(from, 'curl', args, { allowFail: true, timeoutMs: ((opts.timeoutSec ?? 2) + 5) * 1000 });
+    return r.code === 0 ? r.stdout.trim() : `ERR ${r.code} ${r.stderr.trim()}`;
+  }
+
+  /** count sequential requests; returns how often each answer came back */
+  async curlMany(from: Netns, url: string, count: number, opts: { timeoutSec?: number; cgroup?: string } = {}): Promise<Map<string, number>> {
+    const seen = new Map<string, number>();
+    for (let i = 0; i < count; i++) {
+      const a = await this.curl(from, url, opts);
+      seen.set(a, (seen.get(a) ?? 0) + 1);
+    }
+    return seen;
+  }
+
+  async stop(): Promise<void> {
+    // agents first (SIGTERM leaves pins; the lab removes pin roots and namespaces afterwards)
+    for (const n of this.nodes) await this.stopAgent(n).catch(() => {});
+    for (const n of this.nodes) await this.cli(n, ['cleanup', '--bpffs', n.pinRoot]).catch(() => {});
+    await this.lab.cleanup();
+  }
+}
+
+/** Fixed-address EndpointSlice YAML for lab pods. */
+export function sliceYaml(o: {
+  service: string; name?: string; family?: 'IPv4' | 'IPv6'; ports: Array<{ name?: string; port: number; protocol?: string }>;
+  endpoints: Array<{ pod: LabPod; ready?: boolean; serving?: boolean; terminating?: boolean }>;
+}): string {
+  const fam = o.family ?? 'IPv4';
+  const eps = o.endpoints.map((e) => `  - addresses: [${JSON.stringify(fam === 'IPv4' ? e.pod.ip4 : e.pod.ip6)}]
+    conditions: { ready: ${e.ready ?? true}, serving: ${e.serving ?? e.ready ?? true}, terminating: ${e.terminating ?? false} }
+    nodeName: ${e.pod.node.name}
+    targetRef: { kind: Pod, name: ${e.pod.name}, namespace: default }`).join('\n');
+  return `---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ${o.name ?? `${o.service}-${fam.toLowerCase()}`}
+  namespace: default
+  labels: { kubernetes.io/service-name: ${o.service} }
+addressType: ${fam}
+ports:
+${o.ports.map((p) => `  - { ${p.name ? `name: ${p.name}, ` : ''}port: ${p.port}, protocol: ${p.protocol ?? 'TCP'} }`).join('\n')}
+endpoints:
+${eps || '  []'}
+`.replace('endpoints:\n  []', 'endpoints: []');
+}
+
+/** Node objects for the lab's nodes (standalone mode reads addresses from them). */
+export function nodesYaml(nodes: LabNode[]): string {
+  return nodes.map((n) => `---
+apiVersion: v1
+kind: Node
+metadata:
+  name: ${n.name}
+  labels: { topology.kubernetes.io/zone: zone-${n.index} }
+status:
+  addresses:
+    - { type: InternalIP, address: ${n.ip4} }
+    - { type: InternalIP, address: "${n.ip6}" }
+`).join('');
+}
