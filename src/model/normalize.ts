@@ -1,0 +1,498 @@
+// Raw Service / EndpointSlice / Node objects -> the normalized model (types.ts). Pure, and total: the
+// input is whatever the API server or a YAML file said, so every field is read as `unknown` and
+// checked. A malformed Service or slice is rejected whole with an ObjectError naming the field
+// (as the API server would have refused it); everything else still compiles. Nothing here throws.
+import { isIPv4 } from 'node:net';
+import type { Snapshot } from '../source/types.js';
+import type { Protocol } from './compiled.js';
+import { addressKey } from './canonical.js';
+import { canonicalIp, formatCidr, ipFamily, parseCidr, type Family } from '../util/ip.js';
+import {
+  defaultNodePortRange, LABEL_SERVICE_NAME, LABEL_ZONE,
+  type EndpointModel, type IpFamilyPolicy, type Model, type NodeModel, type NodePortRange, type ObjectError,
+  type ObjectKind, type ServiceEndpoints, type ServiceModel, type ServicePortModel, type ServiceType,
+  type TrafficDistribution, type TrafficPolicy,
+} from './types.js';
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Collects the errors of one object; `reject` marks it as refused. */
+class Checker {
+  failed = false;
+  constructor(readonly kind: ObjectKind, public key: string, readonly errors: ObjectError[]) {}
+
+  reject(field: string, message: string): void {
+    this.failed = true;
+    this.errors.push({ kind: this.kind, key: this.key, field, message, severity: 'error' });
+  }
+
+  warn(field: string, message: string): void {
+    this.errors.push({ kind: this.kind, key: this.key, field, message, severity: 'warning' });
+  }
+
+  obj(v: unknown, field: string): Obj | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (isObj(v)) return v;
+    this.reject(field, `must be an object, got ${describe(v)}`);
+    return undefined;
+  }
+
+  arr(v: unknown, field: string): unknown[] {
+    if (v === undefined || v === null) return [];
+    if (Array.isArray(v)) return v;
+    this.reject(field, `must be a list, got ${describe(v)}`);
+    return [];
+  }
+
+  str(v: unknown, field: string): string | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'string') return v;
+    this.reject(field, `must be a string, got ${describe(v)}`);
+    return undefined;
+  }
+
+  bool(v: unknown, field: string): boolean | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'boolean') return v;
+    this.reject(field, `must be true or false, got ${describe(v)}`);
+    return undefined;
+  }
+
+  /** an integer in [min, max], or undefined when absent */
+  int(v: unknown, field: string, min: number, max: number, what = 'a number'): number | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      this.reject(field, `must be ${what}, got ${describe(v)}`);
+      return undefined;
+    }
+    if (v < min || v > max) {
+      this.reject(field, `${v} is out of range ${min}-${max}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  oneOf<T extends string>(v: unknown, field: string, allowed: readonly T[], dflt: T): T {
+    if (v === undefined || v === null || v === '') return dflt;
+    if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
+    this.reject(field, `unknown value ${describe(v)} (expected one of ${allowed.join(', ')})`);
+    return dflt;
+  }
+
+  ip(v: unknown, field: string): string | undefined {
+    const s = this.str(v, field);
+    if (s === undefined) return undefined;
+    // a valid dotted quad is already canonical (node:net refuses leading zeros)
+    if (isIPv4(s)) return s;
+    if (!ipFamily(s.trim())) {
+      this.reject(field, `${JSON.stringify(s)} is not an IP address`);
+      return undefined;
+    }
+    return canonicalIp(s.trim());
+  }
+
+  cidr(v: unknown, field: string): string | undefined {
+    const s = this.str(v, field);
+    if (s === undefined) return undefined;
+    try {
+      return formatCidr(parseCidr(s.trim()));
+    } catch (e) {
+      this.reject(field, `${JSON.stringify(s)} is not a CIDR (${(e as Error).message})`);
+      return undefined;
+    }
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'an object';
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? s.slice(0, 37) + '...' : s;
+}
+
+const PROTOCOLS = ['TCP', 'UDP', 'SCTP'] as const satisfies readonly Protocol[];
+const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'] as const satisfies readonly ServiceType[];
+const POLICIES = ['Cluster', 'Local'] as const satisfies readonly TrafficPolicy[];
+const FAMILY_POLICIES = ['SingleStack', 'PreferDualStack', 'RequireDualStack'] as const satisfies readonly IpFamilyPolicy[];
+const DISTRIBUTIONS = ['PreferClose', 'PreferSameZone', 'PreferSameNode'] as const satisfies readonly TrafficDistribution[];
+// kube-apiserver's limit on sessionAffinityConfig.clientIP.timeoutSeconds (MaxClientIPServiceAffinitySeconds)
+const MAX_AFFINITY_SECONDS = 86400;
+const DEFAULT_AFFINITY_SECONDS = 10800;
+// kube-proxy's annotation form of loadBalancerSourceRanges, used when the field is empty
+const ANNOTATION_SOURCE_RANGES = 'service.beta.kubernetes.io/load-balancer-source-ranges';
+// an IANA service name: what a named targetPort must look like
+const PORT_NAME = /^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
+
+function familyName(v: string): Family | 0 {
+  return v === 'IPv4' ? 4 : v === 'IPv6' ? 6 : 0;
+}
+
+function metaOf(c: Checker, raw: Obj): { namespace: string; name: string; labels: Obj; annotations: Obj } {
+  const meta = c.obj(raw.metadata, 'metadata') ?? {};
+  const name = c.str(meta.name, 'metadata.name') ?? '';
+  if (!name) c.reject('metadata.name', 'is required');
+  const namespace = c.str(meta.namespace, 'metadata.namespace') || 'default';
+  // slices find their Service by namespace and name, so the object's own identity is the key
+  // (it equals the store's key for anything a source delivers)
+  if (name) c.key = `${namespace}/${name}`;
+  return {
+    namespace, name,
+    labels: c.obj(meta.labels, 'metadata.labels') ?? {},
+    annotations: c.obj(meta.annotations, 'metadata.annotations') ?? {},
+  };
+}
+
+export function normalizeService(raw: unknown, key: string, errors: ObjectError[],
+  nodePortRange: NodePortRange = defaultNodePortRange): ServiceModel | null {
+  const c = new Checker('Service', key, errors);
+  if (!isObj(raw)) {
+    c.reject('', `must be an object, got ${describe(raw)}`);
+    return null;
+  }
+  const meta = metaOf(c, raw);
+  const spec = c.obj(raw.spec, 'spec') ?? {};
+  const status = c.obj(raw.status, 'status') ?? {};
+  const type = c.oneOf(spec.type, 'spec.type', SERVICE_TYPES, 'ClusterIP');
+
+  // clusterIP / clusterIPs / ipFamilies
+  const clusterIPText = c.str(spec.clusterIP, 'spec.clusterIP') ?? '';
+  const headless = clusterIPText === 'None';
+  const clusterIPs: string[] = [];
+  if (!headless && clusterIPText) {
+    const ip = c.ip(clusterIPText, 'spec.clusterIP');
+    if (ip) clusterIPs.push(ip);
+  }
+  c.arr(spec.clusterIPs, 'spec.clusterIPs').forEach((v, i) => {
+    const field = `spec.clusterIPs[${i}]`;
+    if (v === 'None') {
+      if (i !== 0 || (clusterIPText && !headless)) c.reject(field, 'None must be the only clusterIP');
+      return;
+    }
+    const ip = c.ip(v, field);
+    if (!ip) return;
+    if (i === 0) {
+      if (clusterIPs.length && clusterIPs[0] !== ip) c.reject(field, `must equal spec.clusterIP ${clusterIPs[0]}`);
+      if (headless) c.reject(field, 'must be None when spec.clusterIP is None');
+      if (!clusterIPs.length && !headless) clusterIPs.push(ip);
+    } else if (i === 1) {
+      if (clusterIPs.length && ipFamily(clusterIPs[0]!) === ipFamily(ip)) {
+        c.reject(field, 'a dual-stack Service needs one clusterIP of each family');
+      } else clusterIPs.push(ip);
+    } else c.reject(field, 'at most two clusterIPs (one per family)');
+  });
+  const ipFamilies: Family[] = [];
+  c.arr(spec.ipFamilies, 'spec.ipFamilies').forEach((v, i) => {
+    const field = `spec.ipFamilies[${i}]`;
+    const f = typeof v === 'string' ? familyName(v) : 0;
+    if (!f) c.reject(field, `unknown value ${describe(v)} (expected IPv4 or IPv6)`);
+    else if (ipFamilies.includes(f)) c.reject(field, `duplicate family ${v}`);
+    else ipFamilies.push(f);
+  });
+  // the alpha field of Kubernetes 1.16-1.19 (seed 004 shows it); honoured when ipFamilies is absent
+  if (!ipFamilies.length && spec.ipFamily !== undefined) {
+    const f = typeof spec.ipFamily === 'string' ? familyName(spec.ipFamily) : 0;
+    if (!f) c.reject('spec.ipFamily', `unknown value ${describe(spec.ipFamily)} (expected IPv4 or IPv6)`);
+    else ipFamilies.push(f);
+  }
+  clusterIPs.forEach((ip, i) => {
+    const f = ipFamily(ip);
+    if (ipFamilies[i] !== undefined && ipFamilies[i] !== f) {
+      c.reject(`spec.ipFamilies[${i}]`, `does not match the family of clusterIP ${ip}`);
+    }
+  });
+  const ipFamilyPolicy = c.oneOf(spec.ipFamilyPolicy, 'spec.ipFamilyPolicy', FAMILY_POLICIES,
+    clusterIPs.length > 1 || ipFamilies.length > 1 ? 'RequireDualStack' : 'SingleStack');
+  if (ipFamilyPolicy === 'SingleStack' && (clusterIPs.length > 1 || ipFamilies.length > 1)) {
+    c.reject('spec.ipFamilyPolicy', 'SingleStack allows one IP family');
+  }
+
+  // ports
+  const ports: ServicePortModel[] = [];
+  const rawPorts = c.arr(spec.ports, 'spec.ports');
+  const seenPort = new Map<string, number>();
+  const seenName = new Map<string, number>();
+  const seenNodePort = new Map<string, number>();
+  const usesNodePorts = type === 'NodePort' || type === 'LoadBalancer';
+  rawPorts.forEach((rp, i) => {
+    const f = `spec.ports[${i}]`;
+    const p = c.obj(rp, f);
+    if (!p) {
+      if (rp === null || rp === undefined) c.reject(f, 'must be an object');
+      return;
+    }
+    const name = c.str(p.name, `${f}.name`) ?? '';
+    const protocol = c.oneOf(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP');
+    const port = c.int(p.port, `${f}.port`, 1, 65535, 'a port number');
+    if (p.port === undefined || p.port === null) c.reject(`${f}.port`, 'is required');
+    let targetPort: number | string | undefined;
+    if (typeof p.targetPort === 'string' && /^\d+$/.test(p.targetPort)) {
+      targetPort = c.int(Number(p.targetPort), `${f}.targetPort`, 1, 65535, 'a port number or name');
+    } else if (typeof p.targetPort === 'string') {
+      if (!PORT_NAME.test(p.targetPort)) c.reject(`${f}.targetPort`, `${JSON.stringify(p.targetPort)} is not a valid port name`);
+      else targetPort = p.targetPort;
+    } else if (p.targetPort !== undefined && p.targetPort !== null) {
+      targetPort = c.int(p.targetPort, `${f}.targetPort`, 1, 65535, 'a port number or name');
+    }
+    let nodePort = 0;
+    if (p.nodePort !== undefined && p.nodePort !== null && p.nodePort !== 0) {
+      if (!usesNodePorts) {
+        c.reject(`${f}.nodePort`, `may not be used when type is ${type}`);
+      } else {
+        nodePort = c.int(p.nodePort, `${f}.nodePort`, nodePortRange.min, nodePortRange.max, 'a port number') ?? 0;
+      }
+    }
+    if (port === undefined) return;
+    const pk = `${port}/${protocol}`;
+    if (seenPort.has(pk)) c.reject(f, `duplicate port ${pk} (also spec.ports[${seenPort.get(pk)}])`);
+    seenPort.set(pk, i);
+    if (seenName.has(name)) {
+      c.reject(`${f}.name`, name ? `duplicate port name ${JSON.stringify(name)}` : 'every port of a multi-port Service needs a name');
+    }
+    seenName.set(name, i);
+    if (nodePort) {
+      const nk = `${nodePort}/${protocol}`;
+      if (seenNodePort.has(nk)) c.reject(`${f}.nodePort`, `duplicate nodePort ${nk} (also spec.ports[${seenNodePort.get(nk)}])`);
+      seenNodePort.set(nk, i);
+    }
+    ports.push({ name, protocol, port, targetPort: targetPort ?? port, nodePort });
+  });
+  if (!ports.length && !headless && type !== 'ExternalName' && !c.failed) {
+    c.reject('spec.ports', 'a Service needs at least one port');
+  }
+
+  const externalIPs: string[] = [];
+  c.arr(spec.externalIPs, 'spec.externalIPs').forEach((v, i) => {
+    const ip = c.ip(v, `spec.externalIPs[${i}]`);
+    if (ip && !externalIPs.includes(ip)) externalIPs.push(ip);
+  });
+
+  const loadBalancerIngressIPs: string[] = [];
+  const lbStatus = c.obj(status.loadBalancer, 'status.loadBalancer') ?? {};
+  c.arr(lbStatus.ingress, 'status.loadBalancer.ingress').forEach((v, i) => {
+    const f = `status.loadBalancer.ingress[${i}]`;
+    const ing = c.obj(v, f);
+    if (!ing || ing.ip === undefined || ing.ip === null || ing.ip === '') return; // hostname-only ingress
+    const ip = c.ip(ing.ip, `${f}.ip`);
+    // ipMode Proxy (KEP-1860): the load balancer delivers to the node address, kube-proxy binds nothing
+    const mode = c.oneOf(ing.ipMode, `${f}.ipMode`, ['VIP', 'Proxy'] as const, 'VIP');
+    if (ip && mode === 'VIP' && !loadBalancerIngressIPs.includes(ip)) loadBalancerIngressIPs.push(ip);
+  });
+  const lbIPText = c.str(spec.loadBalancerIP, 'spec.loadBalancerIP');
+  const loadBalancerIP = lbIPText ? c.ip(lbIPText, 'spec.loadBalancerIP') ?? '' : '';
+
+  const loadBalancerSourceRanges: string[] = [];
+  const rawRanges = c.arr(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges');
+  rawRanges.forEach((v, i) => {
+    const cidr = c.cidr(v, `spec.loadBalancerSourceRanges[${i}]`);
+    if (cidr && !loadBalancerSourceRanges.includes(cidr)) loadBalancerSourceRanges.push(cidr);
+  });
+  const annRanges = meta.annotations[ANNOTATION_SOURCE_RANGES];
+  if (!rawRanges.length && typeof annRanges === 'string' && annRanges.trim()) {
+    annRanges.split(',').map((s) => s.trim()).filter(Boolean).forEach((s) => {
+      const cidr = c.cidr(s, `metadata.annotations[${ANNOTATION_SOURCE_RANGES}]`);
+      if (cidr && !loadBalancerSourceRanges.includes(cidr)) loadBalancerSourceRanges.push(cidr);
+    });
+  }
+
+  const affinity = c.oneOf(spec.sessionAffinity, 'spec.sessionAffinity', ['None', 'ClientIP'] as const, 'None');
+  let sessionAffinitySeconds = 0;
+  if (affinity === 'ClientIP') {
+    const cfg = c.obj(spec.sessionAffinityConfig, 'spec.sessionAffinityConfig') ?? {};
+    const cip = c.obj(cfg.clientIP, 'spec.sessionAffinityConfig.clientIP') ?? {};
+    sessionAffinitySeconds = c.int(cip.timeoutSeconds, 'spec.sessionAffinityConfig.clientIP.timeoutSeconds',
+      1, MAX_AFFINITY_SECONDS, 'a number of seconds') ?? DEFAULT_AFFINITY_SECONDS;
+  }
+
+  // "Global" is the pre-1.20 spelling of Cluster, still accepted by kube-proxy's helpers
+  const eTPRaw = spec.externalTrafficPolicy === 'Global' ? 'Cluster' : spec.externalTrafficPolicy;
+  const externalTrafficPolicy = c.oneOf(eTPRaw, 'spec.externalTrafficPolicy', POLICIES, 'Cluster');
+  const internalTrafficPolicy = c.oneOf(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', POLICIES, 'Cluster');
+  const td = spec.trafficDistribution;
+  const trafficDistribution = td === undefined || td === null || td === ''
+    ? null : c.oneOf(td, 'spec.trafficDistribution', DISTRIBUTIONS, 'PreferClose');
+  let healthCheckNodePort = 0;
+  if (spec.healthCheckNodePort !== undefined && spec.healthCheckNodePort !== null && spec.healthCheckNodePort !== 0) {
+    healthCheckNodePort = c.int(spec.healthCheckNodePort, 'spec.healthCheckNodePort', 1, 65535, 'a port number') ?? 0;
+  }
+  const allocateLoadBalancerNodePorts = c.bool(spec.allocateLoadBalancerNodePorts, 'spec.allocateLoadBalancerNodePorts') ?? true;
+
+  if (c.failed) return null;
+  return {
+    key: c.key, namespace: meta.namespace, name: meta.name, type, headless, clusterIPs, ipFamilies, ipFamilyPolicy, ports,
+    externalIPs, loadBalancerIngressIPs, loadBalancerIP, loadBalancerSourceRanges, sessionAffinitySeconds,
+    externalTrafficPolicy, internalTrafficPolicy, trafficDistribution, healthCheckNodePort, allocateLoadBalancerNodePorts,
+  };
+}
+
+export interface NormalizedSlice {
+  /** namespace/service-name of the Service it belongs to; '' when unlabelled */
+  serviceKey: string;
+  name: string;
+  /** 0 for FQDN slices, which kube-proxy ignores */
+  family: Family | 0;
+  endpoints: EndpointModel[];
+}
+
+export function normalizeEndpointSlice(raw: unknown, key: string, errors: ObjectError[]): NormalizedSlice | null {
+  const c = new Checker('EndpointSlice', key, errors);
+  if (!isObj(raw)) {
+    c.reject('', `must be an object, got ${describe(raw)}`);
+    return null;
+  }
+  const meta = metaOf(c, raw);
+  const svcName = c.str(meta.labels[LABEL_SERVICE_NAME], `metadata.labels[${LABEL_SERVICE_NAME}]`) ?? '';
+  const addressType = c.oneOf(raw.addressType, 'addressType', ['IPv4', 'IPv6', 'FQDN'] as const, 'IPv4');
+  if (raw.addressType === undefined || raw.addressType === null) c.reject('addressType', 'is required');
+  const family = addressType === 'FQDN' ? 0 : familyName(addressType);
+
+  const ports = new Map<string, number>();
+  c.arr(raw.ports, 'ports').forEach((rp, i) => {
+    const f = `ports[${i}]`;
+    const p = c.obj(rp, f);
+    if (!p) return;
+    const name = c.str(p.name, `${f}.name`) ?? '';
+    const protocol = c.oneOf(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP');
+    // a slice port without a number means "all ports" in the API; kube-proxy skips such ports
+    if (p.port === undefined || p.port === null) return;
+    const port = c.int(p.port, `${f}.port`, 1, 65535, 'a port number');
+    if (port === undefined) return;
+    const k = `${name}/${protocol}`;
+    if (ports.has(k)) c.reject(f, `duplicate port ${name ? JSON.stringify(name) : '(unnamed)'}/${protocol}`);
+    ports.set(k, port);
+  });
+
+  const endpoints: EndpointModel[] = [];
+  c.arr(raw.endpoints, 'endpoints').forEach((re, i) => {
+    const f = `endpoints[${i}]`;
+    const e = c.obj(re, f);
+    if (!e) return;
+    const addrs = c.arr(e.addresses, `${f}.addresses`);
+    if (!addrs.length) {
+      c.reject(`${f}.addresses`, 'needs at least one address');
+      return;
+    }
+    let address: string | undefined;
+    addrs.forEach((a, j) => {
+      const af = `${f}.addresses[${j}]`;
+      if (family === 0) {
+        c.str(a, af);
+        return;
+      }
+      const ip = c.ip(a, af);
+      if (ip && ipFamily(ip) !== family) c.reject(af, `${ip} is not an ${addressType} address`);
+      // kube-proxy uses the first address only (the others are for other consumers)
+      if (j === 0) address = ip;
+    });
+    const cond = c.obj(e.conditions, `${f}.conditions`) ?? {};
+    // the API defines a missing ready/serving as true and a missing terminating as false
+    const ready = c.bool(cond.ready, `${f}.conditions.ready`) ?? true;
+    const serving = c.bool(cond.serving, `${f}.conditions.serving`) ?? ready;
+    const terminating = c.bool(cond.terminating, `${f}.conditions.terminating`) ?? false;
+    const nodeName = c.str(e.nodeName, `${f}.nodeName`) ?? '';
+    const zone = c.str(e.zone, `${f}.zone`) ?? '';
+    const hints = c.obj(e.hints, `${f}.hints`);
+    const hintNames = (v: unknown, hf: string): string[] | null => {
+      const names: string[] = [];
+      c.arr(v, hf).forEach((h, k) => {
+        const ho = c.obj(h, `${hf}[${k}]`);
+        const n = ho ? c.str(ho.name, `${hf}[${k}].name`) : undefined;
+        if (n) names.push(n);
+      });
+      return names.length ? names : null;
+    };
+    const forZones = hints ? hintNames(hints.forZones, `${f}.hints.forZones`) : null;
+    const forNodes = hints ? hintNames(hints.forNodes, `${f}.hints.forNodes`) : null;
+    if (family === 0 || !address) return;
+    endpoints.push({ address, addrKey: addressKey(address), family, ready, serving, terminating, nodeName, zone, forZones, forNodes, ports });
+  });
+  if (!svcName && !c.failed) c.warn(`metadata.labels[${LABEL_SERVICE_NAME}]`, 'missing: the slice belongs to no Service and is ignored');
+  if (c.failed) return null;
+  return { serviceKey: svcName ? `${meta.namespace}/${svcName}` : '', name: meta.name, family, endpoints };
+}
+
+/** A Node's addresses and zone; a bad address is skipped (only this node's addresses matter, and kube-proxy does the same). */
+export function normalizeNode(raw: unknown, key: string): NodeModel | null {
+  if (!isObj(raw)) return null;
+  const meta = isObj(raw.metadata) ? raw.metadata : {};
+  const name = typeof meta.name === 'string' ? meta.name : key;
+  const labels = isObj(meta.labels) ? meta.labels : {};
+  const zone = typeof labels[LABEL_ZONE] === 'string' ? labels[LABEL_ZONE] as string : '';
+  const status = isObj(raw.status) ? raw.status : {};
+  const internalIPs: string[] = [];
+  const externalIPs: string[] = [];
+  if (Array.isArray(status.addresses)) {
+    for (const a of status.addresses) {
+      if (!isObj(a) || typeof a.address !== 'string' || !ipFamily(a.address)) continue;
+      const ip = canonicalIp(a.address);
+      const list = a.type === 'InternalIP' ? internalIPs : a.type === 'ExternalIP' ? externalIPs : null;
+      if (list && !list.includes(ip)) list.push(ip);
+    }
+  }
+  return { name, zone, internalIPs, externalIPs };
+}
+
+function byKey<T>(m: ReadonlyMap<string, T>): [string, T][] {
+  return [...m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/**
+ * Normalized objects by raw object identity, so a sync that follows a small change re-validates
+ * only what changed. Sound because a snapshot's objects are never mutated in place (informer caches
+ * and the manifests source both replace an object on change).
+ */
+export interface NormalizeCache {
+  services: WeakMap<object, { key: string; model: ServiceModel | null; errors: ObjectError[] }>;
+  slices: WeakMap<object, { key: string; slice: NormalizedSlice | null; errors: ObjectError[] }>;
+}
+
+export function newNormalizeCache(): NormalizeCache {
+  return { services: new WeakMap(), slices: new WeakMap() };
+}
+
+function cached<R>(map: WeakMap<object, { key: string; errors: ObjectError[] } & R>, raw: unknown, key: string,
+  errors: ObjectError[], make: (errs: ObjectError[]) => R): R {
+  const obj = typeof raw === 'object' && raw !== null ? raw : null;
+  const hit = obj ? map.get(obj) : undefined;
+  if (hit && hit.key === key) {
+    for (const e of hit.errors) errors.push(e);
+    return hit;
+  }
+  const errs: ObjectError[] = [];
+  const r = make(errs);
+  for (const e of errs) errors.push(e);
+  if (obj) map.set(obj, { key, errors: errs, ...r });
+  return r;
+}
+
+/** The whole snapshot, normalized; errors in deterministic order (Services, then slices, by key). */
+export function normalize(snapshot: Snapshot, nodePortRange: NodePortRange = defaultNodePortRange,
+  cache: NormalizeCache = newNormalizeCache()): Model {
+  const errors: ObjectError[] = [];
+  const services: ServiceModel[] = [];
+  for (const [key, raw] of byKey(snapshot.services)) {
+    const { model } = cached(cache.services, raw, key, errors, (errs) => ({ model: normalizeService(raw, key, errs, nodePortRange) }));
+    if (model) services.push(model);
+  }
+  const endpoints = new Map<string, ServiceEndpoints>();
+  // kube-proxy merges a Service's slices in slice-name order; the order only matters for duplicates
+  for (const [key, raw] of byKey(snapshot.endpointSlices)) {
+    const { slice: sl } = cached(cache.slices, raw, key, errors, (errs) => ({ slice: normalizeEndpointSlice(raw, key, errs) }));
+    if (!sl || !sl.serviceKey || sl.family === 0) continue;
+    let se = endpoints.get(sl.serviceKey);
+    if (!se) endpoints.set(sl.serviceKey, se = { v4: [], v6: [], from: [] });
+    const list = sl.family === 4 ? se.v4 : se.v6;
+    for (const e of sl.endpoints) list.push(e);
+    se.from.push(sl);
+  }
+  const nodes = new Map<string, NodeModel>();
+  for (const [key, raw] of snapshot.nodes) {
+    const n = normalizeNode(raw, key);
+    if (n) nodes.set(n.name, n);
+  }
+  return { services, endpoints, nodes, errors };
+}

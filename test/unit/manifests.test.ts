@@ -1,0 +1,122 @@
+// The manifests folder source on a temporary folder: multi-document files, Lists, parse errors
+// reported with path and line and skipped, changes and removals picked up by the watcher (or the
+// rescan), unchanged files leaving the store untouched.
+import test from 'ava';
+import { mkdtempSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManifestsSource, parseManifestText, readManifests, type ManifestProblem } from '../../src/source/manifests.js';
+import type { Kind } from '../../src/source/types.js';
+
+function tempDir(t: import('ava').ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-manifests-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const service = (name: string, port = 80, ns?: string) => `apiVersion: v1
+kind: Service
+metadata:
+  name: ${name}${ns ? `\n  namespace: ${ns}` : ''}
+spec:
+  ports:
+    - port: ${port}
+`;
+
+/** Waits (bounded) until cond holds; the source reacts to fs events asynchronously. */
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('multi-document files, Lists, JSON, namespaces defaulted, other kinds ignored', (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), `${service('one')}---\n${service('two', 81, 'x')}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\n`);
+  writeFileSync(join(dir, 'b.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
+    { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1', namespace: 'ignored' } },
+    { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 's' }, addressType: 'IPv4' },
+  ] }));
+  writeFileSync(join(dir, 'notes.txt'), 'kind: Service\n');
+  mkdirSync(join(dir, 'sub'));
+  writeFileSync(join(dir, 'sub', 'c.yml'), service('three'));
+  const { store, problems } = readManifests(dir);
+  t.deepEqual(problems, []);
+  const snap = store.snapshot();
+  t.deepEqual([...snap.services.keys()].sort(), ['default/one', 'default/three', 'x/two']);
+  t.deepEqual([...snap.endpointSlices.keys()], ['default/s']);
+  t.deepEqual([...snap.nodes.keys()], ['n1']);
+});
+
+test('a file that does not parse is reported with its path and line and skipped; the rest still load', (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'good.yaml'), service('good'));
+  writeFileSync(join(dir, 'bad.yaml'), `${service('before-error')}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: broken\n  labels: {a: b\nspec: {}\n`);
+  const { store, problems } = readManifests(dir);
+  t.deepEqual([...store.snapshot().services.keys()], ['default/good']);
+  t.is(problems.length, 1);
+  t.true(problems[0]!.path.endsWith('bad.yaml'));
+  t.true(problems[0]!.line! >= 13 && problems[0]!.line! <= 15, `line ${problems[0]!.line}`);
+  t.regex(problems[0]!.message, /YAML syntax error/);
+});
+
+test('parseManifestText reports the line of an unnamed object', (t) => {
+  const res = parseManifestText('f.yaml', `${service('ok')}---\nkind: Service\nmetadata: {}\n`);
+  t.true(res.ok);
+  t.deepEqual(res.objects.map((o) => o.key), ['default/ok']);
+  t.deepEqual(res.problems.map((p) => [p.path, p.line]), [['f.yaml', 9]]);
+});
+
+test('the source picks up a new file, a change, a removal; a broken edit keeps the last good objects', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), service('a'));
+  const problems: ManifestProblem[] = [];
+  const src = new ManifestsSource({ dir, debounceMs: 10, rescanMs: 200, onProblem: (p) => problems.push(p) });
+  t.teardown(() => src.stop());
+  const changes: string[] = [];
+  src.store.onChange((kind: Kind, key: string) => changes.push(`${kind} ${key}`));
+  await src.start();
+  const ports = () => (src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port);
+  t.is(ports(), 80);
+  t.deepEqual(changes, ['Service default/a']);
+
+  writeFileSync(join(dir, 'b.yaml'), service('b'));
+  await until(() => !!src.store.get('Service', 'default/b'), 'new file');
+
+  writeFileSync(join(dir, 'a.yaml'), service('a', 8080));
+  await until(() => ports() === 8080, 'changed port');
+
+  writeFileSync(join(dir, 'a.yaml'), 'kind: Service\nmetadata: [unclosed\n');
+  await until(() => problems.length > 0, 'parse problem');
+  t.true(problems[0]!.path.endsWith('a.yaml'));
+  t.true(problems[0]!.line === 2 || problems[0]!.line === 3, `line ${problems[0]!.line}`); // the unclosed [ opens on 2, EOF on 3
+  t.is(ports(), 8080, 'the last good version stays while the file is broken');
+
+  unlinkSync(join(dir, 'a.yaml'));
+  await until(() => !src.store.get('Service', 'default/a'), 'removal');
+  t.truthy(src.store.get('Service', 'default/b'));
+
+  // a rescan of unchanged files changes nothing in the store
+  const before = changes.length;
+  src.scan();
+  src.scan();
+  t.is(changes.length, before);
+});
+
+test('start fails with a configuration error when the folder does not exist', async (t) => {
+  const src = new ManifestsSource({ dir: join(tmpdir(), 'kbp-does-not-exist-' + process.pid) });
+  const e = await t.throwsAsync(() => src.start());
+  t.is((e as { code?: string }).code, 'KBP_ERR_CONFIG');
+});
+
+test('the same object in two files: the later file wins, and the clash is reported', (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, '1.yaml'), service('dup', 80));
+  writeFileSync(join(dir, '2.yaml'), service('dup', 90));
+  const { store, problems } = readManifests(dir);
+  t.is(store.get('Service', 'default/dup')?.spec?.ports?.[0]?.port, 90);
+  t.is(problems.length, 1);
+  t.regex(problems[0]!.message, /also defined in .*1\.yaml:1/);
+});
