@@ -44,8 +44,11 @@ struct {
 struct lb_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lb_maglev_elem);
+	/* sizes, not __type: clang emits a struct reached only through the outer map's pointer array
+	 * as a BTF forward declaration, so libbpf cannot size it (EINVAL at open); and an array map
+	 * with a BTF key but no BTF value is refused by the kernel. The inner maps carry no BTF. */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct lb_maglev_elem));
 	__uint(map_flags, BPF_F_INNER_MAP);
 };
 
