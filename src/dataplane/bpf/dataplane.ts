@@ -8,6 +8,7 @@ import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
 import { KbpError } from '../../util/errors.js';
 import { canonicalIp } from '../../util/ip.js';
+import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
 
@@ -48,7 +49,7 @@ export interface Link {
 export function listLinks(): Link[] {
   let out: string;
   try {
-    out = execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    out = execFileSync(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
   }
@@ -64,7 +65,7 @@ export function listLinks(): Link[] {
 }
 
 function nft(script: string): void {
-  execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+  execFileSync(systemBinary('nft'), ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
 /** The masquerade rule for flows the BPF programs mark (external traffic to remote backends, hairpin). */

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Internet checksums (RFC 1071) built on bpf_csum_diff: a full sum over headers we build, and the
+ * incremental update (RFC 1624) that XDP needs because it has no bpf_l4_csum_replace. */
+#ifndef KBP_LB_CSUM_H
+#define KBP_LB_CSUM_H
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+/* bytes summed per bpf_skb_load_bytes round: small, the buffer lives on the 512-byte stack */
+#define LB_CSUM_CHUNK 64
+/* longest range lb_skb_csum() sums: an ICMPv6 error quoting up to the IPv6 minimum MTU */
+#define LB_CSUM_RANGE_MAX 1280
+
+/* folds a one's-complement sum and complements it: the value stored in a header, in the byte order
+ * bpf_csum_diff summed in (so it is stored as is, without byte swapping) */
+static __always_inline __u16 lb_csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* the unfolded sum of a buffer we built (n a multiple of 4, at most 512) */
+static __always_inline __u32 lb_csum_buf(void *buf, __u32 n, __u32 seed)
+{
+	__s64 s = bpf_csum_diff(NULL, 0, buf, n, seed);
+
+	return s < 0 ? 0 : (__u32)s;
+}
+
+/* RFC 1624 eqn. 3 over n bytes (n a multiple of 4): the checksum after old became new */
+static __always_inline __u16 lb_csum_replace(__u16 check, void *old, void *new, __u32 n)
+{
+	__s64 sum = bpf_csum_diff(old, n, new, n, ~check & 0xffff);
+
+	return lb_csum_fold((__u64)sum);
+}
+
+/* sums skb bytes [off, off + len) into seed, len <= LB_CSUM_RANGE_MAX; an odd tail is padded with
+ * zero as RFC 1071 says. Returns the unfolded sum, or a negative errno. */
+static __always_inline __s64 lb_skb_csum(struct __sk_buff *skb, __u32 off, __u32 len, __u32 seed)
+{
+	__u8 buf[LB_CSUM_CHUNK];
+	__u64 sum = seed;
+	__u64 done = 0;
+	int i;
+
+	if (len > LB_CSUM_RANGE_MAX)
+		return -1;
+	for (i = 0; i < (LB_CSUM_RANGE_MAX + LB_CSUM_CHUNK - 1) / LB_CSUM_CHUNK; i++) {
+		/* 64-bit arithmetic: a 32-bit clamp gets copied before the compare, and the verifier
+		 * then no longer knows the size is bounded */
+		__u64 chunk = (__u64)len - done;
+		__s64 s;
+
+		if ((__s64)chunk <= 0)
+			break;
+		if (chunk > LB_CSUM_CHUNK)
+			chunk = LB_CSUM_CHUNK;
+		__builtin_memset(buf, 0, sizeof(buf));
+		if (bpf_skb_load_bytes(skb, off + done, buf, chunk) < 0)
+			return -1;
+		s = bpf_csum_diff(NULL, 0, (__be32 *)buf, (chunk + 3) & ~3ULL, 0);
+		if (s < 0)
+			return -1;
+		/* every chunk but the last is even-sized, so the 16-bit words stay aligned */
+		sum += (__u32)s;
+		done += chunk;
+	}
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	return (__s64)sum;
+}
+
+#endif

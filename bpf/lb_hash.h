@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The flow hash that picks a Maglev slot. Mirrored bit for bit by src/dataplane/bpf/hash.ts, and
+ * shared with the socket hooks, so that every hook (and every node, as the seed is shared) sends a
+ * flow to the same backend. MurmurHash3 x86_32 over five big-endian words: the client address (16
+ * bytes, IPv4-mapped), then (client port << 16 | protocol). The frontend address and port are left
+ * out on purpose: a Service's ClusterIP, NodePorts and LB IPs share one table and must agree. */
+#ifndef KBP_LB_HASH_H
+#define KBP_LB_HASH_H
+
+#include <linux/types.h>
+#include <bpf/bpf_endian.h>
+
+static __always_inline __u32 lb_rotl32(__u32 x, __u32 r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+static __always_inline __u32 lb_murmur_mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = lb_rotl32(k, 15);
+	k *= 0x1b873593;
+	h ^= k;
+	h = lb_rotl32(h, 13);
+	return h * 5 + 0xe6546b64;
+}
+
+/* addr: 16 bytes, 4-byte aligned; sport in network order; proto an IPPROTO_* */
+static __always_inline __u32 lb_flow_hash(const __u32 *addr, __be16 sport, __u8 proto, __u32 seed)
+{
+	__u32 h = seed;
+
+	h = lb_murmur_mix(h, bpf_ntohl(addr[0]));
+	h = lb_murmur_mix(h, bpf_ntohl(addr[1]));
+	h = lb_murmur_mix(h, bpf_ntohl(addr[2]));
+	h = lb_murmur_mix(h, bpf_ntohl(addr[3]));
+	h = lb_murmur_mix(h, ((__u32)bpf_ntohs(sport) << 16) | proto);
+	h ^= 20; /* message length in bytes, as MurmurHash3 finishes */
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+#endif

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Address and port rewriting with checksum fix-up. tc uses bpf_l3/l4_csum_replace, which also know
+ * the CHECKSUM_PARTIAL state of locally generated packets (the L4 field then holds only the
+ * pseudo-header sum); XDP always sees complete checksums and updates them itself (RFC 1624). */
+#ifndef KBP_LB_NAT_H
+#define KBP_LB_NAT_H
+
+#include <linux/pkt_cls.h>
+#include "lb_parse.h"
+#include "lb_csum.h"
+
+#define LB_NAT_SRC 0
+#define LB_NAT_DST 1
+
+static __always_inline __u32 lb_l4_csum_off(const struct lb_pkt *p)
+{
+	return p->l4_off + (p->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+						     : offsetof(struct udphdr, check));
+}
+
+/* rewrites the source or destination address and port of a parsed packet; 0 or a negative errno.
+ * The checksum helpers first (they know CHECKSUM_PARTIAL), then the new values written by direct
+ * packet access: two bpf_skb_store_bytes calls cost more than the whole bounds check. */
+static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt *p, int which,
+				      const __u8 *addr, __be16 port)
+{
+	__u32 csum_off = lb_l4_csum_off(p);
+	__u32 l4_off = p->l4_off;
+	/* an IPv4 UDP datagram without checksum (0) keeps none; a result of 0 is sent as 0xffff */
+	__u64 mangled = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	const union lb_addr *old = which == LB_NAT_DST ? &p->daddr : &p->saddr;
+	__be16 old_port = which == LB_NAT_DST ? p->dport : p->sport;
+	union lb_addr new;
+	void *data, *data_end;
+	__be16 *l4port;
+	int ret;
+
+	__builtin_memcpy(new.b, addr, 16);
+	if (p->family == 4) {
+		ret = bpf_l4_csum_replace(skb, csum_off, old->w[3], new.w[3], BPF_F_PSEUDO_HDR | mangled | 4);
+		if (ret < 0)
+			return ret;
+		ret = bpf_l3_csum_replace(skb, LB_L3_OFF + offsetof(struct iphdr, check), old->w[3], new.w[3], 4);
+	} else {
+		__s64 diff = bpf_csum_diff((__be32 *)old->w, 16, new.w, 16, 0);
+
+		if (diff < 0)
+			return (int)diff;
+		ret = bpf_l4_csum_replace(skb, csum_off, 0, (__u32)diff, BPF_F_PSEUDO_HDR | mangled);
+	}
+	if (ret < 0)
+		return ret;
+	if (port != old_port) {
+		ret = bpf_l4_csum_replace(skb, csum_off, old_port, port, mangled | 2);
+		if (ret < 0)
+			return ret;
+	}
+
+	/* the helpers may have moved the data: fresh pointers, fresh bounds */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (l4_off > 512)
+		return -1;
+	l4port = data + l4_off + (which == LB_NAT_DST ? 2 : 0);
+	if ((void *)(l4port + 1) > data_end)
+		return -1;
+	*l4port = port;
+	if (p->family == 4) {
+		struct iphdr *ip = data + LB_L3_OFF;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		if (which == LB_NAT_DST)
+			ip->daddr = new.w[3];
+		else
+			ip->saddr = new.w[3];
+	} else {
+		struct ipv6hdr *ip6 = data + LB_L3_OFF;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		if (which == LB_NAT_DST)
+			__builtin_memcpy(ip6->daddr.in6_u.u6_addr8, new.b, 16);
+		else
+			__builtin_memcpy(ip6->saddr.in6_u.u6_addr8, new.b, 16);
+	}
+	return 0;
+}
+
+/* Rewrites an ICMP(v6) error about a translated flow so the client can match it to its socket: the
+ * quoted packet's destination (the backend) back to the frontend, and the outer source too when the
+ * backend itself sent the error (a router on the way, e.g. a PMTU "too big", keeps its address).
+ * An IPv4 header's sum is constant when its checksum is right, so fixing the quoted header's
+ * checksum leaves the ICMP checksum to the port alone. The quoted L4 checksum stays as it was:
+ * nobody checks it in a truncated quote. Rare packets: the plain helpers, no direct access. */
+static __always_inline int lb_skb_icmp_nat(struct __sk_buff *skb, const struct lb_pkt *p, const __u8 *addr, __be16 port)
+{
+	__u32 csum_off = p->icmp_off + 2;
+	union lb_addr new, outer;
+	int ret;
+
+	__builtin_memcpy(new.b, addr, 16);
+	if (port != p->dport) {
+		ret = bpf_l4_csum_replace(skb, csum_off, p->dport, port, 2);
+		if (ret < 0)
+			return ret;
+		ret = bpf_skb_store_bytes(skb, p->l4_off + 2, &port, 2, 0);
+		if (ret < 0)
+			return ret;
+	}
+	if (p->family == 4) {
+		ret = bpf_l3_csum_replace(skb, p->inner_l3_off + offsetof(struct iphdr, check), p->daddr.w[3], new.w[3], 4);
+		if (ret < 0)
+			return ret;
+		ret = bpf_skb_store_bytes(skb, p->inner_l3_off + offsetof(struct iphdr, daddr), &new.w[3], 4, 0);
+		if (ret < 0)
+			return ret;
+		if (bpf_skb_load_bytes(skb, LB_L3_OFF + offsetof(struct iphdr, saddr), &outer.w[3], 4) < 0)
+			return -1;
+		if (outer.w[3] != p->daddr.w[3])
+			return 0;
+		ret = bpf_l3_csum_replace(skb, LB_L3_OFF + offsetof(struct iphdr, check), outer.w[3], new.w[3], 4);
+		if (ret < 0)
+			return ret;
+		return bpf_skb_store_bytes(skb, LB_L3_OFF + offsetof(struct iphdr, saddr), &new.w[3], 4, 0);
+	}
+	{
+		__s64 diff = bpf_csum_diff((__be32 *)p->daddr.w, 16, new.w, 16, 0);
+
+		if (diff < 0)
+			return (int)diff;
+		ret = bpf_l4_csum_replace(skb, csum_off, 0, (__u32)diff, 0);
+		if (ret < 0)
+			return ret;
+		ret = bpf_skb_store_bytes(skb, p->inner_l3_off + offsetof(struct ipv6hdr, daddr), new.b, 16, 0);
+		if (ret < 0)
+			return ret;
+		if (bpf_skb_load_bytes(skb, LB_L3_OFF + offsetof(struct ipv6hdr, saddr), outer.b, 16) < 0)
+			return -1;
+		if (!lb_addr_eq(&outer, &p->daddr))
+			return 0;
+		/* the outer source is in the ICMPv6 pseudo-header */
+		ret = bpf_l4_csum_replace(skb, csum_off, 0, (__u32)diff, BPF_F_PSEUDO_HDR);
+		if (ret < 0)
+			return ret;
+		return bpf_skb_store_bytes(skb, LB_L3_OFF + offsetof(struct ipv6hdr, saddr), new.b, 16, 0);
+	}
+}
+
+/* the same for XDP, by direct packet access; the packet was parsed from these very pointers */
+static __always_inline int lb_xdp_nat_dst(void *data, void *data_end, const struct lb_pkt *p,
+					  const __u8 *addr, __be16 port)
+{
+	union lb_addr new;
+	__u16 *l4check;
+	__be16 *dport;
+	__u32 l4_off = p->l4_off;
+	int udp_nocsum;
+
+	__builtin_memcpy(new.b, addr, 16);
+	if (l4_off > 512)
+		return -1;
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4_off;
+
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		l4check = &th->check;
+		dport = &th->dest;
+	} else {
+		struct udphdr *uh = data + l4_off;
+
+		if ((void *)(uh + 1) > data_end)
+			return -1;
+		l4check = &uh->check;
+		dport = &uh->dest;
+	}
+	udp_nocsum = p->proto == IPPROTO_UDP && p->family == 4 && *l4check == 0;
+
+	if (p->family == 4) {
+		struct iphdr *ip = data + LB_L3_OFF;
+		__be32 old, nw = new.w[3];
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		old = ip->daddr;
+		ip->check = lb_csum_replace(ip->check, &old, &nw, 4);
+		if (!udp_nocsum)
+			*l4check = lb_csum_replace(*l4check, &old, &nw, 4);
+		ip->daddr = nw;
+	} else {
+		struct ipv6hdr *ip6 = data + LB_L3_OFF;
+		union lb_addr old;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__builtin_memcpy(old.b, ip6->daddr.in6_u.u6_addr8, 16);
+		*l4check = lb_csum_replace(*l4check, old.w, new.w, 16);
+		__builtin_memcpy(ip6->daddr.in6_u.u6_addr8, new.b, 16);
+	}
+	if (port != *dport) {
+		__u32 o = *dport, n = port;
+
+		if (!udp_nocsum)
+			*l4check = lb_csum_replace(*l4check, &o, &n, 4);
+		*dport = port;
+	}
+	if (p->proto == IPPROTO_UDP && !udp_nocsum && *l4check == 0)
+		*l4check = 0xffff;
+	return 0;
+}
+
+#endif

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Packet parsing shared by tc and XDP: Ethernet, IPv4 / IPv6 (with the common extension headers),
+ * TCP / UDP, into one struct lb_pkt with 16-byte (IPv4-mapped) addresses, the form every map uses.
+ * Only direct packet access with explicit bounds: a short or lying packet is reported, never read
+ * past its end. */
+#ifndef KBP_LB_PARSE_H
+#define KBP_LB_PARSE_H
+
+#include <linux/types.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#ifndef NEXTHDR_HOP
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_NONE 59
+#define NEXTHDR_DEST 60
+#endif
+/* extension headers walked before giving up on a packet (bounded loop for the verifier) */
+#define LB_IPV6_EXT_MAX 4
+#define LB_IP_MF 0x2000
+#define LB_IP_OFFSET 0x1fff
+#define LB_TCP_FIN 0x01
+#define LB_TCP_SYN 0x02
+#define LB_TCP_RST 0x04
+#define LB_TCP_ACK 0x10
+
+/* an address in the maps' 16-byte form; the words keep it 4-byte aligned for hashing and copies */
+union lb_addr {
+	__u8 b[16];
+	__u32 w[4];
+};
+
+/* what the programs need of a packet, read once */
+struct lb_pkt {
+	union lb_addr saddr;
+	union lb_addr daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;        /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;       /* 4 or 6 */
+	__u8 tcp_flags;    /* FIN SYN RST PSH ACK ... (byte 13 of the TCP header) */
+	__u8 pad;
+	__u16 l4_off;      /* from the start of the frame */
+	__u16 ip_len;      /* IP header(s) + payload, from the IP header's length field */
+	__u16 l4_len;      /* L4 header + payload */
+	__u16 l4_hlen;     /* L4 header only (TCP with options) */
+	__be32 seq;        /* TCP */
+	__be32 ack_seq;    /* TCP */
+	__be16 udp_check;  /* UDP: 0 means no checksum (IPv4 only) */
+	__u16 icmp_off;    /* LB_PARSE_ICMP_ERR: the outer ICMP header; the fields above then describe the
+			    * packet it quotes (addresses, ports, proto; l4_off its L4 header) */
+	__u16 inner_l3_off;/* LB_PARSE_ICMP_ERR: the quoted IP header */
+	__u16 pad3;
+};
+
+enum lb_parse_result {
+	LB_PARSE_OK = 0,
+	LB_PARSE_SKIP,      /* not IP, or a protocol we do not translate: pass, nothing counted */
+	LB_PARSE_MALFORMED, /* truncated or inconsistent headers: pass untouched, counted */
+	LB_PARSE_FRAGMENT,  /* IP fragment: pass untouched, counted */
+	LB_PARSE_ICMP_ERR,  /* ICMP(v6) error quoting a TCP/UDP packet: lb_pkt describes the quoted packet */
+};
+
+/* linux/icmp.h drags in libc's socket headers, which a BPF build lacks: our own definitions */
+#define LB_ICMP_DEST_UNREACH 3
+#define LB_ICMP_PORT_UNREACH 3
+#define LB_ICMP_TIME_EXCEEDED 11
+#define LB_ICMP_PARAMETERPROB 12
+#define LB_ICMPV6_DEST_UNREACH 1
+#define LB_ICMPV6_PKT_TOOBIG 2
+#define LB_ICMPV6_TIME_EXCEED 3
+#define LB_ICMPV6_PARAMPROB 4
+#define LB_ICMPV6_PORT_UNREACH 4
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+/* ICMP and ICMPv6 errors: type, code, checksum, 4 bytes (unused / MTU / pointer), then the quote */
+#define LB_ICMP_HLEN 8
+
+#define LB_L3_OFF ((__u32)sizeof(struct ethhdr))
+
+static __always_inline void lb_addr_set_v4(union lb_addr *a, __be32 v4)
+{
+	a->w[0] = 0;
+	a->w[1] = 0;
+	a->w[2] = bpf_htonl(0x0000ffff);
+	a->w[3] = v4;
+}
+
+static __always_inline int lb_addr_is_v4(const union lb_addr *a)
+{
+	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int lb_addr_eq(const union lb_addr *a, const union lb_addr *b)
+{
+	return a->w[0] == b->w[0] && a->w[1] == b->w[1] && a->w[2] == b->w[2] && a->w[3] == b->w[3];
+}
+
+static __always_inline void lb_addr_copy(union lb_addr *dst, const __u8 *src)
+{
+	__builtin_memcpy(dst->b, src, 16);
+}
+
+/* TCP / UDP header at l4_off; l4_len is what the IP header says follows */
+static __always_inline int lb_parse_l4(void *data, void *data_end, struct lb_pkt *p, __u32 l4_off)
+{
+	if (l4_off > 512)
+		return LB_PARSE_MALFORMED;
+	p->l4_off = l4_off;
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4_off;
+		__u32 hlen;
+
+		if ((void *)(th + 1) > data_end)
+			return LB_PARSE_MALFORMED;
+		hlen = th->doff * 4;
+		if (hlen < sizeof(*th) || hlen > p->l4_len)
+			return LB_PARSE_MALFORMED;
+		p->l4_hlen = hlen;
+		p->sport = th->source;
+		p->dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		p->seq = th->seq;
+		p->ack_seq = th->ack_seq;
+		return LB_PARSE_OK;
+	}
+	if (p->proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + l4_off;
+
+		if ((void *)(uh + 1) > data_end)
+			return LB_PARSE_MALFORMED;
+		if (p->l4_len < sizeof(*uh))
+			return LB_PARSE_MALFORMED;
+		p->l4_hlen = sizeof(*uh);
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		p->udp_check = uh->check;
+		return LB_PARSE_OK;
+	}
+	return LB_PARSE_SKIP;
+}
+
+/* the quoted packet's ports: only its first 8 bytes are sure to be there, the ports are in them */
+static __always_inline int lb_parse_quoted_ports(void *data, void *data_end, struct lb_pkt *p, __u32 l4_off)
+{
+	__be16 *ports = data + l4_off;
+
+	if (l4_off > 512)
+		return LB_PARSE_SKIP;
+	if ((void *)(ports + 2) > data_end)
+		return LB_PARSE_SKIP;
+	p->l4_off = l4_off;
+	p->sport = ports[0];
+	p->dport = ports[1];
+	return LB_PARSE_ICMP_ERR;
+}
+
+/* an ICMP error at off quoting a TCP/UDP packet (RFC 792: its IP header and 8 bytes) */
+static __always_inline int lb_parse_icmp4(void *data, void *data_end, struct lb_pkt *p, __u32 off)
+{
+	__u8 *ic = data + off;
+	struct iphdr *in;
+
+	if (off > 128 || (void *)(ic + LB_ICMP_HLEN) > data_end)
+		return LB_PARSE_SKIP;
+	if (ic[0] != LB_ICMP_DEST_UNREACH && ic[0] != LB_ICMP_TIME_EXCEEDED && ic[0] != LB_ICMP_PARAMETERPROB)
+		return LB_PARSE_SKIP;
+	in = (void *)(ic + LB_ICMP_HLEN);
+	if ((void *)(in + 1) > data_end || in->version != 4 || in->ihl < 5)
+		return LB_PARSE_SKIP;
+	/* a later fragment quotes no ports */
+	if (in->frag_off & bpf_htons(LB_IP_OFFSET))
+		return LB_PARSE_SKIP;
+	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
+		return LB_PARSE_SKIP;
+	p->family = 4;
+	p->proto = in->protocol;
+	lb_addr_set_v4(&p->saddr, in->saddr);
+	lb_addr_set_v4(&p->daddr, in->daddr);
+	p->icmp_off = off;
+	p->inner_l3_off = off + LB_ICMP_HLEN;
+	return lb_parse_quoted_ports(data, data_end, p, off + LB_ICMP_HLEN + in->ihl * 4);
+}
+
+/* an ICMPv6 error quoting a TCP/UDP packet whose IPv6 header has no extension headers */
+static __always_inline int lb_parse_icmp6(void *data, void *data_end, struct lb_pkt *p, __u32 off)
+{
+	__u8 *ic = data + off;
+	struct ipv6hdr *in;
+
+	if (off > 512 || (void *)(ic + LB_ICMP_HLEN) > data_end)
+		return LB_PARSE_SKIP;
+	if (ic[0] < LB_ICMPV6_DEST_UNREACH || ic[0] > LB_ICMPV6_PARAMPROB)
+		return LB_PARSE_SKIP;
+	in = (void *)(ic + LB_ICMP_HLEN);
+	if ((void *)(in + 1) > data_end || in->version != 6)
+		return LB_PARSE_SKIP;
+	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
+		return LB_PARSE_SKIP;
+	p->family = 6;
+	p->proto = in->nexthdr;
+	lb_addr_copy(&p->saddr, in->saddr.in6_u.u6_addr8);
+	lb_addr_copy(&p->daddr, in->daddr.in6_u.u6_addr8);
+	p->icmp_off = off;
+	p->inner_l3_off = off + LB_ICMP_HLEN;
+	return lb_parse_quoted_ports(data, data_end, p, off + LB_ICMP_HLEN + sizeof(*in));
+}
+
+static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+{
+	struct iphdr *ip = data + LB_L3_OFF;
+	__u32 hlen, tot;
+
+	if ((void *)(ip + 1) > data_end)
+		return LB_PARSE_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return LB_PARSE_MALFORMED;
+	hlen = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < hlen || tot > pkt_len - LB_L3_OFF)
+		return LB_PARSE_MALFORMED;
+	if (ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET))
+		return LB_PARSE_FRAGMENT;
+	if (ip->protocol == IPPROTO_ICMP)
+		return lb_parse_icmp4(data, data_end, p, LB_L3_OFF + hlen);
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return LB_PARSE_SKIP;
+	p->family = 4;
+	p->proto = ip->protocol;
+	p->ip_len = tot;
+	p->l4_len = tot - hlen;
+	lb_addr_set_v4(&p->saddr, ip->saddr);
+	lb_addr_set_v4(&p->daddr, ip->daddr);
+	return lb_parse_l4(data, data_end, p, LB_L3_OFF + hlen);
+}
+
+static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+{
+	struct ipv6hdr *ip6 = data + LB_L3_OFF;
+	__u32 off = LB_L3_OFF + sizeof(*ip6), tot;
+	__u8 nh;
+	int i;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return LB_PARSE_MALFORMED;
+	if (ip6->version != 6)
+		return LB_PARSE_MALFORMED;
+	tot = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	if (tot > pkt_len - LB_L3_OFF)
+		return LB_PARSE_MALFORMED;
+	nh = ip6->nexthdr;
+#pragma unroll
+	for (i = 0; i < LB_IPV6_EXT_MAX; i++) {
+		__u8 *ext = data + off;
+
+		if (nh == IPPROTO_TCP || nh == IPPROTO_UDP || nh == IPPROTO_ICMPV6)
+			break;
+		if (nh == NEXTHDR_FRAGMENT)
+			return LB_PARSE_FRAGMENT;
+		/* a routing header may change the final destination: not ours to translate */
+		if (nh != NEXTHDR_HOP && nh != NEXTHDR_DEST && nh != NEXTHDR_AUTH)
+			return LB_PARSE_SKIP;
+		if ((void *)(ext + 2) > data_end)
+			return LB_PARSE_MALFORMED;
+		off += nh == NEXTHDR_AUTH ? (ext[1] + 2) * 4 : (ext[1] + 1) * 8;
+		nh = ext[0];
+		if (off > tot + LB_L3_OFF)
+			return LB_PARSE_MALFORMED;
+	}
+	if (nh == IPPROTO_ICMPV6)
+		return lb_parse_icmp6(data, data_end, p, off);
+	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
+		return LB_PARSE_SKIP;
+	p->family = 6;
+	p->proto = nh;
+	p->ip_len = tot;
+	p->l4_len = tot + LB_L3_OFF - off;
+	lb_addr_copy(&p->saddr, ip6->saddr.in6_u.u6_addr8);
+	lb_addr_copy(&p->daddr, ip6->daddr.in6_u.u6_addr8);
+	return lb_parse_l4(data, data_end, p, off);
+}
+
+/* pkt_len: the whole frame's length (skb->len; for XDP data_end - data) */
+static __always_inline int lb_parse(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+{
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return LB_PARSE_SKIP;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return lb_parse_v4(data, data_end, pkt_len, p);
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return lb_parse_v6(data, data_end, pkt_len, p);
+	return LB_PARSE_SKIP;
+}
+
+#endif

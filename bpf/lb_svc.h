@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Service lookups shared by tc and XDP: frontend, source ranges, conntrack reuse, session affinity,
+ * Maglev, and the choice of a backend for one packet. lb_select() only reads (apart from refreshing
+ * a conntrack entry it reuses), lb_commit() records the choice: XDP can decide to leave a packet to
+ * tc after selecting, and tc then makes the same choice from the same maps. */
+#ifndef KBP_LB_SVC_H
+#define KBP_LB_SVC_H
+
+#include "lb_maps.h"
+#include "lb_parse.h"
+#include "lb_hash.h"
+#include "lb_ct.h"
+
+#define LB_NSEC_PER_SEC 1000000000ULL
+
+static __always_inline void lb_stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&lb_stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void lb_fe_stat(__u32 fe_id, __u32 bytes)
+{
+	struct lb_fe_stats *s = bpf_map_lookup_elem(&lb_fe_stats, &fe_id);
+
+	if (s) {
+		s->packets += 1;
+		s->bytes += bytes;
+	}
+}
+
+static __always_inline struct lb_config lb_get_config(void)
+{
+	struct lb_config cfg = { .snat_mark = LB_SNAT_MARK_DEFAULT };
+	__u32 zero = 0;
+	struct lb_config *c = bpf_map_lookup_elem(&lb_config, &zero);
+
+	if (c) {
+		cfg.hash_seed = c->hash_seed;
+		cfg.flags = c->flags;
+		if (c->snat_mark)
+			cfg.snat_mark = c->snat_mark;
+	}
+	return cfg;
+}
+
+static __always_inline int lb_dev_is_external(__u32 ifindex)
+{
+	struct lb_device *d = bpf_map_lookup_elem(&lb_devices, &ifindex);
+
+	return d && (d->flags & LB_DEV_F_EXTERNAL);
+}
+
+/* the frontend a packet addresses, in its own scope first, then in the other one */
+static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pkt *p, __u8 scope)
+{
+	struct lb_fe_key k = {};
+	struct lb_frontend *fe;
+
+	__builtin_memcpy(k.addr, p->daddr.b, 16);
+	k.port = p->dport;
+	k.proto = p->proto;
+	k.scope = scope;
+	fe = bpf_map_lookup_elem(&lb_frontends, &k);
+	if (fe)
+		return fe;
+	k.scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
+	return bpf_map_lookup_elem(&lb_frontends, &k);
+}
+
+static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const struct lb_pkt *p)
+{
+	struct lb_src_range_key k = { .prefixlen = 32 + 128, .fe_id = fe->fe_id };
+
+	if (!(fe->flags & LB_FE_F_SOURCE_RANGES))
+		return 1;
+	__builtin_memcpy(k.addr, p->saddr.b, 16);
+	return bpf_map_lookup_elem(&lb_src_ranges, &k) != NULL;
+}
+
+/* slot h % M of a frontend's Maglev table; 0 when the table or the slot is absent */
+static __always_inline __u32 lb_maglev_backend(const struct lb_frontend *fe, __u32 h, int *table_missing)
+{
+	__u32 table_id = fe->table_id, slot, idx;
+	struct lb_maglev_elem *e;
+	void *inner;
+
+	*table_missing = 0;
+	if (fe->maglev_m == 0) {
+		*table_missing = 1;
+		return 0;
+	}
+	inner = bpf_map_lookup_elem(&lb_maglev, &table_id);
+	if (!inner) {
+		*table_missing = 1;
+		return 0;
+	}
+	slot = h % fe->maglev_m;
+	idx = slot / LB_MAGLEV_IDS_PER_ELEM;
+	e = bpf_map_lookup_elem(inner, &idx);
+	if (!e)
+		return 0;
+	return e->backend_id[slot & 1];
+}
+
+enum lb_verdict {
+	LB_V_XLATE = 0,   /* translate to sel->be */
+	LB_V_DROP,        /* drop; the reason is already counted */
+	LB_V_REJECT,      /* no backend: refuse (TCP RST / ICMP unreachable) */
+	LB_V_RESET,       /* TCP flow whose backend is gone: reset */
+};
+
+/* events counted only when the caller acts on the selection (XDP may leave it to tc) */
+#define LB_EV_AFFINITY_HIT (1 << 0)
+#define LB_EV_AFFINITY_EXPIRED (1 << 1)
+#define LB_EV_CT_BACKEND_GONE (1 << 2)
+
+struct lb_sel {
+	struct lb_backend be;   /* copy of the chosen backend */
+	__u32 backend_id;
+	__u16 ct_flags;         /* LB_CT_F_* for a new entry, or the reused entry's */
+	__u8 ct_hit;            /* reused a conntrack entry: nothing to commit */
+	__u8 events;            /* LB_EV_* */
+};
+
+static __always_inline void lb_count_events(__u8 ev)
+{
+	if (ev & LB_EV_AFFINITY_HIT)
+		lb_stat_inc(LB_STAT_AFFINITY_HIT);
+	if (ev & LB_EV_AFFINITY_EXPIRED)
+		lb_stat_inc(LB_STAT_AFFINITY_EXPIRED);
+	if (ev & LB_EV_CT_BACKEND_GONE)
+		lb_stat_inc(LB_STAT_CT_BACKEND_GONE);
+}
+
+static __always_inline int lb_backend_family_ok(const struct lb_backend *be, const struct lb_pkt *p)
+{
+	union lb_addr a;
+
+	__builtin_memcpy(a.b, be->addr, 16);
+	return lb_addr_is_v4(&a) == (p->family == 4);
+}
+
+/* SNAT through the kernel's masquerade: external traffic of an eTP=Cluster frontend to a backend on
+ * another node (its reply must come back through this node), or a pod balanced to itself (it would
+ * answer itself directly, from the wrong address) */
+static __always_inline __u16 lb_snat_flags(const struct lb_frontend *fe, const struct lb_backend *be,
+					   const struct lb_pkt *p, int external)
+{
+	union lb_addr a;
+
+	__builtin_memcpy(a.b, be->addr, 16);
+	if (lb_addr_eq(&a, &p->saddr))
+		return LB_CT_F_SNAT | LB_CT_F_HAIRPIN;
+	if (external && (fe->flags & LB_FE_F_SNAT_REMOTE) && !(be->flags & LB_BE_F_LOCAL))
+		return LB_CT_F_SNAT;
+	return 0;
+}
+
+/* chooses the backend of one forward packet */
+static __always_inline int lb_select(const struct lb_frontend *fe, const struct lb_pkt *p, int external,
+				     const struct lb_config *cfg, __u64 now, struct lb_sel *sel)
+{
+	struct lb_ct_key ck = {};
+	struct lb_ct_entry *ct;
+	struct lb_backend *be = NULL;
+	__u32 id = 0, h;
+	__be16 hport = p->sport;
+	int missing;
+
+	if (fe->fe_id == 0) {
+		lb_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
+		return LB_V_DROP;
+	}
+	if (!lb_source_allowed(fe, p)) {
+		lb_stat_inc(LB_STAT_DROP_SOURCE_RANGE);
+		return LB_V_DROP;
+	}
+
+	lb_ct_key_fwd(&ck, p);
+	ct = bpf_map_lookup_elem(&lb_ct, &ck);
+	if (ct) {
+		id = ct->backend_id;
+		be = bpf_map_lookup_elem(&lb_backends, &id);
+		if (be) {
+			/* a terminating backend drains its flows, but a new connection on a reused
+			 * client port must not land on it */
+			if (!(lb_tcp_syn(p) && (be->flags & LB_BE_F_TERMINATING))) {
+				lb_ct_touch(ct, p, now);
+				sel->be = *be;
+				sel->backend_id = id;
+				sel->ct_flags = ct->flags;
+				sel->ct_hit = 1;
+				return LB_V_XLATE;
+			}
+		} else if (p->proto == IPPROTO_TCP && !lb_tcp_syn(p)) {
+			return LB_V_RESET;
+		} else {
+			sel->events |= LB_EV_CT_BACKEND_GONE;
+		}
+	}
+
+	if (fe->backend_count == 0 || fe->table_id == 0)
+		return LB_V_REJECT;
+
+	id = 0;
+	if (fe->flags & LB_FE_F_AFFINITY) {
+		struct lb_affinity_key ak = { .fe_id = fe->fe_id };
+		struct lb_affinity_val *av;
+
+		__builtin_memcpy(ak.client, p->saddr.b, 16);
+		av = bpf_map_lookup_elem(&lb_affinity, &ak);
+		if (av) {
+			__u32 aid = av->backend_id;
+
+			/* a terminating backend gets no new connections through affinity either (as
+			 * kube-proxy drops it from the endpoint chains); if only terminating ones are
+			 * left, Maglev picks among them anyway */
+			if (now - av->last_used <= (__u64)fe->affinity_timeout * LB_NSEC_PER_SEC &&
+			    (be = bpf_map_lookup_elem(&lb_backends, &aid)) && !(be->flags & LB_BE_F_TERMINATING)) {
+				id = aid;
+				sel->events |= LB_EV_AFFINITY_HIT;
+			} else {
+				sel->events |= LB_EV_AFFINITY_EXPIRED;
+			}
+		}
+		hport = 0;
+	}
+	if (!id) {
+		h = lb_flow_hash(p->saddr.w, hport, p->proto, cfg->hash_seed);
+		id = lb_maglev_backend(fe, h, &missing);
+		if (missing) {
+			lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+			return LB_V_REJECT;
+		}
+		if (id == 0) {
+			lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
+			return LB_V_DROP;
+		}
+		be = bpf_map_lookup_elem(&lb_backends, &id);
+	}
+	if (!be || !lb_backend_family_ok(be, p)) {
+		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
+		return LB_V_DROP;
+	}
+	sel->be = *be;
+	sel->backend_id = id;
+	sel->ct_flags = lb_snat_flags(fe, be, p, external);
+	sel->ct_hit = 0;
+	return LB_V_XLATE;
+}
+
+/* records a new flow: both conntrack entries and the affinity; extra_flags e.g. REV_AT_INGRESS */
+static __always_inline void lb_commit(const struct lb_frontend *fe, const struct lb_pkt *p,
+				      struct lb_sel *sel, __u16 extra_flags, __u64 now)
+{
+	struct lb_ct_entry e = {
+		.last_seen = now,
+		.backend_id = sel->backend_id,
+		.fe_id = fe->fe_id,
+	};
+	struct lb_ct_key k = {};
+
+	lb_count_events(sel->events);
+	if (sel->ct_hit) {
+		lb_stat_inc(LB_STAT_FWD_CT_HIT);
+		return;
+	}
+	sel->ct_flags |= extra_flags;
+	e.flags = sel->ct_flags;
+	if (lb_tcp_closing(p))
+		e.flags |= LB_CT_F_CLOSING;
+	lb_ct_key_fwd(&k, p);
+	if (bpf_map_update_elem(&lb_ct, &k, &e, BPF_ANY))
+		lb_stat_inc(LB_STAT_CT_FULL);
+	lb_ct_key_rev(&k, p, &sel->be);
+	if (bpf_map_update_elem(&lb_ct, &k, &e, BPF_ANY))
+		lb_stat_inc(LB_STAT_CT_FULL);
+	if (fe->flags & LB_FE_F_AFFINITY) {
+		struct lb_affinity_key ak = { .fe_id = fe->fe_id };
+		struct lb_affinity_val av = { .last_used = now, .backend_id = sel->backend_id };
+
+		__builtin_memcpy(ak.client, p->saddr.b, 16);
+		bpf_map_update_elem(&lb_affinity, &ak, &av, BPF_ANY);
+	}
+	lb_stat_inc(LB_STAT_FWD_NEW);
+}
+
+#endif

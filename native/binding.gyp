@@ -1,0 +1,15 @@
+{
+  # The addon is a thin layer over libbpf: one library call per method, no logic. Everything else
+  # (validation, encoding, error messages) lives in src/dataplane/bpf/native.ts.
+  "targets": [
+    {
+      "target_name": "kbp_native",
+      "sources": ["src/addon.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "cflags_cc": ["-fvisibility=hidden", "-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "libraries": ["<!@(pkg-config --libs libbpf 2>/dev/null || echo -lbpf)", "-lelf", "-lz"]
+    }
+  ]
+}

@@ -1,0 +1,501 @@
+// TypeScript mirror of bpf/lb_structs.h and bpf/lb_consts.h: sizes, field offsets, codecs between
+// Buffers and objects, and the constants. test/unit/btf-layout.test.ts checks every struct here
+// against the compiled object's BTF and every constant against the header, so an edit of the C side
+// without this file fails the unit tests.
+//
+// Byte order (lb_structs.h): addresses are 16 bytes (IPv4-mapped for IPv4, src/util/ip.ts), ports are
+// network order, ids and everything else are host order (little-endian on every target we build for).
+import { ipFrom16, ipTo16 } from '../../util/ip.js';
+import type { FrontendType, Protocol, Scope } from '../../model/compiled.js';
+import { KbpError } from '../../util/errors.js';
+
+// ---- constants (bpf/lb_consts.h) --------------------------------------------------------------
+export const LB_FRONTENDS_MAX = 131072;
+export const LB_BACKENDS_MAX = 1048576;
+export const LB_SLOTS_MAX = 2097152;
+export const LB_TABLES_MAX = 131072;
+export const LB_FE_ID_MAX = 131072;
+export const LB_CT_MAX = 524288;
+export const LB_AFFINITY_MAX = 131072;
+export const LB_SRC_RANGES_MAX = 65536;
+export const LB_SOCK_REVNAT_MAX = 262144;
+export const LB_DEVICES_MAX = 1024;
+
+export const LB_MAGLEV_M_MIN = 251;
+export const LB_MAGLEV_M_MAX = 131071;
+export const LB_MAGLEV_IDS_PER_ELEM = 2;
+
+/**
+ * map_flags of lb_maglev's inner-map template (lb_maps.h struct lb_maglev_inner): every inner array
+ * must be created with exactly these flags. With BPF_F_MMAPABLE (1 << 10) a table is written with
+ * one memcpy instead of one update per element. Checked against BTF by the layout test.
+ */
+export const LB_MAGLEV_INNER_FLAGS = 1 << 12; /* BPF_F_INNER_MAP */
+
+export const LB_SCOPE_EXTERNAL = 0;
+export const LB_SCOPE_INTERNAL = 1;
+
+export const LB_FE_TYPE_CLUSTER_IP = 1;
+export const LB_FE_TYPE_NODE_PORT = 2;
+export const LB_FE_TYPE_LOAD_BALANCER = 3;
+export const LB_FE_TYPE_EXTERNAL_IP = 4;
+
+export const LB_FE_F_AFFINITY = 1 << 0;
+export const LB_FE_F_SOURCE_RANGES = 1 << 1;
+export const LB_FE_F_SNAT_REMOTE = 1 << 2;
+
+export const LB_BE_F_TERMINATING = 1 << 0;
+export const LB_BE_F_LOCAL = 1 << 1;
+
+export const LB_CT_DIR_FWD = 0;
+export const LB_CT_DIR_REV = 1;
+
+export const LB_CT_F_SNAT = 1 << 0;
+export const LB_CT_F_REV_AT_INGRESS = 1 << 1;
+export const LB_CT_F_CLOSING = 1 << 2;
+export const LB_CT_F_HAIRPIN = 1 << 3;
+
+export const LB_DEV_F_EXTERNAL = 1 << 0;
+export const LB_CFG_F_SOCK_LB = 1 << 0;
+export const LB_SNAT_MARK_DEFAULT = 0x4b500000;
+
+/** enum lb_stat, in enum order: LB_STATS[i] is the counter at index i of lb_stats (LB_STAT_ prefix dropped, lower case). */
+export const LB_STATS = [
+  'unspec', 'fwd_new', 'fwd_ct_hit', 'rev_nat', 'reject_no_backend', 'drop_source_range',
+  'drop_backend_id_zero', 'drop_backend_missing', 'drop_table_missing', 'drop_fe_id_zero',
+  'drop_revnat_missing', 'pass_malformed', 'pass_fragment', 'ct_backend_gone', 'reset_backend_gone',
+  'affinity_hit', 'affinity_expired', 'ct_full', 'xdp_to_tc', 'drop_csum', 'sock_connect', 'sock_reject',
+] as const;
+export type LbStatName = (typeof LB_STATS)[number];
+export const LB_STAT_MAX = LB_STATS.length;
+
+/** Every map of bpf/lb_maps.h, pinned by these names under the pin root. */
+export const MAP_NAMES = [
+  'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity',
+  'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices',
+] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+// ---- enum translations --------------------------------------------------------------------------
+const PROTO_NUM: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+const SCOPE_NUM: Record<Scope, number> = { external: LB_SCOPE_EXTERNAL, internal: LB_SCOPE_INTERNAL };
+const TYPE_NUM: Record<FrontendType, number> = {
+  ClusterIP: LB_FE_TYPE_CLUSTER_IP, NodePort: LB_FE_TYPE_NODE_PORT,
+  LoadBalancer: LB_FE_TYPE_LOAD_BALANCER, ExternalIP: LB_FE_TYPE_EXTERNAL_IP,
+};
+
+function invert<K extends string>(r: Record<K, number>): Map<number, K> {
+  return new Map(Object.entries(r).map(([k, v]) => [v as number, k as K]));
+}
+const PROTO_NAME = invert(PROTO_NUM);
+const SCOPE_NAME = invert(SCOPE_NUM);
+const TYPE_NAME = invert(TYPE_NUM);
+
+function decodeErr(what: string, value: number): KbpError {
+  return new KbpError('KBP_ERR_DATAPLANE', `unknown ${what} ${value} in a BPF map entry`);
+}
+
+export function protoNum(p: Protocol): number {
+  const n = PROTO_NUM[p];
+  if (n === undefined) throw new KbpError('KBP_ERR_INTERNAL', `unknown protocol ${JSON.stringify(p)}`);
+  return n;
+}
+export function protoName(n: number): Protocol {
+  const p = PROTO_NAME.get(n);
+  if (!p) throw decodeErr('IP protocol', n);
+  return p;
+}
+export function scopeNum(s: Scope): number {
+  const n = SCOPE_NUM[s];
+  if (n === undefined) throw new KbpError('KBP_ERR_INTERNAL', `unknown scope ${JSON.stringify(s)}`);
+  return n;
+}
+export function scopeName(n: number): Scope {
+  const s = SCOPE_NAME.get(n);
+  if (!s) throw decodeErr('frontend scope', n);
+  return s;
+}
+export function feTypeNum(t: FrontendType): number {
+  const n = TYPE_NUM[t];
+  if (n === undefined) throw new KbpError('KBP_ERR_INTERNAL', `unknown frontend type ${JSON.stringify(t)}`);
+  return n;
+}
+export function feTypeName(n: number): FrontendType {
+  const t = TYPE_NAME.get(n);
+  if (!t) throw decodeErr('frontend type', n);
+  return t;
+}
+
+// ---- struct layouts -----------------------------------------------------------------------------
+/** How a field is stored: its C type as BTF names it, which the layout test compares. */
+export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'addr' | 'u32[2]';
+export interface FieldLayout { offset: number; size: number; kind: FieldKind }
+export interface StructLayout<F extends string = string> {
+  /** the C struct name */
+  name: string;
+  size: number;
+  fields: Record<F, FieldLayout>;
+}
+
+const KIND_SIZE: Record<FieldKind, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, addr: 16, 'u32[2]': 8 };
+
+function struct<F extends string>(name: string, size: number, fields: Record<F, [number, FieldKind]>): StructLayout<F> {
+  const out = {} as Record<F, FieldLayout>;
+  for (const [f, [offset, kind]] of Object.entries(fields) as Array<[F, [number, FieldKind]]>) {
+    out[f] = { offset, size: KIND_SIZE[kind], kind };
+  }
+  return { name, size, fields: out };
+}
+
+export const FE_KEY = struct('lb_fe_key', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], scope: [19, 'u8'] });
+export const FRONTEND = struct('lb_frontend', 20, {
+  fe_id: [0, 'u32'], table_id: [4, 'u32'], maglev_m: [8, 'u32'], backend_count: [12, 'u16'],
+  type: [14, 'u8'], flags: [15, 'u8'], affinity_timeout: [16, 'u32'],
+});
+export const BACKEND = struct('lb_backend', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], flags: [19, 'u8'] });
+export const SLOT_KEY = struct('lb_slot_key', 8, { fe_id: [0, 'u32'], slot: [4, 'u32'] });
+export const MAGLEV_ELEM = struct('lb_maglev_elem', 8, { backend_id: [0, 'u32[2]'] });
+export const REVNAT = struct('lb_revnat', 20, { addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'] });
+export const CT_KEY = struct('lb_ct_key', 40, {
+  saddr: [0, 'addr'], daddr: [16, 'addr'], sport: [32, 'be16'], dport: [34, 'be16'], proto: [36, 'u8'], dir: [37, 'u8'], pad: [38, 'u16'],
+});
+export const CT_ENTRY = struct('lb_ct_entry', 24, {
+  last_seen: [0, 'u64'], backend_id: [8, 'u32'], fe_id: [12, 'u32'], flags: [16, 'u16'], pad: [18, 'u16'], pad2: [20, 'u32'],
+});
+export const AFFINITY_KEY = struct('lb_affinity_key', 20, { client: [0, 'addr'], fe_id: [16, 'u32'] });
+export const AFFINITY_VAL = struct('lb_affinity_val', 16, { last_used: [0, 'u64'], backend_id: [8, 'u32'], pad: [12, 'u32'] });
+export const SRC_RANGE_KEY = struct('lb_src_range_key', 24, { prefixlen: [0, 'u32'], fe_id: [4, 'u32'], addr: [8, 'addr'] });
+export const FE_STATS = struct('lb_fe_stats', 16, { packets: [0, 'u64'], bytes: [8, 'u64'] });
+export const SOCK_REVNAT_KEY = struct('lb_sock_revnat_key', 32, { cookie: [0, 'u64'], addr: [8, 'addr'], port: [24, 'be16'], pad: [26, 'u16'], pad2: [28, 'u32'] });
+export const SOCK_REVNAT_VAL = struct('lb_sock_revnat_val', 24, { addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'], fe_id: [20, 'u32'] });
+export const CONFIG = struct('lb_config', 16, { hash_seed: [0, 'u32'], snat_mark: [4, 'u32'], flags: [8, 'u32'], pad: [12, 'u32'] });
+export const DEVICE = struct('lb_device', 4, { flags: [0, 'u32'] });
+
+/** Every struct of lb_structs.h, for the layout test. */
+export const STRUCTS: StructLayout[] = [
+  FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
+  AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, CONFIG, DEVICE,
+];
+
+// ---- codecs -------------------------------------------------------------------------------------
+// encodeX(value, buf?, off?) writes into buf at off (so a batch is one Buffer) and returns buf;
+// decodeX(buf, off?) reads one struct. Padding is always written as zero: hash keys compare bytes.
+
+function alloc(buf: Buffer | undefined, off: number, size: number, name: string): Buffer {
+  if (!buf) return Buffer.alloc(off + size);
+  if (off < 0 || off + size > buf.length) throw new KbpError('KBP_ERR_INTERNAL', `${name}: buffer of ${buf.length} bytes has no room for ${size} bytes at offset ${off}`);
+  buf.fill(0, off, off + size);
+  return buf;
+}
+
+// Addresses are the bulk of a full sync's encoding work (100,000+ per sync), so dotted-quad IPv4 is
+// parsed and printed here without intermediate arrays; everything else goes through util/ip.ts.
+function writeAddr(buf: Buffer, off: number, address: string): void {
+  const v4 = parseV4(address);
+  if (v4 < 0) {
+    buf.set(ipTo16(address), off);
+    return;
+  }
+  buf.fill(0, off, off + 10);
+  buf[off + 10] = 0xff;
+  buf[off + 11] = 0xff;
+  buf.writeUInt32BE(v4, off + 12);
+}
+
+/** A canonical dotted quad as a u32, or -1 (anything else, including non-canonical forms). */
+function parseV4(s: string): number {
+  let value = 0, part = 0, digits = 0, dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return -1; // leading zero
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return -1;
+    } else {
+      return -1;
+    }
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return value * 256 + part;
+}
+
+function readAddr(buf: Buffer, off: number): string {
+  let mapped = buf[off + 10] === 0xff && buf[off + 11] === 0xff;
+  for (let i = 0; mapped && i < 10; i++) if (buf[off + i] !== 0) mapped = false;
+  if (mapped) return `${buf[off + 12]}.${buf[off + 13]}.${buf[off + 14]}.${buf[off + 15]}`;
+  return ipFrom16(buf.subarray(off, off + 16));
+}
+
+export interface FeKey { address: string; port: number; protocol: Protocol; scope: Scope }
+export function encodeFeKey(k: FeKey, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, FE_KEY.size, FE_KEY.name);
+  writeAddr(b, off, k.address);
+  b.writeUInt16BE(k.port, off + 16);
+  b.writeUInt8(protoNum(k.protocol), off + 18);
+  b.writeUInt8(scopeNum(k.scope), off + 19);
+  return b;
+}
+export function decodeFeKey(b: Buffer, off = 0): FeKey {
+  return { address: readAddr(b, off), port: b.readUInt16BE(off + 16), protocol: protoName(b.readUInt8(off + 18)), scope: scopeName(b.readUInt8(off + 19)) };
+}
+
+export interface FrontendValue {
+  feId: number; tableId: number; maglevM: number; backendCount: number;
+  type: FrontendType; flags: number; affinityTimeout: number;
+}
+export function encodeFrontend(v: FrontendValue, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, FRONTEND.size, FRONTEND.name);
+  b.writeUInt32LE(v.feId, off);
+  b.writeUInt32LE(v.tableId, off + 4);
+  b.writeUInt32LE(v.maglevM, off + 8);
+  b.writeUInt16LE(v.backendCount, off + 12);
+  b.writeUInt8(feTypeNum(v.type), off + 14);
+  b.writeUInt8(v.flags, off + 15);
+  b.writeUInt32LE(v.affinityTimeout, off + 16);
+  return b;
+}
+export function decodeFrontend(b: Buffer, off = 0): FrontendValue {
+  return {
+    feId: b.readUInt32LE(off), tableId: b.readUInt32LE(off + 4), maglevM: b.readUInt32LE(off + 8),
+    backendCount: b.readUInt16LE(off + 12), type: feTypeName(b.readUInt8(off + 14)), flags: b.readUInt8(off + 15),
+    affinityTimeout: b.readUInt32LE(off + 16),
+  };
+}
+
+export interface BackendValue { address: string; port: number; protocol: Protocol; flags: number }
+export function encodeBackend(v: BackendValue, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, BACKEND.size, BACKEND.name);
+  writeAddr(b, off, v.address);
+  b.writeUInt16BE(v.port, off + 16);
+  b.writeUInt8(protoNum(v.protocol), off + 18);
+  b.writeUInt8(v.flags, off + 19);
+  return b;
+}
+export function decodeBackend(b: Buffer, off = 0): BackendValue {
+  return { address: readAddr(b, off), port: b.readUInt16BE(off + 16), protocol: protoName(b.readUInt8(off + 18)), flags: b.readUInt8(off + 19) };
+}
+
+/** A __u32 key or value (backend id, fe_id, table id, ifindex, stat index). */
+export function encodeU32(v: number, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, 4, 'u32');
+  b.writeUInt32LE(v, off);
+  return b;
+}
+export function decodeU32(b: Buffer, off = 0): number {
+  return b.readUInt32LE(off);
+}
+
+export interface SlotKey { feId: number; slot: number }
+export function encodeSlotKey(k: SlotKey, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, SLOT_KEY.size, SLOT_KEY.name);
+  b.writeUInt32LE(k.feId, off);
+  b.writeUInt32LE(k.slot, off + 4);
+  return b;
+}
+export function decodeSlotKey(b: Buffer, off = 0): SlotKey {
+  return { feId: b.readUInt32LE(off), slot: b.readUInt32LE(off + 4) };
+}
+
+/** Elements of a Maglev inner array for an M-slot table: slot i is in element i / 2, position i % 2. */
+export function maglevElems(m: number): number {
+  return Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM);
+}
+/**
+ * The values of a whole Maglev inner array, one u32 backend id per slot (the odd tail slot stays 0,
+ * which the kernel never reads because it indexes with hash % M).
+ */
+export function encodeMaglevTable(slots: Uint32Array | number[]): Buffer {
+  const b = Buffer.alloc(maglevElems(slots.length) * MAGLEV_ELEM.size);
+  if (slots instanceof Uint32Array && LITTLE_ENDIAN) {
+    b.set(new Uint8Array(slots.buffer, slots.byteOffset, slots.length * 4));
+  } else {
+    for (let i = 0; i < slots.length; i++) b.writeUInt32LE(slots[i]!, i * 4);
+  }
+  return b;
+}
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+const arrayKeys = new Map<number, Buffer>();
+/** The keys 0..n-1 of an array map, packed for a batch update (cached: tables share a few sizes). */
+export function encodeArrayKeys(n: number): Buffer {
+  let b = arrayKeys.get(n);
+  if (!b) {
+    b = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) b.writeUInt32LE(i, i * 4);
+    if (arrayKeys.size < 256) arrayKeys.set(n, b);
+  }
+  return b;
+}
+export function decodeMaglevTable(values: Buffer, m: number): Uint32Array {
+  const out = new Uint32Array(m);
+  for (let i = 0; i < m; i++) out[i] = values.readUInt32LE(i * 4);
+  return out;
+}
+
+export interface RevNat { address: string; port: number }
+export function encodeRevNat(v: RevNat, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, REVNAT.size, REVNAT.name);
+  writeAddr(b, off, v.address);
+  b.writeUInt16BE(v.port, off + 16);
+  return b;
+}
+export function decodeRevNat(b: Buffer, off = 0): RevNat {
+  return { address: readAddr(b, off), port: b.readUInt16BE(off + 16) };
+}
+
+export interface CtKey { saddr: string; daddr: string; sport: number; dport: number; protocol: Protocol; dir: number }
+export function encodeCtKey(k: CtKey, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, CT_KEY.size, CT_KEY.name);
+  writeAddr(b, off, k.saddr);
+  writeAddr(b, off + 16, k.daddr);
+  b.writeUInt16BE(k.sport, off + 32);
+  b.writeUInt16BE(k.dport, off + 34);
+  b.writeUInt8(protoNum(k.protocol), off + 36);
+  b.writeUInt8(k.dir, off + 37);
+  return b;
+}
+export function decodeCtKey(b: Buffer, off = 0): CtKey {
+  return {
+    saddr: readAddr(b, off), daddr: readAddr(b, off + 16), sport: b.readUInt16BE(off + 32), dport: b.readUInt16BE(off + 34),
+    protocol: protoName(b.readUInt8(off + 36)), dir: b.readUInt8(off + 37),
+  };
+}
+
+export interface CtEntry { lastSeen: bigint; backendId: number; feId: number; flags: number }
+export function encodeCtEntry(v: CtEntry, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, CT_ENTRY.size, CT_ENTRY.name);
+  b.writeBigUInt64LE(v.lastSeen, off);
+  b.writeUInt32LE(v.backendId, off + 8);
+  b.writeUInt32LE(v.feId, off + 12);
+  b.writeUInt16LE(v.flags, off + 16);
+  return b;
+}
+export function decodeCtEntry(b: Buffer, off = 0): CtEntry {
+  return { lastSeen: b.readBigUInt64LE(off), backendId: b.readUInt32LE(off + 8), feId: b.readUInt32LE(off + 12), flags: b.readUInt16LE(off + 16) };
+}
+
+export interface AffinityKey { client: string; feId: number }
+export function encodeAffinityKey(k: AffinityKey, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, AFFINITY_KEY.size, AFFINITY_KEY.name);
+  writeAddr(b, off, k.client);
+  b.writeUInt32LE(k.feId, off + 16);
+  return b;
+}
+export function decodeAffinityKey(b: Buffer, off = 0): AffinityKey {
+  return { client: readAddr(b, off), feId: b.readUInt32LE(off + 16) };
+}
+
+export interface AffinityVal { lastUsed: bigint; backendId: number }
+export function encodeAffinityVal(v: AffinityVal, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, AFFINITY_VAL.size, AFFINITY_VAL.name);
+  b.writeBigUInt64LE(v.lastUsed, off);
+  b.writeUInt32LE(v.backendId, off + 8);
+  return b;
+}
+export function decodeAffinityVal(b: Buffer, off = 0): AffinityVal {
+  return { lastUsed: b.readBigUInt64LE(off), backendId: b.readUInt32LE(off + 8) };
+}
+
+/**
+ * An LPM key for one source range of a frontend. The trie matches fe_id exactly (its 32 bits count in
+ * prefixlen) and then the address prefix; IPv4 prefixes count the 96 bits of the ::ffff: mapping.
+ */
+export interface SrcRangeKey { feId: number; cidr: string }
+export function encodeSrcRangeKey(k: SrcRangeKey, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, SRC_RANGE_KEY.size, SRC_RANGE_KEY.name);
+  const slash = k.cidr.indexOf('/');
+  const addr = slash < 0 ? k.cidr : k.cidr.slice(0, slash);
+  const bytes = ipTo16(addr);
+  const v4 = !addr.includes(':');
+  const max = v4 ? 32 : 128;
+  const prefix = slash < 0 ? max : Number(k.cidr.slice(slash + 1));
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw new KbpError('KBP_ERR_INTERNAL', `bad source range ${JSON.stringify(k.cidr)} for frontend ${k.feId}`);
+  const bits = (v4 ? 96 : 0) + prefix;
+  // host bits are zeroed so that the same network always makes the same key
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, bits - i * 8));
+    bytes[i] = bytes[i]! & ((0xff << (8 - keep)) & 0xff);
+  }
+  b.writeUInt32LE(32 + bits, off);
+  b.writeUInt32LE(k.feId, off + 4);
+  b.set(bytes, off + 8);
+  return b;
+}
+export function decodeSrcRangeKey(b: Buffer, off = 0): SrcRangeKey {
+  const prefixlen = b.readUInt32LE(off);
+  const bytes = b.subarray(off + 8, off + 24);
+  const address = ipFrom16(bytes);
+  const v4 = !address.includes(':');
+  // an IPv4-mapped prefix shorter than the mapping itself (< /96) cannot come from encodeSrcRangeKey
+  const prefix = prefixlen - 32 - (v4 ? 96 : 0);
+  return { feId: b.readUInt32LE(off + 4), cidr: `${address}/${prefix}` };
+}
+
+export interface FeStats { packets: bigint; bytes: bigint }
+/** Sums a per-CPU lb_fe_stats value (one 16-byte copy per possible CPU). */
+export function decodeFeStatsPerCpu(b: Buffer, cpus: number): FeStats {
+  let packets = 0n, bytes = 0n;
+  for (let c = 0; c < cpus; c++) {
+    packets += b.readBigUInt64LE(c * FE_STATS.size);
+    bytes += b.readBigUInt64LE(c * FE_STATS.size + 8);
+  }
+  return { packets, bytes };
+}
+/** Sums a per-CPU __u64 value. */
+export function sumU64PerCpu(b: Buffer, cpus: number): bigint {
+  let s = 0n;
+  for (let c = 0; c < cpus; c++) s += b.readBigUInt64LE(c * 8);
+  return s;
+}
+
+export interface SockRevNatKey { cookie: bigint; address: string; port: number }
+export function encodeSockRevNatKey(k: SockRevNatKey, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, SOCK_REVNAT_KEY.size, SOCK_REVNAT_KEY.name);
+  b.writeBigUInt64LE(k.cookie, off);
+  writeAddr(b, off + 8, k.address);
+  b.writeUInt16BE(k.port, off + 24);
+  return b;
+}
+export function decodeSockRevNatKey(b: Buffer, off = 0): SockRevNatKey {
+  return { cookie: b.readBigUInt64LE(off), address: readAddr(b, off + 8), port: b.readUInt16BE(off + 24) };
+}
+
+export interface SockRevNatVal { address: string; port: number; feId: number }
+export function encodeSockRevNatVal(v: SockRevNatVal, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, SOCK_REVNAT_VAL.size, SOCK_REVNAT_VAL.name);
+  writeAddr(b, off, v.address);
+  b.writeUInt16BE(v.port, off + 16);
+  b.writeUInt32LE(v.feId, off + 20);
+  return b;
+}
+export function decodeSockRevNatVal(b: Buffer, off = 0): SockRevNatVal {
+  return { address: readAddr(b, off), port: b.readUInt16BE(off + 16), feId: b.readUInt32LE(off + 20) };
+}
+
+export interface Config { hashSeed: number; snatMark: number; flags: number }
+export function encodeConfig(v: Config, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, CONFIG.size, CONFIG.name);
+  b.writeUInt32LE(v.hashSeed >>> 0, off);
+  b.writeUInt32LE(v.snatMark >>> 0, off + 4);
+  b.writeUInt32LE(v.flags >>> 0, off + 8);
+  return b;
+}
+export function decodeConfig(b: Buffer, off = 0): Config {
+  return { hashSeed: b.readUInt32LE(off), snatMark: b.readUInt32LE(off + 4), flags: b.readUInt32LE(off + 8) };
+}
+
+export interface Device { flags: number }
+export function encodeDevice(v: Device, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, DEVICE.size, DEVICE.name);
+  b.writeUInt32LE(v.flags, off);
+  return b;
+}
+export function decodeDevice(b: Buffer, off = 0): Device {
+  return { flags: b.readUInt32LE(off) };
+}

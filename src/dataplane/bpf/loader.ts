@@ -1,0 +1,301 @@
+// Loads the data plane's BPF object with its maps pinned under the agent's pin root, pins the
+// programs, attaches them (recording every attachment in the state file so that cleanup removes
+// exactly what the agent installed), and cleans up.
+//
+// Restart: maps are LIBBPF_PIN_BY_NAME, so a second load reuses the pinned maps and their contents;
+// programs are loaded anew and swapped in place of the old ones (tc filters and XDP are replaced at
+// the same priority/handle, cgroup programs with BPF_F_REPLACE), so traffic never sees a gap.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KbpError } from '../../util/errors.js';
+import { BpfMaps, StateStore, type Attachment, type BpfMapsOptions } from './maps.js';
+import {
+  BpfMap, BpfObject, BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint,
+} from './native.js';
+
+/** bpf/kbp.bpf.o of this checkout (or next to the bundle). */
+export function defaultObjectPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = join(dir, 'bpf', 'kbp.bpf.o');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  return resolve('bpf', 'kbp.bpf.o');
+}
+
+/** Whether path is on a bpf filesystem. */
+export function isBpffs(path: string): boolean {
+  try {
+    const mounts = readFileSync('/proc/self/mounts', 'utf8');
+    let best = '';
+    let type = '';
+    const real = resolve(path);
+    for (const line of mounts.split('\n')) {
+      const [, mnt, fstype] = line.split(' ');
+      if (!mnt || !fstype) continue;
+      const m = mnt.replace(/\\040/g, ' ');
+      if ((real === m || real.startsWith(m.endsWith('/') ? m : `${m}/`)) && m.length >= best.length) {
+        best = m;
+        type = fstype;
+      }
+    }
+    return type === 'bpf';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Mounts bpffs at mountPoint when nothing bpf is mounted there, so pins can exist at all.
+ * Throws KBP_ERR_KERNEL_FEATURE when the mount fails (no CONFIG_BPF_SYSCALL, not root, or a
+ * container without the mount).
+ */
+export function ensureBpffs(mountPoint = '/sys/fs/bpf'): void {
+  if (isBpffs(mountPoint)) return;
+  try {
+    mkdirSync(mountPoint, { recursive: true });
+    execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new KbpError('KBP_ERR_KERNEL_FEATURE', `bpffs is not mounted at ${mountPoint} and mounting it failed: ${stderr || (e as Error).message}`, { cause: e });
+  }
+  if (!isBpffs(mountPoint)) throw new KbpError('KBP_ERR_KERNEL_FEATURE', `bpffs at ${mountPoint}: mount reported success but no bpf filesystem is there`);
+}
+
+/** The bpffs mount a pin root lives on (its first two components, e.g. /sys/fs/bpf). */
+function bpffsOf(pinRoot: string): string {
+  const abs = resolve(pinRoot);
+  if (abs.startsWith('/sys/fs/bpf')) return '/sys/fs/bpf';
+  return dirname(abs);
+}
+
+export interface Loaded {
+  object: BpfObject;
+  maps: BpfMaps;
+  state: StateStore;
+  pinRoot: string;
+  /** true when maps pinned by an earlier agent were found and reused */
+  reused: boolean;
+}
+
+/**
+ * Opens and loads the object with its maps under pinRoot (reusing pinned ones), pins every program
+ * under <pinRoot>/progs/ (replacing older pins), and returns the maps writer. The state file holds
+ * the Service names and the attachments; pass the same StateStore to attach*() and cleanup().
+ */
+export function loadDataplane(opts: {
+  pinRoot: string; objectPath?: string; state?: StateStore; mountBpffs?: boolean; maps?: BpfMapsOptions;
+  /** unpin maps whose definition changed (an upgrade): their contents are lost, the rest is kept */
+  replaceIncompatible?: boolean;
+}): Loaded {
+  const pinRoot = resolve(opts.pinRoot);
+  if (opts.mountBpffs !== false) ensureBpffs(bpffsOf(pinRoot));
+  try {
+    mkdirSync(join(pinRoot, 'progs'), { recursive: true });
+  } catch (e) {
+    throw new KbpError('KBP_ERR_BPF', `create pin root ${pinRoot}: ${(e as Error).message}`, { cause: e });
+  }
+  if (!isBpffs(pinRoot)) throw new KbpError('KBP_ERR_CONFIG', `pin root ${pinRoot} is not on a bpf filesystem (--bpffs must be under a bpffs mount)`);
+  const state = opts.state ?? StateStore.forPinRoot(pinRoot);
+  const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
+  let reused = false;
+  try {
+    reused = checkPinnedMaps(object, pinRoot, opts.replaceIncompatible ?? false);
+    object.load();
+    for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+  return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused };
+}
+
+/**
+ * Compares every pinned map with the object's definition, as libbpf will (type, sizes, capacity,
+ * flags), so that a mismatch is named instead of failing the load with a bare EINVAL. With
+ * replace, mismatched pins are removed and the load creates the maps anew. Returns whether any
+ * pinned map will be reused.
+ */
+function checkPinnedMaps(object: BpfObject, pinRoot: string, replace: boolean): boolean {
+  let reused = false;
+  const problems: string[] = [];
+  for (const spec of object.mapSpecs()) {
+    const path = join(pinRoot, spec.name);
+    if (!existsSync(path)) continue;
+    const pinned = BpfMap.fromPin(path);
+    const diffs: string[] = [];
+    for (const k of ['type', 'keySize', 'valueSize', 'maxEntries', 'flags'] as const) {
+      if (pinned[k] !== spec[k]) diffs.push(`${k} ${pinned[k]} pinned, ${spec[k]} in the object`);
+    }
+    pinned.close();
+    if (diffs.length === 0) {
+      reused = true;
+      continue;
+    }
+    if (replace) unlinkSync(path);
+    else problems.push(`${spec.name} (${diffs.join(', ')})`);
+  }
+  if (problems.length) {
+    throw new KbpError('KBP_ERR_BPF', `pinned maps under ${pinRoot} do not match ${object.path}: ${problems.join('; ')}; run cleanup, or load with replaceIncompatible to recreate them`);
+  }
+  return reused;
+}
+
+function pinProgram(p: BpfProgram, pinRoot: string): void {
+  const path = join(pinRoot, 'progs', p.name);
+  // a pin cannot be overwritten; the old program stays alive through its attachments until replaced
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new KbpError('KBP_ERR_BPF', `unpin ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  p.pin(path);
+}
+
+/** The device's name for the state file (humans read it); `ip` sees this network namespace, sysfs may not. */
+function ifname(ifindex: number): string {
+  try {
+    const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ ifindex: number; ifname: string }>;
+    return links.find((l) => l.ifindex === ifindex)?.ifname ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** Attaches a tc program and records it (replacing whatever sat at that priority/handle). */
+export function attachTc(state: StateStore, prog: BpfProgram, ifindex: number, point: AttachPoint, opts: { priority?: number; handle?: number } = {}): void {
+  const priority = opts.priority ?? 1, handle = opts.handle ?? 1;
+  prog.attachTc(ifindex, point, { priority, handle });
+  state.recordAttachment({ kind: 'tc', ifindex, ifname: ifname(ifindex), point, priority, handle, program: prog.name, progId: prog.id });
+  state.save();
+}
+
+export function attachXdp(state: StateStore, prog: BpfProgram, ifindex: number, mode: 'native' | 'generic' = 'native'): void {
+  prog.attachXdp(ifindex, mode);
+  state.recordAttachment({ kind: 'xdp', ifindex, ifname: ifname(ifindex), mode, program: prog.name, progId: prog.id });
+  state.save();
+}
+
+/**
+ * Attaches a cgroup program with BPF_F_ALLOW_MULTI; the program an earlier agent attached there under
+ * the same name is replaced in one step, not run alongside.
+ */
+export function attachCgroup(state: StateStore, prog: BpfProgram, cgroupPath: string, attachType: string): void {
+  const rec: Attachment = { kind: 'cgroup', path: cgroupPath, attachType, program: prog.name, progId: prog.id };
+  const old = state.attachments.find((a): a is Extract<Attachment, { kind: 'cgroup' }> => a.kind === 'cgroup' && a.path === cgroupPath && a.attachType === attachType && a.program === prog.name);
+  let replace: BpfProgram | undefined;
+  if (old && old.progId !== rec.progId && cgroupPrograms(cgroupPath, attachType).includes(old.progId)) {
+    try {
+      replace = BpfProgram.fromId(old.progId);
+    } catch {
+      replace = undefined; // gone since the query
+    }
+  }
+  try {
+    prog.attachCgroup(cgroupPath, attachType, replace ? { replace } : undefined);
+  } finally {
+    replace?.close();
+  }
+  state.recordAttachment(rec);
+  state.save();
+}
+
+/** Detaches one recorded attachment if what is attached there is still ours; false otherwise. */
+export function detach(state: StateStore, a: Attachment): boolean {
+  let done = false;
+  switch (a.kind) {
+    case 'tc': {
+      const id = tcProgramId(a.ifindex, a.point, { priority: a.priority, handle: a.handle });
+      if (id !== undefined && id === a.progId) {
+        const p = BpfProgram.fromId(id);
+        try {
+          done = p.detachTc(a.ifindex, a.point, { priority: a.priority, handle: a.handle });
+        } finally {
+          p.close();
+        }
+      }
+      break;
+    }
+    case 'xdp': {
+      let id = 0;
+      try {
+        id = xdpProgramId(a.ifindex, a.mode);
+      } catch {
+        id = 0; // device gone
+      }
+      if (id !== 0 && id === a.progId) {
+        const p = BpfProgram.fromId(id);
+        try {
+          done = p.detachXdp(a.ifindex);
+        } finally {
+          p.close();
+        }
+      }
+      break;
+    }
+    case 'cgroup': {
+      if (!existsSync(a.path)) break;
+      if (!cgroupPrograms(a.path, a.attachType).includes(a.progId)) break;
+      const p = BpfProgram.fromId(a.progId);
+      try {
+        done = p.detachCgroup(a.path, a.attachType);
+      } finally {
+        p.close();
+      }
+      break;
+    }
+  }
+  state.forgetAttachment(a);
+  state.save();
+  return done;
+}
+
+/**
+ * Removes everything under pinRoot that the agent installed: detaches every recorded attachment
+ * (only where our program is still the one attached), unpins programs and maps (the kernel frees them
+ * once nothing holds them), removes the pin root and the state file. Safe to run twice.
+ */
+export function cleanup(pinRoot: string, state: StateStore = StateStore.forPinRoot(resolve(pinRoot))): { detached: number; unpinned: number } {
+  const root = resolve(pinRoot);
+  let detached = 0;
+  const errors: string[] = [];
+  for (const a of [...state.attachments]) {
+    try {
+      if (detach(state, a)) detached++;
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  }
+  let unpinned = 0;
+  const walk = (dir: string): void => {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    for (const n of names) {
+      const p = join(dir, n);
+      if (statSync(p).isDirectory()) {
+        walk(p);
+        rmdirSync(p);
+      } else {
+        unlinkSync(p);
+        unpinned++;
+      }
+    }
+  };
+  if (existsSync(root)) {
+    if (!isBpffs(root)) throw new KbpError('KBP_ERR_CONFIG', `cleanup: ${root} is not on a bpf filesystem; refusing to delete files there`);
+    walk(root);
+    rmdirSync(root);
+  }
+  // attachments that failed to detach stay recorded, so a second cleanup can retry them
+  if (errors.length) throw new KbpError('KBP_ERR_BPF', `cleanup ${root}: ${errors.join('; ')}`);
+  state.remove();
+  return { detached, unpinned };
+}

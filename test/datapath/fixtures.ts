@@ -1,0 +1,338 @@
+// The datapath test harness: loads bpf/kbp.bpf.o under a private pin root, writes map state through
+// the codecs of src/dataplane/bpf/layout.ts (Maglev tables built by src/plan/maglev.ts, exactly as the
+// agent builds them), and runs the programs with BPF_PROG_TEST_RUN.
+//
+// Devices: BPF_PROG_TEST_RUN gives a tc program the loopback device (ifindex 1) unless ctx.ifindex
+// names another device of the caller's network namespace, and XDP sees ingress_ifindex 1 likewise.
+// The programs read the device role from lb_devices, so a row makes "the device" external by
+// flagging ifindex 1 there: no test device, no namespace, and no special case in the programs.
+import { mkdirSync, rmSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BpfObject, BpfMap, MapType, BPF_F_INNER_MAP, numPossibleCpus, type BpfProgram, type TestRunResult } from '../../src/dataplane/bpf/native.js';
+import {
+  encodeFeKey, encodeFrontend, encodeBackend, encodeU32, encodeRevNat, encodeSrcRangeKey, encodeConfig,
+  encodeDevice, encodeMaglevTable, encodeArrayKeys, maglevElems, encodeCtKey, decodeCtEntry, encodeAffinityKey,
+  encodeAffinityVal, decodeAffinityVal, encodeSlotKey, decodeFeStatsPerCpu, sumU64PerCpu, MAGLEV_ELEM,
+  LB_STATS, LB_STAT_MAX, LB_DEV_F_EXTERNAL, LB_SNAT_MARK_DEFAULT, LB_BE_F_LOCAL, LB_BE_F_TERMINATING,
+  type LbStatName, type CtEntry, type AffinityVal,
+} from '../../src/dataplane/bpf/layout.js';
+import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
+import type { FrontendType, Protocol, Scope } from '../../src/model/compiled.js';
+import type { Plan, PlanBackend, PlanFrontend } from '../../src/plan/types.js';
+import { frontendKey } from '../../src/plan/types.js';
+import { diffPlans } from '../../src/plan/diff.js';
+import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
+import { LB_FE_F_SNAT_REMOTE } from '../../src/dataplane/bpf/layout.js';
+
+/** KBP_BPF_OBJECT runs the table against another build of the object (an experiment, another kernel's build) */
+export const OBJECT_PATH = process.env.KBP_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/kbp.bpf.o', import.meta.url));
+export const SEED = 0x5eed1234;
+export const SNAT_MARK = LB_SNAT_MARK_DEFAULT;
+export const TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7;
+export const XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3;
+export type ProgName = 'lb_tc_ingress' | 'lb_tc_egress' | 'lb_xdp';
+
+/** sizeof(struct __sk_buff) in this kernel's uapi; mark is at offset 8 */
+const SKB_CTX_SIZE = 192;
+const SKB_MARK_OFF = 8;
+const LO_IFINDEX = 1;
+
+export interface TestBackend { id: number; address: string; port: number; flags?: number }
+export interface TestService {
+  feId: number;
+  address: string;
+  port: number;
+  protocol: Protocol;
+  scope: Scope;
+  type?: FrontendType;
+  flags?: number;
+  affinityTimeout?: number;
+  backends: TestBackend[];
+  /** a table id of its own (default: feId + 1000); 0 = no table */
+  tableId?: number;
+  /** slots written instead of the Maglev table built over the backends */
+  slots?: number[];
+  sourceRanges?: string[];
+}
+
+export interface RunResult { verdict: number; output: Buffer; mark: number; durationNs: number }
+
+export class Datapath {
+  readonly pinRoot: string;
+  private readonly obj: BpfObject;
+  private readonly inner = new Map<number, BpfMap>();
+  readonly cpus = numPossibleCpus();
+  /** the tables written, by table id: slot -> backend id */
+  readonly tables = new Map<number, Uint32Array>();
+  private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
+
+  constructor() {
+    this.pinRoot = `/sys/fs/bpf/kbp-datapath-test-${process.pid}`;
+    if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
+    mkdirSync(this.pinRoot);
+    try {
+      this.obj = BpfObject.open(OBJECT_PATH, { pinRoot: this.pinRoot });
+      this.obj.load();
+    } catch (e) {
+      rmSync(this.pinRoot, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  map(name: string): BpfMap {
+    return this.obj.map(name);
+  }
+
+  prog(name: ProgName): BpfProgram {
+    return this.obj.program(name);
+  }
+
+  close(): void {
+    for (const m of this.inner.values()) m.close();
+    this.inner.clear();
+    this.obj.close();
+    rmSync(this.pinRoot, { recursive: true, force: true });
+  }
+
+  /** Empties every map this harness writes or the programs fill, and zeroes the counters. */
+  reset(): void {
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_config']) {
+      const m = this.map(name);
+      if (m.type === MapType.ARRAY) {
+        m.update(encodeU32(0), Buffer.alloc(m.valueSize));
+        continue;
+      }
+      for (const k of m.keys()) m.delete(k);
+    }
+    for (const m of this.inner.values()) m.close();
+    this.inner.clear();
+    this.tables.clear();
+    this.base = undefined;
+    this.resetStats();
+    this.map('lb_config').update(encodeU32(0), encodeConfig({ hashSeed: SEED, snatMark: SNAT_MARK, flags: 0 }));
+  }
+
+  /** Writes the base services on empty maps; restore() returns to this state. */
+  install(services: TestService[]): void {
+    this.reset();
+    for (const s of services) this.addService(s);
+    this.base = { services, tables: new Map(this.tables) };
+  }
+
+  /**
+   * Back to the installed base state: conntrack, affinity, devices and counters emptied, the plain
+   * maps rewritten. Maglev tables are rewritten only where a row replaced or removed one, because
+   * every update of a map-in-map waits for an RCU grace period (tens of ms).
+   */
+  restore(): void {
+    const base = this.base;
+    if (!base) throw new Error('restore() before install()');
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices']) {
+      const m = this.map(name);
+      for (const k of m.keys()) m.delete(k);
+    }
+    this.resetStats();
+    this.map('lb_config').update(encodeU32(0), encodeConfig({ hashSeed: SEED, snatMark: SNAT_MARK, flags: 0 }));
+    for (const s of base.services) {
+      const tableId = s.tableId ?? s.feId + 1000;
+      const want = base.tables.get(tableId);
+      if (want && this.tables.get(tableId) !== want) this.writeTable(tableId, want);
+      this.addService(s, { tables: false });
+      this.clearFeStats(s.feId);
+    }
+  }
+
+  /** Installs a Plan on empty maps through the agent's own writer (BpfMaps.apply of diffPlans' ops). */
+  installPlan(plan: Plan): void {
+    this.reset();
+    const maps = BpfMaps.fromObject(this.obj);
+    try {
+      maps.apply(diffPlans(undefined, plan));
+    } finally {
+      maps.close();
+    }
+  }
+
+  /** Forgets every flow: conntrack and affinity emptied. */
+  forgetFlows(): void {
+    for (const name of ['lb_ct', 'lb_affinity']) {
+      const m = this.map(name);
+      for (const k of m.keys()) m.delete(k);
+    }
+  }
+
+  /** Removes a Maglev table (the frontend keeps pointing at it). */
+  deleteTable(tableId: number): void {
+    this.map('lb_maglev').delete(encodeU32(tableId));
+    this.tables.delete(tableId);
+  }
+
+  resetStats(): void {
+    const stats = this.map('lb_stats');
+    const zero = Buffer.alloc(this.cpus * 8);
+    for (let i = 0; i < LB_STAT_MAX; i++) stats.update(encodeU32(i), zero);
+  }
+
+  setExternal(external: boolean): void {
+    const devs = this.map('lb_devices');
+    if (external) devs.update(encodeU32(LO_IFINDEX), encodeDevice({ flags: LB_DEV_F_EXTERNAL }));
+    else devs.delete(encodeU32(LO_IFINDEX));
+  }
+
+  upsertBackend(b: TestBackend, protocol: Protocol): void {
+    this.map('lb_backends').update(encodeU32(b.id), encodeBackend({ address: b.address, port: b.port, protocol, flags: b.flags ?? 0 }));
+  }
+
+  deleteBackend(id: number): void {
+    this.map('lb_backends').delete(encodeU32(id));
+  }
+
+  /** Builds an inner array for the slots and swaps it in under tableId, as the agent does. */
+  writeTable(tableId: number, slots: Uint32Array): void {
+    const elems = maglevElems(slots.length);
+    const inner = BpfMap.create({ type: MapType.ARRAY, name: 'lb_maglev_test', keySize: 4, valueSize: MAGLEV_ELEM.size, maxEntries: elems, flags: BPF_F_INNER_MAP });
+    inner.updateBatch(encodeArrayKeys(elems), encodeMaglevTable(slots), elems);
+    this.map('lb_maglev').updateFd(encodeU32(tableId), inner.fd);
+    this.inner.get(tableId)?.close();
+    this.inner.set(tableId, inner);
+    this.tables.set(tableId, slots);
+  }
+
+  /** Writes a whole service in the agent's order: backends, table, slots, rev-NAT, ranges, frontend last. */
+  addService(s: TestService, opts: { tables?: boolean } = {}): { tableId: number; m: number } {
+    for (const b of s.backends) this.upsertBackend(b, s.protocol);
+    let tableId = s.tableId ?? s.feId + 1000;
+    let m = 0;
+    if (s.backends.length === 0 && !s.slots) tableId = 0;
+    if (tableId) {
+      if (opts.tables === false) {
+        m = this.base?.tables.get(tableId)?.length ?? 0;
+      } else {
+        const slots = s.slots ? Uint32Array.from(s.slots) : buildMaglevTable(s.backends.map((b) => ({ address: b.address, port: b.port, id: b.id })), SEED, maglevSize(s.backends.length));
+        m = slots.length;
+        this.writeTable(tableId, slots);
+      }
+    }
+    s.backends.forEach((b, i) => this.map('lb_slots').update(encodeSlotKey({ feId: s.feId, slot: i }), encodeU32(b.id)));
+    this.map('lb_revnat').update(encodeU32(s.feId), encodeRevNat({ address: s.address, port: s.port }));
+    for (const c of s.sourceRanges ?? []) this.map('lb_src_ranges').update(encodeSrcRangeKey({ feId: s.feId, cidr: c }), Buffer.from([1]));
+    this.map('lb_frontends').update(
+      encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope }),
+      encodeFrontend({ feId: s.feId, tableId, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0 }),
+    );
+    return { tableId, m };
+  }
+
+  /** Replaces a service's backends (new table under the same id) without touching conntrack. */
+  replaceBackends(s: TestService, backends: TestBackend[]): TestService {
+    const next = { ...s, backends };
+    for (const b of s.backends) if (!backends.some((x) => x.id === b.id)) this.deleteBackend(b.id);
+    this.addService(next);
+    return next;
+  }
+
+  ct(k: { saddr: string; daddr: string; sport: number; dport: number; protocol: Protocol; dir: number }): CtEntry | undefined {
+    const v = this.map('lb_ct').lookup(encodeCtKey(k));
+    return v ? decodeCtEntry(v) : undefined;
+  }
+
+  affinity(client: string, feId: number): AffinityVal | undefined {
+    const v = this.map('lb_affinity').lookup(encodeAffinityKey({ client, feId }));
+    return v ? decodeAffinityVal(v) : undefined;
+  }
+
+  setAffinity(client: string, feId: number, v: AffinityVal): void {
+    this.map('lb_affinity').update(encodeAffinityKey({ client, feId }), encodeAffinityVal(v));
+  }
+
+  /** Every non-zero counter, summed over CPUs. */
+  stats(): Partial<Record<LbStatName, number>> {
+    const out: Partial<Record<LbStatName, number>> = {};
+    const m = this.map('lb_stats');
+    for (let i = 1; i < LB_STAT_MAX; i++) {
+      const v = m.lookup(encodeU32(i));
+      const n = v ? Number(sumU64PerCpu(v, this.cpus)) : 0;
+      if (n) out[LB_STATS[i]!] = n;
+    }
+    return out;
+  }
+
+  feStats(feId: number): { packets: number; bytes: number } {
+    const v = this.map('lb_fe_stats').lookup(encodeU32(feId));
+    const s = v ? decodeFeStatsPerCpu(v, this.cpus) : { packets: 0n, bytes: 0n };
+    return { packets: Number(s.packets), bytes: Number(s.bytes) };
+  }
+
+  clearFeStats(feId: number): void {
+    this.map('lb_fe_stats').update(encodeU32(feId), Buffer.alloc(this.cpus * 16));
+  }
+
+  /** Runs one packet through a program; tc gets an __sk_buff ctx so the mark can be read back. */
+  run(prog: ProgName, data: Buffer, opts: { mark?: number; repeat?: number } = {}): RunResult {
+    if (prog === 'lb_xdp') {
+      const r = this.prog(prog).testRun({ data, repeat: opts.repeat, dataOutSize: data.length + 256 });
+      return { verdict: r.retval, output: r.data, mark: 0, durationNs: r.durationNs };
+    }
+    const ctx = Buffer.alloc(SKB_CTX_SIZE);
+    ctx.writeUInt32LE(opts.mark ?? 0, SKB_MARK_OFF);
+    const r: TestRunResult = this.prog(prog).testRun({ data, ctx, repeat: opts.repeat, dataOutSize: data.length + 256 });
+    return { verdict: r.retval, output: r.data, mark: r.ctx ? r.ctx.readUInt32LE(SKB_MARK_OFF) : 0, durationNs: r.durationNs };
+  }
+}
+
+// ---- the services every row starts from ------------------------------------------------------------
+
+const be = (id: number, address: string, port: number, flags = 0): TestBackend => ({ id, address, port, flags });
+
+export const SVC = {
+  /** ClusterIP TCP with three backends */
+  web4: { feId: 1, address: '10.96.0.10', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(11, '10.244.1.2', 8080, LB_BE_F_LOCAL), be(12, '10.244.2.3', 8080), be(13, '10.244.3.4', 8080)] },
+  dns4: { feId: 2, address: '10.96.0.10', port: 53, protocol: 'UDP', scope: 'internal', backends: [be(21, '10.244.1.5', 5353), be(22, '10.244.2.6', 5353)] },
+  web6: { feId: 3, address: 'fd00:96::10', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(31, 'fd00:244:1::2', 8080), be(32, 'fd00:244:2::3', 8080)] },
+  dns6: { feId: 4, address: 'fd00:96::10', port: 53, protocol: 'UDP', scope: 'internal', backends: [be(41, 'fd00:244:1::5', 5353), be(42, 'fd00:244:2::6', 5353)] },
+  /** NodePort, externalTrafficPolicy Cluster: external traffic to the remote backend is SNATed */
+  nodePort: { feId: 5, address: '192.168.1.10', port: 30080, protocol: 'TCP', scope: 'external', type: 'NodePort', flags: 1 << 2, backends: [be(51, '10.244.1.7', 8080, LB_BE_F_LOCAL), be(52, '10.244.2.8', 8080)] },
+  empty4: { feId: 6, address: '10.96.0.20', port: 80, protocol: 'TCP', scope: 'internal', backends: [] },
+  emptyUdp4: { feId: 7, address: '10.96.0.20', port: 53, protocol: 'UDP', scope: 'internal', backends: [] },
+  empty6: { feId: 8, address: 'fd00:96::20', port: 80, protocol: 'TCP', scope: 'internal', backends: [] },
+  emptyUdp6: { feId: 9, address: 'fd00:96::20', port: 53, protocol: 'UDP', scope: 'internal', backends: [] },
+  /** sessionAffinity ClientIP, 10 s */
+  sticky: { feId: 10, address: '10.96.0.30', port: 80, protocol: 'TCP', scope: 'internal', flags: 1 << 0, affinityTimeout: 10, backends: [be(101, '10.244.1.11', 8080), be(102, '10.244.2.12', 8080), be(103, '10.244.3.13', 8080)] },
+  /** LoadBalancer with loadBalancerSourceRanges */
+  lb: { feId: 11, address: '172.18.0.100', port: 443, protocol: 'TCP', scope: 'external', type: 'LoadBalancer', flags: 1 << 1, sourceRanges: ['192.168.50.0/24', 'fd00:50::/64'], backends: [be(111, '10.244.1.20', 8443, LB_BE_F_LOCAL)] },
+  /** a table whose every slot holds backend id 0 (a bug the counters must show) */
+  zeroSlots: { feId: 12, address: '10.96.0.40', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(121, '10.244.1.30', 8080)], slots: new Array(251).fill(0) },
+  terminating: { feId: 13, address: '10.96.0.50', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(131, '10.244.1.40', 8080), be(132, '10.244.2.41', 8080)] },
+  /** externalIP on the node's own address whose only backend is a host-network pod on that very
+   * address and port: translation rewrites a packet to itself, so a test run can repeat it in the
+   * kernel (the per-packet benchmark) */
+  selfMapped: { feId: 14, address: '192.168.1.10', port: 8080, protocol: 'TCP', scope: 'external', type: 'ExternalIP', backends: [be(141, '192.168.1.10', 8080, LB_BE_F_LOCAL)] },
+} satisfies Record<string, TestService>;
+
+export { LB_BE_F_LOCAL, LB_BE_F_TERMINATING };
+
+/** The Plan that the base services amount to (what the agent would have planned), for the packet walk. */
+export function planOf(services: TestService[]): Plan {
+  const plan: Plan = { seed: SEED, frontends: new Map(), backends: new Map(), tables: new Map() };
+  for (const s of services) {
+    for (const b of s.backends) {
+      const pb: PlanBackend = { id: b.id, address: b.address, port: b.port, protocol: s.protocol, terminating: ((b.flags ?? 0) & LB_BE_F_TERMINATING) !== 0, local: ((b.flags ?? 0) & LB_BE_F_LOCAL) !== 0 };
+      plan.backends.set(b.id, pb);
+    }
+    let tableId = s.tableId ?? s.feId + 1000;
+    if (s.backends.length === 0 && !s.slots) tableId = 0;
+    let m = 0;
+    if (tableId) {
+      const slots = s.slots ? Uint32Array.from(s.slots) : buildMaglevTable(s.backends.map((b) => ({ address: b.address, port: b.port, id: b.id })), SEED, maglevSize(s.backends.length));
+      m = slots.length;
+      plan.tables.set(tableId, { id: tableId, m, members: s.backends.map((b) => b.id), slots });
+    }
+    const fe: PlanFrontend = {
+      id: s.feId, service: `test/${s.feId}`, portName: '', type: s.type ?? 'ClusterIP', address: s.address, port: s.port,
+      protocol: s.protocol, scope: s.scope, backendIds: s.backends.map((b) => b.id), tableId, maglevM: m,
+      affinityTimeout: s.affinityTimeout ?? 0, snatRemote: ((s.flags ?? 0) & LB_FE_F_SNAT_REMOTE) !== 0, sourceRanges: s.sourceRanges ?? [],
+    };
+    plan.frontends.set(frontendKey(fe), fe);
+  }
+  return plan;
+}

@@ -1,0 +1,391 @@
+// The map writer (src/dataplane/bpf/maps.ts) and the loader against the real kernel: the data plane's
+// object loaded with pins, plans applied and read back, restart reuse, map-full errors, cleanup, and
+// the full-sync / single-change cost at 10,000 Services x 10 endpoints (logged, not asserted).
+import test from 'ava';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
+import { diffPlans } from '../../src/plan/diff.js';
+import { buildPlan } from '../../src/plan/plan.js';
+import type { Plan, PlanOp } from '../../src/plan/types.js';
+import * as L from '../../src/dataplane/bpf/layout.js';
+import { attachCgroup, cleanup, loadDataplane } from '../../src/dataplane/bpf/loader.js';
+import { BpfMaps, StateStore, groupRemovals } from '../../src/dataplane/bpf/maps.js';
+import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BpfMap, BpfObject, MapType, cgroupPrograms } from '../../src/dataplane/bpf/native.js';
+import { KbpError } from '../../src/util/errors.js';
+import { dataplaneObject, fixtureObject, isRoot, tempPinRoot } from './fixtures/util.js';
+
+const SEED = 0x1234;
+
+function fe(over: Partial<NodeFrontend> & Pick<NodeFrontend, 'address' | 'port'>): NodeFrontend {
+  return {
+    service: 'default/web', portName: 'http', type: 'ClusterIP', protocol: 'TCP', scope: 'internal',
+    backends: [], sessionAffinitySeconds: 0, sourceRanges: [], snatRemote: false, ...over,
+  };
+}
+const be = (address: string, port: number, terminating = false, local = false) => ({ address, port, terminating, local });
+
+/** ClusterIP, NodePort, LoadBalancer with source ranges, affinity, terminating fallback, IPv6, refuse. */
+function sampleState(): NodeState {
+  const web = [be('10.244.1.2', 8080, false, true), be('10.244.2.3', 8080), be('10.244.2.4', 8080, true)];
+  return {
+    frontends: [
+      fe({ address: '10.96.0.10', port: 80, backends: web, sessionAffinitySeconds: 10800 }),
+      fe({ type: 'NodePort', address: '192.168.50.10', port: 30080, scope: 'external', backends: web, snatRemote: true }),
+      fe({ type: 'NodePort', address: '0.0.0.0', port: 30080, scope: 'internal', backends: web }),
+      fe({ type: 'LoadBalancer', address: '172.30.0.5', port: 80, scope: 'external', backends: web, snatRemote: true, sourceRanges: ['10.1.2.3/32', '192.168.0.0/16'] }),
+      fe({ service: 'default/dns', portName: 'dns', address: 'fd00:96::a', port: 53, protocol: 'UDP', backends: [be('fd00:244::5', 5353), be('fd00:244::6', 5353)] }),
+      fe({ service: 'default/drain', portName: '', address: '10.96.0.20', port: 443, backends: [be('10.244.3.1', 8443, true), be('10.244.3.2', 8443, true)] }),
+      fe({ service: 'default/empty', portName: 'x', type: 'ExternalIP', address: '172.30.0.9', port: 8080, scope: 'external', backends: [] }),
+    ],
+  };
+}
+
+/** A plan in comparable form: tables without their slots (read-back has none). */
+function comparable(p: Plan): unknown {
+  return {
+    seed: p.seed,
+    frontends: [...p.frontends.entries()].sort(([a], [b]) => (a < b ? -1 : 1)),
+    backends: [...p.backends.values()].sort((a, b) => a.id - b.id),
+    tables: [...p.tables.values()].sort((a, b) => a.id - b.id).map((t) => ({ id: t.id, m: t.m, members: t.members })),
+  };
+}
+
+function tempStatePath(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'state.json');
+}
+
+test('removals of many frontends are regrouped by kind, keeping each frontend\'s own order', (t) => {
+  const plan = buildPlan(sampleState(), undefined, { seed: SEED });
+  const [a, b] = [...plan.frontends.values()];
+  const ops: PlanOp[] = [
+    { op: 'setSourceRanges', frontendId: 9, add: ['10.0.0.0/8'], remove: [] },
+    { op: 'upsertFrontend', frontend: a! },
+    { op: 'deleteSlots', frontendId: 7, fromSlot: 2, toSlot: 3 },
+    { op: 'deleteFrontend', frontend: a! },
+    { op: 'deleteSlots', frontendId: a!.id, fromSlot: 0, toSlot: 3 },
+    { op: 'deleteRevNat', frontendId: a!.id },
+    { op: 'deleteFrontend', frontend: b! },
+    { op: 'deleteRevNat', frontendId: b!.id },
+    { op: 'setSourceRanges', frontendId: b!.id, add: [], remove: ['10.0.0.0/8'] },
+    { op: 'deleteTable', tableId: 3 },
+    { op: 'deleteBackend', backendId: 4 },
+  ];
+  const g = groupRemovals(ops);
+  t.deepEqual(g.map((o) => `${o.op}:${'frontendId' in o ? o.frontendId : 'frontend' in o ? o.frontend.id : ''}`), [
+    'setSourceRanges:9', `upsertFrontend:${a!.id}`,
+    `deleteFrontend:${a!.id}`, `deleteFrontend:${b!.id}`,
+    'deleteSlots:7', `deleteSlots:${a!.id}`,
+    `deleteRevNat:${a!.id}`, `deleteRevNat:${b!.id}`,
+    `setSourceRanges:${b!.id}`, 'deleteTable:', 'deleteBackend:',
+  ]);
+  t.is(groupRemovals(g), g, 'already grouped: returned as is');
+});
+
+if (!isRoot) {
+  test('datapath tests need root', (t) => {
+    t.log('skipped: run as root (npm run test:datapath)');
+    t.pass();
+  });
+} else {
+  test('load with pins, apply a plan, read it back equal; a second load reuses every map', (t) => {
+    const root = tempPinRoot(t, false);
+    const statePath = tempStatePath(t);
+    const obj = dataplaneObject();
+    const a = loadDataplane({ pinRoot: root, objectPath: obj, state: StateStore.forPinRoot(root, statePath) });
+    t.false(a.reused);
+    for (const n of L.MAP_NAMES) t.true(existsSync(join(root, n)), `${n} pinned`);
+    a.maps.writeConfig({ hashSeed: SEED, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
+    const plan = buildPlan(sampleState(), undefined, { seed: SEED });
+    const res = a.maps.apply(diffPlans(undefined, plan));
+    t.true(res.tables >= 3);
+    const back = a.maps.readPlan();
+    t.deepEqual(comparable(back), comparable(plan));
+    // nothing to write when the kernel already holds the plan
+    t.deepEqual(diffPlans(back, buildPlan(sampleState(), back, { seed: SEED })), []);
+    // the kernel's Maglev arrays hold exactly the plan's slots
+    for (const tb of plan.tables.values()) t.deepEqual(a.maps.readTable(tb.id, tb.m), tb.slots, `table ${tb.id}`);
+    // flags the kernel reads
+    const lb = [...plan.frontends.values()].find((f) => f.type === 'LoadBalancer')!;
+    const v = L.decodeFrontend(a.maps.map('lb_frontends').lookup(L.encodeFeKey(lb))!);
+    t.is(v.flags, L.LB_FE_F_SOURCE_RANGES | L.LB_FE_F_SNAT_REMOTE);
+    t.is(v.backendCount, 3);
+    const drain = [...plan.frontends.values()].find((f) => f.service === 'default/drain')!;
+    t.deepEqual(plan.tables.get(drain.tableId)!.members, drain.backendIds, 'all-terminating: the terminating backends serve');
+    a.object.close();
+
+    // restart: same pins, same contents, names from the state file
+    const b = loadDataplane({ pinRoot: root, objectPath: obj, state: StateStore.forPinRoot(root, statePath) });
+    t.true(b.reused);
+    t.deepEqual(comparable(b.maps.readPlan()), comparable(plan));
+    // another process (dump) reads the pins alone
+    const dump = BpfMaps.fromPins(root, StateStore.forPinRoot(root, statePath));
+    t.deepEqual(comparable(dump.readPlan()), comparable(plan));
+    dump.close();
+    // without the state file the names are unknown, the rest is there
+    const bare = BpfMaps.fromPins(root).readPlan();
+    t.is([...bare.frontends.values()][0]!.service, '');
+    t.is(bare.frontends.size, plan.frontends.size);
+    b.object.close();
+  });
+
+  test('a changed plan applies as a diff: removed backend, frontend and range; tables swapped and freed', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, tempStatePath(t)) });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, p1));
+    const s2 = sampleState();
+    s2.frontends = s2.frontends.filter((f) => f.type !== 'NodePort');
+    for (const f of s2.frontends) if (f.service === 'default/web') f.backends = f.backends.filter((b) => b.address !== '10.244.2.3');
+    s2.frontends.find((f) => f.type === 'LoadBalancer')!.sourceRanges = ['192.168.0.0/16'];
+    const read1 = d.maps.readPlan();
+    const p2 = buildPlan(s2, read1, { seed: SEED });
+    const ops = diffPlans(read1, p2);
+    t.true(ops.some((o) => o.op === 'deleteBackend') && ops.some((o) => o.op === 'deleteTable') && ops.some((o) => o.op === 'deleteFrontend'));
+    d.maps.apply(ops);
+    const read2 = d.maps.readPlan();
+    t.deepEqual(comparable(read2), comparable(p2));
+    t.deepEqual(diffPlans(read2, buildPlan(s2, read2, { seed: SEED })), []);
+    for (const tb of p1.tables.values()) {
+      if (!p2.tables.has(tb.id)) t.is(d.maps.map('lb_maglev').lookupId(L.encodeU32(tb.id)), undefined, `table ${tb.id} removed`);
+    }
+    t.is(d.maps.map('lb_slots').count(), [...p2.frontends.values()].reduce((s, f) => s + f.backendIds.length, 0), 'no orphan slots');
+    t.is(d.maps.map('lb_src_ranges').count(), 1);
+    t.is(d.maps.map('lb_revnat').count(), p2.frontends.size);
+    // everything removed
+    const ops3 = diffPlans(read2, buildPlan({ frontends: [] }, read2, { seed: SEED }));
+    d.maps.apply(ops3);
+    t.deepEqual(d.maps.mapFill().filter((m) => !['lb_stats', 'lb_fe_stats', 'lb_config'].includes(m.name) && m.entries !== 0), []);
+    t.true(d.maps.isEmpty());
+  });
+
+  test('pinned maps that no longer match the object are named, and replaced on request', (t) => {
+    const root = tempPinRoot(t);
+    smallMaps(root, { lb_backends: 2 });
+    const statePath = tempStatePath(t);
+    const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, statePath) }), { instanceOf: KbpError });
+    t.regex(e.message, /^pinned maps under \S+ do not match \S+kbp\.bpf\.o: /);
+    t.regex(e.message, /lb_backends \(maxEntries 2 pinned, 1048576 in the object\)/);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, statePath), replaceIncompatible: true });
+    t.teardown(() => d.object.close());
+    t.is(d.maps.map('lb_backends').maxEntries, L.LB_BACKENDS_MAX);
+  });
+
+  test('settings, devices and counters', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, tempStatePath(t)) });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: 0xfeedbeef, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
+    t.deepEqual(d.maps.readConfig(), { hashSeed: 0xfeedbeef, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
+    t.throws(() => d.maps.writeConfig({ hashSeed: -1, snatMark: 0, flags: 0 }), { message: /lb_config hashSeed must be an integer/ });
+    d.maps.setDevice(3, L.LB_DEV_F_EXTERNAL);
+    d.maps.setDevice(4, 0);
+    t.deepEqual([...d.maps.devices()].sort(), [[3, L.LB_DEV_F_EXTERNAL], [4, 0]]);
+    t.true(d.maps.removeDevice(4));
+    t.false(d.maps.removeDevice(4));
+    // counters as the programs would leave them: per CPU
+    const cpus = d.maps.map('lb_stats').userValueSize / 8;
+    const v = Buffer.alloc(cpus * 8);
+    for (let c = 0; c < cpus; c++) v.writeBigUInt64LE(BigInt(c + 1), c * 8);
+    d.maps.map('lb_stats').update(L.encodeU32(L.LB_STATS.indexOf('reject_no_backend')), v);
+    const stats = d.maps.readStats();
+    t.is(stats.reject_no_backend, (cpus * (cpus + 1)) / 2);
+    t.is(stats.fwd_new, 0);
+    t.deepEqual(Object.keys(stats), [...L.LB_STATS]);
+    const fv = Buffer.alloc(cpus * 16);
+    for (let c = 0; c < cpus; c++) {
+      fv.writeBigUInt64LE(2n, c * 16);
+      fv.writeBigUInt64LE(100n, c * 16 + 8);
+    }
+    d.maps.map('lb_fe_stats').update(L.encodeU32(7), fv);
+    t.deepEqual([...d.maps.readFrontendStats()], [[7, { packets: 2 * cpus, bytes: 100 * cpus }]]);
+    const fill = new Map(d.maps.mapFill().map((m) => [m.name, m]));
+    t.deepEqual(fill.get('lb_devices'), { name: 'lb_devices', entries: 1, capacity: L.LB_DEVICES_MAX });
+    t.is(fill.get('lb_stats')!.entries, L.LB_STAT_MAX);
+  });
+
+  /** The 13 maps with the data plane's key/value sizes but small capacities, pinned under root. */
+  function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP): void {
+    const spec: Record<L.MapName, [number, number, number, number]> = {
+      lb_frontends: [MapType.HASH, L.FE_KEY.size, L.FRONTEND.size, BPF_F_NO_PREALLOC],
+      lb_backends: [MapType.HASH, 4, L.BACKEND.size, BPF_F_NO_PREALLOC],
+      lb_slots: [MapType.HASH, L.SLOT_KEY.size, 4, BPF_F_NO_PREALLOC],
+      lb_maglev: [MapType.HASH_OF_MAPS, 4, 4, 0],
+      lb_revnat: [MapType.HASH, 4, L.REVNAT.size, BPF_F_NO_PREALLOC],
+      lb_ct: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, 0],
+      lb_affinity: [MapType.LRU_HASH, L.AFFINITY_KEY.size, L.AFFINITY_VAL.size, 0],
+      lb_src_ranges: [MapType.LPM_TRIE, L.SRC_RANGE_KEY.size, 1, BPF_F_NO_PREALLOC],
+      lb_stats: [MapType.PERCPU_ARRAY, 4, 8, 0],
+      lb_fe_stats: [MapType.PERCPU_ARRAY, 4, L.FE_STATS.size, 0],
+      lb_sock_revnat: [MapType.LRU_HASH, L.SOCK_REVNAT_KEY.size, L.SOCK_REVNAT_VAL.size, 0],
+      lb_config: [MapType.ARRAY, 4, L.CONFIG.size, 0],
+      lb_devices: [MapType.HASH, 4, L.DEVICE.size, 0],
+    };
+    const tmpl = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_tmpl', keySize: 4, valueSize: 8, maxEntries: 1, flags: innerFlags });
+    for (const [name, [type, keySize, valueSize, flags]] of Object.entries(spec) as Array<[L.MapName, [number, number, number, number]]>) {
+      const maxEntries = name === 'lb_config' ? 1 : name === 'lb_stats' ? L.LB_STAT_MAX : capacity[name] ?? 64;
+      const m = BpfMap.create({ type, name, keySize, valueSize, maxEntries, flags, ...(type === MapType.HASH_OF_MAPS ? { innerMap: tmpl } : {}) });
+      m.pin(join(root, name));
+      m.close();
+    }
+    tmpl.close();
+  }
+
+  test('a full map is KBP_ERR_MAP_FULL naming the map and the object that did not fit', (t) => {
+    const root = tempPinRoot(t);
+    smallMaps(root, { lb_backends: 2, lb_frontends: 1 });
+    const maps = BpfMaps.fromPins(root);
+    t.teardown(() => maps.close());
+    const plan = buildPlan({ frontends: [fe({ address: '10.96.0.1', port: 80, backends: [be('10.244.0.1', 80), be('10.244.0.2', 80), be('10.244.0.3', 80)] })] }, undefined, { seed: 1 });
+    const e = t.throws(() => maps.apply(diffPlans(undefined, plan)), { instanceOf: KbpError });
+    t.is(e.code, 'KBP_ERR_MAP_FULL');
+    t.is(e.errno, 7);
+    t.is(e.message, 'map lb_backends is full (2 entries): cannot add backend 10.244.0.3:80/TCP (id 3)');
+    // the first two went in; the batch stopped at the third
+    t.is(maps.map('lb_backends').count(), 2);
+
+    const two = buildPlan({ frontends: [fe({ address: '10.96.0.1', port: 80 }), fe({ service: 'default/other', address: '10.96.0.2', port: 80 })] }, undefined, { seed: 1 });
+    const e2 = t.throws(() => maps.apply(diffPlans(undefined, two)), { instanceOf: KbpError });
+    t.is(e2.code, 'KBP_ERR_MAP_FULL');
+    t.is(e2.message, 'map lb_frontends is full (1 entries): cannot add frontend default/other 10.96.0.2:80/TCP (internal)');
+
+    const [only] = two.frontends.values();
+    const beyond: PlanOp = { op: 'upsertFrontend', frontend: { ...only!, id: L.LB_FE_ID_MAX } };
+    t.throws(() => maps.apply([beyond]), { code: 'KBP_ERR_MAP_FULL', message: /^frontend default\/web 10\.96\.0\.1:80\/TCP \(internal\): id 131072 is outside 1\.\.131071/ } as never);
+  });
+
+  test('Maglev inner arrays follow lb_maglev\'s template flags: plain (batch fill) or BPF_F_MMAPABLE (memcpy)', (t) => {
+    for (const flags of [BPF_F_INNER_MAP, BPF_F_INNER_MAP | BPF_F_MMAPABLE]) {
+      const root = tempPinRoot(t);
+      smallMaps(root, {}, flags);
+      const maps = BpfMaps.fromPins(root);
+      const plan = buildPlan(sampleState(), undefined, { seed: SEED });
+      maps.apply(diffPlans(undefined, plan));
+      for (const tb of plan.tables.values()) {
+        t.deepEqual(maps.readTable(tb.id, tb.m), tb.slots, `table ${tb.id}, template flags ${flags}`);
+        const inner = BpfMap.fromId(maps.map('lb_maglev').lookupId(L.encodeU32(tb.id))!);
+        t.is(inner.flags, flags);
+        t.is(inner.maxEntries, Math.ceil(tb.m / 2));
+        inner.close();
+      }
+      maps.close();
+    }
+  });
+
+  test('attachments are recorded in the state file and cleanup detaches them and removes every pin', (t) => {
+    const root = tempPinRoot(t, false);
+    const statePath = tempStatePath(t);
+    const state = StateStore.forPinRoot(root, statePath);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state });
+    d.maps.apply(diffPlans(undefined, buildPlan(sampleState(), undefined, { seed: SEED })));
+    const saved = JSON.parse(readFileSync(statePath, 'utf8')) as { pinRoot: string; frontends: Record<string, { service: string }> };
+    t.is(saved.pinRoot, root);
+    t.true(Object.values(saved.frontends).some((m) => m.service === 'default/dns'));
+    d.object.close();
+    const r = cleanup(root, StateStore.forPinRoot(root, statePath));
+    t.true(r.unpinned >= L.MAP_NAMES.length);
+    t.false(existsSync(root));
+    t.false(existsSync(statePath));
+    t.deepEqual(cleanup(root, StateStore.forPinRoot(root, statePath)), { detached: 0, unpinned: 0 }, 'a second cleanup finds nothing');
+    t.throws(() => cleanup('/tmp', StateStore.forPinRoot('/tmp', statePath)), { message: /not on a bpf filesystem; refusing/ });
+  });
+
+  test('loader: programs pinned; a restarted agent\'s cgroup program replaces the old one; cleanup detaches it', (t) => {
+    const root = tempPinRoot(t, false);
+    const statePath = tempStatePath(t);
+    const cg = `/sys/fs/cgroup/unified/kbp-test-maps-${process.pid}`;
+    mkdirSync(cg);
+    t.teardown(() => { if (existsSync(cg)) rmdirSync(cg); });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, statePath) });
+    for (const name of d.object.programNames()) t.true(existsSync(join(root, 'progs', name)), `program ${name} pinned`);
+    d.object.close();
+    // two agents' generations of the same program (the probe fixture: a data plane object without
+    // programs yet would leave nothing to attach)
+    const gen1 = BpfObject.open(fixtureObject('probe'));
+    const gen2 = BpfObject.open(fixtureObject('probe'));
+    t.teardown(() => { gen1.close(); gen2.close(); });
+    gen1.load();
+    gen2.load();
+    const state1 = StateStore.forPinRoot(root, statePath);
+    attachCgroup(state1, gen1.program('probe_connect4'), cg, 'connect4');
+    t.deepEqual(cgroupPrograms(cg, 'connect4'), [gen1.program('probe_connect4').id]);
+    const state2 = StateStore.forPinRoot(root, statePath); // the restarted agent reads the record
+    attachCgroup(state2, gen2.program('probe_connect4'), cg, 'connect4');
+    t.deepEqual(cgroupPrograms(cg, 'connect4'), [gen2.program('probe_connect4').id], 'replaced, not added');
+    t.is(state2.attachments.length, 1);
+    const r = cleanup(root, StateStore.forPinRoot(root, statePath));
+    t.is(r.detached, 1);
+    t.deepEqual(cgroupPrograms(cg, 'connect4'), []);
+    t.false(existsSync(root));
+  });
+
+  test('cost: full sync of 10,000 Services x 10 endpoints, then one endpoint change (logged)', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true } });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const N = 10_000, E = 10;
+    const state: NodeState = { frontends: [] };
+    for (let i = 0; i < N; i++) {
+      const backends = Array.from({ length: E }, (_, j) => be(`10.${64 + (i >> 8)}.${i & 255}.${j + 1}`, 8080));
+      state.frontends.push(fe({ service: `ns/svc-${i}`, address: `10.96.${i >> 8}.${i & 255}`, port: 80, backends }));
+    }
+    let t0 = performance.now();
+    const plan = buildPlan(state, undefined, { seed: SEED });
+    const ops = diffPlans(undefined, plan);
+    const planMs = performance.now() - t0;
+    t0 = performance.now();
+    const res = d.maps.apply(ops);
+    const applyMs = performance.now() - t0;
+    t0 = performance.now();
+    const back = d.maps.readPlan();
+    const readMs = performance.now() - t0;
+    t.is(back.frontends.size, N);
+    t.is(back.backends.size, N * E);
+    t.is(res.tables, N);
+
+    // one endpoint of one Service replaced
+    const s2: NodeState = { frontends: state.frontends.slice() };
+    const f = s2.frontends[5000]!;
+    s2.frontends[5000] = { ...f, backends: [...f.backends.slice(1), be('10.200.0.1', 8080)] };
+    t0 = performance.now();
+    const p2 = buildPlan(s2, plan, { seed: SEED });
+    const ops2 = diffPlans(plan, p2);
+    const plan2Ms = performance.now() - t0;
+    t0 = performance.now();
+    d.maps.apply(ops2);
+    const apply2Ms = performance.now() - t0;
+    t.deepEqual(ops2.map((o) => o.op), ['upsertBackend', 'createTable', 'upsertSlots', 'upsertFrontend', 'deleteTable', 'deleteBackend']);
+    t.deepEqual(d.maps.readTable(p2.frontends.get('10.96.19.136|80|TCP|internal')!.tableId, 1009)?.length, 1009);
+    // the same change back and forth: apply latency alone, over several samples
+    const back2 = diffPlans(p2, plan);
+    const samples: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      t0 = performance.now();
+      d.maps.apply(i % 2 === 0 ? back2 : ops2);
+      samples.push(performance.now() - t0);
+    }
+    samples.sort((x, y) => x - y);
+    // the table each change dropped waits for flushDeferred; ids that came back were taken off
+    t.is(d.maps.deferredTables, 1);
+    t.is(d.maps.flushDeferred(), 1);
+    t.deepEqual(comparable(d.maps.readPlan()), comparable(p2));
+    // every Service removed at once: the removals are regrouped into a few batches
+    const empty = buildPlan({ frontends: [] }, p2, { seed: SEED });
+    const ops3 = diffPlans(p2, empty);
+    t0 = performance.now();
+    const res3 = d.maps.apply(ops3);
+    const removeMs = performance.now() - t0;
+    t.true(res3.batches < 20, `${res3.batches} batches for ${ops3.length} removals`);
+    t.true(d.maps.isEmpty());
+    t.log(`remove all ${N} Services: apply ${removeMs.toFixed(0)} ms (${ops3.length} ops, ${res3.batches} batches)`);
+    t.log(`full sync ${N} x ${E}: plan+diff ${planMs.toFixed(0)} ms, apply ${applyMs.toFixed(0)} ms (${ops.length} ops, ${res.batches} batches, ${res.tables} Maglev tables), readPlan ${readMs.toFixed(0)} ms`);
+    t.log(`one endpoint change: plan+diff ${plan2Ms.toFixed(1)} ms, apply ${apply2Ms.toFixed(2)} ms (${ops2.length} ops); apply over 10 more: min ${samples[0]!.toFixed(2)} median ${samples[5]!.toFixed(2)} max ${samples[9]!.toFixed(2)} ms`);
+  });
+}

@@ -1,0 +1,490 @@
+// The datapath table: one row per case, {description, map setup, input packet, program, expected
+// verdict, expected output bytes, counters}. datapath.test.ts runs every row; bench/datapath.bench.ts
+// reruns the rows marked `bench` with repeat as the per-packet benchmark (Katran's tester does both
+// from one table too).
+import {
+  Datapath, SVC, SEED, SNAT_MARK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS,
+  LB_BE_F_TERMINATING, type ProgName, type TestService, type TestBackend,
+} from './fixtures.js';
+import {
+  frame, tcp, udp, expectedRst, expectedUnreach, icmpError, requote, checksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_RST,
+  type FrameSpec, type L4Spec,
+} from './packets.js';
+import { pickBackend } from '../../src/dataplane/bpf/hash.js';
+import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
+import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, type LbStatName } from '../../src/dataplane/bpf/layout.js';
+
+export interface Check {
+  ok(cond: boolean, msg: string): void;
+  eq<T>(actual: T, expected: T, msg: string): void;
+}
+
+export interface Row {
+  name: string;
+  prog: ProgName;
+  /** the device the packet is seen on is flagged LB_DEV_F_EXTERNAL */
+  external?: boolean;
+  /** extra state on top of the base services; may run packets (their counters are cleared after) */
+  setup?: (dp: Datapath) => void;
+  input: Buffer;
+  /** skb mark before the program runs (tc only) */
+  mark?: number;
+  verdict: number;
+  /** the exact frame the program leaves behind; 'input' = untouched */
+  output: Buffer | 'input';
+  /** tc rows: the skb mark afterwards (default: unchanged) */
+  markOut?: number;
+  /** lb_stats afterwards: exactly these counters are non-zero */
+  stats: Partial<Record<LbStatName, number>>;
+  /** further checks of the maps afterwards */
+  after?: (dp: Datapath, c: Check) => void;
+  /** rerun by the benchmark */
+  bench?: 'ct-hit' | 'first-packet' | 'reverse' | 'xdp-first-packet' | 'xdp-ct-hit' | 'ct-hit-repeat';
+}
+
+const PROTO_NUM = { TCP: 6, UDP: 17, SCTP: 132 } as const;
+
+export function tableOf(s: TestService): Uint32Array {
+  return buildMaglevTable(s.backends.map((b) => ({ address: b.address, port: b.port, id: b.id })), SEED, maglevSize(s.backends.length));
+}
+
+function backend(s: TestService, id: number): TestBackend {
+  const b = s.backends.find((x) => x.id === id);
+  if (!b) throw new Error(`${s.address}:${s.port}: no backend ${id} (slot held an id outside the set)`);
+  return b;
+}
+
+/** the backend the kernel must pick for a first packet (no conntrack, no affinity) */
+export function pick(s: TestService, client: string, sport: number, affinity = false): TestBackend {
+  return backend(s, pickBackend(tableOf(s), client, affinity ? 0 : sport, PROTO_NUM[s.protocol], SEED));
+}
+
+/** the first client port >= from whose flow lands on backend id (a bounded search) */
+export function sportFor(s: TestService, client: string, id: number, from = 40000): number {
+  for (let p = from; p < from + 5000; p++) if (pick(s, client, p).id === id) return p;
+  throw new Error(`no port of ${client} lands on backend ${id} of ${s.address}:${s.port}`);
+}
+
+type L4Opts = { seq?: number; ack?: number; flags?: number; payload?: Buffer; noChecksum?: boolean };
+const clean = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+function l4(s: { protocol: string }, sport: number, dport: number, o: L4Opts = {}): L4Spec {
+  if (s.protocol === 'TCP') return tcp(sport, dport, clean({ seq: o.seq, ack: o.ack, flags: o.flags, payload: o.payload }));
+  return udp(sport, dport, clean({ payload: o.payload, noChecksum: o.noChecksum }));
+}
+
+/** a client's packet to a service, and the same packet translated to a backend */
+export function toService(s: TestService, client: string, sport: number, o: L4Opts & { extra?: Partial<FrameSpec> } = {}) {
+  const lo = clean({ seq: o.seq, ack: o.ack, flags: o.flags, payload: o.payload, noChecksum: o.noChecksum });
+  const input = frame({ src: client, dst: s.address, l4: l4(s, sport, s.port, lo), ...o.extra });
+  const to = (b: TestBackend) => frame({ src: client, dst: b.address, l4: l4(s, sport, b.port, lo), ...o.extra });
+  return { input, to };
+}
+
+/** a backend's reply to a client, and the same reply as the client must see it (from the service) */
+export function reply(s: TestService, b: TestBackend, client: string, cport: number, o: L4Opts = {}) {
+  const lo = clean({ seq: o.seq ?? 5000, ack: o.ack ?? 1001, flags: o.flags ?? (s.protocol === 'TCP' ? TCP_SYN | TCP_ACK : undefined), payload: o.payload });
+  const spec = (src: string, port: number): FrameSpec => ({ src, dst: client, l4: l4(s, port, cport, lo), macSrc: Buffer.from('02000000cc03', 'hex'), macDst: Buffer.from('02000000dd04', 'hex') });
+  return { input: frame(spec(b.address, b.port)), output: frame(spec(s.address, s.port)) };
+}
+
+const ACK_DATA = { seq: 1001, ack: 7001, flags: TCP_ACK | TCP_PSH, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') };
+
+function ctKey(s: TestService, client: string, sport: number) {
+  return { saddr: client, daddr: s.address, sport, dport: s.port, protocol: s.protocol, dir: LB_CT_DIR_FWD };
+}
+function ctRevKey(s: TestService, b: TestBackend, client: string, sport: number) {
+  return { saddr: b.address, daddr: client, sport: b.port, dport: sport, protocol: s.protocol, dir: LB_CT_DIR_REV };
+}
+
+/** Fresh maps with the base services, the row's setup, and counters cleared: the state a row's packet meets. */
+export function prepareRow(dp: Datapath, row: Row): void {
+  dp.restore();
+  dp.setExternal(row.external ?? false);
+  row.setup?.(dp);
+  dp.resetStats();
+  for (const s of BASE_SERVICES) dp.clearFeStats(s.feId);
+}
+
+export const BASE_SERVICES = Object.values(SVC) as TestService[];
+
+function run(dp: Datapath, prog: ProgName, data: Buffer) {
+  return dp.run(prog, data);
+}
+
+export function buildRows(): Row[] {
+  const rows: Row[] = [];
+  const add = (r: Row) => rows.push(r);
+  const C4 = '10.244.5.9', C6 = 'fd00:244:5::9', EXT = '192.168.50.7';
+
+  // ---- forward: first packet through Maglev, then conntrack ----
+  {
+    const s = SVC.web4, b = pick(s, C4, 41000), f = toService(s, C4, 41000);
+    add({
+      name: 'TCP/IPv4 SYN to a ClusterIP: DNAT to the Maglev backend, checksums fixed, CT both ways',
+      prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 }, bench: 'first-packet',
+      after: (dp, c) => {
+        c.eq(dp.ct(ctKey(s, C4, 41000))?.backendId, b.id, 'forward CT entry holds the backend');
+        c.eq(dp.ct(ctRevKey(s, b, C4, 41000))?.feId, s.feId, 'reverse CT entry names the frontend');
+        c.eq(dp.feStats(s.feId).packets, 1, 'per-frontend packet counter');
+        c.eq(dp.feStats(s.feId).bytes, f.input.length, 'per-frontend byte counter');
+      },
+    });
+    const g = toService(s, C4, 41000, ACK_DATA);
+    add({
+      name: 'TCP/IPv4 data on an established flow: conntrack hit, same backend',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); },
+      input: g.input, verdict: TC_ACT_OK, output: g.to(b), stats: { fwd_ct_hit: 1 }, bench: 'ct-hit',
+    });
+  }
+  {
+    const s = SVC.selfMapped, client = '192.168.50.40', f = toService(s, client, 44000), g = toService(s, client, 44000, ACK_DATA);
+    add({
+      name: 'backend on the frontend\'s own address and port: conntrack hit rewrites the packet to itself, bytes intact',
+      prog: 'lb_tc_ingress', external: true, setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: g.input, verdict: TC_ACT_OK,
+      output: 'input', stats: { fwd_ct_hit: 1 }, bench: 'ct-hit-repeat',
+      after: (dp, c) => c.eq(dp.feStats(s.feId).packets, 1, 'translated (counted), not passed by'),
+    });
+  }
+  // Maglev agrees with the TypeScript mirror for clients landing on every backend
+  for (const target of SVC.web4.backends) {
+    const s = SVC.web4, client = '10.244.7.21', sport = sportFor(s, client, target.id, 33000), f = toService(s, client, sport);
+    add({ name: `Maglev: ${client}:${sport} lands on backend ${target.id} as hash.ts predicts`, prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(target), stats: { fwd_new: 1 } });
+  }
+  {
+    const s = SVC.dns4, b = pick(s, C4, 52000), f = toService(s, C4, 52000);
+    add({ name: 'UDP/IPv4 to a ClusterIP: DNAT with UDP checksum fixed', prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 } });
+    const z = toService(s, C4, 52001, { noChecksum: true }), bz = pick(s, C4, 52001);
+    add({ name: 'UDP/IPv4 without checksum (0): translated, checksum stays 0', prog: 'lb_tc_ingress', input: z.input, verdict: TC_ACT_OK, output: z.to(bz), stats: { fwd_new: 1 } });
+  }
+  {
+    const s = SVC.web6, b = pick(s, C6, 41000), f = toService(s, C6, 41000);
+    add({ name: 'TCP/IPv6 SYN to a ClusterIP: DNAT, pseudo-header checksum fixed', prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 } });
+    const g = toService(s, C6, 41000, ACK_DATA);
+    add({ name: 'TCP/IPv6 established flow: conntrack hit', prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: g.input, verdict: TC_ACT_OK, output: g.to(b), stats: { fwd_ct_hit: 1 }, bench: 'ct-hit' });
+  }
+  {
+    const s = SVC.dns6, b = pick(s, C6, 52000), f = toService(s, C6, 52000);
+    add({ name: 'UDP/IPv6 to a ClusterIP: DNAT, mandatory checksum fixed', prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 }, bench: 'first-packet' });
+  }
+  {
+    const s = SVC.web4, b = pick(s, C4, 41500);
+    const f = toService(s, C4, 41500, { extra: { ipOptions: Buffer.from([0x01, 0x01, 0x01, 0x00]) } });
+    add({ name: 'TCP/IPv4 with IP options: L4 found past the options and translated', prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 } });
+    const s6 = SVC.web6, b6 = pick(s6, C6, 41600);
+    const e = toService(s6, C6, 41600, { extra: { v6Ext: [{ type: 0, body: Buffer.from([1, 4, 0, 0, 0, 0]) }, { type: 60, body: Buffer.from([1, 4, 0, 0, 0, 0]) }] } });
+    add({ name: 'TCP/IPv6 behind hop-by-hop and destination options headers: translated', prog: 'lb_tc_ingress', input: e.input, verdict: TC_ACT_OK, output: e.to(b6), stats: { fwd_new: 1 } });
+  }
+
+  // ---- reverse: replies rewritten at tc egress ----
+  for (const s of [SVC.web4, SVC.dns4, SVC.web6, SVC.dns6] as TestService[]) {
+    const client = s.address.includes(':') ? C6 : C4;
+    const f = toService(s, client, 43000), b = pick(s, client, 43000), r = reply(s, b, client, 43000);
+    add({
+      name: `${s.protocol}/IPv${s.address.includes(':') ? 6 : 4} reply of the backend at tc egress: source rewritten to the frontend`,
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+      ...(s === SVC.web4 ? { bench: 'reverse' as const } : {}),
+    });
+  }
+  {
+    const s = SVC.web4, f = toService(s, C4, 43100), b = pick(s, C4, 43100), r = reply(s, b, C4, 43100);
+    add({ name: 'reply at tc ingress of a flow translated at ingress: left to egress, untouched', prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: 'input', stats: {} });
+    add({
+      name: 'reply whose frontend lost its rev-NAT entry: passed untouched, counted',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.map('lb_revnat').delete(Buffer.from([s.feId, 0, 0, 0])); },
+      input: r.input, verdict: TC_ACT_OK, output: 'input', stats: { drop_revnat_missing: 1 },
+    });
+  }
+  {
+    // host-originated: the node itself connects to the VIP; tc egress is the first hook
+    const s = SVC.web4, host = '192.168.1.10', f = toService(s, host, 45000), b = pick(s, host, 45000), r = reply(s, b, host, 45000);
+    add({
+      name: 'host-originated TCP SYN at tc egress: translated, CT flagged REV_AT_INGRESS',
+      prog: 'lb_tc_egress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, host, 45000))?.flags, LB_CT_F_REV_AT_INGRESS, 'CT flags'),
+    });
+    add({ name: 'reply to a host-originated flow at tc ingress: source rewritten to the frontend', prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 } });
+    add({ name: 'reply to a host-originated flow at tc egress: not ours there, untouched', prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: 'input', stats: {} });
+  }
+
+  // ---- ICMP errors about translated flows ----
+  {
+    const s = SVC.dns4, f = toService(s, C4, 43500), b = pick(s, C4, 43500);
+    const quoted = f.to(b).subarray(14, 14 + 28);
+    add({
+      name: 'ICMP port unreachable from a UDP/IPv4 backend: outer source and quoted destination back to the frontend',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); },
+      input: icmpError(b.address, C4, 3, 3, quoted), verdict: TC_ACT_OK,
+      output: icmpError(s.address, C4, 3, 3, requote(quoted, s.address, s.port)), stats: { rev_nat: 1 },
+    });
+    const w = SVC.web4, g = toService(w, C4, 43501, { payload: Buffer.alloc(100, 7) }), bw = pick(w, C4, 43501);
+    const q2 = g.to(bw).subarray(14);
+    const mtu = Buffer.from([0, 0, 0x05, 0x78]);
+    add({
+      name: 'ICMP fragmentation needed from a router on the way (PMTU): quoted destination rewritten, router source kept',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', g.input); },
+      input: icmpError('10.244.0.1', C4, 3, 4, q2, mtu), verdict: TC_ACT_OK,
+      output: icmpError('10.244.0.1', C4, 3, 4, requote(q2, w.address, w.port), mtu), stats: { rev_nat: 1 },
+    });
+    const s6 = SVC.dns6, f6 = toService(s6, C6, 43502), b6 = pick(s6, C6, 43502);
+    const q6 = f6.to(b6).subarray(14);
+    add({
+      name: 'ICMPv6 port unreachable from a UDP/IPv6 backend: rewritten, ICMPv6 pseudo-header checksum fixed',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f6.input); },
+      input: icmpError(b6.address, C6, 1, 4, q6), verdict: TC_ACT_OK,
+      output: icmpError(s6.address, C6, 1, 4, requote(q6, s6.address, s6.port)), stats: { rev_nat: 1 },
+    });
+    const w6 = SVC.web6, g6 = toService(w6, C6, 43503, { payload: Buffer.alloc(64, 9) }), bw6 = pick(w6, C6, 43503);
+    const q7 = g6.to(bw6).subarray(14), mtu6 = Buffer.from([0, 0, 0x05, 0x00]);
+    add({
+      name: 'ICMPv6 packet too big from a router for a TCP/IPv6 flow: quoted destination rewritten',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', g6.input); },
+      input: icmpError('fd00:244::1', C6, 2, 0, q7, mtu6), verdict: TC_ACT_OK,
+      output: icmpError('fd00:244::1', C6, 2, 0, requote(q7, w6.address, w6.port), mtu6), stats: { rev_nat: 1 },
+    });
+    add({
+      name: 'ICMP error about a flow we never translated: untouched',
+      prog: 'lb_tc_egress', input: icmpError(b.address, C4, 3, 3, quoted), verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+    const host = '192.168.1.10', h = toService(w, host, 43504), bh = pick(w, host, 43504), qh = h.to(bh).subarray(14, 14 + 28);
+    add({
+      name: 'ICMP error about a host-originated flow, at tc ingress: rewritten there',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', h.input); },
+      input: icmpError(bh.address, host, 3, 3, qh), verdict: TC_ACT_OK,
+      output: icmpError(w.address, host, 3, 3, requote(qh, w.address, w.port)), stats: { rev_nat: 1 },
+    });
+    const echo = Buffer.concat([Buffer.from([8, 0, 0, 0, 0, 1, 0, 1]), Buffer.from('ping')]);
+    echo.writeUInt16BE(checksum(echo), 2);
+    add({
+      name: 'ICMP echo request to a frontend address: not ours, untouched',
+      prog: 'lb_tc_ingress', input: frame({ src: C4, dst: SVC.web4.address, l4: { kind: 'raw', proto: 1, bytes: echo } }), verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+  }
+
+  // ---- conntrack across backend changes ----
+  {
+    const s = SVC.web4, client = '10.244.8.8';
+    // a flow whose backend the grown table would move elsewhere
+    const grown: TestBackend[] = [...s.backends, { id: 14, address: '10.244.4.5', port: 8080 }, { id: 15, address: '10.244.4.6', port: 8080 }];
+    const sGrown = { ...s, backends: grown };
+    let sport = 46000;
+    while (pick(s, client, sport).id === pick(sGrown, client, sport).id) sport++;
+    const b = pick(s, client, sport), f = toService(s, client, sport), g = toService(s, client, sport, ACK_DATA);
+    add({
+      name: 'conntrack hit after the backend set changed: the flow keeps its backend',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, grown); },
+      input: g.input, verdict: TC_ACT_OK, output: g.to(b), stats: { fwd_ct_hit: 1 },
+    });
+  }
+  {
+    const s = SVC.dns4, f = toService(s, C4, 47000), gone = pick(s, C4, 47000);
+    const rest = s.backends.filter((x) => x.id !== gone.id), sRest = { ...s, backends: rest };
+    const nb = pick(sRest, C4, 47000);
+    add({
+      name: 'UDP flow whose backend was removed: re-balanced to a live backend (no stale blackhole)',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, rest); },
+      input: f.input, verdict: TC_ACT_OK, output: toService(sRest, C4, 47000).to(nb), stats: { ct_backend_gone: 1, fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, C4, 47000))?.backendId, nb.id, 'CT entry moved to the new backend'),
+    });
+  }
+  {
+    const s = SVC.web4, f = toService(s, C4, 47100), gone = pick(s, C4, 47100), g = toService(s, C4, 47100, ACK_DATA);
+    const rest = s.backends.filter((x) => x.id !== gone.id);
+    add({
+      name: 'TCP data on a flow whose backend was removed: answered with RST|ACK (exact bytes), bounced',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, rest); },
+      input: g.input, verdict: TC_ACT_REDIRECT, output: expectedRst(g.input), stats: { reset_backend_gone: 1 },
+    });
+    const sRest = { ...s, backends: rest }, nb = pick(sRest, C4, 47100);
+    add({
+      name: 'TCP SYN reusing the port of a flow whose backend was removed: a new backend is chosen',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, rest); },
+      input: f.input, verdict: TC_ACT_OK, output: toService(sRest, C4, 47100).to(nb), stats: { ct_backend_gone: 1, fwd_new: 1 },
+    });
+  }
+  {
+    const s = SVC.terminating, client = '10.244.9.9';
+    const sport = sportFor(s, client, 131, 48000);
+    const f = toService(s, client, sport), g = toService(s, client, sport, ACK_DATA);
+    const t131 = { ...backend(s, 131), flags: LB_BE_F_TERMINATING };
+    add({
+      name: 'terminating backend keeps its established flow (KEP-1669 drain)',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); },
+      input: g.input, verdict: TC_ACT_OK, output: g.to(t131), stats: { fwd_ct_hit: 1 },
+    });
+    add({
+      name: 'terminating backend: a new SYN on the same tuple re-selects from the table',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); },
+      input: f.input, verdict: TC_ACT_OK, output: f.to(backend(s, 132)), stats: { fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, client, sport))?.backendId, 132, 'CT entry now names the ready backend'),
+    });
+  }
+  {
+    const s = SVC.web4, f = toService(s, C4, 49000), b = pick(s, C4, 49000);
+    const fin = toService(s, C4, 49000, { seq: 2001, ack: 9001, flags: TCP_FIN | TCP_ACK });
+    add({
+      name: 'TCP FIN: translated and the CT entry marked CLOSING for the agent GC',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: fin.input, verdict: TC_ACT_OK, output: fin.to(b), stats: { fwd_ct_hit: 1 },
+      after: (dp, c) => c.ok(((dp.ct(ctKey(s, C4, 49000))?.flags ?? 0) & LB_CT_F_CLOSING) !== 0, 'CT entry is CLOSING'),
+    });
+  }
+
+  // ---- session affinity ----
+  {
+    const s = SVC.sticky, client = '10.244.6.6', first = pick(s, client, 0);
+    const f = toService(s, client, 50001);
+    add({
+      name: 'affinity, first packet: Maglev over the client address only (port hashed as 0), entry recorded',
+      prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(first), stats: { fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.affinity(client, s.feId)?.backendId, first.id, 'affinity entry'),
+    });
+    const other = s.backends.find((x) => x.id !== first.id)!;
+    add({
+      name: 'affinity hit: the remembered backend wins over Maglev',
+      prog: 'lb_tc_ingress', setup: (dp) => dp.setAffinity(client, s.feId, { lastUsed: process.hrtime.bigint(), backendId: other.id }),
+      input: f.input, verdict: TC_ACT_OK, output: f.to(other), stats: { affinity_hit: 1, fwd_new: 1 },
+    });
+    add({
+      name: 'affinity to a backend now terminating: not honoured for a new connection, Maglev again',
+      prog: 'lb_tc_ingress',
+      setup: (dp) => { dp.setAffinity(client, s.feId, { lastUsed: process.hrtime.bigint(), backendId: other.id }); dp.upsertBackend({ ...other, flags: LB_BE_F_TERMINATING }, 'TCP'); },
+      input: f.input, verdict: TC_ACT_OK, output: f.to(first), stats: { affinity_expired: 1, fwd_new: 1 },
+    });
+    add({
+      name: 'affinity expired (last used long before the timeout): Maglev again, entry refreshed',
+      prog: 'lb_tc_ingress', setup: (dp) => dp.setAffinity(client, s.feId, { lastUsed: 1n, backendId: other.id }),
+      input: f.input, verdict: TC_ACT_OK, output: f.to(first), stats: { affinity_expired: 1, fwd_new: 1 },
+      after: (dp, c) => {
+        const a = dp.affinity(client, s.feId);
+        c.eq(a?.backendId, first.id, 'affinity entry re-pointed');
+        c.ok((a?.lastUsed ?? 0n) > 1n, 'affinity entry refreshed');
+      },
+    });
+  }
+
+  // ---- no backends: refuse at once ----
+  {
+    const syn4 = toService(SVC.empty4, C4, 51000).input;
+    add({ name: 'no backend, TCP/IPv4 SYN: RST|ACK back out of the device (exact bytes)', prog: 'lb_tc_ingress', input: syn4, verdict: TC_ACT_REDIRECT, output: expectedRst(syn4), stats: { reject_no_backend: 1 } });
+    const syn6 = toService(SVC.empty6, C6, 51000, { payload: Buffer.from('abc') }).input;
+    add({ name: 'no backend, TCP/IPv6 SYN with payload: RST|ACK acking seq + len + 1', prog: 'lb_tc_ingress', input: syn6, verdict: TC_ACT_REDIRECT, output: expectedRst(syn6), stats: { reject_no_backend: 1 } });
+    const u4 = toService(SVC.emptyUdp4, C4, 51000).input;
+    add({ name: 'no backend, UDP/IPv4: ICMP port unreachable quoting IP header + 8 bytes', prog: 'lb_tc_ingress', input: u4, verdict: TC_ACT_REDIRECT, output: expectedUnreach(u4), stats: { reject_no_backend: 1 } });
+    const u6 = toService(SVC.emptyUdp6, C6, 51000).input;
+    add({ name: 'no backend, UDP/IPv6: ICMPv6 port unreachable quoting the whole datagram', prog: 'lb_tc_ingress', input: u6, verdict: TC_ACT_REDIRECT, output: expectedUnreach(u6), stats: { reject_no_backend: 1 } });
+    const big6 = toService(SVC.emptyUdp6, C6, 51001, { payload: Buffer.alloc(1401, 0x5a) }).input;
+    add({ name: 'no backend, big UDP/IPv6: ICMPv6 quote cut so the error fits 1280 bytes', prog: 'lb_tc_ingress', input: big6, verdict: TC_ACT_REDIRECT, output: expectedUnreach(big6), stats: { reject_no_backend: 1 } });
+    const rst = toService(SVC.empty4, C4, 51002, { flags: TCP_RST, seq: 5 }).input;
+    add({ name: 'no backend, incoming RST: dropped, never answered', prog: 'lb_tc_ingress', input: rst, verdict: TC_ACT_SHOT, output: 'input', stats: {} });
+    const host = toService(SVC.empty4, '192.168.1.10', 51003).input;
+    add({ name: 'no backend, host-originated SYN at tc egress: RST bounced up the stack', prog: 'lb_tc_egress', input: host, verdict: TC_ACT_REDIRECT, output: expectedRst(host), stats: { reject_no_backend: 1 } });
+    const missing = toService(SVC.web4, C4, 51004).input;
+    add({
+      name: 'frontend whose Maglev table is missing: refused, counted',
+      prog: 'lb_tc_ingress', setup: (dp) => dp.deleteTable(SVC.web4.feId + 1000),
+      input: missing, verdict: TC_ACT_REDIRECT, output: expectedRst(missing), stats: { drop_table_missing: 1, reject_no_backend: 1 },
+    });
+  }
+
+  // ---- source ranges ----
+  {
+    const s = SVC.lb, f = toService(s, EXT, 52100), b = backend(s, 111);
+    add({ name: 'loadBalancerSourceRanges: a client inside 192.168.50.0/24 passes', prog: 'lb_tc_ingress', external: true, input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 } });
+    const d = toService(s, '192.168.60.7', 52100);
+    add({ name: 'loadBalancerSourceRanges: a client outside every range is dropped and counted', prog: 'lb_tc_ingress', external: true, input: d.input, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_source_range: 1 } });
+  }
+
+  // ---- broken tables ----
+  {
+    const z = toService(SVC.zeroSlots, C4, 53000).input;
+    add({ name: 'Maglev slot holding backend id 0: dropped and counted, never sent to 0.0.0.0', prog: 'lb_tc_ingress', input: z, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_backend_id_zero: 1 } });
+    const m = toService(SVC.web4, C4, 53001).input;
+    add({
+      name: 'Maglev slot naming a backend lb_backends lacks: dropped and counted',
+      prog: 'lb_tc_ingress', setup: (dp) => { for (const b of SVC.web4.backends) dp.deleteBackend(b.id); },
+      input: m, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_backend_missing: 1 },
+    });
+  }
+
+  // ---- what is not ours passes untouched ----
+  {
+    const unknown = frame({ src: C4, dst: '10.96.0.99', l4: tcp(41000, 80) });
+    add({ name: 'packet to no frontend: passed untouched', prog: 'lb_tc_ingress', input: unknown, verdict: TC_ACT_OK, output: 'input', stats: {} });
+    const otherPort = frame({ src: C4, dst: SVC.web4.address, l4: tcp(41000, 81) });
+    add({ name: 'frontend address on another port: passed untouched', prog: 'lb_tc_ingress', input: otherPort, verdict: TC_ACT_OK, output: 'input', stats: {} });
+    const full = toService(SVC.web4, C4, 54000).input;
+    const truncL4 = full.subarray(0, 14 + 20 + 10);
+    const t = Buffer.from(truncL4); t.writeUInt16BE(30, 16); // IP length consistent, TCP header cut at 10 bytes
+    add({ name: 'TCP header cut short: passed untouched, counted malformed', prog: 'lb_tc_ingress', input: t, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
+    const lying = Buffer.from(full); lying.writeUInt16BE(1500, 16);
+    add({ name: 'IPv4 total length beyond the frame: passed untouched, counted malformed', prog: 'lb_tc_ingress', input: lying, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
+    const badIhl = Buffer.from(full); badIhl[14] = 0x44;
+    add({ name: 'IPv4 header length below 20: passed untouched, counted malformed', prog: 'lb_tc_ingress', input: badIhl, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
+    // BPF_PROG_TEST_RUN refuses an IPv6 frame shorter than its fixed header (EINVAL), so the cut
+    // falls in the TCP header, with a payload length that agrees
+    const short6 = Buffer.from(toService(SVC.web6, C6, 54000).input.subarray(0, 14 + 40 + 12));
+    short6.writeUInt16BE(12, 18);
+    add({ name: 'IPv6 with its TCP header cut short: passed untouched, counted malformed', prog: 'lb_tc_ingress', input: short6, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
+    const lying6 = Buffer.from(toService(SVC.web6, C6, 54000).input);
+    lying6.writeUInt16BE(1400, 18);
+    add({ name: 'IPv6 payload length beyond the frame: passed untouched, counted malformed', prog: 'lb_tc_ingress', input: lying6, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
+    const frag4 = toService(SVC.dns4, C4, 54001, { extra: { fragOff: 0x2000, ipId: 77 } }).input;
+    add({ name: 'IPv4 first fragment (MF): passed untouched, counted', prog: 'lb_tc_ingress', input: frag4, verdict: TC_ACT_OK, output: 'input', stats: { pass_fragment: 1 } });
+    const frag6 = toService(SVC.dns6, C6, 54001, { extra: { v6Ext: [{ type: 44, body: Buffer.from([0, 1, 0, 0, 0, 42]) }] } }).input;
+    add({ name: 'IPv6 fragment header: passed untouched, counted', prog: 'lb_tc_ingress', input: frag6, verdict: TC_ACT_OK, output: 'input', stats: { pass_fragment: 1 } });
+    const arp = Buffer.concat([Buffer.from('ffffffffffff02000000aa010806', 'hex'), Buffer.alloc(28, 1)]);
+    add({ name: 'ARP: passed untouched, nothing counted', prog: 'lb_tc_ingress', input: arp, verdict: TC_ACT_OK, output: 'input', stats: {} });
+    const sctp = frame({ src: C4, dst: SVC.web4.address, l4: { kind: 'raw', proto: 132, bytes: Buffer.from('9c40005000000000000000000000000000000000', 'hex') } });
+    add({ name: 'SCTP to a frontend address: not translated (documented), passed untouched', prog: 'lb_tc_ingress', input: sctp, verdict: TC_ACT_OK, output: 'input', stats: {} });
+  }
+
+  // ---- SNAT through the kernel ----
+  {
+    const s = SVC.nodePort, ext = '192.168.50.20';
+    const rp = sportFor(s, ext, 52), remote = toService(s, ext, rp);
+    add({
+      name: 'external NodePort, eTP=Cluster, remote backend: DNAT and the SNAT mark set',
+      prog: 'lb_tc_ingress', external: true, mark: 0x10, input: remote.input, verdict: TC_ACT_OK, output: remote.to(backend(s, 52)), markOut: 0x10 | SNAT_MARK, stats: { fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, ext, rp))?.flags, LB_CT_F_SNAT, 'CT flags SNAT'),
+    });
+    const lp = sportFor(s, ext, 51), local = toService(s, ext, lp);
+    add({ name: 'external NodePort, local backend: no SNAT (source IP kept)', prog: 'lb_tc_ingress', external: true, input: local.input, verdict: TC_ACT_OK, output: local.to(backend(s, 51)), stats: { fwd_new: 1 } });
+    add({ name: 'NodePort reached from inside the node (internal device), remote backend: no SNAT', prog: 'lb_tc_ingress', input: remote.input, verdict: TC_ACT_OK, output: remote.to(backend(s, 52)), stats: { fwd_new: 1 } });
+    const w = SVC.web4, pod = '10.244.1.2', hp = sportFor(w, pod, 11), hair = toService(w, pod, hp);
+    add({
+      name: 'hairpin: a pod balanced to itself gets the SNAT mark',
+      prog: 'lb_tc_ingress', input: hair.input, verdict: TC_ACT_OK, output: hair.to(backend(w, 11)), markOut: SNAT_MARK, stats: { fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctKey(w, pod, hp))?.flags, LB_CT_F_SNAT | LB_CT_F_HAIRPIN, 'CT flags SNAT|HAIRPIN'),
+    });
+  }
+
+  // ---- XDP ----
+  {
+    const s = SVC.nodePort, ext = '192.168.50.30';
+    const lp = sportFor(s, ext, 51), local = toService(s, ext, lp);
+    add({
+      name: 'XDP: external NodePort to a local backend translated in XDP, CT recorded',
+      prog: 'lb_xdp', external: true, input: local.input, verdict: XDP_PASS, output: local.to(backend(s, 51)), stats: { fwd_new: 1 }, bench: 'xdp-first-packet',
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, ext, lp))?.backendId, 51, 'CT entry'),
+    });
+    const rp = sportFor(s, ext, 52), remote = toService(s, ext, rp);
+    add({
+      name: 'XDP: SNAT needed (remote backend): left untouched to tc, which picks the same backend',
+      prog: 'lb_xdp', external: true, input: remote.input, verdict: XDP_PASS, output: 'input', stats: { xdp_to_tc: 1 },
+      after: (dp, c) => {
+        c.eq(dp.ct(ctKey(s, ext, rp)), undefined, 'XDP recorded no CT entry');
+        const r = dp.run('lb_tc_ingress', remote.input);
+        c.eq(r.output.toString('hex'), remote.to(backend(s, 52)).toString('hex'), 'tc ingress translated to the same backend');
+        c.eq(r.mark, SNAT_MARK, 'tc set the SNAT mark');
+      },
+    });
+    const d = toService(SVC.lb, '192.168.60.7', 52200);
+    add({ name: 'XDP: source range deny dropped in XDP', prog: 'lb_xdp', external: true, input: d.input, verdict: XDP_DROP, output: 'input', stats: { drop_source_range: 1 } });
+    const none = toService(SVC.empty4, '192.168.50.31', 52300).input;
+    add({ name: 'XDP: no backend left to tc for the RST', prog: 'lb_xdp', external: true, input: none, verdict: XDP_PASS, output: 'input', stats: { xdp_to_tc: 1 } });
+    const s6 = SVC.dns6, b6 = pick(s6, C6, 52400), u6 = toService(s6, C6, 52400);
+    add({ name: 'XDP: UDP/IPv6 translated with the checksum updated by hand', prog: 'lb_xdp', external: true, input: u6.input, verdict: XDP_PASS, output: u6.to(b6), stats: { fwd_new: 1 } });
+    const g = toService(SVC.web4, C4, 52500, ACK_DATA), bw = pick(SVC.web4, C4, 52500), first = toService(SVC.web4, C4, 52500);
+    add({ name: 'XDP: established flow, conntrack hit', prog: 'lb_xdp', external: true, setup: (dp) => { dp.run('lb_xdp', first.input); }, input: g.input, verdict: XDP_PASS, output: g.to(bw), stats: { fwd_ct_hit: 1 }, bench: 'xdp-ct-hit' });
+  }
+  return rows;
+}
