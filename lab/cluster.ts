@@ -222,6 +222,13 @@ export class ClusterLab {
     }
   }
 
+  /** A datapath counter of a node (lb_stats summed over CPUs), from its agent's /metrics. */
+  async datapathEvent(node: LabNode, reason: string): Promise<number> {
+    const m = await this.lab.exec(node.ns, 'curl', ['-s', '--max-time', '2', 'http://127.0.0.1:10249/metrics']);
+    const v = new RegExp(`^kubebpfproxy_datapath_events_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(m.stdout);
+    return v ? Number(v[1]) : 0;
+  }
+
   async stopAgent(node: LabNode, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const p = node.agent;
     if (!p) return;

@@ -1,8 +1,7 @@
 // The agent: source -> compile -> plan -> diff -> data plane, behind a bounded-frequency runner, with
 // kube-proxy's health and metrics. Level-triggered: every sync recompiles the whole snapshot (compile
 // is cheap) and writes only the diff against what the data plane holds.
-import type { V1Service } from '@kubernetes/client-node';
-import { compile, type CompileOptions } from '../compile/compile.js';
+import { Compiler, type CompileOptions, type CompiledService } from '../compile/compile.js';
 import type { NodeState } from '../model/compiled.js';
 import { buildPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
@@ -35,6 +34,7 @@ export class Agent {
   readonly #opts: AgentOptions;
   readonly #log: Logger;
   readonly #runner: BoundedFrequencyRunner;
+  readonly #compiler: Compiler;
   #current: Plan | undefined;
   #state: NodeState | undefined;
   /** when each not-yet-synced change arrived (network programming latency), oldest first */
@@ -49,6 +49,8 @@ export class Agent {
     this.#dp = deps.dataplane;
     this.#opts = opts;
     this.#log = deps.log ?? silentLogger;
+    // keeps per-Service results between syncs: a sync after one change recompiles one Service
+    this.#compiler = new Compiler(opts.compile);
     this.metrics = deps.metrics ?? new Metrics();
     // kube-proxy: healthz fails when a queued change waits more than 2 x syncPeriod
     this.health = new ProxyHealth({ healthTimeoutMs: 2 * opts.syncPeriodMs });
@@ -123,7 +125,7 @@ export class Agent {
     const started = performance.now();
     const changesCovered = this.#pendingSince.length;
     const snapshot = this.#source.store.snapshot();
-    const { state, errors } = compile(snapshot, this.#opts.compile);
+    const { state, errors, services } = this.#compiler.compile(snapshot);
     for (const e of errors) this.#log.warn({ object: `${e.kind} ${e.key}`, field: e.field }, e.message);
     this.metrics.rejectedObjects.set(errors.length);
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
@@ -138,7 +140,7 @@ export class Agent {
     this.#state = state;
     this.#syncs++;
 
-    await this.serviceHealth.sync(healthCheckPorts(snapshot, this.#opts.compile.nodeName));
+    await this.serviceHealth.sync(healthCheckPorts(snapshot, services, this.#opts.compile.nodeName));
 
     const now = Date.now();
     for (const t of this.#pendingSince.splice(0, changesCovered)) this.metrics.networkProgramming.observe((now - t) / 1000);
@@ -151,52 +153,54 @@ export class Agent {
   async #housekeep(): Promise<void> {
     try {
       await this.#dp.syncDevices();
-      const s = await this.#dp.stats();
-      this.metrics.setMaps(s.maps);
-      this.metrics.setDatapathEvents(s.events);
-      const byId = new Map([...(this.#current?.frontends.values() ?? [])].map((f) => [f.id, f]));
-      this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {
-        const f = byId.get(id);
-        return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];
-      }));
+      await this.refreshStats();
     } catch (e) {
       this.#log.warn({ err: e }, 'housekeeping failed');
     }
+  }
+
+  /** Reads the kernel's counters and map fill into the metrics (each scrape calls it). */
+  async refreshStats(): Promise<void> {
+    const s = await this.#dp.stats();
+    this.metrics.setMaps(s.maps);
+    this.metrics.setDatapathEvents(s.events);
+    const byId = new Map([...(this.#current?.frontends.values() ?? [])].map((f) => [f.id, f]));
+    this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {
+      const f = byId.get(id);
+      return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];
+    }));
   }
 }
 
 /**
  * healthCheckNodePort servers wanted on this node: LoadBalancer Services with externalTrafficPolicy
- * Local, each with its count of ready local endpoints (kube-proxy counts ready endpoints on this node).
+ * Local (their port as compiled: allocated in standalone mode), each with its count of ready
+ * endpoints on this node, as kube-proxy counts them (proxy/endpoints.go: local and ready).
  */
-export function healthCheckPorts(snapshot: Snapshot, nodeName: string): Map<number, ServiceHealthInfo> {
+export function healthCheckPorts(snapshot: Snapshot, services: CompiledService[], nodeName: string): Map<number, ServiceHealthInfo> {
   const out = new Map<number, ServiceHealthInfo>();
-  const wanted = new Map<string, { svc: V1Service; port: number }>();
-  for (const [key, svc] of snapshot.services) {
-    const spec = svc.spec;
-    const port = spec?.healthCheckNodePort;
-    if (spec?.type !== 'LoadBalancer' || spec.externalTrafficPolicy !== 'Local') continue;
-    if (!Number.isInteger(port) || port! < 1 || port! > 65535) continue;
-    wanted.set(key, { svc, port: port! });
+  const wanted = new Map<string, CompiledService>();
+  for (const c of services) {
+    if (c.service.type !== 'LoadBalancer' || c.service.externalTrafficPolicy !== 'Local' || !(c.healthCheckNodePort > 0)) continue;
+    wanted.set(`${c.service.namespace}/${c.service.name}`, c);
   }
   const local = new Map<string, Set<string>>();
   for (const slice of snapshot.endpointSlices.values()) {
     const svcName = slice.metadata?.labels?.['kubernetes.io/service-name'];
-    const ns = slice.metadata?.namespace ?? 'default';
-    if (!svcName || !wanted.has(`${ns}/${svcName}`)) continue;
+    const key = `${slice.metadata?.namespace ?? 'default'}/${svcName}`;
+    if (!svcName || !wanted.has(key)) continue;
     for (const ep of slice.endpoints ?? []) {
       if (ep.nodeName !== nodeName || ep.conditions?.ready === false) continue;
-      const set = local.get(`${ns}/${svcName}`) ?? new Set<string>();
-      for (const a of ep.addresses ?? []) set.add(a);
-      local.set(`${ns}/${svcName}`, set);
+      // a dual-stack pod is one endpoint: count it by its target, else by address
+      const id = ep.targetRef?.name ?? ep.addresses?.[0];
+      if (!id) continue;
+      const set = local.get(key) ?? new Set<string>();
+      set.add(id);
+      local.set(key, set);
     }
   }
-  for (const [key, { svc, port }] of wanted) {
-    out.set(port, {
-      namespace: svc.metadata?.namespace ?? 'default',
-      name: svc.metadata?.name ?? '',
-      localEndpoints: local.get(key)?.size ?? 0,
-    });
+  for (const [key, c] of wanted) {
+    out.set(c.healthCheckNodePort, { namespace: c.service.namespace, name: c.service.name, localEndpoints: local.get(key)?.size ?? 0 });
   }
   return out;
 }

@@ -103,7 +103,9 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     metricsServer = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/metrics') {
-        void metrics.registry.metrics().then((text) => {
+        // kernel counters are read at scrape time, so a scrape is never staler than the kernel
+        void agent.refreshStats().catch((e) => log.warn({ err: e }, 'reading data-plane counters failed'))
+          .then(() => metrics.registry.metrics()).then((text) => {
           res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text);
         }, (e) => res.writeHead(500).end(String(e)));
       } else if (path === '/healthz') {

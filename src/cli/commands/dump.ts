@@ -9,16 +9,17 @@ import type { Plan } from '../../plan/types.js';
 import { parseCommandArgs, type Command } from '../command.js';
 import { DEFAULTS } from '../../agent/config.js';
 
-const help = `Usage: kube-bpf-proxy dump [-o json] [--bpffs PATH] [--mode auto|bpf]
+const help = `Usage: kube-bpf-proxy dump [-o json|table|stats] [--bpffs PATH] [--mode auto|bpf]
 
 Prints the live data-plane tables read back from the kernel: with -o json, the compiled-state JSON
 that \`compile -o json\` prints for the same state; else one block per frontend with its backends
-and packet counts, in the manner of \`ipvsadm -Ln\`.
+and packet counts, in the manner of \`ipvsadm -Ln\`; with -o stats, the datapath counters
+(outcomes and drop reasons, summed over CPUs), one "name value" a line.
 
 Options:
   --bpffs PATH           pin root of the agent to read (default ${DEFAULTS.bpffs})
   --mode auto|bpf        data plane to read (default auto)
-  -o, --output json|table
+  -o, --output json|table|stats
   -h, --help
 `;
 
@@ -60,7 +61,7 @@ export const command: Command = {
       return 0;
     }
     const output = values.output ?? 'table';
-    if (output !== 'json' && output !== 'table') throw new KbpError('KBP_ERR_USAGE', `dump: -o ${output}: expected json or table`);
+    if (output !== 'json' && output !== 'table' && output !== 'stats') throw new KbpError('KBP_ERR_USAGE', `dump: -o ${output}: expected json, table or stats`);
     const mode = values.mode ?? 'auto';
     if (mode === 'ipvs' || mode === 'nftables') throw new KbpError('KBP_ERR_USAGE', `dump: --mode ${mode}: that data plane is not part of this build yet`);
     if (mode !== 'auto' && mode !== 'bpf') throw new KbpError('KBP_ERR_USAGE', `dump: --mode ${mode}: expected auto or bpf`);
@@ -72,6 +73,10 @@ export const command: Command = {
     const maps = BpfMaps.fromPins(root, StateStore.forPinRoot(root));
     try {
       const plan = maps.readPlan();
+      if (output === 'stats') {
+        io.stdout(Object.entries(maps.readStats()).map(([k, v]) => `${k} ${v}\n`).join(''));
+        return 0;
+      }
       if (output === 'json') io.stdout(toJson(planToCompiledState(plan)));
       else io.stdout(formatDumpTable(plan, maps.readFrontendStats()));
     } finally {
