@@ -49,7 +49,8 @@ struct lb_maglev_inner {
 	 * with a BTF key but no BTF value is refused by the kernel. The inner maps carry no BTF. */
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(struct lb_maglev_elem));
-	__uint(map_flags, BPF_F_INNER_MAP);
+	/* BPF_F_MMAPABLE: user space writes a whole table with one copy instead of a call per element */
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 };
 
 /* table id -> Maglev table; a new table is built aside and swapped in with one update */

@@ -8,7 +8,7 @@
 // flagging ifindex 1 there: no test device, no namespace, and no special case in the programs.
 import { mkdirSync, rmSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BpfObject, BpfMap, MapType, BPF_F_INNER_MAP, numPossibleCpus, type BpfProgram, type TestRunResult } from '../../src/dataplane/bpf/native.js';
+import { BpfObject, BpfMap, MapType, numPossibleCpus, type BpfProgram, type TestRunResult } from '../../src/dataplane/bpf/native.js';
 import {
   encodeFeKey, encodeFrontend, encodeBackend, encodeU32, encodeRevNat, encodeSrcRangeKey, encodeConfig,
   encodeDevice, encodeMaglevTable, encodeArrayKeys, maglevElems, encodeCtKey, decodeCtEntry, encodeAffinityKey,
@@ -22,7 +22,7 @@ import type { Plan, PlanBackend, PlanFrontend } from '../../src/plan/types.js';
 import { frontendKey } from '../../src/plan/types.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
-import { LB_FE_F_SNAT_REMOTE } from '../../src/dataplane/bpf/layout.js';
+import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS } from '../../src/dataplane/bpf/layout.js';
 
 /** KBP_BPF_OBJECT runs the table against another build of the object (an experiment, another kernel's build) */
 export const OBJECT_PATH = process.env.KBP_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/kbp.bpf.o', import.meta.url));
@@ -190,7 +190,7 @@ export class Datapath {
   /** Builds an inner array for the slots and swaps it in under tableId, as the agent does. */
   writeTable(tableId: number, slots: Uint32Array): void {
     const elems = maglevElems(slots.length);
-    const inner = BpfMap.create({ type: MapType.ARRAY, name: 'lb_maglev_test', keySize: 4, valueSize: MAGLEV_ELEM.size, maxEntries: elems, flags: BPF_F_INNER_MAP });
+    const inner = BpfMap.create({ type: MapType.ARRAY, name: 'lb_maglev_test', keySize: 4, valueSize: MAGLEV_ELEM.size, maxEntries: elems, flags: LB_MAGLEV_INNER_FLAGS });
     inner.updateBatch(encodeArrayKeys(elems), encodeMaglevTable(slots), elems);
     this.map('lb_maglev').updateFd(encodeU32(tableId), inner.fd);
     this.inner.get(tableId)?.close();

@@ -99,6 +99,7 @@ export class BpfDataplane implements Dataplane {
   #loaded: Loaded | undefined;
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean }>();
+  #flushTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: BpfDataplaneOptions) {
     this.#opts = opts;
@@ -111,7 +112,9 @@ export class BpfDataplane implements Dataplane {
   }
 
   async init(): Promise<void> {
-    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath });
+    // dropped Maglev tables are removed off the sync's critical path: each removal from the
+    // hash-of-maps waits for an RCU grace period (5-20 ms here)
+    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true } });
     this.#loaded = loaded;
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
@@ -131,7 +134,19 @@ export class BpfDataplane implements Dataplane {
   }
 
   async apply(ops: PlanOp[]): Promise<void> {
-    this.loaded.maps.apply(ops);
+    const { maps } = this.loaded;
+    maps.apply(ops);
+    if (maps.deferredTables > 0 && !this.#flushTimer) {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = undefined;
+        try {
+          this.#loaded?.maps.flushDeferred();
+        } catch (e) {
+          this.#log.warn({ err: e }, 'removing dropped Maglev tables failed; retried after the next sync');
+        }
+      }, 200);
+      this.#flushTimer.unref();
+    }
   }
 
   /** Attaches tc to every device (and XDP to external ones) not yet served; forgets vanished ones. */
@@ -207,6 +222,13 @@ export class BpfDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    try {
+      this.#loaded?.maps.flushDeferred();
+    } catch (e) {
+      this.#log.warn({ err: e }, 'removing dropped Maglev tables failed; the next agent removes them');
+    }
     const l = this.#loaded;
     this.#loaded = undefined;
     l?.state.save(true);

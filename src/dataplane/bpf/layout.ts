@@ -30,7 +30,7 @@ export const LB_MAGLEV_IDS_PER_ELEM = 2;
  * must be created with exactly these flags. With BPF_F_MMAPABLE (1 << 10) a table is written with
  * one memcpy instead of one update per element. Checked against BTF by the layout test.
  */
-export const LB_MAGLEV_INNER_FLAGS = 1 << 12; /* BPF_F_INNER_MAP */
+export const LB_MAGLEV_INNER_FLAGS = (1 << 12) | (1 << 10); /* BPF_F_INNER_MAP | BPF_F_MMAPABLE */
 
 export const LB_SCOPE_EXTERNAL = 0;
 export const LB_SCOPE_INTERNAL = 1;
