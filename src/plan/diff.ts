@@ -1,0 +1,153 @@
+// prev plan -> next plan as ordered writes (types.ts PlanOp). Every prefix of the returned list leaves
+// the kernel consistent: no frontend names a missing table, no table or slot names a missing backend,
+// and a frontend's backend_count never exceeds the slots written for it. Phases:
+//   1 upsertBackend      new backends and changed flags
+//   2 createTable        new tables, built aside (a changed member set always has a new table id)
+//   3 upsertSlots        the full list of every new frontend or frontend whose list changed
+//   4 upsertRevNat       new frontends
+//   5 setSourceRanges    additions only: a frontend gaining ranges must find them when its flag turns on
+//   6 upsertFrontend     new and changed entries: the switch to the new table in one write
+//   7 deleteSlots        tails of lists that shrank (backend_count already lowered)
+//     setSourceRanges    removals of kept frontends (their flag already off, or the new set in place)
+//   8 deleteFrontend     then its slots, rev-NAT and ranges
+//   9 deleteTable        tables no frontend uses any more
+//  10 deleteBackend      backends no table or slot names any more
+// Within a phase, frontends go in canonical order and tables and backends by id, so the output is
+// deterministic. Nothing unchanged produces an op.
+//
+// diff relies on what buildPlan guarantees: an id present in both plans means the same object (same
+// backendKey, same frontendKey, same table members and M). It checks this and throws rather than emit
+// writes that would briefly send traffic to the wrong object.
+import { KbpError } from '../util/errors.js';
+import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from './types.js';
+
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameSlots(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The fields the kernel's lb_frontends entry (or the agent's record of it) carries. */
+function sameEntry(a: PlanFrontend, b: PlanFrontend): boolean {
+  return a.id === b.id && a.type === b.type && a.tableId === b.tableId && a.maglevM === b.maglevM &&
+    a.backendIds.length === b.backendIds.length && a.affinityTimeout === b.affinityTimeout &&
+    a.snatRemote === b.snatRemote && (a.sourceRanges.length > 0) === (b.sourceRanges.length > 0) &&
+    a.service === b.service && a.portName === b.portName;
+}
+
+function internal(msg: string): KbpError {
+  return new KbpError('KBP_ERR_INTERNAL', `diff: ${msg}`);
+}
+
+function checkBackend(a: PlanBackend, b: PlanBackend): void {
+  if (a.address !== b.address || a.port !== b.port || a.protocol !== b.protocol) {
+    throw internal(`backend id ${b.id} is ${a.address}:${a.port}/${a.protocol} before and ${b.address}:${b.port}/${b.protocol} after; an id must not change meaning within one sync`);
+  }
+}
+
+/**
+ * Whether the kernel's copy of a table with this id must be written. A read-back table may have no
+ * slots (length 0): its members and M are what the kernel holds, and the content follows from them.
+ */
+function tableNeedsWrite(prev: Plan, a: PlanTable, next: Plan, b: PlanTable): boolean {
+  if (a.m !== b.m || !sameIds(a.members, b.members)) {
+    throw internal(`table id ${b.id} changes from M=${a.m} members [${a.members}] to M=${b.m} members [${b.members}]; a changed table must get a new id`);
+  }
+  if (prev.seed !== next.seed) return true;
+  if (a.slots.length === 0 || b.slots.length === 0) return false;
+  return !sameSlots(a.slots, b.slots);
+}
+
+export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
+  const before: Plan = prev ?? { seed: next.seed, frontends: new Map(), backends: new Map(), tables: new Map() };
+  const ops: PlanOp[] = [];
+
+  // ids of next frontends must not be held by a different frontend of prev that goes away
+  const prevFeById = new Map<number, string>();
+  for (const [k, f] of before.frontends) prevFeById.set(f.id, k);
+  const nextFeIds = new Set<number>();
+  for (const [k, f] of next.frontends) {
+    if (f.id < 1 || nextFeIds.has(f.id)) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
+    nextFeIds.add(f.id);
+    const holder = prevFeById.get(f.id);
+    if (holder !== undefined && holder !== k) throw internal(`frontend id ${f.id} belongs to ${holder} before and ${k} after`);
+    const old = before.frontends.get(k);
+    if (old === f) continue; // unchanged, checked when it was new
+    if (old && old.id !== f.id) throw internal(`frontend ${k} changes id from ${old.id} to ${f.id}`);
+    if (f.tableId !== 0 && !next.tables.has(f.tableId)) throw internal(`frontend ${k} names table ${f.tableId}, which the plan lacks`);
+    for (const id of f.backendIds) if (!next.backends.has(id)) throw internal(`frontend ${k} names backend ${id}, which the plan lacks`);
+  }
+
+  // 1
+  for (const b of [...next.backends.values()].sort((x, y) => x.id - y.id)) {
+    const a = before.backends.get(b.id);
+    if (a === b) continue; // buildPlan hands on unchanged objects
+    if (a) checkBackend(a, b);
+    if (!a || a.terminating !== b.terminating || a.local !== b.local) ops.push({ op: 'upsertBackend', backend: b });
+  }
+  // 2
+  for (const t of [...next.tables.values()].sort((x, y) => x.id - y.id)) {
+    for (const id of t.members) if (!next.backends.has(id)) throw internal(`table ${t.id} names backend ${id}, which the plan lacks`);
+    const a = before.tables.get(t.id);
+    if (a && !tableNeedsWrite(before, a, next, t)) continue;
+    if (t.slots.length !== t.m) throw internal(`table ${t.id} must be written but has ${t.slots.length} of its ${t.m} slots (fillMissingSlots)`);
+    ops.push({ op: 'createTable', table: t });
+  }
+
+  // frontends that are new or differ in anything; buildPlan hands on unchanged objects
+  const changed: [PlanFrontend | undefined, PlanFrontend][] = [];
+  for (const [k, f] of next.frontends) {
+    const a = before.frontends.get(k);
+    if (a !== f) changed.push([a, f]);
+  }
+  // 3
+  for (const [a, f] of changed) {
+    if (f.backendIds.length && (!a || !sameIds(a.backendIds, f.backendIds))) {
+      ops.push({ op: 'upsertSlots', frontendId: f.id, backendIds: f.backendIds });
+    }
+  }
+  // 4
+  for (const [a, f] of changed) if (!a) ops.push({ op: 'upsertRevNat', frontendId: f.id, address: f.address, port: f.port });
+  // 5
+  for (const [a, f] of changed) {
+    const old = new Set(a?.sourceRanges ?? []);
+    const add = f.sourceRanges.filter((r) => !old.has(r));
+    if (add.length) ops.push({ op: 'setSourceRanges', frontendId: f.id, add, remove: [] });
+  }
+  // 6
+  for (const [a, f] of changed) if (!a || !sameEntry(a, f)) ops.push({ op: 'upsertFrontend', frontend: f });
+  // 7
+  for (const [a, f] of changed) {
+    if (a && a.backendIds.length > f.backendIds.length) {
+      ops.push({ op: 'deleteSlots', frontendId: f.id, fromSlot: f.backendIds.length, toSlot: a.backendIds.length });
+    }
+    if (a) {
+      const now = new Set(f.sourceRanges);
+      const remove = a.sourceRanges.filter((r) => !now.has(r));
+      if (remove.length) ops.push({ op: 'setSourceRanges', frontendId: f.id, add: [], remove });
+    }
+  }
+  // 8
+  for (const [k, a] of before.frontends) {
+    if (next.frontends.has(k)) continue;
+    ops.push({ op: 'deleteFrontend', frontend: a });
+    if (a.backendIds.length) ops.push({ op: 'deleteSlots', frontendId: a.id, fromSlot: 0, toSlot: a.backendIds.length });
+    ops.push({ op: 'deleteRevNat', frontendId: a.id });
+    if (a.sourceRanges.length) ops.push({ op: 'setSourceRanges', frontendId: a.id, add: [], remove: a.sourceRanges });
+  }
+  // 9
+  for (const id of [...before.tables.keys()].sort((x, y) => x - y)) {
+    if (!next.tables.has(id)) ops.push({ op: 'deleteTable', tableId: id });
+  }
+  // 10
+  for (const id of [...before.backends.keys()].sort((x, y) => x - y)) {
+    if (!next.backends.has(id)) ops.push({ op: 'deleteBackend', backendId: id });
+  }
+  return ops;
+}

@@ -1,0 +1,201 @@
+// Maglev consistent hashing (Eisenbud et al., "Maglev: A Fast and Reliable Software Network Load
+// Balancer", NSDI 2016, section 3.4). Each member gets a permutation of the M slots from two hashes of
+// its identity; members take turns claiming their next preferred free slot until the table is full.
+//
+// Cross-node contract: every node must build the identical table for the same member set, because a
+// flow that an upstream router moves to another node must land on the same backend there. So the
+// permutation comes from the member's identity `address|port` (never its id, which is node-local), the
+// seed shared by all nodes, and M, and members are processed in canonical (address, port) order. The
+// hash below (MurmurHash3 x86_32) is therefore part of the wire contract between agent versions.
+import { compareBackends } from '../model/canonical.js';
+import { KbpError } from '../util/errors.js';
+
+/** bpf/lb_consts.h LB_MAGLEV_M_MIN / LB_MAGLEV_M_MAX; both are prime. */
+export const MAGLEV_M_MIN = 251;
+export const MAGLEV_M_MAX = 131071;
+
+/** Slots per backend that keep the imbalance under 1% (the paper's M >= 100 N). */
+export const MAGLEV_SLOTS_PER_MEMBER = 100;
+
+/**
+ * How M follows the member count N.
+ * - exact: the smallest prime >= 100 N. Least memory, but M changes with every change of N, and a new
+ *   M reshuffles the whole table (nearly every flow without conntrack moves).
+ * - pow2: the smallest prime >= 100 * 2^ceil(log2 N). Up to 2x the memory, but M changes only when N
+ *   crosses a power of two, so most single-backend changes keep M and move only ~1/N of the slots.
+ * Both are functions of N alone, so every node still agrees on M. maglevSize defaults to exact (the
+ * definition); buildPlan defaults to pow2 (plan.ts PlanOptions says why).
+ */
+export type MaglevSizing = 'exact' | 'pow2';
+
+const EMPTY = 0xffffffff;
+const SEED2_XOR = 0x9e3779b9; // decorrelates the skip hash from the offset hash
+
+let isComposite: Uint8Array | undefined;
+
+function sieve(): Uint8Array {
+  if (isComposite) return isComposite;
+  const s = new Uint8Array(MAGLEV_M_MAX + 1);
+  s[0] = 1;
+  s[1] = 1;
+  for (let i = 2; i * i <= MAGLEV_M_MAX; i++) {
+    if (s[i]) continue;
+    for (let j = i * i; j <= MAGLEV_M_MAX; j += i) s[j] = 1;
+  }
+  isComposite = s;
+  return s;
+}
+
+export function isPrime(x: number): boolean {
+  if (!Number.isInteger(x) || x < 2) return false;
+  if (x <= MAGLEV_M_MAX) return sieve()[x] === 0;
+  for (let d = 2; d * d <= x; d++) if (x % d === 0) return false;
+  return true;
+}
+
+/** The table size for n members: a prime >= 100 n (see MaglevSizing), within [MAGLEV_M_MIN, MAGLEV_M_MAX]. */
+export function maglevSize(n: number, sizing: MaglevSizing = 'exact'): number {
+  if (!Number.isInteger(n) || n < 1) throw new KbpError('KBP_ERR_INTERNAL', `maglevSize: member count must be a positive integer, got ${n}`);
+  const base = sizing === 'pow2' ? 2 ** Math.ceil(Math.log2(n)) : n;
+  const want = base * MAGLEV_SLOTS_PER_MEMBER;
+  if (want >= MAGLEV_M_MAX) return MAGLEV_M_MAX;
+  const s = sieve();
+  let m = Math.max(want, MAGLEV_M_MIN);
+  while (s[m]) m++; // MAGLEV_M_MAX is prime, so this stops inside the sieve
+  return m;
+}
+
+/** Bytes the kernel holds for a table of M slots: ceil(M / 2) array elements of 8 bytes (bpf/lb_maps.h). */
+export function maglevKernelBytes(m: number): number {
+  return Math.ceil(m / 2) * 8;
+}
+
+/** MurmurHash3 x86_32 of a string's UTF-8 bytes. */
+export function murmur3(text: string, seed: number): number {
+  let bytes: Uint8Array | undefined;
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) > 0x7f) {
+      bytes = new TextEncoder().encode(text);
+      break;
+    }
+  }
+  const len = bytes ? bytes.length : text.length;
+  const at = bytes ? (i: number) => bytes![i]! : (i: number) => text.charCodeAt(i);
+  let h = seed >>> 0;
+  const c1 = 0xcc9e2d51, c2 = 0x1b873593;
+  const blocks = len & ~3;
+  for (let i = 0; i < blocks; i += 4) {
+    let k = at(i) | (at(i + 1) << 8) | (at(i + 2) << 16) | (at(i + 3) << 24);
+    k = Math.imul(k, c1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, c2);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const rest = len & 3;
+  if (rest) {
+    let k = 0;
+    if (rest === 3) k ^= at(blocks + 2) << 16;
+    if (rest >= 2) k ^= at(blocks + 1) << 8;
+    k ^= at(blocks);
+    k = Math.imul(k, c1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, c2);
+    h ^= k;
+  }
+  h ^= len;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** The identity a member's permutation is derived from. */
+export function maglevIdentity(m: { address: string; port: number }): string {
+  return `${m.address}|${m.port}`;
+}
+
+/** The two hashes of a member; offset = h1 mod M, skip = h2 mod (M - 1) + 1. */
+export function maglevHashes(identity: string, seed: number): [number, number] {
+  return [murmur3(identity, seed), murmur3(identity, (seed ^ SEED2_XOR) >>> 0)];
+}
+
+/**
+ * Builds tables with reusable scratch space: per table it allocates only the result. Not reentrant;
+ * use one per caller.
+ */
+export class MaglevBuilder {
+  #cur = new Uint32Array(64);
+  #skip = new Uint32Array(64);
+
+  /**
+   * Fills a table of m slots with member indices 0..n-1. h1[i], h2[i] are member i's hashes
+   * (maglevHashes), members in canonical order. `out`, when given, must have length m.
+   */
+  buildIndices(h1: ArrayLike<number>, h2: ArrayLike<number>, n: number, m: number, out?: Uint32Array): Uint32Array {
+    if (n < 1) throw new KbpError('KBP_ERR_INTERNAL', 'Maglev table without members');
+    if (!isPrime(m)) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table size ${m} is not prime`);
+    if (n > m) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table of ${m} slots cannot hold ${n} members`);
+    const table = out ?? new Uint32Array(m);
+    if (table.length !== m) throw new KbpError('KBP_ERR_INTERNAL', `Maglev output has ${table.length} slots, want ${m}`);
+    if (n === 1) return table.fill(0);
+    if (this.#cur.length < n) {
+      this.#cur = new Uint32Array(n * 2);
+      this.#skip = new Uint32Array(n * 2);
+    }
+    const cur = this.#cur, skip = this.#skip;
+    for (let i = 0; i < n; i++) {
+      cur[i] = h1[i]! % m;
+      skip[i] = (h2[i]! % (m - 1)) + 1;
+    }
+    table.fill(EMPTY);
+    // Each member's permutation is offset, offset+skip, offset+2 skip, ... (mod m); m prime makes
+    // it visit every slot, so the inner search always ends. cur[i] is the member's next candidate.
+    let filled = 0;
+    for (;;) {
+      for (let i = 0; i < n; i++) {
+        let c = cur[i]!;
+        const s = skip[i]!;
+        while (table[c] !== EMPTY) {
+          c += s;
+          if (c >= m) c -= m;
+        }
+        table[c] = i;
+        c += s;
+        cur[i] = c >= m ? c - m : c;
+        if (++filled === m) return table;
+      }
+    }
+  }
+}
+
+const shared = new MaglevBuilder();
+
+export interface MaglevMember {
+  address: string;
+  port: number;
+  /** written into the table's slots */
+  id: number;
+}
+
+/**
+ * The table for a set of members, as slot -> member id. Order of `members` does not matter: they are
+ * sorted canonically first. m defaults to maglevSize(members.length).
+ */
+export function buildMaglevTable(members: readonly MaglevMember[], seed: number, m = maglevSize(members.length)): Uint32Array {
+  const sorted = [...members].sort(compareBackends);
+  for (let i = 1; i < sorted.length; i++) {
+    if (compareBackends(sorted[i - 1]!, sorted[i]!) === 0) {
+      throw new KbpError('KBP_ERR_INTERNAL', `Maglev member ${maglevIdentity(sorted[i]!)} appears twice`);
+    }
+  }
+  const n = sorted.length;
+  const h1 = new Uint32Array(n), h2 = new Uint32Array(n);
+  sorted.forEach((mem, i) => { [h1[i], h2[i]] = maglevHashes(maglevIdentity(mem), seed); });
+  const table = shared.buildIndices(h1, h2, n, m);
+  for (let j = 0; j < m; j++) table[j] = sorted[table[j]!]!.id;
+  return table;
+}

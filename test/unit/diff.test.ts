@@ -1,0 +1,145 @@
+import test from 'ava';
+import fc from 'fast-check';
+import type { NodeState } from '../../src/model/compiled.js';
+import { diffPlans } from '../../src/plan/diff.js';
+import { MapModel } from '../../src/plan/model.js';
+import { buildPlan } from '../../src/plan/plan.js';
+import type { Plan, PlanOp } from '../../src/plan/types.js';
+import { arbState, be, fe } from './plan.helpers.js';
+
+const FC = { seed: 2016, numRuns: 300 };
+const seed = 7;
+
+function readBack(p: Plan): Plan {
+  return { ...p, tables: new Map([...p.tables].map(([id, t]) => [id, { ...t, slots: new Uint32Array(0) }])) };
+}
+
+/** Applies ops one by one to a model of the kernel holding `from`, checking consistency after each. */
+function simulate(from: Plan | undefined, ops: PlanOp[]): MapModel {
+  const k = from ? MapModel.fromPlan(from) : new MapModel();
+  k.check();
+  ops.forEach((op, i) => {
+    try {
+      k.apply(op);
+      k.check();
+    } catch (e) {
+      throw new Error(`after op ${i} ${JSON.stringify(op, (_k, v) => (v instanceof Uint32Array ? `[${v.length} slots]` : v))}: ${(e as Error).message}`);
+    }
+  });
+  return k;
+}
+
+function kinds(ops: PlanOp[]): string[] {
+  return ops.map((o) => o.op);
+}
+
+test('property: every prefix of diff(a, b) is consistent and the whole of it turns a into b', (t) => {
+  fc.assert(fc.property(arbState, arbState, arbState, fc.boolean(), (s1, s2, s3, viaReadBack) => {
+    const a = buildPlan(s1, undefined, { seed });
+    const fromEmpty = simulate(undefined, diffPlans(undefined, a));
+    if (JSON.stringify(fromEmpty.snapshot()) !== JSON.stringify(MapModel.fromPlan(a).snapshot())) return false;
+    const prev = viaReadBack ? readBack(a) : a;
+    const b = buildPlan(s2, prev, { seed });
+    const k = simulate(prev, diffPlans(prev, b));
+    if (JSON.stringify(k.snapshot()) !== JSON.stringify(MapModel.fromPlan(b).snapshot())) return false;
+    const c = buildPlan(s3, b, { seed });
+    const k2 = simulate(b, diffPlans(b, c));
+    return JSON.stringify(k2.snapshot()) === JSON.stringify(MapModel.fromPlan(c).snapshot());
+  }), FC);
+  t.pass();
+});
+
+test('property: nothing changed, nothing written', (t) => {
+  fc.assert(fc.property(arbState, fc.boolean(), (s, viaReadBack) => {
+    const a = buildPlan(s, undefined, { seed });
+    if (diffPlans(a, a).length !== 0) return false;
+    const prev = viaReadBack ? readBack(a) : a;
+    return diffPlans(prev, buildPlan(s, prev, { seed })).length === 0;
+  }), FC);
+  t.pass();
+});
+
+test('a changed backend set gets a new table, created before the frontend switches and deleted after', (t) => {
+  const s1: NodeState = { frontends: [fe('10.96.0.1', 80, [be('10.244.1.1'), be('10.244.1.2')]), fe('10.96.0.2', 80, [be('10.244.9.9')])] };
+  const s2: NodeState = { frontends: [fe('10.96.0.1', 80, [be('10.244.1.1'), be('10.244.1.3')]), fe('10.96.0.2', 80, [be('10.244.9.9')])] };
+  const a = buildPlan(s1, undefined, { seed });
+  const b = buildPlan(s2, a, { seed });
+  const ops = diffPlans(a, b);
+  t.deepEqual(kinds(ops), ['upsertBackend', 'createTable', 'upsertSlots', 'upsertFrontend', 'deleteTable', 'deleteBackend']);
+  const oldTable = a.frontends.get('10.96.0.1|80|TCP|internal')!.tableId;
+  const newTable = b.frontends.get('10.96.0.1|80|TCP|internal')!.tableId;
+  t.not(newTable, oldTable);
+  t.like(ops[1], { op: 'createTable', table: { id: newTable } });
+  t.like(ops[3], { op: 'upsertFrontend', frontend: { id: 1, tableId: newTable } });
+  t.deepEqual(ops[4], { op: 'deleteTable', tableId: oldTable });
+  t.deepEqual(ops[5], { op: 'deleteBackend', backendId: 2 });
+  t.deepEqual(ops[2], { op: 'upsertSlots', frontendId: 1, backendIds: [1, 4] });
+  simulate(a, ops);
+});
+
+test('a shrinking list lowers backend_count first, then deletes the tail; removed frontends go with all they own', (t) => {
+  const a = buildPlan({
+    frontends: [
+      fe('10.96.0.1', 80, [be('10.244.1.1'), be('10.244.1.2'), be('10.244.1.3')]),
+      fe('10.96.0.2', 443, [be('10.244.1.1', 8443)], { sourceRanges: ['10.0.0.0/8'], type: 'LoadBalancer', scope: 'external' }),
+    ],
+  }, undefined, { seed });
+  const b = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.1')])] }, a, { seed });
+  const ops = diffPlans(a, b);
+  t.deepEqual(kinds(ops), [
+    'createTable', 'upsertSlots', 'upsertFrontend', 'deleteSlots',
+    'deleteFrontend', 'deleteSlots', 'deleteRevNat', 'setSourceRanges',
+    'deleteTable', 'deleteTable', 'deleteBackend', 'deleteBackend', 'deleteBackend',
+  ]);
+  t.deepEqual(ops[3], { op: 'deleteSlots', frontendId: 1, fromSlot: 1, toSlot: 3 });
+  t.deepEqual(ops[5], { op: 'deleteSlots', frontendId: 2, fromSlot: 0, toSlot: 1 });
+  t.deepEqual(ops[7], { op: 'setSourceRanges', frontendId: 2, add: [], remove: ['10.0.0.0/8'] });
+  simulate(a, ops);
+});
+
+test('source ranges: additions before the frontend entry, removals after it; only changed frontends are touched', (t) => {
+  const lb = (ranges: string[], port = 443) => fe('192.168.60.1', port, [be('10.244.1.1')], { type: 'LoadBalancer', scope: 'external', sourceRanges: ranges });
+  const a = buildPlan({ frontends: [lb([]), lb(['10.0.0.0/8'], 80)] }, undefined, { seed });
+  const b = buildPlan({ frontends: [lb(['10.1.0.0/16', '192.168.0.0/16']), lb(['10.0.0.0/8'], 80)] }, a, { seed });
+  const ops = diffPlans(a, b);
+  const fid = b.frontends.get('192.168.60.1|443|TCP|external')!.id;
+  t.deepEqual(ops, [
+    { op: 'setSourceRanges', frontendId: fid, add: ['10.1.0.0/16', '192.168.0.0/16'], remove: [] },
+    { op: 'upsertFrontend', frontend: b.frontends.get('192.168.60.1|443|TCP|external')! },
+  ]);
+  simulate(a, ops);
+  const c = buildPlan({ frontends: [lb(['192.168.0.0/16', '172.16.0.0/12']), lb(['10.0.0.0/8'], 80)] }, b, { seed });
+  t.deepEqual(diffPlans(b, c), [
+    { op: 'setSourceRanges', frontendId: fid, add: ['172.16.0.0/12'], remove: [] },
+    { op: 'setSourceRanges', frontendId: fid, add: [], remove: ['10.1.0.0/16'] },
+  ]);
+  const d = buildPlan({ frontends: [lb([]), lb(['10.0.0.0/8'], 80)] }, c, { seed });
+  t.deepEqual(kinds(diffPlans(c, d)), ['upsertFrontend', 'setSourceRanges'], 'the filter flag goes off before the ranges go');
+  simulate(c, diffPlans(c, d));
+});
+
+test('a backend turning terminating is one upsertBackend plus the new table, slots untouched', (t) => {
+  const a = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.1'), be('10.244.1.2')])] }, undefined, { seed });
+  const b = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.1'), be('10.244.1.2', 8080, true)])] }, a, { seed });
+  t.deepEqual(kinds(diffPlans(a, b)), ['upsertBackend', 'createTable', 'upsertFrontend', 'deleteTable']);
+  simulate(a, diffPlans(a, b));
+});
+
+test('diff refuses plans that reuse an id for another object', (t) => {
+  const a = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.1')])] }, undefined, { seed });
+  const b = buildPlan({ frontends: [fe('10.96.0.2', 80, [be('10.244.1.2')])] }, undefined, { seed });
+  t.throws(() => diffPlans(a, b), { message: /frontend id 1 belongs to 10\.96\.0\.1\|80\|TCP\|internal before and 10\.96\.0\.2\|80\|TCP\|internal after/ });
+  const c = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.2')])] }, undefined, { seed });
+  t.throws(() => diffPlans(a, c), { message: /backend id 1 is 10\.244\.1\.1:8080\/TCP before and 10\.244\.1\.2:8080\/TCP after/ });
+});
+
+test('the model itself rejects writes that break consistency', (t) => {
+  const a = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.1')])] }, undefined, { seed });
+  const k = MapModel.fromPlan(a);
+  k.apply({ op: 'deleteBackend', backendId: 1 });
+  t.throws(() => k.check(), { message: /slot 0 names missing backend 1/ });
+  const k2 = MapModel.fromPlan(a);
+  k2.apply({ op: 'deleteTable', tableId: 1 });
+  t.throws(() => k2.check(), { message: /names missing table 1/ });
+  t.throws(() => k2.apply({ op: 'deleteRevNat', frontendId: 9 }), { message: /no rev-NAT entry 9/ });
+});
