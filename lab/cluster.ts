@@ -124,22 +124,26 @@ export class ClusterLab {
     await lab.addRoute(this.ext, LB_RANGE.v4, { via: this.nodes[0]!.ip4 });
     await lab.addRoute(this.ext, LB_RANGE.v6, { via: this.nodes[0]!.ip6 });
 
-    const counters = new Map<number, number>();
-    for (const p of spec.pods) {
-      const node = this.nodes[p.node - 1]!;
-      const role = p.role ?? 'server';
-      const n = role === 'client' ? 100 : (counters.get(p.node) ?? 1) + 1;
-      if (role === 'server') counters.set(p.node, n);
-      const ip4 = `10.244.${p.node}.${n}`, ip6 = `fd00:10:244:${p.node}::${n.toString(16)}`;
-      const pod = await lab.addPod({
-        name: p.name, node: node.ns, hostIf: `v${p.name}`.slice(0, 15),
-        addresses: [ip4, ip6], gateways: { v4: `10.244.${p.node}.1`, v6: `fd00:10:244:${p.node}::1` },
-      });
-      const lp: LabPod = { name: p.name, node, pod, ip4, ip6, role };
-      this.pods.set(p.name, lp);
-      if (role === 'server') await this.startServers(lp);
-    }
+    for (const p of spec.pods) await this.addPod(p);
     this.log(`lab ${lab.prefix}: 2 nodes, ${this.pods.size} pods, external client ${NODE_NET.v4}.100`);
+  }
+
+  /** A pod on node 1 or 2 (also after the agents started: a device appears), servers started for role server. */
+  async addPod(p: { name: string; node: number; role?: 'server' | 'client' }): Promise<LabPod> {
+    const node = this.nodes[p.node - 1]!;
+    const role = p.role ?? 'server';
+    // servers take .2, .3, ... of the node's pod network; clients .100, .101, ...
+    const taken = [...this.pods.values()].filter((x) => x.node === node && x.role === role).length;
+    const n = role === 'client' ? 100 + taken : 2 + taken;
+    const ip4 = `10.244.${p.node}.${n}`, ip6 = `fd00:10:244:${p.node}::${n.toString(16)}`;
+    const pod = await this.lab.addPod({
+      name: p.name, node: node.ns, hostIf: `v${p.name}`.slice(0, 15),
+      addresses: [ip4, ip6], gateways: { v4: `10.244.${p.node}.1`, v6: `fd00:10:244:${p.node}::1` },
+    });
+    const lp: LabPod = { name: p.name, node, pod, ip4, ip6, role };
+    this.pods.set(p.name, lp);
+    if (role === 'server') await this.startServers(lp);
+    return lp;
   }
 
   /** HTTP on 80 and 8080, UDP on 5353, in the pod's node cgroup (socket LB sees them as pods of that node). */
@@ -172,18 +176,18 @@ export class ClusterLab {
     rmSync(join(this.manifests, file), { force: true });
   }
 
-  agentArgs(node: LabNode): string[] {
+  agentArgs(node: LabNode, opts: { socketLb?: boolean } = {}): string[] {
     return ['run', '--manifests', this.manifests, '--node-name', node.name,
       '--node-ip', node.ip4, '--node-ip', node.ip6, '--devices', 'eth0',
-      '--bpffs', node.pinRoot, '--socket-lb', String(this.socketLb), '--cgroup', node.cgroup,
+      '--bpffs', node.pinRoot, '--socket-lb', String(opts.socketLb ?? this.socketLb), '--cgroup', node.cgroup,
       '--healthz-bind-address', '0.0.0.0:10256', '--metrics-bind-address', '127.0.0.1:10249',
       '--min-sync-period', '100ms', '--sync-period', '30s',
       ...(this.#opts.agentArgs ?? [])];
   }
 
   /** Starts the agent of a node inside its namespace and waits until it has programmed the data plane. */
-  async startAgent(node: LabNode): Promise<LabProcess> {
-    const proc = this.lab.spawn(node.ns, process.execPath, [CLI, ...this.agentArgs(node)], { what: `agent ${node.name}` });
+  async startAgent(node: LabNode, opts: { socketLb?: boolean } = {}): Promise<LabProcess> {
+    const proc = this.lab.spawn(node.ns, process.execPath, [CLI, ...this.agentArgs(node, opts)], { what: `agent ${node.name}` });
     node.agent = proc;
     await this.waitHealthy(node, proc);
     return proc;

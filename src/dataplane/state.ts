@@ -5,7 +5,9 @@ import { toCompiledState } from '../model/canonical.js';
 import type { Plan } from '../plan/types.js';
 
 export function planToNodeState(plan: Plan): NodeState {
-  const frontends = [...plan.frontends.values()].map((f) => ({
+  const frontends = [...plan.frontends.values()].map((f) => {
+    const term = new Set(f.terminatingIds);
+    return {
     service: f.service,
     portName: f.portName,
     type: f.type,
@@ -16,12 +18,13 @@ export function planToNodeState(plan: Plan): NodeState {
     backends: f.backendIds.map((id) => {
       const b = plan.backends.get(id);
       if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port}/${f.protocol} names backend id ${id}, which the data plane does not hold`);
-      return { address: b.address, port: b.port, terminating: b.terminating, local: b.local };
+      return { address: b.address, port: b.port, terminating: term.has(id), local: b.local };
     }),
     sessionAffinitySeconds: f.affinityTimeout,
     sourceRanges: f.sourceRanges,
     snatRemote: f.snatRemote,
-  }));
+  };
+  });
   return { frontends };
 }
 

@@ -38,7 +38,17 @@ function sameEntry(a: PlanFrontend, b: PlanFrontend): boolean {
   return a.id === b.id && a.type === b.type && a.tableId === b.tableId && a.maglevM === b.maglevM &&
     a.backendIds.length === b.backendIds.length && a.affinityTimeout === b.affinityTimeout &&
     a.snatRemote === b.snatRemote && (a.sourceRanges.length > 0) === (b.sourceRanges.length > 0) &&
-    a.service === b.service && a.portName === b.portName;
+    a.service === b.service && a.portName === b.portName && sameIds(a.terminatingIds, b.terminatingIds);
+}
+
+/** The map's values by id; buildPlan inserts them in id order, so this is usually one pass, no sort. */
+function byId<T extends { id: number }>(m: ReadonlyMap<number, T>): Iterable<T> {
+  let last = -Infinity;
+  for (const k of m.keys()) {
+    if (k < last) return [...m.values()].sort((x, y) => x.id - y.id);
+    last = k;
+  }
+  return m.values();
 }
 
 function internal(msg: string): KbpError {
@@ -85,14 +95,14 @@ export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
   }
 
   // 1
-  for (const b of [...next.backends.values()].sort((x, y) => x.id - y.id)) {
+  for (const b of byId(next.backends)) {
     const a = before.backends.get(b.id);
     if (a === b) continue; // buildPlan hands on unchanged objects
     if (a) checkBackend(a, b);
     if (!a || a.terminating !== b.terminating || a.local !== b.local) ops.push({ op: 'upsertBackend', backend: b });
   }
   // 2
-  for (const t of [...next.tables.values()].sort((x, y) => x.id - y.id)) {
+  for (const t of byId(next.tables)) {
     for (const id of t.members) if (!next.backends.has(id)) throw internal(`table ${t.id} names backend ${id}, which the plan lacks`);
     const a = before.tables.get(t.id);
     if (a && !tableNeedsWrite(before, a, next, t)) continue;
@@ -142,12 +152,12 @@ export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
     if (a.sourceRanges.length) ops.push({ op: 'setSourceRanges', frontendId: a.id, add: [], remove: a.sourceRanges });
   }
   // 9
-  for (const id of [...before.tables.keys()].sort((x, y) => x - y)) {
-    if (!next.tables.has(id)) ops.push({ op: 'deleteTable', tableId: id });
+  for (const t of byId(before.tables)) {
+    if (!next.tables.has(t.id)) ops.push({ op: 'deleteTable', tableId: t.id });
   }
   // 10
-  for (const id of [...before.backends.keys()].sort((x, y) => x - y)) {
-    if (!next.backends.has(id)) ops.push({ op: 'deleteBackend', backendId: id });
+  for (const b of byId(before.backends)) {
+    if (!next.backends.has(b.id)) ops.push({ op: 'deleteBackend', backendId: b.id });
   }
   return ops;
 }

@@ -7,8 +7,10 @@
 // match, and any change of members or M yields a new table id, so diff.ts can build the new table
 // aside and swap the frontend over in one write.
 //
-// Cost is linear in frontends + backends (plus sorting each frontend's few backends): addresses are
-// turned into sort keys once per distinct string, not once per comparison.
+// Cost is linear in frontends + backends (plus sorting each frontend's few backends, which compile's
+// canonical output skips): addresses become sort keys once per distinct string, backends live in
+// parallel arrays, and unchanged backends and frontends keep prev's objects so diff skips them.
+// bench/plan.bench.ts: ~1 s at 10,000 Services x 10 endpoints, GC-bound beyond ~50,000.
 import { isIP } from 'node:net';
 import { compareBackends } from '../model/canonical.js';
 import type { NodeFrontend, NodeState, Protocol, Scope } from '../model/compiled.js';
@@ -22,6 +24,8 @@ import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanT
 export const LB_FE_ID_MAX = 131072;
 /** backend and table ids are u32, never 0 */
 export const ID_MAX = 0xffffffff;
+/** builds whose tables need more than this share one ArrayBuffer (see step 5 of buildPlan) */
+const SLAB_MIN_BYTES = 32 * 2 ** 20;
 /** struct lb_frontend.backend_count is a __u16 */
 export const MAX_BACKENDS_PER_FRONTEND = 0xffff;
 
@@ -93,7 +97,11 @@ interface FrontendDraft {
    * (KEP-1669 is decided per frontend); the same array as idx when none is terminating
    */
   members: number[];
+  /** backend indices terminating in this frontend's slices, in canonical order (shared empty array when none) */
+  term: number[];
 }
+
+const NONE: number[] = [];
 
 /**
  * The distinct backends of a state, as parallel arrays: at 100,000 Services there are a million of
@@ -211,12 +219,17 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
       for (let j = 0; j < copy.length; j++) idx[j] = copy[j]!;
     }
     let members = idx;
+    let term = NONE;
+    if (anyTerminating) {
+      term = [];
+      for (let j = 0; j < idx.length; j++) if (f.backends[order ? order[j]! : j]!.terminating) term.push(idx[j]!);
+    }
     if (anyTerminating && !allTerminating) {
       // KEP-1669: only when no backend is ready do terminating (serving) ones take new flows
       members = [];
       for (let j = 0; j < idx.length; j++) if (!f.backends[order ? order[j]! : j]!.terminating) members.push(idx[j]!);
     }
-    drafts.set(key, { key, src: f, idx, members, sortKey: feAddrKey + portKey(f.port) + f.protocol + SCOPE_ORDER[f.scope] });
+    drafts.set(key, { key, src: f, idx, members, term, sortKey: feAddrKey + portKey(f.port) + f.protocol + SCOPE_ORDER[f.scope] });
   }
   const ordered = [...drafts.values()].sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
 
@@ -298,6 +311,7 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
       protocol: f.protocol,
       scope: f.scope,
       backendIds,
+      terminatingIds: d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!),
       tableId: table?.id ?? 0,
       maglevM: table?.m ?? 0,
       affinityTimeout: f.sessionAffinitySeconds,
@@ -313,6 +327,14 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
   const builder = new MaglevBuilder();
   const hashed = new Float64Array(bk.size * 2).fill(-1);
   let h1 = new Uint32Array(64), h2 = new Uint32Array(64);
+  // V8 answers every ~64 MiB of new ArrayBuffer memory with a full GC of the whole heap; at 100,000
+  // Services (640 MiB of tables, a 500 MiB heap) that was 80% of the build. So a large batch takes
+  // one buffer for all its tables. It lives while any of those tables does (or until releaseSlots):
+  // at most the size of that first big build, which a long-lived agent holds anyway.
+  let total = 0;
+  for (const { table } of toBuild) total += table.m;
+  const slab = total * 4 >= SLAB_MIN_BYTES ? new Uint32Array(total) : undefined;
+  let at = 0;
   for (const { table, members } of toBuild) {
     const n = members.length;
     if (h1.length < n) {
@@ -329,7 +351,8 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
       h1[j] = hashed[2 * i]!;
       h2[j] = hashed[2 * i + 1]!;
     }
-    const slots = builder.buildIndices(h1, h2, n, table.m);
+    const slots = builder.buildIndices(h1, h2, n, table.m, slab?.subarray(at, at + table.m));
+    at += table.m;
     for (let j = 0; j < slots.length; j++) slots[j] = table.members[slots[j]!]!;
     table.slots = slots;
   }
@@ -382,7 +405,8 @@ function samePlanFrontend(a: PlanFrontend, b: PlanFrontend): boolean {
   return a.id === b.id && a.service === b.service && a.portName === b.portName && a.type === b.type &&
     a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.scope === b.scope &&
     a.tableId === b.tableId && a.maglevM === b.maglevM && a.affinityTimeout === b.affinityTimeout &&
-    a.snatRemote === b.snatRemote && sameList(a.backendIds, b.backendIds) && sameList(a.sourceRanges, b.sourceRanges);
+    a.snatRemote === b.snatRemote && sameList(a.backendIds, b.backendIds) && sameList(a.sourceRanges, b.sourceRanges) &&
+    sameList(a.terminatingIds, b.terminatingIds);
 }
 
 /**

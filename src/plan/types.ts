@@ -44,6 +44,12 @@ export interface PlanFrontend {
   scope: Scope;
   /** every backend of the frontend (terminating ones included), canonical order: lb_slots */
   backendIds: number[];
+  /**
+   * those of backendIds that are terminating in this frontend's slices (KEP-1669), in slot order.
+   * PlanBackend.terminating merges them over every frontend (the kernel's per-backend flag); this
+   * keeps what each Service said, for dump. Kept in the agent's state file, not in a map.
+   */
+  terminatingIds: number[];
   /** 0 when backendIds is empty (refuse) */
   tableId: number;
   /** the table's M, copied into the frontend entry; 0 when no table */

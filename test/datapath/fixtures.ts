@@ -329,7 +329,7 @@ export function planOf(services: TestService[]): Plan {
     }
     const fe: PlanFrontend = {
       id: s.feId, service: `test/${s.feId}`, portName: '', type: s.type ?? 'ClusterIP', address: s.address, port: s.port,
-      protocol: s.protocol, scope: s.scope, backendIds: s.backends.map((b) => b.id), tableId, maglevM: m,
+      protocol: s.protocol, scope: s.scope, backendIds: s.backends.map((b) => b.id), terminatingIds: s.backends.filter((b) => ((b.flags ?? 0) & LB_BE_F_TERMINATING) !== 0).map((b) => b.id), tableId, maglevM: m,
       affinityTimeout: s.affinityTimeout ?? 0, snatRemote: ((s.flags ?? 0) & LB_FE_F_SNAT_REMOTE) !== 0, sourceRanges: s.sourceRanges ?? [],
     };
     plan.frontends.set(frontendKey(fe), fe);

@@ -24,7 +24,9 @@ export type Attachment =
   | { kind: 'xdp'; ifindex: number; ifname: string; mode: 'native' | 'generic'; program: string; progId: number }
   | { kind: 'cgroup'; path: string; attachType: string; program: string; progId: number };
 
-export interface FrontendMeta { service: string; portName: string }
+/** What lb_frontends does not hold: names, and which backends are terminating in this frontend's
+ * slices (lb_backends' flag merges them over every frontend that shares a backend). */
+export interface FrontendMeta { service: string; portName: string; terminating?: number[] }
 
 interface StateJson {
   version: 1;
@@ -43,8 +45,8 @@ export function defaultStatePath(pinRoot: string): string {
 }
 
 /**
- * The user-space half of the data plane's state, one JSON file per pin root: frontend names and the
- * attachments. One instance per pin root should be shared by BpfMaps and the loader.
+ * The user-space half of the data plane's state, one JSON file per pin root: frontend names, the
+ * backends terminating per frontend, and the attachments. One instance per pin root should be shared by BpfMaps and the loader.
  */
 export class StateStore {
   readonly path: string;
@@ -72,7 +74,10 @@ export class StateStore {
     if (json.version !== 1 || typeof json.frontends !== 'object' || !Array.isArray(json.attachments)) {
       throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path} has an unknown format (version ${String(json.version)})`);
     }
-    for (const [id, m] of Object.entries(json.frontends)) this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName) });
+    for (const [id, m] of Object.entries(json.frontends)) {
+      const term = Array.isArray(m.terminating) ? m.terminating.filter((x): x is number => Number.isInteger(x)) : undefined;
+      this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName), ...(term?.length && { terminating: term }) });
+    }
     this.attachments = json.attachments;
   }
 
@@ -82,8 +87,10 @@ export class StateStore {
 
   setFrontend(id: number, meta: FrontendMeta): void {
     const old = this.frontends.get(id);
-    if (old && old.service === meta.service && old.portName === meta.portName) return;
-    this.frontends.set(id, { service: meta.service, portName: meta.portName });
+    const term = meta.terminating?.length ? [...meta.terminating] : undefined;
+    if (old && old.service === meta.service && old.portName === meta.portName &&
+      (old.terminating ?? []).join(',') === (term ?? []).join(',')) return;
+    this.frontends.set(id, { service: meta.service, portName: meta.portName, ...(term && { terminating: term }) });
     this.dirty = true;
   }
 
@@ -354,7 +361,7 @@ export class BpfMaps {
           L.encodeFrontend(frontendValue(f), values, i * L.FRONTEND.size);
         });
         // names first: a crash after the write must not leave a frontend without its Service name
-        for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName });
+        for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName, terminating: f.terminatingIds });
         this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
         res.batches++;
         return;
@@ -534,10 +541,13 @@ export class BpfMaps {
         if (id !== undefined) backendIds.push(id);
       }
       const meta = this.state?.frontends.get(fe.feId);
+      // per-frontend terminating from the state file; without one, the kernel's merged backend flag
+      const terminatingIds = meta ? (meta.terminating ?? []).filter((id) => backendIds.includes(id))
+        : backendIds.filter((id) => backends.get(id)?.terminating);
       const f: PlanFrontend = {
         id: fe.feId, service: meta?.service ?? '', portName: meta?.portName ?? '', type: fe.type as FrontendType,
         address: key.address, port: key.port, protocol: key.protocol, scope: key.scope,
-        backendIds, tableId: fe.tableId, maglevM: fe.maglevM,
+        backendIds, terminatingIds, tableId: fe.tableId, maglevM: fe.maglevM,
         affinityTimeout: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityTimeout : 0,
         snatRemote: (fe.flags & L.LB_FE_F_SNAT_REMOTE) !== 0,
         sourceRanges: (ranges.get(fe.feId) ?? []).sort(),
@@ -545,7 +555,8 @@ export class BpfMaps {
       frontends.set(frontendKey(f), f);
       if (fe.tableId !== 0 && tableIds.has(fe.tableId) && !tables.has(fe.tableId)) {
         const known = backendIds.filter((id) => backends.has(id));
-        let members = known.filter((id) => !backends.get(id)!.terminating);
+        const term = new Set(terminatingIds);
+        let members = known.filter((id) => !term.has(id));
         if (members.length === 0) members = known;
         tables.set(fe.tableId, { id: fe.tableId, m: fe.maglevM, members, slots: new Uint32Array(0) });
       }

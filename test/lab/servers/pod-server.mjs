@@ -39,7 +39,9 @@ function listenHttp(addr) {
       const body = req.url === '/client'
         ? `${opts.name} ${req.socket.remoteAddress} ${req.socket.remotePort}\n`
         : `${opts.name}\n`;
-      res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' });
+      // keep-alive when the client asks for it (draining tests hold one connection across changes);
+      // curl and the lab client open a new connection per request anyway
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });
     server.once('error', reject);

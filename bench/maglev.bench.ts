@@ -1,0 +1,230 @@
+// Maglev figures (DESIGN.md "Performance targets"): build time and total table memory at 10,000
+// Services against a fixed 16381-slot table per frontend (Cilium's default, 4 bytes a slot), disruption
+// when one of N backends leaves, and imbalance.
+import type { NodeState } from '../src/model/compiled.js';
+import { MaglevBuilder, maglevHashes, maglevKernelBytes, maglevSize, type MaglevSizing } from '../src/plan/maglev.js';
+import { buildPlan } from '../src/plan/plan.js';
+import type { Plan } from '../src/plan/types.js';
+import { nodeState } from './gen.js';
+import { defineBench, type BenchContext } from './lib.js';
+
+const CILIUM_M = 16381;
+const KATRAN_M = 65537;
+const SERVICES = 10_000;
+
+/** xorshift32: deterministic flow hashes */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    return x;
+  };
+}
+
+function memberHashes(state: NodeState, seed: number): { h1: Uint32Array; h2: Uint32Array }[] {
+  const seen = new Set<string>();
+  const out: { h1: Uint32Array; h2: Uint32Array }[] = [];
+  for (const f of state.frontends) {
+    const key = f.backends.map((b) => `${b.address}|${b.port}`).join(',');
+    if (seen.has(key)) continue; // shared table
+    seen.add(key);
+    const h1 = new Uint32Array(f.backends.length), h2 = new Uint32Array(f.backends.length);
+    f.backends.forEach((b, i) => { [h1[i], h2[i]] = maglevHashes(`${b.address}|${b.port}`, seed); });
+    out.push({ h1, h2 });
+  }
+  return out;
+}
+
+function buildAll(sets: { h1: Uint32Array; h2: Uint32Array }[], m: ((n: number) => number), builder: MaglevBuilder, keep: boolean): Uint32Array[] {
+  const tables: Uint32Array[] = [];
+  for (const s of sets) {
+    const t = builder.buildIndices(s.h1, s.h2, s.h1.length, m(s.h1.length));
+    if (keep) tables.push(t);
+  }
+  return tables;
+}
+
+function frontendBackends(n: number, salt: number) {
+  return Array.from({ length: n }, (_, i) => ({ address: `10.${100 + (salt % 100)}.${(i >> 8) & 255}.${(i & 255) + 1}`, port: 8080, terminating: false, local: false }));
+}
+
+function stateOf(backends: ReturnType<typeof frontendBackends>): NodeState {
+  return {
+    frontends: [{
+      service: 'bench/svc', portName: '', type: 'ClusterIP', address: '10.96.0.1', port: 80, protocol: 'TCP', scope: 'internal',
+      backends, sessionAffinitySeconds: 0, sourceRanges: [], snatRemote: false,
+    }],
+  };
+}
+
+/** backend identity a flow hash lands on through the plan's only frontend, as the kernel looks it up */
+function lookup(p: Plan, hashes: Uint32Array): string[] {
+  const f = [...p.frontends.values()][0]!;
+  const t = p.tables.get(f.tableId)!;
+  return Array.from(hashes, (h) => p.backends.get(t.slots[h % t.m]!)!.address);
+}
+
+interface DisruptionRow { n: number; fixedMean: number; fixedMax: number; exactMean: number; pow2Mean: number; pow2Max: number }
+
+function disruption(ctx: BenchContext, ns: number[], seeds: number): DisruptionRow[] {
+  const flows = new Uint32Array(ctx.quick ? 20_000 : 100_000);
+  const r = rng(42);
+  for (let i = 0; i < flows.length; i++) flows[i] = r();
+  const rows: DisruptionRow[] = [];
+  for (const n of ns) {
+    const fixed: number[] = [], exact: number[] = [], pow2: number[] = [];
+    for (let s = 0; s < seeds; s++) {
+      const seed = 1000 + s;
+      const all = frontendBackends(n, s);
+      const gone = (s * 7919) % n;
+      const rest = all.filter((_, i) => i !== gone);
+      for (const [sizing, out] of [['exact', exact], ['pow2', pow2]] as [MaglevSizing, number[]][]) {
+        const before = buildPlan(stateOf(all), undefined, { seed, maglevSizing: sizing });
+        const after = buildPlan(stateOf(rest), before, { seed, maglevSizing: sizing });
+        const a = lookup(before, flows), b = lookup(after, flows);
+        let moved = 0;
+        for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) moved++;
+        out.push(moved / flows.length);
+      }
+      // the algorithm alone: M held at the N-member size
+      const m = maglevSize(n);
+      const builder = new MaglevBuilder();
+      const hs = all.map((b) => maglevHashes(`${b.address}|${b.port}`, seed));
+      const ta = builder.buildIndices(hs.map((h) => h[0]), hs.map((h) => h[1]), n, m);
+      const hr = hs.filter((_, i) => i !== gone);
+      const tb = builder.buildIndices(hr.map((h) => h[0]), hr.map((h) => h[1]), n - 1, m);
+      let moved = 0;
+      for (let j = 0; j < m; j++) {
+        const x = ta[j]!, y = tb[j]!;
+        // indices of survivors above `gone` shift down by one in the smaller table
+        if (x === gone || (x > gone ? x - 1 : x) !== y) moved++;
+      }
+      fixed.push(moved / m);
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    rows.push({ n, fixedMean: mean(fixed), fixedMax: Math.max(...fixed), exactMean: mean(exact), pow2Mean: mean(pow2), pow2Max: Math.max(...pow2) });
+  }
+  return rows;
+}
+
+export default defineBench({
+  name: 'maglev',
+  title: 'Maglev: build time, memory, disruption, imbalance',
+  description:
+    'Tables as src/plan/maglev.ts builds them (M per table from its member count N, tables shared between ' +
+    'frontends with the same backends) against a fixed M per frontend as peers do (Cilium 16381, Katran 65537). ' +
+    'Kernel memory follows the data-plane layout: ceil(M/2) array elements of 8 bytes per table (bpf/lb_maps.h); ' +
+    'the fixed-M baselines use 4 bytes a slot per frontend. Disruption is the share of flow hashes (uniform ' +
+    'random) whose backend changes when one of N backends leaves, which includes the leaving backend\'s 1/N.',
+  run(ctx) {
+    const state = nodeState({ services: SERVICES, endpointsPerService: 10, nodePortEvery: 10 });
+    const seed = 0x6b627078;
+
+    // build time, all distinct tables of the 10k-Service cluster
+    const sets = memberHashes(state, seed);
+    const builder = new MaglevBuilder();
+    const repeat = ctx.quick ? 2 : 5;
+    const ours = ctx.time(() => buildAll(sets, (n) => maglevSize(n), builder, false), { repeat });
+    const sample = ctx.quick ? sets.slice(0, 1000) : sets;
+    const scale = sets.length / sample.length;
+    const cil = ctx.time(() => buildAll(sample, () => CILIUM_M, builder, false), { repeat: ctx.quick ? 1 : 3 });
+    ctx.metric({
+      name: `build 10k tables, M=${CILIUM_M}`, value: cil.median * scale, unit: 'ms', better: 'lower',
+      note: scale > 1 ? `${sample.length} tables timed, scaled x${scale}` : `${sets.length} tables`,
+    });
+    ctx.metric({
+      name: 'build 10k tables, exact M', value: ours.median, unit: 'ms', better: 'lower', baseline: `build 10k tables, M=${CILIUM_M}`,
+      note: `${sets.length} tables of M=${maglevSize(10)} (N=10); min ${ours.min.toFixed(0)} ms, CPU ${ours.cpuMedian.toFixed(0)} ms`,
+    });
+    const oursPow2 = ctx.time(() => buildAll(sets, (n) => maglevSize(n, 'pow2'), builder, false), { repeat });
+    ctx.metric({
+      name: 'build 10k tables, pow2 M (default)', value: oursPow2.median, unit: 'ms', better: 'lower', baseline: `build 10k tables, M=${CILIUM_M}`,
+      note: `${sets.length} tables of M=${maglevSize(10, 'pow2')}; min ${oursPow2.min.toFixed(0)} ms, CPU ${oursPow2.cpuMedian.toFixed(0)} ms`,
+    });
+
+    // memory
+    const exact = buildPlan(state, undefined, { seed, maglevSizing: 'exact' });
+    const plan = buildPlan(state, undefined, { seed });
+    const kernelBytes = (p: Plan) => [...p.tables.values()].reduce((s, t) => s + maglevKernelBytes(t.m), 0);
+    const fixedBytes = (m: number) => plan.frontends.size * m * 4;
+    const heapTables = ctx.retained(() => buildAll(sets, (n) => maglevSize(n), new MaglevBuilder(), true)).bytes;
+    ctx.metric({ name: `kernel table memory, M=${CILIUM_M} per frontend`, value: fixedBytes(CILIUM_M), unit: 'bytes', better: 'lower', note: 'computed, not allocated' });
+    ctx.metric({ name: `kernel table memory, M=${KATRAN_M} per frontend`, value: fixedBytes(KATRAN_M), unit: 'bytes', better: 'lower', note: 'computed, not allocated' });
+    ctx.metric({
+      name: 'kernel table memory, exact M per table', value: kernelBytes(exact), unit: 'bytes', better: 'lower',
+      baseline: `kernel table memory, M=${CILIUM_M} per frontend`,
+      target: 'tens of MiB at 10k Services', met: kernelBytes(exact) < 100 * 2 ** 20,
+      note: `${exact.frontends.size} frontends, ${exact.tables.size} tables`,
+    });
+    ctx.metric({
+      name: 'kernel table memory, pow2 M per table (default)', value: kernelBytes(plan), unit: 'bytes', better: 'lower',
+      baseline: `kernel table memory, M=${CILIUM_M} per frontend`,
+      target: 'tens of MiB at 10k Services', met: kernelBytes(plan) < 100 * 2 ** 20,
+    });
+    ctx.metric({ name: 'user-space heap of the tables (exact M)', value: heapTables, unit: 'bytes', better: 'lower', note: 'measured: a Uint32Array per table, 4 bytes a slot' });
+    const mib = (b: number) => +(b / 2 ** 20).toFixed(1);
+    ctx.figure({
+      id: 'memory', kind: 'bar', title: `Maglev table memory at ${SERVICES.toLocaleString('en')} Services x 10 endpoints`,
+      categories: ['exact M per table', 'pow2 M per table', `M=${CILIUM_M}/frontend`, `M=${KATRAN_M}/frontend`],
+      y: { label: 'MiB (kernel)', log: true },
+      series: [{ name: 'kernel bytes', values: [mib(kernelBytes(exact)), mib(kernelBytes(plan)), mib(fixedBytes(CILIUM_M)), mib(fixedBytes(KATRAN_M))] }],
+    });
+
+    // disruption
+    const ns = [2, 3, 4, 5, 8, 10, 16, 20, 32, 50, 64, 100];
+    const rows = disruption(ctx, ns, ctx.quick ? 4 : 20);
+    const pct = (v: number) => +(v * 100).toFixed(2);
+    ctx.figure({
+      id: 'disruption', kind: 'line', title: 'Flows moved when one of N backends leaves',
+      x: { label: 'backends N', log: true }, y: { label: '% of flows (no conntrack)', log: true },
+      series: [
+        { name: 'ideal 1/N', points: rows.map((r) => [r.n, pct(1 / r.n)]), reference: true },
+        { name: 'target 1/N + 1%', points: rows.map((r) => [r.n, pct(1 / r.n + 0.01)]), reference: true },
+        { name: 'Maglev, M kept (mean)', points: rows.map((r) => [r.n, pct(r.fixedMean)]) },
+        { name: 'Maglev, M kept (max)', points: rows.map((r) => [r.n, pct(r.fixedMax)]) },
+        { name: 'plan, exact M (mean)', points: rows.map((r) => [r.n, pct(r.exactMean)]) },
+        { name: 'plan, pow2 M (mean)', points: rows.map((r) => [r.n, pct(r.pow2Mean)]) },
+      ],
+      note: 'exact M: M = smallest prime >= 100 N changes with N and reshuffles; pow2 keeps M within a power of two',
+    });
+    for (const n of [3, 10, 100]) {
+      const r = rows.find((x) => x.n === n)!;
+      const target = 1 / n + 0.01;
+      ctx.metric({ name: `disruption N=${n}, M kept (mean)`, value: pct(r.fixedMean), unit: '%', target: `<= ${pct(target)}%`, met: r.fixedMean <= target, note: `max ${pct(r.fixedMax)}%` });
+      ctx.metric({ name: `disruption N=${n}, plan exact M (mean)`, value: pct(r.exactMean), unit: '%', target: `<= ${pct(target)}%`, met: r.exactMean <= target });
+      ctx.metric({ name: `disruption N=${n}, plan pow2 M (mean)`, value: pct(r.pow2Mean), unit: '%', target: `<= ${pct(target)}%`, met: r.pow2Mean <= target, note: `max ${pct(r.pow2Max)}%` });
+    }
+
+    // imbalance and per-table build time by N
+    const imb: [number, number][] = [], perTable: [number, number][] = [];
+    let worst = 0;
+    for (const n of ns) {
+      const m = maglevSize(n);
+      const hs = frontendBackends(n, 7).map((b) => maglevHashes(`${b.address}|${b.port}`, seed));
+      const h1 = hs.map((h) => h[0]), h2 = hs.map((h) => h[1]);
+      const t = builder.buildIndices(h1, h2, n, m);
+      const c = new Uint32Array(n);
+      for (const i of t) c[i]!++;
+      const v = Math.max(...c) / Math.min(...c) - 1;
+      worst = Math.max(worst, v);
+      imb.push([n, pct(v)]);
+      const reps = Math.max(3, Math.floor(2000 / n));
+      const st = ctx.time(() => { for (let k = 0; k < reps; k++) builder.buildIndices(h1, h2, n, m); }, { repeat: 3 });
+      perTable.push([n, (st.median / reps) * 1000]);
+    }
+    ctx.metric({ name: 'imbalance, worst over N=2..100', value: pct(worst), unit: '%', target: '<= 1%', met: worst <= 0.01 + 1e-9, note: 'max/min slots per backend - 1' });
+    ctx.figure({
+      id: 'imbalance', kind: 'line', title: 'Slot imbalance (max/min - 1) at M = smallest prime >= 100 N',
+      x: { label: 'backends N', log: true }, y: { label: '%', min: 0 },
+      series: [{ name: 'imbalance', points: imb }, { name: 'target 1%', points: ns.map((n) => [n, 1]), reference: true }],
+    });
+    ctx.figure({
+      id: 'build', kind: 'line', title: 'Build time of one table (M = smallest prime >= 100 N)',
+      x: { label: 'backends N', log: true }, y: { label: 'µs per table', log: true },
+      series: [{ name: 'build', points: perTable }],
+    });
+    ctx.note('Disruption "M kept" isolates the algorithm: the same M before and after. "plan" goes through buildPlan, where M follows N; with exact sizing nearly every change of N changes M and reshuffles the table, which conntrack hides for established flows on this node but not for flows that move between nodes.');
+  },
+});
