@@ -1,0 +1,57 @@
+// The agent over the Kubernetes source: the real client-node informers against our stub API server,
+// the in-memory data plane. What the API says reaches the data plane, and keeps reaching it across
+// an API server outage.
+import test from 'ava';
+import { Agent } from '../../src/agent/agent.js';
+import { FakeDataplane } from '../../src/dataplane/fake.js';
+import { createKubeSource } from '../../src/source/kube.js';
+import { Metrics } from '../../src/agent/metrics.js';
+import { startStubApiServer } from '../helpers/stub-apiserver.js';
+import { silentLogger } from '../../src/util/log.js';
+
+const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' },
+  spec: { type: 'ClusterIP', clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } };
+const slice = (addrs: string[]) => ({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+  metadata: { name: 'web-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } },
+  addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  endpoints: addrs.map((a) => ({ addresses: [a], conditions: { ready: true }, nodeName: 'n1' })) });
+const node = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.1.10' }] } };
+
+async function until(cond: () => boolean, ms = 8000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('Services and EndpointSlices from the API server reach the data plane, through an outage too', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.apply('Node', node);
+  stub.apply('Service', svc);
+  stub.apply('EndpointSlice', slice(['10.244.1.2', '10.244.1.3']));
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', logger: silentLogger, backoff: { initialMs: 20, maxMs: 100, factor: 2, jitter: 0 } });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await until(() => dp.frontends.size === 1 && dp.backends.size === 2);
+  t.deepEqual([...dp.frontends.values()].map((f) => `${f.address}:${f.port}`), ['10.96.0.10:80']);
+
+  // scale up through a watch event
+  stub.apply('EndpointSlice', slice(['10.244.1.2', '10.244.1.3', '10.244.1.4']));
+  await until(() => dp.backends.size === 3);
+
+  // the API server goes away and comes back with a change made meanwhile (a relist)
+  await stub.stopListening();
+  stub.apply('EndpointSlice', slice(['10.244.1.9']));
+  await new Promise((r) => setTimeout(r, 200));
+  t.is(dp.backends.size, 3, 'the data plane keeps serving while the API server is gone');
+  await stub.listen();
+  await until(() => dp.backends.size === 1 && [...dp.backends.values()][0]!.address === '10.244.1.9');
+
+  stub.remove('Service', 'default', 'web');
+  await until(() => dp.frontends.size === 0 && dp.backends.size === 0);
+});
