@@ -57,8 +57,17 @@ async function main(): Promise<number> {
     await show(`affinity   http://${VIP.affinity}:8000 from client1 (ClientIP)`, client1, `http://${VIP.affinity}:8000/`);
     await show(`affinity   NodePort ${node1.ip4}:${PORTS.nodePortAffinity} from outside (seed 002)`, lab.ext, `http://${node1.ip4}:${PORTS.nodePortAffinity}/`);
     out(`waiting 3 s for the 2 s affinity timeout of seed 004 to expire...`);
+    const expired0 = await lab.datapathEvent(node1, 'affinity_expired');
     await new Promise((r) => setTimeout(r, 3000));
-    await show(`affinity   after expiry (one new pick, then sticky again)`, client1, `http://${VIP.affinity}:8000/`, 6);
+    await show(`affinity   after expiry`, client1, `http://${VIP.affinity}:8000/`, 6);
+    out(`           node1's kernel counted ${await lab.datapathEvent(node1, 'affinity_expired') - expired0} expired affinity entry; the new pick is Maglev's for this client address, the same on every node`);
+    const seenFrom = new Map<string, Set<string>>();
+    for (let i = 0; i < 12; i++) {
+      const [name, addr] = (await lab.curl(lab.ext, `http://${node1.ip4}:${PORTS.nodePortFixed}/client`)).split(' ');
+      if (name && addr) (seenFrom.get(name) ?? seenFrom.set(name, new Set()).get(name)!).add(addr.replace('::ffff:', ''));
+    }
+    out(`source     NodePort via node1, the address each pod saw: ${[...seenFrom].sort().map(([n, a]) => `${n} <- ${[...a].join(',')}`).join('; ')}`);
+    out(`           (pods on node1 see the client itself; pod-c on node2 sees node1, which SNATs so replies come back through it)`);
     const local = await lab.curl(lab.ext, `http://${VIP.lbLocal}:80/client`);
     out(`eTP=Local  http://${VIP.lbLocal}:80/client from outside answers: ${local}  (the pod sees the client's own address)`);
     const refused = await lab.curl(client1, `http://${VIP.empty}:80/`);
