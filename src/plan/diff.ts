@@ -18,7 +18,12 @@
 // diff relies on what buildPlan guarantees: an id present in both plans means the same object (same
 // backendKey, same frontendKey, same table members and M). It checks this and throws rather than emit
 // writes that would briefly send traffic to the wrong object.
+//
+// When buildPlan built next incrementally from prev, it knows which frontends, backends and tables
+// it touched (plan.ts PlanDelta): diff walks those only, with the same checks on them, and gives the
+// ops the full walk would (everything else is the same object in both plans).
 import { KbpError } from '../util/errors.js';
+import { planDelta, type PlanDelta } from './plan.js';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from './types.js';
 
 function sameIds(a: readonly number[], b: readonly number[]): boolean {
@@ -75,46 +80,44 @@ function tableNeedsWrite(prev: Plan, a: PlanTable, next: Plan, b: PlanTable): bo
 }
 
 export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
+  const delta = prev ? planDelta(prev, next) : undefined;
   const before: Plan = prev ?? { seed: next.seed, frontends: new Map(), backends: new Map(), tables: new Map() };
   const ops: PlanOp[] = [];
 
-  // ids of next frontends must not be held by a different frontend of prev that goes away
-  const prevFeById = new Map<number, string>();
-  for (const [k, f] of before.frontends) prevFeById.set(f.id, k);
-  const nextFeIds = new Set<number>();
-  for (const [k, f] of next.frontends) {
-    if (f.id < 1 || nextFeIds.has(f.id)) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
-    nextFeIds.add(f.id);
-    const holder = prevFeById.get(f.id);
-    if (holder !== undefined && holder !== k) throw internal(`frontend id ${f.id} belongs to ${holder} before and ${k} after`);
-    const old = before.frontends.get(k);
-    if (old === f) continue; // unchanged, checked when it was new
-    if (old && old.id !== f.id) throw internal(`frontend ${k} changes id from ${old.id} to ${f.id}`);
-    if (f.tableId !== 0 && !next.tables.has(f.tableId)) throw internal(`frontend ${k} names table ${f.tableId}, which the plan lacks`);
-    for (const id of f.backendIds) if (!next.backends.has(id)) throw internal(`frontend ${k} names backend ${id}, which the plan lacks`);
+  // frontends that are new or differ in anything (buildPlan hands on unchanged objects), and those gone
+  const changed: [PlanFrontend | undefined, PlanFrontend][] = [];
+  let gone: Iterable<PlanFrontend>;
+  if (delta) {
+    checkDelta(before, next, delta);
+    for (const k of delta.frontendKeys) changed.push([before.frontends.get(k), next.frontends.get(k)!]);
+    gone = delta.removed;
+  } else {
+    checkFrontends(before, next);
+    for (const [k, f] of next.frontends) {
+      const a = before.frontends.get(k);
+      if (a !== f) changed.push([a, f]);
+    }
+    gone = goneFrontends(before, next);
   }
+  const nextBackends = delta ? delta.backendIds.flatMap((id) => next.backends.get(id) ?? []) : byId(next.backends);
+  const nextTables = delta ? delta.tableIds.flatMap((id) => next.tables.get(id) ?? []) : byId(next.tables);
+  const prevTables = delta ? delta.tableIds.flatMap((id) => before.tables.get(id) ?? []) : byId(before.tables);
+  const prevBackends = delta ? delta.backendIds.flatMap((id) => before.backends.get(id) ?? []) : byId(before.backends);
 
   // 1
-  for (const b of byId(next.backends)) {
+  for (const b of nextBackends) {
     const a = before.backends.get(b.id);
     if (a === b) continue; // buildPlan hands on unchanged objects
     if (a) checkBackend(a, b);
     if (!a || a.terminating !== b.terminating || a.local !== b.local) ops.push({ op: 'upsertBackend', backend: b });
   }
   // 2
-  for (const t of byId(next.tables)) {
+  for (const t of nextTables) {
     for (const id of t.members) if (!next.backends.has(id)) throw internal(`table ${t.id} names backend ${id}, which the plan lacks`);
     const a = before.tables.get(t.id);
     if (a && !tableNeedsWrite(before, a, next, t)) continue;
     if (t.slots.length !== t.m) throw internal(`table ${t.id} must be written but has ${t.slots.length} of its ${t.m} slots (fillMissingSlots)`);
     ops.push({ op: 'createTable', table: t });
-  }
-
-  // frontends that are new or differ in anything; buildPlan hands on unchanged objects
-  const changed: [PlanFrontend | undefined, PlanFrontend][] = [];
-  for (const [k, f] of next.frontends) {
-    const a = before.frontends.get(k);
-    if (a !== f) changed.push([a, f]);
   }
   // 3
   for (const [a, f] of changed) {
@@ -144,20 +147,74 @@ export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
     }
   }
   // 8
-  for (const [k, a] of before.frontends) {
-    if (next.frontends.has(k)) continue;
+  for (const a of gone) {
     ops.push({ op: 'deleteFrontend', frontend: a });
     if (a.backendIds.length) ops.push({ op: 'deleteSlots', frontendId: a.id, fromSlot: 0, toSlot: a.backendIds.length });
     ops.push({ op: 'deleteRevNat', frontendId: a.id });
     if (a.sourceRanges.length) ops.push({ op: 'setSourceRanges', frontendId: a.id, add: [], remove: a.sourceRanges });
   }
   // 9
-  for (const t of byId(before.tables)) {
+  for (const t of prevTables) {
     if (!next.tables.has(t.id)) ops.push({ op: 'deleteTable', tableId: t.id });
   }
   // 10
-  for (const b of byId(before.backends)) {
+  for (const b of prevBackends) {
     if (!next.backends.has(b.id)) ops.push({ op: 'deleteBackend', backendId: b.id });
   }
   return ops;
+}
+
+function goneFrontends(before: Plan, next: Plan): PlanFrontend[] {
+  const out: PlanFrontend[] = [];
+  for (const [k, a] of before.frontends) if (!next.frontends.has(k)) out.push(a);
+  return out;
+}
+
+/** ids of next frontends must not be held by a different frontend of prev that goes away */
+function checkFrontends(before: Plan, next: Plan): void {
+  const prevFeById = new Map<number, string>();
+  for (const [k, f] of before.frontends) prevFeById.set(f.id, k);
+  const nextFeIds = new Set<number>();
+  for (const [k, f] of next.frontends) {
+    if (f.id < 1 || nextFeIds.has(f.id)) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
+    nextFeIds.add(f.id);
+    const holder = prevFeById.get(f.id);
+    if (holder !== undefined && holder !== k) throw internal(`frontend id ${f.id} belongs to ${holder} before and ${k} after`);
+    checkChanged(before, next, k, f);
+  }
+}
+
+function checkChanged(before: Plan, next: Plan, k: string, f: PlanFrontend): void {
+  const old = before.frontends.get(k);
+  if (old === f) return; // unchanged, checked when it was new
+  if (old && old.id !== f.id) throw internal(`frontend ${k} changes id from ${old.id} to ${f.id}`);
+  if (f.tableId !== 0 && !next.tables.has(f.tableId)) throw internal(`frontend ${k} names table ${f.tableId}, which the plan lacks`);
+  for (const id of f.backendIds) if (!next.backends.has(id)) throw internal(`frontend ${k} names backend ${id}, which the plan lacks`);
+}
+
+/**
+ * The full walk's frontend checks for what an incremental build touched: a frontend it did not
+ * touch is the same object in both plans, so only a touched one can clash. A new frontend's id must
+ * not be held in prev by a frontend that stays (nor by one that goes: ids wait a sync).
+ */
+function checkDelta(before: Plan, next: Plan, d: PlanDelta): void {
+  const ids = new Set<number>();
+  for (const a of d.removed) ids.add(a.id);
+  let prevFeById: Map<number, string> | undefined;
+  for (const k of d.frontendKeys) {
+    const f = next.frontends.get(k);
+    if (!f) throw internal(`frontend ${k} is in the delta but not in the plan`);
+    const old = before.frontends.get(k);
+    if (f.id < 1 || ids.has(f.id)) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
+    ids.add(f.id);
+    checkChanged(before, next, k, f);
+    if (!old) {
+      if (!prevFeById) {
+        prevFeById = new Map();
+        for (const [pk, x] of before.frontends) prevFeById.set(x.id, pk);
+      }
+      const holder = prevFeById.get(f.id);
+      if (holder !== undefined) throw internal(`frontend id ${f.id} belongs to ${holder} before and ${k} after`);
+    }
+  }
 }

@@ -143,3 +143,18 @@ test('the model itself rejects writes that break consistency', (t) => {
   t.throws(() => k2.check(), { message: /names missing table 1/ });
   t.throws(() => k2.apply({ op: 'deleteRevNat', frontendId: 9 }), { message: /no rev-NAT entry 9/ });
 });
+
+test('the order of the plan maps does not change the ops', (t) => {
+  fc.assert(fc.property(arbState, arbState, (s1, s2) => {
+    const a = buildPlan(s1, undefined, { seed });
+    const b = buildPlan(s2, a, { seed });
+    const shuffled = (p: Plan): Plan => ({
+      seed: p.seed,
+      frontends: p.frontends,
+      backends: new Map([...p.backends].reverse()),
+      tables: new Map([...p.tables].reverse()),
+    });
+    return JSON.stringify(diffPlans(shuffled(a), shuffled(b))) === JSON.stringify(diffPlans(a, b));
+  }), { ...FC, numRuns: 100 });
+  t.pass();
+});

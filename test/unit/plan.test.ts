@@ -93,6 +93,21 @@ test('a plan whose slots were released still serves as prev: nothing rebuilt, no
   t.true(creates.every((o) => o.op === 'createTable' && o.table.slots.length === o.table.m));
 });
 
+test('a large build shares one buffer between its tables without mixing their slots', (t) => {
+  // 5,300 tables of M=1601 need 34 MB: above the slab threshold
+  const frontends = Array.from({ length: 5300 }, (_, i) => fe(`10.96.${i >> 8}.${i & 255}`, 80,
+    Array.from({ length: 10 }, (_, j) => be(`10.${128 + (i >> 12)}.${(i >> 4) & 255}.${((i & 15) << 4) + j}`))));
+  const p = buildPlan({ frontends }, undefined, { seed });
+  const tables = [...p.tables.values()];
+  t.is(tables.length, 5300);
+  t.true(tables.every((x) => x.slots.buffer === tables[0]!.slots.buffer && x.slots.length === x.m));
+  for (const k of [0, 1, 2650, 5299]) {
+    const x = tables[k]!;
+    const members = x.members.map((id) => ({ ...p.backends.get(id)!, id }));
+    t.deepEqual([...x.slots], [...buildMaglevTable(members, seed, x.m)], `table ${x.id}`);
+  }
+});
+
 test('a read-back frontend naming a table the kernel lacks gets a new table under an unused id', (t) => {
   const s: NodeState = { frontends: [svc('10.96.0.1'), svc('10.96.0.2', [be('10.244.5.5')])] };
   const p1 = buildPlan(s, undefined, { seed });
