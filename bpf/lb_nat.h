@@ -59,6 +59,9 @@ static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt
 	/* the helpers may have moved the data: fresh pointers, fresh bounds */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
+	/* 6.1's verifier: clang may check one spilled copy of l4_off and build the pointer from
+	 * another, unbounded one; the barrier makes the checked register the one used */
+	asm volatile("" : "+r"(l4_off));
 	if (l4_off > 512)
 		return -1;
 	l4port = data + l4_off + (which == LB_NAT_DST ? 2 : 0);
