@@ -237,7 +237,12 @@ export class ClusterLab {
     const p = node.agent;
     if (!p) return;
     p.child.kill(signal);
-    await Promise.race([p.exited, new Promise((r) => setTimeout(r, 5000))]);
+    const gone = await Promise.race([p.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    // an agent still saving its state after cleanup would leave a state file behind
+    if (!gone) {
+      p.child.kill('SIGKILL');
+      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 2000))]);
+    }
     node.agent = undefined;
   }
 
