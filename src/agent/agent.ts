@@ -6,6 +6,7 @@ import type { NodeState } from '../model/compiled.js';
 import { buildPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
 import type { Plan } from '../plan/types.js';
+import { fitToCapacity } from '../plan/capacity.js';
 import type { Dataplane } from '../dataplane/types.js';
 import type { Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
@@ -125,11 +126,19 @@ export class Agent {
     const started = performance.now();
     const changesCovered = this.#pendingSince.length;
     const snapshot = this.#source.store.snapshot();
-    const { state, errors, services } = this.#compiler.compile(snapshot);
+    const { state: compiled, errors, services } = this.#compiler.compile(snapshot);
     for (const e of errors) this.#log.warn({ object: `${e.kind} ${e.key}`, field: e.field }, e.message);
     this.metrics.rejectedObjects.set(errors.length);
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
 
+    // a full map must not hold back every other Service: leave out whole Services, by name
+    const fitted = fitToCapacity(compiled, this.#dp.capacity());
+    const state = fitted.state;
+    if (fitted.dropped.length) {
+      this.#log.error({ limit: fitted.limit, services: fitted.dropped.slice(0, 20), count: fitted.dropped.length },
+        `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out`);
+    }
+    this.metrics.droppedServices.set(fitted.dropped.length);
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed });
     const ops = diffPlans(this.#current, next);
     if (ops.length) {

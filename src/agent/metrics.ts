@@ -62,6 +62,10 @@ export class Metrics {
     name: 'kubebpfproxy_rejected_objects', help: 'Services and EndpointSlices rejected as malformed in the last sync',
     registers: [this.registry],
   });
+  readonly droppedServices = new Gauge({
+    name: 'kubebpfproxy_services_over_capacity', help: 'Services left out of the data plane because its maps would overflow',
+    registers: [this.registry],
+  });
   readonly frontends = new Gauge({
     name: 'kubebpfproxy_frontends', help: 'Frontend entries this node answers', registers: [this.registry],
   });

@@ -4,6 +4,7 @@
 import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../plan/types.js';
 import { frontendKey } from '../plan/types.js';
 import type { Dataplane, DataplaneStats } from './types.js';
+import { UNLIMITED, type Capacity } from '../plan/capacity.js';
 
 export class FakeDataplane implements Dataplane {
   readonly kind = 'fake' as const;
@@ -19,6 +20,8 @@ export class FakeDataplane implements Dataplane {
   /** make the next apply() throw (tests of retry) */
   failNext = 0;
   initialized = false;
+  /** what capacity() reports (tests of map-full handling) */
+  limits: Capacity = UNLIMITED;
 
   async init(): Promise<void> {
     this.initialized = true;
@@ -59,6 +62,10 @@ export class FakeDataplane implements Dataplane {
       events: {},
       frontends: new Map(),
     };
+  }
+
+  capacity(): Capacity {
+    return this.limits;
   }
 
   async close(): Promise<void> {}

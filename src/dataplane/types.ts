@@ -1,6 +1,7 @@
 // One interface over every data plane (bpf, later ipvs and nftables), with an in-memory fake.
 // Only implementations of this interface touch the kernel.
 import type { Plan, PlanOp } from '../plan/types.js';
+import type { Capacity } from '../plan/capacity.js';
 
 export type DataplaneKind = 'bpf' | 'ipvs' | 'nftables' | 'fake';
 
@@ -24,6 +25,8 @@ export interface Dataplane {
   /** Attaches to devices that appeared since the last call; forgets those that went away. */
   syncDevices(): Promise<void>;
   stats(): Promise<DataplaneStats>;
+  /** What the maps can hold; the agent leaves out whole Services beyond it rather than fail a write. */
+  capacity(): Capacity;
   /** Stops this process's use of the data plane, leaving programs and maps in place. */
   close(): Promise<void>;
   /** Removes every program, map, pin, rule and attachment this data plane installed. */

@@ -138,3 +138,16 @@ test('every seed example compiles and is programmed without error', async (t) =>
   t.true(dp.frontends.size > 10);
   t.is(toJson(planToCompiledState((await dp.readPlan())!)), toJson(agent.state!));
 });
+
+test('when the maps would overflow, whole Services are left out by name and the others still programmed', async (t) => {
+  const { dir, dp } = setup(t);
+  writeFileSync(join(dir, 'a.yaml'), svc(['10.244.1.2']).replaceAll('web', 'a-web').replace('10.96.0.10', '10.96.0.11'));
+  writeFileSync(join(dir, 'b.yaml'), svc(['10.244.1.3']).replaceAll('web', 'b-web').replace('10.96.0.10', '10.96.0.12'));
+  dp.limits = { frontends: Infinity, backends: 1, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity };
+  const { agent } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  t.deepEqual([...dp.frontends.values()].map((f) => f.service), ['default/a-web']);
+  t.regex(await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_services_over_capacity'), / 1\n?$/m);
+});

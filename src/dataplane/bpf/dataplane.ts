@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import type { Plan, PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
+import type { Capacity } from '../../plan/capacity.js';
 import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
 import { KbpError } from '../../util/errors.js';
@@ -219,6 +220,13 @@ export class BpfDataplane implements Dataplane {
   async stats(): Promise<DataplaneStats> {
     const { maps } = this.loaded;
     return { maps: maps.mapFill(), events: maps.readStats(), frontends: maps.readFrontendStats() };
+  }
+
+  capacity(): Capacity {
+    return {
+      frontends: L.LB_FRONTENDS_MAX, backends: L.LB_BACKENDS_MAX, slots: L.LB_SLOTS_MAX,
+      frontendIds: L.LB_FE_ID_MAX, sourceRanges: L.LB_SRC_RANGES_MAX,
+    };
   }
 
   async close(): Promise<void> {
