@@ -70,6 +70,16 @@ export interface Running {
 
 export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplane?: Dataplane; source?: Source } = {}): Promise<Running> {
   for (const f of s.ignored) log.warn({ field: f }, 'KubeProxyConfiguration field has no meaning here; ignored');
+  if (s.nodeIPs.length === 0 && !deps.dataplane) {
+    // no --node-ip: NodePorts answer on the node's primary addresses (and its Node object's)
+    const { primaryAddresses } = await import('../dataplane/bpf/dataplane.js');
+    try {
+      s = { ...s, nodeIPs: primaryAddresses() };
+      log.info({ nodeIPs: s.nodeIPs }, 'no --node-ip: using the addresses of the default-route devices');
+    } catch (e) {
+      log.warn({ err: e }, 'no --node-ip and the default-route devices could not be read');
+    }
+  }
   const source = deps.source ?? createSource(s, log);
   const dataplane = deps.dataplane ?? await createDataplane(s, source, log);
   const metrics = new Metrics();

@@ -65,6 +65,29 @@ export function listLinks(): Link[] {
   }));
 }
 
+/**
+ * The node's own addresses when none are given: the global addresses of the devices holding the
+ * default routes (kube-proxy's "primary" addresses). Pod-facing devices are never among them.
+ */
+export function primaryAddresses(): string[] {
+  const ip = systemBinary('ip');
+  const devs = new Set<string>();
+  for (const fam of ['-4', '-6']) {
+    try {
+      const routes = JSON.parse(execFileSync(ip, ['-j', fam, 'route', 'show', 'default'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ dev?: string }>;
+      for (const r of routes) if (r.dev) devs.add(r.dev);
+    } catch {
+      // no route of that family
+    }
+  }
+  const out: string[] = [];
+  for (const l of listLinks()) {
+    if (!devs.has(l.ifname)) continue;
+    for (const a of l.addresses) if (!a.startsWith('fe80:')) out.push(a);
+  }
+  return out;
+}
+
 function nft(script: string): void {
   execFileSync(systemBinary('nft'), ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
