@@ -35,6 +35,9 @@
 #ifndef LB_DEVICES_MAX
 #define LB_DEVICES_MAX 1024
 #endif
+#ifndef LB_NODE_ADDRS_MAX
+#define LB_NODE_ADDRS_MAX 1024       /* addresses of this node: NodePorts on 0.0.0.0 / :: answer there */
+#endif
 
 /* Maglev: table sizes are primes chosen per frontend by user space (src/plan/maglev.ts);
  * the kernel only needs the bounds. */

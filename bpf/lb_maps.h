@@ -145,4 +145,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_devices SEC(".maps");
 
+/* the addresses of this node: a packet to one of them may hit a NodePort frontend on 0.0.0.0 / :: */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_NODE_ADDRS_MAX);
+	__type(key, struct lb_node_addr);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_node_addrs SEC(".maps");
+
 #endif

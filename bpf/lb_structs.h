@@ -125,6 +125,11 @@ struct lb_config {
 	__u32 pad;
 };
 
+/* lb_node_addrs key: an address of this node; value __u8 1 */
+struct lb_node_addr {
+	__u8 addr[16];
+};
+
 /* lb_devices value; key is the __u32 ifindex */
 struct lb_device {
 	__u32 flags;       /* LB_DEV_F_* */

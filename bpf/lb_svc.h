@@ -67,6 +67,23 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 	if (fe)
 		return fe;
 	k.scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
+	fe = bpf_map_lookup_elem(&lb_frontends, &k);
+	if (fe)
+		return fe;
+	/* NodePorts compiled for any address (--nodeport-addresses 0.0.0.0/0, or no node address
+	 * known) answer on this node's own addresses only, never on traffic passing through */
+	if (!bpf_map_lookup_elem(&lb_node_addrs, k.addr))
+		return NULL;
+	__builtin_memset(k.addr, 0, 16);
+	if (lb_addr_is_v4(&p->daddr)) {
+		k.addr[10] = 0xff;
+		k.addr[11] = 0xff;
+	}
+	k.scope = scope;
+	fe = bpf_map_lookup_elem(&lb_frontends, &k);
+	if (fe)
+		return fe;
+	k.scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
 	return bpf_map_lookup_elem(&lb_frontends, &k);
 }
 

@@ -22,7 +22,7 @@ import type { Plan, PlanBackend, PlanFrontend } from '../../src/plan/types.js';
 import { frontendKey } from '../../src/plan/types.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
-import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS } from '../../src/dataplane/bpf/layout.js';
+import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS, encodeNodeAddr } from '../../src/dataplane/bpf/layout.js';
 
 /** KBP_BPF_OBJECT runs the table against another build of the object (an experiment, another kernel's build) */
 export const OBJECT_PATH = process.env.KBP_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/kbp.bpf.o', import.meta.url));
@@ -96,7 +96,7 @@ export class Datapath {
 
   /** Empties every map this harness writes or the programs fill, and zeroes the counters. */
   reset(): void {
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_config']) {
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_config']) {
       const m = this.map(name);
       if (m.type === MapType.ARRAY) {
         m.update(encodeU32(0), Buffer.alloc(m.valueSize));
@@ -127,7 +127,7 @@ export class Datapath {
   restore(): void {
     const base = this.base;
     if (!base) throw new Error('restore() before install()');
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices']) {
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs']) {
       const m = this.map(name);
       for (const k of m.keys()) m.delete(k);
     }
@@ -140,6 +140,11 @@ export class Datapath {
       this.addService(s, { tables: false });
       this.clearFeStats(s.feId);
     }
+  }
+
+  /** Marks an address as one of this node's (lb_node_addrs). */
+  addNodeAddress(address: string): void {
+    this.map('lb_node_addrs').update(encodeNodeAddr(address), Buffer.of(1));
   }
 
   /** Installs a Plan on empty maps through the agent's own writer (BpfMaps.apply of diffPlans' ops). */

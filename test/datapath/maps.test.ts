@@ -210,7 +210,7 @@ if (!isRoot) {
     t.is(fill.get('lb_stats')!.entries, L.LB_STAT_MAX);
   });
 
-  /** The 13 maps with the data plane's key/value sizes but small capacities, pinned under root. */
+  /** The 14 maps with the data plane's key/value sizes but small capacities, pinned under root. */
   function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP): void {
     const spec: Record<L.MapName, [number, number, number, number]> = {
       lb_frontends: [MapType.HASH, L.FE_KEY.size, L.FRONTEND.size, BPF_F_NO_PREALLOC],
@@ -226,6 +226,7 @@ if (!isRoot) {
       lb_sock_revnat: [MapType.LRU_HASH, L.SOCK_REVNAT_KEY.size, L.SOCK_REVNAT_VAL.size, 0],
       lb_config: [MapType.ARRAY, 4, L.CONFIG.size, 0],
       lb_devices: [MapType.HASH, 4, L.DEVICE.size, 0],
+      lb_node_addrs: [MapType.HASH, L.NODE_ADDR.size, 1, 0],
     };
     const tmpl = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_tmpl', keySize: 4, valueSize: 8, maxEntries: 1, flags: innerFlags });
     for (const [name, [type, keySize, valueSize, flags]] of Object.entries(spec) as Array<[L.MapName, [number, number, number, number]]>) {

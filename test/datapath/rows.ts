@@ -486,5 +486,21 @@ export function buildRows(): Row[] {
     const g = toService(SVC.web4, C4, 52500, ACK_DATA), bw = pick(SVC.web4, C4, 52500), first = toService(SVC.web4, C4, 52500);
     add({ name: 'XDP: established flow, conntrack hit', prog: 'lb_xdp', external: true, setup: (dp) => { dp.run('lb_xdp', first.input); }, input: g.input, verdict: XDP_PASS, output: g.to(bw), stats: { fwd_ct_hit: 1 }, bench: 'xdp-ct-hit' });
   }
+  // ---- NodePort compiled for any address (0.0.0.0): answered on this node's addresses only ----
+  {
+    const s: TestService = { feId: 60, address: '0.0.0.0', port: 30600, protocol: 'TCP', scope: 'external', type: 'NodePort', tableId: 1060, backends: [{ id: 61, address: '10.244.1.61', port: 8080, flags: 2 /* LOCAL */ }] };
+    const b = s.backends[0]!;
+    const local = toService({ ...s, address: '192.168.1.10' }, EXT, 45000), other = toService({ ...s, address: '192.168.9.9' }, EXT, 45001);
+    add({
+      name: 'NodePort on 0.0.0.0: a packet to a node address is translated',
+      prog: 'lb_tc_ingress', external: true, setup: (dp) => { dp.addService(s); dp.addNodeAddress('192.168.1.10'); },
+      input: local.input, verdict: TC_ACT_OK, output: local.to(b), stats: { fwd_new: 1 },
+    });
+    add({
+      name: 'NodePort on 0.0.0.0: a packet to another address on that port passes untouched',
+      prog: 'lb_tc_ingress', external: true, setup: (dp) => { dp.addService(s); dp.addNodeAddress('192.168.1.10'); },
+      input: other.input, verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+  }
   return rows;
 }

@@ -210,6 +210,7 @@ const MAP_TYPES: Record<layout.MapName, { key: string; value?: string }> = {
   lb_sock_revnat: { key: 'lb_sock_revnat_key', value: 'lb_sock_revnat_val' },
   lb_config: { key: 'u32', value: 'lb_config' },
   lb_devices: { key: 'u32', value: 'lb_device' },
+  lb_node_addrs: { key: 'lb_node_addr', value: 'u8' },
 };
 
 test('the object defines exactly MAP_NAMES, each with the key and value the codecs expect', (t) => {

@@ -181,6 +181,8 @@ export class BpfDataplane implements Dataplane {
     const wantExternal = (l: Link): boolean => this.#opts.devices
       ? this.#opts.devices.includes(l.ifname)
       : l.addresses.some((a) => nodeAddrs.has(a));
+    // every local address answers NodePorts compiled for any address (0.0.0.0 / ::)
+    maps.setNodeAddresses(new Set(links.flatMap((l) => l.addresses.filter((a) => !a.startsWith('fe80:')))));
     const present = new Set<number>();
     for (const l of links) {
       if (l.ifname === 'lo') continue;

@@ -20,6 +20,7 @@ export const LB_AFFINITY_MAX = 131072;
 export const LB_SRC_RANGES_MAX = 65536;
 export const LB_SOCK_REVNAT_MAX = 262144;
 export const LB_DEVICES_MAX = 1024;
+export const LB_NODE_ADDRS_MAX = 1024;
 
 export const LB_MAGLEV_M_MIN = 251;
 export const LB_MAGLEV_M_MAX = 131071;
@@ -72,7 +73,7 @@ export const LB_STAT_MAX = LB_STATS.length;
 /** Every map of bpf/lb_maps.h, pinned by these names under the pin root. */
 export const MAP_NAMES = [
   'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity',
-  'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices',
+  'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices', 'lb_node_addrs',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -170,11 +171,12 @@ export const SOCK_REVNAT_KEY = struct('lb_sock_revnat_key', 32, { cookie: [0, 'u
 export const SOCK_REVNAT_VAL = struct('lb_sock_revnat_val', 24, { addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'], fe_id: [20, 'u32'] });
 export const CONFIG = struct('lb_config', 16, { hash_seed: [0, 'u32'], snat_mark: [4, 'u32'], flags: [8, 'u32'], pad: [12, 'u32'] });
 export const DEVICE = struct('lb_device', 4, { flags: [0, 'u32'] });
+export const NODE_ADDR = struct('lb_node_addr', 16, { addr: [0, 'addr'] });
 
 /** Every struct of lb_structs.h, for the layout test. */
 export const STRUCTS: StructLayout[] = [
   FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
-  AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, CONFIG, DEVICE,
+  AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, CONFIG, DEVICE, NODE_ADDR,
 ];
 
 // ---- codecs -------------------------------------------------------------------------------------
@@ -491,6 +493,12 @@ export function decodeConfig(b: Buffer, off = 0): Config {
 }
 
 export interface Device { flags: number }
+export function encodeNodeAddr(address: string, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, NODE_ADDR.size, NODE_ADDR.name);
+  writeAddr(b, off, address);
+  return b;
+}
+
 export function encodeDevice(v: Device, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, DEVICE.size, DEVICE.name);
   b.writeUInt32LE(v.flags, off);

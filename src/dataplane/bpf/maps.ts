@@ -615,6 +615,25 @@ export class BpfMaps {
     return this.maps.lb_devices.delete(L.encodeU32(ifindex));
   }
 
+  /** Makes lb_node_addrs hold exactly these addresses (NodePorts on 0.0.0.0 / :: answer there). */
+  setNodeAddresses(addresses: Iterable<string>): void {
+    const m = this.maps.lb_node_addrs;
+    const want = new Map<string, { address: string; key: Buffer }>();
+    for (const address of addresses) {
+      const key = L.encodeNodeAddr(address);
+      want.set(key.toString('hex'), { address, key });
+    }
+    for (const k of m.keys()) if (!want.delete(k.toString('hex'))) m.delete(k);
+    const one = Buffer.of(1);
+    for (const { address, key } of want.values()) {
+      try {
+        m.update(key, one);
+      } catch (e) {
+        throw this.mapFull(e, 'lb_node_addrs', `node address ${address}`);
+      }
+    }
+  }
+
   devices(): Map<number, number> {
     return new Map(this.maps.lb_devices.entries().map(([k, v]) => [L.decodeU32(k), L.decodeDevice(v).flags]));
   }
