@@ -82,7 +82,8 @@ export class FakeDataplane implements Dataplane {
   #applyOne(op: PlanOp): void {
     switch (op.op) {
       case 'upsertBackend': this.backends.set(op.backend.id, { ...op.backend }); break;
-      case 'createTable': this.tables.set(op.table.id, op.table); break;
+      // a copy: the agent releases the plan's slots once the data plane holds them
+      case 'createTable': this.tables.set(op.table.id, { ...op.table, slots: op.table.slots.slice() }); break;
       case 'upsertSlots': this.slots.set(op.frontendId, [...op.backendIds]); break;
       case 'upsertRevNat': this.revnat.set(op.frontendId, { address: op.address, port: op.port }); break;
       case 'setSourceRanges': {

@@ -9,7 +9,7 @@
 // same object identities, so the store (and the sync runner behind it) sees no change.
 import { existsSync, readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join, relative } from 'node:path';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { Composer, LineCounter, Parser } from 'yaml';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 import { KbpError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
@@ -49,31 +49,34 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
   const problems: ManifestProblem[] = [];
   const objects: ManifestObject[] = [];
   const lc = new LineCounter();
-  let docs;
+  // documents one at a time (the yaml package's streaming Parser + Composer): a folder with a file
+  // of 20,000 documents must not hold 20,000 syntax trees at once
+  const values: Array<{ line: number; value: unknown }> = [];
+  const syntax: ManifestProblem[] = [];
   try {
-    docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
+    const composer = new Composer({ prettyErrors: false, uniqueKeys: false });
+    for (const doc of composer.compose(new Parser(lc.addNewLine).parse(text), true, text.length)) {
+      const err = doc.errors[0];
+      if (err) {
+        const pos = lc.linePos(err.pos[0]);
+        const msg = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+        syntax.push({ path, line: pos.line, col: pos.col, message: `YAML syntax error: ${msg}` });
+        continue;
+      }
+      if (syntax.length) continue; // the file is rejected whole: no need to convert the rest
+      const line = lc.linePos(doc.contents?.range[0] ?? 0).line;
+      try {
+        values.push({ line, value: doc.toJS({ maxAliasCount: 1000 }) });
+      } catch (e) {
+        problems.push({ path, line, message: `cannot read document: ${(e as Error).message}` });
+        values.push({ line, value: undefined });
+      }
+    }
   } catch (e) {
     return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
   }
-  const list = Array.isArray(docs) ? docs : [];
-  for (const doc of list) {
-    const err = doc.errors[0];
-    if (err) {
-      const pos = lc.linePos(err.pos[0]);
-      const msg = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-      problems.push({ path, line: pos.line, col: pos.col, message: `YAML syntax error: ${msg}` });
-    }
-  }
-  if (problems.length) return { ok: false, objects: [], problems };
-  for (const doc of list) {
-    const line = lc.linePos(doc.contents?.range[0] ?? 0).line;
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 1000 });
-    } catch (e) {
-      problems.push({ path, line, message: `cannot read document: ${(e as Error).message}` });
-      continue;
-    }
+  if (syntax.length) return { ok: false, objects: [], problems: syntax };
+  for (const { line, value } of values) {
     if (value === null || value === undefined) continue; // an empty document (a trailing ---)
     const add = (v: unknown, where: string): void => {
       if (!isObj(v)) {
