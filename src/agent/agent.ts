@@ -1,14 +1,14 @@
 // The agent: source -> compile -> plan -> diff -> data plane, behind a bounded-frequency runner, with
 // kube-proxy's health and metrics. Level-triggered: every sync recompiles the whole snapshot (compile
 // is cheap) and writes only the diff against what the data plane holds.
-import { Compiler, type CompileOptions, type CompiledService } from '../compile/compile.js';
+import { Compiler, type ChangedKeys, type CompileOptions, type CompiledService } from '../compile/compile.js';
 import type { NodeState } from '../model/compiled.js';
-import { buildPlan } from '../plan/plan.js';
+import { buildPlan, releaseSlots } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
 import type { Plan } from '../plan/types.js';
 import { fitToCapacity } from '../plan/capacity.js';
 import type { Dataplane } from '../dataplane/types.js';
-import type { Snapshot, Source } from '../source/types.js';
+import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
 import { ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
 import { Metrics } from './metrics.js';
@@ -41,6 +41,11 @@ export class Agent {
   /** when each not-yet-synced change arrived (network programming latency), oldest first */
   #pendingSince: number[] = [];
   #unsubscribe?: () => void;
+  /**
+   * The store keys changed since the last snapshot, handed to the Compiler so it compares only
+   * those; undefined (compare everything) until the first sync after subscribing.
+   */
+  #changed: Record<Kind, Set<string>> | undefined;
   #housekeeping?: NodeJS.Timeout;
   #syncs = 0;
 
@@ -88,7 +93,8 @@ export class Agent {
     // graceful restart: reuse the ids the kernel holds, so no flow's backend or frontend id changes
     this.#current = await this.#dp.readPlan();
     if (this.#current) this.#log.info({ frontends: this.#current.frontends.size, backends: this.#current.backends.size }, 'restored state from the data plane');
-    this.#unsubscribe = this.#source.store.onChange((kind) => {
+    this.#unsubscribe = this.#source.store.onChange((kind, key) => {
+      this.#changed?.[kind].add(key);
       if (kind === 'Service') this.metrics.serviceChanges.inc();
       else if (kind === 'EndpointSlice') this.metrics.endpointChanges.inc();
       this.#pendingSince.push(Date.now());
@@ -114,6 +120,8 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    this.#changed = undefined;
     this.#runner.stop();
     if (this.#housekeeping) clearInterval(this.#housekeeping);
     await this.#source.stop();
@@ -126,7 +134,9 @@ export class Agent {
     const started = performance.now();
     const changesCovered = this.#pendingSince.length;
     const snapshot = this.#source.store.snapshot();
-    const { state: compiled, errors, services } = this.#compiler.compile(snapshot);
+    const changed: ChangedKeys | undefined = this.#changed;
+    this.#changed = this.#unsubscribe ? { Service: new Set(), EndpointSlice: new Set(), Node: new Set() } : undefined;
+    const { state: compiled, errors, services } = this.#compiler.compile(snapshot, changed);
     for (const e of errors) this.#log.warn({ object: `${e.kind} ${e.key}`, field: e.field }, e.message);
     this.metrics.rejectedObjects.set(errors.length);
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
@@ -143,6 +153,8 @@ export class Agent {
     const ops = diffPlans(this.#current, next);
     if (ops.length) {
       await this.#dp.apply(ops, next);
+      // the kernel holds the tables now; their slots (~64 MiB at 10k Services) are not needed to plan on
+      releaseSlots(next);
       this.#log.debug({ ops: ops.length, frontends: next.frontends.size }, 'data plane updated');
     }
     this.#current = next;

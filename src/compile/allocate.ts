@@ -18,8 +18,20 @@ export interface Allocation {
   healthCheckNodePort: number;
 }
 
+// A standalone Compiler reruns allocate() over every Service whenever one changes; the seeds (one per
+// Service, family and port) repeat from run to run, and a sha256 each is most of that run's cost.
+// Bounded: cleared whole when full, which only costs the next run its hashes again.
+const hashCache = new Map<string, bigint>();
+const HASH_CACHE_MAX = 1 << 18;
+
 function hash64(text: string): bigint {
-  return BigInt('0x' + createHash('sha256').update(text).digest('hex').slice(0, 16));
+  let h = hashCache.get(text);
+  if (h === undefined) {
+    if (hashCache.size >= HASH_CACHE_MAX) hashCache.clear();
+    h = BigInt('0x' + createHash('sha256').update(text).digest('hex').slice(0, 16));
+    hashCache.set(text, h);
+  }
+  return h;
 }
 
 function toBig(b: Uint8Array): bigint {
