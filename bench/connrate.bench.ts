@@ -7,6 +7,7 @@
 // can be measured round by round, interleaved; (c) the ClusterIP through our tc programs on the tc
 // client's veth with N Services in the maps; (d) the ClusterIP through our cgroup connect4 socket
 // hook (the client runs in a cgroup with lb_sock_connect4 attached).
+import { systemBinary } from '../src/util/exec.js';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -188,7 +189,7 @@ class Topology {
 
   async flushIptables(): Promise<void> {
     // iptables-nft keeps its tables in nf_tables: one flush removes all of them
-    await this.lab.exec(this.iptNode, 'nft', ['flush', 'ruleset'], { timeoutMs: 120_000 });
+    await this.lab.exec(this.iptNode, systemBinary('nft'), ['flush', 'ruleset'], { timeoutMs: 120_000 });
   }
 }
 

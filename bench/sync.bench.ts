@@ -21,6 +21,7 @@ import type { Plan } from '../src/plan/types.js';
 import { run, type Netns } from '../test/lab/netns.js';
 import { iptablesJumpRules, iptablesRestore } from './baseline/iptables.js';
 import { nftRuleset } from './baseline/nftables.js';
+import { systemBinary } from '../src/util/exec.js';
 import { servicePortsOf } from './baseline/services.js';
 import { endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
 import { defineBench, stats, type BenchContext, type LineSeries, type TimeStats } from './lib.js';
@@ -149,7 +150,8 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
 
   const nftText = nftRuleset(ports, { clusterCidr: CLUSTER_CIDR, serviceCidr: SERVICE_CIDR });
   const nsD = await lab.addNetns(`nft${n}`);
-  const nft = await restore(nsD, 'nft', ['-f', '-'], nftText.text, capMs);
+  // by absolute path: under npm, node_modules/.bin/nft is @vercel/nft (src/util/exec.ts)
+  const nft = await restore(nsD, systemBinary('nft'), ['-f', '-'], nftText.text, capMs);
   // a 10k-Service nft table holds a lot of kernel memory; free it before the next step
   await run('ip', ['netns', 'del', nsD.name]);
   ctx.log(`${n} Services: nft -f of ${nftText.chains} chains, ${nftText.elements} elements: ${fmtRestore(nft)}`);
