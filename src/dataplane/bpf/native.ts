@@ -188,6 +188,23 @@ const INTERNAL = Symbol('kbp.native.internal');
 // closes every fd of the object
 interface MapState { fd: number; owned: boolean; closed: boolean; owner?: BpfObject }
 
+/** bpf_obj_pin of a map's or program's fd */
+function pinFd(fd: number, path: string, kind: 'map' | 'program', name: string): void {
+  checkName(path, `pin path of ${kind} ${name}`);
+  const ret = native().objPin(fd, path);
+  if (ret < 0) throw bpfError('pin', `${name} at ${path}`, ret);
+}
+
+/** Closes a map's or program's fd once, if it is ours (an object's maps and programs close with it). */
+function closeHandle(owner: object, s: { closed: boolean; owned: boolean; fd: number }): void {
+  if (s.closed) return;
+  s.closed = true;
+  if (s.owned) {
+    fdFinalizer.unregister(owner);
+    native().closeFd(s.fd);
+  }
+}
+
 export class BpfMap {
   readonly name: string;
   readonly type: number;
@@ -489,20 +506,12 @@ export class BpfMap {
   }
 
   pin(path: string): void {
-    checkName(path, `pin path of map ${this.name}`);
-    const ret = native().objPin(this.fd, path);
-    if (ret < 0) throw bpfError('pin', `${this.name} at ${path}`, ret);
+    pinFd(this.fd, path, 'map', this.name);
   }
 
   /** Closes our fd (maps of a BpfObject are closed with the object). Pinned or referenced maps live on. */
   close(): void {
-    const s = this[HANDLE];
-    if (s.closed) return;
-    s.closed = true;
-    if (s.owned) {
-      fdFinalizer.unregister(this);
-      native().closeFd(s.fd);
-    }
+    closeHandle(this, this[HANDLE]);
   }
 }
 
@@ -716,19 +725,11 @@ export class BpfProgram {
   }
 
   pin(path: string): void {
-    checkName(path, `pin path of program ${this.name}`);
-    const ret = native().objPin(this.fd, path);
-    if (ret < 0) throw bpfError('pin', `${this.name} at ${path}`, ret);
+    pinFd(this.fd, path, 'program', this.name);
   }
 
   close(): void {
-    const s = this[HANDLE];
-    if (s.closed) return;
-    s.closed = true;
-    if (s.owned) {
-      fdFinalizer.unregister(this);
-      native().closeFd(s.fd);
-    }
+    closeHandle(this, this[HANDLE]);
   }
 }
 
