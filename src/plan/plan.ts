@@ -324,24 +324,7 @@ function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizin
         tables.set(tkey, table);
       }
     }
-    const ranges = f.sourceRanges.length === 0 ? [] : [...new Set(f.sourceRanges)].sort();
-    const fe: PlanFrontend = {
-      id: feIds.get(d.key)!,
-      service: f.service,
-      portName: f.portName,
-      type: f.type,
-      address: f.address,
-      port: f.port,
-      protocol: f.protocol,
-      scope: f.scope,
-      backendIds,
-      terminatingIds: d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!),
-      tableId: table?.id ?? 0,
-      maglevM: table?.m ?? 0,
-      affinityTimeout: f.sessionAffinitySeconds,
-      snatRemote: f.snatRemote,
-      sourceRanges: ranges,
-    };
+    const fe = planFrontend(feIds.get(d.key)!, f, backendIds, d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!), table);
     // an unchanged frontend keeps prev's object: diff skips it at the cost of one comparison
     const old = prev?.frontends.get(d.key);
     frontends.set(d.key, old && samePlanFrontend(old, fe) ? old : fe);
@@ -429,6 +412,27 @@ function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** The plan's entry for one compiled frontend; the full and the incremental build both make it here. */
+function planFrontend(id: number, f: NodeFrontend, backendIds: number[], terminatingIds: number[], table: PlanTable | undefined): PlanFrontend {
+  return {
+    id,
+    service: f.service,
+    portName: f.portName,
+    type: f.type,
+    address: f.address,
+    port: f.port,
+    protocol: f.protocol,
+    scope: f.scope,
+    backendIds,
+    terminatingIds,
+    tableId: table?.id ?? 0,
+    maglevM: table?.m ?? 0,
+    affinityTimeout: f.sessionAffinitySeconds,
+    snatRemote: f.snatRemote,
+    sourceRanges: f.sourceRanges.length === 0 ? [] : [...new Set(f.sourceRanges)].sort(),
+  };
 }
 
 function samePlanFrontend(a: PlanFrontend, b: PlanFrontend): boolean {
@@ -880,23 +884,8 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
     const f = a.src;
     const rec = recOf.get(a)!;
     const table = rec.tkey ? ch.tables.get(rec.tkey) : undefined;
-    const fe: PlanFrontend = {
-      id,
-      service: f.service,
-      portName: f.portName,
-      type: f.type,
-      address: f.address,
-      port: f.port,
-      protocol: f.protocol,
-      scope: f.scope,
-      backendIds: a.bes.map((b) => b.id),
-      terminatingIds: a.term.some((x) => x) ? a.bes.filter((_, j) => a.term[j]).map((b) => b.id) : NONE,
-      tableId: table?.id ?? 0,
-      maglevM: table?.m ?? 0,
-      affinityTimeout: f.sessionAffinitySeconds,
-      snatRemote: f.snatRemote,
-      sourceRanges: f.sourceRanges.length === 0 ? [] : [...new Set(f.sourceRanges)].sort(),
-    };
+    const fe = planFrontend(id, f, a.bes.map((b) => b.id),
+      a.term.some((x) => x) ? a.bes.filter((_, j) => a.term[j]).map((b) => b.id) : NONE, table);
     const old = a.old?.pf;
     rec.pf = old && samePlanFrontend(old, fe) ? old : fe;
     if (rec.pf !== old) changedKeys.push(a.key);
