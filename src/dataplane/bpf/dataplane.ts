@@ -192,8 +192,9 @@ export class BpfDataplane implements Dataplane {
       if (have && have.external === external && have.ifname === l.ifname && !force) continue;
       try {
         maps.setDevice(l.ifindex, external ? L.LB_DEV_F_EXTERNAL : 0);
-        attachTc(state, object.program('lb_tc_ingress'), l.ifindex, 'ingress');
-        attachTc(state, object.program('lb_tc_egress'), l.ifindex, 'egress');
+        // the device's name is known here: no `ip` run per attachment to look it up
+        attachTc(state, object.program('lb_tc_ingress'), l.ifindex, 'ingress', { ifname: l.ifname });
+        attachTc(state, object.program('lb_tc_egress'), l.ifindex, 'egress', { ifname: l.ifname });
         if (external && this.#opts.xdp !== false) this.#attachXdp(l);
         this.#attached.set(l.ifindex, { ifname: l.ifname, external });
         this.#log.info({ device: l.ifname, ifindex: l.ifindex, external }, 'attached to device');
@@ -215,11 +216,11 @@ export class BpfDataplane implements Dataplane {
   #attachXdp(l: Link): void {
     const { object, state } = this.loaded;
     try {
-      attachXdp(state, object.program('lb_xdp'), l.ifindex, 'native');
+      attachXdp(state, object.program('lb_xdp'), l.ifindex, 'native', l.ifname);
     } catch (e) {
       this.#log.warn({ device: l.ifname, reason: (e as Error).message }, 'native XDP refused; using generic XDP');
       try {
-        attachXdp(state, object.program('lb_xdp'), l.ifindex, 'generic');
+        attachXdp(state, object.program('lb_xdp'), l.ifindex, 'generic', l.ifname);
       } catch (e2) {
         this.#log.warn({ device: l.ifname, reason: (e2 as Error).message }, 'XDP unavailable on device; tc serves its traffic');
       }

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
+import { systemBinary } from '../../util/exec.js';
 import { BpfMaps, StateStore, type Attachment, type BpfMapsOptions } from './maps.js';
 import {
   BpfMap, BpfObject, BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint,
@@ -155,10 +156,11 @@ function pinProgram(p: BpfProgram, pinRoot: string): void {
   p.pin(path);
 }
 
-/** The device's name for the state file (humans read it); `ip` sees this network namespace, sysfs may not. */
+/** The device's name for the state file (humans read it), when the caller does not know it; `ip` sees
+ * this network namespace, sysfs may not. */
 function ifname(ifindex: number): string {
   try {
-    const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ ifindex: number; ifname: string }>;
+    const links = JSON.parse(execFileSync(systemBinary('ip'), ['-j', 'link', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ ifindex: number; ifname: string }>;
     return links.find((l) => l.ifindex === ifindex)?.ifname ?? '';
   } catch {
     return '';
@@ -166,16 +168,16 @@ function ifname(ifindex: number): string {
 }
 
 /** Attaches a tc program and records it (replacing whatever sat at that priority/handle). */
-export function attachTc(state: StateStore, prog: BpfProgram, ifindex: number, point: AttachPoint, opts: { priority?: number; handle?: number } = {}): void {
+export function attachTc(state: StateStore, prog: BpfProgram, ifindex: number, point: AttachPoint, opts: { priority?: number; handle?: number; ifname?: string } = {}): void {
   const priority = opts.priority ?? 1, handle = opts.handle ?? 1;
   prog.attachTc(ifindex, point, { priority, handle });
-  state.recordAttachment({ kind: 'tc', ifindex, ifname: ifname(ifindex), point, priority, handle, program: prog.name, progId: prog.id });
+  state.recordAttachment({ kind: 'tc', ifindex, ifname: opts.ifname ?? ifname(ifindex), point, priority, handle, program: prog.name, progId: prog.id });
   state.save();
 }
 
-export function attachXdp(state: StateStore, prog: BpfProgram, ifindex: number, mode: 'native' | 'generic' = 'native'): void {
+export function attachXdp(state: StateStore, prog: BpfProgram, ifindex: number, mode: 'native' | 'generic' = 'native', name?: string): void {
   prog.attachXdp(ifindex, mode);
-  state.recordAttachment({ kind: 'xdp', ifindex, ifname: ifname(ifindex), mode, program: prog.name, progId: prog.id });
+  state.recordAttachment({ kind: 'xdp', ifindex, ifname: name ?? ifname(ifindex), mode, program: prog.name, progId: prog.id });
   state.save();
 }
 
