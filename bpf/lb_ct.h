@@ -57,4 +57,25 @@ static __always_inline void lb_ct_touch(struct lb_ct_entry *e, const struct lb_p
 		e->flags |= LB_CT_F_CLOSING;
 }
 
+/* A SYN that no frontend translates, on a tuple whose reply a closed translated flow still claims
+ * (a client port reused for a direct or socket-balanced connection to the same backend): the old
+ * reverse entry would rewrite this connection's replies to the frontend. It is dropped. */
+static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
+{
+	struct lb_ct_key k = {};
+	struct lb_ct_entry *ct;
+
+	if (!lb_tcp_syn(p))
+		return;
+	__builtin_memcpy(k.saddr, p->daddr.b, 16);
+	__builtin_memcpy(k.daddr, p->saddr.b, 16);
+	k.sport = p->dport;
+	k.dport = p->sport;
+	k.proto = p->proto;
+	k.dir = LB_CT_DIR_REV;
+	ct = bpf_map_lookup_elem(&lb_ct, &k);
+	if (ct && (ct->flags & LB_CT_F_CLOSING))
+		bpf_map_delete_elem(&lb_ct, &k);
+}
+
 #endif

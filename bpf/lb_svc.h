@@ -203,8 +203,9 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		be = bpf_map_lookup_elem(&lb_backends, &id);
 		if (be) {
 			/* a terminating backend drains its flows, but a new connection on a reused
-			 * client port must not land on it */
-			if (!(lb_tcp_syn(p) && (be->flags & LB_BE_F_TERMINATING))) {
+			 * client port must not land on it; and a SYN on a flow that saw FIN or RST is a
+			 * new flow, whose entries (both directions) are written afresh */
+			if (!(lb_tcp_syn(p) && ((be->flags & LB_BE_F_TERMINATING) || (ct->flags & LB_CT_F_CLOSING)))) {
 				lb_ct_touch(ct, p, now);
 				sel->be = *be;
 				sel->backend_id = id;

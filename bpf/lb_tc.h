@@ -145,7 +145,10 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 		if (fe)
 			return lb_tc_forward(skb, &p, fe, external, 1);
 		r = lb_tc_reverse(skb, &p, LB_CT_F_REV_AT_INGRESS);
-		return r < 0 ? TC_ACT_OK : r;
+		if (r >= 0)
+			return r;
+		lb_ct_forget_closed(&p);
+		return TC_ACT_OK;
 	}
 	r = lb_tc_reverse(skb, &p, 0);
 	if (r >= 0)
@@ -153,6 +156,7 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	fe = lb_lookup_frontend(&p, LB_SCOPE_INTERNAL);
 	if (fe)
 		return lb_tc_forward(skb, &p, fe, 0, 0);
+	lb_ct_forget_closed(&p);
 	return TC_ACT_OK;
 }
 

@@ -327,6 +327,32 @@ export function buildRows(): Row[] {
       after: (dp, c) => c.ok(((dp.ct(ctKey(s, C4, 49000))?.flags ?? 0) & LB_CT_F_CLOSING) !== 0, 'CT entry is CLOSING'),
     });
   }
+  {
+    // a flow to the frontend that closed (FIN both ways), then the same client port reused
+    const s = SVC.web4, sport = 49100, f = toService(s, C4, sport), b = pick(s, C4, sport);
+    const fin = toService(s, C4, sport, { seq: 2001, ack: 9001, flags: TCP_FIN | TCP_ACK });
+    const finBack = reply(s, b, C4, sport, { seq: 9001, ack: 2002, flags: TCP_FIN | TCP_ACK });
+    const closed = (dp: Datapath) => { run(dp, 'lb_tc_ingress', f.input); run(dp, 'lb_tc_ingress', fin.input); run(dp, 'lb_tc_egress', finBack.input); };
+    const direct = toService({ ...s, address: b.address, port: b.port }, C4, sport);
+    add({
+      name: 'direct SYN to a backend on the client port of a closed translated flow: passed, the stale reverse entry dropped',
+      prog: 'lb_tc_ingress', setup: closed, input: direct.input, verdict: TC_ACT_OK, output: 'input', stats: {},
+      after: (dp, c) => c.eq(dp.ct(ctRevKey(s, b, C4, sport)), undefined, 'no reverse entry left to rewrite the direct connection\'s replies'),
+    });
+    const synAck = reply(s, b, C4, sport);
+    add({
+      name: 'reply of that direct connection at tc egress: not rewritten to the frontend',
+      prog: 'lb_tc_egress', setup: (dp) => { closed(dp); run(dp, 'lb_tc_ingress', direct.input); }, input: synAck.input, verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+    add({
+      name: 'SYN to the frontend on the client port of a closed flow: a new flow, both entries written afresh',
+      prog: 'lb_tc_ingress', setup: closed, input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 },
+      after: (dp, c) => {
+        c.eq(((dp.ct(ctKey(s, C4, sport))?.flags ?? 0) & LB_CT_F_CLOSING), 0, 'forward entry no longer CLOSING');
+        c.eq(((dp.ct(ctRevKey(s, b, C4, sport))?.flags ?? 0) & LB_CT_F_CLOSING), 0, 'reverse entry no longer CLOSING');
+      },
+    });
+  }
 
   // ---- session affinity ----
   {
