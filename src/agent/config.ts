@@ -17,7 +17,8 @@ export interface AgentSettings {
   mode: Mode;
   devices?: string[];
   socketLb: boolean;
-  cgroup: string;
+  /** cgroup v2 path for the socket hooks; unset: the host's cgroup v2 mount (dataplane/host.ts) */
+  cgroup?: string;
   bpffs: string;
   healthzBindAddress: string;
   metricsBindAddress: string;
@@ -36,7 +37,6 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   nodeIPs: [],
   mode: 'auto',
   socketLb: true,
-  cgroup: '/sys/fs/cgroup',
   bpffs: '/sys/fs/bpf/kube-bpf-proxy',
   healthzBindAddress: '0.0.0.0:10256',
   metricsBindAddress: '127.0.0.1:10249',

@@ -13,6 +13,9 @@ import type { Dataplane } from '../dataplane/types.js';
 import { KbpError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { canonicalIp } from '../util/ip.js';
+import { prepareHost } from '../dataplane/host.js';
+import { preflight } from './preflight.js';
+import { existsSync } from 'node:fs';
 
 export function createSource(s: AgentSettings, log: Logger): Source {
   if (s.manifests) {
@@ -50,11 +53,14 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
   }
   const { BpfDataplane } = await import('../dataplane/bpf/dataplane.js');
   if (s.mode === 'auto') log.info({ mode: 'bpf', reason: 'the BPF object loads on this kernel' }, 'data plane chosen');
+  // bpffs for the pins, cgroup v2 for the socket hooks: the same code prepares the lab and the tests
+  const host = prepareHost({ pinRoot: s.bpffs });
+  for (const did of host.did) log.info({ host: did }, 'prepared the host');
   return new BpfDataplane({
     pinRoot: s.bpffs,
     seed: s.seed,
     socketLb: s.socketLb,
-    cgroup: s.cgroup,
+    cgroup: s.cgroup ?? host.cgroup2,
     devices: s.devices,
     nodeAddresses: () => nodeAddresses(source, s),
     log: log.child({ component: 'bpf' }),
@@ -69,6 +75,8 @@ export interface Running {
 }
 
 export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplane?: Dataplane; source?: Source } = {}): Promise<Running> {
+  // every path and name is checked before anything touches the kernel
+  s = preflight(s, { source: !deps.source, dataplane: !deps.dataplane });
   for (const f of s.ignored) log.warn({ field: f }, 'KubeProxyConfiguration field has no meaning here; ignored');
   if (s.nodeIPs.length === 0 && !deps.dataplane) {
     // no --node-ip: NodePorts answer on the node's primary addresses (and its Node object's)
@@ -81,6 +89,8 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     }
   }
   const source = deps.source ?? createSource(s, log);
+  // pins of an earlier agent mean a restart: its state keeps serving whatever happens to this start
+  const earlier = !!deps.dataplane || existsSync(s.bpffs);
   const dataplane = deps.dataplane ?? await createDataplane(s, source, log);
   const metrics = new Metrics();
   const agent = new Agent({ source, dataplane, log, metrics }, {
@@ -134,6 +144,14 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     await agent.start();
   } catch (e) {
     for (const srv of servers) await close(srv);
+    await agent.stop().catch((e2: unknown) => log.warn({ err: e2 }, 'stopping the agent after a failed start failed'));
+    if (!earlier) {
+      // a first start that failed half-way removes what it attached and pinned: nothing of ours is
+      // left on the host's devices by a start that never served
+      await dataplane.cleanup().then(
+        () => log.info({ pinRoot: s.bpffs }, 'start failed: removed what this start installed'),
+        (e2: unknown) => log.error({ err: e2 }, 'start failed and removing what it installed failed too; run `kube-bpf-proxy cleanup`'));
+    }
     throw e;
   }
   log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb }, 'agent running');

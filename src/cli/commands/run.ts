@@ -18,7 +18,8 @@ Options:
   --devices LIST               external devices for NodePort/LoadBalancer/externalIP traffic (XDP and tc);
                                default: the devices holding the node's addresses
   --socket-lb true|false       cgroup socket hooks for east-west traffic (default true; false for meshes)
-  --cgroup PATH                cgroup v2 path for the socket hooks (default /sys/fs/cgroup)
+  --cgroup PATH                cgroup v2 path for the socket hooks (default: where the host mounts
+                               cgroup v2, /sys/fs/cgroup or /sys/fs/cgroup/unified; mounted if none)
   --bpffs PATH                 pin root (default /sys/fs/bpf/kube-bpf-proxy)
   --config FILE                a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags win
   --healthz-bind-address ADDR  /healthz and /livez (default 0.0.0.0:10256; "" disables)

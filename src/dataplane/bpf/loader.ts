@@ -6,10 +6,11 @@
 // programs are loaded anew and swapped in place of the old ones (tc filters and XDP are replaced at
 // the same priority/handle, cgroup programs with BPF_F_REPLACE), so traffic never sees a gap.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
+import { bpffsOf, checkPinRoot, ensureBpffs, isBpffs } from '../host.js';
 import { systemBinary } from '../../util/exec.js';
 import { BpfMaps, StateStore, type Attachment, type BpfMapsOptions } from './maps.js';
 import {
@@ -27,51 +28,7 @@ export function defaultObjectPath(): string {
   return resolve('bpf', 'kbp.bpf.o');
 }
 
-/** Whether path is on a bpf filesystem. */
-export function isBpffs(path: string): boolean {
-  try {
-    const mounts = readFileSync('/proc/self/mounts', 'utf8');
-    let best = '';
-    let type = '';
-    const real = resolve(path);
-    for (const line of mounts.split('\n')) {
-      const [, mnt, fstype] = line.split(' ');
-      if (!mnt || !fstype) continue;
-      const m = mnt.replace(/\\040/g, ' ');
-      if ((real === m || real.startsWith(m.endsWith('/') ? m : `${m}/`)) && m.length >= best.length) {
-        best = m;
-        type = fstype;
-      }
-    }
-    return type === 'bpf';
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Mounts bpffs at mountPoint when nothing bpf is mounted there, so pins can exist at all.
- * Throws KBP_ERR_KERNEL_FEATURE when the mount fails (no CONFIG_BPF_SYSCALL, not root, or a
- * container without the mount).
- */
-export function ensureBpffs(mountPoint = '/sys/fs/bpf'): void {
-  if (isBpffs(mountPoint)) return;
-  try {
-    mkdirSync(mountPoint, { recursive: true });
-    execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new KbpError('KBP_ERR_KERNEL_FEATURE', `bpffs is not mounted at ${mountPoint} and mounting it failed: ${stderr || (e as Error).message}`, { cause: e });
-  }
-  if (!isBpffs(mountPoint)) throw new KbpError('KBP_ERR_KERNEL_FEATURE', `bpffs at ${mountPoint}: mount reported success but no bpf filesystem is there`);
-}
-
-/** The bpffs mount a pin root lives on (its first two components, e.g. /sys/fs/bpf). */
-function bpffsOf(pinRoot: string): string {
-  const abs = resolve(pinRoot);
-  if (abs.startsWith('/sys/fs/bpf')) return '/sys/fs/bpf';
-  return dirname(abs);
-}
+export { ensureBpffs, isBpffs } from '../host.js';
 
 export interface Loaded {
   object: BpfObject;
@@ -94,8 +51,9 @@ export function loadDataplane(opts: {
 }): Loaded {
   const pinRoot = resolve(opts.pinRoot);
   if (opts.mountBpffs !== false) ensureBpffs(bpffsOf(pinRoot));
+  checkPinRoot(pinRoot);
   try {
-    mkdirSync(join(pinRoot, 'progs'), { recursive: true });
+    mkdirSync(join(pinRoot, 'progs'), { recursive: true, mode: 0o700 });
   } catch (e) {
     throw new KbpError('KBP_ERR_BPF', `create pin root ${pinRoot}: ${(e as Error).message}`, { cause: e });
   }

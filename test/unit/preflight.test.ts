@@ -1,0 +1,78 @@
+// `run` started wrong, as a newcomer does: every path and name is checked before the kernel is
+// touched (exit 2, a reason naming the flag, no pin root created), and the host's cgroup v2 mount is
+// found instead of assumed.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { preflight } from '../../src/agent/preflight.js';
+import { DEFAULTS, type AgentSettings } from '../../src/agent/config.js';
+import { bpffsOf, findCgroup2, fsTypeOf, isCgroup2 } from '../../src/dataplane/host.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const tmp = mkdtempSync(join(tmpdir(), 'kbp-preflight-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import=tsx', 'src/cli/main.ts', ...args], { cwd: root, timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+  });
+}
+
+const settings = (o: Partial<AgentSettings>): AgentSettings => ({ ...DEFAULTS, nodeName: 'n1', ignored: [], manifests: tmp, bpffs: join(tmp, 'pins'), ...o });
+
+const bad: Array<[string, string[], RegExp]> = [
+  ['a missing manifests folder', ['--manifests', '/nonexistent-kbp'], /--manifests \/nonexistent-kbp: no such folder/],
+  ['a manifests file, not a folder', ['--manifests', 'package.json'], /--manifests package\.json: not a folder/],
+  ['a missing kubeconfig', ['--kubeconfig', '/nonexistent-kbp/config'], /--kubeconfig \/nonexistent-kbp\/config: no such file/],
+  ['a node name the API server would refuse', ['--manifests', 'examples/seeds', '--node-name', 'Node_1'], /--node-name "node_1": not a valid node name/],
+  ['a device that does not exist', ['--manifests', 'examples/seeds', '--devices', 'kbpnosuchdev0'], /--devices: no device named kbpnosuchdev0/],
+  ['a cgroup path that is not cgroup v2', ['--manifests', 'examples/seeds', '--cgroup', '/proc'], /--cgroup \/proc: not a cgroup v2 directory/],
+  ['a relative bpffs path', ['--manifests', 'examples/seeds', '--bpffs', 'pins'], /--bpffs: "pins" is not an absolute path/],
+];
+
+for (const [what, args, message] of bad) {
+  test(`run with ${what} exits 2 before touching the kernel`, async (t) => {
+    const pins = join('/sys/fs/bpf', `kbp-preflight-${process.pid}-${t.title.length}`);
+    const r = await cli(['run', '--node-name', 'n1', '--bpffs', pins, '--metrics-bind-address', '', '--healthz-bind-address', '', ...args]);
+    t.is(r.code, 2, r.stderr);
+    t.regex(r.stderr, message);
+    t.is(r.stderr.trim().split('\n').length, 1, 'one line, the reason');
+    t.false(existsSync(pins), 'nothing pinned');
+  });
+}
+
+test('a pin root other users can write into is refused', (t) => {
+  const pins = join(tmp, 'open-pins');
+  mkdirSync(pins);
+  chmodSync(pins, 0o777); // mkdir's mode is cut by the umask
+  t.throws(() => preflight(settings({ bpffs: pins })), { message: /lets other users write pins/ });
+});
+
+test('a pin root that is a file is refused', (t) => {
+  const f = join(tmp, 'pinfile');
+  writeFileSync(f, '');
+  t.throws(() => preflight(settings({ bpffs: f })), { message: /exists and is not a directory/ });
+});
+
+test('without --cgroup the host\'s cgroup v2 mount is found, not assumed', (t) => {
+  const found = findCgroup2();
+  if (!found) return t.pass('no cgroup v2 mounted on this host: the agent mounts one');
+  t.true(isCgroup2(found));
+  t.is(fsTypeOf(found), 'cgroup2');
+  t.is(preflight(settings({})).cgroup, found);
+  // /sys/fs/cgroup is cgroup2 on a unified host and tmpfs on a hybrid one: either way we agree with the kernel
+  t.is(isCgroup2('/sys/fs/cgroup'), fsTypeOf('/sys/fs/cgroup') === 'cgroup2');
+});
+
+test('a pin root under /sys/fs/bpf lives on the /sys/fs/bpf mount; elsewhere on its parent', (t) => {
+  t.is(bpffsOf('/sys/fs/bpf/kube-bpf-proxy'), '/sys/fs/bpf');
+  t.is(bpffsOf('/sys/fs/bpf'), '/sys/fs/bpf');
+  t.is(bpffsOf('/run/bpf/pins'), '/run/bpf');
+});
+
+test('preflight leaves checks of the parts a caller brings to the caller', (t) => {
+  t.notThrows(() => preflight(settings({ manifests: '/nonexistent-kbp', devices: ['kbpnosuchdev0'] }), { source: false, dataplane: false }));
+});
