@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { KbpError } from '../../util/errors.js';
 import { toJson } from '../../model/canonical.js';
 import { planToCompiledState } from '../../dataplane/state.js';
-import type { Plan } from '../../plan/types.js';
+import type { Plan, PlanTable } from '../../plan/types.js';
 import { parseCommandArgs, type Command } from '../command.js';
 import { DEFAULTS } from '../../agent/config.js';
 
@@ -27,22 +27,41 @@ function fmt(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-export function formatDumpTable(plan: Plan, stats: Map<number, { packets: number; bytes: number }>): string {
-  const lines = ['Prot LocalAddress:Port            Scope    Scheduler  Service', '  -> RemoteAddress:Port            State        Packets'];
+/**
+ * The tables as `ipvsadm -Ln` prints them: a line per frontend with its packet count, a line per
+ * backend with its state and its Maglev weight (the slots of the frontend's table that pick it, the
+ * share of new flows it gets: ipvsadm's Weight column, for a consistent-hash scheduler).
+ */
+export function formatDumpTable(plan: Plan, stats: Map<number, { packets: number; bytes: number }>,
+  /** a table's slots as the kernel holds them (read-back plans carry none) */
+  slotsOf: (table: PlanTable) => Uint32Array | undefined = (t) => t.slots): string {
+  const lines = ['Prot LocalAddress:Port            Scope    Scheduler  Packets    Service', '  -> RemoteAddress:Port            State        Weight'];
   const state = planToCompiledState(plan);
   const byKey = new Map([...plan.frontends.values()].map((f) => [`${f.address}|${f.port}|${f.protocol}|${f.scope}`, f]));
+  const backendIdOf = new Map([...plan.backends.values()].map((b) => [`${b.address}|${b.port}`, b.id]));
   for (const f of state.frontends) {
     const pf = byKey.get(`${f.address}|${f.port}|${f.protocol}|${f.scope}`);
     const sched = pf && pf.maglevM ? `mh(M=${pf.maglevM})` : 'reject';
     const extra = [f.sessionAffinitySeconds ? `persistent ${f.sessionAffinitySeconds}` : '', f.sourceRanges.length ? `from ${f.sourceRanges.join(',')}` : ''].filter(Boolean).join(' ');
-    lines.push(`${f.protocol.padEnd(4)} ${fmt(f.address, f.port).padEnd(28)} ${f.scope.padEnd(8)} ${sched.padEnd(10)} ${f.service}${f.portName ? `:${f.portName}` : ''} ${f.type}${extra ? ` ${extra}` : ''}`);
     const pk = pf ? stats.get(pf.id)?.packets ?? 0 : 0;
-    if (f.backends.length === 0) lines.push(`  (no backends: refused)                                 ${pk}`);
-    f.backends.forEach((b, i) => {
-      lines.push(`  -> ${fmt(b.address, b.port).padEnd(28)} ${(b.terminating ? 'terminating' : 'active').padEnd(12)} ${i === 0 ? pk : ''}`);
-    });
+    lines.push(`${f.protocol.padEnd(4)} ${fmt(f.address, f.port).padEnd(28)} ${f.scope.padEnd(8)} ${sched.padEnd(10)} ${String(pk).padEnd(10)} ${f.service}${f.portName ? `:${f.portName}` : ''} ${f.type}${extra ? ` ${extra}` : ''}`);
+    if (f.backends.length === 0) lines.push('  (no backends: refused)');
+    const table = pf ? plan.tables.get(pf.tableId) : undefined;
+    const weights = slotCounts(table && slotsOf(table));
+    for (const b of f.backends) {
+      const id = backendIdOf.get(`${b.address}|${b.port}`);
+      // a terminating backend keeps its flows but is in no table: weight 0, as ipvsadm shows a draining real server
+      const w = id === undefined ? 0 : weights.get(id) ?? 0;
+      lines.push(`  -> ${fmt(b.address, b.port).padEnd(28)} ${(b.terminating ? 'terminating' : 'active').padEnd(12)} ${w}`);
+    }
   }
   return lines.join('\n') + '\n';
+}
+
+function slotCounts(slots: Uint32Array | undefined): Map<number, number> {
+  const n = new Map<number, number>();
+  if (slots) for (const id of slots) n.set(id, (n.get(id) ?? 0) + 1);
+  return n;
 }
 
 export const command: Command = {
@@ -78,7 +97,7 @@ export const command: Command = {
         return 0;
       }
       if (output === 'json') io.stdout(toJson(planToCompiledState(plan)));
-      else io.stdout(formatDumpTable(plan, maps.readFrontendStats()));
+      else io.stdout(formatDumpTable(plan, maps.readFrontendStats(), (t) => maps.readTable(t.id, t.m)));
     } finally {
       maps.close();
     }
