@@ -76,9 +76,51 @@ export function loadKubeConfig(file?: string): KubeConfig {
 
 export interface ListResult<T> { resourceVersion: string; items: T[] }
 
-/** GET a list (all namespaces); rejects with ApiError on a non-200 answer. */
+/** client-go's pager's default page size (k8s.io/client-go/tools/pager: defaultPageSize) */
+export const LIST_PAGE_SIZE = 500;
+
+/**
+ * LIST (all namespaces) in pages of `limit` objects, following `continue` tokens, as client-go's
+ * reflector does through its pager: no single answer body grows with the cluster. Every page is of
+ * one snapshot; its resourceVersion is the list's. When the server has expired the continue token
+ * (410 Expired: the snapshot was compacted mid-list), the list is retried once as one unpaged read,
+ * as the pager's FullListIfExpired does. Rejects with ApiError on any other non-200 answer.
+ */
 export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number }): Promise<ListResult<T>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number }): Promise<ListResult<T>> {
+  const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
+  const items: T[] = [];
+  let resourceVersion = '';
+  let token: string | undefined;
+  do {
+    let page: PageResult<T>;
+    try {
+      page = await listPage<T>(kc, withQuery(apiPath, { limit: String(pageSize), ...(token && { continue: token }) }), what, opts);
+    } catch (err) {
+      if (token !== undefined && err instanceof ApiError && err.statusCode === 410) {
+        const full = await listPage<T>(kc, apiPath, what, opts);
+        return { resourceVersion: full.resourceVersion, items: full.items };
+      }
+      throw err;
+    }
+    if (token === undefined) resourceVersion = page.resourceVersion;
+    for (const it of page.items) items.push(it);
+    token = page.continue || undefined;
+  } while (token !== undefined);
+  return { resourceVersion, items };
+}
+
+/** apiPath with more query parameters (apiPath may already carry some) */
+export function withQuery(apiPath: string, params: Record<string, string>): string {
+  const q = new URLSearchParams(params).toString();
+  if (!q) return apiPath;
+  return apiPath + (apiPath.includes('?') ? '&' : '?') + q;
+}
+
+interface PageResult<T> extends ListResult<T> { continue?: string }
+
+async function listPage<T>(kc: KubeConfig, apiPath: string, what: string,
+  opts: { signal: AbortSignal; timeoutMs: number }): Promise<PageResult<T>> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KbpError('KBP_ERR_CONFIG', 'kubeconfig has no current cluster');
   // string concatenation as client-node's Watch does, so a server URL with a path prefix works the same
@@ -101,13 +143,14 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
     } catch (err) {
       throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer is not JSON: ${(err as Error).message}`, { cause: err });
     }
-    const list = parsed as { metadata?: { resourceVersion?: unknown }; items?: unknown };
+    const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown }; items?: unknown };
     if (!Array.isArray(list.items)) throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no items array`);
     const rv = list.metadata?.resourceVersion;
     if (typeof rv !== 'string' || rv === '') {
       throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no metadata.resourceVersion, so no watch can follow it`);
     }
-    return { resourceVersion: rv, items: list.items as T[] };
+    const cont = list.metadata?.continue;
+    return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }) };
   } finally {
     // client-node makes a fresh agent per request; ours must not keep sockets (or the process) alive
     if (agent && typeof (agent as http.Agent).destroy === 'function') (agent as http.Agent).destroy();

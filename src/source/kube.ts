@@ -24,7 +24,7 @@ import type { Agent } from 'node:http';
 import { KubeConfig, ListWatch, Watch, type KubernetesListObject } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
-import { errorReason, listObjects, loadKubeConfig } from './kube-http.js';
+import { errorReason, listObjects, loadKubeConfig, withQuery } from './kube-http.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 
 export interface BackoffOptions {
@@ -50,6 +50,8 @@ export interface KubeSourceOptions {
   watchTimeoutSeconds?: number;
   /** a LIST whose connection stays silent this long is abandoned and retried */
   listTimeoutMs?: number;
+  /** objects per LIST page (limit); default LIST_PAGE_SIZE, client-go's */
+  listPageSize?: number;
   /**
    * watch only this Node (fieldSelector metadata.name=NAME), as kube-proxy does: the compiler needs no
    * other node, and Node objects are big (status.images), so a large cluster's full Node list is costly
@@ -76,6 +78,14 @@ const KIND_PATHS: { [K in Kind]: { path: string; plural: string; namespaced: boo
   EndpointSlice: { path: '/apis/discovery.k8s.io/v1/endpointslices', plural: 'endpointslices', namespaced: true },
   Node: { path: '/api/v1/nodes', plural: 'nodes', namespaced: false },
 };
+
+/**
+ * What kube-proxy watches of Services and EndpointSlices (cmd/kube-proxy/app/server.go, the informer
+ * factory's tweak of ListOptions): not Services that name another proxy in
+ * service.kubernetes.io/service-proxy-name, and not the slices of headless Services. The API server
+ * filters, so such objects never reach us; an object that gains the label is DELETED from our watch.
+ */
+export const PROXY_LABEL_SELECTOR = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';
 
 /** a watch that ends cleanly sooner than this with nothing on it counts as a failure for the backoff */
 const MIN_HEALTHY_WATCH_MS = 1000;
@@ -110,7 +120,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> implements Source
       throw new KbpError('KBP_ERR_CONFIG', `node name ${JSON.stringify(opts.nodeName)} is not a valid Kubernetes object name`);
     }
     const shared = {
-      kc, store: this.store, log: this.#log, backoff, listTimeoutMs, nodeName: opts.nodeName,
+      kc, store: this.store, log: this.#log, backoff, listTimeoutMs, listPageSize: opts.listPageSize, nodeName: opts.nodeName,
       watchTimeoutSeconds: opts.watchTimeoutSeconds, onListed: () => this.#checkSynced(),
     };
     this.#watchers = (Object.keys(KIND_PATHS) as Kind[]).map((kind) => new KindWatcher(kind, shared));
@@ -170,6 +180,7 @@ interface Shared {
   log: Logger;
   backoff: BackoffOptions;
   listTimeoutMs: number;
+  listPageSize: number | undefined;
   watchTimeoutSeconds: number | undefined;
   nodeName: string | undefined;
   onListed: () => void;
@@ -185,6 +196,7 @@ class KindWatcher<K extends Kind> {
   readonly #log: Logger;
   readonly #informer: ListWatch<KindMap[K]>;
   readonly #fieldSelector: string | undefined;
+  readonly #labelSelector: string | undefined;
   #stopped = true;
   #attempt = 0;
   #restartTimer: NodeJS.Timeout | undefined;
@@ -206,8 +218,9 @@ class KindWatcher<K extends Kind> {
     const { path } = KIND_PATHS[kind];
     this.#fieldSelector = kind === 'Node' && shared.nodeName !== undefined ? `metadata.name=${shared.nodeName}` : undefined;
     // makeInformer() would build a plain Watch; we hand ListWatch our own (bookmarks, deadline, tracking)
+    this.#labelSelector = kind === 'Node' ? undefined : PROXY_LABEL_SELECTOR;
     this.#informer = new ListWatch<KindMap[K]>(path, new SourceWatch(this.#trackingConfig(), this), () => this.#list(), false,
-      undefined, this.#fieldSelector);
+      this.#labelSelector, this.#fieldSelector);
     this.#informer.on('add', (o) => this.#upsert(o));
     this.#informer.on('update', (o) => this.#upsert(o));
     this.#informer.on('delete', (o) => this.#delete(o));
@@ -282,9 +295,12 @@ class KindWatcher<K extends Kind> {
     this.#listAbort = ac;
     try {
       const { plural } = KIND_PATHS[this.kind];
-      const query = this.#fieldSelector === undefined ? '' : `?fieldSelector=${encodeURIComponent(this.#fieldSelector)}`;
-      const res = await listObjects<KindMap[K]>(this.#s.kc, KIND_PATHS[this.kind].path + query, plural,
-        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs });
+      const path = withQuery(KIND_PATHS[this.kind].path, {
+        ...(this.#labelSelector !== undefined && { labelSelector: this.#labelSelector }),
+        ...(this.#fieldSelector !== undefined && { fieldSelector: this.#fieldSelector }),
+      });
+      const res = await listObjects<KindMap[K]>(this.#s.kc, path, plural,
+        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize });
       if (this.#stopped) throw new Error('stopped');
       const items = this.#admit(res.items);
       try {

@@ -26,7 +26,27 @@ type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
 interface HistoryEvent { rv: number; kind: StubKind; type: EventType; object: Obj }
 
-interface WatchConn { kind: StubKind; res: http.ServerResponse; bookmarks: boolean; name: string | null }
+interface WatchConn { kind: StubKind; res: http.ServerResponse; bookmarks: boolean; name: string | null; labels: LabelPredicate }
+
+type LabelPredicate = (o: Obj) => boolean;
+
+/**
+ * A label selector as kube-apiserver parses one: comma-separated requirements `key`, `!key`,
+ * `key=value`, `key==value`, `key!=value` (set-based `in`/`notin` are not needed by our clients).
+ */
+export function parseLabelSelector(text: string | null): LabelPredicate {
+  if (!text) return () => true;
+  const reqs = text.split(',').map((r) => r.trim()).filter(Boolean).map((r): LabelPredicate => {
+    const labels = (o: Obj): Record<string, unknown> => (o.metadata?.labels ?? {}) as Record<string, unknown>;
+    let m: RegExpExecArray | null;
+    if ((m = /^!([\w./-]+)$/.exec(r))) { const k = m[1]!; return (o) => !(k in labels(o)); }
+    if ((m = /^([\w./-]+)!=([\w.-]*)$/.exec(r))) { const [k, v] = [m[1]!, m[2]!]; return (o) => labels(o)[k] !== v; }
+    if ((m = /^([\w./-]+)==?([\w.-]*)$/.exec(r))) { const [k, v] = [m[1]!, m[2]!]; return (o) => labels(o)[k] === v; }
+    if ((m = /^([\w./-]+)$/.exec(r))) { const k = m[1]!; return (o) => k in labels(o); }
+    throw new Error(`unsupported label selector requirement ${JSON.stringify(r)}`);
+  });
+  return (o) => reqs.every((q) => q(o));
+}
 
 export interface RequestRecord {
   kind: StubKind;
@@ -35,6 +55,9 @@ export interface RequestRecord {
   allowWatchBookmarks: boolean;
   timeoutSeconds: number | null;
   fieldSelector: string | null;
+  labelSelector: string | null;
+  limit: number | null;
+  continue: string | null;
   status: number;
 }
 
@@ -61,6 +84,11 @@ export class StubApiServer {
   honorWatchTimeouts = true;
   /** end every watch right after its replay, as a misbehaving proxy in front of the apiserver might */
   endWatchesAtOnce = false;
+  /** answer a LIST that carries a continue token with 410 Expired, as etcd does once the token's version is compacted */
+  expireContinueTokens = false;
+  /** paged LISTs in progress: token -> the rest of a consistent snapshot and its resourceVersion */
+  readonly #pages = new Map<string, { rv: number; rest: Obj[] }>();
+  #nextToken = 1;
   readonly #hung = new Set<http.ServerResponse>();
 
   get port(): number { return this.#port; }
@@ -201,7 +229,7 @@ export class StubApiServer {
 
   #record(ev: HistoryEvent): void {
     this.#history.push(ev);
-    for (const w of this.#watches) if (w.kind === ev.kind && matches(ev.object, w.name)) writeEvent(w.res, ev.type, ev.object);
+    for (const w of this.#watches) if (w.kind === ev.kind && matches(ev.object, w.name)) sendFiltered(w.res, w.labels, ev);
   }
 
   #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -217,6 +245,9 @@ export class StubApiServer {
       allowWatchBookmarks: url.searchParams.get('allowWatchBookmarks') === 'true',
       timeoutSeconds: url.searchParams.has('timeoutSeconds') ? Number(url.searchParams.get('timeoutSeconds')) : null,
       fieldSelector: url.searchParams.get('fieldSelector'),
+      labelSelector: url.searchParams.get('labelSelector'),
+      limit: url.searchParams.has('limit') ? Number(url.searchParams.get('limit')) : null,
+      continue: url.searchParams.get('continue'),
       status: 200,
     };
     this.requests.push(record);
@@ -243,20 +274,50 @@ export class StubApiServer {
       }
       name = m[1]!;
     }
-    if (watch) this.#watch(kind, record, name, res);
-    else this.#list(kind, name, res);
+    let labels: LabelPredicate;
+    try {
+      labels = parseLabelSelector(record.labelSelector);
+    } catch (e) {
+      record.status = 400;
+      sendJson(res, 400, status(400, 'BadRequest', (e as Error).message));
+      return;
+    }
+    if (watch) this.#watch(kind, record, name, labels, res);
+    else this.#list(kind, record, name, labels, res);
   }
 
-  #list(kind: StubKind, name: string | null, res: http.ServerResponse): void {
+  /** LIST, paged with limit/continue as kube-apiserver pages a consistent read: every page is of one snapshot */
+  #list(kind: StubKind, record: RequestRecord, name: string | null, labels: LabelPredicate, res: http.ServerResponse): void {
     const info = KINDS[kind];
+    let snapshot: { rv: number; rest: Obj[] };
+    if (record.continue) {
+      const page = this.#pages.get(record.continue);
+      this.#pages.delete(record.continue);
+      if (!page || this.expireContinueTokens) {
+        record.status = 410;
+        sendJson(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
+        return;
+      }
+      snapshot = page;
+    } else {
+      snapshot = { rv: this.#rv, rest: [...this.#objects[kind].values()].filter((o) => matches(o, name) && labels(o)) };
+    }
+    const limit = record.limit && record.limit > 0 ? record.limit : Infinity;
+    const items = snapshot.rest.slice(0, limit);
+    const rest = snapshot.rest.slice(items.length);
+    let token: string | undefined;
+    if (rest.length) {
+      token = `page-${this.#nextToken++}`;
+      this.#pages.set(token, { rv: snapshot.rv, rest });
+    }
     sendJson(res, 200, {
       kind: info.listKind, apiVersion: info.apiVersion,
-      metadata: { resourceVersion: String(this.#rv) },
-      items: [...this.#objects[kind].values()].filter((o) => matches(o, name)),
+      metadata: { resourceVersion: String(snapshot.rv), ...(token && { continue: token, remainingItemCount: rest.length }) },
+      items,
     });
   }
 
-  #watch(kind: StubKind, record: RequestRecord, name: string | null, res: http.ServerResponse): void {
+  #watch(kind: StubKind, record: RequestRecord, name: string | null, labels: LabelPredicate, res: http.ServerResponse): void {
     const rvParam = record.resourceVersion;
     const from = rvParam === null || rvParam === '' || rvParam === '0' ? null : Number(rvParam);
     if (from !== null && !Number.isInteger(from)) {
@@ -279,15 +340,15 @@ export class StubApiServer {
     }
     if (from === null) {
       // no version: the current state as synthetic ADDED events, then changes (kube-apiserver's semantics)
-      for (const o of this.#objects[kind].values()) if (matches(o, name)) writeEvent(res, 'ADDED', o);
+      for (const o of this.#objects[kind].values()) if (matches(o, name) && labels(o)) writeEvent(res, 'ADDED', o);
     } else {
-      for (const ev of this.#history) if (ev.kind === kind && ev.rv > from && matches(ev.object, name)) writeEvent(res, ev.type, ev.object);
+      for (const ev of this.#history) if (ev.kind === kind && ev.rv > from && matches(ev.object, name)) sendFiltered(res, labels, ev);
     }
     if (this.endWatchesAtOnce) {
       res.end();
       return;
     }
-    const conn: WatchConn = { kind, res, bookmarks: record.allowWatchBookmarks, name };
+    const conn: WatchConn = { kind, res, bookmarks: record.allowWatchBookmarks, name, labels };
     this.#watches.add(conn);
     const timeout = this.honorWatchTimeouts && record.timeoutSeconds && record.timeoutSeconds > 0
       ? setTimeout(() => { this.#watches.delete(conn); res.end(); }, record.timeoutSeconds * 1000) : undefined;
@@ -297,6 +358,15 @@ export class StubApiServer {
 
 function matches(o: Obj, name: string | null): boolean {
   return name === null || o.metadata?.name === name;
+}
+
+/**
+ * An event through a watch's label selector, as the watch cache sends it: an object that stops
+ * matching is DELETED for that watch; one that does not match is not sent.
+ */
+function sendFiltered(res: http.ServerResponse, labels: LabelPredicate, ev: HistoryEvent): void {
+  if (labels(ev.object)) writeEvent(res, ev.type, ev.object);
+  else if (ev.type === 'MODIFIED') writeEvent(res, 'DELETED', ev.object);
 }
 
 function writeEvent(res: http.ServerResponse, type: string, object: Obj): void {
