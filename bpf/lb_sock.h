@@ -37,6 +37,8 @@
 #include "lb_consts.h"
 #include "lb_structs.h"
 #include "lb_maps.h"
+#include "lb_addr.h"
+#include "lb_svc.h"
 
 /* the sock_addr hooks' verdicts (connect/sendmsg: 0 fails the call) */
 #define LB_SOCK_ALLOW 1
@@ -52,16 +54,6 @@ enum lb_sock_xlate {
 static __always_inline __u8 lb_sock_proto(struct bpf_sock_addr *ctx)
 {
 	return (__u8)ctx->protocol;
-}
-
-static __always_inline int lb_sock_is_v4(const __u8 addr[16])
-{
-	__u32 w0, w1, w2;
-
-	__builtin_memcpy(&w0, &addr[0], 4);
-	__builtin_memcpy(&w1, &addr[4], 4);
-	__builtin_memcpy(&w2, &addr[8], 4);
-	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff);
 }
 
 static __always_inline void lb_sock_stat_inc(__u32 idx)
@@ -191,9 +183,9 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 	return id;
 }
 
-/* The common forward path. addr holds the destination in 16-byte form and is rewritten to the
- * backend on LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend. */
-static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx, __u8 addr[16],
+/* The common forward path. addr holds the destination and is rewritten to the backend on
+ * LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend. */
+static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx, union lb_addr *addr,
 						      __be16 *port, int want_v4)
 {
 	struct lb_sock_revnat_key rkey = {};
@@ -207,7 +199,7 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	if (!lb_sock_enabled(&seed))
 		return LB_SOCK_XLATE_NONE;
 
-	__builtin_memcpy(fkey.addr, addr, 16);
+	__builtin_memcpy(fkey.addr, addr->b, 16);
 	fkey.port = *port;
 	fkey.proto = lb_sock_proto(ctx);
 	fkey.scope = LB_SCOPE_INTERNAL;
@@ -235,7 +227,7 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
-	if (want_v4 && !lb_sock_is_v4(be->addr)) {
+	if (want_v4 && !lb_backend_is_v4(be)) {
 		/* an IPv4 socket cannot reach an IPv6 backend; user space never builds such a frontend */
 		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
@@ -244,13 +236,13 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	rkey.cookie = cookie;
 	__builtin_memcpy(rkey.addr, be->addr, 16);
 	rkey.port = be->port;
-	__builtin_memcpy(rval.addr, addr, 16);
+	__builtin_memcpy(rval.addr, addr->b, 16);
 	rval.port = *port;
 	rval.fe_id = fe->fe_id;
 	/* a full LRU evicts; a failed insert only costs the reverse view, so the connect proceeds */
 	bpf_map_update_elem(&lb_sock_revnat, &rkey, &rval, BPF_ANY);
 
-	__builtin_memcpy(addr, be->addr, 16);
+	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
 	lb_sock_stat_inc(LB_STAT_SOCK_CONNECT);
 	return LB_SOCK_XLATE_DONE;
@@ -258,66 +250,52 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 
 /* The common reverse path: addr/port hold the peer (a backend); rewritten to the frontend when this
  * socket was translated to that backend. */
-static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, __u8 addr[16], __be16 *port)
+static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, union lb_addr *addr, __be16 *port)
 {
 	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val *rval;
 
 	rkey.cookie = bpf_get_socket_cookie(ctx);
-	__builtin_memcpy(rkey.addr, addr, 16);
+	__builtin_memcpy(rkey.addr, addr->b, 16);
 	rkey.port = *port;
 	rval = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
 	if (!rval)
 		return 0;
-	__builtin_memcpy(addr, rval->addr, 16);
+	__builtin_memcpy(addr->b, rval->addr, 16);
 	*port = rval->port;
 	return 1;
 }
 
 /* ---- family glue: ctx fields to and from the 16-byte form ---- */
 
-static __always_inline void lb_sock_load4(struct bpf_sock_addr *ctx, __u8 addr[16], __be16 *port)
+static __always_inline void lb_sock_load4(struct bpf_sock_addr *ctx, union lb_addr *addr, __be16 *port)
 {
-	__u32 ip4 = ctx->user_ip4;
-
-	__builtin_memset(addr, 0, 10);
-	addr[10] = 0xff;
-	addr[11] = 0xff;
-	__builtin_memcpy(&addr[12], &ip4, 4);
+	lb_addr_set_v4(addr, ctx->user_ip4);
 	*port = (__be16)ctx->user_port;
 }
 
-static __always_inline void lb_sock_store4(struct bpf_sock_addr *ctx, const __u8 addr[16], __be16 port)
+static __always_inline void lb_sock_store4(struct bpf_sock_addr *ctx, const union lb_addr *addr, __be16 port)
 {
-	__u32 ip4;
-
-	__builtin_memcpy(&ip4, &addr[12], 4);
-	ctx->user_ip4 = ip4;
+	ctx->user_ip4 = addr->w[3];
 	ctx->user_port = (__u32)port;
 }
 
 /* user_ip6 allows only 4-byte accesses, one word at a time */
-static __always_inline void lb_sock_load6(struct bpf_sock_addr *ctx, __u8 addr[16], __be16 *port)
+static __always_inline void lb_sock_load6(struct bpf_sock_addr *ctx, union lb_addr *addr, __be16 *port)
 {
-	__u32 w[4];
-
-	w[0] = ctx->user_ip6[0];
-	w[1] = ctx->user_ip6[1];
-	w[2] = ctx->user_ip6[2];
-	w[3] = ctx->user_ip6[3];
-	__builtin_memcpy(addr, w, 16);
+	addr->w[0] = ctx->user_ip6[0];
+	addr->w[1] = ctx->user_ip6[1];
+	addr->w[2] = ctx->user_ip6[2];
+	addr->w[3] = ctx->user_ip6[3];
 	*port = (__be16)ctx->user_port;
 }
 
-static __always_inline void lb_sock_store6(struct bpf_sock_addr *ctx, const __u8 addr[16], __be16 port)
+static __always_inline void lb_sock_store6(struct bpf_sock_addr *ctx, const union lb_addr *addr, __be16 port)
 {
-	__u32 w[4];
-
-	__builtin_memcpy(w, addr, 16);
-	ctx->user_ip6[0] = w[0];
-	ctx->user_ip6[1] = w[1];
-	ctx->user_ip6[2] = w[2];
-	ctx->user_ip6[3] = w[3];
+	ctx->user_ip6[0] = addr->w[0];
+	ctx->user_ip6[1] = addr->w[1];
+	ctx->user_ip6[2] = addr->w[2];
+	ctx->user_ip6[3] = addr->w[3];
 	ctx->user_port = (__u32)port;
 }
 
@@ -331,14 +309,14 @@ static __always_inline int lb_sock_verdict(enum lb_sock_xlate r)
 
 static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 	enum lb_sock_xlate r;
 
-	lb_sock_load4(ctx, addr, &port);
-	r = lb_sock_fwd(ctx, addr, &port, 1);
+	lb_sock_load4(ctx, &addr, &port);
+	r = lb_sock_fwd(ctx, &addr, &port, 1);
 	if (r == LB_SOCK_XLATE_DONE)
-		lb_sock_store4(ctx, addr, port);
+		lb_sock_store4(ctx, &addr, port);
 	return lb_sock_verdict(r);
 }
 
@@ -346,38 +324,38 @@ static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx)
  * the 16-byte form is the same, and a v4 backend is written back IPv4-mapped */
 static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 	enum lb_sock_xlate r;
 	int was_v4;
 
-	lb_sock_load6(ctx, addr, &port);
-	was_v4 = lb_sock_is_v4(addr);
-	r = lb_sock_fwd(ctx, addr, &port, was_v4);
+	lb_sock_load6(ctx, &addr, &port);
+	was_v4 = lb_addr_is_v4(&addr);
+	r = lb_sock_fwd(ctx, &addr, &port, was_v4);
 	if (r == LB_SOCK_XLATE_DONE)
-		lb_sock_store6(ctx, addr, port);
+		lb_sock_store6(ctx, &addr, port);
 	return lb_sock_verdict(r);
 }
 
 static __always_inline int lb_sock_rev4(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 
-	lb_sock_load4(ctx, addr, &port);
-	if (lb_sock_rev(ctx, addr, &port) && lb_sock_is_v4(addr))
-		lb_sock_store4(ctx, addr, port);
+	lb_sock_load4(ctx, &addr, &port);
+	if (lb_sock_rev(ctx, &addr, &port) && lb_addr_is_v4(&addr))
+		lb_sock_store4(ctx, &addr, port);
 	return LB_SOCK_ALLOW;
 }
 
 static __always_inline int lb_sock_rev6(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 
-	lb_sock_load6(ctx, addr, &port);
-	if (lb_sock_rev(ctx, addr, &port))
-		lb_sock_store6(ctx, addr, port);
+	lb_sock_load6(ctx, &addr, &port);
+	if (lb_sock_rev(ctx, &addr, &port))
+		lb_sock_store6(ctx, &addr, port);
 	return LB_SOCK_ALLOW;
 }
 

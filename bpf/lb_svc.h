@@ -152,12 +152,17 @@ static __always_inline void lb_count_events(__u8 ev)
 		lb_stat_inc(LB_STAT_CT_BACKEND_GONE);
 }
 
-static __always_inline int lb_backend_family_ok(const struct lb_backend *be, const struct lb_pkt *p)
+static __always_inline int lb_backend_is_v4(const struct lb_backend *be)
 {
 	union lb_addr a;
 
 	__builtin_memcpy(a.b, be->addr, 16);
-	return lb_addr_is_v4(&a) == (p->family == 4);
+	return lb_addr_is_v4(&a);
+}
+
+static __always_inline int lb_backend_family_ok(const struct lb_backend *be, const struct lb_pkt *p)
+{
+	return lb_backend_is_v4(be) == (p->family == 4);
 }
 
 /* SNAT through the kernel's masquerade: external traffic of an eTP=Cluster frontend to a backend on
