@@ -38,6 +38,7 @@
 #include "lb_structs.h"
 #include "lb_maps.h"
 #include "lb_addr.h"
+#include "lb_stats.h"
 #include "lb_svc.h"
 
 /* the sock_addr hooks' verdicts (connect/sendmsg: 0 fails the call) */
@@ -54,14 +55,6 @@ enum lb_sock_xlate {
 static __always_inline __u8 lb_sock_proto(struct bpf_sock_addr *ctx)
 {
 	return (__u8)ctx->protocol;
-}
-
-static __always_inline void lb_sock_stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&lb_stats, &idx);
-
-	if (v)
-		*v += 1;
 }
 
 static __always_inline int lb_sock_enabled(__u32 *seed)
@@ -98,29 +91,29 @@ static __always_inline __u32 lb_sock_maglev_pick(const struct lb_frontend *fe, _
 	void *table;
 
 	if (m == 0 || m > LB_MAGLEV_M_MAX) {
-		lb_sock_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
 		return 0;
 	}
 	table = bpf_map_lookup_elem(&lb_maglev, &table_id);
 	if (!table) {
-		lb_sock_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
 		return 0;
 	}
 	slot = hash % m;
 	elem_idx = slot / LB_MAGLEV_IDS_PER_ELEM;
 	elem = bpf_map_lookup_elem(table, &elem_idx);
 	if (!elem) {
-		lb_sock_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
 		return 0;
 	}
 	id = elem->backend_id[slot & 1];
 	if (id == 0) {
-		lb_sock_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
+		lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
 		return 0;
 	}
 	be = bpf_map_lookup_elem(&lb_backends, &id);
 	if (!be) {
-		lb_sock_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
+		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return 0;
 	}
 	*be_out = be;
@@ -162,12 +155,12 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 				 * through affinity (as in tc, lb_svc.h) */
 				if (be && be->proto == lb_sock_proto(ctx) && !(be->flags & LB_BE_F_TERMINATING)) {
 					aval->last_used = now;
-					lb_sock_stat_inc(LB_STAT_AFFINITY_HIT);
+					lb_stat_inc(LB_STAT_AFFINITY_HIT);
 					*be_out = be;
 					return aid;
 				}
 			} else {
-				lb_sock_stat_inc(LB_STAT_AFFINITY_EXPIRED);
+				lb_stat_inc(LB_STAT_AFFINITY_EXPIRED);
 			}
 		}
 	}
@@ -213,23 +206,23 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 			return LB_SOCK_XLATE_NONE;
 	}
 	if (fe->fe_id == 0) {
-		lb_sock_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
+		lb_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
 		return LB_SOCK_XLATE_REFUSE;
 	}
 	if (fe->backend_count == 0 || fe->table_id == 0) {
-		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
+		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
 
 	cookie = bpf_get_socket_cookie(ctx);
 	id = lb_sock_select(ctx, fe, cookie, seed, &be);
 	if (!id || !be) {
-		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
+		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
 	if (want_v4 && !lb_backend_is_v4(be)) {
 		/* an IPv4 socket cannot reach an IPv6 backend; user space never builds such a frontend */
-		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
+		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
 
@@ -244,7 +237,7 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 
 	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
-	lb_sock_stat_inc(LB_STAT_SOCK_CONNECT);
+	lb_stat_inc(LB_STAT_SOCK_CONNECT);
 	return LB_SOCK_XLATE_DONE;
 }
 

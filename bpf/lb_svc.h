@@ -7,29 +7,12 @@
 #define KBP_LB_SVC_H
 
 #include "lb_maps.h"
+#include "lb_stats.h"
 #include "lb_parse.h"
 #include "lb_hash.h"
 #include "lb_ct.h"
 
 #define LB_NSEC_PER_SEC 1000000000ULL
-
-static __always_inline void lb_stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&lb_stats, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-static __always_inline void lb_fe_stat(__u32 fe_id, __u32 bytes)
-{
-	struct lb_fe_stats *s = bpf_map_lookup_elem(&lb_fe_stats, &fe_id);
-
-	if (s) {
-		s->packets += 1;
-		s->bytes += bytes;
-	}
-}
 
 static __always_inline struct lb_config lb_get_config(void)
 {
