@@ -85,32 +85,13 @@ static __always_inline __u32 lb_sock_hash(__u64 cookie, __u32 seed)
 static __always_inline __u32 lb_sock_maglev_pick(const struct lb_frontend *fe, __u32 hash,
 						 struct lb_backend **be_out)
 {
-	__u32 table_id = fe->table_id, m = fe->maglev_m, slot, elem_idx, id;
-	struct lb_maglev_elem *elem;
 	struct lb_backend *be;
-	void *table;
+	int missing;
+	__u32 id;
 
-	if (m == 0 || m > LB_MAGLEV_M_MAX) {
-		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+	id = lb_maglev_backend(fe, hash, &missing);
+	if (id == 0)
 		return 0;
-	}
-	table = bpf_map_lookup_elem(&lb_maglev, &table_id);
-	if (!table) {
-		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
-		return 0;
-	}
-	slot = hash % m;
-	elem_idx = slot / LB_MAGLEV_IDS_PER_ELEM;
-	elem = bpf_map_lookup_elem(table, &elem_idx);
-	if (!elem) {
-		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
-		return 0;
-	}
-	id = elem->backend_id[slot & 1];
-	if (id == 0) {
-		lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
-		return 0;
-	}
 	be = bpf_map_lookup_elem(&lb_backends, &id);
 	if (!be) {
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);

@@ -80,29 +80,31 @@ static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const
 	return bpf_map_lookup_elem(&lb_src_ranges, &k) != NULL;
 }
 
-/* slot h % M of a frontend's Maglev table; 0 when the table or the slot is absent */
+/* The backend id in slot h % M of a frontend's Maglev table (tc, XDP and the socket hooks), or 0
+ * after counting why: LB_STAT_DROP_TABLE_MISSING with *table_missing set when there is no table to
+ * read (none, or an M user space never builds), else LB_STAT_DROP_BACKEND_ID_ZERO (an empty slot,
+ * or one past the end of a table shorter than M says). */
 static __always_inline __u32 lb_maglev_backend(const struct lb_frontend *fe, __u32 h, int *table_missing)
 {
-	__u32 table_id = fe->table_id, slot, idx;
+	__u32 table_id = fe->table_id, m = fe->maglev_m, slot, idx, id = 0;
 	struct lb_maglev_elem *e;
-	void *inner;
+	void *inner = NULL;
 
-	*table_missing = 0;
-	if (fe->maglev_m == 0) {
-		*table_missing = 1;
-		return 0;
-	}
-	inner = bpf_map_lookup_elem(&lb_maglev, &table_id);
+	if (m != 0 && m <= LB_MAGLEV_M_MAX)
+		inner = bpf_map_lookup_elem(&lb_maglev, &table_id);
+	*table_missing = !inner;
 	if (!inner) {
-		*table_missing = 1;
+		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
 		return 0;
 	}
-	slot = h % fe->maglev_m;
+	slot = h % m;
 	idx = slot / LB_MAGLEV_IDS_PER_ELEM;
 	e = bpf_map_lookup_elem(inner, &idx);
-	if (!e)
-		return 0;
-	return e->backend_id[slot & 1];
+	if (e)
+		id = e->backend_id[slot & 1];
+	if (id == 0)
+		lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
+	return id;
 }
 
 enum lb_verdict {
@@ -237,14 +239,10 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	if (!id) {
 		h = lb_flow_hash(p->saddr.w, hport, p->proto, cfg->hash_seed);
 		id = lb_maglev_backend(fe, h, &missing);
-		if (missing) {
-			lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+		if (missing)
 			return LB_V_REJECT;
-		}
-		if (id == 0) {
-			lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
+		if (id == 0)
 			return LB_V_DROP;
-		}
 		be = bpf_map_lookup_elem(&lb_backends, &id);
 	}
 	if (!be || !lb_backend_family_ok(be, p)) {
