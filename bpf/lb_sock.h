@@ -57,17 +57,6 @@ static __always_inline __u8 lb_sock_proto(struct bpf_sock_addr *ctx)
 	return (__u8)ctx->protocol;
 }
 
-static __always_inline int lb_sock_enabled(__u32 *seed)
-{
-	__u32 zero = 0;
-	struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
-
-	if (!cfg || !(cfg->flags & LB_CFG_F_SOCK_LB))
-		return 0;
-	*seed = cfg->hash_seed;
-	return 1;
-}
-
 /* murmur3's 64-bit finalizer: socket cookies are consecutive integers, this spreads them */
 static __always_inline __u32 lb_sock_hash(__u64 cookie, __u32 seed)
 {
@@ -129,7 +118,7 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 		if (aval) {
 			__u32 aid = aval->backend_id;
 
-			if (now - aval->last_used <= (__u64)fe->affinity_timeout * 1000000000ULL) {
+			if (lb_affinity_fresh(fe, aval, now)) {
 				struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &aid);
 
 				/* a backend that left re-balances; a terminating one gets no new sockets
@@ -164,39 +153,33 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 {
 	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val rval = {};
+	struct lb_config cfg = lb_get_config();
 	struct lb_fe_key fkey = {};
 	struct lb_frontend *fe;
 	struct lb_backend *be = 0;
-	__u32 seed = 0, id;
+	__u32 id;
 	__u64 cookie;
 
-	if (!lb_sock_enabled(&seed))
+	if (!(cfg.flags & LB_CFG_F_SOCK_LB))
 		return LB_SOCK_XLATE_NONE;
 
 	__builtin_memcpy(fkey.addr, addr->b, 16);
 	fkey.port = *port;
 	fkey.proto = lb_sock_proto(ctx);
-	fkey.scope = LB_SCOPE_INTERNAL;
-	fe = bpf_map_lookup_elem(&lb_frontends, &fkey);
-	if (!fe) {
-		/* frontends the node serves alike for everyone (externalTrafficPolicy Cluster) are
-		 * written once, with external scope */
-		fkey.scope = LB_SCOPE_EXTERNAL;
-		fe = bpf_map_lookup_elem(&lb_frontends, &fkey);
-		if (!fe)
-			return LB_SOCK_XLATE_NONE;
-	}
+	fe = __lb_lookup_frontend(&fkey, LB_SCOPE_INTERNAL);
+	if (!fe)
+		return LB_SOCK_XLATE_NONE;
 	if (fe->fe_id == 0) {
 		lb_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
 		return LB_SOCK_XLATE_REFUSE;
 	}
-	if (fe->backend_count == 0 || fe->table_id == 0) {
+	if (lb_fe_no_backends(fe)) {
 		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
 
 	cookie = bpf_get_socket_cookie(ctx);
-	id = lb_sock_select(ctx, fe, cookie, seed, &be);
+	id = lb_sock_select(ctx, fe, cookie, cfg.hash_seed, &be);
 	if (!id || !be) {
 		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;

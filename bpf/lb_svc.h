@@ -36,7 +36,23 @@ static __always_inline int lb_dev_is_external(__u32 ifindex)
 	return d && (d->flags & LB_DEV_F_EXTERNAL);
 }
 
-/* the frontend a packet addresses, in its own scope first, then in the other one */
+/* the frontend of exactly k's address, port and protocol, in the given scope first, then in the
+ * other one (k->scope is overwritten); frontends a node serves alike for everyone
+ * (externalTrafficPolicy Cluster) are written once, with external scope */
+static __always_inline struct lb_frontend *__lb_lookup_frontend(struct lb_fe_key *k, __u8 scope)
+{
+	struct lb_frontend *fe;
+
+	k->scope = scope;
+	fe = bpf_map_lookup_elem(&lb_frontends, k);
+	if (fe)
+		return fe;
+	k->scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
+	return bpf_map_lookup_elem(&lb_frontends, k);
+}
+
+/* the frontend a packet addresses, in its own scope first, then in the other one; then a NodePort
+ * for any address */
 static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pkt *p, __u8 scope)
 {
 	struct lb_fe_key k = {};
@@ -45,12 +61,7 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 	__builtin_memcpy(k.addr, p->daddr.b, 16);
 	k.port = p->dport;
 	k.proto = p->proto;
-	k.scope = scope;
-	fe = bpf_map_lookup_elem(&lb_frontends, &k);
-	if (fe)
-		return fe;
-	k.scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
-	fe = bpf_map_lookup_elem(&lb_frontends, &k);
+	fe = __lb_lookup_frontend(&k, scope);
 	if (fe)
 		return fe;
 	/* NodePorts compiled for any address (--nodeport-addresses 0.0.0.0/0, or no node address
@@ -62,12 +73,21 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 		k.addr[10] = 0xff;
 		k.addr[11] = 0xff;
 	}
-	k.scope = scope;
-	fe = bpf_map_lookup_elem(&lb_frontends, &k);
-	if (fe)
-		return fe;
-	k.scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
-	return bpf_map_lookup_elem(&lb_frontends, &k);
+	return __lb_lookup_frontend(&k, scope);
+}
+
+/* a frontend without backends is refused at once (kube-proxy's REJECT for a Service without
+ * endpoints) */
+static __always_inline int lb_fe_no_backends(const struct lb_frontend *fe)
+{
+	return fe->backend_count == 0 || fe->table_id == 0;
+}
+
+/* an affinity entry still binds its client: last used within the frontend's timeout */
+static __always_inline int lb_affinity_fresh(const struct lb_frontend *fe, const struct lb_affinity_val *av,
+					     __u64 now)
+{
+	return now - av->last_used <= (__u64)fe->affinity_timeout * LB_NSEC_PER_SEC;
 }
 
 static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const struct lb_pkt *p)
@@ -210,7 +230,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		}
 	}
 
-	if (fe->backend_count == 0 || fe->table_id == 0)
+	if (lb_fe_no_backends(fe))
 		return LB_V_REJECT;
 
 	id = 0;
@@ -226,7 +246,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 			/* a terminating backend gets no new connections through affinity either (as
 			 * kube-proxy drops it from the endpoint chains); if only terminating ones are
 			 * left, Maglev picks among them anyway */
-			if (now - av->last_used <= (__u64)fe->affinity_timeout * LB_NSEC_PER_SEC &&
+			if (lb_affinity_fresh(fe, av, now) &&
 			    (be = bpf_map_lookup_elem(&lb_backends, &aid)) && !(be->flags & LB_BE_F_TERMINATING)) {
 				id = aid;
 				sel->events |= LB_EV_AFFINITY_HIT;
