@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Socket load balancing: cgroup sock_addr hooks that translate a Service VIP to a backend when the
- * application calls connect() or sendmsg(), so the packets carry the backend address from the start
- * and tc finds nothing to translate. recvmsg() and getpeername() show the frontend back to the
- * application. Attached by the agent to a cgroup v2 (--cgroup); switched off by clearing
- * LB_CFG_F_SOCK_LB in lb_config (or by not attaching).
+/* Socket load balancing, the steps of the cgroup sock_addr programs (lb_sock.bpf.c): they translate
+ * a Service VIP to a backend when the application calls connect() or sendmsg(), so the packets
+ * carry the backend address from the start and tc finds nothing to translate. recvmsg() and
+ * getpeername() show the frontend back to the application. Attached by the agent to a cgroup v2
+ * (--cgroup); switched off by clearing LB_CFG_F_SOCK_LB in lb_config (or by not attaching).
  *
  * Decisions a reader cannot see in the code:
  * - Backend choice: Maglev over a hash of the socket cookie and the configured seed. One socket
@@ -314,54 +314,6 @@ static __always_inline int lb_sock_rev6(struct bpf_sock_addr *ctx)
 	if (lb_sock_rev(ctx, &addr, &port))
 		lb_sock_store6(ctx, &addr, port);
 	return LB_SOCK_ALLOW;
-}
-
-SEC("cgroup/connect4")
-int lb_sock_connect4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd4(ctx);
-}
-
-SEC("cgroup/connect6")
-int lb_sock_connect6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd6(ctx);
-}
-
-SEC("cgroup/sendmsg4")
-int lb_sock_sendmsg4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd4(ctx);
-}
-
-SEC("cgroup/sendmsg6")
-int lb_sock_sendmsg6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd6(ctx);
-}
-
-SEC("cgroup/recvmsg4")
-int lb_sock_recvmsg4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev4(ctx);
-}
-
-SEC("cgroup/recvmsg6")
-int lb_sock_recvmsg6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev6(ctx);
-}
-
-SEC("cgroup/getpeername4")
-int lb_sock_getpeername4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev4(ctx);
-}
-
-SEC("cgroup/getpeername6")
-int lb_sock_getpeername6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev6(ctx);
 }
 
 #endif

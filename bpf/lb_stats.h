@@ -5,6 +5,7 @@
 #define KBP_LB_STATS_H
 
 #include "lb_maps.h"
+#include "lb_parse.h"
 
 /* idx: an LB_STAT_* */
 static __always_inline void lb_stat_inc(__u32 idx)
@@ -23,6 +24,15 @@ static __always_inline void lb_fe_stat(__u32 fe_id, __u32 bytes)
 		s->packets += 1;
 		s->bytes += bytes;
 	}
+}
+
+/* counts why a packet the parser gave up on is passed untouched */
+static __always_inline void lb_count_unparsed(int r)
+{
+	if (r == LB_PARSE_MALFORMED)
+		lb_stat_inc(LB_STAT_PASS_MALFORMED);
+	else if (r == LB_PARSE_FRAGMENT)
+		lb_stat_inc(LB_STAT_PASS_FRAGMENT);
 }
 
 #endif
