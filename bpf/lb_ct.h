@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Conntrack of translated flows (lb_ct): one entry per direction. The forward entry (client ->
- * frontend, as the client sends it) keeps a flow on its backend; the reverse entry (backend ->
- * client, as the backend answers) finds the frontend to rewrite replies back to. */
+/* Conntrack: the entries of translated flows in lb_ct, one per direction. */
+/* The forward entry (client -> frontend, as the client sends it) keeps a flow on its backend; the
+ * reverse entry (backend -> client, as the backend answers) finds the frontend to rewrite replies
+ * back to. */
 #ifndef KBP_LB_CT_H
 #define KBP_LB_CT_H
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Packet parsing shared by tc and XDP: Ethernet, IPv4 / IPv6 (with the common extension headers),
- * TCP / UDP, into one struct lb_pkt with 16-byte (IPv4-mapped) addresses, the form every map uses.
- * Only direct packet access with explicit bounds: a short or lying packet is reported, never read
- * past its end. */
+/* Parsing: Ethernet, IPv4 / IPv6 and TCP / UDP into one struct lb_pkt, for tc and XDP. */
+/* IPv6 with the common extension headers; addresses in the 16-byte (IPv4-mapped) form every map
+ * uses. Only direct packet access with explicit bounds: a short or lying packet is reported, never
+ * read past its end. */
 #ifndef KBP_LB_PARSE_H
 #define KBP_LB_PARSE_H
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The cgroup sock_addr programs: connect() and sendmsg() translate a frontend to a backend,
- * recvmsg() and getpeername() show the frontend back (the design is described in lb_sock.h). */
+/* The cgroup sock_addr programs (socket load balancing). */
+/* connect() and sendmsg() translate a frontend to a backend, recvmsg() and getpeername() show the
+ * frontend back; the design is described in lb_sock.h. */
 #include "lb_sock.h"
 
 SEC("cgroup/connect4")

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Socket load balancing, the steps of the cgroup sock_addr programs (lb_sock.bpf.c): they translate
- * a Service VIP to a backend when the application calls connect() or sendmsg(), so the packets
- * carry the backend address from the start and tc finds nothing to translate. recvmsg() and
- * getpeername() show the frontend back to the application. Attached by the agent to a cgroup v2
- * (--cgroup); switched off by clearing LB_CFG_F_SOCK_LB in lb_config (or by not attaching).
+/* Socket load balancing: the steps of the cgroup sock_addr programs (lb_sock.bpf.c). */
+/* The hooks translate a Service VIP to a backend when the application calls connect() or
+ * sendmsg(), so the packets carry the backend address from the start and tc finds nothing to
+ * translate. recvmsg() and getpeername() show the frontend back to the application. Attached by the
+ * agent to a cgroup v2 (--cgroup); switched off by clearing LB_CFG_F_SOCK_LB in lb_config (or by
+ * not attaching).
  *
  * Decisions a reader cannot see in the code:
  * - Backend choice: Maglev over a hash of the socket cookie and the configured seed. One socket
@@ -39,6 +40,7 @@
 #include "lb_maps.h"
 #include "lb_addr.h"
 #include "lb_stats.h"
+#include "lb_hash.h"
 #include "lb_svc.h"
 
 /* the sock_addr hooks' verdicts (connect/sendmsg: 0 fails the call) */
@@ -55,19 +57,6 @@ enum lb_sock_xlate {
 static __always_inline __u8 lb_sock_proto(struct bpf_sock_addr *ctx)
 {
 	return (__u8)ctx->protocol;
-}
-
-/* murmur3's 64-bit finalizer: socket cookies are consecutive integers, this spreads them */
-static __always_inline __u32 lb_sock_hash(__u64 cookie, __u32 seed)
-{
-	__u64 h = cookie ^ (((__u64)seed << 32) | seed);
-
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return (__u32)h ^ (__u32)(h >> 32);
 }
 
 /* the backend behind Maglev slot hash % M of the frontend's table; 0 after counting why not */

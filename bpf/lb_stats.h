@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Counters every hook keeps: the global LB_STAT_* counters (lb_stats) and per-frontend traffic
- * (lb_fe_stats). */
+/* Counters: the global LB_STAT_* counters (lb_stats) and per-frontend traffic (lb_fe_stats). */
 #ifndef KBP_LB_STATS_H
 #define KBP_LB_STATS_H
 

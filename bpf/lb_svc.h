@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Service lookups shared by tc and XDP: frontend, source ranges, conntrack reuse, session affinity,
- * Maglev, and the choice of a backend for one packet. lb_select() only reads (apart from refreshing
- * a conntrack entry it reuses), lb_commit() records the choice: XDP can decide to leave a packet to
- * tc after selecting, and tc then makes the same choice from the same maps. */
+/* Service lookups: frontend, source ranges, conntrack reuse, affinity, Maglev, backend choice. */
+/* Shared by tc and XDP, and in part by the socket hooks. lb_select() only reads (apart from
+ * refreshing a conntrack entry it reuses), lb_commit() records the choice: XDP can decide to leave a
+ * packet to tc after selecting, and tc then makes the same choice from the same maps. */
 #ifndef KBP_LB_SVC_H
 #define KBP_LB_SVC_H
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The tc programs, attached to every device (their steps are in lb_tc.h).
- *
+/* The tc programs, attached to every device (their steps are in lb_tc.h). */
+/*
  * tc ingress: packets to a frontend are translated to a backend (forward, before the kernel's
  *   conntrack, which so sees client -> backend); replies to flows the host started are translated
  *   back (their conntrack entry has LB_CT_F_REV_AT_INGRESS).

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The tc path's steps: forward translation, reply translation, ICMP errors, and the dispatch the two
- * tc programs (lb_tc.bpf.c) share. ICMP(v6) errors about translated flows are rewritten where
- * replies are, so clients see errors (port unreachable, PMTU "too big") from the frontend they talk
- * to. */
+/* The tc path's steps: forward, reply and ICMP-error translation, and the programs' dispatch. */
+/* Entry points in lb_tc.bpf.c. ICMP(v6) errors about translated flows are rewritten where replies
+ * are, so clients see errors (port unreachable, PMTU "too big") from the frontend they talk to. */
 #ifndef KBP_LB_TC_H
 #define KBP_LB_TC_H
 

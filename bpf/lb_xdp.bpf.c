@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The XDP program, attached to external devices: the forward path of external traffic, except flows
- * that need SNAT and refusals, which it leaves to tc ingress (the same maps make tc choose the same
- * backend, lb_svc.h). SCTP, fragments and anything not TCP/UDP over IPv4/IPv6 pass untouched. */
+/* The XDP program, attached to external devices. */
+/* The forward path of external traffic, except flows that need SNAT and refusals, which it leaves
+ * to tc ingress (the same maps make tc choose the same backend, lb_svc.h). SCTP, fragments and
+ * anything not TCP/UDP over IPv4/IPv6 pass untouched. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "lb_maps.h"
