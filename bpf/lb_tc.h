@@ -83,12 +83,7 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 	struct lb_revnat *rn;
 	__u32 fe_id;
 
-	__builtin_memcpy(k.saddr, p->daddr.b, 16);
-	__builtin_memcpy(k.daddr, p->saddr.b, 16);
-	k.sport = p->dport;
-	k.dport = p->sport;
-	k.proto = p->proto;
-	k.dir = LB_CT_DIR_REV;
+	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return TC_ACT_OK;
