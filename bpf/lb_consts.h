@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Every tunable and enumeration of the data plane. The TypeScript side mirrors these in
- * src/dataplane/bpf/layout.ts; test/unit/btf-layout.test.ts checks the structs against BTF. */
+/* Constants: every tunable and enumeration of the data plane. */
+/* The TypeScript side mirrors these in src/dataplane/bpf/layout.ts; test/unit/btf-layout.test.ts
+ * checks the structs against BTF. */
 #ifndef KBP_LB_CONSTS_H
 #define KBP_LB_CONSTS_H
 

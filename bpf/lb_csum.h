@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Internet checksums (RFC 1071) built on bpf_csum_diff: a full sum over headers we build, and the
- * incremental update (RFC 1624) that XDP needs because it has no bpf_l4_csum_replace. */
+/* Checksums: Internet checksums (RFC 1071) built on bpf_csum_diff. */
+/* A full sum over headers we build, and the incremental update (RFC 1624) that XDP needs because it
+ * has no bpf_l4_csum_replace. */
 #ifndef KBP_LB_CSUM_H
 #define KBP_LB_CSUM_H
 

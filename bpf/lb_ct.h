@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Conntrack of translated flows (lb_ct): one entry per direction. The forward entry (client ->
- * frontend, as the client sends it) keeps a flow on its backend; the reverse entry (backend ->
- * client, as the backend answers) finds the frontend to rewrite replies back to. */
+/* Conntrack: the entries of translated flows in lb_ct, one per direction. */
+/* The forward entry (client -> frontend, as the client sends it) keeps a flow on its backend; the
+ * reverse entry (backend -> client, as the backend answers) finds the frontend to rewrite replies
+ * back to. */
 #ifndef KBP_LB_CT_H
 #define KBP_LB_CT_H
 
@@ -29,6 +30,18 @@ static __always_inline void lb_ct_key_rev(struct lb_ct_key *k, const struct lb_p
 	k->proto = p->proto;
 	k->dir = LB_CT_DIR_REV;
 	k->pad = 0;
+}
+
+/* the reverse entry of a translated flow from one of its packets past translation (client ->
+ * backend): the tuple swapped. k must be zeroed (its padding is not written). */
+static __always_inline void lb_ct_key_rev_of(struct lb_ct_key *k, const struct lb_pkt *p)
+{
+	__builtin_memcpy(k->saddr, p->daddr.b, 16);
+	__builtin_memcpy(k->daddr, p->saddr.b, 16);
+	k->sport = p->dport;
+	k->dport = p->sport;
+	k->proto = p->proto;
+	k->dir = LB_CT_DIR_REV;
 }
 
 /* a packet as a reply: its own tuple, looked up in the reverse direction */
@@ -67,12 +80,7 @@ static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
 
 	if (!lb_tcp_syn(p))
 		return;
-	__builtin_memcpy(k.saddr, p->daddr.b, 16);
-	__builtin_memcpy(k.daddr, p->saddr.b, 16);
-	k.sport = p->dport;
-	k.dport = p->sport;
-	k.proto = p->proto;
-	k.dir = LB_CT_DIR_REV;
+	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);
 	if (ct && (ct->flags & LB_CT_F_CLOSING))
 		bpf_map_delete_elem(&lb_ct, &k);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The flow hash that picks a Maglev slot. Mirrored bit for bit by src/dataplane/bpf/hash.ts, and
- * shared with the socket hooks, so that every hook (and every node, as the seed is shared) sends a
- * flow to the same backend. MurmurHash3 x86_32 over five big-endian words: the client address (16
- * bytes, IPv4-mapped), then (client port << 16 | protocol). The frontend address and port are left
- * out on purpose: a Service's ClusterIP, NodePorts and LB IPs share one table and must agree. */
+/* Hashes: the flow hash that picks a Maglev slot in tc and XDP, and the socket hooks' hash. */
+/* The flow hash is mirrored bit for bit by src/dataplane/bpf/hash.ts, so that tc, XDP (and every
+ * node, as the seed is shared) send a flow to the same backend. MurmurHash3 x86_32 over five
+ * big-endian words: the client address (16 bytes, IPv4-mapped), then (client port << 16 | protocol).
+ * The frontend address and port are left out on purpose: a Service's ClusterIP, NodePorts and LB IPs
+ * share one table and must agree. */
 #ifndef KBP_LB_HASH_H
 #define KBP_LB_HASH_H
 
@@ -42,6 +43,20 @@ static __always_inline __u32 lb_flow_hash(const __u32 *addr, __be16 sport, __u8 
 	h *= 0xc2b2ae35;
 	h ^= h >> 16;
 	return h;
+}
+
+/* the socket hooks' hash of a socket (or netns) cookie: murmur3's 64-bit finalizer, as cookies are
+ * consecutive integers and this spreads them */
+static __always_inline __u32 lb_sock_hash(__u64 cookie, __u32 seed)
+{
+	__u64 h = cookie ^ (((__u64)seed << 32) | seed);
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return (__u32)h ^ (__u32)(h >> 32);
 }
 
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Every map of the data plane, pinned by name under the agent's bpffs root so that maps and programs
- * outlive an agent restart. Names are at most 15 characters (BPF_OBJ_NAME_LEN). */
+/* Maps: every map of the data plane, definitions only. */
+/* Pinned by name under the agent's bpffs root so that maps and programs outlive an agent restart.
+ * Names are at most 15 characters (BPF_OBJ_NAME_LEN). */
 #ifndef KBP_LB_MAPS_H
 #define KBP_LB_MAPS_H
 

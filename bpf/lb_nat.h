@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Address and port rewriting with checksum fix-up. tc uses bpf_l3/l4_csum_replace, which also know
- * the CHECKSUM_PARTIAL state of locally generated packets (the L4 field then holds only the
- * pseudo-header sum); XDP always sees complete checksums and updates them itself (RFC 1624). */
+/* NAT: address and port rewriting with checksum fix-up, for tc and XDP. */
+/* tc uses bpf_l3/l4_csum_replace, which also know the CHECKSUM_PARTIAL state of locally generated
+ * packets (the L4 field then holds only the pseudo-header sum); XDP always sees complete checksums
+ * and updates them itself (RFC 1624). */
 #ifndef KBP_LB_NAT_H
 #define KBP_LB_NAT_H
 

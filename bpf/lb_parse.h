@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Packet parsing shared by tc and XDP: Ethernet, IPv4 / IPv6 (with the common extension headers),
- * TCP / UDP, into one struct lb_pkt with 16-byte (IPv4-mapped) addresses, the form every map uses.
- * Only direct packet access with explicit bounds: a short or lying packet is reported, never read
- * past its end. */
+/* Parsing: Ethernet, IPv4 / IPv6 and TCP / UDP into one struct lb_pkt, for tc and XDP. */
+/* IPv6 with the common extension headers; addresses in the 16-byte (IPv4-mapped) form every map
+ * uses. Only direct packet access with explicit bounds: a short or lying packet is reported, never
+ * read past its end. */
 #ifndef KBP_LB_PARSE_H
 #define KBP_LB_PARSE_H
 
@@ -15,6 +15,7 @@
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "lb_addr.h"
 
 #ifndef NEXTHDR_HOP
 #define NEXTHDR_HOP 0
@@ -32,12 +33,6 @@
 #define LB_TCP_SYN 0x02
 #define LB_TCP_RST 0x04
 #define LB_TCP_ACK 0x10
-
-/* an address in the maps' 16-byte form; the words keep it 4-byte aligned for hashing and copies */
-union lb_addr {
-	__u8 b[16];
-	__u32 w[4];
-};
 
 /* what the programs need of a packet, read once */
 struct lb_pkt {
@@ -87,29 +82,6 @@ enum lb_parse_result {
 #define LB_ICMP_HLEN 8
 
 #define LB_L3_OFF ((__u32)sizeof(struct ethhdr))
-
-static __always_inline void lb_addr_set_v4(union lb_addr *a, __be32 v4)
-{
-	a->w[0] = 0;
-	a->w[1] = 0;
-	a->w[2] = bpf_htonl(0x0000ffff);
-	a->w[3] = v4;
-}
-
-static __always_inline int lb_addr_is_v4(const union lb_addr *a)
-{
-	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == bpf_htonl(0x0000ffff);
-}
-
-static __always_inline int lb_addr_eq(const union lb_addr *a, const union lb_addr *b)
-{
-	return a->w[0] == b->w[0] && a->w[1] == b->w[1] && a->w[2] == b->w[2] && a->w[3] == b->w[3];
-}
-
-static __always_inline void lb_addr_copy(union lb_addr *dst, const __u8 *src)
-{
-	__builtin_memcpy(dst->b, src, 16);
-}
 
 /* TCP / UDP header at l4_off; l4_len is what the IP header says follows */
 static __always_inline int lb_parse_l4(void *data, void *data_end, struct lb_pkt *p, __u32 l4_off)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Refusing a flow at once (DESIGN.md "no endpoints"): the packet itself is turned into the answer,
- * a TCP RST or an ICMP port unreachable, and sent back where it came from. Built at fixed offsets
- * from scratch, so IPv4 options and IPv6 extension headers of the original simply disappear. */
+/* Refusals: a TCP RST or ICMP port unreachable for a flow without backends, built in place. */
+/* DESIGN.md "no endpoints": the packet itself is turned into the answer and sent back where it came
+ * from. Built at fixed offsets from scratch, so IPv4 options and IPv6 extension headers of the
+ * original simply disappear. */
 #ifndef KBP_LB_REJECT_H
 #define KBP_LB_REJECT_H
 

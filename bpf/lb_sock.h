@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Socket load balancing: cgroup sock_addr hooks that translate a Service VIP to a backend when the
- * application calls connect() or sendmsg(), so the packets carry the backend address from the start
- * and tc finds nothing to translate. recvmsg() and getpeername() show the frontend back to the
- * application. Attached by the agent to a cgroup v2 (--cgroup); switched off by clearing
- * LB_CFG_F_SOCK_LB in lb_config (or by not attaching).
+/* Socket load balancing: the steps of the cgroup sock_addr programs (lb_sock.bpf.c). */
+/* The hooks translate a Service VIP to a backend when the application calls connect() or
+ * sendmsg(), so the packets carry the backend address from the start and tc finds nothing to
+ * translate. recvmsg() and getpeername() show the frontend back to the application. Attached by the
+ * agent to a cgroup v2 (--cgroup); switched off by clearing LB_CFG_F_SOCK_LB in lb_config (or by
+ * not attaching).
  *
  * Decisions a reader cannot see in the code:
  * - Backend choice: Maglev over a hash of the socket cookie and the configured seed. One socket
@@ -37,6 +38,10 @@
 #include "lb_consts.h"
 #include "lb_structs.h"
 #include "lb_maps.h"
+#include "lb_addr.h"
+#include "lb_stats.h"
+#include "lb_hash.h"
+#include "lb_svc.h"
 
 /* the sock_addr hooks' verdicts (connect/sendmsg: 0 fails the call) */
 #define LB_SOCK_ALLOW 1
@@ -54,81 +59,20 @@ static __always_inline __u8 lb_sock_proto(struct bpf_sock_addr *ctx)
 	return (__u8)ctx->protocol;
 }
 
-static __always_inline int lb_sock_is_v4(const __u8 addr[16])
-{
-	__u32 w0, w1, w2;
-
-	__builtin_memcpy(&w0, &addr[0], 4);
-	__builtin_memcpy(&w1, &addr[4], 4);
-	__builtin_memcpy(&w2, &addr[8], 4);
-	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff);
-}
-
-static __always_inline void lb_sock_stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&lb_stats, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-static __always_inline int lb_sock_enabled(__u32 *seed)
-{
-	__u32 zero = 0;
-	struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
-
-	if (!cfg || !(cfg->flags & LB_CFG_F_SOCK_LB))
-		return 0;
-	*seed = cfg->hash_seed;
-	return 1;
-}
-
-/* murmur3's 64-bit finalizer: socket cookies are consecutive integers, this spreads them */
-static __always_inline __u32 lb_sock_hash(__u64 cookie, __u32 seed)
-{
-	__u64 h = cookie ^ (((__u64)seed << 32) | seed);
-
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return (__u32)h ^ (__u32)(h >> 32);
-}
-
 /* the backend behind Maglev slot hash % M of the frontend's table; 0 after counting why not */
 static __always_inline __u32 lb_sock_maglev_pick(const struct lb_frontend *fe, __u32 hash,
 						 struct lb_backend **be_out)
 {
-	__u32 table_id = fe->table_id, m = fe->maglev_m, slot, elem_idx, id;
-	struct lb_maglev_elem *elem;
 	struct lb_backend *be;
-	void *table;
+	int missing;
+	__u32 id;
 
-	if (m == 0 || m > LB_MAGLEV_M_MAX) {
-		lb_sock_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+	id = lb_maglev_backend(fe, hash, &missing);
+	if (id == 0)
 		return 0;
-	}
-	table = bpf_map_lookup_elem(&lb_maglev, &table_id);
-	if (!table) {
-		lb_sock_stat_inc(LB_STAT_DROP_TABLE_MISSING);
-		return 0;
-	}
-	slot = hash % m;
-	elem_idx = slot / LB_MAGLEV_IDS_PER_ELEM;
-	elem = bpf_map_lookup_elem(table, &elem_idx);
-	if (!elem) {
-		lb_sock_stat_inc(LB_STAT_DROP_TABLE_MISSING);
-		return 0;
-	}
-	id = elem->backend_id[slot & 1];
-	if (id == 0) {
-		lb_sock_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
-		return 0;
-	}
 	be = bpf_map_lookup_elem(&lb_backends, &id);
 	if (!be) {
-		lb_sock_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
+		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return 0;
 	}
 	*be_out = be;
@@ -163,19 +107,19 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 		if (aval) {
 			__u32 aid = aval->backend_id;
 
-			if (now - aval->last_used <= (__u64)fe->affinity_timeout * 1000000000ULL) {
+			if (lb_affinity_fresh(fe, aval, now)) {
 				struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &aid);
 
 				/* a backend that left re-balances; a terminating one gets no new sockets
 				 * through affinity (as in tc, lb_svc.h) */
 				if (be && be->proto == lb_sock_proto(ctx) && !(be->flags & LB_BE_F_TERMINATING)) {
 					aval->last_used = now;
-					lb_sock_stat_inc(LB_STAT_AFFINITY_HIT);
+					lb_stat_inc(LB_STAT_AFFINITY_HIT);
 					*be_out = be;
 					return aid;
 				}
 			} else {
-				lb_sock_stat_inc(LB_STAT_AFFINITY_EXPIRED);
+				lb_stat_inc(LB_STAT_AFFINITY_EXPIRED);
 			}
 		}
 	}
@@ -191,133 +135,113 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 	return id;
 }
 
-/* The common forward path. addr holds the destination in 16-byte form and is rewritten to the
- * backend on LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend. */
-static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx, __u8 addr[16],
+/* The common forward path. addr holds the destination and is rewritten to the backend on
+ * LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend. */
+static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx, union lb_addr *addr,
 						      __be16 *port, int want_v4)
 {
 	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val rval = {};
+	struct lb_config cfg = lb_get_config();
 	struct lb_fe_key fkey = {};
 	struct lb_frontend *fe;
 	struct lb_backend *be = 0;
-	__u32 seed = 0, id;
+	__u32 id;
 	__u64 cookie;
 
-	if (!lb_sock_enabled(&seed))
+	if (!(cfg.flags & LB_CFG_F_SOCK_LB))
 		return LB_SOCK_XLATE_NONE;
 
-	__builtin_memcpy(fkey.addr, addr, 16);
+	__builtin_memcpy(fkey.addr, addr->b, 16);
 	fkey.port = *port;
 	fkey.proto = lb_sock_proto(ctx);
-	fkey.scope = LB_SCOPE_INTERNAL;
-	fe = bpf_map_lookup_elem(&lb_frontends, &fkey);
-	if (!fe) {
-		/* frontends the node serves alike for everyone (externalTrafficPolicy Cluster) are
-		 * written once, with external scope */
-		fkey.scope = LB_SCOPE_EXTERNAL;
-		fe = bpf_map_lookup_elem(&lb_frontends, &fkey);
-		if (!fe)
-			return LB_SOCK_XLATE_NONE;
-	}
+	fe = __lb_lookup_frontend(&fkey, LB_SCOPE_INTERNAL);
+	if (!fe)
+		return LB_SOCK_XLATE_NONE;
 	if (fe->fe_id == 0) {
-		lb_sock_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
+		lb_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
 		return LB_SOCK_XLATE_REFUSE;
 	}
-	if (fe->backend_count == 0 || fe->table_id == 0) {
-		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
+	if (lb_fe_no_backends(fe)) {
+		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
 
 	cookie = bpf_get_socket_cookie(ctx);
-	id = lb_sock_select(ctx, fe, cookie, seed, &be);
+	id = lb_sock_select(ctx, fe, cookie, cfg.hash_seed, &be);
 	if (!id || !be) {
-		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
+		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
-	if (want_v4 && !lb_sock_is_v4(be->addr)) {
+	if (want_v4 && !lb_backend_is_v4(be)) {
 		/* an IPv4 socket cannot reach an IPv6 backend; user space never builds such a frontend */
-		lb_sock_stat_inc(LB_STAT_SOCK_REJECT);
+		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;
 	}
 
 	rkey.cookie = cookie;
 	__builtin_memcpy(rkey.addr, be->addr, 16);
 	rkey.port = be->port;
-	__builtin_memcpy(rval.addr, addr, 16);
+	__builtin_memcpy(rval.addr, addr->b, 16);
 	rval.port = *port;
 	rval.fe_id = fe->fe_id;
 	/* a full LRU evicts; a failed insert only costs the reverse view, so the connect proceeds */
 	bpf_map_update_elem(&lb_sock_revnat, &rkey, &rval, BPF_ANY);
 
-	__builtin_memcpy(addr, be->addr, 16);
+	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
-	lb_sock_stat_inc(LB_STAT_SOCK_CONNECT);
+	lb_stat_inc(LB_STAT_SOCK_CONNECT);
 	return LB_SOCK_XLATE_DONE;
 }
 
 /* The common reverse path: addr/port hold the peer (a backend); rewritten to the frontend when this
  * socket was translated to that backend. */
-static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, __u8 addr[16], __be16 *port)
+static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, union lb_addr *addr, __be16 *port)
 {
 	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val *rval;
 
 	rkey.cookie = bpf_get_socket_cookie(ctx);
-	__builtin_memcpy(rkey.addr, addr, 16);
+	__builtin_memcpy(rkey.addr, addr->b, 16);
 	rkey.port = *port;
 	rval = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
 	if (!rval)
 		return 0;
-	__builtin_memcpy(addr, rval->addr, 16);
+	__builtin_memcpy(addr->b, rval->addr, 16);
 	*port = rval->port;
 	return 1;
 }
 
 /* ---- family glue: ctx fields to and from the 16-byte form ---- */
 
-static __always_inline void lb_sock_load4(struct bpf_sock_addr *ctx, __u8 addr[16], __be16 *port)
+static __always_inline void lb_sock_load4(struct bpf_sock_addr *ctx, union lb_addr *addr, __be16 *port)
 {
-	__u32 ip4 = ctx->user_ip4;
-
-	__builtin_memset(addr, 0, 10);
-	addr[10] = 0xff;
-	addr[11] = 0xff;
-	__builtin_memcpy(&addr[12], &ip4, 4);
+	lb_addr_set_v4(addr, ctx->user_ip4);
 	*port = (__be16)ctx->user_port;
 }
 
-static __always_inline void lb_sock_store4(struct bpf_sock_addr *ctx, const __u8 addr[16], __be16 port)
+static __always_inline void lb_sock_store4(struct bpf_sock_addr *ctx, const union lb_addr *addr, __be16 port)
 {
-	__u32 ip4;
-
-	__builtin_memcpy(&ip4, &addr[12], 4);
-	ctx->user_ip4 = ip4;
+	ctx->user_ip4 = addr->w[3];
 	ctx->user_port = (__u32)port;
 }
 
 /* user_ip6 allows only 4-byte accesses, one word at a time */
-static __always_inline void lb_sock_load6(struct bpf_sock_addr *ctx, __u8 addr[16], __be16 *port)
+static __always_inline void lb_sock_load6(struct bpf_sock_addr *ctx, union lb_addr *addr, __be16 *port)
 {
-	__u32 w[4];
-
-	w[0] = ctx->user_ip6[0];
-	w[1] = ctx->user_ip6[1];
-	w[2] = ctx->user_ip6[2];
-	w[3] = ctx->user_ip6[3];
-	__builtin_memcpy(addr, w, 16);
+	addr->w[0] = ctx->user_ip6[0];
+	addr->w[1] = ctx->user_ip6[1];
+	addr->w[2] = ctx->user_ip6[2];
+	addr->w[3] = ctx->user_ip6[3];
 	*port = (__be16)ctx->user_port;
 }
 
-static __always_inline void lb_sock_store6(struct bpf_sock_addr *ctx, const __u8 addr[16], __be16 port)
+static __always_inline void lb_sock_store6(struct bpf_sock_addr *ctx, const union lb_addr *addr, __be16 port)
 {
-	__u32 w[4];
-
-	__builtin_memcpy(w, addr, 16);
-	ctx->user_ip6[0] = w[0];
-	ctx->user_ip6[1] = w[1];
-	ctx->user_ip6[2] = w[2];
-	ctx->user_ip6[3] = w[3];
+	ctx->user_ip6[0] = addr->w[0];
+	ctx->user_ip6[1] = addr->w[1];
+	ctx->user_ip6[2] = addr->w[2];
+	ctx->user_ip6[3] = addr->w[3];
 	ctx->user_port = (__u32)port;
 }
 
@@ -331,14 +255,14 @@ static __always_inline int lb_sock_verdict(enum lb_sock_xlate r)
 
 static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 	enum lb_sock_xlate r;
 
-	lb_sock_load4(ctx, addr, &port);
-	r = lb_sock_fwd(ctx, addr, &port, 1);
+	lb_sock_load4(ctx, &addr, &port);
+	r = lb_sock_fwd(ctx, &addr, &port, 1);
 	if (r == LB_SOCK_XLATE_DONE)
-		lb_sock_store4(ctx, addr, port);
+		lb_sock_store4(ctx, &addr, port);
 	return lb_sock_verdict(r);
 }
 
@@ -346,87 +270,39 @@ static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx)
  * the 16-byte form is the same, and a v4 backend is written back IPv4-mapped */
 static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 	enum lb_sock_xlate r;
 	int was_v4;
 
-	lb_sock_load6(ctx, addr, &port);
-	was_v4 = lb_sock_is_v4(addr);
-	r = lb_sock_fwd(ctx, addr, &port, was_v4);
+	lb_sock_load6(ctx, &addr, &port);
+	was_v4 = lb_addr_is_v4(&addr);
+	r = lb_sock_fwd(ctx, &addr, &port, was_v4);
 	if (r == LB_SOCK_XLATE_DONE)
-		lb_sock_store6(ctx, addr, port);
+		lb_sock_store6(ctx, &addr, port);
 	return lb_sock_verdict(r);
 }
 
 static __always_inline int lb_sock_rev4(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 
-	lb_sock_load4(ctx, addr, &port);
-	if (lb_sock_rev(ctx, addr, &port) && lb_sock_is_v4(addr))
-		lb_sock_store4(ctx, addr, port);
+	lb_sock_load4(ctx, &addr, &port);
+	if (lb_sock_rev(ctx, &addr, &port) && lb_addr_is_v4(&addr))
+		lb_sock_store4(ctx, &addr, port);
 	return LB_SOCK_ALLOW;
 }
 
 static __always_inline int lb_sock_rev6(struct bpf_sock_addr *ctx)
 {
-	__u8 addr[16];
+	union lb_addr addr;
 	__be16 port;
 
-	lb_sock_load6(ctx, addr, &port);
-	if (lb_sock_rev(ctx, addr, &port))
-		lb_sock_store6(ctx, addr, port);
+	lb_sock_load6(ctx, &addr, &port);
+	if (lb_sock_rev(ctx, &addr, &port))
+		lb_sock_store6(ctx, &addr, port);
 	return LB_SOCK_ALLOW;
-}
-
-SEC("cgroup/connect4")
-int lb_sock_connect4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd4(ctx);
-}
-
-SEC("cgroup/connect6")
-int lb_sock_connect6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd6(ctx);
-}
-
-SEC("cgroup/sendmsg4")
-int lb_sock_sendmsg4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd4(ctx);
-}
-
-SEC("cgroup/sendmsg6")
-int lb_sock_sendmsg6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_fwd6(ctx);
-}
-
-SEC("cgroup/recvmsg4")
-int lb_sock_recvmsg4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev4(ctx);
-}
-
-SEC("cgroup/recvmsg6")
-int lb_sock_recvmsg6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev6(ctx);
-}
-
-SEC("cgroup/getpeername4")
-int lb_sock_getpeername4(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev4(ctx);
-}
-
-SEC("cgroup/getpeername6")
-int lb_sock_getpeername6(struct bpf_sock_addr *ctx)
-{
-	return lb_sock_rev6(ctx);
 }
 
 #endif

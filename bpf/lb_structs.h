@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Structs shared by kernel and user space: fixed-width fields, explicit padding, one comment each.
- * Addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d). Ports are network order,
+/* Structs shared by kernel and user space: fixed-width fields, explicit padding, one comment each. */
+/* Addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d). Ports are network order,
  * ids host order. The TypeScript codecs (src/dataplane/bpf/layout.ts) are checked against BTF. */
 #ifndef KBP_LB_STRUCTS_H
 #define KBP_LB_STRUCTS_H

@@ -1,35 +1,18 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Service lookups shared by tc and XDP: frontend, source ranges, conntrack reuse, session affinity,
- * Maglev, and the choice of a backend for one packet. lb_select() only reads (apart from refreshing
- * a conntrack entry it reuses), lb_commit() records the choice: XDP can decide to leave a packet to
- * tc after selecting, and tc then makes the same choice from the same maps. */
+/* Service lookups: frontend, source ranges, conntrack reuse, affinity, Maglev, backend choice. */
+/* Shared by tc and XDP, and in part by the socket hooks. lb_select() only reads (apart from
+ * refreshing a conntrack entry it reuses), lb_commit() records the choice: XDP can decide to leave a
+ * packet to tc after selecting, and tc then makes the same choice from the same maps. */
 #ifndef KBP_LB_SVC_H
 #define KBP_LB_SVC_H
 
 #include "lb_maps.h"
+#include "lb_stats.h"
 #include "lb_parse.h"
 #include "lb_hash.h"
 #include "lb_ct.h"
 
 #define LB_NSEC_PER_SEC 1000000000ULL
-
-static __always_inline void lb_stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&lb_stats, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-static __always_inline void lb_fe_stat(__u32 fe_id, __u32 bytes)
-{
-	struct lb_fe_stats *s = bpf_map_lookup_elem(&lb_fe_stats, &fe_id);
-
-	if (s) {
-		s->packets += 1;
-		s->bytes += bytes;
-	}
-}
 
 static __always_inline struct lb_config lb_get_config(void)
 {
@@ -53,7 +36,23 @@ static __always_inline int lb_dev_is_external(__u32 ifindex)
 	return d && (d->flags & LB_DEV_F_EXTERNAL);
 }
 
-/* the frontend a packet addresses, in its own scope first, then in the other one */
+/* the frontend of exactly k's address, port and protocol, in the given scope first, then in the
+ * other one (k->scope is overwritten); frontends a node serves alike for everyone
+ * (externalTrafficPolicy Cluster) are written once, with external scope */
+static __always_inline struct lb_frontend *__lb_lookup_frontend(struct lb_fe_key *k, __u8 scope)
+{
+	struct lb_frontend *fe;
+
+	k->scope = scope;
+	fe = bpf_map_lookup_elem(&lb_frontends, k);
+	if (fe)
+		return fe;
+	k->scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
+	return bpf_map_lookup_elem(&lb_frontends, k);
+}
+
+/* the frontend a packet addresses, in its own scope first, then in the other one; then a NodePort
+ * for any address */
 static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pkt *p, __u8 scope)
 {
 	struct lb_fe_key k = {};
@@ -62,12 +61,7 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 	__builtin_memcpy(k.addr, p->daddr.b, 16);
 	k.port = p->dport;
 	k.proto = p->proto;
-	k.scope = scope;
-	fe = bpf_map_lookup_elem(&lb_frontends, &k);
-	if (fe)
-		return fe;
-	k.scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
-	fe = bpf_map_lookup_elem(&lb_frontends, &k);
+	fe = __lb_lookup_frontend(&k, scope);
 	if (fe)
 		return fe;
 	/* NodePorts compiled for any address (--nodeport-addresses 0.0.0.0/0, or no node address
@@ -79,12 +73,21 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 		k.addr[10] = 0xff;
 		k.addr[11] = 0xff;
 	}
-	k.scope = scope;
-	fe = bpf_map_lookup_elem(&lb_frontends, &k);
-	if (fe)
-		return fe;
-	k.scope = scope == LB_SCOPE_EXTERNAL ? LB_SCOPE_INTERNAL : LB_SCOPE_EXTERNAL;
-	return bpf_map_lookup_elem(&lb_frontends, &k);
+	return __lb_lookup_frontend(&k, scope);
+}
+
+/* a frontend without backends is refused at once (kube-proxy's REJECT for a Service without
+ * endpoints) */
+static __always_inline int lb_fe_no_backends(const struct lb_frontend *fe)
+{
+	return fe->backend_count == 0 || fe->table_id == 0;
+}
+
+/* an affinity entry still binds its client: last used within the frontend's timeout */
+static __always_inline int lb_affinity_fresh(const struct lb_frontend *fe, const struct lb_affinity_val *av,
+					     __u64 now)
+{
+	return now - av->last_used <= (__u64)fe->affinity_timeout * LB_NSEC_PER_SEC;
 }
 
 static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const struct lb_pkt *p)
@@ -97,29 +100,31 @@ static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const
 	return bpf_map_lookup_elem(&lb_src_ranges, &k) != NULL;
 }
 
-/* slot h % M of a frontend's Maglev table; 0 when the table or the slot is absent */
+/* The backend id in slot h % M of a frontend's Maglev table (tc, XDP and the socket hooks), or 0
+ * after counting why: LB_STAT_DROP_TABLE_MISSING with *table_missing set when there is no table to
+ * read (none, or an M user space never builds), else LB_STAT_DROP_BACKEND_ID_ZERO (an empty slot,
+ * or one past the end of a table shorter than M says). */
 static __always_inline __u32 lb_maglev_backend(const struct lb_frontend *fe, __u32 h, int *table_missing)
 {
-	__u32 table_id = fe->table_id, slot, idx;
+	__u32 table_id = fe->table_id, m = fe->maglev_m, slot, idx, id = 0;
 	struct lb_maglev_elem *e;
-	void *inner;
+	void *inner = NULL;
 
-	*table_missing = 0;
-	if (fe->maglev_m == 0) {
-		*table_missing = 1;
-		return 0;
-	}
-	inner = bpf_map_lookup_elem(&lb_maglev, &table_id);
+	if (m != 0 && m <= LB_MAGLEV_M_MAX)
+		inner = bpf_map_lookup_elem(&lb_maglev, &table_id);
+	*table_missing = !inner;
 	if (!inner) {
-		*table_missing = 1;
+		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
 		return 0;
 	}
-	slot = h % fe->maglev_m;
+	slot = h % m;
 	idx = slot / LB_MAGLEV_IDS_PER_ELEM;
 	e = bpf_map_lookup_elem(inner, &idx);
-	if (!e)
-		return 0;
-	return e->backend_id[slot & 1];
+	if (e)
+		id = e->backend_id[slot & 1];
+	if (id == 0)
+		lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
+	return id;
 }
 
 enum lb_verdict {
@@ -152,12 +157,17 @@ static __always_inline void lb_count_events(__u8 ev)
 		lb_stat_inc(LB_STAT_CT_BACKEND_GONE);
 }
 
-static __always_inline int lb_backend_family_ok(const struct lb_backend *be, const struct lb_pkt *p)
+static __always_inline int lb_backend_is_v4(const struct lb_backend *be)
 {
 	union lb_addr a;
 
 	__builtin_memcpy(a.b, be->addr, 16);
-	return lb_addr_is_v4(&a) == (p->family == 4);
+	return lb_addr_is_v4(&a);
+}
+
+static __always_inline int lb_backend_family_ok(const struct lb_backend *be, const struct lb_pkt *p)
+{
+	return lb_backend_is_v4(be) == (p->family == 4);
 }
 
 /* SNAT through the kernel's masquerade: external traffic of an eTP=Cluster frontend to a backend on
@@ -220,7 +230,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		}
 	}
 
-	if (fe->backend_count == 0 || fe->table_id == 0)
+	if (lb_fe_no_backends(fe))
 		return LB_V_REJECT;
 
 	id = 0;
@@ -236,7 +246,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 			/* a terminating backend gets no new connections through affinity either (as
 			 * kube-proxy drops it from the endpoint chains); if only terminating ones are
 			 * left, Maglev picks among them anyway */
-			if (now - av->last_used <= (__u64)fe->affinity_timeout * LB_NSEC_PER_SEC &&
+			if (lb_affinity_fresh(fe, av, now) &&
 			    (be = bpf_map_lookup_elem(&lb_backends, &aid)) && !(be->flags & LB_BE_F_TERMINATING)) {
 				id = aid;
 				sel->events |= LB_EV_AFFINITY_HIT;
@@ -249,14 +259,10 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	if (!id) {
 		h = lb_flow_hash(p->saddr.w, hport, p->proto, cfg->hash_seed);
 		id = lb_maglev_backend(fe, h, &missing);
-		if (missing) {
-			lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
+		if (missing)
 			return LB_V_REJECT;
-		}
-		if (id == 0) {
-			lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
+		if (id == 0)
 			return LB_V_DROP;
-		}
 		be = bpf_map_lookup_elem(&lb_backends, &id);
 	}
 	if (!be || !lb_backend_family_ok(be, p)) {

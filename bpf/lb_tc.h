@@ -1,35 +1,17 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Service translation in tc and XDP.
- *
- * tc ingress, every device: packets to a frontend are translated to a backend (forward, before the
- *   kernel's conntrack, which so sees client -> backend); replies to flows the host started are
- *   translated back (their conntrack entry has LB_CT_F_REV_AT_INGRESS).
- * tc egress, every device: replies of backends are translated back to the frontend (after the
- *   kernel's conntrack and de-SNAT); packets the host itself sends to a frontend are translated
- *   forward, flagged LB_CT_F_REV_AT_INGRESS.
- * XDP, external devices: the forward path of external traffic, except flows that need SNAT and
- *   refusals, which it leaves to tc ingress (the same maps make tc choose the same backend).
- * ICMP(v6) errors about translated flows are rewritten where replies are, so clients see errors
- *   (port unreachable, PMTU "too big") from the frontend they talk to.
- * SCTP, fragments and anything not TCP/UDP over IPv4/IPv6 pass untouched. */
+/* The tc path's steps: forward, reply and ICMP-error translation, and the programs' dispatch. */
+/* Entry points in lb_tc.bpf.c. ICMP(v6) errors about translated flows are rewritten where replies
+ * are, so clients see errors (port unreachable, PMTU "too big") from the frontend they talk to. */
 #ifndef KBP_LB_TC_H
 #define KBP_LB_TC_H
 
 #include <linux/pkt_cls.h>
 #include "lb_maps.h"
 #include "lb_parse.h"
+#include "lb_stats.h"
 #include "lb_svc.h"
 #include "lb_nat.h"
 #include "lb_reject.h"
-
-/* counts why a packet the parser gave up on is passed untouched */
-static __always_inline void lb_count_unparsed(int r)
-{
-	if (r == LB_PARSE_MALFORMED)
-		lb_stat_inc(LB_STAT_PASS_MALFORMED);
-	else if (r == LB_PARSE_FRAGMENT)
-		lb_stat_inc(LB_STAT_PASS_FRAGMENT);
-}
 
 /* forward translation of a packet to a frontend; at egress (host-originated) the flow is flagged
  * LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress */
@@ -101,12 +83,7 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 	struct lb_revnat *rn;
 	__u32 fe_id;
 
-	__builtin_memcpy(k.saddr, p->daddr.b, 16);
-	__builtin_memcpy(k.daddr, p->saddr.b, 16);
-	k.sport = p->dport;
-	k.dport = p->sport;
-	k.proto = p->proto;
-	k.dir = LB_CT_DIR_REV;
+	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return TC_ACT_OK;
@@ -158,58 +135,6 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 		return lb_tc_forward(skb, &p, fe, 0, 0);
 	lb_ct_forget_closed(&p);
 	return TC_ACT_OK;
-}
-
-SEC("tc")
-int lb_tc_ingress(struct __sk_buff *skb)
-{
-	return lb_tc(skb, 1);
-}
-
-SEC("tc")
-int lb_tc_egress(struct __sk_buff *skb)
-{
-	return lb_tc(skb, 0);
-}
-
-SEC("xdp")
-int lb_xdp(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct lb_config cfg;
-	struct lb_frontend *fe;
-	struct lb_sel sel = {};
-	struct lb_pkt p = {};
-	__u64 now;
-	int external, r;
-
-	r = lb_parse(data, data_end, data_end - data, &p);
-	if (r != LB_PARSE_OK) {
-		lb_count_unparsed(r);
-		return XDP_PASS;
-	}
-	external = lb_dev_is_external(ctx->ingress_ifindex);
-	fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
-	if (!fe)
-		return XDP_PASS;
-	cfg = lb_get_config();
-	now = bpf_ktime_get_ns();
-	r = lb_select(fe, &p, external, &cfg, now, &sel);
-	if (r == LB_V_DROP)
-		return XDP_DROP;
-	/* refusals need a packet rebuilt and bounced, and SNAT needs the skb mark: both are tc's */
-	if (r != LB_V_XLATE || (sel.ct_flags & LB_CT_F_SNAT)) {
-		lb_stat_inc(LB_STAT_XDP_TO_TC);
-		return XDP_PASS;
-	}
-	if (lb_xdp_nat_dst(data, data_end, &p, sel.be.addr, sel.be.port) < 0) {
-		lb_stat_inc(LB_STAT_DROP_CSUM);
-		return XDP_DROP;
-	}
-	lb_commit(fe, &p, &sel, 0, now);
-	lb_fe_stat(fe->fe_id, data_end - data);
-	return XDP_PASS;
 }
 
 #endif

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The XDP program, attached to external devices. */
+/* The forward path of external traffic, except flows that need SNAT and refusals, which it leaves
+ * to tc ingress (the same maps make tc choose the same backend, lb_svc.h). SCTP, fragments and
+ * anything not TCP/UDP over IPv4/IPv6 pass untouched. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "lb_maps.h"
+#include "lb_parse.h"
+#include "lb_stats.h"
+#include "lb_svc.h"
+#include "lb_nat.h"
+
+SEC("xdp")
+int lb_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_config cfg;
+	struct lb_frontend *fe;
+	struct lb_sel sel = {};
+	struct lb_pkt p = {};
+	__u64 now;
+	int external, r;
+
+	r = lb_parse(data, data_end, data_end - data, &p);
+	if (r != LB_PARSE_OK) {
+		lb_count_unparsed(r);
+		return XDP_PASS;
+	}
+	external = lb_dev_is_external(ctx->ingress_ifindex);
+	fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
+	if (!fe)
+		return XDP_PASS;
+	cfg = lb_get_config();
+	now = bpf_ktime_get_ns();
+	r = lb_select(fe, &p, external, &cfg, now, &sel);
+	if (r == LB_V_DROP)
+		return XDP_DROP;
+	/* refusals need a packet rebuilt and bounced, and SNAT needs the skb mark: both are tc's */
+	if (r != LB_V_XLATE || (sel.ct_flags & LB_CT_F_SNAT)) {
+		lb_stat_inc(LB_STAT_XDP_TO_TC);
+		return XDP_PASS;
+	}
+	if (lb_xdp_nat_dst(data, data_end, &p, sel.be.addr, sel.be.port) < 0) {
+		lb_stat_inc(LB_STAT_DROP_CSUM);
+		return XDP_DROP;
+	}
+	lb_commit(fe, &p, &sel, 0, now);
+	lb_fe_stat(fe->fe_id, data_end - data);
+	return XDP_PASS;
+}
