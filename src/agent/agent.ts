@@ -210,11 +210,12 @@ export function healthCheckPorts(snapshot: Snapshot, services: CompiledService[]
     const svcName = slice.metadata?.labels?.['kubernetes.io/service-name'];
     const key = `${slice.metadata?.namespace ?? 'default'}/${svcName}`;
     if (!svcName || !wanted.has(key)) continue;
-    for (const ep of slice.endpoints ?? []) {
-      if (ep.nodeName !== nodeName || ep.conditions?.ready === false) continue;
+    // raw API objects: compile reports malformed ones; here they must only never throw
+    for (const ep of Array.isArray(slice.endpoints) ? slice.endpoints : []) {
+      if (!ep || typeof ep !== 'object' || ep.nodeName !== nodeName || ep.conditions?.ready === false) continue;
       // a dual-stack pod is one endpoint: count it by its target, else by address
-      const id = ep.targetRef?.name ?? ep.addresses?.[0];
-      if (!id) continue;
+      const id = ep.targetRef?.name ?? (Array.isArray(ep.addresses) ? ep.addresses[0] : undefined);
+      if (typeof id !== 'string' || !id) continue;
       const set = local.get(key) ?? new Set<string>();
       set.add(id);
       local.set(key, set);

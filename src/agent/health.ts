@@ -38,7 +38,9 @@ export class ProxyHealth {
   syncNode(node: V1Node | undefined): void {
     if (!node) return;
     const deleting = !!node.metadata?.deletionTimestamp;
-    const tainted = (node.spec?.taints ?? []).some((t) => t.key === TO_BE_DELETED_TAINT);
+    // a raw API object: taints that are not a list (a hostile or broken Node) are no taints, never a throw
+    const taints: unknown = node.spec?.taints;
+    const tainted = Array.isArray(taints) && taints.some((t) => !!t && typeof t === 'object' && (t as { key?: unknown }).key === TO_BE_DELETED_TAINT);
     this.#nodeEligible = !deleting && !tainted;
   }
 
