@@ -11,7 +11,7 @@ import type { Dataplane } from '../dataplane/types.js';
 import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
 import { ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
-import { Metrics } from './metrics.js';
+import { Metrics, type IpFamily } from './metrics.js';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 
@@ -38,8 +38,17 @@ export class Agent {
   readonly #compiler: Compiler;
   #current: Plan | undefined;
   #state: NodeState | undefined;
-  /** when each not-yet-synced change arrived (network programming latency), oldest first */
+  /** when each not-yet-synced change arrived, oldest first: /healthz's queue age */
   #pendingSince: number[] = [];
+  /**
+   * Network programming latency's start per changed EndpointSlice (key -> family and epoch ms), as
+   * kube-proxy's EndpointSliceCache keeps it: the endpoints.kubernetes.io/last-change-trigger-time
+   * annotation the EndpointSlice controller writes (the earliest of the pending ones). Standalone,
+   * where nothing writes it, the time the change was seen.
+   */
+  #triggerTimes = new Map<string, { family: IpFamily; ms: number }>();
+  /** the trigger times the sync under way covers */
+  #inflightTriggers = new Map<string, { family: IpFamily; ms: number }>();
   #unsubscribe?: () => void;
   /**
    * The store keys changed since the last snapshot, handed to the Compiler so it compares only
@@ -96,7 +105,11 @@ export class Agent {
     this.#unsubscribe = this.#source.store.onChange((kind, key) => {
       this.#changed?.[kind].add(key);
       if (kind === 'Service') this.metrics.serviceChanges.inc();
-      else if (kind === 'EndpointSlice') this.metrics.endpointChanges.inc();
+      else if (kind === 'EndpointSlice') {
+        this.metrics.endpointChanges.inc();
+        this.#noteTrigger(key);
+      }
+      this.#setPending();
       this.#pendingSince.push(Date.now());
       this.health.queued();
       this.metrics.lastQueued.set(Date.now() / 1000);
@@ -129,13 +142,47 @@ export class Agent {
     await this.#dp.close();
   }
 
+  #noteTrigger(key: string): void {
+    const slice = this.#source.store.get('EndpointSlice', key);
+    const family: IpFamily = slice?.addressType === 'IPv6' ? 'IPv6' : 'IPv4';
+    const text = slice?.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION];
+    const parsed = typeof text === 'string' ? Date.parse(text) : NaN;
+    // kube-proxy records only slices that carry the annotation; standalone nothing writes it
+    const ms = Number.isFinite(parsed) ? parsed : this.#opts.compile.standalone ? Date.now() : undefined;
+    if (ms === undefined) return;
+    const have = this.#triggerTimes.get(key);
+    if (!have || ms < have.ms) this.#triggerTimes.set(key, { family, ms });
+  }
+
+  #setPending(): void {
+    this.metrics.serviceChangesPending.set(this.#changed?.Service.size ?? 0);
+    this.metrics.endpointChangesPending.set(this.#changed?.EndpointSlice.size ?? 0);
+  }
+
   /** One sync: compile the snapshot, plan, diff against what the data plane holds, apply. */
   async sync(): Promise<void> {
+    const full = this.#changed === undefined;
+    try {
+      await this.#sync(full);
+    } catch (e) {
+      // what failed may have left compile's caches ahead of the kernel: the retry recompiles everything
+      if (this.#unsubscribe) this.#changed = undefined;
+      // the changes it covered are still pending: their programming latency ends with the retry
+      for (const [k, v] of this.#inflightTriggers) if (!this.#triggerTimes.has(k)) this.#triggerTimes.set(k, v);
+      this.#inflightTriggers = new Map();
+      throw e;
+    }
+  }
+
+  async #sync(full: boolean): Promise<void> {
     const started = performance.now();
     const changesCovered = this.#pendingSince.length;
     const snapshot = this.#source.store.snapshot();
     const changed: ChangedKeys | undefined = this.#changed;
     this.#changed = this.#unsubscribe ? { Service: new Set(), EndpointSlice: new Set(), Node: new Set() } : undefined;
+    this.#setPending();
+    const triggers = this.#inflightTriggers = this.#triggerTimes;
+    this.#triggerTimes = new Map();
     const { state: compiled, errors, services } = this.#compiler.compile(snapshot, changed);
     for (const e of errors) this.#log.warn({ object: `${e.kind} ${e.key}`, field: e.field }, e.message);
     this.metrics.rejectedObjects.set(errors.length);
@@ -164,9 +211,10 @@ export class Agent {
     await this.serviceHealth.sync(healthCheckPorts(snapshot, services, this.#opts.compile.nodeName));
 
     const now = Date.now();
-    for (const t of this.#pendingSince.splice(0, changesCovered)) this.metrics.networkProgramming.observe((now - t) / 1000);
+    this.#pendingSince.splice(0, changesCovered);
+    for (const { family, ms } of triggers.values()) this.metrics.networkProgramming.observe({ ip_family: family }, Math.max(0, now - ms) / 1000);
     this.health.updated();
-    this.metrics.syncDuration.observe((performance.now() - started) / 1000);
+    this.metrics.observeSync((performance.now() - started) / 1000, full, families(next));
     this.metrics.lastSync.set(now / 1000);
     this.metrics.frontends.set(next.frontends.size);
   }
@@ -191,6 +239,15 @@ export class Agent {
       return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];
     }));
   }
+}
+
+/** set by the EndpointSlice controller on each slice it writes (k8s.io/api core/v1 EndpointsLastChangeTriggerTime) */
+export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
+
+/** The families this node programs: IPv4 always (as kube-proxy's primary proxier), IPv6 when it has v6 frontends. */
+function families(plan: Plan): IpFamily[] {
+  for (const f of plan.frontends.values()) if (f.address.includes(':') && !f.address.startsWith('::ffff:')) return ['IPv4', 'IPv6'];
+  return ['IPv4'];
 }
 
 /**

@@ -2,12 +2,14 @@
 // the same thing, plus the data plane's own: map fill, datapath events by reason, per-frontend packets.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-// kube-proxy's buckets for sync durations: exponential from 1 ms
+// kube-proxy's buckets for sync durations (pkg/proxy/metrics: ExponentialBuckets(0.001, 2, 15))
 const syncBuckets = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
-// network programming latency spans seconds to minutes
-const programmingBuckets = [0.25, 0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
-  21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 45, 50, 55, 60, 120, 180, 240,
-  300, 360, 420, 480, 540, 600];
+// kube-proxy's NetworkProgrammingLatency buckets: 0.25 s, 0.5 s, 1..59 s, 60..115 s by 5, 2..5 min by 30 s
+const programmingBuckets = [0.25, 0.5, ...Array.from({ length: 59 }, (_, i) => i + 1),
+  ...Array.from({ length: 12 }, (_, i) => 60 + 5 * i), ...Array.from({ length: 7 }, (_, i) => 120 + 30 * i)];
+
+/** kube-proxy labels its sync metrics by the proxier's family: one proxier per family on a dual-stack node */
+export type IpFamily = 'IPv4' | 'IPv6';
 
 export interface FrontendStat {
   service: string;
@@ -21,12 +23,30 @@ export class Metrics {
   readonly syncDuration = new Histogram({
     name: 'kubeproxy_sync_proxy_rules_duration_seconds',
     help: 'SyncProxyRules latency in seconds',
-    buckets: syncBuckets, registers: [this.registry],
+    labelNames: ['ip_family'], buckets: syncBuckets, registers: [this.registry],
+  });
+  readonly syncFullDuration = new Histogram({
+    name: 'kubeproxy_sync_full_proxy_rules_duration_seconds',
+    help: 'SyncProxyRules latency in seconds for full resyncs',
+    labelNames: ['ip_family'], buckets: syncBuckets, registers: [this.registry],
+  });
+  readonly syncPartialDuration = new Histogram({
+    name: 'kubeproxy_sync_partial_proxy_rules_duration_seconds',
+    help: 'SyncProxyRules latency in seconds for partial resyncs',
+    labelNames: ['ip_family'], buckets: syncBuckets, registers: [this.registry],
   });
   readonly networkProgramming = new Histogram({
     name: 'kubeproxy_network_programming_duration_seconds',
     help: 'In Cluster Network Programming Latency in seconds',
-    buckets: programmingBuckets, registers: [this.registry],
+    labelNames: ['ip_family'], buckets: programmingBuckets, registers: [this.registry],
+  });
+  readonly serviceChangesPending = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_service_changes_pending',
+    help: 'Pending proxy rules Service changes', registers: [this.registry],
+  });
+  readonly endpointChangesPending = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_endpoint_changes_pending',
+    help: 'Pending proxy rules Endpoint changes', registers: [this.registry],
   });
   readonly lastSync = new Gauge({
     name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
@@ -97,6 +117,17 @@ export class Metrics {
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * One sync's duration, as kube-proxy's proxier of each family observes it: once per family this
+   * node programs (we program both in one sync), into the total and the full or partial histogram.
+   */
+  observeSync(seconds: number, full: boolean, families: Iterable<IpFamily>): void {
+    for (const ip_family of families) {
+      this.syncDuration.observe({ ip_family }, seconds);
+      (full ? this.syncFullDuration : this.syncPartialDuration).observe({ ip_family }, seconds);
+    }
   }
 
   setMaps(maps: Array<{ name: string; entries: number; capacity: number }>): void {

@@ -90,12 +90,21 @@ test('bind addresses parse as kube-proxy writes them', (t) => {
 
 test('metrics expose kube-proxy names and map pressure', async (t) => {
   const m = new Metrics({ processMetrics: false });
-  m.syncDuration.observe(0.004);
+  m.observeSync(0.004, false, ['IPv4', 'IPv6']);
+  m.networkProgramming.observe({ ip_family: 'IPv4' }, 1.5);
   m.setMaps([{ name: 'lb_ct', entries: 256, capacity: 1024 }]);
   m.setDatapathEvents({ REJECT_NO_BACKEND: 3 });
   const text = await m.registry.metrics();
-  t.regex(text, /kubeproxy_sync_proxy_rules_duration_seconds_count 1/);
+  // kube-proxy's names, labelled by ip_family as its per-family proxiers label them (pkg/proxy/metrics)
+  t.regex(text, /kubeproxy_sync_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} 1/);
+  t.regex(text, /kubeproxy_sync_proxy_rules_duration_seconds_count\{ip_family="IPv6"\} 1/);
+  t.regex(text, /kubeproxy_sync_partial_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} 1/);
+  t.notRegex(text, /kubeproxy_sync_full_proxy_rules_duration_seconds_count\{/);
+  t.regex(text, /kubeproxy_sync_proxy_rules_service_changes_pending 0/);
+  t.regex(text, /kubeproxy_sync_proxy_rules_endpoint_changes_pending 0/);
+  // upstream's buckets: 0.25, 0.5, then whole seconds to 59, ...
+  t.regex(text, /kubeproxy_network_programming_duration_seconds_bucket\{le="2",ip_family="IPv4"\} 1/);
+  t.regex(text, /kubeproxy_network_programming_duration_seconds_bucket\{le="1",ip_family="IPv4"\} 0/);
   t.regex(text, /kubebpfproxy_bpf_map_pressure\{map="lb_ct"\} 0.25/);
   t.regex(text, /kubebpfproxy_datapath_events_total\{reason="REJECT_NO_BACKEND"\} 3/);
-  t.regex(text, /kubeproxy_network_programming_duration_seconds_bucket/);
 });

@@ -1,0 +1,67 @@
+// kube-proxy's sync metrics as the agent feeds them: full then partial syncs, pending changes, and
+// network programming latency from the EndpointSlice controller's last-change-trigger-time
+// annotation (kube-proxy: EndpointSliceCache / endpointsChangeTracker.lastChangeTriggerTimes),
+// per family by the slice's addressType.
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, TRIGGER_TIME_ANNOTATION } from '../../src/agent/agent.js';
+import { FakeDataplane } from '../../src/dataplane/fake.js';
+import { ManifestsSource } from '../../src/source/manifests.js';
+import { Metrics } from '../../src/agent/metrics.js';
+
+const yaml = (trigger: string, ip: string) => `
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default }
+spec: { clusterIP: 10.96.0.10, ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: default
+  labels: { kubernetes.io/service-name: web }
+  annotations: { ${TRIGGER_TIME_ANNOTATION}: "${trigger}" }
+addressType: IPv4
+ports: [{ name: http, port: 8080, protocol: TCP }]
+endpoints: [{ addresses: [${ip}], conditions: { ready: true }, nodeName: n1 }]
+`;
+
+const value = async (m: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> => {
+  const got = await m.registry.getSingleMetric(name)!.get();
+  return got.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
+};
+
+test('the first sync is full, later ones partial; network programming latency starts at the trigger-time annotation', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-metrics-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const metrics = new Metrics({ processMetrics: false });
+  writeFileSync(join(dir, 'web.yaml'), yaml(new Date(Date.now() - 7_000).toISOString(), '10.244.1.2'));
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
+  const agent = new Agent({ source, dataplane: new FakeDataplane(), metrics }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }, seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+
+  // a change whose controller wrote it 3 s ago: the histogram's sum grows by ~3 s, under le=5
+  writeFileSync(join(dir, 'web.yaml'), yaml(new Date(Date.now() - 3_000).toISOString(), '10.244.1.3'));
+  source.scan();
+  await agent.whenIdle();
+  const h = await metrics.registry.getSingleMetric('kubeproxy_network_programming_duration_seconds')!.get();
+  const count = h.values.find((v) => v.metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  const sum = h.values.find((v) => v.metricName?.endsWith('_sum') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  t.true(count >= 1, `count ${count}`);
+  t.true(sum >= 3 && sum < 60, `sum ${sum}`);
+  const partial = (await metrics.registry.getSingleMetric('kubeproxy_sync_partial_proxy_rules_duration_seconds')!.get())
+    .values.find((v) => v.metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  t.true(partial >= 1, 'the change is synced partially');
+  const full = (await metrics.registry.getSingleMetric('kubeproxy_sync_full_proxy_rules_duration_seconds')!.get())
+    .values.find((v) => v.metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  t.is(full, 1, 'one full sync: the first');
+  t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_endpoint_changes_pending'), 0);
+  t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_service_changes_pending'), 0);
+});
