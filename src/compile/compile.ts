@@ -14,34 +14,12 @@ import {
 } from '../model/types.js';
 import { normalizeEndpointSlice, normalizeNode, normalizeService, type NormalizedSlice } from '../model/normalize.js';
 import { addressKey, backendKey, frontendKey } from '../model/canonical.js';
-import { canonicalIp, cidrContains, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
-import { KbpError } from '../util/errors.js';
+import { cidrContains, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
+import { configError, isNodePortRange, type CompileOptions } from './options.js';
+import { resolveNodePortAddresses } from './nodeport-addresses.js';
 
-export interface CompileOptions {
-  /** this node; endpoints whose nodeName equals it are local */
-  nodeName: string;
-  /** added to the Node object's InternalIP/ExternalIP addresses */
-  nodeIPs?: string[];
-  /**
-   * kube-proxy's --nodeport-addresses: CIDRs, or 'primary' (the node's first InternalIP per family).
-   * Unset: every known node address. A CIDR of a whole family (0.0.0.0/0, ::/0) answers on any
-   * address (printed 0.0.0.0 / ::).
-   */
-  nodePortAddresses?: string[];
-  /** CVE-2020-8554 mitigation: externalIPs outside these CIDRs get no frontend (and a warning). Unset: all allowed. */
-  externalIPAllowCidrs?: string[];
-  /** for standalone clusterIP allocation; default 10.96.0.0/12 and fd00:10:96::/108 */
-  serviceCidrs?: string[];
-  /** default 30000-32767 */
-  nodePortRange?: NodePortRange;
-  /**
-   * A manifests folder rather than an API server: allocate the clusterIPs and nodePorts that the
-   * manifests leave out (kube-apiserver would have), and serve spec.loadBalancerIP, since no
-   * controller fills status.loadBalancer. Default false.
-   */
-  standalone?: boolean;
-}
+export { parseNodePortRange, type CompileOptions } from './options.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -67,70 +45,6 @@ interface ResolvedOptions {
   nodePortAddrs: Map<Family, string[]>;
   allow: Cidr[] | null;
   standalone: boolean;
-}
-
-function configError(message: string): KbpError {
-  return new KbpError('KBP_ERR_CONFIG', message);
-}
-
-export function parseNodePortRange(text: string): NodePortRange {
-  const m = /^(\d+)-(\d+)$/.exec(text.trim());
-  const min = m ? Number(m[1]) : NaN, max = m ? Number(m[2]) : NaN;
-  if (!m || min < 1 || max > 65535 || min > max) throw configError(`bad nodePort range ${JSON.stringify(text)} (expected MIN-MAX within 1-65535)`);
-  return { min, max };
-}
-
-function resolveNodePortAddresses(node: NodeModel | undefined, opts: CompileOptions): Map<Family, string[]> {
-  const candidates: string[] = [];
-  const add = (ip: string): void => {
-    if (!candidates.includes(ip)) candidates.push(ip);
-  };
-  for (const ip of node?.internalIPs ?? []) add(ip);
-  for (const ip of node?.externalIPs ?? []) add(ip);
-  for (const text of opts.nodeIPs ?? []) {
-    if (!ipFamily(text)) throw configError(`node IP ${JSON.stringify(text)} is not an IP address`);
-    add(canonicalIp(text));
-  }
-  const out = new Map<Family, string[]>([[4, []], [6, []]]);
-  const push = (f: Family, ip: string): void => {
-    const l = out.get(f)!;
-    if (!l.includes(ip)) l.push(ip);
-  };
-  const sel = (opts.nodePortAddresses ?? []).map((s) => s.trim()).filter(Boolean);
-  if (!sel.length) {
-    for (const ip of candidates) push(ipFamily(ip) as Family, ip);
-    // nothing known about this node's addresses: answer on any address rather than on none
-    for (const f of [4, 6] as const) if (!out.get(f)!.length) push(f, f === 4 ? '0.0.0.0' : '::');
-    return out;
-  }
-  for (const s of sel) {
-    if (s === 'primary') {
-      for (const f of [4, 6] as const) {
-        const ip = (node?.internalIPs ?? []).find((a) => ipFamily(a) === f)
-          ?? (opts.nodeIPs ?? []).map(canonicalIp).find((a) => ipFamily(a) === f);
-        if (ip) push(f, ip);
-      }
-      continue;
-    }
-    let cidr: Cidr;
-    try {
-      cidr = parseCidr(s);
-    } catch (e) {
-      throw configError(`--nodeport-addresses: ${(e as Error).message}`);
-    }
-    if (!s.includes('/')) throw configError(`--nodeport-addresses: ${JSON.stringify(s)} is not a CIDR or 'primary'`);
-    if (cidr.prefix === 0) {
-      push(cidr.family, cidr.family === 4 ? '0.0.0.0' : '::');
-      continue;
-    }
-    for (const ip of candidates) if (cidrContains(cidr, ip)) push(ipFamily(ip) as Family, ip);
-  }
-  // an "any" address makes the specific ones of its family redundant
-  for (const f of [4, 6] as const) {
-    const any = f === 4 ? '0.0.0.0' : '::';
-    if (out.get(f)!.includes(any)) out.set(f, [any]);
-  }
-  return out;
 }
 
 /** A backend candidate: one endpoint at the port one Service port resolves to. */
@@ -498,7 +412,7 @@ export class Compiler {
     this.#opts = opts;
     this.#range = opts.nodePortRange ?? defaultNodePortRange;
     const r = this.#range;
-    if (!Number.isInteger(r.min) || !Number.isInteger(r.max) || r.min < 1 || r.max > 65535 || r.min > r.max) {
+    if (!isNodePortRange(r.min, r.max)) {
       throw configError(`bad nodePort range ${r.min}-${r.max}`);
     }
     try {
