@@ -9,15 +9,15 @@ import type { Kind, Snapshot } from '../source/types.js';
 import type { FrontendType, NodeBackend, NodeFrontend, NodeState, Protocol, Scope } from '../model/compiled.js';
 import {
   defaultNodePortRange,
-  type EndpointModel, type NodeModel, type NodePortRange, type ObjectError, type ServiceEndpoints, type ServiceModel,
-  type ServicePortModel,
+  type NodeModel, type NodePortRange, type ObjectError, type ServiceEndpoints, type ServiceModel,
 } from '../model/types.js';
 import { normalizeEndpointSlice, normalizeNode, normalizeService, type NormalizedSlice } from '../model/normalize.js';
-import { addressKey, backendKey, frontendKey } from '../model/canonical.js';
+import { addressKey, frontendKey } from '../model/canonical.js';
 import { cidrContains, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
 import { resolveNodePortAddresses } from './nodeport-addresses.js';
+import { endpointSets, resolveCandidates } from './topology.js';
 
 export { parseNodePortRange, type CompileOptions } from './options.js';
 
@@ -45,115 +45,6 @@ interface ResolvedOptions {
   nodePortAddrs: Map<Family, string[]>;
   allow: Cidr[] | null;
   standalone: boolean;
-}
-
-/** A backend candidate: one endpoint at the port one Service port resolves to. */
-interface Candidate {
-  ep: EndpointModel;
-  key: string;
-  forZones: string[] | null;
-  forNodes: string[] | null;
-  /** the backend this candidate becomes, built once and shared by every set that holds it */
-  backend: NodeBackend;
-}
-
-// when the same address:port comes from two slices, keep the most useful one (kube-proxy keeps the ready one)
-function rank(ep: EndpointModel): number {
-  return ep.ready ? 2 : ep.serving && ep.terminating ? 1 : 0;
-}
-
-/** The candidates of one Service port, in canonical backend order, one per address:port. */
-function resolveCandidates(eps: EndpointModel[], sp: ServicePortModel, nodeName: string): Candidate[] {
-  // kube-proxy matches a Service port to the slice port of the same name and protocol (the slice
-  // controller has already resolved targetPort into its number). Hand-written slices may instead
-  // name the port after a named targetPort; accept that as a fallback.
-  const byName = `${sp.name}/${sp.protocol}`;
-  const byTarget = typeof sp.targetPort === 'string' ? `${sp.targetPort}/${sp.protocol}` : null;
-  const out: Candidate[] = [];
-  for (const ep of eps) {
-    const port = ep.ports.get(byName) ?? (byTarget ? ep.ports.get(byTarget) : undefined);
-    if (port === undefined) continue; // this endpoint's slice does not carry the port
-    out.push({
-      ep, key: backendKey(ep.addrKey, port), forZones: ep.forZones, forNodes: ep.forNodes,
-      backend: { address: ep.address, port, terminating: !ep.ready, local: ep.nodeName === nodeName },
-    });
-  }
-  if (out.length < 2) return out;
-  out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : rank(b.ep) - rank(a.ep)));
-  // duplicates are adjacent now, the best first
-  let w = 1;
-  for (let r = 1; r < out.length; r++) if (out[r]!.key !== out[w - 1]!.key) out[w++] = out[r]!;
-  out.length = w;
-  return out;
-}
-
-/**
- * The EndpointSlice controller's trafficDistribution heuristic, for slices that carry no hints
- * (hand-written ones in standalone mode): each endpoint is hinted for its own zone (PreferClose,
- * PreferSameZone) and, for PreferSameNode, also its own node; no hints at all when an endpoint lacks
- * the zone (or node), as the controller does.
- */
-function synthesizeHints(svc: ServiceModel, cands: Candidate[]): void {
-  const td = svc.trafficDistribution;
-  if (!td || !cands.length) return;
-  if (cands.some((c) => c.forZones || c.forNodes)) return; // a controller already decided
-  const serving = cands.filter((c) => c.ep.serving);
-  const zones = serving.every((c) => c.ep.zone);
-  const nodes = td === 'PreferSameNode' && serving.every((c) => c.ep.nodeName);
-  for (const c of cands) {
-    if (zones && c.ep.zone) c.forZones = [c.ep.zone];
-    if (nodes && c.ep.nodeName) c.forNodes = [c.ep.nodeName];
-  }
-}
-
-type TopologyMode = '' | 'node' | 'zone';
-
-/**
- * kube-proxy's topologyModeFromHints: node hints when every ready endpoint has some and one names
- * this node; else zone hints when every ready endpoint has some and one names this node's zone;
- * else no topology (hints ignored).
- */
-function topologyMode(cands: Candidate[], nodeName: string, zone: string): TopologyMode {
-  let allNode = true, hasNode = false, allZone = true, hasZone = false;
-  for (const c of cands) {
-    if (!c.ep.ready) continue;
-    if (!c.forZones) allZone = false;
-    else if (zone && c.forZones.includes(zone)) hasZone = true;
-    if (!c.forNodes) allNode = false;
-    else if (c.forNodes.includes(nodeName)) hasNode = true;
-  }
-  if (allNode && hasNode) return 'node';
-  if (allZone && hasZone) return 'zone';
-  return '';
-}
-
-function usable(c: Candidate): boolean {
-  return c.ep.ready || (c.ep.serving && c.ep.terminating);
-}
-
-// KEP-1669: ready endpoints take new flows; serving+terminating ones are listed too, flagged, so
-// they keep draining their flows and take new ones only when nothing is ready
-function toBackends(cands: Candidate[], keep: (c: Candidate) => boolean): NodeBackend[] {
-  const out: NodeBackend[] = [];
-  for (const c of cands) if (usable(c) && keep(c)) out.push(c.backend);
-  return out;
-}
-
-interface Sets {
-  cluster: NodeBackend[];
-  local: NodeBackend[];
-}
-
-function endpointSets(svc: ServiceModel, cands: Candidate[], ro: ResolvedOptions): Sets {
-  synthesizeHints(svc, cands);
-  const mode = topologyMode(cands, ro.nodeName, ro.zone);
-  const inTopology = mode === '' ? () => true
-    : mode === 'node' ? (c: Candidate) => !!c.forNodes?.includes(ro.nodeName)
-      : (c: Candidate) => !!c.forZones?.includes(ro.zone);
-  return {
-    cluster: toBackends(cands, inTopology),
-    local: toBackends(cands, (c) => c.backend.local),
-  };
 }
 
 interface FrontendSpec {
@@ -194,7 +85,7 @@ function compileService(mapKey: string, svc: ServiceModel, alloc: Allocation, ep
       warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
     }
     svc.ports.forEach((sp, i) => {
-      const sets = endpointSets(svc, resolveCandidates(famEps, sp, ro.nodeName), ro);
+      const sets = endpointSets(svc, resolveCandidates(famEps, sp, ro.nodeName), ro.nodeName, ro.zone);
       const nodePort = alloc.nodePorts[i] ?? 0;
       const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
       const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[]): void => {
