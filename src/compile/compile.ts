@@ -6,20 +6,20 @@
 // once per address; no lookup scans another Service. The Compiler below also remembers its last run,
 // so a sync after a few changes redoes only the Services they touch.
 import type { Kind, Snapshot } from '../source/types.js';
-import type { FrontendType, NodeBackend, NodeFrontend, NodeState, Protocol, Scope } from '../model/compiled.js';
+import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
 import {
   defaultNodePortRange,
   type NodeModel, type NodePortRange, type ObjectError, type ServiceEndpoints, type ServiceModel,
 } from '../model/types.js';
 import { normalizeEndpointSlice, normalizeNode, normalizeService, type NormalizedSlice } from '../model/normalize.js';
-import { addressKey, frontendKey } from '../model/canonical.js';
-import { cidrContains, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
+import { parseCidr, type Cidr } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
 import { resolveNodePortAddresses } from './nodeport-addresses.js';
-import { endpointSets, resolveCandidates } from './topology.js';
+import { compileService, fmtAddr, type RawFrontend, type ResolvedOptions } from './frontends.js';
 
 export { parseNodePortRange, type CompileOptions } from './options.js';
+export { fmtAddr } from './frontends.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -36,94 +36,6 @@ export interface CompiledService {
   clusterIPs: string[];
   nodePorts: number[];
   healthCheckNodePort: number;
-}
-
-interface ResolvedOptions {
-  nodeName: string;
-  zone: string;
-  /** family -> NodePort addresses ('0.0.0.0' / '::' for any) */
-  nodePortAddrs: Map<Family, string[]>;
-  allow: Cidr[] | null;
-  standalone: boolean;
-}
-
-interface FrontendSpec {
-  type: FrontendType;
-  address: string;
-  port: number;
-}
-
-function compileService(mapKey: string, svc: ServiceModel, alloc: Allocation, eps: ServiceEndpoints | undefined, ro: ResolvedOptions,
-  errors: ObjectError[], out: RawFrontend[], keyCache: Map<string, string>): void {
-  let idx = 0;
-  const warn = (field: string, message: string): void => {
-    errors.push({ kind: 'Service', key: svc.key, field, message, severity: 'warning' });
-  };
-
-  const lbIPs = svc.type === 'LoadBalancer'
-    ? [...svc.loadBalancerIngressIPs, ...(ro.standalone && svc.loadBalancerIP && !svc.loadBalancerIngressIPs.includes(svc.loadBalancerIP) ? [svc.loadBalancerIP] : [])]
-    : [];
-  const externalIPs = svc.externalIPs.filter((ip, i) => {
-    if (!ro.allow || ro.allow.some((c) => cidrContains(c, ip))) return true;
-    warn(`spec.externalIPs[${i}]`, `${ip} is outside the allowed externalIP CIDRs: no frontend (CVE-2020-8554)`);
-    return false;
-  });
-  for (const ip of [...externalIPs, ...lbIPs]) {
-    if (!alloc.clusterIPs.has(ipFamily(ip) as Family)) {
-      const field = externalIPs.includes(ip) ? `spec.externalIPs[${svc.externalIPs.indexOf(ip)}]` : 'status.loadBalancer.ingress';
-      warn(field, `${ip} is of a family the Service does not have (ipFamilies): ignored`);
-    }
-  }
-
-  for (const [family, clusterIP] of alloc.clusterIPs) {
-    const famEps = eps ? (family === 4 ? eps.v4 : eps.v6) : [];
-    const fLB = lbIPs.filter((ip) => ipFamily(ip) === family);
-    const fExt = externalIPs.filter((ip) => ipFamily(ip) === family);
-    // kube-proxy keeps only the ranges of the frontend's family; if none is left it filters nothing
-    const ranges = svc.loadBalancerSourceRanges.filter((r) => ipFamily(r.slice(0, r.indexOf('/'))) === family);
-    if (fLB.length && svc.loadBalancerSourceRanges.length && !ranges.length) {
-      warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
-    }
-    svc.ports.forEach((sp, i) => {
-      const sets = endpointSets(svc, resolveCandidates(famEps, sp, ro.nodeName), ro.nodeName, ro.zone);
-      const nodePort = alloc.nodePorts[i] ?? 0;
-      const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
-      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[]): void => {
-        let ak = keyCache.get(f.address);
-        if (ak === undefined) keyCache.set(f.address, ak = addressKey(f.address));
-        out.push({
-          key: frontendKey(ak, f.port, sp.protocol, scope), svc: mapKey, idx: idx++,
-          fe: { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote },
-        });
-      };
-      emit({ type: 'ClusterIP', address: clusterIP, port: sp.port }, 'internal',
-        svc.internalTrafficPolicy === 'Local' ? sets.local : sets.cluster, false, []);
-
-      const external: { f: FrontendSpec; ranges: string[] }[] = [];
-      if (nodePort) {
-        for (const a of ro.nodePortAddrs.get(family) ?? []) external.push({ f: { type: 'NodePort', address: a, port: nodePort }, ranges: [] });
-      }
-      // only the load-balancer IPs are filtered by source: kube-proxy's firewall chain sits on the
-      // LB IP rules, and NodePorts stay open to any source
-      for (const a of fLB) external.push({ f: { type: 'LoadBalancer', address: a, port: sp.port }, ranges });
-      for (const a of fExt) external.push({ f: { type: 'ExternalIP', address: a, port: sp.port }, ranges: [] });
-      const local = svc.externalTrafficPolicy === 'Local';
-      for (const { f, ranges: r } of external) {
-        emit(f, 'external', local ? sets.local : sets.cluster, !local, r);
-        // kube-proxy short-circuits in-cluster traffic to an eTP=Local Service's external addresses
-        // to the cluster-wide endpoints (the EXT chain jumps pods and the host to the cluster chain)
-        if (local) emit(f, 'internal', sets.cluster, false, r);
-      }
-    });
-  }
-}
-
-interface RawFrontend {
-  fe: NodeFrontend;
-  key: string;
-  /** the snapshot key of its Service and its place among that Service's frontends: a fresh compile's tie-break */
-  svc: string;
-  idx: number;
 }
 
 /** One Service's compiled frontends, valid while its model, endpoints, allocation and the node signature are. */
@@ -646,10 +558,6 @@ function mergeFrontends(old: readonly RawFrontend[], dirty: ReadonlySet<string>,
 /** One-shot compile (pure): the same as a fresh Compiler's first run. */
 export function compile(snapshot: Snapshot, opts: CompileOptions): CompileResult {
   return new Compiler(opts).compile(snapshot);
-}
-
-export function fmtAddr(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 export type { Protocol };
