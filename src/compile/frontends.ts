@@ -9,7 +9,7 @@ import type { ObjectError, ServiceEndpoints, ServiceModel } from '../model/types
 import { addressKey, frontendKey } from '../model/canonical.js';
 import { cidrContains, ipFamily, type Cidr, type Family } from '../util/ip.js';
 import type { Allocation } from './allocate.js';
-import { endpointSets, resolveCandidates } from './topology.js';
+import { categorizeEndpoints, resolveCandidates } from './topology.js';
 
 /** What one sync knows of this node and the options, shared by every Service. */
 export interface ResolvedOptions {
@@ -63,7 +63,7 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
     }
     svc.ports.forEach((sp, i) => {
-      const sets = endpointSets(svc, resolveCandidates(famEps, sp, ro.nodeName), ro.nodeName, ro.zone);
+      const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), ro.nodeName, ro.zone);
       const nodePort = alloc.nodePorts[i] ?? 0;
       const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
       const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[]): void => {

@@ -1,8 +1,9 @@
 // Which endpoints back one Service port on this node: the candidates (the Service port matched to
 // its slices' ports, one per address:port), then the sets for the Cluster and Local traffic policies,
 // with topology (hints, trafficDistribution) and the KEP-1669 fallback to serving-terminating endpoints.
-// Mirrors kubernetes pkg/proxy/topology.go (CategorizeEndpoints, topologyModeFromHints); the
-// port matching and de-duplication mirror pkg/proxy/endpointslicecache.go.
+// Mirrors kubernetes pkg/proxy/topology.go (CategorizeEndpoints, topologyModeFromHints,
+// availableForTopology), under the same names; the port matching and de-duplication mirror
+// pkg/proxy/endpointslicecache.go.
 import type { NodeBackend } from '../model/compiled.js';
 import type { EndpointModel, ServiceModel, ServicePortModel } from '../model/types.js';
 import { backendKey } from '../model/canonical.js';
@@ -66,14 +67,14 @@ function synthesizeHints(svc: ServiceModel, cands: Candidate[]): void {
   }
 }
 
-type TopologyMode = '' | 'node' | 'zone';
+type TopologyMode = '' | 'PreferSameNode' | 'PreferSameZone';
 
 /**
  * kube-proxy's topologyModeFromHints: node hints when every ready endpoint has some and one names
  * this node; else zone hints when every ready endpoint has some and one names this node's zone;
  * else no topology (hints ignored).
  */
-function topologyMode(cands: Candidate[], nodeName: string, zone: string): TopologyMode {
+function topologyModeFromHints(cands: Candidate[], nodeName: string, zone: string): TopologyMode {
   let allNode = true, hasNode = false, allZone = true, hasZone = false;
   for (const c of cands) {
     if (!c.ep.ready) continue;
@@ -82,9 +83,18 @@ function topologyMode(cands: Candidate[], nodeName: string, zone: string): Topol
     if (!c.forNodes) allNode = false;
     else if (c.forNodes.includes(nodeName)) hasNode = true;
   }
-  if (allNode && hasNode) return 'node';
-  if (allZone && hasZone) return 'zone';
+  if (allNode && hasNode) return 'PreferSameNode';
+  if (allZone && hasZone) return 'PreferSameZone';
   return '';
+}
+
+// no fallback here: it happened when the mode was chosen (a mode is chosen only if some ready endpoint fits it)
+function availableForTopology(c: Candidate, mode: TopologyMode, nodeName: string, zone: string): boolean {
+  switch (mode) {
+    case '': return true;
+    case 'PreferSameNode': return !!c.forNodes?.includes(nodeName);
+    case 'PreferSameZone': return !!c.forZones?.includes(zone);
+  }
 }
 
 function usable(c: Candidate): boolean {
@@ -99,20 +109,20 @@ function toBackends(cands: Candidate[], keep: (c: Candidate) => boolean): NodeBa
   return out;
 }
 
-export interface Sets {
+export interface CategorizedEndpoints {
   cluster: NodeBackend[];
   local: NodeBackend[];
 }
 
-/** The backends of one Service port on this node: for the Cluster traffic policy and for the Local one. */
-export function endpointSets(svc: ServiceModel, cands: Candidate[], nodeName: string, zone: string): Sets {
+/**
+ * kube-proxy's CategorizeEndpoints: the backends of one Service port on this node for the Cluster
+ * traffic policy (topology applied) and for the Local one (this node's endpoints).
+ */
+export function categorizeEndpoints(svc: ServiceModel, cands: Candidate[], nodeName: string, zone: string): CategorizedEndpoints {
   synthesizeHints(svc, cands);
-  const mode = topologyMode(cands, nodeName, zone);
-  const inTopology = mode === '' ? () => true
-    : mode === 'node' ? (c: Candidate) => !!c.forNodes?.includes(nodeName)
-      : (c: Candidate) => !!c.forZones?.includes(zone);
+  const mode = topologyModeFromHints(cands, nodeName, zone);
   return {
-    cluster: toBackends(cands, inTopology),
+    cluster: toBackends(cands, (c) => availableForTopology(c, mode, nodeName, zone)),
     local: toBackends(cands, (c) => c.backend.local),
   };
 }
