@@ -18,7 +18,9 @@ export interface Candidate {
   backend: NodeBackend;
 }
 
-// when the same address:port comes from two slices, keep the most useful one (kube-proxy keeps the ready one)
+// when the same address:port comes from two slices, keep the most useful one: ready, else serving and
+// terminating, else the first in slice-name order. (kube-proxy's EndpointSliceCache.addEndpoints keeps
+// the last one that is not terminating, ready or not.)
 function rank(ep: EndpointModel): number {
   return ep.ready ? 2 : ep.serving && ep.terminating ? 1 : 0;
 }
