@@ -1,0 +1,556 @@
+// The Compiler: one node's incremental compile of a Snapshot into its desired frontends and backends.
+// It keeps {previous, current} per object, re-normalizes only what changed, reruns allocation only
+// when it must, and recompiles only the Services whose object, slices or allocation changed, merging
+// their frontends into the previous sorted list. Mirrors kube-proxy's change trackers (kubernetes
+// pkg/proxy/servicechangetracker.go, endpointschangetracker.go, endpointslicecache.go) and the
+// walk over Services in syncProxyRules; what one Service becomes is frontends.ts.
+//
+// Cost is linear in Services x endpoints: one pass per Service port and family, sort keys computed
+// once per address; no lookup scans another Service.
+import type { Kind, Snapshot } from '../source/types.js';
+import type { NodeFrontend, NodeState } from '../model/compiled.js';
+import {
+  defaultNodePortRange,
+  type NodeModel, type NodePortRange, type ObjectError, type ServiceEndpoints, type ServiceModel,
+} from '../model/types.js';
+import { normalizeEndpointSlice, normalizeNode, normalizeService, type NormalizedSlice } from '../model/normalize.js';
+import { parseCidr, type Cidr } from '../util/ip.js';
+import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
+import { configError, isNodePortRange, type CompileOptions } from './options.js';
+import { resolveNodePortAddresses } from './nodeport-addresses.js';
+import { compileService, fmtAddr, type RawFrontend, type ResolvedOptions } from './frontends.js';
+
+/** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
+export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
+
+export interface CompileResult {
+  state: NodeState;
+  errors: ObjectError[];
+  /** the normalized model with allocations applied, for consumers such as healthCheckNodePort servers */
+  services: CompiledService[];
+}
+
+export interface CompiledService {
+  service: ServiceModel;
+  clusterIPs: string[];
+  nodePorts: number[];
+  healthCheckNodePort: number;
+}
+
+/** One Service's compiled frontends, valid while its model, endpoints, allocation and the node signature are. */
+interface ServiceEntry {
+  model: ServiceModel;
+  eps: ServiceEndpoints | undefined;
+  alloc: Allocation;
+  frontends: RawFrontend[];
+  warnings: ObjectError[];
+  compiled: CompiledService;
+}
+
+interface ServiceRecord {
+  raw: unknown;
+  model: ServiceModel | null;
+  errors: ObjectError[];
+}
+
+interface SliceRecord {
+  raw: unknown;
+  slice: NormalizedSlice | null;
+  errors: ObjectError[];
+  /** the Service key whose endpoints it feeds; '' when none (rejected, unlabelled, FQDN) */
+  group: string;
+}
+
+function sameAlloc(a: Allocation, b: Allocation): boolean {
+  if (a === b) return true;
+  if (a.healthCheckNodePort !== b.healthCheckNodePort || a.clusterIPs.size !== b.clusterIPs.size
+    || a.nodePorts.length !== b.nodePorts.length) return false;
+  const bi = b.clusterIPs.entries();
+  for (const [f, ip] of a.clusterIPs) {
+    const y = bi.next();
+    if (y.done || y.value[0] !== f || y.value[1] !== ip) return false;
+  }
+  for (let i = 0; i < a.nodePorts.length; i++) if (a.nodePorts[i] !== b.nodePorts[i]) return false;
+  return true;
+}
+
+// the order a fresh compile's stable sort gives: frontend key, then Service (snapshot key order), then emission order
+function cmpRaw(a: RawFrontend, b: RawFrontend): number {
+  if (a.key !== b.key) return a.key < b.key ? -1 : 1;
+  if (a.svc !== b.svc) return a.svc < b.svc ? -1 : 1;
+  return a.idx - b.idx;
+}
+
+function lowerBound(arr: readonly string[], key: string): number {
+  let lo = 0, hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (arr[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Keeps `keys` equal to the sorted keys of `map` after the keys in `changed` were added to or
+ * removed from it: a few binary-search splices, or one sort when many changed (a first sync).
+ */
+function updateSortedKeys(keys: string[], map: ReadonlyMap<string, unknown>, changed: readonly string[]): void {
+  if (changed.length > 64) {
+    keys.length = 0;
+    for (const k of map.keys()) keys.push(k);
+    keys.sort();
+    return;
+  }
+  for (const k of changed) {
+    const at = lowerBound(keys, k);
+    const present = keys[at] === k;
+    if (map.has(k) && !present) keys.splice(at, 0, k);
+    else if (!map.has(k) && present) keys.splice(at, 1);
+  }
+}
+
+/**
+ * Appends the keys whose value in `next` is not the object `prev` recorded, and the keys `next`
+ * lost; with a hint, only among the hinted keys.
+ */
+function diffKeys(next: ReadonlyMap<string, unknown>, prev: ReadonlyMap<string, { raw: unknown }>, out: string[],
+  hint: ReadonlySet<string> | undefined): void {
+  if (hint) {
+    for (const k of hint) {
+      const r = prev.get(k);
+      if (next.has(k) ? !r || r.raw !== next.get(k) : r) out.push(k);
+    }
+    return;
+  }
+  let kept = 0;
+  for (const [k, v] of next) {
+    const r = prev.get(k);
+    if (r === undefined) out.push(k);
+    else {
+      kept++;
+      if (r.raw !== v) out.push(k);
+    }
+  }
+  if (kept !== prev.size) for (const k of prev.keys()) if (!next.has(k)) out.push(k);
+}
+
+/** Every field of a Service that allocate() reads: equal inputs, equal allocations for all. */
+function allocationInputs(m: ServiceModel): string {
+  return JSON.stringify([m.key, m.headless, m.type, m.clusterIPs, m.ipFamilies, m.ipFamilyPolicy, m.ports.map((p) => [p.name, p.protocol, p.nodePort]),
+    m.healthCheckNodePort, m.externalTrafficPolicy, m.allocateLoadBalancerNodePorts]);
+}
+
+/** What a Service claims for itself and no other may hold: its clusterIPs and nodePorts (allocate()'s first pass). */
+function claims(m: ServiceModel | null | undefined): string[] {
+  if (!m || m.headless || m.type === 'ExternalName') return [];
+  const out = [...m.clusterIPs];
+  for (const p of m.ports) if (p.nodePort) out.push(`${p.nodePort}/${p.protocol}`);
+  return out;
+}
+
+function byString(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * A compiler for one node that remembers its last run, so that a sync after a few changes costs
+ * about as much as those changes: the snapshot is diffed against the previous one by object
+ * identity (sources replace an object on change, never mutate it), only changed objects are
+ * normalized, and only Services whose object, slices or allocation changed are recompiled; their
+ * frontends are merged into the previous sorted list. What stays linear in the cluster's size is a
+ * few plain loops (the identity diff, the merge, the duplicate check and the output lists), no
+ * sorting and no allocation of unchanged Services. Allocation reruns whole when any Service
+ * changed, since one Service's clusterIP or nodePort can move another's; a change of this node's
+ * zone or addresses recompiles everything. The result is always what a fresh Compiler gives for the
+ * same snapshot. Treat returned states as immutable: frontends, backends and CompiledServices are
+ * shared between syncs (plan.ts skips a frontend whose object it has already planned).
+ */
+export class Compiler {
+  readonly #opts: CompileOptions;
+  readonly #range: NodePortRange;
+  readonly #cidrs: ReturnType<typeof parseServiceCidrs>;
+  readonly #allow: Cidr[] | null;
+  /** by snapshot key */
+  readonly #svcs = new Map<string, ServiceRecord>();
+  /** the keys of #svcs, sorted */
+  readonly #svcKeys: string[] = [];
+  /** Services whose model key differs from their snapshot key (not from a source): disables the shortcut */
+  #keyMismatch = 0;
+  readonly #svcErrKeys = new Set<string>();
+  readonly #slices = new Map<string, SliceRecord>();
+  readonly #sliceErrKeys = new Set<string>();
+  /** Service key -> the snapshot keys of its usable slices */
+  readonly #groups = new Map<string, string[]>();
+  /** Service key -> its endpoints; a new object whenever one of its slices changed */
+  readonly #eps = new Map<string, ServiceEndpoints>();
+  readonly #nodeCache = new WeakMap<object, { key: string; model: NodeModel | null }>();
+  #allocs: Map<string, Allocation> | undefined;
+  #allocErrors: ObjectError[] = [];
+  /** #allocErrors from the API server, split: the rejections, and the warnings by Service key */
+  #allocRejects: ObjectError[] = [];
+  readonly #allocWarnings = new Map<string, ObjectError[]>();
+  /** how many Services claim each clusterIP and each nodePort/protocol (what allocate() checks for collisions) */
+  #claims: Map<string, number> | undefined;
+  /** the previous models of the Services the current compile found changed */
+  readonly #replaced = new Map<string, ServiceModel | null>();
+  #replacedValid = false;
+  /** by snapshot key */
+  readonly #entries = new Map<string, ServiceEntry>();
+  /** the keys of the entries with warnings */
+  readonly #warnKeys = new Set<string>();
+  /** the CompiledServices in Service order, as last returned */
+  #services: CompiledService[] | undefined;
+  /** every Service's frontends, duplicates included, in cmpRaw order */
+  #sorted: RawFrontend[] = [];
+  #nodeSig: string | undefined;
+  #node: NodeModel | undefined;
+  /** the last compile() completed: the state matches its snapshot, so a change hint can be trusted */
+  #primed = false;
+
+  /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
+  constructor(opts: CompileOptions) {
+    if (!opts.nodeName) throw configError('a node name is required');
+    this.#opts = opts;
+    this.#range = opts.nodePortRange ?? defaultNodePortRange;
+    const r = this.#range;
+    if (!isNodePortRange(r.min, r.max)) {
+      throw configError(`bad nodePort range ${r.min}-${r.max}`);
+    }
+    try {
+      this.#cidrs = parseServiceCidrs(opts.serviceCidrs ?? defaultServiceCidrs);
+    } catch (e) {
+      throw configError(`service CIDRs: ${(e as Error).message}`);
+    }
+    this.#allow = opts.externalIPAllowCidrs
+      ? opts.externalIPAllowCidrs.map((s) => {
+        try {
+          return parseCidr(s.trim());
+        } catch (e) {
+          throw configError(`externalIP allow list: ${(e as Error).message}`);
+        }
+      })
+      : null;
+    // option errors surface now rather than at the first sync
+    resolveNodePortAddresses(undefined, opts);
+  }
+
+  /**
+   * Compiles a snapshot. `changed`, when given, names by kind every key whose object was added,
+   * replaced or removed since the previous call (what ObjectStore.onChange reported): only those
+   * are compared with the previous snapshot instead of every key. A key it misses leaves that
+   * object stale; it is ignored on the first call and after a call that threw.
+   */
+  compile(snapshot: Snapshot, changed?: ChangedKeys): CompileResult {
+    const hint = this.#primed ? changed : undefined;
+    this.#primed = false;
+    const result = this.#compile(snapshot, hint);
+    this.#primed = true;
+    return result;
+  }
+
+  #compile(snapshot: Snapshot, hint: ChangedKeys | undefined): CompileResult {
+    const opts = this.#opts;
+    if (!hint || hint.Node.size || !this.#nodeSig) this.#node = this.#thisNode(snapshot.nodes);
+    const node = this.#node;
+    const ro: ResolvedOptions = {
+      nodeName: opts.nodeName,
+      zone: node?.zone ?? '',
+      nodePortAddrs: resolveNodePortAddresses(node, opts),
+      allow: this.#allow,
+      standalone: opts.standalone ?? false,
+    };
+    // this node's zone and addresses shape every Service's frontends
+    const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs]]);
+    const nodeChanged = nodeSig !== this.#nodeSig;
+    this.#nodeSig = nodeSig;
+
+    const svcChanged = this.#syncServices(snapshot.services, hint?.Service);
+    const dirtyGroups = this.#syncSlices(snapshot.endpointSlices, hint?.EndpointSlice);
+
+    let allocRerun = false;
+    if (!this.#allocs || (svcChanged.length && !this.#allocateLocally(svcChanged, ro.standalone))) {
+      const models: ServiceModel[] = [];
+      for (const k of this.#svcKeys) {
+        const m = this.#svcs.get(k)!.model;
+        if (m) models.push(m);
+      }
+      this.#allocErrors = [];
+      this.#allocs = allocate(models, this.#cidrs, this.#range, this.#allocErrors, ro.standalone);
+      // from the API server allocate() reports its rejections first, then its warnings, each in Service order
+      this.#allocRejects = this.#allocErrors.filter((e) => e.severity === 'error');
+      this.#allocWarnings.clear();
+      for (const e of this.#allocErrors) {
+        if (e.severity === 'error') continue;
+        let l = this.#allocWarnings.get(e.key);
+        if (!l) this.#allocWarnings.set(e.key, l = []);
+        l.push(e);
+      }
+      allocRerun = true;
+    }
+    const allocs = this.#allocs;
+
+    // the Services (snapshot keys) whose frontends are replaced
+    const dirty = new Set<string>(svcChanged);
+    if (nodeChanged) {
+      for (const k of this.#entries.keys()) dirty.add(k);
+      this.#entries.clear();
+      this.#warnKeys.clear();
+    }
+    const walked = nodeChanged || allocRerun || this.#keyMismatch > 0;
+    if (walked && !this.#entries.size) {
+      for (const k of this.#svcKeys) dirty.add(k); // nothing to reuse
+    } else if (walked) {
+      for (const k of this.#svcKeys) {
+        const e = this.#entries.get(k);
+        const model = this.#svcs.get(k)!.model;
+        const alloc = model ? allocs.get(model.key) : undefined;
+        if (!model || !alloc) {
+          if (e) dirty.add(k);
+        } else if (!e || e.model !== model || e.eps !== this.#eps.get(model.key) || !sameAlloc(e.alloc, alloc)) dirty.add(k);
+      }
+    } else {
+      // every model key is its snapshot key, and nothing but these Services' slices changed
+      for (const g of dirtyGroups) if (this.#svcs.has(g)) dirty.add(g);
+    }
+
+    const keyCache = new Map<string, string>();
+    const fresh: RawFrontend[] = [];
+    const previous = new Map<string, ServiceEntry>();
+    for (const k of dirty) {
+      const e = this.#entries.get(k);
+      if (e) previous.set(k, e);
+    }
+    for (const k of dirty) {
+      this.#entries.delete(k);
+      this.#warnKeys.delete(k);
+      const model = this.#svcs.get(k)?.model;
+      const alloc = model ? allocs.get(model.key) : undefined;
+      if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
+      const eps = this.#eps.get(model.key);
+      const prev = previous.get(k);
+      const entry: ServiceEntry = {
+        model, eps, alloc, frontends: [], warnings: [],
+        // kept when only endpoints changed, so the Service list need not be rebuilt
+        compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
+          : { service: model, clusterIPs: [...alloc.clusterIPs.values()], nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
+      };
+      compileService(k, model, alloc, eps, ro, entry.warnings, entry.frontends, keyCache);
+      this.#entries.set(k, entry);
+      if (entry.warnings.length) this.#warnKeys.add(k);
+      for (const f of entry.frontends) fresh.push(f);
+    }
+    if (dirty.size) this.#sorted = mergeFrontends(this.#sorted, dirty, fresh);
+
+    const errors: ObjectError[] = [];
+    for (const k of [...this.#svcErrKeys].sort(byString)) for (const e of this.#svcs.get(k)!.errors) errors.push(e);
+    for (const k of [...this.#sliceErrKeys].sort(byString)) for (const e of this.#slices.get(k)!.errors) errors.push(e);
+    for (const e of this.#allocErrors) errors.push(e);
+    // the list changes only with a Service, its allocation or the node: not with endpoints
+    if (walked || svcChanged.length || !this.#services) {
+      this.#services = [];
+      for (const k of this.#svcKeys) {
+        const e = this.#entries.get(k);
+        if (e) this.#services.push(e.compiled);
+      }
+    }
+    for (const k of [...this.#warnKeys].sort(byString)) for (const w of this.#entries.get(k)!.warnings) errors.push(w);
+
+    const frontends: NodeFrontend[] = [];
+    let last: RawFrontend | undefined;
+    for (const r of this.#sorted) {
+      if (last && last.key === r.key) {
+        // among frontends with one key, the first Service by key wins
+        if (last.fe.service !== r.fe.service) {
+          errors.push({
+            kind: 'Service', key: r.fe.service, field: '', severity: 'warning',
+            message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${last.fe.service}: ignored`,
+          });
+        }
+        continue;
+      }
+      frontends.push(r.fe);
+      last = r;
+    }
+    return { state: { frontends }, errors, services: this.#services.slice() };
+  }
+
+  /** This node's model; the last Node object of that name wins, as a Map by name would keep it. */
+  #thisNode(nodes: ReadonlyMap<string, unknown>): NodeModel | undefined {
+    let found: NodeModel | undefined;
+    for (const [key, raw] of nodes) {
+      let model: NodeModel | null;
+      const hit = typeof raw === 'object' && raw !== null ? this.#nodeCache.get(raw) : undefined;
+      if (hit && hit.key === key) model = hit.model;
+      else {
+        model = normalizeNode(raw, key);
+        if (typeof raw === 'object' && raw !== null) this.#nodeCache.set(raw, { key, model });
+      }
+      if (model && model.name === this.#opts.nodeName) found = model;
+    }
+    return found;
+  }
+
+  /**
+   * Updates the allocations after the changed Services, when that can be done without rerunning
+   * allocate() over every Service. First, a change that touches nothing allocate() reads.
+   * Then, from the API server a Service's allocation is its own clusterIPs and nodePorts unless an
+   * earlier Service claims one of them. So when neither the old nor the new version of any changed
+   * Service shares a claim with another Service, no other Service's allocation moves and each
+   * changed one gets what allocate() gives it alone. Returns false, changing nothing, otherwise
+   * (and always in standalone mode, where hashing and probing tie allocations together).
+   */
+  #allocateLocally(changed: readonly string[], standalone: boolean): boolean {
+    if (!this.#replacedValid) return false;
+    // a change allocate() does not read (labels, selector, affinity, external IPs...) moves nothing
+    if (changed.every((k) => {
+      const old = this.#replaced.get(k), now = this.#svcs.get(k)?.model;
+      return old && now && allocationInputs(old) === allocationInputs(now);
+    })) return true;
+    if (standalone || this.#keyMismatch > 0) return false;
+    // counted from the first time they are needed (a first sync has no use for them), then kept current
+    const counts = this.#claims ??= this.#countClaims();
+    // the counts are of the new state; the old one had the changed Services' old claims instead of their new ones
+    const delta = new Map<string, number>();
+    for (const k of changed) {
+      for (const c of claims(this.#replaced.get(k))) delta.set(c, (delta.get(c) ?? 0) + 1);
+      for (const c of claims(this.#svcs.get(k)?.model)) {
+        if (counts.get(c) !== 1) return false;
+        delta.set(c, (delta.get(c) ?? 0) - 1);
+      }
+    }
+    for (const k of changed) {
+      for (const c of claims(this.#replaced.get(k))) if ((counts.get(c) ?? 0) + delta.get(c)! !== 1) return false;
+    }
+    const solo = new Map<string, { alloc: Allocation | undefined; errors: ObjectError[] }>();
+    for (const k of changed) {
+      const model = this.#svcs.get(k)?.model;
+      const errors: ObjectError[] = [];
+      const alloc = model ? allocate([model], this.#cidrs, this.#range, errors, false).get(model.key) : undefined;
+      if (errors.some((e) => e.severity === 'error')) return false;
+      solo.set(k, { alloc, errors });
+    }
+    for (const [k, { alloc, errors }] of solo) {
+      this.#allocs!.delete(k);
+      if (alloc) this.#allocs!.set(k, alloc);
+      this.#allocWarnings.delete(k);
+      if (errors.length) this.#allocWarnings.set(k, errors);
+    }
+    this.#allocErrors = [...this.#allocRejects];
+    for (const k of [...this.#allocWarnings.keys()].sort(byString)) for (const e of this.#allocWarnings.get(k)!) this.#allocErrors.push(e);
+    return true;
+  }
+
+  #countClaims(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const r of this.#svcs.values()) for (const c of claims(r.model)) counts.set(c, (counts.get(c) ?? 0) + 1);
+    return counts;
+  }
+
+  /** Re-normalizes the Services whose object changed; returns their snapshot keys (removed ones too). */
+  #syncServices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): string[] {
+    const changed: string[] = [];
+    diffKeys(next, this.#svcs, changed, hint);
+    this.#replaced.clear();
+    // the old models matter only to #allocateLocally, which a first or bulk sync does not try
+    this.#replacedValid = this.#allocs !== undefined && changed.length <= 256;
+    for (const k of changed) {
+      const old = this.#svcs.get(k);
+      if (this.#replacedValid) this.#replaced.set(k, old?.model ?? null);
+      if (old?.model && old.model.key !== k) this.#keyMismatch--;
+      if (this.#claims) {
+        for (const c of claims(old?.model)) {
+          const n = this.#claims.get(c)! - 1;
+          if (n) this.#claims.set(c, n);
+          else this.#claims.delete(c);
+        }
+      }
+      if (old?.errors.length) this.#svcErrKeys.delete(k);
+      const raw = next.get(k);
+      if (raw === undefined && !next.has(k)) {
+        this.#svcs.delete(k);
+        continue;
+      }
+      const errors: ObjectError[] = [];
+      const model = normalizeService(raw, k, errors, this.#range);
+      this.#svcs.set(k, { raw, model, errors });
+      if (model && model.key !== k) this.#keyMismatch++;
+      if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
+      if (errors.length) this.#svcErrKeys.add(k);
+    }
+    updateSortedKeys(this.#svcKeys, this.#svcs, changed);
+    return changed;
+  }
+
+  /** Re-normalizes the slices whose object changed and rebuilds the endpoints of their Services; returns those Service keys. */
+  #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Set<string> {
+    const changed: string[] = [];
+    diffKeys(next, this.#slices, changed, hint);
+    const dirty = new Set<string>();
+    for (const k of changed) {
+      const old = this.#slices.get(k);
+      if (old?.group) {
+        const members = this.#groups.get(old.group)!;
+        members.splice(members.indexOf(k), 1);
+        dirty.add(old.group);
+      }
+      if (old?.errors.length) this.#sliceErrKeys.delete(k);
+      const raw = next.get(k);
+      if (raw === undefined && !next.has(k)) {
+        this.#slices.delete(k);
+        continue;
+      }
+      const errors: ObjectError[] = [];
+      const slice = normalizeEndpointSlice(raw, k, errors);
+      // FQDN slices and slices of no Service feed nothing (kube-proxy ignores them)
+      const group = slice && slice.serviceKey && slice.family !== 0 ? slice.serviceKey : '';
+      this.#slices.set(k, { raw, slice, errors, group });
+      if (errors.length) this.#sliceErrKeys.add(k);
+      if (group) {
+        let members = this.#groups.get(group);
+        if (!members) this.#groups.set(group, members = []);
+        members.push(k);
+        dirty.add(group);
+      }
+    }
+    for (const g of dirty) {
+      const members = this.#groups.get(g);
+      if (!members?.length) {
+        this.#groups.delete(g);
+        this.#eps.delete(g);
+        continue;
+      }
+      // kube-proxy merges a Service's slices in slice-name order; the order only matters for duplicates
+      const se: ServiceEndpoints = { v4: [], v6: [], from: [] };
+      if (members.length > 1) members.sort(byString);
+      for (const k of members) {
+        const sl = this.#slices.get(k)!.slice!;
+        const list = sl.family === 4 ? se.v4 : se.v6;
+        for (const e of sl.endpoints) list.push(e);
+        se.from.push(sl);
+      }
+      this.#eps.set(g, se);
+    }
+    return dirty;
+  }
+}
+
+/** The previous sorted frontends without those of the dirty Services, merged with their new ones. */
+function mergeFrontends(old: readonly RawFrontend[], dirty: ReadonlySet<string>, fresh: RawFrontend[]): RawFrontend[] {
+  fresh.sort(cmpRaw);
+  const out: RawFrontend[] = [];
+  let i = 0, j = 0;
+  while (i < old.length) {
+    const o = old[i]!;
+    if (dirty.has(o.svc)) {
+      i++;
+      continue;
+    }
+    while (j < fresh.length && cmpRaw(fresh[j]!, o) < 0) out.push(fresh[j++]!);
+    out.push(o);
+    i++;
+  }
+  while (j < fresh.length) out.push(fresh[j++]!);
+  return out;
+}
+

@@ -1,0 +1,109 @@
+// The frontends one Service gets on this node, and where each sends its traffic: its clusterIPs,
+// NodePorts on the NodePort addresses, externalIPs (minus those outside the allow list) and
+// load-balancer IPs with their source ranges, per family and Service port, each with the backends its
+// traffic policy picks (internalTrafficPolicy, externalTrafficPolicy and its in-cluster short-circuit).
+// Mirrors the per-Service part of kube-proxy's syncProxyRules (kubernetes pkg/proxy/nftables/proxier.go,
+// pkg/proxy/iptables/proxier.go) and its per-family ServicePort view (pkg/proxy/serviceport.go).
+import type { FrontendType, NodeBackend, NodeFrontend, Scope } from '../model/compiled.js';
+import type { ObjectError, ServiceEndpoints, ServiceModel } from '../model/types.js';
+import { addressKey, frontendKey } from '../model/canonical.js';
+import { cidrContains, ipFamily, type Cidr, type Family } from '../util/ip.js';
+import type { Allocation } from './allocate.js';
+import { categorizeEndpoints, resolveCandidates } from './topology.js';
+
+/** What one sync knows of this node and the options, shared by every Service. */
+export interface ResolvedOptions {
+  nodeName: string;
+  zone: string;
+  /** family -> NodePort addresses ('0.0.0.0' / '::' for any) */
+  nodePortAddrs: Map<Family, string[]>;
+  allow: Cidr[] | null;
+  standalone: boolean;
+}
+
+interface FrontendSpec {
+  type: FrontendType;
+  address: string;
+  port: number;
+}
+
+/**
+ * The frontends of one Service on this node, appended to `out`; its warnings to `errors`. `mapKey` is
+ * its snapshot key; `keyCache` memoizes addressKey across the Services of one sync.
+ */
+export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocation, eps: ServiceEndpoints | undefined, ro: ResolvedOptions,
+  errors: ObjectError[], out: RawFrontend[], keyCache: Map<string, string>): void {
+  let idx = 0;
+  const warn = (field: string, message: string): void => {
+    errors.push({ kind: 'Service', key: svc.key, field, message, severity: 'warning' });
+  };
+
+  const lbIPs = svc.type === 'LoadBalancer'
+    ? [...svc.loadBalancerIngressIPs, ...(ro.standalone && svc.loadBalancerIP && !svc.loadBalancerIngressIPs.includes(svc.loadBalancerIP) ? [svc.loadBalancerIP] : [])]
+    : [];
+  const externalIPs = svc.externalIPs.filter((ip, i) => {
+    if (!ro.allow || ro.allow.some((c) => cidrContains(c, ip))) return true;
+    warn(`spec.externalIPs[${i}]`, `${ip} is outside the allowed externalIP CIDRs: no frontend (CVE-2020-8554)`);
+    return false;
+  });
+  for (const ip of [...externalIPs, ...lbIPs]) {
+    if (!alloc.clusterIPs.has(ipFamily(ip) as Family)) {
+      const field = externalIPs.includes(ip) ? `spec.externalIPs[${svc.externalIPs.indexOf(ip)}]` : 'status.loadBalancer.ingress';
+      warn(field, `${ip} is of a family the Service does not have (ipFamilies): ignored`);
+    }
+  }
+
+  for (const [family, clusterIP] of alloc.clusterIPs) {
+    const famEps = eps ? (family === 4 ? eps.v4 : eps.v6) : [];
+    const fLB = lbIPs.filter((ip) => ipFamily(ip) === family);
+    const fExt = externalIPs.filter((ip) => ipFamily(ip) === family);
+    // kube-proxy keeps only the ranges of the frontend's family; if none is left it filters nothing
+    const ranges = svc.loadBalancerSourceRanges.filter((r) => ipFamily(r.slice(0, r.indexOf('/'))) === family);
+    if (fLB.length && svc.loadBalancerSourceRanges.length && !ranges.length) {
+      warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
+    }
+    svc.ports.forEach((sp, i) => {
+      const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), ro.nodeName, ro.zone);
+      const nodePort = alloc.nodePorts[i] ?? 0;
+      const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
+      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[]): void => {
+        let ak = keyCache.get(f.address);
+        if (ak === undefined) keyCache.set(f.address, ak = addressKey(f.address));
+        out.push({
+          key: frontendKey(ak, f.port, sp.protocol, scope), svc: mapKey, idx: idx++,
+          fe: { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote },
+        });
+      };
+      emit({ type: 'ClusterIP', address: clusterIP, port: sp.port }, 'internal',
+        svc.internalTrafficPolicy === 'Local' ? sets.local : sets.cluster, false, []);
+
+      const external: { f: FrontendSpec; ranges: string[] }[] = [];
+      if (nodePort) {
+        for (const a of ro.nodePortAddrs.get(family) ?? []) external.push({ f: { type: 'NodePort', address: a, port: nodePort }, ranges: [] });
+      }
+      // only the load-balancer IPs are filtered by source: kube-proxy's firewall chain sits on the
+      // LB IP rules, and NodePorts stay open to any source
+      for (const a of fLB) external.push({ f: { type: 'LoadBalancer', address: a, port: sp.port }, ranges });
+      for (const a of fExt) external.push({ f: { type: 'ExternalIP', address: a, port: sp.port }, ranges: [] });
+      const local = svc.externalTrafficPolicy === 'Local';
+      for (const { f, ranges: r } of external) {
+        emit(f, 'external', local ? sets.local : sets.cluster, !local, r);
+        // kube-proxy short-circuits in-cluster traffic to an eTP=Local Service's external addresses
+        // to the cluster-wide endpoints (the EXT chain jumps pods and the host to the cluster chain)
+        if (local) emit(f, 'internal', sets.cluster, false, r);
+      }
+    });
+  }
+}
+
+export interface RawFrontend {
+  fe: NodeFrontend;
+  key: string;
+  /** the snapshot key of its Service and its place among that Service's frontends: a fresh compile's tie-break */
+  svc: string;
+  idx: number;
+}
+
+export function fmtAddr(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}

@@ -1,0 +1,49 @@
+// What an operator gives the compiler, and the checks on it. Options are operator input: a bad one
+// throws KbpError KBP_ERR_CONFIG naming it (a bad object never throws; it becomes an ObjectError).
+// Mirrors the part of kube-proxy's KubeProxyConfiguration that shapes Services (nodePortAddresses,
+// the node's IPs), plus kube-apiserver's --service-cluster-ip-range and --service-node-port-range,
+// which a standalone compile needs to allocate what an API server would have.
+import type { NodePortRange } from '../model/types.js';
+import { KbpError } from '../util/errors.js';
+
+export interface CompileOptions {
+  /** this node; endpoints whose nodeName equals it are local */
+  nodeName: string;
+  /** added to the Node object's InternalIP/ExternalIP addresses */
+  nodeIPs?: string[];
+  /**
+   * kube-proxy's --nodeport-addresses: CIDRs, or 'primary' (the node's first InternalIP per family).
+   * Unset: every known node address. A CIDR of a whole family (0.0.0.0/0, ::/0) answers on any
+   * address (printed 0.0.0.0 / ::).
+   */
+  nodePortAddresses?: string[];
+  /** CVE-2020-8554 mitigation: externalIPs outside these CIDRs get no frontend (and a warning). Unset: all allowed. */
+  externalIPAllowCidrs?: string[];
+  /** for standalone clusterIP allocation; default 10.96.0.0/12 and fd00:10:96::/108 */
+  serviceCidrs?: string[];
+  /** default 30000-32767 */
+  nodePortRange?: NodePortRange;
+  /**
+   * A manifests folder rather than an API server: allocate the clusterIPs and nodePorts that the
+   * manifests leave out (kube-apiserver would have), and serve spec.loadBalancerIP, since no
+   * controller fills status.loadBalancer. Default false.
+   */
+  standalone?: boolean;
+}
+
+export function configError(message: string): KbpError {
+  return new KbpError('KBP_ERR_CONFIG', message);
+}
+
+/** Whether min-max is a usable nodePort range: integers within 1-65535, min first. */
+export function isNodePortRange(min: number, max: number): boolean {
+  return Number.isInteger(min) && Number.isInteger(max) && min >= 1 && max <= 65535 && min <= max;
+}
+
+/** kube-apiserver's --service-node-port-range syntax, MIN-MAX. */
+export function parseNodePortRange(text: string): NodePortRange {
+  const m = /^(\d+)-(\d+)$/.exec(text.trim());
+  const min = m ? Number(m[1]) : NaN, max = m ? Number(m[2]) : NaN;
+  if (!m || !isNodePortRange(min, max)) throw configError(`bad nodePort range ${JSON.stringify(text)} (expected MIN-MAX within 1-65535)`);
+  return { min, max };
+}
