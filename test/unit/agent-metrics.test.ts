@@ -52,15 +52,15 @@ test('the first sync is full, later ones partial; network programming latency st
   source.scan();
   await agent.whenIdle();
   const h = await metrics.registry.getSingleMetric('kubeproxy_network_programming_duration_seconds')!.get();
-  const count = h.values.find((v) => v.metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
-  const sum = h.values.find((v) => v.metricName?.endsWith('_sum') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  const count = h.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  const sum = h.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_sum') && v.labels.ip_family === 'IPv4')?.value ?? 0;
   t.true(count >= 1, `count ${count}`);
   t.true(sum >= 3 && sum < 60, `sum ${sum}`);
   const partial = (await metrics.registry.getSingleMetric('kubeproxy_sync_partial_proxy_rules_duration_seconds')!.get())
-    .values.find((v) => v.metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+    .values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
   t.true(partial >= 1, 'the change is synced partially');
   const full = (await metrics.registry.getSingleMetric('kubeproxy_sync_full_proxy_rules_duration_seconds')!.get())
-    .values.find((v) => v.metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+    .values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
   t.is(full, 1, 'one full sync: the first');
   t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_endpoint_changes_pending'), 0);
   t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_service_changes_pending'), 0);
