@@ -20,17 +20,12 @@ import type { NodeFrontend, NodeState, Protocol, Scope } from '../model/compiled
 import { KbpError } from '../util/errors.js';
 import { ipTo16, isV4Mapped } from '../util/ip.js';
 import { IdAllocator } from './ids.js';
+import { AFFINITY_TIMEOUT_MAX, HASH_SEED_MAX, ID_MAX, LB_FE_ID_MAX, MAX_BACKENDS_PER_FRONTEND } from './limits.js';
 import { MaglevBuilder, maglevHashes, maglevIdentity, maglevSize, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 
-/** bpf/lb_consts.h LB_FE_ID_MAX: frontend ids are 1..LB_FE_ID_MAX-1 */
-export const LB_FE_ID_MAX = 131072;
-/** backend and table ids are u32, never 0 */
-export const ID_MAX = 0xffffffff;
 /** builds whose tables need more than this share one ArrayBuffer (see step 5 of buildPlan) */
 const SLAB_MIN_BYTES = 32 * 2 ** 20;
-/** struct lb_frontend.backend_count is a __u16 */
-export const MAX_BACKENDS_PER_FRONTEND = 0xffff;
 
 export interface PlanOptions {
   /** Maglev hash seed, the same on every node (lb_config.hash_seed) */
@@ -177,7 +172,7 @@ function validPort(p: unknown): p is number {
 export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOptions): Plan {
   const { seed } = opts;
   const sizing = opts.maglevSizing ?? 'pow2';
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+  if (!Number.isInteger(seed) || seed < 0 || seed > HASH_SEED_MAX) {
     throw new KbpError('KBP_ERR_CONFIG', `Maglev seed must be an integer in 0..2^32-1, got ${seed}`);
   }
   if (sizing !== 'exact' && sizing !== 'pow2') throw new KbpError('KBP_ERR_CONFIG', `unknown Maglev sizing ${JSON.stringify(sizing)}`);
@@ -196,7 +191,7 @@ function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizin
     if (!validPort(f.port)) throw bad(f, `port ${f.port} is not in 1..65535`);
     if (!PROTOCOLS.has(f.protocol)) throw bad(f, `protocol ${JSON.stringify(f.protocol)} is not TCP, UDP or SCTP`);
     if (!SCOPES.has(f.scope)) throw bad(f, `scope ${JSON.stringify(f.scope)} is not internal or external`);
-    if (!Number.isInteger(f.sessionAffinitySeconds) || f.sessionAffinitySeconds < 0 || f.sessionAffinitySeconds > 0xffffffff) {
+    if (!Number.isInteger(f.sessionAffinitySeconds) || f.sessionAffinitySeconds < 0 || f.sessionAffinitySeconds > AFFINITY_TIMEOUT_MAX) {
       throw bad(f, `sessionAffinitySeconds ${f.sessionAffinitySeconds} is not a u32`);
     }
     if (f.backends.length > MAX_BACKENDS_PER_FRONTEND) {
@@ -688,7 +683,7 @@ function buildIncremental(state: NodeState, prev: Plan, seed: number, sizing: Ma
   for (const f of addedSrc) {
     const feAk = addrKeys.get(f.address);
     if (feAk === undefined || !validPort(f.port) || !PROTOCOLS.has(f.protocol) || !SCOPES.has(f.scope) ||
-      !Number.isInteger(f.sessionAffinitySeconds) || f.sessionAffinitySeconds < 0 || f.sessionAffinitySeconds > 0xffffffff ||
+      !Number.isInteger(f.sessionAffinitySeconds) || f.sessionAffinitySeconds < 0 || f.sessionAffinitySeconds > AFFINITY_TIMEOUT_MAX ||
       f.backends.length > MAX_BACKENDS_PER_FRONTEND) return undefined;
     const key = frontendKey(f);
     const held = ch.byKey.get(key);
