@@ -18,7 +18,7 @@ import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
 import { backendIndex, findIn, indexAdd, indexRemove, type BackendIndex } from './backend-index.js';
 import { AddressKeys, backendFault, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { ID_MAX, LB_FE_ID_MAX } from './limits.js';
-import { MaglevBuilder, maglevHashes, maglevIdentity, maglevSize, type MaglevSizing } from './maglev.js';
+import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 
 interface FeRec {
@@ -410,14 +410,8 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
     rec.tkey = tkey;
   }
   const builder = new MaglevBuilder();
-  for (const { table, members } of builds) {
-    const n = members.length;
-    const h1 = new Uint32Array(n), h2 = new Uint32Array(n);
-    for (let j = 0; j < n; j++) [h1[j], h2[j]] = maglevHashes(maglevIdentity(members[j]!), seed);
-    const slots = builder.buildIndices(h1, h2, n, table.m);
-    for (let j = 0; j < slots.length; j++) slots[j] = table.members[slots[j]!]!;
-    table.slots = slots;
-  }
+  // members[j].id is table.members[j]
+  for (const { table, members } of builds) table.slots = maglevSlots(builder, members, seed, table.m);
 
   // 5. frontend ids (a replaced key keeps its id) and entries
   const changedKeys: string[] = [];

@@ -189,10 +189,15 @@ export function buildMaglevTable(members: readonly MaglevMember[], seed: number,
       throw new KbpError('KBP_ERR_INTERNAL', `Maglev member ${maglevIdentity(sorted[i]!)} appears twice`);
     }
   }
-  const n = sorted.length;
+  return maglevSlots(shared, sorted, seed, m);
+}
+
+/** The table of m slots over members already in canonical order, as slot -> member id. */
+export function maglevSlots(builder: MaglevBuilder, members: readonly MaglevMember[], seed: number, m: number): Uint32Array {
+  const n = members.length;
   const h1 = new Uint32Array(n), h2 = new Uint32Array(n);
-  sorted.forEach((mem, i) => { [h1[i], h2[i]] = maglevHashes(maglevIdentity(mem), seed); });
-  const table = shared.buildIndices(h1, h2, n, m);
-  for (let j = 0; j < m; j++) table[j] = sorted[table[j]!]!.id;
-  return table;
+  for (let j = 0; j < n; j++) [h1[j], h2[j]] = maglevHashes(maglevIdentity(members[j]!), seed);
+  const slots = builder.buildIndices(h1, h2, n, m);
+  for (let j = 0; j < m; j++) slots[j] = members[slots[j]!]!.id;
+  return slots;
 }

@@ -18,7 +18,7 @@ import { KbpError } from '../util/errors.js';
 import { buildFull } from './build-full.js';
 import { buildIncremental } from './build-incremental.js';
 import { HASH_SEED_MAX } from './limits.js';
-import { MaglevBuilder, maglevHashes, maglevIdentity, type MaglevSizing } from './maglev.js';
+import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
 import type { Plan } from './types.js';
 
 export { planDelta, type PlanDelta } from './build-incremental.js';
@@ -59,11 +59,7 @@ export function fillMissingSlots(plan: Plan): void {
       if (!b) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id} names backend ${id}, which the plan lacks`);
       return b;
     }).sort(compareBackends);
-    const h1 = new Uint32Array(members.length), h2 = new Uint32Array(members.length);
-    members.forEach((b, i) => { [h1[i], h2[i]] = maglevHashes(maglevIdentity(b), plan.seed); });
-    const slots = builder.buildIndices(h1, h2, members.length, t.m);
-    for (let j = 0; j < slots.length; j++) slots[j] = members[slots[j]!]!.id;
-    t.slots = slots;
+    t.slots = maglevSlots(builder, members, plan.seed, t.m);
   }
 }
 
