@@ -4,18 +4,17 @@
 // these from here, so the two builds cannot drift apart on what they accept or what they emit.
 import { isIP } from 'node:net';
 import type { NodeBackend, NodeFrontend, Protocol, Scope } from '../model/compiled.js';
+import { addressKey, frontendKey as canonicalFrontendKey } from '../model/canonical.js';
 import { KbpError } from '../util/errors.js';
-import { ipTo16, isV4Mapped } from '../util/ip.js';
 import { AFFINITY_TIMEOUT_MAX, MAX_BACKENDS_PER_FRONTEND } from './limits.js';
 import type { PlanFrontend, PlanTable } from './types.js';
 
 const PROTOCOLS: ReadonlySet<string> = new Set<Protocol>(['TCP', 'UDP', 'SCTP']);
 const SCOPES: ReadonlySet<string> = new Set<Scope>(['internal', 'external']);
-const SCOPE_ORDER: Record<Scope, string> = { external: '0', internal: '1' };
 
 /**
- * Sort keys of addresses (the order of util/ip.ts compareAddresses: IPv4 first, then by value),
- * cached per distinct string, which also caches the address's validation.
+ * model/canonical.ts addressKey (the order of util/ip.ts compareAddresses: IPv4 first, then by
+ * value) of valid addresses, cached per distinct string, which also caches the address's validation.
  */
 export class AddressKeys {
   readonly #cache = new Map<string, string>();
@@ -24,40 +23,17 @@ export class AddressKeys {
   get(address: string): string | undefined {
     let k = this.#cache.get(address);
     if (k === undefined) {
-      k = addressSortKey(address);
+      // isIP first: addressKey takes forms such as 01.2.3.4 that the data plane must refuse
+      k = isIP(address) ? addressKey(address) : '';
       this.#cache.set(address, k);
     }
     return k || undefined;
   }
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
-function addressSortKey(address: string): string {
-  const v = isIP(address);
-  if (v === 0) return '';
-  if (v === 4) {
-    let n = 0, part = 0;
-    for (let i = 0; i < address.length; i++) {
-      const c = address.charCodeAt(i);
-      if (c === 46) { n = n * 256 + part; part = 0; } else part = part * 10 + c - 48;
-    }
-    return '4' + (n * 256 + part).toString(16).padStart(8, '0');
-  }
-  const b = ipTo16(address);
-  if (isV4Mapped(b)) return '4' + HEX[b[12]!]! + HEX[b[13]!]! + HEX[b[14]!]! + HEX[b[15]!]!;
-  let k = '6';
-  for (let i = 0; i < 16; i++) k += HEX[b[i]!]!;
-  return k;
-}
-
-function portKey(port: number): string {
-  return port.toString(16).padStart(4, '0');
-}
-
-/** The order of a plan's frontends: address (as AddressKeys), port, protocol, scope. */
+/** The order of a plan's frontends, compile's canonical one: address (AddressKeys' key), port, protocol, scope. */
 export function frontendSortKey(f: NodeFrontend, addrKey: string): string {
-  return addrKey + portKey(f.port) + f.protocol + SCOPE_ORDER[f.scope];
+  return canonicalFrontendKey(addrKey, f.port, f.protocol, f.scope);
 }
 
 /** The shared empty list (a frontend without terminating backends), compared by identity. */
