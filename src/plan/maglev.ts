@@ -9,10 +9,7 @@
 // hash below (MurmurHash3 x86_32) is therefore part of the wire contract between agent versions.
 import { compareBackends } from '../model/canonical.js';
 import { KbpError } from '../util/errors.js';
-
-/** bpf/lb_consts.h LB_MAGLEV_M_MIN / LB_MAGLEV_M_MAX; both are prime. */
-export const MAGLEV_M_MIN = 251;
-export const MAGLEV_M_MAX = 131071;
+import { LB_MAGLEV_IDS_PER_ELEM, LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN, MAGLEV_ELEM_BYTES } from './limits.js';
 
 /** Slots per backend that keep the imbalance under 1% (the paper's M >= 100 N). */
 export const MAGLEV_SLOTS_PER_MEMBER = 100;
@@ -35,12 +32,12 @@ let isComposite: Uint8Array | undefined;
 
 function sieve(): Uint8Array {
   if (isComposite) return isComposite;
-  const s = new Uint8Array(MAGLEV_M_MAX + 1);
+  const s = new Uint8Array(LB_MAGLEV_M_MAX + 1);
   s[0] = 1;
   s[1] = 1;
-  for (let i = 2; i * i <= MAGLEV_M_MAX; i++) {
+  for (let i = 2; i * i <= LB_MAGLEV_M_MAX; i++) {
     if (s[i]) continue;
-    for (let j = i * i; j <= MAGLEV_M_MAX; j += i) s[j] = 1;
+    for (let j = i * i; j <= LB_MAGLEV_M_MAX; j += i) s[j] = 1;
   }
   isComposite = s;
   return s;
@@ -48,26 +45,26 @@ function sieve(): Uint8Array {
 
 export function isPrime(x: number): boolean {
   if (!Number.isInteger(x) || x < 2) return false;
-  if (x <= MAGLEV_M_MAX) return sieve()[x] === 0;
+  if (x <= LB_MAGLEV_M_MAX) return sieve()[x] === 0;
   for (let d = 2; d * d <= x; d++) if (x % d === 0) return false;
   return true;
 }
 
-/** The table size for n members: a prime >= 100 n (see MaglevSizing), within [MAGLEV_M_MIN, MAGLEV_M_MAX]. */
+/** The table size for n members: a prime >= 100 n (see MaglevSizing), within [LB_MAGLEV_M_MIN, LB_MAGLEV_M_MAX]. */
 export function maglevSize(n: number, sizing: MaglevSizing = 'exact'): number {
   if (!Number.isInteger(n) || n < 1) throw new KbpError('KBP_ERR_INTERNAL', `maglevSize: member count must be a positive integer, got ${n}`);
   const base = sizing === 'pow2' ? 2 ** Math.ceil(Math.log2(n)) : n;
   const want = base * MAGLEV_SLOTS_PER_MEMBER;
-  if (want >= MAGLEV_M_MAX) return MAGLEV_M_MAX;
+  if (want >= LB_MAGLEV_M_MAX) return LB_MAGLEV_M_MAX;
   const s = sieve();
-  let m = Math.max(want, MAGLEV_M_MIN);
-  while (s[m]) m++; // MAGLEV_M_MAX is prime, so this stops inside the sieve
+  let m = Math.max(want, LB_MAGLEV_M_MIN);
+  while (s[m]) m++; // LB_MAGLEV_M_MAX is prime, so this stops inside the sieve
   return m;
 }
 
-/** Bytes the kernel holds for a table of M slots: ceil(M / 2) array elements of 8 bytes (bpf/lb_maps.h). */
+/** Bytes the kernel holds for a table of M slots: ceil(M / 2) array elements of 8 bytes (bpf/lb_maps.h, limits.ts). */
 export function maglevKernelBytes(m: number): number {
-  return Math.ceil(m / 2) * 8;
+  return Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM) * MAGLEV_ELEM_BYTES;
 }
 
 /** MurmurHash3 x86_32 of a string's UTF-8 bytes. */
@@ -192,10 +189,15 @@ export function buildMaglevTable(members: readonly MaglevMember[], seed: number,
       throw new KbpError('KBP_ERR_INTERNAL', `Maglev member ${maglevIdentity(sorted[i]!)} appears twice`);
     }
   }
-  const n = sorted.length;
+  return maglevSlots(shared, sorted, seed, m);
+}
+
+/** The table of m slots over members already in canonical order, as slot -> member id. */
+export function maglevSlots(builder: MaglevBuilder, members: readonly MaglevMember[], seed: number, m: number): Uint32Array {
+  const n = members.length;
   const h1 = new Uint32Array(n), h2 = new Uint32Array(n);
-  sorted.forEach((mem, i) => { [h1[i], h2[i]] = maglevHashes(maglevIdentity(mem), seed); });
-  const table = shared.buildIndices(h1, h2, n, m);
-  for (let j = 0; j < m; j++) table[j] = sorted[table[j]!]!.id;
-  return table;
+  for (let j = 0; j < n; j++) [h1[j], h2[j]] = maglevHashes(maglevIdentity(members[j]!), seed);
+  const slots = builder.buildIndices(h1, h2, n, m);
+  for (let j = 0; j < m; j++) slots[j] = members[slots[j]!]!.id;
+  return slots;
 }

@@ -2,7 +2,8 @@
 // does it: every struct's size and every field's offset, size and type against the BTF that clang
 // emits, enum lb_stat against BTF, every #define of lb_consts.h against the TypeScript constant of
 // the same name, and every map of the object against MAP_NAMES and its key/value struct. Editing a
-// C struct or constant without the codec fails here.
+// C struct or constant without the codec fails here. The plan's own copies of kernel limits
+// (src/plan/limits.ts) are checked the same way: #defines against the header, widths against BTF.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as layout from '../../src/dataplane/bpf/layout.js';
 import type { FieldKind, StructLayout } from '../../src/dataplane/bpf/layout.js';
+import * as limits from '../../src/plan/limits.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bpfDir = join(root, 'bpf');
@@ -182,17 +184,31 @@ function headerDefines(): Map<string, number> {
   return out;
 }
 
-test('every #define of lb_consts.h has the same value in layout.ts', (t) => {
+/** How a TypeScript mirror differs from lb_consts.h, for each of `names` (default: every #define). */
+function headerDiffs(mirror: object, file: string, names?: string[]): string[] {
   const defs = headerDefines();
-  t.true(defs.size > 30, `parsed ${defs.size} defines`);
-  const ts = layout as unknown as Record<string, unknown>;
+  const ts = mirror as Record<string, unknown>;
   const diffs: string[] = [];
-  for (const [name, value] of defs) {
-    if (name === 'KBP_LB_CONSTS_H') continue;
-    if (ts[name] === undefined) diffs.push(`${name}: missing in layout.ts`);
-    else if (ts[name] !== value) diffs.push(`${name}: ${value} in C, ${String(ts[name])} in layout.ts`);
+  for (const name of names ?? [...defs.keys()].filter((n) => n !== 'KBP_LB_CONSTS_H')) {
+    const value = defs.get(name);
+    if (value === undefined) diffs.push(`${name}: not a #define of lb_consts.h`);
+    else if (ts[name] === undefined) diffs.push(`${name}: missing in ${file}`);
+    else if (ts[name] !== value) diffs.push(`${name}: ${value} in C, ${String(ts[name])} in ${file}`);
   }
-  t.deepEqual(diffs, []);
+  return diffs;
+}
+
+test('every #define of lb_consts.h has the same value in layout.ts', (t) => {
+  t.true(headerDefines().size > 30, `parsed ${headerDefines().size} defines`);
+  t.deepEqual(headerDiffs(layout, 'layout.ts'), []);
+});
+
+// limits.ts names an lb_consts.h #define by its C name (LB_*); the rest are field widths
+const LIMIT_DEFINES = Object.keys(limits).filter((n) => n.startsWith('LB_'));
+
+test('the #defines that src/plan/limits.ts copies have the values of lb_consts.h', (t) => {
+  t.true(LIMIT_DEFINES.length >= 4, `limits.ts copies ${LIMIT_DEFINES.length} defines`);
+  t.deepEqual(headerDiffs(limits, 'limits.ts', LIMIT_DEFINES), []);
 });
 
 // what each map of lb_maps.h holds, as codecs: a struct name, or a plain integer type
@@ -238,15 +254,55 @@ test('the object defines exactly MAP_NAMES, each with the key and value the code
   t.deepEqual(diffs, []);
 });
 
+/** X of a map definition's `__uint(member, X)`, declared as int (*member)[X]: the array's length. */
+function mapUint(b: Btf, def: BtfType, member: string): number | undefined {
+  const m = def.members!.find((x) => x.name === member);
+  return m ? b.resolve(b.resolve(m.type_id).t.type_id!).t.nr_elems : undefined;
+}
+
+/** The largest value an unsigned struct field holds, from its size in BTF. */
+function fieldMax(b: Btf, struct: string, field: string): number | string {
+  const m = b.named('STRUCT', struct)?.members!.find((x) => x.name === field);
+  if (!m) return `no ${struct}.${field} in BTF`;
+  return 2 ** (8 * b.sizeOf(m.type_id)) - 1;
+}
+
 test('LB_MAGLEV_INNER_FLAGS is the map_flags of lb_maglev\'s inner-map template', (t) => {
   if (skipped(t)) return;
   const { object } = btf();
   const inner = object.named('STRUCT', 'lb_maglev_inner');
   t.truthy(inner, 'struct lb_maglev_inner in BTF');
-  // __uint(map_flags, X) is declared as int (*map_flags)[X]: the flags are the array's length
-  const m = inner!.members!.find((x) => x.name === 'map_flags');
-  const flags = m ? object.resolve(object.resolve(m.type_id).t.type_id!).t.nr_elems : 0;
-  t.is(flags, layout.LB_MAGLEV_INNER_FLAGS);
+  t.is(mapUint(object, inner!, 'map_flags') ?? 0, layout.LB_MAGLEV_INNER_FLAGS);
+});
+
+test('the kernel limits of src/plan/limits.ts match the maps and field widths of the built object', (t) => {
+  if (skipped(t)) return;
+  const { object, probe } = btf();
+  const maps = [...object.byId.values()].find((x) => x.kind === 'DATASEC' && x.name === '.maps')!.vars!.map((v) => object.get(v.type_id));
+  const maxEntries = (map: string) => {
+    const v = maps.find((x) => x.name === map);
+    return v ? mapUint(object, object.resolve(v.type_id!).t, 'max_entries') : `no map ${map}`;
+  };
+  const elem = probe.named('STRUCT', 'lb_maglev_elem');
+  const ids = elem?.members!.find((m) => m.name === 'backend_id');
+  // [what the object says, the name in limits.ts]; LB_MAGLEV_M_MIN/MAX are only compared as
+  // immediates by the programs, so the header test above is their check
+  const checks: Array<[string, unknown, keyof typeof limits]> = [
+    ['lb_revnat max_entries', maxEntries('lb_revnat'), 'LB_FE_ID_MAX'],
+    ['lb_fe_stats max_entries', maxEntries('lb_fe_stats'), 'LB_FE_ID_MAX'],
+    ['lb_frontend.backend_count', fieldMax(object, 'lb_frontend', 'backend_count'), 'MAX_BACKENDS_PER_FRONTEND'],
+    ['lb_frontend.table_id', fieldMax(object, 'lb_frontend', 'table_id'), 'ID_MAX'],
+    ['lb_ct_entry.backend_id', fieldMax(object, 'lb_ct_entry', 'backend_id'), 'ID_MAX'],
+    ['lb_frontend.affinity_timeout', fieldMax(object, 'lb_frontend', 'affinity_timeout'), 'AFFINITY_TIMEOUT_MAX'],
+    ['lb_config.hash_seed', fieldMax(object, 'lb_config', 'hash_seed'), 'HASH_SEED_MAX'],
+    // the object uses lb_maglev_elem only through sizeof: the probe (same headers) carries it
+    ['lb_maglev_elem.backend_id elements', ids && probe.resolve(ids.type_id).t.nr_elems, 'LB_MAGLEV_IDS_PER_ELEM'],
+    ['sizeof(struct lb_maglev_elem)', elem?.size, 'MAGLEV_ELEM_BYTES'],
+  ];
+  t.deepEqual(checks.filter(([, c, name]) => c !== limits[name]).map(([what, c, name]) => `${name}: ${String(c)} (${what}) in C, ${limits[name]} in limits.ts`), []);
+  // every limit is checked here or against the header
+  const checked = new Set<string>([...LIMIT_DEFINES, ...checks.map(([, , name]) => name)]);
+  t.deepEqual(Object.keys(limits).filter((n) => !checked.has(n)), []);
 });
 
 test('codecs round-trip and put ports in network order, ids in host order', (t) => {

@@ -2,7 +2,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import type { NodeState } from '../../src/model/compiled.js';
 import { diffPlans } from '../../src/plan/diff.js';
-import { MapModel } from '../../src/plan/model.js';
+import { FakeDataplane } from '../../src/dataplane/fake.js';
+import { FakeMaps } from '../../src/dataplane/fake-maps.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import type { Plan, PlanOp } from '../../src/plan/types.js';
 import { arbState, be, fe } from './plan.helpers.js';
@@ -15,8 +16,8 @@ function readBack(p: Plan): Plan {
 }
 
 /** Applies ops one by one to a model of the kernel holding `from`, checking consistency after each. */
-function simulate(from: Plan | undefined, ops: PlanOp[]): MapModel {
-  const k = from ? MapModel.fromPlan(from) : new MapModel();
+function simulate(from: Plan | undefined, ops: PlanOp[]): FakeMaps {
+  const k = from ? FakeMaps.fromPlan(from) : new FakeMaps();
   k.check();
   ops.forEach((op, i) => {
     try {
@@ -37,14 +38,14 @@ test('property: every prefix of diff(a, b) is consistent and the whole of it tur
   fc.assert(fc.property(arbState, arbState, arbState, fc.boolean(), (s1, s2, s3, viaReadBack) => {
     const a = buildPlan(s1, undefined, { seed });
     const fromEmpty = simulate(undefined, diffPlans(undefined, a));
-    if (JSON.stringify(fromEmpty.snapshot()) !== JSON.stringify(MapModel.fromPlan(a).snapshot())) return false;
+    if (JSON.stringify(fromEmpty.snapshot()) !== JSON.stringify(FakeMaps.fromPlan(a).snapshot())) return false;
     const prev = viaReadBack ? readBack(a) : a;
     const b = buildPlan(s2, prev, { seed });
     const k = simulate(prev, diffPlans(prev, b));
-    if (JSON.stringify(k.snapshot()) !== JSON.stringify(MapModel.fromPlan(b).snapshot())) return false;
+    if (JSON.stringify(k.snapshot()) !== JSON.stringify(FakeMaps.fromPlan(b).snapshot())) return false;
     const c = buildPlan(s3, b, { seed });
     const k2 = simulate(b, diffPlans(b, c));
-    return JSON.stringify(k2.snapshot()) === JSON.stringify(MapModel.fromPlan(c).snapshot());
+    return JSON.stringify(k2.snapshot()) === JSON.stringify(FakeMaps.fromPlan(c).snapshot());
   }), FC);
   t.pass();
 });
@@ -135,13 +136,22 @@ test('diff refuses plans that reuse an id for another object', (t) => {
 
 test('the model itself rejects writes that break consistency', (t) => {
   const a = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.1')])] }, undefined, { seed });
-  const k = MapModel.fromPlan(a);
+  const k = FakeMaps.fromPlan(a);
   k.apply({ op: 'deleteBackend', backendId: 1 });
   t.throws(() => k.check(), { message: /slot 0 names missing backend 1/ });
-  const k2 = MapModel.fromPlan(a);
+  const k2 = FakeMaps.fromPlan(a);
   k2.apply({ op: 'deleteTable', tableId: 1 });
   t.throws(() => k2.check(), { message: /names missing table 1/ });
   t.throws(() => k2.apply({ op: 'deleteRevNat', frontendId: 9 }), { message: /no rev-NAT entry 9/ });
+});
+
+test('the fake data plane writes through the same maps: it refuses what they refuse, with a KbpError', async (t) => {
+  const a = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.1')])] }, undefined, { seed });
+  const dp = new FakeDataplane();
+  await dp.apply(diffPlans(undefined, a), a);
+  t.deepEqual(await dp.readPlan(), readBack(a));
+  await t.throwsAsync(dp.apply([{ op: 'deleteTable', tableId: 1 }], a), { code: 'KBP_ERR_DATAPLANE', message: /deleteTable: .*names missing table 1/ });
+  await t.throwsAsync(dp.apply([{ op: 'deleteBackend', backendId: 7 }], a), { code: 'KBP_ERR_DATAPLANE', message: /no backend 7/ });
 });
 
 test('the order of the plan maps does not change the ops', (t) => {

@@ -1,8 +1,9 @@
 import test from 'ava';
 import fc from 'fast-check';
 import {
-  buildMaglevTable, isPrime, MAGLEV_M_MAX, MAGLEV_M_MIN, MaglevBuilder, maglevHashes, maglevKernelBytes, maglevSize, murmur3,
+  buildMaglevTable, isPrime, MaglevBuilder, maglevHashes, maglevKernelBytes, maglevSize, murmur3,
 } from '../../src/plan/maglev.js';
+import { LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN } from '../../src/plan/limits.js';
 import { counts } from './plan.helpers.js';
 
 // fixed fast-check seeds keep the suite deterministic; the properties are meant to hold for any seed
@@ -35,18 +36,18 @@ test('murmur3 matches the reference MurmurHash3 x86_32 vectors', (t) => {
 });
 
 test('M is the smallest prime >= 100 N within [251, 131071]', (t) => {
-  t.is(maglevSize(1), MAGLEV_M_MIN);
+  t.is(maglevSize(1), LB_MAGLEV_M_MIN);
   t.is(maglevSize(2), 251);
   t.is(maglevSize(3), 307);
   t.is(maglevSize(10), 1009);
   t.is(maglevSize(100), 10007);
   t.is(maglevSize(1310), 131009);
-  t.is(maglevSize(1311), MAGLEV_M_MAX);
-  t.is(maglevSize(65535), MAGLEV_M_MAX);
+  t.is(maglevSize(1311), LB_MAGLEV_M_MAX);
+  t.is(maglevSize(65535), LB_MAGLEV_M_MAX);
   for (let n = 1; n < 400; n++) {
     const m = maglevSize(n);
-    t.true(isPrime(m) && m >= Math.min(100 * n, MAGLEV_M_MAX) && m >= MAGLEV_M_MIN);
-    for (let x = Math.max(100 * n, MAGLEV_M_MIN); x < m; x++) t.false(isPrime(x), `${x} < ${m} is prime`);
+    t.true(isPrime(m) && m >= Math.min(100 * n, LB_MAGLEV_M_MAX) && m >= LB_MAGLEV_M_MIN);
+    for (let x = Math.max(100 * n, LB_MAGLEV_M_MIN); x < m; x++) t.false(isPrime(x), `${x} < ${m} is prime`);
   }
   t.is(maglevSize(10, 'pow2'), 1601);
   t.is(maglevSize(16, 'pow2'), 1601);

@@ -1,17 +1,21 @@
-// An in-memory model of what the BPF maps hold, with the semantics of every PlanOp: the reference a
-// data-plane fake can follow and the simulator the diff tests drive. check() states the consistency a
-// kernel reader relies on (DESIGN.md "Write order"); tests call it after every single op.
+// The BPF maps in memory, with the kernel's semantics for every PlanOp (a delete of what is not there
+// fails, slots are per index), as strict as the kernel or stricter: the maps FakeDataplane writes, and
+// the simulator the diff tests drive. check() states the consistency a kernel reader relies on
+// (DESIGN.md "Write order"); FakeDataplane and the diff tests call it after every single op.
+//
+// It lives beside the fake data plane, not in src/plan: it models the kernel side of the Dataplane
+// contract, and the plan does not depend on it (src/model is the compiled Services, another thing).
 import { KbpError } from '../util/errors.js';
-import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanOp } from './types.js';
+import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanOp, type PlanTable } from '../plan/types.js';
 
-export interface ModelTable {
+export interface FakeTable {
   m: number;
   members: number[];
   slots: Uint32Array;
 }
 
 /** lb_frontends value and key, with the metadata the agent keeps beside it */
-export type ModelFrontend = Omit<PlanFrontend, 'backendIds' | 'sourceRanges'> & {
+export type FakeFrontend = Omit<PlanFrontend, 'backendIds' | 'sourceRanges'> & {
   backendCount: number;
   hasSourceRanges: boolean;
 };
@@ -20,10 +24,10 @@ function fail(msg: string): never {
   throw new KbpError('KBP_ERR_DATAPLANE', msg);
 }
 
-export class MapModel {
-  readonly frontends = new Map<string, ModelFrontend>();
+export class FakeMaps {
+  readonly frontends = new Map<string, FakeFrontend>();
   readonly backends = new Map<number, PlanBackend>();
-  readonly tables = new Map<number, ModelTable>();
+  readonly tables = new Map<number, FakeTable>();
   /** fe_id -> slot -> backend id (lb_slots) */
   readonly slots = new Map<number, Map<number, number>>();
   readonly revnat = new Map<number, { address: string; port: number }>();
@@ -31,8 +35,8 @@ export class MapModel {
   readonly ranges = new Map<number, Set<string>>();
 
   /** The maps as a kernel holding exactly `plan` would have them. */
-  static fromPlan(plan: Plan): MapModel {
-    const k = new MapModel();
+  static fromPlan(plan: Plan): FakeMaps {
+    const k = new FakeMaps();
     for (const b of plan.backends.values()) k.apply({ op: 'upsertBackend', backend: b });
     for (const t of plan.tables.values()) k.apply({ op: 'createTable', table: t });
     for (const f of plan.frontends.values()) {
@@ -44,6 +48,33 @@ export class MapModel {
     return k;
   }
 
+  /** Empties every map. */
+  clear(): void {
+    for (const m of [this.frontends, this.backends, this.tables, this.slots, this.revnat, this.ranges]) m.clear();
+  }
+
+  /**
+   * The maps read back as a plan, as the bpf data plane's readPlan does: a frontend's backends are
+   * its slots 0..backend_count-1, and tables come without slots (their content follows from
+   * members, M and the seed, which the caller keeps).
+   */
+  toPlan(seed: number): Plan {
+    const frontends = new Map<string, PlanFrontend>();
+    for (const [key, { backendCount, hasSourceRanges, ...f }] of this.frontends) {
+      const s = this.slots.get(f.id);
+      const backendIds: number[] = [];
+      for (let i = 0; i < backendCount; i++) {
+        const id = s?.get(i);
+        if (id !== undefined) backendIds.push(id);
+      }
+      const sourceRanges = hasSourceRanges ? [...(this.ranges.get(f.id) ?? [])].sort() : [];
+      frontends.set(key, { ...f, backendIds, sourceRanges });
+    }
+    const tables = new Map<number, PlanTable>();
+    for (const [id, t] of this.tables) tables.set(id, { id, m: t.m, members: [...t.members], slots: new Uint32Array(0) });
+    return { seed, frontends, backends: new Map(this.backends), tables };
+  }
+
   apply(op: PlanOp): void {
     switch (op.op) {
       case 'upsertBackend':
@@ -51,7 +82,8 @@ export class MapModel {
         return;
       case 'createTable': {
         const t = op.table;
-        // a read-back table may come without slots; its content is then implied by members and M
+        // a read-back table may come without slots; its content is then implied by members and M.
+        // A copy: the agent releases a plan's slots once the data plane holds them.
         this.tables.set(t.id, { m: t.m, members: [...t.members], slots: t.slots.slice() });
         return;
       }

@@ -1,0 +1,266 @@
+// The full build: every frontend of the state, against prev (any plan: the last one, an older one, a
+// kernel read-back). Linear in frontends + backends (plus sorting each frontend's few backends, which
+// compile's canonical output skips): addresses become sort keys once per distinct string, backends
+// live in parallel arrays, and unchanged backends and frontends keep prev's objects so diff skips
+// them (bench/plan.bench.ts: ~1 s at 10,000 Services x 10 endpoints, GC-bound beyond ~50,000). Its
+// plan starts a chain that the next build may extend incrementally (build-incremental.ts).
+import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
+import { findIn } from './backend-index.js';
+import { AddressKeys, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
+import { IdAllocator } from './ids.js';
+import { prevBackendIndex, startChain } from './build-incremental.js';
+import { ID_MAX, LB_FE_ID_MAX } from './limits.js';
+import { MaglevBuilder, maglevHashes, maglevIdentity, maglevSize, type MaglevSizing } from './maglev.js';
+import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
+
+/** builds whose tables need more than this share one ArrayBuffer (see step 5 of buildFull) */
+const SLAB_MIN_BYTES = 32 * 2 ** 20;
+
+interface FrontendDraft {
+  key: string;
+  sortKey: string;
+  src: NodeFrontend;
+  /** backend indices (into Backends) in canonical order */
+  idx: number[];
+  /**
+   * table members as backend indices: the non-terminating ones, or all when every one is terminating
+   * (KEP-1669 is decided per frontend); the same array as idx when none is terminating
+   */
+  members: number[];
+  /** backend indices terminating in this frontend's slices, in canonical order (shared empty array when none) */
+  term: number[];
+  /** the table's key (tableKey), '' when none; set in step 4 */
+  tkey: string;
+}
+
+/**
+ * The distinct backends of a state, as parallel arrays: at 100,000 Services there are a million of
+ * them, and an object (plus a key string, plus a wrapper per reference) each made the V8 heap, and so
+ * every full GC, several times larger.
+ */
+class Backends {
+  readonly address: string[] = [];
+  readonly port: number[] = [];
+  readonly protocol: Protocol[] = [];
+  /** AddressKeys sort key (shared per address) */
+  readonly addrKey: string[] = [];
+  readonly terminating: boolean[] = [];
+  readonly local: boolean[] = [];
+  readonly id: number[] = [];
+  /** next index with the same address, -1 at the end */
+  readonly next: number[] = [];
+  /** frontends listing the backend, those listing it terminating, those listing it local */
+  readonly refs: number[] = [];
+  readonly termRefs: number[] = [];
+  readonly localRefs: number[] = [];
+  /** address -> first index */
+  readonly byAddress = new Map<string, number>();
+
+  get size(): number {
+    return this.address.length;
+  }
+
+  find(address: string, port: number, protocol: Protocol): number {
+    let i = this.byAddress.get(address) ?? -1;
+    while (i >= 0 && (this.port[i] !== port || this.protocol[i] !== protocol)) i = this.next[i]!;
+    return i;
+  }
+
+  add(address: string, port: number, protocol: Protocol, addrKey: string): number {
+    const i = this.address.length;
+    this.address.push(address);
+    this.port.push(port);
+    this.protocol.push(protocol);
+    this.addrKey.push(addrKey);
+    this.terminating.push(false);
+    this.local.push(false);
+    this.id.push(0);
+    this.next.push(this.byAddress.get(address) ?? -1);
+    this.refs.push(0);
+    this.termRefs.push(0);
+    this.localRefs.push(0);
+    this.byAddress.set(address, i);
+    return i;
+  }
+
+  /** canonical (address, port, protocol) order */
+  compare(a: number, b: number): number {
+    const x = this.addrKey[a]!, y = this.addrKey[b]!;
+    if (x !== y) return x < y ? -1 : 1;
+    return this.port[a]! - this.port[b]! || (this.protocol[a]! < this.protocol[b]! ? -1 : this.protocol[a]! > this.protocol[b]! ? 1 : 0);
+  }
+}
+
+export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing): Plan {
+  const addrKeys = new AddressKeys();
+
+  // 1. validate, key and sort frontends; collect distinct backends
+  const drafts = new Map<string, FrontendDraft>();
+  const bk = new Backends();
+  for (const f of state.frontends) {
+    const feAddrKey = addrKeys.get(f.address);
+    const fault = frontendFault(f, feAddrKey);
+    if (fault !== undefined) throw bad(f, fault);
+    const key = frontendKey(f);
+    if (drafts.has(key)) {
+      throw bad(f, `duplicate frontend ${key} (also in ${drafts.get(key)!.src.service})`);
+    }
+    const idx: number[] = new Array(f.backends.length);
+    let sorted = true, anyTerminating = false;
+    for (let j = 0; j < f.backends.length; j++) {
+      const b = f.backends[j]!;
+      let i = bk.find(b.address, b.port, f.protocol);
+      if (i < 0) {
+        const ak = addrKeys.get(b.address);
+        const beFault = backendFault(b, ak);
+        if (beFault !== undefined) throw bad(f, beFault);
+        i = bk.add(b.address, b.port, f.protocol, ak!);
+      }
+      bk.refs[i]!++;
+      if (b.terminating) {
+        bk.terminating[i] = anyTerminating = true;
+        bk.termRefs[i]!++;
+      }
+      if (b.local) {
+        bk.local[i] = true;
+        bk.localRefs[i]!++;
+      }
+      idx[j] = i;
+      if (j > 0 && sorted && bk.compare(idx[j - 1]!, i) >= 0) sorted = false;
+    }
+    // compile already emits canonical order; sorting is for other callers
+    let order: number[] | undefined;
+    if (!sorted) {
+      order = idx.map((_, j) => j);
+      order.sort((x, y) => bk.compare(idx[x]!, idx[y]!));
+      const copy = order.map((j) => idx[j]!);
+      for (let j = 1; j < copy.length; j++) {
+        if (copy[j] === copy[j - 1]) throw bad(f, `backend ${bk.address[copy[j]!]}:${bk.port[copy[j]!]} is listed twice`);
+      }
+      for (let j = 0; j < copy.length; j++) idx[j] = copy[j]!;
+    }
+    let members = idx;
+    let term = NONE;
+    if (anyTerminating) {
+      const terminating = (j: number) => f.backends[order ? order[j]! : j]!.terminating;
+      term = idx.filter((_, j) => terminating(j));
+      members = tableMembers(idx, terminating);
+    }
+    drafts.set(key, { key, src: f, idx, members, term, tkey: '', sortKey: frontendSortKey(f, feAddrKey!) });
+  }
+  const ordered = [...drafts.values()].sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+
+  // 2. backend ids: kept ones keep theirs; new ones, in canonical order, take the lowest free
+  const prevIndex = prev ? prevBackendIndex(prev) : undefined;
+  const fresh: number[] = [];
+  for (let i = 0; i < bk.size; i++) {
+    const old = prevIndex ? findIn(prevIndex, bk.address[i]!, bk.port[i]!, bk.protocol[i]!) : undefined;
+    if (old) bk.id[i] = old.id;
+    else fresh.push(i);
+  }
+  if (fresh.length) {
+    fresh.sort((a, b) => bk.compare(a, b));
+    const alloc = new IdAllocator(prev ? prev.backends.keys() : [], ID_MAX, 'backend');
+    for (const i of fresh) bk.id[i] = alloc.next();
+  }
+  const byId = Array.from({ length: bk.size }, (_, i) => i).sort((a, b) => bk.id[a]! - bk.id[b]!);
+  const planBackends = new Map<number, PlanBackend>();
+  for (const i of byId) {
+    const id = bk.id[i]!;
+    // an unchanged backend keeps its object, so plans share them and diff compares less
+    const old = prev?.backends.get(id);
+    planBackends.set(id, old && old.terminating === bk.terminating[i] && old.local === bk.local[i] && old.port === bk.port[i] &&
+      old.address === bk.address[i] && old.protocol === bk.protocol[i] ? old : {
+        id, address: bk.address[i]!, port: bk.port[i]!, protocol: bk.protocol[i]!, terminating: bk.terminating[i]!, local: bk.local[i]!,
+      });
+  }
+
+  // 3. frontend ids, the same way
+  const feAlloc = new IdAllocator(prev ? [...prev.frontends.values()].map((f) => f.id) : [], LB_FE_ID_MAX - 1, 'frontend');
+  const feIds = new Map<string, number>();
+  for (const d of ordered) {
+    const old = prev?.frontends.get(d.key);
+    if (old) feIds.set(d.key, old.id);
+  }
+  for (const d of ordered) if (!feIds.has(d.key)) feIds.set(d.key, feAlloc.next());
+
+  // 4. tables: one per distinct (members, M); reused from prev under the same seed
+  const prevTables = new Map<string, PlanTable>();
+  if (prev && prev.seed === seed) {
+    for (const t of prev.tables.values()) {
+      // a read-back table whose members are not all known backends cannot be trusted
+      if (t.members.length && t.members.every((id) => prev.backends.has(id))) prevTables.set(tableKey(t.members, t.m), t);
+    }
+  }
+  const tables = new Map<string, PlanTable>();
+  const toBuild: { table: PlanTable; members: number[] }[] = [];
+  let tableAlloc: IdAllocator | undefined;
+  const frontends = new Map<string, PlanFrontend>();
+  for (const d of ordered) {
+    const f = d.src;
+    const backendIds = d.idx.map((i) => bk.id[i]!);
+    let table: PlanTable | undefined;
+    if (d.members.length) {
+      const m = maglevSize(d.members.length, sizing);
+      const ids = d.members === d.idx ? backendIds : d.members.map((i) => bk.id[i]!);
+      const tkey = tableKey(ids, m);
+      d.tkey = tkey;
+      table = tables.get(tkey);
+      if (!table) {
+        table = prevTables.get(tkey);
+        if (!table) {
+          // a read-back frontend may name a table the kernel lacks: its id stays reserved too, so
+          // the broken frontend cannot briefly reach another table's backends under that id
+          tableAlloc ??= new IdAllocator(prev ? [...prev.tables.keys(), ...[...prev.frontends.values()].map((x) => x.tableId)] : [], ID_MAX, 'Maglev table');
+          table = { id: tableAlloc.next(), m, members: ids, slots: new Uint32Array(0) };
+          toBuild.push({ table, members: d.members });
+        }
+        tables.set(tkey, table);
+      }
+    }
+    const fe = planFrontend(feIds.get(d.key)!, f, backendIds, d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!), table);
+    // an unchanged frontend keeps prev's object: diff skips it at the cost of one comparison
+    const old = prev?.frontends.get(d.key);
+    frontends.set(d.key, old && samePlanFrontend(old, fe) ? old : fe);
+  }
+
+  // 5. build the new tables only; a backend's hashes are computed once however many tables it is in
+  const builder = new MaglevBuilder();
+  const hashed = new Float64Array(bk.size * 2).fill(-1);
+  let h1 = new Uint32Array(64), h2 = new Uint32Array(64);
+  // V8 answers every ~64 MiB of new ArrayBuffer memory with a full GC of the whole heap; at 100,000
+  // Services (640 MiB of tables, a 500 MiB heap) that was 80% of the build. So a large batch takes
+  // one buffer for all its tables. It lives while any of those tables does (or until releaseSlots):
+  // at most the size of that first big build, which a long-lived agent holds anyway.
+  let total = 0;
+  for (const { table } of toBuild) total += table.m;
+  const slab = total * 4 >= SLAB_MIN_BYTES ? new Uint32Array(total) : undefined;
+  let at = 0;
+  for (const { table, members } of toBuild) {
+    const n = members.length;
+    if (h1.length < n) {
+      h1 = new Uint32Array(n * 2);
+      h2 = new Uint32Array(n * 2);
+    }
+    for (let j = 0; j < n; j++) {
+      const i = members[j]!;
+      if (hashed[2 * i]! < 0) {
+        const [a, b] = maglevHashes(maglevIdentity({ address: bk.address[i]!, port: bk.port[i]! }), seed);
+        hashed[2 * i] = a;
+        hashed[2 * i + 1] = b;
+      }
+      h1[j] = hashed[2 * i]!;
+      h2[j] = hashed[2 * i + 1]!;
+    }
+    const slots = builder.buildIndices(h1, h2, n, table.m, slab?.subarray(at, at + table.m));
+    at += table.m;
+    for (let j = 0; j < slots.length; j++) slots[j] = table.members[slots[j]!]!;
+    table.slots = slots;
+  }
+
+  const planTables = new Map<number, PlanTable>();
+  for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
+  const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables };
+  startChain(plan, sizing, ordered, bk, tables);
+  return plan;
+}

@@ -1,0 +1,28 @@
+// What the kernel side can hold, as the plan must respect it: the #defines of bpf/lb_consts.h and the
+// widths of bpf/lb_structs.h fields that bound a value. Pure TypeScript (plan loads no addon), so these
+// are copies; test/unit/btf-layout.test.ts checks every one against lb_consts.h and the BTF of the
+// compiled object, so a C edit without this file fails the unit tests.
+//
+// An LB_ name is the #define of that name; the others are field widths. src/dataplane/bpf/layout.ts
+// mirrors lb_consts.h too (for the map writer) and is checked the same way.
+
+/** lb_consts.h: frontend ids are 1..LB_FE_ID_MAX-1 (lb_revnat and lb_fe_stats are arrays of this size) */
+export const LB_FE_ID_MAX = 131072;
+
+/** lb_consts.h: the bounds of a Maglev table's M; both are prime */
+export const LB_MAGLEV_M_MIN = 251;
+export const LB_MAGLEV_M_MAX = 131071;
+
+/** lb_consts.h: table slots per element of a lb_maglev inner array (struct lb_maglev_elem.backend_id) */
+export const LB_MAGLEV_IDS_PER_ELEM = 2;
+/** sizeof(struct lb_maglev_elem): array maps hold whole elements */
+export const MAGLEV_ELEM_BYTES = 8;
+
+/** backend and table ids are __u32 (lb_backends' key, lb_frontend.table_id), never 0 */
+export const ID_MAX = 0xffffffff;
+/** lb_frontend.backend_count is a __u16 */
+export const MAX_BACKENDS_PER_FRONTEND = 0xffff;
+/** lb_frontend.affinity_timeout is a __u32, in seconds */
+export const AFFINITY_TIMEOUT_MAX = 0xffffffff;
+/** lb_config.hash_seed, the Maglev seed, is a __u32 */
+export const HASH_SEED_MAX = 0xffffffff;
