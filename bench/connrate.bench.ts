@@ -18,7 +18,7 @@ import type { NodeFrontend, NodeState } from '../src/model/compiled.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan } from '../src/plan/plan.js';
 import type { Plan } from '../src/plan/types.js';
-import { waitForLine, type Netns } from '../test/lab/netns.js';
+import { waitForLine, type Netns } from '../testing/netns.js';
 import { iptablesRestore } from './baseline/iptables.js';
 import { servicePortsOf } from './baseline/services.js';
 import { nodeState } from './gen.js';

@@ -1,4 +1,4 @@
-// Topology helpers for the kernel-facing benches, on top of the lab's Lab (test/lab/netns.ts):
+// Topology helpers for the kernel-facing benches, on top of the lab's Lab (testing/netns.ts):
 // - ExitGuard: what a bench created (namespaces, pin roots, state files, processes) is also removed
 //   synchronously from a process 'exit' handler (and on SIGINT/SIGTERM), so an exception, a timeout
 //   kill of the harness or Ctrl-C leaves nothing behind; Lab.cleanup() stays the normal path.
@@ -10,7 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Lab, NETNS_DIR, Netns, type LabProcess } from '../test/lab/netns.js';
+import { Lab, NETNS_DIR, Netns, type LabProcess } from '../testing/netns.js';
 
 export class ExitGuard {
   private readonly netns = new Set<string>();

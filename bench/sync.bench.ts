@@ -18,7 +18,7 @@ import { StateStore } from '../src/dataplane/bpf/maps.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan } from '../src/plan/plan.js';
 import type { Plan } from '../src/plan/types.js';
-import { run, type Netns } from '../test/lab/netns.js';
+import { run, type Netns } from '../testing/netns.js';
 import { iptablesJumpRules, iptablesRestore } from './baseline/iptables.js';
 import { nftRuleset } from './baseline/nftables.js';
 import { systemBinary } from '../src/util/exec.js';

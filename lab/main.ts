@@ -4,7 +4,7 @@
 // everything. Traffic never leaves this machine.
 import { ClusterLab, nodesYaml } from './cluster.js';
 import { labManifests, PORTS, VIP } from './services.js';
-import { labAvailable, sweepLeftovers } from '../test/lab/netns.js';
+import { labAvailable, sweepLeftovers } from '../testing/netns.js';
 
 const out = (s = '') => process.stdout.write(`${s}\n`);
 
