@@ -25,7 +25,7 @@ import { systemBinary } from '../src/util/exec.js';
 import { servicePortsOf } from './baseline/services.js';
 import { endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
 import { defineBench, stats, type BenchContext, type LineSeries, type TimeStats } from './lib.js';
-import { GuardedLab, restore, type Restore } from './netns.js';
+import { GuardedLab, restore, type Restore } from './guarded-lab.js';
 
 const SEED = 0x6b627078;
 /** bench/gen.ts puts pods in 10.128.0.0/9: kube-proxy's --cluster-cidr for the baselines */

@@ -86,13 +86,13 @@ export class LabDataplane {
   }
 
   /**
-   * Attaches lb_tc_ingress / lb_tc_egress on every device of ns (and records them in lb_devices)
-   * from inside ns: tc attachment takes an ifindex of the caller's namespace, so a child process
-   * under nsenter does it (the programs are the ones this load pinned). external: device names that
-   * get LB_DEV_F_EXTERNAL.
+   * Attaches lb_tc_ingress / lb_tc_egress on the devices of ns (all but lo unless named) and records
+   * them in lb_devices, from inside ns: tc attachment takes an ifindex of the caller's namespace, so
+   * a child process under nsenter does it (the programs are the ones this load pinned). external:
+   * device names that get LB_DEV_F_EXTERNAL.
    */
-  async attachTc(lab: Lab, ns: Netns, opts: { external?: string[] } = {}): Promise<string[]> {
-    const devices = await lab.devices(ns);
+  async attachTc(lab: Lab, ns: Netns, opts: { devices?: string[]; external?: string[] } = {}): Promise<string[]> {
+    const devices = opts.devices ?? await lab.devices(ns);
     const args = ['--import', 'tsx', ATTACH_TC_SCRIPT, '--pin-root', this.pinRoot, '--state', `${this.statePath}.tc`,
       '--devices', devices.join(','), '--external', (opts.external ?? []).join(',')];
     const r = await lab.runIn(ns, process.execPath, args, { timeoutMs: 60_000 });
