@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { Lab } from '../test/lab/netns.js';
+import { Lab } from '../testing/netns.js';
 import { endpointSlice, node, service, NODE_NAME, NODE_IP } from './gen.js';
 import { defineBench, type BenchContext } from './lib.js';
 import { CLI } from '../lab/cluster.js';

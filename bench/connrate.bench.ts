@@ -11,19 +11,15 @@ import { systemBinary } from '../src/util/exec.js';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as L from '../src/dataplane/bpf/layout.js';
-import { defaultObjectPath, loadDataplane, type Loaded } from '../src/dataplane/bpf/loader.js';
-import { StateStore } from '../src/dataplane/bpf/maps.js';
+import { attachCgroup, defaultObjectPath } from '../src/dataplane/bpf/loader.js';
 import type { NodeFrontend, NodeState } from '../src/model/compiled.js';
-import { diffPlans } from '../src/plan/diff.js';
-import { buildPlan } from '../src/plan/plan.js';
-import type { Plan } from '../src/plan/types.js';
-import { waitForLine, type Netns } from '../test/lab/netns.js';
+import { LabDataplane } from '../testing/lab-dataplane.js';
+import { type Netns } from '../testing/netns.js';
 import { iptablesRestore } from './baseline/iptables.js';
 import { servicePortsOf } from './baseline/services.js';
 import { nodeState } from './gen.js';
 import { defineBench, type BenchContext } from './lib.js';
-import { attachArgv, GuardedLab, restore } from './netns.js';
+import { GuardedLab, restore } from './guarded-lab.js';
 
 const SEED = 0x6b627078;
 /**
@@ -89,10 +85,7 @@ class Topology {
   readonly clients = {} as Record<Mode, Netns>;
   server!: Netns;
   cgroup!: string;
-  pinRoot!: string;
-  statePath!: string;
-  dp!: Loaded;
-  plan: Plan | undefined;
+  dp!: LabDataplane;
   private dir!: string;
 
   constructor(readonly lab: GuardedLab, readonly ctx: BenchContext) {}
@@ -121,14 +114,15 @@ class Topology {
     await lab.txOff(this.server, 'eth1');
     await this.startServer();
     this.cgroup = lab.addCgroup('sock');
-    this.pinRoot = lab.addPinRoot('pins');
-    this.statePath = lab.guard.path(join(this.dir, 'state.json'));
-    this.dp = loadDataplane({ pinRoot: this.pinRoot, state: StateStore.forPinRoot(this.pinRoot, this.statePath), mountBpffs: false });
-    this.dp.maps.writeConfig({ hashSeed: SEED, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
+    this.dp = LabDataplane.load(lab, 'pins', { seed: SEED, socketLb: true });
+    lab.guard.path(this.dp.statePath);
+    lab.guard.path(`${this.dp.statePath}.tc`);
     // Both stay attached for the whole run without touching the other paths: the socket hook sees only
     // processes in this cgroup (the socket-LB client), and the tc programs sit only on the tc client's
     // veth (ingress translates its packets to the backend, egress translates the replies back).
-    await this.attach({ cgroup: this.cgroup, tc: [CLIENTS.tc.hostIf] });
+    const { object, state } = this.dp.loaded;
+    attachCgroup(state, object.program('lb_sock_connect4'), this.cgroup, 'connect4');
+    await this.dp.attachTc(lab, this.node, { devices: [CLIENTS.tc.hostIf] });
   }
 
   private async startServer(): Promise<void> {
@@ -148,22 +142,9 @@ class Topology {
     throw new Error(`nginx in ${this.server.name} does not answer on ${SERVER_IP}:${SERVER_PORT}`);
   }
 
-  /** Loads the object inside the node namespace (maps reused from the pin root) and attaches there. */
-  async attach(o: { tc?: string[]; cgroup?: string }): Promise<void> {
-    const [cmd, ...args] = attachArgv(this.node, this.pinRoot, this.statePath, o);
-    const p = this.lab.spawn(null, cmd!, args, { what: 'attach' });
-    await waitForLine(p, 'attached', 60_000);
-    const code = await p.exited;
-    if (code !== 0) throw new Error(`attach exited ${code}: ${p.output().slice(-500)}`);
-  }
-
   /** Brings the maps to state (incremental after the first call, as the agent does). */
   fillMaps(state: NodeState): number {
-    const next = buildPlan(state, this.plan, { seed: SEED });
-    const ops = diffPlans(this.plan, next);
-    this.dp.maps.apply(ops);
-    this.plan = next;
-    return ops.length;
+    return this.dp.apply(state).length;
   }
 
   /** One curl through the path: does it work at all (bounded)? */
@@ -255,8 +236,8 @@ export default defineBench({
     try {
       const t = new Topology(lab, ctx);
       await t.build();
+      // the lab's cleanup detaches the socket hook and closes the data plane
       for (const n of sizes) rows.push(await measure(ctx, t, n, ctx.quick ? 1 : 5));
-      t.dp.object.close();
     } finally {
       await lab.cleanup();
     }

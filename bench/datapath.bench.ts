@@ -1,5 +1,5 @@
 // Per-packet cost of the tc and XDP programs, measured on the rows of the datapath test table
-// (test/datapath/rows.ts): the same setup, the same packet, run many times through
+// (testing/datapath-rows.ts): the same setup, the same packet, run many times through
 // BPF_PROG_TEST_RUN, reporting the kernel-measured run time per packet.
 //
 // Why not one test run with repeat = N: the kernel reruns the program on the SAME skb, which the
@@ -11,9 +11,9 @@
 // bpf_test_run timer itself costs a few tens of ns per run.
 import { existsSync } from 'node:fs';
 import { defineBench, stats, type BenchContext } from './lib.js';
-import { Datapath, OBJECT_PATH, type RunResult } from '../test/datapath/fixtures.js';
-import { buildRows, prepareRow, BASE_SERVICES, type Row } from '../test/datapath/rows.js';
-import { parse } from '../test/datapath/packets.js';
+import { Datapath, OBJECT_PATH, type RunResult } from '../testing/datapath.js';
+import { buildRows, prepareRow, BASE_SERVICES, type Row } from '../testing/datapath-rows.js';
+import { parse } from '../testing/packets.js';
 import { encodeCtKey, LB_CT_DIR_FWD } from '../src/dataplane/bpf/layout.js';
 import { nativeAvailable } from '../src/dataplane/bpf/native.js';
 

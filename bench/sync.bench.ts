@@ -18,14 +18,14 @@ import { StateStore } from '../src/dataplane/bpf/maps.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan } from '../src/plan/plan.js';
 import type { Plan } from '../src/plan/types.js';
-import { run, type Netns } from '../test/lab/netns.js';
+import { run, type Netns } from '../testing/netns.js';
 import { iptablesJumpRules, iptablesRestore } from './baseline/iptables.js';
 import { nftRuleset } from './baseline/nftables.js';
 import { systemBinary } from '../src/util/exec.js';
 import { servicePortsOf } from './baseline/services.js';
 import { endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
 import { defineBench, stats, type BenchContext, type LineSeries, type TimeStats } from './lib.js';
-import { GuardedLab, restore, type Restore } from './netns.js';
+import { GuardedLab, restore, type Restore } from './guarded-lab.js';
 
 const SEED = 0x6b627078;
 /** bench/gen.ts puts pods in 10.128.0.0/9: kube-proxy's --cluster-cidr for the baselines */

@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Lab, type Netns, type Pod, type LabProcess, waitForLine, run as runCmd } from '../test/lab/netns.js';
+import { Lab, POD_SERVER, type Netns, type Pod, type LabProcess, waitForLine, run as runCmd } from '../testing/netns.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO = join(here, '..');
@@ -150,7 +150,7 @@ export class ClusterLab {
   async startServers(p: LabPod): Promise<void> {
     const procs: LabProcess[] = [];
     for (const [http, udp] of [[80, 5353], [8080, 0]] as const) {
-      const args = [join(REPO, 'test', 'lab', 'servers', 'pod-server.mjs'), '--name', p.name, '--http', String(http)];
+      const args = [POD_SERVER, '--name', p.name, '--http', String(http)];
       if (udp) args.push('--udp', String(udp));
       const proc = this.lab.spawn(p.pod.ns, process.execPath, args, { cgroup: p.node.cgroup, what: `servers of ${p.name}` });
       await waitForLine(proc, 'ready', 10_000);

@@ -4,7 +4,7 @@
 // everything. Traffic never leaves this machine.
 import { ClusterLab, NODE_NET, nodesYaml } from './cluster.js';
 import { labManifests, PORTS, VIP } from './services.js';
-import { labAvailable, sweepLeftovers } from '../test/lab/netns.js';
+import { labAvailable, sweepLeftovers } from '../testing/netns.js';
 
 /** the external client's address (lab/cluster.ts) */
 const EXT4 = `${NODE_NET.v4}.100`;

@@ -1,11 +1,11 @@
-// The datapath table (rows.ts) run through BPF_PROG_TEST_RUN on the real object: for each row, fresh
-// maps with the base services, the row's setup, one packet, then the verdict, the exact output
+// The datapath table (testing/datapath-rows.ts) run through BPF_PROG_TEST_RUN on the real object: for
+// each row, fresh maps with the base services, the row's setup, one packet, then the verdict, the exact output
 // bytes, independently recomputed checksums, the skb mark and the counters. Needs root and bpffs.
 import test, { type ExecutionContext } from 'ava';
 import type { Plan } from '../../src/plan/types.js';
-import { Datapath, planOf, SNAT_MARK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS, type TestService } from './fixtures.js';
-import { buildRows, prepareRow, BASE_SERVICES } from './rows.js';
-import { checksumErrors, frame, tcp, udp } from './packets.js';
+import { Datapath, planOf, SNAT_MARK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS, type TestService } from '../../testing/datapath.js';
+import { buildRows, prepareRow, BASE_SERVICES } from '../../testing/datapath-rows.js';
+import { checksumErrors, frame, tcp, udp } from '../../testing/packets.js';
 import { walkFirstPacket } from '../../src/dataplane/bpf/walk.js';
 import { flowHash } from '../../src/dataplane/bpf/hash.js';
 

@@ -8,8 +8,8 @@
 //
 // A third server, "direct", listens on the VIP itself: a client that reaches it was not translated.
 import test from 'ava';
-import { Lab, labAvailable, sweepLeftovers, type ClientResult, type Netns } from '../lab/netns.js';
-import { LabDataplane, clusterIpFrontend } from '../lab/dataplane.js';
+import { Lab, labAvailable, sweepLeftovers, type ClientResult, type Netns } from '../../testing/netns.js';
+import { LabDataplane, clusterIpFrontend } from '../../testing/lab-dataplane.js';
 import type { NodeFrontend } from '../../src/model/compiled.js';
 
 const avail = labAvailable();

@@ -3,7 +3,7 @@
 // devices, drives the clients (each in the client namespace via `ip netns exec`), detaches, and
 // prints one JSON line of results. argv: <client netns> <nft binary>
 import { execFileSync, execSync } from 'node:child_process';
-import { Datapath, SNAT_MARK, type TestService } from './fixtures.js';
+import { Datapath, SNAT_MARK, type TestService } from '../../testing/datapath.js';
 import { encodeU32, encodeDevice, LB_DEV_F_EXTERNAL, LB_FE_F_SNAT_REMOTE, LB_BE_F_LOCAL } from '../../src/dataplane/bpf/layout.js';
 
 const [cliNs, nft] = process.argv.slice(2) as [string, string];

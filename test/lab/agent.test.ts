@@ -3,7 +3,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
 import { labManifests, PORTS, VIP } from '../../lab/services.js';
-import { labAvailable, sweepLeftovers } from './netns.js';
+import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
 
 const test = anyTest as TestFn<{ lab: ClusterLab }>;
 const avail = labAvailable();

@@ -4,7 +4,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BPFFS_ROOT, CGROUP2_ROOT, LAB_PREFIX, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from './netns.js';
+import { BPFFS_ROOT, CGROUP2_ROOT, LAB_PREFIX, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from '../../testing/netns.js';
 
 const avail = labAvailable();
 

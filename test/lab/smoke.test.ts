@@ -7,8 +7,8 @@
 // the socket hooks on a cgroup of the client, they still do, and tc translates nothing; a Service
 // without backends is refused at once in both modes.
 import test from 'ava';
-import { Lab, labAvailable, sweepLeftovers, type Netns, type Pod } from './netns.js';
-import { LabDataplane, clusterIpFrontend } from './dataplane.js';
+import { Lab, labAvailable, sweepLeftovers, type Netns, type Pod } from '../../testing/netns.js';
+import { LabDataplane, clusterIpFrontend } from '../../testing/lab-dataplane.js';
 import type { NodeFrontend } from '../../src/model/compiled.js';
 
 const avail = labAvailable();

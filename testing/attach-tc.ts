@@ -4,11 +4,11 @@
 //
 //   node --import tsx attach-tc.ts --pin-root DIR --state FILE --devices a,b [--external a]
 import { join } from 'node:path';
-import { attachTc } from '../../src/dataplane/bpf/loader.js';
-import { BpfMaps, StateStore } from '../../src/dataplane/bpf/maps.js';
-import { BpfProgram } from '../../src/dataplane/bpf/native.js';
-import { listLinks } from '../../src/dataplane/bpf/dataplane.js';
-import * as L from '../../src/dataplane/bpf/layout.js';
+import { attachTc } from '../src/dataplane/bpf/loader.js';
+import { BpfMaps, StateStore } from '../src/dataplane/bpf/maps.js';
+import { BpfProgram } from '../src/dataplane/bpf/native.js';
+import { listLinks } from '../src/dataplane/bpf/dataplane.js';
+import * as L from '../src/dataplane/bpf/layout.js';
 
 function arg(name: string): string {
   const i = process.argv.indexOf(`--${name}`);

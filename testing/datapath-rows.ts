@@ -1,18 +1,18 @@
 // The datapath table: one row per case, {description, map setup, input packet, program, expected
-// verdict, expected output bytes, counters}. datapath.test.ts runs every row; bench/datapath.bench.ts
-// reruns the rows marked `bench` with repeat as the per-packet benchmark (Katran's tester does both
-// from one table too).
+// verdict, expected output bytes, counters}. test/datapath/datapath.test.ts runs every row;
+// bench/datapath.bench.ts reruns the rows marked `bench` with repeat as the per-packet benchmark
+// (Katran's tester does both from one table too).
 import {
   Datapath, SVC, SEED, SNAT_MARK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS,
   LB_BE_F_TERMINATING, type ProgName, type TestService, type TestBackend,
-} from './fixtures.js';
+} from './datapath.js';
 import {
   frame, tcp, udp, expectedRst, expectedUnreach, icmpError, requote, checksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_RST,
   type FrameSpec, type L4Spec,
 } from './packets.js';
-import { pickBackend } from '../../src/dataplane/bpf/hash.js';
-import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
-import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, type LbStatName } from '../../src/dataplane/bpf/layout.js';
+import { pickBackend } from '../src/dataplane/bpf/hash.js';
+import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
+import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, type LbStatName } from '../src/dataplane/bpf/layout.js';
 
 export interface Check {
   ok(cond: boolean, msg: string): void;

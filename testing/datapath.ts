@@ -8,24 +8,24 @@
 // flagging ifindex 1 there: no test device, no namespace, and no special case in the programs.
 import { mkdirSync, rmSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BpfObject, BpfMap, MapType, numPossibleCpus, type BpfProgram, type TestRunResult } from '../../src/dataplane/bpf/native.js';
+import { BpfObject, BpfMap, MapType, numPossibleCpus, type BpfProgram, type TestRunResult } from '../src/dataplane/bpf/native.js';
 import {
   encodeFeKey, encodeFrontend, encodeBackend, encodeU32, encodeRevNat, encodeSrcRangeKey, encodeConfig,
   encodeDevice, encodeMaglevTable, encodeArrayKeys, maglevElems, encodeCtKey, decodeCtEntry, encodeAffinityKey,
   encodeAffinityVal, decodeAffinityVal, encodeSlotKey, decodeFeStatsPerCpu, sumU64PerCpu, MAGLEV_ELEM,
   LB_STATS, LB_STAT_MAX, LB_DEV_F_EXTERNAL, LB_SNAT_MARK_DEFAULT, LB_BE_F_LOCAL, LB_BE_F_TERMINATING,
   type LbStatName, type CtEntry, type AffinityVal,
-} from '../../src/dataplane/bpf/layout.js';
-import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
-import type { FrontendType, Protocol, Scope } from '../../src/model/compiled.js';
-import type { Plan, PlanBackend, PlanFrontend } from '../../src/plan/types.js';
-import { frontendKey } from '../../src/plan/types.js';
-import { diffPlans } from '../../src/plan/diff.js';
-import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
-import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS, encodeNodeAddr } from '../../src/dataplane/bpf/layout.js';
+} from '../src/dataplane/bpf/layout.js';
+import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
+import type { FrontendType, Protocol, Scope } from '../src/model/compiled.js';
+import type { Plan, PlanBackend, PlanFrontend } from '../src/plan/types.js';
+import { frontendKey } from '../src/plan/types.js';
+import { diffPlans } from '../src/plan/diff.js';
+import { BpfMaps } from '../src/dataplane/bpf/maps.js';
+import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS, encodeNodeAddr } from '../src/dataplane/bpf/layout.js';
 
 /** KBP_BPF_OBJECT runs the table against another build of the object (an experiment, another kernel's build) */
-export const OBJECT_PATH = process.env.KBP_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/kbp.bpf.o', import.meta.url));
+export const OBJECT_PATH = process.env.KBP_BPF_OBJECT ?? fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url));
 export const SEED = 0x5eed1234;
 export const SNAT_MARK = LB_SNAT_MARK_DEFAULT;
 export const TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7;

@@ -1,16 +1,12 @@
-// Topology helpers for the kernel-facing benches, on top of the lab's Lab (test/lab/netns.ts):
-// - ExitGuard: what a bench created (namespaces, pin roots, state files, processes) is also removed
-//   synchronously from a process 'exit' handler (and on SIGINT/SIGTERM), so an exception, a timeout
-//   kill of the harness or Ctrl-C leaves nothing behind; Lab.cleanup() stays the normal path.
-// - run as a script inside a node namespace (`nsenter --net=... node --import=tsx bench/netns.ts attach
-//   PINROOT STATEFILE IF...`): loads bpf/kbp.bpf.o with its maps under PINROOT and attaches
-//   lb_tc_ingress / lb_tc_egress on the named devices of that namespace. tc attachments are per
-//   namespace, so this must run there; the maps are global and the bench fills them from outside.
+// The kernel-facing benches' Lab (testing/netns.ts) with an ExitGuard: what a bench created
+// (namespaces, pin roots, state files, processes) is also removed synchronously from a process 'exit'
+// handler (and on SIGINT/SIGTERM), so an exception, a timeout kill of the harness or Ctrl-C leaves
+// nothing behind; Lab.cleanup() stays the normal path. Also restore(), which feeds a ruleset to
+// iptables-restore or nft inside a namespace with a time cap.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Lab, NETNS_DIR, Netns, type LabProcess } from '../test/lab/netns.js';
+import { Lab, NETNS_DIR, Netns, type LabProcess } from '../testing/netns.js';
 
 export class ExitGuard {
   private readonly netns = new Set<string>();
@@ -120,55 +116,5 @@ export function restore(ns: Netns, cmd: string, args: string[], text: string, ca
       else reject(new Error(`${cmd} ${args.join(' ')} in ${ns.name}: exit ${code}: ${stderr.trim().slice(0, 500)}`));
     });
     child.stdin.end(text);
-  });
-}
-
-export const THIS_FILE = fileURLToPath(import.meta.url);
-
-/**
- * argv that loads the object (maps reused from pinRoot) inside ns and attaches lb_tc_ingress and
- * lb_tc_egress on each of ifnames there, and lb_sock_connect4 to cgroup when given.
- */
-export function attachArgv(ns: Netns, pinRoot: string, statePath: string, o: { tc?: string[]; cgroup?: string }): string[] {
-  const args = ['nsenter', `--net=${ns.path}`, process.execPath, '--import=tsx', THIS_FILE, 'attach', pinRoot, statePath];
-  for (const i of o.tc ?? []) args.push('--tc', i);
-  if (o.cgroup) args.push('--cgroup', o.cgroup);
-  return args;
-}
-
-async function attachMain(argv: string[]): Promise<void> {
-  const [pinRoot, statePath, ...rest] = argv;
-  const tc: string[] = [];
-  let cgroup: string | undefined;
-  for (let i = 0; i < rest.length; i += 2) {
-    if (rest[i] === '--tc' && rest[i + 1]) tc.push(rest[i + 1]!);
-    else if (rest[i] === '--cgroup' && rest[i + 1]) cgroup = rest[i + 1];
-    else throw new Error(`netns.ts attach: unexpected argument ${rest[i]}`);
-  }
-  if (!pinRoot || !statePath || (tc.length === 0 && !cgroup)) throw new Error('usage: netns.ts attach PINROOT STATEFILE [--tc IF]... [--cgroup PATH]');
-  const { loadDataplane, attachTc, attachCgroup } = await import('../src/dataplane/bpf/loader.js');
-  const { StateStore } = await import('../src/dataplane/bpf/maps.js');
-  const state = StateStore.forPinRoot(pinRoot, statePath);
-  const d = loadDataplane({ pinRoot, state, mountBpffs: false });
-  try {
-    for (const name of tc) {
-      // nsenter --net keeps the host's /sys mount, so /sys/class/net would name the host's devices
-      const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'dev', name], { encoding: 'utf8' })) as Array<{ ifindex: number }>;
-      const ifindex = links[0]?.ifindex ?? 0;
-      if (!Number.isInteger(ifindex) || ifindex <= 0) throw new Error(`device ${name}: no ifindex`);
-      attachTc(state, d.object.program('lb_tc_ingress'), ifindex, 'ingress');
-      attachTc(state, d.object.program('lb_tc_egress'), ifindex, 'egress');
-    }
-    if (cgroup) attachCgroup(state, d.object.program('lb_sock_connect4'), cgroup, 'connect4');
-  } finally {
-    d.object.close();
-  }
-  process.stdout.write('attached\n');
-}
-
-if (process.argv[1] === THIS_FILE && process.argv[2] === 'attach') {
-  attachMain(process.argv.slice(3)).catch((e: Error) => {
-    process.stderr.write(`netns.ts attach: ${e.stack ?? e.message}\n`);
-    process.exit(1);
   });
 }

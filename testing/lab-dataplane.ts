@@ -6,14 +6,14 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
-import { buildPlan } from '../../src/plan/plan.js';
-import { diffPlans } from '../../src/plan/diff.js';
-import type { Plan, PlanOp } from '../../src/plan/types.js';
-import { attachCgroup, detach, loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
-import { SOCK_HOOKS } from '../../src/dataplane/bpf/dataplane.js';
-import { StateStore } from '../../src/dataplane/bpf/maps.js';
-import * as L from '../../src/dataplane/bpf/layout.js';
+import type { NodeFrontend, NodeState } from '../src/model/compiled.js';
+import { buildPlan } from '../src/plan/plan.js';
+import { diffPlans } from '../src/plan/diff.js';
+import type { Plan, PlanOp } from '../src/plan/types.js';
+import { attachCgroup, detach, loadDataplane, type Loaded } from '../src/dataplane/bpf/loader.js';
+import { SOCK_HOOKS } from '../src/dataplane/bpf/dataplane.js';
+import { StateStore } from '../src/dataplane/bpf/maps.js';
+import * as L from '../src/dataplane/bpf/layout.js';
 import { type Lab, type Netns } from './netns.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -86,13 +86,13 @@ export class LabDataplane {
   }
 
   /**
-   * Attaches lb_tc_ingress / lb_tc_egress on every device of ns (and records them in lb_devices)
-   * from inside ns: tc attachment takes an ifindex of the caller's namespace, so a child process
-   * under nsenter does it (the programs are the ones this load pinned). external: device names that
-   * get LB_DEV_F_EXTERNAL.
+   * Attaches lb_tc_ingress / lb_tc_egress on the devices of ns (all but lo unless named) and records
+   * them in lb_devices, from inside ns: tc attachment takes an ifindex of the caller's namespace, so
+   * a child process under nsenter does it (the programs are the ones this load pinned). external:
+   * device names that get LB_DEV_F_EXTERNAL.
    */
-  async attachTc(lab: Lab, ns: Netns, opts: { external?: string[] } = {}): Promise<string[]> {
-    const devices = await lab.devices(ns);
+  async attachTc(lab: Lab, ns: Netns, opts: { devices?: string[]; external?: string[] } = {}): Promise<string[]> {
+    const devices = opts.devices ?? await lab.devices(ns);
     const args = ['--import', 'tsx', ATTACH_TC_SCRIPT, '--pin-root', this.pinRoot, '--state', `${this.statePath}.tc`,
       '--devices', devices.join(','), '--external', (opts.external ?? []).join(',')];
     const r = await lab.runIn(ns, process.execPath, args, { timeoutMs: 60_000 });

@@ -2,7 +2,7 @@
 // computed here, from scratch and independently of the BPF programs (which update checksums
 // incrementally), so comparing bytes checks both. Also builds the refusals the programs must send
 // (TCP RST, ICMP / ICMPv6 port unreachable) and verifies any frame's checksums.
-import { ipTo16, isV4Mapped } from '../../src/util/ip.js';
+import { ipTo16, isV4Mapped } from '../src/util/ip.js';
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_IPV6 = 0x86dd;

@@ -258,7 +258,7 @@ export class Lab {
     return { code, stdout, stderr };
   }
 
-  /** Starts test/lab/servers/pod-server.mjs in ns and waits (bounded) for it to listen. */
+  /** Starts testing/servers/pod-server.mjs in ns and waits (bounded) for it to listen. */
   async startPodServer(ns: Netns, o: { name: string; bind?: string[]; http?: number; udp?: number }): Promise<LabProcess> {
     const args = [POD_SERVER, '--name', o.name];
     for (const b of o.bind ?? []) args.push('--bind', b);
@@ -270,7 +270,7 @@ export class Lab {
   }
 
   /**
-   * Runs test/lab/servers/client.mjs in ns (optionally in a cgroup) and returns its per-request
+   * Runs testing/servers/client.mjs in ns (optionally in a cgroup) and returns its per-request
    * results. Bounded: count * timeoutMs plus start-up.
    */
   async client(ns: Netns, o: ClientOptions, cgroup?: string): Promise<ClientResult[]> {
