@@ -8,6 +8,7 @@
 // flagging ifindex 1 there: no test device, no namespace, and no special case in the programs.
 import { mkdirSync, rmSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { hostRoots } from './netns.js';
 import { BpfObject, BpfMap, MapType, numPossibleCpus, type BpfProgram, type TestRunResult } from '../src/dataplane/bpf/native.js';
 import {
   encodeFeKey, encodeFrontend, encodeBackend, encodeU32, encodeRevNat, encodeSrcRangeKey, encodeConfig,
@@ -67,7 +68,7 @@ export class Datapath {
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
   constructor() {
-    this.pinRoot = `/sys/fs/bpf/kbp-datapath-test-${process.pid}`;
+    this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);
     try {

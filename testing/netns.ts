@@ -10,10 +10,26 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BPFFS_MOUNT, prepareHost } from '../src/dataplane/host.js';
 
 export const NETNS_DIR = '/var/run/netns';
-export const CGROUP2_ROOT = '/sys/fs/cgroup/unified';
-export const BPFFS_ROOT = '/sys/fs/bpf';
+/** where bpffs is mounted for pins (mounted by prepareHost() when missing) */
+export const BPFFS_ROOT = BPFFS_MOUNT;
+
+let roots: { bpffs: string; cgroup2: string } | undefined;
+/**
+ * bpffs and the cgroup v2 root, prepared by the agent's own code (src/dataplane/host.ts): bpffs is
+ * mounted when a new machine has none, and cgroup v2 is found where the host mounts it
+ * (/sys/fs/cgroup on a systemd host, /sys/fs/cgroup/unified on a hybrid one), never assumed.
+ */
+export function hostRoots(): { bpffs: string; cgroup2: string } {
+  if (!roots) {
+    const h = prepareHost();
+    for (const did of h.did) process.stderr.write(`lab: ${did}\n`);
+    roots = { bpffs: BPFFS_ROOT, cgroup2: h.cgroup2 };
+  }
+  return roots;
+}
 /** every lab object's name starts with this, then the pid of the run that made it */
 export const LAB_PREFIX = 'kbplab';
 
@@ -297,7 +313,7 @@ export class Lab {
 
   /** A child cgroup (v2) named <prefix><name>; removed at cleanup after its processes are killed. */
   addCgroup(name: string): string {
-    const path = join(CGROUP2_ROOT, this.prefix + name);
+    const path = join(hostRoots().cgroup2, this.prefix + name);
     mkdirSync(path);
     this.onCleanup(`cgroup ${path}`, async () => { await removeCgroup(path); });
     return path;
@@ -305,7 +321,7 @@ export class Lab {
 
   /** A directory on bpffs for pins, <prefix><name>; removed (recursively) at cleanup. */
   addPinRoot(name: string): string {
-    const path = join(BPFFS_ROOT, this.prefix + name);
+    const path = join(hostRoots().bpffs, this.prefix + name);
     mkdirSync(path);
     this.onCleanup(`pins ${path}`, () => { rmSync(path, { recursive: true, force: true }); });
     return path;
@@ -403,8 +419,9 @@ export async function sweepLeftovers(): Promise<string[]> {
     await run('ip', ['netns', 'del', name], { allowFail: true });
     removed.push(`netns ${name}`);
   }
-  for (const name of list(CGROUP2_ROOT).filter(stale)) {
-    const path = join(CGROUP2_ROOT, name);
+  const { cgroup2 } = hostRoots();
+  for (const name of list(cgroup2).filter(stale)) {
+    const path = join(cgroup2, name);
     try { await removeCgroup(path); removed.push(`cgroup ${path}`); } catch { /* reported by the next sweep */ }
   }
   for (const name of list(BPFFS_ROOT).filter(stale)) {
@@ -417,7 +434,10 @@ export async function sweepLeftovers(): Promise<string[]> {
 /** True when this process can build labs: root, bpffs, cgroup v2, the tools. */
 export function labAvailable(): { ok: boolean; why?: string } {
   if (process.getuid?.() !== 0) return { ok: false, why: 'needs root' };
-  if (!existsSync(BPFFS_ROOT)) return { ok: false, why: `no bpffs at ${BPFFS_ROOT}` };
-  if (!existsSync(join(CGROUP2_ROOT, 'cgroup.procs'))) return { ok: false, why: `no cgroup v2 at ${CGROUP2_ROOT}` };
+  try {
+    hostRoots();
+  } catch (e) {
+    return { ok: false, why: (e as Error).message };
+  }
   return { ok: true };
 }

@@ -9,6 +9,7 @@ import {
   BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_NOEXIST, BpfMap, BpfObject, MapType, cgroupPrograms, numPossibleCpus,
 } from '../../src/dataplane/bpf/native.js';
 import { KbpError } from '../../src/util/errors.js';
+import { hostRoots } from '../../testing/netns.js';
 import { fixtureObject, isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
 
 const u32 = (n: number): Buffer => {
@@ -231,7 +232,7 @@ if (!isRoot) {
   });
 
   test('cgroup attach with BPF_F_ALLOW_MULTI, replace, query, detach', (t) => {
-    const cg = `/sys/fs/cgroup/unified/kbp-test-${process.pid}`;
+    const cg = `${hostRoots().cgroup2}/kbp-test-${process.pid}`;
     mkdirSync(cg);
     t.teardown(() => { if (existsSync(cg)) rmdirSync(cg); });
     const a = BpfObject.open(fixtureObject('probe'));

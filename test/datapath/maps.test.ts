@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { hostRoots } from '../../testing/netns.js';
 import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan } from '../../src/plan/plan.js';
@@ -300,7 +301,7 @@ if (!isRoot) {
   test('loader: programs pinned; a restarted agent\'s cgroup program replaces the old one; cleanup detaches it', (t) => {
     const root = tempPinRoot(t, false);
     const statePath = tempStatePath(t);
-    const cg = `/sys/fs/cgroup/unified/kbp-test-maps-${process.pid}`;
+    const cg = `${hostRoots().cgroup2}/kbp-test-maps-${process.pid}`;
     mkdirSync(cg);
     t.teardown(() => { if (existsSync(cg)) rmdirSync(cg); });
     const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, statePath) });

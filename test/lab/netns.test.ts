@@ -4,7 +4,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BPFFS_ROOT, CGROUP2_ROOT, LAB_PREFIX, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from '../../testing/netns.js';
+import { BPFFS_ROOT, LAB_PREFIX, hostRoots, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from '../../testing/netns.js';
 
 const avail = labAvailable();
 
@@ -14,7 +14,7 @@ function alive(pid: number): boolean {
 
 const ours = (prefix: string) => ({
   netns: readdirSync(NETNS_DIR).filter((n) => n.startsWith(prefix)),
-  cgroups: readdirSync(CGROUP2_ROOT).filter((n) => n.startsWith(prefix)),
+  cgroups: readdirSync(hostRoots().cgroup2).filter((n) => n.startsWith(prefix)),
   pins: readdirSync(BPFFS_ROOT).filter((n) => n.startsWith(prefix)),
 });
 
@@ -54,7 +54,7 @@ if (!avail.ok) {
     t.false(alive(dead));
     const stale = `${LAB_PREFIX}${dead}-gone-`;
     await run('ip', ['netns', 'add', `${stale}node`]);
-    mkdirSync(join(CGROUP2_ROOT, `${stale}cg`));
+    mkdirSync(join(hostRoots().cgroup2, `${stale}cg`));
     mkdirSync(join(BPFFS_ROOT, `${stale}pins`));
     const live = new Lab('live');
     t.teardown(() => live.cleanup());

@@ -7,7 +7,7 @@ import test from 'ava';
 import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Lab, labAvailable, run, type Netns } from './netns.js';
+import { Lab, labAvailable, run, type Netns } from '../../testing/netns.js';
 import { CLI } from '../../lab/cluster.js';
 import { BpfObject } from '../../src/dataplane/bpf/native.js';
 import { defaultObjectPath } from '../../src/dataplane/bpf/loader.js';
