@@ -13,7 +13,10 @@ import type { Plan, PlanOp } from '../../src/plan/types.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { attachCgroup, cleanup, loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { BpfMaps, StateStore, groupRemovals } from '../../src/dataplane/bpf/maps.js';
-import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BpfMap, BpfObject, MapType, cgroupPrograms } from '../../src/dataplane/bpf/native.js';
+import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
+import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
+import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
+import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { dataplaneObject, fixtureObject, isRoot, tempPinRoot } from './fixtures/util.js';
 

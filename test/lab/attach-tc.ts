@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { attachTc } from '../../src/dataplane/bpf/loader.js';
 import { BpfMaps, StateStore } from '../../src/dataplane/bpf/maps.js';
-import { BpfProgram } from '../../src/dataplane/bpf/native.js';
+import { BpfProgram } from '../../src/dataplane/bpf/native/program.js';
 import { listLinks } from '../../src/dataplane/bpf/dataplane.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 

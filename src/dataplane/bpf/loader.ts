@@ -12,9 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
 import { systemBinary } from '../../util/exec.js';
 import { BpfMaps, StateStore, type Attachment, type BpfMapsOptions } from './maps.js';
-import {
-  BpfMap, BpfObject, BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint,
-} from './native.js';
+import { BpfMap } from './native/map.js';
+import { BpfObject } from './native/object.js';
+import { BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint } from './native/program.js';
 
 /** bpf/kbp.bpf.o of this checkout (or next to the bundle). */
 export function defaultObjectPath(): string {

@@ -16,7 +16,10 @@ import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../p
 import { frontendKey } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
 import * as L from './layout.js';
-import { BPF_F_MMAPABLE, BpfBatchError, BpfMap, MapType, numPossibleCpus, type BpfObject } from './native.js';
+import { BpfBatchError } from './native/errors.js';
+import { BpfMap, numPossibleCpus } from './native/map.js';
+import type { BpfObject } from './native/object.js';
+import { BPF_F_MMAPABLE, MapType } from './native/uapi.js';
 
 // ---- state file -----------------------------------------------------------------------------------
 export type Attachment =
