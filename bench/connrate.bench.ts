@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as L from '../src/dataplane/bpf/layout.js';
 import { defaultObjectPath, loadDataplane, type Loaded } from '../src/dataplane/bpf/loader.js';
-import { StateStore } from '../src/dataplane/bpf/maps.js';
+import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
 import type { NodeFrontend, NodeState } from '../src/model/compiled.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan } from '../src/plan/plan.js';
@@ -123,7 +123,7 @@ class Topology {
     this.cgroup = lab.addCgroup('sock');
     this.pinRoot = lab.addPinRoot('pins');
     this.statePath = lab.guard.path(join(this.dir, 'state.json'));
-    this.dp = loadDataplane({ pinRoot: this.pinRoot, state: StateStore.forPinRoot(this.pinRoot, this.statePath), mountBpffs: false });
+    this.dp = loadDataplane({ pinRoot: this.pinRoot, state: AgentStateFile.forPinRoot(this.pinRoot, this.statePath), mountBpffs: false });
     this.dp.maps.writeConfig({ hashSeed: SEED, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
     // Both stay attached for the whole run without touching the other paths: the socket hook sees only
     // processes in this cgroup (the socket-LB client), and the tc programs sit only on the tc client's

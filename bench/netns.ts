@@ -147,8 +147,8 @@ async function attachMain(argv: string[]): Promise<void> {
   }
   if (!pinRoot || !statePath || (tc.length === 0 && !cgroup)) throw new Error('usage: netns.ts attach PINROOT STATEFILE [--tc IF]... [--cgroup PATH]');
   const { loadDataplane, attachTc, attachCgroup } = await import('../src/dataplane/bpf/loader.js');
-  const { StateStore } = await import('../src/dataplane/bpf/maps.js');
-  const state = StateStore.forPinRoot(pinRoot, statePath);
+  const { AgentStateFile } = await import('../src/dataplane/bpf/agent-state-file.js');
+  const state = AgentStateFile.forPinRoot(pinRoot, statePath);
   const d = loadDataplane({ pinRoot, state, mountBpffs: false });
   try {
     for (const name of tc) {

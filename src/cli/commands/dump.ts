@@ -69,8 +69,9 @@ export const command: Command = {
     if (!existsSync(root)) {
       throw new KbpError('KBP_ERR_DATAPLANE', `dump: nothing pinned at ${root}: is an agent running with --bpffs ${root}?`);
     }
-    const { BpfMaps, StateStore } = await import('../../dataplane/bpf/maps.js');
-    const maps = BpfMaps.fromPins(root, StateStore.forPinRoot(root));
+    const { BpfMaps } = await import('../../dataplane/bpf/maps.js');
+    const { AgentStateFile } = await import('../../dataplane/bpf/agent-state-file.js');
+    const maps = BpfMaps.fromPins(root, AgentStateFile.forPinRoot(root));
     try {
       const plan = maps.readPlan();
       if (output === 'stats') {

@@ -7,149 +7,19 @@
 //
 // What the maps do not hold: a frontend's Service name and port name (the kernel needs neither). They
 // are kept in a JSON state file beside the pins (bpffs holds only maps and programs), written
-// atomically when they change; see StateStore. Without a state file, readPlan() returns '' for both.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// atomically when they change; see AgentStateFile. Without a state file, readPlan() returns '' for both.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FrontendType } from '../../model/compiled.js';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
 import { frontendKey } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
+import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import { BpfBatchError } from './native/errors.js';
 import { BpfMap, numPossibleCpus } from './native/map.js';
 import type { BpfObject } from './native/object.js';
 import { BPF_F_MMAPABLE, MapType } from './native/uapi.js';
-
-// ---- state file -----------------------------------------------------------------------------------
-export type Attachment =
-  | { kind: 'tc'; ifindex: number; ifname: string; point: 'ingress' | 'egress'; priority: number; handle: number; program: string; progId: number }
-  | { kind: 'xdp'; ifindex: number; ifname: string; mode: 'native' | 'generic'; program: string; progId: number }
-  | { kind: 'cgroup'; path: string; attachType: string; program: string; progId: number };
-
-/** What lb_frontends does not hold: names, and which backends are terminating in this frontend's
- * slices (lb_backends' flag merges them over every frontend that shares a backend). */
-export interface FrontendMeta { service: string; portName: string; terminating?: number[] }
-
-interface StateJson {
-  version: 1;
-  pinRoot: string;
-  /** fe_id -> what lb_frontends does not hold */
-  frontends: Record<string, FrontendMeta>;
-  /** what the agent attached, so cleanup detaches exactly that */
-  attachments: Attachment[];
-}
-
-export const STATE_DIR = '/run/kube-bpf-proxy';
-
-/** The default state file of a pin root: /run/kube-bpf-proxy/<sha256(pinRoot)[0..16]>.json. */
-export function defaultStatePath(pinRoot: string): string {
-  return join(STATE_DIR, `${createHash('sha256').update(pinRoot).digest('hex').slice(0, 16)}.json`);
-}
-
-/**
- * The user-space half of the data plane's state, one JSON file per pin root: frontend names, the
- * backends terminating per frontend, and the attachments. One instance per pin root should be shared by BpfMaps and the loader.
- */
-export class StateStore {
-  readonly path: string;
-  readonly pinRoot: string;
-  readonly frontends = new Map<number, FrontendMeta>();
-  attachments: Attachment[] = [];
-  private dirty = false;
-
-  constructor(path: string, pinRoot: string) {
-    this.path = path;
-    this.pinRoot = pinRoot;
-    let text: string | undefined;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
-    }
-    if (text === undefined) return;
-    let json: StateJson;
-    try {
-      json = JSON.parse(text) as StateJson;
-    } catch (e) {
-      throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path} is not valid JSON (remove it to start over): ${(e as Error).message}`, { cause: e });
-    }
-    if (json.version !== 1 || typeof json.frontends !== 'object' || !Array.isArray(json.attachments)) {
-      throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path} has an unknown format (version ${String(json.version)})`);
-    }
-    for (const [id, m] of Object.entries(json.frontends)) {
-      const term = Array.isArray(m.terminating) ? m.terminating.filter((x): x is number => Number.isInteger(x)) : undefined;
-      this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName), ...(term?.length && { terminating: term }) });
-    }
-    this.attachments = json.attachments;
-  }
-
-  static forPinRoot(pinRoot: string, path = defaultStatePath(pinRoot)): StateStore {
-    return new StateStore(path, pinRoot);
-  }
-
-  setFrontend(id: number, meta: FrontendMeta): void {
-    const old = this.frontends.get(id);
-    const term = meta.terminating?.length ? [...meta.terminating] : undefined;
-    if (old && old.service === meta.service && old.portName === meta.portName &&
-      (old.terminating ?? []).join(',') === (term ?? []).join(',')) return;
-    this.frontends.set(id, { service: meta.service, portName: meta.portName, ...(term && { terminating: term }) });
-    this.dirty = true;
-  }
-
-  deleteFrontend(id: number): void {
-    if (this.frontends.delete(id)) this.dirty = true;
-  }
-
-  /** Replaces the record of an attachment point (same device+point+priority+handle, or cgroup+type). */
-  recordAttachment(a: Attachment): void {
-    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== attachmentSlot(a));
-    this.attachments.push(a);
-    this.dirty = true;
-  }
-
-  forgetAttachment(a: Attachment): void {
-    const n = this.attachments.length;
-    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== attachmentSlot(a));
-    if (this.attachments.length !== n) this.dirty = true;
-  }
-
-  /** Writes the file if anything changed: to a temporary file, then rename (atomic on one filesystem). */
-  save(force = false): void {
-    if (!this.dirty && !force) return;
-    const json: StateJson = {
-      version: 1,
-      pinRoot: this.pinRoot,
-      frontends: Object.fromEntries([...this.frontends].sort((a, b) => a[0] - b[0]).map(([id, m]) => [String(id), m])),
-      attachments: this.attachments,
-    };
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    try {
-      mkdirSync(dirname(this.path), { recursive: true });
-      writeFileSync(tmp, JSON.stringify(json));
-      renameSync(tmp, this.path);
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw new KbpError('KBP_ERR_DATAPLANE', `state file ${this.path}: ${(e as Error).message}`, { cause: e });
-    }
-    this.dirty = false;
-  }
-
-  remove(): void {
-    rmSync(this.path, { force: true });
-    this.frontends.clear();
-    this.attachments = [];
-    this.dirty = false;
-  }
-}
-
-export function attachmentSlot(a: Attachment): string {
-  switch (a.kind) {
-    case 'tc': return `tc|${a.ifindex}|${a.point}|${a.priority}|${a.handle}`;
-    case 'xdp': return `xdp|${a.ifindex}`;
-    case 'cgroup': return `cgroup|${a.path}|${a.attachType}|${a.program}`;
-  }
-}
 
 // ---- the map writer -------------------------------------------------------------------------------
 type Maps = Record<L.MapName, BpfMap>;
@@ -196,7 +66,7 @@ function fmtFe(f: { address: string; port: number; protocol: string; scope: stri
 export class BpfMaps {
   private readonly maps: Maps;
   private readonly owned: boolean;
-  readonly state: StateStore | undefined;
+  readonly state: AgentStateFile | undefined;
   /** flags of the Maglev inner arrays; must equal lb_maglev's template (LB_MAGLEV_INNER_FLAGS) */
   private innerFlags = L.LB_MAGLEV_INNER_FLAGS;
 
@@ -209,7 +79,7 @@ export class BpfMaps {
   private readonly deferTableDeletes: boolean;
   private readonly pendingTableDeletes = new Set<number>();
 
-  private constructor(maps: Maps, owned: boolean, state: StateStore | undefined, opts: BpfMapsOptions) {
+  private constructor(maps: Maps, owned: boolean, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
     this.maps = maps;
     this.owned = owned;
     this.state = state;
@@ -217,14 +87,14 @@ export class BpfMaps {
   }
 
   /** Over the maps of a loaded object (fds stay the object's). */
-  static fromObject(obj: BpfObject, state?: StateStore, opts: BpfMapsOptions = {}): BpfMaps {
+  static fromObject(obj: BpfObject, state?: AgentStateFile, opts: BpfMapsOptions = {}): BpfMaps {
     const maps = {} as Maps;
     for (const n of L.MAP_NAMES) maps[n] = obj.map(n);
     return new BpfMaps(maps, false, state, opts);
   }
 
   /** Over the maps pinned under pinRoot by an earlier load (dump, cleanup, another process). */
-  static fromPins(pinRoot: string, state?: StateStore, opts: BpfMapsOptions = {}): BpfMaps {
+  static fromPins(pinRoot: string, state?: AgentStateFile, opts: BpfMapsOptions = {}): BpfMaps {
     const maps = {} as Maps;
     try {
       for (const n of L.MAP_NAMES) maps[n] = BpfMap.fromPin(join(pinRoot, n));
