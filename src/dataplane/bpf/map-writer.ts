@@ -12,13 +12,9 @@ import { KbpError } from '../../util/errors.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
-import { BpfBatchError } from './native/errors.js';
+import { BpfBatchError, E2BIG, EINVAL, ENOSPC } from './native/errors.js';
 import { BpfMap } from './native/map.js';
 import { BPF_F_MMAPABLE, MapType } from './native/uapi.js';
-
-const E2BIG = 7;
-const ENOSPC = 28;
-const EINVAL = 22;
 
 /**
  * Inner-array fds held open at once while a run of tables is built: as many as the fd limit allows

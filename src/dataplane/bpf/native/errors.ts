@@ -5,7 +5,9 @@ import { KbpError } from '../../../util/errors.js';
 import { native } from './addon.js';
 
 export const ENOENT = 2;
+export const E2BIG = 7;
 export const EEXIST = 17;
+export const ENODEV = 19;
 export const EINVAL = 22;
 export const ENOSPC = 28;
 export const EOPNOTSUPP = 95;

@@ -3,7 +3,7 @@
 import { openSync, closeSync } from 'node:fs';
 import { KbpError } from '../../../util/errors.js';
 import { native } from './addon.js';
-import { EEXIST, EINVAL, ENOENT, bpfError, checkName, checkU32, usage } from './errors.js';
+import { EEXIST, EINVAL, ENODEV, ENOENT, bpfError, checkName, checkU32, usage } from './errors.js';
 import { HANDLE, INTERNAL, closeHandle, holdFd, pinFd, type FdState } from './fd.js';
 import type { BpfObject } from './object.js';
 
@@ -136,7 +136,7 @@ export class BpfProgram {
     const p = tcPoint(point);
     const { priority, handle } = tcOpts(opts, `detachTc ${this.name}`);
     const ret = native().tcDetach(ifindex, p, priority, handle);
-    if (ret === -ENOENT || ret === -EINVAL || ret === -19 /* ENODEV: device gone */) return false;
+    if (ret === -ENOENT || ret === -EINVAL || ret === -ENODEV /* device gone */) return false;
     if (ret < 0) throw bpfError('tc detach', `${this.name} from ifindex ${ifindex} ${point}`, ret);
     return true;
   }
@@ -157,7 +157,7 @@ export class BpfProgram {
     for (const mode of ['native', 'generic'] as const) {
       const flags = xdpFlags(mode);
       const id = native().xdpQueryId(ifindex, flags);
-      if (id === -19 /* ENODEV */) return false;
+      if (id === -ENODEV) return false;
       if (id < 0) throw bpfError('xdp query', `ifindex ${ifindex}`, id);
       if (id !== myId) continue;
       const ret = native().xdpDetach(ifindex, flags);
@@ -233,7 +233,7 @@ export function tcProgramId(ifindex: number, point: AttachPoint, opts?: { priori
   checkIfindex(ifindex);
   const { priority, handle } = tcOpts(opts, 'tc query');
   const id = native().tcQuery(ifindex, tcPoint(point), priority, handle);
-  if (id === -ENOENT || id === -EINVAL || id === -19) return undefined;
+  if (id === -ENOENT || id === -EINVAL || id === -ENODEV) return undefined;
   if (id < 0) throw bpfError('tc query', `ifindex ${ifindex} ${point}`, id);
   return id;
 }
@@ -242,7 +242,7 @@ export function tcProgramId(ifindex: number, point: AttachPoint, opts?: { priori
 export function destroyTcHook(ifindex: number): boolean {
   checkIfindex(ifindex);
   const ret = native().tcHookDestroy(ifindex);
-  if (ret === -ENOENT || ret === -EINVAL || ret === -19) return false;
+  if (ret === -ENOENT || ret === -EINVAL || ret === -ENODEV) return false;
   if (ret < 0) throw bpfError('tc hook destroy', `ifindex ${ifindex}`, ret);
   return true;
 }
