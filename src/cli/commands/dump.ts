@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { KbpError } from '../../util/errors.js';
 import { toJson } from '../../model/canonical.js';
-import { planToCompiledState } from '../../dataplane/state.js';
+import { planToCompiledState } from '../../dataplane/plan-to-compiled.js';
 import type { Plan } from '../../plan/types.js';
 import { parseCommandArgs, type Command } from '../command.js';
 import { DEFAULTS } from '../../agent/config.js';
