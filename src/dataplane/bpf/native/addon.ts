@@ -1,7 +1,8 @@
 // The only module that loads the native addon (native/build/Release/kbp_native.node, built from
 // native/src/addon.cc). The addon makes one libbpf call per function and reports failure as a
 // negative errno; argument checks, buffer sizing, errors and fd ownership are the wrappers' (map.ts,
-// program.ts, object.ts), which reach the addon only through native().
+// program.ts, object.ts), which reach the addon only through native(). Nothing outside this folder
+// calls native(): the addon trusts every buffer it is given to be as long as the kernel will write.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
