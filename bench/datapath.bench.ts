@@ -15,7 +15,7 @@ import { Datapath, OBJECT_PATH, type RunResult } from '../testing/datapath.js';
 import { buildRows, prepareRow, BASE_SERVICES, type Row } from '../testing/datapath-rows.js';
 import { parse } from '../testing/packets.js';
 import { encodeCtKey, LB_CT_DIR_FWD } from '../src/dataplane/bpf/layout.js';
-import { nativeAvailable } from '../src/dataplane/bpf/native.js';
+import { nativeAvailable } from '../src/dataplane/bpf/native/addon.js';
 
 function protoName(n: number): 'TCP' | 'UDP' {
   return n === 6 ? 'TCP' : 'UDP';

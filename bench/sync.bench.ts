@@ -14,7 +14,7 @@ import type { NodeState } from '../src/model/compiled.js';
 import type { Snapshot } from '../src/source/types.js';
 import { defaultObjectPath, loadDataplane, type Loaded } from '../src/dataplane/bpf/loader.js';
 import * as L from '../src/dataplane/bpf/layout.js';
-import { StateStore } from '../src/dataplane/bpf/maps.js';
+import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan } from '../src/plan/plan.js';
 import type { Plan } from '../src/plan/types.js';
@@ -53,7 +53,7 @@ const label = (n: number) => (n >= 1000 ? `${n / 1000}k` : `${n}`);
 /** Fresh maps under a new pin root of the lab; the returned dispose() unpins them at once. */
 function freshMaps(lab: GuardedLab, tag: string, stateDir: string): { d: Loaded; dispose: () => void } {
   const pinRoot = lab.addPinRoot(tag);
-  const state = StateStore.forPinRoot(pinRoot, lab.guard.path(join(stateDir, `${tag}.json`)));
+  const state = AgentStateFile.forPinRoot(pinRoot, lab.guard.path(join(stateDir, `${tag}.json`)));
   const d = loadDataplane({ pinRoot, state, mountBpffs: false });
   d.maps.writeConfig({ hashSeed: SEED, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
   return {

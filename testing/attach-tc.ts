@@ -5,8 +5,9 @@
 //   node --import tsx attach-tc.ts --pin-root DIR --state FILE --devices a,b [--external a]
 import { join } from 'node:path';
 import { attachTc } from '../src/dataplane/bpf/loader.js';
-import { BpfMaps, StateStore } from '../src/dataplane/bpf/maps.js';
-import { BpfProgram } from '../src/dataplane/bpf/native.js';
+import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
+import { BpfMaps } from '../src/dataplane/bpf/maps.js';
+import { BpfProgram } from '../src/dataplane/bpf/native/program.js';
 import { listLinks } from '../src/dataplane/bpf/dataplane.js';
 import * as L from '../src/dataplane/bpf/layout.js';
 
@@ -18,7 +19,7 @@ function arg(name: string): string {
 }
 
 const pinRoot = arg('pin-root');
-const state = StateStore.forPinRoot(pinRoot, arg('state'));
+const state = AgentStateFile.forPinRoot(pinRoot, arg('state'));
 const devices = arg('devices').split(',').filter(Boolean);
 const external = new Set(arg('external').split(',').filter(Boolean));
 const links = new Map(listLinks().map((l) => [l.ifname, l.ifindex]));

@@ -9,7 +9,10 @@
 import { mkdirSync, rmSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hostRoots } from './netns.js';
-import { BpfObject, BpfMap, MapType, numPossibleCpus, type BpfProgram, type TestRunResult } from '../src/dataplane/bpf/native.js';
+import { BpfMap, numPossibleCpus } from '../src/dataplane/bpf/native/map.js';
+import { BpfObject } from '../src/dataplane/bpf/native/object.js';
+import type { BpfProgram, TestRunResult } from '../src/dataplane/bpf/native/program.js';
+import { MapType } from '../src/dataplane/bpf/native/uapi.js';
 import {
   encodeFeKey, encodeFrontend, encodeBackend, encodeU32, encodeRevNat, encodeSrcRangeKey, encodeConfig,
   encodeDevice, encodeMaglevTable, encodeArrayKeys, maglevElems, encodeCtKey, decodeCtEntry, encodeAffinityKey,

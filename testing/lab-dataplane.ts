@@ -12,7 +12,7 @@ import { diffPlans } from '../src/plan/diff.js';
 import type { Plan, PlanOp } from '../src/plan/types.js';
 import { attachCgroup, detach, loadDataplane, type Loaded } from '../src/dataplane/bpf/loader.js';
 import { SOCK_HOOKS } from '../src/dataplane/bpf/dataplane.js';
-import { StateStore } from '../src/dataplane/bpf/maps.js';
+import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
 import * as L from '../src/dataplane/bpf/layout.js';
 import { type Lab, type Netns } from './netns.js';
 
@@ -53,7 +53,7 @@ export class LabDataplane {
       rmSync(statePath, { force: true });
       rmSync(`${statePath}.tc`, { force: true });
     });
-    const loaded = loadDataplane({ pinRoot, state: StateStore.forPinRoot(pinRoot, statePath), mountBpffs: false });
+    const loaded = loadDataplane({ pinRoot, state: AgentStateFile.forPinRoot(pinRoot, statePath), mountBpffs: false });
     const dp = new LabDataplane(loaded, statePath, opts.seed ?? 0x6b6270, opts.socketLb ?? false);
     lab.onCleanup(`dataplane ${pinRoot}`, () => dp.close());
     dp.writeConfig();

@@ -44,7 +44,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
   if (s.mode === 'ipvs' || s.mode === 'nftables') {
     throw new KbpError('KBP_ERR_CONFIG', `--mode ${s.mode}: the ${s.mode} data plane is not part of this build yet; use --mode bpf or auto`);
   }
-  const { nativeAvailable } = await import('../dataplane/bpf/native.js');
+  const { nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
   const native = nativeAvailable();
   if (!native.ok) {
     const why = `the BPF data plane cannot load: ${native.reason}`;

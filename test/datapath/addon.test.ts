@@ -1,13 +1,14 @@
-// The native addon through src/dataplane/bpf/native.ts, against the real kernel (root, bpffs):
+// The native addon through src/dataplane/bpf/native/, against the real kernel (root, bpffs):
 // map operations and their errors, batches, per-CPU values, map-in-map, pins, object load (with the
 // verifier's log on failure), BPF_PROG_TEST_RUN, and tc / XDP / cgroup attachment.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_NOEXIST, BpfMap, BpfObject, MapType, cgroupPrograms, numPossibleCpus,
-} from '../../src/dataplane/bpf/native.js';
+import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
+import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
+import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
+import { BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { hostRoots } from '../../testing/netns.js';
 import { fixtureObject, isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';

@@ -13,8 +13,13 @@ import { buildPlan } from '../../src/plan/plan.js';
 import type { Plan, PlanOp } from '../../src/plan/types.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { attachCgroup, cleanup, loadDataplane } from '../../src/dataplane/bpf/loader.js';
-import { BpfMaps, StateStore, groupRemovals } from '../../src/dataplane/bpf/maps.js';
-import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BpfMap, BpfObject, MapType, cgroupPrograms } from '../../src/dataplane/bpf/native.js';
+import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
+import { groupRemovals } from '../../src/dataplane/bpf/map-writer.js';
+import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
+import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
+import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
+import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
+import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { dataplaneObject, fixtureObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
@@ -97,7 +102,7 @@ if (!isRoot) {
     const root = tempPinRoot(t, false);
     const statePath = tempStatePath(t);
     const obj = dataplaneObject();
-    const a = loadDataplane({ pinRoot: root, objectPath: obj, state: StateStore.forPinRoot(root, statePath) });
+    const a = loadDataplane({ pinRoot: root, objectPath: obj, state: AgentStateFile.forPinRoot(root, statePath) });
     t.false(a.reused);
     for (const n of L.MAP_NAMES) t.true(existsSync(join(root, n)), `${n} pinned`);
     a.maps.writeConfig({ hashSeed: SEED, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
@@ -120,11 +125,11 @@ if (!isRoot) {
     a.object.close();
 
     // restart: same pins, same contents, names from the state file
-    const b = loadDataplane({ pinRoot: root, objectPath: obj, state: StateStore.forPinRoot(root, statePath) });
+    const b = loadDataplane({ pinRoot: root, objectPath: obj, state: AgentStateFile.forPinRoot(root, statePath) });
     t.true(b.reused);
     t.deepEqual(comparable(b.maps.readPlan()), comparable(plan));
     // another process (dump) reads the pins alone
-    const dump = BpfMaps.fromPins(root, StateStore.forPinRoot(root, statePath));
+    const dump = BpfMaps.fromPins(root, AgentStateFile.forPinRoot(root, statePath));
     t.deepEqual(comparable(dump.readPlan()), comparable(plan));
     dump.close();
     // without the state file the names are unknown, the rest is there
@@ -136,7 +141,7 @@ if (!isRoot) {
 
   test('a changed plan applies as a diff: removed backend, frontend and range; tables swapped and freed', (t) => {
     const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, tempStatePath(t)) });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
@@ -170,17 +175,17 @@ if (!isRoot) {
     const root = tempPinRoot(t);
     smallMaps(root, { lb_backends: 2 });
     const statePath = tempStatePath(t);
-    const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, statePath) }), { instanceOf: KbpError });
+    const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) }), { instanceOf: KbpError });
     t.regex(e.message, /^pinned maps under \S+ do not match \S+kbp\.bpf\.o: /);
     t.regex(e.message, /lb_backends \(maxEntries 2 pinned, 1048576 in the object\)/);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, statePath), replaceIncompatible: true });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath), replaceIncompatible: true });
     t.teardown(() => d.object.close());
     t.is(d.maps.map('lb_backends').maxEntries, L.LB_BACKENDS_MAX);
   });
 
   test('settings, devices and counters', (t) => {
     const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, tempStatePath(t)) });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: 0xfeedbeef, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
     t.deepEqual(d.maps.readConfig(), { hashSeed: 0xfeedbeef, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
@@ -283,19 +288,19 @@ if (!isRoot) {
   test('attachments are recorded in the state file and cleanup detaches them and removes every pin', (t) => {
     const root = tempPinRoot(t, false);
     const statePath = tempStatePath(t);
-    const state = StateStore.forPinRoot(root, statePath);
+    const state = AgentStateFile.forPinRoot(root, statePath);
     const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state });
     d.maps.apply(diffPlans(undefined, buildPlan(sampleState(), undefined, { seed: SEED })));
     const saved = JSON.parse(readFileSync(statePath, 'utf8')) as { pinRoot: string; frontends: Record<string, { service: string }> };
     t.is(saved.pinRoot, root);
     t.true(Object.values(saved.frontends).some((m) => m.service === 'default/dns'));
     d.object.close();
-    const r = cleanup(root, StateStore.forPinRoot(root, statePath));
+    const r = cleanup(root, AgentStateFile.forPinRoot(root, statePath));
     t.true(r.unpinned >= L.MAP_NAMES.length);
     t.false(existsSync(root));
     t.false(existsSync(statePath));
-    t.deepEqual(cleanup(root, StateStore.forPinRoot(root, statePath)), { detached: 0, unpinned: 0 }, 'a second cleanup finds nothing');
-    t.throws(() => cleanup('/tmp', StateStore.forPinRoot('/tmp', statePath)), { message: /not on a bpf filesystem; refusing/ });
+    t.deepEqual(cleanup(root, AgentStateFile.forPinRoot(root, statePath)), { detached: 0, unpinned: 0 }, 'a second cleanup finds nothing');
+    t.throws(() => cleanup('/tmp', AgentStateFile.forPinRoot('/tmp', statePath)), { message: /not on a bpf filesystem; refusing/ });
   });
 
   test('loader: programs pinned; a restarted agent\'s cgroup program replaces the old one; cleanup detaches it', (t) => {
@@ -304,7 +309,7 @@ if (!isRoot) {
     const cg = `${hostRoots().cgroup2}/kbp-test-maps-${process.pid}`;
     mkdirSync(cg);
     t.teardown(() => { if (existsSync(cg)) rmdirSync(cg); });
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, statePath) });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) });
     for (const name of d.object.programNames()) t.true(existsSync(join(root, 'progs', name)), `program ${name} pinned`);
     d.object.close();
     // two agents' generations of the same program (the probe fixture: a data plane object without
@@ -314,14 +319,14 @@ if (!isRoot) {
     t.teardown(() => { gen1.close(); gen2.close(); });
     gen1.load();
     gen2.load();
-    const state1 = StateStore.forPinRoot(root, statePath);
+    const state1 = AgentStateFile.forPinRoot(root, statePath);
     attachCgroup(state1, gen1.program('probe_connect4'), cg, 'connect4');
     t.deepEqual(cgroupPrograms(cg, 'connect4'), [gen1.program('probe_connect4').id]);
-    const state2 = StateStore.forPinRoot(root, statePath); // the restarted agent reads the record
+    const state2 = AgentStateFile.forPinRoot(root, statePath); // the restarted agent reads the record
     attachCgroup(state2, gen2.program('probe_connect4'), cg, 'connect4');
     t.deepEqual(cgroupPrograms(cg, 'connect4'), [gen2.program('probe_connect4').id], 'replaced, not added');
     t.is(state2.attachments.length, 1);
-    const r = cleanup(root, StateStore.forPinRoot(root, statePath));
+    const r = cleanup(root, AgentStateFile.forPinRoot(root, statePath));
     t.is(r.detached, 1);
     t.deepEqual(cgroupPrograms(cg, 'connect4'), []);
     t.false(existsSync(root));
@@ -329,7 +334,7 @@ if (!isRoot) {
 
   test('cost: full sync of 10,000 Services x 10 endpoints, then one endpoint change (logged)', (t) => {
     const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: StateStore.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true } });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true } });
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const N = 10_000, E = 10;

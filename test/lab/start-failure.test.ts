@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, labAvailable, run, type Netns } from '../../testing/netns.js';
 import { CLI } from '../../lab/cluster.js';
-import { BpfObject } from '../../src/dataplane/bpf/native.js';
+import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { defaultObjectPath } from '../../src/dataplane/bpf/loader.js';
 import { prepareHost } from '../../src/dataplane/host.js';
 

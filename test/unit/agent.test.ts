@@ -7,7 +7,7 @@ import { FakeDataplane } from '../../src/dataplane/fake.js';
 import { ManifestsSource } from '../../src/source/manifests.js';
 import { toJson } from '../../src/model/canonical.js';
 import { compile } from '../../src/compile/compile.js';
-import { planToCompiledState } from '../../src/dataplane/state.js';
+import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
 import { Metrics } from '../../src/agent/metrics.js';
 
 const svc = (replicas: string[]) => `

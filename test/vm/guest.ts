@@ -11,7 +11,7 @@ import { release, uptime } from 'node:os';
 import { relative } from 'node:path';
 import { attachCgroup, attachTc, attachXdp, cleanup, loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
 import { SOCK_HOOKS } from '../../src/dataplane/bpf/dataplane.js';
-import { cgroupPrograms, tcProgramId, xdpProgramId } from '../../src/dataplane/bpf/native.js';
+import { cgroupPrograms, tcProgramId, xdpProgramId } from '../../src/dataplane/bpf/native/program.js';
 
 const PIN_ROOT = '/sys/fs/bpf/kbp-vm';
 const CGROUP = '/sys/fs/cgroup/unified/kbp-vm';

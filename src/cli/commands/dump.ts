@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { KbpError } from '../../util/errors.js';
 import { toJson } from '../../model/canonical.js';
-import { planToCompiledState } from '../../dataplane/state.js';
+import { planToCompiledState } from '../../dataplane/plan-to-compiled.js';
 import type { Plan, PlanTable } from '../../plan/types.js';
 import { parseCommandArgs, type Command } from '../command.js';
 import { DEFAULTS } from '../../agent/config.js';
@@ -88,8 +88,9 @@ export const command: Command = {
     if (!existsSync(root)) {
       throw new KbpError('KBP_ERR_DATAPLANE', `dump: nothing pinned at ${root}: is an agent running with --bpffs ${root}?`);
     }
-    const { BpfMaps, StateStore } = await import('../../dataplane/bpf/maps.js');
-    const maps = BpfMaps.fromPins(root, StateStore.forPinRoot(root));
+    const { BpfMaps } = await import('../../dataplane/bpf/maps.js');
+    const { AgentStateFile } = await import('../../dataplane/bpf/agent-state-file.js');
+    const maps = BpfMaps.fromPins(root, AgentStateFile.forPinRoot(root));
     try {
       const plan = maps.readPlan();
       if (output === 'stats') {

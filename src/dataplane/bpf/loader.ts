@@ -12,10 +12,12 @@ import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
 import { bpffsOf, checkPinRoot, ensureBpffs, isBpffs } from '../host.js';
 import { systemBinary } from '../../util/exec.js';
-import { BpfMaps, StateStore, type Attachment, type BpfMapsOptions } from './maps.js';
-import {
-  BpfMap, BpfObject, BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint,
-} from './native.js';
+import { AgentStateFile, type Attachment } from './agent-state-file.js';
+import type { BpfMapsOptions } from './map-writer.js';
+import { BpfMaps } from './maps.js';
+import { BpfMap } from './native/map.js';
+import { BpfObject } from './native/object.js';
+import { BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint } from './native/program.js';
 
 /** bpf/kbp.bpf.o of this checkout (or next to the bundle). */
 export function defaultObjectPath(): string {
@@ -33,7 +35,7 @@ export { ensureBpffs, isBpffs } from '../host.js';
 export interface Loaded {
   object: BpfObject;
   maps: BpfMaps;
-  state: StateStore;
+  state: AgentStateFile;
   pinRoot: string;
   /** true when maps pinned by an earlier agent were found and reused */
   reused: boolean;
@@ -42,10 +44,10 @@ export interface Loaded {
 /**
  * Opens and loads the object with its maps under pinRoot (reusing pinned ones), pins every program
  * under <pinRoot>/progs/ (replacing older pins), and returns the maps writer. The state file holds
- * the Service names and the attachments; pass the same StateStore to attach*() and cleanup().
+ * the Service names and the attachments; pass the same AgentStateFile to attach*() and cleanup().
  */
 export function loadDataplane(opts: {
-  pinRoot: string; objectPath?: string; state?: StateStore; mountBpffs?: boolean; maps?: BpfMapsOptions;
+  pinRoot: string; objectPath?: string; state?: AgentStateFile; mountBpffs?: boolean; maps?: BpfMapsOptions;
   /** unpin maps whose definition changed (an upgrade): their contents are lost, the rest is kept */
   replaceIncompatible?: boolean;
 }): Loaded {
@@ -58,7 +60,7 @@ export function loadDataplane(opts: {
     throw new KbpError('KBP_ERR_BPF', `create pin root ${pinRoot}: ${(e as Error).message}`, { cause: e });
   }
   if (!isBpffs(pinRoot)) throw new KbpError('KBP_ERR_CONFIG', `pin root ${pinRoot} is not on a bpf filesystem (--bpffs must be under a bpffs mount)`);
-  const state = opts.state ?? StateStore.forPinRoot(pinRoot);
+  const state = opts.state ?? AgentStateFile.forPinRoot(pinRoot);
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   let reused = false;
   try {
@@ -126,14 +128,14 @@ function ifname(ifindex: number): string {
 }
 
 /** Attaches a tc program and records it (replacing whatever sat at that priority/handle). */
-export function attachTc(state: StateStore, prog: BpfProgram, ifindex: number, point: AttachPoint, opts: { priority?: number; handle?: number; ifname?: string } = {}): void {
+export function attachTc(state: AgentStateFile, prog: BpfProgram, ifindex: number, point: AttachPoint, opts: { priority?: number; handle?: number; ifname?: string } = {}): void {
   const priority = opts.priority ?? 1, handle = opts.handle ?? 1;
   prog.attachTc(ifindex, point, { priority, handle });
   state.recordAttachment({ kind: 'tc', ifindex, ifname: opts.ifname ?? ifname(ifindex), point, priority, handle, program: prog.name, progId: prog.id });
   state.save();
 }
 
-export function attachXdp(state: StateStore, prog: BpfProgram, ifindex: number, mode: 'native' | 'generic' = 'native', name?: string): void {
+export function attachXdp(state: AgentStateFile, prog: BpfProgram, ifindex: number, mode: 'native' | 'generic' = 'native', name?: string): void {
   prog.attachXdp(ifindex, mode);
   state.recordAttachment({ kind: 'xdp', ifindex, ifname: name ?? ifname(ifindex), mode, program: prog.name, progId: prog.id });
   state.save();
@@ -143,7 +145,7 @@ export function attachXdp(state: StateStore, prog: BpfProgram, ifindex: number, 
  * Attaches a cgroup program with BPF_F_ALLOW_MULTI; the program an earlier agent attached there under
  * the same name is replaced in one step, not run alongside.
  */
-export function attachCgroup(state: StateStore, prog: BpfProgram, cgroupPath: string, attachType: string): void {
+export function attachCgroup(state: AgentStateFile, prog: BpfProgram, cgroupPath: string, attachType: string): void {
   const rec: Attachment = { kind: 'cgroup', path: cgroupPath, attachType, program: prog.name, progId: prog.id };
   const old = state.attachments.find((a): a is Extract<Attachment, { kind: 'cgroup' }> => a.kind === 'cgroup' && a.path === cgroupPath && a.attachType === attachType && a.program === prog.name);
   let replace: BpfProgram | undefined;
@@ -164,7 +166,7 @@ export function attachCgroup(state: StateStore, prog: BpfProgram, cgroupPath: st
 }
 
 /** Detaches one recorded attachment if what is attached there is still ours; false otherwise. */
-export function detach(state: StateStore, a: Attachment): boolean {
+export function detach(state: AgentStateFile, a: Attachment): boolean {
   let done = false;
   switch (a.kind) {
     case 'tc': {
@@ -218,7 +220,7 @@ export function detach(state: StateStore, a: Attachment): boolean {
  * (only where our program is still the one attached), unpins programs and maps (the kernel frees them
  * once nothing holds them), removes the pin root and the state file. Safe to run twice.
  */
-export function cleanup(pinRoot: string, state: StateStore = StateStore.forPinRoot(resolve(pinRoot))): { detached: number; unpinned: number } {
+export function cleanup(pinRoot: string, state: AgentStateFile = AgentStateFile.forPinRoot(resolve(pinRoot))): { detached: number; unpinned: number } {
   const root = resolve(pinRoot);
   let detached = 0;
   const errors: string[] = [];

@@ -1,0 +1,135 @@
+// What the data plane must remember that bpffs cannot hold (bpffs holds only maps and programs): the
+// agent's state file, one JSON file per pin root under /run, written atomically when it changes.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { KbpError } from '../../util/errors.js';
+
+export type Attachment =
+  | { kind: 'tc'; ifindex: number; ifname: string; point: 'ingress' | 'egress'; priority: number; handle: number; program: string; progId: number }
+  | { kind: 'xdp'; ifindex: number; ifname: string; mode: 'native' | 'generic'; program: string; progId: number }
+  | { kind: 'cgroup'; path: string; attachType: string; program: string; progId: number };
+
+/** What lb_frontends does not hold: names, and which backends are terminating in this frontend's
+ * slices (lb_backends' flag merges them over every frontend that shares a backend). */
+export interface FrontendMeta { service: string; portName: string; terminating?: number[] }
+
+interface StateJson {
+  version: 1;
+  pinRoot: string;
+  /** fe_id -> what lb_frontends does not hold */
+  frontends: Record<string, FrontendMeta>;
+  /** what the agent attached, so cleanup detaches exactly that */
+  attachments: Attachment[];
+}
+
+export const STATE_DIR = '/run/kube-bpf-proxy';
+
+/** The default state file of a pin root: /run/kube-bpf-proxy/<sha256(pinRoot)[0..16]>.json. */
+export function defaultStatePath(pinRoot: string): string {
+  return join(STATE_DIR, `${createHash('sha256').update(pinRoot).digest('hex').slice(0, 16)}.json`);
+}
+
+/**
+ * The user-space half of the data plane's state, one JSON file per pin root: frontend names, the
+ * backends terminating per frontend, and the attachments. One instance per pin root should be shared by BpfMaps and the loader.
+ */
+export class AgentStateFile {
+  readonly path: string;
+  readonly pinRoot: string;
+  readonly frontends = new Map<number, FrontendMeta>();
+  attachments: Attachment[] = [];
+  private dirty = false;
+
+  constructor(path: string, pinRoot: string) {
+    this.path = path;
+    this.pinRoot = pinRoot;
+    let text: string | undefined;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    if (text === undefined) return;
+    let json: StateJson;
+    try {
+      json = JSON.parse(text) as StateJson;
+    } catch (e) {
+      throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path} is not valid JSON (remove it to start over): ${(e as Error).message}`, { cause: e });
+    }
+    if (json.version !== 1 || typeof json.frontends !== 'object' || !Array.isArray(json.attachments)) {
+      throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path} has an unknown format (version ${String(json.version)})`);
+    }
+    for (const [id, m] of Object.entries(json.frontends)) {
+      const term = Array.isArray(m.terminating) ? m.terminating.filter((x): x is number => Number.isInteger(x)) : undefined;
+      this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName), ...(term?.length && { terminating: term }) });
+    }
+    this.attachments = json.attachments;
+  }
+
+  static forPinRoot(pinRoot: string, path = defaultStatePath(pinRoot)): AgentStateFile {
+    return new AgentStateFile(path, pinRoot);
+  }
+
+  setFrontend(id: number, meta: FrontendMeta): void {
+    const old = this.frontends.get(id);
+    const term = meta.terminating?.length ? [...meta.terminating] : undefined;
+    if (old && old.service === meta.service && old.portName === meta.portName &&
+      (old.terminating ?? []).join(',') === (term ?? []).join(',')) return;
+    this.frontends.set(id, { service: meta.service, portName: meta.portName, ...(term && { terminating: term }) });
+    this.dirty = true;
+  }
+
+  deleteFrontend(id: number): void {
+    if (this.frontends.delete(id)) this.dirty = true;
+  }
+
+  /** Replaces the record of an attachment point (same device+point+priority+handle, or cgroup+type). */
+  recordAttachment(a: Attachment): void {
+    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== attachmentSlot(a));
+    this.attachments.push(a);
+    this.dirty = true;
+  }
+
+  forgetAttachment(a: Attachment): void {
+    const n = this.attachments.length;
+    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== attachmentSlot(a));
+    if (this.attachments.length !== n) this.dirty = true;
+  }
+
+  /** Writes the file if anything changed: to a temporary file, then rename (atomic on one filesystem). */
+  save(force = false): void {
+    if (!this.dirty && !force) return;
+    const json: StateJson = {
+      version: 1,
+      pinRoot: this.pinRoot,
+      frontends: Object.fromEntries([...this.frontends].sort((a, b) => a[0] - b[0]).map(([id, m]) => [String(id), m])),
+      attachments: this.attachments,
+    };
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    try {
+      mkdirSync(dirname(this.path), { recursive: true });
+      writeFileSync(tmp, JSON.stringify(json));
+      renameSync(tmp, this.path);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw new KbpError('KBP_ERR_DATAPLANE', `state file ${this.path}: ${(e as Error).message}`, { cause: e });
+    }
+    this.dirty = false;
+  }
+
+  remove(): void {
+    rmSync(this.path, { force: true });
+    this.frontends.clear();
+    this.attachments = [];
+    this.dirty = false;
+  }
+}
+
+export function attachmentSlot(a: Attachment): string {
+  switch (a.kind) {
+    case 'tc': return `tc|${a.ifindex}|${a.point}|${a.priority}|${a.handle}`;
+    case 'xdp': return `xdp|${a.ifindex}`;
+    case 'cgroup': return `cgroup|${a.path}|${a.attachType}|${a.program}`;
+  }
+}

@@ -1,0 +1,150 @@
+// The maps -> a Plan (the read-back at start and for `dump`), and the settings and counters as the
+// kernel holds them.
+//
+// What the maps do not hold: a frontend's Service name and port name (the kernel needs neither). They
+// come from the agent's state file (AgentStateFile); without one, readPlan() returns '' for both.
+import type { FrontendType } from '../../model/compiled.js';
+import type { Plan, PlanBackend, PlanFrontend, PlanTable } from '../../plan/types.js';
+import { frontendKey } from '../../plan/types.js';
+import { KbpError } from '../../util/errors.js';
+import type { AgentStateFile } from './agent-state-file.js';
+import * as L from './layout.js';
+import type { DataplaneMaps } from './maps.js';
+import { BpfMap, numPossibleCpus } from './native/map.js';
+
+/**
+ * The maps as a Plan. Tables have empty slots (their content follows from members, M and the seed);
+ * members are recomputed from each frontend's slots and backend flags as plan.ts chooses them
+ * (non-terminating backends, else the terminating ones). Service and port names come from the state
+ * file ('' without one). Tables in lb_maglev that no frontend uses are returned with M 0 and no
+ * members so that diff() removes them; a frontend whose table is missing keeps its table id but the
+ * plan lacks the table, so the next sync writes one.
+ */
+export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined): Plan {
+  const seed = readConfig(maps).hashSeed;
+  const backends = new Map<number, PlanBackend>();
+  for (const [k, v] of maps.lb_backends.entries()) {
+    const id = L.decodeU32(k);
+    const b = L.decodeBackend(v);
+    backends.set(id, {
+      id, address: b.address, port: b.port, protocol: b.protocol,
+      terminating: (b.flags & L.LB_BE_F_TERMINATING) !== 0, local: (b.flags & L.LB_BE_F_LOCAL) !== 0,
+    });
+  }
+  const slots = new Map<number, Map<number, number>>();
+  for (const [k, v] of maps.lb_slots.entries()) {
+    const { feId, slot } = L.decodeSlotKey(k);
+    let s = slots.get(feId);
+    if (!s) slots.set(feId, (s = new Map()));
+    s.set(slot, L.decodeU32(v));
+  }
+  const ranges = new Map<number, string[]>();
+  for (const [k] of maps.lb_src_ranges.entries()) {
+    const { feId, cidr } = L.decodeSrcRangeKey(k);
+    let r = ranges.get(feId);
+    if (!r) ranges.set(feId, (r = []));
+    r.push(cidr);
+  }
+  const tableIds = new Set<number>();
+  for (const k of maps.lb_maglev.keys()) tableIds.add(L.decodeU32(k));
+
+  const frontends = new Map<string, PlanFrontend>();
+  const tables = new Map<number, PlanTable>();
+  for (const [k, v] of maps.lb_frontends.entries()) {
+    const key = L.decodeFeKey(k);
+    const fe = L.decodeFrontend(v);
+    const s = slots.get(fe.feId);
+    // the slots 0..backend_count-1 that exist, in order
+    const backendIds: number[] = [];
+    for (let i = 0; i < fe.backendCount; i++) {
+      const id = s?.get(i);
+      if (id !== undefined) backendIds.push(id);
+    }
+    const meta = state?.frontends.get(fe.feId);
+    // per-frontend terminating from the state file; without one, the kernel's merged backend flag
+    const terminatingIds = meta ? (meta.terminating ?? []).filter((id) => backendIds.includes(id))
+      : backendIds.filter((id) => backends.get(id)?.terminating);
+    const f: PlanFrontend = {
+      id: fe.feId, service: meta?.service ?? '', portName: meta?.portName ?? '', type: fe.type as FrontendType,
+      address: key.address, port: key.port, protocol: key.protocol, scope: key.scope,
+      backendIds, terminatingIds, tableId: fe.tableId, maglevM: fe.maglevM,
+      affinityTimeout: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityTimeout : 0,
+      snatRemote: (fe.flags & L.LB_FE_F_SNAT_REMOTE) !== 0,
+      sourceRanges: (ranges.get(fe.feId) ?? []).sort(),
+    };
+    frontends.set(frontendKey(f), f);
+    if (fe.tableId !== 0 && tableIds.has(fe.tableId) && !tables.has(fe.tableId)) {
+      const known = backendIds.filter((id) => backends.has(id));
+      const term = new Set(terminatingIds);
+      let members = known.filter((id) => !term.has(id));
+      if (members.length === 0) members = known;
+      tables.set(fe.tableId, { id: fe.tableId, m: fe.maglevM, members, slots: new Uint32Array(0) });
+    }
+  }
+  for (const id of tableIds) if (!tables.has(id)) tables.set(id, { id, m: 0, members: [], slots: new Uint32Array(0) });
+  const sortedTables = new Map([...tables].sort((a, b) => a[0] - b[0]));
+  const sortedBackends = new Map([...backends].sort((a, b) => a[0] - b[0]));
+  return { seed, frontends, backends: sortedBackends, tables: sortedTables };
+}
+
+/** Whether the maps hold anything of a previous agent (a frontend or a backend). */
+export function mapsAreEmpty(maps: DataplaneMaps): boolean {
+  return maps.lb_frontends.keys().length === 0 && maps.lb_backends.keys().length === 0;
+}
+
+/** The slots of one Maglev table as the kernel holds them (for tests and dump --verbose). */
+export function readTable(maps: DataplaneMaps, tableId: number, m: number): Uint32Array | undefined {
+  const id = maps.lb_maglev.lookupId(L.encodeU32(tableId));
+  if (id === undefined) return undefined;
+  const inner = BpfMap.fromId(id);
+  try {
+    const values = Buffer.alloc(inner.maxEntries * L.MAGLEV_ELEM.size);
+    for (const [k, v] of inner.entries()) v.copy(values, L.decodeU32(k) * L.MAGLEV_ELEM.size);
+    return L.decodeMaglevTable(values, Math.min(m, inner.maxEntries * L.LB_MAGLEV_IDS_PER_ELEM));
+  } finally {
+    inner.close();
+  }
+}
+
+export function readConfig(maps: DataplaneMaps): L.Config {
+  const v = maps.lb_config.lookup(L.encodeU32(0));
+  if (!v) throw new KbpError('KBP_ERR_DATAPLANE', 'lb_config has no entry 0');
+  return L.decodeConfig(v);
+}
+
+export function readDevices(maps: DataplaneMaps): Map<number, number> {
+  return new Map(maps.lb_devices.entries().map(([k, v]) => [L.decodeU32(k), L.decodeDevice(v).flags]));
+}
+
+/** lb_stats summed over CPUs, by enum lb_stat name (LB_STATS). */
+export function readStats(maps: DataplaneMaps): Record<L.LbStatName, number> {
+  const cpus = numPossibleCpus();
+  const out = Object.fromEntries(L.LB_STATS.map((n) => [n, 0])) as Record<L.LbStatName, number>;
+  maps.lb_stats.scan((k, v) => {
+    const name = L.LB_STATS[L.decodeU32(k)];
+    if (name) out[name] = Number(L.sumU64PerCpu(v, cpus));
+  });
+  return out;
+}
+
+/** Packets and bytes per frontend id, summed over CPUs; frontends with no traffic are left out. */
+export function readFrontendStats(maps: DataplaneMaps): Map<number, { packets: number; bytes: number }> {
+  const cpus = numPossibleCpus();
+  const out = new Map<number, { packets: number; bytes: number }>();
+  // 131,072 per-CPU entries: scanned in place, only frontends with traffic are decoded
+  const zero = Buffer.alloc(maps.lb_fe_stats.userValueSize);
+  maps.lb_fe_stats.scan((k, v) => {
+    if (v.equals(zero)) return;
+    const s = L.decodeFeStatsPerCpu(v, cpus);
+    out.set(L.decodeU32(k), { packets: Number(s.packets), bytes: Number(s.bytes) });
+  });
+  return out;
+}
+
+/** Entries and capacity per map (arrays are always full: their capacity is what they hold). */
+export function readMapFill(maps: DataplaneMaps): Array<{ name: L.MapName; entries: number; capacity: number }> {
+  return L.MAP_NAMES.map((name) => {
+    const m = maps[name];
+    return { name, entries: m.count(), capacity: m.maxEntries };
+  });
+}

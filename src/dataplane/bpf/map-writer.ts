@@ -1,0 +1,415 @@
+// Plan writes -> the data plane's maps, and the settings the agent writes (lb_config, devices, node
+// addresses).
+//
+// apply() takes diff()'s ops in order and turns each run of same-kind ops into one batch system call
+// per map (a run's ops are independent of each other; the order between kinds is what keeps the
+// kernel consistent, and it is kept). A full sync of 10,000 Services x 10 endpoints is ~200,000 map
+// entries plus 10,000 Maglev arrays. A frontend's names go to the agent's state file, which the maps
+// cannot hold.
+import { readFileSync } from 'node:fs';
+import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
+import { KbpError } from '../../util/errors.js';
+import type { AgentStateFile } from './agent-state-file.js';
+import * as L from './layout.js';
+import type { DataplaneMaps } from './maps.js';
+import { BpfBatchError, E2BIG, EINVAL, ENOSPC } from './native/errors.js';
+import { BpfMap } from './native/map.js';
+import { BPF_F_MMAPABLE, MapType } from './native/uapi.js';
+
+/**
+ * Inner-array fds held open at once while a run of tables is built: as many as the fd limit allows
+ * (each batch into lb_maglev costs one RCU grace period, so fewer, larger batches are faster), leaving
+ * room for the rest of the process.
+ */
+const TABLES_PER_SWAP = (() => {
+  let soft = 1024;
+  try {
+    const m = readFileSync('/proc/self/limits', 'utf8').match(/^Max open files\s+(\d+|unlimited)/m);
+    if (m) soft = m[1] === 'unlimited' ? 1 << 20 : Number(m[1]);
+  } catch {
+    // keep the common default
+  }
+  return Math.max(64, Math.min(4096, soft - 512));
+})();
+
+/** deferred table removals that force a flush (about 4 KiB of kernel memory each at 10 backends) */
+const DEFERRED_TABLES_MAX = 1024;
+
+export interface BpfMapsOptions {
+  /** leave dropped Maglev tables for flushDeferred() (one RCU grace period less per change) */
+  deferTableDeletes?: boolean;
+}
+
+export interface ApplyResult {
+  /** system calls' worth of batches written (for debugging and benchmarks) */
+  batches: number;
+  /** Maglev inner arrays created */
+  tables: number;
+}
+
+function fmtFe(f: { address: string; port: number; protocol: string; scope: string; service?: string }): string {
+  return `${f.service ? `${f.service} ` : ''}${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol} (${f.scope})`;
+}
+
+export class MapWriter {
+  private readonly maps: DataplaneMaps;
+  private readonly state: AgentStateFile | undefined;
+  /** flags of the Maglev inner arrays; must equal lb_maglev's template (LB_MAGLEV_INNER_FLAGS) */
+  private innerFlags = L.LB_MAGLEV_INNER_FLAGS;
+
+  /**
+   * Deleting a table from lb_maglev costs an RCU grace period like inserting one. With
+   * deferTableDeletes, tables that diff() drops are left in place (nothing points at them any more)
+   * and removed together by flushDeferred(), which the agent calls when it is idle, or here once
+   * DEFERRED_TABLES_MAX are pending: an endpoint change then waits for one grace period, not two.
+   */
+  private readonly deferTableDeletes: boolean;
+  private readonly pendingTableDeletes = new Set<number>();
+
+  constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
+    this.maps = maps;
+    this.state = state;
+    this.deferTableDeletes = opts.deferTableDeletes ?? false;
+  }
+
+  /** Table ids whose removal is deferred (see deferTableDeletes). */
+  get deferredTables(): number {
+    return this.pendingTableDeletes.size;
+  }
+
+  /** Removes the deferred tables in one batch; returns how many there were. */
+  flushDeferred(): number {
+    const ids = [...this.pendingTableDeletes];
+    if (ids.length === 0) return 0;
+    this.deleteU32s('lb_maglev', ids);
+    this.pendingTableDeletes.clear();
+    return ids.length;
+  }
+
+  /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
+  apply(ops: readonly PlanOp[]): ApplyResult {
+    const res: ApplyResult = { batches: 0, tables: 0 };
+    ops = groupRemovals(ops);
+    try {
+      for (let i = 0; i < ops.length;) {
+        let j = i + 1;
+        while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
+        this.applyRun(ops.slice(i, j), res);
+        i = j;
+      }
+    } catch (e) {
+      // whatever was written, the names of the frontends written so far must survive a crash; the
+      // write error is the one to report
+      try {
+        this.state?.save();
+      } catch {
+        // reported by the next successful apply's save
+      }
+      throw e;
+    }
+    this.state?.save();
+    return res;
+  }
+
+  private applyRun(run: readonly PlanOp[], res: ApplyResult): void {
+    const kind = run[0]!.op;
+    switch (kind) {
+      case 'upsertBackend': {
+        const bs = run.map((o) => (o as Extract<PlanOp, { op: 'upsertBackend' }>).backend);
+        const keys = Buffer.alloc(bs.length * 4), values = Buffer.alloc(bs.length * L.BACKEND.size);
+        bs.forEach((b, i) => {
+          if (!(b.id >= 1 && b.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `backend ${b.address}:${b.port} has invalid id ${b.id}`);
+          L.encodeU32(b.id, keys, i * 4);
+          L.encodeBackend({ address: b.address, port: b.port, protocol: b.protocol, flags: backendFlags(b) }, values, i * L.BACKEND.size);
+        });
+        this.batchUpdate('lb_backends', keys, values, bs.length, (i) => `backend ${bs[i]!.address}:${bs[i]!.port}/${bs[i]!.protocol} (id ${bs[i]!.id})`);
+        res.batches++;
+        return;
+      }
+      case 'createTable': {
+        const tables = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
+        for (let i = 0; i < tables.length; i += TABLES_PER_SWAP) {
+          this.createTables(tables.slice(i, i + TABLES_PER_SWAP));
+          res.batches += 1 + Math.min(TABLES_PER_SWAP, tables.length - i);
+        }
+        res.tables += tables.length;
+        return;
+      }
+      case 'upsertSlots': {
+        const items = run as Array<Extract<PlanOp, { op: 'upsertSlots' }>>;
+        const n = items.reduce((s, o) => s + o.backendIds.length, 0);
+        const keys = Buffer.alloc(n * L.SLOT_KEY.size), values = Buffer.alloc(n * 4);
+        const owner: number[] = [];
+        let k = 0;
+        for (const o of items) {
+          o.backendIds.forEach((id, slot) => {
+            L.encodeSlotKey({ feId: o.frontendId, slot }, keys, k * L.SLOT_KEY.size);
+            L.encodeU32(id, values, k * 4);
+            owner.push(o.frontendId);
+            k++;
+          });
+        }
+        this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${owner[i]}`);
+        res.batches++;
+        return;
+      }
+      case 'upsertRevNat': {
+        const items = run as Array<Extract<PlanOp, { op: 'upsertRevNat' }>>;
+        const keys = Buffer.alloc(items.length * 4), values = Buffer.alloc(items.length * L.REVNAT.size);
+        items.forEach((o, i) => {
+          L.encodeU32(o.frontendId, keys, i * 4);
+          L.encodeRevNat({ address: o.address, port: o.port }, values, i * L.REVNAT.size);
+        });
+        this.batchUpdate('lb_revnat', keys, values, items.length, (i) => `reverse NAT of frontend id ${items[i]!.frontendId} (${items[i]!.address}:${items[i]!.port})`);
+        res.batches++;
+        return;
+      }
+      case 'setSourceRanges': {
+        const items = run as Array<Extract<PlanOp, { op: 'setSourceRanges' }>>;
+        const add = items.flatMap((o) => o.add.map((cidr) => ({ feId: o.frontendId, cidr })));
+        const remove = items.flatMap((o) => o.remove.map((cidr) => ({ feId: o.frontendId, cidr })));
+        if (add.length) {
+          const keys = Buffer.alloc(add.length * L.SRC_RANGE_KEY.size);
+          add.forEach((r, i) => L.encodeSrcRangeKey(r, keys, i * L.SRC_RANGE_KEY.size));
+          this.batchUpdate('lb_src_ranges', keys, Buffer.alloc(add.length, 1), add.length, (i) => `source range ${add[i]!.cidr} of frontend id ${add[i]!.feId}`);
+          res.batches++;
+        }
+        if (remove.length) {
+          const keys = Buffer.alloc(remove.length * L.SRC_RANGE_KEY.size);
+          remove.forEach((r, i) => L.encodeSrcRangeKey(r, keys, i * L.SRC_RANGE_KEY.size));
+          this.maps.lb_src_ranges.deleteMany(keys, remove.length);
+          res.batches++;
+        }
+        return;
+      }
+      case 'upsertFrontend': {
+        const fs = run.map((o) => (o as Extract<PlanOp, { op: 'upsertFrontend' }>).frontend);
+        const keys = Buffer.alloc(fs.length * L.FE_KEY.size), values = Buffer.alloc(fs.length * L.FRONTEND.size);
+        fs.forEach((f, i) => {
+          if (!(f.id >= 1 && f.id < L.LB_FE_ID_MAX)) {
+            throw new KbpError('KBP_ERR_MAP_FULL', `frontend ${fmtFe(f)}: id ${f.id} is outside 1..${L.LB_FE_ID_MAX - 1} (LB_FE_ID_MAX: lb_fe_stats and lb_revnat are indexed by it)`);
+          }
+          L.encodeFeKey(f, keys, i * L.FE_KEY.size);
+          L.encodeFrontend(frontendValue(f), values, i * L.FRONTEND.size);
+        });
+        // names first: a crash after the write must not leave a frontend without its Service name
+        for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName, terminating: f.terminatingIds });
+        this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
+        res.batches++;
+        return;
+      }
+      case 'deleteSlots': {
+        const items = run as Array<Extract<PlanOp, { op: 'deleteSlots' }>>;
+        const n = items.reduce((s, o) => s + Math.max(0, o.toSlot - o.fromSlot), 0);
+        const keys = Buffer.alloc(n * L.SLOT_KEY.size);
+        let k = 0;
+        for (const o of items) for (let s = o.fromSlot; s < o.toSlot; s++) L.encodeSlotKey({ feId: o.frontendId, slot: s }, keys, (k++) * L.SLOT_KEY.size);
+        this.maps.lb_slots.deleteMany(keys, n);
+        res.batches++;
+        return;
+      }
+      case 'deleteFrontend': {
+        const fs = run.map((o) => (o as Extract<PlanOp, { op: 'deleteFrontend' }>).frontend);
+        const keys = Buffer.alloc(fs.length * L.FE_KEY.size);
+        fs.forEach((f, i) => L.encodeFeKey(f, keys, i * L.FE_KEY.size));
+        this.maps.lb_frontends.deleteMany(keys, fs.length);
+        for (const f of fs) this.state?.deleteFrontend(f.id);
+        res.batches++;
+        return;
+      }
+      case 'deleteRevNat':
+        this.deleteU32s('lb_revnat', run.map((o) => (o as Extract<PlanOp, { op: 'deleteRevNat' }>).frontendId));
+        res.batches++;
+        return;
+      case 'deleteTable': {
+        // dropping the outer entry releases the inner array (the kernel frees it after readers finish)
+        const ids = run.map((o) => (o as Extract<PlanOp, { op: 'deleteTable' }>).tableId);
+        if (this.deferTableDeletes) {
+          for (const id of ids) this.pendingTableDeletes.add(id);
+          if (this.pendingTableDeletes.size >= DEFERRED_TABLES_MAX) res.batches += this.flushDeferred() ? 1 : 0;
+          return;
+        }
+        this.deleteU32s('lb_maglev', ids);
+        res.batches++;
+        return;
+      }
+      case 'deleteBackend':
+        this.deleteU32s('lb_backends', run.map((o) => (o as Extract<PlanOp, { op: 'deleteBackend' }>).backendId));
+        res.batches++;
+        return;
+      default: {
+        const never: never = kind;
+        throw new KbpError('KBP_ERR_INTERNAL', `unknown plan op ${String(never)}`);
+      }
+    }
+  }
+
+  /**
+   * Maglev tables are built aside, each as its own array map, and then swapped into lb_maglev with one
+   * batch update: the kernel sees the old table or the new one, never a half-written one. Every write
+   * system call on a map-in-map waits for an RCU grace period (the kernel's maybe_wait_bpf_programs(),
+   * 5-15 ms here), so the outer writes of a run are one batch, not one call per table.
+   */
+  private createTables(tables: PlanTable[]): void {
+    // an id diff() reuses replaces the deferred table in place; it must not be deleted later
+    for (const t of tables) this.pendingTableDeletes.delete(t.id);
+    try {
+      this.createTablesWith(tables, this.innerFlags);
+    } catch (e) {
+      // lb_maglev was pinned by an object whose inner template had other flags (an upgrade across a
+      // change of LB_MAGLEV_INNER_FLAGS): the kernel rejects mismatched inner maps with EINVAL.
+      if ((e as KbpError).errno !== EINVAL || !(e instanceof BpfBatchError) || e.processed !== 0) throw e;
+      const other = this.innerFlags ^ BPF_F_MMAPABLE;
+      this.createTablesWith(tables, other);
+      this.innerFlags = other;
+    }
+  }
+
+  private createTablesWith(tables: PlanTable[], flags: number): void {
+    const inners: BpfMap[] = [];
+    try {
+      for (const t of tables) {
+        if (!(t.id >= 1 && t.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table has invalid id ${t.id}`);
+        if (t.slots.length !== t.m || t.m < 1) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${t.slots.length} slots for M=${t.m}`);
+        const elems = L.maglevElems(t.m);
+        let inner: BpfMap;
+        try {
+          inner = BpfMap.create({ type: MapType.ARRAY, name: `kbp_mg_${t.id.toString(16)}`, keySize: 4, valueSize: L.MAGLEV_ELEM.size, maxEntries: elems, flags });
+        } catch (e) {
+          if (isFull(e)) throw new KbpError('KBP_ERR_MAP_FULL', `Maglev table ${t.id} (M=${t.m}): the kernel refused a ${elems}-element array: ${(e as Error).message}`, { cause: e });
+          throw e;
+        }
+        inners.push(inner);
+        const values = L.encodeMaglevTable(t.slots);
+        if (flags & BPF_F_MMAPABLE) inner.writeMmap(values);
+        else inner.updateBatch(L.encodeArrayKeys(elems), values, elems);
+      }
+      const keys = Buffer.alloc(tables.length * 4), fds = Buffer.alloc(tables.length * 4);
+      tables.forEach((t, i) => {
+        L.encodeU32(t.id, keys, i * 4);
+        L.encodeU32(inners[i]!.fd, fds, i * 4);
+      });
+      try {
+        this.maps.lb_maglev.updateBatch(keys, fds, tables.length);
+      } catch (e) {
+        const i = e instanceof BpfBatchError ? e.processed : 0;
+        throw isFull(e) ? this.mapFull(e, 'lb_maglev', `Maglev table ${tables[i]?.id} (M=${tables[i]?.m})`) : e;
+      }
+    } finally {
+      // lb_maglev holds its own references; ours go
+      for (const m of inners) m.close();
+    }
+  }
+
+  private batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string): void {
+    try {
+      this.maps[name].updateBatch(keys, values, count);
+    } catch (e) {
+      const i = e instanceof BpfBatchError ? e.processed : 0;
+      throw this.mapFull(e, name, i < count ? what(i) : `${count} entries`);
+    }
+  }
+
+  private mapFull(e: unknown, name: L.MapName, what: string): unknown {
+    if (!isFull(e)) return e;
+    const m = this.maps[name];
+    return new KbpError('KBP_ERR_MAP_FULL', `map ${name} is full (${m.maxEntries} entries): cannot add ${what}`, { cause: e, errno: (e as KbpError).errno! });
+  }
+
+  private deleteU32s(name: L.MapName, ids: number[]): void {
+    const keys = Buffer.alloc(ids.length * 4);
+    ids.forEach((id, i) => L.encodeU32(id, keys, i * 4));
+    this.maps[name].deleteMany(keys, ids.length);
+  }
+
+  writeConfig(cfg: { hashSeed: number; snatMark: number; flags: number }): void {
+    for (const [k, v] of Object.entries(cfg)) {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new KbpError('KBP_ERR_CONFIG', `lb_config ${k} must be an integer in 0..2^32-1, got ${v}`);
+    }
+    this.maps.lb_config.update(L.encodeU32(0), L.encodeConfig(cfg));
+  }
+
+  setDevice(ifindex: number, flags: number): void {
+    if (!Number.isInteger(ifindex) || ifindex < 1) throw new KbpError('KBP_ERR_INTERNAL', `setDevice: ifindex must be a positive integer, got ${ifindex}`);
+    try {
+      this.maps.lb_devices.update(L.encodeU32(ifindex), L.encodeDevice({ flags }));
+    } catch (e) {
+      throw this.mapFull(e, 'lb_devices', `device ifindex ${ifindex}`);
+    }
+  }
+
+  /** false when the device had no entry */
+  removeDevice(ifindex: number): boolean {
+    return this.maps.lb_devices.delete(L.encodeU32(ifindex));
+  }
+
+  /** Makes lb_node_addrs hold exactly these addresses (NodePorts on 0.0.0.0 / :: answer there). */
+  setNodeAddresses(addresses: Iterable<string>): void {
+    const m = this.maps.lb_node_addrs;
+    const want = new Map<string, { address: string; key: Buffer }>();
+    for (const address of addresses) {
+      const key = L.encodeNodeAddr(address);
+      want.set(key.toString('hex'), { address, key });
+    }
+    for (const k of m.keys()) if (!want.delete(k.toString('hex'))) m.delete(k);
+    const one = Buffer.of(1);
+    for (const { address, key } of want.values()) {
+      try {
+        m.update(key, one);
+      } catch (e) {
+        throw this.mapFull(e, 'lb_node_addrs', `node address ${address}`);
+      }
+    }
+  }
+}
+
+const REMOVAL_RANK: Partial<Record<PlanOp['op'], number>> = { deleteFrontend: 0, deleteSlots: 1, deleteRevNat: 2, setSourceRanges: 3 };
+
+function isRemoval(o: PlanOp): boolean {
+  return REMOVAL_RANK[o.op] !== undefined && (o.op !== 'setSourceRanges' || o.add.length === 0);
+}
+
+/**
+ * diff() emits a removed frontend's writes together (entry, slots, rev-NAT, ranges), so removing many
+ * frontends alternates op kinds and would cost one system call per op. Within a stretch of removals
+ * the frontends are independent, and each one's order is kept if all entries go first, then all
+ * slots, rev-NAT entries and ranges: regroup such stretches by kind (stable otherwise).
+ */
+export function groupRemovals(ops: readonly PlanOp[]): readonly PlanOp[] {
+  let out: PlanOp[] | undefined;
+  for (let i = 0; i < ops.length;) {
+    if (!isRemoval(ops[i]!)) {
+      out?.push(ops[i]!);
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < ops.length && isRemoval(ops[j]!)) j++;
+    const stretch = ops.slice(i, j);
+    const sorted = stretch.map((o, k) => ({ o, k })).sort((a, b) => REMOVAL_RANK[a.o.op]! - REMOVAL_RANK[b.o.op]! || a.k - b.k).map((x) => x.o);
+    if (!out && sorted.some((o, k) => o !== stretch[k])) out = ops.slice(0, i);
+    out?.push(...sorted);
+    i = j;
+  }
+  return out ?? ops;
+}
+
+function backendFlags(b: PlanBackend): number {
+  return (b.terminating ? L.LB_BE_F_TERMINATING : 0) | (b.local ? L.LB_BE_F_LOCAL : 0);
+}
+
+/** The lb_frontends value of a plan frontend; flags follow from the plan's fields. */
+export function frontendValue(f: PlanFrontend): L.FrontendValue {
+  return {
+    feId: f.id, tableId: f.tableId, maglevM: f.maglevM, backendCount: f.backendIds.length, type: f.type,
+    flags: (f.affinityTimeout > 0 ? L.LB_FE_F_AFFINITY : 0) | (f.sourceRanges.length ? L.LB_FE_F_SOURCE_RANGES : 0) | (f.snatRemote ? L.LB_FE_F_SNAT_REMOTE : 0),
+    affinityTimeout: f.affinityTimeout,
+  };
+}
+
+function isFull(e: unknown): boolean {
+  const errno = (e as KbpError | undefined)?.errno;
+  return errno === E2BIG || errno === ENOSPC;
+}
+
+

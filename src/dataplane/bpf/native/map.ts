@@ -1,0 +1,346 @@
+// BpfMap: one BPF map's fd (pinned, by id, created, or borrowed from a BpfObject) with lookups,
+// updates, batches and iteration sized and checked against the map's own key and value sizes.
+import { native } from './addon.js';
+import {
+  BpfBatchError, ENOENT, ENOSPC, ENOTSUPP, EINVAL, EOPNOTSUPP, bpfError, checkBuffer, checkName, checkU32, usage,
+} from './errors.js';
+import { HANDLE, INTERNAL, closeHandle, holdFd, pinFd, type FdState } from './fd.js';
+import type { BpfObject } from './object.js';
+import { BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_NOEXIST, BPF_OBJ_NAME_LEN, MapType } from './uapi.js';
+
+const PERCPU_TYPES = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, 21 /* PERCPU_CGROUP_STORAGE */]);
+const MAP_IN_MAP_TYPES = new Set<number>([MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS]);
+
+export class BpfMap {
+  readonly name: string;
+  readonly type: number;
+  readonly keySize: number;
+  /** the kernel's value size; lookup() of a per-CPU map returns numPossibleCpus() * roundup(valueSize, 8) bytes */
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+  private readonly [HANDLE]: FdState;
+
+  /** @internal use BpfObject.map, BpfMap.fromPin, BpfMap.fromId or BpfMap.create */
+  constructor(token: symbol, desc: { fd: number; owned: boolean; owner?: BpfObject; name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }) {
+    if (token !== INTERNAL) throw usage('BpfMap cannot be constructed directly: use BpfMap.fromPin, BpfMap.create or BpfObject.map');
+    this.name = desc.name;
+    this.type = desc.type;
+    this.keySize = desc.keySize;
+    this.valueSize = desc.valueSize;
+    this.maxEntries = desc.maxEntries;
+    this.flags = desc.flags;
+    this[HANDLE] = holdFd(this, desc);
+  }
+
+  private static fromOwnedFd(fd: number, what: string): BpfMap {
+    const info = native().mapInfo(fd);
+    if (typeof info === 'number') {
+      native().closeFd(fd);
+      throw bpfError('info', what, info);
+    }
+    return new BpfMap(INTERNAL, { fd, owned: true, ...info });
+  }
+
+  /** Opens a map pinned in bpffs. */
+  static fromPin(path: string): BpfMap {
+    checkName(path, 'pin path');
+    const fd = native().objGet(path);
+    if (fd < 0) throw bpfError('open pinned map', path, fd);
+    return BpfMap.fromOwnedFd(fd, path);
+  }
+
+  /** Opens a map by its kernel id (e.g. an inner map found through lookupId). */
+  static fromId(id: number): BpfMap {
+    checkU32(id, 'map id');
+    const fd = native().mapGetFdById(id);
+    if (fd < 0) throw bpfError('open map id', String(id), fd);
+    return BpfMap.fromOwnedFd(fd, `map id ${id}`);
+  }
+
+  /** Creates a map that no object declares (Maglev inner arrays); pass BPF_F_INNER_MAP in flags for those. */
+  static create(opts: { type: number; name: string; keySize: number; valueSize: number; maxEntries: number; flags?: number; innerMap?: BpfMap }): BpfMap {
+    checkName(opts.name, 'map name');
+    if (opts.name.length >= BPF_OBJ_NAME_LEN || !/^[A-Za-z0-9_.]+$/.test(opts.name)) {
+      throw usage(`map name ${JSON.stringify(opts.name)} must be 1..15 characters of [A-Za-z0-9_.]`);
+    }
+    checkU32(opts.type, `type of map ${opts.name}`);
+    checkU32(opts.keySize, `keySize of map ${opts.name}`);
+    checkU32(opts.valueSize, `valueSize of map ${opts.name}`);
+    checkU32(opts.maxEntries, `maxEntries of map ${opts.name}`);
+    checkU32(opts.flags ?? 0, `flags of map ${opts.name}`);
+    if (opts.maxEntries === 0) throw usage(`maxEntries of map ${opts.name} must be at least 1`);
+    if (MAP_IN_MAP_TYPES.has(opts.type) && !opts.innerMap) throw usage(`map ${opts.name}: a map-in-map needs innerMap (a template)`);
+    const fd = native().mapCreate(opts.type, opts.name, opts.keySize, opts.valueSize, opts.maxEntries, opts.flags ?? 0, opts.innerMap ? opts.innerMap.fd : -1);
+    if (fd < 0) throw bpfError('create map', opts.name, fd);
+    return new BpfMap(INTERNAL, { fd, owned: true, name: opts.name, type: opts.type, keySize: opts.keySize, valueSize: opts.valueSize, maxEntries: opts.maxEntries, flags: opts.flags ?? 0 });
+  }
+
+  get fd(): number {
+    const s = this[HANDLE];
+    if (s.closed) throw usage(`map ${this.name} is closed`);
+    return s.fd;
+  }
+
+  /** The kernel's id of this map (stable for its lifetime; what a map-in-map lookup returns). */
+  get id(): number {
+    const info = native().mapInfo(this.fd);
+    if (typeof info === 'number') throw bpfError('info', this.name, info);
+    return info.id;
+  }
+
+  get perCpu(): boolean {
+    return PERCPU_TYPES.has(this.type);
+  }
+
+  /** Bytes of one value as user space reads it: per-CPU maps hold one 8-byte-aligned copy per possible CPU. */
+  get userValueSize(): number {
+    return this.perCpu ? numPossibleCpus() * roundUp8(this.valueSize) : this.valueSize;
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    checkBuffer(key, this.keySize, `key of map ${this.name}`);
+    const value = Buffer.alloc(this.userValueSize);
+    const ret = native().mapLookup(this.fd, key, value, 0);
+    if (ret === -ENOENT) return undefined;
+    if (ret < 0) throw bpfError('lookup', this.name, ret);
+    return value;
+  }
+
+  update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    checkBuffer(key, this.keySize, `key of map ${this.name}`);
+    checkBuffer(value, this.userValueSize, `value of map ${this.name}`);
+    checkFlags(flags, `flags of update on map ${this.name}`);
+    const ret = native().mapUpdate(this.fd, key, value, flags);
+    if (ret < 0) throw bpfError('update', this.name, ret);
+  }
+
+  /**
+   * Writes raw values into a BPF_F_MMAPABLE array through a shared mapping: `data` lands at byte
+   * `offset` of the value area (element i at i * roundup(valueSize, 8)). One copy, no system call per
+   * element, for filling large arrays.
+   */
+  writeMmap(data: Buffer, offset = 0): void {
+    if (this.type !== MapType.ARRAY || (this.flags & BPF_F_MMAPABLE) === 0) throw usage(`writeMmap on map ${this.name}: only BPF_F_MMAPABLE arrays can be mapped`);
+    if (!Buffer.isBuffer(data)) throw usage(`data for writeMmap on map ${this.name} must be a Buffer`);
+    const size = this.maxEntries * roundUp8(this.valueSize);
+    if (!Number.isInteger(offset) || offset < 0 || offset + data.length > size) {
+      throw usage(`writeMmap on map ${this.name}: ${data.length} bytes at offset ${offset} exceed its ${size} bytes`);
+    }
+    if (data.length === 0) return;
+    const ret = native().mapMmapWrite(this.fd, data, offset);
+    if (ret < 0) throw bpfError('mmap write', this.name, ret);
+  }
+
+  /** Map-in-map: stores the inner map whose fd is given (the kernel keeps its own reference). */
+  updateFd(key: Buffer, innerMapFd: number, flags = BPF_ANY): void {
+    if (!MAP_IN_MAP_TYPES.has(this.type)) throw usage(`updateFd on map ${this.name}: not a map-in-map (type ${this.type})`);
+    checkBuffer(key, this.keySize, `key of map ${this.name}`);
+    if (!Number.isInteger(innerMapFd) || innerMapFd < 0) throw usage(`innerMapFd for map ${this.name} must be an open fd, got ${innerMapFd}`);
+    checkFlags(flags, `flags of update on map ${this.name}`);
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(innerMapFd);
+    const ret = native().mapUpdate(this.fd, key, v, flags);
+    if (ret < 0) throw bpfError('update', this.name, ret);
+  }
+
+  /** Map-in-map: the id of the inner map stored under key. */
+  lookupId(key: Buffer): number | undefined {
+    if (!MAP_IN_MAP_TYPES.has(this.type)) throw usage(`lookupId on map ${this.name}: not a map-in-map (type ${this.type})`);
+    const v = this.lookup(key);
+    return v === undefined ? undefined : v.readUInt32LE(0);
+  }
+
+  /** false when the key was absent */
+  delete(key: Buffer): boolean {
+    checkBuffer(key, this.keySize, `key of map ${this.name}`);
+    const ret = native().mapDelete(this.fd, key);
+    if (ret === -ENOENT) return false;
+    if (ret < 0) throw bpfError('delete', this.name, ret);
+    return true;
+  }
+
+  /**
+   * Writes count entries (keys and values packed back to back) in one system call. Map types without
+   * batch support (LPM tries, some kernels' map-in-maps) get one update per entry instead. On failure
+   * throws BpfBatchError: the first `processed` entries were written.
+   */
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
+    checkU32(count, `count of updateBatch on map ${this.name}`);
+    checkBuffer(keys, count * this.keySize, `keys of updateBatch on map ${this.name} (${count} keys)`);
+    checkBuffer(values, count * this.userValueSize, `values of updateBatch on map ${this.name} (${count} values)`);
+    checkFlags(flags, `flags of updateBatch on map ${this.name}`);
+    if (count === 0) return;
+    const [ret, processed] = native().mapUpdateBatch(this.fd, keys, values, count, flags);
+    if (ret === 0) return;
+    if (unsupported(ret) && processed === 0) {
+      const vs = this.userValueSize;
+      for (let i = 0; i < count; i++) {
+        const r = native().mapUpdate(this.fd, keys.subarray(i * this.keySize, (i + 1) * this.keySize), values.subarray(i * vs, (i + 1) * vs), flags);
+        if (r < 0) throw new BpfBatchError(bpfError('update', `${this.name} (entry ${i} of ${count})`, r), i);
+      }
+      return;
+    }
+    throw new BpfBatchError(bpfError('updateBatch', `${this.name} (entry ${processed} of ${count})`, ret), processed);
+  }
+
+  /** Deletes count keys in one system call; an absent key fails the batch with ENOENT (see deleteMany). */
+  deleteBatch(keys: Buffer, count: number): void {
+    checkU32(count, `count of deleteBatch on map ${this.name}`);
+    checkBuffer(keys, count * this.keySize, `keys of deleteBatch on map ${this.name} (${count} keys)`);
+    if (count === 0) return;
+    const [ret, processed] = native().mapDeleteBatch(this.fd, keys, count);
+    if (ret === 0) return;
+    if (unsupported(ret) && processed === 0) {
+      for (let i = 0; i < count; i++) {
+        const r = native().mapDelete(this.fd, keys.subarray(i * this.keySize, (i + 1) * this.keySize));
+        if (r < 0) throw new BpfBatchError(bpfError('delete', `${this.name} (entry ${i} of ${count})`, r), i);
+      }
+      return;
+    }
+    throw new BpfBatchError(bpfError('deleteBatch', `${this.name} (entry ${processed} of ${count})`, ret), processed);
+  }
+
+  /** Deletes the keys that exist; returns how many did. Batched, skipping absent keys. */
+  deleteMany(keys: Buffer, count: number): number {
+    checkU32(count, `count of deleteMany on map ${this.name}`);
+    checkBuffer(keys, count * this.keySize, `keys of deleteMany on map ${this.name} (${count} keys)`);
+    let deleted = 0;
+    let start = 0;
+    while (start < count) {
+      const n = count - start;
+      const chunk = keys.subarray(start * this.keySize);
+      const [ret, processed] = native().mapDeleteBatch(this.fd, chunk, n);
+      if (ret === 0) return deleted + n;
+      if (unsupported(ret) && processed === 0) {
+        for (let i = start; i < count; i++) if (this.delete(keys.subarray(i * this.keySize, (i + 1) * this.keySize))) deleted++;
+        return deleted;
+      }
+      deleted += processed;
+      if (ret !== -ENOENT) throw new BpfBatchError(bpfError('deleteBatch', `${this.name} (entry ${start + processed} of ${count})`, ret), start + processed);
+      start += processed + 1; // the absent key
+    }
+    return deleted;
+  }
+
+  /** Every key, in the kernel's iteration order. */
+  keys(): Buffer[] {
+    const out: Buffer[] = [];
+    let prev: Buffer | null = null;
+    // bounded: a map cannot hold more than maxEntries keys; concurrent deletes may restart a hash walk
+    for (let guard = 0; guard <= 4 * this.maxEntries + 16; guard++) {
+      const next = Buffer.alloc(this.keySize);
+      const ret = native().mapGetNextKey(this.fd, prev, next);
+      if (ret === -ENOENT) return out;
+      if (ret < 0) throw bpfError('get_next_key', this.name, ret);
+      out.push(next);
+      prev = next;
+    }
+    throw usage(`keys of map ${this.name}: iteration did not end after ${4 * this.maxEntries + 16} keys`);
+  }
+
+  /** Number of keys (ARRAY maps: always maxEntries), counted in batches without keeping them. */
+  count(): number {
+    if (this.type === MapType.ARRAY || this.type === MapType.PERCPU_ARRAY) return this.maxEntries;
+    let n = 0;
+    if (this.scanBatched(() => { n++; })) return n;
+    return this.keys().length;
+  }
+
+  /**
+   * Every [key, value]: batched lookups where the map type has them (thousands of entries per system
+   * call), else get_next_key + lookup. Map-in-map values are inner map ids (u32).
+   */
+  entries(): Array<[Buffer, Buffer]> {
+    const out: Array<[Buffer, Buffer]> = [];
+    const ks = this.keySize, vs = this.userValueSize;
+    const batched = this.scanBatched((keys, values, i) => {
+      out.push([Buffer.from(keys.subarray(i * ks, (i + 1) * ks)), Buffer.from(values.subarray(i * vs, (i + 1) * vs))]);
+    });
+    if (batched) return out;
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v) out.push([k, v]); // deleted since the walk saw it
+    }
+    return out;
+  }
+
+  /**
+   * Visits every entry without copying: key and value are views that are valid only during the call.
+   * Batched where the map type allows, else get_next_key + lookup.
+   */
+  scan(visit: (key: Buffer, value: Buffer) => void): void {
+    const ks = this.keySize, vs = this.userValueSize;
+    const batched = this.scanBatched((keys, values, i) => visit(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs)));
+    if (batched) return;
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v) visit(k, v);
+    }
+  }
+
+  /** Visits every entry through BPF_MAP_LOOKUP_BATCH; false when the map type has no batch lookup. */
+  private scanBatched(visit: (keys: Buffer, values: Buffer, i: number) => void): boolean {
+    const ks = this.keySize;
+    const vs = this.userValueSize;
+    let chunk = Math.max(1, Math.min(this.maxEntries, 4096));
+    // batch cursors: the kernel reads a u32 bucket for hash maps and a key for arrays
+    const cursorSize = Math.max(8, ks);
+    let inBatch: Buffer | null = null;
+    let keys = Buffer.alloc(chunk * ks);
+    let values = Buffer.alloc(chunk * vs);
+    for (let guard = 0; guard < 10_000_000; guard++) {
+      const outBatch = Buffer.alloc(cursorSize);
+      const [ret, n] = native().mapLookupBatch(this.fd, inBatch, outBatch, keys, values, chunk);
+      if (ret < 0 && ret !== -ENOENT) {
+        if (unsupported(ret) && inBatch === null) return false;
+        // one hash bucket holds more entries than fit: retry the same cursor with a bigger chunk
+        if (ret === -ENOSPC && chunk < this.maxEntries) {
+          chunk = Math.min(this.maxEntries, chunk * 4);
+          keys = Buffer.alloc(chunk * ks);
+          values = Buffer.alloc(chunk * vs);
+          continue;
+        }
+        throw bpfError('lookup_batch', this.name, ret);
+      }
+      for (let i = 0; i < n; i++) visit(keys, values, i);
+      if (ret === -ENOENT) return true;
+      inBatch = outBatch;
+    }
+    throw usage(`entries of map ${this.name}: batch lookup did not end`);
+  }
+
+  pin(path: string): void {
+    pinFd(this.fd, path, 'map', this.name);
+  }
+
+  /** Closes our fd (maps of a BpfObject are closed with the object). Pinned or referenced maps live on. */
+  close(): void {
+    closeHandle(this, this[HANDLE]);
+  }
+}
+
+function roundUp8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+function unsupported(ret: number): boolean {
+  return ret === -ENOTSUPP || ret === -EOPNOTSUPP || ret === -EINVAL;
+}
+
+function checkFlags(flags: number, what: string): void {
+  if (flags !== BPF_ANY && flags !== BPF_NOEXIST && flags !== BPF_EXIST && flags !== BPF_F_LOCK) {
+    throw usage(`${what} must be BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2) or BPF_F_LOCK (4), got ${flags}`);
+  }
+}
+
+let cpus: number | undefined;
+/** Possible CPUs (libbpf_num_possible_cpus): a per-CPU map value holds one slot for each. */
+export function numPossibleCpus(): number {
+  if (cpus === undefined) {
+    const n = native().numPossibleCpus();
+    if (n < 0) throw bpfError('num_possible_cpus', 'libbpf', n);
+    cpus = n;
+  }
+  return cpus;
+}
