@@ -8,10 +8,15 @@ import { dirname, join } from 'node:path';
 
 const prefix = dirname(dirname(process.execPath));
 const args = ['rebuild', '--directory=native'];
-if (existsSync(join(prefix, 'include', 'node', 'node.h'))) args.push(`--nodedir=${prefix}`);
+const env = { ...process.env };
+if (existsSync(join(prefix, 'include', 'node', 'node.h'))) {
+  args.push(`--nodedir=${prefix}`);
+  // npm passes ~/.npmrc's nodedir down as npm_config_nodedir, which node-gyp prefers to the flag
+  env.npm_config_nodedir = prefix;
+}
 // under npm scripts npm names its own node-gyp; elsewhere take the one on PATH
 const gyp = process.env.npm_config_node_gyp;
-const r = gyp ? spawnSync(process.execPath, [gyp, ...args], { stdio: 'inherit' }) : spawnSync('node-gyp', args, { stdio: 'inherit' });
+const r = gyp ? spawnSync(process.execPath, [gyp, ...args], { stdio: 'inherit', env }) : spawnSync('node-gyp', args, { stdio: 'inherit', env });
 if (r.error) {
   console.error(`build-native: node-gyp: ${r.error.message}`);
   process.exit(1);
