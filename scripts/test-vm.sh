@@ -150,6 +150,8 @@ if [[ ! -f $INITRD || $(cat "$INITRD.stamp" 2>/dev/null) != "$STAMP" ]]; then
   for d in lib lib64; do
     if [[ -L /$d && ! -e $root/$d ]]; then ln -s "$(readlink /$d)" "$root/$d"; fi
   done
+  # the guest runs `node` from PATH: the host's may live elsewhere (setup.sh's Node 24 is under /opt)
+  [[ -e $root/usr/bin/node ]] || ln -s "$NODE" "$root/usr/bin/node"
   if [[ $BUSYBOX != /bin/busybox ]]; then cp -L "$BUSYBOX" "$root/bin/busybox"; fi
   for a in $("$BUSYBOX" --list); do
     [[ -e $root/bin/$a ]] || ln -s busybox "$root/bin/$a"
