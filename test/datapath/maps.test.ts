@@ -2,7 +2,7 @@
 // object loaded with pins, plans applied and read back, restart reuse, map-full errors, cleanup, and
 // the full-sync / single-change cost at 10,000 Services x 10 endpoints (logged, not asserted).
 import test from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -171,16 +171,40 @@ if (!isRoot) {
     t.true(d.maps.isEmpty());
   });
 
-  test('pinned maps that no longer match the object are named, and replaced on request', (t) => {
+  test('pinned maps of an older build are named and refused on request, else carried over: entries kept where the layout allows', (t) => {
     const root = tempPinRoot(t);
-    smallMaps(root, { lb_backends: 2 });
+    smallMaps(root, { lb_backends: 2, lb_ct: 64 });
+    const raw = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
+    const pinned = (name: string) => BpfMap.fromPin(join(root, name));
+    // an older layout: fewer entries (capacity), a shorter value (a field appended since), another key (recreated)
+    const be = pinned('lb_backends'); be.update(L.encodeU32(1), raw(L.BACKEND.size, 1)); be.close();
+    const ct = pinned('lb_ct'); ct.update(raw(L.CT_KEY.size, 2), raw(L.CT_ENTRY.size, 3)); ct.close();
+    rmSync(join(root, 'lb_revnat'));
+    const rv = BpfMap.create({ type: MapType.HASH, name: 'lb_revnat', keySize: 4, valueSize: L.REVNAT.size - 4, maxEntries: 64, flags: BPF_F_NO_PREALLOC });
+    rv.update(L.encodeU32(7), raw(L.REVNAT.size - 4, 4)); rv.pin(join(root, 'lb_revnat')); rv.close();
+    rmSync(join(root, 'lb_affinity'));
+    const af = BpfMap.create({ type: MapType.LRU_HASH, name: 'lb_affinity', keySize: L.AFFINITY_KEY.size + 4, valueSize: L.AFFINITY_VAL.size, maxEntries: 64 });
+    af.update(raw(L.AFFINITY_KEY.size + 4, 5), raw(L.AFFINITY_VAL.size, 6)); af.pin(join(root, 'lb_affinity')); af.close();
     const statePath = tempStatePath(t);
-    const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) }), { instanceOf: KbpError });
+
+    const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath), onIncompatible: 'refuse' }), { instanceOf: KbpError });
     t.regex(e.message, /^pinned maps under \S+ do not match \S+kbp\.bpf\.o: /);
     t.regex(e.message, /lb_backends \(maxEntries 2 pinned, 1048576 in the object\)/);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath), replaceIncompatible: true });
+    t.true(existsSync(join(root, 'lb_backends')), 'refusing leaves the old maps in place');
+
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) });
     t.teardown(() => d.object.close());
+    const how = Object.fromEntries(d.migrated.map((m) => [m.name, [m.how, m.copied ?? 0]]));
+    t.deepEqual(how.lb_backends, ['copy', 1]);
+    t.deepEqual(how.lb_ct, ['copy', 1]);
+    t.deepEqual(how.lb_revnat, ['copy', 1]);
+    t.deepEqual(how.lb_affinity, ['recreate', 0]);
     t.is(d.maps.map('lb_backends').maxEntries, L.LB_BACKENDS_MAX);
+    t.deepEqual(d.maps.map('lb_backends').lookup(L.encodeU32(1)), raw(L.BACKEND.size, 1), 'a backend keeps its id and value');
+    t.deepEqual(d.maps.map('lb_ct').lookup(raw(L.CT_KEY.size, 2)), raw(L.CT_ENTRY.size, 3), 'conntrack survives the upgrade');
+    t.deepEqual(d.maps.map('lb_revnat').lookup(L.encodeU32(7)), Buffer.concat([raw(L.REVNAT.size - 4, 4), Buffer.alloc(4)]), 'an appended field reads zero');
+    t.is(d.maps.map('lb_affinity').count(), 0);
+    t.false(readdirSync(root).includes('upgrade'), 'no old map left pinned aside');
   });
 
   test('settings, devices and counters', (t) => {

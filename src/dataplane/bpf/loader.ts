@@ -6,11 +6,12 @@
 // programs are loaded anew and swapped in place of the old ones (tc filters and XDP are replaced at
 // the same priority/handle, cgroup programs with BPF_F_REPLACE), so traffic never sees a gap.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
 import { bpffsOf, checkPinRoot, ensureBpffs, isBpffs } from '../host.js';
+import { asidePath, carry, migrationOf, moveAside, specDiff, type Migration } from './migrate.js';
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
 import type { BpfMapsOptions } from './map-writer.js';
@@ -37,8 +38,10 @@ export interface Loaded {
   maps: BpfMaps;
   state: AgentStateFile;
   pinRoot: string;
-  /** true when maps pinned by an earlier agent were found and reused */
+  /** true when maps pinned by an earlier agent were found and reused (or migrated) */
   reused: boolean;
+  /** pinned maps of another definition (an upgrade) and how each was carried over (migrate.ts) */
+  migrated: Migration[];
 }
 
 /**
@@ -48,8 +51,11 @@ export interface Loaded {
  */
 export function loadDataplane(opts: {
   pinRoot: string; objectPath?: string; state?: AgentStateFile; mountBpffs?: boolean; maps?: BpfMapsOptions;
-  /** unpin maps whose definition changed (an upgrade): their contents are lost, the rest is kept */
-  replaceIncompatible?: boolean;
+  /**
+   * pinned maps whose definition changed (an upgrade): 'migrate' (the default) carries them over,
+   * copying entries where the layout allows (migrate.ts); 'refuse' names them and loads nothing
+   */
+  onIncompatible?: 'migrate' | 'refuse';
 }): Loaded {
   const pinRoot = resolve(opts.pinRoot);
   if (opts.mountBpffs !== false) ensureBpffs(bpffsOf(pinRoot));
@@ -63,46 +69,49 @@ export function loadDataplane(opts: {
   const state = opts.state ?? AgentStateFile.forPinRoot(pinRoot);
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   let reused = false;
+  let migrated: Migration[] = [];
   try {
-    reused = checkPinnedMaps(object, pinRoot, opts.replaceIncompatible ?? false);
-    object.load();
+    const found = checkPinnedMaps(object, pinRoot, opts.onIncompatible ?? 'migrate');
+    reused = found.reused;
+    moveAside(pinRoot, found.migrations);
+    try {
+      object.load();
+    } catch (e) {
+      // nothing was carried over: put the old maps back for the agent still using them
+      for (const m of found.migrations) renameSync(asidePath(pinRoot, m.name), join(pinRoot, m.name));
+      throw e;
+    }
+    migrated = carry(object, pinRoot, found.migrations);
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
   } catch (e) {
     object.close();
     throw e;
   }
-  return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused };
+  return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused, migrated };
 }
 
 /**
  * Compares every pinned map with the object's definition, as libbpf will (type, sizes, capacity,
- * flags), so that a mismatch is named instead of failing the load with a bare EINVAL. With
- * replace, mismatched pins are removed and the load creates the maps anew. Returns whether any
- * pinned map will be reused.
+ * flags), so that a mismatch is named instead of failing the load with a bare EINVAL. Returns
+ * whether any pinned map is reused and how each mismatched one is to be carried over; with
+ * 'refuse', a mismatch throws naming every map and what differs.
  */
-function checkPinnedMaps(object: BpfObject, pinRoot: string, replace: boolean): boolean {
+function checkPinnedMaps(object: BpfObject, pinRoot: string, mode: 'migrate' | 'refuse'): { reused: boolean; migrations: Migration[] } {
   let reused = false;
-  const problems: string[] = [];
+  const migrations: Migration[] = [];
   for (const spec of object.mapSpecs()) {
     const path = join(pinRoot, spec.name);
     if (!existsSync(path)) continue;
     const pinned = BpfMap.fromPin(path);
-    const diffs: string[] = [];
-    for (const k of ['type', 'keySize', 'valueSize', 'maxEntries', 'flags'] as const) {
-      if (pinned[k] !== spec[k]) diffs.push(`${k} ${pinned[k]} pinned, ${spec[k]} in the object`);
-    }
+    const had = { name: spec.name, type: pinned.type, keySize: pinned.keySize, valueSize: pinned.valueSize, maxEntries: pinned.maxEntries, flags: pinned.flags };
     pinned.close();
-    if (diffs.length === 0) {
-      reused = true;
-      continue;
-    }
-    if (replace) unlinkSync(path);
-    else problems.push(`${spec.name} (${diffs.join(', ')})`);
+    reused = true;
+    if (specDiff(had, spec)) migrations.push(migrationOf(had, spec));
   }
-  if (problems.length) {
-    throw new KbpError('KBP_ERR_BPF', `pinned maps under ${pinRoot} do not match ${object.path}: ${problems.join('; ')}; run cleanup, or load with replaceIncompatible to recreate them`);
+  if (mode === 'refuse' && migrations.length) {
+    throw new KbpError('KBP_ERR_BPF', `pinned maps under ${pinRoot} do not match ${object.path}: ${migrations.map((m) => `${m.name} (${m.why})`).join('; ')}; run cleanup, or load with migration`);
   }
-  return reused;
+  return { reused, migrations };
 }
 
 function pinProgram(p: BpfProgram, pinRoot: string): void {
