@@ -176,17 +176,17 @@ export class ClusterLab {
     rmSync(join(this.manifests, file), { force: true });
   }
 
-  agentArgs(node: LabNode, opts: { socketLb?: boolean } = {}): string[] {
+  agentArgs(node: LabNode, opts: { socketLb?: boolean; args?: string[] } = {}): string[] {
     return ['run', '--manifests', this.manifests, '--node-name', node.name,
       '--node-ip', node.ip4, '--node-ip', node.ip6, '--devices', 'eth0',
       '--bpffs', node.pinRoot, '--socket-lb', String(opts.socketLb ?? this.socketLb), '--cgroup', node.cgroup,
       '--healthz-bind-address', '0.0.0.0:10256', '--metrics-bind-address', '127.0.0.1:10249',
       '--min-sync-period', '100ms', '--sync-period', '30s',
-      ...(this.#opts.agentArgs ?? [])];
+      ...(this.#opts.agentArgs ?? []), ...(opts.args ?? [])];
   }
 
   /** Starts the agent of a node inside its namespace and waits until it has programmed the data plane. */
-  async startAgent(node: LabNode, opts: { socketLb?: boolean } = {}): Promise<LabProcess> {
+  async startAgent(node: LabNode, opts: { socketLb?: boolean; args?: string[] } = {}): Promise<LabProcess> {
     const proc = this.lab.spawn(node.ns, process.execPath, [CLI, ...this.agentArgs(node, opts)], { what: `agent ${node.name}` });
     node.agent = proc;
     await this.waitHealthy(node, proc);

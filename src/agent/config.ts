@@ -20,6 +20,8 @@ export interface AgentSettings {
   /** cgroup v2 path for the socket hooks; unset: the host's cgroup v2 mount (dataplane/host.ts) */
   cgroup?: string;
   bpffs: string;
+  /** the BPF object to load; unset: the one shipped beside the agent */
+  bpfObject?: string;
   healthzBindAddress: string;
   metricsBindAddress: string;
   nodePortAddresses: string[];
@@ -133,6 +135,7 @@ export function validateSettings(s: AgentSettings): AgentSettings {
   }
   if (s.minSyncMs < 0 || s.syncPeriodMs <= 0 || s.minSyncMs > s.syncPeriodMs) fail('minSyncPeriod must be between 0 and syncPeriod');
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);
+  if (s.bpfObject !== undefined && !s.bpfObject) fail('--bpf-object: empty');
   return s;
 }
 

@@ -58,6 +58,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
   for (const did of host.did) log.info({ host: did }, 'prepared the host');
   return new BpfDataplane({
     pinRoot: s.bpffs,
+    ...(s.bpfObject !== undefined && { objectPath: s.bpfObject }),
     seed: s.seed,
     socketLb: s.socketLb,
     cgroup: s.cgroup ?? host.cgroup2,

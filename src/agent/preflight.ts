@@ -64,6 +64,13 @@ export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane
     if (missing.length) fail(`--devices: no device named ${missing.join(', ')} in this network namespace (it has ${[...have].sort().join(', ')})`);
   }
   checkPinRoot(s.bpffs);
+  if (s.bpfObject !== undefined) {
+    try {
+      accessSync(s.bpfObject, constants.R_OK);
+    } catch (e) {
+      fail(`--bpf-object ${s.bpfObject}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, e);
+    }
+  }
   if (s.mode === 'ipvs' || s.mode === 'nftables' || !s.socketLb) return s;
   if (s.cgroup !== undefined) {
     if (!isCgroup2(s.cgroup)) {

@@ -21,6 +21,7 @@ Options:
   --cgroup PATH                cgroup v2 path for the socket hooks (default: where the host mounts
                                cgroup v2, /sys/fs/cgroup or /sys/fs/cgroup/unified; mounted if none)
   --bpffs PATH                 pin root (default /sys/fs/bpf/kube-bpf-proxy)
+  --bpf-object PATH            the BPF object to load (default: the one shipped with the agent)
   --config FILE                a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags win
   --healthz-bind-address ADDR  /healthz and /livez (default 0.0.0.0:10256; "" disables)
   --metrics-bind-address ADDR  Prometheus /metrics (default 127.0.0.1:10249; "" disables)
@@ -49,6 +50,7 @@ export const command: Command = {
       'socket-lb': { type: 'string' },
       cgroup: { type: 'string' },
       bpffs: { type: 'string' },
+      'bpf-object': { type: 'string' },
       config: { type: 'string' },
       'healthz-bind-address': { type: 'string' },
       'metrics-bind-address': { type: 'string' },
@@ -89,6 +91,7 @@ export const command: Command = {
       socketLb: bool(values['socket-lb'], '--socket-lb') ?? DEFAULTS.socketLb,
       ...(values.cgroup !== undefined && { cgroup: values.cgroup }),
       ...(values.bpffs !== undefined && { bpffs: values.bpffs }),
+      ...(values['bpf-object'] !== undefined && { bpfObject: values['bpf-object'] }),
       ...(values['healthz-bind-address'] !== undefined && { healthzBindAddress: values['healthz-bind-address'] }),
       ...(values['metrics-bind-address'] !== undefined && { metricsBindAddress: values['metrics-bind-address'] }),
       ...(values['nodeport-addresses'] !== undefined && { nodePortAddresses: listOption(values['nodeport-addresses']) }),
