@@ -36,6 +36,19 @@ export const LAB_PREFIX = 'kbplab';
 const here = dirname(fileURLToPath(import.meta.url));
 export const POD_SERVER = join(here, 'servers', 'pod-server.mjs');
 export const LAB_CLIENT = join(here, 'servers', 'client.mjs');
+export const LAB_LOAD = join(here, 'servers', 'load.mjs');
+
+/** What a bounded load (servers/load.mjs) saw: the reliability scenarios' figures. */
+export interface LoadResult {
+  sent: number;
+  failed: number;
+  /** the longest time without a successful answer, ms */
+  longestGapMs: number;
+  durationMs: number;
+  /** successful answers by the pod that gave them */
+  answers: Record<string, number>;
+  failures: Array<{ atMs: number; error: string }>;
+}
 
 export interface CmdResult { stdout: string; stderr: string; code: number }
 
@@ -289,6 +302,22 @@ export class Lab {
    * Runs testing/servers/client.mjs in ns (optionally in a cgroup) and returns its per-request
    * results. Bounded: count * timeoutMs plus start-up.
    */
+  /**
+   * Starts a bounded load (servers/load.mjs: sequential requests until durationMs) from ns; stop()
+   * ends it early (SIGTERM) and both resolve to what it saw.
+   */
+  load(ns: Netns, o: { proto: 'http' | 'udp'; host: string; port: number; durationMs: number; timeoutMs?: number; intervalMs?: number }): { done: Promise<LoadResult>; stop(): Promise<LoadResult> } {
+    const args = [LAB_LOAD, '--proto', o.proto, '--host', o.host, '--port', String(o.port), '--duration-ms', String(o.durationMs),
+      '--timeout-ms', String(o.timeoutMs ?? 1000), '--interval-ms', String(o.intervalMs ?? 0)];
+    const p = this.spawn(ns, process.execPath, args, { what: `load ${o.proto} ${o.host}:${o.port}` });
+    const done = p.exited.then(() => {
+      const line = p.output().split('\n').find((l) => l.startsWith('{"sent"'));
+      if (!line) throw new Error(`load ${o.host}:${o.port}: no result: ${p.output().slice(-500)}`);
+      return JSON.parse(line) as LoadResult;
+    });
+    return { done, stop: () => { p.child.kill('SIGTERM'); return done; } };
+  }
+
   async client(ns: Netns, o: ClientOptions, cgroup?: string): Promise<ClientResult[]> {
     const count = o.count ?? 1, timeoutMs = o.timeoutMs ?? 2000;
     const args = [LAB_CLIENT, '--proto', o.proto, '--host', o.host, '--port', String(o.port),
