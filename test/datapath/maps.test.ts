@@ -194,14 +194,21 @@ if (!isRoot) {
 
     const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) });
     t.teardown(() => d.object.close());
-    const how = Object.fromEntries(d.migrated.map((m) => [m.name, [m.how, m.copied ?? 0]]));
+    for (const name of ['lb_affinity', 'lb_backends', 'lb_ct', 'lb_revnat']) t.true(d.migrations.some((m) => m.name === name), name);
+    t.is(d.maps.map('lb_ct').count(), 0, 'nothing copied before the new programs are attached');
+    // a flow the new programs tracked before the copy is newer than the old map's entry for it
+    d.maps.map('lb_ct').update(raw(L.CT_KEY.size, 2), raw(L.CT_ENTRY.size, 9));
+    const migrated = d.finishMigration();
+    t.deepEqual(d.finishMigration(), [], 'once');
+    const how = Object.fromEntries(migrated.map((m) => [m.name, [m.how, m.copied ?? 0]]));
     t.deepEqual(how.lb_backends, ['copy', 1]);
-    t.deepEqual(how.lb_ct, ['copy', 1]);
+    t.deepEqual(how.lb_ct, ['copy', 0]);
+    t.is(migrated.find((m) => m.name === 'lb_ct')?.newer, 1);
     t.deepEqual(how.lb_revnat, ['copy', 1]);
     t.deepEqual(how.lb_affinity, ['recreate', 0]);
     t.is(d.maps.map('lb_backends').maxEntries, L.LB_BACKENDS_MAX);
     t.deepEqual(d.maps.map('lb_backends').lookup(L.encodeU32(1)), raw(L.BACKEND.size, 1), 'a backend keeps its id and value');
-    t.deepEqual(d.maps.map('lb_ct').lookup(raw(L.CT_KEY.size, 2)), raw(L.CT_ENTRY.size, 3), 'conntrack survives the upgrade');
+    t.deepEqual(d.maps.map('lb_ct').lookup(raw(L.CT_KEY.size, 2)), raw(L.CT_ENTRY.size, 9), 'the new programs\' entry wins');
     t.deepEqual(d.maps.map('lb_revnat').lookup(L.encodeU32(7)), Buffer.concat([raw(L.REVNAT.size - 4, 4), Buffer.alloc(4)]), 'an appended field reads zero');
     t.is(d.maps.map('lb_affinity').count(), 0);
     t.false(readdirSync(root).includes('upgrade'), 'no old map left pinned aside');

@@ -5,7 +5,7 @@
 // through a NodePort never fail, and the tables end equal to what compile says.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClusterLab, nodesYaml, REPO, type LabPod } from '../../lab/cluster.js';
@@ -40,6 +40,8 @@ test('an agent of a build with other map layouts is replaced under load: maps mi
     // new connections throughout, and two long-lived keep-alive connections across the upgrade
     const fresh = lab.lab.spawn(lab.ext, 'wrk', ['-t1', '-c4', '-d8s', '--timeout', '2s', '-H', 'Connection: close', url], { what: 'wrk close' });
     const kept = lab.lab.spawn(lab.ext, 'wrk', ['-t1', '-c2', '-d8s', '--timeout', '2s', url], { what: 'wrk keep-alive' });
+    // and the sequential load of the reliability scenarios, for its longest gap
+    const load = lab.lab.load(lab.ext, { proto: 'http', host: node1.ip4, port: PORTS.nodePortFixed, durationMs: 60_000, timeoutMs: 1000 });
     await new Promise((r) => setTimeout(r, 2000));
     await lab.stopAgent(node1);
     const upgraded = await lab.startAgent(node1);
@@ -51,6 +53,17 @@ test('an agent of a build with other map layouts is replaced under load: maps mi
       t.true(reqs > 20, `wrk made ${reqs} requests: ${out}`);
       t.notRegex(out, /Socket errors/, out);
       t.notRegex(out, /Non-2xx/, out);
+    }
+    const seq = await load.stop();
+    t.log(`upgrade / sequential http: sent ${seq.sent}, failed ${seq.failed}, longest gap ${seq.longestGapMs} ms`);
+    // Known, and not the upgrade's: under this churn from one client, about one first SYN in 2,000-5,000
+    // to a NodePort gets no answer within 1 s (the client's retransmission recovers it; wrk's 2 s
+    // timeout sees no error). It happens without an upgrade too (the kernel's conntrack counts
+    // invalid packets then); README limits and docs/RELIABILITY.md carry it until the data plane work
+    // of issue 7 removes it. The bound keeps a real regression visible.
+    t.true(seq.failed <= Math.ceil(seq.sent / 1000), `${seq.failed} of ${seq.sent} failed: ${JSON.stringify(seq.failures)}`);
+    if (process.env.KBP_RELIABILITY_OUT) {
+      appendFileSync(process.env.KBP_RELIABILITY_OUT, JSON.stringify({ scenario: 'agent upgraded', injected: 'SIGTERM to an agent whose object has other map layouts, the new build started over its pins (maps migrated)', loads: { 'NodePort http': seq } }) + '\n');
     }
     const log = upgraded.output();
     t.regex(log, /"map":"lb_ct","how":"copy"/, 'conntrack carried over');

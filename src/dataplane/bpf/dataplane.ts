@@ -141,12 +141,7 @@ export class BpfDataplane implements Dataplane {
     const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true } });
     this.#loaded = loaded;
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
-    for (const m of loaded.migrated) {
-      // an upgrade: a map of another layout was carried over (copied) or made anew (recreated)
-      this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped },
-        m.how === 'copy' ? 'pinned map of an older build migrated: entries copied into the new layout'
-          : 'pinned map of an older build recreated: the agent rewrites what it derives from the plan; runtime state in it starts empty');
-    }
+
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
     installMasquerade(snatMark);
@@ -156,6 +151,13 @@ export class BpfDataplane implements Dataplane {
     }
     await this.syncDevices(true);
     this.#syncSocketHooks();
+    // an upgrade: the new programs are attached, so the old maps can be copied without losing what
+    // the old programs wrote up to the switch
+    for (const m of loaded.finishMigration()) {
+      this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped, newer: m.newer },
+        m.how === 'copy' ? 'pinned map of an older build migrated: entries copied into the new layout'
+          : 'pinned map of an older build recreated: the agent rewrites what it derives from the plan; runtime state in it starts empty');
+    }
   }
 
   async readPlan(): Promise<Plan | undefined> {

@@ -40,8 +40,14 @@ export interface Loaded {
   pinRoot: string;
   /** true when maps pinned by an earlier agent were found and reused (or migrated) */
   reused: boolean;
-  /** pinned maps of another definition (an upgrade) and how each was carried over (migrate.ts) */
-  migrated: Migration[];
+  /** pinned maps of another definition (an upgrade), made anew; their entries wait for finishMigration() */
+  migrations: Migration[];
+  /**
+   * Copies the old maps' entries into the new ones and removes the old maps (migrate.ts carry()).
+   * Call it once the new programs are attached, so nothing the old programs write before the
+   * switch is lost. Returns each map with its counts; a second call returns [].
+   */
+  finishMigration(): Migration[];
 }
 
 /**
@@ -69,11 +75,12 @@ export function loadDataplane(opts: {
   const state = opts.state ?? AgentStateFile.forPinRoot(pinRoot);
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   let reused = false;
-  let migrated: Migration[] = [];
+  let migrations: Migration[] = [];
   try {
     const found = checkPinnedMaps(object, pinRoot, opts.onIncompatible ?? 'migrate');
     reused = found.reused;
-    moveAside(pinRoot, found.migrations);
+    migrations = found.migrations;
+    moveAside(pinRoot, migrations);
     try {
       object.load();
     } catch (e) {
@@ -81,13 +88,18 @@ export function loadDataplane(opts: {
       for (const m of found.migrations) renameSync(asidePath(pinRoot, m.name), join(pinRoot, m.name));
       throw e;
     }
-    migrated = carry(object, pinRoot, found.migrations);
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
   } catch (e) {
     object.close();
     throw e;
   }
-  return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused, migrated };
+  let pending: Migration[] | undefined = migrations;
+  const finishMigration = (): Migration[] => {
+    const todo = pending;
+    pending = undefined;
+    return todo?.length ? carry(object, pinRoot, todo) : [];
+  };
+  return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused, migrations, finishMigration };
 }
 
 /**

@@ -11,14 +11,17 @@
 //   by the agent's first sync; runtime state in them (conntrack, counters) starts empty, and flows
 //   whose entry is gone are re-balanced by Maglev, which picks the same backend while the backends
 //   are unchanged.
-// The old map is moved aside (renamed into <pin root>/upgrade/) before the object loads and removed after the copy;
-// the old programs keep using it until the new ones replace them at attach time, so what they write
-// in between (new flows of that instant) is not copied.
+// The old map is moved aside (renamed into <pin root>/upgrade/) before the object loads. The old
+// programs keep using it until the new ones replace them at attach time; only then are its entries
+// copied (carry()), without overwriting what the new programs wrote meanwhile, and the old map
+// removed. So flows the old programs created up to the switch are kept; what is lost is the reverse
+// translation of a reply that arrives in the milliseconds between the switch and the copy.
 import { existsSync, mkdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
-import { MapType } from './native/uapi.js';
+import { BPF_NOEXIST, MapType } from './native/uapi.js';
+import { EEXIST } from './native/errors.js';
 
 export interface MapSpec { name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }
 
@@ -31,6 +34,8 @@ export interface Migration {
   copied?: number;
   /** entries that did not fit the new capacity */
   dropped?: number;
+  /** entries not copied because the new programs had already written the same key */
+  newer?: number;
 }
 
 const PER_CPU = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH]);
@@ -81,7 +86,7 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
     if (m.how === 'copy') {
       const old = BpfMap.fromPin(aside);
       const target = object.map(m.name);
-      let copied = 0, dropped = 0;
+      let copied = 0, dropped = 0, newer = 0;
       try {
         const pad = Buffer.alloc(Math.max(0, target.valueSize - old.valueSize));
         old.scan((key, value) => {
@@ -92,16 +97,18 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
           // scan()'s views are valid during the call: the update copies them into the kernel at once.
           // One entry that does not fit (an array index past a smaller capacity) is counted, not fatal.
           try {
-            target.update(key, pad.length ? Buffer.concat([value, pad]) : value);
+            // BPF_NOEXIST: an entry the new programs wrote since the switch is newer than this one
+            target.update(key, pad.length ? Buffer.concat([value, pad]) : value, BPF_NOEXIST);
             copied++;
-          } catch {
-            dropped++;
+          } catch (e) {
+            if ((e as { errno?: number }).errno === EEXIST) newer++;
+            else dropped++;
           }
         });
       } finally {
         old.close();
       }
-      out.push({ ...m, copied, dropped });
+      out.push({ ...m, copied, dropped, newer });
     } else {
       out.push(m);
     }
