@@ -6,7 +6,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { FakeDataplane } from '../../src/dataplane/fake.js';
 import { createKubeSource } from '../../src/source/kube.js';
 import { Metrics } from '../../src/agent/metrics.js';
-import { startStubApiServer } from '../helpers/stub-apiserver.js';
+import { startStubApiServer } from '../../testing/stub-apiserver.js';
 import { silentLogger } from '../../src/util/log.js';
 
 const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' },

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { createKubeSource, PROXY_LABEL_SELECTOR, type KubeSource } from '../../src/source/kube.js';
 import { silentLogger } from '../../src/util/log.js';
-import { startStubApiServer, type StubApiServer } from '../helpers/stub-apiserver.js';
+import { startStubApiServer, type StubApiServer } from '../../testing/stub-apiserver.js';
 
 const FAST = { initialMs: 10, maxMs: 100, factor: 2, jitter: 0.5 };
 

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { createKubeSource, type KubeSource } from '../../src/source/kube.js';
 import { ObjectStore, type Kind } from '../../src/source/types.js';
 import { KbpError } from '../../src/util/errors.js';
-import { startStubApiServer, type StubApiServer, type StubKind } from '../helpers/stub-apiserver.js';
+import { startStubApiServer, type StubApiServer, type StubKind } from '../../testing/stub-apiserver.js';
 
 const FAST = { initialMs: 10, maxMs: 100, factor: 2, jitter: 0.5 };
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
