@@ -5,15 +5,16 @@
 
 export interface Timers {
   now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
+  /** keepAlive: the timer holds the process up (pending work); otherwise it must not (a periodic resync) */
+  setTimeout(fn: () => void, ms: number, keepAlive?: boolean): unknown;
   clearTimeout(handle: unknown): void;
 }
 
 export const realTimers: Timers = {
   now: () => performance.now(),
-  setTimeout: (fn, ms) => {
+  setTimeout: (fn, ms, keepAlive) => {
     const t = setTimeout(fn, ms);
-    t.unref?.();
+    if (!keepAlive) t.unref?.();
     return t;
   },
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
@@ -91,11 +92,12 @@ export class BoundedFrequencyRunner {
     if (this.#timer !== undefined && this.#timerAt <= at) return;
     this.#clear();
     this.#timerAt = at;
+    // a sync someone asked for is work the process must finish; the periodic resync alone is not
     this.#timer = this.#opts.timers.setTimeout(() => {
       this.#timer = undefined;
       this.#timerAt = Infinity;
       void this.#tick();
-    }, Math.max(0, at - this.#opts.timers.now()));
+    }, Math.max(0, at - this.#opts.timers.now()), this.#pending);
   }
 
   #clear(): void {

@@ -99,3 +99,25 @@ test.serial('the same start with a usable cgroup succeeds (the failure above is 
     await r.lab.cleanup();
   }
 });
+
+test.serial('with health and metrics off the agent still runs until told to stop (nothing else holds its event loop)', async (t) => {
+  if (!avail.ok) return t.pass(`skipped: ${avail.why}`);
+  const r = await rig('daemon');
+  try {
+    const agent = r.lab.spawn(r.ns, process.execPath, agentArgs(r, r.goodCgroup), { what: 'agent' });
+    const deadline = Date.now() + 30_000;
+    while (!(await traces(r)).tc) {
+      if (agent.child.exitCode !== null) break;
+      if (Date.now() > deadline) throw new Error(`the agent attached nothing: ${agent.output()}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    // the first sync is done once tc is attached; an agent that only lived for it would be gone soon after
+    await new Promise((res) => setTimeout(res, 3000));
+    t.is(agent.child.exitCode, null, `the agent exited on its own: ${agent.output().slice(-800)}`);
+    agent.child.kill('SIGTERM');
+    t.is(await agent.exited, 0);
+    await r.lab.exec(r.ns, process.execPath, [CLI, 'cleanup', '--bpffs', r.pins], { allowFail: true });
+  } finally {
+    await r.lab.cleanup();
+  }
+});

@@ -106,8 +106,12 @@ export const command: Command = {
     const log = createLogger({ verbosity: settings.verbosity });
     const { startAgent } = await import('../../agent/launch.js');
     const running = await startAgent(settings, log);
+    // the agent is a daemon: with health and metrics off and a manifests source, nothing else would
+    // hold the event loop up between syncs
+    const keepAlive = setInterval(() => {}, 2 ** 30);
     await new Promise<void>((resolve) => {
       const onSignal = (sig: NodeJS.Signals): void => {
+        clearInterval(keepAlive);
         log.info({ signal: sig }, 'stopping; the data plane keeps serving');
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
