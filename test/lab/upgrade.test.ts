@@ -41,7 +41,7 @@ test('an agent of a build with other map layouts is replaced under load: maps mi
     const fresh = lab.lab.spawn(lab.ext, 'wrk', ['-t1', '-c4', '-d8s', '--timeout', '2s', '-H', 'Connection: close', url], { what: 'wrk close' });
     const kept = lab.lab.spawn(lab.ext, 'wrk', ['-t1', '-c2', '-d8s', '--timeout', '2s', url], { what: 'wrk keep-alive' });
     // and the sequential load of the reliability scenarios, for its longest gap
-    const load = lab.lab.load(lab.ext, { proto: 'http', host: node1.ip4, port: PORTS.nodePortFixed, durationMs: 60_000, timeoutMs: 1000 });
+    const load = lab.lab.load(lab.ext, { proto: 'http', host: node1.ip4, port: PORTS.nodePortFixed, durationMs: 60_000, timeoutMs: 3000 });
     await new Promise((r) => setTimeout(r, 2000));
     await lab.stopAgent(node1);
     const upgraded = await lab.startAgent(node1);
@@ -56,12 +56,11 @@ test('an agent of a build with other map layouts is replaced under load: maps mi
     }
     const seq = await load.stop();
     t.log(`upgrade / sequential http: sent ${seq.sent}, failed ${seq.failed}, longest gap ${seq.longestGapMs} ms`);
-    // Known, and not the upgrade's: under this churn from one client, about one first SYN in 2,000-5,000
-    // to a NodePort gets no answer within 1 s (the client's retransmission recovers it; wrk's 2 s
-    // timeout sees no error). It happens without an upgrade too (the kernel's conntrack counts
-    // invalid packets then); README limits and docs/RELIABILITY.md carry it until the data plane work
-    // of issue 7 removes it. The bound keeps a real regression visible.
-    t.true(seq.failed <= Math.ceil(seq.sent / 1000), `${seq.failed} of ${seq.sent} failed: ${JSON.stringify(seq.failures)}`);
+    // 3 s per request: above the first SYN retransmission. Known, and not the upgrade's: under this
+    // churn from one client about one first SYN in 2,000-5,000 to a NodePort goes unanswered and the
+    // retransmission 1 s later gets through (it happens without an upgrade too; the longest gap shows
+    // it). README limits carry it until the data plane work of issue 7 removes it.
+    t.is(seq.failed, 0, JSON.stringify(seq.failures));
     if (process.env.KBP_RELIABILITY_OUT) {
       appendFileSync(process.env.KBP_RELIABILITY_OUT, JSON.stringify({ scenario: 'agent upgraded', injected: 'SIGTERM to an agent whose object has other map layouts, the new build started over its pins (maps migrated)', loads: { 'NodePort http': seq } }) + '\n');
     }
