@@ -114,7 +114,7 @@ export function loadConfigFile(path: string): Partial<AgentSettings> & { ignored
 
 /** Checks settings as a whole, with messages that name the flag. */
 export function validateSettings(s: AgentSettings): AgentSettings {
-  const fail = (m: string): never => { throw new KbpError('KBP_ERR_CONFIG', m); };
+  const fail = (m: string, cause?: unknown): never => { throw new KbpError('KBP_ERR_CONFIG', m, cause === undefined ? undefined : { cause }); };
   if (!['auto', 'bpf', 'ipvs', 'nftables'].includes(s.mode)) fail(`--mode: ${JSON.stringify(s.mode)} is not one of auto, bpf, ipvs, nftables`);
   if (!s.manifests && s.kubeconfig === undefined && !process.env.KUBERNETES_SERVICE_HOST) {
     fail('no source: give --manifests DIR or --kubeconfig FILE (or run in a cluster)');
@@ -124,14 +124,14 @@ export function validateSettings(s: AgentSettings): AgentSettings {
     parseBindAddress(s.healthzBindAddress, '--healthz-bind-address');
     parseBindAddress(s.metricsBindAddress, '--metrics-bind-address');
   } catch (e) {
-    fail((e as Error).message);
+    fail((e as Error).message, e);
   }
   for (const c of s.clusterCidrs) {
-    try { parseCidr(c); } catch (e) { fail(`--cluster-cidr: ${(e as Error).message}`); }
+    try { parseCidr(c); } catch (e) { fail(`--cluster-cidr: ${(e as Error).message}`, e); }
   }
   for (const c of s.nodePortAddresses) {
     if (c === 'primary') continue;
-    try { parseCidr(c); } catch (e) { fail(`--nodeport-addresses: ${(e as Error).message}`); }
+    try { parseCidr(c); } catch (e) { fail(`--nodeport-addresses: ${(e as Error).message}`, e); }
   }
   if (s.minSyncMs < 0 || s.syncPeriodMs <= 0 || s.minSyncMs > s.syncPeriodMs) fail('minSyncPeriod must be between 0 and syncPeriod');
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { V1Node } from '@kubernetes/client-node';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
+import { KbpError } from '../util/errors.js';
 
 export const TO_BE_DELETED_TAINT = 'ToBeDeletedByClusterAutoscaler';
 
@@ -80,9 +81,9 @@ export class ProxyHealth {
 export function parseBindAddress(text: string, what: string): { host: string; port: number } | undefined {
   if (text === '') return undefined;
   const m = text.match(/^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/);
-  if (!m) throw new Error(`${what}: expected HOST:PORT, got ${JSON.stringify(text)}`);
+  if (!m) throw new KbpError('KBP_ERR_CONFIG', `${what}: expected HOST:PORT, got ${JSON.stringify(text)}`);
   const port = Number(m[3]);
-  if (port > 65535) throw new Error(`${what}: port ${port} out of range`);
+  if (port > 65535) throw new KbpError('KBP_ERR_CONFIG', `${what}: port ${port} out of range`);
   if (port === 0) return undefined;
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }

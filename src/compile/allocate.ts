@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { formatCidr, ipFrom16, ipTo16, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import type { NodePortRange, ObjectError, ServiceModel } from '../model/types.js';
+import { KbpError } from '../util/errors.js';
 
 export const defaultServiceCidrs = ['10.96.0.0/12', 'fd00:10:96::/108'];
 
@@ -94,7 +95,7 @@ export function parseServiceCidrs(cidrs: string[]): Map<Family, Cidr> {
   const out = new Map<Family, Cidr>();
   for (const text of cidrs) {
     const c = parseCidr(text.trim());
-    if (out.has(c.family)) throw new Error(`two service CIDRs of IPv${c.family}: ${formatCidr(out.get(c.family)!)} and ${text}`);
+    if (out.has(c.family)) throw new KbpError('KBP_ERR_CONFIG', `two service CIDRs of IPv${c.family}: ${formatCidr(out.get(c.family)!)} and ${text}`);
     out.set(c.family, c);
   }
   return out;

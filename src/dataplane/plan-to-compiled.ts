@@ -3,6 +3,7 @@
 import type { CompiledState, NodeState } from '../model/compiled.js';
 import { toCompiledState } from '../model/canonical.js';
 import type { Plan } from '../plan/types.js';
+import { KbpError } from '../util/errors.js';
 
 export function planToNodeState(plan: Plan): NodeState {
   const frontends = [...plan.frontends.values()].map((f) => {
@@ -17,7 +18,7 @@ export function planToNodeState(plan: Plan): NodeState {
     scope: f.scope,
     backends: f.backendIds.map((id) => {
       const b = plan.backends.get(id);
-      if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port}/${f.protocol} names backend id ${id}, which the data plane does not hold`);
+      if (!b) throw new KbpError('KBP_ERR_DATAPLANE', `frontend ${f.service} ${f.address}:${f.port}/${f.protocol} names backend id ${id}, which the data plane does not hold`);
       return { address: b.address, port: b.port, terminating: term.has(id), local: b.local };
     }),
     sessionAffinitySeconds: f.affinityTimeout,

@@ -166,6 +166,7 @@ function get(url: URL, options: https.RequestOptions): Promise<{ status: number;
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
       res.on('error', reject);
     });
+    // a system-style error (code ETIMEDOUT), as a socket timeout is, so errorReason() reports it alike
     req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${options.timeout} ms`), { code: 'ETIMEDOUT' })));
     req.on('error', reject);
     req.end();

@@ -290,7 +290,7 @@ class KindWatcher<K extends Kind> {
   }
 
   async #list(): Promise<KubernetesListObject<KindMap[K]>> {
-    if (this.#stopped) throw new Error('stopped');
+    if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
     const ac = new AbortController();
     this.#listAbort = ac;
     try {
@@ -301,7 +301,7 @@ class KindWatcher<K extends Kind> {
       });
       const res = await listObjects<KindMap[K]>(this.#s.kc, path, plural,
         { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize });
-      if (this.#stopped) throw new Error('stopped');
+      if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
       const items = this.#admit(res.items);
       try {
         this.#s.store.replace(this.kind, items);
@@ -406,7 +406,7 @@ class KindWatcher<K extends Kind> {
       if (agent && typeof agent === 'object' && typeof (agent as Agent).destroy === 'function') {
         if (this.#stopped) {
           (agent as Agent).destroy();
-          throw new Error('stopped');
+          throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
         }
         this.#agents.add(agent as Agent);
       }

@@ -4,6 +4,7 @@ export const ErrorCodes = {
   KBP_ERR_CONFIG: 'bad configuration',
   KBP_ERR_MANIFEST: 'a manifest could not be read or parsed',
   KBP_ERR_INVALID_OBJECT: 'an object was rejected',
+  KBP_ERR_INVALID_VALUE: 'a value could not be parsed (an address, a CIDR, a bind address)',
   KBP_ERR_SOURCE: 'the object source failed',
   KBP_ERR_BPF: 'a BPF operation failed',
   KBP_ERR_MAP_FULL: 'a BPF map is full',

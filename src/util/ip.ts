@@ -1,6 +1,7 @@
 // IP address helpers shared by every stage. The data plane keeps every address in 16 bytes: IPv6 as is,
 // IPv4 as an IPv4-mapped IPv6 address (::ffff:a.b.c.d), so one map and one code path serve both families.
 import { isIPv4, isIPv6 } from 'node:net';
+import { KbpError } from './errors.js';
 
 export type Family = 4 | 6;
 
@@ -17,7 +18,7 @@ export function ipTo16(address: string): Uint8Array {
     address.split('.').forEach((p, i) => { out[12 + i] = Number(p); });
     return out;
   }
-  if (!isIPv6(address)) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+  if (!isIPv6(address)) throw new KbpError('KBP_ERR_INVALID_VALUE', `not an IP address: ${JSON.stringify(address)}`);
   let text = address;
   const zone = text.indexOf('%');
   if (zone >= 0) text = text.slice(0, zone);
@@ -89,11 +90,11 @@ export function parseCidr(text: string): Cidr {
   const slash = text.indexOf('/');
   const addr = slash < 0 ? text : text.slice(0, slash);
   const family = ipFamily(addr);
-  if (!family) throw new Error(`not a CIDR: ${JSON.stringify(text)}`);
+  if (!family) throw new KbpError('KBP_ERR_INVALID_VALUE', `not a CIDR: ${JSON.stringify(text)}`);
   const max = family === 4 ? 32 : 128;
   const prefix = slash < 0 ? max : Number(text.slice(slash + 1));
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (slash >= 0 && !/^\d+$/.test(text.slice(slash + 1)))) {
-    throw new Error(`bad prefix length in CIDR ${JSON.stringify(text)}`);
+    throw new KbpError('KBP_ERR_INVALID_VALUE', `bad prefix length in CIDR ${JSON.stringify(text)}`);
   }
   // mask host bits so that equal networks compare equal
   const b = ipTo16(addr);

@@ -15,7 +15,14 @@ import { startStubApiServer, type StubApiServer, type StubKind } from '../../tes
 const FAST = { initialMs: 10, maxMs: 100, factor: 2, jitter: 0.5 };
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/**
+ * Waits are bounds for a hang, not expectations of speed: on a loaded 2-core machine (CI, or many
+ * suites at once) a healthy step can take seconds, so every bound is stretched by this factor.
+ */
+const SLACK = 4;
+
 async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  timeoutMs *= SLACK;
   const end = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -25,6 +32,7 @@ async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, w
 
 /** a promise that must settle in time: a source that never syncs fails its test fast instead of hanging the file */
 async function within<T>(p: Promise<T>, ms = 5000, what = 'start()'): Promise<T> {
+  ms *= SLACK;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms); });
   try {
