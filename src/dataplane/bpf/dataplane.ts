@@ -140,6 +140,10 @@ export class BpfDataplane implements Dataplane {
     // hash-of-maps waits for an RCU grace period (5-20 ms here)
     const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true } });
     this.#loaded = loaded;
+    // before any program is attached: maps pinned by a build without lb_members get it filled from
+    // lb_slots, or every conntrack hit would find its backend no member of its frontend
+    const members = loaded.maps.syncMembers();
+    if (members.added || members.removed) this.#log.info(members, 'frontend membership (lb_members) rebuilt from lb_slots');
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
     for (const m of loaded.migrated) {
       // an upgrade: a map of another layout was carried over (copied) or made anew (recreated)
