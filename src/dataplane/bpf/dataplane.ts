@@ -11,6 +11,7 @@ import { KbpError } from '../../util/errors.js';
 import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
+import { sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
@@ -37,6 +38,8 @@ export interface BpfDataplaneOptions {
   xdp?: boolean;
   log?: Logger;
   objectPath?: string;
+  /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
+  ctSweepMs?: number;
 }
 
 export interface Link {
@@ -124,6 +127,9 @@ export class BpfDataplane implements Dataplane {
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean }>();
   #flushTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
+  #swept = 0;
 
   constructor(opts: BpfDataplaneOptions) {
     this.#opts = opts;
@@ -160,6 +166,11 @@ export class BpfDataplane implements Dataplane {
     }
     await this.syncDevices(true);
     this.#syncSocketHooks();
+    const every = this.#opts.ctSweepMs ?? 30_000;
+    if (every > 0) {
+      this.#sweepTimer = setInterval(() => this.sweepConntrack(), every);
+      this.#sweepTimer.unref();
+    }
   }
 
   async readPlan(): Promise<Plan | undefined> {
@@ -255,7 +266,25 @@ export class BpfDataplane implements Dataplane {
 
   async stats(): Promise<DataplaneStats> {
     const { maps } = this.loaded;
-    return { maps: maps.mapFill(), events: maps.readStats(), frontends: maps.readFrontendStats() };
+    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats() };
+  }
+
+  /** One pass of the conntrack sweep over lb_ct and lb_ct_syn; logs failures, never throws. */
+  sweepConntrack(): SweepResult[] {
+    const l = this.#loaded;
+    if (!l) return [];
+    const out: SweepResult[] = [];
+    for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
+      try {
+        const r = sweepConntrack(l.maps.map(name), name);
+        this.#swept += r.expired;
+        out.push(r);
+      } catch (e) {
+        this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
+      }
+    }
+    if (out.some((r) => r.expired)) this.#log.debug({ sweep: out }, 'conntrack sweep');
+    return out;
   }
 
   capacity(): Capacity {
@@ -268,6 +297,8 @@ export class BpfDataplane implements Dataplane {
   async close(): Promise<void> {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     try {
       this.#loaded?.maps.flushDeferred();
     } catch (e) {
