@@ -11,6 +11,7 @@ import { KbpError } from '../../util/errors.js';
 import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
+import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
 
@@ -38,6 +39,8 @@ export interface BpfDataplaneOptions {
   xdp?: boolean;
   log?: Logger;
   objectPath?: string;
+  /** the NodePort range (default 30000-32767): masquerade keeps out of it */
+  nodePortRange?: NodePortRange;
   /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
   ctSweepMs?: number;
 }
@@ -95,15 +98,40 @@ function nft(script: string): void {
   execFileSync(systemBinary('nft'), ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
-/** The masquerade rule for flows the BPF programs mark (external traffic to remote backends, hairpin). */
-export function installMasquerade(mark: number): void {
+/**
+ * The source ports masquerade may give a marked flow: the larger stretch of 1024-65535 outside the
+ * NodePort range (32768-65535 for the default 30000-32767). A masqueraded flow's replies come back to
+ * the node's address on that port, and tc ingress (and XDP) look frontends up before anything else:
+ * a reply on a port of the NodePort range would be taken for a new NodePort flow (issue 7). Reserving
+ * the range with net.ipv4.ip_local_reserved_ports would not help: it steers local sockets' ephemeral
+ * ports, not the ports nf_nat picks (and the host's ephemeral range, 32768-60999, is outside the
+ * default NodePort range already). Looking the kernel's conntrack up before frontends would cost a
+ * lookup on every NodePort packet.
+ */
+export function masqueradePorts(range: NodePortRange = defaultNodePortRange): { min: number; max: number } {
+  const below = { min: 1024, max: range.min - 1 }, above = { min: range.max + 1, max: 65535 };
+  const size = (r: { min: number; max: number }) => r.max - r.min;
+  return size(above) >= size(below) ? above : below;
+}
+
+/** The nftables table that SNATs flows the BPF programs mark (external traffic to remote backends, hairpin). */
+export function masqueradeRuleset(mark: number, range: NodePortRange = defaultNodePortRange): string {
   const m = `0x${(mark >>> 0).toString(16)}`;
   const keep = `0x${(~mark >>> 0).toString(16)}`;
+  const ports = masqueradePorts(range);
+  const marked = `meta mark & ${m} == ${m}`;
+  const clear = `meta mark set meta mark & ${keep}`;
+  // declare-then-flush makes this idempotent: a restart rewrites the same rules. A port range needs
+  // a transport protocol match; the programs mark only TCP and UDP, the second rule is a fallback.
+  return `table inet ${NFT_TABLE} {}\nflush table inet ${NFT_TABLE}\ntable inet ${NFT_TABLE} {\n` +
+    `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
+    `    ${marked} meta l4proto { tcp, udp } counter ${clear} masquerade to :${ports.min}-${ports.max} fully-random\n` +
+    `    ${marked} counter ${clear} masquerade fully-random\n  }\n}\n`;
+}
+
+export function installMasquerade(mark: number, range: NodePortRange = defaultNodePortRange): void {
   try {
-    // declare-then-flush makes this idempotent: a restart rewrites the same rule
-    nft(`table inet ${NFT_TABLE} {}\nflush table inet ${NFT_TABLE}\ntable inet ${NFT_TABLE} {\n` +
-      `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
-      `    meta mark & ${m} == ${m} meta mark set meta mark & ${keep} masquerade fully-random\n  }\n}\n`);
+    nft(masqueradeRuleset(mark, range));
   } catch (e) {
     const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
     throw new KbpError('KBP_ERR_KERNEL_FEATURE', `installing the nftables masquerade rule failed (SNAT for external traffic and hairpin needs it): ${stderr || (e as Error).message}`, { cause: e });
@@ -159,7 +187,7 @@ export class BpfDataplane implements Dataplane {
     }
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
-    installMasquerade(snatMark);
+    installMasquerade(snatMark, this.#opts.nodePortRange);
     // devices known from an earlier run keep their programs until syncDevices() replaces them
     for (const [ifindex, flags] of loaded.maps.devices()) {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0 });
