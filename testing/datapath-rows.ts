@@ -263,6 +263,9 @@ export function buildRows(): Row[] {
   // ---- conntrack across backend changes ----
   const SEC = 1_000_000_000n;
   const now = () => process.hrtime.bigint(); // CLOCK_MONOTONIC, the programs' clock
+  /** a last_seen `age` ns ago; the programs compare times as signed 64-bit differences, so a time
+   * before boot (a VM up for less than the age) is written as its two's complement */
+  const ago = (age: bigint) => BigInt.asUintN(64, now() - age);
   /** a TCP flow past its handshake (SYN, then the client's ACK): its entries in lb_ct */
   const established = (dp: Datapath, s: TestService, client: string, sport: number) => {
     run(dp, 'lb_tc_ingress', toService(s, client, sport).input);
@@ -585,20 +588,20 @@ export function buildRows(): Row[] {
     const stale = s.backends.find((x) => x.id !== b.id)!;
     add({
       name: 'UDP conntrack entry idle past 60 s: expired on lookup, Maglev again, counted',
-      prog: 'lb_tc_ingress', setup: (dp) => dp.setCt('lb_ct', ctKey(s, C4, 47400), { lastSeen: now() - 61n * SEC, backendId: stale.id, feId: s.feId, flags: 0 }),
+      prog: 'lb_tc_ingress', setup: (dp) => dp.setCt('lb_ct', ctKey(s, C4, 47400), { lastSeen: ago(61n * SEC), backendId: stale.id, feId: s.feId, flags: 0 }),
       input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { ct_expired: 1, fwd_new: 1 },
     });
     const w = SVC.web4, wb = pick(w, C4, 47500), wother = w.backends.find((x) => x.id !== wb.id)!, g = toService(w, C4, 47500, ACK_DATA);
     add({
       name: 'TCP conntrack entry idle for an hour: still alive (6 h), kept on its backend and refreshed',
-      prog: 'lb_tc_ingress', setup: (dp) => { dp.setCt('lb_ct', ctKey(w, C4, 47500), { lastSeen: now() - 3600n * SEC, backendId: wother.id, feId: w.feId, flags: 0 }); },
+      prog: 'lb_tc_ingress', setup: (dp) => { dp.setCt('lb_ct', ctKey(w, C4, 47500), { lastSeen: ago(3600n * SEC), backendId: wother.id, feId: w.feId, flags: 0 }); },
       input: g.input, verdict: TC_ACT_OK, output: g.to(wother), stats: { fwd_ct_hit: 1, ct_rev_restored: 1 },
-      after: (dp, c) => c.ok((dp.ct(ctKey(w, C4, 47500))?.lastSeen ?? 0n) > now() - 10n * SEC, 'last_seen refreshed'),
+      after: (dp, c) => c.ok(BigInt.asIntN(64, now() - (dp.ct(ctKey(w, C4, 47500))?.lastSeen ?? 0n)) < 10n * SEC, 'last_seen refreshed'),
     });
     const fin = toService(w, C4, 47501, ACK_DATA);
     add({
       name: 'TCP conntrack entry that saw FIN, idle past 120 s: expired, the packet balanced anew',
-      prog: 'lb_tc_ingress', setup: (dp) => { dp.setCt('lb_ct', ctKey(w, C4, 47501), { lastSeen: now() - 121n * SEC, backendId: 99, feId: w.feId, flags: LB_CT_F_CLOSING }); },
+      prog: 'lb_tc_ingress', setup: (dp) => { dp.setCt('lb_ct', ctKey(w, C4, 47501), { lastSeen: ago(121n * SEC), backendId: 99, feId: w.feId, flags: LB_CT_F_CLOSING }); },
       input: fin.input, verdict: TC_ACT_OK, output: fin.to(pick(w, C4, 47501)), stats: { ct_expired: 1, fwd_new: 1 },
     });
     let last = 0n;
@@ -615,7 +618,7 @@ export function buildRows(): Row[] {
     const lose = (dp: Datapath) => {
       established(dp, w, C4, sport);
       dp.deleteCt('lb_ct', ctRevKey(w, b, C4, sport));
-      dp.setCt('lb_ct', ctKey(w, C4, sport), { ...dp.ct(ctKey(w, C4, sport))!, lastSeen: now() - 2n * SEC });
+      dp.setCt('lb_ct', ctKey(w, C4, sport), { ...dp.ct(ctKey(w, C4, sport))!, lastSeen: ago(2n * SEC) });
     };
     add({
       name: 'client packet of a flow whose reverse entry was evicted: the reverse entry is written again',

@@ -19,7 +19,7 @@ if (!isRoot) {
     dp.install(BASE_SERVICES);
     const now = process.hrtime.bigint();
     const key = (sport: number, protocol: 'TCP' | 'UDP') => ({ saddr: '10.244.5.9', daddr: SVC.web4.address, sport, dport: 80, protocol, dir: LB_CT_DIR_FWD });
-    const entry = (age: bigint, flags = 0) => ({ lastSeen: now - age, backendId: 11, feId: SVC.web4.feId, flags });
+    const entry = (age: bigint, flags = 0) => ({ lastSeen: BigInt.asUintN(64, now - age), backendId: 11, feId: SVC.web4.feId, flags });
     const cases: Array<[map: 'lb_ct' | 'lb_ct_syn', sport: number, proto: 'TCP' | 'UDP', age: bigint, flags: number, kept: boolean]> = [
       ['lb_ct', 1, 'TCP', 3600n * SEC, 0, true], // established, an hour idle
       ['lb_ct', 2, 'TCP', 21601n * SEC, 0, false], // established, past 6 h
