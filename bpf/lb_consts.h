@@ -24,6 +24,12 @@
 #ifndef LB_CT_MAX
 #define LB_CT_MAX 524288             /* conntrack entries (two per translated flow) */
 #endif
+#ifndef LB_CT_SYN_MAX
+#define LB_CT_SYN_MAX 65536          /* conntrack of TCP flows whose client sent only SYNs so far (two per flow) */
+#endif
+#ifndef LB_MEMBERS_MAX
+#define LB_MEMBERS_MAX 2097152       /* (frontend, backend) pairs: one per slot of lb_slots */
+#endif
 #ifndef LB_AFFINITY_MAX
 #define LB_AFFINITY_MAX 131072
 #endif
@@ -77,6 +83,18 @@
 #define LB_CT_F_CLOSING (1 << 2)         /* FIN or RST seen */
 #define LB_CT_F_HAIRPIN (1 << 3)         /* client is its own backend */
 
+/* Conntrack lifetimes: seconds an entry lives without a packet, checked on every lookup (an expired
+ * entry is a miss) and by the agent's sweep, which deletes expired entries. The kernel's TCP
+ * established timeout (5 days) would leave LRU eviction as the only reclaim: Cilium's 6 h instead.
+ * UDP: between the kernel's unreplied (30 s) and replied (120 s) streams, as Cilium (60 s). */
+#define LB_CT_TIMEOUT_TCP 21600          /* established */
+#define LB_CT_TIMEOUT_TCP_SYN 60         /* lb_ct_syn: handshake not completed */
+#define LB_CT_TIMEOUT_CLOSING 120        /* FIN or RST seen: the kernel's TIME_WAIT */
+#define LB_CT_TIMEOUT_UDP 60
+/* last_seen is written at most once per this many ns (Cilium's report interval): a hit on an entry
+ * refreshed less than a second ago writes nothing; the refresh also restores the flow's reverse entry */
+#define LB_CT_REFRESH_NS 1000000000
+
 /* device flags (lb_devices value) */
 #define LB_DEV_F_EXTERNAL (1 << 0)       /* receives NodePort / LoadBalancer / externalIP traffic */
 
@@ -101,8 +119,8 @@ enum lb_stat {
 	LB_STAT_DROP_REVNAT_MISSING,  /* a reply whose frontend has no reverse-NAT entry */
 	LB_STAT_PASS_MALFORMED,       /* truncated or malformed header: passed untouched */
 	LB_STAT_PASS_FRAGMENT,        /* IP fragment: passed untouched */
-	LB_STAT_CT_BACKEND_GONE,      /* conntrack pointed at a removed backend: re-balanced (UDP) */
-	LB_STAT_RESET_BACKEND_GONE,   /* conntrack pointed at a removed backend: TCP reset */
+	LB_STAT_CT_BACKEND_GONE,      /* conntrack named a backend no longer in its frontend: re-balanced (UDP, SYN) */
+	LB_STAT_RESET_BACKEND_GONE,   /* conntrack named a backend no longer in its frontend: TCP reset */
 	LB_STAT_AFFINITY_HIT,
 	LB_STAT_AFFINITY_EXPIRED,
 	LB_STAT_CT_FULL,              /* conntrack insert failed */
@@ -110,6 +128,9 @@ enum lb_stat {
 	LB_STAT_DROP_CSUM,            /* checksum helper failed */
 	LB_STAT_SOCK_CONNECT,         /* socket hook translated a connect/sendmsg */
 	LB_STAT_SOCK_REJECT,          /* socket hook refused: no backend */
+	LB_STAT_CT_EXPIRED,           /* conntrack entry past its lifetime on lookup: treated as a miss */
+	LB_STAT_CT_REV_RESTORED,      /* a flow's lost reverse entry written again from its forward entry */
+	LB_STAT_DROP_CT_CLASH,        /* new flow refused: its replies' tuple is another frontend's live flow */
 	LB_STAT_MAX,
 };
 

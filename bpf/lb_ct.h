@@ -62,12 +62,112 @@ static __always_inline int lb_tcp_syn(const struct lb_pkt *p)
 	return p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
 }
 
-/* refreshes an entry on a hit; the map value is written in place (no update call per packet) */
-static __always_inline void lb_ct_touch(struct lb_ct_entry *e, const struct lb_pkt *p, __u64 now)
+#define LB_NSEC_PER_SEC 1000000000ULL
+
+/* the clock of conntrack and affinity: CLOCK_MONOTONIC at tick resolution, a read of the kernel's
+ * cached time instead of the clock source (issue 10: no clock read per hit worth the name) */
+static __always_inline __u64 lb_now(void)
 {
-	e->last_seen = now;
+	return bpf_ktime_get_coarse_ns();
+}
+
+/* ns an entry of lb_ct lives without a packet */
+static __always_inline __u64 lb_ct_lifetime(__u8 proto, __u16 flags)
+{
+	if (flags & LB_CT_F_CLOSING)
+		return LB_CT_TIMEOUT_CLOSING * LB_NSEC_PER_SEC;
+	if (proto == IPPROTO_TCP)
+		return LB_CT_TIMEOUT_TCP * LB_NSEC_PER_SEC;
+	return LB_CT_TIMEOUT_UDP * LB_NSEC_PER_SEC;
+}
+
+/* signed: an entry stamped by a finer clock may be a tick ahead of now */
+static __always_inline int lb_ct_fresh_for(const struct lb_ct_entry *e, __u64 now, __u64 lifetime)
+{
+	return (__s64)(now - e->last_seen) <= (__s64)lifetime;
+}
+
+static __always_inline int lb_ct_alive(const struct lb_ct_entry *e, __u8 proto, __u64 now)
+{
+	return lb_ct_fresh_for(e, now, lb_ct_lifetime(proto, e->flags));
+}
+
+/* an lb_ct entry, or NULL when there is none or it expired (*expired set then) */
+static __always_inline struct lb_ct_entry *lb_ct_lookup(const struct lb_ct_key *k, __u64 now, int *expired)
+{
+	struct lb_ct_entry *e = bpf_map_lookup_elem(&lb_ct, k);
+
+	if (e && !lb_ct_alive(e, k->proto, now)) {
+		*expired = 1;
+		return NULL;
+	}
+	return e;
+}
+
+/* an lb_ct_syn entry still within the handshake timeout */
+static __always_inline struct lb_ct_entry *lb_ct_syn_lookup(const struct lb_ct_key *k, __u64 now)
+{
+	struct lb_ct_entry *e = bpf_map_lookup_elem(&lb_ct_syn, k);
+
+	if (e && !lb_ct_fresh_for(e, now, LB_CT_TIMEOUT_TCP_SYN * LB_NSEC_PER_SEC))
+		return NULL;
+	return e;
+}
+
+/* Refreshes an entry on a hit, in place (no update call per packet): the CLOSING flag when a FIN
+ * or RST passes, last_seen only when it is LB_CT_REFRESH_NS old. Returns 1 when it wrote
+ * last_seen (the caller then refreshes the flow's other entry too). */
+static __always_inline int lb_ct_touch(struct lb_ct_entry *e, const struct lb_pkt *p, __u64 now)
+{
 	if (lb_tcp_closing(p) && !(e->flags & LB_CT_F_CLOSING))
 		e->flags |= LB_CT_F_CLOSING;
+	if ((__s64)(now - e->last_seen) < (__s64)LB_CT_REFRESH_NS)
+		return 0;
+	e->last_seen = now;
+	return 1;
+}
+
+/* On a forward entry's refresh: the reverse entry of the flow lives as long as the forward one,
+ * and one lost to LRU eviction (or the sweep, for a flow whose backend never answers) is written
+ * again from the forward entry, or the backend's replies would leave untranslated. Returns 1 when
+ * it had to be written. */
+static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struct lb_backend *be,
+					     const struct lb_ct_entry *fwd, __u64 now)
+{
+	struct lb_ct_key k = {};
+	struct lb_ct_entry *rev, e = {};
+
+	lb_ct_key_rev(&k, p, be);
+	rev = bpf_map_lookup_elem(&lb_ct, &k);
+	if (rev && rev->fe_id == fwd->fe_id && rev->backend_id == fwd->backend_id) {
+		rev->last_seen = now;
+		return 0;
+	}
+	/* another frontend's live flow on the same reply tuple keeps it (see lb_ct_clash) */
+	if (rev && rev->fe_id != fwd->fe_id && lb_ct_alive(rev, p->proto, now))
+		return 0;
+	e.last_seen = now;
+	e.backend_id = fwd->backend_id;
+	e.fe_id = fwd->fe_id;
+	e.flags = fwd->flags;
+	bpf_map_update_elem(&lb_ct, &k, &e, BPF_ANY);
+	return 1;
+}
+
+/* A new flow whose replies would carry the same tuple as the replies of another frontend's live flow
+ * (one client ip:port to two frontends that share a backend): its reverse entry would take over the
+ * other flow's, and that flow's replies would leave with this frontend's address. */
+static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now)
+{
+	struct lb_ct_key k = {};
+	struct lb_ct_entry *rev;
+
+	lb_ct_key_rev(&k, p, be);
+	rev = bpf_map_lookup_elem(&lb_ct, &k);
+	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now))
+		return 1;
+	rev = lb_ct_syn_lookup(&k, now);
+	return rev && rev->fe_id != fe_id;
 }
 
 /* A SYN that no frontend translates, on a tuple whose reply a closed translated flow still claims

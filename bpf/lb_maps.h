@@ -73,14 +73,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_revnat SEC(".maps");
 
-/* conntrack of translated flows: both directions, holding the chosen backend */
+/* (fe_id, backend id) -> 1 for every backend of every frontend: validates conntrack and affinity */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MEMBERS_MAX);
+	__type(key, struct lb_member_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_members SEC(".maps");
+
+/* conntrack of translated flows: both directions, holding the chosen backend. Per-CPU LRU lists
+ * (BPF_F_NO_COMMON_LRU): an insert evicts only from its own CPU's list, without the global lock. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LB_CT_MAX);
 	__type(key, struct lb_ct_key);
 	__type(value, struct lb_ct_entry);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_ct SEC(".maps");
+
+/* conntrack of TCP flows whose client has sent only SYNs: moved to lb_ct by the client's first
+ * other packet (the handshake's ACK), so a SYN flood churns this map, never established flows */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_CT_SYN_MAX);
+	__type(key, struct lb_ct_key);
+	__type(value, struct lb_ct_entry);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct_syn SEC(".maps");
 
 /* sessionAffinity ClientIP: (client, fe_id) -> backend, expiring after the frontend's timeout */
 struct {

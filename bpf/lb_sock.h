@@ -102,13 +102,13 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 
 	if (fe->flags & LB_FE_F_AFFINITY) {
 		lb_sock_affinity_key(ctx, fe->fe_id, &akey);
-		now = bpf_ktime_get_ns();
+		now = lb_now();
 		aval = bpf_map_lookup_elem(&lb_affinity, &akey);
 		if (aval) {
 			__u32 aid = aval->backend_id;
 
 			if (lb_affinity_fresh(fe, aval, now)) {
-				struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &aid);
+				struct lb_backend *be = lb_member_backend(fe->fe_id, aid);
 
 				/* a backend that left re-balances; a terminating one gets no new sockets
 				 * through affinity (as in tc, lb_svc.h) */

@@ -40,6 +40,13 @@ struct lb_slot_key {
 	__u32 slot;        /* 0 .. backend_count-1 */
 };
 
+/* lb_members key: a backend that is a member of a frontend now; value __u8 1. Conntrack and
+ * affinity entries are honoured only while their (fe_id, backend_id) is here: ids are reused. */
+struct lb_member_key {
+	__u32 fe_id;
+	__u32 backend_id;
+};
+
 /* lb_maglev inner array element: LB_MAGLEV_IDS_PER_ELEM consecutive slots of the table */
 struct lb_maglev_elem {
 	__u32 backend_id[2];
@@ -65,7 +72,7 @@ struct lb_ct_key {
 
 /* lb_ct value */
 struct lb_ct_entry {
-	__u64 last_seen;   /* bpf_ktime_get_ns() of the last packet */
+	__u64 last_seen;   /* bpf_ktime_get_coarse_ns(), refreshed at most every LB_CT_REFRESH_NS */
 	__u32 backend_id;  /* chosen backend (both directions) */
 	__u32 fe_id;       /* frontend, for rev-NAT and stats */
 	__u16 flags;       /* LB_CT_F_* */

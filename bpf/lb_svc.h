@@ -12,8 +12,6 @@
 #include "lb_hash.h"
 #include "lb_ct.h"
 
-#define LB_NSEC_PER_SEC 1000000000ULL
-
 static __always_inline struct lb_config lb_get_config(void)
 {
 	struct lb_config cfg = { .snat_mark = LB_SNAT_MARK_DEFAULT };
@@ -87,7 +85,7 @@ static __always_inline int lb_fe_no_backends(const struct lb_frontend *fe)
 static __always_inline int lb_affinity_fresh(const struct lb_frontend *fe, const struct lb_affinity_val *av,
 					     __u64 now)
 {
-	return now - av->last_used <= (__u64)fe->affinity_timeout * LB_NSEC_PER_SEC;
+	return (__s64)(now - av->last_used) <= (__s64)((__u64)fe->affinity_timeout * LB_NSEC_PER_SEC);
 }
 
 static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const struct lb_pkt *p)
@@ -138,6 +136,8 @@ enum lb_verdict {
 #define LB_EV_AFFINITY_HIT (1 << 0)
 #define LB_EV_AFFINITY_EXPIRED (1 << 1)
 #define LB_EV_CT_BACKEND_GONE (1 << 2)
+#define LB_EV_CT_EXPIRED (1 << 3)
+#define LB_EV_CT_REFRESHED (1 << 4)  /* a hit that refreshed last_seen: the reverse entry is refreshed too */
 
 struct lb_sel {
 	struct lb_backend be;   /* copy of the chosen backend */
@@ -145,6 +145,9 @@ struct lb_sel {
 	__u16 ct_flags;         /* LB_CT_F_* for a new entry, or the reused entry's */
 	__u8 ct_hit;            /* reused a conntrack entry: nothing to commit */
 	__u8 events;            /* LB_EV_* */
+	__u8 promote;           /* the handshake's ACK of an lb_ct_syn flow: its entries move to lb_ct */
+	__u8 had_ct;            /* an lb_ct entry existed for the tuple (a SYN re-selecting over it) */
+	__u16 pad;
 };
 
 static __always_inline void lb_count_events(__u8 ev)
@@ -155,6 +158,19 @@ static __always_inline void lb_count_events(__u8 ev)
 		lb_stat_inc(LB_STAT_AFFINITY_EXPIRED);
 	if (ev & LB_EV_CT_BACKEND_GONE)
 		lb_stat_inc(LB_STAT_CT_BACKEND_GONE);
+	if (ev & LB_EV_CT_EXPIRED)
+		lb_stat_inc(LB_STAT_CT_EXPIRED);
+}
+
+/* a backend of this frontend now, or NULL: a conntrack or affinity entry names a backend id, and the
+ * id may since have left the frontend (still serving others) or been freed and reused */
+static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 id)
+{
+	struct lb_member_key mk = { .fe_id = fe_id, .backend_id = id };
+
+	if (!bpf_map_lookup_elem(&lb_members, &mk))
+		return NULL;
+	return bpf_map_lookup_elem(&lb_backends, &id);
 }
 
 static __always_inline int lb_backend_is_v4(const struct lb_backend *be)
@@ -195,7 +211,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	struct lb_backend *be = NULL;
 	__u32 id = 0, h;
 	__be16 hport = p->sport;
-	int missing;
+	int missing, expired = 0;
 
 	if (fe->fe_id == 0) {
 		lb_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
@@ -207,18 +223,36 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	}
 
 	lb_ct_key_fwd(&ck, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &ck);
+	ct = lb_ct_lookup(&ck, now, &expired);
+	if (expired)
+		sel->events |= LB_EV_CT_EXPIRED;
+	else
+		sel->had_ct = ct != NULL;
+	/* the handshake's ACK (or any later packet) of a flow that so far sent only SYNs */
+	if (!ct && p->proto == IPPROTO_TCP && !lb_tcp_syn(p)) {
+		ct = lb_ct_syn_lookup(&ck, now);
+		sel->promote = ct != NULL;
+	}
 	if (ct) {
 		id = ct->backend_id;
-		be = bpf_map_lookup_elem(&lb_backends, &id);
+		/* the entry must still belong to this frontend (ids are reused) and its backend to it */
+		be = ct->fe_id == fe->fe_id ? lb_member_backend(fe->fe_id, id) : NULL;
 		if (be) {
 			/* a terminating backend drains its flows, but a new connection on a reused
 			 * client port must not land on it; and a SYN on a flow that saw FIN or RST is a
 			 * new flow, whose entries (both directions) are written afresh */
 			if (!(lb_tcp_syn(p) && ((be->flags & LB_BE_F_TERMINATING) || (ct->flags & LB_CT_F_CLOSING)))) {
-				lb_ct_touch(ct, p, now);
 				sel->be = *be;
 				sel->backend_id = id;
+				if (sel->promote) {
+					sel->ct_flags = ct->flags;
+					if (lb_tcp_closing(p))
+						sel->ct_flags |= LB_CT_F_CLOSING;
+					sel->ct_hit = 0;
+					return LB_V_XLATE;
+				}
+				if (lb_ct_touch(ct, p, now))
+					sel->events |= LB_EV_CT_REFRESHED;
 				sel->ct_flags = ct->flags;
 				sel->ct_hit = 1;
 				return LB_V_XLATE;
@@ -228,6 +262,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		} else {
 			sel->events |= LB_EV_CT_BACKEND_GONE;
 		}
+		sel->promote = 0;
 	}
 
 	if (lb_fe_no_backends(fe))
@@ -247,7 +282,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 			 * kube-proxy drops it from the endpoint chains); if only terminating ones are
 			 * left, Maglev picks among them anyway */
 			if (lb_affinity_fresh(fe, av, now) &&
-			    (be = bpf_map_lookup_elem(&lb_backends, &aid)) && !(be->flags & LB_BE_F_TERMINATING)) {
+			    (be = lb_member_backend(fe->fe_id, aid)) && !(be->flags & LB_BE_F_TERMINATING)) {
 				id = aid;
 				sel->events |= LB_EV_AFFINITY_HIT;
 			} else {
@@ -269,6 +304,10 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return LB_V_DROP;
 	}
+	if (lb_ct_clash(p, be, fe->fe_id, now)) {
+		lb_stat_inc(LB_STAT_DROP_CT_CLASH);
+		return LB_V_DROP;
+	}
 	sel->be = *be;
 	sel->backend_id = id;
 	sel->ct_flags = lb_snat_flags(fe, be, p, external);
@@ -276,7 +315,9 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	return LB_V_XLATE;
 }
 
-/* records a new flow: both conntrack entries and the affinity; extra_flags e.g. REV_AT_INGRESS */
+/* Records the choice: for a new flow both conntrack entries (in lb_ct_syn while a TCP client has
+ * sent only SYNs, else lb_ct) and the affinity; for a hit, the refresh of its reverse entry.
+ * extra_flags e.g. REV_AT_INGRESS. */
 static __always_inline void lb_commit(const struct lb_frontend *fe, const struct lb_pkt *p,
 				      struct lb_sel *sel, __u16 extra_flags, __u64 now)
 {
@@ -285,23 +326,39 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		.backend_id = sel->backend_id,
 		.fe_id = fe->fe_id,
 	};
-	struct lb_ct_key k = {};
+	struct lb_ct_key k = {}, rk = {};
+	void *ctmap = &lb_ct;
 
 	lb_count_events(sel->events);
 	if (sel->ct_hit) {
 		lb_stat_inc(LB_STAT_FWD_CT_HIT);
+		if ((sel->events & LB_EV_CT_REFRESHED)) {
+			e.flags = sel->ct_flags;
+			if (lb_ct_refresh_rev(p, &sel->be, &e, now))
+				lb_stat_inc(LB_STAT_CT_REV_RESTORED);
+		}
 		return;
 	}
-	sel->ct_flags |= extra_flags;
+	if (!sel->promote)
+		sel->ct_flags |= extra_flags;
 	e.flags = sel->ct_flags;
 	if (lb_tcp_closing(p))
 		e.flags |= LB_CT_F_CLOSING;
 	lb_ct_key_fwd(&k, p);
-	if (bpf_map_update_elem(&lb_ct, &k, &e, BPF_ANY))
+	lb_ct_key_rev(&rk, p, &sel->be);
+	/* a brand-new tuple's SYN waits in lb_ct_syn; a SYN re-selecting over an lb_ct entry replaces it */
+	if (lb_tcp_syn(p) && !sel->had_ct)
+		ctmap = &lb_ct_syn;
+	if (bpf_map_update_elem(ctmap, &k, &e, BPF_ANY))
 		lb_stat_inc(LB_STAT_CT_FULL);
-	lb_ct_key_rev(&k, p, &sel->be);
-	if (bpf_map_update_elem(&lb_ct, &k, &e, BPF_ANY))
+	if (bpf_map_update_elem(ctmap, &rk, &e, BPF_ANY))
 		lb_stat_inc(LB_STAT_CT_FULL);
+	if (sel->promote) {
+		bpf_map_delete_elem(&lb_ct_syn, &k);
+		bpf_map_delete_elem(&lb_ct_syn, &rk);
+		lb_stat_inc(LB_STAT_FWD_CT_HIT);
+		return;
+	}
 	if (fe->flags & LB_FE_F_AFFINITY) {
 		struct lb_affinity_key ak = { .fe_id = fe->fe_id };
 		struct lb_affinity_val av = { .last_used = now, .backend_id = sel->backend_id };

@@ -20,7 +20,7 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 {
 	struct lb_config cfg = lb_get_config();
 	struct lb_sel sel = {};
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = lb_now();
 	__u32 fe_id = fe->fe_id;
 	int v;
 
@@ -55,11 +55,19 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	struct lb_revnat *rn;
 	__u32 fe_id;
 
+	__u64 now = lb_now();
+	int expired = 0;
+
 	lb_ct_key_reply(&k, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &k);
+	ct = lb_ct_lookup(&k, now, &expired);
+	if (expired)
+		lb_stat_inc(LB_STAT_CT_EXPIRED);
+	/* the backend's SYN-ACK (or RST) of a flow whose client has sent only SYNs */
+	if (!ct && p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_RST)))
+		ct = lb_ct_syn_lookup(&k, now);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
-	lb_ct_touch(ct, p, bpf_ktime_get_ns());
+	lb_ct_touch(ct, p, now);
 	fe_id = ct->fe_id;
 	rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
 	if (!rn) {
@@ -85,6 +93,9 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 
 	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);
+	/* an error about a SYN (a PMTU "too big", an unreachable router) finds its flow in lb_ct_syn */
+	if (!ct && p->proto == IPPROTO_TCP)
+		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return TC_ACT_OK;
 	fe_id = ct->fe_id;

@@ -33,7 +33,7 @@ int lb_xdp(struct xdp_md *ctx)
 	if (!fe)
 		return XDP_PASS;
 	cfg = lb_get_config();
-	now = bpf_ktime_get_ns();
+	now = lb_now();
 	r = lb_select(fe, &p, external, &cfg, now, &sel);
 	if (r == LB_V_DROP)
 		return XDP_DROP;

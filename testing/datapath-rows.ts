@@ -261,6 +261,16 @@ export function buildRows(): Row[] {
   }
 
   // ---- conntrack across backend changes ----
+  const SEC = 1_000_000_000n;
+  const now = () => process.hrtime.bigint(); // CLOCK_MONOTONIC, the programs' clock
+  /** a last_seen `age` ns ago; the programs compare times as signed 64-bit differences, so a time
+   * before boot (a VM up for less than the age) is written as its two's complement */
+  const ago = (age: bigint) => BigInt.asUintN(64, now() - age);
+  /** a TCP flow past its handshake (SYN, then the client's ACK): its entries in lb_ct */
+  const established = (dp: Datapath, s: TestService, client: string, sport: number) => {
+    run(dp, 'lb_tc_ingress', toService(s, client, sport).input);
+    run(dp, 'lb_tc_ingress', toService(s, client, sport, { seq: 1001, ack: 5001, flags: TCP_ACK }).input);
+  };
   {
     const s = SVC.web4, client = '10.244.8.8';
     // a flow whose backend the grown table would move elsewhere
@@ -297,7 +307,7 @@ export function buildRows(): Row[] {
     const sRest = { ...s, backends: rest }, nb = pick(sRest, C4, 47100);
     add({
       name: 'TCP SYN reusing the port of a flow whose backend was removed: a new backend is chosen',
-      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, rest); },
+      prog: 'lb_tc_ingress', setup: (dp) => { established(dp, s, C4, 47100); dp.replaceBackends(s, rest); },
       input: f.input, verdict: TC_ACT_OK, output: toService(sRest, C4, 47100).to(nb), stats: { ct_backend_gone: 1, fwd_new: 1 },
     });
   }
@@ -308,12 +318,12 @@ export function buildRows(): Row[] {
     const t131 = { ...backend(s, 131), flags: LB_BE_F_TERMINATING };
     add({
       name: 'terminating backend keeps its established flow (KEP-1669 drain)',
-      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); dp.addMember(s.feId, 131); },
       input: g.input, verdict: TC_ACT_OK, output: g.to(t131), stats: { fwd_ct_hit: 1 },
     });
     add({
       name: 'terminating backend: a new SYN on the same tuple re-selects from the table',
-      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); dp.addMember(s.feId, 131); },
       input: f.input, verdict: TC_ACT_OK, output: f.to(backend(s, 132)), stats: { fwd_new: 1 },
       after: (dp, c) => c.eq(dp.ct(ctKey(s, client, sport))?.backendId, 132, 'CT entry now names the ready backend'),
     });
@@ -526,6 +536,156 @@ export function buildRows(): Row[] {
       name: 'NodePort on 0.0.0.0: a packet to another address on that port passes untouched',
       prog: 'lb_tc_ingress', external: true, setup: (dp) => { dp.addService(s); dp.addNodeAddress('192.168.1.10'); },
       input: other.input, verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+  }
+  // ---- issue 7: conntrack and affinity entries that must not carry a flow to the wrong backend ----
+  {
+    // the backend left this Service but still serves another one: lb_backends still holds its id
+    const s = SVC.dns4, f = toService(s, C4, 47200), gone = pick(s, C4, 47200);
+    const rest = s.backends.filter((x) => x.id !== gone.id), nb = pick({ ...s, backends: rest }, C4, 47200);
+    add({
+      name: 'UDP flow whose backend left the frontend but serves another: re-balanced, not sent to it',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, rest, { keep: true }); },
+      input: f.input, verdict: TC_ACT_OK, output: toService({ ...s, backends: rest }, C4, 47200).to(nb), stats: { ct_backend_gone: 1, fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, C4, 47200))?.backendId, nb.id, 'CT entry moved to a member'),
+    });
+    const w = SVC.web4, wg = pick(w, C4, 47300), g = toService(w, C4, 47300, ACK_DATA);
+    const wrest = w.backends.filter((x) => x.id !== wg.id);
+    add({
+      name: 'TCP data on a flow whose backend left the frontend but serves another: RST|ACK, bounced',
+      prog: 'lb_tc_ingress', setup: (dp) => { established(dp, w, C4, 47300); dp.replaceBackends(w, wrest, { keep: true }); },
+      input: g.input, verdict: TC_ACT_REDIRECT, output: expectedRst(g.input), stats: { reset_backend_gone: 1 },
+    });
+    // the id was freed, then reused for another Service's pod on another port
+    const other: TestService = { feId: 71, address: '10.96.0.71', port: 9000, protocol: 'UDP', scope: 'internal', backends: [{ id: gone.id, address: '10.244.7.77', port: 9999 }] };
+    add({
+      name: 'UDP flow whose backend id was freed and reused by another Service: re-balanced, never to the other pod',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, rest); dp.addService(other); },
+      input: f.input, verdict: TC_ACT_OK, output: toService({ ...s, backends: rest }, C4, 47200).to(nb), stats: { ct_backend_gone: 1, fwd_new: 1 },
+    });
+    add({
+      name: 'conntrack entry of another frontend id (ids reused) on this tuple: not honoured',
+      prog: 'lb_tc_ingress',
+      setup: (dp) => { dp.setCt('lb_ct', ctKey(s, C4, 47200), { lastSeen: now(), backendId: gone.id, feId: 71, flags: 0 }); dp.replaceBackends(s, rest, { keep: true }); dp.addService({ ...other, backends: [gone] }); },
+      input: f.input, verdict: TC_ACT_OK, output: toService({ ...s, backends: rest }, C4, 47200).to(nb), stats: { ct_backend_gone: 1, fwd_new: 1 },
+    });
+  }
+  {
+    const s = SVC.sticky, client = '10.244.6.7', f = toService(s, client, 50101);
+    const left = s.backends.find((x) => x.id !== pick(s, client, 0).id)!;
+    const rest = s.backends.filter((x) => x.id !== left.id), want = pick({ ...s, backends: rest }, client, 0);
+    add({
+      name: 'affinity to a backend that left the frontend (still serving another): picks anew',
+      prog: 'lb_tc_ingress',
+      setup: (dp) => { dp.setAffinity(client, s.feId, { lastUsed: now(), backendId: left.id }); dp.replaceBackends(s, rest, { keep: true }); },
+      input: f.input, verdict: TC_ACT_OK, output: toService({ ...s, backends: rest }, client, 50101).to(want), stats: { affinity_expired: 1, fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.affinity(client, s.feId)?.backendId, want.id, 'affinity entry re-pointed'),
+    });
+  }
+  {
+    // lifetimes: an entry idle past its timeout is a miss
+    const s = SVC.dns4, f = toService(s, C4, 47400), b = pick(s, C4, 47400);
+    const stale = s.backends.find((x) => x.id !== b.id)!;
+    add({
+      name: 'UDP conntrack entry idle past 60 s: expired on lookup, Maglev again, counted',
+      prog: 'lb_tc_ingress', setup: (dp) => dp.setCt('lb_ct', ctKey(s, C4, 47400), { lastSeen: ago(61n * SEC), backendId: stale.id, feId: s.feId, flags: 0 }),
+      input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { ct_expired: 1, fwd_new: 1 },
+    });
+    const w = SVC.web4, wb = pick(w, C4, 47500), wother = w.backends.find((x) => x.id !== wb.id)!, g = toService(w, C4, 47500, ACK_DATA);
+    add({
+      name: 'TCP conntrack entry idle for an hour: still alive (6 h), kept on its backend and refreshed',
+      prog: 'lb_tc_ingress', setup: (dp) => { dp.setCt('lb_ct', ctKey(w, C4, 47500), { lastSeen: ago(3600n * SEC), backendId: wother.id, feId: w.feId, flags: 0 }); },
+      input: g.input, verdict: TC_ACT_OK, output: g.to(wother), stats: { fwd_ct_hit: 1, ct_rev_restored: 1 },
+      after: (dp, c) => c.ok(BigInt.asIntN(64, now() - (dp.ct(ctKey(w, C4, 47500))?.lastSeen ?? 0n)) < 10n * SEC, 'last_seen refreshed'),
+    });
+    const fin = toService(w, C4, 47501, ACK_DATA);
+    add({
+      name: 'TCP conntrack entry that saw FIN, idle past 120 s: expired, the packet balanced anew',
+      prog: 'lb_tc_ingress', setup: (dp) => { dp.setCt('lb_ct', ctKey(w, C4, 47501), { lastSeen: ago(121n * SEC), backendId: 99, feId: w.feId, flags: LB_CT_F_CLOSING }); },
+      input: fin.input, verdict: TC_ACT_OK, output: fin.to(pick(w, C4, 47501)), stats: { ct_expired: 1, fwd_new: 1 },
+    });
+    let last = 0n;
+    add({
+      name: 'conntrack hit on an entry refreshed under a second ago: last_seen not written (no per-packet store)',
+      prog: 'lb_tc_ingress', setup: (dp) => { established(dp, w, C4, 47502); last = now() - SEC / 4n; dp.setCt('lb_ct', ctKey(w, C4, 47502), { ...dp.ct(ctKey(w, C4, 47502))!, lastSeen: last }); },
+      input: toService(w, C4, 47502, ACK_DATA).input, verdict: TC_ACT_OK, output: toService(w, C4, 47502, ACK_DATA).to(pick(w, C4, 47502)), stats: { fwd_ct_hit: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctKey(w, C4, 47502))?.lastSeen, last, 'last_seen untouched'),
+    });
+  }
+  {
+    // a reverse entry lost to LRU eviction comes back from the forward entry
+    const w = SVC.web4, sport = 47600, b = pick(w, C4, sport), r = reply(w, b, C4, sport, { flags: TCP_ACK, seq: 5001, ack: 1020 });
+    const lose = (dp: Datapath) => {
+      established(dp, w, C4, sport);
+      dp.deleteCt('lb_ct', ctRevKey(w, b, C4, sport));
+      dp.setCt('lb_ct', ctKey(w, C4, sport), { ...dp.ct(ctKey(w, C4, sport))!, lastSeen: ago(2n * SEC) });
+    };
+    add({
+      name: 'client packet of a flow whose reverse entry was evicted: the reverse entry is written again',
+      prog: 'lb_tc_ingress', setup: lose, input: toService(w, C4, sport, ACK_DATA).input, verdict: TC_ACT_OK, output: toService(w, C4, sport, ACK_DATA).to(b),
+      stats: { fwd_ct_hit: 1, ct_rev_restored: 1 },
+      after: (dp, c) => c.eq(dp.ctIn('lb_ct', ctRevKey(w, b, C4, sport))?.feId, w.feId, 'reverse entry back'),
+    });
+    add({
+      name: 'backend reply after its reverse entry was evicted and the client sent again: rewritten to the frontend',
+      prog: 'lb_tc_egress', setup: (dp) => { lose(dp); run(dp, 'lb_tc_ingress', toService(w, C4, sport, ACK_DATA).input); },
+      input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+    });
+  }
+  {
+    // a SYN flood to a NodePort: new flows wait in lb_ct_syn, established ones in lb_ct stay put
+    const s = SVC.nodePort, ext = '192.168.50.40', sport = sportFor(s, ext, 51), b = backend(s, 51);
+    add({
+      name: 'SYN flood to a NodePort: 300 SYNs write nothing into lb_ct, the established flow keeps its entries',
+      prog: 'lb_tc_ingress', external: true,
+      setup: (dp) => {
+        established(dp, s, ext, sport);
+        for (let i = 0; i < 300; i++) run(dp, 'lb_tc_ingress', toService(s, `198.51.100.${i % 250}`, 20000 + i).input);
+      },
+      input: toService(s, ext, sport, ACK_DATA).input, verdict: TC_ACT_OK, output: toService(s, ext, sport, ACK_DATA).to(b), stats: { fwd_ct_hit: 1 },
+      after: (dp, c) => {
+        c.eq(dp.map('lb_ct').count(), 2, 'lb_ct holds the established flow only');
+        c.eq(dp.optMap('lb_ct_syn')?.count(), 600, 'the SYNs wait in lb_ct_syn');
+      },
+    });
+    const syn = toService(s, ext, sport + 1), ack = toService(s, ext, sport + 1, { seq: 1001, ack: 5001, flags: TCP_ACK });
+    const bb = pick(s, ext, sport + 1);
+    add({
+      name: 'the handshake\'s ACK moves the flow from lb_ct_syn to lb_ct',
+      prog: 'lb_tc_ingress', external: true, setup: (dp) => { run(dp, 'lb_tc_ingress', syn.input); },
+      input: ack.input, verdict: TC_ACT_OK, output: ack.to(bb), ...(bb.id === 52 ? { markOut: SNAT_MARK } : {}), stats: { fwd_ct_hit: 1 },
+      after: (dp, c) => {
+        c.eq(dp.ctIn('lb_ct', ctKey(s, ext, sport + 1))?.backendId, bb.id, 'forward entry in lb_ct');
+        c.eq(dp.ctIn('lb_ct', ctRevKey(s, bb, ext, sport + 1))?.feId, s.feId, 'reverse entry in lb_ct');
+        c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 0, 'lb_ct_syn emptied');
+      },
+    });
+  }
+  {
+    // one client ip:port to two frontends that share a backend
+    const w = SVC.web4, sport = sportFor(w, C4, 11, 47700), b = backend(w, 11);
+    const twin: TestService = { feId: 72, address: '10.96.0.72', port: 80, protocol: 'TCP', scope: 'internal', backends: [{ ...b }] };
+    const second = toService(twin, C4, sport);
+    const setup = (dp: Datapath) => { dp.addService(twin); established(dp, w, C4, sport); };
+    add({
+      name: 'one client ip:port to a second frontend sharing the backend: refused and counted, the first flow\'s reverse entry kept',
+      prog: 'lb_tc_ingress', setup, input: second.input, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_ct_clash: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctRevKey(w, b, C4, sport))?.feId, w.feId, 'reverse entry still the first frontend\'s'),
+    });
+    const r = reply(w, b, C4, sport, { flags: TCP_ACK, seq: 5001, ack: 1001 });
+    add({
+      name: 'after such a refused second flow, the first flow\'s replies still come from its own frontend',
+      prog: 'lb_tc_egress', setup: (dp) => { setup(dp); run(dp, 'lb_tc_ingress', second.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+    });
+    const fin = toService(w, C4, sport, { seq: 2001, ack: 9001, flags: TCP_FIN | TCP_ACK });
+    const finBack = reply(w, b, C4, sport, { seq: 9001, ack: 2002, flags: TCP_FIN | TCP_ACK });
+    add({
+      name: 'one client ip:port to the second frontend once the first flow closed (FIN both ways): translated',
+      prog: 'lb_tc_ingress', setup: (dp) => { setup(dp); run(dp, 'lb_tc_ingress', fin.input); run(dp, 'lb_tc_egress', finBack.input); }, input: second.input, verdict: TC_ACT_OK, output: second.to(b), stats: { fwd_new: 1 },
+    });
+    add({
+      name: 'XDP: the clashing second flow is dropped in XDP',
+      prog: 'lb_xdp', external: true, setup, input: second.input, verdict: XDP_DROP, output: 'input', stats: { drop_ct_clash: 1 },
     });
   }
   return rows;

@@ -16,9 +16,9 @@ import { MapType } from '../src/dataplane/bpf/native/uapi.js';
 import {
   encodeFeKey, encodeFrontend, encodeBackend, encodeU32, encodeRevNat, encodeSrcRangeKey, encodeConfig,
   encodeDevice, encodeMaglevTable, encodeArrayKeys, maglevElems, encodeCtKey, decodeCtEntry, encodeAffinityKey,
-  encodeAffinityVal, decodeAffinityVal, encodeSlotKey, decodeFeStatsPerCpu, sumU64PerCpu, MAGLEV_ELEM,
+  encodeAffinityVal, decodeAffinityVal, encodeSlotKey, encodeMemberKey, encodeCtEntry, decodeFeStatsPerCpu, sumU64PerCpu, MAGLEV_ELEM,
   LB_STATS, LB_STAT_MAX, LB_DEV_F_EXTERNAL, LB_SNAT_MARK_DEFAULT, LB_BE_F_LOCAL, LB_BE_F_TERMINATING,
-  type LbStatName, type CtEntry, type AffinityVal,
+  type LbStatName, type CtEntry, type CtKey, type AffinityVal,
 } from '../src/dataplane/bpf/layout.js';
 import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
 import type { FrontendType, Protocol, Scope } from '../src/model/compiled.js';
@@ -87,6 +87,15 @@ export class Datapath {
     return this.obj.map(name);
   }
 
+  /** A map the object may lack (an older build run through KBP_BPF_OBJECT). */
+  optMap(name: string): BpfMap | undefined {
+    try {
+      return this.obj.map(name);
+    } catch {
+      return undefined;
+    }
+  }
+
   prog(name: ProgName): BpfProgram {
     return this.obj.program(name);
   }
@@ -100,8 +109,9 @@ export class Datapath {
 
   /** Empties every map this harness writes or the programs fill, and zeroes the counters. */
   reset(): void {
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_config']) {
-      const m = this.map(name);
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_config']) {
+      const m = this.optMap(name);
+      if (!m) continue;
       if (m.type === MapType.ARRAY) {
         m.update(encodeU32(0), Buffer.alloc(m.valueSize));
         continue;
@@ -131,8 +141,9 @@ export class Datapath {
   restore(): void {
     const base = this.base;
     if (!base) throw new Error('restore() before install()');
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_revnat', 'lb_ct', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs']) {
-      const m = this.map(name);
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs']) {
+      const m = this.optMap(name);
+      if (!m) continue;
       for (const k of m.keys()) m.delete(k);
     }
     this.resetStats();
@@ -164,8 +175,9 @@ export class Datapath {
 
   /** Forgets every flow: conntrack and affinity emptied. */
   forgetFlows(): void {
-    for (const name of ['lb_ct', 'lb_affinity']) {
-      const m = this.map(name);
+    for (const name of ['lb_ct', 'lb_ct_syn', 'lb_affinity']) {
+      const m = this.optMap(name);
+      if (!m) continue;
       for (const k of m.keys()) m.delete(k);
     }
   }
@@ -179,7 +191,7 @@ export class Datapath {
   resetStats(): void {
     const stats = this.map('lb_stats');
     const zero = Buffer.alloc(this.cpus * 8);
-    for (let i = 0; i < LB_STAT_MAX; i++) stats.update(encodeU32(i), zero);
+    for (let i = 0; i < Math.min(LB_STAT_MAX, stats.maxEntries); i++) stats.update(encodeU32(i), zero);
   }
 
   setExternal(external: boolean): void {
@@ -223,6 +235,7 @@ export class Datapath {
       }
     }
     s.backends.forEach((b, i) => this.map('lb_slots').update(encodeSlotKey({ feId: s.feId, slot: i }), encodeU32(b.id)));
+    for (const b of s.backends) this.optMap('lb_members')?.update(encodeMemberKey({ feId: s.feId, backendId: b.id }), Buffer.of(1));
     this.map('lb_revnat').update(encodeU32(s.feId), encodeRevNat({ address: s.address, port: s.port }));
     for (const c of s.sourceRanges ?? []) this.map('lb_src_ranges').update(encodeSrcRangeKey({ feId: s.feId, cidr: c }), Buffer.from([1]));
     this.map('lb_frontends').update(
@@ -232,17 +245,42 @@ export class Datapath {
     return { tableId, m };
   }
 
-  /** Replaces a service's backends (new table under the same id) without touching conntrack. */
-  replaceBackends(s: TestService, backends: TestBackend[]): TestService {
+  /** Replaces a service's backends (new table under the same id) without touching conntrack; the
+   * backends that left are deleted from lb_backends unless `keep` (they still serve another service). */
+  replaceBackends(s: TestService, backends: TestBackend[], opts: { keep?: boolean } = {}): TestService {
     const next = { ...s, backends };
-    for (const b of s.backends) if (!backends.some((x) => x.id === b.id)) this.deleteBackend(b.id);
+    const slots = this.map('lb_slots');
+    for (let i = backends.length; i < s.backends.length; i++) slots.delete(encodeSlotKey({ feId: s.feId, slot: i }));
+    for (const b of s.backends) {
+      if (backends.some((x) => x.id === b.id)) continue;
+      this.optMap('lb_members')?.delete(encodeMemberKey({ feId: s.feId, backendId: b.id }));
+      if (!opts.keep) this.deleteBackend(b.id);
+    }
     this.addService(next);
     return next;
   }
 
-  ct(k: { saddr: string; daddr: string; sport: number; dport: number; protocol: Protocol; dir: number }): CtEntry | undefined {
-    const v = this.map('lb_ct').lookup(encodeCtKey(k));
+  /** Makes a backend a member of a frontend (lb_members), e.g. a terminating one outside the table. */
+  addMember(feId: number, backendId: number): void {
+    this.optMap('lb_members')?.update(encodeMemberKey({ feId, backendId }), Buffer.of(1));
+  }
+
+  /** The flow's entry in lb_ct, else in lb_ct_syn (a TCP flow whose client sent only SYNs). */
+  ct(k: CtKey): CtEntry | undefined {
+    return this.ctIn('lb_ct', k) ?? this.ctIn('lb_ct_syn', k);
+  }
+
+  ctIn(map: 'lb_ct' | 'lb_ct_syn', k: CtKey): CtEntry | undefined {
+    const v = this.optMap(map)?.lookup(encodeCtKey(k));
     return v ? decodeCtEntry(v) : undefined;
+  }
+
+  setCt(map: 'lb_ct' | 'lb_ct_syn', k: CtKey, v: CtEntry): void {
+    this.map(map).update(encodeCtKey(k), encodeCtEntry(v));
+  }
+
+  deleteCt(map: 'lb_ct' | 'lb_ct_syn', k: CtKey): void {
+    this.map(map).delete(encodeCtKey(k));
   }
 
   affinity(client: string, feId: number): AffinityVal | undefined {
@@ -258,7 +296,7 @@ export class Datapath {
   stats(): Partial<Record<LbStatName, number>> {
     const out: Partial<Record<LbStatName, number>> = {};
     const m = this.map('lb_stats');
-    for (let i = 1; i < LB_STAT_MAX; i++) {
+    for (let i = 1; i < Math.min(LB_STAT_MAX, m.maxEntries); i++) {
       const v = m.lookup(encodeU32(i));
       const n = v ? Number(sumU64PerCpu(v, this.cpus)) : 0;
       if (n) out[LB_STATS[i]!] = n;

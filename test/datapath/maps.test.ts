@@ -19,7 +19,7 @@ import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
-import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType } from '../../src/dataplane/bpf/native/uapi.js';
+import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { dataplaneObject, fixtureObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
@@ -57,6 +57,16 @@ function comparable(p: Plan): unknown {
     backends: [...p.backends.values()].sort((a, b) => a.id - b.id),
     tables: [...p.tables.values()].sort((a, b) => a.id - b.id).map((t) => ({ id: t.id, m: t.m, members: t.members })),
   };
+}
+
+/** lb_members as "feId/backendId" strings, and what a plan says it must hold */
+function memberPairs(maps: BpfMaps): string[] {
+  const out: string[] = [];
+  maps.map('lb_members').scan((k) => { const m = L.decodeMemberKey(k); out.push(`${m.feId}/${m.backendId}`); });
+  return out.sort();
+}
+function planMembers(p: Plan): string[] {
+  return [...p.frontends.values()].flatMap((f) => f.backendIds.map((id) => `${f.id}/${id}`)).sort();
 }
 
 function tempStatePath(t: { teardown(fn: () => void): void }): string {
@@ -154,9 +164,11 @@ if (!isRoot) {
     const p2 = buildPlan(s2, read1, { seed: SEED });
     const ops = diffPlans(read1, p2);
     t.true(ops.some((o) => o.op === 'deleteBackend') && ops.some((o) => o.op === 'deleteTable') && ops.some((o) => o.op === 'deleteFrontend'));
+    t.deepEqual(memberPairs(d.maps), planMembers(p1), 'lb_members: every (frontend, backend) pair of the plan');
     d.maps.apply(ops);
     const read2 = d.maps.readPlan();
     t.deepEqual(comparable(read2), comparable(p2));
+    t.deepEqual(memberPairs(d.maps), planMembers(p2), 'lb_members: the removed backend left every frontend, removed frontends left');
     t.deepEqual(diffPlans(read2, buildPlan(s2, read2, { seed: SEED })), []);
     for (const tb of p1.tables.values()) {
       if (!p2.tables.has(tb.id)) t.is(d.maps.map('lb_maglev').lookupId(L.encodeU32(tb.id)), undefined, `table ${tb.id} removed`);
@@ -167,8 +179,26 @@ if (!isRoot) {
     // everything removed
     const ops3 = diffPlans(read2, buildPlan({ frontends: [] }, read2, { seed: SEED }));
     d.maps.apply(ops3);
+    t.deepEqual(memberPairs(d.maps), []);
     t.deepEqual(d.maps.mapFill().filter((m) => !['lb_stats', 'lb_fe_stats', 'lb_config'].includes(m.name) && m.entries !== 0), []);
     t.true(d.maps.isEmpty());
+  });
+
+  test('lb_members is rebuilt from lb_slots at start (pins of a build without it, or a crash between the writes)', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
+    t.teardown(() => d.object.close());
+    const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, p1));
+    const want = memberPairs(d.maps);
+    const m = d.maps.map('lb_members');
+    const keys = m.keys();
+    for (const k of keys.slice(0, 3)) m.delete(k);
+    m.update(L.encodeMemberKey({ feId: 999, backendId: 1 }), Buffer.of(1));
+    const again = BpfMaps.fromObject(d.object);
+    t.deepEqual(again.syncMembers(), { added: 3, removed: 1 });
+    t.deepEqual(memberPairs(again), want);
+    again.close();
   });
 
   test('pinned maps of an older build are named and refused on request, else carried over: entries kept where the layout allows', (t) => {
@@ -247,7 +277,7 @@ if (!isRoot) {
     t.is(fill.get('lb_stats')!.entries, L.LB_STAT_MAX);
   });
 
-  /** The 14 maps with the data plane's key/value sizes but small capacities, pinned under root. */
+  /** The 16 maps with the data plane's key/value sizes but small capacities, pinned under root. */
   function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP): void {
     const spec: Record<L.MapName, [number, number, number, number]> = {
       lb_frontends: [MapType.HASH, L.FE_KEY.size, L.FRONTEND.size, BPF_F_NO_PREALLOC],
@@ -255,7 +285,9 @@ if (!isRoot) {
       lb_slots: [MapType.HASH, L.SLOT_KEY.size, 4, BPF_F_NO_PREALLOC],
       lb_maglev: [MapType.HASH_OF_MAPS, 4, 4, 0],
       lb_revnat: [MapType.HASH, 4, L.REVNAT.size, BPF_F_NO_PREALLOC],
-      lb_ct: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, 0],
+      lb_ct: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, BPF_F_NO_COMMON_LRU],
+      lb_ct_syn: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, BPF_F_NO_COMMON_LRU],
+      lb_members: [MapType.HASH, L.MEMBER_KEY.size, 1, BPF_F_NO_PREALLOC],
       lb_affinity: [MapType.LRU_HASH, L.AFFINITY_KEY.size, L.AFFINITY_VAL.size, 0],
       lb_src_ranges: [MapType.LPM_TRIE, L.SRC_RANGE_KEY.size, 1, BPF_F_NO_PREALLOC],
       lb_stats: [MapType.PERCPU_ARRAY, 4, 8, 0],

@@ -4,6 +4,7 @@
 // prints one JSON line of results. argv: <client netns> <nft binary>
 import { execFileSync, execSync } from 'node:child_process';
 import { Datapath, SNAT_MARK, type TestService } from '../../testing/datapath.js';
+import { masqueradeRuleset, NFT_TABLE } from '../../src/dataplane/bpf/dataplane.js';
 import { encodeU32, encodeDevice, LB_DEV_F_EXTERNAL, LB_FE_F_SNAT_REMOTE, LB_BE_F_LOCAL } from '../../src/dataplane/bpf/layout.js';
 
 const [cliNs, nft] = process.argv.slice(2) as [string, string];
@@ -57,9 +58,8 @@ try {
     dp.prog('lb_tc_ingress').attachTc(i, 'ingress');
     dp.prog('lb_tc_egress').attachTc(i, 'egress');
   }
-  // the agent's SNAT contract: masquerade what the programs marked
-  const mark = `0x${(SNAT_MARK >>> 0).toString(16)}`;
-  execFileSync(nft, ['-f', '-'], { input: `table ip kbp_dp_test {\n chain post {\n  type nat hook postrouting priority 100;\n  meta mark & ${mark} == ${mark} counter masquerade\n }\n}\n` });
+  // the agent's own ruleset: masquerade to ports outside the NodePort range
+  execFileSync(nft, ['-f', '-'], { input: masqueradeRuleset(SNAT_MARK) });
   // host-originated traffic needs a route for the service range (the agent adds one)
   execFileSync('ip', ['route', 'replace', '10.96.0.0/16', 'via', '10.0.2.2', 'dev', 'n1']);
 
@@ -77,7 +77,7 @@ try {
   results.hostTcp4 = host(curl('http://10.96.0.10:80/ok.txt'));
   results.hostUdp4 = host(['socat', '-T2', '-', 'UDP:10.96.0.10:53'], 'host\n');
   results.nodePortSnat = client(curl('http://10.0.1.1:30080/ok.txt'));
-  results.masquerade = execFileSync(nft, ['list', 'chain', 'ip', 'kbp_dp_test', 'post']).toString().match(/counter packets (\d+)/)?.[1];
+  results.masquerade = execFileSync(nft, ['list', 'chain', 'inet', NFT_TABLE, 'postrouting']).toString().match(/counter packets (\d+)/)?.[1];
 
   // XDP on the client-facing device, tc ingress there removed: only XDP can translate the forward
   // direction now (tc egress still rewrites the replies). The client sends full checksums, as a
@@ -99,6 +99,6 @@ try {
     dp.prog('lb_tc_egress').detachTc(i, 'egress');
   }
   dp.close();
-  try { execSync(`${nft} delete table ip kbp_dp_test 2>/dev/null`); } catch { /* never created */ }
+  try { execSync(`${nft} delete table inet ${NFT_TABLE} 2>/dev/null`); } catch { /* never created */ }
 }
 process.stdout.write(`${JSON.stringify(results)}\n`);

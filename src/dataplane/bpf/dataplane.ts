@@ -11,6 +11,8 @@ import { KbpError } from '../../util/errors.js';
 import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
+import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
+import { sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
@@ -37,6 +39,10 @@ export interface BpfDataplaneOptions {
   xdp?: boolean;
   log?: Logger;
   objectPath?: string;
+  /** the NodePort range (default 30000-32767): masquerade keeps out of it */
+  nodePortRange?: NodePortRange;
+  /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
+  ctSweepMs?: number;
 }
 
 export interface Link {
@@ -92,15 +98,40 @@ function nft(script: string): void {
   execFileSync(systemBinary('nft'), ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
-/** The masquerade rule for flows the BPF programs mark (external traffic to remote backends, hairpin). */
-export function installMasquerade(mark: number): void {
+/**
+ * The source ports masquerade may give a marked flow: the larger stretch of 1024-65535 outside the
+ * NodePort range (32768-65535 for the default 30000-32767). A masqueraded flow's replies come back to
+ * the node's address on that port, and tc ingress (and XDP) look frontends up before anything else:
+ * a reply on a port of the NodePort range would be taken for a new NodePort flow (issue 7). Reserving
+ * the range with net.ipv4.ip_local_reserved_ports would not help: it steers local sockets' ephemeral
+ * ports, not the ports nf_nat picks (and the host's ephemeral range, 32768-60999, is outside the
+ * default NodePort range already). Looking the kernel's conntrack up before frontends would cost a
+ * lookup on every NodePort packet.
+ */
+export function masqueradePorts(range: NodePortRange = defaultNodePortRange): { min: number; max: number } {
+  const below = { min: 1024, max: range.min - 1 }, above = { min: range.max + 1, max: 65535 };
+  const size = (r: { min: number; max: number }) => r.max - r.min;
+  return size(above) >= size(below) ? above : below;
+}
+
+/** The nftables table that SNATs flows the BPF programs mark (external traffic to remote backends, hairpin). */
+export function masqueradeRuleset(mark: number, range: NodePortRange = defaultNodePortRange): string {
   const m = `0x${(mark >>> 0).toString(16)}`;
   const keep = `0x${(~mark >>> 0).toString(16)}`;
+  const ports = masqueradePorts(range);
+  const marked = `meta mark & ${m} == ${m}`;
+  const clear = `meta mark set meta mark & ${keep}`;
+  // declare-then-flush makes this idempotent: a restart rewrites the same rules. A port range needs
+  // a transport protocol match; the programs mark only TCP and UDP, the second rule is a fallback.
+  return `table inet ${NFT_TABLE} {}\nflush table inet ${NFT_TABLE}\ntable inet ${NFT_TABLE} {\n` +
+    `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
+    `    ${marked} meta l4proto { tcp, udp } counter ${clear} masquerade to :${ports.min}-${ports.max} fully-random\n` +
+    `    ${marked} counter ${clear} masquerade fully-random\n  }\n}\n`;
+}
+
+export function installMasquerade(mark: number, range: NodePortRange = defaultNodePortRange): void {
   try {
-    // declare-then-flush makes this idempotent: a restart rewrites the same rule
-    nft(`table inet ${NFT_TABLE} {}\nflush table inet ${NFT_TABLE}\ntable inet ${NFT_TABLE} {\n` +
-      `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
-      `    meta mark & ${m} == ${m} meta mark set meta mark & ${keep} masquerade fully-random\n  }\n}\n`);
+    nft(masqueradeRuleset(mark, range));
   } catch (e) {
     const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
     throw new KbpError('KBP_ERR_KERNEL_FEATURE', `installing the nftables masquerade rule failed (SNAT for external traffic and hairpin needs it): ${stderr || (e as Error).message}`, { cause: e });
@@ -116,6 +147,9 @@ export function removeMasquerade(): boolean {
   }
 }
 
+/** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
+const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats']);
+
 export class BpfDataplane implements Dataplane {
   readonly kind = 'bpf' as const;
   readonly #opts: BpfDataplaneOptions;
@@ -124,6 +158,9 @@ export class BpfDataplane implements Dataplane {
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean }>();
   #flushTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
+  #swept = 0;
 
   constructor(opts: BpfDataplaneOptions) {
     this.#opts = opts;
@@ -140,23 +177,34 @@ export class BpfDataplane implements Dataplane {
     // hash-of-maps waits for an RCU grace period (5-20 ms here)
     const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true } });
     this.#loaded = loaded;
+    // an upgrade, first the maps only the agent writes: the new programs must never see them empty
+    const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
+    // before any program is attached: maps pinned by a build without lb_members get it filled from
+    // lb_slots, or every conntrack hit would find its backend no member of its frontend
+    const members = loaded.maps.syncMembers();
+    if (members.added || members.removed) this.#log.info(members, 'frontend membership (lb_members) rebuilt from lb_slots');
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
-    installMasquerade(snatMark);
+    installMasquerade(snatMark, this.#opts.nodePortRange);
     // devices known from an earlier run keep their programs until syncDevices() replaces them
     for (const [ifindex, flags] of loaded.maps.devices()) {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0 });
     }
     await this.syncDevices(true);
     this.#syncSocketHooks();
-    // an upgrade: the new programs are attached, so the old maps can be copied without losing what
-    // the old programs wrote up to the switch
-    for (const m of loaded.finishMigration()) {
+    // then, with the new programs attached, the maps programs write: nothing the old programs wrote
+    // up to the switch is lost
+    for (const m of [...migrated, ...loaded.finishMigration()]) {
       this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped, newer: m.newer },
         m.how === 'copy' ? 'pinned map of an older build migrated: entries copied into the new layout'
           : 'pinned map of an older build recreated: the agent rewrites what it derives from the plan; runtime state in it starts empty');
+    }
+    const every = this.#opts.ctSweepMs ?? 30_000;
+    if (every > 0) {
+      this.#sweepTimer = setInterval(() => this.sweepConntrack(), every);
+      this.#sweepTimer.unref();
     }
   }
 
@@ -253,7 +301,25 @@ export class BpfDataplane implements Dataplane {
 
   async stats(): Promise<DataplaneStats> {
     const { maps } = this.loaded;
-    return { maps: maps.mapFill(), events: maps.readStats(), frontends: maps.readFrontendStats() };
+    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats() };
+  }
+
+  /** One pass of the conntrack sweep over lb_ct and lb_ct_syn; logs failures, never throws. */
+  sweepConntrack(): SweepResult[] {
+    const l = this.#loaded;
+    if (!l) return [];
+    const out: SweepResult[] = [];
+    for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
+      try {
+        const r = sweepConntrack(l.maps.map(name), name);
+        this.#swept += r.expired;
+        out.push(r);
+      } catch (e) {
+        this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
+      }
+    }
+    if (out.some((r) => r.expired)) this.#log.debug({ sweep: out }, 'conntrack sweep');
+    return out;
   }
 
   capacity(): Capacity {
@@ -266,6 +332,8 @@ export class BpfDataplane implements Dataplane {
   async close(): Promise<void> {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     try {
       this.#loaded?.maps.flushDeferred();
     } catch (e) {

@@ -16,6 +16,8 @@ export const LB_SLOTS_MAX = 2097152;
 export const LB_TABLES_MAX = 131072;
 export const LB_FE_ID_MAX = 131072;
 export const LB_CT_MAX = 524288;
+export const LB_CT_SYN_MAX = 65536;
+export const LB_MEMBERS_MAX = 2097152;
 export const LB_AFFINITY_MAX = 131072;
 export const LB_SRC_RANGES_MAX = 65536;
 export const LB_SOCK_REVNAT_MAX = 262144;
@@ -56,6 +58,13 @@ export const LB_CT_F_REV_AT_INGRESS = 1 << 1;
 export const LB_CT_F_CLOSING = 1 << 2;
 export const LB_CT_F_HAIRPIN = 1 << 3;
 
+/** conntrack lifetimes in seconds without a packet (lb_consts.h); the agent's sweep applies them too */
+export const LB_CT_TIMEOUT_TCP = 21600;
+export const LB_CT_TIMEOUT_TCP_SYN = 60;
+export const LB_CT_TIMEOUT_CLOSING = 120;
+export const LB_CT_TIMEOUT_UDP = 60;
+export const LB_CT_REFRESH_NS = 1000000000;
+
 export const LB_DEV_F_EXTERNAL = 1 << 0;
 export const LB_CFG_F_SOCK_LB = 1 << 0;
 export const LB_SNAT_MARK_DEFAULT = 0x4b500000;
@@ -66,6 +75,7 @@ export const LB_STATS = [
   'drop_backend_id_zero', 'drop_backend_missing', 'drop_table_missing', 'drop_fe_id_zero',
   'drop_revnat_missing', 'pass_malformed', 'pass_fragment', 'ct_backend_gone', 'reset_backend_gone',
   'affinity_hit', 'affinity_expired', 'ct_full', 'xdp_to_tc', 'drop_csum', 'sock_connect', 'sock_reject',
+  'ct_expired', 'ct_rev_restored', 'drop_ct_clash',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
 export const LB_STAT_MAX = LB_STATS.length;
@@ -74,6 +84,7 @@ export const LB_STAT_MAX = LB_STATS.length;
 export const MAP_NAMES = [
   'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity',
   'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices', 'lb_node_addrs',
+  'lb_members', 'lb_ct_syn',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -155,6 +166,7 @@ export const FRONTEND = struct('lb_frontend', 20, {
 });
 export const BACKEND = struct('lb_backend', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], flags: [19, 'u8'] });
 export const SLOT_KEY = struct('lb_slot_key', 8, { fe_id: [0, 'u32'], slot: [4, 'u32'] });
+export const MEMBER_KEY = struct('lb_member_key', 8, { fe_id: [0, 'u32'], backend_id: [4, 'u32'] });
 export const MAGLEV_ELEM = struct('lb_maglev_elem', 8, { backend_id: [0, 'u32[2]'] });
 export const REVNAT = struct('lb_revnat', 20, { addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'] });
 export const CT_KEY = struct('lb_ct_key', 40, {
@@ -175,7 +187,7 @@ export const NODE_ADDR = struct('lb_node_addr', 16, { addr: [0, 'addr'] });
 
 /** Every struct of lb_structs.h, for the layout test. */
 export const STRUCTS: StructLayout[] = [
-  FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
+  FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MEMBER_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
   AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, CONFIG, DEVICE, NODE_ADDR,
 ];
 
@@ -293,6 +305,17 @@ export function decodeU32(b: Buffer, off = 0): number {
   return b.readUInt32LE(off);
 }
 
+export interface MemberKey { feId: number; backendId: number }
+export function encodeMemberKey(k: MemberKey, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, MEMBER_KEY.size, MEMBER_KEY.name);
+  b.writeUInt32LE(k.feId, off);
+  b.writeUInt32LE(k.backendId, off + 4);
+  return b;
+}
+export function decodeMemberKey(b: Buffer, off = 0): MemberKey {
+  return { feId: b.readUInt32LE(off), backendId: b.readUInt32LE(off + 4) };
+}
+
 export interface SlotKey { feId: number; slot: number }
 export function encodeSlotKey(k: SlotKey, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, SLOT_KEY.size, SLOT_KEY.name);
@@ -380,6 +403,14 @@ export function encodeCtEntry(v: CtEntry, buf?: Buffer, off = 0): Buffer {
 }
 export function decodeCtEntry(b: Buffer, off = 0): CtEntry {
   return { lastSeen: b.readBigUInt64LE(off), backendId: b.readUInt32LE(off + 8), feId: b.readUInt32LE(off + 12), flags: b.readUInt16LE(off + 16) };
+}
+
+const NS = 1_000_000_000n;
+/** ns an entry lives without a packet, as lb_ct_lifetime() (lb_ct.h) computes it; lb_ct_syn: TCP_SYN */
+export function ctLifetimeNs(map: 'lb_ct' | 'lb_ct_syn', proto: number, flags: number): bigint {
+  if (map === 'lb_ct_syn') return BigInt(LB_CT_TIMEOUT_TCP_SYN) * NS;
+  if (flags & LB_CT_F_CLOSING) return BigInt(LB_CT_TIMEOUT_CLOSING) * NS;
+  return BigInt(proto === 6 ? LB_CT_TIMEOUT_TCP : LB_CT_TIMEOUT_UDP) * NS;
 }
 
 export interface AffinityKey { client: string; feId: number }

@@ -43,11 +43,13 @@ export interface Loaded {
   /** pinned maps of another definition (an upgrade), made anew; their entries wait for finishMigration() */
   migrations: Migration[];
   /**
-   * Copies the old maps' entries into the new ones and removes the old maps (migrate.ts carry()).
-   * Call it once the new programs are attached, so nothing the old programs write before the
-   * switch is lost. Returns each map with its counts; a second call returns [].
+   * Copies the old maps' entries into the new ones and removes the old maps (migrate.ts carry()):
+   * those `which` selects (all by default; each once). Maps the programs write (conntrack,
+   * affinity) are copied once the new programs are attached, so nothing the old programs write
+   * before the switch is lost; maps only the agent writes, before the programs attach, so the new
+   * programs never see them empty. Returns each map with its counts.
    */
-  finishMigration(): Migration[];
+  finishMigration(which?: (name: string) => boolean): Migration[];
 }
 
 /**
@@ -93,11 +95,11 @@ export function loadDataplane(opts: {
     object.close();
     throw e;
   }
-  let pending: Migration[] | undefined = migrations;
-  const finishMigration = (): Migration[] => {
-    const todo = pending;
-    pending = undefined;
-    return todo?.length ? carry(object, pinRoot, todo) : [];
+  let pending: Migration[] = migrations;
+  const finishMigration = (which: (name: string) => boolean = () => true): Migration[] => {
+    const todo = pending.filter((m) => which(m.name));
+    pending = pending.filter((m) => !which(m.name));
+    return todo.length ? carry(object, pinRoot, todo) : [];
   };
   return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused, migrations, finishMigration };
 }

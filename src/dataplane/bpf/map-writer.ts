@@ -66,6 +66,15 @@ export class MapWriter {
   private readonly deferTableDeletes: boolean;
   private readonly pendingTableDeletes = new Set<number>();
 
+  /**
+   * Each frontend's backend list as lb_slots holds it, mirrored so that a changed list tells which
+   * backends left it: lb_members (the (frontend, backend) pairs that conntrack and affinity entries
+   * are checked against) gains the new pairs before the frontend switches to its new table, and loses
+   * the old ones after (memberRemovals, at the end of apply). Loaded from lb_slots on first use.
+   */
+  private members: Map<number, number[]> | undefined;
+  private memberRemovals: L.MemberKey[] = [];
+
   constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
     this.maps = maps;
     this.state = state;
@@ -86,10 +95,44 @@ export class MapWriter {
     return ids.length;
   }
 
+  /**
+   * Makes lb_members hold exactly the pairs of lb_slots (maps pinned by a build without lb_members,
+   * or a crash between the two writes) and loads the mirror. Returns the pairs written and removed.
+   */
+  syncMembers(): { added: number; removed: number } {
+    const lists = new Map<number, number[]>();
+    this.maps.lb_slots.scan((k, v) => {
+      const { feId, slot } = L.decodeSlotKey(k);
+      let l = lists.get(feId);
+      if (!l) lists.set(feId, l = []);
+      l[slot] = L.decodeU32(v);
+    });
+    const want = new Set<string>();
+    for (const [feId, ids] of lists) for (const id of ids) if (id !== undefined) want.add(`${feId}/${id}`);
+    const extra: Buffer[] = [];
+    this.maps.lb_members.scan((k) => {
+      const m = L.decodeMemberKey(k);
+      if (!want.delete(`${m.feId}/${m.backendId}`)) extra.push(Buffer.from(k));
+    });
+    const add = [...want].map((x) => { const [feId, backendId] = x.split('/').map(Number); return { feId: feId!, backendId: backendId! }; });
+    if (add.length) this.writeMembers(add);
+    if (extra.length) this.maps.lb_members.deleteMany(Buffer.concat(extra), extra.length);
+    for (const [feId, ids] of lists) lists.set(feId, ids.filter((x) => x !== undefined));
+    this.members = lists;
+    return { added: add.length, removed: extra.length };
+  }
+
+  private writeMembers(pairs: readonly L.MemberKey[]): void {
+    const keys = Buffer.alloc(pairs.length * L.MEMBER_KEY.size);
+    pairs.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
+    this.batchUpdate('lb_members', keys, Buffer.alloc(pairs.length, 1), pairs.length, (i) => `member backend id ${pairs[i]!.backendId} of frontend id ${pairs[i]!.feId}`);
+  }
+
   /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
   apply(ops: readonly PlanOp[]): ApplyResult {
     const res: ApplyResult = { batches: 0, tables: 0 };
     ops = groupRemovals(ops);
+    if (!this.members) this.syncMembers();
     try {
       for (let i = 0; i < ops.length;) {
         let j = i + 1;
@@ -97,7 +140,19 @@ export class MapWriter {
         this.applyRun(ops.slice(i, j), res);
         i = j;
       }
+      // backends that left a frontend: only now that the frontend uses its new table
+      if (this.memberRemovals.length) {
+        const gone = this.memberRemovals;
+        this.memberRemovals = [];
+        const keys = Buffer.alloc(gone.length * L.MEMBER_KEY.size);
+        gone.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
+        this.maps.lb_members.deleteMany(keys, gone.length);
+        res.batches++;
+      }
     } catch (e) {
+      // the mirror may be ahead of the maps: the next apply reloads it from lb_slots
+      this.members = undefined;
+      this.memberRemovals = [];
       // whatever was written, the names of the frontends written so far must survive a crash; the
       // write error is the one to report
       try {
@@ -151,6 +206,17 @@ export class MapWriter {
         }
         this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${owner[i]}`);
         res.batches++;
+        const members = this.members!, added: L.MemberKey[] = [];
+        for (const o of items) {
+          const before = new Set(members.get(o.frontendId) ?? []), after = new Set(o.backendIds);
+          for (const id of after) if (!before.has(id)) added.push({ feId: o.frontendId, backendId: id });
+          for (const id of before) if (!after.has(id)) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
+          members.set(o.frontendId, [...o.backendIds]);
+        }
+        if (added.length) {
+          this.writeMembers(added);
+          res.batches++;
+        }
         return;
       }
       case 'upsertRevNat': {
@@ -205,6 +271,13 @@ export class MapWriter {
         let k = 0;
         for (const o of items) for (let s = o.fromSlot; s < o.toSlot; s++) L.encodeSlotKey({ feId: o.frontendId, slot: s }, keys, (k++) * L.SLOT_KEY.size);
         this.maps.lb_slots.deleteMany(keys, n);
+        // a whole list gone (the frontend removed, or left without backends); a shorter list's
+        // leavers were queued by its upsertSlots
+        for (const o of items) {
+          if (o.fromSlot !== 0) continue;
+          for (const id of this.members!.get(o.frontendId) ?? []) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
+          this.members!.delete(o.frontendId);
+        }
         res.batches++;
         return;
       }

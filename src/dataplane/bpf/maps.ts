@@ -56,6 +56,7 @@ export class BpfMaps {
   apply(ops: readonly PlanOp[]): ApplyResult { return this.writer.apply(ops); }
   get deferredTables(): number { return this.writer.deferredTables; }
   flushDeferred(): number { return this.writer.flushDeferred(); }
+  syncMembers(): { added: number; removed: number } { return this.writer.syncMembers(); }
   writeConfig(cfg: { hashSeed: number; snatMark: number; flags: number }): void { this.writer.writeConfig(cfg); }
   setDevice(ifindex: number, flags: number): void { this.writer.setDevice(ifindex, flags); }
   removeDevice(ifindex: number): boolean { return this.writer.removeDevice(ifindex); }

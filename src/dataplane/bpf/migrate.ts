@@ -16,7 +16,7 @@
 // copied (carry()), without overwriting what the new programs wrote meanwhile, and the old map
 // removed. So flows the old programs created up to the switch are kept; what is lost is the reverse
 // translation of a reply that arrives in the milliseconds between the switch and the copy.
-import { existsSync, mkdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
@@ -114,6 +114,7 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
     }
     unlinkSync(aside);
   }
-  rmSync(join(pinRoot, 'upgrade'), { recursive: true, force: true });
+  // the folder goes with the last old map (a first call may leave some for a second)
+  try { rmdirSync(join(pinRoot, 'upgrade')); } catch { /* not empty yet, or gone */ }
   return out;
 }

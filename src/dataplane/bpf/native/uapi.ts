@@ -4,6 +4,7 @@ export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
 export const BPF_F_LOCK = 4;
 export const BPF_F_NO_PREALLOC = 1 << 0;
+export const BPF_F_NO_COMMON_LRU = 1 << 1;
 export const BPF_F_MMAPABLE = 1 << 10;
 export const BPF_F_INNER_MAP = 1 << 12;
 

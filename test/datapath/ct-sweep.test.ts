@@ -1,0 +1,39 @@
+// The agent's conntrack sweep (src/dataplane/bpf/ct-sweep.ts) over the real maps: it deletes exactly
+// the entries the programs would treat as expired (the lifetimes of lb_consts.h), in both lb_ct and
+// lb_ct_syn, and keeps the rest. Needs root and bpffs.
+import test from 'ava';
+import { Datapath, SVC } from '../../testing/datapath.js';
+import { BASE_SERVICES } from '../../testing/datapath-rows.js';
+import { sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
+import { LB_CT_DIR_FWD, LB_CT_F_CLOSING } from '../../src/dataplane/bpf/layout.js';
+import { isRoot } from './fixtures/util.js';
+
+const SEC = 1_000_000_000n;
+
+if (!isRoot) {
+  test('datapath tests need root', (t) => t.pass('skipped: not root'));
+} else {
+  test('the sweep deletes expired conntrack entries of both maps and keeps live ones', (t) => {
+    const dp = new Datapath();
+    t.teardown(() => dp.close());
+    dp.install(BASE_SERVICES);
+    const now = process.hrtime.bigint();
+    const key = (sport: number, protocol: 'TCP' | 'UDP') => ({ saddr: '10.244.5.9', daddr: SVC.web4.address, sport, dport: 80, protocol, dir: LB_CT_DIR_FWD });
+    const entry = (age: bigint, flags = 0) => ({ lastSeen: BigInt.asUintN(64, now - age), backendId: 11, feId: SVC.web4.feId, flags });
+    const cases: Array<[map: 'lb_ct' | 'lb_ct_syn', sport: number, proto: 'TCP' | 'UDP', age: bigint, flags: number, kept: boolean]> = [
+      ['lb_ct', 1, 'TCP', 3600n * SEC, 0, true], // established, an hour idle
+      ['lb_ct', 2, 'TCP', 21601n * SEC, 0, false], // established, past 6 h
+      ['lb_ct', 3, 'TCP', 100n * SEC, LB_CT_F_CLOSING, true],
+      ['lb_ct', 4, 'TCP', 121n * SEC, LB_CT_F_CLOSING, false],
+      ['lb_ct', 5, 'UDP', 59n * SEC, 0, true],
+      ['lb_ct', 6, 'UDP', 61n * SEC, 0, false],
+      ['lb_ct_syn', 7, 'TCP', 30n * SEC, 0, true],
+      ['lb_ct_syn', 8, 'TCP', 61n * SEC, 0, false],
+    ];
+    for (const [map, sport, proto, age, flags] of cases) dp.setCt(map, key(sport, proto), entry(age, flags));
+    const r = [sweepConntrack(dp.map('lb_ct'), 'lb_ct', now), sweepConntrack(dp.map('lb_ct_syn'), 'lb_ct_syn', now)];
+    t.deepEqual(r.map((x) => [x.map, x.entries, x.expired]), [['lb_ct', 6, 3], ['lb_ct_syn', 2, 1]]);
+    for (const [map, sport, proto, , , kept] of cases) t.is(dp.ctIn(map, key(sport, proto)) !== undefined, kept, `${map} entry ${sport}/${proto}`);
+    t.deepEqual(sweepConntrack(dp.map('lb_ct'), 'lb_ct', now).expired, 0, 'a second pass finds nothing more');
+  });
+}
