@@ -29,6 +29,11 @@ export interface CompileOptions {
    * controller fills status.loadBalancer. Default false.
    */
   standalone?: boolean;
+  /**
+   * kube-proxy's PreferSameTrafficDistribution feature gate: use the EndpointSlice controller's
+   * node hints (forNodes). Default true, as upstream (beta and on in 1.34, GA and locked on in 1.35).
+   */
+  preferSameTrafficDistribution?: boolean;
 }
 
 export function configError(message: string): KbpError {
