@@ -64,6 +64,8 @@ export class BoundedFrequencyRunner {
   stop(): void {
     this.#stopped = true;
     this.#clear();
+    // nothing will run any more: a sync in flight drains the waiters when it ends
+    if (!this.#running) this.#drainIdle();
   }
 
   /** Asks for a sync as soon as minInterval allows; several calls before it starts coalesce. */
@@ -80,7 +82,13 @@ export class BoundedFrequencyRunner {
   /** Resolves when no sync is running or pending (tests; graceful shutdown). */
   whenIdle(): Promise<void> {
     if (!this.#running && !this.#pending) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
+    // the timers are unref'd, so a pending sync never keeps the process up on its own; whoever
+    // awaits idleness does, or the loop can empty while the sync waits on its timer
+    const hold = setInterval(() => {}, 2 ** 30);
+    return new Promise((resolve) => this.#idle.push(() => {
+      clearInterval(hold);
+      resolve();
+    }));
   }
 
   get failures(): number {
