@@ -13,6 +13,7 @@ import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/ru
 import { ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
 import { Metrics, type IpFamily } from './metrics.js';
 import type { Logger } from '../util/log.js';
+import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
 
 export interface AgentOptions {
@@ -57,6 +58,8 @@ export class Agent {
   #changed: Record<Kind, Set<string>> | undefined;
   #housekeeping?: NodeJS.Timeout;
   #syncs = 0;
+  /** the problems last logged, by object: each is logged when it appears or changes, not every sync */
+  #logged = new Map<string, string>();
 
   constructor(deps: { source: Source; dataplane: Dataplane; log?: Logger; metrics?: Metrics; serviceHealth?: ServiceHealthServers },
     opts: AgentOptions) {
@@ -183,9 +186,13 @@ export class Agent {
     this.#setPending();
     const triggers = this.#inflightTriggers = this.#triggerTimes;
     this.#triggerTimes = new Map();
-    const { state: compiled, errors, services } = this.#compiler.compile(snapshot, changed);
-    for (const e of errors) this.#log.warn({ object: `${e.kind} ${e.key}`, field: e.field }, e.message);
+    const { state: compiled, errors, services, noLocalEndpoints } = this.#compiler.compile(snapshot, changed);
+    this.#logObjectErrors(errors);
     this.metrics.rejectedObjects.set(errors.length);
+    for (const [ip_family, c] of Object.entries(noLocalEndpoints)) {
+      this.metrics.noLocalEndpoints.set({ ip_family, traffic_policy: 'internal' }, c.internal);
+      this.metrics.noLocalEndpoints.set({ ip_family, traffic_policy: 'external' }, c.external);
+    }
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
 
     // a full map must not hold back every other Service: leave out whole Services, by name
@@ -217,6 +224,31 @@ export class Agent {
     this.metrics.observeSync((performance.now() - started) / 1000, full, families(next));
     this.metrics.lastSync.set(now / 1000);
     this.metrics.frontends.set(next.frontends.size);
+  }
+
+  /**
+   * Logs the problems of objects whose problems appeared or changed since the last sync (a rejected
+   * object stays rejected sync after sync; saying so once is enough), and notes the objects that
+   * are fixed or gone. A warning about an unknown enum value is thereby logged once per object too.
+   */
+  #logObjectErrors(errors: readonly ObjectError[]): void {
+    const now = new Map<string, string>();
+    const byObject = new Map<string, ObjectError[]>();
+    for (const e of errors) {
+      const k = `${e.kind} ${e.key}`;
+      let l = byObject.get(k);
+      if (!l) byObject.set(k, l = []);
+      l.push(e);
+      now.set(k, (now.has(k) ? now.get(k)! + '\n' : '') + formatObjectError(e));
+    }
+    for (const [k, text] of now) {
+      if (this.#logged.get(k) === text) continue;
+      for (const e of byObject.get(k)!) {
+        this.#log.warn({ object: k, field: e.field, severity: e.severity }, e.message);
+      }
+    }
+    for (const k of this.#logged.keys()) if (!now.has(k)) this.#log.info({ object: k }, 'no longer has problems (fixed or deleted)');
+    this.#logged = now;
   }
 
   async #housekeep(): Promise<void> {

@@ -1,11 +1,14 @@
 // Agent settings: defaults, then a kube-proxy KubeProxyConfiguration file (--config), then flags.
-// Fields of KubeProxyConfiguration that mean nothing here are reported once, never silently dropped.
+// Every field of KubeProxyConfiguration (v1alpha1, and v1alpha2's layout) is applied, or carried
+// but named in the one startup warning as accepted and not yet enforced, or named there as
+// ignored: never silently dropped.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { KbpError } from '../util/errors.js';
-import { parseCidr } from '../util/ip.js';
+import { ipFamily, parseCidr } from '../util/ip.js';
 import { parseBindAddress } from './health.js';
+import { checkNodePortAddresses } from '../compile/nodeport-addresses.js';
 
 export type Mode = 'auto' | 'bpf' | 'ipvs' | 'nftables';
 
@@ -25,7 +28,18 @@ export interface AgentSettings {
   healthzBindAddress: string;
   metricsBindAddress: string;
   nodePortAddresses: string[];
+  /** what an empty nodePortAddresses means: 'all' (kube-proxy's iptables/ipvs modes) or 'primary' (its nftables mode) */
+  nodePortAddressesDefault: 'all' | 'primary';
+  /** KubeProxyConfiguration bindAddress: the node's primary IP of its family (kube-proxy's detectNodeIPs) */
+  bindAddress?: string;
+  /** the PreferSameTrafficDistribution feature gate (featureGates): use node topology hints */
+  preferSameTrafficDistribution: boolean;
   clusterCidrs: string[];
+  /** masquerade all traffic to Service clusterIPs (iptables/nftables/linux.masqueradeAll): accepted, not yet enforced */
+  masqueradeAll: boolean;
+  /** how to tell in-cluster traffic (ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix): accepted, not yet enforced */
+  detectLocalMode?: DetectLocalMode;
+  detectLocal?: { bridgeInterface?: string; interfaceNamePrefix?: string };
   externalIPCidrs?: string[];
   minSyncMs: number;
   syncPeriodMs: number;
@@ -35,6 +49,9 @@ export interface AgentSettings {
   ignored: string[];
 }
 
+export const DETECT_LOCAL_MODES = ['ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'] as const;
+export type DetectLocalMode = typeof DETECT_LOCAL_MODES[number];
+
 export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   nodeIPs: [],
   mode: 'auto',
@@ -43,7 +60,11 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   healthzBindAddress: '0.0.0.0:10256',
   metricsBindAddress: '127.0.0.1:10249',
   nodePortAddresses: [],
+  nodePortAddressesDefault: 'all',
+  // on by default, as kube-proxy's gate (beta in 1.34, GA in 1.35)
+  preferSameTrafficDistribution: true,
   clusterCidrs: [],
+  masqueradeAll: false,
   minSyncMs: 1000,
   syncPeriodMs: 30_000,
   // the same on every node: Maglev picks the same backend for a flow wherever it lands
@@ -63,37 +84,154 @@ export function parseDuration(text: unknown, field: string): number {
   return ms;
 }
 
-const APPLIED = new Set(['apiVersion', 'kind', 'bindAddress', 'healthzBindAddress', 'metricsBindAddress', 'clusterCIDR',
-  'hostnameOverride', 'nodePortAddresses', 'syncPeriod', 'minSyncPeriod', 'mode', 'clientConnection', 'iptables', 'ipvs',
-  'nftables', 'logging', 'detectLocalMode', 'detectLocal']);
+type Doc = Record<string, any>;
 
-/** Maps a KubeProxyConfiguration document onto settings. */
+/** Whether a config value says nothing: what kubeadm and `kube-proxy --write-config-to` write for defaults. */
+function empty(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '' || v === '0' || v === '0s') return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (typeof v === 'object') return Object.values(v as object).every(empty);
+  return false;
+}
+
+/** Pushes the dotted path of every leaf of `v` that sets something, except the `skip` keys. */
+function leaves(v: unknown, path: string, out: string[], skip: readonly string[] = []): void {
+  if (empty(v)) return;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    out.push(path);
+    return;
+  }
+  for (const [k, x] of Object.entries(v)) if (!skip.includes(k)) leaves(x, `${path}.${k}`, out);
+}
+
+function str(c: Doc, k: string): string | undefined {
+  return c[k] === undefined || c[k] === null || c[k] === '' ? undefined : String(c[k]);
+}
+
+/** Top-level fields that are ours to read (the rest are named as ignored when they set anything). */
+const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress',
+  'healthzBindAddress', 'metricsBindAddress', 'mode', 'iptables', 'ipvs', 'nftables', 'linux', 'detectLocalMode', 'detectLocal',
+  'clusterCIDR', 'nodePortAddresses', 'syncPeriod', 'minSyncPeriod']);
+
+/**
+ * Maps a KubeProxyConfiguration document onto settings, as kube-proxy reads it: v1alpha1 (flat
+ * clusterCIDR, per-mode iptables/ipvs/nftables syncPeriod and masqueradeAll) and v1alpha2
+ * (top-level syncPeriod, linux.masqueradeAll, detectLocal.clusterCIDRs), following
+ * pkg/proxy/apis/config/v1alpha1 conversion.go and v1alpha1/defaults.go.
+ */
 export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<AgentSettings> & { ignored: string[] } {
   if (!doc || typeof doc !== 'object') throw new KbpError('KBP_ERR_CONFIG', `${file}: not a KubeProxyConfiguration`);
-  const c = doc as Record<string, any>;
+  const c = doc as Doc;
   if (c.kind !== 'KubeProxyConfiguration' || !String(c.apiVersion ?? '').startsWith('kubeproxy.config.k8s.io/')) {
     throw new KbpError('KBP_ERR_CONFIG', `${file}: kind ${c.kind}/${c.apiVersion} is not kubeproxy.config.k8s.io KubeProxyConfiguration`);
   }
+  const fail = (m: string): never => { throw new KbpError('KBP_ERR_CONFIG', `${file}: ${m}`); };
+  const obj = (k: string): Doc => (c[k] && typeof c[k] === 'object' ? c[k] as Doc : {});
   const out: Partial<AgentSettings> & { ignored: string[] } = { ignored: [] };
-  for (const k of Object.keys(c)) if (!APPLIED.has(k)) out.ignored.push(k);
-  if (c.healthzBindAddress !== undefined) out.healthzBindAddress = String(c.healthzBindAddress);
-  if (c.metricsBindAddress !== undefined) out.metricsBindAddress = String(c.metricsBindAddress);
-  if (c.hostnameOverride) out.nodeName = String(c.hostnameOverride);
-  if (c.clusterCIDR) out.clusterCidrs = String(c.clusterCIDR).split(',').map((s) => s.trim()).filter(Boolean);
-  if (Array.isArray(c.nodePortAddresses)) out.nodePortAddresses = c.nodePortAddresses.map(String);
-  if (c.syncPeriod !== undefined) out.syncPeriodMs = parseDuration(c.syncPeriod, 'syncPeriod');
-  if (c.minSyncPeriod !== undefined) out.minSyncMs = parseDuration(c.minSyncPeriod, 'minSyncPeriod');
-  if (c.clientConnection?.kubeconfig) out.kubeconfig = String(c.clientConnection.kubeconfig);
-  if (typeof c.logging?.verbosity === 'number') out.verbosity = c.logging.verbosity;
+  for (const k of Object.keys(c)) if (!READ.has(k)) leaves(c[k], k, out.ignored);
+
   // kube-proxy's modes map onto ours: iptables has no counterpart, the rest keep their meaning
-  if (c.mode) {
-    const m = String(c.mode);
-    if (m === 'ipvs' || m === 'nftables') out.mode = m;
-    else if (m === 'iptables' || m === '') out.ignored.push(`mode: ${m} (auto is used)`);
-    else throw new KbpError('KBP_ERR_CONFIG', `${file}: mode ${JSON.stringify(m)} is not one of iptables, ipvs, nftables`);
+  const mode = str(c, 'mode') ?? '';
+  if (mode === 'ipvs' || mode === 'nftables') out.mode = mode;
+  else if (mode === 'iptables') out.ignored.push(`mode: ${mode} (auto is used)`);
+  else if (mode) fail(`mode ${JSON.stringify(mode)} is not one of iptables, ipvs, nftables`);
+
+  const gates = obj('featureGates');
+  for (const [g, v] of Object.entries(gates)) {
+    if (g === 'PreferSameTrafficDistribution' && typeof v === 'boolean') out.preferSameTrafficDistribution = v;
+    else out.ignored.push(`featureGates.${g}`);
   }
-  if (c.ipvs?.scheduler && c.ipvs.scheduler !== 'mh') out.ignored.push(`ipvs.scheduler: ${c.ipvs.scheduler} (Maglev is used)`);
+
+  const cc = obj('clientConnection');
+  if (cc.kubeconfig) out.kubeconfig = String(cc.kubeconfig);
+  leaves(cc, 'clientConnection', out.ignored, ['kubeconfig']);
+  const logging = obj('logging');
+  if (typeof logging.verbosity === 'number') out.verbosity = logging.verbosity;
+  leaves(logging, 'logging', out.ignored, ['verbosity']);
+
+  const hostname = str(c, 'hostnameOverride');
+  if (hostname) out.nodeName = hostname;
+  // bindAddress is the node's primary IP (detectNodeIPs), and picks the family of the default
+  // healthz and metrics addresses (v1alpha1 defaults.go): [::] / [::1] when it is IPv6
+  const bind = str(c, 'bindAddress');
+  if (bind !== undefined) {
+    if (!ipFamily(bind)) fail(`bindAddress ${JSON.stringify(bind)} is not an IP address`);
+    out.bindAddress = bind;
+    if (ipFamily(bind) === 6) {
+      out.healthzBindAddress = '[::]:10256';
+      out.metricsBindAddress = '[::1]:10249';
+    }
+  }
+  const healthz = str(c, 'healthzBindAddress');
+  if (healthz !== undefined) out.healthzBindAddress = healthz;
+  const metrics = str(c, 'metricsBindAddress');
+  if (metrics !== undefined) out.metricsBindAddress = metrics;
+  if (Array.isArray(c.nodePortAddresses)) out.nodePortAddresses = c.nodePortAddresses.map(String);
+
+  // v1alpha1 keeps syncPeriod, minSyncPeriod and masqueradeAll under the mode's section (iptables
+  // for every mode but ipvs and nftables: conversion.go); v1alpha2 at the top / under linux
+  const section = obj(mode === 'ipvs' ? 'ipvs' : mode === 'nftables' ? 'nftables' : 'iptables');
+  const sectionName = mode === 'ipvs' ? 'ipvs' : mode === 'nftables' ? 'nftables' : 'iptables';
+  const period = (k: 'syncPeriod' | 'minSyncPeriod'): number | undefined => {
+    if (!empty(c[k])) return parseDuration(c[k], k);
+    if (!empty(section[k])) return parseDuration(section[k], `${sectionName}.${k}`);
+    return undefined;
+  };
+  const sync = period('syncPeriod');
+  if (sync !== undefined) out.syncPeriodMs = sync;
+  const minSync = period('minSyncPeriod');
+  if (minSync !== undefined) out.minSyncMs = minSync;
+  const linux = obj('linux');
+  // masqueradeAll: nftables' in nftables mode, iptables' in every other (ipvs included), linux's in v1alpha2
+  const masqName = mode === 'nftables' ? 'nftables' : 'iptables';
+  if (obj(masqName).masqueradeAll === true || linux.masqueradeAll === true) out.masqueradeAll = true;
+  for (const name of ['iptables', 'ipvs', 'nftables']) {
+    const skip = [...(name === sectionName ? ['syncPeriod', 'minSyncPeriod'] : []), ...(name === masqName ? ['masqueradeAll'] : [])];
+    // Maglev stands for any IPVS scheduler; only a non-default one is worth a word
+    const sec = obj(name);
+    if (name === 'ipvs' && sec.scheduler && sec.scheduler !== 'mh') out.ignored.push(`ipvs.scheduler: ${sec.scheduler} (Maglev is used)`);
+    leaves(sec, name, out.ignored, [...skip, ...(name === 'ipvs' ? ['scheduler'] : [])]);
+  }
+  leaves(linux, 'linux', out.ignored, ['masqueradeAll']);
+
+  const dlm = str(c, 'detectLocalMode');
+  if (dlm !== undefined) {
+    if (!(DETECT_LOCAL_MODES as readonly string[]).includes(dlm)) fail(`detectLocalMode ${JSON.stringify(dlm)} is not one of ${DETECT_LOCAL_MODES.join(', ')}`);
+    out.detectLocalMode = dlm as DetectLocalMode;
+  }
+  const dl = obj('detectLocal');
+  const detectLocal: NonNullable<AgentSettings['detectLocal']> = {};
+  if (dl.bridgeInterface) detectLocal.bridgeInterface = String(dl.bridgeInterface);
+  if (dl.interfaceNamePrefix) detectLocal.interfaceNamePrefix = String(dl.interfaceNamePrefix);
+  if (Object.keys(detectLocal).length) out.detectLocal = detectLocal;
+  leaves(dl, 'detectLocal', out.ignored, ['bridgeInterface', 'interfaceNamePrefix', 'clusterCIDRs']);
+  const cidrs = Array.isArray(dl.clusterCIDRs) ? dl.clusterCIDRs.map(String) : str(c, 'clusterCIDR')?.split(',') ?? [];
+  const clusterCidrs = cidrs.map((s) => s.trim()).filter(Boolean);
+  if (clusterCidrs.length) out.clusterCidrs = clusterCidrs;
   return out;
+}
+
+/**
+ * Settings we carry but the data plane does not act on yet: masquerading off-cluster traffic to
+ * Service VIPs (kube-proxy's detect-local, clusterCIDR) and masqueradeAll.
+ */
+export function notYetEnforced(s: AgentSettings): string[] {
+  const out: string[] = [];
+  if (s.masqueradeAll) out.push('masqueradeAll');
+  if (s.detectLocalMode) out.push(`detectLocalMode (${s.detectLocalMode})`);
+  if (s.detectLocal?.bridgeInterface) out.push('detectLocal.bridgeInterface');
+  if (s.detectLocal?.interfaceNamePrefix) out.push('detectLocal.interfaceNamePrefix');
+  if (s.clusterCidrs.length) out.push('clusterCIDR (--cluster-cidr)');
+  return out;
+}
+
+/** The one warning at start: what the configuration sets that is not acted on, or undefined. */
+export function startupWarning(s: AgentSettings): string | undefined {
+  const parts: string[] = [];
+  const pending = notYetEnforced(s);
+  if (pending.length) parts.push(`accepted, not yet enforced: ${pending.join(', ')}`);
+  if (s.ignored.length) parts.push(`ignored (no meaning here): ${s.ignored.join(', ')}`);
+  return parts.length ? `KubeProxyConfiguration: ${parts.join('; ')}` : undefined;
 }
 
 export function loadConfigFile(path: string): Partial<AgentSettings> & { ignored: string[] } {
@@ -129,9 +267,13 @@ export function validateSettings(s: AgentSettings): AgentSettings {
   for (const c of s.clusterCidrs) {
     try { parseCidr(c); } catch (e) { fail(`--cluster-cidr: ${(e as Error).message}`, e); }
   }
-  for (const c of s.nodePortAddresses) {
-    if (c === 'primary') continue;
-    try { parseCidr(c); } catch (e) { fail(`--nodeport-addresses: ${(e as Error).message}`, e); }
+  try {
+    checkNodePortAddresses(s.nodePortAddresses);
+  } catch (e) {
+    fail((e as Error).message, e);
+  }
+  if (s.nodePortAddressesDefault !== 'all' && s.nodePortAddressesDefault !== 'primary') {
+    fail(`--nodeport-addresses-default: ${JSON.stringify(s.nodePortAddressesDefault)} is not all or primary`);
   }
   if (s.minSyncMs < 0 || s.syncPeriodMs <= 0 || s.minSyncMs > s.syncPeriodMs) fail('minSyncPeriod must be between 0 and syncPeriod');
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);

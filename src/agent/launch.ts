@@ -2,7 +2,7 @@
 // metrics servers, and signal handling. SIGTERM/SIGINT stop the agent and leave the data plane in
 // place (a restart picks it up); `cleanup` is what removes it.
 import { createServer, type Server } from 'node:http';
-import type { AgentSettings } from './config.js';
+import { startupWarning, type AgentSettings } from './config.js';
 import { Agent } from './agent.js';
 import { Metrics } from './metrics.js';
 import { close, listen, parseBindAddress } from './health.js';
@@ -78,7 +78,8 @@ export interface Running {
 export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplane?: Dataplane; source?: Source } = {}): Promise<Running> {
   // every path and name is checked before anything touches the kernel
   s = preflight(s, { source: !deps.source, dataplane: !deps.dataplane });
-  for (const f of s.ignored) log.warn({ field: f }, 'KubeProxyConfiguration field has no meaning here; ignored');
+  const warning = startupWarning(s);
+  if (warning) log.warn(warning);
   if (s.nodeIPs.length === 0 && !deps.dataplane) {
     // no --node-ip: NodePorts answer on the node's primary addresses (and its Node object's)
     const { primaryAddresses } = await import('../dataplane/bpf/dataplane.js');
@@ -99,6 +100,9 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       nodeName: s.nodeName,
       nodeIPs: s.nodeIPs,
       nodePortAddresses: s.nodePortAddresses.length ? s.nodePortAddresses : undefined,
+      nodePortAddressesDefault: s.nodePortAddressesDefault,
+      bindAddress: s.bindAddress,
+      preferSameTrafficDistribution: s.preferSameTrafficDistribution,
       externalIPAllowCidrs: s.externalIPCidrs,
       standalone: !!s.manifests,
     },

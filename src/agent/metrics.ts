@@ -48,6 +48,12 @@ export class Metrics {
     name: 'kubeproxy_sync_proxy_rules_endpoint_changes_pending',
     help: 'Pending proxy rules Endpoint changes', registers: [this.registry],
   });
+  // kube-proxy's syncProxyRules sets it each sync from serviceNoLocalEndpointsTotalInternal / External
+  readonly noLocalEndpoints = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_no_local_endpoints_total',
+    help: 'Number of services with a Local traffic policy and no endpoints',
+    labelNames: ['ip_family', 'traffic_policy'], registers: [this.registry],
+  });
   readonly lastSync = new Gauge({
     name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
     help: 'The last time proxy rules were successfully synced',

@@ -18,7 +18,10 @@ import { parseCidr, type Cidr } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
 import { resolveNodePortAddresses } from './nodeport-addresses.js';
-import { compileService, fmtAddr, type RawFrontend, type ResolvedOptions } from './frontends.js';
+import {
+  addNoLocalCounts, compileService, fmtAddr, zeroNoLocalCounts,
+  type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
+} from './frontends.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -28,6 +31,8 @@ export interface CompileResult {
   errors: ObjectError[];
   /** the normalized model with allocations applied, for consumers such as healthCheckNodePort servers */
   services: CompiledService[];
+  /** kubeproxy_sync_proxy_rules_no_local_endpoints_total's values (a fresh object each compile) */
+  noLocalEndpoints: NoLocalEndpointCounts;
 }
 
 export interface CompiledService {
@@ -45,6 +50,7 @@ interface ServiceEntry {
   frontends: RawFrontend[];
   warnings: ObjectError[];
   compiled: CompiledService;
+  noLocal: NoLocalEndpointCounts;
 }
 
 interface ServiceRecord {
@@ -207,6 +213,8 @@ export class Compiler {
   #node: NodeModel | undefined;
   /** the last compile() completed: the state matches its snapshot, so a change hint can be trusted */
   #primed = false;
+  /** the sum of every entry's noLocal, kept as entries come and go */
+  #noLocal = zeroNoLocalCounts();
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
   constructor(opts: CompileOptions) {
@@ -259,6 +267,7 @@ export class Compiler {
       nodePortAddrs: resolveNodePortAddresses(node, opts),
       allow: this.#allow,
       standalone: opts.standalone ?? false,
+      nodeHints: opts.preferSameTrafficDistribution ?? true,
     };
     // this node's zone and addresses shape every Service's frontends
     const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs]]);
@@ -295,6 +304,7 @@ export class Compiler {
     if (nodeChanged) {
       for (const k of this.#entries.keys()) dirty.add(k);
       this.#entries.clear();
+      this.#noLocal = zeroNoLocalCounts();
       this.#warnKeys.clear();
     }
     const walked = nodeChanged || allocRerun || this.#keyMismatch > 0;
@@ -322,6 +332,8 @@ export class Compiler {
       if (e) previous.set(k, e);
     }
     for (const k of dirty) {
+      const old = this.#entries.get(k);
+      if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
       this.#entries.delete(k);
       this.#warnKeys.delete(k);
       const model = this.#svcs.get(k)?.model;
@@ -330,12 +342,13 @@ export class Compiler {
       const eps = this.#eps.get(model.key);
       const prev = previous.get(k);
       const entry: ServiceEntry = {
-        model, eps, alloc, frontends: [], warnings: [],
+        model, eps, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
         // kept when only endpoints changed, so the Service list need not be rebuilt
         compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
           : { service: model, clusterIPs: [...alloc.clusterIPs.values()], nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
       };
-      compileService(k, model, alloc, eps, ro, entry.warnings, entry.frontends, keyCache);
+      compileService(k, model, alloc, eps, ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
+      addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
       this.#entries.set(k, entry);
       if (entry.warnings.length) this.#warnKeys.add(k);
       for (const f of entry.frontends) fresh.push(f);
@@ -372,7 +385,9 @@ export class Compiler {
       frontends.push(r.fe);
       last = r;
     }
-    return { state: { frontends }, errors, services: this.#services.slice() };
+    const noLocalEndpoints = zeroNoLocalCounts();
+    addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
+    return { state: { frontends }, errors, services: this.#services.slice(), noLocalEndpoints };
   }
 
   /** This node's model; the last Node object of that name wins, as a Map by name would keep it. */
@@ -472,7 +487,7 @@ export class Compiler {
         continue;
       }
       const errors: ObjectError[] = [];
-      const model = normalizeService(raw, k, errors, this.#range);
+      const model = normalizeService(raw, k, errors);
       this.#svcs.set(k, { raw, model, errors });
       if (model && model.key !== k) this.#keyMismatch++;
       if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);

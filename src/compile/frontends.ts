@@ -19,6 +19,30 @@ export interface ResolvedOptions {
   nodePortAddrs: Map<Family, string[]>;
   allow: Cidr[] | null;
   standalone: boolean;
+  /** the PreferSameTrafficDistribution feature gate */
+  nodeHints: boolean;
+}
+
+/**
+ * Service ports with a Local traffic policy, no local endpoint and some endpoint elsewhere, per
+ * family and policy: kube-proxy's serviceNoLocalEndpointsTotalInternal / External (syncProxyRules),
+ * the value of kubeproxy_sync_proxy_rules_no_local_endpoints_total.
+ */
+export interface NoLocalEndpointCounts {
+  IPv4: { internal: number; external: number };
+  IPv6: { internal: number; external: number };
+}
+
+export function zeroNoLocalCounts(): NoLocalEndpointCounts {
+  return { IPv4: { internal: 0, external: 0 }, IPv6: { internal: 0, external: 0 } };
+}
+
+/** a += sign * b */
+export function addNoLocalCounts(a: NoLocalEndpointCounts, b: NoLocalEndpointCounts, sign: 1 | -1): void {
+  for (const f of ['IPv4', 'IPv6'] as const) {
+    a[f].internal += sign * b[f].internal;
+    a[f].external += sign * b[f].external;
+  }
 }
 
 interface FrontendSpec {
@@ -32,8 +56,13 @@ interface FrontendSpec {
  * its snapshot key; `keyCache` memoizes addressKey across the Services of one sync.
  */
 export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocation, eps: ServiceEndpoints | undefined, ro: ResolvedOptions,
-  errors: ObjectError[], out: RawFrontend[], keyCache: Map<string, string>): void {
+  errors: ObjectError[], out: RawFrontend[], keyCache: Map<string, string>, noLocal: NoLocalEndpointCounts): void {
   let idx = 0;
+  const topo = { nodeName: ro.nodeName, zone: ro.zone, synthesize: ro.standalone, nodeHints: ro.nodeHints };
+  // pkg/api/v1/service ExternalPolicyLocal: Local and reachable other than by clusterIP
+  const externalLocal = svc.externalTrafficPolicy === 'Local'
+    && (svc.type === 'NodePort' || svc.type === 'LoadBalancer' || svc.externalIPs.length > 0);
+  const internalLocal = svc.internalTrafficPolicy === 'Local';
   const warn = (field: string, message: string): void => {
     errors.push({ kind: 'Service', key: svc.key, field, message, severity: 'warning' });
   };
@@ -62,20 +91,24 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
     if (fLB.length && svc.loadBalancerSourceRanges.length && !ranges.length) {
       warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
     }
+    const counts = noLocal[family === 4 ? 'IPv4' : 'IPv6'];
     svc.ports.forEach((sp, i) => {
-      const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), ro.nodeName, ro.zone);
+      const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), topo);
+      // syncProxyRules: endpoints somewhere but none here for a Local policy means drop, not reject
+      const localMissing = sets.hasEndpoints && !sets.local.length;
+      if (localMissing && internalLocal) counts.internal++;
+      if (localMissing && externalLocal) counts.external++;
       const nodePort = alloc.nodePorts[i] ?? 0;
       const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
-      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[]): void => {
+      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[], dropNoLocal: boolean): void => {
         let ak = keyCache.get(f.address);
         if (ak === undefined) keyCache.set(f.address, ak = addressKey(f.address));
-        out.push({
-          key: frontendKey(ak, f.port, sp.protocol, scope), svc: mapKey, idx: idx++,
-          fe: { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote },
-        });
+        const fe: NodeFrontend = { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote };
+        if (dropNoLocal) fe.noLocalEndpoints = true;
+        out.push({ key: frontendKey(ak, f.port, sp.protocol, scope), svc: mapKey, idx: idx++, fe });
       };
       emit({ type: 'ClusterIP', address: clusterIP, port: sp.port }, 'internal',
-        svc.internalTrafficPolicy === 'Local' ? sets.local : sets.cluster, false, []);
+        internalLocal ? sets.local : sets.cluster, false, [], internalLocal && localMissing);
 
       const external: { f: FrontendSpec; ranges: string[] }[] = [];
       if (nodePort) {
@@ -87,10 +120,10 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       for (const a of fExt) external.push({ f: { type: 'ExternalIP', address: a, port: sp.port }, ranges: [] });
       const local = svc.externalTrafficPolicy === 'Local';
       for (const { f, ranges: r } of external) {
-        emit(f, 'external', local ? sets.local : sets.cluster, !local, r);
+        emit(f, 'external', local ? sets.local : sets.cluster, !local, r, local && localMissing);
         // kube-proxy short-circuits in-cluster traffic to an eTP=Local Service's external addresses
         // to the cluster-wide endpoints (the EXT chain jumps pods and the host to the cluster chain)
-        if (local) emit(f, 'internal', sets.cluster, false, r);
+        if (local) emit(f, 'internal', sets.cluster, false, r, false);
       }
     });
   }

@@ -12,11 +12,19 @@ export interface CompileOptions {
   /** added to the Node object's InternalIP/ExternalIP addresses */
   nodeIPs?: string[];
   /**
-   * kube-proxy's --nodeport-addresses: CIDRs, or 'primary' (the node's first InternalIP per family).
-   * Unset: every known node address. A CIDR of a whole family (0.0.0.0/0, ::/0) answers on any
-   * address (printed 0.0.0.0 / ::).
+   * kube-proxy's --nodeport-addresses: CIDRs and the keywords 'primary' (the node's primary IP per
+   * family), 'localhost' (loopback) and 'all' (0.0.0.0/0, ::/0), in any combination. A family with
+   * no CIDR falls back to all its addresses. A CIDR of a whole family (0.0.0.0/0, ::/0) answers on
+   * any address (printed 0.0.0.0 / ::). See nodeport-addresses.ts.
    */
   nodePortAddresses?: string[];
+  /**
+   * What an unset nodePortAddresses means: 'all' (default; kube-proxy's iptables and ipvs modes:
+   * every known node address) or 'primary' (its nftables mode).
+   */
+  nodePortAddressesDefault?: 'all' | 'primary';
+  /** KubeProxyConfiguration bindAddress: the node's primary IP of its family, for 'primary' (detectNodeIPs) */
+  bindAddress?: string;
   /** CVE-2020-8554 mitigation: externalIPs outside these CIDRs get no frontend (and a warning). Unset: all allowed. */
   externalIPAllowCidrs?: string[];
   /** for standalone clusterIP allocation; default 10.96.0.0/12 and fd00:10:96::/108 */
@@ -29,6 +37,11 @@ export interface CompileOptions {
    * controller fills status.loadBalancer. Default false.
    */
   standalone?: boolean;
+  /**
+   * kube-proxy's PreferSameTrafficDistribution feature gate: use the EndpointSlice controller's
+   * node hints (forNodes). Default true, as upstream (beta and on in 1.34, GA and locked on in 1.35).
+   */
+  preferSameTrafficDistribution?: boolean;
 }
 
 export function configError(message: string): KbpError {

@@ -18,43 +18,48 @@ export interface Candidate {
   backend: NodeBackend;
 }
 
-// when the same address:port comes from two slices, keep the most useful one: ready, else serving and
-// terminating, else the first in slice-name order. (kube-proxy's EndpointSliceCache.addEndpoints keeps
-// the last one that is not terminating, ready or not.)
-function rank(ep: EndpointModel): number {
-  return ep.ready ? 2 : ep.serving && ep.terminating ? 1 : 0;
-}
-
-/** The candidates of one Service port, in canonical backend order, one per address:port. */
+/**
+ * The candidates of one Service port, in canonical backend order, one per address:port. `eps` is
+ * in slice-name order, each slice's endpoints in their order.
+ *
+ * Follows EndpointSliceCache.endpointInfoByServicePort / addEndpoints (pkg/proxy/endpointslicecache.go):
+ * a Service port takes the slice port of the same name and protocol, nothing else (the slice
+ * controller has already resolved a named targetPort into that port's number); and when one
+ * address:port comes from several slices (an endpoint moving between slices, or a pod IP reused
+ * while the old pod terminates), a copy replaces the one kept so far unless it is terminating: the
+ * last non-terminating copy wins, or the first copy when all are terminating. kube-proxy walks the
+ * slices in Go map order, so which of two non-terminating copies wins is undefined there; here it
+ * is the one in the last slice by name.
+ */
 export function resolveCandidates(eps: EndpointModel[], sp: ServicePortModel, nodeName: string): Candidate[] {
-  // kube-proxy matches a Service port to the slice port of the same name and protocol (the slice
-  // controller has already resolved targetPort into its number). Hand-written slices may instead
-  // name the port after a named targetPort; accept that as a fallback.
-  const byName = `${sp.name}/${sp.protocol}`;
-  const byTarget = typeof sp.targetPort === 'string' ? `${sp.targetPort}/${sp.protocol}` : null;
+  const portKey = `${sp.name}/${sp.protocol}`;
   const out: Candidate[] = [];
+  let seen: Map<string, number> | undefined;
   for (const ep of eps) {
-    const port = ep.ports.get(byName) ?? (byTarget ? ep.ports.get(byTarget) : undefined);
+    const port = ep.ports.get(portKey);
     if (port === undefined) continue; // this endpoint's slice does not carry the port
-    out.push({
+    const c: Candidate = {
       ep, key: backendKey(ep.addrKey, port), forZones: ep.forZones, forNodes: ep.forNodes,
       backend: { address: ep.address, port, terminating: !ep.ready, local: ep.nodeName === nodeName },
-    });
+    };
+    // most Services have no duplicates: the map is built only once a second candidate shows up
+    if (out.length === 1 && !seen) seen = new Map([[out[0]!.key, 0]]);
+    const at = seen?.get(c.key);
+    if (at === undefined) {
+      seen?.set(c.key, out.length);
+      out.push(c);
+    } else if (!ep.terminating) out[at] = c;
   }
-  if (out.length < 2) return out;
-  out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : rank(b.ep) - rank(a.ep)));
-  // duplicates are adjacent now, the best first
-  let w = 1;
-  for (let r = 1; r < out.length; r++) if (out[r]!.key !== out[w - 1]!.key) out[w++] = out[r]!;
-  out.length = w;
+  if (out.length > 1) out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return out;
 }
 
 /**
- * The EndpointSlice controller's trafficDistribution heuristic, for slices that carry no hints
- * (hand-written ones in standalone mode): each endpoint is hinted for its own zone (PreferClose,
- * PreferSameZone) and, for PreferSameNode, also its own node; no hints at all when an endpoint lacks
- * the zone (or node), as the controller does.
+ * The EndpointSlice controller's trafficDistribution heuristic, for slices that carry no hints:
+ * each endpoint is hinted for its own zone (PreferClose, PreferSameZone) and, for PreferSameNode,
+ * also its own node; no hints at all when an endpoint lacks the zone (or node), as the controller
+ * does. Standalone only: against an API server kube-proxy uses the hints the controller wrote and
+ * nothing else, and so do we; a manifests folder has no controller to write them.
  */
 function synthesizeHints(svc: ServiceModel, cands: Candidate[]): void {
   const td = svc.trafficDistribution;
@@ -72,11 +77,12 @@ function synthesizeHints(svc: ServiceModel, cands: Candidate[]): void {
 type TopologyMode = '' | 'PreferSameNode' | 'PreferSameZone';
 
 /**
- * kube-proxy's topologyModeFromHints: node hints when every ready endpoint has some and one names
- * this node; else zone hints when every ready endpoint has some and one names this node's zone;
- * else no topology (hints ignored).
+ * kube-proxy's topologyModeFromHints: node hints when the PreferSameTrafficDistribution gate is on,
+ * every ready endpoint has some and one names this node; else zone hints when every ready endpoint
+ * has some and one names this node's zone; else no topology (hints ignored). (With the gate off
+ * EndpointSliceCache drops node hints as it reads them; not reading them here is the same.)
  */
-function topologyModeFromHints(cands: Candidate[], nodeName: string, zone: string): TopologyMode {
+function topologyModeFromHints(cands: Candidate[], nodeName: string, zone: string, nodeHints: boolean): TopologyMode {
   let allNode = true, hasNode = false, allZone = true, hasZone = false;
   for (const c of cands) {
     if (!c.ep.ready) continue;
@@ -85,7 +91,7 @@ function topologyModeFromHints(cands: Candidate[], nodeName: string, zone: strin
     if (!c.forNodes) allNode = false;
     else if (c.forNodes.includes(nodeName)) hasNode = true;
   }
-  if (allNode && hasNode) return 'PreferSameNode';
+  if (nodeHints && allNode && hasNode) return 'PreferSameNode';
   if (allZone && hasZone) return 'PreferSameZone';
   return '';
 }
@@ -114,17 +120,29 @@ function toBackends(cands: Candidate[], keep: (c: Candidate) => boolean): NodeBa
 export interface CategorizedEndpoints {
   cluster: NodeBackend[];
   local: NodeBackend[];
+  /** some endpoint anywhere is usable (ready, or serving and terminating): CategorizeEndpoints' hasAnyEndpoints */
+  hasEndpoints: boolean;
+}
+
+export interface TopologyOptions {
+  nodeName: string;
+  zone: string;
+  /** synthesize hints from trafficDistribution where slices carry none (standalone only) */
+  synthesize: boolean;
+  /** the PreferSameTrafficDistribution feature gate: honour forNodes hints */
+  nodeHints: boolean;
 }
 
 /**
  * kube-proxy's CategorizeEndpoints: the backends of one Service port on this node for the Cluster
  * traffic policy (topology applied) and for the Local one (this node's endpoints).
  */
-export function categorizeEndpoints(svc: ServiceModel, cands: Candidate[], nodeName: string, zone: string): CategorizedEndpoints {
-  synthesizeHints(svc, cands);
-  const mode = topologyModeFromHints(cands, nodeName, zone);
+export function categorizeEndpoints(svc: ServiceModel, cands: Candidate[], t: TopologyOptions): CategorizedEndpoints {
+  if (t.synthesize) synthesizeHints(svc, cands);
+  const mode = topologyModeFromHints(cands, t.nodeName, t.zone, t.nodeHints);
   return {
-    cluster: toBackends(cands, (c) => availableForTopology(c, mode, nodeName, zone)),
+    cluster: toBackends(cands, (c) => availableForTopology(c, mode, t.nodeName, t.zone)),
     local: toBackends(cands, (c) => c.backend.local),
+    hasEndpoints: cands.some(usable),
   };
 }

@@ -50,6 +50,13 @@ export interface NodeFrontend extends Omit<CompiledFrontend, 'backends'> {
   backends: NodeBackend[];
   /** external scope with externalTrafficPolicy Cluster: SNAT to the node when the backend is not local */
   snatRemote: boolean;
+  /**
+   * Set when the frontend follows a Local traffic policy, has no local endpoint (backends is []),
+   * and the Service has usable endpoints elsewhere: kube-proxy drops such traffic instead of
+   * rejecting it, so load balancers go by the health check (the iptables and nftables proxiers'
+   * "has no local endpoints" filter rules). Not part of the JSON contract.
+   */
+  noLocalEndpoints?: true;
 }
 
 export interface NodeState {

@@ -8,8 +8,8 @@ import type { Protocol } from './compiled.js';
 import { addressKey } from './canonical.js';
 import { canonicalIp, formatCidr, ipFamily, parseCidr, type Family } from '../util/ip.js';
 import {
-  defaultNodePortRange, LABEL_SERVICE_NAME, LABEL_ZONE,
-  type EndpointModel, type IpFamilyPolicy, type Model, type NodeModel, type NodePortRange, type ObjectError,
+  LABEL_SERVICE_NAME, LABEL_ZONE,
+  type EndpointModel, type IpFamilyPolicy, type Model, type NodeModel, type ObjectError,
   type ObjectKind, type ServiceEndpoints, type ServiceModel, type ServicePortModel, type ServiceType,
   type TrafficDistribution, type TrafficPolicy,
 } from './types.js';
@@ -83,28 +83,67 @@ class Checker {
     return dflt;
   }
 
+  /**
+   * An enum a newer API server may extend: an unknown string is not an error, it means `unknown`
+   * (what kube-proxy's code does with a value it has no case for), with a warning. Only a value of
+   * the wrong type rejects the object.
+   */
+  lenient<T extends string, U>(v: unknown, field: string, allowed: readonly T[], dflt: T | U, unknown: U, means: string): T | U {
+    if (v === undefined || v === null || v === '') return dflt;
+    if (typeof v !== 'string') {
+      this.reject(field, `must be a string, got ${describe(v)}`);
+      return dflt;
+    }
+    if ((allowed as readonly string[]).includes(v)) return v as T;
+    this.warn(field, `unknown value ${describe(v)} (known: ${allowed.join(', ')}): ${means}`);
+    return unknown;
+  }
+
   ip(v: unknown, field: string): string | undefined {
     const s = this.str(v, field);
     if (s === undefined) return undefined;
     // a valid dotted quad is already canonical (node:net refuses leading zeros)
     if (isIPv4(s)) return s;
-    if (!ipFamily(s.trim())) {
+    const t = s.trim();
+    const sloppy = sloppyIPv4(t);
+    if (sloppy) return sloppy;
+    if (!ipFamily(t)) {
       this.reject(field, `${JSON.stringify(s)} is not an IP address`);
       return undefined;
     }
-    return canonicalIp(s.trim());
+    return canonicalIp(t);
   }
 
   cidr(v: unknown, field: string): string | undefined {
     const s = this.str(v, field);
     if (s === undefined) return undefined;
     try {
-      return formatCidr(parseCidr(s.trim()));
+      return formatCidr(parseCidr(sloppyCidr(s.trim())));
     } catch (e) {
       this.reject(field, `${JSON.stringify(s)} is not a CIDR (${(e as Error).message})`);
       return undefined;
     }
   }
+}
+
+/**
+ * kube-proxy parses every address with netutils.ParseIPSloppy (k8s.io/utils/net), the IPv4 parser
+ * of Go before 1.17: a part with leading zeros is read as decimal ("010.1.2.3" is 10.1.2.3, not
+ * octal). Objects stored by an older API server can still hold such text. Returns the canonical
+ * dotted quad, or undefined when `s` is not a sloppy IPv4 address.
+ */
+export function sloppyIPv4(s: string): string | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (!m) return undefined;
+  const parts = [m[1]!, m[2]!, m[3]!, m[4]!].map(Number);
+  return parts.every((n) => n <= 255) ? parts.join('.') : undefined;
+}
+
+/** netutils.ParseCIDRSloppy's address part, as sloppyIPv4. */
+function sloppyCidr(s: string): string {
+  const slash = s.indexOf('/');
+  const fixed = sloppyIPv4(slash < 0 ? s : s.slice(0, slash));
+  return fixed === undefined ? s : slash < 0 ? fixed : fixed + s.slice(slash);
 }
 
 function describe(v: unknown): string {
@@ -123,8 +162,18 @@ const DISTRIBUTIONS = ['PreferClose', 'PreferSameZone', 'PreferSameNode'] as con
 // kube-apiserver's limit on sessionAffinityConfig.clientIP.timeoutSeconds (MaxClientIPServiceAffinitySeconds)
 const MAX_AFFINITY_SECONDS = 86400;
 const DEFAULT_AFFINITY_SECONDS = 10800;
-// kube-proxy's annotation form of loadBalancerSourceRanges, used when the field is empty
-const ANNOTATION_SOURCE_RANGES = 'service.beta.kubernetes.io/load-balancer-source-ranges';
+/**
+ * Objects kube-proxy never sees: its informers list Services and EndpointSlices with the selector
+ * `!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless`
+ * (cmd/kube-proxy/app/server.go, ProxyServer.Run). The kube source asks the API server the same;
+ * compile applies it too, for the manifests source.
+ */
+export const LABEL_SERVICE_PROXY_NAME = 'service.kubernetes.io/service-proxy-name';
+export const LABEL_HEADLESS = 'service.kubernetes.io/headless';
+
+function notOurs(labels: Obj): boolean {
+  return Object.hasOwn(labels, LABEL_SERVICE_PROXY_NAME) || Object.hasOwn(labels, LABEL_HEADLESS);
+}
 // an IANA service name: what a named targetPort must look like
 const PORT_NAME = /^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
 
@@ -147,17 +196,27 @@ function metaOf(c: Checker, raw: Obj): { namespace: string; name: string; labels
   };
 }
 
-export function normalizeService(raw: unknown, key: string, errors: ObjectError[],
-  nodePortRange: NodePortRange = defaultNodePortRange): ServiceModel | null {
+/**
+ * A Service as kube-proxy reads it (pkg/proxy/serviceport.go newBaseServiceInfo). Enum values a
+ * newer API server may add do not reject it: kube-proxy's code treats a value it does not know as
+ * its default (an unknown sessionAffinity is no affinity, an unknown traffic policy is not Local,
+ * an ingress whose ipMode is not VIP is skipped, trafficDistribution is never read), so we do the
+ * same and warn. A nodePort is any valid port: the API server's --service-node-port-range decides.
+ */
+export function normalizeService(raw: unknown, key: string, errors: ObjectError[]): ServiceModel | null {
   const c = new Checker('Service', key, errors);
   if (!isObj(raw)) {
     c.reject('', `must be an object, got ${describe(raw)}`);
     return null;
   }
   const meta = metaOf(c, raw);
+  if (notOurs(meta.labels)) return null;
   const spec = c.obj(raw.spec, 'spec') ?? {};
   const status = c.obj(raw.status, 'status') ?? {};
-  const type = c.oneOf(spec.type, 'spec.type', SERVICE_TYPES, 'ClusterIP');
+  const typeRaw = c.lenient(spec.type, 'spec.type', SERVICE_TYPES, 'ClusterIP', null,
+    'served as ClusterIP (its nodePorts and load-balancer IPs are not)');
+  const typeKnown = typeRaw !== null;
+  const type: ServiceType = typeRaw ?? 'ClusterIP';
 
   // clusterIP / clusterIPs / ipFamilies
   const clusterIPText = c.str(spec.clusterIP, 'spec.clusterIP') ?? '';
@@ -205,8 +264,10 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
       c.reject(`spec.ipFamilies[${i}]`, `does not match the family of clusterIP ${ip}`);
     }
   });
-  const ipFamilyPolicy = c.oneOf(spec.ipFamilyPolicy, 'spec.ipFamilyPolicy', FAMILY_POLICIES,
-    clusterIPs.length > 1 || ipFamilies.length > 1 ? 'RequireDualStack' : 'SingleStack');
+  // kube-proxy never reads ipFamilyPolicy (it serves the clusterIPs given); only allocation does
+  const derivedPolicy: IpFamilyPolicy = clusterIPs.length > 1 || ipFamilies.length > 1 ? 'RequireDualStack' : 'SingleStack';
+  const ipFamilyPolicy = c.lenient(spec.ipFamilyPolicy, 'spec.ipFamilyPolicy', FAMILY_POLICIES, derivedPolicy, derivedPolicy,
+    `read as ${derivedPolicy}`);
   if (ipFamilyPolicy === 'SingleStack' && (clusterIPs.length > 1 || ipFamilies.length > 1)) {
     c.reject('spec.ipFamilyPolicy', 'SingleStack allows one IP family');
   }
@@ -218,6 +279,7 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
   const seenName = new Map<string, number>();
   const seenNodePort = new Map<string, number>();
   const usesNodePorts = type === 'NodePort' || type === 'LoadBalancer';
+  let skippedPorts = 0;
   rawPorts.forEach((rp, i) => {
     const f = `spec.ports[${i}]`;
     const p = c.obj(rp, f);
@@ -226,7 +288,11 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
       return;
     }
     const name = c.str(p.name, `${f}.name`) ?? '';
-    const protocol = c.oneOf(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP');
+    const protocol = c.lenient(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP', null, 'this port is not served');
+    if (protocol === null) {
+      skippedPorts++;
+      return;
+    }
     const port = c.int(p.port, `${f}.port`, 1, 65535, 'a port number');
     if (p.port === undefined || p.port === null) c.reject(`${f}.port`, 'is required');
     let targetPort: number | string | undefined;
@@ -240,10 +306,14 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
     }
     let nodePort = 0;
     if (p.nodePort !== undefined && p.nodePort !== null && p.nodePort !== 0) {
-      if (!usesNodePorts) {
+      if (!typeKnown) {
+        c.warn(`${f}.nodePort`, `ignored: type ${describe(spec.type)} is unknown`);
+      } else if (!usesNodePorts) {
         c.reject(`${f}.nodePort`, `may not be used when type is ${type}`);
       } else {
-        nodePort = c.int(p.nodePort, `${f}.nodePort`, nodePortRange.min, nodePortRange.max, 'a port number') ?? 0;
+        // kube-proxy serves whatever nodePort the API server allocated or accepted
+        // (its --service-node-port-range decides); only the standalone allocator has a range
+        nodePort = c.int(p.nodePort, `${f}.nodePort`, 1, 65535, 'a port number') ?? 0;
       }
     }
     if (port === undefined) return;
@@ -261,7 +331,7 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
     }
     ports.push({ name, protocol, port, targetPort: targetPort ?? port, nodePort });
   });
-  if (!ports.length && !headless && type !== 'ExternalName' && !c.failed) {
+  if (!ports.length && !skippedPorts && !headless && type !== 'ExternalName' && !c.failed) {
     c.reject('spec.ports', 'a Service needs at least one port');
   }
 
@@ -278,28 +348,23 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
     const ing = c.obj(v, f);
     if (!ing || ing.ip === undefined || ing.ip === null || ing.ip === '') return; // hostname-only ingress
     const ip = c.ip(ing.ip, `${f}.ip`);
-    // ipMode Proxy (KEP-1860): the load balancer delivers to the node address, kube-proxy binds nothing
-    const mode = c.oneOf(ing.ipMode, `${f}.ipMode`, ['VIP', 'Proxy'] as const, 'VIP');
+    // kube-proxy's IsVIPMode (pkg/proxy/util): only an unset ipMode or VIP is served; Proxy
+    // (KEP-1860: the load balancer delivers to the node address) and any newer mode are skipped
+    const mode = c.lenient(ing.ipMode, `${f}.ipMode`, ['VIP', 'Proxy'] as const, 'VIP', 'Proxy', 'this ingress IP is not served (only VIP is)');
     if (ip && mode === 'VIP' && !loadBalancerIngressIPs.includes(ip)) loadBalancerIngressIPs.push(ip);
   });
   const lbIPText = c.str(spec.loadBalancerIP, 'spec.loadBalancerIP');
   const loadBalancerIP = lbIPText ? c.ip(lbIPText, 'spec.loadBalancerIP') ?? '' : '';
 
+  // the spec field only, whitespace trimmed (newBaseServiceInfo): kube-proxy never reads the
+  // service.beta.kubernetes.io/load-balancer-source-ranges annotation (cloud providers do)
   const loadBalancerSourceRanges: string[] = [];
-  const rawRanges = c.arr(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges');
-  rawRanges.forEach((v, i) => {
+  c.arr(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges').forEach((v, i) => {
     const cidr = c.cidr(v, `spec.loadBalancerSourceRanges[${i}]`);
     if (cidr && !loadBalancerSourceRanges.includes(cidr)) loadBalancerSourceRanges.push(cidr);
   });
-  const annRanges = meta.annotations[ANNOTATION_SOURCE_RANGES];
-  if (!rawRanges.length && typeof annRanges === 'string' && annRanges.trim()) {
-    annRanges.split(',').map((s) => s.trim()).filter(Boolean).forEach((s) => {
-      const cidr = c.cidr(s, `metadata.annotations[${ANNOTATION_SOURCE_RANGES}]`);
-      if (cidr && !loadBalancerSourceRanges.includes(cidr)) loadBalancerSourceRanges.push(cidr);
-    });
-  }
 
-  const affinity = c.oneOf(spec.sessionAffinity, 'spec.sessionAffinity', ['None', 'ClientIP'] as const, 'None');
+  const affinity = c.lenient(spec.sessionAffinity, 'spec.sessionAffinity', ['None', 'ClientIP'] as const, 'None', 'None', 'no session affinity');
   let sessionAffinitySeconds = 0;
   if (affinity === 'ClientIP') {
     const cfg = c.obj(spec.sessionAffinityConfig, 'spec.sessionAffinityConfig') ?? {};
@@ -310,11 +375,12 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
 
   // "Global" is the pre-1.20 spelling of Cluster, still accepted by kube-proxy's helpers
   const eTPRaw = spec.externalTrafficPolicy === 'Global' ? 'Cluster' : spec.externalTrafficPolicy;
-  const externalTrafficPolicy = c.oneOf(eTPRaw, 'spec.externalTrafficPolicy', POLICIES, 'Cluster');
-  const internalTrafficPolicy = c.oneOf(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', POLICIES, 'Cluster');
-  const td = spec.trafficDistribution;
-  const trafficDistribution = td === undefined || td === null || td === ''
-    ? null : c.oneOf(td, 'spec.trafficDistribution', DISTRIBUTIONS, 'PreferClose');
+  // kube-proxy's ExternalPolicyLocal / InternalPolicyLocal (pkg/api/v1/service): Local or not
+  const externalTrafficPolicy = c.lenient(eTPRaw, 'spec.externalTrafficPolicy', POLICIES, 'Cluster', 'Cluster', 'read as Cluster');
+  const internalTrafficPolicy = c.lenient(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', POLICIES, 'Cluster', 'Cluster', 'read as Cluster');
+  // kube-proxy reads only the hints the EndpointSlice controller derives from it; standalone
+  // hint synthesis (topology.ts) is its only reader here
+  const trafficDistribution = c.lenient(spec.trafficDistribution, 'spec.trafficDistribution', DISTRIBUTIONS, null, null, 'ignored');
   let healthCheckNodePort = 0;
   if (spec.healthCheckNodePort !== undefined && spec.healthCheckNodePort !== null && spec.healthCheckNodePort !== 0) {
     healthCheckNodePort = c.int(spec.healthCheckNodePort, 'spec.healthCheckNodePort', 1, 65535, 'a port number') ?? 0;
@@ -345,6 +411,7 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
     return null;
   }
   const meta = metaOf(c, raw);
+  if (notOurs(meta.labels)) return null;
   const svcName = c.str(meta.labels[LABEL_SERVICE_NAME], `metadata.labels[${LABEL_SERVICE_NAME}]`) ?? '';
   const addressType = c.oneOf(raw.addressType, 'addressType', ['IPv4', 'IPv6', 'FQDN'] as const, 'IPv4');
   if (raw.addressType === undefined || raw.addressType === null) c.reject('addressType', 'is required');
@@ -356,9 +423,10 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
     const p = c.obj(rp, f);
     if (!p) return;
     const name = c.str(p.name, `${f}.name`) ?? '';
-    const protocol = c.oneOf(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP');
+    // a port of a protocol we do not know can match no Service port we serve
+    const protocol = c.lenient(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP', null, 'this port is not used');
     // a slice port without a number means "all ports" in the API; kube-proxy skips such ports
-    if (p.port === undefined || p.port === null) return;
+    if (p.port === undefined || p.port === null || protocol === null) return;
     const port = c.int(p.port, `${f}.port`, 1, 65535, 'a port number');
     if (port === undefined) return;
     const k = `${name}/${protocol}`;
@@ -389,9 +457,10 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
       if (j === 0) address = ip;
     });
     const cond = c.obj(e.conditions, `${f}.conditions`) ?? {};
-    // the API defines a missing ready/serving as true and a missing terminating as false
+    // as EndpointSliceCache.addEndpoints reads them: an unset ready or serving is true, an unset
+    // terminating false (so {ready: false, terminating: true} is serving-terminating: KEP-1669's fallback)
     const ready = c.bool(cond.ready, `${f}.conditions.ready`) ?? true;
-    const serving = c.bool(cond.serving, `${f}.conditions.serving`) ?? ready;
+    const serving = c.bool(cond.serving, `${f}.conditions.serving`) ?? true;
     const terminating = c.bool(cond.terminating, `${f}.conditions.terminating`) ?? false;
     const nodeName = c.str(e.nodeName, `${f}.nodeName`) ?? '';
     const zone = c.str(e.zone, `${f}.zone`) ?? '';
@@ -427,8 +496,10 @@ export function normalizeNode(raw: unknown, key: string): NodeModel | null {
   const externalIPs: string[] = [];
   if (Array.isArray(status.addresses)) {
     for (const a of status.addresses) {
-      if (!isObj(a) || typeof a.address !== 'string' || !ipFamily(a.address)) continue;
-      const ip = canonicalIp(a.address);
+      if (!isObj(a) || typeof a.address !== 'string') continue;
+      // getNodeIPs reads them with ParseIPSloppy too
+      const ip = sloppyIPv4(a.address) ?? (ipFamily(a.address) ? canonicalIp(a.address) : undefined);
+      if (!ip) continue;
       const list = a.type === 'InternalIP' ? internalIPs : a.type === 'ExternalIP' ? externalIPs : null;
       if (list && !list.includes(ip)) list.push(ip);
     }
@@ -470,12 +541,11 @@ function cached<R>(map: WeakMap<object, { key: string; errors: ObjectError[] } &
 }
 
 /** The whole snapshot, normalized; errors in deterministic order (Services, then slices, by key). */
-export function normalize(snapshot: Snapshot, nodePortRange: NodePortRange = defaultNodePortRange,
-  cache: NormalizeCache = newNormalizeCache()): Model {
+export function normalize(snapshot: Snapshot, cache: NormalizeCache = newNormalizeCache()): Model {
   const errors: ObjectError[] = [];
   const services: ServiceModel[] = [];
   for (const [key, raw] of byKey(snapshot.services)) {
-    const { model } = cached(cache.services, raw, key, errors, (errs) => ({ model: normalizeService(raw, key, errs, nodePortRange) }));
+    const { model } = cached(cache.services, raw, key, errors, (errs) => ({ model: normalizeService(raw, key, errs) }));
     if (model) services.push(model);
   }
   const endpoints = new Map<string, ServiceEndpoints>();

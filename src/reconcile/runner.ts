@@ -65,6 +65,8 @@ export class BoundedFrequencyRunner {
   stop(): void {
     this.#stopped = true;
     this.#clear();
+    // nothing will run any more: a sync in flight drains the waiters when it ends
+    if (!this.#running) this.#drainIdle();
   }
 
   /** Asks for a sync as soon as minInterval allows; several calls before it starts coalesce. */
@@ -81,6 +83,7 @@ export class BoundedFrequencyRunner {
   /** Resolves when no sync is running or pending (tests; graceful shutdown). */
   whenIdle(): Promise<void> {
     if (!this.#running && !this.#pending) return Promise.resolve();
+    // a pending sync's timer holds the event loop up (#schedule), so a waiter here is never stranded
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 

@@ -165,14 +165,13 @@ test('kube-proxy endpoint rules hold on valid Services with random endpoint stat
     const { state, errors } = compile(snapshotOf([s], [sl], nodes), { nodeName: 'n1', standalone: true });
     if (errors.some((e) => e.severity === 'error')) throw new Error(JSON.stringify(errors));
     invariants(state);
-    // the winning state per address (the same address may appear twice; ready wins)
+    // the winning copy per address (the same address may appear twice): EndpointSliceCache.addEndpoints
+    // lets a later copy replace the kept one unless the later one is terminating
     const best = new Map<string, { ready: boolean; serving: boolean; terminating: boolean; node: string | undefined }>();
     for (const e of c.eps) {
       const a = `10.244.0.${e.host}`;
-      const prev = best.get(a);
-      const st: { ready: boolean; serving: boolean; terminating: boolean; node: string | undefined } = { ready: e.ready, serving: e.serving || e.ready, terminating: e.terminating, node: e.node };
-      const rank = (x: typeof st) => (x.ready ? 2 : x.serving && x.terminating ? 1 : 0);
-      if (!prev || rank(st) > rank(prev)) best.set(a, st);
+      const st = { ready: e.ready, serving: e.serving || e.ready, terminating: e.terminating, node: e.node };
+      if (!best.has(a) || !st.terminating) best.set(a, st);
     }
     const readyAll = [...best].filter(([, e]) => e.ready).map(([a]) => a).sort();
     const hasHints = c.eps.some((e) => e.zones);
@@ -191,6 +190,10 @@ test('kube-proxy endpoint rules hold on valid Services with random endpoint stat
         const got = f.backends.filter((b) => !b.terminating).map((b) => b.address).sort();
         if (got.join() !== readyAll.join()) throw new Error(`cluster set ${got} != ready ${readyAll}`);
       }
+      // syncProxyRules drops (not rejects) Local-policy traffic when only other nodes have endpoints
+      const anyUsable = [...best.values()].some((e) => e.ready || (e.serving && e.terminating));
+      const dropping = localOnly && !f.backends.length && anyUsable && (f.scope === 'external' || c.iTP === 'Local');
+      if (!!f.noLocalEndpoints !== dropping) throw new Error(`noLocalEndpoints of ${f.type} ${f.scope}`);
       // an internal copy exists exactly for the external addresses of an eTP=Local Service
       if (f.type !== 'ClusterIP' && f.scope === 'internal' && c.eTP !== 'Local') throw new Error('internal copy under eTP Cluster');
     }

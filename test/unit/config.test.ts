@@ -1,5 +1,5 @@
 import test from 'ava';
-import { fromKubeProxyConfiguration, parseDuration, validateSettings, DEFAULTS } from '../../src/agent/config.js';
+import { fromKubeProxyConfiguration, notYetEnforced, parseDuration, startupWarning, validateSettings, DEFAULTS } from '../../src/agent/config.js';
 
 test('Go durations parse as KubeProxyConfiguration writes them', (t) => {
   t.is(parseDuration('30s', 'x'), 30_000);
@@ -20,7 +20,83 @@ test('a KubeProxyConfiguration maps what applies and lists what it ignores', (t)
   t.is(s.minSyncMs, 2000);
   t.is(s.mode, 'ipvs');
   t.deepEqual(s.clusterCidrs, ['10.244.0.0/16', 'fd00:10:244::/56']);
-  t.deepEqual(s.ignored.sort(), ['conntrack', 'ipvs.scheduler: rr (Maglev is used)', 'oomScoreAdj']);
+  t.deepEqual(s.ignored.sort(), ['conntrack.maxPerCore', 'ipvs.scheduler: rr (Maglev is used)', 'oomScoreAdj']);
+});
+
+// v1alpha1 keeps the sync periods under the mode's section; Convert_v1alpha1_KubeProxyConfiguration_To_config_KubeProxyConfiguration
+// (pkg/proxy/apis/config/v1alpha1/conversion.go) moves iptables' (any mode but ipvs, nftables) to the top
+test('v1alpha1: iptables.syncPeriod / minSyncPeriod apply when the top-level fields are absent (conversion.go)', (t) => {
+  const doc = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration' };
+  const s = fromKubeProxyConfiguration({ ...doc, iptables: { syncPeriod: '20s', minSyncPeriod: '3s', masqueradeBit: 14 } }, 'c');
+  t.is(s.syncPeriodMs, 20_000);
+  t.is(s.minSyncMs, 3000);
+  t.deepEqual(s.ignored, ['iptables.masqueradeBit']);
+  // nftables mode reads nftables'; iptables' is then named as ignored
+  const n = fromKubeProxyConfiguration({ ...doc, mode: 'nftables', nftables: { syncPeriod: '40s' }, iptables: { syncPeriod: '20s' } }, 'c');
+  t.is(n.syncPeriodMs, 40_000);
+  t.deepEqual(n.ignored, ['iptables.syncPeriod']);
+  // the top level (v1alpha2) wins
+  t.is(fromKubeProxyConfiguration({ ...doc, syncPeriod: '10s', iptables: { syncPeriod: '20s' } }, 'c').syncPeriodMs, 10_000);
+  // kubeadm's defaults ("0s", null, "") say nothing and name nothing
+  const k = fromKubeProxyConfiguration({ ...doc, iptables: { syncPeriod: '0s', minSyncPeriod: '0s', masqueradeAll: false, masqueradeBit: null },
+    conntrack: { maxPerCore: null, tcpCloseWaitTimeout: null }, clientConnection: { kubeconfig: '/k', qps: 0, contentType: '' }, oomScoreAdj: null, portRange: '' }, 'c');
+  t.is(k.syncPeriodMs, undefined);
+  t.deepEqual(k.ignored, []);
+  t.is(k.kubeconfig, '/k');
+});
+
+// v1alpha1 defaults.go: healthz and metrics default to [::]:10256 / [::1]:10249 when bindAddress is IPv6;
+// detectNodeIPs: bindAddress is the node's primary IP of its family
+test('bindAddress sets the family of the default healthz and metrics addresses, and the primary node IP', (t) => {
+  const doc = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration' };
+  const v6 = fromKubeProxyConfiguration({ ...doc, bindAddress: 'fd00::5' }, 'c');
+  t.is(v6.healthzBindAddress, '[::]:10256');
+  t.is(v6.metricsBindAddress, '[::1]:10249');
+  t.is(v6.bindAddress, 'fd00::5');
+  const v6explicit = fromKubeProxyConfiguration({ ...doc, bindAddress: 'fd00::5', metricsBindAddress: '[::]:10249' }, 'c');
+  t.is(v6explicit.metricsBindAddress, '[::]:10249');
+  const v4 = fromKubeProxyConfiguration({ ...doc, bindAddress: '192.168.1.5' }, 'c');
+  t.is(v4.healthzBindAddress, undefined);
+  t.is(v4.bindAddress, '192.168.1.5');
+  t.throws(() => fromKubeProxyConfiguration({ ...doc, bindAddress: 'eth0' }, 'c'), { message: /bindAddress/ });
+});
+
+test('masqueradeAll and detect-local are carried and named as accepted, not yet enforced, in one warning', (t) => {
+  const doc = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration' };
+  const f = fromKubeProxyConfiguration({ ...doc, iptables: { masqueradeAll: true }, detectLocalMode: 'InterfaceNamePrefix',
+    detectLocal: { interfaceNamePrefix: 'veth' }, clusterCIDR: '10.244.0.0/16', winkernel: { enableDSR: true } }, 'c');
+  t.true(f.masqueradeAll);
+  t.is(f.detectLocalMode, 'InterfaceNamePrefix');
+  t.deepEqual(f.detectLocal, { interfaceNamePrefix: 'veth' });
+  const s = { ...DEFAULTS, nodeName: 'n1', manifests: '/tmp', ...f, ignored: f.ignored };
+  t.deepEqual(notYetEnforced(s), ['masqueradeAll', 'detectLocalMode (InterfaceNamePrefix)', 'detectLocal.interfaceNamePrefix', 'clusterCIDR (--cluster-cidr)']);
+  t.is(startupWarning(s), 'KubeProxyConfiguration: accepted, not yet enforced: masqueradeAll, detectLocalMode (InterfaceNamePrefix), '
+    + 'detectLocal.interfaceNamePrefix, clusterCIDR (--cluster-cidr); ignored (no meaning here): winkernel.enableDSR');
+  t.is(startupWarning({ ...DEFAULTS, nodeName: 'n1', ignored: [] }), undefined);
+  // nftables mode reads nftables.masqueradeAll; v1alpha2 reads linux.masqueradeAll and detectLocal.clusterCIDRs
+  t.true(fromKubeProxyConfiguration({ ...doc, mode: 'nftables', nftables: { masqueradeAll: true } }, 'c').masqueradeAll);
+  const a2 = fromKubeProxyConfiguration({ apiVersion: 'kubeproxy.config.k8s.io/v1alpha2', kind: 'KubeProxyConfiguration',
+    linux: { masqueradeAll: true, oomScoreAdj: -999 }, detectLocal: { clusterCIDRs: ['10.244.0.0/16', 'fd00::/56'] } }, 'c');
+  t.true(a2.masqueradeAll);
+  t.deepEqual(a2.clusterCidrs, ['10.244.0.0/16', 'fd00::/56']);
+  t.deepEqual(a2.ignored, ['linux.oomScoreAdj']);
+  t.throws(() => fromKubeProxyConfiguration({ ...doc, detectLocalMode: 'Magic' }, 'c'), { message: /detectLocalMode/ });
+});
+
+test('featureGates: PreferSameTrafficDistribution is applied (default on, as upstream), others named', (t) => {
+  const doc = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration' };
+  t.true(DEFAULTS.preferSameTrafficDistribution);
+  const f = fromKubeProxyConfiguration({ ...doc, featureGates: { PreferSameTrafficDistribution: false, SomethingElse: true } }, 'c');
+  t.false(f.preferSameTrafficDistribution);
+  t.deepEqual(f.ignored, ['featureGates.SomethingElse']);
+});
+
+test('nodePortAddresses keywords of the current KubeProxyConfiguration are accepted', (t) => {
+  const base = { ...DEFAULTS, nodeName: 'n1', manifests: '/tmp', ignored: [] };
+  t.notThrows(() => validateSettings({ ...base, nodePortAddresses: ['primary', 'localhost', '10.0.0.0/8'] }));
+  t.notThrows(() => validateSettings({ ...base, nodePortAddresses: ['all'] }));
+  t.throws(() => validateSettings({ ...base, nodePortAddresses: ['everything'] }), { message: /primary, localhost, all/ });
+  t.throws(() => validateSettings({ ...base, nodePortAddressesDefault: 'some' as never }), { message: /--nodeport-addresses-default/ });
 });
 
 test('a wrong kind or mode is a configuration error naming the file', (t) => {

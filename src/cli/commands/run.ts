@@ -25,7 +25,10 @@ Options:
   --config FILE                a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags win
   --healthz-bind-address ADDR  /healthz and /livez (default 0.0.0.0:10256; "" disables)
   --metrics-bind-address ADDR  Prometheus /metrics (default 127.0.0.1:10249; "" disables)
-  --nodeport-addresses LIST    CIDRs or 'primary' selecting the NodePort addresses
+  --nodeport-addresses LIST    CIDRs and keywords (primary, localhost, all) selecting the NodePort addresses
+  --nodeport-addresses-default all|primary  what an empty --nodeport-addresses means (default all: every
+                               node address, as kube-proxy's iptables mode; primary: as its nftables mode)
+  --feature-gates LIST         kube-proxy feature gates, Name=true|false (PreferSameTrafficDistribution)
   --cluster-cidr LIST          pod CIDRs (as kube-proxy's flag)
   --external-ip-allow LIST     CIDRs externalIPs must fall in (CVE-2020-8554)
   --min-sync-period DUR        coalesce changes (default 1s)
@@ -55,6 +58,8 @@ export const command: Command = {
       'healthz-bind-address': { type: 'string' },
       'metrics-bind-address': { type: 'string' },
       'nodeport-addresses': { type: 'string', multiple: true },
+      'nodeport-addresses-default': { type: 'string' },
+      'feature-gates': { type: 'string', multiple: true },
       'cluster-cidr': { type: 'string', multiple: true },
       'external-ip-allow': { type: 'string', multiple: true },
       'min-sync-period': { type: 'string' },
@@ -79,6 +84,13 @@ export const command: Command = {
       throw new KbpError('KBP_ERR_USAGE', `run: --hash-seed ${values['hash-seed']}: expected an integer 0..4294967295`);
     }
     const verbosity = values.v === undefined ? undefined : Number(values.v);
+    let preferSame: boolean | undefined;
+    for (const g of listOption(values['feature-gates'])) {
+      const m = /^([A-Za-z0-9]+)=(true|false)$/.exec(g);
+      if (!m) throw new KbpError('KBP_ERR_USAGE', `run: --feature-gates ${JSON.stringify(g)}: expected Name=true|false`);
+      if (m[1] === 'PreferSameTrafficDistribution') preferSame = m[2] === 'true';
+      else file.ignored.push(`featureGates.${m[1]}`);
+    }
     const settings: AgentSettings = validateSettings({
       ...DEFAULTS,
       ...file,
@@ -95,6 +107,8 @@ export const command: Command = {
       ...(values['healthz-bind-address'] !== undefined && { healthzBindAddress: values['healthz-bind-address'] }),
       ...(values['metrics-bind-address'] !== undefined && { metricsBindAddress: values['metrics-bind-address'] }),
       ...(values['nodeport-addresses'] !== undefined && { nodePortAddresses: listOption(values['nodeport-addresses']) }),
+      ...(values['nodeport-addresses-default'] !== undefined && { nodePortAddressesDefault: values['nodeport-addresses-default'] as AgentSettings['nodePortAddressesDefault'] }),
+      ...(preferSame !== undefined && { preferSameTrafficDistribution: preferSame }),
       ...(values['cluster-cidr'] !== undefined && { clusterCidrs: listOption(values['cluster-cidr']) }),
       ...(values['external-ip-allow'] !== undefined && { externalIPCidrs: listOption(values['external-ip-allow']) }),
       ...(values['min-sync-period'] !== undefined && { minSyncMs: parseDuration(values['min-sync-period'], '--min-sync-period') }),
