@@ -1,0 +1,210 @@
+// The agent's image in the lab (issue 11): scripts/build-image.sh builds it (cached by content), and
+// each node of a two-node lab runs the agent FROM THE IMAGE with podman in the node's network
+// namespace, with the DaemonSet's own arguments, ConfigMap and mounts (deploy/*.yaml): node1 as
+// deploy/kube-bpf-proxy.yaml runs it (privileged, bpffs with shared propagation), node2 as
+// deploy/kube-bpf-proxy-unprivileged.yaml does (every capability dropped, then only the agent's
+// list added). In the lab a node's own cgroup stands for the host's cgroup v2 at
+// /run/kube-bpf-proxy/cgroupv2 (where the DaemonSet's init container mounts it), and the manifests
+// folder replaces the API server. Then real traffic, the probes, and `dump -o json` run in the image
+// equal to `compile -o json`.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { parseAllDocuments } from 'yaml';
+import { ClusterLab, REPO, nodesYaml, type LabNode, type LabPod } from '../../lab/cluster.js';
+import { labManifests, PORTS, VIP } from '../../lab/services.js';
+import { LAB_PREFIX, labAvailable, run, sweepLeftovers, type LabProcess } from '../../testing/netns.js';
+
+const test = anyTest as TestFn;
+// what this machine needs (scripts/build-image.sh): runc, and rlimits no higher than the current ones
+const PODMAN = ['--runtime', 'runc'];
+const ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+const MANIFESTS_IN_IMAGE = '/var/lib/kube-bpf-proxy/manifests';
+const NODE_IN_IMAGE = ['/usr/local/bin/node', '/opt/kube-bpf-proxy/bin/kube-bpf-proxy.js'];
+
+type Obj = Record<string, any>;
+type Variant = 'privileged' | 'unprivileged';
+const FILES: Record<Variant, string> = { privileged: 'deploy/kube-bpf-proxy.yaml', unprivileged: 'deploy/kube-bpf-proxy-unprivileged.yaml' };
+
+function daemonSet(variant: Variant): { container: Obj; config: string } {
+  const docs = parseAllDocuments(readFileSync(join(REPO, FILES[variant]), 'utf8')).map((d) => d.toJS() as Obj);
+  const ds = docs.find((d) => d.kind === 'DaemonSet')!;
+  return {
+    container: ds.spec.template.spec.containers.find((c: Obj) => c.name === 'kube-bpf-proxy'),
+    config: docs.find((d) => d.kind === 'ConfigMap')!.data['config.yaml'],
+  };
+}
+
+function available(): { ok: boolean; why?: string } {
+  const lab = labAvailable();
+  if (!lab.ok) return lab;
+  for (const tool of ['/usr/bin/podman', '/usr/sbin/runc', '/usr/bin/mmdebstrap']) {
+    if (!existsSync(tool)) return { ok: false, why: `${tool} is missing (apt-get install podman runc mmdebstrap)` };
+  }
+  for (const f of ['dist/kube-bpf-proxy.mjs', 'native/build/Release/kbp_native.node', 'bpf/kbp.bpf.o']) {
+    if (!existsSync(join(REPO, f))) return { ok: false, why: `${f} is not built (npm run build)` };
+  }
+  return { ok: true };
+}
+
+const avail = available();
+let lab: ClusterLab;
+let image: string;
+/** the host's bpffs as the DaemonSet's Bidirectional mount needs it: on a shared mount */
+let bpffs = '/sys/fs/bpf';
+
+function pod(name: string): LabPod {
+  return lab.pods.get(name)!;
+}
+
+function containerName(node: LabNode): string {
+  return `${lab.lab.prefix}${node.name}`;
+}
+
+/** Containers of lab runs whose process is gone (the lab's own sweep knows namespaces, not containers). */
+async function sweepContainers(): Promise<void> {
+  const r = await run('podman', [...PODMAN, 'ps', '-a', '--format', '{{.Names}}'], { allowFail: true });
+  for (const name of r.stdout.split('\n').filter((n) => n.startsWith(LAB_PREFIX))) {
+    const pid = Number(/^kbplab(\d+)-/.exec(name)?.[1]);
+    let alive = false;
+    try { process.kill(pid, 0); alive = true; } catch { /* gone */ }
+    if (!alive) await run('podman', [...PODMAN, 'rm', '-f', '-t', '0', name], { allowFail: true, timeoutMs: 30_000 });
+  }
+}
+
+/** podman run: the DaemonSet's container of `variant` on `node`, in the node's network namespace. */
+async function startImageAgent(node: LabNode, variant: Variant): Promise<LabProcess> {
+  const { container, config } = daemonSet(variant);
+  const name = containerName(node);
+  // the ConfigMap, and the host's /run/kube-bpf-proxy with cgroupv2 in it (here: the node's cgroup)
+  const etc = mkdtempSync(join(tmpdir(), `${lab.lab.prefix}etc-${node.name}-`));
+  const runDir = mkdtempSync(join(tmpdir(), `${lab.lab.prefix}run-${node.name}-`));
+  lab.lab.onCleanup(`dirs of ${name}`, () => { rmSync(etc, { recursive: true, force: true }); rmSync(runDir, { recursive: true, force: true }); });
+  writeFileSync(join(etc, 'config.yaml'), config);
+  mkdirSync(join(runDir, 'cgroupv2'));
+  lab.lab.onCleanup(`container ${name}`, async () => { await run('podman', [...PODMAN, 'rm', '-f', '-t', '2', name], { allowFail: true, timeoutMs: 30_000 }); });
+
+  const security = container.securityContext as Obj;
+  const privileged = security.privileged === true;
+  const caps = (security.capabilities?.add ?? []) as string[];
+  const propagation = (path: string) => {
+    const m = (container.volumeMounts as Obj[]).find((v) => v.mountPath === path)!;
+    return ({ Bidirectional: 'rshared', HostToContainer: 'rslave', None: 'rprivate' } as Record<string, string>)[m.mountPropagation ?? 'None'];
+  };
+  const args = (container.args as string[]).map((a) => a.replace('$(NODE_NAME)', node.name));
+  const argv = [...PODMAN, 'run', '--rm', '--name', name, '--network', `ns:${node.ns.path}`, ...ULIMITS,
+    ...(privileged ? ['--privileged'] : ['--cap-drop=all', ...caps.map((c) => `--cap-add=CAP_${c}`)]),
+    '-v', `${bpffs}:/sys/fs/bpf:${propagation('/sys/fs/bpf')}`,
+    '-v', `${runDir}:/run/kube-bpf-proxy:${propagation('/run/kube-bpf-proxy')}`,
+    '-v', `${node.cgroup}:/run/kube-bpf-proxy/cgroupv2`,
+    '-v', `${etc}:/etc/kube-bpf-proxy:ro`,
+    ...(existsSync('/lib/modules') ? ['-v', '/lib/modules:/lib/modules:ro'] : []),
+    '-v', `${lab.manifests}:${MANIFESTS_IN_IMAGE}:ro`,
+    image, ...args,
+    // the lab's part: the manifests folder in place of the API server, this node's pins and addresses
+    '--manifests', MANIFESTS_IN_IMAGE, '--node-ip', node.ip4, '--node-ip', node.ip6, '--devices', 'eth0', '--bpffs', node.pinRoot];
+  const proc = lab.lab.spawn(null, 'podman', argv, { what: `agent ${node.name} (image, ${variant})` });
+  node.agent = proc;
+  await lab.waitHealthy(node, proc, 60_000);
+  return proc;
+}
+
+/** The CLI inside the node's running agent container (kubectl exec ds/kube-bpf-proxy -- ...). */
+async function inImage(node: LabNode, args: string[]): Promise<string> {
+  const r = await run('podman', [...PODMAN, 'exec', containerName(node), ...NODE_IN_IMAGE, ...args], { allowFail: true, timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`${args[0]} in the image on ${node.name}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function names(seen: Map<string, number>): string[] {
+  return [...seen.keys()].sort();
+}
+
+test.before(async (t) => {
+  if (!avail.ok) return;
+  // a cold build makes the Debian base with mmdebstrap (minutes on a slow mirror); later runs reuse it
+  t.timeout(15 * 60_000);
+  const t0 = Date.now();
+  const out = execFileSync('bash', [join(REPO, 'scripts', 'build-image.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 14 * 60_000 });
+  image = out.trim().split('\n').pop()!;
+  t.log(`image ${image} ready in ${Math.round((Date.now() - t0) / 1000)} s`);
+  await sweepLeftovers();
+  await sweepContainers();
+  lab = new ClusterLab({ tag: 'image' });
+  // kubelet and podman refuse shared propagation from a private mount (this host's /sys/fs/bpf is
+  // one): a shared bind of it, the same bpffs, stands in for a systemd host's shared /sys/fs/bpf
+  const shared = mkdtempSync(join(tmpdir(), `${lab.lab.prefix}bpffs-`));
+  lab.lab.onCleanup(`bpffs bind ${shared}`, async () => {
+    await run('umount', ['-l', shared], { allowFail: true });
+    rmSync(shared, { recursive: true, force: true });
+  });
+  await run('mount', ['--bind', '/sys/fs/bpf', shared]);
+  await run('mount', ['--make-shared', shared]);
+  bpffs = shared;
+  await lab.build({ pods: [
+    { name: 'pod-a', node: 1 }, { name: 'pod-b', node: 1 }, { name: 'pod-c', node: 2 },
+    { name: 'client1', node: 1, role: 'client' }, { name: 'client2', node: 2, role: 'client' },
+  ] });
+  lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
+  for (const [f, y] of Object.entries(labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod)))) lab.writeManifest(f, y);
+  await startImageAgent(lab.nodes[0]!, 'privileged');
+  await startImageAgent(lab.nodes[1]!, 'unprivileged');
+});
+
+test.after.always(async () => {
+  if (lab) await lab.stop();
+});
+
+const labTest = avail.ok ? test.serial : test.serial.skip;
+if (!avail.ok) test('the image in the lab', (t) => { t.log(`skipped: ${avail.why}`); t.pass(); });
+
+labTest('ClusterIP from pods on both nodes reaches every backend (tc and the socket hooks)', async (t) => {
+  for (const c of ['client1', 'client2']) {
+    const p = pod(c);
+    const viaTc = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 18);
+    t.deepEqual(names(viaTc), ['pod-a', 'pod-b', 'pod-c'], `from ${c}: ${[...viaTc]}`);
+    // in the node's cgroup: the agent attached its socket hooks to /run/kube-bpf-proxy/cgroupv2
+    const viaSock = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 18, { cgroup: p.node.cgroup });
+    t.deepEqual(names(viaSock), ['pod-a', 'pod-b', 'pod-c'], `from ${c} in its node's cgroup: ${[...viaSock]}`);
+  }
+});
+
+labTest('NodePort from outside on each node reaches local and remote backends', async (t) => {
+  for (const n of lab.nodes) {
+    const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 18);
+    t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `via ${n.name}: ${[...seen]}`);
+  }
+});
+
+labTest('the probes of the DaemonSet answer: /livez and /healthz on the ConfigMap\'s port', async (t) => {
+  for (const n of lab.nodes) {
+    for (const probe of ['livenessProbe', 'readinessProbe']) {
+      const g = daemonSet('privileged').container[probe].httpGet as Obj;
+      const r = await lab.lab.exec(n.ns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${g.host}:${g.port}${g.path}`]);
+      t.is(r.stdout, '200', `${n.name} ${probe} ${g.path}`);
+    }
+  }
+});
+
+async function dumpEqualsCompile(t: ExecutionContext, node: LabNode): Promise<void> {
+  const dump = await inImage(node, ['dump', '-o', 'json', '--bpffs', node.pinRoot]);
+  const compile = await inImage(node, ['compile', '-o', 'json', '--manifests', MANIFESTS_IN_IMAGE, '--node-name', node.name,
+    '--node-ip', node.ip4, '--node-ip', node.ip6, '--nodeport-addresses', 'primary']);
+  t.true(JSON.parse(dump).frontends.length > 0);
+  t.is(dump, compile, `${node.name}: dump -o json (image) equals compile -o json (image)`);
+}
+
+labTest('dump -o json from the image equals compile -o json, on the privileged and the unprivileged node', async (t) => {
+  for (const n of lab.nodes) await dumpEqualsCompile(t, n);
+});
+
+labTest('a Service added to the manifests folder is served (the agent in the image watches the mounted folder)', async (t) => {
+  const since = Date.now() / 1000;
+  lab.writeManifest('late.yaml', labManifests(lab, ['pod-c'].map(pod))['mytest.yaml']!
+    .replaceAll('mytest-svc', 'late-svc').replaceAll(VIP.mytest, '10.96.100.77'));
+  await lab.waitSynced(since, 20_000);
+  t.deepEqual(names(await lab.curlMany(pod('client1').pod.ns, 'http://10.96.100.77/', 6)), ['pod-c']);
+  for (const n of lab.nodes) await dumpEqualsCompile(t, n);
+});
