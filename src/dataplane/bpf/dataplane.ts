@@ -136,9 +136,10 @@ export class BpfDataplane implements Dataplane {
   }
 
   async init(): Promise<void> {
-    // dropped Maglev tables are removed off the sync's critical path: each removal from the
+    // dropped Maglev tables are removed off the sync's critical path, and an endpoint change that
+    // keeps M rewrites its table's array in place: each insert into or removal from the
     // hash-of-maps waits for an RCU grace period (5-20 ms here)
-    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true } });
+    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true, recycleTables: true } });
     this.#loaded = loaded;
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
