@@ -3,10 +3,10 @@
 // is cheap) and writes only the diff against what the data plane holds.
 import { Compiler, type ChangedKeys, type CompileOptions, type CompiledService } from '../compile/compile.js';
 import type { NodeState } from '../model/compiled.js';
-import { buildPlan, releaseSlots } from '../plan/plan.js';
+import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
 import type { Plan } from '../plan/types.js';
-import { fitToCapacity } from '../plan/capacity.js';
+import { CapacityTracker } from '../plan/capacity.js';
 import type { Dataplane } from '../dataplane/types.js';
 import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
@@ -37,6 +37,8 @@ export class Agent {
   readonly #log: Logger;
   readonly #runner: BoundedFrequencyRunner;
   readonly #compiler: Compiler;
+  /** map usage kept between syncs: a sync counts only the frontends that changed */
+  readonly #capacity = new CapacityTracker();
   #current: Plan | undefined;
   #state: NodeState | undefined;
   /** when each not-yet-synced change arrived, oldest first: /healthz's queue age */
@@ -180,7 +182,8 @@ export class Agent {
   async #sync(full: boolean): Promise<void> {
     const started = performance.now();
     const changesCovered = this.#pendingSince.length;
-    const snapshot = this.#source.store.snapshot();
+    // the store's maps as they are: compile reads them before the first await
+    const snapshot = this.#source.store.view();
     const changed: ChangedKeys | undefined = this.#changed;
     this.#changed = this.#unsubscribe ? { Service: new Set(), EndpointSlice: new Set(), Node: new Set() } : undefined;
     this.#setPending();
@@ -196,17 +199,24 @@ export class Agent {
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
 
     // a full map must not hold back every other Service: leave out whole Services, by name
-    const fitted = fitToCapacity(compiled, this.#dp.capacity());
+    const fitted = this.#capacity.fit(compiled, this.#dp.capacity());
     const state = fitted.state;
     if (fitted.dropped.length) {
       this.#log.error({ limit: fitted.limit, services: fitted.dropped.slice(0, 20), count: fitted.dropped.length },
         `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out`);
     }
     this.metrics.droppedServices.set(fitted.dropped.length);
-    const next = buildPlan(state, this.#current, { seed: this.#opts.seed });
-    const ops = diffPlans(this.#current, next);
+    // the BPF data plane keeps no plan: the next plan may take this one's maps instead of copying them
+    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: this.#dp.kind === 'bpf' });
+    let ops;
+    try {
+      ops = diffPlans(this.#current, next);
+      if (ops.length) await this.#dp.apply(ops, next);
+    } catch (e) {
+      undoPlan(next); // #current stays what the kernel held before
+      throw e;
+    }
     if (ops.length) {
-      await this.#dp.apply(ops, next);
       // the kernel holds the tables now; their slots (~64 MiB at 10k Services) are not needed to plan on
       releaseSlots(next);
       this.#log.debug({ ops: ops.length, frontends: next.frontends.size }, 'data plane updated');
@@ -215,7 +225,8 @@ export class Agent {
     this.#state = state;
     this.#syncs++;
 
-    await this.serviceHealth.sync(healthCheckPorts(snapshot, services, this.#opts.compile.nodeName));
+    const store = this.#source.store;
+    await this.serviceHealth.sync(healthCheckPorts(store.view(), services, this.#opts.compile.nodeName, (k) => store.slicesOf(k)));
 
     const now = Date.now();
     this.#pendingSince.splice(0, changesCovered);
@@ -287,7 +298,8 @@ function families(plan: Plan): IpFamily[] {
  * Local (their port as compiled: allocated in standalone mode), each with its count of ready
  * endpoints on this node, as kube-proxy counts them (proxy/endpoints.go: local and ready).
  */
-export function healthCheckPorts(snapshot: Snapshot, services: CompiledService[], nodeName: string): Map<number, ServiceHealthInfo> {
+export function healthCheckPorts(snapshot: Snapshot, services: CompiledService[], nodeName: string,
+  slicesOf?: (serviceKey: string) => Iterable<string>): Map<number, ServiceHealthInfo> {
   const out = new Map<number, ServiceHealthInfo>();
   const wanted = new Map<string, CompiledService>();
   for (const c of services) {
@@ -295,7 +307,12 @@ export function healthCheckPorts(snapshot: Snapshot, services: CompiledService[]
     wanted.set(`${c.service.namespace}/${c.service.name}`, c);
   }
   const local = new Map<string, Set<string>>();
-  for (const slice of snapshot.endpointSlices.values()) {
+  if (!wanted.size) return out;
+  // with an index, only the wanted Services' slices; else every slice
+  const slices = slicesOf
+    ? [...wanted.keys()].flatMap((k) => [...slicesOf(k)].flatMap((sk) => snapshot.endpointSlices.get(sk) ?? []))
+    : snapshot.endpointSlices.values();
+  for (const slice of slices) {
     const svcName = slice.metadata?.labels?.['kubernetes.io/service-name'];
     const key = `${slice.metadata?.namespace ?? 'default'}/${svcName}`;
     if (!svcName || !wanted.has(key)) continue;

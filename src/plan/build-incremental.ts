@@ -43,6 +43,18 @@ export interface PlanDelta {
   backendIds: number[];
   /** tables added or removed, ascending */
   tableIds: number[];
+  /**
+   * Set when next took prev's maps and changed them in place (buildPlan's consumePrev): prev's
+   * entries under the keys this build changed (undefined: prev lacked it), which diffPlans reads
+   * in place of prev's maps, and undoPlan puts back.
+   */
+  old?: PrevEntries;
+}
+
+export interface PrevEntries {
+  frontends: Map<string, PlanFrontend | undefined>;
+  backends: Map<number, PlanBackend | undefined>;
+  tables: Map<number, PlanTable | undefined>;
 }
 
 interface Head { chain: Chain | undefined; version: number; serial: number }
@@ -204,7 +216,7 @@ interface Added {
   old: FeRec | undefined;
 }
 
-export function buildIncremental(state: NodeState, prev: Plan, seed: number, sizing: MaglevSizing): Plan | undefined {
+export function buildIncremental(state: NodeState, prev: Plan, seed: number, sizing: MaglevSizing, consume = false): Plan | undefined {
   const head = heads.get(prev);
   const ch = head?.chain;
   if (!head || !ch || ch.version !== head.version || ch.seed !== seed || ch.sizing !== sizing || prev.seed !== seed) return undefined;
@@ -228,10 +240,14 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
   const gone: FeRec[] = [];
   if (seen !== ch.bySrc.size) for (const r of ch.ordered) if (r.seen !== epoch && gone.push(r) > limit) return undefined;
   if (!addedSrc.length && !gone.length) {
-    // a resync: the same plan, in maps of its own (callers may edit a plan's maps)
-    const plan: Plan = { seed, frontends: new Map(prev.frontends), backends: new Map(prev.backends), tables: new Map(prev.tables) };
+    // a resync: the same plan, in maps of its own (callers may edit a plan's maps) unless prev's are handed on
+    const plan: Plan = consume ? { seed, frontends: prev.frontends, backends: prev.backends, tables: prev.tables }
+      : { seed, frontends: new Map(prev.frontends), backends: new Map(prev.backends), tables: new Map(prev.tables) };
     heads.set(plan, { chain: ch, version: ch.version, serial: ++serials });
-    deltas.set(plan, { from: head.serial, frontendKeys: [], removed: [], backendIds: [], tableIds: [] });
+    deltas.set(plan, {
+      from: head.serial, frontendKeys: [], removed: [], backendIds: [], tableIds: [],
+      ...(consume && { old: { frontends: new Map(), backends: new Map(), tables: new Map() } }),
+    });
     return plan;
   }
 
@@ -310,7 +326,7 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
   }
 
   try {
-    return advance(ch, head, prev, seed, gone, added, recOf, ordered, freshByKey);
+    return advance(ch, head, prev, seed, gone, added, recOf, ordered, freshByKey, consume);
   } catch (e) {
     ch.version = -1;
     throw e;
@@ -324,7 +340,7 @@ function compareAdded(a: AddedBackend, b: AddedBackend): number {
 
 /** The mutating half of an incremental build; undefined (and the chain dropped) when an id range is full. */
 function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[], added: Added[], recOf: Map<Added, FeRec>,
-  ordered: FeRec[] | undefined, freshByKey: Map<string, AddedBackend>): Plan | undefined {
+  ordered: FeRec[] | undefined, freshByKey: Map<string, AddedBackend>, consume: boolean): Plan | undefined {
   const touched = new Set<number>();
   const goneTables = new Set<number>();
   // 2. withdraw the gone frontends' references
@@ -436,21 +452,38 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
   const removed: FeRec[] = [];
   for (const r of gone) if (!addedKeyOf(added, r)) removed.push(r);
 
-  // 6. the new maps, in the full build's order
-  let frontends: Map<string, PlanFrontend>;
-  if (!ordered) {
-    frontends = new Map(prev.frontends);
-    for (const a of added) frontends.set(a.key, recOf.get(a)!.pf);
-  } else {
-    frontends = new Map();
-    for (const r of ordered) frontends.set(r.key, r.pf);
-  }
-  const backends = withChanges(prev.backends, changedBe);
+  // 6. the new maps, in the full build's order; or prev's maps changed in place, keeping what they held
   const changedT = new Map<number, PlanTable | undefined>();
   for (const id of goneTables) changedT.set(id, undefined);
   for (const t of newTables) changedT.set(t.id, t);
-  const tables = withChanges(prev.tables, changedT);
+  let frontends: Map<string, PlanFrontend>, backends: Map<number, PlanBackend>, tables: Map<number, PlanTable>;
+  let old: PrevEntries | undefined;
+  if (consume) {
+    old = { frontends: new Map(), backends: new Map(), tables: new Map() };
+    frontends = prev.frontends;
+    for (const r of removed) {
+      old.frontends.set(r.key, frontends.get(r.key));
+      frontends.delete(r.key);
+    }
+    for (const a of added) {
+      if (!old.frontends.has(a.key)) old.frontends.set(a.key, frontends.get(a.key));
+      frontends.set(a.key, recOf.get(a)!.pf);
+    }
+    backends = inPlace(prev.backends, changedBe, old.backends);
+    tables = inPlace(prev.tables, changedT, old.tables);
+  } else {
+    if (!ordered) {
+      frontends = new Map(prev.frontends);
+      for (const a of added) frontends.set(a.key, recOf.get(a)!.pf);
+    } else {
+      frontends = new Map();
+      for (const r of ordered) frontends.set(r.key, r.pf);
+    }
+    backends = withChanges(prev.backends, changedBe);
+    tables = withChanges(prev.tables, changedT);
+  }
 
+  const old_ = old;
   // 7. the chain follows: records, index, freed ids (free from the next build on)
   for (const r of gone) {
     ch.bySrc.delete(r.src);
@@ -469,7 +502,7 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
     for (let k = 0; k < o.length; k++) if (o[k]!.seen !== ch.epoch) o[k] = at.get(o[k]!.key)!;
   }
   for (const [id, b] of changedBe) {
-    const old = prev.backends.get(id);
+    const old = (old_ ? old_.backends : prev.backends).get(id);
     if (!b) {
       indexRemove(ch.index, old!);
       ch.beLive.a[id] = 0;
@@ -477,7 +510,7 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
     } else if (!old) indexAdd(ch.index, b);
   }
   for (const id of goneTables) {
-    const t = prev.tables.get(id)!;
+    const t = (old_ ? old_.tables : prev.tables).get(id)!;
     ch.tables.delete(tableKey(t.members, t.m));
     ch.tblLive.a[id] = 0;
     if (id < ch.tblHint.h) ch.tblHint.h = id;
@@ -496,8 +529,41 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
     removed: removed.map((r) => r.pf),
     backendIds: [...changedBe.keys()],
     tableIds: [...changedT.keys()].sort((x, y) => x - y),
+    ...(old && { old }),
   });
   return plan;
+}
+
+/** Applies changes to m in place, recording m's entries before them in old. */
+function inPlace<T>(m: Map<number, T>, changes: Map<number, T | undefined>, old: Map<number, T | undefined>): Map<number, T> {
+  for (const [id, v] of changes) {
+    old.set(id, m.get(id));
+    if (v === undefined) m.delete(id);
+    else m.set(id, v);
+  }
+  return m;
+}
+
+/**
+ * Puts back what a build with consumePrev changed in prev's maps, so prev is again the plan it was
+ * (its maps' order aside): for a caller whose writes of next failed. The chain is dropped, so the
+ * next build from prev is a full one.
+ */
+export function undoPlan(next: Plan): void {
+  const d = deltas.get(next);
+  if (!d?.old) return;
+  const put = <K, V>(m: Map<K, V>, old: Map<K, V | undefined>): void => {
+    for (const [k, v] of old) {
+      if (v === undefined) m.delete(k);
+      else m.set(k, v);
+    }
+  };
+  put(next.frontends, d.old.frontends);
+  put(next.backends, d.old.backends);
+  put(next.tables, d.old.tables);
+  const head = heads.get(next);
+  if (head?.chain) head.chain.version = -1;
+  deltas.delete(next);
 }
 
 function addedKeyOf(added: Added[], r: FeRec): boolean {

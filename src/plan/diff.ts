@@ -81,7 +81,14 @@ function tableNeedsWrite(prev: Plan, a: PlanTable, next: Plan, b: PlanTable): bo
 
 export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
   const delta = prev ? planDelta(prev, next) : undefined;
-  const before: Plan = prev ?? { seed: next.seed, frontends: new Map(), backends: new Map(), tables: new Map() };
+  let before: Plan = prev ?? { seed: next.seed, frontends: new Map(), backends: new Map(), tables: new Map() };
+  // next took prev's maps (buildPlan consumePrev): prev's entries are next's but where the build changed them
+  if (delta?.old) {
+    before = {
+      seed: before.seed, frontends: overlay(next.frontends, delta.old.frontends),
+      backends: overlay(next.backends, delta.old.backends), tables: overlay(next.tables, delta.old.tables),
+    };
+  }
   const ops: PlanOp[] = [];
 
   // frontends that are new or differ in anything (buildPlan hands on unchanged objects), and those gone
@@ -217,4 +224,27 @@ function checkDelta(before: Plan, next: Plan, d: PlanDelta): void {
       if (holder !== undefined) throw internal(`frontend id ${f.id} belongs to ${holder} before and ${k} after`);
     }
   }
+}
+
+/**
+ * base as it was before the entries in old were changed (undefined: absent), for diff's reads: get,
+ * has, and iteration. Typed as a Map for the Plan it stands in; nothing writes through it.
+ */
+function overlay<K, V>(base: Map<K, V>, old: Map<K, V | undefined>): Map<K, V> {
+  if (!old.size) return base;
+  const get = (k: K): V | undefined => (old.has(k) ? old.get(k) : base.get(k));
+  function* entries(): IterableIterator<[K, V]> {
+    for (const [k, v] of base) if (!old.has(k)) yield [k, v];
+    for (const [k, v] of old) if (v !== undefined) yield [k, v];
+  }
+  let size = base.size;
+  for (const [k, v] of old) size += (v !== undefined ? 1 : 0) - (base.has(k) ? 1 : 0);
+  const view = {
+    get, has: (k: K) => get(k) !== undefined, size,
+    entries, [Symbol.iterator]: entries,
+    keys: function* () { for (const [k] of entries()) yield k; },
+    values: function* () { for (const [, v] of entries()) yield v; },
+    forEach: (fn: (v: V, k: K) => void) => { for (const [k, v] of entries()) fn(v, k); },
+  };
+  return view as unknown as Map<K, V>;
 }

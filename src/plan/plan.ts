@@ -21,7 +21,7 @@ import { HASH_SEED_MAX } from './limits.js';
 import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
 import type { Plan } from './types.js';
 
-export { planDelta, type PlanDelta } from './build-incremental.js';
+export { planDelta, undoPlan, type PlanDelta } from './build-incremental.js';
 
 export interface PlanOptions {
   /** Maglev hash seed, the same on every node (lb_config.hash_seed) */
@@ -32,6 +32,14 @@ export interface PlanOptions {
    * move when one of 10 backends leaves, against ~12% with pow2), for ~1.6x less table memory.
    */
   maglevSizing?: MaglevSizing;
+  /**
+   * Hand prev's maps on to the result, changed in place, instead of copying them (a copy of ~100,000
+   * backends is most of what a one-change build costs at 10,000 Services). prev must not be used
+   * afterwards, except by diffPlans(prev, result), which reads prev's old entries from the build's
+   * record, and undoPlan(result), which makes prev whole again. Only an incremental build consumes;
+   * the maps' order is then insertion order, not the full build's.
+   */
+  consumePrev?: boolean;
 }
 
 export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOptions): Plan {
@@ -41,7 +49,7 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
     throw new KbpError('KBP_ERR_CONFIG', `Maglev seed must be an integer in 0..2^32-1, got ${seed}`);
   }
   if (sizing !== 'exact' && sizing !== 'pow2') throw new KbpError('KBP_ERR_CONFIG', `unknown Maglev sizing ${JSON.stringify(sizing)}`);
-  return (prev && buildIncremental(state, prev, seed, sizing)) || buildFull(state, prev, seed, sizing);
+  return (prev && buildIncremental(state, prev, seed, sizing, opts.consumePrev ?? false)) || buildFull(state, prev, seed, sizing);
 }
 
 /**
@@ -71,5 +79,6 @@ export function fillMissingSlots(plan: Plan): void {
  * objects (an in-memory data plane keeps them by reference).
  */
 export function releaseSlots(plan: Plan): void {
-  for (const t of plan.tables.values()) t.slots = new Uint32Array(0);
+  // only the tables written since the last release hold slots: no allocation for the others
+  for (const t of plan.tables.values()) if (t.slots.length) t.slots = new Uint32Array(0);
 }

@@ -131,6 +131,23 @@ function safeIsFile(p: string): boolean {
 interface FileState {
   text: string;
   objects: ManifestObject[];
+  /** what stat said when text was read: an unchanged stat skips the read */
+  stat?: string;
+}
+
+/**
+ * ino, size and times: a file rewritten in place or replaced by a rename changes one of them. A file
+ * changed in the last 2 s gets no key (re-read next time): timestamps can be as coarse as a clock
+ * tick, so a same-size write in the same tick would go unseen (git's "racy" index entries).
+ */
+function statKey(p: string): string | undefined {
+  try {
+    const s = statSync(p, { bigint: true });
+    if (Number(s.ctimeNs / 1_000_000n) > Date.now() - 2000) return undefined;
+    return `${s.ino}|${s.size}|${s.mtimeNs}|${s.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Reads a folder once. Later files (by path) win over earlier ones for the same object. */
@@ -152,6 +169,10 @@ export class ManifestsReader {
     const present = new Set(paths);
     for (const p of [...this.#files.keys()]) if (!present.has(p)) this.#files.delete(p);
     for (const p of paths) {
+      const prevState = this.#files.get(p);
+      // a folder of 10,000 files: a rescan reads only what changed
+      const st = statKey(p);
+      if (prevState && st !== undefined && prevState.stat === st) continue;
       let text: string;
       try {
         text = readFileSync(p, 'utf8');
@@ -161,13 +182,16 @@ export class ManifestsReader {
         else problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
         continue;
       }
-      const prev = this.#files.get(p);
-      if (prev && prev.text === text) continue;
+      const prev = prevState;
+      if (prev && prev.text === text) {
+        prev.stat = st;
+        continue;
+      }
       const res = parseManifestText(this.#rel(p), text);
       problems.push(...res.problems);
-      if (res.ok) this.#files.set(p, { text, objects: res.objects });
-      else if (prev) this.#files.set(p, { text, objects: prev.objects });
-      else this.#files.set(p, { text, objects: [] });
+      if (res.ok) this.#files.set(p, { text, objects: res.objects, stat: st });
+      else if (prev) this.#files.set(p, { text, objects: prev.objects, stat: st });
+      else this.#files.set(p, { text, objects: [], stat: st });
     }
     return { objects: this.#collect(paths.filter((p) => this.#files.has(p)), problems), problems };
   }

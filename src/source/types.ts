@@ -24,6 +24,8 @@ export function objectKey(obj: { metadata?: { namespace?: string; name?: string 
   return ns ? `${ns}/${name}` : name;
 }
 
+const NO_KEYS: ReadonlySet<string> = new Set();
+
 export type StoreListener = (kind: Kind, key: string) => void;
 
 /** Holds the latest version of each object; tells listeners what changed (level-triggered: the reader re-reads). */
@@ -32,15 +34,47 @@ export class ObjectStore {
     Service: new Map(), EndpointSlice: new Map(), Node: new Map(),
   };
   readonly #listeners = new Set<StoreListener>();
+  /** namespace/service-name (the kubernetes.io/service-name label) -> keys of its EndpointSlices */
+  readonly #slicesBySvc = new Map<string, Set<string>>();
+  /** the group each slice key is indexed under */
+  readonly #sliceSvc = new Map<string, string>();
 
   upsert<K extends Kind>(kind: K, obj: KindMap[K]): void {
     const key = objectKey(obj);
     this.#maps[kind].set(key, obj);
+    if (kind === 'EndpointSlice') this.#index(key, obj as V1EndpointSlice);
     this.#emit(kind, key);
   }
 
   delete(kind: Kind, key: string): void {
-    if (this.#maps[kind].delete(key)) this.#emit(kind, key);
+    if (this.#maps[kind].delete(key)) {
+      if (kind === 'EndpointSlice') this.#index(key, undefined);
+      this.#emit(kind, key);
+    }
+  }
+
+  /** Keys of the EndpointSlices labelled for a Service (namespace/name), as the store holds them now. */
+  slicesOf(serviceKey: string): ReadonlySet<string> {
+    return this.#slicesBySvc.get(serviceKey) ?? NO_KEYS;
+  }
+
+  #index(key: string, slice: V1EndpointSlice | undefined): void {
+    const name = slice?.metadata?.labels?.['kubernetes.io/service-name'];
+    const group = typeof name === 'string' && name ? `${slice?.metadata?.namespace ?? 'default'}/${name}` : undefined;
+    const old = this.#sliceSvc.get(key);
+    if (old === group) return;
+    if (old !== undefined) {
+      const set = this.#slicesBySvc.get(old)!;
+      set.delete(key);
+      if (!set.size) this.#slicesBySvc.delete(old);
+      this.#sliceSvc.delete(key);
+    }
+    if (group !== undefined) {
+      let set = this.#slicesBySvc.get(group);
+      if (!set) this.#slicesBySvc.set(group, set = new Set());
+      set.add(key);
+      this.#sliceSvc.set(key, group);
+    }
   }
 
   /** Replaces every object of a kind (a relist): objects not in objs are removed. */
@@ -53,11 +87,20 @@ export class ObjectStore {
     for (const [key, o] of next) if (map.get(key) !== o) changed.add(key);
     map.clear();
     for (const [key, o] of next) map.set(key, o);
+    if (kind === 'EndpointSlice') for (const key of changed) this.#index(key, next.get(key) as V1EndpointSlice | undefined);
     for (const key of changed) this.#emit(kind, key);
   }
 
   get<K extends Kind>(kind: K, key: string): KindMap[K] | undefined {
     return this.#maps[kind].get(key);
+  }
+
+  /**
+   * The store's own maps, read-only, in O(1): what a snapshot would hold now, and later changes too.
+   * For a reader that is done before it yields (the agent's compile); snapshot() for one that is not.
+   */
+  view(): Snapshot {
+    return { services: this.#maps.Service, endpointSlices: this.#maps.EndpointSlice, nodes: this.#maps.Node };
   }
 
   snapshot(): Snapshot {

@@ -201,6 +201,57 @@ if (!isRoot) {
     again.close();
   });
 
+  test('recycleTables: an endpoint change writes the new table into the old one\'s array, no lb_maglev insert', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true, recycleTables: true } });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
+    const shared = bes([1, 2, 3]);
+    // a ClusterIP and a NodePort of one Service share a table; another Service has its own
+    const s1: NodeState = { frontends: [
+      fe({ address: '10.96.0.1', port: 80, backends: shared }),
+      fe({ address: '192.168.50.2', port: 30080, scope: 'external', type: 'NodePort', backends: shared }),
+      fe({ address: '10.96.0.2', port: 80, backends: bes([7, 8]) }),
+    ] };
+    const p1 = buildPlan(s1, undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, p1));
+    const keys = () => [...d.maps.map('lb_maglev').keys()].map((k) => L.decodeU32(k)).sort();
+    const before = keys();
+    const feTable = (key: string) => L.decodeFrontend(d.maps.map('lb_frontends').lookup(L.encodeFeKey(p1.frontends.get(key)!))!).tableId;
+    const k1 = feTable('10.96.0.1|80|TCP|internal');
+    // one endpoint replaced: same count, same M; both frontends move to the new table together
+    const moved = bes([1, 2, 4]);
+    const s2: NodeState = { frontends: [{ ...s1.frontends[0]!, backends: moved }, { ...s1.frontends[1]!, backends: moved }, s1.frontends[2]!] };
+    const p2 = buildPlan(s2, p1, { seed: SEED });
+    const ops = diffPlans(p1, p2);
+    t.true(ops.some((o) => o.op === 'createTable') && ops.some((o) => o.op === 'deleteTable'));
+    d.maps.apply(ops);
+    t.is(d.maps.deferredTables, 0, 'nothing left to remove');
+    t.deepEqual(keys(), before, 'no table inserted into lb_maglev');
+    t.is(feTable('10.96.0.1|80|TCP|internal'), k1, 'the frontend keeps its lb_maglev key');
+    const t2 = p2.tables.get(p2.frontends.get('10.96.0.1|80|TCP|internal')!.tableId)!;
+    t.not(t2.id, k1);
+    t.deepEqual(d.maps.readTable(t2.id, t2.m), t2.slots, 'the array holds the new table');
+    // a change that does not keep M, then the same Service back: tables are created as usual
+    // and the translation stays right; the plan's ids reused later land on free keys
+    const s3: NodeState = { frontends: [{ ...s2.frontends[0]!, backends: bes([1, 2, 4, 5, 6]) }, { ...s2.frontends[1]!, backends: bes([1, 2, 4, 5, 6]) }, s1.frontends[2]!] };
+    const p3 = buildPlan(s3, p2, { seed: SEED });
+    d.maps.apply(diffPlans(p2, p3));
+    const p4 = buildPlan(s1, p3, { seed: SEED });
+    d.maps.apply(diffPlans(p3, p4));
+    d.maps.flushDeferred();
+    for (const tb of p4.tables.values()) t.deepEqual(d.maps.readTable(tb.id, tb.m), tb.slots, `table ${tb.id}`);
+    t.is(keys().length, p4.tables.size);
+    const back = d.maps.readPlan();
+    t.is(back.frontends.size, 3);
+    for (const f of back.frontends.values()) {
+      const want = p4.frontends.get(`${f.address}|${f.port}|${f.protocol}|${f.scope}`)!;
+      t.deepEqual(f.backendIds, want.backendIds);
+      t.deepEqual(d.maps.map('lb_maglev').lookupId(L.encodeU32(f.tableId)) !== undefined, true);
+    }
+  });
+
   test('pinned maps of an older build are named and refused on request, else carried over: entries kept where the layout allows', (t) => {
     const root = tempPinRoot(t);
     smallMaps(root, { lb_backends: 2, lb_ct: 64 });

@@ -27,3 +27,30 @@ test('over a limit, the last Services by name are dropped until the rest fits, a
   t.deepEqual(fitToCapacity(state, { ...UNLIMITED, frontendIds: 3 }).dropped, ['ns/c']);
   t.deepEqual(fitToCapacity(state, { ...UNLIMITED, slots: 0 }).dropped, ['ns/a', 'ns/b', 'ns/c']);
 });
+
+test('CapacityTracker gives fitToCapacity\'s result over a sequence of states sharing objects', async (t) => {
+  const { CapacityTracker } = await import('../../src/plan/capacity.js');
+  const tr = new CapacityTracker();
+  const a = fe('ns/a', '10.96.0.1', 2), b = fe('ns/b', '10.96.0.2', 2), c = fe('ns/c', '10.96.0.3', 2);
+  // a second frontend of ns/a over the same backends: they count once
+  const a2 = { ...a, port: 81, backends: a.backends };
+  const states: NodeState[] = [
+    { frontends: [a, b, c] },
+    { frontends: [a, a2, b, c] },
+    { frontends: [a, b] },
+    { frontends: [a, fe('ns/b', '10.96.0.2', 3), c] },
+    { frontends: [] },
+    { frontends: [c, c] },
+    { frontends: [a, a2, b, c] },
+  ];
+  const caps = [UNLIMITED, { ...UNLIMITED, backends: 4 }, { ...UNLIMITED, slots: 5 }, { ...UNLIMITED, frontends: 2 }];
+  for (const s of states) {
+    for (const cap of caps) {
+      const want = fitToCapacity(s, cap);
+      const got = tr.fit(s, cap);
+      t.deepEqual(got.dropped, want.dropped);
+      t.is(got.limit, want.limit);
+      t.deepEqual(got.state.frontends, want.state.frontends);
+    }
+  }
+});

@@ -173,9 +173,10 @@ export class BpfDataplane implements Dataplane {
   }
 
   async init(): Promise<void> {
-    // dropped Maglev tables are removed off the sync's critical path: each removal from the
+    // dropped Maglev tables are removed off the sync's critical path, and an endpoint change that
+    // keeps M rewrites its table's array in place: each insert into or removal from the
     // hash-of-maps waits for an RCU grace period (5-20 ms here)
-    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true } });
+    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true, recycleTables: true } });
     this.#loaded = loaded;
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));

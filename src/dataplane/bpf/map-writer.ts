@@ -38,6 +38,13 @@ const DEFERRED_TABLES_MAX = 1024;
 export interface BpfMapsOptions {
   /** leave dropped Maglev tables for flushDeferred() (one RCU grace period less per change) */
   deferTableDeletes?: boolean;
+  /**
+   * Write a new Maglev table of the same M into the array of the table it replaces, slot by slot,
+   * when every frontend of the old table moves to the new one in the same apply (an endpoint change):
+   * no map-in-map insert, so no RCU grace period. Plan table ids then differ from lb_maglev's keys;
+   * the writer translates (kernelTableId).
+   */
+  recycleTables?: boolean;
 }
 
 export interface ApplyResult {
@@ -64,6 +71,7 @@ export class MapWriter {
    * DEFERRED_TABLES_MAX are pending: an endpoint change then waits for one grace period, not two.
    */
   private readonly deferTableDeletes: boolean;
+  /** lb_maglev keys whose removal is deferred */
   private readonly pendingTableDeletes = new Set<number>();
 
   /**
@@ -74,11 +82,116 @@ export class MapWriter {
    */
   private members: Map<number, number[]> | undefined;
   private memberRemovals: L.MemberKey[] = [];
+  private readonly recycleTables: boolean;
+  /** plan table id -> lb_maglev key, where they differ (a recycled table's array); identity otherwise */
+  private readonly kid = new Map<number, number>();
+  /** lb_maglev keys held under another plan id (the inverse of kid) */
+  private readonly kidOwner = new Map<number, number>();
+  /** M of the tables this writer created (recycling needs the same M and every frontend of the table known) */
+  private readonly tableM = new Map<number, number>();
+  /** frontend id -> plan table id, and table -> its frontends, for the tables in tableM */
+  private readonly feTable = new Map<number, number>();
+  private readonly tableFes = new Map<number, Set<number>>();
+  /** plan table id (new) -> plan table id whose array it takes, for the apply under way */
+  private recycling = new Map<number, number>();
+  /** lb_maglev keys of the tables createTables is writing */
+  private tableKeys = new Map<PlanTable, number>();
 
   constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
     this.maps = maps;
     this.state = state;
     this.deferTableDeletes = opts.deferTableDeletes ?? false;
+    this.recycleTables = opts.recycleTables ?? false;
+  }
+
+  /** The lb_maglev key that holds the plan's table id. */
+  kernelTableId(planId: number): number {
+    return this.kid.get(planId) ?? planId;
+  }
+
+  /** Which new tables of ops can take the array of a table they replace (see recycleTables). */
+  private planRecycling(ops: readonly PlanOp[]): Map<number, number> {
+    const out = new Map<number, number>();
+    if (!this.recycleTables) return out;
+    const created = new Map<number, PlanTable>(), deleted = new Set<number>(), moves = new Map<number, number>();
+    for (const o of ops) {
+      if (o.op === 'createTable') created.set(o.table.id, o.table);
+      else if (o.op === 'deleteTable') deleted.add(o.tableId);
+      else if (o.op === 'upsertFrontend') moves.set(o.frontend.id, o.frontend.tableId);
+      else if (o.op === 'deleteFrontend') moves.set(o.frontend.id, -1);
+    }
+    if (!created.size || !deleted.size) return out;
+    const taken = new Set<number>();
+    for (const [feId, to] of moves) {
+      const t = created.get(to);
+      const from = this.feTable.get(feId);
+      if (!t || from === undefined || out.has(to) || taken.has(from) || !deleted.has(from) || this.tableM.get(from) !== t.m) continue;
+      // every frontend of the old table must move to this one now: no reader may be left on it
+      let all = true;
+      for (const f of this.tableFes.get(from) ?? []) if (moves.get(f) !== to) all = false;
+      if (!all) continue;
+      out.set(to, from);
+      taken.add(from);
+    }
+    return out;
+  }
+
+  private noteFrontend(feId: number, tableId: number | undefined): void {
+    const old = this.feTable.get(feId);
+    if (old === tableId) return;
+    if (old !== undefined) {
+      const set = this.tableFes.get(old);
+      set?.delete(feId);
+      if (set && !set.size) this.tableFes.delete(old);
+      this.feTable.delete(feId);
+    }
+    if (tableId !== undefined && this.tableM.has(tableId)) {
+      this.feTable.set(feId, tableId);
+      let set = this.tableFes.get(tableId);
+      if (!set) this.tableFes.set(tableId, set = new Set());
+      set.add(feId);
+    }
+  }
+
+  /** A plan table id now lives under the lb_maglev key k. */
+  private setKid(planId: number, k: number): void {
+    const old = this.kid.get(planId);
+    if (old !== undefined) this.kidOwner.delete(old);
+    if (k === planId) this.kid.delete(planId);
+    else {
+      this.kid.set(planId, k);
+      this.kidOwner.set(k, planId);
+    }
+  }
+
+  /** The lb_maglev key for a new (not recycled) table: its own id unless another table's array holds it. */
+  private freeKid(planId: number): number {
+    if (!this.kidOwner.has(planId)) return planId;
+    // a table living under another key leaves its own key free (there are as many keys as tables)
+    for (const p of this.kid.keys()) if (!this.kidOwner.has(p) && !this.pendingTableDeletes.has(p)) return p;
+    for (const p of this.kid.keys()) if (!this.kidOwner.has(p)) return p;
+    throw new KbpError('KBP_ERR_INTERNAL', `no free lb_maglev key for Maglev table ${planId}`);
+  }
+
+  /** Writes table t into the array that table `from` holds; t takes its lb_maglev key. */
+  private recycleInto(t: PlanTable, from: number): void {
+    if (t.slots.length !== t.m || t.m < 1) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${t.slots.length} slots for M=${t.m}`);
+    const k = this.kernelTableId(from);
+    const innerId = this.maps.lb_maglev.lookupId(L.encodeU32(k));
+    if (innerId === undefined) throw new KbpError('KBP_ERR_DATAPLANE', `Maglev table ${from} (lb_maglev key ${k}) is missing`);
+    const inner = BpfMap.fromId(innerId);
+    try {
+      // each slot is one aligned u32: a reader sees it old or new, both backends that exist now
+      const values = L.encodeMaglevTable(t.slots);
+      if (inner.flags & BPF_F_MMAPABLE) inner.writeMmap(values);
+      else inner.updateBatch(L.encodeArrayKeys(L.maglevElems(t.m)), values, L.maglevElems(t.m));
+    } finally {
+      inner.close();
+    }
+    this.kid.delete(from);
+    this.kidOwner.delete(k);
+    this.setKid(t.id, k);
+    this.tableM.set(t.id, t.m);
   }
 
   /** Table ids whose removal is deferred (see deferTableDeletes). */
@@ -133,6 +246,7 @@ export class MapWriter {
     const res: ApplyResult = { batches: 0, tables: 0 };
     ops = groupRemovals(ops);
     if (!this.members) this.syncMembers();
+    this.recycling = this.planRecycling(ops);
     try {
       for (let i = 0; i < ops.length;) {
         let j = i + 1;
@@ -182,7 +296,17 @@ export class MapWriter {
         return;
       }
       case 'createTable': {
-        const tables = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
+        const all = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
+        const tables: PlanTable[] = [];
+        for (const t of all) {
+          const from = this.recycling.get(t.id);
+          if (from === undefined) tables.push(t);
+          else {
+            this.recycleInto(t, from);
+            res.batches++;
+          }
+        }
+        res.tables += all.length - tables.length;
         for (let i = 0; i < tables.length; i += TABLES_PER_SWAP) {
           this.createTables(tables.slice(i, i + TABLES_PER_SWAP));
           res.batches += 1 + Math.min(TABLES_PER_SWAP, tables.length - i);
@@ -256,11 +380,14 @@ export class MapWriter {
             throw new KbpError('KBP_ERR_MAP_FULL', `frontend ${fmtFe(f)}: id ${f.id} is outside 1..${L.LB_FE_ID_MAX - 1} (LB_FE_ID_MAX: lb_fe_stats and lb_revnat are indexed by it)`);
           }
           L.encodeFeKey(f, keys, i * L.FE_KEY.size);
-          L.encodeFrontend(frontendValue(f), values, i * L.FRONTEND.size);
+          const v = frontendValue(f);
+          if (v.tableId) v.tableId = this.kernelTableId(v.tableId);
+          L.encodeFrontend(v, values, i * L.FRONTEND.size);
         });
         // names first: a crash after the write must not leave a frontend without its Service name
         for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName, terminating: f.terminatingIds });
         this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
+        for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
         res.batches++;
         return;
       }
@@ -286,7 +413,10 @@ export class MapWriter {
         const keys = Buffer.alloc(fs.length * L.FE_KEY.size);
         fs.forEach((f, i) => L.encodeFeKey(f, keys, i * L.FE_KEY.size));
         this.maps.lb_frontends.deleteMany(keys, fs.length);
-        for (const f of fs) this.state?.deleteFrontend(f.id);
+        for (const f of fs) {
+          this.state?.deleteFrontend(f.id);
+          this.noteFrontend(f.id, undefined);
+        }
         res.batches++;
         return;
       }
@@ -296,7 +426,19 @@ export class MapWriter {
         return;
       case 'deleteTable': {
         // dropping the outer entry releases the inner array (the kernel frees it after readers finish)
-        const ids = run.map((o) => (o as Extract<PlanOp, { op: 'deleteTable' }>).tableId);
+        const recycled = new Set(this.recycling.values());
+        const ids: number[] = [];
+        for (const o of run) {
+          const id = (o as Extract<PlanOp, { op: 'deleteTable' }>).tableId;
+          this.tableM.delete(id);
+          this.tableFes.delete(id);
+          if (recycled.has(id)) continue; // its array lives on under the table that took it
+          const k = this.kernelTableId(id);
+          this.kid.delete(id);
+          if (this.kidOwner.get(k) === id) this.kidOwner.delete(k);
+          ids.push(k);
+        }
+        if (!ids.length) return;
         if (this.deferTableDeletes) {
           for (const id of ids) this.pendingTableDeletes.add(id);
           if (this.pendingTableDeletes.size >= DEFERRED_TABLES_MAX) res.batches += this.flushDeferred() ? 1 : 0;
@@ -324,8 +466,15 @@ export class MapWriter {
    * 5-15 ms here), so the outer writes of a run are one batch, not one call per table.
    */
   private createTables(tables: PlanTable[]): void {
-    // an id diff() reuses replaces the deferred table in place; it must not be deleted later
-    for (const t of tables) this.pendingTableDeletes.delete(t.id);
+    // each table's lb_maglev key; a key diff() reuses replaces the deferred table in place, so it must
+    // not be deleted later
+    const keysOf = new Map<PlanTable, number>();
+    for (const t of tables) {
+      const k = this.freeKid(t.id);
+      keysOf.set(t, k);
+      this.pendingTableDeletes.delete(k);
+    }
+    this.tableKeys = keysOf;
     try {
       this.createTablesWith(tables, this.innerFlags);
     } catch (e) {
@@ -359,11 +508,15 @@ export class MapWriter {
       }
       const keys = Buffer.alloc(tables.length * 4), fds = Buffer.alloc(tables.length * 4);
       tables.forEach((t, i) => {
-        L.encodeU32(t.id, keys, i * 4);
+        L.encodeU32(this.tableKeys.get(t) ?? t.id, keys, i * 4);
         L.encodeU32(inners[i]!.fd, fds, i * 4);
       });
       try {
         this.maps.lb_maglev.updateBatch(keys, fds, tables.length);
+        for (const t of tables) {
+          this.setKid(t.id, this.tableKeys.get(t) ?? t.id);
+          if (this.recycleTables) this.tableM.set(t.id, t.m);
+        }
       } catch (e) {
         const i = e instanceof BpfBatchError ? e.processed : 0;
         throw isFull(e) ? this.mapFull(e, 'lb_maglev', `Maglev table ${tables[i]?.id} (M=${tables[i]?.m})`) : e;

@@ -65,7 +65,8 @@ export class BpfMaps {
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
   readPlan(): Plan { return read.readPlan(this.maps, this.state); }
   isEmpty(): boolean { return read.mapsAreEmpty(this.maps); }
-  readTable(tableId: number, m: number): Uint32Array | undefined { return read.readTable(this.maps, tableId, m); }
+  /** by the plan's table id (the writer's lb_maglev key for it: recycleTables) */
+  readTable(tableId: number, m: number): Uint32Array | undefined { return read.readTable(this.maps, this.writer.kernelTableId(tableId), m); }
   readConfig(): L.Config { return read.readConfig(this.maps); }
   devices(): Map<number, number> { return read.readDevices(this.maps); }
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }

@@ -1,0 +1,36 @@
+// ObjectStore: view() is the live maps; slicesOf() follows the kubernetes.io/service-name label
+// through upserts, deletes and relists.
+import test from 'ava';
+import type { V1EndpointSlice } from '@kubernetes/client-node';
+import { ObjectStore } from '../../src/source/types.js';
+
+function slice(name: string, svc: string | undefined, ns = 'default'): V1EndpointSlice {
+  return { addressType: 'IPv4', endpoints: [], metadata: { namespace: ns, name, ...(svc && { labels: { 'kubernetes.io/service-name': svc } }) } };
+}
+
+test('slicesOf follows upserts, relabels, deletes and replace()', (t) => {
+  const s = new ObjectStore();
+  s.upsert('EndpointSlice', slice('web-a', 'web'));
+  s.upsert('EndpointSlice', slice('web-b', 'web'));
+  s.upsert('EndpointSlice', slice('orphan', undefined));
+  s.upsert('EndpointSlice', slice('web-c', 'web', 'other'));
+  t.deepEqual([...s.slicesOf('default/web')], ['default/web-a', 'default/web-b']);
+  t.deepEqual([...s.slicesOf('other/web')], ['other/web-c']);
+  s.upsert('EndpointSlice', slice('web-b', 'api'));
+  t.deepEqual([...s.slicesOf('default/web')], ['default/web-a']);
+  t.deepEqual([...s.slicesOf('default/api')], ['default/web-b']);
+  s.delete('EndpointSlice', 'default/web-a');
+  t.deepEqual([...s.slicesOf('default/web')], []);
+  s.replace('EndpointSlice', [slice('web-a', 'web'), slice('web-b', 'api')]);
+  t.deepEqual([...s.slicesOf('default/web')], ['default/web-a']);
+  t.deepEqual([...s.slicesOf('other/web')], []);
+  t.deepEqual([...s.slicesOf('default/api')], ['default/web-b']);
+});
+
+test('view() is the store itself, snapshot() a copy', (t) => {
+  const s = new ObjectStore();
+  const v = s.view(), snap = s.snapshot();
+  s.upsert('EndpointSlice', slice('web-a', 'web'));
+  t.is(v.endpointSlices.size, 1);
+  t.is(snap.endpointSlices.size, 0);
+});
