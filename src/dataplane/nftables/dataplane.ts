@@ -29,6 +29,8 @@ export interface NftablesDataplaneOptions {
   log?: Logger;
   /** plans with more frontends than this save the state file off the sync's path (default 2000) */
   syncSaveMax?: number;
+  /** how long such a save waits, coalescing the syncs in between (default 1000 ms) */
+  saveDelayMs?: number;
 }
 
 /** Devices of the current network namespace with their addresses (ip -j addr). */
@@ -220,7 +222,7 @@ export class NftablesDataplane implements Dataplane {
     this.#saveTimer ??= setTimeout(() => {
       this.#saveTimer = undefined;
       this.#save();
-    }, 200);
+    }, this.#opts.saveDelayMs ?? 1000);
     this.#saveTimer.unref();
   }
 

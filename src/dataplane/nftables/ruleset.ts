@@ -172,33 +172,45 @@ export function snatSet(d: DClass): string {
   return `snat-${dname(d)}`;
 }
 
-/** The on-demand objects a record needs, by name. */
-function objectsOf(r: FeRec, out: Map<string, ObjDef>): void {
+/** Object definitions by name: a name fixes its text, so each is built once per process. */
+const DEFS = new Map<string, ObjDef>();
+
+function def(name: string, build: () => ObjDef): string {
+  if (!DEFS.has(name)) DEFS.set(name, build());
+  return name;
+}
+
+export function objectDef(name: string): ObjDef {
+  return DEFS.get(name)!;
+}
+
+/** The on-demand objects a record needs, by name (their definitions in DEFS). */
+function objectsOf(r: FeRec, out: Set<string>): void {
   const k = r.order.length;
   if (k === 0) return;
   const d = r.d, T = r.affinity, p = ipk(d.fam);
   const kx = keyExpr(d);
   for (let j = 0; j < k; j++) {
     const bm = backendsMap(d, j);
-    if (!out.has(bm)) out.set(bm, { level: 0, kind: 'map', create: `map ${bm} { type ${keyType(d)} : ${addrType(d.fam)} . inet_service; }` });
+    out.add(def(bm, () => ({ level: 0, kind: 'map', create: `map ${bm} { type ${keyType(d)} : ${addrType(d.fam)} . inet_service; }` })));
     const dnat = `dnat ${p} to ${kx} map @${bm}`;
     if (T) {
       const as = affinitySet(d, j);
-      if (!out.has(as)) out.set(as, { level: 0, kind: 'set', create: `set ${as} { type ${addrType(d.fam)} . ${keyType(d)}; flags dynamic,timeout; size ${AFFINITY_SET_SIZE}; }` });
+      out.add(def(as, () => ({ level: 0, kind: 'set', create: `set ${as} { type ${addrType(d.fam)} . ${keyType(d)}; flags dynamic,timeout; size ${AFFINITY_SET_SIZE}; }` })));
       const sn = selName(d, j, T);
-      if (!out.has(sn)) out.set(sn, { level: 1, kind: 'chain', create: chain(sn, [`update @${as} { ${p} saddr . ${kx} timeout ${T}s }`, dnat]) });
+      out.add(def(sn, () => ({ level: 1, kind: 'chain', create: chain(sn, [`update @${as} { ${p} saddr . ${kx} timeout ${T}s }`, dnat]) })));
     } else {
       const sn = selName(d, j, 0);
-      if (!out.has(sn)) out.set(sn, { level: 1, kind: 'chain', create: chain(sn, [dnat]) });
+      out.add(def(sn, () => ({ level: 1, kind: 'chain', create: chain(sn, [dnat]) })));
     }
   }
   const pn = pickName(r);
-  if (!out.has(pn)) {
+  out.add(def(pn, () => {
     const rules: string[] = [];
     if (T) for (let j = 0; j < k; j++) rules.push(`${p} saddr . ${kx} @${affinitySet(d, j)} goto ${selName(d, j, T)}`);
     rules.push(`numgen random mod ${k} vmap { ${Array.from({ length: k }, (_, j) => `${j} : goto ${selName(d, j, T)}`).join(', ')} }`);
-    out.set(pn, { level: 2, kind: 'chain', create: chain(pn, rules) });
-  }
+    return { level: 2, kind: 'chain', create: chain(pn, rules) };
+  }));
 }
 
 /** Elements only this record owns: set -> key -> value ('' for plain sets). */
@@ -333,11 +345,11 @@ export class NftModel {
     for (const k of keys) {
       const a = this.fresh ? undefined : this.recs.get(k);
       const b = newRecs.get(k);
-      const oa = new Map<string, ObjDef>(), ob = new Map<string, ObjDef>();
+      const oa = new Set<string>(), ob = new Set<string>();
       if (a) objectsOf(a, oa);
       if (b) objectsOf(b, ob);
-      for (const [n, def] of oa) if (!ob.has(n)) addDelta(objDelta, n, def, -1);
-      for (const [n, def] of ob) if (!oa.has(n)) addDelta(objDelta, n, def, +1);
+      for (const n of oa) if (!ob.has(n)) addDelta(objDelta, n, objectDef(n), -1);
+      for (const n of ob) if (!oa.has(n)) addDelta(objDelta, n, objectDef(n), +1);
       const sa: Array<[string, string]> = [], sb: Array<[string, string]> = [];
       if (a) sharedOf(a, sa);
       if (b) sharedOf(b, sb);
@@ -346,10 +358,17 @@ export class NftModel {
       const ea: Array<[string, string, string]> = [], eb: Array<[string, string, string]> = [];
       if (a) ownedOf(a, ea);
       if (b) ownedOf(b, eb);
-      const bm = new Map(eb.map(([s, key, v]) => [`${s}\0${key}`, v]));
-      const am = new Map(ea.map(([s, key, v]) => [`${s}\0${key}`, v]));
-      for (const [s, key, v] of ea) if (bm.get(`${s}\0${key}`) !== v) push(ownDel, s, key);
-      for (const [s, key, v] of eb) if (am.get(`${s}\0${key}`) !== v) push(ownAdd, s, `${key} : ${v}`);
+      if (!a) {
+        for (const [s, key, v] of eb) push(ownAdd, s, `${key} : ${v}`);
+      } else if (!b) {
+        for (const [s, key] of ea) push(ownDel, s, key);
+      } else {
+        // both name the same key (the tuple) in each map: compare per map
+        const bm = new Map(eb.map(([s, , v]) => [s, v]));
+        const am = new Map(ea.map(([s, , v]) => [s, v]));
+        for (const [s, key, v] of ea) if (bm.get(s) !== v) push(ownDel, s, key);
+        for (const [s, key, v] of eb) if (am.get(s) !== v) push(ownAdd, s, `${key} : ${v}`);
+      }
     }
 
     // local backends (masquerade exemption, hairpin)
