@@ -19,6 +19,8 @@ export class ProxyHealth {
   #oldestQueued: number | undefined;
   #nodeEligible = true;
   onProbe?: (path: '/healthz' | '/livez', code: number) => void;
+  /** the data plane in use (bpf, nftables, ...), shown in /healthz's body as --mode auto chose it */
+  dataplaneMode?: string;
 
   constructor(opts: { healthTimeoutMs: number; now?: () => number }) {
     this.#timeoutMs = opts.healthTimeoutMs;
@@ -70,6 +72,7 @@ export class ProxyHealth {
     const lastUpdated = new Date(ok ? now : this.#lastUpdated).toISOString();
     const body: Record<string, unknown> = { lastUpdated, currentTime: new Date(now).toISOString() };
     if (path === '/healthz') body.nodeEligible = this.#nodeEligible;
+    if (path === '/healthz' && this.dataplaneMode) body.dataplaneMode = this.dataplaneMode;
     const code = ok ? 200 : 503;
     this.onProbe?.(path, code);
     res.writeHead(code, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });

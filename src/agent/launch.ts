@@ -36,23 +36,81 @@ export function nodeAddresses(source: Source, s: AgentSettings): string[] {
   return [...out];
 }
 
-/**
- * Picks the data plane for --mode. BPF is the only one built so far: auto uses it when it loads and
- * otherwise fails with the reason, naming what IPVS and nftables would need.
- */
-export async function createDataplane(s: AgentSettings, source: Source, log: Logger): Promise<Dataplane> {
-  if (s.mode === 'ipvs' || s.mode === 'nftables') {
-    throw new KbpError('KBP_ERR_CONFIG', `--mode ${s.mode}: the ${s.mode} data plane is not part of this build yet; use --mode bpf or auto`);
-  }
+/** The data plane chosen for --mode, and why the earlier candidates of auto were skipped. */
+export interface ModeChoice {
+  mode: 'bpf' | 'nftables';
+  skipped: Array<{ mode: string; reason: string }>;
+}
+
+async function probeBpf(): Promise<string | undefined> {
   const { nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
   const native = nativeAvailable();
-  if (!native.ok) {
-    const why = `the BPF data plane cannot load: ${native.reason}`;
-    throw new KbpError(s.mode === 'auto' ? 'KBP_ERR_KERNEL_FEATURE' : 'KBP_ERR_KERNEL_FEATURE',
-      s.mode === 'auto' ? `--mode auto: ${why}; the IPVS and nftables fallbacks are not part of this build yet` : why);
+  if (!native.ok) return `the BPF data plane cannot load: ${native.reason}`;
+  return undefined;
+}
+
+/**
+ * Picks the data plane for --mode. An explicit mode runs exactly that mode or fails with exit 2 and
+ * the reason (kube-proxy removed silent fallback: it hid broken nodes). auto probes BPF, then IPVS
+ * (not in this build: skipped, said so), then nftables (a transaction on a scratch table), and logs
+ * why each earlier one was skipped. A probe proves the feature works: BPF by loading the object (in
+ * init, which fails the start), nftables by committing and deleting a scratch table.
+ */
+export async function chooseMode(s: AgentSettings, log: Logger): Promise<ModeChoice> {
+  if (s.mode === 'ipvs') throw new KbpError('KBP_ERR_CONFIG', '--mode ipvs: the IPVS data plane is not part of this build yet; use --mode bpf, nftables or auto');
+  const skipped: ModeChoice['skipped'] = [];
+  if (s.mode === 'bpf' || s.mode === 'auto') {
+    const why = await probeBpf();
+    if (!why) return { mode: 'bpf', skipped };
+    if (s.mode === 'bpf') throw new KbpError('KBP_ERR_CONFIG', `--mode bpf: ${why}`);
+    skipped.push({ mode: 'bpf', reason: why });
+    skipped.push({ mode: 'ipvs', reason: 'the IPVS data plane is not part of this build yet' });
+  }
+  const { probeNftables } = await import('../dataplane/nftables/dataplane.js');
+  const probe = await probeNftables();
+  if (probe.ok) return { mode: 'nftables', skipped };
+  if (s.mode === 'nftables') throw new KbpError('KBP_ERR_CONFIG', `--mode nftables: ${probe.reason}`);
+  throw new KbpError('KBP_ERR_CONFIG', `--mode auto: no data plane can run here: ${[...skipped.map((x) => `${x.mode}: ${x.reason}`), `nftables: ${probe.reason}`].join('; ')}`);
+}
+
+/**
+ * Builds the data plane for --mode. Switching mode on a node first removes the other mode's state
+ * (as kube-proxy's cleanup of the other proxiers does): BPF's pins and attachments under --bpffs, or
+ * the nftables table and its state file.
+ */
+export async function createDataplane(s: AgentSettings, source: Source, log: Logger, onChosen?: (c: ModeChoice) => void): Promise<Dataplane> {
+  const choice = await chooseMode(s, log);
+  for (const x of choice.skipped) log.warn({ mode: x.mode, reason: x.reason }, 'data plane skipped');
+  log.info({ mode: choice.mode, ...(s.mode === 'auto' && { skipped: choice.skipped.map((x) => x.mode) }) }, 'data plane chosen');
+  onChosen?.(choice);
+  if (choice.mode === 'nftables') {
+    if (existsSync(s.bpffs)) {
+      // a BPF agent ran here before: its programs would translate before nftables sees a packet
+      const { cleanupDataplane } = await import('../dataplane/bpf/dataplane.js');
+      const r = cleanupDataplane(s.bpffs);
+      log.info({ pinRoot: s.bpffs, ...r }, 'switched from bpf: removed its state');
+    }
+    const { NftablesDataplane } = await import('../dataplane/nftables/dataplane.js');
+    return new NftablesDataplane({
+      pinRoot: s.bpffs,
+      devices: s.devices,
+      nodeAddresses: () => nodeAddresses(source, s),
+      log: log.child({ component: 'nftables' }),
+    });
+  }
+  {
+    const { createTransport } = await import('../dataplane/nftables/native.js');
+    const { removeTable } = await import('../dataplane/nftables/dataplane.js');
+    const { removeState, nftStatePath } = await import('../dataplane/nftables/state.js');
+    const { NFT_TABLE } = await import('../dataplane/nftables/helpers.js');
+    try {
+      if (await removeTable(createTransport(), NFT_TABLE)) log.info({ table: NFT_TABLE }, 'switched from nftables: removed its table');
+      removeState(nftStatePath(s.bpffs, NFT_TABLE));
+    } catch (e) {
+      log.warn({ err: e }, 'removing the nftables data plane\'s table failed');
+    }
   }
   const { BpfDataplane } = await import('../dataplane/bpf/dataplane.js');
-  if (s.mode === 'auto') log.info({ mode: 'bpf', reason: 'the BPF object loads on this kernel' }, 'data plane chosen');
   // bpffs for the pins, cgroup v2 for the socket hooks: the same code prepares the lab and the tests
   const host = prepareHost({ pinRoot: s.bpffs });
   for (const did of host.did) log.info({ host: did }, 'prepared the host');
@@ -92,9 +150,15 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   }
   const source = deps.source ?? createSource(s, log);
   // pins of an earlier agent mean a restart: its state keeps serving whatever happens to this start
-  const earlier = !!deps.dataplane || existsSync(s.bpffs);
-  const dataplane = deps.dataplane ?? await createDataplane(s, source, log);
+  let earlier = !!deps.dataplane || existsSync(s.bpffs);
   const metrics = new Metrics();
+  const dataplane = deps.dataplane ?? await createDataplane(s, source, log);
+  if (dataplane.kind === 'nftables' && !deps.dataplane) {
+    const { readNftState } = await import('../dataplane/nftables/dataplane.js');
+    const { createTransport } = await import('../dataplane/nftables/native.js');
+    earlier = !!(await readNftState(createTransport(), { pinRoot: s.bpffs }).catch(() => undefined));
+  }
+  metrics.setDataplaneMode(dataplane.kind);
   const agent = new Agent({ source, dataplane, log, metrics }, {
     compile: {
       nodeName: s.nodeName,
@@ -111,6 +175,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     syncPeriodMs: s.syncPeriodMs,
   });
 
+  agent.health.dataplaneMode = dataplane.kind;
   // health answers while the source is still listing (kube-proxy serves /healthz from the start)
   const servers: Server[] = [];
   const hz = parseBindAddress(s.healthzBindAddress, '--healthz-bind-address');

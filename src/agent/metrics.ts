@@ -80,6 +80,11 @@ export class Metrics {
     name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status',
     labelNames: ['code'], registers: [this.registry],
   });
+  readonly dataplaneMode = new Gauge({
+    name: 'kubebpfproxy_dataplane_mode',
+    help: 'The data plane in use: 1 for the chosen mode (--mode auto picks BPF, then IPVS, then nftables)',
+    labelNames: ['mode'], registers: [this.registry],
+  });
   readonly syncErrors = new Counter({
     name: 'kubebpfproxy_sync_errors_total', help: 'Syncs that failed and were retried',
     registers: [this.registry],
@@ -134,6 +139,11 @@ export class Metrics {
       this.syncDuration.observe({ ip_family }, seconds);
       (full ? this.syncFullDuration : this.syncPartialDuration).observe({ ip_family }, seconds);
     }
+  }
+
+  setDataplaneMode(mode: string): void {
+    this.dataplaneMode.reset();
+    this.dataplaneMode.set({ mode }, 1);
   }
 
   setMaps(maps: Array<{ name: string; entries: number; capacity: number }>): void {

@@ -4,15 +4,16 @@ import { KbpError } from '../../util/errors.js';
 import { parseCommandArgs, type Command } from '../command.js';
 import { DEFAULTS } from '../../agent/config.js';
 
-const help = `Usage: kube-bpf-proxy cleanup [--bpffs PATH] [--mode auto|bpf]
+const help = `Usage: kube-bpf-proxy cleanup [--bpffs PATH] [--mode auto|bpf|nftables]
 
 Removes what the agent of that pin root installed: tc, XDP and cgroup attachments (only where its
 programs are still the ones attached), every pinned program and map, its state file, and the
-nftables masquerade table of this network namespace. Safe to run twice.
+nftables masquerade table of this network namespace; with --mode nftables (or auto), the nftables
+data plane's table and its state file. Safe to run twice.
 
 Options:
   --bpffs PATH       pin root (default ${DEFAULTS.bpffs})
-  --mode auto|bpf
+  --mode auto|bpf|nftables   auto (default) removes both modes' state
   -h, --help
 `;
 
@@ -31,11 +32,18 @@ export const command: Command = {
       return 0;
     }
     const mode = values.mode ?? 'auto';
-    if (mode !== 'auto' && mode !== 'bpf') throw new KbpError('KBP_ERR_USAGE', `cleanup: --mode ${mode}: only the BPF data plane is part of this build`);
+    if (mode !== 'auto' && mode !== 'bpf' && mode !== 'nftables') throw new KbpError('KBP_ERR_USAGE', `cleanup: --mode ${mode}: expected auto, bpf or nftables`);
     const root = resolve(values.bpffs ?? DEFAULTS.bpffs);
-    const { cleanupDataplane } = await import('../../dataplane/bpf/dataplane.js');
-    const r = cleanupDataplane(root);
-    io.stdout(`cleanup ${root}: ${r.detached} attachments removed, ${r.unpinned} pins removed${r.nft ? ', nftables table removed' : ''}\n`);
+    if (mode !== 'nftables') {
+      const { cleanupDataplane } = await import('../../dataplane/bpf/dataplane.js');
+      const r = cleanupDataplane(root);
+      io.stdout(`cleanup ${root}: ${r.detached} attachments removed, ${r.unpinned} pins removed${r.nft ? ', nftables table removed' : ''}\n`);
+    }
+    if (mode !== 'bpf') {
+      const { cleanupNftables } = await import('../../dataplane/nftables/dump.js');
+      const removed = await cleanupNftables(root);
+      if (mode === 'nftables' || removed) io.stdout(`cleanup nftables: ${removed ? 'table removed' : 'no table'}\n`);
+    }
     return 0;
   },
 };

@@ -1,0 +1,94 @@
+// The nftables data plane's sync cost: a full sync of N Services x 10 endpoints (buildPlan, diff,
+// NftablesDataplane.apply: the model's transaction and the kernel taking it) and one endpoint change
+// at a time at 10,000 Services, through libnftables (the addon) and through `nft -f -` (a spawn per
+// transaction). Runs in a fresh network namespace of its own (re-executes itself under unshare -n),
+// so it never touches the host's ruleset.
+//   node --import=tsx bench/nftables.bench.ts [--quick]
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildPlan } from '../src/plan/plan.js';
+import { diffPlans } from '../src/plan/diff.js';
+import type { Plan } from '../src/plan/types.js';
+import type { NodeState } from '../src/model/compiled.js';
+import { NftablesDataplane } from '../src/dataplane/nftables/dataplane.js';
+import { createTransport } from '../src/dataplane/nftables/native.js';
+import { nodeState } from './gen.js';
+
+if (!process.env.KBP_NFT_BENCH_NETNS) {
+  const r = spawnSync('unshare', ['-n', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    { stdio: 'inherit', env: { ...process.env, KBP_NFT_BENCH_NETNS: '1' } });
+  process.exit(r.status ?? 1);
+}
+
+const quick = process.argv.includes('--quick');
+const SEED = 0x6b627078;
+const dir = mkdtempSync(join(tmpdir(), 'kbp-nft-bench-'));
+
+function ms(t0: number): number {
+  return Math.round((performance.now() - t0) * 100) / 100;
+}
+
+/** CPU time of this process since c0 (libnftables runs in its worker threads: counted; a spawned nft: not) */
+function cpuMs(c0: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(c0);
+  return Math.round((d.user + d.system) / 10) / 100;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+async function fullSync(n: number, transport: 'libnftables' | 'nft-spawn'): Promise<{ dp: NftablesDataplane; plan: Plan; state: NodeState; planMs: number; applyMs: number; applyCpuMs: number }> {
+  const dp = new NftablesDataplane({ pinRoot: `/bench-${n}-${transport}`, statePath: join(dir, `${n}-${transport}.json`), devices: ['eth0'], nodeAddresses: () => [], transport: createTransport(transport), syncSaveMax: 0,
+    // the state file (O(N) JSON, written off the sync's path, coalesced) is measured apart below
+    saveDelayMs: 1e9 });
+  await dp.init();
+  const state = nodeState({ services: n, endpointsPerService: 10 });
+  let t0 = performance.now();
+  const plan = buildPlan(state, undefined, { seed: SEED });
+  const ops = diffPlans(undefined, plan);
+  const planMs = ms(t0);
+  t0 = performance.now();
+  const c0 = process.cpuUsage();
+  await dp.apply(ops, plan);
+  const applyMs = ms(t0);
+  return { dp, plan, state, planMs, applyMs, applyCpuMs: cpuMs(c0) };
+}
+
+const results: Record<string, unknown> = {};
+try {
+  for (const transport of (process.argv.includes("--lib-only") ? ["libnftables"] : ["libnftables", "nft-spawn"]) as Array<"libnftables" | "nft-spawn">) {
+    for (const n of quick ? [1000] : [1000, 10000]) {
+      const { dp, plan, state, planMs, applyMs, applyCpuMs } = await fullSync(n, transport);
+      // one endpoint change at a time: a Service loses its first endpoint, then gets it back
+      const samples: number[] = [], cpu: number[] = [];
+      let prev = plan;
+      for (let i = 0; i < (quick ? 10 : 40); i++) {
+        const k = (i * 7919) % n;
+        const f = state.frontends[k]!;
+        const changed = i % 2 === 0 ? { ...f, backends: f.backends.slice(1) } : f;
+        const next = buildPlan({ frontends: state.frontends.map((x, j) => (j === k ? changed : x)) }, prev, { seed: SEED });
+        const ops = diffPlans(prev, next);
+        const t0 = performance.now();
+        const c0 = process.cpuUsage();
+        await dp.apply(ops, next);
+        samples.push(ms(t0));
+        cpu.push(cpuMs(c0));
+        prev = next;
+      }
+      await dp.cleanup();
+      const r = { services: n, endpoints: 10, planMs, fullSyncApplyMs: applyMs, fullSyncApplyCpuMs: applyCpuMs,
+        oneChangeApplyMs: { p50: pct(samples, 50), p99: pct(samples, 99), max: Math.max(...samples) },
+        oneChangeApplyCpuMs: { p50: pct(cpu, 50), p99: pct(cpu, 99) }, loadAverage: (await import('node:os')).loadavg()[0] };
+      results[`${transport}/${n}`] = r;
+      console.log(`${transport.padEnd(12)} N=${String(n).padEnd(6)} full sync: plan ${planMs} ms + apply ${applyMs} ms (cpu ${applyCpuMs} ms); one endpoint change: p50 ${r.oneChangeApplyMs.p50} ms (cpu ${r.oneChangeApplyCpuMs.p50}), p99 ${r.oneChangeApplyMs.p99} ms; load ${r.loadAverage.toFixed(1)}`);
+    }
+  }
+  console.log(JSON.stringify(results));
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,284 @@
+// The nftables data plane behind the Dataplane interface: one inet table (ruleset.ts has its shape),
+// written by one transaction per sync that carries only the elements and chains that changed. The
+// table's content is kept in memory (NftModel) and in a state file beside it; the table is listed
+// only for its one-element generation set, at start and by `dump`.
+import { execFileSync } from 'node:child_process';
+import type { Plan, PlanOp } from '../../plan/types.js';
+import { frontendKey } from '../../plan/types.js';
+import type { Dataplane, DataplaneStats } from '../types.js';
+import { UNLIMITED, type Capacity } from '../../plan/capacity.js';
+import type { Logger } from '../../util/log.js';
+import { silentLogger } from '../../util/log.js';
+import { canonicalIp } from '../../util/ip.js';
+import { systemBinary } from '../../util/exec.js';
+import { createTransport, type NftTransport } from './native.js';
+import { NftModel } from './ruleset.js';
+import { externalDevicesCommands, HELPER_SETS, NFT_TABLE } from './helpers.js';
+import { loadState, nftStatePath, removeState, saveState, type SavedState } from './state.js';
+
+export interface NftablesDataplaneOptions {
+  /** the agent's pin root: names the state file, so agents of several lab nodes are told apart */
+  pinRoot: string;
+  table?: string;
+  statePath?: string;
+  /** external devices by name; default: the devices that hold one of nodeAddresses() */
+  devices?: string[];
+  nodeAddresses: () => string[];
+  masqMark?: number;
+  transport?: NftTransport;
+  log?: Logger;
+  /** plans with more frontends than this save the state file off the sync's path (default 2000) */
+  syncSaveMax?: number;
+  /** how long such a save waits, coalescing the syncs in between (default 1000 ms) */
+  saveDelayMs?: number;
+}
+
+/** Devices of the current network namespace with their addresses (ip -j addr). */
+export function linkAddresses(): Array<{ ifname: string; addresses: string[] }> {
+  const out = execFileSync(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return (JSON.parse(out) as Array<{ ifname: string; addr_info?: Array<{ local?: string }> }>).map((l) => ({
+    ifname: l.ifname,
+    addresses: (l.addr_info ?? []).flatMap((a) => {
+      try { return a.local ? [canonicalIp(a.local)] : []; } catch { return []; }
+    }),
+  }));
+}
+
+/** The generation element of the table, or undefined when the table (or the element) is absent. */
+export async function readGeneration(t: NftTransport, table: string): Promise<number | undefined> {
+  let out: string;
+  try {
+    out = await t.run(`list set inet ${table} ${HELPER_SETS.generation}\n`, { json: true });
+  } catch {
+    return undefined;
+  }
+  const j = JSON.parse(out) as { nftables?: Array<{ set?: { elem?: unknown[] } }> };
+  const elem = j.nftables?.find((x) => x.set)?.set?.elem;
+  const v = Array.isArray(elem) ? Number(elem[0]) : NaN;
+  return Number.isFinite(v) ? v : undefined;
+}
+
+export async function tableExists(t: NftTransport, table: string): Promise<boolean> {
+  try {
+    await t.run(`list table inet ${table}\n`, { json: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The plan the table holds, from the state file, when the file describes the table's generation. */
+export async function readNftState(t: NftTransport, opts: { pinRoot: string; table?: string; statePath?: string }): Promise<SavedState | undefined> {
+  const table = opts.table ?? NFT_TABLE;
+  const saved = loadState(opts.statePath ?? nftStatePath(opts.pinRoot, table));
+  if (!saved) return undefined;
+  const gen = await readGeneration(t, table);
+  return gen !== undefined && gen === saved.gen ? saved : undefined;
+}
+
+/** Deletes the table (one transaction); false when there was none. */
+export async function removeTable(t: NftTransport, table = NFT_TABLE): Promise<boolean> {
+  if (!(await tableExists(t, table))) return false;
+  await t.run(`delete table inet ${table}\n`);
+  return true;
+}
+
+/**
+ * Proves nftables can serve: a scratch table with what the data plane uses (a nat base chain, a
+ * concatenated verdict map, numgen, a dynamic set with timeouts, fib, reject) is committed, then
+ * deleted. A file or module existing proves nothing (kube-proxy's nftables probe does the same).
+ */
+export async function probeNftables(t: NftTransport = createTransport()): Promise<{ ok: true; transport: string } | { ok: false; reason: string }> {
+  const name = `kbp-probe-${process.pid}`;
+  try {
+    await t.run(`table inet ${name} {
+  map m { type ipv4_addr . inet_proto . inet_service : verdict; }
+  set a { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; }
+  chain r {
+    meta l4proto tcp reject with tcp reset
+  }
+  chain s {
+    update @a { ip saddr . ip daddr . meta l4proto . th dport timeout 1s }
+    numgen random mod 2 vmap { 0 : goto r, 1 : goto r }
+  }
+  chain p {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr . meta l4proto . th dport vmap @m
+    fib daddr type local meta l4proto tcp th dport 1 goto s
+  }
+}
+`);
+  } catch (e) {
+    return { ok: false, reason: `an nft transaction on a scratch table failed (${t.kind}): ${(e as Error).message}` };
+  } finally {
+    await t.run(`delete table inet ${name}\n`).catch(() => undefined);
+  }
+  return { ok: true, transport: t.kind };
+}
+
+export class NftablesDataplane implements Dataplane {
+  readonly kind = 'nftables' as const;
+  readonly table: string;
+  readonly #opts: NftablesDataplaneOptions;
+  readonly #log: Logger;
+  readonly #statePath: string;
+  readonly #model: NftModel;
+  #t: NftTransport | undefined;
+  #restored: Plan | undefined;
+  /** frontend id -> key, for ops that name a frontend by id */
+  readonly #keyById = new Map<number, string>();
+  #devicesWanted: string[] = [];
+  #devicesInTable: string | undefined;
+  #plan: Plan | undefined;
+  #saveTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: NftablesDataplaneOptions) {
+    this.#opts = opts;
+    this.table = opts.table ?? NFT_TABLE;
+    this.#log = opts.log ?? silentLogger;
+    this.#statePath = opts.statePath ?? nftStatePath(opts.pinRoot, this.table);
+    this.#model = new NftModel(this.table, { masqMark: opts.masqMark });
+    this.#t = opts.transport;
+  }
+
+  get transport(): NftTransport {
+    return (this.#t ??= createTransport());
+  }
+
+  async init(): Promise<void> {
+    const saved = await readNftState(this.transport, { pinRoot: this.#opts.pinRoot, table: this.table, statePath: this.#statePath });
+    if (saved) {
+      this.#model.restore(saved.plan, saved.orders, saved.gen);
+      this.#restored = saved.plan;
+      this.#plan = saved.plan;
+      for (const [k, f] of saved.plan.frontends) this.#keyById.set(f.id, k);
+      this.#log.info({ table: this.table, frontends: saved.plan.frontends.size, generation: saved.gen, transport: this.transport.kind }, 'reusing the nftables table of an earlier agent');
+    } else {
+      this.#log.info({ table: this.table, transport: this.transport.kind }, (await tableExists(this.transport, this.table))
+        ? 'the nftables table does not match its state file: the first sync replaces it in one transaction'
+        : 'nftables data plane ready; the first sync creates the table');
+    }
+    await this.syncDevices();
+  }
+
+  async readPlan(): Promise<Plan | undefined> {
+    return this.#restored;
+  }
+
+  async apply(ops: PlanOp[], next: Plan): Promise<void> {
+    const touched = new Set<string>();
+    const backendIds = new Set<number>();
+    let nextById: Map<number, string> | undefined;
+    for (const op of ops) {
+      switch (op.op) {
+        case 'upsertFrontend': case 'deleteFrontend': touched.add(frontendKey(op.frontend)); break;
+        case 'upsertSlots': case 'deleteSlots': case 'upsertRevNat': case 'deleteRevNat': case 'setSourceRanges': {
+          let key = this.#keyById.get(op.frontendId);
+          if (key === undefined) {
+            // a frontend new in this sync: its upsertFrontend names it too; look it up once
+            nextById ??= new Map([...next.frontends].map(([k, f]) => [f.id, k]));
+            key = nextById.get(op.frontendId);
+          }
+          if (key !== undefined) touched.add(key);
+          break;
+        }
+        case 'upsertBackend': backendIds.add(op.backend.id); break;
+        case 'deleteBackend': backendIds.add(op.backendId); break;
+        case 'createTable': case 'deleteTable': break; // a frontend moving to another table is upserted
+      }
+    }
+    const wasFresh = this.#model.fresh;
+    const { tx, commit } = this.#model.plan(next, touched, backendIds);
+    let script = tx.script;
+    const devs = this.#devicesWanted.join(',');
+    if (wasFresh || devs !== this.#devicesInTable) script += externalDevicesCommands(this.table, this.#devicesWanted);
+    await this.transport.run(script);
+    commit();
+    this.#devicesInTable = devs;
+    for (const k of touched) {
+      const f = next.frontends.get(k);
+      if (f) this.#keyById.set(f.id, k);
+    }
+    if (wasFresh) {
+      this.#keyById.clear();
+      for (const [k, f] of next.frontends) this.#keyById.set(f.id, k);
+    } else {
+      for (const op of ops) if (op.op === 'deleteFrontend' && !next.frontends.has(frontendKey(op.frontend))) this.#keyById.delete(op.frontend.id);
+    }
+    this.#plan = next;
+    this.#log.debug({ elements: tx.elements, generation: this.#model.gen }, 'nftables transaction committed');
+    this.#scheduleSave(next.frontends.size <= (this.#opts.syncSaveMax ?? 2000));
+  }
+
+  #scheduleSave(now: boolean): void {
+    if (now) {
+      if (this.#saveTimer) clearTimeout(this.#saveTimer);
+      this.#saveTimer = undefined;
+      this.#save();
+      return;
+    }
+    // large plans: the file (MBs of JSON) is written off the sync's path; a kill before it lands
+    // leaves a stale file, which the generation check catches (the next agent rebuilds the table)
+    this.#saveTimer ??= setTimeout(() => {
+      this.#saveTimer = undefined;
+      this.#save();
+    }, this.#opts.saveDelayMs ?? 1000);
+    this.#saveTimer.unref();
+  }
+
+  #save(): void {
+    if (!this.#plan || this.#model.fresh) return;
+    try {
+      saveState(this.#statePath, this.table, this.#model.gen, this.#plan, this.#model.orders());
+    } catch (e) {
+      this.#log.warn({ err: e }, 'writing the nftables state file failed; a restart will rebuild the table');
+    }
+  }
+
+  async syncDevices(): Promise<void> {
+    let want: string[];
+    if (this.#opts.devices) want = [...this.#opts.devices];
+    else {
+      const addrs = new Set(this.#opts.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
+      want = linkAddresses().filter((l) => l.ifname !== 'lo' && l.addresses.some((a) => addrs.has(a))).map((l) => l.ifname);
+    }
+    want = [...new Set(want)].sort();
+    this.#devicesWanted = want;
+    if (this.#model.fresh || want.join(',') === this.#devicesInTable) return;
+    await this.transport.run(externalDevicesCommands(this.table, want));
+    this.#devicesInTable = want.join(',');
+    this.#log.info({ devices: want }, 'external devices');
+  }
+
+  async stats(): Promise<DataplaneStats> {
+    return {
+      maps: this.#model.counts().map((c) => ({ ...c, capacity: Infinity })),
+      events: {},
+      frontends: new Map(),
+    };
+  }
+
+  capacity(): Capacity {
+    return UNLIMITED;
+  }
+
+  async close(): Promise<void> {
+    if (this.#saveTimer) {
+      clearTimeout(this.#saveTimer);
+      this.#saveTimer = undefined;
+      this.#save();
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    await this.close();
+    await removeTable(this.transport, this.table);
+    removeState(this.#statePath);
+    this.#model.fresh = true;
+  }
+}
+
+export function nftStateFile(pinRoot: string, table = NFT_TABLE): string {
+  return nftStatePath(pinRoot, table);
+}
+

@@ -1,0 +1,123 @@
+// How nft commands reach the kernel: libnftables through the kbp_nft addon (one
+// nft_run_cmd_from_buffer per call, on a worker thread), or, where the addon is not built, the
+// system's `nft -f -`. A spawn costs ~16-24 ms before any work (FALLBACKS.md), which alone would
+// exceed a one-change sync's budget, so the addon is the default and the spawn only a fallback.
+// This is the only module that loads kbp_nft.node. One buffer is one netlink batch: atomic.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KbpError } from '../../util/errors.js';
+import { systemBinary } from '../../util/exec.js';
+
+interface NftAddon {
+  newContext(outputFlags: number): object;
+  run(ctx: object, commands: string): Promise<{ rc: number; output: string; error: string }>;
+  constants: { NFT_CTX_OUTPUT_JSON: number; NFT_CTX_OUTPUT_HANDLE: number; NFT_CTX_OUTPUT_NUMERIC_ALL: number };
+}
+
+const ADDON_FILE = join('native', 'build', 'Release', 'kbp_nft.node');
+let addon: NftAddon | undefined;
+let addonError: string | undefined;
+
+function loadAddon(): NftAddon | undefined {
+  if (addon || addonError) return addon;
+  const candidates: string[] = [];
+  if (process.env.KBP_NFT_ADDON) candidates.push(process.env.KBP_NFT_ADDON);
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    candidates.push(join(dir, ADDON_FILE));
+    dir = dirname(dir);
+  }
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    addonError = `${ADDON_FILE} not found (npm run build:native builds it; needs libnftables-dev)`;
+    return undefined;
+  }
+  try {
+    addon = createRequire(import.meta.url)(found) as NftAddon;
+  } catch (e) {
+    addonError = `${found} could not be loaded: ${(e as Error).message}`;
+  }
+  return addon;
+}
+
+export interface NftResult {
+  output: string;
+}
+
+/** Runs nft command buffers, one at a time (a libnftables context is not reentrant). */
+export interface NftTransport {
+  readonly kind: 'libnftables' | 'nft-spawn';
+  /** one buffer = one transaction; rejects with the library's message, the kernel left unchanged */
+  run(commands: string, opts?: { json?: boolean }): Promise<string>;
+}
+
+function fail(commands: string, message: string): KbpError {
+  const first = commands.length > 300 ? `${commands.slice(0, 300)}...` : commands;
+  return new KbpError('KBP_ERR_DATAPLANE', `nft transaction failed: ${message.trim()} (commands: ${JSON.stringify(first)})`);
+}
+
+class LibTransport implements NftTransport {
+  readonly kind = 'libnftables' as const;
+  readonly #a: NftAddon;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(a: NftAddon) {
+    this.#a = a;
+  }
+
+  run(commands: string, opts: { json?: boolean } = {}): Promise<string> {
+    const go = async (): Promise<string> => {
+      // a fresh context per transaction: a long-lived one keeps the cache of everything it ever
+      // added (200,000 elements after a full sync at 10,000 Services) and refreshes it after every
+      // commit, which made a one-element transaction cost ~100 ms of CPU; a new one fetches only
+      // what the commands name (tables, sets, chains), ~1 ms
+      const ctx = opts.json
+        // libnftables 1.0.6 reads JSON input only with the JSON output flag; we only read JSON
+        ? this.#a.newContext(this.#a.constants.NFT_CTX_OUTPUT_JSON)
+        : this.#a.newContext(0);
+      const r = await this.#a.run(ctx, commands);
+      if (r.rc !== 0) throw fail(commands, r.error || `libnftables returned ${r.rc}`);
+      return r.output;
+    };
+    const p = this.#queue.then(go, go);
+    this.#queue = p.catch(() => undefined);
+    return p;
+  }
+}
+
+class SpawnTransport implements NftTransport {
+  readonly kind = 'nft-spawn' as const;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  run(commands: string, opts: { json?: boolean } = {}): Promise<string> {
+    const go = () => new Promise<string>((resolve, reject) => {
+      const child = execFile(systemBinary('nft'), [...(opts.json ? ['-j'] : []), '-f', '-'], { maxBuffer: 1 << 30 }, (err, stdout, stderr) => {
+        if (err) reject(fail(commands, stderr || err.message));
+        else resolve(stdout);
+      });
+      child.stdin?.end(commands);
+    });
+    const p = this.#queue.then(go, go);
+    this.#queue = p.catch(() => undefined);
+    return p;
+  }
+}
+
+/** libnftables when the addon loads, else `nft -f -`; `prefer` forces one (tests, the bench). */
+export function createTransport(prefer?: 'libnftables' | 'nft-spawn'): NftTransport {
+  if (prefer !== 'nft-spawn') {
+    const a = loadAddon();
+    if (a) return new LibTransport(a);
+    if (prefer === 'libnftables') throw new KbpError('KBP_ERR_KERNEL_FEATURE', `libnftables addon: ${addonError}`);
+  }
+  return new SpawnTransport();
+}
+
+/** Why the addon is not used, when it is not. */
+export function addonUnavailableReason(): string | undefined {
+  loadAddon();
+  return addon ? undefined : addonError;
+}

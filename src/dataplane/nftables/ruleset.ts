@@ -1,0 +1,518 @@
+// Plan -> nftables, pure: what the table holds for a plan, and the commands (one transaction) that
+// take it from one plan to the next. No I/O; dataplane.ts sends the text.
+//
+// The table's shape (docs/nftables.md): few chains, large maps. Cost follows the number of chains and
+// rules far more than the number of elements (FALLBACKS.md: a chain per Service and per endpoint
+// loads 10,000 Services in 16-32 s here; maps load them in a fraction of a second), so nothing here
+// is per Service:
+//
+//   dispatch  services-<D>   vmap  [address .] proto . port -> goto pick-<D>-<K>[-a<T>] | goto no-endpoints
+//   choice    pick-<D>-<K>   numgen random mod K vmap { j : goto sel-<D>-<j> }
+//   DNAT      sel-<D>-<j>    dnat to [address .] proto . port map @backends-<D>-<j>
+//
+// D is a dispatch class: scope (int/ext) x family (4/6) x exact address or any local address (np).
+// A frontend with K backends is one element in services-<D> and one in each backends-<D>-<j>, j < K.
+// Chains exist per distinct K (and affinity timeout T) in use, not per Service: a 10,000-Service
+// cluster has a few dozen. Why not the plan's Maglev tables: M >= 251 slots per frontend (1,601 at 10
+// backends) would make 16 M map elements at 10,000 Services; K elements per frontend is what a
+// random choice needs.
+//
+// Affinity (ClientIP): a dynamic set per index, aff-<D>-<j>, of (client . frontend) with the Service's
+// timeout; pick-<D>-<K>-a<T> sends a client found in aff-<D>-<j> (j < K) to asel-<D>-<T>-<j>, which
+// refreshes the entry and DNATs to backend j. Backends keep their index while they stay; a removed
+// backend's index is taken by the last one (swap-remove), so one change rewrites at most two elements
+// per frontend, and a client whose affinity named the removed backend moves to a live one: a removed
+// backend is never chosen again.
+import type { Plan, PlanBackend, PlanFrontend } from '../../plan/types.js';
+import { addrType, chain, FAMILIES, firewallElements, helperDeclarations, hex, HELPER_SETS, ipk, localBackendElements, MASQ_MARK, type Fam } from './helpers.js';
+
+/** Maximum clients remembered per affinity set (per backend index of a dispatch class). */
+export const AFFINITY_SET_SIZE = 1 << 20;
+
+export type ScopeTag = 'int' | 'ext';
+
+/** A dispatch class. */
+export interface DClass {
+  scope: ScopeTag;
+  fam: Fam;
+  /** NodePorts on any local address (0.0.0.0 / ::): keyed by proto . port behind `fib daddr type local` */
+  any: boolean;
+}
+
+export function dname(d: DClass): string {
+  return `${d.scope}${d.fam}${d.any ? 'np' : ''}`;
+}
+
+const DCLASSES: DClass[] = [];
+for (const scope of ['int', 'ext'] as const) for (const fam of FAMILIES) for (const any of [false, true]) DCLASSES.push({ scope, fam, any });
+
+function keyExpr(d: DClass): string {
+  return d.any ? 'meta l4proto . th dport' : `${ipk(d.fam)} daddr . meta l4proto . th dport`;
+}
+
+function keyType(d: DClass): string {
+  return d.any ? 'inet_proto . inet_service' : `${addrType(d.fam)} . inet_proto . inet_service`;
+}
+
+/** What the table holds for one frontend. */
+export interface FeRec {
+  key: string;
+  d: DClass;
+  /** element key text: [address .] proto . port */
+  tuple: string;
+  /** backend ids in index order (index j is backends-<D>-<j>) */
+  order: number[];
+  /** the element value of each, "address . port" */
+  targets: string[];
+  affinity: number;
+  /** external scope with snatRemote and a backend to go to: external traffic is marked for masquerade */
+  snat: boolean;
+  ranges: string[];
+}
+
+function isAny(address: string): boolean {
+  return address === '0.0.0.0' || address === '::' || address === '::ffff:0.0.0.0';
+}
+
+function famOf(address: string): Fam {
+  return address.includes(':') && !address.startsWith('::ffff:') ? 6 : 4;
+}
+
+function plainV4(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+export function protoText(p: string): string {
+  return p.toLowerCase();
+}
+
+/** The backends that take new connections, as the plan's table has them (KEP-1669 already applied). */
+export function membersOf(plan: Plan, f: PlanFrontend): number[] {
+  if (!f.tableId) return [];
+  const t = plan.tables.get(f.tableId);
+  if (t) return t.members;
+  // a table the plan lacks: fall back to the non-terminating backends, or all when none is left
+  const term = new Set(f.terminatingIds);
+  const ready = f.backendIds.filter((id) => !term.has(id));
+  return ready.length ? ready : f.backendIds;
+}
+
+/**
+ * Index order after a change: staying backends keep their index, a removed one's index goes to the
+ * last one, new ones are appended in the plan's order.
+ */
+export function nextOrder(old: readonly number[] | undefined, members: readonly number[]): number[] {
+  if (!old) return [...members];
+  const want = new Set(members);
+  const out = [...old];
+  for (let i = 0; i < out.length;) {
+    if (want.has(out[i]!)) {
+      i++;
+      continue;
+    }
+    out[i] = out[out.length - 1]!;
+    out.pop();
+  }
+  const have = new Set(out);
+  for (const id of members) if (!have.has(id)) out.push(id);
+  return out;
+}
+
+export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] | undefined, backends: ReadonlyMap<number, PlanBackend> = plan.backends): FeRec {
+  const fam = famOf(f.address);
+  const any = isAny(f.address);
+  const d: DClass = { scope: f.scope === 'internal' ? 'int' : 'ext', fam, any };
+  const addr = plainV4(f.address);
+  const tuple = any ? `${protoText(f.protocol)} . ${f.port}` : `${addr} . ${protoText(f.protocol)} . ${f.port}`;
+  const order = nextOrder(oldOrder, membersOf(plan, f));
+  const targets = order.map((id) => {
+    const b = backends.get(id);
+    if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port} names backend ${id}, which the plan lacks`);
+    return `${plainV4(b.address)} . ${b.port}`;
+  });
+  return {
+    key: `${f.address}|${f.port}|${f.protocol}|${f.scope}`, d, tuple, order, targets,
+    affinity: f.affinityTimeout,
+    snat: d.scope === 'ext' && f.snatRemote && order.length > 0,
+    ranges: any ? [] : f.sourceRanges,
+  };
+}
+
+// ---- objects and elements of a record -----------------------------------------------------------
+
+interface ObjDef {
+  /** 0: maps and sets, 1: DNAT chains, 2: choice chains (created in this order, deleted in reverse) */
+  level: 0 | 1 | 2;
+  kind: 'map' | 'set' | 'chain';
+  create: string;
+}
+
+function pickName(r: FeRec): string {
+  const k = r.order.length;
+  return r.affinity ? `pick-${dname(r.d)}-${k}-a${r.affinity}` : `pick-${dname(r.d)}-${k}`;
+}
+
+function selName(d: DClass, j: number, affinity: number): string {
+  return affinity ? `asel-${dname(d)}-${affinity}-${j}` : `sel-${dname(d)}-${j}`;
+}
+
+export function backendsMap(d: DClass, j: number): string {
+  return `backends-${dname(d)}-${j}`;
+}
+
+export function affinitySet(d: DClass, j: number): string {
+  return `aff-${dname(d)}-${j}`;
+}
+
+export function servicesMap(d: DClass): string {
+  return `services-${dname(d)}`;
+}
+
+export function snatSet(d: DClass): string {
+  return `snat-${dname(d)}`;
+}
+
+/** Object definitions by name: a name fixes its text, so each is built once per process. */
+const DEFS = new Map<string, ObjDef>();
+
+function def(name: string, build: () => ObjDef): string {
+  if (!DEFS.has(name)) DEFS.set(name, build());
+  return name;
+}
+
+export function objectDef(name: string): ObjDef {
+  return DEFS.get(name)!;
+}
+
+/** The on-demand objects a record needs, by name (their definitions in DEFS). */
+function objectsOf(r: FeRec, out: Set<string>): void {
+  const k = r.order.length;
+  if (k === 0) return;
+  const d = r.d, T = r.affinity, p = ipk(d.fam);
+  const kx = keyExpr(d);
+  for (let j = 0; j < k; j++) {
+    const bm = backendsMap(d, j);
+    out.add(def(bm, () => ({ level: 0, kind: 'map', create: `map ${bm} { type ${keyType(d)} : ${addrType(d.fam)} . inet_service; }` })));
+    const dnat = `dnat ${p} to ${kx} map @${bm}`;
+    if (T) {
+      const as = affinitySet(d, j);
+      out.add(def(as, () => ({ level: 0, kind: 'set', create: `set ${as} { type ${addrType(d.fam)} . ${keyType(d)}; flags dynamic,timeout; size ${AFFINITY_SET_SIZE}; }` })));
+      const sn = selName(d, j, T);
+      out.add(def(sn, () => ({ level: 1, kind: 'chain', create: chain(sn, [`update @${as} { ${p} saddr . ${kx} timeout ${T}s }`, dnat]) })));
+    } else {
+      const sn = selName(d, j, 0);
+      out.add(def(sn, () => ({ level: 1, kind: 'chain', create: chain(sn, [dnat]) })));
+    }
+  }
+  const pn = pickName(r);
+  out.add(def(pn, () => {
+    const rules: string[] = [];
+    if (T) for (let j = 0; j < k; j++) rules.push(`${p} saddr . ${kx} @${affinitySet(d, j)} goto ${selName(d, j, T)}`);
+    rules.push(`numgen random mod ${k} vmap { ${Array.from({ length: k }, (_, j) => `${j} : goto ${selName(d, j, T)}`).join(', ')} }`);
+    return { level: 2, kind: 'chain', create: chain(pn, rules) };
+  }));
+}
+
+/** Elements only this record owns: set -> key -> value ('' for plain sets). */
+function ownedOf(r: FeRec, out: Array<[set: string, key: string, value: string]>): void {
+  out.push([servicesMap(r.d), r.tuple, r.order.length ? `goto ${pickName(r)}` : 'goto no-endpoints']);
+  for (let j = 0; j < r.order.length; j++) out.push([backendsMap(r.d, j), r.tuple, r.targets[j]!]);
+}
+
+/** Elements records may share (an internal and an external frontend on one address): refcounted. */
+function sharedOf(r: FeRec, out: Array<[set: string, element: string]>): void {
+  if (r.snat) out.push([snatSet(r.d), r.tuple]);
+  out.push(...firewallElements(r.d.fam, r.tuple, r.ranges));
+}
+
+// ---- the table's declaration --------------------------------------------------------------------
+
+/** Everything the table holds before any frontend: helper sets and chains, dispatch maps and chains. */
+export function skeleton(table: string, opts: { masqMark?: number } = {}): string {
+  const mark = opts.masqMark ?? MASQ_MARK;
+  const decl: string[] = [...helperDeclarations({ masqMark: mark })];
+  for (const d of DCLASSES) {
+    decl.push(`map ${servicesMap(d)} { type ${keyType(d)} : verdict; }`);
+    if (d.scope === 'ext') decl.push(`set ${snatSet(d)} { type ${keyType(d)}; }`);
+  }
+  // own scope first, then the other (an eTP=Cluster NodePort has one, external, frontend that serves
+  // pods too); exact addresses before any-address NodePorts, which answer on local addresses only
+  const lookups = (own: ScopeTag, any: boolean): string[] => {
+    const out: string[] = [];
+    for (const scope of [own, own === 'int' ? 'ext' : 'int'] as ScopeTag[]) {
+      for (const fam of FAMILIES) {
+        const d = { scope, fam, any };
+        out.push(`${any ? `meta nfproto ${fam === 4 ? 'ipv4' : 'ipv6'} ` : ''}${keyExpr(d)} vmap @${servicesMap(d)}`);
+      }
+    }
+    return out;
+  };
+  decl.push(chain('nodeports-internal', lookups('int', true)));
+  decl.push(chain('nodeports-external', [
+    ...FAMILIES.map((fam) => `meta nfproto ${fam === 4 ? 'ipv4' : 'ipv6'} meta l4proto . th dport @${snatSet({ scope: 'ext', fam, any: true })} meta mark set meta mark | ${hex(mark)}`),
+    ...lookups('ext', true),
+  ]));
+  decl.push(chain('internal', [...lookups('int', false), 'fib daddr type local goto nodeports-internal']));
+  decl.push(chain('external', [
+    // external traffic to an eTP=Cluster frontend: masquerade unless the chosen backend is local
+    ...FAMILIES.map((fam) => `${keyExpr({ scope: 'ext', fam, any: false })} @${snatSet({ scope: 'ext', fam, any: false })} meta mark set meta mark | ${hex(mark)}`),
+    ...lookups('ext', false),
+    'fib daddr type local goto nodeports-external',
+  ]));
+  decl.push(chain('nat-prerouting', [`iifname @${HELPER_SETS.externalDevices} goto external`, 'goto internal'],
+    'type nat hook prerouting priority dstnat; policy accept;'));
+  decl.push(chain('nat-output', ['goto internal'], 'type nat hook output priority -100; policy accept;'));
+  return `table inet ${table} {\n${decl.map((x) => `  ${x}\n`).join('')}}\n`;
+}
+
+// ---- the model: what the table holds, and the transaction to the next plan ----------------------
+
+export interface Transaction {
+  /** the whole transaction, one buffer */
+  script: string;
+  /** element adds and deletes (for logs and the bench) */
+  elements: number;
+}
+
+/**
+ * What the table holds, in memory: the records, the reference counts of on-demand objects and shared
+ * elements, and the local backend addresses. Built from plans only, so a restart rebuilds it from
+ * the plan and orders in the state file, and never lists the table.
+ */
+export class NftModel {
+  readonly table: string;
+  readonly masqMark: number;
+  readonly recs = new Map<string, FeRec>();
+  readonly #objRefs = new Map<string, { def: ObjDef; n: number }>();
+  readonly #shared = new Map<string, number>();
+  /** local backend address -> backends at it */
+  readonly #local = new Map<string, number>();
+  /** backend id -> local address it counts for */
+  readonly #localOf = new Map<number, string>();
+  gen = 0;
+  /** the table must be (re)created by the next transaction */
+  fresh = true;
+
+  constructor(table: string, opts: { masqMark?: number } = {}) {
+    this.table = table;
+    this.masqMark = opts.masqMark ?? MASQ_MARK;
+  }
+
+  get frontendCount(): number {
+    return this.recs.size;
+  }
+
+  /** element counts per object, for stats */
+  counts(): Array<{ name: string; entries: number }> {
+    const n = new Map<string, number>();
+    for (const r of this.recs.values()) {
+      const own: Array<[string, string, string]> = [];
+      ownedOf(r, own);
+      for (const [s] of own) n.set(s, (n.get(s) ?? 0) + 1);
+    }
+    for (const [k, c] of this.#shared) if (c > 0) {
+      const s = k.slice(0, k.indexOf('\0'));
+      n.set(s, (n.get(s) ?? 0) + 1);
+    }
+    return [...n].map(([name, entries]) => ({ name, entries })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /**
+   * The transaction from what the model holds to `next`, for the frontends `touched` (all when
+   * undefined) and the backends `backendIds` (all when undefined). Does not change the model:
+   * commit() does, once the kernel took the transaction.
+   */
+  plan(next: Plan, touched?: Iterable<string>, backendIds?: Iterable<number>): { tx: Transaction; commit: () => void } {
+    const keys = new Set<string>(touched ?? [...next.frontends.keys(), ...this.recs.keys()]);
+    if (this.fresh) for (const k of next.frontends.keys()) keys.add(k);
+    const newRecs = new Map<string, FeRec | undefined>();
+    for (const k of keys) {
+      const f = next.frontends.get(k);
+      const old = this.fresh ? undefined : this.recs.get(k);
+      newRecs.set(k, f ? feRec(next, f, old?.order) : undefined);
+    }
+
+    // objects and shared elements: count what the touched records drop and add
+    const objDelta = new Map<string, { def: ObjDef; d: number }>();
+    const sharedDelta = new Map<string, number>();
+    const ownDel = new Map<string, string[]>();
+    const ownAdd = new Map<string, string[]>();
+    const push = (m: Map<string, string[]>, s: string, e: string): void => {
+      let a = m.get(s);
+      if (!a) m.set(s, a = []);
+      a.push(e);
+    };
+    for (const k of keys) {
+      const a = this.fresh ? undefined : this.recs.get(k);
+      const b = newRecs.get(k);
+      const oa = new Set<string>(), ob = new Set<string>();
+      if (a) objectsOf(a, oa);
+      if (b) objectsOf(b, ob);
+      for (const n of oa) if (!ob.has(n)) addDelta(objDelta, n, objectDef(n), -1);
+      for (const n of ob) if (!oa.has(n)) addDelta(objDelta, n, objectDef(n), +1);
+      const sa: Array<[string, string]> = [], sb: Array<[string, string]> = [];
+      if (a) sharedOf(a, sa);
+      if (b) sharedOf(b, sb);
+      for (const [s, e] of sa) sharedDelta.set(`${s}\0${e}`, (sharedDelta.get(`${s}\0${e}`) ?? 0) - 1);
+      for (const [s, e] of sb) sharedDelta.set(`${s}\0${e}`, (sharedDelta.get(`${s}\0${e}`) ?? 0) + 1);
+      const ea: Array<[string, string, string]> = [], eb: Array<[string, string, string]> = [];
+      if (a) ownedOf(a, ea);
+      if (b) ownedOf(b, eb);
+      if (!a) {
+        for (const [s, key, v] of eb) push(ownAdd, s, `${key} : ${v}`);
+      } else if (!b) {
+        for (const [s, key] of ea) push(ownDel, s, key);
+      } else {
+        // both name the same key (the tuple) in each map: compare per map
+        const bm = new Map(eb.map(([s, , v]) => [s, v]));
+        const am = new Map(ea.map(([s, , v]) => [s, v]));
+        for (const [s, key, v] of ea) if (bm.get(s) !== v) push(ownDel, s, key);
+        for (const [s, key, v] of eb) if (am.get(s) !== v) push(ownAdd, s, `${key} : ${v}`);
+      }
+    }
+
+    // local backends (masquerade exemption, hairpin)
+    const localDelta = new Map<string, number>();
+    const localOfNext = new Map<number, string | undefined>();
+    const ids = backendIds ? new Set(backendIds) : new Set([...next.backends.keys(), ...this.#localOf.keys()]);
+    if (this.fresh) for (const id of next.backends.keys()) ids.add(id);
+    for (const id of ids) {
+      const was = this.fresh ? undefined : this.#localOf.get(id);
+      const b = next.backends.get(id);
+      const now = b?.local ? plainV4(b.address) : undefined;
+      localOfNext.set(id, now);
+      if (was === now) continue;
+      if (was) localDelta.set(was, (localDelta.get(was) ?? 0) - 1);
+      if (now) localDelta.set(now, (localDelta.get(now) ?? 0) + 1);
+    }
+    const baseLocal = this.fresh ? new Map<string, number>() : this.#local;
+    for (const [addr, d] of localDelta) {
+      const before = baseLocal.get(addr) ?? 0, after = before + d;
+      if (before > 0 && after <= 0) for (const [s, e] of localBackendElements(addr)) push(ownDel, s, e);
+      if (before <= 0 && after > 0) for (const [s, e] of localBackendElements(addr)) push(ownAdd, s, e);
+    }
+    const baseShared = this.fresh ? new Map<string, number>() : this.#shared;
+    for (const [k, d] of sharedDelta) {
+      if (d === 0) continue;
+      const before = baseShared.get(k) ?? 0, after = before + d;
+      const [s, e] = k.split('\0') as [string, string];
+      if (before > 0 && after <= 0) push(ownDel, s, e);
+      if (before <= 0 && after > 0) push(ownAdd, s, e);
+    }
+    const baseObj = this.fresh ? new Map<string, { def: ObjDef; n: number }>() : this.#objRefs;
+    const objCreate: ObjDef[] = [], objDelete: Array<{ name: string; def: ObjDef }> = [];
+    for (const [name, { def, d }] of objDelta) {
+      const before = baseObj.get(name)?.n ?? 0, after = before + d;
+      if (before <= 0 && after > 0) objCreate.push(def);
+      if (before > 0 && after <= 0) objDelete.push({ name, def });
+    }
+
+    // the transaction: objects first (maps, then the chains that use them), element deletes before
+    // adds (a changed value is a delete and an add of its key), then objects no element names
+    const T = this.table;
+    const lines: string[] = [];
+    const gen = this.gen + 1;
+    if (this.fresh) {
+      // replaces whatever an earlier agent left, in the same transaction: no moment without a table
+      lines.push(`add table inet ${T}`, `delete table inet ${T}`, skeleton(T, { masqMark: this.masqMark }).trimEnd());
+    }
+    objCreate.sort((a, b) => a.level - b.level);
+    if (objCreate.length) lines.push(`table inet ${T} {\n${objCreate.map((o) => `  ${o.create}\n`).join('')}}`);
+    let elements = 0;
+    const group = (verb: 'add' | 'delete', m: Map<string, string[]>): void => {
+      for (const [s, es] of m) {
+        elements += es.length;
+        for (let i = 0; i < es.length; i += 4096) lines.push(`${verb} element inet ${T} ${s} { ${es.slice(i, i + 4096).join(', ')} }`);
+      }
+    };
+    group('delete', ownDel);
+    group('add', ownAdd);
+    objDelete.sort((a, b) => b.def.level - a.def.level);
+    for (const o of objDelete) {
+      if (o.def.kind === 'chain') lines.push(`flush chain inet ${T} ${o.name}`, `delete chain inet ${T} ${o.name}`);
+      else lines.push(`delete ${o.def.kind} inet ${T} ${o.name}`);
+    }
+    if (!this.fresh && this.gen > 0) lines.push(`delete element inet ${T} ${HELPER_SETS.generation} { ${gen - 1} }`);
+    lines.push(`add element inet ${T} ${HELPER_SETS.generation} { ${gen} }`);
+
+    const commit = (): void => {
+      if (this.fresh) {
+        this.recs.clear();
+        this.#objRefs.clear();
+        this.#shared.clear();
+        this.#local.clear();
+        this.#localOf.clear();
+        this.fresh = false;
+      }
+      for (const [k, r] of newRecs) {
+        if (r) this.recs.set(k, r);
+        else this.recs.delete(k);
+      }
+      for (const [name, { def, d }] of objDelta) {
+        const e = this.#objRefs.get(name) ?? { def, n: 0 };
+        e.n += d;
+        if (e.n > 0) this.#objRefs.set(name, e);
+        else this.#objRefs.delete(name);
+      }
+      for (const [k, d] of sharedDelta) {
+        const n = (this.#shared.get(k) ?? 0) + d;
+        if (n > 0) this.#shared.set(k, n);
+        else this.#shared.delete(k);
+      }
+      for (const [addr, d] of localDelta) {
+        const n = (this.#local.get(addr) ?? 0) + d;
+        if (n > 0) this.#local.set(addr, n);
+        else this.#local.delete(addr);
+      }
+      for (const [id, a] of localOfNext) {
+        if (a) this.#localOf.set(id, a);
+        else this.#localOf.delete(id);
+      }
+      this.gen = gen;
+    };
+    return { tx: { script: lines.join('\n') + '\n', elements }, commit };
+  }
+
+  /** Index order per frontend key (kept in the state file: a restart must rebuild the same model). */
+  orders(): Map<string, number[]> {
+    return new Map([...this.recs].map(([k, r]) => [k, r.order]));
+  }
+
+  /**
+   * Rebuilds the model of a table that holds `plan` with these orders and generation (a restart).
+   * Records come from the plan with the stored order, so the next transaction is relative to exactly
+   * what the table holds.
+   */
+  restore(plan: Plan, orders: ReadonlyMap<string, number[]>, gen: number): void {
+    this.fresh = true;
+    const order = (k: string): number[] | undefined => orders.get(k);
+    // a throwaway transaction from nothing, with the stored orders, committed: the same counts
+    const saved = new Map<string, FeRec>();
+    for (const [k, f] of plan.frontends) {
+      const o = order(k);
+      const r = feRec(plan, f, undefined);
+      if (o && sameMembers(o, r.order)) {
+        r.order = [...o];
+        r.targets = o.map((id) => { const b = plan.backends.get(id)!; return `${plainV4(b.address)} . ${b.port}`; });
+      }
+      saved.set(k, r);
+    }
+    const { commit } = this.plan(plan);
+    commit();
+    // replace records with the stored orders (counts of objects depend only on K, T and D)
+    for (const [k, r] of saved) this.recs.set(k, r);
+    this.gen = gen;
+  }
+}
+
+function sameMembers(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  const s = new Set(a);
+  return b.every((x) => s.has(x));
+}
+
+function addDelta(m: Map<string, { def: ObjDef; d: number }>, name: string, def: ObjDef, d: number): void {
+  const e = m.get(name);
+  if (e) e.d += d;
+  else m.set(name, { def, d });
+}

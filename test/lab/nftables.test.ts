@@ -1,0 +1,216 @@
+// The nftables data plane end to end (issue 9): the two-node lab, the real agent on each node with
+// --mode nftables, real clients. One lab for the whole file; tests run in order.
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { ClusterLab, nodesYaml, sliceYaml, type LabNode, type LabPod } from '../../lab/cluster.js';
+import { labManifests, PORTS, VIP } from '../../lab/services.js';
+import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
+
+const test = anyTest as TestFn;
+const avail = labAvailable();
+const TABLE = 'kube-bpf-proxy-nft';
+let lab: ClusterLab;
+
+function pod(name: string): LabPod {
+  return lab.pods.get(name)!;
+}
+
+function names(seen: Map<string, number>): string[] {
+  return [...seen.keys()].sort();
+}
+
+async function change(fn: () => void): Promise<void> {
+  const since = Date.now() / 1000;
+  fn();
+  await lab.waitSynced(since);
+}
+
+async function dumpJson(n: LabNode): Promise<string> {
+  const r = await lab.cli(n, ['dump', '-o', 'json', '--mode', 'nftables', '--bpffs', n.pinRoot]);
+  if (r.code !== 0) throw new Error(`dump on ${n.name}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function dumpEqualsCompile(t: ExecutionContext): Promise<void> {
+  for (const n of lab.nodes) t.is(await dumpJson(n), await lab.compileJson(n), `dump -o json equals compile -o json on ${n.name}`);
+}
+
+async function nftList(n: LabNode): Promise<string> {
+  return (await lab.lab.exec(n.ns, '/usr/sbin/nft', ['list', 'table', 'inet', TABLE])).stdout;
+}
+
+test.before(async () => {
+  if (!avail.ok) return;
+  await sweepLeftovers();
+  lab = new ClusterLab({ tag: 'nft', agentArgs: ['--mode', 'nftables'] });
+  await lab.build({ pods: [
+    { name: 'pod-a', node: 1 }, { name: 'pod-b', node: 1 }, { name: 'pod-c', node: 2 },
+    { name: 'client1', node: 1, role: 'client' }, { name: 'client2', node: 2, role: 'client' },
+  ] });
+  lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
+  for (const [f, y] of Object.entries(labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod)))) lab.writeManifest(f, y);
+  for (const n of lab.nodes) await lab.startAgent(n);
+});
+
+test.after.always(async () => {
+  if (lab) await lab.stop();
+});
+
+const labTest = avail.ok ? test.serial : test.serial.skip;
+
+labTest('the agent runs in nftables mode: metric, /healthz body, one table, no BPF program', async (t) => {
+  const n = lab.nodes[0]!;
+  const m = await lab.lab.exec(n.ns, 'curl', ['-s', '--max-time', '2', 'http://127.0.0.1:10249/metrics']);
+  t.regex(m.stdout, /^kubebpfproxy_dataplane_mode\{mode="nftables"\} 1$/m);
+  const h = await lab.lab.exec(n.ns, 'curl', ['-s', '--max-time', '2', 'http://127.0.0.1:10256/healthz']);
+  t.is(JSON.parse(h.stdout).dataplaneMode, 'nftables');
+  t.regex(await nftList(n), /map services-int4 \{/);
+  const tc = await lab.lab.exec(n.ns, 'tc', ['filter', 'show', 'dev', 'eth0', 'ingress']);
+  t.notRegex(tc.stdout, /lb_tc/);
+});
+
+labTest('ClusterIP balances over every backend from pods on both nodes; dump equals compile', async (t) => {
+  for (const c of ['client1', 'client2']) {
+    const seen = await lab.curlMany(pod(c).pod.ns, `http://${VIP.mytest}/`, 24);
+    t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `from ${c}: ${[...seen]}`);
+  }
+  await dumpEqualsCompile(t);
+  const table = await lab.cli(lab.nodes[0]!, ['dump', '--mode', 'nftables', '--bpffs', lab.nodes[0]!.pinRoot]);
+  t.regex(table.stdout, /TCP  10\.100\.77\.149:80 +internal random +default\/mytest-svc:http ClusterIP/);
+});
+
+labTest('UDP over a multi-port Service reaches every backend, replies come from the VIP', async (t) => {
+  const udp = await lab.lab.client(pod('client1').pod.ns, { proto: 'udp', host: VIP.dns, port: 53, count: 24, timeoutMs: 2000 });
+  t.true(udp.every((r) => r.ok), JSON.stringify(udp.filter((r) => !r.ok)));
+  t.deepEqual([...new Set(udp.map((r) => r.reply))].sort(), ['pod-a', 'pod-b', 'pod-c']);
+  t.true(udp.every((r) => r.from?.includes(VIP.dns)), JSON.stringify(udp[0]));
+  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://${VIP.dns}:53/`, 12)), ['pod-a', 'pod-b', 'pod-c']);
+});
+
+labTest('NodePort from outside on each node reaches local and remote backends (eTP Cluster)', async (t) => {
+  for (const n of lab.nodes) {
+    const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 24);
+    t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `via ${n.name}: ${[...seen]}`);
+  }
+});
+
+labTest('LoadBalancer IP and externalIP from outside', async (t) => {
+  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.lb}:8000/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
+  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.externalIP}:8000/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
+});
+
+labTest('externalTrafficPolicy Local: source preserved; a node without local endpoints refuses', async (t) => {
+  const [node1, node2] = lab.nodes as [LabNode, LabNode];
+  for (let i = 0; i < 6; i++) {
+    const a = await lab.curl(lab.ext, `http://${node1.ip4}:${PORTS.nodePortLocal}/client`);
+    t.regex(a, /^pod-[ab] (::ffff:)?192\.168\.50\.100 \d+$/, 'the pod sees the external client itself');
+  }
+  const refused = await lab.curl(lab.ext, `http://${node2.ip4}:${PORTS.nodePortLocal}/`, { timeoutSec: 3 });
+  t.regex(refused, /^ERR 7 /, `node2 has no local endpoint: refused at once, got ${refused}`);
+  // eTP=Cluster external traffic to a remote backend is masqueraded (the reply must come back here)
+  const seen = new Set<string>();
+  for (let i = 0; i < 24 && seen.size < 3; i++) seen.add(await lab.curl(lab.ext, `http://${node2.ip4}:${PORTS.nodePortFixed}/client`));
+  for (const a of seen) {
+    if (a.startsWith('pod-c')) t.regex(a, /192\.168\.50\.100/, `local backend keeps the source: ${a}`);
+    else t.regex(a, /^pod-[ab] (::ffff:)?192\.168\.50\.12 /, `remote backend sees node2's address: ${a}`);
+  }
+});
+
+labTest('loadBalancerSourceRanges deny other sources; a Service without endpoints refuses at once (TCP and UDP)', async (t) => {
+  const denied = await lab.curl(lab.ext, `http://${VIP.lbRanges}/`, { timeoutSec: 2 });
+  t.regex(denied, /^ERR 28 /, `the external client is not in 10.9.9.0/24: dropped, got ${denied}`);
+  const refused = await lab.curl(pod('client1').pod.ns, `http://${VIP.empty}/`, { timeoutSec: 5 });
+  t.regex(refused, /^ERR 7 /);
+  const udp = await lab.lab.client(pod('client1').pod.ns, { proto: 'udp', host: VIP.empty, port: 53, count: 1, timeoutMs: 3000, udpConnect: true });
+  t.false(udp[0]!.ok);
+  t.regex(udp[0]!.error ?? '', /ECONNREFUSED/, 'ICMP port unreachable reaches the client');
+});
+
+labTest('session affinity sticks, and its entry expires after timeoutSeconds (2 s)', async (t) => {
+  const c = pod('client1').pod.ns;
+  const node1 = lab.nodes[0]!;
+  const first = await lab.curlMany(c, `http://${VIP.affinity}:8000/`, 10);
+  t.is(first.size, 1, `sticky: ${[...first]}`);
+  const entry = new RegExp(`${pod('client1').ip4.replace(/\./g, '\\.')} \\. ${VIP.affinity.replace(/\./g, '\\.')} \\. tcp \\. 8000 `);
+  t.regex(await nftList(node1), entry, 'the affinity set holds the client');
+  await new Promise((r) => setTimeout(r, 3000));
+  t.notRegex(await nftList(node1), entry, 'the entry expired after 2 s idle');
+});
+
+labTest('dual-stack Service over IPv6 and IPv4', async (t) => {
+  t.deepEqual(names(await lab.curlMany(pod('client1').pod.ns, `http://[${VIP.dual6}]/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
+  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://[${VIP.dual6}]/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
+  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://${VIP.dual4}/`, 12)), ['pod-a', 'pod-b', 'pod-c']);
+});
+
+labTest('hairpin: a pod balanced to itself through its Service gets through', async (t) => {
+  const seen = await lab.curlMany(pod('pod-a').pod.ns, `http://${VIP.mytest}/`, 24);
+  t.false([...seen.keys()].some((k) => k.startsWith('ERR')), `${[...seen]}`);
+  t.true(seen.has('pod-a'), `pod-a never reached itself: ${[...seen]}`);
+});
+
+labTest('a removed backend is never chosen again, also by a client with affinity; dump equals compile', async (t) => {
+  const all = ['pod-a', 'pod-b', 'pod-c'].map(pod);
+  const yaml = labManifests(lab, all);
+  const without = (file: string, service: string, ports: Parameters<typeof sliceYaml>[0]['ports'], gone: string) =>
+    yaml[file]!.replace(/---\napiVersion: discovery.k8s.io\/v1[\s\S]*$/, '') +
+    sliceYaml({ service, ports, endpoints: all.filter((p) => p.name !== gone).map((p) => ({ pod: p })) });
+  t.teardown(() => change(() => {
+    lab.writeManifest('mytest.yaml', yaml['mytest.yaml']!);
+    lab.writeManifest('affinity.yaml', yaml['affinity.yaml']!);
+  }));
+  // the affinity client's backend is the one removed
+  const c = pod('client2').pod.ns;
+  const sticky = [...(await lab.curlMany(c, `http://${VIP.affinity}:8000/`, 3)).keys()][0]!;
+  await change(() => {
+    lab.writeManifest('mytest.yaml', without('mytest.yaml', 'mytest-svc', [{ name: 'http', port: 8080 }], 'pod-c'));
+    lab.writeManifest('affinity.yaml', without('affinity.yaml', 'nginx-clusterip-svc-sessionaffinityconfig', [{ name: 'http', port: 80 }], sticky));
+  });
+  for (const cl of ['client1', 'client2']) {
+    const seen = await lab.curlMany(pod(cl).pod.ns, `http://${VIP.mytest}/`, 24);
+    t.deepEqual(names(seen), ['pod-a', 'pod-b'], `from ${cl}: ${[...seen]}`);
+  }
+  const after = await lab.curlMany(c, `http://${VIP.affinity}:8000/`, 8);
+  t.false(after.has(sticky), `affinity kept sending to removed ${sticky}: ${[...after]}`);
+  t.is(after.size, 1, `a new sticky backend: ${[...after]}`);
+  await dumpEqualsCompile(t);
+});
+
+labTest('kill -9 the agent and start it again: requests keep working, the table is reused, dump unchanged', async (t) => {
+  const node1 = lab.nodes[0]!;
+  const before = await dumpJson(node1);
+  const gen = /set generation \{[^}]*elements = \{ (\S+) \}/.exec(await nftList(node1))?.[1];
+  let looping = true, failures = 0, total = 0;
+  const loop = (async () => {
+    while (looping && total < 300) {
+      const a = await lab.curl(lab.ext, `http://${node1.ip4}:${PORTS.nodePortFixed}/`, { timeoutSec: 3 });
+      total++;
+      if (a.startsWith('ERR')) failures++;
+    }
+  })();
+  t.teardown(() => { looping = false; });
+  await new Promise((r) => setTimeout(r, 800));
+  node1.agent!.child.kill('SIGKILL');
+  await node1.agent!.exited;
+  node1.agent = undefined;
+  await new Promise((r) => setTimeout(r, 800));
+  await lab.startAgent(node1);
+  await new Promise((r) => setTimeout(r, 800));
+  looping = false;
+  await loop;
+  t.true(total > 5, `${total} requests`);
+  t.is(failures, 0, `${failures} of ${total} requests failed across the restart`);
+  t.is(await dumpJson(node1), before, 'the restarted agent holds the same state');
+  const gen2 = /set generation \{[^}]*elements = \{ (\S+) \}/.exec(await nftList(node1))?.[1];
+  t.is(gen2, gen, 'no transaction was needed: the table was read back, not rebuilt');
+});
+
+labTest('cleanup --mode nftables removes the table; nothing translates any more', async (t) => {
+  const node2 = lab.nodes[1]!;
+  await lab.stopAgent(node2);
+  const r = await lab.cli(node2, ['cleanup', '--mode', 'nftables', '--bpffs', node2.pinRoot]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /table removed/);
+  const nft = await lab.lab.exec(node2.ns, '/usr/sbin/nft', ['list', 'tables']);
+  t.notRegex(nft.stdout, new RegExp(TABLE));
+  t.regex(await lab.curl(pod('client2').pod.ns, `http://${VIP.mytest}/`, { timeoutSec: 1 }), /^ERR/);
+});
