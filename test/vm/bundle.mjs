@@ -32,6 +32,9 @@ const common = {
   format: 'esm',
   target: 'node24',
   external: ['*.node'],
+  // node_modules may be a symlink to a folder of another name (shared between worktrees): resolve
+  // packages from where they are reached, or their own dependencies are not found beside them
+  preserveSymlinks: true,
   // CommonJS dependencies (pino and others) need a require() inside ESM
   banner: { js: "import { createRequire as __kbpCreateRequire } from 'node:module'; const require = __kbpCreateRequire(import.meta.url);" },
   logLevel: 'warning',
