@@ -55,20 +55,43 @@ for i in $(seq 1 "$COUNT"); do
 done
 vm_watchdog "$TIMEOUT"
 
+# VMs end in any order; one that ends without a result (a boot failure, a panic) leaves the others
+# nothing to check against, so they are stopped at once rather than at their own timeouts
 failed=0
-results=()
-for i in $(seq 1 "$COUNT"); do
-  vm_wait "${QPIDS[$((i - 1))]}"
-  rc=$(vm_result "$VM_STATUS")
-  if [[ $rc == 0 ]]; then
-    results+=("node$i: every check passed")
-  elif [[ -n $rc ]]; then
-    failed=1
-    results+=("node$i: exit code $rc")
-  else
-    failed=1
-    results+=("node$i: qemu ended with status $VM_STATUS without the guest reporting a result (boot failure, panic or timeout)")
+declare -A node_of=() result=()
+for i in $(seq 1 "$COUNT"); do node_of[${QPIDS[$((i - 1))]}]=$i; done
+left=("${QPIDS[@]}")
+stopped=
+while ((${#left[@]})); do
+  rest=()
+  stop=
+  for p in "${left[@]}"; do
+    if kill -0 "$p" 2>/dev/null; then rest+=("$p"); continue; fi
+    vm_wait "$p"
+    i=${node_of[$p]}
+    rc=$(vm_result "$VM_STATUS")
+    if [[ $rc == 0 ]]; then
+      result[$i]="every check passed"
+    elif [[ -n $rc ]]; then
+      failed=1
+      result[$i]="exit code $rc"
+    else
+      failed=1
+      if [[ -n $stopped ]]; then
+        result[$i]="stopped: $stopped ended without a result"
+      else
+        result[$i]="qemu ended with status $VM_STATUS without the guest reporting a result (boot failure, panic or timeout)"
+        stop=node$i
+      fi
+    fi
+  done
+  left=("${rest[@]}")
+  if [[ -n $stop ]] && ((${#left[@]})); then
+    echo "vm: $stop ended without a result; stopping the other VMs (pids ${left[*]})"
+    stopped=$stop
+    kill "${left[@]}" 2>/dev/null || true
   fi
+  ((${#left[@]} == 0)) || sleep 1
 done
 secs=$(( $(date +%s) - start ))
 sleep 1 # the consoles' filters end just after their qemu
@@ -78,7 +101,7 @@ echo "vm cluster summary ($COUNT VMs, linux $KVER, socket LB $SOCKET_LB, ${secs}
 for i in $(seq 1 "$COUNT"); do
   grep -aE "^\[node$i\] vm-cluster: node$i: (PASS|FAIL)  " "$RUN/node$i.console" | sed 's/^\[[^]]*\] vm-cluster: /  /' || echo "  node$i: no verdicts (see its console above)"
 done
-for r in "${results[@]}"; do echo "  $r"; done
+for i in $(seq 1 "$COUNT"); do echo "  node$i: ${result[$i]}"; done
 if ((failed)); then
   echo "vm cluster: FAIL"
   exit 1

@@ -115,7 +115,13 @@ vm_initramfs() {
 
   local tool_paths=()
   for t in $tools; do
-    p=$(command -v "$t") || die "$t is missing on this machine (scripts/setup.sh installs the VM tiers' tools)"
+    # from the system's folders, never PATH: under npm scripts node_modules/.bin comes first, and its
+    # `nft` is @vercel/nft's file tracer (src/util/exec.ts resolves tools the same way)
+    p=
+    for d in /usr/sbin /sbin /usr/bin /bin; do
+      if [[ -x $d/$t ]]; then p=$d/$t; break; fi
+    done
+    [[ -n $p ]] || die "$t is missing on this machine (scripts/setup.sh installs the VM tiers' tools)"
     tool_paths+=("$(realpath "$p")")
   done
   local files
@@ -181,7 +187,9 @@ vm_bundle() {
 # vm_boot NAME SMP MEM APPEND [QEMU ARGS...]: starts one VM in the background (its console on stdout
 # and in $RUN/NAME.console, each line prefixed with [NAME] when VM_PREFIX is set, for several VMs) and
 # sets VM_PID to qemu's PID. APPEND adds to
-# the kernel command line; kbp.repo, kbp.kver and kbp.build are always there. The guest reports its
+# the kernel command line; kbp.repo, kbp.kver and kbp.build are always there, and no_timer_check: on a
+# loaded machine the emulated timer can miss the kernel's boot-time check, which then panics ("IO-APIC
+# + timer doesn't work!"; seen here at load 25). The guest reports its
 # exit code through isa-debug-exit (vm_result decodes qemu's status).
 vm_boot() {
   local name=$1 smp=$2 mem=$3 append=$4 prefix=
@@ -190,7 +198,7 @@ vm_boot() {
   qemu-system-x86_64 \
     -name "$name" -machine q35,accel=tcg -cpu max -smp "$smp" -m "$mem" \
     -kernel "$VMLINUZ" -initrd "$RUN/initramfs.cpio" \
-    -append "console=ttyS0 quiet panic=-1 kbp.repo=$REPO kbp.kver=$KVER kbp.build=$RUN/build $append" \
+    -append "console=ttyS0 quiet panic=-1 no_timer_check kbp.repo=$REPO kbp.kver=$KVER kbp.build=$RUN/build $append" \
     -virtfs "local,path=$REPO,mount_tag=repo,security_model=none,readonly=on" \
     -virtfs "local,path=$(dirname "$NODE"),mount_tag=node,security_model=none,readonly=on" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
