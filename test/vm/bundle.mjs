@@ -1,7 +1,10 @@
-// Run by scripts/test-vm.sh on the host: bundles the guest runner and the datapath test files into
-// plain ESM (into the folder named by the first argument), so the VM starts no tsx/esbuild (minutes under emulation). The test
-// files get `ava` aliased to test/vm/mini-ava.ts. The native addon stays on disk where native.ts
-// finds it (see ownUrl below). Writes manifest.json there for the guest.
+// Run by the VM tiers on the host (scripts/vm-lib.sh): bundles the guest's code into plain ESM (into
+// the folder named by the first argument), so the VM starts no tsx/esbuild (minutes under emulation).
+// The second argument names the tier: `datapath` (default; scripts/test-vm.sh): the guest runner and
+// the datapath test files, with `ava` aliased to test/vm/mini-ava.ts, and manifest.json listing them;
+// `cluster` (scripts/test-vm-cluster.sh): the cluster guest, the manifests writer the host runs, and
+// the agent's CLI (src/cli/main.ts, as scripts/bundle.mjs bundles it). The native addon stays on disk
+// where native.ts finds it (see ownUrl below).
 import { build } from 'esbuild';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -11,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 export const TEST_FILES = ['test/datapath/datapath.test.ts', 'test/datapath/sock.test.ts'];
 /** the output folder: the first argument (test-vm.sh gives each run its own) */
 const OUT = process.argv[2] ?? '.vm/build';
+const TIER = process.argv[3] ?? 'datapath';
 
 // Each module keeps its own import.meta.url, so paths it derives from it (the BPF object, the lab's
 // server scripts) point into the checkout, which the VM mounts at the same path, not into the bundle.
@@ -32,6 +36,9 @@ const common = {
   format: 'esm',
   target: 'node24',
   external: ['*.node'],
+  // node_modules may be a symlink to a folder of another name (shared between worktrees): resolve
+  // packages from where they are reached, or their own dependencies are not found beside them
+  preserveSymlinks: true,
   // CommonJS dependencies (pino and others) need a require() inside ESM
   banner: { js: "import { createRequire as __kbpCreateRequire } from 'node:module'; const require = __kbpCreateRequire(import.meta.url);" },
   logLevel: 'warning',
@@ -39,6 +46,15 @@ const common = {
 
 rmSync(OUT, { recursive: true, force: true });
 mkdirSync(OUT, { recursive: true });
+if (TIER === 'cluster') {
+  await Promise.all([
+    build({ ...common, entryPoints: ['test/vm/cluster-guest.ts'], outfile: join(OUT, 'cluster-guest.mjs') }),
+    build({ ...common, entryPoints: ['test/vm/cluster-manifests.ts'], outfile: join(OUT, 'cluster-manifests.mjs') }),
+    build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: join(OUT, 'kube-bpf-proxy.mjs') }),
+  ]);
+  process.exit(0);
+}
+if (TIER !== 'datapath') throw new Error(`bundle.mjs: unknown tier ${TIER} (datapath or cluster)`);
 const tests = TEST_FILES.map((source) => ({ source, bundle: join(OUT, basename(source).replace(/\.ts$/, '.mjs')) }));
 await Promise.all([
   build({ ...common, entryPoints: ['test/vm/guest.ts'], outfile: join(OUT, 'guest.mjs') }),
