@@ -6,7 +6,7 @@
 // XDP calls that happen to be valid act on that namespace's lo only.
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { native } from '../src/dataplane/bpf/native/addon.js';
+import { native, type Handle } from '../src/dataplane/bpf/native/addon.js';
 
 type Kind =
   | 'fd' | 'fdOpt' | 'i32' | 'u32' | 'ifindex' | 'point' | 'prio' | 'bool' | 'str' | 'strOpt' | 'handle'
@@ -206,7 +206,7 @@ async function main(): Promise<void> {
   const [ret] = await p;
   if (ret !== 0) violations.push({ method: 'mapUpdateBatchAsync', args: 'HASH, 4 entries', why: `returned ${ret}` });
   // a handle closed twice, and handles used after close
-  n.objectClose(open);
+  n.objectClose(open as Handle);
   for (const m of ['objectClose', 'objectLoad', 'objectMaps', 'objectPrograms', 'objectClearPins']) await call(m, [open], 'any');
   process.stdout.write(`${JSON.stringify({ calls, threw, exported, untabled, violations })}\n`);
 }

@@ -124,6 +124,7 @@ export class BpfDataplane implements Dataplane {
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean }>();
   #flushTimer: NodeJS.Timeout | undefined;
+  #writes: Promise<void> = Promise.resolve();
 
   constructor(opts: BpfDataplaneOptions) {
     this.#opts = opts;
@@ -159,18 +160,24 @@ export class BpfDataplane implements Dataplane {
 
   async apply(ops: PlanOp[]): Promise<void> {
     const { maps } = this.loaded;
-    maps.apply(ops);
+    // off the event loop: /healthz and /metrics answer during a long apply (issue 7)
+    await this.#serialWrite(() => maps.applyAsync(ops));
     if (maps.deferredTables > 0 && !this.#flushTimer) {
       this.#flushTimer = setTimeout(() => {
         this.#flushTimer = undefined;
-        try {
-          this.#loaded?.maps.flushDeferred();
-        } catch (e) {
+        void this.#serialWrite(async () => { await this.#loaded?.maps.flushDeferredAsync(); }).catch((e: unknown) => {
           this.#log.warn({ err: e }, 'removing dropped Maglev tables failed; retried after the next sync');
-        }
+        });
       }, 200);
       this.#flushTimer.unref();
     }
+  }
+
+  /** Plan writes one at a time: an apply and a deferred flush must not interleave their batches. */
+  #serialWrite<T>(write: () => Promise<T>): Promise<T> {
+    const run = this.#writes.then(write);
+    this.#writes = run.then(() => undefined, () => undefined);
+    return run;
   }
 
   /** Attaches tc to every device (and XDP to external ones) not yet served; forgets vanished ones. */
@@ -258,6 +265,7 @@ export class BpfDataplane implements Dataplane {
   async close(): Promise<void> {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
+    await this.#writes;
     try {
       this.#loaded?.maps.flushDeferred();
     } catch (e) {
