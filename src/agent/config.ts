@@ -27,6 +27,8 @@ export interface AgentSettings {
   externalIPCidrs?: string[];
   minSyncMs: number;
   syncPeriodMs: number;
+  /** device rescan and counter refresh; link events cover new devices in between */
+  housekeepingMs: number;
   seed: number;
   verbosity: number;
   /** fields of the config file that were ignored, for one warning at start */
@@ -44,6 +46,7 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   clusterCidrs: [],
   minSyncMs: 1000,
   syncPeriodMs: 30_000,
+  housekeepingMs: 10_000,
   // the same on every node: Maglev picks the same backend for a flow wherever it lands
   seed: 0x6b62_7078,
   verbosity: 0,
@@ -132,6 +135,7 @@ export function validateSettings(s: AgentSettings): AgentSettings {
     try { parseCidr(c); } catch (e) { fail(`--nodeport-addresses: ${(e as Error).message}`); }
   }
   if (s.minSyncMs < 0 || s.syncPeriodMs <= 0 || s.minSyncMs > s.syncPeriodMs) fail('minSyncPeriod must be between 0 and syncPeriod');
+  if (!(s.housekeepingMs >= 100 && s.housekeepingMs <= 2 ** 31 - 1)) fail(`--housekeeping-interval: must be between 100ms and 596h, got ${s.housekeepingMs} ms`);
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);
   return s;
 }

@@ -104,6 +104,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     seed: s.seed,
     minSyncMs: s.minSyncMs,
     syncPeriodMs: s.syncPeriodMs,
+    housekeepingMs: s.housekeepingMs,
   });
 
   // health answers while the source is still listing (kube-proxy serves /healthz from the start)

@@ -12,6 +12,7 @@ import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
+import { LinkWatcher } from '../link-watch.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
 export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
@@ -37,6 +38,8 @@ export interface BpfDataplaneOptions {
   xdp?: boolean;
   log?: Logger;
   objectPath?: string;
+  /** follow link events (ip monitor link) so a new device is served at once (default true) */
+  watchLinks?: boolean;
 }
 
 export interface Link {
@@ -44,6 +47,16 @@ export interface Link {
   ifname: string;
   addresses: string[];
   up: boolean;
+  /** iproute2's name of the device type (ARPHRD): ether, loopback, none (tun, WireGuard), ipip, ... */
+  linkType: string;
+}
+
+/**
+ * The tc programs parse an Ethernet header at offset 0: only devices whose frames carry one get them.
+ * tun, WireGuard (link_type none), IPIP/GRE/SIT tunnels and the like are skipped with a log line.
+ */
+export function servesLinkType(linkType: string): boolean {
+  return linkType === 'ether';
 }
 
 /** Devices of the current network namespace (ip -j addr: sysfs would show the mount's namespace). */
@@ -54,11 +67,13 @@ export function listLinks(): Link[] {
   } catch (e) {
     throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
   }
-  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; flags?: string[]; operstate?: string; addr_info?: Array<{ local?: string }> }>;
+  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; flags?: string[]; operstate?: string; link_type?: string; addr_info?: Array<{ local?: string }> }>;
   return links.map((l) => ({
     ifindex: l.ifindex,
     ifname: l.ifname,
     up: (l.flags ?? []).includes('UP'),
+    // from rtnetlink's ifi_type in this namespace (/sys/class/net/X/type shows the mount's namespace)
+    linkType: l.link_type ?? 'unknown',
     addresses: (l.addr_info ?? []).flatMap((a) => {
       try { return a.local ? [canonicalIp(a.local)] : []; } catch { return []; }
     }),
@@ -124,6 +139,10 @@ export class BpfDataplane implements Dataplane {
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean }>();
   #flushTimer: NodeJS.Timeout | undefined;
+  /** devices left alone because their frames have no Ethernet header: ifindex -> name (logged once) */
+  #skipped = new Map<number, string>();
+  #links: LinkWatcher | undefined;
+  #deviceSyncQueued = false;
   #writes: Promise<void> = Promise.resolve();
 
   constructor(opts: BpfDataplaneOptions) {
@@ -149,6 +168,19 @@ export class BpfDataplane implements Dataplane {
     for (const [ifindex, flags] of loaded.maps.devices()) {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0 });
     }
+    // before the first scan: a device that appears during it is seen by the next one
+    if (this.#opts.watchLinks !== false) {
+      this.#links = new LinkWatcher({
+        log: this.#log,
+        onEvent: (e) => {
+          this.#log.debug({ device: e.ifname, ifindex: e.ifindex, event: e.kind }, 'link event');
+          this.#requestDeviceSync();
+        },
+        // the monitor (re)started: what changed before it subscribed is found by one more scan
+        onStart: () => this.#requestDeviceSync(),
+      });
+      this.#links.start();
+    }
     await this.syncDevices(true);
     this.#syncSocketHooks();
   }
@@ -173,6 +205,17 @@ export class BpfDataplane implements Dataplane {
     }
   }
 
+  /** One device scan soon, however many link events arrive meanwhile (a new veth brings several). */
+  #requestDeviceSync(): void {
+    if (this.#deviceSyncQueued) return;
+    this.#deviceSyncQueued = true;
+    setImmediate(() => {
+      this.#deviceSyncQueued = false;
+      if (!this.#loaded) return;
+      this.syncDevices().catch((e: unknown) => this.#log.warn({ err: e }, 'device scan after a link event failed; housekeeping retries'));
+    });
+  }
+
   /** Plan writes one at a time: an apply and a deferred flush must not interleave their batches. */
   #serialWrite<T>(write: () => Promise<T>): Promise<T> {
     const run = this.#writes.then(write);
@@ -193,6 +236,15 @@ export class BpfDataplane implements Dataplane {
     const present = new Set<number>();
     for (const l of links) {
       if (l.ifname === 'lo') continue;
+      if (!servesLinkType(l.linkType)) {
+        if (this.#skipped.get(l.ifindex) !== l.ifname) {
+          this.#skipped.set(l.ifindex, l.ifname);
+          this.#log.warn({ device: l.ifname, ifindex: l.ifindex, linkType: l.linkType },
+            'device skipped: its frames have no Ethernet header, which the tc programs parse (Services are not translated on it)');
+        }
+        continue; // not present: an attachment of an earlier run is removed below
+      }
+      this.#skipped.delete(l.ifindex);
       present.add(l.ifindex);
       const external = wantExternal(l);
       const have = this.#attached.get(l.ifindex);
@@ -210,6 +262,7 @@ export class BpfDataplane implements Dataplane {
         this.#log.error({ err: e, device: l.ifname }, 'attaching to device failed');
       }
     }
+    for (const ifindex of [...this.#skipped.keys()]) if (!links.some((l) => l.ifindex === ifindex)) this.#skipped.delete(ifindex);
     for (const ifindex of [...this.#attached.keys()]) {
       if (present.has(ifindex)) continue;
       this.#attached.delete(ifindex);
@@ -263,6 +316,8 @@ export class BpfDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
+    this.#links?.stop();
+    this.#links = undefined;
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     await this.#writes;
