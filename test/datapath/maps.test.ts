@@ -173,8 +173,9 @@ if (!isRoot) {
 
   test('pinned maps that no longer match the object are named, and replaced on request', (t) => {
     const root = tempPinRoot(t);
-    smallMaps(root, { lb_backends: 2 });
     const statePath = tempStatePath(t);
+    // an earlier agent's maps (their ids recorded, so they are its own) of an older definition
+    smallMaps(root, { lb_backends: 2 }, BPF_F_INNER_MAP, statePath);
     const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) }), { instanceOf: KbpError });
     t.regex(e.message, /^pinned maps under \S+ do not match \S+kbp\.bpf\.o: /);
     t.regex(e.message, /lb_backends \(maxEntries 2 pinned, 1048576 in the object\)/);
@@ -217,7 +218,9 @@ if (!isRoot) {
   });
 
   /** The 14 maps with the data plane's key/value sizes but small capacities, pinned under root. */
-  function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP): void {
+  /** Pins maps like the object's but smaller; with statePath, records their ids as an earlier agent of ours would. */
+  function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP, statePath?: string): void {
+    const ids: Record<string, number> = {};
     const spec: Record<L.MapName, [number, number, number, number]> = {
       lb_frontends: [MapType.HASH, L.FE_KEY.size, L.FRONTEND.size, BPF_F_NO_PREALLOC],
       lb_backends: [MapType.HASH, 4, L.BACKEND.size, BPF_F_NO_PREALLOC],
@@ -239,9 +242,15 @@ if (!isRoot) {
       const maxEntries = name === 'lb_config' ? 1 : name === 'lb_stats' ? L.LB_STAT_MAX : capacity[name] ?? 64;
       const m = BpfMap.create({ type, name, keySize, valueSize, maxEntries, flags, ...(type === MapType.HASH_OF_MAPS ? { innerMap: tmpl } : {}) });
       m.pin(join(root, name));
+      ids[name] = m.id;
       m.close();
     }
     tmpl.close();
+    if (statePath) {
+      const st = AgentStateFile.forPinRoot(root, statePath);
+      st.setObjectIds(ids, {});
+      st.save();
+    }
   }
 
   test('a full map is KBP_ERR_MAP_FULL naming the map and the object that did not fit', (t) => {

@@ -160,6 +160,9 @@ export class BpfDataplane implements Dataplane {
     // hash-of-maps waits for an RCU grace period (5-20 ms here)
     const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true } });
     this.#loaded = loaded;
+    for (const r of loaded.refused) {
+      this.#log.warn({ map: r.name, id: r.id, reason: r.reason }, 'pinned map not made by this agent: unpinned and created anew');
+    }
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
