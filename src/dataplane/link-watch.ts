@@ -104,19 +104,24 @@ export class LinkWatcher {
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => { stderr = (stderr + d).slice(-2000); });
     child.on('spawn', () => this.#opts.onStart?.());
-    child.on('error', (e) => this.#log.warn({ err: e }, 'link monitor (ip monitor link) failed to start'));
-    child.on('close', (code, signal) => {
+    // a failed spawn (ENOENT, EAGAIN, ETXTBSY) may bring 'error' without 'close': restart from either, once
+    let ended = false;
+    const end = (code: number | null, signal: NodeJS.Signals | null, err?: Error): void => {
+      if (ended) return;
+      ended = true;
       if (this.#child === child) this.#child = undefined;
       if (this.#stopped) return;
       const min = this.#opts.minBackoffMs ?? 250, max = this.#opts.maxBackoffMs ?? 30_000;
       const delay = Math.min(max, min * 2 ** Math.min(this.#failures, 16));
       this.#failures++;
-      this.#log.warn({ code, signal, stderr: stderr.trim() || undefined, restartInMs: delay }, 'link monitor (ip monitor link) exited; restarting');
+      this.#log.warn({ code, signal, err, stderr: stderr.trim() || undefined, restartInMs: delay }, 'link monitor (ip monitor link) ended; restarting');
       this.#restart = setTimeout(() => {
         this.#restart = undefined;
         if (!this.#stopped) this.#spawn();
       }, delay);
       this.#restart.unref();
-    });
+    };
+    child.on('error', (e) => end(null, null, e));
+    child.on('close', (code, signal) => end(code, signal));
   }
 }
