@@ -1,7 +1,13 @@
 // kbp_native: a thin Node-API layer over libbpf. Each exported function makes one libbpf (or bpf(2))
-// call and reports failure as a negative errno; it never validates, encodes or formats. All of that
-// is in src/dataplane/bpf/native.ts, the only module that loads this file. Buffers are allocated by
-// the caller, so sizes are checked once, in TypeScript, with messages that name the argument.
+// call and reports failure as a negative errno; encoding, policy and friendly messages are the
+// wrappers' (src/dataplane/bpf/native/*.ts; native/addon.ts alone loads this file).
+//
+// The wrappers check every argument first, but this file does not trust them: no call from
+// JavaScript, however wrong, may crash the process (issue 7). Every argument's type and range is
+// checked here too (a TypeError or RangeError naming the method and the argument), handles carry a
+// type tag, and a buffer the kernel writes into or reads from is checked against the map's own key
+// and value sizes, read from the fd (BPF_OBJ_GET_INFO_BY_FD) on each call: that is the one extra
+// system call a map method makes. Built with NAPI_DISABLE_CPP_EXCEPTIONS, so every check returns early.
 #include <napi.h>
 
 #include <bpf/bpf.h>
@@ -10,12 +16,16 @@
 #include <net/if.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <vector>
 
 namespace {
 
@@ -55,22 +65,167 @@ inline int Err(int ret) { return ret < 0 ? (errno ? -errno : ret) : ret; }
 
 inline Napi::Number Num(Napi::Env env, double v) { return Napi::Number::New(env, v); }
 
-inline int I32(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
-inline uint32_t U32(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Uint32Value(); }
+// ---- argument checks ---------------------------------------------------------------------------
+// One Args per call: each getter checks one argument; the first failure throws (TypeError for a wrong
+// type, RangeError for a wrong value or size) naming the method and the argument, and every later
+// getter returns a harmless default. A method reads all its arguments, then returns if !ok().
+struct ObjectHolder;
+const napi_type_tag kObjectTag = {0x6b62707870726f78ULL, 0x626a6563745f6831ULL};  // "kbpxprox" "bject_h1"
 
-// A Buffer argument or null/undefined.
-inline void* Data(const Napi::CallbackInfo& info, size_t i) {
-  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  return info[i].As<Napi::Buffer<uint8_t>>().Data();
+struct BufArg {
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  bool present = false;  // false: null or undefined (where allowed)
+};
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* method) : info_(info), method_(method) {}
+  bool ok() const { return ok_; }
+  Napi::Env env() const { return info_.Env(); }
+
+  void TypeFail(size_t i, const char* name, const std::string& want) { Fail(false, i, name, want); }
+  void RangeFail(size_t i, const char* name, const std::string& want) { Fail(true, i, name, want); }
+
+  // an integral Number in [lo, hi]
+  double Int(size_t i, const char* name, double lo, double hi) {
+    if (!ok_) return 0;
+    Napi::Value v = At(i);
+    if (!v.IsNumber()) {
+      TypeFail(i, name, "must be a number");
+      return 0;
+    }
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || d != std::trunc(d) || d < lo || d > hi) {
+      RangeFail(i, name, "must be an integer in " + Fmt(lo) + ".." + Fmt(hi) + ", got " + Fmt(d));
+      return 0;
+    }
+    return d;
+  }
+  int32_t I32(size_t i, const char* name, int32_t lo = INT32_MIN) { return static_cast<int32_t>(Int(i, name, lo, INT32_MAX)); }
+  uint32_t U32(size_t i, const char* name) { return static_cast<uint32_t>(Int(i, name, 0, UINT32_MAX)); }
+  // an fd: -1 allowed only where `optional`
+  int Fd(size_t i, const char* name, bool optional = false) { return I32(i, name, optional ? -1 : 0); }
+
+  bool Bool(size_t i, const char* name) {
+    if (!ok_) return false;
+    Napi::Value v = At(i);
+    if (!v.IsBoolean()) {
+      TypeFail(i, name, "must be a boolean");
+      return false;
+    }
+    return v.As<Napi::Boolean>().Value();
+  }
+
+  // a string without NUL bytes (the library takes C strings)
+  std::string Str(size_t i, const char* name, bool* present = nullptr) {
+    if (!ok_) return std::string();
+    Napi::Value v = At(i);
+    if (present) {
+      *present = !(v.IsNull() || v.IsUndefined());
+      if (!*present) return std::string();
+    }
+    if (!v.IsString()) {
+      TypeFail(i, name, present ? "must be a string or null" : "must be a string");
+      return std::string();
+    }
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.empty() || s.find('\0') != std::string::npos) {
+      RangeFail(i, name, "must be a non-empty string without NUL characters");
+      return std::string();
+    }
+    return s;
+  }
+
+  BufArg Buf(size_t i, const char* name, bool nullable) {
+    BufArg b;
+    if (!ok_) return b;
+    Napi::Value v = At(i);
+    if (nullable && (v.IsNull() || v.IsUndefined())) return b;
+    if (!v.IsBuffer()) {
+      TypeFail(i, name, nullable ? "must be a Buffer or null" : "must be a Buffer");
+      return b;
+    }
+    Napi::Buffer<uint8_t> buf = v.As<Napi::Buffer<uint8_t>>();
+    b.data = buf.Data();
+    b.len = buf.Length();
+    b.present = true;
+    // a detached or empty buffer has no memory behind it: treat it as too short below
+    if (b.data == nullptr) b.len = 0;
+    return b;
+  }
+
+  // The buffer must hold at least `need` bytes (what the kernel reads or writes there).
+  void AtLeast(size_t i, const char* name, const BufArg& b, uint64_t need, const char* why) {
+    if (!ok_ || !b.present) return;
+    if (b.len < need) RangeFail(i, name, "must be at least " + Fmt(static_cast<double>(need)) + " bytes (" + why + "), got " + Fmt(static_cast<double>(b.len)));
+  }
+
+  ObjectHolder* Holder(size_t i, const char* name);
+
+ private:
+  Napi::Value At(size_t i) const { return i < info_.Length() ? info_[i] : info_.Env().Undefined(); }
+
+  static std::string Fmt(double d) {
+    char buf[64];
+    if (std::isfinite(d) && d == std::trunc(d) && std::fabs(d) < 1e18) snprintf(buf, sizeof buf, "%lld", static_cast<long long>(d));
+    else snprintf(buf, sizeof buf, "%g", d);
+    return buf;
+  }
+
+  void Fail(bool range, size_t i, const char* name, const std::string& want) {
+    if (!ok_) return;
+    ok_ = false;
+    std::string msg = std::string(method_) + ": " + name + " (argument " + std::to_string(i + 1) + ") " + want;
+    if (range) Napi::RangeError::New(info_.Env(), msg).ThrowAsJavaScriptException();
+    else Napi::TypeError::New(info_.Env(), msg).ThrowAsJavaScriptException();
+  }
+
+  const Napi::CallbackInfo& info_;
+  const char* method_;
+  bool ok_ = true;
+};
+
+// What the kernel reads and writes for one element of a map, from the map's fd.
+struct MapSizes {
+  uint32_t type = 0, flags = 0, maxEntries = 0;
+  uint64_t key = 0;
+  uint64_t value = 0;  // as user space sees it: per-CPU maps hold one 8-byte-aligned copy per possible CPU
+  uint64_t rawValue = 0;
+};
+
+inline bool PerCpu(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+         type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
 }
-inline size_t Len(const Napi::CallbackInfo& info, size_t i) {
-  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return 0;
-  return info[i].As<Napi::Buffer<uint8_t>>().Length();
+
+// 0, or -errno when fd is not a BPF map this process can read (EBADF, EINVAL): returned as the call's result.
+int GetMapSizes(int fd, MapSizes* out) {
+  struct bpf_map_info mi;
+  memset(&mi, 0, sizeof mi);
+  uint32_t len = sizeof mi;
+  errno = 0;
+  int ret = Err(bpf_obj_get_info_by_fd(fd, &mi, &len));
+  if (ret < 0) return ret;
+  // an fd of a program or link also answers BPF_OBJ_GET_INFO_BY_FD, with other fields: a map has a type
+  if (len < offsetof(struct bpf_map_info, map_flags) + sizeof mi.map_flags || mi.type == BPF_MAP_TYPE_UNSPEC) return -EINVAL;
+  out->type = mi.type;
+  out->flags = mi.map_flags;
+  out->maxEntries = mi.max_entries;
+  out->key = mi.key_size;
+  out->rawValue = mi.value_size;
+  out->value = mi.value_size;
+  if (PerCpu(mi.type)) {
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus < 0) return cpus;
+    out->value = ((static_cast<uint64_t>(mi.value_size) + 7) & ~7ULL) * static_cast<uint64_t>(cpus);
+  }
+  return 0;
 }
 
 // ---- objects -----------------------------------------------------------------------------------
 // The bpf_object lives in a holder so that an explicit close and the garbage collector's finalizer
-// cannot both free it.
+// cannot both free it. The External carries a type tag: a handle from elsewhere is refused.
 struct ObjectHolder {
   bpf_object* obj;
 };
@@ -80,17 +235,26 @@ void FinalizeObject(Napi::Env, ObjectHolder* h) {
   delete h;
 }
 
-ObjectHolder* Holder(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].As<Napi::External<ObjectHolder>>().Data();
+ObjectHolder* Args::Holder(size_t i, const char* name) {
+  if (!ok_) return nullptr;
+  Napi::Value v = At(i);
+  if (!v.IsExternal() || !v.As<Napi::External<ObjectHolder>>().CheckTypeTag(&kObjectTag)) {
+    TypeFail(i, name, "must be a handle returned by objectOpen");
+    return nullptr;
+  }
+  ObjectHolder* h = v.As<Napi::External<ObjectHolder>>().Data();
+  if (h == nullptr) TypeFail(i, name, "must be a handle returned by objectOpen");
+  return h;
 }
 
 // objectOpen(path, pinRoot | null) -> External | -errno
 Napi::Value ObjectOpen(const Napi::CallbackInfo& info) {
+  Args a(info, "objectOpen");
+  std::string path = a.Str(0, "path");
+  bool hasPin = false;
+  std::string pinRoot = a.Str(1, "pinRoot", &hasPin);
+  if (!a.ok()) return info.Env().Undefined();
   Napi::Env env = info.Env();
-  std::string path = info[0].As<Napi::String>();
-  std::string pinRoot;
-  bool hasPin = info[1].IsString();
-  if (hasPin) pinRoot = info[1].As<Napi::String>().Utf8Value();
   struct bpf_object_open_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
@@ -99,11 +263,16 @@ Napi::Value ObjectOpen(const Napi::CallbackInfo& info) {
   bpf_object* obj = bpf_object__open_file(path.c_str(), &opts);
   long err = libbpf_get_error(obj);
   if (err) return Num(env, err < 0 ? err : -err);
-  return Napi::External<ObjectHolder>::New(env, new ObjectHolder{obj}, FinalizeObject);
+  ObjectHolder* h = new ObjectHolder{obj};
+  Napi::External<ObjectHolder> ext = Napi::External<ObjectHolder>::New(env, h, FinalizeObject);
+  ext.TypeTag(&kObjectTag);
+  return ext;
 }
 
 Napi::Value ObjectLoad(const Napi::CallbackInfo& info) {
-  ObjectHolder* h = Holder(info, 0);
+  Args a(info, "objectLoad");
+  ObjectHolder* h = a.Holder(0, "handle");
+  if (!a.ok()) return info.Env().Undefined();
   if (!h->obj) return Num(info.Env(), -EBADF);
   errno = 0;
   return Num(info.Env(), Err(bpf_object__load(h->obj)));
@@ -112,7 +281,9 @@ Napi::Value ObjectLoad(const Napi::CallbackInfo& info) {
 // objectClearPins(h): before load, makes LIBBPF_PIN_BY_NAME maps private (no pin, no reuse); without
 // this, an object opened without a pin root would pin into libbpf's default, /sys/fs/bpf itself.
 Napi::Value ObjectClearPins(const Napi::CallbackInfo& info) {
-  ObjectHolder* h = Holder(info, 0);
+  Args a(info, "objectClearPins");
+  ObjectHolder* h = a.Holder(0, "handle");
+  if (!a.ok()) return info.Env().Undefined();
   if (!h->obj) return Num(info.Env(), -EBADF);
   bpf_map* m;
   bpf_object__for_each_map(m, h->obj) {
@@ -123,7 +294,9 @@ Napi::Value ObjectClearPins(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ObjectClose(const Napi::CallbackInfo& info) {
-  ObjectHolder* h = Holder(info, 0);
+  Args a(info, "objectClose");
+  ObjectHolder* h = a.Holder(0, "handle");
+  if (!a.ok()) return info.Env().Undefined();
   if (h->obj) bpf_object__close(h->obj);
   h->obj = nullptr;
   return info.Env().Undefined();
@@ -132,7 +305,9 @@ Napi::Value ObjectClose(const Napi::CallbackInfo& info) {
 // objectMaps(h) -> [{ name, fd, type, keySize, valueSize, maxEntries, flags }]; fd is -1 before load
 Napi::Value ObjectMaps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ObjectHolder* h = Holder(info, 0);
+  Args a(info, "objectMaps");
+  ObjectHolder* h = a.Holder(0, "handle");
+  if (!a.ok()) return env.Undefined();
   Napi::Array out = Napi::Array::New(env);
   if (!h->obj) return out;
   uint32_t i = 0;
@@ -155,7 +330,9 @@ Napi::Value ObjectMaps(const Napi::CallbackInfo& info) {
 // objectPrograms(h) -> [{ name, fd, type, section }]
 Napi::Value ObjectPrograms(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ObjectHolder* h = Holder(info, 0);
+  Args a(info, "objectPrograms");
+  ObjectHolder* h = a.Holder(0, "handle");
+  if (!a.ok()) return env.Undefined();
   Napi::Array out = Napi::Array::New(env);
   if (!h->obj) return out;
   uint32_t i = 0;
@@ -172,104 +349,225 @@ Napi::Value ObjectPrograms(const Napi::CallbackInfo& info) {
 }
 
 // ---- maps --------------------------------------------------------------------------------------
+// Every map method reads the map's sizes from its fd first (GetMapSizes): a wrong fd returns that
+// call's -errno, a buffer shorter than what the kernel reads or writes throws.
+
 // mapLookup(fd, key, value, flags) -> 0 | -errno
 Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+  Args a(info, "mapLookup");
+  int fd = a.Fd(0, "fd");
+  BufArg key = a.Buf(1, "key", true);
+  BufArg value = a.Buf(2, "value", false);
+  uint32_t flags = a.U32(3, "flags");
+  if (!a.ok()) return info.Env().Undefined();
+  MapSizes ms;
+  int ret = GetMapSizes(fd, &ms);
+  if (ret < 0) return Num(info.Env(), ret);
+  if (ms.key > 0 && !key.present) a.TypeFail(1, "key", "must be a Buffer (the map has keys)");
+  a.AtLeast(1, "key", key, ms.key, "the map's key size");
+  a.AtLeast(2, "value", value, ms.value, "the map's value size");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_map_lookup_elem_flags(I32(info, 0), Data(info, 1), Data(info, 2), U32(info, 3))));
+  return Num(info.Env(), Err(bpf_map_lookup_elem_flags(fd, key.data, value.data, flags)));
 }
 
 // mapUpdate(fd, key, value, flags) -> 0 | -errno
 Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
+  Args a(info, "mapUpdate");
+  int fd = a.Fd(0, "fd");
+  BufArg key = a.Buf(1, "key", true);
+  BufArg value = a.Buf(2, "value", false);
+  uint32_t flags = a.U32(3, "flags");
+  if (!a.ok()) return info.Env().Undefined();
+  MapSizes ms;
+  int ret = GetMapSizes(fd, &ms);
+  if (ret < 0) return Num(info.Env(), ret);
+  if (ms.key > 0 && !key.present) a.TypeFail(1, "key", "must be a Buffer (the map has keys)");
+  a.AtLeast(1, "key", key, ms.key, "the map's key size");
+  a.AtLeast(2, "value", value, ms.value, "the map's value size");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_map_update_elem(I32(info, 0), Data(info, 1), Data(info, 2), U32(info, 3))));
+  return Num(info.Env(), Err(bpf_map_update_elem(fd, key.data, value.data, flags)));
 }
 
 // mapDelete(fd, key) -> 0 | -errno
 Napi::Value MapDelete(const Napi::CallbackInfo& info) {
+  Args a(info, "mapDelete");
+  int fd = a.Fd(0, "fd");
+  BufArg key = a.Buf(1, "key", false);
+  if (!a.ok()) return info.Env().Undefined();
+  MapSizes ms;
+  int ret = GetMapSizes(fd, &ms);
+  if (ret < 0) return Num(info.Env(), ret);
+  a.AtLeast(1, "key", key, ms.key, "the map's key size");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_map_delete_elem(I32(info, 0), Data(info, 1))));
+  return Num(info.Env(), Err(bpf_map_delete_elem(fd, key.data)));
 }
 
 // mapGetNextKey(fd, key | null, next) -> 0 | -errno (-ENOENT after the last key)
 Napi::Value MapGetNextKey(const Napi::CallbackInfo& info) {
+  Args a(info, "mapGetNextKey");
+  int fd = a.Fd(0, "fd");
+  BufArg key = a.Buf(1, "key", true);
+  BufArg next = a.Buf(2, "next", false);
+  if (!a.ok()) return info.Env().Undefined();
+  MapSizes ms;
+  int ret = GetMapSizes(fd, &ms);
+  if (ret < 0) return Num(info.Env(), ret);
+  a.AtLeast(1, "key", key, ms.key, "the map's key size");
+  a.AtLeast(2, "next", next, ms.key, "the map's key size");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_map_get_next_key(I32(info, 0), Data(info, 1), Data(info, 2))));
+  return Num(info.Env(), Err(bpf_map_get_next_key(fd, key.data, next.data)));
+}
+
+Napi::Array Pair(Napi::Env env, int ret, uint32_t count) {
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Num(env, ret));
+  out.Set(1u, Num(env, count));
+  return out;
+}
+
+// The checks of a batch write: keys and values hold `count` elements of the map's sizes.
+struct BatchArgs {
+  int fd = -1;
+  BufArg keys, values;
+  uint32_t count = 0, elemFlags = 0;
+};
+
+// mapUpdateBatch(fd, keys, values, count, elemFlags) and mapDeleteBatch(fd, keys, count): reads and
+// checks the arguments; returns 0 (checked, or a JS exception is pending: see a.ok()) or -errno of the fd.
+int ReadBatchArgs(Args& a, bool update, BatchArgs* b) {
+  b->fd = a.Fd(0, "fd");
+  b->keys = a.Buf(1, "keys", false);
+  if (update) {
+    b->values = a.Buf(2, "values", false);
+    b->count = a.U32(3, "count");
+    b->elemFlags = a.U32(4, "elemFlags");
+  } else {
+    b->count = a.U32(2, "count");
+  }
+  if (!a.ok()) return 0;
+  MapSizes ms;
+  int ret = GetMapSizes(b->fd, &ms);
+  if (ret < 0) return ret;
+  a.AtLeast(1, "keys", b->keys, ms.key * b->count, "count times the map's key size");
+  if (update) a.AtLeast(2, "values", b->values, ms.value * b->count, "count times the map's value size");
+  return 0;
 }
 
 // mapUpdateBatch(fd, keys, values, count, elemFlags) -> [ret, processed]
 Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Args a(info, "mapUpdateBatch");
+  BatchArgs b;
+  int bad = ReadBatchArgs(a, true, &b);
+  if (!a.ok()) return env.Undefined();
+  if (bad < 0) return Pair(env, bad, 0);
   struct bpf_map_batch_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
-  opts.elem_flags = U32(info, 4);
-  uint32_t count = U32(info, 3);
+  opts.elem_flags = b.elemFlags;
+  uint32_t count = b.count;
   errno = 0;
-  int ret = Err(bpf_map_update_batch(I32(info, 0), Data(info, 1), Data(info, 2), &count, &opts));
-  Napi::Array out = Napi::Array::New(env, 2);
-  out.Set(0u, Num(env, ret));
-  out.Set(1u, Num(env, count));
-  return out;
+  int ret = Err(bpf_map_update_batch(b.fd, b.keys.data, b.values.data, &count, &opts));
+  return Pair(env, ret, count);
 }
 
 // mapDeleteBatch(fd, keys, count) -> [ret, processed]
 Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Args a(info, "mapDeleteBatch");
+  BatchArgs b;
+  int bad = ReadBatchArgs(a, false, &b);
+  if (!a.ok()) return env.Undefined();
+  if (bad < 0) return Pair(env, bad, 0);
   struct bpf_map_batch_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
-  uint32_t count = U32(info, 2);
+  uint32_t count = b.count;
   errno = 0;
-  int ret = Err(bpf_map_delete_batch(I32(info, 0), Data(info, 1), &count, &opts));
-  Napi::Array out = Napi::Array::New(env, 2);
-  out.Set(0u, Num(env, ret));
-  out.Set(1u, Num(env, count));
-  return out;
+  int ret = Err(bpf_map_delete_batch(b.fd, b.keys.data, &count, &opts));
+  return Pair(env, ret, count);
 }
 
 // mapLookupBatch(fd, inBatch | null, outBatch, keys, values, count) -> [ret, processed]
-// inBatch/outBatch are opaque cursors of the map's key size (hash maps use a bucket index, 4 bytes,
-// but the kernel accepts key-sized buffers for every map type).
+// inBatch/outBatch are opaque cursors: hash maps use a u32 bucket index, arrays a key; the kernel
+// reads and writes max(4, key size) bytes at most.
 Napi::Value MapLookupBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Args a(info, "mapLookupBatch");
+  int fd = a.Fd(0, "fd");
+  BufArg inBatch = a.Buf(1, "inBatch", true);
+  BufArg outBatch = a.Buf(2, "outBatch", false);
+  BufArg keys = a.Buf(3, "keys", false);
+  BufArg values = a.Buf(4, "values", false);
+  uint32_t count = a.U32(5, "count");
+  if (!a.ok()) return env.Undefined();
+  MapSizes ms;
+  int bad = GetMapSizes(fd, &ms);
+  if (bad < 0) return Pair(env, bad, 0);
+  uint64_t cursor = ms.key > 4 ? ms.key : 4;
+  a.AtLeast(1, "inBatch", inBatch, cursor, "max(4, the map's key size)");
+  a.AtLeast(2, "outBatch", outBatch, cursor, "max(4, the map's key size)");
+  a.AtLeast(3, "keys", keys, ms.key * count, "count times the map's key size");
+  a.AtLeast(4, "values", values, ms.value * count, "count times the map's value size");
+  if (!a.ok()) return env.Undefined();
   struct bpf_map_batch_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
-  uint32_t count = U32(info, 5);
   errno = 0;
-  int ret = Err(bpf_map_lookup_batch(I32(info, 0), Data(info, 1), Data(info, 2), Data(info, 3), Data(info, 4),
-                                     &count, &opts));
-  Napi::Array out = Napi::Array::New(env, 2);
-  out.Set(0u, Num(env, ret));
-  out.Set(1u, Num(env, count));
-  return out;
+  int ret = Err(bpf_map_lookup_batch(fd, inBatch.data, outBatch.data, keys.data, values.data, &count, &opts));
+  return Pair(env, ret, count);
 }
 
 // mapCreate(type, name, keySize, valueSize, maxEntries, flags, innerMapFd) -> fd | -errno
 Napi::Value MapCreate(const Napi::CallbackInfo& info) {
-  std::string name = info[1].As<Napi::String>();
+  Args a(info, "mapCreate");
+  uint32_t type = a.U32(0, "type");
+  std::string name = a.Str(1, "name");
+  uint32_t keySize = a.U32(2, "keySize");
+  uint32_t valueSize = a.U32(3, "valueSize");
+  uint32_t maxEntries = a.U32(4, "maxEntries");
+  uint32_t flags = a.U32(5, "flags");
+  int inner = a.Fd(6, "innerMapFd", true);
+  if (!a.ok()) return info.Env().Undefined();
   struct bpf_map_create_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
-  opts.map_flags = U32(info, 5);
-  int inner = I32(info, 6);
+  opts.map_flags = flags;
   if (inner >= 0) opts.inner_map_fd = inner;
   errno = 0;
-  return Num(info.Env(), Err(bpf_map_create(static_cast<enum bpf_map_type>(U32(info, 0)), name.c_str(), U32(info, 2),
-                                            U32(info, 3), U32(info, 4), &opts)));
+  return Num(info.Env(), Err(bpf_map_create(static_cast<enum bpf_map_type>(type), name.c_str(), keySize, valueSize, maxEntries, &opts)));
 }
 
 // mapMmapWrite(fd, data, offset) -> 0 | -errno: copies data into a BPF_F_MMAPABLE array's values at a
-// byte offset (a whole Maglev table in one memcpy instead of one update per element).
+// byte offset (a whole Maglev table in one memcpy instead of one update per element). Only a
+// mappable BPF array, and only within its values: a mapping of anything else could fault on the copy.
 Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
-  size_t len = Len(info, 1);
-  size_t off = U32(info, 2);
+  Args a(info, "mapMmapWrite");
+  int fd = a.Fd(0, "fd");
+  BufArg data = a.Buf(1, "data", false);
+  uint32_t off32 = a.U32(2, "offset");
+  if (!a.ok()) return info.Env().Undefined();
+  MapSizes ms;
+  int bad = GetMapSizes(fd, &ms);
+  if (bad < 0) return Num(info.Env(), bad);
+  if (ms.type != BPF_MAP_TYPE_ARRAY || !(ms.flags & BPF_F_MMAPABLE)) return Num(info.Env(), -EINVAL);
+  uint64_t size = static_cast<uint64_t>(ms.maxEntries) * ((ms.rawValue + 7) & ~7ULL);
+  uint64_t off = off32, len = data.len;
+  if (off + len > size) {
+    a.RangeFail(2, "offset", "plus the length of data must be at most the array's " + std::to_string(size) + " bytes of values");
+    return info.Env().Undefined();
+  }
+  if (len == 0) return Num(info.Env(), 0);
   long page = sysconf(_SC_PAGESIZE);
   size_t mapLen = ((off + len + page - 1) / page) * page;
   errno = 0;
-  void* p = mmap(nullptr, mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, I32(info, 0), 0);
+  void* p = mmap(nullptr, mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return Num(info.Env(), -errno);
-  memcpy(static_cast<char*>(p) + off, Data(info, 1), len);
+  memcpy(static_cast<char*>(p) + off, data.data, len);
   munmap(p, mapLen);
   return Num(info.Env(), 0);
 }
@@ -277,12 +575,16 @@ Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
 // mapInfo(fd) -> { type, id, keySize, valueSize, maxEntries, flags, name } | -errno
 Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Args a(info, "mapInfo");
+  int fd = a.Fd(0, "fd");
+  if (!a.ok()) return env.Undefined();
   struct bpf_map_info mi;
   memset(&mi, 0, sizeof mi);
   uint32_t len = sizeof mi;
   errno = 0;
-  int ret = Err(bpf_obj_get_info_by_fd(I32(info, 0), &mi, &len));
+  int ret = Err(bpf_obj_get_info_by_fd(fd, &mi, &len));
   if (ret < 0) return Num(env, ret);
+  mi.name[sizeof mi.name - 1] = '\0';
   Napi::Object o = Napi::Object::New(env);
   o.Set("type", Num(env, mi.type));
   o.Set("id", Num(env, mi.id));
@@ -297,12 +599,16 @@ Napi::Value MapInfo(const Napi::CallbackInfo& info) {
 // progInfo(fd) -> { type, id, name } | -errno
 Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Args a(info, "progInfo");
+  int fd = a.Fd(0, "fd");
+  if (!a.ok()) return env.Undefined();
   struct bpf_prog_info pi;
   memset(&pi, 0, sizeof pi);
   uint32_t len = sizeof pi;
   errno = 0;
-  int ret = Err(bpf_obj_get_info_by_fd(I32(info, 0), &pi, &len));
+  int ret = Err(bpf_obj_get_info_by_fd(fd, &pi, &len));
   if (ret < 0) return Num(env, ret);
+  pi.name[sizeof pi.name - 1] = '\0';
   Napi::Object o = Napi::Object::New(env);
   o.Set("type", Num(env, pi.type));
   o.Set("id", Num(env, pi.id));
@@ -311,51 +617,78 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ObjGet(const Napi::CallbackInfo& info) {
-  std::string path = info[0].As<Napi::String>();
+  Args a(info, "objGet");
+  std::string path = a.Str(0, "path");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
   return Num(info.Env(), Err(bpf_obj_get(path.c_str())));
 }
 
 Napi::Value ObjPin(const Napi::CallbackInfo& info) {
-  std::string path = info[1].As<Napi::String>();
+  Args a(info, "objPin");
+  int fd = a.Fd(0, "fd");
+  std::string path = a.Str(1, "path");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_obj_pin(I32(info, 0), path.c_str())));
+  return Num(info.Env(), Err(bpf_obj_pin(fd, path.c_str())));
 }
 
 Napi::Value MapGetFdById(const Napi::CallbackInfo& info) {
+  Args a(info, "mapGetFdById");
+  uint32_t id = a.U32(0, "id");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_map_get_fd_by_id(U32(info, 0))));
+  return Num(info.Env(), Err(bpf_map_get_fd_by_id(id)));
 }
 
 Napi::Value ProgGetFdById(const Napi::CallbackInfo& info) {
+  Args a(info, "progGetFdById");
+  uint32_t id = a.U32(0, "id");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_prog_get_fd_by_id(U32(info, 0))));
+  return Num(info.Env(), Err(bpf_prog_get_fd_by_id(id)));
 }
 
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  Args a(info, "closeFd");
+  int fd = a.Fd(0, "fd");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(close(I32(info, 0))));
+  return Num(info.Env(), Err(close(fd)));
 }
 
 // ---- programs ----------------------------------------------------------------------------------
 // progTestRun(fd, dataIn, dataOut | null, ctxIn | null, ctxOut | null, repeat)
 //   -> [ret, retval, dataSizeOut, ctxSizeOut, durationNs]
+// Every buffer goes with its length: the kernel writes no more than data_size_out / ctx_size_out.
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Args a(info, "progTestRun");
+  int fd = a.Fd(0, "fd");
+  BufArg dataIn = a.Buf(1, "dataIn", false);
+  BufArg dataOut = a.Buf(2, "dataOut", true);
+  BufArg ctxIn = a.Buf(3, "ctxIn", true);
+  BufArg ctxOut = a.Buf(4, "ctxOut", true);
+  uint32_t repeat = a.U32(5, "repeat");
+  if (!a.ok()) return env.Undefined();
+  if (dataIn.len > UINT32_MAX || dataOut.len > UINT32_MAX || ctxIn.len > UINT32_MAX || ctxOut.len > UINT32_MAX) {
+    a.RangeFail(1, "dataIn", "and the other buffers must be smaller than 4 GiB");
+    return env.Undefined();
+  }
   struct bpf_test_run_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
-  opts.data_in = Data(info, 1);
-  opts.data_size_in = Len(info, 1);
-  opts.data_out = Data(info, 2);
-  opts.data_size_out = Len(info, 2);
-  opts.ctx_in = Data(info, 3);
-  opts.ctx_size_in = Len(info, 3);
-  opts.ctx_out = Data(info, 4);
-  opts.ctx_size_out = Len(info, 4);
-  opts.repeat = I32(info, 5);
+  opts.data_in = dataIn.data;
+  opts.data_size_in = dataIn.len;
+  opts.data_out = dataOut.len ? dataOut.data : nullptr;
+  opts.data_size_out = dataOut.len;
+  opts.ctx_in = ctxIn.len ? ctxIn.data : nullptr;
+  opts.ctx_size_in = ctxIn.len;
+  opts.ctx_out = ctxOut.len ? ctxOut.data : nullptr;
+  opts.ctx_size_out = ctxOut.len;
+  opts.repeat = repeat;
   errno = 0;
-  int ret = Err(bpf_prog_test_run_opts(I32(info, 0), &opts));
+  int ret = Err(bpf_prog_test_run_opts(fd, &opts));
   Napi::Array out = Napi::Array::New(env, 5);
   out.Set(0u, Num(env, ret));
   out.Set(1u, Num(env, opts.retval));
@@ -365,67 +698,81 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   return out;
 }
 
-void TcHook(const Napi::CallbackInfo& info, struct bpf_tc_hook* hook) {
+void TcHook(Args& a, struct bpf_tc_hook* hook) {
   memset(hook, 0, sizeof *hook);
   hook->sz = sizeof *hook;
-  hook->ifindex = I32(info, 0);
-  hook->attach_point = U32(info, 1) == 1 ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+  hook->ifindex = a.I32(0, "ifindex", 1);
+  uint32_t point = static_cast<uint32_t>(a.Int(1, "point", 0, 1));
+  hook->attach_point = point == 1 ? BPF_TC_EGRESS : BPF_TC_INGRESS;
 }
 
 // tcHookCreate(ifindex, point 0=ingress 1=egress) -> 0 | -errno (-EEXIST when clsact is there)
 Napi::Value TcHookCreate(const Napi::CallbackInfo& info) {
+  Args a(info, "tcHookCreate");
   struct bpf_tc_hook hook;
-  TcHook(info, &hook);
+  TcHook(a, &hook);
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
   return Num(info.Env(), Err(bpf_tc_hook_create(&hook)));
 }
 
 // tcHookDestroy(ifindex) -> 0 | -errno: removes the clsact qdisc with every filter on it
 Napi::Value TcHookDestroy(const Napi::CallbackInfo& info) {
+  Args a(info, "tcHookDestroy");
+  int ifindex = a.I32(0, "ifindex", 1);
+  if (!a.ok()) return info.Env().Undefined();
   struct bpf_tc_hook hook;
   memset(&hook, 0, sizeof hook);
   hook.sz = sizeof hook;
-  hook.ifindex = I32(info, 0);
+  hook.ifindex = ifindex;
   hook.attach_point = static_cast<enum bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
   errno = 0;
   return Num(info.Env(), Err(bpf_tc_hook_destroy(&hook)));
 }
 
-void TcOpts(const Napi::CallbackInfo& info, size_t i, struct bpf_tc_opts* opts) {
+void TcOpts(Args& a, size_t i, struct bpf_tc_opts* opts) {
   memset(opts, 0, sizeof *opts);
   opts->sz = sizeof *opts;
-  opts->priority = U32(info, i);
-  opts->handle = U32(info, i + 1);
+  opts->priority = static_cast<uint32_t>(a.Int(i, "priority", 0, 0xffff));
+  opts->handle = a.U32(i + 1, "handle");
 }
 
 // tcAttach(ifindex, point, progFd, priority, handle, replace) -> 0 | -errno
 Napi::Value TcAttach(const Napi::CallbackInfo& info) {
+  Args a(info, "tcAttach");
   struct bpf_tc_hook hook;
-  TcHook(info, &hook);
+  TcHook(a, &hook);
   struct bpf_tc_opts opts;
-  TcOpts(info, 3, &opts);
-  opts.prog_fd = I32(info, 2);
-  if (info[5].ToBoolean()) opts.flags = BPF_TC_F_REPLACE;
+  int progFd = a.Fd(2, "progFd");
+  TcOpts(a, 3, &opts);
+  bool replace = a.Bool(5, "replace");
+  if (!a.ok()) return info.Env().Undefined();
+  opts.prog_fd = progFd;
+  if (replace) opts.flags = BPF_TC_F_REPLACE;
   errno = 0;
   return Num(info.Env(), Err(bpf_tc_attach(&hook, &opts)));
 }
 
 // tcDetach(ifindex, point, priority, handle) -> 0 | -errno
 Napi::Value TcDetach(const Napi::CallbackInfo& info) {
+  Args a(info, "tcDetach");
   struct bpf_tc_hook hook;
-  TcHook(info, &hook);
+  TcHook(a, &hook);
   struct bpf_tc_opts opts;
-  TcOpts(info, 2, &opts);
+  TcOpts(a, 2, &opts);
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
   return Num(info.Env(), Err(bpf_tc_detach(&hook, &opts)));
 }
 
 // tcQuery(ifindex, point, priority, handle) -> prog id | -errno (-ENOENT when nothing is there)
 Napi::Value TcQuery(const Napi::CallbackInfo& info) {
+  Args a(info, "tcQuery");
   struct bpf_tc_hook hook;
-  TcHook(info, &hook);
+  TcHook(a, &hook);
   struct bpf_tc_opts opts;
-  TcOpts(info, 2, &opts);
+  TcOpts(a, 2, &opts);
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
   int ret = Err(bpf_tc_query(&hook, &opts));
   return Num(info.Env(), ret < 0 ? static_cast<double>(ret) : static_cast<double>(opts.prog_id));
@@ -433,54 +780,82 @@ Napi::Value TcQuery(const Napi::CallbackInfo& info) {
 
 // xdpAttach(ifindex, progFd, flags) -> 0 | -errno
 Napi::Value XdpAttach(const Napi::CallbackInfo& info) {
+  Args a(info, "xdpAttach");
+  int ifindex = a.I32(0, "ifindex", 1);
+  int progFd = a.Fd(1, "progFd");
+  uint32_t flags = a.U32(2, "flags");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_xdp_attach(I32(info, 0), I32(info, 1), U32(info, 2), nullptr)));
+  return Num(info.Env(), Err(bpf_xdp_attach(ifindex, progFd, flags, nullptr)));
 }
 
 // xdpDetach(ifindex, flags) -> 0 | -errno
 Napi::Value XdpDetach(const Napi::CallbackInfo& info) {
+  Args a(info, "xdpDetach");
+  int ifindex = a.I32(0, "ifindex", 1);
+  uint32_t flags = a.U32(1, "flags");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_xdp_detach(I32(info, 0), U32(info, 1), nullptr)));
+  return Num(info.Env(), Err(bpf_xdp_detach(ifindex, flags, nullptr)));
 }
 
 // xdpQueryId(ifindex, flags) -> prog id (0 = none) | -errno
 Napi::Value XdpQueryId(const Napi::CallbackInfo& info) {
+  Args a(info, "xdpQueryId");
+  int ifindex = a.I32(0, "ifindex", 1);
+  uint32_t flags = a.U32(1, "flags");
+  if (!a.ok()) return info.Env().Undefined();
   uint32_t id = 0;
   errno = 0;
-  int ret = Err(bpf_xdp_query_id(I32(info, 0), I32(info, 1), &id));
+  int ret = Err(bpf_xdp_query_id(ifindex, static_cast<int>(flags), &id));
   return Num(info.Env(), ret < 0 ? static_cast<double>(ret) : static_cast<double>(id));
 }
 
 // progAttach(progFd, targetFd, attachType, flags, replaceFd) -> 0 | -errno
 // replaceFd >= 0 swaps that program for this one in one step (BPF_F_REPLACE, with BPF_F_ALLOW_MULTI).
 Napi::Value ProgAttach(const Napi::CallbackInfo& info) {
+  Args a(info, "progAttach");
+  int progFd = a.Fd(0, "progFd");
+  int targetFd = a.Fd(1, "targetFd");
+  uint32_t type = a.U32(2, "attachType");
+  uint32_t flags = a.U32(3, "flags");
+  int replace = a.Fd(4, "replaceFd", true);
+  if (!a.ok()) return info.Env().Undefined();
   struct bpf_prog_attach_opts opts;
   memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
-  opts.flags = U32(info, 3);
-  int replace = I32(info, 4);
+  opts.flags = flags;
   if (replace >= 0) {
     opts.flags |= BPF_F_REPLACE;
     opts.replace_prog_fd = replace;
   }
   errno = 0;
-  return Num(info.Env(), Err(bpf_prog_attach_opts(I32(info, 0), I32(info, 1),
-                                                  static_cast<enum bpf_attach_type>(U32(info, 2)), &opts)));
+  return Num(info.Env(), Err(bpf_prog_attach_opts(progFd, targetFd, static_cast<enum bpf_attach_type>(type), &opts)));
 }
 
 // progDetach(progFd, targetFd, attachType) -> 0 | -errno
 Napi::Value ProgDetach(const Napi::CallbackInfo& info) {
+  Args a(info, "progDetach");
+  int progFd = a.Fd(0, "progFd");
+  int targetFd = a.Fd(1, "targetFd");
+  uint32_t type = a.U32(2, "attachType");
+  if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_prog_detach2(I32(info, 0), I32(info, 1), static_cast<enum bpf_attach_type>(U32(info, 2)))));
+  return Num(info.Env(), Err(bpf_prog_detach2(progFd, targetFd, static_cast<enum bpf_attach_type>(type))));
 }
 
 // progQuery(targetFd, attachType, ids: Buffer of u32) -> count | -errno
 Napi::Value ProgQuery(const Napi::CallbackInfo& info) {
-  uint32_t count = Len(info, 2) / 4;
+  Args a(info, "progQuery");
+  int targetFd = a.Fd(0, "targetFd");
+  uint32_t type = a.U32(1, "attachType");
+  BufArg ids = a.Buf(2, "ids", false);
+  if (!a.ok()) return info.Env().Undefined();
+  uint32_t count = static_cast<uint32_t>(ids.len / 4 > UINT32_MAX ? UINT32_MAX : ids.len / 4);
   uint32_t flags = 0;
   errno = 0;
-  int ret = Err(bpf_prog_query(I32(info, 0), static_cast<enum bpf_attach_type>(U32(info, 1)), 0, &flags,
-                               static_cast<uint32_t*>(Data(info, 2)), &count));
+  int ret = Err(bpf_prog_query(targetFd, static_cast<enum bpf_attach_type>(type), 0, &flags,
+                               count ? reinterpret_cast<uint32_t*>(ids.data) : nullptr, &count));
   return Num(info.Env(), ret < 0 ? static_cast<double>(ret) : static_cast<double>(count));
 }
 
@@ -489,10 +864,83 @@ Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value StrError(const Napi::CallbackInfo& info) {
+  Args a(info, "strerror");
+  int err = a.I32(0, "errno", -INT32_MAX);
+  if (!a.ok()) return info.Env().Undefined();
   char buf[256];
-  libbpf_strerror(I32(info, 0), buf, sizeof buf);
+  libbpf_strerror(err, buf, sizeof buf);
   return Napi::String::New(info.Env(), buf);
 }
+
+// ---- asynchronous batch writes -------------------------------------------------------------------
+// A write to a map-in-map (a Maglev swap) waits for an RCU grace period in the kernel, and a large
+// batch takes long by itself: these run the same batch call on libuv's thread pool and settle a
+// Promise, so /healthz and /metrics keep answering during a long apply. The worker copies keys and
+// values (JavaScript may reuse or detach its buffers meanwhile) and holds its own dup of the fd (an
+// fd closed and reused meanwhile must not send the write to another map).
+class BatchWorker : public Napi::AsyncWorker {
+ public:
+  BatchWorker(Napi::Env env, bool update, int fd, const BatchArgs& b)
+      : Napi::AsyncWorker(env, update ? "kbp:mapUpdateBatchAsync" : "kbp:mapDeleteBatchAsync"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        update_(update),
+        fd_(fd),
+        count_(b.count),
+        elemFlags_(b.elemFlags),
+        keys_(b.keys.data, b.keys.data + b.keys.len),
+        values_(b.values.data, b.values.data + b.values.len) {}
+  ~BatchWorker() override {
+    if (fd_ >= 0) close(fd_);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    struct bpf_map_batch_opts opts;
+    memset(&opts, 0, sizeof opts);
+    opts.sz = sizeof opts;
+    opts.elem_flags = elemFlags_;
+    processed_ = count_;
+    errno = 0;
+    ret_ = update_ ? Err(bpf_map_update_batch(fd_, keys_.data(), values_.data(), &processed_, &opts))
+                   : Err(bpf_map_delete_batch(fd_, keys_.data(), &processed_, &opts));
+  }
+  void OnOK() override { deferred_.Resolve(Pair(Env(), ret_, processed_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  bool update_;
+  int fd_;
+  uint32_t count_, elemFlags_;
+  std::vector<uint8_t> keys_, values_;
+  int ret_ = 0;
+  uint32_t processed_ = 0;
+};
+
+Napi::Value BatchAsync(const Napi::CallbackInfo& info, bool update) {
+  Napi::Env env = info.Env();
+  Args a(info, update ? "mapUpdateBatchAsync" : "mapDeleteBatchAsync");
+  BatchArgs b;
+  int bad = ReadBatchArgs(a, update, &b);
+  if (!a.ok()) return env.Undefined();
+  int fd = bad < 0 ? -1 : fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
+  if (bad == 0 && fd < 0) bad = -errno;
+  if (bad < 0) {
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Resolve(Pair(env, bad, 0));
+    return d.Promise();
+  }
+  BatchWorker* w = new BatchWorker(env, update, fd, b);  // deletes itself after OnOK/OnError
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// mapUpdateBatchAsync(fd, keys, values, count, elemFlags) -> Promise<[ret, processed]>
+Napi::Value MapUpdateBatchAsync(const Napi::CallbackInfo& info) { return BatchAsync(info, true); }
+
+// mapDeleteBatchAsync(fd, keys, count) -> Promise<[ret, processed]>
+Napi::Value MapDeleteBatchAsync(const Napi::CallbackInfo& info) { return BatchAsync(info, false); }
 
 Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
@@ -545,6 +993,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("mapUpdateBatch", MapUpdateBatch);
   EXPORT("mapDeleteBatch", MapDeleteBatch);
   EXPORT("mapLookupBatch", MapLookupBatch);
+  EXPORT("mapUpdateBatchAsync", MapUpdateBatchAsync);
+  EXPORT("mapDeleteBatchAsync", MapDeleteBatchAsync);
   EXPORT("mapCreate", MapCreate);
   EXPORT("mapInfo", MapInfo);
   EXPORT("mapMmapWrite", MapMmapWrite);

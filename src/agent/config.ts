@@ -43,6 +43,8 @@ export interface AgentSettings {
   externalIPCidrs?: string[];
   minSyncMs: number;
   syncPeriodMs: number;
+  /** device rescan and counter refresh; link events cover new devices in between */
+  housekeepingMs: number;
   seed: number;
   verbosity: number;
   /** fields of the config file that were ignored, for one warning at start */
@@ -67,6 +69,7 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   masqueradeAll: false,
   minSyncMs: 1000,
   syncPeriodMs: 30_000,
+  housekeepingMs: 10_000,
   // the same on every node: Maglev picks the same backend for a flow wherever it lands
   seed: 0x6b62_7078,
   verbosity: 0,
@@ -276,6 +279,7 @@ export function validateSettings(s: AgentSettings): AgentSettings {
     fail(`--nodeport-addresses-default: ${JSON.stringify(s.nodePortAddressesDefault)} is not all or primary`);
   }
   if (s.minSyncMs < 0 || s.syncPeriodMs <= 0 || s.minSyncMs > s.syncPeriodMs) fail('minSyncPeriod must be between 0 and syncPeriod');
+  if (!(s.housekeepingMs >= 100 && s.housekeepingMs <= 2 ** 31 - 1)) fail(`--housekeeping-interval: must be between 100ms and 596h, got ${s.housekeepingMs} ms`);
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);
   if (s.bpfObject !== undefined && !s.bpfObject) fail('--bpf-object: empty');
   return s;

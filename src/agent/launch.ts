@@ -173,6 +173,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     seed: s.seed,
     minSyncMs: s.minSyncMs,
     syncPeriodMs: s.syncPeriodMs,
+    housekeepingMs: s.housekeepingMs,
   });
 
   agent.health.dataplaneMode = dataplane.kind;

@@ -254,7 +254,9 @@ if (!isRoot) {
 
   test('pinned maps of an older build are named and refused on request, else carried over: entries kept where the layout allows', (t) => {
     const root = tempPinRoot(t);
-    smallMaps(root, { lb_backends: 2, lb_ct: 64 });
+    const statePath = tempStatePath(t);
+    // an earlier agent's maps (their ids recorded, so they are its own) of an older definition
+    smallMaps(root, { lb_backends: 2, lb_ct: 64 }, BPF_F_INNER_MAP, statePath);
     const raw = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
     const pinned = (name: string) => BpfMap.fromPin(join(root, name));
     // an older layout: fewer entries (capacity), a shorter value (a field appended since), another key (recreated)
@@ -262,11 +264,14 @@ if (!isRoot) {
     const ct = pinned('lb_ct'); ct.update(raw(L.CT_KEY.size, 2), raw(L.CT_ENTRY.size, 3)); ct.close();
     rmSync(join(root, 'lb_revnat'));
     const rv = BpfMap.create({ type: MapType.HASH, name: 'lb_revnat', keySize: 4, valueSize: L.REVNAT.size - 4, maxEntries: 64, flags: BPF_F_NO_PREALLOC });
-    rv.update(L.encodeU32(7), raw(L.REVNAT.size - 4, 4)); rv.pin(join(root, 'lb_revnat')); rv.close();
+    rv.update(L.encodeU32(7), raw(L.REVNAT.size - 4, 4)); rv.pin(join(root, 'lb_revnat'));
     rmSync(join(root, 'lb_affinity'));
     const af = BpfMap.create({ type: MapType.LRU_HASH, name: 'lb_affinity', keySize: L.AFFINITY_KEY.size + 4, valueSize: L.AFFINITY_VAL.size, maxEntries: 64 });
-    af.update(raw(L.AFFINITY_KEY.size + 4, 5), raw(L.AFFINITY_VAL.size, 6)); af.pin(join(root, 'lb_affinity')); af.close();
-    const statePath = tempStatePath(t);
+    af.update(raw(L.AFFINITY_KEY.size + 4, 5), raw(L.AFFINITY_VAL.size, 6)); af.pin(join(root, 'lb_affinity'));
+    const earlier = AgentStateFile.forPinRoot(root, statePath);
+    earlier.setObjectIds({ ...Object.fromEntries(earlier.mapIds), lb_revnat: rv.id, lb_affinity: af.id }, {});
+    earlier.save();
+    rv.close(); af.close();
 
     const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath), onIncompatible: 'refuse' }), { instanceOf: KbpError });
     t.regex(e.message, /^pinned maps under \S+ do not match \S+kbp\.bpf\.o: /);
@@ -328,8 +333,10 @@ if (!isRoot) {
     t.is(fill.get('lb_stats')!.entries, L.LB_STAT_MAX);
   });
 
-  /** The 16 maps with the data plane's key/value sizes but small capacities, pinned under root. */
-  function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP): void {
+  /** The maps with the data plane's key/value sizes but small capacities, pinned under root; with
+   * statePath, their ids recorded as an earlier agent of ours would. */
+  function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP, statePath?: string): void {
+    const ids: Record<string, number> = {};
     const spec: Record<L.MapName, [number, number, number, number]> = {
       lb_frontends: [MapType.HASH, L.FE_KEY.size, L.FRONTEND.size, BPF_F_NO_PREALLOC],
       lb_backends: [MapType.HASH, 4, L.BACKEND.size, BPF_F_NO_PREALLOC],
@@ -353,9 +360,15 @@ if (!isRoot) {
       const maxEntries = name === 'lb_config' ? 1 : name === 'lb_stats' ? L.LB_STAT_MAX : capacity[name] ?? 64;
       const m = BpfMap.create({ type, name, keySize, valueSize, maxEntries, flags, ...(type === MapType.HASH_OF_MAPS ? { innerMap: tmpl } : {}) });
       m.pin(join(root, name));
+      ids[name] = m.id;
       m.close();
     }
     tmpl.close();
+    if (statePath) {
+      const st = AgentStateFile.forPinRoot(root, statePath);
+      st.setObjectIds(ids, {});
+      st.save();
+    }
   }
 
   test('a full map is KBP_ERR_MAP_FULL naming the map and the object that did not fit', (t) => {

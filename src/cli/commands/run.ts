@@ -33,6 +33,8 @@ Options:
   --external-ip-allow LIST     CIDRs externalIPs must fall in (CVE-2020-8554)
   --min-sync-period DUR        coalesce changes (default 1s)
   --sync-period DUR            periodic full resync (default 30s)
+  --housekeeping-interval DUR  device rescan and counter refresh (default 10s); new devices are
+                               also served at once from link events
   --hash-seed N                Maglev seed, the same on every node
   -v, --v N                    log verbosity (0 info, 2 debug, 4 trace)
   -h, --help                   this help
@@ -64,6 +66,7 @@ export const command: Command = {
       'external-ip-allow': { type: 'string', multiple: true },
       'min-sync-period': { type: 'string' },
       'sync-period': { type: 'string' },
+      'housekeeping-interval': { type: 'string' },
       'hash-seed': { type: 'string' },
       v: { type: 'string', short: 'v' },
       help: { type: 'boolean', short: 'h' },
@@ -113,6 +116,7 @@ export const command: Command = {
       ...(values['external-ip-allow'] !== undefined && { externalIPCidrs: listOption(values['external-ip-allow']) }),
       ...(values['min-sync-period'] !== undefined && { minSyncMs: parseDuration(values['min-sync-period'], '--min-sync-period') }),
       ...(values['sync-period'] !== undefined && { syncPeriodMs: parseDuration(values['sync-period'], '--sync-period') }),
+      ...(values['housekeeping-interval'] !== undefined && { housekeepingMs: parseDuration(values['housekeeping-interval'], '--housekeeping-interval') }),
       ...(seed !== undefined && { seed }),
       ...(verbosity !== undefined && Number.isFinite(verbosity) && { verbosity }),
       ignored: file.ignored,

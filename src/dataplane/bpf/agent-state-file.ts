@@ -21,6 +21,13 @@ interface StateJson {
   frontends: Record<string, FrontendMeta>;
   /** what the agent attached, so cleanup detaches exactly that */
   attachments: Attachment[];
+  /**
+   * kernel ids of the maps and programs the agent created or adopted under the pin root, by name: a
+   * pinned map whose id is not here was not made by this agent and is not reused (loader.ts).
+   * Absent in files of agents before issue 7.
+   */
+  maps?: Record<string, number>;
+  programs?: Record<string, number>;
 }
 
 export const STATE_DIR = '/run/kube-bpf-proxy';
@@ -39,6 +46,13 @@ export class AgentStateFile {
   readonly pinRoot: string;
   readonly frontends = new Map<number, FrontendMeta>();
   attachments: Attachment[] = [];
+  /** map name -> kernel id of the maps this agent created or adopted (see StateJson.maps) */
+  readonly mapIds = new Map<string, number>();
+  readonly programIds = new Map<string, number>();
+  /** whether the file existed when read */
+  readonly existed: boolean;
+  /** whether the file held map ids (an agent before issue 7 wrote none) */
+  readonly hadMapIds: boolean;
   private dirty = false;
 
   constructor(path: string, pinRoot: string) {
@@ -50,6 +64,8 @@ export class AgentStateFile {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
     }
+    this.existed = text !== undefined;
+    this.hadMapIds = false;
     if (text === undefined) return;
     let json: StateJson;
     try {
@@ -65,6 +81,25 @@ export class AgentStateFile {
       this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName), ...(term?.length && { terminating: term }) });
     }
     this.attachments = json.attachments;
+    const ids = (o: unknown, into: Map<string, number>): boolean => {
+      if (!o || typeof o !== 'object') return false;
+      for (const [k, v] of Object.entries(o)) if (Number.isInteger(v) && (v as number) > 0) into.set(k, v as number);
+      return true;
+    };
+    this.hadMapIds = ids(json.maps, this.mapIds);
+    ids(json.programs, this.programIds);
+  }
+
+  /** Records the ids of the maps and programs this agent created or adopted (replacing the old record). */
+  setObjectIds(maps: Record<string, number>, programs: Record<string, number>): void {
+    const same = (m: Map<string, number>, o: Record<string, number>): boolean =>
+      m.size === Object.keys(o).length && Object.entries(o).every(([k, v]) => m.get(k) === v);
+    if (same(this.mapIds, maps) && same(this.programIds, programs)) return;
+    this.mapIds.clear();
+    this.programIds.clear();
+    for (const [k, v] of Object.entries(maps)) this.mapIds.set(k, v);
+    for (const [k, v] of Object.entries(programs)) this.programIds.set(k, v);
+    this.dirty = true;
   }
 
   static forPinRoot(pinRoot: string, path = defaultStatePath(pinRoot)): AgentStateFile {
@@ -105,11 +140,14 @@ export class AgentStateFile {
       pinRoot: this.pinRoot,
       frontends: Object.fromEntries([...this.frontends].sort((a, b) => a[0] - b[0]).map(([id, m]) => [String(id), m])),
       attachments: this.attachments,
+      ...(this.mapIds.size && { maps: Object.fromEntries([...this.mapIds].sort()) }),
+      ...(this.programIds.size && { programs: Object.fromEntries([...this.programIds].sort()) }),
     };
     const tmp = `${this.path}.${process.pid}.tmp`;
     try {
-      mkdirSync(dirname(this.path), { recursive: true });
-      writeFileSync(tmp, JSON.stringify(json));
+      // root's alone: the map ids in it decide which pinned maps the agent trusts
+      mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+      writeFileSync(tmp, JSON.stringify(json), { mode: 0o600 });
       renameSync(tmp, this.path);
     } catch (e) {
       rmSync(tmp, { force: true });
@@ -122,6 +160,8 @@ export class AgentStateFile {
     rmSync(this.path, { force: true });
     this.frontends.clear();
     this.attachments = [];
+    this.mapIds.clear();
+    this.programIds.clear();
     this.dirty = false;
   }
 }

@@ -14,6 +14,7 @@ import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
+import { LinkWatcher } from '../link-watch.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
 export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
@@ -43,6 +44,8 @@ export interface BpfDataplaneOptions {
   nodePortRange?: NodePortRange;
   /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
   ctSweepMs?: number;
+  /** follow link events (ip monitor link) so a new device is served at once (default true) */
+  watchLinks?: boolean;
 }
 
 export interface Link {
@@ -50,6 +53,16 @@ export interface Link {
   ifname: string;
   addresses: string[];
   up: boolean;
+  /** iproute2's name of the device type (ARPHRD): ether, loopback, none (tun, WireGuard), ipip, ... */
+  linkType: string;
+}
+
+/**
+ * The tc programs parse an Ethernet header at offset 0: only devices whose frames carry one get them.
+ * tun, WireGuard (link_type none), IPIP/GRE/SIT tunnels and the like are skipped with a log line.
+ */
+export function servesLinkType(linkType: string): boolean {
+  return linkType === 'ether';
 }
 
 /** Devices of the current network namespace (ip -j addr: sysfs would show the mount's namespace). */
@@ -60,11 +73,13 @@ export function listLinks(): Link[] {
   } catch (e) {
     throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
   }
-  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; flags?: string[]; operstate?: string; addr_info?: Array<{ local?: string }> }>;
+  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; flags?: string[]; operstate?: string; link_type?: string; addr_info?: Array<{ local?: string }> }>;
   return links.map((l) => ({
     ifindex: l.ifindex,
     ifname: l.ifname,
     up: (l.flags ?? []).includes('UP'),
+    // from rtnetlink's ifi_type in this namespace (/sys/class/net/X/type shows the mount's namespace)
+    linkType: l.link_type ?? 'unknown',
     addresses: (l.addr_info ?? []).flatMap((a) => {
       try { return a.local ? [canonicalIp(a.local)] : []; } catch { return []; }
     }),
@@ -161,6 +176,11 @@ export class BpfDataplane implements Dataplane {
   #sweepTimer: NodeJS.Timeout | undefined;
   /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
   #swept = 0;
+  /** devices left alone because their frames have no Ethernet header: ifindex -> name (logged once) */
+  #skipped = new Map<number, string>();
+  #links: LinkWatcher | undefined;
+  #deviceSyncQueued = false;
+  #writes: Promise<void> = Promise.resolve();
 
   constructor(opts: BpfDataplaneOptions) {
     this.#opts = opts;
@@ -184,6 +204,9 @@ export class BpfDataplane implements Dataplane {
     // lb_slots, or every conntrack hit would find its backend no member of its frontend
     const members = loaded.maps.syncMembers();
     if (members.added || members.removed) this.#log.info(members, 'frontend membership (lb_members) rebuilt from lb_slots');
+    for (const r of loaded.refused) {
+      this.#log.warn({ map: r.name, id: r.id, reason: r.reason }, 'pinned map not made by this agent: unpinned and created anew');
+    }
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
@@ -192,6 +215,19 @@ export class BpfDataplane implements Dataplane {
     // devices known from an earlier run keep their programs until syncDevices() replaces them
     for (const [ifindex, flags] of loaded.maps.devices()) {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0 });
+    }
+    // before the first scan: a device that appears during it is seen by the next one
+    if (this.#opts.watchLinks !== false) {
+      this.#links = new LinkWatcher({
+        log: this.#log,
+        onEvent: (e) => {
+          this.#log.debug({ device: e.ifname, ifindex: e.ifindex, event: e.kind }, 'link event');
+          this.#requestDeviceSync();
+        },
+        // the monitor (re)started: what changed before it subscribed is found by one more scan
+        onStart: () => this.#requestDeviceSync(),
+      });
+      this.#links.start();
     }
     await this.syncDevices(true);
     this.#syncSocketHooks();
@@ -216,18 +252,35 @@ export class BpfDataplane implements Dataplane {
 
   async apply(ops: PlanOp[]): Promise<void> {
     const { maps } = this.loaded;
-    maps.apply(ops);
+    // off the event loop: /healthz and /metrics answer during a long apply (issue 7)
+    await this.#serialWrite(() => maps.applyAsync(ops));
     if (maps.deferredTables > 0 && !this.#flushTimer) {
       this.#flushTimer = setTimeout(() => {
         this.#flushTimer = undefined;
-        try {
-          this.#loaded?.maps.flushDeferred();
-        } catch (e) {
+        void this.#serialWrite(async () => { await this.#loaded?.maps.flushDeferredAsync(); }).catch((e: unknown) => {
           this.#log.warn({ err: e }, 'removing dropped Maglev tables failed; retried after the next sync');
-        }
+        });
       }, 200);
       this.#flushTimer.unref();
     }
+  }
+
+  /** One device scan soon, however many link events arrive meanwhile (a new veth brings several). */
+  #requestDeviceSync(): void {
+    if (this.#deviceSyncQueued) return;
+    this.#deviceSyncQueued = true;
+    setImmediate(() => {
+      this.#deviceSyncQueued = false;
+      if (!this.#loaded) return;
+      this.syncDevices().catch((e: unknown) => this.#log.warn({ err: e }, 'device scan after a link event failed; housekeeping retries'));
+    });
+  }
+
+  /** Plan writes one at a time: an apply and a deferred flush must not interleave their batches. */
+  #serialWrite<T>(write: () => Promise<T>): Promise<T> {
+    const run = this.#writes.then(write);
+    this.#writes = run.then(() => undefined, () => undefined);
+    return run;
   }
 
   /** Attaches tc to every device (and XDP to external ones) not yet served; forgets vanished ones. */
@@ -243,6 +296,15 @@ export class BpfDataplane implements Dataplane {
     const present = new Set<number>();
     for (const l of links) {
       if (l.ifname === 'lo') continue;
+      if (!servesLinkType(l.linkType)) {
+        if (this.#skipped.get(l.ifindex) !== l.ifname) {
+          this.#skipped.set(l.ifindex, l.ifname);
+          this.#log.warn({ device: l.ifname, ifindex: l.ifindex, linkType: l.linkType },
+            'device skipped: its frames have no Ethernet header, which the tc programs parse (Services are not translated on it)');
+        }
+        continue; // not present: an attachment of an earlier run is removed below
+      }
+      this.#skipped.delete(l.ifindex);
       present.add(l.ifindex);
       const external = wantExternal(l);
       const have = this.#attached.get(l.ifindex);
@@ -260,6 +322,7 @@ export class BpfDataplane implements Dataplane {
         this.#log.error({ err: e, device: l.ifname }, 'attaching to device failed');
       }
     }
+    for (const ifindex of [...this.#skipped.keys()]) if (!links.some((l) => l.ifindex === ifindex)) this.#skipped.delete(ifindex);
     for (const ifindex of [...this.#attached.keys()]) {
       if (present.has(ifindex)) continue;
       this.#attached.delete(ifindex);
@@ -331,10 +394,13 @@ export class BpfDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
+    this.#links?.stop();
+    this.#links = undefined;
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = undefined;
+    await this.#writes;
     try {
       this.#loaded?.maps.flushDeferred();
     } catch (e) {

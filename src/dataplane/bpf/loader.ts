@@ -5,6 +5,19 @@
 // Restart: maps are LIBBPF_PIN_BY_NAME, so a second load reuses the pinned maps and their contents;
 // programs are loaded anew and swapped in place of the old ones (tc filters and XDP are replaced at
 // the same priority/handle, cgroup programs with BPF_F_REPLACE), so traffic never sees a gap.
+//
+// Only maps this agent made are reused (issue 7): the state file records the kernel id of every map
+// and program after each load, and a pinned map whose id is not the recorded one is unpinned and made
+// anew, with a warning, instead of being trusted. Cases:
+// - first start, empty pin root: maps created, ids recorded;
+// - restart (pod restart, upgrade): the state file (/run/kube-bpf-proxy, a hostPath) and the pins
+//   (bpffs) both survive, ids match, every map is adopted with its contents;
+// - node reboot: /run is a tmpfs and bpffs is not persistent, so both are gone: a first start;
+// - pins but no state file (it was deleted, or /run is not shared with the host): nothing proves the
+//   pins are ours, so they are refused and made anew; established flows lose their conntrack entries
+//   once, the Services are written again by the first sync;
+// - a state file without ids (written by an agent before this check): its pins are adopted and their
+//   ids recorded from then on (the file is root's alone, as the pins are).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -50,7 +63,11 @@ export interface Loaded {
    * programs never see them empty. Returns each map with its counts.
    */
   finishMigration(which?: (name: string) => boolean): Migration[];
+  /** pinned maps that were not this agent's (id not recorded): unpinned and made anew */
+  refused: RefusedPin[];
 }
+
+export interface RefusedPin { name: string; id: number; reason: string }
 
 /**
  * Opens and loads the object with its maps under pinRoot (reusing pinned ones), pins every program
@@ -78,7 +95,9 @@ export function loadDataplane(opts: {
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   let reused = false;
   let migrations: Migration[] = [];
+  let refused: RefusedPin[] = [];
   try {
+    refused = refuseForeignPins(object, pinRoot, state);
     const found = checkPinnedMaps(object, pinRoot, opts.onIncompatible ?? 'migrate');
     reused = found.reused;
     migrations = found.migrations;
@@ -91,6 +110,7 @@ export function loadDataplane(opts: {
       throw e;
     }
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
+    recordIds(object, state);
   } catch (e) {
     object.close();
     throw e;
@@ -101,7 +121,51 @@ export function loadDataplane(opts: {
     pending = pending.filter((m) => !which(m.name));
     return todo.length ? carry(object, pinRoot, todo) : [];
   };
-  return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused, migrations, finishMigration };
+  return { object, maps: BpfMaps.fromObject(object, state, opts.maps), state, pinRoot, reused, migrations, finishMigration, refused };
+}
+
+/**
+ * Unpins every pinned map of the object whose kernel id the state file does not record (see the
+ * cases at the top of this file), so that the load creates it anew rather than trusting it.
+ */
+function refuseForeignPins(object: BpfObject, pinRoot: string, state: AgentStateFile): RefusedPin[] {
+  const refused: RefusedPin[] = [];
+  // a file from before ids were recorded: adopt what it stood for (recordIds() writes them now)
+  if (state.existed && !state.hadMapIds) return refused;
+  for (const name of object.mapNames()) {
+    const path = join(pinRoot, name);
+    if (!existsSync(path)) continue;
+    let id: number;
+    try {
+      const pinned = BpfMap.fromPin(path);
+      try { id = pinned.id; } finally { pinned.close(); }
+    } catch (e) {
+      // not a map (a program, a file someone made): not ours either
+      id = 0;
+      if (!(e instanceof KbpError)) throw e;
+    }
+    const recorded = state.mapIds.get(name);
+    if (recorded !== undefined && recorded === id) continue;
+    const reason = !state.existed ? `no state file ${state.path} records the pins under ${pinRoot}`
+      : recorded === undefined ? `the state file records no map ${name}` : `the state file records id ${recorded}`;
+    try {
+      unlinkSync(path);
+    } catch (e) {
+      throw new KbpError('KBP_ERR_BPF', `unpin ${path} (map id ${id}, not made by this agent: ${reason}): ${(e as Error).message}`, { cause: e });
+    }
+    refused.push({ name, id, reason });
+  }
+  return refused;
+}
+
+/** Records the ids of the loaded object's maps and programs: what the next load may adopt. */
+function recordIds(object: BpfObject, state: AgentStateFile): void {
+  const maps: Record<string, number> = {};
+  for (const name of object.mapNames()) maps[name] = object.map(name).id;
+  const programs: Record<string, number> = {};
+  for (const name of object.programNames()) programs[name] = object.program(name).id;
+  state.setObjectIds(maps, programs);
+  state.save();
 }
 
 /**

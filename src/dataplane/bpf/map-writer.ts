@@ -6,7 +6,14 @@
 // kernel consistent, and it is kept). A full sync of 10,000 Services x 10 endpoints is ~200,000 map
 // entries plus 10,000 Maglev arrays. A frontend's names go to the agent's state file, which the maps
 // cannot hold.
+//
+// The writing is a generator of steps (Write): one batch system call each, or a pause between chunks
+// of work. apply() runs the steps at once; applyAsync() runs each batch on libuv's thread pool and
+// lets the event loop run at every pause, so /healthz and /metrics answer during a long apply (a write
+// to a map-in-map waits for an RCU grace period in the kernel). Both take the same steps in the same
+// order, whatever the maps hold.
 import { readFileSync } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
 import type { AgentStateFile } from './agent-state-file.js';
@@ -52,6 +59,51 @@ export interface ApplyResult {
   batches: number;
   /** Maglev inner arrays created */
   tables: number;
+}
+
+/** One step of a write: a batch system call, or a point where applyAsync lets the event loop run. */
+type Write =
+  | { kind: 'update'; map: BpfMap; keys: Buffer; values: Buffer; count: number }
+  | { kind: 'deleteMany'; map: BpfMap; keys: Buffer; count: number }
+  | { kind: 'pause' };
+/** the steps of a write; what a step returns (deleteMany: how many keys existed) is sent back in */
+type Steps = Generator<Write, void, number>;
+const PAUSE: Write = { kind: 'pause' };
+/** CPU-bound work between pauses: Maglev tables built, slots encoded */
+const TABLES_PER_PAUSE = 64;
+const SLOTS_PER_PAUSE = 32_768;
+
+function runSync(steps: Steps): void {
+  let r = steps.next();
+  while (!r.done) {
+    const w = r.value;
+    let out = 0;
+    try {
+      if (w.kind === 'update') w.map.updateBatch(w.keys, w.values, w.count);
+      else if (w.kind === 'deleteMany') out = w.map.deleteMany(w.keys, w.count);
+    } catch (e) {
+      r = steps.throw(e);
+      continue;
+    }
+    r = steps.next(out);
+  }
+}
+
+async function runAsync(steps: Steps): Promise<void> {
+  let r = steps.next();
+  while (!r.done) {
+    const w = r.value;
+    let out = 0;
+    try {
+      if (w.kind === 'update') await w.map.updateBatchAsync(w.keys, w.values, w.count);
+      else if (w.kind === 'deleteMany') out = await w.map.deleteManyAsync(w.keys, w.count);
+      else await nextTurn();
+    } catch (e) {
+      r = steps.throw(e);
+      continue;
+    }
+    r = steps.next(out);
+  }
 }
 
 function fmtFe(f: { address: string; port: number; protocol: string; scope: string; service?: string }): string {
@@ -201,11 +253,24 @@ export class MapWriter {
 
   /** Removes the deferred tables in one batch; returns how many there were. */
   flushDeferred(): number {
+    const n = this.pendingTableDeletes.size;
+    runSync(this.flushSteps());
+    return n;
+  }
+
+  /** flushDeferred with the batch on the thread pool (see applyAsync). */
+  async flushDeferredAsync(): Promise<number> {
+    const n = this.pendingTableDeletes.size;
+    await runAsync(this.flushSteps());
+    return n;
+  }
+
+  private *flushSteps(): Steps {
     const ids = [...this.pendingTableDeletes];
-    if (ids.length === 0) return 0;
-    this.deleteU32s('lb_maglev', ids);
-    this.pendingTableDeletes.clear();
-    return ids.length;
+    if (ids.length === 0) return;
+    yield* this.deleteU32s('lb_maglev', ids);
+    // an id that createTables reused meanwhile was taken out of the set, and was not in ids either
+    for (const id of ids) this.pendingTableDeletes.delete(id);
   }
 
   /**
@@ -238,49 +303,83 @@ export class MapWriter {
   private writeMembers(pairs: readonly L.MemberKey[]): void {
     const keys = Buffer.alloc(pairs.length * L.MEMBER_KEY.size);
     pairs.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
-    this.batchUpdate('lb_members', keys, Buffer.alloc(pairs.length, 1), pairs.length, (i) => `member backend id ${pairs[i]!.backendId} of frontend id ${pairs[i]!.feId}`);
+    // batchUpdate yields its steps; membership is written at once, before the frontends switch
+    runSync(this.batchUpdate('lb_members', keys, Buffer.alloc(pairs.length, 1), pairs.length, (i) => `member backend id ${pairs[i]!.backendId} of frontend id ${pairs[i]!.feId}`));
   }
 
   /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
   apply(ops: readonly PlanOp[]): ApplyResult {
     const res: ApplyResult = { batches: 0, tables: 0 };
-    ops = groupRemovals(ops);
-    if (!this.members) this.syncMembers();
-    this.recycling = this.planRecycling(ops);
-    try {
-      for (let i = 0; i < ops.length;) {
-        let j = i + 1;
-        while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
-        this.applyRun(ops.slice(i, j), res);
-        i = j;
-      }
-      // backends that left a frontend: only now that the frontend uses its new table
-      if (this.memberRemovals.length) {
-        const gone = this.memberRemovals;
-        this.memberRemovals = [];
-        const keys = Buffer.alloc(gone.length * L.MEMBER_KEY.size);
-        gone.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
-        this.maps.lb_members.deleteMany(keys, gone.length);
-        res.batches++;
-      }
-    } catch (e) {
-      // the mirror may be ahead of the maps: the next apply reloads it from lb_slots
-      this.members = undefined;
-      this.memberRemovals = [];
-      // whatever was written, the names of the frontends written so far must survive a crash; the
-      // write error is the one to report
-      try {
-        this.state?.save();
-      } catch {
-        // reported by the next successful apply's save
-      }
-      throw e;
-    }
-    this.state?.save();
+    this.saving(() => runSync(this.applySteps(ops, res)));
     return res;
   }
 
-  private applyRun(run: readonly PlanOp[], res: ApplyResult): void {
+  /**
+   * apply() that leaves the event loop free: every batch runs on libuv's thread pool and CPU-bound
+   * stretches pause between chunks, so a request to this process waits for one chunk, not the apply.
+   * The caller must not start another write to these maps before it settles.
+   */
+  async applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> {
+    const res: ApplyResult = { batches: 0, tables: 0 };
+    await this.savingAsync(() => runAsync(this.applySteps(ops, res)));
+    return res;
+  }
+
+  private *applySteps(ops: readonly PlanOp[], res: ApplyResult): Steps {
+    ops = groupRemovals(ops);
+    if (!this.members) this.syncMembers();
+    this.recycling = this.planRecycling(ops);
+    for (let i = 0; i < ops.length;) {
+      let j = i + 1;
+      while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
+      yield* this.applyRun(ops.slice(i, j), res);
+      yield PAUSE;
+      i = j;
+    }
+    // backends that left a frontend: only now that the frontend uses its new table
+    if (this.memberRemovals.length) {
+      const gone = this.memberRemovals;
+      this.memberRemovals = [];
+      const keys = Buffer.alloc(gone.length * L.MEMBER_KEY.size);
+      gone.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
+      yield { kind: 'deleteMany', map: this.maps.lb_members, keys, count: gone.length };
+      res.batches++;
+    }
+  }
+
+  private saving(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      this.saveAfterFailure();
+      throw e;
+    }
+    this.state?.save();
+  }
+
+  private async savingAsync(write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (e) {
+      this.saveAfterFailure();
+      throw e;
+    }
+    this.state?.save();
+  }
+
+  /** whatever was written, the names of the frontends written so far must survive a crash; the write error is the one to report */
+  private saveAfterFailure(): void {
+    // the membership mirror may be ahead of the maps: the next apply reloads it from lb_slots
+    this.members = undefined;
+    this.memberRemovals = [];
+    try {
+      this.state?.save();
+    } catch {
+      // reported by the next successful apply's save
+    }
+  }
+
+  private *applyRun(run: readonly PlanOp[], res: ApplyResult): Steps {
     const kind = run[0]!.op;
     switch (kind) {
       case 'upsertBackend': {
@@ -291,7 +390,7 @@ export class MapWriter {
           L.encodeU32(b.id, keys, i * 4);
           L.encodeBackend({ address: b.address, port: b.port, protocol: b.protocol, flags: backendFlags(b) }, values, i * L.BACKEND.size);
         });
-        this.batchUpdate('lb_backends', keys, values, bs.length, (i) => `backend ${bs[i]!.address}:${bs[i]!.port}/${bs[i]!.protocol} (id ${bs[i]!.id})`);
+        yield* this.batchUpdate('lb_backends', keys, values, bs.length, (i) => `backend ${bs[i]!.address}:${bs[i]!.port}/${bs[i]!.protocol} (id ${bs[i]!.id})`);
         res.batches++;
         return;
       }
@@ -308,7 +407,7 @@ export class MapWriter {
         }
         res.tables += all.length - tables.length;
         for (let i = 0; i < tables.length; i += TABLES_PER_SWAP) {
-          this.createTables(tables.slice(i, i + TABLES_PER_SWAP));
+          yield* this.createTables(tables.slice(i, i + TABLES_PER_SWAP));
           res.batches += 1 + Math.min(TABLES_PER_SWAP, tables.length - i);
         }
         res.tables += tables.length;
@@ -327,8 +426,9 @@ export class MapWriter {
             owner.push(o.frontendId);
             k++;
           });
+          if (k % SLOTS_PER_PAUSE < o.backendIds.length) yield PAUSE;
         }
-        this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${owner[i]}`);
+        yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${owner[i]}`);
         res.batches++;
         const members = this.members!, added: L.MemberKey[] = [];
         for (const o of items) {
@@ -350,7 +450,7 @@ export class MapWriter {
           L.encodeU32(o.frontendId, keys, i * 4);
           L.encodeRevNat({ address: o.address, port: o.port }, values, i * L.REVNAT.size);
         });
-        this.batchUpdate('lb_revnat', keys, values, items.length, (i) => `reverse NAT of frontend id ${items[i]!.frontendId} (${items[i]!.address}:${items[i]!.port})`);
+        yield* this.batchUpdate('lb_revnat', keys, values, items.length, (i) => `reverse NAT of frontend id ${items[i]!.frontendId} (${items[i]!.address}:${items[i]!.port})`);
         res.batches++;
         return;
       }
@@ -361,13 +461,13 @@ export class MapWriter {
         if (add.length) {
           const keys = Buffer.alloc(add.length * L.SRC_RANGE_KEY.size);
           add.forEach((r, i) => L.encodeSrcRangeKey(r, keys, i * L.SRC_RANGE_KEY.size));
-          this.batchUpdate('lb_src_ranges', keys, Buffer.alloc(add.length, 1), add.length, (i) => `source range ${add[i]!.cidr} of frontend id ${add[i]!.feId}`);
+          yield* this.batchUpdate('lb_src_ranges', keys, Buffer.alloc(add.length, 1), add.length, (i) => `source range ${add[i]!.cidr} of frontend id ${add[i]!.feId}`);
           res.batches++;
         }
         if (remove.length) {
           const keys = Buffer.alloc(remove.length * L.SRC_RANGE_KEY.size);
           remove.forEach((r, i) => L.encodeSrcRangeKey(r, keys, i * L.SRC_RANGE_KEY.size));
-          this.maps.lb_src_ranges.deleteMany(keys, remove.length);
+          yield { kind: 'deleteMany', map: this.maps.lb_src_ranges, keys, count: remove.length };
           res.batches++;
         }
         return;
@@ -386,7 +486,7 @@ export class MapWriter {
         });
         // names first: a crash after the write must not leave a frontend without its Service name
         for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName, terminating: f.terminatingIds });
-        this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
+        yield* this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
         for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
         res.batches++;
         return;
@@ -397,7 +497,7 @@ export class MapWriter {
         const keys = Buffer.alloc(n * L.SLOT_KEY.size);
         let k = 0;
         for (const o of items) for (let s = o.fromSlot; s < o.toSlot; s++) L.encodeSlotKey({ feId: o.frontendId, slot: s }, keys, (k++) * L.SLOT_KEY.size);
-        this.maps.lb_slots.deleteMany(keys, n);
+        yield { kind: 'deleteMany', map: this.maps.lb_slots, keys, count: n };
         // a whole list gone (the frontend removed, or left without backends); a shorter list's
         // leavers were queued by its upsertSlots
         for (const o of items) {
@@ -412,7 +512,7 @@ export class MapWriter {
         const fs = run.map((o) => (o as Extract<PlanOp, { op: 'deleteFrontend' }>).frontend);
         const keys = Buffer.alloc(fs.length * L.FE_KEY.size);
         fs.forEach((f, i) => L.encodeFeKey(f, keys, i * L.FE_KEY.size));
-        this.maps.lb_frontends.deleteMany(keys, fs.length);
+        yield { kind: 'deleteMany', map: this.maps.lb_frontends, keys, count: fs.length };
         for (const f of fs) {
           this.state?.deleteFrontend(f.id);
           this.noteFrontend(f.id, undefined);
@@ -421,7 +521,7 @@ export class MapWriter {
         return;
       }
       case 'deleteRevNat':
-        this.deleteU32s('lb_revnat', run.map((o) => (o as Extract<PlanOp, { op: 'deleteRevNat' }>).frontendId));
+        yield* this.deleteU32s('lb_revnat', run.map((o) => (o as Extract<PlanOp, { op: 'deleteRevNat' }>).frontendId));
         res.batches++;
         return;
       case 'deleteTable': {
@@ -441,15 +541,18 @@ export class MapWriter {
         if (!ids.length) return;
         if (this.deferTableDeletes) {
           for (const id of ids) this.pendingTableDeletes.add(id);
-          if (this.pendingTableDeletes.size >= DEFERRED_TABLES_MAX) res.batches += this.flushDeferred() ? 1 : 0;
+          if (this.pendingTableDeletes.size >= DEFERRED_TABLES_MAX) {
+            yield* this.flushSteps();
+            res.batches++;
+          }
           return;
         }
-        this.deleteU32s('lb_maglev', ids);
+        yield* this.deleteU32s('lb_maglev', ids);
         res.batches++;
         return;
       }
       case 'deleteBackend':
-        this.deleteU32s('lb_backends', run.map((o) => (o as Extract<PlanOp, { op: 'deleteBackend' }>).backendId));
+        yield* this.deleteU32s('lb_backends', run.map((o) => (o as Extract<PlanOp, { op: 'deleteBackend' }>).backendId));
         res.batches++;
         return;
       default: {
@@ -465,7 +568,7 @@ export class MapWriter {
    * system call on a map-in-map waits for an RCU grace period (the kernel's maybe_wait_bpf_programs(),
    * 5-15 ms here), so the outer writes of a run are one batch, not one call per table.
    */
-  private createTables(tables: PlanTable[]): void {
+  private *createTables(tables: PlanTable[]): Steps {
     // each table's lb_maglev key; a key diff() reuses replaces the deferred table in place, so it must
     // not be deleted later
     const keysOf = new Map<PlanTable, number>();
@@ -476,18 +579,18 @@ export class MapWriter {
     }
     this.tableKeys = keysOf;
     try {
-      this.createTablesWith(tables, this.innerFlags);
+      yield* this.createTablesWith(tables, this.innerFlags);
     } catch (e) {
       // lb_maglev was pinned by an object whose inner template had other flags (an upgrade across a
       // change of LB_MAGLEV_INNER_FLAGS): the kernel rejects mismatched inner maps with EINVAL.
       if ((e as KbpError).errno !== EINVAL || !(e instanceof BpfBatchError) || e.processed !== 0) throw e;
       const other = this.innerFlags ^ BPF_F_MMAPABLE;
-      this.createTablesWith(tables, other);
+      yield* this.createTablesWith(tables, other);
       this.innerFlags = other;
     }
   }
 
-  private createTablesWith(tables: PlanTable[], flags: number): void {
+  private *createTablesWith(tables: PlanTable[], flags: number): Steps {
     const inners: BpfMap[] = [];
     try {
       for (const t of tables) {
@@ -505,6 +608,7 @@ export class MapWriter {
         const values = L.encodeMaglevTable(t.slots);
         if (flags & BPF_F_MMAPABLE) inner.writeMmap(values);
         else inner.updateBatch(L.encodeArrayKeys(elems), values, elems);
+        if (inners.length % TABLES_PER_PAUSE === 0) yield PAUSE;
       }
       const keys = Buffer.alloc(tables.length * 4), fds = Buffer.alloc(tables.length * 4);
       tables.forEach((t, i) => {
@@ -512,7 +616,8 @@ export class MapWriter {
         L.encodeU32(inners[i]!.fd, fds, i * 4);
       });
       try {
-        this.maps.lb_maglev.updateBatch(keys, fds, tables.length);
+        // the swap: one RCU grace period in the kernel, on the thread pool under applyAsync
+        yield { kind: 'update', map: this.maps.lb_maglev, keys, values: fds, count: tables.length };
         for (const t of tables) {
           this.setKid(t.id, this.tableKeys.get(t) ?? t.id);
           if (this.recycleTables) this.tableM.set(t.id, t.m);
@@ -527,9 +632,9 @@ export class MapWriter {
     }
   }
 
-  private batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string): void {
+  private *batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string): Steps {
     try {
-      this.maps[name].updateBatch(keys, values, count);
+      yield { kind: 'update', map: this.maps[name], keys, values, count };
     } catch (e) {
       const i = e instanceof BpfBatchError ? e.processed : 0;
       throw this.mapFull(e, name, i < count ? what(i) : `${count} entries`);
@@ -542,10 +647,10 @@ export class MapWriter {
     return new KbpError('KBP_ERR_MAP_FULL', `map ${name} is full (${m.maxEntries} entries): cannot add ${what}`, { cause: e, errno: (e as KbpError).errno! });
   }
 
-  private deleteU32s(name: L.MapName, ids: number[]): void {
+  private *deleteU32s(name: L.MapName, ids: number[]): Steps {
     const keys = Buffer.alloc(ids.length * 4);
     ids.forEach((id, i) => L.encodeU32(id, keys, i * 4));
-    this.maps[name].deleteMany(keys, ids.length);
+    yield { kind: 'deleteMany', map: this.maps[name], keys, count: ids.length };
   }
 
   writeConfig(cfg: { hashSeed: number; snatMark: number; flags: number }): void {

@@ -54,9 +54,12 @@ export class BpfMaps {
 
   // ---- writes (MapWriter) -------------------------------------------------------------------------
   apply(ops: readonly PlanOp[]): ApplyResult { return this.writer.apply(ops); }
+  /** apply() with the event loop free: batches on the thread pool, pauses between chunks */
+  applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> { return this.writer.applyAsync(ops); }
   get deferredTables(): number { return this.writer.deferredTables; }
   flushDeferred(): number { return this.writer.flushDeferred(); }
   syncMembers(): { added: number; removed: number } { return this.writer.syncMembers(); }
+  flushDeferredAsync(): Promise<number> { return this.writer.flushDeferredAsync(); }
   writeConfig(cfg: { hashSeed: number; snatMark: number; flags: number }): void { this.writer.writeConfig(cfg); }
   setDevice(ifindex: number, flags: number): void { this.writer.setDevice(ifindex, flags); }
   removeDevice(ifindex: number): boolean { return this.writer.removeDevice(ifindex); }

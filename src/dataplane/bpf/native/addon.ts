@@ -2,7 +2,7 @@
 // native/src/addon.cc). The addon makes one libbpf call per function and reports failure as a
 // negative errno; argument checks, buffer sizing, errors and fd ownership are the wrappers' (map.ts,
 // program.ts, object.ts), which reach the addon only through native(). Nothing outside this folder
-// calls native(): the addon trusts every buffer it is given to be as long as the kernel will write.
+// calls native(). The addon does not trust them: it checks types and buffer sizes again and throws.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../../util/errors.js';
 
 // ---- the addon's raw surface (native/src/addon.cc) ------------------------------------------------
+// The addon checks every argument's type, range and buffer size itself too (a TypeError or RangeError
+// naming the method and the argument, never a crash: test/datapath/addon-hostile.test.ts); the
+// wrappers' checks come first and give the messages a user sees.
 interface RawMapDesc { name: string; fd: number; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number; pinPath: string | null }
 interface RawProgDesc { name: string; fd: number; type: number; section: string }
 interface RawMapInfo { type: number; id: number; keySize: number; valueSize: number; maxEntries: number; flags: number; name: string }
@@ -31,6 +34,9 @@ interface Native {
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number): [number, number];
   mapDeleteBatch(fd: number, keys: Buffer, count: number): [number, number];
   mapLookupBatch(fd: number, inBatch: Buf, outBatch: Buffer, keys: Buffer, values: Buffer, count: number): [number, number];
+  /** the batch write on libuv's thread pool (a map-in-map write waits for an RCU grace period) */
+  mapUpdateBatchAsync(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number): Promise<[number, number]>;
+  mapDeleteBatchAsync(fd: number, keys: Buffer, count: number): Promise<[number, number]>;
   mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number, innerFd: number): number;
   mapInfo(fd: number): RawMapInfo | number;
   mapMmapWrite(fd: number, data: Buffer, offset: number): number;

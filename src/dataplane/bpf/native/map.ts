@@ -223,6 +223,42 @@ export class BpfMap {
     return deleted;
   }
 
+  /**
+   * updateBatch on libuv's thread pool: the event loop keeps running while the kernel writes (a
+   * map-in-map write waits for an RCU grace period). The addon copies keys and values, so the caller
+   * may reuse them at once. Same fallbacks and errors as updateBatch.
+   */
+  async updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): Promise<void> {
+    checkU32(count, `count of updateBatch on map ${this.name}`);
+    checkBuffer(keys, count * this.keySize, `keys of updateBatch on map ${this.name} (${count} keys)`);
+    checkBuffer(values, count * this.userValueSize, `values of updateBatch on map ${this.name} (${count} values)`);
+    checkFlags(flags, `flags of updateBatch on map ${this.name}`);
+    if (count === 0) return;
+    const [ret, processed] = await native().mapUpdateBatchAsync(this.fd, keys, values, count, flags);
+    if (ret === 0) return;
+    if (unsupported(ret) && processed === 0) return this.updateBatch(keys, values, count, flags);
+    throw new BpfBatchError(bpfError('updateBatch', `${this.name} (entry ${processed} of ${count})`, ret), processed);
+  }
+
+  /** deleteMany on libuv's thread pool (see updateBatchAsync): deletes the keys that exist, returns how many did. */
+  async deleteManyAsync(keys: Buffer, count: number): Promise<number> {
+    checkU32(count, `count of deleteMany on map ${this.name}`);
+    checkBuffer(keys, count * this.keySize, `keys of deleteMany on map ${this.name} (${count} keys)`);
+    let deleted = 0;
+    let start = 0;
+    // bounded: each round consumes at least one key
+    while (start < count) {
+      const n = count - start;
+      const [ret, processed] = await native().mapDeleteBatchAsync(this.fd, keys.subarray(start * this.keySize), n);
+      if (ret === 0) return deleted + n;
+      if (unsupported(ret) && processed === 0) return deleted + this.deleteMany(keys.subarray(start * this.keySize), n);
+      deleted += processed;
+      if (ret !== -ENOENT) throw new BpfBatchError(bpfError('deleteBatch', `${this.name} (entry ${start + processed} of ${count})`, ret), start + processed);
+      start += processed + 1; // the absent key
+    }
+    return deleted;
+  }
+
   /** Every key, in the kernel's iteration order. */
   keys(): Buffer[] {
     const out: Buffer[] = [];

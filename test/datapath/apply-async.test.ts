@@ -1,0 +1,85 @@
+// A long apply must not stall the agent's own HTTP servers (issue 7): every map write is a system
+// call, and a write to a map-in-map (a Maglev swap) waits for an RCU grace period. applyAsync (what
+// BpfDataplane.apply runs) writes each batch on libuv's thread pool and pauses between chunks of
+// work, so a request to this process is answered within one chunk, whatever the apply's length.
+// Asserted by order, not by time: the request started after the apply completes before it.
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, get, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NodeState } from '../../src/model/compiled.js';
+import { diffPlans } from '../../src/plan/diff.js';
+import { buildPlan } from '../../src/plan/plan.js';
+import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
+import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
+import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+
+const SEED = 0x1234;
+
+function services(n: number, endpoints: number): NodeState {
+  const state: NodeState = { frontends: [] };
+  for (let i = 0; i < n; i++) {
+    const backends = Array.from({ length: endpoints }, (_, j) => ({ address: `10.${64 + (i >> 8)}.${i & 255}.${j + 1}`, port: 8080, terminating: false, local: false }));
+    state.frontends.push({
+      service: `ns/svc-${i}`, portName: 'http', type: 'ClusterIP', protocol: 'TCP', scope: 'internal', address: `10.96.${i >> 8}.${i & 255}`,
+      port: 80, backends, sessionAffinitySeconds: 0, sourceRanges: [], snatRemote: false,
+    });
+  }
+  return state;
+}
+
+function request(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = get({ host: '127.0.0.1', port, path: '/healthz', timeout: 60_000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 60 s')));
+    req.on('error', reject);
+  });
+}
+
+if (!isRoot) {
+  test('apply-async tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
+} else {
+  test('an HTTP request to this process is answered while thousands of Maglev tables are applied, before the apply ends', async (t) => {
+    const root = tempPinRoot(t, false);
+    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
+    t.teardown(() => d.object.close());
+    const server: Server = createServer((_req, res) => { res.end('ok'); });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.teardown(() => { server.close(); });
+    const port = (server.address() as AddressInfo).port;
+
+    const N = 3000;
+    const plan = buildPlan(services(N, 10), undefined, { seed: SEED });
+    const ops = diffPlans(undefined, plan);
+
+    const order: string[] = [];
+    const applying = d.maps.applyAsync(ops).then((r) => { order.push('apply'); return r; });
+    // started after the apply: its connection, request and response each need the event loop
+    const answered = request(port).then((body) => { order.push('request'); return body; });
+    const [res, body] = await Promise.all([applying, answered]);
+    t.is(body, 'ok');
+    t.is(res.tables, N);
+    t.deepEqual(order, ['request', 'apply'], 'the request completed before the apply did');
+    const back = d.maps.readPlan();
+    t.is(back.frontends.size, N);
+    t.is(back.backends.size, N * 10);
+
+    // the control: the synchronous apply() holds the event loop until it ends, so the same request
+    // can only complete after it (this is what the agent did before)
+    const order2: string[] = [];
+    const answered2 = request(port).then(() => { order2.push('request'); });
+    d.maps.apply(diffPlans(plan, buildPlan({ frontends: [] }, plan, { seed: SEED })));
+    order2.push('apply');
+    await answered2;
+    t.deepEqual(order2, ['apply', 'request']);
+    t.true(d.maps.isEmpty());
+  });
+}

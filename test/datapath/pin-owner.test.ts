@@ -1,0 +1,103 @@
+// The loader adopts only pinned maps this agent made (issue 7, bpffs): the state file records the
+// kernel id of every map and program after each load, and a pinned map whose id it does not record
+// is unpinned and made anew, named in Loaded.refused. A restart adopts its own pins; a first start
+// over an empty pin root creates them; pins without a state file are refused; a state file of an
+// agent from before ids were recorded is trusted once and gets them.
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
+import { loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
+import * as L from '../../src/dataplane/bpf/layout.js';
+import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
+import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+
+function statePath(t: ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'state.json');
+}
+
+function load(t: ExecutionContext, root: string, state: string): Loaded {
+  const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, state) });
+  t.teardown(() => d.object.close());
+  return d;
+}
+
+const ids = (d: Loaded): Record<string, number> => Object.fromEntries(L.MAP_NAMES.map((n) => [n, d.maps.map(n).id]));
+
+if (!isRoot) {
+  test('pin ownership tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
+} else {
+  test('a first start records its ids; a restart adopts its own pins with their contents', (t) => {
+    const root = tempPinRoot(t, false);
+    const sp = statePath(t);
+    const first = load(t, root, sp);
+    t.false(first.reused);
+    t.deepEqual(first.refused, []);
+    first.maps.setDevice(7, 0);
+    const json = JSON.parse(readFileSync(sp, 'utf8')) as { maps: Record<string, number>; programs: Record<string, number> };
+    t.deepEqual(json.maps, Object.fromEntries(Object.entries(ids(first)).sort()));
+    t.true(Object.keys(json.programs).includes('lb_tc_ingress'));
+    t.is(statSync(sp).mode & 0o777, 0o600, 'the state file is root\'s alone');
+    const before = ids(first);
+    first.object.close();
+
+    const again = load(t, root, sp);
+    t.true(again.reused);
+    t.deepEqual(again.refused, []);
+    t.deepEqual(ids(again), before, 'the same maps');
+    t.deepEqual([...again.maps.devices()], [[7, 0]], 'with their contents');
+  });
+
+  test('a pinned map this agent did not make is refused: unpinned, made anew, named; the rest are adopted', (t) => {
+    const root = tempPinRoot(t, false);
+    const sp = statePath(t);
+    const first = load(t, root, sp);
+    const before = ids(first);
+    first.object.close();
+    // someone swaps lb_backends for a map of the same definition, holding what they like
+    const path = join(root, 'lb_backends');
+    const real = BpfMap.fromPin(path);
+    const planted = BpfMap.create({ type: real.type, name: 'lb_backends', keySize: real.keySize, valueSize: real.valueSize, maxEntries: real.maxEntries, flags: real.flags });
+    real.close();
+    t.teardown(() => planted.close());
+    planted.update(L.encodeU32(1), Buffer.alloc(planted.valueSize, 0xaa));
+    unlinkSync(path);
+    planted.pin(path);
+
+    const again = load(t, root, sp);
+    t.deepEqual(again.refused, [{ name: 'lb_backends', id: planted.id, reason: `the state file records id ${before.lb_backends}` }]);
+    t.not(again.maps.map('lb_backends').id, planted.id, 'the planted map is not used');
+    t.is(again.maps.map('lb_backends').lookup(L.encodeU32(1)), undefined, 'nor its contents');
+    for (const n of L.MAP_NAMES) if (n !== 'lb_backends') t.is(again.maps.map(n).id, before[n], `${n} adopted`);
+    const recorded = (JSON.parse(readFileSync(sp, 'utf8')) as { maps: Record<string, number> }).maps;
+    t.is(recorded.lb_backends, again.maps.map('lb_backends').id, 'the new map\'s id is recorded');
+  });
+
+  test('pins without a state file are refused and made anew; a state file without ids (an older agent) is adopted', (t) => {
+    const root = tempPinRoot(t, false);
+    const sp = statePath(t);
+    const first = load(t, root, sp);
+    const before = ids(first);
+    first.object.close();
+
+    // the state file is gone but the pins are not (/run not shared with the host, or deleted)
+    rmSync(sp);
+    const fresh = load(t, root, sp);
+    t.false(fresh.reused);
+    t.deepEqual(fresh.refused.map((r) => r.name).sort(), Object.keys(before).sort());
+    t.regex(fresh.refused[0]!.reason, /^no state file .* records the pins under /);
+    for (const n of L.MAP_NAMES) t.not(fresh.maps.map(n).id, before[n], `${n} made anew`);
+    const made = ids(fresh);
+    fresh.object.close();
+
+    // an agent from before ids were recorded wrote its file without them: its pins are adopted
+    writeFileSync(sp, JSON.stringify({ version: 1, pinRoot: root, frontends: {}, attachments: [] }));
+    const upgraded = load(t, root, sp);
+    t.deepEqual(upgraded.refused, []);
+    t.deepEqual(ids(upgraded), made);
+    t.deepEqual((JSON.parse(readFileSync(sp, 'utf8')) as { maps: Record<string, number> }).maps, Object.fromEntries(Object.entries(made).sort()));
+  });
+}

@@ -1,0 +1,43 @@
+// The link monitor's parsing and supervision (src/dataplane/link-watch.ts), with a stand-in for `ip`.
+import test from 'ava';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LinkWatcher, parseMonitorLine, type LinkEvent } from '../../src/dataplane/link-watch.js';
+
+test('ip -o monitor link lines become events; other lines are ignored', (t) => {
+  t.deepEqual(parseMonitorLine('4: v0@v1: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 qdisc noqueue state LOWERLAYERDOWN \\    link/ether 7e:2e:58:bb:bb:a1'),
+    { kind: 'new', ifindex: 4, ifname: 'v0' });
+  t.deepEqual(parseMonitorLine('Deleted 3: v1@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN'), { kind: 'del', ifindex: 3, ifname: 'v1' });
+  t.deepEqual(parseMonitorLine('12: kbptun0: <POINTOPOINT,MULTICAST,NOARP> mtu 1500 qdisc noop state DOWN \\    link/none'), { kind: 'new', ifindex: 12, ifname: 'kbptun0' });
+  t.is(parseMonitorLine(''), undefined);
+  t.is(parseMonitorLine('[LINK]'), undefined);
+  t.is(parseMonitorLine('    link/ether 00:11:22:33:44:55'), undefined);
+});
+
+test('a monitor that dies is restarted with backoff, and every start and line is reported', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-linkwatch-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const fake = join(dir, 'ip');
+  // prints one link line, then dies: the watcher must restart it
+  writeFileSync(fake, '#!/bin/sh\necho "7: veth9@if2: <BROADCAST,MULTICAST,UP> mtu 1500"\nexit 1\n');
+  chmodSync(fake, 0o755);
+  const events: LinkEvent[] = [];
+  let starts = 0;
+  await new Promise<void>((resolve, reject) => {
+    const w = new LinkWatcher({
+      ip: fake, minBackoffMs: 5, maxBackoffMs: 20,
+      onStart: () => { starts++; },
+      onEvent: (e) => {
+        events.push(e);
+        if (events.length === 3) { w.stop(); resolve(); }
+      },
+    });
+    t.teardown(() => w.stop());
+    w.start();
+    const guard = setTimeout(() => { w.stop(); reject(new Error(`only ${events.length} events after 20 s`)); }, 20_000);
+    t.teardown(() => clearTimeout(guard));
+  });
+  t.deepEqual(events[0], { kind: 'new', ifindex: 7, ifname: 'veth9' });
+  t.true(starts >= 3, `${starts} starts`);
+});
