@@ -85,7 +85,7 @@ try {
         oneChangeApplyMs: { p50: pct(samples, 50), p99: pct(samples, 99), max: Math.max(...samples) },
         oneChangeApplyCpuMs: { p50: pct(cpu, 50), p99: pct(cpu, 99) }, loadAverage: (await import('node:os')).loadavg()[0] };
       results[`${transport}/${n}`] = r;
-      console.log(`${transport.padEnd(12)} N=${String(n).padEnd(6)} full sync: plan ${planMs} ms + apply ${applyMs} ms (cpu ${applyCpuMs} ms); one endpoint change: p50 ${r.oneChangeApplyMs.p50} ms (cpu ${r.oneChangeApplyCpuMs.p50}), p99 ${r.oneChangeApplyMs.p99} ms; load ${r.loadAverage.toFixed(1)}`);
+      console.log(`${transport.padEnd(12)} N=${String(n).padEnd(6)} full sync: plan ${planMs} ms + apply ${applyMs} ms (cpu ${applyCpuMs} ms); one endpoint change: p50 ${r.oneChangeApplyMs.p50} ms (cpu ${r.oneChangeApplyCpuMs.p50}), p99 ${r.oneChangeApplyMs.p99} ms; load ${r.loadAverage?.toFixed(1) ?? '?'}`);
     }
   }
   console.log(JSON.stringify(results));

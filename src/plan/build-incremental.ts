@@ -185,7 +185,7 @@ class Chain {
     }
     const tblRefs = new Int32Array(tblTop + 1), tblLive = new Uint8Array(tblTop + 1);
     for (const id of planTables.keys()) tblLive[id] = 1;
-    for (const r of recs) if (r.tkey) tblRefs[tables.get(r.tkey)!.id]++;
+    for (const r of recs) if (r.tkey) { const t = tables.get(r.tkey)!.id; tblRefs[t] = (tblRefs[t] ?? 0) + 1; }
     const feLive = new Uint8Array(LB_FE_ID_MAX);
     for (const f of frontends.values()) feLive[f.id] = 1;
     return new Chain(seed, sizing, recs, bySrc, byKey, backendIndex(backends.values()), refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
@@ -348,9 +348,9 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
     const proto = r.src.protocol;
     for (const b of r.src.backends) {
       const id = findIn(ch.index, b.address, b.port, proto)!.id;
-      ch.refs[id]--;
-      if (b.terminating) ch.term[id]--;
-      if (b.local) ch.local[id]--;
+      ch.refs[id] = (ch.refs[id] ?? 0) - 1;
+      if (b.terminating) ch.term[id] = (ch.term[id] ?? 0) - 1;
+      if (b.local) ch.local[id] = (ch.local[id] ?? 0) - 1;
       touched.add(id);
     }
     if (r.tkey) {
@@ -377,9 +377,9 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
   for (const a of added) {
     for (let j = 0; j < a.bes.length; j++) {
       const id = a.bes[j]!.id;
-      ch.refs[id]++;
-      if (a.term[j]) ch.term[id]++;
-      if (a.local[j]) ch.local[id]++;
+      ch.refs[id] = (ch.refs[id] ?? 0) + 1;
+      if (a.term[j]) ch.term[id] = (ch.term[id] ?? 0) + 1;
+      if (a.local[j]) ch.local[id] = (ch.local[id] ?? 0) + 1;
       touched.add(id);
     }
   }

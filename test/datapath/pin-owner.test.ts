@@ -71,7 +71,7 @@ if (!isRoot) {
     t.deepEqual(again.refused, [{ name: 'lb_backends', id: planted.id, reason: `the state file records id ${before.lb_backends}` }]);
     t.not(again.maps.map('lb_backends').id, planted.id, 'the planted map is not used');
     t.is(again.maps.map('lb_backends').lookup(L.encodeU32(1)), undefined, 'nor its contents');
-    for (const n of L.MAP_NAMES) if (n !== 'lb_backends') t.is(again.maps.map(n).id, before[n], `${n} adopted`);
+    for (const n of L.MAP_NAMES) if (n !== 'lb_backends') t.is(again.maps.map(n).id, before[n] ?? -1, `${n} adopted`);
     const recorded = (JSON.parse(readFileSync(sp, 'utf8')) as { maps: Record<string, number> }).maps;
     t.is(recorded.lb_backends, again.maps.map('lb_backends').id, 'the new map\'s id is recorded');
   });

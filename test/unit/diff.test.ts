@@ -6,7 +6,7 @@ import { FakeDataplane } from '../../src/dataplane/fake.js';
 import { FakeMaps } from '../../src/dataplane/fake-maps.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import type { Plan, PlanOp } from '../../src/plan/types.js';
-import { arbState, be, fe } from './plan.helpers.js';
+import { arbState, be, fe } from './plan-helpers.js';
 
 const FC = { seed: 2016, numRuns: 300 };
 const seed = 7;

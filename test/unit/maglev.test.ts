@@ -4,7 +4,7 @@ import {
   buildMaglevTable, isPrime, MaglevBuilder, maglevHashes, maglevKernelBytes, maglevSize, murmur3,
 } from '../../src/plan/maglev.js';
 import { LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN } from '../../src/plan/limits.js';
-import { counts } from './plan.helpers.js';
+import { counts } from './plan-helpers.js';
 
 // fixed fast-check seeds keep the suite deterministic; the properties are meant to hold for any seed
 const FC = { seed: 20161116, numRuns: 60 };

@@ -14,7 +14,7 @@ import type { NodeState } from '../../src/model/compiled.js';
 import { NftablesDataplane } from '../../src/dataplane/nftables/dataplane.js';
 import type { NftTransport } from '../../src/dataplane/nftables/native.js';
 import { feRec, membersOf, nextOrder, NftModel, servicesMap, snatSet } from '../../src/dataplane/nftables/ruleset.js';
-import { arbState, be, fe } from './plan.helpers.js';
+import { arbState, be, fe } from './plan-helpers.js';
 
 const T = 'kbp-test';
 

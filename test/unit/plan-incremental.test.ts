@@ -9,7 +9,7 @@ import { diffPlans } from '../../src/plan/diff.js';
 import type { MaglevSizing } from '../../src/plan/maglev.js';
 import { buildPlan, planDelta, undoPlan } from '../../src/plan/plan.js';
 import { frontendKey, type Plan } from '../../src/plan/types.js';
-import { be, fe } from './plan.helpers.js';
+import { be, fe } from './plan-helpers.js';
 
 const seed = 0x5eed;
 

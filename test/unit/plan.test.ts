@@ -5,7 +5,7 @@ import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
 import { buildPlan, fillMissingSlots, releaseSlots } from '../../src/plan/plan.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { backendKey, frontendKey, type Plan } from '../../src/plan/types.js';
-import { arbState, be, counts, fe } from './plan.helpers.js';
+import { arbState, be, counts, fe } from './plan-helpers.js';
 
 const FC = { seed: 1669, numRuns: 200 };
 const seed = 0x5eed;

@@ -22,7 +22,11 @@ const MANIFESTS = join(RUN, 'manifests');
 const AGENT = join(BUILD, 'kube-bpf-proxy.mjs');
 const COUNT = (JSON.parse(readFileSync(join(RUN, 'cluster.json'), 'utf8')) as { nodes: number }).nodes;
 const NODES = clusterNodes(COUNT);
-const ME = NODES[Number(process.env.KBP_VM_NODE) - 1];
+const ME = (() => {
+  const me = NODES[Number(process.env.KBP_VM_NODE) - 1];
+  if (!me) throw new Error(`cluster-guest: KBP_VM_NODE=${process.env.KBP_VM_NODE} names no node of ${NODES.length}`);
+  return me;
+})();
 if (!ME) throw new Error(`KBP_VM_NODE=${process.env.KBP_VM_NODE}: not a node of this ${COUNT}-node cluster`);
 const PEERS = NODES.filter((n) => n !== ME);
 /** the node whose NodePort this node's client tries: the next one, so every node's NodePort is tried */

@@ -14,7 +14,6 @@ export const LB_FRONTENDS_MAX = 131072;
 export const LB_BACKENDS_MAX = 1048576;
 export const LB_SLOTS_MAX = 2097152;
 export const LB_TABLES_MAX = 131072;
-export const LB_FE_ID_MAX = 131072;
 export const LB_CT_MAX = 524288;
 export const LB_CT_SYN_MAX = 65536;
 export const LB_MEMBERS_MAX = 2097152;
@@ -24,9 +23,9 @@ export const LB_SOCK_REVNAT_MAX = 262144;
 export const LB_DEVICES_MAX = 1024;
 export const LB_NODE_ADDRS_MAX = 1024;
 
-export const LB_MAGLEV_M_MIN = 251;
-export const LB_MAGLEV_M_MAX = 131071;
-export const LB_MAGLEV_IDS_PER_ELEM = 2;
+// the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
+import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
+export { LB_FE_ID_MAX, LB_MAGLEV_IDS_PER_ELEM, LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN } from '../../plan/limits.js';
 
 /**
  * map_flags of lb_maglev's inner-map template (lb_maps.h struct lb_maglev_inner): every inner array
