@@ -37,7 +37,22 @@ for (const row of rows) {
 }
 const extra = rows.filter((r) => r.addToSyncedMs !== undefined);
 for (const r of extra) lines.push('', `${r.scenario}: from the manifest written to every node synced ${r.addToSyncedMs} ms; from its removal ${r.removeToSyncedMs} ms.`);
-lines.push('', 'Scenarios of issue 13 not measured here yet are listed in the README\'s limits.', '');
+lines.push('',
+  '## Known losses',
+  '',
+  '- NodePort from one external client under heavy connection churn: about one request in 1,000-5,000',
+  '  gets no answer for 1-3 s (the first SYN, sometimes its retransmission). It happens without an upgrade',
+  '  too; the cause is open (issue 7). The rolling update has also shown one reset in ~15,000 HTTP requests',
+  '  in CI\'s runs around an endpoint change.',
+  '',
+  '## Not measured yet (issue 13)',
+  '',
+  '- the API server gone for 60 s under load, and back with changes made meanwhile',
+  '- conntrack table full (made small) under a SYN flood to a NodePort',
+  '- a map that cannot take a new Service (made small): the others land, the left-out one is named',
+  '- UDP under backend churn with a check that no removed backend answers',
+  '- node addresses changing and a device appearing under load (link events are covered by test/lab/devices.test.ts)',
+  '');
 writeFileSync('docs/RELIABILITY.md', lines.join('\n'));
 console.log(`docs/RELIABILITY.md: ${rows.length} scenarios from commit ${commit}`);
 process.exit(r.status ?? 1);
