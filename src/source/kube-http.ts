@@ -57,12 +57,9 @@ export function loadKubeConfig(file?: string): KubeConfig {
   if (!cluster) {
     throw new KbpError('KBP_ERR_CONFIG', `${where}: no cluster for the current context ${JSON.stringify(kc.getCurrentContext())}`);
   }
-  let url: URL;
-  try {
-    url = new URL(cluster.server);
-  } catch (err) {
-    throw new KbpError('KBP_ERR_CONFIG', `${where}: cluster ${cluster.name}: server ${JSON.stringify(cluster.server)} is not a URL`, { cause: err });
-  }
+  // URL.parse (Node 22+): null instead of an exception to catch
+  const url = URL.parse(cluster.server);
+  if (!url) throw new KbpError('KBP_ERR_CONFIG', `${where}: cluster ${cluster.name}: server ${JSON.stringify(cluster.server)} is not a URL`);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new KbpError('KBP_ERR_CONFIG', `${where}: cluster ${cluster.name}: server ${cluster.server} is neither http nor https`);
   }

@@ -136,12 +136,14 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> implements Source
   /** Resolves once every kind is listed; keeps retrying while the API server is unreachable. Resolves too if stopped first. */
   start(): Promise<void> {
     if (this.#stopped) return Promise.reject(new KbpError('KBP_ERR_INTERNAL', 'a stopped KubeSource cannot be started again'));
-    this.#start ??= new Promise<void>((resolve) => {
-      this.#resolveStart = resolve;
-      this.#log.info({ kinds: this.#watchers.map((w) => w.kind) }, 'starting informers');
-      for (const w of this.#watchers) w.start();
-    });
-    return this.#start;
+    if (this.#start) return this.#start;
+    // Promise.withResolvers (Node 22+): the promise, and the resolver that synced or stop() calls
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#start = promise;
+    this.#resolveStart = resolve;
+    this.#log.info({ kinds: this.#watchers.map((w) => w.kind) }, 'starting informers');
+    for (const w of this.#watchers) w.start();
+    return promise;
   }
 
   async stop(): Promise<void> {
