@@ -3,11 +3,9 @@
 // system's `nft -f -`. A spawn costs ~16-24 ms before any work (FALLBACKS.md), which alone would
 // exceed a one-change sync's budget, so the addon is the default and the spawn only a fallback.
 // This is the only module that loads kbp_nft.node. One buffer is one netlink batch: atomic.
+import { findAddon } from '../../util/addon-path.js';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
 import { systemBinary } from '../../util/exec.js';
 
@@ -17,22 +15,14 @@ interface NftAddon {
   constants: { NFT_CTX_OUTPUT_JSON: number; NFT_CTX_OUTPUT_HANDLE: number; NFT_CTX_OUTPUT_NUMERIC_ALL: number };
 }
 
-const ADDON_FILE = join('native', 'build', 'Release', 'kbp_nft.node');
 let addon: NftAddon | undefined;
 let addonError: string | undefined;
 
 function loadAddon(): NftAddon | undefined {
   if (addon || addonError) return addon;
-  const candidates: string[] = [];
-  if (process.env.KBP_NFT_ADDON) candidates.push(process.env.KBP_NFT_ADDON);
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    candidates.push(join(dir, ADDON_FILE));
-    dir = dirname(dir);
-  }
-  const found = candidates.find((p) => existsSync(p));
+  const { file, found } = findAddon('kbp_nft.node', 'KBP_NFT_ADDON', import.meta.url);
   if (!found) {
-    addonError = `${ADDON_FILE} not found (npm run build:native builds it; needs libnftables-dev)`;
+    addonError = `${file} not found (npm run build:native builds it; needs libnftables-dev)`;
     return undefined;
   }
   try {

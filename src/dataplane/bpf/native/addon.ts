@@ -3,10 +3,8 @@
 // negative errno; argument checks, buffer sizing, errors and fd ownership are the wrappers' (map.ts,
 // program.ts, object.ts), which reach the addon only through native(). Nothing outside this folder
 // calls native(). The addon does not trust them: it checks types and buffer sizes again and throws.
+import { findAddon } from '../../../util/addon-path.js';
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../../util/errors.js';
 
 // ---- the addon's raw surface (native/src/addon.cc) ------------------------------------------------
@@ -69,22 +67,14 @@ interface Native {
   };
 }
 
-const ADDON_FILE = join('native', 'build', 'Release', 'kbp_native.node');
 let addon: Native | undefined;
 
 /** Finds the built addon above this file (src/dataplane/bpf/native in the tree, or dist/ when bundled). */
 export function native(): Native {
   if (addon) return addon;
-  const candidates: string[] = [];
-  if (process.env.KBP_NATIVE_ADDON) candidates.push(process.env.KBP_NATIVE_ADDON);
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    candidates.push(join(dir, ADDON_FILE));
-    dir = dirname(dir);
-  }
-  const found = candidates.find((p) => existsSync(p));
+  const { file, found, candidates } = findAddon('kbp_native.node', 'KBP_NATIVE_ADDON', import.meta.url);
   if (!found) {
-    throw new KbpError('KBP_ERR_BPF', `native addon ${ADDON_FILE} not found (looked in ${candidates.join(', ')}): run npm run build:native`);
+    throw new KbpError('KBP_ERR_BPF', `native addon ${file} not found (looked in ${candidates.join(', ')}): run npm run build:native`);
   }
   const require = createRequire(import.meta.url);
   try {
