@@ -25,7 +25,7 @@ export function parseCommandArgs<O extends Options>(command: string, args: strin
   try {
     return parseArgs({ args, options, strict: true, allowPositionals });
   } catch (e) {
-    const msg = (e as Error).message.split('\n')[0]!.replace(/\. To specify a positional argument.*$/, '');
+    const msg = (e as Error).message.replace(/\n[\s\S]*/, '').replace(/\. To specify a positional argument.*$/, '');
     throw new KbpError('KBP_ERR_USAGE', `${command}: ${msg} (see ${command} --help)`);
   }
 }

@@ -25,8 +25,8 @@ export function formatStateTable(state: NodeState | CompiledState): string {
       backends + (notes.length ? `   [${notes.join('; ')}]` : ''),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
   const services = new Set(cs.frontends.map((f) => f.service)).size;
   return [line(header), ...rows.map(line), '', `${cs.frontends.length} frontends, ${services} services`].join('\n') + '\n';
 }

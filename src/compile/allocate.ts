@@ -234,7 +234,7 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
       if (p.nodePort) return p.nodePort;
       return wantsNodePorts ? allocPort(`${s.key}/${p.name || i}/${p.protocol}`) : 0;
     });
-    if (nodePorts.some((p, i) => wantsNodePorts && !s.ports[i]!.nodePort && p === 0)) {
+    if (nodePorts.some((p, i) => wantsNodePorts && !s.ports[i]?.nodePort && p === 0)) {
       reject(s, 'spec.ports', `the nodePort range ${range.min}-${range.max} is full`);
       continue;
     }

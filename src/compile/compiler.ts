@@ -554,18 +554,17 @@ export class Compiler {
 function mergeFrontends(old: readonly RawFrontend[], dirty: ReadonlySet<string>, fresh: RawFrontend[]): RawFrontend[] {
   fresh.sort(cmpRaw);
   const out: RawFrontend[] = [];
-  let i = 0, j = 0;
-  while (i < old.length) {
-    const o = old[i]!;
-    if (dirty.has(o.svc)) {
-      i++;
-      continue;
+  let j = 0;
+  let next = fresh[0];
+  for (const o of old) {
+    if (dirty.has(o.svc)) continue;
+    while (next && cmpRaw(next, o) < 0) {
+      out.push(next);
+      next = fresh[++j];
     }
-    while (j < fresh.length && cmpRaw(fresh[j]!, o) < 0) out.push(fresh[j++]!);
     out.push(o);
-    i++;
   }
-  while (j < fresh.length) out.push(fresh[j++]!);
+  for (; next; next = fresh[++j]) out.push(next);
   return out;
 }
 

@@ -43,7 +43,8 @@ export function resolveCandidates(eps: EndpointModel[], sp: ServicePortModel, no
       backend: { address: ep.address, port, terminating: !ep.ready, local: ep.nodeName === nodeName },
     };
     // most Services have no duplicates: the map is built only once a second candidate shows up
-    if (out.length === 1 && !seen) seen = new Map([[out[0]!.key, 0]]);
+    const [first] = out;
+    if (first && out.length === 1 && !seen) seen = new Map([[first.key, 0]]);
     const at = seen?.get(c.key);
     if (at === undefined) {
       seen?.set(c.key, out.length);

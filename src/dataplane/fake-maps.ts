@@ -156,9 +156,9 @@ export class FakeMaps {
     }
     for (const [id, t] of this.tables) {
       for (const b of t.members) if (!this.backends.has(b)) fail(`table ${id} has missing member ${b}`);
-      for (let j = 0; j < t.slots.length; j++) {
-        if (!this.backends.has(t.slots[j]!)) fail(`table ${id} slot ${j} names missing backend ${t.slots[j]}`);
-      }
+      t.slots.forEach((b, j) => {
+        if (!this.backends.has(b)) fail(`table ${id} slot ${j} names missing backend ${b}`);
+      });
     }
     for (const [fe, s] of this.slots) {
       for (const [i, b] of s) if (!this.backends.has(b)) fail(`lb_slots (${fe}, ${i}) names missing backend ${b}`);

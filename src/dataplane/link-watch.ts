@@ -23,8 +23,9 @@ export interface LinkEvent {
 /** One line of `ip -o monitor link`: "3: veth1@if2: <...> ..." or "Deleted 3: veth1@if2: ..."; undefined for others. */
 export function parseMonitorLine(line: string): LinkEvent | undefined {
   const m = /^(Deleted )?(\d+): ([^:@\s]+)(?:@[^:\s]*)?:/.exec(line.trim());
-  if (!m) return undefined;
-  return { kind: m[1] ? 'del' : 'new', ifindex: Number(m[2]), ifname: m[3]! };
+  const [, deleted, ifindex, ifname] = m ?? [];
+  if (ifname === undefined) return undefined;
+  return { kind: deleted ? 'del' : 'new', ifindex: Number(ifindex), ifname };
 }
 
 export interface LinkWatcherOptions {

@@ -77,7 +77,7 @@ export function addressKey(address: string): string {
   if (fast !== undefined) return fast;
   const b = ipTo16(address);
   let s = isV4Mapped(b) ? '4' : '6';
-  for (let i = isV4Mapped(b) ? 12 : 0; i < 16; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
+  for (const x of b.subarray(isV4Mapped(b) ? 12 : 0)) s += x.toString(16).padStart(2, '0');
   return s;
 }
 

@@ -135,7 +135,7 @@ class Checker {
 export function sloppyIPv4(s: string): string | undefined {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
   if (!m) return undefined;
-  const parts = [m[1]!, m[2]!, m[3]!, m[4]!].map(Number);
+  const parts = m.slice(1, 5).map(Number);
   return parts.every((n) => n <= 255) ? parts.join('.') : undefined;
 }
 
@@ -239,7 +239,7 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
       if (headless) c.reject(field, 'must be None when spec.clusterIP is None');
       if (!clusterIPs.length && !headless) clusterIPs.push(ip);
     } else if (i === 1) {
-      if (clusterIPs.length && ipFamily(clusterIPs[0]!) === ipFamily(ip)) {
+      if (clusterIPs[0] !== undefined && ipFamily(clusterIPs[0]) === ipFamily(ip)) {
         c.reject(field, 'a dual-stack Service needs one clusterIP of each family');
       } else clusterIPs.push(ip);
     } else c.reject(field, 'at most two clusterIPs (one per family)');

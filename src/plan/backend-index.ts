@@ -29,7 +29,8 @@ export function indexRemove(index: BackendIndex, b: PlanBackend): void {
   }
   const j = same.findIndex((x) => x.port === b.port && x.protocol === b.protocol);
   if (j >= 0) same.splice(j, 1);
-  if (same.length === 1) index.set(b.address, same[0]!);
+  const [only] = same;
+  if (only && same.length === 1) index.set(b.address, only);
 }
 
 export function findIn(index: BackendIndex, address: string, port: number, protocol: Protocol): PlanBackend | undefined {

@@ -86,8 +86,7 @@ export class CapacityTracker {
     const fes = state.frontends;
     const before = this.#seen.size;
     let kept = 0;
-    for (let i = 0; i < fes.length; i++) {
-      const f = fes[i]!;
+    for (const f of fes) {
       const e = this.#seen.get(f);
       if (e === undefined) {
         this.#seen.set(f, epoch);

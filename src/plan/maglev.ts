@@ -184,10 +184,10 @@ export interface MaglevMember {
  */
 export function buildMaglevTable(members: readonly MaglevMember[], seed: number, m = maglevSize(members.length)): Uint32Array {
   const sorted = [...members].sort(compareBackends);
-  for (let i = 1; i < sorted.length; i++) {
-    if (compareBackends(sorted[i - 1]!, sorted[i]!) === 0) {
-      throw new KbpError('KBP_ERR_INTERNAL', `Maglev member ${maglevIdentity(sorted[i]!)} appears twice`);
-    }
+  let prev: MaglevMember | undefined;
+  for (const cur of sorted) {
+    if (prev && compareBackends(prev, cur) === 0) throw new KbpError('KBP_ERR_INTERNAL', `Maglev member ${maglevIdentity(cur)} appears twice`);
+    prev = cur;
   }
   return maglevSlots(shared, sorted, seed, m);
 }
@@ -196,7 +196,7 @@ export function buildMaglevTable(members: readonly MaglevMember[], seed: number,
 export function maglevSlots(builder: MaglevBuilder, members: readonly MaglevMember[], seed: number, m: number): Uint32Array {
   const n = members.length;
   const h1 = new Uint32Array(n), h2 = new Uint32Array(n);
-  for (let j = 0; j < n; j++) [h1[j], h2[j]] = maglevHashes(maglevIdentity(members[j]!), seed);
+  members.forEach((mb, j) => ([h1[j], h2[j]] = maglevHashes(maglevIdentity(mb), seed)));
   const slots = builder.buildIndices(h1, h2, n, m);
   for (let j = 0; j < m; j++) slots[j] = members[slots[j]!]!.id;
   return slots;

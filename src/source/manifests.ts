@@ -59,7 +59,7 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       const err = doc.errors[0];
       if (err) {
         const pos = lc.linePos(err.pos[0]);
-        const msg = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+        const msg = err.message.replace(/\n[\s\S]*/, '').replace(/ at line \d+, column \d+:?$/, '');
         syntax.push({ path, line: pos.line, col: pos.col, message: `YAML syntax error: ${msg}` });
         continue;
       }

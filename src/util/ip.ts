@@ -23,10 +23,10 @@ export function ipTo16(address: string): Uint8Array {
   const zone = text.indexOf('%');
   if (zone >= 0) text = text.slice(0, zone);
   // an embedded IPv4 tail (::ffff:1.2.3.4) becomes two groups
-  const v4 = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
   if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    text = text.slice(0, -v4[1]!.length) + ((b[0]! << 8) | b[1]!).toString(16) + ':' + ((b[2]! << 8) | b[3]!).toString(16);
+    const [a, b, c, d] = v4.slice(1, 5).map(Number) as [number, number, number, number];
+    text = text.slice(0, v4.index) + ((a << 8) | b).toString(16) + ':' + ((c << 8) | d).toString(16);
   }
   const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, undefined];
   const h = head ? head.split(':') : [];
@@ -49,7 +49,8 @@ export function isV4Mapped(b: Uint8Array): boolean {
 export function ipFrom16(b: Uint8Array): string {
   if (isV4Mapped(b)) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
+  const view = new DataView(b.buffer, b.byteOffset, 16);
+  for (let i = 0; i < 16; i += 2) groups.push(view.getUint16(i));
   // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on a tie
   let best = -1, bestLen = 0;
   for (let i = 0; i < 8;) {
@@ -99,10 +100,10 @@ export function parseCidr(text: string): Cidr {
   // mask host bits so that equal networks compare equal
   const b = ipTo16(addr);
   const bits = (family === 4 ? 96 : 0) + prefix;
-  for (let i = 0; i < 16; i++) {
+  b.forEach((x, i) => {
     const keep = Math.max(0, Math.min(8, bits - i * 8));
-    b[i] = b[i]! & ((0xff << (8 - keep)) & 0xff);
-  }
+    b[i] = x & ((0xff << (8 - keep)) & 0xff);
+  });
   return { address: ipFrom16(b), prefix, family };
 }
 

@@ -29,7 +29,7 @@ export function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now = proc
     entries++;
     // a signed 64-bit difference, as the programs compute it (lb_ct_fresh_for)
     const idle = BigInt.asIntN(64, now - v.readBigUInt64LE(0));
-    if (idle > L.ctLifetimeNs(map, k[PROTO_OFF]!, v.readUInt16LE(FLAGS_OFF))) expired.push(Buffer.from(k));
+    if (idle > L.ctLifetimeNs(map, k.readUInt8(PROTO_OFF), v.readUInt16LE(FLAGS_OFF))) expired.push(Buffer.from(k));
   });
   const n = expired.length ? m.deleteMany(Buffer.concat(expired), expired.length) : 0;
   return { map, entries, expired: n, capacity: m.maxEntries };

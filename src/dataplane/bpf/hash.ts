@@ -29,7 +29,8 @@ export function flowHash(client: string | Uint8Array, sport: number, proto: numb
   if (!Number.isInteger(sport) || sport < 0 || sport > 0xffff) throw new KbpError('KBP_ERR_INTERNAL', `flowHash: port ${sport} is not 0..65535`);
   if (!Number.isInteger(proto) || proto < 0 || proto > 0xff) throw new KbpError('KBP_ERR_INTERNAL', `flowHash: protocol ${proto} is not 0..255`);
   let h = seed >>> 0;
-  for (let i = 0; i < 16; i += 4) h = mix(h, ((a[i]! << 24) | (a[i + 1]! << 16) | (a[i + 2]! << 8) | a[i + 3]!) >>> 0);
+  const words = new DataView(a.buffer, a.byteOffset, 16);
+  for (let i = 0; i < 16; i += 4) h = mix(h, words.getUint32(i));
   h = mix(h, ((sport << 16) | proto) >>> 0);
   h = (h ^ 20) >>> 0;
   h ^= h >>> 16;
@@ -48,5 +49,7 @@ export function maglevSlot(hash: number, m: number): number {
 
 /** The backend id a flow lands on in a table (slot -> id), as lb_select() picks it without conntrack or affinity. */
 export function pickBackend(table: Uint32Array | readonly number[], client: string | Uint8Array, sport: number, proto: number, seed: number): number {
-  return table[maglevSlot(flowHash(client, sport, proto, seed), table.length)]!;
+  const id = table[maglevSlot(flowHash(client, sport, proto, seed), table.length)];
+  if (id === undefined) throw new KbpError('KBP_ERR_INTERNAL', 'pickBackend: empty Maglev table');
+  return id;
 }

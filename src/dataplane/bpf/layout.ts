@@ -339,7 +339,7 @@ export function encodeMaglevTable(slots: Uint32Array | number[]): Buffer {
   if (slots instanceof Uint32Array && LITTLE_ENDIAN) {
     b.set(new Uint8Array(slots.buffer, slots.byteOffset, slots.length * 4));
   } else {
-    for (let i = 0; i < slots.length; i++) b.writeUInt32LE(slots[i]!, i * 4);
+    slots.forEach((id, i) => b.writeUInt32LE(id, i * 4));
   }
   return b;
 }
@@ -450,10 +450,10 @@ export function encodeSrcRangeKey(k: SrcRangeKey, buf?: Buffer, off = 0): Buffer
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw new KbpError('KBP_ERR_INTERNAL', `bad source range ${JSON.stringify(k.cidr)} for frontend ${k.feId}`);
   const bits = (v4 ? 96 : 0) + prefix;
   // host bits are zeroed so that the same network always makes the same key
-  for (let i = 0; i < 16; i++) {
+  bytes.forEach((x, i) => {
     const keep = Math.max(0, Math.min(8, bits - i * 8));
-    bytes[i] = bytes[i]! & ((0xff << (8 - keep)) & 0xff);
-  }
+    bytes[i] = x & ((0xff << (8 - keep)) & 0xff);
+  });
   b.writeUInt32LE(32 + bits, off);
   b.writeUInt32LE(k.feId, off + 4);
   b.set(bytes, off + 8);
