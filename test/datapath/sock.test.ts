@@ -4,7 +4,10 @@
 // 127.0.0.x and fd00:5::x of that namespace. The maps are filled through the real plan -> diff ->
 // BpfMaps.apply path. Checks: the backend is reached and both are used, getpeername() and a UDP
 // reply's source show the VIP, IPv4-mapped VIPs on IPv6 sockets, ClientIP affinity, refusal with
-// ECONNREFUSED at once, and with LB_CFG_F_SOCK_LB clear nothing is translated.
+// ECONNREFUSED at once, and with LB_CFG_F_SOCK_LB clear nothing is translated. Issue 7's socket
+// bullets: loadBalancerSourceRanges (a source the hook does not know, or one outside the ranges, is
+// left untranslated for tc), externalIPs only for the allowlist (CVE-2020-8554), reverse entries
+// deleted with their socket.
 //
 // A third server, "direct", listens on the VIP itself: a client that reaches it was not translated.
 import test from 'ava';
@@ -17,6 +20,9 @@ const avail = labAvailable();
 const VIP4 = '10.96.0.10', VIP6 = 'fd00:96::10';
 const VIP4_EMPTY = '10.96.0.20', VIP6_EMPTY = 'fd00:96::20';
 const VIP4_AFFINITY = '10.96.0.30';
+/** a LoadBalancer IP with loadBalancerSourceRanges 127.0.0.4/30, and an externalIP */
+const LB4_RANGED = '10.96.0.40', EIP4 = '10.96.0.50';
+const ALLOWED_SRC = '127.0.0.5', DENIED_SRC = '127.0.0.9';
 const BE = [
   { name: 'be-a', v4: '127.0.0.2', v6: 'fd00:5::a' },
   { name: 'be-b', v4: '127.0.0.3', v6: 'fd00:5::b' },
@@ -34,6 +40,11 @@ function frontends(): NodeFrontend[] {
     fes.push(clusterIpFrontend({ service: 'default/empty', portName: 'dns', address: vip, port: 53, protocol: 'UDP', backends: [] }));
   }
   fes.push(clusterIpFrontend({ service: 'default/sticky', address: VIP4_AFFINITY, port: 80, protocol: 'TCP', affinitySeconds: 600, backends: BE.map((b) => ({ address: b.v4, port: HTTP })) }));
+  for (const protocol of ['TCP', 'UDP'] as const) {
+    const port = protocol === 'TCP' ? 80 : 53, bport = protocol === 'TCP' ? HTTP : UDP;
+    fes.push({ ...clusterIpFrontend({ service: 'default/ranged', address: LB4_RANGED, port, protocol, scope: 'external', backends: BE.map((b) => ({ address: b.v4, port: bport })) }), type: 'LoadBalancer', sourceRanges: ['127.0.0.4/30'] });
+    fes.push({ ...clusterIpFrontend({ service: 'default/eip', address: EIP4, port, protocol, scope: 'external', backends: BE.map((b) => ({ address: b.v4, port: bport })) }), type: 'ExternalIP' });
+  }
   return fes;
 }
 
@@ -57,8 +68,10 @@ if (!avail.ok) {
     for (const b of BE) await lab.addAddress(ns, 'lo', b.v6);
     await lab.addAddress(ns, 'lo', VIP4);
     await lab.addAddress(ns, 'lo', VIP6);
+    await lab.addAddress(ns, 'lo', LB4_RANGED);
+    await lab.addAddress(ns, 'lo', EIP4);
     for (const b of BE) await lab.startPodServer(ns, { name: b.name, bind: [b.v4, b.v6], http: HTTP, udp: UDP });
-    await lab.startPodServer(ns, { name: 'direct', bind: [VIP4, VIP6], http: 80, udp: 53 });
+    await lab.startPodServer(ns, { name: 'direct', bind: [VIP4, VIP6, LB4_RANGED, EIP4], http: 80, udp: 53 });
     const dp = LabDataplane.load(lab, 'pins', { socketLb: true });
     dp.apply({ frontends: frontends() });
     const cgroup = lab.addCgroup('clients');
@@ -173,5 +186,67 @@ if (!avail.ok) {
     const back = await client({ proto: 'http', host: VIP4, port: 80, count: 8 });
     t.deepEqual(errors(back), []);
     t.deepEqual(names(back), ['be-a', 'be-b']);
+  });
+}
+
+if (avail.ok) {
+  const client = (o: Parameters<Lab['client']>[1]) => ctx!.lab.client(ctx!.ns, { timeoutMs: 2000, ...o }, ctx!.cgroup);
+
+  // kube-proxy: the KUBE-FW-* chain of a LoadBalancer with sourceRanges (pkg/proxy/iptables/proxier.go,
+  // syncProxyRules, "loadBalancerSourceRanges") jumps to the Service only for sources in the ranges
+  // and drops the rest, whoever sends: pods and host processes too. The hook applies the same rule as
+  // tc (lb_src_range_ok) where it knows the source, and otherwise leaves the call to tc.
+  test.serial('loadBalancerSourceRanges: translated only for a bound source inside the ranges (TCP and UDP)', async (t) => {
+    const before = ctx!.dp.stats().sock_skip_src_range;
+    const unbound = await client({ proto: 'http', host: LB4_RANGED, port: 80, count: 4 });
+    t.deepEqual(unbound.map((r) => r.reply), ['direct', 'direct', 'direct', 'direct'], 'source unknown to the hook: left to tc');
+    const denied = await client({ proto: 'http', host: LB4_RANGED, port: 80, count: 4, bind: DENIED_SRC });
+    t.deepEqual(denied.map((r) => r.reply), ['direct', 'direct', 'direct', 'direct'], 'source outside the ranges: not translated');
+    const allowed = await client({ proto: 'http', host: LB4_RANGED, port: 80, count: 12, bind: ALLOWED_SRC });
+    t.deepEqual(errors(allowed), []);
+    t.deepEqual(names(allowed), ['be-a', 'be-b'], 'source inside the ranges: balanced');
+    t.true(allowed.every((r) => r.peer === `${LB4_RANGED}:80`));
+    const udpDenied = await client({ proto: 'udp', host: LB4_RANGED, port: 53, count: 2, bind: DENIED_SRC });
+    t.deepEqual(udpDenied.map((r) => r.reply), ['direct', 'direct']);
+    const udpAllowed = await client({ proto: 'udp', host: LB4_RANGED, port: 53, count: 8, bind: ALLOWED_SRC });
+    t.deepEqual(errors(udpAllowed), []);
+    t.true(udpAllowed.every((r) => (r.reply === 'be-a' || r.reply === 'be-b') && r.from === `${LB4_RANGED}:53`), JSON.stringify(udpAllowed));
+    t.is(ctx!.dp.stats().sock_skip_src_range - before, 10);
+  });
+
+  // CVE-2020-8554: kube-proxy captures every externalIP (KUBE-SERVICES matches it for pods too) and
+  // leaves the defence to admission control; we follow Cilium's socket LB (bpf_sock.c,
+  // sock4_skip_xlate) and translate traffic that starts on this node only for the node's own
+  // addresses and an operator's allowlist (README, deliberate differences).
+  test.serial('an externalIP is not captured for local clients unless the allowlist holds it', async (t) => {
+    const maps = ctx!.dp.loaded.maps;
+    t.teardown(() => { maps.setExternalIpAllow([]); });
+    const before = ctx!.dp.stats().sock_skip_ext_ip;
+    const tcp = await client({ proto: 'http', host: EIP4, port: 80, count: 3 });
+    t.deepEqual(tcp.map((r) => r.reply), ['direct', 'direct', 'direct']);
+    const udp = await client({ proto: 'udp', host: EIP4, port: 53, count: 2 });
+    t.deepEqual(udp.map((r) => r.reply), ['direct', 'direct']);
+    t.is(ctx!.dp.stats().sock_skip_ext_ip - before, 5);
+    maps.setExternalIpAllow(['10.96.0.48/29']);
+    const allowed = await client({ proto: 'http', host: EIP4, port: 80, count: 12 });
+    t.deepEqual(errors(allowed), []);
+    t.deepEqual(names(allowed), ['be-a', 'be-b']);
+    t.true(allowed.every((r) => r.peer === `${EIP4}:80`));
+    maps.setExternalIpAllow([]);
+    // one of this node's addresses is always served (a NodePort-like externalIP on the node)
+    maps.setNodeAddresses([EIP4]);
+    t.teardown(() => { maps.setNodeAddresses([]); });
+    const local = await client({ proto: 'http', host: EIP4, port: 80, count: 8 });
+    t.deepEqual(names(local), ['be-a', 'be-b']);
+  });
+
+  test.serial('reverse entries of TCP sockets are deleted when the socket is released', async (t) => {
+    const revnat = ctx!.dp.loaded.maps.map('lb_sock_revnat');
+    const count = () => [...revnat.keys()].length;
+    const before = count();
+    const rs = await client({ proto: 'http', host: VIP4, port: 80, count: 16 });
+    t.deepEqual(errors(rs), []);
+    t.true(rs.every((r) => r.peer === `${VIP4}:80`), 'getpeername still shows the VIP while connected');
+    t.is(count() - before, 0, 'no entry left behind by 16 closed sockets');
   });
 }

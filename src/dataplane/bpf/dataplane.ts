@@ -22,6 +22,7 @@ export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
   ['sendmsg4', 'lb_sock_sendmsg4'], ['sendmsg6', 'lb_sock_sendmsg6'],
   ['recvmsg4', 'lb_sock_recvmsg4'], ['recvmsg6', 'lb_sock_recvmsg6'],
   ['getpeername4', 'lb_sock_getpeername4'], ['getpeername6', 'lb_sock_getpeername6'],
+  ['sock_release', 'lb_sock_release_hook'],
 ];
 
 export const NFT_TABLE = 'kube-bpf-proxy';
