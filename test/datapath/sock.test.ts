@@ -7,15 +7,23 @@
 // ECONNREFUSED at once, and with LB_CFG_F_SOCK_LB clear nothing is translated. Issue 7's socket
 // bullets: loadBalancerSourceRanges (a source the hook does not know, or one outside the ranges, is
 // left untranslated for tc), externalIPs only for the allowlist (CVE-2020-8554), reverse entries
-// deleted with their socket.
+// deleted with their socket and not believed once their backend left, and a connected UDP socket
+// whose backend left closed by the socket-termination iterator so that its client reconnects.
 //
 // A third server, "direct", listens on the VIP itself: a client that reaches it was not translated.
 import test from 'ava';
 import { Lab, labAvailable, sweepLeftovers, type ClientResult, type Netns } from '../../testing/netns.js';
 import { LabDataplane, clusterIpFrontend } from '../../testing/lab-dataplane.js';
 import type { NodeFrontend } from '../../src/model/compiled.js';
+import * as L from '../../src/dataplane/bpf/layout.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { release } from 'node:os';
 
 const avail = labAvailable();
+const STREAM = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'testing', 'servers', 'udp-stream.mjs');
+const decodeKey = (b: Buffer) => L.decodeSockRevNatKey(b);
+const decodeVal = (b: Buffer) => L.decodeSockRevNatVal(b);
 
 const VIP4 = '10.96.0.10', VIP6 = 'fd00:96::10';
 const VIP4_EMPTY = '10.96.0.20', VIP6_EMPTY = 'fd00:96::20';
@@ -248,5 +256,54 @@ if (avail.ok) {
     t.deepEqual(errors(rs), []);
     t.true(rs.every((r) => r.peer === `${VIP4}:80`), 'getpeername still shows the VIP while connected');
     t.is(count() - before, 0, 'no entry left behind by 16 closed sockets');
+  });
+
+  test.serial('a connected UDP socket whose backend leaves: replies no longer claim the VIP, then the socket is closed and its client reconnects to the other backend', async (t) => {
+    const { lab, ns, dp, cgroup } = ctx!;
+    let term;
+    try {
+      term = dp.terminator();
+    } catch (e) {
+      // bpf_sock_destroy came with 6.5: only an older kernel may lack it
+      const [maj = 0, min = 0] = release().split('.').map(Number);
+      if (maj * 100 + min >= 605) throw e;
+      t.log(`socket termination needs kernel 6.5+, this is ${release()}: ${(e as Error).message.split('\n')[0]}`);
+      t.pass();
+      return;
+    }
+    t.teardown(() => { dp.apply({ frontends: frontends() }); });
+    const earlier = new Set([...dp.loaded.maps.map('lb_sock_revnat').keys()].map((k) => k.toString('hex')));
+    const stream = lab.spawn(ns, process.execPath, [STREAM, '--host', VIP4, '--port', '53', '--interval-ms', '100', '--duration-ms', '30000'], { cgroup, what: 'udp-stream' });
+    type Ev = { t: number; kind: string; reply?: string; from?: string; error?: string };
+    const result = stream.exited.then(() => (JSON.parse(stream.output().split('\n').find((l) => l.startsWith('{"events"')) ?? '{"events":[]}') as { events: Ev[] }).events);
+    // the stream prints what it saw only at its end: let it run a while (not a timing assertion)
+    await new Promise((r) => setTimeout(r, 1500));
+    // the stream's socket is the one entry to the VIP that was not there before it started
+    const mine = [...dp.loaded.maps.map('lb_sock_revnat').entries()]
+      .filter(([k]) => !earlier.has(k.toString('hex')))
+      .map(([k, v]) => ({ k: decodeKey(k), v: decodeVal(v) }))
+      .filter((e) => e.v.address === VIP4 && e.v.port === 53);
+    t.is(mine.length, 1, 'the connected socket has its one reverse entry');
+    const used = mine[mine.length - 1]!.k.address;
+    const other = BE.find((b) => b.v4 !== used)!;
+    const staleBefore = dp.stats().sock_revnat_stale;
+    dp.apply({ frontends: frontends().map((f) => (f.address === VIP4 && f.port === 53 ? { ...f, backends: [{ ...f.backends.find((b) => b.address === other.v4)! }] } : f)) });
+    await new Promise((r) => setTimeout(r, 1000));
+    t.true(dp.stats().sock_revnat_stale > staleBefore, 'recvmsg found the entry stale');
+    const run = term.run();
+    t.true(run.terminated.some((x) => x.address === used && x.port === UDP && x.err === 0), JSON.stringify(run, (_k, v) => (typeof v === 'bigint' ? String(v) : v)));
+    await new Promise((r) => setTimeout(r, 1500));
+    stream.child.kill('SIGTERM');
+    const events = await result;
+    const usedName = BE.find((b) => b.v4 === used)!.name;
+    const errIdx = events.findIndex((e) => e.kind === 'error');
+    t.true(errIdx > 0, JSON.stringify(events.slice(0, 5)));
+    t.is(events[errIdx]!.error, 'ECONNABORTED');
+    const beforeErr = events.slice(0, errIdx).filter((e) => e.kind === 'reply');
+    const afterErr = events.slice(errIdx).filter((e) => e.kind === 'reply');
+    t.true(beforeErr.every((e) => e.reply === usedName), 'one backend until the socket is closed');
+    t.true(beforeErr.some((e) => e.from === `${VIP4}:53`) && beforeErr.some((e) => e.from === `${used}:${UDP}`), 'the VIP while the backend was a member, its own address after');
+    t.true(afterErr.length >= 3, `replies after reconnecting: ${afterErr.length}`);
+    t.true(afterErr.every((e) => e.reply === other.name && e.from === `${VIP4}:53`), JSON.stringify(afterErr.slice(0, 3)));
   });
 }
