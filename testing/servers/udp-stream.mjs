@@ -1,9 +1,10 @@
 // A lab client that keeps one connected UDP socket to host:port and sends a datagram every
 // --interval-ms until --duration-ms, as a DNS client or a game client would. When the socket reports
 // an error (ECONNABORTED when the data plane closes it, ECONNREFUSED...), it records the error and
-// connects a new socket, as such clients do. Prints one JSON line at the end (or on SIGTERM):
-// { events: [ { t, kind: 'reply', reply, from, peer } | { t, kind: 'error', error } ] } where t is ms
-// since start, from the reply's source (recvmsg) and peer getpeername() of the socket.
+// connects a new socket, as such clients do. Prints each event as it happens, one JSON line
+// { t, kind: 'reply', reply, from, peer } | { t, kind: 'error', error } (t: ms since start, from: the
+// reply's source as recvmsg() reports it, peer: getpeername()), and at the end (or on SIGTERM) one
+// line { events: [...] } with all of them.
 //
 //   node udp-stream.mjs --host ADDR --port PORT [--interval-ms N] [--duration-ms N]
 import net from 'node:net';
@@ -27,6 +28,7 @@ if (!(o.durationMs >= 100 && o.durationMs <= 120000)) throw new Error('udp-strea
 
 const start = Date.now();
 const events = [];
+const record = (e) => { events.push(e); process.stdout.write(JSON.stringify(e) + '\n'); };
 const fmt = (a, p) => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
 let sock, peer, connecting = false, done = false;
 
@@ -35,18 +37,18 @@ function open() {
   const s = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
   sock = s;
   s.on('message', (msg, rinfo) => {
-    events.push({ t: Date.now() - start, kind: 'reply', reply: msg.toString(), from: fmt(rinfo.address, rinfo.port), peer });
+    record({ t: Date.now() - start, kind: 'reply', reply: msg.toString(), from: fmt(rinfo.address, rinfo.port), peer });
   });
   s.on('error', (e) => {
     if (s !== sock) return;
-    events.push({ t: Date.now() - start, kind: 'error', error: e.code ?? e.message });
+    record({ t: Date.now() - start, kind: 'error', error: e.code ?? e.message });
     try { s.close(); } catch { /* closed */ }
     sock = undefined;
   });
   s.connect(o.port, o.host, (err) => {
     connecting = false;
     if (err) {
-      events.push({ t: Date.now() - start, kind: 'error', error: err.code ?? err.message });
+      record({ t: Date.now() - start, kind: 'error', error: err.code ?? err.message });
       try { s.close(); } catch { /* closed */ }
       if (s === sock) sock = undefined;
       return;
@@ -63,7 +65,7 @@ function tick() {
     const s = sock;
     s.send('stream', (err) => {
       if (err && s === sock) {
-        events.push({ t: Date.now() - start, kind: 'error', error: err.code ?? err.message });
+        record({ t: Date.now() - start, kind: 'error', error: err.code ?? err.message });
         try { s.close(); } catch { /* closed */ }
         sock = undefined;
       }
