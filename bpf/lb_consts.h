@@ -39,6 +39,9 @@
 #ifndef LB_SOCK_REVNAT_MAX
 #define LB_SOCK_REVNAT_MAX 262144
 #endif
+#ifndef LB_EIP_ALLOW_MAX
+#define LB_EIP_ALLOW_MAX 1024         /* --local-external-ip-allow prefixes */
+#endif
 #ifndef LB_DEVICES_MAX
 #define LB_DEVICES_MAX 1024
 #endif
@@ -131,6 +134,9 @@ enum lb_stat {
 	LB_STAT_CT_EXPIRED,           /* conntrack entry past its lifetime on lookup: treated as a miss */
 	LB_STAT_CT_REV_RESTORED,      /* a flow's lost reverse entry written again from its forward entry */
 	LB_STAT_DROP_CT_CLASH,        /* new flow refused: its replies' tuple is another frontend's live flow */
+	LB_STAT_SOCK_SKIP_SRC_RANGE,  /* socket hook left a source-ranged frontend to tc: source unknown or not allowed */
+	LB_STAT_SOCK_SKIP_EXT_IP,     /* socket hook left an externalIP untranslated (CVE-2020-8554 allowlist) */
+	LB_STAT_SOCK_REVNAT_STALE,    /* recvmsg/getpeername found a reverse entry whose backend left its frontend */
 	LB_STAT_MAX,
 };
 

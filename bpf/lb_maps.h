@@ -151,6 +151,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_sock_revnat SEC(".maps");
 
+/* externalIP prefixes the socket hooks translate although they are not this node's (CVE-2020-8554) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, LB_EIP_ALLOW_MAX);
+	__type(key, struct lb_eip_allow_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_sock_eip_ok SEC(".maps");
+
 /* global settings, written by the agent before it attaches any program */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -7,25 +7,45 @@
 SEC("cgroup/connect4")
 int lb_sock_connect4(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd4(ctx);
+	union lb_addr src;
+
+	return lb_sock_fwd4(ctx, lb_sock_bound4(ctx, &src));
 }
 
 SEC("cgroup/connect6")
 int lb_sock_connect6(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd6(ctx);
+	union lb_addr src;
+
+	return lb_sock_fwd6(ctx, lb_sock_bound6(ctx, &src));
 }
 
+/* msg_src_ip4/6 (a source named with IP_PKTINFO) may be read in the sendmsg hooks only */
 SEC("cgroup/sendmsg4")
 int lb_sock_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd4(ctx);
+	union lb_addr src;
+	__be32 ip = ctx->msg_src_ip4;
+
+	if (ip) {
+		lb_addr_set_v4(&src, ip);
+		return lb_sock_fwd4(ctx, &src);
+	}
+	return lb_sock_fwd4(ctx, lb_sock_bound4(ctx, &src));
 }
 
 SEC("cgroup/sendmsg6")
 int lb_sock_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd6(ctx);
+	union lb_addr src;
+
+	src.w[0] = ctx->msg_src_ip6[0];
+	src.w[1] = ctx->msg_src_ip6[1];
+	src.w[2] = ctx->msg_src_ip6[2];
+	src.w[3] = ctx->msg_src_ip6[3];
+	if (src.w[0] | src.w[1] | src.w[2] | src.w[3])
+		return lb_sock_fwd6(ctx, &src);
+	return lb_sock_fwd6(ctx, lb_sock_bound6(ctx, &src));
 }
 
 SEC("cgroup/recvmsg4")
@@ -50,4 +70,11 @@ SEC("cgroup/getpeername6")
 int lb_sock_getpeername6(struct bpf_sock_addr *ctx)
 {
 	return lb_sock_rev6(ctx);
+}
+
+SEC("cgroup/sock_release")
+int lb_sock_release_hook(struct bpf_sock *sk)
+{
+	lb_sock_release(sk);
+	return 1;
 }

@@ -18,7 +18,20 @@
  *   can never collide with a real client address that tc stores for traffic from outside. Under
  *   affinity Maglev hashes the netns cookie too, so an expired entry is re-made on the same backend.
  * - lb_sock_revnat is keyed by (socket, backend): an unconnected UDP socket that talks to two VIPs
- *   sharing a backend sees that backend's replies as coming from the VIP it sent to last.
+ *   sharing a backend sees that backend's replies as coming from the VIP it sent to last. An entry
+ *   is written only when it is missing or differs (a socket sending many datagrams does not churn
+ *   the LRU), believed on read only while its backend is still a member of its frontend
+ *   (lb_sock_revnat.h), deleted when found stale (a connected socket's only when the socket goes,
+ *   so the termination iterator can find it), and deleted with the socket (cgroup/sock_release)
+ *   for a connected socket, whose one entry is keyed by its peer. An unconnected UDP socket's entries
+ *   are left to LRU eviction: the release hook cannot know whom it sent to.
+ * - loadBalancerSourceRanges: the hook translates a frontend with source ranges only when it knows
+ *   the source (the socket is bound to an address, or sendmsg() names one with IP_PKTINFO) and the
+ *   ranges allow it (lb_src_range_ok(), the rule tc and XDP apply). Otherwise the call goes out
+ *   untranslated, to the frontend's own address, and tc on the way, which sees the source the kernel
+ *   chose, applies the ranges: kube-proxy drops such packets (its KUBE-FW chain), so does tc.
+ * - externalIPs (CVE-2020-8554): translated only for this node's addresses and the allowlist
+ *   (lb_eip.h); otherwise the call reaches the real address.
  * - Refusal: a frontend without backends fails connect()/sendmsg() at once with ECONNREFUSED
  *   (bpf_set_retval, kernel 5.18+); without it the kernel would report EPERM.
  * - NodePort wildcard frontends (0.0.0.0 / ::) are not looked up here: the hook cannot tell whether a
@@ -42,6 +55,8 @@
 #include "lb_stats.h"
 #include "lb_hash.h"
 #include "lb_svc.h"
+#include "lb_sock_revnat.h"
+#include "lb_eip.h"
 
 /* the sock_addr hooks' verdicts (connect/sendmsg: 0 fails the call) */
 #define LB_SOCK_ALLOW 1
@@ -136,12 +151,14 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 }
 
 /* The common forward path. addr holds the destination and is rewritten to the backend on
- * LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend. */
+ * LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend; src is the source
+ * the packets will carry when the socket fixes it (bound, or named by sendmsg), else NULL. */
 static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx, union lb_addr *addr,
-						      __be16 *port, int want_v4)
+						      __be16 *port, int want_v4, const union lb_addr *src)
 {
 	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val rval = {};
+	struct lb_sock_revnat_val *old;
 	struct lb_config cfg = lb_get_config();
 	struct lb_fe_key fkey = {};
 	struct lb_frontend *fe;
@@ -161,6 +178,14 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	if (fe->fe_id == 0) {
 		lb_stat_inc(LB_STAT_DROP_FE_ID_ZERO);
 		return LB_SOCK_XLATE_REFUSE;
+	}
+	if (!lb_eip_local_ok(fe, addr)) {
+		lb_stat_inc(LB_STAT_SOCK_SKIP_EXT_IP);
+		return LB_SOCK_XLATE_NONE;
+	}
+	if ((fe->flags & LB_FE_F_SOURCE_RANGES) && (!src || !lb_src_range_ok(fe, src))) {
+		lb_stat_inc(LB_STAT_SOCK_SKIP_SRC_RANGE);
+		return LB_SOCK_XLATE_NONE;
 	}
 	if (lb_fe_no_backends(fe)) {
 		lb_stat_inc(LB_STAT_SOCK_REJECT);
@@ -185,13 +210,25 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	__builtin_memcpy(rval.addr, addr->b, 16);
 	rval.port = *port;
 	rval.fe_id = fe->fe_id;
+	rval.backend_id = id;
 	/* a full LRU evicts; a failed insert only costs the reverse view, so the connect proceeds */
-	bpf_map_update_elem(&lb_sock_revnat, &rkey, &rval, BPF_ANY);
+	old = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
+	if (!old || old->fe_id != rval.fe_id || old->backend_id != id || old->port != rval.port ||
+	    !lb_sock_addr16_eq(old->addr, rval.addr))
+		bpf_map_update_elem(&lb_sock_revnat, &rkey, &rval, BPF_ANY);
 
 	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
 	lb_stat_inc(LB_STAT_SOCK_CONNECT);
 	return LB_SOCK_XLATE_DONE;
+}
+
+/* a connected socket (TCP, or UDP after connect()): the kernel keeps UDP's state TCP_ESTABLISHED */
+static __always_inline int lb_sock_is_connected(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+
+	return sk && sk->state == 1 /* TCP_ESTABLISHED */;
 }
 
 /* The common reverse path: addr/port hold the peer (a backend); rewritten to the frontend when this
@@ -207,6 +244,16 @@ static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, union lb_addr 
 	rval = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
 	if (!rval)
 		return 0;
+	if (!lb_sock_revnat_live(&rkey, rval)) {
+		/* its backend left the frontend (or the id now names another backend): showing the
+		 * frontend would claim a translation that no longer holds */
+		lb_stat_inc(LB_STAT_SOCK_REVNAT_STALE);
+		/* a connected socket's entry stays for the termination iterator (lb_sock_term.bpf.c),
+		 * which finds the sockets to close by it; the release hook deletes it with the socket */
+		if (!lb_sock_is_connected(ctx))
+			bpf_map_delete_elem(&lb_sock_revnat, &rkey);
+		return 0;
+	}
 	__builtin_memcpy(addr->b, rval->addr, 16);
 	*port = rval->port;
 	return 1;
@@ -253,14 +300,45 @@ static __always_inline int lb_sock_verdict(enum lb_sock_xlate r)
 	return LB_SOCK_DENY;
 }
 
-static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx)
+/* the source a socket has fixed: its bound address, else NULL (the kernel picks one after this
+ * hook, at route lookup) */
+static __always_inline const union lb_addr *lb_sock_bound4(struct bpf_sock_addr *ctx, union lb_addr *src)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__be32 ip;
+
+	if (!sk)
+		return 0;
+	ip = sk->src_ip4;
+	if (ip == 0)
+		return 0;
+	lb_addr_set_v4(src, ip);
+	return src;
+}
+
+static __always_inline const union lb_addr *lb_sock_bound6(struct bpf_sock_addr *ctx, union lb_addr *src)
+{
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!sk)
+		return 0;
+	src->w[0] = sk->src_ip6[0];
+	src->w[1] = sk->src_ip6[1];
+	src->w[2] = sk->src_ip6[2];
+	src->w[3] = sk->src_ip6[3];
+	if ((src->w[0] | src->w[1] | src->w[2] | src->w[3]) == 0)
+		return 0;
+	return src;
+}
+
+static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx, const union lb_addr *src)
 {
 	union lb_addr addr;
 	__be16 port;
 	enum lb_sock_xlate r;
 
 	lb_sock_load4(ctx, &addr, &port);
-	r = lb_sock_fwd(ctx, &addr, &port, 1);
+	r = lb_sock_fwd(ctx, &addr, &port, 1, src);
 	if (r == LB_SOCK_XLATE_DONE)
 		lb_sock_store4(ctx, &addr, port);
 	return lb_sock_verdict(r);
@@ -268,7 +346,7 @@ static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx)
 
 /* an IPv6 socket may address an IPv4 Service through an IPv4-mapped address (dual-stack socket);
  * the 16-byte form is the same, and a v4 backend is written back IPv4-mapped */
-static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx)
+static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx, const union lb_addr *src)
 {
 	union lb_addr addr;
 	__be16 port;
@@ -277,7 +355,7 @@ static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx)
 
 	lb_sock_load6(ctx, &addr, &port);
 	was_v4 = lb_addr_is_v4(&addr);
-	r = lb_sock_fwd(ctx, &addr, &port, was_v4);
+	r = lb_sock_fwd(ctx, &addr, &port, was_v4, src);
 	if (r == LB_SOCK_XLATE_DONE)
 		lb_sock_store6(ctx, &addr, port);
 	return lb_sock_verdict(r);
@@ -303,6 +381,38 @@ static __always_inline int lb_sock_rev6(struct bpf_sock_addr *ctx)
 	if (lb_sock_rev(ctx, &addr, &port))
 		lb_sock_store6(ctx, &addr, port);
 	return LB_SOCK_ALLOW;
+}
+
+/* a connected socket's one reverse entry is keyed by its peer: deleted with the socket */
+static __always_inline void lb_sock_release(struct bpf_sock *sk)
+{
+	struct lb_sock_revnat_key rkey = {};
+	union lb_addr peer;
+
+	if (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP)
+		return;
+	rkey.port = (__be16)sk->dst_port;
+	if (rkey.port == 0)
+		return;
+	/* the empty asm keeps each branch's context loads in the branch: clang would otherwise merge
+	 * them into one load through a computed pointer, which the verifier refuses for a context */
+	if (sk->family == 2 /* AF_INET */) {
+		__be32 ip = sk->dst_ip4;
+
+		asm volatile("" : "+r"(ip));
+		lb_addr_set_v4(&peer, ip);
+	} else {
+		__u32 w0 = sk->dst_ip6[0], w1 = sk->dst_ip6[1], w2 = sk->dst_ip6[2], w3 = sk->dst_ip6[3];
+
+		asm volatile("" : "+r"(w0), "+r"(w1), "+r"(w2), "+r"(w3));
+		peer.w[0] = w0;
+		peer.w[1] = w1;
+		peer.w[2] = w2;
+		peer.w[3] = w3;
+	}
+	rkey.cookie = bpf_get_socket_cookie(sk);
+	__builtin_memcpy(rkey.addr, peer.b, 16);
+	bpf_map_delete_elem(&lb_sock_revnat, &rkey);
 }
 
 #endif

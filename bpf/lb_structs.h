@@ -122,6 +122,15 @@ struct lb_sock_revnat_val {
 	__be16 port;
 	__u16 pad;
 	__u32 fe_id;
+	__u32 backend_id;  /* the backend chosen; the entry holds only while (fe_id, backend_id) is in lb_members
+	                    * (0 in entries written by a build before this field: not trusted) */
+};
+
+/* lb_sock_eip_allow key (LPM trie): an externalIP prefix that the socket hooks may translate for
+ * pods and host processes (CVE-2020-8554); value __u8 1 */
+struct lb_eip_allow_key {
+	__u32 prefixlen;   /* of addr; an IPv4 /n is 96 + n (IPv4-mapped) */
+	__u8 addr[16];
 };
 
 /* lb_config (array, one entry) */

@@ -88,14 +88,21 @@ static __always_inline int lb_affinity_fresh(const struct lb_frontend *fe, const
 	return (__s64)(now - av->last_used) <= (__s64)((__u64)fe->affinity_timeout * LB_NSEC_PER_SEC);
 }
 
-static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const struct lb_pkt *p)
+/* loadBalancerSourceRanges: src may use the frontend (tc and XDP with the packet's source, the
+ * socket hooks with the socket's) */
+static __always_inline int lb_src_range_ok(const struct lb_frontend *fe, const union lb_addr *src)
 {
 	struct lb_src_range_key k = { .prefixlen = 32 + 128, .fe_id = fe->fe_id };
 
 	if (!(fe->flags & LB_FE_F_SOURCE_RANGES))
 		return 1;
-	__builtin_memcpy(k.addr, p->saddr.b, 16);
+	__builtin_memcpy(k.addr, src->b, 16);
 	return bpf_map_lookup_elem(&lb_src_ranges, &k) != NULL;
+}
+
+static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const struct lb_pkt *p)
+{
+	return lb_src_range_ok(fe, &p->saddr);
 }
 
 /* The backend id in slot h % M of a frontend's Maglev table (tc, XDP and the socket hooks), or 0

@@ -12,6 +12,7 @@
 #include "lb_svc.h"
 #include "lb_nat.h"
 #include "lb_reject.h"
+#include "lb_eip.h"
 
 /* forward translation of a packet to a frontend; at egress (host-originated) the flow is flagged
  * LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress */
@@ -130,6 +131,8 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	external = at_ingress && lb_dev_is_external(skb->ifindex);
 	if (at_ingress) {
 		fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
+		if (fe && !external && !lb_eip_local_ok(fe, &p.daddr))
+			fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 		if (fe)
 			return lb_tc_forward(skb, &p, fe, external, 1);
 		r = lb_tc_reverse(skb, &p, LB_CT_F_REV_AT_INGRESS);
@@ -142,6 +145,8 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	if (r >= 0)
 		return r;
 	fe = lb_lookup_frontend(&p, LB_SCOPE_INTERNAL);
+	if (fe && !lb_eip_local_ok(fe, &p.daddr))
+		fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 	if (fe)
 		return lb_tc_forward(skb, &p, fe, 0, 0);
 	lb_ct_forget_closed(&p);

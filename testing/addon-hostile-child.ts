@@ -78,6 +78,7 @@ const TABLE: Record<string, Row> = {
   progAttach: { args: () => [HASH, HASH, 0, 0, -1], kinds: ['fd', 'fd', 'u32', 'u32', 'fdOpt'] },
   progDetach: { args: () => [HASH, HASH, 0], kinds: ['fd', 'fd', 'u32'] },
   progQuery: { args: () => [HASH, 0, B(256)], kinds: ['fd', 'u32', { buf: 0 }] },
+  iterRun: { args: () => [HASH, -1, B(64)], kinds: ['fd', 'fdOpt', { buf: 0 }] },
   numPossibleCpus: { args: () => [], kinds: [] },
   strerror: { args: () => [2], kinds: ['i32'] },
 };

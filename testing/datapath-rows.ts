@@ -12,7 +12,7 @@ import {
 } from './packets.js';
 import { pickBackend } from '../src/dataplane/bpf/hash.js';
 import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
-import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, type LbStatName } from '../src/dataplane/bpf/layout.js';
+import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
 
 export interface Check {
   ok(cond: boolean, msg: string): void;
@@ -144,6 +144,18 @@ export function buildRows(): Row[] {
       output: 'input', stats: { fwd_ct_hit: 1 }, bench: 'ct-hit-repeat',
       after: (dp, c) => c.eq(dp.feStats(s.feId).packets, 1, 'translated (counted), not passed by'),
     });
+  }
+  // CVE-2020-8554 (bpf/lb_eip.h): traffic that starts on this node reaches an externalIP's Service
+  // only for a node address or an allowlisted one; from outside it always does
+  {
+    const s = SVC.selfMapped, f = toService(s, C4, 45000);
+    add({ name: 'pod to an externalIP that is neither a node address nor allowlisted: passed untouched', prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: 'input', stats: {},
+      after: (dp, c) => c.eq(dp.feStats(s.feId).packets, 0, 'not translated') });
+    add({ name: 'pod to an allowlisted externalIP: translated', prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: 'input', stats: { fwd_new: 1 },
+      setup: (dp) => { dp.map('lb_sock_eip_ok').update(encodeEipAllowKey('192.168.1.8/30'), Buffer.of(1)); },
+      after: (dp, c) => c.eq(dp.feStats(s.feId).packets, 1, 'translated (to itself: its backend is that address)') });
+    add({ name: 'pod to an externalIP on a node address: translated', prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: 'input', stats: { fwd_new: 1 },
+      setup: (dp) => { dp.addNodeAddress(s.address); } });
   }
   // Maglev agrees with the TypeScript mirror for clients landing on every backend
   for (const target of SVC.web4.backends) {

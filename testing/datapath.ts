@@ -109,7 +109,7 @@ export class Datapath {
 
   /** Empties every map this harness writes or the programs fill, and zeroes the counters. */
   reset(): void {
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_config']) {
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_config']) {
       const m = this.optMap(name);
       if (!m) continue;
       if (m.type === MapType.ARRAY) {
@@ -141,7 +141,7 @@ export class Datapath {
   restore(): void {
     const base = this.base;
     if (!base) throw new Error('restore() before install()');
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs']) {
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok']) {
       const m = this.optMap(name);
       if (!m) continue;
       for (const k of m.keys()) m.delete(k);

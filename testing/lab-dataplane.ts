@@ -13,6 +13,8 @@ import type { Plan, PlanOp } from '../src/plan/types.js';
 import { attachCgroup, detach, loadDataplane, type Loaded } from '../src/dataplane/bpf/loader.js';
 import { SOCK_HOOKS } from '../src/dataplane/bpf/dataplane.js';
 import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
+import { SockTerminator, sockTermObjectPath } from '../src/dataplane/bpf/sock-term.js';
+import { defaultObjectPath } from '../src/dataplane/bpf/loader.js';
 import * as L from '../src/dataplane/bpf/layout.js';
 import { type Lab, type Netns } from './netns.js';
 
@@ -34,6 +36,7 @@ export class LabDataplane {
   readonly seed: number;
   #plan: Plan | undefined;
   #socketLb: boolean;
+  #terminator: SockTerminator | undefined;
 
   private constructor(loaded: Loaded, statePath: string, seed: number, socketLb: boolean) {
     this.loaded = loaded;
@@ -106,6 +109,12 @@ export class LabDataplane {
     for (const [type, prog] of SOCK_HOOKS) attachCgroup(state, object.program(prog), cgroup, type);
   }
 
+  /** bpf/lb_sock_term.bpf.o loaded on these maps (once); throws where the kernel lacks bpf_sock_destroy. */
+  terminator(): SockTerminator {
+    this.#terminator ??= SockTerminator.load(this.pinRoot, sockTermObjectPath(defaultObjectPath()));
+    return this.#terminator;
+  }
+
   /** Detaches every socket hook this dataplane attached; returns how many were detached. */
   detachSockHooks(): number {
     const { state } = this.loaded;
@@ -115,6 +124,8 @@ export class LabDataplane {
   }
 
   close(): void {
+    this.#terminator?.close();
+    this.#terminator = undefined;
     try {
       this.detachSockHooks();
     } finally {

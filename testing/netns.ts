@@ -325,6 +325,7 @@ export class Lab {
     if (o.udpConnect) args.push('--udp-connect');
     if (o.payload !== undefined) args.push('--payload', o.payload);
     if (o.path !== undefined) args.push('--path', o.path);
+    if (o.bind !== undefined) args.push('--bind', o.bind);
     const r = await this.runIn(ns, process.execPath, args, { cgroup, timeoutMs: count * timeoutMs + 15_000 });
     if (r.code !== 0) throw new Error(`client in ${ns.name} exited ${r.code}: ${r.stderr.trim()}`);
     return (JSON.parse(r.stdout) as { results: ClientResult[] }).results;
@@ -381,6 +382,8 @@ export interface ClientOptions {
   udpConnect?: boolean;
   payload?: string;
   path?: string;
+  /** source address the client binds its sockets to */
+  bind?: string;
 }
 
 export interface ClientResult { ok: boolean; reply?: string; peer?: string; from?: string; error?: string }

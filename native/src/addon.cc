@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
@@ -859,6 +860,62 @@ Napi::Value ProgQuery(const Napi::CallbackInfo& info) {
   return Num(info.Env(), ret < 0 ? static_cast<double>(ret) : static_cast<double>(count));
 }
 
+// iterRun(progFd, netnsFd, out) -> bytes the iterator wrote (more than out.length when they did not
+// all fit: the rest is read and dropped, so the program still visits every object) | -errno.
+// A BPF_TRACE_ITER link, an iterator fd made in network namespace netnsFd (-1: the caller's; netns-
+// aware iterators such as iter/udp walk the namespace they were created in), read to the end. The
+// calling thread enters netnsFd only for bpf_iter_create and returns at once.
+Napi::Value IterRun(const Napi::CallbackInfo& info) {
+  Args a(info, "iterRun");
+  int progFd = a.Fd(0, "progFd");
+  int nsFd = a.Fd(1, "netnsFd", true);
+  BufArg out = a.Buf(2, "out", false);
+  if (!a.ok()) return info.Env().Undefined();
+  Napi::Env env = info.Env();
+  errno = 0;
+  int link = Err(bpf_link_create(progFd, 0, BPF_TRACE_ITER, nullptr));
+  if (link < 0) return Num(env, link);
+  int self = -1;
+  if (nsFd >= 0) {
+    self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0 || setns(nsFd, CLONE_NEWNET) < 0) {
+      int e = -errno;
+      if (self >= 0) close(self);
+      close(link);
+      return Num(env, e);
+    }
+  }
+  errno = 0;
+  int it = Err(bpf_iter_create(link));
+  if (self >= 0) {
+    if (setns(self, CLONE_NEWNET) < 0) {
+      // this thread would stay in the other namespace: nothing later could be trusted
+      fprintf(stderr, "kbp_native: iterRun cannot return to its network namespace: %s\n", strerror(errno));
+      abort();
+    }
+    close(self);
+  }
+  close(link);
+  if (it < 0) return Num(env, it);
+  size_t total = 0;
+  char scratch[4096];
+  for (;;) {
+    char* dst = total < out.len ? reinterpret_cast<char*>(out.data) + total : scratch;
+    size_t room = total < out.len ? out.len - total : sizeof scratch;
+    ssize_t n = read(it, dst, room);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = -errno;
+      close(it);
+      return Num(env, e);
+    }
+    if (n == 0) break;
+    total += static_cast<size_t>(n);
+  }
+  close(it);
+  return Num(env, static_cast<double>(total));
+}
+
 Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
   return Num(info.Env(), libbpf_num_possible_cpus());
 }
@@ -1016,6 +1073,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("progAttach", ProgAttach);
   EXPORT("progDetach", ProgDetach);
   EXPORT("progQuery", ProgQuery);
+  EXPORT("iterRun", IterRun);
   EXPORT("numPossibleCpus", NumPossibleCpus);
   EXPORT("strerror", StrError);
 #undef EXPORT

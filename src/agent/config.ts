@@ -41,6 +41,11 @@ export interface AgentSettings {
   detectLocalMode?: DetectLocalMode;
   detectLocal?: { bridgeInterface?: string; interfaceNamePrefix?: string };
   externalIPCidrs?: string[];
+  /**
+   * externalIP CIDRs that traffic starting on this node (pods, host processes) may be translated to,
+   * besides the node's own addresses (CVE-2020-8554, bpf/lb_eip.h); default none
+   */
+  localExternalIpAllow: string[];
   minSyncMs: number;
   syncPeriodMs: number;
   /** device rescan and counter refresh; link events cover new devices in between */
@@ -66,6 +71,7 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   // on by default, as kube-proxy's gate (beta in 1.34, GA in 1.35)
   preferSameTrafficDistribution: true,
   clusterCidrs: [],
+  localExternalIpAllow: [],
   masqueradeAll: false,
   minSyncMs: 1000,
   syncPeriodMs: 30_000,
@@ -269,6 +275,9 @@ export function validateSettings(s: AgentSettings): AgentSettings {
   }
   for (const c of s.clusterCidrs) {
     try { parseCidr(c); } catch (e) { fail(`--cluster-cidr: ${(e as Error).message}`, e); }
+  }
+  for (const c of s.localExternalIpAllow) {
+    try { parseCidr(c); } catch (e) { fail(`--local-external-ip-allow: ${(e as Error).message}`, e); }
   }
   try {
     checkNodePortAddresses(s.nodePortAddresses);

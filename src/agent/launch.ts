@@ -119,6 +119,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     ...(s.bpfObject !== undefined && { objectPath: s.bpfObject }),
     seed: s.seed,
     socketLb: s.socketLb,
+    localExternalIpAllow: s.localExternalIpAllow,
     cgroup: s.cgroup ?? host.cgroup2,
     devices: s.devices,
     nodeAddresses: () => nodeAddresses(source, s),

@@ -354,6 +354,7 @@ if (!isRoot) {
       lb_config: [MapType.ARRAY, 4, L.CONFIG.size, 0],
       lb_devices: [MapType.HASH, 4, L.DEVICE.size, 0],
       lb_node_addrs: [MapType.HASH, L.NODE_ADDR.size, 1, 0],
+      lb_sock_eip_ok: [MapType.LPM_TRIE, L.EIP_ALLOW_KEY.size, 1, BPF_F_NO_PREALLOC],
     };
     const tmpl = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_tmpl', keySize: 4, valueSize: 8, maxEntries: 1, flags: innerFlags });
     for (const [name, [type, keySize, valueSize, flags]] of Object.entries(spec) as Array<[L.MapName, [number, number, number, number]]>) {

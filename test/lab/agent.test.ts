@@ -268,6 +268,59 @@ labTest('socket LB through the agent: on, connects are balanced in the hooks; of
   await dumpEqualsCompile(t);
 });
 
+// kube-proxy flushes the UDP conntrack entries of an endpoint that left (pkg/proxy/conntrack/cleanup.go,
+// CleanStaleEntries) so that a client's next datagram is balanced anew. With socket LB the connected
+// socket itself holds the backend: the agent closes it (bpf/lb_sock_term.bpf.c) and the client reconnects.
+labTest('a pod\'s connected UDP socket to a ClusterIP: its backend leaves, the agent closes the socket, the client reconnects to another backend', async (t) => {
+  const node1 = lab.nodes[0]!;
+  const [maj = 0, min = 0] = (await import('node:os')).release().split('.').map(Number);
+  if (maj * 100 + min < 605) {
+    t.log('bpf_sock_destroy needs kernel 6.5+: the agent only logs that such sockets keep their backend');
+    t.pass();
+    return;
+  }
+  await lab.stopAgent(node1);
+  await lab.startAgent(node1, { socketLb: true });
+  const servers = ['pod-a', 'pod-b', 'pod-c'].map(pod);
+  t.teardown(async () => {
+    await change(() => { for (const [f, y] of Object.entries(labManifests(lab, servers))) lab.writeManifest(f, y); });
+  });
+  const { join } = await import('node:path');
+  const stream = lab.lab.spawn(pod('client1').pod.ns, process.execPath,
+    [join(process.cwd(), 'testing', 'servers', 'udp-stream.mjs'), '--host', VIP.dns, '--port', '53', '--interval-ms', '100', '--duration-ms', '60000'],
+    { cgroup: node1.cgroup, what: 'udp-stream' });
+  type Ev = { kind: string; reply?: string; from?: string; error?: string };
+  const events = (): Ev[] => stream.output().split('\n').filter((l) => l.startsWith('{"t"')).map((l) => JSON.parse(l) as Ev);
+  const waitFor = async (what: string, ok: (e: Ev[]) => boolean): Promise<boolean> => {
+    for (let i = 0; i < 150 && stream.child.exitCode === null; i++) {
+      if (ok(events())) return true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    t.log(`gave up waiting for ${what}`);
+    return false;
+  };
+  try {
+    t.true(await waitFor('a reply', (e) => e.some((x) => x.kind === 'reply')), stream.output().slice(-500));
+    const used = events().find((x) => x.kind === 'reply')!.reply!;
+    const terminated0 = await lab.datapathEvent(node1, 'sock_terminated');
+    await change(() => { for (const [f, y] of Object.entries(labManifests(lab, servers.filter((p) => p.name !== used)))) lab.writeManifest(f, y); });
+    t.true(await waitFor('replies after reconnecting', (e) => {
+      const i = e.findIndex((x) => x.kind === 'error');
+      return i >= 0 && e.slice(i).filter((x) => x.kind === 'reply').length >= 3;
+    }), JSON.stringify(events().slice(-5)));
+    const ev = events();
+    const i = ev.findIndex((x) => x.kind === 'error');
+    t.is(ev[i]?.error, 'ECONNABORTED');
+    t.true(ev.slice(0, i).filter((x) => x.kind === 'reply').every((x) => x.reply === used), 'one backend until the socket was closed');
+    const after = ev.slice(i).filter((x) => x.kind === 'reply');
+    t.true(after.length >= 3 && after.every((x) => x.reply !== used && x.from === `${VIP.dns}:53`), JSON.stringify(after.slice(0, 3)));
+    t.true(await lab.datapathEvent(node1, 'sock_terminated') - terminated0 >= 1, 'the agent counted the socket it closed');
+  } finally {
+    stream.child.kill('SIGTERM');
+    await stream.exited;
+  }
+});
+
 labTest('cleanup removes every program, pin and rule the agent installed', async (t) => {
   const node2 = lab.nodes[1]!;
   await lab.stopAgent(node2);

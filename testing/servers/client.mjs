@@ -4,12 +4,12 @@
 // from is the source of the UDP reply as recvmsg() reported it.
 //
 //   node client.mjs --proto http|udp --host ADDR --port PORT [--count N] [--timeout-ms T]
-//                   [--udp-connect] [--payload TEXT] [--path /PATH]
+//                   [--udp-connect] [--payload TEXT] [--path /PATH] [--bind ADDR]
 import net from 'node:net';
 import dgram from 'node:dgram';
 
 function parseArgs(argv) {
-  const o = { proto: '', host: '', port: 0, count: 1, timeoutMs: 2000, udpConnect: false, payload: 'hello', path: '/' };
+  const o = { proto: '', host: '', port: 0, count: 1, timeoutMs: 2000, udpConnect: false, payload: 'hello', path: '/', bind: '' };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i];
     if (key === '--udp-connect') { o.udpConnect = true; continue; }
@@ -22,6 +22,7 @@ function parseArgs(argv) {
     else if (key === '--timeout-ms') o.timeoutMs = Number(val);
     else if (key === '--payload') o.payload = val;
     else if (key === '--path') o.path = val;
+    else if (key === '--bind') o.bind = val;
     else throw new Error(`client: unknown option ${key}`);
   }
   if (o.proto !== 'http' && o.proto !== 'udp') throw new Error(`client: --proto must be http or udp, not ${JSON.stringify(o.proto)}`);
@@ -37,7 +38,7 @@ const fmt = (addr, port) => (addr && addr.includes(':') ? `[${addr}]:${port}` : 
 function httpOnce(o) {
   return new Promise((resolve) => {
     let peer, data = '', done = false;
-    const sock = net.connect({ host: o.host, port: o.port });
+    const sock = net.connect({ host: o.host, port: o.port, ...(o.bind && { localAddress: o.bind }) });
     const finish = (r) => { if (done) return; done = true; clearTimeout(timer); sock.destroy(); resolve(r); };
     const timer = setTimeout(() => finish({ ok: false, error: 'ETIMEDOUT' }), o.timeoutMs);
     sock.on('connect', () => {
@@ -62,7 +63,7 @@ function udpOnce(o) {
     sock.on('message', (msg, rinfo) => finish({ ok: true, reply: msg.toString(), from: fmt(rinfo.address, rinfo.port), peer }));
     sock.on('error', (e) => finish({ ok: false, error: e.code ?? e.message, peer }));
     const sent = (err) => { if (err) finish({ ok: false, error: err.code ?? err.message, peer }); };
-    if (o.udpConnect) {
+    const go = () => { if (o.udpConnect) {
       sock.connect(o.port, o.host, (err) => {
         if (err) return finish({ ok: false, error: err.code ?? err.message });
         const ra = sock.remoteAddress();
@@ -71,7 +72,10 @@ function udpOnce(o) {
       });
     } else {
       sock.send(o.payload, o.port, o.host, sent);
-    }
+    } };
+    // a bound source (the socket hooks see it: loadBalancerSourceRanges)
+    if (o.bind) sock.bind(0, o.bind, go);
+    else go();
   });
 }
 

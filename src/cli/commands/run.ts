@@ -31,6 +31,8 @@ Options:
   --feature-gates LIST         kube-proxy feature gates, Name=true|false (PreferSameTrafficDistribution)
   --cluster-cidr LIST          pod CIDRs (as kube-proxy's flag)
   --external-ip-allow LIST     CIDRs externalIPs must fall in (CVE-2020-8554)
+  --local-external-ip-allow LIST  externalIP CIDRs that pods and host processes may reach through the
+                               Service (default none: only this node's own addresses; CVE-2020-8554)
   --min-sync-period DUR        coalesce changes (default 1s)
   --sync-period DUR            periodic full resync (default 30s)
   --housekeeping-interval DUR  device rescan and counter refresh (default 10s); new devices are
@@ -64,6 +66,7 @@ export const command: Command = {
       'feature-gates': { type: 'string', multiple: true },
       'cluster-cidr': { type: 'string', multiple: true },
       'external-ip-allow': { type: 'string', multiple: true },
+      'local-external-ip-allow': { type: 'string', multiple: true },
       'min-sync-period': { type: 'string' },
       'sync-period': { type: 'string' },
       'housekeeping-interval': { type: 'string' },
@@ -114,6 +117,7 @@ export const command: Command = {
       ...(preferSame !== undefined && { preferSameTrafficDistribution: preferSame }),
       ...(values['cluster-cidr'] !== undefined && { clusterCidrs: listOption(values['cluster-cidr']) }),
       ...(values['external-ip-allow'] !== undefined && { externalIPCidrs: listOption(values['external-ip-allow']) }),
+      ...(values['local-external-ip-allow'] !== undefined && { localExternalIpAllow: listOption(values['local-external-ip-allow']) }),
       ...(values['min-sync-period'] !== undefined && { minSyncMs: parseDuration(values['min-sync-period'], '--min-sync-period') }),
       ...(values['sync-period'] !== undefined && { syncPeriodMs: parseDuration(values['sync-period'], '--sync-period') }),
       ...(values['housekeeping-interval'] !== undefined && { housekeepingMs: parseDuration(values['housekeeping-interval'], '--housekeeping-interval') }),

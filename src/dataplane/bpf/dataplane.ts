@@ -13,7 +13,8 @@ import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { sweepConntrack, type SweepResult } from './ct-sweep.js';
-import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, detach, loadDataplane, type Loaded } from './loader.js';
+import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplane, type Loaded } from './loader.js';
+import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
@@ -22,6 +23,7 @@ export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
   ['sendmsg4', 'lb_sock_sendmsg4'], ['sendmsg6', 'lb_sock_sendmsg6'],
   ['recvmsg4', 'lb_sock_recvmsg4'], ['recvmsg6', 'lb_sock_recvmsg6'],
   ['getpeername4', 'lb_sock_getpeername4'], ['getpeername6', 'lb_sock_getpeername6'],
+  ['sock_release', 'lb_sock_release_hook'],
 ];
 
 export const NFT_TABLE = 'kube-bpf-proxy';
@@ -46,6 +48,8 @@ export interface BpfDataplaneOptions {
   ctSweepMs?: number;
   /** follow link events (ip monitor link) so a new device is served at once (default true) */
   watchLinks?: boolean;
+  /** externalIP CIDRs that traffic starting on this node may be translated to (CVE-2020-8554, bpf/lb_eip.h); default none */
+  localExternalIpAllow?: string[];
 }
 
 export interface Link {
@@ -162,6 +166,9 @@ export function removeMasquerade(): boolean {
   }
 }
 
+/** plan operations after which a backend may have left a frontend: socket termination runs */
+const MEMBERSHIP_OPS: ReadonlySet<PlanOp['op']> = new Set(['upsertSlots', 'deleteSlots', 'deleteFrontend', 'deleteBackend']);
+
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
 const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats']);
 
@@ -181,6 +188,11 @@ export class BpfDataplane implements Dataplane {
   #links: LinkWatcher | undefined;
   #deviceSyncQueued = false;
   #writes: Promise<void> = Promise.resolve();
+  /** connected UDP sockets to removed backends (sock-term.ts); undefined when the kernel cannot */
+  #terminator: SockTerminator | undefined;
+  #termQueued = false;
+  /** sockets destroyed since start (the sock_terminated datapath event) */
+  #terminated = 0;
 
   constructor(opts: BpfDataplaneOptions) {
     this.#opts = opts;
@@ -212,6 +224,8 @@ export class BpfDataplane implements Dataplane {
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
     installMasquerade(snatMark, this.#opts.nodePortRange);
+    loaded.maps.setExternalIpAllow(this.#opts.localExternalIpAllow ?? []);
+    if (this.#opts.socketLb) this.#loadTerminator();
     // devices known from an earlier run keep their programs until syncDevices() replaces them
     for (const [ifindex, flags] of loaded.maps.devices()) {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0 });
@@ -254,6 +268,7 @@ export class BpfDataplane implements Dataplane {
     const { maps } = this.loaded;
     // off the event loop: /healthz and /metrics answer during a long apply (issue 7)
     await this.#serialWrite(() => maps.applyAsync(ops));
+    if (this.#terminator && ops.some((o) => MEMBERSHIP_OPS.has(o.op))) this.#requestTermination();
     if (maps.deferredTables > 0 && !this.#flushTimer) {
       this.#flushTimer = setTimeout(() => {
         this.#flushTimer = undefined;
@@ -262,6 +277,45 @@ export class BpfDataplane implements Dataplane {
         });
       }, 200);
       this.#flushTimer.unref();
+    }
+  }
+
+  #loadTerminator(): void {
+    const path = sockTermObjectPath(this.#opts.objectPath ?? defaultObjectPath());
+    try {
+      this.#terminator = SockTerminator.load(this.loaded.pinRoot, path);
+      this.#log.info({ object: path }, 'socket termination loaded: connected UDP sockets to a removed backend are closed');
+    } catch (e) {
+      this.#log.warn({ object: path, reason: (e as Error).message.split('\n')[0] },
+        'socket termination unavailable (needs kernel 6.5+ for bpf_sock_destroy): a connected UDP socket keeps a removed backend until the application reconnects');
+    }
+  }
+
+  /** One termination pass soon after the sync that removed backends, however many syncs come meanwhile. */
+  #requestTermination(): void {
+    if (this.#termQueued) return;
+    this.#termQueued = true;
+    setImmediate(() => {
+      this.#termQueued = false;
+      this.terminateStaleSockets();
+    });
+  }
+
+  /** Destroys connected UDP sockets whose backend left their frontend, in every network namespace; logs, never throws. */
+  terminateStaleSockets(): number {
+    const t = this.#terminator;
+    if (!t) return 0;
+    try {
+      const r = t.run();
+      this.#terminated += r.terminated.length;
+      if (r.terminated.length) {
+        this.#log.info({ sockets: r.terminated.map((x) => ({ backend: `${x.address}:${x.port}`, frontendId: x.feId, err: x.err })), namespaces: r.namespaces },
+          'closed connected UDP sockets whose backend left their Service');
+      }
+      return r.terminated.length;
+    } catch (e) {
+      this.#log.warn({ err: e }, 'socket termination pass failed; retried after the next sync that removes a backend');
+      return 0;
     }
   }
 
@@ -365,7 +419,7 @@ export class BpfDataplane implements Dataplane {
 
   async stats(): Promise<DataplaneStats> {
     const { maps } = this.loaded;
-    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats() };
+    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept, sock_terminated: this.#terminated }, frontends: maps.readFrontendStats() };
   }
 
   /** One pass of the conntrack sweep over lb_ct and lb_ct_syn; logs failures, never throws. */
@@ -406,6 +460,8 @@ export class BpfDataplane implements Dataplane {
     } catch (e) {
       this.#log.warn({ err: e }, 'removing dropped Maglev tables failed; the next agent removes them');
     }
+    this.#terminator?.close();
+    this.#terminator = undefined;
     const l = this.#loaded;
     this.#loaded = undefined;
     l?.state.save(true);

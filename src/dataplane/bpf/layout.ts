@@ -22,6 +22,7 @@ export const LB_SRC_RANGES_MAX = 65536;
 export const LB_SOCK_REVNAT_MAX = 262144;
 export const LB_DEVICES_MAX = 1024;
 export const LB_NODE_ADDRS_MAX = 1024;
+export const LB_EIP_ALLOW_MAX = 1024;
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
@@ -74,7 +75,7 @@ export const LB_STATS = [
   'drop_backend_id_zero', 'drop_backend_missing', 'drop_table_missing', 'drop_fe_id_zero',
   'drop_revnat_missing', 'pass_malformed', 'pass_fragment', 'ct_backend_gone', 'reset_backend_gone',
   'affinity_hit', 'affinity_expired', 'ct_full', 'xdp_to_tc', 'drop_csum', 'sock_connect', 'sock_reject',
-  'ct_expired', 'ct_rev_restored', 'drop_ct_clash',
+  'ct_expired', 'ct_rev_restored', 'drop_ct_clash', 'sock_skip_src_range', 'sock_skip_ext_ip', 'sock_revnat_stale',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
 export const LB_STAT_MAX = LB_STATS.length;
@@ -83,7 +84,7 @@ export const LB_STAT_MAX = LB_STATS.length;
 export const MAP_NAMES = [
   'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity',
   'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices', 'lb_node_addrs',
-  'lb_members', 'lb_ct_syn',
+  'lb_members', 'lb_ct_syn', 'lb_sock_eip_ok',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -179,7 +180,8 @@ export const AFFINITY_VAL = struct('lb_affinity_val', 16, { last_used: [0, 'u64'
 export const SRC_RANGE_KEY = struct('lb_src_range_key', 24, { prefixlen: [0, 'u32'], fe_id: [4, 'u32'], addr: [8, 'addr'] });
 export const FE_STATS = struct('lb_fe_stats', 16, { packets: [0, 'u64'], bytes: [8, 'u64'] });
 export const SOCK_REVNAT_KEY = struct('lb_sock_revnat_key', 32, { cookie: [0, 'u64'], addr: [8, 'addr'], port: [24, 'be16'], pad: [26, 'u16'], pad2: [28, 'u32'] });
-export const SOCK_REVNAT_VAL = struct('lb_sock_revnat_val', 24, { addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'], fe_id: [20, 'u32'] });
+export const SOCK_REVNAT_VAL = struct('lb_sock_revnat_val', 28, { addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'], fe_id: [20, 'u32'], backend_id: [24, 'u32'] });
+export const EIP_ALLOW_KEY = struct('lb_eip_allow_key', 20, { prefixlen: [0, 'u32'], addr: [4, 'addr'] });
 export const CONFIG = struct('lb_config', 16, { hash_seed: [0, 'u32'], snat_mark: [4, 'u32'], flags: [8, 'u32'], pad: [12, 'u32'] });
 export const DEVICE = struct('lb_device', 4, { flags: [0, 'u32'] });
 export const NODE_ADDR = struct('lb_node_addr', 16, { addr: [0, 'addr'] });
@@ -188,6 +190,7 @@ export const NODE_ADDR = struct('lb_node_addr', 16, { addr: [0, 'addr'] });
 export const STRUCTS: StructLayout[] = [
   FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MEMBER_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
   AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, CONFIG, DEVICE, NODE_ADDR,
+  EIP_ALLOW_KEY,
 ];
 
 // ---- codecs -------------------------------------------------------------------------------------
@@ -498,16 +501,38 @@ export function decodeSockRevNatKey(b: Buffer, off = 0): SockRevNatKey {
   return { cookie: b.readBigUInt64LE(off), address: readAddr(b, off + 8), port: b.readUInt16BE(off + 24) };
 }
 
-export interface SockRevNatVal { address: string; port: number; feId: number }
+/** backendId: the backend the socket was given; 0 in entries of a build before the field (never believed) */
+export interface SockRevNatVal { address: string; port: number; feId: number; backendId: number }
 export function encodeSockRevNatVal(v: SockRevNatVal, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, SOCK_REVNAT_VAL.size, SOCK_REVNAT_VAL.name);
   writeAddr(b, off, v.address);
   b.writeUInt16BE(v.port, off + 16);
   b.writeUInt32LE(v.feId, off + 20);
+  b.writeUInt32LE(v.backendId, off + 24);
   return b;
 }
 export function decodeSockRevNatVal(b: Buffer, off = 0): SockRevNatVal {
-  return { address: readAddr(b, off), port: b.readUInt16BE(off + 16), feId: b.readUInt32LE(off + 20) };
+  return { address: readAddr(b, off), port: b.readUInt16BE(off + 16), feId: b.readUInt32LE(off + 20), backendId: b.readUInt32LE(off + 24) };
+}
+
+/** An LPM key of lb_sock_eip_ok: an externalIP prefix (IPv4 counts the 96 bits of the ::ffff: mapping). */
+export function encodeEipAllowKey(cidr: string, buf?: Buffer, off = 0): Buffer {
+  const b = alloc(buf, off, EIP_ALLOW_KEY.size, EIP_ALLOW_KEY.name);
+  const slash = cidr.indexOf('/');
+  const addr = slash < 0 ? cidr : cidr.slice(0, slash);
+  const bytes = ipTo16(addr);
+  const v4 = !addr.includes(':');
+  const max = v4 ? 32 : 128;
+  const prefix = slash < 0 ? max : Number(cidr.slice(slash + 1));
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw new KbpError('KBP_ERR_INTERNAL', `bad externalIP allowlist prefix ${JSON.stringify(cidr)}`);
+  const bits = (v4 ? 96 : 0) + prefix;
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, bits - i * 8));
+    bytes[i] = bytes[i]! & ((0xff << (8 - keep)) & 0xff);
+  }
+  b.writeUInt32LE(bits, off);
+  b.set(bytes, off + 4);
+  return b;
 }
 
 export interface Config { hashSeed: number; snatMark: number; flags: number }

@@ -692,6 +692,28 @@ export class MapWriter {
       }
     }
   }
+
+  /**
+   * Makes lb_sock_eip_ok hold exactly these prefixes: the externalIPs that the socket hooks translate
+   * although they are not this node's addresses (--local-external-ip-allow, CVE-2020-8554).
+   */
+  setExternalIpAllow(cidrs: Iterable<string>): void {
+    const m = this.maps.lb_sock_eip_ok;
+    const want = new Map<string, { cidr: string; key: Buffer }>();
+    for (const cidr of cidrs) {
+      const key = L.encodeEipAllowKey(cidr);
+      want.set(key.toString('hex'), { cidr, key });
+    }
+    for (const k of m.keys()) if (!want.delete(k.toString('hex'))) m.delete(k);
+    const one = Buffer.of(1);
+    for (const { cidr, key } of want.values()) {
+      try {
+        m.update(key, one);
+      } catch (e) {
+        throw this.mapFull(e, 'lb_sock_eip_ok', `externalIP allowlist prefix ${cidr}`);
+      }
+    }
+  }
 }
 
 const REMOVAL_RANK: Partial<Record<PlanOp['op'], number>> = { deleteFrontend: 0, deleteSlots: 1, deleteRevNat: 2, setSourceRanges: 3 };

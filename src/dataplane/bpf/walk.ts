@@ -36,11 +36,16 @@ function lookupFrontend(plan: Plan, p: WalkPacket): PlanFrontend | undefined {
     ?? plan.frontends.get(frontendKey({ address, port: p.dport, protocol: p.protocol, scope: second }));
 }
 
-/** The fate of a flow's first packet. */
-export function walkFirstPacket(plan: Plan, p: WalkPacket): WalkResult {
+/**
+ * The fate of a flow's first packet. localExternalIp: whether traffic that starts on this node may
+ * be translated to an externalIP at this address (a node address, or in --local-external-ip-allow:
+ * bpf/lb_eip.h); none by default, as the kernel with an empty allowlist.
+ */
+export function walkFirstPacket(plan: Plan, p: WalkPacket, opts: { localExternalIp?: (address: string) => boolean } = {}): WalkResult {
   if (p.protocol === 'SCTP') return { verdict: 'pass', reason: 'protocol' };
   const fe = lookupFrontend(plan, p);
   if (!fe) return { verdict: 'pass', reason: 'no-frontend' };
+  if (!p.external && fe.type === 'ExternalIP' && !opts.localExternalIp?.(canonicalIp(p.dst))) return { verdict: 'pass', reason: 'no-frontend' };
   if (fe.sourceRanges.length > 0 && !fe.sourceRanges.some((c) => cidrContains(parseCidr(c), p.src))) {
     return { verdict: 'drop', frontend: fe, reason: 'source-range' };
   }

@@ -56,6 +56,7 @@ interface Native {
   progAttach(progFd: number, targetFd: number, attachType: number, flags: number, replaceFd: number): number;
   progDetach(progFd: number, targetFd: number, attachType: number): number;
   progQuery(targetFd: number, attachType: number, ids: Buffer): number;
+  iterRun(progFd: number, netnsFd: number, out: Buffer): number;
   numPossibleCpus(): number;
   strerror(errno: number): string;
   constants: {

@@ -198,6 +198,19 @@ export class BpfProgram {
     });
   }
 
+  /**
+   * Runs this iterator program (SEC("iter/...")) once, to the end: a BPF_TRACE_ITER link and an
+   * iterator created in the network namespace behind netnsFd (-1: this thread's), read out. Returns
+   * the bytes the program wrote into out; more than out.length means the rest did not fit (the run
+   * still visited every object).
+   */
+  runIter(netnsFd: number, out: Buffer): number {
+    if (!Number.isInteger(netnsFd) || netnsFd < -1) throw usage(`runIter ${this.name}: netnsFd must be an fd or -1, got ${String(netnsFd)}`);
+    const n = native().iterRun(this.fd, netnsFd, out);
+    if (n < 0) throw bpfError('iterator run', this.name, n);
+    return n;
+  }
+
   pin(path: string): void {
     pinFd(this.fd, path, 'program', this.name);
   }
