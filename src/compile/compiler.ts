@@ -17,7 +17,7 @@ import { normalizeEndpointSlice, normalizeNode, normalizeService, type Normalize
 import { parseCidr, type Cidr } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
-import { resolveNodePortAddresses } from './nodeport-addresses.js';
+import { primaryNodeIPs, resolveNodePortAddresses } from './nodeport-addresses.js';
 import {
   addNoLocalCounts, compileService, fmtAddr, zeroNoLocalCounts,
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
@@ -268,9 +268,12 @@ export class Compiler {
       allow: this.#allow,
       standalone: opts.standalone ?? false,
       nodeHints: opts.preferSameTrafficDistribution ?? true,
+      masqueradeAll: opts.masqueradeAll ?? false,
+      detectLocal: new Set(opts.detectLocalFamilies ?? []),
+      primaryIPs: primaryNodeIPs(node, opts),
     };
     // this node's zone and addresses shape every Service's frontends
-    const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs]]);
+    const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs], [...ro.primaryIPs]]);
     const nodeChanged = nodeSig !== this.#nodeSig;
     this.#nodeSig = nodeSig;
 

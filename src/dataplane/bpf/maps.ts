@@ -64,6 +64,7 @@ export class BpfMaps {
   setDevice(ifindex: number, flags: number): void { this.writer.setDevice(ifindex, flags); }
   removeDevice(ifindex: number): boolean { return this.writer.removeDevice(ifindex); }
   setNodeAddresses(addresses: Iterable<string>): void { this.writer.setNodeAddresses(addresses); }
+  setLocalSources(cidrs: Iterable<string>): void { this.writer.setLocalSources(cidrs); }
 
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
   readPlan(): Plan { return read.readPlan(this.maps, this.state); }
