@@ -96,6 +96,13 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
     if (fLB.length && svc.loadBalancerSourceRanges.length && !ranges.length) {
       warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
     }
+    // allowFromNode (syncProxyRules, nftables and iptables proxiers): when a range holds the node's
+    // IP, the LB IPs themselves are allowed too, because a request from the node to a VIP that is
+    // also a local address loops back with the VIP as its source
+    const nodeIP = ro.primaryIPs.get(family);
+    if (nodeIP && ranges.some((r) => cidrContains(parseCidr(r), nodeIP))) {
+      for (const ip of fLB) ranges.push(family === 4 ? `${ip}/32` : `${ip}/128`);
+    }
     const counts = noLocal[family === 4 ? 'IPv4' : 'IPv6'];
     svc.ports.forEach((sp, i) => {
       const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), topo);
