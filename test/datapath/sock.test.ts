@@ -17,6 +17,7 @@ const avail = labAvailable();
 const VIP4 = '10.96.0.10', VIP6 = 'fd00:96::10';
 const VIP4_EMPTY = '10.96.0.20', VIP6_EMPTY = 'fd00:96::20';
 const VIP4_AFFINITY = '10.96.0.30';
+const VIP4_NO_LOCAL = '10.96.0.40';
 const BE = [
   { name: 'be-a', v4: '127.0.0.2', v6: 'fd00:5::a' },
   { name: 'be-b', v4: '127.0.0.3', v6: 'fd00:5::b' },
@@ -33,6 +34,8 @@ function frontends(): NodeFrontend[] {
     fes.push(clusterIpFrontend({ service: 'default/empty', portName: 'http', address: vip, port: 80, protocol: 'TCP', backends: [] }));
     fes.push(clusterIpFrontend({ service: 'default/empty', portName: 'dns', address: vip, port: 53, protocol: 'UDP', backends: [] }));
   }
+  // iTP=Local with endpoints only on other nodes: kube-proxy drops, so the hook must not refuse
+  fes.push({ ...clusterIpFrontend({ service: 'default/nolocal', address: VIP4_NO_LOCAL, port: 80, protocol: 'TCP', backends: [] }), noLocalEndpoints: true });
   fes.push(clusterIpFrontend({ service: 'default/sticky', address: VIP4_AFFINITY, port: 80, protocol: 'TCP', affinitySeconds: 600, backends: BE.map((b) => ({ address: b.v4, port: HTTP })) }));
   return fes;
 }
@@ -134,6 +137,14 @@ if (!avail.ok) {
       t.deepEqual(cudp.map((r) => r.error), ['ECONNREFUSED'], `${host} connected UDP`);
     }
     t.is(ctx!.dp.stats().sock_reject - before, 8);
+  });
+
+  test.serial('a Local policy without local endpoints is not refused in the hook: the connect goes on untranslated (tc drops it)', async (t) => {
+    const before = ctx!.dp.stats().sock_reject;
+    // the VIP is on no device here and no tc program runs: the untranslated connect fails on routing
+    const rs = await client({ proto: 'http', host: VIP4_NO_LOCAL, port: 80, count: 1 });
+    t.deepEqual(rs.map((r) => r.error), ['ENETUNREACH']);
+    t.is(ctx!.dp.stats().sock_reject, before, 'not counted as a refusal');
   });
 
   test.serial('ClientIP affinity: every socket of one client (netns) gets the same backend', async (t) => {
