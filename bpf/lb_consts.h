@@ -71,6 +71,10 @@
 #define LB_FE_F_AFFINITY (1 << 0)        /* sessionAffinity ClientIP; timeout in affinity_timeout */
 #define LB_FE_F_SOURCE_RANGES (1 << 1)   /* only sources in lb_src_ranges for this frontend may pass */
 #define LB_FE_F_SNAT_REMOTE (1 << 2)     /* external traffic to a non-local backend is SNATed (eTP Cluster) */
+#define LB_FE_F_DROP_NO_LOCAL (1 << 3)   /* no backend because a Local traffic policy found none on this node,
+					  * while the Service has some elsewhere: drop, don't refuse (kube-proxy) */
+#define LB_FE_F_MASQ_ALL (1 << 4)        /* every new flow is masqueraded (KUBE-MARK-MASQ: masqueradeAll, eTP Cluster) */
+#define LB_FE_F_MASQ_OFF_CLUSTER (1 << 5) /* new flows from outside the cluster's pods are masqueraded (detectLocal) */
 
 /* backend flags (struct lb_backend.flags) */
 #define LB_BE_F_TERMINATING (1 << 0)     /* keeps its flows, gets no new ones unless the table holds it */
@@ -100,6 +104,8 @@
 
 /* device flags (lb_devices value) */
 #define LB_DEV_F_EXTERNAL (1 << 0)       /* receives NodePort / LoadBalancer / externalIP traffic */
+#define LB_DEV_F_LOCAL_SRC (1 << 1)      /* what arrives here comes from this node's pods (detectLocalMode
+					  * BridgeInterface / InterfaceNamePrefix) */
 
 /* config (lb_config, one entry) flags */
 #define LB_CFG_F_SOCK_LB (1 << 0)        /* socket hooks translate; packets from such sockets need no NAT */
@@ -137,6 +143,7 @@ enum lb_stat {
 	LB_STAT_SOCK_SKIP_SRC_RANGE,  /* socket hook left a source-ranged frontend to tc: source unknown or not allowed */
 	LB_STAT_SOCK_SKIP_EXT_IP,     /* socket hook left an externalIP untranslated (CVE-2020-8554 allowlist) */
 	LB_STAT_SOCK_REVNAT_STALE,    /* recvmsg/getpeername found a reverse entry whose backend left its frontend */
+	LB_STAT_DROP_NO_LOCAL,        /* dropped: a Local traffic policy and no backend on this node (LB_FE_F_DROP_NO_LOCAL) */
 	LB_STAT_MAX,
 };
 

@@ -187,6 +187,10 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 		lb_stat_inc(LB_STAT_SOCK_SKIP_SRC_RANGE);
 		return LB_SOCK_XLATE_NONE;
 	}
+	/* a Local policy's drop is the tc path's: the connect goes ahead untranslated and its
+	 * packets are dropped there, so the client times out as under kube-proxy */
+	if (lb_fe_no_backends(fe) && (fe->flags & LB_FE_F_DROP_NO_LOCAL))
+		return LB_SOCK_XLATE_NONE;
 	if (lb_fe_no_backends(fe)) {
 		lb_stat_inc(LB_STAT_SOCK_REJECT);
 		return LB_SOCK_XLATE_REFUSE;

@@ -94,7 +94,9 @@ struct lb_affinity_val {
 };
 
 /* lb_src_ranges key (LPM trie): prefixlen counts fe_id's 32 bits plus the address prefix
- * (an IPv4 /n is 32 + 96 + n, as the address is IPv4-mapped); value __u8 1 = allowed */
+ * (an IPv4 /n is 32 + 96 + n, as the address is IPv4-mapped); value __u8 1 = allowed.
+ * fe_id 0, never a frontend's, holds the cluster's own sources (detectLocalMode ClusterCIDR /
+ * NodeCIDR): traffic from elsewhere to a LB_FE_F_MASQ_OFF_CLUSTER frontend is masqueraded. */
 struct lb_src_range_key {
 	__u32 prefixlen;
 	__u32 fe_id;

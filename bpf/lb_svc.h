@@ -193,25 +193,48 @@ static __always_inline int lb_backend_family_ok(const struct lb_backend *be, con
 	return lb_backend_is_v4(be) == (p->family == 4);
 }
 
-/* SNAT through the kernel's masquerade: external traffic of an eTP=Cluster frontend to a backend on
- * another node (its reply must come back through this node), or a pod balanced to itself (it would
- * answer itself directly, from the wrong address) */
+/* a source of the cluster's own pods, as kube-proxy's detect-local tells it: arrived on a device
+ * flagged LB_DEV_F_LOCAL_SRC (BridgeInterface, InterfaceNamePrefix), or from an address in the
+ * fe_id 0 ranges of lb_src_ranges (ClusterCIDR, NodeCIDR); ifindex 0 is host-originated */
+static __always_inline int lb_src_is_local(const struct lb_pkt *p, __u32 ifindex)
+{
+	struct lb_src_range_key k = { .prefixlen = 32 + 128, .fe_id = 0 };
+	struct lb_device *d;
+
+	if (ifindex) {
+		d = bpf_map_lookup_elem(&lb_devices, &ifindex);
+		if (d && (d->flags & LB_DEV_F_LOCAL_SRC))
+			return 1;
+	}
+	__builtin_memcpy(k.addr, p->saddr.b, 16);
+	return bpf_map_lookup_elem(&lb_src_ranges, &k) != NULL;
+}
+
+/* SNAT through the kernel's masquerade: a pod balanced to itself (it would answer itself directly,
+ * from the wrong address); what kube-proxy's KUBE-MARK-MASQ marks (every flow with masqueradeAll or
+ * to an eTP=Cluster external address; to a clusterIP, flows from outside the cluster's pods); and
+ * external traffic of an eTP=Cluster frontend to a backend on another node (its reply must come back
+ * through this node) */
 static __always_inline __u16 lb_snat_flags(const struct lb_frontend *fe, const struct lb_backend *be,
-					   const struct lb_pkt *p, int external)
+					   const struct lb_pkt *p, int external, __u32 ifindex)
 {
 	union lb_addr a;
 
 	__builtin_memcpy(a.b, be->addr, 16);
 	if (lb_addr_eq(&a, &p->saddr))
 		return LB_CT_F_SNAT | LB_CT_F_HAIRPIN;
+	if (fe->flags & LB_FE_F_MASQ_ALL)
+		return LB_CT_F_SNAT;
+	if ((fe->flags & LB_FE_F_MASQ_OFF_CLUSTER) && !lb_src_is_local(p, ifindex))
+		return LB_CT_F_SNAT;
 	if (external && (fe->flags & LB_FE_F_SNAT_REMOTE) && !(be->flags & LB_BE_F_LOCAL))
 		return LB_CT_F_SNAT;
 	return 0;
 }
 
-/* chooses the backend of one forward packet */
+/* chooses the backend of one forward packet that arrived on ifindex (0: host-originated) */
 static __always_inline int lb_select(const struct lb_frontend *fe, const struct lb_pkt *p, int external,
-				     const struct lb_config *cfg, __u64 now, struct lb_sel *sel)
+				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel)
 {
 	struct lb_ct_key ck = {};
 	struct lb_ct_entry *ct;
@@ -272,8 +295,15 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		sel->promote = 0;
 	}
 
-	if (lb_fe_no_backends(fe))
+	if (lb_fe_no_backends(fe)) {
+		/* kube-proxy rejects only when the Service has no endpoint at all; with endpoints on
+		 * other nodes, a Local policy drops, so load balancers go by the health check */
+		if (fe->flags & LB_FE_F_DROP_NO_LOCAL) {
+			lb_stat_inc(LB_STAT_DROP_NO_LOCAL);
+			return LB_V_DROP;
+		}
 		return LB_V_REJECT;
+	}
 
 	id = 0;
 	if (fe->flags & LB_FE_F_AFFINITY) {
@@ -317,7 +347,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	}
 	sel->be = *be;
 	sel->backend_id = id;
-	sel->ct_flags = lb_snat_flags(fe, be, p, external);
+	sel->ct_flags = lb_snat_flags(fe, be, p, external, ifindex);
 	sel->ct_hit = 0;
 	return LB_V_XLATE;
 }

@@ -25,7 +25,7 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	__u32 fe_id = fe->fe_id;
 	int v;
 
-	v = lb_select(fe, p, external, &cfg, now, &sel);
+	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel);
 	if (v == LB_V_DROP)
 		return TC_ACT_SHOT;
 	if (v == LB_V_REJECT)

@@ -10,7 +10,7 @@ import { CapacityTracker } from '../plan/capacity.js';
 import type { Dataplane } from '../dataplane/types.js';
 import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
-import { ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
+import { healthCheckHosts, ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
 import { Metrics, type IpFamily } from './metrics.js';
 import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
@@ -226,7 +226,8 @@ export class Agent {
     this.#syncs++;
 
     const store = this.#source.store;
-    await this.serviceHealth.sync(healthCheckPorts(store.view(), services, this.#opts.compile.nodeName, (k) => store.slicesOf(k)));
+    await this.serviceHealth.sync(healthCheckPorts(store.view(), services, this.#opts.compile.nodeName, (k) => store.slicesOf(k)),
+      healthCheckHosts(this.#compiler.nodePortAddresses()));
 
     const now = Date.now();
     this.#pendingSince.splice(0, changesCovered);

@@ -35,9 +35,9 @@ export interface AgentSettings {
   /** the PreferSameTrafficDistribution feature gate (featureGates): use node topology hints */
   preferSameTrafficDistribution: boolean;
   clusterCidrs: string[];
-  /** masquerade all traffic to Service clusterIPs (iptables/nftables/linux.masqueradeAll): accepted, not yet enforced */
+  /** masquerade all traffic to Service clusterIPs (iptables/nftables/linux.masqueradeAll); BPF mode */
   masqueradeAll: boolean;
-  /** how to tell in-cluster traffic (ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix): accepted, not yet enforced */
+  /** how to tell in-cluster traffic (localTrafficDetector); BPF mode; NodeCIDR accepted, not enforced */
   detectLocalMode?: DetectLocalMode;
   detectLocal?: { bridgeInterface?: string; interfaceNamePrefix?: string };
   externalIPCidrs?: string[];
@@ -220,17 +220,53 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
   return out;
 }
 
+/** How the data plane tells the cluster's own pods from everyone else (kube-proxy's local detector). */
+export interface LocalTrafficDetector {
+  /** families with a working detector; empty: upstream's no-op detector */
+  families: (4 | 6)[];
+  /** ClusterCIDR mode: the first cluster CIDR of each family */
+  cidrs: string[];
+  /** BridgeInterface mode: what arrives on this bridge (or one of its ports) is local */
+  bridgeInterface?: string;
+  /** InterfaceNamePrefix mode: what arrives on a device whose name starts so is local */
+  interfaceNamePrefix?: string;
+}
+
 /**
- * Settings we carry but the data plane does not act on yet: masquerading off-cluster traffic to
- * Service VIPs (kube-proxy's detect-local, clusterCIDR) and masqueradeAll.
+ * kube-proxy's getLocalDetectors (cmd/kube-proxy/app/server_linux.go): detectLocalMode, unset
+ * meaning ClusterCIDR (its default), with the first cluster CIDR per family; a mode without what it
+ * needs is upstream's no-op detector. NodeCIDR (the Node's podCIDRs) is not implemented: no-op.
+ */
+export function localTrafficDetector(s: AgentSettings): LocalTrafficDetector {
+  const mode = s.detectLocalMode ?? 'ClusterCIDR';
+  if (mode === 'ClusterCIDR') {
+    const cidrs: string[] = [];
+    const families: (4 | 6)[] = [];
+    for (const f of [4, 6] as const) {
+      const c = s.clusterCidrs.find((x) => ipFamily(x.slice(0, x.indexOf('/'))) === f);
+      if (c) { cidrs.push(c); families.push(f); }
+    }
+    return { families, cidrs };
+  }
+  if (mode === 'BridgeInterface' && s.detectLocal?.bridgeInterface) return { families: [4, 6], cidrs: [], bridgeInterface: s.detectLocal.bridgeInterface };
+  if (mode === 'InterfaceNamePrefix' && s.detectLocal?.interfaceNamePrefix) {
+    return { families: [4, 6], cidrs: [], interfaceNamePrefix: s.detectLocal.interfaceNamePrefix };
+  }
+  return { families: [], cidrs: [] };
+}
+
+/**
+ * Settings we carry but the data plane does not act on: detectLocalMode NodeCIDR, and a mode
+ * missing what it needs (no-op, as upstream warns). masqueradeAll and the other detectors are
+ * applied by the BPF data plane (launch.ts warns when another one runs).
  */
 export function notYetEnforced(s: AgentSettings): string[] {
   const out: string[] = [];
-  if (s.masqueradeAll) out.push('masqueradeAll');
-  if (s.detectLocalMode) out.push(`detectLocalMode (${s.detectLocalMode})`);
-  if (s.detectLocal?.bridgeInterface) out.push('detectLocal.bridgeInterface');
-  if (s.detectLocal?.interfaceNamePrefix) out.push('detectLocal.interfaceNamePrefix');
-  if (s.clusterCidrs.length) out.push('clusterCIDR (--cluster-cidr)');
+  const mode = s.detectLocalMode ?? 'ClusterCIDR';
+  if (mode === 'NodeCIDR') out.push('detectLocalMode (NodeCIDR)');
+  else if (!localTrafficDetector(s).families.length && (s.detectLocalMode || s.clusterCidrs.length)) {
+    out.push(`detectLocalMode (${mode}) without its ${mode === 'ClusterCIDR' ? 'clusterCIDR' : mode === 'BridgeInterface' ? 'detectLocal.bridgeInterface' : 'detectLocal.interfaceNamePrefix'}`);
+  }
   return out;
 }
 

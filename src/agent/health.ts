@@ -91,14 +91,32 @@ export function parseBindAddress(text: string, what: string): { host: string; po
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-export async function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
-  await new Promise<void>((resolve, reject) => {
+function listenOnce(server: Server, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
     });
   });
+}
+
+/**
+ * Listens on host:port. 0.0.0.0 means every address of both families, as Go's listener (kube-proxy's
+ * healthz and healthCheckNodePort servers) treats it: Node's '::' socket, dual-stack, and 0.0.0.0
+ * only where the namespace has no IPv6.
+ */
+export async function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  if (host === '0.0.0.0' || host === '::') {
+    try {
+      await listenOnce(server, '::', port);
+      return server.address() as AddressInfo;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (host === '::' || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw e;
+    }
+  }
+  await listenOnce(server, host, port);
   return server.address() as AddressInfo;
 }
 
@@ -114,11 +132,25 @@ export interface ServiceHealthInfo {
 }
 
 /**
- * One HTTP server per healthCheckNodePort of an eTP=Local Service, listening on the node's addresses.
- * sync() opens servers for new ports, closes those of Services that went away, and updates counts.
+ * The addresses healthCheckNodePort servers listen on, from the NodePort addresses per family
+ * (compile's resolution of nodePortAddresses): every address of both families when any family
+ * answers on any address, else exactly those addresses, as kube-proxy's newServiceHealthServer
+ * (pkg/proxy/healthcheck/service_health.go: MatchAll, else GetNodeIPs).
+ */
+export function healthCheckHosts(nodePortAddrs: ReadonlyMap<number, readonly string[]>): string[] {
+  const all = [...nodePortAddrs.values()].flat();
+  if (!all.length || all.some((a) => a === '0.0.0.0' || a === '::')) return ['0.0.0.0'];
+  return [...new Set(all)].sort();
+}
+
+/**
+ * HTTP servers per healthCheckNodePort of an eTP=Local Service, one per listen address.
+ * sync() opens servers for new ports, closes those of Services that went away, and updates counts;
+ * a change of the addresses re-opens them all.
  */
 export class ServiceHealthServers {
-  readonly #servers = new Map<number, { server: Server; info: ServiceHealthInfo }>();
+  readonly #servers = new Map<number, { servers: Server[]; info: ServiceHealthInfo }>();
+  #hosts: string[] | undefined;
   readonly #host: string;
   readonly #log: Logger;
   readonly #proxyHealthy: () => boolean;
@@ -129,11 +161,15 @@ export class ServiceHealthServers {
     this.#proxyHealthy = opts.proxyHealthy ?? (() => true);
   }
 
-  async sync(wanted: Map<number, ServiceHealthInfo>): Promise<void> {
+  /** hosts: the listen addresses (healthCheckHosts); unset keeps the last ones, or the constructor's host */
+  async sync(wanted: Map<number, ServiceHealthInfo>, hosts?: readonly string[]): Promise<void> {
+    const want = hosts ? [...hosts] : this.#hosts ?? [this.#host];
+    const moved = this.#hosts !== undefined && want.join() !== this.#hosts.join();
+    this.#hosts = want;
     for (const [port, entry] of this.#servers) {
-      if (!wanted.has(port)) {
+      if (moved || !wanted.has(port)) {
         this.#servers.delete(port);
-        await close(entry.server);
+        for (const s of entry.servers) await close(s);
       }
     }
     for (const [port, info] of wanted) {
@@ -142,15 +178,19 @@ export class ServiceHealthServers {
         have.info = info;
         continue;
       }
-      const entry = { server: createServer(), info };
-      entry.server.on('request', (req, res) => this.#answer(entry.info, res));
-      try {
-        await listen(entry.server, this.#host, port);
-        this.#servers.set(port, entry);
-      } catch (e) {
-        // another Service or process holds the port: report it, keep the others serving
-        this.#log.error({ err: e, port, service: `${info.namespace}/${info.name}` }, 'healthCheckNodePort server failed to listen');
+      const entry: { servers: Server[]; info: ServiceHealthInfo } = { servers: [], info };
+      for (const host of want) {
+        const server = createServer();
+        server.on('request', (req, res) => this.#answer(entry.info, res));
+        try {
+          await listen(server, host, port);
+          entry.servers.push(server);
+        } catch (e) {
+          // another Service or process holds the port (or the address left): report it, keep the others serving
+          this.#log.error({ err: e, port, host, service: `${info.namespace}/${info.name}` }, 'healthCheckNodePort server failed to listen');
+        }
       }
+      if (entry.servers.length) this.#servers.set(port, entry);
     }
   }
 

@@ -2,7 +2,7 @@
 // metrics servers, and signal handling. SIGTERM/SIGINT stop the agent and leave the data plane in
 // place (a restart picks it up); `cleanup` is what removes it.
 import { createServer, type Server } from 'node:http';
-import { startupWarning, type AgentSettings } from './config.js';
+import { localTrafficDetector, startupWarning, type AgentSettings } from './config.js';
 import { Agent } from './agent.js';
 import { Metrics } from './metrics.js';
 import { close, listen, parseBindAddress } from './health.js';
@@ -123,6 +123,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     cgroup: s.cgroup ?? host.cgroup2,
     devices: s.devices,
     nodeAddresses: () => nodeAddresses(source, s),
+    localTraffic: localTrafficDetector(s),
     log: log.child({ component: 'bpf' }),
   });
 }
@@ -160,6 +161,10 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     earlier = !!(await readNftState(createTransport(), { pinRoot: s.bpffs }).catch(() => undefined));
   }
   metrics.setDataplaneMode(dataplane.kind);
+  const detector = localTrafficDetector(s);
+  if (dataplane.kind !== 'bpf' && (s.masqueradeAll || detector.families.length)) {
+    log.warn({ mode: dataplane.kind }, 'masqueradeAll and detectLocalMode are applied by the bpf data plane only: not enforced in this mode');
+  }
   const agent = new Agent({ source, dataplane, log, metrics }, {
     compile: {
       nodeName: s.nodeName,
@@ -169,6 +174,8 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       bindAddress: s.bindAddress,
       preferSameTrafficDistribution: s.preferSameTrafficDistribution,
       externalIPAllowCidrs: s.externalIPCidrs,
+      masqueradeAll: s.masqueradeAll,
+      detectLocalFamilies: detector.families,
       standalone: !!s.manifests,
     },
     seed: s.seed,

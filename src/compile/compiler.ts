@@ -17,7 +17,8 @@ import { normalizeEndpointSlice, normalizeNode, normalizeService, type Normalize
 import { parseCidr, type Cidr } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
-import { resolveNodePortAddresses } from './nodeport-addresses.js';
+import { primaryNodeIPs, resolveNodePortAddresses } from './nodeport-addresses.js';
+import type { Family } from '../util/ip.js';
 import {
   addNoLocalCounts, compileService, fmtAddr, zeroNoLocalCounts,
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
@@ -211,10 +212,16 @@ export class Compiler {
   #sorted: RawFrontend[] = [];
   #nodeSig: string | undefined;
   #node: NodeModel | undefined;
+  #nodePortAddrs: Map<Family, string[]> = new Map();
   /** the last compile() completed: the state matches its snapshot, so a change hint can be trusted */
   #primed = false;
   /** the sum of every entry's noLocal, kept as entries come and go */
   #noLocal = zeroNoLocalCounts();
+
+  /** The NodePort addresses per family of the last compile ('0.0.0.0' / '::' for any). */
+  nodePortAddresses(): ReadonlyMap<Family, readonly string[]> {
+    return this.#nodePortAddrs;
+  }
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
   constructor(opts: CompileOptions) {
@@ -268,9 +275,13 @@ export class Compiler {
       allow: this.#allow,
       standalone: opts.standalone ?? false,
       nodeHints: opts.preferSameTrafficDistribution ?? true,
+      masqueradeAll: opts.masqueradeAll ?? false,
+      detectLocal: new Set(opts.detectLocalFamilies ?? []),
+      primaryIPs: primaryNodeIPs(node, opts),
     };
     // this node's zone and addresses shape every Service's frontends
-    const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs]]);
+    this.#nodePortAddrs = ro.nodePortAddrs;
+    const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs], [...ro.primaryIPs]]);
     const nodeChanged = nodeSig !== this.#nodeSig;
     this.#nodeSig = nodeSig;
 

@@ -7,7 +7,7 @@
 import type { FrontendType, NodeBackend, NodeFrontend, Scope } from '../model/compiled.js';
 import type { ObjectError, ServiceEndpoints, ServiceModel } from '../model/types.js';
 import { addressKey, frontendKey } from '../model/canonical.js';
-import { cidrContains, ipFamily, type Cidr, type Family } from '../util/ip.js';
+import { cidrContains, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import type { Allocation } from './allocate.js';
 import { categorizeEndpoints, resolveCandidates } from './topology.js';
 
@@ -21,6 +21,11 @@ export interface ResolvedOptions {
   standalone: boolean;
   /** the PreferSameTrafficDistribution feature gate */
   nodeHints: boolean;
+  masqueradeAll: boolean;
+  /** families with a local-traffic detector (CompileOptions.detectLocalFamilies) */
+  detectLocal: ReadonlySet<Family>;
+  /** the node's primary IP per family (kube-proxy's nodeIP), for allowFromNode */
+  primaryIPs: ReadonlyMap<Family, string>;
 }
 
 /**
@@ -91,6 +96,13 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
     if (fLB.length && svc.loadBalancerSourceRanges.length && !ranges.length) {
       warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
     }
+    // allowFromNode (syncProxyRules, nftables and iptables proxiers): when a range holds the node's
+    // IP, the LB IPs themselves are allowed too, because a request from the node to a VIP that is
+    // also a local address loops back with the VIP as its source
+    const nodeIP = ro.primaryIPs.get(family);
+    if (nodeIP && ranges.some((r) => cidrContains(parseCidr(r), nodeIP))) {
+      for (const ip of fLB) ranges.push(family === 4 ? `${ip}/32` : `${ip}/128`);
+    }
     const counts = noLocal[family === 4 ? 'IPv4' : 'IPv6'];
     svc.ports.forEach((sp, i) => {
       const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), topo);
@@ -100,15 +112,20 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       if (localMissing && externalLocal) counts.external++;
       const nodePort = alloc.nodePorts[i] ?? 0;
       const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
-      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[], dropNoLocal: boolean): void => {
+      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[], dropNoLocal: boolean,
+        masquerade?: NodeFrontend['masquerade']): void => {
         let ak = keyCache.get(f.address);
         if (ak === undefined) keyCache.set(f.address, ak = addressKey(f.address));
         const fe: NodeFrontend = { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote };
         if (dropNoLocal) fe.noLocalEndpoints = true;
+        if (masquerade) fe.masquerade = masquerade;
         out.push({ key: frontendKey(ak, f.port, sp.protocol, scope), svc: mapKey, idx: idx++, fe });
       };
+      // syncProxyRules' internal traffic handling: masqueradeAll marks every flow to the clusterIP,
+      // else a working local detector marks those not from the cluster's pods (IfNotLocal)
       emit({ type: 'ClusterIP', address: clusterIP, port: sp.port }, 'internal',
-        internalLocal ? sets.local : sets.cluster, false, [], internalLocal && localMissing);
+        internalLocal ? sets.local : sets.cluster, false, [], internalLocal && localMissing,
+        ro.masqueradeAll ? 'all' : ro.detectLocal.has(family) ? 'offCluster' : undefined);
 
       const external: { f: FrontendSpec; ranges: string[] }[] = [];
       if (nodePort) {
@@ -120,7 +137,9 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       for (const a of fExt) external.push({ f: { type: 'ExternalIP', address: a, port: sp.port }, ranges: [] });
       const local = svc.externalTrafficPolicy === 'Local';
       for (const { f, ranges: r } of external) {
-        emit(f, 'external', local ? sets.local : sets.cluster, !local, r, local && localMissing);
+        // syncProxyRules' external traffic chain: eTP=Cluster masquerades every flow to an external
+        // address, pods' and local backends' included; Local keeps the client's source
+        emit(f, 'external', local ? sets.local : sets.cluster, !local, r, local && localMissing, local ? undefined : 'all');
         // kube-proxy short-circuits in-cluster traffic to an eTP=Local Service's external addresses
         // to the cluster-wide endpoints (the EXT chain jumps pods and the host to the cluster chain)
         if (local) emit(f, 'internal', sets.cluster, false, r, false);

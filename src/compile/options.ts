@@ -42,6 +42,14 @@ export interface CompileOptions {
    * node hints (forNodes). Default true, as upstream (beta and on in 1.34, GA and locked on in 1.35).
    */
   preferSameTrafficDistribution?: boolean;
+  /** kube-proxy's masqueradeAll: every flow to a clusterIP is masqueraded. Default false. */
+  masqueradeAll?: boolean;
+  /**
+   * The families in which kube-proxy's local-traffic detector works (detectLocalMode and its CIDRs
+   * or interfaces): there, flows to a clusterIP from outside the cluster's pods are masqueraded.
+   * Default none (upstream's no-op detector).
+   */
+  detectLocalFamilies?: (4 | 6)[];
 }
 
 export function configError(message: string): KbpError {

@@ -24,6 +24,8 @@ export function planToNodeState(plan: Plan): NodeState {
     sessionAffinitySeconds: f.affinityTimeout,
     sourceRanges: f.sourceRanges,
     snatRemote: f.snatRemote,
+    ...(f.dropNoLocal && { noLocalEndpoints: true as const }),
+    ...(f.masquerade && { masquerade: f.masquerade }),
   };
   });
   return { frontends };

@@ -57,6 +57,12 @@ export interface NodeFrontend extends Omit<CompiledFrontend, 'backends'> {
    * "has no local endpoints" filter rules). Not part of the JSON contract.
    */
   noLocalEndpoints?: true;
+  /**
+   * New flows kube-proxy marks for masquerade (KUBE-MARK-MASQ): 'all' with masqueradeAll and on
+   * external addresses of an eTP=Cluster Service; 'offCluster' on clusterIPs when detectLocalMode
+   * can tell the cluster's pods from everyone else (masquerade the others). Not part of the JSON contract.
+   */
+  masquerade?: 'all' | 'offCluster';
 }
 
 export interface NodeState {

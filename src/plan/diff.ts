@@ -25,6 +25,7 @@
 import { KbpError } from '../util/errors.js';
 import { planDelta, type PlanDelta } from './plan.js';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from './types.js';
+import { samePolicy } from './frontend.js';
 
 function sameIds(a: readonly number[], b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
@@ -42,7 +43,7 @@ function sameSlots(a: Uint32Array, b: Uint32Array): boolean {
 function sameEntry(a: PlanFrontend, b: PlanFrontend): boolean {
   return a.id === b.id && a.type === b.type && a.tableId === b.tableId && a.maglevM === b.maglevM &&
     a.backendIds.length === b.backendIds.length && a.affinityTimeout === b.affinityTimeout &&
-    a.snatRemote === b.snatRemote && (a.sourceRanges.length > 0) === (b.sourceRanges.length > 0) &&
+    a.snatRemote === b.snatRemote && samePolicy(a, b) && (a.sourceRanges.length > 0) === (b.sourceRanges.length > 0) &&
     a.service === b.service && a.portName === b.portName && sameIds(a.terminatingIds, b.terminatingIds);
 }
 

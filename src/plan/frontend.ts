@@ -116,7 +116,14 @@ export function planFrontend(id: number, f: NodeFrontend, backendIds: number[], 
     affinityTimeout: f.sessionAffinitySeconds,
     snatRemote: f.snatRemote,
     sourceRanges: f.sourceRanges.length === 0 ? [] : [...new Set(f.sourceRanges)].sort(),
+    ...(f.noLocalEndpoints && backendIds.length === 0 && { dropNoLocal: true }),
+    ...(f.masquerade && { masquerade: f.masquerade }),
   };
+}
+
+/** The policy bits of an entry beyond its backends: equal when both drop (or refuse) and masquerade alike. */
+export function samePolicy(a: PlanFrontend, b: PlanFrontend): boolean {
+  return !!a.dropNoLocal === !!b.dropNoLocal && a.masquerade === b.masquerade;
 }
 
 /** Whether two entries are equal, so that a build may keep prev's object (diff skips it). */
@@ -124,6 +131,6 @@ export function samePlanFrontend(a: PlanFrontend, b: PlanFrontend): boolean {
   return a.id === b.id && a.service === b.service && a.portName === b.portName && a.type === b.type &&
     a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.scope === b.scope &&
     a.tableId === b.tableId && a.maglevM === b.maglevM && a.affinityTimeout === b.affinityTimeout &&
-    a.snatRemote === b.snatRemote && sameList(a.backendIds, b.backendIds) && sameList(a.sourceRanges, b.sourceRanges) &&
+    a.snatRemote === b.snatRemote && samePolicy(a, b) && sameList(a.backendIds, b.backendIds) && sameList(a.sourceRanges, b.sourceRanges) &&
     sameList(a.terminatingIds, b.terminatingIds);
 }

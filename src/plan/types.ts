@@ -60,6 +60,10 @@ export interface PlanFrontend {
   snatRemote: boolean;
   /** canonical CIDR strings; [] = everyone */
   sourceRanges: string[];
+  /** no backend because a Local policy has none here (NodeFrontend.noLocalEndpoints): drop, don't refuse */
+  dropNoLocal?: boolean;
+  /** NodeFrontend.masquerade */
+  masquerade?: 'all' | 'offCluster';
 }
 
 export interface Plan {

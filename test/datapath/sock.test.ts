@@ -31,6 +31,7 @@ const VIP4_AFFINITY = '10.96.0.30';
 /** a LoadBalancer IP with loadBalancerSourceRanges 127.0.0.4/30, and an externalIP */
 const LB4_RANGED = '10.96.0.40', EIP4 = '10.96.0.50';
 const ALLOWED_SRC = '127.0.0.5', DENIED_SRC = '127.0.0.9';
+const VIP4_NO_LOCAL = '10.96.0.60';
 const BE = [
   { name: 'be-a', v4: '127.0.0.2', v6: 'fd00:5::a' },
   { name: 'be-b', v4: '127.0.0.3', v6: 'fd00:5::b' },
@@ -47,6 +48,8 @@ function frontends(): NodeFrontend[] {
     fes.push(clusterIpFrontend({ service: 'default/empty', portName: 'http', address: vip, port: 80, protocol: 'TCP', backends: [] }));
     fes.push(clusterIpFrontend({ service: 'default/empty', portName: 'dns', address: vip, port: 53, protocol: 'UDP', backends: [] }));
   }
+  // iTP=Local with endpoints only on other nodes: kube-proxy drops, so the hook must not refuse
+  fes.push({ ...clusterIpFrontend({ service: 'default/nolocal', address: VIP4_NO_LOCAL, port: 80, protocol: 'TCP', backends: [] }), noLocalEndpoints: true });
   fes.push(clusterIpFrontend({ service: 'default/sticky', address: VIP4_AFFINITY, port: 80, protocol: 'TCP', affinitySeconds: 600, backends: BE.map((b) => ({ address: b.v4, port: HTTP })) }));
   for (const protocol of ['TCP', 'UDP'] as const) {
     const port = protocol === 'TCP' ? 80 : 53, bport = protocol === 'TCP' ? HTTP : UDP;
@@ -155,6 +158,14 @@ if (!avail.ok) {
       t.deepEqual(cudp.map((r) => r.error), ['ECONNREFUSED'], `${host} connected UDP`);
     }
     t.is(ctx!.dp.stats().sock_reject - before, 8);
+  });
+
+  test.serial('a Local policy without local endpoints is not refused in the hook: the connect goes on untranslated (tc drops it)', async (t) => {
+    const before = ctx!.dp.stats().sock_reject;
+    // the VIP is on no device here and no tc program runs: the untranslated connect fails on routing
+    const rs = await client({ proto: 'http', host: VIP4_NO_LOCAL, port: 80, count: 1 });
+    t.deepEqual(rs.map((r) => r.error), ['ENETUNREACH']);
+    t.is(ctx!.dp.stats().sock_reject, before, 'not counted as a refusal');
   });
 
   test.serial('ClientIP affinity: every socket of one client (netns) gets the same backend', async (t) => {

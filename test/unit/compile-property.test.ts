@@ -186,6 +186,8 @@ test('kube-proxy endpoint rules hold on valid Services with random endpoint stat
       const localOnly = f.scope === 'external' ? c.eTP === 'Local' : f.type === 'ClusterIP' && c.iTP === 'Local';
       if (localOnly && f.backends.some((b) => !b.local)) throw new Error(`${f.type} ${f.scope} has a remote backend`);
       if (f.snatRemote !== (f.scope === 'external' && c.eTP === 'Cluster')) throw new Error('snatRemote');
+      // syncProxyRules' external traffic chain: eTP=Cluster masquerades every flow to an external address
+      if (f.masquerade !== (f.scope === 'external' && c.eTP === 'Cluster' ? 'all' : undefined)) throw new Error(`masquerade of ${f.type} ${f.scope}`);
       if (!localOnly && !hasHints && !c.td) {
         const got = f.backends.filter((b) => !b.terminating).map((b) => b.address).sort();
         if (got.join() !== readyAll.join()) throw new Error(`cluster set ${got} != ready ${readyAll}`);

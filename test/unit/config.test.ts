@@ -1,5 +1,5 @@
 import test from 'ava';
-import { fromKubeProxyConfiguration, notYetEnforced, parseDuration, startupWarning, validateSettings, DEFAULTS } from '../../src/agent/config.js';
+import { fromKubeProxyConfiguration, localTrafficDetector, notYetEnforced, parseDuration, startupWarning, validateSettings, DEFAULTS } from '../../src/agent/config.js';
 
 test('Go durations parse as KubeProxyConfiguration writes them', (t) => {
   t.is(parseDuration('30s', 'x'), 30_000);
@@ -61,7 +61,7 @@ test('bindAddress sets the family of the default healthz and metrics addresses, 
   t.throws(() => fromKubeProxyConfiguration({ ...doc, bindAddress: 'eth0' }, 'c'), { message: /bindAddress/ });
 });
 
-test('masqueradeAll and detect-local are carried and named as accepted, not yet enforced, in one warning', (t) => {
+test('masqueradeAll and detect-local are carried; only what is not applied is named, in one warning', (t) => {
   const doc = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration' };
   const f = fromKubeProxyConfiguration({ ...doc, iptables: { masqueradeAll: true }, detectLocalMode: 'InterfaceNamePrefix',
     detectLocal: { interfaceNamePrefix: 'veth' }, clusterCIDR: '10.244.0.0/16', winkernel: { enableDSR: true } }, 'c');
@@ -69,9 +69,17 @@ test('masqueradeAll and detect-local are carried and named as accepted, not yet 
   t.is(f.detectLocalMode, 'InterfaceNamePrefix');
   t.deepEqual(f.detectLocal, { interfaceNamePrefix: 'veth' });
   const s = { ...DEFAULTS, nodeName: 'n1', manifests: '/tmp', ...f, ignored: f.ignored };
-  t.deepEqual(notYetEnforced(s), ['masqueradeAll', 'detectLocalMode (InterfaceNamePrefix)', 'detectLocal.interfaceNamePrefix', 'clusterCIDR (--cluster-cidr)']);
-  t.is(startupWarning(s), 'KubeProxyConfiguration: accepted, not yet enforced: masqueradeAll, detectLocalMode (InterfaceNamePrefix), '
-    + 'detectLocal.interfaceNamePrefix, clusterCIDR (--cluster-cidr); ignored (no meaning here): winkernel.enableDSR');
+  t.deepEqual(notYetEnforced(s), []);
+  t.deepEqual(localTrafficDetector(s), { families: [4, 6], cidrs: [], interfaceNamePrefix: 'veth' });
+  t.is(startupWarning(s), 'KubeProxyConfiguration: ignored (no meaning here): winkernel.enableDSR');
+  // getLocalDetectors (cmd/kube-proxy/app/server_linux.go): ClusterCIDR is the default mode, with the
+  // first CIDR per family; a family without one, or a mode without its interface, is a no-op
+  t.deepEqual(localTrafficDetector({ ...s, detectLocalMode: undefined, clusterCidrs: ['10.244.0.0/16', '10.245.0.0/16'] }),
+    { families: [4], cidrs: ['10.244.0.0/16'] });
+  t.deepEqual(localTrafficDetector({ ...s, detectLocalMode: 'BridgeInterface', detectLocal: {} }), { families: [], cidrs: [] });
+  t.deepEqual(notYetEnforced({ ...s, detectLocalMode: 'BridgeInterface', detectLocal: {} }), ['detectLocalMode (BridgeInterface) without its detectLocal.bridgeInterface']);
+  t.deepEqual(notYetEnforced({ ...s, detectLocalMode: 'NodeCIDR' }), ['detectLocalMode (NodeCIDR)']);
+  t.regex(startupWarning({ ...s, detectLocalMode: 'NodeCIDR' })!, /accepted, not yet enforced: detectLocalMode \(NodeCIDR\)/);
   t.is(startupWarning({ ...DEFAULTS, nodeName: 'n1', ignored: [] }), undefined);
   // nftables mode reads nftables.masqueradeAll; v1alpha2 reads linux.masqueradeAll and detectLocal.clusterCIDRs
   t.true(fromKubeProxyConfiguration({ ...doc, mode: 'nftables', nftables: { masqueradeAll: true } }, 'c').masqueradeAll);

@@ -1,11 +1,11 @@
 import test from 'ava';
 import { createServer, request } from 'node:http';
-import { ProxyHealth, ServiceHealthServers, close, listen, parseBindAddress } from '../../src/agent/health.js';
+import { ProxyHealth, ServiceHealthServers, close, healthCheckHosts, listen, parseBindAddress } from '../../src/agent/health.js';
 import { Metrics } from '../../src/agent/metrics.js';
 
-function get(port: number, path: string): Promise<{ code: number; body: any; headers: Record<string, unknown> }> {
+function get(port: number, path: string, host = '127.0.0.1'): Promise<{ code: number; body: any; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
+    const req = request({ host, port, path, timeout: 5000 }, (res) => {
       let data = '';
       res.on('data', (c) => { data += c; });
       res.on('end', () => resolve({ code: res.statusCode!, body: data.startsWith('{') ? JSON.parse(data) : data, headers: res.headers }));
@@ -78,6 +78,32 @@ test('healthCheckNodePort servers: 200 with the local endpoint count, 503 with n
   t.deepEqual(servers.ports(), [b]);
   t.is((await get(b, '/')).code, 200);
   await t.throwsAsync(get(a, '/'));
+});
+
+// kube-proxy's newServiceHealthServer (pkg/proxy/healthcheck/service_health.go): every address of
+// both families when nodePortAddresses match all (Go's "0.0.0.0" listener is dual-stack), else one
+// listener per node IP the NodePort addresses select
+test('healthCheckNodePort servers listen on both families, or only on the NodePort addresses', async (t) => {
+  t.deepEqual(healthCheckHosts(new Map([[4, ['0.0.0.0']], [6, ['::']]])), ['0.0.0.0']);
+  t.deepEqual(healthCheckHosts(new Map([[4, ['192.168.1.1']], [6, ['::']]])), ['0.0.0.0']);
+  t.deepEqual(healthCheckHosts(new Map([[4, ['192.168.1.2', '192.168.1.1']], [6, ['fd00::1']]])), ['192.168.1.1', '192.168.1.2', 'fd00::1']);
+  t.deepEqual(healthCheckHosts(new Map()), ['0.0.0.0']);
+
+  const probe = createServer();
+  const port = (await listen(probe, '127.0.0.1', 0)).port;
+  await close(probe);
+  const servers = new ServiceHealthServers();
+  t.teardown(() => servers.closeAll());
+  const info = new Map([[port, { namespace: 'default', name: 'web', localEndpoints: 1 }]]);
+  await servers.sync(info, ['0.0.0.0']);
+  t.is((await get(port, '/', '127.0.0.1')).code, 200, 'IPv4');
+  t.is((await get(port, '/', '::1')).code, 200, 'IPv6 too: Node\'s 0.0.0.0 alone would be IPv4 only');
+  // the addresses change (nodePortAddresses selects the loopback only): re-opened there alone
+  await servers.sync(info, ['127.0.0.1']);
+  t.is((await get(port, '/', '127.0.0.1')).code, 200);
+  await t.throwsAsync(get(port, '/', '::1'));
+  await servers.sync(info, ['127.0.0.1', '::1']);
+  t.is((await get(port, '/', '::1')).code, 200);
 });
 
 test('bind addresses parse as kube-proxy writes them', (t) => {

@@ -115,9 +115,10 @@ class NftSim {
   }
 
   /** Where a new connection to a dispatch map key may go: backends ("addr . port"), or 'reject'. */
-  walk(map: string, key: string): Set<string> | 'reject' | undefined {
+  walk(map: string, key: string): Set<string> | 'reject' | 'drop' | undefined {
     const v = this.elements.get(map)?.get(key);
     if (!v) return undefined;
+    if (v === 'drop') return 'drop';
     const chainName = /^goto (\S+)$/.exec(v)![1]!;
     if (chainName === 'no-endpoints') return 'reject';
     const pick = this.objects.get(chainName)!;
@@ -170,7 +171,8 @@ function checkTable(t: import('ava').ExecutionContext, sim: NftSim, plan: Plan):
     const r = feRec(plan, f, undefined);
     const got = sim.walk(servicesMap(r.d), r.tuple);
     const members = membersOf(plan, f);
-    t.deepEqual(got === 'reject' || got === undefined ? got : [...got].sort(), members.length ? members.map((id) => target(plan, id)).sort() : 'reject', `${f.address}:${f.port}/${f.protocol}/${f.scope}`);
+    t.deepEqual(got === 'reject' || got === 'drop' || got === undefined ? got : [...got].sort(),
+      members.length ? members.map((id) => target(plan, id)).sort() : f.dropNoLocal ? 'drop' : 'reject', `${f.address}:${f.port}/${f.protocol}/${f.scope}`);
     t.is(sim.elements.get(snatSet(r.d))?.has(r.tuple) ?? false, r.snat || [...plan.frontends.values()].some((g) => g !== f && feRec(plan, g, undefined).tuple === r.tuple && feRec(plan, g, undefined).snat && r.d.scope === 'ext' && r.d.any === feRec(plan, g, undefined).d.any));
   }
   for (const [name, els] of sim.elements) if (name.startsWith('services-')) dispatch += els.size;
@@ -218,6 +220,8 @@ test('a small plan: dispatch, per-index DNAT, refusal, affinity, source ranges, 
     fe('10.96.0.1', 80, [be('10.244.1.2', 8080, false, true), be('10.244.2.2')]),
     fe('10.96.0.2', 53, [be('10.244.1.2', 5353)], { protocol: 'UDP', sessionAffinitySeconds: 10 }),
     fe('10.96.0.3', 80, []),
+    // iTP=Local with endpoints only elsewhere: kube-proxy drops, rejects only without any endpoint
+    fe('10.96.0.4', 80, [], { noLocalEndpoints: true }),
     fe('fd00:10:96::1', 80, [be('fd00:10:244:1::2', 80, false, true)]),
     fe('192.168.60.6', 80, [be('10.244.2.2', 80)], { type: 'LoadBalancer', scope: 'external', snatRemote: true, sourceRanges: ['10.9.9.0/24'] }),
     fe('0.0.0.0', 30000, [be('10.244.2.2', 80)], { type: 'NodePort', scope: 'external', snatRemote: true }),
@@ -226,6 +230,7 @@ test('a small plan: dispatch, per-index DNAT, refusal, affinity, source ranges, 
   await dp.apply(diffPlans(undefined, p), p);
   checkTable(t, sim, p);
   t.is(sim.walk('services-int4', '10.96.0.3 . tcp . 80'), 'reject');
+  t.is(sim.walk('services-int4', '10.96.0.4 . tcp . 80'), 'drop');
   t.deepEqual([...(sim.walk('services-ext4np', 'tcp . 30000') as Set<string>)], ['10.244.2.2 . 80']);
   t.true(sim.elements.get('firewall-allow4')!.has('192.168.60.6 . tcp . 80 . 10.9.9.0/24'));
   t.true(sim.elements.get('snat-ext4')!.has('192.168.60.6 . tcp . 80'));

@@ -50,11 +50,15 @@ export interface BpfDataplaneOptions {
   watchLinks?: boolean;
   /** externalIP CIDRs that traffic starting on this node may be translated to (CVE-2020-8554, bpf/lb_eip.h); default none */
   localExternalIpAllow?: string[];
+  /** kube-proxy's local detector: sources and devices of the cluster's pods (config.ts localTrafficDetector) */
+  localTraffic?: { cidrs: string[]; bridgeInterface?: string; interfaceNamePrefix?: string };
 }
 
 export interface Link {
   ifindex: number;
   ifname: string;
+  /** the bridge (or bond) it is a port of, by name */
+  master?: string;
   addresses: string[];
   up: boolean;
   /** iproute2's name of the device type (ARPHRD): ether, loopback, none (tun, WireGuard), ipip, ... */
@@ -77,10 +81,11 @@ export function listLinks(): Link[] {
   } catch (e) {
     throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
   }
-  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; flags?: string[]; operstate?: string; link_type?: string; addr_info?: Array<{ local?: string }> }>;
+  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; master?: string; flags?: string[]; operstate?: string; link_type?: string; addr_info?: Array<{ local?: string }> }>;
   return links.map((l) => ({
     ifindex: l.ifindex,
     ifname: l.ifname,
+    ...(l.master !== undefined && { master: l.master }),
     up: (l.flags ?? []).includes('UP'),
     // from rtnetlink's ifi_type in this namespace (/sys/class/net/X/type shows the mount's namespace)
     linkType: l.link_type ?? 'unknown',
@@ -178,7 +183,7 @@ export class BpfDataplane implements Dataplane {
   readonly #log: Logger;
   #loaded: Loaded | undefined;
   /** ifindex -> flags we set in lb_devices */
-  #attached = new Map<number, { ifname: string; external: boolean }>();
+  #attached = new Map<number, { ifname: string; external: boolean; flags: number }>();
   #flushTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
@@ -225,10 +230,11 @@ export class BpfDataplane implements Dataplane {
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
     installMasquerade(snatMark, this.#opts.nodePortRange);
     loaded.maps.setExternalIpAllow(this.#opts.localExternalIpAllow ?? []);
+    loaded.maps.setLocalSources(this.#opts.localTraffic?.cidrs ?? []);
     if (this.#opts.socketLb) this.#loadTerminator();
     // devices known from an earlier run keep their programs until syncDevices() replaces them
     for (const [ifindex, flags] of loaded.maps.devices()) {
-      this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0 });
+      this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0, flags });
     }
     // before the first scan: a device that appears during it is seen by the next one
     if (this.#opts.watchLinks !== false) {
@@ -342,6 +348,12 @@ export class BpfDataplane implements Dataplane {
     const { object, maps, state } = this.loaded;
     const links = listLinks();
     const nodeAddrs = new Set(this.#opts.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
+    // kube-proxy's BridgeInterface / InterfaceNamePrefix detectors match the input device (-i); a
+    // bridge's ports are matched too, as tc sees a pod's packet on its veth before the bridge does
+    const lt = this.#opts.localTraffic;
+    const localSource = (l: Link): boolean => !!lt && (
+      (lt.bridgeInterface !== undefined && (l.ifname === lt.bridgeInterface || l.master === lt.bridgeInterface)) ||
+      (lt.interfaceNamePrefix !== undefined && l.ifname.startsWith(lt.interfaceNamePrefix)));
     const wantExternal = (l: Link): boolean => this.#opts.devices
       ? this.#opts.devices.includes(l.ifname)
       : l.addresses.some((a) => nodeAddrs.has(a));
@@ -361,15 +373,16 @@ export class BpfDataplane implements Dataplane {
       this.#skipped.delete(l.ifindex);
       present.add(l.ifindex);
       const external = wantExternal(l);
+      const flags = (external ? L.LB_DEV_F_EXTERNAL : 0) | (localSource(l) ? L.LB_DEV_F_LOCAL_SRC : 0);
       const have = this.#attached.get(l.ifindex);
-      if (have && have.external === external && have.ifname === l.ifname && !force) continue;
+      if (have && have.external === external && have.flags === flags && have.ifname === l.ifname && !force) continue;
       try {
-        maps.setDevice(l.ifindex, external ? L.LB_DEV_F_EXTERNAL : 0);
+        maps.setDevice(l.ifindex, flags);
         // the device's name is known here: no `ip` run per attachment to look it up
         attachTc(state, object.program('lb_tc_ingress'), l.ifindex, 'ingress', { ifname: l.ifname });
         attachTc(state, object.program('lb_tc_egress'), l.ifindex, 'egress', { ifname: l.ifname });
         if (external && this.#opts.xdp !== false) this.#attachXdp(l);
-        this.#attached.set(l.ifindex, { ifname: l.ifname, external });
+        this.#attached.set(l.ifindex, { ifname: l.ifname, external, flags });
         this.#log.info({ device: l.ifname, ifindex: l.ifindex, external }, 'attached to device');
       } catch (e) {
         // one device failing (it vanished, a driver refused) must not stop the others

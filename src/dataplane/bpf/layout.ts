@@ -46,6 +46,9 @@ export const LB_FE_TYPE_EXTERNAL_IP = 4;
 export const LB_FE_F_AFFINITY = 1 << 0;
 export const LB_FE_F_SOURCE_RANGES = 1 << 1;
 export const LB_FE_F_SNAT_REMOTE = 1 << 2;
+export const LB_FE_F_DROP_NO_LOCAL = 1 << 3;
+export const LB_FE_F_MASQ_ALL = 1 << 4;
+export const LB_FE_F_MASQ_OFF_CLUSTER = 1 << 5;
 
 export const LB_BE_F_TERMINATING = 1 << 0;
 export const LB_BE_F_LOCAL = 1 << 1;
@@ -66,6 +69,7 @@ export const LB_CT_TIMEOUT_UDP = 60;
 export const LB_CT_REFRESH_NS = 1000000000;
 
 export const LB_DEV_F_EXTERNAL = 1 << 0;
+export const LB_DEV_F_LOCAL_SRC = 1 << 1;
 export const LB_CFG_F_SOCK_LB = 1 << 0;
 export const LB_SNAT_MARK_DEFAULT = 0x4b500000;
 
@@ -76,6 +80,7 @@ export const LB_STATS = [
   'drop_revnat_missing', 'pass_malformed', 'pass_fragment', 'ct_backend_gone', 'reset_backend_gone',
   'affinity_hit', 'affinity_expired', 'ct_full', 'xdp_to_tc', 'drop_csum', 'sock_connect', 'sock_reject',
   'ct_expired', 'ct_rev_restored', 'drop_ct_clash', 'sock_skip_src_range', 'sock_skip_ext_ip', 'sock_revnat_stale',
+  'drop_no_local',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
 export const LB_STAT_MAX = LB_STATS.length;

@@ -71,6 +71,8 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined)
       affinityTimeout: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityTimeout : 0,
       snatRemote: (fe.flags & L.LB_FE_F_SNAT_REMOTE) !== 0,
       sourceRanges: (ranges.get(fe.feId) ?? []).sort(),
+      ...((fe.flags & L.LB_FE_F_DROP_NO_LOCAL) !== 0 && { dropNoLocal: true }),
+      ...((fe.flags & L.LB_FE_F_MASQ_ALL) !== 0 ? { masquerade: 'all' as const } : (fe.flags & L.LB_FE_F_MASQ_OFF_CLUSTER) !== 0 ? { masquerade: 'offCluster' as const } : {}),
     };
     frontends.set(frontendKey(f), f);
     if (fe.tableId !== 0 && tableIds.has(fe.tableId) && !tables.has(fe.tableId)) {

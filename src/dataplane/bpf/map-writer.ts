@@ -674,6 +674,30 @@ export class MapWriter {
     return this.maps.lb_devices.delete(L.encodeU32(ifindex));
   }
 
+  /**
+   * Makes the fe_id 0 entries of lb_src_ranges exactly these CIDRs: the sources the programs take
+   * for the cluster's pods (kube-proxy's ClusterCIDR detector); flows from elsewhere to a
+   * LB_FE_F_MASQ_OFF_CLUSTER frontend are masqueraded.
+   */
+  setLocalSources(cidrs: Iterable<string>): void {
+    const m = this.maps.lb_src_ranges;
+    const want = new Map<string, { cidr: string; key: Buffer }>();
+    for (const cidr of cidrs) {
+      const key = L.encodeSrcRangeKey({ feId: LOCAL_SOURCES_FE_ID, cidr });
+      want.set(key.toString('hex'), { cidr, key });
+    }
+    for (const k of m.keys()) {
+      if (L.decodeSrcRangeKey(k).feId === LOCAL_SOURCES_FE_ID && !want.delete(k.toString('hex'))) m.delete(k);
+    }
+    for (const { cidr, key } of want.values()) {
+      try {
+        m.update(key, Buffer.of(1));
+      } catch (e) {
+        throw this.mapFull(e, 'lb_src_ranges', `cluster source ${cidr}`);
+      }
+    }
+  }
+
   /** Makes lb_node_addrs hold exactly these addresses (NodePorts on 0.0.0.0 / :: answer there). */
   setNodeAddresses(addresses: Iterable<string>): void {
     const m = this.maps.lb_node_addrs;
@@ -716,6 +740,8 @@ export class MapWriter {
   }
 }
 
+/** lb_src_ranges' fe_id for the cluster's own source CIDRs (no frontend has id 0) */
+export const LOCAL_SOURCES_FE_ID = 0;
 const REMOVAL_RANK: Partial<Record<PlanOp['op'], number>> = { deleteFrontend: 0, deleteSlots: 1, deleteRevNat: 2, setSourceRanges: 3 };
 
 function isRemoval(o: PlanOp): boolean {
@@ -755,7 +781,8 @@ function backendFlags(b: PlanBackend): number {
 export function frontendValue(f: PlanFrontend): L.FrontendValue {
   return {
     feId: f.id, tableId: f.tableId, maglevM: f.maglevM, backendCount: f.backendIds.length, type: f.type,
-    flags: (f.affinityTimeout > 0 ? L.LB_FE_F_AFFINITY : 0) | (f.sourceRanges.length ? L.LB_FE_F_SOURCE_RANGES : 0) | (f.snatRemote ? L.LB_FE_F_SNAT_REMOTE : 0),
+    flags: (f.affinityTimeout > 0 ? L.LB_FE_F_AFFINITY : 0) | (f.sourceRanges.length ? L.LB_FE_F_SOURCE_RANGES : 0) | (f.snatRemote ? L.LB_FE_F_SNAT_REMOTE : 0) |
+      (f.dropNoLocal ? L.LB_FE_F_DROP_NO_LOCAL : 0) | (f.masquerade === 'all' ? L.LB_FE_F_MASQ_ALL : 0) | (f.masquerade === 'offCluster' ? L.LB_FE_F_MASQ_OFF_CLUSTER : 0),
     affinityTimeout: f.affinityTimeout,
   };
 }

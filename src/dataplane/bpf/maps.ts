@@ -65,6 +65,7 @@ export class BpfMaps {
   removeDevice(ifindex: number): boolean { return this.writer.removeDevice(ifindex); }
   setNodeAddresses(addresses: Iterable<string>): void { this.writer.setNodeAddresses(addresses); }
   setExternalIpAllow(cidrs: Iterable<string>): void { this.writer.setExternalIpAllow(cidrs); }
+  setLocalSources(cidrs: Iterable<string>): void { this.writer.setLocalSources(cidrs); }
 
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
   readPlan(): Plan { return read.readPlan(this.maps, this.state); }

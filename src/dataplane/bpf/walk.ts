@@ -16,12 +16,14 @@ export interface WalkPacket {
   protocol: Protocol;
   /** seen on a device flagged external (tc ingress or XDP there); false for pod devices and host egress */
   external: boolean;
+  /** from the cluster's pods as the local detector tells (lb_src_is_local); default false */
+  fromPods?: boolean;
 }
 
 export type WalkResult =
   /** not a frontend, or a protocol the programs do not translate (SCTP) */
   | { verdict: 'pass'; reason: 'no-frontend' | 'protocol' }
-  | { verdict: 'drop'; frontend: PlanFrontend; reason: 'source-range' | 'backend-id-zero' | 'backend-missing' }
+  | { verdict: 'drop'; frontend: PlanFrontend; reason: 'source-range' | 'no-local-backend' | 'backend-id-zero' | 'backend-missing' }
   /** refused at once: TCP RST / ICMP port unreachable */
   | { verdict: 'reject'; frontend: PlanFrontend; reason: 'no-backend' | 'table-missing' }
   | { verdict: 'translate'; frontend: PlanFrontend; backend: PlanBackend; snat: boolean };
@@ -49,7 +51,9 @@ export function walkFirstPacket(plan: Plan, p: WalkPacket, opts: { localExternal
   if (fe.sourceRanges.length > 0 && !fe.sourceRanges.some((c) => cidrContains(parseCidr(c), p.src))) {
     return { verdict: 'drop', frontend: fe, reason: 'source-range' };
   }
-  if (fe.backendIds.length === 0 || fe.tableId === 0) return { verdict: 'reject', frontend: fe, reason: 'no-backend' };
+  if (fe.backendIds.length === 0 || fe.tableId === 0) {
+    return fe.dropNoLocal ? { verdict: 'drop', frontend: fe, reason: 'no-local-backend' } : { verdict: 'reject', frontend: fe, reason: 'no-backend' };
+  }
   const table = plan.tables.get(fe.tableId);
   if (!table) return { verdict: 'reject', frontend: fe, reason: 'table-missing' };
   // under ClientIP affinity the port is left out of the hash, so every connection of a client agrees
@@ -58,6 +62,7 @@ export function walkFirstPacket(plan: Plan, p: WalkPacket, opts: { localExternal
   const be = plan.backends.get(id);
   if (!be || (be.address.includes(':') !== fe.address.includes(':'))) return { verdict: 'drop', frontend: fe, reason: 'backend-missing' };
   const hairpin = canonicalIp(be.address) === canonicalIp(p.src);
-  const snat = hairpin || (p.external && fe.snatRemote && !be.local);
+  const snat = hairpin || fe.masquerade === 'all' || (fe.masquerade === 'offCluster' && !p.fromPods) ||
+    (p.external && fe.snatRemote && !be.local);
   return { verdict: 'translate', frontend: fe, backend: be, snat };
 }

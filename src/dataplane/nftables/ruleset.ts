@@ -68,6 +68,8 @@ export interface FeRec {
   /** external scope with snatRemote and a backend to go to: external traffic is marked for masquerade */
   snat: boolean;
   ranges: string[];
+  /** no backend because a Local policy has none here: drop, not no-endpoints' reject (kube-proxy) */
+  drop?: boolean;
 }
 
 function isAny(address: string): boolean {
@@ -135,6 +137,7 @@ export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] |
     affinity: f.affinityTimeout,
     snat: d.scope === 'ext' && f.snatRemote && order.length > 0,
     ranges: any ? [] : f.sourceRanges,
+    ...(f.dropNoLocal && order.length === 0 && { drop: true }),
   };
 }
 
@@ -215,7 +218,7 @@ function objectsOf(r: FeRec, out: Set<string>): void {
 
 /** Elements only this record owns: set -> key -> value ('' for plain sets). */
 function ownedOf(r: FeRec, out: Array<[set: string, key: string, value: string]>): void {
-  out.push([servicesMap(r.d), r.tuple, r.order.length ? `goto ${pickName(r)}` : 'goto no-endpoints']);
+  out.push([servicesMap(r.d), r.tuple, r.order.length ? `goto ${pickName(r)}` : r.drop ? 'drop' : 'goto no-endpoints']);
   for (let j = 0; j < r.order.length; j++) out.push([backendsMap(r.d, j), r.tuple, r.targets[j]!]);
 }
 
