@@ -62,6 +62,16 @@ static __always_inline int lb_tcp_syn(const struct lb_pkt *p)
 	return p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
 }
 
+/* What a backend may send a client that has sent only SYNs (a flow in lb_ct_syn): its SYN-ACK, a RST,
+ * or a bare ACK, the answer of a TIME_WAIT socket (or a challenge ACK) to a SYN it does not accept.
+ * The client answers that ACK with the RST that ends the TIME_WAIT only if it comes from the
+ * frontend. A bare ACK: ACK set, none of FIN SYN RST PSH URG (ECN bits ignored). */
+static __always_inline int lb_tcp_handshake_reply(const struct lb_pkt *p)
+{
+	return p->proto == IPPROTO_TCP &&
+	       ((p->tcp_flags & (LB_TCP_SYN | LB_TCP_RST)) || (p->tcp_flags & 0x3f) == LB_TCP_ACK);
+}
+
 #define LB_NSEC_PER_SEC 1000000000ULL
 
 /* the clock of conntrack and affinity: CLOCK_MONOTONIC at tick resolution, a read of the kernel's

@@ -83,19 +83,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_members SEC(".maps");
 
-/* conntrack of translated flows: both directions, holding the chosen backend. Per-CPU LRU lists
- * (BPF_F_NO_COMMON_LRU): an insert evicts only from its own CPU's list, without the global lock. */
+/* conntrack of translated flows: both directions, holding the chosen backend. One LRU for the
+ * node (no BPF_F_NO_COMMON_LRU): per-CPU lists would give each CPU max_entries / CPUs (4K of 512K
+ * on a 128-CPU node), and a CPU that RSS hands more flows would evict established ones while the
+ * others' shares sit free. Floods go to lb_ct_syn, so only completed handshakes insert here. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LB_CT_MAX);
 	__type(key, struct lb_ct_key);
 	__type(value, struct lb_ct_entry);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_ct SEC(".maps");
 
 /* conntrack of TCP flows whose client has sent only SYNs: moved to lb_ct by the client's first
- * other packet (the handshake's ACK), so a SYN flood churns this map, never established flows */
+ * other packet (the handshake's ACK), so a SYN flood churns this map, never established flows.
+ * Per-CPU LRU lists (BPF_F_NO_COMMON_LRU): a flood's inserts evict only from their own CPU's share,
+ * without the global lock, and a flood steered to one CPU leaves the others' handshakes alone. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LB_CT_SYN_MAX);

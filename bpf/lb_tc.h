@@ -63,8 +63,8 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	ct = lb_ct_lookup(&k, now, &expired);
 	if (expired)
 		lb_stat_inc(LB_STAT_CT_EXPIRED);
-	/* the backend's SYN-ACK (or RST) of a flow whose client has sent only SYNs */
-	if (!ct && p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_RST)))
+	/* the backend's SYN-ACK (or RST, or TIME_WAIT ACK) of a flow whose client has sent only SYNs */
+	if (!ct && lb_tcp_handshake_reply(p))
 		ct = lb_ct_syn_lookup(&k, now);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;

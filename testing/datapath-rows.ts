@@ -672,6 +672,30 @@ export function buildRows(): Row[] {
         c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 0, 'lb_ct_syn emptied');
       },
     });
+    // The backend still holds the tuple in TIME_WAIT (the node's masquerade gave the new flow a
+    // source port an older flow used) and rejects the SYN by PAWS: it answers a bare ACK of the
+    // old connection (tcp_timewait_state_process). The client must see that ACK from the
+    // NodePort, so that it answers with the RST that ends the TIME_WAIT; untranslated, it comes
+    // from a pod address the client knows nothing of, and every retransmitted SYN meets the
+    // same ACK until the TIME_WAIT ends (60 s).
+    const sp = sportFor(s, ext, 52, sport + 2), b52 = backend(s, 52);
+    const twAck = reply(s, b52, ext, sp, { flags: TCP_ACK, seq: 7001, ack: 4001 });
+    add({
+      name: 'a TIME_WAIT backend\'s bare ACK to a SYN that waits in lb_ct_syn: rewritten to the NodePort',
+      prog: 'lb_tc_egress', external: true, setup: (dp) => { run(dp, 'lb_tc_ingress', toService(s, ext, sp).input); },
+      input: twAck.input, verdict: TC_ACT_OK, output: twAck.output, stats: { rev_nat: 1 },
+    });
+    const rst = toService(s, ext, sp, { seq: 4001, ack: 0, flags: TCP_RST });
+    add({
+      name: 'the client\'s RST answering that ACK reaches the backend, and the flow leaves lb_ct_syn as closing',
+      prog: 'lb_tc_ingress', external: true,
+      setup: (dp) => { run(dp, 'lb_tc_ingress', toService(s, ext, sp).input); run(dp, 'lb_tc_egress', twAck.input); },
+      input: rst.input, verdict: TC_ACT_OK, output: rst.to(b52), markOut: SNAT_MARK, stats: { fwd_ct_hit: 1 },
+      after: (dp, c) => {
+        c.eq(dp.ctIn('lb_ct', ctKey(s, ext, sp))?.flags, LB_CT_F_SNAT | LB_CT_F_CLOSING, 'forward entry in lb_ct, closing');
+        c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 0, 'lb_ct_syn emptied');
+      },
+    });
   }
   {
     // one client ip:port to two frontends that share a backend

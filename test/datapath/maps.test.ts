@@ -252,6 +252,39 @@ if (!isRoot) {
     }
   });
 
+  test('recycleTables: a new backend is a member of its frontends before the live array names it', (t) => {
+    // The recycled array is the one the frontend reads: from that write on, a SYN can be balanced to
+    // the new backend, and its next packet (the handshake's ACK) is checked against lb_members. A
+    // pair written only with the slots, after the array, made that check fail and the flow was
+    // reset (one ECONNRESET in ~15,000 around an endpoint change in the rolling update).
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true, recycleTables: true } });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
+    const s1: NodeState = { frontends: [fe({ address: '10.96.0.1', port: 80, backends: bes([1, 2, 3]) })] };
+    const p1 = buildPlan(s1, undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, p1));
+    const s2: NodeState = { frontends: [{ ...s1.frontends[0]!, backends: bes([1, 2, 4]) }] };
+    const p2 = buildPlan(s2, p1, { seed: SEED });
+    const seen: string[][] = [];
+    const write = BpfMap.prototype.writeMmap;
+    BpfMap.prototype.writeMmap = function (this: BpfMap, values: Buffer) {
+      seen.push(memberPairs(d.maps));
+      return write.call(this, values);
+    };
+    try {
+      d.maps.apply(diffPlans(p1, p2));
+    } finally {
+      BpfMap.prototype.writeMmap = write;
+    }
+    t.is(seen.length, 1, 'one array written: the recycled one');
+    const want = planMembers(p2).filter((m) => !planMembers(p1).includes(m));
+    t.is(want.length, 1);
+    t.true(seen[0]!.includes(want[0]!), `lb_members when the array was written: ${seen[0]!.join(' ')}; missing ${want[0]}`);
+    t.deepEqual(memberPairs(d.maps), planMembers(p2), 'and the leaver gone after');
+  });
+
   test('pinned maps of an older build are named and refused on request, else carried over: entries kept where the layout allows', (t) => {
     const root = tempPinRoot(t);
     const statePath = tempStatePath(t);

@@ -18,5 +18,12 @@ test('masquerade ports are the larger stretch of 1024-65535 outside the NodePort
 
 test('the ruleset masquerades marked TCP and UDP to those ports only', (t) => {
   const r = masqueradeRuleset(0x4b500000);
-  t.regex(r, /meta l4proto \{ tcp, udp \} counter meta mark set meta mark & 0xb4afffff masquerade to :32768-65535 fully-random/);
+  t.regex(r, /meta l4proto \{ tcp, udp \} counter meta mark set meta mark & 0xb4afffff masquerade to :32768-65535\n/);
+});
+
+test('TCP and UDP masquerade keeps the client\'s port when it is free (no fully-random: issue 7, synloss.test.ts)', (t) => {
+  const r = masqueradeRuleset(0x4b500000);
+  const line = r.split('\n').find((l) => l.includes('l4proto { tcp, udp }'));
+  t.truthy(line);
+  t.notRegex(line!, /random/);
 });

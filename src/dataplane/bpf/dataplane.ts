@@ -138,7 +138,16 @@ export function masqueradePorts(range: NodePortRange = defaultNodePortRange): { 
   return size(above) >= size(below) ? above : below;
 }
 
-/** The nftables table that SNATs flows the BPF programs mark (external traffic to remote backends, hairpin). */
+/**
+ * The nftables table that SNATs flows the BPF programs mark (external traffic to remote backends, hairpin).
+ * TCP and UDP keep the client's source port when it is free in the range, where kube-proxy
+ * masquerades fully-random (iptables proxier's syncProxyRules, `--random-fully`). With random ports a
+ * client that reuses its port (the server closed first, so it keeps no TIME_WAIT) reopens the node's
+ * conntrack entry, the new one gets another port, and the old port, free again on the node, still
+ * sits in the backend's TIME_WAIT: a later flow that draws it has its SYN rejected by PAWS (issue 7,
+ * test/lab/synloss.test.ts). A kept port comes back with the client's own 4-tuple, whose timestamps
+ * and sequence numbers have moved on, so the backend's TIME_WAIT takes the SYN.
+ */
 export function masqueradeRuleset(mark: number, range: NodePortRange = defaultNodePortRange): string {
   const m = `0x${(mark >>> 0).toString(16)}`;
   const keep = `0x${(~mark >>> 0).toString(16)}`;
@@ -149,7 +158,7 @@ export function masqueradeRuleset(mark: number, range: NodePortRange = defaultNo
   // a transport protocol match; the programs mark only TCP and UDP, the second rule is a fallback.
   return `table inet ${NFT_TABLE} {}\nflush table inet ${NFT_TABLE}\ntable inet ${NFT_TABLE} {\n` +
     `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
-    `    ${marked} meta l4proto { tcp, udp } counter ${clear} masquerade to :${ports.min}-${ports.max} fully-random\n` +
+    `    ${marked} meta l4proto { tcp, udp } counter ${clear} masquerade to :${ports.min}-${ports.max}\n` +
     `    ${marked} counter ${clear} masquerade fully-random\n  }\n}\n`;
 }
 

@@ -307,6 +307,23 @@ export class MapWriter {
     runSync(this.batchUpdate('lb_members', keys, Buffer.alloc(pairs.length, 1), pairs.length, (i) => `member backend id ${pairs[i]!.backendId} of frontend id ${pairs[i]!.feId}`));
   }
 
+  /**
+   * The membership changes of ops' new backend lists: pairs that join are written now, pairs that
+   * leave are queued for the end of the apply (memberRemovals). Returns whether it wrote.
+   */
+  private addMembers(ops: readonly PlanOp[]): boolean {
+    const members = this.members!, added: L.MemberKey[] = [];
+    for (const o of ops) {
+      if (o.op !== 'upsertSlots') continue;
+      const before = new Set(members.get(o.frontendId) ?? []), after = new Set(o.backendIds);
+      for (const id of after) if (!before.has(id)) added.push({ feId: o.frontendId, backendId: id });
+      for (const id of before) if (!after.has(id)) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
+      members.set(o.frontendId, [...o.backendIds]);
+    }
+    if (added.length) this.writeMembers(added);
+    return added.length > 0;
+  }
+
   /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
   apply(ops: readonly PlanOp[]): ApplyResult {
     const res: ApplyResult = { batches: 0, tables: 0 };
@@ -329,6 +346,11 @@ export class MapWriter {
     ops = groupRemovals(ops);
     if (!this.members) this.syncMembers();
     this.recycling = this.planRecycling(ops);
+    // lb_members gains the new pairs before anything a reader follows can name them: a recycled
+    // table is rewritten in the array its frontends read now (createTable, before upsertSlots), and a
+    // SYN balanced to a new backend from then on is checked against lb_members on its next packet
+    // (a missing pair resets the flow)
+    if (this.addMembers(ops)) res.batches++;
     for (let i = 0; i < ops.length;) {
       let j = i + 1;
       while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
@@ -430,17 +452,6 @@ export class MapWriter {
         }
         yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${owner[i]}`);
         res.batches++;
-        const members = this.members!, added: L.MemberKey[] = [];
-        for (const o of items) {
-          const before = new Set(members.get(o.frontendId) ?? []), after = new Set(o.backendIds);
-          for (const id of after) if (!before.has(id)) added.push({ feId: o.frontendId, backendId: id });
-          for (const id of before) if (!after.has(id)) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
-          members.set(o.frontendId, [...o.backendIds]);
-        }
-        if (added.length) {
-          this.writeMembers(added);
-          res.batches++;
-        }
         return;
       }
       case 'upsertRevNat': {
