@@ -68,9 +68,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     TypeErr(env, "open", "argument 0 (protocol) must be a number");
     return env.Undefined();
   }
-  int64_t proto = info[0].As<Napi::Number>().Int64Value();
-  if (proto < 0 || proto > 31) {
-    Napi::RangeError::New(env, "open: argument 0 (protocol) must be a netlink protocol, 0..31").ThrowAsJavaScriptException();
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  int64_t proto = static_cast<int64_t>(d);
+  if (!(d >= 0 && d <= 31) || static_cast<double>(proto) != d) {
+    Napi::RangeError::New(env, "open: argument 0 (protocol) must be a netlink protocol, an integer 0..31").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, static_cast<int>(proto));
@@ -194,9 +195,10 @@ Napi::Value Request(const Napi::CallbackInfo& info) {
     TypeErr(env, "request", "argument 2 (terminals) must be a number");
     return env.Undefined();
   }
-  int64_t t = info[2].As<Napi::Number>().Int64Value();
-  if (t < 1 || t > 1000000) {
-    Napi::RangeError::New(env, "request: argument 2 (terminals) must be 1..1000000").ThrowAsJavaScriptException();
+  double td = info[2].As<Napi::Number>().DoubleValue();
+  int64_t t = static_cast<int64_t>(td);
+  if (!(td >= 1 && td <= 1000000) || static_cast<double>(t) != td) {
+    Napi::RangeError::New(env, "request: argument 2 (terminals) must be an integer 1..1000000").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   Napi::Object keep = Napi::Object::New(env);

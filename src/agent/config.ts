@@ -49,6 +49,8 @@ export interface AgentSettings {
   seed: number;
   /** the IPVS scheduler of IPVS mode (ipvs.scheduler; rr by default, mh hashes the source) */
   ipvsScheduler: string;
+  /** longest drain of a removed TCP/SCTP real server in IPVS mode before it is deleted anyway */
+  ipvsDrainMs: number;
   verbosity: number;
   /** fields of the config file that were ignored, for one warning at start */
   ignored: string[];
@@ -76,6 +78,7 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   // the same on every node: Maglev picks the same backend for a flow wherever it lands
   seed: 0x6b62_7078,
   ipvsScheduler: 'rr',
+  ipvsDrainMs: 15 * 60_000,
   verbosity: 0,
 };
 

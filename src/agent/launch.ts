@@ -117,6 +117,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     return new IpvsDataplane({
       pinRoot: s.bpffs,
       scheduler: s.ipvsScheduler,
+      drainMs: s.ipvsDrainMs,
       devices: s.devices,
       nodeAddresses: () => nodeAddresses(source, s),
       log: log.child({ component: 'ipvs' }),
