@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { KbpError } from '../util/errors.js';
 import { ipFamily, parseCidr } from '../util/ip.js';
 import { parseBindAddress } from './health.js';
-import { IPVS_SCHEDULERS } from '../dataplane/ipvs/ipvs.js';
+import { IPVS_SCHEDULERS } from '../dataplane/ipvs/schedulers.js';
 import { checkNodePortAddresses } from '../compile/nodeport-addresses.js';
 
 export type Mode = 'auto' | 'bpf' | 'ipvs' | 'nftables';

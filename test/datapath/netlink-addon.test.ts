@@ -79,3 +79,15 @@ test('IPVS absent: the probe, --mode ipvs (exit 2) and auto all say why', async 
     else process.env.KBP_DISABLE_BPF = prev;
   }
 });
+
+test('dumps in one request list go one at a time (the kernel answers a second concurrent dump with EBUSY)', async (t) => {
+  const s = new NetlinkSocket(NETLINK_GENERIC);
+  try {
+    // CTRL_CMD_GETFAMILY as a dump lists every family; three of them in one call
+    const rs = await s.request([0, 1, 2].map(() => ({ type: 0x10, dump: true, payload: genlPayload(3, 1, []) })));
+    t.deepEqual(rs.map((r) => r.errno), [0, 0, 0]);
+    t.true(rs.every((r) => r.data.length > 1), `families listed: ${rs.map((r) => r.data.length).join(', ')}`);
+  } finally {
+    s.close();
+  }
+});

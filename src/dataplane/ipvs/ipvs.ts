@@ -33,8 +33,7 @@ export const SVC_F_MH_PORT = 0x10;
 /** IP_VS_CONN_F_MASQ: NAT, the only forwarding method a Service needs */
 const FWD_MASQ = 0;
 
-/** the kernel's schedulers (ip_vs_*.ko) */
-export const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'mh', 'fo', 'ovf', 'twos'] as const;
+export { IPVS_SCHEDULERS } from './schedulers.js';
 
 export const PROTO_NUM: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 const PROTO_NAME = new Map<number, Protocol>(Object.entries(PROTO_NUM).map(([k, v]) => [v, k as Protocol]));

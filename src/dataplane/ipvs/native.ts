@@ -64,11 +64,21 @@ export class NetlinkSocket {
     }
   }
 
-  /** Sends the requests in order (in chunks) and returns one reply per request. Never throws on errno. */
+  /**
+   * Sends the requests in order and returns one reply per request. Never throws on errno. Writes go
+   * in chunks of CHUNK per system call; a dump goes alone, since the kernel runs one dump per socket
+   * at a time (a second one in the same batch gets EBUSY).
+   */
   request(reqs: NlRequest[]): Promise<NlReply[]> {
     const go = async () => {
       const out: NlReply[] = [];
-      for (let i = 0; i < reqs.length; i += CHUNK) out.push(...await this.#chunk(reqs.slice(i, i + CHUNK)));
+      let i = 0;
+      while (i < reqs.length) {
+        let j = i + 1;
+        if (!reqs[i]!.dump) while (j < reqs.length && j - i < CHUNK && !reqs[j]!.dump) j++;
+        out.push(...await this.#chunk(reqs.slice(i, j)));
+        i = j;
+      }
       return out;
     };
     const p = this.#queue.then(go, go);
