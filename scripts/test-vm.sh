@@ -13,13 +13,13 @@
 # Exit code: the guest's (0 = every check passed); 0 with "vm tier skipped: <reason>" when qemu or
 # the kernel package cannot be had.
 #
-# Environment: KBP_VM_TIMEOUT (seconds, default 300), KBP_VM_KERNEL (a package version such as
+# Environment: KBP_VM_TIMEOUT (seconds, default 900: an upper bound for a loaded machine), KBP_VM_KERNEL (a package version such as
 # 6.1.0-56-amd64; default: the newest cached, else the newest apt knows), KBP_VM_SMP (default 2),
 # KBP_BPF_OBJECT (another build of kbp.bpf.o inside the checkout, e.g. under .vm/, to try a fix),
 # KBP_VM_ONLY (run only the test files whose path holds this word, e.g. ipvs).
 set -euo pipefail
 source "$(dirname "$0")/vm-lib.sh"
-TIMEOUT=${KBP_VM_TIMEOUT:-300}
+TIMEOUT=${KBP_VM_TIMEOUT:-900}
 SMP=${KBP_VM_SMP:-2}
 
 vm_setup
