@@ -24,6 +24,7 @@ const NODE_IP = '192.168.77.1';
 const EXT_IP = '192.168.77.2';
 const CIP = '10.96.0.10', AFF_IP = '10.96.0.11', UDP_IP = '10.96.0.12';
 const NODE_PORT = 30080;
+const EMPTY_IP = '10.96.0.13', LOCAL_IP = '10.96.0.14', LOCAL_NODE_PORT = 30081, REMOTE_IP = '10.244.2.2';
 const PODS = [{ name: 'pod-a', ip: '10.244.1.2' }, { name: 'pod-b', ip: '10.244.1.3' }];
 
 const log = (s: string) => console.log(`# [${uptime().toFixed(0)}s] ${s}`);
@@ -46,14 +47,14 @@ function expect(c: boolean, m: string): void {
   if (!c) throw new Error(m);
 }
 
-function slice(svc: string, ips: string[], port: number, proto: 'TCP' | 'UDP'): string {
+function slice(svc: string, ips: string[], port: number, proto: 'TCP' | 'UDP', remote: string[] = []): string {
   return `apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: { name: ${svc}-1, namespace: default, labels: { kubernetes.io/service-name: ${svc} } }
 addressType: IPv4
 ports: [ { name: p, port: ${port}, protocol: ${proto} } ]
 endpoints:
-${ips.map((ip) => `  - addresses: ["${ip}"]\n    conditions: { ready: true }\n    nodeName: vm`).join('\n') || '  []'}
+${[...ips.map((ip) => [ip, 'vm']), ...remote.map((ip) => [ip, 'other'])].map(([ip, n]) => `  - addresses: ["${ip}"]\n    conditions: { ready: true }\n    nodeName: ${n}`).join('\n') || '  []'}
 `;
 }
 function manifests(dir: string, web: string[], udp: string[]): void {
@@ -75,12 +76,28 @@ apiVersion: v1
 kind: Service
 metadata: { name: dns, namespace: default }
 spec: { clusterIP: ${UDP_IP}, ports: [ { name: p, port: 53, targetPort: 5353, protocol: UDP } ] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: empty, namespace: default }
+spec: { clusterIP: ${EMPTY_IP}, ports: [ { name: p, port: 80, targetPort: 8080, protocol: TCP } ] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: local, namespace: default }
+spec:
+  type: NodePort
+  clusterIP: ${LOCAL_IP}
+  externalTrafficPolicy: Local
+  ports: [ { name: p, port: 80, targetPort: 8080, nodePort: ${LOCAL_NODE_PORT}, protocol: TCP } ]
 `);
   // written whole and renamed, so the watcher never reads half a file
   const put = (f: string, text: string) => { writeFileSync(join(dir, `.${f}.tmp`), text); renameSync(join(dir, `.${f}.tmp`), join(dir, f)); };
   put('web.yaml', slice('web', web, 8080, 'TCP'));
   put('sticky.yaml', slice('sticky', PODS.map((p) => p.ip), 8080, 'TCP').replace(/web/g, 'sticky'));
   put('dns.yaml', slice('dns', udp, 5353, 'UDP'));
+  // eTP=Local: pod-a here, and an endpoint on another node that nothing routes to (reaching it fails)
+  put('local.yaml', slice('local', [PODS[0]!.ip], 8080, 'TCP', [REMOTE_IP]));
 }
 
 const lab = new Lab('ipvs');
@@ -222,6 +239,23 @@ async function main(): Promise<void> {
     const c = await cli(['compile', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '-o', 'json']);
     expect(d.code === 0 && c.code === 0, `dump ${d.code} ${d.stderr} / compile ${c.code} ${c.stderr}`);
     expect(d.stdout === c.stdout, `dump:\n${d.stdout}\ncompile:\n${c.stdout}`);
+  });
+
+  await check('refused at once: a Service without endpoints, and a VIP port no Service has (nft reject)', async () => {
+    const out: string[] = [];
+    for (const [host, port] of [[EMPTY_IP, 80], [CIP, 81]] as const) {
+      const [r] = await lab.client(client, { proto: 'http', host, port, count: 1, timeoutMs: 8000 });
+      expect(!r!.ok && r!.error === 'ECONNREFUSED', `${host}:${port}: ${JSON.stringify(r)}`);
+      out.push(`${host}:${port} ${r!.error}`);
+    }
+    return out.join(', ');
+  });
+  await check('eTP=Local: external traffic to its NodePort reaches the local endpoint only (a firewall-mark virtual server)', async () => {
+    const r = await http(ext, NODE_IP, LOCAL_NODE_PORT, 8);
+    expect(r.every((x) => x === PODS[0]!.name), tally(r));
+    const t = await table();
+    expect(/\nFWM {2}\d+ /.test(t), `no firewall-mark virtual server:\n${t}`);
+    return tally(r);
   });
 
   // graceful removal: a connection to pod-b stays open while pod-b leaves the slice
