@@ -127,7 +127,7 @@ vm_initramfs() {
   local files
   mapfile -t files < <(
     printf '%s\n' "$BUSYBOX" "${tool_paths[@]}"
-    for f in "$NODE" "$BUSYBOX" "$REPO/$NATIVE" "${tool_paths[@]}"; do
+    for f in "$NODE" "$BUSYBOX" "$REPO/$NATIVE" "$REPO"/native/build/Release/kbp_*.node "${tool_paths[@]}"; do
       ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^[ \t]*\/[^ ]+ \(/{print $1}' || true
     done | sort -u
   )

@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { KbpError } from '../util/errors.js';
 import { ipFamily, parseCidr } from '../util/ip.js';
 import { parseBindAddress } from './health.js';
+import { IPVS_SCHEDULERS } from '../dataplane/ipvs/schedulers.js';
 import { checkNodePortAddresses } from '../compile/nodeport-addresses.js';
 
 export type Mode = 'auto' | 'bpf' | 'ipvs' | 'nftables';
@@ -51,6 +52,10 @@ export interface AgentSettings {
   /** device rescan and counter refresh; link events cover new devices in between */
   housekeepingMs: number;
   seed: number;
+  /** the IPVS scheduler of IPVS mode (ipvs.scheduler; rr by default, mh hashes the source) */
+  ipvsScheduler: string;
+  /** longest drain of a removed TCP/SCTP real server in IPVS mode before it is deleted anyway */
+  ipvsDrainMs: number;
   verbosity: number;
   /** fields of the config file that were ignored, for one warning at start */
   ignored: string[];
@@ -78,6 +83,8 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   housekeepingMs: 10_000,
   // the same on every node: Maglev picks the same backend for a flow wherever it lands
   seed: 0x6b62_7078,
+  ipvsScheduler: 'rr',
+  ipvsDrainMs: 15 * 60_000,
   verbosity: 0,
 };
 
@@ -196,9 +203,9 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
   if (obj(masqName).masqueradeAll === true || linux.masqueradeAll === true) out.masqueradeAll = true;
   for (const name of ['iptables', 'ipvs', 'nftables']) {
     const skip = [...(name === sectionName ? ['syncPeriod', 'minSyncPeriod'] : []), ...(name === masqName ? ['masqueradeAll'] : [])];
-    // Maglev stands for any IPVS scheduler; only a non-default one is worth a word
+    // the IPVS scheduler is IPVS mode's; the other modes use Maglev whatever it says
     const sec = obj(name);
-    if (name === 'ipvs' && sec.scheduler && sec.scheduler !== 'mh') out.ignored.push(`ipvs.scheduler: ${sec.scheduler} (Maglev is used)`);
+    if (name === 'ipvs' && typeof sec.scheduler === 'string' && sec.scheduler) out.ipvsScheduler = sec.scheduler;
     leaves(sec, name, out.ignored, [...skip, ...(name === 'ipvs' ? ['scheduler'] : [])]);
   }
   leaves(linux, 'linux', out.ignored, ['masqueradeAll']);
@@ -299,6 +306,7 @@ export function loadConfigFile(path: string): Partial<AgentSettings> & { ignored
 export function validateSettings(s: AgentSettings): AgentSettings {
   const fail = (m: string, cause?: unknown): never => { throw new KbpError('KBP_ERR_CONFIG', m, cause === undefined ? undefined : { cause }); };
   if (!['auto', 'bpf', 'ipvs', 'nftables'].includes(s.mode)) fail(`--mode: ${JSON.stringify(s.mode)} is not one of auto, bpf, ipvs, nftables`);
+  if (!(IPVS_SCHEDULERS as readonly string[]).includes(s.ipvsScheduler)) fail(`--ipvs-scheduler (ipvs.scheduler): ${JSON.stringify(s.ipvsScheduler)} is not one of ${IPVS_SCHEDULERS.join(', ')}`);
   if (!s.manifests && s.kubeconfig === undefined && !process.env.KUBERNETES_SERVICE_HOST) {
     fail('no source: give --manifests DIR or --kubeconfig FILE (or run in a cluster)');
   }

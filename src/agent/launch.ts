@@ -38,33 +38,46 @@ export function nodeAddresses(source: Source, s: AgentSettings): string[] {
 
 /** The data plane chosen for --mode, and why the earlier candidates of auto were skipped. */
 export interface ModeChoice {
-  mode: 'bpf' | 'nftables';
+  mode: 'bpf' | 'ipvs' | 'nftables';
   skipped: Array<{ mode: string; reason: string }>;
 }
 
 async function probeBpf(): Promise<string | undefined> {
+  if (process.env.KBP_DISABLE_BPF) return `KBP_DISABLE_BPF is set (${process.env.KBP_DISABLE_BPF})`;
   const { nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
   const native = nativeAvailable();
   if (!native.ok) return `the BPF data plane cannot load: ${native.reason}`;
   return undefined;
 }
 
+async function probeIpvsMode(): Promise<string | undefined> {
+  const { probeIpvs } = await import('../dataplane/ipvs/dataplane.js');
+  const p = await probeIpvs();
+  return p.ok ? undefined : p.reason;
+}
+
 /**
  * Picks the data plane for --mode. An explicit mode runs exactly that mode or fails with exit 2 and
- * the reason (kube-proxy removed silent fallback: it hid broken nodes). auto probes BPF, then IPVS
- * (not in this build: skipped, said so), then nftables (a transaction on a scratch table), and logs
- * why each earlier one was skipped. A probe proves the feature works: BPF by loading the object (in
- * init, which fails the start), nftables by committing and deleting a scratch table.
+ * the reason (kube-proxy removed silent fallback: it hid broken nodes). auto probes BPF, then IPVS,
+ * then nftables, and logs why each earlier one was skipped. A probe proves the feature works: BPF by
+ * loading the object (in init, which fails the start), IPVS by creating, listing and deleting a
+ * scratch virtual server (netlink alone can "succeed" where IPVS is absent, as kube-proxy found),
+ * nftables by committing and deleting a scratch table. KBP_DISABLE_BPF makes BPF unavailable (the
+ * VM tier's way to show auto picking IPVS).
  */
 export async function chooseMode(s: AgentSettings, log: Logger): Promise<ModeChoice> {
-  if (s.mode === 'ipvs') throw new KbpError('KBP_ERR_CONFIG', '--mode ipvs: the IPVS data plane is not part of this build yet; use --mode bpf, nftables or auto');
   const skipped: ModeChoice['skipped'] = [];
   if (s.mode === 'bpf' || s.mode === 'auto') {
     const why = await probeBpf();
     if (!why) return { mode: 'bpf', skipped };
     if (s.mode === 'bpf') throw new KbpError('KBP_ERR_CONFIG', `--mode bpf: ${why}`);
     skipped.push({ mode: 'bpf', reason: why });
-    skipped.push({ mode: 'ipvs', reason: 'the IPVS data plane is not part of this build yet' });
+  }
+  if (s.mode === 'ipvs' || s.mode === 'auto') {
+    const why = await probeIpvsMode();
+    if (!why) return { mode: 'ipvs', skipped };
+    if (s.mode === 'ipvs') throw new KbpError('KBP_ERR_CONFIG', `--mode ipvs: ${why}`);
+    skipped.push({ mode: 'ipvs', reason: why });
   }
   const { probeNftables } = await import('../dataplane/nftables/dataplane.js');
   const probe = await probeNftables();
@@ -83,6 +96,33 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
   for (const x of choice.skipped) log.warn({ mode: x.mode, reason: x.reason }, 'data plane skipped');
   log.info({ mode: choice.mode, ...(s.mode === 'auto' && { skipped: choice.skipped.map((x) => x.mode) }) }, 'data plane chosen');
   onChosen?.(choice);
+  if (choice.mode !== 'ipvs') {
+    // an IPVS agent ran here before: its virtual servers would answer before anything else
+    const { cleanupIpvs } = await import('../dataplane/ipvs/dataplane.js');
+    try {
+      const r = await cleanupIpvs(s.bpffs, log);
+      if (r) log.info({ ...r }, 'switched from ipvs: removed its state');
+    } catch (e) {
+      log.warn({ err: e }, 'removing the IPVS data plane\'s state failed');
+    }
+  }
+  if (choice.mode === 'ipvs') {
+    if (existsSync(s.bpffs)) {
+      const { cleanupDataplane } = await import('../dataplane/bpf/dataplane.js');
+      const r = cleanupDataplane(s.bpffs);
+      log.info({ pinRoot: s.bpffs, ...r }, 'switched from bpf: removed its state');
+    }
+    await removeNftablesMode(s, log);
+    const { IpvsDataplane } = await import('../dataplane/ipvs/dataplane.js');
+    return new IpvsDataplane({
+      pinRoot: s.bpffs,
+      scheduler: s.ipvsScheduler,
+      drainMs: s.ipvsDrainMs,
+      devices: s.devices,
+      nodeAddresses: () => nodeAddresses(source, s),
+      log: log.child({ component: 'ipvs' }),
+    });
+  }
   if (choice.mode === 'nftables') {
     if (existsSync(s.bpffs)) {
       // a BPF agent ran here before: its programs would translate before nftables sees a packet
@@ -98,18 +138,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
       log: log.child({ component: 'nftables' }),
     });
   }
-  {
-    const { createTransport } = await import('../dataplane/nftables/native.js');
-    const { removeTable } = await import('../dataplane/nftables/dataplane.js');
-    const { removeState, nftStatePath } = await import('../dataplane/nftables/state.js');
-    const { NFT_TABLE } = await import('../dataplane/nftables/helpers.js');
-    try {
-      if (await removeTable(createTransport(), NFT_TABLE)) log.info({ table: NFT_TABLE }, 'switched from nftables: removed its table');
-      removeState(nftStatePath(s.bpffs, NFT_TABLE));
-    } catch (e) {
-      log.warn({ err: e }, 'removing the nftables data plane\'s table failed');
-    }
-  }
+  await removeNftablesMode(s, log);
   const { BpfDataplane } = await import('../dataplane/bpf/dataplane.js');
   // bpffs for the pins, cgroup v2 for the socket hooks: the same code prepares the lab and the tests
   const host = prepareHost({ pinRoot: s.bpffs });
@@ -126,6 +155,19 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     localTraffic: localTrafficDetector(s),
     log: log.child({ component: 'bpf' }),
   });
+}
+
+async function removeNftablesMode(s: AgentSettings, log: Logger): Promise<void> {
+  const { createTransport } = await import('../dataplane/nftables/native.js');
+  const { removeTable } = await import('../dataplane/nftables/dataplane.js');
+  const { removeState, nftStatePath } = await import('../dataplane/nftables/state.js');
+  const { NFT_TABLE } = await import('../dataplane/nftables/helpers.js');
+  try {
+    if (await removeTable(createTransport(), NFT_TABLE)) log.info({ table: NFT_TABLE }, 'switched from nftables: removed its table');
+    removeState(nftStatePath(s.bpffs, NFT_TABLE));
+  } catch (e) {
+    log.warn({ err: e }, 'removing the nftables data plane\'s table failed');
+  }
 }
 
 export interface Running {
@@ -159,6 +201,10 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     const { readNftState } = await import('../dataplane/nftables/dataplane.js');
     const { createTransport } = await import('../dataplane/nftables/native.js');
     earlier = !!(await readNftState(createTransport(), { pinRoot: s.bpffs }).catch(() => undefined));
+  }
+  if (dataplane.kind === 'ipvs' && !deps.dataplane) {
+    const { ipvsStatePath } = await import('../dataplane/ipvs/state.js');
+    earlier = existsSync(ipvsStatePath(s.bpffs));
   }
   metrics.setDataplaneMode(dataplane.kind);
   const detector = localTrafficDetector(s);

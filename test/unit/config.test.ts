@@ -14,13 +14,14 @@ test('a KubeProxyConfiguration maps what applies and lists what it ignores', (t)
     apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration',
     healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '0.0.0.0:10249', clusterCIDR: '10.244.0.0/16,fd00:10:244::/56',
     nodePortAddresses: ['192.168.0.0/16'], syncPeriod: '15s', minSyncPeriod: '2s', mode: 'ipvs',
-    ipvs: { scheduler: 'rr' }, conntrack: { maxPerCore: 32768 }, oomScoreAdj: -999,
+    ipvs: { scheduler: 'mh' }, conntrack: { maxPerCore: 32768 }, oomScoreAdj: -999,
   }, 'cfg.yaml');
   t.is(s.syncPeriodMs, 15_000);
   t.is(s.minSyncMs, 2000);
   t.is(s.mode, 'ipvs');
   t.deepEqual(s.clusterCidrs, ['10.244.0.0/16', 'fd00:10:244::/56']);
-  t.deepEqual(s.ignored.sort(), ['conntrack.maxPerCore', 'ipvs.scheduler: rr (Maglev is used)', 'oomScoreAdj']);
+  t.is(s.ipvsScheduler, 'mh', 'the IPVS mode\'s scheduler');
+  t.deepEqual(s.ignored.sort(), ['conntrack.maxPerCore', 'oomScoreAdj']);
 });
 
 // v1alpha1 keeps the sync periods under the mode's section; Convert_v1alpha1_KubeProxyConfiguration_To_config_KubeProxyConfiguration

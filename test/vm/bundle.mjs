@@ -1,7 +1,8 @@
 // Run by the VM tiers on the host (scripts/vm-lib.sh): bundles the guest's code into plain ESM (into
 // the folder named by the first argument), so the VM starts no tsx/esbuild (minutes under emulation).
-// The second argument names the tier: `datapath` (default; scripts/test-vm.sh): the guest runner and
-// the datapath test files, with `ava` aliased to test/vm/mini-ava.ts, and manifest.json listing them;
+// The second argument names the tier: `datapath` (default; scripts/test-vm.sh): the guest runner,
+// the datapath test files, with `ava` aliased to test/vm/mini-ava.ts, the IPVS mode's end-to-end
+// program (test/vm/ipvs-guest.ts) with the agent's CLI it runs, and manifest.json listing them;
 // `cluster` (scripts/test-vm-cluster.sh): the cluster guest, the manifests writer the host runs, and
 // the agent's CLI (src/cli/main.ts, as scripts/bundle.mjs bundles it). The native addon stays on disk
 // where native.ts finds it (see ownUrl below).
@@ -56,8 +57,13 @@ if (TIER === 'cluster') {
 }
 if (TIER !== 'datapath') throw new Error(`bundle.mjs: unknown tier ${TIER} (datapath or cluster)`);
 const tests = TEST_FILES.map((source) => ({ source, bundle: join(OUT, basename(source).replace(/\.ts$/, '.mjs')) }));
+// IPVS mode end to end: a plain program (no ava API) that runs the agent's CLI, bundled beside it
+const ipvs = { source: 'test/vm/ipvs-guest.ts', bundle: join(OUT, 'ipvs-guest.mjs') };
 await Promise.all([
   build({ ...common, entryPoints: ['test/vm/guest.ts'], outfile: join(OUT, 'guest.mjs') }),
   ...tests.map((t) => build({ ...common, entryPoints: [t.source], outfile: t.bundle, alias: { ava: './test/vm/mini-ava.ts' } })),
+  build({ ...common, entryPoints: [ipvs.source], outfile: ipvs.bundle }),
+  build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: join(OUT, 'kube-bpf-proxy.mjs') }),
 ]);
+tests.push(ipvs);
 writeFileSync(join(OUT, 'manifest.json'), `${JSON.stringify({ tests }, null, 2)}\n`);

@@ -9,7 +9,7 @@ import type { Plan, PlanTable } from '../../plan/types.js';
 import { parseCommandArgs, type Command } from '../command.js';
 import { DEFAULTS } from '../../agent/config.js';
 
-const help = `Usage: kube-bpf-proxy dump [-o json|table|stats] [--bpffs PATH] [--mode auto|bpf|nftables]
+const help = `Usage: kube-bpf-proxy dump [-o json|table|stats] [--bpffs PATH] [--mode auto|bpf|ipvs|nftables]
 
 Prints the live data-plane tables read back from the kernel: with -o json, the compiled-state JSON
 that \`compile -o json\` prints for the same state; else one block per frontend with its backends
@@ -18,7 +18,8 @@ and packet counts, in the manner of \`ipvsadm -Ln\`; with -o stats, the datapath
 
 Options:
   --bpffs PATH           pin root of the agent to read (default ${DEFAULTS.bpffs})
-  --mode auto|bpf|nftables  data plane to read (default auto: BPF pins when present, else the nftables table)
+  --mode auto|bpf|ipvs|nftables  data plane to read (default auto: BPF pins when present, else IPVS when
+                         an IPVS agent's state file is there, else the nftables table)
   -o, --output json|table|stats
   -h, --help
 `;
@@ -82,9 +83,14 @@ export const command: Command = {
     const output = values.output ?? 'table';
     if (output !== 'json' && output !== 'table' && output !== 'stats') throw new KbpError('KBP_ERR_USAGE', `dump: -o ${output}: expected json, table or stats`);
     const mode = values.mode ?? 'auto';
-    if (mode === 'ipvs') throw new KbpError('KBP_ERR_USAGE', `dump: --mode ${mode}: that data plane is not part of this build yet`);
-    if (mode !== 'auto' && mode !== 'bpf' && mode !== 'nftables') throw new KbpError('KBP_ERR_USAGE', `dump: --mode ${mode}: expected auto, bpf or nftables`);
+    if (mode !== 'auto' && mode !== 'bpf' && mode !== 'ipvs' && mode !== 'nftables') throw new KbpError('KBP_ERR_USAGE', `dump: --mode ${mode}: expected auto, bpf, ipvs or nftables`);
     const root = resolve(values.bpffs ?? DEFAULTS.bpffs);
+    const { ipvsStatePath } = await import('../../dataplane/ipvs/state.js');
+    if (mode === 'ipvs' || (mode === 'auto' && !existsSync(root) && existsSync(ipvsStatePath(root)))) {
+      const { dumpIpvs } = await import('../../dataplane/ipvs/dump.js');
+      io.stdout(await dumpIpvs(root, output));
+      return 0;
+    }
     if (mode === 'nftables' || (mode === 'auto' && !existsSync(root))) {
       const { dumpNftables } = await import('../../dataplane/nftables/dump.js');
       io.stdout(await dumpNftables(root, output));

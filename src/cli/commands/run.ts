@@ -15,6 +15,9 @@ Options:
   --node-name NAME             this node (default: hostname)
   --node-ip IP                 an address of this node (repeatable; added to its Node object's)
   --mode auto|bpf|ipvs|nftables  data plane (default auto: BPF when it loads)
+  --ipvs-scheduler NAME        IPVS mode's scheduler (default rr; mh: consistent source hashing)
+  --ipvs-drain-timeout DUR     IPVS mode: a removed TCP real server is deleted when its connections
+                               end, or after this (default 15m)
   --devices LIST               external devices for NodePort/LoadBalancer/externalIP traffic (XDP and tc);
                                default: the devices holding the node's addresses
   --socket-lb true|false       cgroup socket hooks for east-west traffic (default true; false for meshes)
@@ -53,6 +56,8 @@ export const command: Command = {
       'node-name': { type: 'string' },
       'node-ip': { type: 'string', multiple: true },
       mode: { type: 'string' },
+      'ipvs-scheduler': { type: 'string' },
+      'ipvs-drain-timeout': { type: 'string' },
       devices: { type: 'string', multiple: true },
       'socket-lb': { type: 'string' },
       cgroup: { type: 'string' },
@@ -105,6 +110,8 @@ export const command: Command = {
       nodeName: (values['node-name'] ?? file.nodeName ?? defaultNodeName()).toLowerCase(),
       nodeIPs: listOption(values['node-ip']),
       ...(values.mode !== undefined && { mode: values.mode as Mode }),
+      ...(values['ipvs-scheduler'] !== undefined && { ipvsScheduler: values['ipvs-scheduler'] }),
+      ...(values['ipvs-drain-timeout'] !== undefined && { ipvsDrainMs: parseDuration(values['ipvs-drain-timeout'], '--ipvs-drain-timeout') }),
       ...(values.devices !== undefined && { devices: listOption(values.devices) }),
       socketLb: bool(values['socket-lb'], '--socket-lb') ?? DEFAULTS.socketLb,
       ...(values.cgroup !== undefined && { cgroup: values.cgroup }),

@@ -1,0 +1,107 @@
+// The only module that loads kbp_netlink.node (native/src/netlink.cc): netlink sockets that send a
+// batch of requests in one system call, on a worker thread, and hand back every answer. Requests are
+// numbered here; the answers are sorted back to their request by sequence number.
+import { createRequire } from 'node:module';
+import { findAddon } from '../../util/addon-path.js';
+import { KbpError } from '../../util/errors.js';
+import { decodeError, decodeMessages, encodeMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, type Message } from './netlink.js';
+
+interface NetlinkAddon {
+  open(protocol: number): object;
+  request(sock: object, messages: Buffer, terminals: number): Promise<Buffer>;
+  close(sock: object): void;
+}
+
+let addon: NetlinkAddon | undefined;
+let addonError: string | undefined;
+
+function loadAddon(): NetlinkAddon {
+  if (addon) return addon;
+  if (!addonError) {
+    const { file, found } = findAddon('kbp_netlink.node', 'KBP_NETLINK_ADDON', import.meta.url);
+    if (!found) addonError = `${file} not found (npm run build:native builds it)`;
+    else {
+      try {
+        addon = createRequire(import.meta.url)(found) as NetlinkAddon;
+        return addon;
+      } catch (e) {
+        addonError = `${found} could not be loaded: ${(e as Error).message}`;
+      }
+    }
+  }
+  throw new KbpError('KBP_ERR_KERNEL_FEATURE', `netlink addon: ${addonError}`);
+}
+
+/** One request of a batch: its message type, flags beyond REQUEST (ACK or DUMP), and payload. */
+export interface NlRequest {
+  type: number;
+  dump?: boolean;
+  payload: Buffer;
+}
+
+/** What the kernel answered one request: its data messages, and the errno (0 = success). */
+export interface NlReply {
+  errno: number;
+  message?: string;
+  data: Message[];
+}
+
+/** Messages per system call: a batch's answers must fit the socket's receive buffer. */
+const CHUNK = 256;
+
+export class NetlinkSocket {
+  readonly #a: NetlinkAddon;
+  readonly #sock: object;
+  #seq = Math.floor(Math.random() * 0x7fffffff);
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(protocol: number) {
+    this.#a = loadAddon();
+    try {
+      this.#sock = this.#a.open(protocol);
+    } catch (e) {
+      throw new KbpError('KBP_ERR_KERNEL_FEATURE', `netlink protocol ${protocol}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /**
+   * Sends the requests in order and returns one reply per request. Never throws on errno. Writes go
+   * in chunks of CHUNK per system call; a dump goes alone, since the kernel runs one dump per socket
+   * at a time (a second one in the same batch gets EBUSY).
+   */
+  request(reqs: NlRequest[]): Promise<NlReply[]> {
+    const go = async () => {
+      const out: NlReply[] = [];
+      let i = 0;
+      while (i < reqs.length) {
+        let j = i + 1;
+        if (!reqs[i]!.dump) while (j < reqs.length && j - i < CHUNK && !reqs[j]!.dump) j++;
+        out.push(...await this.#chunk(reqs.slice(i, j)));
+        i = j;
+      }
+      return out;
+    };
+    const p = this.#queue.then(go, go);
+    this.#queue = p.catch(() => undefined);
+    return p;
+  }
+
+  async #chunk(reqs: NlRequest[]): Promise<NlReply[]> {
+    const first = this.#seq;
+    const bufs = reqs.map((r, i) => encodeMessage({ type: r.type, flags: NLM_F_REQUEST | (r.dump ? NLM_F_DUMP : NLM_F_ACK), seq: first + i, payload: r.payload }));
+    this.#seq = (this.#seq + reqs.length) % 0x7fffffff;
+    const raw = await this.#a.request(this.#sock, Buffer.concat(bufs), reqs.length);
+    const replies: NlReply[] = reqs.map(() => ({ errno: 0, data: [] }));
+    for (const m of decodeMessages(raw)) {
+      const r = replies[(m.seq - first + 0x7fffffff) % 0x7fffffff];
+      if (!r) continue; // an answer to an earlier, abandoned request
+      if (m.type === NLMSG_ERROR) Object.assign(r, decodeError(m));
+      else if (m.type !== NLMSG_DONE) r.data.push(m);
+    }
+    return replies;
+  }
+
+  close(): void {
+    this.#a.close(this.#sock);
+  }
+}

@@ -1,0 +1,171 @@
+// The IPVS data plane without a kernel: netlink messages byte for byte (what the kbp_netlink addon
+// sends and what the kernel answers, linux/ip_vs.h), and the desired state a plan turns into
+// (virtual servers, weights, persistence, the eTP=Local mark services, the nft elements), and the
+// read-back that dump prints. The VM tier (test/vm/ipvs-guest.ts) runs the same code on a kernel.
+import test from 'ava';
+import { buildPlan } from '../../src/plan/plan.js';
+import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
+import type { NodeState } from '../../src/model/compiled.js';
+import { attr, decodeAttrs, decodeError, decodeMessages, encodeAttrs, encodeMessage, genlPayload, ipText, NLM_F_ACK, NLM_F_REQUEST } from '../../src/dataplane/ipvs/netlink.js';
+import { decodeDest, decodeService, IPVS_CMD, ipvsOps, serviceAttrs, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey } from '../../src/dataplane/ipvs/ipvs.js';
+import { decodeCtEntry, matches, tupleAttrs } from '../../src/dataplane/ipvs/conntrack.js';
+import { desiredState, FWMARK_BASE } from '../../src/dataplane/ipvs/model.js';
+import { readBackPlan } from '../../src/dataplane/ipvs/dataplane.js';
+import { elementDiff } from '../../src/dataplane/ipvs/nft.js';
+import { kernelVersion } from '../../src/dataplane/ipvs/host.js';
+import { be, fe } from './plan-helpers.js';
+
+const hex = (b: Buffer) => b.toString('hex');
+
+test('NEW_SERVICE for 10.96.0.10:80/TCP rr is the bytes ipvsadm sends (linux/ip_vs.h)', (t) => {
+  const vs = { address: '10.96.0.10', protocol: 'TCP' as const, port: 80, scheduler: 'rr', flags: 0, timeout: 0 };
+  const payload = genlPayload(IPVS_CMD.NEW_SERVICE, 1, serviceAttrs(vs));
+  t.is(hex(payload),
+    '01010000' + // genlmsghdr: cmd NEW_SERVICE, version 1
+    '54000180' + // IPVS_CMD_ATTR_SERVICE, nested, 84 bytes
+    '0600010002000000' + // AF = AF_INET (u16, padded)
+    '0600020006000000' + // PROTOCOL = 6
+    '140003000a60000a' + '00'.repeat(12) + // ADDR: nf_inet_addr, 16 bytes
+    '0600040000500000' + // PORT = 80, network order
+    '0700060072720000' + // SCHED_NAME "rr\0"
+    '0c00070000000000ffffffff' + // FLAGS { flags 0, mask ~0 }
+    '0800080000000000' + // TIMEOUT 0
+    '08000900ffffffff'); // NETMASK /32
+  const msg = encodeMessage({ type: 0x25, flags: NLM_F_REQUEST | NLM_F_ACK, seq: 7, payload });
+  t.is(msg.readUInt32LE(0), 16 + payload.length);
+  const [m] = decodeMessages(msg);
+  t.deepEqual({ type: m!.type, flags: m!.flags, seq: m!.seq }, { type: 0x25, flags: 5, seq: 7 });
+  t.deepEqual(decodeService(m!), vs);
+});
+
+test('services: persistence, mh flags, IPv6 and firewall marks survive a round trip', (t) => {
+  const cases = [
+    { address: 'fd00:10:96::a', protocol: 'UDP' as const, port: 53, scheduler: 'mh', flags: SVC_F_MH_PORT | SVC_F_PERSISTENT, timeout: 10800 },
+    { address: '10.96.0.1', protocol: 'SCTP' as const, port: 3868, scheduler: 'rr', flags: SVC_F_PERSISTENT, timeout: 30 },
+    { address: '0.0.0.0', fwmark: FWMARK_BASE | 5, protocol: 'TCP' as const, port: 0, scheduler: 'rr', flags: 0, timeout: 0 },
+  ];
+  for (const vs of cases) {
+    const [m] = decodeMessages(encodeMessage({ type: 0x25, flags: 0, seq: 1, payload: genlPayload(IPVS_CMD.NEW_SERVICE, 1, serviceAttrs(vs)) }));
+    t.deepEqual(decodeService(m!), vs, vsKey(vs));
+  }
+  // the kernel sets HASHED on every service it lists: not a flag of ours
+  const listed = { address: '10.96.0.1', protocol: 'TCP' as const, port: 80, scheduler: 'rr', flags: 0x2 | SVC_F_PERSISTENT, timeout: 5 };
+  const [m] = decodeMessages(encodeMessage({ type: 0x25, flags: 2, seq: 1, payload: genlPayload(IPVS_CMD.NEW_SERVICE, 1, serviceAttrs(listed)) }));
+  t.is(decodeService(m!)!.flags, SVC_F_PERSISTENT);
+});
+
+test('NEW_DEST carries the service key, then the real server (masq, weight, thresholds)', (t) => {
+  const op = ipvsOps.addDest({ address: '10.96.0.10', protocol: 'TCP', port: 80 }, { address: '10.244.1.2', port: 8080, weight: 1 });
+  t.is(op.cmd, IPVS_CMD.NEW_DEST);
+  const top = decodeAttrs(encodeAttrs(op.attrs));
+  t.is(hex(top.get(1)!.subarray(0, 8)), '0600010002000000', 'service key first: AF');
+  const d = decodeAttrs(top.get(2)!);
+  t.is(hex(d.get(1)!), '0af40102' + '00'.repeat(12));
+  t.is(hex(d.get(2)!), '1f90', 'port 8080 in network order');
+  t.is(d.get(3)!.readUInt32LE(0), 0, 'IP_VS_CONN_F_MASQ');
+  t.is(d.get(4)!.readUInt32LE(0), 1);
+  // a GET_DEST answer as the kernel writes it, counters included
+  const answer = genlPayload(IPVS_CMD.NEW_DEST, 1, [attr.nested(2, [
+    attr.bytes(1, Buffer.from('0af40102' + '00'.repeat(12), 'hex')), attr.be16(2, 8080), attr.u32(3, 0), attr.u32(4, 0),
+    attr.u32(7, 3), attr.u32(8, 9), attr.u32(9, 1), attr.u16(11, 2),
+  ])]);
+  t.deepEqual(decodeDest({ type: 0x25, flags: 2, seq: 1, payload: answer }, 2),
+    { address: '10.244.1.2', port: 8080, weight: 0, activeConns: 3, inactiveConns: 9, persistConns: 1 });
+});
+
+test('an NLMSG_ERROR answer gives the errno and the kernel\'s extended-ack text', (t) => {
+  const p = Buffer.alloc(4 + 16);
+  p.writeInt32LE(-17, 0);
+  const withText = Buffer.concat([p, encodeAttrs([attr.str(1, 'Service already exists')])]);
+  t.deepEqual(decodeError({ type: 2, flags: 0x100 | 0x200, seq: 1, payload: withText }), { errno: -17, message: 'Service already exists' });
+  t.deepEqual(decodeError({ type: 2, flags: 0x100, seq: 1, payload: p }), { errno: -17 });
+  t.throws(() => decodeMessages(Buffer.from('ff000000020000000100000000000000', 'hex')), { message: /runs past/ });
+});
+
+test('ctnetlink: a dumped UDP entry is matched by VIP and backend, and deleted by its original tuple', (t) => {
+  const orig = { src: '10.244.9.9', dst: '10.96.0.53', proto: 17, sport: 40000, dport: 53 };
+  const reply = { src: '10.244.1.2', dst: '10.244.9.9', proto: 17, sport: 5353, dport: 40000 };
+  const payload = Buffer.concat([Buffer.from([2, 0, 0, 0]), encodeAttrs([tupleAttrs(1, orig), tupleAttrs(2, reply)])]);
+  const e = decodeCtEntry({ type: 0x100, flags: 2, seq: 1, payload });
+  t.deepEqual(e, { orig, reply });
+  t.true(matches(e!, { vip: '10.96.0.53', vport: 53, backend: '10.244.1.2', bport: 5353, proto: 17 }));
+  t.false(matches(e!, { vip: '10.96.0.53', vport: 53, backend: '10.244.1.3', bport: 5353, proto: 17 }), 'another backend');
+  t.false(matches(e!, { vip: '10.96.0.53', vport: 53, backend: '10.244.1.2', bport: 5353, proto: 6 }), 'TCP is drained, not flushed');
+  t.is(ipText(10, Buffer.from('fd000010024400000000000000000002', 'hex')), 'fd00:10:244::2');
+});
+
+function plan(state: NodeState) {
+  return buildPlan(state, undefined, { seed: 1 });
+}
+
+test('desired state: a virtual server per frontend address, weights, persistence, NodePort on each node address', (t) => {
+  const p = plan({ frontends: [
+    fe('10.96.0.10', 80, [be('10.244.1.2'), be('10.244.2.2'), be('10.244.3.3', 8080, true)], { sessionAffinitySeconds: 60 }),
+    fe('0.0.0.0', 30080, [be('10.244.1.2'), be('10.244.2.2')], { type: 'NodePort', scope: 'external', snatRemote: true }),
+    fe('10.96.0.11', 53, [], { protocol: 'UDP' }),
+  ] });
+  const d = desiredState(p, { scheduler: 'rr', nodeAddresses: { 4: ['192.168.1.1', '192.168.2.1'], 6: [] } });
+  t.deepEqual([...d.services.keys()].sort(), ['10.96.0.10|80|TCP', '192.168.1.1|30080|TCP', '192.168.2.1|30080|TCP']);
+  const c = d.services.get('10.96.0.10|80|TCP')!;
+  t.is(c.vs.flags, SVC_F_PERSISTENT);
+  t.is(c.vs.timeout, 60);
+  // KEP-1669: the terminating endpoint keeps its flows (weight 0) while ready ones are left
+  t.deepEqual([...c.dests.values()].map((r) => `${r.address}=${r.weight}`), ['10.244.1.2=1', '10.244.2.2=1', '10.244.3.3=0']);
+  t.deepEqual([...d.vips].sort(), ['10.96.0.10', '10.96.0.11'], 'NodePorts are on node addresses, not the dummy');
+  t.deepEqual([...d.elements.get('no-endpoints4')!], ['10.96.0.11 . udp . 53'], 'no endpoints: refused by nft, no virtual server');
+  t.deepEqual([...d.elements.get('masq-frontends4')!].sort(), ['192.168.1.1 . tcp . 30080', '192.168.2.1 . tcp . 30080']);
+  const mh = desiredState(p, { scheduler: 'mh', nodeAddresses: { 4: [], 6: [] } });
+  t.is(mh.services.get('10.96.0.10|80|TCP')!.vs.flags, SVC_F_PERSISTENT | SVC_F_MH_PORT, 'mh hashes the source port too, as kube-proxy');
+});
+
+test('desired state: all terminating means they serve (weight 1); eTP=Local external traffic gets its own mark service', (t) => {
+  const local = be('10.244.1.2', 8080, false, true);
+  const p = plan({ frontends: [
+    fe('10.96.0.12', 80, [be('10.244.1.5', 8080, true), be('10.244.2.5', 8080, true)]),
+    fe('192.168.50.1', 80, [local, be('10.244.2.2')], { type: 'LoadBalancer', scope: 'internal' }),
+    fe('192.168.50.1', 80, [local], { type: 'LoadBalancer', scope: 'external', sourceRanges: ['10.0.0.0/8'] }),
+  ] });
+  const d = desiredState(p, { scheduler: 'rr', nodeAddresses: { 4: [], 6: [] } });
+  t.deepEqual([...d.services.get('10.96.0.12|80|TCP')!.dests.values()].map((r) => r.weight), [1, 1]);
+  const ext = [...p.frontends.values()].find((f) => f.scope === 'external')!;
+  const mark = (FWMARK_BASE | ext.id) >>> 0;
+  const fw = d.services.get(`fwmark 0x${mark.toString(16)}|4`);
+  t.truthy(fw, 'a firewall-mark service for the external frontend');
+  t.deepEqual([...fw!.dests.keys()], ['10.244.1.2|8080'], 'local endpoints only');
+  t.deepEqual([...d.services.get('192.168.50.1|80|TCP')!.dests.keys()].sort(), ['10.244.1.2|8080', '10.244.2.2|8080'], 'in-cluster traffic: every endpoint');
+  t.deepEqual([...d.elements.get('fwmarks4')!], [`192.168.50.1 . tcp . 80 : 0x${mark.toString(16)}`]);
+  t.deepEqual([...d.elements.get('firewall-allow4')!], ['192.168.50.1 . tcp . 80 . 10.0.0.0/8']);
+  t.deepEqual([...d.elements.get('local-backends4')!], ['10.244.1.2']);
+});
+
+test('read-back: what IPVS holds prints as compile -o json would; draining servers are left out, missing ones show', (t) => {
+  const state: NodeState = { frontends: [
+    fe('10.96.0.10', 80, [be('10.244.1.2'), be('10.244.2.2', 8080, true)]),
+    fe('10.96.0.11', 53, [], { protocol: 'UDP' }),
+  ] };
+  const p = plan(state);
+  const d = desiredState(p, { scheduler: 'rr', nodeAddresses: { 4: [], 6: [] } });
+  const held = new Map([...d.services].map(([k, v]) => [k, { vs: v.vs, dests: new Map(v.dests) }]));
+  t.deepEqual(planToCompiledState(readBackPlan(p, d, held)), planToCompiledState(p));
+  // a draining real server (weight 0, not terminating in the plan) is not a backend any more
+  held.get('10.96.0.10|80|TCP')!.dests.set('10.244.3.3|8080', { address: '10.244.3.3', port: 8080, weight: 0 });
+  t.deepEqual(planToCompiledState(readBackPlan(p, d, held)), planToCompiledState(p));
+  // one the kernel lost is not printed as if it were there
+  held.get('10.96.0.10|80|TCP')!.dests.delete('10.244.1.2|8080');
+  const back = planToCompiledState(readBackPlan(p, d, held));
+  t.deepEqual(back.frontends[0]!.backends.map((b) => b.address), ['10.244.2.2']);
+});
+
+test('nft element diff: deletes name the key only, adds the whole element', (t) => {
+  const have = new Map([['fwmarks4', new Set(['10.0.0.1 . tcp . 80 : 0x1', '10.0.0.2 . tcp . 80 : 0x2'])]]);
+  const want = new Map([['fwmarks4', new Set(['10.0.0.2 . tcp . 80 : 0x2', '10.0.0.3 . tcp . 80 : 0x3'])], ['vips4', new Set<string>()]]);
+  t.is(elementDiff('T', have, want),
+    'delete element inet T fwmarks4 { 10.0.0.1 . tcp . 80 }\nadd element inet T fwmarks4 { 10.0.0.3 . tcp . 80 : 0x3 }\n');
+  t.is(elementDiff('T', want, want), '');
+});
+
+test('conn_reuse_mode is left alone from 5.9 on: the kernel version is read as major.minor', (t) => {
+  t.deepEqual(kernelVersion('6.1.0-57-amd64'), [6, 1]);
+  t.deepEqual(kernelVersion('5.10.0'), [5, 10]);
+  t.deepEqual(kernelVersion('4.19.0-1'), [4, 19]);
+});

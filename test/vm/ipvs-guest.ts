@@ -1,0 +1,341 @@
+// IPVS mode end to end, inside the test VM (test/vm/guest.ts starts it after the datapath tests; the
+// VM's kernel has ip_vs and dummy, which the host's lacks). The VM's namespace as the node, the real agent
+// (the CLI, bundled), two server pods and a client pod on veths, and an external client on the node's
+// external device. Checks, with real clients:
+//   - auto picks IPVS when BPF is unavailable (KBP_DISABLE_BPF), and says why BPF was skipped;
+//   - --mode ipvs takes over from that agent (a restart: the virtual servers are read back, unchanged);
+//   - ClusterIP balances over both pods, from a pod; NodePort balances from the external client;
+//   - ClientIP affinity keeps one pod;
+//   - a removed TCP backend drains (weight 0 while a connection is open) and gets no new connection,
+//     and is deleted once that connection ends (bounded by --ipvs-drain-timeout);
+//   - a removed UDP backend: the same flow (one source port) moves to the other pod at once;
+//   - dump -o json equals compile -o json; cleanup removes the virtual servers, the dummy and the table.
+// Prints "ok - ..." / "not ok - ..." lines and a tally as mini-ava does, so guest.ts counts them.
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { uptime } from 'node:os';
+import { Lab, Netns, POD_SERVER, run, waitForLine, type LabProcess } from '../../testing/netns.js';
+import { IpvsClient } from '../../src/dataplane/ipvs/ipvs.js';
+import { formatIpvsTable } from '../../src/dataplane/ipvs/dump.js';
+
+const AGENT = join(process.env.KBP_VM_BUILD ?? '', 'kube-bpf-proxy.mjs');
+const PIN = '/sys/fs/bpf/kbp-ipvs';
+const NODE_IP = '192.168.77.1';
+const EXT_IP = '192.168.77.2';
+const CIP = '10.96.0.10', AFF_IP = '10.96.0.11', UDP_IP = '10.96.0.12';
+const NODE_PORT = 30080;
+const EMPTY_IP = '10.96.0.13', LOCAL_IP = '10.96.0.14', LOCAL_NODE_PORT = 30081, REMOTE_IP = '10.244.2.2';
+const PODS = [{ name: 'pod-a', ip: '10.244.1.2' }, { name: 'pod-b', ip: '10.244.1.3' }];
+
+const log = (s: string) => console.log(`# [${uptime().toFixed(0)}s] ${s}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let n = 0, pass = 0, fail = 0;
+async function check(what: string, fn: () => Promise<string | void>): Promise<boolean> {
+  n++;
+  try {
+    const why = await fn();
+    pass++;
+    console.log(`ok ${n} - ipvs: ${what}${why ? ` (${why})` : ''}`);
+    return true;
+  } catch (e) {
+    fail++;
+    console.log(`not ok ${n} - ipvs: ${what}\n  ---\n  ${(e as Error).message.split('\n').join('\n  ')}\n  ...`);
+    return false;
+  }
+}
+function expect(c: boolean, m: string): void {
+  if (!c) throw new Error(m);
+}
+
+function slice(svc: string, ips: string[], port: number, proto: 'TCP' | 'UDP', remote: string[] = []): string {
+  return `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${svc}-1, namespace: default, labels: { kubernetes.io/service-name: ${svc} } }
+addressType: IPv4
+ports: [ { name: p, port: ${port}, protocol: ${proto} } ]
+endpoints:
+${[...ips.map((ip) => [ip, 'vm']), ...remote.map((ip) => [ip, 'other'])].map(([ip, n]) => `  - addresses: ["${ip}"]\n    conditions: { ready: true }\n    nodeName: ${n}`).join('\n') || '  []'}
+`;
+}
+function manifests(dir: string, web: string[], udp: string[]): void {
+  writeFileSync(join(dir, 'services.yaml'), `apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default }
+spec: { type: NodePort, clusterIP: ${CIP}, ports: [ { name: p, port: 80, targetPort: 8080, nodePort: ${NODE_PORT}, protocol: TCP } ] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: sticky, namespace: default }
+spec:
+  clusterIP: ${AFF_IP}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } }
+  ports: [ { name: p, port: 80, targetPort: 8080, protocol: TCP } ]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: dns, namespace: default }
+spec: { clusterIP: ${UDP_IP}, ports: [ { name: p, port: 53, targetPort: 5353, protocol: UDP } ] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: empty, namespace: default }
+spec: { clusterIP: ${EMPTY_IP}, ports: [ { name: p, port: 80, targetPort: 8080, protocol: TCP } ] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: local, namespace: default }
+spec:
+  type: NodePort
+  clusterIP: ${LOCAL_IP}
+  externalTrafficPolicy: Local
+  ports: [ { name: p, port: 80, targetPort: 8080, nodePort: ${LOCAL_NODE_PORT}, protocol: TCP } ]
+`);
+  // written whole and renamed, so the watcher never reads half a file
+  const put = (f: string, text: string) => { writeFileSync(join(dir, `.${f}.tmp`), text); renameSync(join(dir, `.${f}.tmp`), join(dir, f)); };
+  put('web.yaml', slice('web', web, 8080, 'TCP'));
+  put('sticky.yaml', slice('sticky', PODS.map((p) => p.ip), 8080, 'TCP').replace(/web/g, 'sticky'));
+  put('dns.yaml', slice('dns', udp, 5353, 'UDP'));
+  // eTP=Local: pod-a here, and an endpoint on another node that nothing routes to (reaching it fails)
+  put('local.yaml', slice('local', [PODS[0]!.ip], 8080, 'TCP', [REMOTE_IP]));
+}
+
+const lab = new Lab('ipvs');
+const dir = mkdtempSync('/tmp/kbp-ipvs-');
+let node: Netns, client: Netns, ext: Netns;
+/** the web Service's endpoints as last written */
+let webNow = PODS.map((p) => p.ip);
+
+async function cli(args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  return lab.runIn(node, process.execPath, [AGENT, ...args], { timeoutMs: 60_000 });
+}
+function startAgent(mode: string, env: Record<string, string> = {}): LabProcess {
+  const args = [AGENT, 'run', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '--mode', mode, '--bpffs', PIN,
+    '--devices', 'ext0', '--healthz-bind-address', '', '--metrics-bind-address', '', '--housekeeping-interval', '1s',
+    '--min-sync-period', '100ms', '--ipvs-drain-timeout', '20s'];
+  const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return lab.spawn(node, envArgs.length ? 'env' : process.execPath, envArgs.length ? [...envArgs, process.execPath, ...args] : args, { what: `agent --mode ${mode}` });
+}
+async function until<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) { last = e; }
+    await sleep(500);
+  }
+  throw new Error(`${what}: not within ${ms} ms${last ? `: ${(last as Error).message}` : ''}`);
+}
+async function waitRunning(p: LabProcess): Promise<void> {
+  await until('the agent says it runs', 120_000, async () => {
+    if (p.child.exitCode !== null) throw new Error(`agent exited ${p.child.exitCode}: ${p.output().slice(-1500)}`);
+    return p.output().includes('agent running') ? true : undefined;
+  });
+}
+/** IPVS as `ipvsadm -Ln` prints it, read here (the node is this process's namespace) */
+async function table(): Promise<string> {
+  const c = await IpvsClient.open();
+  try {
+    const vs = await c.listServices();
+    const dests = await c.listDests(vs);
+    return formatIpvsTable(vs.map((v, i) => ({ vs: v, dests: dests[i]! })));
+  } finally {
+    c.close();
+  }
+}
+/** the real servers of one virtual server in the dump table: "addr:port weight" */
+function realServers(t: string, vs: string): string[] {
+  const lines = t.split('\n');
+  const i = lines.findIndex((l) => l.includes(` ${vs} `));
+  if (i < 0) return [];
+  const out: string[] = [];
+  for (let j = i + 1; j < lines.length && lines[j]!.startsWith('  -> '); j++) {
+    const f = lines[j]!.trim().split(/\s+/);
+    out.push(`${f[1]} ${f[3]}`);
+  }
+  return out;
+}
+async function http(ns: Netns, host: string, port: number, count: number): Promise<string[]> {
+  const r = await lab.client(ns, { proto: 'http', host, port, count, timeoutMs: 5000 });
+  const bad = r.filter((x) => !x.ok);
+  if (bad.length) throw new Error(`${bad.length} of ${count} requests to ${host}:${port} failed: ${bad.slice(0, 3).map((b) => b.error).join(', ')}`);
+  return r.map((x) => x.reply!.trim());
+}
+function tally(names: string[]): string {
+  const c = new Map<string, number>();
+  for (const x of names) c.set(x, (c.get(x) ?? 0) + 1);
+  return [...c].sort().map(([k, v]) => `${k}=${v}`).join(' ');
+}
+
+async function setup(): Promise<void> {
+  // the node is the VM's own namespace, named so the lab's helpers reach it: this process reads IPVS
+  // there directly instead of starting a CLI per look (seconds each under emulation)
+  node = new Netns('vmroot');
+  await run('ip', ['netns', 'attach', node.name, '1']);
+  ext = await lab.addNetns('ext');
+  await lab.enableForwarding(node);
+  await lab.addVeth(node, 'ext0', ext, 'eth0');
+  await lab.addAddress(node, 'ext0', `${NODE_IP}/24`);
+  await lab.addAddress(ext, 'eth0', `${EXT_IP}/24`);
+  await lab.addRoute(ext, 'default', { via: NODE_IP, dev: 'eth0' });
+  for (const [i, p] of PODS.entries()) {
+    const pod = await lab.addPod({ node, name: p.name, hostIf: `pod${i}`, addresses: [p.ip] });
+    // lab.startPodServer waits 10 s for "ready": too short for node's start under emulation
+    const srv = lab.spawn(pod.ns, process.execPath, [POD_SERVER, '--name', p.name, '--http', '8080', '--udp', '5353'], { what: `pod-server ${p.name}` });
+    await waitForLine(srv, 'ready', 120_000);
+  }
+  await lab.addPod({ node, name: 'client', hostIf: 'podc', addresses: ['10.244.1.9'] }).then((p) => { client = p.ns; });
+  manifests(dir, PODS.map((p) => p.ip), PODS.map((p) => p.ip));
+}
+
+/** one UDP socket (one source port) sending every 200 ms, printing who answered */
+const UDP_FLOW = `const d=require('node:dgram').createSocket('udp4');let i=0;d.on('message',(m)=>console.log('reply '+m));
+const t=setInterval(()=>{d.send('x',53,'${UDP_IP}');if(++i>600)process.exit(0)},200);process.on('SIGTERM',()=>process.exit(0));`;
+
+async function main(): Promise<void> {
+  await setup();
+  let agent = startAgent('auto', { KBP_DISABLE_BPF: 'vm-ipvs-tier' });
+  await check('--mode auto picks IPVS when BPF is unavailable, and logs why BPF was skipped', async () => {
+    await waitRunning(agent);
+    const out = agent.output();
+    expect(/"mode":"ipvs"[^\n]*data plane chosen|data plane chosen[^\n]*"mode":"ipvs"/.test(out), `no "data plane chosen" with mode ipvs: ${out.slice(-800)}`);
+    expect(/data plane skipped/.test(out) && out.includes('KBP_DISABLE_BPF'), 'BPF skipped without its reason');
+    return 'skipped bpf: KBP_DISABLE_BPF';
+  });
+  const before = await until('the first sync', 60_000, async () => {
+    const t = await table();
+    return realServers(t, `${CIP}:80`).length === 2 ? t : undefined;
+  }).catch((e: Error) => { log(e.message); return ''; });
+
+  agent.child.kill('SIGTERM');
+  await agent.exited;
+  agent = startAgent('ipvs');
+  await check('--mode ipvs takes over: the earlier agent\'s virtual servers are read back, not rebuilt', async () => {
+    await waitRunning(agent);
+    expect(agent.output().includes('reusing the IPVS state of an earlier agent'), 'no "reusing the IPVS state" in the log');
+    const after = await table();
+    expect(before !== '' && after === before, `the table changed across the restart:\n${before}\n---\n${after}`);
+  });
+
+  await check('ClusterIP balances over both pods (from a pod)', async () => {
+    const r = await http(client, CIP, 80, 16);
+    expect(new Set(r).size === 2, `one pod only: ${tally(r)}`);
+    return tally(r);
+  });
+  await check('NodePort on the node address balances over both pods (from the external client)', async () => {
+    const r = await http(ext, NODE_IP, NODE_PORT, 16);
+    expect(new Set(r).size === 2, `one pod only: ${tally(r)}`);
+    return tally(r);
+  });
+  await check('ClientIP affinity keeps one pod', async () => {
+    const r = await http(client, AFF_IP, 80, 12);
+    expect(new Set(r).size === 1, `several pods: ${tally(r)}`);
+    return tally(r);
+  });
+  await check('dump -o json equals compile -o json', async () => {
+    const d = await cli(['dump', '--mode', 'ipvs', '--bpffs', PIN, '-o', 'json']);
+    const c = await cli(['compile', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '-o', 'json']);
+    expect(d.code === 0 && c.code === 0, `dump ${d.code} ${d.stderr} / compile ${c.code} ${c.stderr}`);
+    expect(d.stdout === c.stdout, `dump:\n${d.stdout}\ncompile:\n${c.stdout}`);
+  });
+
+  await check('refused at once: a Service without endpoints, and a VIP port no Service has (nft reject)', async () => {
+    const out: string[] = [];
+    for (const [host, port] of [[EMPTY_IP, 80], [CIP, 81]] as const) {
+      const [r] = await lab.client(client, { proto: 'http', host, port, count: 1, timeoutMs: 8000 });
+      expect(!r!.ok && r!.error === 'ECONNREFUSED', `${host}:${port}: ${JSON.stringify(r)}`);
+      out.push(`${host}:${port} ${r!.error}`);
+    }
+    return out.join(', ');
+  });
+  await check('eTP=Local: external traffic to its NodePort reaches the local endpoint only (a firewall-mark virtual server)', async () => {
+    const r = await http(ext, NODE_IP, LOCAL_NODE_PORT, 8);
+    expect(r.every((x) => x === PODS[0]!.name), tally(r));
+    const t = await table();
+    expect(/\nFWM {2}\d+ /.test(t), `no firewall-mark virtual server:\n${t}`);
+    return tally(r);
+  });
+
+  // graceful removal: a connection to pod-b stays open while pod-b leaves the slice
+  await check('a removed TCP backend drains: weight 0 while its connection is open, no new connection, deleted once it ends', async () => {
+    const holder = lab.spawn(client, process.execPath, ['-e', `const s=require('node:net').connect(80,'${CIP}');let seen='';
+s.on('data',(d)=>{seen+=d;if(seen.includes('\\r\\n\\r\\n')&&!seen.done){seen.done=1;}});
+s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM',()=>{s.destroy();process.exit(0)});setTimeout(()=>process.exit(0),120000);`], { what: 'tcp holder' });
+    // which pod holds it: IPVS counts an active connection there
+    const t0 = await until('the held connection shows in IPVS', 60_000, async () => {
+      const t = await table();
+      return /\n {2}-> \S+\s+Masq\s+\d+\s+[1-9]/.test(t) ? t : undefined;
+    });
+    const heldLine = t0.split('\n').find((l) => /^ {2}-> \S+\s+Masq\s+\d+\s+[1-9]/.test(l))!;
+    const heldIp = heldLine.trim().split(/\s+/)[1]!.split(':')[0]!;
+    const keep = PODS.find((p) => p.ip !== heldIp)!;
+    webNow = [keep.ip];
+    manifests(dir, webNow, PODS.map((p) => p.ip));
+    const drained = await until('the held backend goes to weight 0', 60_000, async () => {
+      const rs = realServers(await table(), `${CIP}:80`);
+      return rs.includes(`${heldIp}:8080 0`) ? rs : undefined;
+    });
+    const r = await http(client, CIP, 80, 12);
+    expect(r.every((x) => x === keep.name), `new connections reached the draining pod: ${tally(r)}`);
+    await sleep(3000);
+    expect(realServers(await table(), `${CIP}:80`).includes(`${heldIp}:8080 0`), 'deleted while its connection was still open');
+    holder.child.kill('SIGTERM');
+    await holder.exited;
+    await until('the drained backend is deleted (connection ended or the 20 s bound)', 60_000, async () => {
+      const rs = realServers(await table(), `${CIP}:80`);
+      return rs.length === 1 && rs[0] === `${keep.ip}:8080 1` ? true : undefined;
+    });
+    const r2 = await http(client, CIP, 80, 8);
+    expect(r2.every((x) => x === keep.name), `after deletion: ${tally(r2)}`);
+    return `drained ${drained.join(', ')}; new: ${tally(r)}`;
+  });
+
+  await check('a removed UDP backend: the same flow moves to the other pod at once', async () => {
+    const flow = lab.spawn(client, process.execPath, ['-e', UDP_FLOW], { what: 'udp flow' });
+    const first = await until('the flow gets replies', 60_000, async () => /reply (\S+)/.exec(flow.output())?.[1]);
+    const other = PODS.find((p) => p.name !== first)!;
+    manifests(dir, webNow, [other.ip]);
+    await until('the UDP real server is deleted', 60_000, async () => (realServers(await table(), `${UDP_IP}:53`).length === 1 ? true : undefined));
+    const mark = flow.output().length;
+    const moved = await until('replies from the other pod on the same flow', 15_000, async () => {
+      const later = flow.output().slice(mark);
+      return later.includes(`reply ${other.name}`) ? later : undefined;
+    });
+    await sleep(1500);
+    const tail = flow.output().slice(mark);
+    const lastFirst = tail.lastIndexOf(`reply ${first}`), firstOther = tail.indexOf(`reply ${other.name}`);
+    flow.child.kill('SIGTERM');
+    await flow.exited;
+    expect(lastFirst < firstOther, `the removed pod answered after the other had: ${tail.slice(0, 400)}`);
+    return `${first} -> ${other.name}; ${moved.split('\n').filter(Boolean).length} replies after the change`;
+  });
+
+  agent.child.kill('SIGTERM');
+  await agent.exited;
+  await check('cleanup removes the virtual servers, the dummy device and the nftables table', async () => {
+    const r = await cli(['cleanup', '--mode', 'ipvs', '--bpffs', PIN]);
+    expect(r.code === 0, `cleanup exited ${r.code}: ${r.stderr}`);
+    const links = await lab.ip(node, ['-o', 'link', 'show']);
+    expect(!links.stdout.includes('kbp-ipvs0'), 'kbp-ipvs0 is still there');
+    const nft = await lab.exec(node, '/usr/sbin/nft', ['list', 'tables'], { allowFail: true });
+    expect(!nft.stdout.includes('kube-bpf-proxy-ipvs'), `table left: ${nft.stdout}`);
+    const d = await cli(['dump', '--mode', 'ipvs', '--bpffs', PIN]);
+    expect(d.code === 0 && !/\n(TCP|UDP|FWM) /.test(d.stdout), `virtual servers left: ${d.stdout}${d.stderr}`);
+    return r.stdout.trim();
+  });
+}
+
+const timer = setTimeout(() => { console.log('not ok - ipvs: the whole run took over 600 s'); void lab.cleanup().finally(() => process.exit(1)); }, 600_000);
+try {
+  await main();
+} catch (e) {
+  fail++;
+  console.log(`not ok ${++n} - ipvs: setup or a step outside the checks failed\n  ${(e as Error).stack}`);
+} finally {
+  clearTimeout(timer);
+  await lab.cleanup().catch((e: Error) => log(`cleanup: ${e.message}`));
+}
+console.log(`# pass ${pass}\n# fail ${fail}`);
+process.exit(fail ? 1 : 0);
