@@ -174,6 +174,7 @@ export class BpfDataplane implements Dataplane {
   #attached = new Map<number, { ifname: string; external: boolean }>();
   #flushTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
+  #sweeping = false;
   /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
   #swept = 0;
   /** devices left alone because their frames have no Ethernet header: ifindex -> name (logged once) */
@@ -240,7 +241,7 @@ export class BpfDataplane implements Dataplane {
     }
     const every = this.#opts.ctSweepMs ?? 30_000;
     if (every > 0) {
-      this.#sweepTimer = setInterval(() => this.sweepConntrack(), every);
+      this.#sweepTimer = setInterval(() => void this.sweepConntrack(), every);
       this.#sweepTimer.unref();
     }
   }
@@ -368,22 +369,33 @@ export class BpfDataplane implements Dataplane {
     return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats() };
   }
 
-  /** One pass of the conntrack sweep over lb_ct and lb_ct_syn; logs failures, never throws. */
-  sweepConntrack(): SweepResult[] {
-    const l = this.#loaded;
-    if (!l) return [];
-    const out: SweepResult[] = [];
-    for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
-      try {
-        const r = sweepConntrack(l.maps.map(name), name);
-        this.#swept += r.expired;
-        out.push(r);
-      } catch (e) {
-        this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
+  /**
+   * One pass of the conntrack sweep over lb_ct and lb_ct_syn, in batches that leave the event loop
+   * free between them (ct-sweep.ts); logs failures, never rejects. A pass still under way when the
+   * next period comes is not started twice.
+   */
+  async sweepConntrack(): Promise<SweepResult[]> {
+    if (this.#sweeping) return [];
+    this.#sweeping = true;
+    try {
+      const out: SweepResult[] = [];
+      for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
+        // close() may have run while the last batch was on the thread pool
+        const l = this.#loaded;
+        if (!l) break;
+        try {
+          const r = await sweepConntrack(l.maps.map(name), name);
+          this.#swept += r.expired;
+          out.push(r);
+        } catch (e) {
+          this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
+        }
       }
+      if (out.some((r) => r.expired)) this.#log.debug({ sweep: out }, 'conntrack sweep');
+      return out;
+    } finally {
+      this.#sweeping = false;
     }
-    if (out.some((r) => r.expired)) this.#log.debug({ sweep: out }, 'conntrack sweep');
-    return out;
   }
 
   capacity(): Capacity {
