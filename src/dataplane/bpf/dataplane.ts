@@ -364,9 +364,9 @@ export class BpfDataplane implements Dataplane {
     }
   }
 
-  async stats(): Promise<DataplaneStats> {
+  async stats(hint: { maxFrontendId?: number } = {}): Promise<DataplaneStats> {
     const { maps } = this.loaded;
-    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats() };
+    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats(hint.maxFrontendId) };
   }
 
   /**

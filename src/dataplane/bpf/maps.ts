@@ -73,6 +73,6 @@ export class BpfMaps {
   readConfig(): L.Config { return read.readConfig(this.maps); }
   devices(): Map<number, number> { return read.readDevices(this.maps); }
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }
-  readFrontendStats(): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps); }
+  readFrontendStats(maxFeId?: number): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps, maxFeId); }
   mapFill(): Array<{ name: L.MapName; entries: number; capacity: number }> { return read.readMapFill(this.maps); }
 }

@@ -336,6 +336,24 @@ export class BpfMap {
     }
   }
 
+  /**
+   * An ARRAY's (or PERCPU_ARRAY's) entries 0..n-1 only, in key order: the per-frontend counters of
+   * 10,000 frontends without the other 120,000 slots. Views valid only during the call.
+   */
+  scanFirst(n: number, visit: (key: Buffer, value: Buffer) => void): void {
+    if (this.type !== MapType.ARRAY && this.type !== MapType.PERCPU_ARRAY) throw usage(`scanFirst on map ${this.name}: not an array`);
+    checkU32(n, `count of scanFirst on map ${this.name}`);
+    const ks = this.keySize, vs = this.userValueSize;
+    let left = Math.min(n, this.maxEntries);
+    if (left === 0) return;
+    for (const { keys, values, n: got } of this.batchSteps(Math.min(left, 4096), { unsupported: false })) {
+      const take = Math.min(got, left);
+      for (let i = 0; i < take; i++) visit(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+      left -= take;
+      if (left === 0) return;
+    }
+  }
+
   /** Visits every entry through BPF_MAP_LOOKUP_BATCH; false when the map type has no batch lookup. */
   private scanBatched(visit: (keys: Buffer, values: Buffer, i: number) => void): boolean {
     const state = { unsupported: false };
