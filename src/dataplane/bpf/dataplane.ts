@@ -175,6 +175,8 @@ export class BpfDataplane implements Dataplane {
   #flushTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping = false;
+  /** lb_ct and lb_ct_syn entries as the last sweep counted them (stats() reports these) */
+  readonly #ctCounted = new Map<string, number>();
   /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
   #swept = 0;
   /** devices left alone because their frames have no Ethernet header: ifindex -> name (logged once) */
@@ -366,7 +368,11 @@ export class BpfDataplane implements Dataplane {
 
   async stats(hint: { maxFrontendId?: number } = {}): Promise<DataplaneStats> {
     const { maps } = this.loaded;
-    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats(hint.maxFrontendId) };
+    // the conntrack maps (up to a million entries each) are counted by the sweep, which scans them
+    // anyway and yields while it does, not on every scrape on the event loop
+    const counted = this.#ctCounted;
+    const fill = maps.mapFill(new Set(counted.keys())).map((m) => (counted.has(m.name) ? { ...m, entries: counted.get(m.name)! } : m));
+    return { maps: fill, events: { ...maps.readStats(), ct_swept: this.#swept }, frontends: maps.readFrontendStats(hint.maxFrontendId) };
   }
 
   /**
@@ -386,6 +392,8 @@ export class BpfDataplane implements Dataplane {
         try {
           const r = await sweepConntrack(l.maps.map(name), name);
           this.#swept += r.expired;
+          // what the scan saw, less what it deleted: the map's fill as of this sweep
+          this.#ctCounted.set(name, r.entries - r.expired);
           out.push(r);
         } catch (e) {
           this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');

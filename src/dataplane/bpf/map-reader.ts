@@ -145,9 +145,9 @@ export function readFrontendStats(maps: DataplaneMaps, maxFeId?: number): Map<nu
 }
 
 /** Entries and capacity per map (arrays are always full: their capacity is what they hold). */
-export function readMapFill(maps: DataplaneMaps): Array<{ name: L.MapName; entries: number; capacity: number }> {
+export function readMapFill(maps: DataplaneMaps, skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> {
   return L.MAP_NAMES.map((name) => {
     const m = maps[name];
-    return { name, entries: m.count(), capacity: m.maxEntries };
+    return { name, entries: skip?.has(name) ? 0 : m.count(), capacity: m.maxEntries };
   });
 }

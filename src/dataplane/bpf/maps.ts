@@ -74,5 +74,6 @@ export class BpfMaps {
   devices(): Map<number, number> { return read.readDevices(this.maps); }
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }
   readFrontendStats(maxFeId?: number): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps, maxFeId); }
-  mapFill(): Array<{ name: L.MapName; entries: number; capacity: number }> { return read.readMapFill(this.maps); }
+  /** skip: maps whose entries are not counted (reported as 0; the caller knows them otherwise) */
+  mapFill(skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> { return read.readMapFill(this.maps, skip); }
 }
