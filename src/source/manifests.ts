@@ -241,7 +241,9 @@ export class ManifestsReader {
     try {
       st = statSync(p);
     } catch {
-      return this.#files.has(p) ? 'gone' : 'ignore';
+      if (this.#files.has(p)) return 'gone';
+      // a folder moved or removed whole may come as one event naming it
+      return EXTENSIONS.test(p) ? 'ignore' : 'folder';
     }
     if (st.isDirectory()) return 'folder';
     if (st.isFile() && EXTENSIONS.test(p)) return 'file';

@@ -2,7 +2,7 @@
 // reported with path and line and skipped, changes and removals picked up by the watcher (or the
 // rescan), unchanged files leaving the store untouched.
 import test from 'ava';
-import { mkdtempSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -177,4 +177,10 @@ test('a watch event that names a folder or an ignored file: the folder is rescan
   t.deepEqual(c.map((x) => `${x.kind} ${x.key}`), ['Service default/m']);
   rmSync(join(dir, 'more'), { recursive: true });
   t.deepEqual(r.update([join(dir, 'more', 'm.yaml')]).changes.map((x) => [x.key, x.obj]), [['default/m', undefined]]);
+  // a folder moved away whole: one event naming the folder, which no longer exists
+  mkdirSync(join(dir, 'sub'));
+  writeFileSync(join(dir, 'sub', 's.yaml'), service('s'));
+  t.deepEqual(r.update([join(dir, 'sub')]).changes.map((x) => x.key), ['default/s']);
+  renameSync(join(dir, 'sub'), join(dir, '.moved'));
+  t.deepEqual(r.update([join(dir, 'sub')]).changes.map((x) => [x.key, x.obj]), [['default/s', undefined]]);
 });
