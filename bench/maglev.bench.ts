@@ -155,13 +155,25 @@ export default defineBench({
     ctx.metric({
       name: 'kernel table memory, exact M per table', value: kernelBytes(exact), unit: 'bytes', better: 'lower',
       baseline: `kernel table memory, M=${CILIUM_M} per frontend`,
-      target: 'tens of MiB at 10k Services', met: kernelBytes(exact) < 100 * 2 ** 20,
+      target: 'report (values only)',
       note: `${exact.frontends.size} frontends, ${exact.tables.size} tables`,
     });
     ctx.metric({
       name: 'kernel table memory, pow2 M per table (default)', value: kernelBytes(plan), unit: 'bytes', better: 'lower',
       baseline: `kernel table memory, M=${CILIUM_M} per frontend`,
-      target: 'tens of MiB at 10k Services', met: kernelBytes(plan) < 100 * 2 ** 20,
+      target: 'report (values only; the row below counts pages)',
+    });
+    // honest: what the kernel charges each inner map (array_map_mem_usage, kernel/bpf/arraymap.c): a
+    // BPF_F_MMAPABLE array is its header rounded up to a page plus its values rounded up to pages; a
+    // plain one of this size comes from kmalloc's 8 KiB class or vmalloc pages, about the same
+    const PAGE = 4096, ARRAY_HDR = 512;
+    const pageUp = (b: number) => Math.ceil(b / PAGE) * PAGE;
+    const pagedBytes = (p: Plan) => [...p.tables.values()].reduce((s, t) => s + pageUp(ARRAY_HDR) + pageUp(maglevKernelBytes(t.m)), 0);
+    ctx.metric({
+      name: 'kernel table memory, pow2 M, page rounding counted', value: pagedBytes(plan), unit: 'bytes', better: 'lower',
+      baseline: `kernel table memory, M=${CILIUM_M} per frontend`,
+      target: '<= 64 MiB at 10k Services, page rounding counted', met: pagedBytes(plan) <= 64 * 2 ** 20,
+      note: `${plan.tables.size} inner arrays (BPF_F_MMAPABLE): a page of header and the values in whole pages each; a flat array of slots (issue 10) would pay neither`,
     });
     ctx.metric({ name: 'user-space heap of the tables (exact M)', value: heapTables, unit: 'bytes', better: 'lower', note: 'measured: a Uint32Array per table, 4 bytes a slot' });
     const mib = (b: number) => +(b / 2 ** 20).toFixed(1);

@@ -52,6 +52,8 @@ async function discover(): Promise<Bench[]> {
   const files = (await readdir(here)).filter((f) => f.endsWith('.bench.ts')).sort();
   const benches: Bench[] = [];
   for (const f of files) {
+    // a standalone script (nftables.bench.ts runs, re-executes itself and exits on import) is not one of ours
+    if (!(await readFile(path.join(here, f), 'utf8')).includes('defineBench(')) continue;
     const mod = (await import(pathToFileURL(path.join(here, f)).href)) as { default?: Bench | Bench[] };
     if (!mod.default) throw new Error(`bench/${f} has no default export (export default defineBench({...}))`);
     for (const b of Array.isArray(mod.default) ? mod.default : [mod.default]) {

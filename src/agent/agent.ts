@@ -274,10 +274,12 @@ export class Agent {
 
   /** Reads the kernel's counters and map fill into the metrics (each scrape calls it). */
   async refreshStats(): Promise<void> {
-    const s = await this.#dp.stats();
+    const byId = new Map([...(this.#current?.frontends.values() ?? [])].map((f) => [f.id, f]));
+    let maxFrontendId = 0;
+    for (const id of byId.keys()) if (id > maxFrontendId) maxFrontendId = id;
+    const s = await this.#dp.stats(this.#current ? { maxFrontendId } : {});
     this.metrics.setMaps(s.maps);
     this.metrics.setDatapathEvents(s.events);
-    const byId = new Map([...(this.#current?.frontends.values() ?? [])].map((f) => [f.id, f]));
     this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {
       const f = byId.get(id);
       return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];

@@ -24,7 +24,8 @@ export interface Dataplane {
   apply(ops: PlanOp[], next: Plan): Promise<void>;
   /** Attaches to devices that appeared since the last call; forgets those that went away. */
   syncDevices(): Promise<void>;
-  stats(): Promise<DataplaneStats>;
+  /** Counters and map fill; maxFrontendId (the highest frontend id in use) lets per-frontend counters be read up to it only. */
+  stats(hint?: { maxFrontendId?: number }): Promise<DataplaneStats>;
   /** What the maps can hold; the agent leaves out whole Services beyond it rather than fail a write. */
   capacity(): Capacity;
   /** Stops this process's use of the data plane, leaving programs and maps in place. */

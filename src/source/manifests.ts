@@ -8,7 +8,7 @@
 // removed, so a half-saved edit does not withdraw a Service. Re-reading an unchanged file keeps the
 // same object identities, so the store (and the sync runner behind it) sees no change.
 import { existsSync, readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { Composer, LineCounter, Parser } from 'yaml';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 import { KbpError } from '../util/errors.js';
@@ -131,6 +131,8 @@ function safeIsFile(p: string): boolean {
 interface FileState {
   text: string;
   objects: ManifestObject[];
+  /** the file's object per id (`kind/key`), the last document winning */
+  byId: Map<string, ManifestObject>;
   /** what stat said when text was read: an unchanged stat skips the read */
   stat?: string;
 }
@@ -150,67 +152,168 @@ function statKey(p: string): string | undefined {
   }
 }
 
-/** Reads a folder once. Later files (by path) win over earlier ones for the same object. */
+/** One object as the folder now defines it (obj undefined: no file defines it any more). */
+export interface ManifestChange {
+  kind: Kind;
+  key: string;
+  obj: KindMap[Kind] | undefined;
+}
+
+const idOf = (o: { kind: Kind; key: string }) => `${o.kind}/${o.key}`;
+
+/**
+ * Reads a folder, then keeps it current file by file. Later files (by path) win over earlier ones for
+ * the same object. Which files define each object is indexed, so re-reading one file costs that file,
+ * not the folder: a watch event at 10,000 files reads one file and changes one object.
+ */
 export class ManifestsReader {
   readonly #files = new Map<string, FileState>();
+  /** object id -> the paths that define it */
+  readonly #owners = new Map<string, Set<string>>();
   constructor(readonly dir: string) {}
 
   /** Re-reads the folder; problems are those of files that changed since the last read. */
   read(): { objects: Map<Kind, Map<string, KindMap[Kind]>>; problems: ManifestProblem[] } {
     const problems: ManifestProblem[] = [];
-    let paths: string[];
-    try {
-      paths = listFiles(this.dir);
-    } catch (e) {
-      problems.push({ path: this.dir, message: `cannot list the folder: ${(e as Error).message}` });
-      paths = [...this.#files.keys()].sort();
-      return { objects: this.#collect(paths, problems), problems };
+    this.#refresh(undefined, problems, new Set());
+    const out = new Map<Kind, Map<string, KindMap[Kind]>>(KINDS.map((k) => [k, new Map()]));
+    for (const id of this.#owners.keys()) {
+      const w = this.#winner(id, problems);
+      if (w) out.get(w.kind)!.set(w.key, w.obj);
     }
-    const present = new Set(paths);
-    for (const p of [...this.#files.keys()]) if (!present.has(p)) this.#files.delete(p);
-    for (const p of paths) {
-      const prevState = this.#files.get(p);
-      // a folder of 10,000 files: a rescan reads only what changed
-      const st = statKey(p);
-      if (prevState && st !== undefined && prevState.stat === st) continue;
-      let text: string;
-      try {
-        text = readFileSync(p, 'utf8');
-      } catch (e) {
-        // vanished between listing and reading, or unreadable: keep what we had
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.#files.delete(p);
-        else problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
-        continue;
-      }
-      const prev = prevState;
-      if (prev && prev.text === text) {
-        prev.stat = st;
-        continue;
-      }
-      const res = parseManifestText(this.#rel(p), text);
-      problems.push(...res.problems);
-      if (res.ok) this.#files.set(p, { text, objects: res.objects, stat: st });
-      else if (prev) this.#files.set(p, { text, objects: prev.objects, stat: st });
-      else this.#files.set(p, { text, objects: [], stat: st });
-    }
-    return { objects: this.#collect(paths.filter((p) => this.#files.has(p)), problems), problems };
+    return { objects: out, problems };
   }
 
-  #collect(paths: string[], problems: ManifestProblem[]): Map<Kind, Map<string, KindMap[Kind]>> {
-    const out = new Map<Kind, Map<string, KindMap[Kind]>>(KINDS.map((k) => [k, new Map()]));
-    const from = new Map<string, ManifestObject>();
-    for (const p of paths) {
-      for (const o of this.#files.get(p)?.objects ?? []) {
-        const id = `${o.kind}/${o.key}`;
-        const prev = from.get(id);
-        if (prev && prev.obj !== o.obj) {
-          problems.push({ path: o.path, line: o.line, message: `${o.kind} ${o.key} is also defined in ${prev.path}:${prev.line}; this one wins` });
+  /**
+   * Re-reads the given files (absolute paths; a removed file withdraws its objects), or with no
+   * paths the whole folder (listing it, and reading only files whose stat changed), and returns the
+   * objects whose winning definition changed. A path that is a folder rescans the whole folder.
+   */
+  update(paths?: Iterable<string>): { changes: ManifestChange[]; problems: ManifestProblem[] } {
+    const problems: ManifestProblem[] = [];
+    const touched = new Set<string>();
+    this.#refresh(paths, problems, touched);
+    const changes: ManifestChange[] = [];
+    for (const id of touched) {
+      const w = this.#winner(id, problems);
+      const slash = id.indexOf('/');
+      changes.push({ kind: id.slice(0, slash) as Kind, key: id.slice(slash + 1), obj: w?.obj });
+    }
+    return { changes, problems };
+  }
+
+  #refresh(paths: Iterable<string> | undefined, problems: ManifestProblem[], touched: Set<string>): void {
+    const full = (): void => {
+      let listed: string[];
+      try {
+        listed = listFiles(this.dir);
+      } catch (e) {
+        problems.push({ path: this.dir, message: `cannot list the folder: ${(e as Error).message}` });
+        return;
+      }
+      const present = new Set(listed);
+      for (const p of [...this.#files.keys()]) if (!present.has(p)) this.#setFile(p, undefined, touched);
+      // a folder of 10,000 files: a rescan reads only what changed
+      for (const p of listed) this.#reload(p, problems, touched);
+    };
+    if (paths === undefined) full();
+    else {
+      for (const p of paths) {
+        const what = this.#classify(p);
+        if (what === 'folder') {
+          full();
+          break;
         }
-        from.set(id, o);
-        out.get(o.kind)!.set(o.key, o.obj);
+        if (what === 'file') this.#reload(p, problems, touched);
+        else if (what === 'gone') this.#setFile(p, undefined, touched);
       }
     }
-    return out;
+  }
+
+  /** what a watch event's path is: a manifest file, gone (or no longer a manifest), a folder, or not ours */
+  #classify(p: string): 'file' | 'gone' | 'folder' | 'ignore' {
+    const rel = relative(this.dir, p);
+    if (!rel || rel.startsWith('..')) return 'folder';
+    const parts = rel.split(sep);
+    // editors' swap and backup files; listFiles' depth bound
+    if (parts.some((x) => x.startsWith('.')) || parts.length > 9) return this.#files.has(p) ? 'gone' : 'ignore';
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      if (this.#files.has(p)) return 'gone';
+      // a folder moved or removed whole may come as one event naming it
+      return EXTENSIONS.test(p) ? 'ignore' : 'folder';
+    }
+    if (st.isDirectory()) return 'folder';
+    if (st.isFile() && EXTENSIONS.test(p)) return 'file';
+    return this.#files.has(p) ? 'gone' : 'ignore';
+  }
+
+  /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
+  #reload(p: string, problems: ManifestProblem[], touched: Set<string>): void {
+    const prev = this.#files.get(p);
+    const st = statKey(p);
+    if (prev && st !== undefined && prev.stat === st) return;
+    let text: string;
+    try {
+      text = readFileSync(p, 'utf8');
+    } catch (e) {
+      // vanished between listing and reading, or unreadable: keep what we had
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.#setFile(p, undefined, touched);
+      else problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
+      return;
+    }
+    if (prev && prev.text === text) {
+      prev.stat = st;
+      return;
+    }
+    const res = parseManifestText(this.#rel(p), text);
+    problems.push(...res.problems);
+    // a file that does not parse keeps its last good objects
+    const objects = res.ok ? res.objects : prev?.objects ?? [];
+    this.#setFile(p, { text, objects, byId: res.ok || !prev ? new Map(objects.map((o) => [idOf(o), o])) : prev.byId, stat: st }, touched);
+  }
+
+  #setFile(p: string, next: FileState | undefined, touched: Set<string>): void {
+    const prev = this.#files.get(p);
+    if (next) this.#files.set(p, next);
+    else this.#files.delete(p);
+    for (const [id, o] of prev?.byId ?? []) {
+      if (next?.byId.get(id) === o) continue;
+      touched.add(id);
+      if (!next?.byId.has(id)) {
+        const owners = this.#owners.get(id)!;
+        owners.delete(p);
+        if (!owners.size) this.#owners.delete(id);
+      }
+    }
+    for (const [id, o] of next?.byId ?? []) {
+      if (prev?.byId.get(id) === o) continue;
+      touched.add(id);
+      let owners = this.#owners.get(id);
+      if (!owners) this.#owners.set(id, owners = new Set());
+      owners.add(p);
+    }
+  }
+
+  /** the definition that wins (the last path in sort order); a clash is reported */
+  #winner(id: string, problems: ManifestProblem[]): ManifestObject | undefined {
+    const owners = this.#owners.get(id);
+    if (!owners?.size) return undefined;
+    let best: string | undefined, second: string | undefined;
+    for (const p of owners) {
+      if (best === undefined || p > best) {
+        second = best;
+        best = p;
+      } else if (second === undefined || p > second) second = p;
+    }
+    const w = this.#files.get(best!)!.byId.get(id)!;
+    if (second !== undefined) {
+      const prev = this.#files.get(second)!.byId.get(id)!;
+      problems.push({ path: w.path, line: w.line, message: `${w.kind} ${w.key} is also defined in ${prev.path}:${prev.line}; this one wins` });
+    }
+    return w;
   }
 
   #rel(p: string): string {
@@ -221,7 +324,7 @@ export class ManifestsReader {
 
 export interface ManifestsSourceOptions {
   dir: string;
-  /** quiet time after a change event before rescanning; default 100 ms */
+  /** quiet time after a change event before re-reading the files it named; default 10 ms (a rename into place is one event; a file written in place and read half-written fails to parse, or is re-read at its next event) */
   debounceMs?: number;
   /** periodic rescan, the fallback when events are missed; default 10 s; 0 disables */
   rescanMs?: number;
@@ -238,13 +341,17 @@ export class ManifestsSource implements Source {
   #debounce: NodeJS.Timeout | undefined;
   #rescan: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** files named by watch events since the last re-read */
+  readonly #pending = new Set<string>();
+  /** an event named no file (or too many): the next re-read lists the folder */
+  #pendingAll = false;
 
   constructor(opts: ManifestsSourceOptions) {
     this.store = opts.store ?? new ObjectStore();
     this.#reader = new ManifestsReader(opts.dir);
     this.#opts = {
       dir: opts.dir,
-      debounceMs: opts.debounceMs ?? 100,
+      debounceMs: opts.debounceMs ?? 10,
       rescanMs: opts.rescanMs ?? 10_000,
       logger: opts.logger ?? silentLogger,
       onProblem: opts.onProblem,
@@ -257,11 +364,13 @@ export class ManifestsSource implements Source {
       throw new KbpError('KBP_ERR_CONFIG', `--manifests ${dir}: not a folder`);
     }
     this.#stopped = false;
-    this.scan();
+    const { objects, problems } = this.#reader.read();
+    for (const p of problems) this.#report(p);
+    for (const [kind, objs] of objects) this.store.replace(kind, objs.values());
     try {
-      this.#watcher = watch(dir, { recursive: true }, () => this.#schedule());
+      this.#watcher = watch(dir, { recursive: true }, (_ev, name) => this.#schedule(name));
     } catch {
-      this.#watcher = watch(dir, () => this.#schedule());
+      this.#watcher = watch(dir, (_ev, name) => this.#schedule(name));
     }
     this.#watcher.on('error', (e) => {
       this.#report({ path: dir, message: `watch failed, relying on the periodic rescan: ${e.message}` });
@@ -282,21 +391,37 @@ export class ManifestsSource implements Source {
     if (this.#debounce) clearTimeout(this.#debounce);
     if (this.#rescan) clearInterval(this.#rescan);
     this.#debounce = this.#rescan = undefined;
+    this.#pending.clear();
+    this.#pendingAll = false;
   }
 
-  /** Reads the folder now and applies the differences to the store. */
+  /** Reads the folder now (only files whose stat changed) and applies the differences to the store. */
   scan(): void {
-    const { objects, problems } = this.#reader.read();
-    for (const p of problems) this.#report(p);
-    for (const [kind, objs] of objects) this.store.replace(kind, objs.values());
+    this.#apply(this.#reader.update());
   }
 
-  #schedule(): void {
+  #apply({ changes, problems }: { changes: ManifestChange[]; problems: ManifestProblem[] }): void {
+    for (const p of problems) this.#report(p);
+    for (const c of changes) {
+      if (c.obj === undefined) this.store.delete(c.kind, c.key);
+      // an object that a re-read left as it was (same identity) is no change
+      else if (this.store.get(c.kind, c.key) !== c.obj) this.store.upsert(c.kind, c.obj);
+    }
+  }
+
+  /** A watch event: the file it names is re-read after the quiet time (the whole folder when it names none). */
+  #schedule(name: string | Buffer | null): void {
     if (this.#stopped) return;
+    if (name === null || this.#pending.size >= 1000) this.#pendingAll = true;
+    else this.#pending.add(join(this.#opts.dir, name.toString()));
     if (this.#debounce) clearTimeout(this.#debounce);
     this.#debounce = setTimeout(() => {
       this.#debounce = undefined;
-      if (!this.#stopped) this.scan();
+      if (this.#stopped) return;
+      const paths = this.#pendingAll ? undefined : [...this.#pending];
+      this.#pending.clear();
+      this.#pendingAll = false;
+      this.#apply(this.#reader.update(paths));
     }, this.#opts.debounceMs);
     this.#debounce.unref();
   }

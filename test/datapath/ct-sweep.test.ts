@@ -13,7 +13,7 @@ const SEC = 1_000_000_000n;
 if (!isRoot) {
   test('datapath tests need root', (t) => t.pass('skipped: not root'));
 } else {
-  test('the sweep deletes expired conntrack entries of both maps and keeps live ones', (t) => {
+  test('the sweep deletes expired conntrack entries of both maps and keeps live ones', async (t) => {
     const dp = new Datapath();
     t.teardown(() => dp.close());
     dp.install(BASE_SERVICES);
@@ -31,9 +31,33 @@ if (!isRoot) {
       ['lb_ct_syn', 8, 'TCP', 61n * SEC, 0, false],
     ];
     for (const [map, sport, proto, age, flags] of cases) dp.setCt(map, key(sport, proto), entry(age, flags));
-    const r = [sweepConntrack(dp.map('lb_ct'), 'lb_ct', now), sweepConntrack(dp.map('lb_ct_syn'), 'lb_ct_syn', now)];
+    const r = [await sweepConntrack(dp.map('lb_ct'), 'lb_ct', now), await sweepConntrack(dp.map('lb_ct_syn'), 'lb_ct_syn', now)];
     t.deepEqual(r.map((x) => [x.map, x.entries, x.expired]), [['lb_ct', 6, 3], ['lb_ct_syn', 2, 1]]);
     for (const [map, sport, proto, , , kept] of cases) t.is(dp.ctIn(map, key(sport, proto)) !== undefined, kept, `${map} entry ${sport}/${proto}`);
-    t.deepEqual(sweepConntrack(dp.map('lb_ct'), 'lb_ct', now).expired, 0, 'a second pass finds nothing more');
+    t.deepEqual((await sweepConntrack(dp.map('lb_ct'), 'lb_ct', now)).expired, 0, 'a second pass finds nothing more');
+  });
+
+  test('the sweep yields to the event loop between batches and still deletes every expired entry', async (t) => {
+    const dp = new Datapath();
+    t.teardown(() => dp.close());
+    dp.install(BASE_SERVICES);
+    const now = process.hrtime.bigint();
+    const N = 600;
+    const key = (i: number) => ({ saddr: `10.244.${6 + (i >> 8)}.${i & 255}`, daddr: SVC.web4.address, sport: 1000 + i, dport: 80, protocol: 'UDP' as const, dir: LB_CT_DIR_FWD });
+    // every other entry past UDP's 60 s
+    for (let i = 0; i < N; i++) dp.setCt('lb_ct', key(i), { lastSeen: BigInt.asUintN(64, now - (i % 2 ? 61n : 1n) * SEC), backendId: 11, feId: SVC.web4.feId, flags: 0 });
+    // the event loop's turns while the sweep runs: a synchronous sweep gives it none
+    let turns = 0, done = false;
+    const spin = (): void => {
+      if (done || turns > 100_000) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    const r = await sweepConntrack(dp.map('lb_ct'), 'lb_ct', now, 50);
+    done = true;
+    t.deepEqual([r.entries, r.expired], [N, N / 2]);
+    t.true(turns >= N / 50 - 1, `event loop turns during the sweep: ${turns}`);
+    for (let i = 0; i < N; i++) t.is(dp.ctIn('lb_ct', key(i)) !== undefined, i % 2 === 0, `entry ${i}`);
   });
 }

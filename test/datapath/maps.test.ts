@@ -361,6 +361,14 @@ if (!isRoot) {
     }
     d.maps.map('lb_fe_stats').update(L.encodeU32(7), fv);
     t.deepEqual([...d.maps.readFrontendStats()], [[7, { packets: 2 * cpus, bytes: 100 * cpus }]]);
+    // read up to the highest id in use only: 7 and 4100 (past the first batch of 4096) are seen up to
+    // their own id, not beyond
+    d.maps.map('lb_fe_stats').update(L.encodeU32(4100), fv);
+    t.deepEqual([...d.maps.readFrontendStats(4100)].map(([id]) => id), [7, 4100]);
+    t.deepEqual([...d.maps.readFrontendStats(4099)].map(([id]) => id), [7]);
+    t.deepEqual([...d.maps.readFrontendStats(7)].map(([id]) => id), [7]);
+    t.deepEqual([...d.maps.readFrontendStats(6)], []);
+    d.maps.map('lb_fe_stats').update(L.encodeU32(4100), Buffer.alloc(cpus * 16));
     const fill = new Map(d.maps.mapFill().map((m) => [m.name, m]));
     t.deepEqual(fill.get('lb_devices'), { name: 'lb_devices', entries: 1, capacity: L.LB_DEVICES_MAX });
     t.is(fill.get('lb_stats')!.entries, L.LB_STAT_MAX);

@@ -2,10 +2,11 @@
 // reported with path and line and skipped, changes and removals picked up by the watcher (or the
 // rescan), unchanged files leaving the store untouched.
 import test from 'ava';
-import { mkdtempSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManifestsSource, parseManifestText, readManifests, type ManifestProblem } from '../../src/source/manifests.js';
+import fc from 'fast-check';
+import { ManifestsReader, ManifestsSource, parseManifestText, readManifests, type ManifestProblem } from '../../src/source/manifests.js';
 import type { Kind } from '../../src/source/types.js';
 
 function tempDir(t: import('ava').ExecutionContext): string {
@@ -119,4 +120,67 @@ test('the same object in two files: the later file wins, and the clash is report
   t.is(store.get('Service', 'default/dup')?.spec?.ports?.[0]?.port, 90);
   t.is(problems.length, 1);
   t.regex(problems[0]!.message, /also defined in .*1\.yaml:1/);
+});
+
+test('re-reading only the files a watch names gives what a fresh read of the folder gives (property)', (t) => {
+  const dir = tempDir(t);
+  const files = ['a.yaml', 'b.yml', 'sub/c.yaml', 'sub/deep/d.json', '.hidden.yaml', 'notes.txt'];
+  const names = ['x', 'y', 'z'];
+  const op = fc.record({
+    file: fc.constantFrom(...files),
+    action: fc.constantFrom('write', 'write', 'write', 'broken', 'remove'),
+    objects: fc.array(fc.record({ name: fc.constantFrom(...names), port: fc.integer({ min: 1, max: 3 }) }), { maxLength: 3 }),
+  });
+  fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 12 }), (ops) => {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const src = new ManifestsSource({ dir, rescanMs: 0 });
+    const live = src.store;
+    const reader = (src as unknown as { scan(): void });
+    reader.scan();
+    const incremental = new ManifestsReader(dir);
+    incremental.read();
+    const applied = new Map<string, unknown>();
+    for (const o of ops) {
+      const p = join(dir, o.file);
+      mkdirSync(join(p, '..'), { recursive: true });
+      if (o.action === 'remove') rmSync(p, { force: true });
+      else if (o.action === 'broken') writeFileSync(p, 'kind: Service\nmetadata: [unclosed\n');
+      else if (o.file.endsWith('.json')) writeFileSync(p, JSON.stringify({ kind: 'List', items: o.objects.map((x) => ({ kind: 'Service', metadata: { name: x.name }, spec: { ports: [{ port: x.port }] } })) }));
+      else writeFileSync(p, o.objects.map((x) => service(x.name, x.port)).join('---\n'));
+      for (const c of incremental.update([p]).changes) {
+        if (c.obj) applied.set(`${c.kind} ${c.key}`, c.obj);
+        else applied.delete(`${c.kind} ${c.key}`);
+      }
+      const fresh = readManifests(dir).store.view().services;
+      const got = [...applied].map(([k, v]) => [k, (v as { spec?: { ports?: Array<{ port?: number }> } }).spec?.ports?.[0]?.port]).sort();
+      const want = [...fresh].map(([k, v]) => [`Service ${k}`, v.spec?.ports?.[0]?.port]).sort();
+      // a broken file keeps its last good objects, which a fresh read cannot know: compare only when none is broken
+      if (!ops.some((x) => x.action === 'broken')) t.deepEqual(got, want, JSON.stringify(ops));
+      // and the source's own path (a whole-folder rescan) agrees with the file-by-file one always
+      reader.scan();
+      const viaScan = [...live.view().services].map(([k, v]) => [`Service ${k}`, v.spec?.ports?.[0]?.port]).sort();
+      t.deepEqual(got, viaScan, JSON.stringify(ops));
+    }
+  }), { numRuns: 60 });
+});
+
+test('a watch event that names a folder or an ignored file: the folder is rescanned, hidden files stay ignored', (t) => {
+  const dir = tempDir(t);
+  const r = new ManifestsReader(dir);
+  r.read();
+  mkdirSync(join(dir, 'more'));
+  writeFileSync(join(dir, 'more', 'm.yaml'), service('m'));
+  writeFileSync(join(dir, '.swap.yaml'), service('hidden'));
+  t.deepEqual(r.update([join(dir, '.swap.yaml')]).changes, []);
+  const c = r.update([join(dir, 'more')]).changes;
+  t.deepEqual(c.map((x) => `${x.kind} ${x.key}`), ['Service default/m']);
+  rmSync(join(dir, 'more'), { recursive: true });
+  t.deepEqual(r.update([join(dir, 'more', 'm.yaml')]).changes.map((x) => [x.key, x.obj]), [['default/m', undefined]]);
+  // a folder moved away whole: one event naming the folder, which no longer exists
+  mkdirSync(join(dir, 'sub'));
+  writeFileSync(join(dir, 'sub', 's.yaml'), service('s'));
+  t.deepEqual(r.update([join(dir, 'sub')]).changes.map((x) => x.key), ['default/s']);
+  renameSync(join(dir, 'sub'), join(dir, '.moved'));
+  t.deepEqual(r.update([join(dir, 'sub')]).changes.map((x) => [x.key, x.obj]), [['default/s', undefined]]);
 });

@@ -21,16 +21,28 @@ export interface SweepResult {
   capacity: number;
 }
 
-/** One pass over a conntrack map; now: CLOCK_MONOTONIC ns (default: this process's clock). */
-export function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now = process.hrtime.bigint()): SweepResult {
-  const expired: Buffer[] = [];
-  let entries = 0;
-  m.scan((k, v) => {
+/**
+ * One pass over a conntrack map; now: CLOCK_MONOTONIC ns (default: this process's clock). Runs in
+ * batches of `batch` entries (default 4096): each batch's expired entries are deleted on the thread
+ * pool and the event loop gets a turn before the next, so a sync or a scrape waits at most one batch,
+ * not the whole map (a million entries at full lb_ct).
+ */
+export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now = process.hrtime.bigint(), batch = 4096): Promise<SweepResult> {
+  let expired: Buffer[] = [];
+  let entries = 0, deleted = 0;
+  await m.scanYielding((k, v) => {
     entries++;
     // a signed 64-bit difference, as the programs compute it (lb_ct_fresh_for)
     const idle = BigInt.asIntN(64, now - v.readBigUInt64LE(0));
     if (idle > L.ctLifetimeNs(map, k.readUInt8(PROTO_OFF), v.readUInt16LE(FLAGS_OFF))) expired.push(Buffer.from(k));
+  }, {
+    batch,
+    onBatch: async () => {
+      if (!expired.length) return;
+      const keys = Buffer.concat(expired), n = expired.length;
+      expired = [];
+      deleted += await m.deleteManyAsync(keys, n);
+    },
   });
-  const n = expired.length ? m.deleteMany(Buffer.concat(expired), expired.length) : 0;
-  return { map, entries, expired: n, capacity: m.maxEntries };
+  return { map, entries, expired: deleted, capacity: m.maxEntries };
 }

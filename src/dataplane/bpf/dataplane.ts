@@ -195,6 +195,9 @@ export class BpfDataplane implements Dataplane {
   #attached = new Map<number, { ifname: string; external: boolean; flags: number }>();
   #flushTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
+  #sweeping = false;
+  /** lb_ct and lb_ct_syn entries as the last sweep counted them (stats() reports these) */
+  readonly #ctCounted = new Map<string, number>();
   /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
   #swept = 0;
   /** devices left alone because their frames have no Ethernet header: ifindex -> name (logged once) */
@@ -269,7 +272,7 @@ export class BpfDataplane implements Dataplane {
     }
     const every = this.#opts.ctSweepMs ?? 30_000;
     if (every > 0) {
-      this.#sweepTimer = setInterval(() => this.sweepConntrack(), every);
+      this.#sweepTimer = setInterval(() => void this.sweepConntrack(), every);
       this.#sweepTimer.unref();
     }
   }
@@ -439,27 +442,44 @@ export class BpfDataplane implements Dataplane {
     }
   }
 
-  async stats(): Promise<DataplaneStats> {
+  async stats(hint: { maxFrontendId?: number } = {}): Promise<DataplaneStats> {
     const { maps } = this.loaded;
-    return { maps: maps.mapFill(), events: { ...maps.readStats(), ct_swept: this.#swept, sock_terminated: this.#terminated }, frontends: maps.readFrontendStats() };
+    // the conntrack maps (up to a million entries each) are counted by the sweep, which scans them
+    // anyway and yields while it does, not on every scrape on the event loop
+    const counted = this.#ctCounted;
+    const fill = maps.mapFill(new Set(counted.keys())).map((m) => (counted.has(m.name) ? { ...m, entries: counted.get(m.name) ?? m.entries } : m));
+    return { maps: fill, events: { ...maps.readStats(), ct_swept: this.#swept, sock_terminated: this.#terminated }, frontends: maps.readFrontendStats(hint.maxFrontendId) };
   }
 
-  /** One pass of the conntrack sweep over lb_ct and lb_ct_syn; logs failures, never throws. */
-  sweepConntrack(): SweepResult[] {
-    const l = this.#loaded;
-    if (!l) return [];
-    const out: SweepResult[] = [];
-    for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
-      try {
-        const r = sweepConntrack(l.maps.map(name), name);
-        this.#swept += r.expired;
-        out.push(r);
-      } catch (e) {
-        this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
+  /**
+   * One pass of the conntrack sweep over lb_ct and lb_ct_syn, in batches that leave the event loop
+   * free between them (ct-sweep.ts); logs failures, never rejects. A pass still under way when the
+   * next period comes is not started twice.
+   */
+  async sweepConntrack(): Promise<SweepResult[]> {
+    if (this.#sweeping) return [];
+    this.#sweeping = true;
+    try {
+      const out: SweepResult[] = [];
+      for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
+        // close() may have run while the last batch was on the thread pool
+        const l = this.#loaded;
+        if (!l) break;
+        try {
+          const r = await sweepConntrack(l.maps.map(name), name);
+          this.#swept += r.expired;
+          // what the scan saw, less what it deleted: the map's fill as of this sweep
+          this.#ctCounted.set(name, r.entries - r.expired);
+          out.push(r);
+        } catch (e) {
+          this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
+        }
       }
+      if (out.some((r) => r.expired)) this.#log.debug({ sweep: out }, 'conntrack sweep');
+      return out;
+    } finally {
+      this.#sweeping = false;
     }
-    if (out.some((r) => r.expired)) this.#log.debug({ sweep: out }, 'conntrack sweep');
-    return out;
   }
 
   capacity(): Capacity {

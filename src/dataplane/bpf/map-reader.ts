@@ -130,23 +130,26 @@ export function readStats(maps: DataplaneMaps): Record<L.LbStatName, number> {
 }
 
 /** Packets and bytes per frontend id, summed over CPUs; frontends with no traffic are left out. */
-export function readFrontendStats(maps: DataplaneMaps): Map<number, { packets: number; bytes: number }> {
+export function readFrontendStats(maps: DataplaneMaps, maxFeId?: number): Map<number, { packets: number; bytes: number }> {
   const cpus = numPossibleCpus();
   const out = new Map<number, { packets: number; bytes: number }>();
-  // 131,072 per-CPU entries: scanned in place, only frontends with traffic are decoded
   const zero = Buffer.alloc(maps.lb_fe_stats.userValueSize);
-  maps.lb_fe_stats.scan((k, v) => {
+  const visit = (k: Buffer, v: Buffer): void => {
     if (v.equals(zero)) return;
     const s = L.decodeFeStatsPerCpu(v, cpus);
     out.set(L.decodeU32(k), { packets: Number(s.packets), bytes: Number(s.bytes) });
-  });
+  };
+  // ids are allocated from 1 up: with the highest id in use known, only 0..max are read, not all
+  // 131,072 per-CPU entries; a counter of a frontend removed since may be left unread, as is right
+  if (maxFeId !== undefined) maps.lb_fe_stats.scanFirst(maxFeId + 1, visit);
+  else maps.lb_fe_stats.scan(visit);
   return out;
 }
 
 /** Entries and capacity per map (arrays are always full: their capacity is what they hold). */
-export function readMapFill(maps: DataplaneMaps): Array<{ name: L.MapName; entries: number; capacity: number }> {
+export function readMapFill(maps: DataplaneMaps, skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> {
   return L.MAP_NAMES.map((name) => {
     const m = maps[name];
-    return { name, entries: m.count(), capacity: m.maxEntries };
+    return { name, entries: skip?.has(name) ? 0 : m.count(), capacity: m.maxEntries };
   });
 }

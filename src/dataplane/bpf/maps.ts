@@ -75,6 +75,7 @@ export class BpfMaps {
   readConfig(): L.Config { return read.readConfig(this.maps); }
   devices(): Map<number, number> { return read.readDevices(this.maps); }
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }
-  readFrontendStats(): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps); }
-  mapFill(): Array<{ name: L.MapName; entries: number; capacity: number }> { return read.readMapFill(this.maps); }
+  readFrontendStats(maxFeId?: number): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps, maxFeId); }
+  /** skip: maps whose entries are not counted (reported as 0; the caller knows them otherwise) */
+  mapFill(skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> { return read.readMapFill(this.maps, skip); }
 }

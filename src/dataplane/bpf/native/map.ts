@@ -315,11 +315,62 @@ export class BpfMap {
     }
   }
 
+  /**
+   * scan() that gives the event loop a turn after each batch of `batch` entries (a million-entry
+   * conntrack map is a second of lookups): onBatch runs after each batch's visits, before the turn,
+   * and may return a promise (e.g. deleting what the batch found). Without batch lookups, scan().
+   */
+  async scanYielding(visit: (key: Buffer, value: Buffer) => void, opts: { batch?: number; onBatch?: () => unknown } = {}): Promise<void> {
+    const ks = this.keySize, vs = this.userValueSize;
+    const batch = opts.batch ?? 4096;
+    checkU32(batch, `batch of scanYielding on map ${this.name}`);
+    const state = { unsupported: false };
+    for (const { keys, values, n } of this.batchSteps(Math.max(1, batch), state)) {
+      for (let i = 0; i < n; i++) visit(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+      await opts.onBatch?.();
+      await new Promise<void>((res) => setImmediate(res));
+    }
+    if (state.unsupported) {
+      this.scan(visit);
+      await opts.onBatch?.();
+    }
+  }
+
+  /**
+   * An ARRAY's (or PERCPU_ARRAY's) entries 0..n-1 only, in key order: the per-frontend counters of
+   * 10,000 frontends without the other 120,000 slots. Views valid only during the call.
+   */
+  scanFirst(n: number, visit: (key: Buffer, value: Buffer) => void): void {
+    if (this.type !== MapType.ARRAY && this.type !== MapType.PERCPU_ARRAY) throw usage(`scanFirst on map ${this.name}: not an array`);
+    checkU32(n, `count of scanFirst on map ${this.name}`);
+    const ks = this.keySize, vs = this.userValueSize;
+    let left = Math.min(n, this.maxEntries);
+    if (left === 0) return;
+    for (const { keys, values, n: got } of this.batchSteps(Math.min(left, 4096), { unsupported: false })) {
+      const take = Math.min(got, left);
+      for (let i = 0; i < take; i++) visit(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+      left -= take;
+      if (left === 0) return;
+    }
+  }
+
   /** Visits every entry through BPF_MAP_LOOKUP_BATCH; false when the map type has no batch lookup. */
   private scanBatched(visit: (keys: Buffer, values: Buffer, i: number) => void): boolean {
+    const state = { unsupported: false };
+    for (const { keys, values, n } of this.batchSteps(4096, state)) {
+      for (let i = 0; i < n; i++) visit(keys, values, i);
+    }
+    return !state.unsupported;
+  }
+
+  /**
+   * BPF_MAP_LOOKUP_BATCH, one batch per step; the buffers are reused by the next step. Sets
+   * state.unsupported (producing nothing) when the map type has no batch lookup.
+   */
+  private *batchSteps(size: number, state: { unsupported: boolean }): Generator<{ keys: Buffer; values: Buffer; n: number }, void> {
     const ks = this.keySize;
     const vs = this.userValueSize;
-    let chunk = Math.max(1, Math.min(this.maxEntries, 4096));
+    let chunk = Math.max(1, Math.min(this.maxEntries, size));
     // batch cursors: the kernel reads a u32 bucket for hash maps and a key for arrays
     const cursorSize = Math.max(8, ks);
     let inBatch: Buffer | null = null;
@@ -329,7 +380,10 @@ export class BpfMap {
       const outBatch = Buffer.alloc(cursorSize);
       const [ret, n] = native().mapLookupBatch(this.fd, inBatch, outBatch, keys, values, chunk);
       if (ret < 0 && ret !== -ENOENT) {
-        if (unsupported(ret) && inBatch === null) return false;
+        if (unsupported(ret) && inBatch === null) {
+          state.unsupported = true;
+          return;
+        }
         // one hash bucket holds more entries than fit: retry the same cursor with a bigger chunk
         if (ret === -ENOSPC && chunk < this.maxEntries) {
           chunk = Math.min(this.maxEntries, chunk * 4);
@@ -339,8 +393,8 @@ export class BpfMap {
         }
         throw bpfError('lookup_batch', this.name, ret);
       }
-      for (let i = 0; i < n; i++) visit(keys, values, i);
-      if (ret === -ENOENT) return true;
+      if (n > 0) yield { keys, values, n };
+      if (ret === -ENOENT) return;
       inBatch = outBatch;
     }
     throw usage(`entries of map ${this.name}: batch lookup did not end`);
