@@ -1,5 +1,7 @@
 // The nftables data plane end to end (issue 9): the two-node lab, the real agent on each node with
-// --mode nftables, real clients. One lab for the whole file; tests run in order.
+// --mode nftables, real clients. One lab for the whole file; tests run in order. What every mode must
+// do (ClusterIP, NodePort, LB IP, externalIP, UDP, dual-stack, hairpin, ...) is the agent suite's,
+// run in this mode by nftables-agent.test.ts; this file checks what is particular to nftables.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { ClusterLab, nodesYaml, sliceYaml, type LabNode, type LabPod } from '../../lab/cluster.js';
 import { labManifests, PORTS, VIP } from '../../lab/services.js';
@@ -78,26 +80,6 @@ labTest('ClusterIP balances over every backend from pods on both nodes; dump equ
   t.regex(table.stdout, /TCP  10\.100\.77\.149:80 +internal random +default\/mytest-svc:http ClusterIP/);
 });
 
-labTest('UDP over a multi-port Service reaches every backend, replies come from the VIP', async (t) => {
-  const udp = await lab.lab.client(pod('client1').pod.ns, { proto: 'udp', host: VIP.dns, port: 53, count: 24, timeoutMs: 2000 });
-  t.true(udp.every((r) => r.ok), JSON.stringify(udp.filter((r) => !r.ok)));
-  t.deepEqual([...new Set(udp.map((r) => r.reply))].sort(), ['pod-a', 'pod-b', 'pod-c']);
-  t.true(udp.every((r) => r.from?.includes(VIP.dns)), JSON.stringify(udp[0]));
-  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://${VIP.dns}:53/`, 12)), ['pod-a', 'pod-b', 'pod-c']);
-});
-
-labTest('NodePort from outside on each node reaches local and remote backends (eTP Cluster)', async (t) => {
-  for (const n of lab.nodes) {
-    const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 24);
-    t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `via ${n.name}: ${[...seen]}`);
-  }
-});
-
-labTest('LoadBalancer IP and externalIP from outside', async (t) => {
-  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.lb}:8000/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
-  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.externalIP}:8000/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
-});
-
 labTest('externalTrafficPolicy Local: source preserved; a node without local endpoints refuses', async (t) => {
   const [node1, node2] = lab.nodes as [LabNode, LabNode];
   for (let i = 0; i < 6; i++) {
@@ -134,18 +116,6 @@ labTest('session affinity sticks, and its entry expires after timeoutSeconds (2 
   t.regex(await nftList(node1), entry, 'the affinity set holds the client');
   await new Promise((r) => setTimeout(r, 3000));
   t.notRegex(await nftList(node1), entry, 'the entry expired after 2 s idle');
-});
-
-labTest('dual-stack Service over IPv6 and IPv4', async (t) => {
-  t.deepEqual(names(await lab.curlMany(pod('client1').pod.ns, `http://[${VIP.dual6}]/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
-  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://[${VIP.dual6}]/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
-  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://${VIP.dual4}/`, 12)), ['pod-a', 'pod-b', 'pod-c']);
-});
-
-labTest('hairpin: a pod balanced to itself through its Service gets through', async (t) => {
-  const seen = await lab.curlMany(pod('pod-a').pod.ns, `http://${VIP.mytest}/`, 24);
-  t.false([...seen.keys()].some((k) => k.startsWith('ERR')), `${[...seen]}`);
-  t.true(seen.has('pod-a'), `pod-a never reached itself: ${[...seen]}`);
 });
 
 labTest('a removed backend is never chosen again, also by a client with affinity; dump equals compile', async (t) => {
