@@ -145,6 +145,43 @@ labTest('a removed backend is never chosen again, also by a client with affinity
   await dumpEqualsCompile(t);
 });
 
+labTest('UDP: a flow whose backend left the Service moves to another backend at once (stale conntrack entries deleted)', async (t) => {
+  // kube-proxy: conntrack.CleanStaleEntries (pkg/proxy/conntrack/cleanup.go) deletes the entries to
+  // a UDP Service port whose reply source is no longer a serving endpoint; without that, one socket
+  // keeps reaching the pod that left (it still runs: only the slice dropped it)
+  const all = ['pod-a', 'pod-b', 'pod-c'].map(pod);
+  const yaml = labManifests(lab, all);
+  t.teardown(() => change(() => lab.writeManifest('dns.yaml', yaml['dns.yaml']!)));
+  const sender = lab.lab.spawn(pod('client1').pod.ns, process.execPath, ['-e', `
+    const s = require('node:dgram').createSocket('udp4');
+    s.on('message', (m) => console.log('reply ' + m.toString().split(' ')[0]));
+    s.bind(0, () => {
+      const timer = setInterval(() => s.send('x', 53, '${VIP.dns}'), 150);
+      setTimeout(() => { clearInterval(timer); s.close(); }, 25000);
+    });
+  `], { what: 'one UDP flow' });
+  t.teardown(() => { sender.child.kill('SIGTERM'); });
+  const replies = () => [...sender.output().matchAll(/reply (pod-\w+)/g)].map((m) => m[1]!);
+  const waitFor = async (n: number, ms: number) => {
+    const end = Date.now() + ms;
+    while (replies().length < n && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  };
+  await waitFor(4, 8000);
+  const held = replies()[0];
+  if (!held) throw new Error(`UDP flow: no reply: ${sender.output()}`);
+  t.true(replies().every((r) => r === held), `one flow, one backend: ${replies()}`);
+  await change(() => lab.writeManifest('dns.yaml', yaml['dns.yaml']!.replace(/---\napiVersion: discovery.k8s.io\/v1[\s\S]*$/, '') +
+    sliceYaml({ service: 'kube-dns', ports: [{ name: 'dns', port: 5353, protocol: 'UDP' }, { name: 'dns-tcp', port: 80 }],
+      endpoints: all.filter((p) => p.name !== held).map((p) => ({ pod: p })) })));
+  const since = replies().length;
+  await waitFor(since + 8, 6000);
+  // one datagram may have been on its way while the entry went
+  const after = replies().slice(since + 1);
+  t.true(after.length >= 4, `the flow kept being answered: ${sender.output()}`);
+  t.false(after.includes(held), `datagrams still reach ${held}, which left the Service: ${after}`);
+  t.is(new Set(after).size, 1, `the flow sticks to its new backend: ${after}`);
+});
+
 labTest('kill -9 the agent and start it again: requests keep working, the table is reused, dump unchanged', async (t) => {
   const node1 = lab.nodes[0]!;
   const before = await dumpJson(node1);

@@ -11,7 +11,8 @@ import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
 import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
-import { createTransport, type NftTransport } from './native.js';
+import { createTransport, flushStaleUdp, type NftTransport } from './native.js';
+import { staleUdpRules } from './conntrack.js';
 import { NftModel } from './ruleset.js';
 import { externalDevicesCommands, HELPER_SETS, NFT_TABLE } from './helpers.js';
 import { loadState, nftStatePath, removeState, saveState, type SavedState } from './state.js';
@@ -31,6 +32,8 @@ export interface NftablesDataplaneOptions {
   syncSaveMax?: number;
   /** how long such a save waits, coalescing the syncs in between (default 1000 ms) */
   saveDelayMs?: number;
+  /** delete UDP conntrack entries to removed backends after each sync (default: when `transport` is not given, i.e. not in tests) */
+  udpConntrackCleanup?: boolean;
 }
 
 /** Devices of the current network namespace with their addresses (ip -j addr). */
@@ -205,8 +208,20 @@ export class NftablesDataplane implements Dataplane {
     } else {
       for (const op of ops) if (op.op === 'deleteFrontend' && !next.frontends.has(frontendKey(op.frontend))) this.#keyById.delete(op.frontend.id);
     }
+    const prev = this.#plan;
     this.#plan = next;
     this.#log.debug({ elements: tx.elements, generation: this.#model.gen }, 'nftables transaction committed');
+    // after the table changed: a flow deleted now is re-balanced by the new table
+    const stale = staleUdpRules(prev, next, touched);
+    if (stale.length && (this.#opts.udpConntrackCleanup ?? this.#opts.transport === undefined)) {
+      try {
+        const r = await flushStaleUdp(stale);
+        if (r.deleted) this.#log.info({ deleted: r.deleted, frontends: stale.length }, 'stale UDP conntrack entries deleted');
+      } catch (e) {
+        // the table is in place; the entries time out by themselves (30 s, 120 s once answered)
+        this.#log.warn({ err: e, frontends: stale.length }, 'deleting stale UDP conntrack entries failed');
+      }
+    }
     this.#scheduleSave(next.frontends.size <= (this.#opts.syncSaveMax ?? 2000));
   }
 

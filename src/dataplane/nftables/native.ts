@@ -12,6 +12,7 @@ import { systemBinary } from '../../util/exec.js';
 interface NftAddon {
   newContext(outputFlags: number): object;
   run(ctx: object, commands: string): Promise<{ rc: number; output: string; error: string }>;
+  ctFlushUdp(rules: UdpFlushRule[]): Promise<{ deleted: number; seen: number; error: string }>;
   constants: { NFT_CTX_OUTPUT_JSON: number; NFT_CTX_OUTPUT_HANDLE: number; NFT_CTX_OUTPUT_NUMERIC_ALL: number };
 }
 
@@ -31,6 +32,30 @@ function loadAddon(): NftAddon | undefined {
     addonError = `${found} could not be loaded: ${(e as Error).message}`;
   }
   return addon;
+}
+
+/**
+ * UDP conntrack entries to a frontend (dst:port; any local address when `any`, matched by port as
+ * kube-proxy does for NodePorts) whose reply source is not one of `keep`: stale, deleted.
+ */
+export interface UdpFlushRule {
+  dst: string;
+  port: number;
+  any: boolean;
+  keep: string[];
+}
+
+/**
+ * Deletes stale UDP conntrack entries in this network namespace (libnetfilter_conntrack in the
+ * addon, on a worker thread): one dump per address family, one delete per stale entry.
+ */
+export async function flushStaleUdp(rules: UdpFlushRule[]): Promise<{ deleted: number; seen: number }> {
+  if (!rules.length) return { deleted: 0, seen: 0 };
+  const a = loadAddon();
+  if (!a) throw new KbpError('KBP_ERR_KERNEL_FEATURE', `UDP conntrack cleanup needs the kbp_nft addon: ${addonError}`);
+  const r = await a.ctFlushUdp(rules);
+  if (r.error) throw new KbpError('KBP_ERR_DATAPLANE', `UDP conntrack cleanup: ${r.error} (${r.deleted} entries deleted)`);
+  return { deleted: r.deleted, seen: r.seen };
 }
 
 export interface NftResult {
