@@ -21,7 +21,8 @@
       "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-fvisibility=hidden", "-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["<!@(pkg-config --libs libnftables 2>/dev/null || echo -lnftables)",
-        "<!@(pkg-config --libs libnetfilter_conntrack 2>/dev/null || echo -lnetfilter_conntrack -lnfnetlink)"]
+        "<!@(pkg-config --libs libnetfilter_conntrack 2>/dev/null || echo -lnetfilter_conntrack -lnfnetlink)",
+        "<!@(pkg-config --libs libmnl 2>/dev/null || echo -lmnl)"]
     }
   ]
 }
