@@ -182,6 +182,69 @@ labTest('UDP: a flow whose backend left the Service moves to another backend at 
   t.is(new Set(after).size, 1, `the flow sticks to its new backend: ${after}`);
 });
 
+labTest('SCTP: a ClusterIP Service is served (INIT packets DNATed to a backend); the table holds it', async (t) => {
+  // this kernel has no sctp module (no SCTP sockets), so the client and the backends use raw IP
+  // sockets: the client sends an SCTP INIT (CRC32c computed) to the VIP, the pods print the SCTP
+  // packets they receive. conntrack and NAT for SCTP are built in.
+  const vip = '10.96.100.70';
+  const all = ['pod-a', 'pod-b', 'pod-c'].map(pod);
+  t.teardown(() => change(() => lab.removeManifest('sctp.yaml')));
+  await change(() => lab.writeManifest('sctp.yaml', `---
+apiVersion: v1
+kind: Service
+metadata: { name: sctp-svc, namespace: default }
+spec:
+  clusterIP: ${vip}
+  ports: [{ name: s, port: 7777, targetPort: 7778, protocol: SCTP }]
+` + sliceYaml({ service: 'sctp-svc', ports: [{ name: 's', port: 7778, protocol: 'SCTP' }], endpoints: all.map((p) => ({ pod: p })) })));
+  const list = await nftList(lab.nodes[0]!);
+  t.regex(list, new RegExp(`${vip.replace(/\./g, '\\.')} \\. sctp \\. 7777 : goto pick-int4-3`), 'the dispatch map holds the SCTP frontend');
+  for (const p of all) t.regex(list, new RegExp(`${vip.replace(/\./g, '\\.')} \\. sctp \\. 7777 : ${p.ip4.replace(/\./g, '\\.')} \\. 7778`), `a DNAT map holds ${p.name}`);
+  await dumpEqualsCompile(t);
+
+  const listen = `
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 132)
+s.settimeout(0.5)
+end = time.time() + 8
+while time.time() < end:
+    try:
+        d = s.recv(2048)
+    except socket.timeout:
+        continue
+    ihl = (d[0] & 15) * 4
+    sp, dp = struct.unpack('!HH', d[ihl:ihl + 4])
+    print('got', socket.inet_ntoa(d[16:20]), dp, 'from', socket.inet_ntoa(d[12:16]), sp, flush=True)
+`;
+  const send = `
+import socket, struct
+def crc32c(b):
+    c = 0xffffffff
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82f63b78 if c & 1 else 0)
+    return c ^ 0xffffffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 132)
+for sport in range(40001, 40013):
+    init = struct.pack('!BBHIIHHI', 1, 0, 20, 0x1000 + sport, 65535, 1, 1, 7)
+    pkt = struct.pack('!HHII', sport, 7777, 0, 0) + init
+    pkt = pkt[:8] + struct.pack('<I', crc32c(pkt)) + pkt[12:]
+    s.sendto(pkt, ('${vip}', 0))
+print('sent', flush=True)
+`;
+  const listeners = all.map((p) => lab.lab.spawn(p.pod.ns, 'python3', ['-c', listen], { what: `SCTP listener in ${p.name}` }));
+  t.teardown(() => { for (const l of listeners) l.child.kill('SIGTERM'); });
+  await new Promise((r) => setTimeout(r, 1000));
+  await lab.lab.exec(pod('client1').pod.ns, 'python3', ['-c', send]);
+  await Promise.all(listeners.map((l) => l.exited));
+  const got = all.map((p, i) => ({ p, lines: [...listeners[i]!.output().matchAll(/^got (\S+) (\d+) from (\S+) (\d+)$/gm)] }));
+  const inits = got.flatMap(({ p, lines }) => lines.filter((m) => m[3] === pod('client1').ip4).map((m) => ({ pod: p.name, dst: m[1], dport: m[2], want: p.ip4 })));
+  t.true(inits.length >= 12, `every INIT reached a backend: ${JSON.stringify(got.map(({ p, lines }) => [p.name, lines.length]))}`);
+  t.true(inits.every((x) => x.dst === x.want && x.dport === '7778'), `DNATed to the pod's address and target port: ${JSON.stringify(inits.slice(0, 3))}`);
+  t.true(new Set(inits.map((x) => x.pod)).size >= 2, `spread over backends: ${JSON.stringify(inits.map((x) => x.pod))}`);
+});
+
 labTest('kill -9 the agent and start it again: requests keep working, the table is reused, dump unchanged', async (t) => {
   const node1 = lab.nodes[0]!;
   const before = await dumpJson(node1);
