@@ -1,7 +1,7 @@
 // Plan -> nftables, pure: what the table holds for a plan, and the commands (one transaction) that
 // take it from one plan to the next. No I/O; dataplane.ts sends the text.
 //
-// The table's shape (docs/nftables.md): few chains, large maps. Cost follows the number of chains and
+// The table's shape: few chains, large maps. Cost follows the number of chains and
 // rules far more than the number of elements (FALLBACKS.md: a chain per Service and per endpoint
 // loads 10,000 Services in 16-32 s here; maps load them in a fraction of a second), so nothing here
 // is per Service:
