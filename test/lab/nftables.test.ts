@@ -5,7 +5,7 @@
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { ClusterLab, nodesYaml, sliceYaml, type LabNode, type LabPod } from '../../lab/cluster.js';
 import { labManifests, PORTS, VIP } from '../../lab/services.js';
-import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
+import { labAvailable, sweepLeftovers, waitForLine } from '../../testing/netns.js';
 
 const test = anyTest as TestFn;
 const avail = labAvailable();
@@ -206,7 +206,8 @@ spec:
 import socket, struct, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 132)
 s.settimeout(0.5)
-end = time.time() + 8
+print('ready', flush=True)
+end = time.time() + 60
 while time.time() < end:
     try:
         d = s.recv(2048)
@@ -235,8 +236,13 @@ print('sent', flush=True)
 `;
   const listeners = all.map((p) => lab.lab.spawn(p.pod.ns, 'python3', ['-c', listen], { what: `SCTP listener in ${p.name}` }));
   t.teardown(() => { for (const l of listeners) l.child.kill('SIGTERM'); });
-  await new Promise((r) => setTimeout(r, 1000));
+  await Promise.all(listeners.map((l) => waitForLine(l, 'ready', 20_000)));
   await lab.lab.exec(pod('client1').pod.ns, 'python3', ['-c', send]);
+  // bounded: a few seconds for the last packets, then the listeners go
+  const deadline = Date.now() + 5000;
+  const count = () => listeners.reduce((n, l) => n + [...l.output().matchAll(/^got /gm)].length, 0);
+  while (count() < 12 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const l of listeners) l.child.kill('SIGTERM');
   await Promise.all(listeners.map((l) => l.exited));
   const got = all.map((p, i) => ({ p, lines: [...listeners[i]!.output().matchAll(/^got (\S+) (\d+) from (\S+) (\d+)$/gm)] }));
   const inits = got.flatMap(({ p, lines }) => lines.filter((m) => m[3] === pod('client1').ip4).map((m) => ({ pod: p.name, dst: m[1], dport: m[2], want: p.ip4 })));
