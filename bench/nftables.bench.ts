@@ -1,7 +1,8 @@
 // The nftables data plane's sync cost: a full sync of N Services x 10 endpoints (buildPlan, diff,
 // NftablesDataplane.apply: the model's transaction and the kernel taking it) and one endpoint change
-// at a time at 10,000 Services, through libnftables (the addon) and through `nft -f -` (a spawn per
-// transaction). Runs in a fresh network namespace of its own (re-executes itself under unshare -n),
+// at a time at 10,000 Services, through the addon with elements in bulk (its own netlink batch: the
+// default), through libnftables alone (every element parsed by it: the baseline, measured in the same
+// run) and through `nft -f -` (a spawn per transaction). Runs in a fresh network namespace of its own (re-executes itself under unshare -n),
 // so it never touches the host's ruleset.
 //   node --import=tsx bench/nftables.bench.ts [--quick]
 import { spawnSync } from 'node:child_process';
@@ -14,7 +15,7 @@ import { diffPlans } from '../src/plan/diff.js';
 import type { Plan } from '../src/plan/types.js';
 import type { NodeState } from '../src/model/compiled.js';
 import { NftablesDataplane } from '../src/dataplane/nftables/dataplane.js';
-import { createTransport } from '../src/dataplane/nftables/native.js';
+import { createTransport, type NftTransport } from '../src/dataplane/nftables/native.js';
 import { nodeState } from './gen.js';
 
 if (!process.env.KBP_NFT_BENCH_NETNS) {
@@ -42,8 +43,17 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
-async function fullSync(n: number, transport: 'libnftables' | 'nft-spawn'): Promise<{ dp: NftablesDataplane; plan: Plan; state: NodeState; planMs: number; applyMs: number; applyCpuMs: number }> {
-  const dp = new NftablesDataplane({ pinRoot: `/bench-${n}-${transport}`, statePath: join(dir, `${n}-${transport}.json`), devices: ['eth0'], nodeAddresses: () => [], transport: createTransport(transport), syncSaveMax: 0,
+type Via = 'bulk' | 'libnftables' | 'nft-spawn';
+
+function transportOf(via: Via): NftTransport {
+  const t = createTransport(via === 'nft-spawn' ? 'nft-spawn' : 'libnftables');
+  if (via === 'bulk' && !t.bulk) throw new Error('the kbp_nft addon has no bulk element call: npm run build:native');
+  if (via === 'libnftables') (t as { bulk?: unknown }).bulk = undefined;
+  return t;
+}
+
+async function fullSync(n: number, transport: Via): Promise<{ dp: NftablesDataplane; plan: Plan; state: NodeState; planMs: number; applyMs: number; applyCpuMs: number }> {
+  const dp = new NftablesDataplane({ pinRoot: `/bench-${n}-${transport}`, statePath: join(dir, `${n}-${transport}.json`), devices: ['eth0'], nodeAddresses: () => [], transport: transportOf(transport), syncSaveMax: 0,
     // the state file (O(N) JSON, written off the sync's path, coalesced) is measured apart below
     saveDelayMs: 1e9 });
   await dp.init();
@@ -61,7 +71,7 @@ async function fullSync(n: number, transport: 'libnftables' | 'nft-spawn'): Prom
 
 const results: Record<string, unknown> = {};
 try {
-  for (const transport of (process.argv.includes("--lib-only") ? ["libnftables"] : ["libnftables", "nft-spawn"]) as Array<"libnftables" | "nft-spawn">) {
+  for (const transport of (process.argv.includes('--lib-only') ? ['bulk', 'libnftables'] : ['bulk', 'libnftables', 'nft-spawn']) as Via[]) {
     for (const n of quick ? [1000] : [1000, 10000]) {
       const { dp, plan, state, planMs, applyMs, applyCpuMs } = await fullSync(n, transport);
       // one endpoint change at a time: a Service loses its first endpoint, then gets it back

@@ -12,14 +12,17 @@
       "libraries": ["<!@(pkg-config --libs libbpf 2>/dev/null || echo -lbpf)", "-lelf", "-lz"]
     },
     {
-      # the nftables data plane's transport: libnftables only, so it loads where libbpf is missing
+      # the nftables data plane's transport: libnftables (and libnetfilter_conntrack for UDP
+      # conntrack cleanup) only, so it loads where libbpf is missing
       "target_name": "kbp_nft",
       "sources": ["src/nft.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-fvisibility=hidden", "-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "libraries": ["<!@(pkg-config --libs libnftables 2>/dev/null || echo -lnftables)"]
+      "libraries": ["<!@(pkg-config --libs libnftables 2>/dev/null || echo -lnftables)",
+        "<!@(pkg-config --libs libnetfilter_conntrack 2>/dev/null || echo -lnetfilter_conntrack -lnfnetlink)",
+        "<!@(pkg-config --libs libmnl 2>/dev/null || echo -lmnl)"]
     },
     {
       # the IPVS data plane's transport: raw netlink sockets (generic netlink, ctnetlink), no library

@@ -11,8 +11,9 @@ import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
 import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
-import { createTransport, type NftTransport } from './native.js';
-import { NftModel } from './ruleset.js';
+import { createTransport, flushStaleUdp, type NftTransport } from './native.js';
+import { staleUdpRules } from './conntrack.js';
+import { elementTypes, NftModel, type ElementType } from './ruleset.js';
 import { externalDevicesCommands, HELPER_SETS, NFT_TABLE } from './helpers.js';
 import { loadState, nftStatePath, removeState, saveState, type SavedState } from './state.js';
 
@@ -31,6 +32,10 @@ export interface NftablesDataplaneOptions {
   syncSaveMax?: number;
   /** how long such a save waits, coalescing the syncs in between (default 1000 ms) */
   saveDelayMs?: number;
+  /** syncs with at least this many element changes send them in bulk, when the transport can (default 1000) */
+  bulkMinElements?: number;
+  /** delete UDP conntrack entries to removed backends after each sync (default: when `transport` is not given, i.e. not in tests) */
+  udpConntrackCleanup?: boolean;
 }
 
 /** Devices of the current network namespace with their addresses (ip -j addr). */
@@ -131,6 +136,9 @@ export class NftablesDataplane implements Dataplane {
   #devicesInTable: string | undefined;
   #plan: Plan | undefined;
   #saveTimer: NodeJS.Timeout | undefined;
+  /** a table of an earlier agent that the first sync replaces (in one buffer, atomically) */
+  #tableInPlace = false;
+  #types: Map<string, ElementType> | undefined;
 
   constructor(opts: NftablesDataplaneOptions) {
     this.#opts = opts;
@@ -154,7 +162,8 @@ export class NftablesDataplane implements Dataplane {
       for (const [k, f] of saved.plan.frontends) this.#keyById.set(f.id, k);
       this.#log.info({ table: this.table, frontends: saved.plan.frontends.size, generation: saved.gen, transport: this.transport.kind }, 'reusing the nftables table of an earlier agent');
     } else {
-      this.#log.info({ table: this.table, transport: this.transport.kind }, (await tableExists(this.transport, this.table))
+      this.#tableInPlace = await tableExists(this.transport, this.table);
+      this.#log.info({ table: this.table, transport: this.transport.kind }, this.#tableInPlace
         ? 'the nftables table does not match its state file: the first sync replaces it in one transaction'
         : 'nftables data plane ready; the first sync creates the table');
     }
@@ -189,11 +198,33 @@ export class NftablesDataplane implements Dataplane {
     }
     const wasFresh = this.#model.fresh;
     const { tx, commit } = this.#model.plan(next, touched, backendIds);
-    let script = tx.script;
     const devs = this.#devicesWanted.join(',');
-    if (wasFresh || devs !== this.#devicesInTable) script += externalDevicesCommands(this.table, this.#devicesWanted);
-    await this.transport.run(script);
-    commit();
+    const devCmds = wasFresh || devs !== this.#devicesInTable ? externalDevicesCommands(this.table, this.#devicesWanted) : '';
+    const bulk = this.transport.bulk;
+    if (bulk && tx.elements >= (this.#opts.bulkMinElements ?? 1000) && !(wasFresh && this.#tableInPlace)) {
+      // many elements (a full sync): three steps, one switch: new objects (referenced by nothing
+      // yet), then every element change in one transaction without libnftables' parser, then the
+      // objects nothing references any more. A small sync goes in one buffer through libnftables
+      // (~1-3 ms), and so does the replacement of a table an earlier agent left: no moment without it.
+      if (tx.structure || devCmds) await this.transport.run(tx.structure + devCmds);
+      if (!this.#types || tx.structure) this.#types = elementTypes(this.table, this.#opts.masqMark);
+      const types = this.#types;
+      await bulk(this.table, tx.groups.map((g) => {
+        const t = types.get(g.set);
+        if (!t) throw new Error(`nftables: no declaration for set ${g.set}`);
+        return { del: g.del, set: g.set, ...t, elems: g.elems.join('\n') };
+      }));
+      commit();
+      if (tx.cleanup) {
+        await this.transport.run(tx.cleanup).catch((e: unknown) => {
+          this.#log.warn({ err: e }, 'deleting unused nftables objects failed; they stay, unreferenced');
+        });
+      }
+    } else {
+      await this.transport.run(tx.script + devCmds);
+      commit();
+    }
+    this.#tableInPlace = false;
     this.#devicesInTable = devs;
     for (const k of touched) {
       const f = next.frontends.get(k);
@@ -205,8 +236,20 @@ export class NftablesDataplane implements Dataplane {
     } else {
       for (const op of ops) if (op.op === 'deleteFrontend' && !next.frontends.has(frontendKey(op.frontend))) this.#keyById.delete(op.frontend.id);
     }
+    const prev = this.#plan;
     this.#plan = next;
     this.#log.debug({ elements: tx.elements, generation: this.#model.gen }, 'nftables transaction committed');
+    // after the table changed: a flow deleted now is re-balanced by the new table
+    const stale = staleUdpRules(prev, next, touched);
+    if (stale.length && (this.#opts.udpConntrackCleanup ?? this.#opts.transport === undefined)) {
+      try {
+        const r = await flushStaleUdp(stale);
+        if (r.deleted) this.#log.info({ deleted: r.deleted, frontends: stale.length }, 'stale UDP conntrack entries deleted');
+      } catch (e) {
+        // the table is in place; the entries time out by themselves (30 s, 120 s once answered)
+        this.#log.warn({ err: e, frontends: stale.length }, 'deleting stale UDP conntrack entries failed');
+      }
+    }
     this.#scheduleSave(next.frontends.size <= (this.#opts.syncSaveMax ?? 2000));
   }
 

@@ -12,6 +12,8 @@ import { systemBinary } from '../../util/exec.js';
 interface NftAddon {
   newContext(outputFlags: number): object;
   run(ctx: object, commands: string): Promise<{ rc: number; output: string; error: string }>;
+  ctFlushUdp(rules: UdpFlushRule[]): Promise<{ deleted: number; seen: number; error: string }>;
+  elements(table: string, groups: BulkGroup[]): Promise<{ error: string; messages: number; bytes: number }>;
   constants: { NFT_CTX_OUTPUT_JSON: number; NFT_CTX_OUTPUT_HANDLE: number; NFT_CTX_OUTPUT_NUMERIC_ALL: number };
 }
 
@@ -33,8 +35,42 @@ function loadAddon(): NftAddon | undefined {
   return addon;
 }
 
+/**
+ * UDP conntrack entries to a frontend (dst:port; any local address when `any`, matched by port as
+ * kube-proxy does for NodePorts) whose reply source is not one of `keep`: stale, deleted.
+ */
+export interface UdpFlushRule {
+  dst: string;
+  port: number;
+  any: boolean;
+  keep: string[];
+}
+
+/**
+ * Deletes stale UDP conntrack entries in this network namespace (libnetfilter_conntrack in the
+ * addon, on a worker thread): one dump per address family, one delete per stale entry.
+ */
+export async function flushStaleUdp(rules: UdpFlushRule[]): Promise<{ deleted: number; seen: number }> {
+  if (!rules.length) return { deleted: 0, seen: 0 };
+  const a = loadAddon();
+  if (!a) throw new KbpError('KBP_ERR_KERNEL_FEATURE', `UDP conntrack cleanup needs the kbp_nft addon: ${addonError}`);
+  const r = await a.ctFlushUdp(rules);
+  if (r.error) throw new KbpError('KBP_ERR_DATAPLANE', `UDP conntrack cleanup: ${r.error} (${r.deleted} entries deleted)`);
+  return { deleted: r.deleted, seen: r.seen };
+}
+
 export interface NftResult {
   output: string;
+}
+
+/** Element changes of one set, for the bulk encoder: nft's element syntax, one element a line. */
+export interface BulkGroup {
+  del: boolean;
+  set: string;
+  keyType: string;
+  dataType: string;
+  interval: boolean;
+  elems: string;
 }
 
 /** Runs nft command buffers, one at a time (a libnftables context is not reentrant). */
@@ -42,6 +78,11 @@ export interface NftTransport {
   readonly kind: 'libnftables' | 'nft-spawn';
   /** one buffer = one transaction; rejects with the library's message, the kernel left unchanged */
   run(commands: string, opts?: { json?: boolean }): Promise<string>;
+  /**
+   * Element changes only, encoded by the addon into one netlink batch (one transaction) without
+   * libnftables' parser: ~10x cheaper per element. Absent where the addon is not used.
+   */
+  bulk?(table: string, groups: BulkGroup[]): Promise<void>;
 }
 
 function fail(commands: string, message: string): KbpError {
@@ -54,8 +95,26 @@ class LibTransport implements NftTransport {
   readonly #a: NftAddon;
   #queue: Promise<unknown> = Promise.resolve();
 
+  bulk?: (table: string, groups: BulkGroup[]) => Promise<void>;
+
   constructor(a: NftAddon) {
     this.#a = a;
+    if (typeof a.elements === 'function') this.bulk = (table, groups) => this.#enqueue(() => this.#bulk(table, groups));
+  }
+
+  async #bulk(table: string, groups: BulkGroup[]): Promise<void> {
+    const r = await this.#a.elements(table, groups);
+    if (r.error) {
+      const g = groups[0];
+      const first = g ? `${g.del ? 'delete' : 'add'} element ${g.set} { ${g.elems.slice(0, 200).replace(/\n/g, ', ')} }` : '';
+      throw new KbpError('KBP_ERR_DATAPLANE', `nft element transaction failed: ${r.error} (${groups.length} sets; first: ${JSON.stringify(first)})`);
+    }
+  }
+
+  #enqueue<T>(go: () => Promise<T>): Promise<T> {
+    const p = this.#queue.then(go, go);
+    this.#queue = p.catch(() => undefined);
+    return p;
   }
 
   run(commands: string, opts: { json?: boolean } = {}): Promise<string> {
@@ -72,9 +131,7 @@ class LibTransport implements NftTransport {
       if (r.rc !== 0) throw fail(commands, r.error || `libnftables returned ${r.rc}`);
       return r.output;
     };
-    const p = this.#queue.then(go, go);
-    this.#queue = p.catch(() => undefined);
-    return p;
+    return this.#enqueue(go);
   }
 }
 

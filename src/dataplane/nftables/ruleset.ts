@@ -1,7 +1,7 @@
 // Plan -> nftables, pure: what the table holds for a plan, and the commands (one transaction) that
 // take it from one plan to the next. No I/O; dataplane.ts sends the text.
 //
-// The table's shape (docs/nftables.md): few chains, large maps. Cost follows the number of chains and
+// The table's shape: few chains, large maps. Cost follows the number of chains and
 // rules far more than the number of elements (FALLBACKS.md: a chain per Service and per endpoint
 // loads 10,000 Services in 16-32 s here; maps load them in a fraction of a second), so nothing here
 // is per Service:
@@ -216,10 +216,41 @@ function objectsOf(r: FeRec, out: Set<string>): void {
   }));
 }
 
+// localBackendElements (helpers.ts) without its arrays: the set names per family
+const LOCAL4 = localBackendElements('0.0.0.0').map(([set]) => set) as [string, string];
+const LOCAL6 = localBackendElements('::').map(([set]) => set) as [string, string];
+
+/** The on-demand objects of a record, by its signature (class, K, T): computed once per signature. */
+const SIGS = new Map<string, string[]>();
+
+function signature(r: FeRec): string {
+  return `${dname(r.d)}|${r.order.length}|${r.affinity}`;
+}
+
+function objectsBySig(sig: string, r: FeRec): string[] {
+  let names = SIGS.get(sig);
+  if (!names) {
+    const set = new Set<string>();
+    objectsOf(r, set);
+    SIGS.set(sig, names = [...set]);
+  }
+  return names;
+}
+
+/** backends-<D>-<j> by class name and j, built once */
+const BACKEND_MAPS = new Map<string, string[]>();
+
+function backendsMapName(d: DClass, j: number): string {
+  const n = dname(d);
+  let a = BACKEND_MAPS.get(n);
+  if (!a) BACKEND_MAPS.set(n, a = []);
+  return (a[j] ??= backendsMap(d, j));
+}
+
 /** Elements only this record owns: set -> key -> value ('' for plain sets). */
 function ownedOf(r: FeRec, out: Array<[set: string, key: string, value: string]>): void {
   out.push([servicesMap(r.d), r.tuple, r.order.length ? `goto ${pickName(r)}` : r.drop ? 'drop' : 'goto no-endpoints']);
-  for (let j = 0; j < r.order.length; j++) out.push([backendsMap(r.d, j), r.tuple, r.targets[j]!]);
+  for (let j = 0; j < r.order.length; j++) out.push([backendsMapName(r.d, j), r.tuple, r.targets[j]!]);
 }
 
 /** Elements records may share (an internal and an external frontend on one address): refcounted. */
@@ -270,11 +301,47 @@ export function skeleton(table: string, opts: { masqMark?: number } = {}): strin
 
 // ---- the model: what the table holds, and the transaction to the next plan ----------------------
 
+export interface ElementGroup {
+  del: boolean;
+  set: string;
+  elems: string[];
+}
+
 export interface Transaction {
   /** the whole transaction, one buffer */
   script: string;
   /** element adds and deletes (for logs and the bench) */
   elements: number;
+  /**
+   * The same transaction in three steps, for a transport that sends elements in bulk (native.ts):
+   * `structure` creates the table (when fresh) and the new objects, which nothing references yet;
+   * `groups` are every element change, the one atomic switch; `cleanup` deletes the objects no
+   * element references any more. A step that is empty is ''.
+   */
+  structure: string;
+  groups: ElementGroup[];
+  cleanup: string;
+}
+
+/** The type of a set or map's elements, from its declaration (what the bulk encoder needs). */
+export interface ElementType {
+  keyType: string;
+  /** '' for a plain set, 'verdict' for a verdict map */
+  dataType: string;
+  interval: boolean;
+}
+
+const TYPE_RE = /(?:map|set) (\S+) \{ type ([^;:]+?)(?: : ([^;]+))?;(?: flags ([^;]+);)?/g;
+
+/** Element types of every set and map the table may hold, by name. */
+export function elementTypes(table: string, masqMark?: number): Map<string, ElementType> {
+  const out = new Map<string, ElementType>();
+  const scan = (text: string): void => {
+    for (const m of text.matchAll(TYPE_RE)) out.set(m[1]!, { keyType: m[2]!.trim(), dataType: (m[3] ?? '').trim(), interval: /\binterval\b/.test(m[4] ?? '') });
+  };
+  scan(skeleton(table, { masqMark }));
+  for (const d of DEFS.values()) if (d.kind !== 'chain') scan(d.create);
+  return out;
 }
 
 /**
@@ -345,20 +412,32 @@ export class NftModel {
       if (!a) m.set(s, a = []);
       a.push(e);
     };
+    // records per object signature (class, K, T) that the touched records drop (-1) and add (+1):
+    // a full sync has a few dozen signatures for 10,000 records
+    const sigDelta = new Map<string, { r: FeRec; d: number }>();
+    const sigAdd = (r: FeRec, d: number): void => {
+      const sig = signature(r);
+      const e = sigDelta.get(sig);
+      if (e) e.d += d;
+      else sigDelta.set(sig, { r, d });
+    };
+    const ea: Array<[string, string, string]> = [], eb: Array<[string, string, string]> = [];
+    const sa: Array<[string, string]> = [], sb: Array<[string, string]> = [];
     for (const k of keys) {
       const a = this.fresh ? undefined : this.recs.get(k);
       const b = newRecs.get(k);
-      const oa = new Set<string>(), ob = new Set<string>();
-      if (a) objectsOf(a, oa);
-      if (b) objectsOf(b, ob);
-      for (const n of oa) if (!ob.has(n)) addDelta(objDelta, n, objectDef(n), -1);
-      for (const n of ob) if (!oa.has(n)) addDelta(objDelta, n, objectDef(n), +1);
-      const sa: Array<[string, string]> = [], sb: Array<[string, string]> = [];
+      if (!a || !b || a.order.length !== b.order.length || a.affinity !== b.affinity || dname(a.d) !== dname(b.d)) {
+        if (a && a.order.length) sigAdd(a, -1);
+        if (b && b.order.length) sigAdd(b, +1);
+      }
+      sa.length = 0;
+      sb.length = 0;
       if (a) sharedOf(a, sa);
       if (b) sharedOf(b, sb);
       for (const [s, e] of sa) sharedDelta.set(`${s}\0${e}`, (sharedDelta.get(`${s}\0${e}`) ?? 0) - 1);
       for (const [s, e] of sb) sharedDelta.set(`${s}\0${e}`, (sharedDelta.get(`${s}\0${e}`) ?? 0) + 1);
-      const ea: Array<[string, string, string]> = [], eb: Array<[string, string, string]> = [];
+      ea.length = 0;
+      eb.length = 0;
       if (a) ownedOf(a, ea);
       if (b) ownedOf(b, eb);
       if (!a) {
@@ -374,25 +453,35 @@ export class NftModel {
       }
     }
 
+    for (const [sig, { r, d }] of sigDelta) {
+      if (d === 0) continue;
+      for (const n of objectsBySig(sig, r)) addDelta(objDelta, n, objectDef(n), d);
+    }
+
     // local backends (masquerade exemption, hairpin)
     const localDelta = new Map<string, number>();
     const localOfNext = new Map<number, string | undefined>();
-    const ids = backendIds ? new Set(backendIds) : new Set([...next.backends.keys(), ...this.#localOf.keys()]);
-    if (this.fresh) for (const id of next.backends.keys()) ids.add(id);
+    const ids: Iterable<number> = this.fresh ? next.backends.keys()
+      : backendIds ? new Set(backendIds) : new Set([...next.backends.keys(), ...this.#localOf.keys()]);
     for (const id of ids) {
       const was = this.fresh ? undefined : this.#localOf.get(id);
       const b = next.backends.get(id);
       const now = b?.local ? plainV4(b.address) : undefined;
-      localOfNext.set(id, now);
       if (was === now) continue;
+      localOfNext.set(id, now);
       if (was) localDelta.set(was, (localDelta.get(was) ?? 0) - 1);
       if (now) localDelta.set(now, (localDelta.get(now) ?? 0) + 1);
     }
+    const pushLocal = (m: Map<string, string[]>, addr: string): void => {
+      const six = addr.includes(':');
+      push(m, six ? LOCAL6[0] : LOCAL4[0], addr);
+      push(m, six ? LOCAL6[1] : LOCAL4[1], `${addr} . ${addr}`);
+    };
     const baseLocal = this.fresh ? new Map<string, number>() : this.#local;
     for (const [addr, d] of localDelta) {
       const before = baseLocal.get(addr) ?? 0, after = before + d;
-      if (before > 0 && after <= 0) for (const [s, e] of localBackendElements(addr)) push(ownDel, s, e);
-      if (before <= 0 && after > 0) for (const [s, e] of localBackendElements(addr)) push(ownAdd, s, e);
+      if (before > 0 && after <= 0) pushLocal(ownDel, addr);
+      if (before <= 0 && after > 0) pushLocal(ownAdd, addr);
     }
     const baseShared = this.fresh ? new Map<string, number>() : this.#shared;
     for (const [k, d] of sharedDelta) {
@@ -413,30 +502,34 @@ export class NftModel {
     // the transaction: objects first (maps, then the chains that use them), element deletes before
     // adds (a changed value is a delete and an add of its key), then objects no element names
     const T = this.table;
-    const lines: string[] = [];
+    const head: string[] = [], body: string[] = [], tail: string[] = [];
     const gen = this.gen + 1;
     if (this.fresh) {
       // replaces whatever an earlier agent left, in the same transaction: no moment without a table
-      lines.push(`add table inet ${T}`, `delete table inet ${T}`, skeleton(T, { masqMark: this.masqMark }).trimEnd());
+      head.push(`add table inet ${T}`, `delete table inet ${T}`, skeleton(T, { masqMark: this.masqMark }).trimEnd());
     }
     objCreate.sort((a, b) => a.level - b.level);
-    if (objCreate.length) lines.push(`table inet ${T} {\n${objCreate.map((o) => `  ${o.create}\n`).join('')}}`);
+    if (objCreate.length) head.push(`table inet ${T} {\n${objCreate.map((o) => `  ${o.create}\n`).join('')}}`);
     let elements = 0;
+    const groups: ElementGroup[] = [];
     const group = (verb: 'add' | 'delete', m: Map<string, string[]>): void => {
       for (const [s, es] of m) {
         elements += es.length;
-        for (let i = 0; i < es.length; i += 4096) lines.push(`${verb} element inet ${T} ${s} { ${es.slice(i, i + 4096).join(', ')} }`);
+        groups.push({ del: verb === 'delete', set: s, elems: es });
       }
     };
     group('delete', ownDel);
     group('add', ownAdd);
+    const genMap = new Map<string, string[]>([[HELPER_SETS.generation, [String(gen - 1)]]]);
+    if (!this.fresh && this.gen > 0) group('delete', genMap);
+    genMap.set(HELPER_SETS.generation, [String(gen)]);
+    group('add', genMap);
+    elements -= groups.filter((g) => g.set === HELPER_SETS.generation).length;
     objDelete.sort((a, b) => b.def.level - a.def.level);
     for (const o of objDelete) {
-      if (o.def.kind === 'chain') lines.push(`flush chain inet ${T} ${o.name}`, `delete chain inet ${T} ${o.name}`);
-      else lines.push(`delete ${o.def.kind} inet ${T} ${o.name}`);
+      if (o.def.kind === 'chain') tail.push(`flush chain inet ${T} ${o.name}`, `delete chain inet ${T} ${o.name}`);
+      else tail.push(`delete ${o.def.kind} inet ${T} ${o.name}`);
     }
-    if (!this.fresh && this.gen > 0) lines.push(`delete element inet ${T} ${HELPER_SETS.generation} { ${gen - 1} }`);
-    lines.push(`add element inet ${T} ${HELPER_SETS.generation} { ${gen} }`);
 
     const commit = (): void => {
       if (this.fresh) {
@@ -473,7 +566,25 @@ export class NftModel {
       }
       this.gen = gen;
     };
-    return { tx: { script: lines.join('\n') + '\n', elements }, commit };
+    const text = (x: string[]): string => (x.length ? x.join('\n') + '\n' : '');
+    // the one-buffer form, built when asked for (the bulk path does not): objects first, element
+    // deletes before adds (a changed value is a delete and an add of its key), then objects no
+    // element names, the generation last
+    const script = (): string => {
+      for (const g of groups) {
+        const verb = g.del ? 'delete' : 'add';
+        const out = g.set === HELPER_SETS.generation ? tail2 : body;
+        for (let i = 0; i < g.elems.length; i += 4096) out.push(`${verb} element inet ${T} ${g.set} { ${g.elems.slice(i, i + 4096).join(', ')} }`);
+      }
+      return text([...head, ...body, ...tail, ...tail2]);
+    };
+    const tail2: string[] = [];
+    let memo: string | undefined;
+    const tx: Transaction = {
+      get script() { return (memo ??= script()); },
+      elements, structure: text(head), groups, cleanup: text(tail),
+    };
+    return { tx, commit };
   }
 
   /** Index order per frontend key (kept in the state file: a restart must rebuild the same model). */
