@@ -42,6 +42,9 @@
 #ifndef LB_DEVICES_MAX
 #define LB_DEVICES_MAX 1024
 #endif
+#ifndef LB_FRAGS_MAX
+#define LB_FRAGS_MAX 8192            /* datagrams in flight in fragments (first fragment seen) */
+#endif
 #ifndef LB_NODE_ADDRS_MAX
 #define LB_NODE_ADDRS_MAX 1024       /* addresses of this node: NodePorts on 0.0.0.0 / :: answer there */
 #endif
@@ -95,6 +98,12 @@
  * refreshed less than a second ago writes nothing; the refresh also restores the flow's reverse entry */
 #define LB_CT_REFRESH_NS 1000000000
 
+/* Refusals (TCP RST, ICMP unreachable) sent per CPU: a token bucket of LB_REJECT_BURST refilled
+ * at LB_REJECT_RATE a second, the order of the kernel's own ICMP limits (icmp_msgs_per_sec 1000,
+ * burst 50, for the whole host); past it a refusal is dropped and counted */
+#define LB_REJECT_RATE 1000
+#define LB_REJECT_BURST 100
+
 /* device flags (lb_devices value) */
 #define LB_DEV_F_EXTERNAL (1 << 0)       /* receives NodePort / LoadBalancer / externalIP traffic */
 
@@ -118,7 +127,7 @@ enum lb_stat {
 	LB_STAT_DROP_FE_ID_ZERO,      /* a frontend entry with id 0 */
 	LB_STAT_DROP_REVNAT_MISSING,  /* a reply whose frontend has no reverse-NAT entry */
 	LB_STAT_PASS_MALFORMED,       /* truncated or malformed header: passed untouched */
-	LB_STAT_PASS_FRAGMENT,        /* IP fragment: passed untouched */
+	LB_STAT_PASS_FRAGMENT,        /* IP fragment whose first fragment was not seen (or an ICMP error in fragments): passed untouched */
 	LB_STAT_CT_BACKEND_GONE,      /* conntrack named a backend no longer in its frontend: re-balanced (UDP, SYN) */
 	LB_STAT_RESET_BACKEND_GONE,   /* conntrack named a backend no longer in its frontend: TCP reset */
 	LB_STAT_AFFINITY_HIT,
@@ -131,6 +140,9 @@ enum lb_stat {
 	LB_STAT_CT_EXPIRED,           /* conntrack entry past its lifetime on lookup: treated as a miss */
 	LB_STAT_CT_REV_RESTORED,      /* a flow's lost reverse entry written again from its forward entry */
 	LB_STAT_DROP_CT_CLASH,        /* new flow refused: its replies' tuple is another frontend's live flow */
+	LB_STAT_FRAG_XLATE,           /* a later IP fragment translated as its first fragment was */
+	LB_STAT_DROP_REJECT_LIMIT,    /* a refusal (RST, ICMP) not sent: over the per-CPU rate limit */
+	LB_STAT_ICMP_XLATE,           /* an ICMP error about a client's packet or a reply translated */
 	LB_STAT_MAX,
 };
 

@@ -163,7 +163,7 @@ export function removeMasquerade(): boolean {
 }
 
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
-const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats']);
+const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
 
 export class BpfDataplane implements Dataplane {
   readonly kind = 'bpf' as const;
