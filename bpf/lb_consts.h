@@ -109,6 +109,7 @@
 
 /* config (lb_config, one entry) flags */
 #define LB_CFG_F_SOCK_LB (1 << 0)        /* socket hooks translate; packets from such sockets need no NAT */
+#define LB_CFG_F_HOST_REROUTE (1 << 1)   /* host packets translated at tc egress are routed anew (FIB) */
 
 /* default skb mark that asks the kernel (nftables masquerade rule) to SNAT a flow */
 #define LB_SNAT_MARK_DEFAULT 0x4b500000
@@ -143,6 +144,8 @@ enum lb_stat {
 	LB_STAT_FRAG_XLATE,           /* a later IP fragment translated as its first fragment was */
 	LB_STAT_DROP_REJECT_LIMIT,    /* a refusal (RST, ICMP) not sent: over the per-CPU rate limit */
 	LB_STAT_ICMP_XLATE,           /* an ICMP error about a client's packet or a reply translated */
+	LB_STAT_HOST_REROUTE,         /* a host packet translated at tc egress, redirected to the backend's device */
+	LB_STAT_DROP_HOST_NO_ROUTE,   /* a host packet translated at tc egress with no route to its backend off this device: dropped */
 	LB_STAT_MAX,
 };
 

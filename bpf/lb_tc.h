@@ -19,6 +19,49 @@
  * in paged fragments, as some drivers and GRO leave them) is pulled up to this first. */
 #define LB_PULL_LEN 128
 
+#ifndef AF_INET
+#define AF_INET 2
+#define AF_INET6 10
+#endif
+
+/* A packet the host sends was routed for the frontend address, before tc egress translated it:
+ * the backend may be behind another device (a local pod's veth while the VIP's route is the default
+ * route), or behind none. It is routed anew for the backend (bpf_fib_lookup) and redirected there
+ * (bpf_redirect_neigh, which resolves the next hop); where the backend is not reachable that way
+ * (no route, a local address, forwarding off) it is dropped and counted, never sent out the wrong
+ * device. */
+static __always_inline int lb_tc_reroute(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_backend *be)
+{
+	struct bpf_fib_lookup fib = {};
+	long ret;
+
+	fib.ifindex = skb->ifindex;
+	fib.l4_protocol = p->proto;
+	fib.sport = p->sport;
+	fib.dport = be->port;
+	if (p->family == 4) {
+		union lb_addr a;
+
+		__builtin_memcpy(a.b, be->addr, 16);
+		fib.family = AF_INET;
+		fib.ipv4_src = p->saddr.w[3];
+		fib.ipv4_dst = a.w[3];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, p->saddr.b, 16);
+		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
+	}
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS || ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		if (fib.ifindex == skb->ifindex)
+			return TC_ACT_OK;
+		lb_stat_inc(LB_STAT_HOST_REROUTE);
+		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	}
+	lb_stat_inc(LB_STAT_DROP_HOST_NO_ROUTE);
+	return TC_ACT_SHOT;
+}
+
 /* forward translation of a packet to a frontend; at egress (host-originated) the flow is flagged
  * LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress */
 static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p, const struct lb_frontend *fe,
@@ -53,6 +96,8 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	if (p->frag == LB_FRAG_LATER)
 		lb_stat_inc(LB_STAT_FRAG_XLATE);
 	lb_fe_stat(fe_id, skb->len);
+	if (!at_ingress && (cfg.flags & LB_CFG_F_HOST_REROUTE))
+		return lb_tc_reroute(skb, p, &sel.be);
 	return TC_ACT_OK;
 }
 

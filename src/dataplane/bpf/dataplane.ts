@@ -210,7 +210,7 @@ export class BpfDataplane implements Dataplane {
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
-    loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
+    loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
     installMasquerade(snatMark, this.#opts.nodePortRange);
     // devices known from an earlier run keep their programs until syncDevices() replaces them
     for (const [ifindex, flags] of loaded.maps.devices()) {

@@ -71,6 +71,7 @@ export const LB_REJECT_BURST = 100;
 
 export const LB_DEV_F_EXTERNAL = 1 << 0;
 export const LB_CFG_F_SOCK_LB = 1 << 0;
+export const LB_CFG_F_HOST_REROUTE = 1 << 1;
 export const LB_SNAT_MARK_DEFAULT = 0x4b500000;
 
 /** enum lb_stat, in enum order: LB_STATS[i] is the counter at index i of lb_stats (LB_STAT_ prefix dropped, lower case). */
@@ -80,6 +81,7 @@ export const LB_STATS = [
   'drop_revnat_missing', 'pass_malformed', 'pass_fragment', 'ct_backend_gone', 'reset_backend_gone',
   'affinity_hit', 'affinity_expired', 'ct_full', 'xdp_to_tc', 'drop_csum', 'sock_connect', 'sock_reject',
   'ct_expired', 'ct_rev_restored', 'drop_ct_clash', 'frag_xlate', 'drop_reject_limit', 'icmp_xlate',
+  'host_reroute', 'drop_host_no_route',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
 export const LB_STAT_MAX = LB_STATS.length;
