@@ -28,7 +28,7 @@
 /* extension headers walked before giving up on a packet (bounded loop for the verifier) */
 #define LB_IPV6_EXT_MAX 4
 /* ... and in the packet an ICMPv6 error quotes */
-#define LB_IPV6_QUOTE_EXT_MAX 3
+#define LB_IPV6_QUOTE_EXT_MAX 2
 #define LB_IP6_FRAG_OFFSET 0xfff8
 #define LB_IP6_FRAG_MF 0x0001
 #define LB_IP_MF 0x2000
@@ -229,7 +229,7 @@ static __always_inline int lb_big_packet(__u32 pkt_len, __u32 fixed_hdr)
 	return pkt_len - LB_L3_OFF > 0xffff + fixed_hdr;
 }
 
-static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int with_icmp)
 {
 	struct iphdr *ip = data + LB_L3_OFF;
 	__u32 hlen, tot;
@@ -248,8 +248,11 @@ static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len
 		p->frag = (ip->frag_off & bpf_htons(LB_IP_OFFSET)) ? LB_FRAG_LATER : LB_FRAG_FIRST;
 		p->frag_id = ip->id;
 	}
-	if (ip->protocol == IPPROTO_ICMP)
+	if (ip->protocol == IPPROTO_ICMP) {
+		if (!with_icmp)
+			return LB_PARSE_SKIP;
 		return p->frag ? LB_PARSE_FRAGMENT : lb_parse_icmp4(data, data_end, p, LB_L3_OFF + hlen);
+	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return LB_PARSE_SKIP;
 	p->family = 4;
@@ -265,7 +268,7 @@ static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len
 	return lb_parse_l4(data, data_end, p, LB_L3_OFF + hlen);
 }
 
-static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int with_icmp)
 {
 	struct ipv6hdr *ip6 = data + LB_L3_OFF;
 	__u32 off = LB_L3_OFF + sizeof(*ip6), tot;
@@ -294,16 +297,12 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 		if ((void *)(ext + 8) > data_end)
 			return LB_PARSE_MALFORMED;
 		if (nh == NEXTHDR_FRAGMENT) {
-			__be16 fo = *(__be16 *)(ext + 2);
+			__u16 fo = bpf_ntohs(*(__be16 *)(ext + 2));
+			__u32 later = (fo & LB_IP6_FRAG_OFFSET) != 0;
 
-			/* a second fragment header is nonsense (RFC 8200 4.1: at most once) */
-			if (p->frag)
-				return LB_PARSE_MALFORMED;
-			/* offset 0 without M is an atomic fragment (RFC 6946): a whole datagram */
-			if (fo & bpf_htons(LB_IP6_FRAG_OFFSET))
-				p->frag = LB_FRAG_LATER;
-			else if (fo & bpf_htons(LB_IP6_FRAG_MF))
-				p->frag = LB_FRAG_FIRST;
+			/* offset 0 without M is an atomic fragment (RFC 6946): a whole datagram. Computed
+			 * without branches: 6.1's verifier then keeps one state, not one per outcome. */
+			p->frag = later * LB_FRAG_LATER + ((later ^ 1) & (fo & LB_IP6_FRAG_MF)) * LB_FRAG_FIRST;
 			p->frag_id = *(__u32 *)(ext + 4);
 			off += 8;
 		} else {
@@ -312,11 +311,12 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 		nh = ext[0];
 		if (off > tot + LB_L3_OFF)
 			return LB_PARSE_MALFORMED;
-		if (p->frag == LB_FRAG_LATER)
-			break;
 	}
-	if (nh == IPPROTO_ICMPV6)
+	if (nh == IPPROTO_ICMPV6) {
+		if (!with_icmp)
+			return LB_PARSE_SKIP;
 		return p->frag ? LB_PARSE_FRAGMENT : lb_parse_icmp6(data, data_end, p, off);
+	}
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
 		return LB_PARSE_SKIP;
 	p->family = 6;
@@ -334,17 +334,18 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 	return lb_parse_l4(data, data_end, p, off);
 }
 
-/* pkt_len: the whole frame's length (skb->len; for XDP data_end - data) */
-static __always_inline int lb_parse(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+/* pkt_len: the whole frame's length (skb->len; for XDP data_end - data); with_icmp 0 (XDP, which
+ * leaves ICMP to tc) reports ICMP errors as LB_PARSE_SKIP and leaves their parser out of the program */
+static __always_inline int lb_parse(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int with_icmp)
 {
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
 		return LB_PARSE_SKIP;
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return lb_parse_v4(data, data_end, pkt_len, p);
+		return lb_parse_v4(data, data_end, pkt_len, p, with_icmp);
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return lb_parse_v6(data, data_end, pkt_len, p);
+		return lb_parse_v6(data, data_end, pkt_len, p, with_icmp);
 	return LB_PARSE_SKIP;
 }
 

@@ -229,7 +229,7 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
 	}
-	r = lb_parse(data, data_end, skb->len, &p);
+	r = lb_parse(data, data_end, skb->len, &p, 1);
 	if (r == LB_PARSE_ICMP_ERR)
 		return lb_tc_icmp(skb, &p, at_ingress);
 	r = lb_frag_resolve(&p, r);

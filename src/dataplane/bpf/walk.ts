@@ -125,7 +125,7 @@ function icmp6(f: Buffer, off: number): ParsedFrame {
   const q = off + 8;
   if (q + 40 > f.length || f[q]! >> 4 !== 6) return { kind: 'skip' };
   let nh = f[q + 6]!, qoff = q + 40;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 2; i++) {
     if (nh === 6 || nh === 17) break;
     if (nh !== 0 && nh !== 60 && nh !== 51 && nh !== 44) return { kind: 'skip' };
     if (qoff > 768 || qoff + 8 > f.length) return { kind: 'skip' };
@@ -174,17 +174,16 @@ export function parseFrame(f: Buffer): ParsedFrame {
     if (off + 8 > f.length) return { kind: 'malformed' };
     const next = f[off]!;
     if (nh === 44) {
-      if (frag !== 'none') return { kind: 'malformed' };
+      // the last fragment header counts; the walk goes on past it (into a later fragment's data,
+      // where the kernel's parser does too)
       const fo = f.readUInt16BE(off + 2);
-      if (fo & 0xfff8) frag = 'later';
-      else if (fo & 1) frag = 'first';
+      frag = fo & 0xfff8 ? 'later' : fo & 1 ? 'first' : 'none';
       off += 8;
     } else {
       off += nh === 51 ? (f[off + 1]! + 2) * 4 : (f[off + 1]! + 1) * 8;
     }
     nh = next;
     if (off > tot + o) return { kind: 'malformed' };
-    if (frag === 'later') break;
   }
   if (nh === 58) return frag !== 'none' ? { kind: 'skip' } : icmp6(f, off);
   if (nh !== 6 && nh !== 17) return { kind: 'skip' };
