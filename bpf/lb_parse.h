@@ -229,7 +229,7 @@ static __always_inline int lb_big_packet(__u32 pkt_len, __u32 fixed_hdr)
 	return pkt_len - LB_L3_OFF > 0xffff + fixed_hdr;
 }
 
-static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int with_icmp)
+static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int full)
 {
 	struct iphdr *ip = data + LB_L3_OFF;
 	__u32 hlen, tot;
@@ -240,16 +240,18 @@ static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len
 		return LB_PARSE_MALFORMED;
 	hlen = ip->ihl * 4;
 	tot = bpf_ntohs(ip->tot_len);
-	if (tot == 0 && lb_big_packet(pkt_len, 0))
+	if (full && tot == 0 && lb_big_packet(pkt_len, 0))
 		tot = pkt_len - LB_L3_OFF;
 	if (tot < hlen || tot > pkt_len - LB_L3_OFF)
 		return LB_PARSE_MALFORMED;
 	if (ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) {
+		if (!full)
+			return LB_PARSE_FRAGMENT;
 		p->frag = (ip->frag_off & bpf_htons(LB_IP_OFFSET)) ? LB_FRAG_LATER : LB_FRAG_FIRST;
 		p->frag_id = ip->id;
 	}
 	if (ip->protocol == IPPROTO_ICMP) {
-		if (!with_icmp)
+		if (!full)
 			return LB_PARSE_SKIP;
 		return p->frag ? LB_PARSE_FRAGMENT : lb_parse_icmp4(data, data_end, p, LB_L3_OFF + hlen);
 	}
@@ -268,7 +270,7 @@ static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len
 	return lb_parse_l4(data, data_end, p, LB_L3_OFF + hlen);
 }
 
-static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int with_icmp)
+static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int full)
 {
 	struct ipv6hdr *ip6 = data + LB_L3_OFF;
 	__u32 off = LB_L3_OFF + sizeof(*ip6), tot;
@@ -281,7 +283,7 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 		return LB_PARSE_MALFORMED;
 	tot = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 	nh = ip6->nexthdr;
-	if (tot == sizeof(*ip6) && nh != NEXTHDR_HOP && lb_big_packet(pkt_len, sizeof(*ip6)))
+	if (full && tot == sizeof(*ip6) && nh != NEXTHDR_HOP && lb_big_packet(pkt_len, sizeof(*ip6)))
 		tot = pkt_len - LB_L3_OFF;
 	if (tot > pkt_len - LB_L3_OFF)
 		return LB_PARSE_MALFORMED;
@@ -294,6 +296,9 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 		/* a routing header may change the final destination: not ours to translate */
 		if (nh != NEXTHDR_HOP && nh != NEXTHDR_DEST && nh != NEXTHDR_AUTH && nh != NEXTHDR_FRAGMENT)
 			return LB_PARSE_SKIP;
+		/* XDP leaves fragments to tc: its copy of the walk stops here, as small as it was */
+		if (nh == NEXTHDR_FRAGMENT && !full)
+			return LB_PARSE_FRAGMENT;
 		if ((void *)(ext + 8) > data_end)
 			return LB_PARSE_MALFORMED;
 		if (nh == NEXTHDR_FRAGMENT) {
@@ -313,7 +318,7 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 			return LB_PARSE_MALFORMED;
 	}
 	if (nh == IPPROTO_ICMPV6) {
-		if (!with_icmp)
+		if (!full)
 			return LB_PARSE_SKIP;
 		return p->frag ? LB_PARSE_FRAGMENT : lb_parse_icmp6(data, data_end, p, off);
 	}
@@ -334,18 +339,19 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 	return lb_parse_l4(data, data_end, p, off);
 }
 
-/* pkt_len: the whole frame's length (skb->len; for XDP data_end - data); with_icmp 0 (XDP, which
- * leaves ICMP to tc) reports ICMP errors as LB_PARSE_SKIP and leaves their parser out of the program */
-static __always_inline int lb_parse(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int with_icmp)
+/* pkt_len: the whole frame's length (skb->len; for XDP data_end - data). full 0 (XDP, which leaves
+ * ICMP and fragments to tc) reports any fragment as LB_PARSE_FRAGMENT and ICMP as LB_PARSE_SKIP,
+ * which keeps their parsers out of the program: 6.1's verifier gives up on XDP with them */
+static __always_inline int lb_parse(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int full)
 {
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
 		return LB_PARSE_SKIP;
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return lb_parse_v4(data, data_end, pkt_len, p, with_icmp);
+		return lb_parse_v4(data, data_end, pkt_len, p, full);
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return lb_parse_v6(data, data_end, pkt_len, p, with_icmp);
+		return lb_parse_v6(data, data_end, pkt_len, p, full);
 	return LB_PARSE_SKIP;
 }
 

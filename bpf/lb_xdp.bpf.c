@@ -26,7 +26,7 @@ int lb_xdp(struct xdp_md *ctx)
 	r = lb_parse(data, data_end, data_end - data, &p, 0);
 	/* fragments are tc's, all of them: it remembers the first one's ports for the rest (lb_frag.h),
 	 * and counts them there */
-	if (r == LB_PARSE_FRAG_LATER || (r == LB_PARSE_OK && p.frag))
+	if (r == LB_PARSE_FRAGMENT)
 		return XDP_PASS;
 	if (r != LB_PARSE_OK) {
 		lb_count_unparsed(r);

@@ -165,10 +165,10 @@ test.serial('fuzz: random and mutated packets through every program agree with w
           // XDP leaves every fragment to tc
           if (w?.verdict === 'translate' && pf.kind === 'l4') {
             const toSelf = w.backend.address === pf.dst && w.backend.port === pf.dport;
-            if (!toSelf && !(xdp && (w.snat || pf.firstFragment))) say(`passed untouched, the walk translates to backend ${w.backend.id}`);
+            if (!toSelf && !(xdp && (w.snat || pf.fragmentHeader))) say(`passed untouched, the walk translates to backend ${w.backend.id}`);
           } else if (!xdp && w && (w.verdict === 'reject' || w.verdict === 'drop')) {
             say(`passed untouched, the walk says ${w.verdict}`);
-          } else if (xdp && w?.verdict === 'drop' && !(pf.kind === 'l4' && pf.firstFragment)) {
+          } else if (xdp && w?.verdict === 'drop' && !(pf.kind === 'l4' && pf.fragmentHeader)) {
             say('XDP passed a packet the walk drops');
           }
           continue;

@@ -76,7 +76,9 @@ export function walkFirstPacket(plan: Plan, p: WalkPacket, o: WalkOptions = {}):
 
 export type ParsedFrame =
   /** a TCP/UDP packet (or the first fragment of one) the programs would look up */
-  | { kind: 'l4'; src: string; dst: string; sport: number; dport: number; protocol: 'TCP' | 'UDP'; tcpFlags: number; firstFragment: boolean; l4Off: number }
+  | { kind: 'l4'; src: string; dst: string; sport: number; dport: number; protocol: 'TCP' | 'UDP'; tcpFlags: number; firstFragment: boolean; l4Off: number;
+      /** an IPv4 fragment or any IPv6 fragment header (an atomic one too): XDP leaves such packets to tc */
+      fragmentHeader: boolean }
   /** an ICMP(v6) error quoting a TCP/UDP packet: the quoted tuple */
   | { kind: 'icmp-error'; src: string; dst: string; sport: number; dport: number; protocol: 'TCP' | 'UDP' }
   /** a fragment past the first: translated only by its first fragment's ports (lb_frags) */
@@ -91,16 +93,16 @@ function addr(b: Buffer, off: number, len: 4 | 16): string {
   return ipFrom16(b.subarray(off, off + 16));
 }
 
-function l4(f: Buffer, src: string, dst: string, proto: number, l4Off: number, l4Len: number, firstFragment: boolean): ParsedFrame {
+function l4(f: Buffer, src: string, dst: string, proto: number, l4Off: number, l4Len: number, firstFragment: boolean, fragmentHeader = firstFragment): ParsedFrame {
   if (l4Off > 512) return { kind: 'malformed' };
   if (proto === 6) {
     if (l4Off + 20 > f.length) return { kind: 'malformed' };
     const hlen = (f[l4Off + 12]! >> 4) * 4;
     if (hlen < 20 || hlen > l4Len) return { kind: 'malformed' };
-    return { kind: 'l4', src, dst, sport: f.readUInt16BE(l4Off), dport: f.readUInt16BE(l4Off + 2), protocol: 'TCP', tcpFlags: f[l4Off + 13]!, firstFragment, l4Off };
+    return { kind: 'l4', src, dst, sport: f.readUInt16BE(l4Off), dport: f.readUInt16BE(l4Off + 2), protocol: 'TCP', tcpFlags: f[l4Off + 13]!, firstFragment, l4Off, fragmentHeader };
   }
   if (l4Off + 8 > f.length || l4Len < 8) return { kind: 'malformed' };
-  return { kind: 'l4', src, dst, sport: f.readUInt16BE(l4Off), dport: f.readUInt16BE(l4Off + 2), protocol: 'UDP', tcpFlags: 0, firstFragment, l4Off };
+  return { kind: 'l4', src, dst, sport: f.readUInt16BE(l4Off), dport: f.readUInt16BE(l4Off + 2), protocol: 'UDP', tcpFlags: 0, firstFragment, l4Off, fragmentHeader };
 }
 
 function quotedPorts(f: Buffer, src: string, dst: string, proto: number, off: number): ParsedFrame {
@@ -167,6 +169,7 @@ export function parseFrame(f: Buffer): ParsedFrame {
   if (tot > f.length - o) return { kind: 'malformed' };
   let nh = f[o + 6]!, off = o + 40;
   let frag: 'none' | 'first' | 'later' = 'none';
+  let fragHeader = false;
   for (let i = 0; i < EXT_MAX; i++) {
     if (nh === 6 || nh === 17 || nh === 58) break;
     // a routing header may change the final destination: not translated
@@ -176,6 +179,7 @@ export function parseFrame(f: Buffer): ParsedFrame {
     if (nh === 44) {
       // the last fragment header counts; the walk goes on past it (into a later fragment's data,
       // where the kernel's parser does too)
+      fragHeader = true;
       const fo = f.readUInt16BE(off + 2);
       frag = fo & 0xfff8 ? 'later' : fo & 1 ? 'first' : 'none';
       off += 8;
@@ -188,5 +192,5 @@ export function parseFrame(f: Buffer): ParsedFrame {
   if (nh === 58) return frag !== 'none' ? { kind: 'skip' } : icmp6(f, off);
   if (nh !== 6 && nh !== 17) return { kind: 'skip' };
   if (frag === 'later') return off > 512 ? { kind: 'malformed' } : { kind: 'later-fragment' };
-  return l4(f, addr(f, o + 8, 16), addr(f, o + 24, 16), nh, off, tot + o - off, frag === 'first');
+  return l4(f, addr(f, o + 8, 16), addr(f, o + 24, 16), nh, off, tot + o - off, frag === 'first', fragHeader);
 }
