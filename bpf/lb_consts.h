@@ -45,6 +45,9 @@
 #ifndef LB_DEVICES_MAX
 #define LB_DEVICES_MAX 1024
 #endif
+#ifndef LB_FRAGS_MAX
+#define LB_FRAGS_MAX 8192            /* datagrams in flight in fragments (first fragment seen) */
+#endif
 #ifndef LB_NODE_ADDRS_MAX
 #define LB_NODE_ADDRS_MAX 1024       /* addresses of this node: NodePorts on 0.0.0.0 / :: answer there */
 #endif
@@ -102,6 +105,12 @@
  * refreshed less than a second ago writes nothing; the refresh also restores the flow's reverse entry */
 #define LB_CT_REFRESH_NS 1000000000
 
+/* Refusals (TCP RST, ICMP unreachable) sent per CPU: a token bucket of LB_REJECT_BURST refilled
+ * at LB_REJECT_RATE a second, the order of the kernel's own ICMP limits (icmp_msgs_per_sec 1000,
+ * burst 50, for the whole host); past it a refusal is dropped and counted */
+#define LB_REJECT_RATE 1000
+#define LB_REJECT_BURST 100
+
 /* device flags (lb_devices value) */
 #define LB_DEV_F_EXTERNAL (1 << 0)       /* receives NodePort / LoadBalancer / externalIP traffic */
 #define LB_DEV_F_LOCAL_SRC (1 << 1)      /* what arrives here comes from this node's pods (detectLocalMode
@@ -109,6 +118,7 @@
 
 /* config (lb_config, one entry) flags */
 #define LB_CFG_F_SOCK_LB (1 << 0)        /* socket hooks translate; packets from such sockets need no NAT */
+#define LB_CFG_F_HOST_REROUTE (1 << 1)   /* host packets translated at tc egress are routed anew (FIB) */
 
 /* default skb mark that asks the kernel (nftables masquerade rule) to SNAT a flow */
 #define LB_SNAT_MARK_DEFAULT 0x4b500000
@@ -127,7 +137,7 @@ enum lb_stat {
 	LB_STAT_DROP_FE_ID_ZERO,      /* a frontend entry with id 0 */
 	LB_STAT_DROP_REVNAT_MISSING,  /* a reply whose frontend has no reverse-NAT entry */
 	LB_STAT_PASS_MALFORMED,       /* truncated or malformed header: passed untouched */
-	LB_STAT_PASS_FRAGMENT,        /* IP fragment: passed untouched */
+	LB_STAT_PASS_FRAGMENT,        /* IP fragment whose first fragment was not seen (or an ICMP error in fragments): passed untouched */
 	LB_STAT_CT_BACKEND_GONE,      /* conntrack named a backend no longer in its frontend: re-balanced (UDP, SYN) */
 	LB_STAT_RESET_BACKEND_GONE,   /* conntrack named a backend no longer in its frontend: TCP reset */
 	LB_STAT_AFFINITY_HIT,
@@ -144,6 +154,11 @@ enum lb_stat {
 	LB_STAT_SOCK_SKIP_EXT_IP,     /* socket hook left an externalIP untranslated (CVE-2020-8554 allowlist) */
 	LB_STAT_SOCK_REVNAT_STALE,    /* recvmsg/getpeername found a reverse entry whose backend left its frontend */
 	LB_STAT_DROP_NO_LOCAL,        /* dropped: a Local traffic policy and no backend on this node (LB_FE_F_DROP_NO_LOCAL) */
+	LB_STAT_FRAG_XLATE,           /* a later IP fragment translated as its first fragment was */
+	LB_STAT_DROP_REJECT_LIMIT,    /* a refusal (RST, ICMP) not sent: over the per-CPU rate limit */
+	LB_STAT_ICMP_XLATE,           /* an ICMP error about a client's packet or a reply translated */
+	LB_STAT_HOST_REROUTE,         /* a host packet translated at tc egress, redirected to the backend's device */
+	LB_STAT_DROP_HOST_NO_ROUTE,   /* a host packet translated at tc egress with no route to its backend off this device: dropped */
 	LB_STAT_MAX,
 };
 

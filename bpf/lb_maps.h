@@ -191,4 +191,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_node_addrs SEC(".maps");
 
+/* the first fragment's ports by (addresses, protocol, id): the later fragments, which carry no L4
+ * header, are translated as it was (Cilium keeps the same table). LRU: a datagram whose last
+ * fragment never comes just ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_FRAGS_MAX);
+	__type(key, struct lb_frag_key);
+	__type(value, struct lb_frag_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_frags SEC(".maps");
+
+/* the refusals' token bucket, per CPU (key 0) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_rate_limit);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_reject_rl SEC(".maps");
+
 #endif

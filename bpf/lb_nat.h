@@ -21,7 +21,9 @@ static __always_inline __u32 lb_l4_csum_off(const struct lb_pkt *p)
 
 /* rewrites the source or destination address and port of a parsed packet; 0 or a negative errno.
  * The checksum helpers first (they know CHECKSUM_PARTIAL), then the new values written by direct
- * packet access: two bpf_skb_store_bytes calls cost more than the whole bounds check. */
+ * packet access: two bpf_skb_store_bytes calls cost more than the whole bounds check. A fragment past
+ * the first has no L4 header: only its addresses change (the L4 checksum, in the first fragment,
+ * covers the whole datagram and was updated there). */
 static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt *p, int which,
 				      const __u8 *addr, __be16 port)
 {
@@ -31,18 +33,21 @@ static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt
 	__u64 mangled = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	const union lb_addr *old = which == LB_NAT_DST ? &p->daddr : &p->saddr;
 	__be16 old_port = which == LB_NAT_DST ? p->dport : p->sport;
+	int l4 = p->frag != LB_FRAG_LATER;
 	union lb_addr new;
 	void *data, *data_end;
 	__be16 *l4port;
-	int ret;
+	int ret = 0;
 
 	__builtin_memcpy(new.b, addr, 16);
 	if (p->family == 4) {
-		ret = bpf_l4_csum_replace(skb, csum_off, old->w[3], new.w[3], BPF_F_PSEUDO_HDR | mangled | 4);
-		if (ret < 0)
-			return ret;
+		if (l4) {
+			ret = bpf_l4_csum_replace(skb, csum_off, old->w[3], new.w[3], BPF_F_PSEUDO_HDR | mangled | 4);
+			if (ret < 0)
+				return ret;
+		}
 		ret = bpf_l3_csum_replace(skb, LB_L3_OFF + offsetof(struct iphdr, check), old->w[3], new.w[3], 4);
-	} else {
+	} else if (l4) {
 		__s64 diff = bpf_csum_diff((__be32 *)old->w, 16, new.w, 16, 0);
 
 		if (diff < 0)
@@ -51,7 +56,7 @@ static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt
 	}
 	if (ret < 0)
 		return ret;
-	if (port != old_port) {
+	if (l4 && port != old_port) {
 		ret = bpf_l4_csum_replace(skb, csum_off, old_port, port, mangled | 2);
 		if (ret < 0)
 			return ret;
@@ -60,15 +65,17 @@ static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt
 	/* the helpers may have moved the data: fresh pointers, fresh bounds */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	/* 6.1's verifier: clang may check one spilled copy of l4_off and build the pointer from
-	 * another, unbounded one; the barrier makes the checked register the one used */
-	asm volatile("" : "+r"(l4_off));
-	if (l4_off > 512)
-		return -1;
-	l4port = data + l4_off + (which == LB_NAT_DST ? 2 : 0);
-	if ((void *)(l4port + 1) > data_end)
-		return -1;
-	*l4port = port;
+	if (l4) {
+		/* 6.1's verifier: clang may check one spilled copy of l4_off and build the pointer
+		 * from another, unbounded one; the barrier makes the checked register the one used */
+		asm volatile("" : "+r"(l4_off));
+		if (l4_off > 512)
+			return -1;
+		l4port = data + l4_off + (which == LB_NAT_DST ? 2 : 0);
+		if ((void *)(l4port + 1) > data_end)
+			return -1;
+		*l4port = port;
+	}
 	if (p->family == 4) {
 		struct iphdr *ip = data + LB_L3_OFF;
 
@@ -91,63 +98,78 @@ static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt
 	return 0;
 }
 
-/* Rewrites an ICMP(v6) error about a translated flow so the client can match it to its socket: the
- * quoted packet's destination (the backend) back to the frontend, and the outer source too when the
- * backend itself sent the error (a router on the way, e.g. a PMTU "too big", keeps its address).
- * An IPv4 header's sum is constant when its checksum is right, so fixing the quoted header's
- * checksum leaves the ICMP checksum to the port alone. The quoted L4 checksum stays as it was:
- * nobody checks it in a truncated quote. Rare packets: the plain helpers, no direct access. */
-static __always_inline int lb_skb_icmp_nat(struct __sk_buff *skb, const struct lb_pkt *p, const __u8 *addr, __be16 port)
+/* Rewrites an ICMP(v6) error about a translated flow so that its receiver can match it:
+ * - which LB_NAT_DST: the error goes to the client about a packet it sent to a backend; the quoted
+ *   destination (the backend) becomes the frontend, and so does the outer source when the backend
+ *   itself sent the error (a router on the way, e.g. a PMTU "too big", keeps its address);
+ * - which LB_NAT_SRC: the error was sent toward the frontend about a reply the client got from it
+ *   (a router's "fragmentation needed" for a Service's large response); the quoted source (the
+ *   frontend) becomes the backend, and so does the outer destination.
+ * Checksums: IPv4: the quoted header's own (whose sum, when it changes with its address, leaves the
+ * ICMP checksum alone), the ICMP checksum for the quoted port, the outer header's; ICMPv6: one
+ * checksum covering the quote and, through the pseudo-header, the outer addresses. The quoted L4
+ * checksum stays as it was (as the kernel's NAT leaves a cut quote's): nobody checks it in a
+ * truncated quote. Rare packets: the plain helpers, no direct access. */
+static __always_inline int lb_skb_icmp_nat(struct __sk_buff *skb, const struct lb_pkt *p, int which,
+					   const __u8 *addr, __be16 port)
 {
 	__u32 csum_off = p->icmp_off + 2;
+	const union lb_addr *old = which == LB_NAT_DST ? &p->daddr : &p->saddr;
+	__be16 old_port = which == LB_NAT_DST ? p->dport : p->sport;
+	__u32 qport_off = p->l4_off + (which == LB_NAT_DST ? 2 : 0);
 	union lb_addr new, outer;
+	__u32 in_off, out_off;
 	int ret;
 
 	__builtin_memcpy(new.b, addr, 16);
-	if (port != p->dport) {
-		ret = bpf_l4_csum_replace(skb, csum_off, p->dport, port, 2);
+	if (port != old_port) {
+		ret = bpf_l4_csum_replace(skb, csum_off, old_port, port, 2);
 		if (ret < 0)
 			return ret;
-		ret = bpf_skb_store_bytes(skb, p->l4_off + 2, &port, 2, 0);
+		ret = bpf_skb_store_bytes(skb, qport_off, &port, 2, 0);
 		if (ret < 0)
 			return ret;
 	}
 	if (p->family == 4) {
-		ret = bpf_l3_csum_replace(skb, p->inner_l3_off + offsetof(struct iphdr, check), p->daddr.w[3], new.w[3], 4);
+		in_off = p->inner_l3_off + (which == LB_NAT_DST ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+		out_off = LB_L3_OFF + (which == LB_NAT_DST ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
+		ret = bpf_l3_csum_replace(skb, p->inner_l3_off + offsetof(struct iphdr, check), old->w[3], new.w[3], 4);
 		if (ret < 0)
 			return ret;
-		ret = bpf_skb_store_bytes(skb, p->inner_l3_off + offsetof(struct iphdr, daddr), &new.w[3], 4, 0);
+		ret = bpf_skb_store_bytes(skb, in_off, &new.w[3], 4, 0);
 		if (ret < 0)
 			return ret;
-		if (bpf_skb_load_bytes(skb, LB_L3_OFF + offsetof(struct iphdr, saddr), &outer.w[3], 4) < 0)
+		if (bpf_skb_load_bytes(skb, out_off, &outer.w[3], 4) < 0)
 			return -1;
-		if (outer.w[3] != p->daddr.w[3])
+		if (outer.w[3] != old->w[3])
 			return 0;
 		ret = bpf_l3_csum_replace(skb, LB_L3_OFF + offsetof(struct iphdr, check), outer.w[3], new.w[3], 4);
 		if (ret < 0)
 			return ret;
-		return bpf_skb_store_bytes(skb, LB_L3_OFF + offsetof(struct iphdr, saddr), &new.w[3], 4, 0);
+		return bpf_skb_store_bytes(skb, out_off, &new.w[3], 4, 0);
 	}
 	{
-		__s64 diff = bpf_csum_diff((__be32 *)p->daddr.w, 16, new.w, 16, 0);
+		__s64 diff = bpf_csum_diff((__be32 *)old->w, 16, new.w, 16, 0);
 
+		in_off = p->inner_l3_off + (which == LB_NAT_DST ? offsetof(struct ipv6hdr, daddr) : offsetof(struct ipv6hdr, saddr));
+		out_off = LB_L3_OFF + (which == LB_NAT_DST ? offsetof(struct ipv6hdr, saddr) : offsetof(struct ipv6hdr, daddr));
 		if (diff < 0)
 			return (int)diff;
 		ret = bpf_l4_csum_replace(skb, csum_off, 0, (__u32)diff, 0);
 		if (ret < 0)
 			return ret;
-		ret = bpf_skb_store_bytes(skb, p->inner_l3_off + offsetof(struct ipv6hdr, daddr), new.b, 16, 0);
+		ret = bpf_skb_store_bytes(skb, in_off, new.b, 16, 0);
 		if (ret < 0)
 			return ret;
-		if (bpf_skb_load_bytes(skb, LB_L3_OFF + offsetof(struct ipv6hdr, saddr), outer.b, 16) < 0)
+		if (bpf_skb_load_bytes(skb, out_off, outer.b, 16) < 0)
 			return -1;
-		if (!lb_addr_eq(&outer, &p->daddr))
+		if (!lb_addr_eq(&outer, old))
 			return 0;
-		/* the outer source is in the ICMPv6 pseudo-header */
+		/* the outer address is in the ICMPv6 pseudo-header */
 		ret = bpf_l4_csum_replace(skb, csum_off, 0, (__u32)diff, BPF_F_PSEUDO_HDR);
 		if (ret < 0)
 			return ret;
-		return bpf_skb_store_bytes(skb, LB_L3_OFF + offsetof(struct ipv6hdr, saddr), new.b, 16, 0);
+		return bpf_skb_store_bytes(skb, out_off, new.b, 16, 0);
 	}
 }
 

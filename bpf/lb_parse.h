@@ -27,6 +27,10 @@
 #endif
 /* extension headers walked before giving up on a packet (bounded loop for the verifier) */
 #define LB_IPV6_EXT_MAX 4
+/* ... and in the packet an ICMPv6 error quotes */
+#define LB_IPV6_QUOTE_EXT_MAX 2
+#define LB_IP6_FRAG_OFFSET 0xfff8
+#define LB_IP6_FRAG_MF 0x0001
 #define LB_IP_MF 0x2000
 #define LB_IP_OFFSET 0x1fff
 #define LB_TCP_FIN 0x01
@@ -43,10 +47,10 @@ struct lb_pkt {
 	__u8 proto;        /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 family;       /* 4 or 6 */
 	__u8 tcp_flags;    /* FIN SYN RST PSH ACK ... (byte 13 of the TCP header) */
-	__u8 pad;
+	__u8 frag;         /* LB_FRAG_* */
+	__u32 ip_len;      /* IP header(s) + payload, from the IP header's length field (BIG TCP: the skb's) */
+	__u32 l4_len;      /* L4 header + payload */
 	__u16 l4_off;      /* from the start of the frame */
-	__u16 ip_len;      /* IP header(s) + payload, from the IP header's length field */
-	__u16 l4_len;      /* L4 header + payload */
 	__u16 l4_hlen;     /* L4 header only (TCP with options) */
 	__be32 seq;        /* TCP */
 	__be32 ack_seq;    /* TCP */
@@ -54,15 +58,22 @@ struct lb_pkt {
 	__u16 icmp_off;    /* LB_PARSE_ICMP_ERR: the outer ICMP header; the fields above then describe the
 			    * packet it quotes (addresses, ports, proto; l4_off its L4 header) */
 	__u16 inner_l3_off;/* LB_PARSE_ICMP_ERR: the quoted IP header */
-	__u16 pad3;
+	__u16 pad;
+	__u32 frag_id;     /* a fragment's identification (IPv4: its 2 bytes as read) */
 };
+
+/* lb_pkt.frag */
+#define LB_FRAG_NONE 0
+#define LB_FRAG_FIRST 1    /* offset 0, more to come: carries the L4 header */
+#define LB_FRAG_LATER 2    /* offset > 0: no L4 header; ports from lb_frags */
 
 enum lb_parse_result {
 	LB_PARSE_OK = 0,
 	LB_PARSE_SKIP,      /* not IP, or a protocol we do not translate: pass, nothing counted */
 	LB_PARSE_MALFORMED, /* truncated or inconsistent headers: pass untouched, counted */
-	LB_PARSE_FRAGMENT,  /* IP fragment: pass untouched, counted */
+	LB_PARSE_FRAGMENT,  /* an ICMP error in fragments: pass untouched, counted */
 	LB_PARSE_ICMP_ERR,  /* ICMP(v6) error quoting a TCP/UDP packet: lb_pkt describes the quoted packet */
+	LB_PARSE_FRAG_LATER,/* a TCP/UDP fragment past the first: addresses, proto and frag_id set, no ports */
 };
 
 /* linux/icmp.h drags in libc's socket headers, which a BPF build lacks: our own definitions */
@@ -164,11 +175,15 @@ static __always_inline int lb_parse_icmp4(void *data, void *data_end, struct lb_
 	return lb_parse_quoted_ports(data, data_end, p, off + LB_ICMP_HLEN + in->ihl * 4);
 }
 
-/* an ICMPv6 error quoting a TCP/UDP packet whose IPv6 header has no extension headers */
+/* an ICMPv6 error quoting a TCP/UDP packet, behind up to LB_IPV6_QUOTE_EXT_MAX extension headers
+ * (hop-by-hop, destination options, authentication, a first fragment's header) */
 static __always_inline int lb_parse_icmp6(void *data, void *data_end, struct lb_pkt *p, __u32 off)
 {
 	__u8 *ic = data + off;
 	struct ipv6hdr *in;
+	__u32 qoff;
+	__u8 nh;
+	int i;
 
 	if (off > 512 || (void *)(ic + LB_ICMP_HLEN) > data_end)
 		return LB_PARSE_SKIP;
@@ -177,18 +192,44 @@ static __always_inline int lb_parse_icmp6(void *data, void *data_end, struct lb_
 	in = (void *)(ic + LB_ICMP_HLEN);
 	if ((void *)(in + 1) > data_end || in->version != 6)
 		return LB_PARSE_SKIP;
-	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
+	qoff = off + LB_ICMP_HLEN + sizeof(*in);
+	nh = in->nexthdr;
+#pragma unroll
+	for (i = 0; i < LB_IPV6_QUOTE_EXT_MAX; i++) {
+		__u8 *ext = data + qoff;
+
+		if (nh == IPPROTO_TCP || nh == IPPROTO_UDP)
+			break;
+		if (nh != NEXTHDR_HOP && nh != NEXTHDR_DEST && nh != NEXTHDR_AUTH && nh != NEXTHDR_FRAGMENT)
+			return LB_PARSE_SKIP;
+		if (qoff > 768 || (void *)(ext + 8) > data_end)
+			return LB_PARSE_SKIP;
+		/* a later fragment quotes no ports */
+		if (nh == NEXTHDR_FRAGMENT && (*(__be16 *)(ext + 2) & bpf_htons(LB_IP6_FRAG_OFFSET)))
+			return LB_PARSE_SKIP;
+		qoff += nh == NEXTHDR_FRAGMENT ? 8 : nh == NEXTHDR_AUTH ? (ext[1] + 2) * 4 : (ext[1] + 1) * 8;
+		nh = ext[0];
+	}
+	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
 		return LB_PARSE_SKIP;
 	p->family = 6;
-	p->proto = in->nexthdr;
+	p->proto = nh;
 	lb_addr_copy(&p->saddr, in->saddr.in6_u.u6_addr8);
 	lb_addr_copy(&p->daddr, in->daddr.in6_u.u6_addr8);
 	p->icmp_off = off;
 	p->inner_l3_off = off + LB_ICMP_HLEN;
-	return lb_parse_quoted_ports(data, data_end, p, off + LB_ICMP_HLEN + sizeof(*in));
+	return lb_parse_quoted_ports(data, data_end, p, qoff);
 }
 
-static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+/* BIG TCP (RFC 2675-sized GSO packets, kernel 6.3+): an IPv4 total length of 0, or an IPv6 payload
+ * length of 0 without a jumbo option, on a packet longer than the field can say; the length is then
+ * the skb's, as the kernel's skb_ip_totlen() and ipv6_payload_len() read it */
+static __always_inline int lb_big_packet(__u32 pkt_len, __u32 fixed_hdr)
+{
+	return pkt_len - LB_L3_OFF > 0xffff + fixed_hdr;
+}
+
+static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int full)
 {
 	struct iphdr *ip = data + LB_L3_OFF;
 	__u32 hlen, tot;
@@ -199,12 +240,21 @@ static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len
 		return LB_PARSE_MALFORMED;
 	hlen = ip->ihl * 4;
 	tot = bpf_ntohs(ip->tot_len);
+	if (full && tot == 0 && lb_big_packet(pkt_len, 0))
+		tot = pkt_len - LB_L3_OFF;
 	if (tot < hlen || tot > pkt_len - LB_L3_OFF)
 		return LB_PARSE_MALFORMED;
-	if (ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET))
-		return LB_PARSE_FRAGMENT;
-	if (ip->protocol == IPPROTO_ICMP)
-		return lb_parse_icmp4(data, data_end, p, LB_L3_OFF + hlen);
+	if (ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) {
+		if (!full)
+			return LB_PARSE_FRAGMENT;
+		p->frag = (ip->frag_off & bpf_htons(LB_IP_OFFSET)) ? LB_FRAG_LATER : LB_FRAG_FIRST;
+		p->frag_id = ip->id;
+	}
+	if (ip->protocol == IPPROTO_ICMP) {
+		if (!full)
+			return LB_PARSE_SKIP;
+		return p->frag ? LB_PARSE_FRAGMENT : lb_parse_icmp4(data, data_end, p, LB_L3_OFF + hlen);
+	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return LB_PARSE_SKIP;
 	p->family = 4;
@@ -213,10 +263,14 @@ static __always_inline int lb_parse_v4(void *data, void *data_end, __u32 pkt_len
 	p->l4_len = tot - hlen;
 	lb_addr_set_v4(&p->saddr, ip->saddr);
 	lb_addr_set_v4(&p->daddr, ip->daddr);
+	if (p->frag == LB_FRAG_LATER) {
+		p->l4_off = LB_L3_OFF + hlen;
+		return LB_PARSE_FRAG_LATER;
+	}
 	return lb_parse_l4(data, data_end, p, LB_L3_OFF + hlen);
 }
 
-static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int full)
 {
 	struct ipv6hdr *ip6 = data + LB_L3_OFF;
 	__u32 off = LB_L3_OFF + sizeof(*ip6), tot;
@@ -228,29 +282,46 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 	if (ip6->version != 6)
 		return LB_PARSE_MALFORMED;
 	tot = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	nh = ip6->nexthdr;
+	if (full && tot == sizeof(*ip6) && nh != NEXTHDR_HOP && lb_big_packet(pkt_len, sizeof(*ip6)))
+		tot = pkt_len - LB_L3_OFF;
 	if (tot > pkt_len - LB_L3_OFF)
 		return LB_PARSE_MALFORMED;
-	nh = ip6->nexthdr;
 #pragma unroll
 	for (i = 0; i < LB_IPV6_EXT_MAX; i++) {
 		__u8 *ext = data + off;
 
 		if (nh == IPPROTO_TCP || nh == IPPROTO_UDP || nh == IPPROTO_ICMPV6)
 			break;
-		if (nh == NEXTHDR_FRAGMENT)
-			return LB_PARSE_FRAGMENT;
 		/* a routing header may change the final destination: not ours to translate */
-		if (nh != NEXTHDR_HOP && nh != NEXTHDR_DEST && nh != NEXTHDR_AUTH)
+		if (nh != NEXTHDR_HOP && nh != NEXTHDR_DEST && nh != NEXTHDR_AUTH && nh != NEXTHDR_FRAGMENT)
 			return LB_PARSE_SKIP;
-		if ((void *)(ext + 2) > data_end)
+		/* XDP leaves fragments to tc: its copy of the walk stops here, as small as it was */
+		if (nh == NEXTHDR_FRAGMENT && !full)
+			return LB_PARSE_FRAGMENT;
+		if ((void *)(ext + 8) > data_end)
 			return LB_PARSE_MALFORMED;
-		off += nh == NEXTHDR_AUTH ? (ext[1] + 2) * 4 : (ext[1] + 1) * 8;
+		if (nh == NEXTHDR_FRAGMENT) {
+			__u16 fo = bpf_ntohs(*(__be16 *)(ext + 2));
+			__u32 later = (fo & LB_IP6_FRAG_OFFSET) != 0;
+
+			/* offset 0 without M is an atomic fragment (RFC 6946): a whole datagram. Computed
+			 * without branches: 6.1's verifier then keeps one state, not one per outcome. */
+			p->frag = later * LB_FRAG_LATER + ((later ^ 1) & (fo & LB_IP6_FRAG_MF)) * LB_FRAG_FIRST;
+			p->frag_id = *(__u32 *)(ext + 4);
+			off += 8;
+		} else {
+			off += nh == NEXTHDR_AUTH ? (ext[1] + 2) * 4 : (ext[1] + 1) * 8;
+		}
 		nh = ext[0];
 		if (off > tot + LB_L3_OFF)
 			return LB_PARSE_MALFORMED;
 	}
-	if (nh == IPPROTO_ICMPV6)
-		return lb_parse_icmp6(data, data_end, p, off);
+	if (nh == IPPROTO_ICMPV6) {
+		if (!full)
+			return LB_PARSE_SKIP;
+		return p->frag ? LB_PARSE_FRAGMENT : lb_parse_icmp6(data, data_end, p, off);
+	}
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
 		return LB_PARSE_SKIP;
 	p->family = 6;
@@ -259,20 +330,28 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 	p->l4_len = tot + LB_L3_OFF - off;
 	lb_addr_copy(&p->saddr, ip6->saddr.in6_u.u6_addr8);
 	lb_addr_copy(&p->daddr, ip6->daddr.in6_u.u6_addr8);
+	if (p->frag == LB_FRAG_LATER) {
+		if (off > 512)
+			return LB_PARSE_MALFORMED;
+		p->l4_off = off;
+		return LB_PARSE_FRAG_LATER;
+	}
 	return lb_parse_l4(data, data_end, p, off);
 }
 
-/* pkt_len: the whole frame's length (skb->len; for XDP data_end - data) */
-static __always_inline int lb_parse(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p)
+/* pkt_len: the whole frame's length (skb->len; for XDP data_end - data). full 0 (XDP, which leaves
+ * ICMP and fragments to tc) reports any fragment as LB_PARSE_FRAGMENT and ICMP as LB_PARSE_SKIP,
+ * which keeps their parsers out of the program: 6.1's verifier gives up on XDP with them */
+static __always_inline int lb_parse(void *data, void *data_end, __u32 pkt_len, struct lb_pkt *p, int full)
 {
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
 		return LB_PARSE_SKIP;
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return lb_parse_v4(data, data_end, pkt_len, p);
+		return lb_parse_v4(data, data_end, pkt_len, p, full);
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return lb_parse_v6(data, data_end, pkt_len, p);
+		return lb_parse_v6(data, data_end, pkt_len, p, full);
 	return LB_PARSE_SKIP;
 }
 

@@ -201,16 +201,53 @@ static __always_inline int lb_skb_bounce(struct __sk_buff *skb, int at_ingress)
 	return bpf_redirect(skb->ifindex, at_ingress ? 0 : BPF_F_INGRESS);
 }
 
+/* The per-CPU token bucket of refusals: 1 when one may be sent now, else 0 (counted). A flood to a
+ * Service without endpoints must not turn the node into a packet source at line rate (as the
+ * kernel limits its own ICMP errors, icmp_ratelimit). Refilled by whole tokens; a bucket whose
+ * last refill lies ahead of now (another CPU's clock, a test) waits for it. */
+static __always_inline int lb_reject_allowed(void)
+{
+	const __u64 per_token = LB_NSEC_PER_SEC / LB_REJECT_RATE;
+	struct lb_rate_limit *rl;
+	__u32 zero = 0;
+	__u64 now, add;
+	__s64 elapsed;
+
+	rl = bpf_map_lookup_elem(&lb_reject_rl, &zero);
+	if (!rl)
+		return 1;
+	now = bpf_ktime_get_ns();
+	elapsed = (__s64)(now - rl->last_ns);
+	if (elapsed >= (__s64)per_token) {
+		add = (__u64)elapsed / per_token;
+		rl->tokens = rl->tokens + add > LB_REJECT_BURST ? LB_REJECT_BURST : rl->tokens + add;
+		rl->last_ns = now;
+	}
+	if (rl->tokens == 0) {
+		lb_stat_inc(LB_STAT_DROP_REJECT_LIMIT);
+		return 0;
+	}
+	rl->tokens--;
+	return 1;
+}
+
 /* refuses a flow to a frontend without backends */
 static __always_inline int lb_tc_reject(struct __sk_buff *skb, const struct lb_pkt *p, int at_ingress)
 {
 	int ret;
 
+	/* a later fragment: its first fragment got the refusal */
+	if (p->frag == LB_FRAG_LATER)
+		return TC_ACT_SHOT;
 	if (p->proto == IPPROTO_TCP) {
 		if (p->tcp_flags & LB_TCP_RST)
 			return TC_ACT_SHOT;
+		if (!lb_reject_allowed())
+			return TC_ACT_SHOT;
 		ret = lb_skb_reset(skb, p);
 	} else {
+		if (!lb_reject_allowed())
+			return TC_ACT_SHOT;
 		ret = lb_skb_unreach(skb, p);
 	}
 	if (ret < 0)

@@ -153,4 +153,26 @@ struct lb_device {
 	__u32 flags;       /* LB_DEV_F_* */
 };
 
+/* lb_frags key (LRU): the fragments of one datagram, as RFC 791 / RFC 8200 group them */
+struct lb_frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;          /* the IPv4 identification (its 2 bytes as read) or the IPv6 fragment header's */
+	__u8 proto;        /* IPPROTO_TCP / UDP */
+	__u8 pad;
+	__u16 pad2;
+};
+
+/* lb_frags value: the ports the first fragment carried, for the ones without an L4 header */
+struct lb_frag_val {
+	__be16 sport;
+	__be16 dport;
+};
+
+/* lb_reject_rl value (per CPU): the token bucket of the refusals (RST, ICMP) the programs send */
+struct lb_rate_limit {
+	__u64 last_ns;     /* bpf_ktime_get_ns() of the last refill */
+	__u64 tokens;      /* refusals that may still be sent */
+};
+
 #endif

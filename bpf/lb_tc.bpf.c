@@ -7,7 +7,9 @@
  * tc egress: replies of backends are translated back to the frontend (after the kernel's conntrack
  *   and de-SNAT); packets the host itself sends to a frontend are translated forward, flagged
  *   LB_CT_F_REV_AT_INGRESS.
- * SCTP, fragments and anything not TCP/UDP over IPv4/IPv6 pass untouched. */
+ * Fragments are translated like their first fragment (lb_frag.h); ICMP errors about translated
+ * flows are translated in both directions (lb_tc_icmp). SCTP and anything not TCP/UDP over
+ * IPv4/IPv6 pass untouched. */
 #include "lb_tc.h"
 
 SEC("tc")

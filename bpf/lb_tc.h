@@ -13,6 +13,55 @@
 #include "lb_nat.h"
 #include "lb_reject.h"
 #include "lb_eip.h"
+#include "lb_frag.h"
+
+/* bytes of a frame the parser may read by direct access: Ethernet, IPv6 with an extension header or
+ * two and TCP with options, or an ICMPv6 error quoting such a header. A shorter linear area (headers
+ * in paged fragments, as some drivers and GRO leave them) is pulled up to this first. */
+#define LB_PULL_LEN 128
+
+#ifndef AF_INET
+#define AF_INET 2
+#define AF_INET6 10
+#endif
+
+/* A packet the host sends was routed for the frontend address, before tc egress translated it:
+ * the backend may be behind another device (a local pod's veth while the VIP's route is the default
+ * route), or behind none. It is routed anew for the backend (bpf_fib_lookup) and redirected there
+ * (bpf_redirect_neigh, which resolves the next hop); where the backend is not reachable that way
+ * (no route, a local address, forwarding off) it is dropped and counted, never sent out the wrong
+ * device. */
+static __always_inline int lb_tc_reroute(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_backend *be)
+{
+	struct bpf_fib_lookup fib = {};
+	long ret;
+
+	fib.ifindex = skb->ifindex;
+	fib.l4_protocol = p->proto;
+	fib.sport = p->sport;
+	fib.dport = be->port;
+	if (p->family == 4) {
+		union lb_addr a;
+
+		__builtin_memcpy(a.b, be->addr, 16);
+		fib.family = AF_INET;
+		fib.ipv4_src = p->saddr.w[3];
+		fib.ipv4_dst = a.w[3];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, p->saddr.b, 16);
+		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
+	}
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS || ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		if (fib.ifindex == skb->ifindex)
+			return TC_ACT_OK;
+		lb_stat_inc(LB_STAT_HOST_REROUTE);
+		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	}
+	lb_stat_inc(LB_STAT_DROP_HOST_NO_ROUTE);
+	return TC_ACT_SHOT;
+}
 
 /* forward translation of a packet to a frontend; at egress (host-originated) the flow is flagged
  * LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress */
@@ -31,6 +80,8 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	if (v == LB_V_REJECT)
 		return lb_tc_reject(skb, p, at_ingress);
 	if (v == LB_V_RESET) {
+		if (p->frag == LB_FRAG_LATER || !lb_reject_allowed())
+			return TC_ACT_SHOT;
 		if (lb_skb_reset(skb, p) < 0)
 			return TC_ACT_SHOT;
 		lb_stat_inc(LB_STAT_RESET_BACKEND_GONE);
@@ -43,7 +94,11 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
+	if (p->frag == LB_FRAG_LATER)
+		lb_stat_inc(LB_STAT_FRAG_XLATE);
 	lb_fe_stat(fe_id, skb->len);
+	if (!at_ingress && (cfg.flags & LB_CFG_F_HOST_REROUTE))
+		return lb_tc_reroute(skb, p, &sel.be);
 	return TC_ACT_OK;
 }
 
@@ -79,12 +134,15 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
+	if (p->frag == LB_FRAG_LATER)
+		lb_stat_inc(LB_STAT_FRAG_XLATE);
 	lb_stat_inc(LB_STAT_REV_NAT);
 	return TC_ACT_OK;
 }
 
-/* an ICMP(v6) error about a translated flow, seen where its replies are undone (want as above): the
- * quoted packet went client -> backend, so the reverse entry is found by its swapped tuple */
+/* an ICMP(v6) error about a client's packet of a translated flow, seen where the flow's replies are
+ * undone (want as above): the quoted packet went client -> backend, so the reverse entry is found by
+ * its swapped tuple. -1 when it is about no flow of ours. */
 static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_pkt *p, __u16 want)
 {
 	struct lb_ct_key k = {};
@@ -98,19 +156,65 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 	if (!ct && p->proto == IPPROTO_TCP)
 		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
-		return TC_ACT_OK;
+		return -1;
 	fe_id = ct->fe_id;
 	rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
 	if (!rn) {
 		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
 		return TC_ACT_OK;
 	}
-	if (lb_skb_icmp_nat(skb, p, rn->addr, rn->port) < 0) {
+	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, rn->addr, rn->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
-	lb_stat_inc(LB_STAT_REV_NAT);
+	lb_stat_inc(LB_STAT_ICMP_XLATE);
 	return TC_ACT_OK;
+}
+
+/* An ICMP(v6) error about a reply of a translated flow, sent toward the frontend (a router's
+ * "fragmentation needed" / "packet too big" for a Service's response, the client's port
+ * unreachable), seen where the flow's client packets are translated (want: the flow's
+ * LB_CT_F_REV_AT_INGRESS value there). The quoted reply went frontend -> client: swapped, it is the
+ * flow's forward tuple, whose entry names the backend the error belongs to. -1 when it is about no
+ * flow of ours. */
+static __always_inline int lb_tc_icmp_forward(struct __sk_buff *skb, struct lb_pkt *p, __u16 want)
+{
+	struct lb_ct_key k = {};
+	struct lb_ct_entry *ct;
+	struct lb_backend *be;
+
+	__builtin_memcpy(k.saddr, p->daddr.b, 16);
+	__builtin_memcpy(k.daddr, p->saddr.b, 16);
+	k.sport = p->dport;
+	k.dport = p->sport;
+	k.proto = p->proto;
+	k.dir = LB_CT_DIR_FWD;
+	ct = bpf_map_lookup_elem(&lb_ct, &k);
+	/* the backend's SYN-ACK, of a flow still in its handshake */
+	if (!ct && p->proto == IPPROTO_TCP)
+		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
+	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
+		return -1;
+	/* only to a backend still serving the flow's frontend: ids are reused */
+	be = lb_member_backend(ct->fe_id, ct->backend_id);
+	if (!be)
+		return -1;
+	if (lb_skb_icmp_nat(skb, p, LB_NAT_SRC, be->addr, be->port) < 0) {
+		lb_stat_inc(LB_STAT_DROP_CSUM);
+		return TC_ACT_SHOT;
+	}
+	lb_stat_inc(LB_STAT_ICMP_XLATE);
+	return TC_ACT_OK;
+}
+
+static __always_inline int lb_tc_icmp(struct __sk_buff *skb, struct lb_pkt *p, int at_ingress)
+{
+	int r = lb_tc_icmp_reverse(skb, p, at_ingress ? LB_CT_F_REV_AT_INGRESS : 0);
+
+	if (r >= 0)
+		return r;
+	r = lb_tc_icmp_forward(skb, p, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS);
+	return r >= 0 ? r : TC_ACT_OK;
 }
 
 static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
@@ -121,9 +225,15 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	struct lb_pkt p = {};
 	int external, r;
 
-	r = lb_parse(data, data_end, skb->len, &p);
+	if (data + LB_PULL_LEN > data_end && skb->len > data_end - data) {
+		bpf_skb_pull_data(skb, skb->len < LB_PULL_LEN ? skb->len : LB_PULL_LEN);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	r = lb_parse(data, data_end, skb->len, &p, 1);
 	if (r == LB_PARSE_ICMP_ERR)
-		return lb_tc_icmp_reverse(skb, &p, at_ingress ? LB_CT_F_REV_AT_INGRESS : 0);
+		return lb_tc_icmp(skb, &p, at_ingress);
+	r = lb_frag_resolve(&p, r);
 	if (r != LB_PARSE_OK) {
 		lb_count_unparsed(r);
 		return TC_ACT_OK;

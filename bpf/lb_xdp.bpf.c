@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The XDP program, attached to external devices. */
 /* The forward path of external traffic, except flows that need SNAT and refusals, which it leaves
- * to tc ingress (the same maps make tc choose the same backend, lb_svc.h). SCTP, fragments and
- * anything not TCP/UDP over IPv4/IPv6 pass untouched. */
+ * to tc ingress (the same maps make tc choose the same backend, lb_svc.h). IP fragments are left to
+ * tc; SCTP and anything not TCP/UDP over IPv4/IPv6 pass untouched. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "lb_maps.h"
@@ -23,7 +23,11 @@ int lb_xdp(struct xdp_md *ctx)
 	__u64 now;
 	int external, r;
 
-	r = lb_parse(data, data_end, data_end - data, &p);
+	r = lb_parse(data, data_end, data_end - data, &p, 0);
+	/* fragments are tc's, all of them: it remembers the first one's ports for the rest (lb_frag.h),
+	 * and counts them there */
+	if (r == LB_PARSE_FRAGMENT)
+		return XDP_PASS;
 	if (r != LB_PARSE_OK) {
 		lb_count_unparsed(r);
 		return XDP_PASS;

@@ -7,7 +7,7 @@ import {
   LB_BE_F_TERMINATING, type ProgName, type TestService, type TestBackend,
 } from './datapath.js';
 import {
-  frame, tcp, udp, expectedRst, expectedUnreach, icmpError, requote, checksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_RST,
+  frame, tcp, udp, expectedRst, expectedUnreach, icmpError, requote, fragment, checksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_RST,
   type FrameSpec, type L4Spec,
 } from './packets.js';
 import { pickBackend } from '../src/dataplane/bpf/hash.js';
@@ -226,7 +226,7 @@ export function buildRows(): Row[] {
       name: 'ICMP port unreachable from a UDP/IPv4 backend: outer source and quoted destination back to the frontend',
       prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); },
       input: icmpError(b.address, C4, 3, 3, quoted), verdict: TC_ACT_OK,
-      output: icmpError(s.address, C4, 3, 3, requote(quoted, s.address, s.port)), stats: { rev_nat: 1 },
+      output: icmpError(s.address, C4, 3, 3, requote(quoted, s.address, s.port)), stats: { icmp_xlate: 1 },
     });
     const w = SVC.web4, g = toService(w, C4, 43501, { payload: Buffer.alloc(100, 7) }), bw = pick(w, C4, 43501);
     const q2 = g.to(bw).subarray(14);
@@ -235,7 +235,7 @@ export function buildRows(): Row[] {
       name: 'ICMP fragmentation needed from a router on the way (PMTU): quoted destination rewritten, router source kept',
       prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', g.input); },
       input: icmpError('10.244.0.1', C4, 3, 4, q2, mtu), verdict: TC_ACT_OK,
-      output: icmpError('10.244.0.1', C4, 3, 4, requote(q2, w.address, w.port), mtu), stats: { rev_nat: 1 },
+      output: icmpError('10.244.0.1', C4, 3, 4, requote(q2, w.address, w.port), mtu), stats: { icmp_xlate: 1 },
     });
     const s6 = SVC.dns6, f6 = toService(s6, C6, 43502), b6 = pick(s6, C6, 43502);
     const q6 = f6.to(b6).subarray(14);
@@ -243,7 +243,7 @@ export function buildRows(): Row[] {
       name: 'ICMPv6 port unreachable from a UDP/IPv6 backend: rewritten, ICMPv6 pseudo-header checksum fixed',
       prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f6.input); },
       input: icmpError(b6.address, C6, 1, 4, q6), verdict: TC_ACT_OK,
-      output: icmpError(s6.address, C6, 1, 4, requote(q6, s6.address, s6.port)), stats: { rev_nat: 1 },
+      output: icmpError(s6.address, C6, 1, 4, requote(q6, s6.address, s6.port)), stats: { icmp_xlate: 1 },
     });
     const w6 = SVC.web6, g6 = toService(w6, C6, 43503, { payload: Buffer.alloc(64, 9) }), bw6 = pick(w6, C6, 43503);
     const q7 = g6.to(bw6).subarray(14), mtu6 = Buffer.from([0, 0, 0x05, 0x00]);
@@ -251,7 +251,7 @@ export function buildRows(): Row[] {
       name: 'ICMPv6 packet too big from a router for a TCP/IPv6 flow: quoted destination rewritten',
       prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', g6.input); },
       input: icmpError('fd00:244::1', C6, 2, 0, q7, mtu6), verdict: TC_ACT_OK,
-      output: icmpError('fd00:244::1', C6, 2, 0, requote(q7, w6.address, w6.port), mtu6), stats: { rev_nat: 1 },
+      output: icmpError('fd00:244::1', C6, 2, 0, requote(q7, w6.address, w6.port), mtu6), stats: { icmp_xlate: 1 },
     });
     add({
       name: 'ICMP error about a flow we never translated: untouched',
@@ -262,7 +262,7 @@ export function buildRows(): Row[] {
       name: 'ICMP error about a host-originated flow, at tc ingress: rewritten there',
       prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', h.input); },
       input: icmpError(bh.address, host, 3, 3, qh), verdict: TC_ACT_OK,
-      output: icmpError(w.address, host, 3, 3, requote(qh, w.address, w.port)), stats: { rev_nat: 1 },
+      output: icmpError(w.address, host, 3, 3, requote(qh, w.address, w.port)), stats: { icmp_xlate: 1 },
     });
     const echo = Buffer.concat([Buffer.from([8, 0, 0, 0, 0, 1, 0, 1]), Buffer.from('ping')]);
     echo.writeUInt16BE(checksum(echo), 2);
@@ -475,10 +475,10 @@ export function buildRows(): Row[] {
     const lying6 = Buffer.from(toService(SVC.web6, C6, 54000).input);
     lying6.writeUInt16BE(1400, 18);
     add({ name: 'IPv6 payload length beyond the frame: passed untouched, counted malformed', prog: 'lb_tc_ingress', input: lying6, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
-    const frag4 = toService(SVC.dns4, C4, 54001, { extra: { fragOff: 0x2000, ipId: 77 } }).input;
-    add({ name: 'IPv4 first fragment (MF): passed untouched, counted', prog: 'lb_tc_ingress', input: frag4, verdict: TC_ACT_OK, output: 'input', stats: { pass_fragment: 1 } });
-    const frag6 = toService(SVC.dns6, C6, 54001, { extra: { v6Ext: [{ type: 44, body: Buffer.from([0, 1, 0, 0, 0, 42]) }] } }).input;
-    add({ name: 'IPv6 fragment header: passed untouched, counted', prog: 'lb_tc_ingress', input: frag6, verdict: TC_ACT_OK, output: 'input', stats: { pass_fragment: 1 } });
+    const zeroLen = Buffer.from(full); zeroLen.writeUInt16BE(0, 16);
+    add({ name: 'IPv4 total length 0 on a frame under 64 KiB (not BIG TCP): passed untouched, counted malformed', prog: 'lb_tc_ingress', input: zeroLen, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
+    const zeroLen6 = Buffer.from(toService(SVC.web6, C6, 54000).input); zeroLen6.writeUInt16BE(0, 18);
+    add({ name: 'IPv6 payload length 0 on a frame under 64 KiB (not BIG TCP): passed untouched, counted malformed', prog: 'lb_tc_ingress', input: zeroLen6, verdict: TC_ACT_OK, output: 'input', stats: { pass_malformed: 1 } });
     const arp = Buffer.concat([Buffer.from('ffffffffffff02000000aa010806', 'hex'), Buffer.alloc(28, 1)]);
     add({ name: 'ARP: passed untouched, nothing counted', prog: 'lb_tc_ingress', input: arp, verdict: TC_ACT_OK, output: 'input', stats: {} });
     const sctp = frame({ src: C4, dst: SVC.web4.address, l4: { kind: 'raw', proto: 132, bytes: Buffer.from('9c40005000000000000000000000000000000000', 'hex') } });
@@ -722,6 +722,135 @@ export function buildRows(): Row[] {
     add({
       name: 'XDP: the clashing second flow is dropped in XDP',
       prog: 'lb_xdp', external: true, setup, input: second.input, verdict: XDP_DROP, output: 'input', stats: { drop_ct_clash: 1 },
+    });
+  }
+  // ---- issue 7: IP fragments, translated like their first fragment ----
+  {
+    const big = { payload: Buffer.alloc(100, 0x61) };
+    for (const [s, client] of [[SVC.dns4, C4], [SVC.dns6, C6]] as Array<[TestService, string]>) {
+      const v = s.address.includes(':') ? 'IPv6' : 'IPv4', sport = 54100, b = pick(s, client, sport);
+      const f = toService(s, client, sport, big);
+      const inFr = fragment(f.input, 64, 0x1234), outFr = fragment(f.to(b), 64, 0x1234);
+      add({
+        name: `UDP/${v} datagram in two fragments to a ClusterIP: the first translated by its ports and remembered`,
+        prog: 'lb_tc_ingress', input: inFr[0]!, verdict: TC_ACT_OK, output: outFr[0]!, stats: { fwd_new: 1 },
+        after: (dp, c) => c.eq(dp.map('lb_frags').count(), 1, 'lb_frags holds the datagram'),
+      });
+      add({
+        name: `UDP/${v}: the later fragment (no UDP header) translated as the first was: addresses only`,
+        prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', inFr[0]!); }, input: inFr[1]!, verdict: TC_ACT_OK, output: outFr[1]!,
+        stats: { fwd_ct_hit: 1, frag_xlate: 1 },
+      });
+      add({
+        name: `UDP/${v}: a later fragment whose first was not seen: passed untouched, counted`,
+        prog: 'lb_tc_ingress', input: inFr[1]!, verdict: TC_ACT_OK, output: 'input', stats: { pass_fragment: 1 },
+      });
+      add({
+        name: `UDP/${v}: a later fragment of another datagram (other id) is not taken for this one`,
+        prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', inFr[0]!); }, input: fragment(f.input, 64, 0x1235)[1]!, verdict: TC_ACT_OK, output: 'input', stats: { pass_fragment: 1 },
+      });
+      const r = reply(s, b, client, sport, big);
+      const rIn = fragment(r.input, 64, 0x4321), rOut = fragment(r.output, 64, 0x4321);
+      add({
+        name: `UDP/${v} reply in fragments at tc egress: the first leaves with the frontend as source`,
+        prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: rIn[0]!, verdict: TC_ACT_OK, output: rOut[0]!, stats: { rev_nat: 1 },
+      });
+      add({
+        name: `UDP/${v} reply in fragments at tc egress: the later fragment leaves with the frontend as source too`,
+        prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); run(dp, 'lb_tc_egress', rIn[0]!); }, input: rIn[1]!, verdict: TC_ACT_OK, output: rOut[1]!,
+        stats: { rev_nat: 1, frag_xlate: 1 },
+      });
+      add({
+        name: `XDP: UDP/${v} fragments are left to tc, untouched`,
+        prog: 'lb_xdp', external: true, input: inFr[0]!, verdict: XDP_PASS, output: 'input', stats: {},
+        after: (dp, c) => c.eq(dp.run('lb_xdp', inFr[1]!).output.toString('hex'), inFr[1]!.toString('hex'), 'the later fragment too'),
+      });
+    }
+    const e = toService(SVC.emptyUdp4, C4, 54200, big), ef = fragment(e.input, 64, 77);
+    add({
+      name: 'fragments to a frontend without backends: the first refused (ICMP), the later ones dropped',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', ef[0]!); }, input: ef[1]!, verdict: TC_ACT_SHOT, output: 'input', stats: {},
+    });
+    const w = SVC.web4, tb = pick(w, C4, 54300), tf = toService(w, C4, 54300, { seq: 1001, ack: 7001, flags: TCP_ACK, payload: Buffer.alloc(120, 0x62) });
+    const tIn = fragment(tf.input, 80, 9), tOut = fragment(tf.to(tb), 80, 9);
+    add({
+      name: 'TCP/IPv4 segment in fragments: every fragment translated alike',
+      prog: 'lb_tc_ingress', setup: (dp) => { established(dp, w, C4, 54300); run(dp, 'lb_tc_ingress', tIn[0]!); }, input: tIn[1]!, verdict: TC_ACT_OK, output: tOut[1]!,
+      stats: { fwd_ct_hit: 1, frag_xlate: 1 },
+      after: (dp, c) => c.eq(dp.run('lb_tc_ingress', tIn[0]!).output.toString('hex'), tOut[0]!.toString('hex'), 'the first fragment (TCP checksum over the datagram)'),
+    });
+  }
+
+  // ---- issue 7: ICMP errors toward the frontend about its replies (PMTU for Service responses) ----
+  {
+    const mtu = Buffer.from([0, 0, 0x05, 0x78]);
+    const s = SVC.dns4, sport = 54400, b = pick(s, C4, sport), f = toService(s, C4, sport);
+    const seen = reply(s, b, C4, sport, { payload: Buffer.alloc(200, 1) }).output.subarray(14); // the reply as it left the node
+    add({
+      name: 'ICMP fragmentation needed from a router toward the frontend about a UDP/IPv4 reply: to the backend, quote rewritten',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); },
+      input: icmpError('192.168.50.1', s.address, 3, 4, seen.subarray(0, 28), mtu), verdict: TC_ACT_OK,
+      output: icmpError('192.168.50.1', b.address, 3, 4, requote(seen.subarray(0, 28), b.address, b.port, 'src'), mtu), stats: { icmp_xlate: 1 },
+    });
+    add({
+      name: 'ICMP port unreachable from the client about a UDP/IPv4 reply: to the backend',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); },
+      input: icmpError(C4, s.address, 3, 3, seen), verdict: TC_ACT_OK,
+      output: icmpError(C4, b.address, 3, 3, requote(seen, b.address, b.port, 'src')), stats: { icmp_xlate: 1 },
+    });
+    add({
+      name: 'ICMP error toward the frontend quoting a reply of no flow of ours: untouched',
+      prog: 'lb_tc_ingress', input: icmpError('192.168.50.1', s.address, 3, 4, seen.subarray(0, 28), mtu), verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+    add({
+      name: 'ICMP error toward the frontend at tc egress (a flow translated at ingress): not ours there, untouched',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: icmpError('192.168.50.1', s.address, 3, 4, seen.subarray(0, 28), mtu), verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+    const w6 = SVC.web6, p6 = 54401, b6 = pick(w6, C6, p6), g6 = toService(w6, C6, p6);
+    const hop = [{ type: 0, body: Buffer.from([1, 4, 0, 0, 0, 0]) }];
+    const seen6 = frame({ src: w6.address, dst: C6, l4: tcp(w6.port, p6, { flags: TCP_SYN | TCP_ACK, seq: 5000, ack: 1001, payload: Buffer.alloc(64, 2) }), v6Ext: hop }).subarray(14);
+    const mtu6 = Buffer.from([0, 0, 0x05, 0x00]);
+    add({
+      name: 'ICMPv6 packet too big toward the frontend about a TCP/IPv6 SYN-ACK behind a hop-by-hop header: to the backend, pseudo-header checksum fixed',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', g6.input); },
+      input: icmpError('fd00:50::1', w6.address, 2, 0, seen6, mtu6), verdict: TC_ACT_OK,
+      output: icmpError('fd00:50::1', b6.address, 2, 0, requote(seen6, b6.address, b6.port, 'src'), mtu6), stats: { icmp_xlate: 1 },
+    });
+    const d6 = SVC.dns6, q6p = 54402, bd6 = pick(d6, C6, q6p), h6 = toService(d6, C6, q6p, { extra: { v6Ext: [{ type: 60, body: Buffer.from([1, 4, 0, 0, 0, 0]) }] } });
+    const quoted6 = h6.to(bd6).subarray(14);
+    add({
+      name: 'ICMPv6 port unreachable from a backend quoting a datagram with a destination options header: rewritten to the frontend',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', h6.input); },
+      input: icmpError(bd6.address, C6, 1, 4, quoted6), verdict: TC_ACT_OK,
+      output: icmpError(d6.address, C6, 1, 4, requote(quoted6, d6.address, d6.port)), stats: { icmp_xlate: 1 },
+    });
+    const host = '192.168.1.10', w = SVC.web4, hp = 54403, hb = pick(w, host, hp), hf = toService(w, host, hp);
+    const hseen = reply(w, hb, host, hp).output.subarray(14, 14 + 28);
+    add({
+      name: 'ICMP error the host sends toward the frontend about a reply of a host-originated flow: at tc egress, to the backend',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_egress', hf.input); },
+      input: icmpError(host, w.address, 3, 3, hseen), verdict: TC_ACT_OK,
+      output: icmpError(host, hb.address, 3, 3, requote(hseen, hb.address, hb.port, 'src')), stats: { icmp_xlate: 1 },
+    });
+  }
+
+  // ---- issue 7: refusals are rate-limited per CPU ----
+  {
+    const SECS = 1_000_000_000n;
+    const u4 = toService(SVC.emptyUdp4, C4, 54500).input, syn = toService(SVC.empty4, C4, 54501).input;
+    // the last refill an hour ahead: no refill can happen during the row, however slow the machine
+    const empty = (dp: Datapath) => dp.setRejectBucket({ tokens: 0n, lastNs: process.hrtime.bigint() + 3600n * SECS });
+    add({ name: 'no backend, UDP/IPv4, the refusal bucket empty: no ICMP sent, dropped, counted', prog: 'lb_tc_ingress', setup: empty, input: u4, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_reject_limit: 1 } });
+    add({ name: 'no backend, TCP SYN, the refusal bucket empty: no RST sent, dropped, counted', prog: 'lb_tc_ingress', setup: empty, input: syn, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_reject_limit: 1 } });
+    add({
+      name: 'no backend, TCP SYN, the bucket emptied 10 s ago: refilled, RST sent',
+      prog: 'lb_tc_ingress', setup: (dp) => dp.setRejectBucket({ tokens: 0n, lastNs: process.hrtime.bigint() - 10n * SECS }), input: syn, verdict: TC_ACT_REDIRECT, output: expectedRst(syn), stats: { reject_no_backend: 1 },
+    });
+    const w = SVC.web4, gone = pick(w, C4, 54502), g = toService(w, C4, 54502, ACK_DATA);
+    add({
+      name: 'TCP data on a flow whose backend was removed, the refusal bucket empty: no RST, dropped, counted',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', toService(w, C4, 54502).input); dp.replaceBackends(w, w.backends.filter((x) => x.id !== gone.id)); empty(dp); },
+      input: g.input, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_reject_limit: 1 },
     });
   }
   return rows;

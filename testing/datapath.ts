@@ -109,7 +109,7 @@ export class Datapath {
 
   /** Empties every map this harness writes or the programs fill, and zeroes the counters. */
   reset(): void {
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_config']) {
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_config', 'lb_frags']) {
       const m = this.optMap(name);
       if (!m) continue;
       if (m.type === MapType.ARRAY) {
@@ -123,6 +123,7 @@ export class Datapath {
     this.tables.clear();
     this.base = undefined;
     this.resetStats();
+    this.setRejectBucket();
     this.map('lb_config').update(encodeU32(0), encodeConfig({ hashSeed: SEED, snatMark: SNAT_MARK, flags: 0 }));
   }
 
@@ -141,7 +142,8 @@ export class Datapath {
   restore(): void {
     const base = this.base;
     if (!base) throw new Error('restore() before install()');
-    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok']) {
+    this.setRejectBucket();
+    for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_frags']) {
       const m = this.optMap(name);
       if (!m) continue;
       for (const k of m.keys()) m.delete(k);
@@ -175,7 +177,7 @@ export class Datapath {
 
   /** Forgets every flow: conntrack and affinity emptied. */
   forgetFlows(): void {
-    for (const name of ['lb_ct', 'lb_ct_syn', 'lb_affinity']) {
+    for (const name of ['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_frags']) {
       const m = this.optMap(name);
       if (!m) continue;
       for (const k of m.keys()) m.delete(k);
@@ -186,6 +188,22 @@ export class Datapath {
   deleteTable(tableId: number): void {
     this.map('lb_maglev').delete(encodeU32(tableId));
     this.tables.delete(tableId);
+  }
+
+  /**
+   * Sets the refusals' token bucket (lb_reject_rl) of every CPU; default: full, as after a long
+   * quiet time. A row that must find it empty puts its last refill ahead of now, so that no refill
+   * can happen during the row however slow the machine is.
+   */
+  setRejectBucket(o: { tokens: bigint; lastNs: bigint } = { tokens: 0n, lastNs: 0n }): void {
+    const m = this.optMap('lb_reject_rl');
+    if (!m) return;
+    const v = Buffer.alloc(this.cpus * 16);
+    for (let c = 0; c < this.cpus; c++) {
+      v.writeBigUInt64LE(BigInt.asUintN(64, o.lastNs), c * 16);
+      v.writeBigUInt64LE(o.tokens, c * 16 + 8);
+    }
+    m.update(encodeU32(0), v);
   }
 
   resetStats(): void {

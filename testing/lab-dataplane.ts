@@ -64,7 +64,7 @@ export class LabDataplane {
   }
 
   private writeConfig(): void {
-    this.loaded.maps.writeConfig({ hashSeed: this.seed, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: this.#socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
+    this.loaded.maps.writeConfig({ hashSeed: this.seed, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: (this.#socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
   }
 
   /** Switches LB_CFG_F_SOCK_LB. */

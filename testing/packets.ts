@@ -244,6 +244,9 @@ function finishParse(f: Buffer, family: 4 | 6, src: string, dst: string, proto: 
 export function checksumErrors(f: Buffer): string[] {
   const errors: string[] = [];
   const p = parse(f);
+  // a fragment's L4 checksum covers the whole datagram: only the IPv4 header's can be checked
+  if (p.family === 4 && (f.readUInt16BE(20) & 0x3fff)) return sum16(f.subarray(14, p.l4Off)) === 0xffff ? [] : ['IPv4 header checksum'];
+  if (p.family === 6 && p.proto === 44) return [];
   const l4 = f.subarray(p.l4Off, p.l3Off + p.ipLen);
   if (p.family === 4) {
     const hdr = f.subarray(14, p.l4Off);
@@ -322,21 +325,75 @@ export function icmpError(src: string, dst: string, type: number, code: number, 
   return Buffer.concat([ethHeader(MAC_NODE, MAC_CLIENT, ETH_P_IP), ipv4Header(src, dst, PROTO_ICMP, msg.length), msg]);
 }
 
+/** Offset of the L4 header in an IP packet (no Ethernet header), past IPv6 extension headers. */
+export function ipL4Offset(q: Buffer): number {
+  if ((q[0]! >> 4) === 4) return (q[0]! & 0x0f) * 4;
+  let nh = q[6]!, off = 40;
+  while (nh === 0 || nh === 60 || nh === 51 || nh === 44) {
+    const next = q[off]!;
+    off += nh === 44 ? 8 : nh === 51 ? (q[off + 1]! + 2) * 4 : (q[off + 1]! + 1) * 8;
+    nh = next;
+  }
+  return off;
+}
+
 /**
- * A quoted IP packet with its destination changed (the frontend instead of the backend): a valid
- * IPv4 header checksum, the L4 checksum left as it was (what the programs do to a quote).
+ * A quoted IP packet with its destination (or, `which` 'src', its source) changed: the frontend
+ * instead of the backend, or back. A valid IPv4 header checksum, the L4 checksum left as it was
+ * (what the programs do to a quote).
  */
-export function requote(quoted: Buffer, dst: string, dport: number): Buffer {
+export function requote(quoted: Buffer, addr: string, port: number, which: 'src' | 'dst' = 'dst'): Buffer {
   const q = Buffer.from(quoted);
+  const l4 = ipL4Offset(q);
   if ((q[0]! >> 4) === 4) {
     const ihl = (q[0]! & 0x0f) * 4;
-    addrBytes(dst).copy(q, 16);
+    addrBytes(addr).copy(q, which === 'dst' ? 16 : 12);
     q.writeUInt16BE(0, 10);
     q.writeUInt16BE(checksum(q.subarray(0, ihl)), 10);
-    q.writeUInt16BE(dport, ihl + 2);
-    return q;
+  } else {
+    addrBytes(addr).copy(q, which === 'dst' ? 24 : 8);
   }
-  addrBytes(dst).copy(q, 24);
-  q.writeUInt16BE(dport, 42);
+  q.writeUInt16BE(port, l4 + (which === 'dst' ? 2 : 0));
   return q;
+}
+
+// ---- IP fragments --------------------------------------------------------------------------------
+
+/**
+ * Splits a frame (Ethernet + IPv4 or IPv6 without extension headers + payload) into IP fragments
+ * of `size` payload bytes (a multiple of 8), as the kernel's ip_fragment / ip6_fragment would:
+ * IPv4 fragments share the identification `id`; IPv6 ones get a fragment header with it.
+ */
+export function fragment(f: Buffer, size: number, id: number): Buffer[] {
+  if (size % 8) throw new Error('fragment: size must be a multiple of 8');
+  const eth = f.subarray(0, 14);
+  const out: Buffer[] = [];
+  if (f.readUInt16BE(12) === ETH_P_IP) {
+    const ihl = (f[14]! & 0x0f) * 4;
+    const hdr = f.subarray(14, 14 + ihl), payload = f.subarray(14 + ihl, 14 + f.readUInt16BE(16));
+    for (let off = 0; off < payload.length; off += size) {
+      const part = payload.subarray(off, off + size);
+      const h = Buffer.from(hdr);
+      h.writeUInt16BE(ihl + part.length, 2);
+      h.writeUInt16BE(id & 0xffff, 4);
+      h.writeUInt16BE((off / 8) | (off + size < payload.length ? 0x2000 : 0), 6);
+      h.writeUInt16BE(0, 10);
+      h.writeUInt16BE(checksum(h), 10);
+      out.push(Buffer.concat([eth, h, part]));
+    }
+    return out;
+  }
+  const hdr = f.subarray(14, 54), payload = f.subarray(54, 54 + f.readUInt16BE(18));
+  for (let off = 0; off < payload.length; off += size) {
+    const part = payload.subarray(off, off + size);
+    const h = Buffer.from(hdr);
+    h.writeUInt16BE(8 + part.length, 4);
+    h[6] = 44;
+    const fh = Buffer.alloc(8);
+    fh[0] = hdr[6]!;
+    fh.writeUInt16BE(off | (off + size < payload.length ? 1 : 0), 2);
+    fh.writeUInt32BE(id >>> 0, 4);
+    out.push(Buffer.concat([eth, h, fh, part]));
+  }
+  return out;
 }

@@ -3,9 +3,9 @@
 // devices, drives the clients (each in the client namespace via `ip netns exec`), detaches, and
 // prints one JSON line of results. argv: <client netns> <nft binary>
 import { execFileSync, execSync } from 'node:child_process';
-import { Datapath, SNAT_MARK, type TestService } from '../../testing/datapath.js';
+import { Datapath, SEED, SNAT_MARK, type TestService } from '../../testing/datapath.js';
 import { masqueradeRuleset, NFT_TABLE } from '../../src/dataplane/bpf/dataplane.js';
-import { encodeU32, encodeDevice, LB_DEV_F_EXTERNAL, LB_FE_F_SNAT_REMOTE, LB_BE_F_LOCAL } from '../../src/dataplane/bpf/layout.js';
+import { encodeU32, encodeDevice, encodeConfig, LB_DEV_F_EXTERNAL, LB_FE_F_SNAT_REMOTE, LB_BE_F_LOCAL, LB_CFG_F_HOST_REROUTE } from '../../src/dataplane/bpf/layout.js';
 
 const [cliNs, nft] = process.argv.slice(2) as [string, string];
 
@@ -52,6 +52,8 @@ const devs = ['n0', 'n1'].map(ifindex);
 const results: Record<string, unknown> = {};
 try {
   dp.install(services);
+  // as the agent writes it
+  dp.map('lb_config').update(encodeU32(0), encodeConfig({ hashSeed: SEED, snatMark: SNAT_MARK, flags: LB_CFG_F_HOST_REROUTE }));
   // n0 faces the client: external, so NodePort traffic there is external-scope (SNAT for eTP=Cluster)
   dp.map('lb_devices').update(encodeU32(devs[0]!), encodeDevice({ flags: LB_DEV_F_EXTERNAL }));
   for (const i of devs) {
@@ -76,6 +78,16 @@ try {
   results.udp4BackendUnreach = client(['socat', '-T2', '-', 'UDP:10.96.0.10:54'], 'x\n');
   results.hostTcp4 = host(curl('http://10.96.0.10:80/ok.txt'));
   results.hostUdp4 = host(['socat', '-T2', '-', 'UDP:10.96.0.10:53'], 'host\n');
+  // issue 7: the service range routed out the client-facing device (as a default route would take
+  // it): translated at n0's egress, the packet must be routed anew, out n1 (bpf_fib_lookup,
+  // bpf_redirect_neigh), not sent to the client's side with the backend's address
+  execFileSync('ip', ['route', 'replace', '10.96.0.0/16', 'via', '10.0.1.2', 'dev', 'n0']);
+  try {
+    results.hostTcp4Rerouted = host(curl('http://10.96.0.10:80/ok.txt'));
+    results.hostUdp4Rerouted = host(['socat', '-T2', '-', 'UDP:10.96.0.10:53'], 'rerouted\n');
+  } finally {
+    execFileSync('ip', ['route', 'replace', '10.96.0.0/16', 'via', '10.0.2.2', 'dev', 'n1']);
+  }
   results.nodePortSnat = client(curl('http://10.0.1.1:30080/ok.txt'));
   results.masquerade = execFileSync(nft, ['list', 'chain', 'inet', NFT_TABLE, 'postrouting']).toString().match(/counter packets (\d+)/)?.[1];
 

@@ -91,6 +91,9 @@ test.serial('tc programs translate, refuse and SNAT real traffic between namespa
   t.regex(res.udp4BackendUnreach!.out, /Connection refused/, 'the backend\'s ICMP error, rewritten to the frontend, reached the client socket');
   t.deepEqual(res.hostTcp4, { ...res.hostTcp4, ok: true, out: 'backend-ok' }, 'host-originated TCP (translated at tc egress, undone at ingress)');
   t.deepEqual(res.hostUdp4, { ...res.hostUdp4, ok: true, out: 'host' }, 'host-originated UDP');
+  t.deepEqual(res.hostTcp4Rerouted, { ...res.hostTcp4Rerouted, ok: true, out: 'backend-ok' }, 'host-originated TCP whose VIP route leaves by another device: rerouted to the backend\'s');
+  t.deepEqual(res.hostUdp4Rerouted, { ...res.hostUdp4Rerouted, ok: true, out: 'rerouted' }, 'host-originated UDP, rerouted likewise');
+  t.true((res.stats?.host_reroute ?? 0) >= 2, `reroutes counted (${res.stats?.host_reroute})`);
   t.deepEqual(res.nodePortSnat, { ...res.nodePortSnat, ok: true, out: 'backend-ok' }, 'external NodePort with SNAT: reply de-SNATed and rev-NATed');
   t.true(Number(res.masquerade) >= 1, `the masquerade rule saw the marked flow (counter ${res.masquerade})`);
   t.deepEqual(res.xdpNodePort, { ...res.xdpNodePort, ok: true, out: 'backend-ok' }, 'NodePort translated by XDP (tc ingress detached)');

@@ -94,6 +94,18 @@ labTest('multi-port Service: named ports over TCP and UDP, UDP reaching every ba
   t.true(udp.every((r) => r.from?.startsWith(`${VIP.dns}:53`) || r.from?.includes(`${VIP.dns}`)), JSON.stringify(udp[0]));
 });
 
+// issue 7: a datagram over the MTU reaches the ClusterIP in fragments, and the answer, as large,
+// comes back in fragments from the VIP (the later fragments carry no UDP header: tc translates them
+// by the first fragment's ports, lb_frags)
+labTest('UDP over the MTU through a ClusterIP: 3000-byte datagrams in fragments both ways, answered from the VIP', async (t) => {
+  const payload = 'big:'.padEnd(3000, 'x');
+  const udp = await lab.lab.client(pod('client1').pod.ns, { proto: 'udp', host: VIP.dns, port: 53, count: 8, timeoutMs: 3000, payload });
+  t.true(udp.every((r) => r.ok), JSON.stringify(udp.filter((r) => !r.ok)));
+  t.true(udp.every((r) => r.reply?.length === 3000 && /^pod-[abc] \.+$/.test(r.reply)), JSON.stringify(udp.map((r) => [r.reply?.slice(0, 12), r.reply?.length])));
+  t.true(udp.every((r) => r.from?.startsWith(`${VIP.dns}:53`)), JSON.stringify(udp.map((r) => r.from)));
+  t.true(new Set(udp.map((r) => r.reply?.split(' ')[0])).size >= 2, 'more than one backend answered');
+});
+
 labTest('NodePort from outside on each node reaches local and remote backends (eTP Cluster)', async (t) => {
   for (const n of lab.nodes) {
     const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 24);

@@ -55,7 +55,9 @@ function listenUdp(addr) {
   return new Promise((resolve, reject) => {
     const sock = dgram.createSocket({ type: isIPv6(addr) ? 'udp6' : 'udp4', ipv6Only: false });
     sock.on('message', (msg, rinfo) => {
-      const text = msg.toString() === 'client' ? `${opts.name} ${rinfo.address} ${rinfo.port}` : opts.name;
+      // 'big:...': an answer as long as the question (IP fragments both ways for one over the MTU)
+      const text = msg.toString() === 'client' ? `${opts.name} ${rinfo.address} ${rinfo.port}`
+        : msg.toString('latin1', 0, 4) === 'big:' ? `${opts.name} `.padEnd(msg.length, '.') : opts.name;
       sock.send(text, rinfo.port, rinfo.address);
     });
     sock.once('error', reject);

@@ -184,7 +184,7 @@ export function removeMasquerade(): boolean {
 const MEMBERSHIP_OPS: ReadonlySet<PlanOp['op']> = new Set(['upsertSlots', 'deleteSlots', 'deleteFrontend', 'deleteBackend']);
 
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
-const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats']);
+const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
 
 export class BpfDataplane implements Dataplane {
   readonly kind = 'bpf' as const;
@@ -239,7 +239,7 @@ export class BpfDataplane implements Dataplane {
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
-    loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0 });
+    loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
     installMasquerade(snatMark, this.#opts.nodePortRange);
     loaded.maps.setExternalIpAllow(this.#opts.localExternalIpAllow ?? []);
     loaded.maps.setLocalSources(this.#opts.localTraffic?.cidrs ?? []);

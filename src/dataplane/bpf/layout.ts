@@ -23,6 +23,7 @@ export const LB_SOCK_REVNAT_MAX = 262144;
 export const LB_DEVICES_MAX = 1024;
 export const LB_NODE_ADDRS_MAX = 1024;
 export const LB_EIP_ALLOW_MAX = 1024;
+export const LB_FRAGS_MAX = 8192;
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
@@ -68,9 +69,14 @@ export const LB_CT_TIMEOUT_CLOSING = 120;
 export const LB_CT_TIMEOUT_UDP = 60;
 export const LB_CT_REFRESH_NS = 1000000000;
 
+/** refusals (RST, ICMP unreachable) per CPU: token bucket rate per second and burst */
+export const LB_REJECT_RATE = 1000;
+export const LB_REJECT_BURST = 100;
+
 export const LB_DEV_F_EXTERNAL = 1 << 0;
 export const LB_DEV_F_LOCAL_SRC = 1 << 1;
 export const LB_CFG_F_SOCK_LB = 1 << 0;
+export const LB_CFG_F_HOST_REROUTE = 1 << 1;
 export const LB_SNAT_MARK_DEFAULT = 0x4b500000;
 
 /** enum lb_stat, in enum order: LB_STATS[i] is the counter at index i of lb_stats (LB_STAT_ prefix dropped, lower case). */
@@ -81,6 +87,8 @@ export const LB_STATS = [
   'affinity_hit', 'affinity_expired', 'ct_full', 'xdp_to_tc', 'drop_csum', 'sock_connect', 'sock_reject',
   'ct_expired', 'ct_rev_restored', 'drop_ct_clash', 'sock_skip_src_range', 'sock_skip_ext_ip', 'sock_revnat_stale',
   'drop_no_local',
+  'ct_expired', 'ct_rev_restored', 'drop_ct_clash', 'frag_xlate', 'drop_reject_limit', 'icmp_xlate',
+  'host_reroute', 'drop_host_no_route',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
 export const LB_STAT_MAX = LB_STATS.length;
@@ -90,6 +98,7 @@ export const MAP_NAMES = [
   'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity',
   'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices', 'lb_node_addrs',
   'lb_members', 'lb_ct_syn', 'lb_sock_eip_ok',
+  'lb_members', 'lb_ct_syn', 'lb_frags', 'lb_reject_rl',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -190,12 +199,16 @@ export const EIP_ALLOW_KEY = struct('lb_eip_allow_key', 20, { prefixlen: [0, 'u3
 export const CONFIG = struct('lb_config', 16, { hash_seed: [0, 'u32'], snat_mark: [4, 'u32'], flags: [8, 'u32'], pad: [12, 'u32'] });
 export const DEVICE = struct('lb_device', 4, { flags: [0, 'u32'] });
 export const NODE_ADDR = struct('lb_node_addr', 16, { addr: [0, 'addr'] });
+export const FRAG_KEY = struct('lb_frag_key', 40, { saddr: [0, 'addr'], daddr: [16, 'addr'], id: [32, 'u32'], proto: [36, 'u8'], pad: [37, 'u8'], pad2: [38, 'u16'] });
+export const FRAG_VAL = struct('lb_frag_val', 4, { sport: [0, 'be16'], dport: [2, 'be16'] });
+export const RATE_LIMIT = struct('lb_rate_limit', 16, { last_ns: [0, 'u64'], tokens: [8, 'u64'] });
 
 /** Every struct of lb_structs.h, for the layout test. */
 export const STRUCTS: StructLayout[] = [
   FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MEMBER_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
   AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, CONFIG, DEVICE, NODE_ADDR,
   EIP_ALLOW_KEY,
+  FRAG_KEY, FRAG_VAL, RATE_LIMIT,
 ];
 
 // ---- codecs -------------------------------------------------------------------------------------
