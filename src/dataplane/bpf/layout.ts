@@ -87,7 +87,7 @@ export const LB_STATS = [
   'affinity_hit', 'affinity_expired', 'ct_full', 'xdp_to_tc', 'drop_csum', 'sock_connect', 'sock_reject',
   'ct_expired', 'ct_rev_restored', 'drop_ct_clash', 'sock_skip_src_range', 'sock_skip_ext_ip', 'sock_revnat_stale',
   'drop_no_local',
-  'ct_expired', 'ct_rev_restored', 'drop_ct_clash', 'frag_xlate', 'drop_reject_limit', 'icmp_xlate',
+  'frag_xlate', 'drop_reject_limit', 'icmp_xlate',
   'host_reroute', 'drop_host_no_route',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
