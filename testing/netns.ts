@@ -250,14 +250,14 @@ export class Lab {
    * a cgroup: the wrapper shell moves itself into the cgroup before it execs, so the process never
    * runs a syscall outside it.
    */
-  spawn(ns: Netns | null, cmd: string, args: string[], opts: { cgroup?: string; what?: string } = {}): LabProcess {
+  spawn(ns: Netns | null, cmd: string, args: string[], opts: { cgroup?: string; what?: string; stdin?: boolean } = {}): LabProcess {
     if (this.closed) throw new Error(`lab ${this.prefix}: spawn after cleanup`);
     let argv = ns ? ['nsenter', `--net=${ns.path}`, cmd, ...args] : [cmd, ...args];
     if (opts.cgroup) {
       const procs = join(opts.cgroup, 'cgroup.procs');
       argv = ['sh', '-c', 'echo $$ > "$0" && exec "$@"', procs, ...argv];
     }
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')}`);
     let out = '';
     const keep = (d: Buffer) => { out = (out + d.toString()).slice(-64 << 10); };

@@ -24,8 +24,11 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /** A node agent's /metrics text (inside its namespace). */
 export async function metrics(lab: ClusterLab, node: LabNode): Promise<string> {
-  const r = await lab.lab.exec(node.ns, 'curl', ['-s', '--max-time', '2', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
-  return r.stdout;
+  // a scrape can time out on a loaded machine: try again rather than read a missing sample
+  for (let i = 0; ; i++) {
+    const r = await lab.lab.exec(node.ns, 'curl', ['-s', '--max-time', '5', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
+    if (r.code === 0 || i === 2) return r.stdout;
+  }
 }
 
 /** One sample of a metric (name with its labels as Prometheus prints them), or undefined. */
