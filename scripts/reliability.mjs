@@ -8,14 +8,19 @@ import { join } from 'node:path';
 
 const i = process.argv.indexOf('--load-ms');
 const loadMs = i > 0 ? Number(process.argv[i + 1]) : 20_000;
+// --files F...: only these test files; --rows FILE: also the rows of an earlier run of the same commit
+const fi = process.argv.indexOf('--files');
+const only = fi > 0 ? process.argv.slice(fi + 1).filter((a) => a.endsWith('.test.ts')) : undefined;
+const ri = process.argv.indexOf('--rows');
+const earlier = ri > 0 ? readFileSync(process.argv[ri + 1], 'utf8') : '';
 if (!(loadMs >= 1000 && loadMs <= 300_000)) throw new Error('--load-ms must be 1000..300000');
 const dir = mkdtempSync(join(tmpdir(), 'kbp-reliability-'));
 const out = join(dir, 'results.jsonl');
 writeFileSync(out, '');
-const r = spawnSync('npx', ['ava', '--serial', '--concurrency', '1', '--timeout', '20m', 'test/lab/reliability.test.ts',
-  'test/lab/reliability-faults.test.ts', 'test/lab/reliability-apiserver.test.ts', 'test/lab/upgrade.test.ts'],
+const r = spawnSync('npx', ['ava', '--serial', '--concurrency', '1', '--timeout', '20m', ...(only ?? ['test/lab/reliability.test.ts',
+  'test/lab/reliability-faults.test.ts', 'test/lab/reliability-apiserver.test.ts', 'test/lab/upgrade.test.ts'])],
   { stdio: 'inherit', env: { ...process.env, KBP_RELIABILITY_OUT: out, KBP_RELIABILITY_LOAD_MS: String(loadMs) } });
-const rows = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const rows = (readFileSync(out, 'utf8') + '\n' + earlier).split('\n').filter(Boolean).map((l) => JSON.parse(l));
 rmSync(dir, { recursive: true, force: true });
 const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
 const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() ? ' (with uncommitted changes)' : '';
