@@ -47,7 +47,12 @@ export interface LoadResult {
   durationMs: number;
   /** successful answers by the pod that gave them */
   answers: Record<string, number>;
-  failures: Array<{ atMs: number; error: string }>;
+  /** per pod, when (epoch ms) the last request it answered was sent */
+  lastSentAt: Record<string, number>;
+  /** atMs: since the load started; at: epoch ms */
+  failures: Array<{ atMs: number; at: number; error: string }>;
+  /** keep-alive loads: connections opened (1 when the established one never broke) */
+  connections?: number;
 }
 
 export interface CmdResult { stdout: string; stderr: string; code: number }
@@ -245,14 +250,14 @@ export class Lab {
    * a cgroup: the wrapper shell moves itself into the cgroup before it execs, so the process never
    * runs a syscall outside it.
    */
-  spawn(ns: Netns | null, cmd: string, args: string[], opts: { cgroup?: string; what?: string } = {}): LabProcess {
+  spawn(ns: Netns | null, cmd: string, args: string[], opts: { cgroup?: string; what?: string; stdin?: boolean } = {}): LabProcess {
     if (this.closed) throw new Error(`lab ${this.prefix}: spawn after cleanup`);
     let argv = ns ? ['nsenter', `--net=${ns.path}`, cmd, ...args] : [cmd, ...args];
     if (opts.cgroup) {
       const procs = join(opts.cgroup, 'cgroup.procs');
       argv = ['sh', '-c', 'echo $$ > "$0" && exec "$@"', procs, ...argv];
     }
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')}`);
     let out = '';
     const keep = (d: Buffer) => { out = (out + d.toString()).slice(-64 << 10); };
@@ -306,9 +311,9 @@ export class Lab {
    * Starts a bounded load (servers/load.mjs: sequential requests until durationMs) from ns; stop()
    * ends it early (SIGTERM) and both resolve to what it saw.
    */
-  load(ns: Netns, o: { proto: 'http' | 'udp'; host: string; port: number; durationMs: number; timeoutMs?: number; intervalMs?: number }): { done: Promise<LoadResult>; stop(): Promise<LoadResult> } {
-    const args = [LAB_LOAD, '--proto', o.proto, '--host', o.host, '--port', String(o.port), '--duration-ms', String(o.durationMs),
-      '--timeout-ms', String(o.timeoutMs ?? 1000), '--interval-ms', String(o.intervalMs ?? 0)];
+  load(ns: Netns, o: { proto: 'http' | 'udp'; host: string; port: number; durationMs: number; timeoutMs?: number; intervalMs?: number; keepAlive?: boolean; max?: number }): { done: Promise<LoadResult>; stop(): Promise<LoadResult> } {
+    const args = [LAB_LOAD, '--proto', o.proto, '--host', o.host, '--port', String(o.port), '--duration-ms', String(o.durationMs), '--max', String(o.max ?? 1_000_000),
+      '--timeout-ms', String(o.timeoutMs ?? 1000), '--interval-ms', String(o.intervalMs ?? 0), ...(o.keepAlive ? ['--keep-alive', 'true'] : [])];
     const p = this.spawn(ns, process.execPath, args, { what: `load ${o.proto} ${o.host}:${o.port}` });
     const done = p.exited.then(() => {
       const line = p.output().split('\n').find((l) => l.startsWith('{"sent"'));

@@ -91,8 +91,10 @@ export class StubApiServer {
   #nextToken = 1;
   readonly #hung = new Set<http.ServerResponse>();
 
+  /** the address it listens on (127.0.0.1; a lab's address when it runs in a lab namespace) */
+  host = '127.0.0.1';
   get port(): number { return this.#port; }
-  get url(): string { return `http://127.0.0.1:${this.#port}`; }
+  get url(): string { return `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.#port}`; }
   get resourceVersion(): string { return String(this.#rv); }
   get listening(): boolean { return this.#server !== undefined; }
   get openWatches(): number { return this.#watches.size; }
@@ -104,7 +106,7 @@ export class StubApiServer {
     const server = http.createServer((req, res) => this.#handle(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#port, '127.0.0.1', () => { server.off('error', reject); resolve(); });
+      server.listen(this.#port, this.host, () => { server.off('error', reject); resolve(); });
     });
     this.#port = (server.address() as AddressInfo).port;
     this.#server = server;

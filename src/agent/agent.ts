@@ -31,6 +31,8 @@ export class Agent {
   readonly metrics: Metrics;
   readonly health: ProxyHealth;
   readonly serviceHealth: ServiceHealthServers;
+  /** after every sync: the Services left out because the maps are full (an event recorder names them) */
+  onServicesLeftOut?: (services: readonly string[], limit: string | undefined) => void;
   readonly #source: Source;
   readonly #dp: Dataplane;
   readonly #opts: AgentOptions;
@@ -199,13 +201,17 @@ export class Agent {
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
 
     // a full map must not hold back every other Service: leave out whole Services, by name
-    const fitted = this.#capacity.fit(compiled, this.#dp.capacity());
+    // (what the kernel holds keeps its place: a newcomer is left out, not a Service serving now)
+    const fitted = this.#capacity.fit(compiled, this.#dp.capacity(), () => new Set(this.#state?.frontends.map((f) => f.service)), () => this.#state);
     const state = fitted.state;
     if (fitted.dropped.length) {
       this.#log.error({ limit: fitted.limit, services: fitted.dropped.slice(0, 20), count: fitted.dropped.length },
-        `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out`);
+        `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out: ${fitted.dropped.slice(0, 5).join(', ')}${fitted.dropped.length > 5 ? ', ...' : ''}`);
     }
-    this.metrics.droppedServices.set(fitted.dropped.length);
+    this.metrics.setDroppedServices(fitted.dropped, fitted.limit);
+    this.onServicesLeftOut?.(fitted.dropped, fitted.limit);
+    // room kept for what this sync removes is free after it: the next sync may take the Services left out
+    if (fitted.waitsForRemovals) setTimeout(() => this.#runner.run(), 0).unref();
     // the BPF data plane keeps no plan: the next plan may take this one's maps instead of copying them
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: this.#dp.kind === 'bpf' });
     let ops;

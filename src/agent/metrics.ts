@@ -97,6 +97,11 @@ export class Metrics {
     name: 'kubebpfproxy_services_over_capacity', help: 'Services left out of the data plane because its maps would overflow',
     registers: [this.registry],
   });
+  readonly serviceOverCapacity = new Gauge({
+    name: 'kubebpfproxy_service_over_capacity',
+    help: 'A Service left out of the data plane because its maps would overflow (1), with the limit hit',
+    labelNames: ['service', 'limit'], registers: [this.registry],
+  });
   readonly frontends = new Gauge({
     name: 'kubebpfproxy_frontends', help: 'Frontend entries this node answers', registers: [this.registry],
   });
@@ -139,6 +144,13 @@ export class Metrics {
       this.syncDuration.observe({ ip_family }, seconds);
       (full ? this.syncFullDuration : this.syncPartialDuration).observe({ ip_family }, seconds);
     }
+  }
+
+  /** the Services left out in the last sync, by name (the count alone does not say which) */
+  setDroppedServices(services: readonly string[], limit: string | undefined): void {
+    this.droppedServices.set(services.length);
+    this.serviceOverCapacity.reset();
+    for (const service of services) this.serviceOverCapacity.set({ service, limit: limit ?? '' }, 1);
   }
 
   setDataplaneMode(mode: string): void {

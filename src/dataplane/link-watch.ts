@@ -1,7 +1,8 @@
 // Link events of this network namespace (issue 7): a pod's new veth must get the tc programs before
-// the pod sends, not at the next housekeeping scan (10 s by default). A long-running
-// `ip -o monitor link` child (rtnetlink RTMGRP_LINK, one line per RTM_NEWLINK / RTM_DELLINK) is the
-// trigger; what to attach is decided by the same full device scan as housekeeping, so a missed or
+// the pod sends, not at the next housekeeping scan (10 s by default), and an address added to a
+// device must answer NodePorts at once (issue 13). A long-running `ip -o monitor link address` child
+// (rtnetlink RTMGRP_LINK and the address groups, one line per RTM_NEWLINK / RTM_DELLINK /
+// RTM_NEWADDR / RTM_DELADDR) is the trigger; what to attach is decided by the same full device scan as housekeeping, so a missed or
 // garbled line costs at most one housekeeping interval, never a wrong attachment.
 //
 // Why a child and not a netlink socket in the addon: the addon stays one library call per method (a
@@ -18,12 +19,19 @@ export interface LinkEvent {
   kind: 'new' | 'del';
   ifindex: number;
   ifname: string;
+  /** an address added to or removed from the device (RTM_NEWADDR / RTM_DELADDR), not the link itself */
+  address?: string;
 }
 
-/** One line of `ip -o monitor link`: "3: veth1@if2: <...> ..." or "Deleted 3: veth1@if2: ..."; undefined for others. */
+/**
+ * One line of `ip -o monitor link address`: a link ("3: veth1@if2: <...> ..." or "Deleted 3: veth1@if2: ...")
+ * or an address ("3: eth0    inet 192.168.50.21/24 scope global eth0\ ..."); undefined for others.
+ */
 export function parseMonitorLine(line: string): LinkEvent | undefined {
-  const m = /^(Deleted )?(\d+): ([^:@\s]+)(?:@[^:\s]*)?:/.exec(line.trim());
-  const [, deleted, ifindex, ifname] = m ?? [];
+  const t = line.trim();
+  const [, adeleted, aindex, aname, address] = /^(Deleted )?(\d+): ([^:@\s]+)\s+inet6? ([0-9a-fA-F.:]+)\/\d+/.exec(t) ?? [];
+  if (aname !== undefined && address !== undefined) return { kind: adeleted ? 'del' : 'new', ifindex: Number(aindex), ifname: aname, address };
+  const [, deleted, ifindex, ifname] = /^(Deleted )?(\d+): ([^:@\s]+)(?:@[^:\s]*)?:/.exec(t) ?? [];
   if (ifname === undefined) return undefined;
   return { kind: deleted ? 'del' : 'new', ifindex: Number(ifindex), ifname };
 }
@@ -83,7 +91,7 @@ export class LinkWatcher {
       this.#log.warn({ err: e }, 'link events unavailable; new devices wait for the housekeeping scan');
       return;
     }
-    const child = spawn(ip, ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(ip, ['-o', 'monitor', 'link', 'address'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     this.#starts++;
     let buf = '';

@@ -1,6 +1,8 @@
 // Keeps a node's state within what the data plane can hold. When the maps would overflow, whole
-// Services are left out (the last ones by namespace/name, so every sync drops the same ones) and
-// named, instead of a failed write that would hold back every other Service's changes.
+// Services are left out and named, instead of a failed write that would hold back every other
+// Service's changes. Services the data plane already holds keep their place: the ones left out are
+// newcomers (the last by namespace/name, so every sync drops the same ones), never a Service that
+// serves traffic now and happens to sort after a new one (issue 13).
 import type { NodeState } from '../model/compiled.js';
 
 export interface Capacity {
@@ -23,6 +25,11 @@ export interface Fitted {
   dropped: string[];
   /** which limit was hit first, for the error message */
   limit?: keyof Capacity;
+  /**
+   * room was kept for entries this sync removes (the maps hold old and new entries together while
+   * it writes): a Service left out may fit at the next sync, which the caller should ask for
+   */
+  waitsForRemovals?: boolean;
 }
 
 function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
@@ -42,14 +49,21 @@ function over(u: Record<keyof Capacity, number>, cap: Capacity): keyof Capacity 
   return undefined;
 }
 
-export function fitToCapacity(state: NodeState, cap: Capacity): Fitted {
-  return fitWith(state, cap, over(usage(state.frontends), cap));
+/**
+ * programmed: the Services the data plane holds now (asked only when something must be left out);
+ * they come first, so a newcomer is what gets left out.
+ */
+export function fitToCapacity(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>): Fitted {
+  return fitWith(state, cap, over(usage(state.frontends), cap), programmed);
 }
 
-function fitWith(state: NodeState, cap: Capacity, first: keyof Capacity | undefined): Fitted {
+function fitWith(state: NodeState, cap: Capacity, first: keyof Capacity | undefined, programmed?: () => ReadonlySet<string>): Fitted {
   if (!first) return { state, dropped: [] };
-  // Services in order; drop from the end until the rest fits (a bisection: usage is monotonic)
-  const services = [...new Set(state.frontends.map((f) => f.service))].sort();
+  // Services in order, those already programmed first; drop from the end until the rest fits (a
+  // bisection: usage is monotonic)
+  const held = programmed?.() ?? new Set<string>();
+  const services = [...new Set(state.frontends.map((f) => f.service))].sort((a, b) =>
+    Number(held.has(b)) - Number(held.has(a)) || (a < b ? -1 : a > b ? 1 : 0));
   let lo = 0, hi = services.length;
   const keepFirst = (n: number) => {
     const keep = new Set(services.slice(0, n));
@@ -81,7 +95,24 @@ export class CapacityTracker {
   #ranges = 0;
   #epoch = 0;
 
-  fit(state: NodeState, cap: Capacity): Fitted {
+  /** usage of the state the last call kept (what the kernel holds once it is written) */
+  #kept: Record<keyof Capacity, number> | undefined;
+
+  /**
+   * held: the state the data plane holds now. A sync writes new entries before it removes old ones
+   * (a reader never sees a frontend pointing at nothing), so the maps must have room for both
+   * during the write; when the old state and the new one together could overflow, the entries this
+   * sync removes are reserved first.
+   */
+  fit(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>, held?: () => NodeState | undefined): Fitted {
+    const r = this.#fit(state, cap, programmed, held);
+    this.#kept = r.dropped.length ? usage(r.state.frontends) : this.#last;
+    return r;
+  }
+
+  #last: Record<keyof Capacity, number> | undefined;
+
+  #fit(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>, held?: () => NodeState | undefined): Fitted {
     const epoch = ++this.#epoch;
     const fes = state.frontends;
     const before = this.#seen.size;
@@ -105,9 +136,36 @@ export class CapacityTracker {
       }
     }
     const u = { frontends: fes.length, backends: this.#backends.size, slots: this.#slots, frontendIds: fes.length + 1, sourceRanges: this.#ranges };
+    this.#last = u;
+    const room = this.#roomDuringWrite(state, cap, u, held);
     // a state listing one object twice is counted exactly by the full walk
-    if (this.#seen.size !== fes.length) return fitToCapacity(state, cap);
-    return fitWith(state, cap, over(u, cap));
+    if (this.#seen.size !== fes.length) {
+      this.#last = usage(fes);
+      const r = fitToCapacity(state, room, programmed);
+      return room !== cap && r.dropped.length ? { ...r, waitsForRemovals: true } : r;
+    }
+    const r = fitWith(state, room, over(u, room), programmed);
+    return room !== cap && r.dropped.length ? { ...r, waitsForRemovals: true } : r;
+  }
+
+  /**
+   * cap less what the entries this sync removes take until they are removed. Cheap when the old and
+   * the new state together fit (the usual case: far from the limits); otherwise a walk by key.
+   */
+  #roomDuringWrite(state: NodeState, cap: Capacity, u: Record<keyof Capacity, number>, held?: () => NodeState | undefined): Capacity {
+    const k = this.#kept;
+    if (!held || !k || (Object.keys(cap) as Array<keyof Capacity>).every((x) => u[x] + k[x] <= cap[x])) return cap;
+    const old = held();
+    if (!old) return cap;
+    const key = (f: NodeFrontendT): string => `${f.address}|${f.port}|${f.protocol}|${f.scope}`;
+    const now = new Set(state.frontends.map(key));
+    const going = usage(old.frontends.filter((f) => !now.has(key(f))));
+    if (!going.slots && !going.sourceRanges && going.frontends === 0) return cap;
+    // backends: counted as if none of the removed ones were kept (a conservative reservation)
+    return {
+      frontends: cap.frontends - going.frontends, backends: cap.backends - going.backends, slots: cap.slots - going.slots,
+      frontendIds: cap.frontendIds - going.frontends, sourceRanges: cap.sourceRanges - going.sourceRanges,
+    };
   }
 
   #count(f: NodeFrontendT, sign: 1 | -1): void {

@@ -5,7 +5,7 @@
 // Zero failed requests to ready backends unless a scenario says otherwise.
 import anyTest, { type TestFn, type ExecutionContext } from 'ava';
 import { appendFileSync, writeFileSync } from 'node:fs';
-import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
+import { CLI, ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
 import { labAvailable, sweepLeftovers, type LoadResult } from '../../testing/netns.js';
 
 const test = anyTest as TestFn;
@@ -61,7 +61,11 @@ test.before(async () => {
   lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
   lab.writeManifest('roll.yaml', svc('roll', ROLL_VIP) + sliceYaml({ service: 'roll', ports: PORTS, endpoints: ['old-1', 'old-2', 'old-3'].map((n) => ({ pod: p(n) })) }));
   lab.writeManifest('canary.yaml', svc('canary', CANARY_VIP) + sliceYaml({ service: 'canary', ports: PORTS, endpoints: [{ pod: p('canary') }] }));
-  for (const n of lab.nodes) await lab.startAgent(n);
+  for (const n of lab.nodes) {
+    // startAgent's 20 s is short for a first sync on a machine shared by many loaded labs
+    n.agent = lab.lab.spawn(n.ns, process.execPath, [CLI, ...lab.agentArgs(n)], { what: `agent ${n.name}` });
+    await lab.waitHealthy(n, n.agent, 120_000);
+  }
 });
 
 test.after.always(async () => {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { fitToCapacity, UNLIMITED } from '../../src/plan/capacity.js';
+import { CapacityTracker, fitToCapacity, UNLIMITED } from '../../src/plan/capacity.js';
 import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
 
 function fe(service: string, address: string, backends: number): NodeFrontend {
@@ -53,4 +53,29 @@ test('CapacityTracker gives fitToCapacity\'s result over a sequence of states sh
       t.deepEqual(got.state.frontends, want.state.frontends);
     }
   }
+});
+
+test('a Service the data plane holds keeps its place: the newcomer is left out, even when it sorts first (issue 13)', (t) => {
+  const held = { frontends: [fe('ns/b', '10.96.0.2', 2), fe('ns/c', '10.96.0.3', 2)] };
+  const r = fitToCapacity(state, { ...UNLIMITED, frontends: 2 }, () => new Set(held.frontends.map((f) => f.service)));
+  t.deepEqual(r.dropped, ['ns/a']);
+  const tr = new CapacityTracker();
+  t.deepEqual(tr.fit(held, { ...UNLIMITED, frontends: 2 }).dropped, []);
+  t.deepEqual(tr.fit(state, { ...UNLIMITED, frontends: 2 }, () => new Set(['ns/b', 'ns/c']), () => held).dropped, ['ns/a']);
+});
+
+test('room is kept for what a sync removes while it writes: a newcomer replacing a removed Service waits one sync (issue 13)', (t) => {
+  const cap = { ...UNLIMITED, frontends: 3 };
+  const tr = new CapacityTracker();
+  const s1: NodeState = { frontends: [fe('ns/b', '10.96.0.2', 2), fe('ns/c', '10.96.0.3', 2)] };
+  t.deepEqual(tr.fit(s1, cap).dropped, []);
+  // ns/c goes, ns/a and ns/d come: the maps hold b, c, a, d during the write, one more than fits
+  const s2: NodeState = { frontends: [fe('ns/a', '10.96.0.1', 2), s1.frontends[0]!, fe('ns/d', '10.96.0.4', 2)] };
+  const r2 = tr.fit(s2, cap, () => new Set(['ns/b', 'ns/c']), () => s1);
+  t.deepEqual(r2.dropped, ['ns/d']);
+  t.true(r2.waitsForRemovals);
+  // the next sync, with c gone from the kernel, takes it
+  const r3 = tr.fit(s2, cap, () => new Set(['ns/a', 'ns/b']), () => r2.state);
+  t.deepEqual(r3.dropped, []);
+  t.falsy(r3.waitsForRemovals);
 });

@@ -10,6 +10,11 @@ test('ip -o monitor link lines become events; other lines are ignored', (t) => {
     { kind: 'new', ifindex: 4, ifname: 'v0' });
   t.deepEqual(parseMonitorLine('Deleted 3: v1@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN'), { kind: 'del', ifindex: 3, ifname: 'v1' });
   t.deepEqual(parseMonitorLine('12: kbptun0: <POINTOPOINT,MULTICAST,NOARP> mtu 1500 qdisc noop state DOWN \\    link/none'), { kind: 'new', ifindex: 12, ifname: 'kbptun0' });
+  // addresses (issue 13: NodePorts on 0.0.0.0 must answer on an address as soon as it is added)
+  t.deepEqual(parseMonitorLine('2: eth0    inet 192.168.50.21/24 scope global eth0\\       valid_lft forever preferred_lft forever'),
+    { kind: 'new', ifindex: 2, ifname: 'eth0', address: '192.168.50.21' });
+  t.deepEqual(parseMonitorLine('Deleted 2: eth0    inet6 fd00:50::21/64 scope global \\       valid_lft forever preferred_lft forever'),
+    { kind: 'del', ifindex: 2, ifname: 'eth0', address: 'fd00:50::21' });
   t.is(parseMonitorLine(''), undefined);
   t.is(parseMonitorLine('[LINK]'), undefined);
   t.is(parseMonitorLine('    link/ether 00:11:22:33:44:55'), undefined);

@@ -46,7 +46,7 @@ export interface BpfDataplaneOptions {
   nodePortRange?: NodePortRange;
   /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
   ctSweepMs?: number;
-  /** follow link events (ip monitor link) so a new device is served at once (default true) */
+  /** follow link and address events (ip monitor link address) so a new device or address is served at once (default true) */
   watchLinks?: boolean;
   /** externalIP CIDRs that traffic starting on this node may be translated to (CVE-2020-8554, bpf/lb_eip.h); default none */
   localExternalIpAllow?: string[];
@@ -253,7 +253,7 @@ export class BpfDataplane implements Dataplane {
       this.#links = new LinkWatcher({
         log: this.#log,
         onEvent: (e) => {
-          this.#log.debug({ device: e.ifname, ifindex: e.ifindex, event: e.kind }, 'link event');
+          this.#log.debug({ device: e.ifname, ifindex: e.ifindex, event: e.kind, address: e.address }, e.address ? 'address event' : 'link event');
           this.#requestDeviceSync();
         },
         // the monitor (re)started: what changed before it subscribed is found by one more scan
@@ -482,10 +482,21 @@ export class BpfDataplane implements Dataplane {
     }
   }
 
+  /**
+   * What the loaded maps hold (their max_entries), not what lb_consts.h says by default: an object
+   * built with other sizes (--bpf-object), or maps kept from an older build, must be fitted to, or a
+   * Service over the limit fails the whole sync and holds back every other Service's changes.
+   */
   capacity(): Capacity {
+    const m = this.#loaded?.maps;
+    const cap = (name: L.MapName, dflt: number): number => Math.min(dflt, m ? m.map(name).maxEntries : dflt);
     return {
-      frontends: L.LB_FRONTENDS_MAX, backends: L.LB_BACKENDS_MAX, slots: L.LB_SLOTS_MAX,
-      frontendIds: L.LB_FE_ID_MAX, sourceRanges: L.LB_SRC_RANGES_MAX,
+      // one Maglev table per distinct backend set, at most one per frontend
+      frontends: Math.min(cap('lb_frontends', L.LB_FRONTENDS_MAX), cap('lb_maglev', L.LB_TABLES_MAX)),
+      backends: cap('lb_backends', L.LB_BACKENDS_MAX),
+      slots: Math.min(cap('lb_slots', L.LB_SLOTS_MAX), cap('lb_members', L.LB_MEMBERS_MAX)),
+      frontendIds: Math.min(cap('lb_revnat', L.LB_FE_ID_MAX), cap('lb_fe_stats', L.LB_FE_ID_MAX)),
+      sourceRanges: cap('lb_src_ranges', L.LB_SRC_RANGES_MAX),
     };
   }
 
