@@ -1,9 +1,8 @@
 // What the data plane must remember that bpffs cannot hold (bpffs holds only maps and programs): the
 // agent's state file, one JSON file per pin root under /run, written atomically when it changes.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { KbpError } from '../../util/errors.js';
+import { statePathFor, writeStateFile } from '../state-file.js';
 
 export type Attachment =
   | { kind: 'tc'; ifindex: number; ifname: string; point: 'ingress' | 'egress'; priority: number; handle: number; program: string; progId: number }
@@ -30,11 +29,11 @@ interface StateJson {
   programs?: Record<string, number>;
 }
 
-export const STATE_DIR = '/run/kube-bpf-proxy';
+export { STATE_DIR } from '../state-file.js';
 
 /** The default state file of a pin root: /run/kube-bpf-proxy/<sha256(pinRoot)[0..16]>.json. */
 export function defaultStatePath(pinRoot: string): string {
-  return join(STATE_DIR, `${createHash('sha256').update(pinRoot).digest('hex').slice(0, 16)}.json`);
+  return statePathFor('', pinRoot);
 }
 
 /**
@@ -143,16 +142,8 @@ export class AgentStateFile {
       ...(this.mapIds.size && { maps: Object.fromEntries([...this.mapIds].sort()) }),
       ...(this.programIds.size && { programs: Object.fromEntries([...this.programIds].sort()) }),
     };
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    try {
-      // root's alone: the map ids in it decide which pinned maps the agent trusts
-      mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-      writeFileSync(tmp, JSON.stringify(json), { mode: 0o600 });
-      renameSync(tmp, this.path);
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw new KbpError('KBP_ERR_DATAPLANE', `state file ${this.path}: ${(e as Error).message}`, { cause: e });
-    }
+    // root's alone: the map ids in it decide which pinned maps the agent trusts
+    writeStateFile(this.path, json);
     this.dirty = false;
   }
 

@@ -3,17 +3,14 @@
 // generation. The table's own `generation` element says whether the file describes it: a file from
 // an older transaction (an agent killed between a sync and its save) is ignored, and the next agent
 // replaces the table in its first transaction.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import type { Plan, PlanBackend, PlanFrontend } from '../../plan/types.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { frontendKey, type Plan, type PlanBackend, type PlanFrontend } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
-
-export const STATE_DIR = '/run/kube-bpf-proxy';
+import { planFromJson, statePathFor, tablesToJson, writeStateFile, type TablesJson } from '../state-file.js';
 
 /** One file per (pin root, table): the lab runs one agent per node namespace, told apart by --bpffs. */
 export function nftStatePath(pinRoot: string, table: string): string {
-  return join(STATE_DIR, `nft-${createHash('sha256').update(`${pinRoot}\0${table}`).digest('hex').slice(0, 16)}.json`);
+  return statePathFor('nft-', `${pinRoot}\0${table}`);
 }
 
 interface StateJson {
@@ -23,7 +20,7 @@ interface StateJson {
   seed: number;
   frontends: Array<PlanFrontend & { order: number[] }>;
   backends: PlanBackend[];
-  tables: Array<{ id: number; m: number; members: number[] }>;
+  tables: TablesJson;
 }
 
 export interface SavedState {
@@ -37,17 +34,9 @@ export function saveState(path: string, table: string, gen: number, plan: Plan, 
     version: 1, table, gen, seed: plan.seed,
     frontends: [...plan.frontends].map(([k, f]) => ({ ...f, order: orders.get(k) ?? [] })),
     backends: [...plan.backends.values()],
-    tables: [...plan.tables.values()].map((t) => ({ id: t.id, m: t.m, members: t.members })),
+    tables: tablesToJson(plan),
   };
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(tmp, JSON.stringify(json));
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
-  }
+  writeStateFile(path, json);
 }
 
 export function loadState(path: string): SavedState | undefined {
@@ -65,25 +54,13 @@ export function loadState(path: string): SavedState | undefined {
     return undefined; // a torn or foreign file: the table is rebuilt
   }
   if (j.version !== 1 || !Array.isArray(j.frontends) || !Array.isArray(j.backends)) return undefined;
-  const frontends = new Map<string, PlanFrontend>();
+  const frontends: PlanFrontend[] = [];
   const orders = new Map<string, number[]>();
-  for (const x of j.frontends) {
-    const { order, ...f } = x;
-    const k = `${f.address}|${f.port}|${f.protocol}|${f.scope}`;
-    frontends.set(k, f);
-    orders.set(k, order);
+  for (const { order, ...f } of j.frontends) {
+    frontends.push(f);
+    orders.set(frontendKey(f), order);
   }
-  return {
-    gen: j.gen,
-    orders,
-    plan: {
-      seed: j.seed,
-      frontends,
-      backends: new Map(j.backends.map((b) => [b.id, b])),
-      // as the BPF read-back: ids, members and M; the content follows from them
-      tables: new Map((j.tables ?? []).map((t) => [t.id, { ...t, slots: new Uint32Array(0) }])),
-    },
-  };
+  return { gen: j.gen, orders, plan: planFromJson(j.seed, frontends, j.backends, j.tables) };
 }
 
 export function removeState(path: string): void {

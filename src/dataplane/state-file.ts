@@ -1,0 +1,50 @@
+// The agent's state files under /run/kube-bpf-proxy, shared by every data plane: where a file of a
+// pin root lives, how one is written (whole or not at all), and the plan's JSON form for the modes
+// whose kernel state cannot carry ids and names (nftables, IPVS).
+import { createHash } from 'node:crypto';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Plan, PlanBackend, PlanFrontend } from '../plan/types.js';
+import { frontendKey } from '../plan/types.js';
+import { KbpError } from '../util/errors.js';
+
+export const STATE_DIR = '/run/kube-bpf-proxy';
+
+/** /run/kube-bpf-proxy/<prefix><sha256(identity)[0..16]>.json: one file per pin root (and table). */
+export function statePathFor(prefix: string, identity: string): string {
+  return join(STATE_DIR, `${prefix}${createHash('sha256').update(identity).digest('hex').slice(0, 16)}.json`);
+}
+
+/**
+ * Writes `json` to `path` through a temporary file and a rename, so a reader sees the old file or the
+ * new one, never a torn one. Root's alone (0700 directory, 0600 file): the ids in these files decide
+ * what the agent adopts.
+ */
+export function writeStateFile(path: string, json: unknown): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, JSON.stringify(json), { mode: 0o600 });
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** A plan's tables as saved: ids, members and M; the slots follow from them. */
+export type TablesJson = Array<{ id: number; m: number; members: number[] }>;
+
+export function tablesToJson(plan: Plan): TablesJson {
+  return [...plan.tables.values()].map((t) => ({ id: t.id, m: t.m, members: t.members }));
+}
+
+/** The plan back from saved parts, as the BPF read-back makes it (tables without their slots). */
+export function planFromJson(seed: number, frontends: Iterable<PlanFrontend>, backends: PlanBackend[], tables: TablesJson | undefined): Plan {
+  return {
+    seed,
+    frontends: new Map([...frontends].map((f) => [frontendKey(f), f])),
+    backends: new Map(backends.map((b) => [b.id, b])),
+    tables: new Map((tables ?? []).map((t) => [t.id, { ...t, slots: new Uint32Array(0) }])),
+  };
+}
