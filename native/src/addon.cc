@@ -353,9 +353,11 @@ Napi::Value ObjectPrograms(const Napi::CallbackInfo& info) {
 // Every map method reads the map's sizes from its fd first (GetMapSizes): a wrong fd returns that
 // call's -errno, a buffer shorter than what the kernel reads or writes throws.
 
-// mapLookup(fd, key, value, flags) -> 0 | -errno
-Napi::Value MapLookup(const Napi::CallbackInfo& info) {
-  Args a(info, "mapLookup");
+// The calls of one key and one value sized by the map, and flags: (fd, key, value, flags) -> 0 | -errno.
+// A map without keys (a queue) takes null for the key.
+template <typename Op>
+Napi::Value KeyValueCall(const Napi::CallbackInfo& info, const char* method, Op op) {
+  Args a(info, method);
   int fd = a.Fd(0, "fd");
   BufArg key = a.Buf(1, "key", true);
   BufArg value = a.Buf(2, "value", false);
@@ -369,26 +371,17 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   a.AtLeast(2, "value", value, ms.value, "the map's value size");
   if (!a.ok()) return info.Env().Undefined();
   errno = 0;
-  return Num(info.Env(), Err(bpf_map_lookup_elem_flags(fd, key.data, value.data, flags)));
+  return Num(info.Env(), Err(op(fd, key.data, value.data, flags)));
+}
+
+// mapLookup(fd, key, value, flags) -> 0 | -errno
+Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+  return KeyValueCall(info, "mapLookup", [](int fd, uint8_t* k, uint8_t* v, uint32_t f) { return bpf_map_lookup_elem_flags(fd, k, v, f); });
 }
 
 // mapUpdate(fd, key, value, flags) -> 0 | -errno
 Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
-  Args a(info, "mapUpdate");
-  int fd = a.Fd(0, "fd");
-  BufArg key = a.Buf(1, "key", true);
-  BufArg value = a.Buf(2, "value", false);
-  uint32_t flags = a.U32(3, "flags");
-  if (!a.ok()) return info.Env().Undefined();
-  MapSizes ms;
-  int ret = GetMapSizes(fd, &ms);
-  if (ret < 0) return Num(info.Env(), ret);
-  if (ms.key > 0 && !key.present) a.TypeFail(1, "key", "must be a Buffer (the map has keys)");
-  a.AtLeast(1, "key", key, ms.key, "the map's key size");
-  a.AtLeast(2, "value", value, ms.value, "the map's value size");
-  if (!a.ok()) return info.Env().Undefined();
-  errno = 0;
-  return Num(info.Env(), Err(bpf_map_update_elem(fd, key.data, value.data, flags)));
+  return KeyValueCall(info, "mapUpdate", [](int fd, uint8_t* k, uint8_t* v, uint32_t f) { return bpf_map_update_elem(fd, k, v, f); });
 }
 
 // mapDelete(fd, key) -> 0 | -errno
