@@ -98,7 +98,7 @@ export const MAP_NAMES = [
   'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity',
   'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices', 'lb_node_addrs',
   'lb_members', 'lb_ct_syn', 'lb_sock_eip_ok',
-  'lb_members', 'lb_ct_syn', 'lb_frags', 'lb_reject_rl',
+  'lb_frags', 'lb_reject_rl',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
