@@ -136,7 +136,8 @@ if (!avail.ok) {
     t.is(dp.stats().reject_no_backend, after.reject_no_backend, 'tc saw no packet of it');
 
     // detached: the same client goes through tc again
-    t.is(dp.detachSockHooks(), 8);
+    // connect, sendmsg, recvmsg and getpeername for each family, and sock_release
+    t.is(dp.detachSockHooks(), 9);
     const again = await lab.curl(client.ns, `http://${VIP}/`, { timeoutS: 2, cgroup });
     t.is(again.exit, 0, again.stderr);
     const last = dp.stats();
