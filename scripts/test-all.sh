@@ -9,7 +9,9 @@ passed=()
 run() {
   local name=$1; shift
   echo "=== $name: $*"
+  local t0=$SECONDS
   if "$@"; then passed+=("$name"); else failed+=("$name"); fi
+  echo "=== $name: $((SECONDS - t0)) s"
 }
 
 run typecheck npx tsc --noEmit
@@ -22,5 +24,5 @@ else
 fi
 if [[ -f scripts/test-vm.sh ]]; then run vm npm run --silent test:vm; fi
 
-echo "tiers: ${#passed[@]} passed, ${#failed[@]} failed${failed:+ (${failed[*]})}"
+echo "tiers: ${#passed[@]} passed, ${#failed[@]} failed${failed:+ (${failed[*]})} in ${SECONDS} s"
 ((${#failed[@]} == 0))
