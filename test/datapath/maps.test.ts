@@ -283,6 +283,12 @@ if (!isRoot) {
     t.is(want.length, 1);
     t.true(seen[0]!.includes(want[0]!), `lb_members when the array was written: ${seen[0]!.join(' ')}; missing ${want[0]}`);
     t.deepEqual(memberPairs(d.maps), planMembers(p2), 'and the leaver gone after');
+    // the apply reports the pairs that ended (socket termination runs only then): 3 left, 4 came
+    const s3: NodeState = { frontends: [{ ...s1.frontends[0]!, backends: bes([1, 2, 4, 5]) }] };
+    const p3 = buildPlan(s3, p2, { seed: SEED });
+    t.is(d.maps.apply(diffPlans(p2, p3)).membersLeft, 0, 'a backend added: no pair ended');
+    const p4 = buildPlan(s2, p3, { seed: SEED });
+    t.is(d.maps.apply(diffPlans(p3, p4)).membersLeft, 1, 'a backend removed: one pair ended');
   });
 
   test('pinned maps of an older build are named and refused on request, else carried over: entries kept where the layout allows', (t) => {

@@ -180,9 +180,6 @@ export function removeMasquerade(): boolean {
   }
 }
 
-/** plan operations after which a backend may have left a frontend: socket termination runs */
-const MEMBERSHIP_OPS: ReadonlySet<PlanOp['op']> = new Set(['upsertSlots', 'deleteSlots', 'deleteFrontend', 'deleteBackend']);
-
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
 const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
 
@@ -285,8 +282,9 @@ export class BpfDataplane implements Dataplane {
   async apply(ops: PlanOp[]): Promise<void> {
     const { maps } = this.loaded;
     // off the event loop: /healthz and /metrics answer during a long apply (issue 7)
-    await this.#serialWrite(() => maps.applyAsync(ops));
-    if (this.#terminator && ops.some((o) => MEMBERSHIP_OPS.has(o.op))) this.#requestTermination();
+    const res = await this.#serialWrite(() => maps.applyAsync(ops));
+    // only when a backend left a frontend: a pass walks every netns (~40 ms), additions need none
+    if (this.#terminator && res.membersLeft > 0) this.#requestTermination();
     if (maps.deferredTables > 0 && !this.#flushTimer) {
       this.#flushTimer = setTimeout(() => {
         this.#flushTimer = undefined;

@@ -59,6 +59,8 @@ export interface ApplyResult {
   batches: number;
   /** Maglev inner arrays created */
   tables: number;
+  /** (frontend, backend) pairs that ended: a backend left a frontend (socket termination follows) */
+  membersLeft: number;
 }
 
 /** One step of a write: a batch system call, or a point where applyAsync lets the event loop run. */
@@ -326,7 +328,7 @@ export class MapWriter {
 
   /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
   apply(ops: readonly PlanOp[]): ApplyResult {
-    const res: ApplyResult = { batches: 0, tables: 0 };
+    const res: ApplyResult = { batches: 0, tables: 0, membersLeft: 0 };
     this.saving(() => runSync(this.applySteps(ops, res)));
     return res;
   }
@@ -337,7 +339,7 @@ export class MapWriter {
    * The caller must not start another write to these maps before it settles.
    */
   async applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> {
-    const res: ApplyResult = { batches: 0, tables: 0 };
+    const res: ApplyResult = { batches: 0, tables: 0, membersLeft: 0 };
     await this.savingAsync(() => runAsync(this.applySteps(ops, res)));
     return res;
   }
@@ -366,6 +368,7 @@ export class MapWriter {
       gone.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
       yield { kind: 'deleteMany', map: this.maps.lb_members, keys, count: gone.length };
       res.batches++;
+      res.membersLeft += gone.length;
     }
   }
 
