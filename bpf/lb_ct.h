@@ -124,6 +124,20 @@ static __always_inline struct lb_ct_entry *lb_ct_syn_lookup(const struct lb_ct_k
 	return e;
 }
 
+/* The address a translated flow's replies leave from: the one its client sent to (lb_commit), or,
+ * in an entry of an earlier build that did not record it, the frontend's (lb_revnat). They differ
+ * for a NodePort on 0.0.0.0 / ::, whose replies come from the node address the client used. */
+static __always_inline const __u8 *lb_ct_reply_addr(const struct lb_ct_entry *ct, const struct lb_revnat *rn)
+{
+	__u32 w0, w1, w2, w3;
+
+	__builtin_memcpy(&w0, &ct->fe_addr[0], 4);
+	__builtin_memcpy(&w1, &ct->fe_addr[4], 4);
+	__builtin_memcpy(&w2, &ct->fe_addr[8], 4);
+	__builtin_memcpy(&w3, &ct->fe_addr[12], 4);
+	return (w0 | w1 | w2 | w3) ? ct->fe_addr : rn->addr;
+}
+
 /* Refreshes an entry on a hit, in place (no update call per packet): the CLOSING flag when a FIN
  * or RST passes, last_seen only when it is LB_CT_REFRESH_NS old. Returns 1 when it wrote
  * last_seen (the caller then refreshes the flow's other entry too). */
@@ -160,6 +174,7 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	e.backend_id = fwd->backend_id;
 	e.fe_id = fwd->fe_id;
 	e.flags = fwd->flags;
+	__builtin_memcpy(e.fe_addr, fwd->fe_addr, 16);
 	bpf_map_update_elem(&lb_ct, &k, &e, BPF_ANY);
 	return 1;
 }

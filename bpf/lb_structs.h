@@ -78,6 +78,9 @@ struct lb_ct_entry {
 	__u16 flags;       /* LB_CT_F_* */
 	__u16 pad;
 	__u32 pad2;
+	__u8 fe_addr[16];  /* the address the client sent to (the node address of a NodePort on 0.0.0.0 /
+	                    * ::): replies leave from it; all zero in entries of an earlier build (then
+	                    * lb_revnat's address) */
 };
 
 /* lb_affinity key (LRU): client + frontend */

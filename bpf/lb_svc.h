@@ -366,6 +366,9 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	struct lb_ct_key k = {}, rk = {};
 	void *ctmap = &lb_ct;
 
+	/* a forward packet's destination is the frontend address the client used: for a NodePort
+	 * on the any-address, the node address its replies must come from */
+	__builtin_memcpy(e.fe_addr, p->daddr.b, 16);
 	lb_count_events(sel->events);
 	if (sel->ct_hit) {
 		lb_stat_inc(LB_STAT_FWD_CT_HIT);

@@ -130,7 +130,7 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
 		return TC_ACT_OK;
 	}
-	if (lb_skb_nat(skb, p, LB_NAT_SRC, rn->addr, rn->port) < 0) {
+	if (lb_skb_nat(skb, p, LB_NAT_SRC, lb_ct_reply_addr(ct, rn), rn->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
@@ -163,7 +163,7 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
 		return TC_ACT_OK;
 	}
-	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, rn->addr, rn->port) < 0) {
+	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, lb_ct_reply_addr(ct, rn), rn->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}

@@ -12,7 +12,7 @@ import {
 } from './packets.js';
 import { pickBackend } from '../src/dataplane/bpf/hash.js';
 import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
-import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
+import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, encodeCtKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
 
 export interface Check {
   ok(cond: boolean, msg: string): void;
@@ -549,6 +549,56 @@ export function buildRows(): Row[] {
       prog: 'lb_tc_ingress', external: true, setup: (dp) => { dp.addService(s); dp.addNodeAddress('192.168.1.10'); },
       input: other.input, verdict: TC_ACT_OK, output: 'input', stats: {},
     });
+    // the reply of a local backend must leave from the node address the client used (the frontend's
+    // own address, 0.0.0.0 / ::, is no address a client can talk to), whichever hook translated the
+    // first packet; the address comes from the flow's conntrack entry (lb_ct_entry.fe_addr)
+    const s6: TestService = { feId: 62, address: '::', port: 30602, protocol: 'UDP', scope: 'external', type: 'NodePort', tableId: 1062, backends: [{ id: 63, address: 'fd00:244:1::63', port: 5353, flags: 2 /* LOCAL */ }] };
+    const b6 = s6.backends[0]!;
+    const EXT6 = 'fd00:50::7';
+    const both = (dp: Datapath) => { dp.addService(s); dp.addService(s6); for (const a of ['192.168.1.10', '192.168.1.11', 'fd00:1::10', 'fd00:1::11']) dp.addNodeAddress(a); };
+    for (const [node, sport] of [['192.168.1.10', 45010], ['192.168.1.11', 45011]] as const) {
+      const at = { ...s, address: node }, f = toService(at, EXT, sport), r = reply(at, b, EXT, sport);
+      for (const prog of ['lb_tc_ingress', 'lb_xdp'] as const) {
+        add({
+          name: `NodePort on 0.0.0.0, local backend, first packet at ${prog} to ${node}: the reply leaves from ${node}:${s.port}`,
+          prog: 'lb_tc_egress', setup: (dp) => { both(dp); dp.setExternal(true); run(dp, prog, f.input); dp.setExternal(false); },
+          input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+        });
+      }
+    }
+    for (const [node, sport] of [['fd00:1::10', 45020], ['fd00:1::11', 45021]] as const) {
+      const at = { ...s6, address: node }, f = toService(at, EXT6, sport), r = reply(at, b6, EXT6, sport);
+      for (const prog of ['lb_tc_ingress', 'lb_xdp'] as const) {
+        add({
+          name: `NodePort on ::, local backend, UDP/IPv6 first packet at ${prog} to ${node}: the reply leaves from [${node}]:${s6.port}`,
+          prog: 'lb_tc_egress', setup: (dp) => { both(dp); dp.setExternal(true); run(dp, prog, f.input); dp.setExternal(false); },
+          input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+        });
+      }
+      const quoted = f.to(b6).subarray(14);
+      add({
+        name: `NodePort on ::, ICMPv6 port unreachable from the local backend: quoted destination back to [${node}]:${s6.port}`,
+        prog: 'lb_tc_egress', setup: (dp) => { both(dp); dp.setExternal(true); run(dp, 'lb_tc_ingress', f.input); dp.setExternal(false); },
+        input: icmpError(b6.address, EXT6, 1, 4, quoted), verdict: TC_ACT_OK,
+        output: icmpError(node, EXT6, 1, 4, requote(quoted, node, s6.port)), stats: { icmp_xlate: 1 },
+      });
+    }
+    {
+      // the reverse entry lost (LRU) and written again from the forward entry on a refresh: it keeps the address
+      const at = { ...s, address: '192.168.1.11' }, f = toService(at, EXT, 45030), g = toService(at, EXT, 45030, ACK_DATA), r = reply(at, b, EXT, 45030, { seq: 7001, ack: 1019, flags: TCP_ACK });
+      add({
+        name: 'NodePort on 0.0.0.0: a reverse entry restored from the forward one keeps the node address the client used',
+        prog: 'lb_tc_egress',
+        setup: (dp) => {
+          both(dp); dp.setExternal(true); run(dp, 'lb_tc_ingress', f.input); run(dp, 'lb_tc_ingress', g.input);
+          dp.map('lb_ct').delete(encodeCtKey(ctRevKey(at, b, EXT, 45030)));
+          const fwd = dp.ct(ctKey(at, EXT, 45030))!;
+          dp.setCt('lb_ct', ctKey(at, EXT, 45030), { ...fwd, lastSeen: fwd.lastSeen - 5_000_000_000n });
+          run(dp, 'lb_tc_ingress', g.input); dp.setExternal(false);
+        },
+        input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+      });
+    }
   }
   // ---- issue 7: conntrack and affinity entries that must not carry a flow to the wrong backend ----
   {

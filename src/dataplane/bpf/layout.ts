@@ -186,8 +186,8 @@ export const REVNAT = struct('lb_revnat', 20, { addr: [0, 'addr'], port: [16, 'b
 export const CT_KEY = struct('lb_ct_key', 40, {
   saddr: [0, 'addr'], daddr: [16, 'addr'], sport: [32, 'be16'], dport: [34, 'be16'], proto: [36, 'u8'], dir: [37, 'u8'], pad: [38, 'u16'],
 });
-export const CT_ENTRY = struct('lb_ct_entry', 24, {
-  last_seen: [0, 'u64'], backend_id: [8, 'u32'], fe_id: [12, 'u32'], flags: [16, 'u16'], pad: [18, 'u16'], pad2: [20, 'u32'],
+export const CT_ENTRY = struct('lb_ct_entry', 40, {
+  last_seen: [0, 'u64'], backend_id: [8, 'u32'], fe_id: [12, 'u32'], flags: [16, 'u16'], pad: [18, 'u16'], pad2: [20, 'u32'], fe_addr: [24, 'addr'],
 });
 export const AFFINITY_KEY = struct('lb_affinity_key', 20, { client: [0, 'addr'], fe_id: [16, 'u32'] });
 export const AFFINITY_VAL = struct('lb_affinity_val', 16, { last_used: [0, 'u64'], backend_id: [8, 'u32'], pad: [12, 'u32'] });
@@ -412,17 +412,25 @@ export function decodeCtKey(b: Buffer, off = 0): CtKey {
   };
 }
 
-export interface CtEntry { lastSeen: bigint; backendId: number; feId: number; flags: number }
+export interface CtEntry {
+  lastSeen: bigint; backendId: number; feId: number; flags: number;
+  /** the address the client sent to, replies leave from it (a NodePort on 0.0.0.0 / ::: the node
+   * address); undefined: all zero, as in entries of an earlier build (lb_revnat's address then) */
+  feAddr?: string;
+}
 export function encodeCtEntry(v: CtEntry, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, CT_ENTRY.size, CT_ENTRY.name);
   b.writeBigUInt64LE(v.lastSeen, off);
   b.writeUInt32LE(v.backendId, off + 8);
   b.writeUInt32LE(v.feId, off + 12);
   b.writeUInt16LE(v.flags, off + 16);
+  if (v.feAddr !== undefined) writeAddr(b, off + 24, v.feAddr);
   return b;
 }
 export function decodeCtEntry(b: Buffer, off = 0): CtEntry {
-  return { lastSeen: b.readBigUInt64LE(off), backendId: b.readUInt32LE(off + 8), feId: b.readUInt32LE(off + 12), flags: b.readUInt16LE(off + 16) };
+  const e: CtEntry = { lastSeen: b.readBigUInt64LE(off), backendId: b.readUInt32LE(off + 8), feId: b.readUInt32LE(off + 12), flags: b.readUInt16LE(off + 16) };
+  if (b.subarray(off + 24, off + 40).some((x) => x !== 0)) e.feAddr = readAddr(b, off + 24);
+  return e;
 }
 
 const NS = 1_000_000_000n;
