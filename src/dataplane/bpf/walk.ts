@@ -45,7 +45,8 @@ function lookupExact(plan: Plan, address: string, p: WalkPacket): PlanFrontend |
 }
 
 /** lb_lookup_frontend: the exact address in both scopes, then, for a node address only, the NodePort
- * compiled for any address (0.0.0.0 or ::) */
+ * compiled for any address (0.0.0.0 or ::). The flow's replies leave from p.dst, the address the
+ * client used (lb_commit records it in lb_ct_entry.fe_addr), never from the wildcard. */
 function lookupFrontend(plan: Plan, p: WalkPacket, o: WalkOptions): PlanFrontend | undefined {
   const address = canonicalIp(p.dst);
   const exact = lookupExact(plan, address, p);
