@@ -2,12 +2,13 @@
 // verdict, expected output bytes, counters}. test/datapath/datapath.test.ts runs every row;
 // bench/datapath.bench.ts reruns the rows marked `bench` with repeat as the per-packet benchmark
 // (Katran's tester does both from one table too).
+import type { ExecutionContext } from 'ava';
 import {
   Datapath, SVC, SEED, SNAT_MARK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS,
   LB_BE_F_TERMINATING, type ProgName, type TestService, type TestBackend,
 } from './datapath.js';
 import {
-  frame, tcp, udp, expectedRst, expectedUnreach, icmpError, requote, fragment, checksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_RST,
+  frame, tcp, udp, expectedRst, expectedUnreach, icmpError, requote, fragment, checksum, checksumErrors, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_RST,
   type FrameSpec, type L4Spec,
 } from './packets.js';
 import { pickBackend } from '../src/dataplane/bpf/hash.js';
@@ -103,6 +104,22 @@ export function prepareRow(dp: Datapath, row: Row): void {
   row.setup?.(dp);
   dp.resetStats();
   for (const s of BASE_SERVICES) dp.clearFeStats(s.feId);
+}
+
+/**
+ * One row end to end: the row's state, its packet through its program, then every check of the row:
+ * verdict, exact output bytes, the output's checksums recomputed, the skb mark, counters, after().
+ */
+export function checkRow(t: ExecutionContext, dp: Datapath, row: Row): void {
+  prepareRow(dp, row);
+  const r = dp.run(row.prog, row.input, { mark: row.mark });
+  t.is(r.verdict, row.verdict, 'verdict');
+  const want = row.output === 'input' ? row.input : row.output;
+  t.is(r.output.toString('hex'), want.toString('hex'), 'output bytes');
+  if (row.output !== 'input') t.deepEqual(checksumErrors(r.output), [], 'checksums of the output, recomputed');
+  if (row.prog !== 'lb_xdp') t.is(r.mark >>> 0, (row.markOut ?? row.mark ?? 0) >>> 0, 'skb mark');
+  t.deepEqual(dp.stats(), row.stats, 'counters');
+  row.after?.(dp, { ok: (c, m) => t.true(c, m), eq: (a, e, m) => t.deepEqual(a, e, m) });
 }
 
 export const BASE_SERVICES = Object.values(SVC) as TestService[];

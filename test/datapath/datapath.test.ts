@@ -4,8 +4,8 @@
 import test, { type ExecutionContext } from 'ava';
 import type { Plan } from '../../src/plan/types.js';
 import { Datapath, planOf, SNAT_MARK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS, type TestService } from '../../testing/datapath.js';
-import { buildRows, prepareRow, BASE_SERVICES } from '../../testing/datapath-rows.js';
-import { checksumErrors, frame, tcp, udp } from '../../testing/packets.js';
+import { buildRows, checkRow, BASE_SERVICES } from '../../testing/datapath-rows.js';
+import { frame, tcp, udp } from '../../testing/packets.js';
 import { walkFirstPacket } from '../../src/dataplane/bpf/walk.js';
 import { flowHash } from '../../src/dataplane/bpf/hash.js';
 
@@ -29,17 +29,7 @@ test('the table has at least 30 rows, with unique names', (t) => {
 
 for (const row of rows) {
   test.serial(row.name, (t) => {
-    const d = dp!;
-    prepareRow(d, row);
-
-    const r = d.run(row.prog, row.input, { mark: row.mark });
-    t.is(r.verdict, row.verdict, 'verdict');
-    const want = row.output === 'input' ? row.input : row.output;
-    t.is(r.output.toString('hex'), want.toString('hex'), 'output bytes');
-    if (row.output !== 'input') t.deepEqual(checksumErrors(r.output), [], 'checksums of the output, recomputed');
-    if (row.prog !== 'lb_xdp') t.is(r.mark >>> 0, (row.markOut ?? row.mark ?? 0) >>> 0, 'skb mark');
-    t.deepEqual(d.stats(), row.stats, 'counters');
-    row.after?.(d, { ok: (c, m) => t.true(c, m), eq: (a, e, m) => t.deepEqual(a, e, m) });
+    checkRow(t, dp!, row);
   });
 }
 

@@ -7,7 +7,7 @@
 // traffic chain's masquerade), pkg/proxy/util/localdetector.go.
 import test from 'ava';
 import { Datapath, SNAT_MARK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT, XDP_DROP, XDP_PASS, type TestService } from '../../testing/datapath.js';
-import { BASE_SERVICES, pick, prepareRow, toService, type Row } from '../../testing/datapath-rows.js';
+import { BASE_SERVICES, checkRow, pick, toService, type Row } from '../../testing/datapath-rows.js';
 import { expectedRst } from '../../testing/packets.js';
 import {
   LB_BE_F_LOCAL, LB_CT_DIR_FWD, LB_CT_F_SNAT, LB_DEV_F_LOCAL_SRC, LB_FE_F_DROP_NO_LOCAL, LB_FE_F_MASQ_ALL, LB_FE_F_MASQ_OFF_CLUSTER,
@@ -112,14 +112,6 @@ const add = (r: Row) => rows.push(r);
 
 for (const row of rows) {
   test.serial(row.name, (t) => {
-    const d = dp!;
-    prepareRow(d, row);
-    const r = d.run(row.prog, row.input, { mark: row.mark });
-    t.is(r.verdict, row.verdict, 'verdict');
-    const want = row.output === 'input' ? row.input : row.output;
-    t.is(r.output.toString('hex'), want.toString('hex'), 'output bytes');
-    if (row.prog !== 'lb_xdp') t.is(r.mark >>> 0, (row.markOut ?? row.mark ?? 0) >>> 0, 'skb mark');
-    t.deepEqual(d.stats(), row.stats, 'counters');
-    row.after?.(d, { ok: (c, m) => t.true(c, m), eq: (a, e, m) => t.deepEqual(a, e, m) });
+    checkRow(t, dp!, row);
   });
 }
