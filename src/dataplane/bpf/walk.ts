@@ -44,6 +44,11 @@ function lookupExact(plan: Plan, address: string, p: WalkPacket): PlanFrontend |
     ?? plan.frontends.get(frontendKey({ address, port: p.dport, protocol: p.protocol, scope: second }));
 }
 
+/** Whether a canonical address is one of this node's (lb_node_addrs). */
+function isNodeAddress(o: WalkOptions, address: string): boolean {
+  return [...(o.nodeAddresses ?? [])].some((a) => canonicalIp(a) === address);
+}
+
 /** lb_lookup_frontend: the exact address in both scopes, then, for a node address only, the NodePort
  * compiled for any address (0.0.0.0 or ::). The flow's replies leave from p.dst, the address the
  * client used (lb_commit records it in lb_ct_entry.fe_addr), never from the wildcard. */
@@ -51,8 +56,7 @@ function lookupFrontend(plan: Plan, p: WalkPacket, o: WalkOptions): PlanFrontend
   const address = canonicalIp(p.dst);
   const exact = lookupExact(plan, address, p);
   if (exact) return exact;
-  const local = [...(o.nodeAddresses ?? [])].some((a) => canonicalIp(a) === address);
-  if (!local) return undefined;
+  if (!isNodeAddress(o, address)) return undefined;
   return lookupExact(plan, address.includes(':') ? '::' : '0.0.0.0', p);
 }
 
@@ -67,8 +71,8 @@ export function walkFirstPacket(plan: Plan, p: WalkPacket, o: WalkOptions = {}):
   if (!fe) return { verdict: 'pass', reason: 'no-frontend' };
   if (!p.external && fe.type === 'ExternalIP') {
     const dst = canonicalIp(p.dst);
-    const ok = o.localExternalIp ?? ((a: string) => [...(o.nodeAddresses ?? [])].some((n) => canonicalIp(n) === a));
-    if (!ok(dst)) return { verdict: 'pass', reason: 'no-frontend' };
+    const ok = o.localExternalIp ? o.localExternalIp(dst) : isNodeAddress(o, dst);
+    if (!ok) return { verdict: 'pass', reason: 'no-frontend' };
   }
   if (fe.sourceRanges.length > 0 && !fe.sourceRanges.some((c) => cidrContains(parseCidr(c), p.src))) {
     return { verdict: 'drop', frontend: fe, reason: 'source-range' };
