@@ -135,6 +135,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
       pinRoot: s.bpffs,
       devices: s.devices,
       nodeAddresses: () => nodeAddresses(source, s),
+      localTraffic: localTrafficDetector(s),
       log: log.child({ component: 'nftables' }),
     });
   }
@@ -208,8 +209,8 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   }
   metrics.setDataplaneMode(dataplane.kind);
   const detector = localTrafficDetector(s);
-  if (dataplane.kind !== 'bpf' && (s.masqueradeAll || detector.families.length)) {
-    log.warn({ mode: dataplane.kind }, 'masqueradeAll and detectLocalMode are applied by the bpf data plane only: not enforced in this mode');
+  if (dataplane.kind === 'ipvs' && (s.masqueradeAll || detector.families.length)) {
+    log.warn({ mode: dataplane.kind }, 'masqueradeAll and detectLocalMode are applied by the bpf and nftables data planes only: not enforced in this mode');
   }
   const agent = new Agent({ source, dataplane, log, metrics }, {
     compile: {

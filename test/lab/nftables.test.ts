@@ -6,11 +6,20 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { ClusterLab, nodesYaml, sliceYaml, type LabNode, type LabPod } from '../../lab/cluster.js';
 import { labManifests, PORTS, VIP } from '../../lab/services.js';
 import { labAvailable, sweepLeftovers, waitForLine } from '../../testing/netns.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const test = anyTest as TestFn;
 const avail = labAvailable();
 const TABLE = 'kube-bpf-proxy-nft';
 let lab: ClusterLab;
+let confDir: string | undefined;
+/**
+ * Per node: node1 has kube-proxy's ClusterCIDR local detector (--cluster-cidr), node2
+ * masqueradeAll (from a KubeProxyConfiguration); each is the only thing that tells the nodes apart.
+ */
+const nodeArgs: string[][] = [];
 
 function pod(name: string): LabPod {
   return lab.pods.get(name)!;
@@ -50,11 +59,15 @@ test.before(async () => {
   ] });
   lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
   for (const [f, y] of Object.entries(labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod)))) lab.writeManifest(f, y);
-  for (const n of lab.nodes) await lab.startAgent(n);
+  confDir = mkdtempSync(join(tmpdir(), 'kbp-nft-conf-'));
+  writeFileSync(join(confDir, 'masq-all.yaml'), 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nnftables:\n  masqueradeAll: true\n');
+  nodeArgs.push(['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/48'], ['--config', join(confDir, 'masq-all.yaml')]);
+  for (const n of lab.nodes) await lab.startAgent(n, { args: nodeArgs[n.index - 1] });
 });
 
 test.after.always(async () => {
   if (lab) await lab.stop();
+  if (confDir) rmSync(confDir, { recursive: true, force: true });
 });
 
 const labTest = avail.ok ? test.serial : test.serial.skip;
@@ -89,13 +102,58 @@ labTest('externalTrafficPolicy Local: source preserved; a node without local end
   // dropped, not refused: kube-proxy's syncProxyRules rejects only when there is no endpoint at all
   const dropped = await lab.curl(lab.ext, `http://${node2.ip4}:${PORTS.nodePortLocal}/`, { timeoutSec: 2 });
   t.regex(dropped, /^ERR 28 /, `node2 has no local endpoint: dropped (curl times out), got ${dropped}`);
-  // eTP=Cluster external traffic to a remote backend is masqueraded (the reply must come back here)
-  const seen = new Set<string>();
-  for (let i = 0; i < 24 && seen.size < 3; i++) seen.add(await lab.curl(lab.ext, `http://${node2.ip4}:${PORTS.nodePortFixed}/client`));
-  for (const a of seen) {
-    if (a.startsWith('pod-c')) t.regex(a, /192\.168\.50\.100/, `local backend keeps the source: ${a}`);
-    else t.regex(a, /^pod-[ab] (::ffff:)?192\.168\.50\.12 /, `remote backend sees node2's address: ${a}`);
+});
+
+labTest('eTP=Cluster: every external flow is masqueraded, also to a local backend (kube-proxy), on NodePorts of both nodes', async (t) => {
+  // syncProxyRules (pkg/proxy/nftables/proxier.go): an eTP=Cluster Service's external chain jumps
+  // to mark-for-masquerade for every flow before it picks an endpoint, local or not
+  const [node1, node2] = lab.nodes as [LabNode, LabNode];
+  for (const [n, localPods, podGw] of [[node2, ['pod-c'], '10.244.2.1'], [node1, ['pod-a', 'pod-b'], '10.244.1.1']] as const) {
+    const seen = new Map<string, string>();
+    for (let i = 0; i < 30 && seen.size < 3; i++) {
+      const a = await lab.curl(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/client`);
+      seen.set(a.split(' ')[0]!, a);
+    }
+    t.deepEqual([...seen.keys()].sort(), ['pod-a', 'pod-b', 'pod-c'], `via ${n.name}: ${[...seen.values()]}`);
+    for (const [p, a] of seen) {
+      // a local backend sees the node's address toward it (its gateway), a remote one the node's eth0 address
+      const want = (localPods as readonly string[]).includes(p) ? podGw : n.ip4;
+      t.is(a.split(' ')[1]?.replace(/^::ffff:/, ''), want, `via ${n.name}, ${p} sees the node (masqueraded), not the client: ${a}`);
+    }
   }
+});
+
+labTest('local detector (ClusterCIDR, node1): an off-cluster client of a ClusterIP is masqueraded, pods keep their source', async (t) => {
+  // syncProxyRules: without masqueradeAll, a service chain marks for masquerade the flows
+  // localDetector.IfNotLocalNFT() matches (ip saddr != clusterCIDR); the pods' own flows keep their source
+  const node1 = lab.nodes[0]!;
+  await lab.lab.ip(lab.ext, ['route', 'add', `${VIP.mytest}/32`, 'via', node1.ip4]);
+  t.teardown(() => lab.lab.ip(lab.ext, ['route', 'del', `${VIP.mytest}/32`, 'via', node1.ip4]).then(() => undefined, () => undefined));
+  const seen = new Map<string, string>();
+  for (let i = 0; i < 30 && seen.size < 3; i++) {
+    const a = await lab.curl(lab.ext, `http://${VIP.mytest}/client`, { timeoutSec: 3 });
+    seen.set(a.split(' ')[0]!, a);
+  }
+  // without masquerade pod-c (node2) would answer the client directly, from its own address: no reply
+  t.deepEqual([...seen.keys()].sort(), ['pod-a', 'pod-b', 'pod-c'], `from outside: ${[...seen.values()]}`);
+  for (const [p, a] of seen) t.is(a.split(' ')[1]?.replace(/^::ffff:/, ''), p === 'pod-c' ? node1.ip4 : '10.244.1.1', `${p} sees node1, not 192.168.50.100: ${a}`);
+  const fromPod = new Set<string>();
+  for (let i = 0; i < 24 && fromPod.size < 3; i++) fromPod.add(await lab.curl(pod('client1').pod.ns, `http://${VIP.mytest}/client`));
+  t.is(fromPod.size, 3, `${[...fromPod]}`);
+  for (const a of fromPod) t.regex(a, /^pod-\w+ (::ffff:)?10\.244\.1\.100 /, `a pod's flow keeps its source: ${a}`);
+});
+
+labTest('masqueradeAll (node2): every flow to a ClusterIP is masqueraded, a pod\'s too', async (t) => {
+  // syncProxyRules: with masqueradeAll the service chain jumps to mark-for-masquerade for every
+  // flow to the clusterIP
+  const node2 = lab.nodes[1]!;
+  const seen = new Map<string, string>();
+  for (let i = 0; i < 30 && seen.size < 3; i++) {
+    const a = await lab.curl(pod('client2').pod.ns, `http://${VIP.mytest}/client`);
+    seen.set(a.split(' ')[0]!, a);
+  }
+  t.deepEqual([...seen.keys()].sort(), ['pod-a', 'pod-b', 'pod-c'], `${[...seen.values()]}`);
+  for (const [p, a] of seen) t.is(a.split(' ')[1]?.replace(/^::ffff:/, ''), p === 'pod-c' ? '10.244.2.1' : node2.ip4, `${p} sees node2, not client2 (10.244.2.100): ${a}`);
 });
 
 labTest('loadBalancerSourceRanges deny other sources; a Service without endpoints refuses at once (TCP and UDP)', async (t) => {
@@ -270,7 +328,7 @@ labTest('kill -9 the agent and start it again: requests keep working, the table 
   await node1.agent!.exited;
   node1.agent = undefined;
   await new Promise((r) => setTimeout(r, 800));
-  await lab.startAgent(node1);
+  await lab.startAgent(node1, { args: nodeArgs[0] });
   await new Promise((r) => setTimeout(r, 800));
   looping = false;
   await loop;

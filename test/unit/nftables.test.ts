@@ -13,7 +13,7 @@ import type { Plan } from '../../src/plan/types.js';
 import type { NodeState } from '../../src/model/compiled.js';
 import { NftablesDataplane } from '../../src/dataplane/nftables/dataplane.js';
 import type { NftTransport } from '../../src/dataplane/nftables/native.js';
-import { feRec, membersOf, nextOrder, NftModel, servicesMap, snatSet } from '../../src/dataplane/nftables/ruleset.js';
+import { feRec, masqSet, membersOf, nextOrder, NftModel, offClusterSet, servicesMap, skeleton, type SkeletonOptions } from '../../src/dataplane/nftables/ruleset.js';
 import { arbState, be, fe } from './plan-helpers.js';
 
 const T = 'kbp-test';
@@ -173,13 +173,24 @@ function checkTable(t: import('ava').ExecutionContext, sim: NftSim, plan: Plan):
     const members = membersOf(plan, f);
     t.deepEqual(got === 'reject' || got === 'drop' || got === undefined ? got : [...got].sort(),
       members.length ? members.map((id) => target(plan, id)).sort() : f.dropNoLocal ? 'drop' : 'reject', `${f.address}:${f.port}/${f.protocol}/${f.scope}`);
-    t.is(sim.elements.get(snatSet(r.d))?.has(r.tuple) ?? false, r.snat || [...plan.frontends.values()].some((g) => g !== f && feRec(plan, g, undefined).tuple === r.tuple && feRec(plan, g, undefined).snat && r.d.scope === 'ext' && r.d.any === feRec(plan, g, undefined).d.any));
+  }
+  // masquerade sets: exactly the tuples of the frontends marked so (PlanFrontend.masquerade)
+  const want = new Map<string, Set<string>>();
+  for (const f of plan.frontends.values()) {
+    const r = feRec(plan, f, undefined);
+    if (!r.masq) continue;
+    const name = r.masq === 'all' ? masqSet(r.d) : offClusterSet(r.d);
+    if (!want.has(name)) want.set(name, new Set());
+    want.get(name)!.add(r.tuple);
+  }
+  for (const [name, els] of sim.elements) {
+    if (name.startsWith('masq-')) t.deepEqual([...els.keys()].sort(), [...(want.get(name) ?? [])].sort(), name);
   }
   for (const [name, els] of sim.elements) if (name.startsWith('services-')) dispatch += els.size;
   t.is(dispatch, plan.frontends.size, 'one dispatch element per frontend');
   const locals = new Set([...plan.backends.values()].filter((b) => b.local).map((b) => b.address));
-  const held = new Set([...(sim.elements.get('local-backends4')?.keys() ?? []), ...(sim.elements.get('local-backends6')?.keys() ?? [])]);
-  t.deepEqual([...held].sort(), [...locals].sort());
+  const held = new Set([...(sim.elements.get('hairpin4')?.keys() ?? []), ...(sim.elements.get('hairpin6')?.keys() ?? [])]);
+  t.deepEqual([...held].sort(), [...locals].map((a) => `${a} . ${a}`).sort());
 }
 
 /** The chains and maps a table built from scratch for the plan would have. */
@@ -233,7 +244,8 @@ test('a small plan: dispatch, per-index DNAT, refusal, affinity, source ranges, 
   t.is(sim.walk('services-int4', '10.96.0.4 . tcp . 80'), 'drop');
   t.deepEqual([...(sim.walk('services-ext4np', 'tcp . 30000') as Set<string>)], ['10.244.2.2 . 80']);
   t.true(sim.elements.get('firewall-allow4')!.has('192.168.60.6 . tcp . 80 . 10.9.9.0/24'));
-  t.true(sim.elements.get('snat-ext4')!.has('192.168.60.6 . tcp . 80'));
+  t.true(sim.elements.get('masq-ext4')!.has('192.168.60.6 . tcp . 80'));
+  t.true(sim.elements.get('masq-ext4np')!.has('tcp . 30000'));
   t.true(sim.elements.get('hairpin4')!.has('10.244.1.2 . 10.244.1.2'));
   const aff = [...sim.objects].find(([n]) => n.startsWith('asel-int4-10-'));
   t.truthy(aff, 'an affinity chain for timeout 10');
@@ -312,4 +324,52 @@ test('a failed transaction leaves the model (and so the next diff) where the tab
   // the agent retries the same diff (its plan did not advance)
   await dp.apply(diffPlans(p1, p2), p2);
   checkTable(t, sim, p2);
+});
+
+test('masquerade as kube-proxy: masqueradeAll and the local detector on clusterIPs, every eTP=Cluster external flow', async (t) => {
+  // pkg/proxy/nftables/proxier.go syncProxyRules: a service chain jumps to mark-for-masquerade for
+  // every flow with masqueradeAll, else for flows localDetector.IfNotLocalNFT() matches; an external
+  // chain of an eTP=Cluster Service jumps to it for every flow (local endpoints too); the
+  // masquerading chain (postrouting) masquerades what is marked
+  const st = tmpState();
+  t.teardown(st.done);
+  const sim = new NftSim();
+  const dp = await newDataplane(sim, st.path);
+  const local = be('10.244.1.2', 80, false, true);
+  const p = buildPlan({ frontends: [
+    fe('10.96.0.1', 80, [local], { masquerade: 'all' }),
+    fe('10.96.0.2', 80, [local], { masquerade: 'offCluster' }),
+    fe('10.96.0.3', 80, [local]),
+    // eTP=Cluster NodePort whose only backend is local: still masqueraded (upstream; before: exempt)
+    fe('192.168.50.11', 30080, [local], { type: 'NodePort', scope: 'external', snatRemote: true, masquerade: 'all' }),
+    fe('0.0.0.0', 30081, [local], { type: 'NodePort', scope: 'external', snatRemote: true, masquerade: 'all' }),
+    // eTP=Local keeps the source
+    fe('192.168.50.11', 30082, [local], { type: 'NodePort', scope: 'external' }),
+  ] }, undefined, { seed: 1 });
+  await dp.apply(diffPlans(undefined, p), p);
+  checkTable(t, sim, p);
+  t.deepEqual([...sim.elements.get('masq-int4')!.keys()], ['10.96.0.1 . tcp . 80']);
+  t.deepEqual([...sim.elements.get('masq-offcluster-int4')!.keys()], ['10.96.0.2 . tcp . 80']);
+  t.deepEqual([...sim.elements.get('masq-ext4')!.keys()], ['192.168.50.11 . tcp . 30080']);
+  t.deepEqual([...sim.elements.get('masq-ext4np')!.keys()], ['tcp . 30081']);
+  // no exemption of local backends: the marked flow is masqueraded whatever backend it goes to
+  const post = sim.objects.get('masquerading')!.rules;
+  t.false(post.some((r) => /local-backends/.test(r)), post.join('\n'));
+});
+
+test('the local detector: each mode\'s "not from the cluster\'s pods" match marks offCluster frontends; none without one', (t) => {
+  // pkg/proxy/util/localdetector.go: IfNotLocalNFT is `ip saddr != CIDR` (ClusterCIDR, NodeCIDR),
+  // `iifname != BRIDGE` (BridgeInterface), `iifname != PREFIX*` (InterfaceNamePrefix); the no-op
+  // detector marks nothing
+  // the set's rule, once per chain that dispatches clusterIPs (pods' and external traffic)
+  const rulesOf = (localTraffic?: SkeletonOptions['localTraffic']): string[] =>
+    [...new Set(skeleton(T, { localTraffic }).split('\n').map((l) => l.trim()).filter((l) => l.includes('@masq-offcluster-int4 ')))];
+  t.deepEqual(rulesOf(undefined), []);
+  t.deepEqual(rulesOf({ cidrs: ['10.244.0.0/16'] }), [`ip daddr . meta l4proto . th dport @masq-offcluster-int4 ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4b500000`]);
+  t.deepEqual(rulesOf({ cidrs: ['fd00:10:244::/48'] }), [], 'an IPv6-only detector leaves IPv4 alone');
+  t.regex(rulesOf({ cidrs: [], bridgeInterface: 'cbr0' })[0]!, / iifname != "cbr0" meta mark set/);
+  t.regex(rulesOf({ cidrs: [], interfaceNamePrefix: 'veth' })[0]!, / iifname != "veth\*" meta mark set/);
+  t.throws(() => skeleton(T, { localTraffic: { cidrs: [], bridgeInterface: 'br0"; drop' } }), { message: /detectLocal.bridgeInterface "br0\\"; drop" is not a device name/ });
+  t.throws(() => new NftablesDataplane({ pinRoot: '/x', table: T, devices: [], nodeAddresses: () => [], localTraffic: { cidrs: [], interfaceNamePrefix: 'a'.repeat(16) } }),
+    { message: /nftables data plane: detectLocal.interfaceNamePrefix "a{16}" is not a device name/ });
 });

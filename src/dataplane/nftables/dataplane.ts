@@ -3,6 +3,7 @@
 // table's content is kept in memory (NftModel) and in a state file beside it; the table is listed
 // only for its one-element generation set, at start and by `dump`.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import type { Plan, PlanOp } from '../../plan/types.js';
 import { frontendKey } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
@@ -11,10 +12,11 @@ import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
 import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
+import { KbpError } from '../../util/errors.js';
 import { createTransport, flushStaleUdp, type NftTransport } from './native.js';
 import { staleUdpRules } from './conntrack.js';
 import { elementTypes, NftModel, type ElementType } from './ruleset.js';
-import { externalDevicesCommands, HELPER_SETS, NFT_TABLE } from './helpers.js';
+import { externalDevicesCommands, HELPER_SETS, NFT_TABLE, type LocalDetector } from './helpers.js';
 import { loadState, nftStatePath, removeState, saveState, type SavedState } from './state.js';
 
 export interface NftablesDataplaneOptions {
@@ -26,6 +28,8 @@ export interface NftablesDataplaneOptions {
   devices?: string[];
   nodeAddresses: () => string[];
   masqMark?: number;
+  /** kube-proxy's local detector (config.ts localTrafficDetector): flows to 'offCluster' frontends from elsewhere are masqueraded */
+  localTraffic?: LocalDetector;
   transport?: NftTransport;
   log?: Logger;
   /** plans with more frontends than this save the state file off the sync's path (default 2000) */
@@ -145,7 +149,13 @@ export class NftablesDataplane implements Dataplane {
     this.table = opts.table ?? NFT_TABLE;
     this.#log = opts.log ?? silentLogger;
     this.#statePath = opts.statePath ?? nftStatePath(opts.pinRoot, this.table);
-    this.#model = new NftModel(this.table, { masqMark: opts.masqMark });
+    this.#model = new NftModel(this.table, { masqMark: opts.masqMark, localTraffic: opts.localTraffic });
+    try {
+      this.#model.skeleton();
+    } catch (e) {
+      // a detector naming no possible device: refused at start, not at every sync
+      throw new KbpError('KBP_ERR_CONFIG', `nftables data plane: ${(e as Error).message}`, { cause: e });
+    }
     this.#t = opts.transport;
   }
 
@@ -155,7 +165,11 @@ export class NftablesDataplane implements Dataplane {
 
   async init(): Promise<void> {
     const saved = await readNftState(this.transport, { pinRoot: this.#opts.pinRoot, table: this.table, statePath: this.#statePath });
-    if (saved) {
+    if (saved && saved.shape !== undefined && saved.shape !== shapeOf(this.#model.skeleton())) {
+      // the fixed chains differ (another masquerade mark or local detector): rebuilt, in one transaction
+      this.#tableInPlace = true;
+      this.#log.info({ table: this.table }, 'the nftables table was built with other options: the first sync replaces it in one transaction');
+    } else if (saved) {
       this.#model.restore(saved.plan, saved.orders, saved.gen);
       this.#restored = saved.plan;
       this.#plan = saved.plan;
@@ -207,7 +221,7 @@ export class NftablesDataplane implements Dataplane {
       // objects nothing references any more. A small sync goes in one buffer through libnftables
       // (~1-3 ms), and so does the replacement of a table an earlier agent left: no moment without it.
       if (tx.structure || devCmds) await this.transport.run(tx.structure + devCmds);
-      if (!this.#types || tx.structure) this.#types = elementTypes(this.table, this.#opts.masqMark);
+      if (!this.#types || tx.structure) this.#types = elementTypes(this.table, this.#model.skeletonOpts);
       const types = this.#types;
       await bulk(this.table, tx.groups.map((g) => {
         const t = types.get(g.set);
@@ -272,7 +286,7 @@ export class NftablesDataplane implements Dataplane {
   #save(): void {
     if (!this.#plan || this.#model.fresh) return;
     try {
-      saveState(this.#statePath, this.table, this.#model.gen, this.#plan, this.#model.orders());
+      saveState(this.#statePath, this.table, this.#model.gen, this.#plan, this.#model.orders(), shapeOf(this.#model.skeleton()));
     } catch (e) {
       this.#log.warn({ err: e }, 'writing the nftables state file failed; a restart will rebuild the table');
     }
@@ -319,6 +333,11 @@ export class NftablesDataplane implements Dataplane {
     removeState(this.#statePath);
     this.#model.fresh = true;
   }
+}
+
+/** A short digest of the table's fixed part, kept in the state file. */
+function shapeOf(skeleton: string): string {
+  return createHash('sha256').update(skeleton).digest('hex').slice(0, 16);
 }
 
 export function nftStateFile(pinRoot: string, table = NFT_TABLE): string {

@@ -30,7 +30,7 @@ export function hex(n: number): string {
 export const HELPER_SETS = {
   /** devices whose incoming traffic is "external" (NodePort / LB / externalIP traffic): type ifname */
   externalDevices: 'external-devices',
-  /** addresses of backends on this node: external traffic to them keeps its source */
+  /** addresses of backends on this node (the IPVS mode's table: its masquerade spares them) */
   localBackends: (f: Fam) => `local-backends${f}`,
   /** (a . a) for each local backend a: a pod balanced to itself is masqueraded */
   hairpin: (f: Fam) => `hairpin${f}`,
@@ -41,6 +41,36 @@ export const HELPER_SETS = {
   /** one element, the transaction counter: tells whether the state file describes this table */
   generation: 'generation',
 } as const;
+
+/**
+ * kube-proxy's local-traffic detector (cmd/kube-proxy/app/server_linux.go getLocalDetectors; config.ts
+ * localTrafficDetector builds it): what tells the cluster's own pods from everyone else.
+ */
+export interface LocalDetector {
+  /** ClusterCIDR (NodeCIDR) mode: the first CIDR of each family */
+  cidrs: string[];
+  bridgeInterface?: string;
+  interfaceNamePrefix?: string;
+}
+
+const IFNAME = /^[A-Za-z0-9_.:@+-]{1,15}$/;
+
+/**
+ * The match for "not from the cluster's pods" in family f (pkg/proxy/util/localdetector.go
+ * IfNotLocalNFT: `ip saddr != CIDR`, `iifname != BRIDGE`, `iifname != PREFIX*`), or undefined when
+ * the detector does not work in that family (upstream's no-op detector: nothing is marked).
+ */
+export function notLocalMatch(d: LocalDetector | undefined, f: Fam): string | undefined {
+  if (!d) return undefined;
+  const cidr = d.cidrs.find((c) => (c.includes(':') ? 6 : 4) === f);
+  if (cidr) return `${ipk(f)} saddr != ${cidr}`;
+  for (const [what, name, suffix] of [['detectLocal.bridgeInterface', d.bridgeInterface, ''], ['detectLocal.interfaceNamePrefix', d.interfaceNamePrefix, '*']] as const) {
+    if (name === undefined) continue;
+    if (!IFNAME.test(name)) throw new Error(`${what} ${JSON.stringify(name)} is not a device name (1-15 of A-Z a-z 0-9 _ . : @ + -)`);
+    return `iifname != "${name}${suffix}"`;
+  }
+  return undefined;
+}
 
 /**
  * The helper part of the table's declaration: base chains for filtering and masquerade, the fixed
@@ -54,7 +84,6 @@ export function helperDeclarations(opts: { masqMark?: number } = {}): string[] {
   out.push(`set ${HELPER_SETS.generation} { type mark; }`);
   for (const f of FAMILIES) {
     const a = addrType(f);
-    out.push(`set ${HELPER_SETS.localBackends(f)} { type ${a}; }`);
     out.push(`set ${HELPER_SETS.hairpin(f)} { type ${a} . ${a}; }`);
     out.push(`set ${HELPER_SETS.firewall(f)} { type ${a} . inet_proto . inet_service; }`);
     out.push(`set ${HELPER_SETS.firewallAllow(f)} { type ${a} . inet_proto . inet_service . ${a}; flags interval; }`);
@@ -68,15 +97,16 @@ export function helperDeclarations(opts: { masqMark?: number } = {}): string[] {
   out.push(chain('filter-prerouting', fw, 'type filter hook prerouting priority dstnat - 10; policy accept;'));
   // the output hook takes no symbolic priority in nft 1.0.6: dstnat is -100
   out.push(chain('filter-output', fw, 'type filter hook output priority -110; policy accept;'));
-  // masquerade: requested by mark (external traffic of an eTP=Cluster frontend) unless the backend is
-  // local, and for hairpin (a pod reaching itself through a Service would answer itself directly)
-  out.push(chain('masquerade-remote', [
+  // masquerade as kube-proxy's nftables mode: the dispatch chains mark a flow (its
+  // mark-for-masquerade: masqueradeAll, the local detector, eTP=Cluster external addresses; ruleset.ts),
+  // and postrouting masquerades what is marked (its masquerading chain, setupNFTables), clearing the mark
+  out.push(chain('masquerading', [
     `meta mark set meta mark & ${hex(~mark)}`,
-    ...FAMILIES.map((f) => `${ipk(f)} daddr @${HELPER_SETS.localBackends(f)} return`),
     'masquerade fully-random',
   ]));
   out.push(chain('nat-postrouting', [
-    `meta mark & ${hex(mark)} == ${hex(mark)} ct status dnat jump masquerade-remote`,
+    `meta mark & ${hex(mark)} == ${hex(mark)} ct status dnat jump masquerading`,
+    // hairpin: a pod balanced to itself (kube-proxy's endpoint chain: ip saddr <ep> jump mark-for-masquerade)
     ...FAMILIES.map((f) => `ct status dnat ${ipk(f)} saddr . ${ipk(f)} daddr @${HELPER_SETS.hairpin(f)} masquerade fully-random`),
   ], 'type nat hook postrouting priority srcnat; policy accept;'));
   return out;

@@ -13,7 +13,7 @@ interface NftAddon {
   newContext(outputFlags: number): object;
   run(ctx: object, commands: string): Promise<{ rc: number; output: string; error: string }>;
   ctFlushUdp(rules: UdpFlushRule[]): Promise<{ deleted: number; seen: number; error: string }>;
-  elements(table: string, groups: BulkGroup[]): Promise<{ error: string; messages: number; bytes: number }>;
+  elements(table: string, groups: BulkGroup[]): Promise<{ error: string } & BulkStats>;
   constants: { NFT_CTX_OUTPUT_JSON: number; NFT_CTX_OUTPUT_HANDLE: number; NFT_CTX_OUTPUT_NUMERIC_ALL: number };
 }
 
@@ -73,6 +73,14 @@ export interface BulkGroup {
   elems: string;
 }
 
+/** What one bulk transaction cost: messages, bytes, and CPU of its thread encoding and in the kernel. */
+export interface BulkStats {
+  messages: number;
+  bytes: number;
+  encodeCpuMs: number;
+  kernelCpuMs: number;
+}
+
 /** Runs nft command buffers, one at a time (a libnftables context is not reentrant). */
 export interface NftTransport {
   readonly kind: 'libnftables' | 'nft-spawn';
@@ -82,7 +90,7 @@ export interface NftTransport {
    * Element changes only, encoded by the addon into one netlink batch (one transaction) without
    * libnftables' parser: ~10x cheaper per element. Absent where the addon is not used.
    */
-  bulk?(table: string, groups: BulkGroup[]): Promise<void>;
+  bulk?(table: string, groups: BulkGroup[]): Promise<BulkStats>;
 }
 
 function fail(commands: string, message: string): KbpError {
@@ -95,20 +103,21 @@ class LibTransport implements NftTransport {
   readonly #a: NftAddon;
   #queue: Promise<unknown> = Promise.resolve();
 
-  bulk?: (table: string, groups: BulkGroup[]) => Promise<void>;
+  bulk?: (table: string, groups: BulkGroup[]) => Promise<BulkStats>;
 
   constructor(a: NftAddon) {
     this.#a = a;
     if (typeof a.elements === 'function') this.bulk = (table, groups) => this.#enqueue(() => this.#bulk(table, groups));
   }
 
-  async #bulk(table: string, groups: BulkGroup[]): Promise<void> {
+  async #bulk(table: string, groups: BulkGroup[]): Promise<BulkStats> {
     const r = await this.#a.elements(table, groups);
     if (r.error) {
       const g = groups[0];
       const first = g ? `${g.del ? 'delete' : 'add'} element ${g.set} { ${g.elems.slice(0, 200).replace(/\n/g, ', ')} }` : '';
       throw new KbpError('KBP_ERR_DATAPLANE', `nft element transaction failed: ${r.error} (${groups.length} sets; first: ${JSON.stringify(first)})`);
     }
+    return { messages: r.messages, bytes: r.bytes, encodeCpuMs: r.encodeCpuMs, kernelCpuMs: r.kernelCpuMs };
   }
 
   #enqueue<T>(go: () => Promise<T>): Promise<T> {

@@ -24,7 +24,7 @@
 // per frontend, and a client whose affinity named the removed backend moves to a live one: a removed
 // backend is never chosen again.
 import type { Plan, PlanBackend, PlanFrontend } from '../../plan/types.js';
-import { addrType, chain, FAMILIES, firewallElements, helperDeclarations, hex, HELPER_SETS, ipk, localBackendElements, MASQ_MARK, type Fam } from './helpers.js';
+import { addrType, chain, FAMILIES, firewallElements, helperDeclarations, hex, HELPER_SETS, ipk, MASQ_MARK, notLocalMatch, type Fam, type LocalDetector } from './helpers.js';
 
 /** Maximum clients remembered per affinity set (per backend index of a dispatch class). */
 export const AFFINITY_SET_SIZE = 1 << 20;
@@ -46,6 +46,12 @@ export function dname(d: DClass): string {
 const DCLASSES: DClass[] = [];
 for (const scope of ['int', 'ext'] as const) for (const fam of FAMILIES) for (const any of [false, true]) DCLASSES.push({ scope, fam, any });
 
+/** The one DClass object per class (records share it: no object per frontend) and its dispatch map's name. */
+function classOf(scope: ScopeTag, fam: Fam, any: boolean): DClass {
+  return DCLASSES[(scope === 'int' ? 0 : 4) + (fam === 4 ? 0 : 2) + (any ? 1 : 0)]!;
+}
+const SERVICES_MAP = new Map<DClass, string>();
+
 function keyExpr(d: DClass): string {
   return d.any ? 'meta l4proto . th dport' : `${ipk(d.fam)} daddr . meta l4proto . th dport`;
 }
@@ -65,8 +71,12 @@ export interface FeRec {
   /** the element value of each, "address . port" */
   targets: string[];
   affinity: number;
-  /** external scope with snatRemote and a backend to go to: external traffic is marked for masquerade */
-  snat: boolean;
+  /**
+   * new flows marked for masquerade (PlanFrontend.masquerade): 'all' every one (masqueradeAll on a
+   * clusterIP; an eTP=Cluster external address), 'offCluster' those the local detector does not
+   * place in the cluster's pods
+   */
+  masq?: 'all' | 'offCluster';
   ranges: string[];
   /** no backend because a Local policy has none here: drop, not no-endpoints' reject (kube-proxy) */
   drop?: boolean;
@@ -120,22 +130,35 @@ export function nextOrder(old: readonly number[] | undefined, members: readonly 
   return out;
 }
 
-export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] | undefined, backends: ReadonlyMap<number, PlanBackend> = plan.backends): FeRec {
+/** "address . port" of each backend id, for one plan() call (a backend serves many frontends) */
+type TargetCache = Map<number, string>;
+
+export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] | undefined, backends: ReadonlyMap<number, PlanBackend> = plan.backends,
+  key?: string, cache?: TargetCache): FeRec {
   const fam = famOf(f.address);
   const any = isAny(f.address);
-  const d: DClass = { scope: f.scope === 'internal' ? 'int' : 'ext', fam, any };
+  const d = classOf(f.scope === 'internal' ? 'int' : 'ext', fam, any);
   const addr = plainV4(f.address);
   const tuple = any ? `${protoText(f.protocol)} . ${f.port}` : `${addr} . ${protoText(f.protocol)} . ${f.port}`;
-  const order = nextOrder(oldOrder, membersOf(plan, f));
-  const targets = order.map((id) => {
-    const b = backends.get(id);
-    if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port} names backend ${id}, which the plan lacks`);
-    return `${plainV4(b.address)} . ${b.port}`;
-  });
+  const members = membersOf(plan, f);
+  const order = oldOrder ? nextOrder(oldOrder, members) : members.slice();
+  const targets = new Array<string>(order.length);
+  for (let j = 0; j < order.length; j++) {
+    const id = order[j]!;
+    let t = cache?.get(id);
+    if (t === undefined) {
+      const b = backends.get(id);
+      if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port} names backend ${id}, which the plan lacks`);
+      t = `${plainV4(b.address)} . ${b.port}`;
+      cache?.set(id, t);
+    }
+    targets[j] = t;
+  }
   return {
-    key: `${f.address}|${f.port}|${f.protocol}|${f.scope}`, d, tuple, order, targets,
+    key: key ?? `${f.address}|${f.port}|${f.protocol}|${f.scope}`, d, tuple, order, targets,
     affinity: f.affinityTimeout,
-    snat: d.scope === 'ext' && f.snatRemote && order.length > 0,
+    // a plan without the field (a state file of an older agent): snatRemote is eTP=Cluster's 'all'
+    ...((f.masquerade ?? (f.snatRemote && d.scope === 'ext' ? 'all' : undefined)) && { masq: f.masquerade ?? 'all' }),
     ranges: any ? [] : f.sourceRanges,
     ...(f.dropNoLocal && order.length === 0 && { drop: true }),
   };
@@ -171,8 +194,14 @@ export function servicesMap(d: DClass): string {
   return `services-${dname(d)}`;
 }
 
-export function snatSet(d: DClass): string {
-  return `snat-${dname(d)}`;
+/** frontends whose every new flow is masqueraded */
+export function masqSet(d: DClass): string {
+  return `masq-${dname(d)}`;
+}
+
+/** frontends whose new flows from outside the cluster's pods are masqueraded */
+export function offClusterSet(d: DClass): string {
+  return `masq-offcluster-${dname(d)}`;
 }
 
 /** Object definitions by name: a name fixes its text, so each is built once per process. */
@@ -216,9 +245,8 @@ function objectsOf(r: FeRec, out: Set<string>): void {
   }));
 }
 
-// localBackendElements (helpers.ts) without its arrays: the set names per family
-const LOCAL4 = localBackendElements('0.0.0.0').map(([set]) => set) as [string, string];
-const LOCAL6 = localBackendElements('::').map(([set]) => set) as [string, string];
+const HAIRPIN4 = HELPER_SETS.hairpin(4);
+const HAIRPIN6 = HELPER_SETS.hairpin(6);
 
 /** The on-demand objects of a record, by its signature (class, K, T): computed once per signature. */
 const SIGS = new Map<string, string[]>();
@@ -247,52 +275,69 @@ function backendsMapName(d: DClass, j: number): string {
   return (a[j] ??= backendsMap(d, j));
 }
 
+function servicesMapName(d: DClass): string {
+  let n = SERVICES_MAP.get(d);
+  if (n === undefined) SERVICES_MAP.set(d, n = servicesMap(d));
+  return n;
+}
+
+function dispatchVerdict(r: FeRec): string {
+  return r.order.length ? `goto ${pickName(r)}` : r.drop ? 'drop' : 'goto no-endpoints';
+}
+
 /** Elements only this record owns: set -> key -> value ('' for plain sets). */
 function ownedOf(r: FeRec, out: Array<[set: string, key: string, value: string]>): void {
-  out.push([servicesMap(r.d), r.tuple, r.order.length ? `goto ${pickName(r)}` : r.drop ? 'drop' : 'goto no-endpoints']);
+  out.push([servicesMapName(r.d), r.tuple, dispatchVerdict(r)]);
   for (let j = 0; j < r.order.length; j++) out.push([backendsMapName(r.d, j), r.tuple, r.targets[j]!]);
 }
 
 /** Elements records may share (an internal and an external frontend on one address): refcounted. */
 function sharedOf(r: FeRec, out: Array<[set: string, element: string]>): void {
-  if (r.snat) out.push([snatSet(r.d), r.tuple]);
+  if (r.masq) out.push([r.masq === 'all' ? masqSet(r.d) : offClusterSet(r.d), r.tuple]);
   out.push(...firewallElements(r.d.fam, r.tuple, r.ranges));
 }
 
 // ---- the table's declaration --------------------------------------------------------------------
 
+export interface SkeletonOptions {
+  masqMark?: number;
+  /** kube-proxy's local detector; absent: no-op (flows to 'offCluster' frontends are not marked) */
+  localTraffic?: LocalDetector;
+}
+
 /** Everything the table holds before any frontend: helper sets and chains, dispatch maps and chains. */
-export function skeleton(table: string, opts: { masqMark?: number } = {}): string {
+export function skeleton(table: string, opts: SkeletonOptions = {}): string {
   const mark = opts.masqMark ?? MASQ_MARK;
+  const markIt = `meta mark set meta mark | ${hex(mark)}`;
   const decl: string[] = [...helperDeclarations({ masqMark: mark })];
   for (const d of DCLASSES) {
     decl.push(`map ${servicesMap(d)} { type ${keyType(d)} : verdict; }`);
-    if (d.scope === 'ext') decl.push(`set ${snatSet(d)} { type ${keyType(d)}; }`);
+    decl.push(`set ${masqSet(d)} { type ${keyType(d)}; }`);
+    decl.push(`set ${offClusterSet(d)} { type ${keyType(d)}; }`);
   }
   // own scope first, then the other (an eTP=Cluster NodePort has one, external, frontend that serves
-  // pods too); exact addresses before any-address NodePorts, which answer on local addresses only
+  // pods too); exact addresses before any-address NodePorts, which answer on local addresses only.
+  // Before each class's dispatch, its frontends' masquerade marks (kube-proxy's service chain jumps
+  // to mark-for-masquerade before it picks an endpoint): a tuple in a class's sets is in its dispatch
+  // map too, so the mark is set exactly when that map's verdict is the one taken.
   const lookups = (own: ScopeTag, any: boolean): string[] => {
     const out: string[] = [];
     for (const scope of [own, own === 'int' ? 'ext' : 'int'] as ScopeTag[]) {
       for (const fam of FAMILIES) {
         const d = { scope, fam, any };
-        out.push(`${any ? `meta nfproto ${fam === 4 ? 'ipv4' : 'ipv6'} ` : ''}${keyExpr(d)} vmap @${servicesMap(d)}`);
+        const k = `${any ? `meta nfproto ${fam === 4 ? 'ipv4' : 'ipv6'} ` : ''}${keyExpr(d)}`;
+        out.push(`${k} @${masqSet(d)} ${markIt}`);
+        const notLocal = notLocalMatch(opts.localTraffic, fam);
+        if (notLocal) out.push(`${k} @${offClusterSet(d)} ${notLocal} ${markIt}`);
+        out.push(`${k} vmap @${servicesMap(d)}`);
       }
     }
     return out;
   };
   decl.push(chain('nodeports-internal', lookups('int', true)));
-  decl.push(chain('nodeports-external', [
-    ...FAMILIES.map((fam) => `meta nfproto ${fam === 4 ? 'ipv4' : 'ipv6'} meta l4proto . th dport @${snatSet({ scope: 'ext', fam, any: true })} meta mark set meta mark | ${hex(mark)}`),
-    ...lookups('ext', true),
-  ]));
+  decl.push(chain('nodeports-external', lookups('ext', true)));
   decl.push(chain('internal', [...lookups('int', false), 'fib daddr type local goto nodeports-internal']));
-  decl.push(chain('external', [
-    // external traffic to an eTP=Cluster frontend: masquerade unless the chosen backend is local
-    ...FAMILIES.map((fam) => `${keyExpr({ scope: 'ext', fam, any: false })} @${snatSet({ scope: 'ext', fam, any: false })} meta mark set meta mark | ${hex(mark)}`),
-    ...lookups('ext', false),
-    'fib daddr type local goto nodeports-external',
-  ]));
+  decl.push(chain('external', [...lookups('ext', false), 'fib daddr type local goto nodeports-external']));
   decl.push(chain('nat-prerouting', [`iifname @${HELPER_SETS.externalDevices} goto external`, 'goto internal'],
     'type nat hook prerouting priority dstnat; policy accept;'));
   decl.push(chain('nat-output', ['goto internal'], 'type nat hook output priority -100; policy accept;'));
@@ -334,12 +379,12 @@ export interface ElementType {
 const TYPE_RE = /(?:map|set) (\S+) \{ type ([^;:]+?)(?: : ([^;]+))?;(?: flags ([^;]+);)?/g;
 
 /** Element types of every set and map the table may hold, by name. */
-export function elementTypes(table: string, masqMark?: number): Map<string, ElementType> {
+export function elementTypes(table: string, opts: SkeletonOptions = {}): Map<string, ElementType> {
   const out = new Map<string, ElementType>();
   const scan = (text: string): void => {
     for (const m of text.matchAll(TYPE_RE)) out.set(m[1]!, { keyType: m[2]!.trim(), dataType: (m[3] ?? '').trim(), interval: /\binterval\b/.test(m[4] ?? '') });
   };
-  scan(skeleton(table, { masqMark }));
+  scan(skeleton(table, opts));
   for (const d of DEFS.values()) if (d.kind !== 'chain') scan(d.create);
   return out;
 }
@@ -352,6 +397,7 @@ export function elementTypes(table: string, masqMark?: number): Map<string, Elem
 export class NftModel {
   readonly table: string;
   readonly masqMark: number;
+  readonly skeletonOpts: SkeletonOptions;
   readonly recs = new Map<string, FeRec>();
   readonly #objRefs = new Map<string, { def: ObjDef; n: number }>();
   readonly #shared = new Map<string, number>();
@@ -363,9 +409,15 @@ export class NftModel {
   /** the table must be (re)created by the next transaction */
   fresh = true;
 
-  constructor(table: string, opts: { masqMark?: number } = {}) {
+  constructor(table: string, opts: SkeletonOptions = {}) {
     this.table = table;
     this.masqMark = opts.masqMark ?? MASQ_MARK;
+    this.skeletonOpts = { ...opts, masqMark: this.masqMark };
+  }
+
+  /** The fixed part of the table (its chains' rules depend on the options): a restart compares it. */
+  skeleton(): string {
+    return skeleton(this.table, this.skeletonOpts);
   }
 
   get frontendCount(): number {
@@ -396,10 +448,11 @@ export class NftModel {
     const keys = new Set<string>(touched ?? [...next.frontends.keys(), ...this.recs.keys()]);
     if (this.fresh) for (const k of next.frontends.keys()) keys.add(k);
     const newRecs = new Map<string, FeRec | undefined>();
+    const cache: TargetCache = new Map();
     for (const k of keys) {
       const f = next.frontends.get(k);
       const old = this.fresh ? undefined : this.recs.get(k);
-      newRecs.set(k, f ? feRec(next, f, old?.order) : undefined);
+      newRecs.set(k, f ? feRec(next, f, old?.order, next.backends, k, cache) : undefined);
     }
 
     // objects and shared elements: count what the touched records drop and add
@@ -411,6 +464,24 @@ export class NftModel {
       let a = m.get(s);
       if (!a) m.set(s, a = []);
       a.push(e);
+    };
+    // a new record's elements (every record of a full sync): straight into the per-map lists, the
+    // lists of backends-<D>-<j> found by class and index rather than by name
+    const addLists = new Map<DClass, string[][]>();
+    const addNew = (b: FeRec): void => {
+      push(ownAdd, servicesMapName(b.d), `${b.tuple} : ${dispatchVerdict(b)}`);
+      let lists = addLists.get(b.d);
+      if (!lists) addLists.set(b.d, lists = []);
+      for (let j = 0; j < b.order.length; j++) {
+        let l = lists[j];
+        if (!l) {
+          const name = backendsMapName(b.d, j);
+          l = ownAdd.get(name);
+          if (!l) ownAdd.set(name, l = []);
+          lists[j] = l;
+        }
+        l.push(`${b.tuple} : ${b.targets[j]!}`);
+      }
     };
     // records per object signature (class, K, T) that the touched records drop (-1) and add (+1):
     // a full sync has a few dozen signatures for 10,000 records
@@ -436,13 +507,15 @@ export class NftModel {
       if (b) sharedOf(b, sb);
       for (const [s, e] of sa) sharedDelta.set(`${s}\0${e}`, (sharedDelta.get(`${s}\0${e}`) ?? 0) - 1);
       for (const [s, e] of sb) sharedDelta.set(`${s}\0${e}`, (sharedDelta.get(`${s}\0${e}`) ?? 0) + 1);
+      if (!a) {
+        if (b) addNew(b);
+        continue;
+      }
       ea.length = 0;
       eb.length = 0;
-      if (a) ownedOf(a, ea);
+      ownedOf(a, ea);
       if (b) ownedOf(b, eb);
-      if (!a) {
-        for (const [s, key, v] of eb) push(ownAdd, s, `${key} : ${v}`);
-      } else if (!b) {
+      if (!b) {
         for (const [s, key] of ea) push(ownDel, s, key);
       } else {
         // both name the same key (the tuple) in each map: compare per map
@@ -458,7 +531,7 @@ export class NftModel {
       for (const n of objectsBySig(sig, r)) addDelta(objDelta, n, objectDef(n), d);
     }
 
-    // local backends (masquerade exemption, hairpin)
+    // local backends (hairpin)
     const localDelta = new Map<string, number>();
     const localOfNext = new Map<number, string | undefined>();
     const ids: Iterable<number> = this.fresh ? next.backends.keys()
@@ -473,9 +546,7 @@ export class NftModel {
       if (now) localDelta.set(now, (localDelta.get(now) ?? 0) + 1);
     }
     const pushLocal = (m: Map<string, string[]>, addr: string): void => {
-      const six = addr.includes(':');
-      push(m, six ? LOCAL6[0] : LOCAL4[0], addr);
-      push(m, six ? LOCAL6[1] : LOCAL4[1], `${addr} . ${addr}`);
+      push(m, addr.includes(':') ? HAIRPIN6 : HAIRPIN4, `${addr} . ${addr}`);
     };
     const baseLocal = this.fresh ? new Map<string, number>() : this.#local;
     for (const [addr, d] of localDelta) {
@@ -506,7 +577,7 @@ export class NftModel {
     const gen = this.gen + 1;
     if (this.fresh) {
       // replaces whatever an earlier agent left, in the same transaction: no moment without a table
-      head.push(`add table inet ${T}`, `delete table inet ${T}`, skeleton(T, { masqMark: this.masqMark }).trimEnd());
+      head.push(`add table inet ${T}`, `delete table inet ${T}`, this.skeleton().trimEnd());
     }
     objCreate.sort((a, b) => a.level - b.level);
     if (objCreate.length) head.push(`table inet ${T} {\n${objCreate.map((o) => `  ${o.create}\n`).join('')}}`);

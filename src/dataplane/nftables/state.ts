@@ -21,20 +21,24 @@ interface StateJson {
   frontends: Array<PlanFrontend & { order: number[] }>;
   backends: PlanBackend[];
   tables: TablesJson;
+  /** digest of the table's fixed chains (their rules depend on options): another one means rebuild */
+  shape?: string;
 }
 
 export interface SavedState {
   gen: number;
   plan: Plan;
   orders: Map<string, number[]>;
+  shape?: string;
 }
 
-export function saveState(path: string, table: string, gen: number, plan: Plan, orders: ReadonlyMap<string, number[]>): void {
+export function saveState(path: string, table: string, gen: number, plan: Plan, orders: ReadonlyMap<string, number[]>, shape?: string): void {
   const json: StateJson = {
     version: 1, table, gen, seed: plan.seed,
     frontends: [...plan.frontends].map(([k, f]) => ({ ...f, order: orders.get(k) ?? [] })),
     backends: [...plan.backends.values()],
     tables: tablesToJson(plan),
+    ...(shape !== undefined && { shape }),
   };
   writeStateFile(path, json);
 }
@@ -60,7 +64,7 @@ export function loadState(path: string): SavedState | undefined {
     frontends.push(f);
     orders.set(frontendKey(f), order);
   }
-  return { gen: j.gen, orders, plan: planFromJson(j.seed, frontends, j.backends, j.tables) };
+  return { gen: j.gen, orders, ...(typeof j.shape === 'string' && { shape: j.shape }), plan: planFromJson(j.seed, frontends, j.backends, j.tables) };
 }
 
 export function removeState(path: string): void {
