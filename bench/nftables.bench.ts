@@ -2,9 +2,13 @@
 // NftablesDataplane.apply: the model's transaction and the kernel taking it) and one endpoint change
 // at a time at 10,000 Services, through the addon with elements in bulk (its own netlink batch: the
 // default), through libnftables alone (every element parsed by it: the baseline, measured in the same
-// run) and through `nft -f -` (a spawn per transaction). Runs in a fresh network namespace of its own (re-executes itself under unshare -n),
-// so it never touches the host's ruleset.
-//   node --import=tsx bench/nftables.bench.ts [--quick]
+// run) and through `nft -f -` (a spawn per transaction). Then kube-proxy's own nftables-mode
+// ruleset for the same Services (bench/baseline/nftables.ts: a chain per Service and per endpoint)
+// against ours, full syncs interleaved A/B/A/B in the same run, with ratios; our apply's CPU is
+// split into the model (TypeScript), the addon's encoding and the kernel taking the batch.
+// Runs in a fresh network namespace of its own (re-executes itself under unshare -n), so it never
+// touches the host's ruleset.
+//   node --import=tsx bench/nftables.bench.ts [--quick] [--upstream-only]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +21,9 @@ import type { NodeState } from '../src/model/compiled.js';
 import { NftablesDataplane } from '../src/dataplane/nftables/dataplane.js';
 import { createTransport, type NftTransport } from '../src/dataplane/nftables/native.js';
 import { nodeState } from './gen.js';
+import { nftRuleset, NFT_TABLE as KP_TABLE } from './baseline/nftables.js';
+import { servicePortsOf } from './baseline/services.js';
+import type { BulkStats } from '../src/dataplane/nftables/native.js';
 
 if (!process.env.KBP_NFT_BENCH_NETNS) {
   const r = spawnSync('unshare', ['-n', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
@@ -45,14 +52,81 @@ function pct(xs: number[], p: number): number {
 
 type Via = 'bulk' | 'libnftables' | 'nft-spawn';
 
+/** the last bulk call's stats, when the transport is 'bulk' */
+let lastBulk: BulkStats | undefined;
+let runCpuMs = 0;
+
 function transportOf(via: Via): NftTransport {
   const t = createTransport(via === 'nft-spawn' ? 'nft-spawn' : 'libnftables');
   if (via === 'bulk' && !t.bulk) throw new Error('the kbp_nft addon has no bulk element call: npm run build:native');
   if (via === 'libnftables') (t as { bulk?: unknown }).bulk = undefined;
+  if (via === 'bulk') {
+    const bulk = t.bulk!.bind(t);
+    t.bulk = async (table, groups) => (lastBulk = await bulk(table, groups));
+    // the CPU of the libnftables steps (the structure: table, chains, maps)
+    const run = t.run.bind(t);
+    t.run = async (commands, opts) => {
+      const c0 = process.cpuUsage();
+      try {
+        return await run(commands, opts);
+      } finally {
+        runCpuMs += cpuMs(c0);
+      }
+    };
+  }
   return t;
 }
 
-async function fullSync(n: number, transport: Via): Promise<{ dp: NftablesDataplane; plan: Plan; state: NodeState; planMs: number; applyMs: number; applyCpuMs: number }> {
+function stats(xs: number[]): { min: number; median: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { min: r(s[0]!), median: r(s[Math.floor((s.length - 1) / 2)]!), max: r(s[s.length - 1]!) };
+}
+
+/**
+ * kube-proxy's nftables mode against ours, full syncs at n Services interleaved (ours, upstream,
+ * ours, ...): ours is NftablesDataplane.apply with elements in bulk; upstream's is the transaction
+ * its syncProxyRules writes, taken by libnftables in this process (knftables pipes the same text
+ * to `nft -f -`; in-process, its CPU is counted as ours is). Text generation is not timed for
+ * either (buildPlan/diff for ours, nftRuleset for upstream).
+ */
+async function versusUpstream(n: number, rounds: number): Promise<Record<string, unknown>> {
+  const state = nodeState({ services: n, endpointsPerService: 10 });
+  const kp = nftRuleset(servicePortsOf(state), { clusterCidr: '10.128.0.0/9', serviceCidr: '10.96.0.0/12' });
+  const lib = createTransport('libnftables');
+  const ours = { wall: [] as number[], cpu: [] as number[], model: [] as number[], nft: [] as number[], encode: [] as number[], kernel: [] as number[] };
+  const up = { wall: [] as number[], cpu: [] as number[] };
+  for (let i = 0; i < rounds; i++) {
+    runCpuMs = 0;
+    const { dp, applyMs, applyCpuMs } = await fullSync(n, 'bulk', () => { runCpuMs = 0; });
+    ours.nft.push(runCpuMs);
+    ours.wall.push(applyMs);
+    ours.cpu.push(applyCpuMs);
+    ours.encode.push(lastBulk?.encodeCpuMs ?? NaN);
+    ours.kernel.push(lastBulk?.kernelCpuMs ?? NaN);
+    ours.model.push(applyCpuMs - runCpuMs - (lastBulk?.encodeCpuMs ?? 0) - (lastBulk?.kernelCpuMs ?? 0));
+    await dp.cleanup();
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    await lib.run(kp.text);
+    up.wall.push(ms(t0));
+    up.cpu.push(cpuMs(c0));
+    await lib.run(`delete table ip ${KP_TABLE}\n`);
+  }
+  const ratio = (a: number[], b: number[]) => stats(a.map((x, i) => x / b[i]!));
+  const r = {
+    services: n, rounds, upstream: { chains: kp.chains, rules: kp.rules, elements: kp.elements, applyMs: stats(up.wall), applyCpuMs: stats(up.cpu) },
+    ours: { applyMs: stats(ours.wall), applyCpuMs: stats(ours.cpu), modelCpuMs: stats(ours.model), libnftablesCpuMs: stats(ours.nft), encodeCpuMs: stats(ours.encode), kernelCpuMs: stats(ours.kernel) },
+    oursOverUpstreamCpu: ratio(ours.cpu, up.cpu), oursOverUpstreamWall: ratio(ours.wall, up.wall), loadAverage: (await import('node:os')).loadavg()[0],
+  };
+  const f = (x: { min: number; median: number; max: number }) => `${x.min}/${x.median}/${x.max}`;
+  console.log(`vs upstream N=${n} (${rounds} rounds interleaved; min/median/max): kube-proxy's ruleset (${kp.chains} chains, ${kp.rules} rules, ${kp.elements} elements) cpu ${f(r.upstream.applyCpuMs)} ms, wall ${f(r.upstream.applyMs)} ms; ` +
+    `ours cpu ${f(r.ours.applyCpuMs)} ms (model ${f(r.ours.modelCpuMs)}, libnftables ${f(r.ours.libnftablesCpuMs)}, encode ${f(r.ours.encodeCpuMs)}, kernel ${f(r.ours.kernelCpuMs)}), wall ${f(r.ours.applyMs)} ms; ` +
+    `ratio ours/upstream cpu ${f(r.oursOverUpstreamCpu)}, wall ${f(r.oursOverUpstreamWall)}; load ${r.loadAverage?.toFixed(1)}`);
+  return r;
+}
+
+async function fullSync(n: number, transport: Via, beforeApply?: () => void): Promise<{ dp: NftablesDataplane; plan: Plan; state: NodeState; planMs: number; applyMs: number; applyCpuMs: number }> {
   const dp = new NftablesDataplane({ pinRoot: `/bench-${n}-${transport}`, statePath: join(dir, `${n}-${transport}.json`), devices: ['eth0'], nodeAddresses: () => [], transport: transportOf(transport), syncSaveMax: 0,
     // the state file (O(N) JSON, written off the sync's path, coalesced) is measured apart below
     saveDelayMs: 1e9 });
@@ -62,6 +136,7 @@ async function fullSync(n: number, transport: Via): Promise<{ dp: NftablesDatapl
   const plan = buildPlan(state, undefined, { seed: SEED });
   const ops = diffPlans(undefined, plan);
   const planMs = ms(t0);
+  beforeApply?.();
   t0 = performance.now();
   const c0 = process.cpuUsage();
   await dp.apply(ops, plan);
@@ -71,7 +146,8 @@ async function fullSync(n: number, transport: Via): Promise<{ dp: NftablesDatapl
 
 const results: Record<string, unknown> = {};
 try {
-  for (const transport of (process.argv.includes('--lib-only') ? ['bulk', 'libnftables'] : ['bulk', 'libnftables', 'nft-spawn']) as Via[]) {
+  const upstreamOnly = process.argv.includes('--upstream-only');
+  for (const transport of (upstreamOnly ? [] : process.argv.includes('--lib-only') ? ['bulk', 'libnftables'] : ['bulk', 'libnftables', 'nft-spawn']) as Via[]) {
     for (const n of quick ? [1000] : [1000, 10000]) {
       const { dp, plan, state, planMs, applyMs, applyCpuMs } = await fullSync(n, transport);
       // one endpoint change at a time: a Service loses its first endpoint, then gets it back
@@ -98,6 +174,7 @@ try {
       console.log(`${transport.padEnd(12)} N=${String(n).padEnd(6)} full sync: plan ${planMs} ms + apply ${applyMs} ms (cpu ${applyCpuMs} ms); one endpoint change: p50 ${r.oneChangeApplyMs.p50} ms (cpu ${r.oneChangeApplyCpuMs.p50}), p99 ${r.oneChangeApplyMs.p99} ms; load ${r.loadAverage?.toFixed(1) ?? '?'}`);
     }
   }
+  for (const n of quick ? [1000] : [10000]) results[`vsUpstream/${n}`] = await versusUpstream(n, 3);
   console.log(JSON.stringify(results));
 } finally {
   rmSync(dir, { recursive: true, force: true });
