@@ -1,5 +1,5 @@
 // The parts of the nftables table that do not choose a backend: the base chains and the fixed sets
-// that masquerade (eTP=Cluster external traffic to remote backends, hairpin), filter by
+// that masquerade (flows the dispatch chains marked, hairpin), filter by
 // loadBalancerSourceRanges, and tell external devices apart. The nftables data plane builds its DNAT
 // maps on top of them (ruleset.ts); an IPVS data plane, which cannot masquerade, filter or refuse by
 // itself, is meant to reuse them as they are, filling the same sets from the same plan.

@@ -17,6 +17,10 @@
 // backends) would make 16 M map elements at 10,000 Services; K elements per frontend is what a
 // random choice needs.
 //
+// Masquerade (kube-proxy's mark-for-masquerade): masq-<D> and masq-offcluster-<D> hold the tuples of
+// frontends whose flows are marked always or when the local detector says "not from the pods"; the
+// rules before each services-<D> lookup mark, postrouting's masquerading chain masquerades.
+//
 // Affinity (ClientIP): a dynamic set per index, aff-<D>-<j>, of (client . frontend) with the Service's
 // timeout; pick-<D>-<K>-a<T> sends a client found in aff-<D>-<j> (j < K) to asel-<D>-<T>-<j>, which
 // refreshes the entry and DNATs to backend j. Backends keep their index while they stay; a removed
