@@ -208,7 +208,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   }
   metrics.setDataplaneMode(dataplane.kind);
   const detector = localTrafficDetector(s);
-  if (dataplane.kind !== 'bpf' && (s.masqueradeAll || detector.families.length)) {
+  if (dataplane.kind !== 'bpf' && (s.masqueradeAll || detector.families.length || detector.fromNode)) {
     log.warn({ mode: dataplane.kind }, 'masqueradeAll and detectLocalMode are applied by the bpf data plane only: not enforced in this mode');
   }
   const agent = new Agent({ source, dataplane, log, metrics }, {
@@ -222,6 +222,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       externalIPAllowCidrs: s.externalIPCidrs,
       masqueradeAll: s.masqueradeAll,
       detectLocalFamilies: detector.families,
+      ...(detector.fromNode && { detectLocalNodeCidr: true }),
       standalone: !!s.manifests,
     },
     seed: s.seed,
