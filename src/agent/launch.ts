@@ -231,6 +231,16 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     housekeepingMs: s.housekeepingMs,
   });
 
+  // a Service left out for capacity is a Kubernetes Event too (issue 13), with an API server only
+  if (!s.manifests) {
+    const { recordCapacityEvents } = await import('./events.js');
+    const { loadKubeConfig } = await import('../source/kube-http.js');
+    try {
+      recordCapacityEvents(agent, { kc: loadKubeConfig(s.kubeconfig), nodeName: s.nodeName, log: log.child({ component: 'events' }), store: source.store });
+    } catch (e) {
+      log.warn({ err: e }, 'no Kubernetes Events will be posted: the kubeconfig does not load');
+    }
+  }
   agent.health.dataplaneMode = dataplane.kind;
   // health answers while the source is still listing (kube-proxy serves /healthz from the start)
   const servers: Server[] = [];
