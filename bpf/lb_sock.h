@@ -116,7 +116,7 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 	__u32 id;
 
 	if (fe->flags & LB_FE_F_AFFINITY) {
-		lb_sock_affinity_key(ctx, fe->fe_id, &akey);
+		lb_sock_affinity_key(ctx, lb_affinity_group(fe), &akey);
 		now = lb_now();
 		aval = bpf_map_lookup_elem(&lb_affinity, &akey);
 		if (aval) {

@@ -24,6 +24,9 @@ struct lb_frontend {
 	__u8 type;              /* LB_FE_TYPE_* */
 	__u8 flags;             /* LB_FE_F_* */
 	__u32 affinity_timeout; /* seconds, with LB_FE_F_AFFINITY */
+	__u32 affinity_group;   /* lb_affinity's fe_id: the fe_id of the Service port's clusterIP frontend,
+	                         * shared by its NodePorts, LB IPs and externalIPs (kube-proxy's affinity is
+	                         * per Service port); 0 in entries of an earlier build (then fe_id) */
 };
 
 /* lb_backends value; key is a __u32 backend id, never 0 */
@@ -83,7 +86,7 @@ struct lb_ct_entry {
 	                    * lb_revnat's address) */
 };
 
-/* lb_affinity key (LRU): client + frontend */
+/* lb_affinity key (LRU): client + the frontend's affinity group (lb_frontend.affinity_group) */
 struct lb_affinity_key {
 	__u8 client[16];
 	__u32 fe_id;

@@ -81,6 +81,13 @@ static __always_inline int lb_fe_no_backends(const struct lb_frontend *fe)
 	return fe->backend_count == 0 || fe->table_id == 0;
 }
 
+/* the fe_id that keys a frontend's lb_affinity entries: its Service port's group, shared by every
+ * frontend of that port (entries of an earlier build have none: their own id) */
+static __always_inline __u32 lb_affinity_group(const struct lb_frontend *fe)
+{
+	return fe->affinity_group ? fe->affinity_group : fe->fe_id;
+}
+
 /* an affinity entry still binds its client: last used within the frontend's timeout */
 static __always_inline int lb_affinity_fresh(const struct lb_frontend *fe, const struct lb_affinity_val *av,
 					     __u64 now)
@@ -307,7 +314,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 
 	id = 0;
 	if (fe->flags & LB_FE_F_AFFINITY) {
-		struct lb_affinity_key ak = { .fe_id = fe->fe_id };
+		struct lb_affinity_key ak = { .fe_id = lb_affinity_group(fe) };
 		struct lb_affinity_val *av;
 
 		__builtin_memcpy(ak.client, p->saddr.b, 16);
@@ -315,7 +322,10 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		if (av) {
 			__u32 aid = av->backend_id;
 
-			/* a terminating backend gets no new connections through affinity either (as
+			/* the entry is the Service port's (lb_affinity_group); its backend must be one
+			 * of THIS frontend's: an eTP=Local frontend has fewer, and kube-proxy's chain
+			 * for it checks only its own endpoints' lists, so Maglev picks anew. A
+			 * terminating backend gets no new connections through affinity either (as
 			 * kube-proxy drops it from the endpoint chains); if only terminating ones are
 			 * left, Maglev picks among them anyway */
 			if (lb_affinity_fresh(fe, av, now) &&
@@ -400,7 +410,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		return;
 	}
 	if (fe->flags & LB_FE_F_AFFINITY) {
-		struct lb_affinity_key ak = { .fe_id = fe->fe_id };
+		struct lb_affinity_key ak = { .fe_id = lb_affinity_group(fe) };
 		struct lb_affinity_val av = { .last_used = now, .backend_id = sel->backend_id };
 
 		__builtin_memcpy(ak.client, p->saddr.b, 16);

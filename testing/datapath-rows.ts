@@ -426,6 +426,37 @@ export function buildRows(): Row[] {
     });
   }
 
+  // ---- session affinity per Service port: the clusterIP, NodePorts and LB IPs share it ----
+  // (kube-proxy: iptables' `recent` list / nftables' affinity set is per endpoint chain of the Service
+  // port, checked from the clusterIP's and the external chains alike: syncProxyRules, writeServiceToEndpointRules)
+  {
+    const s = SVC.sticky, np = SVC.stickyNp, loc = SVC.stickyLocal, client = '10.244.6.7';
+    const maglev = pick(np, client, 0, true);
+    const other = np.backends.find((x) => x.id !== maglev.id)!;
+    const f = toService(np, client, 50011);
+    add({
+      name: 'affinity per Service port: a NodePort honours the entry its clusterIP made, not Maglev',
+      prog: 'lb_tc_ingress', setup: (dp) => dp.setAffinity(client, s.feId, { lastUsed: process.hrtime.bigint(), backendId: other.id }),
+      input: f.input, verdict: TC_ACT_OK, output: f.to(other), stats: { affinity_hit: 1, fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.affinity(client, np.feId), undefined, 'no entry of the NodePort\'s own'),
+    });
+    add({
+      name: 'affinity per Service port: a NodePort\'s first pick is recorded for the group (the clusterIP\'s id)',
+      prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(maglev), stats: { fwd_new: 1 },
+      after: (dp, c) => {
+        c.eq(dp.affinity(client, s.feId)?.backendId, maglev.id, 'the group\'s entry');
+        c.eq(dp.affinity(client, np.feId), undefined, 'no entry of the NodePort\'s own');
+      },
+    });
+    const l = toService(loc, client, 50012), remote = s.backends.find((x) => x.id !== loc.backends[0]!.id)!;
+    add({
+      name: 'affinity per Service port, eTP=Local: the group\'s backend is not local, so Maglev picks among the local ones anew',
+      prog: 'lb_tc_ingress', setup: (dp) => dp.setAffinity(client, s.feId, { lastUsed: process.hrtime.bigint(), backendId: remote.id }),
+      input: l.input, verdict: TC_ACT_OK, output: l.to(loc.backends[0]!), stats: { affinity_expired: 1, fwd_new: 1 },
+      after: (dp, c) => c.eq(dp.affinity(client, s.feId)?.backendId, loc.backends[0]!.id, 'the group\'s entry re-pointed'),
+    });
+  }
+
   // ---- no backends: refuse at once ----
   {
     const syn4 = toService(SVC.empty4, C4, 51000).input;

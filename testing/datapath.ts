@@ -51,6 +51,8 @@ export interface TestService {
   type?: FrontendType;
   flags?: number;
   affinityTimeout?: number;
+  /** lb_frontend.affinity_group (default 0: its own fe_id) */
+  affinityGroup?: number;
   backends: TestBackend[];
   /** a table id of its own (default: feId + 1000); 0 = no table */
   tableId?: number;
@@ -258,7 +260,7 @@ export class Datapath {
     for (const c of s.sourceRanges ?? []) this.map('lb_src_ranges').update(encodeSrcRangeKey({ feId: s.feId, cidr: c }), Buffer.from([1]));
     this.map('lb_frontends').update(
       encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope }),
-      encodeFrontend({ feId: s.feId, tableId, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0 }),
+      encodeFrontend({ feId: s.feId, tableId, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0, affinityGroup: s.affinityGroup ?? 0 }),
     );
     return { tableId, m };
   }
@@ -371,6 +373,10 @@ export const SVC = {
   /** externalIP on the node's own address whose only backend is a host-network pod on that very
    * address and port: translation rewrites a packet to itself, so a test run can repeat it in the
    * kernel (the per-packet benchmark) */
+  /** sticky's NodePort (the same Service port): its affinity is sticky's (group 10) */
+  stickyNp: { feId: 15, address: '192.168.1.10', port: 30090, protocol: 'TCP', scope: 'external', type: 'NodePort', flags: 1 << 0, affinityTimeout: 10, affinityGroup: 10, backends: [be(101, '10.244.1.11', 8080), be(102, '10.244.2.12', 8080), be(103, '10.244.3.13', 8080)] },
+  /** sticky's NodePort had it externalTrafficPolicy Local: only the local backend, the same group */
+  stickyLocal: { feId: 16, address: '192.168.1.10', port: 30091, protocol: 'TCP', scope: 'external', type: 'NodePort', flags: 1 << 0, affinityTimeout: 10, affinityGroup: 10, backends: [be(101, '10.244.1.11', 8080)] },
   selfMapped: { feId: 14, address: '192.168.1.10', port: 8080, protocol: 'TCP', scope: 'external', type: 'ExternalIP', backends: [be(141, '192.168.1.10', 8080, LB_BE_F_LOCAL)] },
 } satisfies Record<string, TestService>;
 
@@ -395,7 +401,7 @@ export function planOf(services: TestService[]): Plan {
     const fe: PlanFrontend = {
       id: s.feId, service: `test/${s.feId}`, portName: '', type: s.type ?? 'ClusterIP', address: s.address, port: s.port,
       protocol: s.protocol, scope: s.scope, backendIds: s.backends.map((b) => b.id), terminatingIds: s.backends.filter((b) => ((b.flags ?? 0) & LB_BE_F_TERMINATING) !== 0).map((b) => b.id), tableId, maglevM: m,
-      affinityTimeout: s.affinityTimeout ?? 0, snatRemote: ((s.flags ?? 0) & LB_FE_F_SNAT_REMOTE) !== 0, sourceRanges: s.sourceRanges ?? [],
+      affinityTimeout: s.affinityTimeout ?? 0, affinityGroup: s.affinityTimeout ? s.affinityGroup || s.feId : 0, snatRemote: ((s.flags ?? 0) & LB_FE_F_SNAT_REMOTE) !== 0, sourceRanges: s.sourceRanges ?? [],
     };
     plan.frontends.set(frontendKey(fe), fe);
   }

@@ -67,7 +67,12 @@ const slice = fc.record({
 const nodeObj = fc.record({
   apiVersion: fc.constant('v1'), kind: fc.constant('Node'),
   metadata: orJunk(fc.record({ name: orJunk(fc.constantFrom('n1', 'n2')), labels: orJunk(fc.record({ 'topology.kubernetes.io/zone': orJunk(fc.constant('z1')) })) }, { requiredKeys: ['name'] })),
-  spec: orJunk(fc.record({ taints: orJunk(fc.array(orJunk(fc.record({ key: orJunk(fc.constant('node.kubernetes.io/unschedulable')), effect: orJunk(fc.constant('NoSchedule')) })), { maxLength: 2 })) })),
+  spec: orJunk(fc.record({
+    taints: orJunk(fc.array(orJunk(fc.record({ key: orJunk(fc.constant('node.kubernetes.io/unschedulable')), effect: orJunk(fc.constant('NoSchedule')) })), { maxLength: 2 })),
+    // the NodeCIDR detector's input
+    podCIDRs: orJunk(fc.array(orJunk(fc.constantFrom('10.244.1.0/24', 'fd00:244:1::/64', '10.244.1.0/99', 'bad', '')), { maxLength: 3 })),
+    podCIDR: orJunk(fc.constantFrom('10.244.2.0/24', 'x')),
+  }, { requiredKeys: [] })),
   status: orJunk(fc.record({ addresses: orJunk(fc.array(orJunk(fc.record({ type: orJunk(fc.constantFrom('InternalIP', 'ExternalIP')), address: orJunk(fc.constantFrom('192.168.1.10', '192.168.1.11', 'fd00:1::10', 'bad')) })), { maxLength: 3 })) })),
 }, { requiredKeys: ['apiVersion', 'kind', 'metadata'] });
 export const anyObject = fc.oneof(service, service, slice, slice, nodeObj, fc.anything({ maxDepth: 2 }));

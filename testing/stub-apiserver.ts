@@ -77,6 +77,8 @@ export class StubApiServer {
   #dir: string | undefined;
   /** every LIST and WATCH request, in arrival order */
   readonly requests: RequestRecord[] = [];
+  /** events.k8s.io/v1 Events POSTed (the agent's event recorder), in arrival order */
+  readonly events: Array<{ namespace: string; body: Record<string, unknown> }> = [];
   expiredMode: ExpiredMode = 'event';
   /** requests left without any answer (not even headers), as a wedged apiserver or a black-holed link would */
   hang: 'none' | 'all' | 'watch' = 'none';
@@ -237,6 +239,23 @@ export class StubApiServer {
   #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://stub');
     const kind = (Object.keys(KINDS) as StubKind[]).find((k) => KINDS[k].path === url.pathname);
+    const evPath = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
+    if (req.method === 'POST' && evPath) {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        let body: Record<string, unknown>;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        } catch {
+          sendJson(res, 400, status(400, 'BadRequest', 'the body is not JSON'));
+          return;
+        }
+        this.events.push({ namespace: decodeURIComponent(evPath[1]!), body });
+        sendJson(res, 201, body);
+      });
+      return;
+    }
     if (req.method !== 'GET' || !kind) {
       sendJson(res, 404, status(404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`));
       return;

@@ -64,6 +64,8 @@ export class Agent {
   #syncs = 0;
   /** the problems last logged, by object: each is logged when it appears or changes, not every sync */
   #logged = new Map<string, string>();
+  /** detectLocalMode NodeCIDR: the pod CIDRs last handed to the data plane, joined */
+  #localSources: string | undefined;
 
   constructor(deps: { source: Source; dataplane: Dataplane; log?: Logger; metrics?: Metrics; serviceHealth?: ServiceHealthServers },
     opts: AgentOptions) {
@@ -199,6 +201,7 @@ export class Agent {
       this.metrics.noLocalEndpoints.set({ ip_family, traffic_policy: 'external' }, c.external);
     }
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
+    await this.#syncLocalSources();
 
     // a full map must not hold back every other Service: leave out whole Services, by name
     // (what the kernel holds keeps its place: a newcomer is left out, not a Service serving now)
@@ -267,6 +270,22 @@ export class Agent {
     }
     for (const k of this.#logged.keys()) if (!now.has(k)) this.#log.info({ object: k }, 'no longer has problems (fixed or deleted)');
     this.#logged = now;
+  }
+
+  /**
+   * detectLocalMode NodeCIDR: the data plane's pod sources follow this node's spec.podCIDRs, before
+   * any frontend that relies on them is written. (kube-proxy waits for the podCIDRs at start and
+   * exits when they change, to be restarted; here they are applied as they come.)
+   */
+  async #syncLocalSources(): Promise<void> {
+    if (!this.#opts.compile.detectLocalNodeCidr || !this.#dp.setLocalSources) return;
+    const cidrs = this.#compiler.localSourceCidrs();
+    const key = cidrs.join(',');
+    if (key === this.#localSources) return;
+    await this.#dp.setLocalSources(cidrs);
+    this.#log.info({ podCIDRs: cidrs, before: this.#localSources?.split(',').filter(Boolean) ?? null },
+      cidrs.length ? 'NodeCIDR local detector: this node\'s pod CIDRs are the cluster\'s own sources' : 'NodeCIDR local detector: the Node lists no pod CIDR yet: no flow is told apart (upstream\'s no-op detector)');
+    this.#localSources = key;
   }
 
   async #housekeep(): Promise<void> {

@@ -38,7 +38,7 @@ export interface AgentSettings {
   clusterCidrs: string[];
   /** masquerade all traffic to Service clusterIPs (iptables/nftables/linux.masqueradeAll); BPF mode */
   masqueradeAll: boolean;
-  /** how to tell in-cluster traffic (localTrafficDetector); BPF mode; NodeCIDR accepted, not enforced */
+  /** how to tell in-cluster traffic (localTrafficDetector); BPF mode */
   detectLocalMode?: DetectLocalMode;
   detectLocal?: { bridgeInterface?: string; interfaceNamePrefix?: string };
   externalIPCidrs?: string[];
@@ -237,12 +237,15 @@ export interface LocalTrafficDetector {
   bridgeInterface?: string;
   /** InterfaceNamePrefix mode: what arrives on a device whose name starts so is local */
   interfaceNamePrefix?: string;
+  /** NodeCIDR mode: the sources are this node's spec.podCIDRs, known from the Node object (families follow it) */
+  fromNode?: boolean;
 }
 
 /**
  * kube-proxy's getLocalDetectors (cmd/kube-proxy/app/server_linux.go): detectLocalMode, unset
  * meaning ClusterCIDR (its default), with the first cluster CIDR per family; a mode without what it
- * needs is upstream's no-op detector. NodeCIDR (the Node's podCIDRs) is not implemented: no-op.
+ * needs is upstream's no-op detector. NodeCIDR takes the Node's spec.podCIDRs, which the agent
+ * follows (compile's detectLocalNodeCidr, the data plane's setLocalSources).
  */
 export function localTrafficDetector(s: AgentSettings): LocalTrafficDetector {
   const mode = s.detectLocalMode ?? 'ClusterCIDR';
@@ -255,6 +258,7 @@ export function localTrafficDetector(s: AgentSettings): LocalTrafficDetector {
     }
     return { families, cidrs };
   }
+  if (mode === 'NodeCIDR') return { families: [], cidrs: [], fromNode: true };
   if (mode === 'BridgeInterface' && s.detectLocal?.bridgeInterface) return { families: [4, 6], cidrs: [], bridgeInterface: s.detectLocal.bridgeInterface };
   if (mode === 'InterfaceNamePrefix' && s.detectLocal?.interfaceNamePrefix) {
     return { families: [4, 6], cidrs: [], interfaceNamePrefix: s.detectLocal.interfaceNamePrefix };
@@ -263,15 +267,15 @@ export function localTrafficDetector(s: AgentSettings): LocalTrafficDetector {
 }
 
 /**
- * Settings we carry but the data plane does not act on: detectLocalMode NodeCIDR, and a mode
- * missing what it needs (no-op, as upstream warns). masqueradeAll and the other detectors are
+ * Settings we carry but the data plane does not act on: a detectLocalMode missing what it needs
+ * (no-op, as upstream warns). masqueradeAll and the other detectors are
  * applied by the BPF data plane (launch.ts warns when another one runs).
  */
 export function notYetEnforced(s: AgentSettings): string[] {
   const out: string[] = [];
   const mode = s.detectLocalMode ?? 'ClusterCIDR';
-  if (mode === 'NodeCIDR') out.push('detectLocalMode (NodeCIDR)');
-  else if (!localTrafficDetector(s).families.length && (s.detectLocalMode || s.clusterCidrs.length)) {
+  const d = localTrafficDetector(s);
+  if (!d.fromNode && !d.families.length && (s.detectLocalMode || s.clusterCidrs.length)) {
     out.push(`detectLocalMode (${mode}) without its ${mode === 'ClusterCIDR' ? 'clusterCIDR' : mode === 'BridgeInterface' ? 'detectLocal.bridgeInterface' : 'detectLocal.interfaceNamePrefix'}`);
   }
   return out;

@@ -209,8 +209,11 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   }
   metrics.setDataplaneMode(dataplane.kind);
   const detector = localTrafficDetector(s);
-  if (dataplane.kind === 'ipvs' && (s.masqueradeAll || detector.families.length)) {
-    log.warn({ mode: dataplane.kind }, 'masqueradeAll and detectLocalMode are applied by the bpf and nftables data planes only: not enforced in this mode');
+  if ((dataplane.kind === 'ipvs' && (s.masqueradeAll || detector.families.length || detector.fromNode)) ||
+    (dataplane.kind === 'nftables' && detector.fromNode)) {
+    log.warn({ mode: dataplane.kind }, dataplane.kind === 'nftables'
+      ? 'detectLocalMode NodeCIDR is applied by the bpf data plane only: the nftables mode treats no source as local'
+      : 'masqueradeAll and detectLocalMode are applied by the bpf and nftables data planes only: not enforced in this mode');
   }
   const agent = new Agent({ source, dataplane, log, metrics }, {
     compile: {
@@ -223,6 +226,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       externalIPAllowCidrs: s.externalIPCidrs,
       masqueradeAll: s.masqueradeAll,
       detectLocalFamilies: detector.families,
+      ...(detector.fromNode && { detectLocalNodeCidr: true }),
       standalone: !!s.manifests,
     },
     seed: s.seed,
@@ -231,6 +235,16 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     housekeepingMs: s.housekeepingMs,
   });
 
+  // a Service left out for capacity is a Kubernetes Event too (issue 13), with an API server only
+  if (!s.manifests) {
+    const { recordCapacityEvents } = await import('./events.js');
+    const { loadKubeConfig } = await import('../source/kube-http.js');
+    try {
+      recordCapacityEvents(agent, { kc: loadKubeConfig(s.kubeconfig), nodeName: s.nodeName, log: log.child({ component: 'events' }), store: source.store });
+    } catch (e) {
+      log.warn({ err: e }, 'no Kubernetes Events will be posted: the kubeconfig does not load');
+    }
+  }
   agent.health.dataplaneMode = dataplane.kind;
   // health answers while the source is still listing (kube-proxy serves /healthz from the start)
   const servers: Server[] = [];

@@ -14,7 +14,7 @@ import {
   type NodeModel, type NodePortRange, type ObjectError, type ServiceEndpoints, type ServiceModel,
 } from '../model/types.js';
 import { normalizeEndpointSlice, normalizeNode, normalizeService, type NormalizedSlice } from '../model/normalize.js';
-import { parseCidr, type Cidr } from '../util/ip.js';
+import { ipFamily, parseCidr, type Cidr } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
 import { primaryNodeIPs, resolveNodePortAddresses } from './nodeport-addresses.js';
@@ -276,12 +276,12 @@ export class Compiler {
       standalone: opts.standalone ?? false,
       nodeHints: opts.preferSameTrafficDistribution ?? true,
       masqueradeAll: opts.masqueradeAll ?? false,
-      detectLocal: new Set(opts.detectLocalFamilies ?? []),
+      detectLocal: new Set(opts.detectLocalNodeCidr ? nodeLocalCidrs(node).map((c) => ipFamily(c.slice(0, c.indexOf('/'))) as Family) : opts.detectLocalFamilies ?? []),
       primaryIPs: primaryNodeIPs(node, opts),
     };
     // this node's zone and addresses shape every Service's frontends
     this.#nodePortAddrs = ro.nodePortAddrs;
-    const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs], [...ro.primaryIPs]]);
+    const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs], [...ro.primaryIPs], [...ro.detectLocal]]);
     const nodeChanged = nodeSig !== this.#nodeSig;
     this.#nodeSig = nodeSig;
 
@@ -402,6 +402,14 @@ export class Compiler {
   }
 
   /** This node's model; the last Node object of that name wins, as a Map by name would keep it. */
+  /**
+   * detectLocalMode NodeCIDR: the sources the data plane takes for the cluster's pods, the first pod
+   * CIDR of each family of this node as of the last compile ([] before its Node is seen, or in other modes).
+   */
+  localSourceCidrs(): string[] {
+    return this.#opts.detectLocalNodeCidr ? nodeLocalCidrs(this.#node) : [];
+  }
+
   #thisNode(nodes: ReadonlyMap<string, unknown>): NodeModel | undefined {
     let found: NodeModel | undefined;
     for (const [key, raw] of nodes) {
@@ -579,3 +587,12 @@ function mergeFrontends(old: readonly RawFrontend[], dirty: ReadonlySet<string>,
   return out;
 }
 
+/** The first pod CIDR of each family of a Node, IPv4 first (kube-proxy's getLocalDetectors for NodeCIDR). */
+function nodeLocalCidrs(node: NodeModel | undefined): string[] {
+  const out: string[] = [];
+  for (const f of [4, 6] as const) {
+    const c = node?.podCIDRs?.find((x) => ipFamily(x.slice(0, x.indexOf('/'))) === f);
+    if (c) out.push(c);
+  }
+  return out;
+}

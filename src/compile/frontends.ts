@@ -112,6 +112,11 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       if (localMissing && externalLocal) counts.external++;
       const nodePort = alloc.nodePorts[i] ?? 0;
       const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
+      // kube-proxy's affinity is per Service port: the endpoint chains' `recent` lists (iptables) or
+      // affinity sets (nftables) are shared by the clusterIP and every external address of the port
+      // (writeServiceToEndpointRules). The group is the clusterIP frontend, by the plan's key for it
+      // (plan/types.ts frontendKey), and the plan gives every frontend of the port that one's id.
+      const affinityGroup = svc.sessionAffinitySeconds > 0 ? `${clusterIP}|${sp.port}|${sp.protocol}|internal` : undefined;
       const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[], dropNoLocal: boolean,
         masquerade?: NodeFrontend['masquerade']): void => {
         let ak = keyCache.get(f.address);
@@ -119,6 +124,7 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
         const fe: NodeFrontend = { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote };
         if (dropNoLocal) fe.noLocalEndpoints = true;
         if (masquerade) fe.masquerade = masquerade;
+        if (affinityGroup !== undefined) fe.affinityGroup = affinityGroup;
         out.push({ key: frontendKey(ak, f.port, sp.protocol, scope), svc: mapKey, idx: idx++, fe });
       };
       // syncProxyRules' internal traffic handling: masqueradeAll marks every flow to the clusterIP,

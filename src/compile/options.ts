@@ -50,6 +50,12 @@ export interface CompileOptions {
    * Default none (upstream's no-op detector).
    */
   detectLocalFamilies?: (4 | 6)[];
+  /**
+   * detectLocalMode NodeCIDR: the cluster's pods are this node's spec.podCIDRs (kube-proxy's
+   * NewDetectLocalByCIDR over the first pod CIDR of each family), so the families with a detector
+   * are those the Node lists, and follow its updates. Overrides detectLocalFamilies.
+   */
+  detectLocalNodeCidr?: boolean;
 }
 
 export function configError(message: string): KbpError {

@@ -18,6 +18,8 @@ export class FakeDataplane implements Dataplane {
   /** make the next apply() throw (tests of retry) */
   failNext = 0;
   initialized = false;
+  /** setLocalSources' last CIDRs (detectLocalMode NodeCIDR); undefined before any call */
+  localSources: string[] | undefined;
   /** what capacity() reports (tests of map-full handling) */
   limits: Capacity = UNLIMITED;
 
@@ -36,6 +38,10 @@ export class FakeDataplane implements Dataplane {
 
   async init(): Promise<void> {
     this.initialized = true;
+  }
+
+  async setLocalSources(cidrs: readonly string[]): Promise<void> {
+    this.localSources = [...cidrs];
   }
 
   async readPlan(): Promise<Plan | undefined> {

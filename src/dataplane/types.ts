@@ -22,6 +22,11 @@ export interface Dataplane {
   readPlan(): Promise<Plan | undefined>;
   /** Applies ordered writes; `next` is the plan they lead to (kept for read-back of what maps lack). */
   apply(ops: PlanOp[], next: Plan): Promise<void>;
+  /**
+   * detectLocalMode NodeCIDR: these CIDRs are the cluster's own sources from now on (the data planes
+   * that apply a local detector implement it).
+   */
+  setLocalSources?(cidrs: readonly string[]): Promise<void>;
   /** Attaches to devices that appeared since the last call; forgets those that went away. */
   syncDevices(): Promise<void>;
   /** Counters and map fill; maxFrontendId (the highest frontend id in use) lets per-frontend counters be read up to it only. */

@@ -63,6 +63,13 @@ export interface NodeFrontend extends Omit<CompiledFrontend, 'backends'> {
    * can tell the cluster's pods from everyone else (masquerade the others). Not part of the JSON contract.
    */
   masquerade?: 'all' | 'offCluster';
+  /**
+   * With session affinity: the plan key (plan/types.ts frontendKey) of the Service port's clusterIP
+   * frontend of this family, whose id keys the affinity of every frontend of the port (kube-proxy's
+   * affinity is per Service port: one `recent` list / affinity set per endpoint of the port's
+   * chain, shared by its clusterIP, NodePorts, LB IPs and externalIPs). Not part of the JSON contract.
+   */
+  affinityGroup?: string;
 }
 
 export interface NodeState {

@@ -504,7 +504,19 @@ export function normalizeNode(raw: unknown, key: string): NodeModel | null {
       if (list && !list.includes(ip)) list.push(ip);
     }
   }
-  return { name, zone, internalIPs, externalIPs };
+  // kube-proxy's NodeCIDR detector reads spec.podCIDRs (the API server mirrors podCIDR into it);
+  // an entry that is not a CIDR is skipped, as a Node is never rejected
+  const spec = isObj(raw.spec) ? raw.spec : {};
+  const cidrs = Array.isArray(spec.podCIDRs) ? spec.podCIDRs : typeof spec.podCIDR === 'string' ? [spec.podCIDR] : [];
+  const podCIDRs: string[] = [];
+  for (const c of cidrs) {
+    if (typeof c !== 'string' || !c.includes('/')) continue;
+    try {
+      const p = formatCidr(parseCidr(c));
+      if (!podCIDRs.includes(p)) podCIDRs.push(p);
+    } catch { /* not a CIDR */ }
+  }
+  return { name, zone, internalIPs, externalIPs, ...(podCIDRs.length && { podCIDRs }) };
 }
 
 function byKey<T>(m: ReadonlyMap<string, T>): [string, T][] {

@@ -106,6 +106,8 @@ export interface NodeModel {
   /** InternalIP addresses, in the order the Node lists them */
   internalIPs: string[];
   externalIPs: string[];
+  /** spec.podCIDRs (spec.podCIDR when only it is set), valid CIDRs only, canonical: the NodeCIDR local detector's */
+  podCIDRs?: string[];
 }
 
 export interface Model {

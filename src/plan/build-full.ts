@@ -6,7 +6,7 @@
 // plan starts a chain that the next build may extend incrementally (build-incremental.ts).
 import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
 import { findIn } from './backend-index.js';
-import { AddressKeys, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
+import { AddressKeys, affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
 import { ID_MAX, LB_FE_ID_MAX } from './limits.js';
@@ -218,7 +218,8 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
         tables.set(tkey, table);
       }
     }
-    const fe = planFrontend(feIds.get(d.key)!, f, backendIds, d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!), table);
+    const id = feIds.get(d.key)!;
+    const fe = planFrontend(id, f, backendIds, d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!), table, affinityGroupOf(f, id, (k) => feIds.get(k)));
     // an unchanged frontend keeps prev's object: diff skips it at the cost of one comparison
     const old = prev?.frontends.get(d.key);
     frontends.set(d.key, old && samePlanFrontend(old, fe) ? old : fe);

@@ -16,7 +16,7 @@
 
 import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
 import { backendIndex, findIn, indexAdd, indexRemove, type BackendIndex } from './backend-index.js';
-import { AddressKeys, backendFault, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
+import { AddressKeys, affinityGroupOf, backendFault, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
@@ -429,8 +429,9 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
   // members[j].id is table.members[j]
   for (const { table, members } of builds) table.slots = maglevSlots(builder, members, seed, table.m);
 
-  // 5. frontend ids (a replaced key keeps its id) and entries
+  // 5. frontend ids (a replaced key keeps its id), then entries (an affinity group may name an added key)
   const changedKeys: string[] = [];
+  const addedIds = new Map<string, number>();
   for (const a of added) {
     let id = a.old?.pf.id;
     if (id === undefined) {
@@ -440,11 +441,23 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
         return undefined;
       }
     }
+    addedIds.set(a.key, id);
+  }
+  // a group held by a frontend of an unchanged Service: compile replaces a Service's frontends
+  // together, so a group key that is gone is only ever named by frontends replaced in this build
+  const groupId = (k: string): number | undefined => {
+    const held = addedIds.get(k);
+    if (held !== undefined) return held;
+    const r = ch.byKey.get(k);
+    return r && r.seen === ch.epoch ? r.pf.id : undefined;
+  };
+  for (const a of added) {
+    const id = addedIds.get(a.key)!;
     const f = a.src;
     const rec = recOf.get(a)!;
     const table = rec.tkey ? ch.tables.get(rec.tkey) : undefined;
     const fe = planFrontend(id, f, a.bes.map((b) => b.id),
-      a.term.some((x) => x) ? a.bes.filter((_, j) => a.term[j]).map((b) => b.id) : NONE, table);
+      a.term.some((x) => x) ? a.bes.filter((_, j) => a.term[j]).map((b) => b.id) : NONE, table, affinityGroupOf(f, id, groupId));
     const old = a.old?.pf;
     rec.pf = old && samePlanFrontend(old, fe) ? old : fe;
     if (rec.pf !== old) changedKeys.push(a.key);

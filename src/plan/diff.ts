@@ -43,7 +43,7 @@ function sameSlots(a: Uint32Array, b: Uint32Array): boolean {
 function sameEntry(a: PlanFrontend, b: PlanFrontend): boolean {
   return a.id === b.id && a.type === b.type && a.tableId === b.tableId && a.maglevM === b.maglevM &&
     a.backendIds.length === b.backendIds.length && a.affinityTimeout === b.affinityTimeout &&
-    a.snatRemote === b.snatRemote && samePolicy(a, b) && (a.sourceRanges.length > 0) === (b.sourceRanges.length > 0) &&
+    a.affinityGroup === b.affinityGroup && a.snatRemote === b.snatRemote && samePolicy(a, b) && (a.sourceRanges.length > 0) === (b.sourceRanges.length > 0) &&
     a.service === b.service && a.portName === b.portName && sameIds(a.terminatingIds, b.terminatingIds);
 }
 

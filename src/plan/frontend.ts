@@ -99,7 +99,17 @@ function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
 }
 
 /** The plan's entry for one compiled frontend; the full and the incremental build both make it here. */
-export function planFrontend(id: number, f: NodeFrontend, backendIds: number[], terminatingIds: number[], table: PlanTable | undefined): PlanFrontend {
+/**
+ * The affinity group of frontend f with id `id`: the id that `idOf` gives its NodeFrontend.affinityGroup
+ * (the Service port's clusterIP frontend), or its own when that frontend is not in the plan; 0
+ * without affinity.
+ */
+export function affinityGroupOf(f: NodeFrontend, id: number, idOf: (key: string) => number | undefined): number {
+  if (!(f.sessionAffinitySeconds > 0)) return 0;
+  return (f.affinityGroup !== undefined ? idOf(f.affinityGroup) : undefined) ?? id;
+}
+
+export function planFrontend(id: number, f: NodeFrontend, backendIds: number[], terminatingIds: number[], table: PlanTable | undefined, affinityGroup: number): PlanFrontend {
   return {
     id,
     service: f.service,
@@ -114,6 +124,7 @@ export function planFrontend(id: number, f: NodeFrontend, backendIds: number[], 
     tableId: table?.id ?? 0,
     maglevM: table?.m ?? 0,
     affinityTimeout: f.sessionAffinitySeconds,
+    affinityGroup,
     snatRemote: f.snatRemote,
     sourceRanges: f.sourceRanges.length === 0 ? [] : [...new Set(f.sourceRanges)].sort(),
     ...(f.noLocalEndpoints && backendIds.length === 0 && { dropNoLocal: true }),
@@ -131,6 +142,6 @@ export function samePlanFrontend(a: PlanFrontend, b: PlanFrontend): boolean {
   return a.id === b.id && a.service === b.service && a.portName === b.portName && a.type === b.type &&
     a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.scope === b.scope &&
     a.tableId === b.tableId && a.maglevM === b.maglevM && a.affinityTimeout === b.affinityTimeout &&
-    a.snatRemote === b.snatRemote && samePolicy(a, b) && sameList(a.backendIds, b.backendIds) && sameList(a.sourceRanges, b.sourceRanges) &&
+    a.affinityGroup === b.affinityGroup && a.snatRemote === b.snatRemote && samePolicy(a, b) && sameList(a.backendIds, b.backendIds) && sameList(a.sourceRanges, b.sourceRanges) &&
     sameList(a.terminatingIds, b.terminatingIds);
 }

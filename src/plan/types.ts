@@ -56,6 +56,11 @@ export interface PlanFrontend {
   maglevM: number;
   /** seconds; 0 = no session affinity */
   affinityTimeout: number;
+  /**
+   * With affinity: the id whose lb_affinity entries this frontend uses, the id of its Service port's
+   * clusterIP frontend (NodeFrontend.affinityGroup), else its own. 0 without affinity.
+   */
+  affinityGroup: number;
   /** external scope, externalTrafficPolicy Cluster: SNAT when the backend is not local */
   snatRemote: boolean;
   /** canonical CIDR strings; [] = everyone */

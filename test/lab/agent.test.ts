@@ -162,6 +162,44 @@ labTest('session affinity sticks, and expires after timeoutSeconds (2 s, seed 00
   t.true(await lab.datapathEvent(node1, 'affinity_expired') > expiredBefore, 'the entry expired after 2 s idle');
 });
 
+// kube-proxy's affinity is per Service port: the endpoint chains' `recent` lists are checked from the
+// clusterIP's chain and the NodePort's alike (pkg/proxy/iptables/proxier.go writeServiceToEndpointRules).
+// A client pinned through the clusterIP while the Service had one endpoint keeps that endpoint through
+// the NodePort after three more joined; an affinity per frontend would let Maglev pick among four
+// afresh (each client and port an independent pick: the old code passes by chance ~1 in 4^4).
+// The nftables mode keeps its sets per frontend (a README difference), so this is BPF only.
+bpfTest('session affinity is per Service port: a client pinned through the clusterIP lands on the same backend through the NodePort', async (t) => {
+  const ports = [{ name: 'http', port: 80 }, { name: 'alt', port: 8080 }];
+  const svcYaml = `---
+apiVersion: v1
+kind: Service
+metadata: { name: sticky-port, namespace: default }
+spec:
+  type: NodePort
+  clusterIP: 10.96.100.70
+  sessionAffinity: ClientIP
+  ports: [{ name: http, port: 80, targetPort: 80, nodePort: 30170 }, { name: alt, port: 8080, targetPort: 8080, nodePort: 30171 }]
+`;
+  const slice = (pods: string[]) => sliceYaml({ service: 'sticky-port', ports, endpoints: pods.map((n) => ({ pod: pod(n) })) });
+  try {
+    await change(() => lab.writeManifest('sticky-port.yaml', svcYaml + slice(['pod-a'])));
+    const clients = ['client1', 'client2'];
+    for (const c of clients) {
+      for (const p of ports) t.deepEqual(names(await lab.curlMany(pod(c).pod.ns, `http://10.96.100.70:${p.port}/`, 2)), ['pod-a'], `${c} ${p.name} via clusterIP`);
+    }
+    await change(() => lab.writeManifest('sticky-port.yaml', svcYaml + slice(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
+    for (const c of clients) {
+      const nodeIP = pod(c).node.ip4;
+      for (const [i, p] of ports.entries()) {
+        t.deepEqual(names(await lab.curlMany(pod(c).pod.ns, `http://${nodeIP}:${30170 + i}/`, 3)), ['pod-a'], `${c} ${p.name} via its node's NodePort`);
+        t.deepEqual(names(await lab.curlMany(pod(c).pod.ns, `http://10.96.100.70:${p.port}/`, 2)), ['pod-a'], `${c} ${p.name} via clusterIP again`);
+      }
+    }
+  } finally {
+    await change(() => lab.removeManifest('sticky-port.yaml'));
+  }
+});
+
 labTest('loadBalancerSourceRanges deny other sources; a Service without endpoints refuses at once', async (t) => {
   const denied = await lab.curl(lab.ext, `http://${VIP.lbRanges}/`, { timeoutSec: 2 });
   t.regex(denied, /^ERR/, 'the external client is not in 10.9.9.0/24');

@@ -322,7 +322,7 @@ test('codecs round-trip and put ports in network order, ids in host order', (t) 
   for (const a of ['01.2.3.4', '1.2.3', '1.2.3.256', '1..2.3', '']) {
     t.throws(() => layout.encodeFeKey({ address: a, port: 1, protocol: 'TCP', scope: 'external' }), { message: /not an IP address/ }, a);
   }
-  const fe = { feId: 0x01020304, tableId: 7, maglevM: 1021, backendCount: 3, type: 'NodePort' as const, flags: layout.LB_FE_F_AFFINITY, affinityTimeout: 10800 };
+  const fe = { feId: 0x01020304, tableId: 7, maglevM: 1021, backendCount: 3, type: 'NodePort' as const, flags: layout.LB_FE_F_AFFINITY, affinityTimeout: 10800, affinityGroup: 0x0a0b0c0d };
   const fb = layout.encodeFrontend(fe);
   t.deepEqual([...fb.subarray(0, 4)], [4, 3, 2, 1]);
   t.deepEqual(layout.decodeFrontend(fb), fe);

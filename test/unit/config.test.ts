@@ -79,8 +79,10 @@ test('masqueradeAll and detect-local are carried; only what is not applied is na
     { families: [4], cidrs: ['10.244.0.0/16'] });
   t.deepEqual(localTrafficDetector({ ...s, detectLocalMode: 'BridgeInterface', detectLocal: {} }), { families: [], cidrs: [] });
   t.deepEqual(notYetEnforced({ ...s, detectLocalMode: 'BridgeInterface', detectLocal: {} }), ['detectLocalMode (BridgeInterface) without its detectLocal.bridgeInterface']);
-  t.deepEqual(notYetEnforced({ ...s, detectLocalMode: 'NodeCIDR' }), ['detectLocalMode (NodeCIDR)']);
-  t.regex(startupWarning({ ...s, detectLocalMode: 'NodeCIDR' })!, /accepted, not yet enforced: detectLocalMode \(NodeCIDR\)/);
+  // NodeCIDR: the Node's spec.podCIDRs, followed by the agent (agent.test.ts); no longer in the warning
+  t.deepEqual(localTrafficDetector({ ...s, detectLocalMode: 'NodeCIDR' }), { families: [], cidrs: [], fromNode: true });
+  t.deepEqual(notYetEnforced({ ...s, detectLocalMode: 'NodeCIDR' }), []);
+  t.false(/NodeCIDR/.test(startupWarning({ ...s, detectLocalMode: 'NodeCIDR' }) ?? ''));
   t.is(startupWarning({ ...DEFAULTS, nodeName: 'n1', ignored: [] }), undefined);
   // nftables mode reads nftables.masqueradeAll; v1alpha2 reads linux.masqueradeAll and detectLocal.clusterCIDRs
   t.true(fromKubeProxyConfiguration({ ...doc, mode: 'nftables', nftables: { masqueradeAll: true } }, 'c').masqueradeAll);

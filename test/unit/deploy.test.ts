@@ -15,6 +15,8 @@ import { runCli } from '../../src/cli/cli.js';
 import { DEFAULTS, fromKubeProxyConfiguration, validateSettings } from '../../src/agent/config.js';
 import { createKubeSource } from '../../src/source/kube.js';
 import { startStubApiServer } from '../../testing/stub-apiserver.js';
+import { ServiceCapacityEvents, postTo } from '../../src/agent/events.js';
+import { loadKubeConfig } from '../../src/source/kube-http.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FILES = { privileged: 'deploy/kube-bpf-proxy.yaml', unprivileged: 'deploy/kube-bpf-proxy-unprivileged.yaml' } as const;
@@ -182,7 +184,7 @@ const RESOURCE: Record<string, { group: string; resource: string }> = {
   Node: { group: '', resource: 'nodes' },
 };
 
-test('RBAC grants exactly the (group, resource, verb) the informers use against an API server', async (t) => {
+test('RBAC grants exactly the (group, resource, verb) the informers and the event recorder use against an API server', async (t) => {
   const stub = await startStubApiServer();
   const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'node-1', logger: pino({ level: 'silent' }) });
   t.teardown(async () => { await source.stop(); await stub.close(); });
@@ -196,6 +198,12 @@ test('RBAC grants exactly the (group, resource, verb) the informers use against 
     if (!res) throw new Error(`the informers use ${r.kind}: map it to a resource here and in the ClusterRole`);
     return `${res.group}/${res.resource}/${r.watch ? 'watch' : 'list'}`;
   }));
+  // the event recorder (src/agent/events.ts) creates events.k8s.io Events
+  const rec = new ServiceCapacityEvents({ sink: postTo(loadKubeConfig(stub.kubeconfigPath())), nodeName: 'node-1', log: pino({ level: 'silent' }) });
+  rec.update(['default/x'], undefined);
+  await rec.flush();
+  t.is(stub.events.length, 1);
+  used.add('events.k8s.io/events/create');
   for (const [variant, docs] of Object.entries(manifests)) {
     const role = find(docs, 'ClusterRole');
     const granted = new Set<string>();

@@ -24,7 +24,7 @@ async function startAgent(t: import('ava').ExecutionContext, checkEvery = 1) {
   dp.maps.check = () => { if (++ops % checkEvery === 0) check(); };
   const metrics = new Metrics({ processMetrics: false });
   const agent = new Agent({ source, dataplane: dp, metrics }, {
-    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true, detectLocalNodeCidr: true },
     seed: 42, minSyncMs: 0, syncPeriodMs: 60_000,
   });
   await agent.start();

@@ -51,7 +51,7 @@ export interface BpfDataplaneOptions {
   /** externalIP CIDRs that traffic starting on this node may be translated to (CVE-2020-8554, bpf/lb_eip.h); default none */
   localExternalIpAllow?: string[];
   /** kube-proxy's local detector: sources and devices of the cluster's pods (config.ts localTrafficDetector) */
-  localTraffic?: { cidrs: string[]; bridgeInterface?: string; interfaceNamePrefix?: string };
+  localTraffic?: { cidrs: string[]; bridgeInterface?: string; interfaceNamePrefix?: string; fromNode?: boolean };
 }
 
 export interface Link {
@@ -239,7 +239,9 @@ export class BpfDataplane implements Dataplane {
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
     installMasquerade(snatMark, this.#opts.nodePortRange);
     loaded.maps.setExternalIpAllow(this.#opts.localExternalIpAllow ?? []);
-    loaded.maps.setLocalSources(this.#opts.localTraffic?.cidrs ?? []);
+    // NodeCIDR: the Node's pod CIDRs come with the first sync (setLocalSources); until then an earlier
+    // agent's stay, so a restart does not masquerade the pods' flows in between
+    if (!this.#opts.localTraffic?.fromNode) loaded.maps.setLocalSources(this.#opts.localTraffic?.cidrs ?? []);
     if (this.#opts.socketLb) this.#loadTerminator();
     // devices known from an earlier run keep their programs until syncDevices() replaces them
     for (const [ifindex, flags] of loaded.maps.devices()) {
@@ -277,6 +279,11 @@ export class BpfDataplane implements Dataplane {
   async readPlan(): Promise<Plan | undefined> {
     const maps = this.loaded.maps;
     return maps.isEmpty() ? undefined : maps.readPlan();
+  }
+
+  async setLocalSources(cidrs: readonly string[]): Promise<void> {
+    const { maps } = this.loaded;
+    await this.#serialWrite(async () => maps.setLocalSources(cidrs));
   }
 
   async apply(ops: PlanOp[]): Promise<void> {

@@ -174,9 +174,9 @@ function struct<F extends string>(name: string, size: number, fields: Record<F, 
 }
 
 export const FE_KEY = struct('lb_fe_key', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], scope: [19, 'u8'] });
-export const FRONTEND = struct('lb_frontend', 20, {
+export const FRONTEND = struct('lb_frontend', 24, {
   fe_id: [0, 'u32'], table_id: [4, 'u32'], maglev_m: [8, 'u32'], backend_count: [12, 'u16'],
-  type: [14, 'u8'], flags: [15, 'u8'], affinity_timeout: [16, 'u32'],
+  type: [14, 'u8'], flags: [15, 'u8'], affinity_timeout: [16, 'u32'], affinity_group: [20, 'u32'],
 });
 export const BACKEND = struct('lb_backend', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], flags: [19, 'u8'] });
 export const SLOT_KEY = struct('lb_slot_key', 8, { fe_id: [0, 'u32'], slot: [4, 'u32'] });
@@ -282,6 +282,8 @@ export function decodeFeKey(b: Buffer, off = 0): FeKey {
 export interface FrontendValue {
   feId: number; tableId: number; maglevM: number; backendCount: number;
   type: FrontendType; flags: number; affinityTimeout: number;
+  /** lb_affinity's fe_id for this frontend (its Service port's group); 0 = its own fe_id */
+  affinityGroup: number;
 }
 export function encodeFrontend(v: FrontendValue, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, FRONTEND.size, FRONTEND.name);
@@ -292,13 +294,14 @@ export function encodeFrontend(v: FrontendValue, buf?: Buffer, off = 0): Buffer 
   b.writeUInt8(feTypeNum(v.type), off + 14);
   b.writeUInt8(v.flags, off + 15);
   b.writeUInt32LE(v.affinityTimeout, off + 16);
+  b.writeUInt32LE(v.affinityGroup, off + 20);
   return b;
 }
 export function decodeFrontend(b: Buffer, off = 0): FrontendValue {
   return {
     feId: b.readUInt32LE(off), tableId: b.readUInt32LE(off + 4), maglevM: b.readUInt32LE(off + 8),
     backendCount: b.readUInt16LE(off + 12), type: feTypeName(b.readUInt8(off + 14)), flags: b.readUInt8(off + 15),
-    affinityTimeout: b.readUInt32LE(off + 16),
+    affinityTimeout: b.readUInt32LE(off + 16), affinityGroup: b.readUInt32LE(off + 20),
   };
 }
 

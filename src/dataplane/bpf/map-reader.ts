@@ -69,6 +69,8 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined)
       address: key.address, port: key.port, protocol: key.protocol, scope: key.scope,
       backendIds, terminatingIds, tableId: fe.tableId, maglevM: fe.maglevM,
       affinityTimeout: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityTimeout : 0,
+      // an earlier build's entry (0) keyed affinity by its own id
+      affinityGroup: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityGroup || fe.feId : 0,
       snatRemote: (fe.flags & L.LB_FE_F_SNAT_REMOTE) !== 0,
       sourceRanges: (ranges.get(fe.feId) ?? []).sort(),
       ...((fe.flags & L.LB_FE_F_DROP_NO_LOCAL) !== 0 && { dropNoLocal: true }),

@@ -797,7 +797,7 @@ export function frontendValue(f: PlanFrontend): L.FrontendValue {
     feId: f.id, tableId: f.tableId, maglevM: f.maglevM, backendCount: f.backendIds.length, type: f.type,
     flags: (f.affinityTimeout > 0 ? L.LB_FE_F_AFFINITY : 0) | (f.sourceRanges.length ? L.LB_FE_F_SOURCE_RANGES : 0) | (f.snatRemote ? L.LB_FE_F_SNAT_REMOTE : 0) |
       (f.dropNoLocal ? L.LB_FE_F_DROP_NO_LOCAL : 0) | (f.masquerade === 'all' ? L.LB_FE_F_MASQ_ALL : 0) | (f.masquerade === 'offCluster' ? L.LB_FE_F_MASQ_OFF_CLUSTER : 0),
-    affinityTimeout: f.affinityTimeout,
+    affinityTimeout: f.affinityTimeout, affinityGroup: f.affinityGroup,
   };
 }
 
