@@ -19,6 +19,7 @@ import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
 import { KbpError } from '../../util/errors.js';
 import { canonicalIp } from '../../util/ip.js';
+import { networkInterfaces } from 'node:os';
 import { createTransport, type NftTransport } from '../nftables/native.js';
 import { linkAddresses, tableExists, removeTable } from '../nftables/dataplane.js';
 import { externalDevicesCommands, type Fam } from '../nftables/helpers.js';
@@ -105,6 +106,7 @@ export class IpvsDataplane implements Dataplane {
   #restored: Plan | undefined;
   #desired: Desired | undefined;
   #ticks = 0;
+  #nodeAddrs: Record<Fam, string[]> | undefined;
 
   constructor(o: IpvsDataplaneOptions) {
     this.#o = o;
@@ -167,10 +169,18 @@ export class IpvsDataplane implements Dataplane {
     await this.#write(next);
   }
 
+  /** The node's addresses, as of the last housekeeping (syncDevices) or init: a sync spawns nothing. */
   #nodeAddresses(): Record<Fam, string[]> {
+    return (this.#nodeAddrs ??= this.#readNodeAddresses());
+  }
+
+  #readNodeAddresses(): Record<Fam, string[]> {
     const own = new Set(this.#o.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
-    // every address of the node's devices but loopback and our dummy (kube-proxy's IPVS NodePorts)
-    const all = linkAddresses().filter((l) => l.ifname !== 'lo' && l.ifname !== this.#dummy).flatMap((l) => l.addresses)
+    // every address of the node's devices but loopback and our dummy (kube-proxy's IPVS NodePorts);
+    // getifaddrs() in process, not `ip -j addr`: the dummy holds every VIP, and a process per sync
+    // with all of them in its output made one change O(Services)
+    const all = Object.entries(networkInterfaces()).filter(([name]) => name !== 'lo' && name !== this.#dummy)
+      .flatMap(([, list]) => (list ?? []).map((a) => { try { return canonicalIp(a.address); } catch { return a.address; } }))
       .filter((a) => !a.startsWith('fe80:') && !a.startsWith('127.'));
     const addrs = [...new Set([...own, ...all])].sort();
     return { 4: addrs.filter((a) => !a.includes(':')), 6: addrs.filter((a) => a.includes(':')) };
@@ -294,6 +304,7 @@ export class IpvsDataplane implements Dataplane {
 
   /** External devices, draining real servers, and every resyncEvery-th call a full resync. */
   async syncDevices(): Promise<void> {
+    this.#nodeAddrs = undefined; // re-read on the next use (an address added: its NodePorts come with the next sync)
     let want: string[];
     if (this.#o.devices) want = [...this.#o.devices];
     else {
