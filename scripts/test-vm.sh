@@ -42,11 +42,13 @@ if [[ -n ${KBP_VM_MAIN:-} ]]; then
   [[ ${KBP_VM_BENCH:-1000} =~ ^[0-9,]+$ ]] || die "KBP_VM_BENCH=$KBP_VM_BENCH: sizes such as 1000,10000"
   OBJ_ARG="$OBJ_ARG kbp.main=$KBP_VM_MAIN kbp.bench=${KBP_VM_BENCH:-1000}"
 fi
+# the guest bounds its own run by this too, so it reports and cleans up before the watchdog
+OBJ_ARG="$OBJ_ARG kbp.timeout=$TIMEOUT"
 vm_kernel
 # virtio + 9p for the checkout, overlay for a writable view of it (tests may write beside
 # themselves), clsact and cls_bpf for tc attachment; iproute2's ip and util-linux's nsenter for the
 # socket hook tests' network namespace. For IPVS mode: veth and dummy, IPVS with the rr and mh
-# schedulers, ctnetlink (the UDP conntrack flush), and the nftables expressions of its helper table
+# schedulers, ctnetlink (the UDP conntrack flush, libnetfilter_conntrack in kbp_nft), and the nftables expressions of its helper table
 # (crc32c_generic first: libcrc32c needs a crc32c and insmod knows no soft dependencies); nft to
 # check that cleanup removed the table, ethtool for the lab's pods (tx checksum offload off); sctp
 # and socat for SCTP clients and servers through an IPVS virtual server; ipvsadm for the IPVS bench's
