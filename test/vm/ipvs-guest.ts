@@ -414,10 +414,14 @@ s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM'
       const rs = realServers(await table(), `${CIP}:80`);
       return rs.includes(`${heldIp}:8080 0`) ? rs : undefined;
     });
+    const drainedAt = Date.now();
     const r = await http(client, CIP, 80, 12);
     expect(r.every((x) => x === keep.name), `new connections reached the draining pod: ${tally(r)}`);
     await sleep(3000);
-    expect(realServers(await table(), `${CIP}:80`).includes(`${heldIp}:8080 0`), 'deleted while its connection was still open');
+    // still there while the connection is open, unless the 20 s bound itself has passed meanwhile (a
+    // loaded host: 12 requests took over 20 s once at load 50), where deleting it is right
+    const boundPassed = Date.now() - drainedAt > 15_000;
+    expect(boundPassed || realServers(await table(), `${CIP}:80`).includes(`${heldIp}:8080 0`), 'deleted while its connection was still open');
     holder.child.kill('SIGTERM');
     await holder.exited;
     await until('the drained backend is deleted (connection ended or the 20 s bound)', 60_000, async () => {
