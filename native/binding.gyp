@@ -25,7 +25,7 @@
         "<!@(pkg-config --libs libmnl 2>/dev/null || echo -lmnl)"]
     },
     {
-      # the IPVS data plane's transport: raw netlink sockets (generic netlink, ctnetlink), no library
+      # the IPVS data plane's transport: raw netlink sockets (generic netlink), no library
       "target_name": "kbp_netlink",
       "sources": ["src/netlink.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev libnftables-dev libnetfilter-conntrack-dev libmnl-dev libelf-dev zlib1g-dev bpftool iproute2 nftables iptables
-  ethtool curl wrk socat procps util-linux make g++ python3 pkg-config qemu-system-x86 busybox nginx-light
+  ethtool curl wrk socat procps util-linux make g++ python3 pkg-config qemu-system-x86 busybox nginx-light ipvsadm
   podman runc mmdebstrap ruby shellcheck)
 
 missing=()

@@ -16,7 +16,9 @@
 # Environment: KBP_VM_TIMEOUT (seconds, default 900: an upper bound for a loaded machine), KBP_VM_KERNEL (a package version such as
 # 6.1.0-56-amd64; default: the newest cached, else the newest apt knows), KBP_VM_SMP (default 2),
 # KBP_BPF_OBJECT (another build of kbp.bpf.o inside the checkout, e.g. under .vm/, to try a fix),
-# KBP_VM_ONLY (run only the test files whose path holds this word, e.g. ipvs).
+# KBP_VM_ONLY (run only the test files whose path holds this word, e.g. ipvs), KBP_VM_MAIN (another
+# guest program of the bundle instead of guest.mjs: ipvs-bench.mjs for bench/ipvs.bench.ts) with
+# KBP_VM_BENCH (its sizes, e.g. 1000,10000).
 set -euo pipefail
 source "$(dirname "$0")/vm-lib.sh"
 TIMEOUT=${KBP_VM_TIMEOUT:-900}
@@ -35,14 +37,25 @@ if [[ -n ${KBP_VM_ONLY:-} ]]; then
   [[ $KBP_VM_ONLY =~ ^[a-z0-9_-]+$ ]] || die "KBP_VM_ONLY=$KBP_VM_ONLY: one word of a-z, 0-9, - and _"
   OBJ_ARG="$OBJ_ARG kbp.only=$KBP_VM_ONLY"
 fi
+if [[ -n ${KBP_VM_MAIN:-} ]]; then
+  [[ $KBP_VM_MAIN =~ ^[a-z0-9-]+\.mjs$ ]] || die "KBP_VM_MAIN=$KBP_VM_MAIN: a file name of the bundle (e.g. ipvs-bench.mjs)"
+  [[ ${KBP_VM_BENCH:-1000} =~ ^[0-9,]+$ ]] || die "KBP_VM_BENCH=$KBP_VM_BENCH: sizes such as 1000,10000"
+  OBJ_ARG="$OBJ_ARG kbp.main=$KBP_VM_MAIN kbp.bench=${KBP_VM_BENCH:-1000}"
+fi
+# the guest bounds its own run by this too, so it reports and cleans up before the watchdog
+OBJ_ARG="$OBJ_ARG kbp.timeout=$TIMEOUT"
 vm_kernel
 # virtio + 9p for the checkout, overlay for a writable view of it (tests may write beside
 # themselves), clsact and cls_bpf for tc attachment; iproute2's ip and util-linux's nsenter for the
 # socket hook tests' network namespace. For IPVS mode: veth and dummy, IPVS with the rr and mh
-# schedulers, ctnetlink (the UDP conntrack flush), and the nftables expressions of its helper table
+# schedulers, ctnetlink (the UDP conntrack flush, libnetfilter_conntrack in kbp_nft), and the nftables expressions of its helper table
 # (crc32c_generic first: libcrc32c needs a crc32c and insmod knows no soft dependencies); nft to
-# check that cleanup removed the table, ethtool for the lab's pods (tx checksum offload off)
-vm_initramfs datapath "virtio_pci 9pnet_virtio 9p overlay sch_ingress cls_bpf veth dummy crc32c_generic nf_conntrack nf_nat nf_tables nft_chain_nat nft_masq nft_ct nft_reject_inet nf_conntrack_netlink ip_vs ip_vs_rr ip_vs_mh" "ip nsenter nft ethtool"
+# check that cleanup removed the table, ethtool for the lab's pods (tx checksum offload off); sctp
+# and socat for SCTP clients and servers through an IPVS virtual server; ipvsadm for the IPVS bench's
+# baseline (left out when the host lacks it: only the bench needs it)
+tools="ip nsenter nft ethtool socat"
+[[ -x /usr/sbin/ipvsadm ]] && tools="$tools ipvsadm"
+vm_initramfs datapath "virtio_pci 9pnet_virtio 9p overlay sch_ingress cls_bpf veth dummy crc32c_generic nf_conntrack nf_nat nf_tables nft_chain_nat nft_masq nft_ct nft_reject_inet nf_conntrack_netlink ip_vs ip_vs_rr ip_vs_mh sctp" "$tools"
 vm_bundle
 
 echo "vm: booting linux $KVER (qemu TCG, $SMP cpus, timeout ${TIMEOUT}s)"

@@ -7,7 +7,8 @@
 //
 // A third call deletes stale UDP conntrack entries (kube-proxy's conntrack.CleanStaleEntries) with
 // libnetfilter_conntrack: one filtered dump per address family, the matching entries deleted one
-// netlink request each, all on a worker thread. No `conntrack` process per entry.
+// netlink request each, all on a worker thread. No `conntrack` process per entry. The IPVS mode
+// uses it too (removed UDP real servers): one conntrack deleter for both fallback modes.
 #include <napi.h>
 
 #include <arpa/inet.h>

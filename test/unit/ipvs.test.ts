@@ -8,8 +8,8 @@ import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
 import type { NodeState } from '../../src/model/compiled.js';
 import { attr, decodeAttrs, decodeError, decodeMessages, encodeAttrs, encodeMessage, genlPayload, ipText, NLM_F_ACK, NLM_F_REQUEST } from '../../src/dataplane/ipvs/netlink.js';
 import { decodeDest, decodeService, IPVS_CMD, ipvsOps, serviceAttrs, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey } from '../../src/dataplane/ipvs/ipvs.js';
-import { decodeCtEntry, matches, tupleAttrs } from '../../src/dataplane/ipvs/conntrack.js';
-import { desiredState, FWMARK_BASE } from '../../src/dataplane/ipvs/model.js';
+import { staleUdpRules } from '../../src/dataplane/nftables/conntrack.js';
+import { desiredState, FWMARK_BASE, isOurVirtualServer } from '../../src/dataplane/ipvs/model.js';
 import { readBackPlan } from '../../src/dataplane/ipvs/dataplane.js';
 import { elementDiff } from '../../src/dataplane/ipvs/nft.js';
 import { kernelVersion } from '../../src/dataplane/ipvs/host.js';
@@ -82,15 +82,7 @@ test('an NLMSG_ERROR answer gives the errno and the kernel\'s extended-ack text'
   t.throws(() => decodeMessages(Buffer.from('ff000000020000000100000000000000', 'hex')), { message: /runs past/ });
 });
 
-test('ctnetlink: a dumped UDP entry is matched by VIP and backend, and deleted by its original tuple', (t) => {
-  const orig = { src: '10.244.9.9', dst: '10.96.0.53', proto: 17, sport: 40000, dport: 53 };
-  const reply = { src: '10.244.1.2', dst: '10.244.9.9', proto: 17, sport: 5353, dport: 40000 };
-  const payload = Buffer.concat([Buffer.from([2, 0, 0, 0]), encodeAttrs([tupleAttrs(1, orig), tupleAttrs(2, reply)])]);
-  const e = decodeCtEntry({ type: 0x100, flags: 2, seq: 1, payload });
-  t.deepEqual(e, { orig, reply });
-  t.true(matches(e!, { vip: '10.96.0.53', vport: 53, backend: '10.244.1.2', bport: 5353, proto: 17 }));
-  t.false(matches(e!, { vip: '10.96.0.53', vport: 53, backend: '10.244.1.3', bport: 5353, proto: 17 }), 'another backend');
-  t.false(matches(e!, { vip: '10.96.0.53', vport: 53, backend: '10.244.1.2', bport: 5353, proto: 6 }), 'TCP is drained, not flushed');
+test('IPv6 addresses as IPVS carries them read back as text', (t) => {
   t.is(ipText(10, Buffer.from('fd000010024400000000000000000002', 'hex')), 'fd00:10:244::2');
 });
 
@@ -154,6 +146,38 @@ test('read-back: what IPVS holds prints as compile -o json would; draining serve
   held.get('10.96.0.10|80|TCP')!.dests.delete('10.244.1.2|8080');
   const back = planToCompiledState(readBackPlan(p, d, held));
   t.deepEqual(back.frontends[0]!.backends.map((b) => b.address), ['10.244.2.2']);
+});
+
+test('UDP conntrack flush (one deleter for both fallback modes): a removed UDP real server names its VIP with the backends left', (t) => {
+  const before = plan({ frontends: [
+    fe('10.96.0.53', 53, [be('10.244.1.2', 5353), be('10.244.2.2', 5353)], { protocol: 'UDP' }),
+    fe('0.0.0.0', 30053, [be('10.244.1.2', 5353), be('10.244.2.2', 5353)], { protocol: 'UDP', type: 'NodePort', scope: 'external' }),
+    fe('10.96.0.10', 80, [be('10.244.1.2'), be('10.244.2.2')]),
+  ] });
+  const after = plan({ frontends: [
+    fe('10.96.0.53', 53, [be('10.244.1.2', 5353)], { protocol: 'UDP' }),
+    fe('0.0.0.0', 30053, [be('10.244.1.2', 5353)], { protocol: 'UDP', type: 'NodePort', scope: 'external' }),
+    fe('10.96.0.10', 80, [be('10.244.1.2')]),
+  ] });
+  // kube-proxy's IPVS mode: deleteEndpointConnections (ClearEntriesForNAT / ForPortNAT for NodePorts)
+  t.deepEqual(staleUdpRules(before, after).sort((a, b) => a.port - b.port), [
+    { dst: '10.96.0.53', port: 53, any: false, keep: ['10.244.1.2'] },
+    { dst: '0.0.0.0', port: 30053, any: true, keep: ['10.244.1.2'] },
+  ], 'TCP drains instead: no rule for 10.96.0.10');
+  t.deepEqual(staleUdpRules(after, after), [], 'nothing left: nothing flushed');
+});
+
+test('ownership without a state file: NodePorts on node addresses are ours, other virtual servers of the node are not', (t) => {
+  const o = { owned: new Set<string>(), onDummy: new Set(['10.96.0.10']), nodeAddresses: new Set(['192.168.77.1', 'fd00::1']), nodePortRange: { min: 30000, max: 32767 } };
+  const vs = (address: string, port: number, fwmark?: number) => ({ address, port, protocol: 'TCP' as const, scheduler: 'rr', flags: 0, timeout: 0, ...(fwmark !== undefined && { fwmark }) });
+  t.true(isOurVirtualServer(vs('192.168.77.1', 30080), o), 'a NodePort on a node address');
+  t.true(isOurVirtualServer(vs('fd00::1', 32767), o), 'IPv6, the range\'s last port');
+  t.true(isOurVirtualServer(vs('10.96.0.10', 80), o), 'on the dummy');
+  t.true(isOurVirtualServer(vs('0.0.0.0', 0, FWMARK_BASE | 7), o), 'our mark');
+  t.false(isOurVirtualServer(vs('192.168.77.1', 8080), o), 'a node address outside the node-port range: someone else\'s');
+  t.false(isOurVirtualServer(vs('192.168.99.1', 30080), o), 'not a node address');
+  t.false(isOurVirtualServer(vs('0.0.0.0', 0, 0x10), o), 'another mark');
+  t.true(isOurVirtualServer(vs('192.168.99.1', 8080), { ...o, owned: new Set(['192.168.99.1|8080|TCP']) }), 'recorded in the state file');
 });
 
 test('nft element diff: deletes name the key only, adds the whole element', (t) => {

@@ -63,6 +63,8 @@ await Promise.all([
   build({ ...common, entryPoints: ['test/vm/guest.ts'], outfile: join(OUT, 'guest.mjs') }),
   ...tests.map((t) => build({ ...common, entryPoints: [t.source], outfile: t.bundle, alias: { ava: './test/vm/mini-ava.ts' } })),
   build({ ...common, entryPoints: [ipvs.source], outfile: ipvs.bundle }),
+  // the IPVS bench's guest (bench/ipvs.bench.ts boots it with KBP_VM_MAIN=ipvs-bench.mjs)
+  build({ ...common, entryPoints: ['test/vm/ipvs-bench.ts'], outfile: join(OUT, 'ipvs-bench.mjs') }),
   build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: join(OUT, 'kube-bpf-proxy.mjs') }),
 ]);
 tests.push(ipvs);

@@ -7,7 +7,11 @@
 // Graceful termination, as kube-proxy's IPVS mode: a TCP or SCTP real server that leaves goes to
 // weight 0 (its flows continue, it gets no new one) and is deleted once IPVS counts no connection to
 // it or after drainMs; a UDP one is deleted at once and its conntrack entries flushed, so the flow's
-// next packet is scheduled to another real server instead of being dropped.
+// next packet is scheduled to another real server instead of being dropped. With
+// net.ipv4.vs.conntrack=1 a UDP flow keeps a conntrack entry whose reply tuple names the old real
+// server, and while it lives IPVS drops the flow's packets (ip_vs_in(): expire_nodest_conn with a
+// confirmed conntrack); kube-proxy's IPVS mode deletes them (deleteEndpointConnections). The flush is
+// the nftables mode's (staleUdpRules + libnetfilter_conntrack in kbp_nft): one deleter for both modes.
 import type { Plan, PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
 import { UNLIMITED, type Capacity } from '../../plan/capacity.js';
@@ -15,14 +19,17 @@ import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
 import { KbpError } from '../../util/errors.js';
 import { canonicalIp } from '../../util/ip.js';
+import { networkInterfaces } from 'node:os';
 import { createTransport, type NftTransport } from '../nftables/native.js';
 import { linkAddresses, tableExists, removeTable } from '../nftables/dataplane.js';
 import { externalDevicesCommands, type Fam } from '../nftables/helpers.js';
 import { IPVS_SCHEDULERS, IpvsClient, ipvsOps, vsKey, type IpvsOp, type RealServer, type VirtualServer } from './ipvs.js';
-import { desiredState, isOurFwmark, protoNumber, rsKey, type Desired } from './model.js';
+import { desiredState, isOurVirtualServer, rsKey, type Desired } from './model.js';
+import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { elementDiff, fullTable, IPVS_NFT_TABLE, type Elements } from './nft.js';
 import { applySysctls, dummyAddresses, ensureDummy, removeDummy, setDummyAddresses, DUMMY_DEVICE } from './host.js';
-import { flushConntrack, type CtFlush } from './conntrack.js';
+import { staleUdpRules } from '../nftables/conntrack.js';
+import { flushStaleUdp } from '../nftables/native.js';
 import { loadIpvsState, ipvsStatePath, removeIpvsState, saveIpvsState } from './state.js';
 
 
@@ -35,11 +42,15 @@ export interface IpvsDataplaneOptions {
   nodeAddresses: () => string[];
   dummy?: string;
   table?: string;
+  /** the node-port range: without a state file, a virtual server on a node address and a port in it is ours (default 30000-32767) */
+  nodePortRange?: NodePortRange;
   /** longest time a removed TCP/SCTP real server drains before it is deleted anyway (default 15 min) */
   drainMs?: number;
   /** full resync against the kernel every this many syncDevices() calls (default 6: a minute) */
   resyncEvery?: number;
   transport?: NftTransport;
+  /** delete conntrack entries of removed UDP real servers (default: when `transport` is not given, i.e. not in tests) */
+  udpConntrackCleanup?: boolean;
   log?: Logger;
 }
 
@@ -95,6 +106,7 @@ export class IpvsDataplane implements Dataplane {
   #restored: Plan | undefined;
   #desired: Desired | undefined;
   #ticks = 0;
+  #nodeAddrs: Record<Fam, string[]> | undefined;
 
   constructor(o: IpvsDataplaneOptions) {
     this.#o = o;
@@ -137,13 +149,14 @@ export class IpvsDataplane implements Dataplane {
     if (saved) await this.#write(saved.plan);
   }
 
-  /** The kernel's virtual servers that are ours (on the dummy's addresses, our marks, or recorded as ours). */
+  /** The kernel's virtual servers that are ours (recorded as ours, on the dummy's addresses, our marks, NodePorts). */
   async #readKernel(owned: string[]): Promise<void> {
-    const mine = new Set(owned);
     const onDummy = new Set(dummyAddresses(this.#dummy));
     this.#vips = onDummy;
+    const node = this.#nodeAddresses();
+    const o = { owned: new Set(owned), onDummy, nodeAddresses: new Set([...node[4], ...node[6]]), nodePortRange: this.#o.nodePortRange ?? defaultNodePortRange };
     const all = await this.#client.listServices();
-    const ours = all.filter((v) => mine.has(vsKey(v)) || onDummy.has(v.address) || (v.fwmark !== undefined && isOurFwmark(v.fwmark)));
+    const ours = all.filter((v) => isOurVirtualServer(v, o));
     const dests = await this.#client.listDests(ours);
     this.#held = new Map(ours.map((v, i) => [vsKey(v), { vs: v, dests: new Map(dests[i]!.map((d) => [rsKey(d), d])) }]));
   }
@@ -156,10 +169,18 @@ export class IpvsDataplane implements Dataplane {
     await this.#write(next);
   }
 
+  /** The node's addresses, as of the last housekeeping (syncDevices) or init: a sync spawns nothing. */
   #nodeAddresses(): Record<Fam, string[]> {
+    return (this.#nodeAddrs ??= this.#readNodeAddresses());
+  }
+
+  #readNodeAddresses(): Record<Fam, string[]> {
     const own = new Set(this.#o.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
-    // every address of the node's devices but loopback and our dummy (kube-proxy's IPVS NodePorts)
-    const all = linkAddresses().filter((l) => l.ifname !== 'lo' && l.ifname !== this.#dummy).flatMap((l) => l.addresses)
+    // every address of the node's devices but loopback and our dummy (kube-proxy's IPVS NodePorts);
+    // getifaddrs() in process, not `ip -j addr`: the dummy holds every VIP, and a process per sync
+    // with all of them in its output made one change O(Services)
+    const all = Object.entries(networkInterfaces()).filter(([name]) => name !== 'lo' && name !== this.#dummy)
+      .flatMap(([, list]) => (list ?? []).map((a) => { try { return canonicalIp(a.address); } catch { return a.address; } }))
       .filter((a) => !a.startsWith('fe80:') && !a.startsWith('127.'));
     const addrs = [...new Set([...own, ...all])].sort();
     return { 4: addrs.filter((a) => !a.includes(':')), 6: addrs.filter((a) => a.includes(':')) };
@@ -170,7 +191,6 @@ export class IpvsDataplane implements Dataplane {
     const want = desiredState(next, { scheduler: this.#scheduler, nodeAddresses: this.#nodeAddresses() });
     const now = Date.now();
     const ops: IpvsOp[] = [];
-    const flush: CtFlush[] = [];
     const after: IpvsOp[] = [];
     // 1. VIPs first: IPVS serves only local addresses
     const vipAdd = [...want.vips].filter((a) => !this.#vips.has(a));
@@ -196,7 +216,6 @@ export class IpvsDataplane implements Dataplane {
         if (d.dests.has(rk)) continue;
         if (d.vs.protocol === 'UDP') {
           after.push(ipvsOps.delDest(d.vs, have));
-          for (const v of d.vips) flush.push({ vip: v.address, vport: v.port, backend: have.address, bport: have.port, proto: protoNumber('UDP') });
           draining?.delete(rk);
         } else if (!draining?.has(rk)) {
           if (have.weight !== 0) ops.push(ipvsOps.editDest(d.vs, { ...have, weight: 0 }));
@@ -233,9 +252,16 @@ export class IpvsDataplane implements Dataplane {
       held.set(k, { vs: d.vs, dests });
     }
     this.#held = held;
-    if (flush.length) {
-      const n = await flushConntrack(flush).catch((e: unknown) => { this.#log.warn({ err: e }, 'flushing the conntrack entries of removed UDP real servers failed'); return 0; });
-      this.#log.debug({ flows: n }, 'flushed the conntrack entries of removed UDP real servers');
+    // after the UDP real servers are gone: a flow's next packet is scheduled anew (the same rules
+    // as the nftables mode: entries to a UDP frontend whose reply source left its backends)
+    const stale = staleUdpRules(this.#plan, next);
+    if (stale.length && (this.#o.udpConntrackCleanup ?? this.#o.transport === undefined)) {
+      try {
+        const r = await flushStaleUdp(stale);
+        if (r.deleted) this.#log.info({ deleted: r.deleted, frontends: stale.length }, 'conntrack entries of removed UDP real servers deleted');
+      } catch (e) {
+        this.#log.warn({ err: e, frontends: stale.length }, 'deleting the conntrack entries of removed UDP real servers failed');
+      }
     }
     // 5. VIPs no longer wanted
     const vipDel = [...this.#vips].filter((a) => !want.vips.has(a));
@@ -278,6 +304,7 @@ export class IpvsDataplane implements Dataplane {
 
   /** External devices, draining real servers, and every resyncEvery-th call a full resync. */
   async syncDevices(): Promise<void> {
+    this.#nodeAddrs = undefined; // re-read on the next use (an address added: its NodePorts come with the next sync)
     let want: string[];
     if (this.#o.devices) want = [...this.#o.devices];
     else {

@@ -1,9 +1,10 @@
 // The IPVS data plane's desired state, from a plan (pure): virtual servers with their real servers,
 // the VIPs for the dummy device, and the elements of the nft sets that do what IPVS cannot.
 import type { Plan, PlanFrontend } from '../../plan/types.js';
+import type { NodePortRange } from '../../model/types.js';
 import { FAMILIES, firewallElements, HELPER_SETS, localBackendElements, type Fam } from '../nftables/helpers.js';
 import { IPVS_SETS, type Elements } from './nft.js';
-import { PROTO_NUM, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey, type RealServer, type VirtualServer } from './ipvs.js';
+import { SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey, type RealServer, type VirtualServer } from './ipvs.js';
 
 /** Firewall marks of eTP=Local external virtual servers: this base | frontend id (ids < 2^17). */
 export const FWMARK_BASE = 0x4b800000;
@@ -11,6 +12,20 @@ export const FWMARK_MASK = 0xfff00000;
 
 export function isOurFwmark(m: number): boolean {
   return ((m & FWMARK_MASK) >>> 0) === FWMARK_BASE;
+}
+
+/**
+ * Whether a virtual server the kernel lists is this agent's: recorded in the state file, on the
+ * dummy device's addresses, one of our firewall marks, or (without a state file, as after a crash
+ * that lost /run) a NodePort: an address of the node and a port in the node-port range. kube-proxy's
+ * IPVS mode takes every virtual server outside --ipvs-exclude-cidrs as its own (cleanLegacyService);
+ * this is narrower: a virtual server on another port or address of the node is left alone.
+ */
+export function isOurVirtualServer(v: VirtualServer, o: { owned: ReadonlySet<string>; onDummy: ReadonlySet<string>; nodeAddresses: ReadonlySet<string>; nodePortRange: NodePortRange }): boolean {
+  if (o.owned.has(vsKey(v))) return true;
+  if (v.fwmark !== undefined && v.fwmark !== 0) return isOurFwmark(v.fwmark);
+  if (o.onDummy.has(v.address)) return true;
+  return o.nodeAddresses.has(v.address) && v.port >= o.nodePortRange.min && v.port <= o.nodePortRange.max;
 }
 
 export interface DesiredVs {
@@ -128,11 +143,6 @@ export function desiredState(plan: Plan, o: ModelOptions): Desired {
     }
   }
   return { services, byFrontend, vips, elements };
-}
-
-/** IANA protocol number of a virtual server's protocol (the conntrack flush filters by it). */
-export function protoNumber(p: keyof typeof PROTO_NUM): number {
-  return PROTO_NUM[p];
 }
 
 export { HELPER_SETS };

@@ -1,7 +1,7 @@
-// Netlink messages as bytes: the header (nlmsghdr), generic netlink's (genlmsghdr), netfilter's
-// (nfgenmsg) and attributes (nested or not), encoded and decoded here so the kbp_netlink addon only
+// Netlink messages as bytes: the header (nlmsghdr), generic netlink's (genlmsghdr)
+// and attributes (nested or not), encoded and decoded here so the kbp_netlink addon only
 // sends and receives buffers. Pure: unit-tested without a kernel (test/unit/ipvs-netlink.test.ts).
-// Layouts: linux/netlink.h, linux/genetlink.h, linux/netfilter/nfnetlink.h.
+// Layouts: linux/netlink.h, linux/genetlink.h.
 import { ipFrom16, ipTo16 } from '../../util/ip.js';
 
 export const NLM_F_REQUEST = 0x1;
@@ -17,7 +17,6 @@ const NLMSGERR_ATTR_MSG = 1;
 const NLM_F_ACK_TLVS = 0x200;
 
 export const NETLINK_GENERIC = 16;
-export const NETLINK_NETFILTER = 12;
 
 const align = (n: number) => (n + 3) & ~3;
 
@@ -100,11 +99,6 @@ export function genlPayload(cmd: number, version: number, attrs: Attr[]): Buffer
   return Buffer.concat([Buffer.from([cmd, version, 0, 0]), encodeAttrs(attrs)]);
 }
 
-/** nfgenmsg (family, version 0, res_id 0) followed by attributes. */
-export function nfPayload(family: number, attrs: Attr[]): Buffer {
-  return Buffer.concat([Buffer.from([family, 0, 0, 0]), encodeAttrs(attrs)]);
-}
-
 /** The errno (negative, 0 for an ACK) and the kernel's text of an NLMSG_ERROR message. */
 export function decodeError(m: Message): { errno: number; message?: string } {
   const errno = m.payload.readInt32LE(0);
@@ -117,7 +111,7 @@ export function decodeError(m: Message): { errno: number; message?: string } {
   return { errno, ...(message !== undefined && { message }) };
 }
 
-// ---- addresses as IPVS and ctnetlink carry them ---------------------------------------------------
+// ---- addresses as IPVS carries them ---------------------------------------------------
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 

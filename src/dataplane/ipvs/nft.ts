@@ -55,7 +55,12 @@ export function tableDeclaration(table: string, masqMark = MASQ_MARK): string {
     chain('filter-prerouting', [
       ...firewall,
       ...FAMILIES.flatMap((f) => [
-        `iifname @${HELPER_SETS.externalDevices} meta mark set ${tuple(f)} map @${IPVS_SETS.fwmarks(f)}`,
+        // the whole mark, on a flow's first packet only: IPVS matches a firewall-mark virtual server
+        // on skb->mark exactly (__ip_vs_svc_fwm_find: svc->fwmark == fwmark), so a masked value
+        // would miss whenever another bit is set; and IPVS looks a service up only for a new
+        // connection (later packets find its connection entry by tuple), so every later packet of
+        // the flow keeps the bits a CNI set
+        `ct state new iifname @${HELPER_SETS.externalDevices} meta mark set ${tuple(f)} map @${IPVS_SETS.fwmarks(f)}`,
         `iifname @${HELPER_SETS.externalDevices} ${tuple(f)} @${IPVS_SETS.masq(f)} meta mark set meta mark | ${hex(masqMark)}`,
       ]),
     ], 'type filter hook prerouting priority dstnat - 10; policy accept;'),

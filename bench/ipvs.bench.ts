@@ -1,0 +1,61 @@
+// The IPVS data plane's sync cost. The host's kernel has no IPVS, so this bench boots the VM tier's
+// Debian 6.1 kernel (scripts/test-vm.sh with KBP_VM_MAIN=ipvs-bench.mjs) and runs
+// test/vm/ipvs-bench.ts there: full sync of N Services x 10 endpoints and one endpoint change,
+// beside `ip -batch` + `ipvsadm -R` of the same servers in the same VM, alternately. Minutes under
+// software emulation, so it is skipped by --quick and without qemu; KBP_IPVS_BENCH_SIZES picks N
+// (default 1000,10000). Times are the emulated guest's: compare the ratio, not the milliseconds.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { defineBench, stats } from './lib.js';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+interface GuestResult { endpoints: number; failed: boolean; sizes: Record<string, { ours: number[]; baseline: number[]; changeMs: number[] }> }
+
+function bootBench(sizes: string): Promise<{ result?: GuestResult; tail: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('bash', [join(repo, 'scripts/test-vm.sh')], {
+      cwd: repo, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, KBP_VM_MAIN: 'ipvs-bench.mjs', KBP_VM_BENCH: sizes, KBP_VM_TIMEOUT: process.env.KBP_VM_TIMEOUT ?? '1800' },
+    });
+    let out = '';
+    const keep = (d: Buffer) => { out += d.toString(); process.stderr.write(d); };
+    p.stdout.on('data', keep);
+    p.stderr.on('data', keep);
+    p.on('close', () => {
+      const line = out.split('\n').find((l) => l.startsWith('BENCH '));
+      resolve({ ...(line && { result: JSON.parse(line.slice(6)) as GuestResult }), tail: out.slice(-1500) });
+    });
+  });
+}
+
+export default defineBench({
+  name: 'ipvs',
+  title: 'IPVS mode: full sync and one change, in the VM (Debian 6.1 under qemu TCG)',
+  description: 'IpvsDataplane.apply() of N Services x 10 endpoints on an empty kernel (virtual and real servers, VIPs on the dummy, the nft helper table), then one endpoint change at a time; baseline: `ip -batch` of the VIPs plus `ipvsadm -R` of the same servers (one netlink request per server, as kube-proxy writes), alternately with ours in the same VM. Emulated: the ratio carries over, the milliseconds do not.',
+  skip: () => {
+    if (process.getuid?.() !== 0) return 'needs root (the VM tier)';
+    if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86_64 is not installed';
+    if (!existsSync('/usr/sbin/ipvsadm')) return 'ipvsadm is not installed (the baseline; scripts/setup.sh installs it)';
+    return undefined;
+  },
+  async run(ctx) {
+    if (ctx.quick) {
+      ctx.note('skipped in --quick: booting the VM and syncing under emulation takes minutes');
+      return;
+    }
+    const sizes = process.env.KBP_IPVS_BENCH_SIZES ?? '1000,10000';
+    const { result, tail } = await bootBench(sizes);
+    if (!result) throw new Error(`the VM printed no BENCH line:\n${tail}`);
+    if (result.failed) ctx.note('the guest reported a failed run; the sizes below are those that finished');
+    for (const [n, r] of Object.entries(result.sizes)) {
+      if (!r.ours.length || !r.baseline.length) continue;
+      const o = stats(r.ours), b = stats(r.baseline), c = stats(r.changeMs);
+      ctx.metric({ name: `ip -batch + ipvsadm -R ${n}`, value: b.median, unit: 'ms', note: `min ${b.min} max ${b.max}, ${b.runs} runs` });
+      ctx.metric({ name: `full sync ${n}`, value: o.median, unit: 'ms', baseline: `ip -batch + ipvsadm -R ${n}`, better: 'lower', note: `min ${o.min} max ${o.max}, ${o.runs} runs, emulated` });
+      ctx.metric({ name: `one endpoint change ${n} p50`, value: c.median, unit: 'ms', better: 'lower', note: `min ${c.min} max ${c.max}, ${c.runs} changes, emulated` });
+    }
+  },
+});
