@@ -23,6 +23,7 @@ import {
   addNoLocalCounts, compileService, fmtAddr, zeroNoLocalCounts,
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
+import { recordStateDelta } from '../plan/delta.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -30,8 +31,11 @@ export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
 export interface CompileResult {
   state: NodeState;
   errors: ObjectError[];
-  /** the normalized model with allocations applied, for consumers such as healthCheckNodePort servers */
-  services: CompiledService[];
+  /**
+   * the normalized model with allocations applied, for consumers such as healthCheckNodePort
+   * servers; the same array from one compile to the next until a Service or an allocation changes
+   */
+  services: readonly CompiledService[];
   /** kubeproxy_sync_proxy_rules_no_local_endpoints_total's values (a fresh object each compile) */
   noLocalEndpoints: NoLocalEndpointCounts;
 }
@@ -206,8 +210,8 @@ export class Compiler {
   readonly #entries = new Map<string, ServiceEntry>();
   /** the keys of the entries with warnings */
   readonly #warnKeys = new Set<string>();
-  /** the CompiledServices in Service order, as last returned */
-  #services: CompiledService[] | undefined;
+  /** the CompiledServices in Service order, as last returned (replaced, never edited: callers keep it) */
+  #services: readonly CompiledService[] | undefined;
   /** every Service's frontends, duplicates included, in cmpRaw order */
   #sorted: RawFrontend[] = [];
   #nodeSig: string | undefined;
@@ -217,6 +221,11 @@ export class Compiler {
   #primed = false;
   /** the sum of every entry's noLocal, kept as entries come and go */
   #noLocal = zeroNoLocalCounts();
+  /** frontend key -> every Service's frontend with that key, in cmpRaw order (the first is served) */
+  readonly #byKey = new Map<string, RawFrontend[]>();
+  /** the state the last compile returned: the base of the next one's delta (plan/delta.ts) */
+  #lastState: NodeState | undefined;
+  #byKeyStale = false;
 
   /** The NodePort addresses per family of the last compile ('0.0.0.0' / '::' for any). */
   nodePortAddresses(): ReadonlyMap<Family, readonly string[]> {
@@ -259,12 +268,30 @@ export class Compiler {
   compile(snapshot: Snapshot, changed?: ChangedKeys): CompileResult {
     const hint = this.#primed ? changed : undefined;
     this.#primed = false;
-    const result = this.#compile(snapshot, hint);
+    const base = this.#lastState;
+    this.#lastState = undefined;
+    if (this.#byKeyStale) {
+      // a compile that threw may have left the sorted list and #byKey behind the entries: rebuild both
+      const all: RawFrontend[] = [];
+      for (const e of this.#entries.values()) for (const r of e.frontends) all.push(r);
+      this.#sorted = all.sort(cmpRaw);
+      this.#byKey.clear();
+      for (const r of all) {
+        const l = this.#byKey.get(r.key);
+        if (l) l.push(r);
+        else this.#byKey.set(r.key, [r]);
+      }
+      this.#byKeyStale = false;
+    }
+    this.#byKeyStale = true;
+    const result = this.#compile(snapshot, hint, base);
+    this.#byKeyStale = false;
     this.#primed = true;
+    this.#lastState = result.state;
     return result;
   }
 
-  #compile(snapshot: Snapshot, hint: ChangedKeys | undefined): CompileResult {
+  #compile(snapshot: Snapshot, hint: ChangedKeys | undefined, base: NodeState | undefined): CompileResult {
     const opts = this.#opts;
     if (!hint || hint.Node.size || !this.#nodeSig) this.#node = this.#thisNode(snapshot.nodes);
     const node = this.#node;
@@ -315,6 +342,8 @@ export class Compiler {
     if (nodeChanged) {
       for (const k of this.#entries.keys()) dirty.add(k);
       this.#entries.clear();
+      this.#byKey.clear();
+      base = undefined; // every frontend is new
       this.#noLocal = zeroNoLocalCounts();
       this.#warnKeys.clear();
     }
@@ -342,6 +371,21 @@ export class Compiler {
       const e = this.#entries.get(k);
       if (e) previous.set(k, e);
     }
+    // the served frontend of each key a dirty Service had or has, before this compile: the delta
+    const before = new Map<string, RawFrontend | undefined>();
+    const byKey = this.#byKey;
+    const touch = (key: string): RawFrontend[] | undefined => {
+      const l = byKey.get(key);
+      if (!before.has(key)) before.set(key, l?.[0]);
+      return l;
+    };
+    for (const e of previous.values()) {
+      for (const r of e.frontends) {
+        const l = touch(r.key)!;
+        l.splice(l.indexOf(r), 1);
+        if (!l.length) byKey.delete(r.key);
+      }
+    }
     for (const k of dirty) {
       const old = this.#entries.get(k);
       if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
@@ -362,7 +406,23 @@ export class Compiler {
       addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
       this.#entries.set(k, entry);
       if (entry.warnings.length) this.#warnKeys.add(k);
-      for (const f of entry.frontends) fresh.push(f);
+      for (const f of entry.frontends) {
+        fresh.push(f);
+        const l = touch(f.key);
+        if (!l) byKey.set(f.key, [f]);
+        else {
+          let at = l.length;
+          while (at > 0 && cmpRaw(f, l[at - 1]!) < 0) at--;
+          l.splice(at, 0, f);
+        }
+      }
+    }
+    const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
+    for (const [key, was] of before) {
+      const now = byKey.get(key)?.[0];
+      if (now === was) continue;
+      if (was) removed.push(was.fe);
+      if (now) added.push(now.fe);
     }
     if (dirty.size) this.#sorted = mergeFrontends(this.#sorted, dirty, fresh);
 
@@ -372,11 +432,12 @@ export class Compiler {
     for (const e of this.#allocErrors) errors.push(e);
     // the list changes only with a Service, its allocation or the node: not with endpoints
     if (walked || svcChanged.length || !this.#services) {
-      this.#services = [];
+      const list: CompiledService[] = [];
       for (const k of this.#svcKeys) {
         const e = this.#entries.get(k);
-        if (e) this.#services.push(e.compiled);
+        if (e) list.push(e.compiled);
       }
+      this.#services = list;
     }
     for (const k of [...this.#warnKeys].sort(byString)) for (const w of this.#entries.get(k)!.warnings) errors.push(w);
 
@@ -398,7 +459,9 @@ export class Compiler {
     }
     const noLocalEndpoints = zeroNoLocalCounts();
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
-    return { state: { frontends }, errors, services: this.#services.slice(), noLocalEndpoints };
+    const state: NodeState = { frontends };
+    if (base) recordStateDelta(state, base, added, removed);
+    return { state, errors, services: this.#services, noLocalEndpoints };
   }
 
   /** This node's model; the last Node object of that name wins, as a Map by name would keep it. */
