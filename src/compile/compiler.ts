@@ -212,8 +212,11 @@ export class Compiler {
   readonly #warnKeys = new Set<string>();
   /** the CompiledServices in Service order, as last returned (replaced, never edited: callers keep it) */
   #services: readonly CompiledService[] | undefined;
-  /** every Service's frontends, duplicates included, in cmpRaw order */
-  #sorted: RawFrontend[] = [];
+  /** the served frontend of each key (#byKey's first), in key order, and those keys: the state's list */
+  #list: NodeFrontend[] = [];
+  readonly #listKeys: string[] = [];
+  /** the keys more than one Service's frontend claims (each compile warns about them) */
+  readonly #dupKeys = new Set<string>();
   #nodeSig: string | undefined;
   #node: NodeModel | undefined;
   #nodePortAddrs: Map<Family, string[]> = new Map();
@@ -271,16 +274,20 @@ export class Compiler {
     const base = this.#lastState;
     this.#lastState = undefined;
     if (this.#byKeyStale) {
-      // a compile that threw may have left the sorted list and #byKey behind the entries: rebuild both
+      // a compile that threw may have left #byKey and the list behind the entries: rebuild them
       const all: RawFrontend[] = [];
       for (const e of this.#entries.values()) for (const r of e.frontends) all.push(r);
-      this.#sorted = all.sort(cmpRaw);
+      all.sort(cmpRaw);
       this.#byKey.clear();
+      this.#dupKeys.clear();
       for (const r of all) {
         const l = this.#byKey.get(r.key);
-        if (l) l.push(r);
-        else this.#byKey.set(r.key, [r]);
+        if (l) {
+          l.push(r);
+          this.#dupKeys.add(r.key);
+        } else this.#byKey.set(r.key, [r]);
       }
+      this.#rebuildList();
       this.#byKeyStale = false;
     }
     this.#byKeyStale = true;
@@ -343,6 +350,9 @@ export class Compiler {
       for (const k of this.#entries.keys()) dirty.add(k);
       this.#entries.clear();
       this.#byKey.clear();
+      this.#dupKeys.clear();
+      this.#list = [];
+      this.#listKeys.length = 0;
       base = undefined; // every frontend is new
       this.#noLocal = zeroNoLocalCounts();
       this.#warnKeys.clear();
@@ -365,7 +375,6 @@ export class Compiler {
     }
 
     const keyCache = new Map<string, string>();
-    const fresh: RawFrontend[] = [];
     const previous = new Map<string, ServiceEntry>();
     for (const k of dirty) {
       const e = this.#entries.get(k);
@@ -407,7 +416,6 @@ export class Compiler {
       this.#entries.set(k, entry);
       if (entry.warnings.length) this.#warnKeys.add(k);
       for (const f of entry.frontends) {
-        fresh.push(f);
         const l = touch(f.key);
         if (!l) byKey.set(f.key, [f]);
         else {
@@ -417,14 +425,31 @@ export class Compiler {
         }
       }
     }
+    // the served frontend of a key changes only where a dirty Service had or has one: the delta,
+    // and splices of the list (one sort instead when many keys changed, as on a first sync)
     const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
+    const list = this.#list, listKeys = this.#listKeys;
+    const bulk = before.size > 64 + (listKeys.length >> 4);
     for (const [key, was] of before) {
-      const now = byKey.get(key)?.[0];
+      const l = byKey.get(key);
+      if (l && l.length > 1) this.#dupKeys.add(key);
+      else this.#dupKeys.delete(key);
+      const now = l?.[0];
       if (now === was) continue;
       if (was) removed.push(was.fe);
       if (now) added.push(now.fe);
+      if (bulk) continue;
+      const at = lowerBound(listKeys, key);
+      if (was && now) list[at] = now.fe;
+      else if (was) {
+        listKeys.splice(at, 1);
+        list.splice(at, 1);
+      } else {
+        listKeys.splice(at, 0, key);
+        list.splice(at, 0, now!.fe);
+      }
     }
-    if (dirty.size) this.#sorted = mergeFrontends(this.#sorted, dirty, fresh);
+    if (bulk) this.#rebuildList();
 
     const errors: ObjectError[] = [];
     for (const k of [...this.#svcErrKeys].sort(byString)) for (const e of this.#svcs.get(k)!.errors) errors.push(e);
@@ -441,27 +466,32 @@ export class Compiler {
     }
     for (const k of [...this.#warnKeys].sort(byString)) for (const w of this.#entries.get(k)!.warnings) errors.push(w);
 
-    const frontends: NodeFrontend[] = [];
-    let last: RawFrontend | undefined;
-    for (const r of this.#sorted) {
-      if (last && last.key === r.key) {
-        // among frontends with one key, the first Service by key wins
-        if (last.fe.service !== r.fe.service) {
-          errors.push({
-            kind: 'Service', key: r.fe.service, field: '', severity: 'warning',
-            message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${last.fe.service}: ignored`,
-          });
-        }
-        continue;
+    // among frontends with one key, the first Service by key wins
+    for (const key of [...this.#dupKeys].sort(byString)) {
+      const [first, ...rest] = byKey.get(key)!;
+      for (const r of rest) {
+        if (first!.fe.service === r.fe.service) continue;
+        errors.push({
+          kind: 'Service', key: r.fe.service, field: '', severity: 'warning',
+          message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${first!.fe.service}: ignored`,
+        });
       }
-      frontends.push(r.fe);
-      last = r;
     }
+    // the state's own array (a consumer may keep the previous state): a copy, no walk
+    const frontends = this.#list.slice();
     const noLocalEndpoints = zeroNoLocalCounts();
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
     const state: NodeState = { frontends };
     if (base) recordStateDelta(state, base, added, removed);
     return { state, errors, services: this.#services, noLocalEndpoints };
+  }
+
+  /** #list and #listKeys from #byKey: every key's served frontend, in key order. */
+  #rebuildList(): void {
+    const keys = [...this.#byKey.keys()].sort(byString);
+    this.#listKeys.length = 0;
+    for (const k of keys) this.#listKeys.push(k);
+    this.#list = keys.map((k) => this.#byKey.get(k)![0]!.fe);
   }
 
   /** This node's model; the last Node object of that name wins, as a Map by name would keep it. */
@@ -623,22 +653,3 @@ export class Compiler {
     return dirty;
   }
 }
-
-/** The previous sorted frontends without those of the dirty Services, merged with their new ones. */
-function mergeFrontends(old: readonly RawFrontend[], dirty: ReadonlySet<string>, fresh: RawFrontend[]): RawFrontend[] {
-  fresh.sort(cmpRaw);
-  const out: RawFrontend[] = [];
-  let j = 0;
-  let next = fresh[0];
-  for (const o of old) {
-    if (dirty.has(o.svc)) continue;
-    while (next && cmpRaw(next, o) < 0) {
-      out.push(next);
-      next = fresh[++j];
-    }
-    out.push(o);
-  }
-  for (; next; next = fresh[++j]) out.push(next);
-  return out;
-}
-
