@@ -5,7 +5,7 @@ import { Compiler, type ChangedKeys, type CompileOptions, type CompiledService }
 import type { NodeState } from '../model/compiled.js';
 import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
-import type { Plan } from '../plan/types.js';
+import type { Plan, PlanFrontend } from '../plan/types.js';
 import { CapacityTracker } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
 import type { Dataplane } from '../dataplane/types.js';
@@ -282,17 +282,26 @@ export class Agent {
 
   /** Reads the kernel's counters and map fill into the metrics (each scrape calls it). */
   async refreshStats(): Promise<void> {
-    const byId = new Map([...(this.#current?.frontends.values() ?? [])].map((f) => [f.id, f]));
-    let maxFrontendId = 0;
-    for (const id of byId.keys()) if (id > maxFrontendId) maxFrontendId = id;
-    const s = await this.#dp.stats(this.#current ? { maxFrontendId } : {});
+    const plan = this.#current;
+    // the highest id once per plan, not per scrape; the frontends by id only when some counter is set
+    let max = plan && this.#maxFeId?.plan === plan ? this.#maxFeId.id : undefined;
+    if (plan && max === undefined) {
+      max = 0;
+      for (const f of plan.frontends.values()) if (f.id > max) max = f.id;
+      this.#maxFeId = { plan, id: max };
+    }
+    const s = await this.#dp.stats(plan ? { maxFrontendId: max } : {});
     this.metrics.setMaps(s.maps);
     this.metrics.setDatapathEvents(s.events);
+    const byId = new Map<number, PlanFrontend>();
+    if (s.frontends.size) for (const f of this.#current?.frontends.values() ?? []) if (s.frontends.has(f.id)) byId.set(f.id, f);
     this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {
       const f = byId.get(id);
       return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];
     }));
   }
+
+  #maxFeId: { plan: Plan; id: number } | undefined;
 }
 
 const wantedOf = new WeakMap<readonly CompiledService[], Map<string, CompiledService>>();
