@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { NodeState } from '../src/model/compiled.js';
 import type { Snapshot } from '../src/source/types.js';
+import type { ChangedKeys } from '../src/compile/compile.js';
+import { CapacityTracker, UNLIMITED } from '../src/plan/capacity.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan } from '../src/plan/plan.js';
 import type { Plan } from '../src/plan/types.js';
@@ -13,7 +15,7 @@ import { defineBench, stats, type BenchContext } from './lib.js';
 
 type CompileFn = (s: Snapshot, o: { nodeName: string }) => { state: NodeState; errors: unknown[] };
 /** src/compile's incremental Compiler, as the agent holds it */
-type CompilerCtor = new (o: { nodeName: string }) => { compile(s: Snapshot): { state: NodeState } };
+type CompilerCtor = new (o: { nodeName: string }) => { compile(s: Snapshot, changed?: ChangedKeys): { state: NodeState } };
 
 /** one-endpoint changes measured in a row, each planned from the plan before, as the agent syncs */
 const CHANGES = 50;
@@ -44,6 +46,8 @@ interface Row {
   changePlanP99: number;
   changeDiffP99: number;
   changeCompileP99?: number;
+  changeFitMs: number;
+  changeFitP99: number;
   stateBytes: number;
   planHeapBytes: number;
 }
@@ -82,7 +86,9 @@ function measure(ctx: BenchContext, services: number, compile: CompileFn | undef
   // what the agent's sync does before the kernel writes, through the same incremental Compiler and
   // each plan built from the one before (buildPlan's incremental path needs exactly that)
   const mid = Math.floor(services / 2);
-  const cms: number[] = [], pms: number[] = [], dms: number[] = [];
+  const cms: number[] = [], pms: number[] = [], dms: number[] = [], fms: number[] = [];
+  // the agent's map-capacity check, which follows compile's delta as the plan does
+  const capacity = new CapacityTracker();
   let ops = 0;
   let s2 = snap;
   let compiler: InstanceType<CompilerCtor> | undefined;
@@ -91,6 +97,7 @@ function measure(ctx: BenchContext, services: number, compile: CompileFn | undef
     compiler = new Compiler({ nodeName: NODE_NAME });
     last = compiler.compile(snap).state;
   }
+  capacity.fit(last, UNLIMITED);
   let cur = buildPlan(last, undefined, { seed: SEED });
   for (let k = 0; k < CHANGES; k++) {
     const i = (mid + k * 7919) % services;
@@ -99,8 +106,10 @@ function measure(ctx: BenchContext, services: number, compile: CompileFn | undef
       const eps = new Map(s2!.endpointSlices);
       eps.set(`bench/svc-${i}-abcde`, endpointSlice(i, shape, 1 + (k % 2)));
       s2 = { ...s2!, endpointSlices: eps };
+      // the store's change record, as the agent hands it on
+      const hint: ChangedKeys = { Service: new Set(), EndpointSlice: new Set([`bench/svc-${i}-abcde`]), Node: new Set() };
       const t0 = performance.now();
-      changed = compiler.compile(s2).state;
+      changed = compiler.compile(s2, hint).state;
       cms.push(performance.now() - t0);
     } else {
       // the unchanged frontends stay the same objects, as compile's do
@@ -110,8 +119,12 @@ function measure(ctx: BenchContext, services: number, compile: CompileFn | undef
       fes[at] = { ...f, backends: [{ ...f.backends[0]!, address: `10.255.${k >> 8}.${k & 255}` }, ...f.backends.slice(1)] };
       changed = { frontends: fes };
     }
+    const tf = performance.now();
+    capacity.fit(changed, UNLIMITED);
+    fms.push(performance.now() - tf);
     const t1 = performance.now();
-    const next = buildPlan(changed, cur, { seed: SEED });
+    // as the BPF agent builds: in the previous plan's maps (consumePrev), not a copy of them
+    const next = buildPlan(changed, cur, { seed: SEED, consumePrev: true });
     const t2 = performance.now();
     ops = diffPlans(cur, next).length;
     dms.push(performance.now() - t2);
@@ -119,13 +132,13 @@ function measure(ctx: BenchContext, services: number, compile: CompileFn | undef
     cur = next;
     last = changed;
   }
-  const cst = cms.length ? stats(cms) : undefined, pst = stats(pms), dst = stats(dms);
+  const cst = cms.length ? stats(cms) : undefined, pst = stats(pms), dst = stats(dms), fst = stats(fms);
   const changeCompileMs = cst?.median, changePlanMs = pst.median, changeDiffMs = dst.median;
   ctx.log(`${services} Services: ${first.frontends.size} frontends, ${first.tables.size} tables, compile ${compileMs?.toFixed(0)} ms, plan ${planMs.toFixed(0)} ms, resync ${resyncMs.toFixed(0)} ms, change (median/p99 of ${CHANGES}) plan ${changePlanMs.toFixed(1)}/${pst.p99.toFixed(1)} diff ${changeDiffMs.toFixed(2)}/${dst.p99.toFixed(2)} ms (${ops} ops)`);
   return {
     services, frontends: first.frontends.size, tables: first.tables.size, compileMs, compileCpu, planMs, planMinMs: planStats.min, planCpu: planStats.cpuMedian, resyncMs,
     changeCompileMs, changePlanMs, changeDiffMs, changeOps: ops, stateBytes, planHeapBytes,
-    changePlanP99: pst.p99, changeDiffP99: dst.p99, changeCompileP99: cst?.p99,
+    changePlanP99: pst.p99, changeDiffP99: dst.p99, changeCompileP99: cst?.p99, changeFitMs: fst.median, changeFitP99: fst.p99,
   };
 }
 
@@ -141,7 +154,7 @@ export default defineBench({
     const { compile, Compiler } = await loadCompile();
     if (!compile) ctx.note('src/compile/compile.ts was not there: NodeState generated directly (bench/gen.ts nodeState), compile not timed.');
     ctx.note('Values are wall-clock medians (one run at 100k, and at 10k with --quick); the notes add the minimum and the CPU time of the process, which are the better estimate when the load average in the header is high. CPU time includes V8\'s parallel GC threads.');
-    ctx.note(`"one endpoint change" is ${CHANGES} changes in a row, each of one endpoint of another Service, through the incremental Compiler, buildPlan from the previous plan (its incremental path: only frontends whose object changed are redone) and diffPlans (walks only what buildPlan touched); medians, p99 in the notes. buildPlan still copies the plan's maps (a plan is a value the caller may keep): ~100,000 backends at 10k Services.`);
+    ctx.note(`"one endpoint change" is ${CHANGES} changes in a row, each of one endpoint of another Service, through the incremental Compiler, buildPlan from the previous plan (its incremental path: only frontends whose object changed are redone) and diffPlans (walks only what buildPlan touched); medians, p99 in the notes. As in the BPF agent: the Compiler gets the store's change record, compile hands capacity and plan the frontends added and removed (src/plan/delta.ts), and buildPlan changes the previous plan's maps in place (consumePrev).`);
     const sizes = ctx.quick ? [1_000, 10_000] : [1_000, 10_000, 30_000, 100_000];
     const rows = sizes.map((n) => measure(ctx, n, compile, Compiler));
     for (const r of rows) {
@@ -151,10 +164,11 @@ export default defineBench({
       ctx.metric({ name: `plan ${k} (resync, no change)`, value: r.resyncMs, unit: 'ms', better: 'lower', baseline: `plan ${k} (first sync)` });
       ctx.metric({ name: `one endpoint change ${k}: plan`, value: r.changePlanMs, unit: 'ms', better: 'lower', note: `p99 ${r.changePlanP99.toFixed(1)} ms over ${CHANGES} changes` });
       ctx.metric({ name: `one endpoint change ${k}: diff`, value: r.changeDiffMs, unit: 'ms', better: 'lower', note: `p99 ${r.changeDiffP99.toFixed(2)} ms; ${r.changeOps} ops` });
+      ctx.metric({ name: `one endpoint change ${k}: capacity fit`, value: r.changeFitMs, unit: 'ms', better: 'lower', note: `p99 ${r.changeFitP99.toFixed(2)} ms` });
       if (r.changeCompileMs !== undefined) {
         ctx.metric({
           name: `one endpoint change ${k}: compile`, value: r.changeCompileMs, unit: 'ms', better: 'lower',
-          note: `p99 ${r.changeCompileP99?.toFixed(1)} ms; the Compiler recompiles the changed Service but still normalizes and walks every one`,
+          note: `p99 ${r.changeCompileP99?.toFixed(1)} ms; with the store's change record, as the agent compiles`,
         });
       }
       ctx.metric({ name: `heap of compiled state ${k}`, value: r.stateBytes, unit: 'bytes', better: 'lower' });

@@ -5,8 +5,9 @@ import { Compiler, type ChangedKeys, type CompileOptions, type CompiledService }
 import type { NodeState } from '../model/compiled.js';
 import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
-import type { Plan } from '../plan/types.js';
+import type { Plan, PlanFrontend } from '../plan/types.js';
 import { CapacityTracker } from '../plan/capacity.js';
+import { countV6 } from '../plan/delta.js';
 import type { Dataplane } from '../dataplane/types.js';
 import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
@@ -230,6 +231,7 @@ export class Agent {
       releaseSlots(next);
       this.#log.debug({ ops: ops.length, frontends: next.frontends.size }, 'data plane updated');
     }
+    const prevState = this.#state;
     this.#current = next;
     this.#state = state;
     this.#syncs++;
@@ -242,7 +244,7 @@ export class Agent {
     this.#pendingSince.splice(0, changesCovered);
     for (const { family, ms } of triggers.values()) this.metrics.networkProgramming.observe({ ip_family: family }, Math.max(0, now - ms) / 1000);
     this.health.updated();
-    this.metrics.observeSync((performance.now() - started) / 1000, full, families(next));
+    this.metrics.observeSync((performance.now() - started) / 1000, full, families(state, prevState));
     this.metrics.lastSync.set(now / 1000);
     this.metrics.frontends.set(next.frontends.size);
   }
@@ -299,26 +301,56 @@ export class Agent {
 
   /** Reads the kernel's counters and map fill into the metrics (each scrape calls it). */
   async refreshStats(): Promise<void> {
-    const byId = new Map([...(this.#current?.frontends.values() ?? [])].map((f) => [f.id, f]));
-    let maxFrontendId = 0;
-    for (const id of byId.keys()) if (id > maxFrontendId) maxFrontendId = id;
-    const s = await this.#dp.stats(this.#current ? { maxFrontendId } : {});
+    const plan = this.#current;
+    // the highest id once per plan, not per scrape; the frontends by id only when some counter is set
+    let max = plan && this.#maxFeId?.plan === plan ? this.#maxFeId.id : undefined;
+    if (plan && max === undefined) {
+      max = 0;
+      for (const f of plan.frontends.values()) if (f.id > max) max = f.id;
+      this.#maxFeId = { plan, id: max };
+    }
+    const s = await this.#dp.stats(plan ? { maxFrontendId: max } : {});
     this.metrics.setMaps(s.maps);
     this.metrics.setDatapathEvents(s.events);
+    const byId = new Map<number, PlanFrontend>();
+    if (s.frontends.size) for (const f of this.#current?.frontends.values() ?? []) if (s.frontends.has(f.id)) byId.set(f.id, f);
     this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {
       const f = byId.get(id);
       return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];
     }));
   }
+
+  #maxFeId: { plan: Plan; id: number } | undefined;
+}
+
+const wantedOf = new WeakMap<readonly CompiledService[], Map<string, CompiledService>>();
+
+/**
+ * The Services that want a healthCheckNodePort server, by namespace/name: once per list (compile
+ * hands the same list on until a Service or an allocation changes), not once per sync.
+ */
+function healthCheckServices(services: readonly CompiledService[]): Map<string, CompiledService> {
+  let wanted = wantedOf.get(services);
+  if (wanted) return wanted;
+  wanted = new Map<string, CompiledService>();
+  for (const c of services) {
+    if (c.service.type !== 'LoadBalancer' || c.service.externalTrafficPolicy !== 'Local' || !(c.healthCheckNodePort > 0)) continue;
+    wanted.set(`${c.service.namespace}/${c.service.name}`, c);
+  }
+  wantedOf.set(services, wanted);
+  return wanted;
 }
 
 /** set by the EndpointSlice controller on each slice it writes (k8s.io/api core/v1 EndpointsLastChangeTriggerTime) */
 export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
 
-/** The families this node programs: IPv4 always (as kube-proxy's primary proxier), IPv6 when it has v6 frontends. */
-function families(plan: Plan): IpFamily[] {
-  for (const f of plan.frontends.values()) if (f.address.includes(':') && !f.address.startsWith('::ffff:')) return ['IPv4', 'IPv6'];
-  return ['IPv4'];
+/**
+ * The families this node programs: IPv4 always (as kube-proxy's primary proxier), IPv6 when it has
+ * v6 frontends. The plan holds the state's frontends, so they are counted there: from the previous
+ * state's count and compile's delta (plan/delta.ts), not by a walk over every frontend.
+ */
+function families(state: NodeState, prev: NodeState | undefined): IpFamily[] {
+  return countV6(state, prev) ? ['IPv4', 'IPv6'] : ['IPv4'];
 }
 
 /**
@@ -326,14 +358,10 @@ function families(plan: Plan): IpFamily[] {
  * Local (their port as compiled: allocated in standalone mode), each with its count of ready
  * endpoints on this node, as kube-proxy counts them (proxy/endpoints.go: local and ready).
  */
-export function healthCheckPorts(snapshot: Snapshot, services: CompiledService[], nodeName: string,
+export function healthCheckPorts(snapshot: Snapshot, services: readonly CompiledService[], nodeName: string,
   slicesOf?: (serviceKey: string) => Iterable<string>): Map<number, ServiceHealthInfo> {
   const out = new Map<number, ServiceHealthInfo>();
-  const wanted = new Map<string, CompiledService>();
-  for (const c of services) {
-    if (c.service.type !== 'LoadBalancer' || c.service.externalTrafficPolicy !== 'Local' || !(c.healthCheckNodePort > 0)) continue;
-    wanted.set(`${c.service.namespace}/${c.service.name}`, c);
-  }
+  const wanted = healthCheckServices(services);
   const local = new Map<string, Set<string>>();
   if (!wanted.size) return out;
   // with an index, only the wanted Services' slices; else every slice

@@ -23,6 +23,7 @@ import {
   addNoLocalCounts, compileService, fmtAddr, zeroNoLocalCounts,
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
+import { recordStateDelta } from '../plan/delta.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -30,8 +31,11 @@ export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
 export interface CompileResult {
   state: NodeState;
   errors: ObjectError[];
-  /** the normalized model with allocations applied, for consumers such as healthCheckNodePort servers */
-  services: CompiledService[];
+  /**
+   * the normalized model with allocations applied, for consumers such as healthCheckNodePort
+   * servers; the same array from one compile to the next until a Service or an allocation changes
+   */
+  services: readonly CompiledService[];
   /** kubeproxy_sync_proxy_rules_no_local_endpoints_total's values (a fresh object each compile) */
   noLocalEndpoints: NoLocalEndpointCounts;
 }
@@ -206,10 +210,13 @@ export class Compiler {
   readonly #entries = new Map<string, ServiceEntry>();
   /** the keys of the entries with warnings */
   readonly #warnKeys = new Set<string>();
-  /** the CompiledServices in Service order, as last returned */
-  #services: CompiledService[] | undefined;
-  /** every Service's frontends, duplicates included, in cmpRaw order */
-  #sorted: RawFrontend[] = [];
+  /** the CompiledServices in Service order, as last returned (replaced, never edited: callers keep it) */
+  #services: readonly CompiledService[] | undefined;
+  /** the served frontend of each key (#byKey's first), in key order, and those keys: the state's list */
+  #list: NodeFrontend[] = [];
+  readonly #listKeys: string[] = [];
+  /** the keys more than one Service's frontend claims (each compile warns about them) */
+  readonly #dupKeys = new Set<string>();
   #nodeSig: string | undefined;
   #node: NodeModel | undefined;
   #nodePortAddrs: Map<Family, string[]> = new Map();
@@ -217,6 +224,11 @@ export class Compiler {
   #primed = false;
   /** the sum of every entry's noLocal, kept as entries come and go */
   #noLocal = zeroNoLocalCounts();
+  /** frontend key -> every Service's frontend with that key, in cmpRaw order (the first is served) */
+  readonly #byKey = new Map<string, RawFrontend[]>();
+  /** the state the last compile returned: the base of the next one's delta (plan/delta.ts) */
+  #lastState: NodeState | undefined;
+  #byKeyStale = false;
 
   /** The NodePort addresses per family of the last compile ('0.0.0.0' / '::' for any). */
   nodePortAddresses(): ReadonlyMap<Family, readonly string[]> {
@@ -259,12 +271,34 @@ export class Compiler {
   compile(snapshot: Snapshot, changed?: ChangedKeys): CompileResult {
     const hint = this.#primed ? changed : undefined;
     this.#primed = false;
-    const result = this.#compile(snapshot, hint);
+    const base = this.#lastState;
+    this.#lastState = undefined;
+    if (this.#byKeyStale) {
+      // a compile that threw may have left #byKey and the list behind the entries: rebuild them
+      const all: RawFrontend[] = [];
+      for (const e of this.#entries.values()) for (const r of e.frontends) all.push(r);
+      all.sort(cmpRaw);
+      this.#byKey.clear();
+      this.#dupKeys.clear();
+      for (const r of all) {
+        const l = this.#byKey.get(r.key);
+        if (l) {
+          l.push(r);
+          this.#dupKeys.add(r.key);
+        } else this.#byKey.set(r.key, [r]);
+      }
+      this.#rebuildList();
+      this.#byKeyStale = false;
+    }
+    this.#byKeyStale = true;
+    const result = this.#compile(snapshot, hint, base);
+    this.#byKeyStale = false;
     this.#primed = true;
+    this.#lastState = result.state;
     return result;
   }
 
-  #compile(snapshot: Snapshot, hint: ChangedKeys | undefined): CompileResult {
+  #compile(snapshot: Snapshot, hint: ChangedKeys | undefined, base: NodeState | undefined): CompileResult {
     const opts = this.#opts;
     if (!hint || hint.Node.size || !this.#nodeSig) this.#node = this.#thisNode(snapshot.nodes);
     const node = this.#node;
@@ -315,6 +349,11 @@ export class Compiler {
     if (nodeChanged) {
       for (const k of this.#entries.keys()) dirty.add(k);
       this.#entries.clear();
+      this.#byKey.clear();
+      this.#dupKeys.clear();
+      this.#list = [];
+      this.#listKeys.length = 0;
+      base = undefined; // every frontend is new
       this.#noLocal = zeroNoLocalCounts();
       this.#warnKeys.clear();
     }
@@ -336,11 +375,25 @@ export class Compiler {
     }
 
     const keyCache = new Map<string, string>();
-    const fresh: RawFrontend[] = [];
     const previous = new Map<string, ServiceEntry>();
     for (const k of dirty) {
       const e = this.#entries.get(k);
       if (e) previous.set(k, e);
+    }
+    // the served frontend of each key a dirty Service had or has, before this compile: the delta
+    const before = new Map<string, RawFrontend | undefined>();
+    const byKey = this.#byKey;
+    const touch = (key: string): RawFrontend[] | undefined => {
+      const l = byKey.get(key);
+      if (!before.has(key)) before.set(key, l?.[0]);
+      return l;
+    };
+    for (const e of previous.values()) {
+      for (const r of e.frontends) {
+        const l = touch(r.key)!;
+        l.splice(l.indexOf(r), 1);
+        if (!l.length) byKey.delete(r.key);
+      }
     }
     for (const k of dirty) {
       const old = this.#entries.get(k);
@@ -362,9 +415,41 @@ export class Compiler {
       addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
       this.#entries.set(k, entry);
       if (entry.warnings.length) this.#warnKeys.add(k);
-      for (const f of entry.frontends) fresh.push(f);
+      for (const f of entry.frontends) {
+        const l = touch(f.key);
+        if (!l) byKey.set(f.key, [f]);
+        else {
+          let at = l.length;
+          while (at > 0 && cmpRaw(f, l[at - 1]!) < 0) at--;
+          l.splice(at, 0, f);
+        }
+      }
     }
-    if (dirty.size) this.#sorted = mergeFrontends(this.#sorted, dirty, fresh);
+    // the served frontend of a key changes only where a dirty Service had or has one: the delta,
+    // and splices of the list (one sort instead when many keys changed, as on a first sync)
+    const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
+    const list = this.#list, listKeys = this.#listKeys;
+    const bulk = before.size > 64 + (listKeys.length >> 4);
+    for (const [key, was] of before) {
+      const l = byKey.get(key);
+      if (l && l.length > 1) this.#dupKeys.add(key);
+      else this.#dupKeys.delete(key);
+      const now = l?.[0];
+      if (now === was) continue;
+      if (was) removed.push(was.fe);
+      if (now) added.push(now.fe);
+      if (bulk) continue;
+      const at = lowerBound(listKeys, key);
+      if (was && now) list[at] = now.fe;
+      else if (was) {
+        listKeys.splice(at, 1);
+        list.splice(at, 1);
+      } else {
+        listKeys.splice(at, 0, key);
+        list.splice(at, 0, now!.fe);
+      }
+    }
+    if (bulk) this.#rebuildList();
 
     const errors: ObjectError[] = [];
     for (const k of [...this.#svcErrKeys].sort(byString)) for (const e of this.#svcs.get(k)!.errors) errors.push(e);
@@ -372,33 +457,41 @@ export class Compiler {
     for (const e of this.#allocErrors) errors.push(e);
     // the list changes only with a Service, its allocation or the node: not with endpoints
     if (walked || svcChanged.length || !this.#services) {
-      this.#services = [];
+      const list: CompiledService[] = [];
       for (const k of this.#svcKeys) {
         const e = this.#entries.get(k);
-        if (e) this.#services.push(e.compiled);
+        if (e) list.push(e.compiled);
       }
+      this.#services = list;
     }
     for (const k of [...this.#warnKeys].sort(byString)) for (const w of this.#entries.get(k)!.warnings) errors.push(w);
 
-    const frontends: NodeFrontend[] = [];
-    let last: RawFrontend | undefined;
-    for (const r of this.#sorted) {
-      if (last && last.key === r.key) {
-        // among frontends with one key, the first Service by key wins
-        if (last.fe.service !== r.fe.service) {
-          errors.push({
-            kind: 'Service', key: r.fe.service, field: '', severity: 'warning',
-            message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${last.fe.service}: ignored`,
-          });
-        }
-        continue;
+    // among frontends with one key, the first Service by key wins
+    for (const key of [...this.#dupKeys].sort(byString)) {
+      const [first, ...rest] = byKey.get(key)!;
+      for (const r of rest) {
+        if (first!.fe.service === r.fe.service) continue;
+        errors.push({
+          kind: 'Service', key: r.fe.service, field: '', severity: 'warning',
+          message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${first!.fe.service}: ignored`,
+        });
       }
-      frontends.push(r.fe);
-      last = r;
     }
+    // the state's own array (a consumer may keep the previous state): a copy, no walk
+    const frontends = this.#list.slice();
     const noLocalEndpoints = zeroNoLocalCounts();
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
-    return { state: { frontends }, errors, services: this.#services.slice(), noLocalEndpoints };
+    const state: NodeState = { frontends };
+    if (base) recordStateDelta(state, base, added, removed);
+    return { state, errors, services: this.#services, noLocalEndpoints };
+  }
+
+  /** #list and #listKeys from #byKey: every key's served frontend, in key order. */
+  #rebuildList(): void {
+    const keys = [...this.#byKey.keys()].sort(byString);
+    this.#listKeys.length = 0;
+    for (const k of keys) this.#listKeys.push(k);
+    this.#list = keys.map((k) => this.#byKey.get(k)![0]!.fe);
   }
 
   /** This node's model; the last Node object of that name wins, as a Map by name would keep it. */
@@ -567,24 +660,6 @@ export class Compiler {
     }
     return dirty;
   }
-}
-
-/** The previous sorted frontends without those of the dirty Services, merged with their new ones. */
-function mergeFrontends(old: readonly RawFrontend[], dirty: ReadonlySet<string>, fresh: RawFrontend[]): RawFrontend[] {
-  fresh.sort(cmpRaw);
-  const out: RawFrontend[] = [];
-  let j = 0;
-  let next = fresh[0];
-  for (const o of old) {
-    if (dirty.has(o.svc)) continue;
-    while (next && cmpRaw(next, o) < 0) {
-      out.push(next);
-      next = fresh[++j];
-    }
-    out.push(o);
-  }
-  for (; next; next = fresh[++j]) out.push(next);
-  return out;
 }
 
 /** The first pod CIDR of each family of a Node, IPv4 first (kube-proxy's getLocalDetectors for NodeCIDR). */

@@ -262,6 +262,6 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const planTables = new Map<number, PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
   const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables };
-  startChain(plan, sizing, ordered, bk, tables);
+  startChain(plan, sizing, ordered, bk, tables, state);
   return plan;
 }

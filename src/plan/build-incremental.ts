@@ -20,6 +20,7 @@ import { AddressKeys, affinityGroupOf, backendFault, frontendFault, frontendSort
 import { ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
+import { stateDelta } from './delta.js';
 
 interface FeRec {
   src: NodeFrontend;
@@ -31,6 +32,8 @@ interface FeRec {
   tkey: string;
   /** Chain.epoch of the last build that found src in its state */
   seen: number;
+  /** Chain.epoch of the last build that withdrew it */
+  goneAt: number;
 }
 
 /** What an incremental build changed against the plan it was built from (diffPlans walks only this). */
@@ -57,7 +60,8 @@ export interface PrevEntries {
   tables: Map<number, PlanTable | undefined>;
 }
 
-interface Head { chain: Chain | undefined; version: number; serial: number }
+/** state: what the plan was built from, so that a state delta against it (delta.ts) can stand in for a walk */
+interface Head { chain: Chain | undefined; version: number; serial: number; state?: NodeState }
 const heads = new WeakMap<Plan, Head>();
 // `from` is the serial of prev rather than prev itself: a strong reference would keep every plan
 // of an agent's life alive
@@ -89,8 +93,9 @@ interface FullBackends {
 }
 
 /** Makes a full build's plan the head of a new chain (of none when its ids are too sparse). */
-export function startChain(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>): void {
-  heads.set(plan, { chain: Chain.fromFull(plan, sizing, ordered, bk, tables), version: 0, serial: ++serials });
+export function startChain(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>,
+  state: NodeState): void {
+  heads.set(plan, { chain: Chain.fromFull(plan, sizing, ordered, bk, tables), version: 0, serial: ++serials, state });
 }
 
 /** prev's backends by address: its chain's index when prev is the chain's latest plan, else built. */
@@ -169,7 +174,7 @@ class Chain {
       // equal sort keys of distinct frontends (two spellings of one address) are ordered by their
       // place in the state, which an incremental build does not track
       if (k > 0 && ordered[k - 1]!.sortKey === d.sortKey) return undefined;
-      const r: FeRec = { src: d.src, key: d.key, sortKey: d.sortKey, pf: frontends.get(d.key)!, tkey: d.tkey, seen: 0 };
+      const r: FeRec = { src: d.src, key: d.key, sortKey: d.sortKey, pf: frontends.get(d.key)!, tkey: d.tkey, seen: 0, goneAt: 0 };
       recs[k] = r;
       bySrc.set(d.src, r);
       byKey.set(d.key, r);
@@ -225,25 +230,50 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
   const limit = 64 + (fes.length >> 4);
   const epoch = ++ch.epoch;
   const addedSrc: NodeFrontend[] = [];
-  let seen = 0;
-  for (let k = 0; k < fes.length; k++) {
-    const f = fes[k]!;
-    const r = ch.bySrc.get(f);
-    if (r === undefined) {
-      if (addedSrc.push(f) > limit) return undefined;
-    } else if (r.seen === epoch) return undefined; // listed twice: the full build names the duplicate
-    else {
-      r.seen = epoch;
-      seen++;
+  const gone: FeRec[] = [];
+  const delta = stateDelta(state, head.state);
+  if (delta) {
+    // compile's record of what changed since the state prev was built from: no walk over every frontend
+    if (delta.added.length > limit || delta.removed.length > limit) return undefined;
+    for (const f of delta.added) {
+      if (ch.bySrc.has(f)) return undefined;
+      addedSrc.push(f);
+    }
+    for (const f of delta.removed) {
+      const r = ch.bySrc.get(f);
+      if (!r || r.goneAt === epoch) return undefined;
+      r.goneAt = epoch;
+      gone.push(r);
+    }
+    // a state that does not add up (an object listed twice, a stale record) takes the walk's checks
+    if (ch.bySrc.size - gone.length + addedSrc.length !== fes.length) return undefined;
+    gone.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+  } else {
+    let seen = 0;
+    for (let k = 0; k < fes.length; k++) {
+      const f = fes[k]!;
+      const r = ch.bySrc.get(f);
+      if (r === undefined) {
+        if (addedSrc.push(f) > limit) return undefined;
+      } else if (r.seen === epoch) return undefined; // listed twice: the full build names the duplicate
+      else {
+        r.seen = epoch;
+        seen++;
+      }
+    }
+    if (seen !== ch.bySrc.size) {
+      for (const r of ch.ordered) {
+        if (r.seen === epoch) continue;
+        r.goneAt = epoch;
+        if (gone.push(r) > limit) return undefined;
+      }
     }
   }
-  const gone: FeRec[] = [];
-  if (seen !== ch.bySrc.size) for (const r of ch.ordered) if (r.seen !== epoch && gone.push(r) > limit) return undefined;
   if (!addedSrc.length && !gone.length) {
     // a resync: the same plan, in maps of its own (callers may edit a plan's maps) unless prev's are handed on
     const plan: Plan = consume ? { seed, frontends: prev.frontends, backends: prev.backends, tables: prev.tables }
       : { seed, frontends: new Map(prev.frontends), backends: new Map(prev.backends), tables: new Map(prev.tables) };
-    heads.set(plan, { chain: ch, version: ch.version, serial: ++serials });
+    heads.set(plan, { chain: ch, version: ch.version, serial: ++serials, state });
     deltas.set(plan, {
       from: head.serial, frontendKeys: [], removed: [], backendIds: [], tableIds: [],
       ...(consume && { old: { frontends: new Map(), backends: new Map(), tables: new Map() } }),
@@ -261,7 +291,7 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
     if (frontendFault(f, feAk) !== undefined) return undefined;
     const key = frontendKey(f);
     const held = ch.byKey.get(key);
-    if (addedKeys.has(key) || (held && held.seen === epoch)) return undefined;
+    if (addedKeys.has(key) || (held && held.goneAt !== epoch)) return undefined;
     addedKeys.add(key);
     const n = f.backends.length;
     const bes: AddedBackend[] = new Array(n);
@@ -310,12 +340,12 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
   for (const a of added) if (!a.old) replaceOnly = false;
   let ordered: FeRec[] | undefined;
   const recOf = new Map<Added, FeRec>();
-  for (const a of added) recOf.set(a, { src: a.src, key: a.key, sortKey: a.sortKey, pf: undefined as unknown as PlanFrontend, tkey: '', seen: epoch });
+  for (const a of added) recOf.set(a, { src: a.src, key: a.key, sortKey: a.sortKey, pf: undefined as unknown as PlanFrontend, tkey: '', seen: epoch, goneAt: 0 });
   if (!replaceOnly) {
     ordered = [];
     let k = 0;
     for (const r of ch.ordered) {
-      if (r.seen !== epoch) continue;
+      if (r.goneAt === epoch) continue;
       while (k < added.length && added[k]!.sortKey <= r.sortKey) {
         if (added[k]!.sortKey === r.sortKey) return undefined;
         ordered.push(recOf.get(added[k++]!)!);
@@ -326,7 +356,7 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
   }
 
   try {
-    return advance(ch, head, prev, seed, gone, added, recOf, ordered, freshByKey, consume);
+    return advance(ch, head, prev, seed, gone, added, recOf, ordered, freshByKey, consume, state);
   } catch (e) {
     ch.version = -1;
     throw e;
@@ -340,7 +370,7 @@ function compareAdded(a: AddedBackend, b: AddedBackend): number {
 
 /** The mutating half of an incremental build; undefined (and the chain dropped) when an id range is full. */
 function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[], added: Added[], recOf: Map<Added, FeRec>,
-  ordered: FeRec[] | undefined, freshByKey: Map<string, AddedBackend>, consume: boolean): Plan | undefined {
+  ordered: FeRec[] | undefined, freshByKey: Map<string, AddedBackend>, consume: boolean, state: NodeState): Plan | undefined {
   const touched = new Set<number>();
   const goneTables = new Set<number>();
   // 2. withdraw the gone frontends' references
@@ -512,7 +542,7 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
     const at = new Map<string, FeRec>();
     for (const a of added) at.set(a.key, recOf.get(a)!);
     const o = ch.ordered;
-    for (let k = 0; k < o.length; k++) if (o[k]!.seen !== ch.epoch) o[k] = at.get(o[k]!.key)!;
+    for (let k = 0; k < o.length; k++) if (o[k]!.goneAt === ch.epoch) o[k] = at.get(o[k]!.key)!;
   }
   for (const [id, b] of changedBe) {
     const old = (old_ ? old_.backends : prev.backends).get(id);
@@ -535,7 +565,7 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
   ch.version++;
 
   const plan: Plan = { seed, frontends, backends, tables };
-  heads.set(plan, { chain: ch, version: ch.version, serial: ++serials });
+  heads.set(plan, { chain: ch, version: ch.version, serial: ++serials, state });
   deltas.set(plan, {
     from: head.serial,
     frontendKeys: changedKeys,

@@ -4,6 +4,7 @@
 // newcomers (the last by namespace/name, so every sync drops the same ones), never a Service that
 // serves traffic now and happens to sort after a new one (issue 13).
 import type { NodeState } from '../model/compiled.js';
+import { stateDelta } from './delta.js';
 
 export interface Capacity {
   frontends: number;
@@ -111,13 +112,35 @@ export class CapacityTracker {
   }
 
   #last: Record<keyof Capacity, number> | undefined;
+  /** the state the last call counted (a delta against it is followed without a walk) */
+  #lastState: NodeState | undefined;
 
   #fit(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>, held?: () => NodeState | undefined): Fitted {
     const epoch = ++this.#epoch;
     const fes = state.frontends;
+    let delta = stateDelta(state, this.#lastState);
+    this.#lastState = state;
+    if (delta) {
+      // what compile says changed: the rest holds the objects counted last time
+      for (const f of delta.removed) {
+        if (this.#seen.delete(f)) this.#count(f, -1);
+      }
+      for (const f of delta.added) {
+        if (this.#seen.has(f)) continue;
+        this.#seen.set(f, epoch);
+        this.#count(f, 1);
+      }
+      if (this.#seen.size !== fes.length) {
+        // the delta did not add up (or the state lists an object twice): count afresh
+        this.#seen.clear();
+        this.#backends.clear();
+        this.#slots = this.#ranges = 0;
+        delta = undefined;
+      }
+    }
     const before = this.#seen.size;
     let kept = 0;
-    for (const f of fes) {
+    if (!delta) for (const f of fes) {
       const e = this.#seen.get(f);
       if (e === undefined) {
         this.#seen.set(f, epoch);
@@ -128,7 +151,7 @@ export class CapacityTracker {
       }
     }
     // frontends of the previous call that this state lacks (a walk by identity, no strings)
-    if (kept < before) {
+    if (!delta && kept < before) {
       for (const [f, e] of this.#seen) {
         if (e === epoch) continue;
         this.#seen.delete(f);
