@@ -70,12 +70,13 @@ export class Datapath {
   readonly tables = new Map<number, Uint32Array>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
-  constructor() {
+  /** objectPath: another build of the object (e.g. with small maps) */
+  constructor(objectPath = OBJECT_PATH) {
     this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);
     try {
-      this.obj = BpfObject.open(OBJECT_PATH, { pinRoot: this.pinRoot });
+      this.obj = BpfObject.open(objectPath, { pinRoot: this.pinRoot });
       this.obj.load();
     } catch (e) {
       rmSync(this.pinRoot, { recursive: true, force: true });

@@ -286,6 +286,7 @@ export class Agent {
     const s = await this.#dp.stats(this.#current ? { maxFrontendId } : {});
     this.metrics.setMaps(s.maps);
     this.metrics.setDatapathEvents(s.events);
+    if (s.evictions) this.metrics.setConntrackEvictions(s.evictions);
     this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {
       const f = byId.get(id);
       return f ? [{ service: f.service, frontend: `${f.address}:${f.port}/${f.protocol}/${f.scope}`, ...v }] : [];
