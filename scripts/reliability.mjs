@@ -52,7 +52,7 @@ for (const r of rows) {
   if (r.removedAt) lines.push(`- ${r.scenario}: no exchange sent after a graceful removal's sync was answered by the removed backend; losses only between the crashed backend's death and its removal's sync (${(r.lossWindows ?? []).map((w) => `${w.to - w.from} ms`).join(', ')}).`);
   if (r.lbNodeAddrsFollowedMs !== undefined) lines.push(`- ${r.scenario}: lb_node_addrs had the new address ${r.lbNodeAddrsFollowedMs} ms after it was added (address event); the NodePort answered on it ${r.firstAnswerOnNewAddressMs ?? 'never'} ms after (the Node object listing it, then a sync); the new pod's first request: ${r.newPodFirstRequest}.`);
   if (r.leftOutNamedInLog !== undefined) lines.push(`- ${r.scenario}: the left-out Service named in the log: ${r.leftOutNamedInLog}; metrics: \`${r.metric}\`.`);
-  if (r.ctSynPressureMax !== undefined) lines.push(`- ${r.scenario}: ${r.flood}; lb_ct_syn fill level up to ${r.ctSynPressureMax} (${r.ctSynEntries} entries), lb_ct ${r.ctPressure}; ${r.newFlows} new flows, ${r.ctFull} failed conntrack inserts.`);
+  if (r.ctSynPressureMax !== undefined) lines.push(`- ${r.scenario}: ${r.flood}; lb_ct_syn fill level up to ${r.ctSynPressureMax} (${r.ctSynEntries} entries), lb_ct ${r.ctPressure}; ${r.newFlows} new flows, ${r.ctFull} failed conntrack inserts${r.ctSynEvictions !== undefined ? `; LRU evictions (kubebpfproxy_conntrack_evictions_total) lb_ct_syn ${r.ctSynEvictions}, lb_ct ${r.ctEvictions}` : ''}.`);
 }
 lines.push('',
   '## Known losses',

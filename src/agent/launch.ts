@@ -153,6 +153,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     devices: s.devices,
     nodeAddresses: () => nodeAddresses(source, s),
     localTraffic: localTrafficDetector(s),
+    ctSweepMs: s.ctSweepMs,
     log: log.child({ component: 'bpf' }),
   });
 }

@@ -67,11 +67,19 @@ if (!isRoot) {
     // the same flows again: refreshes and overwrites, no new key
     for (let i = 0; i < 100; i++) send(udp(i));
     t.is((await observe('lb_ct')).evicted, 0, 'lb_ct: hits insert nothing');
+    for (let i = 100; i < 110; i++) send(udp(i));
+    const c = evictionCounters(dp.stats(), 'lb_ct');
+    t.is(ev.fillNow('lb_ct', c.inserts, c.deletes, CT_MAX), 220, 'lb_ct: 10 new flows since the sweep, counted at once');
 
     // pressure: 1500 more UDP flows (3000 entries) into 1024, the SYNs up to 550, 500 more datagrams
     for (let i = 100; i < 1600; i++) send(udp(i));
     for (let i = syns; i < 550; i++) send(syn(i));
     for (let i = 20; i < 520; i++) send(fragment(udp(i, Buffer.alloc(64)), 32, 100 + i)[0]!);
+    // between sweeps, the fill the metrics report: the last count plus inserts less deletions since, at most capacity
+    for (const [m, cap] of [['lb_ct', CT_MAX], ['lb_ct_syn', CT_SYN_MAX]] as const) {
+      const { inserts, deletes } = evictionCounters(dp.stats(), m);
+      t.is(ev.fillNow(m, inserts, deletes, cap), cap, `${m}: full, before any sweep saw it`);
+    }
     for (const [m, added, cap] of [['lb_ct', 3000, CT_MAX], ['lb_ct_syn', 2 * (550 - syns), CT_SYN_MAX], ['lb_frags', 500, FRAGS_MAX]] as const) {
       const r = await observe(m);
       // exact on a quiet map: everything inserted that is not there any more was evicted
