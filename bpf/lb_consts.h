@@ -166,6 +166,7 @@ enum lb_stat {
 	LB_STAT_CT_SYN_INSERT,        /* lb_ct_syn: a new key written */
 	LB_STAT_CT_SYN_DELETE,        /* lb_ct_syn: an entry deleted */
 	LB_STAT_FRAG_INSERT,          /* lb_frags: a new key written */
+	LB_STAT_HOST_NO_SNAT,         /* a host flow translated at tc egress that needed masquerade: past POSTROUTING, not masqueraded */
 	LB_STAT_MAX,
 };
 
