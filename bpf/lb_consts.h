@@ -159,6 +159,14 @@ enum lb_stat {
 	LB_STAT_ICMP_XLATE,           /* an ICMP error about a client's packet or a reply translated */
 	LB_STAT_HOST_REROUTE,         /* a host packet translated at tc egress, redirected to the backend's device */
 	LB_STAT_DROP_HOST_NO_ROUTE,   /* a host packet translated at tc egress with no route to its backend off this device: dropped */
+	/* entries the programs added (a new key) and deleted: with the agent's sweep and the map's count,
+	 * they give the LRU evictions the kernel does not count (ct-sweep.ts EvictionCounter) */
+	LB_STAT_CT_INSERT,            /* lb_ct: a new key written */
+	LB_STAT_CT_DELETE,            /* lb_ct: an entry deleted */
+	LB_STAT_CT_SYN_INSERT,        /* lb_ct_syn: a new key written */
+	LB_STAT_CT_SYN_DELETE,        /* lb_ct_syn: an entry deleted */
+	LB_STAT_FRAG_INSERT,          /* lb_frags: a new key written */
+	LB_STAT_HOST_NO_SNAT,         /* a host flow translated at tc egress that needed masquerade: past POSTROUTING, not masqueraded */
 	LB_STAT_MAX,
 };
 

@@ -8,6 +8,40 @@
 
 #include "lb_maps.h"
 #include "lb_parse.h"
+#include "lb_stats.h"
+
+#ifndef ENOENT
+#define ENOENT 2
+#endif
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/* Writes an entry of an LRU map (lb_ct, lb_ct_syn, lb_frags) and counts it in stat_insert when its
+ * key was new. The kernel counts no LRU eviction; the agent derives them at each sweep as the
+ * programs' inserts less all deletions less the growth of the map's count (ct-sweep.ts). A key that
+ * exists is overwritten in place (BPF_EXIST); one evicted between the two calls is inserted anew. */
+static __always_inline long lb_lru_put(void *map, const void *k, const void *v, __u32 stat_insert)
+{
+	long r = bpf_map_update_elem(map, k, v, BPF_NOEXIST);
+
+	if (r == -EEXIST) {
+		r = bpf_map_update_elem(map, k, v, BPF_EXIST);
+		if (r != -ENOENT)
+			return r;
+		r = bpf_map_update_elem(map, k, v, BPF_NOEXIST);
+	}
+	if (r == 0)
+		lb_stat_inc(stat_insert);
+	return r;
+}
+
+/* deletes an entry, counted in stat_delete when there was one */
+static __always_inline void lb_lru_del(void *map, const void *k, __u32 stat_delete)
+{
+	if (bpf_map_delete_elem(map, k) == 0)
+		lb_stat_inc(stat_delete);
+}
 
 static __always_inline void lb_ct_key_fwd(struct lb_ct_key *k, const struct lb_pkt *p)
 {
@@ -175,7 +209,7 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	e.fe_id = fwd->fe_id;
 	e.flags = fwd->flags;
 	__builtin_memcpy(e.fe_addr, fwd->fe_addr, 16);
-	bpf_map_update_elem(&lb_ct, &k, &e, BPF_ANY);
+	lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT);
 	return 1;
 }
 
@@ -208,7 +242,7 @@ static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
 	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);
 	if (ct && (ct->flags & LB_CT_F_CLOSING))
-		bpf_map_delete_elem(&lb_ct, &k);
+		lb_lru_del(&lb_ct, &k, LB_STAT_CT_DELETE);
 }
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "lb_maps.h"
 #include "lb_parse.h"
+#include "lb_ct.h"
 
 static __always_inline void lb_frag_key_of(struct lb_frag_key *k, const struct lb_pkt *p)
 {
@@ -27,7 +28,7 @@ static __always_inline void lb_frag_remember(const struct lb_pkt *p)
 	struct lb_frag_val v = { .sport = p->sport, .dport = p->dport };
 
 	lb_frag_key_of(&k, p);
-	bpf_map_update_elem(&lb_frags, &k, &v, BPF_ANY);
+	lb_lru_put(&lb_frags, &k, &v, LB_STAT_FRAG_INSERT);
 }
 
 /* a later fragment: the ports of its first fragment into p; -1 when it was not seen */

@@ -93,6 +93,7 @@ enum lb_parse_result {
 #define LB_ICMP_HLEN 8
 
 #define LB_L3_OFF ((__u32)sizeof(struct ethhdr))
+#define LB_IPV6_TLV_JUMBO 0xc2
 
 /* TCP / UDP header at l4_off; l4_len is what the IP header says follows */
 static __always_inline int lb_parse_l4(void *data, void *data_end, struct lb_pkt *p, __u32 l4_off)
@@ -223,7 +224,9 @@ static __always_inline int lb_parse_icmp6(void *data, void *data_end, struct lb_
 
 /* BIG TCP (RFC 2675-sized GSO packets, kernel 6.3+): an IPv4 total length of 0, or an IPv6 payload
  * length of 0 without a jumbo option, on a packet longer than the field can say; the length is then
- * the skb's, as the kernel's skb_ip_totlen() and ipv6_payload_len() read it */
+ * the skb's, as the kernel's skb_ip_totlen() and ipv6_payload_len() read it. IPv6 BIG TCP packets
+ * that the stack sends carry a Hop-by-Hop header with the jumbo option instead (ip6_xmit; up to 6.x
+ * it is removed only by the drivers): lb_parse_v6 reads the length from it. */
 static __always_inline int lb_big_packet(__u32 pkt_len, __u32 fixed_hdr)
 {
 	return pkt_len - LB_L3_OFF > 0xffff + fixed_hdr;
@@ -283,8 +286,24 @@ static __always_inline int lb_parse_v6(void *data, void *data_end, __u32 pkt_len
 		return LB_PARSE_MALFORMED;
 	tot = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 	nh = ip6->nexthdr;
-	if (full && tot == sizeof(*ip6) && nh != NEXTHDR_HOP && lb_big_packet(pkt_len, sizeof(*ip6)))
-		tot = pkt_len - LB_L3_OFF;
+	if (full && tot == sizeof(*ip6) && lb_big_packet(pkt_len, sizeof(*ip6))) {
+		__u8 *hbh = data + off;
+
+		if (nh != NEXTHDR_HOP) {
+			tot = pkt_len - LB_L3_OFF;
+		} else {
+			/* RFC 2675 jumbogram: an 8-byte Hop-by-Hop header holding only the jumbo option
+			 * (type 0xC2, 4 bytes: the length after the IPv6 header), as ip6_xmit writes it and
+			 * ipv6_hopopt_jumbo_remove() expects it */
+			if ((void *)(hbh + 8) > data_end)
+				return LB_PARSE_MALFORMED;
+			if (hbh[1] != 0 || hbh[2] != LB_IPV6_TLV_JUMBO || hbh[3] != 4)
+				return LB_PARSE_MALFORMED;
+			tot = sizeof(*ip6) + bpf_ntohl(*(__be32 *)(hbh + 4));
+			if (tot <= sizeof(*ip6) + 0xffff)
+				return LB_PARSE_MALFORMED;
+		}
+	}
 	if (tot > pkt_len - LB_L3_OFF)
 		return LB_PARSE_MALFORMED;
 #pragma unroll

@@ -375,6 +375,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	};
 	struct lb_ct_key k = {}, rk = {};
 	void *ctmap = &lb_ct;
+	__u32 ins = LB_STAT_CT_INSERT;
 
 	/* a forward packet's destination is the frontend address the client used: for a NodePort
 	 * on the any-address, the node address its replies must come from */
@@ -397,15 +398,17 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	lb_ct_key_fwd(&k, p);
 	lb_ct_key_rev(&rk, p, &sel->be);
 	/* a brand-new tuple's SYN waits in lb_ct_syn; a SYN re-selecting over an lb_ct entry replaces it */
-	if (lb_tcp_syn(p) && !sel->had_ct)
+	if (lb_tcp_syn(p) && !sel->had_ct) {
 		ctmap = &lb_ct_syn;
-	if (bpf_map_update_elem(ctmap, &k, &e, BPF_ANY))
+		ins = LB_STAT_CT_SYN_INSERT;
+	}
+	if (lb_lru_put(ctmap, &k, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
-	if (bpf_map_update_elem(ctmap, &rk, &e, BPF_ANY))
+	if (lb_lru_put(ctmap, &rk, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
 	if (sel->promote) {
-		bpf_map_delete_elem(&lb_ct_syn, &k);
-		bpf_map_delete_elem(&lb_ct_syn, &rk);
+		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);
+		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);
 		lb_stat_inc(LB_STAT_FWD_CT_HIT);
 		return;
 	}

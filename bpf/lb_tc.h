@@ -88,8 +88,16 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 		return lb_skb_bounce(skb, at_ingress);
 	}
 	lb_commit(fe, p, &sel, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now);
-	if (sel.ct_flags & LB_CT_F_SNAT)
-		skb->mark |= cfg.snat_mark;
+	/* The masquerade is the kernel's (nftables POSTROUTING, by this mark). A host packet reaches tc
+	 * egress after POSTROUTING: marked here, it would never be masqueraded, so it is not, and is
+	 * counted; it leaves with the source address the host chose (README, limits). Its replies are
+	 * undone at ingress all the same. */
+	if (sel.ct_flags & LB_CT_F_SNAT) {
+		if (at_ingress)
+			skb->mark |= cfg.snat_mark;
+		else if (!sel.ct_hit && !sel.promote)
+			lb_stat_inc(LB_STAT_HOST_NO_SNAT);
+	}
 	if (lb_skb_nat(skb, p, LB_NAT_DST, sel.be.addr, sel.be.port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;

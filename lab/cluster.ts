@@ -258,8 +258,8 @@ export class ClusterLab {
     return r.stdout;
   }
 
-  async compileJson(node: LabNode): Promise<string> {
-    const r = await this.cli(node, ['compile', '-o', 'json', '--manifests', this.manifests, '--node-name', node.name, '--node-ip', node.ip4, '--node-ip', node.ip6]);
+  async compileJson(node: LabNode, extra: string[] = []): Promise<string> {
+    const r = await this.cli(node, ['compile', '-o', 'json', '--manifests', this.manifests, '--node-name', node.name, '--node-ip', node.ip4, '--node-ip', node.ip6, ...extra]);
     if (r.code !== 0) throw new Error(`compile for ${node.name}: ${r.stderr}`);
     return r.stdout;
   }

@@ -13,7 +13,7 @@ import {
 } from './packets.js';
 import { pickBackend } from '../src/dataplane/bpf/hash.js';
 import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
-import { LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, encodeCtKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
+import { LB_FE_F_MASQ_ALL, LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, encodeCtKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
 
 export interface Check {
   ok(cond: boolean, msg: string): void;
@@ -233,6 +233,14 @@ export function buildRows(): Row[] {
     });
     add({ name: 'reply to a host-originated flow at tc ingress: source rewritten to the frontend', prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 } });
     add({ name: 'reply to a host-originated flow at tc egress: not ours there, untouched', prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: 'input', stats: {} });
+    // masqueradeAll: the kernel's masquerade (POSTROUTING) is behind a host packet at tc egress, so
+    // the SNAT mark would be dead; none is set, the flow is counted (README, limits)
+    const m: TestService = { feId: 98, address: '10.96.0.98', port: 80, protocol: 'TCP', scope: 'internal', flags: LB_FE_F_MASQ_ALL, backends: [{ id: 981, address: '10.244.2.98', port: 8080 }] };
+    const mf = toService(m, host, 45001);
+    add({
+      name: 'host-originated SYN at tc egress to a masqueradeAll clusterIP: translated, no SNAT mark (past POSTROUTING), counted host_no_snat',
+      prog: 'lb_tc_egress', setup: (dp) => { dp.addService(m); }, mark: 0x10, input: mf.input, verdict: TC_ACT_OK, output: mf.to(m.backends[0]!), markOut: 0x10, stats: { fwd_new: 1, host_no_snat: 1 },
+    });
   }
 
   // ---- ICMP errors about translated flows ----

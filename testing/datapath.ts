@@ -26,6 +26,7 @@ import type { Plan, PlanBackend, PlanFrontend } from '../src/plan/types.js';
 import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
+import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
 import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS, encodeNodeAddr } from '../src/dataplane/bpf/layout.js';
 
 /** KBP_BPF_OBJECT runs the table against another build of the object (an experiment, another kernel's build) */
@@ -35,6 +36,9 @@ export const SNAT_MARK = LB_SNAT_MARK_DEFAULT;
 export const TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7;
 export const XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3;
 export type ProgName = 'lb_tc_ingress' | 'lb_tc_egress' | 'lb_xdp';
+
+/** lb_stats counters that count map writes, not packets (ct-sweep.ts EVICTION_COUNTERS) */
+const BOOKKEEPING: ReadonlySet<string> = new Set(Object.values(EVICTION_COUNTERS).flatMap((c) => [c.insert, c.delete ?? '']).filter(Boolean));
 
 /** sizeof(struct __sk_buff) in this kernel's uapi; mark is at offset 8 */
 const SKB_CTX_SIZE = 192;
@@ -72,12 +76,13 @@ export class Datapath {
   readonly tables = new Map<number, Uint32Array>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
-  constructor() {
+  /** objectPath: another build of the object (e.g. with small maps) */
+  constructor(objectPath = OBJECT_PATH) {
     this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);
     try {
-      this.obj = BpfObject.open(OBJECT_PATH, { pinRoot: this.pinRoot });
+      this.obj = BpfObject.open(objectPath, { pinRoot: this.pinRoot });
       this.obj.load();
     } catch (e) {
       rmSync(this.pinRoot, { recursive: true, force: true });
@@ -312,11 +317,13 @@ export class Datapath {
     this.map('lb_affinity').update(encodeAffinityKey({ client, feId }), encodeAffinityVal(v));
   }
 
-  /** Every non-zero counter, summed over CPUs. */
-  stats(): Partial<Record<LbStatName, number>> {
+  /** Every non-zero counter, summed over CPUs; the conntrack maps' insert and delete bookkeeping
+   * (EVICTION_COUNTERS, not packet outcomes) only with opts.bookkeeping. */
+  stats(opts: { bookkeeping?: boolean } = {}): Partial<Record<LbStatName, number>> {
     const out: Partial<Record<LbStatName, number>> = {};
     const m = this.map('lb_stats');
     for (let i = 1; i < Math.min(LB_STAT_MAX, m.maxEntries); i++) {
+      if (!opts.bookkeeping && BOOKKEEPING.has(LB_STATS[i]!)) continue;
       const v = m.lookup(encodeU32(i));
       const n = v ? Number(sumU64PerCpu(v, this.cpus)) : 0;
       if (n) out[LB_STATS[i]!] = n;

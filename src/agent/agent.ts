@@ -312,6 +312,7 @@ export class Agent {
     const s = await this.#dp.stats(plan ? { maxFrontendId: max } : {});
     this.metrics.setMaps(s.maps);
     this.metrics.setDatapathEvents(s.events);
+    if (s.evictions) this.metrics.setConntrackEvictions(s.evictions);
     const byId = new Map<number, PlanFrontend>();
     if (s.frontends.size) for (const f of this.#current?.frontends.values() ?? []) if (s.frontends.has(f.id)) byId.set(f.id, f);
     this.metrics.setFrontendStats([...s.frontends].flatMap(([id, v]) => {

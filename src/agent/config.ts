@@ -51,6 +51,8 @@ export interface AgentSettings {
   syncPeriodMs: number;
   /** device rescan and counter refresh; link events cover new devices in between */
   housekeepingMs: number;
+  /** BPF mode: the conntrack sweep (expired entries, fill level, evictions) */
+  ctSweepMs: number;
   seed: number;
   /** the IPVS scheduler of IPVS mode (ipvs.scheduler; rr by default, mh hashes the source) */
   ipvsScheduler: string;
@@ -81,6 +83,7 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   minSyncMs: 1000,
   syncPeriodMs: 30_000,
   housekeepingMs: 10_000,
+  ctSweepMs: 30_000,
   // the same on every node: Maglev picks the same backend for a flow wherever it lands
   seed: 0x6b62_7078,
   ipvsScheduler: 'rr',
@@ -337,6 +340,7 @@ export function validateSettings(s: AgentSettings): AgentSettings {
   }
   if (s.minSyncMs < 0 || s.syncPeriodMs <= 0 || s.minSyncMs > s.syncPeriodMs) fail('minSyncPeriod must be between 0 and syncPeriod');
   if (!(s.housekeepingMs >= 100 && s.housekeepingMs <= 2 ** 31 - 1)) fail(`--housekeeping-interval: must be between 100ms and 596h, got ${s.housekeepingMs} ms`);
+  if (!(s.ctSweepMs >= 100 && s.ctSweepMs <= 2 ** 31 - 1)) fail(`--conntrack-sweep-interval: must be between 100ms and 596h, got ${s.ctSweepMs} ms`);
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);
   if (s.bpfObject !== undefined && !s.bpfObject) fail('--bpf-object: empty');
   return s;

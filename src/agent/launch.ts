@@ -144,6 +144,10 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
   // bpffs for the pins, cgroup v2 for the socket hooks: the same code prepares the lab and the tests
   const host = prepareHost({ pinRoot: s.bpffs });
   for (const did of host.did) log.info({ host: did }, 'prepared the host');
+  // host flows are then translated at tc egress, after POSTROUTING's masquerade (README, limits)
+  if (!s.socketLb && (s.masqueradeAll || localTrafficDetector(s).families.length)) {
+    log.warn({ masqueradeAll: s.masqueradeAll }, 'socket LB off: host processes\' Service flows are translated at tc egress, past the masquerade, and keep their source address (counted: host_no_snat)');
+  }
   return new BpfDataplane({
     pinRoot: s.bpffs,
     ...(s.bpfObject !== undefined && { objectPath: s.bpfObject }),
@@ -154,6 +158,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     devices: s.devices,
     nodeAddresses: () => nodeAddresses(source, s),
     localTraffic: localTrafficDetector(s),
+    ctSweepMs: s.ctSweepMs,
     log: log.child({ component: 'bpf' }),
   });
 }

@@ -117,6 +117,11 @@ export class Metrics {
     name: 'kubebpfproxy_bpf_map_pressure', help: 'Fill level of each BPF map, 0..1 (as Cilium\'s map pressure)',
     labelNames: ['map'], registers: [this.registry],
   });
+  readonly conntrackEvictions = new Gauge({
+    name: 'kubebpfproxy_conntrack_evictions_total',
+    help: 'Entries of the conntrack maps (lb_ct, lb_ct_syn, lb_frags) evicted by LRU since the agent started: inserts less deletions less growth, at each sweep (a counter; a lower bound while packets flow during the count)',
+    labelNames: ['map'], registers: [this.registry],
+  });
   readonly datapathEvents = new Gauge({
     name: 'kubebpfproxy_datapath_events_total',
     help: 'Data plane packets by outcome and drop reason, summed over CPUs (a counter read from the kernel)',
@@ -164,6 +169,10 @@ export class Metrics {
       this.mapCapacity.set({ map: m.name }, m.capacity);
       this.mapPressure.set({ map: m.name }, m.capacity > 0 ? m.entries / m.capacity : 0);
     }
+  }
+
+  setConntrackEvictions(evictions: Record<string, number>): void {
+    for (const [map, n] of Object.entries(evictions)) this.conntrackEvictions.set({ map }, n);
   }
 
   setDatapathEvents(stats: Record<string, number>): void {

@@ -12,6 +12,8 @@ export interface DataplaneStats {
   events: Record<string, number>;
   /** per frontend id */
   frontends: Map<number, { packets: number; bytes: number }>;
+  /** LRU evictions per conntrack map since the agent started (BPF mode; ct-sweep.ts EvictionCounter) */
+  evictions?: Record<string, number>;
 }
 
 export interface Dataplane {

@@ -28,6 +28,12 @@ const KEEP_VIP = '10.96.121.30';
 const NEW_VIP = '10.96.121.40';
 /** conntrack capacities of the small object: a SYN flood fills lb_ct_syn many times over */
 const CT_MAX = 8192, CT_SYN_MAX = 1024;
+/** the agents' conntrack sweep period: evictions are counted at each sweep */
+const CT_SWEEP_S = 10;
+/** NodePorts compiled for any address (0.0.0.0 / ::), answered on whatever address the node has:
+ * the NodePort's backend np-1 is local to node1, so its replies must leave from the node address each
+ * client used (lb_ct_entry.fe_addr), both to the outside client and to client2 on node2 */
+const NODEPORT_ADDRESSES = ['--nodeport-addresses', 'all'];
 let frontendsMax = 0;
 
 const PORTS = [{ name: 'http', port: 80 }, { name: 'dns', port: 5353, protocol: 'UDP' }];
@@ -95,12 +101,12 @@ test.before(async () => {
   lab.writeManifest('np.yaml', npSvc());
   lab.writeManifest('zz-keep.yaml', svc('zz-keep', KEEP_VIP) + sliceYaml({ service: 'zz-keep', ports: PORTS, endpoints: [{ pod: pod('k-1') }] }));
   // room for exactly these Services' frontends and one more: a new Service (two ports) cannot fit
-  for (const n of lab.nodes) frontendsMax = Math.max(frontendsMax, JSON.parse(await lab.compileJson(n)).frontends.length + 1);
+  for (const n of lab.nodes) frontendsMax = Math.max(frontendsMax, JSON.parse(await lab.compileJson(n, NODEPORT_ADDRESSES)).frontends.length + 1);
   const obj = smallObject(frontendsMax);
   // address events must be what makes a new address answer, not the periodic device scan
   for (const n of lab.nodes) {
     // startAgent's 20 s is short for a first sync on a machine shared by eight loaded labs
-    n.agent = lab.lab.spawn(n.ns, process.execPath, [CLI, ...lab.agentArgs(n, { args: ['--bpf-object', obj, '--housekeeping-interval', '20s'] })], { what: `agent ${n.name}` });
+    n.agent = lab.lab.spawn(n.ns, process.execPath, [CLI, ...lab.agentArgs(n, { args: ['--bpf-object', obj, '--housekeeping-interval', '20s', '--conntrack-sweep-interval', `${CT_SWEEP_S}s`, ...NODEPORT_ADDRESSES] })], { what: `agent ${n.name}` });
     await lab.waitHealthy(n, n.agent, 120_000);
   }
 });
@@ -270,7 +276,10 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
     { what: 'syn flood' });
   let floodDone = false;
   void flood.exited.then(() => { floodDone = true; });
-  // the metrics read the maps at scrape time: sample them while the flood runs
+  // sampled while the flood runs. lb_ct_syn's fill is the last sweep's count plus the programs'
+  // inserts less deletions since: when it was the sweep's count alone, this scenario failed whenever
+  // it ran more than one sweep period after the agents' start (after the others; it passed alone,
+  // before the first sweep, when scrapes counted the map): the count was from before the flood, 0
   let during = '', pressureMax = 0;
   for (let i = 0; i < 200 && !floodDone; i++) {
     const m = await metrics(lab, node1);
@@ -279,8 +288,17 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
     await sleep(200);
   }
   await flood.exited;
+  const evicted = (m: string, map: string) => sample(m, `kubebpfproxy_conntrack_evictions_total{map="${map}"}`) ?? 0;
+  const atEnd = evicted(await metrics(lab, node1), 'lb_ct_syn');
   const floodOut = flood.output().trim().split('\n').pop() ?? '';
   await sleep(LOAD_MS / 4);
+  // evictions are counted at each sweep (inserts - deletions - growth): the figure once a sweep
+  // after the flood's end has counted the flood's last inserts too
+  let afterFlood = await metrics(lab, node1);
+  for (let i = 0; i < (CT_SWEEP_S * 2 + 10) * 2 && evicted(afterFlood, 'lb_ct_syn') === atEnd; i++) {
+    await sleep(500);
+    afterFlood = await metrics(lab, node1);
+  }
   flows['NodePort http, new connections'] = await fresh.stop();
   flows['NodePort http, one keep-alive connection'] = await kept.stop();
   const after = await metrics(lab, node1);
@@ -292,10 +310,14 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
     ctPressure: sample(during, 'kubebpfproxy_bpf_map_pressure{map="lb_ct"}'),
     ctFull: ev(after, 'ct_full') - ev(before, 'ct_full'),
     newFlows: ev(after, 'fwd_new') - ev(before, 'fwd_new'),
+    ctSynEvictions: evicted(afterFlood, 'lb_ct_syn') - evicted(before, 'lb_ct_syn'),
+    ctEvictions: evicted(afterFlood, 'lb_ct') - evicted(before, 'lb_ct'),
   };
   report(t, 'conntrack full under a SYN flood', `lb_ct ${CT_MAX} / lb_ct_syn ${CT_SYN_MAX} entries; ${floodOut}`, flows, extra);
   t.regex(floodOut, /^sent \d+/, 'the flood ran');
   t.true((extra.ctSynPressureMax ?? 0) > 0.5, `lb_ct_syn's fill level shows the flood: ${extra.ctSynPressureMax}`);
+  // the flood's SYNs (two entries each), many times lb_ct_syn's size: most were evicted
+  t.true(extra.ctSynEvictions > 0, `lb_ct_syn evictions counted: ${extra.ctSynEvictions}`);
   for (const [what, r] of Object.entries(flows)) {
     t.true(r.sent > 10, `${what}: ${r.sent} sent`);
     t.is(r.failed, 0, `${what}: ${JSON.stringify(r.failures)}`);

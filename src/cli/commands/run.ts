@@ -40,6 +40,8 @@ Options:
   --sync-period DUR            periodic full resync (default 30s)
   --housekeeping-interval DUR  device rescan and counter refresh (default 10s); new devices are
                                also served at once from link events
+  --conntrack-sweep-interval DUR  BPF mode: expired conntrack entries deleted, map fill and LRU
+                               evictions counted (default 30s)
   --hash-seed N                Maglev seed, the same on every node
   -v, --v N                    log verbosity (0 info, 2 debug, 4 trace)
   -h, --help                   this help
@@ -75,6 +77,7 @@ export const command: Command = {
       'min-sync-period': { type: 'string' },
       'sync-period': { type: 'string' },
       'housekeeping-interval': { type: 'string' },
+      'conntrack-sweep-interval': { type: 'string' },
       'hash-seed': { type: 'string' },
       v: { type: 'string', short: 'v' },
       help: { type: 'boolean', short: 'h' },
@@ -128,6 +131,7 @@ export const command: Command = {
       ...(values['min-sync-period'] !== undefined && { minSyncMs: parseDuration(values['min-sync-period'], '--min-sync-period') }),
       ...(values['sync-period'] !== undefined && { syncPeriodMs: parseDuration(values['sync-period'], '--sync-period') }),
       ...(values['housekeeping-interval'] !== undefined && { housekeepingMs: parseDuration(values['housekeeping-interval'], '--housekeeping-interval') }),
+      ...(values['conntrack-sweep-interval'] !== undefined && { ctSweepMs: parseDuration(values['conntrack-sweep-interval'], '--conntrack-sweep-interval') }),
       ...(seed !== undefined && { seed }),
       ...(verbosity !== undefined && Number.isFinite(verbosity) && { verbosity }),
       ignored: file.ignored,

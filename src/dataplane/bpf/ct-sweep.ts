@@ -46,3 +46,75 @@ export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now 
   });
   return { map, entries, expired: deleted, capacity: m.maxEntries };
 }
+
+/** The LRU maps whose evictions are counted, with the lb_stats counters of the programs' new keys and deletions. */
+export const EVICTION_COUNTERS = {
+  lb_ct: { insert: 'ct_insert', delete: 'ct_delete' },
+  lb_ct_syn: { insert: 'ct_syn_insert', delete: 'ct_syn_delete' },
+  lb_frags: { insert: 'frag_insert', delete: undefined },
+} as const satisfies Record<string, { insert: L.LbStatName; delete: L.LbStatName | undefined }>;
+export type EvictedMap = keyof typeof EVICTION_COUNTERS;
+
+/**
+ * LRU evictions of a map, which the kernel does not count: every entry leaves by a deletion of the
+ * programs (counted in lb_stats), of the agent (the sweep, counted here) or by eviction, so
+ *   evictions = inserts - deletions - (count now - count at the first observation),
+ * over the counters' growth since the first observation (entries that were there before, written
+ * by an earlier agent or migrated, are in the base). The count comes from a scan that is not atomic
+ * with the counters: the inserts are read before it and the deletions after it, so packets during
+ * the scan can only make the figure low, never high; it is kept monotonic (a counter), and a low
+ * reading is made up at the next quiet observation.
+ */
+export class EvictionCounter {
+  readonly #base = new Map<string, number>();
+  readonly #total = new Map<string, number>();
+  readonly #swept = new Map<string, number>();
+  /** the counters and count of the last observation, for the fill between observations */
+  readonly #last = new Map<string, { inserts: number; deletes: number; entries: number }>();
+
+  /** entries the agent deleted from map (the sweep, or any other delete of its own) */
+  agentDeleted(map: EvictedMap, n: number): void {
+    this.#swept.set(map, (this.#swept.get(map) ?? 0) + n);
+  }
+
+  /**
+   * One observation: inserts read before the map was counted, deletes after (the programs'
+   * cumulative counters), entries the count. Returns the evictions so far.
+   */
+  observe(map: EvictedMap, inserts: number, deletes: number, entries: number): number {
+    const dels = deletes + (this.#swept.get(map) ?? 0);
+    const v = inserts - dels - entries;
+    this.#last.set(map, { inserts, deletes: dels, entries });
+    const base = this.#base.get(map);
+    if (base === undefined) {
+      this.#base.set(map, v);
+      this.#total.set(map, 0);
+      return 0;
+    }
+    const total = Math.max(this.#total.get(map) ?? 0, v - base);
+    this.#total.set(map, total);
+    return total;
+  }
+
+  /** evictions so far per observed map */
+  totals(): Record<string, number> {
+    return Object.fromEntries(this.#total);
+  }
+
+  /**
+   * The map's fill now, from the last observation's count and the programs' inserts and deletes since
+   * (evictions since are not known: at most capacity). undefined before the first observation.
+   */
+  fillNow(map: EvictedMap, inserts: number, deletes: number, capacity: number): number | undefined {
+    const l = this.#last.get(map);
+    if (!l) return undefined;
+    const dels = deletes + (this.#swept.get(map) ?? 0);
+    return Math.max(0, Math.min(capacity, l.entries + (inserts - l.inserts) - (dels - l.deletes)));
+  }
+}
+
+/** the programs' cumulative insert and delete counters of map, from lb_stats summed over CPUs */
+export function evictionCounters(stats: Partial<Record<L.LbStatName, number>>, map: EvictedMap): { inserts: number; deletes: number } {
+  const c: { insert: L.LbStatName; delete: L.LbStatName | undefined } = EVICTION_COUNTERS[map];
+  return { inserts: stats[c.insert] ?? 0, deletes: c.delete ? stats[c.delete] ?? 0 : 0 };
+}

@@ -12,7 +12,7 @@ import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
-import { sweepConntrack, type SweepResult } from './ct-sweep.js';
+import { EvictionCounter, evictionCounters, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplane, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
@@ -193,8 +193,8 @@ export class BpfDataplane implements Dataplane {
   #flushTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping = false;
-  /** lb_ct and lb_ct_syn entries as the last sweep counted them (stats() reports these) */
-  readonly #ctCounted = new Map<string, number>();
+  /** LRU evictions of lb_ct, lb_ct_syn and lb_frags, and their fill between sweeps (ct-sweep.ts) */
+  readonly #evictions = new EvictionCounter();
   /** conntrack entries the sweep deleted as expired, since start (the ct_swept datapath event) */
   #swept = 0;
   /** devices left alone because their frames have no Ethernet header: ifindex -> name (logged once) */
@@ -271,6 +271,8 @@ export class BpfDataplane implements Dataplane {
     }
     const every = this.#opts.ctSweepMs ?? 30_000;
     if (every > 0) {
+      // a first pass at once: the eviction counters' base, and what an earlier agent left expired
+      void this.sweepConntrack();
       this.#sweepTimer = setInterval(() => void this.sweepConntrack(), every);
       this.#sweepTimer.unref();
     }
@@ -451,9 +453,20 @@ export class BpfDataplane implements Dataplane {
     const { maps } = this.loaded;
     // the conntrack maps (up to a million entries each) are counted by the sweep, which scans them
     // anyway and yields while it does, not on every scrape on the event loop
-    const counted = this.#ctCounted;
-    const fill = maps.mapFill(new Set(counted.keys())).map((m) => (counted.has(m.name) ? { ...m, entries: counted.get(m.name) ?? m.entries } : m));
-    return { maps: fill, events: { ...maps.readStats(), ct_swept: this.#swept, sock_terminated: this.#terminated }, frontends: maps.readFrontendStats(hint.maxFrontendId) };
+    // anyway and yields while it does, not on every scrape on the event loop; between sweeps their fill
+    // is the sweep's count plus the programs' inserts less deletions since (a SYN flood shows at once)
+    const events = maps.readStats();
+    const now = new Map<string, number>();
+    for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
+      const { inserts, deletes } = evictionCounters(events, name);
+      const n = this.#evictions.fillNow(name, inserts, deletes, maps.map(name).maxEntries);
+      if (n !== undefined) now.set(name, n);
+    }
+    const fill = maps.mapFill(new Set(now.keys())).map((m) => (now.has(m.name) ? { ...m, entries: now.get(m.name) ?? m.entries } : m));
+    return {
+      maps: fill, events: { ...events, ct_swept: this.#swept, sock_terminated: this.#terminated }, frontends: maps.readFrontendStats(hint.maxFrontendId),
+      evictions: this.#evictions.totals(),
+    };
   }
 
   /**
@@ -471,16 +484,26 @@ export class BpfDataplane implements Dataplane {
         const l = this.#loaded;
         if (!l) break;
         try {
+          // the programs' inserts before the scan, their deletions after (EvictionCounter)
+          const { inserts } = evictionCounters(l.maps.readStats(), name);
           const r = await sweepConntrack(l.maps.map(name), name);
           this.#swept += r.expired;
+          this.#evictions.agentDeleted(name, r.expired);
           // what the scan saw, less what it deleted: the map's fill as of this sweep
-          this.#ctCounted.set(name, r.entries - r.expired);
+          this.#evictions.observe(name, inserts, evictionCounters(l.maps.readStats(), name).deletes, r.entries - r.expired);
           out.push(r);
         } catch (e) {
           this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
         }
       }
-      if (out.some((r) => r.expired)) this.#log.debug({ sweep: out }, 'conntrack sweep');
+      // lb_frags is not swept (LRU only) and small: counted whole
+      const l = this.#loaded;
+      if (l) {
+        const { inserts } = evictionCounters(l.maps.readStats(), 'lb_frags');
+        const n = l.maps.map('lb_frags').count();
+        this.#evictions.observe('lb_frags', inserts, 0, n);
+      }
+      if (out.some((r) => r.expired)) this.#log.debug({ sweep: out, evictions: this.#evictions.totals() }, 'conntrack sweep');
       return out;
     } finally {
       this.#sweeping = false;

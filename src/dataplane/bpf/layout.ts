@@ -89,6 +89,7 @@ export const LB_STATS = [
   'drop_no_local',
   'frag_xlate', 'drop_reject_limit', 'icmp_xlate',
   'host_reroute', 'drop_host_no_route',
+  'ct_insert', 'ct_delete', 'ct_syn_insert', 'ct_syn_delete', 'frag_insert', 'host_no_snat',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
 export const LB_STAT_MAX = LB_STATS.length;
