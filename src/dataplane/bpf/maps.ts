@@ -56,10 +56,9 @@ export class BpfMaps {
   apply(ops: readonly PlanOp[]): ApplyResult { return this.writer.apply(ops); }
   /** apply() with the event loop free: batches on the thread pool, pauses between chunks */
   applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> { return this.writer.applyAsync(ops); }
-  get deferredTables(): number { return this.writer.deferredTables; }
-  flushDeferred(): number { return this.writer.flushDeferred(); }
   syncMembers(): { added: number; removed: number } { return this.writer.syncMembers(); }
-  flushDeferredAsync(): Promise<number> { return this.writer.flushDeferredAsync(); }
+  /** lb_maglev_slots: slots in tables, slots waiting out their grace period, capacity */
+  maglevSlotUse(): { used: number; quarantined: number; capacity: number } { return this.writer.slotUse(); }
   writeConfig(cfg: { hashSeed: number; snatMark: number; flags: number }): void { this.writer.writeConfig(cfg); }
   setDevice(ifindex: number, flags: number): void { this.writer.setDevice(ifindex, flags); }
   removeDevice(ifindex: number): boolean { return this.writer.removeDevice(ifindex); }
@@ -70,8 +69,11 @@ export class BpfMaps {
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
   readPlan(): Plan { return read.readPlan(this.maps, this.state); }
   isEmpty(): boolean { return read.mapsAreEmpty(this.maps); }
-  /** by the plan's table id (the writer's lb_maglev key for it: recycleTables) */
-  readTable(tableId: number, m: number): Uint32Array | undefined { return read.readTable(this.maps, this.writer.kernelTableId(tableId), m); }
+  /** by the plan's table id (the region the writer gave it), or undefined when it has none */
+  readTable(tableId: number, m: number): Uint32Array | undefined {
+    const r = this.writer.regionOf(tableId);
+    return r && r.m === m ? read.readTable(this.maps, r.off, m) : undefined;
+  }
   readConfig(): L.Config { return read.readConfig(this.maps); }
   devices(): Map<number, number> { return read.readDevices(this.maps); }
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }
