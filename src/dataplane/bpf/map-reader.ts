@@ -18,9 +18,10 @@ import { numPossibleCpus } from './native/map.js';
  * members are recomputed from each frontend's slots and backend flags as plan.ts chooses them
  * (non-terminating backends, else the terminating ones). Service and port names come from the state
  * file ('' without one). A table is a region of lb_maglev_slots that frontends point at: its id is
- * tableIdOfRegion(offset), the same the writer gives it when it loads the regions.
+ * what the writer calls it (tableIdAt), by default tableIdOfRegion(offset), the id a writer that
+ * loads the regions from the maps gives it.
  */
-export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined): Plan {
+export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined, tableIdAt: (off: number) => number = tableIdOfRegion): Plan {
   const seed = readConfig(maps).hashSeed;
   const backends = new Map<number, PlanBackend>();
   for (const [k, v] of maps.lb_backends.entries()) {
@@ -64,7 +65,7 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined)
     const f: PlanFrontend = {
       id: fe.feId, service: meta?.service ?? '', portName: meta?.portName ?? '', type: fe.type as FrontendType,
       address: key.address, port: key.port, protocol: key.protocol, scope: key.scope,
-      backendIds, terminatingIds, tableId: fe.maglevM ? tableIdOfRegion(fe.maglevOff) : 0, maglevM: fe.maglevM,
+      backendIds, terminatingIds, tableId: fe.maglevM ? tableIdAt(fe.maglevOff) : 0, maglevM: fe.maglevM,
       affinityTimeout: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityTimeout : 0,
       snatRemote: (fe.flags & L.LB_FE_F_SNAT_REMOTE) !== 0,
       sourceRanges: (ranges.get(fe.feId) ?? []).sort(),

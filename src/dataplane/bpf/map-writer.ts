@@ -112,8 +112,9 @@ export class MapWriter {
   /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
   private slotAlloc: SlotAllocator | undefined;
   private readonly regionGraceMs: number;
-  /** plan table id -> its region and M */
+  /** plan table id -> its region and M, and a region's first slot -> its plan table id */
   private readonly regions = new Map<number, Region & { m: number }>();
+  private readonly regionOwner = new Map<number, number>();
   /** M of the tables written (recycling needs the same M and every frontend of the table known) */
   private readonly tableM = new Map<number, number>();
   /** frontend id -> plan table id, and table -> its frontends, for the tables in tableM */
@@ -134,6 +135,28 @@ export class MapWriter {
     this.loadRegions();
     const r = this.regions.get(planId);
     return r && { off: r.off, m: r.m };
+  }
+
+  /**
+   * The plan's id of the table in the region at slot off: readPlan() gives the ids this writer
+   * knows, so a plan read back diffs against what the writer holds (tableIdOfRegion(off) otherwise).
+   */
+  tableIdAt(off: number): number {
+    this.loadRegions();
+    return this.regionOwner.get(off) ?? tableIdOfRegion(off);
+  }
+
+  private setRegion(id: number, r: Region, m: number): void {
+    this.regions.set(id, { off: r.off, size: r.size, m });
+    this.regionOwner.set(r.off, id);
+  }
+
+  private dropRegion(id: number): Region | undefined {
+    const r = this.regions.get(id);
+    if (!r) return undefined;
+    this.regions.delete(id);
+    if (this.regionOwner.get(r.off) === id) this.regionOwner.delete(r.off);
+    return r;
   }
 
   /** Slots of lb_maglev_slots in tables, and waiting out their grace period. */
@@ -157,7 +180,7 @@ export class MapWriter {
       const id = tableIdOfRegion(fe.maglevOff);
       if (!found.has(id)) {
         found.set(id, { off: fe.maglevOff, size: regionSize(fe.maglevM) });
-        this.regions.set(id, { off: fe.maglevOff, size: regionSize(fe.maglevM), m: fe.maglevM });
+        this.setRegion(id, { off: fe.maglevOff, size: regionSize(fe.maglevM) }, fe.maglevM);
         this.tableM.set(id, fe.maglevM);
       }
       fes.push([fe.feId, id]);
@@ -476,10 +499,8 @@ export class MapWriter {
           this.tableM.delete(id);
           this.tableFes.delete(id);
           if (recycled.has(id)) continue; // its region lives on under the table that took it
-          const r = this.regions.get(id);
-          if (!r) continue;
-          this.regions.delete(id);
-          this.slotAlloc!.release(r);
+          const r = this.dropRegion(id);
+          if (r) this.slotAlloc!.release(r);
         }
         return;
       }
@@ -508,10 +529,12 @@ export class MapWriter {
       if (!(t.id >= 1 && t.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table has invalid id ${t.id}`);
       if (t.slots.length !== t.m || t.m < 1 || t.m > L.LB_MAGLEV_M_MAX) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${t.slots.length} slots for M=${t.m}`);
       const from = this.recycling.get(t.id);
-      let r: Region | undefined;
-      if (from !== undefined) {
-        r = this.regions.get(from);
-        this.regions.delete(from);
+      let r: Region | undefined = this.regions.get(t.id);
+      if (r && from === undefined) {
+        // the same table written again (a new seed: same M and members, other slots): in place
+        if (this.regions.get(t.id)!.m !== t.m) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id} rewritten with M=${t.m}, written before with M=${this.regions.get(t.id)!.m}`);
+      } else if (from !== undefined) {
+        r = this.dropRegion(from);
         if (!r) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${from} to recycle has no region`);
       } else {
         r = alloc.alloc(t.m);
@@ -519,7 +542,7 @@ export class MapWriter {
           throw new KbpError('KBP_ERR_MAP_FULL', `map lb_maglev_slots is full (${alloc.capacity} slots: ${alloc.used} in tables, ${alloc.quarantined} waiting to be reused): cannot add Maglev table ${t.id} (M=${t.m})`);
         }
       }
-      this.regions.set(t.id, { ...r, m: t.m });
+      this.setRegion(t.id, r, t.m);
       if (this.recycleTables) this.tableM.set(t.id, t.m);
       pieces.push({ off: r.off, data: L.encodeMaglevTable(t.slots) });
       if (++n % TABLES_PER_PAUSE === 0) yield PAUSE;

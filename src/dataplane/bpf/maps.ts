@@ -67,12 +67,12 @@ export class BpfMaps {
   setLocalSources(cidrs: Iterable<string>): void { this.writer.setLocalSources(cidrs); }
 
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
-  readPlan(): Plan { return read.readPlan(this.maps, this.state); }
+  readPlan(): Plan { return read.readPlan(this.maps, this.state, (off) => this.writer.tableIdAt(off)); }
   isEmpty(): boolean { return read.mapsAreEmpty(this.maps); }
-  /** by the plan's table id (the region the writer gave it), or undefined when it has none */
+  /** by the plan's table id (the region the writer gave it; at most its M slots), or undefined when it has none */
   readTable(tableId: number, m: number): Uint32Array | undefined {
     const r = this.writer.regionOf(tableId);
-    return r && r.m === m ? read.readTable(this.maps, r.off, m) : undefined;
+    return r && read.readTable(this.maps, r.off, Math.min(m, r.m));
   }
   readConfig(): L.Config { return read.readConfig(this.maps); }
   devices(): Map<number, number> { return read.readDevices(this.maps); }
