@@ -16,7 +16,8 @@
 #define LB_SLOTS_MAX 2097152         /* (frontend, slot) -> backend, all frontends together */
 #endif
 #ifndef LB_MAGLEV_SLOTS_MAX
-#define LB_MAGLEV_SLOTS_MAX 16777216 /* Maglev slots of all tables together (lb_maglev_slots, 64 MiB):
+#define LB_MAGLEV_SLOTS_MAX 16776192 /* Maglev slots of all tables together (lb_maglev_slots): 64 MiB with
+                                      * the array header page, as the kernel counts it;
                                       * 10,000 tables of M=1601 (10 backends, pow2 sizing) and room to resize */
 #endif
 #ifndef LB_FE_ID_MAX

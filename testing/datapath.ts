@@ -79,12 +79,13 @@ export class Datapath {
   private readonly tableFes = new Map<number, Set<TestService>>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
-  constructor() {
-    this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}`;
+  /** objectPath: another object than OBJECT_PATH (a benchmark's baseline); its pins get their own root */
+  constructor(objectPath = OBJECT_PATH, tag = '') {
+    this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}${tag ? `-${tag}` : ''}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);
     try {
-      this.obj = BpfObject.open(OBJECT_PATH, { pinRoot: this.pinRoot });
+      this.obj = BpfObject.open(objectPath, { pinRoot: this.pinRoot });
       this.obj.load();
     } catch (e) {
       rmSync(this.pinRoot, { recursive: true, force: true });

@@ -1,9 +1,8 @@
 // Upgrade from the hash-of-maps Maglev layout (one inner array per table in lb_maglev, the frontend
-// holding the table's key; last built at HASH_OF_MAPS_COMMIT) to lb_maglev_slots: the maps an agent
+// holding the table's key; last built at HASH_OF_MAPS_COMMIT, testing/hash-of-maps-object.ts) to lb_maglev_slots: the maps an agent
 // of that build pinned are carried over before the new programs attach (migrate.ts carryMaglev).
 // The old object is built from that commit's bpf/; its maps are filled as its agent wrote them.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,27 +19,11 @@ import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { frame, parse, tcp } from '../../testing/packets.js';
-import { dataplaneObject, isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
+import { buildHashOfMapsObject, HASH_OF_MAPS_COMMIT } from '../../testing/hash-of-maps-object.js';
+import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
-/** the last commit whose object has the hash-of-maps lb_maglev */
-const HASH_OF_MAPS_COMMIT = '67c24c0';
 const SEED = 0x5eed1234;
 const SKB_CTX_SIZE = 192;
-
-function oldObject(dir: string): string | undefined {
-  try {
-    execFileSync('git', ['-C', repoRoot, 'rev-parse', '--verify', '--quiet', `${HASH_OF_MAPS_COMMIT}^{commit}`], { stdio: 'ignore' });
-  } catch {
-    return undefined;
-  }
-  const src = join(dir, 'src');
-  execFileSync('sh', ['-c', `mkdir -p "${src}" && git -C "${repoRoot}" archive ${HASH_OF_MAPS_COMMIT} bpf | tar -x -C "${src}"`]);
-  const out = join(dir, 'kbp-hom.bpf.o');
-  const arch = execFileSync('uname', ['-m'], { encoding: 'utf8' }).trim();
-  execFileSync('clang', ['-O2', '-g', '-Wall', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-I/usr/include/${arch}-linux-gnu`, `-I${join(src, 'bpf')}`,
-    '-c', join(src, 'bpf', 'kbp.bpf.c'), '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] });
-  return out;
-}
 
 /** the backend address a SYN from client:sport to the VIP was translated to */
 function translatedTo(prog: BpfProgram, client: string, sport: number, vip: string, port: number): string {
@@ -60,7 +43,7 @@ if (!isRoot) {
   test('maps of the hash-of-maps layout are carried into lb_maglev_slots: same backend per flow, one region per shared table', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'kbp-hom-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const older = oldObject(dir);
+    const older = buildHashOfMapsObject(dir);
     if (!older) return t.pass(`skipped: commit ${HASH_OF_MAPS_COMMIT} is not in this checkout's history`);
     const root = tempPinRoot(t);
     const statePath = join(dir, 'state.json');

@@ -13,7 +13,7 @@ import { KbpError } from '../../util/errors.js';
 export const LB_FRONTENDS_MAX = 131072;
 export const LB_BACKENDS_MAX = 1048576;
 export const LB_SLOTS_MAX = 2097152;
-export const LB_MAGLEV_SLOTS_MAX = 16777216;
+export const LB_MAGLEV_SLOTS_MAX = 16776192;
 export const LB_CT_MAX = 524288;
 export const LB_CT_SYN_MAX = 65536;
 export const LB_MEMBERS_MAX = 2097152;
