@@ -15,8 +15,10 @@
 #ifndef LB_SLOTS_MAX
 #define LB_SLOTS_MAX 2097152         /* (frontend, slot) -> backend, all frontends together */
 #endif
-#ifndef LB_TABLES_MAX
-#define LB_TABLES_MAX 131072         /* Maglev tables (one per distinct backend set) */
+#ifndef LB_MAGLEV_SLOTS_MAX
+#define LB_MAGLEV_SLOTS_MAX 16776192 /* Maglev slots of all tables together (lb_maglev_slots): 64 MiB with
+                                      * the array header page, as the kernel counts it;
+                                      * 10,000 tables of M=1601 (10 backends, pow2 sizing) and room to resize */
 #endif
 #ifndef LB_FE_ID_MAX
 #define LB_FE_ID_MAX 131072          /* frontend ids are 1..LB_FE_ID_MAX-1; also the per-frontend stats index */
@@ -56,7 +58,7 @@
  * the kernel only needs the bounds. */
 #define LB_MAGLEV_M_MIN 251
 #define LB_MAGLEV_M_MAX 131071
-/* Backend ids per element of a Maglev inner array: array maps round values up to 8 bytes, so two
+/* Backend ids per element of lb_maglev_slots: array maps round values up to 8 bytes, so two
  * u32 ids per element use every byte. Slot i lives in element i / 2, position i % 2. */
 #define LB_MAGLEV_IDS_PER_ELEM 2
 
@@ -133,7 +135,7 @@ enum lb_stat {
 	LB_STAT_DROP_SOURCE_RANGE,    /* source not in loadBalancerSourceRanges */
 	LB_STAT_DROP_BACKEND_ID_ZERO, /* a Maglev slot held backend id 0 */
 	LB_STAT_DROP_BACKEND_MISSING, /* a Maglev slot named a backend id that lb_backends lacks */
-	LB_STAT_DROP_TABLE_MISSING,   /* frontend's table_id has no Maglev table */
+	LB_STAT_DROP_TABLE_MISSING,   /* frontend has no Maglev table to read (M 0 or a region out of range) */
 	LB_STAT_DROP_FE_ID_ZERO,      /* a frontend entry with id 0 */
 	LB_STAT_DROP_REVNAT_MISSING,  /* a reply whose frontend has no reverse-NAT entry */
 	LB_STAT_PASS_MALFORMED,       /* truncated or malformed header: passed untouched */

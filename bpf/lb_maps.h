@@ -40,28 +40,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_slots SEC(".maps");
 
-/* The template of a Maglev table. User space creates one array per table with
- * ceil(M / LB_MAGLEV_IDS_PER_ELEM) elements; BPF_F_INNER_MAP lets their sizes differ. */
-struct lb_maglev_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	/* sizes, not __type: clang emits a struct reached only through the outer map's pointer array
-	 * as a BTF forward declaration, so libbpf cannot size it (EINVAL at open); and an array map
-	 * with a BTF key but no BTF value is refused by the kernel. The inner maps carry no BTF. */
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct lb_maglev_elem));
-	/* BPF_F_MMAPABLE: user space writes a whole table with one copy instead of a call per element */
-	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-};
-
-/* table id -> Maglev table; a new table is built aside and swapped in with one update */
+/* Every Maglev table in one array of backend ids, carved into regions by user space (map-writer.ts):
+ * a frontend's table is slots maglev_off .. maglev_off + M - 1. An ARRAY, so the lookup is inlined
+ * (no hash-of-maps lookup per first packet), and its memory is its slots (no page per table).
+ * An endpoint change rewrites a region in place, slot by slot (each aligned u32 old or new, both
+ * members); a resize fills a free region and switches the frontend with one update. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, LB_TABLES_MAX);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAGLEV_SLOTS_MAX / LB_MAGLEV_IDS_PER_ELEM);
 	__type(key, __u32);
+	__type(value, struct lb_maglev_elem);
+	/* user space writes regions with one copy through a shared mapping */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct lb_maglev_inner); /* must stay last: a flexible array */
-} lb_maglev SEC(".maps");
+} lb_maglev_slots SEC(".maps");
 
 /* fe_id -> the frontend address and port that replies are rewritten to */
 struct {

@@ -18,8 +18,8 @@ struct lb_fe_key {
 /* lb_frontends value */
 struct lb_frontend {
 	__u32 fe_id;            /* never 0; rev-NAT, affinity, slots and stats key */
-	__u32 table_id;         /* key of this frontend's Maglev table in lb_maglev; 0 when no backend */
-	__u32 maglev_m;         /* slots in that table (a prime) */
+	__u32 maglev_off;       /* first slot of this frontend's Maglev table in lb_maglev_slots (even) */
+	__u32 maglev_m;         /* slots in that table (a prime); 0 when no backend */
 	__u16 backend_count;    /* entries in lb_slots for fe_id; 0 = refuse */
 	__u8 type;              /* LB_FE_TYPE_* */
 	__u8 flags;             /* LB_FE_F_* */
@@ -50,7 +50,7 @@ struct lb_member_key {
 	__u32 backend_id;
 };
 
-/* lb_maglev inner array element: LB_MAGLEV_IDS_PER_ELEM consecutive slots of the table */
+/* lb_maglev_slots element: LB_MAGLEV_IDS_PER_ELEM consecutive slots (slot i in element i / 2) */
 struct lb_maglev_elem {
 	__u32 backend_id[2];
 };

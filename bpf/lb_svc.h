@@ -78,7 +78,7 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
  * endpoints) */
 static __always_inline int lb_fe_no_backends(const struct lb_frontend *fe)
 {
-	return fe->backend_count == 0 || fe->table_id == 0;
+	return fe->backend_count == 0 || fe->maglev_m == 0;
 }
 
 /* the fe_id that keys a frontend's lb_affinity entries: its Service port's group, shared by every
@@ -114,26 +114,25 @@ static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const
 
 /* The backend id in slot h % M of a frontend's Maglev table (tc, XDP and the socket hooks), or 0
  * after counting why: LB_STAT_DROP_TABLE_MISSING with *table_missing set when there is no table to
- * read (none, or an M user space never builds), else LB_STAT_DROP_BACKEND_ID_ZERO (an empty slot,
- * or one past the end of a table shorter than M says). */
+ * read (M 0, an M user space never builds, or a region past the array's end), else
+ * LB_STAT_DROP_BACKEND_ID_ZERO (an empty slot). The table is slots maglev_off .. maglev_off + M - 1
+ * of lb_maglev_slots: one array lookup, which the verifier inlines. */
 static __always_inline __u32 lb_maglev_backend(const struct lb_frontend *fe, __u32 h, int *table_missing)
 {
-	__u32 table_id = fe->table_id, m = fe->maglev_m, slot, idx, id = 0;
-	struct lb_maglev_elem *e;
-	void *inner = NULL;
+	__u32 off = fe->maglev_off, m = fe->maglev_m, slot, idx, id = 0;
+	struct lb_maglev_elem *e = NULL;
 
-	if (m != 0 && m <= LB_MAGLEV_M_MAX)
-		inner = bpf_map_lookup_elem(&lb_maglev, &table_id);
-	*table_missing = !inner;
-	if (!inner) {
+	if (m != 0 && m <= LB_MAGLEV_M_MAX && off <= LB_MAGLEV_SLOTS_MAX - m) {
+		slot = off + h % m;
+		idx = slot / LB_MAGLEV_IDS_PER_ELEM;
+		e = bpf_map_lookup_elem(&lb_maglev_slots, &idx);
+	}
+	*table_missing = !e;
+	if (!e) {
 		lb_stat_inc(LB_STAT_DROP_TABLE_MISSING);
 		return 0;
 	}
-	slot = h % m;
-	idx = slot / LB_MAGLEV_IDS_PER_ELEM;
-	e = bpf_map_lookup_elem(inner, &idx);
-	if (e)
-		id = e->backend_id[slot & 1];
+	id = e->backend_id[slot & 1];
 	if (id == 0)
 		lb_stat_inc(LB_STAT_DROP_BACKEND_ID_ZERO);
 	return id;

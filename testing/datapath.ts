@@ -27,7 +27,11 @@ import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS, encodeNodeAddr } from '../src/dataplane/bpf/layout.js';
+import { LB_FE_F_SNAT_REMOTE, encodeNodeAddr } from '../src/dataplane/bpf/layout.js';
+import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
+
+/** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
+const OLD_INNER_FLAGS = (1 << 12) | (1 << 10);
 
 /** KBP_BPF_OBJECT runs the table against another build of the object (an experiment, another kernel's build) */
 export const OBJECT_PATH = process.env.KBP_BPF_OBJECT ?? fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url));
@@ -74,11 +78,16 @@ export class Datapath {
   readonly cpus = numPossibleCpus();
   /** the tables written, by table id: slot -> backend id */
   readonly tables = new Map<number, Uint32Array>();
+  /** lb_maglev_slots: each table's region (first slot and size), the next free slot, and which
+   * frontends point at a table (so deleteTable can point them past the array) */
+  private readonly regions = new Map<number, { off: number; size: number }>();
+  private nextSlot = 0;
+  private readonly tableFes = new Map<number, Set<TestService>>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
-  /** objectPath: another build of the object (e.g. with small maps) */
-  constructor(objectPath = OBJECT_PATH) {
-    this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}`;
+  /** objectPath: another object than OBJECT_PATH (a benchmark's baseline); its pins get their own root */
+  constructor(objectPath = OBJECT_PATH, tag = '') {
+    this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}${tag ? `-${tag}` : ''}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);
     try {
@@ -128,6 +137,10 @@ export class Datapath {
     for (const m of this.inner.values()) m.close();
     this.inner.clear();
     this.tables.clear();
+    // lb_maglev_slots keeps its content: no frontend points at it now, and regions are handed out anew
+    this.regions.clear();
+    this.tableFes.clear();
+    this.nextSlot = 0;
     this.base = undefined;
     this.resetStats();
     this.setRejectBucket();
@@ -191,10 +204,24 @@ export class Datapath {
     }
   }
 
-  /** Removes a Maglev table (the frontend keeps pointing at it). */
+  /**
+   * Removes a Maglev table (the frontend keeps pointing at it): from lb_maglev in the hash-of-maps
+   * layout; with lb_maglev_slots its frontends point past the array's end, as nothing else can.
+   */
   deleteTable(tableId: number): void {
-    this.map('lb_maglev').delete(encodeU32(tableId));
+    const slots = this.tables.get(tableId);
     this.tables.delete(tableId);
+    if (!this.flat) {
+      this.map('lb_maglev').delete(encodeU32(tableId));
+      return;
+    }
+    this.regions.delete(tableId);
+    for (const s of this.tableFes.get(tableId) ?? []) this.writeFrontend(s, 0xfffffffe, slots?.length ?? 0);
+  }
+
+  /** whether the object has lb_maglev_slots (else an older object's hash-of-maps lb_maglev) */
+  get flat(): boolean {
+    return this.optMap('lb_maglev_slots') !== undefined;
   }
 
   /**
@@ -233,10 +260,25 @@ export class Datapath {
     this.map('lb_backends').delete(encodeU32(id));
   }
 
-  /** Builds an inner array for the slots and swaps it in under tableId, as the agent does. */
+  /**
+   * Writes the slots into the table's region of lb_maglev_slots (a new region when the size
+   * changes), as the agent does; with an older object, builds an inner array and swaps it into lb_maglev.
+   */
   writeTable(tableId: number, slots: Uint32Array): void {
+    if (this.flat) {
+      const size = regionSize(slots.length);
+      let r = this.regions.get(tableId);
+      if (!r || r.size !== size) {
+        r = { off: this.nextSlot, size };
+        this.nextSlot += size;
+        this.regions.set(tableId, r);
+      }
+      this.map('lb_maglev_slots').writeMmap(encodeMaglevTable(slots), r.off * 4);
+      this.tables.set(tableId, slots);
+      return;
+    }
     const elems = maglevElems(slots.length);
-    const inner = BpfMap.create({ type: MapType.ARRAY, name: 'lb_maglev_test', keySize: 4, valueSize: MAGLEV_ELEM.size, maxEntries: elems, flags: LB_MAGLEV_INNER_FLAGS });
+    const inner = BpfMap.create({ type: MapType.ARRAY, name: 'lb_maglev_test', keySize: 4, valueSize: MAGLEV_ELEM.size, maxEntries: elems, flags: OLD_INNER_FLAGS });
     inner.updateBatch(encodeArrayKeys(elems), encodeMaglevTable(slots), elems);
     this.map('lb_maglev').updateFd(encodeU32(tableId), inner.fd);
     this.inner.get(tableId)?.close();
@@ -263,11 +305,26 @@ export class Datapath {
     for (const b of s.backends) this.optMap('lb_members')?.update(encodeMemberKey({ feId: s.feId, backendId: b.id }), Buffer.of(1));
     this.map('lb_revnat').update(encodeU32(s.feId), encodeRevNat({ address: s.address, port: s.port }));
     for (const c of s.sourceRanges ?? []) this.map('lb_src_ranges').update(encodeSrcRangeKey({ feId: s.feId, cidr: c }), Buffer.from([1]));
-    this.map('lb_frontends').update(
-      encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope }),
-      encodeFrontend({ feId: s.feId, tableId, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0, affinityGroup: s.affinityGroup ?? 0 }),
-    );
+    let off = tableId;
+    if (this.flat && tableId) {
+      off = this.regions.get(tableId)?.off ?? 0xfffffffe;
+      let fes = this.tableFes.get(tableId);
+      if (!fes) this.tableFes.set(tableId, fes = new Set());
+      for (const x of fes) if (x.feId === s.feId && x.scope === s.scope) fes.delete(x);
+      fes.add(s);
+    }
+    this.writeFrontend(s, off, m);
     return { tableId, m };
+  }
+
+  /** lb_frontends' entry of s; maglevOff is the table id in an older object's layout */
+  private writeFrontend(s: TestService, maglevOff: number, m: number): void {
+    const fe = this.map('lb_frontends');
+    // an older object's lb_frontend may be shorter (no affinity_group): its prefix is the same
+    fe.update(
+      encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope }),
+      encodeFrontend({ feId: s.feId, maglevOff, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0, affinityGroup: s.affinityGroup ?? 0 }).subarray(0, fe.valueSize),
+    );
   }
 
   /** Replaces a service's backends (new table under the same id) without touching conntrack; the

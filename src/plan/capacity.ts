@@ -5,6 +5,8 @@
 // serves traffic now and happens to sort after a new one (issue 13).
 import type { NodeState } from '../model/compiled.js';
 import { stateDelta } from './delta.js';
+import { LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
+import { maglevSize } from './maglev.js';
 
 export interface Capacity {
   frontends: number;
@@ -14,11 +16,26 @@ export interface Capacity {
   /** frontend ids are 1..frontendIds-1 */
   frontendIds: number;
   sourceRanges: number;
+  /** Maglev slots of all tables together (lb_maglev_slots); a table per distinct member set */
+  maglevSlots: number;
 }
 
 export const UNLIMITED: Capacity = {
-  frontends: Infinity, backends: Infinity, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity,
+  frontends: Infinity, backends: Infinity, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity, maglevSlots: Infinity,
 };
+
+/**
+ * The Maglev table a frontend needs, as plan.ts builds it (members: the serving backends, else the
+ * terminating ones; frontends with the same members share it), and the slots its region takes at
+ * pow2 sizing, the larger of the two (a bound: the plan may share more).
+ */
+function tableOf(f: NodeState['frontends'][number]): { key: string; slots: number } | undefined {
+  if (!f.backends.length) return undefined;
+  let members = f.backends.filter((b) => !b.terminating);
+  if (!members.length) members = f.backends;
+  const m = maglevSize(members.length, 'pow2');
+  return { key: `${f.protocol}|${members.map((b) => `${b.address}|${b.port}`).sort().join(',')}`, slots: Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM };
+}
 
 export interface Fitted {
   state: NodeState;
@@ -35,14 +52,20 @@ export interface Fitted {
 
 function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
   const backends = new Set<string>();
-  let slots = 0, ranges = 0;
+  let slots = 0, ranges = 0, maglevSlots = 0;
+  const tables = new Set<string>();
   for (const f of frontends) {
+    const t = tableOf(f);
+    if (t && !tables.has(t.key)) {
+      tables.add(t.key);
+      maglevSlots += t.slots;
+    }
     slots += f.backends.length;
     ranges += f.sourceRanges.length;
     for (const b of f.backends) backends.add(`${b.address}|${b.port}|${f.protocol}`);
   }
   // ids are reused, so frontendIds needs one more than the count (0 is never valid)
-  return { frontends: frontends.length, backends: backends.size, slots, frontendIds: frontends.length + 1, sourceRanges: ranges };
+  return { frontends: frontends.length, backends: backends.size, slots, frontendIds: frontends.length + 1, sourceRanges: ranges, maglevSlots };
 }
 
 function over(u: Record<keyof Capacity, number>, cap: Capacity): keyof Capacity | undefined {
@@ -94,6 +117,9 @@ export class CapacityTracker {
   #backends = new Map<string, number>();
   #slots = 0;
   #ranges = 0;
+  /** references per Maglev table (tableOf's key), and their slots together */
+  #tables = new Map<string, number>();
+  #maglevSlots = 0;
   #epoch = 0;
 
   /** usage of the state the last call kept (what the kernel holds once it is written) */
@@ -158,7 +184,7 @@ export class CapacityTracker {
         this.#count(f, -1);
       }
     }
-    const u = { frontends: fes.length, backends: this.#backends.size, slots: this.#slots, frontendIds: fes.length + 1, sourceRanges: this.#ranges };
+    const u = { frontends: fes.length, backends: this.#backends.size, slots: this.#slots, frontendIds: fes.length + 1, sourceRanges: this.#ranges, maglevSlots: this.#maglevSlots };
     this.#last = u;
     const room = this.#roomDuringWrite(state, cap, u, held);
     // a state listing one object twice is counted exactly by the full walk
@@ -183,17 +209,27 @@ export class CapacityTracker {
     const key = (f: NodeFrontendT): string => `${f.address}|${f.port}|${f.protocol}|${f.scope}`;
     const now = new Set(state.frontends.map(key));
     const going = usage(old.frontends.filter((f) => !now.has(key(f))));
-    if (!going.slots && !going.sourceRanges && going.frontends === 0) return cap;
+    if (!going.slots && !going.sourceRanges && going.frontends === 0 && !going.maglevSlots) return cap;
     // backends: counted as if none of the removed ones were kept (a conservative reservation)
     return {
       frontends: cap.frontends - going.frontends, backends: cap.backends - going.backends, slots: cap.slots - going.slots,
       frontendIds: cap.frontendIds - going.frontends, sourceRanges: cap.sourceRanges - going.sourceRanges,
+      // a region a table leaves waits out a grace period before reuse
+      maglevSlots: cap.maglevSlots - going.maglevSlots,
     };
   }
 
   #count(f: NodeFrontendT, sign: 1 | -1): void {
     this.#slots += sign * f.backends.length;
     this.#ranges += sign * f.sourceRanges.length;
+    const t = tableOf(f);
+    if (t) {
+      const n = (this.#tables.get(t.key) ?? 0) + sign;
+      if (n === 0) this.#tables.delete(t.key);
+      else this.#tables.set(t.key, n);
+      if (n === 0 && sign < 0) this.#maglevSlots -= t.slots;
+      else if (n === 1 && sign > 0) this.#maglevSlots += t.slots;
+    }
     for (const b of f.backends) {
       const k = `${b.address}|${b.port}|${f.protocol}`;
       const n = (this.#backends.get(k) ?? 0) + sign;

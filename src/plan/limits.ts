@@ -13,7 +13,7 @@ export const LB_FE_ID_MAX = 131072;
 export const LB_MAGLEV_M_MIN = 251;
 export const LB_MAGLEV_M_MAX = 131071;
 
-/** lb_consts.h: table slots per element of a lb_maglev inner array (struct lb_maglev_elem.backend_id) */
+/** lb_consts.h: table slots per element of lb_maglev_slots (struct lb_maglev_elem.backend_id) */
 export const LB_MAGLEV_IDS_PER_ELEM = 2;
 /** sizeof(struct lb_maglev_elem): array maps hold whole elements */
 export const MAGLEV_ELEM_BYTES = 8;

@@ -15,11 +15,12 @@ import * as L from '../../src/dataplane/bpf/layout.js';
 import { attachCgroup, cleanup, loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { groupRemovals } from '../../src/dataplane/bpf/map-writer.js';
+import { regionSize } from '../../src/dataplane/bpf/slot-alloc.js';
 import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
-import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, MapType } from '../../src/dataplane/bpf/native/uapi.js';
+import { BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { dataplaneObject, fixtureObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
@@ -49,13 +50,20 @@ function sampleState(): NodeState {
   };
 }
 
-/** A plan in comparable form: tables without their slots (read-back has none). */
+/**
+ * A plan in comparable form: tables without their slots (read-back has none), table ids renamed in
+ * the order the frontends (by key) first name them: a table id is a name, not kept across a restart
+ * (read back, it is the table's region in lb_maglev_slots).
+ */
 function comparable(p: Plan): unknown {
+  const fes = [...p.frontends.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  const rename = new Map<number, number>();
+  for (const [, f] of fes) if (f.tableId && !rename.has(f.tableId)) rename.set(f.tableId, rename.size + 1);
   return {
     seed: p.seed,
-    frontends: [...p.frontends.entries()].sort(([a], [b]) => (a < b ? -1 : 1)),
+    frontends: fes.map(([k, f]) => [k, { ...f, tableId: rename.get(f.tableId) ?? 0 }]),
     backends: [...p.backends.values()].sort((a, b) => a.id - b.id),
-    tables: [...p.tables.values()].sort((a, b) => a.id - b.id).map((t) => ({ id: t.id, m: t.m, members: t.members })),
+    tables: [...p.tables.values()].map((t) => ({ id: rename.get(t.id) ?? -t.id, m: t.m, members: t.members })).sort((a, b) => a.id - b.id),
   };
 }
 
@@ -170,9 +178,10 @@ if (!isRoot) {
     t.deepEqual(comparable(read2), comparable(p2));
     t.deepEqual(memberPairs(d.maps), planMembers(p2), 'lb_members: the removed backend left every frontend, removed frontends left');
     t.deepEqual(diffPlans(read2, buildPlan(s2, read2, { seed: SEED })), []);
-    for (const tb of p1.tables.values()) {
-      if (!p2.tables.has(tb.id)) t.is(d.maps.map('lb_maglev').lookupId(L.encodeU32(tb.id)), undefined, `table ${tb.id} removed`);
-    }
+    // the regions of removed tables wait out their grace period; those in use are p2's tables
+    const regionSlots = (p: Plan) => [...p.tables.values()].reduce((n, tb) => n + regionSize(tb.m), 0);
+    t.is(d.maps.maglevSlotUse().used, regionSlots(p2), 'lb_maglev_slots: the regions of p2\'s tables in use');
+    t.true(d.maps.maglevSlotUse().quarantined >= regionSlots(p1) - regionSlots(p2));
     t.is(d.maps.map('lb_slots').count(), [...p2.frontends.values()].reduce((s, f) => s + f.backendIds.length, 0), 'no orphan slots');
     t.is(d.maps.map('lb_src_ranges').count(), 1);
     t.is(d.maps.map('lb_revnat').count(), p2.frontends.size);
@@ -180,8 +189,9 @@ if (!isRoot) {
     const ops3 = diffPlans(read2, buildPlan({ frontends: [] }, read2, { seed: SEED }));
     d.maps.apply(ops3);
     t.deepEqual(memberPairs(d.maps), []);
-    t.deepEqual(d.maps.mapFill().filter((m) => !['lb_stats', 'lb_fe_stats', 'lb_config', 'lb_reject_rl'].includes(m.name) && m.entries !== 0), []);
+    t.deepEqual(d.maps.mapFill().filter((m) => !['lb_stats', 'lb_fe_stats', 'lb_config', 'lb_reject_rl', 'lb_maglev_slots'].includes(m.name) && m.entries !== 0), []);
     t.true(d.maps.isEmpty());
+    t.is(d.maps.maglevSlotUse().used, 0, 'no region in use');
   });
 
   test('lb_members is rebuilt from lb_slots at start (pins of a build without it, or a crash between the writes)', (t) => {
@@ -201,9 +211,9 @@ if (!isRoot) {
     again.close();
   });
 
-  test('recycleTables: an endpoint change writes the new table into the old one\'s array, no lb_maglev insert', (t) => {
+  test('recycleTables: an endpoint change writes the new table into the old one\'s region; a resize takes a fresh region and frees the old after a grace period', (t) => {
     const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true, recycleTables: true } });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true, regionGraceMs: 0 } });
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
@@ -216,10 +226,12 @@ if (!isRoot) {
     ] };
     const p1 = buildPlan(s1, undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, p1));
-    const keys = () => [...d.maps.map('lb_maglev').keys()].map((k) => L.decodeU32(k)).sort();
-    const before = keys();
-    const feTable = (key: string) => L.decodeFrontend(d.maps.map('lb_frontends').lookup(L.encodeFeKey(p1.frontends.get(key)!))!).tableId;
-    const k1 = feTable('10.96.0.1|80|TCP|internal');
+    const feOff = (key: string) => L.decodeFrontend(d.maps.map('lb_frontends').lookup(L.encodeFeKey(p1.frontends.get(key)!))!).maglevOff;
+    const o1 = feOff('10.96.0.1|80|TCP|internal');
+    t.is(feOff('192.168.50.2|30080|TCP|external'), o1, 'frontends of one backend set share a region');
+    t.not(feOff('10.96.0.2|80|TCP|internal'), o1);
+    const used1 = d.maps.maglevSlotUse().used;
+    t.is(used1, [...p1.tables.values()].reduce((n, tb) => n + regionSize(tb.m), 0));
     // one endpoint replaced: same count, same M; both frontends move to the new table together
     const moved = bes([1, 2, 4]);
     const s2: NodeState = { frontends: [{ ...s1.frontends[0]!, backends: moved }, { ...s1.frontends[1]!, backends: moved }, s1.frontends[2]!] };
@@ -227,29 +239,47 @@ if (!isRoot) {
     const ops = diffPlans(p1, p2);
     t.true(ops.some((o) => o.op === 'createTable') && ops.some((o) => o.op === 'deleteTable'));
     d.maps.apply(ops);
-    t.is(d.maps.deferredTables, 0, 'nothing left to remove');
-    t.deepEqual(keys(), before, 'no table inserted into lb_maglev');
-    t.is(feTable('10.96.0.1|80|TCP|internal'), k1, 'the frontend keeps its lb_maglev key');
+    t.deepEqual(d.maps.maglevSlotUse(), { used: used1, quarantined: 0, capacity: L.LB_MAGLEV_SLOTS_MAX }, 'no region taken or freed');
+    t.is(feOff('10.96.0.1|80|TCP|internal'), o1, 'the frontend keeps its region');
     const t2 = p2.tables.get(p2.frontends.get('10.96.0.1|80|TCP|internal')!.tableId)!;
-    t.not(t2.id, k1);
-    t.deepEqual(d.maps.readTable(t2.id, t2.m), t2.slots, 'the array holds the new table');
-    // a change that does not keep M, then the same Service back: tables are created as usual
-    // and the translation stays right; the plan's ids reused later land on free keys
+    t.deepEqual(d.maps.readTable(t2.id, t2.m), t2.slots, 'the region holds the new table');
+    // a change that does not keep M: a fresh region, the old one quarantined
     const s3: NodeState = { frontends: [{ ...s2.frontends[0]!, backends: bes([1, 2, 4, 5, 6]) }, { ...s2.frontends[1]!, backends: bes([1, 2, 4, 5, 6]) }, s1.frontends[2]!] };
     const p3 = buildPlan(s3, p2, { seed: SEED });
     d.maps.apply(diffPlans(p2, p3));
+    const o3 = L.decodeFrontend(d.maps.map('lb_frontends').lookup(L.encodeFeKey(p3.frontends.get('10.96.0.1|80|TCP|internal')!))!).maglevOff;
+    t.not(o3, o1, 'a resize switches the frontend to a fresh region');
+    t.is(d.maps.maglevSlotUse().quarantined, regionSize(t2.m), 'the old region waits for a later apply');
+    // the Service back to three backends: the next apply may reuse the region freed before it
     const p4 = buildPlan(s1, p3, { seed: SEED });
     d.maps.apply(diffPlans(p3, p4));
-    d.maps.flushDeferred();
+    const o4 = L.decodeFrontend(d.maps.map('lb_frontends').lookup(L.encodeFeKey(p4.frontends.get('10.96.0.1|80|TCP|internal')!))!).maglevOff;
+    t.is(o4, o1, 'the quarantined region of the same size is reused a sync later');
     for (const tb of p4.tables.values()) t.deepEqual(d.maps.readTable(tb.id, tb.m), tb.slots, `table ${tb.id}`);
-    t.is(keys().length, p4.tables.size);
     const back = d.maps.readPlan();
     t.is(back.frontends.size, 3);
-    for (const f of back.frontends.values()) {
-      const want = p4.frontends.get(`${f.address}|${f.port}|${f.protocol}|${f.scope}`)!;
-      t.deepEqual(f.backendIds, want.backendIds);
-      t.deepEqual(d.maps.map('lb_maglev').lookupId(L.encodeU32(f.tableId)) !== undefined, true);
-    }
+    t.deepEqual(diffPlans(back, buildPlan(s1, back, { seed: SEED })), [], 'the plan read back is what the writer holds');
+    // a writer that starts over the same maps (an agent restart) finds the regions in use
+    const again = BpfMaps.fromObject(d.object);
+    t.is(again.maglevSlotUse().used, d.maps.maglevSlotUse().used);
+    const rb = again.readPlan();
+    for (const tb of rb.tables.values()) t.deepEqual(again.readTable(tb.id, tb.m)?.length, tb.m);
+    again.close();
+  });
+
+  test('lb_maglev_slots: a table that does not fit is KBP_ERR_MAP_FULL naming the map and the table; the regions in use stay', (t) => {
+    const root = tempPinRoot(t);
+    smallMaps(root, { lb_maglev_slots: 300 }); // 600 slots: two tables of M=251, not three
+    const maps = BpfMaps.fromPins(root);
+    t.teardown(() => maps.close());
+    const svc = (i: number) => fe({ service: `default/s${i}`, address: `10.96.0.${i}`, port: 80, backends: [be(`10.244.0.${i}`, 80)] });
+    const p2 = buildPlan({ frontends: [svc(1), svc(2)] }, undefined, { seed: SEED });
+    maps.apply(diffPlans(undefined, p2));
+    const p3 = buildPlan({ frontends: [svc(1), svc(2), svc(3)] }, p2, { seed: SEED });
+    const e = t.throws(() => maps.apply(diffPlans(p2, p3)), { instanceOf: KbpError });
+    t.is(e.code, 'KBP_ERR_MAP_FULL');
+    t.regex(e.message, /^map lb_maglev_slots is full \(600 slots: 504 in tables, 0 waiting to be reused\): cannot add Maglev table \d+ \(M=251\)$/);
+    for (const tb of p2.tables.values()) t.deepEqual(maps.readTable(tb.id, tb.m), tb.slots);
   });
 
   test('recycleTables: a new backend is a member of its frontends before the live array names it', (t) => {
@@ -258,7 +288,7 @@ if (!isRoot) {
     // pair written only with the slots, after the array, made that check fail and the flow was
     // reset (one ECONNRESET in ~15,000 around an endpoint change in the rolling update).
     const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true, recycleTables: true } });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true } });
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
@@ -269,16 +299,16 @@ if (!isRoot) {
     const p2 = buildPlan(s2, p1, { seed: SEED });
     const seen: string[][] = [];
     const write = BpfMap.prototype.writeMmap;
-    BpfMap.prototype.writeMmap = function (this: BpfMap, values: Buffer) {
+    BpfMap.prototype.writeMmap = function (this: BpfMap, values: Buffer, offset?: number) {
       seen.push(memberPairs(d.maps));
-      return write.call(this, values);
+      return write.call(this, values, offset);
     };
     try {
       d.maps.apply(diffPlans(p1, p2));
     } finally {
       BpfMap.prototype.writeMmap = write;
     }
-    t.is(seen.length, 1, 'one array written: the recycled one');
+    t.is(seen.length, 1, 'one region written: the recycled one');
     const want = planMembers(p2).filter((m) => !planMembers(p1).includes(m));
     t.is(want.length, 1);
     t.true(seen[0]!.includes(want[0]!), `lb_members when the array was written: ${seen[0]!.join(' ')}; missing ${want[0]}`);
@@ -295,7 +325,7 @@ if (!isRoot) {
     const root = tempPinRoot(t);
     const statePath = tempStatePath(t);
     // an earlier agent's maps (their ids recorded, so they are its own) of an older definition
-    smallMaps(root, { lb_backends: 2, lb_ct: 64 }, BPF_F_INNER_MAP, statePath);
+    smallMaps(root, { lb_backends: 2, lb_ct: 64 }, statePath);
     const raw = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
     const pinned = (name: string) => BpfMap.fromPin(join(root, name));
     // an older layout: fewer entries (capacity), a shorter value (a field appended since), another key (recreated)
@@ -382,13 +412,13 @@ if (!isRoot) {
 
   /** The maps with the data plane's key/value sizes but small capacities, pinned under root; with
    * statePath, their ids recorded as an earlier agent of ours would. */
-  function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, innerFlags = BPF_F_INNER_MAP, statePath?: string): void {
+  function smallMaps(root: string, capacity: Partial<Record<L.MapName, number>>, statePath?: string): void {
     const ids: Record<string, number> = {};
     const spec: Record<L.MapName, [number, number, number, number]> = {
       lb_frontends: [MapType.HASH, L.FE_KEY.size, L.FRONTEND.size, BPF_F_NO_PREALLOC],
       lb_backends: [MapType.HASH, 4, L.BACKEND.size, BPF_F_NO_PREALLOC],
       lb_slots: [MapType.HASH, L.SLOT_KEY.size, 4, BPF_F_NO_PREALLOC],
-      lb_maglev: [MapType.HASH_OF_MAPS, 4, 4, 0],
+      lb_maglev_slots: [MapType.ARRAY, 4, L.MAGLEV_ELEM.size, BPF_F_MMAPABLE],
       lb_revnat: [MapType.HASH, 4, L.REVNAT.size, BPF_F_NO_PREALLOC],
       lb_ct: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, BPF_F_NO_COMMON_LRU],
       lb_ct_syn: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, BPF_F_NO_COMMON_LRU],
@@ -405,15 +435,13 @@ if (!isRoot) {
       lb_frags: [MapType.LRU_HASH, L.FRAG_KEY.size, L.FRAG_VAL.size, 0],
       lb_reject_rl: [MapType.PERCPU_ARRAY, 4, L.RATE_LIMIT.size, 0],
     };
-    const tmpl = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_tmpl', keySize: 4, valueSize: 8, maxEntries: 1, flags: innerFlags });
     for (const [name, [type, keySize, valueSize, flags]] of Object.entries(spec) as Array<[L.MapName, [number, number, number, number]]>) {
-      const maxEntries = name === 'lb_config' || name === 'lb_reject_rl' ? 1 : name === 'lb_stats' ? L.LB_STAT_MAX : capacity[name] ?? 64;
-      const m = BpfMap.create({ type, name, keySize, valueSize, maxEntries, flags, ...(type === MapType.HASH_OF_MAPS ? { innerMap: tmpl } : {}) });
+      const maxEntries = name === 'lb_config' || name === 'lb_reject_rl' ? 1 : name === 'lb_stats' ? L.LB_STAT_MAX : capacity[name] ?? (name === 'lb_maglev_slots' ? 4096 : 64);
+      const m = BpfMap.create({ type, name, keySize, valueSize, maxEntries, flags });
       m.pin(join(root, name));
       ids[name] = m.id;
       m.close();
     }
-    tmpl.close();
     if (statePath) {
       const st = AgentStateFile.forPinRoot(root, statePath);
       st.setObjectIds(ids, {});
@@ -442,24 +470,6 @@ if (!isRoot) {
     const [only] = two.frontends.values();
     const beyond: PlanOp = { op: 'upsertFrontend', frontend: { ...only!, id: L.LB_FE_ID_MAX } };
     t.throws(() => maps.apply([beyond]), { code: 'KBP_ERR_MAP_FULL', message: /^frontend default\/web 10\.96\.0\.1:80\/TCP \(internal\): id 131072 is outside 1\.\.131071/ } as never);
-  });
-
-  test('Maglev inner arrays follow lb_maglev\'s template flags: plain (batch fill) or BPF_F_MMAPABLE (memcpy)', (t) => {
-    for (const flags of [BPF_F_INNER_MAP, BPF_F_INNER_MAP | BPF_F_MMAPABLE]) {
-      const root = tempPinRoot(t);
-      smallMaps(root, {}, flags);
-      const maps = BpfMaps.fromPins(root);
-      const plan = buildPlan(sampleState(), undefined, { seed: SEED });
-      maps.apply(diffPlans(undefined, plan));
-      for (const tb of plan.tables.values()) {
-        t.deepEqual(maps.readTable(tb.id, tb.m), tb.slots, `table ${tb.id}, template flags ${flags}`);
-        const inner = BpfMap.fromId(maps.map('lb_maglev').lookupId(L.encodeU32(tb.id))!);
-        t.is(inner.flags, flags);
-        t.is(inner.maxEntries, Math.ceil(tb.m / 2));
-        inner.close();
-      }
-      maps.close();
-    }
   });
 
   test('attachments are recorded in the state file and cleanup detaches them and removes every pin', (t) => {
@@ -511,7 +521,7 @@ if (!isRoot) {
 
   test('cost: full sync of 10,000 Services x 10 endpoints, then one endpoint change (logged)', (t) => {
     const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { deferTableDeletes: true } });
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true } });
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const N = 10_000, E = 10;
@@ -556,9 +566,8 @@ if (!isRoot) {
       samples.push(performance.now() - t0);
     }
     samples.sort((x, y) => x - y);
-    // the table each change dropped waits for flushDeferred; ids that came back were taken off
-    t.is(d.maps.deferredTables, 1);
-    t.is(d.maps.flushDeferred(), 1);
+    // same M: every change rewrote the region in place, none taken or freed
+    t.is(d.maps.maglevSlotUse().quarantined, 0);
     t.deepEqual(comparable(d.maps.readPlan()), comparable(p2));
     // every Service removed at once: the removals are regrouped into a few batches
     const empty = buildPlan({ frontends: [] }, p2, { seed: SEED });

@@ -143,7 +143,7 @@ test('when the maps would overflow, whole Services are left out by name and the 
   const { dir, dp } = setup(t);
   writeFileSync(join(dir, 'a.yaml'), svc(['10.244.1.2']).replaceAll('web', 'a-web').replace('10.96.0.10', '10.96.0.11'));
   writeFileSync(join(dir, 'b.yaml'), svc(['10.244.1.3']).replaceAll('web', 'b-web').replace('10.96.0.10', '10.96.0.12'));
-  dp.limits = { frontends: Infinity, backends: 1, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity };
+  dp.limits = { frontends: Infinity, backends: 1, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity, maglevSlots: Infinity };
   const { agent } = newAgent(dir, dp);
   await agent.start();
   t.teardown(() => agent.stop());

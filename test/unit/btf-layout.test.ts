@@ -216,7 +216,7 @@ const MAP_TYPES: Record<layout.MapName, { key: string; value?: string }> = {
   lb_frontends: { key: 'lb_fe_key', value: 'lb_frontend' },
   lb_backends: { key: 'u32', value: 'lb_backend' },
   lb_slots: { key: 'lb_slot_key', value: 'u32' },
-  lb_maglev: { key: 'u32' },
+  lb_maglev_slots: { key: 'u32', value: 'lb_maglev_elem' },
   lb_revnat: { key: 'u32', value: 'lb_revnat' },
   lb_ct: { key: 'lb_ct_key', value: 'lb_ct_entry' },
   lb_affinity: { key: 'lb_affinity_key', value: 'lb_affinity_val' },
@@ -272,12 +272,14 @@ function fieldMax(b: Btf, struct: string, field: string): number | string {
   return 2 ** (8 * b.sizeOf(m.type_id)) - 1;
 }
 
-test('LB_MAGLEV_INNER_FLAGS is the map_flags of lb_maglev\'s inner-map template', (t) => {
+test('lb_maglev_slots holds LB_MAGLEV_SLOTS_MAX slots and is BPF_F_MMAPABLE (the writer copies regions through a mapping)', (t) => {
   if (skipped(t)) return;
   const { object } = btf();
-  const inner = object.named('STRUCT', 'lb_maglev_inner');
-  t.truthy(inner, 'struct lb_maglev_inner in BTF');
-  t.is(mapUint(object, inner!, 'map_flags') ?? 0, layout.LB_MAGLEV_INNER_FLAGS);
+  const v = [...object.byId.values()].find((x) => x.kind === 'DATASEC' && x.name === '.maps')!.vars!.map((x) => object.get(x.type_id)).find((x) => x.name === 'lb_maglev_slots');
+  t.truthy(v, 'map lb_maglev_slots in BTF');
+  const def = object.resolve(v!.type_id!).t;
+  t.is((mapUint(object, def, 'max_entries') ?? 0) * layout.LB_MAGLEV_IDS_PER_ELEM, layout.LB_MAGLEV_SLOTS_MAX);
+  t.is((mapUint(object, def, 'map_flags') ?? 0) & (1 << 10), 1 << 10);
 });
 
 test('the kernel limits of src/plan/limits.ts match the maps and field widths of the built object', (t) => {
@@ -296,11 +298,11 @@ test('the kernel limits of src/plan/limits.ts match the maps and field widths of
     ['lb_revnat max_entries', maxEntries('lb_revnat'), 'LB_FE_ID_MAX'],
     ['lb_fe_stats max_entries', maxEntries('lb_fe_stats'), 'LB_FE_ID_MAX'],
     ['lb_frontend.backend_count', fieldMax(object, 'lb_frontend', 'backend_count'), 'MAX_BACKENDS_PER_FRONTEND'],
-    ['lb_frontend.table_id', fieldMax(object, 'lb_frontend', 'table_id'), 'ID_MAX'],
+    ['lb_frontend.maglev_off', fieldMax(object, 'lb_frontend', 'maglev_off'), 'ID_MAX'],
     ['lb_ct_entry.backend_id', fieldMax(object, 'lb_ct_entry', 'backend_id'), 'ID_MAX'],
     ['lb_frontend.affinity_timeout', fieldMax(object, 'lb_frontend', 'affinity_timeout'), 'AFFINITY_TIMEOUT_MAX'],
     ['lb_config.hash_seed', fieldMax(object, 'lb_config', 'hash_seed'), 'HASH_SEED_MAX'],
-    // the object uses lb_maglev_elem only through sizeof: the probe (same headers) carries it
+    // the probe (same headers) carries lb_maglev_elem too
     ['lb_maglev_elem.backend_id elements', ids && probe.resolve(ids.type_id).t.nr_elems, 'LB_MAGLEV_IDS_PER_ELEM'],
     ['sizeof(struct lb_maglev_elem)', elem?.size, 'MAGLEV_ELEM_BYTES'],
   ];
@@ -322,7 +324,7 @@ test('codecs round-trip and put ports in network order, ids in host order', (t) 
   for (const a of ['01.2.3.4', '1.2.3', '1.2.3.256', '1..2.3', '']) {
     t.throws(() => layout.encodeFeKey({ address: a, port: 1, protocol: 'TCP', scope: 'external' }), { message: /not an IP address/ }, a);
   }
-  const fe = { feId: 0x01020304, tableId: 7, maglevM: 1021, backendCount: 3, type: 'NodePort' as const, flags: layout.LB_FE_F_AFFINITY, affinityTimeout: 10800, affinityGroup: 0x0a0b0c0d };
+  const fe = { feId: 0x01020304, maglevOff: 7, maglevM: 1021, backendCount: 3, type: 'NodePort' as const, flags: layout.LB_FE_F_AFFINITY, affinityTimeout: 10800, affinityGroup: 0x0a0b0c0d };
   const fb = layout.encodeFrontend(fe);
   t.deepEqual([...fb.subarray(0, 4)], [4, 3, 2, 1]);
   t.deepEqual(layout.decodeFrontend(fb), fe);

@@ -28,6 +28,19 @@ test('over a limit, the last Services by name are dropped until the rest fits, a
   t.deepEqual(fitToCapacity(state, { ...UNLIMITED, slots: 0 }).dropped, ['ns/a', 'ns/b', 'ns/c']);
 });
 
+test('Maglev slots: a table per distinct member set (pow2 M, whole elements); frontends sharing one count it once', (t) => {
+  // 2 backends: M = 251 (the minimum), 252 slots; ns/a's second frontend shares its table
+  const shared = { ...fe('ns/a', '10.96.0.1', 2), address: '10.96.1.1' };
+  const s: NodeState = { frontends: [...state.frontends, shared] };
+  t.deepEqual(fitToCapacity(s, { ...UNLIMITED, maglevSlots: 756 }).dropped, []);
+  const r = fitToCapacity(s, { ...UNLIMITED, maglevSlots: 755 });
+  t.deepEqual(r.dropped, ['ns/c']);
+  t.is(r.limit, 'maglevSlots');
+  const tr = new CapacityTracker();
+  t.deepEqual(tr.fit(s, { ...UNLIMITED, maglevSlots: 755 }).dropped, ['ns/c'], 'the tracker counts the same');
+  t.deepEqual(tr.fit({ frontends: s.frontends.filter((f) => f !== shared) }, { ...UNLIMITED, maglevSlots: 755 }).dropped, ['ns/c']);
+});
+
 test('CapacityTracker gives fitToCapacity\'s result over a sequence of states sharing objects', async (t) => {
   const { CapacityTracker } = await import('../../src/plan/capacity.js');
   const tr = new CapacityTracker();

@@ -37,7 +37,7 @@ test('a Service left out for capacity: a Warning Event reaches the API server na
   stub.apply('EndpointSlice', slice('b-web', '10.244.1.3'));
   const dp = new FakeDataplane();
   // room for one backend: b-web (after a-web by name) is left out
-  dp.limits = { frontends: Infinity, backends: 1, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity };
+  dp.limits = { frontends: Infinity, backends: 1, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity, maglevSlots: Infinity };
   const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', logger: silentLogger, backoff: { initialMs: 20, maxMs: 100, factor: 2, jitter: 0 } });
   const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) },
     { compile: { nodeName: 'n1' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });

@@ -190,7 +190,6 @@ export class BpfDataplane implements Dataplane {
   #loaded: Loaded | undefined;
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean; flags: number }>();
-  #flushTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping = false;
   /** LRU evictions of lb_ct, lb_ct_syn and lb_frags, and their fill between sweeps (ct-sweep.ts) */
@@ -219,10 +218,8 @@ export class BpfDataplane implements Dataplane {
   }
 
   async init(): Promise<void> {
-    // dropped Maglev tables are removed off the sync's critical path, and an endpoint change that
-    // keeps M rewrites its table's array in place: each insert into or removal from the
-    // hash-of-maps waits for an RCU grace period (5-20 ms here)
-    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { deferTableDeletes: true, recycleTables: true } });
+    // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
+    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { recycleTables: true } });
     this.#loaded = loaded;
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
@@ -294,15 +291,6 @@ export class BpfDataplane implements Dataplane {
     const res = await this.#serialWrite(() => maps.applyAsync(ops));
     // only when a backend left a frontend: a pass walks every netns (~40 ms), additions need none
     if (this.#terminator && res.membersLeft > 0) this.#requestTermination();
-    if (maps.deferredTables > 0 && !this.#flushTimer) {
-      this.#flushTimer = setTimeout(() => {
-        this.#flushTimer = undefined;
-        void this.#serialWrite(async () => { await this.#loaded?.maps.flushDeferredAsync(); }).catch((e: unknown) => {
-          this.#log.warn({ err: e }, 'removing dropped Maglev tables failed; retried after the next sync');
-        });
-      }, 200);
-      this.#flushTimer.unref();
-    }
   }
 
   #loadTerminator(): void {
@@ -519,8 +507,9 @@ export class BpfDataplane implements Dataplane {
     const m = this.#loaded?.maps;
     const cap = (name: L.MapName, dflt: number): number => Math.min(dflt, m ? m.map(name).maxEntries : dflt);
     return {
-      // one Maglev table per distinct backend set, at most one per frontend
-      frontends: Math.min(cap('lb_frontends', L.LB_FRONTENDS_MAX), cap('lb_maglev', L.LB_TABLES_MAX)),
+      frontends: cap('lb_frontends', L.LB_FRONTENDS_MAX),
+      // every Maglev table's region together
+      maglevSlots: cap('lb_maglev_slots', L.LB_MAGLEV_SLOTS_MAX / L.LB_MAGLEV_IDS_PER_ELEM) * L.LB_MAGLEV_IDS_PER_ELEM,
       backends: cap('lb_backends', L.LB_BACKENDS_MAX),
       slots: Math.min(cap('lb_slots', L.LB_SLOTS_MAX), cap('lb_members', L.LB_MEMBERS_MAX)),
       frontendIds: Math.min(cap('lb_revnat', L.LB_FE_ID_MAX), cap('lb_fe_stats', L.LB_FE_ID_MAX)),
@@ -531,16 +520,9 @@ export class BpfDataplane implements Dataplane {
   async close(): Promise<void> {
     this.#links?.stop();
     this.#links = undefined;
-    if (this.#flushTimer) clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = undefined;
     await this.#writes;
-    try {
-      this.#loaded?.maps.flushDeferred();
-    } catch (e) {
-      this.#log.warn({ err: e }, 'removing dropped Maglev tables failed; the next agent removes them');
-    }
     this.#terminator?.close();
     this.#terminator = undefined;
     const l = this.#loaded;

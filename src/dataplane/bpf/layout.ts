@@ -13,7 +13,7 @@ import { KbpError } from '../../util/errors.js';
 export const LB_FRONTENDS_MAX = 131072;
 export const LB_BACKENDS_MAX = 1048576;
 export const LB_SLOTS_MAX = 2097152;
-export const LB_TABLES_MAX = 131072;
+export const LB_MAGLEV_SLOTS_MAX = 16776192;
 export const LB_CT_MAX = 524288;
 export const LB_CT_SYN_MAX = 65536;
 export const LB_MEMBERS_MAX = 2097152;
@@ -28,13 +28,6 @@ export const LB_FRAGS_MAX = 8192;
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
 export { LB_FE_ID_MAX, LB_MAGLEV_IDS_PER_ELEM, LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN } from '../../plan/limits.js';
-
-/**
- * map_flags of lb_maglev's inner-map template (lb_maps.h struct lb_maglev_inner): every inner array
- * must be created with exactly these flags. With BPF_F_MMAPABLE (1 << 10) a table is written with
- * one memcpy instead of one update per element. Checked against BTF by the layout test.
- */
-export const LB_MAGLEV_INNER_FLAGS = (1 << 12) | (1 << 10); /* BPF_F_INNER_MAP | BPF_F_MMAPABLE */
 
 export const LB_SCOPE_EXTERNAL = 0;
 export const LB_SCOPE_INTERNAL = 1;
@@ -96,7 +89,7 @@ export const LB_STAT_MAX = LB_STATS.length;
 
 /** Every map of bpf/lb_maps.h, pinned by these names under the pin root. */
 export const MAP_NAMES = [
-  'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_affinity',
+  'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev_slots', 'lb_revnat', 'lb_ct', 'lb_affinity',
   'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices', 'lb_node_addrs',
   'lb_members', 'lb_ct_syn', 'lb_sock_eip_ok',
   'lb_frags', 'lb_reject_rl',
@@ -176,7 +169,7 @@ function struct<F extends string>(name: string, size: number, fields: Record<F, 
 
 export const FE_KEY = struct('lb_fe_key', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], scope: [19, 'u8'] });
 export const FRONTEND = struct('lb_frontend', 24, {
-  fe_id: [0, 'u32'], table_id: [4, 'u32'], maglev_m: [8, 'u32'], backend_count: [12, 'u16'],
+  fe_id: [0, 'u32'], maglev_off: [4, 'u32'], maglev_m: [8, 'u32'], backend_count: [12, 'u16'],
   type: [14, 'u8'], flags: [15, 'u8'], affinity_timeout: [16, 'u32'], affinity_group: [20, 'u32'],
 });
 export const BACKEND = struct('lb_backend', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], flags: [19, 'u8'] });
@@ -281,7 +274,8 @@ export function decodeFeKey(b: Buffer, off = 0): FeKey {
 }
 
 export interface FrontendValue {
-  feId: number; tableId: number; maglevM: number; backendCount: number;
+  /** maglevOff: the table's first slot in lb_maglev_slots; maglevM 0: no table */
+  feId: number; maglevOff: number; maglevM: number; backendCount: number;
   type: FrontendType; flags: number; affinityTimeout: number;
   /** lb_affinity's fe_id for this frontend (its Service port's group); 0 = its own fe_id */
   affinityGroup: number;
@@ -289,7 +283,7 @@ export interface FrontendValue {
 export function encodeFrontend(v: FrontendValue, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, FRONTEND.size, FRONTEND.name);
   b.writeUInt32LE(v.feId, off);
-  b.writeUInt32LE(v.tableId, off + 4);
+  b.writeUInt32LE(v.maglevOff, off + 4);
   b.writeUInt32LE(v.maglevM, off + 8);
   b.writeUInt16LE(v.backendCount, off + 12);
   b.writeUInt8(feTypeNum(v.type), off + 14);
@@ -300,7 +294,7 @@ export function encodeFrontend(v: FrontendValue, buf?: Buffer, off = 0): Buffer 
 }
 export function decodeFrontend(b: Buffer, off = 0): FrontendValue {
   return {
-    feId: b.readUInt32LE(off), tableId: b.readUInt32LE(off + 4), maglevM: b.readUInt32LE(off + 8),
+    feId: b.readUInt32LE(off), maglevOff: b.readUInt32LE(off + 4), maglevM: b.readUInt32LE(off + 8),
     backendCount: b.readUInt16LE(off + 12), type: feTypeName(b.readUInt8(off + 14)), flags: b.readUInt8(off + 15),
     affinityTimeout: b.readUInt32LE(off + 16), affinityGroup: b.readUInt32LE(off + 20),
   };
@@ -351,13 +345,13 @@ export function decodeSlotKey(b: Buffer, off = 0): SlotKey {
   return { feId: b.readUInt32LE(off), slot: b.readUInt32LE(off + 4) };
 }
 
-/** Elements of a Maglev inner array for an M-slot table: slot i is in element i / 2, position i % 2. */
+/** Elements of lb_maglev_slots an M-slot region takes: slot i is in element i / 2, position i % 2. */
 export function maglevElems(m: number): number {
   return Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM);
 }
 /**
- * The values of a whole Maglev inner array, one u32 backend id per slot (the odd tail slot stays 0,
- * which the kernel never reads because it indexes with hash % M).
+ * The values of a Maglev region, one u32 backend id per slot (the odd tail slot stays 0, which the
+ * kernel never reads because it indexes with hash % M).
  */
 export function encodeMaglevTable(slots: Uint32Array | number[]): Buffer {
   const b = Buffer.alloc(maglevElems(slots.length) * MAGLEV_ELEM.size);

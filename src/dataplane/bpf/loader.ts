@@ -24,7 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
 import { bpffsOf, checkPinRoot, ensureBpffs, isBpffs } from '../host.js';
-import { asidePath, carry, migrationOf, moveAside, specDiff, type Migration } from './migrate.js';
+import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, type Migration } from './migrate.js';
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
 import type { BpfMapsOptions } from './map-writer.js';
@@ -185,6 +185,11 @@ function checkPinnedMaps(object: BpfObject, pinRoot: string, mode: 'migrate' | '
     pinned.close();
     reused = true;
     if (specDiff(had, spec)) migrations.push(migrationOf(had, spec));
+  }
+  const all = maglevMigrations(pinRoot, object.mapNames(), migrations);
+  if (all.length !== migrations.length || all.some((m, i) => m !== migrations[i])) {
+    reused = true;
+    migrations.splice(0, migrations.length, ...all);
   }
   if (mode === 'refuse' && migrations.length) {
     throw new KbpError('KBP_ERR_BPF', `pinned maps under ${pinRoot} do not match ${object.path}: ${migrations.map((m) => `${m.name} (${m.why})`).join('; ')}; run cleanup, or load with migration`);

@@ -10,17 +10,18 @@ import { KbpError } from '../../util/errors.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
-import { BpfMap, numPossibleCpus } from './native/map.js';
+import { tableIdOfRegion } from './map-writer.js';
+import { numPossibleCpus } from './native/map.js';
 
 /**
  * The maps as a Plan. Tables have empty slots (their content follows from members, M and the seed);
  * members are recomputed from each frontend's slots and backend flags as plan.ts chooses them
  * (non-terminating backends, else the terminating ones). Service and port names come from the state
- * file ('' without one). Tables in lb_maglev that no frontend uses are returned with M 0 and no
- * members so that diff() removes them; a frontend whose table is missing keeps its table id but the
- * plan lacks the table, so the next sync writes one.
+ * file ('' without one). A table is a region of lb_maglev_slots that frontends point at: its id is
+ * what the writer calls it (tableIdAt), by default tableIdOfRegion(offset), the id a writer that
+ * loads the regions from the maps gives it.
  */
-export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined): Plan {
+export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined, tableIdAt: (off: number) => number = tableIdOfRegion): Plan {
   const seed = readConfig(maps).hashSeed;
   const backends = new Map<number, PlanBackend>();
   for (const [k, v] of maps.lb_backends.entries()) {
@@ -45,9 +46,6 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined)
     if (!r) ranges.set(feId, (r = []));
     r.push(cidr);
   }
-  const tableIds = new Set<number>();
-  for (const k of maps.lb_maglev.keys()) tableIds.add(L.decodeU32(k));
-
   const frontends = new Map<string, PlanFrontend>();
   const tables = new Map<number, PlanTable>();
   for (const [k, v] of maps.lb_frontends.entries()) {
@@ -67,7 +65,7 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined)
     const f: PlanFrontend = {
       id: fe.feId, service: meta?.service ?? '', portName: meta?.portName ?? '', type: fe.type as FrontendType,
       address: key.address, port: key.port, protocol: key.protocol, scope: key.scope,
-      backendIds, terminatingIds, tableId: fe.tableId, maglevM: fe.maglevM,
+      backendIds, terminatingIds, tableId: fe.maglevM ? tableIdAt(fe.maglevOff) : 0, maglevM: fe.maglevM,
       affinityTimeout: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityTimeout : 0,
       // an earlier build's entry (0) keyed affinity by its own id
       affinityGroup: (fe.flags & L.LB_FE_F_AFFINITY) !== 0 ? fe.affinityGroup || fe.feId : 0,
@@ -77,15 +75,14 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined)
       ...((fe.flags & L.LB_FE_F_MASQ_ALL) !== 0 ? { masquerade: 'all' as const } : (fe.flags & L.LB_FE_F_MASQ_OFF_CLUSTER) !== 0 ? { masquerade: 'offCluster' as const } : {}),
     };
     frontends.set(frontendKey(f), f);
-    if (fe.tableId !== 0 && tableIds.has(fe.tableId) && !tables.has(fe.tableId)) {
+    if (f.tableId !== 0 && !tables.has(f.tableId)) {
       const known = backendIds.filter((id) => backends.has(id));
       const term = new Set(terminatingIds);
       let members = known.filter((id) => !term.has(id));
       if (members.length === 0) members = known;
-      tables.set(fe.tableId, { id: fe.tableId, m: fe.maglevM, members, slots: new Uint32Array(0) });
+      tables.set(f.tableId, { id: f.tableId, m: fe.maglevM, members, slots: new Uint32Array(0) });
     }
   }
-  for (const id of tableIds) if (!tables.has(id)) tables.set(id, { id, m: 0, members: [], slots: new Uint32Array(0) });
   const sortedTables = new Map([...tables].sort((a, b) => a[0] - b[0]));
   const sortedBackends = new Map([...backends].sort((a, b) => a[0] - b[0]));
   return { seed, frontends, backends: sortedBackends, tables: sortedTables };
@@ -96,18 +93,13 @@ export function mapsAreEmpty(maps: DataplaneMaps): boolean {
   return maps.lb_frontends.keys().length === 0 && maps.lb_backends.keys().length === 0;
 }
 
-/** The slots of one Maglev table as the kernel holds them (for tests and dump --verbose). */
-export function readTable(maps: DataplaneMaps, tableId: number, m: number): Uint32Array | undefined {
-  const id = maps.lb_maglev.lookupId(L.encodeU32(tableId));
-  if (id === undefined) return undefined;
-  const inner = BpfMap.fromId(id);
-  try {
-    const values = Buffer.alloc(inner.maxEntries * L.MAGLEV_ELEM.size);
-    for (const [k, v] of inner.entries()) v.copy(values, L.decodeU32(k) * L.MAGLEV_ELEM.size);
-    return L.decodeMaglevTable(values, Math.min(m, inner.maxEntries * L.LB_MAGLEV_IDS_PER_ELEM));
-  } finally {
-    inner.close();
-  }
+/** The slots of the Maglev table at slot off of lb_maglev_slots as the kernel holds them (tests, dump). */
+export function readTable(maps: DataplaneMaps, off: number, m: number): Uint32Array | undefined {
+  const arr = maps.lb_maglev_slots, per = L.LB_MAGLEV_IDS_PER_ELEM;
+  if (m < 1 || off % per !== 0 || (off + m) > arr.maxEntries * per) return undefined;
+  const elems = L.maglevElems(m), values = Buffer.alloc(elems * L.MAGLEV_ELEM.size);
+  for (let i = 0; i < elems; i++) arr.lookup(L.encodeU32(off / per + i))?.copy(values, i * L.MAGLEV_ELEM.size);
+  return L.decodeMaglevTable(values, m);
 }
 
 export function readConfig(maps: DataplaneMaps): L.Config {

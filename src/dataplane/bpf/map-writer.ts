@@ -4,60 +4,45 @@
 // apply() takes diff()'s ops in order and turns each run of same-kind ops into one batch system call
 // per map (a run's ops are independent of each other; the order between kinds is what keeps the
 // kernel consistent, and it is kept). A full sync of 10,000 Services x 10 endpoints is ~200,000 map
-// entries plus 10,000 Maglev arrays. A frontend's names go to the agent's state file, which the maps
-// cannot hold.
+// entries plus 10,000 Maglev tables, each a region of lb_maglev_slots written with one copy through a
+// shared mapping (slot-alloc.ts hands out the regions). A frontend's names go to the agent's state
+// file, which the maps cannot hold.
 //
 // The writing is a generator of steps (Write): one batch system call each, or a pause between chunks
 // of work. apply() runs the steps at once; applyAsync() runs each batch on libuv's thread pool and
-// lets the event loop run at every pause, so /healthz and /metrics answer during a long apply (a write
-// to a map-in-map waits for an RCU grace period in the kernel). Both take the same steps in the same
+// lets the event loop run at every pause, so /healthz and /metrics answer during a long apply. Both take the same steps in the same
 // order, whatever the maps hold.
-import { readFileSync } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
-import { BpfBatchError, E2BIG, EINVAL, ENOSPC } from './native/errors.js';
-import { BpfMap } from './native/map.js';
-import { BPF_F_MMAPABLE, MapType } from './native/uapi.js';
-
-/**
- * Inner-array fds held open at once while a run of tables is built: as many as the fd limit allows
- * (each batch into lb_maglev costs one RCU grace period, so fewer, larger batches are faster), leaving
- * room for the rest of the process.
- */
-const TABLES_PER_SWAP = (() => {
-  let soft = 1024;
-  try {
-    const m = readFileSync('/proc/self/limits', 'utf8').match(/^Max open files\s+(\d+|unlimited)/m);
-    if (m) soft = m[1] === 'unlimited' ? 1 << 20 : Number(m[1]);
-  } catch {
-    // keep the common default
-  }
-  return Math.max(64, Math.min(4096, soft - 512));
-})();
-
-/** deferred table removals that force a flush (about 4 KiB of kernel memory each at 10 backends) */
-const DEFERRED_TABLES_MAX = 1024;
+import { BpfBatchError, E2BIG, ENOSPC } from './native/errors.js';
+import type { BpfMap } from './native/map.js';
+import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 
 export interface BpfMapsOptions {
-  /** leave dropped Maglev tables for flushDeferred() (one RCU grace period less per change) */
-  deferTableDeletes?: boolean;
   /**
-   * Write a new Maglev table of the same M into the array of the table it replaces, slot by slot,
+   * Write a new Maglev table of the same M into the region of the table it replaces, slot by slot,
    * when every frontend of the old table moves to the new one in the same apply (an endpoint change):
-   * no map-in-map insert, so no RCU grace period. Plan table ids then differ from lb_maglev's keys;
-   * the writer translates (kernelTableId).
+   * no frontend write needed for the table, no region taken. Otherwise a new table takes a free
+   * region and the frontends switch to it with their update.
    */
   recycleTables?: boolean;
+  /** lb_maglev_slots regions freed are reused after this long, and only by a later apply (default 1000) */
+  regionGraceMs?: number;
+}
+
+/** The Maglev table id readPlan() gives the table in the region starting at slot off. */
+export function tableIdOfRegion(off: number): number {
+  return off / L.LB_MAGLEV_IDS_PER_ELEM + 1;
 }
 
 export interface ApplyResult {
   /** system calls' worth of batches written (for debugging and benchmarks) */
   batches: number;
-  /** Maglev inner arrays created */
+  /** Maglev tables written (regions of lb_maglev_slots) */
   tables: number;
   /** (frontend, backend) pairs that ended: a backend left a frontend (socket termination follows) */
   membersLeft: number;
@@ -115,19 +100,6 @@ function fmtFe(f: { address: string; port: number; protocol: string; scope: stri
 export class MapWriter {
   private readonly maps: DataplaneMaps;
   private readonly state: AgentStateFile | undefined;
-  /** flags of the Maglev inner arrays; must equal lb_maglev's template (LB_MAGLEV_INNER_FLAGS) */
-  private innerFlags = L.LB_MAGLEV_INNER_FLAGS;
-
-  /**
-   * Deleting a table from lb_maglev costs an RCU grace period like inserting one. With
-   * deferTableDeletes, tables that diff() drops are left in place (nothing points at them any more)
-   * and removed together by flushDeferred(), which the agent calls when it is idle, or here once
-   * DEFERRED_TABLES_MAX are pending: an endpoint change then waits for one grace period, not two.
-   */
-  private readonly deferTableDeletes: boolean;
-  /** lb_maglev keys whose removal is deferred */
-  private readonly pendingTableDeletes = new Set<number>();
-
   /**
    * Each frontend's backend list as lb_slots holds it, mirrored so that a changed list tells which
    * backends left it: lb_members (the (frontend, backend) pairs that conntrack and affinity entries
@@ -137,30 +109,86 @@ export class MapWriter {
   private members: Map<number, number[]> | undefined;
   private memberRemovals: L.MemberKey[] = [];
   private readonly recycleTables: boolean;
-  /** plan table id -> lb_maglev key, where they differ (a recycled table's array); identity otherwise */
-  private readonly kid = new Map<number, number>();
-  /** lb_maglev keys held under another plan id (the inverse of kid) */
-  private readonly kidOwner = new Map<number, number>();
-  /** M of the tables this writer created (recycling needs the same M and every frontend of the table known) */
+  /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
+  private slotAlloc: SlotAllocator | undefined;
+  private readonly regionGraceMs: number;
+  /** plan table id -> its region and M, and a region's first slot -> its plan table id */
+  private readonly regions = new Map<number, Region & { m: number }>();
+  private readonly regionOwner = new Map<number, number>();
+  /** M of the tables written (recycling needs the same M and every frontend of the table known) */
   private readonly tableM = new Map<number, number>();
   /** frontend id -> plan table id, and table -> its frontends, for the tables in tableM */
   private readonly feTable = new Map<number, number>();
   private readonly tableFes = new Map<number, Set<number>>();
-  /** plan table id (new) -> plan table id whose array it takes, for the apply under way */
+  /** plan table id (new) -> plan table id whose region it takes, for the apply under way */
   private recycling = new Map<number, number>();
-  /** lb_maglev keys of the tables createTables is writing */
-  private tableKeys = new Map<PlanTable, number>();
 
   constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
     this.maps = maps;
     this.state = state;
-    this.deferTableDeletes = opts.deferTableDeletes ?? false;
     this.recycleTables = opts.recycleTables ?? false;
+    this.regionGraceMs = opts.regionGraceMs ?? 1000;
   }
 
-  /** The lb_maglev key that holds the plan's table id. */
-  kernelTableId(planId: number): number {
-    return this.kid.get(planId) ?? planId;
+  /** Where the plan's table lives in lb_maglev_slots, if written. */
+  regionOf(planId: number): { off: number; m: number } | undefined {
+    this.loadRegions();
+    const r = this.regions.get(planId);
+    return r && { off: r.off, m: r.m };
+  }
+
+  /**
+   * The plan's id of the table in the region at slot off: readPlan() gives the ids this writer
+   * knows, so a plan read back diffs against what the writer holds (tableIdOfRegion(off) otherwise).
+   */
+  tableIdAt(off: number): number {
+    this.loadRegions();
+    return this.regionOwner.get(off) ?? tableIdOfRegion(off);
+  }
+
+  private setRegion(id: number, r: Region, m: number): void {
+    this.regions.set(id, { off: r.off, size: r.size, m });
+    this.regionOwner.set(r.off, id);
+  }
+
+  private dropRegion(id: number): Region | undefined {
+    const r = this.regions.get(id);
+    if (!r) return undefined;
+    this.regions.delete(id);
+    if (this.regionOwner.get(r.off) === id) this.regionOwner.delete(r.off);
+    return r;
+  }
+
+  /** Slots of lb_maglev_slots in tables, and waiting out their grace period. */
+  slotUse(): { used: number; quarantined: number; capacity: number } {
+    const a = this.loadRegions();
+    return { used: a.used, quarantined: a.quarantined, capacity: a.capacity };
+  }
+
+  /**
+   * The regions the frontends point at now (an agent restarting over pinned maps, or the first
+   * apply): each distinct offset is one table, under the id readPlan() gives it.
+   */
+  private loadRegions(): SlotAllocator {
+    if (this.slotAlloc) return this.slotAlloc;
+    const a = new SlotAllocator(this.maps.lb_maglev_slots.maxEntries * L.LB_MAGLEV_IDS_PER_ELEM, { graceMs: this.regionGraceMs });
+    const found = new Map<number, Region>();
+    const fes: Array<[number, number]> = [];
+    this.maps.lb_frontends.scan((_k, v) => {
+      const fe = L.decodeFrontend(v);
+      if (fe.maglevM === 0) return;
+      const id = tableIdOfRegion(fe.maglevOff);
+      if (!found.has(id)) {
+        found.set(id, { off: fe.maglevOff, size: regionSize(fe.maglevM) });
+        this.setRegion(id, { off: fe.maglevOff, size: regionSize(fe.maglevM) }, fe.maglevM);
+        this.tableM.set(id, fe.maglevM);
+      }
+      fes.push([fe.feId, id]);
+    });
+    a.load(found.values());
+    for (const [feId, id] of fes) this.noteFrontend(feId, id);
+    this.slotAlloc = a;
+    return a;
   }
 
   /** Which new tables of ops can take the array of a table they replace (see recycleTables). */
@@ -205,74 +233,6 @@ export class MapWriter {
       if (!set) this.tableFes.set(tableId, set = new Set());
       set.add(feId);
     }
-  }
-
-  /** A plan table id now lives under the lb_maglev key k. */
-  private setKid(planId: number, k: number): void {
-    const old = this.kid.get(planId);
-    if (old !== undefined) this.kidOwner.delete(old);
-    if (k === planId) this.kid.delete(planId);
-    else {
-      this.kid.set(planId, k);
-      this.kidOwner.set(k, planId);
-    }
-  }
-
-  /** The lb_maglev key for a new (not recycled) table: its own id unless another table's array holds it. */
-  private freeKid(planId: number): number {
-    if (!this.kidOwner.has(planId)) return planId;
-    // a table living under another key leaves its own key free (there are as many keys as tables)
-    for (const p of this.kid.keys()) if (!this.kidOwner.has(p) && !this.pendingTableDeletes.has(p)) return p;
-    for (const p of this.kid.keys()) if (!this.kidOwner.has(p)) return p;
-    throw new KbpError('KBP_ERR_INTERNAL', `no free lb_maglev key for Maglev table ${planId}`);
-  }
-
-  /** Writes table t into the array that table `from` holds; t takes its lb_maglev key. */
-  private recycleInto(t: PlanTable, from: number): void {
-    if (t.slots.length !== t.m || t.m < 1) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${t.slots.length} slots for M=${t.m}`);
-    const k = this.kernelTableId(from);
-    const innerId = this.maps.lb_maglev.lookupId(L.encodeU32(k));
-    if (innerId === undefined) throw new KbpError('KBP_ERR_DATAPLANE', `Maglev table ${from} (lb_maglev key ${k}) is missing`);
-    const inner = BpfMap.fromId(innerId);
-    try {
-      // each slot is one aligned u32: a reader sees it old or new, both backends that exist now
-      const values = L.encodeMaglevTable(t.slots);
-      if (inner.flags & BPF_F_MMAPABLE) inner.writeMmap(values);
-      else inner.updateBatch(L.encodeArrayKeys(L.maglevElems(t.m)), values, L.maglevElems(t.m));
-    } finally {
-      inner.close();
-    }
-    this.kid.delete(from);
-    this.kidOwner.delete(k);
-    this.setKid(t.id, k);
-    this.tableM.set(t.id, t.m);
-  }
-
-  /** Table ids whose removal is deferred (see deferTableDeletes). */
-  get deferredTables(): number {
-    return this.pendingTableDeletes.size;
-  }
-
-  /** Removes the deferred tables in one batch; returns how many there were. */
-  flushDeferred(): number {
-    const n = this.pendingTableDeletes.size;
-    runSync(this.flushSteps());
-    return n;
-  }
-
-  /** flushDeferred with the batch on the thread pool (see applyAsync). */
-  async flushDeferredAsync(): Promise<number> {
-    const n = this.pendingTableDeletes.size;
-    await runAsync(this.flushSteps());
-    return n;
-  }
-
-  private *flushSteps(): Steps {
-    const ids = [...this.pendingTableDeletes];
-    if (ids.length === 0) return;
-    yield* this.deleteU32s('lb_maglev', ids);
-    // an id that createTables reused meanwhile was taken out of the set, and was not in ids either
-    for (const id of ids) this.pendingTableDeletes.delete(id);
   }
 
   /**
@@ -347,9 +307,10 @@ export class MapWriter {
   private *applySteps(ops: readonly PlanOp[], res: ApplyResult): Steps {
     ops = groupRemovals(ops);
     if (!this.members) this.syncMembers();
+    this.loadRegions().begin();
     this.recycling = this.planRecycling(ops);
     // lb_members gains the new pairs before anything a reader follows can name them: a recycled
-    // table is rewritten in the array its frontends read now (createTable, before upsertSlots), and a
+    // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
     // SYN balanced to a new backend from then on is checked against lb_members on its next packet
     // (a missing pair resets the flow)
     if (this.addMembers(ops)) res.batches++;
@@ -420,22 +381,10 @@ export class MapWriter {
         return;
       }
       case 'createTable': {
-        const all = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
-        const tables: PlanTable[] = [];
-        for (const t of all) {
-          const from = this.recycling.get(t.id);
-          if (from === undefined) tables.push(t);
-          else {
-            this.recycleInto(t, from);
-            res.batches++;
-          }
-        }
-        res.tables += all.length - tables.length;
-        for (let i = 0; i < tables.length; i += TABLES_PER_SWAP) {
-          yield* this.createTables(tables.slice(i, i + TABLES_PER_SWAP));
-          res.batches += 1 + Math.min(TABLES_PER_SWAP, tables.length - i);
-        }
+        const tables = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
+        yield* this.writeTables(tables);
         res.tables += tables.length;
+        res.batches++;
         return;
       }
       case 'upsertSlots': {
@@ -495,7 +444,11 @@ export class MapWriter {
           }
           L.encodeFeKey(f, keys, i * L.FE_KEY.size);
           const v = frontendValue(f);
-          if (v.tableId) v.tableId = this.kernelTableId(v.tableId);
+          if (f.tableId) {
+            const r = this.regions.get(f.tableId);
+            if (!r || r.m !== f.maglevM) throw new KbpError('KBP_ERR_INTERNAL', `frontend ${fmtFe(f)}: Maglev table ${f.tableId} (M=${f.maglevM}) was not written before it`);
+            v.maglevOff = r.off;
+          }
           L.encodeFrontend(v, values, i * L.FRONTEND.size);
         });
         // names first: a crash after the write must not leave a frontend without its Service name
@@ -539,30 +492,16 @@ export class MapWriter {
         res.batches++;
         return;
       case 'deleteTable': {
-        // dropping the outer entry releases the inner array (the kernel frees it after readers finish)
+        // no kernel write: nothing points at the region any more; it waits out its grace period
         const recycled = new Set(this.recycling.values());
-        const ids: number[] = [];
         for (const o of run) {
           const id = (o as Extract<PlanOp, { op: 'deleteTable' }>).tableId;
           this.tableM.delete(id);
           this.tableFes.delete(id);
-          if (recycled.has(id)) continue; // its array lives on under the table that took it
-          const k = this.kernelTableId(id);
-          this.kid.delete(id);
-          if (this.kidOwner.get(k) === id) this.kidOwner.delete(k);
-          ids.push(k);
+          if (recycled.has(id)) continue; // its region lives on under the table that took it
+          const r = this.dropRegion(id);
+          if (r) this.slotAlloc!.release(r);
         }
-        if (!ids.length) return;
-        if (this.deferTableDeletes) {
-          for (const id of ids) this.pendingTableDeletes.add(id);
-          if (this.pendingTableDeletes.size >= DEFERRED_TABLES_MAX) {
-            yield* this.flushSteps();
-            res.batches++;
-          }
-          return;
-        }
-        yield* this.deleteU32s('lb_maglev', ids);
-        res.batches++;
         return;
       }
       case 'deleteBackend':
@@ -577,72 +516,46 @@ export class MapWriter {
   }
 
   /**
-   * Maglev tables are built aside, each as its own array map, and then swapped into lb_maglev with one
-   * batch update: the kernel sees the old table or the new one, never a half-written one. Every write
-   * system call on a map-in-map waits for an RCU grace period (the kernel's maybe_wait_bpf_programs(),
-   * 5-15 ms here), so the outer writes of a run are one batch, not one call per table.
+   * Writes each table into a region of lb_maglev_slots: the region of the table it replaces when
+   * recycled (every frontend moves to it in this apply, same M: each slot is one aligned u32 that a
+   * reader sees old or new, both members now), else a free one, which no frontend reads until its
+   * upsertFrontend switches it. Regions written back to back are copied together.
    */
-  private *createTables(tables: PlanTable[]): Steps {
-    // each table's lb_maglev key; a key diff() reuses replaces the deferred table in place, so it must
-    // not be deleted later
-    const keysOf = new Map<PlanTable, number>();
+  private *writeTables(tables: PlanTable[]): Steps {
+    const alloc = this.slotAlloc!;
+    const pieces: Array<{ off: number; data: Buffer }> = [];
+    let n = 0;
     for (const t of tables) {
-      const k = this.freeKid(t.id);
-      keysOf.set(t, k);
-      this.pendingTableDeletes.delete(k);
-    }
-    this.tableKeys = keysOf;
-    try {
-      yield* this.createTablesWith(tables, this.innerFlags);
-    } catch (e) {
-      // lb_maglev was pinned by an object whose inner template had other flags (an upgrade across a
-      // change of LB_MAGLEV_INNER_FLAGS): the kernel rejects mismatched inner maps with EINVAL.
-      if ((e as KbpError).errno !== EINVAL || !(e instanceof BpfBatchError) || e.processed !== 0) throw e;
-      const other = this.innerFlags ^ BPF_F_MMAPABLE;
-      yield* this.createTablesWith(tables, other);
-      this.innerFlags = other;
-    }
-  }
-
-  private *createTablesWith(tables: PlanTable[], flags: number): Steps {
-    const inners: BpfMap[] = [];
-    try {
-      for (const t of tables) {
-        if (!(t.id >= 1 && t.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table has invalid id ${t.id}`);
-        if (t.slots.length !== t.m || t.m < 1) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${t.slots.length} slots for M=${t.m}`);
-        const elems = L.maglevElems(t.m);
-        let inner: BpfMap;
-        try {
-          inner = BpfMap.create({ type: MapType.ARRAY, name: `kbp_mg_${t.id.toString(16)}`, keySize: 4, valueSize: L.MAGLEV_ELEM.size, maxEntries: elems, flags });
-        } catch (e) {
-          if (isFull(e)) throw new KbpError('KBP_ERR_MAP_FULL', `Maglev table ${t.id} (M=${t.m}): the kernel refused a ${elems}-element array: ${(e as Error).message}`, { cause: e });
-          throw e;
+      if (!(t.id >= 1 && t.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table has invalid id ${t.id}`);
+      if (t.slots.length !== t.m || t.m < 1 || t.m > L.LB_MAGLEV_M_MAX) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${t.slots.length} slots for M=${t.m}`);
+      const from = this.recycling.get(t.id);
+      let r: Region | undefined = this.regions.get(t.id);
+      if (r && from === undefined) {
+        // the same table written again (a new seed: same M and members, other slots): in place
+        if (this.regions.get(t.id)!.m !== t.m) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id} rewritten with M=${t.m}, written before with M=${this.regions.get(t.id)!.m}`);
+      } else if (from !== undefined) {
+        r = this.dropRegion(from);
+        if (!r) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${from} to recycle has no region`);
+      } else {
+        r = alloc.alloc(t.m);
+        if (!r) {
+          throw new KbpError('KBP_ERR_MAP_FULL', `map lb_maglev_slots is full (${alloc.capacity} slots: ${alloc.used} in tables, ${alloc.quarantined} waiting to be reused): cannot add Maglev table ${t.id} (M=${t.m})`);
         }
-        inners.push(inner);
-        const values = L.encodeMaglevTable(t.slots);
-        if (flags & BPF_F_MMAPABLE) inner.writeMmap(values);
-        else inner.updateBatch(L.encodeArrayKeys(elems), values, elems);
-        if (inners.length % TABLES_PER_PAUSE === 0) yield PAUSE;
       }
-      const keys = Buffer.alloc(tables.length * 4), fds = Buffer.alloc(tables.length * 4);
-      tables.forEach((t, i) => {
-        L.encodeU32(this.tableKeys.get(t) ?? t.id, keys, i * 4);
-        L.encodeU32(inners[i]!.fd, fds, i * 4);
-      });
-      try {
-        // the swap: one RCU grace period in the kernel, on the thread pool under applyAsync
-        yield { kind: 'update', map: this.maps.lb_maglev, keys, values: fds, count: tables.length };
-        for (const t of tables) {
-          this.setKid(t.id, this.tableKeys.get(t) ?? t.id);
-          if (this.recycleTables) this.tableM.set(t.id, t.m);
-        }
-      } catch (e) {
-        const i = e instanceof BpfBatchError ? e.processed : 0;
-        throw isFull(e) ? this.mapFull(e, 'lb_maglev', `Maglev table ${tables[i]?.id} (M=${tables[i]?.m})`) : e;
-      }
-    } finally {
-      // lb_maglev holds its own references; ours go
-      for (const m of inners) m.close();
+      this.setRegion(t.id, r, t.m);
+      if (this.recycleTables) this.tableM.set(t.id, t.m);
+      pieces.push({ off: r.off, data: L.encodeMaglevTable(t.slots) });
+      if (++n % TABLES_PER_PAUSE === 0) yield PAUSE;
+    }
+    pieces.sort((a, b) => a.off - b.off);
+    const m = this.maps.lb_maglev_slots;
+    for (let i = 0; i < pieces.length;) {
+      let j = i + 1, end = pieces[i]!.off + pieces[i]!.data.length / 4;
+      while (j < pieces.length && pieces[j]!.off === end) end += pieces[j++]!.data.length / 4;
+      const data = j - i === 1 ? pieces[i]!.data : Buffer.concat(pieces.slice(i, j).map((p) => p.data));
+      m.writeMmap(data, pieces[i]!.off * 4);
+      i = j;
+      if (i < pieces.length) yield PAUSE;
     }
   }
 
@@ -794,7 +707,7 @@ function backendFlags(b: PlanBackend): number {
 /** The lb_frontends value of a plan frontend; flags follow from the plan's fields. */
 export function frontendValue(f: PlanFrontend): L.FrontendValue {
   return {
-    feId: f.id, tableId: f.tableId, maglevM: f.maglevM, backendCount: f.backendIds.length, type: f.type,
+    feId: f.id, maglevOff: 0, maglevM: f.maglevM, backendCount: f.backendIds.length, type: f.type,
     flags: (f.affinityTimeout > 0 ? L.LB_FE_F_AFFINITY : 0) | (f.sourceRanges.length ? L.LB_FE_F_SOURCE_RANGES : 0) | (f.snatRemote ? L.LB_FE_F_SNAT_REMOTE : 0) |
       (f.dropNoLocal ? L.LB_FE_F_DROP_NO_LOCAL : 0) | (f.masquerade === 'all' ? L.LB_FE_F_MASQ_ALL : 0) | (f.masquerade === 'offCluster' ? L.LB_FE_F_MASQ_OFF_CLUSTER : 0),
     affinityTimeout: f.affinityTimeout, affinityGroup: f.affinityGroup,

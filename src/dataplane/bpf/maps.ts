@@ -56,10 +56,9 @@ export class BpfMaps {
   apply(ops: readonly PlanOp[]): ApplyResult { return this.writer.apply(ops); }
   /** apply() with the event loop free: batches on the thread pool, pauses between chunks */
   applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> { return this.writer.applyAsync(ops); }
-  get deferredTables(): number { return this.writer.deferredTables; }
-  flushDeferred(): number { return this.writer.flushDeferred(); }
   syncMembers(): { added: number; removed: number } { return this.writer.syncMembers(); }
-  flushDeferredAsync(): Promise<number> { return this.writer.flushDeferredAsync(); }
+  /** lb_maglev_slots: slots in tables, slots waiting out their grace period, capacity */
+  maglevSlotUse(): { used: number; quarantined: number; capacity: number } { return this.writer.slotUse(); }
   writeConfig(cfg: { hashSeed: number; snatMark: number; flags: number }): void { this.writer.writeConfig(cfg); }
   setDevice(ifindex: number, flags: number): void { this.writer.setDevice(ifindex, flags); }
   removeDevice(ifindex: number): boolean { return this.writer.removeDevice(ifindex); }
@@ -68,10 +67,13 @@ export class BpfMaps {
   setLocalSources(cidrs: Iterable<string>): void { this.writer.setLocalSources(cidrs); }
 
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
-  readPlan(): Plan { return read.readPlan(this.maps, this.state); }
+  readPlan(): Plan { return read.readPlan(this.maps, this.state, (off) => this.writer.tableIdAt(off)); }
   isEmpty(): boolean { return read.mapsAreEmpty(this.maps); }
-  /** by the plan's table id (the writer's lb_maglev key for it: recycleTables) */
-  readTable(tableId: number, m: number): Uint32Array | undefined { return read.readTable(this.maps, this.writer.kernelTableId(tableId), m); }
+  /** by the plan's table id (the region the writer gave it; at most its M slots), or undefined when it has none */
+  readTable(tableId: number, m: number): Uint32Array | undefined {
+    const r = this.writer.regionOf(tableId);
+    return r && read.readTable(this.maps, r.off, Math.min(m, r.m));
+  }
   readConfig(): L.Config { return read.readConfig(this.maps); }
   devices(): Map<number, number> { return read.readDevices(this.maps); }
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }

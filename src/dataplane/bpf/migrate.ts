@@ -11,6 +11,10 @@
 //   by the agent's first sync; runtime state in them (conntrack, counters) starts empty, and flows
 //   whose entry is gone are re-balanced by Maglev, which picks the same backend while the backends
 //   are unchanged.
+// - maglev: the hash-of-maps lb_maglev of a build before lb_maglev_slots (one inner array per table,
+//   the frontend holding its key). lb_frontends is moved aside with it; carry() copies each old table
+//   into a region of lb_maglev_slots and each frontend with its table's offset in place of the key,
+//   before the new programs attach, so every flow, new or established, keeps its backend.
 // The old map is moved aside (renamed into <pin root>/upgrade/) before the object loads. The old
 // programs keep using it until the new ones replace them at attach time; only then are its entries
 // copied (carry()), without overwriting what the new programs wrote meanwhile, and the old map
@@ -22,12 +26,14 @@ import { BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
 import { BPF_NOEXIST, MapType } from './native/uapi.js';
 import { EEXIST } from './native/errors.js';
+import * as L from './layout.js';
+import { regionSize } from './slot-alloc.js';
 
 export interface MapSpec { name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }
 
 export interface Migration {
   name: string;
-  how: 'copy' | 'recreate';
+  how: 'copy' | 'recreate' | 'maglev';
   /** what differs, in words */
   why: string;
   /** entries copied (copy only, after carry()) */
@@ -58,6 +64,21 @@ export function migrationOf(pinned: MapSpec, spec: MapSpec): Migration {
   return { name: spec.name, how: copyable ? 'copy' : 'recreate', why };
 }
 
+/**
+ * The hash-of-maps Maglev layout of an earlier build (lb_maglev pinned, the object has
+ * lb_maglev_slots instead): lb_frontends is carried with its tables (see the top of this file), and
+ * lb_maglev goes. Replaces any other migration of lb_frontends in `found`.
+ */
+export function maglevMigrations(pinRoot: string, mapNames: readonly string[], found: readonly Migration[]): Migration[] {
+  if (!existsSync(join(pinRoot, 'lb_maglev')) || mapNames.includes('lb_maglev') || !mapNames.includes('lb_maglev_slots')) return [...found];
+  return [
+    ...found.filter((m) => m.name !== 'lb_frontends'),
+    // lb_frontends first: carry() reads the old tables through the aside lb_maglev
+    { name: 'lb_frontends', how: 'maglev', why: 'Maglev tables moved from the hash-of-maps lb_maglev into lb_maglev_slots: frontends hold a region offset' },
+    { name: 'lb_maglev', how: 'recreate', why: 'a hash-of-maps of Maglev tables, replaced by lb_maglev_slots' },
+  ];
+}
+
 /** where an old map waits during an upgrade: bpffs refuses names with a dot, so a folder of its own */
 export function asidePath(pinRoot: string, name: string): string {
   return join(pinRoot, 'upgrade', name);
@@ -83,7 +104,9 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
   const out: Migration[] = [];
   for (const m of migrations) {
     const aside = asidePath(pinRoot, m.name);
-    if (m.how === 'copy') {
+    if (m.how === 'maglev') {
+      out.push({ ...m, ...carryMaglev(object, pinRoot) });
+    } else if (m.how === 'copy') {
       const old = BpfMap.fromPin(aside);
       const target = object.map(m.name);
       let copied = 0, dropped = 0, newer = 0;
@@ -112,9 +135,74 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
     } else {
       out.push(m);
     }
-    unlinkSync(aside);
+    try {
+      unlinkSync(aside);
+    } catch {
+      // moved aside as a map this object lacks (lb_maglev): nothing of it to load
+    }
   }
   // the folder goes with the last old map (a first call may leave some for a second)
   try { rmdirSync(join(pinRoot, 'upgrade')); } catch { /* not empty yet, or gone */ }
   return out;
+}
+
+/**
+ * lb_frontends of the hash-of-maps layout into this object's: each old table (an inner array of
+ * lb_maglev) copied into a region of lb_maglev_slots, from slot 0 up, once however many frontends
+ * share it, and each frontend written with its region's offset. A frontend whose table is missing
+ * (or does not fit) is written with M 0: refused until the first sync writes its table.
+ */
+function carryMaglev(object: BpfObject, pinRoot: string): { copied: number; dropped: number; newer: number } {
+  const oldFe = BpfMap.fromPin(asidePath(pinRoot, 'lb_frontends'));
+  const oldMg = BpfMap.fromPin(asidePath(pinRoot, 'lb_maglev'));
+  const target = object.map('lb_frontends'), slots = object.map('lb_maglev_slots');
+  const capacity = slots.maxEntries * L.LB_MAGLEV_IDS_PER_ELEM;
+  const regions = new Map<number, number | undefined>();
+  let next = 0, copied = 0, dropped = 0, newer = 0;
+  const regionOf = (tableId: number, m: number): number | undefined => {
+    if (regions.has(tableId)) return regions.get(tableId);
+    let off: number | undefined;
+    const innerId = oldMg.lookupId(L.encodeU32(tableId));
+    if (innerId !== undefined && m >= 1 && m <= L.LB_MAGLEV_M_MAX && next + regionSize(m) <= capacity) {
+      const inner = BpfMap.fromId(innerId);
+      try {
+        const values = Buffer.alloc(regionSize(m) * 4);
+        for (const [k, v] of inner.entries()) {
+          const at = L.decodeU32(k) * L.MAGLEV_ELEM.size;
+          if (at + L.MAGLEV_ELEM.size <= values.length) v.copy(values, at, 0, L.MAGLEV_ELEM.size);
+        }
+        slots.writeMmap(values, next * 4);
+        off = next;
+        next += regionSize(m);
+      } finally {
+        inner.close();
+      }
+    }
+    regions.set(tableId, off);
+    return off;
+  };
+  try {
+    const pad = Buffer.alloc(Math.max(0, target.valueSize - oldFe.valueSize));
+    oldFe.scan((key, value) => {
+      const v = pad.length ? Buffer.concat([value, pad]) : Buffer.from(value);
+      const fe = L.decodeFrontend(v);
+      // the old layout's field 4 is the table's key in lb_maglev
+      if (fe.maglevM !== 0) {
+        const off = regionOf(fe.maglevOff, fe.maglevM);
+        v.writeUInt32LE(off ?? 0, 4);
+        if (off === undefined) v.writeUInt32LE(0, 8);
+      }
+      try {
+        target.update(key, v, BPF_NOEXIST);
+        copied++;
+      } catch (e) {
+        if ((e as { errno?: number }).errno === EEXIST) newer++;
+        else dropped++;
+      }
+    });
+  } finally {
+    oldFe.close();
+    oldMg.close();
+  }
+  return { copied, dropped, newer };
 }
