@@ -82,8 +82,9 @@ function lines(p: LabProcess): () => Promise<Record<string, unknown>> {
 }
 
 export interface AgentRun {
-  /** start to the first sync holding every frontend */
+  /** start to the first sync holding every frontend; with synced false, to the deadline */
   syncMs: number;
+  synced: boolean;
   /** RSS right after the first sync, and once settled (after `settleMs`) */
   rssSynced: number;
   rss: number;
@@ -126,7 +127,11 @@ async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opt
       m = await scrape();
       if (m.lastSync > 0 && m.frontends >= n) break;
       if (Date.now() > deadline) {
-        throw new Error(`agent with ${n} Services: no full sync within ${opts.timeoutMs / 1000} s (frontends ${m.frontends}, over capacity ${m.overCapacity})`);
+        // what it got to is the figure: reported, not thrown away
+        const st = procStatus(agent.pid);
+        const why = `no full sync within ${opts.timeoutMs / 1000} s (frontends ${m.frontends}, over capacity ${m.overCapacity}, ${agent.output().slice(-300).replace(/\s+/g, ' ')})`;
+        ctx.log(`${n} Services: ${why}`);
+        return { syncMs: Date.now() - started, synced: false, rssSynced: st.rss, rss: st.rss, hwm: st.hwm, frontends: m.frontends, changes: [], changeError: why };
       }
       if (Date.now() - told > 15_000) {
         told = Date.now();
@@ -171,7 +176,7 @@ async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opt
       ctx.log(`${n} Services: ${changes.length} endpoint changes, sync ${s} ms`);
     }
     const last = procStatus(agent.pid);
-    return { syncMs, rssSynced, rss: settled.rss, hwm: last.hwm, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }) };
+    return { syncMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }) };
   } finally {
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000))]);
@@ -226,7 +231,7 @@ export default [
           ctx.metric({ name: `rss ${n}`, value: r.rss / MiB, unit: 'MiB', baseline: 'rss 0', better: 'lower',
             note: `10 s after the first sync; ${(r.rssSynced / MiB).toFixed(0)} MiB right after it, peak ${(r.hwm / MiB).toFixed(0)} MiB`,
             ...(n === 10_000 && { target: '<= 300 MiB', met: r.rss / MiB <= 300 }) });
-          ctx.metric({ name: `first sync ${n}`, value: r.syncMs, unit: 'ms', better: 'lower', note: 'from process start: list, compile, plan, load and write the maps',
+          ctx.metric({ name: `first sync ${n}`, value: r.syncMs, unit: 'ms', better: 'lower', note: r.synced ? 'from process start: list, compile, plan, load and write the maps' : 'NOT FINISHED by the deadline',
             ...(n === 10_000 && { target: '< 3 s', met: r.syncMs < 3000 }) });
         }
         const hn = ctx.quick ? 1000 : 10_000;
@@ -255,10 +260,11 @@ export default [
       const cli = bundle(ctx);
       const lab = new Lab('agentscale');
       try {
-        const r = await runAgent(ctx, lab, cli, n, { changes: ctx.quick ? 3 : 5, settleMs: 10_000, timeoutMs: 1_200_000 });
+        const r = await runAgent(ctx, lab, cli, n, { changes: ctx.quick ? 3 : 5, settleMs: 10_000, timeoutMs: 1_500_000 });
         const label = n === 100_000 ? '100k' : `${n / 1000}k`;
         const full = n === 100_000;
-        ctx.metric({ name: `full sync ${label}`, value: r.syncMs, unit: 'ms', better: 'lower', note: `process start to ${r.frontends} frontends in the kernel`,
+        ctx.metric({ name: `full sync ${label}`, value: r.syncMs, unit: 'ms', better: 'lower',
+          note: r.synced ? `process start to ${r.frontends} frontends in the kernel` : `NOT FINISHED: the run's deadline; RSS then`,
           ...(full && { target: '< 10 s', met: r.syncMs < 10_000 }) });
         const sync = r.changes.map((c) => c.syncMs), wall = r.changes.map((c) => c.wallMs);
         if (r.changeError) ctx.note(`One change at ${n}: ${r.changeError}`);
@@ -268,8 +274,8 @@ export default [
         if (wall.length) ctx.metric({ name: `one change ${label}: API write to synced (median)`, value: median(wall), unit: 'ms', better: 'lower',
           note: `${wall.join(', ')} ms: watch, the runner's wait, the sync` });
         ctx.metric({ name: `rss ${label}`, value: r.rss / MiB, unit: 'MiB', better: 'lower',
-          note: `10 s after the first sync; ${(r.rssSynced / MiB).toFixed(0)} MiB right after it`,
-          ...(full && { target: '< 1 GiB', met: r.rss < 1024 * MiB }) });
+          note: r.synced ? `10 s after the first sync; ${(r.rssSynced / MiB).toFixed(0)} MiB right after it` : 'at the deadline, first sync unfinished',
+          ...(full && { target: '< 1 GiB', met: r.synced && r.rss < 1024 * MiB }) });
         ctx.metric({ name: `peak rss ${label}`, value: r.hwm / MiB, unit: 'MiB', better: 'lower', note: 'VmHWM: the first sync\'s peak' });
       } finally {
         await lab.cleanup();

@@ -1,7 +1,9 @@
-// npm run bench [-- --quick] [--out DIR] [NAME...]
+// npm run bench [-- --quick] [--out DIR] [--report] [NAME...]
 // Runs every bench/*.bench.ts (or the named ones), one after the other in this process, and writes
 // DIR/<name>.json, DIR/<name>-<figure>.svg and DIR/REPORT.md (default DIR: bench/results). REPORT.md
 // covers every result file in DIR, so running one bench refreshes its part and keeps the others.
+// --report only rewrites REPORT.md from the result files (runs merged from several directories).
+// Each step prints a progress line on stderr: [bench] what it does now.
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,6 +70,7 @@ function targetsTable(results: Result[]): string[] {
       const ok = m.unit === t.unit || t.ratio;
       measured = !Number.isFinite(v) ? 'no baseline' : t.ratio ? v.toFixed(3) : formatValue(v, m.unit);
       met = !ok || !Number.isFinite(v) ? `(unit ${m.unit})` : (t.op === '<' ? v < t.limit : t.op === '<=' ? v <= t.limit : v >= t.limit) ? 'yes' : '**no**';
+      if (m.note?.includes('NOT FINISHED')) measured = `> ${measured} (not finished)`;
       if (r.quick) measured += ' (quick)';
     }
     lines.push(`| ${t.figure} | ${measured} | ${t.target} | ${met} | \`${t.bench}\`${m ? `: ${m.name}` : ''} |`);
@@ -92,22 +95,23 @@ interface Result {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: node --import=tsx bench/run.ts [--quick] [--out DIR] [--list] [NAME...]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: node --import=tsx bench/run.ts [--quick] [--out DIR] [--list] [--report] [NAME...]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]) {
-  let quick = false, list = false, out = path.join(here, 'results');
+  let quick = false, list = false, reportOnly = false, out = path.join(here, 'results');
   const names: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quick') quick = true;
     else if (a === '--list') list = true;
+    else if (a === '--report') reportOnly = true;
     else if (a === '--out') out = path.resolve(argv[++i] ?? usage('--out needs a directory'));
     else if (a.startsWith('-')) usage(`unknown option ${a}`);
     else names.push(a);
   }
-  return { quick, list, out, names };
+  return { quick, list, reportOnly, out, names };
 }
 
 async function discover(): Promise<Bench[]> {
@@ -212,10 +216,12 @@ async function main(): Promise<void> {
     return;
   }
   for (const n of args.names) if (!benches.some((b) => b.name === n)) usage(`no bench named ${n} (have: ${benches.map((b) => b.name).join(', ')})`);
-  const chosen = args.names.length ? benches.filter((b) => args.names.includes(b.name)) : benches;
+  const chosen = args.reportOnly ? [] : args.names.length ? benches.filter((b) => args.names.includes(b.name)) : benches;
   await mkdir(args.out, { recursive: true });
   let failed = 0;
+  let step = 0;
   for (const b of chosen) {
+    process.stderr.write(`[${b.name}] bench ${++step} of ${chosen.length}${args.quick ? ' (--quick)' : ''}: ${b.title}\n`);
     const r = await runOne(b, args.quick);
     if (r.status === 'failed') failed++;
     await writeFile(path.join(args.out, `${b.name}.json`), JSON.stringify(r, null, 2) + '\n');
