@@ -11,7 +11,7 @@
 // hook (the client runs in a cgroup with lb_sock_connect4 attached).
 import { systemBinary } from '../src/util/exec.js';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,8 +59,11 @@ const CONNLOOP = join(here, 'results', '.connloop', 'connloop');
 /** bench/connloop.c, built with the system's compiler */
 function buildConnloop(): void {
   mkdirSync(dirname(CONNLOOP), { recursive: true });
-  const r = spawnSync('cc', ['-O2', '-Wall', '-o', CONNLOOP, join(here, 'connloop.c')], { encoding: 'utf8' });
+  // built aside and renamed into place: another run may be executing the current binary
+  const tmp = `${CONNLOOP}.${process.pid}`;
+  const r = spawnSync('cc', ['-O2', '-Wall', '-o', tmp, join(here, 'connloop.c')], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`cc bench/connloop.c failed: ${r.stderr}`);
+  renameSync(tmp, CONNLOOP);
 }
 
 type Mode = 'direct' | 'iptables' | 'tc' | 'socket';
