@@ -229,8 +229,9 @@ export default [
         for (const n of sizes.filter((x) => x > 0)) {
           const r = res.get(n)!;
           ctx.metric({ name: `rss ${n}`, value: r.rss / MiB, unit: 'MiB', baseline: 'rss 0', better: 'lower',
-            note: `10 s after the first sync; ${(r.rssSynced / MiB).toFixed(0)} MiB right after it, peak ${(r.hwm / MiB).toFixed(0)} MiB`,
-            ...(n === 10_000 && { target: '<= 300 MiB', met: r.rss / MiB <= 300 }) });
+            note: r.synced ? `10 s after the first sync; ${(r.rssSynced / MiB).toFixed(0)} MiB right after it, peak ${(r.hwm / MiB).toFixed(0)} MiB`
+              : `at the deadline, first sync NOT FINISHED; peak ${(r.hwm / MiB).toFixed(0)} MiB`,
+            ...(n === 10_000 && { target: '<= 300 MiB', met: r.synced && r.rss / MiB <= 300 }) });
           ctx.metric({ name: `first sync ${n}`, value: r.syncMs, unit: 'ms', better: 'lower', note: r.synced ? 'from process start: list, compile, plan, load and write the maps' : 'NOT FINISHED by the deadline',
             ...(n === 10_000 && { target: '< 3 s', met: r.syncMs < 3000 }) });
         }

@@ -70,7 +70,7 @@ function targetsTable(results: Result[]): string[] {
       const ok = m.unit === t.unit || t.ratio;
       measured = !Number.isFinite(v) ? 'no baseline' : t.ratio ? v.toFixed(3) : formatValue(v, m.unit);
       met = !ok || !Number.isFinite(v) ? `(unit ${m.unit})` : (t.op === '<' ? v < t.limit : t.op === '<=' ? v <= t.limit : v >= t.limit) ? 'yes' : '**no**';
-      if (m.note?.includes('NOT FINISHED')) measured = `> ${measured} (not finished)`;
+      if (m.note?.includes('NOT FINISHED')) measured = m.unit === 'ms' ? `> ${measured} (not finished)` : `${measured} (first sync not finished)`;
       if (r.quick) measured += ' (quick)';
     }
     lines.push(`| ${t.figure} | ${measured} | ${t.target} | ${met} | \`${t.bench}\`${m ? `: ${m.name}` : ''} |`);
