@@ -2,11 +2,13 @@
 // LISTs, watches) against the stub API server's kubeconfig, alone in its process so its RSS is its
 // own. Prints JSON lines: {listedMs, rssMiB, heapMiB, objects} once synced, then {watchMs} when the
 // object named on stdin has arrived through the watch.
-import { createKubeSource } from '../src/source/kube.js';
+// An optional second argument names another checkout's src/source/kube.ts: the same-run baseline.
 import { silentLogger } from '../src/util/log.js';
+import type { createKubeSource as Create } from '../src/source/kube.js';
 
-const [kubeconfig] = process.argv.slice(2);
-if (!kubeconfig) throw new Error('usage: apiserver-client.ts KUBECONFIG');
+const [kubeconfig, module = '../src/source/kube.js'] = process.argv.slice(2);
+if (!kubeconfig) throw new Error('usage: apiserver-client.ts KUBECONFIG [KUBE_SOURCE_MODULE]');
+const { createKubeSource } = (await import(module)) as { createKubeSource: typeof Create };
 const t0 = performance.now();
 const source = createKubeSource({ kubeconfig, logger: silentLogger, nodeName: 'bench-node' });
 await source.start();

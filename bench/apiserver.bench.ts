@@ -7,21 +7,22 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startStubApiServer } from '../testing/stub-apiserver.js';
-import { endpointSlice, service } from './gen.js';
+import { apiNode, apiService, apiSlice } from './apiserver-objects.js';
+import { service } from './gen.js';
 import { defineBench } from './lib.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
-async function measure(n: number): Promise<{ listedMs: number; rssMiB: number; heapMiB: number; watchMs: number }> {
+async function measure(n: number, module?: string): Promise<{ listedMs: number; rssMiB: number; heapMiB: number; watchMs: number }> {
   const stub = await startStubApiServer();
   try {
     const shape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
     for (let i = 0; i < n; i++) {
-      stub.apply('Service', service(i, shape) as never);
-      stub.apply('EndpointSlice', endpointSlice(i, shape) as never);
+      stub.apply('Service', apiService(i, shape) as never);
+      stub.apply('EndpointSlice', apiSlice(i, shape) as never);
     }
-    stub.apply('Node', { metadata: { name: 'bench-node' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.0.10' }] } });
-    const child = spawn(process.execPath, ['--expose-gc', '--import=tsx', join(here, 'apiserver-client.ts'), stub.kubeconfigPath()],
+    stub.apply('Node', { ...apiNode(), metadata: { ...apiNode().metadata, name: 'bench-node' } } as never);
+    const child = spawn(process.execPath, ['--expose-gc', '--import=tsx', join(here, 'apiserver-client.ts'), stub.kubeconfigPath(), ...(module ? [module] : [])],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines: string[] = [];
     let buf = '';
@@ -53,16 +54,27 @@ async function measure(n: number): Promise<{ listedMs: number; rssMiB: number; h
 export default defineBench({
   name: 'apiserver',
   title: 'The API path at scale: list and watch of N Services x 10 endpoints',
-  description: 'The stub API server (testing/stub-apiserver.ts) holds N Services and N EndpointSlices of 10 endpoints; the real Kubernetes source (client-node informers, LISTs paged by 500, watches with bookmarks) lists and watches it in a child process. Reported: start to synced, the source\'s RSS and heap after a GC, and one new Service\'s time through the watch. The stub serves from memory, so the time is the client\'s.',
+  description: 'The stub API server (testing/stub-apiserver.ts) holds N Services and N EndpointSlices of 10 endpoints, dressed as an API server returns them (managedFields, last-applied annotations, targetRefs: bench/apiserver-objects.ts); the real Kubernetes source (client-node informers, LISTs paged by 500, watches with bookmarks) lists and watches it in a child process. Reported: start to synced, the source\'s RSS and heap after a GC, and one new Service\'s time through the watch. The stub serves from memory, so the time is the client\'s.',
   async run(ctx) {
     const sizes = ctx.quick ? [1000, 10_000] : [1000, 10_000, 100_000];
     const res = new Map<number, Awaited<ReturnType<typeof measure>>>();
+    // KBP_BENCH_SOURCE_BASE: another checkout's src/source/kube.ts, measured just before at each size (the same-run baseline)
+    const baseModule = process.env.KBP_BENCH_SOURCE_BASE;
     for (const n of sizes) {
+      if (baseModule) {
+        const b = await measure(n, baseModule);
+        ctx.log(`${n} Services, base ${baseModule}: listed in ${b.listedMs.toFixed(0)} ms, RSS ${b.rssMiB.toFixed(0)} MiB, heap ${b.heapMiB.toFixed(0)} MiB`);
+        ctx.metric({ name: `base: list ${n}`, value: b.listedMs, unit: 'ms', better: 'lower', note: `KBP_BENCH_SOURCE_BASE=${baseModule}` });
+        ctx.metric({ name: `base: rss ${n}`, value: b.rssMiB, unit: 'MiB', better: 'lower' });
+        ctx.metric({ name: `base: heap ${n}`, value: b.heapMiB, unit: 'MiB', better: 'lower' });
+      }
       const r = await measure(n);
       res.set(n, r);
       ctx.log(`${n} Services (${n * 10} endpoints): listed in ${r.listedMs.toFixed(0)} ms, RSS ${r.rssMiB.toFixed(0)} MiB, heap ${r.heapMiB.toFixed(0)} MiB, a new Service through the watch in ${r.watchMs} ms`);
-      ctx.metric({ name: `list ${n}`, value: r.listedMs, unit: 'ms', better: 'lower', note: `${n * 10} endpoints, pages of 500` });
-      ctx.metric({ name: `rss ${n}`, value: r.rssMiB, unit: 'MiB', better: 'lower', note: 'the source alone, after GC' });
+      const base = (k: string) => (baseModule ? { baseline: `base: ${k} ${n}` } : {});
+      ctx.metric({ name: `list ${n}`, value: r.listedMs, unit: 'ms', better: 'lower', note: `${n * 10} endpoints, pages of 500`, ...base('list') });
+      ctx.metric({ name: `rss ${n}`, value: r.rssMiB, unit: 'MiB', better: 'lower', note: 'the source alone, after GC', ...base('rss') });
+      ctx.metric({ name: `heap ${n}`, value: r.heapMiB, unit: 'MiB', better: 'lower', note: 'V8 heap in use after GC', ...base('heap') });
       ctx.metric({ name: `watch ${n}`, value: r.watchMs, unit: 'ms', better: 'lower', note: 'one new Service, from the API write to the store' });
     }
     ctx.figure({

@@ -1,9 +1,16 @@
 // Bundles the agent into one ESM file; the native addon and BPF objects stay beside it on disk.
+// `--outfile FILE` writes elsewhere than dist/ (the benches run a bundle of their own, under
+// bench/results/, so the lab keeps running the sources); FILE must lie inside the checkout, where
+// the bundle finds native/build and bpf/ by walking up.
 import { build } from 'esbuild';
+
+const at = process.argv.indexOf('--outfile');
+const outfile = at > 0 ? process.argv[at + 1] : 'dist/kube-bpf-proxy.mjs';
+if (!outfile) throw new Error('--outfile needs a file');
 
 await build({
   entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/kube-bpf-proxy.mjs',
+  outfile,
   bundle: true,
   platform: 'node',
   format: 'esm',

@@ -25,6 +25,7 @@ import { KubeConfig, ListWatch, Watch, type KubernetesListObject } from '@kubern
 import { KbpError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { errorReason, listObjects, loadKubeConfig, withQuery } from './kube-http.js';
+import { slimObject } from './slim.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 
 export interface BackoffOptions {
@@ -335,7 +336,8 @@ class KindWatcher<K extends Kind> {
       }
       const obj = item as KindMap[K];
       const cur = this.#s.store.get(this.kind, objectKey(obj));
-      out.push(cur && sameVersion(cur, obj) ? cur : obj);
+      // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
+      out.push(cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj));
     }
     return out;
   }
@@ -494,7 +496,8 @@ class SourceWatch<K extends Kind> extends Watch {
       }
       useful++;
       w.healthy();
-      callback(phase, obj, raw);
+      // (a BOOKMARK carries only its resourceVersion)
+      callback(phase, phase === 'BOOKMARK' ? obj : slimObject(w.kind, obj), raw);
     };
 
     try {

@@ -7,9 +7,11 @@
 // by path and line and skipped; if it parsed before, its last good objects stay until it is fixed or
 // removed, so a half-saved edit does not withdraw a Service. Re-reading an unchanged file keeps the
 // same object identities, so the store (and the sync runner behind it) sees no change.
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { Composer, LineCounter, Parser } from 'yaml';
+import { slimObject } from './slim.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 import { KbpError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
@@ -96,7 +98,8 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       }
       if (kind !== 'Node' && !meta.namespace) meta.namespace = 'default';
       if (kind === 'Node') delete meta.namespace;
-      const obj = v as unknown as KindMap[Kind];
+      // only what is read, sharing nothing with the file's text (slim.ts)
+      const obj = slimObject(kind, v as unknown as KindMap[Kind]);
       objects.push({ kind, key: objectKey(obj), obj, path, line });
     };
     add(value, '');
@@ -129,7 +132,8 @@ function safeIsFile(p: string): boolean {
 }
 
 interface FileState {
-  text: string;
+  /** digest of the text read: an unchanged file keeps its objects without keeping its text */
+  digest: string;
   objects: ManifestObject[];
   /** the file's object per id (`kind/key`), the last document winning */
   byId: Map<string, ManifestObject>;
@@ -264,7 +268,8 @@ export class ManifestsReader {
       else problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
       return;
     }
-    if (prev && prev.text === text) {
+    const digest = createHash('sha256').update(text).digest('base64');
+    if (prev && prev.digest === digest) {
       prev.stat = st;
       return;
     }
@@ -272,7 +277,7 @@ export class ManifestsReader {
     problems.push(...res.problems);
     // a file that does not parse keeps its last good objects
     const objects = res.ok ? res.objects : prev?.objects ?? [];
-    this.#setFile(p, { text, objects, byId: res.ok || !prev ? new Map(objects.map((o) => [idOf(o), o])) : prev.byId, stat: st }, touched);
+    this.#setFile(p, { digest, objects, byId: res.ok || !prev ? new Map(objects.map((o) => [idOf(o), o])) : prev.byId, stat: st }, touched);
   }
 
   #setFile(p: string, next: FileState | undefined, touched: Set<string>): void {

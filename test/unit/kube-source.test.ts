@@ -478,3 +478,23 @@ test('stop() leaves no handles: lists and watches the server never answers', asy
   const watches = await runChild(stub.kubeconfigPath(), true, () => until(() => stub.hungRequests === 3, 5000, 'three hung watches'));
   t.is(watches.code, 0, `child (hung watches) did not exit; stderr: ${watches.err}`);
 });
+
+test('listed and watched objects are stored slimmed: no managedFields, no unread annotations or labels', async (t) => {
+  const fat = (name: string, ip: string) => ({
+    ...svc('default', name, ip),
+    metadata: { namespace: 'default', name, labels: { app: name }, managedFields: [{ manager: 'kubectl', operation: 'Apply' }],
+      annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":true}' } },
+  });
+  const { stub, source } = await rig(t, (s) => { s.apply('Service', fat('listed', '10.96.0.30')); s.apply('Node', node('node-1', '192.168.1.1')); });
+  await within(source.start());
+  stub.apply('Service', fat('watched', '10.96.0.31'));
+  await until(() => source.store.get('Service', 'default/watched') !== undefined, 5000, 'the watched Service');
+  for (const key of ['default/listed', 'default/watched']) {
+    const o = source.store.get('Service', key)!;
+    t.is(o.spec?.clusterIP, key.endsWith('listed') ? '10.96.0.30' : '10.96.0.31');
+    t.is(o.metadata?.managedFields, undefined, key);
+    t.deepEqual(o.metadata?.annotations, {}, key);
+    t.deepEqual(o.metadata?.labels, {}, key);
+    t.truthy(o.metadata?.resourceVersion);
+  }
+});

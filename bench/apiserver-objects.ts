@@ -1,0 +1,39 @@
+// bench/gen.ts's objects dressed as an API server returns them: uid, creationTimestamp, managedFields,
+// kubectl's last-applied annotation on Services, the endpoint controller's labels, annotation,
+// ownerReference and targetRefs on EndpointSlices. What a real cluster's LIST carries beside what
+// compile reads, so memory figures include what the sources must drop.
+import { endpointSlice, node, service, type ClusterShape } from './gen.js';
+
+type Obj = Record<string, any>;
+
+let uid = 0;
+function dressed(o: Obj, manager: string): Obj {
+  const m = o.metadata as Obj;
+  m.uid = `00000000-0000-4000-8000-${(++uid).toString(16).padStart(12, '0')}`;
+  m.creationTimestamp = '2026-01-01T00:00:00Z';
+  m.managedFields = [{
+    manager, operation: 'Update', apiVersion: o.apiVersion, time: '2026-01-01T00:00:00Z', fieldsType: 'FieldsV1',
+    fieldsV1: { 'f:metadata': { 'f:labels': { '.': {}, 'f:app': {} } }, 'f:spec': { 'f:ports': {} } },
+  }];
+  return o;
+}
+
+export function apiService(i: number, shape: ClusterShape): Obj {
+  const svc = dressed(service(i, shape) as Obj, 'kubectl-client-side-apply');
+  svc.metadata.labels = { app: `svc-${i}` };
+  svc.metadata.annotations = { 'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify(service(i, shape)) };
+  return svc;
+}
+
+export function apiSlice(i: number, shape: ClusterShape, variant = 0): Obj {
+  const s = dressed(endpointSlice(i, shape, variant) as Obj, 'kube-controller-manager');
+  s.metadata.labels = { ...s.metadata.labels, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io', app: `svc-${i}` };
+  s.metadata.annotations = { 'endpoints.kubernetes.io/last-change-trigger-time': new Date().toISOString() };
+  s.metadata.ownerReferences = [{ apiVersion: 'v1', kind: 'Service', name: `svc-${i}`, uid: 'x', controller: true, blockOwnerDeletion: true }];
+  s.endpoints.forEach((e: Obj, j: number) => { e.targetRef = { kind: 'Pod', namespace: 'bench', name: `svc-${i}-pod-${j}`, uid: `pod-${i}-${j}` }; });
+  return s;
+}
+
+export function apiNode(): Obj {
+  return dressed(node() as Obj, 'kubelet');
+}

@@ -1,0 +1,36 @@
+// The stub API server (testing/stub-apiserver.ts) for the agent benches, as a process of its own so
+// it can run inside the agent's network namespace: `node --import=tsx bench/apiserver-stub.ts HOST N`
+// holds the Node, N Services and N EndpointSlices of 10 endpoints dressed as an API server returns
+// them (bench/apiserver-objects.ts), listens on HOST, and prints {"ready":true,"kubeconfig":...}.
+// Then one command per stdin line, one JSON line back:
+//   change I V    EndpointSlice of Service I with its first endpoint moved (variant V), trigger time now
+import { createInterface } from 'node:readline';
+import { StubApiServer } from '../testing/stub-apiserver.js';
+import { apiNode, apiService, apiSlice } from './apiserver-objects.js';
+import type { ClusterShape } from './gen.js';
+
+const host = process.argv[2] ?? '127.0.0.1';
+const n = Number(process.argv[3] ?? 0);
+if (!Number.isInteger(n) || n < 0) throw new Error(`usage: apiserver-stub.ts HOST N (got N=${process.argv[3]})`);
+const shape: ClusterShape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
+
+const s = new StubApiServer();
+s.host = host;
+s.apply('Node', apiNode() as never);
+for (let i = 0; i < n; i++) {
+  s.apply('Service', apiService(i, shape) as never);
+  s.apply('EndpointSlice', apiSlice(i, shape) as never);
+}
+await s.listen();
+process.stdout.write(JSON.stringify({ ready: true, url: s.url, kubeconfig: s.kubeconfigPath() }) + '\n');
+for await (const line of createInterface({ input: process.stdin })) {
+  const [op, a, b] = line.trim().split(/\s+/);
+  if (!op) continue;
+  let out: unknown;
+  if (op === 'change' && Number(a) >= 0 && Number(a) < n) {
+    s.apply('EndpointSlice', apiSlice(Number(a), shape, Number(b) || 1) as never);
+    out = { ok: true, at: Date.now() };
+  } else out = { ok: false, error: `unknown command ${JSON.stringify(line)}` };
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+await s.close();

@@ -1,0 +1,100 @@
+// What the store keeps of each object: only the fields compile, the health servers and the agent read,
+// as fresh flat strings. Objects from an API server carry managedFields, creationTimestamp, ownerReferences,
+// kubectl's last-applied-configuration and targetRefs; a Node carries its images and conditions. None of
+// that is read, and at 100,000 Services it is most of the store.
+//
+// The copy also cuts what a parser leaves behind: V8 keeps a string that JSON.parse or the yaml package
+// cut out of a larger text as a slice of it, so one kept name holds a whole LIST page (500 objects) or
+// a whole manifest file alive. Measured at 10,000 Services x 10 endpoints: JSON pages of 500 objects
+// retain 55.7 MiB, the same objects copied 26.6 MiB (bench/agent.bench.ts reports the store's share).
+//
+// Only keys are dropped, never reinterpreted: a field of the wrong type is kept as it came, so
+// normalize reports it exactly as before. The copy is a JSON round trip (a number that is not finite,
+// which only YAML can write, arrives as null, which normalize rejects alike).
+import { LABEL_SERVICE_NAME, LABEL_ZONE } from '../model/types.js';
+import type { Kind, KindMap } from './types.js';
+
+/** labels anything reads (normalize's notOurs, the slice index, the node's zone) */
+export const KEPT_LABELS: ReadonlySet<string> = new Set([
+  'service.kubernetes.io/service-proxy-name', 'service.kubernetes.io/headless', LABEL_SERVICE_NAME, LABEL_ZONE,
+]);
+/** annotations anything reads (the agent's endpoint-change latency metric) */
+export const KEPT_ANNOTATIONS: ReadonlySet<string> = new Set(['endpoints.kubernetes.io/last-change-trigger-time']);
+
+const META_KEYS = ['name', 'namespace', 'uid', 'resourceVersion', 'generation'];
+const ENDPOINT_KEYS = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function pick(src: Obj, keys: readonly string[], out: Obj = {}): Obj {
+  for (const k of keys) if (src[k] !== undefined) out[k] = src[k];
+  return out;
+}
+
+function filterKeys(v: unknown, keep: ReadonlySet<string>): unknown {
+  if (!isObj(v)) return v;
+  const out: Obj = {};
+  for (const k of Object.keys(v)) if (keep.has(k)) out[k] = v[k];
+  return out;
+}
+
+function meta(m: unknown, allLabels: boolean): unknown {
+  if (!isObj(m)) return m;
+  const out = pick(m, META_KEYS);
+  if (m.labels !== undefined) out.labels = allLabels ? m.labels : filterKeys(m.labels, KEPT_LABELS);
+  if (m.annotations !== undefined) out.annotations = filterKeys(m.annotations, KEPT_ANNOTATIONS);
+  return out;
+}
+
+function endpoint(e: unknown): unknown {
+  if (!isObj(e)) return e;
+  const out = pick(e, ENDPOINT_KEYS);
+  // the health server counts a dual-stack pod once, by its name
+  if (isObj(e.targetRef) && e.targetRef.name !== undefined) out.targetRef = { name: e.targetRef.name };
+  else if (e.targetRef !== undefined && !isObj(e.targetRef)) out.targetRef = e.targetRef;
+  return out;
+}
+
+/**
+ * The part of obj that is read, as a fresh object sharing no string with the parser's input. obj is
+ * not changed. Anything that is not an object comes back as it was (the sources reject it).
+ */
+export function slimObject<K extends Kind>(kind: K, obj: KindMap[K]): KindMap[K] {
+  const o = obj as unknown;
+  if (!isObj(o)) return obj;
+  let out: Obj;
+  switch (kind) {
+    case 'Service': {
+      out = { metadata: meta(o.metadata, false) };
+      if (isObj(o.spec)) {
+        // the selector is the endpoint controller's business
+        const { selector: _selector, ...spec } = o.spec;
+        out.spec = spec;
+      } else if (o.spec !== undefined) out.spec = o.spec;
+      if (isObj(o.status)) {
+        if (o.status.loadBalancer !== undefined) out.status = { loadBalancer: o.status.loadBalancer };
+      } else if (o.status !== undefined) out.status = o.status;
+      break;
+    }
+    case 'EndpointSlice':
+      out = { metadata: meta(o.metadata, false) };
+      pick(o, ['addressType', 'ports'], out);
+      if (o.endpoints !== undefined) out.endpoints = Array.isArray(o.endpoints) ? o.endpoints.map(endpoint) : o.endpoints;
+      break;
+    default:
+      // one Node: its labels and spec whole (small, and the node's own); of its status only the addresses
+      out = { metadata: meta(o.metadata, true) };
+      if (o.spec !== undefined) out.spec = o.spec;
+      if (isObj(o.status)) {
+        if (o.status.addresses !== undefined) out.status = { addresses: o.status.addresses };
+      } else if (o.status !== undefined) out.status = o.status;
+  }
+  if (o.metadata === undefined) delete out.metadata;
+  try {
+    return JSON.parse(JSON.stringify(out)) as KindMap[K];
+  } catch {
+    // not JSON (a BigInt, a cycle): no source builds such an object; keep it unslimmed rather than lose it
+    return obj;
+  }
+}

@@ -1,0 +1,88 @@
+// What the sources keep of each object (src/source/slim.ts): only what is read, and nothing that
+// changes what normalize makes of it, errors included.
+import test from 'ava';
+import fc from 'fast-check';
+import { normalizeEndpointSlice, normalizeNode, normalizeService } from '../../src/model/normalize.js';
+import type { ObjectError } from '../../src/model/types.js';
+import { parseManifestText } from '../../src/source/manifests.js';
+import { slimObject } from '../../src/source/slim.js';
+import type { Kind, KindMap } from '../../src/source/types.js';
+import { anyObject } from '../../testing/fuzz-objects.js';
+
+/** what an API server adds to every object, none of it read */
+const noise = {
+  uid: '6f1c2b9e-0000-4000-8000-000000000001',
+  creationTimestamp: '2026-01-01T00:00:00Z',
+  managedFields: [{ manager: 'kube-controller-manager', operation: 'Update', fieldsType: 'FieldsV1', fieldsV1: { 'f:metadata': { 'f:labels': {} } } }],
+  ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: 'web', uid: 'x', controller: true }],
+  annotations: { 'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(2000), 'endpoints.kubernetes.io/last-change-trigger-time': '2026-01-01T00:00:00Z' },
+  labels: { app: 'web', 'kubernetes.io/service-name': 'web', 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
+};
+
+function run(kind: Kind, raw: unknown): { model: unknown; errors: ObjectError[] } {
+  const errors: ObjectError[] = [];
+  const model = kind === 'Service' ? normalizeService(raw, 'k', errors)
+    : kind === 'EndpointSlice' ? normalizeEndpointSlice(raw, 'k', errors) : normalizeNode(raw, 'k');
+  return { model, errors };
+}
+
+test('normalize makes the same model and the same errors of a slimmed object (fuzz)', (t) => {
+  fc.assert(fc.property(anyObject, fc.constantFrom<Kind>('Service', 'EndpointSlice', 'Node'), fc.boolean(), (obj, asKind, withNoise) => {
+    // what a source hands over is JSON (or YAML read as JSON would be)
+    const raw = JSON.parse(JSON.stringify(obj ?? null)) as unknown;
+    const kind = (raw && typeof raw === 'object' && ['Service', 'EndpointSlice', 'Node'].includes((raw as { kind?: string }).kind ?? '')
+      ? (raw as { kind: Kind }).kind : asKind);
+    const m = (raw as { metadata?: unknown } | null)?.metadata;
+    if (withNoise && m && typeof m === 'object' && !Array.isArray(m)) Object.assign(m, { ...noise, ...m });
+    const before = JSON.stringify(raw);
+    const slim = slimObject(kind, raw as KindMap[Kind]);
+    t.is(JSON.stringify(raw), before, 'the input is not changed');
+    t.deepEqual(run(kind, slim), run(kind, raw));
+  }), { numRuns: 2000, seed: 10 });
+});
+
+test('an API object keeps only the fields something reads', (t) => {
+  const svc = slimObject('Service', {
+    apiVersion: 'v1', kind: 'Service',
+    metadata: { name: 'web', namespace: 'default', resourceVersion: '7', ...noise },
+    spec: { clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: 'TCP' }], selector: { app: 'web' } },
+    status: { loadBalancer: { ingress: [{ ip: '192.0.2.1' }] }, conditions: [{ type: 'x', status: 'True', lastTransitionTime: 'y', reason: 'r', message: 'm' }] },
+  } as never);
+  t.deepEqual(svc as unknown, {
+    metadata: { name: 'web', namespace: 'default', uid: noise.uid, resourceVersion: '7',
+      labels: { 'kubernetes.io/service-name': 'web' }, annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': '2026-01-01T00:00:00Z' } },
+    spec: { clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: 'TCP' }] },
+    status: { loadBalancer: { ingress: [{ ip: '192.0.2.1' }] } },
+  });
+  const slice = slimObject('EndpointSlice', {
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'web-1', namespace: 'default', ...noise },
+    addressType: 'IPv4', ports: [{ port: 8080 }],
+    endpoints: [{ addresses: ['10.244.0.1'], conditions: { ready: true }, nodeName: 'n1', zone: 'z', hostname: 'h',
+      targetRef: { kind: 'Pod', name: 'web-abc', namespace: 'default', uid: 'u' }, deprecatedTopology: { a: 'b' } }],
+  } as never);
+  t.deepEqual((slice as unknown as { endpoints: unknown[] }).endpoints, [{ addresses: ['10.244.0.1'], conditions: { ready: true }, nodeName: 'n1', zone: 'z', targetRef: { name: 'web-abc' } }]);
+  const node = slimObject('Node', {
+    metadata: { name: 'n1', labels: { 'topology.kubernetes.io/zone': 'z', 'kubernetes.io/hostname': 'n1' }, managedFields: noise.managedFields },
+    spec: { podCIDR: '10.244.0.0/24', podCIDRs: ['10.244.0.0/24'] },
+    status: { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }], images: [{ names: ['x'], sizeBytes: 1 }], conditions: [] },
+  } as never);
+  t.deepEqual(node as unknown, {
+    metadata: { name: 'n1', labels: { 'topology.kubernetes.io/zone': 'z', 'kubernetes.io/hostname': 'n1' } },
+    spec: { podCIDR: '10.244.0.0/24', podCIDRs: ['10.244.0.0/24'] },
+    status: { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }] },
+  });
+});
+
+test('fields of the wrong type are kept as they came, for normalize to report', (t) => {
+  const raw = { metadata: { name: 'x', namespace: 'd', labels: 'oops', annotations: [1] }, spec: 'nope', status: 3 };
+  t.deepEqual(slimObject('Service', raw as never) as unknown, raw);
+  t.deepEqual(slimObject('EndpointSlice', { metadata: 5, endpoints: 'x' } as never) as unknown, { metadata: 5, endpoints: 'x' });
+});
+
+test('the manifests source stores slimmed objects', (t) => {
+  const { objects } = parseManifestText('m.yaml', [
+    'apiVersion: v1', 'kind: Service', 'metadata:', '  name: web', '  annotations:', '    kubectl.kubernetes.io/last-applied-configuration: "{}"',
+    '  managedFields: [{manager: kubectl}]', 'spec:', '  clusterIP: 10.96.0.10', '  selector: {app: web}', '  ports: [{port: 80}]',
+  ].join('\n'));
+  t.deepEqual(objects.map((o) => o.obj) as unknown, [{ metadata: { name: 'web', namespace: 'default', annotations: {} }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } }]);
+});
