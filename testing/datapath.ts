@@ -26,7 +26,7 @@ import type { Plan, PlanBackend, PlanFrontend } from '../src/plan/types.js';
 import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
-import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS, encodeNodeAddr } from '../src/dataplane/bpf/layout.js';
+import { LB_FE_F_SNAT_REMOTE, LB_MAGLEV_INNER_FLAGS, encodeNodeAddr, feFilterBit } from '../src/dataplane/bpf/layout.js';
 
 /** KBP_BPF_OBJECT runs the table against another build of the object (an experiment, another kernel's build) */
 export const OBJECT_PATH = process.env.KBP_BPF_OBJECT ?? fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url));
@@ -70,12 +70,13 @@ export class Datapath {
   readonly tables = new Map<number, Uint32Array>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
-  constructor() {
-    this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}`;
+  /** objectPath: another build to load (the benchmark's A/B); tag: tells two harnesses of one process apart */
+  constructor(opts: { objectPath?: string; tag?: string } = {}) {
+    this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}${opts.tag ? `-${opts.tag}` : ''}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);
     try {
-      this.obj = BpfObject.open(OBJECT_PATH, { pinRoot: this.pinRoot });
+      this.obj = BpfObject.open(opts.objectPath ?? OBJECT_PATH, { pinRoot: this.pinRoot });
       this.obj.load();
     } catch (e) {
       rmSync(this.pinRoot, { recursive: true, force: true });
@@ -118,6 +119,7 @@ export class Datapath {
       }
       for (const k of m.keys()) m.delete(k);
     }
+    this.clearFeFilter();
     for (const m of this.inner.values()) m.close();
     this.inner.clear();
     this.tables.clear();
@@ -157,6 +159,28 @@ export class Datapath {
       this.addService(s, { tables: false });
       this.clearFeStats(s.feId);
     }
+  }
+
+  /** lb_fe_filter all clear and switched off (an object's fresh map): the programs look every packet up. */
+  clearFeFilter(): void {
+    const m = this.optMap('lb_fe_filter');
+    if (!m) return;
+    const n = m.maxEntries, keys = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) keys.writeUInt32LE(i, i * 4);
+    m.updateBatch(keys, Buffer.alloc(n * 8), n);
+  }
+
+  /** Lets a frontend key through lb_fe_filter and switches the filter on, as the agent's writer does. */
+  private passFeFilter(key: Buffer): void {
+    const m = this.optMap('lb_fe_filter');
+    if (!m) return;
+    const bit = feFilterBit(key), k = encodeU32(1 + (bit >>> 6));
+    const w = m.lookup(k)?.readBigUInt64LE(0) ?? 0n;
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(w | (1n << BigInt(bit & 63)));
+    m.update(k, v);
+    v.writeBigUInt64LE(1n);
+    m.update(encodeU32(0), v);
   }
 
   /** Marks an address as one of this node's (lb_node_addrs). */
@@ -256,8 +280,10 @@ export class Datapath {
     for (const b of s.backends) this.optMap('lb_members')?.update(encodeMemberKey({ feId: s.feId, backendId: b.id }), Buffer.of(1));
     this.map('lb_revnat').update(encodeU32(s.feId), encodeRevNat({ address: s.address, port: s.port }));
     for (const c of s.sourceRanges ?? []) this.map('lb_src_ranges').update(encodeSrcRangeKey({ feId: s.feId, cidr: c }), Buffer.from([1]));
+    const feKey = encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope });
+    this.passFeFilter(feKey);
     this.map('lb_frontends').update(
-      encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope }),
+      feKey,
       encodeFrontend({ feId: s.feId, tableId, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0 }),
     );
     return { tableId, m };
