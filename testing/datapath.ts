@@ -199,6 +199,16 @@ export class Datapath {
     }
   }
 
+  /** Applies the ops from one Plan to the next through a new BpfMaps (a writer that loads its mirrors from the maps, as after a restart). */
+  applyPlanDiff(from: Plan | undefined, to: Plan): void {
+    const maps = BpfMaps.fromObject(this.obj);
+    try {
+      maps.apply(diffPlans(from, to));
+    } finally {
+      maps.close();
+    }
+  }
+
   /** Forgets every flow: conntrack and affinity emptied. */
   forgetFlows(): void {
     for (const name of ['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_frags']) {
