@@ -89,14 +89,11 @@ static __always_inline int lb_fe_filter_may(const struct lb_pkt *p)
 }
 
 /* the frontend a packet addresses, in its own scope first, then in the other one; then a NodePort
- * for any address */
+ * for any address. Callers ask lb_fe_filter_may() first (and skip the device lookup too). */
 static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pkt *p, __u8 scope)
 {
 	struct lb_fe_key k = {};
 	struct lb_frontend *fe;
-
-	if (!lb_fe_filter_may(p))
-		return NULL;
 
 	__builtin_memcpy(k.addr, p->daddr.b, 16);
 	k.port = p->dport;
