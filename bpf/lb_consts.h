@@ -54,6 +54,10 @@
 #define LB_NODE_ADDRS_MAX 1024       /* addresses of this node: NodePorts on 0.0.0.0 / :: answer there */
 #endif
 
+/* lb_fe_filter: one bit per hash of a frontend's (address, port, proto); 2^20 bits, 128 KiB */
+#define LB_FE_FILTER_BITS_LOG2 20
+#define LB_FE_FILTER_WORDS 16384        /* u64 words: 2^(LB_FE_FILTER_BITS_LOG2 - 6) */
+
 /* Maglev: table sizes are primes chosen per frontend by user space (src/plan/maglev.ts);
  * the kernel only needs the bounds. */
 #define LB_MAGLEV_M_MIN 251

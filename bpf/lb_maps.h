@@ -20,6 +20,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_frontends SEC(".maps");
 
+/* A filter in front of lb_frontends (and lb_node_addrs): bit lb_fe_filter_bit(address, port,
+ * proto) is set for every frontend key, whatever its scope, by the agent before it writes the
+ * frontend and cleared after the last frontend on that bit is gone. A clear bit, for the packet's
+ * address and for the any-address, means no frontend: a packet to no Service (every forwarded pod
+ * packet) costs two inlined array reads here instead of three or four hash lookups. Element 0 is
+ * the filter's switch: 0 until the agent has filled the words 1..LB_FE_FILTER_WORDS from
+ * lb_frontends (a map created by this load, an upgrade), and the programs do every lookup then. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_FE_FILTER_WORDS + 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_fe_filter SEC(".maps");
+_Static_assert(LB_FE_FILTER_WORDS == 1 << (LB_FE_FILTER_BITS_LOG2 - 6), "lb_fe_filter: words for the bits");
+
 /* backend id -> backend */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

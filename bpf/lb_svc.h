@@ -49,8 +49,47 @@ static __always_inline struct lb_frontend *__lb_lookup_frontend(struct lb_fe_key
 	return bpf_map_lookup_elem(&lb_frontends, k);
 }
 
+/* The bit of (address, port, proto) in lb_fe_filter: address words as loaded, port in network
+ * order as loaded (src/dataplane/bpf/layout.ts feFilterBit() computes the same from lb_fe_key's
+ * bytes). A few ALU operations, not a hash helper call. */
+static __always_inline __u32 lb_fe_filter_bit(const __u32 *w, __be16 port, __u8 proto)
+{
+	__u32 h = (w[0] ^ w[1] ^ w[2]) * 0x85ebca6bU;
+
+	h = (h ^ w[3]) * 0x9e3779b1U;
+	h ^= h >> 15;
+	h = (h ^ (((__u32)port << 16) | proto)) * 0x85ebca6bU;
+	h ^= h >> 16;
+	h *= 0x9e3779b1U;
+	return h >> (32 - LB_FE_FILTER_BITS_LOG2);
+}
+
+static __always_inline int lb_fe_filter_has(__u32 bit)
+{
+	__u32 key = 1 + (bit >> 6);
+	__u64 *w = bpf_map_lookup_elem(&lb_fe_filter, &key);
+
+	return !w || ((*w >> (bit & 63)) & 1);
+}
+
+/* 0 when no frontend can match the packet's destination, on its address or on the any-address;
+ * 1 when one may (or the filter is not filled yet) */
+static __always_inline int lb_fe_filter_may(const struct lb_pkt *p)
+{
+	__u32 any[4] = {}, key = 0;
+	__u64 *on = bpf_map_lookup_elem(&lb_fe_filter, &key);
+
+	if (!on || !*on)
+		return 1;
+	if (lb_fe_filter_has(lb_fe_filter_bit(p->daddr.w, p->dport, p->proto)))
+		return 1;
+	if (lb_addr_is_v4(&p->daddr))
+		any[2] = bpf_htonl(0x0000ffff); /* ::ffff:0.0.0.0 */
+	return lb_fe_filter_has(lb_fe_filter_bit(any, p->dport, p->proto));
+}
+
 /* the frontend a packet addresses, in its own scope first, then in the other one; then a NodePort
- * for any address */
+ * for any address. Callers ask lb_fe_filter_may() first (and skip the device lookup too). */
 static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pkt *p, __u8 scope)
 {
 	struct lb_fe_key k = {};

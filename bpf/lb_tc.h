@@ -231,7 +231,7 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	void *data_end = (void *)(long)skb->data_end;
 	struct lb_frontend *fe;
 	struct lb_pkt p = {};
-	int external, r;
+	int external, may, r;
 
 	if (data + LB_PULL_LEN > data_end && skb->len > data_end - data) {
 		bpf_skb_pull_data(skb, skb->len < LB_PULL_LEN ? skb->len : LB_PULL_LEN);
@@ -246,13 +246,18 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 		lb_count_unparsed(r);
 		return TC_ACT_OK;
 	}
-	external = at_ingress && lb_dev_is_external(skb->ifindex);
+	/* a packet to no frontend (most forwarded pod packets) skips the device and frontend lookups */
+	may = lb_fe_filter_may(&p);
 	if (at_ingress) {
-		fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
-		if (fe && !external && !lb_eip_local_ok(fe, &p.daddr))
-			fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
-		if (fe)
-			return lb_tc_forward(skb, &p, fe, external, 1);
+		fe = NULL;
+		if (may) {
+			external = lb_dev_is_external(skb->ifindex);
+			fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
+			if (fe && !external && !lb_eip_local_ok(fe, &p.daddr))
+				fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
+			if (fe)
+				return lb_tc_forward(skb, &p, fe, external, 1);
+		}
 		r = lb_tc_reverse(skb, &p, LB_CT_F_REV_AT_INGRESS);
 		if (r >= 0)
 			return r;
@@ -262,7 +267,7 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	r = lb_tc_reverse(skb, &p, 0);
 	if (r >= 0)
 		return r;
-	fe = lb_lookup_frontend(&p, LB_SCOPE_INTERNAL);
+	fe = may ? lb_lookup_frontend(&p, LB_SCOPE_INTERNAL) : NULL;
 	if (fe && !lb_eip_local_ok(fe, &p.daddr))
 		fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 	if (fe)

@@ -32,6 +32,9 @@ int lb_xdp(struct xdp_md *ctx)
 		lb_count_unparsed(r);
 		return XDP_PASS;
 	}
+	/* a packet to no frontend skips the device and frontend lookups */
+	if (!lb_fe_filter_may(&p))
+		return XDP_PASS;
 	external = lb_dev_is_external(ctx->ingress_ifindex);
 	fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
 	if (!fe)

@@ -27,7 +27,7 @@ import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_FE_F_SNAT_REMOTE, encodeNodeAddr } from '../src/dataplane/bpf/layout.js';
+import { LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBit } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
 
 /** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
@@ -134,6 +134,7 @@ export class Datapath {
       }
       for (const k of m.keys()) m.delete(k);
     }
+    this.clearFeFilter();
     for (const m of this.inner.values()) m.close();
     this.inner.clear();
     this.tables.clear();
@@ -179,6 +180,28 @@ export class Datapath {
     }
   }
 
+  /** lb_fe_filter all clear and switched off (an object's fresh map): the programs look every packet up. */
+  clearFeFilter(): void {
+    const m = this.optMap('lb_fe_filter');
+    if (!m) return;
+    const n = m.maxEntries, keys = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) keys.writeUInt32LE(i, i * 4);
+    m.updateBatch(keys, Buffer.alloc(n * 8), n);
+  }
+
+  /** Lets a frontend key through lb_fe_filter and switches the filter on, as the agent's writer does. */
+  private passFeFilter(key: Buffer): void {
+    const m = this.optMap('lb_fe_filter');
+    if (!m) return;
+    const bit = feFilterBit(key), k = encodeU32(1 + (bit >>> 6));
+    const w = m.lookup(k)?.readBigUInt64LE(0) ?? 0n;
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(w | (1n << BigInt(bit & 63)));
+    m.update(k, v);
+    v.writeBigUInt64LE(1n);
+    m.update(encodeU32(0), v);
+  }
+
   /** Marks an address as one of this node's (lb_node_addrs). */
   addNodeAddress(address: string): void {
     this.map('lb_node_addrs').update(encodeNodeAddr(address), Buffer.of(1));
@@ -190,6 +213,16 @@ export class Datapath {
     const maps = BpfMaps.fromObject(this.obj);
     try {
       maps.apply(diffPlans(undefined, plan));
+    } finally {
+      maps.close();
+    }
+  }
+
+  /** Applies the ops from one Plan to the next through a new BpfMaps (a writer that loads its mirrors from the maps, as after a restart). */
+  applyPlanDiff(from: Plan | undefined, to: Plan): void {
+    const maps = BpfMaps.fromObject(this.obj);
+    try {
+      maps.apply(diffPlans(from, to));
     } finally {
       maps.close();
     }
@@ -320,9 +353,11 @@ export class Datapath {
   /** lb_frontends' entry of s; maglevOff is the table id in an older object's layout */
   private writeFrontend(s: TestService, maglevOff: number, m: number): void {
     const fe = this.map('lb_frontends');
+    const feKey = encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope });
+    this.passFeFilter(feKey);
     // an older object's lb_frontend may be shorter (no affinity_group): its prefix is the same
     fe.update(
-      encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope }),
+      feKey,
       encodeFrontend({ feId: s.feId, maglevOff, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0, affinityGroup: s.affinityGroup ?? 0 }).subarray(0, fe.valueSize),
     );
   }

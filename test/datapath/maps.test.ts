@@ -189,7 +189,13 @@ if (!isRoot) {
     const ops3 = diffPlans(read2, buildPlan({ frontends: [] }, read2, { seed: SEED }));
     d.maps.apply(ops3);
     t.deepEqual(memberPairs(d.maps), []);
-    t.deepEqual(d.maps.mapFill().filter((m) => !['lb_stats', 'lb_fe_stats', 'lb_config', 'lb_reject_rl', 'lb_maglev_slots'].includes(m.name) && m.entries !== 0), []);
+    t.deepEqual(d.maps.mapFill().filter((m) => !['lb_stats', 'lb_fe_stats', 'lb_config', 'lb_reject_rl', 'lb_fe_filter', 'lb_maglev_slots'].includes(m.name) && m.entries !== 0), []);
+    // the frontend filter: switched on, every bit cleared with the last frontend on it
+    const filter = d.maps.map('lb_fe_filter');
+    t.is(filter.lookup(L.encodeU32(0))?.readBigUInt64LE(0), 1n, 'lb_fe_filter switched on');
+    let set = 0;
+    for (let i = 1; i < filter.maxEntries; i++) if (filter.lookup(L.encodeU32(i))?.readBigUInt64LE(0)) set++;
+    t.is(set, 0, 'lb_fe_filter: no bit left set');
     t.true(d.maps.isEmpty());
     t.is(d.maps.maglevSlotUse().used, 0, 'no region in use');
   });
@@ -434,9 +440,10 @@ if (!isRoot) {
       lb_sock_eip_ok: [MapType.LPM_TRIE, L.EIP_ALLOW_KEY.size, 1, BPF_F_NO_PREALLOC],
       lb_frags: [MapType.LRU_HASH, L.FRAG_KEY.size, L.FRAG_VAL.size, 0],
       lb_reject_rl: [MapType.PERCPU_ARRAY, 4, L.RATE_LIMIT.size, 0],
+      lb_fe_filter: [MapType.ARRAY, 4, 8, 0],
     };
     for (const [name, [type, keySize, valueSize, flags]] of Object.entries(spec) as Array<[L.MapName, [number, number, number, number]]>) {
-      const maxEntries = name === 'lb_config' || name === 'lb_reject_rl' ? 1 : name === 'lb_stats' ? L.LB_STAT_MAX : capacity[name] ?? (name === 'lb_maglev_slots' ? 4096 : 64);
+      const maxEntries = name === 'lb_config' || name === 'lb_reject_rl' ? 1 : name === 'lb_stats' ? L.LB_STAT_MAX : name === 'lb_fe_filter' ? L.LB_FE_FILTER_WORDS + 1 : capacity[name] ?? (name === 'lb_maglev_slots' ? 4096 : 64);
       const m = BpfMap.create({ type, name, keySize, valueSize, maxEntries, flags });
       m.pin(join(root, name));
       ids[name] = m.id;

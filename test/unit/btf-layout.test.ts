@@ -232,6 +232,7 @@ const MAP_TYPES: Record<layout.MapName, { key: string; value?: string }> = {
   lb_sock_eip_ok: { key: 'lb_eip_allow_key', value: 'u8' },
   lb_frags: { key: 'lb_frag_key', value: 'lb_frag_val' },
   lb_reject_rl: { key: 'u32', value: 'lb_rate_limit' },
+  lb_fe_filter: { key: 'u32', value: 'u64' },
 };
 
 test('the object defines exactly MAP_NAMES, each with the key and value the codecs expect', (t) => {

@@ -24,6 +24,8 @@ export const LB_DEVICES_MAX = 1024;
 export const LB_NODE_ADDRS_MAX = 1024;
 export const LB_EIP_ALLOW_MAX = 1024;
 export const LB_FRAGS_MAX = 8192;
+export const LB_FE_FILTER_BITS_LOG2 = 20;
+export const LB_FE_FILTER_WORDS = 1 << (LB_FE_FILTER_BITS_LOG2 - 6);
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
@@ -92,9 +94,25 @@ export const MAP_NAMES = [
   'lb_frontends', 'lb_backends', 'lb_slots', 'lb_maglev_slots', 'lb_revnat', 'lb_ct', 'lb_affinity',
   'lb_src_ranges', 'lb_stats', 'lb_fe_stats', 'lb_sock_revnat', 'lb_config', 'lb_devices', 'lb_node_addrs',
   'lb_members', 'lb_ct_syn', 'lb_sock_eip_ok',
-  'lb_frags', 'lb_reject_rl',
+  'lb_frags', 'lb_reject_rl', 'lb_fe_filter',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
+
+/**
+ * The lb_fe_filter bit of a frontend key (lb_svc.h lb_fe_filter_bit(), which hashes the packet's
+ * destination the same way): the address as four little-endian words, the port's network-order bytes
+ * as a little-endian u16, the protocol. Scope is not part of it: one bit covers both scopes.
+ */
+export function feFilterBit(key: Buffer, off = 0): number {
+  const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
+  let h = Math.imul(key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8), C1);
+  h = Math.imul(h ^ key.readUInt32LE(off + 12), C2);
+  h ^= h >>> 15;
+  h = Math.imul(h ^ ((key.readUInt16LE(off + 16) << 16) | key[off + 18]!), C1);
+  h ^= h >>> 16;
+  h = Math.imul(h, C2);
+  return h >>> (32 - LB_FE_FILTER_BITS_LOG2);
+}
 
 // ---- enum translations --------------------------------------------------------------------------
 const PROTO_NUM: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };

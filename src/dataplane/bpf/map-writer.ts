@@ -123,6 +123,17 @@ export class MapWriter {
   /** plan table id (new) -> plan table id whose region it takes, for the apply under way */
   private recycling = new Map<number, number>();
 
+  /**
+   * lb_fe_filter mirrored (lb_maps.h): the frontend keys written (lb_fe_key bytes as latin1) with
+   * their bit, how many keys hold each bit, and the words. A bit is set before the first frontend on
+   * it is written and cleared after the last one is deleted, so the filter never hides a frontend
+   * the programs could find. Loaded from lb_frontends on first use, when the whole filter is
+   * written and switched on.
+   */
+  private feKeys: Map<string, number> | undefined;
+  private readonly feBitRefs = new Map<number, number>();
+  private readonly feWords = new BigUint64Array(L.LB_FE_FILTER_WORDS);
+
   constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
     this.maps = maps;
     this.state = state;
@@ -262,6 +273,75 @@ export class MapWriter {
     return { added: add.length, removed: extra.length };
   }
 
+  /**
+   * Rewrites lb_fe_filter from lb_frontends and switches it on (element 0), loading the mirror: a
+   * filter created empty by this load (an upgrade), or one left by another build, is made exact
+   * before the first write. Returns the frontend keys it holds.
+   */
+  syncFeFilter(): number {
+    const keys = new Map<string, number>();
+    this.feBitRefs.clear();
+    this.feWords.fill(0n);
+    this.maps.lb_frontends.scan((k) => {
+      const key = Buffer.from(k).toString('latin1');
+      if (keys.has(key)) return;
+      const bit = L.feFilterBit(k);
+      keys.set(key, bit);
+      this.refFeBit(bit, 1);
+    });
+    const n = L.LB_FE_FILTER_WORDS;
+    const ks = Buffer.alloc((n + 1) * 4), vs = Buffer.alloc((n + 1) * 8);
+    // the words first, the switch (element 0) last, in the same batch
+    for (let i = 0; i < n; i++) {
+      ks.writeUInt32LE(i + 1, i * 4);
+      vs.writeBigUInt64LE(this.feWords[i]!, i * 8);
+    }
+    ks.writeUInt32LE(0, n * 4);
+    vs.writeBigUInt64LE(1n, n * 8);
+    this.maps.lb_fe_filter.updateBatch(ks, vs, n + 1);
+    this.feKeys = keys;
+    return keys.size;
+  }
+
+  /** count +1 / -1 on a filter bit; returns the word index when the bit flipped */
+  private refFeBit(bit: number, d: 1 | -1): number | undefined {
+    const before = this.feBitRefs.get(bit) ?? 0, after = before + d;
+    if (after > 0) this.feBitRefs.set(bit, after);
+    else this.feBitRefs.delete(bit);
+    if ((before > 0) === (after > 0)) return undefined;
+    const w = bit >>> 6, mask = 1n << BigInt(bit & 63);
+    this.feWords[w] = after > 0 ? this.feWords[w]! | mask : this.feWords[w]! & ~mask;
+    return w;
+  }
+
+  /** the filter words changed for frontend keys (count of them in keys) added (+1) or removed (-1) */
+  private feFilterChange(keys: Buffer, count: number, d: 1 | -1): Steps {
+    const dirty = new Set<number>();
+    for (let i = 0; i < count; i++) {
+      const k = keys.subarray(i * L.FE_KEY.size, (i + 1) * L.FE_KEY.size), key = k.toString('latin1');
+      const had = this.feKeys!.get(key);
+      if ((had !== undefined) === (d > 0)) continue;
+      const bit = had ?? L.feFilterBit(k);
+      if (d > 0) this.feKeys!.set(key, bit);
+      else this.feKeys!.delete(key);
+      const w = this.refFeBit(bit, d);
+      if (w !== undefined) dirty.add(w);
+    }
+    return this.feWordSteps(dirty);
+  }
+
+  private *feWordSteps(dirty: Set<number>): Steps {
+    if (!dirty.size) return;
+    const ks = Buffer.alloc(dirty.size * 4), vs = Buffer.alloc(dirty.size * 8);
+    let i = 0;
+    for (const w of dirty) {
+      ks.writeUInt32LE(w + 1, i * 4);
+      vs.writeBigUInt64LE(this.feWords[w]!, i * 8);
+      i++;
+    }
+    yield { kind: 'update', map: this.maps.lb_fe_filter, keys: ks, values: vs, count: dirty.size };
+  }
+
   private writeMembers(pairs: readonly L.MemberKey[]): void {
     const keys = Buffer.alloc(pairs.length * L.MEMBER_KEY.size);
     pairs.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
@@ -308,6 +388,7 @@ export class MapWriter {
     ops = groupRemovals(ops);
     if (!this.members) this.syncMembers();
     this.loadRegions().begin();
+    if (!this.feKeys) this.syncFeFilter();
     this.recycling = this.planRecycling(ops);
     // lb_members gains the new pairs before anything a reader follows can name them: a recycled
     // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
@@ -453,6 +534,8 @@ export class MapWriter {
         });
         // names first: a crash after the write must not leave a frontend without its Service name
         for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName, terminating: f.terminatingIds });
+        // the filter lets the new keys through before the programs can find them
+        yield* this.feFilterChange(keys, fs.length, 1);
         yield* this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
         for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
         res.batches++;
@@ -480,6 +563,8 @@ export class MapWriter {
         const keys = Buffer.alloc(fs.length * L.FE_KEY.size);
         fs.forEach((f, i) => L.encodeFeKey(f, keys, i * L.FE_KEY.size));
         yield { kind: 'deleteMany', map: this.maps.lb_frontends, keys, count: fs.length };
+        // only once they are gone: a bit cleared early would hide a frontend still served
+        yield* this.feFilterChange(keys, fs.length, -1);
         for (const f of fs) {
           this.state?.deleteFrontend(f.id);
           this.noteFrontend(f.id, undefined);
