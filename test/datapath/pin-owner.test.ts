@@ -51,6 +51,21 @@ if (!isRoot) {
     t.deepEqual([...again.maps.devices()], [[7, 0]], 'with their contents');
   });
 
+  test('a restart switches a pinned lb_fe_filter off until its writer has rebuilt it (a stale filter must not hide frontends)', (t) => {
+    const root = tempPinRoot(t, false);
+    const sp = statePath(t);
+    const first = load(t, root, sp);
+    // what another build leaves: the filter switched on, with none of the frontends' bits set
+    // (e.g. a build without the filter wrote frontends over these pins meanwhile)
+    const on = Buffer.alloc(8);
+    on.writeBigUInt64LE(1n);
+    first.maps.map('lb_fe_filter').update(L.encodeU32(0), on);
+    first.object.close();
+    const again = load(t, root, sp);
+    t.true(again.reused);
+    t.is(again.maps.map('lb_fe_filter').lookup(L.encodeU32(0))?.readBigUInt64LE(0), 0n, 'off before any program attaches');
+  });
+
   test('a pinned map this agent did not make is refused: unpinned, made anew, named; the rest are adopted', (t) => {
     const root = tempPinRoot(t, false);
     const sp = statePath(t);

@@ -111,6 +111,10 @@ export function loadDataplane(opts: {
     }
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
     recordIds(object, state);
+    // a pinned lb_fe_filter is trusted only once this agent's writer has rebuilt it from lb_frontends
+    // (map-writer syncFeFilter): one left switched on by another build may lack the bits of frontends
+    // written since, and would hide them, so it is off (every packet looked up) until the first apply
+    if (reused && object.mapNames().includes('lb_fe_filter')) object.map('lb_fe_filter').update(Buffer.alloc(4), Buffer.alloc(8));
   } catch (e) {
     object.close();
     throw e;
