@@ -194,7 +194,7 @@ export class ClusterLab {
   }
 
   /** Polls /healthz inside the node namespace (bounded; an agent run from source through tsx takes 15 s to start on a loaded 2-core machine). */
-  async waitHealthy(node: LabNode, proc?: LabProcess, timeoutMs = 60_000): Promise<void> {
+  async waitHealthy(node: LabNode, proc?: LabProcess, timeoutMs = 120_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null)) {
