@@ -334,7 +334,7 @@ bpfTest('socket LB through the agent: on, connects are balanced in the hooks; of
   await lab.stopAgent(node1);
   await lab.startAgent(node1, { socketLb: false });
   const sock1 = await lab.datapathEvent(node1, 'sock_connect');
-  const off = await lab.curlMany(c, `http://${VIP.mytest}/`, 12, { cgroup: node1.cgroup });
+  const off = await lab.curlMany(c, `http://${VIP.mytest}/`, 30, { cgroup: node1.cgroup });
   t.deepEqual(names(off), ['pod-a', 'pod-b', 'pod-c']);
   t.is(await lab.datapathEvent(node1, 'sock_connect'), sock1, 'hooks detached');
   await dumpEqualsCompile(t);
