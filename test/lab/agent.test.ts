@@ -247,13 +247,17 @@ labTest('scaling up and down under a client loop: no failed request; a terminati
   t.teardown(() => change(() => lab.writeManifest('mytest.yaml', labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod))['mytest.yaml']!)));
 
   let failures = 0, total = 0;
+  const errors: string[] = [];
   let looping = true;
   t.teardown(() => { looping = false; });
   const loop = (async () => {
     while (looping && total < 400) {
       const a = await lab.curl(c, `http://${VIP.mytest}/`, { timeoutSec: 3 });
       total++;
-      if (a.startsWith('ERR')) failures++;
+      if (a.startsWith('ERR')) {
+        failures++;
+        errors.push(`#${total} ${a.slice(0, 120)}`);
+      }
     }
   })();
   // scale up: pod-d joins
@@ -276,7 +280,7 @@ labTest('scaling up and down under a client loop: no failed request; a terminati
   looping = false;
   await loop;
   t.true(total > 10, `the loop ran ${total} requests`);
-  t.is(failures, 0, `${failures} of ${total} requests failed while scaling`);
+  t.is(failures, 0, `${failures} of ${total} requests failed while scaling: ${errors.join('; ')}`);
 });
 
 labTest('kill -9 the agent under load and start it again: zero failed requests, dump unchanged', async (t) => {
