@@ -271,8 +271,8 @@ export function localTrafficDetector(s: AgentSettings): LocalTrafficDetector {
 
 /**
  * Settings we carry but the data plane does not act on: a detectLocalMode missing what it needs
- * (no-op, as upstream warns). masqueradeAll and the other detectors are
- * applied by the BPF data plane (launch.ts warns when another one runs).
+ * (no-op, as upstream warns). masqueradeAll and the other detectors are applied by the BPF and
+ * nftables data planes (NodeCIDR by BPF only); launch.ts warns for the modes that do not.
  */
 export function notYetEnforced(s: AgentSettings): string[] {
   const out: string[] = [];
