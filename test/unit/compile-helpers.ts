@@ -1,5 +1,6 @@
 // Builders for compile tests: terse Services, slices and Nodes as raw API objects.
-import type { Snapshot } from '../../src/source/types.js';
+import type { ChangedKeys } from '../../src/compile/compile.js';
+import type { Kind, ObjectStore, Snapshot } from '../../src/source/types.js';
 
 type Raw = Record<string, unknown>;
 
@@ -54,4 +55,15 @@ function keyOf(o: unknown, i: number): string {
 export function snap(services: unknown[] = [], slices: unknown[] = [], nodes: unknown[] = []): Snapshot {
   const m = (list: unknown[]) => new Map(list.map((o, i) => [keyOf(o, i), o])) as Map<string, never>;
   return { services: m(services), endpointSlices: m(slices), nodes: m(nodes) };
+}
+
+/** Records the store's changes between compiles, as the agent does. */
+export function tracker(store: ObjectStore): () => ChangedKeys {
+  let changed: Record<Kind, Set<string>> = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
+  store.onChange((kind, key) => changed[kind].add(key));
+  return () => {
+    const c = changed;
+    changed = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
+    return c;
+  };
 }

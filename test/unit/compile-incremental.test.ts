@@ -8,8 +8,8 @@ import { compile, Compiler, type ChangedKeys } from '../../src/compile/compile.j
 import { toJson } from '../../src/model/canonical.js';
 import type { NodeFrontend } from '../../src/model/compiled.js';
 import { formatObjectError } from '../../src/model/types.js';
-import { ObjectStore, type Kind, type Snapshot } from '../../src/source/types.js';
-import { node, slice, svc } from './compile-helpers.js';
+import { ObjectStore, type Snapshot } from '../../src/source/types.js';
+import { node, slice, svc, tracker } from './compile-helpers.js';
 
 const op = fc.oneof(
   fc.record({ kind: fc.constant('svc' as const), i: fc.nat(5), type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
@@ -66,17 +66,6 @@ function sameResult(inc: ReturnType<typeof compile>, fresh: ReturnType<typeof co
   if (JSON.stringify(inc.state) !== JSON.stringify(fresh.state)) throw new Error('node state (local, snatRemote) differs');
   if (inc.errors.map(formatObjectError).join('\n') !== fresh.errors.map(formatObjectError).join('\n')) throw new Error('errors differ');
   if (JSON.stringify(inc.services) !== JSON.stringify(fresh.services)) throw new Error('compiled services differ');
-}
-
-/** Records the store's changes between compiles, as the agent does. */
-function tracker(store: ObjectStore): () => ChangedKeys {
-  let changed: Record<Kind, Set<string>> = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
-  store.onChange((kind, key) => changed[kind].add(key));
-  return () => {
-    const c = changed;
-    changed = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
-    return c;
-  };
 }
 
 test('incremental compile equals a fresh compile after every change, with and without the change hint', (t) => {

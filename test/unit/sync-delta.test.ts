@@ -5,15 +5,15 @@
 // what the full computation gives from the same state.
 import test from 'ava';
 import fc from 'fast-check';
-import { Compiler, type ChangedKeys } from '../../src/compile/compile.js';
+import { Compiler } from '../../src/compile/compile.js';
 import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
 import { CapacityTracker, fitToCapacity, UNLIMITED, type Capacity } from '../../src/plan/capacity.js';
 import { countV6, stateDelta } from '../../src/plan/delta.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan, planDelta } from '../../src/plan/plan.js';
 import type { Plan } from '../../src/plan/types.js';
-import { ObjectStore, type Kind } from '../../src/source/types.js';
-import { node, slice, svc } from './compile-helpers.js';
+import { ObjectStore } from '../../src/source/types.js';
+import { node, slice, svc, tracker } from './compile-helpers.js';
 
 const seed = 0x5eed;
 
@@ -45,16 +45,6 @@ function apply(store: ObjectStore, o: Op): void {
   } else {
     store.upsert('Node', node('n1', [o.ip, 'fd00::1']) as never);
   }
-}
-
-function tracker(store: ObjectStore): () => ChangedKeys {
-  let changed: Record<Kind, Set<string>> = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
-  store.onChange((kind, key) => changed[kind].add(key));
-  return () => {
-    const c = changed;
-    changed = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
-    return c;
-  };
 }
 
 function stranger(p: Plan): Plan {
