@@ -5,7 +5,7 @@ import { Compiler, type ChangedKeys, type CompileOptions, type CompiledService }
 import type { NodeState } from '../model/compiled.js';
 import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
-import type { Plan, PlanFrontend } from '../plan/types.js';
+import type { Plan, PlanFrontend, PlanOp } from '../plan/types.js';
 import { CapacityTracker } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
 import type { Dataplane } from '../dataplane/types.js';
@@ -149,7 +149,8 @@ export class Agent {
     if (this.#housekeeping) clearInterval(this.#housekeeping);
     await this.#source.stop();
     await this.serviceHealth.closeAll();
-    await this.#dp.close();
+    // after a housekeeping pass or apply in flight, not under it
+    await this.#exclusive(() => this.#dp.close());
   }
 
   #noteTrigger(key: string): void {
@@ -218,10 +219,10 @@ export class Agent {
     if (fitted.waitsForRemovals) setTimeout(() => this.#runner.run(), 0).unref();
     // the BPF data plane keeps no plan: the next plan may take this one's maps instead of copying them
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: this.#dp.kind === 'bpf' });
-    let ops;
+    let ops: PlanOp[];
     try {
       ops = diffPlans(this.#current, next);
-      if (ops.length) await this.#dp.apply(ops, next);
+      if (ops.length) await this.#exclusive(() => this.#dp.apply(ops, next));
     } catch (e) {
       undoPlan(next); // #current stays what the kernel held before
       throw e;
@@ -284,20 +285,39 @@ export class Agent {
     const cidrs = this.#compiler.localSourceCidrs();
     const key = cidrs.join(',');
     if (key === this.#localSources) return;
-    await this.#dp.setLocalSources(cidrs);
+    await this.#exclusive(() => this.#dp.setLocalSources!(cidrs));
     this.#log.info({ podCIDRs: cidrs, before: this.#localSources?.split(',').filter(Boolean) ?? null },
       cidrs.length ? 'NodeCIDR local detector: this node\'s pod CIDRs are the cluster\'s own sources' : 'NodeCIDR local detector: the Node lists no pod CIDR yet: no flow is told apart (upstream\'s no-op detector)');
     this.#localSources = key;
   }
 
   async #housekeep(): Promise<void> {
+    // a housekeeping pass slower than the interval: the next tick is skipped, not queued behind it
+    if (this.#housekeepingBusy) return;
+    this.#housekeepingBusy = true;
     try {
-      await this.#dp.syncDevices();
+      await this.#exclusive(() => this.#dp.syncDevices());
       await this.refreshStats();
     } catch (e) {
       this.#log.warn({ err: e }, 'housekeeping failed');
+    } finally {
+      this.#housekeepingBusy = false;
     }
   }
+
+  /**
+   * The data plane's writers one at a time: a sync's apply and housekeeping (IPVS drains and full
+   * resyncs, device scans) both write the kernel from the data plane's copy of it. Interleaved, an
+   * IPVS resync read the kernel mid-apply and wrote the previous plan back over the new one.
+   */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#dpTail.then(fn);
+    this.#dpTail = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  #dpTail: Promise<void> = Promise.resolve();
+  #housekeepingBusy = false;
 
   /** Reads the kernel's counters and map fill into the metrics (each scrape calls it). */
   async refreshStats(): Promise<void> {

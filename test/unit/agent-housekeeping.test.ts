@@ -1,0 +1,78 @@
+// Housekeeping (the data plane's syncDevices: IPVS drains and full resyncs, device scans) and a
+// sync's apply both write the kernel from the data plane's in-memory copy of it. Run at the same
+// time, a resync read the kernel mid-apply and wrote the previous plan back over the new one, for
+// good: the IPVS VM check "a removed UDP backend" saw the real server never deleted. The agent runs
+// them one at a time.
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../src/agent/agent.js';
+import { FakeDataplane } from '../../src/dataplane/fake.js';
+import { ManifestsSource } from '../../src/source/manifests.js';
+import { Metrics } from '../../src/agent/metrics.js';
+import type { Plan, PlanOp } from '../../src/plan/types.js';
+
+const web = (ips: string[]) => `
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default }
+spec: { clusterIP: 10.96.0.10, ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: web-1, namespace: default, labels: { kubernetes.io/service-name: web } }
+addressType: IPv4
+ports: [{ name: http, port: 8080, protocol: TCP }]
+endpoints:
+${ips.map((a) => `  - { addresses: [${a}], conditions: { ready: true }, nodeName: n1 }`).join('\n')}
+`;
+
+/** A data plane whose apply and syncDevices each take a while, recording when they run. */
+class SlowDataplane extends FakeDataplane {
+  readonly events: string[] = [];
+  #inside = 0;
+  overlaps = 0;
+  async #busy(what: string, ms: number): Promise<void> {
+    if (this.#inside++) this.overlaps++;
+    this.events.push(`${what}+`);
+    await new Promise((r) => setTimeout(r, ms));
+    this.events.push(`${what}-`);
+    this.#inside--;
+  }
+
+  override async apply(ops: PlanOp[], next: Plan): Promise<void> {
+    await this.#busy('apply', 60);
+    await super.apply(ops, next);
+  }
+
+  override async syncDevices(): Promise<void> {
+    await this.#busy('devices', 25);
+  }
+}
+
+test('housekeeping never runs while a sync applies, nor a sync while housekeeping runs', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-hk-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'web.yaml'), web(['10.244.1.2', '10.244.1.3']));
+  const dp = new SlowDataplane();
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 1 });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 7, minSyncMs: 1, syncPeriodMs: 60_000, housekeepingMs: 10,
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  // a few changes, each applied while housekeeping fires every 10 ms
+  for (const ips of [['10.244.1.2'], ['10.244.1.3', '10.244.1.4'], ['10.244.1.5']]) {
+    writeFileSync(join(dir, 'web.yaml'), web(ips));
+    source.scan();
+    await agent.whenIdle();
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  const applies = dp.events.filter((e) => e === 'apply+').length;
+  t.true(applies >= 4, `applies: ${applies}`);
+  t.true(dp.events.filter((e) => e === 'devices+').length >= 2, 'housekeeping ran');
+  t.is(dp.overlaps, 0, `overlapping calls: ${dp.events.join(' ')}`);
+});
