@@ -77,7 +77,7 @@ spec:
     const counters = async () => {
       const all: Record<string, number> = {};
       for (const node of lab.nodes) {
-        const m = await lab.lab.exec(node.ns, 'curl', ['-s', '--max-time', '2', 'http://127.0.0.1:10249/metrics']);
+        const m = await lab.lab.exec(node.ns, 'curl', ['-s', '--max-time', '10', 'http://127.0.0.1:10249/metrics'], { allowFail: true, timeoutMs: 20_000 });
         for (const x of m.stdout.matchAll(/^kubebpfproxy_datapath_events_total\{reason="(\w+)"\} (\d+)$/gm)) all[`${node.name}.${x[1]}`] = Number(x[2]);
       }
       return all;
@@ -120,7 +120,8 @@ spec:
         t.log(`counters that moved in the round: ${JSON.stringify(Object.fromEntries(Object.keys(c1).filter((k) => c1[k] !== (c0[k] ?? 0)).map((k) => [k, c1[k]! - (c0[k] ?? 0)])))}`);
       }
       for (const node of lab.nodes) {
-        const lines = (node.agent?.output() ?? '').split('\n').filter((l) => /"level":(4|5)\d/.test(l));
+        // warnings, errors, and device (re)attachments after the start
+        const lines = (node.agent?.output() ?? '').split('\n').filter((l) => /"level":(4|5)\d|"device"/.test(l));
         t.log(`${node.name} agent warnings and errors: ${lines.slice(-12).join('\n')}`);
       }
     }
