@@ -153,7 +153,7 @@ export class ClusterLab {
       const args = [POD_SERVER, '--name', p.name, '--http', String(http)];
       if (udp) args.push('--udp', String(udp));
       const proc = this.lab.spawn(p.pod.ns, process.execPath, args, { cgroup: p.node.cgroup, what: `servers of ${p.name}` });
-      await waitForLine(proc, 'ready', 10_000);
+      await waitForLine(proc, 'ready', 60_000); // over 10 s at load 35
       procs.push(proc);
     }
     this.#servers.set(p.name, procs);

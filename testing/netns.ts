@@ -306,7 +306,8 @@ export class Lab {
     if (o.http) args.push('--http', String(o.http));
     if (o.udp) args.push('--udp', String(o.udp));
     const p = this.spawn(ns, process.execPath, args, { what: `pod-server ${o.name} in ${ns.name}` });
-    await waitForLine(p, 'ready', 10_000);
+    // bounded generously: a node process starting at load 35 took over 10 s
+    await waitForLine(p, 'ready', 60_000);
     return p;
   }
 
