@@ -37,6 +37,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const POD_SERVER = join(here, 'servers', 'pod-server.mjs');
 export const LAB_CLIENT = join(here, 'servers', 'client.mjs');
 export const LAB_LOAD = join(here, 'servers', 'load.mjs');
+/** util-linux setpriv: --pdeathsig ties a lab process's life to the test process's */
+const SETPRIV = '/usr/bin/setpriv';
 
 /** What a bounded load (servers/load.mjs) saw: the reliability scenarios' figures. */
 export interface LoadResult {
@@ -257,6 +259,11 @@ export class Lab {
       const procs = join(opts.cgroup, 'cgroup.procs');
       argv = ['sh', '-c', 'echo $$ > "$0" && exec "$@"', procs, ...argv];
     }
+    // killed with this process: when ava times a test file out it ends the worker without the
+    // after.always hooks, and an agent left running (it was seen) keeps syncing, holding CPU and
+    // pins; the signal survives the execs (sh, nsenter) as the same pid
+    const what = opts.what ?? argv.join(' ');
+    argv = [SETPRIV, '--pdeathsig', 'KILL', ...argv];
     const child = spawn(argv[0]!, argv.slice(1), { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')}`);
     let out = '';
@@ -268,7 +275,7 @@ export class Lab {
       child.on('close', (code, signal) => resolve(code ?? signal ?? -1));
       child.on('error', () => resolve(-1));
     });
-    const proc: LabProcess = { child, pid: child.pid, what: opts.what ?? argv.join(' '), output: () => out, exited };
+    const proc: LabProcess = { child, pid: child.pid, what, output: () => out, exited };
     this.procs.add(proc);
     void exited.then(() => this.procs.delete(proc));
     return proc;
@@ -299,7 +306,8 @@ export class Lab {
     if (o.http) args.push('--http', String(o.http));
     if (o.udp) args.push('--udp', String(o.udp));
     const p = this.spawn(ns, process.execPath, args, { what: `pod-server ${o.name} in ${ns.name}` });
-    await waitForLine(p, 'ready', 10_000);
+    // bounded generously: a node process starting at load 35 took over 10 s
+    await waitForLine(p, 'ready', 60_000);
     return p;
   }
 

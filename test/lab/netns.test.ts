@@ -1,7 +1,7 @@
 // The lab helpers' promise: everything a lab makes goes away at cleanup, even when the test failed
 // half-way, and sweepLeftovers() removes what a dead run left while sparing a live run's objects.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPFFS_ROOT, LAB_PREFIX, hostRoots, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from '../../testing/netns.js';
@@ -66,6 +66,35 @@ if (!avail.ok) {
     t.deepEqual(ours(stale), { netns: [], cgroups: [], pins: [] });
     t.true(existsSync(join(NETNS_DIR, `${live.prefix}node`)));
     t.true(existsSync(join(BPFFS_ROOT, `${live.prefix}pins`)));
+  });
+
+  // ava ends a worker that timed out without its after.always hooks; an agent the worker started kept
+  // running (seen in a lab run: both agents of a timed-out agent.test.ts still syncing minutes later)
+  test.serial('processes a lab started die with the test process, even one killed with SIGKILL', async (t) => {
+    const script = `
+      const { Lab } = await import(${JSON.stringify(join(import.meta.dirname, '..', '..', 'testing', 'netns.ts'))});
+      const lab = new Lab('orphan');
+      const ns = await lab.addNetns('node');
+      const cg = lab.addCgroup('cg');
+      const a = lab.spawn(ns, 'sleep', ['60']), b = lab.spawn(null, 'sleep', ['60'], { cgroup: cg });
+      console.log(JSON.stringify({ pids: [a.pid, b.pid], prefix: lab.prefix }));
+      setInterval(() => {}, 1000);`;
+    const worker = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`no pids from the worker: ${out}`)), 60_000);
+      worker.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) { clearTimeout(timer); resolve(out.split('\n')[0]!); } });
+    });
+    const { pids } = JSON.parse(line) as { pids: number[] };
+    t.teardown(async () => {
+      for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      await sweepLeftovers();
+    });
+    t.deepEqual(pids.filter(alive), pids);
+    worker.kill('SIGKILL');
+    await new Promise((r) => worker.once('close', r));
+    for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+    t.deepEqual(pids.filter(alive), [], 'no process of the killed run is left');
   });
 
   test.serial('the lab refuses bad names before touching the system', (t) => {

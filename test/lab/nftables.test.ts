@@ -295,7 +295,7 @@ print('sent', flush=True)
 `;
   const listeners = all.map((p) => lab.lab.spawn(p.pod.ns, 'python3', ['-c', listen], { what: `SCTP listener in ${p.name}` }));
   t.teardown(() => { for (const l of listeners) l.child.kill('SIGTERM'); });
-  await Promise.all(listeners.map((l) => waitForLine(l, 'ready', 20_000)));
+  await Promise.all(listeners.map((l) => waitForLine(l, 'ready', 60_000)));
   await lab.lab.exec(pod('client1').pod.ns, 'python3', ['-c', send]);
   // bounded: a few seconds for the last packets, then the listeners go
   const deadline = Date.now() + 5000;
