@@ -85,7 +85,7 @@ static __always_inline __u32 lb_sock_maglev_pick(const struct lb_frontend *fe, _
 	id = lb_maglev_backend(fe, hash, &missing);
 	if (id == 0)
 		return 0;
-	be = bpf_map_lookup_elem(&lb_backends, &id);
+	be = lb_backend_get(id);
 	if (!be) {
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return 0;

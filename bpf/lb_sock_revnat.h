@@ -32,7 +32,7 @@ static __always_inline int lb_sock_revnat_live(const struct lb_sock_revnat_key *
 
 	if (id == 0 || !bpf_map_lookup_elem(&lb_members, &mk))
 		return 0;
-	be = bpf_map_lookup_elem(&lb_backends, &id);
+	be = lb_backend_get(id);
 	if (!be || be->port != k->port)
 		return 0;
 	return lb_sock_addr16_eq(be->addr, k->addr);

@@ -222,7 +222,7 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
 
 	if (!bpf_map_lookup_elem(&lb_members, &mk))
 		return NULL;
-	return bpf_map_lookup_elem(&lb_backends, &id);
+	return lb_backend_get(id);
 }
 
 static __always_inline int lb_backend_is_v4(const struct lb_backend *be)
@@ -383,7 +383,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 			return LB_V_REJECT;
 		if (id == 0)
 			return LB_V_DROP;
-		be = bpf_map_lookup_elem(&lb_backends, &id);
+		be = lb_backend_get(id);
 	}
 	if (!be || !lb_backend_family_ok(be, p)) {
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);

@@ -83,6 +83,8 @@ export class Datapath {
   private readonly regions = new Map<number, { off: number; size: number }>();
   private nextSlot = 0;
   private readonly tableFes = new Map<number, Set<TestService>>();
+  /** the lb_backends ids written, zeroed again by reset() and restore() when it is an array */
+  private readonly backendIds = new Set<number>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
   /** objectPath: another object than OBJECT_PATH (a benchmark's baseline); its pins get their own root */
@@ -128,6 +130,10 @@ export class Datapath {
     for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_config', 'lb_frags']) {
       const m = this.optMap(name);
       if (!m) continue;
+      if (name === 'lb_backends' && m.type === MapType.ARRAY) {
+        this.clearBackends();
+        continue;
+      }
       if (m.type === MapType.ARRAY) {
         m.update(encodeU32(0), Buffer.alloc(m.valueSize));
         continue;
@@ -167,6 +173,10 @@ export class Datapath {
     for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_frags']) {
       const m = this.optMap(name);
       if (!m) continue;
+      if (name === 'lb_backends' && m.type === MapType.ARRAY) {
+        this.clearBackends();
+        continue;
+      }
       for (const k of m.keys()) m.delete(k);
     }
     this.resetStats();
@@ -287,10 +297,19 @@ export class Datapath {
 
   upsertBackend(b: TestBackend, protocol: Protocol): void {
     this.map('lb_backends').update(encodeU32(b.id), encodeBackend({ address: b.address, port: b.port, protocol, flags: b.flags ?? 0 }));
+    this.backendIds.add(b.id);
   }
 
+  /** lb_backends is an ARRAY in this object (an older one: a hash): an id without a backend is an all-zero entry */
   deleteBackend(id: number): void {
-    this.map('lb_backends').delete(encodeU32(id));
+    const m = this.map('lb_backends');
+    if (m.type === MapType.ARRAY) m.update(encodeU32(id), Buffer.alloc(m.valueSize));
+    else m.delete(encodeU32(id));
+    this.backendIds.delete(id);
+  }
+
+  private clearBackends(): void {
+    for (const id of [...this.backendIds]) this.deleteBackend(id);
   }
 
   /**

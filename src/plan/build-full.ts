@@ -9,7 +9,7 @@ import { findIn } from './backend-index.js';
 import { AddressKeys, affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
-import { ID_MAX, LB_FE_ID_MAX } from './limits.js';
+import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { MaglevBuilder, maglevHashes, maglevIdentity, maglevSize, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 
@@ -160,7 +160,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   }
   if (fresh.length) {
     fresh.sort((a, b) => bk.compare(a, b));
-    const alloc = new IdAllocator(prev ? prev.backends.keys() : [], ID_MAX, 'backend');
+    const alloc = new IdAllocator(prev ? prev.backends.keys() : [], BACKEND_ID_MAX, 'backend');
     for (const i of fresh) bk.id[i] = alloc.next();
   }
   const byId = Array.from({ length: bk.size }, (_, i) => i).sort((a, b) => bk.id[a]! - bk.id[b]!);

@@ -17,7 +17,7 @@
 import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
 import { backendIndex, findIn, indexAdd, indexRemove, type BackendIndex } from './backend-index.js';
 import { AddressKeys, affinityGroupOf, backendFault, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
-import { ID_MAX, LB_FE_ID_MAX } from './limits.js';
+import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 import { stateDelta } from './delta.js';
@@ -391,7 +391,7 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
   // 3. fresh backends take ids in canonical order, then every new reference counts
   const fresh = [...freshByKey.values()].sort(compareAdded);
   for (const ab of fresh) {
-    const id = takeId(ch.beLive, ch.beHint, ID_MAX);
+    const id = takeId(ch.beLive, ch.beHint, BACKEND_ID_MAX);
     if (id === undefined) {
       ch.version = -1;
       return undefined;

@@ -20,6 +20,10 @@ export const MAGLEV_ELEM_BYTES = 8;
 
 /** backend and table ids are __u32 (lb_backends' key, lb_frontend.table_id), never 0 */
 export const ID_MAX = 0xffffffff;
+/** lb_consts.h: lb_backends is an array of this size, indexed by backend id */
+export const LB_BACKENDS_MAX = 1048576;
+/** backend ids are 1..BACKEND_ID_MAX: indexes of lb_backends */
+export const BACKEND_ID_MAX = LB_BACKENDS_MAX - 1;
 /** lb_frontend.backend_count is a __u16 */
 export const MAX_BACKENDS_PER_FRONTEND = 0xffff;
 /** lb_frontend.affinity_timeout is a __u32, in seconds */

@@ -173,7 +173,14 @@ if (!isRoot) {
     const ops = diffPlans(read1, p2);
     t.true(ops.some((o) => o.op === 'deleteBackend') && ops.some((o) => o.op === 'deleteTable') && ops.some((o) => o.op === 'deleteFrontend'));
     t.deepEqual(memberPairs(d.maps), planMembers(p1), 'lb_members: every (frontend, backend) pair of the plan');
+    // lb_backends is an array: its fill is the entries holding a backend, read once, then followed write by write
+    const backendFill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
+    t.is(backendFill(), p1.backends.size);
     d.maps.apply(ops);
+    t.is(backendFill(), p2.backends.size, 'the removed backend\'s entry no longer counts');
+    const gone = [...p1.backends.keys()].filter((id) => !p2.backends.has(id));
+    t.true(gone.length > 0);
+    for (const id of gone) t.deepEqual(d.maps.map('lb_backends').lookup(L.encodeU32(id)), Buffer.alloc(L.BACKEND.size), `backend id ${id}: an all-zero entry`);
     const read2 = d.maps.readPlan();
     t.deepEqual(comparable(read2), comparable(p2));
     t.deepEqual(memberPairs(d.maps), planMembers(p2), 'lb_members: the removed backend left every frontend, removed frontends left');
@@ -422,7 +429,7 @@ if (!isRoot) {
     const ids: Record<string, number> = {};
     const spec: Record<L.MapName, [number, number, number, number]> = {
       lb_frontends: [MapType.HASH, L.FE_KEY.size, L.FRONTEND.size, BPF_F_NO_PREALLOC],
-      lb_backends: [MapType.HASH, 4, L.BACKEND.size, BPF_F_NO_PREALLOC],
+      lb_backends: [MapType.ARRAY, 4, L.BACKEND.size, 0],
       lb_slots: [MapType.HASH, L.SLOT_KEY.size, 4, BPF_F_NO_PREALLOC],
       lb_maglev_slots: [MapType.ARRAY, 4, L.MAGLEV_ELEM.size, BPF_F_MMAPABLE],
       lb_revnat: [MapType.HASH, 4, L.REVNAT.size, BPF_F_NO_PREALLOC],
@@ -458,16 +465,17 @@ if (!isRoot) {
 
   test('a full map is KBP_ERR_MAP_FULL naming the map and the object that did not fit', (t) => {
     const root = tempPinRoot(t);
-    smallMaps(root, { lb_backends: 2, lb_frontends: 1 });
+    // lb_backends is an array indexed by id: 3 entries hold ids 1 and 2
+    smallMaps(root, { lb_backends: 3, lb_frontends: 1 });
     const maps = BpfMaps.fromPins(root);
     t.teardown(() => maps.close());
     const plan = buildPlan({ frontends: [fe({ address: '10.96.0.1', port: 80, backends: [be('10.244.0.1', 80), be('10.244.0.2', 80), be('10.244.0.3', 80)] })] }, undefined, { seed: 1 });
     const e = t.throws(() => maps.apply(diffPlans(undefined, plan)), { instanceOf: KbpError });
     t.is(e.code, 'KBP_ERR_MAP_FULL');
     t.is(e.errno, 7);
-    t.is(e.message, 'map lb_backends is full (2 entries): cannot add backend 10.244.0.3:80/TCP (id 3)');
+    t.is(e.message, 'map lb_backends is full (3 entries): cannot add backend 10.244.0.3:80/TCP (id 3)');
     // the first two went in; the batch stopped at the third
-    t.is(maps.map('lb_backends').count(), 2);
+    t.deepEqual([1, 2].map((id) => L.decodeBackend(maps.map('lb_backends').lookup(L.encodeU32(id))!).address), ['10.244.0.1', '10.244.0.2']);
 
     const two = buildPlan({ frontends: [fe({ address: '10.96.0.1', port: 80 }), fe({ service: 'default/other', address: '10.96.0.2', port: 80 })] }, undefined, { seed: 1 });
     const e2 = t.throws(() => maps.apply(diffPlans(undefined, two)), { instanceOf: KbpError });

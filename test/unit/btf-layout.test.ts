@@ -298,6 +298,8 @@ test('the kernel limits of src/plan/limits.ts match the maps and field widths of
   const checks: Array<[string, unknown, keyof typeof limits]> = [
     ['lb_revnat max_entries', maxEntries('lb_revnat'), 'LB_FE_ID_MAX'],
     ['lb_fe_stats max_entries', maxEntries('lb_fe_stats'), 'LB_FE_ID_MAX'],
+    ['lb_backends max_entries', maxEntries('lb_backends'), 'LB_BACKENDS_MAX'],
+    ['lb_backends max_entries - 1 (the array\'s last index)', Number(maxEntries('lb_backends')) - 1, 'BACKEND_ID_MAX'],
     ['lb_frontend.backend_count', fieldMax(object, 'lb_frontend', 'backend_count'), 'MAX_BACKENDS_PER_FRONTEND'],
     ['lb_frontend.maglev_off', fieldMax(object, 'lb_frontend', 'maglev_off'), 'ID_MAX'],
     ['lb_ct_entry.backend_id', fieldMax(object, 'lb_ct_entry', 'backend_id'), 'ID_MAX'],

@@ -11,7 +11,6 @@ import { KbpError } from '../../util/errors.js';
 
 // ---- constants (bpf/lb_consts.h) --------------------------------------------------------------
 export const LB_FRONTENDS_MAX = 131072;
-export const LB_BACKENDS_MAX = 1048576;
 export const LB_SLOTS_MAX = 2097152;
 export const LB_MAGLEV_SLOTS_MAX = 16776192;
 export const LB_CT_MAX = 524288;
@@ -29,7 +28,7 @@ export const LB_FE_FILTER_WORDS = 1 << (LB_FE_FILTER_BITS_LOG2 - 6);
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
-export { LB_FE_ID_MAX, LB_MAGLEV_IDS_PER_ELEM, LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN } from '../../plan/limits.js';
+export { LB_BACKENDS_MAX, LB_FE_ID_MAX, LB_MAGLEV_IDS_PER_ELEM, LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN } from '../../plan/limits.js';
 
 export const LB_SCOPE_EXTERNAL = 0;
 export const LB_SCOPE_INTERNAL = 1;

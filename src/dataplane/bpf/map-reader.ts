@@ -11,7 +11,8 @@ import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
 import { tableIdOfRegion } from './map-writer.js';
-import { numPossibleCpus } from './native/map.js';
+import { numPossibleCpus, type BpfMap } from './native/map.js';
+import { MapType } from './native/uapi.js';
 
 /**
  * The maps as a Plan. Tables have empty slots (their content follows from members, M and the seed);
@@ -24,14 +25,16 @@ import { numPossibleCpus } from './native/map.js';
 export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined, tableIdAt: (off: number) => number = tableIdOfRegion): Plan {
   const seed = readConfig(maps).hashSeed;
   const backends = new Map<number, PlanBackend>();
-  for (const [k, v] of maps.lb_backends.entries()) {
+  // lb_backends is an array (read in batches): an id without a backend is an all-zero entry
+  maps.lb_backends.scan((k, v) => {
+    if (!backendPresent(v)) return;
     const id = L.decodeU32(k);
     const b = L.decodeBackend(v);
     backends.set(id, {
       id, address: b.address, port: b.port, protocol: b.protocol,
       terminating: (b.flags & L.LB_BE_F_TERMINATING) !== 0, local: (b.flags & L.LB_BE_F_LOCAL) !== 0,
     });
-  }
+  });
   const slots = new Map<number, Map<number, number>>();
   for (const [k, v] of maps.lb_slots.entries()) {
     const { feId, slot } = L.decodeSlotKey(k);
@@ -88,9 +91,24 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined,
   return { seed, frontends, backends: sortedBackends, tables: sortedTables };
 }
 
+/** An lb_backends value that holds a backend: an array's unused entries are all zero (protocol 0). */
+export function backendPresent(v: Buffer): boolean {
+  return v[L.BACKEND.fields.proto.offset] !== 0;
+}
+
+/** The entries of lb_backends that hold a backend (read in batches). */
+export function countBackends(m: BpfMap): number {
+  let n = 0;
+  m.scan((_k, v) => { if (backendPresent(v)) n++; });
+  return n;
+}
+
 /** Whether the maps hold anything of a previous agent (a frontend or a backend). */
 export function mapsAreEmpty(maps: DataplaneMaps): boolean {
-  return maps.lb_frontends.keys().length === 0 && maps.lb_backends.keys().length === 0;
+  if (maps.lb_frontends.keys().length !== 0) return false;
+  let any = false;
+  maps.lb_backends.scan((_k, v) => { any ||= backendPresent(v); });
+  return !any;
 }
 
 /** The slots of the Maglev table at slot off of lb_maglev_slots as the kernel holds them (tests, dump). */
@@ -144,6 +162,9 @@ export function readFrontendStats(maps: DataplaneMaps, maxFeId?: number): Map<nu
 export function readMapFill(maps: DataplaneMaps, skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> {
   return L.MAP_NAMES.map((name) => {
     const m = maps[name];
-    return { name, entries: skip?.has(name) ? 0 : m.count(), capacity: m.maxEntries };
+    if (skip?.has(name)) return { name, entries: 0, capacity: m.maxEntries };
+    // lb_backends is an array: its fill is the entries that hold a backend (id 0 is never used)
+    if (name === 'lb_backends' && m.type === MapType.ARRAY) return { name, entries: countBackends(m), capacity: m.maxEntries - 1 };
+    return { name, entries: m.count(), capacity: m.maxEntries };
   });
 }

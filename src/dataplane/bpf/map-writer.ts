@@ -20,6 +20,7 @@ import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
 import { BpfBatchError, E2BIG, ENOSPC } from './native/errors.js';
 import type { BpfMap } from './native/map.js';
+import { MapType } from './native/uapi.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 
 export interface BpfMapsOptions {
@@ -100,6 +101,12 @@ function fmtFe(f: { address: string; port: number; protocol: string; scope: stri
 export class MapWriter {
   private readonly maps: DataplaneMaps;
   private readonly state: AgentStateFile | undefined;
+  /** lb_backends (an array): which ids hold a backend, and how many, read once and then followed
+   * write by write, so the fill in the metrics needs no scan of the whole array; undefined until
+   * first asked, and again after a write that failed part way */
+  private backendBits: Uint8Array | undefined;
+  private backendN = 0;
+  private pendingBits: Uint8Array | undefined;
   /**
    * Each frontend's backend list as lb_slots holds it, mirrored so that a changed list tells which
    * backends left it: lb_members (the (frontend, backend) pairs that conntrack and affinity entries
@@ -457,7 +464,9 @@ export class MapWriter {
           L.encodeU32(b.id, keys, i * 4);
           L.encodeBackend({ address: b.address, port: b.port, protocol: b.protocol, flags: backendFlags(b) }, values, i * L.BACKEND.size);
         });
+        this.followBackends(() => bs.map((b) => b.id), true);
         yield* this.batchUpdate('lb_backends', keys, values, bs.length, (i) => `backend ${bs[i]!.address}:${bs[i]!.port}/${bs[i]!.protocol} (id ${bs[i]!.id})`);
+        this.followBackends(() => bs.map((b) => b.id), false);
         res.batches++;
         return;
       }
@@ -589,10 +598,21 @@ export class MapWriter {
         }
         return;
       }
-      case 'deleteBackend':
-        yield* this.deleteU32s('lb_backends', run.map((o) => (o as Extract<PlanOp, { op: 'deleteBackend' }>).backendId));
+      case 'deleteBackend': {
+        const ids = run.map((o) => (o as Extract<PlanOp, { op: 'deleteBackend' }>).backendId);
+        if (this.maps.lb_backends.type === MapType.ARRAY) {
+          // an array's entries cannot be deleted: an id without a backend is an all-zero entry
+          const keys = Buffer.alloc(ids.length * 4);
+          ids.forEach((id, i) => L.encodeU32(id, keys, i * 4));
+          this.followBackends(() => ids, true);
+          yield { kind: 'update', map: this.maps.lb_backends, keys, values: Buffer.alloc(ids.length * L.BACKEND.size), count: ids.length };
+          this.followBackends(() => ids, false, true);
+        } else {
+          yield* this.deleteU32s('lb_backends', ids);
+        }
         res.batches++;
         return;
+      }
       default: {
         const never: never = kind;
         throw new KbpError('KBP_ERR_INTERNAL', `unknown plan op ${String(never)}`);
@@ -642,6 +662,46 @@ export class MapWriter {
       i = j;
       if (i < pieces.length) yield PAUSE;
     }
+  }
+
+  /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
+  backendCount(): number {
+    const m = this.maps.lb_backends;
+    if (m.type !== MapType.ARRAY) return m.count();
+    if (!this.backendBits) {
+      const bits = new Uint8Array(Math.ceil(m.maxEntries / 8));
+      let n = 0;
+      m.scan((k, v) => {
+        if (v[L.BACKEND.fields.proto.offset] === 0) return;
+        const id = L.decodeU32(k);
+        bits[id >>> 3]! |= 1 << (id & 7);
+        n++;
+      });
+      this.backendBits = bits;
+      this.backendN = n;
+    }
+    return this.backendN;
+  }
+
+  /** Follows a write of lb_backends' ids in backendBits: before it (before: true) the count is
+   * forgotten, so a write that throws leaves it to be read again; after it, the ids are set (or
+   * cleared) and the count kept. Nothing to do while no one asked for the count. */
+  private followBackends(ids: () => readonly number[], before: boolean, cleared = false): void {
+    const bits = this.backendBits;
+    if (!bits || this.maps.lb_backends.type !== MapType.ARRAY) return;
+    if (before) {
+      this.pendingBits = bits;
+      this.backendBits = undefined;
+      return;
+    }
+    if (this.pendingBits !== bits) return;
+    this.pendingBits = undefined;
+    for (const id of ids()) {
+      const has = (bits[id >>> 3]! >> (id & 7)) & 1;
+      if (cleared && has) { bits[id >>> 3]! &= ~(1 << (id & 7)); this.backendN--; }
+      if (!cleared && !has) { bits[id >>> 3]! |= 1 << (id & 7); this.backendN++; }
+    }
+    this.backendBits = bits;
   }
 
   private *batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string): Steps {

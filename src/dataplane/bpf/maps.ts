@@ -79,5 +79,9 @@ export class BpfMaps {
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }
   readFrontendStats(maxFeId?: number): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps, maxFeId); }
   /** skip: maps whose entries are not counted (reported as 0; the caller knows them otherwise) */
-  mapFill(skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> { return read.readMapFill(this.maps, skip); }
+  mapFill(skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> {
+    // lb_backends is an array: the writer follows how many of its entries hold a backend
+    return read.readMapFill(this.maps, new Set([...(skip ?? []), 'lb_backends']))
+      .map((m) => (m.name === 'lb_backends' && !skip?.has(m.name) ? { ...m, entries: this.writer.backendCount() } : m));
+  }
 }

@@ -4,7 +4,7 @@
 // pinned. Where the definitions match they are reused as they are (a restart). Where one differs, the
 // map is carried over instead of refused:
 // - copied: same type and key, the value the same size or longer (fields appended, the new ones
-//   zero), any capacity or flags. This keeps conntrack, affinity and the frontend/backend ids that
+//   zero), any capacity or flags; or a hash by u32 id become an array by it (lb_backends). This keeps conntrack, affinity and the frontend/backend ids that
 //   established flows depend on (a capacity change or BPF_F_NO_COMMON_LRU, say).
 // - recreated: anything else (a changed key, a shorter value, another map type such as a
 //   hash-of-maps becoming a flat array, per-CPU counters). Maps derived from the plan are rewritten
@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:f
 import { join } from 'node:path';
 import { BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
-import { BPF_NOEXIST, MapType } from './native/uapi.js';
+import { BPF_ANY, BPF_NOEXIST, MapType } from './native/uapi.js';
 import { EEXIST } from './native/errors.js';
 import * as L from './layout.js';
 import { regionSize } from './slot-alloc.js';
@@ -59,9 +59,14 @@ export function specDiff(pinned: MapSpec, spec: MapSpec): string {
 /** How a pinned map of another definition is carried into this object's. */
 export function migrationOf(pinned: MapSpec, spec: MapSpec): Migration {
   const why = specDiff(pinned, spec);
-  const copyable = pinned.type === spec.type && pinned.keySize === spec.keySize && spec.valueSize >= pinned.valueSize
-    && !PER_CPU.has(spec.type) && !OF_MAPS.has(spec.type);
+  const copyable = (pinned.type === spec.type || hashToArray(pinned, spec)) && pinned.keySize === spec.keySize
+    && spec.valueSize >= pinned.valueSize && !PER_CPU.has(spec.type) && !OF_MAPS.has(spec.type);
   return { name: spec.name, how: copyable ? 'copy' : 'recreate', why };
+}
+
+/** A hash keyed by a u32 id become an array indexed by it (lb_backends): its entries copy by key. */
+function hashToArray(pinned: MapSpec, spec: MapSpec): boolean {
+  return pinned.type === MapType.HASH && spec.type === MapType.ARRAY && pinned.keySize === 4;
 }
 
 /**
@@ -109,10 +114,15 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
     } else if (m.how === 'copy') {
       const old = BpfMap.fromPin(aside);
       const target = object.map(m.name);
+      // an array's entries always exist: the old entries are written over them (only the agent
+      // writes such a map, lb_backends, and it has not yet), all-zero ones (unused) skipped
+      const toArray = target.type === MapType.ARRAY;
+      const flags = toArray ? BPF_ANY : BPF_NOEXIST;
       let copied = 0, dropped = 0, newer = 0;
       try {
         const pad = Buffer.alloc(Math.max(0, target.valueSize - old.valueSize));
         old.scan((key, value) => {
+          if (toArray && value.every((b) => b === 0)) return;
           if (copied >= target.maxEntries) {
             dropped++;
             return;
@@ -121,7 +131,7 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
           // One entry that does not fit (an array index past a smaller capacity) is counted, not fatal.
           try {
             // BPF_NOEXIST: an entry the new programs wrote since the switch is newer than this one
-            target.update(key, pad.length ? Buffer.concat([value, pad]) : value, BPF_NOEXIST);
+            target.update(key, pad.length ? Buffer.concat([value, pad]) : value, flags);
             copied++;
           } catch (e) {
             if ((e as { errno?: number }).errno === EEXIST) newer++;
