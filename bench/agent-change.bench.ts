@@ -173,9 +173,11 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   lab.onCleanup(`cleanup ${pins}`, async () => { await lab.exec(ns, process.execPath, [cli, 'cleanup', '--bpffs', pins], { allowFail: true }); });
   const started = Date.now();
   const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
-    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249'], { what: `agent ${n}` });
+    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
+    ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
   const startLine = logLines(agent, 'data plane loaded and source started');
-  const syncLines = logLines(agent, 'sync steps', 5);
+  // with KBP_BENCH_AGENT_ARGS='--v 2' the agent logs every sync's steps: the changes' are summarized too
+  const syncLines = logLines(agent, 'sync steps', 2 * samples + 20);
   // the first sync that holds every frontend, from the agent's log (no /metrics scrape while it
   // starts: a scrape's map counts would take CPU from the sync being timed); an older build that
   // does not log its steps is polled through /metrics every 2 s
@@ -263,6 +265,11 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 5000))]);
   }
   const sync = stats(syncMs.length ? syncMs : [NaN]), toKernel = stats(kernelMs);
+  const partial = syncLines.filter((l) => l.full === false);
+  if (partial.length) {
+    const keys = ['totalMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
+    ctx.log(`${tag}${n} Services: ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
+  }
   const cpuPerChange = (cpu1 - cpu0) / samples;
   ctx.log(`${tag}${n} Services: agent CPU ${cpuPerChange.toFixed(1)} ms per change (first sync ${firstSyncCpuMs} ms CPU)`);
   ctx.log(`${tag}${n} Services: sync p50 ${sync.median.toFixed(2)} p99 ${sync.p99.toFixed(2)} ms; change to kernel p50 ${toKernel.median.toFixed(1)} p99 ${toKernel.p99.toFixed(1)} ms (${kernelMs.length} changes, ${skipped} syncs not counted)`);
