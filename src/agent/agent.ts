@@ -192,6 +192,7 @@ export class Agent {
 
   async #sync(full: boolean): Promise<void> {
     const started = performance.now();
+    const cpu0 = process.cpuUsage();
     const changesCovered = this.#pendingSince.length;
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
@@ -262,8 +263,10 @@ export class Agent {
     this.metrics.frontends.set(next.frontends.size);
     // each step's wall time: at info for a full sync (the first one, a retry), else at debug
     const done = performance.now();
+    // the process's CPU time over the sync (threads included): what a loaded machine does not stretch
+    const cpu = process.cpuUsage(cpu0);
     (full ? this.#log.info : this.#log.debug).call(this.#log, {
-      full, frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
+      full, frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
     }, 'sync steps');
   }
