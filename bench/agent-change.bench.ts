@@ -18,7 +18,7 @@ import { stringify } from 'yaml';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
 import { endpointSlice, node, podIp, service, clusterIp, NODE_NAME, NODE_IP, type ClusterShape } from './gen.js';
 import { defineBench, stats, type BenchContext, type TimeStats } from './lib.js';
-import { CLI } from '../lab/cluster.js';
+import { bundle } from './agent.bench.js';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import * as L from '../src/dataplane/bpf/layout.js';
 import { defaultObjectPath } from '../src/dataplane/bpf/loader.js';
@@ -116,9 +116,53 @@ export interface ChangeResult {
   cpuPerChange: number;
   /** the agent's CPU time up to its first sync */
   firstSyncCpuMs: number;
+  /** the first sync by step, when the agent logs them */
+  steps?: FirstSyncSteps;
+  /** with --v 2: the agent's CPU time per one-change sync, median (its 'sync steps' cpuMs) */
+  syncCpuMs?: number;
 }
 
-async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, cli = CLI, tag = ''): Promise<ChangeResult> {
+/** The agent's own account of its start and first full sync (its 'data plane loaded' and 'sync steps' log lines). */
+export interface FirstSyncSteps {
+  /** process start to the 'data plane loaded and source started' line, less the three steps it names: node, modules, flags, preflight */
+  startMs: number;
+  loadMs: number;
+  sourceMs: number;
+  /** source started to the first full sync's start: the runner's first run, and any sync that did not hold every frontend */
+  waitMs: number;
+  compileMs: number;
+  fitMs: number;
+  planMs: number;
+  diffMs: number;
+  applyMs: number;
+  /** everything else in the sync (health servers, metrics, local sources) */
+  restMs: number;
+  totalMs: number;
+}
+
+/** Collects the agent's JSON log lines of one message from its stderr (the first `max` of them). */
+function logLines(p: LabProcess, msg: string, max = 1): Array<Record<string, unknown>> {
+  const got: Array<Record<string, unknown>> = [];
+  let buf = '';
+  const onData = (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (!l.includes(`"${msg}"`)) continue;
+      try {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        if (o.msg === msg) got.push(o);
+      } catch { /* not a log line */ }
+      if (got.length >= max) p.child.stderr!.off('data', onData);
+    }
+  };
+  p.child.stderr!.on('data', onData);
+  return got;
+}
+
+async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, cli: string, tag = ''): Promise<ChangeResult> {
   const ns = await lab.addNetns(`c${tag}${n}`);
   await lab.ip(ns, ['link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
   await lab.ip(ns, ['link', 'set', 'e0', 'up']);
@@ -131,18 +175,48 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   lab.onCleanup(`cleanup ${pins}`, async () => { await lab.exec(ns, process.execPath, [cli, 'cleanup', '--bpffs', pins], { allowFail: true }); });
   const started = Date.now();
   const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
-    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249'], { what: `agent ${n}` });
-  const deadline = Date.now() + 600_000;
+    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
+    ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
+  const startLine = logLines(agent, 'data plane loaded and source started');
+  // with KBP_BENCH_AGENT_ARGS='--v 2' the agent logs every sync's steps: the changes' are summarized too
+  const syncLines = logLines(agent, 'sync steps', 2 * samples + 20);
+  // the first sync that holds every frontend, from the agent's log (no /metrics scrape while it
+  // starts: a scrape's map counts would take CPU from the sync being timed); an older build that
+  // does not log its steps is polled through /metrics every 2 s
+  const deadline = Date.now() + 900_000;
+  let polled = 0;
+  let full: Record<string, unknown> | undefined;
   for (;;) {
     if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1000)}`);
-    const { text } = await scrape(lab, ns);
-    const frontends = Number(/^kubebpfproxy_frontends (\d+)/m.exec(text)?.[1] ?? -1);
-    if (/^kubeproxy_sync_proxy_rules_last_timestamp_seconds [1-9]/m.test(text) && frontends >= n) break;
-    if (Date.now() > deadline) throw new Error(`agent with ${n} Services: no sync within 600 s`);
-    await new Promise((r) => setTimeout(r, 100));
+    full = syncLines.find((l) => Number(l.frontends) >= n);
+    if (full) break;
+    if (Date.now() - polled > 2000 && !startLine.length && Date.now() - started > 30_000) {
+      polled = Date.now();
+      const { text } = await scrape(lab, ns);
+      const frontends = Number(/^kubebpfproxy_frontends (\d+)/m.exec(text)?.[1] ?? -1);
+      if (/^kubeproxy_sync_proxy_rules_last_timestamp_seconds [1-9]/m.test(text) && frontends >= n) break;
+    }
+    if (Date.now() > deadline) throw new Error(`agent with ${n} Services: no sync within 900 s`);
+    await new Promise((r) => setTimeout(r, 20));
   }
-  const firstSyncMs = Date.now() - started;
+  const firstSyncMs = (full ? Number(full.time) : Date.now()) - started;
   const firstSyncCpuMs = cpuMs(agent.pid);
+  let steps: FirstSyncSteps | undefined;
+  if (full && startLine[0]) {
+    const st = startLine[0], num = (o: Record<string, unknown>, k: string) => Number(o[k] ?? 0);
+    const loadMs = num(st, 'loadMs'), sourceMs = num(st, 'sourceMs') + num(st, 'readPlanMs');
+    const totalMs = num(full, 'totalMs');
+    const s0 = {
+      compileMs: num(full, 'compileMs'), fitMs: num(full, 'fitMs'), planMs: num(full, 'planMs'), diffMs: num(full, 'diffMs'),
+      applyMs: num(full, 'applyMs'),
+    };
+    steps = {
+      startMs: Number(st.time) - started - loadMs - sourceMs, loadMs, sourceMs,
+      waitMs: Number(full.time) - totalMs - Number(st.time), ...s0,
+      restMs: totalMs - s0.compileMs - s0.fitMs - s0.planMs - s0.diffMs - s0.applyMs, totalMs,
+    };
+    ctx.log(`${tag}${n} Services: first sync ${firstSyncMs} ms = ${Object.entries(steps).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v.toFixed(0)}`).join(', ')} ms`);
+  }
   // the first sync's garbage goes, deferred work (table removals) runs
   await new Promise((r) => setTimeout(r, 3000));
   const rss = rssMiB(agent.pid);
@@ -193,25 +267,60 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 5000))]);
   }
   const sync = stats(syncMs.length ? syncMs : [NaN]), toKernel = stats(kernelMs);
+  const partial = syncLines.filter((l) => l.full === false);
+  const syncCpuMs = partial.length && partial[0]!.cpuMs !== undefined ? stats(partial.map((l) => Number(l.cpuMs))).median : undefined;
+  if (partial.length) {
+    const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
+    ctx.log(`${tag}${n} Services: ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
+  }
   const cpuPerChange = (cpu1 - cpu0) / samples;
   ctx.log(`${tag}${n} Services: agent CPU ${cpuPerChange.toFixed(1)} ms per change (first sync ${firstSyncCpuMs} ms CPU)`);
   ctx.log(`${tag}${n} Services: sync p50 ${sync.median.toFixed(2)} p99 ${sync.p99.toFixed(2)} ms; change to kernel p50 ${toKernel.median.toFixed(1)} p99 ${toKernel.p99.toFixed(1)} ms (${kernelMs.length} changes, ${skipped} syncs not counted)`);
-  return { n, firstSyncMs, rss, sync, toKernel, skipped, cpuPerChange, firstSyncCpuMs };
+  return { n, firstSyncMs, rss, sync, toKernel, skipped, cpuPerChange, firstSyncCpuMs, ...(steps && { steps }), ...(syncCpuMs !== undefined && { syncCpuMs }) };
 }
 
 const label = (n: number) => (n >= 1000 ? `${n / 1000}k` : `${n}`);
+
+type Figure = (r: ChangeResult) => number;
+
+/** median over rounds of one figure */
+function med(rs: readonly ChangeResult[], f: Figure): number {
+  const v = rs.map(f).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return v.length ? v[(v.length - 1) >> 1]! : NaN;
+}
+
+/** per-round ratios this / base (rounds interleaved: base, then this build), as "min / median / max" */
+function ratios(ours: readonly ChangeResult[], base: readonly ChangeResult[], f: Figure): string {
+  const v = ours.map((r, i) => f(r) / f(base[i]!)).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return 'no ratio';
+  return `ratio per round min / median / max ${v[0]!.toFixed(2)} / ${v[(v.length - 1) >> 1]!.toFixed(2)} / ${v[v.length - 1]!.toFixed(2)}`;
+}
+
+const STEPS: Array<[keyof FirstSyncSteps, string]> = [
+  ['startMs', 'process start to the agent\'s start (node, modules, flags, preflight)'],
+  ['loadMs', 'BPF object load, pins and attach (Dataplane.init)'],
+  ['sourceMs', 'the manifests source: list, read and parse every file; the pinned state read back'],
+  ['waitMs', 'the runner\'s first run, and syncs that did not yet hold every frontend'],
+  ['compileMs', 'compile'],
+  ['fitMs', 'capacity fit'],
+  ['planMs', 'buildPlan: ids, Maglev tables'],
+  ['diffMs', 'diffPlans'],
+  ['applyMs', 'map writes (Dataplane.apply)'],
+  ['restMs', 'the rest of the sync: health servers, metrics'],
+];
 
 export default defineBench({
   name: 'agent-change',
   title: 'One endpoint change through the real agent',
   description:
-    'The real agent (run --manifests, the bundle when built) in a network namespace of its own, over a folder of one file per ' +
+    'The real agent (run --manifests, bundled as a user runs it) in a network namespace of its own, over a folder of one file per ' +
     'Service (its Service and EndpointSlice), N Services x 10 ready endpoints (every 10th a NodePort), BPF data plane. One file ' +
     'at a time is replaced (written aside, renamed into place) with one endpoint\'s address changed, changes spaced by the ' +
     'agent\'s minSyncPeriod (1 s). Per change: the agent\'s kubeproxy_sync_proxy_rules_duration_seconds for that sync, and the ' +
-    'time from the rename to the pinned maps holding the new backend in the frontend\'s list (polled every ~0.2 ms). The ' +
-    'baseline is the same agent at 100 Services, in the same run (the target asks the figure to stay flat in N), or, with ' +
-    'KBP_BENCH_AGENT_BASE_CLI, another build of the agent measured at each size just before.',
+    'time from the rename to the pinned maps holding the new backend in the frontend\'s list (polled every ~0.2 ms). The first ' +
+    'sync is split by step from the agent\'s own log (its start and "sync steps" lines). The baseline is the same agent at the ' +
+    'smallest size, in the same run (the target asks the figure to stay flat in N), or, with KBP_BENCH_AGENT_BASE_CLI, another ' +
+    'build of the agent measured at each size just before this one, KBP_BENCH_AGENT_ROUNDS times interleaved (figures: median of the rounds).',
   skip() {
     if (process.getuid?.() !== 0) return 'needs root (network namespaces, BPF)';
     if (!existsSync(defaultObjectPath())) return `no BPF object at ${defaultObjectPath()} (make -C bpf)`;
@@ -221,63 +330,68 @@ export default defineBench({
     const env = process.env.KBP_BENCH_AGENT_SIZES;
     const sizes = env ? env.split(',').map(Number) : ctx.quick ? [100, 1000] : [100, 1000, 10_000];
     const samples = Number(process.env.KBP_BENCH_AGENT_CHANGES ?? (ctx.quick ? 10 : 40));
+    const rounds = Math.max(1, Number(process.env.KBP_BENCH_AGENT_ROUNDS ?? 1));
+    const cli = bundle(ctx);
     const lab = new Lab('agentchg');
-    const rows: ChangeResult[] = [];
-    // KBP_BENCH_AGENT_BASE_CLI: another build of the agent (e.g. an earlier commit's bin/kube-bpf-proxy.js),
-    // measured at each size right before this one: the same-run baseline of a change
+    // KBP_BENCH_AGENT_BASE_CLI: another build of the agent (e.g. an earlier commit's bundle, or its
+    // bin/kube-bpf-proxy.js), measured at each size right before this one: the same-run baseline
     const baseCli = process.env.KBP_BENCH_AGENT_BASE_CLI;
-    const baseRows = new Map<number, ChangeResult>();
+    const ours = new Map<number, ChangeResult[]>(), base = new Map<number, ChangeResult[]>();
     try {
       for (const n of sizes) {
-        if (baseCli) baseRows.set(n, await measure(ctx, lab, n, samples, baseCli, 'base '));
-        rows.push(await measure(ctx, lab, n, samples));
+        ours.set(n, []);
+        if (baseCli) base.set(n, []);
+        for (let r = 0; r < rounds; r++) {
+          const tag = rounds > 1 ? `r${r + 1} ` : '';
+          if (baseCli) base.get(n)!.push(await measure(ctx, lab, n, samples, baseCli, `${tag}base `));
+          ours.get(n)!.push(await measure(ctx, lab, n, samples, cli, tag));
+        }
       }
     } finally {
       await lab.cleanup();
     }
-    for (const [n, r] of baseRows) {
-      const k = label(n);
-      ctx.metric({ name: `base: sync duration ${k} p50`, value: r.sync.median, unit: 'ms', better: 'lower', note: `KBP_BENCH_AGENT_BASE_CLI=${baseCli}` });
-      ctx.metric({ name: `base: sync duration ${k} p99`, value: r.sync.p99, unit: 'ms', better: 'lower' });
-      ctx.metric({ name: `base: change to kernel ${k} p50`, value: r.toKernel.median, unit: 'ms', better: 'lower' });
-      ctx.metric({ name: `base: change to kernel ${k} p99`, value: r.toKernel.p99, unit: 'ms', better: 'lower' });
-      ctx.metric({ name: `base: first sync ${k}`, value: r.firstSyncMs, unit: 'ms', better: 'lower' });
-      ctx.metric({ name: `base: rss ${k}`, value: r.rss, unit: 'MiB', better: 'lower' });
-      ctx.metric({ name: `base: agent CPU per change ${k}`, value: r.cpuPerChange, unit: 'ms', better: 'lower' });
-      ctx.metric({ name: `base: first sync CPU ${k}`, value: r.firstSyncCpuMs, unit: 'ms', better: 'lower' });
+    const figures: Array<{ name: string; unit: string; f: Figure; target?: (n: number) => { target: string; met: (v: number) => boolean } | undefined; note?: string }> = [
+      { name: 'sync duration {k} p50', unit: 'ms', f: (r) => r.sync.median, note: 'agent\'s kubeproxy_sync_proxy_rules_duration_seconds, one sync per change' },
+      { name: 'sync duration {k} p99', unit: 'ms', f: (r) => r.sync.p99, target: (n) => (n >= 10_000 ? { target: '< 5 ms (p99)', met: (v) => v < 5 } : undefined) },
+      { name: 'change to kernel {k} p50', unit: 'ms', f: (r) => r.toKernel.median, note: 'from the rename of the changed file to the pinned maps holding the new backend (the folder watch included)' },
+      { name: 'change to kernel {k} p99', unit: 'ms', f: (r) => r.toKernel.p99, target: (n) => (n >= 10_000 ? { target: '< 5 ms (p99)', met: (v) => v < 5 } : undefined) },
+      { name: 'first sync {k}', unit: 'ms', f: (r) => r.firstSyncMs, note: 'from process start, one file per Service', target: (n) => (n === 10_000 ? { target: '< 3 s', met: (v) => v < 3000 } : undefined) },
+      { name: 'sync CPU {k} p50', unit: 'ms', f: (r) => r.syncCpuMs ?? NaN, note: 'with KBP_BENCH_AGENT_ARGS=\'--v 2\': the agent\'s CPU time in a one-change sync (its "sync steps" log line), which a loaded machine does not stretch' },
+      { name: 'agent CPU per change {k}', unit: 'ms', f: (r) => r.cpuPerChange, note: 'user + system CPU of the agent over the changes (its folder watch, syncs, one /metrics scrape per change, timers) over their count: steadier than wall time on a loaded machine' },
+      { name: 'first sync CPU {k}', unit: 'ms', f: (r) => r.firstSyncCpuMs, note: 'CPU time of the agent from start to its first sync' },
+      { name: 'rss {k}', unit: 'MiB', f: (r) => r.rss, target: (n) => (n === 10_000 ? { target: '<= 300 MiB', met: (v) => v <= 300 } : undefined) },
+    ];
+    const first = sizes[0]!;
+    for (const n of sizes) {
+      const k = label(n), rs = ours.get(n)!, bs = base.get(n);
+      if (bs) {
+        for (const fig of figures) {
+          if (!Number.isFinite(med(bs, fig.f))) continue;
+          ctx.metric({ name: `base: ${fig.name.replace('{k}', k)}`, value: med(bs, fig.f), unit: fig.unit, better: 'lower',
+            note: `KBP_BENCH_AGENT_BASE_CLI=${baseCli}; rounds: ${bs.map((r) => fig.f(r).toFixed(1)).join(', ')}` });
+        }
+      }
+      for (const fig of figures) {
+        const name = fig.name.replace('{k}', k);
+        const t = fig.target?.(n);
+        const v = med(rs, fig.f);
+        if (!Number.isFinite(v)) continue;
+        const baseline = bs && Number.isFinite(med(bs, fig.f)) ? `base: ${name}` : n !== first ? fig.name.replace('{k}', label(first)) : undefined;
+        const notes = [fig.note, rounds > 1 ? `rounds: ${rs.map((r) => fig.f(r).toFixed(1)).join(', ')}` : undefined,
+          bs ? ratios(rs, bs, fig.f) : undefined].filter(Boolean).join('; ');
+        ctx.metric({ name, value: v, unit: fig.unit, better: 'lower', ...(baseline && { baseline }), ...(notes && { note: notes }),
+          ...(t && { target: t.target, met: t.met(v) }) });
+      }
+      // the first sync by step (the agent's own log), this build and the base side by side
+      for (const [step, what] of STEPS) {
+        const ov = med(rs.filter((r) => r.steps), (r) => r.steps![step]);
+        if (!Number.isFinite(ov)) continue;
+        const bv = bs ? med(bs.filter((r) => r.steps), (r) => r.steps![step]) : NaN;
+        ctx.metric({ name: `first sync ${k}: ${step.replace(/Ms$/, '')}`, value: ov, unit: 'ms', better: 'lower',
+          note: `${what}${Number.isFinite(bv) ? `; base ${bv.toFixed(0)} ms` : ''}` });
+      }
     }
-    const base = rows[0]!;
-    const bl = label(base.n);
-    for (const r of rows) {
-      const k = label(r.n);
-      const isTarget = r.n >= 10_000;
-      const own = r === base && !baseRows.size;
-      const ref = (what: string) => (baseRows.has(r.n) ? `base: ${what.replace(bl, k)}` : what);
-      ctx.metric({
-        name: `sync duration ${k} p50`, value: r.sync.median, unit: 'ms', better: 'lower', ...(own ? {} : { baseline: ref(`sync duration ${bl} p50`) }),
-        note: `agent's kubeproxy_sync_proxy_rules_duration_seconds, ${r.sync.runs} changes (${r.skipped} windows with a periodic resync left out)`,
-      });
-      ctx.metric({
-        name: `sync duration ${k} p99`, value: r.sync.p99, unit: 'ms', better: 'lower', ...(own ? {} : { baseline: ref(`sync duration ${bl} p99`) }),
-        ...(isTarget ? { target: '< 5 ms (p99)', met: r.sync.p99 < 5 } : {}),
-      });
-      ctx.metric({
-        name: `change to kernel ${k} p50`, value: r.toKernel.median, unit: 'ms', better: 'lower', ...(own ? {} : { baseline: ref(`change to kernel ${bl} p50`) }),
-        note: 'from the rename of the changed file to the pinned maps holding the new backend (the folder watch included)',
-      });
-      ctx.metric({
-        name: `change to kernel ${k} p99`, value: r.toKernel.p99, unit: 'ms', better: 'lower', ...(own ? {} : { baseline: ref(`change to kernel ${bl} p99`) }),
-        ...(isTarget ? { target: '< 5 ms (p99)', met: r.toKernel.p99 < 5 } : {}),
-      });
-      ctx.metric({ name: `first sync ${k}`, value: r.firstSyncMs, unit: 'ms', better: 'lower', ...(baseRows.has(r.n) ? { baseline: `base: first sync ${k}` } : {}), note: 'from process start, one file per Service', ...(r.n === 10_000 ? { target: '< 3 s', met: r.firstSyncMs < 3000 } : {}) });
-      ctx.metric({
-        name: `agent CPU per change ${k}`, value: r.cpuPerChange, unit: 'ms', better: 'lower', ...(baseRows.has(r.n) ? { baseline: `base: agent CPU per change ${k}` } : {}),
-        note: 'user + system CPU of the agent over the changes (its folder watch, syncs, scrapes, timers) over their count: steadier than wall time on a loaded machine',
-      });
-      ctx.metric({ name: `first sync CPU ${k}`, value: r.firstSyncCpuMs, unit: 'ms', better: 'lower', ...(baseRows.has(r.n) ? { baseline: `base: first sync CPU ${k}` } : {}), note: 'CPU time of the agent from start to its first sync' });
-      ctx.metric({ name: `rss ${k}`, value: r.rss, unit: 'MiB', better: 'lower', ...(baseRows.has(r.n) ? { baseline: `base: rss ${k}` } : {}), ...(r.n === 10_000 ? { target: '<= 300 MiB', met: r.rss <= 300 } : {}) });
-    }
-    const pts = (f: (r: ChangeResult) => number): [number, number][] => rows.map((r) => [r.n, f(r)]);
+    const pts = (f: Figure): [number, number][] => sizes.map((n) => [n, med(ours.get(n)!, f)]);
     ctx.figure({
       id: 'change', kind: 'line', title: 'One endpoint change through the real agent',
       x: { label: 'Services (x10 endpoints)', log: true }, y: { label: 'ms', log: true },
@@ -286,9 +400,9 @@ export default defineBench({
         { name: 'sync duration p99', points: pts((r) => r.sync.p99) },
         { name: 'change to kernel p50', points: pts((r) => r.toKernel.median) },
         { name: 'change to kernel p99', points: pts((r) => r.toKernel.p99) },
-        { name: 'target 5 ms', points: [[rows[0]!.n, 5], [rows[rows.length - 1]!.n, 5]], reference: true },
+        { name: 'target 5 ms', points: [[sizes[0]!, 5], [sizes[sizes.length - 1]!, 5]], reference: true },
       ],
     });
-    ctx.note('Sizes and change count can be set with KBP_BENCH_AGENT_SIZES=100,1000,10000 and KBP_BENCH_AGENT_CHANGES=40. p99 of a few dozen changes is close to their max.');
+    ctx.note('Sizes, change count and rounds: KBP_BENCH_AGENT_SIZES=100,1000,10000 KBP_BENCH_AGENT_CHANGES=40 KBP_BENCH_AGENT_ROUNDS=1. p99 of a few dozen changes is close to their max.');
   },
 });

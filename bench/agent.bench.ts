@@ -26,7 +26,7 @@ const BUNDLE = join(here, 'results', '.agent', 'kube-bpf-proxy.mjs');
 const MiB = 2 ** 20;
 
 /** the agent as a user runs it: bundled (npm run build), not through tsx */
-function bundle(ctx: BenchContext): string {
+export function bundle(ctx: BenchContext): string {
   ctx.log('bundling the agent (esbuild)');
   const r = spawnSync(process.execPath, [join(root, 'scripts', 'bundle.mjs'), '--outfile', BUNDLE], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`bundling the agent failed: ${r.stderr || r.stdout}`);

@@ -105,7 +105,10 @@ export class StubApiServer {
   /** starts listening; on a restart, the same port as before */
   async listen(): Promise<void> {
     if (this.#server) throw new Error('stub apiserver: already listening');
-    const server = http.createServer((req, res) => this.#handle(req, res));
+    // no server-side deadline on a request: Node's defaults (headers within 60 s of the accept, the
+    // request within 300 s) answer 408 or reset a client whose request the stub read late, e.g. while
+    // a busy machine starved it; kube-apiserver times out no client that way
+    const server = http.createServer({ headersTimeout: 0, requestTimeout: 0 }, (req, res) => this.#handle(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.#port, this.host, () => { server.off('error', reject); resolve(); });

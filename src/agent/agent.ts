@@ -108,9 +108,12 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    const t0 = performance.now();
     await this.#dp.init();
+    const t1 = performance.now();
     // graceful restart: reuse the ids the kernel holds, so no flow's backend or frontend id changes
     this.#current = await this.#dp.readPlan();
+    const t2 = performance.now();
     if (this.#current) this.#log.info({ frontends: this.#current.frontends.size, backends: this.#current.backends.size }, 'restored state from the data plane');
     this.#unsubscribe = this.#source.store.onChange((kind, key) => {
       this.#changed?.[kind].add(key);
@@ -126,6 +129,9 @@ export class Agent {
       this.#runner.run();
     });
     await this.#source.start();
+    const t3 = performance.now();
+    // where a slow start goes (issue 10: first sync < 3 s): the first sync logs its own steps
+    this.#log.info({ loadMs: ms(t1 - t0), readPlanMs: ms(t2 - t1), sourceMs: ms(t3 - t2) }, 'data plane loaded and source started');
     this.#runner.start();
     const every = this.#opts.housekeepingMs ?? 10_000;
     this.#housekeeping = setInterval(() => void this.#housekeep(), every);
@@ -187,6 +193,7 @@ export class Agent {
 
   async #sync(full: boolean): Promise<void> {
     const started = performance.now();
+    const cpu0 = process.cpuUsage();
     const changesCovered = this.#pendingSince.length;
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
@@ -195,7 +202,9 @@ export class Agent {
     this.#setPending();
     const triggers = this.#inflightTriggers = this.#triggerTimes;
     this.#triggerTimes = new Map();
+    const t0 = performance.now();
     const { state: compiled, errors, services, noLocalEndpoints } = this.#compiler.compile(snapshot, changed);
+    const t1 = performance.now();
     this.#logObjectErrors(errors);
     this.metrics.rejectedObjects.set(errors.length);
     for (const [ip_family, c] of Object.entries(noLocalEndpoints)) {
@@ -204,6 +213,7 @@ export class Agent {
     }
     this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
     await this.#syncLocalSources();
+    const t2 = performance.now();
 
     // a full map must not hold back every other Service: leave out whole Services, by name
     // (what the kernel holds keeps its place: a newcomer is left out, not a Service serving now)
@@ -218,10 +228,13 @@ export class Agent {
     // room kept for what this sync removes is free after it: the next sync may take the Services left out
     if (fitted.waitsForRemovals) setTimeout(() => this.#runner.run(), 0).unref();
     // the BPF data plane keeps no plan: the next plan may take this one's maps instead of copying them
+    const t3 = performance.now();
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: this.#dp.kind === 'bpf' });
-    let ops: PlanOp[];
+    const t4 = performance.now();
+    let ops: PlanOp[], t5 = t4;
     try {
       ops = diffPlans(this.#current, next);
+      t5 = performance.now();
       if (ops.length) await this.#exclusive(() => this.#dp.apply(ops, next));
     } catch (e) {
       undoPlan(next); // #current stays what the kernel held before
@@ -232,6 +245,7 @@ export class Agent {
       releaseSlots(next);
       this.#log.debug({ ops: ops.length, frontends: next.frontends.size }, 'data plane updated');
     }
+    const t6 = performance.now();
     const prevState = this.#state;
     this.#current = next;
     this.#state = state;
@@ -248,6 +262,14 @@ export class Agent {
     this.metrics.observeSync((performance.now() - started) / 1000, full, families(state, prevState));
     this.metrics.lastSync.set(now / 1000);
     this.metrics.frontends.set(next.frontends.size);
+    // each step's wall time: at info for a full sync (the first one, a retry), else at debug
+    const done = performance.now();
+    // the process's CPU time over the sync (threads included): what a loaded machine does not stretch
+    const cpu = process.cpuUsage(cpu0);
+    (full ? this.#log.info : this.#log.debug).call(this.#log, {
+      full, frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
+      planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
+    }, 'sync steps');
   }
 
   /**
@@ -360,6 +382,11 @@ function healthCheckServices(services: readonly CompiledService[]): Map<string, 
   }
   wantedOf.set(services, wanted);
   return wanted;
+}
+
+/** milliseconds, rounded to 0.01 for a log line */
+function ms(x: number): number {
+  return Math.round(x * 100) / 100;
 }
 
 /** set by the EndpointSlice controller on each slice it writes (k8s.io/api core/v1 EndpointsLastChangeTriggerTime) */

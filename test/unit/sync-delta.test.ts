@@ -78,6 +78,11 @@ test('property: compile\'s delta is exact, and capacity, plan and the IPv6 count
       const take = tracker(store);
       const compiler = new Compiler({ nodeName: 'n1', standalone: true });
       const capacity = new CapacityTracker();
+      // the same calls on copies of each state (no record to follow): the room kept during a write
+      // (held: the state last kept) walks every frontend there
+      const walked = new CapacityTracker();
+      const plain = new CapacityTracker();
+      let held: NodeState | undefined, heldCopy: NodeState | undefined;
       let prevState: NodeState | undefined;
       let prevPlan: Plan | undefined;
       for (const step of [[] as Op[], ...steps]) {
@@ -96,10 +101,16 @@ test('property: compile\'s delta is exact, and capacity, plan and the IPv6 count
           t.deepEqual([...want].sort((a, b) => state.frontends.indexOf(a) - state.frontends.indexOf(b)), state.frontends);
         }
         t.is(countV6(state, prevState), v6Walk(state));
-        const fitted = capacity.fit(state, cap);
-        const want = fitToCapacity(state, cap);
+        const programmed = () => new Set(held?.frontends.map((f) => f.service));
+        const fitted = capacity.fit(state, cap, programmed, () => held);
+        const copy = { frontends: [...state.frontends] };
+        const want = walked.fit(copy, cap, programmed, () => heldCopy);
         t.deepEqual(fitted.dropped, want.dropped);
+        t.is(fitted.waitsForRemovals, want.waitsForRemovals);
         t.deepEqual(fitted.state.frontends, want.state.frontends);
+        t.deepEqual(plain.fit(state, cap).dropped, fitToCapacity(state, cap).dropped);
+        held = fitted.state;
+        heldCopy = want.state;
         const next = buildPlan(fitted.state, prevPlan, { seed });
         if (prevPlan) {
           if (planDelta(prevPlan, next)) planned++;

@@ -180,6 +180,9 @@ export function removeMasquerade(): boolean {
   }
 }
 
+/** applies of at most this many ops run on the event loop (BpfDataplane.apply) */
+const SHORT_APPLY_OPS = 64;
+
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
 const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
 
@@ -287,8 +290,11 @@ export class BpfDataplane implements Dataplane {
 
   async apply(ops: PlanOp[]): Promise<void> {
     const { maps } = this.loaded;
-    // off the event loop: /healthz and /metrics answer during a long apply (issue 7)
-    const res = await this.#serialWrite(() => maps.applyAsync(ops));
+    // a long apply off the event loop: /healthz and /metrics answer meanwhile (issue 7); a short one
+    // (an endpoint change: a few batches of a few entries, microseconds each) at once, as each hop
+    // to the thread pool and back waited for the scheduler: ~30 ms of a one-change sync at 10,000
+    // Services on a loaded machine (issue 10)
+    const res = await this.#serialWrite(async () => (ops.length <= SHORT_APPLY_OPS ? maps.apply(ops) : maps.applyAsync(ops)));
     // only when a backend left a frontend: a pass walks every netns (~40 ms), additions need none
     if (this.#terminator && res.membersLeft > 0) this.#requestTermination();
   }

@@ -371,13 +371,21 @@ export function maglevElems(m: number): number {
  * kernel never reads because it indexes with hash % M).
  */
 export function encodeMaglevTable(slots: Uint32Array | number[]): Buffer {
-  const b = Buffer.alloc(maglevElems(slots.length) * MAGLEV_ELEM.size);
-  if (slots instanceof Uint32Array && LITTLE_ENDIAN) {
-    b.set(new Uint8Array(slots.buffer, slots.byteOffset, slots.length * 4));
-  } else {
-    slots.forEach((id, i) => b.writeUInt32LE(id, i * 4));
-  }
+  const b = Buffer.allocUnsafe(maglevElems(slots.length) * MAGLEV_ELEM.size);
+  encodeMaglevTableInto(slots, b, 0);
   return b;
+}
+
+/** encodeMaglevTable into out at offset (the padding of the last element zeroed); returns the bytes written */
+export function encodeMaglevTableInto(slots: Uint32Array | number[], out: Buffer, offset: number): number {
+  const len = maglevElems(slots.length) * MAGLEV_ELEM.size;
+  if (slots instanceof Uint32Array && LITTLE_ENDIAN) {
+    out.set(new Uint8Array(slots.buffer, slots.byteOffset, slots.length * 4), offset);
+  } else {
+    slots.forEach((id, i) => out.writeUInt32LE(id, offset + i * 4));
+  }
+  out.fill(0, offset + slots.length * 4, offset + len);
+  return len;
 }
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 

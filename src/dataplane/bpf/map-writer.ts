@@ -628,7 +628,7 @@ export class MapWriter {
    */
   private *writeTables(tables: PlanTable[]): Steps {
     const alloc = this.slotAlloc!;
-    const pieces: Array<{ off: number; data: Buffer }> = [];
+    const pieces: Array<{ off: number; slots: Uint32Array; bytes: number }> = [];
     let n = 0;
     for (const t of tables) {
       if (!(t.id >= 1 && t.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table has invalid id ${t.id}`);
@@ -649,15 +649,17 @@ export class MapWriter {
       }
       this.setRegion(t.id, r, t.m);
       if (this.recycleTables) this.tableM.set(t.id, t.m);
-      pieces.push({ off: r.off, data: L.encodeMaglevTable(t.slots) });
+      pieces.push({ off: r.off, slots: t.slots, bytes: L.maglevElems(t.m) * L.MAGLEV_ELEM.size });
       if (++n % TABLES_PER_PAUSE === 0) yield PAUSE;
     }
     pieces.sort((a, b) => a.off - b.off);
     const m = this.maps.lb_maglev_slots;
     for (let i = 0; i < pieces.length;) {
-      let j = i + 1, end = pieces[i]!.off + pieces[i]!.data.length / 4;
-      while (j < pieces.length && pieces[j]!.off === end) end += pieces[j++]!.data.length / 4;
-      const data = j - i === 1 ? pieces[i]!.data : Buffer.concat(pieces.slice(i, j).map((p) => p.data));
+      let j = i + 1, end = pieces[i]!.off + pieces[i]!.bytes / 4;
+      while (j < pieces.length && pieces[j]!.off === end) end += pieces[j++]!.bytes / 4;
+      // one buffer per run of adjacent regions, each table encoded straight into it
+      const data = Buffer.allocUnsafe((end - pieces[i]!.off) * 4);
+      for (let k = i, at = 0; k < j; k++) at += L.encodeMaglevTableInto(pieces[k]!.slots, data, at);
       m.writeMmap(data, pieces[i]!.off * 4);
       i = j;
       if (i < pieces.length) yield PAUSE;
