@@ -97,7 +97,7 @@ export interface AgentRun {
   changeError?: string;
 }
 
-async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number }): Promise<AgentRun> {
+export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number }): Promise<AgentRun> {
   const ns: Netns = await lab.addNetns(`a${n}`);
   await lab.ip(ns, ['link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
   await lab.ip(ns, ['link', 'set', 'e0', 'up']);
