@@ -8,11 +8,14 @@
 //          endpoint change (the agent's own sync-duration metric, and from the API write to the sync
 //          that holds it), RSS (targets < 10 s / < 5 ms / < 1 GiB).
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Compiler } from '../src/compile/compile.js';
 import { buildPlan } from '../src/plan/plan.js';
+import { maglevSize } from '../src/plan/maglev.js';
+import { LB_MAGLEV_IDS_PER_ELEM } from '../src/plan/limits.js';
+import * as L from '../src/dataplane/bpf/layout.js';
 import { slimObject } from '../src/source/slim.js';
 import { ObjectStore, type Kind } from '../src/source/types.js';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
@@ -31,6 +34,28 @@ function bundle(ctx: BenchContext): string {
   const r = spawnSync(process.execPath, [join(root, 'scripts', 'bundle.mjs'), '--outfile', BUNDLE], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`bundling the agent failed: ${r.stderr || r.stdout}`);
   return BUNDLE;
+}
+
+/**
+ * A BPF object whose Maglev array holds n tables of 10 backends with a quarter to spare, when the
+ * shipped one (LB_MAGLEV_SLOTS_MAX: 64 MiB, sized for 10,000 Services) cannot: at 100,000 Services
+ * every Service past ~10,400 would be left out for capacity and the run could never see all its
+ * frontends. Built beside the bundle (with lb_sock_term.bpf.o, which the agent finds next to it);
+ * undefined when the shipped object suffices.
+ */
+function objectFor(ctx: BenchContext, n: number): string | undefined {
+  const perTable = Math.ceil(maglevSize(10, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
+  const need = Math.ceil((n * perTable * 1.25) / 4096) * 4096;
+  if (need <= L.LB_MAGLEV_SLOTS_MAX) return undefined;
+  const dir = join(here, 'results', '.agent', `bpf-maglev-${need}`);
+  mkdirSync(dir, { recursive: true });
+  ctx.log(`building a BPF object with LB_MAGLEV_SLOTS_MAX=${need} (${((need * 4) / MiB).toFixed(0)} MiB of Maglev slots) for ${n} Services`);
+  for (const o of ['kbp', 'lb_sock_term']) {
+    const r = spawnSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+      `-I${join(root, 'bpf')}`, `-DLB_MAGLEV_SLOTS_MAX=${need}`, '-c', join(root, 'bpf', `${o}.bpf.c`), '-o', join(dir, `${o}.bpf.o`)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`building ${o}.bpf.o failed: ${r.stderr}`);
+  }
+  return join(dir, 'kbp.bpf.o');
 }
 
 function procStatus(pid: number): { rss: number; hwm: number } {
@@ -114,10 +139,12 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
     const m = await lab.exec(ns, 'curl', ['-s', '--max-time', '10', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
     return parseMetrics(m.stdout);
   };
+  const object = objectFor(ctx, n);
   ctx.log(`${n} Services: starting the agent`);
   const started = Date.now();
   const agent = lab.spawn(ns, process.execPath, [cli, 'run', '--kubeconfig', kubeconfig, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
-    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249'], { what: `agent ${n}` });
+    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
+    ...(object ? ['--bpf-object', object] : [])], { what: `agent ${n}` });
   try {
     const deadline = started + opts.timeoutMs;
     let m: Metrics;

@@ -25,7 +25,7 @@ export class HeapTrimmer {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(o: HeapTrimOptions) {
-    this.#o = { external: () => process.memoryUsage().external, everyMs: 10_000, minDropBytes: 16 * 2 ** 20, ...o };
+    this.#o = { external: () => process.memoryUsage().external, everyMs: 5_000, minDropBytes: 16 * 2 ** 20, ...o };
   }
 
   /** One check: trims when external memory fell by minDropBytes from its peak since the last trim. Returns whether it trimmed. */
