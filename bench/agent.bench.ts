@@ -12,7 +12,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Compiler } from '../src/compile/compile.js';
-import { buildPlan } from '../src/plan/plan.js';
+import { buildPlan, releaseSlots } from '../src/plan/plan.js';
+import { CapacityTracker, UNLIMITED } from '../src/plan/capacity.js';
 import { maglevSize } from '../src/plan/maglev.js';
 import { LB_MAGLEV_IDS_PER_ELEM } from '../src/plan/limits.js';
 import * as L from '../src/dataplane/bpf/layout.js';
@@ -214,7 +215,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
 }
 
 /** heap after GC of each part the agent keeps, built in this process from the same objects */
-function heapByPart(ctx: BenchContext, n: number): { store: number; compile: number; plan: number } {
+function heapByPart(ctx: BenchContext, n: number): { store: number; compile: number; capacity: number; plan: number } {
   const shape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
   const store = ctx.retained(() => {
     const s = new ObjectStore();
@@ -232,9 +233,20 @@ function heapByPart(ctx: BenchContext, n: number): { store: number; compile: num
   });
   const compiler = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] });
   const compiled = ctx.retained(() => compiler.compile(store.value.view()).state);
-  const plan = ctx.retained(() => buildPlan(compiled.value, undefined, { seed: 1 }));
+  const capacity = ctx.retained(() => {
+    const c = new CapacityTracker();
+    c.fit(compiled.value, UNLIMITED);
+    return c;
+  });
+  // as the agent keeps it: the slots dropped once the kernel holds them (releaseSlots)
+  const plan = ctx.retained(() => {
+    const p = buildPlan(compiled.value, undefined, { seed: 1 });
+    releaseSlots(p);
+    return p;
+  });
   void plan.value.frontends.size;
-  return { store: store.bytes, compile: compiled.bytes, plan: plan.bytes };
+  void capacity.value;
+  return { store: store.bytes, compile: compiled.bytes, capacity: capacity.bytes, plan: plan.bytes };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
@@ -243,7 +255,7 @@ export default [
   defineBench({
     name: 'agent',
     title: 'Agent memory (RSS) and start-up at N Services, from the API server',
-    description: 'The real agent (bundled, --kubeconfig) in a network namespace of its own, the stub API server beside it holding N Services x 10 ready endpoints (every 10th a NodePort) dressed as an API server returns them (managedFields, last-applied annotations, targetRefs), the BPF data plane loaded and synced. RSS is read from /proc right after the first sync and again 10 s later (settled, the figure held to the target); the baseline is the same agent with no Service, in the same run. The heap by part is measured in the bench process from the same objects after a full GC: the source\'s store, compile\'s caches and state, the plan.',
+    description: 'The real agent (bundled, --kubeconfig) in a network namespace of its own, the stub API server beside it holding N Services x 10 ready endpoints (every 10th a NodePort) dressed as an API server returns them (managedFields, last-applied annotations, targetRefs), the BPF data plane loaded and synced. RSS is read from /proc right after the first sync and again 10 s later (settled, the figure held to the target); the baseline is the same agent with no Service, in the same run. The heap by part is measured in the bench process from the same objects after a full GC: the source\'s store, compile\'s caches and state, the capacity tracker, the plan as the agent keeps it (Maglev slots released). The agent re-executes itself with its V8 flags (src/cli/v8-flags.ts: 16 MiB semi-spaces) as it does for every user.',
     async run(ctx) {
       const cli = bundle(ctx);
       const lab = new Lab('agentrss');
@@ -267,7 +279,8 @@ export default [
         const h = heapByPart(ctx, hn);
         ctx.metric({ name: `heap ${hn}: store`, value: h.store / MiB, unit: 'MiB', better: 'lower', note: 'the source\'s objects, slimmed at ingestion (src/source/slim.ts)' });
         ctx.metric({ name: `heap ${hn}: compile`, value: h.compile / MiB, unit: 'MiB', better: 'lower', note: 'compile\'s per-Service caches and the NodeState' });
-        ctx.metric({ name: `heap ${hn}: plan`, value: h.plan / MiB, unit: 'MiB', better: 'lower', note: 'the plan: frontends, backends, Maglev tables (ArrayBuffers)' });
+        ctx.metric({ name: `heap ${hn}: capacity`, value: h.capacity / MiB, unit: 'MiB', better: 'lower', note: 'the capacity tracker\'s counts (a key per backend and per Maglev member set)' });
+        ctx.metric({ name: `heap ${hn}: plan`, value: h.plan / MiB, unit: 'MiB', better: 'lower', note: 'the plan as the agent keeps it: frontends, backends, tables without their slots (released once written)' });
         ctx.figure({
           id: 'rss', kind: 'line', title: 'Agent RSS 10 s after the first sync',
           x: { label: 'Services (x10 endpoints)' }, y: { label: 'MiB', min: 0 },
