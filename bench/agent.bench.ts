@@ -44,10 +44,10 @@ function bundle(ctx: BenchContext): string {
  * frontends. Built beside the bundle (with lb_sock_term.bpf.o, which the agent finds next to it);
  * undefined when the shipped object suffices.
  */
-function objectFor(ctx: BenchContext, n: number): string | undefined {
+export function objectFor(ctx: BenchContext, n: number): string | undefined {
   const perTable = Math.ceil(maglevSize(10, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
+  if (n * perTable <= L.LB_MAGLEV_SLOTS_MAX) return undefined;
   const need = Math.ceil((n * perTable * 1.25) / 4096) * 4096;
-  if (need <= L.LB_MAGLEV_SLOTS_MAX) return undefined;
   const dir = join(here, 'results', '.agent', `bpf-maglev-${need}`);
   mkdirSync(dir, { recursive: true });
   ctx.log(`building a BPF object with LB_MAGLEV_SLOTS_MAX=${need} (${((need * 4) / MiB).toFixed(0)} MiB of Maglev slots) for ${n} Services`);
