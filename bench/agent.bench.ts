@@ -8,11 +8,15 @@
 //          endpoint change (the agent's own sync-duration metric, and from the API write to the sync
 //          that holds it), RSS (targets < 10 s / < 5 ms / < 1 GiB).
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Compiler } from '../src/compile/compile.js';
-import { buildPlan } from '../src/plan/plan.js';
+import { buildPlan, releaseSlots } from '../src/plan/plan.js';
+import { CapacityTracker, UNLIMITED } from '../src/plan/capacity.js';
+import { maglevSize } from '../src/plan/maglev.js';
+import { LB_MAGLEV_IDS_PER_ELEM } from '../src/plan/limits.js';
+import * as L from '../src/dataplane/bpf/layout.js';
 import { slimObject } from '../src/source/slim.js';
 import { ObjectStore, type Kind } from '../src/source/types.js';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
@@ -31,6 +35,28 @@ export function bundle(ctx: BenchContext): string {
   const r = spawnSync(process.execPath, [join(root, 'scripts', 'bundle.mjs'), '--outfile', BUNDLE], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`bundling the agent failed: ${r.stderr || r.stdout}`);
   return BUNDLE;
+}
+
+/**
+ * A BPF object whose Maglev array holds n tables of 10 backends with a quarter to spare, when the
+ * shipped one (LB_MAGLEV_SLOTS_MAX: 64 MiB, sized for 10,000 Services) cannot: at 100,000 Services
+ * every Service past ~10,400 would be left out for capacity and the run could never see all its
+ * frontends. Built beside the bundle (with lb_sock_term.bpf.o, which the agent finds next to it);
+ * undefined when the shipped object suffices.
+ */
+export function objectFor(ctx: BenchContext, n: number): string | undefined {
+  const perTable = Math.ceil(maglevSize(10, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
+  if (n * perTable <= L.LB_MAGLEV_SLOTS_MAX) return undefined;
+  const need = Math.ceil((n * perTable * 1.25) / 4096) * 4096;
+  const dir = join(here, 'results', '.agent', `bpf-maglev-${need}`);
+  mkdirSync(dir, { recursive: true });
+  ctx.log(`building a BPF object with LB_MAGLEV_SLOTS_MAX=${need} (${((need * 4) / MiB).toFixed(0)} MiB of Maglev slots) for ${n} Services`);
+  for (const o of ['kbp', 'lb_sock_term']) {
+    const r = spawnSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+      `-I${join(root, 'bpf')}`, `-DLB_MAGLEV_SLOTS_MAX=${need}`, '-c', join(root, 'bpf', `${o}.bpf.c`), '-o', join(dir, `${o}.bpf.o`)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`building ${o}.bpf.o failed: ${r.stderr}`);
+  }
+  return join(dir, 'kbp.bpf.o');
 }
 
 function procStatus(pid: number): { rss: number; hwm: number } {
@@ -97,7 +123,7 @@ export interface AgentRun {
   changeError?: string;
 }
 
-async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number }): Promise<AgentRun> {
+export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number }): Promise<AgentRun> {
   const ns: Netns = await lab.addNetns(`a${n}`);
   await lab.ip(ns, ['link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
   await lab.ip(ns, ['link', 'set', 'e0', 'up']);
@@ -114,10 +140,12 @@ async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opt
     const m = await lab.exec(ns, 'curl', ['-s', '--max-time', '10', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
     return parseMetrics(m.stdout);
   };
+  const object = objectFor(ctx, n);
   ctx.log(`${n} Services: starting the agent`);
   const started = Date.now();
   const agent = lab.spawn(ns, process.execPath, [cli, 'run', '--kubeconfig', kubeconfig, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
-    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249'], { what: `agent ${n}` });
+    '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
+    ...(object ? ['--bpf-object', object] : [])], { what: `agent ${n}` });
   try {
     const deadline = started + opts.timeoutMs;
     let m: Metrics;
@@ -187,7 +215,7 @@ async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opt
 }
 
 /** heap after GC of each part the agent keeps, built in this process from the same objects */
-function heapByPart(ctx: BenchContext, n: number): { store: number; compile: number; plan: number } {
+function heapByPart(ctx: BenchContext, n: number): { store: number; compile: number; capacity: number; plan: number } {
   const shape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
   const store = ctx.retained(() => {
     const s = new ObjectStore();
@@ -205,9 +233,20 @@ function heapByPart(ctx: BenchContext, n: number): { store: number; compile: num
   });
   const compiler = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] });
   const compiled = ctx.retained(() => compiler.compile(store.value.view()).state);
-  const plan = ctx.retained(() => buildPlan(compiled.value, undefined, { seed: 1 }));
+  const capacity = ctx.retained(() => {
+    const c = new CapacityTracker();
+    c.fit(compiled.value, UNLIMITED);
+    return c;
+  });
+  // as the agent keeps it: the slots dropped once the kernel holds them (releaseSlots)
+  const plan = ctx.retained(() => {
+    const p = buildPlan(compiled.value, undefined, { seed: 1 });
+    releaseSlots(p);
+    return p;
+  });
   void plan.value.frontends.size;
-  return { store: store.bytes, compile: compiled.bytes, plan: plan.bytes };
+  void capacity.value;
+  return { store: store.bytes, compile: compiled.bytes, capacity: capacity.bytes, plan: plan.bytes };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
@@ -216,7 +255,7 @@ export default [
   defineBench({
     name: 'agent',
     title: 'Agent memory (RSS) and start-up at N Services, from the API server',
-    description: 'The real agent (bundled, --kubeconfig) in a network namespace of its own, the stub API server beside it holding N Services x 10 ready endpoints (every 10th a NodePort) dressed as an API server returns them (managedFields, last-applied annotations, targetRefs), the BPF data plane loaded and synced. RSS is read from /proc right after the first sync and again 10 s later (settled, the figure held to the target); the baseline is the same agent with no Service, in the same run. The heap by part is measured in the bench process from the same objects after a full GC: the source\'s store, compile\'s caches and state, the plan.',
+    description: 'The real agent (bundled, --kubeconfig) in a network namespace of its own, the stub API server beside it holding N Services x 10 ready endpoints (every 10th a NodePort) dressed as an API server returns them (managedFields, last-applied annotations, targetRefs), the BPF data plane loaded and synced. RSS is read from /proc right after the first sync and again 10 s later (settled, the figure held to the target); the baseline is the same agent with no Service, in the same run. The heap by part is measured in the bench process from the same objects after a full GC: the source\'s store, compile\'s caches and state, the capacity tracker, the plan as the agent keeps it (Maglev slots released). The agent re-executes itself with its V8 flags (src/cli/v8-flags.ts: 16 MiB semi-spaces) as it does for every user.',
     async run(ctx) {
       const cli = bundle(ctx);
       const lab = new Lab('agentrss');
@@ -240,7 +279,8 @@ export default [
         const h = heapByPart(ctx, hn);
         ctx.metric({ name: `heap ${hn}: store`, value: h.store / MiB, unit: 'MiB', better: 'lower', note: 'the source\'s objects, slimmed at ingestion (src/source/slim.ts)' });
         ctx.metric({ name: `heap ${hn}: compile`, value: h.compile / MiB, unit: 'MiB', better: 'lower', note: 'compile\'s per-Service caches and the NodeState' });
-        ctx.metric({ name: `heap ${hn}: plan`, value: h.plan / MiB, unit: 'MiB', better: 'lower', note: 'the plan: frontends, backends, Maglev tables (ArrayBuffers)' });
+        ctx.metric({ name: `heap ${hn}: capacity`, value: h.capacity / MiB, unit: 'MiB', better: 'lower', note: 'the capacity tracker\'s counts (a key per backend and per Maglev member set)' });
+        ctx.metric({ name: `heap ${hn}: plan`, value: h.plan / MiB, unit: 'MiB', better: 'lower', note: 'the plan as the agent keeps it: frontends, backends, tables without their slots (released once written)' });
         ctx.figure({
           id: 'rss', kind: 'line', title: 'Agent RSS 10 s after the first sync',
           x: { label: 'Services (x10 endpoints)' }, y: { label: 'MiB', min: 0 },

@@ -81,6 +81,7 @@ const TABLE: Record<string, Row> = {
   iterRun: { args: () => [HASH, -1, B(64)], kinds: ['fd', 'fdOpt', { buf: 0 }] },
   numPossibleCpus: { args: () => [], kinds: [] },
   strerror: { args: () => [2], kinds: ['i32'] },
+  mallocTrim: { args: () => [], kinds: [] },
 };
 
 // values of the wrong JavaScript type for each kind: every one must throw

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -915,6 +916,17 @@ Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
   return Num(info.Env(), libbpf_num_possible_cpus());
 }
 
+// glibc's malloc_trim(0): returns the free pages inside malloc's arenas to the kernel (glibc only
+// shrinks the top of the heap by itself). ArrayBuffers a sync frees (the Maglev slots) leave holes
+// in the heap that stay resident otherwise.
+Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
+#ifdef __GLIBC__
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Value StrError(const Napi::CallbackInfo& info) {
   Args a(info, "strerror");
   int err = a.I32(0, "errno", -INT32_MAX);
@@ -1071,6 +1083,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("iterRun", IterRun);
   EXPORT("numPossibleCpus", NumPossibleCpus);
   EXPORT("strerror", StrError);
+  EXPORT("mallocTrim", MallocTrim);
 #undef EXPORT
   exports.Set("constants", Constants(env));
   return exports;

@@ -16,6 +16,7 @@ import { canonicalIp } from '../util/ip.js';
 import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
+import { HeapTrimmer } from '../util/heap-trim.js';
 
 export function createSource(s: AgentSettings, log: Logger): Source {
   if (s.manifests) {
@@ -300,12 +301,26 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     throw e;
   }
   log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb }, 'agent running');
+  const trimmer = await startHeapTrimmer(log);
   let stopped: Promise<void> | undefined;
   return {
     agent, healthz, metricsServer,
     stop: () => (stopped ??= (async () => {
+      trimmer?.stop();
       await agent.stop();
       for (const srv of servers) await close(srv);
     })()),
   };
+}
+
+/** malloc_trim after large frees (util/heap-trim.ts), when the native addon is built (any mode) */
+async function startHeapTrimmer(log: Logger): Promise<HeapTrimmer | undefined> {
+  const { native, nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
+  if (!nativeAvailable().ok || typeof native().mallocTrim !== 'function') return undefined;
+  const t = new HeapTrimmer({
+    trim: () => native().mallocTrim(),
+    onTrim: ({ peak, now, released }) => log.debug({ externalPeakMiB: Math.round(peak / 2 ** 20), externalMiB: Math.round(now / 2 ** 20), released }, 'returned freed heap memory to the kernel'),
+  });
+  t.start();
+  return t;
 }

@@ -1,6 +1,9 @@
 // The entry point esbuild bundles (scripts/bundle.mjs) and bin/kube-bpf-proxy.js runs.
-import { runCli } from './cli.js';
+import { applyAgentV8Flags } from './v8-flags.js';
 
+// before the CLI is loaded: `run` may re-execute itself with its V8 heap flags
+applyAgentV8Flags();
+const { runCli } = await import('./cli.js');
 const code = await runCli(process.argv.slice(2), {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),

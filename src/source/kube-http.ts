@@ -84,9 +84,19 @@ export const LIST_PAGE_SIZE = 500;
  * as the pager's FullListIfExpired does. Rejects with ApiError on any other non-200 answer.
  */
 export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number }): Promise<ListResult<T>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number }): Promise<ListResult<T>>;
+/**
+ * With `admit`, each page's items go through it as the page arrives (undefined drops one): what the
+ * caller keeps of a page is all that outlives it, so a list of 100,000 objects never holds them all as
+ * parsed (managedFields and all) at once.
+ */
+export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T) => U | undefined }): Promise<ListResult<U>>;
+export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T) => U | undefined }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
-  const items: T[] = [];
+  const admit = opts.admit;
+  const items: (T | U)[] = [];
   let resourceVersion = '';
   let token: string | undefined;
   do {
@@ -96,12 +106,23 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
     } catch (err) {
       if (token !== undefined && err instanceof ApiError && err.statusCode === 410) {
         const full = await listPage<T>(kc, apiPath, what, opts);
-        return { resourceVersion: full.resourceVersion, items: full.items };
+        if (!admit) return { resourceVersion: full.resourceVersion, items: full.items };
+        const kept: U[] = [];
+        for (const it of full.items) {
+          const a = admit(it);
+          if (a !== undefined) kept.push(a);
+        }
+        return { resourceVersion: full.resourceVersion, items: kept };
       }
       throw err;
     }
     if (token === undefined) resourceVersion = page.resourceVersion;
-    for (const it of page.items) items.push(it);
+    if (admit) {
+      for (const it of page.items) {
+        const a = admit(it);
+        if (a !== undefined) items.push(a);
+      }
+    } else for (const it of page.items) items.push(it);
     token = page.continue || undefined;
   } while (token !== undefined);
   return { resourceVersion, items };

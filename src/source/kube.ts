@@ -302,10 +302,11 @@ class KindWatcher<K extends Kind> {
         ...(this.#labelSelector !== undefined && { labelSelector: this.#labelSelector }),
         ...(this.#fieldSelector !== undefined && { fieldSelector: this.#fieldSelector }),
       });
-      const res = await listObjects<KindMap[K]>(this.#s.kc, path, plural,
-        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize });
+      // each page slimmed as it arrives: the parsed page (managedFields and all) is garbage at once
+      const res = await listObjects<unknown, KindMap[K]>(this.#s.kc, path, plural,
+        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item) => this.#admit(item) });
       if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
-      const items = this.#admit(res.items);
+      const items = res.items;
       try {
         this.#s.store.replace(this.kind, items);
       } catch (err) {
@@ -325,21 +326,17 @@ class KindWatcher<K extends Kind> {
     }
   }
 
-  /** the list's valid objects, keeping the store's own object where the version is unchanged (no spurious change) */
-  #admit(items: unknown[]): KindMap[K][] {
-    const out: KindMap[K][] = [];
-    for (const item of items) {
-      const why = this.invalid(item);
-      if (why) {
-        this.#log.warn({ reason: why, object: describe(item) }, `ignoring a listed ${this.kind}`);
-        continue;
-      }
-      const obj = item as KindMap[K];
-      const cur = this.#s.store.get(this.kind, objectKey(obj));
-      // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
-      out.push(cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj));
+  /** a listed object as stored: undefined when invalid; the store's own object where the version is unchanged (no spurious change) */
+  #admit(item: unknown): KindMap[K] | undefined {
+    const why = this.invalid(item);
+    if (why) {
+      this.#log.warn({ reason: why, object: describe(item) }, `ignoring a listed ${this.kind}`);
+      return undefined;
     }
-    return out;
+    const obj = item as KindMap[K];
+    const cur = this.#s.store.get(this.kind, objectKey(obj));
+    // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
+    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj);
   }
 
   /** why an object from the API cannot be stored (ListWatch would crash on it), or undefined */

@@ -91,10 +91,51 @@ export function slimObject<K extends Kind>(kind: K, obj: KindMap[K]): KindMap[K]
       } else if (o.status !== undefined) out.status = o.status;
   }
   if (o.metadata === undefined) delete out.metadata;
+  let copy: Obj;
   try {
-    return JSON.parse(JSON.stringify(out)) as KindMap[K];
+    copy = JSON.parse(JSON.stringify(out)) as Obj;
   } catch {
     // not JSON (a BigInt, a cycle): no source builds such an object; keep it unslimmed rather than lose it
     return obj;
+  }
+  if (kind === 'EndpointSlice' && Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
+  return copy as unknown as KindMap[K];
+}
+
+// Parts that most endpoints of a cluster repeat, shared instead of one copy per endpoint (an
+// endpoint is most of a slice, and a million of them is the 100,000-Service row): the conditions
+// (a handful of boolean combinations, frozen: nothing writes into a stored object) and the node and
+// zone names (JSON.parse makes a fresh string of every value longer than 10 characters, and a
+// cloud node's name is ~40).
+const CONDITION_KEYS: ReadonlySet<string> = new Set(['ready', 'serving', 'terminating']);
+const sharedConditions = new Map<string, Readonly<Obj>>();
+const names = new Map<string, string>();
+/** bounds the name table (a cluster has far fewer nodes and zones) */
+const NAMES_MAX = 1 << 16;
+
+function shareEndpointParts(e: Obj): void {
+  const c = e.conditions;
+  if (isObj(c)) {
+    let key = '';
+    for (const k in c) {
+      const v = c[k];
+      if (!CONDITION_KEYS.has(k) || typeof v !== 'boolean') { key = ''; break; }
+      key += `${k}=${v};`;
+    }
+    if (key) {
+      let shared = sharedConditions.get(key);
+      if (!shared) sharedConditions.set(key, shared = Object.freeze({ ...c }));
+      e.conditions = shared;
+    }
+  }
+  for (const k of ['nodeName', 'zone'] as const) {
+    const v = e[k];
+    if (typeof v !== 'string') continue;
+    const have = names.get(v);
+    if (have !== undefined) e[k] = have;
+    else {
+      if (names.size >= NAMES_MAX) names.clear();
+      names.set(v, v);
+    }
   }
 }

@@ -514,8 +514,9 @@ export class BpfDataplane implements Dataplane {
     const cap = (name: L.MapName, dflt: number): number => Math.min(dflt, m ? m.map(name).maxEntries : dflt);
     return {
       frontends: cap('lb_frontends', L.LB_FRONTENDS_MAX),
-      // every Maglev table's region together
-      maglevSlots: cap('lb_maglev_slots', L.LB_MAGLEV_SLOTS_MAX / L.LB_MAGLEV_IDS_PER_ELEM) * L.LB_MAGLEV_IDS_PER_ELEM,
+      // every Maglev table's region together, as the loaded array holds them (the map writer's
+      // allocator takes the same size): an object built with a larger -DLB_MAGLEV_SLOTS_MAX is used whole
+      maglevSlots: (m ? m.map('lb_maglev_slots').maxEntries : L.LB_MAGLEV_SLOTS_MAX / L.LB_MAGLEV_IDS_PER_ELEM) * L.LB_MAGLEV_IDS_PER_ELEM,
       // an array indexed by backend id, and id 0 is never used
       backends: cap('lb_backends', L.LB_BACKENDS_MAX) - 1,
       slots: Math.min(cap('lb_slots', L.LB_SLOTS_MAX), cap('lb_members', L.LB_MEMBERS_MAX)),

@@ -59,6 +59,8 @@ interface Native {
   iterRun(progFd: number, netnsFd: number, out: Buffer): number;
   numPossibleCpus(): number;
   strerror(errno: number): string;
+  /** glibc malloc_trim(0): true when memory was returned to the kernel (false elsewhere) */
+  mallocTrim(): boolean;
   constants: {
     attachTypes: Record<string, number>;
     BPF_F_ALLOW_MULTI: number;
