@@ -18,8 +18,10 @@
 // random choice needs.
 //
 // Masquerade (kube-proxy's mark-for-masquerade): masq-<D> and masq-offcluster-<D> hold the tuples of
-// frontends whose flows are marked always or when the local detector says "not from the pods"; the
-// rules before each services-<D> lookup mark, postrouting's masquerading chain masquerades.
+// frontends whose flows are marked always or when the local detector says "not from the pods", and
+// masq-fromhost-<D> (internal classes) those whose flows from a local source address are (an eTP=Local
+// external address: the node's own flows); the rules before each services-<D> lookup mark,
+// postrouting's masquerading chain masquerades.
 //
 // Affinity (ClientIP): a dynamic set per index, aff-<D>-<j>, of (client . frontend) with the Service's
 // timeout; pick-<D>-<K>-a<T> sends a client found in aff-<D>-<j> (j < K) to asel-<D>-<T>-<j>, which
@@ -78,9 +80,10 @@ export interface FeRec {
   /**
    * new flows marked for masquerade (PlanFrontend.masquerade): 'all' every one (masqueradeAll on a
    * clusterIP; an eTP=Cluster external address), 'offCluster' those the local detector does not
-   * place in the cluster's pods
+   * place in the cluster's pods, 'fromHost' those from a local source address (the node itself) to an
+   * eTP=Local Service's external address
    */
-  masq?: 'all' | 'offCluster';
+  masq?: 'all' | 'offCluster' | 'fromHost';
   ranges: string[];
   /** no backend because a Local policy has none here: drop, not no-endpoints' reject (kube-proxy) */
   drop?: boolean;
@@ -96,6 +99,16 @@ function famOf(address: string): Fam {
 
 function plainV4(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/**
+ * The internal frontend of an eTP=Local Service's external address (compile's short-circuit to the
+ * cluster-wide endpoints for pods and the node): kube-proxy's external chain marks the node's own flows
+ * to it for masquerade (syncProxyRules: `fib saddr type local jump mark-for-masquerade`, "masquerade
+ * local traffic": their source may be the LB IP itself, which a remote endpoint cannot answer).
+ */
+function isShortCircuit(f: PlanFrontend): boolean {
+  return f.scope === 'internal' && f.type !== 'ClusterIP';
 }
 
 export function protoText(p: string): string {
@@ -163,6 +176,7 @@ export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] |
     affinity: f.affinityTimeout,
     // a plan without the field (a state file of an older agent): snatRemote is eTP=Cluster's 'all'
     ...((f.masquerade ?? (f.snatRemote && d.scope === 'ext' ? 'all' : undefined)) && { masq: f.masquerade ?? 'all' }),
+    ...(!f.masquerade && isShortCircuit(f) && { masq: 'fromHost' as const }),
     ranges: any ? [] : f.sourceRanges,
     ...(f.dropNoLocal && order.length === 0 && { drop: true }),
   };
@@ -201,6 +215,11 @@ export function servicesMap(d: DClass): string {
 /** frontends whose every new flow is masqueraded */
 export function masqSet(d: DClass): string {
   return `masq-${dname(d)}`;
+}
+
+/** frontends whose new flows from a local source address (the node itself) are masqueraded */
+export function fromHostSet(d: DClass): string {
+  return `masq-fromhost-${dname(d)}`;
 }
 
 /** frontends whose new flows from outside the cluster's pods are masqueraded */
@@ -297,7 +316,7 @@ function ownedOf(r: FeRec, out: Array<[set: string, key: string, value: string]>
 
 /** Elements records may share (an internal and an external frontend on one address): refcounted. */
 function sharedOf(r: FeRec, out: Array<[set: string, element: string]>): void {
-  if (r.masq) out.push([r.masq === 'all' ? masqSet(r.d) : offClusterSet(r.d), r.tuple]);
+  if (r.masq) out.push([r.masq === 'all' ? masqSet(r.d) : r.masq === 'offCluster' ? offClusterSet(r.d) : fromHostSet(r.d), r.tuple]);
   out.push(...firewallElements(r.d.fam, r.tuple, r.ranges));
 }
 
@@ -318,6 +337,7 @@ export function skeleton(table: string, opts: SkeletonOptions = {}): string {
     decl.push(`map ${servicesMap(d)} { type ${keyType(d)} : verdict; }`);
     decl.push(`set ${masqSet(d)} { type ${keyType(d)}; }`);
     decl.push(`set ${offClusterSet(d)} { type ${keyType(d)}; }`);
+    if (d.scope === 'int') decl.push(`set ${fromHostSet(d)} { type ${keyType(d)}; }`);
   }
   // own scope first, then the other (an eTP=Cluster NodePort has one, external, frontend that serves
   // pods too); exact addresses before any-address NodePorts, which answer on local addresses only.
@@ -333,6 +353,8 @@ export function skeleton(table: string, opts: SkeletonOptions = {}): string {
         out.push(`${k} @${masqSet(d)} ${markIt}`);
         const notLocal = notLocalMatch(opts.localTraffic, fam);
         if (notLocal) out.push(`${k} @${offClusterSet(d)} ${notLocal} ${markIt}`);
+        // the set first: the fib lookup only for the few flows to such a frontend
+        if (scope === 'int') out.push(`${k} @${fromHostSet(d)} fib saddr type local ${markIt}`);
         out.push(`${k} vmap @${servicesMap(d)}`);
       }
     }
