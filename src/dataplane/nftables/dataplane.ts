@@ -192,7 +192,8 @@ export class NftablesDataplane implements Dataplane {
     const touched = new Set<string>();
     const backendIds = new Set<number>();
     let nextById: Map<number, string> | undefined;
-    for (const op of ops) {
+    // a fresh table takes the whole plan: which frontends the ops name does not matter
+    if (!this.#model.fresh) for (const op of ops) {
       switch (op.op) {
         case 'upsertFrontend': case 'deleteFrontend': touched.add(frontendKey(op.frontend)); break;
         case 'upsertSlots': case 'deleteSlots': case 'upsertRevNat': case 'deleteRevNat': case 'setSourceRanges': {
@@ -226,7 +227,7 @@ export class NftablesDataplane implements Dataplane {
       await bulk(this.table, tx.groups.map((g) => {
         const t = types.get(g.set);
         if (!t) throw new Error(`nftables: no declaration for set ${g.set}`);
-        return { del: g.del, set: g.set, ...t, elems: g.elems.join('\n') };
+        return { del: g.del, set: g.set, ...t, elems: g.elems };
       }));
       commit();
       if (tx.cleanup) {
@@ -240,7 +241,7 @@ export class NftablesDataplane implements Dataplane {
     }
     this.#tableInPlace = false;
     this.#devicesInTable = devs;
-    for (const k of touched) {
+    if (!wasFresh) for (const k of touched) {
       const f = next.frontends.get(k);
       if (f) this.#keyById.set(f.id, k);
     }
@@ -254,7 +255,7 @@ export class NftablesDataplane implements Dataplane {
     this.#plan = next;
     this.#log.debug({ elements: tx.elements, generation: this.#model.gen }, 'nftables transaction committed');
     // after the table changed: a flow deleted now is re-balanced by the new table
-    const stale = staleUdpRules(prev, next, touched);
+    const stale = staleUdpRules(prev, next, wasFresh ? undefined : touched);
     if (stale.length && (this.#opts.udpConntrackCleanup ?? this.#opts.transport === undefined)) {
       try {
         const r = await flushStaleUdp(stale);

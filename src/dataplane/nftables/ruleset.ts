@@ -43,14 +43,18 @@ export interface DClass {
   fam: Fam;
   /** NodePorts on any local address (0.0.0.0 / ::): keyed by proto . port behind `fib daddr type local` */
   any: boolean;
+  /** dname(), kept on the classes' own objects (classOf) */
+  readonly name?: string;
 }
 
 export function dname(d: DClass): string {
-  return `${d.scope}${d.fam}${d.any ? 'np' : ''}`;
+  return d.name ?? `${d.scope}${d.fam}${d.any ? 'np' : ''}`;
 }
 
 const DCLASSES: DClass[] = [];
-for (const scope of ['int', 'ext'] as const) for (const fam of FAMILIES) for (const any of [false, true]) DCLASSES.push({ scope, fam, any });
+for (const scope of ['int', 'ext'] as const) {
+  for (const fam of FAMILIES) for (const any of [false, true]) DCLASSES.push({ scope, fam, any, name: `${scope}${fam}${any ? 'np' : ''}` });
+}
 
 /** The one DClass object per class (records share it: no object per frontend) and its dispatch map's name. */
 function classOf(scope: ScopeTag, fam: Fam, any: boolean): DClass {
@@ -83,11 +87,14 @@ export interface FeRec {
    * place in the cluster's pods, 'fromHost' those from a local source address (the node itself) to an
    * eTP=Local Service's external address
    */
-  masq?: 'all' | 'offCluster' | 'fromHost';
+  masq: 'all' | 'offCluster' | 'fromHost' | undefined;
   ranges: string[];
   /** no backend because a Local policy has none here: drop, not no-endpoints' reject (kube-proxy) */
-  drop?: boolean;
+  drop: boolean;
 }
+
+const NO_RANGES: string[] = [];
+const PROTO: Record<string, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
 
 function isAny(address: string): boolean {
   return address === '0.0.0.0' || address === '::' || address === '::ffff:0.0.0.0';
@@ -155,8 +162,8 @@ export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] |
   const fam = famOf(f.address);
   const any = isAny(f.address);
   const d = classOf(f.scope === 'internal' ? 'int' : 'ext', fam, any);
-  const addr = plainV4(f.address);
-  const tuple = any ? `${protoText(f.protocol)} . ${f.port}` : `${addr} . ${protoText(f.protocol)} . ${f.port}`;
+  const proto = PROTO[f.protocol] ?? protoText(f.protocol);
+  const tuple = any ? proto + ' . ' + f.port : plainV4(f.address) + ' . ' + proto + ' . ' + f.port;
   const members = membersOf(plan, f);
   const order = oldOrder ? nextOrder(oldOrder, members) : members.slice();
   const targets = new Array<string>(order.length);
@@ -166,19 +173,19 @@ export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] |
     if (t === undefined) {
       const b = backends.get(id);
       if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port} names backend ${id}, which the plan lacks`);
-      t = `${plainV4(b.address)} . ${b.port}`;
+      t = plainV4(b.address) + ' . ' + b.port;
       cache?.set(id, t);
     }
     targets[j] = t;
   }
+  // a plan without the field (a state file of an older agent): snatRemote is eTP=Cluster's 'all'
+  let masq: FeRec['masq'] = f.masquerade ?? (f.snatRemote && d.scope === 'ext' ? 'all' : undefined);
+  if (!masq && isShortCircuit(f)) masq = 'fromHost';
+  // one shape for every record (no optional fields): a full sync makes one per frontend
   return {
     key: key ?? `${f.address}|${f.port}|${f.protocol}|${f.scope}`, d, tuple, order, targets,
-    affinity: f.affinityTimeout,
-    // a plan without the field (a state file of an older agent): snatRemote is eTP=Cluster's 'all'
-    ...((f.masquerade ?? (f.snatRemote && d.scope === 'ext' ? 'all' : undefined)) && { masq: f.masquerade ?? 'all' }),
-    ...(!f.masquerade && isShortCircuit(f) && { masq: 'fromHost' as const }),
-    ranges: any ? [] : f.sourceRanges,
-    ...(f.dropNoLocal && order.length === 0 && { drop: true }),
+    affinity: f.affinityTimeout, masq, ranges: any || !f.sourceRanges.length ? NO_RANGES : f.sourceRanges,
+    drop: !!f.dropNoLocal && order.length === 0,
   };
 }
 
@@ -304,8 +311,22 @@ function servicesMapName(d: DClass): string {
   return n;
 }
 
+/** "goto pick-..." by class and signature (K, T): one string per signature, not per record */
+const VERDICTS = new Map<DClass, Map<number, string>>();
+
+/** A number for (K, T) within a class: T is at most 86,400 s (a day, the API's limit). */
+function sigNum(r: FeRec): number {
+  return r.order.length * 131072 + r.affinity;
+}
+
 function dispatchVerdict(r: FeRec): string {
-  return r.order.length ? `goto ${pickName(r)}` : r.drop ? 'drop' : 'goto no-endpoints';
+  if (!r.order.length) return r.drop ? 'drop' : 'goto no-endpoints';
+  let m = VERDICTS.get(r.d);
+  if (!m) VERDICTS.set(r.d, m = new Map());
+  const n = sigNum(r);
+  let v = m.get(n);
+  if (v === undefined) m.set(n, v = `goto ${pickName(r)}`);
+  return v;
 }
 
 /** Elements only this record owns: set -> key -> value ('' for plain sets). */
@@ -375,7 +396,9 @@ export function skeleton(table: string, opts: SkeletonOptions = {}): string {
 export interface ElementGroup {
   del: boolean;
   set: string;
-  elems: string[];
+  /** the elements in nft's syntax, one a line (no trailing newline): one string, built once */
+  elems: string;
+  count: number;
 }
 
 export interface Transaction {
@@ -471,6 +494,7 @@ export class NftModel {
    * commit() does, once the kernel took the transaction.
    */
   plan(next: Plan, touched?: Iterable<string>, backendIds?: Iterable<number>): { tx: Transaction; commit: () => void } {
+    if (this.fresh) return this.#planFresh(next);
     const keys = new Set<string>(touched ?? [...next.frontends.keys(), ...this.recs.keys()]);
     if (this.fresh) for (const k of next.frontends.keys()) keys.add(k);
     const newRecs = new Map<string, FeRec | undefined>();
@@ -612,7 +636,7 @@ export class NftModel {
     const group = (verb: 'add' | 'delete', m: Map<string, string[]>): void => {
       for (const [s, es] of m) {
         elements += es.length;
-        groups.push({ del: verb === 'delete', set: s, elems: es });
+        groups.push({ del: verb === 'delete', set: s, elems: es.join('\n'), count: es.length });
       }
     };
     group('delete', ownDel);
@@ -663,25 +687,116 @@ export class NftModel {
       }
       this.gen = gen;
     };
-    const text = (x: string[]): string => (x.length ? x.join('\n') + '\n' : '');
-    // the one-buffer form, built when asked for (the bulk path does not): objects first, element
-    // deletes before adds (a changed value is a delete and an add of its key), then objects no
-    // element names, the generation last
-    const script = (): string => {
-      for (const g of groups) {
-        const verb = g.del ? 'delete' : 'add';
-        const out = g.set === HELPER_SETS.generation ? tail2 : body;
-        for (let i = 0; i < g.elems.length; i += 4096) out.push(`${verb} element inet ${T} ${g.set} { ${g.elems.slice(i, i + 4096).join(', ')} }`);
+    return { tx: transaction(T, head, groups, tail, elements), commit };
+  }
+
+  /**
+   * A full sync into a fresh table: every record is new, so there is nothing to compare. One pass
+   * over the plan's frontends writes each element's text straight onto its map's string (no
+   * per-element array or object), counts signatures and shared elements, and builds the records.
+   */
+  #planFresh(next: Plan): { tx: Transaction; commit: () => void } {
+    const recs = new Map<string, FeRec>();
+    const cache: TargetCache = new Map();
+    const sigs = new Map<DClass, Map<number, { r: FeRec; n: number }>>();
+    const shared = new Map<string, number>();
+    /** per class: the services map's text and count, each backends-<D>-<j>'s */
+    const acc = new Map<DClass, { svc: string; n: number; be: string[]; bn: number[] }>();
+    const sa: Array<[string, string]> = [];
+    for (const [k, f] of next.frontends) {
+      const r = feRec(next, f, undefined, next.backends, k, cache);
+      recs.set(k, r);
+      const K = r.order.length;
+      if (K) {
+        let m = sigs.get(r.d);
+        if (!m) sigs.set(r.d, m = new Map());
+        const e = m.get(sigNum(r));
+        if (e) e.n++;
+        else m.set(sigNum(r), { r, n: 1 });
       }
-      return text([...head, ...body, ...tail, ...tail2]);
+      let a = acc.get(r.d);
+      if (!a) acc.set(r.d, a = { svc: '', n: 0, be: [], bn: [] });
+      a.svc += (a.n++ ? '\n' : '') + r.tuple + ' : ' + dispatchVerdict(r);
+      const { be, bn } = a;
+      for (let j = 0; j < K; j++) {
+        if (j >= be.length) {
+          be.push('');
+          bn.push(0);
+        }
+        be[j] += (bn[j]!++ ? '\n' : '') + r.tuple + ' : ' + r.targets[j]!;
+      }
+      if (r.masq || r.ranges.length) {
+        sa.length = 0;
+        sharedOf(r, sa);
+        for (const [set, el] of sa) {
+          const key = set + '\0' + el;
+          shared.set(key, (shared.get(key) ?? 0) + 1);
+        }
+      }
+    }
+    const objs = new Map<string, { def: ObjDef; n: number }>();
+    for (const m of sigs.values()) {
+      for (const { r, n } of m.values()) {
+        for (const name of objectsBySig(signature(r), r)) {
+          const e = objs.get(name);
+          if (e) e.n += n;
+          else objs.set(name, { def: objectDef(name), n });
+        }
+      }
+    }
+    const local = new Map<string, number>(), localOf = new Map<number, string>();
+    for (const [id, b] of next.backends) {
+      if (!b.local) continue;
+      const addr = plainV4(b.address);
+      localOf.set(id, addr);
+      local.set(addr, (local.get(addr) ?? 0) + 1);
+    }
+
+    const T = this.table;
+    const head = [`add table inet ${T}`, `delete table inet ${T}`, this.skeleton().trimEnd()];
+    const creates = [...objs.values()].map((o) => o.def).sort((a, b) => a.level - b.level);
+    if (creates.length) head.push(`table inet ${T} {\n${creates.map((o) => `  ${o.create}\n`).join('')}}`);
+    const groups: ElementGroup[] = [];
+    let elements = 0;
+    const add = (set: string, elems: string, count: number): void => {
+      if (!count) return;
+      groups.push({ del: false, set, elems, count });
+      elements += count;
     };
-    const tail2: string[] = [];
-    let memo: string | undefined;
-    const tx: Transaction = {
-      get script() { return (memo ??= script()); },
-      elements, structure: text(head), groups, cleanup: text(tail),
+    for (const [d, a] of acc) {
+      add(servicesMapName(d), a.svc, a.n);
+      for (let j = 0; j < a.be.length; j++) add(backendsMapName(d, j), a.be[j]!, a.bn[j]!);
+    }
+    const bySet = new Map<string, string[]>();
+    const push = (set: string, el: string): void => {
+      let l = bySet.get(set);
+      if (!l) bySet.set(set, l = []);
+      l.push(el);
     };
-    return { tx, commit };
+    for (const key of shared.keys()) {
+      const z = key.indexOf('\0');
+      push(key.slice(0, z), key.slice(z + 1));
+    }
+    for (const addr of local.keys()) push(addr.includes(':') ? HAIRPIN6 : HAIRPIN4, `${addr} . ${addr}`);
+    for (const [set, l] of bySet) add(set, l.join('\n'), l.length);
+    const gen = this.gen + 1;
+    groups.push({ del: false, set: HELPER_SETS.generation, elems: String(gen), count: 1 });
+
+    const commit = (): void => {
+      this.recs.clear();
+      for (const [k, r] of recs) this.recs.set(k, r);
+      this.#objRefs.clear();
+      for (const [name, e] of objs) this.#objRefs.set(name, e);
+      this.#shared.clear();
+      for (const [k, n] of shared) this.#shared.set(k, n);
+      this.#local.clear();
+      for (const [k, n] of local) this.#local.set(k, n);
+      this.#localOf.clear();
+      for (const [k, a] of localOf) this.#localOf.set(k, a);
+      this.fresh = false;
+      this.gen = gen;
+    };
+    return { tx: transaction(T, head, groups, [], elements), commit };
   }
 
   /** Index order per frontend key (kept in the state file: a restart must rebuild the same model). */
@@ -714,6 +829,37 @@ export class NftModel {
     for (const [k, r] of saved) this.recs.set(k, r);
     this.gen = gen;
   }
+}
+
+function text(x: string[]): string {
+  return x.length ? x.join('\n') + '\n' : '';
+}
+
+/**
+ * A transaction from its parts. The one-buffer form is built when asked for (the bulk path does
+ * not): objects first, element deletes before adds (a changed value is a delete and an add of its
+ * key), then objects no element names, the generation last.
+ */
+function transaction(T: string, head: string[], groups: ElementGroup[], tail: string[], elements: number): Transaction {
+  let memo: string | undefined;
+  const script = (): string => {
+    const body: string[] = [], last: string[] = [];
+    for (const g of groups) {
+      const verb = g.del ? 'delete' : 'add';
+      const out = g.set === HELPER_SETS.generation ? last : body;
+      if (g.count <= 4096) {
+        out.push(`${verb} element inet ${T} ${g.set} { ${g.elems.replaceAll('\n', ', ')} }`);
+        continue;
+      }
+      const es = g.elems.split('\n');
+      for (let i = 0; i < es.length; i += 4096) out.push(`${verb} element inet ${T} ${g.set} { ${es.slice(i, i + 4096).join(', ')} }`);
+    }
+    return text([...head, ...body, ...tail, ...last]);
+  };
+  return {
+    get script() { return (memo ??= script()); },
+    elements, structure: text(head), groups, cleanup: text(tail),
+  };
 }
 
 function sameMembers(a: readonly number[], b: readonly number[]): boolean {
