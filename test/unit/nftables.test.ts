@@ -144,6 +144,7 @@ function simTransport(sim: NftSim): NftTransport {
     kind: 'libnftables',
     async run(commands: string, opts: { json?: boolean } = {}): Promise<string> {
       if (opts.json) {
+        if (commands === 'list tables inet\n') return JSON.stringify({ nftables: sim.exists ? [{ table: { family: 'inet', name: T } }] : [] });
         if (!sim.exists) throw new Error('No such file or directory');
         const gen = sim.elements.get('generation');
         if (/^list set /.test(commands)) {

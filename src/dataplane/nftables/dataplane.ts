@@ -67,13 +67,16 @@ export async function readGeneration(t: NftTransport, table: string): Promise<nu
   return Number.isFinite(v) ? v : undefined;
 }
 
+/** Whether the table exists: the names of the inet tables only (listing the table would dump its every element). */
 export async function tableExists(t: NftTransport, table: string): Promise<boolean> {
+  let out: string;
   try {
-    await t.run(`list table inet ${table}\n`, { json: true });
-    return true;
+    out = await t.run('list tables inet\n', { json: true });
   } catch {
     return false;
   }
+  const j = JSON.parse(out || '{}') as { nftables?: Array<{ table?: { name?: string } }> };
+  return (j.nftables ?? []).some((x) => x.table?.name === table);
 }
 
 /** The plan the table holds, from the state file, when the file describes the table's generation. */

@@ -447,13 +447,14 @@ export class NftModel {
   readonly table: string;
   readonly masqMark: number;
   readonly skeletonOpts: SkeletonOptions;
-  readonly recs = new Map<string, FeRec>();
-  readonly #objRefs = new Map<string, { def: ObjDef; n: number }>();
-  readonly #shared = new Map<string, number>();
+  /** (replaced whole by a full sync's commit, never copied) */
+  recs = new Map<string, FeRec>();
+  #objRefs = new Map<string, { def: ObjDef; n: number }>();
+  #shared = new Map<string, number>();
   /** local backend address -> backends at it */
-  readonly #local = new Map<string, number>();
+  #local = new Map<string, number>();
   /** backend id -> local address it counts for */
-  readonly #localOf = new Map<number, string>();
+  #localOf = new Map<number, string>();
   gen = 0;
   /** the table must be (re)created by the next transaction */
   fresh = true;
@@ -783,16 +784,11 @@ export class NftModel {
     groups.push({ del: false, set: HELPER_SETS.generation, elems: String(gen), count: 1 });
 
     const commit = (): void => {
-      this.recs.clear();
-      for (const [k, r] of recs) this.recs.set(k, r);
-      this.#objRefs.clear();
-      for (const [name, e] of objs) this.#objRefs.set(name, e);
-      this.#shared.clear();
-      for (const [k, n] of shared) this.#shared.set(k, n);
-      this.#local.clear();
-      for (const [k, n] of local) this.#local.set(k, n);
-      this.#localOf.clear();
-      for (const [k, a] of localOf) this.#localOf.set(k, a);
+      this.recs = recs;
+      this.#objRefs = objs;
+      this.#shared = shared;
+      this.#local = local;
+      this.#localOf = localOf;
       this.fresh = false;
       this.gen = gen;
     };
