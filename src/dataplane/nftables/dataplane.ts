@@ -15,7 +15,7 @@ import { systemBinary } from '../../util/exec.js';
 import { KbpError } from '../../util/errors.js';
 import { createTransport, flushStaleUdp, type NftTransport } from './native.js';
 import { staleUdpRules } from './conntrack.js';
-import { elementTypes, NftModel, type ElementType } from './ruleset.js';
+import { elementLines, elementTypes, NftModel, type ElementType } from './ruleset.js';
 import { externalDevicesCommands, HELPER_SETS, NFT_TABLE, type LocalDetector } from './helpers.js';
 import { loadState, nftStatePath, removeState, saveState, type SavedState } from './state.js';
 
@@ -230,7 +230,9 @@ export class NftablesDataplane implements Dataplane {
       await bulk(this.table, tx.groups.map((g) => {
         const t = types.get(g.set);
         if (!t) throw new Error(`nftables: no declaration for set ${g.set}`);
-        return { del: g.del, set: g.set, ...t, elems: g.elems };
+        // an addon built before BulkGroup.values: one "key : value" line per element
+        if (g.values !== undefined && !this.transport.splitValues) return { del: g.del, set: g.set, ...t, elems: elementLines(g).join('\n') };
+        return { del: g.del, set: g.set, ...t, elems: g.elems, ...(g.values !== undefined && { values: g.values }) };
       }));
       commit();
       if (tx.cleanup) {

@@ -396,9 +396,22 @@ export function skeleton(table: string, opts: SkeletonOptions = {}): string {
 export interface ElementGroup {
   del: boolean;
   set: string;
-  /** the elements in nft's syntax, one a line (no trailing newline): one string, built once */
+  /**
+   * the elements in nft's syntax, one a line (no trailing newline): one string, built once; with
+   * `values`, the keys only
+   */
   elems: string;
+  /** the values of a map's elements, line by line with elems' keys (a full sync: no string per element) */
+  values?: string;
   count: number;
+}
+
+/** "key : value" lines of a group, whichever way it holds them. */
+export function elementLines(g: ElementGroup): string[] {
+  const keys = g.elems.split('\n');
+  if (g.values === undefined) return keys;
+  const vals = g.values.split('\n');
+  return keys.map((k, i) => `${k} : ${vals[i]}`);
 }
 
 export interface Transaction {
@@ -701,8 +714,8 @@ export class NftModel {
     const cache: TargetCache = new Map();
     const sigs = new Map<DClass, Map<number, { r: FeRec; n: number }>>();
     const shared = new Map<string, number>();
-    /** per class: the services map's text and count, each backends-<D>-<j>'s */
-    const acc = new Map<DClass, { svc: string; n: number; be: string[]; bn: number[] }>();
+    /** per class: the keys and values of its services map and of each backends-<D>-<j> */
+    const acc = new Map<DClass, { sk: string[]; sv: string[]; bk: string[][]; bv: string[][] }>();
     const sa: Array<[string, string]> = [];
     for (const [k, f] of next.frontends) {
       const r = feRec(next, f, undefined, next.backends, k, cache);
@@ -716,15 +729,17 @@ export class NftModel {
         else m.set(sigNum(r), { r, n: 1 });
       }
       let a = acc.get(r.d);
-      if (!a) acc.set(r.d, a = { svc: '', n: 0, be: [], bn: [] });
-      a.svc += (a.n++ ? '\n' : '') + r.tuple + ' : ' + dispatchVerdict(r);
-      const { be, bn } = a;
+      if (!a) acc.set(r.d, a = { sk: [], sv: [], bk: [], bv: [] });
+      a.sk.push(r.tuple);
+      a.sv.push(dispatchVerdict(r));
+      const { bk, bv } = a;
       for (let j = 0; j < K; j++) {
-        if (j >= be.length) {
-          be.push('');
-          bn.push(0);
+        if (j >= bk.length) {
+          bk.push([]);
+          bv.push([]);
         }
-        be[j] += (bn[j]!++ ? '\n' : '') + r.tuple + ' : ' + r.targets[j]!;
+        bk[j]!.push(r.tuple);
+        bv[j]!.push(r.targets[j]!);
       }
       if (r.masq || r.ranges.length) {
         sa.length = 0;
@@ -759,14 +774,14 @@ export class NftModel {
     if (creates.length) head.push(`table inet ${T} {\n${creates.map((o) => `  ${o.create}\n`).join('')}}`);
     const groups: ElementGroup[] = [];
     let elements = 0;
-    const add = (set: string, elems: string, count: number): void => {
-      if (!count) return;
-      groups.push({ del: false, set, elems, count });
-      elements += count;
+    const add = (set: string, keys: string[], values?: string[]): void => {
+      if (!keys.length) return;
+      groups.push({ del: false, set, elems: keys.join('\n'), ...(values && { values: values.join('\n') }), count: keys.length });
+      elements += keys.length;
     };
     for (const [d, a] of acc) {
-      add(servicesMapName(d), a.svc, a.n);
-      for (let j = 0; j < a.be.length; j++) add(backendsMapName(d, j), a.be[j]!, a.bn[j]!);
+      add(servicesMapName(d), a.sk, a.sv);
+      for (let j = 0; j < a.bk.length; j++) add(backendsMapName(d, j), a.bk[j]!, a.bv[j]!);
     }
     const bySet = new Map<string, string[]>();
     const push = (set: string, el: string): void => {
@@ -779,7 +794,7 @@ export class NftModel {
       push(key.slice(0, z), key.slice(z + 1));
     }
     for (const addr of local.keys()) push(addr.includes(':') ? HAIRPIN6 : HAIRPIN4, `${addr} . ${addr}`);
-    for (const [set, l] of bySet) add(set, l.join('\n'), l.length);
+    for (const [set, l] of bySet) add(set, l);
     const gen = this.gen + 1;
     groups.push({ del: false, set: HELPER_SETS.generation, elems: String(gen), count: 1 });
 
@@ -843,11 +858,11 @@ function transaction(T: string, head: string[], groups: ElementGroup[], tail: st
     for (const g of groups) {
       const verb = g.del ? 'delete' : 'add';
       const out = g.set === HELPER_SETS.generation ? last : body;
-      if (g.count <= 4096) {
+      if (g.count <= 4096 && g.values === undefined) {
         out.push(`${verb} element inet ${T} ${g.set} { ${g.elems.replaceAll('\n', ', ')} }`);
         continue;
       }
-      const es = g.elems.split('\n');
+      const es = elementLines(g);
       for (let i = 0; i < es.length; i += 4096) out.push(`${verb} element inet ${T} ${g.set} { ${es.slice(i, i + 4096).join(', ')} }`);
     }
     return text([...head, ...body, ...tail, ...last]);
