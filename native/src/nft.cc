@@ -495,13 +495,16 @@ class ElementsWorker : public Napi::AsyncWorker {
             std::string chain;
             if (v.rfind("goto ", 0) == 0) code = NFT_GOTO, chain = v.substr(5);
             else if (v.rfind("jump ", 0) == 0) code = NFT_JUMP, chain = v.substr(5);
+            // a Local-policy frontend with endpoints elsewhere only: drop (kube-proxy)
+            else if (v == "drop") code = NF_DROP;
+            else if (v == "accept") code = NF_ACCEPT;
             else {
               error_ = "set " + g.set + ": verdict " + v + " is not encoded here";
               return false;
             }
             uint32_t be = htonl(code);
             Attr(NFTA_VERDICT_CODE, &be, 4);
-            Str(NFTA_VERDICT_CHAIN, chain);
+            if (!chain.empty()) Str(NFTA_VERDICT_CHAIN, chain);
             NestEnd(vn);
             NestEnd(d);
           } else {
