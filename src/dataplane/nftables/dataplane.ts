@@ -36,7 +36,10 @@ export interface NftablesDataplaneOptions {
   syncSaveMax?: number;
   /** how long such a save waits, coalescing the syncs in between (default 1000 ms) */
   saveDelayMs?: number;
-  /** syncs with at least this many element changes send them in bulk, when the transport can (default 1000) */
+  /**
+   * syncs with at least this many element changes send them in bulk, when the transport can (default
+   * 1000); a sync of element changes only (no object created or deleted) always does
+   */
   bulkMinElements?: number;
   /** delete UDP conntrack entries to removed backends after each sync (default: when `transport` is not given, i.e. not in tests) */
   udpConntrackCleanup?: boolean;
@@ -219,7 +222,10 @@ export class NftablesDataplane implements Dataplane {
     const devs = this.#devicesWanted.join(',');
     const devCmds = wasFresh || devs !== this.#devicesInTable ? externalDevicesCommands(this.table, this.#devicesWanted) : '';
     const bulk = this.transport.bulk;
-    if (bulk && tx.elements >= (this.#opts.bulkMinElements ?? 1000) && !(wasFresh && this.#tableInPlace)) {
+    // element changes only (most syncs of one change): one bulk batch, no libnftables context (its
+    // creation, parse and cache fetch were most of a one-change sync's CPU)
+    const elementsOnly = !tx.structure && !tx.cleanup && !devCmds;
+    if (bulk && (tx.elements >= (this.#opts.bulkMinElements ?? 1000) || elementsOnly) && !(wasFresh && this.#tableInPlace)) {
       // many elements (a full sync): three steps, one switch: new objects (referenced by nothing
       // yet), then every element change in one transaction without libnftables' parser, then the
       // objects nothing references any more. A small sync goes in one buffer through libnftables
