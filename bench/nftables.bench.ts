@@ -7,9 +7,10 @@
 // against ours, full syncs interleaved A/B/A/B in the same run, with ratios; our apply's CPU is
 // split into the model (TypeScript), the addon's encoding and the kernel taking the batch.
 // Runs in a fresh network namespace of its own (re-executes itself under unshare -n), so it never
-// touches the host's ruleset.
-//   node --import=tsx bench/nftables.bench.ts [--quick] [--upstream-only] [--upstream-n N]
-import { spawnSync } from 'node:child_process';
+// touches the host's ruleset. `npm run bench -- nftables` runs it the same way (the child prints its
+// results as JSON, the harness records them) with --lib-only: no `nft -f -` spawn per transaction.
+//   node --import=tsx bench/nftables.bench.ts [--quick] [--lib-only] [--upstream-only] [--upstream-n N] [--rounds R]
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,16 +25,20 @@ import { nodeState } from './gen.js';
 import { nftRuleset, NFT_TABLE as KP_TABLE } from './baseline/nftables.js';
 import { servicePortsOf } from './baseline/services.js';
 import type { BulkStats } from '../src/dataplane/nftables/native.js';
+import { defineBench, type BenchContext } from './lib.js';
 
-if (!process.env.KBP_NFT_BENCH_NETNS) {
-  const r = spawnSync('unshare', ['-n', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+const self = fileURLToPath(import.meta.url);
+const direct = process.argv[1] !== undefined && fileURLToPath(new URL(`file://${process.argv[1]}`)) === self;
+
+if (direct && !process.env.KBP_NFT_BENCH_NETNS) {
+  const r = spawnSync('unshare', ['-n', process.execPath, ...process.execArgv, self, ...process.argv.slice(2)],
     { stdio: 'inherit', env: { ...process.env, KBP_NFT_BENCH_NETNS: '1' } });
   process.exit(r.status ?? 1);
 }
 
 const quick = process.argv.includes('--quick');
 const SEED = 0x6b627078;
-const dir = mkdtempSync(join(tmpdir(), 'kbp-nft-bench-'));
+let dir = '';
 
 function ms(t0: number): number {
   return Math.round((performance.now() - t0) * 100) / 100;
@@ -146,12 +151,19 @@ async function fullSync(n: number, transport: Via, beforeApply?: () => void): Pr
   return { dp, plan, state, planMs, applyMs, applyCpuMs: cpuMs(c0) };
 }
 
+async function main(): Promise<void> {
+dir = mkdtempSync(join(tmpdir(), 'kbp-nft-bench-'));
 const results: Record<string, unknown> = {};
 try {
   const upstreamOnly = process.argv.includes('--upstream-only');
   for (const transport of (upstreamOnly ? [] : process.argv.includes('--lib-only') ? ['bulk', 'libnftables'] : ['bulk', 'libnftables', 'nft-spawn']) as Via[]) {
     for (const n of quick ? [1000] : [1000, 10000]) {
-      const { dp, plan, state, planMs, applyMs, applyCpuMs } = await fullSync(n, transport);
+      runCpuMs = 0;
+      lastBulk = undefined;
+      const { dp, plan, state, planMs, applyMs, applyCpuMs } = await fullSync(n, transport, () => { runCpuMs = 0; });
+      // our TypeScript's share: the apply's CPU but libnftables' (the structure) and the addon's (encoding, kernel)
+      const lb = lastBulk as BulkStats | undefined; // set by the wrapped transport during the apply
+      const fullModelCpuMs = transport === 'bulk' && lb ? Math.round(applyCpuMs - runCpuMs - lb.encodeCpuMs - lb.kernelCpuMs) : undefined;
       // one endpoint change at a time: a Service loses its first endpoint, then gets it back
       const samples: number[] = [], cpu: number[] = [];
       let prev = plan;
@@ -169,18 +181,77 @@ try {
         prev = next;
       }
       await dp.cleanup();
-      const r = { services: n, endpoints: 10, planMs, fullSyncApplyMs: applyMs, fullSyncApplyCpuMs: applyCpuMs,
+      const r = { services: n, endpoints: 10, planMs, fullSyncApplyMs: applyMs, fullSyncApplyCpuMs: applyCpuMs, fullSyncModelCpuMs: fullModelCpuMs,
         oneChangeApplyMs: { p50: pct(samples, 50), p99: pct(samples, 99), max: Math.max(...samples) },
         oneChangeApplyCpuMs: { p50: pct(cpu, 50), p99: pct(cpu, 99) }, loadAverage: (await import('node:os')).loadavg()[0] };
       results[`${transport}/${n}`] = r;
-      console.log(`${transport.padEnd(12)} N=${String(n).padEnd(6)} full sync: plan ${planMs} ms + apply ${applyMs} ms (cpu ${applyCpuMs} ms); one endpoint change: p50 ${r.oneChangeApplyMs.p50} ms (cpu ${r.oneChangeApplyCpuMs.p50}), p99 ${r.oneChangeApplyMs.p99} ms; load ${r.loadAverage?.toFixed(1) ?? '?'}`);
+      console.log(`${transport.padEnd(12)} N=${String(n).padEnd(6)} full sync: plan ${planMs} ms + apply ${applyMs} ms (cpu ${applyCpuMs} ms${fullModelCpuMs !== undefined ? `, model ${fullModelCpuMs}` : ''}); one endpoint change: p50 ${r.oneChangeApplyMs.p50} ms (cpu ${r.oneChangeApplyCpuMs.p50}), p99 ${r.oneChangeApplyMs.p99} ms; load ${r.loadAverage?.toFixed(1) ?? '?'}`);
     }
   }
   // --upstream-n N: another size (upstream's 10,000-Service load alone takes 16-32 s of CPU quiet)
   const at = process.argv.indexOf('--upstream-n');
   const un = at > 0 ? Number(process.argv[at + 1]) : quick ? 1000 : 10000;
-  results[`vsUpstream/${un}`] = await versusUpstream(un, un > 3000 ? 2 : 3);
-  console.log(JSON.stringify(results));
+  const ar = process.argv.indexOf('--rounds');
+  results[`vsUpstream/${un}`] = await versusUpstream(un, ar > 0 ? Number(process.argv[ar + 1]) : un > 3000 ? 2 : 3);
+  console.log(`KBP_NFT_BENCH_JSON ${JSON.stringify(results)}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
+}
+
+if (direct) await main();
+
+type Row = { fullSyncApplyMs: number; fullSyncApplyCpuMs: number; fullSyncModelCpuMs?: number; oneChangeApplyMs: { p50: number; p99: number }; oneChangeApplyCpuMs: { p50: number }; loadAverage?: number };
+type Mmm = { min: number; median: number; max: number };
+type Vs = { services: number; rounds: number; upstream: { chains: number; rules: number; elements: number; applyCpuMs: Mmm; applyMs: Mmm }; ours: { applyCpuMs: Mmm; applyMs: Mmm; modelCpuMs: Mmm }; oursOverUpstreamCpu: Mmm; oursOverUpstreamWall: Mmm };
+
+/** `npm run bench -- nftables`: this file in a network namespace of its own, its JSON recorded. */
+export default defineBench({
+  name: 'nftables',
+  title: 'nftables data plane: full sync and one endpoint change',
+  description: 'NftablesDataplane.apply at N Services x 10 endpoints in a network namespace of its own (unshare -n): a full sync into a fresh table ' +
+    '(elements sent by the addon in one netlink batch, structure through libnftables) and one endpoint change at a time (40 samples; one buffer through libnftables). ' +
+    'Baselines in the same run: every element through libnftables (`nft_run_cmd_from_buffer`), and kube-proxy\'s own nftables ruleset for the same Services ' +
+    '(a chain per Service and per endpoint, bench/baseline/nftables.ts), full syncs interleaved with ours. CPU is this process\'s (libnftables and the addon run in it); ' +
+    '"model" is our TypeScript\'s share of it.',
+  skip: () => (process.getuid?.() === 0 ? undefined : 'needs root (unshare -n, nftables)'),
+  async run(ctx: BenchContext) {
+    const args = [...(ctx.quick ? ['--quick'] : []), '--lib-only', '--upstream-n', ctx.quick ? '1000' : '3000', '--rounds', '3'];
+    ctx.log(`running ${self} ${args.join(' ')} under unshare -n`);
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn('unshare', ['-n', process.execPath, '--import=tsx', '--expose-gc', self, ...args],
+        { env: { ...process.env, KBP_NFT_BENCH_NETNS: '1' }, stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (d: string) => {
+        text += d;
+        for (const l of d.split('\n')) if (l && !l.startsWith('KBP_NFT_BENCH_JSON')) ctx.log(l);
+      });
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`nftables bench exited ${code}`))));
+    });
+    const line = out.split('\n').find((l) => l.startsWith('KBP_NFT_BENCH_JSON '));
+    if (!line) throw new Error('the nftables bench printed no results');
+    const res = JSON.parse(line.slice('KBP_NFT_BENCH_JSON '.length)) as Record<string, Row | Vs>;
+    for (const n of ctx.quick ? [1000] : [1000, 10000]) {
+      const k = n >= 10000 ? `${n / 1000}k` : `${n}`;
+      const b = res[`bulk/${n}`] as Row | undefined, l = res[`libnftables/${n}`] as Row | undefined;
+      if (!b || !l) continue;
+      ctx.metric({ name: `full sync ${k}: libnftables alone, cpu`, value: l.fullSyncApplyCpuMs, unit: 'ms', better: 'lower', note: 'every element parsed by libnftables: the baseline' });
+      ctx.metric({ name: `full sync ${k}: cpu`, value: b.fullSyncApplyCpuMs, unit: 'ms', better: 'lower', baseline: `full sync ${k}: libnftables alone, cpu`,
+        ...(n === 10000 && { target: '< 1 s', met: b.fullSyncApplyCpuMs < 1000 }), note: `model (TypeScript) ${b.fullSyncModelCpuMs ?? '?'} ms; load ${b.loadAverage?.toFixed(1) ?? '?'}` });
+      ctx.metric({ name: `full sync ${k}: wall`, value: b.fullSyncApplyMs, unit: 'ms', better: 'lower', note: 'the machine is shared: wall time follows its load' });
+      ctx.metric({ name: `one endpoint change ${k}: p50`, value: b.oneChangeApplyMs.p50, unit: 'ms', better: 'lower', note: `cpu p50 ${b.oneChangeApplyCpuMs.p50} ms` });
+      ctx.metric({ name: `one endpoint change ${k}: p99`, value: b.oneChangeApplyMs.p99, unit: 'ms', better: 'lower', ...(n === 10000 && { target: 'a few ms' }) });
+    }
+    for (const [key, v] of Object.entries(res)) {
+      if (!key.startsWith('vsUpstream/')) continue;
+      const u = v as Vs;
+      const f = (x: Mmm) => `${x.min}/${x.median}/${x.max}`;
+      ctx.metric({ name: `full sync ${u.services}: kube-proxy's ruleset, cpu (median)`, value: u.upstream.applyCpuMs.median, unit: 'ms', better: 'lower',
+        note: `${u.upstream.chains} chains, ${u.upstream.rules} rules, ${u.upstream.elements} elements; min/median/max ${f(u.upstream.applyCpuMs)} ms` });
+      ctx.metric({ name: `full sync ${u.services}: ours, cpu (median)`, value: u.ours.applyCpuMs.median, unit: 'ms', better: 'lower', baseline: `full sync ${u.services}: kube-proxy's ruleset, cpu (median)`,
+        note: `${u.rounds} rounds interleaved; per-round ratio ours/upstream cpu min/median/max ${f(u.oursOverUpstreamCpu)}, wall ${f(u.oursOverUpstreamWall)}` });
+    }
+  },
+});

@@ -363,6 +363,9 @@ struct ElemGroup {
   std::string set, keyType, dataType;
   bool interval;
   std::string elems;  // one element per line: KEY or KEY : VALUE
+  // when not empty: line i is element i's VALUE, and elems holds keys only (a full sync's maps: the
+  // caller joins the keys and the values it already has, instead of building a string per element)
+  std::string values;
 };
 
 class ElementsWorker : public Napi::AsyncWorker {
@@ -449,11 +452,22 @@ class ElementsWorker : public Napi::AsyncWorker {
         error_ = "set " + g.set + ": " + error_;
         return false;
       }
-      size_t pos = 0, inMsg = 0, msg = 0, list = 0;
+      size_t pos = 0, inMsg = 0, msg = 0, list = 0, vpos = 0;
+      bool split = !g.values.empty();
       while (pos < g.elems.size()) {
         size_t nl = g.elems.find('\n', pos);
         std::string e = g.elems.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
         pos = nl == std::string::npos ? g.elems.size() : nl + 1;
+        std::string sv;
+        if (split) {
+          if (vpos > g.values.size()) {
+            error_ = "set " + g.set + ": fewer values than keys";
+            return false;
+          }
+          size_t vnl = g.values.find('\n', vpos);
+          sv = g.values.substr(vpos, vnl == std::string::npos ? std::string::npos : vnl - vpos);
+          vpos = vnl == std::string::npos ? g.values.size() + 1 : vnl + 1;
+        }
         if (e.empty()) continue;
         if (!inMsg) {
           uint16_t type = (NFNL_SUBSYS_NFTABLES << 8) | (g.del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM);
@@ -463,7 +477,7 @@ class ElementsWorker : public Napi::AsyncWorker {
           list = NestStart(NFTA_SET_ELEM_LIST_ELEMENTS);
           msgs_++;
         }
-        size_t colon = e.find(" : ");
+        size_t colon = split ? std::string::npos : e.find(" : ");
         std::string key = e.substr(0, colon), lo, hi;
         if (!EncodeValue(kt, key, &lo, &hi, &error_)) {
           error_ = "set " + g.set + ": " + error_;
@@ -472,8 +486,8 @@ class ElementsWorker : public Napi::AsyncWorker {
         size_t item = NestStart(NFTA_LIST_ELEM);
         Data(NFTA_SET_ELEM_KEY, lo);
         if (g.interval) Data(NFTA_SET_ELEM_KEY_END, hi);
-        if (colon != std::string::npos && !g.del) {
-          std::string v = e.substr(colon + 3);
+        if ((split || colon != std::string::npos) && !g.del) {
+          std::string v = split ? sv : e.substr(colon + 3);
           if (verdict) {
             size_t d = NestStart(NFTA_SET_ELEM_DATA);
             size_t vn = NestStart(NFTA_DATA_VERDICT);
@@ -481,13 +495,16 @@ class ElementsWorker : public Napi::AsyncWorker {
             std::string chain;
             if (v.rfind("goto ", 0) == 0) code = NFT_GOTO, chain = v.substr(5);
             else if (v.rfind("jump ", 0) == 0) code = NFT_JUMP, chain = v.substr(5);
+            // a Local-policy frontend with endpoints elsewhere only: drop (kube-proxy)
+            else if (v == "drop") code = NF_DROP;
+            else if (v == "accept") code = NF_ACCEPT;
             else {
               error_ = "set " + g.set + ": verdict " + v + " is not encoded here";
               return false;
             }
             uint32_t be = htonl(code);
             Attr(NFTA_VERDICT_CODE, &be, 4);
-            Str(NFTA_VERDICT_CHAIN, chain);
+            if (!chain.empty()) Str(NFTA_VERDICT_CHAIN, chain);
             NestEnd(vn);
             NestEnd(d);
           } else {
@@ -569,7 +586,8 @@ class ElementsWorker : public Napi::AsyncWorker {
 
 // elements(table, [{ del, set, keyType, dataType, interval, elems }]) -> Promise<{ error, messages, bytes }>
 // One nf_tables transaction. keyType / dataType in nft's words ("ipv4_addr . inet_proto . inet_service",
-// "verdict", "" for a plain set); elems one per line, in nft's element syntax.
+// "verdict", "" for a plain set); elems one per line, in nft's element syntax; or, with values (a string,
+// one per line), elems the keys and values the values, line by line.
 Napi::Value Elements(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string table = info[0].As<Napi::String>().Utf8Value();
@@ -579,7 +597,8 @@ Napi::Value Elements(const Napi::CallbackInfo& info) {
     Napi::Object o = a.Get(i).As<Napi::Object>();
     groups.push_back({o.Get("del").ToBoolean().Value(), o.Get("set").As<Napi::String>().Utf8Value(),
                       o.Get("keyType").As<Napi::String>().Utf8Value(), o.Get("dataType").As<Napi::String>().Utf8Value(),
-                      o.Get("interval").ToBoolean().Value(), o.Get("elems").As<Napi::String>().Utf8Value()});
+                      o.Get("interval").ToBoolean().Value(), o.Get("elems").As<Napi::String>().Utf8Value(),
+                      o.Has("values") && o.Get("values").IsString() ? o.Get("values").As<Napi::String>().Utf8Value() : std::string()});
   }
   auto* w = new ElementsWorker(env, std::move(table), std::move(groups));
   Napi::Promise p = w->Promise();
@@ -604,6 +623,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("run", Napi::Function::New(env, Run));
   exports.Set("ctFlushUdp", Napi::Function::New(env, CtFlushUdp));
   exports.Set("elements", Napi::Function::New(env, Elements));
+  exports.Set("elementsSplitValues", Napi::Boolean::New(env, true));
   Napi::Object c = Napi::Object::New(env);
   c.Set("NFT_CTX_OUTPUT_JSON", Napi::Number::New(env, NFT_CTX_OUTPUT_JSON));
   c.Set("NFT_CTX_OUTPUT_HANDLE", Napi::Number::New(env, NFT_CTX_OUTPUT_HANDLE));

@@ -12,7 +12,7 @@ import type { Plan } from '../../src/plan/types.js';
 import type { NodeState } from '../../src/model/compiled.js';
 import { NftablesDataplane } from '../../src/dataplane/nftables/dataplane.js';
 import { createTransport, type NftTransport } from '../../src/dataplane/nftables/native.js';
-import { arbState } from '../unit/plan-helpers.js';
+import { arbState, be, fe } from '../unit/plan-helpers.js';
 
 const six = (a: string): boolean => a.includes(':');
 /** backends and ranges of the frontend's family only (the random pool mixes them) */
@@ -36,7 +36,17 @@ async function table(t: NftTransport, name: string): Promise<string[]> {
 
 const dir = mkdtempSync(join(tmpdir(), 'kbp-nft-bulk-'));
 const seed = Number(process.argv[2] ?? 1);
-const steps = fc.sample(arbState, { seed, numRuns: Number(process.argv[3] ?? 12) }).map(oneFamily);
+/**
+ * 'drop': a fixed sequence with a Local-policy frontend whose endpoints are all elsewhere (its
+ * dispatch verdict is drop, not a goto), which gets a local endpoint and loses it again
+ */
+const dropSteps = (): NodeState[] => {
+  const other = fe('10.96.0.1', 80, [be('10.244.1.2'), be('10.244.1.3')]);
+  const none = fe('192.168.50.11', 30090, [], { type: 'NodePort', scope: 'external', noLocalEndpoints: true });
+  const one = fe('192.168.50.11', 30090, [be('10.244.1.4', 80, false, true)], { type: 'NodePort', scope: 'external' });
+  return [{ frontends: [other, none] }, { frontends: [other, one] }, { frontends: [other, none] }];
+};
+const steps = process.argv[2] === 'drop' ? dropSteps() : fc.sample(arbState, { seed, numRuns: Number(process.argv[3] ?? 12) }).map(oneFamily);
 const text = createTransport('libnftables');
 (text as { bulk?: unknown }).bulk = undefined;
 const bulk = createTransport('libnftables');

@@ -123,6 +123,24 @@ labTest('eTP=Cluster: every external flow is masqueraded, also to a local backen
   }
 });
 
+labTest('eTP=Local: the node\'s own flows to its NodePort are masqueraded and reach the cluster-wide endpoints (kube-proxy)', async (t) => {
+  // syncProxyRules (pkg/proxy/nftables/proxier.go), an eTP=Local Service's external chain:
+  // "fib saddr type local jump mark-for-masquerade" (masquerade local traffic), then "fib saddr type
+  // local goto <cluster chain>" (short-circuit local traffic)
+  const [node1, node2] = lab.nodes as [LabNode, LabNode];
+  const seen = new Map<string, string>();
+  for (let i = 0; i < 30 && seen.size < 2; i++) {
+    const a = await lab.curl(node1.ns, `http://${node1.ip4}:${PORTS.nodePortLocal}/client`, { timeoutSec: 3 });
+    seen.set(a.split(' ')[0]!, a);
+  }
+  t.deepEqual([...seen.keys()].sort(), ['pod-a', 'pod-b'], `from node1 itself: ${[...seen.values()]}`);
+  // masqueraded: the pod sees node1's address toward it (its gateway), not the node address the flow left from
+  for (const [p, a] of seen) t.is(a.split(' ')[1]?.replace(/^::ffff:/, ''), '10.244.1.1', `${p} sees node1's address toward it: ${a}`);
+  // node2 has no local endpoint: an external client is dropped there, the node itself is served
+  const a = await lab.curl(node2.ns, `http://${node2.ip4}:${PORTS.nodePortLocal}/client`, { timeoutSec: 3 });
+  t.regex(a, new RegExp(`^pod-[ab] (::ffff:)?${node2.ip4.replace(/\./g, '\\.')} \\d+$`), `from node2 itself: ${a}`);
+});
+
 labTest('local detector (ClusterCIDR, node1): an off-cluster client of a ClusterIP is masqueraded, pods keep their source', async (t) => {
   // syncProxyRules: without masqueradeAll, a service chain marks for masquerade the flows
   // localDetector.IfNotLocalNFT() matches (ip saddr != clusterCIDR); the pods' own flows keep their source

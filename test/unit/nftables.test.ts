@@ -13,7 +13,7 @@ import type { Plan } from '../../src/plan/types.js';
 import type { NodeState } from '../../src/model/compiled.js';
 import { NftablesDataplane } from '../../src/dataplane/nftables/dataplane.js';
 import type { NftTransport } from '../../src/dataplane/nftables/native.js';
-import { feRec, masqSet, membersOf, nextOrder, NftModel, offClusterSet, servicesMap, skeleton, type SkeletonOptions } from '../../src/dataplane/nftables/ruleset.js';
+import { feRec, fromHostSet, masqSet, membersOf, nextOrder, NftModel, offClusterSet, servicesMap, skeleton, type SkeletonOptions } from '../../src/dataplane/nftables/ruleset.js';
 import { arbState, be, fe } from './plan-helpers.js';
 
 const T = 'kbp-test';
@@ -144,6 +144,7 @@ function simTransport(sim: NftSim): NftTransport {
     kind: 'libnftables',
     async run(commands: string, opts: { json?: boolean } = {}): Promise<string> {
       if (opts.json) {
+        if (commands === 'list tables inet\n') return JSON.stringify({ nftables: sim.exists ? [{ table: { family: 'inet', name: T } }] : [] });
         if (!sim.exists) throw new Error('No such file or directory');
         const gen = sim.elements.get('generation');
         if (/^list set /.test(commands)) {
@@ -179,7 +180,7 @@ function checkTable(t: import('ava').ExecutionContext, sim: NftSim, plan: Plan):
   for (const f of plan.frontends.values()) {
     const r = feRec(plan, f, undefined);
     if (!r.masq) continue;
-    const name = r.masq === 'all' ? masqSet(r.d) : offClusterSet(r.d);
+    const name = r.masq === 'all' ? masqSet(r.d) : r.masq === 'offCluster' ? offClusterSet(r.d) : fromHostSet(r.d);
     if (!want.has(name)) want.set(name, new Set());
     want.get(name)!.add(r.tuple);
   }
@@ -355,6 +356,61 @@ test('masquerade as kube-proxy: masqueradeAll and the local detector on clusterI
   // no exemption of local backends: the marked flow is masqueraded whatever backend it goes to
   const post = sim.objects.get('masquerading')!.rules;
   t.false(post.some((r) => /local-backends/.test(r)), post.join('\n'));
+});
+
+test('eTP=Local: flows from the node itself to an external address are masqueraded (kube-proxy), pods\' and others\' are not', async (t) => {
+  // pkg/proxy/nftables/proxier.go syncProxyRules, an eTP=Local Service's external chain: pod traffic
+  // short-circuits to the cluster chain unmarked; "fib saddr type local jump mark-for-masquerade"
+  // ("masquerade local traffic": the node's own flows, whose source may be the LB IP itself), then
+  // "fib saddr type local goto <cluster chain>". Ours: the eTP=Local short-circuit frontend (internal
+  // scope on an external address) is where host traffic lands (nat-output goes to the internal chain)
+  const st = tmpState();
+  t.teardown(st.done);
+  const sim = new NftSim();
+  const dp = await newDataplane(sim, st.path);
+  const local = be('10.244.1.2', 80, false, true), remote = be('10.244.2.2', 80, false, false);
+  const p = buildPlan({ frontends: [
+    fe('10.96.0.3', 80, [local, remote]),
+    // eTP=Local LB IP and NodePorts: the external frontend keeps the source (local endpoints only),
+    // the internal one (cluster-wide endpoints) serves pods and the node
+    fe('192.168.60.5', 80, [local], { type: 'LoadBalancer', scope: 'external' }),
+    fe('192.168.60.5', 80, [local, remote], { type: 'LoadBalancer', scope: 'internal' }),
+    fe('192.168.50.11', 30090, [local], { type: 'NodePort', scope: 'external' }),
+    fe('192.168.50.11', 30090, [local, remote], { type: 'NodePort', scope: 'internal' }),
+    fe('0.0.0.0', 30091, [local], { type: 'NodePort', scope: 'external' }),
+    fe('0.0.0.0', 30091, [local, remote], { type: 'NodePort', scope: 'internal' }),
+    fe('fd00:10:96::60:5', 80, [local], { type: 'LoadBalancer', scope: 'external' }),
+    fe('fd00:10:96::60:5', 80, [local, remote], { type: 'LoadBalancer', scope: 'internal' }),
+  ] }, undefined, { seed: 1 });
+  await dp.apply(diffPlans(undefined, p), p);
+  checkTable(t, sim, p);
+  // the rules that mark only flows whose source is a local address, and the sets they read
+  const fromHost = new Map<string, string[]>();
+  for (const [name, o] of sim.objects) {
+    for (const r of o.rules) {
+      const m = /@(\S+) fib saddr type local meta mark set meta mark \| 0x4b500000$/.exec(r);
+      if (m) fromHost.set(m[1]!, [...(fromHost.get(m[1]!) ?? []), name]);
+    }
+  }
+  const marked = [...fromHost.keys()].flatMap((s) => [...(sim.elements.get(s)?.keys() ?? [])].map((e) => `${s}: ${e}`)).sort();
+  t.deepEqual(marked, [
+    'masq-fromhost-int4: 192.168.50.11 . tcp . 30090',
+    'masq-fromhost-int4: 192.168.60.5 . tcp . 80',
+    'masq-fromhost-int4np: tcp . 30091',
+    'masq-fromhost-int6: fd00:10:96::60:5 . tcp . 80',
+  ]);
+  // the node's own flows reach those rules: nat-output goes to the internal chain, which looks the
+  // sets up before its dispatch maps
+  t.is(sim.objects.get('nat-output')!.rules.at(-1), 'goto internal');
+  t.true(fromHost.get('masq-fromhost-int4')!.includes('internal'));
+  t.true(fromHost.get('masq-fromhost-int4np')!.includes('nodeports-internal'));
+  // nothing else marks them: not masq-<D> (every flow) nor the external scope
+  for (const s of ['masq-int4', 'masq-ext4', 'masq-ext4np', 'masq-int4np', 'masq-int6']) t.is(sim.elements.get(s)?.size ?? 0, 0, s);
+  // the mark goes away with the frontend
+  const p2 = buildPlan({ frontends: [fe('10.96.0.3', 80, [local, remote])] }, p, { seed: 1 });
+  await dp.apply(diffPlans(p, p2), p2);
+  checkTable(t, sim, p2);
+  for (const s of fromHost.keys()) t.is(sim.elements.get(s)!.size, 0, s);
 });
 
 test('the local detector: each mode\'s "not from the cluster\'s pods" match marks offCluster frontends; none without one', (t) => {

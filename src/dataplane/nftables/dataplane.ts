@@ -15,7 +15,7 @@ import { systemBinary } from '../../util/exec.js';
 import { KbpError } from '../../util/errors.js';
 import { createTransport, flushStaleUdp, type NftTransport } from './native.js';
 import { staleUdpRules } from './conntrack.js';
-import { elementTypes, NftModel, type ElementType } from './ruleset.js';
+import { elementLines, elementTypes, NftModel, type ElementType } from './ruleset.js';
 import { externalDevicesCommands, HELPER_SETS, NFT_TABLE, type LocalDetector } from './helpers.js';
 import { loadState, nftStatePath, removeState, saveState, type SavedState } from './state.js';
 
@@ -36,7 +36,10 @@ export interface NftablesDataplaneOptions {
   syncSaveMax?: number;
   /** how long such a save waits, coalescing the syncs in between (default 1000 ms) */
   saveDelayMs?: number;
-  /** syncs with at least this many element changes send them in bulk, when the transport can (default 1000) */
+  /**
+   * syncs with at least this many element changes send them in bulk, when the transport can (default
+   * 1000); a sync of element changes only (no object created or deleted) always does
+   */
   bulkMinElements?: number;
   /** delete UDP conntrack entries to removed backends after each sync (default: when `transport` is not given, i.e. not in tests) */
   udpConntrackCleanup?: boolean;
@@ -67,13 +70,16 @@ export async function readGeneration(t: NftTransport, table: string): Promise<nu
   return Number.isFinite(v) ? v : undefined;
 }
 
+/** Whether the table exists: the names of the inet tables only (listing the table would dump its every element). */
 export async function tableExists(t: NftTransport, table: string): Promise<boolean> {
+  let out: string;
   try {
-    await t.run(`list table inet ${table}\n`, { json: true });
-    return true;
+    out = await t.run('list tables inet\n', { json: true });
   } catch {
     return false;
   }
+  const j = JSON.parse(out || '{}') as { nftables?: Array<{ table?: { name?: string } }> };
+  return (j.nftables ?? []).some((x) => x.table?.name === table);
 }
 
 /** The plan the table holds, from the state file, when the file describes the table's generation. */
@@ -192,7 +198,8 @@ export class NftablesDataplane implements Dataplane {
     const touched = new Set<string>();
     const backendIds = new Set<number>();
     let nextById: Map<number, string> | undefined;
-    for (const op of ops) {
+    // a fresh table takes the whole plan: which frontends the ops name does not matter
+    if (!this.#model.fresh) for (const op of ops) {
       switch (op.op) {
         case 'upsertFrontend': case 'deleteFrontend': touched.add(frontendKey(op.frontend)); break;
         case 'upsertSlots': case 'deleteSlots': case 'upsertRevNat': case 'deleteRevNat': case 'setSourceRanges': {
@@ -215,7 +222,10 @@ export class NftablesDataplane implements Dataplane {
     const devs = this.#devicesWanted.join(',');
     const devCmds = wasFresh || devs !== this.#devicesInTable ? externalDevicesCommands(this.table, this.#devicesWanted) : '';
     const bulk = this.transport.bulk;
-    if (bulk && tx.elements >= (this.#opts.bulkMinElements ?? 1000) && !(wasFresh && this.#tableInPlace)) {
+    // element changes only (most syncs of one change): one bulk batch, no libnftables context (its
+    // creation, parse and cache fetch were most of a one-change sync's CPU)
+    const elementsOnly = !tx.structure && !tx.cleanup && !devCmds;
+    if (bulk && (tx.elements >= (this.#opts.bulkMinElements ?? 1000) || elementsOnly) && !(wasFresh && this.#tableInPlace)) {
       // many elements (a full sync): three steps, one switch: new objects (referenced by nothing
       // yet), then every element change in one transaction without libnftables' parser, then the
       // objects nothing references any more. A small sync goes in one buffer through libnftables
@@ -226,7 +236,9 @@ export class NftablesDataplane implements Dataplane {
       await bulk(this.table, tx.groups.map((g) => {
         const t = types.get(g.set);
         if (!t) throw new Error(`nftables: no declaration for set ${g.set}`);
-        return { del: g.del, set: g.set, ...t, elems: g.elems.join('\n') };
+        // an addon built before BulkGroup.values: one "key : value" line per element
+        if (g.values !== undefined && !this.transport.splitValues) return { del: g.del, set: g.set, ...t, elems: elementLines(g).join('\n') };
+        return { del: g.del, set: g.set, ...t, elems: g.elems, ...(g.values !== undefined && { values: g.values }) };
       }));
       commit();
       if (tx.cleanup) {
@@ -240,7 +252,7 @@ export class NftablesDataplane implements Dataplane {
     }
     this.#tableInPlace = false;
     this.#devicesInTable = devs;
-    for (const k of touched) {
+    if (!wasFresh) for (const k of touched) {
       const f = next.frontends.get(k);
       if (f) this.#keyById.set(f.id, k);
     }
@@ -254,7 +266,7 @@ export class NftablesDataplane implements Dataplane {
     this.#plan = next;
     this.#log.debug({ elements: tx.elements, generation: this.#model.gen }, 'nftables transaction committed');
     // after the table changed: a flow deleted now is re-balanced by the new table
-    const stale = staleUdpRules(prev, next, touched);
+    const stale = staleUdpRules(prev, next, wasFresh ? undefined : touched);
     if (stale.length && (this.#opts.udpConntrackCleanup ?? this.#opts.transport === undefined)) {
       try {
         const r = await flushStaleUdp(stale);

@@ -14,6 +14,8 @@ interface NftAddon {
   run(ctx: object, commands: string): Promise<{ rc: number; output: string; error: string }>;
   ctFlushUdp(rules: UdpFlushRule[]): Promise<{ deleted: number; seen: number; error: string }>;
   elements(table: string, groups: BulkGroup[]): Promise<{ error: string } & BulkStats>;
+  /** the addon reads BulkGroup.values (an addon built before it has no such field) */
+  elementsSplitValues?: boolean;
   constants: { NFT_CTX_OUTPUT_JSON: number; NFT_CTX_OUTPUT_HANDLE: number; NFT_CTX_OUTPUT_NUMERIC_ALL: number };
 }
 
@@ -71,6 +73,8 @@ export interface BulkGroup {
   dataType: string;
   interval: boolean;
   elems: string;
+  /** when set: elems holds the keys, this the values, line by line (only where the transport's splitValues) */
+  values?: string;
 }
 
 /** What one bulk transaction cost: messages, bytes, and CPU of its thread encoding and in the kernel. */
@@ -91,6 +95,8 @@ export interface NftTransport {
    * libnftables' parser: ~10x cheaper per element. Absent where the addon is not used.
    */
   bulk?(table: string, groups: BulkGroup[]): Promise<BulkStats>;
+  /** bulk() takes keys and values as two strings (BulkGroup.values) */
+  readonly splitValues?: boolean;
 }
 
 function fail(commands: string, message: string): KbpError {
@@ -104,9 +110,11 @@ class LibTransport implements NftTransport {
   #queue: Promise<unknown> = Promise.resolve();
 
   bulk?: (table: string, groups: BulkGroup[]) => Promise<BulkStats>;
+  readonly splitValues: boolean;
 
   constructor(a: NftAddon) {
     this.#a = a;
+    this.splitValues = a.elementsSplitValues === true;
     if (typeof a.elements === 'function') this.bulk = (table, groups) => this.#enqueue(() => this.#bulk(table, groups));
   }
 

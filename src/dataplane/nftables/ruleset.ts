@@ -18,8 +18,10 @@
 // random choice needs.
 //
 // Masquerade (kube-proxy's mark-for-masquerade): masq-<D> and masq-offcluster-<D> hold the tuples of
-// frontends whose flows are marked always or when the local detector says "not from the pods"; the
-// rules before each services-<D> lookup mark, postrouting's masquerading chain masquerades.
+// frontends whose flows are marked always or when the local detector says "not from the pods", and
+// masq-fromhost-<D> (internal classes) those whose flows from a local source address are (an eTP=Local
+// external address: the node's own flows); the rules before each services-<D> lookup mark,
+// postrouting's masquerading chain masquerades.
 //
 // Affinity (ClientIP): a dynamic set per index, aff-<D>-<j>, of (client . frontend) with the Service's
 // timeout; pick-<D>-<K>-a<T> sends a client found in aff-<D>-<j> (j < K) to asel-<D>-<T>-<j>, which
@@ -41,14 +43,18 @@ export interface DClass {
   fam: Fam;
   /** NodePorts on any local address (0.0.0.0 / ::): keyed by proto . port behind `fib daddr type local` */
   any: boolean;
+  /** dname(), kept on the classes' own objects (classOf) */
+  readonly name?: string;
 }
 
 export function dname(d: DClass): string {
-  return `${d.scope}${d.fam}${d.any ? 'np' : ''}`;
+  return d.name ?? `${d.scope}${d.fam}${d.any ? 'np' : ''}`;
 }
 
 const DCLASSES: DClass[] = [];
-for (const scope of ['int', 'ext'] as const) for (const fam of FAMILIES) for (const any of [false, true]) DCLASSES.push({ scope, fam, any });
+for (const scope of ['int', 'ext'] as const) {
+  for (const fam of FAMILIES) for (const any of [false, true]) DCLASSES.push({ scope, fam, any, name: `${scope}${fam}${any ? 'np' : ''}` });
+}
 
 /** The one DClass object per class (records share it: no object per frontend) and its dispatch map's name. */
 function classOf(scope: ScopeTag, fam: Fam, any: boolean): DClass {
@@ -78,13 +84,17 @@ export interface FeRec {
   /**
    * new flows marked for masquerade (PlanFrontend.masquerade): 'all' every one (masqueradeAll on a
    * clusterIP; an eTP=Cluster external address), 'offCluster' those the local detector does not
-   * place in the cluster's pods
+   * place in the cluster's pods, 'fromHost' those from a local source address (the node itself) to an
+   * eTP=Local Service's external address
    */
-  masq?: 'all' | 'offCluster';
+  masq: 'all' | 'offCluster' | 'fromHost' | undefined;
   ranges: string[];
   /** no backend because a Local policy has none here: drop, not no-endpoints' reject (kube-proxy) */
-  drop?: boolean;
+  drop: boolean;
 }
+
+const NO_RANGES: string[] = [];
+const PROTO: Record<string, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
 
 function isAny(address: string): boolean {
   return address === '0.0.0.0' || address === '::' || address === '::ffff:0.0.0.0';
@@ -96,6 +106,16 @@ function famOf(address: string): Fam {
 
 function plainV4(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/**
+ * The internal frontend of an eTP=Local Service's external address (compile's short-circuit to the
+ * cluster-wide endpoints for pods and the node): kube-proxy's external chain marks the node's own flows
+ * to it for masquerade (syncProxyRules: `fib saddr type local jump mark-for-masquerade`, "masquerade
+ * local traffic": their source may be the LB IP itself, which a remote endpoint cannot answer).
+ */
+function isShortCircuit(f: PlanFrontend): boolean {
+  return f.scope === 'internal' && f.type !== 'ClusterIP';
 }
 
 export function protoText(p: string): string {
@@ -142,8 +162,8 @@ export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] |
   const fam = famOf(f.address);
   const any = isAny(f.address);
   const d = classOf(f.scope === 'internal' ? 'int' : 'ext', fam, any);
-  const addr = plainV4(f.address);
-  const tuple = any ? `${protoText(f.protocol)} . ${f.port}` : `${addr} . ${protoText(f.protocol)} . ${f.port}`;
+  const proto = PROTO[f.protocol] ?? protoText(f.protocol);
+  const tuple = any ? proto + ' . ' + f.port : plainV4(f.address) + ' . ' + proto + ' . ' + f.port;
   const members = membersOf(plan, f);
   const order = oldOrder ? nextOrder(oldOrder, members) : members.slice();
   const targets = new Array<string>(order.length);
@@ -153,18 +173,19 @@ export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] |
     if (t === undefined) {
       const b = backends.get(id);
       if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port} names backend ${id}, which the plan lacks`);
-      t = `${plainV4(b.address)} . ${b.port}`;
+      t = plainV4(b.address) + ' . ' + b.port;
       cache?.set(id, t);
     }
     targets[j] = t;
   }
+  // a plan without the field (a state file of an older agent): snatRemote is eTP=Cluster's 'all'
+  let masq: FeRec['masq'] = f.masquerade ?? (f.snatRemote && d.scope === 'ext' ? 'all' : undefined);
+  if (!masq && isShortCircuit(f)) masq = 'fromHost';
+  // one shape for every record (no optional fields): a full sync makes one per frontend
   return {
     key: key ?? `${f.address}|${f.port}|${f.protocol}|${f.scope}`, d, tuple, order, targets,
-    affinity: f.affinityTimeout,
-    // a plan without the field (a state file of an older agent): snatRemote is eTP=Cluster's 'all'
-    ...((f.masquerade ?? (f.snatRemote && d.scope === 'ext' ? 'all' : undefined)) && { masq: f.masquerade ?? 'all' }),
-    ranges: any ? [] : f.sourceRanges,
-    ...(f.dropNoLocal && order.length === 0 && { drop: true }),
+    affinity: f.affinityTimeout, masq, ranges: any || !f.sourceRanges.length ? NO_RANGES : f.sourceRanges,
+    drop: !!f.dropNoLocal && order.length === 0,
   };
 }
 
@@ -201,6 +222,11 @@ export function servicesMap(d: DClass): string {
 /** frontends whose every new flow is masqueraded */
 export function masqSet(d: DClass): string {
   return `masq-${dname(d)}`;
+}
+
+/** frontends whose new flows from a local source address (the node itself) are masqueraded */
+export function fromHostSet(d: DClass): string {
+  return `masq-fromhost-${dname(d)}`;
 }
 
 /** frontends whose new flows from outside the cluster's pods are masqueraded */
@@ -285,8 +311,22 @@ function servicesMapName(d: DClass): string {
   return n;
 }
 
+/** "goto pick-..." by class and signature (K, T): one string per signature, not per record */
+const VERDICTS = new Map<DClass, Map<number, string>>();
+
+/** A number for (K, T) within a class: T is at most 86,400 s (a day, the API's limit). */
+function sigNum(r: FeRec): number {
+  return r.order.length * 131072 + r.affinity;
+}
+
 function dispatchVerdict(r: FeRec): string {
-  return r.order.length ? `goto ${pickName(r)}` : r.drop ? 'drop' : 'goto no-endpoints';
+  if (!r.order.length) return r.drop ? 'drop' : 'goto no-endpoints';
+  let m = VERDICTS.get(r.d);
+  if (!m) VERDICTS.set(r.d, m = new Map());
+  const n = sigNum(r);
+  let v = m.get(n);
+  if (v === undefined) m.set(n, v = `goto ${pickName(r)}`);
+  return v;
 }
 
 /** Elements only this record owns: set -> key -> value ('' for plain sets). */
@@ -297,7 +337,7 @@ function ownedOf(r: FeRec, out: Array<[set: string, key: string, value: string]>
 
 /** Elements records may share (an internal and an external frontend on one address): refcounted. */
 function sharedOf(r: FeRec, out: Array<[set: string, element: string]>): void {
-  if (r.masq) out.push([r.masq === 'all' ? masqSet(r.d) : offClusterSet(r.d), r.tuple]);
+  if (r.masq) out.push([r.masq === 'all' ? masqSet(r.d) : r.masq === 'offCluster' ? offClusterSet(r.d) : fromHostSet(r.d), r.tuple]);
   out.push(...firewallElements(r.d.fam, r.tuple, r.ranges));
 }
 
@@ -318,6 +358,7 @@ export function skeleton(table: string, opts: SkeletonOptions = {}): string {
     decl.push(`map ${servicesMap(d)} { type ${keyType(d)} : verdict; }`);
     decl.push(`set ${masqSet(d)} { type ${keyType(d)}; }`);
     decl.push(`set ${offClusterSet(d)} { type ${keyType(d)}; }`);
+    if (d.scope === 'int') decl.push(`set ${fromHostSet(d)} { type ${keyType(d)}; }`);
   }
   // own scope first, then the other (an eTP=Cluster NodePort has one, external, frontend that serves
   // pods too); exact addresses before any-address NodePorts, which answer on local addresses only.
@@ -333,6 +374,8 @@ export function skeleton(table: string, opts: SkeletonOptions = {}): string {
         out.push(`${k} @${masqSet(d)} ${markIt}`);
         const notLocal = notLocalMatch(opts.localTraffic, fam);
         if (notLocal) out.push(`${k} @${offClusterSet(d)} ${notLocal} ${markIt}`);
+        // the set first: the fib lookup only for the few flows to such a frontend
+        if (scope === 'int') out.push(`${k} @${fromHostSet(d)} fib saddr type local ${markIt}`);
         out.push(`${k} vmap @${servicesMap(d)}`);
       }
     }
@@ -353,7 +396,22 @@ export function skeleton(table: string, opts: SkeletonOptions = {}): string {
 export interface ElementGroup {
   del: boolean;
   set: string;
-  elems: string[];
+  /**
+   * the elements in nft's syntax, one a line (no trailing newline): one string, built once; with
+   * `values`, the keys only
+   */
+  elems: string;
+  /** the values of a map's elements, line by line with elems' keys (a full sync: no string per element) */
+  values?: string;
+  count: number;
+}
+
+/** "key : value" lines of a group, whichever way it holds them. */
+export function elementLines(g: ElementGroup): string[] {
+  const keys = g.elems.split('\n');
+  if (g.values === undefined) return keys;
+  const vals = g.values.split('\n');
+  return keys.map((k, i) => `${k} : ${vals[i]}`);
 }
 
 export interface Transaction {
@@ -402,13 +460,14 @@ export class NftModel {
   readonly table: string;
   readonly masqMark: number;
   readonly skeletonOpts: SkeletonOptions;
-  readonly recs = new Map<string, FeRec>();
-  readonly #objRefs = new Map<string, { def: ObjDef; n: number }>();
-  readonly #shared = new Map<string, number>();
+  /** (replaced whole by a full sync's commit, never copied) */
+  recs = new Map<string, FeRec>();
+  #objRefs = new Map<string, { def: ObjDef; n: number }>();
+  #shared = new Map<string, number>();
   /** local backend address -> backends at it */
-  readonly #local = new Map<string, number>();
+  #local = new Map<string, number>();
   /** backend id -> local address it counts for */
-  readonly #localOf = new Map<number, string>();
+  #localOf = new Map<number, string>();
   gen = 0;
   /** the table must be (re)created by the next transaction */
   fresh = true;
@@ -449,6 +508,7 @@ export class NftModel {
    * commit() does, once the kernel took the transaction.
    */
   plan(next: Plan, touched?: Iterable<string>, backendIds?: Iterable<number>): { tx: Transaction; commit: () => void } {
+    if (this.fresh) return this.#planFresh(next);
     const keys = new Set<string>(touched ?? [...next.frontends.keys(), ...this.recs.keys()]);
     if (this.fresh) for (const k of next.frontends.keys()) keys.add(k);
     const newRecs = new Map<string, FeRec | undefined>();
@@ -590,7 +650,7 @@ export class NftModel {
     const group = (verb: 'add' | 'delete', m: Map<string, string[]>): void => {
       for (const [s, es] of m) {
         elements += es.length;
-        groups.push({ del: verb === 'delete', set: s, elems: es });
+        groups.push({ del: verb === 'delete', set: s, elems: es.join('\n'), count: es.length });
       }
     };
     group('delete', ownDel);
@@ -641,25 +701,113 @@ export class NftModel {
       }
       this.gen = gen;
     };
-    const text = (x: string[]): string => (x.length ? x.join('\n') + '\n' : '');
-    // the one-buffer form, built when asked for (the bulk path does not): objects first, element
-    // deletes before adds (a changed value is a delete and an add of its key), then objects no
-    // element names, the generation last
-    const script = (): string => {
-      for (const g of groups) {
-        const verb = g.del ? 'delete' : 'add';
-        const out = g.set === HELPER_SETS.generation ? tail2 : body;
-        for (let i = 0; i < g.elems.length; i += 4096) out.push(`${verb} element inet ${T} ${g.set} { ${g.elems.slice(i, i + 4096).join(', ')} }`);
+    return { tx: transaction(T, head, groups, tail, elements), commit };
+  }
+
+  /**
+   * A full sync into a fresh table: every record is new, so there is nothing to compare. One pass
+   * over the plan's frontends writes each element's text straight onto its map's string (no
+   * per-element array or object), counts signatures and shared elements, and builds the records.
+   */
+  #planFresh(next: Plan): { tx: Transaction; commit: () => void } {
+    const recs = new Map<string, FeRec>();
+    const cache: TargetCache = new Map();
+    const sigs = new Map<DClass, Map<number, { r: FeRec; n: number }>>();
+    const shared = new Map<string, number>();
+    /** per class: the keys and values of its services map and of each backends-<D>-<j> */
+    const acc = new Map<DClass, { sk: string[]; sv: string[]; bk: string[][]; bv: string[][] }>();
+    const sa: Array<[string, string]> = [];
+    for (const [k, f] of next.frontends) {
+      const r = feRec(next, f, undefined, next.backends, k, cache);
+      recs.set(k, r);
+      const K = r.order.length;
+      if (K) {
+        let m = sigs.get(r.d);
+        if (!m) sigs.set(r.d, m = new Map());
+        const e = m.get(sigNum(r));
+        if (e) e.n++;
+        else m.set(sigNum(r), { r, n: 1 });
       }
-      return text([...head, ...body, ...tail, ...tail2]);
+      let a = acc.get(r.d);
+      if (!a) acc.set(r.d, a = { sk: [], sv: [], bk: [], bv: [] });
+      a.sk.push(r.tuple);
+      a.sv.push(dispatchVerdict(r));
+      const { bk, bv } = a;
+      for (let j = 0; j < K; j++) {
+        if (j >= bk.length) {
+          bk.push([]);
+          bv.push([]);
+        }
+        bk[j]!.push(r.tuple);
+        bv[j]!.push(r.targets[j]!);
+      }
+      if (r.masq || r.ranges.length) {
+        sa.length = 0;
+        sharedOf(r, sa);
+        for (const [set, el] of sa) {
+          const key = set + '\0' + el;
+          shared.set(key, (shared.get(key) ?? 0) + 1);
+        }
+      }
+    }
+    const objs = new Map<string, { def: ObjDef; n: number }>();
+    for (const m of sigs.values()) {
+      for (const { r, n } of m.values()) {
+        for (const name of objectsBySig(signature(r), r)) {
+          const e = objs.get(name);
+          if (e) e.n += n;
+          else objs.set(name, { def: objectDef(name), n });
+        }
+      }
+    }
+    const local = new Map<string, number>(), localOf = new Map<number, string>();
+    for (const [id, b] of next.backends) {
+      if (!b.local) continue;
+      const addr = plainV4(b.address);
+      localOf.set(id, addr);
+      local.set(addr, (local.get(addr) ?? 0) + 1);
+    }
+
+    const T = this.table;
+    const head = [`add table inet ${T}`, `delete table inet ${T}`, this.skeleton().trimEnd()];
+    const creates = [...objs.values()].map((o) => o.def).sort((a, b) => a.level - b.level);
+    if (creates.length) head.push(`table inet ${T} {\n${creates.map((o) => `  ${o.create}\n`).join('')}}`);
+    const groups: ElementGroup[] = [];
+    let elements = 0;
+    const add = (set: string, keys: string[], values?: string[]): void => {
+      if (!keys.length) return;
+      groups.push({ del: false, set, elems: keys.join('\n'), ...(values && { values: values.join('\n') }), count: keys.length });
+      elements += keys.length;
     };
-    const tail2: string[] = [];
-    let memo: string | undefined;
-    const tx: Transaction = {
-      get script() { return (memo ??= script()); },
-      elements, structure: text(head), groups, cleanup: text(tail),
+    for (const [d, a] of acc) {
+      add(servicesMapName(d), a.sk, a.sv);
+      for (let j = 0; j < a.bk.length; j++) add(backendsMapName(d, j), a.bk[j]!, a.bv[j]!);
+    }
+    const bySet = new Map<string, string[]>();
+    const push = (set: string, el: string): void => {
+      let l = bySet.get(set);
+      if (!l) bySet.set(set, l = []);
+      l.push(el);
     };
-    return { tx, commit };
+    for (const key of shared.keys()) {
+      const z = key.indexOf('\0');
+      push(key.slice(0, z), key.slice(z + 1));
+    }
+    for (const addr of local.keys()) push(addr.includes(':') ? HAIRPIN6 : HAIRPIN4, `${addr} . ${addr}`);
+    for (const [set, l] of bySet) add(set, l);
+    const gen = this.gen + 1;
+    groups.push({ del: false, set: HELPER_SETS.generation, elems: String(gen), count: 1 });
+
+    const commit = (): void => {
+      this.recs = recs;
+      this.#objRefs = objs;
+      this.#shared = shared;
+      this.#local = local;
+      this.#localOf = localOf;
+      this.fresh = false;
+      this.gen = gen;
+    };
+    return { tx: transaction(T, head, groups, [], elements), commit };
   }
 
   /** Index order per frontend key (kept in the state file: a restart must rebuild the same model). */
@@ -692,6 +840,37 @@ export class NftModel {
     for (const [k, r] of saved) this.recs.set(k, r);
     this.gen = gen;
   }
+}
+
+function text(x: string[]): string {
+  return x.length ? x.join('\n') + '\n' : '';
+}
+
+/**
+ * A transaction from its parts. The one-buffer form is built when asked for (the bulk path does
+ * not): objects first, element deletes before adds (a changed value is a delete and an add of its
+ * key), then objects no element names, the generation last.
+ */
+function transaction(T: string, head: string[], groups: ElementGroup[], tail: string[], elements: number): Transaction {
+  let memo: string | undefined;
+  const script = (): string => {
+    const body: string[] = [], last: string[] = [];
+    for (const g of groups) {
+      const verb = g.del ? 'delete' : 'add';
+      const out = g.set === HELPER_SETS.generation ? last : body;
+      if (g.count <= 4096 && g.values === undefined) {
+        out.push(`${verb} element inet ${T} ${g.set} { ${g.elems.replaceAll('\n', ', ')} }`);
+        continue;
+      }
+      const es = elementLines(g);
+      for (let i = 0; i < es.length; i += 4096) out.push(`${verb} element inet ${T} ${g.set} { ${es.slice(i, i + 4096).join(', ')} }`);
+    }
+    return text([...head, ...body, ...tail, ...last]);
+  };
+  return {
+    get script() { return (memo ??= script()); },
+    elements, structure: text(head), groups, cleanup: text(tail),
+  };
 }
 
 function sameMembers(a: readonly number[], b: readonly number[]): boolean {
