@@ -38,6 +38,7 @@ async function ours(n: number): Promise<{ fullMs: number; changeMs: number[] }> 
     let t0 = performance.now();
     await dp.apply(diffPlans(undefined, plan), plan);
     const fullMs = ms(t0);
+    console.log(`# N=${n} full sync steps ${JSON.stringify(dp.lastWriteSteps)}`);
     const changeMs: number[] = [];
     let prev = plan;
     for (let i = 0; i < CHANGES; i++) {
@@ -49,6 +50,7 @@ async function ours(n: number): Promise<{ fullMs: number; changeMs: number[] }> 
       t0 = performance.now();
       await dp.apply(ops, next);
       changeMs.push(ms(t0));
+      console.log(`# N=${n} change ${i} ${changeMs.at(-1)} ms: ${JSON.stringify(dp.lastWriteSteps)}`);
       prev = next;
     }
     return { fullMs, changeMs };
