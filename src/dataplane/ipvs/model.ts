@@ -183,11 +183,12 @@ export class DesiredIndex {
   readonly #parts = new Map<string, FrontendPart>();
   /** vsKey -> frontend keys asking for it, in the order they came */
   readonly #vsOwners = new Map<string, string[]>();
-  readonly #elemRefs = new Map<string, number>();
+  /** set -> element -> how many parts have it */
+  readonly #elemRefs = new Map<string, Map<string, number>>();
   readonly #vipRefs = new Map<string, number>();
   /** what replace() may have changed since the last take() */
   #dirtyVs = new Set<string>();
-  #dirtyElems = new Set<string>();
+  #dirtyElems = new Map<string, Set<string>>();
   #dirtyVips = new Set<string>();
 
   get size(): number {
@@ -207,7 +208,7 @@ export class DesiredIndex {
         }
         this.#dirtyVs.add(p.key);
       }
-      for (const [set, e] of old.elements) this.#ref(this.#elemRefs, `${set}\n${e}`, -1, this.#dirtyElems);
+      for (const [set, e] of old.elements) this.#refElem(set, e, -1);
       for (const a of old.vips) this.#ref(this.#vipRefs, a, -1, this.#dirtyVips);
       this.#parts.delete(key);
     }
@@ -219,8 +220,16 @@ export class DesiredIndex {
       else if (!owners.includes(key)) owners.push(key);
       this.#dirtyVs.add(p.key);
     }
-    for (const [set, e] of part.elements) this.#ref(this.#elemRefs, `${set}\n${e}`, 1, this.#dirtyElems);
+    for (const [set, e] of part.elements) this.#refElem(set, e, 1);
     for (const a of part.vips) this.#ref(this.#vipRefs, a, 1, this.#dirtyVips);
+  }
+
+  #refElem(set: string, e: string, by: number): void {
+    let m = this.#elemRefs.get(set);
+    if (!m) this.#elemRefs.set(set, m = new Map());
+    let d = this.#dirtyElems.get(set);
+    if (!d) this.#dirtyElems.set(set, d = new Set());
+    this.#ref(m, e, by, d);
   }
 
   #ref(m: Map<string, number>, k: string, by: number, dirty: Set<string>): void {
@@ -252,32 +261,24 @@ export class DesiredIndex {
   /** Every wanted element, by set (a copy: the caller keeps it as what the table holds). */
   elements(): Elements {
     const out = emptyElements();
-    for (const k of this.#elemRefs.keys()) {
-      const [set, e] = splitElem(k);
-      let s = out.get(set);
-      if (!s) out.set(set, s = new Set());
-      s.add(e);
-    }
+    for (const [set, m] of this.#elemRefs) if (m.size) out.set(set, new Set(m.keys()));
     return out;
   }
 
   hasElement(set: string, e: string): boolean {
-    return this.#elemRefs.has(`${set}\n${e}`);
+    return this.#elemRefs.get(set)?.has(e) ?? false;
   }
 
   /** What replace() may have changed since the last call, and forgets it. */
   take(): { services: Set<string>; elements: Array<[string, string]>; vips: Set<string> } {
-    const out = { services: this.#dirtyVs, elements: [...this.#dirtyElems].map(splitElem), vips: this.#dirtyVips };
+    const elements: Array<[string, string]> = [];
+    for (const [set, es] of this.#dirtyElems) for (const e of es) elements.push([set, e]);
+    const out = { services: this.#dirtyVs, elements, vips: this.#dirtyVips };
     this.#dirtyVs = new Set();
-    this.#dirtyElems = new Set();
+    this.#dirtyElems = new Map();
     this.#dirtyVips = new Set();
     return out;
   }
-}
-
-function splitElem(k: string): [string, string] {
-  const i = k.indexOf('\n');
-  return [k.slice(0, i), k.slice(i + 1)];
 }
 
 export { HELPER_SETS };
