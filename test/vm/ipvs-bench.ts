@@ -8,8 +8,9 @@
 //     would run, `ip -batch` binding the VIPs to a dummy device and `ipvsadm -R` of the same virtual
 //     and real servers (ipvsadm writes one netlink request per line, as kube-proxy does per server),
 //     then the same endpoint changes as one `ipvsadm -d` / `-a` each.
-// Sizes from the kernel command line (kbp.bench=1000,10000). Prints one line "BENCH <json>" with every
-// sample, then exits 0 (1 when a run failed). Under emulation (qemu TCG) every time is several times
+// Sizes from the kernel command line (kbp.bench=1000,10000). Prints a line "BENCH <json>" with every
+// sample so far after each phase (the last one counts), then exits 0 (1 when a run failed or the
+// VM's time ran out). Under emulation (qemu TCG) every time is several times
 // the host's; the ratio between the two, measured in the same VM, is what carries over.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -80,7 +81,8 @@ function baseline(n: number): { fullMs: number; changeMs: number[] } {
     const fullMs = ms(t0);
     const changeMs: number[] = [];
     for (let i = 0; i < CHANGES; i++) {
-      const f = state.frontends[(i * 7919) % n]!;
+      // as ours: an even change takes a frontend's first endpoint out, the odd one after it puts it back
+      const f = state.frontends[((i - (i % 2)) * 7919) % n]!;
       const b = f.backends[0]!;
       const vs = `${f.address}:${f.port}`, rs = `${b.address}:${b.port}`;
       t0 = performance.now();
@@ -96,6 +98,16 @@ function baseline(n: number): { fullMs: number; changeMs: number[] } {
 
 const out: Record<string, { ours: number[]; baseline: number[]; changeMs: number[]; baselineChangeMs: number[] }> = {};
 let failed = false;
+/** every sample so far: printed after each phase, so a run the watchdog ends still reports (the last line counts) */
+const report = () => console.log(`BENCH ${JSON.stringify({ endpoints: ENDPOINTS, sizes: out, failed })}`);
+// under the VM's watchdog (kbp.timeout, boot included): stop a minute before it, with what was measured
+const watchdogS = Number(/\bkbp\.timeout=(\d+)/.exec(readFileSync('/proc/cmdline', 'utf8'))?.[1] ?? 1800);
+setTimeout(() => {
+  failed = true;
+  console.log(`# ipvs bench: stopped before the VM's watchdog (${watchdogS} s)`);
+  report();
+  process.exit(1);
+}, Math.max(60, watchdogS - 90) * 1000).unref();
 try {
   for (const n of sizes) {
     const r = { ours: [] as number[], baseline: [] as number[], changeMs: [] as number[], baselineChangeMs: [] as number[] };
@@ -105,6 +117,7 @@ try {
       const a = await ours(n);
       r.ours.push(a.fullMs);
       r.changeMs.push(...a.changeMs);
+      report();
       const b = baseline(n);
       r.baseline.push(b.fullMs);
       r.baselineChangeMs.push(...b.changeMs);
@@ -115,5 +128,5 @@ try {
   failed = true;
   console.log(`# ipvs bench failed: ${(e as Error).stack}`);
 }
-console.log(`BENCH ${JSON.stringify({ endpoints: ENDPOINTS, sizes: out, failed })}`);
+report();
 process.exit(failed ? 1 : 0);
