@@ -120,7 +120,7 @@ function nodeAddresses(): ModelOptions['nodeAddresses'] {
 function fakes() {
   const ipvs = new FakeIpvs(), host = new FakeHost(), nft = new FakeNft();
   const dir = mkdtempSync(join(tmpdir(), 'kbp-ipvs-unit-'));
-  const dp = new IpvsDataplane({ pinRoot: join(dir, 'pins'), devices: [], nodeAddresses: () => ['192.168.1.1'], transport: nft, host, openIpvs: async () => ipvs, drainMs: 60_000, resyncEvery: 1000 });
+  const dp = new IpvsDataplane({ pinRoot: join(dir, 'pins'), statePath: join(dir, 'ipvs.json'), devices: [], nodeAddresses: () => ['192.168.1.1'], transport: nft, host, openIpvs: async () => ipvs, drainMs: 60_000, resyncEvery: 1000 });
   return { ipvs, host, nft, dp, dir };
 }
 

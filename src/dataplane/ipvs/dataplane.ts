@@ -37,6 +37,8 @@ import { frontendKey, type PlanFrontend } from '../../plan/types.js';
 export interface IpvsDataplaneOptions {
   /** the agent's pin root: names the state file, so several agents (lab nodes) are told apart */
   pinRoot: string;
+  /** the state file (default: under /run/kube-bpf-proxy, named after pinRoot) */
+  statePath?: string;
   scheduler?: string;
   /** external devices by name; default: the devices that hold one of nodeAddresses() */
   devices?: string[];
@@ -158,7 +160,7 @@ export class IpvsDataplane implements Dataplane {
     }
     this.#dummy = o.dummy ?? DUMMY_DEVICE;
     this.#table = o.table ?? IPVS_NFT_TABLE;
-    this.#statePath = ipvsStatePath(o.pinRoot);
+    this.#statePath = o.statePath ?? ipvsStatePath(o.pinRoot);
     this.#state = new IpvsStateFile(this.#statePath);
     this.#t = o.transport;
     this.#host = o.host ?? realHost;
