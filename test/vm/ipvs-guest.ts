@@ -7,7 +7,7 @@
 //   - ClusterIP balances over both pods, from a pod; NodePort balances from the external client;
 //   - ClientIP affinity keeps one pod;
 //   - a removed TCP backend drains (weight 0 while a connection is open) and gets no new connection,
-//     and is deleted once that connection ends (bounded by --ipvs-drain-timeout);
+//     and is deleted once that connection ends (bounded by --ipvs-drain-timeout, 10 s here);
 //   - a removed UDP backend: the same flow (one source port) moves to the other pod at once;
 //   - a dual-stack ClusterIP over IPv6, an LB IP's loadBalancerSourceRanges (allowed and dropped
 //     sources), eTP=Local with the client's address preserved, eTP=Cluster masqueraded to an
@@ -38,6 +38,14 @@ const DUAL_IP = '10.96.0.16', DUAL_IP6 = 'fd00:96::16', SCTP_IP = '10.96.0.17', 
 const LB_IP = '192.168.80.10', LB_NODE_PORT = 30082, EXT_IP_DENIED = '192.168.77.3';
 const MASQ_IP = '10.96.0.19', MASQ_NODE_PORT = 30083, REMOTE_POD = { name: 'pod-r', ip: '10.244.2.3' };
 
+
+/**
+ * --ipvs-drain-timeout: the drain check's wait. A connection that ended still counts in IPVS as
+ * inactive (TIME_WAIT, 2 minutes), so a drained server goes at this bound, as in kube-proxy
+ * (deleteRsFunc waits for ActiveConn + InactiveConn == 0); short, but longer than the check needs
+ * to see the server kept while its connection is open (a few housekeeping ticks of 1 s)
+ */
+const DRAIN_S = 10;
 
 const log = (s: string) => console.log(`# [${uptime().toFixed(0)}s] ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -173,7 +181,7 @@ async function cli(args: string[]): Promise<{ code: number | string; stdout: str
 function startAgent(mode: string, env: Record<string, string> = {}): LabProcess {
   const args = [AGENT, 'run', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '--mode', mode, '--bpffs', PIN,
     '--devices', 'ext0', '--healthz-bind-address', '', '--metrics-bind-address', '', '--housekeeping-interval', '1s',
-    '--min-sync-period', '100ms', '--ipvs-drain-timeout', '20s'];
+    '--min-sync-period', '100ms', '--ipvs-drain-timeout', `${DRAIN_S}s`];
   const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   return lab.spawn(node, envArgs.length ? 'env' : process.execPath, envArgs.length ? [...envArgs, process.execPath, ...args] : args, { what: `agent --mode ${mode}` });
 }
@@ -248,17 +256,25 @@ async function setup(): Promise<void> {
   // a second external source, outside the LB Service's loadBalancerSourceRanges
   await lab.addAddress(ext, 'eth0', `${EXT_IP_DENIED}/24`);
   await lab.addRoute(ext, 'default', { via: NODE_IP, dev: 'eth0' });
+  // the servers start side by side (a node process takes seconds to start under emulation) and are
+  // waited for together; lab.startPodServer waits 10 s for "ready": too short here
+  // (each waiter listens from the spawn on: waitForLine sees only output that comes after it)
+  const servers: Array<Promise<void>> = [];
+  const ready = (p: LabProcess) => {
+    const w = waitForLine(p, 'ready', 120_000);
+    w.catch(() => undefined); // awaited below; a setup step failing first must not leave it unhandled
+    servers.push(w);
+  };
   for (const [i, p] of PODS.entries()) {
     const pod = await lab.addPod({ node, name: p.name, hostIf: `pod${i}`, addresses: [p.ip, p.ip6] });
-    // lab.startPodServer waits 10 s for "ready": too short for node's start under emulation
-    const srv = lab.spawn(pod.ns, process.execPath, [POD_SERVER, '--name', p.name, '--http', '8080', '--udp', '5353'], { what: `pod-server ${p.name}` });
-    await waitForLine(srv, 'ready', 120_000);
+    ready(lab.spawn(pod.ns, process.execPath, [POD_SERVER, '--name', p.name, '--http', '8080', '--udp', '5353'], { what: `pod-server ${p.name}` }));
     // SCTP: real sockets (the sctp module is in the initramfs), one association per answer
     lab.spawn(pod.ns, 'socat', [`SCTP-LISTEN:${SCTP_PORT},fork,reuseaddr`, `SYSTEM:echo ${p.name}`], { what: `sctp server ${p.name}` });
   }
   // the endpoint "on another node": routed from the node like a pod, but not local in the slice
   const remote = await lab.addPod({ node, name: REMOTE_POD.name, hostIf: 'podr', addresses: [REMOTE_POD.ip] });
-  await waitForLine(lab.spawn(remote.ns, process.execPath, [POD_SERVER, '--name', REMOTE_POD.name, '--http', '8080'], { what: 'pod-server remote' }), 'ready', 120_000);
+  ready(lab.spawn(remote.ns, process.execPath, [POD_SERVER, '--name', REMOTE_POD.name, '--http', '8080'], { what: 'pod-server remote' }));
+  await Promise.all(servers);
   await lab.addPod({ node, name: 'client', hostIf: 'podc', addresses: ['10.244.1.9', 'fd00:10:244:1::9'] }).then((p) => { client = p.ns; });
   extraManifests(dir);
   manifests(dir, PODS.map((p) => p.ip), PODS.map((p) => p.ip));
@@ -309,8 +325,11 @@ async function main(): Promise<void> {
     return tally(r);
   });
   await check('dump -o json equals compile -o json', async () => {
-    const d = await cli(['dump', '--mode', 'ipvs', '--bpffs', PIN, '-o', 'json']);
-    const c = await cli(['compile', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '-o', 'json']);
+    // side by side: each is a node process that takes seconds to start under emulation
+    const [d, c] = await Promise.all([
+      cli(['dump', '--mode', 'ipvs', '--bpffs', PIN, '-o', 'json']),
+      cli(['compile', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '-o', 'json']),
+    ]);
     expect(d.code === 0 && c.code === 0, `dump ${d.code} ${d.stderr} / compile ${c.code} ${c.stderr}`);
     expect(d.stdout === c.stdout, `dump:\n${d.stdout}\ncompile:\n${c.stdout}`);
   });
@@ -415,16 +434,16 @@ s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM'
       return rs.includes(`${heldIp}:8080 0`) ? rs : undefined;
     });
     const drainedAt = Date.now();
+    // kept while its connection is open: two housekeeping ticks (1 s each) find it draining and
+    // leave it, unless the bound itself has passed meanwhile (a loaded host), where deleting it is right
+    await sleep(2500);
+    const boundPassed = Date.now() - drainedAt > (DRAIN_S - 2) * 1000;
+    expect(boundPassed || realServers(await table(), `${CIP}:80`).includes(`${heldIp}:8080 0`), 'deleted while its connection was still open');
     const r = await http(client, CIP, 80, 12);
     expect(r.every((x) => x === keep.name), `new connections reached the draining pod: ${tally(r)}`);
-    await sleep(3000);
-    // still there while the connection is open, unless the 20 s bound itself has passed meanwhile (a
-    // loaded host: 12 requests took over 20 s once at load 50), where deleting it is right
-    const boundPassed = Date.now() - drainedAt > 15_000;
-    expect(boundPassed || realServers(await table(), `${CIP}:80`).includes(`${heldIp}:8080 0`), 'deleted while its connection was still open');
     holder.child.kill('SIGTERM');
     await holder.exited;
-    await until('the drained backend is deleted (connection ended or the 20 s bound)', 60_000, async () => {
+    await until(`the drained backend is deleted (connection ended or the ${DRAIN_S} s bound)`, 60_000, async () => {
       const rs = realServers(await table(), `${CIP}:80`);
       return rs.length === 1 && rs[0] === `${keep.ip}:8080 1` ? true : undefined;
     });

@@ -21,21 +21,24 @@ import { KbpError } from '../../util/errors.js';
 import { canonicalIp } from '../../util/ip.js';
 import { networkInterfaces } from 'node:os';
 import { createTransport, type NftTransport } from '../nftables/native.js';
-import { linkAddresses, tableExists, removeTable } from '../nftables/dataplane.js';
+import { linkAddresses, removeTable, tableExists } from '../nftables/dataplane.js';
 import { externalDevicesCommands, type Fam } from '../nftables/helpers.js';
 import { IPVS_SCHEDULERS, IpvsClient, ipvsOps, vsKey, type IpvsOp, type RealServer, type VirtualServer } from './ipvs.js';
-import { desiredState, isOurVirtualServer, rsKey, type Desired } from './model.js';
+import { DesiredIndex, desiredState, frontendPart, isOurVirtualServer, rsKey, tupleKey, type Desired } from './model.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { elementDiff, fullTable, IPVS_NFT_TABLE, type Elements } from './nft.js';
 import { applySysctls, dummyAddresses, ensureDummy, removeDummy, setDummyAddresses, DUMMY_DEVICE } from './host.js';
 import { staleUdpRules } from '../nftables/conntrack.js';
 import { flushStaleUdp } from '../nftables/native.js';
-import { loadIpvsState, ipvsStatePath, removeIpvsState, saveIpvsState } from './state.js';
+import { IpvsStateFile, loadIpvsState, ipvsStatePath, removeIpvsState } from './state.js';
+import { frontendKey, type PlanFrontend } from '../../plan/types.js';
 
 
 export interface IpvsDataplaneOptions {
   /** the agent's pin root: names the state file, so several agents (lab nodes) are told apart */
   pinRoot: string;
+  /** the state file (default: under /run/kube-bpf-proxy, named after pinRoot) */
+  statePath?: string;
   scheduler?: string;
   /** external devices by name; default: the devices that hold one of nodeAddresses() */
   devices?: string[];
@@ -52,7 +55,31 @@ export interface IpvsDataplaneOptions {
   /** delete conntrack entries of removed UDP real servers (default: when `transport` is not given, i.e. not in tests) */
   udpConntrackCleanup?: boolean;
   log?: Logger;
+  /** IPVS itself (default: IpvsClient over generic netlink; a fake in unit tests) */
+  openIpvs?: () => Promise<IpvsKernel>;
+  /** the dummy device and the sysctls (default: host.ts; a fake in unit tests) */
+  host?: IpvsHost;
 }
+
+/** What the data plane asks of IPVS: IpvsClient's methods. */
+export type IpvsKernel = Pick<IpvsClient, 'listServices' | 'listDests' | 'run' | 'close'>;
+
+/** What the data plane asks of the host: host.ts's functions. */
+export interface IpvsHost {
+  applySysctls(): Array<{ key: string; value: string }>;
+  ensureDummy(name: string): void;
+  removeDummy(name: string): boolean;
+  dummyAddresses(name: string): string[];
+  setDummyAddresses(add: string[], del: string[], name: string): Promise<void>;
+}
+
+const realHost: IpvsHost = {
+  applySysctls: () => applySysctls(),
+  ensureDummy,
+  removeDummy,
+  dummyAddresses,
+  setDummyAddresses,
+};
 
 interface HeldVs {
   vs: VirtualServer;
@@ -91,7 +118,15 @@ export class IpvsDataplane implements Dataplane {
   readonly #dummy: string;
   readonly #table: string;
   readonly #statePath: string;
-  #c: IpvsClient | undefined;
+  readonly #host: IpvsHost;
+  readonly #openIpvs: () => Promise<IpvsKernel>;
+  #c: IpvsKernel | undefined;
+  /**
+   * Every step that reads or writes the kernel's state runs here, one at a time: a housekeeping
+   * drain or resync that read #held or #plan while a sync's write was under way could write the
+   * plan before it back over the sync's (a removed real server restored).
+   */
+  #queue: Promise<unknown> = Promise.resolve();
   #t: NftTransport | undefined;
   /** what the kernel holds of ours, by vsKey */
   #held = new Map<string, HeldVs>();
@@ -99,14 +134,22 @@ export class IpvsDataplane implements Dataplane {
   #draining = new Map<string, Map<string, number>>();
   #vips = new Set<string>();
   #elements: Elements = new Map();
+  /** the desired state, per frontend, of the last write (undefined: the next write walks every frontend) */
+  #index: DesiredIndex | undefined;
+  /** the node addresses the index was built with (NodePorts on 0.0.0.0 are one virtual server each) */
+  #indexAddrs = '';
+  /** the last write failed or none was made: the next one walks every frontend */
+  #full = true;
+  readonly #state: IpvsStateFile;
   #tableFresh = true;
   #devicesWanted: string[] = [];
   #devicesInTable = '';
   #plan: Plan | undefined;
   #restored: Plan | undefined;
-  #desired: Desired | undefined;
   #ticks = 0;
   #nodeAddrs: Record<Fam, string[]> | undefined;
+  /** milliseconds of each step of the last write (the IPVS bench prints them) */
+  lastWriteSteps: Record<string, number> = {};
 
   constructor(o: IpvsDataplaneOptions) {
     this.#o = o;
@@ -117,23 +160,37 @@ export class IpvsDataplane implements Dataplane {
     }
     this.#dummy = o.dummy ?? DUMMY_DEVICE;
     this.#table = o.table ?? IPVS_NFT_TABLE;
-    this.#statePath = ipvsStatePath(o.pinRoot);
+    this.#statePath = o.statePath ?? ipvsStatePath(o.pinRoot);
+    this.#state = new IpvsStateFile(this.#statePath);
     this.#t = o.transport;
+    this.#host = o.host ?? realHost;
+    this.#openIpvs = o.openIpvs ?? (() => IpvsClient.open());
+  }
+
+  /** Runs `go` after every step queued before it (whether that one failed or not). */
+  #serial<T>(go: () => Promise<T>): Promise<T> {
+    const p = this.#queue.then(go, go);
+    this.#queue = p.catch(() => undefined);
+    return p;
   }
 
   get #transport(): NftTransport {
     return (this.#t ??= createTransport());
   }
 
-  get #client(): IpvsClient {
+  get #client(): IpvsKernel {
     if (!this.#c) throw new KbpError('KBP_ERR_INTERNAL', 'IPVS data plane used before init()');
     return this.#c;
   }
 
-  async init(): Promise<void> {
-    this.#c = await IpvsClient.open();
-    for (const s of applySysctls()) this.#log.info(s, 'set an IPVS sysctl');
-    ensureDummy(this.#dummy);
+  init(): Promise<void> {
+    return this.#serial(() => this.#init());
+  }
+
+  async #init(): Promise<void> {
+    this.#c = await this.#openIpvs();
+    for (const s of this.#host.applySysctls()) this.#log.info(s, 'set an IPVS sysctl');
+    this.#host.ensureDummy(this.#dummy);
     const saved = loadIpvsState(this.#statePath);
     await this.#readKernel(saved?.owned ?? []);
     this.#tableFresh = true;
@@ -143,7 +200,7 @@ export class IpvsDataplane implements Dataplane {
     } else {
       this.#log.info({ virtualServers: this.#held.size, dummy: this.#dummy }, 'IPVS data plane ready');
     }
-    await this.syncDevices();
+    await this.#syncDevices();
     // an earlier agent's plan: bring the kernel to it now (a no-op when nothing changed meanwhile),
     // so the agent's first diff against it is also true of the kernel
     if (saved) await this.#write(saved.plan);
@@ -151,7 +208,7 @@ export class IpvsDataplane implements Dataplane {
 
   /** The kernel's virtual servers that are ours (recorded as ours, on the dummy's addresses, our marks, NodePorts). */
   async #readKernel(owned: string[]): Promise<void> {
-    const onDummy = new Set(dummyAddresses(this.#dummy));
+    const onDummy = new Set(this.#host.dummyAddresses(this.#dummy));
     this.#vips = onDummy;
     const node = this.#nodeAddresses();
     const o = { owned: new Set(owned), onDummy, nodeAddresses: new Set([...node[4], ...node[6]]), nodePortRange: this.#o.nodePortRange ?? defaultNodePortRange };
@@ -165,8 +222,8 @@ export class IpvsDataplane implements Dataplane {
     return this.#restored;
   }
 
-  async apply(_ops: PlanOp[], next: Plan): Promise<void> {
-    await this.#write(next);
+  apply(ops: PlanOp[], next: Plan): Promise<void> {
+    return this.#serial(() => this.#write(next, ops));
   }
 
   /** The node's addresses, as of the last housekeeping (syncDevices) or init: a sync spawns nothing. */
@@ -186,30 +243,72 @@ export class IpvsDataplane implements Dataplane {
     return { 4: addrs.filter((a) => !a.includes(':')), 6: addrs.filter((a) => a.includes(':')) };
   }
 
-  /** Brings the kernel to the plan: virtual servers, real servers, VIPs, nft elements; only the diff. */
-  async #write(next: Plan): Promise<void> {
-    const want = desiredState(next, { scheduler: this.#scheduler, nodeAddresses: this.#nodeAddresses() });
+  /**
+   * Brings the kernel to the plan: virtual servers, real servers, VIPs, nft elements; only the diff.
+   * With `ops` (the writes that lead from the last plan written to `next`), only the frontends they
+   * touch are looked at: a change costs what it changes, not a walk over every Service (under the
+   * VM's emulation that walk was seconds at 1,000 Services). Without them (init, resync, after a
+   * failed write, the node's addresses changed), every frontend.
+   */
+  async #write(next: Plan, ops?: PlanOp[]): Promise<void> {
+    const steps: Record<string, number> = {};
+    let t0 = performance.now();
+    const step = (name: string) => { const t = performance.now(); steps[name] = +(t - t0).toFixed(2); t0 = t; };
+    this.lastWriteSteps = steps;
+    const o = { scheduler: this.#scheduler, nodeAddresses: this.#nodeAddresses() };
+    const addrs = JSON.stringify(o.nodeAddresses);
+    const touched = ops && this.#plan && this.#index && !this.#full && addrs === this.#indexAddrs ? touchedFrontends(ops, this.#plan, next) : undefined;
+    // from here until the kernel holds `next`, a failure leaves the index ahead of the kernel: the
+    // next write starts over from every frontend
+    this.#full = true;
+    let index: DesiredIndex;
+    if (touched) {
+      index = this.#index!;
+      for (const k of touched) {
+        const f = next.frontends.get(k);
+        index.replace(k, f && frontendPart(next, f, f.scope === 'external' ? next.frontends.get(frontendKey({ ...f, scope: 'internal' })) : undefined, o));
+      }
+    } else {
+      index = new DesiredIndex();
+      const internalOf = new Map<string, PlanFrontend>();
+      for (const f of next.frontends.values()) if (f.scope === 'internal') internalOf.set(tupleKey(f), f);
+      for (const [k, f] of next.frontends) index.replace(k, frontendPart(next, f, f.scope === 'external' ? internalOf.get(tupleKey(f)) : undefined, o));
+      this.#index = index;
+      this.#indexAddrs = addrs;
+    }
+    const dirty = index.take();
+    const vsKeys = touched ? dirty.services : new Set([...index.serviceKeys(), ...this.#held.keys()]);
+    const vipKeys = touched ? dirty.vips : new Set([...index.vips(), ...this.#vips]);
+    step('model');
     const now = Date.now();
-    const ops: IpvsOp[] = [];
+    const writes: IpvsOp[] = [];
     const after: IpvsOp[] = [];
     // 1. VIPs first: IPVS serves only local addresses
-    const vipAdd = [...want.vips].filter((a) => !this.#vips.has(a));
-    await setDummyAddresses(vipAdd, [], this.#dummy);
+    const vipAdd = [...vipKeys].filter((a) => index.hasVip(a) && !this.#vips.has(a));
+    await this.#host.setDummyAddresses(vipAdd, [], this.#dummy);
     for (const a of vipAdd) this.#vips.add(a);
-    // 2. virtual servers and real servers
-    for (const [k, d] of want.services) {
+    step('vipsAdd');
+    // 2. virtual servers and real servers; whole virtual servers no frontend wants any more go after
+    // the table (their flows end with them, as kube-proxy's), UDP real servers at once
+    for (const k of vsKeys) {
+      const d = index.service(k);
       const h = this.#held.get(k);
-      if (!h) {
-        ops.push(ipvsOps.addService(d.vs));
-        for (const rs of d.dests.values()) ops.push(ipvsOps.addDest(d.vs, rs));
+      if (!d) {
+        if (h) after.push(ipvsOps.delService(h.vs));
+        this.#draining.delete(k);
         continue;
       }
-      if (h.vs.scheduler !== d.vs.scheduler || h.vs.flags !== d.vs.flags || h.vs.timeout !== d.vs.timeout) ops.push(ipvsOps.editService(d.vs));
+      if (!h) {
+        writes.push(ipvsOps.addService(d.vs));
+        for (const rs of d.dests.values()) writes.push(ipvsOps.addDest(d.vs, rs));
+        continue;
+      }
+      if (h.vs.scheduler !== d.vs.scheduler || h.vs.flags !== d.vs.flags || h.vs.timeout !== d.vs.timeout) writes.push(ipvsOps.editService(d.vs));
       const draining = this.#draining.get(k);
       for (const [rk, rs] of d.dests) {
         const have = h.dests.get(rk);
-        if (!have) ops.push(ipvsOps.addDest(d.vs, rs));
-        else if (have.weight !== rs.weight) ops.push(ipvsOps.editDest(d.vs, rs));
+        if (!have) writes.push(ipvsOps.addDest(d.vs, rs));
+        else if (have.weight !== rs.weight) writes.push(ipvsOps.editDest(d.vs, rs));
         draining?.delete(rk);
       }
       for (const [rk, have] of h.dests) {
@@ -218,43 +317,40 @@ export class IpvsDataplane implements Dataplane {
           after.push(ipvsOps.delDest(d.vs, have));
           draining?.delete(rk);
         } else if (!draining?.has(rk)) {
-          if (have.weight !== 0) ops.push(ipvsOps.editDest(d.vs, { ...have, weight: 0 }));
+          if (have.weight !== 0) writes.push(ipvsOps.editDest(d.vs, { ...have, weight: 0 }));
           if (!this.#draining.has(k)) this.#draining.set(k, new Map());
           this.#draining.get(k)!.set(rk, now + (this.#o.drainMs ?? 15 * 60_000));
         }
       }
       if (draining && !draining.size) this.#draining.delete(k);
     }
+    step('diff');
     // 3. the nft table (marks, masquerade, refusal, source ranges) before stale servers go
-    await this.#writeTable(want.elements);
-    // 4. removals: whole virtual servers no frontend wants any more (their flows end with them, as
-    // kube-proxy's), UDP real servers at once
-    for (const [k, h] of this.#held) {
-      if (want.services.has(k)) continue;
-      after.push(ipvsOps.delService(h.vs));
-      this.#draining.delete(k);
-    }
-    const failed = await this.#client.run([...ops, ...after]);
+    await this.#writeTable(index, touched ? dirty.elements : undefined);
+    step('nft');
+    const failed = await this.#client.run([...writes, ...after]);
+    step('ipvs');
     // the kernel state after the batch: re-read what failed rather than guess
     if (failed.length) {
-      await this.#readKernel([...this.#held.keys(), ...want.services.keys()]);
-      throw new KbpError('KBP_ERR_DATAPLANE', `IPVS: ${failed.length} of ${ops.length + after.length} writes failed: ${failed.slice(0, 5).map((f) => f.message).join('; ')}`);
+      await this.#readKernel([...this.#held.keys(), ...index.serviceKeys()]);
+      throw new KbpError('KBP_ERR_DATAPLANE', `IPVS: ${failed.length} of ${writes.length + after.length} writes failed: ${failed.slice(0, 5).map((f) => f.message).join('; ')}`);
     }
     // the in-memory copy of the kernel: desired, plus what drains
-    const held = new Map<string, HeldVs>();
-    for (const [k, d] of want.services) {
+    for (const k of vsKeys) {
+      const d = index.service(k);
+      if (!d) { this.#held.delete(k); continue; }
       const dests = new Map(d.dests);
       const h = this.#held.get(k);
       for (const rk of this.#draining.get(k)?.keys() ?? []) {
         const have = h?.dests.get(rk);
         if (have) dests.set(rk, { ...have, weight: 0 });
       }
-      held.set(k, { vs: d.vs, dests });
+      this.#held.set(k, { vs: d.vs, dests });
     }
-    this.#held = held;
+    step('held');
     // after the UDP real servers are gone: a flow's next packet is scheduled anew (the same rules
     // as the nftables mode: entries to a UDP frontend whose reply source left its backends)
-    const stale = staleUdpRules(this.#plan, next);
+    const stale = staleUdpRules(this.#plan, next, touched);
     if (stale.length && (this.#o.udpConntrackCleanup ?? this.#o.transport === undefined)) {
       try {
         const r = await flushStaleUdp(stale);
@@ -263,20 +359,37 @@ export class IpvsDataplane implements Dataplane {
         this.#log.warn({ err: e, frontends: stale.length }, 'deleting the conntrack entries of removed UDP real servers failed');
       }
     }
+    step('conntrack');
     // 5. VIPs no longer wanted
-    const vipDel = [...this.#vips].filter((a) => !want.vips.has(a));
-    await setDummyAddresses([], vipDel, this.#dummy);
+    const vipDel = [...vipKeys].filter((a) => !index.hasVip(a) && this.#vips.has(a));
+    await this.#host.setDummyAddresses([], vipDel, this.#dummy);
     for (const a of vipDel) this.#vips.delete(a);
+    step('vipsDel');
     this.#plan = next;
-    this.#desired = want;
-    this.#save();
+    this.#full = false;
+    this.#save(next, touched && ops ? { ops, frontends: touched, services: vsKeys } : undefined);
+    step('state');
   }
 
-  async #writeTable(want: Elements): Promise<void> {
+  /** The table's elements to the index's: all of them, or those `dirty` names. */
+  async #writeTable(index: DesiredIndex, dirty: Array<[string, string]> | undefined): Promise<void> {
     let script: string;
-    if (this.#tableFresh) script = fullTable(this.#table, want, this.#devicesWanted, await tableExists(this.#transport, this.#table));
-    else {
-      script = elementDiff(this.#table, this.#elements, want);
+    let want: Elements | undefined;
+    let have: Elements | undefined;
+    if (this.#tableFresh || !dirty) {
+      want = index.elements();
+      script = this.#tableFresh ? fullTable(this.#table, want, this.#devicesWanted, await ipvsTableExists(this.#transport, this.#table)) : elementDiff(this.#table, this.#elements, want);
+    } else {
+      // only the elements some touched frontend gave or took: the diff of those
+      have = new Map();
+      want = new Map();
+      for (const [set, e] of dirty) {
+        if (this.#elements.get(set)?.has(e)) addElem(have, set, e);
+        if (index.hasElement(set, e)) addElem(want, set, e);
+      }
+      script = elementDiff(this.#table, have, want);
+    }
+    if (!this.#tableFresh) {
       const devs = this.#devicesWanted.join(',');
       if (devs !== this.#devicesInTable) script += externalDevicesCommands(this.#table, this.#devicesWanted);
     }
@@ -288,22 +401,30 @@ export class IpvsDataplane implements Dataplane {
         throw e;
       }
     }
+    if (have) {
+      for (const [set, es] of have) for (const e of es) this.#elements.get(set)?.delete(e);
+      for (const [set, es] of want) for (const e of es) addElem(this.#elements, set, e);
+    } else this.#elements = want;
     this.#tableFresh = false;
-    this.#elements = want;
     this.#devicesInTable = this.#devicesWanted.join(',');
   }
 
-  #save(): void {
-    if (!this.#plan) return;
+  /** The state file: a whole new one after a full write, else this write's changes appended. */
+  #save(plan: Plan, change: { ops: PlanOp[]; frontends: Set<string>; services: Set<string> } | undefined): void {
     try {
-      saveIpvsState(this.#statePath, this.#plan, [...this.#held.keys()]);
+      if (!change) this.#state.snapshot(plan, [...this.#held.keys()]);
+      else this.#state.append(plan, change.ops, change.frontends, [...change.services].map((k) => [k, this.#held.has(k)]), () => [...this.#held.keys()]);
     } catch (e) {
       this.#log.warn({ err: e }, 'writing the IPVS state file failed; a restart rebuilds from the kernel');
     }
   }
 
   /** External devices, draining real servers, and every resyncEvery-th call a full resync. */
-  async syncDevices(): Promise<void> {
+  syncDevices(): Promise<void> {
+    return this.#serial(() => this.#syncDevices());
+  }
+
+  async #syncDevices(): Promise<void> {
     this.#nodeAddrs = undefined; // re-read on the next use (an address added: its NodePorts come with the next sync)
     let want: string[];
     if (this.#o.devices) want = [...this.#o.devices];
@@ -318,12 +439,16 @@ export class IpvsDataplane implements Dataplane {
       this.#devicesInTable = this.#devicesWanted.join(',');
       this.#log.info({ devices: this.#devicesWanted }, 'external devices');
     }
-    await this.drain();
-    if (this.#plan && ++this.#ticks % (this.#o.resyncEvery ?? 6) === 0) await this.resync();
+    await this.#drain();
+    if (this.#plan && ++this.#ticks % (this.#o.resyncEvery ?? 6) === 0) await this.#resync();
   }
 
   /** Deletes draining real servers that IPVS counts no connection to, or whose bound has passed. */
-  async drain(): Promise<number> {
+  drain(): Promise<number> {
+    return this.#serial(() => this.#drain());
+  }
+
+  async #drain(): Promise<number> {
     if (!this.#draining.size) return 0;
     const keys = [...this.#draining.keys()].filter((k) => this.#held.has(k));
     const lists = await this.#client.listDests(keys.map((k) => this.#held.get(k)!.vs));
@@ -351,11 +476,15 @@ export class IpvsDataplane implements Dataplane {
   }
 
   /** Re-reads the kernel and writes what differs from the last plan: strays go, what is missing comes back. */
-  async resync(): Promise<void> {
+  resync(): Promise<void> {
+    return this.#serial(() => this.#resync());
+  }
+
+  async #resync(): Promise<void> {
     if (!this.#plan) return;
     await this.#readKernel([...this.#held.keys()]);
     // the weight-0 servers the kernel still holds are the draining ones; keep their deadlines
-    this.#tableFresh = !(await tableExists(this.#transport, this.#table));
+    this.#tableFresh = !(await ipvsTableExists(this.#transport, this.#table));
     await this.#write(this.#plan);
   }
 
@@ -363,8 +492,12 @@ export class IpvsDataplane implements Dataplane {
    * For `dump`, without changing anything: the kernel's virtual servers of this agent, and the saved
    * plan with each frontend's backends read back from IPVS (undefined without a state file).
    */
-  async inspect(): Promise<{ plan: Plan | undefined; servers: Array<{ vs: VirtualServer; dests: RealServer[] }> }> {
-    this.#c ??= await IpvsClient.open();
+  inspect(): Promise<{ plan: Plan | undefined; servers: Array<{ vs: VirtualServer; dests: RealServer[] }> }> {
+    return this.#serial(() => this.#inspect());
+  }
+
+  async #inspect(): Promise<{ plan: Plan | undefined; servers: Array<{ vs: VirtualServer; dests: RealServer[] }> }> {
+    this.#c ??= await this.#openIpvs();
     const saved = loadIpvsState(this.#statePath);
     await this.#readKernel(saved?.owned ?? []);
     const servers = [...this.#held.values()].map((h) => ({ vs: h.vs, dests: [...h.dests.values()] }));
@@ -387,22 +520,30 @@ export class IpvsDataplane implements Dataplane {
     return UNLIMITED;
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.#serial(async () => this.#close());
+  }
+
+  #close(): void {
     this.#c?.close();
     this.#c = undefined;
   }
 
-  async cleanup(): Promise<void> {
-    if (!this.#c) this.#c = await IpvsClient.open();
+  cleanup(): Promise<void> {
+    return this.#serial(() => this.#cleanup());
+  }
+
+  async #cleanup(): Promise<void> {
+    if (!this.#c) this.#c = await this.#openIpvs();
     await this.#readKernel(loadIpvsState(this.#statePath)?.owned ?? []);
     const failed = await this.#client.run([...this.#held.values()].map((h) => ipvsOps.delService(h.vs)));
     if (failed.length) throw new KbpError('KBP_ERR_DATAPLANE', `IPVS cleanup: ${failed.map((f) => f.message).join('; ')}`);
     this.#held.clear();
     this.#draining.clear();
     await removeTable(this.#transport, this.#table).catch(() => undefined);
-    removeDummy(this.#dummy);
+    this.#host.removeDummy(this.#dummy);
     removeIpvsState(this.#statePath);
-    await this.close();
+    this.#close();
   }
 }
 
@@ -470,4 +611,69 @@ export async function cleanupIpvs(pinRoot: string, log?: Logger): Promise<IpvsCl
     removeIpvsState(ipvsStatePath(pinRoot));
   }
   return { virtualServers: n, table: true, dummy: true };
+}
+
+function addElem(m: Elements, set: string, e: string): void {
+  let s = m.get(set);
+  if (!s) m.set(set, s = new Set());
+  s.add(e);
+}
+
+/**
+ * The frontends whose IPVS part the ops may change, by key, with the other scope's frontend on the
+ * same tuple (an external frontend's virtual servers depend on its internal twin's backends);
+ * undefined when the ops say something this cannot follow one frontend at a time (a backend whose
+ * `local` flag changed is in every frontend that has it; an op that names a frontend by id only),
+ * and then the caller walks every frontend.
+ */
+export function touchedFrontends(ops: readonly PlanOp[], prev: Plan, next: Plan): Set<string> | undefined {
+  const keys = new Set<string>();
+  const ids = new Set<number>();
+  for (const op of ops) {
+    switch (op.op) {
+      case 'upsertFrontend': case 'deleteFrontend':
+        keys.add(frontendKey(op.frontend));
+        break;
+      case 'upsertSlots': case 'deleteSlots': case 'upsertRevNat': case 'deleteRevNat': case 'setSourceRanges':
+        ids.add(op.frontendId);
+        break;
+      case 'upsertBackend': {
+        const old = prev.backends.get(op.backend.id);
+        if (old && old.local !== op.backend.local) return undefined;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  for (const k of [...keys]) {
+    const f = next.frontends.get(k) ?? prev.frontends.get(k);
+    if (!f) continue;
+    const twin = frontendKey({ ...f, scope: f.scope === 'internal' ? 'external' : 'internal' });
+    if (next.frontends.has(twin) || prev.frontends.has(twin)) keys.add(twin);
+  }
+  for (const k of keys) {
+    ids.delete(next.frontends.get(k)?.id ?? -1);
+    ids.delete(prev.frontends.get(k)?.id ?? -1);
+  }
+  return ids.size ? undefined : keys;
+}
+
+/**
+ * Whether the table exists, from the list of inet tables: `list table` would print every element
+ * (~40,000 at 10,000 Services), and a resync asks this every minute.
+ */
+export async function ipvsTableExists(t: NftTransport, table: string): Promise<boolean> {
+  let out: string;
+  try {
+    out = await t.run('list tables inet\n', { json: true });
+  } catch {
+    return false;
+  }
+  try {
+    const j = JSON.parse(out) as { nftables?: Array<{ table?: { family?: string; name?: string } }> };
+    return (j.nftables ?? []).some((x) => x.table?.family === 'inet' && x.table.name === table);
+  } catch {
+    return tableExists(t, table); // not JSON after all: ask for the table itself
+  }
 }

@@ -10,7 +10,9 @@ import { KbpError } from '../../util/errors.js';
 export const DUMMY_DEVICE = 'kbp-ipvs0';
 
 function ip(args: string[]): string {
-  return execFileSync(systemBinary('ip'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // the dummy's address list at 10,000 Services is over the default 1 MiB of output (ENOBUFS,
+  // seen in the IPVS bench: cleanup, and so init and every resync, failed at 10k)
+  return execFileSync(systemBinary('ip'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 512 << 20 });
 }
 
 export function dummyExists(name = DUMMY_DEVICE): boolean {

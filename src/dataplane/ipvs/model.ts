@@ -76,73 +76,209 @@ function sameBackends(a: Map<string, RealServer>, b: Map<string, RealServer>): b
   return true;
 }
 
+/** What one frontend asks of the kernel: its virtual servers (in order), VIPs and nft elements. */
+export interface FrontendPart {
+  services: Array<{ key: string; vs: VirtualServer; dests: Map<string, RealServer>; vip: { address: string; port: number } }>;
+  vips: string[];
+  /** [set, element] */
+  elements: Array<[string, string]>;
+}
+
+/** The internal frontend on an external one's (address, port, protocol), whose backends may differ (eTP=Local). */
+export function tupleKey(f: { address: string; port: number; protocol: string }): string {
+  return `${f.address}|${f.port}|${f.protocol}`;
+}
+
+/**
+ * One frontend's part of the desired state. It depends on the frontend, its backends, the node's
+ * addresses and, for an external frontend, the internal one on the same tuple (`inner`): nothing else.
+ */
+export function frontendPart(plan: Plan, f: PlanFrontend, inner: PlanFrontend | undefined, o: ModelOptions): FrontendPart {
+  const part: FrontendPart = { services: [], vips: [], elements: [] };
+  const add = (set: string, e: string) => { part.elements.push([set, e]); };
+  const fam = famOf(f.address);
+  const addresses = unspecified(f.address) ? o.nodeAddresses[fam] : [f.address];
+  const dests = realServers(plan, f);
+  const tuple = (a: string) => `${a} . ${proto(f.protocol)} . ${f.port}`;
+  const flags = (f.affinityTimeout > 0 ? SVC_F_PERSISTENT : 0) | (o.scheduler === 'mh' ? SVC_F_MH_PORT : 0);
+  const put = (vs: VirtualServer, vip: { address: string; port: number }) => { part.services.push({ key: vsKey(vs), vs, dests, vip }); };
+  for (const b of f.backendIds) {
+    const pb = plan.backends.get(b);
+    if (pb?.local) for (const [set, e] of localBackendElements(pb.address)) add(set, e);
+  }
+  if (f.type !== 'NodePort' && !unspecified(f.address)) {
+    part.vips.push(f.address);
+    add(IPVS_SETS.vips(fam), f.address);
+    add(IPVS_SETS.vipPorts(fam), tuple(f.address));
+  }
+  const split = f.scope === 'external' && !!inner && !sameBackends(realServers(plan, inner), dests);
+  for (const a of addresses) {
+    if (f.scope === 'external') {
+      for (const [set, e] of firewallElements(fam, tuple(a), f.sourceRanges)) add(set, e);
+      if (f.snatRemote) add(IPVS_SETS.masq(fam), tuple(a));
+    }
+    if (split) {
+      // external traffic (from an external device) of this tuple gets this frontend's own mark,
+      // and IPVS looks up mark services before address ones (ip_vs_service_find)
+      if (!dests.size) { add(IPVS_SETS.noEndpointsExternal(fam), tuple(a)); continue; }
+      const mark = (FWMARK_BASE | f.id) >>> 0;
+      add(IPVS_SETS.fwmarks(fam), `${tuple(a)} : 0x${mark.toString(16)}`);
+      put({ address: fam === 4 ? '0.0.0.0' : '::', fwmark: mark, protocol: f.protocol, port: 0, scheduler: o.scheduler, flags, timeout: f.affinityTimeout }, { address: a, port: f.port });
+      continue;
+    }
+    if (!dests.size) {
+      add(IPVS_SETS.noEndpoints(fam), tuple(a));
+      continue;
+    }
+    put({ address: a, protocol: f.protocol, port: f.port, scheduler: o.scheduler, flags, timeout: f.affinityTimeout }, { address: a, port: f.port });
+  }
+  return part;
+}
+
+/** Every set of the table, empty: a set with no element still has an (empty) entry. */
+export function emptyElements(): Elements {
+  const elements: Elements = new Map();
+  for (const f of FAMILIES) for (const n of Object.values(IPVS_SETS)) elements.set(n(f), new Set());
+  return elements;
+}
+
 export function desiredState(plan: Plan, o: ModelOptions): Desired {
   const services = new Map<string, DesiredVs>();
   const byFrontend = new Map<string, string[]>();
   const vips = new Set<string>();
-  const elements: Elements = new Map();
-  const add = (set: string, e: string) => {
-    let s = elements.get(set);
-    if (!s) elements.set(set, s = new Set());
-    s.add(e);
-  };
-  for (const f of FAMILIES) for (const n of Object.values(IPVS_SETS)) elements.set(n(f), new Set());
-
+  const elements = emptyElements();
   // frontends by (address, port, protocol): an eTP=Local Service has an internal and an external
   // frontend on one tuple with different backends, which one IPVS virtual server cannot tell apart
   const internalOf = new Map<string, PlanFrontend>();
-  for (const [, f] of plan.frontends) if (f.scope === 'internal') internalOf.set(`${f.address}|${f.port}|${f.protocol}`, f);
-
-  const flags = (f: PlanFrontend) => (f.affinityTimeout > 0 ? SVC_F_PERSISTENT : 0) | (o.scheduler === 'mh' ? SVC_F_MH_PORT : 0);
-  const put = (key: string, vs: VirtualServer, dests: Map<string, RealServer>, fk: string, vip: { address: string; port: number }) => {
-    const k = vsKey(vs);
-    let d = services.get(k);
-    if (!d) services.set(k, d = { vs, dests, frontends: [], vips: [] });
-    if (!d.frontends.includes(fk)) d.frontends.push(fk);
-    if (!d.vips.some((v) => v.address === vip.address && v.port === vip.port)) d.vips.push(vip);
-    const l = byFrontend.get(key) ?? [];
-    if (!l.includes(k)) l.push(k);
-    byFrontend.set(key, l);
-  };
-
+  for (const [, f] of plan.frontends) if (f.scope === 'internal') internalOf.set(tupleKey(f), f);
   for (const [key, f] of plan.frontends) {
-    const fam = famOf(f.address);
-    const addresses = unspecified(f.address) ? o.nodeAddresses[fam] : [f.address];
-    const dests = realServers(plan, f);
-    const tuple = (a: string) => `${a} . ${proto(f.protocol)} . ${f.port}`;
-    for (const b of f.backendIds) {
-      const pb = plan.backends.get(b);
-      if (pb?.local) for (const [set, e] of localBackendElements(pb.address)) add(set, e);
+    const part = frontendPart(plan, f, f.scope === 'external' ? internalOf.get(tupleKey(f)) : undefined, o);
+    for (const a of part.vips) vips.add(a);
+    for (const [set, e] of part.elements) {
+      let s = elements.get(set);
+      if (!s) elements.set(set, s = new Set());
+      s.add(e);
     }
-    if (f.type !== 'NodePort' && !unspecified(f.address)) {
-      vips.add(f.address);
-      add(IPVS_SETS.vips(fam), f.address);
-      add(IPVS_SETS.vipPorts(fam), tuple(f.address));
-    }
-    const inner = f.scope === 'external' ? internalOf.get(`${f.address}|${f.port}|${f.protocol}`) : undefined;
-    const split = !!inner && !sameBackends(realServers(plan, inner), dests);
-    for (const a of addresses) {
-      if (f.scope === 'external') {
-        for (const [set, e] of firewallElements(fam, tuple(a), f.sourceRanges)) add(set, e);
-        if (f.snatRemote) add(IPVS_SETS.masq(fam), tuple(a));
-      }
-      if (split) {
-        // external traffic (from an external device) of this tuple gets this frontend's own mark,
-        // and IPVS looks up mark services before address ones (ip_vs_service_find)
-        if (!dests.size) { add(IPVS_SETS.noEndpointsExternal(fam), tuple(a)); continue; }
-        const mark = (FWMARK_BASE | f.id) >>> 0;
-        add(IPVS_SETS.fwmarks(fam), `${tuple(a)} : 0x${mark.toString(16)}`);
-        put(key, { address: fam === 4 ? '0.0.0.0' : '::', fwmark: mark, protocol: f.protocol, port: 0, scheduler: o.scheduler, flags: flags(f), timeout: f.affinityTimeout }, dests, key, { address: a, port: f.port });
-        continue;
-      }
-      if (!dests.size) {
-        add(IPVS_SETS.noEndpoints(fam), tuple(a));
-        continue;
-      }
-      put(key, { address: a, protocol: f.protocol, port: f.port, scheduler: o.scheduler, flags: flags(f), timeout: f.affinityTimeout }, dests, key, { address: a, port: f.port });
+    for (const p of part.services) {
+      let d = services.get(p.key);
+      if (!d) services.set(p.key, d = { vs: p.vs, dests: p.dests, frontends: [], vips: [] });
+      if (!d.frontends.includes(key)) d.frontends.push(key);
+      if (!d.vips.some((v) => v.address === p.vip.address && v.port === p.vip.port)) d.vips.push(p.vip);
+      const l = byFrontend.get(key) ?? [];
+      if (!l.includes(p.key)) l.push(p.key);
+      byFrontend.set(key, l);
     }
   }
   return { services, byFrontend, vips, elements };
+}
+
+/**
+ * The desired state kept up to date one frontend at a time, for a sync that touches a few of
+ * 10,000: each frontend's part is kept, and what parts share (a virtual server, a VIP, an nft
+ * element) is counted, so replacing one part names exactly the virtual servers, VIPs and elements
+ * whose wanted state may have changed. Equal to desiredState() of the same plan (a unit property);
+ * a virtual server that two frontends ask for is the one of the frontend that asked first.
+ */
+export class DesiredIndex {
+  readonly #parts = new Map<string, FrontendPart>();
+  /** vsKey -> frontend keys asking for it, in the order they came */
+  readonly #vsOwners = new Map<string, string[]>();
+  /** set -> element -> how many parts have it */
+  readonly #elemRefs = new Map<string, Map<string, number>>();
+  readonly #vipRefs = new Map<string, number>();
+  /** what replace() may have changed since the last take() */
+  #dirtyVs = new Set<string>();
+  #dirtyElems = new Map<string, Set<string>>();
+  #dirtyVips = new Set<string>();
+
+  get size(): number {
+    return this.#parts.size;
+  }
+
+  /** Sets (or with undefined removes) one frontend's part. */
+  replace(key: string, part: FrontendPart | undefined): void {
+    const old = this.#parts.get(key);
+    if (old) {
+      for (const p of old.services) {
+        const owners = this.#vsOwners.get(p.key);
+        const i = owners?.indexOf(key) ?? -1;
+        if (owners && i >= 0) {
+          owners.splice(i, 1);
+          if (!owners.length) this.#vsOwners.delete(p.key);
+        }
+        this.#dirtyVs.add(p.key);
+      }
+      for (const [set, e] of old.elements) this.#refElem(set, e, -1);
+      for (const a of old.vips) this.#ref(this.#vipRefs, a, -1, this.#dirtyVips);
+      this.#parts.delete(key);
+    }
+    if (!part) return;
+    this.#parts.set(key, part);
+    for (const p of part.services) {
+      const owners = this.#vsOwners.get(p.key);
+      if (!owners) this.#vsOwners.set(p.key, [key]);
+      else if (!owners.includes(key)) owners.push(key);
+      this.#dirtyVs.add(p.key);
+    }
+    for (const [set, e] of part.elements) this.#refElem(set, e, 1);
+    for (const a of part.vips) this.#ref(this.#vipRefs, a, 1, this.#dirtyVips);
+  }
+
+  #refElem(set: string, e: string, by: number): void {
+    let m = this.#elemRefs.get(set);
+    if (!m) this.#elemRefs.set(set, m = new Map());
+    let d = this.#dirtyElems.get(set);
+    if (!d) this.#dirtyElems.set(set, d = new Set());
+    this.#ref(m, e, by, d);
+  }
+
+  #ref(m: Map<string, number>, k: string, by: number, dirty: Set<string>): void {
+    const n = (m.get(k) ?? 0) + by;
+    if (n > 0) m.set(k, n);
+    else m.delete(k);
+    dirty.add(k);
+  }
+
+  /** The wanted virtual server of that key and its real servers, or undefined when none is wanted. */
+  service(k: string): { vs: VirtualServer; dests: Map<string, RealServer> } | undefined {
+    const owner = this.#vsOwners.get(k)?.[0];
+    const p = owner === undefined ? undefined : this.#parts.get(owner)?.services.find((s) => s.key === k);
+    return p && { vs: p.vs, dests: p.dests };
+  }
+
+  serviceKeys(): IterableIterator<string> {
+    return this.#vsOwners.keys();
+  }
+
+  hasVip(a: string): boolean {
+    return this.#vipRefs.has(a);
+  }
+
+  vips(): IterableIterator<string> {
+    return this.#vipRefs.keys();
+  }
+
+  /** Every wanted element, by set (a copy: the caller keeps it as what the table holds). */
+  elements(): Elements {
+    const out = emptyElements();
+    for (const [set, m] of this.#elemRefs) if (m.size) out.set(set, new Set(m.keys()));
+    return out;
+  }
+
+  hasElement(set: string, e: string): boolean {
+    return this.#elemRefs.get(set)?.has(e) ?? false;
+  }
+
+  /** What replace() may have changed since the last call, and forgets it. */
+  take(): { services: Set<string>; elements: Array<[string, string]>; vips: Set<string> } {
+    const elements: Array<[string, string]> = [];
+    for (const [set, es] of this.#dirtyElems) for (const e of es) elements.push([set, e]);
+    const out = { services: this.#dirtyVs, elements, vips: this.#dirtyVips };
+    this.#dirtyVs = new Set();
+    this.#dirtyElems = new Map();
+    this.#dirtyVips = new Set();
+    return out;
+  }
 }
 
 export { HELPER_SETS };
