@@ -85,7 +85,7 @@ labTest('ClusterIP balances over every ready backend, from pods on both nodes; d
 });
 
 labTest('multi-port Service: named ports over TCP and UDP, UDP reaching every backend', async (t) => {
-  const tcp = await lab.curlMany(pod('client1').pod.ns, `http://${VIP.dns}:53/`, 12);
+  const tcp = await lab.curlMany(pod('client1').pod.ns, `http://${VIP.dns}:53/`, 30);
   t.deepEqual(names(tcp), ['pod-a', 'pod-b', 'pod-c']);
   const udp = await lab.lab.client(pod('client1').pod.ns, { proto: 'udp', host: VIP.dns, port: 53, count: 24, timeoutMs: 2000 });
   t.true(udp.every((r) => r.ok), JSON.stringify(udp.filter((r) => !r.ok)));
@@ -114,8 +114,8 @@ labTest('NodePort from outside on each node reaches local and remote backends (e
 });
 
 labTest('LoadBalancer IP and externalIP from outside', async (t) => {
-  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.lb}:8000/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
-  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.externalIP}:8000/`, 18)), ['pod-a', 'pod-b', 'pod-c']);
+  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.lb}:8000/`, 30)), ['pod-a', 'pod-b', 'pod-c']);
+  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${VIP.externalIP}:8000/`, 30)), ['pod-a', 'pod-b', 'pod-c']);
 });
 
 labTest('externalTrafficPolicy Local: source address preserved, a node without local endpoints drops, healthCheckNodePort', async (t) => {
@@ -216,9 +216,9 @@ labTest('loadBalancerSourceRanges deny other sources; a Service without endpoint
 });
 
 labTest('dual-stack Service over IPv6', async (t) => {
-  const seen = await lab.curlMany(pod('client1').pod.ns, `http://[${VIP.dual6}]/`, 18);
+  const seen = await lab.curlMany(pod('client1').pod.ns, `http://[${VIP.dual6}]/`, 30);
   t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c']);
-  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://${VIP.dual4}/`, 12)), ['pod-a', 'pod-b', 'pod-c']);
+  t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, `http://${VIP.dual4}/`, 30)), ['pod-a', 'pod-b', 'pod-c']);
   await dumpEqualsCompile(t);
 });
 

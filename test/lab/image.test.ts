@@ -163,7 +163,7 @@ if (!avail.ok) test('the image in the lab', (t) => { t.log(`skipped: ${avail.why
 labTest('ClusterIP from pods on both nodes reaches every backend (tc and the socket hooks)', async (t) => {
   for (const c of ['client1', 'client2']) {
     const p = pod(c);
-    const viaTc = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 18);
+    const viaTc = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 30);
     t.deepEqual(names(viaTc), ['pod-a', 'pod-b', 'pod-c'], `from ${c}: ${[...viaTc]}`);
     // in the node's cgroup: the agent attached its socket hooks to /run/kube-bpf-proxy/cgroupv2
     const viaSock = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 18, { cgroup: p.node.cgroup });
@@ -173,7 +173,7 @@ labTest('ClusterIP from pods on both nodes reaches every backend (tc and the soc
 
 labTest('NodePort from outside on each node reaches local and remote backends', async (t) => {
   for (const n of lab.nodes) {
-    const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 18);
+    const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 30);
     t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `via ${n.name}: ${[...seen]}`);
   }
 });
