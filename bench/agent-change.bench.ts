@@ -79,7 +79,8 @@ class KernelProbe {
       const id = this.#slots.lookup(L.encodeSlotKey({ feId: fe.feId, slot: s }));
       if (!id) continue;
       const b = this.#backends.lookup(id);
-      if (b && L.decodeBackend(b).address === address) return true;
+      // lb_backends is an array: a freed id reads all zero (protocol 0), which decodeBackend refuses
+      if (b && b.readUInt8(18) !== 0 && L.decodeBackend(b).address === address) return true;
     }
     return false;
   }
