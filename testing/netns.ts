@@ -37,8 +37,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const POD_SERVER = join(here, 'servers', 'pod-server.mjs');
 export const LAB_CLIENT = join(here, 'servers', 'client.mjs');
 export const LAB_LOAD = join(here, 'servers', 'load.mjs');
-/** util-linux setpriv: --pdeathsig ties a lab process's life to the test process's */
+/**
+ * util-linux setpriv: --pdeathsig ties a lab process's life to the test process's. Used when the
+ * machine has it (the VM tier's initramfs does not: the VM ends with its test run anyway).
+ */
 const SETPRIV = '/usr/bin/setpriv';
+const HAVE_SETPRIV = existsSync(SETPRIV);
 
 /** What a bounded load (servers/load.mjs) saw: the reliability scenarios' figures. */
 export interface LoadResult {
@@ -263,7 +267,7 @@ export class Lab {
     // after.always hooks, and an agent left running (it was seen) keeps syncing, holding CPU and
     // pins; the signal survives the execs (sh, nsenter) as the same pid
     const what = opts.what ?? argv.join(' ');
-    argv = [SETPRIV, '--pdeathsig', 'KILL', ...argv];
+    if (HAVE_SETPRIV) argv = [SETPRIV, '--pdeathsig', 'KILL', ...argv];
     const child = spawn(argv[0]!, argv.slice(1), { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')}`);
     let out = '';
