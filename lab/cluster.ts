@@ -278,31 +278,13 @@ export class ClusterLab {
     return r.code === 0 ? r.stdout.trim() : `ERR ${r.code} ${r.stderr.trim()}`;
   }
 
-  /**
-   * count sequential requests, each on a new connection (as many curl(), in one curl process: a
-   * process per request cost most of the lab's time on a loaded machine); returns how often each
-   * answer came back, failures as curl() words them ("ERR <exit code> curl: (<code>) <message>").
-   */
+  /** count sequential requests; returns how often each answer came back */
   async curlMany(from: Netns, url: string, count: number, opts: { timeoutSec?: number; cgroup?: string } = {}): Promise<Map<string, number>> {
     const seen = new Map<string, number>();
-    if (count <= 0) return seen;
-    const t = opts.timeoutSec ?? 2;
-    // Connection: close makes curl open a new connection (a new source port) for each URL
-    const args = ['-s', '-S', '--max-time', String(t), '-g', '-H', 'Connection: close', '-w', '\n@@kbp %{exitcode} %{errormsg}\n',
-      ...Array<string>(count).fill(url)];
-    const timeoutMs = count * (t + 2) * 1000 + 10_000;
-    const r = opts.cgroup
-      ? await this.lab.runIn(from, 'curl', args, { cgroup: opts.cgroup, timeoutMs })
-      : await this.lab.exec(from, 'curl', args, { allowFail: true, timeoutMs });
-    const parts = r.stdout.split(/\n@@kbp (\d+) ([^\n]*)\n/);
-    // parts: body, code, message, body, code, message, ..., trailing ''
-    let n = 0;
-    for (let i = 0; i + 2 < parts.length; i += 3, n++) {
-      const code = Number(parts[i + 1]);
-      const a = code === 0 ? parts[i]!.trim() : `ERR ${code} curl: (${code}) ${parts[i + 2]}`;
+    for (let i = 0; i < count; i++) {
+      const a = await this.curl(from, url, opts);
       seen.set(a, (seen.get(a) ?? 0) + 1);
     }
-    if (n !== count) throw new Error(`curl ${url} from ${from.name}: ${n} of ${count} results (exit ${r.code}): ${r.stderr.slice(-300)}`);
     return seen;
   }
 
