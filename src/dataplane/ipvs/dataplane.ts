@@ -378,7 +378,7 @@ export class IpvsDataplane implements Dataplane {
     let have: Elements | undefined;
     if (this.#tableFresh || !dirty) {
       want = index.elements();
-      script = this.#tableFresh ? fullTable(this.#table, want, this.#devicesWanted, await ipvsTableExists(this.#transport, this.#table)) : elementDiff(this.#table, this.#elements, want);
+      script = this.#tableFresh ? fullTable(this.#table, want, this.#devicesWanted, await tableExists(this.#transport, this.#table)) : elementDiff(this.#table, this.#elements, want);
     } else {
       // only the elements some touched frontend gave or took: the diff of those
       have = new Map();
@@ -484,7 +484,7 @@ export class IpvsDataplane implements Dataplane {
     if (!this.#plan) return;
     await this.#readKernel([...this.#held.keys()]);
     // the weight-0 servers the kernel still holds are the draining ones; keep their deadlines
-    this.#tableFresh = !(await ipvsTableExists(this.#transport, this.#table));
+    this.#tableFresh = !(await tableExists(this.#transport, this.#table));
     await this.#write(this.#plan);
   }
 
@@ -657,23 +657,4 @@ export function touchedFrontends(ops: readonly PlanOp[], prev: Plan, next: Plan)
     ids.delete(prev.frontends.get(k)?.id ?? -1);
   }
   return ids.size ? undefined : keys;
-}
-
-/**
- * Whether the table exists, from the list of inet tables: `list table` would print every element
- * (~40,000 at 10,000 Services), and a resync asks this every minute.
- */
-export async function ipvsTableExists(t: NftTransport, table: string): Promise<boolean> {
-  let out: string;
-  try {
-    out = await t.run('list tables inet\n', { json: true });
-  } catch {
-    return false;
-  }
-  try {
-    const j = JSON.parse(out) as { nftables?: Array<{ table?: { family?: string; name?: string } }> };
-    return (j.nftables ?? []).some((x) => x.table?.family === 'inet' && x.table.name === table);
-  } catch {
-    return tableExists(t, table); // not JSON after all: ask for the table itself
-  }
 }
