@@ -12,21 +12,7 @@ import { FakeDataplane } from '../../src/dataplane/fake.js';
 import { ManifestsSource } from '../../src/source/manifests.js';
 import { Metrics } from '../../src/agent/metrics.js';
 import type { Plan, PlanOp } from '../../src/plan/types.js';
-
-const web = (ips: string[]) => `
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: default }
-spec: { clusterIP: 10.96.0.10, ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: default, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, port: 8080, protocol: TCP }]
-endpoints:
-${ips.map((a) => `  - { addresses: [${a}], conditions: { ready: true }, nodeName: n1 }`).join('\n')}
-`;
+import { webYaml } from './agent-helpers.js';
 
 /** A data plane whose apply and syncDevices each take a while, recording when they run. */
 class SlowDataplane extends FakeDataplane {
@@ -54,7 +40,7 @@ class SlowDataplane extends FakeDataplane {
 test('housekeeping never runs while a sync applies, nor a sync while housekeeping runs', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kbp-hk-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'web.yaml'), web(['10.244.1.2', '10.244.1.3']));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
   const dp = new SlowDataplane();
   const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 1 });
   const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
@@ -66,7 +52,7 @@ test('housekeeping never runs while a sync applies, nor a sync while housekeepin
   await agent.whenIdle();
   // a few changes, each applied while housekeeping fires every 10 ms
   for (const ips of [['10.244.1.2'], ['10.244.1.3', '10.244.1.4'], ['10.244.1.5']]) {
-    writeFileSync(join(dir, 'web.yaml'), web(ips));
+    writeFileSync(join(dir, 'web.yaml'), webYaml(ips));
     source.scan();
     await agent.whenIdle();
     await new Promise((r) => setTimeout(r, 40));

@@ -9,23 +9,8 @@ import { toJson } from '../../src/model/canonical.js';
 import { compile } from '../../src/compile/compile.js';
 import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
 import { Metrics } from '../../src/agent/metrics.js';
+import { webYaml } from './agent-helpers.js';
 
-const svc = (replicas: string[]) => `
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: default }
-spec:
-  clusterIP: 10.96.0.10
-  ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: default, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, port: 8080, protocol: TCP }]
-endpoints:
-${replicas.map((a) => `  - { addresses: [${a}], conditions: { ready: true }, nodeName: n1 }`).join('\n')}
-`;
 
 function setup(t: import('ava').ExecutionContext, dp = new FakeDataplane()) {
   const dir = mkdtempSync(join(tmpdir(), 'kbp-agent-'));
@@ -44,7 +29,7 @@ function newAgent(dir: string, dp: FakeDataplane) {
 
 test('the agent programs the data plane from manifests, follows changes, and removes what is gone', async (t) => {
   const { dir, dp } = setup(t);
-  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2', '10.244.1.3']));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
   const { agent, source } = newAgent(dir, dp);
   await agent.start();
   t.teardown(() => agent.stop());
@@ -56,7 +41,7 @@ test('the agent programs the data plane from manifests, follows changes, and rem
   t.is(dp.frontends.size, 1);
 
   // scale up: one new backend, a new table swapped in, the frontend updated last
-  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2', '10.244.1.3', '10.244.2.4']));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3', '10.244.2.4']));
   source.scan();
   await agent.whenIdle();
   t.is(await held(), want());
@@ -75,7 +60,7 @@ test('the agent programs the data plane from manifests, follows changes, and rem
 
 test('a restarted agent reuses the ids the data plane holds and writes nothing', async (t) => {
   const { dir, dp } = setup(t);
-  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2', '10.244.1.3']));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
   const first = newAgent(dir, dp);
   await first.agent.start();
   await first.agent.whenIdle();
@@ -93,7 +78,7 @@ test('a restarted agent reuses the ids the data plane holds and writes nothing',
 
 test('a failed apply is retried and the data plane converges; health reflects it', async (t) => {
   const { dir, dp } = setup(t);
-  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2']));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
   dp.failNext = 1;
   const { agent } = newAgent(dir, dp);
   await agent.start();
@@ -108,7 +93,7 @@ test('a failed apply is retried and the data plane converges; health reflects it
 
 test('a malformed Service is reported and the others are still programmed', async (t) => {
   const { dir, dp } = setup(t);
-  writeFileSync(join(dir, 'web.yaml'), svc(['10.244.1.2']));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
   writeFileSync(join(dir, 'bad.yaml'), `apiVersion: v1
 kind: Service
 metadata: { name: bad, namespace: default }
@@ -141,8 +126,8 @@ test('every seed example compiles and is programmed without error', async (t) =>
 
 test('when the maps would overflow, whole Services are left out by name and the others still programmed', async (t) => {
   const { dir, dp } = setup(t);
-  writeFileSync(join(dir, 'a.yaml'), svc(['10.244.1.2']).replaceAll('web', 'a-web').replace('10.96.0.10', '10.96.0.11'));
-  writeFileSync(join(dir, 'b.yaml'), svc(['10.244.1.3']).replaceAll('web', 'b-web').replace('10.96.0.10', '10.96.0.12'));
+  writeFileSync(join(dir, 'a.yaml'), webYaml(['10.244.1.2']).replaceAll('web', 'a-web').replace('10.96.0.10', '10.96.0.11'));
+  writeFileSync(join(dir, 'b.yaml'), webYaml(['10.244.1.3']).replaceAll('web', 'b-web').replace('10.96.0.10', '10.96.0.12'));
   dp.limits = { frontends: Infinity, backends: 1, slots: Infinity, frontendIds: Infinity, sourceRanges: Infinity, maglevSlots: Infinity };
   const { agent } = newAgent(dir, dp);
   await agent.start();
