@@ -2,8 +2,9 @@
 // client pods, nodes and a server pod in network namespaces; bench/connloop.c opens connections one
 // after the other (connect, then close with RST) against a server that accepts and closes, so the
 // figure is the path's cost per new connection, not an HTTP client's and server's CPU (wrk and nginx
-// gave tc/direct from 0.75 to 1.20 within one run). Rounds run every path once, in an order that
-// rotates, and the ratio to direct is taken per round; min / median / max over the rounds. Paths: (a) the pod IP directly, no rules (the physical limit); (b) the ClusterIP
+// gave tc/direct from 0.75 to 1.20 within one run). In a round the paths take turns connection by
+// connection (connloop multi: one process times connect() on sockets made in each path's client
+// namespace), and the ratio to direct is taken per round; min / median / max over the rounds. Paths: (a) the pod IP directly, no rules (the physical limit); (b) the ClusterIP
 // through kube-proxy's iptables ruleset for N Services, in a second node namespace of its own (the
 // server pod has a veth into each node) so that its rules never slow the other paths and all four
 // can be measured round by round, interleaved; (c) the ClusterIP through our tc programs on the tc
@@ -51,8 +52,8 @@ const VIP = '10.100.0.10';
 const VIP_PORT = 80;
 const CLUSTER_CIDR = '10.244.0.0/16';
 /** connections per path per round, and rounds */
-const CONNS = { quick: 1000, full: 3000 };
-const ROUNDS = { quick: 5, full: 15 };
+const CONNS = { quick: 500, full: 2000 };
+const ROUNDS = { quick: 7, full: 15 };
 const here = dirname(fileURLToPath(import.meta.url));
 const CONNLOOP = join(here, 'results', '.connloop', 'connloop');
 
@@ -157,10 +158,21 @@ class Topology {
     return r.code === 0 && /^1 0 /.test(r.stdout) ? undefined : `connect ${ip}:${port}: exit ${r.code} ${r.stdout.trim()} ${r.stderr.trim()}`;
   }
 
-  async loop(m: Mode, ip: string, port: number, conns: number, cgroup?: string): Promise<LoopResult> {
-    const r = await this.lab.runIn(this.clients[m], CONNLOOP, ['connect', ip, String(port), String(conns)], { cgroup, timeoutMs: 120_000 });
-    if (r.code !== 0) throw new Error(`connloop ${ip}:${port} exited ${r.code}: ${r.stderr.trim()}`);
-    return parseLoop(r.stdout);
+
+
+  /**
+   * One round: conns connections per path, the paths taking turns connection by connection
+   * (connloop multi), so that load from other users falls on every path alike; each path's sockets
+   * are made in its client's namespace (and the socket path's in the cgroup of the socket hook).
+   */
+  async interleaved(paths: Array<{ m: Mode; ip: string; port: number; cgroup?: string }>, conns: number): Promise<Map<Mode, LoopResult>> {
+    const args = ['multi', String(conns)];
+    for (const p of paths) args.push(`${this.clients[p.m].path}${p.cgroup ? `@${p.cgroup}` : ''}`, p.ip, String(p.port));
+    const r = await this.lab.runIn(null, CONNLOOP, args, { timeoutMs: 60_000 + conns * paths.length * 20 });
+    if (r.code !== 0) throw new Error(`connloop multi exited ${r.code}: ${r.stderr.trim()}`);
+    const lines = r.stdout.trim().split('\n');
+    if (lines.length !== paths.length) throw new Error(`connloop multi printed ${lines.length} lines for ${paths.length} paths: ${r.stdout.slice(0, 500)}`);
+    return new Map(paths.map((p, i) => [p.m, parseLoop(lines[i]!)]));
   }
 
   async loadIptables(state: NodeState): Promise<number> {
@@ -189,14 +201,13 @@ async function measure(ctx: BenchContext, t: Topology, n: number, rounds: number
       const why = await t.probe(m, VIP, VIP_PORT, m === 'socket' ? t.cgroup : undefined);
       if (why) row.broken[m] = why;
     }
-    // every path once per round, the order rotating, so the machine's other load falls on all alike
-    const order: Mode[] = ['direct', 'iptables', 'tc', 'socket'];
+    // every path in every round, taking turns connection by connection (connloop multi): the
+    // machine's other load falls on all alike, and a round's ratios compare like with like
+    const paths = (['direct', 'iptables', 'tc', 'socket'] as const).filter((m) => !row.broken[m])
+      .map((m) => ({ m, ip: target(m)[0], port: target(m)[1], ...(m === 'socket' ? { cgroup: t.cgroup } : {}) }));
     for (let i = 0; i < rounds; i++) {
-      for (let j = 0; j < order.length; j++) {
-        const m = order[(i + j) % order.length]!;
-        if (row.broken[m]) continue;
-        row.runs[m].push(await t.loop(m, ...target(m), conns, m === 'socket' ? t.cgroup : undefined));
-      }
+      const got = await t.interleaved(paths, conns);
+      for (const [m, res] of got) row.runs[m].push(res);
     }
   } finally {
     await t.flushIptables();
@@ -233,9 +244,10 @@ export default defineBench({
     'ClusterIP through kube-proxy\'s iptables ruleset for N Services (the measured Service in the middle of KUBE-SERVICES), ' +
     'loaded in a second node namespace that only the iptables client uses (the server pod has a veth into each node); the ' +
     'ClusterIP through our tc programs (lb_tc_ingress / lb_tc_egress on the tc client\'s veth in the node) with N Services ' +
-    'in the maps; and through the cgroup connect4 hook. A round runs every path once (the order rotating); each path\'s ' +
-    'figure is direct\'s median connect() latency over its own in the same round (what the rate ratio is on an idle machine; ' +
-    'the rates themselves follow the CPU the loop gets), min / median / max over the rounds.',
+    'in the maps; and through the cgroup connect4 hook. In a round the paths take turns connection by connection (one ' +
+    'process times connect() on sockets made in each path\'s client namespace, and cgroup for the socket hook, passed to it ' +
+    'over a Unix socket), so the machine\'s other load falls on every path alike; each path\'s figure is direct\'s median ' +
+    'connect() latency over its own in the same round (what the rate ratio is on an idle machine), min / median / max over the rounds.',
   skip() {
     if (process.getuid?.() !== 0) return 'needs root (network namespaces, BPF)';
     if (!existsSync(defaultObjectPath())) return `no BPF object at ${defaultObjectPath()} (make -C bpf)`;
@@ -290,7 +302,7 @@ export default defineBench({
         { name: 'target 0.95', points: [[sizes[0]!, 0.95], [sizes[sizes.length - 1]!, 0.95]], reference: true },
       ],
     });
-    ctx.note('The machine is shared: a round runs the four paths one after the other, in an order that rotates, and each ratio is of the same round, so load from other users falls on both sides of it. The client and the server are single-threaded and share the vCPUs with the kernel work being measured.');
+    ctx.note('The machine is shared: in a round the four paths take turns connection by connection (the order rotating each turn), and each ratio is of the same round, so load from other users falls on both sides of it. conn/s is 1 / the mean connect() time. The client and the server are single-threaded and share the vCPUs with the kernel work being measured.');
     if (!sizes.includes(10_000)) ctx.note('--quick: up to 1000 Services; the 10,000-Service target is not judged.');
   },
 });
