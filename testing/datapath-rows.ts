@@ -829,6 +829,32 @@ export function buildRows(): Row[] {
       name: 'XDP: the clashing second flow is dropped in XDP',
       prog: 'lb_xdp', external: true, setup, input: second.input, verdict: XDP_DROP, output: 'input', stats: { drop_ct_clash: 1 },
     });
+    // the first flow still in its handshake (lb_ct_syn): the second SYN's reverse insert finds it
+    const synOnly = (dp: Datapath) => { dp.addService(twin); run(dp, 'lb_tc_ingress', toService(w, C4, sport).input); };
+    for (const prog of ['lb_tc_ingress', 'lb_xdp'] as const) {
+      add({
+        name: `${prog === 'lb_xdp' ? 'XDP: ' : ''}one client ip:port to a second frontend while the first flow waits in lb_ct_syn: refused, nothing written, the first flow's reverse entry kept`,
+        prog, ...(prog === 'lb_xdp' ? { external: true } : {}), setup: synOnly, input: second.input,
+        verdict: prog === 'lb_xdp' ? XDP_DROP : TC_ACT_SHOT, output: 'input', stats: { drop_ct_clash: 1 },
+        after: (dp, c) => {
+          c.eq(dp.ctIn('lb_ct_syn', ctRevKey(w, b, C4, sport))?.feId, w.feId, 'reverse entry in lb_ct_syn still the first frontend\'s');
+          c.eq(dp.ctIn('lb_ct_syn', ctKey(twin, C4, sport)), undefined, 'no forward entry of the refused flow');
+          c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 2, 'lb_ct_syn holds only the first flow');
+        },
+      });
+    }
+  }
+  {
+    // the same for UDP, whose entries live in lb_ct only
+    const d = SVC.dns4, sport = sportFor(d, C4, 21, 47800), b = backend(d, 21);
+    const twin: TestService = { feId: 73, address: '10.96.0.73', port: 53, protocol: 'UDP', scope: 'internal', backends: [{ ...b }] };
+    const second = toService(twin, C4, sport);
+    add({
+      name: 'UDP: one client ip:port to a second frontend sharing the backend: refused and counted, the first flow\'s reverse entry kept',
+      prog: 'lb_tc_ingress', setup: (dp) => { dp.addService(twin); run(dp, 'lb_tc_ingress', toService(d, C4, sport).input); },
+      input: second.input, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_ct_clash: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctRevKey(d, b, C4, sport))?.feId, d.feId, 'reverse entry still the first frontend\'s'),
+    });
   }
   // ---- issue 7: IP fragments, translated like their first fragment ----
   {
