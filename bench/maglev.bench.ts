@@ -25,6 +25,40 @@ function memlock(fd: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
+/** CPUs the kernel sizes per-CPU maps for (/sys/devices/system/cpu/possible, e.g. "0-127") */
+function possibleCpus(): number {
+  try {
+    return readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split(',')
+      .reduce((n, r) => { const [a, b] = r.split('-').map(Number); return n + (b === undefined ? 1 : b! - a! + 1); }, 0);
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * What the whole data plane holds in the kernel once loaded, as the kernel counts it (fdinfo memlock
+ * of every map of the object: page-rounded mmapable arrays, per-CPU maps times the possible CPUs,
+ * preallocated hash and LRU maps whole; hash maps without prealloc only their buckets while empty),
+ * with the largest maps named: the Maglev array is one line of it.
+ */
+function dataplaneMemory(ctx: BenchContext): void {
+  if (process.getuid?.() !== 0 || !nativeAvailable().ok) return ctx.note('data-plane kernel memory skipped: needs root and the native addon');
+  const dp = new Datapath(OBJECT_PATH, 'mem');
+  try {
+    const names = dp.mapNames();
+    const by = names.map((name) => ({ name, bytes: memlock(dp.map(name).fd) })).sort((a, b) => b.bytes - a.bytes);
+    const total = by.reduce((s, m) => s + m.bytes, 0);
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    ctx.metric({
+      name: 'kernel memory of the whole data plane, loaded, no Service', value: total, unit: 'bytes', better: 'lower',
+      target: 'report (values only)',
+      note: `fdinfo memlock of its ${by.length} maps, ${possibleCpus()} possible CPUs: ${by.slice(0, 6).map((m) => `${m.name} ${mib(m.bytes)}`).join(', ')}`,
+    });
+  } finally {
+    dp.close();
+  }
+}
+
 /** median program time of a first-packet row over runs (its conntrack entry deleted before each) */
 function firstPacketNs(dp: Datapath, row: Row, runs: number): number {
   prepareRow(dp, row);
@@ -271,6 +305,7 @@ export default defineBench({
       target: '<= 64 MiB at 10k Services, counted honestly', met: flatKernel !== undefined && flatKernel <= 64 * 2 ** 20 && flatSlots <= LB_MAGLEV_SLOTS_MAX,
       note: `fdinfo memlock of an array of LB_MAGLEV_SLOTS_MAX=${LB_MAGLEV_SLOTS_MAX} slots (allocated at load, whatever the Service count); the ${plan.tables.size} pow2 tables of 10k Services take ${flatSlots} slots (${(flatSlots * 4 / 2 ** 20).toFixed(1)} MiB) of it`,
     });
+    dataplaneMemory(ctx);
     firstPacketAB(ctx);
     const mib = (b: number) => +(b / 2 ** 20).toFixed(1);
     ctx.figure({

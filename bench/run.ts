@@ -48,7 +48,7 @@ const TARGETS: TargetRow[] = [
   { figure: 'first packet, TCP/IPv4 (Maglev pick, conntrack insert)', bench: 'datapath', metric: /^first-packet: TCP\/IPv4/, unit: 'ns', op: '<=', limit: 300, target: '<= 300 ns' },
   { figure: 'new connections through a ClusterIP at 10,000 Services, tc / direct', bench: 'connrate', metric: /^tc BPF \(ours\) 10k: ratio to direct$/, unit: 'ratio', op: '>=', limit: 0.95, target: '>= 0.95' },
   { figure: 'new connections through a ClusterIP at 10,000 Services, socket hook / direct', bench: 'connrate', metric: /^socket LB \(ours\) 10k: ratio to direct$/, unit: 'ratio', op: '>=', limit: 0.95, target: '>= 0.95' },
-  { figure: 'Maglev kernel memory at 10,000 Services, page rounding counted', bench: 'maglev', metric: /^kernel table memory, pow2 M, page rounding counted$/, unit: 'bytes', op: '<=', limit: 64 * 2 ** 20, target: '<= 64 MiB' },
+  { figure: 'Maglev kernel memory at 10,000 Services, as the kernel counts it', bench: 'maglev', metric: /^kernel table memory, flat lb_maglev_slots \(allocated, as the kernel counts it\)$/, unit: 'bytes', op: '<=', limit: 64 * 2 ** 20, target: '<= 64 MiB' },
 ];
 
 /** The targets table: every row, measured or saying why not. */

@@ -87,6 +87,11 @@ export class Datapath {
   private readonly backendIds = new Set<number>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
 
+  /** the object's own maps (not libbpf's internal ones) */
+  mapNames(): string[] {
+    return this.obj.mapNames();
+  }
+
   /** objectPath: another object than OBJECT_PATH (a benchmark's baseline); its pins get their own root */
   constructor(objectPath = OBJECT_PATH, tag = '') {
     this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}${tag ? `-${tag}` : ''}`;
