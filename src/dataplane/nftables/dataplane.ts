@@ -15,7 +15,7 @@ import { systemBinary } from '../../util/exec.js';
 import { KbpError } from '../../util/errors.js';
 import { createTransport, flushStaleUdp, type NftTransport } from './native.js';
 import { staleUdpRules } from './conntrack.js';
-import { elementLines, elementTypes, NftModel, type ElementType } from './ruleset.js';
+import { elementLines, elementTypes, fanoutGroups, NftModel, type ElementType } from './ruleset.js';
 import { externalDevicesCommands, HELPER_SETS, NFT_TABLE, type LocalDetector } from './helpers.js';
 import { loadState, nftStatePath, removeState, saveState, type SavedState } from './state.js';
 
@@ -233,12 +233,14 @@ export class NftablesDataplane implements Dataplane {
       if (tx.structure || devCmds) await this.transport.run(tx.structure + devCmds);
       if (!this.#types || tx.structure) this.#types = elementTypes(this.table, this.#model.skeletonOpts);
       const types = this.#types;
-      await bulk(this.table, tx.groups.map((g) => {
+      // an addon built before fan-out groups: one group per map
+      const groups = this.transport.fanout ? tx.groups : tx.groups.flatMap(fanoutGroups);
+      await bulk(this.table, groups.map((g) => {
         const t = types.get(g.set);
         if (!t) throw new Error(`nftables: no declaration for set ${g.set}`);
         // an addon built before BulkGroup.values: one "key : value" line per element
         if (g.values !== undefined && !this.transport.splitValues) return { del: g.del, set: g.set, ...t, elems: elementLines(g).join('\n') };
-        return { del: g.del, set: g.set, ...t, elems: g.elems, ...(g.values !== undefined && { values: g.values }) };
+        return { del: g.del, set: g.set, ...t, elems: g.elems, ...(g.values !== undefined && { values: g.values }), ...(g.fanout && { fanout: g.fanout }) };
       }));
       commit();
       if (tx.cleanup) {
