@@ -692,7 +692,9 @@ class ElementsWorker : public Napi::AsyncWorker {
 // elements(table, [{ del, set, keyType, dataType, interval, elems }]) -> Promise<{ error, messages, bytes }>
 // One nf_tables transaction. keyType / dataType in nft's words ("ipv4_addr . inet_proto . inet_service",
 // "verdict", "" for a plain set); elems one per line, in nft's element syntax; or, with values (a string,
-// one per line), elems the keys and values the values, line by line.
+// one per line), elems the keys and values the values, line by line; or, with fanout: { sets, k:
+// Uint32Array, idx: Uint32Array, addrs, ports: Uint16Array } (ElemGroup::fan), elems the keys of
+// several maps of type address . port, each key and dictionary value encoded once.
 Napi::Value Elements(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string table = info[0].As<Napi::String>().Utf8Value();
