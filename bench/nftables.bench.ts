@@ -11,7 +11,7 @@
 // results as JSON, the harness records them) with --lib-only: no `nft -f -` spawn per transaction.
 //   node --import=tsx bench/nftables.bench.ts [--quick] [--lib-only] [--upstream-only] [--upstream-n N] [--rounds R]
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,11 +21,15 @@ import type { Plan } from '../src/plan/types.js';
 import type { NodeState } from '../src/model/compiled.js';
 import { NftablesDataplane } from '../src/dataplane/nftables/dataplane.js';
 import { createTransport, type NftTransport } from '../src/dataplane/nftables/native.js';
-import { nodeState } from './gen.js';
+import { clusterIp, endpointSlice, node, NODE_IP, NODE_NAME, nodeState, podIp, service, type ClusterShape } from './gen.js';
+import { stringify } from 'yaml';
+import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
+import { NFT_TABLE } from '../src/dataplane/nftables/helpers.js';
+import { bundle } from './agent.bench.js';
 import { nftRuleset, NFT_TABLE as KP_TABLE } from './baseline/nftables.js';
 import { servicePortsOf } from './baseline/services.js';
 import type { BulkStats } from '../src/dataplane/nftables/native.js';
-import { defineBench, type BenchContext } from './lib.js';
+import { defineBench, stats as stats2, type BenchContext, type TimeStats } from './lib.js';
 
 const self = fileURLToPath(import.meta.url);
 const direct = process.argv[1] !== undefined && fileURLToPath(new URL(`file://${process.argv[1]}`)) === self;
@@ -206,11 +210,12 @@ type Mmm = { min: number; median: number; max: number };
 type Vs = { services: number; rounds: number; upstream: { chains: number; rules: number; elements: number; applyCpuMs: Mmm; applyMs: Mmm }; ours: { applyCpuMs: Mmm; applyMs: Mmm; modelCpuMs: Mmm }; oursOverUpstreamCpu: Mmm; oursOverUpstreamWall: Mmm };
 
 /** `npm run bench -- nftables`: this file in a network namespace of its own, its JSON recorded. */
-export default defineBench({
+const dataplaneBench = defineBench({
   name: 'nftables',
   title: 'nftables data plane: full sync and one endpoint change',
   description: 'NftablesDataplane.apply at N Services x 10 endpoints in a network namespace of its own (unshare -n): a full sync into a fresh table ' +
-    '(elements sent by the addon in one netlink batch, structure through libnftables) and one endpoint change at a time (40 samples; one buffer through libnftables). ' +
+    '(elements sent by the addon in one netlink batch, the backend maps as one fan-out group per class: each key and target encoded once; structure through libnftables) ' +
+    'and one endpoint change at a time (40 samples; element changes only: one addon batch, no libnftables context). ' +
     'Baselines in the same run: every element through libnftables (`nft_run_cmd_from_buffer`), and kube-proxy\'s own nftables ruleset for the same Services ' +
     '(a chain per Service and per endpoint, bench/baseline/nftables.ts), full syncs interleaved with ours. CPU is this process\'s (libnftables and the addon run in it); ' +
     '"model" is our TypeScript\'s share of it.',
@@ -255,3 +260,198 @@ export default defineBench({
     }
   },
 });
+
+// ---- the nftables mode through the real agent --------------------------------------------------
+// `npm run bench -- nftables-agent`: the agent (`run --mode nftables --manifests DIR`, bundled as a
+// user runs it) in a network namespace of the lab, over a folder with one file per Service (its
+// Service and EndpointSlice; every tenth a NodePort), N Services x 10 endpoints. After its first sync,
+// one file at a time is replaced (written aside, renamed into place) with one endpoint's address
+// changed, spaced by minSyncPeriod (1 s) so each is a sync of its own; per change the agent's own
+// kubeproxy_sync_proxy_rules_duration_seconds (the _sum delta over a _count delta of exactly one) and
+// its CPU. Each change is checked in the kernel: the frontend's backend maps hold the new address.
+
+const AGENT_E = 10;
+const AGENT_MIN_SYNC_MS = 1000;
+
+interface AgentResult {
+  n: number;
+  /** process start to the first sync holding every Service's frontends (/metrics polled every 0.5 s) */
+  firstSyncMs: number;
+  /** the agent's user + system CPU up to then */
+  firstSyncCpuMs: number;
+  /** the first sync's own duration (the metric's _sum when its _count is 1) */
+  firstSyncDurationMs: number;
+  sync: TimeStats;
+  cpuPerChange: number;
+  skipped: number;
+}
+
+function procCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+async function agentMetrics(lab: Lab, ns: Netns): Promise<{ count: number; sum: number; frontends: number }> {
+  const m = await lab.exec(ns, 'curl', ['-s', '--max-time', '5', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
+  const num = (re: RegExp) => Number(re.exec(m.stdout)?.[1] ?? NaN);
+  return {
+    count: num(/^kubeproxy_sync_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} (\S+)/m),
+    sum: num(/^kubeproxy_sync_proxy_rules_duration_seconds_sum\{ip_family="IPv4"\} (\S+)/m),
+    frontends: num(/^kubebpfproxy_frontends (\d+)/m),
+  };
+}
+
+async function agentNftables(ctx: BenchContext, lab: Lab, n: number, samples: number, cli: string, tag: string): Promise<AgentResult> {
+  const shape: ClusterShape = { services: n, endpointsPerService: AGENT_E, nodePortEvery: 10 };
+  const file = (i: number, v: number) => `${stringify(service(i, shape))}---\n${stringify(endpointSlice(i, shape, v))}`;
+  const ns = await lab.addNetns(`n${tag}${n}`);
+  await lab.ip(ns, ['link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
+  await lab.ip(ns, ['link', 'set', 'e0', 'up']);
+  await lab.ip(ns, ['link', 'set', 'e1', 'up']);
+  await lab.addAddress(ns, 'e0', `${NODE_IP}/24`);
+  const mdir = mkdtempSync(join(tmpdir(), `${lab.prefix}n${tag}${n}-`));
+  lab.onCleanup(`manifests ${mdir}`, () => rmSync(mdir, { recursive: true, force: true }));
+  writeFileSync(join(mdir, 'node.yaml'), stringify(node()));
+  for (let i = 0; i < n; i++) writeFileSync(join(mdir, `svc-${i}.yaml`), file(i, 0));
+  const pins = lab.addPinRoot(`n${tag}${n}`);
+  lab.onCleanup(`cleanup nftables ${pins}`, async () => {
+    await lab.exec(ns, process.execPath, [cli, 'cleanup', '--mode', 'nftables', '--bpffs', pins], { allowFail: true });
+  });
+  const started = Date.now();
+  const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--mode', 'nftables', '--manifests', mdir, '--node-name', NODE_NAME,
+    '--node-ip', NODE_IP, '--bpffs', pins, '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249', '--v', '2'], { what: `agent nftables ${n}` });
+  // the agent's 'sync steps' lines (--v 2 logs every sync's): where a change's sync spends its time
+  const steps: Array<Record<string, number | boolean>> = [];
+  let buf = '';
+  agent.child.stderr!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (!l.includes('"sync steps"')) continue;
+      try {
+        steps.push(JSON.parse(l) as Record<string, number | boolean>);
+      } catch { /* not a log line */ }
+    }
+  });
+  try {
+    let first: { count: number; sum: number; frontends: number } | undefined;
+    while (Date.now() - started < 600_000) {
+      if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1500)}`);
+      const m = await agentMetrics(lab, ns);
+      if (m.count >= 1 && m.frontends >= n) {
+        first = m;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    if (!first) throw new Error(`agent (nftables) with ${n} Services: no full sync within 600 s`);
+    const firstSyncMs = Date.now() - started, firstSyncCpuMs = procCpuMs(agent.pid);
+    const firstSyncDurationMs = first.count === 1 ? first.sum * 1000 : NaN;
+    await new Promise((r) => setTimeout(r, 2000));
+    let before = await agentMetrics(lab, ns);
+    const cpu0 = procCpuMs(agent.pid);
+    const syncMs: number[] = [];
+    let skipped = 0;
+    const variant = new Map<number, number>();
+    for (let k = 0; k < samples; k++) {
+      if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1500)}`);
+      const i = (k * 7919 + 13) % n;
+      const v = variant.get(i) ? 0 : 1;
+      variant.set(i, v);
+      const want = v ? podIp(i, AGENT_E - 1 + v, AGENT_E) : podIp(i, 0, AGENT_E);
+      const tmp = join(mdir, `.svc-${i}.yaml.tmp`);
+      writeFileSync(tmp, file(i, v));
+      const t0 = performance.now();
+      renameSync(tmp, join(mdir, `svc-${i}.yaml`));
+      // the change's sync: one more count (bounded wait), then the next change after minSyncPeriod
+      let after = before;
+      while (performance.now() - t0 < 20_000) {
+        await new Promise((r) => setTimeout(r, performance.now() - t0 < AGENT_MIN_SYNC_MS ? AGENT_MIN_SYNC_MS + 150 - (performance.now() - t0) : 200));
+        after = await agentMetrics(lab, ns);
+        if (after.count > before.count) break;
+      }
+      if (after.count === before.count) throw new Error(`change ${k} (Service ${i}): no sync within 20 s`);
+      if (after.count - before.count === 1) syncMs.push((after.sum - before.sum) * 1000);
+      else skipped++;
+      before = after;
+      // in the kernel: one of the ClusterIP's backend maps holds the new address
+      const key = `${clusterIp(i)} . tcp . 80`;
+      const cmds = Array.from({ length: AGENT_E }, (_, j) => `get element inet ${NFT_TABLE} backends-int4-${j} { ${key} }`).join('; ');
+      // (nft fetches each map whole to answer: slow at 10,000 under load; a generous bound, one retry)
+      let got = await lab.exec(ns, '/usr/sbin/nft', [cmds], { allowFail: true, timeoutMs: 60_000 });
+      if (!got.stdout.includes(`${want} . 8080`)) got = await lab.exec(ns, '/usr/sbin/nft', [cmds], { allowFail: true, timeoutMs: 60_000 });
+      if (!got.stdout.includes(`${want} . 8080`)) throw new Error(`${tag}${n}: change ${k} (Service ${i}): the table does not send ${key} to ${want}: rc ${got.code} ${got.stdout.slice(0, 500)} ${got.stderr.slice(0, 300)}`);
+    }
+    const cpuPerChange = (procCpuMs(agent.pid) - cpu0) / samples;
+    const partial = steps.filter((l) => l.full === false);
+    if (partial.length) {
+      const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
+      ctx.log(`${tag}${n} Services (nftables agent): ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats2(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
+    }
+    const sync = stats2(syncMs.length ? syncMs : [NaN]);
+    ctx.log(`${tag}${n} Services (nftables agent): first sync ${firstSyncMs} ms after start (its duration ${firstSyncDurationMs.toFixed(0)} ms, agent CPU ${firstSyncCpuMs} ms); ` +
+      `one change: sync p50 ${sync.median.toFixed(2)} p99 ${sync.p99.toFixed(2)} ms, agent CPU ${cpuPerChange.toFixed(1)} ms per change (${syncMs.length} syncs, ${skipped} not counted)`);
+    return { n, firstSyncMs, firstSyncCpuMs, firstSyncDurationMs, sync, cpuPerChange, skipped };
+  } finally {
+    agent.child.kill('SIGTERM');
+    await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 5000))]);
+  }
+}
+
+export const agentBench = defineBench({
+  name: 'nftables-agent',
+  title: 'nftables mode through the real agent: first sync and one endpoint change',
+  description: 'The agent (run --mode nftables --manifests DIR, bundled) in a network namespace of its own over one file per Service, N Services x 10 endpoints ' +
+    '(every tenth a NodePort); then one file at a time replaced with one endpoint changed, 1 s apart (minSyncPeriod): the agent\'s own ' +
+    'kubeproxy_sync_proxy_rules_duration_seconds per change, each change checked in the table. KBP_BENCH_NFT_AGENT_BASE_CLI: another build of the ' +
+    'agent measured right before this one at each size (the same-run baseline).',
+  skip: () => (process.getuid?.() === 0 ? undefined : 'needs root (network namespaces, nftables)'),
+  async run(ctx: BenchContext) {
+    const env = process.env.KBP_BENCH_NFT_AGENT_SIZES;
+    const sizes = env ? env.split(',').map(Number) : ctx.quick ? [1000] : [1000, 10_000];
+    const samples = Number(process.env.KBP_BENCH_NFT_AGENT_CHANGES ?? (ctx.quick ? 10 : 30));
+    const rounds = Math.max(1, Number(process.env.KBP_BENCH_NFT_AGENT_ROUNDS ?? 1));
+    const cli = bundle(ctx);
+    const baseCli = process.env.KBP_BENCH_NFT_AGENT_BASE_CLI;
+    const lab = new Lab('nftagent');
+    const ours = new Map<number, AgentResult[]>(), base = new Map<number, AgentResult[]>();
+    try {
+      for (const n of sizes) {
+        ours.set(n, []);
+        base.set(n, []);
+        for (let r = 0; r < rounds; r++) {
+          const tag = rounds > 1 ? `r${r + 1}` : '';
+          if (baseCli) base.get(n)!.push(await agentNftables(ctx, lab, n, samples, baseCli, `${tag}b`));
+          ours.get(n)!.push(await agentNftables(ctx, lab, n, samples, cli, tag));
+        }
+      }
+    } finally {
+      await lab.cleanup();
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
+    const ratio = (o: AgentResult[], b: AgentResult[], f: (r: AgentResult) => number): string => {
+      const v = o.map((r, i) => f(r) / f(b[i]!)).filter(Number.isFinite).sort((x, y) => x - y);
+      return v.length ? `; per-round ratio to the base build min/median/max ${v[0]!.toFixed(2)}/${v[(v.length - 1) >> 1]!.toFixed(2)}/${v[v.length - 1]!.toFixed(2)}` : '';
+    };
+    for (const [n, rs] of ours) {
+      const k = n >= 1000 ? `${n / 1000}k` : `${n}`;
+      const b = base.get(n) ?? [];
+      const figs: Array<[string, (r: AgentResult) => number, string, Record<string, unknown>]> = [
+        [`one endpoint change ${k}: sync duration p50`, (r) => r.sync.median, 'the agent\'s kubeproxy_sync_proxy_rules_duration_seconds, one sync per change', {}],
+        [`one endpoint change ${k}: sync duration p99`, (r) => r.sync.p99, '', n >= 10_000 ? { target: 'a few ms' } : {}],
+        [`one endpoint change ${k}: agent CPU per change`, (r) => r.cpuPerChange, 'user + system CPU of the agent over the changes (folder watch, syncs, one /metrics scrape each) over their count', {}],
+        [`first sync ${k}: its duration`, (r) => r.firstSyncDurationMs, 'the first sync\'s own kubeproxy_sync_proxy_rules_duration_seconds (compile, plan, the nftables transaction)', {}],
+        [`first sync ${k}: from start`, (r) => r.firstSyncMs, 'process start to /metrics showing every frontend (polled every 0.5 s)', {}],
+      ];
+      for (const [name, f, note, extra] of figs) {
+        ctx.metric({ name, value: med(rs.map(f)), unit: 'ms', better: 'lower', ...extra,
+          note: `${note}${rs.length > 1 ? ` (median of ${rs.length} rounds)` : ''}${b.length ? `; base build ${med(b.map(f)).toFixed(2)} ms${ratio(rs, b, f)}` : ''}` });
+      }
+    }
+  },
+});
+
+export default [dataplaneBench, agentBench];

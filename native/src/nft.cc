@@ -359,13 +359,23 @@ bool EncodeValue(const std::vector<Field>& type, const std::string& text, std::s
 }
 
 struct ElemGroup {
-  bool del;
+  bool del = false;
   std::string set, keyType, dataType;
-  bool interval;
+  bool interval = false;
   std::string elems;  // one element per line: KEY or KEY : VALUE
   // when not empty: line i is element i's VALUE, and elems holds keys only (a full sync's maps: the
   // caller joins the keys and the values it already has, instead of building a string per element)
   std::string values;
+  // fan-out (a full sync's backend maps, of type address . port): elems holds N keys, each encoded
+  // once; key i goes into the maps fanSets[0..fanK[i]-1], into fanSets[j] with dictionary value
+  // x = fanIdx[off_i + j] (off_i: the sum of fanK before i): line x of fanAddrs and port fanPorts[x].
+  // A backend's value is encoded once, however many frontends name it, and no "key : value" text
+  // exists per element.
+  bool fan = false;
+  std::vector<std::string> fanSets;
+  std::vector<uint32_t> fanK, fanIdx;
+  std::string fanAddrs;
+  std::vector<uint16_t> fanPorts;
 };
 
 class ElementsWorker : public Napi::AsyncWorker {
@@ -441,6 +451,93 @@ class ElementsWorker : public Napi::AsyncWorker {
     NestEnd(n);
   }
 
+  // lines of a text, without copying (the last line may lack its newline)
+  static void Lines(const std::string& text, std::vector<std::pair<size_t, size_t>>* out) {
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t nl = text.find('\n', pos);
+      size_t end = nl == std::string::npos ? text.size() : nl;
+      out->emplace_back(pos, end - pos);
+      pos = end + 1;
+    }
+  }
+
+  // the fan-out form of a group (ElemGroup::fan): every key and every dictionary value encoded once
+  bool BuildFan(const ElemGroup& g, const std::vector<Field>& kt, const std::vector<Field>& dt) {
+    std::vector<std::pair<size_t, size_t>> kl, dl;
+    Lines(g.elems, &kl);
+    Lines(g.fanAddrs, &dl);
+    if (kl.size() != g.fanK.size()) {
+      error_ = "set " + g.set + ": " + std::to_string(kl.size()) + " keys but " + std::to_string(g.fanK.size()) + " counts";
+      return false;
+    }
+    std::vector<std::string> keys(kl.size()), vals(dl.size());
+    std::vector<size_t> off(kl.size());
+    size_t total = 0;
+    uint32_t maxK = 0;
+    for (size_t i = 0; i < kl.size(); i++) {
+      std::string hi;
+      if (!EncodeValue(kt, g.elems.substr(kl[i].first, kl[i].second), &keys[i], &hi, &error_)) {
+        error_ = "set " + g.set + ": " + error_;
+        return false;
+      }
+      off[i] = total;
+      total += g.fanK[i];
+      if (g.fanK[i] > maxK) maxK = g.fanK[i];
+    }
+    if (total != g.fanIdx.size() || maxK > g.fanSets.size()) {
+      error_ = "set " + g.set + ": fan-out counts do not match its indices or sets";
+      return false;
+    }
+    if (dt.size() != 2 || (dt[0].kind != Field::V4 && dt[0].kind != Field::V6) || dt[1].kind != Field::PORT || dl.size() != g.fanPorts.size()) {
+      error_ = "set " + g.set + ": fan-out values are address . port, one port per address";
+      return false;
+    }
+    for (size_t v = 0; v < dl.size(); v++) {
+      std::string hi;
+      if (!EncodeField(dt[0], g.fanAddrs.substr(dl[v].first, dl[v].second), true, &vals[v], &hi, &error_)) {
+        error_ = "set " + g.set + ": " + error_;
+        return false;
+      }
+      std::string port(4, '\0');  // a concatenation's field is padded to 4 bytes
+      uint16_t n = htons(g.fanPorts[v]);
+      memcpy(&port[0], &n, 2);
+      vals[v] += port;
+    }
+    for (uint32_t j = 0; j < maxK; j++) {
+      size_t msg = 0, list = 0, inMsg = 0;
+      for (size_t i = 0; i < keys.size(); i++) {
+        if (g.fanK[i] <= j) continue;
+        uint32_t x = g.fanIdx[off[i] + j];
+        if (x >= vals.size()) {
+          error_ = "set " + g.fanSets[j] + ": value index " + std::to_string(x) + " beyond the dictionary";
+          return false;
+        }
+        if (!inMsg) {
+          msg = Begin((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, NFPROTO_INET, 0);
+          Str(NFTA_SET_ELEM_LIST_TABLE, table_);
+          Str(NFTA_SET_ELEM_LIST_SET, g.fanSets[j]);
+          list = NestStart(NFTA_SET_ELEM_LIST_ELEMENTS);
+          msgs_++;
+        }
+        size_t item = NestStart(NFTA_LIST_ELEM);
+        Data(NFTA_SET_ELEM_KEY, keys[i]);
+        Data(NFTA_SET_ELEM_DATA, vals[x]);
+        NestEnd(item);
+        if (++inMsg == 512 || buf_.size() - list > 48 * 1024) {
+          NestEnd(list);
+          End(msg);
+          inMsg = 0;
+        }
+      }
+      if (inMsg) {
+        NestEnd(list);
+        End(msg);
+      }
+    }
+    return true;
+  }
+
   bool Build() {
     buf_.reserve(1 << 20);
     size_t b = Begin(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
@@ -451,6 +548,14 @@ class ElementsWorker : public Napi::AsyncWorker {
       if (!ParseType(g.keyType, &kt, &error_) || (!verdict && !g.dataType.empty() && !ParseType(g.dataType, &dt, &error_))) {
         error_ = "set " + g.set + ": " + error_;
         return false;
+      }
+      if (g.fan) {
+        if (g.del || verdict || g.interval || dt.empty()) {
+          error_ = "set " + g.set + ": fan-out is for adding elements to plain maps";
+          return false;
+        }
+        if (!BuildFan(g, kt, dt)) return false;
+        continue;
       }
       size_t pos = 0, inMsg = 0, msg = 0, list = 0, vpos = 0;
       bool split = !g.values.empty();
@@ -587,7 +692,9 @@ class ElementsWorker : public Napi::AsyncWorker {
 // elements(table, [{ del, set, keyType, dataType, interval, elems }]) -> Promise<{ error, messages, bytes }>
 // One nf_tables transaction. keyType / dataType in nft's words ("ipv4_addr . inet_proto . inet_service",
 // "verdict", "" for a plain set); elems one per line, in nft's element syntax; or, with values (a string,
-// one per line), elems the keys and values the values, line by line.
+// one per line), elems the keys and values the values, line by line; or, with fanout: { sets, k:
+// Uint32Array, idx: Uint32Array, addrs, ports: Uint16Array } (ElemGroup::fan), elems the keys of
+// several maps of type address . port, each key and dictionary value encoded once.
 Napi::Value Elements(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string table = info[0].As<Napi::String>().Utf8Value();
@@ -595,10 +702,36 @@ Napi::Value Elements(const Napi::CallbackInfo& info) {
   std::vector<ElemGroup> groups;
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Object o = a.Get(i).As<Napi::Object>();
-    groups.push_back({o.Get("del").ToBoolean().Value(), o.Get("set").As<Napi::String>().Utf8Value(),
-                      o.Get("keyType").As<Napi::String>().Utf8Value(), o.Get("dataType").As<Napi::String>().Utf8Value(),
-                      o.Get("interval").ToBoolean().Value(), o.Get("elems").As<Napi::String>().Utf8Value(),
-                      o.Has("values") && o.Get("values").IsString() ? o.Get("values").As<Napi::String>().Utf8Value() : std::string()});
+    groups.emplace_back();
+    ElemGroup& e = groups.back();
+    e.del = o.Get("del").ToBoolean().Value();
+    e.set = o.Get("set").As<Napi::String>().Utf8Value();
+    e.keyType = o.Get("keyType").As<Napi::String>().Utf8Value();
+    e.dataType = o.Get("dataType").As<Napi::String>().Utf8Value();
+    e.interval = o.Get("interval").ToBoolean().Value();
+    e.elems = o.Get("elems").As<Napi::String>().Utf8Value();
+    if (o.Has("values") && o.Get("values").IsString()) e.values = o.Get("values").As<Napi::String>().Utf8Value();
+    Napi::Value fv = o.Get("fanout");
+    if (fv.IsObject()) {
+      Napi::Object f = fv.As<Napi::Object>();
+      ElemGroup& g = groups.back();
+      Napi::Value sets = f.Get("sets"), k = f.Get("k"), idx = f.Get("idx"), addrs = f.Get("addrs"), ports = f.Get("ports");
+      if (!sets.IsArray() || !k.IsTypedArray() || !idx.IsTypedArray() || !addrs.IsString() || !ports.IsTypedArray() ||
+          k.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array || idx.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+          ports.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+        Napi::TypeError::New(env, "elements: set " + g.set + ": fanout needs { sets: string[], k: Uint32Array, idx: Uint32Array, addrs: string, ports: Uint16Array }").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      g.fan = true;
+      Napi::Array sa = sets.As<Napi::Array>();
+      for (uint32_t j = 0; j < sa.Length(); j++) g.fanSets.push_back(sa.Get(j).As<Napi::String>().Utf8Value());
+      Napi::Uint32Array ka = k.As<Napi::Uint32Array>(), ia = idx.As<Napi::Uint32Array>();
+      g.fanK.assign(ka.Data(), ka.Data() + ka.ElementLength());
+      g.fanIdx.assign(ia.Data(), ia.Data() + ia.ElementLength());
+      g.fanAddrs = addrs.As<Napi::String>().Utf8Value();
+      Napi::Uint16Array pa = ports.As<Napi::Uint16Array>();
+      g.fanPorts.assign(pa.Data(), pa.Data() + pa.ElementLength());
+    }
   }
   auto* w = new ElementsWorker(env, std::move(table), std::move(groups));
   Napi::Promise p = w->Promise();
@@ -624,6 +757,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ctFlushUdp", Napi::Function::New(env, CtFlushUdp));
   exports.Set("elements", Napi::Function::New(env, Elements));
   exports.Set("elementsSplitValues", Napi::Boolean::New(env, true));
+  exports.Set("elementsFanout", Napi::Boolean::New(env, true));
   Napi::Object c = Napi::Object::New(env);
   c.Set("NFT_CTX_OUTPUT_JSON", Napi::Number::New(env, NFT_CTX_OUTPUT_JSON));
   c.Set("NFT_CTX_OUTPUT_HANDLE", Napi::Number::New(env, NFT_CTX_OUTPUT_HANDLE));

@@ -16,6 +16,8 @@ interface NftAddon {
   elements(table: string, groups: BulkGroup[]): Promise<{ error: string } & BulkStats>;
   /** the addon reads BulkGroup.values (an addon built before it has no such field) */
   elementsSplitValues?: boolean;
+  /** the addon reads BulkGroup.fanout */
+  elementsFanout?: boolean;
   constants: { NFT_CTX_OUTPUT_JSON: number; NFT_CTX_OUTPUT_HANDLE: number; NFT_CTX_OUTPUT_NUMERIC_ALL: number };
 }
 
@@ -75,6 +77,12 @@ export interface BulkGroup {
   elems: string;
   /** when set: elems holds the keys, this the values, line by line (only where the transport's splitValues) */
   values?: string;
+  /**
+   * when set (only where the transport's fanout): elems holds N keys; key i goes into the maps
+   * sets[0..k[i]-1], into sets[j] with the value x = idx[k[0] + ... + k[i-1] + j] of the
+   * dictionary: "address . port" of line x of addrs and ports[x] (the maps' type is address . port)
+   */
+  fanout?: { sets: string[]; k: Uint32Array; idx: Uint32Array; addrs: string; ports: Uint16Array };
 }
 
 /** What one bulk transaction cost: messages, bytes, and CPU of its thread encoding and in the kernel. */
@@ -97,6 +105,8 @@ export interface NftTransport {
   bulk?(table: string, groups: BulkGroup[]): Promise<BulkStats>;
   /** bulk() takes keys and values as two strings (BulkGroup.values) */
   readonly splitValues?: boolean;
+  /** bulk() takes fan-out groups (BulkGroup.fanout) */
+  readonly fanout?: boolean;
 }
 
 function fail(commands: string, message: string): KbpError {
@@ -111,10 +121,12 @@ class LibTransport implements NftTransport {
 
   bulk?: (table: string, groups: BulkGroup[]) => Promise<BulkStats>;
   readonly splitValues: boolean;
+  readonly fanout: boolean;
 
   constructor(a: NftAddon) {
     this.#a = a;
     this.splitValues = a.elementsSplitValues === true;
+    this.fanout = a.elementsFanout === true;
     if (typeof a.elements === 'function') this.bulk = (table, groups) => this.#enqueue(() => this.#bulk(table, groups));
   }
 

@@ -76,10 +76,11 @@ export interface FeRec {
   d: DClass;
   /** element key text: [address .] proto . port */
   tuple: string;
-  /** backend ids in index order (index j is backends-<D>-<j>) */
+  /**
+   * backend ids in index order (index j is backends-<D>-<j>); an id names one address and port for
+   * as long as it exists (PlanBackend), so ids compare where the element values would
+   */
   order: number[];
-  /** the element value of each, "address . port" */
-  targets: string[];
   affinity: number;
   /**
    * new flows marked for masquerade (PlanFrontend.masquerade): 'all' every one (masqueradeAll on a
@@ -157,8 +158,19 @@ export function nextOrder(old: readonly number[] | undefined, members: readonly 
 /** "address . port" of each backend id, for one plan() call (a backend serves many frontends) */
 type TargetCache = Map<number, string>;
 
-export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] | undefined, backends: ReadonlyMap<number, PlanBackend> = plan.backends,
-  key?: string, cache?: TargetCache): FeRec {
+/** The backends-<D>-<j> element value of a backend: "address . port". */
+function targetOf(backends: ReadonlyMap<number, PlanBackend>, id: number, f: FeRec, cache?: TargetCache): string {
+  let t = cache?.get(id);
+  if (t === undefined) {
+    const b = backends.get(id);
+    if (!b) throw new Error(`frontend ${f.key} names backend ${id}, which the plan lacks`);
+    t = plainV4(b.address) + ' . ' + b.port;
+    cache?.set(id, t);
+  }
+  return t;
+}
+
+export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] | undefined, key?: string): FeRec {
   const fam = famOf(f.address);
   const any = isAny(f.address);
   const d = classOf(f.scope === 'internal' ? 'int' : 'ext', fam, any);
@@ -166,24 +178,12 @@ export function feRec(plan: Plan, f: PlanFrontend, oldOrder: readonly number[] |
   const tuple = any ? proto + ' . ' + f.port : plainV4(f.address) + ' . ' + proto + ' . ' + f.port;
   const members = membersOf(plan, f);
   const order = oldOrder ? nextOrder(oldOrder, members) : members.slice();
-  const targets = new Array<string>(order.length);
-  for (let j = 0; j < order.length; j++) {
-    const id = order[j]!;
-    let t = cache?.get(id);
-    if (t === undefined) {
-      const b = backends.get(id);
-      if (!b) throw new Error(`frontend ${f.service} ${f.address}:${f.port} names backend ${id}, which the plan lacks`);
-      t = plainV4(b.address) + ' . ' + b.port;
-      cache?.set(id, t);
-    }
-    targets[j] = t;
-  }
   // a plan without the field (a state file of an older agent): snatRemote is eTP=Cluster's 'all'
   let masq: FeRec['masq'] = f.masquerade ?? (f.snatRemote && d.scope === 'ext' ? 'all' : undefined);
   if (!masq && isShortCircuit(f)) masq = 'fromHost';
   // one shape for every record (no optional fields): a full sync makes one per frontend
   return {
-    key: key ?? `${f.address}|${f.port}|${f.protocol}|${f.scope}`, d, tuple, order, targets,
+    key: key ?? `${f.address}|${f.port}|${f.protocol}|${f.scope}`, d, tuple, order,
     affinity: f.affinityTimeout, masq, ranges: any || !f.sourceRanges.length ? NO_RANGES : f.sourceRanges,
     drop: !!f.dropNoLocal && order.length === 0,
   };
@@ -329,10 +329,10 @@ function dispatchVerdict(r: FeRec): string {
   return v;
 }
 
-/** Elements only this record owns: set -> key -> value ('' for plain sets). */
-function ownedOf(r: FeRec, out: Array<[set: string, key: string, value: string]>): void {
-  out.push([servicesMapName(r.d), r.tuple, dispatchVerdict(r)]);
-  for (let j = 0; j < r.order.length; j++) out.push([backendsMapName(r.d, j), r.tuple, r.targets[j]!]);
+/** The maps holding elements only this record owns (its dispatch element, one backend per index). */
+function ownedSets(r: FeRec, out: string[]): void {
+  out.push(servicesMapName(r.d));
+  for (let j = 0; j < r.order.length; j++) out.push(backendsMapName(r.d, j));
 }
 
 /** Elements records may share (an internal and an external frontend on one address): refcounted. */
@@ -403,11 +403,45 @@ export interface ElementGroup {
   elems: string;
   /** the values of a map's elements, line by line with elems' keys (a full sync: no string per element) */
   values?: string;
+  /**
+   * A full sync's backends-<D>-<j> maps in one group (elems the keys, `set` the first map): key i
+   * goes into sets[0..k[i]-1], into sets[j] with the value x = idx[sum(k[0..i-1]) + j] of the
+   * dictionary (line x of addrs, ports[x]).
+   * `count` is the elements of all of them. fanoutGroups() turns it into one group per map.
+   */
+  fanout?: Fanout;
   count: number;
 }
 
-/** "key : value" lines of a group, whichever way it holds them. */
+export interface Fanout {
+  sets: string[];
+  k: Uint32Array;
+  idx: Uint32Array;
+  /** the dictionary of values "address . port": line x of addrs and ports[x] */
+  addrs: string;
+  ports: Uint16Array;
+}
+
+/** A group as plain groups, one per map (a fan-out group's maps; any other group as it is). */
+export function fanoutGroups(g: ElementGroup): ElementGroup[] {
+  const f = g.fanout;
+  if (!f) return [g];
+  const keys = g.elems.split('\n'), dict = f.addrs.split('\n').map((a, x) => `${a} . ${f.ports[x]}`);
+  const ks: string[][] = f.sets.map(() => []), vs: string[][] = f.sets.map(() => []);
+  let off = 0;
+  for (let i = 0; i < keys.length; i++) {
+    for (let j = 0; j < f.k[i]!; j++) {
+      ks[j]!.push(keys[i]!);
+      vs[j]!.push(dict[f.idx[off + j]!]!);
+    }
+    off += f.k[i]!;
+  }
+  return f.sets.map((set, j) => ({ del: g.del, set, elems: ks[j]!.join('\n'), values: vs[j]!.join('\n'), count: ks[j]!.length }));
+}
+
+/** "key : value" lines of a group, whichever way it holds them (a fan-out group: fanoutGroups first). */
 export function elementLines(g: ElementGroup): string[] {
+  if (g.fanout) throw new Error(`elementLines: ${g.set} is a fan-out group`);
   const keys = g.elems.split('\n');
   if (g.values === undefined) return keys;
   const vals = g.values.split('\n');
@@ -490,10 +524,11 @@ export class NftModel {
   /** element counts per object, for stats */
   counts(): Array<{ name: string; entries: number }> {
     const n = new Map<string, number>();
+    const own: string[] = [];
     for (const r of this.recs.values()) {
-      const own: Array<[string, string, string]> = [];
-      ownedOf(r, own);
-      for (const [s] of own) n.set(s, (n.get(s) ?? 0) + 1);
+      own.length = 0;
+      ownedSets(r, own);
+      for (const s of own) n.set(s, (n.get(s) ?? 0) + 1);
     }
     for (const [k, c] of this.#shared) if (c > 0) {
       const s = k.slice(0, k.indexOf('\0'));
@@ -516,7 +551,7 @@ export class NftModel {
     for (const k of keys) {
       const f = next.frontends.get(k);
       const old = this.fresh ? undefined : this.recs.get(k);
-      newRecs.set(k, f ? feRec(next, f, old?.order, next.backends, k, cache) : undefined);
+      newRecs.set(k, f ? feRec(next, f, old?.order, k) : undefined);
     }
 
     // objects and shared elements: count what the touched records drop and add
@@ -544,7 +579,7 @@ export class NftModel {
           if (!l) ownAdd.set(name, l = []);
           lists[j] = l;
         }
-        l.push(`${b.tuple} : ${b.targets[j]!}`);
+        l.push(`${b.tuple} : ${targetOf(next.backends, b.order[j]!, b, cache)}`);
       }
     };
     // records per object signature (class, K, T) that the touched records drop (-1) and add (+1):
@@ -556,7 +591,6 @@ export class NftModel {
       if (e) e.d += d;
       else sigDelta.set(sig, { r, d });
     };
-    const ea: Array<[string, string, string]> = [], eb: Array<[string, string, string]> = [];
     const sa: Array<[string, string]> = [], sb: Array<[string, string]> = [];
     for (const k of keys) {
       const a = this.fresh ? undefined : this.recs.get(k);
@@ -575,18 +609,19 @@ export class NftModel {
         if (b) addNew(b);
         continue;
       }
-      ea.length = 0;
-      eb.length = 0;
-      ownedOf(a, ea);
-      if (b) ownedOf(b, eb);
-      if (!b) {
-        for (const [s, key] of ea) push(ownDel, s, key);
-      } else {
-        // both name the same key (the tuple) in each map: compare per map
-        const bm = new Map(eb.map(([s, , v]) => [s, v]));
-        const am = new Map(ea.map(([s, , v]) => [s, v]));
-        for (const [s, key, v] of ea) if (bm.get(s) !== v) push(ownDel, s, key);
-        for (const [s, key, v] of eb) if (am.get(s) !== v) push(ownAdd, s, `${key} : ${v}`);
+      // one key names one address, protocol, port and scope: the same class and tuple in a and b,
+      // so each map is compared by its value (a verdict, or a backend id: an id names one target)
+      const va = dispatchVerdict(a);
+      const vb = b ? dispatchVerdict(b) : undefined;
+      if (va !== vb) push(ownDel, servicesMapName(a.d), a.tuple);
+      if (b && va !== vb) push(ownAdd, servicesMapName(b.d), `${b.tuple} : ${vb}`);
+      const ka = a.order.length, kb = b ? b.order.length : 0;
+      for (let j = 0; j < Math.max(ka, kb); j++) {
+        const ia = j < ka ? a.order[j] : undefined;
+        const ib = b && j < kb ? b.order[j] : undefined;
+        if (ia === ib) continue;
+        if (ia !== undefined) push(ownDel, backendsMapName(a.d, j), a.tuple);
+        if (ib !== undefined) push(ownAdd, backendsMapName(b!.d, j), `${b!.tuple} : ${targetOf(next.backends, ib, b!, cache)}`);
       }
     }
 
@@ -706,19 +741,30 @@ export class NftModel {
 
   /**
    * A full sync into a fresh table: every record is new, so there is nothing to compare. One pass
-   * over the plan's frontends writes each element's text straight onto its map's string (no
-   * per-element array or object), counts signatures and shared elements, and builds the records.
+   * over the plan's frontends collects, per class, each frontend's tuple and verdict once and its
+   * backends as indices into a dictionary of targets (one text per backend, however many frontends
+   * name it): the backends-<D>-<j> maps go as one fan-out group (ElementGroup.fanout), no text per
+   * element. It also counts signatures and shared elements and builds the records.
    */
   #planFresh(next: Plan): { tx: Transaction; commit: () => void } {
     const recs = new Map<string, FeRec>();
-    const cache: TargetCache = new Map();
     const sigs = new Map<DClass, Map<number, { r: FeRec; n: number }>>();
     const shared = new Map<string, number>();
-    /** per class: the keys and values of its services map and of each backends-<D>-<j> */
-    const acc = new Map<DClass, { sk: string[]; sv: string[]; bk: string[][]; bv: string[][] }>();
+    /**
+     * per class: its frontends' tuples and dispatch verdicts, their K and backend indices (flat),
+     * and the dictionary of targets those index
+     */
+    interface Acc { sk: string[]; sv: string[]; k: number[]; idx: number[]; slot: Slots; addrs: string[]; ports: number[]; maxK: number }
+    const acc = new Map<DClass, Acc>();
+    // backend id -> its dictionary line + 1 (0: not yet), per class: a typed array where ids are
+    // dense (they are: the plan allocates them from 1 up), a Map otherwise
+    let maxId = 0;
+    for (const id of next.backends.keys()) if (id > maxId) maxId = id;
+    const dense = maxId <= 4 * next.backends.size + 65536;
+    type Slots = Int32Array | Map<number, number>;
     const sa: Array<[string, string]> = [];
     for (const [k, f] of next.frontends) {
-      const r = feRec(next, f, undefined, next.backends, k, cache);
+      const r = feRec(next, f, undefined, k);
       recs.set(k, r);
       const K = r.order.length;
       if (K) {
@@ -729,17 +775,25 @@ export class NftModel {
         else m.set(sigNum(r), { r, n: 1 });
       }
       let a = acc.get(r.d);
-      if (!a) acc.set(r.d, a = { sk: [], sv: [], bk: [], bv: [] });
+      if (!a) acc.set(r.d, a = { sk: [], sv: [], k: [], idx: [], slot: dense ? new Int32Array(maxId + 1) : new Map(), addrs: [], ports: [], maxK: 0 });
       a.sk.push(r.tuple);
       a.sv.push(dispatchVerdict(r));
-      const { bk, bv } = a;
+      a.k.push(K);
+      if (K > a.maxK) a.maxK = K;
+      const { slot, idx, addrs, ports } = a;
       for (let j = 0; j < K; j++) {
-        if (j >= bk.length) {
-          bk.push([]);
-          bv.push([]);
+        const id = r.order[j]!;
+        let x = slot instanceof Int32Array ? (id <= maxId ? slot[id]! : 0) : slot.get(id) ?? 0;
+        if (x === 0) {
+          const b = next.backends.get(id);
+          if (!b) throw new Error(`frontend ${k} names backend ${id}, which the plan lacks`);
+          addrs.push(plainV4(b.address));
+          ports.push(b.port);
+          x = addrs.length;
+          if (slot instanceof Int32Array) slot[id] = x;
+          else slot.set(id, x);
         }
-        bk[j]!.push(r.tuple);
-        bv[j]!.push(r.targets[j]!);
+        idx.push(x - 1);
       }
       if (r.masq || r.ranges.length) {
         sa.length = 0;
@@ -781,7 +835,13 @@ export class NftModel {
     };
     for (const [d, a] of acc) {
       add(servicesMapName(d), a.sk, a.sv);
-      for (let j = 0; j < a.bk.length; j++) add(backendsMapName(d, j), a.bk[j]!, a.bv[j]!);
+      if (!a.maxK) continue;
+      // the keys once for every backends-<D>-<j>: frontend i is in maps 0..K_i-1
+      const sets = Array.from({ length: a.maxK }, (_, j) => backendsMapName(d, j));
+      const count = a.idx.length;
+      groups.push({ del: false, set: sets[0]!, elems: a.sk.join('\n'), count,
+        fanout: { sets, k: Uint32Array.from(a.k), idx: Uint32Array.from(a.idx), addrs: a.addrs.join('\n'), ports: Uint16Array.from(a.ports) } });
+      elements += count;
     }
     const bySet = new Map<string, string[]>();
     const push = (set: string, el: string): void => {
@@ -828,10 +888,7 @@ export class NftModel {
     for (const [k, f] of plan.frontends) {
       const o = order(k);
       const r = feRec(plan, f, undefined);
-      if (o && sameMembers(o, r.order)) {
-        r.order = [...o];
-        r.targets = o.map((id) => { const b = plan.backends.get(id)!; return `${plainV4(b.address)} . ${b.port}`; });
-      }
+      if (o && sameMembers(o, r.order)) r.order = [...o];
       saved.set(k, r);
     }
     const { commit } = this.plan(plan);
@@ -855,7 +912,7 @@ function transaction(T: string, head: string[], groups: ElementGroup[], tail: st
   let memo: string | undefined;
   const script = (): string => {
     const body: string[] = [], last: string[] = [];
-    for (const g of groups) {
+    for (const g of groups.flatMap(fanoutGroups)) {
       const verb = g.del ? 'delete' : 'add';
       const out = g.set === HELPER_SETS.generation ? last : body;
       if (g.count <= 4096 && g.values === undefined) {
