@@ -121,6 +121,8 @@ export interface AgentRun {
   changes: { syncMs: number; wallMs: number }[];
   /** why the changes stopped short, if they did */
   changeError?: string;
+  /** the agent's log (its last 64 KiB) */
+  output: string;
 }
 
 export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number }): Promise<AgentRun> {
@@ -159,7 +161,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
         const st = procStatus(agent.pid);
         const why = `no full sync within ${opts.timeoutMs / 1000} s (frontends ${m.frontends}, over capacity ${m.overCapacity}, ${agent.output().slice(-300).replace(/\s+/g, ' ')})`;
         ctx.log(`${n} Services: ${why}`);
-        return { syncMs: Date.now() - started, synced: false, rssSynced: st.rss, rss: st.rss, hwm: st.hwm, rssSeries: [], frontends: m.frontends, changes: [], changeError: why };
+        return { syncMs: Date.now() - started, synced: false, rssSynced: st.rss, rss: st.rss, hwm: st.hwm, rssSeries: [], frontends: m.frontends, changes: [], changeError: why, output: agent.output().slice(-65536) };
       }
       if (Date.now() - told > 15_000) {
         told = Date.now();
@@ -209,7 +211,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
       ctx.log(`${n} Services: ${changes.length} endpoint changes, sync ${s} ms`);
     }
     const last = procStatus(agent.pid);
-    return { syncMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, rssSeries, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }) };
+    return { syncMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, rssSeries, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }), output: agent.output().slice(-65536) };
   } finally {
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000))]);

@@ -82,6 +82,10 @@ export default defineBench({
         note: `the highest of the samples from the first sync to 20 s after, once a second: what "at every moment after the first sync" is held to${baseCli ? `; ${perRound(maxAfter)}` : ''}` });
       ctx.metric({ name: `peak rss ${label}`, value: baseCli ? median(ours.map((x) => x.hwm / MiB)) : r.hwm / MiB, unit: 'MiB', better: 'lower', note: 'VmHWM: the first sync\'s peak',
         ...(baseCli && { baseline: `base: peak rss ${label}` }) });
+      // the full GC the agent runs after a big sync (src/util/heap-trim.ts): its pause, from the agent's log
+      const pauses = ours.flatMap((x) => [...x.output.matchAll(/"pauseMs":([\d.]+)[^\n]*collected the garbage of a big sync/g)].map((h) => Number(h[1])));
+      if (pauses.length) ctx.metric({ name: `full GC after the first sync ${label}: pause`, value: median(pauses), unit: 'ms', better: 'lower',
+        note: `the agent's one full GC after a big sync (event loop held); ${pauses.map((x) => x.toFixed(0)).join(', ')} ms` });
       if (r.rssSeries.length > 1) ctx.figure({ id: 'rss', kind: 'line', title: `Agent RSS after the first sync at ${n} Services`,
         x: { label: 's after the first sync' }, y: { label: 'MiB', min: 0 },
         series: [...ours.map((x, k) => ({ name: `this build${rounds > 1 ? `, round ${k + 1}` : ''}`, points: series(x) })),
