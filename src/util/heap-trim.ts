@@ -37,12 +37,22 @@ export interface HeapTrimOptions {
   trimDelayMs?: number;
 }
 
-/** V8's full GC, exposed at run time (the --expose-gc flag takes effect for contexts created after it) */
-export function fullGc(): () => void {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (typeof g === 'function') return g;
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
+type GcFn = (o?: { type?: 'major' | 'minor'; execution?: 'sync' | 'async'; flavor?: 'regular' | 'last-resort' }) => void;
+
+/**
+ * V8's full GC, exposed at run time (the --expose-gc flag takes effect for contexts created after it),
+ * of the "last resort" flavor: collect everything, then give the heap's free pages back. Measured after
+ * compile and plan at 10,000 Services (one process, load ~25): RSS 319 -> 242 MiB with a plain full GC
+ * (870 ms pause), 302 -> 140 MiB with this one (2.6 s pause): the plain GC keeps V8's emptied pages.
+ */
+export function fullGc(flavor: 'regular' | 'last-resort' = 'last-resort'): () => void {
+  let g = (globalThis as { gc?: GcFn }).gc;
+  if (typeof g !== 'function') {
+    setFlagsFromString('--expose-gc');
+    g = runInNewContext('gc') as GcFn;
+  }
+  const f = g;
+  return () => f({ type: 'major', execution: 'sync', flavor });
 }
 
 type Defaulted = 'external' | 'everyMs' | 'minDropBytes' | 'bigSyncOps' | 'used' | 'trimDelayMs';
