@@ -45,11 +45,11 @@ export const TARGETS: TargetRow[] = [
   { figure: '100,000 Services x 10 endpoints: full sync, API server to kernel', bench: 'scale', metric: 'full sync {n}', n: 100_000, unit: 'ms', op: '<', limit: 10_000, target: '< 10 s' },
   { figure: '100,000 Services x 10 endpoints: one change (sync-duration metric, max)', bench: 'scale', metric: 'one change {n}: sync (max)', n: 100_000, unit: 'ms', op: '<', limit: 5, target: '< 5 ms' },
   { figure: '100,000 Services x 10 endpoints: agent RSS', bench: 'scale', metric: 'rss {n}', n: 100_000, unit: 'MiB', op: '<', limit: 1024, target: '< 1 GiB' },
-  { figure: 'tc program, TCP conntrack hit (BPF_PROG_TEST_RUN repeat)', bench: 'datapath', metric: 'ct-hit, in-kernel repeat*', unit: 'ns', op: '<=', limit: 100, target: '<= 100 ns' },
-  { figure: 'first packet, TCP/IPv4 (Maglev pick, conntrack insert)', bench: 'datapath', metric: 'first-packet: TCP/IPv4*', unit: 'ns', op: '<=', limit: 300, target: '<= 300 ns' },
+  { figure: 'tc program, TCP conntrack hit (BPF_PROG_TEST_RUN repeat)', bench: 'datapath', metric: 'tc ingress, TCP/IPv4 conntrack hit', alt: [{ bench: 'datapath', metric: 'ct-hit, in-kernel repeat*' }], unit: 'ns', op: '<=', limit: 100, target: '<= 100 ns' },
+  { figure: 'first packet, TCP/IPv4 (Maglev pick, conntrack insert)', bench: 'datapath', metric: 'first packet: tc ingress, TCP/IPv4 SYN to a ClusterIP', alt: [{ bench: 'datapath', metric: 'first-packet: TCP/IPv4*' }], unit: 'ns', op: '<=', limit: 300, target: '<= 300 ns' },
   { figure: 'new connections through a ClusterIP at 10,000 Services, tc / direct', bench: 'connrate', metric: 'tc BPF (ours) {n}: ratio to direct', n: 10_000, unit: 'ratio', op: '>=', limit: 0.95, target: '>= 0.95' },
   { figure: 'new connections through a ClusterIP at 10,000 Services, socket hook / direct', bench: 'connrate', metric: 'socket LB (ours) {n}: ratio to direct', n: 10_000, unit: 'ratio', op: '>=', limit: 0.95, target: '>= 0.95' },
-  { figure: 'Maglev kernel memory at 10,000 Services, page rounding counted', bench: 'maglev', metric: 'kernel table memory, pow2 M, page rounding counted', unit: 'bytes', op: '<=', limit: 64 * 2 ** 20, target: '<= 64 MiB' },
+  { figure: 'Maglev kernel memory at 10,000 Services, counted as the kernel does (the flat array; else the inner arrays with page rounding)', bench: 'maglev', metric: 'kernel table memory, flat lb_maglev_slots (allocated, as the kernel counts it)', alt: [{ bench: 'maglev', metric: 'kernel table memory, pow2 M, page rounding counted' }], unit: 'bytes', op: '<=', limit: 64 * 2 ** 20, target: '<= 64 MiB' },
 ];
 
 const escapeRe = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
