@@ -4,9 +4,7 @@
 // holding N Services x 10 endpoints dressed as an API server returns them.
 //   agent: RSS at 0, 1,000 and 10,000 Services (DESIGN.md: <= 300 MiB at 10,000), the time from start
 //          to the first sync, and the heap by part (store, compile, plan) measured in this process.
-//   scale: the 100,000-Service row end to end: full sync (start to every frontend in the kernel), one
-//          endpoint change (the agent's own sync-duration metric, and from the API write to the sync
-//          that holds it), RSS (targets < 10 s / < 5 ms / < 1 GiB).
+// (the 100,000-Service row, `scale`, is bench/scale.bench.ts and runs the agent through runAgent)
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -116,11 +114,15 @@ export interface AgentRun {
   rss: number;
   /** peak RSS (VmHWM) */
   hwm: number;
+  /** RSS sampled about once a second while settling: [ms after the first sync, bytes] */
+  rssSeries: [number, number][];
   frontends: number;
   /** per endpoint change: the agent's own sync duration (ms), and API write to that sync's end (ms) */
   changes: { syncMs: number; wallMs: number }[];
   /** why the changes stopped short, if they did */
   changeError?: string;
+  /** the agent's log (its last 64 KiB) */
+  output: string;
 }
 
 export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number }): Promise<AgentRun> {
@@ -159,7 +161,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
         const st = procStatus(agent.pid);
         const why = `no full sync within ${opts.timeoutMs / 1000} s (frontends ${m.frontends}, over capacity ${m.overCapacity}, ${agent.output().slice(-300).replace(/\s+/g, ' ')})`;
         ctx.log(`${n} Services: ${why}`);
-        return { syncMs: Date.now() - started, synced: false, rssSynced: st.rss, rss: st.rss, hwm: st.hwm, frontends: m.frontends, changes: [], changeError: why };
+        return { syncMs: Date.now() - started, synced: false, rssSynced: st.rss, rss: st.rss, hwm: st.hwm, rssSeries: [], frontends: m.frontends, changes: [], changeError: why, output: agent.output().slice(-65536) };
       }
       if (Date.now() - told > 15_000) {
         told = Date.now();
@@ -170,7 +172,12 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
     const syncMs = Date.now() - started;
     const rssSynced = procStatus(agent.pid).rss;
     ctx.log(`${n} Services: synced ${m.frontends} frontends ${syncMs} ms after start, RSS ${(rssSynced / MiB).toFixed(0)} MiB; settling ${opts.settleMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, opts.settleMs));
+    const syncedAt = Date.now();
+    const rssSeries: [number, number][] = [[0, rssSynced]];
+    while (Date.now() - syncedAt < opts.settleMs) {
+      await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, opts.settleMs - (Date.now() - syncedAt)))));
+      rssSeries.push([Date.now() - syncedAt, procStatus(agent.pid).rss]);
+    }
     const settled = procStatus(agent.pid);
     const changes: AgentRun['changes'] = [];
     let changeError: string | undefined;
@@ -204,7 +211,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
       ctx.log(`${n} Services: ${changes.length} endpoint changes, sync ${s} ms`);
     }
     const last = procStatus(agent.pid);
-    return { syncMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }) };
+    return { syncMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, rssSeries, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }), output: agent.output().slice(-65536) };
   } finally {
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000))]);
@@ -249,7 +256,7 @@ function heapByPart(ctx: BenchContext, n: number): { store: number; compile: num
   return { store: store.bytes, compile: compiled.bytes, capacity: capacity.bytes, plan: plan.bytes };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 export default [
   defineBench({
@@ -287,37 +294,6 @@ export default [
           series: [{ name: 'RSS', points: sizes.map((n) => [n, res.get(n)!.rss / MiB]) },
             ...(ctx.quick ? [] : [{ name: 'target at 10k', points: [[0, 300], [10_000, 300]] as [number, number][], reference: true }])],
         });
-      } finally {
-        await lab.cleanup();
-      }
-    },
-  }),
-  defineBench({
-    name: 'scale',
-    title: '100,000 Services x 10 endpoints end to end: API server -> agent -> kernel',
-    description: 'The real agent (bundled, --kubeconfig) against the stub API server holding 100,000 Services and 100,000 EndpointSlices of 10 endpoints (a million), in a network namespace of their own. Full sync: from the agent\'s start to its first sync with every frontend (the metrics\' kubebpfproxy_frontends). One change: an EndpointSlice rewritten in the stub; the agent\'s own kubeproxy_sync_proxy_rules_duration_seconds for that sync, and the time from the API write to the end of the sync that holds it (polled, +-25 ms and the scrape). RSS 10 s after the first sync; peak is VmHWM. With --quick: 10,000 Services.',
-    async run(ctx) {
-      const n = ctx.quick ? 10_000 : 100_000;
-      const cli = bundle(ctx);
-      const lab = new Lab('agentscale');
-      try {
-        const r = await runAgent(ctx, lab, cli, n, { changes: ctx.quick ? 3 : 5, settleMs: 10_000, timeoutMs: 1_500_000 });
-        const label = n === 100_000 ? '100k' : `${n / 1000}k`;
-        const full = n === 100_000;
-        ctx.metric({ name: `full sync ${label}`, value: r.syncMs, unit: 'ms', better: 'lower',
-          note: r.synced ? `process start to ${r.frontends} frontends in the kernel` : `NOT FINISHED: the run's deadline; RSS then`,
-          ...(full && { target: '< 10 s', met: r.syncMs < 10_000 }) });
-        const sync = r.changes.map((c) => c.syncMs), wall = r.changes.map((c) => c.wallMs);
-        if (r.changeError) ctx.note(`One change at ${n}: ${r.changeError}`);
-        if (sync.length) ctx.metric({ name: `one change ${label}: sync (max)`, value: Math.max(...sync), unit: 'ms', better: 'lower',
-          note: `the agent's sync-duration metric; ${sync.length} changes: ${sync.map((x) => x.toFixed(1)).join(', ')} ms`,
-          ...(full && { target: '< 5 ms', met: Math.max(...sync) < 5 }) });
-        if (wall.length) ctx.metric({ name: `one change ${label}: API write to synced (median)`, value: median(wall), unit: 'ms', better: 'lower',
-          note: `${wall.join(', ')} ms: watch, the runner's wait, the sync` });
-        ctx.metric({ name: `rss ${label}`, value: r.rss / MiB, unit: 'MiB', better: 'lower',
-          note: r.synced ? `10 s after the first sync; ${(r.rssSynced / MiB).toFixed(0)} MiB right after it` : 'at the deadline, first sync unfinished',
-          ...(full && { target: '< 1 GiB', met: r.synced && r.rss < 1024 * MiB }) });
-        ctx.metric({ name: `peak rss ${label}`, value: r.hwm / MiB, unit: 'MiB', better: 'lower', note: 'VmHWM: the first sync\'s peak' });
       } finally {
         await lab.cleanup();
       }

@@ -10,76 +10,14 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { formatValue, makeContext, type Bench, type Figure, type Metric } from './lib.js';
 import { renderSvg } from './svg.js';
+import { targetsTable } from './targets.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** Report order; benches not listed follow in name order. */
 const BENCH_ORDER = ['agent-change', 'sync', 'agent', 'scale', 'connrate', 'datapath', 'plan', 'maglev'];
 
-/**
- * The targets (issue 10's table, DESIGN.md "Performance targets"), each read from one bench's metric:
- * the first metric of `bench` whose name matches `metric`; `ratio` takes it as a share of its baseline.
- * `met` is judged here against `limit` in the metric's own unit, so every row is judged the same way.
- */
-interface TargetRow {
-  figure: string;
-  bench: string;
-  metric: RegExp;
-  ratio?: boolean;
-  unit: string;
-  op: '<' | '<=' | '>=';
-  limit: number;
-  target: string;
-}
-
-const TARGETS: TargetRow[] = [
-  { figure: 'one endpoint change at 10,000 Services, through the real agent (sync-duration metric, p99)', bench: 'agent-change', metric: /^sync duration 10k p99$/, unit: 'ms', op: '<', limit: 5, target: '< 5 ms' },
-  { figure: 'one endpoint change at 10,000 Services, change to kernel (p99)', bench: 'agent-change', metric: /^change to kernel 10k p99$/, unit: 'ms', op: '<', limit: 5, target: '< 5 ms' },
-  { figure: 'one endpoint change at 10,000 Services, compile + plan + diff + apply in isolation (p99)', bench: 'sync', metric: /^one endpoint change 10k: ours p99$/, unit: 'ms', op: '<', limit: 5, target: '< 5 ms' },
-  { figure: 'full sync, 10,000 Services x 10 endpoints, raw objects to kernel', bench: 'sync', metric: /^full sync 10k: ours$/, unit: 'ms', op: '<', limit: 1000, target: '< 1 s' },
-  { figure: 'full sync at 10,000 Services against the fastest iptables-restore', bench: 'sync', metric: /^full sync 10k: speed-up over the fastest iptables-restore$/, unit: 'x', op: '>=', limit: 10, target: '>= 10x' },
-  { figure: 'first sync after start at 10,000 Services (list, compile, plan, load, write)', bench: 'agent', metric: /^first sync 10000$/, unit: 'ms', op: '<', limit: 3000, target: '< 3 s' },
-  { figure: 'agent RSS at 10,000 Services', bench: 'agent', metric: /^rss 10000$/, unit: 'MiB', op: '<=', limit: 300, target: '<= 300 MiB' },
-  { figure: 'control plane alone for one endpoint change at 100,000 Services (plan)', bench: 'plan', metric: /^one endpoint change 100k: plan$/, unit: 'ms', op: '<', limit: 5, target: '< 5 ms (proportional to the change)' },
-  { figure: '100,000 Services x 10 endpoints: full sync, API server to kernel', bench: 'scale', metric: /^full sync 100k$/, unit: 'ms', op: '<', limit: 10_000, target: '< 10 s' },
-  { figure: '100,000 Services x 10 endpoints: one change (sync-duration metric, max)', bench: 'scale', metric: /^one change 100k: sync \(max\)$/, unit: 'ms', op: '<', limit: 5, target: '< 5 ms' },
-  { figure: '100,000 Services x 10 endpoints: agent RSS', bench: 'scale', metric: /^rss 100k$/, unit: 'MiB', op: '<', limit: 1024, target: '< 1 GiB' },
-  { figure: 'tc program, TCP conntrack hit (BPF_PROG_TEST_RUN repeat)', bench: 'datapath', metric: /^ct-hit, in-kernel repeat/, unit: 'ns', op: '<=', limit: 100, target: '<= 100 ns' },
-  { figure: 'first packet, TCP/IPv4 (Maglev pick, conntrack insert)', bench: 'datapath', metric: /^first-packet: TCP\/IPv4/, unit: 'ns', op: '<=', limit: 300, target: '<= 300 ns' },
-  { figure: 'new connections through a ClusterIP at 10,000 Services, tc / direct', bench: 'connrate', metric: /^tc BPF \(ours\) 10k: ratio to direct$/, unit: 'ratio', op: '>=', limit: 0.95, target: '>= 0.95' },
-  { figure: 'new connections through a ClusterIP at 10,000 Services, socket hook / direct', bench: 'connrate', metric: /^socket LB \(ours\) 10k: ratio to direct$/, unit: 'ratio', op: '>=', limit: 0.95, target: '>= 0.95' },
-  { figure: 'Maglev kernel memory at 10,000 Services, as the kernel counts it', bench: 'maglev', metric: /^kernel table memory, flat lb_maglev_slots \(allocated, as the kernel counts it\)$/, unit: 'bytes', op: '<=', limit: 64 * 2 ** 20, target: '<= 64 MiB' },
-];
-
-/** The targets table: every row, measured or saying why not. */
-function targetsTable(results: Result[]): string[] {
-  const lines = ['## The targets', '',
-    'Every row of issue 10\'s table, read from the bench named in the last column (its section below has the',
-    'details and the same-run baselines). "not measured" names what is missing from this run.', '',
-    '| figure | measured | target | met | from |', '|---|---:|---|---|---|'];
-  for (const t of TARGETS) {
-    const r = results.find((x) => x.name === t.bench);
-    const m = r?.metrics.find((x) => t.metric.test(x.name));
-    let measured: string, met: string;
-    if (!r || !m) {
-      measured = !r ? `not measured: \`${t.bench}\` did not run` : `not measured: ${r.status === 'ok' ? 'no such metric' : r.status}${r.reason ? ` (${r.reason.slice(0, 120)})` : ''}`;
-      met = '';
-    } else {
-      const base = t.ratio ? r.metrics.find((x) => x.name === m.baseline) : undefined;
-      const v = t.ratio ? (base && base.value ? m.value / base.value : NaN) : m.value;
-      const ok = m.unit === t.unit || t.ratio;
-      measured = !Number.isFinite(v) ? 'no baseline' : t.ratio ? v.toFixed(3) : formatValue(v, m.unit);
-      met = !ok || !Number.isFinite(v) ? `(unit ${m.unit})` : (t.op === '<' ? v < t.limit : t.op === '<=' ? v <= t.limit : v >= t.limit) ? 'yes' : '**no**';
-      if (m.note?.includes('NOT FINISHED')) measured = m.unit === 'ms' ? `> ${measured} (not finished)` : `${measured} (first sync not finished)`;
-      if (r.quick) measured += ' (quick)';
-    }
-    lines.push(`| ${t.figure} | ${measured} | ${t.target} | ${met} | \`${t.bench}\`${m ? `: ${m.name}` : ''} |`);
-  }
-  lines.push('');
-  return lines;
-}
-
-interface Result {
+export interface Result {
   name: string;
   title: string;
   description: string;
@@ -232,7 +170,11 @@ async function main(): Promise<void> {
   for (const f of (await readdir(args.out)).filter((x) => x.endsWith('.json')).sort()) {
     try {
       const r = JSON.parse(await readFile(path.join(args.out, f), 'utf8')) as Result;
-      if (r.name && r.metrics) all.push(r);
+      if (!r.name || !r.metrics) continue;
+      // two files of one bench (a renamed or copied result file): the newest run only, or the report has two sections
+      const other = all.findIndex((x) => x.name === r.name);
+      if (other < 0) all.push(r);
+      else if (r.startedAt > all[other]!.startedAt) all[other] = r;
     } catch {
       // not one of ours
     }

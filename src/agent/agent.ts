@@ -34,6 +34,8 @@ export class Agent {
   readonly serviceHealth: ServiceHealthServers;
   /** after every sync: the Services left out because the maps are full (an event recorder names them) */
   onServicesLeftOut?: (services: readonly string[], limit: string | undefined) => void;
+  /** after every sync that completed: its op count (the heap trimmer collects after a big one) */
+  onSynced?: (ops: number) => void;
   readonly #source: Source;
   readonly #dp: Dataplane;
   readonly #opts: AgentOptions;
@@ -270,6 +272,7 @@ export class Agent {
       full, frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
     }, 'sync steps');
+    this.onSynced?.(ops.length);
   }
 
   /**

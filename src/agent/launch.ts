@@ -16,7 +16,7 @@ import { canonicalIp } from '../util/ip.js';
 import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
-import { HeapTrimmer } from '../util/heap-trim.js';
+import { fullGc, HeapTrimmer } from '../util/heap-trim.js';
 
 export function createSource(s: AgentSettings, log: Logger): Source {
   if (s.manifests) {
@@ -286,9 +286,13 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     servers.push(metricsServer);
   }
 
+  // before the start: the first sync may end before start() returns
+  const trimmer = await startHeapTrimmer(log);
+  if (trimmer) agent.onSynced = (ops) => trimmer.afterSync(ops);
   try {
     await agent.start();
   } catch (e) {
+    trimmer?.stop();
     for (const srv of servers) await close(srv);
     await agent.stop().catch((e2: unknown) => log.warn({ err: e2 }, 'stopping the agent after a failed start failed'));
     if (!earlier) {
@@ -301,7 +305,6 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     throw e;
   }
   log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb }, 'agent running');
-  const trimmer = await startHeapTrimmer(log);
   let stopped: Promise<void> | undefined;
   return {
     agent, healthz, metricsServer,
@@ -313,13 +316,16 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   };
 }
 
-/** malloc_trim after large frees (util/heap-trim.ts), when the native addon is built (any mode) */
+/** malloc_trim after large frees, and a full GC then a trim after a big sync (util/heap-trim.ts), when the native addon is built (any mode) */
 async function startHeapTrimmer(log: Logger): Promise<HeapTrimmer | undefined> {
   const { native, nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
   if (!nativeAvailable().ok || typeof native().mallocTrim !== 'function') return undefined;
   const t = new HeapTrimmer({
     trim: () => native().mallocTrim(),
     onTrim: ({ peak, now, released }) => log.debug({ externalPeakMiB: Math.round(peak / 2 ** 20), externalMiB: Math.round(now / 2 ** 20), released }, 'returned freed heap memory to the kernel'),
+    gc: fullGc(),
+    onCompact: ({ before, after, pauseMs }) => log.info({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10 },
+      'collected the garbage of a big sync (full GC)'),
   });
   t.start();
   return t;

@@ -7,6 +7,14 @@
 // A trim costs a walk over malloc's free lists, so it runs only when external memory has fallen by
 // minDropBytes since the last trim (or the start): after a first sync or a large change, not on a
 // quiet node.
+//
+// That fall needs a full GC first, and nothing makes V8 run one on an idle agent: after a first
+// sync at 10,000 Services the garbage it left (compile's and the plan's temporaries, the released
+// Maglev slots) stayed until V8's next major GC, whenever that came (RSS 361-458 MiB right after the
+// sync against 293 MiB once collected). So after a big sync (afterSync with at least bigSyncOps
+// ops) the trimmer runs one full GC when the event loop is next free, then the trim.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 export interface HeapTrimOptions {
   /** glibc malloc_trim(0) (the native addon's mallocTrim) */
@@ -17,15 +25,77 @@ export interface HeapTrimOptions {
   minDropBytes?: number;
   /** after each trim: the external bytes it followed, and what trim() returned */
   onTrim?: (info: { peak: number; now: number; released: boolean }) => void;
+  /** a full, synchronous GC (fullGc() below); without it afterSync does nothing */
+  gc?: () => void;
+  /** a sync of this many ops or more is followed by a full GC and a trim */
+  bigSyncOps?: number;
+  /** after each GC that afterSync ran: heap used + external before and after, and its pause */
+  onCompact?: (info: { before: number; after: number; pauseMs: number }) => void;
+  /** heap used + external (process.memoryUsage()) */
+  used?: () => number;
+  /** wait between the GC and the trim: ArrayBuffers are freed by V8's sweeper tasks after the GC */
+  trimDelayMs?: number;
 }
 
+type GcFn = (o?: { type?: 'major' | 'minor'; execution?: 'sync' | 'async'; flavor?: 'regular' | 'last-resort' }) => void;
+
+/**
+ * V8's full GC, exposed at run time (the --expose-gc flag takes effect for contexts created after it),
+ * of the "last resort" flavor: collect everything, then give the heap's free pages back. Measured after
+ * compile and plan at 10,000 Services (one process, load ~25): RSS 319 -> 242 MiB with a plain full GC
+ * (870 ms pause), 302 -> 140 MiB with this one (2.6 s pause): the plain GC keeps V8's emptied pages.
+ */
+export function fullGc(flavor: 'regular' | 'last-resort' = 'last-resort'): () => void {
+  let g = (globalThis as { gc?: GcFn }).gc;
+  if (typeof g !== 'function') {
+    setFlagsFromString('--expose-gc');
+    g = runInNewContext('gc') as GcFn;
+  }
+  const f = g;
+  return () => f({ type: 'major', execution: 'sync', flavor });
+}
+
+type Defaulted = 'external' | 'everyMs' | 'minDropBytes' | 'bigSyncOps' | 'used' | 'trimDelayMs';
+
 export class HeapTrimmer {
-  readonly #o: Required<Omit<HeapTrimOptions, 'onTrim'>> & Pick<HeapTrimOptions, 'onTrim'>;
+  readonly #o: Required<Pick<HeapTrimOptions, Defaulted>> & Omit<HeapTrimOptions, Defaulted>;
   #peak = 0;
   #timer: NodeJS.Timeout | undefined;
+  #compact: NodeJS.Timeout | undefined;
+  #stopped = false;
 
   constructor(o: HeapTrimOptions) {
-    this.#o = { external: () => process.memoryUsage().external, everyMs: 5_000, minDropBytes: 16 * 2 ** 20, ...o };
+    this.#o = {
+      external: () => process.memoryUsage().external, everyMs: 5_000, minDropBytes: 16 * 2 ** 20, bigSyncOps: 1000, trimDelayMs: 200,
+      used: () => { const m = process.memoryUsage(); return m.heapUsed + m.external; }, ...o,
+    };
+  }
+
+  /**
+   * Called after each sync with its op count: after a big one, one full GC once the event loop is
+   * free (a timer, so the sync's caller finishes first), then a trim. Returns whether it scheduled one.
+   */
+  afterSync(ops: number): boolean {
+    const gc = this.#o.gc;
+    if (!gc || ops < this.#o.bigSyncOps || this.#compact || this.#stopped) return false;
+    this.#compact = setTimeout(() => {
+      const before = this.#o.used();
+      const t0 = performance.now();
+      gc();
+      const pauseMs = performance.now() - t0;
+      this.#o.onCompact?.({ before, after: this.#o.used(), pauseMs });
+      this.#compact = setTimeout(() => {
+        this.#compact = undefined;
+        if (this.#stopped) return;
+        const now = this.#o.external();
+        const released = this.#o.trim();
+        this.#o.onTrim?.({ peak: Math.max(this.#peak, now), now, released });
+        this.#peak = now;
+      }, this.#o.trimDelayMs);
+      this.#compact.unref();
+    }, 0);
+    this.#compact.unref();
+    return true;
   }
 
   /** One check: trims when external memory fell by minDropBytes from its peak since the last trim. Returns whether it trimmed. */
@@ -47,7 +117,10 @@ export class HeapTrimmer {
   }
 
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#compact);
+    this.#compact = undefined;
   }
 }

@@ -1,0 +1,97 @@
+// The 100,000-Service row end to end (issue 10): the real agent (bundled, --kubeconfig) against the
+// stub API server holding 100,000 Services x 10 endpoints, as bench/agent.bench.ts's runAgent starts
+// it: full sync (start to every frontend in the kernel), one endpoint change (the agent's own
+// sync-duration metric, and from the API write to the sync that holds it), RSS (targets < 10 s /
+// < 5 ms / < 1 GiB). With --quick it runs at 10,000 Services, which also gives the 10,000-Service
+// rows of the targets (first sync, RSS) from the API server in a quick run.
+// KBP_BENCH_SCALE_N picks N; KBP_BENCH_SCALE_TIMEOUT_S bounds the wait for the first sync (what
+// the agent got to by then is reported, marked NOT FINISHED). KBP_BENCH_SCALE_BASE_CLI names another
+// build's bundle, run before this one in each of KBP_BENCH_SCALE_ROUNDS rounds (default 2): the baseline.
+import { Lab } from '../testing/netns.js';
+import { bundle, median, runAgent, type AgentRun } from './agent.bench.js';
+import { defineBench } from './lib.js';
+
+const MiB = 2 ** 20;
+const SETTLE_MS = 20_000;
+
+export default defineBench({
+  name: 'scale',
+  title: '100,000 Services x 10 endpoints end to end: API server -> agent -> kernel',
+  description: 'The real agent (bundled, --kubeconfig) against the stub API server holding 100,000 Services and 100,000 EndpointSlices of 10 endpoints (a million), in a network namespace of their own. Full sync: from the agent\'s start to its first sync with every frontend (the metrics\' kubebpfproxy_frontends). One change: an EndpointSlice rewritten in the stub; the agent\'s own kubeproxy_sync_proxy_rules_duration_seconds for that sync, and the time from the API write to the end of the sync that holds it (polled, +-25 ms and the scrape). RSS right after the first sync, sampled every second for 20 s, and the settled figure (20 s after); peak is VmHWM. With --quick: 10,000 Services (KBP_BENCH_SCALE_N overrides).',
+  async run(ctx) {
+    const n = Number(process.env.KBP_BENCH_SCALE_N ?? (ctx.quick ? 10_000 : 100_000));
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`KBP_BENCH_SCALE_N=${process.env.KBP_BENCH_SCALE_N}: not a positive integer`);
+    const timeoutMs = Number(process.env.KBP_BENCH_SCALE_TIMEOUT_S ?? (n >= 100_000 ? 1500 : 600)) * 1000;
+    const cli = bundle(ctx);
+    // a same-run baseline: another build's bundle, run before this one in each round
+    const baseCli = process.env.KBP_BENCH_SCALE_BASE_CLI;
+    const rounds = baseCli ? Number(process.env.KBP_BENCH_SCALE_ROUNDS ?? 2) : 1;
+    // a Lab per run: runAgent names its namespace by N
+    const labs: Lab[] = [];
+    const run = async (c: string, changes: number): Promise<AgentRun> => {
+      const lab = new Lab(`scale${labs.length}`);
+      labs.push(lab);
+      try {
+        return await runAgent(ctx, lab, c, n, { changes, settleMs: SETTLE_MS, timeoutMs });
+      } finally {
+        await lab.cleanup();
+      }
+    };
+    try {
+      const label = n % 1000 === 0 ? `${n / 1000}k` : String(n);
+      const full = n === 100_000;
+      const ours: AgentRun[] = [], base: AgentRun[] = [];
+      for (let k = 0; k < rounds; k++) {
+        if (baseCli) {
+          ctx.log(`round ${k + 1} of ${rounds}: the baseline (${baseCli})`);
+          base.push(await run(baseCli, 0));
+          ctx.log(`round ${k + 1} of ${rounds}: this build`);
+        }
+        ours.push(await run(cli, ctx.quick ? 3 : 5));
+      }
+      const r = ours[ours.length - 1]!;
+      ctx.metric({ name: `full sync ${label}`, value: r.syncMs, unit: 'ms', better: 'lower',
+        note: r.synced ? `process start to ${r.frontends} frontends in the kernel` : `NOT FINISHED: the run's deadline (${timeoutMs / 1000} s), ${r.frontends} frontends then`,
+        ...(full && { target: '< 10 s', met: r.synced && r.syncMs < 10_000 }) });
+      const sync = r.changes.map((c) => c.syncMs), wall = r.changes.map((c) => c.wallMs);
+      if (r.changeError) ctx.note(`One change at ${n}: ${r.changeError}`);
+      if (sync.length) ctx.metric({ name: `one change ${label}: sync (max)`, value: Math.max(...sync), unit: 'ms', better: 'lower',
+        note: `the agent's sync-duration metric; ${sync.length} changes: ${sync.map((x) => x.toFixed(1)).join(', ')} ms`,
+        ...(full && { target: '< 5 ms', met: Math.max(...sync) < 5 }) });
+      if (wall.length) ctx.metric({ name: `one change ${label}: API write to synced (median)`, value: median(wall), unit: 'ms', better: 'lower',
+        note: `${wall.join(', ')} ms: watch, the runner's wait, the sync` });
+      const series = (x: AgentRun) => x.rssSeries.map(([t, b]) => [t / 1000, b / MiB] as [number, number]);
+      const maxAfter = (x: AgentRun) => Math.max(...series(x).map(([, v]) => v));
+      const at = (x: AgentRun, s: number) => series(x).find(([t]) => t >= s)?.[1]?.toFixed(0);
+      const rssNote = (x: AgentRun) => x.synced ? `right after the first sync ${(x.rssSynced / MiB).toFixed(0)}, 5 s ${at(x, 5)}, 10 s ${at(x, 10)}, 20 s ${(x.rss / MiB).toFixed(0)} MiB; peak ${(x.hwm / MiB).toFixed(0)} MiB` : 'at the deadline, first sync unfinished';
+      const perRound = (f: (x: AgentRun) => number) => {
+        const ratios = ours.map((o, k) => f(o) / f(base[k]!)).sort((a, b) => a - b);
+        return `ratio per round (this / base) min / median / max ${ratios[0]!.toFixed(2)} / ${median(ratios).toFixed(2)} / ${ratios[ratios.length - 1]!.toFixed(2)}`;
+      };
+      if (baseCli) {
+        ctx.metric({ name: `base: rss ${label}: max after the first sync`, value: median(base.map(maxAfter)), unit: 'MiB', better: 'lower', note: `median of ${rounds} rounds; ${base.map(rssNote).join(' | ')}` });
+        ctx.metric({ name: `base: rss ${label}`, value: median(base.map((x) => x.rss / MiB)), unit: 'MiB', better: 'lower', note: `median of ${rounds} rounds, 20 s after the first sync` });
+        ctx.metric({ name: `base: peak rss ${label}`, value: median(base.map((x) => x.hwm / MiB)), unit: 'MiB', better: 'lower' });
+      }
+      ctx.metric({ name: `rss ${label}`, value: baseCli ? median(ours.map((x) => x.rss / MiB)) : r.rss / MiB, unit: 'MiB', better: 'lower',
+        ...(baseCli && { baseline: `base: rss ${label}` }),
+        note: `20 s after the first sync${baseCli ? ` (median of ${rounds} rounds; ${perRound((x) => x.rss)})` : ''}; ${ours.map(rssNote).join(' | ')}`,
+        ...(full && { target: '< 1 GiB', met: r.synced && r.rss < 1024 * MiB }) });
+      if (r.rssSeries.length > 1) ctx.metric({ name: `rss ${label}: max after the first sync`, value: baseCli ? median(ours.map(maxAfter)) : maxAfter(r), unit: 'MiB', better: 'lower',
+        ...(baseCli && { baseline: `base: rss ${label}: max after the first sync` }),
+        note: `the highest of the samples from the first sync to 20 s after, once a second: what "at every moment after the first sync" is held to${baseCli ? `; ${perRound(maxAfter)}` : ''}` });
+      ctx.metric({ name: `peak rss ${label}`, value: baseCli ? median(ours.map((x) => x.hwm / MiB)) : r.hwm / MiB, unit: 'MiB', better: 'lower', note: 'VmHWM: the first sync\'s peak',
+        ...(baseCli && { baseline: `base: peak rss ${label}` }) });
+      // the full GC the agent runs after a big sync (src/util/heap-trim.ts): its pause, from the agent's log
+      const pauses = ours.flatMap((x) => [...x.output.matchAll(/"pauseMs":([\d.]+)[^\n]*collected the garbage of a big sync/g)].map((h) => Number(h[1])));
+      if (pauses.length) ctx.metric({ name: `full GC after the first sync ${label}: pause`, value: median(pauses), unit: 'ms', better: 'lower',
+        note: `the agent's one full GC after a big sync (event loop held); ${pauses.map((x) => x.toFixed(0)).join(', ')} ms` });
+      if (r.rssSeries.length > 1) ctx.figure({ id: 'rss', kind: 'line', title: `Agent RSS after the first sync at ${n} Services`,
+        x: { label: 's after the first sync' }, y: { label: 'MiB', min: 0 },
+        series: [...ours.map((x, k) => ({ name: `this build${rounds > 1 ? `, round ${k + 1}` : ''}`, points: series(x) })),
+          ...base.map((x, k) => ({ name: `base, round ${k + 1}`, points: series(x) }))] });
+    } finally {
+      for (const lab of labs) await lab.cleanup();
+    }
+  },
+});
