@@ -73,9 +73,9 @@ class FakeHost implements IpvsHost {
   }
   release(): void { this.#release?.(); }
   applySysctls() { return []; }
-  ensureDummy() {}
-  removeDummy() { return true; }
-  dummyAddresses() { return [...this.addrs]; }
+  async ensureDummy() {}
+  async removeDummy() { return true; }
+  async dummyAddresses() { return [...this.addrs]; }
   async setDummyAddresses(add: string[], del: string[]): Promise<void> {
     if (this.#held) {
       const h = this.#held;

@@ -27,7 +27,8 @@ import { IPVS_SCHEDULERS, IpvsClient, ipvsOps, vsKey, type IpvsOp, type RealServ
 import { DesiredIndex, desiredState, frontendPart, isOurVirtualServer, rsKey, tupleKey, type Desired } from './model.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { elementDiff, fullTable, IPVS_NFT_TABLE, type Elements } from './nft.js';
-import { applySysctls, dummyAddresses, ensureDummy, removeDummy, setDummyAddresses, DUMMY_DEVICE } from './host.js';
+import { applySysctls, dummyExists, removeDummy, DUMMY_DEVICE } from './host.js';
+import { DummyLink } from './rtnl.js';
 import { staleUdpRules } from '../nftables/conntrack.js';
 import { flushStaleUdp } from '../nftables/native.js';
 import { IpvsStateFile, loadIpvsState, ipvsStatePath, removeIpvsState } from './state.js';
@@ -64,22 +65,32 @@ export interface IpvsDataplaneOptions {
 /** What the data plane asks of IPVS: IpvsClient's methods. */
 export type IpvsKernel = Pick<IpvsClient, 'listServices' | 'listDests' | 'run' | 'close'>;
 
-/** What the data plane asks of the host: host.ts's functions. */
+/** What the data plane asks of the host: the sysctls, and the dummy device over rtnetlink (rtnl.ts). */
 export interface IpvsHost {
   applySysctls(): Array<{ key: string; value: string }>;
-  ensureDummy(name: string): void;
-  removeDummy(name: string): boolean;
-  dummyAddresses(name: string): string[];
+  ensureDummy(name: string): Promise<void>;
+  removeDummy(name: string): Promise<boolean>;
+  dummyAddresses(name: string): Promise<string[]>;
   setDummyAddresses(add: string[], del: string[], name: string): Promise<void>;
+  close?(): void;
 }
 
-const realHost: IpvsHost = {
-  applySysctls: () => applySysctls(),
-  ensureDummy,
-  removeDummy,
-  dummyAddresses,
-  setDummyAddresses,
-};
+/** The real host: one rtnetlink socket for the dummy device, kept open between syncs. */
+function realHost(): IpvsHost {
+  let link: DummyLink | undefined;
+  const of = (name: string) => {
+    if (link?.name !== name) { link?.close(); link = new DummyLink(name); }
+    return link;
+  };
+  return {
+    applySysctls: () => applySysctls(),
+    ensureDummy: (name) => of(name).ensure(),
+    removeDummy: (name) => of(name).remove(),
+    dummyAddresses: (name) => of(name).addresses(),
+    setDummyAddresses: (add, del, name) => of(name).set(add, del),
+    close: () => { link?.close(); link = undefined; },
+  };
+}
 
 interface HeldVs {
   vs: VirtualServer;
@@ -163,7 +174,7 @@ export class IpvsDataplane implements Dataplane {
     this.#statePath = o.statePath ?? ipvsStatePath(o.pinRoot);
     this.#state = new IpvsStateFile(this.#statePath);
     this.#t = o.transport;
-    this.#host = o.host ?? realHost;
+    this.#host = o.host ?? realHost();
     this.#openIpvs = o.openIpvs ?? (() => IpvsClient.open());
   }
 
@@ -190,7 +201,7 @@ export class IpvsDataplane implements Dataplane {
   async #init(): Promise<void> {
     this.#c = await this.#openIpvs();
     for (const s of this.#host.applySysctls()) this.#log.info(s, 'set an IPVS sysctl');
-    this.#host.ensureDummy(this.#dummy);
+    await this.#host.ensureDummy(this.#dummy);
     const saved = loadIpvsState(this.#statePath);
     await this.#readKernel(saved?.owned ?? []);
     this.#tableFresh = true;
@@ -208,7 +219,7 @@ export class IpvsDataplane implements Dataplane {
 
   /** The kernel's virtual servers that are ours (recorded as ours, on the dummy's addresses, our marks, NodePorts). */
   async #readKernel(owned: string[]): Promise<void> {
-    const onDummy = new Set(this.#host.dummyAddresses(this.#dummy));
+    const onDummy = new Set(await this.#host.dummyAddresses(this.#dummy));
     this.#vips = onDummy;
     const node = this.#nodeAddresses();
     const o = { owned: new Set(owned), onDummy, nodeAddresses: new Set([...node[4], ...node[6]]), nodePortRange: this.#o.nodePortRange ?? defaultNodePortRange };
@@ -527,6 +538,7 @@ export class IpvsDataplane implements Dataplane {
   #close(): void {
     this.#c?.close();
     this.#c = undefined;
+    this.#host.close?.();
   }
 
   cleanup(): Promise<void> {
@@ -541,7 +553,7 @@ export class IpvsDataplane implements Dataplane {
     this.#held.clear();
     this.#draining.clear();
     await removeTable(this.#transport, this.#table).catch(() => undefined);
-    this.#host.removeDummy(this.#dummy);
+    await this.#host.removeDummy(this.#dummy);
     removeIpvsState(this.#statePath);
     this.#close();
   }
@@ -586,8 +598,7 @@ export interface IpvsCleanupResult { virtualServers: number; table: boolean; dum
 /** Removes the IPVS mode's state (another mode starts, or `cleanup`); nothing when there is none. */
 export async function cleanupIpvs(pinRoot: string, log?: Logger): Promise<IpvsCleanupResult | undefined> {
   const saved = loadIpvsState(ipvsStatePath(pinRoot));
-  const { dummyExists } = await import('./host.js');
-  if (!saved && !dummyExists()) {
+  if (!saved && !(await dummyExists())) {
     // no trace of an IPVS agent; the table alone (a crash before the dummy) is removed by name
     const t = createTransport();
     const table = await removeTable(t, IPVS_NFT_TABLE).catch(() => false);
@@ -607,7 +618,7 @@ export async function cleanupIpvs(pinRoot: string, log?: Logger): Promise<IpvsCl
     if ((e as KbpError).code !== 'KBP_ERR_KERNEL_FEATURE') throw e;
     // no IPVS in this kernel: only the dummy, the table and the file can be left
     await removeTable(createTransport(), IPVS_NFT_TABLE).catch(() => false);
-    removeDummy();
+    await removeDummy();
     removeIpvsState(ipvsStatePath(pinRoot));
   }
   return { virtualServers: n, table: true, dummy: true };
