@@ -4,10 +4,11 @@
 // it for what IPVS cannot do (nft.ts). A sync diffs the wanted state against what the kernel holds
 // (kept in memory, read back at start and on each full resync) and writes only the difference.
 //
-// Graceful termination, as kube-proxy's IPVS mode: a TCP or SCTP real server that leaves goes to
-// weight 0 (its flows continue, it gets no new one) and is deleted once IPVS counts no connection to
-// it or after drainMs; a UDP one is deleted at once and its conntrack entries flushed, so the flow's
-// next packet is scheduled to another real server instead of being dropped. With
+// Graceful termination, as kube-proxy's IPVS mode: a TCP real server that leaves goes to weight 0
+// (its flows continue, it gets no new one) and is deleted once IPVS counts no connection to it or
+// after drainMs; a UDP or SCTP one is deleted at once (IsRsGracefulTerminationNeeded), a UDP one's
+// conntrack entries flushed too, so the flow's next packet is scheduled to another real server
+// instead of being dropped. With
 // net.ipv4.vs.conntrack=1 a UDP flow keeps a conntrack entry whose reply tuple names the old real
 // server, and while it lives IPVS drops the flow's packets (ip_vs_in(): expire_nodest_conn with a
 // confirmed conntrack); kube-proxy's IPVS mode deletes them (deleteEndpointConnections). The flush is
@@ -48,7 +49,7 @@ export interface IpvsDataplaneOptions {
   table?: string;
   /** the node-port range: without a state file, a virtual server on a node address and a port in it is ours (default 30000-32767) */
   nodePortRange?: NodePortRange;
-  /** longest time a removed TCP/SCTP real server drains before it is deleted anyway (default 15 min) */
+  /** longest time a removed TCP real server drains before it is deleted anyway (default 15 min) */
   drainMs?: number;
   /** full resync against the kernel every this many syncDevices() calls (default 6: a minute) */
   resyncEvery?: number;
@@ -325,7 +326,8 @@ export class IpvsDataplane implements Dataplane {
       }
       for (const [rk, have] of h.dests) {
         if (d.dests.has(rk)) continue;
-        if (d.vs.protocol === 'UDP') {
+        // UDP and SCTP at once, TCP drains: kube-proxy's IsRsGracefulTerminationNeeded
+        if (d.vs.protocol !== 'TCP') {
           after.push(ipvsOps.delDest(d.vs, have));
           draining?.delete(rk);
         } else if (!draining?.has(rk)) {
