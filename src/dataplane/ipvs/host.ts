@@ -18,8 +18,15 @@ async function withLink<T>(name: string, go: (l: DummyLink) => Promise<T>): Prom
   }
 }
 
-export function dummyExists(name = DUMMY_DEVICE): Promise<boolean> {
-  return withLink(name, (l) => l.exists());
+/** Whether the device is there; asked by every agent that starts in another mode (a switch cleans up). */
+export async function dummyExists(name = DUMMY_DEVICE): Promise<boolean> {
+  try {
+    return await withLink(name, (l) => l.exists());
+  } catch (e) {
+    // no kbp_netlink addon: sysfs still tells, for the namespace it was mounted in
+    if ((e as KbpError).code === 'KBP_ERR_KERNEL_FEATURE') return existsSync(`/sys/class/net/${name}`);
+    throw e;
+  }
 }
 
 /** Removes the dummy device (and so its addresses); false when there was none. */
