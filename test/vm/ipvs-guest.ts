@@ -203,8 +203,9 @@ async function until<T>(what: string, ms: number, fn: () => Promise<T | undefine
   }
   throw new Error(`${what}: not within ${ms} ms${last ? `: ${(last as Error).message}` : ''}`);
 }
+// 300 s: with the host at load ~23 and a second VM running, an agent's start took over 120 s
 async function waitRunning(p: LabProcess): Promise<void> {
-  await until('the agent says it runs', 120_000, async () => {
+  await until('the agent says it runs', 300_000, async () => {
     if (p.child.exitCode !== null) throw new Error(`agent exited ${p.child.exitCode}: ${p.output().slice(-1500)}`);
     return p.output().includes('agent running') ? true : undefined;
   });
@@ -489,6 +490,14 @@ s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM'
   });
 
   await check('a removed SCTP backend is deleted at once, as UDP (kube-proxy\'s IsRsGracefulTerminationNeeded: false for SCTP)', async () => {
+    // associations to pod-b just before it leaves: IPVS holds their entries (CLOSED, 10 s), so a
+    // drain would keep it at weight 0 while they count; bounded, at most 8 tries
+    let toB = 0;
+    for (let i = 0; i < 8 && !toB; i++) {
+      const r = await lab.runIn(client, 'socat', ['-u', '-T', '5', `SCTP:${SCTP_IP}:${SCTP_PORT}`, 'STDOUT'], { timeoutMs: 20_000 });
+      if (r.stdout.trim() === PODS[1]!.name) toB++;
+    }
+    expect(toB > 0, 'no association reached pod-b');
     extraManifests(dir, [PODS[0]!.ip]);
     // the first change IPVS shows: deleted (ours), or weight 0 (a drain, as for TCP)
     const rs = await until('the SCTP real servers change', 60_000, async () => {
