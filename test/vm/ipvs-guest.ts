@@ -533,11 +533,13 @@ s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM'
     extraManifests(dir, undefined);
     const dummy = new DummyLink('kbp-ipvs0');
     try {
-      const vips = await until('the SCTP Service gone', 60_000, async () => {
+      let last = '';
+      const vips = await until('the SCTP Service gone', 90_000, async () => {
         const t = await table();
         const v = await dummy.addresses();
+        last = `virtual server ${t.includes(`${SCTP_IP}:${SCTP_PORT}`) ? 'still there' : 'gone'}, VIP ${v.includes(SCTP_IP) ? 'still there' : 'gone'}`;
         return !t.includes(`${SCTP_IP}:${SCTP_PORT}`) && !v.includes(SCTP_IP) ? v : undefined;
-      });
+      }).catch((e: Error) => { throw new Error(`${e.message}: ${last}\nagent:\n${agent.output().slice(-2500)}`); });
       expect([CIP, AFF_IP, UDP_IP, DUAL_IP, DUAL_IP6, LB_IP].every((a) => vips.includes(a)), `VIPs left: ${vips.join(' ')}`);
       return `${vips.length} VIPs left`;
     } finally {
