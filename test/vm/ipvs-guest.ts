@@ -126,7 +126,7 @@ spec:
 }
 
 /** Services written once (the checks below never change them), beside services.yaml */
-function extraManifests(dir: string, sctp: string[] | undefined = PODS.map((p) => p.ip)): void {
+function extraManifests(dir: string, sctp: string[] | null = PODS.map((p) => p.ip)): void {
   const eps = (ips: string[], node = 'vm') => ips.map((ip) => `  - addresses: ["${ip}"]\n    conditions: { ready: true }\n    nodeName: ${node}`).join('\n');
   const sl = (svc: string, name: string, family: string, port: number, proto: string, body: string) => `---
 apiVersion: discovery.k8s.io/v1
@@ -530,7 +530,7 @@ s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM'
   });
 
   await check('a Service removed: its virtual server goes and its VIP leaves kbp-ipvs0; the others stay', async () => {
-    extraManifests(dir, undefined);
+    extraManifests(dir, null); // null: no SCTP Service (undefined would take the default)
     const dummy = new DummyLink('kbp-ipvs0');
     try {
       let last = '';
