@@ -1,4 +1,5 @@
-// kbp_netlink: raw netlink sockets for the IPVS data plane (generic netlink family "IPVS"; UDP
+// kbp_netlink: raw netlink sockets for the IPVS data plane (generic netlink family "IPVS", and
+// NETLINK_ROUTE for the dummy device and its VIPs: src/dataplane/ipvs/rtnl.ts; UDP
 // conntrack entries are deleted by kbp_nft's libnetfilter_conntrack). Two calls: open a socket of a netlink protocol, and send a
 // buffer of ready-made messages on it, off the event loop, returning every byte the kernel answered
 // until each request got its terminal reply (an ACK or error, or NLMSG_DONE for a dump). Messages

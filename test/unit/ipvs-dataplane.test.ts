@@ -19,7 +19,7 @@ import { IpvsDataplane, touchedFrontends, type IpvsHost, type IpvsKernel } from 
 import { DesiredIndex, desiredState, frontendPart, rsKey, tupleKey, type ModelOptions } from '../../src/dataplane/ipvs/model.js';
 import { IpvsStateFile, journalPath, loadIpvsState } from '../../src/dataplane/ipvs/state.js';
 import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
-import type { NftTransport } from '../../src/dataplane/nftables/native.js';
+import type { BulkGroup, BulkStats, NftTransport } from '../../src/dataplane/nftables/native.js';
 import { arbState, be, fe } from './plan-helpers.js';
 
 const OPTS: ModelOptions = { scheduler: 'rr', nodeAddresses: { 4: ['192.168.1.1'], 6: [] } };
@@ -73,9 +73,9 @@ class FakeHost implements IpvsHost {
   }
   release(): void { this.#release?.(); }
   applySysctls() { return []; }
-  ensureDummy() {}
-  removeDummy() { return true; }
-  dummyAddresses() { return [...this.addrs]; }
+  async ensureDummy() {}
+  async removeDummy() { return true; }
+  async dummyAddresses() { return [...this.addrs]; }
   async setDummyAddresses(add: string[], del: string[]): Promise<void> {
     if (this.#held) {
       const h = this.#held;
@@ -109,6 +109,29 @@ class FakeNft implements NftTransport {
   }
 }
 
+/** The same, with the addon's bulk element path (element-only syncs go there instead of run()). */
+class FakeBulkNft extends FakeNft {
+  bulkCalls = 0;
+  readonly bulk = async (_table: string, groups: BulkGroup[]): Promise<BulkStats> => {
+    this.bulkCalls++;
+    for (const g of groups) {
+      if (!g.keyType) throw new Error(`set ${g.set}: no key type`);
+      let s = this.elements.get(g.set);
+      if (!s) this.elements.set(g.set, s = new Set());
+      for (const e of g.elems.split('\n')) {
+        if (!g.del) s.add(e);
+        else {
+          const before = s.size;
+          for (const x of [...s]) if (x === e || x.startsWith(`${e} : `)) s.delete(x);
+          // nf_tables fails the whole batch on a missing element (ENOENT)
+          if (s.size === before) throw new Error(`delete of a missing element ${e} in ${g.set}`);
+        }
+      }
+    }
+    return { messages: groups.length, bytes: 0, encodeCpuMs: 0, kernelCpuMs: 0 };
+  };
+}
+
 /** The addresses the data plane puts NodePorts on: the node's, and every address of this machine but loopback's. */
 function nodeAddresses(): ModelOptions['nodeAddresses'] {
   const all = Object.entries(networkInterfaces()).filter(([n]) => n !== 'lo').flatMap(([, l]) => (l ?? []).map((a) => canonicalIp(a.address)))
@@ -117,8 +140,8 @@ function nodeAddresses(): ModelOptions['nodeAddresses'] {
   return { 4: addrs.filter((a) => !a.includes(':')), 6: addrs.filter((a) => a.includes(':')) };
 }
 
-function fakes() {
-  const ipvs = new FakeIpvs(), host = new FakeHost(), nft = new FakeNft();
+function fakes(bulk = false) {
+  const ipvs = new FakeIpvs(), host = new FakeHost(), nft = bulk ? new FakeBulkNft() : new FakeNft();
   const dir = mkdtempSync(join(tmpdir(), 'kbp-ipvs-unit-'));
   const dp = new IpvsDataplane({ pinRoot: join(dir, 'pins'), statePath: join(dir, 'ipvs.json'), devices: [], nodeAddresses: () => ['192.168.1.1'], transport: nft, host, openIpvs: async () => ipvs, drainMs: 60_000, resyncEvery: 1000 });
   return { ipvs, host, nft, dp, dir };
@@ -176,9 +199,10 @@ test('DesiredIndex: replacing the parts of the frontends a diff touches gives de
   }), { numRuns: 150 });
 });
 
-test('apply with ops writes only what changed, and the kernel ends as desiredState() says (random sequences)', async (t) => {
+for (const bulk of [false, true]) test(`apply with ops writes only what changed, and the kernel ends as desiredState() says (random sequences)${bulk ? ', element changes through the bulk path' : ''}`, async (t) => {
+  let bulkCalls = 0;
   await fc.assert(fc.asyncProperty(fc.array(arbState, { minLength: 2, maxLength: 6 }), async (states) => {
-    const { ipvs, host, nft, dp, dir } = fakes();
+    const { ipvs, host, nft, dp, dir } = fakes(bulk);
     try {
       await dp.init();
       let prev: Plan | undefined;
@@ -190,10 +214,12 @@ test('apply with ops writes only what changed, and the kernel ends as desiredSta
         prev = next;
       }
     } finally {
+      if (nft instanceof FakeBulkNft) bulkCalls += nft.bulkCalls;
       await dp.cleanup();
       rmSync(dir, { recursive: true, force: true });
     }
   }), { numRuns: 60 });
+  if (bulk) t.true(bulkCalls > 0, 'no sync went through the bulk path');
 });
 
 test('a resync and a sync never interleave: a resync that began before a sync does not write the older plan back (a removed UDP real server stays removed)', async (t) => {

@@ -12,6 +12,9 @@
 //   - a dual-stack ClusterIP over IPv6, an LB IP's loadBalancerSourceRanges (allowed and dropped
 //     sources), eTP=Local with the client's address preserved, eTP=Cluster masqueraded to an
 //     endpoint on another node, SCTP with real associations (socat);
+//   - the ip_vs sysctls; the persistence timeout; a removed SCTP backend deleted at once (as UDP);
+//     the periodic resync removing strays (a virtual server, a VIP) and restoring what was deleted
+//     by hand; a removed Service's virtual server and VIP gone;
 //   - dump -o json equals compile -o json; cleanup (without the state file) removes the virtual
 //     servers, NodePorts on node addresses included, the dummy and the table, and nothing else.
 // Prints "ok - ..." / "not ok - ..." lines and a tally as mini-ava does, so guest.ts counts them.
@@ -22,6 +25,7 @@ import { Lab, Netns, POD_SERVER, run, waitForLine, type LabProcess } from '../..
 import { IpvsClient, ipvsOps, type VirtualServer } from '../../src/dataplane/ipvs/ipvs.js';
 import { ipvsStatePath } from '../../src/dataplane/ipvs/state.js';
 import { formatIpvsTable } from '../../src/dataplane/ipvs/dump.js';
+import { DummyLink } from '../../src/dataplane/ipvs/rtnl.js';
 
 const AGENT = join(process.env.KBP_VM_BUILD ?? '', 'kube-bpf-proxy.mjs');
 const PIN = '/sys/fs/bpf/kbp-ipvs';
@@ -122,7 +126,7 @@ spec:
 }
 
 /** Services written once (the checks below never change them), beside services.yaml */
-function extraManifests(dir: string): void {
+function extraManifests(dir: string, sctp: string[] | null = PODS.map((p) => p.ip)): void {
   const eps = (ips: string[], node = 'vm') => ips.map((ip) => `  - addresses: ["${ip}"]\n    conditions: { ready: true }\n    nodeName: ${node}`).join('\n');
   const sl = (svc: string, name: string, family: string, port: number, proto: string, body: string) => `---
 apiVersion: discovery.k8s.io/v1
@@ -134,7 +138,7 @@ endpoints:
 ${body}
 `;
   const v4 = PODS.map((p) => p.ip), v6 = PODS.map((p) => p.ip6);
-  writeFileSync(join(dir, 'extra.yaml'), `apiVersion: v1
+  const text = `apiVersion: v1
 kind: Service
 metadata: { name: dual, namespace: default }
 spec:
@@ -161,12 +165,14 @@ spec:
   type: NodePort
   clusterIP: ${MASQ_IP}
   ports: [ { name: p, port: 80, targetPort: 8080, nodePort: ${MASQ_NODE_PORT}, protocol: TCP } ]
----
+${sctp ? `---
 apiVersion: v1
 kind: Service
 metadata: { name: sctp, namespace: default }
 spec: { clusterIP: ${SCTP_IP}, ports: [ { name: p, port: ${SCTP_PORT}, targetPort: ${SCTP_PORT}, protocol: SCTP } ] }
-${sl('dual', 'dual-4', 'IPv4', 8080, 'TCP', eps(v4))}${sl('dual', 'dual-6', 'IPv6', 8080, 'TCP', eps(v6))}${sl('lbr', 'lbr-1', 'IPv4', 8080, 'TCP', eps(v4))}${sl('masq', 'masq-1', 'IPv4', 8080, 'TCP', eps([REMOTE_POD.ip], 'other'))}${sl('sctp', 'sctp-1', 'IPv4', SCTP_PORT, 'SCTP', eps(v4))}`);
+` : ''}${sl('dual', 'dual-4', 'IPv4', 8080, 'TCP', eps(v4))}${sl('dual', 'dual-6', 'IPv6', 8080, 'TCP', eps(v6))}${sl('lbr', 'lbr-1', 'IPv4', 8080, 'TCP', eps(v4))}${sl('masq', 'masq-1', 'IPv4', 8080, 'TCP', eps([REMOTE_POD.ip], 'other'))}${sctp ? sl('sctp', 'sctp-1', 'IPv4', SCTP_PORT, 'SCTP', eps(sctp)) : ''}`;
+  writeFileSync(join(dir, '.extra.yaml.tmp'), text);
+  renameSync(join(dir, '.extra.yaml.tmp'), join(dir, 'extra.yaml'));
 }
 
 const lab = new Lab('ipvs');
@@ -197,8 +203,9 @@ async function until<T>(what: string, ms: number, fn: () => Promise<T | undefine
   }
   throw new Error(`${what}: not within ${ms} ms${last ? `: ${(last as Error).message}` : ''}`);
 }
+// 300 s: with the host at load ~23 and a second VM running, an agent's start took over 120 s
 async function waitRunning(p: LabProcess): Promise<void> {
-  await until('the agent says it runs', 120_000, async () => {
+  await until('the agent says it runs', 300_000, async () => {
     if (p.child.exitCode !== null) throw new Error(`agent exited ${p.child.exitCode}: ${p.output().slice(-1500)}`);
     return p.output().includes('agent running') ? true : undefined;
   });
@@ -309,6 +316,13 @@ async function main(): Promise<void> {
     expect(before !== '' && after === before, `the table changed across the restart:\n${before}\n---\n${after}`);
   });
 
+  await check('the ip_vs sysctls as kube-proxy sets them: conntrack, expire_nodest_conn, expire_quiescent_template 1; conn_reuse_mode left alone (6.1 >= 5.9)', async () => {
+    const v = (k: string) => readFileSync(`/proc/sys/net/ipv4/vs/${k}`, 'utf8').trim();
+    const got = ['conntrack', 'expire_nodest_conn', 'expire_quiescent_template', 'conn_reuse_mode'].map((k) => `${k}=${v(k)}`).join(' ');
+    expect(got === 'conntrack=1 expire_nodest_conn=1 expire_quiescent_template=1 conn_reuse_mode=1', got);
+    return got;
+  });
+
   await check('ClusterIP balances over both pods (from a pod)', async () => {
     const r = await http(client, CIP, 80, 16);
     expect(new Set(r).size === 2, `one pod only: ${tally(r)}`);
@@ -322,7 +336,10 @@ async function main(): Promise<void> {
   await check('ClientIP affinity keeps one pod', async () => {
     const r = await http(client, AFF_IP, 80, 12);
     expect(new Set(r).size === 1, `several pods: ${tally(r)}`);
-    return tally(r);
+    // persistence with the Service's timeoutSeconds (kube-proxy: FlagPersistent, Timeout = StickyMaxAgeSeconds)
+    const line = (await table()).split('\n').find((l) => l.startsWith(`TCP  ${AFF_IP}:80 `)) ?? '';
+    expect(/ rr persistent 60$/.test(line), `not persistent 60: ${JSON.stringify(line)}`);
+    return `${tally(r)}; ${line.trim()}`;
   });
   await check('dump -o json equals compile -o json', async () => {
     // side by side: each is a node process that takes seconds to start under emulation
@@ -470,6 +487,64 @@ s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM'
     await flow.exited;
     expect(lastFirst < firstOther, `the removed pod answered after the other had: ${tail.slice(0, 400)}`);
     return `${first} -> ${other.name}; ${moved.split('\n').filter(Boolean).length} replies after the change`;
+  });
+
+  await check('a removed SCTP backend is deleted at once, as UDP (kube-proxy\'s IsRsGracefulTerminationNeeded: false for SCTP)', async () => {
+    // associations to pod-b just before it leaves: IPVS holds their entries (CLOSED, 10 s), so a
+    // drain would keep it at weight 0 while they count; bounded, at most 8 tries
+    let toB = 0;
+    for (let i = 0; i < 8 && !toB; i++) {
+      const r = await lab.runIn(client, 'socat', ['-u', '-T', '5', `SCTP:${SCTP_IP}:${SCTP_PORT}`, 'STDOUT'], { timeoutMs: 20_000 });
+      if (r.stdout.trim() === PODS[1]!.name) toB++;
+    }
+    expect(toB > 0, 'no association reached pod-b');
+    extraManifests(dir, [PODS[0]!.ip]);
+    // the first change IPVS shows: deleted (ours), or weight 0 (a drain, as for TCP)
+    const rs = await until('the SCTP real servers change', 60_000, async () => {
+      const x = realServers(await table(), `${SCTP_IP}:${SCTP_PORT}`);
+      return x.length !== 2 || x.some((r) => r.endsWith(' 0')) ? x : undefined;
+    });
+    expect(rs.length === 1 && rs[0] === `${PODS[0]!.ip}:${SCTP_PORT} 1`, `real servers: ${rs.join(', ')}`);
+    return rs.join(', ');
+  });
+
+  await check('the periodic resync puts the kernel right: a stray virtual server and a stray VIP go, a real server and a VIP deleted by hand come back', async () => {
+    const stray: VirtualServer = { address: CIP, protocol: 'TCP', port: 9999, scheduler: 'rr', flags: 0, timeout: 0 };
+    const c = await IpvsClient.open();
+    const dummy = new DummyLink('kbp-ipvs0');
+    try {
+      const failed = await c.run([ipvsOps.addService(stray), ipvsOps.delDest({ address: AFF_IP, protocol: 'TCP', port: 80 }, { address: PODS[1]!.ip, port: 8080 })]);
+      expect(!failed.length, `writing the strays: ${failed.map((f) => f.message).join('; ')}`);
+      await dummy.set(['10.96.0.99'], [UDP_IP]);
+      const fixed = await until('the resync (every 6 housekeeping ticks of 1 s)', 90_000, async () => {
+        const t = await table();
+        const vips = new Set(await dummy.addresses());
+        return !t.includes(`${CIP}:9999`) && realServers(t, `${AFF_IP}:80`).length === 2 && vips.has(UDP_IP) && !vips.has('10.96.0.99') ? true : undefined;
+      });
+      return fixed ? 'stray virtual server and address gone, real server and VIP back' : '';
+    } finally {
+      await c.run([ipvsOps.delService(stray)]).catch(() => undefined);
+      c.close();
+      dummy.close();
+    }
+  });
+
+  await check('a Service removed: its virtual server goes and its VIP leaves kbp-ipvs0; the others stay', async () => {
+    extraManifests(dir, null); // null: no SCTP Service (undefined would take the default)
+    const dummy = new DummyLink('kbp-ipvs0');
+    try {
+      let last = '';
+      const vips = await until('the SCTP Service gone', 90_000, async () => {
+        const t = await table();
+        const v = await dummy.addresses();
+        last = `virtual server ${t.includes(`${SCTP_IP}:${SCTP_PORT}`) ? 'still there' : 'gone'}, VIP ${v.includes(SCTP_IP) ? 'still there' : 'gone'}`;
+        return !t.includes(`${SCTP_IP}:${SCTP_PORT}`) && !v.includes(SCTP_IP) ? v : undefined;
+      }).catch((e: Error) => { throw new Error(`${e.message}: ${last}\nagent:\n${agent.output().slice(-2500)}`); });
+      expect([CIP, AFF_IP, UDP_IP, DUAL_IP, DUAL_IP6, LB_IP].every((a) => vips.includes(a)), `VIPs left: ${vips.join(' ')}`);
+      return `${vips.length} VIPs left`;
+    } finally {
+      dummy.close();
+    }
   });
 
   agent.child.kill('SIGTERM');

@@ -4,10 +4,11 @@
 // it for what IPVS cannot do (nft.ts). A sync diffs the wanted state against what the kernel holds
 // (kept in memory, read back at start and on each full resync) and writes only the difference.
 //
-// Graceful termination, as kube-proxy's IPVS mode: a TCP or SCTP real server that leaves goes to
-// weight 0 (its flows continue, it gets no new one) and is deleted once IPVS counts no connection to
-// it or after drainMs; a UDP one is deleted at once and its conntrack entries flushed, so the flow's
-// next packet is scheduled to another real server instead of being dropped. With
+// Graceful termination, as kube-proxy's IPVS mode: a TCP real server that leaves goes to weight 0
+// (its flows continue, it gets no new one) and is deleted once IPVS counts no connection to it or
+// after drainMs; a UDP or SCTP one is deleted at once (IsRsGracefulTerminationNeeded), a UDP one's
+// conntrack entries flushed too, so the flow's next packet is scheduled to another real server
+// instead of being dropped. With
 // net.ipv4.vs.conntrack=1 a UDP flow keeps a conntrack entry whose reply tuple names the old real
 // server, and while it lives IPVS drops the flow's packets (ip_vs_in(): expire_nodest_conn with a
 // confirmed conntrack); kube-proxy's IPVS mode deletes them (deleteEndpointConnections). The flush is
@@ -26,8 +27,9 @@ import { externalDevicesCommands, type Fam } from '../nftables/helpers.js';
 import { IPVS_SCHEDULERS, IpvsClient, ipvsOps, vsKey, type IpvsOp, type RealServer, type VirtualServer } from './ipvs.js';
 import { DesiredIndex, desiredState, frontendPart, isOurVirtualServer, rsKey, tupleKey, type Desired } from './model.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
-import { elementDiff, fullTable, IPVS_NFT_TABLE, type Elements } from './nft.js';
-import { applySysctls, dummyAddresses, ensureDummy, removeDummy, setDummyAddresses, DUMMY_DEVICE } from './host.js';
+import { elementDiff, elementDiffGroups, elementTypes, fullTable, IPVS_NFT_TABLE, type Elements } from './nft.js';
+import { applySysctls, dummyExists, removeDummy, DUMMY_DEVICE } from './host.js';
+import { DummyLink } from './rtnl.js';
 import { staleUdpRules } from '../nftables/conntrack.js';
 import { flushStaleUdp } from '../nftables/native.js';
 import { IpvsStateFile, loadIpvsState, ipvsStatePath, removeIpvsState } from './state.js';
@@ -47,7 +49,7 @@ export interface IpvsDataplaneOptions {
   table?: string;
   /** the node-port range: without a state file, a virtual server on a node address and a port in it is ours (default 30000-32767) */
   nodePortRange?: NodePortRange;
-  /** longest time a removed TCP/SCTP real server drains before it is deleted anyway (default 15 min) */
+  /** longest time a removed TCP real server drains before it is deleted anyway (default 15 min) */
   drainMs?: number;
   /** full resync against the kernel every this many syncDevices() calls (default 6: a minute) */
   resyncEvery?: number;
@@ -64,22 +66,32 @@ export interface IpvsDataplaneOptions {
 /** What the data plane asks of IPVS: IpvsClient's methods. */
 export type IpvsKernel = Pick<IpvsClient, 'listServices' | 'listDests' | 'run' | 'close'>;
 
-/** What the data plane asks of the host: host.ts's functions. */
+/** What the data plane asks of the host: the sysctls, and the dummy device over rtnetlink (rtnl.ts). */
 export interface IpvsHost {
   applySysctls(): Array<{ key: string; value: string }>;
-  ensureDummy(name: string): void;
-  removeDummy(name: string): boolean;
-  dummyAddresses(name: string): string[];
+  ensureDummy(name: string): Promise<void>;
+  removeDummy(name: string): Promise<boolean>;
+  dummyAddresses(name: string): Promise<string[]>;
   setDummyAddresses(add: string[], del: string[], name: string): Promise<void>;
+  close?(): void;
 }
 
-const realHost: IpvsHost = {
-  applySysctls: () => applySysctls(),
-  ensureDummy,
-  removeDummy,
-  dummyAddresses,
-  setDummyAddresses,
-};
+/** The real host: one rtnetlink socket for the dummy device, kept open between syncs. */
+function realHost(): IpvsHost {
+  let link: DummyLink | undefined;
+  const of = (name: string) => {
+    if (link?.name !== name) { link?.close(); link = new DummyLink(name); }
+    return link;
+  };
+  return {
+    applySysctls: () => applySysctls(),
+    ensureDummy: (name) => of(name).ensure(),
+    removeDummy: (name) => of(name).remove(),
+    dummyAddresses: (name) => of(name).addresses(),
+    setDummyAddresses: (add, del, name) => of(name).set(add, del),
+    close: () => { link?.close(); link = undefined; },
+  };
+}
 
 interface HeldVs {
   vs: VirtualServer;
@@ -134,6 +146,7 @@ export class IpvsDataplane implements Dataplane {
   #draining = new Map<string, Map<string, number>>();
   #vips = new Set<string>();
   #elements: Elements = new Map();
+  #types: ReturnType<typeof elementTypes> | undefined;
   /** the desired state, per frontend, of the last write (undefined: the next write walks every frontend) */
   #index: DesiredIndex | undefined;
   /** the node addresses the index was built with (NodePorts on 0.0.0.0 are one virtual server each) */
@@ -163,7 +176,7 @@ export class IpvsDataplane implements Dataplane {
     this.#statePath = o.statePath ?? ipvsStatePath(o.pinRoot);
     this.#state = new IpvsStateFile(this.#statePath);
     this.#t = o.transport;
-    this.#host = o.host ?? realHost;
+    this.#host = o.host ?? realHost();
     this.#openIpvs = o.openIpvs ?? (() => IpvsClient.open());
   }
 
@@ -190,7 +203,7 @@ export class IpvsDataplane implements Dataplane {
   async #init(): Promise<void> {
     this.#c = await this.#openIpvs();
     for (const s of this.#host.applySysctls()) this.#log.info(s, 'set an IPVS sysctl');
-    this.#host.ensureDummy(this.#dummy);
+    await this.#host.ensureDummy(this.#dummy);
     const saved = loadIpvsState(this.#statePath);
     await this.#readKernel(saved?.owned ?? []);
     this.#tableFresh = true;
@@ -208,7 +221,7 @@ export class IpvsDataplane implements Dataplane {
 
   /** The kernel's virtual servers that are ours (recorded as ours, on the dummy's addresses, our marks, NodePorts). */
   async #readKernel(owned: string[]): Promise<void> {
-    const onDummy = new Set(this.#host.dummyAddresses(this.#dummy));
+    const onDummy = new Set(await this.#host.dummyAddresses(this.#dummy));
     this.#vips = onDummy;
     const node = this.#nodeAddresses();
     const o = { owned: new Set(owned), onDummy, nodeAddresses: new Set([...node[4], ...node[6]]), nodePortRange: this.#o.nodePortRange ?? defaultNodePortRange };
@@ -313,7 +326,8 @@ export class IpvsDataplane implements Dataplane {
       }
       for (const [rk, have] of h.dests) {
         if (d.dests.has(rk)) continue;
-        if (d.vs.protocol === 'UDP') {
+        // UDP and SCTP at once, TCP drains: kube-proxy's IsRsGracefulTerminationNeeded
+        if (d.vs.protocol !== 'TCP') {
           after.push(ipvsOps.delDest(d.vs, have));
           draining?.delete(rk);
         } else if (!draining?.has(rk)) {
@@ -389,11 +403,20 @@ export class IpvsDataplane implements Dataplane {
       }
       script = elementDiff(this.#table, have, want);
     }
-    if (!this.#tableFresh) {
-      const devs = this.#devicesWanted.join(',');
-      if (devs !== this.#devicesInTable) script += externalDevicesCommands(this.#table, this.#devicesWanted);
-    }
-    if (script) {
+    const devsChanged = !this.#tableFresh && this.#devicesWanted.join(',') !== this.#devicesInTable;
+    if (devsChanged) script += externalDevicesCommands(this.#table, this.#devicesWanted);
+    const bulk = this.#transport.bulk;
+    if (script && have && !devsChanged && bulk) {
+      // elements only (a sync of a few frontends): one nf_tables batch from the addon, no
+      // libnftables context (creating one and fetching its cache was most of a one-change sync
+      // under the VM's emulation)
+      try {
+        await bulk(this.#table, elementDiffGroups(this.#types ??= elementTypes(this.#table), have, want));
+      } catch (e) {
+        this.#tableFresh = true;
+        throw e;
+      }
+    } else if (script) {
       try {
         await this.#transport.run(script);
       } catch (e) {
@@ -527,6 +550,7 @@ export class IpvsDataplane implements Dataplane {
   #close(): void {
     this.#c?.close();
     this.#c = undefined;
+    this.#host.close?.();
   }
 
   cleanup(): Promise<void> {
@@ -541,7 +565,7 @@ export class IpvsDataplane implements Dataplane {
     this.#held.clear();
     this.#draining.clear();
     await removeTable(this.#transport, this.#table).catch(() => undefined);
-    this.#host.removeDummy(this.#dummy);
+    await this.#host.removeDummy(this.#dummy);
     removeIpvsState(this.#statePath);
     this.#close();
   }
@@ -586,8 +610,7 @@ export interface IpvsCleanupResult { virtualServers: number; table: boolean; dum
 /** Removes the IPVS mode's state (another mode starts, or `cleanup`); nothing when there is none. */
 export async function cleanupIpvs(pinRoot: string, log?: Logger): Promise<IpvsCleanupResult | undefined> {
   const saved = loadIpvsState(ipvsStatePath(pinRoot));
-  const { dummyExists } = await import('./host.js');
-  if (!saved && !dummyExists()) {
+  if (!saved && !(await dummyExists())) {
     // no trace of an IPVS agent; the table alone (a crash before the dummy) is removed by name
     const t = createTransport();
     const table = await removeTable(t, IPVS_NFT_TABLE).catch(() => false);
@@ -607,7 +630,7 @@ export async function cleanupIpvs(pinRoot: string, log?: Logger): Promise<IpvsCl
     if ((e as KbpError).code !== 'KBP_ERR_KERNEL_FEATURE') throw e;
     // no IPVS in this kernel: only the dummy, the table and the file can be left
     await removeTable(createTransport(), IPVS_NFT_TABLE).catch(() => false);
-    removeDummy();
+    await removeDummy();
     removeIpvsState(ipvsStatePath(pinRoot));
   }
   return { virtualServers: n, table: true, dummy: true };

@@ -1,61 +1,37 @@
 // The IPVS data plane's host state: the dummy device that holds the VIPs (IPVS serves only
 // addresses the node sees as local: kube-proxy's kube-ipvs0), and the ip_vs sysctls.
-import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { canonicalIp } from '../../util/ip.js';
-import { systemBinary } from '../../util/exec.js';
 import { KbpError } from '../../util/errors.js';
+import { DummyLink } from './rtnl.js';
 
 export const DUMMY_DEVICE = 'kbp-ipvs0';
 
-function ip(args: string[]): string {
-  // the dummy's address list at 10,000 Services is over the default 1 MiB of output (ENOBUFS,
-  // seen in the IPVS bench: cleanup, and so init and every resync, failed at 10k)
-  return execFileSync(systemBinary('ip'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 512 << 20 });
-}
-
-export function dummyExists(name = DUMMY_DEVICE): boolean {
-  return existsSync(`/sys/class/net/${name}`);
-}
-
-/** Creates the dummy device when missing (left down, as kube-ipvs0: its addresses are local all the same). */
-export function ensureDummy(name = DUMMY_DEVICE): void {
-  if (dummyExists(name)) return;
+// over rtnetlink (rtnl.ts), in this process's network namespace (not /sys/class/net, which shows
+// the namespace sysfs was mounted in: under `nsenter --net` another one)
+async function withLink<T>(name: string, go: (l: DummyLink) => Promise<T>): Promise<T> {
+  const l = new DummyLink(name);
   try {
-    ip(['link', 'add', name, 'type', 'dummy']);
-  } catch (e) {
-    throw new KbpError('KBP_ERR_KERNEL_FEATURE', `creating the dummy device ${name} failed (is the dummy module there?): ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`, { cause: e });
+    return await go(l);
+  } finally {
+    l.close();
   }
 }
 
-export function removeDummy(name = DUMMY_DEVICE): boolean {
-  if (!dummyExists(name)) return false;
-  ip(['link', 'del', name]);
-  return true;
+/** Whether the device is there; asked by every agent that starts in another mode (a switch cleans up). */
+export async function dummyExists(name = DUMMY_DEVICE): Promise<boolean> {
+  try {
+    return await withLink(name, (l) => l.exists());
+  } catch (e) {
+    // no kbp_netlink addon: sysfs still tells, for the namespace it was mounted in
+    if ((e as KbpError).code === 'KBP_ERR_KERNEL_FEATURE') return existsSync(`/sys/class/net/${name}`);
+    throw e;
+  }
 }
 
-/** The addresses on the device (canonical text). */
-export function dummyAddresses(name = DUMMY_DEVICE): string[] {
-  if (!dummyExists(name)) return [];
-  const j = JSON.parse(ip(['-j', 'addr', 'show', 'dev', name])) as Array<{ addr_info?: Array<{ local?: string }> }>;
-  return j.flatMap((l) => (l.addr_info ?? []).flatMap((a) => (a.local ? [canonicalIp(a.local)] : [])));
-}
-
-/** Adds and removes addresses in one `ip -batch` (one process per sync, not one per address). */
-export function setDummyAddresses(add: string[], del: string[], name = DUMMY_DEVICE): Promise<void> {
-  if (!add.length && !del.length) return Promise.resolve();
-  const lines = [
-    ...del.map((a) => `addr del ${a}/${a.includes(':') ? 128 : 32} dev ${name}`),
-    ...add.map((a) => `addr add ${a}/${a.includes(':') ? '128 nodad' : 32} dev ${name}`),
-  ];
-  return new Promise((resolve, reject) => {
-    const child = execFile(systemBinary('ip'), ['-batch', '-'], (err, _out, stderr) => {
-      if (err) reject(new KbpError('KBP_ERR_DATAPLANE', `addresses of ${name}: ${stderr.trim() || err.message}`, { cause: err }));
-      else resolve();
-    });
-    child.stdin?.end(`${lines.join('\n')}\n`);
-  });
+/** Removes the dummy device (and so its addresses); false when there was none. */
+export function removeDummy(name = DUMMY_DEVICE): Promise<boolean> {
+  return withLink(name, (l) => l.remove());
 }
 
 const VS_SYSCTL = '/proc/sys/net/ipv4/vs';

@@ -114,7 +114,9 @@ export function frontendPart(plan: Plan, f: PlanFrontend, inner: PlanFrontend | 
   const split = f.scope === 'external' && !!inner && !sameBackends(realServers(plan, inner), dests);
   for (const a of addresses) {
     if (f.scope === 'external') {
-      for (const [set, e] of firewallElements(fam, tuple(a), f.sourceRanges)) add(set, e);
+      // ranges of the other family never reach here from compile (it filters them, as kube-proxy's
+      // MapCIDRsByIPFamily); one that did would fail the whole nft transaction, every Service's
+      for (const [set, e] of firewallElements(fam, tuple(a), f.sourceRanges.filter((r) => r.includes(':') === (fam === 6)))) add(set, e);
       if (f.snatRemote) add(IPVS_SETS.masq(fam), tuple(a));
     }
     if (split) {

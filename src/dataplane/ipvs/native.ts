@@ -36,6 +36,8 @@ function loadAddon(): NetlinkAddon {
 export interface NlRequest {
   type: number;
   dump?: boolean;
+  /** more NLM_F_* flags (CREATE, EXCL, ...) */
+  flags?: number;
   payload: Buffer;
 }
 
@@ -88,7 +90,7 @@ export class NetlinkSocket {
 
   async #chunk(reqs: NlRequest[]): Promise<NlReply[]> {
     const first = this.#seq;
-    const bufs = reqs.map((r, i) => encodeMessage({ type: r.type, flags: NLM_F_REQUEST | (r.dump ? NLM_F_DUMP : NLM_F_ACK), seq: first + i, payload: r.payload }));
+    const bufs = reqs.map((r, i) => encodeMessage({ type: r.type, flags: NLM_F_REQUEST | (r.dump ? NLM_F_DUMP : NLM_F_ACK) | (r.flags ?? 0), seq: first + i, payload: r.payload }));
     this.#seq = (this.#seq + reqs.length) % 0x7fffffff;
     const raw = await this.#a.request(this.#sock, Buffer.concat(bufs), reqs.length);
     const replies: NlReply[] = reqs.map(() => ({ errno: 0, data: [] }));
