@@ -62,6 +62,8 @@ export class Agent {
    */
   #changed: Record<Kind, Set<string>> | undefined;
   #housekeeping?: NodeJS.Timeout;
+  /** the data plane's init has finished (Agent.start): its counters can be read */
+  #dpReady = false;
   #syncs = 0;
   /** the problems last logged, by object: each is logged when it appears or changes, not every sync */
   #logged = new Map<string, string>();
@@ -137,6 +139,7 @@ export class Agent {
     }
     const ts = performance.now();
     await init;
+    this.#dpReady = true;
     const t2 = performance.now();
     // graceful restart: reuse the ids the kernel holds, so no flow's backend or frontend id changes
     this.#current = await this.#dp.readPlan();
@@ -357,6 +360,8 @@ export class Agent {
 
   /** Reads the kernel's counters and map fill into the metrics (each scrape calls it). */
   async refreshStats(): Promise<void> {
+    // a scrape while the data plane still loads (the event loop is free then): no counters yet
+    if (!this.#dpReady) return;
     const plan = this.#current;
     // the highest id once per plan, not per scrape; the frontends by id only when some counter is set
     let max = plan && this.#maxFeId?.plan === plan ? this.#maxFeId.id : undefined;
