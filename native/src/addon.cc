@@ -24,6 +24,7 @@
 #include <string>
 #include <fcntl.h>
 #include <malloc.h>
+#include <mutex>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -35,6 +36,8 @@ namespace {
 // libbpf reports why a load failed (the verifier log above all) only through its print callback.
 // We keep what it prints (warnings and info, not debug) so TypeScript can attach it to the error.
 std::string g_log;
+// objectLoadAsync runs libbpf on a pool thread while the main thread may call libbpf too
+std::mutex g_logMutex;
 const size_t kLogMax = 1 << 20;  // keep the tail: the verifier's verdict is at the end
 
 int PrintCallback(enum libbpf_print_level level, const char* fmt, va_list args) {
@@ -45,6 +48,7 @@ int PrintCallback(enum libbpf_print_level level, const char* fmt, va_list args) 
   int n = vsnprintf(buf, sizeof buf, fmt, copy);
   va_end(copy);
   if (n < 0) return n;
+  std::lock_guard<std::mutex> lock(g_logMutex);
   if (static_cast<size_t>(n) < sizeof buf) {
     g_log.append(buf, n);
   } else {
@@ -57,6 +61,7 @@ int PrintCallback(enum libbpf_print_level level, const char* fmt, va_list args) 
 }
 
 Napi::Value TakeLog(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(g_logMutex);
   Napi::String s = Napi::String::New(info.Env(), g_log);
   g_log.clear();
   return s;
@@ -230,9 +235,19 @@ int GetMapSizes(int fd, MapSizes* out) {
 // cannot both free it. The External carries a type tag: a handle from elsewhere is refused.
 struct ObjectHolder {
   bpf_object* obj;
+  // objectLoadAsync in flight: a pool thread uses obj, so no other call may touch it
+  bool loading = false;
 };
 
+// a call on an object whose load runs on the thread pool: an Error, never a use of obj meanwhile
+bool Loading(const Napi::CallbackInfo& info, ObjectHolder* h, const char* method) {
+  if (!h->loading) return false;
+  Napi::Error::New(info.Env(), std::string(method) + ": the object is being loaded (objectLoadAsync)").ThrowAsJavaScriptException();
+  return true;
+}
+
 void FinalizeObject(Napi::Env, ObjectHolder* h) {
+  // never while loading: the load's worker holds a reference to the handle
   if (h->obj) bpf_object__close(h->obj);
   delete h;
 }
@@ -274,7 +289,7 @@ Napi::Value ObjectOpen(const Napi::CallbackInfo& info) {
 Napi::Value ObjectLoad(const Napi::CallbackInfo& info) {
   Args a(info, "objectLoad");
   ObjectHolder* h = a.Holder(0, "handle");
-  if (!a.ok()) return info.Env().Undefined();
+  if (!a.ok() || Loading(info, h, "objectLoad")) return info.Env().Undefined();
   if (!h->obj) return Num(info.Env(), -EBADF);
   errno = 0;
   return Num(info.Env(), Err(bpf_object__load(h->obj)));
@@ -285,7 +300,7 @@ Napi::Value ObjectLoad(const Napi::CallbackInfo& info) {
 Napi::Value ObjectClearPins(const Napi::CallbackInfo& info) {
   Args a(info, "objectClearPins");
   ObjectHolder* h = a.Holder(0, "handle");
-  if (!a.ok()) return info.Env().Undefined();
+  if (!a.ok() || Loading(info, h, "objectClearPins")) return info.Env().Undefined();
   if (!h->obj) return Num(info.Env(), -EBADF);
   bpf_map* m;
   bpf_object__for_each_map(m, h->obj) {
@@ -298,7 +313,7 @@ Napi::Value ObjectClearPins(const Napi::CallbackInfo& info) {
 Napi::Value ObjectClose(const Napi::CallbackInfo& info) {
   Args a(info, "objectClose");
   ObjectHolder* h = a.Holder(0, "handle");
-  if (!a.ok()) return info.Env().Undefined();
+  if (!a.ok() || Loading(info, h, "objectClose")) return info.Env().Undefined();
   if (h->obj) bpf_object__close(h->obj);
   h->obj = nullptr;
   return info.Env().Undefined();
@@ -309,7 +324,7 @@ Napi::Value ObjectMaps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "objectMaps");
   ObjectHolder* h = a.Holder(0, "handle");
-  if (!a.ok()) return env.Undefined();
+  if (!a.ok() || Loading(info, h, "objectMaps")) return env.Undefined();
   Napi::Array out = Napi::Array::New(env);
   if (!h->obj) return out;
   uint32_t i = 0;
@@ -334,7 +349,7 @@ Napi::Value ObjectPrograms(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "objectPrograms");
   ObjectHolder* h = a.Holder(0, "handle");
-  if (!a.ok()) return env.Undefined();
+  if (!a.ok() || Loading(info, h, "objectPrograms")) return env.Undefined();
   Napi::Array out = Napi::Array::New(env);
   if (!h->obj) return out;
   uint32_t i = 0;
@@ -1006,6 +1021,56 @@ Napi::Value MapUpdateBatchAsync(const Napi::CallbackInfo& info) { return BatchAs
 // mapDeleteBatchAsync(fd, keys, count) -> Promise<[ret, processed]>
 Napi::Value MapDeleteBatchAsync(const Napi::CallbackInfo& info) { return BatchAsync(info, false); }
 
+// ---- asynchronous object load -----------------------------------------------------------------
+// bpf_object__load runs the verifier over every program: over a second of CPU for kbp.bpf.o, in the
+// calling thread. On the thread pool, the agent reads and parses its Services meanwhile (issue 10:
+// the first sync after start). The worker holds a reference to the handle (no finalizer runs
+// under it) and marks it loading (every other object call throws until it settles).
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, Napi::External<ObjectHolder> handle, ObjectHolder* h)
+      : Napi::AsyncWorker(env, "kbp:objectLoadAsync"), deferred_(Napi::Promise::Deferred::New(env)), h_(h) {
+    ref_ = Napi::Persistent(handle.As<Napi::Value>());
+    h_->loading = true;
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    errno = 0;
+    ret_ = Err(bpf_object__load(h_->obj));
+  }
+  void OnOK() override {
+    h_->loading = false;
+    deferred_.Resolve(Num(Env(), ret_));
+  }
+  void OnError(const Napi::Error& e) override {
+    h_->loading = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::Value> ref_;
+  ObjectHolder* h_;
+  int ret_ = 0;
+};
+
+// objectLoadAsync(h) -> Promise<0 | -errno>
+Napi::Value ObjectLoadAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a(info, "objectLoadAsync");
+  ObjectHolder* h = a.Holder(0, "handle");
+  if (!a.ok() || Loading(info, h, "objectLoadAsync")) return env.Undefined();
+  if (!h->obj) {
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Resolve(Num(env, -EBADF));
+    return d.Promise();
+  }
+  LoadWorker* w = new LoadWorker(env, info[0].As<Napi::External<ObjectHolder>>(), h);  // deletes itself when settled
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   Napi::Object at = Napi::Object::New(env);
@@ -1046,6 +1111,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("takeLog", TakeLog);
   EXPORT("objectOpen", ObjectOpen);
   EXPORT("objectLoad", ObjectLoad);
+  EXPORT("objectLoadAsync", ObjectLoadAsync);
   EXPORT("objectClose", ObjectClose);
   EXPORT("objectClearPins", ObjectClearPins);
   EXPORT("objectMaps", ObjectMaps);

@@ -11,7 +11,7 @@ import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
 import { BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { hostRoots } from '../../testing/netns.js';
-import { fixtureObject, isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
+import { dataplaneObject, fixtureObject, isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
 
 const u32 = (n: number): Buffer => {
   const b = Buffer.alloc(4);
@@ -208,6 +208,35 @@ if (!isRoot) {
     t.is(e.code, 'KBP_ERR_BPF');
     t.regex(e.message, /^load .*bad\.bpf\.o: .*\(errno 13\)/);
     t.regex(e.message, /invalid (mem access|access to packet)|R\d+ invalid/, 'the verifier says why');
+    t.regex(e.message, /bad_unchecked_read/);
+  });
+
+  test('loadAsync: the load runs on the thread pool, the object refuses other calls until it settles, a rejection carries the log', async (t) => {
+    const root = tempPinRoot(t);
+    const a = BpfObject.open(fixtureObject('probe'), { pinRoot: root });
+    const p = a.loadAsync();
+    t.throws(() => a.close(), { message: /objectClose: the object is being loaded/ });
+    t.throws(() => a.mapNames(), { message: /objectMaps: the object is being loaded/ });
+    await t.throwsAsync(() => a.loadAsync(), { message: /objectLoadAsync: the object is being loaded/ });
+    await p;
+    t.deepEqual(a.programNames().sort(), ['probe_connect4', 'probe_tc', 'probe_xdp']);
+    a.map('probe_count').update(u32(0), u64(5));
+    t.deepEqual(a.map('probe_count').lookup(u32(0)), u64(5));
+    await t.throwsAsync(() => a.loadAsync(), { message: /already loaded/ });
+    a.close();
+    // the event loop turns while the verifier works through the data plane's object (a synchronous
+    // load would settle before any setImmediate callback ran)
+    const big = BpfObject.open(dataplaneObject());
+    t.teardown(() => big.close());
+    let turns = 0, settled = false;
+    const spin = () => { if (!settled) { turns++; setImmediate(spin); } };
+    setImmediate(spin);
+    await big.loadAsync().finally(() => { settled = true; });
+    t.true(turns > 0, `${turns} turns of the event loop during the load`);
+    const bad = BpfObject.open(fixtureObject('bad'));
+    t.teardown(() => bad.close());
+    const e = await t.throwsAsync(() => bad.loadAsync(), { instanceOf: KbpError });
+    t.regex(e.message, /^load .*bad\.bpf\.o: .*\(errno 13\)/);
     t.regex(e.message, /bad_unchecked_read/);
   });
 

@@ -2,11 +2,13 @@
 // reported with path and line and skipped, changes and removals picked up by the watcher (or the
 // rescan), unchanged files leaving the store untouched.
 import test from 'ava';
-import { mkdtempSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { loadAll } from 'js-yaml';
+import { parseAllDocuments } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { ManifestsReader, ManifestsSource, parseManifestText, readManifests, type ManifestProblem } from '../../src/source/manifests.js';
+import { ManifestsReader, ManifestsSource, parseManifestText, readManifests, YAML_LOAD_OPTIONS, type ManifestProblem } from '../../src/source/manifests.js';
 import type { Kind } from '../../src/source/types.js';
 
 function tempDir(t: import('ava').ExecutionContext): string {
@@ -183,4 +185,84 @@ test('a watch event that names a folder or an ignored file: the folder is rescan
   t.deepEqual(r.update([join(dir, 'sub')]).changes.map((x) => x.key), ['default/s']);
   renameSync(join(dir, 'sub'), join(dir, '.moved'));
   t.deepEqual(r.update([join(dir, 'sub')]).changes.map((x) => [x.key, x.obj]), [['default/s', undefined]]);
+});
+
+test('each object carries the line its document starts on (comments, markers, directives, a List)', (t) => {
+  const text = [
+    '# a comment before the first document',
+    '%YAML 1.2',
+    '---',
+    service('one').trimEnd(),
+    '--- # the next one',
+    '',
+    service('two').trimEnd(),
+    '...',
+    '---',
+    'kind: List',
+    'items:',
+    '  - {kind: Service, metadata: {name: three}, spec: {ports: [{port: 1}]}}',
+    '---',
+    '',
+  ].join('\n');
+  const res = parseManifestText('m.yaml', text);
+  t.true(res.ok);
+  t.deepEqual(res.problems, []);
+  t.deepEqual(res.objects.map((o) => [o.key, o.line]), [['default/one', 4], ['default/two', 13], ['default/three', 22]]);
+});
+
+test('a syntax error names its line and column; the file is refused whole', (t) => {
+  const res = parseManifestText('m.yaml', `${service('ok')}---\nkind: Service\nmetadata:\n  name: x\n   bad: indent\n`);
+  t.false(res.ok);
+  t.deepEqual(res.objects, []);
+  t.is(res.problems.length, 1);
+  t.like(res.problems[0], { path: 'm.yaml', line: 12 });
+  t.regex(res.problems[0]!.message, /^YAML syntax error: /);
+});
+
+test('aliases that expand past the budget are refused by document, not expanded; the rest of the file loads', (t) => {
+  // 10 levels of 10 aliases each: 10^10 nodes if copied out
+  const levels = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
+  for (let i = 1; i < 10; i++) levels.push(`a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]`);
+  const bomb = `kind: Service\nmetadata: {name: bomb}\nspec:\n  ports: [{port: 1}]\n  x:\n${levels.map((l) => `    ${l}`).join('\n')}\n`;
+  const res = parseManifestText('m.yaml', `${service('before')}---\n${bomb}---\n${service('after')}`);
+  t.true(res.ok);
+  t.deepEqual(res.objects.map((o) => o.key), ['default/before', 'default/after']);
+  t.is(res.problems.length, 1);
+  t.like(res.problems[0], { path: 'm.yaml', line: 9 });
+  t.regex(res.problems[0]!.message, /aliases expand to too many nodes/);
+  // a few aliases are fine, and each use is its own copy
+  const ok = parseManifestText('m.yaml', 'kind: Service\nmetadata: {name: s}\nspec:\n  ports:\n    - &p {port: 1, protocol: UDP}\n    - *p\n');
+  t.deepEqual(ok.problems, []);
+  const ports = (ok.objects[0]!.obj as { spec: { ports: object[] } }).spec.ports;
+  t.deepEqual(ports, [{ port: 1, protocol: 'UDP' }, { port: 1, protocol: 'UDP' }]);
+  t.not(ports[0], ports[1]);
+});
+
+test('values read as the yaml package reads them (YAML 1.2 core schema) on every manifest in the repository and on edge cases', (t) => {
+  const root = join(import.meta.dirname, '..', '..');
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.name === 'node_modules' || e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.ya?ml$/.test(e.name)) files.push(p);
+    }
+  };
+  for (const d of ['examples', 'test/fixtures', 'deploy']) walk(join(root, d));
+  t.true(files.length >= 20, `${files.length} files`);
+  const texts = files.map((f) => [f, readFileSync(f, 'utf8')] as const);
+  const edge = [
+    'a: 2024-01-02T03:04:05Z\nb: 2024-01-02\nc: 0x1F\nd: 0o17\ne: 017\nf: 1e3\ng: .inf\nh: ~\ni: yes\nj: No\nk: TRUE\nl: "007"\nm: 1_000\nn: +12\n',
+    'a: 1\na: 2\n',
+    'base: &b {x: 1}\nmerged:\n  <<: *b\n  y: 2\n',
+    'block: |\n  line one\n  line two\nfolded: >-\n  a\n  b\nkeep: |+\n  k\n\nq: \'it\'\'s\'\nd: "tab\\tnew\\nline \\u00e9"\n',
+    'list:\n- a\n- - b\n  - c\n- {x: [1, 2, {y: z}]}\nempty: []\nemptyo: {}\nnull1:\nnull2: null\n"quoted key": 1\n? complex\n: value\n',
+    '---\n---\na: 1\n--- |\n  literal doc\n---\n- 1\n',
+  ];
+  for (const [name, text] of [...texts, ...edge.map((e, i) => [`edge ${i}`, e] as const)]) {
+    const ours = loadAll(text, null, YAML_LOAD_OPTIONS);
+    const theirs = parseAllDocuments(text, { uniqueKeys: false }).map((d) => d.toJS());
+    t.deepEqual(ours, theirs, name);
+  }
 });

@@ -13,7 +13,7 @@ import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { EvictionCounter, evictionCounters, sweepConntrack, type SweepResult } from './ct-sweep.js';
-import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplane, type Loaded } from './loader.js';
+import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
 
@@ -222,7 +222,8 @@ export class BpfDataplane implements Dataplane {
 
   async init(): Promise<void> {
     // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
-    const loaded = loadDataplane({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { recycleTables: true } });
+    // the verifier on the thread pool: the agent reads its source meanwhile (Agent.start)
+    const loaded = await loadDataplaneAsync({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { recycleTables: true } });
     this.#loaded = loaded;
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));

@@ -69,19 +69,54 @@ export interface Loaded {
 
 export interface RefusedPin { name: string; id: number; reason: string }
 
-/**
- * Opens and loads the object with its maps under pinRoot (reusing pinned ones), pins every program
- * under <pinRoot>/progs/ (replacing older pins), and returns the maps writer. The state file holds
- * the Service names and the attachments; pass the same AgentStateFile to attach*() and cleanup().
- */
-export function loadDataplane(opts: {
+export interface LoadOptions {
   pinRoot: string; objectPath?: string; state?: AgentStateFile; mountBpffs?: boolean; maps?: BpfMapsOptions;
   /**
    * pinned maps whose definition changed (an upgrade): 'migrate' (the default) carries them over,
    * copying entries where the layout allows (migrate.ts); 'refuse' names them and loads nothing
    */
   onIncompatible?: 'migrate' | 'refuse';
-}): Loaded {
+}
+
+/**
+ * Opens and loads the object with its maps under pinRoot (reusing pinned ones), pins every program
+ * under <pinRoot>/progs/ (replacing older pins), and returns the maps writer. The state file holds
+ * the Service names and the attachments; pass the same AgentStateFile to attach*() and cleanup().
+ */
+export function loadDataplane(opts: LoadOptions): Loaded {
+  const p = prepareLoad(opts);
+  try {
+    p.object.load();
+  } catch (e) {
+    p.loadFailed();
+    throw e;
+  }
+  return finishLoad(p, opts);
+}
+
+/**
+ * loadDataplane with the verifier on libuv's thread pool (BpfObject.loadAsync): the event loop is
+ * free while it runs (over a second for kbp.bpf.o), so the agent reads its Services meanwhile.
+ */
+export async function loadDataplaneAsync(opts: LoadOptions): Promise<Loaded> {
+  const p = prepareLoad(opts);
+  try {
+    await p.object.loadAsync();
+  } catch (e) {
+    p.loadFailed();
+    throw e;
+  }
+  return finishLoad(p, opts);
+}
+
+interface Prepared {
+  object: BpfObject; state: AgentStateFile; pinRoot: string; reused: boolean; migrations: Migration[]; refused: RefusedPin[];
+  /** the load failed: the old maps back in place, the object closed */
+  loadFailed(): void;
+}
+
+/** Everything before the object's load: pin root, foreign pins refused, pinned maps checked and moved aside. */
+function prepareLoad(opts: LoadOptions): Prepared {
   const pinRoot = resolve(opts.pinRoot);
   if (opts.mountBpffs !== false) ensureBpffs(bpffsOf(pinRoot));
   checkPinRoot(pinRoot);
@@ -93,22 +128,31 @@ export function loadDataplane(opts: {
   if (!isBpffs(pinRoot)) throw new KbpError('KBP_ERR_CONFIG', `pin root ${pinRoot} is not on a bpf filesystem (--bpffs must be under a bpffs mount)`);
   const state = opts.state ?? AgentStateFile.forPinRoot(pinRoot);
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
-  let reused = false;
-  let migrations: Migration[] = [];
-  let refused: RefusedPin[] = [];
   try {
-    refused = refuseForeignPins(object, pinRoot, state);
+    const refused = refuseForeignPins(object, pinRoot, state);
     const found = checkPinnedMaps(object, pinRoot, opts.onIncompatible ?? 'migrate');
-    reused = found.reused;
-    migrations = found.migrations;
-    moveAside(pinRoot, migrations);
-    try {
-      object.load();
-    } catch (e) {
-      // nothing was carried over: put the old maps back for the agent still using them
-      for (const m of found.migrations) renameSync(asidePath(pinRoot, m.name), join(pinRoot, m.name));
-      throw e;
-    }
+    moveAside(pinRoot, found.migrations);
+    return {
+      object, state, pinRoot, reused: found.reused, migrations: found.migrations, refused,
+      loadFailed: () => {
+        // nothing was carried over: put the old maps back for the agent still using them
+        try {
+          for (const m of found.migrations) renameSync(asidePath(pinRoot, m.name), join(pinRoot, m.name));
+        } finally {
+          object.close();
+        }
+      },
+    };
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}
+
+/** Everything after the object's load: programs pinned, ids recorded, the maps writer. */
+function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
+  const { object, state, pinRoot, reused, migrations, refused } = p;
+  try {
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
     recordIds(object, state);
     // a pinned lb_fe_filter is trusted only once this agent's writer has rebuilt it from lb_frontends

@@ -21,6 +21,8 @@ interface Native {
   takeLog(): string;
   objectOpen(path: string, pinRoot: string | null): Handle | number;
   objectLoad(h: Handle): number;
+  /** objectLoad on libuv's thread pool; every other call on h throws until it settles */
+  objectLoadAsync(h: Handle): Promise<number>;
   objectClose(h: Handle): void;
   objectClearPins(h: Handle): number;
   objectMaps(h: Handle): RawMapDesc[];

@@ -65,6 +65,21 @@ export class BpfObject {
     this[HANDLE].loaded = true;
   }
 
+  /**
+   * load() on libuv's thread pool: the verifier's second or more of CPU leaves the event loop free
+   * (the agent reads its Services meanwhile). Until it settles, every other call on the object
+   * throws; the log of a failure is libbpf's over that time (a concurrent call's lines included).
+   */
+  async loadAsync(): Promise<void> {
+    const h = this.handle;
+    if (this[HANDLE].loaded) throw usage(`load ${this.path}: already loaded`);
+    native().takeLog();
+    const ret = await native().objectLoadAsync(h);
+    const log = native().takeLog();
+    if (ret < 0) throw bpfError('load', this.path, ret, logTail(log));
+    this[HANDLE].loaded = true;
+  }
+
   private requireLoaded(what: string): Handle {
     const h = this.handle;
     if (!this[HANDLE].loaded) throw usage(`${what}: object ${this.path} is not loaded`);
