@@ -318,8 +318,12 @@ export class Agent {
     if (this.#housekeepingBusy) return;
     this.#housekeepingBusy = true;
     try {
-      await this.#exclusive(() => this.#dp.syncDevices());
-      await this.refreshStats();
+      // BPF: a device scan writes lb_devices and lb_node_addrs, which no apply writes, and link
+      // events run it beside syncs anyway: a sync does not wait for it (nor for its `ip` run).
+      // Counters are not read here: each /metrics scrape reads them (a read here walked every map
+      // every tick, holding the event loop ~0.5 s at 10,000 Services while a change waited).
+      if (this.#dp.kind === 'bpf') await this.#dp.syncDevices();
+      else await this.#exclusive(() => this.#dp.syncDevices());
     } catch (e) {
       this.#log.warn({ err: e }, 'housekeeping failed');
     } finally {

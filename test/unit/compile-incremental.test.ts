@@ -194,7 +194,7 @@ test('a Service replaced by an equal object is no change: the same frontends and
   const b = c.compile(store.snapshot(), hint());
   t.is(b.services, a.services, 'the Service list is handed on unchanged');
   t.deepEqual(b.state.frontends, a.state.frontends);
-  b.state.frontends.forEach((f, i) => t.is(f, a.state.frontends[i], `frontend ${i}: the same object`));
+  b.state.frontends.forEach((f, i) => t.true(f === a.state.frontends[i], `frontend ${i}: the same object`));
   t.deepEqual(toJson(b.state), toJson(compile(store.snapshot(), { nodeName: 'n1', standalone: true }).state));
   // a real change still counts
   store.upsert('Service', svcOf(1, 81) as never);
