@@ -49,4 +49,31 @@ if (!isRoot) {
     }
     t.is(scans, 1, 'no scan after a write: the count followed it');
   });
+
+  test('maps only the agent writes are counted again only after a write through their handle', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject() });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const counts = new Map<string, number>();
+    for (const name of ['lb_slots', 'lb_frontends', 'lb_ct'] as const) {
+      const m = d.maps.map(name);
+      const count = m.count.bind(m);
+      m.count = () => { counts.set(name, (counts.get(name) ?? 0) + 1); return count(); };
+    }
+    const fill = (name: string) => d.maps.mapFill().find((m) => m.name === name)!.entries;
+    let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, plan));
+    t.is(fill('lb_slots'), 3);
+    t.is(fill('lb_frontends'), 1);
+    t.is(fill('lb_slots'), 3);
+    t.is(counts.get('lb_slots'), 1, 'lb_slots counted once while nothing wrote it');
+    t.is(counts.get('lb_frontends'), 1);
+    t.true(counts.get('lb_ct')! >= 3, 'lb_ct (the programs write it) counted on every read');
+    const next = buildPlan(state(['10.244.0.1', '10.244.0.2']), plan, { seed: SEED });
+    d.maps.apply(diffPlans(plan, next));
+    plan = next;
+    t.is(fill('lb_slots'), 2, 'counted again after the apply wrote it');
+    t.is(counts.get('lb_slots'), 2);
+  });
 }

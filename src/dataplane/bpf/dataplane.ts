@@ -17,6 +17,7 @@ import { EvictionCounter, evictionCounters, sweepConntrack, type SweepResult } f
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplane, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
+import { PROGRAM_WRITTEN_MAPS } from './maps.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
 export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
@@ -202,8 +203,6 @@ export function removeMasquerade(): boolean {
 /** applies of at most this many ops run on the event loop (BpfDataplane.apply) */
 const SHORT_APPLY_OPS = 64;
 
-/** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
-const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
 
 export class BpfDataplane implements Dataplane {
   readonly kind = 'bpf' as const;
