@@ -84,6 +84,9 @@ export class Agent {
     this.#runner = new BoundedFrequencyRunner(() => this.sync(), {
       minIntervalMs: opts.minSyncMs,
       maxIntervalMs: opts.syncPeriodMs,
+      // kube-proxy's burstSyncs (pkg/proxy/iptables NewProxier): a change right after a periodic
+      // resync runs at once instead of waiting out minSyncPeriod
+      burst: 2,
       timers: opts.timers ?? realTimers,
       onResult: (r) => {
         if (!r.ok) {
