@@ -3,7 +3,7 @@
 // IPv6 count, in Agent.#sync's order. Standalone, so that it runs unchanged in an older checkout
 // (copy it there) for a same-run A/B: `N=10000 node --import=tsx bench/sync-steps.ts` in each tree,
 // interleaved. Prints wall ms over 50 changes (after 10 warm-up changes) as one JSON line.
-import { endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
+import { endpointSlice, NODE_NAME, service, snapshot, type ClusterShape } from './gen.js';
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
 import { buildPlan } from '../src/plan/plan.js';
@@ -29,8 +29,13 @@ for (let k = 0; k < 60; k++) {
   const eps = new Map(snap.endpointSlices);
   const key = `bench/svc-${i}-abcde`;
   eps.set(key, endpointSlice(i, shape, 1 + (k % 2)));
-  snap = { ...snap, endpointSlices: eps };
-  const hint = { Service: new Set<string>(), EndpointSlice: new Set([key]), Node: new Set<string>() };
+  // KBP_SYNC_STEPS_SERVICE=1: the Service object is replaced too (equal content), as the manifests
+  // source does when it re-reads the one file holding both
+  const svcKey = `bench/svc-${i}`;
+  const withSvc = process.env.KBP_SYNC_STEPS_SERVICE === '1' && snap.services.has(svcKey);
+  const svcs = withSvc ? new Map(snap.services).set(svcKey, service(i, shape)) : snap.services;
+  snap = { ...snap, services: svcs, endpointSlices: eps };
+  const hint = { Service: new Set<string>(withSvc ? [svcKey] : []), EndpointSlice: new Set([key]), Node: new Set<string>() };
   const t0 = performance.now();
   // what Agent.#sync does per change, in order (no kernel)
   const r = c.compile(snap, hint);

@@ -88,6 +88,9 @@ export class Agent {
     this.#runner = new BoundedFrequencyRunner(() => this.sync(), {
       minIntervalMs: opts.minSyncMs,
       maxIntervalMs: opts.syncPeriodMs,
+      // kube-proxy's burstSyncs (pkg/proxy/iptables NewProxier): a change right after a periodic
+      // resync runs at once instead of waiting out minSyncPeriod
+      burst: 2,
       timers: opts.timers ?? realTimers,
       onResult: (r) => {
         if (!r.ok) {
@@ -338,8 +341,12 @@ export class Agent {
     if (this.#housekeepingBusy) return;
     this.#housekeepingBusy = true;
     try {
-      await this.#exclusive(() => this.#dp.syncDevices());
-      await this.refreshStats();
+      // BPF: a device scan writes lb_devices and lb_node_addrs, which no apply writes, and link
+      // events run it beside syncs anyway: a sync does not wait for it (nor for its `ip` run).
+      // Counters are not read here: each /metrics scrape reads them (a read here walked every map
+      // every tick, holding the event loop ~0.5 s at 10,000 Services while a change waited).
+      if (this.#dp.kind === 'bpf') await this.#dp.syncDevices();
+      else await this.#exclusive(() => this.#dp.syncDevices());
     } catch (e) {
       this.#log.warn({ err: e }, 'housekeeping failed');
     } finally {

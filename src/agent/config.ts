@@ -49,7 +49,7 @@ export interface AgentSettings {
   localExternalIpAllow: string[];
   minSyncMs: number;
   syncPeriodMs: number;
-  /** device rescan and counter refresh; link events cover new devices in between */
+  /** device rescan; link events cover new devices in between (counters are read at each scrape) */
   housekeepingMs: number;
   /** BPF mode: the conntrack sweep (expired entries, fill level, evictions) */
   ctSweepMs: number;

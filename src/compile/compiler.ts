@@ -160,6 +160,12 @@ function claims(m: ServiceModel | null | undefined): string[] {
   return out;
 }
 
+/** The same model and problems from a new object of one Service (models are plain JSON data). */
+function sameModel(old: ServiceRecord, model: ServiceModel, errors: readonly ObjectError[]): boolean {
+  return old.errors.length === errors.length && JSON.stringify(old.model) === JSON.stringify(model)
+    && (errors.length === 0 || JSON.stringify(old.errors) === JSON.stringify(errors));
+}
+
 function byString(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -576,8 +582,30 @@ export class Compiler {
 
   /** Re-normalizes the Services whose object changed; returns their snapshot keys (removed ones too). */
   #syncServices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): string[] {
+    const found: string[] = [];
+    diffKeys(next, this.#svcs, found, hint);
+    // a new object that normalizes to what the old one did (a manifests file re-read for its
+    // EndpointSlice, an informer's resync) is no change: kube-proxy's ServiceChangeTracker.Update
+    // drops a change whose previous and current ServicePortMaps are equal. Kept, its model stays the
+    // same object, so neither its frontends nor the Service list are rebuilt.
+    const normalized = new Map<string, { model: ServiceModel | null; errors: ObjectError[] }>();
     const changed: string[] = [];
-    diffKeys(next, this.#svcs, changed, hint);
+    for (const k of found) {
+      const old = this.#svcs.get(k);
+      const raw = next.get(k);
+      if (!old || (raw === undefined && !next.has(k))) {
+        changed.push(k);
+        continue;
+      }
+      const errors: ObjectError[] = [];
+      const model = normalizeService(raw, k, errors);
+      if (old.model && model && sameModel(old, model, errors)) {
+        this.#svcs.set(k, { raw, model: old.model, errors: old.errors });
+        continue;
+      }
+      normalized.set(k, { model, errors });
+      changed.push(k);
+    }
     this.#replaced.clear();
     // the old models matter only to #allocateLocally, which a first or bulk sync does not try
     this.#replacedValid = this.#allocs !== undefined && changed.length <= 256;
@@ -598,8 +626,9 @@ export class Compiler {
         this.#svcs.delete(k);
         continue;
       }
-      const errors: ObjectError[] = [];
-      const model = normalizeService(raw, k, errors);
+      const done = normalized.get(k);
+      const errors: ObjectError[] = done?.errors ?? [];
+      const model = done ? done.model : normalizeService(raw, k, errors);
       this.#svcs.set(k, { raw, model, errors });
       if (model && model.key !== k) this.#keyMismatch++;
       if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);

@@ -1,6 +1,7 @@
 // A bounded-frequency runner, after kube-proxy's async.BoundedFrequencyRunner: run() asks for a sync;
-// syncs happen at most once per minInterval (bursts coalesce into one), at least once per maxInterval
-// (periodic resync), and a failed sync is retried with exponential backoff. The clock and timers are
+// syncs happen at most once per minInterval on average (a token bucket of `burst` syncs, refilled one
+// per minInterval, as kube-proxy's limiter; changes arriving meanwhile coalesce into one), at least
+// once per maxInterval (periodic resync), and a failed sync is retried with exponential backoff. The clock and timers are
 // injected so tests are instant and deterministic.
 
 export interface Timers {
@@ -25,6 +26,12 @@ export interface RunnerOptions {
   minIntervalMs: number;
   /** a sync runs at least this often even with no change (kube-proxy syncPeriod) */
   maxIntervalMs: number;
+  /**
+   * syncs that may run back to back before minInterval spaces them (default 1: every two starts at
+   * least minInterval apart). kube-proxy's proxiers pass burstSyncs = 2 (iptables NewProxier): a
+   * change that comes right after a periodic resync runs at once instead of waiting out minInterval.
+   */
+  burst?: number;
   /** first retry delay after a failed sync; doubles up to maxRetryMs */
   retryMs?: number;
   maxRetryMs?: number;
@@ -39,6 +46,9 @@ export class BoundedFrequencyRunner {
   #timer: unknown;
   #timerAt = Infinity;
   #lastStart = -Infinity;
+  /** the token bucket: syncs that may start now, as of #tokensAt */
+  #tokens: number;
+  #tokensAt = -Infinity;
   #running = false;
   #pending = false;
   #stopped = true;
@@ -49,10 +59,14 @@ export class BoundedFrequencyRunner {
     if (!(opts.minIntervalMs >= 0) || !(opts.maxIntervalMs > 0) || opts.maxIntervalMs < opts.minIntervalMs) {
       throw new RangeError(`runner intervals: need 0 <= minIntervalMs <= maxIntervalMs, got ${opts.minIntervalMs}, ${opts.maxIntervalMs}`);
     }
+    if (opts.burst !== undefined && !(Number.isInteger(opts.burst) && opts.burst >= 1)) {
+      throw new RangeError(`runner burst: need an integer >= 1, got ${opts.burst}`);
+    }
     this.#fn = fn;
     this.#opts = {
-      retryMs: 1000, maxRetryMs: 30_000, timers: realTimers, ...opts,
+      retryMs: 1000, maxRetryMs: 30_000, timers: realTimers, burst: 1, ...opts,
     };
+    this.#tokens = this.#opts.burst;
   }
 
   /** Starts the loop: the first sync runs at once. */
@@ -76,8 +90,23 @@ export class BoundedFrequencyRunner {
     if (this.#running) return;
     // while backing off after a failure, the retry timer decides
     if (this.#failures > 0 && this.#timer !== undefined) return;
-    const due = Math.max(this.#lastStart + this.#opts.minIntervalMs, this.#opts.timers.now());
-    this.#schedule(due);
+    this.#schedule(this.#due());
+  }
+
+  /** the bucket's tokens now: one more per minInterval since #tokensAt, at most burst */
+  #refill(now: number): number {
+    const { minIntervalMs: min, burst } = this.#opts;
+    if (min === 0 || this.#tokensAt === -Infinity) this.#tokens = burst;
+    else this.#tokens = Math.min(burst, this.#tokens + (now - this.#tokensAt) / min);
+    this.#tokensAt = now;
+    return this.#tokens;
+  }
+
+  /** when the next sync may start: now while a token is left, else when one will be */
+  #due(): number {
+    const now = this.#opts.timers.now();
+    const tokens = this.#refill(now);
+    return tokens >= 1 ? now : now + (1 - tokens) * this.#opts.minIntervalMs;
   }
 
   /** Resolves when no sync is running or pending (tests; graceful shutdown). */
@@ -115,6 +144,8 @@ export class BoundedFrequencyRunner {
     this.#pending = false;
     const t = this.#opts.timers;
     this.#lastStart = t.now();
+    this.#refill(this.#lastStart);
+    this.#tokens -= 1;
     let ok = true;
     let error: unknown;
     try {
@@ -136,7 +167,7 @@ export class BoundedFrequencyRunner {
       return;
     }
     if (this.#pending) {
-      this.#schedule(Math.max(this.#lastStart + this.#opts.minIntervalMs, t.now()));
+      this.#schedule(this.#due());
     } else {
       this.#schedule(this.#lastStart + this.#opts.maxIntervalMs);
       this.#drainIdle();

@@ -62,3 +62,61 @@ test('housekeeping never runs while a sync applies, nor a sync while housekeepin
   t.true(dp.events.filter((e) => e === 'devices+').length >= 2, 'housekeeping ran');
   t.is(dp.overlaps, 0, `overlapping calls: ${dp.events.join(' ')}`);
 });
+
+/** A BPF-kind data plane whose device scan waits for a gate, counting counter reads. */
+class GatedBpfDataplane extends FakeDataplane {
+  override readonly kind = 'bpf' as never;
+  scanning = false;
+  statsCalls = 0;
+  #open: (() => void) | undefined;
+  #gate: Promise<void> | undefined = new Promise((r) => { this.#open = r; });
+  release(): void {
+    this.#open?.();
+    this.#gate = undefined;
+  }
+
+  override async syncDevices(): Promise<void> {
+    this.scanning = true;
+    await this.#gate;
+    this.scanning = false;
+  }
+
+  override async stats(): ReturnType<FakeDataplane['stats']> {
+    this.statsCalls++;
+    return super.stats();
+  }
+}
+
+// BPF: a device scan writes lb_devices and lb_node_addrs, which no apply writes (and link events
+// run it beside syncs anyway): a sync must not queue behind a slow scan, and housekeeping must not
+// walk every map for counters (each scrape reads them): at 10,000 Services that walk held the event
+// loop ~0.5 s every tick, and a change arriving then waited for it.
+test('BPF: a sync does not wait for a device scan, and housekeeping reads no counters', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-hk-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  const dp = new GatedBpfDataplane();
+  t.teardown(() => dp.release());
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 1 });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 7, minSyncMs: 1, syncPeriodMs: 60_000, housekeepingMs: 20,
+  });
+  await agent.start();
+  t.teardown(() => {
+    dp.release();
+    return agent.stop();
+  });
+  await agent.whenIdle();
+  for (let i = 0; i < 500 && !dp.scanning; i++) await new Promise((r) => setTimeout(r, 10));
+  t.true(dp.scanning, 'a housekeeping device scan is under way (held at its gate)');
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.9']));
+  source.scan();
+  const outcome = await Promise.race([agent.whenIdle().then(() => 'synced'), new Promise((r) => setTimeout(() => r('held behind the scan'), 10_000))]);
+  t.is(outcome, 'synced');
+  t.true(dp.scanning, 'the scan was still under way');
+  t.deepEqual([...agent.plan!.backends.values()].map((b) => b.address), ['10.244.1.9']);
+  dp.release();
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(dp.statsCalls, 0, 'housekeeping ticks read no counters');
+});

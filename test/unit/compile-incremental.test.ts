@@ -175,3 +175,31 @@ test('an unchanged Service reuses its frontends; a changed slice recompiles only
   t.not(b[1], a[1]);
   t.deepEqual(b[1]!.backends.map((x) => x.address), ['10.244.0.99']);
 });
+
+// kube-proxy's ServiceChangeTracker.Update (pkg/proxy/servicechangetracker.go) drops a change whose
+// previous and current ServicePortMaps are equal: a manifests file re-read for its EndpointSlice
+// hands a new but equal Service object, which must cost one Service, not a walk of every Service.
+test('a Service replaced by an equal object is no change: the same frontends and Service list', (t) => {
+  const store = new ObjectStore();
+  const svcOf = (i: number, port = 80) => svc(`d/s${i}`, { clusterIP: `10.96.0.${i + 1}`, ports: [{ port }], type: 'LoadBalancer', externalTrafficPolicy: 'Local' });
+  for (let i = 0; i < 3; i++) {
+    store.upsert('Service', svcOf(i) as never);
+    store.upsert('EndpointSlice', slice(`d/s${i}-1`, `s${i}`, [{ port: 80 }], [{ ip: `10.244.0.${i + 1}` }]) as never);
+  }
+  const hint = tracker(store);
+  const c = new Compiler({ nodeName: 'n1', standalone: true });
+  const a = c.compile(store.snapshot());
+  hint();
+  store.upsert('Service', svcOf(1) as never);
+  const b = c.compile(store.snapshot(), hint());
+  t.is(b.services, a.services, 'the Service list is handed on unchanged');
+  t.deepEqual(b.state.frontends, a.state.frontends);
+  b.state.frontends.forEach((f, i) => t.true(f === a.state.frontends[i], `frontend ${i}: the same object`));
+  t.deepEqual(toJson(b.state), toJson(compile(store.snapshot(), { nodeName: 'n1', standalone: true }).state));
+  // a real change still counts
+  store.upsert('Service', svcOf(1, 81) as never);
+  const d = c.compile(store.snapshot(), hint());
+  t.not(d.services, a.services);
+  t.true(d.state.frontends.some((f) => f.port === 81));
+  t.deepEqual(toJson(d.state), toJson(compile(store.snapshot(), { nodeName: 'n1', standalone: true }).state));
+});

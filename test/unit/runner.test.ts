@@ -81,3 +81,48 @@ test('run() during a sync schedules exactly one more', async (t) => {
 test('bad intervals are refused with a message', (t) => {
   t.throws(() => new BoundedFrequencyRunner(() => {}, { minIntervalMs: 10, maxIntervalMs: 5 }), { message: /minIntervalMs/ });
 });
+
+// kube-proxy's proxiers run their BoundedFrequencyRunner with burstSyncs = 2 (pkg/proxy/iptables
+// NewProxier): a token bucket of two syncs refilled one per minSyncPeriod, so a change right after a
+// periodic resync is not held for minSyncPeriod.
+test('burst 2: a change right after a periodic resync runs at once; a third sync waits for a token', async (t) => {
+  const timers = new FakeTimers();
+  const starts: number[] = [];
+  const runner = new BoundedFrequencyRunner(() => { starts.push(timers.now()); }, { minIntervalMs: 1000, maxIntervalMs: 60_000, burst: 2, timers });
+  runner.start();
+  await timers.advance(60_000);
+  t.deepEqual(starts, [0, 60_000], 'the periodic resync');
+  await timers.advance(100);
+  runner.run();
+  await timers.advance(0);
+  t.deepEqual(starts, [0, 60_000, 60_100], 'the change after it runs at once');
+  runner.run();
+  await timers.advance(0);
+  t.deepEqual(starts, [0, 60_000, 60_100], 'no token left: the next waits');
+  await timers.advance(900);
+  t.deepEqual(starts, [0, 60_000, 60_100, 61_000], 'one token refilled a minInterval after the first sync of the burst');
+  // a steady stream of changes: at most one sync per minInterval on average
+  for (let i = 0; i < 20; i++) {
+    runner.run();
+    await timers.advance(100);
+  }
+  const recent = starts.filter((s) => s > 61_000);
+  t.true(recent.length <= 3, `syncs in 2 s of changes: ${recent.join(', ')}`);
+  runner.stop();
+});
+
+test('burst 1 (the default): the change after a periodic resync waits out minInterval', async (t) => {
+  const { timers, starts, runner } = setup();
+  runner.start();
+  await timers.advance(60_100);
+  runner.run();
+  await timers.advance(0);
+  t.deepEqual(starts, [0, 60_000]);
+  await timers.advance(900);
+  t.deepEqual(starts, [0, 60_000, 61_000]);
+  runner.stop();
+});
+
+test('a burst that is not a whole number >= 1 is refused with a message', (t) => {
+  t.throws(() => new BoundedFrequencyRunner(() => {}, { minIntervalMs: 1, maxIntervalMs: 2, burst: 0 }), { message: /burst/ });
+});

@@ -38,7 +38,7 @@ Options:
                                Service (default none: only this node's own addresses; CVE-2020-8554)
   --min-sync-period DUR        coalesce changes (default 1s)
   --sync-period DUR            periodic full resync (default 30s)
-  --housekeeping-interval DUR  device rescan and counter refresh (default 10s); new devices are
+  --housekeeping-interval DUR  device rescan (default 10s); new devices are
                                also served at once from link events
   --conntrack-sweep-interval DUR  BPF mode: expired conntrack entries deleted, map fill and LRU
                                evictions counted (default 30s)

@@ -1,7 +1,8 @@
 // The BPF data plane behind the Dataplane interface: loads the object with pinned maps (reusing what
 // an earlier agent left), attaches tc on every device of this network namespace and XDP on external
 // ones, the socket hooks on a cgroup, and the nftables masquerade rule that SNATs marked flows.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { Plan, PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
 import type { Capacity } from '../../plan/capacity.js';
@@ -16,6 +17,7 @@ import { EvictionCounter, evictionCounters, sweepConntrack, type SweepResult } f
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
+import { PROGRAM_WRITTEN_MAPS } from './maps.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
 export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
@@ -81,6 +83,24 @@ export function listLinks(): Link[] {
   } catch (e) {
     throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
   }
+  return parseLinks(out);
+}
+
+/**
+ * listLinks() without holding the event loop while `ip` runs (tens of ms on a loaded node, every
+ * housekeeping tick: a sync due meanwhile waited for it).
+ */
+export async function listLinksAsync(): Promise<Link[]> {
+  let out: string;
+  try {
+    out = (await promisify(execFile)(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+  } catch (e) {
+    throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
+  }
+  return parseLinks(out);
+}
+
+function parseLinks(out: string): Link[] {
   const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; master?: string; flags?: string[]; operstate?: string; link_type?: string; addr_info?: Array<{ local?: string }> }>;
   return links.map((l) => ({
     ifindex: l.ifindex,
@@ -183,8 +203,6 @@ export function removeMasquerade(): boolean {
 /** applies of at most this many ops run on the event loop (BpfDataplane.apply) */
 const SHORT_APPLY_OPS = 64;
 
-/** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
-const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
 
 export class BpfDataplane implements Dataplane {
   readonly kind = 'bpf' as const;
@@ -358,9 +376,19 @@ export class BpfDataplane implements Dataplane {
   }
 
   /** Attaches tc to every device (and XDP to external ones) not yet served; forgets vanished ones. */
-  async syncDevices(force = false): Promise<void> {
+  syncDevices(force = false): Promise<void> {
+    // one scan at a time, each listing after the last applied (a link event and a housekeeping tick
+    // may ask together): a scan that listed earlier never applies last
+    const run = this.#devicesTail.then(() => this.#syncDevices(force));
+    this.#devicesTail = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  #devicesTail: Promise<void> = Promise.resolve();
+
+  async #syncDevices(force: boolean): Promise<void> {
+    const links = await listLinksAsync();
     const { object, maps, state } = this.loaded;
-    const links = listLinks();
     const nodeAddrs = new Set(this.#opts.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
     // kube-proxy's BridgeInterface / InterfaceNamePrefix detectors match the input device (-i); a
     // bridge's ports are matched too, as tc sees a pod's packet on its veth before the bridge does

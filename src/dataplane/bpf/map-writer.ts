@@ -689,15 +689,16 @@ export class MapWriter {
    * forgotten, so a write that throws leaves it to be read again; after it, the ids are set (or
    * cleared) and the count kept. Nothing to do while no one asked for the count. */
   private followBackends(ids: () => readonly number[], before: boolean, cleared = false): void {
-    const bits = this.backendBits;
-    if (!bits || this.maps.lb_backends.type !== MapType.ARRAY) return;
+    if (this.maps.lb_backends.type !== MapType.ARRAY) return;
     if (before) {
-      this.pendingBits = bits;
+      this.pendingBits = this.backendBits;
       this.backendBits = undefined;
       return;
     }
-    if (this.pendingBits !== bits) return;
+    // the bits set aside before the write (none: nobody asked, or a scan since replaced them)
+    const bits = this.pendingBits;
     this.pendingBits = undefined;
+    if (!bits || this.backendBits) return;
     for (const id of ids()) {
       const has = (bits[id >>> 3]! >> (id & 7)) & 1;
       if (cleared && has) { bits[id >>> 3]! &= ~(1 << (id & 7)); this.backendN--; }

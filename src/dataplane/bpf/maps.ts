@@ -12,6 +12,9 @@ import type { BpfObject } from './native/object.js';
 
 export type DataplaneMaps = Record<L.MapName, BpfMap>;
 
+/** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
+export const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
+
 export class BpfMaps {
   private readonly maps: DataplaneMaps;
   private readonly owned: boolean;
@@ -80,8 +83,28 @@ export class BpfMaps {
   readFrontendStats(maxFeId?: number): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps, maxFeId); }
   /** skip: maps whose entries are not counted (reported as 0; the caller knows them otherwise) */
   mapFill(skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> {
+    // a map only the agent writes is counted again only when this handle wrote it since its last
+    // count: a hash map's count walks every bucket (lb_slots, lb_members: 2M each), ~0.3 s per
+    // scrape at 10,000 Services when every map was counted on each
+    const cached = new Set(skip);
+    const fill = new Map<string, number>();
+    for (const name of L.MAP_NAMES) {
+      const c = this.fillCache.get(name);
+      if (c && c.writes === this.maps[name].writes && !PROGRAM_WRITTEN_MAPS.has(name)) {
+        cached.add(name);
+        fill.set(name, c.entries);
+      }
+    }
     // lb_backends is an array: the writer follows how many of its entries hold a backend
-    return read.readMapFill(this.maps, new Set([...(skip ?? []), 'lb_backends']))
-      .map((m) => (m.name === 'lb_backends' && !skip?.has(m.name) ? { ...m, entries: this.writer.backendCount() } : m));
+    cached.add('lb_backends');
+    return read.readMapFill(this.maps, cached).map((m) => {
+      if (skip?.has(m.name)) return m;
+      const entries = m.name === 'lb_backends' ? this.writer.backendCount() : fill.get(m.name) ?? m.entries;
+      if (!PROGRAM_WRITTEN_MAPS.has(m.name)) this.fillCache.set(m.name, { writes: this.maps[m.name].writes, entries });
+      return entries === m.entries ? m : { ...m, entries };
+    });
   }
+
+  /** the last count of each map the programs do not write, and the write count of its handle then */
+  private readonly fillCache = new Map<string, { writes: number; entries: number }>();
 }

@@ -98,6 +98,15 @@ export class BpfMap {
     return this.perCpu ? numPossibleCpus() * roundUp8(this.valueSize) : this.valueSize;
   }
 
+  #writes = 0;
+  /**
+   * Write calls made through this handle so far (each counted before its system call, so a failed
+   * one counts too): a count of entries taken at one value stays true while this process alone writes.
+   */
+  get writes(): number {
+    return this.#writes;
+  }
+
   lookup(key: Buffer): Buffer | undefined {
     checkBuffer(key, this.keySize, `key of map ${this.name}`);
     const value = Buffer.alloc(this.userValueSize);
@@ -108,6 +117,7 @@ export class BpfMap {
   }
 
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    this.#writes++;
     checkBuffer(key, this.keySize, `key of map ${this.name}`);
     checkBuffer(value, this.userValueSize, `value of map ${this.name}`);
     checkFlags(flags, `flags of update on map ${this.name}`);
@@ -121,6 +131,7 @@ export class BpfMap {
    * element, for filling large arrays.
    */
   writeMmap(data: Buffer, offset = 0): void {
+    this.#writes++;
     if (this.type !== MapType.ARRAY || (this.flags & BPF_F_MMAPABLE) === 0) throw usage(`writeMmap on map ${this.name}: only BPF_F_MMAPABLE arrays can be mapped`);
     if (!Buffer.isBuffer(data)) throw usage(`data for writeMmap on map ${this.name} must be a Buffer`);
     const size = this.maxEntries * roundUp8(this.valueSize);
@@ -134,6 +145,7 @@ export class BpfMap {
 
   /** Map-in-map: stores the inner map whose fd is given (the kernel keeps its own reference). */
   updateFd(key: Buffer, innerMapFd: number, flags = BPF_ANY): void {
+    this.#writes++;
     if (!MAP_IN_MAP_TYPES.has(this.type)) throw usage(`updateFd on map ${this.name}: not a map-in-map (type ${this.type})`);
     checkBuffer(key, this.keySize, `key of map ${this.name}`);
     if (!Number.isInteger(innerMapFd) || innerMapFd < 0) throw usage(`innerMapFd for map ${this.name} must be an open fd, got ${innerMapFd}`);
@@ -153,6 +165,7 @@ export class BpfMap {
 
   /** false when the key was absent */
   delete(key: Buffer): boolean {
+    this.#writes++;
     checkBuffer(key, this.keySize, `key of map ${this.name}`);
     const ret = native().mapDelete(this.fd, key);
     if (ret === -ENOENT) return false;
@@ -166,6 +179,7 @@ export class BpfMap {
    * throws BpfBatchError: the first `processed` entries were written.
    */
   updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
+    this.#writes++;
     checkU32(count, `count of updateBatch on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of updateBatch on map ${this.name} (${count} keys)`);
     checkBuffer(values, count * this.userValueSize, `values of updateBatch on map ${this.name} (${count} values)`);
@@ -186,6 +200,7 @@ export class BpfMap {
 
   /** Deletes count keys in one system call; an absent key fails the batch with ENOENT (see deleteMany). */
   deleteBatch(keys: Buffer, count: number): void {
+    this.#writes++;
     checkU32(count, `count of deleteBatch on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of deleteBatch on map ${this.name} (${count} keys)`);
     if (count === 0) return;
@@ -203,6 +218,7 @@ export class BpfMap {
 
   /** Deletes the keys that exist; returns how many did. Batched, skipping absent keys. */
   deleteMany(keys: Buffer, count: number): number {
+    this.#writes++;
     checkU32(count, `count of deleteMany on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of deleteMany on map ${this.name} (${count} keys)`);
     let deleted = 0;
@@ -229,6 +245,7 @@ export class BpfMap {
    * may reuse them at once. Same fallbacks and errors as updateBatch.
    */
   async updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): Promise<void> {
+    this.#writes++;
     checkU32(count, `count of updateBatch on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of updateBatch on map ${this.name} (${count} keys)`);
     checkBuffer(values, count * this.userValueSize, `values of updateBatch on map ${this.name} (${count} values)`);
@@ -242,6 +259,7 @@ export class BpfMap {
 
   /** deleteMany on libuv's thread pool (see updateBatchAsync): deletes the keys that exist, returns how many did. */
   async deleteManyAsync(keys: Buffer, count: number): Promise<number> {
+    this.#writes++;
     checkU32(count, `count of deleteMany on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of deleteMany on map ${this.name} (${count} keys)`);
     let deleted = 0;

@@ -1,0 +1,79 @@
+// The fill of lb_backends (an ARRAY by backend id) in the metrics: counted by one scan of the whole
+// array (a million entries) the first time it is asked for, then followed write by write. Each
+// /metrics scrape asks; at 10,000 Services the scan after every endpoint change was ~1/2 of the
+// agent's CPU per change (a profile of the real agent).
+import test from 'ava';
+import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
+import { diffPlans } from '../../src/plan/diff.js';
+import { buildPlan } from '../../src/plan/plan.js';
+import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
+import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+
+const SEED = 0x1234;
+
+function state(addresses: string[]): NodeState {
+  const f: NodeFrontend = {
+    service: 'default/web', portName: 'http', type: 'ClusterIP', protocol: 'TCP', scope: 'internal',
+    address: '10.96.0.10', port: 80, sessionAffinitySeconds: 0, sourceRanges: [], snatRemote: false,
+    backends: addresses.map((address) => ({ address, port: 8080, terminating: false, local: false })),
+  };
+  return { frontends: [f] };
+}
+
+if (!isRoot) {
+  test('map fill (skipped: not root)', (t) => {
+    t.log('skipped: run as root (npm run test:datapath)');
+    t.pass();
+  });
+} else {
+  test('lb_backends fill: one scan, then followed through backend writes and removals', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject() });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const arr = d.maps.map('lb_backends');
+    let scans = 0;
+    const scan = arr.scan.bind(arr);
+    arr.scan = (visit) => { scans++; scan(visit); };
+    const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
+    let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, plan));
+    t.is(fill(), 3);
+    t.is(scans, 1, 'the first count scans the array');
+    // an endpoint change: a new backend written, the old one's entry zeroed
+    for (const [k, addrs] of [['10.244.0.1', '10.244.0.2', '10.244.0.9'], ['10.244.0.2', '10.244.0.9'], ['10.244.0.2', '10.244.0.9', '10.244.0.7', '10.244.0.8']].entries()) {
+      const next = buildPlan(state(addrs), plan, { seed: SEED });
+      d.maps.apply(diffPlans(plan, next));
+      plan = next;
+      t.is(fill(), plan.backends.size, `after change ${k}: the backends the plan holds`);
+    }
+    t.is(scans, 1, 'no scan after a write: the count followed it');
+  });
+
+  test('maps only the agent writes are counted again only after a write through their handle', (t) => {
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject() });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const counts = new Map<string, number>();
+    for (const name of ['lb_slots', 'lb_frontends', 'lb_ct'] as const) {
+      const m = d.maps.map(name);
+      const count = m.count.bind(m);
+      m.count = () => { counts.set(name, (counts.get(name) ?? 0) + 1); return count(); };
+    }
+    const fill = (name: string) => d.maps.mapFill().find((m) => m.name === name)!.entries;
+    let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, plan));
+    t.is(fill('lb_slots'), 3);
+    t.is(fill('lb_frontends'), 1);
+    t.is(fill('lb_slots'), 3);
+    t.is(counts.get('lb_slots'), 1, 'lb_slots counted once while nothing wrote it');
+    t.is(counts.get('lb_frontends'), 1);
+    t.true(counts.get('lb_ct')! >= 3, 'lb_ct (the programs write it) counted on every read');
+    const next = buildPlan(state(['10.244.0.1', '10.244.0.2']), plan, { seed: SEED });
+    d.maps.apply(diffPlans(plan, next));
+    plan = next;
+    t.is(fill('lb_slots'), 2, 'counted again after the apply wrote it');
+    t.is(counts.get('lb_slots'), 2);
+  });
+}
