@@ -288,7 +288,7 @@ export class ManifestsReader {
       else problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
       return;
     }
-    if (text.length === 0 && prev?.objects.length && this.#changedWithin(p, this.emptyGraceMs)) {
+    if (text.length === 0 && this.emptyGraceMs > 0 && prev?.objects.length && this.#changedWithin(p, this.emptyGraceMs)) {
       // most likely truncated by a write in place that has not written yet: keep the objects (and
       // the old stat, so the next event re-reads it)
       this.#deferred.push(p);
