@@ -201,7 +201,16 @@ export class ManifestsReader {
   readonly #files = new Map<string, FileState>();
   /** object id -> the paths that define it */
   readonly #owners = new Map<string, Set<string>>();
-  constructor(readonly dir: string) {}
+  /** files found empty within emptyGraceMs of their last change while they held objects */
+  #deferred: string[] = [];
+  /**
+   * emptyGraceMs: a file rewritten in place (open with O_TRUNC, then write: Node's writeFileSync,
+   * a shell's `>`) is empty between the two, and a re-read then would withdraw its Services until
+   * the write's event: for that long a Service's address goes untranslated (seen in the lab as a
+   * refused connection around an endpoint change under load). An empty file that held objects keeps
+   * them until it is written or has been empty this long (update() names it in `deferred`).
+   */
+  constructor(readonly dir: string, readonly emptyGraceMs = 1000) {}
 
   /** Re-reads the folder; problems are those of files that changed since the last read. */
   read(): { objects: Map<Kind, Map<string, KindMap[Kind]>>; problems: ManifestProblem[] } {
@@ -220,17 +229,19 @@ export class ManifestsReader {
    * paths the whole folder (listing it, and reading only files whose stat changed), and returns the
    * objects whose winning definition changed. A path that is a folder rescans the whole folder.
    */
-  update(paths?: Iterable<string>): { changes: ManifestChange[]; problems: ManifestProblem[] } {
+  update(paths?: Iterable<string>): { changes: ManifestChange[]; problems: ManifestProblem[]; deferred: string[] } {
     const problems: ManifestProblem[] = [];
     const touched = new Set<string>();
     this.#refresh(paths, problems, touched);
+    const deferred = this.#deferred;
+    this.#deferred = [];
     const changes: ManifestChange[] = [];
     for (const id of touched) {
       const w = this.#winner(id, problems);
       const slash = id.indexOf('/');
       changes.push({ kind: id.slice(0, slash) as Kind, key: id.slice(slash + 1), obj: w?.obj });
     }
-    return { changes, problems };
+    return { changes, problems, deferred };
   }
 
   #refresh(paths: Iterable<string> | undefined, problems: ManifestProblem[], touched: Set<string>): void {
@@ -281,6 +292,15 @@ export class ManifestsReader {
     return this.#files.has(p) ? 'gone' : 'ignore';
   }
 
+  #changedWithin(p: string, ms: number): boolean {
+    try {
+      const s = statSync(p);
+      return Math.max(s.ctimeMs, s.mtimeMs) > Date.now() - ms;
+    } catch {
+      return false;
+    }
+  }
+
   /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
   #reload(p: string, problems: ManifestProblem[], touched: Set<string>): void {
     const prev = this.#files.get(p);
@@ -293,6 +313,12 @@ export class ManifestsReader {
       // vanished between listing and reading, or unreadable: keep what we had
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.#setFile(p, undefined, touched);
       else problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
+      return;
+    }
+    if (text.length === 0 && this.emptyGraceMs > 0 && prev?.objects.length && this.#changedWithin(p, this.emptyGraceMs)) {
+      // most likely truncated by a write in place that has not written yet: keep the objects (and
+      // the old stat, so the next event re-reads it)
+      this.#deferred.push(p);
       return;
     }
     const digest = createHash('sha256').update(text).digest('base64');
@@ -360,6 +386,8 @@ export interface ManifestsSourceOptions {
   debounceMs?: number;
   /** periodic rescan, the fallback when events are missed; default 10 s; 0 disables */
   rescanMs?: number;
+  /** how long a file emptied right after a change keeps its objects (ManifestsReader); default 1 s */
+  emptyGraceMs?: number;
   onProblem?: (p: ManifestProblem) => void;
   logger?: Logger;
   store?: ObjectStore;
@@ -368,7 +396,10 @@ export interface ManifestsSourceOptions {
 export class ManifestsSource implements Source {
   readonly store: ObjectStore;
   readonly #reader: ManifestsReader;
-  readonly #opts: Required<Omit<ManifestsSourceOptions, 'store' | 'onProblem'>> & Pick<ManifestsSourceOptions, 'onProblem'>;
+  readonly #opts: Required<Omit<ManifestsSourceOptions, 'store' | 'onProblem' | 'emptyGraceMs'>> & Pick<ManifestsSourceOptions, 'onProblem'>;
+  /** a re-read of files found empty just after a change, when their grace ends */
+  #recheck: NodeJS.Timeout | undefined;
+  readonly #recheckPaths = new Set<string>();
   #watcher: FSWatcher | undefined;
   #debounce: NodeJS.Timeout | undefined;
   #rescan: NodeJS.Timeout | undefined;
@@ -380,7 +411,7 @@ export class ManifestsSource implements Source {
 
   constructor(opts: ManifestsSourceOptions) {
     this.store = opts.store ?? new ObjectStore();
-    this.#reader = new ManifestsReader(opts.dir);
+    this.#reader = new ManifestsReader(opts.dir, opts.emptyGraceMs);
     this.#opts = {
       dir: opts.dir,
       debounceMs: opts.debounceMs ?? 10,
@@ -422,7 +453,9 @@ export class ManifestsSource implements Source {
     this.#watcher = undefined;
     if (this.#debounce) clearTimeout(this.#debounce);
     if (this.#rescan) clearInterval(this.#rescan);
-    this.#debounce = this.#rescan = undefined;
+    if (this.#recheck) clearTimeout(this.#recheck);
+    this.#debounce = this.#rescan = this.#recheck = undefined;
+    this.#recheckPaths.clear();
     this.#pending.clear();
     this.#pendingAll = false;
   }
@@ -432,8 +465,21 @@ export class ManifestsSource implements Source {
     this.#apply(this.#reader.update());
   }
 
-  #apply({ changes, problems }: { changes: ManifestChange[]; problems: ManifestProblem[] }): void {
+  #apply({ changes, problems, deferred }: { changes: ManifestChange[]; problems: ManifestProblem[]; deferred: string[] }): void {
     for (const p of problems) this.#report(p);
+    if (deferred.length) {
+      this.#opts.logger.debug({ paths: deferred.map((p) => relative(this.#opts.dir, p)) },
+        'manifest emptied right after a change: its objects are kept until it is written or stays empty');
+      for (const p of deferred) this.#recheckPaths.add(p);
+      // re-read when the grace ends (one still within its grace is deferred again)
+      this.#recheck ??= setTimeout(() => {
+        this.#recheck = undefined;
+        const paths = [...this.#recheckPaths];
+        this.#recheckPaths.clear();
+        if (!this.#stopped) this.#apply(this.#reader.update(paths));
+      }, this.#reader.emptyGraceMs + 50);
+      this.#recheck.unref();
+    }
     for (const c of changes) {
       if (c.obj === undefined) this.store.delete(c.kind, c.key);
       // an object that a re-read left as it was (same identity) is no change

@@ -8,6 +8,7 @@ import { parseAllDocuments } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { pino } from 'pino';
 import { ManifestsReader, ManifestsSource, parseManifestText, readManifests, YAML_LOAD_OPTIONS, type ManifestProblem } from '../../src/source/manifests.js';
 import type { Kind } from '../../src/source/types.js';
 
@@ -136,11 +137,12 @@ test('re-reading only the files a watch names gives what a fresh read of the fol
   fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 12 }), (ops) => {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir);
-    const src = new ManifestsSource({ dir, rescanMs: 0 });
+    const src = new ManifestsSource({ dir, rescanMs: 0, emptyGraceMs: 0 });
     const live = src.store;
     const reader = (src as unknown as { scan(): void });
     reader.scan();
-    const incremental = new ManifestsReader(dir);
+    // no grace for emptied files here (a fresh read has none; the grace has its own test below)
+    const incremental = new ManifestsReader(dir, 0);
     incremental.read();
     const applied = new Map<string, unknown>();
     for (const o of ops) {
@@ -265,4 +267,37 @@ test('values read as the yaml package reads them (YAML 1.2 core schema) on every
     const theirs = parseAllDocuments(text, { uniqueKeys: false }).map((d) => d.toJS());
     t.deepEqual(ours, theirs, name);
   }
+});
+
+// A file rewritten in place (writeFileSync: open with O_TRUNC, then write) is empty in between; a
+// re-read then withdrew its Services until the write's own event, and for that long their addresses
+// went untranslated (the lab's scaling flake: a pod's connection to a ClusterIP refused, ENETUNREACH
+// from its node, while the test rewrote a manifest under load).
+test('a file emptied right after a change keeps its objects until it is written, or until it has stayed empty a while', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'a.yaml');
+  writeFileSync(file, service('a'));
+  const logs: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (s: string) => { logs.push(s); } });
+  const src = new ManifestsSource({ dir, debounceMs: 10, rescanMs: 0, emptyGraceMs: 1500, logger });
+  t.teardown(() => src.stop());
+  await src.start();
+  const port = () => src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port;
+  const deferred = () => logs.filter((l) => l.includes('manifest emptied')).length;
+  t.is(port(), 80);
+
+  // truncated, the write not yet there: the event is read (a deferral logged, or on the old code the
+  // Service withdrawn), and the Service stays
+  writeFileSync(file, '');
+  await until(() => deferred() > 0 || port() === undefined, 'the empty file read');
+  t.is(port(), 80, 'a file found empty just after its change keeps its Service');
+  writeFileSync(file, service('a', 8080));
+  await until(() => port() === 8080, 'the write after the truncation');
+
+  // emptied for good: withdrawn once the grace has passed
+  const n = deferred();
+  writeFileSync(file, '');
+  await until(() => deferred() > n || port() === undefined, 'the empty file read again');
+  t.is(port(), 8080);
+  await until(() => port() === undefined, 'withdrawal after the grace', 10_000);
 });
