@@ -44,6 +44,7 @@ const TABLE: Record<string, Row> = {
   takeLog: { args: () => [], kinds: [] },
   objectOpen: { args: () => ['/nonexistent/kbp.o', null], kinds: ['str', 'strOpt'] },
   objectLoad: { args: () => [closed], kinds: ['handle'] },
+  objectLoadAsync: { args: () => [closed], kinds: ['handle'] },
   objectClose: { args: () => [closed], kinds: ['handle'] },
   objectClearPins: { args: () => [open], kinds: ['handle'] },
   objectMaps: { args: () => [open], kinds: ['handle'] },
@@ -209,7 +210,7 @@ async function main(): Promise<void> {
   if (ret !== 0) violations.push({ method: 'mapUpdateBatchAsync', args: 'HASH, 4 entries', why: `returned ${ret}` });
   // a handle closed twice, and handles used after close
   n.objectClose(open as Handle);
-  for (const m of ['objectClose', 'objectLoad', 'objectMaps', 'objectPrograms', 'objectClearPins']) await call(m, [open], 'any');
+  for (const m of ['objectClose', 'objectLoad', 'objectLoadAsync', 'objectMaps', 'objectPrograms', 'objectClearPins']) await call(m, [open], 'any');
   process.stdout.write(`${JSON.stringify({ calls, threw, exported, untabled, violations })}\n`);
 }
 
