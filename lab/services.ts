@@ -124,3 +124,27 @@ clusterIP: ${VIP.empty}
 ports: [{ name: http, port: 80 }, { name: udp, port: 53, protocol: UDP }]`),
   };
 }
+
+/** The sticky-port Service's ports: ClientIP affinity per Service port, NodePorts 30170 and 30171. */
+export const STICKY_PORTS = [{ name: 'http', port: 80 }, { name: 'alt', port: 8080 }];
+
+/** The sticky-port Service (ClusterIP 10.96.100.70, NodePort, ClientIP affinity) and its slice over `pods`. */
+export function stickyPortYaml(pods: LabPod[]): string {
+  return `---
+apiVersion: v1
+kind: Service
+metadata: { name: sticky-port, namespace: default }
+spec:
+  type: NodePort
+  clusterIP: 10.96.100.70
+  sessionAffinity: ClientIP
+  ports: [{ name: http, port: 80, targetPort: 80, nodePort: 30170 }, { name: alt, port: 8080, targetPort: 8080, nodePort: 30171 }]
+` + sliceYaml({ service: 'sticky-port', ports: STICKY_PORTS, endpoints: pods.map((pod) => ({ pod })) });
+}
+
+/** mytest.yaml of `labManifests` over pod-a..c, its EndpointSlice replaced by one over `endpoints`. */
+export function mytestWithEndpoints(lab: ClusterLab, endpoints: Parameters<typeof sliceYaml>[0]['endpoints']): string {
+  const pods = ['pod-a', 'pod-b', 'pod-c'].map((n) => lab.pods.get(n)!);
+  return labManifests(lab, pods)['mytest.yaml']!.replace(/---\napiVersion: discovery.k8s.io\/v1[\s\S]*$/, '')
+    + sliceYaml({ service: 'mytest-svc', ports: [{ name: 'http', port: 8080 }], endpoints });
+}

@@ -5,7 +5,7 @@
 // that only one mode can make say so where they are.
 import anyTest, { type TestFn } from 'ava';
 import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
-import { labManifests, PORTS, VIP } from '../../lab/services.js';
+import { labManifests, mytestWithEndpoints, PORTS, STICKY_PORTS, stickyPortYaml, VIP } from '../../lab/services.js';
 import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
 
 const test = anyTest as TestFn<{ lab: ClusterLab }>;
@@ -169,25 +169,15 @@ labTest('session affinity sticks, and expires after timeoutSeconds (2 s, seed 00
 // afresh (each client and port an independent pick: the old code passes by chance ~1 in 4^4).
 // The nftables mode keeps its sets per frontend (a README difference), so this is BPF only.
 bpfTest('session affinity is per Service port: a client pinned through the clusterIP lands on the same backend through the NodePort', async (t) => {
-  const ports = [{ name: 'http', port: 80 }, { name: 'alt', port: 8080 }];
-  const svcYaml = `---
-apiVersion: v1
-kind: Service
-metadata: { name: sticky-port, namespace: default }
-spec:
-  type: NodePort
-  clusterIP: 10.96.100.70
-  sessionAffinity: ClientIP
-  ports: [{ name: http, port: 80, targetPort: 80, nodePort: 30170 }, { name: alt, port: 8080, targetPort: 8080, nodePort: 30171 }]
-`;
-  const slice = (pods: string[]) => sliceYaml({ service: 'sticky-port', ports, endpoints: pods.map((n) => ({ pod: pod(n) })) });
+  const ports = STICKY_PORTS;
+  const sticky = (pods: string[]) => stickyPortYaml(pods.map(pod));
   try {
-    await change(() => lab.writeManifest('sticky-port.yaml', svcYaml + slice(['pod-a'])));
+    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a'])));
     const clients = ['client1', 'client2'];
     for (const c of clients) {
       for (const p of ports) t.deepEqual(names(await lab.curlMany(pod(c).pod.ns, `http://10.96.100.70:${p.port}/`, 2)), ['pod-a'], `${c} ${p.name} via clusterIP`);
     }
-    await change(() => lab.writeManifest('sticky-port.yaml', svcYaml + slice(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
+    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
     for (const c of clients) {
       const nodeIP = pod(c).node.ip4;
       for (const [i, p] of ports.entries()) {
@@ -221,8 +211,7 @@ labTest('dual-stack Service over IPv6', async (t) => {
 
 labTest('scaling up and down under a client loop: no failed request; a terminating backend drains its connection', async (t) => {
   const c = pod('client1').pod.ns;
-  const slice = (eps: Parameters<typeof sliceYaml>[0]['endpoints']) => labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod))['mytest.yaml']!
-    .replace(/---\napiVersion: discovery.k8s.io\/v1[\s\S]*$/, '') + sliceYaml({ service: 'mytest-svc', ports: [{ name: 'http', port: 8080 }], endpoints: eps });
+  const slice = (eps: Parameters<typeof sliceYaml>[0]['endpoints']) => mytestWithEndpoints(lab, eps);
 
   // a keep-alive connection through the VIP, held across the change: a request every 500 ms (the
   // pod server closes idle keep-alive connections after 5 s), each reply printed

@@ -9,7 +9,7 @@ import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import anyTest, { type TestFn } from 'ava';
 import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
-import { labManifests, VIP } from '../../lab/services.js';
+import { labManifests, mytestWithEndpoints, stickyPortYaml, VIP } from '../../lab/services.js';
 import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
 
 const test = anyTest as TestFn;
@@ -42,21 +42,9 @@ test.after.always(async () => {
 (avail.ok && SECONDS ? test.serial : test.serial.skip)(`a pod's new connections to a ClusterIP while its endpoints change for ${SECONDS} s: none fails`, async (t) => {
   t.timeout(SECONDS * 1000 + 300_000);
   const c = pod('client1').pod.ns;
-  const base = labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod))['mytest.yaml']!;
-  const slice = (eps: Parameters<typeof sliceYaml>[0]['endpoints']) => base
-    .replace(/---\napiVersion: discovery.k8s.io\/v1[\s\S]*$/, '') + sliceYaml({ service: 'mytest-svc', ports: [{ name: 'http', port: 8080 }], endpoints: eps });
+  const slice = (eps: Parameters<typeof sliceYaml>[0]['endpoints']) => mytestWithEndpoints(lab, eps);
   // the sticky-port Service of scaling-loop.run.ts: its alt port's backends become mytest's on scale-up
-  const ports = [{ name: 'http', port: 80 }, { name: 'alt', port: 8080 }];
-  const twin = (pods: string[]) => `---
-apiVersion: v1
-kind: Service
-metadata: { name: sticky-port, namespace: default }
-spec:
-  type: NodePort
-  clusterIP: 10.96.100.70
-  sessionAffinity: ClientIP
-  ports: [{ name: http, port: 80, targetPort: 80, nodePort: 30170 }, { name: alt, port: 8080, targetPort: 8080, nodePort: 30171 }]
-` + sliceYaml({ service: 'sticky-port', ports, endpoints: pods.map((n) => ({ pod: pod(n) })) });
+  const twin = (pods: string[]) => stickyPortYaml(pods.map(pod));
   const four = ['pod-a', 'pod-b', 'pod-c', 'pod-d'];
   let inPlace: Promise<void> = Promise.resolve();
   const writeMytest = (yaml: string) => {

@@ -11,7 +11,7 @@
 // KBP_LAB_FEPOLL=path of testing/fepoll.c built: node1's mytest frontend entry over each round.
 import anyTest, { type TestFn } from 'ava';
 import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
-import { labManifests, VIP } from '../../lab/services.js';
+import { labManifests, mytestWithEndpoints, stickyPortYaml, VIP } from '../../lab/services.js';
 import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
 
 const test = anyTest as TestFn;
@@ -50,20 +50,8 @@ test.after.always(async () => {
   t.timeout(ROUNDS * 120_000);
   const c = pod('client1').pod.ns;
   const base = labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod))['mytest.yaml']!;
-  const slice = (eps: Parameters<typeof sliceYaml>[0]['endpoints']) => base
-    .replace(/---\napiVersion: discovery.k8s.io\/v1[\s\S]*$/, '') + sliceYaml({ service: 'mytest-svc', ports: [{ name: 'http', port: 8080 }], endpoints: eps });
-  const ports = [{ name: 'http', port: 80 }, { name: 'alt', port: 8080 }];
-  const sticky = `---
-apiVersion: v1
-kind: Service
-metadata: { name: sticky-port, namespace: default }
-spec:
-  type: NodePort
-  clusterIP: 10.96.100.70
-  sessionAffinity: ClientIP
-  ports: [{ name: http, port: 80, targetPort: 80, nodePort: 30170 }, { name: alt, port: 8080, targetPort: 8080, nodePort: 30171 }]
-`;
-  const stickySlice = (pods: string[]) => sliceYaml({ service: 'sticky-port', ports, endpoints: pods.map((n) => ({ pod: pod(n) })) });
+  const slice = (eps: Parameters<typeof sliceYaml>[0]['endpoints']) => mytestWithEndpoints(lab, eps);
+  const sticky = (pods: string[]) => stickyPortYaml(pods.map(pod));
   const all: string[] = [];
   let total = 0;
   // what the client and node1 see of refusals: RSTs and ICMP errors, with their source
@@ -71,9 +59,9 @@ spec:
     `(tcp[tcpflags] & tcp-rst != 0) or icmp`], { what: `tcpdump ${dev}` }));
   const tcmon = lab.lab.spawn(lab.nodes[0]!.ns, '/usr/sbin/tc', ['-t', 'monitor'], { what: 'tc monitor' });
   for (let round = 1; round <= ROUNDS; round++) {
-    await change(() => lab.writeManifest('sticky-port.yaml', sticky + stickySlice(['pod-a'])));
+    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a'])));
     await lab.curlMany(c, 'http://10.96.100.70:8080/', 2);
-    await change(() => lab.writeManifest('sticky-port.yaml', sticky + stickySlice(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
+    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
     await lab.curlMany(c, 'http://10.96.100.70:8080/', 2);
     await change(() => lab.removeManifest('sticky-port.yaml'));
     // the agent test has two tests (~5-30 s) between; vary the gap across the quarantine's 1 s
