@@ -15,10 +15,8 @@ import { CapacityTracker, UNLIMITED } from '../src/plan/capacity.js';
 import { maglevSize } from '../src/plan/maglev.js';
 import { LB_MAGLEV_IDS_PER_ELEM } from '../src/plan/limits.js';
 import * as L from '../src/dataplane/bpf/layout.js';
-import { slimObject } from '../src/source/slim.js';
-import { ObjectStore, type Kind } from '../src/source/types.js';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
-import { apiNode, apiService, apiSlice } from './apiserver-objects.js';
+import { slimStore } from './apiserver-objects.js';
 import { NODE_IP, NODE_NAME } from './gen.js';
 import { defineBench, type BenchContext } from './lib.js';
 
@@ -224,20 +222,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
 /** heap after GC of each part the agent keeps, built in this process from the same objects */
 function heapByPart(ctx: BenchContext, n: number): { store: number; compile: number; capacity: number; plan: number } {
   const shape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
-  const store = ctx.retained(() => {
-    const s = new ObjectStore();
-    // as the kube source gets them: LIST pages of 500 parsed from JSON, each object slimmed
-    const add = (kind: Kind, make: (i: number) => unknown) => {
-      for (let p = 0; p < n; p += 500) {
-        const page = JSON.parse(JSON.stringify(Array.from({ length: Math.min(500, n - p) }, (_, j) => make(p + j)))) as never[];
-        for (const o of page) s.upsert(kind, slimObject(kind, o));
-      }
-    };
-    s.upsert('Node', slimObject('Node', JSON.parse(JSON.stringify(apiNode())) as never));
-    add('Service', (i) => apiService(i, shape));
-    add('EndpointSlice', (i) => apiSlice(i, shape));
-    return s;
-  });
+  const store = ctx.retained(() => slimStore(shape));
   const compiler = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] });
   const compiled = ctx.retained(() => compiler.compile(store.value.view()).state);
   const capacity = ctx.retained(() => {

@@ -2,6 +2,8 @@
 // kubectl's last-applied annotation on Services, the endpoint controller's labels, annotation,
 // ownerReference and targetRefs on EndpointSlices. What a real cluster's LIST carries beside what
 // compile reads, so memory figures include what the sources must drop.
+import { slimObject } from '../src/source/slim.js';
+import { ObjectStore, type Kind } from '../src/source/types.js';
 import { endpointSlice, node, service, type ClusterShape } from './gen.js';
 
 type Obj = Record<string, any>;
@@ -36,4 +38,20 @@ export function apiSlice(i: number, shape: ClusterShape, variant = 0): Obj {
 
 export function apiNode(): Obj {
   return dressed(node() as Obj, 'kubelet');
+}
+
+/** The agent's object store for `shape`, filled as the kube source fills it: LIST pages of 500 parsed from JSON, each object slimmed. */
+export function slimStore(shape: ClusterShape): ObjectStore {
+  const s = new ObjectStore();
+  const n = shape.services;
+  const add = (kind: Kind, make: (i: number) => unknown) => {
+    for (let p = 0; p < n; p += 500) {
+      const page = JSON.parse(JSON.stringify(Array.from({ length: Math.min(500, n - p) }, (_, j) => make(p + j)))) as never[];
+      for (const o of page) s.upsert(kind, slimObject(kind, o));
+    }
+  };
+  s.upsert('Node', slimObject('Node', JSON.parse(JSON.stringify(apiNode())) as never));
+  add('Service', (i) => apiService(i, shape));
+  add('EndpointSlice', (i) => apiSlice(i, shape));
+  return s;
 }

@@ -6,9 +6,7 @@
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
 import { buildPlan, releaseSlots } from '../src/plan/plan.js';
-import { slimObject } from '../src/source/slim.js';
-import { ObjectStore, type Kind } from '../src/source/types.js';
-import { apiNode, apiService, apiSlice } from './apiserver-objects.js';
+import { slimStore } from './apiserver-objects.js';
 import { NODE_IP, NODE_NAME, type ClusterShape } from './gen.js';
 
 const N = Number(process.env.N ?? 10_000);
@@ -28,19 +26,7 @@ const step = <T>(name: string, f: () => T): T => {
   process.stderr.write(`[scale-steps] ${N}: ${name} ${out[`${name}Ms`]} ms, heap+external ${out[`${name}HeapMiB`]} MiB\n`);
   return v;
 };
-const store = step('store', () => {
-  const s = new ObjectStore();
-  const add = (kind: Kind, make: (i: number) => unknown) => {
-    for (let p = 0; p < N; p += 500) {
-      const page = JSON.parse(JSON.stringify(Array.from({ length: Math.min(500, N - p) }, (_, j) => make(p + j)))) as never[];
-      for (const o of page) s.upsert(kind, slimObject(kind, o));
-    }
-  };
-  s.upsert('Node', slimObject('Node', JSON.parse(JSON.stringify(apiNode())) as never));
-  add('Service', (i) => apiService(i, shape));
-  add('EndpointSlice', (i) => apiSlice(i, shape));
-  return s;
-});
+const store = step('store', () => slimStore(shape));
 const compiler = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] });
 const compiled = step('compile', () => compiler.compile(store.view()).state);
 const cap = { frontends: 1 << 20, backends: 1 << 23, slots: 1 << 26, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 28 };
