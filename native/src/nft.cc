@@ -463,6 +463,30 @@ class ElementsWorker : public Napi::AsyncWorker {
   }
 
   // the fan-out form of a group (ElemGroup::fan): every key and every dictionary value encoded once
+  // one NEWSETELEM/DELSETELEM message being filled: at most 512 elements, and well under the 64 KB
+  // an attribute length can say
+  struct ElemMsg {
+    size_t msg = 0, list = 0, count = 0;
+  };
+  void ElemOpen(ElemMsg& m, const std::string& set, bool del) {
+    if (m.count) return;
+    uint16_t type = (NFNL_SUBSYS_NFTABLES << 8) | (del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM);
+    m.msg = Begin(type, NLM_F_REQUEST | NLM_F_ACK | (del ? 0 : NLM_F_CREATE), NFPROTO_INET, 0);
+    Str(NFTA_SET_ELEM_LIST_TABLE, table_);
+    Str(NFTA_SET_ELEM_LIST_SET, set);
+    m.list = NestStart(NFTA_SET_ELEM_LIST_ELEMENTS);
+    msgs_++;
+  }
+  void ElemClose(ElemMsg& m) {
+    if (!m.count) return;
+    NestEnd(m.list);
+    End(m.msg);
+    m.count = 0;
+  }
+  // after each element: the message is closed once full
+  void ElemAdded(ElemMsg& m) {
+    if (++m.count == 512 || buf_.size() - m.list > 48 * 1024) ElemClose(m);
+  }
   bool BuildFan(const ElemGroup& g, const std::vector<Field>& kt, const std::vector<Field>& dt) {
     std::vector<std::pair<size_t, size_t>> kl, dl;
     Lines(g.elems, &kl);
@@ -505,7 +529,7 @@ class ElementsWorker : public Napi::AsyncWorker {
       vals[v] += port;
     }
     for (uint32_t j = 0; j < maxK; j++) {
-      size_t msg = 0, list = 0, inMsg = 0;
+      ElemMsg m;
       for (size_t i = 0; i < keys.size(); i++) {
         if (g.fanK[i] <= j) continue;
         uint32_t x = g.fanIdx[off[i] + j];
@@ -513,27 +537,14 @@ class ElementsWorker : public Napi::AsyncWorker {
           error_ = "set " + g.fanSets[j] + ": value index " + std::to_string(x) + " beyond the dictionary";
           return false;
         }
-        if (!inMsg) {
-          msg = Begin((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, NFPROTO_INET, 0);
-          Str(NFTA_SET_ELEM_LIST_TABLE, table_);
-          Str(NFTA_SET_ELEM_LIST_SET, g.fanSets[j]);
-          list = NestStart(NFTA_SET_ELEM_LIST_ELEMENTS);
-          msgs_++;
-        }
+        ElemOpen(m, g.fanSets[j], false);
         size_t item = NestStart(NFTA_LIST_ELEM);
         Data(NFTA_SET_ELEM_KEY, keys[i]);
         Data(NFTA_SET_ELEM_DATA, vals[x]);
         NestEnd(item);
-        if (++inMsg == 512 || buf_.size() - list > 48 * 1024) {
-          NestEnd(list);
-          End(msg);
-          inMsg = 0;
-        }
+        ElemAdded(m);
       }
-      if (inMsg) {
-        NestEnd(list);
-        End(msg);
-      }
+      ElemClose(m);
     }
     return true;
   }
@@ -557,7 +568,8 @@ class ElementsWorker : public Napi::AsyncWorker {
         if (!BuildFan(g, kt, dt)) return false;
         continue;
       }
-      size_t pos = 0, inMsg = 0, msg = 0, list = 0, vpos = 0;
+      size_t pos = 0, vpos = 0;
+      ElemMsg m;
       bool split = !g.values.empty();
       while (pos < g.elems.size()) {
         size_t nl = g.elems.find('\n', pos);
@@ -574,14 +586,7 @@ class ElementsWorker : public Napi::AsyncWorker {
           vpos = vnl == std::string::npos ? g.values.size() + 1 : vnl + 1;
         }
         if (e.empty()) continue;
-        if (!inMsg) {
-          uint16_t type = (NFNL_SUBSYS_NFTABLES << 8) | (g.del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM);
-          msg = Begin(type, NLM_F_REQUEST | NLM_F_ACK | (g.del ? 0 : NLM_F_CREATE), NFPROTO_INET, 0);
-          Str(NFTA_SET_ELEM_LIST_TABLE, table_);
-          Str(NFTA_SET_ELEM_LIST_SET, g.set);
-          list = NestStart(NFTA_SET_ELEM_LIST_ELEMENTS);
-          msgs_++;
-        }
+        ElemOpen(m, g.set, g.del);
         size_t colon = split ? std::string::npos : e.find(" : ");
         std::string key = e.substr(0, colon), lo, hi;
         if (!EncodeValue(kt, key, &lo, &hi, &error_)) {
@@ -622,17 +627,9 @@ class ElementsWorker : public Napi::AsyncWorker {
           }
         }
         NestEnd(item);
-        // a message stays well under the 64 KB an attribute length can say
-        if (++inMsg == 512 || buf_.size() - list > 48 * 1024) {
-          NestEnd(list);
-          End(msg);
-          inMsg = 0;
-        }
+        ElemAdded(m);
       }
-      if (inMsg) {
-        NestEnd(list);
-        End(msg);
-      }
+      ElemClose(m);
     }
     size_t e = Begin(NFNL_MSG_BATCH_END, NLM_F_REQUEST, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
     End(e);
