@@ -81,7 +81,7 @@ for (const [what, yaml] of Object.entries(hostile)) {
     t.true([...dp.frontends.values()].some((f) => f.service === 'default/canary'), 'canary programmed');
     // and a later change still lands
     writeFileSync(join(dir, 'canary.yaml'), canary.replace('10.96.0.10', '10.96.0.11'));
-    source.scan();
+    await source.scan();
     await agent.whenIdle();
     t.true([...dp.frontends.values()].some((f) => f.address === '10.96.0.11'), 'a later change lands');
   });

@@ -49,7 +49,7 @@ test('the first sync is full, later ones partial; network programming latency st
 
   // a change whose controller wrote it 3 s ago: the histogram's sum grows by ~3 s, under le=5
   writeFileSync(join(dir, 'web.yaml'), yaml(new Date(Date.now() - 3_000).toISOString(), '10.244.1.3'));
-  source.scan();
+  await source.scan();
   await agent.whenIdle();
   const h = await metrics.registry.getSingleMetric('kubeproxy_network_programming_duration_seconds')!.get();
   const count = h.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;

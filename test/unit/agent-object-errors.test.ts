@@ -73,7 +73,7 @@ test('a rejected or warned-about object is logged once per change; the no-local-
 
   // the rejection changes: logged again, once
   writeFileSync(join(dir, 'a.yaml'), bad('10.96.0.998') + '---' + newer + '---' + local);
-  source.scan();
+  await source.scan();
   await agent.whenIdle();
   t.true(agent.syncs > syncs);
   t.is(about('bad').length, 2);
@@ -82,7 +82,7 @@ test('a rejected or warned-about object is logged once per change; the no-local-
 
   // fixed: one line says so; the Local Service gone: the gauge drops to 0
   writeFileSync(join(dir, 'a.yaml'), bad('10.96.0.20') + '---' + newer);
-  source.scan();
+  await source.scan();
   await agent.whenIdle();
   t.is(about('bad').length, 3);
   t.regex(String(about('bad')[2]!.msg), /no longer/);

@@ -42,7 +42,7 @@ test('the agent programs the data plane from manifests, follows changes, and rem
 
   // scale up: one new backend, a new table swapped in, the frontend updated last
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3', '10.244.2.4']));
-  source.scan();
+  await source.scan();
   await agent.whenIdle();
   t.is(await held(), want());
   const ops = dp.log.map((o) => o.op);
@@ -51,7 +51,7 @@ test('the agent programs the data plane from manifests, follows changes, and rem
   t.true(ops.lastIndexOf('upsertBackend') < lastUpsertFrontend);
 
   rmSync(join(dir, 'web.yaml'));
-  source.scan();
+  await source.scan();
   await agent.whenIdle();
   t.is(dp.frontends.size, 0);
   t.is(dp.backends.size, 0);

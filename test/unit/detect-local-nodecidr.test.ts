@@ -86,14 +86,14 @@ test('agent: NodeCIDR hands the Node\'s pod CIDRs to the data plane before the f
 
   // the Node gains an IPv6 pod CIDR and moves its IPv4 one
   writeFileSync(join(dir, 'node.yaml'), nodeYaml('{ podCIDRs: [10.244.9.0/24, "fd00:244:9::/64"] }'));
-  source.scan();
+  await source.scan();
   await agent.whenIdle();
   t.deepEqual(dp.localSources, ['10.244.9.0/24', 'fd00:244:9::/64']);
   t.deepEqual(masq(), ['10.96.0.10 offCluster', 'fd00:96::10 offCluster']);
 
   // and loses them: nothing is told apart any more, nothing is masqueraded for it
   writeFileSync(join(dir, 'node.yaml'), nodeYaml('{}'));
-  source.scan();
+  await source.scan();
   await agent.whenIdle();
   t.deepEqual(dp.localSources, []);
   t.deepEqual(masq(), ['10.96.0.10 -', 'fd00:96::10 -']);

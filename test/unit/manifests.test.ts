@@ -104,8 +104,8 @@ test('the source picks up a new file, a change, a removal; a broken edit keeps t
 
   // a rescan of unchanged files changes nothing in the store
   const before = changes.length;
-  src.scan();
-  src.scan();
+  await src.scan();
+  await src.scan();
   t.is(changes.length, before);
 });
 
@@ -125,7 +125,7 @@ test('the same object in two files: the later file wins, and the clash is report
   t.regex(problems[0]!.message, /also defined in .*1\.yaml:1/);
 });
 
-test('re-reading only the files a watch names gives what a fresh read of the folder gives (property)', (t) => {
+test('re-reading only the files a watch names gives what a fresh read of the folder gives (property)', async (t) => {
   const dir = tempDir(t);
   const files = ['a.yaml', 'b.yml', 'sub/c.yaml', 'sub/deep/d.json', '.hidden.yaml', 'notes.txt'];
   const names = ['x', 'y', 'z'];
@@ -134,13 +134,12 @@ test('re-reading only the files a watch names gives what a fresh read of the fol
     action: fc.constantFrom('write', 'write', 'write', 'broken', 'remove'),
     objects: fc.array(fc.record({ name: fc.constantFrom(...names), port: fc.integer({ min: 1, max: 3 }) }), { maxLength: 3 }),
   });
-  fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 12 }), (ops) => {
+  await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), async (ops) => {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir);
     const src = new ManifestsSource({ dir, rescanMs: 0, emptyGraceMs: 0 });
     const live = src.store;
-    const reader = (src as unknown as { scan(): void });
-    reader.scan();
+    await src.scan();
     // no grace for emptied files here (a fresh read has none; the grace has its own test below)
     const incremental = new ManifestsReader(dir, 0);
     incremental.read();
@@ -162,7 +161,7 @@ test('re-reading only the files a watch names gives what a fresh read of the fol
       // a broken file keeps its last good objects, which a fresh read cannot know: compare only when none is broken
       if (!ops.some((x) => x.action === 'broken')) t.deepEqual(got, want, JSON.stringify(ops));
       // and the source's own path (a whole-folder rescan) agrees with the file-by-file one always
-      reader.scan();
+      await src.scan();
       const viaScan = [...live.view().services].map(([k, v]) => [`Service ${k}`, v.spec?.ports?.[0]?.port]).sort();
       t.deepEqual(got, viaScan, JSON.stringify(ops));
     }
@@ -300,4 +299,58 @@ test('a file emptied right after a change keeps its objects until it is written,
   await until(() => deferred() > n || port() === undefined, 'the empty file read again');
   t.is(port(), 8080);
   await until(() => port() === undefined, 'withdrawal after the grace', 10_000);
+});
+
+test('changes the watch never reports (a new file, an edit in place, a removal) are caught by the periodic rescan', async (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, 'sub'));
+  writeFileSync(join(dir, 'a.yaml'), service('a'));
+  writeFileSync(join(dir, 'sub', 'b.yaml'), service('b'));
+  // no watch at all: every event is missed, the rescan alone must see what changed
+  const src = new ManifestsSource({ dir, watch: false, rescanMs: 100 });
+  t.teardown(() => src.stop());
+  const changes: string[] = [];
+  src.store.onChange((kind: Kind, key: string) => changes.push(`${kind} ${key}`));
+  await src.start();
+  const port = () => src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port;
+  t.is(port(), 80);
+  t.truthy(src.store.get('Service', 'default/b'));
+
+  writeFileSync(join(dir, 'a.yaml'), service('a', 8080));
+  writeFileSync(join(dir, 'sub', '.c.yaml.tmp'), service('c'));
+  renameSync(join(dir, 'sub', '.c.yaml.tmp'), join(dir, 'sub', 'c.yaml'));
+  unlinkSync(join(dir, 'sub', 'b.yaml'));
+  await until(() => port() === 8080 && !!src.store.get('Service', 'default/c') && !src.store.get('Service', 'default/b'), 'the rescan to catch all three', 10_000);
+  t.is(src.store.get('Service', 'default/x'), undefined);
+  // what the rescan found equals a fresh read of the folder
+  const fresh = readManifests(dir).store;
+  t.deepEqual([...src.store.view().services.keys()].sort(), [...fresh.view().services.keys()].sort());
+  // and once nothing changes, further rescans change nothing (files older than the 2 s stat window are only stat'ed)
+  const n = changes.length;
+  await src.scan();
+  await src.scan();
+  t.is(changes.length, n);
+});
+
+test('staleFiles names new, changed and removed files, and the re-read of those alone equals a fresh read', async (t) => {
+  const dir = tempDir(t);
+  for (let i = 0; i < 30; i++) writeFileSync(join(dir, `s${i}.yaml`), service(`s${i}`));
+  const r = new ManifestsReader(dir);
+  r.read();
+  writeFileSync(join(dir, 's3.yaml'), service('s3', 8080));
+  rmSync(join(dir, 's5.yaml'));
+  writeFileSync(join(dir, 'new.yaml'), service('n'));
+  const { paths, problems } = await r.staleFiles(4);
+  t.deepEqual(problems, []);
+  for (const p of ['s3.yaml', 's5.yaml', 'new.yaml']) t.true(paths.includes(join(dir, p)), p);
+  r.update(paths);
+  const { objects } = r.read();
+  const { objects: fresh } = new ManifestsReader(dir).read();
+  t.deepEqual([...objects.get('Service')!.keys()].sort(), [...fresh.get('Service')!.keys()].sort());
+  t.is((objects.get('Service')!.get('default/s3') as { spec?: { ports?: Array<{ port?: number }> } }).spec?.ports?.[0]?.port, 8080);
+  // a folder that cannot be listed is a problem named by path, not a throw
+  const gone = new ManifestsReader(join(dir, 'nope'));
+  const res = await gone.staleFiles();
+  t.deepEqual(res.paths, []);
+  t.regex(res.problems[0]!.message, /cannot list the folder/);
 });
