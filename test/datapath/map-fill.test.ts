@@ -56,24 +56,33 @@ if (!isRoot) {
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const counts = new Map<string, number>();
-    for (const name of ['lb_slots', 'lb_frontends', 'lb_ct'] as const) {
+    const real = new Map<string, () => number>();
+    for (const name of ['lb_slots', 'lb_members', 'lb_frontends', 'lb_ct'] as const) {
       const m = d.maps.map(name);
       const count = m.count.bind(m);
+      real.set(name, count);
       m.count = () => { counts.set(name, (counts.get(name) ?? 0) + 1); return count(); };
     }
     const fill = (name: string) => d.maps.mapFill().find((m) => m.name === name)!.entries;
     let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, plan));
     t.is(fill('lb_slots'), 3);
+    t.is(fill('lb_members'), 3);
     t.is(fill('lb_frontends'), 1);
     t.is(fill('lb_slots'), 3);
-    t.is(counts.get('lb_slots'), 1, 'lb_slots counted once while nothing wrote it');
-    t.is(counts.get('lb_frontends'), 1);
+    t.is(counts.get('lb_frontends'), 1, 'lb_frontends counted once while nothing wrote it');
     t.true(counts.get('lb_ct')! >= 3, 'lb_ct (the programs write it) counted on every read');
-    const next = buildPlan(state(['10.244.0.1', '10.244.0.2']), plan, { seed: SEED });
-    d.maps.apply(diffPlans(plan, next));
-    plan = next;
-    t.is(fill('lb_slots'), 2, 'counted again after the apply wrote it');
-    t.is(counts.get('lb_slots'), 2);
+    // lb_slots and lb_members: what the writer's mirror of the backend lists holds, never a walk of
+    // their 2M buckets, and equal to a count of the maps
+    t.is(counts.get('lb_slots'), undefined);
+    t.is(counts.get('lb_members'), undefined);
+    for (const [k, addrs] of [['10.244.0.1', '10.244.0.2'], ['10.244.0.2', '10.244.0.5', '10.244.0.6', '10.244.0.7'], []].entries()) {
+      const next = buildPlan(state(addrs), plan, { seed: SEED });
+      d.maps.apply(diffPlans(plan, next));
+      plan = next;
+      for (const name of ['lb_slots', 'lb_members']) t.is(fill(name), real.get(name)!(), `after change ${k}: ${name} as counted`);
+    }
+    t.is(fill('lb_slots'), 0);
+    t.is(counts.get('lb_slots'), undefined);
   });
 }

@@ -666,6 +666,22 @@ export class MapWriter {
     }
   }
 
+  /**
+   * The entries of lb_slots and lb_members as the mirror of the backend lists has them: exact between
+   * applies (one slot per list element, one member per distinct backend of a list); undefined while
+   * the mirror is not loaded or an apply's removals are pending. Counting the maps instead walks their
+   * buckets (2M each): ~0.1 s per /metrics scrape at 10,000 Services after every change.
+   */
+  slotFill(): { slots: number; members: number } | undefined {
+    if (!this.members || this.memberRemovals.length) return undefined;
+    let slots = 0, members = 0;
+    for (const l of this.members.values()) {
+      slots += l.length;
+      members += new Set(l).size;
+    }
+    return { slots, members };
+  }
+
   /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
   backendCount(): number {
     const m = this.maps.lb_backends;

@@ -95,8 +95,16 @@ export class BpfMaps {
         fill.set(name, c.entries);
       }
     }
-    // lb_backends is an array: the writer follows how many of its entries hold a backend
+    // lb_backends is an array: the writer follows how many of its entries hold a backend; lb_slots
+    // and lb_members are what the writer's mirror of the backend lists says, when it is loaded
     cached.add('lb_backends');
+    const slots = this.writer.slotFill();
+    if (slots) {
+      for (const [name, n] of [['lb_slots', slots.slots], ['lb_members', slots.members]] as const) {
+        cached.add(name);
+        fill.set(name, n);
+      }
+    }
     return read.readMapFill(this.maps, cached).map((m) => {
       if (skip?.has(m.name)) return m;
       const entries = m.name === 'lb_backends' ? this.writer.backendCount() : fill.get(m.name) ?? m.entries;
