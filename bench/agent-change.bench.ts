@@ -273,6 +273,9 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   if (partial.length) {
     const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
     ctx.log(`${tag}${n} Services: ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
+    // where the tail goes: the slowest sync by step
+    const worst = partial.reduce((a, b) => (Number(b.totalMs) > Number(a.totalMs) ? b : a));
+    ctx.log(`${tag}${n} Services: slowest partial sync by step, ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${Number(worst[k]).toFixed(2)}`).join(', ')}`);
   }
   const cpuPerChange = (cpu1 - cpu0) / samples;
   ctx.log(`${tag}${n} Services: agent CPU ${cpuPerChange.toFixed(1)} ms per change (first sync ${firstSyncCpuMs} ms CPU)`);

@@ -114,6 +114,8 @@ export class MapWriter {
    * the old ones after (memberRemovals, at the end of apply). Loaded from lb_slots on first use.
    */
   private members: Map<number, number[]> | undefined;
+  /** the mirror's slots and distinct (frontend, backend) pairs, followed list by list: what lb_slots and lb_members hold */
+  private memberFill = { slots: 0, members: 0 };
   private memberRemovals: L.MemberKey[] = [];
   private readonly recycleTables: boolean;
   /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
@@ -275,8 +277,15 @@ export class MapWriter {
     const add = [...want].map((x) => { const [feId, backendId] = x.split('/').map(Number); return { feId: feId!, backendId: backendId! }; });
     if (add.length) this.writeMembers(add);
     if (extra.length) this.maps.lb_members.deleteMany(Buffer.concat(extra), extra.length);
-    for (const [feId, ids] of lists) lists.set(feId, ids.filter((x) => x !== undefined));
+    const fill = { slots: 0, members: 0 };
+    for (const [feId, ids] of lists) {
+      const l = ids.filter((x) => x !== undefined);
+      lists.set(feId, l);
+      fill.slots += l.length;
+      fill.members += new Set(l).size;
+    }
     this.members = lists;
+    this.memberFill = fill;
     return { added: add.length, removed: extra.length };
   }
 
@@ -364,10 +373,13 @@ export class MapWriter {
     const members = this.members!, added: L.MemberKey[] = [];
     for (const o of ops) {
       if (o.op !== 'upsertSlots') continue;
-      const before = new Set(members.get(o.frontendId) ?? []), after = new Set(o.backendIds);
+      const was = members.get(o.frontendId) ?? [];
+      const before = new Set(was), after = new Set(o.backendIds);
       for (const id of after) if (!before.has(id)) added.push({ feId: o.frontendId, backendId: id });
       for (const id of before) if (!after.has(id)) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
       members.set(o.frontendId, [...o.backendIds]);
+      this.memberFill.slots += o.backendIds.length - was.length;
+      this.memberFill.members += after.size - before.size;
     }
     if (added.length) this.writeMembers(added);
     return added.length > 0;
@@ -561,8 +573,11 @@ export class MapWriter {
         // leavers were queued by its upsertSlots
         for (const o of items) {
           if (o.fromSlot !== 0) continue;
-          for (const id of this.members!.get(o.frontendId) ?? []) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
+          const was = this.members!.get(o.frontendId) ?? [];
+          for (const id of was) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
           this.members!.delete(o.frontendId);
+          this.memberFill.slots -= was.length;
+          this.memberFill.members -= new Set(was).size;
         }
         res.batches++;
         return;
@@ -674,12 +689,7 @@ export class MapWriter {
    */
   slotFill(): { slots: number; members: number } | undefined {
     if (!this.members || this.memberRemovals.length) return undefined;
-    let slots = 0, members = 0;
-    for (const l of this.members.values()) {
-      slots += l.length;
-      members += new Set(l).size;
-    }
-    return { slots, members };
+    return { ...this.memberFill };
   }
 
   /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
