@@ -192,6 +192,8 @@ interface FileState {
   byId: Map<string, ManifestObject>;
   /** what stat said when text was read: an unchanged stat skips the read */
   stat?: string;
+  /** the inode read: another one under the same name was renamed into place */
+  ino?: number;
 }
 
 /**
@@ -199,11 +201,12 @@ interface FileState {
  * changed in the last 2 s gets no key (re-read next time): timestamps can be as coarse as a clock
  * tick, so a same-size write in the same tick would go unseen (git's "racy" index entries).
  */
-function statKey(p: string): string | undefined {
+function statKey(p: string): { key: string | undefined; ino: number | undefined } {
   try {
-    return keyOf(statSync(p));
+    const s = statSync(p);
+    return { key: keyOf(s), ino: s.ino };
   } catch {
-    return undefined;
+    return { key: undefined, ino: undefined };
   }
 }
 
@@ -246,6 +249,25 @@ export class ManifestsReader {
    * them until it is written or has been empty this long (update() names it in `deferred`).
    */
   constructor(readonly dir: string, readonly emptyGraceMs = 1000) {}
+
+  /** whether the file at p (absolute) has been read */
+  knows(p: string): boolean {
+    return this.#files.has(p);
+  }
+
+  /**
+   * Whether the file at p (absolute), read before, is now another file (another inode: renamed into
+   * place) or gone: complete either way, unlike a file being written in place.
+   */
+  replaced(p: string): boolean {
+    const prev = this.#files.get(p);
+    if (prev?.ino === undefined) return false;
+    try {
+      return statSync(p).ino !== prev.ino;
+    } catch {
+      return true;
+    }
+  }
 
   /** manifest files read (the folder's size, for the rescan's pace) */
   get fileCount(): number {
@@ -374,7 +396,7 @@ export class ManifestsReader {
   /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
   #reload(p: string, problems: ManifestProblem[], touched: Set<string>): void {
     const prev = this.#files.get(p);
-    const st = statKey(p);
+    const { key: st, ino } = statKey(p);
     if (prev && st !== undefined && prev.stat === st) return;
     let text: string;
     try {
@@ -394,13 +416,14 @@ export class ManifestsReader {
     const digest = createHash('sha256').update(text).digest('base64');
     if (prev && prev.digest === digest) {
       prev.stat = st;
+      prev.ino = ino;
       return;
     }
     const res = parseManifestText(this.#rel(p), text);
     problems.push(...res.problems);
     // a file that does not parse keeps its last good objects
     const objects = res.ok ? res.objects : prev?.objects ?? [];
-    this.#setFile(p, { digest, objects, byId: res.ok || !prev ? new Map(objects.map((o) => [idOf(o), o])) : prev.byId, stat: st }, touched);
+    this.#setFile(p, { digest, objects, byId: res.ok || !prev ? new Map(objects.map((o) => [idOf(o), o])) : prev.byId, stat: st, ino }, touched);
   }
 
   #setFile(p: string, next: FileState | undefined, touched: Set<string>): void {
@@ -452,7 +475,7 @@ export class ManifestsReader {
 
 export interface ManifestsSourceOptions {
   dir: string;
-  /** quiet time after a change event before re-reading the files it named; default 10 ms (a rename into place is one event; a file written in place and read half-written fails to parse, or is re-read at its next event) */
+  /** quiet time after a change event (a write in place) before re-reading the files it named; default 10 ms (a file read half-written fails to parse, or is re-read at its next event). A rename into place is read at once. */
   debounceMs?: number;
   /**
    * periodic rescan, the fallback when events are missed; default 10 s; 0 disables. It lists and
@@ -485,7 +508,10 @@ export class ManifestsSource implements Source {
   readonly #watch: boolean;
   /** the rescan under way, if any: a tick while one runs does not start another */
   #scanning: Promise<void> | undefined;
-  /** files named by watch events since the last re-read */
+  /** files named by 'rename' events, re-read on the next turn (#immediate) */
+  readonly #renamed = new Set<string>();
+  #immediate: NodeJS.Immediate | undefined;
+  /** files named by 'change' events since the last re-read */
   readonly #pending = new Set<string>();
   /** an event named no file (or too many): the next re-read lists the folder */
   #pendingAll = false;
@@ -535,9 +561,9 @@ export class ManifestsSource implements Source {
 
   #startWatch(dir: string): void {
     try {
-      this.#watcher = watch(dir, { recursive: true }, (_ev, name) => this.#schedule(name));
+      this.#watcher = watch(dir, { recursive: true }, (ev, name) => this.#schedule(ev, name));
     } catch {
-      this.#watcher = watch(dir, (_ev, name) => this.#schedule(name));
+      this.#watcher = watch(dir, (ev, name) => this.#schedule(ev, name));
     }
     this.#watcher.on('error', (e) => {
       this.#report({ path: dir, message: `watch failed, relying on the periodic rescan: ${e.message}` });
@@ -552,6 +578,9 @@ export class ManifestsSource implements Source {
     this.#watcher?.close();
     this.#watcher = undefined;
     if (this.#debounce) clearTimeout(this.#debounce);
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#immediate = undefined;
+    this.#renamed.clear();
     if (this.#rescan) clearTimeout(this.#rescan);
     if (this.#recheck) clearTimeout(this.#recheck);
     this.#debounce = this.#rescan = this.#recheck = undefined;
@@ -599,11 +628,31 @@ export class ManifestsSource implements Source {
     }
   }
 
-  /** A watch event: the file it names is re-read after the quiet time (the whole folder when it names none). */
-  #schedule(name: string | Buffer | null): void {
+  /**
+   * A watch event. A known file replaced by a rename into place (another inode) or removed (what
+   * editors and kubectl-like tools do to save) is complete as it is: it is re-read at once (the next
+   * turn of the event loop, events of the same turn together), not after the quiet time, which was
+   * 10 of the 17 ms from a save to the kernel. A file written in place ('change' events) or new is
+   * re-read after the quiet time; the whole folder when an event names no file.
+   */
+  #schedule(ev: string, name: string | Buffer | null): void {
     if (this.#stopped) return;
-    if (name === null || this.#pending.size >= 1000) this.#pendingAll = true;
-    else this.#pending.add(join(this.#opts.dir, name.toString()));
+    const path = name === null ? undefined : join(this.#opts.dir, name.toString());
+    // a new file's 'rename' may be its creation, written after: it waits the quiet time. Node's
+    // recursive watch on Linux reports a rename into place as 'change': the inode tells
+    if (path !== undefined && this.#renamed.size < 1000 && (ev === 'rename' ? this.#reader.knows(path) : this.#reader.replaced(path))) {
+      this.#renamed.add(path);
+      this.#immediate ??= setImmediate(() => {
+        this.#immediate = undefined;
+        const paths = [...this.#renamed];
+        this.#renamed.clear();
+        if (!this.#stopped) this.#apply(this.#reader.update(paths));
+      });
+      this.#immediate.unref();
+      return;
+    }
+    if (path === undefined || this.#pending.size >= 1000) this.#pendingAll = true;
+    else this.#pending.add(path);
     if (this.#debounce) clearTimeout(this.#debounce);
     this.#debounce = setTimeout(() => {
       this.#debounce = undefined;

@@ -354,3 +354,20 @@ test('staleFiles names new, changed and removed files, and the re-read of those 
   t.deepEqual(res.paths, []);
   t.regex(res.problems[0]!.message, /cannot list the folder/);
 });
+
+test('a file replaced by a rename into place is read at once, without the quiet time of writes in place', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), service('a'));
+  // a quiet time no test waits out, and no rescan: only the rename's own event can bring the change
+  const src = new ManifestsSource({ dir, debounceMs: 60_000, rescanMs: 0 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const port = () => src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port;
+  t.is(port(), 80);
+  writeFileSync(join(dir, '.a.yaml.tmp'), service('a', 8080));
+  renameSync(join(dir, '.a.yaml.tmp'), join(dir, 'a.yaml'));
+  await until(() => port() === 8080, 'the renamed file read', 10_000);
+  // removed: withdrawn at once too
+  unlinkSync(join(dir, 'a.yaml'));
+  await until(() => port() === undefined, 'the removal', 10_000);
+});
