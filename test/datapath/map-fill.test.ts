@@ -50,14 +50,14 @@ if (!isRoot) {
     t.is(scans, 1, 'no scan after a write: the count followed it');
   });
 
-  test('maps only the agent writes are counted again only after a write through their handle', (t) => {
+  test('maps only the agent writes: lb_frontends, lb_slots, lb_members from the writer\'s mirrors (equal to a count, never walked), the others counted again only after a write', (t) => {
     const root = tempPinRoot(t, false);
     const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject() });
     t.teardown(() => d.object.close());
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const counts = new Map<string, number>();
     const real = new Map<string, () => number>();
-    for (const name of ['lb_slots', 'lb_members', 'lb_frontends', 'lb_ct'] as const) {
+    for (const name of ['lb_slots', 'lb_members', 'lb_frontends', 'lb_revnat', 'lb_ct'] as const) {
       const m = d.maps.map(name);
       const count = m.count.bind(m);
       real.set(name, count);
@@ -70,17 +70,20 @@ if (!isRoot) {
     t.is(fill('lb_members'), 3);
     t.is(fill('lb_frontends'), 1);
     t.is(fill('lb_slots'), 3);
-    t.is(counts.get('lb_frontends'), 1, 'lb_frontends counted once while nothing wrote it');
+    t.is(fill('lb_frontends'), real.get('lb_frontends')!());
     t.true(counts.get('lb_ct')! >= 3, 'lb_ct (the programs write it) counted on every read');
-    // lb_slots and lb_members: what the writer's mirror of the backend lists holds, never a walk of
-    // their 2M buckets, and equal to a count of the maps
+    t.is(fill('lb_revnat'), 1);
+    t.is(counts.get('lb_revnat'), 1, 'lb_revnat counted once while nothing wrote it');
+    // lb_slots, lb_members, lb_frontends: what the writer's mirrors hold, never a walk of their
+    // buckets (2M each for the first two), and equal to a count of the maps
     t.is(counts.get('lb_slots'), undefined);
     t.is(counts.get('lb_members'), undefined);
+    t.is(counts.get('lb_frontends'), undefined);
     for (const [k, addrs] of [['10.244.0.1', '10.244.0.2'], ['10.244.0.2', '10.244.0.5', '10.244.0.6', '10.244.0.7'], []].entries()) {
       const next = buildPlan(state(addrs), plan, { seed: SEED });
       d.maps.apply(diffPlans(plan, next));
       plan = next;
-      for (const name of ['lb_slots', 'lb_members']) t.is(fill(name), real.get(name)!(), `after change ${k}: ${name} as counted`);
+      for (const name of ['lb_slots', 'lb_members', 'lb_frontends']) t.is(fill(name), real.get(name)!(), `after change ${k}: ${name} as counted`);
     }
     t.is(fill('lb_slots'), 0);
     t.is(counts.get('lb_slots'), undefined);

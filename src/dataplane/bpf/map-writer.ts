@@ -692,6 +692,11 @@ export class MapWriter {
     return { ...this.memberFill };
   }
 
+  /** The entries of lb_frontends as the filter's mirror of its keys has them (exact between applies), or undefined before it is loaded. */
+  frontendFill(): number | undefined {
+    return this.feKeys?.size;
+  }
+
   /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
   backendCount(): number {
     const m = this.maps.lb_backends;

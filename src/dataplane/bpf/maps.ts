@@ -95,9 +95,14 @@ export class BpfMaps {
         fill.set(name, c.entries);
       }
     }
-    // lb_backends is an array: the writer follows how many of its entries hold a backend; lb_slots
-    // and lb_members are what the writer's mirror of the backend lists says, when it is loaded
+    // lb_backends is an array: the writer follows how many of its entries hold a backend; lb_slots,
+    // lb_members and lb_frontends are what the writer's mirrors say, when they are loaded
     cached.add('lb_backends');
+    const frontends = this.writer.frontendFill();
+    if (frontends !== undefined) {
+      cached.add('lb_frontends');
+      fill.set('lb_frontends', frontends);
+    }
     const slots = this.writer.slotFill();
     if (slots) {
       for (const [name, n] of [['lb_slots', slots.slots], ['lb_members', slots.members]] as const) {
