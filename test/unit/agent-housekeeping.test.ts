@@ -53,7 +53,7 @@ test('housekeeping never runs while a sync applies, nor a sync while housekeepin
   // a few changes, each applied while housekeeping fires every 10 ms
   for (const ips of [['10.244.1.2'], ['10.244.1.3', '10.244.1.4'], ['10.244.1.5']]) {
     writeFileSync(join(dir, 'web.yaml'), webYaml(ips));
-    source.scan();
+    await source.scan();
     await agent.whenIdle();
     await new Promise((r) => setTimeout(r, 40));
   }
@@ -111,7 +111,7 @@ test('BPF: a sync does not wait for a device scan, and housekeeping reads no cou
   for (let i = 0; i < 500 && !dp.scanning; i++) await new Promise((r) => setTimeout(r, 10));
   t.true(dp.scanning, 'a housekeeping device scan is under way (held at its gate)');
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.9']));
-  source.scan();
+  await source.scan();
   const outcome = await Promise.race([agent.whenIdle().then(() => 'synced'), new Promise((r) => setTimeout(() => r('held behind the scan'), 10_000))]);
   t.is(outcome, 'synced');
   t.true(dp.scanning, 'the scan was still under way');
