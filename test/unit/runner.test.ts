@@ -24,6 +24,9 @@ test('first sync runs at once, then a burst of changes coalesces into one sync a
   runner.stop();
 });
 
+// kube-proxy: BoundedFrequencyRunner.tryRun (pkg/util/async/bounded_frequency_runner.go) runs at once
+// when its limiter's TryAccept has a token, which a quiet period longer than minInterval refills: the
+// first change after quiet time is never held (what a user's change to the kernel counts on)
 test('a change long after the last sync runs at once', async (t) => {
   const { timers, starts, runner } = setup();
   runner.start();
