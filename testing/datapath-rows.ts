@@ -233,7 +233,11 @@ export function buildRows(): Row[] {
       prog: 'lb_tc_egress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 },
       after: (dp, c) => c.eq(dp.ct(ctRevKey(s, b, host, 45000))?.flags, LB_CT_F_REV_AT_INGRESS | LB_CT_F_FWD_PENDING, 'CT flags'),
     });
-    add({ name: 'reply to a host-originated flow at tc ingress: source rewritten to the frontend', prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 } });
+    add({
+      name: 'reply to a host-originated flow at tc ingress: source rewritten to the frontend, the forward entry written',
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+      after: (dp, c) => c.eq(dp.ctIn('lb_ct_syn', ctKey(s, host, 45000))?.flags, LB_CT_F_REV_AT_INGRESS, 'forward entry from the SYN-ACK, flagged REV_AT_INGRESS'),
+    });
     add({ name: 'reply to a host-originated flow at tc egress: not ours there, untouched', prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: 'input', stats: {} });
     // masqueradeAll: the kernel's masquerade (POSTROUTING) is behind a host packet at tc egress, so
     // the SNAT mark would be dead; none is set, the flow is counted (README, limits)
@@ -588,6 +592,13 @@ export function buildRows(): Row[] {
         c.eq(r.output.toString('hex'), remote.to(backend(s, 52)).toString('hex'), 'tc ingress translated to the same backend');
         c.eq(r.mark, SNAT_MARK, 'tc set the SNAT mark');
       },
+    });
+    const sa = reply(s, backend(s, 51), ext, lp);
+    add({
+      name: 'XDP: the SYN-ACK of a flow XDP translated: rewritten at tc egress, which writes the forward entry',
+      prog: 'lb_tc_egress', external: true, setup: (dp) => { run(dp, 'lb_xdp', local.input); },
+      input: sa.input, verdict: TC_ACT_OK, output: sa.output, stats: { rev_nat: 1 },
+      after: (dp, c) => c.eq(dp.ctIn('lb_ct_syn', ctKey(s, ext, lp))?.backendId, 51, 'forward entry in lb_ct_syn'),
     });
     const d = toService(SVC.lb, '192.168.60.7', 52200);
     add({ name: 'XDP: source range deny dropped in XDP', prog: 'lb_xdp', external: true, input: d.input, verdict: XDP_DROP, output: 'input', stats: { drop_source_range: 1 } });
