@@ -117,6 +117,7 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 	struct lb_revnat *rn;
+	void *map = &lb_ct;
 	__u32 fe_id;
 
 	__u64 now = lb_now();
@@ -127,8 +128,10 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	if (expired)
 		lb_stat_inc(LB_STAT_CT_EXPIRED);
 	/* the backend's SYN-ACK (or RST, or TIME_WAIT ACK) of a flow whose client has sent only SYNs */
-	if (!ct && lb_tcp_handshake_reply(p))
+	if (!ct && lb_tcp_handshake_reply(p)) {
 		ct = lb_ct_syn_lookup(&k, now);
+		map = &lb_ct_syn;
+	}
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
 	lb_ct_touch(ct, p, now);
@@ -138,6 +141,8 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
 		return TC_ACT_OK;
 	}
+	if (ct->flags & LB_CT_F_FWD_PENDING)
+		lb_ct_fwd_from_reply(map, p, ct, lb_ct_reply_addr(ct, rn), rn->port, now);
 	if (lb_skb_nat(skb, p, LB_NAT_SRC, lb_ct_reply_addr(ct, rn), rn->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
