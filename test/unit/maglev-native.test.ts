@@ -54,10 +54,10 @@ test('the compiled fill refuses bad arguments before writing, naming the argumen
     return x.out;
   };
   const tbl = (k: number, field: number, v: number) => { const c = b.tables.slice(); c[4 * k + field] = v; return c; };
-  t.throws(() => fill({ h1: [1, 2] as unknown as Uint32Array }), { instanceOf: TypeError, message: /argument h1 must be a Uint32Array/ });
-  t.throws(() => fill({ out: new Int32Array(10) as unknown as Uint32Array }), { instanceOf: TypeError, message: /argument out must be a Uint32Array/ });
-  t.throws(() => fill({ ids: b.ids.subarray(1) }), { instanceOf: RangeError, message: /h1, h2 and ids must have the same length/ });
-  t.throws(() => fill({ tables: b.tables.subarray(1) }), { instanceOf: RangeError, message: /4 numbers per table/ });
+  t.throws(() => fill({ h1: [1, 2] as unknown as typeof b.h1 }), { instanceOf: TypeError, message: /argument h1 must be a Uint32Array/ });
+  t.throws(() => fill({ out: new Int32Array(10) as unknown as typeof b.out }), { instanceOf: TypeError, message: /argument out must be a Uint32Array/ });
+  t.throws(() => fill({ ids: b.ids.slice(1) }), { instanceOf: RangeError, message: /h1, h2 and ids must have the same length/ });
+  t.throws(() => fill({ tables: b.tables.slice(1) }), { instanceOf: RangeError, message: /4 numbers per table/ });
   t.throws(() => fill({ tables: tbl(1, 2, 1000) }), { instanceOf: RangeError, message: /table 1 .*M 1000.* not prime/ });
   t.throws(() => fill({ tables: tbl(2, 1, 0) }), { instanceOf: RangeError, message: /table 2 .*has no members/ });
   t.throws(() => fill({ tables: tbl(0, 1, 100_000) }), { instanceOf: RangeError, message: /table 0 .*past the end of h1/ });

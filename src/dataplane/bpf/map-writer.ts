@@ -94,6 +94,29 @@ async function runAsync(steps: Steps): Promise<void> {
   }
 }
 
+const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * The bytes of pieces[i..j) (adjacent regions ending at slot `end`) as one view of the memory their
+ * slots already lie in, when they lie there exactly as in the regions: same buffer, same distances,
+ * each table's padding slot zero. Saves a copy of the whole table memory (64 MiB at 10,000 Services)
+ * on a first sync. Undefined otherwise.
+ */
+function slabOf(pieces: ReadonlyArray<{ off: number; slots: Uint32Array; bytes: number }>, i: number, j: number, end: number): Buffer | undefined {
+  const first = pieces[i]!.slots;
+  if (!HOST_LE || j - i < 2) return undefined;
+  const len = (end - pieces[i]!.off) * 4;
+  if (first.byteOffset + len > first.buffer.byteLength) return undefined;
+  const all = new Uint32Array(first.buffer, first.byteOffset, len / 4);
+  for (let k = i; k < j; k++) {
+    const p = pieces[k]!;
+    const at = p.off - pieces[i]!.off;
+    if (p.slots.buffer !== first.buffer || p.slots.byteOffset !== first.byteOffset + at * 4) return undefined;
+    for (let s = at + p.slots.length; s < at + p.bytes / 4; s++) if (all[s] !== 0) return undefined;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, len);
+}
+
 function fmtFe(f: { address: string; port: number; protocol: string; scope: string; service?: string }): string {
   return `${f.service ? `${f.service} ` : ''}${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol} (${f.scope})`;
 }
@@ -657,9 +680,10 @@ export class MapWriter {
     for (let i = 0; i < pieces.length;) {
       let j = i + 1, end = pieces[i]!.off + pieces[i]!.bytes / 4;
       while (j < pieces.length && pieces[j]!.off === end) end += pieces[j++]!.bytes / 4;
-      // one buffer per run of adjacent regions, each table encoded straight into it
-      const data = Buffer.allocUnsafe((end - pieces[i]!.off) * 4);
-      for (let k = i, at = 0; k < j; k++) at += L.encodeMaglevTableInto(pieces[k]!.slots, data, at);
+      // one buffer per run of adjacent regions: the plan's own when its tables lie in it as the
+      // regions do (a full build's slab, build-full.ts), else each table encoded straight into a new one
+      const data = slabOf(pieces, i, j, end) ?? Buffer.allocUnsafe((end - pieces[i]!.off) * 4);
+      if (data.buffer !== pieces[i]!.slots.buffer) for (let k = i, at = 0; k < j; k++) at += L.encodeMaglevTableInto(pieces[k]!.slots, data, at);
       m.writeMmap(data, pieces[i]!.off * 4);
       i = j;
       if (i < pieces.length) yield PAUSE;
