@@ -6,7 +6,7 @@
 //
 // fill(h1, h2, ids, tables, out, threads) -> undefined
 //   h1, h2, ids: Uint32Array, one entry per member of every table (members of a table contiguous, in
-//                canonical order); a table's slots receive its members' ids
+//                canonical order); a table's slots receive its members' ids (never 0: id 0 is never valid)
 //   tables:      Uint32Array of 4 u32 per table: first member index, member count n, M, slot offset in out
 //   out:         Uint32Array the tables are written into (slots outside the tables are not touched)
 //   threads:     at most this many threads (1: the calling thread only)
@@ -53,7 +53,7 @@ struct Table {
 // The paper's fill (NSDI 2016, 3.4) as maglev.ts MaglevBuilder.buildIndices runs it: members take
 // turns, each claiming the next free slot of its permutation offset, offset+skip, ... (mod M).
 void FillOne(const uint32_t* h1, const uint32_t* h2, const uint32_t* ids, const Table& t, uint32_t* out, std::vector<uint32_t>& cur,
-             std::vector<uint32_t>& skip, std::vector<int32_t>& scratch) {
+             std::vector<uint32_t>& skip) {
   const uint32_t n = t.n, m = t.m;
   uint32_t* slots = out + t.off;
   if (n == 1) {
@@ -62,36 +62,32 @@ void FillOne(const uint32_t* h1, const uint32_t* h2, const uint32_t* ids, const 
   }
   cur.resize(n);
   skip.resize(n);
-  scratch.assign(m, -1);
   for (uint32_t i = 0; i < n; i++) {
     cur[i] = h1[t.first + i] % m;
     skip[i] = h2[t.first + i] % (m - 1) + 1;
   }
-  int32_t* s = scratch.data();
+  // ids are never 0 (checked): 0 marks a free slot, so the ids go straight into the table
+  std::fill(slots, slots + m, 0u);
   uint32_t filled = 0;
   for (;;) {
     for (uint32_t i = 0; i < n; i++) {
       uint32_t c = cur[i];
       const uint32_t k = skip[i];
-      while (s[c] != -1) {
+      while (slots[c] != 0) {
         c += k;
         if (c >= m) c -= m;
       }
-      s[c] = static_cast<int32_t>(i);
+      slots[c] = ids[t.first + i];
       c += k;
       cur[i] = c >= m ? c - m : c;
-      if (++filled == m) {
-        for (uint32_t j = 0; j < m; j++) slots[j] = ids[t.first + static_cast<uint32_t>(s[j])];
-        return;
-      }
+      if (++filled == m) return;
     }
   }
 }
 
 void FillRange(const uint32_t* h1, const uint32_t* h2, const uint32_t* ids, const std::vector<Table>& tables, size_t from, size_t to, uint32_t* out) {
   std::vector<uint32_t> cur, skip;
-  std::vector<int32_t> scratch;
-  for (size_t k = from; k < to; k++) FillOne(h1, h2, ids, tables[k], out, cur, skip, scratch);
+  for (size_t k = from; k < to; k++) FillOne(h1, h2, ids, tables[k], out, cur, skip);
 }
 
 Napi::Value Fill(const Napi::CallbackInfo& info) {
@@ -127,6 +123,7 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
     else if (t.n > t.m) bad = "has more members than slots";
     else if (!IsPrime(t.m)) bad = "has a size M that is not prime";
     else if (static_cast<uint64_t>(t.off) + t.m > outArg.n) bad = "ends past the end of out";
+    else if (std::find(ids.p + t.first, ids.p + t.first + t.n, 0u) != ids.p + t.first + t.n) bad = "has a member of id 0 (ids start at 1)";
     if (!bad.empty()) {
       Napi::RangeError::New(env, "maglev fill: table " + std::to_string(k) + " (first " + std::to_string(t.first) + ", n " + std::to_string(t.n) + ", M " +
                                      std::to_string(t.m) + ", offset " + std::to_string(t.off) + ") " + bad)

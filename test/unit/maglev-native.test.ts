@@ -63,6 +63,9 @@ test('the compiled fill refuses bad arguments before writing, naming the argumen
   t.throws(() => fill({ tables: tbl(0, 1, 100_000) }), { instanceOf: RangeError, message: /table 0 .*past the end of h1/ });
   t.throws(() => fill({ tables: tbl(2, 3, b.out.length - 2) }), { instanceOf: RangeError, message: /table 2 .*past the end of out/ });
   t.throws(() => fill({ tables: tbl(1, 2, 2) }), { instanceOf: RangeError, message: /table 1 .*more members than slots/ });
+  const zero = b.ids.slice();
+  zero[5] = 0;
+  t.throws(() => fill({ ids: zero }), { instanceOf: RangeError, message: /table 1 .*member of id 0/ });
   t.throws(() => fill({ threads: 0 }), { instanceOf: RangeError, message: /threads must be an integer in 1\.\.64/ });
   t.throws(() => fill({ threads: 'x' }), { instanceOf: TypeError, message: /threads must be a number/ });
   // nothing was written by a refused call
