@@ -463,6 +463,21 @@ if (!isRoot) {
     }
   }
 
+  test('lb_slots full: the error names the frontend whose slot did not fit (slots of several frontends in one batch)', (t) => {
+    const root = tempPinRoot(t);
+    smallMaps(root, { lb_slots: 5 });
+    const maps = BpfMaps.fromPins(root);
+    t.teardown(() => maps.close());
+    const svc = (i: number) => fe({ service: `default/s${i}`, address: `10.96.0.${i}`, port: 80, backends: [be(`10.244.0.${i}`, 80), be(`10.244.1.${i}`, 80)] });
+    const plan = buildPlan({ frontends: [svc(1), svc(2), svc(3)] }, undefined, { seed: SEED });
+    const ops = diffPlans(undefined, plan);
+    // the sixth slot written is the last of the last frontend in the batch's order
+    const last = ops.filter((o) => o.op === 'upsertSlots').at(-1) as Extract<PlanOp, { op: 'upsertSlots' }>;
+    const e = t.throws(() => maps.apply(ops), { instanceOf: KbpError });
+    t.is(e.code, 'KBP_ERR_MAP_FULL');
+    t.is(e.message, `map lb_slots is full (5 entries): cannot add slot of frontend id ${last.frontendId}`);
+  });
+
   test('a full map is KBP_ERR_MAP_FULL naming the map and the object that did not fit', (t) => {
     const root = tempPinRoot(t);
     // lb_backends is an array indexed by id: 3 entries hold ids 1 and 2
