@@ -34,10 +34,17 @@ if (process.env.KBP_FIRST_STEPS_KERNEL === '1') {
   const tmp = mkdtempSync('/tmp/kbp-first-steps-');
   const { AgentStateFile } = await import('../src/dataplane/bpf/agent-state-file.js');
   const state = AgentStateFile.forPinRoot(pinRoot, join(tmp, 'state.json'));
-  const d = loadDataplane({ pinRoot, state, mountBpffs: false });
+  const remove = () => { rmSync(pinRoot, { recursive: true, force: true }); rmSync(tmp, { recursive: true, force: true }); };
+  let d;
+  try {
+    d = loadDataplane({ pinRoot, state, mountBpffs: false });
+  } catch (e) {
+    remove(); // a failed load (the verifier interrupted: EAGAIN) leaves nothing behind
+    throw e;
+  }
   d.maps.writeConfig({ hashSeed: 1, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
   maps = d.maps as never;
-  dispose = () => { d.object.close(); rmSync(pinRoot, { recursive: true, force: true }); rmSync(tmp, { recursive: true, force: true }); };
+  dispose = () => { d.object.close(); remove(); };
 }
 // KBP_FIRST_STEPS_PROF=file: a CPU profile of the steps (started after the load: the profiler's
 // signals interrupt the verifier, which then fails with EAGAIN)
