@@ -25,6 +25,16 @@
         "<!@(pkg-config --libs libmnl 2>/dev/null || echo -lmnl)"]
     },
     {
+      # the Maglev table fill (src/plan/maglev-native.ts): plain C++ and threads, no library
+      "target_name": "kbp_maglev",
+      "sources": ["src/maglev.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"],
+      "cflags_cc": ["-fvisibility=hidden", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"],
+      "ldflags": ["-pthread"]
+    },
+    {
       # the IPVS data plane's transport: raw netlink sockets (generic netlink), no library
       "target_name": "kbp_netlink",
       "sources": ["src/netlink.cc"],

@@ -51,7 +51,7 @@ NODE_BIN=$(readlink -f "$NODE_BIN")
 node_major=$("$NODE_BIN" -p 'process.versions.node.split(".")[0]')
 [[ $node_major == 24 ]] || die "NODE_BIN $NODE_BIN is Node $node_major; the image runs Node 24 (bash scripts/setup.sh installs it)"
 
-INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js native/build/Release/kbp_native.node bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
+INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js native/build/Release/kbp_native.node native/build/Release/kbp_maglev.node bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
 for f in "${INPUTS[@]}"; do [[ -f $f ]] || die "$f is missing: run npm run build first"; done
 
 has_image() { "${PODMAN[@]}" image exists "$1"; }
@@ -80,7 +80,8 @@ mkdir -p "$ctx/app/dist" "$ctx/app/bin" "$ctx/app/native/build/Release" "$ctx/ap
 cp "$NODE_BIN" "$ctx/node"
 cp dist/kube-bpf-proxy.mjs "$ctx/app/dist/"
 cp bin/kube-bpf-proxy.js "$ctx/app/bin/"
-cp native/build/Release/kbp_native.node "$ctx/app/native/build/Release/"
+# kbp_maglev: the Maglev fill compiled (optional: without it the plan fills in JavaScript)
+cp native/build/Release/kbp_native.node native/build/Release/kbp_maglev.node "$ctx/app/native/build/Release/"
 cp bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o "$ctx/app/bpf/"
 cp package.json "$ctx/app/"
 cp deploy/Containerfile.local "$ctx/Containerfile"

@@ -9,8 +9,9 @@ import { findIn } from './backend-index.js';
 import { AddressKeys, affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
-import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
+import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX, LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { MaglevBuilder, maglevHashes, maglevIdentity, maglevSize, type MaglevSizing } from './maglev.js';
+import { nativeFill, nativeFillAvailable } from './maglev-native.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 
 /** builds whose tables need more than this share one ArrayBuffer (see step 5 of buildFull) */
@@ -226,16 +227,75 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   }
 
   // 5. build the new tables only; a backend's hashes are computed once however many tables it is in
-  const builder = new MaglevBuilder();
+  fillTables(toBuild, bk, seed);
+
+  const planTables = new Map<number, PlanTable>();
+  for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
+  const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables };
+  startChain(plan, sizing, ordered, bk, tables, state);
+  return plan;
+}
+
+/**
+ * Fills the new tables. A backend's hashes are computed once however many tables it is in. With the
+ * addon (maglev-native.ts) every table is filled in one call, compiled and on a few threads; else in
+ * JavaScript. Both give the same slots (test/unit/maglev-native.test.ts).
+ *
+ * V8 answers every ~64 MiB of new ArrayBuffer memory with a full GC of the whole heap; at 100,000
+ * Services (640 MiB of tables, a 500 MiB heap) that was 80% of the build. So a large batch takes
+ * one buffer for all its tables. It lives while any of those tables does (or until releaseSlots):
+ * at most the size of that first big build, which a long-lived agent holds anyway. In that buffer
+ * each table starts where lb_maglev_slots would start its region (M rounded up to whole array
+ * elements, the padding zero), so that the map writer copies a run of tables written to adjacent
+ * regions straight from it (map-writer.ts writeTables).
+ */
+function fillTables(toBuild: readonly { table: PlanTable; members: number[] }[], bk: Backends, seed: number): void {
+  if (!toBuild.length) return;
   const hashed = new Float64Array(bk.size * 2).fill(-1);
-  let h1 = new Uint32Array(64), h2 = new Uint32Array(64);
-  // V8 answers every ~64 MiB of new ArrayBuffer memory with a full GC of the whole heap; at 100,000
-  // Services (640 MiB of tables, a 500 MiB heap) that was 80% of the build. So a large batch takes
-  // one buffer for all its tables. It lives while any of those tables does (or until releaseSlots):
-  // at most the size of that first big build, which a long-lived agent holds anyway.
-  let total = 0;
-  for (const { table } of toBuild) total += table.m;
+  const hashOf = (i: number, k: 0 | 1): number => {
+    if (hashed[2 * i]! < 0) {
+      const [a, b] = maglevHashes(maglevIdentity({ address: bk.address[i]!, port: bk.port[i]! }), seed);
+      hashed[2 * i] = a;
+      hashed[2 * i + 1] = b;
+    }
+    return hashed[2 * i + k]!;
+  };
+  let total = 0, memberCount = 0;
+  for (const { table, members } of toBuild) {
+    total += regionSlots(table.m);
+    memberCount += members.length;
+  }
   const slab = total * 4 >= SLAB_MIN_BYTES ? new Uint32Array(total) : undefined;
+  if (nativeFillAvailable()) {
+    const h1 = new Uint32Array(memberCount), h2 = new Uint32Array(memberCount), ids = new Uint32Array(memberCount);
+    let first = 0;
+    const one = new Uint32Array(4);
+    const desc = slab ? new Uint32Array(toBuild.length * 4) : one;
+    let at = 0;
+    toBuild.forEach(({ table, members }, k) => {
+      const n = members.length;
+      for (let j = 0; j < n; j++) {
+        const i = members[j]!;
+        h1[first + j] = hashOf(i, 0);
+        h2[first + j] = hashOf(i, 1);
+        ids[first + j] = table.members[j]!;
+      }
+      if (slab) {
+        desc.set([first, n, table.m, at], 4 * k);
+        table.slots = slab.subarray(at, at + table.m);
+        at += regionSlots(table.m);
+      } else {
+        one.set([first, n, table.m, 0]);
+        table.slots = new Uint32Array(table.m);
+        nativeFill(h1, h2, ids, one, table.slots, 1);
+      }
+      first += n;
+    });
+    if (slab) nativeFill(h1, h2, ids, desc, slab);
+    return;
+  }
+  const builder = new MaglevBuilder();
+  let h1 = new Uint32Array(64), h2 = new Uint32Array(64);
   let at = 0;
   for (const { table, members } of toBuild) {
     const n = members.length;
@@ -244,24 +304,17 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
       h2 = new Uint32Array(n * 2);
     }
     for (let j = 0; j < n; j++) {
-      const i = members[j]!;
-      if (hashed[2 * i]! < 0) {
-        const [a, b] = maglevHashes(maglevIdentity({ address: bk.address[i]!, port: bk.port[i]! }), seed);
-        hashed[2 * i] = a;
-        hashed[2 * i + 1] = b;
-      }
-      h1[j] = hashed[2 * i]!;
-      h2[j] = hashed[2 * i + 1]!;
+      h1[j] = hashOf(members[j]!, 0);
+      h2[j] = hashOf(members[j]!, 1);
     }
     const slots = builder.buildIndices(h1, h2, n, table.m, slab?.subarray(at, at + table.m));
-    at += table.m;
+    at += regionSlots(table.m);
     for (let j = 0; j < slots.length; j++) slots[j] = table.members[slots[j]!]!;
     table.slots = slots;
   }
+}
 
-  const planTables = new Map<number, PlanTable>();
-  for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
-  const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables };
-  startChain(plan, sizing, ordered, bk, tables, state);
-  return plan;
+/** slots of lb_maglev_slots a table of M takes: whole array elements (slot-alloc.ts regionSize) */
+function regionSlots(m: number): number {
+  return Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
 }

@@ -463,6 +463,21 @@ if (!isRoot) {
     }
   }
 
+  test('lb_slots full: the error names the frontend whose slot did not fit (slots of several frontends in one batch)', (t) => {
+    const root = tempPinRoot(t);
+    smallMaps(root, { lb_slots: 5 });
+    const maps = BpfMaps.fromPins(root);
+    t.teardown(() => maps.close());
+    const svc = (i: number) => fe({ service: `default/s${i}`, address: `10.96.0.${i}`, port: 80, backends: [be(`10.244.0.${i}`, 80), be(`10.244.1.${i}`, 80)] });
+    const plan = buildPlan({ frontends: [svc(1), svc(2), svc(3)] }, undefined, { seed: SEED });
+    const ops = diffPlans(undefined, plan);
+    // the sixth slot written is the last of the last frontend in the batch's order
+    const last = ops.filter((o) => o.op === 'upsertSlots').at(-1) as Extract<PlanOp, { op: 'upsertSlots' }>;
+    const e = t.throws(() => maps.apply(ops), { instanceOf: KbpError });
+    t.is(e.code, 'KBP_ERR_MAP_FULL');
+    t.is(e.message, `map lb_slots is full (5 entries): cannot add slot of frontend id ${last.frontendId}`);
+  });
+
   test('a full map is KBP_ERR_MAP_FULL naming the map and the object that did not fit', (t) => {
     const root = tempPinRoot(t);
     // lb_backends is an array indexed by id: 3 entries hold ids 1 and 2
@@ -549,9 +564,33 @@ if (!isRoot) {
     const plan = buildPlan(state, undefined, { seed: SEED });
     const ops = diffPlans(undefined, plan);
     const planMs = performance.now() - t0;
+    // the tables lie in the plan's slab as their regions lie in lb_maglev_slots: written from it,
+    // not copied into a new buffer first (64 MiB here)
+    const slab = [...plan.tables.values()][0]!.slots.buffer;
+    let fromSlab = 0, copies = 0;
+    const write = BpfMap.prototype.writeMmap;
+    BpfMap.prototype.writeMmap = function (this: BpfMap, values: Buffer, offset?: number) {
+      if (values.buffer === slab) fromSlab++;
+      else copies++;
+      return write.call(this, values, offset);
+    };
     t0 = performance.now();
-    const res = d.maps.apply(ops);
+    let res;
+    try {
+      res = d.maps.apply(ops);
+    } finally {
+      BpfMap.prototype.writeMmap = write;
+    }
     const applyMs = performance.now() - t0;
+    t.true(fromSlab >= 1 && copies === 0, `writes from the plan's slab ${fromSlab}, from a copy ${copies}`);
+    // a sample of the tables (a lookup per element: all of them took minutes), first and last included
+    let differ = 0;
+    const all = [...plan.tables.values()];
+    for (const tb of all.filter((_, i) => i % 499 === 0 || i === all.length - 1)) {
+      const got = d.maps.readTable(tb.id, tb.m);
+      if (!got || got.length !== tb.m || got.some((v, j) => v !== tb.slots[j])) differ++;
+    }
+    t.is(differ, 0, 'tables whose slots in lb_maglev_slots differ from the plan');
     t0 = performance.now();
     const back = d.maps.readPlan();
     const readMs = performance.now() - t0;

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import {
   buildMaglevTable, isPrime, MaglevBuilder, maglevHashes, maglevKernelBytes, maglevSize, murmur3,
@@ -144,4 +145,22 @@ test('builder: reused scratch gives the same result, and bad input is refused', 
   t.throws(() => b.buildIndices(h1, h2, 30, 3000), { message: /not prime/ });
   t.throws(() => b.buildIndices([], [], 0, 251), { message: /without members/ });
   t.throws(() => buildMaglevTable([...members(2), members(2)[0]!], 0), { message: /10\.0\.0\.0\|8080 appears twice/ });
+});
+
+test('tables equal the golden of the original fill (400 member sets, both sizings, IPv4 and IPv6)', (t) => {
+  // the digest was taken from the per-slot JavaScript fill before it was rewritten for speed
+  // (issue 10): every node must build the same table, so a faster fill must give the same bytes
+  const h = createHash('sha256');
+  let slots = 0;
+  for (let k = 0; k < 400; k++) {
+    const n = 1 + ((k * 37) % 130);
+    const ms = Array.from({ length: n }, (_, i) => ({
+      address: i % 3 ? `10.${k & 255}.${i >> 8}.${i & 255}` : `fd00::${k.toString(16)}:${i.toString(16)}`, port: 80 + (k % 7), id: 1 + i * 3 + k,
+    }));
+    const table = buildMaglevTable(ms, (k * 2654435761) >>> 0, maglevSize(n, k % 2 ? 'pow2' : 'exact'));
+    slots += table.length;
+    h.update(Buffer.from(table.buffer, table.byteOffset, table.byteLength));
+  }
+  t.is(slots, 3073358);
+  t.is(h.digest('hex'), '3cef06cce1cff2e99c3b348c1aa84f9133908c150c8c006683ea1282a5235e2c');
 });

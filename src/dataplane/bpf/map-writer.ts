@@ -94,6 +94,29 @@ async function runAsync(steps: Steps): Promise<void> {
   }
 }
 
+const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * The bytes of pieces[i..j) (adjacent regions ending at slot `end`) as one view of the memory their
+ * slots already lie in, when they lie there exactly as in the regions: same buffer, same distances,
+ * each table's padding slot zero. Saves a copy of the whole table memory (64 MiB at 10,000 Services)
+ * on a first sync. Undefined otherwise.
+ */
+function slabOf(pieces: ReadonlyArray<{ off: number; slots: Uint32Array; bytes: number }>, i: number, j: number, end: number): Buffer | undefined {
+  const first = pieces[i]!.slots;
+  if (!HOST_LE || j - i < 2) return undefined;
+  const len = (end - pieces[i]!.off) * 4;
+  if (first.byteOffset + len > first.buffer.byteLength) return undefined;
+  const all = new Uint32Array(first.buffer, first.byteOffset, len / 4);
+  for (let k = i; k < j; k++) {
+    const p = pieces[k]!;
+    const at = p.off - pieces[i]!.off;
+    if (p.slots.buffer !== first.buffer || p.slots.byteOffset !== first.byteOffset + at * 4) return undefined;
+    for (let s = at + p.slots.length; s < at + p.bytes / 4; s++) if (all[s] !== 0) return undefined;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, len);
+}
+
 function fmtFe(f: { address: string; port: number; protocol: string; scope: string; service?: string }): string {
   return `${f.service ? `${f.service} ` : ''}${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol} (${f.scope})`;
 }
@@ -373,12 +396,21 @@ export class MapWriter {
     const members = this.members!, added: L.MemberKey[] = [];
     for (const o of ops) {
       if (o.op !== 'upsertSlots') continue;
-      const was = members.get(o.frontendId) ?? [];
-      const before = new Set(was), after = new Set(o.backendIds);
+      const had = members.get(o.frontendId);
+      if (!had) {
+        // a new frontend (every one at a first sync): all its pairs join, none leaves
+        const uniq = new Set(o.backendIds);
+        for (const id of uniq) added.push({ feId: o.frontendId, backendId: id });
+        members.set(o.frontendId, [...o.backendIds]);
+        this.memberFill.slots += o.backendIds.length;
+        this.memberFill.members += uniq.size;
+        continue;
+      }
+      const before = new Set(had), after = new Set(o.backendIds);
       for (const id of after) if (!before.has(id)) added.push({ feId: o.frontendId, backendId: id });
       for (const id of before) if (!after.has(id)) this.memberRemovals.push({ feId: o.frontendId, backendId: id });
       members.set(o.frontendId, [...o.backendIds]);
-      this.memberFill.slots += o.backendIds.length - was.length;
+      this.memberFill.slots += o.backendIds.length - had.length;
       this.memberFill.members += after.size - before.size;
     }
     if (added.length) this.writeMembers(added);
@@ -493,18 +525,30 @@ export class MapWriter {
         const items = run as Array<Extract<PlanOp, { op: 'upsertSlots' }>>;
         const n = items.reduce((s, o) => s + o.backendIds.length, 0);
         const keys = Buffer.alloc(n * L.SLOT_KEY.size), values = Buffer.alloc(n * 4);
-        const owner: number[] = [];
+        // the first slot of each item, for naming the frontend of a slot the kernel refused
+        const starts: number[] = [];
         let k = 0;
         for (const o of items) {
-          o.backendIds.forEach((id, slot) => {
-            L.encodeSlotKey({ feId: o.frontendId, slot }, keys, k * L.SLOT_KEY.size);
-            L.encodeU32(id, values, k * 4);
-            owner.push(o.frontendId);
-            k++;
-          });
+          starts.push(k);
+          // lb_slot_key {fe_id, slot} (encodeSlotKey), written without an object per slot: a first
+          // sync writes ~110,000 of them
+          for (let slot = 0; slot < o.backendIds.length; slot++, k++) {
+            keys.writeUInt32LE(o.frontendId, k * L.SLOT_KEY.size);
+            keys.writeUInt32LE(slot, k * L.SLOT_KEY.size + 4);
+            values.writeUInt32LE(o.backendIds[slot]!, k * 4);
+          }
           if (k % SLOTS_PER_PAUSE < o.backendIds.length) yield PAUSE;
         }
-        yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${owner[i]}`);
+        const ownerOf = (i: number): number => {
+          let lo = 0, hi = starts.length - 1;
+          while (lo < hi) {
+            const mid = (lo + hi + 1) >> 1;
+            if (starts[mid]! <= i) lo = mid;
+            else hi = mid - 1;
+          }
+          return items[lo]!.frontendId;
+        };
+        yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${ownerOf(i)}`);
         res.batches++;
         return;
       }
@@ -672,9 +716,10 @@ export class MapWriter {
     for (let i = 0; i < pieces.length;) {
       let j = i + 1, end = pieces[i]!.off + pieces[i]!.bytes / 4;
       while (j < pieces.length && pieces[j]!.off === end) end += pieces[j++]!.bytes / 4;
-      // one buffer per run of adjacent regions, each table encoded straight into it
-      const data = Buffer.allocUnsafe((end - pieces[i]!.off) * 4);
-      for (let k = i, at = 0; k < j; k++) at += L.encodeMaglevTableInto(pieces[k]!.slots, data, at);
+      // one buffer per run of adjacent regions: the plan's own when its tables lie in it as the
+      // regions do (a full build's slab, build-full.ts), else each table encoded straight into a new one
+      const data = slabOf(pieces, i, j, end) ?? Buffer.allocUnsafe((end - pieces[i]!.off) * 4);
+      if (data.buffer !== pieces[i]!.slots.buffer) for (let k = i, at = 0; k < j; k++) at += L.encodeMaglevTableInto(pieces[k]!.slots, data, at);
       m.writeMmap(data, pieces[i]!.off * 4);
       i = j;
       if (i < pieces.length) yield PAUSE;

@@ -1,0 +1,167 @@
+// Maglev table fill (src/plan/maglev.ts holds the definition and the JavaScript fill this must equal
+// slot for slot; test/unit/maglev-native.test.ts compares them). A first sync at 10,000 Services
+// fills ~10,000 tables of ~1,600 slots: ~5 probes per slot whose loop exit the CPU cannot predict,
+// about twice as fast compiled, and the tables are independent, so a large batch is split over a few
+// threads. No library, no kernel call: loads wherever Node does.
+//
+// fill(h1, h2, ids, tables, out, threads) -> undefined
+//   h1, h2, ids: Uint32Array, one entry per member of every table (members of a table contiguous, in
+//                canonical order); a table's slots receive its members' ids (never 0: id 0 is never valid)
+//   tables:      Uint32Array of 4 u32 per table: first member index, member count n, M, slot offset in out
+//   out:         Uint32Array the tables are written into (slots outside the tables are not touched)
+//   threads:     at most this many threads (1: the calling thread only)
+// Every argument is checked before any slot is written (a TypeError or RangeError naming the argument
+// and, for a table, its index): a non-prime M would never finish.
+#include <napi.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct U32s {
+  const uint32_t* p = nullptr;
+  size_t n = 0;
+};
+
+bool TypedU32(const Napi::CallbackInfo& info, size_t i, const char* name, U32s* out) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    Napi::TypeError::New(env, std::string("maglev fill: argument ") + name + " must be a Uint32Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Uint32Array a = info[i].As<Napi::Uint32Array>();
+  out->p = a.Data();
+  out->n = a.ElementLength();
+  return true;
+}
+
+bool IsPrime(uint32_t m) {
+  if (m < 2) return false;
+  for (uint32_t d = 2; static_cast<uint64_t>(d) * d <= m; d++)
+    if (m % d == 0) return false;
+  return true;
+}
+
+struct Table {
+  uint32_t first, n, m, off;
+};
+
+// The paper's fill (NSDI 2016, 3.4) as maglev.ts MaglevBuilder.buildIndices runs it: members take
+// turns, each claiming the next free slot of its permutation offset, offset+skip, ... (mod M).
+void FillOne(const uint32_t* h1, const uint32_t* h2, const uint32_t* ids, const Table& t, uint32_t* out, std::vector<uint32_t>& cur,
+             std::vector<uint32_t>& skip) {
+  const uint32_t n = t.n, m = t.m;
+  uint32_t* slots = out + t.off;
+  if (n == 1) {
+    std::fill(slots, slots + m, ids[t.first]);
+    return;
+  }
+  cur.resize(n);
+  skip.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    cur[i] = h1[t.first + i] % m;
+    skip[i] = h2[t.first + i] % (m - 1) + 1;
+  }
+  // ids are never 0 (checked): 0 marks a free slot, so the ids go straight into the table
+  std::fill(slots, slots + m, 0u);
+  uint32_t filled = 0;
+  for (;;) {
+    for (uint32_t i = 0; i < n; i++) {
+      uint32_t c = cur[i];
+      const uint32_t k = skip[i];
+      while (slots[c] != 0) {
+        c += k;
+        if (c >= m) c -= m;
+      }
+      slots[c] = ids[t.first + i];
+      c += k;
+      cur[i] = c >= m ? c - m : c;
+      if (++filled == m) return;
+    }
+  }
+}
+
+void FillRange(const uint32_t* h1, const uint32_t* h2, const uint32_t* ids, const std::vector<Table>& tables, size_t from, size_t to, uint32_t* out) {
+  std::vector<uint32_t> cur, skip;
+  for (size_t k = from; k < to; k++) FillOne(h1, h2, ids, tables[k], out, cur, skip);
+}
+
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U32s h1, h2, ids, desc, outArg;
+  if (!TypedU32(info, 0, "h1", &h1) || !TypedU32(info, 1, "h2", &h2) || !TypedU32(info, 2, "ids", &ids) || !TypedU32(info, 3, "tables", &desc) ||
+      !TypedU32(info, 4, "out", &outArg))
+    return env.Undefined();
+  if (info.Length() <= 5 || !info[5].IsNumber()) {
+    Napi::TypeError::New(env, "maglev fill: argument threads must be a number").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  double th = info[5].As<Napi::Number>().DoubleValue();
+  if (!(th >= 1 && th <= 64) || th != static_cast<double>(static_cast<int>(th))) {
+    Napi::RangeError::New(env, "maglev fill: argument threads must be an integer in 1..64").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (h2.n != h1.n || ids.n != h1.n) {
+    Napi::RangeError::New(env, "maglev fill: arguments h1, h2 and ids must have the same length").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (desc.n % 4 != 0) {
+    Napi::RangeError::New(env, "maglev fill: argument tables must hold 4 numbers per table").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<Table> tables(desc.n / 4);
+  uint64_t total = 0;
+  for (size_t k = 0; k < tables.size(); k++) {
+    Table t{desc.p[4 * k], desc.p[4 * k + 1], desc.p[4 * k + 2], desc.p[4 * k + 3]};
+    std::string bad;
+    if (t.n < 1) bad = "has no members";
+    else if (static_cast<uint64_t>(t.first) + t.n > h1.n) bad = "names members past the end of h1";
+    else if (t.n > t.m) bad = "has more members than slots";
+    else if (!IsPrime(t.m)) bad = "has a size M that is not prime";
+    else if (static_cast<uint64_t>(t.off) + t.m > outArg.n) bad = "ends past the end of out";
+    else if (std::find(ids.p + t.first, ids.p + t.first + t.n, 0u) != ids.p + t.first + t.n) bad = "has a member of id 0 (ids start at 1)";
+    if (!bad.empty()) {
+      Napi::RangeError::New(env, "maglev fill: table " + std::to_string(k) + " (first " + std::to_string(t.first) + ", n " + std::to_string(t.n) + ", M " +
+                                     std::to_string(t.m) + ", offset " + std::to_string(t.off) + ") " + bad)
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    tables[k] = t;
+    total += t.m;
+  }
+  uint32_t* out = const_cast<uint32_t*>(outArg.p);
+  // a thread costs ~50 us to start: only worth it for large batches (a first sync, a resync)
+  size_t nt = std::min<size_t>({static_cast<size_t>(th), std::max(1u, std::thread::hardware_concurrency()), tables.size()});
+  if (total < (1u << 18)) nt = 1;
+  if (nt <= 1) {
+    FillRange(h1.p, h2.p, ids.p, tables, 0, tables.size(), out);
+    return env.Undefined();
+  }
+  // contiguous ranges of about equal slot counts; the calling thread takes the last
+  std::vector<std::thread> workers;
+  size_t from = 0;
+  uint64_t acc = 0;
+  for (size_t w = 1; w < nt; w++) {
+    const uint64_t until = total * w / nt;
+    size_t to = from;
+    while (to < tables.size() && acc < until) acc += tables[to++].m;
+    workers.emplace_back(FillRange, h1.p, h2.p, ids.p, std::cref(tables), from, to, out);
+    from = to;
+  }
+  FillRange(h1.p, h2.p, ids.p, tables, from, tables.size(), out);
+  for (auto& w : workers) w.join();
+  return env.Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(kbp_maglev, Init)
