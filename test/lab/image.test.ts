@@ -74,16 +74,25 @@ async function sweepContainers(): Promise<void> {
   }
 }
 
+const nodeDirs = new Map<string, { etc: string; runDir: string }>();
+
 /** podman run: the DaemonSet's container of `variant` on `node`, in the node's network namespace. */
-async function startImageAgent(node: LabNode, variant: Variant): Promise<LabProcess> {
+async function startImageAgent(node: LabNode, variant: Variant, extra: string[] = []): Promise<LabProcess> {
   const { container, config } = daemonSet(variant);
   const name = containerName(node);
   // the ConfigMap, and the host's /run/kube-bpf-proxy with cgroupv2 in it (here: the node's cgroup)
-  const etc = mkdtempSync(join(tmpdir(), `${lab.lab.prefix}etc-${node.name}-`));
-  const runDir = mkdtempSync(join(tmpdir(), `${lab.lab.prefix}run-${node.name}-`));
-  lab.lab.onCleanup(`dirs of ${name}`, () => { rmSync(etc, { recursive: true, force: true }); rmSync(runDir, { recursive: true, force: true }); });
+  // one per node for its lifetime, as the DaemonSet's hostPath: a restarted container finds the
+  // state file of the agent before it (its attachments, which a mode switch removes)
+  let dirs = nodeDirs.get(node.name);
+  if (!dirs) {
+    dirs = { etc: mkdtempSync(join(tmpdir(), `${lab.lab.prefix}etc-${node.name}-`)), runDir: mkdtempSync(join(tmpdir(), `${lab.lab.prefix}run-${node.name}-`)) };
+    const d = dirs;
+    nodeDirs.set(node.name, d);
+    lab.lab.onCleanup(`dirs of ${name}`, () => { rmSync(d.etc, { recursive: true, force: true }); rmSync(d.runDir, { recursive: true, force: true }); });
+    mkdirSync(join(d.runDir, 'cgroupv2'));
+  }
+  const { etc, runDir } = dirs;
   writeFileSync(join(etc, 'config.yaml'), config);
-  mkdirSync(join(runDir, 'cgroupv2'));
   lab.lab.onCleanup(`container ${name}`, async () => { await run('podman', [...PODMAN, 'rm', '-f', '-t', '2', name], { allowFail: true, timeoutMs: 30_000 }); });
 
   const security = container.securityContext as Obj;
@@ -104,8 +113,8 @@ async function startImageAgent(node: LabNode, variant: Variant): Promise<LabProc
     '-v', `${lab.manifests}:${MANIFESTS_IN_IMAGE}:ro`,
     image, ...args,
     // the lab's part: the manifests folder in place of the API server, this node's pins and addresses
-    '--manifests', MANIFESTS_IN_IMAGE, '--node-ip', node.ip4, '--node-ip', node.ip6, '--devices', 'eth0', '--bpffs', node.pinRoot];
-  const proc = lab.lab.spawn(null, 'podman', argv, { what: `agent ${node.name} (image, ${variant})` });
+    '--manifests', MANIFESTS_IN_IMAGE, '--node-ip', node.ip4, '--node-ip', node.ip6, '--devices', 'eth0', '--bpffs', node.pinRoot, ...extra];
+  const proc = lab.lab.spawn(null, 'podman', argv, { what: `agent ${node.name} (image, ${variant}${extra.length ? ` ${extra.join(' ')}` : ''})` });
   node.agent = proc;
   await lab.waitHealthy(node, proc, 60_000);
   return proc;
@@ -207,4 +216,25 @@ labTest('a Service added to the manifests folder is served (the agent in the ima
   await lab.waitSynced(since, 20_000);
   t.deepEqual(names(await lab.curlMany(pod('client1').pod.ns, 'http://10.96.100.77/', 6)), ['pod-c']);
   for (const n of lab.nodes) await dumpEqualsCompile(t, n);
+});
+
+labTest('the image runs the nftables mode too: node 2 switched from BPF to --mode nftables serves ClusterIP and NodePort', async (t) => {
+  // a fallback mode needs its own addon and libraries in the image (kbp_nft.node: libnftables,
+  // libnetfilter_conntrack); the image shipped the BPF addon only, so every other mode failed in it
+  const node = lab.nodes[1]!;
+  await run('podman', [...PODMAN, 'rm', '-f', '-t', '5', containerName(node)], { allowFail: true, timeoutMs: 30_000 });
+  await node.agent?.exited;
+  await startImageAgent(node, 'unprivileged', ['--mode', 'nftables']);
+  const metrics = await lab.lab.exec(node.ns, 'curl', ['-s', '--max-time', '2', 'http://127.0.0.1:10249/metrics']);
+  t.regex(metrics.stdout, /^kubebpfproxy_dataplane_mode\{mode="nftables"\} 1$/m);
+  // the switch removed the BPF agent's programs (kube-proxy's cleanup of the other modes): nftables serves alone
+  const tc = await lab.lab.exec(node.ns, '/usr/sbin/tc', ['filter', 'show', 'dev', 'eth0', 'ingress'], { allowFail: true });
+  t.notRegex(tc.stdout, /bpf/, `tc ingress of ${node.name}'s eth0 after the switch: ${tc.stdout}`);
+  const p = pod('client2');
+  t.deepEqual(names(await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 30)), ['pod-a', 'pod-b', 'pod-c'], 'ClusterIP from client2 (nftables)');
+  t.deepEqual(names(await lab.curlMany(lab.ext, `http://${node.ip4}:${PORTS.nodePortFixed}/`, 30)), ['pod-a', 'pod-b', 'pod-c'], 'NodePort via node 2 (nftables)');
+  const dump = await inImage(node, ['dump', '-o', 'json', '--mode', 'nftables', '--bpffs', node.pinRoot]);
+  const compile = await inImage(node, ['compile', '-o', 'json', '--manifests', MANIFESTS_IN_IMAGE, '--node-name', node.name,
+    '--node-ip', node.ip4, '--node-ip', node.ip6, '--nodeport-addresses', 'primary']);
+  t.is(dump, compile, 'dump -o json --mode nftables (image) equals compile -o json (image)');
 });
