@@ -23,14 +23,16 @@ ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 SUITE=bookworm
 
 # What the agent runs at run time, and why:
-#   libbpf1 libelf1 zlib1g libstdc++6  the addon's shared libraries (ldd kbp_native.node); node needs libstdc++6 too
+#   libbpf1 libelf1 zlib1g libstdc++6  the BPF addon's shared libraries (ldd kbp_native.node); node needs libstdc++6 too
+#   libnetfilter-conntrack3 libmnl0    the nftables addon's (ldd kbp_nft.node; libnftables1 comes with nftables):
+#                                      the nftables and IPVS modes, and conntrack cleanup of UDP flows
 #   iproute2                           `ip -j addr/link` (node addresses, devices)
 #   nftables                           `nft -f -` for the masquerade table
 #   mount                              mounting bpffs / cgroup v2 when the host has none mounted
 #   kmod                               modprobe, for an IPVS mode (ip_vs* modules from the host's /lib/modules)
-# ipvsadm and ipset are not needed: an IPVS data plane would program IPVS over netlink itself, and
-# masquerade stays in nftables. No apt and no perl (variant essential, merged-usr hook): the base is ~72 MB, Node ~127 MB.
-BASE_PACKAGES=(libbpf1 libelf1 zlib1g libstdc++6 iproute2 nftables mount kmod)
+# ipvsadm and ipset are not needed: the IPVS mode programs IPVS over netlink itself (kbp_netlink.node,
+# no libraries), and masquerade stays in nftables. No apt and no perl (variant essential, merged-usr hook): the base is ~72 MB, Node ~127 MB.
+BASE_PACKAGES=(libbpf1 libelf1 zlib1g libstdc++6 libnetfilter-conntrack3 libmnl0 iproute2 nftables mount kmod)
 # merged-usr: /usr merged by mmdebstrap's hook, not by the usrmerge package (which drags in perl)
 MMDEBSTRAP_ARGS=(--variant=essential --aptopt='APT::Install-Recommends "false"'
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
@@ -51,7 +53,11 @@ NODE_BIN=$(readlink -f "$NODE_BIN")
 node_major=$("$NODE_BIN" -p 'process.versions.node.split(".")[0]')
 [[ $node_major == 24 ]] || die "NODE_BIN $NODE_BIN is Node $node_major; the image runs Node 24 (bash scripts/setup.sh installs it)"
 
-INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js native/build/Release/kbp_native.node native/build/Release/kbp_maglev.node bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
+# every addon: one per data plane (kbp_native BPF, kbp_nft nftables and IPVS's helper table, kbp_netlink IPVS)
+# and kbp_maglev, the Maglev fill compiled (optional: without it the plan fills in JavaScript)
+ADDONS=(kbp_native kbp_nft kbp_netlink kbp_maglev)
+INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
+for a in "${ADDONS[@]}"; do INPUTS+=("native/build/Release/$a.node"); done
 for f in "${INPUTS[@]}"; do [[ -f $f ]] || die "$f is missing: run npm run build first"; done
 
 has_image() { "${PODMAN[@]}" image exists "$1"; }
@@ -80,8 +86,7 @@ mkdir -p "$ctx/app/dist" "$ctx/app/bin" "$ctx/app/native/build/Release" "$ctx/ap
 cp "$NODE_BIN" "$ctx/node"
 cp dist/kube-bpf-proxy.mjs "$ctx/app/dist/"
 cp bin/kube-bpf-proxy.js "$ctx/app/bin/"
-# kbp_maglev: the Maglev fill compiled (optional: without it the plan fills in JavaScript)
-cp native/build/Release/kbp_native.node native/build/Release/kbp_maglev.node "$ctx/app/native/build/Release/"
+for a in "${ADDONS[@]}"; do cp "native/build/Release/$a.node" "$ctx/app/native/build/Release/"; done
 cp bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o "$ctx/app/bpf/"
 cp package.json "$ctx/app/"
 cp deploy/Containerfile.local "$ctx/Containerfile"
