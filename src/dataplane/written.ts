@@ -12,7 +12,8 @@ import { frontendKey } from '../plan/types.js';
 const NO_SLOTS = new Uint32Array(0);
 
 function bare(t: PlanTable): PlanTable {
-  return t.slots.length ? { id: t.id, m: t.m, members: t.members, slots: NO_SLOTS } : t;
+  // a copy even without slots: whoever fills the agent's table later does not fill ours
+  return { id: t.id, m: t.m, members: t.members, slots: NO_SLOTS };
 }
 
 export class WrittenPlan {
