@@ -4,7 +4,7 @@
 // chain, per-index DNAT maps. Behaviour, not rule text (STYLE.md).
 import test from 'ava';
 import fc from 'fast-check';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildPlan } from '../../src/plan/plan.js';
@@ -375,9 +375,20 @@ test('a stream of one-frontend changes appends journal lines; the snapshot is no
     prev = next;
   }
   t.is(readFileSync(st.path, 'utf8'), snapshot, 'the snapshot stays as the full sync wrote it');
-  t.is(readFileSync(`${st.path}.journal`, 'utf8').trim().split('\n').length, 20, 'one journal line per sync');
+  const j = readFileSync(`${st.path}.journal`, 'utf8');
+  t.is(j.trim().split('\n').length, 20, 'one journal line per sync');
   const back = await (await newDataplane(sim, st.path)).readPlan();
   t.deepEqual(back && planView(back), planView(prev));
+  // the last line torn (a crash mid-append): the file describes an older generation than the table's,
+  // so the next agent does not adopt it and its first sync replaces the table in one transaction
+  writeFileSync(st.path, snapshot);
+  writeFileSync(`${st.path}.journal`, j.slice(0, j.length - 40));
+  const dp3 = await newDataplane(sim, st.path);
+  t.is(await dp3.readPlan(), undefined);
+  const again = buildPlan({ frontends }, undefined, { seed: 1 });
+  await dp3.apply(diffPlans(undefined, again), again);
+  checkTable(t, sim, again);
+  t.deepEqual(planView((await (await newDataplane(sim, st.path)).readPlan())!), planView(again));
 });
 
 test('a UDP frontend that loses a backend, planned in place (consumePrev): its stale conntrack entries are flushed', async (t) => {
