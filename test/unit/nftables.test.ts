@@ -391,6 +391,23 @@ test('a stream of one-frontend changes appends journal lines; the snapshot is no
   t.deepEqual(planView((await (await newDataplane(sim, st.path)).readPlan())!), planView(again));
 });
 
+test('stats() follows each commit (counted once per generation, not per scrape)', async (t) => {
+  const st = tmpState();
+  t.teardown(st.done);
+  const sim = new NftSim();
+  const dp = await newDataplane(sim, st.path);
+  const entries = async (name: string) => (await dp.stats()).maps.find((m) => m.name === name)?.entries ?? 0;
+  const p1 = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.2'), be('10.244.1.3')])] }, undefined, { seed: 1, consumePrev: true });
+  await dp.apply(diffPlans(undefined, p1), p1);
+  t.is(await entries('backends-int4-1'), 1);
+  t.is(await entries('backends-int4-1'), 1, 'a second scrape of the same generation');
+  const p2 = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.2')]), fe('10.96.0.2', 80, [be('10.244.1.4')])] }, p1, { seed: 1, consumePrev: true });
+  await dp.apply(diffPlans(p1, p2), p2);
+  t.is(await entries('backends-int4-1'), 0);
+  t.is(await entries('backends-int4-0'), 2);
+  t.is(await entries('services-int4'), 2);
+});
+
 test('a UDP frontend that loses a backend, planned in place (consumePrev): its stale conntrack entries are flushed', async (t) => {
   const st = tmpState();
   t.teardown(st.done);

@@ -340,9 +340,16 @@ export class NftablesDataplane implements Dataplane {
     this.#log.info({ devices: want }, 'external devices');
   }
 
+  /** the element counts of the model's generation: a walk of every record (~80-370 ms at 11,000 frontends), once per commit, not per scrape */
+  #counts: { gen: number; recs: unknown; maps: DataplaneStats['maps'] } | undefined;
+
   async stats(): Promise<DataplaneStats> {
+    const m = this.#model;
+    if (this.#counts?.gen !== m.gen || this.#counts.recs !== m.recs) {
+      this.#counts = { gen: m.gen, recs: m.recs, maps: m.counts().map((c) => ({ ...c, capacity: Infinity })) };
+    }
     return {
-      maps: this.#model.counts().map((c) => ({ ...c, capacity: Infinity })),
+      maps: this.#counts.maps.map((c) => ({ ...c })),
       events: {},
       frontends: new Map(),
     };
