@@ -249,9 +249,10 @@ export class Agent {
     this.onServicesLeftOut?.(fitted.dropped, fitted.limit);
     // room kept for what this sync removes is free after it: the next sync may take the Services left out
     if (fitted.waitsForRemovals) setTimeout(() => this.#runner.run(), 0).unref();
-    // the BPF data plane keeps no plan: the next plan may take this one's maps instead of copying them
+    // no data plane keeps the agent's plan (nftables and IPVS keep their own record, dataplane/written.ts):
+    // the next plan takes this one's maps instead of copying them
     const t3 = performance.now();
-    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: this.#dp.kind === 'bpf' });
+    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true });
     const t4 = performance.now();
     let ops: PlanOp[], t5 = t4;
     try {

@@ -199,7 +199,7 @@ test('DesiredIndex: replacing the parts of the frontends a diff touches gives de
   }), { numRuns: 150 });
 });
 
-for (const bulk of [false, true]) test(`apply with ops writes only what changed, and the kernel ends as desiredState() says (random sequences)${bulk ? ', element changes through the bulk path' : ''}`, async (t) => {
+for (const [bulk, inPlace] of [[false, false], [true, false], [false, true]]) test(`apply with ops writes only what changed, and the kernel ends as desiredState() says (random sequences)${bulk ? ', element changes through the bulk path' : ''}${inPlace ? ', plans built in the maps of the one before (consumePrev, as the agent builds), a resync after each' : ''}`, async (t) => {
   let bulkCalls = 0;
   await fc.assert(fc.asyncProperty(fc.array(arbState, { minLength: 2, maxLength: 6 }), async (states) => {
     const { ipvs, host, nft, dp, dir } = fakes(bulk);
@@ -207,10 +207,15 @@ for (const bulk of [false, true]) test(`apply with ops writes only what changed,
       await dp.init();
       let prev: Plan | undefined;
       for (const s of states) {
-        const next = plan(s, prev);
+        // agent.ts: the next plan takes the previous one's maps, so the data plane must keep its own record
+        const next = buildPlan(s, prev, { seed: 1, consumePrev: inPlace });
         await dp.apply(diffPlans(prev, next), next);
         const want = desiredState(next, { scheduler: 'rr', nodeAddresses: nodeAddresses() });
         t.deepEqual(kernelView(ipvs, host, nft, want), wantedView(want));
+        if (inPlace) {
+          await dp.resync();
+          t.deepEqual(kernelView(ipvs, host, nft, want), wantedView(want), 'after a resync');
+        }
         prev = next;
       }
     } finally {
@@ -220,6 +225,29 @@ for (const bulk of [false, true]) test(`apply with ops writes only what changed,
     }
   }), { numRuns: 60 });
   if (bulk) t.true(bulkCalls > 0, 'no sync went through the bulk path');
+});
+
+test('a backend that turns local, planned in place (consumePrev): every frontend that has it follows (the change is seen against what was written, not the plan the build changed)', async (t) => {
+  const { ipvs, host, nft, dp, dir } = fakes();
+  try {
+    await dp.init();
+    const state = (local: boolean) => ({ frontends: [
+      fe('10.96.0.10', 80, [be('10.244.1.2', 8080, false, local), be('10.244.1.3')]),
+      fe('192.168.50.2', 30080, [be('10.244.1.2', 8080, false, local), be('10.244.1.3')], { type: 'NodePort', scope: 'external', snatRemote: true }),
+      fe('10.96.0.11', 80, [be('10.244.1.2', 8080, false, local)]),
+    ] });
+    const p1 = buildPlan(state(false), undefined, { seed: 1, consumePrev: true });
+    await dp.apply(diffPlans(undefined, p1), p1);
+    const p2 = buildPlan(state(true), p1, { seed: 1, consumePrev: true });
+    const ops = diffPlans(p1, p2);
+    t.true(ops.some((o) => o.op === 'upsertBackend' && o.backend.local), 'the diff carries the flag');
+    await dp.apply(ops, p2);
+    const want = desiredState(p2, { scheduler: 'rr', nodeAddresses: nodeAddresses() });
+    t.deepEqual(kernelView(ipvs, host, nft, want), wantedView(want));
+  } finally {
+    await dp.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a resync and a sync never interleave: a resync that began before a sync does not write the older plan back (a removed UDP real server stays removed)', async (t) => {

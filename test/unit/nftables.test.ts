@@ -4,7 +4,7 @@
 // chain, per-index DNAT maps. Behaviour, not rule text (STYLE.md).
 import test from 'ava';
 import fc from 'fast-check';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildPlan } from '../../src/plan/plan.js';
@@ -307,6 +307,125 @@ test('random sequences of plans: every step walks to exactly its members; no obj
       st.done();
     }
   }), { seed: 9, numRuns: 60 });
+});
+
+/** A plan's content by value (a plan built in place changes under a reference kept to it). */
+function planView(p: Plan): unknown {
+  return {
+    seed: p.seed,
+    frontends: [...p.frontends].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, f]) => [k, { ...f }]),
+    backends: [...p.backends.values()].sort((a, b) => a.id - b.id).map((b) => ({ ...b })),
+    tables: [...p.tables.values()].sort((a, b) => a.id - b.id).map((x) => ({ id: x.id, m: x.m, members: [...x.members] })),
+  };
+}
+
+test('plans built in the maps of the one before (consumePrev, as the agent builds): every step walks to its members; a restart after the stream (no close) reads back the last plan', async (t) => {
+  for (const syncSaveMax of [256, 0]) {
+    await fc.assert(fc.asyncProperty(fc.array(arbState, { minLength: 2, maxLength: 8 }), async (states) => {
+      const st = tmpState();
+      try {
+        const sim = new NftSim();
+        // syncSaveMax 0: every snapshot is taken in a timer (a large plan's path); 0 ms, so it lands between syncs
+        const dp = new NftablesDataplane({ pinRoot: '/nonexistent', table: T, statePath: st.path, devices: ['eth0'], nodeAddresses: () => [], transport: simTransport(sim), syncSaveMax, saveDelayMs: 0 });
+        await dp.init();
+        let prev: Plan | undefined;
+        let last: unknown;
+        for (const s of states) {
+          const next = buildPlan(s, prev, { seed: 7, consumePrev: true });
+          const ops = diffPlans(prev, next);
+          if (ops.length) await dp.apply(ops, next);
+          if (sim.exists) checkTable(t, sim, next);
+          last = planView(next);
+          prev = next;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        if (!sim.exists) return;
+        // a new agent, the old one gone without close(): the snapshot and its journal give the last plan
+        const dp2 = await newDataplane(sim, st.path);
+        const back = await dp2.readPlan();
+        t.truthy(back, 'the state file describes the table');
+        t.deepEqual(back && planView(back), last);
+        // and it goes on from there: one more step lands exactly
+        const next = buildPlan(states[0]!, back, { seed: 7, consumePrev: true });
+        await dp2.apply(diffPlans(back, next), next);
+        checkTable(t, sim, next);
+        await dp2.close();
+        await dp.close();
+      } finally {
+        st.done();
+      }
+    }), { seed: 11, numRuns: 40 });
+  }
+});
+
+test('a stream of one-frontend changes appends journal lines; the snapshot is not rewritten per change', async (t) => {
+  const st = tmpState();
+  t.teardown(st.done);
+  const sim = new NftSim();
+  const dp = await newDataplane(sim, st.path);
+  const eps = (n: number, off = 0) => Array.from({ length: n }, (_, i) => be(`10.244.1.${i + 1 + off}`));
+  let frontends = Array.from({ length: 50 }, (_, i) => fe(`10.96.0.${i + 1}`, 80, eps(3)));
+  let prev = buildPlan({ frontends }, undefined, { seed: 1, consumePrev: true });
+  await dp.apply(diffPlans(undefined, prev), prev);
+  const snapshot = readFileSync(st.path, 'utf8');
+  for (let i = 0; i < 20; i++) {
+    frontends = frontends.map((f, j) => (j === i ? { ...f, backends: eps(3, i + 1) } : f));
+    const next = buildPlan({ frontends }, prev, { seed: 1, consumePrev: true });
+    await dp.apply(diffPlans(prev, next), next);
+    prev = next;
+  }
+  t.is(readFileSync(st.path, 'utf8'), snapshot, 'the snapshot stays as the full sync wrote it');
+  const j = readFileSync(`${st.path}.journal`, 'utf8');
+  t.is(j.trim().split('\n').length, 20, 'one journal line per sync');
+  const back = await (await newDataplane(sim, st.path)).readPlan();
+  t.deepEqual(back && planView(back), planView(prev));
+  // the last line torn (a crash mid-append): the file describes an older generation than the table's,
+  // so the next agent does not adopt it and its first sync replaces the table in one transaction
+  writeFileSync(st.path, snapshot);
+  writeFileSync(`${st.path}.journal`, j.slice(0, j.length - 40));
+  const dp3 = await newDataplane(sim, st.path);
+  t.is(await dp3.readPlan(), undefined);
+  const again = buildPlan({ frontends }, undefined, { seed: 1 });
+  await dp3.apply(diffPlans(undefined, again), again);
+  checkTable(t, sim, again);
+  t.deepEqual(planView((await (await newDataplane(sim, st.path)).readPlan())!), planView(again));
+});
+
+test('stats() follows each commit (counted once per generation, not per scrape)', async (t) => {
+  const st = tmpState();
+  t.teardown(st.done);
+  const sim = new NftSim();
+  const dp = await newDataplane(sim, st.path);
+  const entries = async (name: string) => (await dp.stats()).maps.find((m) => m.name === name)?.entries ?? 0;
+  const p1 = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.2'), be('10.244.1.3')])] }, undefined, { seed: 1, consumePrev: true });
+  await dp.apply(diffPlans(undefined, p1), p1);
+  t.is(await entries('backends-int4-1'), 1);
+  t.is(await entries('backends-int4-1'), 1, 'a second scrape of the same generation');
+  const p2 = buildPlan({ frontends: [fe('10.96.0.1', 80, [be('10.244.1.2')]), fe('10.96.0.2', 80, [be('10.244.1.4')])] }, p1, { seed: 1, consumePrev: true });
+  await dp.apply(diffPlans(p1, p2), p2);
+  t.is(await entries('backends-int4-1'), 0);
+  t.is(await entries('backends-int4-0'), 2);
+  t.is(await entries('services-int4'), 2);
+});
+
+test('a UDP frontend that loses a backend, planned in place (consumePrev): its stale conntrack entries are flushed', async (t) => {
+  const st = tmpState();
+  t.teardown(st.done);
+  const sim = new NftSim();
+  const flushed: unknown[] = [];
+  const dp = new NftablesDataplane({
+    pinRoot: '/nonexistent', table: T, statePath: st.path, devices: ['eth0'], nodeAddresses: () => [], transport: simTransport(sim),
+    udpConntrackCleanup: async (rules) => { flushed.push(...rules); return { deleted: 0 }; },
+  });
+  await dp.init();
+  const udp = (bs: ReturnType<typeof be>[]) => ({ frontends: [fe('10.96.0.10', 53, bs, { protocol: 'UDP' }), fe('10.96.0.11', 80, [be('10.244.9.9')])] });
+  const p1 = buildPlan(udp([be('10.244.1.2'), be('10.244.1.3')]), undefined, { seed: 1, consumePrev: true });
+  await dp.apply(diffPlans(undefined, p1), p1);
+  flushed.length = 0;
+  const p2 = buildPlan(udp([be('10.244.1.2')]), p1, { seed: 1, consumePrev: true });
+  await dp.apply(diffPlans(p1, p2), p2);
+  // kube-proxy's CleanStaleEntries: the frontend's entries not from the backends left
+  t.deepEqual(flushed, [{ dst: '10.96.0.10', port: 53, any: false, keep: ['10.244.1.2'] }]);
 });
 
 test('a failed transaction leaves the model (and so the next diff) where the table is', async (t) => {

@@ -32,6 +32,7 @@ import { applySysctls, dummyExists, removeDummy, DUMMY_DEVICE } from './host.js'
 import { DummyLink } from './rtnl.js';
 import { staleUdpRules } from '../nftables/conntrack.js';
 import { flushStaleUdp } from '../nftables/native.js';
+import { WrittenPlan } from '../written.js';
 import { IpvsStateFile, loadIpvsState, ipvsStatePath, removeIpvsState } from './state.js';
 import { frontendKey, type PlanFrontend } from '../../plan/types.js';
 
@@ -135,7 +136,7 @@ export class IpvsDataplane implements Dataplane {
   #c: IpvsKernel | undefined;
   /**
    * Every step that reads or writes the kernel's state runs here, one at a time: a housekeeping
-   * drain or resync that read #held or #plan while a sync's write was under way could write the
+   * drain or resync that read #held or #written while a sync's write was under way could write the
    * plan before it back over the sync's (a removed real server restored).
    */
   #queue: Promise<unknown> = Promise.resolve();
@@ -157,7 +158,8 @@ export class IpvsDataplane implements Dataplane {
   #tableFresh = true;
   #devicesWanted: string[] = [];
   #devicesInTable = '';
-  #plan: Plan | undefined;
+  /** what the last write brought the kernel to, in plan terms (never the agent's plan: its next build changes that in place) */
+  readonly #written = new WrittenPlan();
   #restored: Plan | undefined;
   #ticks = 0;
   #nodeAddrs: Record<Fam, string[]> | undefined;
@@ -232,7 +234,10 @@ export class IpvsDataplane implements Dataplane {
   }
 
   async readPlan(): Promise<Plan | undefined> {
-    return this.#restored;
+    // handed over once: the agent's first build starts from it (and may later change it in place)
+    const p = this.#restored;
+    this.#restored = undefined;
+    return p;
   }
 
   apply(ops: PlanOp[], next: Plan): Promise<void> {
@@ -270,7 +275,8 @@ export class IpvsDataplane implements Dataplane {
     this.lastWriteSteps = steps;
     const o = { scheduler: this.#scheduler, nodeAddresses: this.#nodeAddresses() };
     const addrs = JSON.stringify(o.nodeAddresses);
-    const touched = ops && this.#plan && this.#index && !this.#full && addrs === this.#indexAddrs ? touchedFrontends(ops, this.#plan, next) : undefined;
+    const prev = this.#written.any ? this.#written.plan : undefined;
+    const touched = ops && prev && this.#index && !this.#full && addrs === this.#indexAddrs ? touchedFrontends(ops, prev, next) : undefined;
     // from here until the kernel holds `next`, a failure leaves the index ahead of the kernel: the
     // next write starts over from every frontend
     this.#full = true;
@@ -364,7 +370,7 @@ export class IpvsDataplane implements Dataplane {
     step('held');
     // after the UDP real servers are gone: a flow's next packet is scheduled anew (the same rules
     // as the nftables mode: entries to a UDP frontend whose reply source left its backends)
-    const stale = staleUdpRules(this.#plan, next, touched);
+    const stale = staleUdpRules(prev, next, touched);
     if (stale.length && (this.#o.udpConntrackCleanup ?? this.#o.transport === undefined)) {
       try {
         const r = await flushStaleUdp(stale);
@@ -379,7 +385,9 @@ export class IpvsDataplane implements Dataplane {
     await this.#host.setDummyAddresses([], vipDel, this.#dummy);
     for (const a of vipDel) this.#vips.delete(a);
     step('vipsDel');
-    this.#plan = next;
+    // the record follows the kernel: the diff's part of it, or all of a full write (init, resync)
+    if (ops) this.#written.update(ops, next);
+    else this.#written.reset(next);
     this.#full = false;
     this.#save(next, touched && ops ? { ops, frontends: touched, services: vsKeys } : undefined);
     step('state');
@@ -463,7 +471,7 @@ export class IpvsDataplane implements Dataplane {
       this.#log.info({ devices: this.#devicesWanted }, 'external devices');
     }
     await this.#drain();
-    if (this.#plan && ++this.#ticks % (this.#o.resyncEvery ?? 6) === 0) await this.#resync();
+    if (this.#written.any && ++this.#ticks % (this.#o.resyncEvery ?? 6) === 0) await this.#resync();
   }
 
   /** Deletes draining real servers that IPVS counts no connection to, or whose bound has passed. */
@@ -504,11 +512,11 @@ export class IpvsDataplane implements Dataplane {
   }
 
   async #resync(): Promise<void> {
-    if (!this.#plan) return;
+    if (!this.#written.any) return;
     await this.#readKernel([...this.#held.keys()]);
     // the weight-0 servers the kernel still holds are the draining ones; keep their deadlines
     this.#tableFresh = !(await tableExists(this.#transport, this.#table));
-    await this.#write(this.#plan);
+    await this.#write(this.#written.plan);
   }
 
   /**
