@@ -7,7 +7,7 @@ import { buildPlan } from '../../src/plan/plan.js';
 import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
 import type { NodeState } from '../../src/model/compiled.js';
 import { attr, decodeAttrs, decodeError, decodeMessages, encodeAttrs, encodeMessage, genlPayload, ipText, NLM_F_ACK, NLM_F_REQUEST } from '../../src/dataplane/ipvs/netlink.js';
-import { decodeDest, decodeService, destAttrs, IPVS_CMD, ipvsOps, serviceAttrs, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey } from '../../src/dataplane/ipvs/ipvs.js';
+import { decodeDest, decodeService, destAttrs, IPVS_CMD, ipvsOps, serviceAttrs, SVC_F_MH_FALLBACK, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey } from '../../src/dataplane/ipvs/ipvs.js';
 import { staleUdpRules } from '../../src/dataplane/nftables/conntrack.js';
 import { desiredState, FWMARK_BASE, isOurVirtualServer } from '../../src/dataplane/ipvs/model.js';
 import { readBackPlan } from '../../src/dataplane/ipvs/dataplane.js';
@@ -132,7 +132,10 @@ test('desired state: a virtual server per frontend address, weights, persistence
   t.deepEqual([...d.elements.get('no-endpoints4')!], ['10.96.0.11 . udp . 53'], 'no endpoints: refused by nft, no virtual server');
   t.deepEqual([...d.elements.get('masq-frontends4')!].sort(), ['192.168.1.1 . tcp . 30080', '192.168.2.1 . tcp . 30080']);
   const mh = desiredState(p, { scheduler: 'mh', nodeAddresses: { 4: [], 6: [] } });
-  t.is(mh.services.get('10.96.0.10|80|TCP')!.vs.flags, SVC_F_PERSISTENT | SVC_F_MH_PORT, 'mh hashes the source port too, as kube-proxy');
+  // the source port hashed too, as kube-proxy (Proxier.syncProxyRules: FlagSourceHash for mh); and
+  // mh-fallback, which kube-proxy leaves off: a draining (weight 0) server's clients go elsewhere
+  // instead of being refused (README, differences)
+  t.is(mh.services.get('10.96.0.10|80|TCP')!.vs.flags, SVC_F_PERSISTENT | SVC_F_MH_PORT | SVC_F_MH_FALLBACK, 'mh: source port hashed, fallback past weight 0');
 });
 
 test('desired state: all terminating means they serve (weight 1); eTP=Local external traffic gets its own mark service', (t) => {
