@@ -47,7 +47,7 @@ function hostWrite(n: number): { wallMs: number; cpuMs: number; steps: Record<st
 export default defineBench({
   name: 'ipvs',
   title: 'IPVS mode: full sync and one change, in the VM (Debian 6.1 under qemu TCG)',
-  description: 'IpvsDataplane.apply() of N Services x 10 endpoints on an empty kernel (virtual and real servers, VIPs on the dummy, the nft helper table), then one endpoint change at a time; baseline: `ip -batch` of the VIPs plus `ipvsadm -R` of the same servers (one netlink request per server, as kube-proxy writes), alternately with ours in the same VM. Emulated: the ratio carries over, the milliseconds do not.',
+  description: 'IpvsDataplane.apply() of N Services x 10 endpoints on an empty kernel (virtual and real servers, VIPs on the dummy, the nft helper table), then one endpoint change at a time; baseline: `ip -batch` of the VIPs plus `ipvsadm -R` of the same servers (one netlink request per server, as kube-proxy writes), alternately with ours in the same VM. Emulated: the ratio carries over, the milliseconds do not. First row: the same full write on this host without the kernel (bench/ipvs-write.ts, netlink answered by a stand-in addon): the TypeScript side at host speed.',
   skip: () => {
     if (process.getuid?.() !== 0) return 'needs root (the VM tier)';
     if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86_64 is not installed';
