@@ -5,7 +5,7 @@
 // beside one `ipvsadm` call). Minutes under
 // software emulation, so it is skipped by --quick and without qemu; KBP_IPVS_BENCH_SIZES picks N
 // (default 1000,10000). Times are the emulated guest's: compare the ratio, not the milliseconds.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -33,10 +33,21 @@ function bootBench(sizes: string): Promise<{ result?: GuestResult; tail: string 
   });
 }
 
+/** bench/ipvs-write.ts in a child (its own heap, and the stand-in netlink addon before any real one loads). */
+function hostWrite(n: number): { wallMs: number; cpuMs: number; steps: Record<string, number> } {
+  const r = spawnSync(process.execPath, ['--import=tsx', join(repo, 'bench/ipvs-write.ts'), String(n)], {
+    cwd: repo, encoding: 'utf8', timeout: 600_000,
+    env: { ...process.env, KBP_NETLINK_ADDON: join(repo, 'bench/ipvs-netlink-standin.cjs') },
+  });
+  const line = r.stdout?.trim().split('\n').at(-1) ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) throw new Error(`bench/ipvs-write.ts ${n}: exit ${r.status}: ${(r.stderr || r.error?.message || '').slice(-800)}`);
+  return JSON.parse(line) as { wallMs: number; cpuMs: number; steps: Record<string, number> };
+}
+
 export default defineBench({
   name: 'ipvs',
   title: 'IPVS mode: full sync and one change, in the VM (Debian 6.1 under qemu TCG)',
-  description: 'IpvsDataplane.apply() of N Services x 10 endpoints on an empty kernel (virtual and real servers, VIPs on the dummy, the nft helper table), then one endpoint change at a time; baseline: `ip -batch` of the VIPs plus `ipvsadm -R` of the same servers (one netlink request per server, as kube-proxy writes), alternately with ours in the same VM. Emulated: the ratio carries over, the milliseconds do not.',
+  description: 'IpvsDataplane.apply() of N Services x 10 endpoints on an empty kernel (virtual and real servers, VIPs on the dummy, the nft helper table), then one endpoint change at a time; baseline: `ip -batch` of the VIPs plus `ipvsadm -R` of the same servers (one netlink request per server, as kube-proxy writes), alternately with ours in the same VM. Emulated: the ratio carries over, the milliseconds do not. First row: the same full write on this host without the kernel (bench/ipvs-write.ts, netlink answered by a stand-in addon): the TypeScript side at host speed.',
   skip: () => {
     if (process.getuid?.() !== 0) return 'needs root (the VM tier)';
     if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86_64 is not installed';
@@ -44,6 +55,16 @@ export default defineBench({
     return undefined;
   },
   async run(ctx) {
+    // without the kernel, on this host: the TypeScript side of a full write (model, diff, encoding),
+    // which the VM's emulation slows most (its diff step took 30-97 s there before the ops were
+    // written straight into buffers)
+    {
+      const n = ctx.quick ? 2000 : 10000;
+      const runs = Array.from({ length: ctx.quick ? 1 : 3 }, () => hostWrite(n));
+      const cpu = stats(runs.map((r) => r.cpuMs));
+      const step = (k: string) => stats(runs.map((r) => r.steps[k] ?? 0)).median;
+      ctx.metric({ name: `full write ${n}, host, no kernel: CPU`, value: cpu.median, unit: 'ms', better: 'lower', note: `min ${cpu.min} max ${cpu.max}, ${cpu.runs} runs; wall steps (median ms): model ${step('model')}, diff ${step('diff')}, ipvs ${step('ipvs')}, nft ${step('nft')}, state ${step('state')}; netlink answered by bench/ipvs-netlink-standin.cjs` });
+    }
     if (ctx.quick) {
       ctx.note('skipped in --quick: booting the VM and syncing under emulation takes minutes');
       return;

@@ -55,7 +55,7 @@ vm_kernel
 # baseline (left out when the host lacks it: only the bench needs it)
 tools="ip nsenter nft ethtool socat"
 [[ -x /usr/sbin/ipvsadm ]] && tools="$tools ipvsadm"
-vm_initramfs datapath "virtio_pci 9pnet_virtio 9p overlay sch_ingress cls_bpf veth dummy crc32c_generic nf_conntrack nf_nat nf_tables nft_chain_nat nft_masq nft_ct nft_reject_inet nf_conntrack_netlink ip_vs ip_vs_rr ip_vs_mh sctp" "$tools"
+vm_initramfs datapath "virtio_pci 9pnet_virtio 9p overlay sch_ingress cls_bpf veth dummy crc32c_generic nf_conntrack nf_nat nf_tables nft_chain_nat nft_masq nft_ct nft_reject_inet nft_numgen nft_fib_inet nft_nat nft_limit nf_conntrack_netlink ip_vs ip_vs_rr ip_vs_mh sctp" "$tools"
 vm_bundle
 
 echo "vm: booting linux $KVER (qemu TCG, $SMP cpus, timeout ${TIMEOUT}s)"

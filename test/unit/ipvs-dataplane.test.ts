@@ -13,7 +13,6 @@ import { buildPlan } from '../../src/plan/plan.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import type { Plan } from '../../src/plan/types.js';
 import type { NodeState } from '../../src/model/compiled.js';
-import { genlPayload } from '../../src/dataplane/ipvs/netlink.js';
 import { decodeDest, decodeService, IPVS_CMD, vsKey, type IpvsOp, type RealServer, type VirtualServer } from '../../src/dataplane/ipvs/ipvs.js';
 import { IpvsDataplane, touchedFrontends, type IpvsHost, type IpvsKernel } from '../../src/dataplane/ipvs/dataplane.js';
 import { DesiredIndex, desiredState, frontendPart, rsKey, tupleKey, type ModelOptions } from '../../src/dataplane/ipvs/model.js';
@@ -37,7 +36,7 @@ class FakeIpvs implements IpvsKernel {
   async run(ops: IpvsOp[]): Promise<Array<{ op: IpvsOp; errno: number; message: string }>> {
     const failed: Array<{ op: IpvsOp; errno: number; message: string }> = [];
     for (const op of ops) {
-      const m = { type: 0, flags: 0, seq: 0, payload: genlPayload(op.cmd, 1, op.attrs) };
+      const m = { type: 0, flags: 0, seq: 0, payload: op.payload };
       const vs = decodeService(m)!;
       const k = vsKey(vs);
       const s = this.services.get(k);

@@ -7,7 +7,7 @@ import { buildPlan } from '../../src/plan/plan.js';
 import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
 import type { NodeState } from '../../src/model/compiled.js';
 import { attr, decodeAttrs, decodeError, decodeMessages, encodeAttrs, encodeMessage, genlPayload, ipText, NLM_F_ACK, NLM_F_REQUEST } from '../../src/dataplane/ipvs/netlink.js';
-import { decodeDest, decodeService, IPVS_CMD, ipvsOps, serviceAttrs, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey } from '../../src/dataplane/ipvs/ipvs.js';
+import { decodeDest, decodeService, destAttrs, IPVS_CMD, ipvsOps, serviceAttrs, SVC_F_MH_FALLBACK, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey } from '../../src/dataplane/ipvs/ipvs.js';
 import { staleUdpRules } from '../../src/dataplane/nftables/conntrack.js';
 import { desiredState, FWMARK_BASE, isOurVirtualServer } from '../../src/dataplane/ipvs/model.js';
 import { readBackPlan } from '../../src/dataplane/ipvs/dataplane.js';
@@ -57,7 +57,8 @@ test('services: persistence, mh flags, IPv6 and firewall marks survive a round t
 test('NEW_DEST carries the service key, then the real server (masq, weight, thresholds)', (t) => {
   const op = ipvsOps.addDest({ address: '10.96.0.10', protocol: 'TCP', port: 80 }, { address: '10.244.1.2', port: 8080, weight: 1 });
   t.is(op.cmd, IPVS_CMD.NEW_DEST);
-  const top = decodeAttrs(encodeAttrs(op.attrs));
+  t.is(hex(op.payload.subarray(0, 4)), '05010000', 'genlmsghdr: NEW_DEST, version 1');
+  const top = decodeAttrs(op.payload.subarray(4));
   t.is(hex(top.get(1)!.subarray(0, 8)), '0600010002000000', 'service key first: AF');
   const d = decodeAttrs(top.get(2)!);
   t.is(hex(d.get(1)!), '0af40102' + '00'.repeat(12));
@@ -71,6 +72,30 @@ test('NEW_DEST carries the service key, then the real server (masq, weight, thre
   ])]);
   t.deepEqual(decodeDest({ type: 0x25, flags: 2, seq: 1, payload: answer }, 2),
     { address: '10.244.1.2', port: 8080, weight: 0, activeConns: 3, inactiveConns: 9, persistConns: 1 });
+});
+
+test('real-server ops written straight into one buffer are the bytes of the attribute encoder (destAttrs), and the same for every command and family', (t) => {
+  const services = [
+    { address: '10.96.0.10', protocol: 'TCP' as const, port: 80, scheduler: 'rr', flags: SVC_F_PERSISTENT, timeout: 60 },
+    { address: 'fd00:10:96::a', protocol: 'UDP' as const, port: 53 },
+    { address: '0.0.0.0', fwmark: FWMARK_BASE | 5, protocol: 'TCP' as const, port: 0 },
+    { address: '::', fwmark: FWMARK_BASE | 77, protocol: 'SCTP' as const, port: 0 },
+  ];
+  const dests = [
+    { address: '10.244.1.2', port: 8080, weight: 1 }, { address: '255.0.9.99', port: 65535, weight: 0 },
+    { address: 'fd00:10:244:1::2', port: 1, weight: 7 }, { address: '::ffff:10.1.2.3', port: 80, weight: 1 },
+  ];
+  for (const v of services) {
+    for (const d of dests) {
+      const key = { address: v.address, protocol: v.protocol, port: v.port, ...('fwmark' in v && { fwmark: v.fwmark }) };
+      t.is(hex(ipvsOps.addDest(v, d).payload), hex(genlPayload(IPVS_CMD.NEW_DEST, 1, destAttrs(key, d, true))), `add ${vsKey(v)} ${d.address}`);
+      t.is(hex(ipvsOps.editDest(v, d).payload), hex(genlPayload(IPVS_CMD.SET_DEST, 1, destAttrs(key, d, true))), `edit ${vsKey(v)} ${d.address}`);
+      t.is(hex(ipvsOps.delDest(v, d).payload), hex(genlPayload(IPVS_CMD.DEL_DEST, 1, destAttrs(key, { ...d, weight: 0 }, false))), `del ${vsKey(v)} ${d.address}`);
+    }
+  }
+  t.is(ipvsOps.editDest(services[0]!, dests[0]!).what, 'set weight 1 of 10.244.1.2:8080 in 10.96.0.10|80|TCP');
+  t.throws(() => ipvsOps.addDest(services[0]!, { address: '10.244.1.256', port: 80, weight: 1 }), { message: /not an IP address/ });
+  t.throws(() => ipvsOps.addDest(services[0]!, { address: '10.244.1', port: 80, weight: 1 }), { message: /not an IP address/ });
 });
 
 test('an NLMSG_ERROR answer gives the errno and the kernel\'s extended-ack text', (t) => {
@@ -107,7 +132,10 @@ test('desired state: a virtual server per frontend address, weights, persistence
   t.deepEqual([...d.elements.get('no-endpoints4')!], ['10.96.0.11 . udp . 53'], 'no endpoints: refused by nft, no virtual server');
   t.deepEqual([...d.elements.get('masq-frontends4')!].sort(), ['192.168.1.1 . tcp . 30080', '192.168.2.1 . tcp . 30080']);
   const mh = desiredState(p, { scheduler: 'mh', nodeAddresses: { 4: [], 6: [] } });
-  t.is(mh.services.get('10.96.0.10|80|TCP')!.vs.flags, SVC_F_PERSISTENT | SVC_F_MH_PORT, 'mh hashes the source port too, as kube-proxy');
+  // the source port hashed too, as kube-proxy (Proxier.syncProxyRules: FlagSourceHash for mh); and
+  // mh-fallback, which kube-proxy leaves off: a draining (weight 0) server's clients go elsewhere
+  // instead of being refused (README, differences)
+  t.is(mh.services.get('10.96.0.10|80|TCP')!.vs.flags, SVC_F_PERSISTENT | SVC_F_MH_PORT | SVC_F_MH_FALLBACK, 'mh: source port hashed, fallback past weight 0');
 });
 
 test('desired state: all terminating means they serve (weight 1); eTP=Local external traffic gets its own mark service', (t) => {

@@ -2,9 +2,13 @@
 // VM's kernel has ip_vs and dummy, which the host's lacks). The VM's namespace as the node, the real agent
 // (the CLI, bundled), two server pods and a client pod on veths, and an external client on the node's
 // external device. Checks, with real clients:
+//   - a mode switch: an nftables-mode agent's table (left when it stopped) is removed by the next one;
 //   - auto picks IPVS when BPF is unavailable (KBP_DISABLE_BPF), and says why BPF was skipped;
-//   - --mode ipvs takes over from that agent (a restart: the virtual servers are read back, unchanged);
+//   - --mode ipvs takes over from that agent (a restart: the virtual servers are read back, unchanged)
+//     under traffic: no new connection fails, a kept-alive one is not reset, no sample of the table
+//     differs; its /healthz body and kubebpfproxy_dataplane_mode say ipvs;
 //   - ClusterIP balances over both pods, from a pod; NodePort balances from the external client;
+//     an externalIP too; hairpin (a pod through its own Service) is masqueraded;
 //   - ClientIP affinity keeps one pod;
 //   - a removed TCP backend drains (weight 0 while a connection is open) and gets no new connection,
 //     and is deleted once that connection ends (bounded by --ipvs-drain-timeout, 10 s here);
@@ -15,7 +19,9 @@
 //   - the ip_vs sysctls; the persistence timeout; a removed SCTP backend deleted at once (as UDP);
 //     the periodic resync removing strays (a virtual server, a VIP) and restoring what was deleted
 //     by hand; a removed Service's virtual server and VIP gone;
-//   - dump -o json equals compile -o json; cleanup (without the state file) removes the virtual
+//   - --ipvs-scheduler mh: a source (address and port) keeps its pod; while a pod drains, its clients
+//     go elsewhere and the others' stay;
+//   - dump -o json equals compile -o json, dump -o table equals ipvsadm -Ln; cleanup (without the state file) removes the virtual
 //     servers, NodePorts on node addresses included, the dummy and the table, and nothing else.
 // Prints "ok - ..." / "not ok - ..." lines and a tally as mini-ava does, so guest.ts counts them.
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +47,11 @@ const PODS = [{ name: 'pod-a', ip: '10.244.1.2', ip6: 'fd00:10:244:1::2' }, { na
 const DUAL_IP = '10.96.0.16', DUAL_IP6 = 'fd00:96::16', SCTP_IP = '10.96.0.17', SCTP_PORT = 9000;
 const LB_IP = '192.168.80.10', LB_NODE_PORT = 30082, EXT_IP_DENIED = '192.168.77.3';
 const MASQ_IP = '10.96.0.19', MASQ_NODE_PORT = 30083, REMOTE_POD = { name: 'pod-r', ip: '10.244.2.3' };
+// an externalIP (a VIP on the dummy like a ClusterIP, reached from outside); the mh Service's three
+// endpoints (pod-a, pod-b, pod-r), one of which leaves while the agent runs with --ipvs-scheduler mh
+const EXTIP_SVC = '10.96.0.20', EXTERNAL_IP = '192.168.80.20', MH_IP = '10.96.0.21';
+/** /healthz and /metrics of the agent that takes over (the others bind none) */
+const HEALTHZ = '127.0.0.1:10256', METRICS = '127.0.0.1:10249';
 
 
 /**
@@ -126,7 +137,7 @@ spec:
 }
 
 /** Services written once (the checks below never change them), beside services.yaml */
-function extraManifests(dir: string, sctp: string[] | null = PODS.map((p) => p.ip)): void {
+function extraManifests(dir: string, sctp: string[] | null = PODS.map((p) => p.ip), mh: string[] = [...PODS.map((p) => p.ip), REMOTE_POD.ip]): void {
   const eps = (ips: string[], node = 'vm') => ips.map((ip) => `  - addresses: ["${ip}"]\n    conditions: { ready: true }\n    nodeName: ${node}`).join('\n');
   const sl = (svc: string, name: string, family: string, port: number, proto: string, body: string) => `---
 apiVersion: discovery.k8s.io/v1
@@ -165,12 +176,22 @@ spec:
   type: NodePort
   clusterIP: ${MASQ_IP}
   ports: [ { name: p, port: 80, targetPort: 8080, nodePort: ${MASQ_NODE_PORT}, protocol: TCP } ]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: extip, namespace: default }
+spec: { clusterIP: ${EXTIP_SVC}, externalIPs: [${EXTERNAL_IP}], ports: [ { name: p, port: 80, targetPort: 8080, protocol: TCP } ] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: hash, namespace: default }
+spec: { clusterIP: ${MH_IP}, ports: [ { name: p, port: 80, targetPort: 8080, protocol: TCP } ] }
 ${sctp ? `---
 apiVersion: v1
 kind: Service
 metadata: { name: sctp, namespace: default }
 spec: { clusterIP: ${SCTP_IP}, ports: [ { name: p, port: ${SCTP_PORT}, targetPort: ${SCTP_PORT}, protocol: SCTP } ] }
-` : ''}${sl('dual', 'dual-4', 'IPv4', 8080, 'TCP', eps(v4))}${sl('dual', 'dual-6', 'IPv6', 8080, 'TCP', eps(v6))}${sl('lbr', 'lbr-1', 'IPv4', 8080, 'TCP', eps(v4))}${sl('masq', 'masq-1', 'IPv4', 8080, 'TCP', eps([REMOTE_POD.ip], 'other'))}${sctp ? sl('sctp', 'sctp-1', 'IPv4', SCTP_PORT, 'SCTP', eps(sctp)) : ''}`;
+` : ''}${sl('dual', 'dual-4', 'IPv4', 8080, 'TCP', eps(v4))}${sl('dual', 'dual-6', 'IPv6', 8080, 'TCP', eps(v6))}${sl('lbr', 'lbr-1', 'IPv4', 8080, 'TCP', eps(v4))}${sl('masq', 'masq-1', 'IPv4', 8080, 'TCP', eps([REMOTE_POD.ip], 'other'))}${sl('extip', 'extip-1', 'IPv4', 8080, 'TCP', eps(v4))}${sl('hash', 'hash-1', 'IPv4', 8080, 'TCP', eps(mh.slice(0, 2)) + (mh[2] ? `\n${eps([mh[2]], 'other')}` : ''))}${sctp ? sl('sctp', 'sctp-1', 'IPv4', SCTP_PORT, 'SCTP', eps(sctp)) : ''}`;
   writeFileSync(join(dir, '.extra.yaml.tmp'), text);
   renameSync(join(dir, '.extra.yaml.tmp'), join(dir, 'extra.yaml'));
 }
@@ -178,16 +199,21 @@ spec: { clusterIP: ${SCTP_IP}, ports: [ { name: p, port: ${SCTP_PORT}, targetPor
 const lab = new Lab('ipvs');
 const dir = mkdtempSync('/tmp/kbp-ipvs-');
 let node: Netns, client: Netns, ext: Netns;
+/** the nftables agent's run (setup starts it): `nft list tables` after it stopped, '' when it failed */
+let nftModeLeft: Promise<string> = Promise.resolve('');
+/** the server pods' namespaces, by name (hairpin: a pod reaching its own Service) */
+const podNs = new Map<string, Netns>();
 /** the web Service's endpoints as last written */
 let webNow = PODS.map((p) => p.ip);
 
 async function cli(args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
   return lab.runIn(node, process.execPath, [AGENT, ...args], { timeoutMs: 180_000 });
 }
-function startAgent(mode: string, env: Record<string, string> = {}): LabProcess {
+function startAgent(mode: string, env: Record<string, string> = {}, more: string[] = []): LabProcess {
+  const bind = more.includes('--healthz-bind-address') ? [] : ['--healthz-bind-address', '', '--metrics-bind-address', ''];
   const args = [AGENT, 'run', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '--mode', mode, '--bpffs', PIN,
-    '--devices', 'ext0', '--healthz-bind-address', '', '--metrics-bind-address', '', '--housekeeping-interval', '1s',
-    '--min-sync-period', '100ms', '--ipvs-drain-timeout', `${DRAIN_S}s`];
+    '--devices', 'ext0', ...bind, '--housekeeping-interval', '1s',
+    '--min-sync-period', '100ms', ...(more.includes('--ipvs-drain-timeout') ? [] : ['--ipvs-drain-timeout', `${DRAIN_S}s`]), ...more];
   const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   return lab.spawn(node, envArgs.length ? 'env' : process.execPath, envArgs.length ? [...envArgs, process.execPath, ...args] : args, { what: `agent --mode ${mode}` });
 }
@@ -204,11 +230,10 @@ async function until<T>(what: string, ms: number, fn: () => Promise<T | undefine
   throw new Error(`${what}: not within ${ms} ms${last ? `: ${(last as Error).message}` : ''}`);
 }
 // 300 s: with the host at load ~23 and a second VM running, an agent's start took over 120 s
+// (an exit ends the wait at once: until() takes a throw for "not yet")
 async function waitRunning(p: LabProcess): Promise<void> {
-  await until('the agent says it runs', 300_000, async () => {
-    if (p.child.exitCode !== null) throw new Error(`agent exited ${p.child.exitCode}: ${p.output().slice(-1500)}`);
-    return p.output().includes('agent running') ? true : undefined;
-  });
+  const r = await until('the agent says it runs', 300_000, async () => (p.child.exitCode !== null ? 'exited' : p.output().includes('agent running') ? 'running' : undefined));
+  if (r === 'exited') throw new Error(`agent exited ${p.child.exitCode}: ${p.output().slice(-1500)}`);
 }
 /** IPVS as `ipvsadm -Ln` prints it, read here (the node is this process's namespace) */
 async function table(): Promise<string> {
@@ -250,6 +275,26 @@ function tally(names: string[]): string {
   return [...c].sort().map(([k, v]) => `${k}=${v}`).join(' ');
 }
 
+/** The table without IPVS's connection counters (they move with traffic): "addr:port weight" per real server. */
+function stripCounters(t: string): string {
+  return t.split('\n').map((l) => (l.startsWith('  -> ') ? l.trim().split(/\s+/).slice(0, 4).join(' ') : l.trim())).filter(Boolean).join('\n');
+}
+/**
+ * The virtual servers of an `ipvsadm -Ln`-like text, each "PROT VIP SCHED FLAGS | -> RS FWD WEIGHT, ...",
+ * real servers sorted, the list sorted; headers and connection counters left out.
+ */
+function ipvsBlocks(text: string): string[] {
+  const out: string[] = [];
+  let cur: { vs: string; rs: string[] } | undefined;
+  const flush = () => { if (cur) out.push(`${cur.vs} | ${cur.rs.sort().join(', ')}`); };
+  for (const l of text.split('\n')) {
+    if (/^(TCP|UDP|SCTP|FWM) /.test(l)) { flush(); cur = { vs: l.trim().split(/\s+/).join(' '), rs: [] }; }
+    else if (cur && /^ {2}-> /.test(l)) cur.rs.push(l.trim().split(/\s+/).slice(1, 4).join(' '));
+  }
+  flush();
+  return out.sort();
+}
+
 async function setup(): Promise<void> {
   // the node is the VM's own namespace, named so the lab's helpers reach it: this process reads IPVS
   // there directly instead of starting a CLI per look (seconds each under emulation)
@@ -263,6 +308,18 @@ async function setup(): Promise<void> {
   // a second external source, outside the LB Service's loadBalancerSourceRanges
   await lab.addAddress(ext, 'eth0', `${EXT_IP_DENIED}/24`);
   await lab.addRoute(ext, 'default', { via: NODE_IP, dev: 'eth0' });
+  // the mode switch's first agent, in nftables mode, starts now (seconds under emulation) while the
+  // pods start; it stops, leaving its table, before the IPVS agent starts
+  extraManifests(dir);
+  manifests(dir, PODS.map((p) => p.ip), PODS.map((p) => p.ip));
+  const nftAgent = startAgent('nftables');
+  nftModeLeft = waitRunning(nftAgent).then(async () => {
+    await until('the nftables agent\'s table', 60_000, async () => ((await run('/usr/sbin/nft', ['list', 'tables'])).stdout.includes('kube-bpf-proxy-nft') ? true : undefined));
+    return (await run('/usr/sbin/nft', ['list', 'tables'])).stdout;
+  }).catch((e: Error) => { log(`the nftables agent: ${e.message}`); return ''; }).finally(async () => {
+    nftAgent.child.kill('SIGTERM');
+    await nftAgent.exited;
+  });
   // the servers start side by side (a node process takes seconds to start under emulation) and are
   // waited for together; lab.startPodServer waits 10 s for "ready": too short here
   // (each waiter listens from the spawn on: waitForLine sees only output that comes after it)
@@ -274,6 +331,7 @@ async function setup(): Promise<void> {
   };
   for (const [i, p] of PODS.entries()) {
     const pod = await lab.addPod({ node, name: p.name, hostIf: `pod${i}`, addresses: [p.ip, p.ip6] });
+    podNs.set(p.name, pod.ns);
     ready(lab.spawn(pod.ns, process.execPath, [POD_SERVER, '--name', p.name, '--http', '8080', '--udp', '5353'], { what: `pod-server ${p.name}` }));
     // SCTP: real sockets (the sctp module is in the initramfs), one association per answer
     lab.spawn(pod.ns, 'socat', [`SCTP-LISTEN:${SCTP_PORT},fork,reuseaddr`, `SYSTEM:echo ${p.name}`], { what: `sctp server ${p.name}` });
@@ -283,16 +341,60 @@ async function setup(): Promise<void> {
   ready(lab.spawn(remote.ns, process.execPath, [POD_SERVER, '--name', REMOTE_POD.name, '--http', '8080'], { what: 'pod-server remote' }));
   await Promise.all(servers);
   await lab.addPod({ node, name: 'client', hostIf: 'podc', addresses: ['10.244.1.9', 'fd00:10:244:1::9'] }).then((p) => { client = p.ns; });
-  extraManifests(dir);
-  manifests(dir, PODS.map((p) => p.ip), PODS.map((p) => p.ip));
 }
 
 /** one UDP socket (one source port) sending every 200 ms, printing who answered */
 const UDP_FLOW = `const d=require('node:dgram').createSocket('udp4');let i=0;d.on('message',(m)=>console.log('reply '+m));
 const t=setInterval(()=>{d.send('x',53,'${UDP_IP}');if(++i>600)process.exit(0)},200);process.on('SIGTERM',()=>process.exit(0));`;
 
+/**
+ * Traffic across an agent's restart, from the client pod: one kept-alive connection asking every
+ * 500 ms (it must never be reset), and a new connection every 300 ms (none may fail); a line of
+ * counts each second and at SIGTERM. Bounded: exits by itself after 400 s.
+ */
+const TRAFFIC = `const net=require('node:net'),http=require('node:http');let ok=0,bad=0,held=0,heldGone='';
+const s=net.connect(80,'${CIP}');let tail='';
+s.on('data',(d)=>{const t=tail+d;held+=(t.match(/HTTP\\/1\\.1 200/g)||[]).length;tail=t.slice(-16);});
+s.on('close',()=>{heldGone=heldGone||'closed'});s.on('error',(e)=>{heldGone='error '+e.code});
+setInterval(()=>{if(!heldGone)s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')},500);
+setInterval(()=>{const r=http.get({host:'${CIP}',port:80,path:'/',agent:false,timeout:15000},(res)=>{res.resume();res.on('end',()=>ok++)});
+r.on('error',(e)=>{bad++;console.log('new connection failed: '+e.message)});r.on('timeout',()=>r.destroy(new Error('timeout')))},300);
+const line=()=>'counts ok='+ok+' bad='+bad+' held='+held+' heldGone='+(heldGone||'no');
+setInterval(()=>console.log(line()),1000);process.on('SIGTERM',()=>{console.log('final '+line());process.exit(0)});setTimeout(()=>process.exit(0),400000);`;
+
+/** The last "counts" or "final" line of the traffic process, parsed. */
+function trafficCounts(out: string): { ok: number; bad: number; held: number; heldGone: string } | undefined {
+  const m = [...out.matchAll(/(?:counts|final) ok=(\d+) bad=(\d+) held=(\d+) heldGone=(\S+(?: \S+)?)/g)].at(-1);
+  return m && { ok: Number(m[1]), bad: Number(m[2]), held: Number(m[3]), heldGone: m[4]! };
+}
+
+/**
+ * Each of `ports` (the client's source ports) connects once to the mh Service, all at once, reads
+ * which pod answered and resets the connection (no TIME_WAIT, so the next round can reuse the port):
+ * port -> pod. Parallel: a reused tuple's first SYN is dropped by IPVS (conn_reuse_mode with
+ * conntrack) and resent a second later, so one at a time would take a second per port.
+ */
+async function mhRound(ports: number[]): Promise<Map<number, string>> {
+  const script = `const net=require('node:net');const out={};let left=${ports.length};
+for(const p of ${JSON.stringify(ports)}){const s=net.connect({host:'${MH_IP}',port:80,localAddress:'10.244.1.9',localPort:p});let b='';
+s.setTimeout(20000,()=>{s.destroy();out[p]='timeout';if(!--left)done()});
+s.on('connect',()=>s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'));
+s.on('data',(d)=>{b+=d;const m=/\\r\\n\\r\\n(\\S+)/.exec(b);if(m&&!out[p]){out[p]=m[1];s.resetAndDestroy();if(!--left)done()}});
+s.on('error',(e)=>{if(!out[p]){out[p]='error '+e.code;if(!--left)done()}});}
+function done(){console.log(JSON.stringify(out));process.exit(0)}setTimeout(()=>{console.log(JSON.stringify(out));process.exit(0)},60000);`;
+  const r = await lab.runIn(client, process.execPath, ['-e', script], { timeoutMs: 90_000 });
+  const got = JSON.parse(r.stdout.trim().split('\n').at(-1) || '{}') as Record<string, string>;
+  const m = new Map(ports.map((p) => [p, got[p] ?? 'none']));
+  const bad = [...m].filter(([, v]) => !v.startsWith('pod-'));
+  if (bad.length) throw new Error(`${bad.length} of ${ports.length} connections to ${MH_IP}:80 failed: ${bad.slice(0, 4).map(([p, v]) => `${p}: ${v}`).join(', ')}`);
+  return m;
+}
+
 async function main(): Promise<void> {
   await setup();
+  // an agent of another mode (started in setup) left its state on the node: its table (an agent
+  // that exits keeps its rules, as kube-proxy's), for the next agent to remove when it picks IPVS
+    const nftLeft = await nftModeLeft;
   let agent = startAgent('auto', { KBP_DISABLE_BPF: 'vm-ipvs-tier' });
   await check('--mode auto picks IPVS when BPF is unavailable, and logs why BPF was skipped', async () => {
     await waitRunning(agent);
@@ -301,19 +403,68 @@ async function main(): Promise<void> {
     expect(/data plane skipped/.test(out) && out.includes('KBP_DISABLE_BPF'), 'BPF skipped without its reason');
     return 'skipped bpf: KBP_DISABLE_BPF';
   });
+  await check('a mode switch into IPVS: the nftables agent\'s table, left when it exited, is removed by the agent that picks IPVS (as kube-proxy cleans up the other proxiers)', async () => {
+    expect(nftLeft.includes('kube-bpf-proxy-nft'), `the nftables agent left no table to remove: ${JSON.stringify(nftLeft)}`);
+    const tables = (await run('/usr/sbin/nft', ['list', 'tables'])).stdout;
+    expect(!tables.includes('kube-bpf-proxy-nft'), `still there after the switch:\n${tables}`);
+    expect(agent.output().includes('switched from nftables: removed its table'), 'no "switched from nftables" in the log');
+    return tables.split('\n').filter(Boolean).join(', ');
+  });
   const before = await until('the first sync', 60_000, async () => {
     const t = await table();
     return realServers(t, `${CIP}:80`).length === 2 ? t : undefined;
   }).catch((e: Error) => { log(e.message); return ''; });
 
+  // the restart under traffic: the table sampled every 500 ms from before the old agent stops until
+  // the new one has run a while; any sample that differs is a real server flapped
+  const traffic = lab.spawn(client, process.execPath, ['-e', TRAFFIC], { what: 'traffic' });
+  await until('traffic flows', 60_000, async () => ((trafficCounts(traffic.output())?.ok ?? 0) >= 2 ? true : undefined)).catch(() => undefined);
+  const samples: string[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    for (let i = 0; sampling && i < 2000; i++) {
+      samples.push(stripCounters(await table().catch((e: Error) => `read failed: ${e.message}`)));
+      await sleep(500);
+    }
+  })();
   agent.child.kill('SIGTERM');
   await agent.exited;
-  agent = startAgent('ipvs');
+  agent = startAgent('ipvs', {}, ['--healthz-bind-address', HEALTHZ, '--metrics-bind-address', METRICS]);
   await check('--mode ipvs takes over: the earlier agent\'s virtual servers are read back, not rebuilt', async () => {
     await waitRunning(agent);
     expect(agent.output().includes('reusing the IPVS state of an earlier agent'), 'no "reusing the IPVS state" in the log');
     const after = await table();
-    expect(before !== '' && after === before, `the table changed across the restart:\n${before}\n---\n${after}`);
+    expect(before !== '' && stripCounters(after) === stripCounters(before), `the table changed across the restart:\n${before}\n---\n${after}`);
+  });
+  await check('a restart under traffic: no new connection fails, the kept-alive one is never reset, no real server changes at any sample', async () => {
+    // the new agent's first syncs and a housekeeping tick or two under traffic
+    const at = trafficCounts(traffic.output())?.ok ?? 0;
+    await until('traffic after the restart', 60_000, async () => ((trafficCounts(traffic.output())?.ok ?? 0) >= at + 8 ? true : undefined));
+    sampling = false;
+    await sampler;
+    traffic.child.kill('SIGTERM');
+    await traffic.exited;
+    const c = trafficCounts(traffic.output());
+    expect(!!c, `no counts from the traffic: ${traffic.output().slice(-500)}`);
+    expect(c!.bad === 0, `${c!.bad} new connections failed: ${traffic.output().split('\n').filter((l) => l.startsWith('new connection failed')).slice(0, 3).join('; ')}`);
+    expect(c!.heldGone === 'no' && c!.held >= 4, `the kept-alive connection: ${c!.heldGone}, ${c!.held} answers`);
+    const base = stripCounters(before);
+    const differ = samples.filter((x) => x !== base);
+    expect(samples.length >= 4 && !differ.length, `${differ.length} of ${samples.length} samples differ from the table before; first:\n${differ[0] ?? ''}\n--- before:\n${base}`);
+    return `${c!.ok} new connections, ${c!.held} answers on the kept one, ${samples.length} samples of the table alike`;
+  });
+  await check('/healthz says ipvs in its body, /metrics has kubebpfproxy_dataplane_mode{mode="ipvs"} 1', async () => {
+    const h = await until('/healthz answers 200', 60_000, async () => {
+      const r = await fetch(`http://${HEALTHZ}/healthz`);
+      return r.status === 200 ? r.text() : undefined;
+    });
+    expect((JSON.parse(h) as { dataplaneMode?: string }).dataplaneMode === 'ipvs', `/healthz body: ${h}`);
+    const m = await (await fetch(`http://${METRICS}/metrics`)).text();
+    const line = m.split('\n').find((l) => l.startsWith('kubebpfproxy_dataplane_mode{')) ?? '';
+    expect(/mode="ipvs"\} 1$/.test(line), `the mode metric: ${JSON.stringify(line)}`);
+    const others = m.split('\n').filter((l) => l.startsWith('kubebpfproxy_dataplane_mode{') && !l.includes('mode="ipvs"') && !/ 0$/.test(l));
+    expect(!others.length, `another mode set: ${others.join('; ')}`);
+    return `${h.trim().slice(0, 120)}; ${line}`;
   });
 
   await check('the ip_vs sysctls as kube-proxy sets them: conntrack, expire_nodest_conn, expire_quiescent_template 1; conn_reuse_mode left alone (6.1 >= 5.9)', async () => {
@@ -326,6 +477,26 @@ async function main(): Promise<void> {
   await check('ClusterIP balances over both pods (from a pod)', async () => {
     const r = await http(client, CIP, 80, 16);
     expect(new Set(r).size === 2, `one pod only: ${tally(r)}`);
+    return tally(r);
+  });
+  await check('hairpin: a pod balanced to itself through its Service\'s ClusterIP is masqueraded (it sees the node, not its own address)', async () => {
+    const a = PODS[0]!;
+    const r = await http(podNs.get(a.name)!, CIP, 80, 10, '/client');
+    const self = r.filter((x) => x.startsWith(`${a.name} `));
+    expect(self.length > 0, `no request came back to ${a.name}: ${tally(r.map((x) => x.split(' ')[0]!))}`);
+    const from = new Set(self.map(seenFrom));
+    expect(!from.has(a.ip), `${a.name} saw its own address ${a.ip} on a hairpin connection: not masqueraded`);
+    return `${self.length} of ${r.length} back to ${a.name}, seen from ${[...from].join(', ')}`;
+  });
+  await check('externalIP: its VIP on kbp-ipvs0, and the external client balances over both pods through it', async () => {
+    const r = await http(ext, EXTERNAL_IP, 80, 12);
+    expect(new Set(r).size === 2, `one pod only: ${tally(r)}`);
+    const dummy = new DummyLink('kbp-ipvs0');
+    try {
+      expect((await dummy.addresses()).includes(EXTERNAL_IP), `${EXTERNAL_IP} is not on kbp-ipvs0`);
+    } finally { dummy.close(); }
+    const t = await table();
+    expect(realServers(t, `${EXTERNAL_IP}:80`).length === 2, `virtual server ${EXTERNAL_IP}:80: ${realServers(t, `${EXTERNAL_IP}:80`).join(', ')}`);
     return tally(r);
   });
   await check('NodePort on the node address balances over both pods (from the external client)', async () => {
@@ -341,14 +512,25 @@ async function main(): Promise<void> {
     expect(/ rr persistent 60$/.test(line), `not persistent 60: ${JSON.stringify(line)}`);
     return `${tally(r)}; ${line.trim()}`;
   });
+  // side by side: each CLI is a node process that takes seconds to start under emulation (the
+  // table's dump is started here too and checked next)
+  const tableDump = Promise.all([cli(['dump', '--mode', 'ipvs', '--bpffs', PIN, '-o', 'table']), lab.runIn(node, 'ipvsadm', ['-Ln'], { timeoutMs: 60_000 })]);
+  tableDump.catch(() => undefined); // awaited in its check
   await check('dump -o json equals compile -o json', async () => {
-    // side by side: each is a node process that takes seconds to start under emulation
     const [d, c] = await Promise.all([
       cli(['dump', '--mode', 'ipvs', '--bpffs', PIN, '-o', 'json']),
       cli(['compile', '--manifests', dir, '--node-name', 'vm', '--node-ip', NODE_IP, '-o', 'json']),
     ]);
     expect(d.code === 0 && c.code === 0, `dump ${d.code} ${d.stderr} / compile ${c.code} ${c.stderr}`);
     expect(d.stdout === c.stdout, `dump:\n${d.stdout}\ncompile:\n${c.stdout}`);
+  });
+  await check('dump -o table shows what ipvsadm -Ln shows: the same virtual servers, schedulers, persistence, real servers and weights', async () => {
+    const [d, a] = await tableDump;
+    expect(d.code === 0 && a.code === 0, `dump ${d.code} ${d.stderr} / ipvsadm ${a.code} ${a.stderr}`);
+    const ours = ipvsBlocks(d.stdout), theirs = ipvsBlocks(a.stdout);
+    expect(theirs.length >= 10, `ipvsadm -Ln lists ${theirs.length} virtual servers:\n${a.stdout}`);
+    expect(JSON.stringify(ours) === JSON.stringify(theirs), `dump -o table:\n${ours.join('\n')}\n--- ipvsadm -Ln:\n${theirs.join('\n')}`);
+    return `${theirs.length} virtual servers alike`;
   });
 
   await check('refused at once: a Service without endpoints, and a VIP port no Service has (nft reject)', async () => {
@@ -547,6 +729,49 @@ s.on('connect',()=>{console.log('connected '+s.localPort)});process.on('SIGTERM'
     }
   });
 
+  agent.child.kill('SIGTERM');
+  await agent.exited;
+  // a long drain bound here: the check looks at new connections while the leaving pod drains
+  agent = startAgent('ipvs', {}, ['--ipvs-scheduler', 'mh', '--ipvs-drain-timeout', '300s']);
+  await check('--ipvs-scheduler mh (source address and port hashed): the same client goes to the same pod; while a leaving pod drains (weight 0), its clients go elsewhere (mh-fallback) and the others\' stay', async () => {
+    await waitRunning(agent);
+    await until('the virtual servers use mh', 90_000, async () => {
+      const t = await table();
+      const line = t.split('\n').find((l) => l.startsWith(`TCP  ${MH_IP}:80 `)) ?? '';
+      return / mh\b/.test(line) && realServers(t, `${MH_IP}:80`).length === 3 ? true : undefined;
+    });
+    const ports = Array.from({ length: 24 }, (_, i) => 41000 + i);
+    const r1 = await mhRound(ports);
+    const r2 = await mhRound(ports);
+    const moved12 = ports.filter((p) => r1.get(p) !== r2.get(p));
+    expect(!moved12.length, `the same source went elsewhere the second time: ${moved12.map((p) => `${p}: ${r1.get(p)} -> ${r2.get(p)}`).join(', ')}`);
+    const onR = ports.filter((p) => r1.get(p) === REMOTE_POD.name);
+    expect(new Set(r1.values()).size >= 2 && onR.length >= 2, `spread: ${tally([...r1.values()])}`);
+    // one of pod-r's clients keeps a connection open, so pod-r drains (weight 0) instead of going
+    const holdPort = onR[0]!;
+    const holder = lab.spawn(client, process.execPath, ['-e', `const s=require('node:net').connect({host:'${MH_IP}',port:80,localAddress:'10.244.1.9',localPort:${holdPort}});
+s.on('connect',()=>console.log('connected'));s.on('error',(e)=>console.log('error '+e.code));process.on('SIGTERM',()=>{s.resetAndDestroy();process.exit(0)});setTimeout(()=>process.exit(0),300000);`], { what: 'mh holder' });
+    try {
+      await until('the held connection to pod-r', 60_000, async () => {
+        if (holder.output().includes('error ')) throw new Error(holder.output());
+        const rs = realServers(await table(), `${MH_IP}:80`);
+        return holder.output().includes('connected') && rs.length === 3 ? true : undefined;
+      });
+      extraManifests(dir, null, PODS.map((p) => p.ip));
+      await until('pod-r drains (weight 0)', 60_000, async () => (realServers(await table(), `${MH_IP}:80`).includes(`${REMOTE_POD.ip}:8080 0`) ? true : undefined));
+      const rest = ports.filter((p) => p !== holdPort);
+      const r3 = await mhRound(rest);
+      const draining = realServers(await table(), `${MH_IP}:80`).includes(`${REMOTE_POD.ip}:8080 0`);
+      expect(draining, 'pod-r was deleted during the round: the round did not see it draining');
+      const movedStay = rest.filter((p) => r1.get(p) !== REMOTE_POD.name && r3.get(p) !== r1.get(p));
+      expect(!movedStay.length, `clients of the pods that stayed moved: ${movedStay.map((p) => `${p}: ${r1.get(p)} -> ${r3.get(p)}`).join(', ')}`);
+      expect(rest.every((p) => r3.get(p) !== REMOTE_POD.name), `a new connection reached the draining ${REMOTE_POD.name}`);
+      return `${tally([...r1.values()])}; while ${REMOTE_POD.name} drains: ${tally([...r3.values()])}, ${onR.length - 1} of its clients served elsewhere`;
+    } finally {
+      holder.child.kill('SIGTERM');
+      await holder.exited;
+    }
+  });
   agent.child.kill('SIGTERM');
   await agent.exited;
   await check('cleanup without the state file (lost /run) removes the virtual servers, NodePorts on node addresses too, the dummy device and the nftables table, and leaves another\'s virtual server', async () => {

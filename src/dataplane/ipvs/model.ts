@@ -4,7 +4,7 @@ import type { Plan, PlanFrontend } from '../../plan/types.js';
 import type { NodePortRange } from '../../model/types.js';
 import { FAMILIES, firewallElements, HELPER_SETS, localBackendElements, type Fam } from '../nftables/helpers.js';
 import { IPVS_SETS, type Elements } from './nft.js';
-import { SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey, type RealServer, type VirtualServer } from './ipvs.js';
+import { SVC_F_MH_FALLBACK, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey, type RealServer, type VirtualServer } from './ipvs.js';
 
 /** Firewall marks of eTP=Local external virtual servers: this base | frontend id (ids < 2^17). */
 export const FWMARK_BASE = 0x4b800000;
@@ -100,7 +100,11 @@ export function frontendPart(plan: Plan, f: PlanFrontend, inner: PlanFrontend | 
   const addresses = unspecified(f.address) ? o.nodeAddresses[fam] : [f.address];
   const dests = realServers(plan, f);
   const tuple = (a: string) => `${a} . ${proto(f.protocol)} . ${f.port}`;
-  const flags = (f.affinityTimeout > 0 ? SVC_F_PERSISTENT : 0) | (o.scheduler === 'mh' ? SVC_F_MH_PORT : 0);
+  // mh: the source port hashed too (kube-proxy's FlagSourceHash), and, unlike kube-proxy, mh-fallback:
+  // mh keeps a weight-0 real server in its table, so without it the clients hashed to a terminating
+  // or draining one are refused (no destination) for as long as it drains (the VM tier saw it);
+  // with it they go to the next server of their hash and the others' clients stay where they are
+  const flags = (f.affinityTimeout > 0 ? SVC_F_PERSISTENT : 0) | (o.scheduler === 'mh' ? SVC_F_MH_PORT | SVC_F_MH_FALLBACK : 0);
   const put = (vs: VirtualServer, vip: { address: string; port: number }) => { part.services.push({ key: vsKey(vs), vs, dests, vip }); };
   for (const b of f.backendIds) {
     const pb = plan.backends.get(b);

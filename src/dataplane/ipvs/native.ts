@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { findAddon } from '../../util/addon-path.js';
 import { KbpError } from '../../util/errors.js';
-import { decodeError, decodeMessages, encodeMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, type Message } from './netlink.js';
+import { decodeError, decodeMessages, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, type Message } from './netlink.js';
 
 interface NetlinkAddon {
   open(protocol: number): object;
@@ -48,6 +48,8 @@ export interface NlReply {
   data: Message[];
 }
 
+const align4 = (n: number) => (n + 3) & ~3;
+
 /** Messages per system call: a batch's answers must fit the socket's receive buffer. */
 const CHUNK = 256;
 
@@ -90,9 +92,23 @@ export class NetlinkSocket {
 
   async #chunk(reqs: NlRequest[]): Promise<NlReply[]> {
     const first = this.#seq;
-    const bufs = reqs.map((r, i) => encodeMessage({ type: r.type, flags: NLM_F_REQUEST | (r.dump ? NLM_F_DUMP : NLM_F_ACK) | (r.flags ?? 0), seq: first + i, payload: r.payload }));
+    // every message of the chunk written into one buffer (encodeMessage's layout; a copy per
+    // message and one more for the whole chunk were a third of a 10,000-Service sync's encoding)
+    let total = 0;
+    for (const r of reqs) total += align4(16 + r.payload.length);
+    const out = Buffer.alloc(total);
+    let off = 0;
+    reqs.forEach((r, i) => {
+      const len = 16 + r.payload.length;
+      out.writeUInt32LE(len, off);
+      out.writeUInt16LE(r.type, off + 4);
+      out.writeUInt16LE(NLM_F_REQUEST | (r.dump ? NLM_F_DUMP : NLM_F_ACK) | (r.flags ?? 0), off + 6);
+      out.writeUInt32LE((first + i) >>> 0, off + 8);
+      r.payload.copy(out, off + 16);
+      off += align4(len);
+    });
     this.#seq = (this.#seq + reqs.length) % 0x7fffffff;
-    const raw = await this.#a.request(this.#sock, Buffer.concat(bufs), reqs.length);
+    const raw = await this.#a.request(this.#sock, out, reqs.length);
     const replies: NlReply[] = reqs.map(() => ({ errno: 0, data: [] }));
     for (const m of decodeMessages(raw)) {
       const r = replies[(m.seq - first + 0x7fffffff) % 0x7fffffff];
