@@ -53,7 +53,9 @@ test.after.always(async () => {
   const tally = (what: string, seen: Map<string, number>) => {
     for (const [k, v] of seen) {
       sent += v;
-      if (k.startsWith('ERR')) failures.push(`round ${round} ${what}: ${v} failed, first:\n${k}`);
+      if (!k.startsWith('ERR')) continue;
+      failures.push(`round ${round} ${what}: ${v} failed, first:\n${k}`);
+      console.error(`${new Date().toISOString()} ${failures.at(-1)}`); // at once, not at the end
     }
   };
   for (round = 1; round <= ROUNDS && Date.now() < end; round++) {
@@ -72,7 +74,7 @@ test.after.always(async () => {
     for (const n of lab.nodes) tally(`ext NodePort ${n.name}`, await lab.curlMany(lab.ext, `http://${n.ip4}:30171/`, 3));
     await change(() => lab.removeManifest('sticky-port.yaml'));
     tally('ext LB IP', await lab.curlMany(lab.ext, `http://${VIP.lb}:8000/`, 10));
-    if (round % 5 === 0) t.log(`round ${round}: ${sent} requests, ${failures.length} failed`);
+    if (round % 5 === 0) console.error(`${new Date().toISOString()} round ${round}: ${sent} requests, ${failures.length} failed`);
   }
   t.log(`${round - 1} rounds, ${sent} requests, ${failures.length} calls with failures`);
   for (const f of failures) t.log(f);
