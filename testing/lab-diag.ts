@@ -1,7 +1,7 @@
 // What a failed lab request leaves behind, for its test's message: each node's datapath counters
 // that tell of a lost or refused packet (kubebpfproxy_datapath_events_total, by reason), its sync
 // count and last sync time, the frontend entries of the request's port and the conntrack entries
-// (lb_ct, lb_ct_syn) between the client and that address or port, and the agent's last log lines.
+// of the client (lb_ct, lb_ct_syn; the newest), the kernel's conntrack entries of the client, and the agent's last log lines.
 // Gathered only after a failure (a few short processes per node); every part that cannot be read
 // says why instead of failing the test in another way.
 import * as L from '../src/dataplane/bpf/layout.js';
@@ -69,21 +69,32 @@ async function frontends(n: DiagNode, host: string, port: number): Promise<strin
   return `${rows.length ? rows.join('; ') : `none for ${host}:${port}`} (${others} on other addresses)`;
 }
 
-async function flows(n: DiagNode, t: DiagTarget, host: string, port: number): Promise<string[]> {
+async function flows(n: DiagNode, t: DiagTarget): Promise<string[]> {
   const now = process.hrtime.bigint(); // CLOCK_MONOTONIC, as bpf_ktime_get_coarse_ns
   const rows: Array<{ age: bigint; line: string }> = [];
   for (const map of ['lb_ct_syn', 'lb_ct'] as const) {
     for (const e of await dumpMap(n, map)) {
       const k = L.decodeCtKey(e.key);
       const v = L.decodeCtEntry(e.value);
-      const mine = t.client.includes(k.saddr) || t.client.includes(k.daddr);
-      if (!mine || !(k.daddr === host || k.saddr === host || k.dport === port || k.sport === port)) continue;
+      // every entry of the client: a reverse entry of another frontend's flow on the same client
+      // port (lb_ct_clash) is as telling as the flow's own
+      if (!t.client.includes(k.saddr) && !t.client.includes(k.daddr)) continue;
       const age = now - v.lastSeen;
       rows.push({ age, line: `${map} ${k.dir === 0 ? 'fwd' : 'rev'} ${k.saddr}:${k.sport}>${k.daddr}:${k.dport} fe ${v.feId} be ${v.backendId} flags 0x${v.flags.toString(16)} ${Number(age / 1_000_000n)} ms ago` });
     }
   }
   rows.sort((a, b) => (a.age < b.age ? -1 : 1));
-  return rows.slice(0, 8).map((r) => r.line);
+  return rows.slice(0, 12).map((r) => r.line);
+}
+
+/** The kernel's conntrack entries (nf_conntrack, the masquerade's) whose original source is the client. */
+async function kernelFlows(n: DiagNode, t: DiagTarget): Promise<string[]> {
+  const out: string[] = [];
+  for (const a of t.client) {
+    const r = await run('nsenter', [`--net=${n.ns.path}`, '/usr/sbin/conntrack', '-L', '-s', a], { allowFail: true, timeoutMs: 10_000 });
+    out.push(...r.stdout.split('\n').filter((l) => l.trim()).map((l) => l.replace(/\s+/g, ' ')));
+  }
+  return out.length ? out.slice(-12) : ['none'];
 }
 
 /** The agent's last log lines (the lab runs it with `-v 2`: one "data plane updated" line per sync that wrote). */
@@ -114,7 +125,8 @@ export async function explainFailure(nodes: DiagNode[], t: DiagTarget): Promise<
     };
     await part('metrics', async () => counters(await metrics(n)));
     await part('frontends', () => frontends(n, host, port));
-    await part('flows', async () => { const f = await flows(n, t, host, port); return f.length ? f : ['none']; });
+    await part('flows', async () => { const f = await flows(n, t); return f.length ? f : ['none']; });
+    await part('nf_conntrack', () => kernelFlows(n, t));
     await part('agent', async () => agentTail(n));
   }
   return out.join('\n');
