@@ -195,6 +195,26 @@ bpfTest('session affinity is per Service port: a client pinned through the clust
         t.deepEqual(names(await lab.curlMany(pod(c).pod.ns, `http://10.96.100.70:${p.port}/`, 2)), ['pod-a'], `${c} ${p.name} via clusterIP again`);
       }
     }
+    // The rare timeout this test once had (testing/datapath-rows.ts, "closed flow to the first"):
+    // the client's kernel reuses a closed clusterIP flow's port for the NodePort (another
+    // destination to it); both frontends lead to pod-a:8080. Forced here: one source port, bound
+    // with SO_REUSEADDR (the first connection's TIME_WAIT holds it; curl would not bind it).
+    const port = 40000 + Math.floor(Math.random() * 20000);
+    const py = `import socket,sys
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.settimeout(3)
+s.bind(('',int(sys.argv[1]))); s.connect((sys.argv[2],int(sys.argv[3]))); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+d=b''
+while True:
+  c=s.recv(4096)
+  if not c: break
+  d+=c
+print(d.split(b'\\r\\n\\r\\n',1)[1].decode().strip())`;
+    const once = async (host: string, p: number) => {
+      const r = await lab.lab.exec(pod('client1').pod.ns, 'python3', ['-c', py, String(port), host, String(p)], { allowFail: true, timeoutMs: 15_000 });
+      return r.code === 0 ? r.stdout.trim() : `ERR ${r.code} ${r.stderr.trim().split('\n').pop()}\n${await lab.explain(pod('client1').pod.ns, `http://${host}:${p}/`)}`;
+    };
+    t.is(await once('10.96.100.70', 8080), 'pod-a', `clusterIP from port ${port}`);
+    t.is(await once(pod('client1').node.ip4, 30171), 'pod-a', `its node's NodePort from the same port ${port}`);
   } finally {
     await change(() => lab.removeManifest('sticky-port.yaml'));
   }
