@@ -127,10 +127,17 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	ct = lb_ct_lookup(&k, now, &expired);
 	if (expired)
 		lb_stat_inc(LB_STAT_CT_EXPIRED);
-	/* the backend's SYN-ACK (or RST, or TIME_WAIT ACK) of a flow whose client has sent only SYNs */
-	if (!ct && lb_tcp_handshake_reply(p)) {
-		ct = lb_ct_syn_lookup(&k, now);
-		map = &lb_ct_syn;
+	/* the backend's SYN-ACK (or RST, or TIME_WAIT ACK) of a flow whose client has sent only SYNs;
+	 * it wins over a closed flow's entry of another frontend on the same reply tuple (the client
+	 * reused that flow's port for this frontend, with the same backend): replied from the old
+	 * frontend, the handshake would never complete */
+	if ((!ct || (ct->flags & LB_CT_F_CLOSING)) && lb_tcp_handshake_reply(p)) {
+		struct lb_ct_entry *syn = lb_ct_syn_lookup(&k, now);
+
+		if (syn) {
+			ct = syn;
+			map = &lb_ct_syn;
+		}
 	}
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, POD_SERVER, type Netns, type Pod, type LabProcess, waitForLine, run as runCmd } from '../testing/netns.js';
+import { explainFailure } from '../testing/lab-diag.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO = join(here, '..');
@@ -182,6 +183,9 @@ export class ClusterLab {
       '--bpffs', node.pinRoot, '--socket-lb', String(opts.socketLb ?? this.socketLb), '--cgroup', node.cgroup,
       '--healthz-bind-address', '0.0.0.0:10256', '--metrics-bind-address', '127.0.0.1:10249',
       '--min-sync-period', '100ms', '--sync-period', '30s',
+      // debug: a line per sync that wrote (ops), and the manifests source's deferred reads, for
+      // explainFailure's report of a failed request
+      '-v', '2',
       ...(this.#opts.agentArgs ?? []), ...(opts.args ?? [])];
   }
 
@@ -278,14 +282,34 @@ export class ClusterLab {
     return r.code === 0 ? r.stdout.trim() : `ERR ${r.code} ${r.stderr.trim()}`;
   }
 
-  /** count sequential requests; returns how often each answer came back */
+  /**
+   * count sequential requests; returns how often each answer came back. A failed request's answer
+   * ("ERR ...") carries explain()'s report (BPF mode: counters, frontends, flows, agent lines), so
+   * the test's message says what the data plane saw; only the first failure of a call is explained.
+   */
   async curlMany(from: Netns, url: string, count: number, opts: { timeoutSec?: number; cgroup?: string } = {}): Promise<Map<string, number>> {
     const seen = new Map<string, number>();
+    let explained = false;
     for (let i = 0; i < count; i++) {
-      const a = await this.curl(from, url, opts);
+      let a = await this.curl(from, url, opts);
+      if (a.startsWith('ERR') && !explained) {
+        explained = true;
+        a = `${a} (request ${i + 1} of ${count})\n${await this.explain(from, url)}`;
+      }
       seen.set(a, (seen.get(a) ?? 0) + 1);
     }
     return seen;
+  }
+
+  /** explainFailure (testing/lab-diag.ts) for a request from a lab namespace; never throws. */
+  async explain(from: Netns, url: string): Promise<string> {
+    const client = from === this.ext ? [`${NODE_NET.v4}.100`, `${NODE_NET.v6}100`]
+      : [...this.pods.values()].filter((p) => p.pod.ns === from).flatMap((p) => [p.ip4, p.ip6]);
+    try {
+      return await explainFailure(this.nodes, { url, client });
+    } catch (e) {
+      return `no report: ${(e as Error).message}`;
+    }
   }
 
   async stop(): Promise<void> {
