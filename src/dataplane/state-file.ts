@@ -2,7 +2,7 @@
 // pin root lives, how one is written (whole or not at all), and the plan's JSON form for the modes
 // whose kernel state cannot carry ids and names (nftables, IPVS).
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Plan, PlanBackend, PlanFrontend } from '../plan/types.js';
 import { frontendKey } from '../plan/types.js';
@@ -47,4 +47,48 @@ export function planFromJson(seed: number, frontends: Iterable<PlanFrontend>, ba
     backends: new Map(backends.map((b) => [b.id, b])),
     tables: new Map((tables ?? []).map((t) => [t.id, { ...t, slots: new Uint32Array(0) }])),
   };
+}
+
+/** What one journal line of a state file changed in the plan: frontends set and deleted by key, backends and tables by id. */
+export interface PlanJournalLine<F extends PlanFrontend = PlanFrontend> {
+  f: F[];
+  fd: string[];
+  b: PlanBackend[];
+  bd: number[];
+  t: TablesJson;
+  td: number[];
+}
+
+/**
+ * The journal beside a snapshot (nftables, IPVS), its lines in order: up to the first torn one (a crash
+ * mid-append, or the empty tail: what came before stands) or the first that `ofSnapshot` refuses (a
+ * journal of an older snapshot: a crash between the two writes). None when there is no journal.
+ */
+export function readJournal<L>(path: string, ofSnapshot: (line: L) => boolean): L[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return []; // none: the snapshot is all
+  }
+  const lines: L[] = [];
+  for (const t of text.split('\n')) {
+    let l: L;
+    try {
+      l = JSON.parse(t) as L;
+    } catch {
+      break;
+    }
+    if (!ofSnapshot(l)) break;
+    lines.push(l);
+  }
+  return lines;
+}
+
+/** Applies a journal line's backends and tables to `plan` (tables without their slots); frontends are the caller's, which may carry more. */
+export function applyJournalParts(plan: Plan, l: PlanJournalLine): void {
+  for (const id of l.bd) plan.backends.delete(id);
+  for (const b of l.b) plan.backends.set(b.id, b);
+  for (const id of l.td) plan.tables.delete(id);
+  for (const t of l.t) plan.tables.set(t.id, { ...t, slots: new Uint32Array(0) });
 }

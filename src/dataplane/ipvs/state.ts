@@ -5,7 +5,7 @@ import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp } from '../../plan/types.js';
 import { frontendKey } from '../../plan/types.js';
-import { planFromJson, statePathFor, tablesToJson, writeStateFile, type TablesJson } from '../state-file.js';
+import { applyJournalParts, planFromJson, readJournal, statePathFor, tablesToJson, writeStateFile, type PlanJournalLine, type TablesJson } from '../state-file.js';
 
 export function ipvsStatePath(pinRoot: string): string {
   return statePathFor('ipvs-', pinRoot);
@@ -33,19 +33,9 @@ export function saveIpvsState(path: string, plan: Plan, owned: string[], gen?: s
   writeStateFile(path, json);
 }
 
-/** One sync's changes, a line of the journal beside the snapshot. */
-interface JournalLine {
+/** One sync's changes, a line of the journal beside the snapshot: the plan's change, and the virtual servers now owned and no longer. */
+interface JournalLine extends PlanJournalLine {
   gen: string;
-  /** frontends set, and deleted by key */
-  f: PlanFrontend[];
-  fd: string[];
-  /** backends set, and deleted by id */
-  b: PlanBackend[];
-  bd: number[];
-  /** tables created, and deleted by id */
-  t: TablesJson;
-  td: number[];
-  /** virtual servers now owned, and no longer */
   o: string[];
   od: string[];
 }
@@ -64,24 +54,11 @@ export function loadIpvsState(path: string): { plan: Plan; owned: string[] } | u
   if (j.version !== 1 || !Array.isArray(j.frontends) || !Array.isArray(j.backends) || !Array.isArray(j.owned)) return undefined;
   const plan = planFromJson(j.seed, j.frontends, j.backends, j.tables);
   const owned = new Set(j.owned);
-  let lines: string[] = [];
-  try {
-    lines = readFileSync(journalPath(path), 'utf8').split('\n');
-  } catch { /* none: the snapshot is all */ }
-  for (const text of lines) {
-    let l: JournalLine;
-    try {
-      l = JSON.parse(text) as JournalLine;
-    } catch {
-      break; // the last line, torn by a crash mid-append (or the empty tail): what came before stands
-    }
-    if (!j.gen || l.gen !== j.gen) break; // a journal of an older snapshot (a crash between the two writes)
+  const gen = j.gen;
+  for (const l of gen ? readJournal<JournalLine>(journalPath(path), (x) => x.gen === gen) : []) {
     for (const k of l.fd) plan.frontends.delete(k);
     for (const f of l.f) plan.frontends.set(frontendKey(f), f);
-    for (const id of l.bd) plan.backends.delete(id);
-    for (const b of l.b) plan.backends.set(b.id, b);
-    for (const id of l.td) plan.tables.delete(id);
-    for (const t of l.t) plan.tables.set(t.id, { ...t, slots: new Uint32Array(0) });
+    applyJournalParts(plan, l);
     for (const k of l.od) owned.delete(k);
     for (const k of l.o) owned.add(k);
   }

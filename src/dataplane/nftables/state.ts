@@ -13,7 +13,7 @@ import { appendFileSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanOp } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
-import { planFromJson, statePathFor, tablesToJson, writeStateFile, type TablesJson } from '../state-file.js';
+import { applyJournalParts, planFromJson, readJournal, statePathFor, tablesToJson, writeStateFile, type PlanJournalLine, type TablesJson } from '../state-file.js';
 
 /** One file per (pin root, table): the lab runs one agent per node namespace, told apart by --bpffs. */
 export function nftStatePath(pinRoot: string, table: string): string {
@@ -35,18 +35,11 @@ interface StateJson {
 }
 
 /** One sync's changes, a line of the journal beside the snapshot. */
-interface JournalLine {
+/** A journal line: the plan's change (frontends with their backend order) and the table's generation after the sync. */
+interface JournalLine extends PlanJournalLine<PlanFrontend & { order: number[] }> {
   jid: string;
-  /** the table's generation after the sync */
   gen: number;
   seed: number;
-  /** frontends set (with their backend order), and deleted by key */
-  f: Array<PlanFrontend & { order: number[] }>;
-  fd: string[];
-  b: PlanBackend[];
-  bd: number[];
-  t: TablesJson;
-  td: number[];
 }
 
 export function nftJournalPath(path: string): string {
@@ -100,30 +93,16 @@ export function loadState(path: string): SavedState | undefined {
   }
   const plan = planFromJson(j.seed, frontends, j.backends, j.tables);
   let gen = j.gen;
-  let lines: string[] = [];
-  if (typeof j.jid === 'string') {
-    try {
-      lines = readFileSync(nftJournalPath(path), 'utf8').split('\n');
-    } catch { /* none: the snapshot is all */ }
-  }
-  for (const text of lines) {
-    let l: JournalLine;
-    try {
-      l = JSON.parse(text) as JournalLine;
-    } catch {
-      break; // the last line, torn by a crash mid-append (or the empty tail): what came before stands
-    }
-    if (l.jid !== j.jid) break; // a journal of an older snapshot (a crash between the two writes)
+  const jid = j.jid;
+  const lines = typeof jid === 'string' ? readJournal<JournalLine>(nftJournalPath(path), (l) => l.jid === jid) : [];
+  for (const l of lines) {
     for (const k of l.fd) { plan.frontends.delete(k); orders.delete(k); }
     for (const { order, ...f } of l.f) {
       const k = frontendKey(f);
       plan.frontends.set(k, f);
       orders.set(k, order);
     }
-    for (const id of l.bd) plan.backends.delete(id);
-    for (const b of l.b) plan.backends.set(b.id, b);
-    for (const id of l.td) plan.tables.delete(id);
-    for (const t of l.t) plan.tables.set(t.id, { ...t, slots: new Uint32Array(0) });
+    applyJournalParts(plan, l);
     plan.seed = l.seed;
     gen = l.gen;
   }
