@@ -98,9 +98,6 @@
 #define LB_CT_F_REV_AT_INGRESS (1 << 1)  /* translated at egress (host-originated): undo replies at ingress */
 #define LB_CT_F_CLOSING (1 << 2)         /* FIN or RST seen */
 #define LB_CT_F_HAIRPIN (1 << 3)         /* client is its own backend */
-#define LB_CT_F_FWD_PENDING (1 << 4)     /* a reverse entry whose flow has no forward entry yet: a new
-                                          * flow inserts only its reverse entry; the first reply (or the
-                                          * next client packet) writes the forward one (lb_ct.h) */
 
 /* Conntrack lifetimes: seconds an entry lives without a packet, checked on every lookup (an expired
  * entry is a miss) and by the agent's sweep, which deletes expired entries. The kernel's TCP

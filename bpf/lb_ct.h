@@ -201,7 +201,7 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 		rev->last_seen = now;
 		return 0;
 	}
-	/* another frontend's live flow on the same reply tuple keeps it (see lb_ct_rev_probe) */
+	/* another frontend's live flow on the same reply tuple keeps it (see lb_ct_clash) */
 	if (rev && rev->fe_id != fwd->fe_id && lb_ct_alive(rev, p->proto, now))
 		return 0;
 	e.last_seen = now;
@@ -213,74 +213,23 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	return 1;
 }
 
-/* What the reverse tuple of a forward packet's chosen backend holds (lb_ct_rev_probe) */
-#define LB_REV_NONE 0      /* nothing live: a new flow */
-#define LB_REV_OWN_CT 1    /* this flow's reverse entry, in lb_ct: its forward entry is missing */
-#define LB_REV_OWN_SYN 2   /* this flow's reverse entry, in lb_ct_syn (a TCP handshake) */
-#define LB_REV_CLASH 3     /* another frontend's live flow */
-
-/* The reverse entry a forward packet's backend choice leads to. A new flow inserts only its reverse
- * entry (LB_CT_F_FWD_PENDING), so a client packet that finds no forward entry may be its flow's
- * second one, sent before the first reply wrote the forward entry: the same choice (Maglev or
- * affinity: the maps are the same) finds that reverse entry of this frontend and backend. Another
- * frontend's live flow on the same reply tuple (one client ip:port to two frontends that share a
- * backend) is a clash: the new flow's reverse entry would take over that flow's replies. lb_ct_syn
- * holds TCP flows only: a UDP packet does not look there (one cold bucket fewer). *flags gets an own
- * entry's flags. */
-static __always_inline int lb_ct_rev_probe(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id,
-					   __u32 backend_id, __u64 now, __u16 *flags)
+/* A new flow whose replies would carry the same tuple as the replies of another frontend's live flow
+ * (one client ip:port to two frontends that share a backend): its reverse entry would take over the
+ * other flow's, and that flow's replies would leave with this frontend's address. lb_ct_syn holds
+ * TCP flows only: a UDP first packet does not look there (one cold bucket fewer). */
+static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *rev;
 
 	lb_ct_key_rev(&k, p, be);
 	rev = bpf_map_lookup_elem(&lb_ct, &k);
-	if (rev && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now)) {
-		if (rev->fe_id != fe_id)
-			return LB_REV_CLASH;
-		if (rev->backend_id == backend_id) {
-			*flags = rev->flags;
-			return LB_REV_OWN_CT;
-		}
-	}
+	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now))
+		return 1;
 	if (p->proto != IPPROTO_TCP)
-		return LB_REV_NONE;
+		return 0;
 	rev = lb_ct_syn_lookup(&k, now);
-	if (!rev)
-		return LB_REV_NONE;
-	if (rev->fe_id != fe_id)
-		return LB_REV_CLASH;
-	if (rev->backend_id != backend_id || (rev->flags & LB_CT_F_CLOSING))
-		return LB_REV_NONE;
-	*flags = rev->flags;
-	return LB_REV_OWN_SYN;
-}
-
-/* The first reply of a flow whose forward entry is not written yet (LB_CT_F_FWD_PENDING): the reply
- * names its whole forward tuple (client = its destination, frontend = the address the client sent to
- * and the frontend's port), so it writes the forward entry, into the map that holds the reverse one,
- * and clears the flag in place. From then on the flow has both entries, as if the first packet had
- * written them. */
-static __always_inline void lb_ct_fwd_from_reply(void *map, const struct lb_pkt *p, struct lb_ct_entry *rev,
-						 const __u8 *fe_addr, __be16 fe_port, __u64 now)
-{
-	struct lb_ct_key k = {};
-	struct lb_ct_entry e = {};
-
-	__builtin_memcpy(k.saddr, p->daddr.b, 16);
-	__builtin_memcpy(k.daddr, fe_addr, 16);
-	k.sport = p->dport;
-	k.dport = fe_port;
-	k.proto = p->proto;
-	k.dir = LB_CT_DIR_FWD;
-	e.last_seen = now;
-	e.backend_id = rev->backend_id;
-	e.fe_id = rev->fe_id;
-	e.flags = rev->flags & ~LB_CT_F_FWD_PENDING;
-	__builtin_memcpy(e.fe_addr, rev->fe_addr, 16);
-	rev->flags = e.flags;
-	if (lb_lru_put(map, &k, &e, map == (void *)&lb_ct ? LB_STAT_CT_INSERT : LB_STAT_CT_SYN_INSERT))
-		lb_stat_inc(LB_STAT_CT_FULL);
+	return rev && rev->fe_id != fe_id;
 }
 
 /* A SYN that no frontend translates, on a tuple whose reply a closed translated flow still claims

@@ -199,8 +199,7 @@ struct lb_sel {
 	__u8 events;            /* LB_EV_* */
 	__u8 promote;           /* the handshake's ACK of an lb_ct_syn flow: its entries move to lb_ct */
 	__u8 had_ct;            /* an lb_ct entry existed for the tuple (a SYN re-selecting over it) */
-	__u8 rev_own;           /* LB_REV_OWN_*: no forward entry, but the choice's reverse entry is this flow's */
-	__u8 pad;
+	__u16 pad;
 };
 
 static __always_inline void lb_count_events(__u8 ev)
@@ -390,40 +389,20 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return LB_V_DROP;
 	}
-	sel->be = *be;
-	sel->backend_id = id;
-	sel->ct_hit = 0;
-	switch (lb_ct_rev_probe(p, be, fe->fe_id, id, now, &sel->ct_flags)) {
-	case LB_REV_CLASH:
+	if (lb_ct_clash(p, be, fe->fe_id, now)) {
 		lb_stat_inc(LB_STAT_DROP_CT_CLASH);
 		return LB_V_DROP;
-	case LB_REV_OWN_CT:
-		sel->rev_own = LB_REV_OWN_CT;
-		break;
-	case LB_REV_OWN_SYN:
-		sel->rev_own = LB_REV_OWN_SYN;
-		break;
-	default:
-		sel->ct_flags = lb_snat_flags(fe, be, p, external, ifindex);
-		return LB_V_XLATE;
 	}
-	/* a later packet of a flow whose first packet this same choice translated: no new flow, its
-	 * recorded flags (SNAT ...) hold; affinity was looked up only to find the backend again */
-	sel->ct_flags &= ~LB_CT_F_FWD_PENDING;
-	sel->events &= ~(LB_EV_AFFINITY_HIT | LB_EV_AFFINITY_EXPIRED);
+	sel->be = *be;
+	sel->backend_id = id;
+	sel->ct_flags = lb_snat_flags(fe, be, p, external, ifindex);
+	sel->ct_hit = 0;
 	return LB_V_XLATE;
 }
 
-/* Records the choice. A new tuple's TCP SYN: its reverse entry only, in lb_ct_syn, flagged
- * LB_CT_F_FWD_PENDING (one insert per new connection); the SYN-ACK writes the forward entry
- * (lb_ct_fwd_from_reply), before the client can send anything but a retransmitted SYN, which
- * re-selects anyway. Any other new flow (UDP, a TCP packet without a flow, a SYN re-selecting over an
- * lb_ct entry): both entries in lb_ct, so that a flow that has sent more than a SYN keeps its backend
- * however the table changes before its first reply, as kube-proxy's conntrack keeps it. Then the
- * affinity. A later packet that found only its flow's reverse entry (sel->rev_own: the forward entry
- * was lost, or the SYN-ACK passed no hook of ours) writes the forward entry (lb_ct), or moves the
- * handshake to lb_ct on the client's first non-SYN packet; a retransmitted SYN writes nothing. A hit
- * refreshes its reverse entry. extra_flags e.g. REV_AT_INGRESS. */
+/* Records the choice: for a new flow both conntrack entries (in lb_ct_syn while a TCP client has
+ * sent only SYNs, else lb_ct) and the affinity; for a hit, the refresh of its reverse entry.
+ * extra_flags e.g. REV_AT_INGRESS. */
 static __always_inline void lb_commit(const struct lb_frontend *fe, const struct lb_pkt *p,
 				      struct lb_sel *sel, __u16 extra_flags, __u64 now)
 {
@@ -449,55 +428,28 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		}
 		return;
 	}
-	if (!sel->promote && !sel->rev_own)
+	if (!sel->promote)
 		sel->ct_flags |= extra_flags;
 	e.flags = sel->ct_flags;
 	if (lb_tcp_closing(p))
 		e.flags |= LB_CT_F_CLOSING;
 	lb_ct_key_fwd(&k, p);
 	lb_ct_key_rev(&rk, p, &sel->be);
-	if (sel->rev_own) {
-		lb_stat_inc(LB_STAT_FWD_CT_HIT);
-		if (sel->rev_own == LB_REV_OWN_SYN && lb_tcp_syn(p))
-			return; /* a retransmitted SYN: the handshake's entry stands */
-		if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT))
-			lb_stat_inc(LB_STAT_CT_FULL);
-		if (sel->rev_own == LB_REV_OWN_CT) {
-			/* the reverse entry stays; its reply need not write the forward one now */
-			struct lb_ct_entry *rev = bpf_map_lookup_elem(&lb_ct, &rk);
-
-			if (rev && (rev->flags & LB_CT_F_FWD_PENDING))
-				rev->flags &= ~LB_CT_F_FWD_PENDING;
-			return;
-		}
-		/* the handshake's end: the reverse entry moves to lb_ct */
-		if (lb_lru_put(&lb_ct, &rk, &e, LB_STAT_CT_INSERT))
-			lb_stat_inc(LB_STAT_CT_FULL);
-		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);
-		return;
-	}
-	if (sel->promote) {
-		if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT))
-			lb_stat_inc(LB_STAT_CT_FULL);
-		if (lb_lru_put(&lb_ct, &rk, &e, LB_STAT_CT_INSERT))
-			lb_stat_inc(LB_STAT_CT_FULL);
-		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);
-		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);
-		lb_stat_inc(LB_STAT_FWD_CT_HIT);
-		return;
-	}
 	/* a brand-new tuple's SYN waits in lb_ct_syn; a SYN re-selecting over an lb_ct entry replaces it */
 	if (lb_tcp_syn(p) && !sel->had_ct) {
 		ctmap = &lb_ct_syn;
 		ins = LB_STAT_CT_SYN_INSERT;
 	}
-	if (ctmap == (void *)&lb_ct_syn) {
-		e.flags |= LB_CT_F_FWD_PENDING;
-	} else if (lb_lru_put(ctmap, &k, &e, ins)) {
+	if (lb_lru_put(ctmap, &k, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
-	}
 	if (lb_lru_put(ctmap, &rk, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
+	if (sel->promote) {
+		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);
+		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);
+		lb_stat_inc(LB_STAT_FWD_CT_HIT);
+		return;
+	}
 	if (fe->flags & LB_FE_F_AFFINITY) {
 		struct lb_affinity_key ak = { .fe_id = lb_affinity_group(fe) };
 		struct lb_affinity_val av = { .last_used = now, .backend_id = sel->backend_id };

@@ -117,7 +117,6 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 	struct lb_revnat *rn;
-	void *map = &lb_ct;
 	__u32 fe_id;
 
 	__u64 now = lb_now();
@@ -134,10 +133,8 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	if ((!ct || (ct->flags & LB_CT_F_CLOSING)) && lb_tcp_handshake_reply(p)) {
 		struct lb_ct_entry *syn = lb_ct_syn_lookup(&k, now);
 
-		if (syn) {
+		if (syn)
 			ct = syn;
-			map = &lb_ct_syn;
-		}
 	}
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
@@ -148,8 +145,6 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
 		return TC_ACT_OK;
 	}
-	if (ct->flags & LB_CT_F_FWD_PENDING)
-		lb_ct_fwd_from_reply(map, p, ct, lb_ct_reply_addr(ct, rn), rn->port, now);
 	if (lb_skb_nat(skb, p, LB_NAT_SRC, lb_ct_reply_addr(ct, rn), rn->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;

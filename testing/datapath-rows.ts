@@ -13,7 +13,7 @@ import {
 } from './packets.js';
 import { pickBackend } from '../src/dataplane/bpf/hash.js';
 import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
-import { LB_FE_F_MASQ_ALL, LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_F_FWD_PENDING, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, encodeCtKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
+import { LB_FE_F_MASQ_ALL, LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, encodeCtKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
 
 export interface Check {
   ok(cond: boolean, msg: string): void;
@@ -137,13 +137,11 @@ export function buildRows(): Row[] {
   {
     const s = SVC.web4, b = pick(s, C4, 41000), f = toService(s, C4, 41000);
     add({
-      name: 'TCP/IPv4 SYN to a ClusterIP: DNAT to the Maglev backend, checksums fixed, one CT entry (the reverse one, in lb_ct_syn)',
+      name: 'TCP/IPv4 SYN to a ClusterIP: DNAT to the Maglev backend, checksums fixed, CT both ways',
       prog: 'lb_tc_ingress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 }, bench: 'first-packet',
       after: (dp, c) => {
-        c.eq(dp.ct(ctKey(s, C4, 41000)), undefined, 'no forward CT entry before the SYN-ACK');
-        const rev = dp.ctIn('lb_ct_syn', ctRevKey(s, b, C4, 41000));
-        c.eq([rev?.feId, rev?.backendId, rev?.flags], [s.feId, b.id, LB_CT_F_FWD_PENDING], 'reverse CT entry names the frontend and the backend, forward entry pending');
-        c.eq(dp.ctIn('lb_ct', ctRevKey(s, b, C4, 41000)), undefined, 'nothing in lb_ct');
+        c.eq(dp.ct(ctKey(s, C4, 41000))?.backendId, b.id, 'forward CT entry holds the backend');
+        c.eq(dp.ct(ctRevKey(s, b, C4, 41000))?.feId, s.feId, 'reverse CT entry names the frontend');
         c.eq(dp.feStats(s.feId).packets, 1, 'per-frontend packet counter');
         c.eq(dp.feStats(s.feId).bytes, f.input.length, 'per-frontend byte counter');
       },
@@ -231,13 +229,9 @@ export function buildRows(): Row[] {
     add({
       name: 'host-originated TCP SYN at tc egress: translated, CT flagged REV_AT_INGRESS',
       prog: 'lb_tc_egress', input: f.input, verdict: TC_ACT_OK, output: f.to(b), stats: { fwd_new: 1 },
-      after: (dp, c) => c.eq(dp.ct(ctRevKey(s, b, host, 45000))?.flags, LB_CT_F_REV_AT_INGRESS | LB_CT_F_FWD_PENDING, 'CT flags'),
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, host, 45000))?.flags, LB_CT_F_REV_AT_INGRESS, 'CT flags'),
     });
-    add({
-      name: 'reply to a host-originated flow at tc ingress: source rewritten to the frontend, the forward entry written',
-      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
-      after: (dp, c) => c.eq(dp.ctIn('lb_ct_syn', ctKey(s, host, 45000))?.flags, LB_CT_F_REV_AT_INGRESS, 'forward entry from the SYN-ACK, flagged REV_AT_INGRESS'),
-    });
+    add({ name: 'reply to a host-originated flow at tc ingress: source rewritten to the frontend', prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 } });
     add({ name: 'reply to a host-originated flow at tc egress: not ours there, untouched', prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_egress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: 'input', stats: {} });
     // masqueradeAll: the kernel's masquerade (POSTROUTING) is behind a host packet at tc egress, so
     // the SNAT mark would be dead; none is set, the flow is counted (README, limits)
@@ -310,12 +304,6 @@ export function buildRows(): Row[] {
    * before boot (a VM up for less than the age) is written as its two's complement */
   const ago = (age: bigint) => BigInt.asUintN(64, now() - age);
   /** a TCP flow past its handshake (SYN, then the client's ACK): its entries in lb_ct */
-  /** a SYN at ingress and its backend b's SYN-ACK at egress: a TCP handshake as the node sees it (a
-   * client cannot send more before the SYN-ACK; the SYN-ACK writes the flow's forward entry) */
-  const synAcked = (dp: Datapath, s: TestService, b: TestBackend, client: string, sport: number) => {
-    run(dp, 'lb_tc_ingress', toService(s, client, sport).input);
-    run(dp, 'lb_tc_egress', reply(s, b, client, sport).input);
-  };
   const established = (dp: Datapath, s: TestService, client: string, sport: number) => {
     run(dp, 'lb_tc_ingress', toService(s, client, sport).input);
     run(dp, 'lb_tc_ingress', toService(s, client, sport, { seq: 1001, ack: 5001, flags: TCP_ACK }).input);
@@ -330,7 +318,7 @@ export function buildRows(): Row[] {
     const b = pick(s, client, sport), f = toService(s, client, sport), g = toService(s, client, sport, ACK_DATA);
     add({
       name: 'conntrack hit after the backend set changed: the flow keeps its backend',
-      prog: 'lb_tc_ingress', setup: (dp) => { synAcked(dp, s, b, client, sport); dp.replaceBackends(s, grown); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, grown); },
       input: g.input, verdict: TC_ACT_OK, output: g.to(b), stats: { fwd_ct_hit: 1 },
     });
   }
@@ -350,7 +338,7 @@ export function buildRows(): Row[] {
     const rest = s.backends.filter((x) => x.id !== gone.id);
     add({
       name: 'TCP data on a flow whose backend was removed: answered with RST|ACK (exact bytes), bounced',
-      prog: 'lb_tc_ingress', setup: (dp) => { synAcked(dp, s, gone, C4, 47100); dp.replaceBackends(s, rest); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, rest); },
       input: g.input, verdict: TC_ACT_REDIRECT, output: expectedRst(g.input), stats: { reset_backend_gone: 1 },
     });
     const sRest = { ...s, backends: rest }, nb = pick(sRest, C4, 47100);
@@ -367,12 +355,12 @@ export function buildRows(): Row[] {
     const t131 = { ...backend(s, 131), flags: LB_BE_F_TERMINATING };
     add({
       name: 'terminating backend keeps its established flow (KEP-1669 drain)',
-      prog: 'lb_tc_ingress', setup: (dp) => { synAcked(dp, s, backend(s, 131), client, sport); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); dp.addMember(s.feId, 131); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); dp.addMember(s.feId, 131); },
       input: g.input, verdict: TC_ACT_OK, output: g.to(t131), stats: { fwd_ct_hit: 1 },
     });
     add({
       name: 'terminating backend: a new SYN on the same tuple re-selects from the table',
-      prog: 'lb_tc_ingress', setup: (dp) => { synAcked(dp, s, backend(s, 131), client, sport); run(dp, 'lb_tc_ingress', toService(s, client, sport, { seq: 1001, ack: 5001, flags: TCP_ACK }).input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); dp.addMember(s.feId, 131); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.replaceBackends(s, [backend(s, 132)]); dp.upsertBackend(t131, 'TCP'); dp.addMember(s.feId, 131); },
       input: f.input, verdict: TC_ACT_OK, output: f.to(backend(s, 132)), stats: { fwd_new: 1 },
       after: (dp, c) => c.eq(dp.ct(ctKey(s, client, sport))?.backendId, 132, 'CT entry now names the ready backend'),
     });
@@ -560,7 +548,7 @@ export function buildRows(): Row[] {
     add({
       name: 'external NodePort, eTP=Cluster, remote backend: DNAT and the SNAT mark set',
       prog: 'lb_tc_ingress', external: true, mark: 0x10, input: remote.input, verdict: TC_ACT_OK, output: remote.to(backend(s, 52)), markOut: 0x10 | SNAT_MARK, stats: { fwd_new: 1 },
-      after: (dp, c) => c.eq(dp.ct(ctRevKey(s, backend(s, 52), ext, rp))?.flags, LB_CT_F_SNAT | LB_CT_F_FWD_PENDING, 'CT flags SNAT'),
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, ext, rp))?.flags, LB_CT_F_SNAT, 'CT flags SNAT'),
     });
     const lp = sportFor(s, ext, 51), local = toService(s, ext, lp);
     add({ name: 'external NodePort, local backend: no SNAT (source IP kept)', prog: 'lb_tc_ingress', external: true, input: local.input, verdict: TC_ACT_OK, output: local.to(backend(s, 51)), stats: { fwd_new: 1 } });
@@ -569,7 +557,7 @@ export function buildRows(): Row[] {
     add({
       name: 'hairpin: a pod balanced to itself gets the SNAT mark',
       prog: 'lb_tc_ingress', input: hair.input, verdict: TC_ACT_OK, output: hair.to(backend(w, 11)), markOut: SNAT_MARK, stats: { fwd_new: 1 },
-      after: (dp, c) => c.eq(dp.ct(ctRevKey(w, backend(w, 11), pod, hp))?.flags, LB_CT_F_SNAT | LB_CT_F_HAIRPIN | LB_CT_F_FWD_PENDING, 'CT flags SNAT|HAIRPIN'),
+      after: (dp, c) => c.eq(dp.ct(ctKey(w, pod, hp))?.flags, LB_CT_F_SNAT | LB_CT_F_HAIRPIN, 'CT flags SNAT|HAIRPIN'),
     });
   }
 
@@ -580,7 +568,7 @@ export function buildRows(): Row[] {
     add({
       name: 'XDP: external NodePort to a local backend translated in XDP, CT recorded',
       prog: 'lb_xdp', external: true, input: local.input, verdict: XDP_PASS, output: local.to(backend(s, 51)), stats: { fwd_new: 1 }, bench: 'xdp-first-packet',
-      after: (dp, c) => c.eq(dp.ct(ctRevKey(s, backend(s, 51), ext, lp))?.backendId, 51, 'CT entry'),
+      after: (dp, c) => c.eq(dp.ct(ctKey(s, ext, lp))?.backendId, 51, 'CT entry'),
     });
     const rp = sportFor(s, ext, 52), remote = toService(s, ext, rp);
     add({
@@ -592,13 +580,6 @@ export function buildRows(): Row[] {
         c.eq(r.output.toString('hex'), remote.to(backend(s, 52)).toString('hex'), 'tc ingress translated to the same backend');
         c.eq(r.mark, SNAT_MARK, 'tc set the SNAT mark');
       },
-    });
-    const sa = reply(s, backend(s, 51), ext, lp);
-    add({
-      name: 'XDP: the SYN-ACK of a flow XDP translated: rewritten at tc egress, which writes the forward entry',
-      prog: 'lb_tc_egress', external: true, setup: (dp) => { run(dp, 'lb_xdp', local.input); },
-      input: sa.input, verdict: TC_ACT_OK, output: sa.output, stats: { rev_nat: 1 },
-      after: (dp, c) => c.eq(dp.ctIn('lb_ct_syn', ctKey(s, ext, lp))?.backendId, 51, 'forward entry in lb_ct_syn'),
     });
     const d = toService(SVC.lb, '192.168.60.7', 52200);
     add({ name: 'XDP: source range deny dropped in XDP', prog: 'lb_xdp', external: true, input: d.input, verdict: XDP_DROP, output: 'input', stats: { drop_source_range: 1 } });
@@ -782,7 +763,7 @@ export function buildRows(): Row[] {
       input: toService(s, ext, sport, ACK_DATA).input, verdict: TC_ACT_OK, output: toService(s, ext, sport, ACK_DATA).to(b), stats: { fwd_ct_hit: 1 },
       after: (dp, c) => {
         c.eq(dp.map('lb_ct').count(), 2, 'lb_ct holds the established flow only');
-        c.eq(dp.optMap('lb_ct_syn')?.count(), 300, 'the SYNs wait in lb_ct_syn, one entry each');
+        c.eq(dp.optMap('lb_ct_syn')?.count(), 600, 'the SYNs wait in lb_ct_syn');
       },
     });
     const syn = toService(s, ext, sport + 1), ack = toService(s, ext, sport + 1, { seq: 1001, ack: 5001, flags: TCP_ACK });
@@ -795,41 +776,6 @@ export function buildRows(): Row[] {
         c.eq(dp.ctIn('lb_ct', ctKey(s, ext, sport + 1))?.backendId, bb.id, 'forward entry in lb_ct');
         c.eq(dp.ctIn('lb_ct', ctRevKey(s, bb, ext, sport + 1))?.feId, s.feId, 'reverse entry in lb_ct');
         c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 0, 'lb_ct_syn emptied');
-      },
-    });
-    // One conntrack insert per new connection (issue 10): the SYN writes only the reverse entry
-    // (flagged FWD_PENDING); the SYN-ACK, which names the whole forward tuple, writes the forward one.
-    const sa = reply(s, bb, ext, sport + 1);
-    add({
-      name: 'the SYN-ACK of a flow whose SYN wrote only its reverse entry: rewritten to the NodePort, and it writes the forward entry',
-      prog: 'lb_tc_egress', external: true, setup: (dp) => { run(dp, 'lb_tc_ingress', syn.input); },
-      input: sa.input, verdict: TC_ACT_OK, output: sa.output, stats: { rev_nat: 1 },
-      after: (dp, c) => {
-        const fwd = dp.ctIn('lb_ct_syn', ctKey(s, ext, sport + 1)), rev = dp.ctIn('lb_ct_syn', ctRevKey(s, bb, ext, sport + 1));
-        const snat = bb.id === 52 ? LB_CT_F_SNAT : 0;
-        c.eq([fwd?.feId, fwd?.backendId, fwd?.flags], [s.feId, bb.id, snat], 'forward entry in lb_ct_syn, from the reply');
-        c.eq(rev?.flags, snat, 'reverse entry no longer pending');
-        c.eq(dp.stats({ bookkeeping: true }).ct_syn_insert, 1, 'one insert by the SYN-ACK');
-        c.eq(dp.map('lb_ct').count(), 0, 'nothing in lb_ct before the client\'s ACK');
-      },
-    });
-    add({
-      name: 'the handshake\'s ACK after the SYN-ACK: both entries move to lb_ct, same backend',
-      prog: 'lb_tc_ingress', external: true, setup: (dp) => { run(dp, 'lb_tc_ingress', syn.input); run(dp, 'lb_tc_egress', sa.input); },
-      input: ack.input, verdict: TC_ACT_OK, output: ack.to(bb), ...(bb.id === 52 ? { markOut: SNAT_MARK } : {}), stats: { fwd_ct_hit: 1 },
-      after: (dp, c) => {
-        c.eq(dp.ctIn('lb_ct', ctKey(s, ext, sport + 1))?.backendId, bb.id, 'forward entry in lb_ct');
-        c.eq(dp.ctIn('lb_ct', ctRevKey(s, bb, ext, sport + 1))?.feId, s.feId, 'reverse entry in lb_ct');
-        c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 0, 'lb_ct_syn emptied');
-      },
-    });
-    add({
-      name: 'a retransmitted SYN before any SYN-ACK: the same backend, nothing written again',
-      prog: 'lb_tc_ingress', external: true, setup: (dp) => { run(dp, 'lb_tc_ingress', syn.input); },
-      input: syn.input, verdict: TC_ACT_OK, output: syn.to(bb), ...(bb.id === 52 ? { markOut: SNAT_MARK } : {}), stats: { fwd_ct_hit: 1 },
-      after: (dp, c) => {
-        c.eq(dp.stats({ bookkeeping: true }).ct_syn_insert, undefined, 'no insert');
-        c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 1, 'still the one reverse entry');
       },
     });
     // The backend still holds the tuple in TIME_WAIT (the node's masquerade gave the new flow a
@@ -905,7 +851,7 @@ export function buildRows(): Row[] {
         after: (dp, c) => {
           c.eq(dp.ctIn('lb_ct_syn', ctRevKey(w, b, C4, sport))?.feId, w.feId, 'reverse entry in lb_ct_syn still the first frontend\'s');
           c.eq(dp.ctIn('lb_ct_syn', ctKey(twin, C4, sport)), undefined, 'no forward entry of the refused flow');
-          c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 1, 'lb_ct_syn holds only the first flow');
+          c.eq(dp.optMap('lb_ct_syn')?.count() ?? 0, 2, 'lb_ct_syn holds only the first flow');
         },
       });
     }
@@ -1010,7 +956,7 @@ export function buildRows(): Row[] {
     const mtu6 = Buffer.from([0, 0, 0x05, 0x00]);
     add({
       name: 'ICMPv6 packet too big toward the frontend about a TCP/IPv6 SYN-ACK behind a hop-by-hop header: to the backend, pseudo-header checksum fixed',
-      prog: 'lb_tc_ingress', setup: (dp) => { synAcked(dp, w6, b6, C6, p6); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', g6.input); },
       input: icmpError('fd00:50::1', w6.address, 2, 0, seen6, mtu6), verdict: TC_ACT_OK,
       output: icmpError('fd00:50::1', b6.address, 2, 0, requote(seen6, b6.address, b6.port, 'src'), mtu6), stats: { icmp_xlate: 1 },
     });
@@ -1026,7 +972,7 @@ export function buildRows(): Row[] {
     const hseen = reply(w, hb, host, hp).output.subarray(14, 14 + 28);
     add({
       name: 'ICMP error the host sends toward the frontend about a reply of a host-originated flow: at tc egress, to the backend',
-      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_egress', hf.input); run(dp, 'lb_tc_ingress', reply(w, hb, host, hp).input); },
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_egress', hf.input); },
       input: icmpError(host, w.address, 3, 3, hseen), verdict: TC_ACT_OK,
       output: icmpError(host, hb.address, 3, 3, requote(hseen, hb.address, hb.port, 'src')), stats: { icmp_xlate: 1 },
     });
@@ -1047,7 +993,7 @@ export function buildRows(): Row[] {
     const w = SVC.web4, gone = pick(w, C4, 54502), g = toService(w, C4, 54502, ACK_DATA);
     add({
       name: 'TCP data on a flow whose backend was removed, the refusal bucket empty: no RST, dropped, counted',
-      prog: 'lb_tc_ingress', setup: (dp) => { synAcked(dp, w, gone, C4, 54502); dp.replaceBackends(w, w.backends.filter((x) => x.id !== gone.id)); empty(dp); },
+      prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', toService(w, C4, 54502).input); dp.replaceBackends(w, w.backends.filter((x) => x.id !== gone.id)); empty(dp); },
       input: g.input, verdict: TC_ACT_SHOT, output: 'input', stats: { drop_reject_limit: 1 },
     });
   }

@@ -55,7 +55,6 @@ export const LB_CT_F_SNAT = 1 << 0;
 export const LB_CT_F_REV_AT_INGRESS = 1 << 1;
 export const LB_CT_F_CLOSING = 1 << 2;
 export const LB_CT_F_HAIRPIN = 1 << 3;
-export const LB_CT_F_FWD_PENDING = 1 << 4;
 
 /** conntrack lifetimes in seconds without a packet (lb_consts.h); the agent's sweep applies them too */
 export const LB_CT_TIMEOUT_TCP = 21600;
