@@ -248,7 +248,7 @@ if (avail.ok) {
     t.deepEqual(udp.map((r) => r.reply), ['direct', 'direct']);
     t.is(ctx!.dp.stats().sock_skip_ext_ip - before, 5);
     maps.setExternalIpAllow(['10.96.0.48/29']);
-    const allowed = await client({ proto: 'http', host: EIP4, port: 80, count: 12 });
+    const allowed = await client({ proto: 'http', host: EIP4, port: 80, count: 30 });
     t.deepEqual(errors(allowed), []);
     t.deepEqual(names(allowed), ['be-a', 'be-b']);
     t.true(allowed.every((r) => r.peer === `${EIP4}:80`));
@@ -256,7 +256,7 @@ if (avail.ok) {
     // one of this node's addresses is always served (a NodePort-like externalIP on the node)
     maps.setNodeAddresses([EIP4]);
     t.teardown(() => { maps.setNodeAddresses([]); });
-    const local = await client({ proto: 'http', host: EIP4, port: 80, count: 8 });
+    const local = await client({ proto: 'http', host: EIP4, port: 80, count: 30 });
     t.deepEqual(names(local), ['be-a', 'be-b']);
   });
 

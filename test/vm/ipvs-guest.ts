@@ -423,7 +423,8 @@ async function main(): Promise<void> {
   let sampling = true;
   const sampler = (async () => {
     for (let i = 0; sampling && i < 2000; i++) {
-      samples.push(stripCounters(await table().catch((e: Error) => `read failed: ${e.message}`)));
+      // the new agent's mode probe adds and deletes a scratch virtual server on 127.0.0.127 (probeIpvs): not a Service's
+      samples.push(stripCounters(await table().catch((e: Error) => `read failed: ${e.message}`)).split('\n').filter((l) => !l.includes('127.0.0.127:')).join('\n'));
       await sleep(500);
     }
   })();
