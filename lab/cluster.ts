@@ -215,6 +215,13 @@ export class ClusterLab {
     }
   }
 
+  /** Makes a change (a manifest written, removed) and waits until every agent has synced it. */
+  async change(fn: () => void, timeoutMs = 30_000): Promise<void> {
+    const since = Date.now() / 1000;
+    fn();
+    await this.waitSynced(since, timeoutMs);
+  }
+
   /** Waits until every agent has synced a change made after `since` (epoch seconds). */
   async waitSynced(sinceSec: number, timeoutMs = 10_000): Promise<void> {
     for (const node of this.nodes) {

@@ -1,6 +1,6 @@
 // The seeds' example Services (shared/seeds), with private addresses in place of public ones, as
 // standalone manifests for the lab's pods. Each names the seed it comes from.
-import { sliceYaml, type ClusterLab, type LabPod } from './cluster.js';
+import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from './cluster.js';
 
 export const VIP = {
   mytest: '10.100.77.149',         // seed 001: mytest-svc, ClusterIP 10.100.77.149, 80 -> 8080
@@ -147,4 +147,21 @@ export function mytestWithEndpoints(lab: ClusterLab, endpoints: Parameters<typeo
   const pods = ['pod-a', 'pod-b', 'pod-c'].map((n) => lab.pods.get(n)!);
   return labManifests(lab, pods)['mytest.yaml']!.replace(/---\napiVersion: discovery.k8s.io\/v1[\s\S]*$/, '')
     + sliceYaml({ service: 'mytest-svc', ports: [{ name: 'http', port: 8080 }], endpoints });
+}
+
+/**
+ * The long loop scripts' lab (test/lab/*.run.ts): two nodes, pod-a..d (a, b on node 1), `clients`
+ * client pods (client1 on node 1, client2 on node 2), the lab's manifests over pod-a..c, an agent per
+ * node started with `agentArgs`.
+ */
+export async function startLoopLab(tag: string, agentArgs: string[], clients = 2): Promise<ClusterLab> {
+  const lab = new ClusterLab({ tag, agentArgs });
+  await lab.build({ pods: [
+    { name: 'pod-a', node: 1 }, { name: 'pod-b', node: 1 }, { name: 'pod-c', node: 2 }, { name: 'pod-d', node: 2 },
+    ...[1, 2].slice(0, clients).map((n) => ({ name: `client${n}`, node: n, role: 'client' as const })),
+  ] });
+  lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
+  for (const [f, y] of Object.entries(labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map((n) => lab.pods.get(n)!)))) lab.writeManifest(f, y);
+  for (const n of lab.nodes) await lab.startAgent(n);
+  return lab;
 }

@@ -8,8 +8,8 @@
 import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import anyTest, { type TestFn } from 'ava';
-import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
-import { labManifests, mytestWithEndpoints, stickyPortYaml, VIP } from '../../lab/services.js';
+import { type ClusterLab, sliceYaml, type LabPod } from '../../lab/cluster.js';
+import { mytestWithEndpoints, stickyPortYaml, VIP, startLoopLab } from '../../lab/services.js';
 import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
 
 const test = anyTest as TestFn;
@@ -25,14 +25,7 @@ const pod = (name: string): LabPod => lab.pods.get(name)!;
 test.before(async () => {
   if (!avail.ok || !SECONDS) return;
   await sweepLeftovers();
-  lab = new ClusterLab({ tag: 'transient', agentArgs: (process.env.KBP_LAB_AGENT_ARGS ?? '').split(' ').filter(Boolean) });
-  await lab.build({ pods: [
-    { name: 'pod-a', node: 1 }, { name: 'pod-b', node: 1 }, { name: 'pod-c', node: 2 }, { name: 'pod-d', node: 2 },
-    { name: 'client1', node: 1, role: 'client' },
-  ] });
-  lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
-  for (const [f, y] of Object.entries(labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod)))) lab.writeManifest(f, y);
-  for (const n of lab.nodes) await lab.startAgent(n);
+  lab = await startLoopLab('transient', (process.env.KBP_LAB_AGENT_ARGS ?? '').split(' ').filter(Boolean), 1);
 });
 
 test.after.always(async () => {

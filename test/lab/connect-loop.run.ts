@@ -8,8 +8,8 @@
 // removed; between rounds the LB IP from outside. Every failure is printed with the lab's report
 // (testing/lab-diag.ts: loss counters, frontends, flows, agent lines), which curlMany attaches.
 import anyTest, { type TestFn } from 'ava';
-import { ClusterLab, nodesYaml, type LabPod } from '../../lab/cluster.js';
-import { labManifests, STICKY_PORTS, stickyPortYaml, VIP } from '../../lab/services.js';
+import { type ClusterLab, type LabPod } from '../../lab/cluster.js';
+import { STICKY_PORTS, stickyPortYaml, VIP, startLoopLab } from '../../lab/services.js';
 import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
 
 const test = anyTest as TestFn;
@@ -19,23 +19,10 @@ const avail = labAvailable();
 let lab: ClusterLab;
 const pod = (name: string): LabPod => lab.pods.get(name)!;
 
-async function change(fn: () => void): Promise<void> {
-  const since = Date.now() / 1000;
-  fn();
-  await lab.waitSynced(since, 30_000);
-}
-
 test.before(async () => {
   if (!avail.ok || !ROUNDS) return;
   await sweepLeftovers();
-  lab = new ClusterLab({ tag: 'connloop', agentArgs: (process.env.KBP_LAB_AGENT_ARGS ?? '').split(' ').filter(Boolean) });
-  await lab.build({ pods: [
-    { name: 'pod-a', node: 1 }, { name: 'pod-b', node: 1 }, { name: 'pod-c', node: 2 }, { name: 'pod-d', node: 2 },
-    { name: 'client1', node: 1, role: 'client' }, { name: 'client2', node: 2, role: 'client' },
-  ] });
-  lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
-  for (const [f, y] of Object.entries(labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod)))) lab.writeManifest(f, y);
-  for (const n of lab.nodes) await lab.startAgent(n);
+  lab = await startLoopLab('connloop', (process.env.KBP_LAB_AGENT_ARGS ?? '').split(' ').filter(Boolean));
 });
 
 test.after.always(async () => {
@@ -59,11 +46,11 @@ test.after.always(async () => {
     }
   };
   for (round = 1; round <= ROUNDS && Date.now() < end; round++) {
-    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a'])));
+    await lab.change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a'])));
     for (const c of ['client1', 'client2']) {
       for (const p of STICKY_PORTS) tally(`${c} clusterIP:${p.port}`, await lab.curlMany(pod(c).pod.ns, `http://10.96.100.70:${p.port}/`, 2));
     }
-    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
+    await lab.change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
     for (const c of ['client1', 'client2']) {
       const nodeIP = pod(c).node.ip4;
       for (const [i] of STICKY_PORTS.entries()) {
@@ -72,7 +59,7 @@ test.after.always(async () => {
       }
     }
     for (const n of lab.nodes) tally(`ext NodePort ${n.name}`, await lab.curlMany(lab.ext, `http://${n.ip4}:30171/`, 3));
-    await change(() => lab.removeManifest('sticky-port.yaml'));
+    await lab.change(() => lab.removeManifest('sticky-port.yaml'));
     tally('ext LB IP', await lab.curlMany(lab.ext, `http://${VIP.lb}:8000/`, 10));
     if (round % 5 === 0) console.error(`${new Date().toISOString()} round ${round}: ${sent} requests, ${failures.length} failed`);
   }

@@ -10,8 +10,8 @@
 // file in between withdrew the Service until the write's event (fixed in src/source/manifests.ts).
 // KBP_LAB_FEPOLL=path of testing/fepoll.c built: node1's mytest frontend entry over each round.
 import anyTest, { type TestFn } from 'ava';
-import { ClusterLab, nodesYaml, sliceYaml, type LabPod } from '../../lab/cluster.js';
-import { labManifests, mytestWithEndpoints, stickyPortYaml, VIP } from '../../lab/services.js';
+import { type ClusterLab, sliceYaml, type LabPod } from '../../lab/cluster.js';
+import { labManifests, mytestWithEndpoints, stickyPortYaml, VIP, startLoopLab } from '../../lab/services.js';
 import { labAvailable, sweepLeftovers } from '../../testing/netns.js';
 
 const test = anyTest as TestFn;
@@ -22,24 +22,11 @@ const FEPOLL = process.env.KBP_LAB_FEPOLL;
 let lab: ClusterLab;
 const pod = (name: string): LabPod => lab.pods.get(name)!;
 
-async function change(fn: () => void): Promise<void> {
-  const since = Date.now() / 1000;
-  fn();
-  await lab.waitSynced(since, 30_000);
-}
-
 test.before(async () => {
   if (!avail.ok || !ROUNDS) return;
   await sweepLeftovers();
   // KBP_LAB_AGENT_ARGS: extra agent flags, e.g. "--housekeeping-interval 200ms"
-  lab = new ClusterLab({ tag: 'scaleloop', agentArgs: ['--mode', MODE, ...(process.env.KBP_LAB_AGENT_ARGS ?? '').split(' ').filter(Boolean)] });
-  await lab.build({ pods: [
-    { name: 'pod-a', node: 1 }, { name: 'pod-b', node: 1 }, { name: 'pod-c', node: 2 }, { name: 'pod-d', node: 2 },
-    { name: 'client1', node: 1, role: 'client' }, { name: 'client2', node: 2, role: 'client' },
-  ] });
-  lab.writeManifest('nodes.yaml', nodesYaml(lab.nodes));
-  for (const [f, y] of Object.entries(labManifests(lab, ['pod-a', 'pod-b', 'pod-c'].map(pod)))) lab.writeManifest(f, y);
-  for (const n of lab.nodes) await lab.startAgent(n);
+  lab = await startLoopLab('scaleloop', ['--mode', MODE, ...(process.env.KBP_LAB_AGENT_ARGS ?? '').split(' ').filter(Boolean)]);
 });
 
 test.after.always(async () => {
@@ -59,11 +46,11 @@ test.after.always(async () => {
     `(tcp[tcpflags] & tcp-rst != 0) or icmp`], { what: `tcpdump ${dev}` }));
   const tcmon = lab.lab.spawn(lab.nodes[0]!.ns, '/usr/sbin/tc', ['-t', 'monitor'], { what: 'tc monitor' });
   for (let round = 1; round <= ROUNDS; round++) {
-    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a'])));
+    await lab.change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a'])));
     await lab.curlMany(c, 'http://10.96.100.70:8080/', 2);
-    await change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
+    await lab.change(() => lab.writeManifest('sticky-port.yaml', sticky(['pod-a', 'pod-b', 'pod-c', 'pod-d'])));
     await lab.curlMany(c, 'http://10.96.100.70:8080/', 2);
-    await change(() => lab.removeManifest('sticky-port.yaml'));
+    await lab.change(() => lab.removeManifest('sticky-port.yaml'));
     // the agent test has two tests (~5-30 s) between; vary the gap across the quarantine's 1 s
     await new Promise((r) => setTimeout(r, [1200, 200, 200][round % 3]!));
     // every datapath counter of both nodes, to tell which hook refused
@@ -92,20 +79,20 @@ test.after.always(async () => {
     })();
     await new Promise((r) => setTimeout(r, 300));
     mark('up');
-    await change(() => lab.writeManifest('mytest.yaml', slice(['pod-a', 'pod-b', 'pod-c', 'pod-d'].map((p) => ({ pod: pod(p) })))));
+    await lab.change(() => lab.writeManifest('mytest.yaml', slice(['pod-a', 'pod-b', 'pod-c', 'pod-d'].map((p) => ({ pod: pod(p) })))));
     mark('up synced');
     const held = 'pod-b';
-    await change(() => lab.writeManifest('mytest.yaml', slice(['pod-a', 'pod-b', 'pod-c', 'pod-d'].map((p) => (
+    await lab.change(() => lab.writeManifest('mytest.yaml', slice(['pod-a', 'pod-b', 'pod-c', 'pod-d'].map((p) => (
       p === held ? { pod: pod(p), ready: false, serving: true, terminating: true } : { pod: pod(p) })))));
     mark('terminating synced');
     await new Promise((r) => setTimeout(r, 1000));
     mark('down');
-    await change(() => lab.writeManifest('mytest.yaml', slice(['pod-a', 'pod-c', 'pod-d'].map((p) => ({ pod: pod(p) })))));
+    await lab.change(() => lab.writeManifest('mytest.yaml', slice(['pod-a', 'pod-c', 'pod-d'].map((p) => ({ pod: pod(p) })))));
     mark('down synced');
     await new Promise((r) => setTimeout(r, 1000));
     looping = false;
     await loop;
-    await change(() => lab.writeManifest('mytest.yaml', base));
+    await lab.change(() => lab.writeManifest('mytest.yaml', base));
     total += n;
     if (poll) await poll.exited;
     if (errors.length) {
