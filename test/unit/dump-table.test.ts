@@ -30,3 +30,21 @@ test('every backend line names its state and weight; the weights add up to M; a 
   t.true(lines.some((l) => /^TCP\s+10\.96\.0\.10:80\s+internal\s+mh\(M=\d+\)\s+7\s+default\/web:http ClusterIP$/.test(l)), lines.join('\n'));
   t.true(lines.includes('  (no backends: refused)'));
 });
+
+// ipvsadm -Ln prints the scheduler's flags after its name, "mh (mh-fallback,mh-port)" (print_sched_flags
+// in ipvsadm.c), before "persistent N": the IPVS mode sets both mh flags, and `dump -o table` in that mode
+// must show them as ipvsadm does.
+test('IPVS dump table: the mh scheduler flags in parentheses after the scheduler, as ipvsadm -Ln prints them', async (t) => {
+  const { formatIpvsTable } = await import('../../src/dataplane/ipvs/dump.js');
+  const { SVC_F_MH_FALLBACK, SVC_F_MH_PORT, SVC_F_PERSISTENT } = await import('../../src/dataplane/ipvs/ipvs.js');
+  const out = formatIpvsTable([
+    { vs: { address: '10.96.0.10', port: 80, protocol: 'TCP', scheduler: 'mh', flags: SVC_F_MH_FALLBACK | SVC_F_MH_PORT, timeout: 0 }, dests: [] },
+    { vs: { address: '10.96.0.11', port: 80, protocol: 'TCP', scheduler: 'mh', flags: SVC_F_MH_FALLBACK | SVC_F_MH_PORT | SVC_F_PERSISTENT, timeout: 10800 }, dests: [] },
+    { vs: { address: '10.96.0.12', port: 80, protocol: 'TCP', scheduler: 'rr', flags: 0, timeout: 0 }, dests: [] },
+    { vs: { address: '10.96.0.13', port: 80, protocol: 'TCP', scheduler: 'mh', flags: SVC_F_MH_PORT, timeout: 0 }, dests: [] },
+  ]).split('\n');
+  t.true(out.includes('TCP  10.96.0.10:80 mh (mh-fallback,mh-port)'), out.join('\n'));
+  t.true(out.includes('TCP  10.96.0.11:80 mh (mh-fallback,mh-port) persistent 10800'), out.join('\n'));
+  t.true(out.includes('TCP  10.96.0.12:80 rr'), out.join('\n'));
+  t.true(out.includes('TCP  10.96.0.13:80 mh (mh-port)'), out.join('\n'));
+});

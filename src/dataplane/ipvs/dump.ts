@@ -4,10 +4,17 @@ import { toJson } from '../../model/canonical.js';
 import { planToCompiledState } from '../plan-to-compiled.js';
 import { KbpError } from '../../util/errors.js';
 import { IpvsDataplane, cleanupIpvs } from './dataplane.js';
-import type { RealServer, VirtualServer } from './ipvs.js';
+import { SVC_F_MH_FALLBACK, SVC_F_MH_PORT, SVC_F_PERSISTENT, type RealServer, type VirtualServer } from './ipvs.js';
 
 function hostPort(a: string, p: number): string {
   return a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
+}
+
+/** The mh scheduler's flags as ipvsadm prints them after its name: " (mh-fallback,mh-port)" */
+function schedFlags(vs: VirtualServer): string {
+  if (vs.scheduler !== 'mh') return '';
+  const f = [vs.flags & SVC_F_MH_FALLBACK ? 'mh-fallback' : '', vs.flags & SVC_F_MH_PORT ? 'mh-port' : ''].filter(Boolean);
+  return f.length ? ` (${f.join(',')})` : '';
 }
 
 /** The layout of `ipvsadm -Ln`, with the Service each virtual server serves where the plan says. */
@@ -19,7 +26,7 @@ export function formatIpvsTable(servers: Array<{ vs: VirtualServer; dests: RealS
   ];
   const sorted = [...servers].sort((a, b) => (a.vs.fwmark ?? 0) - (b.vs.fwmark ?? 0) || a.vs.address.localeCompare(b.vs.address) || a.vs.port - b.vs.port || a.vs.protocol.localeCompare(b.vs.protocol));
   for (const { vs, dests } of sorted) {
-    const flags = vs.flags & 1 ? ` persistent ${vs.timeout}` : '';
+    const flags = schedFlags(vs) + (vs.flags & SVC_F_PERSISTENT ? ` persistent ${vs.timeout}` : '');
     const head = vs.fwmark ? `FWM  ${vs.fwmark} ${vs.address.includes(':') ? 'IPv6 ' : ''}` : `${vs.protocol.padEnd(4)} ${hostPort(vs.address, vs.port)}`;
     lines.push(`${head} ${vs.scheduler}${flags}`);
     for (const d of [...dests].sort((a, b) => a.address.localeCompare(b.address) || a.port - b.port)) {
