@@ -12,7 +12,7 @@
 // hook (the client runs in a cgroup with lb_sock_connect4 attached).
 import { systemBinary } from '../src/util/exec.js';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -209,6 +209,7 @@ async function measure(ctx: BenchContext, t: Topology, n: number, rounds: number
       const got = await t.interleaved(paths, conns);
       for (const [m, res] of got) row.runs[m].push(res);
     }
+    if (process.env.KBP_CONNRATE_PROFILE === '1' && !row.broken.tc && !row.broken.socket) await profile(ctx, t, n, conns);
   } finally {
     await t.flushIptables();
   }
@@ -225,6 +226,51 @@ async function measure(ctx: BenchContext, t: Topology, n: number, rounds: number
  */
 function ratios(row: Row, m: Mode): number[] {
   return row.runs[m].map((x, i) => row.runs.direct[i]!.p50us / x.p50us);
+}
+
+const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
+
+/** run_time_ns and run_cnt of a program (kernel.bpf_stats_enabled must be on) */
+async function progStats(t: Topology, id: number): Promise<{ ns: number; runs: number }> {
+  const r = await t.lab.runIn(null, '/usr/sbin/bpftool', ['-j', 'prog', 'show', 'id', String(id)], { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`bpftool prog show id ${id} exited ${r.code}: ${r.stderr.trim()}`);
+  const j = JSON.parse(r.stdout) as { run_time_ns?: number; run_cnt?: number };
+  return { ns: j.run_time_ns ?? 0, runs: j.run_cnt ?? 0 };
+}
+
+/**
+ * KBP_CONNRATE_PROFILE=1: where a path's extra time per connection goes. With kernel.bpf_stats_enabled
+ * on for the round (restored after), one round of direct and the path, taking turns: each program's
+ * runs per connection and ns per run, against the path's connect() p50 less direct's. The programs'
+ * own time is what a cut in them can win; the rest of the gap is the kernel's work around them.
+ */
+async function profile(ctx: BenchContext, t: Topology, n: number, conns: number): Promise<void> {
+  const progs: Record<'tc' | 'socket', string[]> = { tc: ['lb_tc_ingress', 'lb_tc_egress'], socket: ['lb_sock_connect4'] };
+  const old = readFileSync(BPF_STATS, 'utf8').trim();
+  writeFileSync(BPF_STATS, '1');
+  try {
+    for (const m of ['tc', 'socket'] as const) {
+      const ids = progs[m].map((name) => t.dp.loaded.object.program(name).id);
+      const before = await Promise.all(ids.map((id) => progStats(t, id)));
+      const got = await t.interleaved([
+        { m: 'direct', ip: SERVER_IP, port: SERVER_PORT },
+        { m, ip: VIP, port: VIP_PORT, ...(m === 'socket' ? { cgroup: t.cgroup } : {}) },
+      ], conns);
+      const after = await Promise.all(ids.map((id) => progStats(t, id)));
+      const d = got.get('direct')!, x = got.get(m)!;
+      const parts = progs[m].map((name, i) => {
+        const ns = after[i]!.ns - before[i]!.ns, runs = after[i]!.runs - before[i]!.runs;
+        return { name, runs, ns, perRun: runs ? ns / runs : 0, perConn: ns / Math.max(1, x.ok) };
+      });
+      const own = parts.reduce((s, p) => s + p.perConn, 0) / 1000;
+      ctx.log(`${n} Services, profile ${m}: connect p50 ${x.p50us.toFixed(1)} us vs direct ${d.p50us.toFixed(1)} (gap ${(x.p50us - d.p50us).toFixed(1)} us); programs ${own.toFixed(2)} us a connection: ` +
+        parts.map((p) => `${p.name} ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs x ${p.perRun.toFixed(0)} ns`).join(', '));
+      ctx.note(`profile at ${n} Services, ${m}: connect p50 ${x.p50us.toFixed(1)} us, direct ${d.p50us.toFixed(1)} us; the programs' own time ${own.toFixed(2)} us a connection (` +
+        parts.map((p) => `${p.name}: ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs of ${p.perRun.toFixed(0)} ns`).join('; ') + ')');
+    }
+  } finally {
+    writeFileSync(BPF_STATS, old);
+  }
 }
 
 function spread(xs: number[]): { min: number; median: number; max: number } {
