@@ -316,8 +316,14 @@ async function profile(ctx: BenchContext, t: Topology, n: number, conns: number)
       const dp = t.dataplaneOf(m)!;
       const ids = progs(m).map((name) => dp.loaded.object.program(name).id);
       const before = await Promise.all(ids.map((id) => progStats(t, id)));
+      const statsBefore = dp.stats();
       const got = await t.interleaved([pathOf(t, 'direct'), pathOf(t, m)], conns);
       const after = await Promise.all(ids.map((id) => progStats(t, id)));
+      const statsAfter = dp.stats();
+      // the map writes a connection makes: conntrack entries inserted and deleted, the socket hook's translations
+      const writes = (['ct_syn_insert', 'ct_syn_delete', 'ct_insert', 'ct_delete', 'sock_connect'] as const)
+        .map((k) => [k, (statsAfter[k] - statsBefore[k]) / Math.max(1, got.get(m)!.ok)] as const).filter(([, v]) => v > 0)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
       const d = got.get('direct')!, x = got.get(m)!;
       const parts = progs(m).map((name, i) => {
         const ns = after[i]!.ns - before[i]!.ns, runs = after[i]!.runs - before[i]!.runs;
@@ -325,9 +331,10 @@ async function profile(ctx: BenchContext, t: Topology, n: number, conns: number)
       });
       const own = parts.reduce((s, p) => s + p.perConn, 0) / 1000;
       ctx.log(`${n} Services, profile ${m}: connect p50 ${x.p50us.toFixed(1)} us vs direct ${d.p50us.toFixed(1)} (gap ${(x.p50us - d.p50us).toFixed(1)} us); programs ${own.toFixed(2)} us a connection: ` +
-        parts.map((p) => `${p.name} ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs x ${p.perRun.toFixed(0)} ns`).join(', '));
+        parts.map((p) => `${p.name} ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs x ${p.perRun.toFixed(0)} ns`).join(', ') +
+        `; per connection: ${writes || 'no map writes counted'}`);
       ctx.note(`profile at ${n} Services, ${m}: connect p50 ${x.p50us.toFixed(1)} us, direct ${d.p50us.toFixed(1)} us; the programs' own time ${own.toFixed(2)} us a connection (` +
-        parts.map((p) => `${p.name}: ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs of ${p.perRun.toFixed(0)} ns`).join('; ') + ')');
+        parts.map((p) => `${p.name}: ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs of ${p.perRun.toFixed(0)} ns`).join('; ') + `); per connection: ${writes || 'no map writes counted'}`);
     }
   } finally {
     writeFileSync(BPF_STATS, old);
