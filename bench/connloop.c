@@ -9,7 +9,9 @@
  *
  *   connloop multi N NETNS[@CGROUP] ADDR PORT [NETNS[@CGROUP] ADDR PORT ...]
  *                                     N connections per path, the paths taking turns connection by
- *                                     connection (the order rotating each turn), so that the machine's
+ *                                     connection (in a new random order each turn, so that every path
+ *                                     follows every other alike: a path that walks a big ruleset leaves
+ *                                     the caches cold for whichever path comes next), so that the machine's
  *                                     other load falls on every path alike: a path's sockets are made
  *                                     by a child process in its network namespace (the file under
  *                                     /var/run/netns) and, with @CGROUP, in that cgroup v2 (a socket
@@ -18,7 +20,9 @@
  *
  * connect prints one line: "N FAILED TOTAL_NS P50_NS P99_NS" (per-connect latency: socket() to
  * connect() returning); multi prints one such line per path, in the order given, with connect()
- * alone timed. Built by the bench with the system's cc.
+ * alone timed, and a sixth field: the median of connect() and close() together (the close sends the
+ * RST and runs the socket-release hook: what a connection costs, not only its handshake). Built by
+ * the bench with the system's cc.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -140,7 +144,7 @@ static int multi(int argc, char **argv)
 	int ctl[MAX_PATHS];
 	pid_t kids[MAX_PATHS];
 	long ok[MAX_PATHS] = { 0 }, failed[MAX_PATHS] = { 0 };
-	long long total[MAX_PATHS] = { 0 }, *lat[MAX_PATHS];
+	long long total[MAX_PATHS] = { 0 }, *lat[MAX_PATHS], *cyc[MAX_PATHS];
 	for (int p = 0; p < k; p++) {
 		int sv[2];
 		if (parse_addr(&sa[p], argv[4 + 3 * p], argv[5 + 3 * p]))
@@ -163,12 +167,28 @@ static int multi(int argc, char **argv)
 		close(sv[1]);
 		ctl[p] = sv[0];
 		lat[p] = calloc((size_t)n, sizeof(long long));
+		cyc[p] = calloc((size_t)n, sizeof(long long));
 	}
 	struct linger lg = { 1, 0 };
 	struct timeval tmo = { 2, 0 };
+	int order[MAX_PATHS];
+	unsigned long long rng = 0x9e3779b97f4a7c15ULL; /* fixed: runs are alike */
+	for (int j = 0; j < k; j++)
+		order[j] = j;
 	for (long i = 0; i < n; i++) {
+		/* a fresh order each turn (Fisher-Yates, xorshift64): with a fixed rotation each path
+		 * always came after the same one, and a path after iptables' walk ran 3-5 % slower than
+		 * the same program after another path (an A/A run) */
+		for (int j = k - 1; j > 0; j--) {
+			rng ^= rng << 13;
+			rng ^= rng >> 7;
+			rng ^= rng << 17;
+			int r = (int)(rng % (unsigned long long)(j + 1)), tmp = order[j];
+			order[j] = order[r];
+			order[r] = tmp;
+		}
 		for (int j = 0; j < k; j++) {
-			int p = (int)((j + i) % k); /* the order rotates every turn */
+			int p = order[j];
 			int s = fetch(ctl[p]);
 			if (s < 0) {
 				failed[p]++;
@@ -180,11 +200,13 @@ static int multi(int argc, char **argv)
 			int r = connect(s, (struct sockaddr *)&sa[p], sizeof sa[p]);
 			long long d = now_ns() - s0;
 			total[p] += d;
-			if (r == 0)
-				lat[p][ok[p]++] = d;
-			else
-				failed[p]++;
 			close(s);
+			if (r == 0) {
+				cyc[p][ok[p]] = now_ns() - s0;
+				lat[p][ok[p]++] = d;
+			} else {
+				failed[p]++;
+			}
 		}
 	}
 	int rc = 0;
@@ -194,8 +216,9 @@ static int multi(int argc, char **argv)
 		if (waitpid(kids[p], &st, 0) != kids[p] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			rc = 1; /* a path's child could not join its namespace or cgroup: said on stderr */
 		qsort(lat[p], (size_t)ok[p], sizeof(long long), cmp);
-		printf("%ld %ld %lld %lld %lld\n", ok[p], failed[p], total[p], ok[p] ? lat[p][ok[p] / 2] : 0,
-		       ok[p] ? lat[p][(ok[p] * 99) / 100] : 0);
+		qsort(cyc[p], (size_t)ok[p], sizeof(long long), cmp);
+		printf("%ld %ld %lld %lld %lld %lld\n", ok[p], failed[p], total[p], ok[p] ? lat[p][ok[p] / 2] : 0,
+		       ok[p] ? lat[p][(ok[p] * 99) / 100] : 0, ok[p] ? cyc[p][ok[p] / 2] : 0);
 	}
 	return rc;
 }

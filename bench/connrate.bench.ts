@@ -12,11 +12,11 @@
 // hook (the client runs in a cgroup with lb_sock_connect4 attached).
 import { systemBinary } from '../src/util/exec.js';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attachCgroup, defaultObjectPath } from '../src/dataplane/bpf/loader.js';
+import { defaultObjectPath } from '../src/dataplane/bpf/loader.js';
 import type { NodeFrontend, NodeState } from '../src/model/compiled.js';
 import { LabDataplane } from '../testing/lab-dataplane.js';
 import { type Netns } from '../testing/netns.js';
@@ -36,10 +36,25 @@ const SEED = 0x6b627078;
  */
 const CLIENTS: Record<Mode, { ip: string; hostIf: string }> = {
   direct: { ip: '10.244.0.2', hostIf: 'vcd' },
+  hooked: { ip: '10.244.0.9', hostIf: 'vch' },
   iptables: { ip: '10.244.0.4', hostIf: 'vci' },
   tc: { ip: '10.244.0.5', hostIf: 'vct' },
   socket: { ip: '10.244.0.6', hostIf: 'vcs' },
+  tcB: { ip: '10.244.0.7', hostIf: 'vctb' },
+  socketB: { ip: '10.244.0.8', hostIf: 'vcsb' },
+  hookedB: { ip: '10.244.0.10', hostIf: 'vchb' },
 };
+/**
+ * KBP_CONNRATE_B=FILE: a second BPF object (another build of bpf/kbp.bpf.c) loaded beside the
+ * checkout's, with maps of its own, on a tc client and a socket-hook cgroup of its own; its paths
+ * take turns with the others connection by connection, so a change to the programs is judged by its
+ * per-round ratio to the checkout's build in the same run (A/B).
+ */
+const OBJECT_B = process.env.KBP_CONNRATE_B;
+/** KBP_CONNRATE_A=FILE: the object of the main paths instead of the checkout's (run A/B, then B/A with
+ * the two swapped: a path's place in the topology is worth a few percent, the same object on both
+ * sides (A/A) read 0.98-1.04) */
+const OBJECT_A = process.env.KBP_CONNRATE_A;
 const SERVER_IP = '10.244.0.3';
 /** the server's address on its veth into the iptables node */
 const SERVER_IP2 = '10.244.1.3';
@@ -67,10 +82,17 @@ function buildConnloop(): void {
   renameSync(tmp, CONNLOOP);
 }
 
-type Mode = 'direct' | 'iptables' | 'tc' | 'socket';
+type Mode = 'direct' | 'hooked' | 'iptables' | 'tc' | 'socket' | 'tcB' | 'socketB' | 'hookedB';
+/** the paths measured: 'hooked' is the pod IP from a client under our tc programs and socket hook
+ * (a connection to no Service: what every other connection of a pod pays for them) */
+const MODES: Mode[] = ['direct', 'hooked', 'iptables', 'tc', 'socket', ...(OBJECT_B ? ['hookedB', 'tcB', 'socketB'] as const : [])];
+/** KBP_CONNRATE_B: each path of the checkout's object and the same path of B's */
+const AB_PAIRS: Array<[Mode, Mode]> = [['hooked', 'hookedB'], ['tc', 'tcB'], ['socket', 'socketB']];
+/** the paths to the ClusterIP */
+const VIA_VIP = new Set<Mode>(['iptables', 'tc', 'socket', 'tcB', 'socketB']);
 
 
-interface LoopResult { rps: number; ok: number; failed: number; p50us: number }
+interface LoopResult { rps: number; ok: number; failed: number; p50us: number; /** connect() and close() together (multi only) */ cycleP50us?: number }
 
 /** N Services: N-1 synthetic ones (10 endpoints each) with the measured one in the middle of the list. */
 function stateWith(n: number, backend: string): NodeState {
@@ -85,10 +107,10 @@ function stateWith(n: number, backend: string): NodeState {
 }
 
 function parseLoop(out: string): LoopResult {
-  const m = /^(\d+) (\d+) (\d+) (\d+) (\d+)$/m.exec(out);
+  const m = /^(\d+) (\d+) (\d+) (\d+) (\d+)(?: (\d+))?$/m.exec(out);
   if (!m) throw new Error(`connloop printed no result: ${out.slice(0, 500)}`);
   const ok = Number(m[1]), totalNs = Number(m[3]);
-  return { ok, failed: Number(m[2]), rps: ok / (totalNs / 1e9), p50us: Number(m[4]) / 1000 };
+  return { ok, failed: Number(m[2]), rps: ok / (totalNs / 1e9), p50us: Number(m[4]) / 1000, ...(m[6] ? { cycleP50us: Number(m[6]) / 1000 } : {}) };
 }
 
 class Topology {
@@ -99,6 +121,9 @@ class Topology {
   server!: Netns;
   cgroup!: string;
   dp!: LabDataplane;
+  /** KBP_CONNRATE_B's object and the cgroup of its socket hook */
+  dpB: LabDataplane | undefined;
+  cgroupB: string | undefined;
   private dir!: string;
 
   constructor(readonly lab: GuardedLab, readonly ctx: BenchContext) {}
@@ -110,10 +135,10 @@ class Topology {
     await lab.enableForwarding(this.node);
     this.iptNode = await lab.addNetns('nodeipt');
     await lab.enableForwarding(this.iptNode);
-    for (const [m, c] of Object.entries(CLIENTS) as Array<[Mode, { ip: string; hostIf: string }]>) {
-      const ipt = m === 'iptables';
+    for (const m of MODES) {
+      const c = CLIENTS[m], ipt = m === 'iptables';
       this.clients[m] = (await lab.addPod({
-        name: `c${m.slice(0, 3)}`, node: ipt ? this.iptNode : this.node, hostIf: c.hostIf, addresses: [c.ip], gateways: { v4: ipt ? GW2 : GW1 },
+        name: `c${c.hostIf.slice(1)}`, node: ipt ? this.iptNode : this.node, hostIf: c.hostIf, addresses: [c.ip], gateways: { v4: ipt ? GW2 : GW1 },
       })).ns;
     }
     this.server = (await lab.addPod({ name: 'srv', node: this.node, hostIf: 'vs', addresses: [SERVER_IP], gateways: { v4: GW1 } })).ns;
@@ -127,15 +152,35 @@ class Topology {
     await lab.txOff(this.server, 'eth1');
     await this.startServer();
     this.cgroup = lab.addCgroup('sock');
-    this.dp = LabDataplane.load(lab, 'pins', { seed: SEED, socketLb: true });
+    this.dp = LabDataplane.load(lab, 'pins', { seed: SEED, socketLb: true, ...(OBJECT_A ? { objectPath: OBJECT_A } : {}) });
     lab.guard.path(this.dp.statePath);
     lab.guard.path(`${this.dp.statePath}.tc`);
-    // Both stay attached for the whole run without touching the other paths: the socket hook sees only
-    // processes in this cgroup (the socket-LB client), and the tc programs sit only on the tc client's
-    // veth (ingress translates its packets to the backend, egress translates the replies back).
-    const { object, state } = this.dp.loaded;
-    attachCgroup(state, object.program('lb_sock_connect4'), this.cgroup, 'connect4');
-    await this.dp.attachTc(lab, this.node, { devices: [CLIENTS.tc.hostIf] });
+    if (OBJECT_B) {
+      this.cgroupB = lab.addCgroup('sockb');
+      this.dpB = LabDataplane.load(lab, 'pinsb', { seed: SEED, socketLb: true, objectPath: OBJECT_B });
+      lab.guard.path(this.dpB.statePath);
+      lab.guard.path(`${this.dpB.statePath}.tc`);
+      this.dpB.attachSockHooks(this.cgroupB);
+      await this.dpB.attachTc(lab, this.node, { devices: [CLIENTS.tcB.hostIf, CLIENTS.hookedB.hostIf] });
+    }
+    // Both stay attached for the whole run without touching the other paths: the socket hooks see only
+    // processes in this cgroup (the socket-LB and hooked clients), and the tc programs sit only on the
+    // tc and hooked clients' veths (ingress translates its packets to the backend, egress translates
+    // the replies back). Every socket hook, as the agent attaches them: the release hook deletes a
+    // socket's reverse entry with the socket, so lb_sock_revnat does not fill up and evict on every
+    // connect.
+    this.dp.attachSockHooks(this.cgroup);
+    await this.dp.attachTc(lab, this.node, { devices: [CLIENTS.tc.hostIf, CLIENTS.hooked.hostIf] });
+  }
+
+  /** the cgroup a path's sockets are made in (the socket hooks act there) */
+  cgroupOf(m: Mode): string | undefined {
+    return m === 'socket' || m === 'hooked' ? this.cgroup : m === 'socketB' || m === 'hookedB' ? this.cgroupB : undefined;
+  }
+
+  /** the data plane whose programs a path goes through */
+  dataplaneOf(m: Mode): LabDataplane | undefined {
+    return m === 'tcB' || m === 'socketB' || m === 'hookedB' ? this.dpB : m === 'iptables' || m === 'direct' ? undefined : this.dp;
   }
 
   private async startServer(): Promise<void> {
@@ -149,6 +194,7 @@ class Topology {
 
   /** Brings the maps to state (incremental after the first call, as the agent does). */
   fillMaps(state: NodeState): number {
+    this.dpB?.apply(state);
     return this.dp.apply(state).length;
   }
 
@@ -191,29 +237,34 @@ class Topology {
 
 interface Row { n: number; runs: Record<Mode, LoopResult[]>; broken: Partial<Record<Mode, string>>; ops: number; iptLoadMs: number }
 
+const target = (m: Mode): [string, number] => (VIA_VIP.has(m) ? [VIP, VIP_PORT] : [SERVER_IP, SERVER_PORT]);
+
 async function measure(ctx: BenchContext, t: Topology, n: number, rounds: number, conns: number): Promise<Row> {
-  const row: Row = { n, runs: { direct: [], iptables: [], tc: [], socket: [] }, broken: {}, ops: 0, iptLoadMs: 0 };
+  const row: Row = { n, runs: Object.fromEntries(MODES.map((m) => [m, []])) as unknown as Record<Mode, LoopResult[]>, broken: {}, ops: 0, iptLoadMs: 0 };
   row.ops = t.fillMaps(stateWith(n, SERVER_IP));
   row.iptLoadMs = await t.loadIptables(stateWith(n, SERVER_IP2));
-  const target = (m: Mode): [string, number] => (m === 'direct' ? [SERVER_IP, SERVER_PORT] : [VIP, VIP_PORT]);
   try {
-    for (const m of ['iptables', 'tc', 'socket'] as const) {
-      const why = await t.probe(m, VIP, VIP_PORT, m === 'socket' ? t.cgroup : undefined);
+    for (const m of MODES.filter((x) => x !== 'direct')) {
+      const why = await t.probe(m, ...target(m), t.cgroupOf(m));
       if (why) row.broken[m] = why;
     }
     // every path in every round, taking turns connection by connection (connloop multi): the
     // machine's other load falls on all alike, and a round's ratios compare like with like
-    const paths = (['direct', 'iptables', 'tc', 'socket'] as const).filter((m) => !row.broken[m])
-      .map((m) => ({ m, ip: target(m)[0], port: target(m)[1], ...(m === 'socket' ? { cgroup: t.cgroup } : {}) }));
+    const paths = MODES.filter((m) => !row.broken[m]).map((m) => pathOf(t, m));
     for (let i = 0; i < rounds; i++) {
       const got = await t.interleaved(paths, conns);
       for (const [m, res] of got) row.runs[m].push(res);
     }
+    if (process.env.KBP_CONNRATE_PROFILE === '1' && !Object.keys(row.broken).length) await profile(ctx, t, n, conns);
   } finally {
     await t.flushIptables();
   }
   const f = (m: Mode) => (row.runs[m].length ? spread(ratios(row, m)).median.toFixed(3) : `broken (${row.broken[m]})`);
-  ctx.log(`${n} Services: direct connect p50 ${spread(row.runs.direct.map((x) => x.p50us)).median.toFixed(1)} us; per-round median ratio iptables ${f('iptables')}, tc ${f('tc')}, socket ${f('socket')}`);
+  ctx.log(`${n} Services: direct connect p50 ${spread(row.runs.direct.map((x) => x.p50us)).median.toFixed(1)} us; per-round median ratio ` +
+    MODES.filter((m) => m !== 'direct').map((m) => `${m} ${f(m)}`).join(', ') +
+    '; connect+close ' + MODES.filter((m) => m !== 'direct' && row.runs[m].length).map((m) => `${m} ${spread(ratiosAB(row, 'direct', m, true)).median.toFixed(3)}`).join(', ') +
+    (OBJECT_B ? '; B over A: ' + AB_PAIRS.map(([a, b]) => `${a} ${ratiosAB(row, a, b).length ? spread(ratiosAB(row, a, b)).median.toFixed(3) : '-'}` +
+      ` (connect+close ${ratiosAB(row, a, b, true).length ? spread(ratiosAB(row, a, b, true)).median.toFixed(3) : '-'})`).join(', ') : ''));
   return row;
 }
 
@@ -224,7 +275,70 @@ async function measure(ctx: BenchContext, t: Topology, n: number, rounds: number
  * as the rate would on an idle machine (a handshake-only connection's rate is 1 / its latency).
  */
 function ratios(row: Row, m: Mode): number[] {
-  return row.runs[m].map((x, i) => row.runs.direct[i]!.p50us / x.p50us);
+  return ratiosAB(row, 'direct', m);
+}
+
+/** per round: a's median connect latency over b's (above 1: b is faster); cycle: of connect and close */
+function ratiosAB(row: Row, a: Mode, b: Mode, cycle = false): number[] {
+  if (row.runs[a].length !== row.runs[b].length) return [];
+  const v = (x: LoopResult) => (cycle ? x.cycleP50us ?? NaN : x.p50us);
+  return row.runs[b].map((x, i) => v(row.runs[a][i]!) / v(x)).filter((r) => Number.isFinite(r));
+}
+
+function pathOf(t: Topology, m: Mode): { m: Mode; ip: string; port: number; cgroup?: string } {
+  const cg = t.cgroupOf(m);
+  return { m, ip: target(m)[0], port: target(m)[1], ...(cg ? { cgroup: cg } : {}) };
+}
+
+const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
+
+/** run_time_ns and run_cnt of a program (kernel.bpf_stats_enabled must be on) */
+async function progStats(t: Topology, id: number): Promise<{ ns: number; runs: number }> {
+  const r = await t.lab.runIn(null, '/usr/sbin/bpftool', ['-j', 'prog', 'show', 'id', String(id)], { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`bpftool prog show id ${id} exited ${r.code}: ${r.stderr.trim()}`);
+  const j = JSON.parse(r.stdout) as { run_time_ns?: number; run_cnt?: number };
+  return { ns: j.run_time_ns ?? 0, runs: j.run_cnt ?? 0 };
+}
+
+/**
+ * KBP_CONNRATE_PROFILE=1: where a path's extra time per connection goes. With kernel.bpf_stats_enabled
+ * on for the round (restored after), one round of direct and the path, taking turns: each program's
+ * runs per connection and ns per run, against the path's connect() p50 less direct's. The programs'
+ * own time is what a cut in them can win; the rest of the gap is the kernel's work around them.
+ */
+async function profile(ctx: BenchContext, t: Topology, n: number, conns: number): Promise<void> {
+  const sock = ['lb_sock_connect4', 'lb_sock_release_hook'];
+  const progs = (m: Mode): string[] => (m === 'tc' || m === 'tcB' ? ['lb_tc_ingress', 'lb_tc_egress'] : m === 'hooked' || m === 'hookedB' ? ['lb_tc_ingress', 'lb_tc_egress', ...sock] : sock);
+  const old = readFileSync(BPF_STATS, 'utf8').trim();
+  writeFileSync(BPF_STATS, '1');
+  try {
+    for (const m of MODES.filter((x) => x !== 'direct' && x !== 'iptables')) {
+      const dp = t.dataplaneOf(m)!;
+      const ids = progs(m).map((name) => dp.loaded.object.program(name).id);
+      const before = await Promise.all(ids.map((id) => progStats(t, id)));
+      const statsBefore = dp.stats();
+      const got = await t.interleaved([pathOf(t, 'direct'), pathOf(t, m)], conns);
+      const after = await Promise.all(ids.map((id) => progStats(t, id)));
+      const statsAfter = dp.stats();
+      // the map writes a connection makes: conntrack entries inserted and deleted, the socket hook's translations
+      const writes = (['ct_syn_insert', 'ct_syn_delete', 'ct_insert', 'ct_delete', 'sock_connect'] as const)
+        .map((k) => [k, (statsAfter[k] - statsBefore[k]) / Math.max(1, got.get(m)!.ok)] as const).filter(([, v]) => v > 0)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+      const d = got.get('direct')!, x = got.get(m)!;
+      const parts = progs(m).map((name, i) => {
+        const ns = after[i]!.ns - before[i]!.ns, runs = after[i]!.runs - before[i]!.runs;
+        return { name, runs, ns, perRun: runs ? ns / runs : 0, perConn: ns / Math.max(1, x.ok) };
+      });
+      const own = parts.reduce((s, p) => s + p.perConn, 0) / 1000;
+      ctx.log(`${n} Services, profile ${m}: connect p50 ${x.p50us.toFixed(1)} us vs direct ${d.p50us.toFixed(1)} (gap ${(x.p50us - d.p50us).toFixed(1)} us); programs ${own.toFixed(2)} us a connection: ` +
+        parts.map((p) => `${p.name} ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs x ${p.perRun.toFixed(0)} ns`).join(', ') +
+        `; per connection: ${writes || 'no map writes counted'}`);
+      ctx.note(`profile at ${n} Services, ${m}: connect p50 ${x.p50us.toFixed(1)} us, direct ${d.p50us.toFixed(1)} us; the programs' own time ${own.toFixed(2)} us a connection (` +
+        parts.map((p) => `${p.name}: ${(p.runs / Math.max(1, x.ok)).toFixed(2)} runs of ${p.perRun.toFixed(0)} ns`).join('; ') + `); per connection: ${writes || 'no map writes counted'}`);
+    }
+  } finally {
+    writeFileSync(BPF_STATS, old);
+  }
 }
 
 function spread(xs: number[]): { min: number; median: number; max: number } {
@@ -251,7 +365,9 @@ export default defineBench({
   skip() {
     if (process.getuid?.() !== 0) return 'needs root (network namespaces, BPF)';
     if (!existsSync(defaultObjectPath())) return `no BPF object at ${defaultObjectPath()} (make -C bpf)`;
-    for (const tool of ['/usr/bin/cc', '/usr/sbin/iptables-restore', '/usr/sbin/nft']) {
+    if (OBJECT_B && !existsSync(OBJECT_B)) return `KBP_CONNRATE_B: no BPF object at ${OBJECT_B}`;
+    if (OBJECT_A && !existsSync(OBJECT_A)) return `KBP_CONNRATE_A: no BPF object at ${OBJECT_A}`;
+    for (const tool of ['/usr/bin/cc', '/usr/sbin/iptables-restore', '/usr/sbin/nft', ...(process.env.KBP_CONNRATE_PROFILE === '1' ? ['/usr/sbin/bpftool'] : [])]) {
       if (!existsSync(tool)) return `${tool} is not installed`;
     }
     return undefined;
@@ -271,7 +387,8 @@ export default defineBench({
       await lab.cleanup();
     }
     const label = (n: number) => (n >= 1000 ? `${n / 1000}k` : `${n}`);
-    const modes: Array<[Mode, string]> = [['iptables', 'iptables (kube-proxy)'], ['tc', 'tc BPF (ours)'], ['socket', 'socket LB (ours)']];
+    const modes: Array<[Mode, string]> = [['hooked', 'pod IP under our hooks (no Service)'], ['iptables', 'iptables (kube-proxy)'], ['tc', 'tc BPF (ours)'], ['socket', 'socket LB (ours)'],
+      ...(OBJECT_B ? [['hookedB', 'pod IP under our hooks (B)'], ['tcB', 'tc BPF (B)'], ['socketB', 'socket LB (B)']] as Array<[Mode, string]> : [])];
     for (const r of rows) {
       const k = label(r.n);
       const d = spread(r.runs.direct.map((x) => x.rps));
@@ -284,13 +401,27 @@ export default defineBench({
           continue;
         }
         const q = spread(ratios(r, m));
+        const qc = ratiosAB(r, 'direct', m, true);
+        const cyc = qc.length ? `; connect+close per round: median ${spread(qc).median.toFixed(3)} (min ${spread(qc).min.toFixed(3)}, max ${spread(qc).max.toFixed(3)})` : '';
         const failed = r.runs[m].reduce((s, x) => s + x.failed, 0);
-        const isTarget = r.n === 10_000 && m !== 'iptables';
+        const isTarget = r.n === 10_000 && (m === 'tc' || m === 'socket');
         ctx.metric({
           name: `${name} ${k}: ratio to direct`, value: q.median, unit: 'ratio', better: 'higher',
           ...(isTarget ? { target: '>= 0.95', met: q.median >= 0.95 } : {}),
-          note: `per round: min ${q.min.toFixed(3)}, max ${q.max.toFixed(3)}; connect p50 ${spread(r.runs[m].map((x) => x.p50us)).median.toFixed(1)} us; ${spread(r.runs[m].map((x) => x.rps)).median.toFixed(0)} conn/s${failed ? `; ${failed} failed` : ''}${m === 'iptables' ? `; rules loaded in ${(r.iptLoadMs / 1000).toFixed(1)} s` : ''}`,
+          note: `per round: min ${q.min.toFixed(3)}, max ${q.max.toFixed(3)}; connect p50 ${spread(r.runs[m].map((x) => x.p50us)).median.toFixed(1)} us; ${spread(r.runs[m].map((x) => x.rps)).median.toFixed(0)} conn/s${failed ? `; ${failed} failed` : ''}${m === 'iptables' ? `; rules loaded in ${(r.iptLoadMs / 1000).toFixed(1)} s` : ''}${cyc}`,
         });
+      }
+    }
+    if (OBJECT_B) {
+      for (const r of rows) {
+        for (const [a, b] of AB_PAIRS) {
+          const xs = ratiosAB(r, a, b), cs = ratiosAB(r, a, b, true);
+          if (!xs.length) continue;
+          const q = spread(xs);
+          ctx.metric({ name: `${b} over ${a} ${label(r.n)}: ratio`, value: q.median, unit: 'ratio', better: 'higher',
+            note: `A's connect p50 over B's per round (above 1: B is faster; B = ${OBJECT_B}): min ${q.min.toFixed(3)}, max ${q.max.toFixed(3)}` +
+              (cs.length ? `; connect+close: median ${spread(cs).median.toFixed(3)} (min ${spread(cs).min.toFixed(3)}, max ${spread(cs).max.toFixed(3)})` : '') });
+        }
       }
     }
     const ratio = (m: Mode) => rows.filter((r) => r.runs[m].length).map((r): [number, number] => [r.n, spread(ratios(r, m)).median]);
@@ -302,7 +433,7 @@ export default defineBench({
         { name: 'target 0.95', points: [[sizes[0]!, 0.95], [sizes[sizes.length - 1]!, 0.95]], reference: true },
       ],
     });
-    ctx.note('The machine is shared: in a round the four paths take turns connection by connection (the order rotating each turn), and each ratio is of the same round, so load from other users falls on both sides of it. conn/s is 1 / the mean connect() time. The client and the server are single-threaded and share the vCPUs with the kernel work being measured.');
+    ctx.note('The machine is shared: in a round the paths take turns connection by connection (in a new random order each turn, so each path follows every other alike), and each ratio is of the same round, so load from other users falls on both sides of it. conn/s is 1 / the mean connect() time. The client and the server are single-threaded and share the vCPUs with the kernel work being measured.');
     if (!sizes.includes(10_000)) ctx.note('--quick: up to 1000 Services; the 10,000-Service target is not judged.');
   },
 });

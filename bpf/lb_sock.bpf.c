@@ -9,7 +9,7 @@ int lb_sock_connect4(struct bpf_sock_addr *ctx)
 {
 	union lb_addr src;
 
-	return lb_sock_fwd4(ctx, lb_sock_bound4(ctx, &src));
+	return lb_sock_fwd4(ctx, lb_sock_bound4(ctx, &src), 0);
 }
 
 SEC("cgroup/connect6")
@@ -17,7 +17,7 @@ int lb_sock_connect6(struct bpf_sock_addr *ctx)
 {
 	union lb_addr src;
 
-	return lb_sock_fwd6(ctx, lb_sock_bound6(ctx, &src));
+	return lb_sock_fwd6(ctx, lb_sock_bound6(ctx, &src), 0);
 }
 
 /* msg_src_ip4/6 (a source named with IP_PKTINFO) may be read in the sendmsg hooks only */
@@ -29,9 +29,9 @@ int lb_sock_sendmsg4(struct bpf_sock_addr *ctx)
 
 	if (ip) {
 		lb_addr_set_v4(&src, ip);
-		return lb_sock_fwd4(ctx, &src);
+		return lb_sock_fwd4(ctx, &src, 1);
 	}
-	return lb_sock_fwd4(ctx, lb_sock_bound4(ctx, &src));
+	return lb_sock_fwd4(ctx, lb_sock_bound4(ctx, &src), 1);
 }
 
 SEC("cgroup/sendmsg6")
@@ -44,8 +44,8 @@ int lb_sock_sendmsg6(struct bpf_sock_addr *ctx)
 	src.w[2] = ctx->msg_src_ip6[2];
 	src.w[3] = ctx->msg_src_ip6[3];
 	if (src.w[0] | src.w[1] | src.w[2] | src.w[3])
-		return lb_sock_fwd6(ctx, &src);
-	return lb_sock_fwd6(ctx, lb_sock_bound6(ctx, &src));
+		return lb_sock_fwd6(ctx, &src, 1);
+	return lb_sock_fwd6(ctx, lb_sock_bound6(ctx, &src), 1);
 }
 
 SEC("cgroup/recvmsg4")

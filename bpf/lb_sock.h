@@ -74,6 +74,20 @@ static __always_inline __u8 lb_sock_proto(struct bpf_sock_addr *ctx)
 	return (__u8)ctx->protocol;
 }
 
+/* 0 when no frontend has the address, port and protocol (lb_fe_filter's bit is clear), 1 when
+ * one may, or the filter is not filled yet. The hooks look up the exact address only (no NodePort
+ * any-address, see above), so one bit decides: a connect() to no Service, most of a pod's, costs
+ * one inlined array read instead of two hash lookups that miss. */
+static __always_inline int lb_sock_fe_may(const union lb_addr *addr, __be16 port, __u8 proto)
+{
+	__u32 key = 0;
+	__u64 *on = bpf_map_lookup_elem(&lb_fe_filter, &key);
+
+	if (!on || !*on)
+		return 1;
+	return lb_fe_filter_has(lb_fe_filter_bit(addr->w, port, proto));
+}
+
 /* the backend behind Maglev slot hash % M of the frontend's table; 0 after counting why not */
 static __always_inline __u32 lb_sock_maglev_pick(const struct lb_frontend *fe, __u32 hash,
 						 struct lb_backend **be_out)
@@ -152,9 +166,11 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 
 /* The common forward path. addr holds the destination and is rewritten to the backend on
  * LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend; src is the source
- * the packets will carry when the socket fixes it (bound, or named by sendmsg), else NULL. */
+ * the packets will carry when the socket fixes it (bound, or named by sendmsg), else NULL;
+ * sendmsg is 1 in the sendmsg hooks, 0 in connect. */
 static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx, union lb_addr *addr,
-						      __be16 *port, int want_v4, const union lb_addr *src)
+						      __be16 *port, int want_v4, const union lb_addr *src,
+						      int sendmsg)
 {
 	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val rval = {};
@@ -169,9 +185,11 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	if (!(cfg.flags & LB_CFG_F_SOCK_LB))
 		return LB_SOCK_XLATE_NONE;
 
+	fkey.proto = lb_sock_proto(ctx);
+	if (!lb_sock_fe_may(addr, *port, fkey.proto))
+		return LB_SOCK_XLATE_NONE;
 	__builtin_memcpy(fkey.addr, addr->b, 16);
 	fkey.port = *port;
-	fkey.proto = lb_sock_proto(ctx);
 	fe = __lb_lookup_frontend(&fkey, LB_SCOPE_INTERNAL);
 	if (!fe)
 		return LB_SOCK_XLATE_NONE;
@@ -215,8 +233,11 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	rval.port = *port;
 	rval.fe_id = fe->fe_id;
 	rval.backend_id = id;
-	/* a full LRU evicts; a failed insert only costs the reverse view, so the connect proceeds */
-	old = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
+	/* A full LRU evicts; a failed insert only costs the reverse view, so the call proceeds. A
+	 * connect() writes at once: its socket's cookie is new, or the socket connects anew, so a
+	 * lookup first would only miss (a hash lookup per connection, issue 10). sendmsg() looks first:
+	 * a socket sending many datagrams to one VIP then writes once, not once a datagram. */
+	old = sendmsg ? bpf_map_lookup_elem(&lb_sock_revnat, &rkey) : NULL;
 	if (!old || old->fe_id != rval.fe_id || old->backend_id != id || old->port != rval.port ||
 	    !lb_sock_addr16_eq(old->addr, rval.addr))
 		bpf_map_update_elem(&lb_sock_revnat, &rkey, &rval, BPF_ANY);
@@ -335,14 +356,14 @@ static __always_inline const union lb_addr *lb_sock_bound6(struct bpf_sock_addr 
 	return src;
 }
 
-static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx, const union lb_addr *src)
+static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx, const union lb_addr *src, int sendmsg)
 {
 	union lb_addr addr;
 	__be16 port;
 	enum lb_sock_xlate r;
 
 	lb_sock_load4(ctx, &addr, &port);
-	r = lb_sock_fwd(ctx, &addr, &port, 1, src);
+	r = lb_sock_fwd(ctx, &addr, &port, 1, src, sendmsg);
 	if (r == LB_SOCK_XLATE_DONE)
 		lb_sock_store4(ctx, &addr, port);
 	return lb_sock_verdict(r);
@@ -350,7 +371,7 @@ static __always_inline int lb_sock_fwd4(struct bpf_sock_addr *ctx, const union l
 
 /* an IPv6 socket may address an IPv4 Service through an IPv4-mapped address (dual-stack socket);
  * the 16-byte form is the same, and a v4 backend is written back IPv4-mapped */
-static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx, const union lb_addr *src)
+static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx, const union lb_addr *src, int sendmsg)
 {
 	union lb_addr addr;
 	__be16 port;
@@ -359,7 +380,7 @@ static __always_inline int lb_sock_fwd6(struct bpf_sock_addr *ctx, const union l
 
 	lb_sock_load6(ctx, &addr, &port);
 	was_v4 = lb_addr_is_v4(&addr);
-	r = lb_sock_fwd(ctx, &addr, &port, was_v4, src);
+	r = lb_sock_fwd(ctx, &addr, &port, was_v4, src, sendmsg);
 	if (r == LB_SOCK_XLATE_DONE)
 		lb_sock_store6(ctx, &addr, port);
 	return lb_sock_verdict(r);

@@ -265,13 +265,15 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 			if (fe)
 				return lb_tc_forward(skb, &p, fe, external, 1);
 		}
-		r = lb_tc_reverse(skb, &p, LB_CT_F_REV_AT_INGRESS);
+		/* a connection attempt (SYN without ACK) is no reply of a translated flow: one
+		 * lb_ct lookup (lb_ct_forget_closed's) for it, not two */
+		r = lb_tcp_syn(&p) ? -1 : lb_tc_reverse(skb, &p, LB_CT_F_REV_AT_INGRESS);
 		if (r >= 0)
 			return r;
 		lb_ct_forget_closed(&p);
 		return TC_ACT_OK;
 	}
-	r = lb_tc_reverse(skb, &p, 0);
+	r = lb_tcp_syn(&p) ? -1 : lb_tc_reverse(skb, &p, 0);
 	if (r >= 0)
 		return r;
 	fe = may ? lb_lookup_frontend(&p, LB_SCOPE_INTERNAL) : NULL;

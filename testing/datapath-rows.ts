@@ -309,6 +309,19 @@ export function buildRows(): Row[] {
     run(dp, 'lb_tc_ingress', toService(s, client, sport, { seq: 1001, ack: 5001, flags: TCP_ACK }).input);
   };
   {
+    // issue 10: a SYN without ACK is a connection attempt, never a reply of a translated flow, so
+    // the reply path does not look it up (one lb_ct lookup fewer for every pod's SYN). A backend
+    // opening a connection from its Service port to a client's port of a live flow is a new flow:
+    // before, its SYN left rewritten to the frontend
+    const s = SVC.web4, sport = 46500, b = pick(s, C4, sport);
+    const synOut = reply(s, b, C4, sport, { flags: TCP_SYN, seq: 9000, ack: 0 });
+    add({
+      name: 'a SYN from a backend on the reply tuple of a live translated flow: a new flow, not a reply, untouched',
+      prog: 'lb_tc_egress', setup: (dp) => established(dp, s, C4, sport),
+      input: synOut.input, verdict: TC_ACT_OK, output: 'input', stats: {},
+    });
+  }
+  {
     const s = SVC.web4, client = '10.244.8.8';
     // a flow whose backend the grown table would move elsewhere
     const grown: TestBackend[] = [...s.backends, { id: 14, address: '10.244.4.5', port: 8080 }, { id: 15, address: '10.244.4.6', port: 8080 }];

@@ -26,6 +26,8 @@ export interface LabDataplaneOptions {
   seed?: number;
   /** LB_CFG_F_SOCK_LB at start */
   socketLb?: boolean;
+  /** the BPF object to load (default bpf/kbp.bpf.o): a bench compares two builds in one run */
+  objectPath?: string;
 }
 
 export class LabDataplane {
@@ -56,7 +58,7 @@ export class LabDataplane {
       rmSync(statePath, { force: true });
       rmSync(`${statePath}.tc`, { force: true });
     });
-    const loaded = loadDataplane({ pinRoot, state: AgentStateFile.forPinRoot(pinRoot, statePath), mountBpffs: false });
+    const loaded = loadDataplane({ pinRoot, state: AgentStateFile.forPinRoot(pinRoot, statePath), mountBpffs: false, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
     const dp = new LabDataplane(loaded, statePath, opts.seed ?? 0x6b6270, opts.socketLb ?? false);
     lab.onCleanup(`dataplane ${pinRoot}`, () => dp.close());
     dp.writeConfig();

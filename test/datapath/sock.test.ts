@@ -177,6 +177,26 @@ if (!avail.ok) {
     t.is(ctx!.dp.stats().affinity_hit - before, 11, 'the first connect picks, the other 11 hit');
   });
 
+  test.serial('the hooks consult lb_fe_filter: a VIP whose bit is clear is not looked up; with the filter off every connect is', async (t) => {
+    // issue 10: a connect() to no Service (most of a pod's) stops at the filter's bit, one inlined
+    // array read, instead of two lb_frontends lookups that miss. The writer keeps the bit set for
+    // every frontend (test/datapath/fe-filter.test.ts); clearing it here shows the hooks read it.
+    const m = ctx!.dp.loaded.object.map('lb_fe_filter');
+    const bit = L.feFilterBit(L.encodeFeKey({ address: VIP4, port: 80, protocol: 'TCP', scope: 'internal' }));
+    const word = L.encodeU32(1 + (bit >>> 6)), on = L.encodeU32(0);
+    const saved = m.lookup(word)!, savedOn = m.lookup(on)!;
+    t.teardown(() => { m.update(word, saved); m.update(on, savedOn); });
+    t.is(savedOn.readBigUInt64LE(0), 1n, 'switched on by the writer');
+    t.is((saved.readBigUInt64LE(0) >> BigInt(bit & 63)) & 1n, 1n, 'the VIP\'s bit is set');
+    m.update(word, Buffer.alloc(8));
+    const hidden = await client({ proto: 'http', host: VIP4, port: 80, count: 2 });
+    t.deepEqual(hidden.map((r) => r.reply), ['direct', 'direct'], 'a clear bit with the filter on: not looked up');
+    m.update(on, Buffer.alloc(8));
+    const off = await client({ proto: 'http', host: VIP4, port: 80, count: 4 });
+    t.deepEqual(errors(off), []);
+    t.true(off.every((r) => r.reply === 'be-a' || r.reply === 'be-b'), `filter off: looked up (${JSON.stringify(off.map((r) => r.reply))})`);
+  });
+
   test.serial('with LB_CFG_F_SOCK_LB clear the hooks translate nothing', async (t) => {
     const dp = ctx!.dp;
     dp.setSocketLb(false);
