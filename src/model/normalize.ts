@@ -5,7 +5,6 @@
 import { isIPv4 } from 'node:net';
 import type { Snapshot } from '../source/types.js';
 import type { Protocol } from './compiled.js';
-import { addressKey } from './canonical.js';
 import { canonicalIp, formatCidr, ipFamily, parseCidr, type Family } from '../util/ip.js';
 import {
   LABEL_SERVICE_NAME, LABEL_ZONE,
@@ -487,7 +486,7 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
     const forZones = hints ? hintNames(hints.forZones, `${f}.hints.forZones`) : null;
     const forNodes = hints ? hintNames(hints.forNodes, `${f}.hints.forNodes`) : null;
     if (family === 0 || !address) return;
-    endpoints.push({ address, addrKey: addressKey(address), family, ready, serving, terminating, nodeName, zone, forZones, forNodes, ports });
+    endpoints.push({ address, family, ready, serving, terminating, nodeName, zone, forZones, forNodes, ports });
   });
   if (!svcName && !c.failed) c.warn(`metadata.labels[${LABEL_SERVICE_NAME}]`, 'missing: the slice belongs to no Service and is ignored');
   if (c.failed) return null;
