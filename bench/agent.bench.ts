@@ -61,7 +61,7 @@ function procStatus(pid: number): { rss: number; hwm: number } {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
 
-interface Metrics { frontends: number; lastSync: number; syncSum: number; syncCount: number; overCapacity: number }
+interface Metrics { frontends: number; lastSync: number; syncSum: number; syncCount: number; overCapacity: number; progSum: number; progCount: number }
 
 function parseMetrics(text: string): Metrics {
   // the sum over every label set (the histogram is per IP family); NaN when absent
@@ -76,6 +76,8 @@ function parseMetrics(text: string): Metrics {
     syncSum: num('kubeproxy_sync_proxy_rules_duration_seconds_sum'),
     syncCount: num('kubeproxy_sync_proxy_rules_duration_seconds_count'),
     overCapacity: num('kubebpfproxy_service_over_capacity'),
+    progSum: num('kubeproxy_network_programming_duration_seconds_sum'),
+    progCount: num('kubeproxy_network_programming_duration_seconds_count'),
   };
 }
 
@@ -116,7 +118,8 @@ export interface AgentRun {
   rssSeries: [number, number][];
   frontends: number;
   /** per endpoint change: the agent's own sync duration (ms), and API write to that sync's end (ms) */
-  changes: { syncMs: number; wallMs: number }[];
+  /** programmingMs: the agent's own kubeproxy_network_programming_duration_seconds for the change (the slice's trigger time to synced), NaN when not observed */
+  changes: { syncMs: number; wallMs: number; programmingMs: number }[];
   /** why the changes stopped short, if they did */
   changeError?: string;
   /** the agent's log (its last 64 KiB) */
@@ -196,7 +199,8 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
         }
         const wallMs = Date.now() - at;
         const syncs = after.syncCount - before.syncCount;
-        changes.push({ syncMs: ((after.syncSum - before.syncSum) / syncs) * 1000, wallMs });
+        const progs = after.progCount - before.progCount;
+        changes.push({ syncMs: ((after.syncSum - before.syncSum) / syncs) * 1000, wallMs, programmingMs: progs > 0 ? ((after.progSum - before.progSum) / progs) * 1000 : NaN });
         await new Promise((r) => setTimeout(r, 1500));
       }
     } catch (e) {

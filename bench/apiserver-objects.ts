@@ -4,7 +4,7 @@
 // compile reads, so memory figures include what the sources must drop.
 import { slimObject } from '../src/source/slim.js';
 import { ObjectStore, type Kind } from '../src/source/types.js';
-import { endpointSlice, node, service, type ClusterShape } from './gen.js';
+import { endpointSlice, node, NODE_NAME, service, type ClusterShape } from './gen.js';
 
 type Obj = Record<string, any>;
 
@@ -47,7 +47,7 @@ export function slimStore(shape: ClusterShape): ObjectStore {
   const add = (kind: Kind, make: (i: number) => unknown) => {
     for (let p = 0; p < n; p += 500) {
       const page = JSON.parse(JSON.stringify(Array.from({ length: Math.min(500, n - p) }, (_, j) => make(p + j)))) as never[];
-      for (const o of page) s.upsert(kind, slimObject(kind, o));
+      for (const o of page) s.upsert(kind, slimObject(kind, o, NODE_NAME));
     }
   };
   s.upsert('Node', slimObject('Node', JSON.parse(JSON.stringify(apiNode())) as never));

@@ -13,7 +13,7 @@ import {
   defaultNodePortRange,
   type NodeModel, type NodePortRange, type ObjectError, type ServiceEndpoints, type ServiceModel,
 } from '../model/types.js';
-import { normalizeEndpointSlice, normalizeNode, normalizeService, type NormalizedSlice } from '../model/normalize.js';
+import { normalizeEndpointSlice, normalizeNode, normalizeService, tight, type NormalizedSlice } from '../model/normalize.js';
 import { ipFamily, parseCidr, type Cidr } from '../util/ip.js';
 import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
@@ -70,6 +70,13 @@ interface SliceRecord {
   errors: ObjectError[];
   /** the Service key whose endpoints it feeds; '' when none (rejected, unlabelled, FQDN) */
   group: string;
+}
+
+/** the no-local counts of every Service that has none; read only (addNoLocalCounts reads its b) */
+const ZERO_NO_LOCAL: NoLocalEndpointCounts = zeroNoLocalCounts();
+
+function isZeroNoLocal(c: NoLocalEndpointCounts): boolean {
+  return !c.IPv4.internal && !c.IPv4.external && !c.IPv6.internal && !c.IPv6.external;
 }
 
 function sameAlloc(a: Allocation, b: Allocation): boolean {
@@ -419,6 +426,9 @@ export class Compiler {
       };
       compileService(k, model, alloc, eps, ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
       addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
+      // kept as long as the Service: no spare room, and one shared zero count (most Services)
+      entry.frontends = tight(entry.frontends);
+      if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
       this.#entries.set(k, entry);
       if (entry.warnings.length) this.#warnKeys.add(k);
       for (const f of entry.frontends) {
@@ -685,6 +695,9 @@ export class Compiler {
         for (const e of sl.endpoints) list.push(e);
         se.from.push(sl);
       }
+      se.v4 = tight(se.v4);
+      se.v6 = tight(se.v6);
+      se.from = tight(se.from);
       this.#eps.set(g, se);
     }
     return dirty;

@@ -5,7 +5,6 @@
 import { isIPv4 } from 'node:net';
 import type { Snapshot } from '../source/types.js';
 import type { Protocol } from './compiled.js';
-import { addressKey } from './canonical.js';
 import { canonicalIp, formatCidr, ipFamily, parseCidr, type Family } from '../util/ip.js';
 import {
   LABEL_SERVICE_NAME, LABEL_ZONE,
@@ -15,6 +14,15 @@ import {
 } from './types.js';
 
 type Obj = Record<string, unknown>;
+
+/**
+ * a's elements in an array of exactly that length. An array grown by push keeps room for 16 more
+ * (152 bytes for one element): the models live as long as their objects, a million of them at
+ * 100,000 Services (issue 10).
+ */
+export function tight<T>(a: T[]): T[] {
+  return a.length ? a.slice() : a;
+}
 
 function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -389,8 +397,9 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
 
   if (c.failed) return null;
   return {
-    key: c.key, namespace: meta.namespace, name: meta.name, type, headless, clusterIPs, ipFamilies, ipFamilyPolicy, ports,
-    externalIPs, loadBalancerIngressIPs, loadBalancerIP, loadBalancerSourceRanges, sessionAffinitySeconds,
+    key: c.key, namespace: meta.namespace, name: meta.name, type, headless, clusterIPs: tight(clusterIPs), ipFamilies: tight(ipFamilies),
+    ipFamilyPolicy, ports: tight(ports), externalIPs: tight(externalIPs), loadBalancerIngressIPs: tight(loadBalancerIngressIPs), loadBalancerIP,
+    loadBalancerSourceRanges: tight(loadBalancerSourceRanges), sessionAffinitySeconds,
     externalTrafficPolicy, internalTrafficPolicy, trafficDistribution, healthCheckNodePort, allocateLoadBalancerNodePorts,
   };
 }
@@ -477,11 +486,11 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
     const forZones = hints ? hintNames(hints.forZones, `${f}.hints.forZones`) : null;
     const forNodes = hints ? hintNames(hints.forNodes, `${f}.hints.forNodes`) : null;
     if (family === 0 || !address) return;
-    endpoints.push({ address, addrKey: addressKey(address), family, ready, serving, terminating, nodeName, zone, forZones, forNodes, ports });
+    endpoints.push({ address, family, ready, serving, terminating, nodeName, zone, forZones, forNodes, ports });
   });
   if (!svcName && !c.failed) c.warn(`metadata.labels[${LABEL_SERVICE_NAME}]`, 'missing: the slice belongs to no Service and is ignored');
   if (c.failed) return null;
-  return { serviceKey: svcName ? `${meta.namespace}/${svcName}` : '', name: meta.name, family, endpoints };
+  return { serviceKey: svcName ? `${meta.namespace}/${svcName}` : '', name: meta.name, family, endpoints: tight(endpoints) };
 }
 
 /** A Node's addresses and zone; a bad address is skipped (only this node's addresses matter, and kube-proxy does the same). */

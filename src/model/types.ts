@@ -74,8 +74,6 @@ export interface ServiceModel {
 export interface EndpointModel {
   /** canonical text */
   address: string;
-  /** canonical.ts addressKey of the address, computed once per endpoint */
-  addrKey: string;
   family: Family;
   ready: boolean;
   serving: boolean;

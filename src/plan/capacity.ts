@@ -34,7 +34,156 @@ function tableOf(f: NodeState['frontends'][number]): { key: string; slots: numbe
   let members = f.backends.filter((b) => !b.terminating);
   if (!members.length) members = f.backends;
   const m = maglevSize(members.length, 'pow2');
-  return { key: `${f.protocol}|${members.map((b) => `${b.address}|${b.port}`).sort().join(',')}`, slots: Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM };
+  return { key: tableKey(f.protocol, members), slots: Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM };
+}
+
+// Keys of what is counted, compact: at 100,000 Services the tracker holds a million backends and
+// 100,000 tables. A text key per backend (`address|port|protocol`, a few concatenated strings) cost
+// ~170 bytes, a table's joined member list ~220; a dotted-quad backend is a number instead (address,
+// port and protocol packed into 50 bits) and a table of such members a string of three UTF-16 units
+// per member. Anything else (IPv6, an address not in canonical form, an odd port) keeps the text key,
+// whose first character tells the two apart.
+
+const PROTO_CODE: Readonly<Record<string, number>> = { TCP: 0, UDP: 1, SCTP: 2 };
+
+/** A canonical dotted-quad IPv4 address as a uint32, or -1 (anything else, leading zeros included). */
+function v4Number(a: string): number {
+  let v = 0, part = 0, digits = 0, dots = 0, first = 0;
+  for (let i = 0; i < a.length; i++) {
+    const c = a.charCodeAt(i);
+    if (c === 46) {
+      if (!digits || ++dots > 3) return -1;
+      v = v * 256 + part;
+      part = digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 0) first = c;
+      else if (first === 48 || digits === 3) return -1;
+      part = part * 10 + c - 48;
+      digits++;
+    } else return -1;
+    if (part > 255) return -1;
+  }
+  if (!digits || dots !== 3) return -1;
+  return v * 256 + part;
+}
+
+const isPort = (p: number): boolean => Number.isInteger(p) && p >= 0 && p <= 65535;
+
+/** One backend of a protocol: a number when it packs exactly, else its text. */
+export function backendCountKey(address: string, port: number, protocol: string): number | string {
+  const ip = v4Number(address);
+  const proto = PROTO_CODE[protocol];
+  if (ip >= 0 && isPort(port) && proto !== undefined) return ip * 262144 + port * 4 + proto;
+  return `${address}|${port}|${protocol}`;
+}
+
+/** A table's protocol and member set (order-free), exact: equal keys, equal sets. */
+export function tableKey(protocol: string, members: readonly { address: string; port: number }[]): string {
+  const nums: number[] = new Array<number>(members.length);
+  let compact = PROTO_CODE[protocol] !== undefined;
+  for (let i = 0; compact && i < members.length; i++) {
+    const m = members[i]!, ip = v4Number(m.address);
+    if (ip < 0 || !isPort(m.port)) compact = false;
+    else nums[i] = ip * 65536 + m.port;
+  }
+  if (!compact) return `\u0002${protocol}|${members.map((b) => `${b.address}|${b.port}`).sort().join(',')}`;
+  nums.sort((x, y) => x - y);
+  // \u0001, the protocol's code, then per member its address (two units) and port
+  const units: number[] = [1, PROTO_CODE[protocol]!];
+  let out = '';
+  for (const x of nums) {
+    const ip = Math.floor(x / 65536);
+    units.push(ip >>> 16, ip & 0xffff, x % 65536);
+    // in pieces: an argument list has a limit
+    if (units.length >= 3000) {
+      out += String.fromCharCode(...units);
+      units.length = 0;
+    }
+  }
+  return out + String.fromCharCode(...units);
+}
+
+/**
+ * Reference counts by backendCountKey: the numbers in an open-addressing table of typed arrays
+ * (12 bytes a slot, at most 3/4 full), the rest in a Map. A count of 0 marks a free slot; a removal
+ * shifts later entries of its run back (no tombstones), so a long-lived tracker stays compact.
+ */
+export class KeyCounts {
+  #keys = new Float64Array(16);
+  #counts = new Uint32Array(16);
+  #used = 0;
+  readonly #text = new Map<string, number>();
+
+  get size(): number {
+    return this.#used + this.#text.size;
+  }
+
+  clear(): void {
+    this.#keys = new Float64Array(16);
+    this.#counts = new Uint32Array(16);
+    this.#used = 0;
+    this.#text.clear();
+  }
+
+  /** adds sign to key's count; a count that reaches 0 is removed */
+  add(key: number | string, sign: 1 | -1): void {
+    if (typeof key === 'string') {
+      const n = (this.#text.get(key) ?? 0) + sign;
+      if (n <= 0) this.#text.delete(key);
+      else this.#text.set(key, n);
+      return;
+    }
+    const keys = this.#keys, counts = this.#counts, mask = keys.length - 1;
+    let i = slotOf(key, mask);
+    while (counts[i] !== 0 && keys[i] !== key) i = (i + 1) & mask;
+    if (counts[i] !== 0) {
+      if (sign > 0) counts[i]!++;
+      else if (--counts[i]! === 0) this.#remove(i);
+      return;
+    }
+    if (sign < 0) return;
+    keys[i] = key;
+    counts[i] = 1;
+    if (++this.#used * 4 > keys.length * 3) this.#grow();
+  }
+
+  #remove(hole: number): void {
+    const keys = this.#keys, counts = this.#counts, mask = keys.length - 1;
+    this.#used--;
+    // backward shift: move up every later entry of the run whose home is not between the hole and it
+    for (let j = (hole + 1) & mask; counts[j] !== 0; j = (j + 1) & mask) {
+      const home = slotOf(keys[j]!, mask);
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        keys[hole] = keys[j]!;
+        counts[hole] = counts[j]!;
+        counts[j] = 0;
+        hole = j;
+      }
+    }
+  }
+
+  #grow(): void {
+    const oldKeys = this.#keys, oldCounts = this.#counts;
+    const keys = this.#keys = new Float64Array(oldKeys.length * 2);
+    const counts = this.#counts = new Uint32Array(oldKeys.length * 2);
+    const mask = keys.length - 1;
+    for (let j = 0; j < oldKeys.length; j++) {
+      if (oldCounts[j] === 0) continue;
+      let i = slotOf(oldKeys[j]!, mask);
+      while (counts[i] !== 0) i = (i + 1) & mask;
+      keys[i] = oldKeys[j]!;
+      counts[i] = oldCounts[j]!;
+    }
+  }
+}
+
+/** a slot for a non-negative integer below 2^53 */
+function slotOf(key: number, mask: number): number {
+  const lo = key >>> 0, hi = (key / 4294967296) >>> 0;
+  let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) & mask;
 }
 
 export interface Fitted {
@@ -51,7 +200,7 @@ export interface Fitted {
 }
 
 function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
-  const backends = new Set<string>();
+  const backends = new Set<number | string>();
   let slots = 0, ranges = 0, maglevSlots = 0;
   const tables = new Set<string>();
   for (const f of frontends) {
@@ -62,7 +211,7 @@ function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number
     }
     slots += f.backends.length;
     ranges += f.sourceRanges.length;
-    for (const b of f.backends) backends.add(`${b.address}|${b.port}|${f.protocol}`);
+    for (const b of f.backends) backends.add(backendCountKey(b.address, b.port, f.protocol));
   }
   // ids are reused, so frontendIds needs one more than the count (0 is never valid)
   return { frontends: frontends.length, backends: backends.size, slots, frontendIds: frontends.length + 1, sourceRanges: ranges, maglevSlots };
@@ -113,8 +262,8 @@ type NodeFrontendT = NodeState['frontends'][number];
 export class CapacityTracker {
   /** the frontends counted, with the epoch of the last call that found each */
   #seen = new Map<NodeFrontendT, number>();
-  /** references per backend (address|port|protocol) */
-  #backends = new Map<string, number>();
+  /** references per backend (backendCountKey) */
+  readonly #backends = new KeyCounts();
   #slots = 0;
   #ranges = 0;
   /** references per Maglev table (tableOf's key), and their slots together */
@@ -242,11 +391,6 @@ export class CapacityTracker {
       if (n === 0 && sign < 0) this.#maglevSlots -= t.slots;
       else if (n === 1 && sign > 0) this.#maglevSlots += t.slots;
     }
-    for (const b of f.backends) {
-      const k = `${b.address}|${b.port}|${f.protocol}`;
-      const n = (this.#backends.get(k) ?? 0) + sign;
-      if (n === 0) this.#backends.delete(k);
-      else this.#backends.set(k, n);
-    }
+    for (const b of f.backends) this.#backends.add(backendCountKey(b.address, b.port, f.protocol), sign);
   }
 }

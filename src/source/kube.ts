@@ -336,7 +336,7 @@ class KindWatcher<K extends Kind> {
     const obj = item as KindMap[K];
     const cur = this.#s.store.get(this.kind, objectKey(obj));
     // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
-    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj);
+    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName);
   }
 
   /** why an object from the API cannot be stored (ListWatch would crash on it), or undefined */
@@ -371,6 +371,7 @@ class KindWatcher<K extends Kind> {
   // --- what SourceWatch needs -------------------------------------------------------------------
 
   get log(): Logger { return this.#log; }
+  get nodeName(): string | undefined { return this.#s.nodeName; }
   get watchTimeoutSeconds(): number {
     return this.#s.watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300);
   }
@@ -494,7 +495,7 @@ class SourceWatch<K extends Kind> extends Watch {
       useful++;
       w.healthy();
       // (a BOOKMARK carries only its resourceVersion)
-      callback(phase, phase === 'BOOKMARK' ? obj : slimObject(w.kind, obj), raw);
+      callback(phase, phase === 'BOOKMARK' ? obj : slimObject(w.kind, obj, w.nodeName), raw);
     };
 
     try {

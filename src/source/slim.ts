@@ -47,10 +47,14 @@ function meta(m: unknown, allLabels: boolean): unknown {
   return out;
 }
 
-function endpoint(e: unknown): unknown {
+function endpoint(e: unknown, nodeName: string | undefined): unknown {
   if (!isObj(e)) return e;
   const out = pick(e, ENDPOINT_KEYS);
-  // the health server counts a dual-stack pod once, by its name
+  // the health server counts a dual-stack pod of this node once, by its name (agent.ts
+  // healthCheckPorts); another node's endpoint is never counted, and most endpoints are another
+  // node's: 64 bytes each at a million endpoints
+  const elsewhere = nodeName !== undefined && typeof e.nodeName === 'string' && e.nodeName !== nodeName;
+  if (elsewhere) return out;
   if (isObj(e.targetRef) && e.targetRef.name !== undefined) out.targetRef = { name: e.targetRef.name };
   else if (e.targetRef !== undefined && !isObj(e.targetRef)) out.targetRef = e.targetRef;
   return out;
@@ -59,8 +63,9 @@ function endpoint(e: unknown): unknown {
 /**
  * The part of obj that is read, as a fresh object sharing no string with the parser's input. obj is
  * not changed. Anything that is not an object comes back as it was (the sources reject it).
+ * nodeName: this node's name, when the source knows it (an endpoint of another node keeps no targetRef).
  */
-export function slimObject<K extends Kind>(kind: K, obj: KindMap[K]): KindMap[K] {
+export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string): KindMap[K] {
   const o = obj as unknown;
   if (!isObj(o)) return obj;
   let out: Obj;
@@ -80,7 +85,7 @@ export function slimObject<K extends Kind>(kind: K, obj: KindMap[K]): KindMap[K]
     case 'EndpointSlice':
       out = { metadata: meta(o.metadata, false) };
       pick(o, ['addressType', 'ports'], out);
-      if (o.endpoints !== undefined) out.endpoints = Array.isArray(o.endpoints) ? o.endpoints.map(endpoint) : o.endpoints;
+      if (o.endpoints !== undefined) out.endpoints = Array.isArray(o.endpoints) ? o.endpoints.map((e) => endpoint(e, nodeName)) : o.endpoints;
       break;
     default:
       // one Node: its labels and spec whole (small, and the node's own); of its status only the addresses

@@ -34,8 +34,11 @@ export class ObjectStore {
     Service: new Map(), EndpointSlice: new Map(), Node: new Map(),
   };
   readonly #listeners = new Set<StoreListener>();
-  /** namespace/service-name (the kubernetes.io/service-name label) -> keys of its EndpointSlices */
-  readonly #slicesBySvc = new Map<string, Set<string>>();
+  /**
+   * namespace/service-name (the kubernetes.io/service-name label) -> keys of its EndpointSlices: the
+   * key itself while there is one (most Services; a Set costs ~150 bytes), a Set from the second on
+   */
+  readonly #slicesBySvc = new Map<string, string | Set<string>>();
   /** the group each slice key is indexed under */
   readonly #sliceSvc = new Map<string, string>();
 
@@ -55,7 +58,8 @@ export class ObjectStore {
 
   /** Keys of the EndpointSlices labelled for a Service (namespace/name), as the store holds them now. */
   slicesOf(serviceKey: string): ReadonlySet<string> {
-    return this.#slicesBySvc.get(serviceKey) ?? NO_KEYS;
+    const v = this.#slicesBySvc.get(serviceKey);
+    return v === undefined ? NO_KEYS : typeof v === 'string' ? new Set([v]) : v;
   }
 
   #index(key: string, slice: V1EndpointSlice | undefined): void {
@@ -64,15 +68,19 @@ export class ObjectStore {
     const old = this.#sliceSvc.get(key);
     if (old === group) return;
     if (old !== undefined) {
-      const set = this.#slicesBySvc.get(old)!;
-      set.delete(key);
-      if (!set.size) this.#slicesBySvc.delete(old);
+      const v = this.#slicesBySvc.get(old)!;
+      if (typeof v === 'string') this.#slicesBySvc.delete(old);
+      else {
+        v.delete(key);
+        if (v.size === 1) this.#slicesBySvc.set(old, v.values().next().value!);
+      }
       this.#sliceSvc.delete(key);
     }
     if (group !== undefined) {
-      let set = this.#slicesBySvc.get(group);
-      if (!set) this.#slicesBySvc.set(group, set = new Set());
-      set.add(key);
+      const v = this.#slicesBySvc.get(group);
+      if (v === undefined) this.#slicesBySvc.set(group, key);
+      else if (typeof v === 'string') this.#slicesBySvc.set(group, new Set([v, key]));
+      else v.add(key);
       this.#sliceSvc.set(key, group);
     }
   }

@@ -92,3 +92,52 @@ test('room is kept for what a sync removes while it writes: a newcomer replacing
   t.deepEqual(r3.dropped, []);
   t.falsy(r3.waitsForRemovals);
 });
+
+test('KeyCounts: the same counts and size as a Map over random adds and removals, through growth and collisions', async (t) => {
+  const { KeyCounts } = await import('../../src/plan/capacity.js');
+  const kc = new KeyCounts();
+  const model = new Map<number | string, number>();
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  // keys near 2^50 and small ones, a few text keys; a narrow range so removals hit often
+  const keyOf = (i: number): number | string => i % 17 === 0 ? `fd00::${i}|80|TCP` : i % 2 ? 2 ** 49 + i * 262144 : i;
+  for (let step = 0; step < 20_000; step++) {
+    const k = keyOf(rnd(3000));
+    const sign = rnd(3) === 0 ? -1 : 1;
+    const have = model.get(k) ?? 0;
+    if (sign < 0 && !have) continue;
+    kc.add(k, sign);
+    if (have + sign) model.set(k, have + sign);
+    else model.delete(k);
+    if (step % 997 === 0) t.is(kc.size, model.size, `size at step ${step}`);
+  }
+  t.is(kc.size, model.size);
+  // every count reaches 0 exactly when the model's does
+  for (const [k, n] of [...model]) for (let i = 0; i < n; i++) kc.add(k, -1);
+  t.is(kc.size, 0);
+});
+
+test('backend and table keys: equal exactly for the same backend or member set, whatever the order', async (t) => {
+  const { backendCountKey, tableKey } = await import('../../src/plan/capacity.js');
+  t.is(backendCountKey('10.244.1.2', 8080, 'TCP'), backendCountKey('10.244.1.2', 8080, 'TCP'));
+  const distinct = [
+    backendCountKey('10.244.1.2', 8080, 'TCP'), backendCountKey('10.244.1.2', 8080, 'UDP'), backendCountKey('10.244.1.2', 8081, 'TCP'),
+    backendCountKey('10.244.1.3', 8080, 'TCP'), backendCountKey('255.255.255.255', 65535, 'SCTP'), backendCountKey('0.0.0.0', 0, 'TCP'),
+    // not canonical, or not IPv4: text, so never equal to another spelling's number
+    backendCountKey('10.244.1.02', 8080, 'TCP'), backendCountKey('fd00::2', 8080, 'TCP'),
+  ];
+  t.is(new Set(distinct).size, distinct.length);
+  t.is(typeof distinct[6], 'string');
+  const m = (a: string, port: number) => ({ address: a, port });
+  const set = [m('10.0.0.1', 80), m('10.0.0.2', 80), m('10.0.1.1', 443)];
+  t.is(tableKey('TCP', set), tableKey('TCP', [...set].reverse()));
+  const others = [
+    tableKey('TCP', set), tableKey('UDP', set), tableKey('TCP', set.slice(1)), tableKey('TCP', [...set, m('10.0.0.1', 80)]),
+    tableKey('TCP', [m('10.0.0.1', 81), m('10.0.0.2', 80), m('10.0.1.1', 443)]), tableKey('TCP', [...set.slice(1), m('fd00::1', 80)]),
+    tableKey('TCP', [m('fd00::1', 80)]), tableKey('TCP', [m('fd00::1', 81)]),
+  ];
+  t.is(new Set(others).size, others.length);
+  // a large member set is built in pieces and is still order-free
+  const big = Array.from({ length: 5000 }, (_, i) => m(`10.${i >> 8}.${i & 255}.1`, 80));
+  t.is(tableKey('TCP', big), tableKey('TCP', [...big].reverse()));
+});

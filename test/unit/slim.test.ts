@@ -86,3 +86,25 @@ test('the manifests source stores slimmed objects', (t) => {
   ].join('\n'));
   t.deepEqual(objects.map((o) => o.obj) as unknown, [{ metadata: { name: 'web', namespace: 'default', annotations: {} }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } }]);
 });
+
+test('with the node\'s name, only this node\'s endpoints keep their targetRef (the health server counts no other), and normalize sees no difference', async (t) => {
+  const { healthCheckPorts } = await import('../../src/agent/agent.js');
+  const raw = {
+    metadata: { name: 'web-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4', ports: [{ port: 8080 }],
+    endpoints: [
+      { addresses: ['10.244.0.1'], conditions: { ready: true }, nodeName: 'n1', targetRef: { kind: 'Pod', name: 'a' } },
+      { addresses: ['10.244.0.2'], conditions: { ready: true }, nodeName: 'n1', targetRef: { kind: 'Pod', name: 'a' } },
+      { addresses: ['10.244.1.1'], conditions: { ready: true }, nodeName: 'n2', targetRef: { kind: 'Pod', name: 'b' } },
+      { addresses: ['10.244.1.2'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'c' } },
+    ],
+  };
+  const slim = slimObject('EndpointSlice', raw as never, 'n1') as unknown as { endpoints: { targetRef?: unknown }[] };
+  t.deepEqual(slim.endpoints.map((e) => e.targetRef), [{ name: 'a' }, { name: 'a' }, undefined, { name: 'c' }]);
+  t.deepEqual(run('EndpointSlice', slim), run('EndpointSlice', raw));
+  // the dual-stack-style pair on n1 counts once, as from the raw object
+  const svc = { service: { key: 'default/web', namespace: 'default', name: 'web' }, healthCheckNodePort: 30999 };
+  const count = (slice: unknown) => healthCheckPorts({ services: new Map(), endpointSlices: new Map([['default/web-1', slice]]), nodes: new Map() } as never,
+    [{ ...svc, service: { ...svc.service, type: 'LoadBalancer', externalTrafficPolicy: 'Local' } }] as never, 'n1').get(30999)?.localEndpoints;
+  t.is(count(slim), 1);
+  t.is(count(raw), 1);
+});

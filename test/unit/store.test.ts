@@ -34,3 +34,25 @@ test('view() is the store itself, snapshot() a copy', (t) => {
   t.is(v.endpointSlices.size, 1);
   t.is(snap.endpointSlices.size, 0);
 });
+
+test('slicesOf: a Service going from one slice to three and back, in insertion order', (t) => {
+  const s = new ObjectStore();
+  s.upsert('EndpointSlice', slice('web-a', 'web'));
+  t.deepEqual([...s.slicesOf('default/web')], ['default/web-a']);
+  s.upsert('EndpointSlice', slice('web-b', 'web'));
+  s.upsert('EndpointSlice', slice('web-c', 'web'));
+  t.deepEqual([...s.slicesOf('default/web')], ['default/web-a', 'default/web-b', 'default/web-c']);
+  s.delete('EndpointSlice', 'default/web-a');
+  s.delete('EndpointSlice', 'default/web-c');
+  t.deepEqual([...s.slicesOf('default/web')], ['default/web-b']);
+  s.upsert('EndpointSlice', slice('web-a', 'web'));
+  t.deepEqual([...s.slicesOf('default/web')], ['default/web-b', 'default/web-a']);
+  s.delete('EndpointSlice', 'default/web-a');
+  s.delete('EndpointSlice', 'default/web-b');
+  t.deepEqual([...s.slicesOf('default/web')], []);
+  // re-labelled away and back
+  s.upsert('EndpointSlice', slice('web-a', 'web'));
+  s.upsert('EndpointSlice', slice('web-a', 'api'));
+  t.deepEqual([...s.slicesOf('default/web')], []);
+  t.deepEqual([...s.slicesOf('default/api')], ['default/web-a']);
+});
