@@ -210,6 +210,8 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 	struct lb_revnat *rn;
+	const __u8 *addr;
+	__be16 port;
 	__u32 fe_id;
 
 	lb_ct_key_rev_of(&k, p);
@@ -219,13 +221,21 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
-	fe_id = ct->fe_id;
-	rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
-	if (!rn) {
-		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
-		return TC_ACT_OK;
+	if (ct->flags & LB_CT_F_ORPHAN) {
+		/* a deleted frontend's flow: the entry holds the frontend (lb_orphan.h) */
+		addr = ct->fe_addr;
+		port = ct->orphan_port;
+	} else {
+		fe_id = ct->fe_id;
+		rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
+		if (!rn) {
+			lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
+			return TC_ACT_OK;
+		}
+		addr = lb_ct_reply_addr(ct, rn);
+		port = rn->port;
 	}
-	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, lb_ct_reply_addr(ct, rn), rn->port) < 0) {
+	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, addr, port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
@@ -244,6 +254,8 @@ static __always_inline int lb_tc_icmp_forward(struct __sk_buff *skb, struct lb_p
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 	struct lb_backend *be;
+	const __u8 *addr;
+	__be16 port;
 
 	__builtin_memcpy(k.saddr, p->daddr.b, 16);
 	__builtin_memcpy(k.daddr, p->saddr.b, 16);
@@ -257,11 +269,19 @@ static __always_inline int lb_tc_icmp_forward(struct __sk_buff *skb, struct lb_p
 		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
-	/* only to a backend still serving the flow's frontend: ids are reused */
-	be = lb_member_backend(ct->fe_id, ct->backend_id);
-	if (!be)
-		return -1;
-	if (lb_skb_icmp_nat(skb, p, LB_NAT_SRC, be->addr, be->port) < 0) {
+	if (ct->flags & LB_CT_F_ORPHAN) {
+		/* a deleted frontend's flow: the entry holds the backend (lb_orphan.h) */
+		addr = ct->fe_addr;
+		port = ct->orphan_port;
+	} else {
+		/* only to a backend still serving the flow's frontend: ids are reused */
+		be = lb_member_backend(ct->fe_id, ct->backend_id);
+		if (!be)
+			return -1;
+		addr = be->addr;
+		port = be->port;
+	}
+	if (lb_skb_icmp_nat(skb, p, LB_NAT_SRC, addr, port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}

@@ -8,7 +8,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { Datapath, planOf, SVC, TC_ACT_OK, XDP_PASS, type ProgName, type TestService } from '../../testing/datapath.js';
 import { pick, toService, reply } from '../../testing/datapath-rows.js';
-import { checksumErrors, TCP_ACK, TCP_PSH, TCP_SYN } from '../../testing/packets.js';
+import { checksumErrors, icmpError, requote, TCP_ACK, TCP_PSH } from '../../testing/packets.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import type { Plan } from '../../src/plan/types.js';
 import type { BpfMaps } from '../../src/dataplane/bpf/maps.js';
@@ -138,6 +138,13 @@ test.serial('UDP: a deleted Service\'s flow keeps its backend (kube-proxy flushe
     expectRun(t, dp, 'lb_tc_egress', r.input, r.output, { ct_orphan: 1, rev_nat: 1 }, 'the answer');
     const other = toService(dns, C4, 42001, { payload: q });
     expectRun(t, dp, 'lb_tc_ingress', other.input, 'input', {}, 'a datagram of a new flow: no Service');
+    // ICMP errors of the orphaned flow are translated as a live flow's
+    const quoted = f.to(b).subarray(14, 14 + 28);
+    expectRun(t, dp, 'lb_tc_egress', icmpError(b.address, C4, 3, 3, quoted), icmpError(dns.address, C4, 3, 3, requote(quoted, dns.address, dns.port)),
+      { icmp_xlate: 1 }, 'the backend\'s port unreachable: from the ClusterIP');
+    const seen = r.output.subarray(14);
+    expectRun(t, dp, 'lb_tc_ingress', icmpError(C4, dns.address, 3, 3, seen), icmpError(C4, b.address, 3, 3, requote(seen, b.address, b.port, 'src')),
+      { icmp_xlate: 1 }, 'the client\'s port unreachable about an answer: to the backend');
   } finally {
     maps.close();
   }

@@ -132,6 +132,15 @@ export function orphanKeyCollector(keys: Set<string>): (k: Buffer, v: Buffer) =>
  * before a sync's deletes and once more after them, with the same cache.
  */
 export async function keepFlows(maps: BpfMaps, feIds: ReadonlySet<number>, cache: OrphanCache): Promise<OrphanResult> {
+  // a frontend id that never translated a packet (lb_fe_stats, never reset) has no flow: the
+  // deletion of idle Services scans nothing
+  const stats = maps.map('lb_fe_stats'), busy = new Set<number>();
+  for (const id of feIds) {
+    const v = stats.lookup(L.encodeU32(id));
+    if (v && v.some((x) => x !== 0)) busy.add(id);
+  }
+  if (!busy.size) return { orphaned: 0, lost: 0, keys: new Set() };
+  feIds = busy;
   const r = await orphanFlows({ lb_ct: maps.map('lb_ct'), lb_backends: maps.map('lb_backends'), lb_revnat: maps.map('lb_revnat'), lb_members: maps.map('lb_members') }, feIds, cache);
   if (r.keys.size) maps.holdFeFilterKeys(r.keys);
   return r;
