@@ -125,6 +125,23 @@ test.serial('TCP: the orphaned flow keeps its old backend when the Service is re
   }
 });
 
+test.serial('TCP: re-created with the same backends, a SYN on the orphaned flow\'s tuple is a new flow of the new Service (no clash with the orphan)', async (t) => {
+  if (!dp) return t.pass('needs root');
+  const maps = fresh(dp);
+  try {
+    const sport = 41015, b = pick(web, C4, sport);
+    establish(dp, sport);
+    await applyKeeping(maps, planAll(), planWithoutWeb());
+    await applyKeeping(maps, planWithoutWeb(), planAll());
+    const f = toService(web, C4, sport);
+    expectRun(t, dp, 'lb_tc_ingress', f.input, f.to(b), { fwd_new: 1, ct_backend_gone: 1 }, 'the SYN: the new Service\'s pick, the same backend');
+    t.like(dp.ctIn('lb_ct', { saddr: b.address, daddr: C4, sport: b.port, dport: sport, protocol: 'TCP', dir: LB_CT_DIR_REV }), { feId: web.feId, backendId: b.id },
+      'the reverse entry is the new flow\'s');
+  } finally {
+    maps.close();
+  }
+});
+
 test.serial('UDP: a deleted Service\'s flow keeps its backend (kube-proxy flushes UDP only for Services that still exist)', async (t) => {
   if (!dp) return t.pass('needs root');
   const maps = fresh(dp);
