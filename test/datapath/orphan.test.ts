@@ -142,6 +142,24 @@ test.serial('TCP: re-created with the same backends, a SYN on the orphaned flow\
   }
 });
 
+test.serial('a host-originated flow (translated at tc egress, replies at ingress) of a deleted Service keeps its backend; at the other hook it is not ours', async (t) => {
+  if (!dp) return t.pass('needs root');
+  const maps = fresh(dp);
+  try {
+    const host = '192.168.1.10', sport = 45010, b = pick(web, host, sport);
+    dp.run('lb_tc_egress', toService(web, host, sport).input);
+    dp.run('lb_tc_egress', toService(web, host, sport, HANDSHAKE_ACK).input);
+    await applyKeeping(maps, planAll(), planWithoutWeb());
+    const g = toService(web, host, sport, DATA);
+    expectRun(t, dp, 'lb_tc_ingress', g.input, 'input', {}, 'its packet at ingress: not where it is translated');
+    expectRun(t, dp, 'lb_tc_egress', g.input, g.to(b), { ct_orphan: 1 }, 'its packet at egress');
+    const r = reply(web, b, host, sport, ANSWER);
+    expectRun(t, dp, 'lb_tc_ingress', r.input, r.output, { ct_orphan: 1, rev_nat: 1 }, 'the answer at ingress');
+  } finally {
+    maps.close();
+  }
+});
+
 test.serial('UDP: a deleted Service\'s flow keeps its backend (kube-proxy flushes UDP only for Services that still exist)', async (t) => {
   if (!dp) return t.pass('needs root');
   const maps = fresh(dp);
