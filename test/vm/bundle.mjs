@@ -12,7 +12,7 @@ import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 /** the ava test files the VM runs, relative to the checkout */
-export const TEST_FILES = ['test/datapath/datapath.test.ts', 'test/datapath/sock.test.ts'];
+export const TEST_FILES = ['test/datapath/datapath.test.ts', 'test/datapath/sock.test.ts', 'test/datapath/orphan.test.ts'];
 /** the output folder: the first argument (test-vm.sh gives each run its own) */
 const OUT = process.argv[2] ?? '.vm/build';
 const TIER = process.argv[3] ?? 'datapath';
