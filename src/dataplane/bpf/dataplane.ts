@@ -540,9 +540,13 @@ export class BpfDataplane implements Dataplane {
           const live = name === 'lb_ct' ? new Set<string>() : undefined;
           if (live) this.#heldSinceSweep.clear();
           const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, live && orphanKeyCollector(live));
+          // between applies: an apply's filter words in flight must not overwrite these, and the
+          // keys applies orphaned since the scan began are kept
           if (live) {
-            for (const k of this.#heldSinceSweep) live.add(k);
-            if (live.size || l.maps.heldFeFilterKeys()) l.maps.holdFeFilterKeys(live, true);
+            await this.#serialWrite(async () => {
+              for (const k of this.#heldSinceSweep) live.add(k);
+              if (live.size || l.maps.heldFeFilterKeys()) l.maps.holdFeFilterKeys(live, true);
+            });
           }
           this.#swept += r.expired;
           this.#evictions.agentDeleted(name, r.expired);
