@@ -98,6 +98,8 @@
 #define LB_CT_F_REV_AT_INGRESS (1 << 1)  /* translated at egress (host-originated): undo replies at ingress */
 #define LB_CT_F_CLOSING (1 << 2)         /* FIN or RST seen */
 #define LB_CT_F_HAIRPIN (1 << 3)         /* client is its own backend */
+#define LB_CT_F_ORPHAN (1 << 4)          /* a flow of a deleted frontend: the entry holds its translation, no
+					  * id (fe_id and backend_id 0; lb_orphan.h) */
 
 /* Conntrack lifetimes: seconds an entry lives without a packet, checked on every lookup (an expired
  * entry is a miss) and by the agent's sweep, which deletes expired entries. The kernel's TCP
@@ -173,6 +175,7 @@ enum lb_stat {
 	LB_STAT_CT_SYN_DELETE,        /* lb_ct_syn: an entry deleted */
 	LB_STAT_FRAG_INSERT,          /* lb_frags: a new key written */
 	LB_STAT_HOST_NO_SNAT,         /* a host flow translated at tc egress that needed masquerade: past POSTROUTING, not masqueraded */
+	LB_STAT_CT_ORPHAN,            /* a packet of a deleted frontend's established flow translated by its orphaned entry */
 	LB_STAT_MAX,
 };
 

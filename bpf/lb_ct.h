@@ -213,6 +213,18 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	return 1;
 }
 
+/* a reverse entry orphaned from this very tuple's earlier flow (the same client to the same frontend
+ * address and port, lb_orphan.h): a SYN there starts a new flow that takes its place, no clash */
+static __always_inline int lb_ct_orphan_of(const struct lb_ct_entry *rev, const struct lb_pkt *p)
+{
+	__u32 a[4];
+
+	if (!(rev->flags & LB_CT_F_ORPHAN) || rev->orphan_port != p->dport)
+		return 0;
+	__builtin_memcpy(a, rev->fe_addr, 16);
+	return a[0] == p->daddr.w[0] && a[1] == p->daddr.w[1] && a[2] == p->daddr.w[2] && a[3] == p->daddr.w[3];
+}
+
 /* A new flow whose replies would carry the same tuple as the replies of another frontend's live flow
  * (one client ip:port to two frontends that share a backend): its reverse entry would take over the
  * other flow's, and that flow's replies would leave with this frontend's address. lb_ct_syn holds
@@ -224,7 +236,8 @@ static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_b
 
 	lb_ct_key_rev(&k, p, be);
 	rev = bpf_map_lookup_elem(&lb_ct, &k);
-	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now))
+	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now) &&
+	    !lb_ct_orphan_of(rev, p))
 		return 1;
 	if (p->proto != IPPROTO_TCP)
 		return 0;

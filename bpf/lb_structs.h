@@ -79,11 +79,11 @@ struct lb_ct_entry {
 	__u32 backend_id;  /* chosen backend (both directions) */
 	__u32 fe_id;       /* frontend, for rev-NAT and stats */
 	__u16 flags;       /* LB_CT_F_* */
-	__u16 pad;
+	__be16 orphan_port; /* LB_CT_F_ORPHAN only: the backend's port (forward entry), the frontend's (reverse) */
 	__u32 pad2;
 	__u8 fe_addr[16];  /* the address the client sent to (the node address of a NodePort on 0.0.0.0 /
 	                    * ::): replies leave from it; all zero in entries of an earlier build (then
-	                    * lb_revnat's address) */
+	                    * lb_revnat's address). LB_CT_F_ORPHAN forward entry: the backend's address */
 };
 
 /* lb_affinity key (LRU): client + the frontend's affinity group (lb_frontend.affinity_group) */

@@ -182,6 +182,7 @@ enum lb_verdict {
 	LB_V_DROP,        /* drop; the reason is already counted */
 	LB_V_REJECT,      /* no backend: refuse (TCP RST / ICMP unreachable) */
 	LB_V_RESET,       /* TCP flow whose backend is gone: reset */
+	LB_V_ORPHAN,      /* a deleted frontend's flow (lb_orphan.h): translated by its own entry */
 };
 
 /* events counted only when the caller acts on the selection (XDP may leave it to tc) */
@@ -309,6 +310,10 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		sel->promote = ct != NULL;
 	}
 	if (ct) {
+		/* a flow of a deleted frontend on the address of a new one keeps its backend, as the
+		 * kernel's conntrack keeps it under kube-proxy; a SYN is a new flow (fe_id 0: re-selected) */
+		if ((ct->flags & LB_CT_F_ORPHAN) && !lb_tcp_syn(p))
+			return LB_V_ORPHAN;
 		id = ct->backend_id;
 		/* the entry must still belong to this frontend (ids are reused) and its backend to it */
 		be = ct->fe_id == fe->fe_id ? lb_member_backend(fe->fe_id, id) : NULL;

@@ -14,6 +14,7 @@
 #include "lb_reject.h"
 #include "lb_eip.h"
 #include "lb_frag.h"
+#include "lb_orphan.h"
 
 /* bytes of a frame the parser may read by direct access: Ethernet, IPv6 with an extension header or
  * two and TCP with options, or an ICMPv6 error quoting such a header. A shorter linear area (headers
@@ -63,6 +64,37 @@ static __always_inline int lb_tc_reroute(struct __sk_buff *skb, const struct lb_
 	return TC_ACT_SHOT;
 }
 
+/* a client's packet of a deleted frontend's established flow (lb_orphan.h), translated by its
+ * orphaned entry as lb_tc_forward() translates a hit; -1 when the packet has none */
+static __always_inline int lb_tc_orphan(struct __sk_buff *skb, struct lb_pkt *p, int at_ingress)
+{
+	__u64 now = lb_now();
+	struct lb_ct_entry *ct = lb_orphan_lookup(p, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now);
+	struct lb_backend be = {};
+	struct lb_config cfg;
+
+	if (!ct)
+		return -1;
+	__builtin_memcpy(be.addr, ct->fe_addr, 16);
+	be.port = ct->orphan_port;
+	if (at_ingress && (ct->flags & LB_CT_F_SNAT)) {
+		cfg = lb_get_config();
+		skb->mark |= cfg.snat_mark;
+	}
+	lb_orphan_touch(ct, p, be.addr, be.port, now);
+	if (lb_skb_nat(skb, p, LB_NAT_DST, be.addr, be.port) < 0) {
+		lb_stat_inc(LB_STAT_DROP_CSUM);
+		return TC_ACT_SHOT;
+	}
+	lb_stat_inc(LB_STAT_CT_ORPHAN);
+	if (!at_ingress) {
+		cfg = lb_get_config();
+		if (cfg.flags & LB_CFG_F_HOST_REROUTE)
+			return lb_tc_reroute(skb, p, &be);
+	}
+	return TC_ACT_OK;
+}
+
 /* forward translation of a packet to a frontend; at egress (host-originated) the flow is flagged
  * LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress */
 static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p, const struct lb_frontend *fe,
@@ -75,6 +107,10 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	int v;
 
 	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel);
+	if (v == LB_V_ORPHAN) {
+		v = lb_tc_orphan(skb, p, at_ingress);
+		return v >= 0 ? v : TC_ACT_OK;
+	}
 	if (v == LB_V_DROP)
 		return TC_ACT_SHOT;
 	if (v == LB_V_REJECT)
@@ -117,6 +153,8 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 	struct lb_revnat *rn;
+	const __u8 *addr;
+	__be16 port;
 	__u32 fe_id;
 
 	__u64 now = lb_now();
@@ -139,13 +177,22 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
 	lb_ct_touch(ct, p, now);
-	fe_id = ct->fe_id;
-	rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
-	if (!rn) {
-		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
-		return TC_ACT_OK;
+	if (ct->flags & LB_CT_F_ORPHAN) {
+		/* a deleted frontend's flow: the entry holds the frontend (lb_orphan.h) */
+		addr = ct->fe_addr;
+		port = ct->orphan_port;
+		lb_stat_inc(LB_STAT_CT_ORPHAN);
+	} else {
+		fe_id = ct->fe_id;
+		rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
+		if (!rn) {
+			lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
+			return TC_ACT_OK;
+		}
+		addr = lb_ct_reply_addr(ct, rn);
+		port = rn->port;
 	}
-	if (lb_skb_nat(skb, p, LB_NAT_SRC, lb_ct_reply_addr(ct, rn), rn->port) < 0) {
+	if (lb_skb_nat(skb, p, LB_NAT_SRC, addr, port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
@@ -163,6 +210,8 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 	struct lb_revnat *rn;
+	const __u8 *addr;
+	__be16 port;
 	__u32 fe_id;
 
 	lb_ct_key_rev_of(&k, p);
@@ -172,13 +221,21 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
-	fe_id = ct->fe_id;
-	rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
-	if (!rn) {
-		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
-		return TC_ACT_OK;
+	if (ct->flags & LB_CT_F_ORPHAN) {
+		/* a deleted frontend's flow: the entry holds the frontend (lb_orphan.h) */
+		addr = ct->fe_addr;
+		port = ct->orphan_port;
+	} else {
+		fe_id = ct->fe_id;
+		rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
+		if (!rn) {
+			lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
+			return TC_ACT_OK;
+		}
+		addr = lb_ct_reply_addr(ct, rn);
+		port = rn->port;
 	}
-	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, lb_ct_reply_addr(ct, rn), rn->port) < 0) {
+	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, addr, port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
@@ -197,6 +254,8 @@ static __always_inline int lb_tc_icmp_forward(struct __sk_buff *skb, struct lb_p
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 	struct lb_backend *be;
+	const __u8 *addr;
+	__be16 port;
 
 	__builtin_memcpy(k.saddr, p->daddr.b, 16);
 	__builtin_memcpy(k.daddr, p->saddr.b, 16);
@@ -210,11 +269,19 @@ static __always_inline int lb_tc_icmp_forward(struct __sk_buff *skb, struct lb_p
 		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
-	/* only to a backend still serving the flow's frontend: ids are reused */
-	be = lb_member_backend(ct->fe_id, ct->backend_id);
-	if (!be)
-		return -1;
-	if (lb_skb_icmp_nat(skb, p, LB_NAT_SRC, be->addr, be->port) < 0) {
+	if (ct->flags & LB_CT_F_ORPHAN) {
+		/* a deleted frontend's flow: the entry holds the backend (lb_orphan.h) */
+		addr = ct->fe_addr;
+		port = ct->orphan_port;
+	} else {
+		/* only to a backend still serving the flow's frontend: ids are reused */
+		be = lb_member_backend(ct->fe_id, ct->backend_id);
+		if (!be)
+			return -1;
+		addr = be->addr;
+		port = be->port;
+	}
+	if (lb_skb_icmp_nat(skb, p, LB_NAT_SRC, addr, port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
@@ -264,6 +331,9 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 				fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 			if (fe)
 				return lb_tc_forward(skb, &p, fe, external, 1);
+			r = lb_tc_orphan(skb, &p, 1);
+			if (r >= 0)
+				return r;
 		}
 		/* a connection attempt (SYN without ACK) is no reply of a translated flow: one
 		 * lb_ct lookup (lb_ct_forget_closed's) for it, not two */
@@ -281,6 +351,11 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 		fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 	if (fe)
 		return lb_tc_forward(skb, &p, fe, 0, 0);
+	if (may) {
+		r = lb_tc_orphan(skb, &p, 0);
+		if (r >= 0)
+			return r;
+	}
 	lb_ct_forget_closed(&p);
 	return TC_ACT_OK;
 }

@@ -243,6 +243,11 @@ export class Datapath {
     }
   }
 
+  /** The agent's map layer over this object's maps (a writer that loads its mirrors from the maps); close() it after. */
+  bpfMaps(): BpfMaps {
+    return BpfMaps.fromObject(this.obj);
+  }
+
   /** Forgets every flow: conntrack and affinity emptied. */
   forgetFlows(): void {
     for (const name of ['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_frags']) {

@@ -423,11 +423,10 @@ bpfTest('a pod\'s connected UDP socket to a ClusterIP: its backend leaves, the a
 // (pkg/proxy/iptables/proxier.go syncProxyRules writes NAT rules, which only a flow's first packet
 // meets; pkg/proxy/conntrack/cleanup.go CleanStaleEntries flushes UDP entries of Services that still
 // exist, never TCP ones). One HTTP/1.1 connection to a ClusterIP, the Service deleted: the same
-// connection keeps answering. The BPF data plane drops such flows (README, differences): its tc
-// path finds no frontend for the client's packets and no lb_revnat entry for the replies
-// (drop_revnat_missing), so there it is a known failure until the conntrack entry carries enough to
-// translate without the frontend.
-(MODE === 'bpf' ? (avail.ok ? test.serial.failing : test.serial.skip) : labTest)('an established TCP connection to a deleted Service keeps working (kube-proxy)', async (t) => {
+// connection keeps answering, also across a kill -9 and restart of the client node's agent. The BPF
+// data plane keeps it by orphaning the flow's conntrack entries before the delete
+// (src/dataplane/bpf/ct-orphan.ts, bpf/lb_orphan.h); before that it dropped such flows at the sync.
+labTest('an established TCP connection to a deleted Service keeps working (kube-proxy), across an agent restart', async (t) => {
   const c = pod('client1').pod.ns;
   const vip = '10.96.100.81';
   const yaml = `---
@@ -454,12 +453,23 @@ spec:
     const syncedAt = Date.now();
     t.regex(await lab.curl(c, `http://${vip}/`, { timeoutSec: 1 }), /^ERR/, 'a new connection to the deleted Service is not served');
     await new Promise((r) => setTimeout(r, 2000));
+    // BPF mode: the client's node's agent killed and started again while the flow lives; the pins
+    // keep the flow's entries, and the new agent keeps them translated (nftables mode: the kernel's)
+    let restartedAt = 0;
+    if (MODE === 'bpf') {
+      const node1 = lab.nodes[0]!;
+      await lab.stopAgent(node1, 'SIGKILL');
+      await lab.startAgent(node1);
+      restartedAt = Date.now();
+      await new Promise((r) => setTimeout(r, 2000));
+    }
     const res = await load.stop();
     t.log(JSON.stringify(res));
     t.is(res.connections, 1, 'one connection throughout');
     t.is(res.failed, 0, `no request failed on it: ${JSON.stringify(res.failures)}`);
     t.is(Object.keys(res.answers).length, 1, 'one backend answered');
     t.true(Object.values(res.lastSentAt).some((at) => at > syncedAt), 'requests sent after the deletion had synced were answered');
+    if (restartedAt) t.true(Object.values(res.lastSentAt).some((at) => at > restartedAt), 'requests sent after the agent\'s restart were answered');
   } finally {
     await load.stop().catch(() => {});
     if (!deleted) await change(() => lab.removeManifest('gone-soon.yaml'));

@@ -27,7 +27,9 @@ export interface SweepResult {
  * pool and the event loop gets a turn before the next, so a sync or a scrape waits at most one batch,
  * not the whole map (a million entries at full lb_ct).
  */
-export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now = process.hrtime.bigint(), batch = 4096): Promise<SweepResult> {
+export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now = process.hrtime.bigint(), batch = 4096,
+  /** sees every entry the pass keeps (views valid during the call) */
+  visitLive?: (k: Buffer, v: Buffer) => void): Promise<SweepResult> {
   let expired: Buffer[] = [];
   let entries = 0, deleted = 0;
   await m.scanYielding((k, v) => {
@@ -35,6 +37,7 @@ export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now 
     // a signed 64-bit difference, as the programs compute it (lb_ct_fresh_for)
     const idle = BigInt.asIntN(64, now - v.readBigUInt64LE(0));
     if (idle > L.ctLifetimeNs(map, k.readUInt8(PROTO_OFF), v.readUInt16LE(FLAGS_OFF))) expired.push(Buffer.from(k));
+    else visitLive?.(k, v);
   }, {
     batch,
     onBatch: async () => {

@@ -18,6 +18,7 @@ import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjec
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
 import { PROGRAM_WRITTEN_MAPS } from './maps.js';
+import { deletedFrontendIds, keepFlows, newOrphanCache, orphanKeyCollector, type OrphanCache } from './ct-orphan.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
 export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
@@ -227,6 +228,10 @@ export class BpfDataplane implements Dataplane {
   #termQueued = false;
   /** sockets destroyed since start (the sock_terminated datapath event) */
   #terminated = 0;
+  /** conntrack entries of deleted frontends kept as orphans since start (the ct_orphaned datapath event) */
+  #orphaned = 0;
+  /** filter keys of orphaned flows held since the sweep under way began (it may not have seen them) */
+  #heldSinceSweep = new Set<string>();
 
   constructor(opts: BpfDataplaneOptions) {
     this.#opts = opts;
@@ -313,9 +318,31 @@ export class BpfDataplane implements Dataplane {
     // (an endpoint change: a few batches of a few entries, microseconds each) at once, as each hop
     // to the thread pool and back waited for the scheduler: ~30 ms of a one-change sync at 10,000
     // Services on a loaded machine (issue 10)
-    const res = await this.#serialWrite(async () => (ops.length <= SHORT_APPLY_OPS ? maps.apply(ops) : maps.applyAsync(ops)));
+    const gone = deletedFrontendIds(ops);
+    const res = await this.#serialWrite(async () => {
+      // a deleted frontend's established flows are kept (ct-orphan.ts): rewritten before the deletes,
+      // and once more after them for a flow that started in between
+      const cache = gone.size ? newOrphanCache() : undefined;
+      if (cache) await this.#keepFlows(gone, cache);
+      const r = ops.length <= SHORT_APPLY_OPS ? maps.apply(ops) : await maps.applyAsync(ops);
+      if (cache) await this.#keepFlows(gone, cache);
+      return r;
+    });
     // only when a backend left a frontend: a pass walks every netns (~40 ms), additions need none
     if (this.#terminator && res.membersLeft > 0) this.#requestTermination();
+  }
+
+  /** Orphans the lb_ct entries of frontends being deleted and holds their destinations' filter bits; logs, never throws. */
+  async #keepFlows(feIds: ReadonlySet<number>, cache: OrphanCache): Promise<void> {
+    const maps = this.loaded.maps;
+    try {
+      const r = await keepFlows(maps, feIds, cache);
+      for (const k of r.keys) this.#heldSinceSweep.add(k);
+      this.#orphaned += r.orphaned;
+      if (r.orphaned || r.lost) this.#log.info({ frontendIds: [...feIds], orphaned: r.orphaned, lost: r.lost }, 'established flows of deleted frontends kept (orphaned conntrack entries)');
+    } catch (e) {
+      this.#log.warn({ err: e, frontendIds: [...feIds] }, 'could not keep the established flows of deleted frontends: they break at this sync');
+    }
   }
 
   #loadTerminator(): void {
@@ -487,7 +514,7 @@ export class BpfDataplane implements Dataplane {
     }
     const fill = maps.mapFill(new Set(now.keys())).map((m) => (now.has(m.name) ? { ...m, entries: now.get(m.name) ?? m.entries } : m));
     return {
-      maps: fill, events: { ...events, ct_swept: this.#swept, sock_terminated: this.#terminated }, frontends: maps.readFrontendStats(hint.maxFrontendId),
+      maps: fill, events: { ...events, ct_swept: this.#swept, sock_terminated: this.#terminated, ct_orphaned: this.#orphaned }, frontends: maps.readFrontendStats(hint.maxFrontendId),
       evictions: this.#evictions.totals(),
     };
   }
@@ -509,7 +536,18 @@ export class BpfDataplane implements Dataplane {
         try {
           // the programs' inserts before the scan, their deletions after (EvictionCounter)
           const { inserts } = evictionCounters(l.maps.readStats(), name);
-          const r = await sweepConntrack(l.maps.map(name), name);
+          // lb_ct: the destinations of the orphaned flows still alive keep their filter bits
+          const live = name === 'lb_ct' ? new Set<string>() : undefined;
+          if (live) this.#heldSinceSweep.clear();
+          const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, live && orphanKeyCollector(live));
+          // between applies: an apply's filter words in flight must not overwrite these, and the
+          // keys applies orphaned since the scan began are kept
+          if (live) {
+            await this.#serialWrite(async () => {
+              for (const k of this.#heldSinceSweep) live.add(k);
+              if (live.size || l.maps.heldFeFilterKeys()) l.maps.holdFeFilterKeys(live, true);
+            });
+          }
           this.#swept += r.expired;
           this.#evictions.agentDeleted(name, r.expired);
           // what the scan saw, less what it deleted: the map's fill as of this sweep

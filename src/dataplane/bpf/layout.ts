@@ -55,6 +55,8 @@ export const LB_CT_F_SNAT = 1 << 0;
 export const LB_CT_F_REV_AT_INGRESS = 1 << 1;
 export const LB_CT_F_CLOSING = 1 << 2;
 export const LB_CT_F_HAIRPIN = 1 << 3;
+/** a deleted frontend's flow: the entry holds its translation, ids 0 (lb_orphan.h, ct-orphan.ts) */
+export const LB_CT_F_ORPHAN = 1 << 4;
 
 /** conntrack lifetimes in seconds without a packet (lb_consts.h); the agent's sweep applies them too */
 export const LB_CT_TIMEOUT_TCP = 21600;
@@ -84,6 +86,7 @@ export const LB_STATS = [
   'frag_xlate', 'drop_reject_limit', 'icmp_xlate',
   'host_reroute', 'drop_host_no_route',
   'ct_insert', 'ct_delete', 'ct_syn_insert', 'ct_syn_delete', 'frag_insert', 'host_no_snat',
+  'ct_orphan',
 ] as const;
 export type LbStatName = (typeof LB_STATS)[number];
 export const LB_STAT_MAX = LB_STATS.length;
@@ -198,7 +201,7 @@ export const CT_KEY = struct('lb_ct_key', 40, {
   saddr: [0, 'addr'], daddr: [16, 'addr'], sport: [32, 'be16'], dport: [34, 'be16'], proto: [36, 'u8'], dir: [37, 'u8'], pad: [38, 'u16'],
 });
 export const CT_ENTRY = struct('lb_ct_entry', 40, {
-  last_seen: [0, 'u64'], backend_id: [8, 'u32'], fe_id: [12, 'u32'], flags: [16, 'u16'], pad: [18, 'u16'], pad2: [20, 'u32'], fe_addr: [24, 'addr'],
+  last_seen: [0, 'u64'], backend_id: [8, 'u32'], fe_id: [12, 'u32'], flags: [16, 'u16'], orphan_port: [18, 'be16'], pad2: [20, 'u32'], fe_addr: [24, 'addr'],
 });
 export const AFFINITY_KEY = struct('lb_affinity_key', 20, { client: [0, 'addr'], fe_id: [16, 'u32'] });
 export const AFFINITY_VAL = struct('lb_affinity_val', 16, { last_used: [0, 'u64'], backend_id: [8, 'u32'], pad: [12, 'u32'] });
@@ -438,8 +441,11 @@ export function decodeCtKey(b: Buffer, off = 0): CtKey {
 export interface CtEntry {
   lastSeen: bigint; backendId: number; feId: number; flags: number;
   /** the address the client sent to, replies leave from it (a NodePort on 0.0.0.0 / ::: the node
-   * address); undefined: all zero, as in entries of an earlier build (lb_revnat's address then) */
+   * address); undefined: all zero, as in entries of an earlier build (lb_revnat's address then).
+   * LB_CT_F_ORPHAN forward entry: the backend's address */
   feAddr?: string;
+  /** LB_CT_F_ORPHAN only: the backend's port (forward entry), the frontend's (reverse); else 0 */
+  orphanPort?: number;
 }
 export function encodeCtEntry(v: CtEntry, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, CT_ENTRY.size, CT_ENTRY.name);
@@ -447,12 +453,15 @@ export function encodeCtEntry(v: CtEntry, buf?: Buffer, off = 0): Buffer {
   b.writeUInt32LE(v.backendId, off + 8);
   b.writeUInt32LE(v.feId, off + 12);
   b.writeUInt16LE(v.flags, off + 16);
+  b.writeUInt16BE(v.orphanPort ?? 0, off + 18);
   if (v.feAddr !== undefined) writeAddr(b, off + 24, v.feAddr);
   return b;
 }
 export function decodeCtEntry(b: Buffer, off = 0): CtEntry {
   const e: CtEntry = { lastSeen: b.readBigUInt64LE(off), backendId: b.readUInt32LE(off + 8), feId: b.readUInt32LE(off + 12), flags: b.readUInt16LE(off + 16) };
   if (b.subarray(off + 24, off + 40).some((x) => x !== 0)) e.feAddr = readAddr(b, off + 24);
+  const port = b.readUInt16BE(off + 18);
+  if (port) e.orphanPort = port;
   return e;
 }
 

@@ -164,6 +164,8 @@ export class MapWriter {
    */
   private feKeys: Map<string, number> | undefined;
   private readonly feBitRefs = new Map<number, number>();
+  /** filter keys held for orphaned flows of deleted frontends (holdFeFilterKeys), with their bit */
+  private readonly feHeld = new Map<string, number>();
   private readonly feWords = new BigUint64Array(L.LB_FE_FILTER_WORDS);
 
   constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
@@ -321,6 +323,7 @@ export class MapWriter {
     const keys = new Map<string, number>();
     this.feBitRefs.clear();
     this.feWords.fill(0n);
+    for (const bit of this.feHeld.values()) this.refFeBit(bit, 1);
     this.maps.lb_frontends.scan((k) => {
       const key = Buffer.from(k).toString('latin1');
       if (keys.has(key)) return;
@@ -340,6 +343,36 @@ export class MapWriter {
     this.maps.lb_fe_filter.updateBatch(ks, vs, n + 1);
     this.feKeys = keys;
     return keys.size;
+  }
+
+  /**
+   * Holds the lb_fe_filter bits of these keys (lb_fe_key bytes as latin1: the destinations of orphaned
+   * flows, ct-orphan.ts) as a frontend's would be; with replace, releases the keys held and not given.
+   */
+  holdFeFilterKeys(keys: Iterable<string>, replace = false): void {
+    if (!this.feKeys) this.syncFeFilter();
+    const dirty = new Set<number>(), want = new Set(keys);
+    if (replace) {
+      for (const [key, bit] of this.feHeld) {
+        if (want.has(key)) continue;
+        this.feHeld.delete(key);
+        const w = this.refFeBit(bit, -1);
+        if (w !== undefined) dirty.add(w);
+      }
+    }
+    for (const key of want) {
+      if (this.feHeld.has(key)) continue;
+      const bit = L.feFilterBit(Buffer.from(key, 'latin1'));
+      this.feHeld.set(key, bit);
+      const w = this.refFeBit(bit, 1);
+      if (w !== undefined) dirty.add(w);
+    }
+    runSync(this.feWordSteps(dirty));
+  }
+
+  /** how many filter keys are held for orphaned flows */
+  heldFeFilterKeys(): number {
+    return this.feHeld.size;
   }
 
   /** count +1 / -1 on a filter bit; returns the word index when the bit flipped */

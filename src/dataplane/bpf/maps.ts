@@ -60,6 +60,9 @@ export class BpfMaps {
   /** apply() with the event loop free: batches on the thread pool, pauses between chunks */
   applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> { return this.writer.applyAsync(ops); }
   syncMembers(): { added: number; removed: number } { return this.writer.syncMembers(); }
+  /** lb_fe_filter bits held for orphaned flows (ct-orphan.ts); replace releases the others */
+  holdFeFilterKeys(keys: Iterable<string>, replace = false): void { this.writer.holdFeFilterKeys(keys, replace); }
+  heldFeFilterKeys(): number { return this.writer.heldFeFilterKeys(); }
   /** lb_maglev_slots: slots in tables, slots waiting out their grace period, capacity */
   maglevSlotUse(): { used: number; quarantined: number; capacity: number } { return this.writer.slotUse(); }
   writeConfig(cfg: { hashSeed: number; snatMark: number; flags: number }): void { this.writer.writeConfig(cfg); }

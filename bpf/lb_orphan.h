@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Orphaned conntrack entries: the established flows of a deleted frontend. */
+/* kube-proxy's NAT rules meet only a flow's first packet: the kernel's conntrack entry keeps
+ * translating both directions after the Service is gone (pkg/proxy/conntrack/cleanup.go
+ * CleanStaleEntries flushes only UDP entries, and only of Services that still exist). Our entries
+ * name the frontend and backend by id, and the ids go with the Service (and are reused by the next
+ * one). So before it deletes a frontend the agent rewrites its flows' lb_ct entries into orphans
+ * (src/dataplane/bpf/ct-orphan.ts) that carry the translation themselves: LB_CT_F_ORPHAN, ids 0, a
+ * forward entry the backend's address and port, a reverse entry the frontend's. They live and expire
+ * as any lb_ct entry. A new flow sees no Service (a SYN never uses an orphaned entry), as kube-proxy
+ * has no rule left for it. The agent keeps the lb_fe_filter bit of the flows' destination set while
+ * they live: only packets on such a bit (or one a frontend shares) pay the lookup below. */
+#ifndef KBP_LB_ORPHAN_H
+#define KBP_LB_ORPHAN_H
+
+#include "lb_ct.h"
+
+/* the orphaned forward entry of a client's packet, or NULL; want: the entry's LB_CT_F_REV_AT_INGRESS
+ * value where this hook translates forward (0 at ingress) */
+static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt *p, __u16 want, __u64 now)
+{
+	struct lb_ct_key k = {};
+	struct lb_ct_entry *ct;
+	int expired = 0;
+
+	if (lb_tcp_syn(p))
+		return NULL;
+	lb_ct_key_fwd(&k, p);
+	ct = lb_ct_lookup(&k, now, &expired);
+	if (!ct || !(ct->flags & LB_CT_F_ORPHAN) || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
+		return NULL;
+	return ct;
+}
+
+/* A hit on an orphaned forward entry: refreshed as lb_ct_touch() does; when that wrote last_seen, the
+ * flow's reverse entry is refreshed too, or written again from this one when eviction took it (the
+ * packet's destination is the address and port replies leave from). */
+static __always_inline void lb_orphan_touch(struct lb_ct_entry *ct, const struct lb_pkt *p,
+					    const __u8 *be_addr, __be16 be_port, __u64 now)
+{
+	struct lb_ct_key k = {};
+	struct lb_ct_entry *rev, e = {};
+
+	if (!lb_ct_touch(ct, p, now))
+		return;
+	__builtin_memcpy(k.saddr, be_addr, 16);
+	__builtin_memcpy(k.daddr, p->saddr.b, 16);
+	k.sport = be_port;
+	k.dport = p->sport;
+	k.proto = p->proto;
+	k.dir = LB_CT_DIR_REV;
+	rev = bpf_map_lookup_elem(&lb_ct, &k);
+	if (rev) {
+		/* a live flow of a frontend on the same reply tuple keeps its entry (lb_ct_clash) */
+		if (rev->flags & LB_CT_F_ORPHAN)
+			rev->last_seen = now;
+		return;
+	}
+	e.last_seen = now;
+	e.flags = ct->flags;
+	e.orphan_port = p->dport;
+	__builtin_memcpy(e.fe_addr, p->daddr.b, 16);
+	if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT) == 0)
+		lb_stat_inc(LB_STAT_CT_REV_RESTORED);
+}
+
+#endif
