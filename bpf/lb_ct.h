@@ -241,8 +241,10 @@ static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_b
 		return 1;
 	if (p->proto != IPPROTO_TCP)
 		return 0;
+	/* a handshake the backend refused (its RST flagged the entry closing) holds the tuple no more
+	 * than a closed lb_ct flow does */
 	rev = lb_ct_syn_lookup(&k, now);
-	return rev && rev->fe_id != fe_id;
+	return rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING);
 }
 
 /* A SYN that no frontend translates, on a tuple whose reply a closed translated flow still claims

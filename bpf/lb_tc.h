@@ -216,9 +216,15 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 
 	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);
-	/* an error about a SYN (a PMTU "too big", an unreachable router) finds its flow in lb_ct_syn */
-	if (!ct && p->proto == IPPROTO_TCP)
-		ct = bpf_map_lookup_elem(&lb_ct_syn, &k);
+	/* an error about a SYN (a PMTU "too big", an unreachable router) finds its flow in lb_ct_syn;
+	 * as for the handshake's replies (lb_tc_reverse), that flow wins over a closed flow's entry on
+	 * the same tuple (the client reused the port for another frontend of the same backend) */
+	if ((!ct || (ct->flags & LB_CT_F_CLOSING)) && p->proto == IPPROTO_TCP) {
+		struct lb_ct_entry *syn = bpf_map_lookup_elem(&lb_ct_syn, &k);
+
+		if (syn)
+			ct = syn;
+	}
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
 	if (ct->flags & LB_CT_F_ORPHAN) {

@@ -868,6 +868,36 @@ export function buildRows(): Row[] {
         },
       });
     }
+    // An ICMP error about the second frontend's SYN on the port of a closed flow to the first (a
+    // router's "fragmentation needed", an unreachable next hop): like the SYN-ACK above, it belongs
+    // to the flow in its handshake, not to the closed flow's reverse entry in lb_ct.
+    const mtu = Buffer.from([0, 0, 0x05, 0x78]);
+    const synQuote = second.to(b).subarray(14, 14 + 40);
+    add({
+      name: 'ICMP error about the second frontend\'s SYN on the port of a closed flow to the first: quoted destination the second frontend',
+      prog: 'lb_tc_egress', setup: (dp) => { closed(dp); run(dp, 'lb_tc_ingress', second.input); },
+      input: icmpError('10.244.0.1', C4, 3, 4, synQuote, mtu), verdict: TC_ACT_OK,
+      output: icmpError('10.244.0.1', C4, 3, 4, requote(synQuote, twin.address, twin.port), mtu), stats: { icmp_xlate: 1 },
+    });
+    // A SYN the backend refused with a RST: that flow is over (its lb_ct_syn entries closing), and
+    // the client's next connection on the same port to another frontend of that backend is a new
+    // flow, as after a FIN (the lb_ct row above), not a clash held for the 60 s handshake timeout.
+    const synRst = reply(w, b, C4, sport, { flags: TCP_RST | TCP_ACK, seq: 0, ack: 1001 });
+    add({
+      name: 'one client ip:port to the second frontend after the backend refused the first frontend\'s SYN with a RST: translated',
+      prog: 'lb_tc_ingress', setup: (dp) => { synOnly(dp); run(dp, 'lb_tc_egress', synRst.input); },
+      input: second.input, verdict: TC_ACT_OK, output: second.to(b), stats: { fwd_new: 1 },
+      after: (dp, c) => {
+        c.eq(dp.ctIn('lb_ct_syn', ctRevKey(twin, b, C4, sport))?.feId, twin.feId, 'reverse entry in lb_ct_syn the second frontend\'s');
+        c.eq(dp.ctIn('lb_ct_syn', ctKey(twin, C4, sport))?.backendId, b.id, 'forward entry of the second flow in lb_ct_syn');
+      },
+    });
+    const synAck2 = reply(twin, b, C4, sport, { flags: TCP_SYN | TCP_ACK, seq: 8001, ack: 1001 });
+    add({
+      name: 'and the backend\'s SYN-ACK to that second SYN leaves from the second frontend',
+      prog: 'lb_tc_egress', setup: (dp) => { synOnly(dp); run(dp, 'lb_tc_egress', synRst.input); run(dp, 'lb_tc_ingress', second.input); },
+      input: synAck2.input, verdict: TC_ACT_OK, output: synAck2.output, stats: { rev_nat: 1 },
+    });
   }
   {
     // the same for UDP, whose entries live in lb_ct only
