@@ -20,16 +20,21 @@
 /* Writes an entry of an LRU map (lb_ct, lb_ct_syn, lb_frags) and counts it in stat_insert when its
  * key was new. The kernel counts no LRU eviction; the agent derives them at each sweep as the
  * programs' inserts less all deletions less the growth of the map's count (ct-sweep.ts). A key that
- * exists is overwritten in place (BPF_EXIST); one evicted between the two calls is inserted anew. */
-static __always_inline long lb_lru_put(void *map, const void *k, const void *v, __u32 stat_insert)
+ * exists is overwritten in place (BPF_EXIST); one evicted between the two calls is inserted anew.
+ * The result is read as an int: before 6.4 a map's update op returns int, and where a call site sees
+ * one map only, the verifier calls that op directly, so an error reaches the program zero-extended
+ * (-EEXIST as 0xffffffef); compared as a long it matched no errno and every overwrite failed on 6.1
+ * (found by s8-pkt11's one-map call sites; main's call sites pass a map chosen at run time, which
+ * keeps the sign-extending helper wrapper). */
+static __always_inline int lb_lru_put(void *map, const void *k, const void *v, __u32 stat_insert)
 {
-	long r = bpf_map_update_elem(map, k, v, BPF_NOEXIST);
+	int r = (int)bpf_map_update_elem(map, k, v, BPF_NOEXIST);
 
 	if (r == -EEXIST) {
-		r = bpf_map_update_elem(map, k, v, BPF_EXIST);
+		r = (int)bpf_map_update_elem(map, k, v, BPF_EXIST);
 		if (r != -ENOENT)
 			return r;
-		r = bpf_map_update_elem(map, k, v, BPF_NOEXIST);
+		r = (int)bpf_map_update_elem(map, k, v, BPF_NOEXIST);
 	}
 	if (r == 0)
 		lb_stat_inc(stat_insert);
