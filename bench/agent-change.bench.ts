@@ -279,9 +279,13 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   }
   const sync = stats(syncMs.length ? syncMs : [NaN]), toKernel = stats(kernelMs);
   const partial = syncLines.filter((l) => l.full === false);
+  // KBP_BENCH_AGENT_LOG_DIR: every one-change sync's steps, one JSON line each, for a closer look
+  if (process.env.KBP_BENCH_AGENT_LOG_DIR) {
+    writeFileSync(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `sync-steps-${(tag || 'this').trim()}-${n}-${Date.now()}.jsonl`), partial.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  }
   const syncCpuMs = partial.length && partial[0]!.cpuMs !== undefined ? stats(partial.map((l) => Number(l.cpuMs))).median : undefined;
   if (partial.length) {
-    const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
+    const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs'];
     ctx.log(`${tag}${n} Services: ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
     // where the tail goes: the slowest sync by step
     const worst = partial.reduce((a, b) => (Number(b.totalMs) > Number(a.totalMs) ? b : a));

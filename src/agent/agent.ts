@@ -16,6 +16,7 @@ import { Metrics, type IpFamily } from './metrics.js';
 import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
+import { GcClock } from '../util/gc-clock.js';
 
 export interface AgentOptions {
   compile: CompileOptions;
@@ -154,6 +155,7 @@ export class Agent {
     // load and the source overlap: sourceMs counts from the start, loadMs is what the data plane
     // took beyond the source (the parts add up to the start's time), loadTotalMs its whole init
     this.#log.info({ sourceMs: ms(ts - t0), loadMs: ms(t2 - ts), loadTotalMs: ms(t1 - t0), readPlanMs: ms(t3 - t2) }, 'data plane loaded and source started');
+    this.#gc ??= new GcClock();
     this.#runner.start();
     const every = this.#opts.housekeepingMs ?? 10_000;
     this.#housekeeping = setInterval(() => void this.#housekeep(), every);
@@ -174,6 +176,8 @@ export class Agent {
     this.#unsubscribe = undefined;
     this.#changed = undefined;
     this.#runner.stop();
+    this.#gc?.stop();
+    this.#gc = undefined;
     if (this.#housekeeping) clearInterval(this.#housekeeping);
     await this.#source.stop();
     await this.serviceHealth.closeAll();
@@ -289,10 +293,20 @@ export class Agent {
     const done = performance.now();
     // the process's CPU time over the sync (threads included): what a loaded machine does not stretch
     const cpu = process.cpuUsage(cpu0);
-    (full ? this.#log.info : this.#log.debug).call(this.#log, {
+    const steps = {
       full, frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
-    }, 'sync steps');
+    };
+    const log = (full ? this.#log.info : this.#log.debug).bind(this.#log);
+    // the GC pauses within the sync (gcMs, and how many; V8 reports them a turn later): whether a slow
+    // sync was its own work or garbage collected in its time
+    if (this.#gc && (full || this.#log.isLevelEnabled('debug'))) {
+      const gc = this.#gc;
+      void gc.settled().then(() => {
+        const g = gc.within(started, done);
+        log({ ...steps, gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
+      });
+    } else log(steps, 'sync steps');
     this.onSynced?.(ops.length);
   }
 
@@ -367,6 +381,7 @@ export class Agent {
   }
 
   #dpTail: Promise<void> = Promise.resolve();
+  #gc: GcClock | undefined;
   #housekeepingBusy = false;
 
   /** Reads the kernel's counters and map fill into the metrics (each scrape calls it). */

@@ -16,7 +16,7 @@ import { canonicalIp } from '../util/ip.js';
 import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
-import { fullGc, HeapTrimmer } from '../util/heap-trim.js';
+import { fullGc, HeapTrimmer, minorGc } from '../util/heap-trim.js';
 
 export function createSource(s: AgentSettings, log: Logger): Source {
   if (s.manifests) {
@@ -252,6 +252,8 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     }
   }
   agent.health.dataplaneMode = dataplane.kind;
+  // before the start: the first sync may end before start() returns
+  const trimmer = await startHeapTrimmer(log);
   // health answers while the source is still listing (kube-proxy serves /healthz from the start)
   const servers: Server[] = [];
   const hz = parseBindAddress(s.healthzBindAddress, '--healthz-bind-address');
@@ -273,6 +275,8 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
         void agent.refreshStats().catch((e) => log.warn({ err: e }, 'reading data-plane counters failed'))
           .then(() => metrics.registry.metrics()).then((text) => {
           res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text);
+          // the scrape's garbage goes now, not inside the next change's sync
+          trimmer?.afterWork();
         }, (e) => res.writeHead(500).end(String(e)));
       } else if (path === '/healthz') {
         res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
@@ -286,9 +290,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     servers.push(metricsServer);
   }
 
-  // before the start: the first sync may end before start() returns
-  const trimmer = await startHeapTrimmer(log);
-  if (trimmer) agent.onSynced = (ops) => trimmer.afterSync(ops);
+  if (trimmer) agent.onSynced = (ops) => { if (!trimmer.afterSync(ops)) trimmer.afterWork(); };
   try {
     await agent.start();
   } catch (e) {
@@ -324,6 +326,8 @@ async function startHeapTrimmer(log: Logger): Promise<HeapTrimmer | undefined> {
     trim: () => native().mallocTrim(),
     onTrim: ({ peak, now, released }) => log.debug({ externalPeakMiB: Math.round(peak / 2 ** 20), externalMiB: Math.round(now / 2 ** 20), released }, 'returned freed heap memory to the kernel'),
     gc: fullGc(),
+    minorGc: minorGc(),
+    onSweep: ({ before, after, pauseMs }) => log.trace({ beforeKiB: before >> 10, afterKiB: after >> 10, pauseMs: Math.round(pauseMs * 100) / 100 }, 'collected the young generation while idle'),
     onCompact: ({ before, after, pauseMs }) => log.info({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10 },
       'collected the garbage of a big sync (full GC)'),
   });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { fullGc, HeapTrimmer } from '../../src/util/heap-trim.js';
+import { fullGc, HeapTrimmer, minorGc } from '../../src/util/heap-trim.js';
 
 const MiB = 2 ** 20;
 
@@ -63,4 +63,40 @@ test('fullGc: a callable collection without --expose-gc on the command line', (t
   t.is(typeof gc, 'function');
   gc();
   t.pass();
+});
+
+test('after work: the young generation is collected once the process is quiet, when it holds enough; once per burst, not after stop', async (t) => {
+  let young = 3 * MiB, minors = 0;
+  const sweeps: { before: number; after: number }[] = [];
+  const h = new HeapTrimmer({
+    trim: () => true, external: () => 0, minorGc: () => { minors++; young = 64 * 1024; }, youngUsed: () => young,
+    youngSweepDelayMs: 20, onSweep: ({ before, after }) => sweeps.push({ before, after }),
+  });
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  // a burst of work (syncs, scrapes) in one turn: one collection after it, not one per call
+  for (let i = 0; i < 5; i++) t.true(h.afterWork());
+  t.is(minors, 0);
+  await until(() => minors > 0);
+  await new Promise((r) => setTimeout(r, 60));
+  t.is(minors, 1);
+  t.deepEqual(sweeps, [{ before: 3 * MiB, after: 64 * 1024 }]);
+  // little garbage: nothing to gain (the check ran: its timer is gone)
+  h.afterWork();
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(minors, 1);
+  young = 5 * MiB;
+  h.afterWork();
+  h.stop();
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(minors, 1);
+  t.false(h.afterWork());
+});
+
+test('minorGc() runs a real scavenge', (t) => {
+  const keep: object[] = [];
+  for (let i = 0; i < 1000; i++) keep.push({ i });
+  t.notThrows(() => minorGc()());
+  t.is(keep.length, 1000);
 });

@@ -17,6 +17,7 @@ import { EvictionCounter, evictionCounters, sweepConntrack, type SweepResult } f
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
+import { LinkLister, type Link } from '../links.js';
 import { PROGRAM_WRITTEN_MAPS } from './maps.js';
 import { deletedFrontendIds, keepFlows, newOrphanCache, orphanKeyCollector, type OrphanCache } from './ct-orphan.js';
 
@@ -57,16 +58,7 @@ export interface BpfDataplaneOptions {
   localTraffic?: { cidrs: string[]; bridgeInterface?: string; interfaceNamePrefix?: string; fromNode?: boolean };
 }
 
-export interface Link {
-  ifindex: number;
-  ifname: string;
-  /** the bridge (or bond) it is a port of, by name */
-  master?: string;
-  addresses: string[];
-  up: boolean;
-  /** iproute2's name of the device type (ARPHRD): ether, loopback, none (tun, WireGuard), ipip, ... */
-  linkType: string;
-}
+export type { Link } from '../links.js';
 
 /**
  * The tc programs parse an Ethernet header at offset 0: only devices whose frames carry one get them.
@@ -413,8 +405,26 @@ export class BpfDataplane implements Dataplane {
 
   #devicesTail: Promise<void> = Promise.resolve();
 
+  /**
+   * The namespace's devices: over rtnetlink (links.ts), else, when the netlink addon cannot load,
+   * from `ip` (a process per scan, said once in the log).
+   */
+  async #listLinks(): Promise<Link[]> {
+    if (this.#lister === undefined) {
+      try {
+        this.#lister = new LinkLister();
+      } catch (e) {
+        this.#lister = null;
+        this.#log.warn({ reason: (e as Error).message }, 'device scans run `ip -j addr show` (the netlink addon is not available)');
+      }
+    }
+    return this.#lister ? this.#lister.list() : listLinksAsync();
+  }
+
+  #lister: LinkLister | null | undefined;
+
   async #syncDevices(force: boolean): Promise<void> {
-    const links = await listLinksAsync();
+    const links = await this.#listLinks();
     const { object, maps, state } = this.loaded;
     const nodeAddrs = new Set(this.#opts.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
     // kube-proxy's BridgeInterface / InterfaceNamePrefix detectors match the input device (-i); a
@@ -595,6 +605,10 @@ export class BpfDataplane implements Dataplane {
   async close(): Promise<void> {
     this.#links?.stop();
     this.#links = undefined;
+    // after a device scan in flight (it holds the socket), not under it
+    await this.#devicesTail;
+    this.#lister?.close();
+    this.#lister = undefined;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = undefined;
     await this.#writes;

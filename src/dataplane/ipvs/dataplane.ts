@@ -461,7 +461,7 @@ export class IpvsDataplane implements Dataplane {
     if (this.#o.devices) want = [...this.#o.devices];
     else {
       const addrs = new Set(this.#o.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
-      want = linkAddresses().filter((l) => l.ifname !== 'lo' && l.ifname !== this.#dummy && l.addresses.some((a) => addrs.has(a))).map((l) => l.ifname);
+      want = (await linkAddresses()).filter((l) => l.ifname !== 'lo' && l.ifname !== this.#dummy && l.addresses.some((a) => addrs.has(a))).map((l) => l.ifname);
     }
     this.#devicesWanted = [...new Set(want)].sort();
     if (!this.#c) return;

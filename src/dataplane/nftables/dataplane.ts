@@ -9,6 +9,7 @@ import type { Plan, PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
 import { UNLIMITED, type Capacity } from '../../plan/capacity.js';
 import type { Logger } from '../../util/log.js';
+import { LinkLister } from '../links.js';
 import { silentLogger } from '../../util/log.js';
 import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
@@ -53,8 +54,18 @@ export interface NftablesDataplaneOptions {
   udpConntrackCleanup?: boolean | ((rules: UdpFlushRule[]) => Promise<{ deleted: number }>);
 }
 
-/** Devices of the current network namespace with their addresses (ip -j addr). */
-export function linkAddresses(): Array<{ ifname: string; addresses: string[] }> {
+let lister: LinkLister | null | undefined;
+
+/**
+ * Devices of the current network namespace with their addresses: over rtnetlink (links.ts; one
+ * socket for the process), else from `ip -j addr` when the netlink addon cannot load. Housekeeping
+ * asks every 10 s: `ip` was a fork of the agent each time, on the event loop (issue 10).
+ */
+export async function linkAddresses(): Promise<Array<{ ifname: string; addresses: string[] }>> {
+  if (lister === undefined) {
+    try { lister = new LinkLister(); } catch { lister = null; }
+  }
+  if (lister) return (await lister.list()).map((l) => ({ ifname: l.ifname, addresses: l.addresses }));
   const out = execFileSync(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   return (JSON.parse(out) as Array<{ ifname: string; addr_info?: Array<{ local?: string }> }>).map((l) => ({
     ifname: l.ifname,
@@ -330,7 +341,7 @@ export class NftablesDataplane implements Dataplane {
     if (this.#opts.devices) want = [...this.#opts.devices];
     else {
       const addrs = new Set(this.#opts.nodeAddresses().map((a) => { try { return canonicalIp(a); } catch { return a; } }));
-      want = linkAddresses().filter((l) => l.ifname !== 'lo' && l.addresses.some((a) => addrs.has(a))).map((l) => l.ifname);
+      want = (await linkAddresses()).filter((l) => l.ifname !== 'lo' && l.addresses.some((a) => addrs.has(a))).map((l) => l.ifname);
     }
     want = [...new Set(want)].sort();
     this.#devicesWanted = want;
