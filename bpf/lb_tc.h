@@ -146,17 +146,37 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	return TC_ACT_OK;
 }
 
+/* Where a reply of ct's flow leaves from: an orphan's own frontend (a deleted frontend's flow: the
+ * entry holds it, lb_orphan.h), else its frontend's rev-NAT entry. -1 (counted) when that is gone. */
+static __always_inline int lb_ct_reply_from(const struct lb_ct_entry *ct, const __u8 **addr, __be16 *port)
+{
+	struct lb_revnat *rn;
+	__u32 fe_id;
+
+	if (ct->flags & LB_CT_F_ORPHAN) {
+		*addr = ct->fe_addr;
+		*port = ct->orphan_port;
+		return 0;
+	}
+	fe_id = ct->fe_id;
+	rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
+	if (!rn) {
+		lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
+		return -1;
+	}
+	*addr = lb_ct_reply_addr(ct, rn);
+	*port = rn->port;
+	return 0;
+}
+
 /* reply translation; want is the LB_CT_F_REV_AT_INGRESS value this hook handles. Returns -1 when
  * the packet is no reply of ours. */
 static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p, __u16 want)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
-	struct lb_revnat *rn;
 	const __u8 *addr;
 	__be16 port;
-	__u32 fe_id;
-
 	__u64 now = lb_now();
 	int expired = 0;
 
@@ -177,21 +197,10 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
 	lb_ct_touch(ct, p, now);
-	if (ct->flags & LB_CT_F_ORPHAN) {
-		/* a deleted frontend's flow: the entry holds the frontend (lb_orphan.h) */
-		addr = ct->fe_addr;
-		port = ct->orphan_port;
+	if (ct->flags & LB_CT_F_ORPHAN)
 		lb_stat_inc(LB_STAT_CT_ORPHAN);
-	} else {
-		fe_id = ct->fe_id;
-		rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
-		if (!rn) {
-			lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
-			return TC_ACT_OK;
-		}
-		addr = lb_ct_reply_addr(ct, rn);
-		port = rn->port;
-	}
+	if (lb_ct_reply_from(ct, &addr, &port) < 0)
+		return TC_ACT_OK;
 	if (lb_skb_nat(skb, p, LB_NAT_SRC, addr, port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
@@ -209,10 +218,8 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
-	struct lb_revnat *rn;
 	const __u8 *addr;
 	__be16 port;
-	__u32 fe_id;
 
 	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);
@@ -227,20 +234,8 @@ static __always_inline int lb_tc_icmp_reverse(struct __sk_buff *skb, struct lb_p
 	}
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
-	if (ct->flags & LB_CT_F_ORPHAN) {
-		/* a deleted frontend's flow: the entry holds the frontend (lb_orphan.h) */
-		addr = ct->fe_addr;
-		port = ct->orphan_port;
-	} else {
-		fe_id = ct->fe_id;
-		rn = bpf_map_lookup_elem(&lb_revnat, &fe_id);
-		if (!rn) {
-			lb_stat_inc(LB_STAT_DROP_REVNAT_MISSING);
-			return TC_ACT_OK;
-		}
-		addr = lb_ct_reply_addr(ct, rn);
-		port = rn->port;
-	}
+	if (lb_ct_reply_from(ct, &addr, &port) < 0)
+		return TC_ACT_OK;
 	if (lb_skb_icmp_nat(skb, p, LB_NAT_DST, addr, port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
