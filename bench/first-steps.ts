@@ -60,7 +60,10 @@ try {
   const c = new Compiler({ nodeName: NODE_NAME });
   const { state } = step('compile', () => c.compile(snap));
   const fit = step('fit', () => new CapacityTracker().fit(state, cap));
-  const plan = step('plan', () => buildPlan(fit.state, undefined, { seed: 1, consumePrev: true }));
+  // KBP_FIRST_STEPS_SLOTS=0: the plan as the agent builds it for nftables and IPVS (no Maglev slots)
+  const slots = process.env.KBP_FIRST_STEPS_SLOTS !== '0';
+  const plan = step('plan', () => buildPlan(fit.state, undefined, { seed: 1, consumePrev: true, ...(!slots && { slots }) }));
+  out.rssAfterPlanMiB = Math.round(process.memoryUsage().rss / 2 ** 20);
   const ops = step('diff', () => diffPlans(undefined, plan));
   if (process.env.KBP_FIRST_STEPS_DIGEST === '1') {
     // the tables by id, for a comparison of trees (or fills): the same plan gives the same digest

@@ -92,7 +92,7 @@ class Backends {
   }
 }
 
-export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing): Plan {
+export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false): Plan {
   const addrKeys = new AddressKeys();
 
   // 1. validate, key and sort frontends; collect distinct backends
@@ -226,12 +226,13 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     frontends.set(d.key, old && samePlanFrontend(old, fe) ? old : fe);
   }
 
-  // 5. build the new tables only; a backend's hashes are computed once however many tables it is in
-  fillTables(toBuild, bk, seed);
+  // 5. build the new tables only (none for a data plane without Maglev); a backend's hashes are
+  // computed once however many tables it is in
+  if (!slotless) fillTables(toBuild, bk, seed);
 
   const planTables = new Map<number, PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
-  const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables };
+  const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
   startChain(plan, sizing, ordered, bk, tables, state);
   return plan;
 }
