@@ -187,7 +187,8 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
 
   // 4. tables: one per distinct (members, M); reused from prev under the same seed
   const prevTables = new Map<string, PlanTable>();
-  if (prev && prev.seed === seed) {
+  // a slotless plan's tables were never written with slots: a build that writes slots builds them anew
+  if (prev && prev.seed === seed && !(prev.slotless && !slotless)) {
     for (const t of prev.tables.values()) {
       // a read-back table whose members are not all known backends cannot be trusted
       if (t.members.length && t.members.every((id) => prev.backends.has(id))) prevTables.set(tableKey(t.members, t.m), t);
