@@ -39,6 +39,7 @@ const ANSWERED = [
   '---\n# a comment\napiVersion: v1\nkind: Service   # trailing\nmetadata:\n  name: "web"\n  annotations:\n    note: \'it\'\'s\'\n    empty: ""\nspec:\n  ports:\n  - name: http\n    port: 80\n  -   name: dns\n      port: 53\n      protocol: UDP\n  selector: {}\n  externalIPs: []\n  x: ~\n  y:\n  z: -1\n---\nkind: Node\n',
   'a: 0x1F\nb: 0o17\nc: 1e3\nd: .inf\ne: True\nf: NULL\ng: 012\nh: 10.96.0.8\n80: port\ntrue: yes\ni: a#b\nj: http://x\n',
   '- a\n- b: 1\n  c: 2\n-\n  - x\n',
+  'addressType: IPv6\nendpoints:\n  - addresses:\n      - fd00:10::1\n      - "fd00::2"\n    zone: a-1\ncidr: 10.0.0.0/8\nport: 0\nratio: 0.5\nneg: -3\n',
 ];
 const NOT_ANSWERED = [
   'a: &x 1\nb: *x\n', 'a: [1, 2]\n', 'a: {b: 1}\n', 'a: |\n  text\n', 'a: >\n  text\n', 'a: !!str 1\n', 'a:\tb\n',
@@ -97,8 +98,9 @@ test('property: wherever the fast path answers (documents as the dumpers write t
 test('parseManifestText gives the same objects, problems and lines by either path', (t) => {
   for (const text of ANSWERED) {
     const fast = parseManifestText('f.yaml', text);
-    // the same text through js-yaml alone: a tab in a comment is outside the fast path only
-    const slow = parseManifestText('f.yaml', text.replace(/^# a comment$/m, '#\ta comment'));
-    t.deepEqual(fast, slow);
+    // the same text through js-yaml alone: a tab (here in a last comment line) is outside the fast path only
+    const slowText = `${text}#\t\n`;
+    t.is(fastLoadAll(slowText), undefined);
+    t.deepEqual(fast, parseManifestText('f.yaml', slowText));
   }
 });
