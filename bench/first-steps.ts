@@ -3,7 +3,8 @@
 // into freshly loaded maps under a temporary pin root, as Agent.#sync runs them after a start.
 // Standalone, so that it runs unchanged in an older checkout (copy it there) for a same-run A/B:
 // `N=10000 node --import=tsx bench/first-steps.ts` in each tree, interleaved. Prints one JSON line of
-// CPU ms per step (process CPU, threads included) and wall ms.
+// CPU ms per step (process CPU, threads included) and wall ms. KBP_FIRST_STEPS_SLOTS=0 plans as the
+// nftables and IPVS modes do (no Maglev slots).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { NODE_NAME, snapshot, type ClusterShape } from './gen.js';
