@@ -53,6 +53,10 @@ test('the fast path answers the common shapes as js-yaml does', (t) => {
 
 test('the fast path leaves anything outside its subset to js-yaml', (t) => {
   for (const text of NOT_ANSWERED) t.is(fastLoadAll(text), undefined, JSON.stringify(text));
+  // nesting deeper than the stack: no exception out of the fast path, the file goes to js-yaml
+  const deep = Array.from({ length: 5_000 }, (_, i) => `${' '.repeat(i)}k:`).join('\n');
+  t.is(fastLoadAll(deep), undefined);
+  t.false(parseManifestText('deep.yaml', deep).ok);
 });
 
 const tricky = fc.constantFrom('', 'null', 'Null', '~', 'true', 'FALSE', 'yes', '0x1F', '0o17', '0b1', '1_000', '1e3', '.inf', '-.5', '+1', '012', '10.96.0.8',
