@@ -3,7 +3,8 @@
 // into freshly loaded maps under a temporary pin root, as Agent.#sync runs them after a start.
 // Standalone, so that it runs unchanged in an older checkout (copy it there) for a same-run A/B:
 // `N=10000 node --import=tsx bench/first-steps.ts` in each tree, interleaved. Prints one JSON line of
-// CPU ms per step (process CPU, threads included) and wall ms.
+// CPU ms per step (process CPU, threads included) and wall ms. KBP_FIRST_STEPS_SLOTS=0 plans as the
+// nftables and IPVS modes do (no Maglev slots).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { NODE_NAME, snapshot, type ClusterShape } from './gen.js';
@@ -60,7 +61,10 @@ try {
   const c = new Compiler({ nodeName: NODE_NAME });
   const { state } = step('compile', () => c.compile(snap));
   const fit = step('fit', () => new CapacityTracker().fit(state, cap));
-  const plan = step('plan', () => buildPlan(fit.state, undefined, { seed: 1, consumePrev: true }));
+  // KBP_FIRST_STEPS_SLOTS=0: the plan as the agent builds it for nftables and IPVS (no Maglev slots)
+  const slots = process.env.KBP_FIRST_STEPS_SLOTS !== '0';
+  const plan = step('plan', () => buildPlan(fit.state, undefined, { seed: 1, consumePrev: true, ...(!slots && { slots }) }));
+  out.rssAfterPlanMiB = Math.round(process.memoryUsage().rss / 2 ** 20);
   const ops = step('diff', () => diffPlans(undefined, plan));
   if (process.env.KBP_FIRST_STEPS_DIGEST === '1') {
     // the tables by id, for a comparison of trees (or fills): the same plan gives the same digest

@@ -256,7 +256,9 @@ export class Agent {
     // no data plane keeps the agent's plan (nftables and IPVS keep their own record, dataplane/written.ts):
     // the next plan takes this one's maps instead of copying them
     const t3 = performance.now();
-    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true });
+    // nftables and IPVS choose backends without our Maglev tables (IPVS's mh builds its own): no slots
+    const slots = this.#dp.kind !== 'nftables' && this.#dp.kind !== 'ipvs';
+    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots });
     const t4 = performance.now();
     let ops: PlanOp[], t5 = t4;
     try {

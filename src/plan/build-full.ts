@@ -92,7 +92,7 @@ class Backends {
   }
 }
 
-export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing): Plan {
+export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false): Plan {
   const addrKeys = new AddressKeys();
 
   // 1. validate, key and sort frontends; collect distinct backends
@@ -187,7 +187,8 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
 
   // 4. tables: one per distinct (members, M); reused from prev under the same seed
   const prevTables = new Map<string, PlanTable>();
-  if (prev && prev.seed === seed) {
+  // a slotless plan's tables were never written with slots: a build that writes slots builds them anew
+  if (prev && prev.seed === seed && !(prev.slotless && !slotless)) {
     for (const t of prev.tables.values()) {
       // a read-back table whose members are not all known backends cannot be trusted
       if (t.members.length && t.members.every((id) => prev.backends.has(id))) prevTables.set(tableKey(t.members, t.m), t);
@@ -226,12 +227,13 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     frontends.set(d.key, old && samePlanFrontend(old, fe) ? old : fe);
   }
 
-  // 5. build the new tables only; a backend's hashes are computed once however many tables it is in
-  fillTables(toBuild, bk, seed);
+  // 5. build the new tables only (none for a data plane without Maglev); a backend's hashes are
+  // computed once however many tables it is in
+  if (!slotless) fillTables(toBuild, bk, seed);
 
   const planTables = new Map<number, PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
-  const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables };
+  const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
   startChain(plan, sizing, ordered, bk, tables, state);
   return plan;
 }

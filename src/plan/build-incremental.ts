@@ -221,10 +221,11 @@ interface Added {
   old: FeRec | undefined;
 }
 
-export function buildIncremental(state: NodeState, prev: Plan, seed: number, sizing: MaglevSizing, consume = false): Plan | undefined {
+export function buildIncremental(state: NodeState, prev: Plan, seed: number, sizing: MaglevSizing, consume = false, slotless = false): Plan | undefined {
   const head = heads.get(prev);
   const ch = head?.chain;
   if (!head || !ch || ch.version !== head.version || ch.seed !== seed || ch.sizing !== sizing || prev.seed !== seed) return undefined;
+  if ((prev.slotless ?? false) !== slotless) return undefined;
   const fes = state.frontends;
   // beyond this many changed frontends the full build is about as fast and keeps no stale records
   const limit = 64 + (fes.length >> 4);
@@ -271,8 +272,8 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
   }
   if (!addedSrc.length && !gone.length) {
     // a resync: the same plan, in maps of its own (callers may edit a plan's maps) unless prev's are handed on
-    const plan: Plan = consume ? { seed, frontends: prev.frontends, backends: prev.backends, tables: prev.tables }
-      : { seed, frontends: new Map(prev.frontends), backends: new Map(prev.backends), tables: new Map(prev.tables) };
+    const plan: Plan = consume ? { seed, frontends: prev.frontends, backends: prev.backends, tables: prev.tables, ...(slotless && { slotless }) }
+      : { seed, frontends: new Map(prev.frontends), backends: new Map(prev.backends), tables: new Map(prev.tables), ...(slotless && { slotless }) };
     heads.set(plan, { chain: ch, version: ch.version, serial: ++serials, state });
     deltas.set(plan, {
       from: head.serial, frontendKeys: [], removed: [], backendIds: [], tableIds: [],
@@ -457,7 +458,7 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
   }
   const builder = new MaglevBuilder();
   // members[j].id is table.members[j]
-  for (const { table, members } of builds) table.slots = maglevSlots(builder, members, seed, table.m);
+  if (!prev.slotless) for (const { table, members } of builds) table.slots = maglevSlots(builder, members, seed, table.m);
 
   // 5. frontend ids (a replaced key keeps its id), then entries (an affinity group may name an added key)
   const changedKeys: string[] = [];
@@ -564,7 +565,7 @@ function advance(ch: Chain, head: Head, prev: Plan, seed: number, gone: FeRec[],
   }
   ch.version++;
 
-  const plan: Plan = { seed, frontends, backends, tables };
+  const plan: Plan = { seed, frontends, backends, tables, ...(prev.slotless && { slotless: true as const }) };
   heads.set(plan, { chain: ch, version: ch.version, serial: ++serials, state });
   deltas.set(plan, {
     from: head.serial,

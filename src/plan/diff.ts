@@ -124,7 +124,7 @@ export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
     for (const id of t.members) if (!next.backends.has(id)) throw internal(`table ${t.id} names backend ${id}, which the plan lacks`);
     const a = before.tables.get(t.id);
     if (a && !tableNeedsWrite(before, a, next, t)) continue;
-    if (t.slots.length !== t.m) throw internal(`table ${t.id} must be written but has ${t.slots.length} of its ${t.m} slots (fillMissingSlots)`);
+    if (t.slots.length !== t.m && !next.slotless) throw internal(`table ${t.id} must be written but has ${t.slots.length} of its ${t.m} slots (fillMissingSlots)`);
     ops.push({ op: 'createTable', table: t });
   }
   // 3

@@ -40,6 +40,13 @@ export interface PlanOptions {
    * the maps' order is then insertion order, not the full build's.
    */
   consumePrev?: boolean;
+  /**
+   * false for a data plane that never reads Maglev slots (nftables, IPVS): tables keep their ids, M
+   * and members, so frontends, ids and the state JSON are what they are in BPF mode, but no slots are
+   * filled (~1 s of CPU and 64 MiB at 10,000 Services). Default true. A plan built one way is not
+   * extended incrementally the other way.
+   */
+  slots?: boolean;
 }
 
 export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOptions): Plan {
@@ -49,7 +56,8 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
     throw new KbpError('KBP_ERR_CONFIG', `Maglev seed must be an integer in 0..2^32-1, got ${seed}`);
   }
   if (sizing !== 'exact' && sizing !== 'pow2') throw new KbpError('KBP_ERR_CONFIG', `unknown Maglev sizing ${JSON.stringify(sizing)}`);
-  return (prev && buildIncremental(state, prev, seed, sizing, opts.consumePrev ?? false)) || buildFull(state, prev, seed, sizing);
+  const slotless = opts.slots === false;
+  return (prev && buildIncremental(state, prev, seed, sizing, opts.consumePrev ?? false, slotless)) || buildFull(state, prev, seed, sizing, slotless);
 }
 
 /**

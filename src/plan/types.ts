@@ -78,6 +78,11 @@ export interface Plan {
   frontends: Map<string, PlanFrontend>;
   backends: Map<number, PlanBackend>;
   tables: Map<number, PlanTable>;
+  /**
+   * Built for a data plane without Maglev (nftables, IPVS: PlanOptions.slots false): every table has
+   * its id, M and members but no slots (length 0), and diff emits createTable without them.
+   */
+  slotless?: true;
 }
 
 /** The identity of a frontend entry: lb_frontends' key. */

@@ -13,6 +13,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { CORE_SCHEMA, loadAll, YAMLException } from 'js-yaml';
 import { slimObject } from './slim.js';
+import { fastLoadAll } from './yaml-fast.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 import { KbpError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
@@ -85,19 +86,26 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
   /** the line (1-based) where each document's content starts */
   const lines: number[] = [];
   let values: unknown[];
-  try {
-    values = loadAll(text, null, {
-      ...YAML_LOAD_OPTIONS,
-      // the root node of each document opens at depth 1 (js-yaml's State has depth; its types lag)
-      listener(ev, st) {
-        if (ev === 'open' && (st as { depth?: number }).depth === 1) lines.push(st.line + 1);
-      },
-    });
-  } catch (e) {
-    if (e instanceof YAMLException && e.mark) {
-      return { ok: false, objects, problems: [{ path, line: e.mark.line + 1, col: e.mark.column + 1, message: `YAML syntax error: ${e.reason}` }] };
+  // the common block shapes without js-yaml's general reader (yaml-fast.ts); anything else through it
+  const fast = fastLoadAll(text);
+  if (fast) {
+    values = fast.values;
+    lines.push(...fast.lines);
+  } else {
+    try {
+      values = loadAll(text, null, {
+        ...YAML_LOAD_OPTIONS,
+        // the root node of each document opens at depth 1 (js-yaml's State has depth; its types lag)
+        listener(ev, st) {
+          if (ev === 'open' && (st as { depth?: number }).depth === 1) lines.push(st.line + 1);
+        },
+      });
+    } catch (e) {
+      if (e instanceof YAMLException && e.mark) {
+        return { ok: false, objects, problems: [{ path, line: e.mark.line + 1, col: e.mark.column + 1, message: `YAML syntax error: ${e.reason}` }] };
+      }
+      return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
     }
-    return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
   }
   // only a file with an anchor can hold an alias
   const limit = text.includes('&') ? expansionLimit(text) : 0;

@@ -251,3 +251,32 @@ test('the same state in another order gives the same plan', (t) => {
   }), { ...FC, numRuns: 100 });
   t.pass();
 });
+
+/** ops by value, a table as what nftables and IPVS read of it (id, M, members) */
+function opsView(ops: ReturnType<typeof diffPlans>): unknown[] {
+  return ops.map((o) => (o.op === 'createTable' ? { op: o.op, id: o.table.id, m: o.table.m, members: [...o.table.members] } : structuredClone(o)));
+}
+
+test('slots: false (nftables, IPVS) builds no Maglev slots, full or incremental, and plans and writes what the slotted build does', (t) => {
+  fc.assert(fc.property(fc.array(arbState, { minLength: 1, maxLength: 8 }), (states) => {
+    let a: Plan | undefined, b: Plan | undefined;
+    for (const s of states) {
+      const na = buildPlan(s, a, { seed, consumePrev: true });
+      const opsA = opsView(diffPlans(a, na));
+      const nb = buildPlan(s, b, { seed, consumePrev: true, slots: false });
+      const opsB = opsView(diffPlans(b, nb));
+      t.true(nb.slotless);
+      for (const x of nb.tables.values()) t.is(x.slots.length, 0, `table ${x.id} has no slots`);
+      t.deepEqual(opsB, opsA);
+      t.deepEqual([...nb.frontends.values()].map((f) => ({ ...f })), [...na.frontends.values()].map((f) => ({ ...f })));
+      t.deepEqual([...nb.tables.values()].map((x) => [x.id, x.m, [...x.members]]), [...na.tables.values()].map((x) => [x.id, x.m, [...x.members]]));
+      a = na;
+      b = nb;
+    }
+    // switching to slots goes through a full build that fills every table a data plane must write
+    const c = buildPlan(states[0]!, undefined, { seed, slots: false });
+    const d = buildPlan(states[0]!, c, { seed });
+    t.falsy(d.slotless);
+    for (const x of d.tables.values()) t.is(x.slots.length, x.m, `table ${x.id} is filled`);
+  }), { ...FC, numRuns: 60 });
+});
