@@ -296,7 +296,9 @@ export class Agent {
     // the process's CPU time over the sync (threads included): what a loaded machine does not stretch
     const cpu = process.cpuUsage(cpu0);
     const steps = {
-      full, frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
+      // endedAt: when the sync ended (epoch ms): the line itself may be written later (after the GC
+      // figures settle, which can be after the full GC that follows a big sync)
+      full, endedAt: Date.now(), frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
     };
     const log = (full ? this.#log.info : this.#log.debug).bind(this.#log);
