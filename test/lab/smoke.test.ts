@@ -10,6 +10,7 @@ import test from 'ava';
 import { Lab, labAvailable, sweepLeftovers, type Netns, type Pod } from '../../testing/netns.js';
 import { LabDataplane, clusterIpFrontend } from '../../testing/lab-dataplane.js';
 import type { NodeFrontend } from '../../src/model/compiled.js';
+import { decodeCtKey } from '../../src/dataplane/bpf/layout.js';
 
 const avail = labAvailable();
 
@@ -114,6 +115,11 @@ if (!avail.ok) {
     dp.attachSockHooks(cgroup);
     dp.setSocketLb(true);
     t.teardown(() => { dp.setSocketLb(false); dp.detachSockHooks(); });
+    // the UDP flows the tc test above translated live 60 s: a datagram here whose ephemeral port
+    // repeats one of theirs has the same reply tuple, and tc rightly undoes its reply (a rev_nat the
+    // check below would count; once in a CI-like run). They go first: this test is about the hooks.
+    const ct = dp.loaded.maps.map('lb_ct');
+    for (const k of ct.keys()) if (decodeCtKey(k).protocol === 'UDP') ct.delete(k);
     const before = dp.stats();
     const bodies = await curlLoop(cgroup);
     t.deepEqual(sorted(bodies), ['pod-a', 'pod-b']);
