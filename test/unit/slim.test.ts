@@ -133,6 +133,7 @@ function same(t: ExecutionContext, kind: Kind, raw: unknown, nodeName?: string):
   }
   t.deepEqual(a, b);
   t.is(JSON.stringify(a), JSON.stringify(b));
+  t.deepEqual(slimObject(kind, raw as KindMap[Kind], nodeName, true) as unknown, b, 'the same when the strings are kept (kube.ts)');
   t.true(sharesNothing(a, raw), 'the copy shares no object with the input');
 }
 
