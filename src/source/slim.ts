@@ -11,7 +11,7 @@
 // Only keys are dropped, never reinterpreted: a field of the wrong type is kept as it came, so
 // normalize reports it exactly as before. The copy is exactly what a JSON round trip would give (a number
 // that is not finite, which only YAML can write, arrives as null, which normalize rejects alike), made
-// directly: the round trip cost ~24 us an object, 0.5 s of the first sync at 10,000 Services x 10.
+// directly: half the round trip's CPU (bench/slim-ab.ts, docs/PERF.md).
 // Anything a round trip treats specially (toJSON, a class instance, a __proto__ key, deep nesting, a
 // BigInt) takes the round trip itself.
 import { LABEL_SERVICE_NAME, LABEL_ZONE } from '../model/types.js';
@@ -64,8 +64,8 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
 }
 
 /**
- * The part of obj that is read, as a fresh object sharing no string with the parser's input. obj is
- * not changed. Anything that is not an object comes back as it was (the sources reject it).
+ * The part of obj that is read, as a fresh object sharing no object, and no string slice, with the
+ * parser's input. obj is not changed. Anything that is not an object comes back as it was (the sources reject it).
  * nodeName: this node's name, when the source knows it (an endpoint of another node keeps no targetRef).
  * parsedJson: obj came from JSON.parse, whose strings are already their own, not slices of the text:
  * they are kept rather than copied (the kube source's pages and watch events).
