@@ -336,7 +336,7 @@ class KindWatcher<K extends Kind> {
     const obj = item as KindMap[K];
     const cur = this.#s.store.get(this.kind, objectKey(obj));
     // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
-    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName);
+    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName, true);
   }
 
   /** why an object from the API cannot be stored (ListWatch would crash on it), or undefined */
@@ -495,7 +495,7 @@ class SourceWatch<K extends Kind> extends Watch {
       useful++;
       w.healthy();
       // (a BOOKMARK carries only its resourceVersion)
-      callback(phase, phase === 'BOOKMARK' ? obj : slimObject(w.kind, obj, w.nodeName), raw);
+      callback(phase, phase === 'BOOKMARK' ? obj : slimObject(w.kind, obj, w.nodeName, true), raw);
     };
 
     try {

@@ -9,8 +9,11 @@
 // retain 55.7 MiB, the same objects copied 26.6 MiB (bench/agent.bench.ts reports the store's share).
 //
 // Only keys are dropped, never reinterpreted: a field of the wrong type is kept as it came, so
-// normalize reports it exactly as before. The copy is a JSON round trip (a number that is not finite,
-// which only YAML can write, arrives as null, which normalize rejects alike).
+// normalize reports it exactly as before. The copy is exactly what a JSON round trip would give (a number
+// that is not finite, which only YAML can write, arrives as null, which normalize rejects alike), made
+// directly: half the round trip's CPU (bench/slim-ab.ts, docs/PERF.md).
+// Anything a round trip treats specially (toJSON, a class instance, a __proto__ key, deep nesting, a
+// BigInt) takes the round trip itself.
 import { LABEL_SERVICE_NAME, LABEL_ZONE } from '../model/types.js';
 import type { Kind, KindMap } from './types.js';
 
@@ -61,11 +64,13 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
 }
 
 /**
- * The part of obj that is read, as a fresh object sharing no string with the parser's input. obj is
- * not changed. Anything that is not an object comes back as it was (the sources reject it).
+ * The part of obj that is read, as a fresh object sharing no object, and no string slice, with the
+ * parser's input. obj is not changed. Anything that is not an object comes back as it was (the sources reject it).
  * nodeName: this node's name, when the source knows it (an endpoint of another node keeps no targetRef).
+ * parsedJson: obj came from JSON.parse, whose strings are already their own, not slices of the text:
+ * they are kept rather than copied (the kube source's pages and watch events).
  */
-export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string): KindMap[K] {
+export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false): KindMap[K] {
   const o = obj as unknown;
   if (!isObj(o)) return obj;
   let out: Obj;
@@ -98,13 +103,72 @@ export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: 
   if (o.metadata === undefined) delete out.metadata;
   let copy: Obj;
   try {
-    copy = JSON.parse(JSON.stringify(out)) as Obj;
-  } catch {
-    // not JSON (a BigInt, a cycle): no source builds such an object; keep it unslimmed rather than lose it
-    return obj;
+    ownStrings = parsedJson;
+    copy = copyObject(out, 0);
+  } catch (e) {
+    if (e !== UNUSUAL) throw e;
+    try {
+      copy = JSON.parse(JSON.stringify(out)) as Obj;
+    } catch {
+      // not JSON (a BigInt, a cycle): no source builds such an object; keep it unslimmed rather than lose it
+      return obj;
+    }
   }
   if (kind === 'EndpointSlice' && Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
   return copy as unknown as KindMap[K];
+}
+
+/** thrown by the direct copy for what only JSON.stringify itself answers exactly */
+const UNUSUAL = Symbol('unusual');
+/** deeper than any Kubernetes object; a cycle ends here and JSON.stringify reports it */
+const DEPTH_MAX = 64;
+const SKIP = Symbol('skip');
+
+// V8 cuts a string of 13 characters or more out of a larger one as a slice that keeps the whole
+// text alive (the yaml package does, on a manifest file); a shorter one is always its own copy.
+// Concatenating flattens into a fresh string; the slice of it holds only that string.
+// JSON.parse makes every string its own, so an object it made keeps its strings (ownStrings).
+let ownStrings = false;
+const fresh = (s: string): string => (ownStrings || s.length < 13 ? s : (' ' + s).slice(1));
+
+/** what JSON.parse(JSON.stringify(v)) gives, or SKIP where stringify leaves the key out */
+function copyValue(v: unknown, depth: number): unknown {
+  switch (typeof v) {
+    case 'string': return fresh(v);
+    case 'number': return Number.isFinite(v) ? (v === 0 ? 0 : v) : null; // -0 is written 0
+    case 'boolean': return v;
+    case 'object':
+      if (v === null) return null;
+      if (Array.isArray(v)) return copyArray(v, depth);
+      return copyObject(v as Obj, depth);
+    case 'undefined': case 'function': case 'symbol': return SKIP;
+    default: throw UNUSUAL; // bigint
+  }
+}
+
+function copyArray(a: unknown[], depth: number): unknown[] {
+  if (depth >= DEPTH_MAX || Object.getPrototypeOf(a) !== Array.prototype || typeof (a as unknown as Obj).toJSON === 'function') throw UNUSUAL;
+  const n = a.length;
+  // sized once: an array grown by push keeps room for 16 more, 68 bytes of nothing in each
+  // endpoint's one-address array
+  const out = new Array<unknown>(n);
+  for (let i = 0; i < n; i++) {
+    const c = copyValue(a[i], depth + 1);
+    out[i] = c === SKIP ? null : c;
+  }
+  return out;
+}
+
+function copyObject(o: Obj, depth: number): Obj {
+  const proto = Object.getPrototypeOf(o) as unknown;
+  if (depth >= DEPTH_MAX || (proto !== Object.prototype && proto !== null) || typeof o.toJSON === 'function') throw UNUSUAL;
+  const out: Obj = {};
+  for (const k of Object.keys(o)) {
+    if (k === '__proto__') throw UNUSUAL;
+    const c = copyValue(o[k], depth + 1);
+    if (c !== SKIP) out[k] = c;
+  }
+  return out;
 }
 
 // Parts that most endpoints of a cluster repeat, shared instead of one copy per endpoint (an

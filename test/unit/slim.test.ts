@@ -1,13 +1,23 @@
 // What the sources keep of each object (src/source/slim.ts): only what is read, and nothing that
 // changes what normalize makes of it, errors included.
-import test from 'ava';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
+import { CORE_SCHEMA, loadAll } from 'js-yaml';
+import { apiNode, apiService, apiSlice } from '../../bench/apiserver-objects.js';
+import { NODE_NAME, type ClusterShape } from '../../bench/gen.js';
 import { normalizeEndpointSlice, normalizeNode, normalizeService } from '../../src/model/normalize.js';
 import type { ObjectError } from '../../src/model/types.js';
 import { parseManifestText } from '../../src/source/manifests.js';
-import { slimObject } from '../../src/source/slim.js';
+import { KEPT_LABELS, slimObject } from '../../src/source/slim.js';
 import type { Kind, KindMap } from '../../src/source/types.js';
 import { anyObject } from '../../testing/fuzz-objects.js';
+import { slimObjectJson } from '../../testing/slim-json.js';
+
+const KEPT = [...KEPT_LABELS];
+const SHAPE: ClusterShape = { services: 10, endpointsPerService: 10, nodePortEvery: 2 };
 
 /** what an API server adds to every object, none of it read */
 const noise = {
@@ -107,4 +117,91 @@ test('with the node\'s name, only this node\'s endpoints keep their targetRef (t
     [{ ...svc, service: { ...svc.service, type: 'LoadBalancer', externalTrafficPolicy: 'Local' } }] as never, 'n1').get(30999)?.localEndpoints;
   t.is(count(slim), 1);
   t.is(count(raw), 1);
+});
+
+// ---- the direct copy gives exactly what the JSON round trip gave (testing/slim-json.ts is the old function) ----
+
+/** the same value, and the same key order (deepEqual ignores it, a serialized golden does not) */
+function same(t: ExecutionContext, kind: Kind, raw: unknown, nodeName?: string): void {
+  const before = inspect(raw, { depth: Infinity, showHidden: true });
+  const a = slimObject(kind, raw as KindMap[Kind], nodeName) as unknown;
+  const b = slimObjectJson(kind, raw as KindMap[Kind], nodeName) as unknown;
+  t.is(inspect(raw, { depth: Infinity, showHidden: true }), before, 'the input is not changed');
+  if (b === raw) {
+    t.is(a, raw, 'what the round trip could not copy comes back as it was');
+    return;
+  }
+  t.deepEqual(a, b);
+  t.is(JSON.stringify(a), JSON.stringify(b));
+  t.deepEqual(slimObject(kind, raw as KindMap[Kind], nodeName, true) as unknown, b, 'the same when the strings are kept (kube.ts)');
+  t.true(sharesNothing(a, raw), 'the copy shares no object with the input');
+}
+
+function objectsOf(v: unknown, into = new Set<object>()): Set<object> {
+  if (typeof v !== 'object' || v === null || into.has(v)) return into;
+  into.add(v);
+  for (const c of Object.values(v)) objectsOf(c, into);
+  return into;
+}
+const sharesNothing = (copy: unknown, raw: unknown): boolean => {
+  const mine = objectsOf(raw);
+  return [...objectsOf(copy)].every((o) => !mine.has(o));
+};
+
+const kindOf = (raw: unknown, asKind: Kind): Kind => {
+  const k = (raw as { kind?: unknown } | null)?.kind;
+  return k === 'Service' || k === 'EndpointSlice' || k === 'Node' ? k : asKind;
+};
+
+test('the direct copy equals the JSON round trip on every example, seed and fixture manifest, with and without a node name', (t) => {
+  const files = [
+    ...readdirSync('examples/seeds').map((f) => join('examples/seeds', f)),
+    ...readdirSync('test/fixtures/compile').map((d) => join('test/fixtures/compile', d, 'input.yaml')).filter((f) => existsSync(f)),
+  ].filter((f) => /\.ya?ml$/.test(f));
+  let n = 0;
+  for (const f of files) {
+    for (const doc of loadAll(readFileSync(f, 'utf8'), undefined, { schema: CORE_SCHEMA })) {
+      const items = (doc as { kind?: string; items?: unknown[] } | null)?.kind === 'List' ? (doc as { items: unknown[] }).items : [doc];
+      for (const raw of items) {
+        if (raw === null || raw === undefined) continue;
+        for (const nodeName of [undefined, 'node01', 'node02']) same(t, kindOf(raw, 'Service'), raw, nodeName);
+        n++;
+      }
+    }
+  }
+  t.true(n > 50, `${n} objects`);
+  // as an API server sends them, with what the slimming drops
+  for (const raw of [apiService(1, SHAPE), apiSlice(1, SHAPE), apiSlice(2, SHAPE, 1), apiNode()]) {
+    for (const nodeName of [undefined, NODE_NAME, 'other']) same(t, kindOf(raw, 'Service'), JSON.parse(JSON.stringify(raw)), nodeName);
+  }
+});
+
+test('the direct copy equals the JSON round trip on random objects (fuzz: hostile shapes, anything JavaScript can hold)', (t) => {
+  const weird = fc.anything({
+    maxDepth: 3, withBigInt: true, withBoxedValues: true, withDate: true, withMap: true, withSet: true, withNullPrototype: true,
+    withObjectString: true, withSparseArray: true, withTypedArray: true, withUnicodeString: true,
+  });
+  // hostile values where slimObject looks (metadata, labels, endpoints, targetRef), not only at the top
+  const shaped = fc.record({
+    kind: fc.constantFrom('Service', 'EndpointSlice', 'Node', 'x'),
+    metadata: fc.oneof(weird, fc.record({ name: weird, labels: fc.oneof(weird, fc.dictionary(fc.constantFrom(...KEPT, 'app', '__proto__'), weird)),
+      annotations: fc.oneof(weird, fc.dictionary(fc.constantFrom('endpoints.kubernetes.io/last-change-trigger-time', 'a'), weird)) }, { requiredKeys: [] })),
+    spec: fc.oneof(weird, fc.record({ selector: weird, clusterIP: weird, ports: weird }, { requiredKeys: [] })),
+    status: fc.oneof(weird, fc.record({ loadBalancer: weird, addresses: weird, conditions: weird }, { requiredKeys: [] })),
+    endpoints: fc.oneof(weird, fc.array(fc.oneof(weird, fc.record({ addresses: weird, conditions: fc.oneof(weird, fc.record({ ready: fc.boolean(), serving: weird })),
+      nodeName: fc.constantFrom('n1', 'n2', undefined), zone: weird, hostname: weird, targetRef: fc.oneof(weird, fc.record({ name: weird, kind: weird }, { requiredKeys: [] })) },
+    { requiredKeys: [] })), { maxLength: 4 })),
+  }, { requiredKeys: [] });
+  fc.assert(fc.property(fc.oneof(anyObject, shaped, weird), fc.constantFrom<Kind>('Service', 'EndpointSlice', 'Node'), fc.constantFrom(undefined, 'n1'),
+    (raw, asKind, nodeName) => same(t, kindOf(raw, asKind), raw, nodeName)), { numRuns: 3000, seed: 12 });
+});
+
+test('a cycle, a toJSON, a __proto__ key and a BigInt come out as from the JSON round trip', (t) => {
+  const cyc: Record<string, unknown> = { name: 'c' };
+  cyc.self = cyc;
+  same(t, 'Service', { metadata: { name: 'x' }, spec: { ports: [cyc] } });
+  same(t, 'Service', { metadata: { name: 'x' }, spec: { clusterIP: new Date(0), ports: [{ port: 1, toJSON: () => 'p' }] } });
+  same(t, 'Service', JSON.parse('{"metadata":{"name":"x","labels":{"__proto__":{"a":1}}},"spec":{"__proto__":[1]}}'));
+  same(t, 'EndpointSlice', { metadata: { name: 'x' }, endpoints: [{ addresses: [10n] }] });
+  same(t, 'Node', { metadata: { name: 'x' }, spec: { n: [NaN, Infinity, -0, undefined, () => 1, Symbol('s')], u: undefined } });
 });
