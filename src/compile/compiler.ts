@@ -23,7 +23,7 @@ import {
   addNoLocalCounts, compileService, fmtAddr, zeroNoLocalCounts,
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
-import { recordStateDelta } from '../plan/delta.js';
+import { lazyState, recordStateDelta } from '../plan/delta.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -242,6 +242,14 @@ export class Compiler {
   /** the state the last compile returned: the base of the next one's delta (plan/delta.ts) */
   #lastState: NodeState | undefined;
   #byKeyStale = false;
+  /**
+   * The edits of #list since the oldest state not yet copied out: a state returned earlier builds its
+   * array on first read by copying #list and undoing the edits after it (newest first). Bounded: past
+   * #logCap edits or states, every state still reachable is copied and the log starts afresh.
+   */
+  #log: ListEdit[] = [];
+  #logStart = 0;
+  #pending: WeakRef<PendingList>[] = [];
 
   /** The NodePort addresses per family of the last compile ('0.0.0.0' / '::' for any). */
   nodePortAddresses(): ReadonlyMap<Family, readonly string[]> {
@@ -364,6 +372,7 @@ export class Compiler {
       this.#entries.clear();
       this.#byKey.clear();
       this.#dupKeys.clear();
+      this.#retire();
       this.#list = [];
       this.#listKeys.length = 0;
       base = undefined; // every frontend is new
@@ -456,11 +465,15 @@ export class Compiler {
       if (now) added.push(now.fe);
       if (bulk) continue;
       const at = lowerBound(listKeys, key);
-      if (was && now) list[at] = now.fe;
-      else if (was) {
+      if (was && now) {
+        this.#log.push({ at, del: was.fe, ins: now.fe });
+        list[at] = now.fe;
+      } else if (was) {
+        this.#log.push({ at, del: was.fe, ins: undefined });
         listKeys.splice(at, 1);
         list.splice(at, 1);
       } else {
+        this.#log.push({ at, del: undefined, ins: now!.fe });
         listKeys.splice(at, 0, key);
         list.splice(at, 0, now!.fe);
       }
@@ -494,16 +507,43 @@ export class Compiler {
       }
     }
     // the state's own array (a consumer may keep the previous state): a copy, no walk
-    const frontends = this.#list.slice();
+    const cap = 64 + (this.#list.length >> 8);
+    if (this.#log.length > cap || this.#pending.length > cap) this.#retire();
+    const p: PendingList = { version: this.#logStart + this.#log.length, arr: undefined };
+    this.#pending.push(new WeakRef(p));
     const noLocalEndpoints = zeroNoLocalCounts();
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
-    const state: NodeState = { frontends };
+    const state = lazyState(this.#list.length, () => p.arr ?? (p.arr = this.#listAt(p.version)));
     if (base) recordStateDelta(state, base, added, removed);
     return { state, errors, services: this.#services, noLocalEndpoints };
   }
 
+  /** The list as it was at a version of the log: #list with the later edits undone. */
+  #listAt(version: number): NodeFrontend[] {
+    const arr = this.#list.slice();
+    for (let i = this.#log.length - 1; i >= version - this.#logStart; i--) {
+      const { at, del, ins } = this.#log[i]!;
+      if (del && ins) arr[at] = del;
+      else if (del) arr.splice(at, 0, del);
+      else arr.splice(at, 1);
+    }
+    return arr;
+  }
+
+  /** Gives every state still reachable its own array, before #list is replaced or the log grows long. */
+  #retire(): void {
+    for (const r of this.#pending) {
+      const p = r.deref();
+      if (p && !p.arr) p.arr = this.#listAt(p.version);
+    }
+    this.#pending = [];
+    this.#logStart += this.#log.length;
+    this.#log = [];
+  }
+
   /** #list and #listKeys from #byKey: every key's served frontend, in key order. */
   #rebuildList(): void {
+    this.#retire();
     const keys = [...this.#byKey.keys()].sort(byString);
     this.#listKeys.length = 0;
     for (const k of keys) this.#listKeys.push(k);
@@ -703,6 +743,11 @@ export class Compiler {
     return dirty;
   }
 }
+
+/** One edit of the Compiler's list at `at`: a frontend replaced (both), removed (del) or inserted (ins). */
+interface ListEdit { at: number; del: NodeFrontend | undefined; ins: NodeFrontend | undefined }
+/** A returned state's place in the log, and its array once built. */
+interface PendingList { version: number; arr: NodeFrontend[] | undefined }
 
 /** The first pod CIDR of each family of a Node, IPv4 first (kube-proxy's getLocalDetectors for NodeCIDR). */
 function nodeLocalCidrs(node: NodeModel | undefined): string[] {

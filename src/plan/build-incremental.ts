@@ -20,7 +20,7 @@ import { AddressKeys, affinityGroupOf, backendFault, frontendFault, frontendSort
 import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
-import { stateDelta } from './delta.js';
+import { frontendCount, stateDelta } from './delta.js';
 
 interface FeRec {
   src: NodeFrontend;
@@ -226,9 +226,10 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
   const ch = head?.chain;
   if (!head || !ch || ch.version !== head.version || ch.seed !== seed || ch.sizing !== sizing || prev.seed !== seed) return undefined;
   if ((prev.slotless ?? false) !== slotless) return undefined;
-  const fes = state.frontends;
+  // the array only on the walk: a compiled state builds it on first read (plan/delta.ts lazyState)
+  const count = frontendCount(state);
   // beyond this many changed frontends the full build is about as fast and keeps no stale records
-  const limit = 64 + (fes.length >> 4);
+  const limit = 64 + (count >> 4);
   const epoch = ++ch.epoch;
   const addedSrc: NodeFrontend[] = [];
   const gone: FeRec[] = [];
@@ -247,9 +248,10 @@ export function buildIncremental(state: NodeState, prev: Plan, seed: number, siz
       gone.push(r);
     }
     // a state that does not add up (an object listed twice, a stale record) takes the walk's checks
-    if (ch.bySrc.size - gone.length + addedSrc.length !== fes.length) return undefined;
+    if (ch.bySrc.size - gone.length + addedSrc.length !== count) return undefined;
     gone.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
   } else {
+    const fes = state.frontends;
     let seen = 0;
     for (let k = 0; k < fes.length; k++) {
       const f = fes[k]!;

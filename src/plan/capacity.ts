@@ -4,7 +4,7 @@
 // newcomers (the last by namespace/name, so every sync drops the same ones), never a Service that
 // serves traffic now and happens to sort after a new one (issue 13).
 import type { NodeState } from '../model/compiled.js';
-import { stateDelta } from './delta.js';
+import { frontendCount, stateDelta } from './delta.js';
 import { LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { maglevSize } from './maglev.js';
 
@@ -292,7 +292,8 @@ export class CapacityTracker {
 
   #fit(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>, held?: () => NodeState | undefined): Fitted {
     const epoch = ++this.#epoch;
-    const fes = state.frontends;
+    // the array only on a walk: a compiled state builds it on first read (plan/delta.ts lazyState)
+    const count = frontendCount(state);
     let delta = stateDelta(state, this.#lastState);
     this.#lastState = state;
     if (delta) {
@@ -305,7 +306,7 @@ export class CapacityTracker {
         this.#seen.set(f, epoch);
         this.#count(f, 1);
       }
-      if (this.#seen.size !== fes.length) {
+      if (this.#seen.size !== count) {
         // the delta did not add up (or the state lists an object twice): count afresh
         this.#seen.clear();
         this.#backends.clear();
@@ -315,7 +316,7 @@ export class CapacityTracker {
     }
     const before = this.#seen.size;
     let kept = 0;
-    if (!delta) for (const f of fes) {
+    if (!delta) for (const f of state.frontends) {
       const e = this.#seen.get(f);
       if (e === undefined) {
         this.#seen.set(f, epoch);
@@ -333,12 +334,12 @@ export class CapacityTracker {
         this.#count(f, -1);
       }
     }
-    const u = { frontends: fes.length, backends: this.#backends.size, slots: this.#slots, frontendIds: fes.length + 1, sourceRanges: this.#ranges, maglevSlots: this.#maglevSlots };
+    const u = { frontends: count, backends: this.#backends.size, slots: this.#slots, frontendIds: count + 1, sourceRanges: this.#ranges, maglevSlots: this.#maglevSlots };
     this.#last = u;
     const room = this.#roomDuringWrite(state, cap, u, held);
     // a state listing one object twice is counted exactly by the full walk
-    if (this.#seen.size !== fes.length) {
-      this.#last = usage(fes);
+    if (this.#seen.size !== count) {
+      this.#last = usage(state.frontends);
       const r = fitToCapacity(state, room, programmed);
       return room !== cap && r.dropped.length ? { ...r, waitsForRemovals: true } : r;
     }

@@ -59,3 +59,29 @@ export function countV6(state: NodeState, base?: NodeState): number {
   v6Counts.set(state, n);
   return n;
 }
+
+const counts = new WeakMap<NodeState, number>();
+
+/**
+ * A state whose frontends array is built on first read (the Compiler's list is copied only when a
+ * consumer walks it: at 100,000 Services the copy on every change cost more than the change). Its
+ * length is known without the array: frontendCount().
+ */
+export function lazyState(length: number, materialize: () => NodeFrontend[]): NodeState {
+  const state = {} as NodeState;
+  Object.defineProperty(state, 'frontends', {
+    enumerable: true, configurable: true,
+    get(): NodeFrontend[] {
+      const a = materialize();
+      Object.defineProperty(state, 'frontends', { value: a, enumerable: true, writable: false, configurable: false });
+      return a;
+    },
+  });
+  counts.set(state, length);
+  return state;
+}
+
+/** How many frontends a state has, without building a lazy state's array. */
+export function frontendCount(state: NodeState): number {
+  return counts.get(state) ?? state.frontends.length;
+}

@@ -203,3 +203,30 @@ test('a Service replaced by an equal object is no change: the same frontends and
   t.true(d.state.frontends.some((f) => f.port === 81));
   t.deepEqual(toJson(d.state), toJson(compile(store.snapshot(), { nodeName: 'n1', standalone: true }).state));
 });
+
+test('a state read long after later compiles holds what it held when returned (the list edits are undone)', (t) => {
+  // states build their frontends on first read from the Compiler's edited list: read each one late,
+  // some never until the end, past the log's bound (64 edits or states) so that copying out is taken too
+  fc.assert(fc.property(fc.array(fc.array(op, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 90 }), fc.nat(7), (steps, every) => {
+    const store = new ObjectStore();
+    const take = tracker(store);
+    const opts = { nodeName: 'n1' };
+    const c = new Compiler(opts);
+    const kept: Array<{ state: ReturnType<typeof compile>['state']; want: string }> = [];
+    steps.forEach((step, k) => {
+      for (const o of step) apply(store, o);
+      const snap = store.snapshot();
+      const r = c.compile(snap, take());
+      kept.push({ state: r.state, want: JSON.stringify(compile(snap, opts).state) });
+      // now and then an older state is read in the middle of the run
+      if (every && k % (every + 1) === 0) {
+        const old = kept[k >> 1]!;
+        if (JSON.stringify(old.state) !== old.want) throw new Error(`state ${k >> 1} read after ${k} differs`);
+      }
+    });
+    kept.forEach(({ state, want }, k) => {
+      if (JSON.stringify(state) !== want) throw new Error(`state ${k} read at the end differs`);
+    });
+  }), { numRuns: 150 });
+  t.pass();
+});
