@@ -79,6 +79,14 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; all
   });
 }
 
+/**
+ * A name a Lab gives an object (namespace, pin root, cgroup) after its prefix: letters, digits, '.',
+ * '_' and '-' only. A name with a space or a slash reaches tools and paths that split on them.
+ */
+export function checkLabName(name: string, what: string): void {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new Error(`lab ${what} name ${JSON.stringify(name)}: use 1-64 of A-Za-z0-9._- (no spaces, no slashes)`);
+}
+
 /** A network namespace made by a Lab. */
 export class Netns {
   constructor(readonly name: string) {}
@@ -136,6 +144,7 @@ export class Lab {
   }
 
   async addNetns(name: string): Promise<Netns> {
+    checkLabName(name, 'namespace');
     const ns = new Netns(this.prefix + name);
     await run('ip', ['netns', 'add', ns.name]);
     this.onCleanup(`netns ${ns.name}`, async () => {
@@ -360,6 +369,7 @@ export class Lab {
 
   /** A child cgroup (v2) named <prefix><name>; removed at cleanup after its processes are killed. */
   addCgroup(name: string): string {
+    checkLabName(name, 'cgroup');
     const path = join(hostRoots().cgroup2, this.prefix + name);
     mkdirSync(path);
     this.onCleanup(`cgroup ${path}`, async () => { await removeCgroup(path); });
@@ -368,6 +378,7 @@ export class Lab {
 
   /** A directory on bpffs for pins, <prefix><name>; removed (recursively) at cleanup. */
   addPinRoot(name: string): string {
+    checkLabName(name, 'pin root');
     const path = join(hostRoots().bpffs, this.prefix + name);
     mkdirSync(path);
     this.onCleanup(`pins ${path}`, () => { rmSync(path, { recursive: true, force: true }); });
