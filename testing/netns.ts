@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync } f
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BPFFS_MOUNT, prepareHost } from '../src/dataplane/host.js';
+import { heldIds, pinRootHeld } from './pin-holders.js';
 
 export const NETNS_DIR = '/var/run/netns';
 /** where bpffs is mounted for pins (mounted by prepareHost() when missing) */
@@ -484,7 +485,10 @@ export async function sweepLeftovers(): Promise<string[]> {
     const path = join(cgroup2, name);
     try { await removeCgroup(path); removed.push(`cgroup ${path}`); } catch { /* reported by the next sweep */ }
   }
+  let held: Set<string> | undefined;
   for (const name of list(BPFFS_ROOT).filter(stale)) {
+    // a pid says nothing about a process in another pid namespace: a root something holds is live
+    if (pinRootHeld(join(BPFFS_ROOT, name), () => (held ??= heldIds()))) continue;
     rmSync(join(BPFFS_ROOT, name), { recursive: true, force: true });
     removed.push(`pins ${join(BPFFS_ROOT, name)}`);
   }
