@@ -129,4 +129,13 @@ if (!avail.ok) {
   test.serial('the lab refuses bad names before touching the system', (t) => {
     t.throws(() => new Lab('Bad Tag'), { message: /Lab tag "Bad Tag"/ });
   });
+
+  test.serial('the lab refuses a namespace, pin root or cgroup name with a space or a slash, naming it', async (t) => {
+    const lab = new Lab('names');
+    t.teardown(() => lab.cleanup());
+    t.throws(() => lab.addPinRoot('cr1 base 10000'), { message: 'lab pin root name "cr1 base 10000": use 1-64 of A-Za-z0-9._- (no spaces, no slashes)' });
+    t.throws(() => lab.addCgroup('a/b'), { message: /^lab cgroup name "a\/b"/ });
+    await t.throwsAsync(lab.addNetns('r1 base'), { message: /^lab namespace name "r1 base"/ });
+    t.deepEqual(ours(lab.prefix), { netns: [], cgroups: [], pins: [] });
+  });
 }
