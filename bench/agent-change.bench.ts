@@ -166,15 +166,19 @@ function logLines(p: LabProcess, msg: string, max = 1): Array<Record<string, unk
 }
 
 async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, cli: string, tag = ''): Promise<ChangeResult> {
-  const ns = await lab.addNetns(`c${tag}${n}`);
+  // the tag is for the log ('r1 base '); names of namespaces, folders and pin roots take it without
+  // spaces (a pin root named with spaces was passed through tools that split on them)
+  const slug = tag.trim().replace(/\s+/g, '-');
+  const name = `c${slug ? `${slug}-` : ''}${n}`;
+  const ns = await lab.addNetns(name);
   await lab.ip(ns, ['link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
   await lab.ip(ns, ['link', 'set', 'e0', 'up']);
   await lab.ip(ns, ['link', 'set', 'e1', 'up']);
   await lab.addAddress(ns, 'e0', `${NODE_IP}/24`);
-  const dir = mkdtempSync(join(tmpdir(), `${lab.prefix}c${tag}${n}-`));
+  const dir = mkdtempSync(join(tmpdir(), `${lab.prefix}${name}-`));
   lab.onCleanup(`manifests ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
   writeCluster(dir, n);
-  const pins = lab.addPinRoot(`c${tag}${n}`);
+  const pins = lab.addPinRoot(name);
   lab.onCleanup(`cleanup ${pins}`, async () => { await lab.exec(ns, process.execPath, [cli, 'cleanup', '--bpffs', pins], { allowFail: true }); });
   const started = Date.now();
   const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
@@ -284,7 +288,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const partial = syncLines.filter((l) => l.full === false);
   // KBP_BENCH_AGENT_LOG_DIR: every one-change sync's steps, one JSON line each, for a closer look
   if (process.env.KBP_BENCH_AGENT_LOG_DIR) {
-    writeFileSync(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `sync-steps-${(tag || 'this').trim()}-${n}-${Date.now()}.jsonl`), partial.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    writeFileSync(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `sync-steps-${slug || 'this'}-${n}-${Date.now()}.jsonl`), partial.map((l) => JSON.stringify(l)).join('\n') + '\n');
   }
   const syncCpuMs = partial.length && partial[0]!.cpuMs !== undefined ? stats(partial.map((l) => Number(l.cpuMs))).median : undefined;
   if (partial.length) {

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync } f
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BPFFS_MOUNT, prepareHost } from '../src/dataplane/host.js';
+import { heldIds, pinRootHeld } from './pin-holders.js';
 
 export const NETNS_DIR = '/var/run/netns';
 /** where bpffs is mounted for pins (mounted by prepareHost() when missing) */
@@ -79,6 +80,14 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; all
   });
 }
 
+/**
+ * A name a Lab gives an object (namespace, pin root, cgroup) after its prefix: letters, digits, '.',
+ * '_' and '-' only. A name with a space or a slash reaches tools and paths that split on them.
+ */
+export function checkLabName(name: string, what: string): void {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new Error(`lab ${what} name ${JSON.stringify(name)}: use 1-64 of A-Za-z0-9._- (no spaces, no slashes)`);
+}
+
 /** A network namespace made by a Lab. */
 export class Netns {
   constructor(readonly name: string) {}
@@ -136,6 +145,7 @@ export class Lab {
   }
 
   async addNetns(name: string): Promise<Netns> {
+    checkLabName(name, 'namespace');
     const ns = new Netns(this.prefix + name);
     await run('ip', ['netns', 'add', ns.name]);
     this.onCleanup(`netns ${ns.name}`, async () => {
@@ -360,6 +370,7 @@ export class Lab {
 
   /** A child cgroup (v2) named <prefix><name>; removed at cleanup after its processes are killed. */
   addCgroup(name: string): string {
+    checkLabName(name, 'cgroup');
     const path = join(hostRoots().cgroup2, this.prefix + name);
     mkdirSync(path);
     this.onCleanup(`cgroup ${path}`, async () => { await removeCgroup(path); });
@@ -368,6 +379,7 @@ export class Lab {
 
   /** A directory on bpffs for pins, <prefix><name>; removed (recursively) at cleanup. */
   addPinRoot(name: string): string {
+    checkLabName(name, 'pin root');
     const path = join(hostRoots().bpffs, this.prefix + name);
     mkdirSync(path);
     this.onCleanup(`pins ${path}`, () => { rmSync(path, { recursive: true, force: true }); });
@@ -473,7 +485,10 @@ export async function sweepLeftovers(): Promise<string[]> {
     const path = join(cgroup2, name);
     try { await removeCgroup(path); removed.push(`cgroup ${path}`); } catch { /* reported by the next sweep */ }
   }
+  let held: Set<string> | undefined;
   for (const name of list(BPFFS_ROOT).filter(stale)) {
+    // a pid says nothing about a process in another pid namespace: a root something holds is live
+    if (pinRootHeld(join(BPFFS_ROOT, name), () => (held ??= heldIds()))) continue;
     rmSync(join(BPFFS_ROOT, name), { recursive: true, force: true });
     removed.push(`pins ${join(BPFFS_ROOT, name)}`);
   }

@@ -280,6 +280,19 @@ Napi::Value ObjectOpen(const Napi::CallbackInfo& info) {
   bpf_object* obj = bpf_object__open_file(path.c_str(), &opts);
   long err = libbpf_get_error(obj);
   if (err) return Num(env, err < 0 ? err : -err);
+  // without a pin root libbpf gives every LIBBPF_PIN_BY_NAME map its default pin path,
+  // /sys/fs/bpf/<name>: a load would pin (or reuse) maps in the bpffs root itself, beside every
+  // other agent's. No pin root here means no pin at all, whoever calls.
+  if (!hasPin) {
+    bpf_map* m;
+    bpf_object__for_each_map(m, obj) {
+      int ret = bpf_map__set_pin_path(m, nullptr);
+      if (ret < 0) {
+        bpf_object__close(obj);
+        return Num(env, ret);
+      }
+    }
+  }
   ObjectHolder* h = new ObjectHolder{obj};
   Napi::External<ObjectHolder> ext = Napi::External<ObjectHolder>::New(env, h, FinalizeObject);
   ext.TypeTag(&kObjectTag);

@@ -5,7 +5,7 @@
 // same everywhere. Each function says what it did, for the caller to log.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { KbpError } from '../util/errors.js';
 
 export const BPFFS_MOUNT = '/sys/fs/bpf';
@@ -93,12 +93,24 @@ export function bpffsOf(pinRoot: string): string {
 }
 
 /**
+ * Refuses a pin root that is a bpf filesystem's mount point itself (/sys/fs/bpf): pins there sit
+ * beside every other agent's and test's roots, and a cleanup of it would remove them all.
+ */
+export function checkPinRootNotMount(pinRoot: string, what: string): void {
+  const root = resolve(pinRoot);
+  if (mounts().some((m) => m.fstype === 'bpf' && m.point === root)) {
+    throw new KbpError('KBP_ERR_CONFIG', `${what}: pin root ${root} is a bpf filesystem's mount point itself; use a directory under it (e.g. ${join(root, 'kube-bpf-proxy')}): pins there would sit beside every other agent's, and a cleanup would remove them all`);
+  }
+}
+
+/**
  * Refuses a pin root that another user could have planted or can write into: an existing one must be
  * a directory owned by this process's user and writable by no one else. Pins there are loaded into
  * the kernel's data path, so a writable pin root is a way in for anyone who can write it.
  */
 export function checkPinRoot(pinRoot: string): void {
   const root = resolve(pinRoot);
+  checkPinRootNotMount(root, '--bpffs');
   if (!existsSync(root)) return;
   const st = statSync(root);
   if (!st.isDirectory()) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: exists and is not a directory`);

@@ -310,7 +310,8 @@ export class CapacityTracker {
         // the delta did not add up (or the state lists an object twice): count afresh
         this.#seen.clear();
         this.#backends.clear();
-        this.#slots = this.#ranges = 0;
+        this.#tables.clear();
+        this.#slots = this.#ranges = this.#maglevSlots = 0;
         delta = undefined;
       }
     }

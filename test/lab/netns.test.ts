@@ -2,7 +2,9 @@
 // half-way, and sweepLeftovers() removes what a dead run left while sparing a live run's objects.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
+import { MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { join } from 'node:path';
 import { BPFFS_ROOT, LAB_PREFIX, hostRoots, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from '../../testing/netns.js';
 
@@ -68,6 +70,33 @@ if (!avail.ok) {
     t.true(existsSync(join(BPFFS_ROOT, `${live.prefix}pins`)));
   });
 
+  test.serial('sweepLeftovers spares a root named by a pid it cannot see when a live process holds its maps (another pid namespace)', async (t) => {
+    // the pid in the name is gone here, as a pid of another pid namespace is; the maps are held by a
+    // live process (sleep, given the map's fd), as an agent in a container holds its own
+    const dead = spawnSync('true').pid!;
+    t.false(alive(dead));
+    const root = join(BPFFS_ROOT, `${LAB_PREFIX}${dead}-other-pins`);
+    const gone = join(BPFFS_ROOT, `${LAB_PREFIX}${dead}-other-gone`);
+    mkdirSync(root);
+    mkdirSync(gone);
+    t.teardown(() => { rmSync(root, { recursive: true, force: true }); rmSync(gone, { recursive: true, force: true }); });
+    const m = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_held', keySize: 4, valueSize: 4, maxEntries: 1 });
+    m.pin(join(root, 'lb_held'));
+    const m2 = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_gone', keySize: 4, valueSize: 4, maxEntries: 1 });
+    m2.pin(join(gone, 'lb_gone'));
+    m2.close();
+    const holder = spawn('/usr/bin/sleep', ['60'], { stdio: ['ignore', 'ignore', 'ignore', m.fd] });
+    t.teardown(() => { holder.kill('SIGKILL'); });
+    m.close();
+    const removed = await sweepLeftovers();
+    t.true(existsSync(join(root, 'lb_held')), `a held root was removed: ${removed.join(', ')}`);
+    t.false(existsSync(gone), 'a root nothing holds, of a dead pid, still goes');
+    holder.kill('SIGKILL');
+    await new Promise((r) => holder.once('exit', r));
+    await sweepLeftovers();
+    t.false(existsSync(root), 'once its holder is gone, the root goes');
+  });
+
   // ava ends a worker that timed out without its after.always hooks; an agent the worker started kept
   // running (seen in a lab run: both agents of a timed-out agent.test.ts still syncing minutes later)
   test.serial('processes a lab started die with the test process, even one killed with SIGKILL', async (t) => {
@@ -99,5 +128,14 @@ if (!avail.ok) {
 
   test.serial('the lab refuses bad names before touching the system', (t) => {
     t.throws(() => new Lab('Bad Tag'), { message: /Lab tag "Bad Tag"/ });
+  });
+
+  test.serial('the lab refuses a namespace, pin root or cgroup name with a space or a slash, naming it', async (t) => {
+    const lab = new Lab('names');
+    t.teardown(() => lab.cleanup());
+    t.throws(() => lab.addPinRoot('cr1 base 10000'), { message: 'lab pin root name "cr1 base 10000": use 1-64 of A-Za-z0-9._- (no spaces, no slashes)' });
+    t.throws(() => lab.addCgroup('a/b'), { message: /^lab cgroup name "a\/b"/ });
+    await t.throwsAsync(lab.addNetns('r1 base'), { message: /^lab namespace name "r1 base"/ });
+    t.deepEqual(ours(lab.prefix), { netns: [], cgroups: [], pins: [] });
   });
 }

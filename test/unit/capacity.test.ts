@@ -141,3 +141,27 @@ test('backend and table keys: equal exactly for the same backend or member set, 
   const big = Array.from({ length: 5000 }, (_, i) => m(`10.${i >> 8}.${i & 255}.1`, 80));
   t.is(tableKey('TCP', big), tableKey('TCP', [...big].reverse()));
 });
+
+test('a change record that does not match the state is recounted afresh: Maglev tables too, as a fresh tracker counts them', async (t) => {
+  const { recordStateDelta } = await import('../../src/plan/delta.js');
+  const a = fe('ns/a', '10.96.0.1', 2), b = fe('ns/b', '10.96.0.2', 2), c = fe('ns/c', '10.96.0.3', 2);
+  const s1: NodeState = { frontends: [a, b] };
+  const s2: NodeState = { frontends: [a, c] };
+  // the record says c was added and omits b's removal: it does not add up, so the tracker recounts
+  recordStateDelta(s2, s1, [c], []);
+  const tr = new CapacityTracker();
+  tr.fit(s1, UNLIMITED);
+  // two tables of 252 slots: exactly what s2 needs
+  const cap = { ...UNLIMITED, maglevSlots: 504 };
+  const fresh = new CapacityTracker().fit(s2, cap);
+  t.deepEqual(fresh.dropped, []);
+  const got = tr.fit(s2, cap);
+  t.deepEqual(got.dropped, fresh.dropped, 'no table counted twice, none of b left behind');
+  t.is(got.limit, fresh.limit);
+  // and the counts stay right afterwards: removing ns/a frees its table
+  const s3: NodeState = { frontends: [c] };
+  recordStateDelta(s3, s2, [], [a]);
+  const tight = { ...UNLIMITED, maglevSlots: 252 };
+  t.deepEqual(tr.fit(s3, tight).dropped, new CapacityTracker().fit(s3, tight).dropped);
+  t.deepEqual(tr.fit(s3, tight).dropped, []);
+});

@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync, un
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
-import { bpffsOf, checkPinRoot, ensureBpffs, isBpffs } from '../host.js';
+import { bpffsOf, checkPinRoot, checkPinRootNotMount, ensureBpffs, isBpffs } from '../host.js';
 import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, type Migration } from './migrate.js';
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
@@ -362,6 +362,8 @@ export function detach(state: AgentStateFile, a: Attachment): boolean {
  */
 export function cleanup(pinRoot: string, state: AgentStateFile = AgentStateFile.forPinRoot(resolve(pinRoot))): { detached: number; unpinned: number } {
   const root = resolve(pinRoot);
+  // before anything is detached or unpinned: the walk below would remove every root on the mount
+  checkPinRootNotMount(root, 'cleanup');
   let detached = 0;
   const errors: string[] = [];
   for (const a of [...state.attachments]) {

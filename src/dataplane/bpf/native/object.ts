@@ -2,6 +2,7 @@
 // root; its maps and programs are borrowed BpfMap and BpfProgram handles that close with it.
 import { existsSync } from 'node:fs';
 import { KbpError } from '../../../util/errors.js';
+import { checkPinRootNotMount } from '../../host.js';
 import { native, type Handle } from './addon.js';
 import { bpfError, checkName, usage } from './errors.js';
 import { HANDLE, INTERNAL } from './fd.js';
@@ -31,6 +32,7 @@ export class BpfObject {
     if (opts?.pinRoot !== undefined) {
       checkName(opts.pinRoot, `pinRoot of ${path}`);
       if (!existsSync(opts.pinRoot)) throw new KbpError('KBP_ERR_BPF', `open ${path}: pin root ${opts.pinRoot} does not exist`);
+      checkPinRootNotMount(opts.pinRoot, `open ${path}`);
     }
     native().takeLog();
     const h = native().objectOpen(path, opts?.pinRoot ?? null);

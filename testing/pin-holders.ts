@@ -1,0 +1,69 @@
+// Whether a live process holds what a pin root pins. The sweepers of dead runs' pin roots judge a run
+// by the pid in its root's name, and a pid says nothing about a process in another pid namespace
+// (a container, a sandbox sharing the host's bpffs): there it names another process or none, and a
+// live run's root would go. A root whose maps or programs some process holds open is spared,
+// whatever its name says.
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfMap } from '../src/dataplane/bpf/native/map.js';
+import { BpfProgram } from '../src/dataplane/bpf/native/program.js';
+
+/** `map:<id>` and `prog:<id>` of every pin under root (bounded depth); our fds are closed again */
+export function pinnedIds(root: string, depth = 4): Set<string> {
+  const ids = new Set<string>();
+  const walk = (dir: string, d: number): void => {
+    let names: string[];
+    try { names = readdirSync(dir); } catch { return; }
+    for (const n of names) {
+      const p = join(dir, n);
+      let st;
+      try { st = statSync(p); } catch { continue; }
+      if (st.isDirectory()) {
+        if (d > 0) walk(p, d - 1);
+        continue;
+      }
+      try {
+        const m = BpfMap.fromPin(p);
+        try { ids.add(`map:${m.id}`); } finally { m.close(); }
+        continue;
+      } catch { /* not a map */ }
+      try {
+        const g = BpfProgram.fromPin(p);
+        try { ids.add(`prog:${g.id}`); } finally { g.close(); }
+      } catch { /* neither: a link or a file; nothing to hold */ }
+    }
+  };
+  walk(root, depth);
+  return ids;
+}
+
+/** `map:<id>` and `prog:<id>` of every BPF object some process this one can see holds an fd to */
+export function heldIds(): Set<string> {
+  const held = new Set<string>();
+  let pids: string[];
+  try { pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)); } catch { return held; }
+  for (const pid of pids) {
+    let fds: string[];
+    try { fds = readdirSync(`/proc/${pid}/fd`); } catch { continue; }
+    for (const fd of fds) {
+      let link: string;
+      try { link = readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { continue; }
+      const kind = link === 'anon_inode:bpf-map' ? 'map' : link === 'anon_inode:bpf-prog' ? 'prog' : undefined;
+      if (!kind) continue;
+      let info: string;
+      try { info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'); } catch { continue; }
+      const id = new RegExp(`^${kind}_id:\\s*(\\d+)`, 'm').exec(info)?.[1];
+      if (id) held.add(`${kind}:${id}`);
+    }
+  }
+  return held;
+}
+
+/** Whether some process holds a map or program pinned under root (a live run, whatever its pid says). */
+export function pinRootHeld(root: string, held: () => Set<string> = heldIds): boolean {
+  const ids = pinnedIds(root);
+  if (!ids.size) return false;
+  const h = held();
+  for (const id of ids) if (h.has(id)) return true;
+  return false;
+}
