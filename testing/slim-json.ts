@@ -1,66 +1,8 @@
-// slimObject as it was before the direct copy (src/source/slim.ts at 5a064b6): the JSON round trip.
-// The reference test/unit/slim.test.ts compares the new function with, and the A/B bench's baseline.
-// What the store keeps of each object: only the fields compile, the health servers and the agent read,
-// as fresh flat strings. Objects from an API server carry managedFields, creationTimestamp, ownerReferences,
-// kubectl's last-applied-configuration and targetRefs; a Node carries its images and conditions. None of
-// that is read, and at 100,000 Services it is most of the store.
-//
-// The copy also cuts what a parser leaves behind: V8 keeps a string that JSON.parse or the yaml package
-// cut out of a larger text as a slice of it, so one kept name holds a whole LIST page (500 objects) or
-// a whole manifest file alive. Measured at 10,000 Services x 10 endpoints: JSON pages of 500 objects
-// retain 55.7 MiB, the same objects copied 26.6 MiB (bench/agent.bench.ts reports the store's share).
-//
-// Only keys are dropped, never reinterpreted: a field of the wrong type is kept as it came, so
-// normalize reports it exactly as before. The copy is a JSON round trip (a number that is not finite,
-// which only YAML can write, arrives as null, which normalize rejects alike).
-import { LABEL_SERVICE_NAME, LABEL_ZONE } from '../src/model/types.js';
+// slimObject as it was before the direct copy (src/source/slim.ts at 5a064b6): the same kept fields
+// (slimParts), copied by a JSON round trip. test/unit/slim.test.ts compares the direct copy with it,
+// and bench/slim-ab.ts uses it as the A/B's baseline.
+import { finishSlim, slimParts } from '../src/source/slim.js';
 import type { Kind, KindMap } from '../src/source/types.js';
-
-/** labels anything reads (normalize's notOurs, the slice index, the node's zone) */
-const KEPT_LABELS: ReadonlySet<string> = new Set([
-  'service.kubernetes.io/service-proxy-name', 'service.kubernetes.io/headless', LABEL_SERVICE_NAME, LABEL_ZONE,
-]);
-/** annotations anything reads (the agent's endpoint-change latency metric) */
-const KEPT_ANNOTATIONS: ReadonlySet<string> = new Set(['endpoints.kubernetes.io/last-change-trigger-time']);
-
-const META_KEYS = ['name', 'namespace', 'uid', 'resourceVersion', 'generation'];
-const ENDPOINT_KEYS = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function pick(src: Obj, keys: readonly string[], out: Obj = {}): Obj {
-  for (const k of keys) if (src[k] !== undefined) out[k] = src[k];
-  return out;
-}
-
-function filterKeys(v: unknown, keep: ReadonlySet<string>): unknown {
-  if (!isObj(v)) return v;
-  const out: Obj = {};
-  for (const k of Object.keys(v)) if (keep.has(k)) out[k] = v[k];
-  return out;
-}
-
-function meta(m: unknown, allLabels: boolean): unknown {
-  if (!isObj(m)) return m;
-  const out = pick(m, META_KEYS);
-  if (m.labels !== undefined) out.labels = allLabels ? m.labels : filterKeys(m.labels, KEPT_LABELS);
-  if (m.annotations !== undefined) out.annotations = filterKeys(m.annotations, KEPT_ANNOTATIONS);
-  return out;
-}
-
-function endpoint(e: unknown, nodeName: string | undefined): unknown {
-  if (!isObj(e)) return e;
-  const out = pick(e, ENDPOINT_KEYS);
-  // the health server counts a dual-stack pod of this node once, by its name (agent.ts
-  // healthCheckPorts); another node's endpoint is never counted, and most endpoints are another
-  // node's: 64 bytes each at a million endpoints
-  const elsewhere = nodeName !== undefined && typeof e.nodeName === 'string' && e.nodeName !== nodeName;
-  if (elsewhere) return out;
-  if (isObj(e.targetRef) && e.targetRef.name !== undefined) out.targetRef = { name: e.targetRef.name };
-  else if (e.targetRef !== undefined && !isObj(e.targetRef)) out.targetRef = e.targetRef;
-  return out;
-}
 
 /**
  * The part of obj that is read, as a fresh object sharing no string with the parser's input. obj is
@@ -68,81 +10,14 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
  * nodeName: this node's name, when the source knows it (an endpoint of another node keeps no targetRef).
  */
 export function slimObjectJson<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string): KindMap[K] {
-  const o = obj as unknown;
-  if (!isObj(o)) return obj;
-  let out: Obj;
-  switch (kind) {
-    case 'Service': {
-      out = { metadata: meta(o.metadata, false) };
-      if (isObj(o.spec)) {
-        // the selector is the endpoint controller's business
-        const { selector: _selector, ...spec } = o.spec;
-        out.spec = spec;
-      } else if (o.spec !== undefined) out.spec = o.spec;
-      if (isObj(o.status)) {
-        if (o.status.loadBalancer !== undefined) out.status = { loadBalancer: o.status.loadBalancer };
-      } else if (o.status !== undefined) out.status = o.status;
-      break;
-    }
-    case 'EndpointSlice':
-      out = { metadata: meta(o.metadata, false) };
-      pick(o, ['addressType', 'ports'], out);
-      if (o.endpoints !== undefined) out.endpoints = Array.isArray(o.endpoints) ? o.endpoints.map((e) => endpoint(e, nodeName)) : o.endpoints;
-      break;
-    default:
-      // one Node: its labels and spec whole (small, and the node's own); of its status only the addresses
-      out = { metadata: meta(o.metadata, true) };
-      if (o.spec !== undefined) out.spec = o.spec;
-      if (isObj(o.status)) {
-        if (o.status.addresses !== undefined) out.status = { addresses: o.status.addresses };
-      } else if (o.status !== undefined) out.status = o.status;
-  }
-  if (o.metadata === undefined) delete out.metadata;
-  let copy: Obj;
+  const out = slimParts(kind, obj, nodeName);
+  if (!out) return obj;
+  let copy: Record<string, unknown>;
   try {
-    copy = JSON.parse(JSON.stringify(out)) as Obj;
+    copy = JSON.parse(JSON.stringify(out)) as Record<string, unknown>;
   } catch {
     // not JSON (a BigInt, a cycle): no source builds such an object; keep it unslimmed rather than lose it
     return obj;
   }
-  if (kind === 'EndpointSlice' && Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
-  return copy as unknown as KindMap[K];
-}
-
-// Parts that most endpoints of a cluster repeat, shared instead of one copy per endpoint (an
-// endpoint is most of a slice, and a million of them is the 100,000-Service row): the conditions
-// (a handful of boolean combinations, frozen: nothing writes into a stored object) and the node and
-// zone names (JSON.parse makes a fresh string of every value longer than 10 characters, and a
-// cloud node's name is ~40).
-const CONDITION_KEYS: ReadonlySet<string> = new Set(['ready', 'serving', 'terminating']);
-const sharedConditions = new Map<string, Readonly<Obj>>();
-const names = new Map<string, string>();
-/** bounds the name table (a cluster has far fewer nodes and zones) */
-const NAMES_MAX = 1 << 16;
-
-function shareEndpointParts(e: Obj): void {
-  const c = e.conditions;
-  if (isObj(c)) {
-    let key = '';
-    for (const k in c) {
-      const v = c[k];
-      if (!CONDITION_KEYS.has(k) || typeof v !== 'boolean') { key = ''; break; }
-      key += `${k}=${v};`;
-    }
-    if (key) {
-      let shared = sharedConditions.get(key);
-      if (!shared) sharedConditions.set(key, shared = Object.freeze({ ...c }));
-      e.conditions = shared;
-    }
-  }
-  for (const k of ['nodeName', 'zone'] as const) {
-    const v = e[k];
-    if (typeof v !== 'string') continue;
-    const have = names.get(v);
-    if (have !== undefined) e[k] = have;
-    else {
-      if (names.size >= NAMES_MAX) names.clear();
-      names.set(v, v);
-    }
-  }
+  return finishSlim(kind, copy) as unknown as KindMap[K];
 }

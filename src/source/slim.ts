@@ -71,8 +71,32 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
  * they are kept rather than copied (the kube source's pages and watch events).
  */
 export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false): KindMap[K] {
-  const o = obj as unknown;
-  if (!isObj(o)) return obj;
+  const out = slimParts(kind, obj, nodeName);
+  if (!out) return obj;
+  let copy: Obj;
+  try {
+    ownStrings = parsedJson;
+    copy = copyObject(out, 0);
+  } catch (e) {
+    if (e !== UNUSUAL) throw e;
+    try {
+      copy = JSON.parse(JSON.stringify(out)) as Obj;
+    } catch {
+      // not JSON (a BigInt, a cycle): no source builds such an object; keep it unslimmed rather than lose it
+      return obj;
+    }
+  }
+  return finishSlim(kind, copy) as unknown as KindMap[K];
+}
+
+/**
+ * The fields of obj that are kept, still sharing objects and strings with obj (slimObject copies
+ * them); undefined when obj is not an object. Exported for the JSON round trip it replaced
+ * (testing/slim-json.ts), which the tests and the A/B bench compare the copy with.
+ */
+export function slimParts(kind: Kind, obj: unknown, nodeName?: string): Obj | undefined {
+  const o = obj;
+  if (!isObj(o)) return undefined;
   let out: Obj;
   switch (kind) {
     case 'Service': {
@@ -101,21 +125,13 @@ export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: 
       } else if (o.status !== undefined) out.status = o.status;
   }
   if (o.metadata === undefined) delete out.metadata;
-  let copy: Obj;
-  try {
-    ownStrings = parsedJson;
-    copy = copyObject(out, 0);
-  } catch (e) {
-    if (e !== UNUSUAL) throw e;
-    try {
-      copy = JSON.parse(JSON.stringify(out)) as Obj;
-    } catch {
-      // not JSON (a BigInt, a cycle): no source builds such an object; keep it unslimmed rather than lose it
-      return obj;
-    }
-  }
+  return out;
+}
+
+/** The copy's last step: a slice's endpoints share the parts most endpoints repeat. */
+export function finishSlim(kind: Kind, copy: Obj): Obj {
   if (kind === 'EndpointSlice' && Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
-  return copy as unknown as KindMap[K];
+  return copy;
 }
 
 /** thrown by the direct copy for what only JSON.stringify itself answers exactly */
