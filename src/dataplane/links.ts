@@ -4,7 +4,10 @@
 // agent (~300 MiB at 10,000 Services) that held the event loop ~140 ms (issue 10). Decoding is pure
 // (test/unit/links-netlink.test.ts); the lab and datapath tiers run it against the kernel.
 // Layouts: linux/rtnetlink.h (ifinfomsg), linux/if_link.h (IFLA_*), linux/if_arp.h (ARPHRD_*).
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { canonicalIp } from '../util/ip.js';
+import { systemBinary } from '../util/exec.js';
 import { KbpError } from '../util/errors.js';
 import { NetlinkSocket } from './ipvs/native.js';
 import { decodeAddr, ifinfomsg, NETLINK_ROUTE, RTM } from './ipvs/rtnl.js';
@@ -100,4 +103,45 @@ export class LinkLister {
     this.#sock?.close();
     this.#sock = undefined;
   }
+}
+
+// `ip -j addr show`: where the netlink addon cannot load, and for scripts (testing/attach-tc.ts)
+/** Devices of the current network namespace (ip -j addr: sysfs would show the mount's namespace). */
+export function listLinks(): Link[] {
+  let out: string;
+  try {
+    out = execFileSync(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
+  }
+  return parseLinks(out);
+}
+
+/**
+ * listLinks() without holding the event loop while `ip` runs (tens of ms on a loaded node, every
+ * housekeeping tick: a sync due meanwhile waited for it).
+ */
+export async function listLinksAsync(): Promise<Link[]> {
+  let out: string;
+  try {
+    out = (await promisify(execFile)(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+  } catch (e) {
+    throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
+  }
+  return parseLinks(out);
+}
+
+function parseLinks(out: string): Link[] {
+  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; master?: string; flags?: string[]; operstate?: string; link_type?: string; addr_info?: Array<{ local?: string }> }>;
+  return links.map((l) => ({
+    ifindex: l.ifindex,
+    ifname: l.ifname,
+    ...(l.master !== undefined && { master: l.master }),
+    up: (l.flags ?? []).includes('UP'),
+    // from rtnetlink's ifi_type in this namespace (/sys/class/net/X/type shows the mount's namespace)
+    linkType: l.link_type ?? 'unknown',
+    addresses: (l.addr_info ?? []).flatMap((a) => {
+      try { return a.local ? [canonicalIp(a.local)] : []; } catch { return []; }
+    }),
+  }));
 }

@@ -1,8 +1,7 @@
 // The BPF data plane behind the Dataplane interface: loads the object with pinned maps (reusing what
 // an earlier agent left), attaches tc on every device of this network namespace and XDP on external
 // ones, the socket hooks on a cgroup, and the nftables masquerade rule that SNATs marked flows.
-import { execFile, execFileSync } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import type { Plan, PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
 import type { Capacity } from '../../plan/capacity.js';
@@ -17,7 +16,7 @@ import { EvictionCounter, evictionCounters, sweepConntrack, type SweepResult } f
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
-import { LinkLister, type Link } from '../links.js';
+import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
 import { PROGRAM_WRITTEN_MAPS } from './maps.js';
 import { deletedFrontendIds, keepFlows, newOrphanCache, orphanKeyCollector, type OrphanCache } from './ct-orphan.js';
 
@@ -68,45 +67,7 @@ export function servesLinkType(linkType: string): boolean {
   return linkType === 'ether';
 }
 
-/** Devices of the current network namespace (ip -j addr: sysfs would show the mount's namespace). */
-export function listLinks(): Link[] {
-  let out: string;
-  try {
-    out = execFileSync(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
-  }
-  return parseLinks(out);
-}
-
-/**
- * listLinks() without holding the event loop while `ip` runs (tens of ms on a loaded node, every
- * housekeeping tick: a sync due meanwhile waited for it).
- */
-export async function listLinksAsync(): Promise<Link[]> {
-  let out: string;
-  try {
-    out = (await promisify(execFile)(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
-  } catch (e) {
-    throw new KbpError('KBP_ERR_DATAPLANE', `listing network devices (ip -j addr show) failed: ${(e as Error).message}`, { cause: e });
-  }
-  return parseLinks(out);
-}
-
-function parseLinks(out: string): Link[] {
-  const links = JSON.parse(out) as Array<{ ifindex: number; ifname: string; master?: string; flags?: string[]; operstate?: string; link_type?: string; addr_info?: Array<{ local?: string }> }>;
-  return links.map((l) => ({
-    ifindex: l.ifindex,
-    ifname: l.ifname,
-    ...(l.master !== undefined && { master: l.master }),
-    up: (l.flags ?? []).includes('UP'),
-    // from rtnetlink's ifi_type in this namespace (/sys/class/net/X/type shows the mount's namespace)
-    linkType: l.link_type ?? 'unknown',
-    addresses: (l.addr_info ?? []).flatMap((a) => {
-      try { return a.local ? [canonicalIp(a.local)] : []; } catch { return []; }
-    }),
-  }));
-}
+export { listLinks, listLinksAsync } from '../links.js';
 
 /**
  * The node's own addresses when none are given: the global addresses of the devices holding the

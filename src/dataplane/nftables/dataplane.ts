@@ -3,16 +3,14 @@
 // table's content is kept in memory (NftModel, and in plan terms WrittenPlan: never the agent's plan,
 // which the next build changes in place) and in a state file beside it (state.ts: a snapshot and a
 // journal); the table is listed only for its one-element generation set, at start and by `dump`.
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { Plan, PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
 import { UNLIMITED, type Capacity } from '../../plan/capacity.js';
 import type { Logger } from '../../util/log.js';
-import { LinkLister } from '../links.js';
+import { LinkLister, listLinksAsync } from '../links.js';
 import { silentLogger } from '../../util/log.js';
 import { canonicalIp } from '../../util/ip.js';
-import { systemBinary } from '../../util/exec.js';
 import { KbpError } from '../../util/errors.js';
 import { createTransport, flushStaleUdp, type NftTransport, type UdpFlushRule } from './native.js';
 import { staleUdpRules } from './conntrack.js';
@@ -58,21 +56,15 @@ let lister: LinkLister | null | undefined;
 
 /**
  * Devices of the current network namespace with their addresses: over rtnetlink (links.ts; one
- * socket for the process), else from `ip -j addr` when the netlink addon cannot load. Housekeeping
+ * socket for the process), else from `ip -j addr` (off the event loop) when the netlink addon cannot load. Housekeeping
  * asks every 10 s: `ip` was a fork of the agent each time, on the event loop (issue 10).
  */
 export async function linkAddresses(): Promise<Array<{ ifname: string; addresses: string[] }>> {
   if (lister === undefined) {
     try { lister = new LinkLister(); } catch { lister = null; }
   }
-  if (lister) return (await lister.list()).map((l) => ({ ifname: l.ifname, addresses: l.addresses }));
-  const out = execFileSync(systemBinary('ip'), ['-j', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  return (JSON.parse(out) as Array<{ ifname: string; addr_info?: Array<{ local?: string }> }>).map((l) => ({
-    ifname: l.ifname,
-    addresses: (l.addr_info ?? []).flatMap((a) => {
-      try { return a.local ? [canonicalIp(a.local)] : []; } catch { return []; }
-    }),
-  }));
+  const links = lister ? await lister.list() : await listLinksAsync();
+  return links.map((l) => ({ ifname: l.ifname, addresses: l.addresses }));
 }
 
 /** The generation element of the table, or undefined when the table (or the element) is absent. */
