@@ -17,8 +17,10 @@ import type { BpfMap } from './native/map.js';
 import type { BpfMaps } from './maps.js';
 import { BPF_EXIST } from './native/uapi.js';
 
-const FLAGS_OFF = 16, PORT_OFF = 18, ADDR_OFF = 24; // lb_ct_entry
-const DIR_OFF = 37, PROTO_OFF = 36; // lb_ct_key
+// the fields read and written in place, from the layout (a pass touches every entry of lb_ct)
+const E = L.CT_ENTRY.fields, K = L.CT_KEY.fields, B = L.BACKEND.fields, R = L.REVNAT.fields;
+const BE_OFF = E.backend_id.offset, FE_OFF = E.fe_id.offset, FLAGS_OFF = E.flags.offset, PORT_OFF = E.orphan_port.offset, ADDR_OFF = E.fe_addr.offset;
+const DIR_OFF = K.dir.offset, PROTO_OFF = K.proto.offset;
 
 /** frontend ids -> their lb_revnat value, backend ids -> their lb_backends value, read once per sync (before its deletes) */
 export interface OrphanCache {
@@ -35,9 +37,10 @@ export function newOrphanCache(): OrphanCache {
 /** the lb_fe_filter key (lb_fe_key bytes, latin1) of a forward entry's destination: its bit is the programs' */
 export function orphanFilterKey(k: Buffer): string {
   const fk = Buffer.alloc(L.FE_KEY.size);
-  k.copy(fk, 0, 16, 32); // daddr
-  k.copy(fk, 16, 34, 36); // dport
-  fk[18] = k[PROTO_OFF]!;
+  const F = L.FE_KEY.fields;
+  k.copy(fk, F.addr.offset, K.daddr.offset, K.daddr.offset + 16);
+  k.copy(fk, F.port.offset, K.dport.offset, K.dport.offset + 2);
+  fk[F.proto.offset] = k[PROTO_OFF]!;
   return fk.toString('latin1');
 }
 
@@ -67,21 +70,21 @@ export async function orphanFlows(maps: { lb_ct: BpfMap; lb_backends: BpfMap; lb
     return c.get(id);
   };
   await maps.lb_ct.scanYielding((k, v) => {
-    const feId = v.readUInt32LE(12);
+    const feId = v.readUInt32LE(FE_OFF);
     if (!feIds.has(feId) || isOrphan(v)) return;
     const nv = Buffer.from(v);
     if (k[DIR_OFF] === L.LB_CT_DIR_FWD) {
-      const beId = v.readUInt32LE(8), pair = `${feId}/${beId}`;
+      const beId = v.readUInt32LE(BE_OFF), pair = `${feId}/${beId}`;
       // a flow whose backend had left the frontend is no flow to keep (the programs reset it)
       if (!cache.members.has(pair)) cache.members.set(pair, maps.lb_members.lookup(L.encodeMemberKey({ feId, backendId: beId })) !== undefined);
       const be = cache.members.get(pair) ? read(maps.lb_backends, cache.backends, beId) : undefined;
       // lb_backend: addr[16], port be16, proto (0: an empty entry of the array)
-      if (!be || be[18] === 0) {
+      if (!be || be[B.proto.offset] === 0) {
         out.lost++;
         return;
       }
-      be.copy(nv, ADDR_OFF, 0, 16);
-      be.copy(nv, PORT_OFF, 16, 18);
+      be.copy(nv, ADDR_OFF, B.addr.offset, B.addr.offset + 16);
+      be.copy(nv, PORT_OFF, B.port.offset, B.port.offset + 2);
       out.keys.add(orphanFilterKey(k));
     } else {
       const rn = read(maps.lb_revnat, cache.revnat, feId);
@@ -90,11 +93,11 @@ export async function orphanFlows(maps: { lb_ct: BpfMap; lb_backends: BpfMap; lb
         return;
       }
       // an entry of an earlier build without the address the client used: the frontend's
-      if (!nv.subarray(ADDR_OFF, ADDR_OFF + 16).some((x) => x !== 0)) rn.copy(nv, ADDR_OFF, 0, 16);
-      rn.copy(nv, PORT_OFF, 16, 18);
+      if (!nv.subarray(ADDR_OFF, ADDR_OFF + 16).some((x) => x !== 0)) rn.copy(nv, ADDR_OFF, R.addr.offset, R.addr.offset + 16);
+      rn.copy(nv, PORT_OFF, R.port.offset, R.port.offset + 2);
     }
-    nv.writeUInt32LE(0, 8);
-    nv.writeUInt32LE(0, 12);
+    nv.writeUInt32LE(0, BE_OFF);
+    nv.writeUInt32LE(0, FE_OFF);
     nv.writeUInt16LE(v.readUInt16LE(FLAGS_OFF) | L.LB_CT_F_ORPHAN, FLAGS_OFF);
     writes.push([Buffer.from(k), nv]);
   }, {

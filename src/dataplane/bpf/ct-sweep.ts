@@ -9,8 +9,8 @@
 import * as L from './layout.js';
 import type { BpfMap } from './native/map.js';
 
-const PROTO_OFF = 36; // lb_ct_key.proto
-const FLAGS_OFF = 16; // lb_ct_entry.flags
+const PROTO_OFF = L.CT_KEY.fields.proto.offset;
+const FLAGS_OFF = L.CT_ENTRY.fields.flags.offset;
 
 export interface SweepResult {
   map: 'lb_ct' | 'lb_ct_syn';
