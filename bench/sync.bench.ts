@@ -16,7 +16,7 @@ import { defaultObjectPath, loadDataplane, type Loaded } from '../src/dataplane/
 import * as L from '../src/dataplane/bpf/layout.js';
 import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
 import { diffPlans } from '../src/plan/diff.js';
-import { buildPlan } from '../src/plan/plan.js';
+import { buildPlan, releaseSlots } from '../src/plan/plan.js';
 import type { Plan } from '../src/plan/types.js';
 import { run, type Netns } from '../testing/netns.js';
 import { iptablesJumpRules, iptablesRestore } from './baseline/iptables.js';
@@ -32,14 +32,16 @@ const SEED = 0x6b627078;
 const CLUSTER_CIDR = '10.128.0.0/9';
 const SERVICE_CIDR = '10.96.0.0/12';
 
-type CompileFn = (s: Snapshot) => { state: NodeState };
+/** The keys that changed since the last compile, as the agent's sources record them (`ChangedKeys`). */
+type Changed = Readonly<Record<'Service' | 'EndpointSlice' | 'Node', ReadonlySet<string>>>;
+type CompileFn = (s: Snapshot, changed?: Changed) => { state: NodeState };
 
 /** The incremental Compiler when compile.ts has one (what the agent keeps across syncs), else compile(). */
 export function newCompiler(nodeName = NODE_NAME): CompileFn {
-  const Ctor = (C as Record<string, unknown>).Compiler as (new (o: C.CompileOptions) => { compile(s: Snapshot): { state: NodeState } }) | undefined;
+  const Ctor = (C as Record<string, unknown>).Compiler as (new (o: C.CompileOptions) => { compile(s: Snapshot, changed?: Changed): { state: NodeState } }) | undefined;
   if (Ctor) {
     const c = new Ctor({ nodeName });
-    return (s) => c.compile(s);
+    return (s, changed) => c.compile(s, changed);
   }
   return (s) => C.compile(s, { nodeName });
 }
@@ -80,6 +82,10 @@ function fullSyncOurs(snap: Snapshot, d: Loaded, loadMs: number): FullSync & { p
   const r = d.maps.apply(ops);
   const t4 = performance.now();
   return { totalMs: t4 - t0, compileMs: t1 - t0, planMs: t2 - t1, diffMs: t3 - t2, applyMs: t4 - t3, loadMs, ops: ops.length, batches: r.batches, plan };
+}
+
+function changedSlice(key: string): Changed {
+  return { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() };
 }
 
 interface ChangeSeries { total: TimeStats; compile: TimeStats; plan: TimeStats; diff: TimeStats; apply: TimeStats; ops: number; byOp: Map<string, TimeStats>; byOpChanges: number }
@@ -158,11 +164,16 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
 
   // ---- one endpoint change at a time: changed snapshot -> kernel updated (ours), bounded in count and time
   const compile = newCompiler();
-  compile(snap); // the incremental compiler's memory of the synced state, as in the agent
+  // the incremental compiler's memory of the synced state, and a plan built from its state (the
+  // agent's compiler and plans form one chain: the plan follows compile's change record only from
+  // the state it was built on); the full sync above wrote the same maps, so this writes nothing
+  let prev = buildPlan(compile(snap).state, plan!, { seed: SEED, consumePrev: true });
+  live!.d.maps.apply(diffPlans(plan!, prev));
+  releaseSlots(prev);
   const maxSamples = quick ? 30 : 200;
   const budgetMs = quick ? 4_000 : big ? 30_000 : 15_000;
   const samples = { total: [] as number[], compile: [] as number[], plan: [] as number[], diff: [] as number[], apply: [] as number[] };
-  let cur = snap, prev = plan!, lastOps = 0;
+  let cur = snap, lastOps = 0;
   const variant = new Map<number, number>();
   const started = performance.now();
   for (let k = 0; k < maxSamples && (k < 3 || performance.now() - started < budgetMs); k++) {
@@ -170,17 +181,21 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
     const v = variant.get(i) ? 0 : 1;
     variant.set(i, v);
     const slices = new Map(cur.endpointSlices);
-    slices.set(`bench/svc-${i}-abcde`, endpointSlice(i, shape, v));
+    const key = `bench/svc-${i}-abcde`;
+    slices.set(key, endpointSlice(i, shape, v));
     const next: Snapshot = { ...cur, endpointSlices: slices };
+    // the agent's one-change path (agent.ts #sync): the source's record of the changed key, a plan
+    // that takes the previous one's maps instead of copying them, slots released once written
     const t0 = performance.now();
-    const { state } = compile(next);
+    const { state } = compile(next, changedSlice(key));
     const t1 = performance.now();
-    const p = buildPlan(state, prev, { seed: SEED });
+    const p = buildPlan(state, prev, { seed: SEED, consumePrev: true });
     const t2 = performance.now();
     const ops = diffPlans(prev, p);
     const t3 = performance.now();
     live!.d.maps.apply(ops);
     const t4 = performance.now();
+    releaseSlots(p);
     samples.total.push(t4 - t0); samples.compile.push(t1 - t0); samples.plan.push(t2 - t1); samples.diff.push(t3 - t2); samples.apply.push(t4 - t3);
     prev = p; cur = next; lastOps = ops.length;
   }
@@ -193,9 +208,10 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
     const v = variant.get(i) ? 0 : 1;
     variant.set(i, v);
     const slices = new Map(cur.endpointSlices);
-    slices.set(`bench/svc-${i}-abcde`, endpointSlice(i, shape, v));
+    const key = `bench/svc-${i}-abcde`;
+    slices.set(key, endpointSlice(i, shape, v));
     cur = { ...cur, endpointSlices: slices };
-    const p = buildPlan(compile(cur).state, prev, { seed: SEED });
+    const p = buildPlan(compile(cur, changedSlice(key)).state, prev, { seed: SEED, consumePrev: true });
     const ops = diffPlans(prev, p);
     for (let a = 0; a < ops.length;) {
       let b = a + 1;
@@ -208,6 +224,7 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
       byOp.set(ops[a]!.op, list);
       a = b;
     }
+    releaseSlots(p);
     prev = p;
   }
   live!.dispose();
