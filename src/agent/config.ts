@@ -301,8 +301,10 @@ export async function loadConfigFile(path: string): Promise<Partial<AgentSetting
   }
   let doc: unknown;
   try {
-    // the yaml package only for --config: not loaded (parsed, evaluated) at every agent's start
-    const { parse: parseYaml } = await import('yaml');
+    // the yaml package only for --config: not loaded (parsed, evaluated) at every agent's start. In
+    // the bundle it is a chunk of its own, where a CommonJS package has a default export alone
+    const mod = await import('yaml');
+    const { parse: parseYaml } = 'parse' in mod ? mod : (mod as unknown as { default: typeof mod }).default;
     doc = parseYaml(text);
   } catch (e) {
     throw new KbpError('KBP_ERR_CONFIG', `--config ${path}: ${(e as Error).message}`, { cause: e });
