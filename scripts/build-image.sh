@@ -84,7 +84,8 @@ fi
 ctx=$work/ctx
 mkdir -p "$ctx/app/dist" "$ctx/app/bin" "$ctx/app/native/build/Release" "$ctx/app/bpf"
 cp "$NODE_BIN" "$ctx/node"
-cp dist/kube-bpf-proxy.mjs "$ctx/app/dist/"
+# the bundle is an entry file and its chunks (scripts/bundle.mjs)
+cp dist/*.mjs "$ctx/app/dist/"
 cp bin/kube-bpf-proxy.js "$ctx/app/bin/"
 for a in "${ADDONS[@]}"; do cp "native/build/Release/$a.node" "$ctx/app/native/build/Release/"; done
 cp bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o "$ctx/app/bpf/"

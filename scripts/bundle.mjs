@@ -1,16 +1,30 @@
-// Bundles the agent into one ESM file; the native addon and BPF objects stay beside it on disk.
-// `--outfile FILE` writes elsewhere than dist/ (the benches run a bundle of their own, under
-// bench/results/, so the lab keeps running the sources); FILE must lie inside the checkout, where
-// the bundle finds native/build and bpf/ by walking up.
+// Bundles the agent: an entry file and the chunks it loads, ESM, side by side; the native addon and
+// BPF objects stay beside them on disk. `--outfile FILE` writes elsewhere than dist/ (the benches run
+// a bundle of their own, under bench/results/, so the lab keeps running the sources); FILE must lie
+// inside the checkout, where the bundle finds native/build and bpf/ by walking up. Its folder gets the
+// chunks too (FILE's name + -chunk-HASH.mjs): whoever copies the bundle copies FILE's folder's .mjs files.
+//
+// Why chunks and not one file: `run` re-executes itself with its V8 heap flags (src/cli/v8-flags.ts)
+// before anything else, and node parses the whole entry file first; with one 3.3 MB file that parse
+// was paid twice per start. Code reached only through a dynamic import lands in a chunk of its own,
+// so `run --manifests` never parses @kubernetes/client-node (~2 MB with its dependencies).
 import { build } from 'esbuild';
+import { readdirSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 const at = process.argv.indexOf('--outfile');
 const outfile = at > 0 ? process.argv[at + 1] : 'dist/kube-bpf-proxy.mjs';
 if (!outfile) throw new Error('--outfile needs a file');
+if (!outfile.endsWith('.mjs')) throw new Error(`--outfile ${outfile}: must end in .mjs`);
+const outdir = dirname(outfile);
+const name = basename(outfile, '.mjs');
 
-await build({
-  entryPoints: ['src/cli/main.ts'],
-  outfile,
+const result = await build({
+  entryPoints: [{ in: 'src/cli/main.ts', out: name }],
+  outdir,
+  splitting: true,
+  chunkNames: `${name}-chunk-[hash]`,
+  outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -20,7 +34,14 @@ await build({
   // whatwg-url (under client-node) asks for punycode: Node's builtin is deprecated and warns on every
   // run, so bundle the userland package of the same name (what its trailing-slash require means)
   alias: { punycode: 'punycode/' },
-  // client-node and pino are CommonJS inside; give them a require()
+  // client-node and pino are CommonJS inside; give them a require() (every output file gets this line)
   banner: { js: "import { createRequire as __kbpCreateRequire } from 'node:module'; const require = __kbpCreateRequire(import.meta.url);" },
   logLevel: 'warning',
+  metafile: true,
 });
+
+// an earlier build's chunks (their names change with their content), once this build is written
+const written = new Set(Object.keys(result.metafile.outputs).map((f) => basename(f)));
+for (const f of readdirSync(outdir)) {
+  if (f.startsWith(`${name}-chunk-`) && /\.mjs(\.map)?$/.test(f) && !written.has(f)) rmSync(join(outdir, f));
+}

@@ -4,7 +4,6 @@
 // ignored: never silently dropped.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import { KbpError } from '../util/errors.js';
 import { ipFamily, parseCidr } from '../util/ip.js';
 import { parseBindAddress } from './health.js';
@@ -293,7 +292,7 @@ export function startupWarning(s: AgentSettings): string | undefined {
   return parts.length ? `KubeProxyConfiguration: ${parts.join('; ')}` : undefined;
 }
 
-export function loadConfigFile(path: string): Partial<AgentSettings> & { ignored: string[] } {
+export async function loadConfigFile(path: string): Promise<Partial<AgentSettings> & { ignored: string[] }> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -302,6 +301,10 @@ export function loadConfigFile(path: string): Partial<AgentSettings> & { ignored
   }
   let doc: unknown;
   try {
+    // the yaml package only for --config: not loaded (parsed, evaluated) at every agent's start. In
+    // the bundle it is a chunk of its own, where a CommonJS package has a default export alone
+    const mod = await import('yaml');
+    const { parse: parseYaml } = 'parse' in mod ? mod : (mod as unknown as { default: typeof mod }).default;
     doc = parseYaml(text);
   } catch (e) {
     throw new KbpError('KBP_ERR_CONFIG', `--config ${path}: ${(e as Error).message}`, { cause: e });

@@ -7,7 +7,7 @@
 // by path and line and skipped; if it parsed before, its last good objects stay until it is fixed or
 // removed, so a half-saved edit does not withdraw a Service. Re-reading an unchanged file keeps the
 // same object identities, so the store (and the sync runner behind it) sees no change.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, watch, type Dirent, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
@@ -155,17 +155,27 @@ function entryKind(ent: Dirent): 'file' | 'folder' | 'link' | undefined {
 /** bounded depth: a symlink loop must not hang a scan */
 const MAX_DEPTH = 8;
 
+/**
+ * join(d, name) for a folder d that is already normalized and a name from readdir (never '', '.', '..'
+ * or with a slash): the same string without normalizing the whole path again, which was ~3 % of
+ * reading a folder of 10,000 files
+ */
+export function childPath(d: string, name: string): string {
+  if (d === '.' || d === `.${sep}`) return name; // join drops a leading ./
+  return d.endsWith(sep) ? d + name : d + sep + name;
+}
+
 function listFiles(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string, depth: number): void => {
     if (depth > MAX_DEPTH) return;
     for (const ent of readdirSync(d, { withFileTypes: true })) {
-      const k = entryKind(ent), p = join(d, ent.name);
+      const k = entryKind(ent), p = childPath(d, ent.name);
       if (k === 'folder') walk(p, depth + 1);
       else if (k === 'file' || (k === 'link' && safeIsFile(p))) out.push(p);
     }
   };
-  walk(dir, 0);
+  walk(join(dir), 0);
   return out.sort();
 }
 
@@ -175,12 +185,12 @@ async function listFilesAsync(dir: string): Promise<string[]> {
   const walk = async (d: string, depth: number): Promise<void> => {
     if (depth > MAX_DEPTH) return;
     for (const ent of await readdir(d, { withFileTypes: true })) {
-      const k = entryKind(ent), p = join(d, ent.name);
+      const k = entryKind(ent), p = childPath(d, ent.name);
       if (k === 'folder') await walk(p, depth + 1);
       else if (k === 'file' || (k === 'link' && await stat(p).then((s) => s.isFile(), () => false))) out.push(p);
     }
   };
-  await walk(dir, 0);
+  await walk(join(dir), 0);
   return out;
 }
 
@@ -433,7 +443,8 @@ export class ManifestsReader {
       this.#deferred.push(p);
       return;
     }
-    const digest = createHash('sha256').update(text).digest('base64');
+    // one-shot crypto.hash: no Hash object per file (~half the CPU of createHash at 10,000 files)
+    const digest = hash('sha256', text, 'base64');
     if (prev && prev.digest === digest) {
       prev.stat = st;
       prev.ino = ino;

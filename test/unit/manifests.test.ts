@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { pino } from 'pino';
-import { ManifestsReader, ManifestsSource, parseManifestText, readManifests, YAML_LOAD_OPTIONS, type ManifestProblem } from '../../src/source/manifests.js';
+import { childPath, ManifestsReader, ManifestsSource, parseManifestText, readManifests, YAML_LOAD_OPTIONS, type ManifestProblem } from '../../src/source/manifests.js';
 import type { Kind } from '../../src/source/types.js';
 
 function tempDir(t: import('ava').ExecutionContext): string {
@@ -370,4 +370,15 @@ test('a file replaced by a rename into place is read at once, without the quiet 
   // removed: withdrawn at once too
   unlinkSync(join(dir, 'a.yaml'));
   await until(() => port() === undefined, 'the removal', 10_000);
+});
+
+// the listing builds paths without path.join (childPath); a watch event's path is join(dir, name):
+// both must be the same string, or the event's file is taken for another one
+test('a listed file\'s path is the one path.join gives, for any folder spelling', (t) => {
+  const seg = fc.constantFrom('a', 'b', '.', '..', '', 'x y', '.hidden');
+  const dir = fc.tuple(fc.boolean(), fc.array(seg, { maxLength: 5 }), fc.boolean())
+    .map(([abs, parts, slash]) => `${abs ? '/' : ''}${parts.join('/')}${slash ? '/' : ''}`);
+  const name = fc.string({ minLength: 1, maxLength: 8 }).filter((n) => n !== '.' && n !== '..' && !n.includes('/') && !n.includes('\0'));
+  fc.assert(fc.property(dir, name, (d, n) => childPath(join(d), n) === join(d, n)), { numRuns: 2000 });
+  t.pass();
 });

@@ -86,7 +86,7 @@ export const command: Command = {
       io.stdout(help);
       return 0;
     }
-    const file = values.config ? loadConfigFile(values.config) : { ignored: [] };
+    const file = values.config ? await loadConfigFile(values.config) : { ignored: [] };
     const bool = (v: string | undefined, flag: string): boolean | undefined => {
       if (v === undefined) return undefined;
       if (v === 'true') return true;

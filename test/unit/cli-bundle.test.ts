@@ -1,0 +1,40 @@
+// The bundle as users run it (scripts/bundle.mjs: an entry file and esbuild chunks): what only a
+// dynamic import reaches runs from a chunk of its own, where a CommonJS package has a default export
+// alone. The sources (tsx) cannot show that: this runs the built bundle.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..', '..');
+// inside the checkout (bench/results/ is ignored by git): the bundle finds native/ and bpf/ above it
+const dir = mkdtempSync(join(root, 'bench', 'results', '.cli-bundle-test-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+function node(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { cwd: root, timeout: 120_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+  });
+}
+
+const built = node([join(root, 'scripts', 'bundle.mjs'), '--outfile', join(dir, 'kube-bpf-proxy.mjs')]);
+
+test('run --config through the bundle: the yaml package loads from its chunk and a bad file is named with the parser\'s reason', async (t) => {
+  const b = await built;
+  t.is(b.code, 0, b.stderr);
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'mode: [\n');
+  const r = await node([join(dir, 'kube-bpf-proxy.mjs'), 'run', '--config', bad, '--manifests', dir, '--node-name', 'n1']);
+  t.is(r.code, 2, r.stderr);
+  t.regex(r.stderr, /--config .*bad\.yaml: .*(flow|collection|end|bracket)/i);
+  t.notRegex(r.stderr, /is not a function/);
+});
+
+test('compile through the bundle prints the state of the seeds', async (t) => {
+  const b = await built;
+  t.is(b.code, 0, b.stderr);
+  const r = await node([join(dir, 'kube-bpf-proxy.mjs'), 'compile', '--manifests', 'examples/seeds', '--node-name', 'node-a', '-o', 'json']);
+  t.is(r.code, 0, r.stderr);
+  t.true((JSON.parse(r.stdout) as { frontends: unknown[] }).frontends.length > 0);
+});
