@@ -25,6 +25,7 @@ import { servicePortsOf } from './baseline/services.js';
 import { nodeState } from './gen.js';
 import { defineBench, type BenchContext } from './lib.js';
 import { GuardedLab, restore } from './guarded-lab.js';
+import { RevFilterBuild, sweepConntrack } from '../src/dataplane/bpf/ct-sweep.js';
 
 const SEED = 0x6b627078;
 /**
@@ -171,6 +172,8 @@ class Topology {
     // connect.
     this.dp.attachSockHooks(this.cgroup);
     await this.dp.attachTc(lab, this.node, { devices: [CLIENTS.tc.hostIf, CLIENTS.hooked.hostIf] });
+    // the reply filter on, as the agent's first conntrack sweep leaves it
+    for (const dp of [this.dp, this.dpB]) if (dp) await revFilterOn(dp);
   }
 
   /** the cgroup a path's sockets are made in (the socket hooks act there) */
@@ -233,6 +236,15 @@ class Topology {
     // iptables-nft keeps its tables in nf_tables: one flush removes all of them
     await this.lab.exec(this.iptNode, systemBinary('nft'), ['flush', 'ruleset'], { timeoutMs: 120_000 });
   }
+}
+
+/** lb_rev_filter rebuilt and switched on as the agent's conntrack sweep does it (dataplane.ts); an object without it (an older build) is left as it is */
+async function revFilterOn(dp: LabDataplane): Promise<void> {
+  const { object, maps } = dp.loaded;
+  if (!object.mapNames().includes('lb_rev_filter')) return;
+  const r = RevFilterBuild.begin(object.map('lb_rev_filter'));
+  for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, r.visit);
+  r.finish();
 }
 
 interface Row { n: number; runs: Record<Mode, LoopResult[]>; broken: Partial<Record<Mode, string>>; ops: number; iptLoadMs: number }

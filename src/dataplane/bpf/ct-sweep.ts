@@ -121,3 +121,54 @@ export function evictionCounters(stats: Partial<Record<L.LbStatName, number>>, m
   const c: { insert: L.LbStatName; delete: L.LbStatName | undefined } = EVICTION_COUNTERS[map];
   return { inserts: stats[c.insert] ?? 0, deletes: c.delete ? stats[c.delete] ?? 0 : 0 };
 }
+
+const DIR_OFF = L.CT_KEY.fields.dir.offset;
+const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
+
+/**
+ * A rebuild of lb_rev_filter (bpf/lb_maps.h), the filter in front of the programs' reply lookups,
+ * over one sweep: begin() zeroes the half the programs do not read, the sweep's scans of lb_ct and
+ * lb_ct_syn pass each live entry to visit(), and finish() ORs the bits of the reverse entries seen
+ * into that half and switches the programs to it. Bits of entries since gone are dropped so; no bit
+ * of a live entry is: the programs set the bit of every reverse entry they write, in both halves and
+ * after the entry, so an entry written after the zeroing has its bit there, and one written before
+ * it is in the map when the scan starts. The OR is atomic per word (writeMmap's or): a plain write
+ * would undo bits the programs set meanwhile. A pass that fails leaves the half in use as it was;
+ * a map whose switch is off (a fresh map, or one a restart switched off: loader.ts) is switched on
+ * by the first pass that completes.
+ */
+export class RevFilterBuild {
+  readonly #bits = Buffer.alloc(REV_HALF_BYTES);
+  #reverse = 0;
+
+  private constructor(private readonly m: BpfMap, readonly half: 1 | 2) {}
+
+  static begin(m: BpfMap): RevFilterBuild {
+    const on = m.lookup(L.encodeU32(0))?.readBigUInt64LE(0);
+    const b = new RevFilterBuild(m, on === 1n ? 2 : 1);
+    m.writeMmap(Buffer.alloc(REV_HALF_BYTES), b.#offset());
+    return b;
+  }
+
+  /** an entry of lb_ct or lb_ct_syn the sweep keeps */
+  readonly visit = (k: Buffer): void => {
+    if (k[DIR_OFF] !== L.LB_CT_DIR_REV) return;
+    this.#reverse++;
+    const bit = L.revFilterBit(k);
+    this.#bits[bit >>> 3] = this.#bits[bit >>> 3]! | (1 << (bit & 7));
+  };
+
+  /** ORs the bits in and switches the programs to this half; the reverse entries seen */
+  finish(): number {
+    this.m.writeMmap(this.#bits, this.#offset(), true);
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(BigInt(this.half));
+    this.m.update(L.encodeU32(0), v);
+    return this.#reverse;
+  }
+
+  /** byte offset of this half's first word (element 1 + (half - 1) * LB_REV_FILTER_WORDS) */
+  #offset(): number {
+    return (1 + (this.half - 1) * L.LB_REV_FILTER_WORDS) * 8;
+  }
+}
