@@ -541,6 +541,7 @@ export class BpfDataplane implements Dataplane {
       }
       if (rev && out.length === 2 && this.#loaded) {
         try {
+          await this.#loaded.maps.map('lb_sock_revnat').scanYielding((k) => rev!.visitSock(k), { batch: 4096 });
           const entries = rev.finish();
           this.#log.debug({ half: rev.half, reverseEntries: entries }, 'reply filter (lb_rev_filter) rebuilt');
         } catch (e) {

@@ -26,6 +26,7 @@ export const LB_FRAGS_MAX = 8192;
 export const LB_FE_FILTER_BITS_LOG2 = 20;
 export const LB_FE_FILTER_WORDS = 1 << (LB_FE_FILTER_BITS_LOG2 - 6);
 export const LB_REV_FILTER_WORDS = LB_FE_FILTER_WORDS;
+export const LB_REV_FILTER_SOCK = 0;
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
@@ -134,6 +135,15 @@ export function revFilterBit(ctKey: Buffer): number {
   ctKey.copy(revScratch, 0, f.saddr.offset, f.saddr.offset + 16);
   ctKey.copy(revScratch, 16, f.sport.offset, f.sport.offset + 2);
   revScratch[18] = ctKey[f.proto.offset]!;
+  return feFilterBit(revScratch);
+}
+
+/** The lb_rev_filter bit of an lb_sock_revnat key (lb_sock.h): its backend address and port, protocol LB_REV_FILTER_SOCK. */
+export function revFilterBitSock(key: Buffer): number {
+  const f = SOCK_REVNAT_KEY.fields;
+  key.copy(revScratch, 0, f.addr.offset, f.addr.offset + 16);
+  key.copy(revScratch, 16, f.port.offset, f.port.offset + 2);
+  revScratch[18] = LB_REV_FILTER_SOCK;
   return feFilterBit(revScratch);
 }
 
