@@ -253,7 +253,7 @@ async function revFilterOn(dp: LabDataplane): Promise<void> {
   const { object, maps } = dp.loaded;
   if (!object.mapNames().includes('lb_rev_filter')) return;
   const r = RevFilterBuild.begin(object.map('lb_rev_filter'));
-  for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, r.visit);
+  for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
   await maps.map('lb_sock_revnat').scanYielding((k) => r.visitSock(k));
   r.finish();
 }

@@ -52,7 +52,7 @@ function setSwitch(d: Datapath, v: number): void {
 async function rebuild(d: Datapath, between?: () => void): Promise<RevFilterBuild> {
   const r = RevFilterBuild.begin(d.map('lb_rev_filter'));
   between?.();
-  for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, r.visit);
+  for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, undefined, r.visit);
   await d.map('lb_sock_revnat').scanYielding((k) => r.visitSock(k));
   r.finish();
   return r;

@@ -295,7 +295,7 @@ if (avail.ok) {
     const f = object.map('lb_rev_filter');
     t.teardown(() => f.update(L.encodeU32(0), Buffer.alloc(8)));
     const r = RevFilterBuild.begin(f);
-    for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, r.visit);
+    for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
     await revnat.scanYielding((k) => r.visitSock(k));
     r.finish();
     t.is(f.lookup(L.encodeU32(0))!.readBigUInt64LE(0), BigInt(r.half), 'switched on');

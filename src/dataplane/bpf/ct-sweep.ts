@@ -29,11 +29,14 @@ export interface SweepResult {
  */
 export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now = process.hrtime.bigint(), batch = 4096,
   /** sees every entry the pass keeps (views valid during the call) */
-  visitLive?: (k: Buffer, v: Buffer) => void): Promise<SweepResult> {
+  visitLive?: (k: Buffer, v: Buffer) => void,
+  /** sees every entry the scan finds, those it deletes as expired too */
+  visitEach?: (k: Buffer) => void): Promise<SweepResult> {
   let expired: Buffer[] = [];
   let entries = 0, deleted = 0;
   await m.scanYielding((k, v) => {
     entries++;
+    visitEach?.(k);
     // a signed 64-bit difference, as the programs compute it (lb_ct_fresh_for)
     const idle = BigInt.asIntN(64, now - v.readBigUInt64LE(0));
     if (idle > L.ctLifetimeNs(map, k.readUInt8(PROTO_OFF), v.readUInt16LE(FLAGS_OFF))) expired.push(Buffer.from(k));
@@ -128,7 +131,8 @@ const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
 /**
  * A rebuild of lb_rev_filter (bpf/lb_maps.h), the filter in front of the programs' reply lookups,
  * over one sweep: begin() zeroes the half the programs do not read, the sweep's scans of lb_ct and
- * lb_ct_syn pass each live entry to visit() and a scan of lb_sock_revnat each of its entries to
+ * lb_ct_syn pass each entry to visit() (the expired ones too: the programs' clock may read a tick
+ * behind the sweep's until the delete) and a scan of lb_sock_revnat each of its entries to
  * visitSock(), and finish() ORs the bits of the reverse entries seen
  * into that half and switches the programs to it. Bits of entries since gone are dropped so; no bit
  * of a live entry is: the programs set the bit of every reverse entry they write, in both halves and
@@ -151,7 +155,7 @@ export class RevFilterBuild {
     return b;
   }
 
-  /** an entry of lb_ct or lb_ct_syn the sweep keeps */
+  /** an entry of lb_ct or lb_ct_syn */
   readonly visit = (k: Buffer): void => {
     if (k[DIR_OFF] !== L.LB_CT_DIR_REV) return;
     this.#reverse++;

@@ -518,9 +518,7 @@ export class BpfDataplane implements Dataplane {
           // lb_ct: the destinations of the orphaned flows still alive keep their filter bits
           const live = name === 'lb_ct' ? new Set<string>() : undefined;
           if (live) this.#heldSinceSweep.clear();
-          const orphans = live && orphanKeyCollector(live), revVisit = rev?.visit;
-          const visit = orphans && revVisit ? (k: Buffer, v: Buffer) => { orphans(k, v); revVisit(k); } : orphans ?? revVisit;
-          const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, visit);
+          const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, live && orphanKeyCollector(live), rev?.visit);
           // between applies: an apply's filter words in flight must not overwrite these, and the
           // keys applies orphaned since the scan began are kept
           if (live) {
