@@ -49,8 +49,15 @@ static __always_inline void lb_lru_del(void *map, const void *k, __u32 stat_dele
 		lb_stat_inc(stat_delete);
 }
 
+/* the element of a bit's word in half 1 (lb_maps.h lb_rev_filter); half 2's is the next one */
+static __always_inline __u32 lb_rev_filter_key(__u32 bit)
+{
+	return 1 + 2 * (bit >> 6);
+}
+
 /* After a reverse entry with this source was written (lb_maps.h lb_rev_filter): its bit in both
- * halves. A bit already set is left unwritten: no store on the cache line every CPU reads. */
+ * halves, two words of one cache line. A bit already set is left unwritten: no store on the cache
+ * line every CPU reads. */
 static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u8 proto)
 {
 	__u32 w[4], bit, key;
@@ -59,11 +66,11 @@ static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u
 	__builtin_memcpy(w, addr, 16);
 	bit = lb_fe_filter_bit(w, port, proto);
 	m = 1ULL << (bit & 63);
-	key = 1 + (bit >> 6);
+	key = lb_rev_filter_key(bit);
 	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
 	if (v && !(*v & m))
 		__sync_fetch_and_or(v, m);
-	key += LB_REV_FILTER_WORDS;
+	key += 1;
 	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
 	if (v && !(*v & m))
 		__sync_fetch_and_or(v, m);
@@ -83,7 +90,7 @@ static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 po
 	if (half != 1 && half != 2)
 		return 1;
 	bit = lb_fe_filter_bit(src->w, port, proto);
-	key = 1 + (__u32)(half - 1) * LB_REV_FILTER_WORDS + (bit >> 6);
+	key = lb_rev_filter_key(bit) + (__u32)(half - 1);
 	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
 	return !v || ((*v >> (bit & 63)) & 1);
 }

@@ -41,9 +41,9 @@ _Static_assert(LB_FE_FILTER_WORDS == 1 << (LB_FE_FILTER_BITS_LOG2 - 6), "lb_fe_f
  * (every forwarded pod packet) then costs one inlined array read instead of a cold lb_ct bucket.
  * lb_sock_revnat's entries set theirs too, with protocol LB_REV_FILTER_SOCK: the release hook of
  * a socket whose peer has no bit deletes nothing.
- * Two halves of LB_REV_FILTER_WORDS words (elements 1.. and 1 + LB_REV_FILTER_WORDS..): a program
- * that writes a reverse entry sets its source's bit in both, after the entry (lb_rev_filter_set),
- * and never clears one. Element 0 is the switch: 1 or 2, the half lookups read; anything else, the
+ * Two halves of LB_REV_FILTER_WORDS words, interleaved (word i of half h is element 1 + 2 i + h - 1:
+ * a bit's two words share a cache line): a program that writes a reverse entry sets its source's
+ * bit in both, after the entry (lb_rev_filter_set), and never clears one. Element 0 is the switch: 1 or 2, the half lookups read; anything else, the
  * filter is off and every packet is looked up. The agent turns it on and rebuilds it at each
  * conntrack sweep (ct-sweep.ts RevFilterBuild): it zeroes the half not in use, scans lb_ct,
  * lb_ct_syn and lb_sock_revnat, ORs in the bits of the entries found and switches to that half,

@@ -27,7 +27,7 @@ import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, LB_REV_FILTER_WORDS, encodeNodeAddr, feFilterBit, revFilterBit } from '../src/dataplane/bpf/layout.js';
+import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBit, revFilterBit, revFilterElem } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
 
 /** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
@@ -217,7 +217,7 @@ export class Datapath {
     if (!m) return;
     const bit = revFilterBit(ctKey), w = Buffer.alloc(8);
     w.writeBigUInt64LE(1n << BigInt(bit & 63));
-    for (const half of [0, 1]) m.writeMmap(w, (1 + half * LB_REV_FILTER_WORDS + (bit >>> 6)) * 8, true);
+    for (const half of [1, 2] as const) m.writeMmap(w, revFilterElem(bit, half) * 8, true);
   }
 
   /** lb_fe_filter all clear and switched off (an object's fresh map): the programs look every packet up. */

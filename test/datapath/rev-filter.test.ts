@@ -8,7 +8,7 @@
 import test from 'ava';
 import { Datapath, TC_ACT_OK, type TestService } from '../../testing/datapath.js';
 import { frame, tcp, udp, TCP_ACK, TCP_RST, TCP_SYN } from '../../testing/packets.js';
-import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_REV_FILTER_WORDS, SOCK_REVNAT_KEY, encodeCtKey, encodeU32, revFilterBit, revFilterBitSock, type CtKey } from '../../src/dataplane/bpf/layout.js';
+import { LB_CT_DIR_FWD, LB_CT_DIR_REV, SOCK_REVNAT_KEY, encodeCtKey, encodeU32, revFilterBit, revFilterBitSock, revFilterElem, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { RevFilterBuild, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 import { isRoot } from './fixtures/util.js';
 
@@ -39,7 +39,7 @@ function revKey(s: TestService, cport: number): Buffer {
 const bitOf = (s: TestService) => revFilterBit(revKey(s, 1));
 
 function word(d: Datapath, half: 1 | 2, bit: number): bigint {
-  return d.map('lb_rev_filter').lookup(encodeU32(1 + (half - 1) * LB_REV_FILTER_WORDS + (bit >>> 6)))!.readBigUInt64LE(0);
+  return d.map('lb_rev_filter').lookup(encodeU32(revFilterElem(bit, half)))!.readBigUInt64LE(0);
 }
 const isSet = (d: Datapath, half: 1 | 2, bit: number) => ((word(d, half, bit) >> BigInt(bit & 63)) & 1n) === 1n;
 const switchOf = (d: Datapath) => d.map('lb_rev_filter').lookup(encodeU32(0))!.readBigUInt64LE(0);
@@ -89,7 +89,7 @@ if (!isRoot) {
     const w = word(d, 1, bitOf(WEB)) & ~(1n << BigInt(bitOf(WEB) & 63));
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(w);
-    d.map('lb_rev_filter').update(encodeU32(1 + (bitOf(WEB) >>> 6)), v);
+    d.map('lb_rev_filter').update(encodeU32(revFilterElem(bitOf(WEB), 1)), v);
     d.resetStats();
     runOk(t, d, 'lb_tc_egress', { input: rep(WEB, 41000, { flags: TCP_ACK }).input, output: 'input' }, 'a clear bit: no lookup, the reply leaves untranslated');
     t.deepEqual(d.stats(), {}, 'nothing counted');

@@ -143,7 +143,8 @@ const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
  * by the first pass that completes.
  */
 export class RevFilterBuild {
-  readonly #bits = Buffer.alloc(REV_HALF_BYTES);
+  /** elements 1 .. 2 * LB_REV_FILTER_WORDS as mapped: this half's words, the other half's left 0 (not written) */
+  readonly #words = Buffer.alloc(2 * REV_HALF_BYTES);
   #reverse = 0;
 
   private constructor(private readonly m: BpfMap, readonly half: 1 | 2) {}
@@ -151,36 +152,36 @@ export class RevFilterBuild {
   static begin(m: BpfMap): RevFilterBuild {
     const on = m.lookup(L.encodeU32(0))?.readBigUInt64LE(0);
     const b = new RevFilterBuild(m, on === 1n ? 2 : 1);
-    m.writeMmap(Buffer.alloc(REV_HALF_BYTES), b.#offset());
+    // this half's words only: the other half's, interleaved with them, are the programs' to read
+    const n = L.LB_REV_FILTER_WORDS, keys = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) keys.writeUInt32LE(L.revFilterElem(i * 64, b.half), i * 4);
+    m.updateBatch(keys, Buffer.alloc(n * 8), n);
     return b;
   }
 
   /** an entry of lb_ct or lb_ct_syn */
   readonly visit = (k: Buffer): void => {
     if (k[DIR_OFF] !== L.LB_CT_DIR_REV) return;
-    this.#reverse++;
-    const bit = L.revFilterBit(k);
-    this.#bits[bit >>> 3] = this.#bits[bit >>> 3]! | (1 << (bit & 7));
+    this.#set(L.revFilterBit(k));
   };
 
   /** an entry of lb_sock_revnat (read by the release hook through the filter) */
   readonly visitSock = (k: Buffer): void => {
-    this.#reverse++;
-    const bit = L.revFilterBitSock(k);
-    this.#bits[bit >>> 3] = this.#bits[bit >>> 3]! | (1 << (bit & 7));
+    this.#set(L.revFilterBitSock(k));
   };
 
   /** ORs the bits in and switches the programs to this half; the reverse entries seen */
   finish(): number {
-    this.m.writeMmap(this.#bits, this.#offset(), true);
+    this.m.writeMmap(this.#words, 8, true);
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(BigInt(this.half));
     this.m.update(L.encodeU32(0), v);
     return this.#reverse;
   }
 
-  /** byte offset of this half's first word (element 1 + (half - 1) * LB_REV_FILTER_WORDS) */
-  #offset(): number {
-    return (1 + (this.half - 1) * L.LB_REV_FILTER_WORDS) * 8;
+  #set(bit: number): void {
+    this.#reverse++;
+    const byte = (L.revFilterElem(bit, this.half) - 1) * 8 + ((bit & 63) >>> 3);
+    this.#words[byte] = this.#words[byte]! | (1 << (bit & 7));
   }
 }

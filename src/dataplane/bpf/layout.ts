@@ -125,6 +125,11 @@ export function feFilterBit(key: Buffer, off = 0): number {
   return h >>> (32 - LB_FE_FILTER_BITS_LOG2);
 }
 
+/** the lb_rev_filter element of a bit's word in half 1 or 2 (lb_ct.h lb_rev_filter_key: the halves interleaved) */
+export function revFilterElem(bit: number, half: 1 | 2): number {
+  return 1 + 2 * (bit >>> 6) + (half - 1);
+}
+
 const revScratch = Buffer.alloc(19);
 /**
  * The lb_rev_filter bit of an lb_ct key (lb_ct.h lb_rev_filter_set()): feFilterBit() of its source
