@@ -25,6 +25,7 @@ import { servicePortsOf } from './baseline/services.js';
 import { nodeState } from './gen.js';
 import { defineBench, type BenchContext } from './lib.js';
 import { GuardedLab, restore } from './guarded-lab.js';
+import { RevFilterBuild, sweepConntrack } from '../src/dataplane/bpf/ct-sweep.js';
 
 const SEED = 0x6b627078;
 /**
@@ -62,6 +63,15 @@ const SERVER_IP2 = '10.244.1.3';
 const GW1 = '10.244.255.254';
 const GW2 = '10.244.254.254';
 const SERVER_PORT = 8080;
+/**
+ * KBP_CONNRATE_HOOKED_PORT=P: the hooked path connects to the server's port P (the server listens
+ * there too) instead of SERVER_PORT, the port of the measured Service's backend: a connection to a
+ * port no Service leads to, whose replies lb_rev_filter lets skip the reply lookup (to a Service's
+ * backend port they are looked up, the bit being set by the tc path's flows).
+ */
+const HOOKED_PORT = Number(process.env.KBP_CONNRATE_HOOKED_PORT ?? SERVER_PORT);
+/** KBP_CONNRATE_SIZES=10000[,...]: the Service counts measured instead of the default ones */
+const SIZES = process.env.KBP_CONNRATE_SIZES?.split(',').map(Number);
 /** outside bench/gen.ts's 10.96.0.1.. range, so the N-1 other Services never collide with it */
 const VIP = '10.100.0.10';
 const VIP_PORT = 80;
@@ -171,6 +181,8 @@ class Topology {
     // connect.
     this.dp.attachSockHooks(this.cgroup);
     await this.dp.attachTc(lab, this.node, { devices: [CLIENTS.tc.hostIf, CLIENTS.hooked.hostIf] });
+    // the reply filter on, as the agent's first conntrack sweep leaves it
+    for (const dp of [this.dp, this.dpB]) if (dp) await revFilterOn(dp);
   }
 
   /** the cgroup a path's sockets are made in (the socket hooks act there) */
@@ -185,6 +197,7 @@ class Topology {
 
   private async startServer(): Promise<void> {
     for (const ip of [SERVER_IP, SERVER_IP2]) this.lab.spawn(this.server, CONNLOOP, ['serve', ip, String(SERVER_PORT)], { what: `connloop serve ${ip}` });
+    if (HOOKED_PORT !== SERVER_PORT) this.lab.spawn(this.server, CONNLOOP, ['serve', SERVER_IP, String(HOOKED_PORT)], { what: `connloop serve ${SERVER_IP}:${HOOKED_PORT}` });
     for (let i = 0; i < 50; i++) {
       if (!(await this.probe('direct', SERVER_IP, SERVER_PORT))) return;
       await new Promise((res) => setTimeout(res, 100));
@@ -235,9 +248,19 @@ class Topology {
   }
 }
 
+/** lb_rev_filter rebuilt and switched on as the agent's conntrack sweep does it (dataplane.ts); an object without it (an older build) is left as it is */
+async function revFilterOn(dp: LabDataplane): Promise<void> {
+  const { object, maps } = dp.loaded;
+  if (!object.mapNames().includes('lb_rev_filter')) return;
+  const r = RevFilterBuild.begin(object.map('lb_rev_filter'));
+  for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
+  await maps.map('lb_sock_revnat').scanYielding((k) => r.visitSock(k));
+  r.finish();
+}
+
 interface Row { n: number; runs: Record<Mode, LoopResult[]>; broken: Partial<Record<Mode, string>>; ops: number; iptLoadMs: number }
 
-const target = (m: Mode): [string, number] => (VIA_VIP.has(m) ? [VIP, VIP_PORT] : [SERVER_IP, SERVER_PORT]);
+const target = (m: Mode): [string, number] => (VIA_VIP.has(m) ? [VIP, VIP_PORT] : m === 'hooked' || m === 'hookedB' ? [SERVER_IP, HOOKED_PORT] : [SERVER_IP, SERVER_PORT]);
 
 async function measure(ctx: BenchContext, t: Topology, n: number, rounds: number, conns: number): Promise<Row> {
   const row: Row = { n, runs: Object.fromEntries(MODES.map((m) => [m, []])) as unknown as Record<Mode, LoopResult[]>, broken: {}, ops: 0, iptLoadMs: 0 };
@@ -373,7 +396,7 @@ export default defineBench({
     return undefined;
   },
   async run(ctx) {
-    const sizes = ctx.quick ? [1, 1000] : [1, 1000, 10_000];
+    const sizes = SIZES ?? (ctx.quick ? [1, 1000] : [1, 1000, 10_000]);
     const rounds = ctx.quick ? ROUNDS.quick : ROUNDS.full, conns = ctx.quick ? CONNS.quick : CONNS.full;
     buildConnloop();
     const lab = new GuardedLab('conn');

@@ -9,6 +9,7 @@
 #include "lb_maps.h"
 #include "lb_parse.h"
 #include "lb_stats.h"
+#include "lb_hash.h"
 
 #ifndef ENOENT
 #define ENOENT 2
@@ -46,6 +47,52 @@ static __always_inline void lb_lru_del(void *map, const void *k, __u32 stat_dele
 {
 	if (bpf_map_delete_elem(map, k) == 0)
 		lb_stat_inc(stat_delete);
+}
+
+/* the element of a bit's word in half 1 (lb_maps.h lb_rev_filter); half 2's is the next one */
+static __always_inline __u32 lb_rev_filter_key(__u32 bit)
+{
+	return 1 + 2 * (bit >> 6);
+}
+
+/* After a reverse entry with this source was written (lb_maps.h lb_rev_filter): its bit in both
+ * halves, two words of one cache line. A bit already set is left unwritten: no store on the cache
+ * line every CPU reads. */
+static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u8 proto)
+{
+	__u32 w[4], bit, key;
+	__u64 *v, m;
+
+	__builtin_memcpy(w, addr, 16);
+	bit = lb_fe_filter_bit(w, port, proto);
+	m = 1ULL << (bit & 63);
+	key = lb_rev_filter_key(bit);
+	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
+	if (v && !(*v & m))
+		__sync_fetch_and_or(v, m);
+	key += 1;
+	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
+	if (v && !(*v & m))
+		__sync_fetch_and_or(v, m);
+}
+
+/* 0 when no reverse entry in lb_ct or lb_ct_syn has this source (a packet from it is no reply of
+ * ours); 1 when one may, or the filter is off */
+static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 port, __u8 proto)
+{
+	__u32 key = 0, bit;
+	__u64 *v, half;
+
+	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
+	if (!v)
+		return 1;
+	half = *v;
+	if (half != 1 && half != 2)
+		return 1;
+	bit = lb_fe_filter_bit(src->w, port, proto);
+	key = lb_rev_filter_key(bit) + (__u32)(half - 1);
+	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
+	return !v || ((*v >> (bit & 63)) & 1);
 }
 
 static __always_inline void lb_ct_key_fwd(struct lb_ct_key *k, const struct lb_pkt *p)
@@ -215,6 +262,7 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	e.flags = fwd->flags;
 	__builtin_memcpy(e.fe_addr, fwd->fe_addr, 16);
 	lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT);
+	lb_rev_filter_set(be->addr, be->port, p->proto);
 	return 1;
 }
 
@@ -260,7 +308,7 @@ static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 
-	if (!lb_tcp_syn(p))
+	if (!lb_tcp_syn(p) || !lb_rev_filter_may(&p->daddr, p->dport, p->proto))
 		return;
 	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);

@@ -59,4 +59,19 @@ static __always_inline __u32 lb_sock_hash(__u64 cookie, __u32 seed)
 	return (__u32)h ^ (__u32)(h >> 32);
 }
 
+/* The bit of (address, port, proto) in lb_fe_filter and lb_rev_filter: address words as loaded, port in network
+ * order as loaded (src/dataplane/bpf/layout.ts feFilterBit() computes the same from lb_fe_key's
+ * bytes). A few ALU operations, not a hash helper call. */
+static __always_inline __u32 lb_fe_filter_bit(const __u32 *w, __be16 port, __u8 proto)
+{
+	__u32 h = (w[0] ^ w[1] ^ w[2]) * 0x85ebca6bU;
+
+	h = (h ^ w[3]) * 0x9e3779b1U;
+	h ^= h >> 15;
+	h = (h ^ (((__u32)port << 16) | proto)) * 0x85ebca6bU;
+	h ^= h >> 16;
+	h *= 0x9e3779b1U;
+	return h >> (32 - LB_FE_FILTER_BITS_LOG2);
+}
+
 #endif

@@ -36,6 +36,29 @@ struct {
 } lb_fe_filter SEC(".maps");
 _Static_assert(LB_FE_FILTER_WORDS == 1 << (LB_FE_FILTER_BITS_LOG2 - 6), "lb_fe_filter: words for the bits");
 
+/* A filter in front of the reply lookups in lb_ct and lb_ct_syn: a packet whose source (address,
+ * port, proto) no reverse entry has is no reply of a translated flow, and a packet to no Service
+ * (every forwarded pod packet) then costs one inlined array read instead of a cold lb_ct bucket.
+ * lb_sock_revnat's entries set theirs too, with protocol LB_REV_FILTER_SOCK: the release hook of
+ * a socket whose peer has no bit deletes nothing.
+ * Two halves of LB_REV_FILTER_WORDS words, interleaved (word i of half h is element 1 + 2 i + h - 1:
+ * a bit's two words share a cache line): a program that writes a reverse entry sets its source's
+ * bit in both, after the entry (lb_rev_filter_set), and never clears one. Element 0 is the switch: 1 or 2, the half lookups read; anything else, the
+ * filter is off and every packet is looked up. The agent turns it on and rebuilds it at each
+ * conntrack sweep (ct-sweep.ts RevFilterBuild): it zeroes the half not in use, scans lb_ct,
+ * lb_ct_syn and lb_sock_revnat, ORs in the bits of the entries found and switches to that half,
+ * so bits of entries gone are dropped. An entry written after the zeroing sets its bit there itself; one
+ * written before it is in the maps when the scan begins. Mappable: the agent ORs its bits in place
+ * (an update of a word would undo a bit a program set meanwhile). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 + 2 * LB_REV_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_rev_filter SEC(".maps");
+
 /* backend id -> backend: an ARRAY indexed by id, so the lookup on every hit and first packet is
  * inlined (no hash of the key). An id without a backend is an all-zero entry (proto 0): read it
  * through lb_backend_get(). 24 bytes an entry, allocated at load (24 MiB at LB_BACKENDS_MAX); a hash

@@ -239,8 +239,11 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	 * a socket sending many datagrams to one VIP then writes once, not once a datagram. */
 	old = sendmsg ? bpf_map_lookup_elem(&lb_sock_revnat, &rkey) : NULL;
 	if (!old || old->fe_id != rval.fe_id || old->backend_id != id || old->port != rval.port ||
-	    !lb_sock_addr16_eq(old->addr, rval.addr))
+	    !lb_sock_addr16_eq(old->addr, rval.addr)) {
 		bpf_map_update_elem(&lb_sock_revnat, &rkey, &rval, BPF_ANY);
+		/* after the entry: the release hook deletes only where this bit is set */
+		lb_rev_filter_set(be->addr, be->port, LB_REV_FILTER_SOCK);
+	}
 
 	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
@@ -435,6 +438,10 @@ static __always_inline void lb_sock_release(struct bpf_sock *sk)
 		peer.w[2] = w2;
 		peer.w[3] = w3;
 	}
+	/* a socket connected to no backend a connect()/sendmsg() translated to (most sockets of a pod
+	 * under the hooks) has no entry: no delete, which locks a cold bucket even on a miss */
+	if (!lb_rev_filter_may(&peer, rkey.port, LB_REV_FILTER_SOCK))
+		return;
 	rkey.cookie = bpf_get_socket_cookie(sk);
 	__builtin_memcpy(rkey.addr, peer.b, 16);
 	bpf_map_delete_elem(&lb_sock_revnat, &rkey);

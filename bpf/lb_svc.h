@@ -49,21 +49,6 @@ static __always_inline struct lb_frontend *__lb_lookup_frontend(struct lb_fe_key
 	return bpf_map_lookup_elem(&lb_frontends, k);
 }
 
-/* The bit of (address, port, proto) in lb_fe_filter: address words as loaded, port in network
- * order as loaded (src/dataplane/bpf/layout.ts feFilterBit() computes the same from lb_fe_key's
- * bytes). A few ALU operations, not a hash helper call. */
-static __always_inline __u32 lb_fe_filter_bit(const __u32 *w, __be16 port, __u8 proto)
-{
-	__u32 h = (w[0] ^ w[1] ^ w[2]) * 0x85ebca6bU;
-
-	h = (h ^ w[3]) * 0x9e3779b1U;
-	h ^= h >> 15;
-	h = (h ^ (((__u32)port << 16) | proto)) * 0x85ebca6bU;
-	h ^= h >> 16;
-	h *= 0x9e3779b1U;
-	return h >> (32 - LB_FE_FILTER_BITS_LOG2);
-}
-
 static __always_inline int lb_fe_filter_has(__u32 bit)
 {
 	__u32 key = 1 + (bit >> 6);
@@ -449,6 +434,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		lb_stat_inc(LB_STAT_CT_FULL);
 	if (lb_lru_put(ctmap, &rk, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
+	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto);
 	if (sel->promote) {
 		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);
 		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);

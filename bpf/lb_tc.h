@@ -177,9 +177,13 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	struct lb_ct_entry *ct;
 	const __u8 *addr;
 	__be16 port;
-	__u64 now = lb_now();
+	__u64 now;
 	int expired = 0;
 
+	/* a packet from a source no reverse entry has (most packets to no Service) ends here */
+	if (!lb_rev_filter_may(&p->saddr, p->sport, p->proto))
+		return -1;
+	now = lb_now();
 	lb_ct_key_reply(&k, p);
 	ct = lb_ct_lookup(&k, now, &expired);
 	if (expired)

@@ -27,7 +27,7 @@ import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBit } from '../src/dataplane/bpf/layout.js';
+import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBit, revFilterBit, revFilterElem } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
 
 /** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
@@ -146,6 +146,7 @@ export class Datapath {
       for (const k of m.keys()) m.delete(k);
     }
     this.clearFeFilter();
+    this.resetRevFilter();
     for (const m of this.inner.values()) m.close();
     this.inner.clear();
     this.tables.clear();
@@ -185,6 +186,7 @@ export class Datapath {
       for (const k of m.keys()) m.delete(k);
     }
     this.resetStats();
+    this.resetRevFilter();
     this.map('lb_config').update(encodeU32(0), encodeConfig({ hashSeed: SEED, snatMark: SNAT_MARK, flags: 0 }));
     for (const s of base.services) {
       const tableId = s.tableId ?? s.feId + 1000;
@@ -193,6 +195,29 @@ export class Datapath {
       this.addService(s, { tables: false });
       this.clearFeStats(s.feId);
     }
+  }
+
+  /**
+   * lb_rev_filter as the agent leaves it after a sweep of empty conntrack maps: no bit set, switched
+   * on (half `on`; 0: off, as an object's fresh map). Rows then run with the reply filter in front of
+   * every reply lookup: the bits are the programs' own, and setCt()'s for the entries a row seeds.
+   */
+  resetRevFilter(on: 0 | 1 | 2 = 1): void {
+    const m = this.optMap('lb_rev_filter');
+    if (!m) return;
+    m.writeMmap(Buffer.alloc(m.maxEntries * 8));
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(BigInt(on));
+    m.update(encodeU32(0), v);
+  }
+
+  /** Sets the lb_rev_filter bit of a reverse entry's key in both halves, as the programs do when they write one. */
+  passRevFilter(ctKey: Buffer): void {
+    const m = this.optMap('lb_rev_filter');
+    if (!m) return;
+    const bit = revFilterBit(ctKey), w = Buffer.alloc(8);
+    w.writeBigUInt64LE(1n << BigInt(bit & 63));
+    for (const half of [1, 2] as const) m.writeMmap(w, revFilterElem(bit, half) * 8, true);
   }
 
   /** lb_fe_filter all clear and switched off (an object's fresh map): the programs look every packet up. */
@@ -422,7 +447,9 @@ export class Datapath {
   }
 
   setCt(map: 'lb_ct' | 'lb_ct_syn', k: CtKey, v: CtEntry): void {
-    this.map(map).update(encodeCtKey(k), encodeCtEntry(v));
+    const key = encodeCtKey(k);
+    this.map(map).update(key, encodeCtEntry(v));
+    if (k.dir === LB_CT_DIR_REV) this.passRevFilter(key);
   }
 
   deleteCt(map: 'lb_ct' | 'lb_ct_syn', k: CtKey): void {

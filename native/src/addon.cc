@@ -565,15 +565,19 @@ Napi::Value MapCreate(const Napi::CallbackInfo& info) {
   return Num(info.Env(), Err(bpf_map_create(static_cast<enum bpf_map_type>(type), name.c_str(), keySize, valueSize, maxEntries, &opts)));
 }
 
-// mapMmapWrite(fd, data, offset) -> 0 | -errno: copies data into a BPF_F_MMAPABLE array's values at a
+// mapMmapWrite(fd, data, offset[, or]) -> 0 | -errno: copies data into a BPF_F_MMAPABLE array's values at a
 // byte offset (a whole Maglev table in one memcpy instead of one update per element). Only a
 // mappable BPF array, and only within its values: a mapping of anything else could fault on the copy.
+// With or true, data's non-zero 8-byte words are ORed into the array's with an atomic OR each (the
+// words of a bitmap the programs set bits of at the same time: lb_rev_filter); offset and length 8-aligned.
 Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
   Args a(info, "mapMmapWrite");
   int fd = a.Fd(0, "fd");
   BufArg data = a.Buf(1, "data", false);
   uint32_t off32 = a.U32(2, "offset");
+  bool orWords = info.Length() > 3 && a.Bool(3, "or");
   if (!a.ok()) return info.Env().Undefined();
+  if (orWords && ((off32 | data.len) & 7)) return Num(info.Env(), -EINVAL);
   MapSizes ms;
   int bad = GetMapSizes(fd, &ms);
   if (bad < 0) return Num(info.Env(), bad);
@@ -592,7 +596,17 @@ Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
   errno = 0;
   void* p = mmap(nullptr, mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(first));
   if (p == MAP_FAILED) return Num(info.Env(), -errno);
-  memcpy(static_cast<char*>(p) + (off - first), data.data, len);
+  if (orWords) {
+    uint64_t* dst = reinterpret_cast<uint64_t*>(static_cast<char*>(p) + (off - first));
+    const uint8_t* src = data.data;
+    for (uint64_t i = 0; i < len / 8; i++) {
+      uint64_t w;
+      memcpy(&w, src + i * 8, 8);
+      if (w) __atomic_fetch_or(&dst[i], w, __ATOMIC_SEQ_CST);
+    }
+  } else {
+    memcpy(static_cast<char*>(p) + (off - first), data.data, len);
+  }
   munmap(p, mapLen);
   return Num(info.Env(), 0);
 }

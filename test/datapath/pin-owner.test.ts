@@ -25,7 +25,7 @@ function load(t: ExecutionContext, root: string, state: string): Loaded {
   return d;
 }
 
-const ids = (d: Loaded): Record<string, number> => Object.fromEntries(L.MAP_NAMES.map((n) => [n, d.maps.map(n).id]));
+const ids = (d: Loaded): Record<string, number> => Object.fromEntries(d.object.mapNames().map((n) => [n, d.object.map(n).id]));
 
 if (!isRoot) {
   test('pin ownership tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
@@ -51,19 +51,22 @@ if (!isRoot) {
     t.deepEqual([...again.maps.devices()], [[7, 0]], 'with their contents');
   });
 
-  test('a restart switches a pinned lb_fe_filter off until its writer has rebuilt it (a stale filter must not hide frontends)', (t) => {
+  test('a restart switches a pinned lb_fe_filter and lb_rev_filter off until they are rebuilt (a stale filter must not hide frontends or replies)', (t) => {
     const root = tempPinRoot(t, false);
     const sp = statePath(t);
     const first = load(t, root, sp);
     // what another build leaves: the filter switched on, with none of the frontends' bits set
-    // (e.g. a build without the filter wrote frontends over these pins meanwhile)
+    // (e.g. a build without the filter wrote frontends over these pins meanwhile); likewise the
+    // reply filter, without the bits of the reverse entries such a build wrote
     const on = Buffer.alloc(8);
     on.writeBigUInt64LE(1n);
     first.maps.map('lb_fe_filter').update(L.encodeU32(0), on);
+    first.object.map('lb_rev_filter').update(L.encodeU32(0), on);
     first.object.close();
     const again = load(t, root, sp);
     t.true(again.reused);
     t.is(again.maps.map('lb_fe_filter').lookup(L.encodeU32(0))?.readBigUInt64LE(0), 0n, 'off before any program attaches');
+    t.is(again.object.map('lb_rev_filter').lookup(L.encodeU32(0))?.readBigUInt64LE(0), 0n, 'lb_rev_filter off until the first sweep');
   });
 
   test('a pinned map this agent did not make is refused: unpinned, made anew, named; the rest are adopted', (t) => {

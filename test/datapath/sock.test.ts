@@ -19,6 +19,7 @@ import * as L from '../../src/dataplane/bpf/layout.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { release } from 'node:os';
+import { RevFilterBuild, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 
 const avail = labAvailable();
 const STREAM = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'testing', 'servers', 'udp-stream.mjs');
@@ -288,6 +289,19 @@ if (avail.ok) {
     t.deepEqual(errors(rs), []);
     t.true(rs.every((r) => r.peer === `${VIP4}:80`), 'getpeername still shows the VIP while connected');
     t.is(count() - before, 0, 'no entry left behind by 16 closed sockets');
+    // with lb_rev_filter on (as the agent's sweep leaves it), the release hook deletes only where its
+    // peer's bit is set: the connect's own bit must be the one the release reads, or entries stay
+    const { object, maps } = ctx!.dp.loaded;
+    const f = object.map('lb_rev_filter');
+    t.teardown(() => f.update(L.encodeU32(0), Buffer.alloc(8)));
+    const r = RevFilterBuild.begin(f);
+    for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
+    await revnat.scanYielding((k) => r.visitSock(k));
+    r.finish();
+    t.is(f.lookup(L.encodeU32(0))!.readBigUInt64LE(0), BigInt(r.half), 'switched on');
+    const on = await client({ proto: 'http', host: VIP4, port: 80, count: 16 });
+    t.deepEqual(errors(on), []);
+    t.is(count() - before, 0, 'filter on: no entry left behind by 16 more closed sockets');
   });
 
   test.serial('a connected UDP socket whose backend leaves: replies no longer claim the VIP, then the socket is closed and its client reconnects to the other backend', async (t) => {

@@ -212,7 +212,7 @@ test('the #defines that src/plan/limits.ts copies have the values of lb_consts.h
 });
 
 // what each map of lb_maps.h holds, as codecs: a struct name, or a plain integer type
-const MAP_TYPES: Record<layout.MapName, { key: string; value?: string }> = {
+const MAP_TYPES: Record<layout.ObjectMapName, { key: string; value?: string }> = {
   lb_frontends: { key: 'lb_fe_key', value: 'lb_frontend' },
   lb_backends: { key: 'u32', value: 'lb_backend' },
   lb_slots: { key: 'lb_slot_key', value: 'u32' },
@@ -233,15 +233,16 @@ const MAP_TYPES: Record<layout.MapName, { key: string; value?: string }> = {
   lb_frags: { key: 'lb_frag_key', value: 'lb_frag_val' },
   lb_reject_rl: { key: 'u32', value: 'lb_rate_limit' },
   lb_fe_filter: { key: 'u32', value: 'u64' },
+  lb_rev_filter: { key: 'u32', value: 'u64' },
 };
 
-test('the object defines exactly MAP_NAMES, each with the key and value the codecs expect', (t) => {
+test('the object defines exactly MAP_NAMES and EXTRA_MAP_NAMES, each with the key and value the codecs expect', (t) => {
   if (skipped(t)) return;
   const { object } = btf();
   const sec = [...object.byId.values()].find((x) => x.kind === 'DATASEC' && x.name === '.maps');
   t.truthy(sec, '.maps section in BTF');
   const vars = sec!.vars!.map((v) => object.get(v.type_id));
-  t.deepEqual(vars.map((v) => v.name).sort(), [...layout.MAP_NAMES].sort());
+  t.deepEqual(vars.map((v) => v.name).sort(), [...layout.MAP_NAMES, ...layout.EXTRA_MAP_NAMES].sort());
   const diffs: string[] = [];
   const pointee = (def: BtfType, member: string): string | undefined => {
     const m = def.members!.find((x) => x.name === member);
@@ -252,7 +253,7 @@ test('the object defines exactly MAP_NAMES, each with the key and value the code
   };
   for (const v of vars) {
     const def = object.resolve(v.type_id!).t;
-    const want = MAP_TYPES[v.name as layout.MapName];
+    const want = MAP_TYPES[v.name as layout.ObjectMapName];
     const key = pointee(def, 'key');
     if (key !== want.key) diffs.push(`${v.name}: key ${key} in C, ${want.key} expected`);
     if (want.value && pointee(def, 'value') !== want.value) diffs.push(`${v.name}: value ${pointee(def, 'value')} in C, ${want.value} expected`);

@@ -29,11 +29,14 @@ export interface SweepResult {
  */
 export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now = process.hrtime.bigint(), batch = 4096,
   /** sees every entry the pass keeps (views valid during the call) */
-  visitLive?: (k: Buffer, v: Buffer) => void): Promise<SweepResult> {
+  visitLive?: (k: Buffer, v: Buffer) => void,
+  /** sees every entry the scan finds, those it deletes as expired too */
+  visitEach?: (k: Buffer) => void): Promise<SweepResult> {
   let expired: Buffer[] = [];
   let entries = 0, deleted = 0;
   await m.scanYielding((k, v) => {
     entries++;
+    visitEach?.(k);
     // a signed 64-bit difference, as the programs compute it (lb_ct_fresh_for)
     const idle = BigInt.asIntN(64, now - v.readBigUInt64LE(0));
     if (idle > L.ctLifetimeNs(map, k.readUInt8(PROTO_OFF), v.readUInt16LE(FLAGS_OFF))) expired.push(Buffer.from(k));
@@ -120,4 +123,65 @@ export class EvictionCounter {
 export function evictionCounters(stats: Partial<Record<L.LbStatName, number>>, map: EvictedMap): { inserts: number; deletes: number } {
   const c: { insert: L.LbStatName; delete: L.LbStatName | undefined } = EVICTION_COUNTERS[map];
   return { inserts: stats[c.insert] ?? 0, deletes: c.delete ? stats[c.delete] ?? 0 : 0 };
+}
+
+const DIR_OFF = L.CT_KEY.fields.dir.offset;
+const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
+
+/**
+ * A rebuild of lb_rev_filter (bpf/lb_maps.h), the filter in front of the programs' reply lookups,
+ * over one sweep: begin() zeroes the half the programs do not read, the sweep's scans of lb_ct and
+ * lb_ct_syn pass each entry to visit() (the expired ones too: the programs' clock may read a tick
+ * behind the sweep's until the delete) and a scan of lb_sock_revnat each of its entries to
+ * visitSock(), and finish() ORs the bits of the reverse entries seen
+ * into that half and switches the programs to it. Bits of entries since gone are dropped so; no bit
+ * of a live entry is: the programs set the bit of every reverse entry they write, in both halves and
+ * after the entry, so an entry written after the zeroing has its bit there, and one written before
+ * it is in the map when the scan starts. The OR is atomic per word (writeMmap's or): a plain write
+ * would undo bits the programs set meanwhile. A pass that fails leaves the half in use as it was;
+ * a map whose switch is off (a fresh map, or one a restart switched off: loader.ts) is switched on
+ * by the first pass that completes.
+ */
+export class RevFilterBuild {
+  /** elements 1 .. 2 * LB_REV_FILTER_WORDS as mapped: this half's words, the other half's left 0 (not written) */
+  readonly #words = Buffer.alloc(2 * REV_HALF_BYTES);
+  #reverse = 0;
+
+  private constructor(private readonly m: BpfMap, readonly half: 1 | 2) {}
+
+  static begin(m: BpfMap): RevFilterBuild {
+    const on = m.lookup(L.encodeU32(0))?.readBigUInt64LE(0);
+    const b = new RevFilterBuild(m, on === 1n ? 2 : 1);
+    // this half's words only: the other half's, interleaved with them, are the programs' to read
+    const n = L.LB_REV_FILTER_WORDS, keys = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) keys.writeUInt32LE(L.revFilterElem(i * 64, b.half), i * 4);
+    m.updateBatch(keys, Buffer.alloc(n * 8), n);
+    return b;
+  }
+
+  /** an entry of lb_ct or lb_ct_syn */
+  readonly visit = (k: Buffer): void => {
+    if (k[DIR_OFF] !== L.LB_CT_DIR_REV) return;
+    this.#set(L.revFilterBit(k));
+  };
+
+  /** an entry of lb_sock_revnat (read by the release hook through the filter) */
+  readonly visitSock = (k: Buffer): void => {
+    this.#set(L.revFilterBitSock(k));
+  };
+
+  /** ORs the bits in and switches the programs to this half; the reverse entries seen */
+  finish(): number {
+    this.m.writeMmap(this.#words, 8, true);
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(BigInt(this.half));
+    this.m.update(L.encodeU32(0), v);
+    return this.#reverse;
+  }
+
+  #set(bit: number): void {
+    this.#reverse++;
+    const byte = (L.revFilterElem(bit, this.half) - 1) * 8 + ((bit & 63) >>> 3);
+    this.#words[byte] = this.#words[byte]! | (1 << (bit & 7));
+  }
 }

@@ -12,7 +12,7 @@ import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
-import { EvictionCounter, evictionCounters, sweepConntrack, type SweepResult } from './ct-sweep.js';
+import { EvictionCounter, evictionCounters, RevFilterBuild, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
@@ -503,6 +503,14 @@ export class BpfDataplane implements Dataplane {
     this.#sweeping = true;
     try {
       const out: SweepResult[] = [];
+      // lb_rev_filter rebuilt from both scans, switched on only when both completed (ct-sweep.ts)
+      let rev: RevFilterBuild | undefined;
+      try {
+        const o = this.#loaded?.object;
+        if (o?.mapNames().includes('lb_rev_filter')) rev = RevFilterBuild.begin(o.map('lb_rev_filter'));
+      } catch (e) {
+        this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not rebuilt; retried next period');
+      }
       for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
         // close() may have run while the last batch was on the thread pool
         const l = this.#loaded;
@@ -513,7 +521,7 @@ export class BpfDataplane implements Dataplane {
           // lb_ct: the destinations of the orphaned flows still alive keep their filter bits
           const live = name === 'lb_ct' ? new Set<string>() : undefined;
           if (live) this.#heldSinceSweep.clear();
-          const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, live && orphanKeyCollector(live));
+          const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, live && orphanKeyCollector(live), rev?.visit);
           // between applies: an apply's filter words in flight must not overwrite these, and the
           // keys applies orphaned since the scan began are kept
           if (live) {
@@ -528,7 +536,17 @@ export class BpfDataplane implements Dataplane {
           this.#evictions.observe(name, inserts, evictionCounters(l.maps.readStats(), name).deletes, r.entries - r.expired);
           out.push(r);
         } catch (e) {
+          rev = undefined;
           this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
+        }
+      }
+      if (rev && out.length === 2 && this.#loaded) {
+        try {
+          await this.#loaded.maps.map('lb_sock_revnat').scanYielding((k) => rev!.visitSock(k), { batch: 4096 });
+          const entries = rev.finish();
+          this.#log.debug({ half: rev.half, reverseEntries: entries }, 'reply filter (lb_rev_filter) rebuilt');
+        } catch (e) {
+          this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not switched; retried next period');
         }
       }
       // lb_frags is not swept (LRU only) and small: counted whole

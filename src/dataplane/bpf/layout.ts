@@ -25,6 +25,8 @@ export const LB_EIP_ALLOW_MAX = 1024;
 export const LB_FRAGS_MAX = 8192;
 export const LB_FE_FILTER_BITS_LOG2 = 20;
 export const LB_FE_FILTER_WORDS = 1 << (LB_FE_FILTER_BITS_LOG2 - 6);
+export const LB_REV_FILTER_WORDS = LB_FE_FILTER_WORDS;
+export const LB_REV_FILTER_SOCK = 0;
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
@@ -99,6 +101,13 @@ export const MAP_NAMES = [
   'lb_frags', 'lb_reject_rl', 'lb_fe_filter',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
+/**
+ * Maps of bpf/lb_maps.h outside the BpfMaps handle, reached through the loaded object where it has
+ * them: the programs write them, the agent only switches and rebuilds them (dataplane.ts), and an
+ * object of an earlier build (KBP_CONNRATE_B, --bpf-object) lacks them.
+ */
+export const EXTRA_MAP_NAMES = ['lb_rev_filter'] as const;
+export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
 /**
  * The lb_fe_filter bit of a frontend key (lb_svc.h lb_fe_filter_bit(), which hashes the packet's
@@ -114,6 +123,33 @@ export function feFilterBit(key: Buffer, off = 0): number {
   h ^= h >>> 16;
   h = Math.imul(h, C2);
   return h >>> (32 - LB_FE_FILTER_BITS_LOG2);
+}
+
+/** the lb_rev_filter element of a bit's word in half 1 or 2 (lb_ct.h lb_rev_filter_key: the halves interleaved) */
+export function revFilterElem(bit: number, half: 1 | 2): number {
+  return 1 + 2 * (bit >>> 6) + (half - 1);
+}
+
+const revScratch = Buffer.alloc(19);
+/**
+ * The lb_rev_filter bit of an lb_ct key (lb_ct.h lb_rev_filter_set()): feFilterBit() of its source
+ * address, source port and protocol, the backend of a reverse entry.
+ */
+export function revFilterBit(ctKey: Buffer): number {
+  const f = CT_KEY.fields;
+  ctKey.copy(revScratch, 0, f.saddr.offset, f.saddr.offset + 16);
+  ctKey.copy(revScratch, 16, f.sport.offset, f.sport.offset + 2);
+  revScratch[18] = ctKey[f.proto.offset]!;
+  return feFilterBit(revScratch);
+}
+
+/** The lb_rev_filter bit of an lb_sock_revnat key (lb_sock.h): its backend address and port, protocol LB_REV_FILTER_SOCK. */
+export function revFilterBitSock(key: Buffer): number {
+  const f = SOCK_REVNAT_KEY.fields;
+  key.copy(revScratch, 0, f.addr.offset, f.addr.offset + 16);
+  key.copy(revScratch, 16, f.port.offset, f.port.offset + 2);
+  revScratch[18] = LB_REV_FILTER_SOCK;
+  return feFilterBit(revScratch);
 }
 
 // ---- enum translations --------------------------------------------------------------------------

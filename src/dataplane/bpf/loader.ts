@@ -159,6 +159,9 @@ function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
     // (map-writer syncFeFilter): one left switched on by another build may lack the bits of frontends
     // written since, and would hide them, so it is off (every packet looked up) until the first apply
     if (reused && object.mapNames().includes('lb_fe_filter')) object.map('lb_fe_filter').update(Buffer.alloc(4), Buffer.alloc(8));
+    // likewise lb_rev_filter: a build between (an older one, a downgrade) wrote reverse entries without
+    // their bits; it is off until the first conntrack sweep has rebuilt it (ct-sweep.ts RevFilterBuild)
+    if (reused && object.mapNames().includes('lb_rev_filter')) object.map('lb_rev_filter').update(Buffer.alloc(4), Buffer.alloc(8));
   } catch (e) {
     object.close();
     throw e;

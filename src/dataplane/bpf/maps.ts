@@ -13,7 +13,7 @@ import type { BpfObject } from './native/object.js';
 export type DataplaneMaps = Record<L.MapName, BpfMap>;
 
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
-export const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl']);
+export const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl', 'lb_rev_filter']);
 
 export class BpfMaps {
   private readonly maps: DataplaneMaps;

@@ -39,7 +39,7 @@ interface Native {
   mapDeleteBatchAsync(fd: number, keys: Buffer, count: number): Promise<[number, number]>;
   mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number, innerFd: number): number;
   mapInfo(fd: number): RawMapInfo | number;
-  mapMmapWrite(fd: number, data: Buffer, offset: number): number;
+  mapMmapWrite(fd: number, data: Buffer, offset: number, or?: boolean): number;
   progInfo(fd: number): RawProgInfo | number;
   objGet(path: string): number;
   objPin(fd: number, path: string): number;

@@ -128,9 +128,11 @@ export class BpfMap {
   /**
    * Writes raw values into a BPF_F_MMAPABLE array through a shared mapping: `data` lands at byte
    * `offset` of the value area (element i at i * roundup(valueSize, 8)). One copy, no system call per
-   * element, for filling large arrays.
+   * element, for filling large arrays. With `or`, each non-zero 8-byte word of data is ORed into the
+   * array's word with an atomic OR instead (offset and length multiples of 8): bits the programs set
+   * meanwhile are kept.
    */
-  writeMmap(data: Buffer, offset = 0): void {
+  writeMmap(data: Buffer, offset = 0, or = false): void {
     this.#writes++;
     if (this.type !== MapType.ARRAY || (this.flags & BPF_F_MMAPABLE) === 0) throw usage(`writeMmap on map ${this.name}: only BPF_F_MMAPABLE arrays can be mapped`);
     if (!Buffer.isBuffer(data)) throw usage(`data for writeMmap on map ${this.name} must be a Buffer`);
@@ -139,7 +141,8 @@ export class BpfMap {
       throw usage(`writeMmap on map ${this.name}: ${data.length} bytes at offset ${offset} exceed its ${size} bytes`);
     }
     if (data.length === 0) return;
-    const ret = native().mapMmapWrite(this.fd, data, offset);
+    if (or && (offset % 8 || data.length % 8)) throw usage(`writeMmap on map ${this.name}: an OR needs 8-byte words (offset ${offset}, ${data.length} bytes)`);
+    const ret = native().mapMmapWrite(this.fd, data, offset, or);
     if (ret < 0) throw bpfError('mmap write', this.name, ret);
   }
 
