@@ -271,7 +271,7 @@ export class Agent {
     }
     if (ops.length) {
       // the kernel holds the tables now; their slots (~64 MiB at 10k Services) are not needed to plan on
-      releaseSlots(next);
+      releaseSlots(next, this.#current);
       this.#log.debug({ ops: ops.length, frontends: next.frontends.size }, 'data plane updated');
     }
     const t6 = performance.now();

@@ -91,6 +91,14 @@ test('a plan whose slots were released still serves as prev: nothing rebuilt, no
   const creates = diffPlans(p2, p3).filter((o) => o.op === 'createTable');
   t.is(creates.length, 1);
   t.true(creates.every((o) => o.op === 'createTable' && o.table.slots.length === o.table.m));
+  // the release after that change, told the plan it was built from, drops the new table's slots too
+  // (it looks only at the tables the build made) and keeps the plan a valid prev
+  releaseSlots(p3, p2);
+  t.true([...p3.tables.values()].every((x) => x.slots.length === 0));
+  const p4 = buildPlan({ frontends: [svc('10.96.0.1'), svc('10.96.0.2', [be('10.244.5.7')])] }, p3, { seed, consumePrev: true });
+  t.is(diffPlans(p3, p4).filter((o) => o.op === 'createTable').length, 1);
+  releaseSlots(p4, p3);
+  t.true([...p4.tables.values()].every((x) => x.slots.length === 0));
 });
 
 test('a large build shares one buffer between its tables without mixing their slots', (t) => {
