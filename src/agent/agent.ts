@@ -17,6 +17,7 @@ import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
 import { GcClock } from '../util/gc-clock.js';
+import { warmOneChange } from './warm.js';
 
 export interface AgentOptions {
   compile: CompileOptions;
@@ -312,7 +313,26 @@ export class Agent {
       });
     } else log(steps, 'sync steps');
     this.onSynced?.(ops.length);
+    if (full && !this.#warmed) {
+      this.#warmed = true;
+      setImmediate(() => this.#warm(slots)).unref();
+    }
   }
+
+  /** Compiles the one-change path once, after the first full sync (warm.ts says why). */
+  #warm(slots: boolean): void {
+    const t0 = performance.now(), cpu0 = process.cpuUsage();
+    try {
+      const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots);
+      const cpu = process.cpuUsage(cpu0);
+      this.#log.debug({ ...r, ms: ms(performance.now() - t0), cpuMs: ms((cpu.user + cpu.system) / 1000) }, 'one-change path warmed');
+    } catch (e) {
+      // it writes nothing and holds nothing: a failure costs only the warm-up
+      this.#log.debug({ err: e }, 'warming the one-change path failed');
+    }
+  }
+
+  #warmed = false;
 
   /**
    * Logs the problems of objects whose problems appeared or changed since the last sync (a rejected
