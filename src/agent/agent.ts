@@ -315,7 +315,10 @@ export class Agent {
     this.onSynced?.(ops.length);
     if (full && !this.#warmed) {
       this.#warmed = true;
-      setImmediate(() => this.#warm(slots)).unref();
+      // a timer, set after onSynced's: the heap trimmer's full GC after a big sync (a timer of the
+      // same delay, so it fires first) reduces memory and with it flushes the bytecode of functions
+      // not running then; warmed before it, the first change found the path cold again
+      setTimeout(() => this.#warm(slots), 0).unref();
     }
   }
 
