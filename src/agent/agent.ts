@@ -17,6 +17,7 @@ import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
 import { GcClock } from '../util/gc-clock.js';
+import { warmOneChange } from './warm.js';
 
 export interface AgentOptions {
   compile: CompileOptions;
@@ -271,7 +272,7 @@ export class Agent {
     }
     if (ops.length) {
       // the kernel holds the tables now; their slots (~64 MiB at 10k Services) are not needed to plan on
-      releaseSlots(next);
+      releaseSlots(next, this.#current);
       this.#log.debug({ ops: ops.length, frontends: next.frontends.size }, 'data plane updated');
     }
     const t6 = performance.now();
@@ -312,7 +313,29 @@ export class Agent {
       });
     } else log(steps, 'sync steps');
     this.onSynced?.(ops.length);
+    if (full && !this.#warmed) {
+      this.#warmed = true;
+      // a timer, set after onSynced's: the heap trimmer's full GC after a big sync (a timer of the
+      // same delay, so it fires first) reduces memory and with it flushes the bytecode of functions
+      // not running then; warmed before it, the first change found the path cold again
+      setTimeout(() => this.#warm(slots), 0).unref();
+    }
   }
+
+  /** Compiles the one-change path once, after the first full sync (warm.ts says why). */
+  #warm(slots: boolean): void {
+    const t0 = performance.now(), cpu0 = process.cpuUsage();
+    try {
+      const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots);
+      const cpu = process.cpuUsage(cpu0);
+      this.#log.debug({ ...r, ms: ms(performance.now() - t0), cpuMs: ms((cpu.user + cpu.system) / 1000) }, 'one-change path warmed');
+    } catch (e) {
+      // it writes nothing and holds nothing: a failure costs only the warm-up
+      this.#log.debug({ err: e }, 'warming the one-change path failed');
+    }
+  }
+
+  #warmed = false;
 
   /**
    * Logs the problems of objects whose problems appeared or changed since the last sync (a rejected

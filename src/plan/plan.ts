@@ -16,7 +16,7 @@ import { compareBackends } from '../model/canonical.js';
 import type { NodeState } from '../model/compiled.js';
 import { KbpError } from '../util/errors.js';
 import { buildFull } from './build-full.js';
-import { buildIncremental } from './build-incremental.js';
+import { buildIncremental, planDelta } from './build-incremental.js';
 import { HASH_SEED_MAX } from './limits.js';
 import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
 import type { Plan } from './types.js';
@@ -86,7 +86,16 @@ export function fillMissingSlots(plan: Plan): void {
  * brings them back when a consumer needs them. Tables are shared with whoever else holds this plan's
  * objects (an in-memory data plane keeps them by reference).
  */
-export function releaseSlots(plan: Plan): void {
-  // only the tables written since the last release hold slots: no allocation for the others
+export function releaseSlots(plan: Plan, prev?: Plan): void {
+  // only the tables written since the last release hold slots: no allocation for the others; after
+  // an incremental build from prev (released), only its new tables: no walk over every table
+  const d = prev && planDelta(prev, plan);
+  if (d) {
+    for (const id of d.tableIds) {
+      const t = plan.tables.get(id);
+      if (t?.slots.length) t.slots = new Uint32Array(0);
+    }
+    return;
+  }
   for (const t of plan.tables.values()) if (t.slots.length) t.slots = new Uint32Array(0);
 }

@@ -128,7 +128,8 @@ test('property: consumePrev builds in prev\'s maps the plan and ops of a copying
       fc.array(fc.array(arbOp, { minLength: 0, maxLength: 4 }), { minLength: 1, maxLength: 8 }),
       fc.constantFrom<MaglevSizing>('pow2', 'exact'),
       fc.nat(7),
-      (initial, steps, maglevSizing, failAt) => {
+      fc.array(arbOp, { minLength: 1, maxLength: 3 }),
+      (initial, steps, maglevSizing, failAt, last) => {
         const current = new Map<number, NodeFrontend>();
         for (const op of initial) apply(current, op);
         let prev = buildPlan(stateOf(current), undefined, { seed, maglevSizing });
@@ -152,6 +153,16 @@ test('property: consumePrev builds in prev\'s maps the plan and ops of a copying
           t.deepEqual(sortedOps(diffPlans(prev, next)), sortedOps(wantOps));
           t.deepEqual(content(next), content(want));
           prev = next;
+        }
+        // the chain keeps the full build's frontend order through consumed builds (spliced in place
+        // there): a copying build that adds or removes a key lays its map out in that order
+        for (const op of last) apply(current, op);
+        const state = stateOf(current);
+        const copied = buildPlan(state, prev, { seed, maglevSizing });
+        const keys = new Set(state.frontends.map((f) => frontendKey(f)));
+        if (keys.size !== prev.frontends.size || [...prev.frontends.keys()].some((k) => !keys.has(k))) {
+          t.truthy(planDelta(prev, copied));
+          t.deepEqual([...copied.frontends.keys()], [...buildPlan(state, stranger(prev), { seed, maglevSizing }).frontends.keys()]);
         }
       },
     ),

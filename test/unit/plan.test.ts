@@ -2,7 +2,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import type { NodeState } from '../../src/model/compiled.js';
 import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
-import { buildPlan, fillMissingSlots, releaseSlots } from '../../src/plan/plan.js';
+import { buildPlan, fillMissingSlots, planDelta, releaseSlots } from '../../src/plan/plan.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { backendKey, frontendKey, type Plan } from '../../src/plan/types.js';
 import { arbState, be, counts, fe } from './plan-helpers.js';
@@ -91,6 +91,13 @@ test('a plan whose slots were released still serves as prev: nothing rebuilt, no
   const creates = diffPlans(p2, p3).filter((o) => o.op === 'createTable');
   t.is(creates.length, 1);
   t.true(creates.every((o) => o.op === 'createTable' && o.table.slots.length === o.table.m));
+  // told the plan it was built from (released), a release looks only at the tables the build made
+  releaseSlots(p3);
+  const p4 = buildPlan({ frontends: [svc('10.96.0.1'), svc('10.96.0.2', [be('10.244.5.7')])] }, p3, { seed, consumePrev: true });
+  t.is(diffPlans(p3, p4).filter((o) => o.op === 'createTable').length, 1);
+  t.truthy(planDelta(p3, p4));
+  releaseSlots(p4, p3);
+  t.true([...p4.tables.values()].every((x) => x.slots.length === 0));
 });
 
 test('a large build shares one buffer between its tables without mixing their slots', (t) => {

@@ -127,3 +127,28 @@ test('property: compile\'s delta is exact, and capacity, plan and the IPv6 count
   t.true(followed > 500, `followed ${followed}`);
   t.true(planned > 300, `planned ${planned}`);
 });
+
+test('a state the Compiler has moved on from is collectable: a delta record does not keep its base alive', async (t) => {
+  // the record of state n named state n-1 strongly (a WeakMap entry lives as long as its key), so
+  // the latest state held every state before it, and each one's frontend array: ~84 KiB a change
+  // at 10,000 Services, forever, and the Compiler copied them all out every few hundred changes
+  const { fullGc } = await import('../../src/util/heap-trim.js');
+  const gc = fullGc('regular');
+  const store = new ObjectStore();
+  store.upsert('Node', node('n1', ['192.168.1.1']) as never);
+  store.upsert('Service', svc('d/s0', { ports: [{ port: 80, targetPort: 8080 }] }) as never);
+  const take = tracker(store);
+  const compiler = new Compiler({ nodeName: 'n1', standalone: true });
+  const first = new WeakRef(compiler.compile(store.view(), take()).state);
+  let latest: NodeState | undefined;
+  for (let k = 0; k < 4; k++) {
+    store.upsert('EndpointSlice', slice('d/s0-a', 's0', [{ port: 8080 }], [{ ip: `10.244.0.${k + 1}` }]) as never);
+    latest = compiler.compile(store.view(), take()).state;
+    t.is(latest.frontends.length, 1);
+  }
+  // a WeakRef's target survives the job that made or read it: collect on a later turn
+  await new Promise((r) => setTimeout(r, 0));
+  gc();
+  t.is(first.deref(), undefined);
+  t.truthy(latest);
+});
