@@ -1,16 +1,18 @@
-// The CLI as a user runs it: `node --import=tsx src/cli/main.ts ...` in a child process, checking
+// The CLI as a user runs it, in a child process (the bundle while it is as new as src/, else the
+// sources through tsx: testing/cli.ts), checking
 // stdout, stderr and exit codes of the contract (0 ok, 1 runtime failure, 2 bad usage).
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cliNodeArgs } from '../../testing/cli.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import=tsx', 'src/cli/main.ts', ...args], { cwd: root, timeout: 60_000, maxBuffer: 16 << 20 },
+    execFile(process.execPath, [...cliNodeArgs(), ...args], { cwd: root, timeout: 60_000, maxBuffer: 16 << 20 },
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
   });
 }

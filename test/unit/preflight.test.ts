@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { preflight } from '../../src/agent/preflight.js';
 import { DEFAULTS, type AgentSettings } from '../../src/agent/config.js';
 import { bpffsOf, findCgroup2, fsTypeOf, isCgroup2 } from '../../src/dataplane/host.js';
+import { cliNodeArgs } from '../../testing/cli.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const tmp = mkdtempSync(join(tmpdir(), 'kbp-preflight-'));
@@ -16,7 +17,7 @@ test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import=tsx', 'src/cli/main.ts', ...args], { cwd: root, timeout: 60_000 },
+    execFile(process.execPath, [...cliNodeArgs(), ...args], { cwd: root, timeout: 60_000 },
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
   });
 }
