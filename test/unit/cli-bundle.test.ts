@@ -3,11 +3,13 @@
 // alone. The sources (tsx) cannot show that: this runs the built bundle.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 // inside the checkout (bench/results/ is ignored by git): the bundle finds native/ and bpf/ above it
+// (a fresh clone has no bench/results/ yet)
+mkdirSync(join(root, 'bench', 'results'), { recursive: true });
 const dir = mkdtempSync(join(root, 'bench', 'results', '.cli-bundle-test-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 
