@@ -5,7 +5,8 @@
 // 100,000-Service row).
 //   N=30000 node --import=tsx --expose-gc bench/scale-steps.ts   (one JSON line)
 // Per step: <step>HeapMiB is the V8 heap in use after a full GC, <step>ExtMiB memory outside it
-// (ArrayBuffers: the plan's Maglev slab), both as left after the step. A released ArrayBuffer leaves
+// (ArrayBuffers: the plan's Maglev slab), both as left after the step; <step>GarbageMiB what that
+// GC freed (the step's garbage that young-generation GCs had not already taken). A released ArrayBuffer leaves
 // the external figure only when V8's sweeper has run: the reading waits a turn of the loop for it.
 // With ONE_GC=1 there is no GC between the steps: the agent's case, where the garbage of the whole
 // first sync meets one full GC after it (agent.ts onSynced -> heap-trim.ts). Then gcMs is that GC's
@@ -37,7 +38,9 @@ const step = async <T>(name: string, f: () => T): Promise<T> => {
   const c = process.cpuUsage(c0);
   out[`${name}CpuMs`] = Math.round((c.user + c.system) / 1000);
   if (!oneGc) {
+    const raw = process.memoryUsage().heapUsed;
     const m = await settle();
+    out[`${name}GarbageMiB`] = Math.round((raw - m.heapUsed) / MiB);
     out[`${name}HeapMiB`] = Math.round(m.heapUsed / MiB);
     out[`${name}ExtMiB`] = Math.round(m.external / MiB);
   }
