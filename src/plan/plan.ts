@@ -19,7 +19,7 @@ import { buildFull } from './build-full.js';
 import { buildIncremental } from './build-incremental.js';
 import { HASH_SEED_MAX } from './limits.js';
 import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
-import type { Plan } from './types.js';
+import { NO_SLOTS, type Plan } from './types.js';
 
 export { planDelta, undoPlan, type PlanDelta } from './build-incremental.js';
 
@@ -88,5 +88,5 @@ export function fillMissingSlots(plan: Plan): void {
  */
 export function releaseSlots(plan: Plan): void {
   // only the tables written since the last release hold slots: no allocation for the others
-  for (const t of plan.tables.values()) if (t.slots.length) t.slots = new Uint32Array(0);
+  for (const t of plan.tables.values()) if (t.slots.length) t.slots = NO_SLOTS;
 }
