@@ -38,14 +38,47 @@ interface FrontendDraft {
 
 /** protocols by code, the codes in the order of their names (the canonical order compares names) */
 const PROTOCOLS: readonly Protocol[] = ['SCTP', 'TCP', 'UDP'];
+
+/**
+ * A dotted quad exactly as node:net isIPv4 takes it (four parts 0..255 without leading zeros) as a
+ * u32, else -1: for those, isIP is 4 and addressKey its hex, so the check and the Map lookup by
+ * text (a third of the build's JavaScript time at 10,000 Services) are skipped.
+ */
+export function strictV4(a: string): number {
+  let v = 0, part = 0, digits = 0, parts = 0;
+  for (let i = 0; i < a.length; i++) {
+    const c = a.charCodeAt(i);
+    if (c === 46) {
+      if (!digits || ++parts > 3) return -1;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && part === 0) return -1; // a leading zero
+      if (++digits > 3) return -1;
+      part = part * 10 + c - 48;
+      if (part > 255) return -1;
+    } else return -1;
+  }
+  if (!digits || parts !== 3) return -1;
+  return v * 256 + part;
+}
+
+/** a u32 mixed so that its low bits (the table's mask) depend on every bit */
+function v4Hash(v: number): number {
+  let h = Math.imul(v ^ (v >>> 16), 0x45d9f3b);
+  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
 const PROTOCOL_CODES: ReadonlyMap<string, number> = new Map(PROTOCOLS.map((p, k) => [p, k]));
 
 /**
  * The distinct backends of a state, as parallel typed arrays sized once for every backend reference
  * of the state (the most there can be): at 100,000 Services there are a million of them, and an
  * object each (or a JavaScript array per field, grown by push) made the V8 heap, and so every GC
- * during and after the build, several times larger. Addresses (backends' and frontends') go through
- * one map that also holds their sort key, so a backend reference costs one string lookup.
+ * during and after the build, several times larger. Addresses (backends' and frontends') get an
+ * index that also holds their sort key: a dotted quad by its value in a typed-array table, anything
+ * else through a Map by text.
  */
 class Backends {
   /** address text -> address index; with it, per address: its sort key ('' when not an IP address) */
@@ -85,22 +118,59 @@ class Backends {
     this.localRefs = new Int32Array(most);
   }
 
+  /** dotted quads (nearly every address) by value, open addressing: no string hashing, 8 bytes a slot */
+  #v4Keys = new Uint32Array(1024);
+  #v4Vals = new Int32Array(1024).fill(-1);
+  #v4Count = 0;
+
   /** the address's index (AddressKeys' validation and sort key, cached per distinct text) */
   address(text: string): number {
-    let a = this.#addrIndex.get(text);
-    if (a === undefined) {
-      a = this.addrText.length;
-      this.addrText.push(text);
-      // isIP first: addressKey takes forms such as 01.2.3.4 that the data plane must refuse
-      this.addrKey.push(isIP(text) ? addressKey(text) : '');
-      if (a >= this.#addrFirst.length) {
-        const grown = new Int32Array(this.#addrFirst.length * 2);
-        grown.set(this.#addrFirst);
-        this.#addrFirst = grown;
+    const v = strictV4(text);
+    if (v >= 0) {
+      const mask = this.#v4Vals.length - 1;
+      let h = v4Hash(v) & mask;
+      for (let a = this.#v4Vals[h]!; a !== -1; a = this.#v4Vals[h]!) {
+        if (this.#v4Keys[h] === v) return a;
+        h = (h + 1) & mask;
       }
-      this.#addrFirst[a] = -1;
-      this.#addrIndex.set(text, a);
+      const a = this.#newAddress(text, addressKey(text));
+      this.#v4Keys[h] = v;
+      this.#v4Vals[h] = a;
+      if (++this.#v4Count * 2 > this.#v4Vals.length) this.#growV4();
+      return a;
     }
+    const a = this.#addrIndex.get(text);
+    if (a !== undefined) return a;
+    // isIP: addressKey takes forms such as 01.2.3.4 that the data plane must refuse
+    const made = this.#newAddress(text, isIP(text) ? addressKey(text) : '');
+    this.#addrIndex.set(text, made);
+    return made;
+  }
+
+  #growV4(): void {
+    const keys = this.#v4Keys, vals = this.#v4Vals;
+    this.#v4Keys = new Uint32Array(keys.length * 2);
+    this.#v4Vals = new Int32Array(vals.length * 2).fill(-1);
+    const mask = this.#v4Vals.length - 1;
+    for (let k = 0; k < vals.length; k++) {
+      if (vals[k] === -1) continue;
+      let h = v4Hash(keys[k]!) & mask;
+      while (this.#v4Vals[h] !== -1) h = (h + 1) & mask;
+      this.#v4Keys[h] = keys[k]!;
+      this.#v4Vals[h] = vals[k]!;
+    }
+  }
+
+  #newAddress(text: string, key: string): number {
+    const a = this.addrText.length;
+    this.addrText.push(text);
+    this.addrKey.push(key);
+    if (a >= this.#addrFirst.length) {
+      const grown = new Int32Array(this.#addrFirst.length * 2);
+      grown.set(this.#addrFirst);
+      this.#addrFirst = grown;
+    }
+    this.#addrFirst[a] = -1;
     return a;
   }
 
