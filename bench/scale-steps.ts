@@ -1,39 +1,74 @@
 // The first sync's steps at N Services x 10 endpoints without the kernel, as the agent runs them
 // from the API server: LIST pages of 500 parsed from JSON and slimmed into the store (the kube
-// source's path), compile, capacity fit, buildPlan, releaseSlots. Wall and CPU ms per step and the
-// heap after a full GC, to find what grows faster than N (issue 10's 100,000-Service row).
+// source's path), compile, capacity fit, buildPlan, diff (the first sync's ops), releaseSlots. Wall
+// and CPU ms per step and what it left live, to find what grows faster than N (issue 10's
+// 100,000-Service row).
 //   N=30000 node --import=tsx --expose-gc bench/scale-steps.ts   (one JSON line)
+// Per step: <step>HeapMiB is the V8 heap in use after a full GC, <step>ExtMiB memory outside it
+// (ArrayBuffers: the plan's Maglev slab), both as left after the step; <step>GarbageMiB what that
+// GC freed (the step's garbage that young-generation GCs had not already taken). A released ArrayBuffer leaves
+// the external figure only when V8's sweeper has run: the reading waits a turn of the loop for it.
+// With ONE_GC=1 there is no GC between the steps: the agent's case, where the garbage of the whole
+// first sync meets one full GC after it (agent.ts onSynced -> heap-trim.ts). Then gcMs is that GC's
+// time and garbageMiB what it freed.
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
+import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan, releaseSlots } from '../src/plan/plan.js';
 import { slimStore } from './apiserver-objects.js';
 import { NODE_IP, NODE_NAME, type ClusterShape } from './gen.js';
 
 const N = Number(process.env.N ?? 10_000);
+const oneGc = process.env.ONE_GC === '1';
 const shape: ClusterShape = { services: N, endpointsPerService: 10, nodePortEvery: 10 };
-const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error('run with --expose-gc');
 const MiB = 2 ** 20;
 const out: Record<string, number> = { N };
-const step = <T>(name: string, f: () => T): T => {
+const settle = async (): Promise<NodeJS.MemoryUsage> => {
+  gc();
+  await new Promise((r) => setTimeout(r, 50));
+  gc();
+  return process.memoryUsage();
+};
+const step = async <T>(name: string, f: () => T): Promise<T> => {
   const c0 = process.cpuUsage(), t0 = performance.now();
   const v = f();
   out[`${name}Ms`] = Math.round(performance.now() - t0);
   const c = process.cpuUsage(c0);
   out[`${name}CpuMs`] = Math.round((c.user + c.system) / 1000);
-  gc();
-  const m = process.memoryUsage();
-  out[`${name}HeapMiB`] = Math.round((m.heapUsed + m.external) / MiB);
-  process.stderr.write(`[scale-steps] ${N}: ${name} ${out[`${name}Ms`]} ms, heap+external ${out[`${name}HeapMiB`]} MiB\n`);
+  if (!oneGc) {
+    const raw = process.memoryUsage().heapUsed;
+    const m = await settle();
+    out[`${name}GarbageMiB`] = Math.round((raw - m.heapUsed) / MiB);
+    out[`${name}HeapMiB`] = Math.round(m.heapUsed / MiB);
+    out[`${name}ExtMiB`] = Math.round(m.external / MiB);
+  }
+  process.stderr.write(`[scale-steps] ${N}: ${name} ${out[`${name}Ms`]} ms (cpu ${out[`${name}CpuMs`]})` +
+    (oneGc ? '\n' : `, heap ${out[`${name}HeapMiB`]} MiB, external ${out[`${name}ExtMiB`]} MiB\n`));
   return v;
 };
-const store = step('store', () => slimStore(shape));
+const store = await step('store', () => slimStore(shape));
 const compiler = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] });
-const compiled = step('compile', () => compiler.compile(store.view()).state);
+const compiled = await step('compile', () => compiler.compile(store.view()).state);
 const cap = { frontends: 1 << 20, backends: 1 << 23, slots: 1 << 26, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 28 };
 const ct = new CapacityTracker();
-const fitted = step('fit', () => ct.fit(compiled, cap).state);
-const plan = step('plan', () => buildPlan(fitted, undefined, { seed: 1 }));
-step('release', () => releaseSlots(plan));
+const fitted = await step('fit', () => ct.fit(compiled, cap).state);
+const plan = await step('plan', () => buildPlan(fitted, undefined, { seed: 1, consumePrev: true }));
+const ops = await step('diff', () => diffPlans(undefined, plan));
+out.ops = ops.length;
+ops.length = 0;
+await step('release', () => releaseSlots(plan));
+if (oneGc) {
+  const before = process.memoryUsage();
+  const t0 = performance.now();
+  gc();
+  out.gcMs = Math.round(performance.now() - t0);
+  const m = await settle();
+  out.garbageMiB = Math.round((before.heapUsed - m.heapUsed) / MiB);
+  out.heapMiB = Math.round(m.heapUsed / MiB);
+  out.extMiB = Math.round(m.external / MiB);
+}
 out.rssMiB = Math.round(process.memoryUsage().rss / MiB);
-void store; void plan;
+void store; void plan; void fitted;
 console.log(JSON.stringify(out));

@@ -89,7 +89,8 @@ export default defineBench({
         ...(baseCli && { baseline: `base: peak rss ${label}` }) });
       // where the first sync went, from the agent's own log: the source and load at start, then the
       // first full sync's steps (wall and the process's CPU)
-      for (const [k, x] of ours.entries()) {
+      // the baseline's too: the same-run figure each step is compared with
+      for (const [who, runs] of [['this build', ours], ['base', base]] as const) for (const [k, x] of runs.entries()) {
         const lines = x.output.split('\n');
         const start = lines.find((l) => l.includes('"data plane loaded and source started"'));
         const steps = lines.find((l) => l.includes('"sync steps"') && l.includes('"full":true'));
@@ -100,13 +101,15 @@ export default defineBench({
             return keys.filter((q) => o[q] !== undefined).map((q) => `${q} ${o[q]}`).join(', ');
           } catch { return 'not in the log'; }
         };
-        ctx.note(`First sync at ${n}, this build${rounds > 1 ? ` round ${k + 1}` : ''}: start (${pick(start, ['sourceMs', 'loadMs', 'loadTotalMs', 'readPlanMs'])}); `
+        ctx.note(`First sync at ${n}, ${who}${rounds > 1 ? ` round ${k + 1}` : ''}: start (${pick(start, ['sourceMs', 'loadMs', 'loadTotalMs', 'readPlanMs'])}); `
           + `first full sync (${pick(steps, ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'])}).`);
       }
       // the full GC the agent runs after a big sync (src/util/heap-trim.ts): its pause, from the agent's log
       const pauses = ours.flatMap((x) => [...x.output.matchAll(/"pauseMs":([\d.]+)[^\n]*collected the garbage of a big sync/g)].map((h) => Number(h[1])));
       if (pauses.length) ctx.metric({ name: `full GC after the first sync ${label}: pause`, value: median(pauses), unit: 'ms', better: 'lower',
         note: `the agent's one full GC after a big sync (event loop held); ${pauses.map((x) => x.toFixed(0)).join(', ')} ms` });
+      const basePauses = base.flatMap((x) => [...x.output.matchAll(/"pauseMs":([\d.]+)[^\n]*collected the garbage of a big sync/g)].map((h) => Number(h[1])));
+      if (basePauses.length) ctx.note(`Base: the full GC after the first sync at ${n} held the loop ${basePauses.map((x) => x.toFixed(0)).join(', ')} ms.`);
       if (r.rssSeries.length > 1) ctx.figure({ id: 'rss', kind: 'line', title: `Agent RSS after the first sync at ${n} Services`,
         x: { label: 's after the first sync' }, y: { label: 'MiB', min: 0 },
         series: [...ours.map((x, k) => ({ name: `this build${rounds > 1 ? `, round ${k + 1}` : ''}`, points: series(x) })),

@@ -88,7 +88,8 @@ export function backendKey(addrKey: string, port: number): string {
 
 /** compareFrontends' order from a precomputed addressKey; the protocols differ in their first letter */
 export function frontendKey(addrKey: string, port: number, protocol: string, scope: 'internal' | 'external'): string {
-  return addrKey + HEX2[(port >> 8) & 255] + HEX2[port & 255] + protocol + scopeOrder[scope];
+  // joined: a plan keeps this key per frontend, and a concatenation keeps its intermediate strings
+  return [addrKey, HEX2[(port >> 8) & 255], HEX2[port & 255], protocol, scopeOrder[scope]].join('');
 }
 
 /** Sorts items by precomputed keys (code unit order), stably. */

@@ -4,15 +4,17 @@
 // live in parallel arrays, and unchanged backends and frontends keep prev's objects so diff skips
 // them (bench/plan.bench.ts: ~1 s at 10,000 Services x 10 endpoints, GC-bound beyond ~50,000). Its
 // plan starts a chain that the next build may extend incrementally (build-incremental.ts).
+import { isIP } from 'node:net';
+import { addressKey } from '../model/canonical.js';
 import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
 import { findIn } from './backend-index.js';
-import { AddressKeys, affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
+import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
 import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX, LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { MaglevBuilder, maglevHashes, maglevIdentity, maglevSize, type MaglevSizing } from './maglev.js';
 import { nativeFill, nativeFillAvailable } from './maglev-native.js';
-import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
+import { frontendKey, NO_SLOTS, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 
 /** builds whose tables need more than this share one ArrayBuffer (see step 5 of buildFull) */
 const SLAB_MIN_BYTES = 32 * 2 ** 20;
@@ -34,96 +36,213 @@ interface FrontendDraft {
   tkey: string;
 }
 
+/** protocols by code, the codes in the order of their names (the canonical order compares names) */
+const PROTOCOLS: readonly Protocol[] = ['SCTP', 'TCP', 'UDP'];
+
 /**
- * The distinct backends of a state, as parallel arrays: at 100,000 Services there are a million of
- * them, and an object (plus a key string, plus a wrapper per reference) each made the V8 heap, and so
- * every full GC, several times larger.
+ * A dotted quad exactly as node:net isIPv4 takes it (four parts 0..255 without leading zeros) as a
+ * u32, else -1: for those, isIP is 4 and addressKey its hex, so the check and the Map lookup by
+ * text (a third of the build's JavaScript time at 10,000 Services) are skipped.
+ */
+export function strictV4(a: string): number {
+  let v = 0, part = 0, digits = 0, parts = 0;
+  for (let i = 0; i < a.length; i++) {
+    const c = a.charCodeAt(i);
+    if (c === 46) {
+      if (!digits || ++parts > 3) return -1;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && part === 0) return -1; // a leading zero
+      if (++digits > 3) return -1;
+      part = part * 10 + c - 48;
+      if (part > 255) return -1;
+    } else return -1;
+  }
+  if (!digits || parts !== 3) return -1;
+  return v * 256 + part;
+}
+
+/** a u32 mixed so that its low bits (the table's mask) depend on every bit */
+function v4Hash(v: number): number {
+  let h = Math.imul(v ^ (v >>> 16), 0x45d9f3b);
+  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+const PROTOCOL_CODES: ReadonlyMap<string, number> = new Map(PROTOCOLS.map((p, k) => [p, k]));
+
+/**
+ * The distinct backends of a state, as parallel typed arrays sized once for every backend reference
+ * of the state (the most there can be): at 100,000 Services there are a million of them, and an
+ * object each (or a JavaScript array per field, grown by push) made the V8 heap, and so every GC
+ * during and after the build, several times larger. Addresses (backends' and frontends') get an
+ * index that also holds their sort key: a dotted quad by its value in a typed-array table, anything
+ * else through a Map by text.
  */
 class Backends {
-  readonly address: string[] = [];
-  readonly port: number[] = [];
-  readonly protocol: Protocol[] = [];
-  /** AddressKeys sort key (shared per address) */
+  /** address text -> address index; with it, per address: its sort key ('' when not an IP address) */
+  readonly #addrIndex = new Map<string, number>();
+  readonly addrText: string[] = [];
   readonly addrKey: string[] = [];
-  readonly terminating: boolean[] = [];
-  readonly local: boolean[] = [];
-  readonly id: number[] = [];
+  /** per address index: the first backend index with that address, -1 when none */
+  #addrFirst: Int32Array;
+  /** per backend index */
+  readonly addr: Int32Array;
+  readonly port: Uint16Array;
+  readonly protocol: Uint8Array;
+  readonly terminating: Uint8Array;
+  readonly local: Uint8Array;
+  /** ids are u32 (BACKEND_ID_MAX); a Float64Array would make every id read from it a heap number */
+  readonly id: Uint32Array;
   /** next index with the same address, -1 at the end */
-  readonly next: number[] = [];
+  readonly next: Int32Array;
   /** frontends listing the backend, those listing it terminating, those listing it local */
-  readonly refs: number[] = [];
-  readonly termRefs: number[] = [];
-  readonly localRefs: number[] = [];
-  /** address -> first index */
-  readonly byAddress = new Map<string, number>();
+  readonly refs: Int32Array;
+  readonly termRefs: Int32Array;
+  readonly localRefs: Int32Array;
+  size = 0;
 
-  get size(): number {
-    return this.address.length;
+  /** room for `most` backends */
+  constructor(most: number) {
+    this.#addrFirst = new Int32Array(64);
+    this.addr = new Int32Array(most);
+    this.port = new Uint16Array(most);
+    this.protocol = new Uint8Array(most);
+    this.terminating = new Uint8Array(most);
+    this.local = new Uint8Array(most);
+    this.id = new Uint32Array(most);
+    this.next = new Int32Array(most);
+    this.refs = new Int32Array(most);
+    this.termRefs = new Int32Array(most);
+    this.localRefs = new Int32Array(most);
   }
 
-  find(address: string, port: number, protocol: Protocol): number {
-    let i = this.byAddress.get(address) ?? -1;
+  /** dotted quads (nearly every address) by value, open addressing: no string hashing, 8 bytes a slot */
+  #v4Keys = new Uint32Array(1024);
+  #v4Vals = new Int32Array(1024).fill(-1);
+  #v4Count = 0;
+
+  /** the address's index (AddressKeys' validation and sort key, cached per distinct text) */
+  address(text: string): number {
+    const v = strictV4(text);
+    if (v >= 0) {
+      const mask = this.#v4Vals.length - 1;
+      let h = v4Hash(v) & mask;
+      for (let a = this.#v4Vals[h]!; a !== -1; a = this.#v4Vals[h]!) {
+        if (this.#v4Keys[h] === v) return a;
+        h = (h + 1) & mask;
+      }
+      const a = this.#newAddress(text, addressKey(text));
+      this.#v4Keys[h] = v;
+      this.#v4Vals[h] = a;
+      if (++this.#v4Count * 2 > this.#v4Vals.length) this.#growV4();
+      return a;
+    }
+    const a = this.#addrIndex.get(text);
+    if (a !== undefined) return a;
+    // isIP: addressKey takes forms such as 01.2.3.4 that the data plane must refuse
+    const made = this.#newAddress(text, isIP(text) ? addressKey(text) : '');
+    this.#addrIndex.set(text, made);
+    return made;
+  }
+
+  #growV4(): void {
+    const keys = this.#v4Keys, vals = this.#v4Vals;
+    this.#v4Keys = new Uint32Array(keys.length * 2);
+    this.#v4Vals = new Int32Array(vals.length * 2).fill(-1);
+    const mask = this.#v4Vals.length - 1;
+    for (let k = 0; k < vals.length; k++) {
+      if (vals[k] === -1) continue;
+      let h = v4Hash(keys[k]!) & mask;
+      while (this.#v4Vals[h] !== -1) h = (h + 1) & mask;
+      this.#v4Keys[h] = keys[k]!;
+      this.#v4Vals[h] = vals[k]!;
+    }
+  }
+
+  #newAddress(text: string, key: string): number {
+    const a = this.addrText.length;
+    this.addrText.push(text);
+    this.addrKey.push(key);
+    if (a >= this.#addrFirst.length) {
+      const grown = new Int32Array(this.#addrFirst.length * 2);
+      grown.set(this.#addrFirst);
+      this.#addrFirst = grown;
+    }
+    this.#addrFirst[a] = -1;
+    return a;
+  }
+
+  find(addr: number, port: number, protocol: number): number {
+    let i = this.#addrFirst[addr]!;
     while (i >= 0 && (this.port[i] !== port || this.protocol[i] !== protocol)) i = this.next[i]!;
     return i;
   }
 
-  add(address: string, port: number, protocol: Protocol, addrKey: string): number {
-    const i = this.address.length;
-    this.address.push(address);
-    this.port.push(port);
-    this.protocol.push(protocol);
-    this.addrKey.push(addrKey);
-    this.terminating.push(false);
-    this.local.push(false);
-    this.id.push(0);
-    this.next.push(this.byAddress.get(address) ?? -1);
-    this.refs.push(0);
-    this.termRefs.push(0);
-    this.localRefs.push(0);
-    this.byAddress.set(address, i);
+  add(addr: number, port: number, protocol: number): number {
+    const i = this.size++;
+    this.addr[i] = addr;
+    this.port[i] = port;
+    this.protocol[i] = protocol;
+    this.next[i] = this.#addrFirst[addr]!;
+    this.#addrFirst[addr] = i;
     return i;
+  }
+
+  addressOf(i: number): string {
+    return this.addrText[this.addr[i]!]!;
+  }
+
+  protocolOf(i: number): Protocol {
+    return PROTOCOLS[this.protocol[i]!]!;
   }
 
   /** canonical (address, port, protocol) order */
   compare(a: number, b: number): number {
-    const x = this.addrKey[a]!, y = this.addrKey[b]!;
-    if (x !== y) return x < y ? -1 : 1;
-    return this.port[a]! - this.port[b]! || (this.protocol[a]! < this.protocol[b]! ? -1 : this.protocol[a]! > this.protocol[b]! ? 1 : 0);
+    const p = this.addr[a]!, q = this.addr[b]!;
+    if (p !== q) {
+      const x = this.addrKey[p]!, y = this.addrKey[q]!;
+      if (x !== y) return x < y ? -1 : 1;
+    }
+    return this.port[a]! - this.port[b]! || this.protocol[a]! - this.protocol[b]!;
   }
 }
 
 export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false): Plan {
-  const addrKeys = new AddressKeys();
-
   // 1. validate, key and sort frontends; collect distinct backends
+  let refs = 0;
+  for (const f of state.frontends) refs += f.backends.length;
   const drafts = new Map<string, FrontendDraft>();
-  const bk = new Backends();
+  const bk = new Backends(refs);
   for (const f of state.frontends) {
-    const feAddrKey = addrKeys.get(f.address);
+    const feAddrKey = bk.addrKey[bk.address(f.address)] || undefined;
     const fault = frontendFault(f, feAddrKey);
     if (fault !== undefined) throw bad(f, fault);
     const key = frontendKey(f);
     if (drafts.has(key)) {
       throw bad(f, `duplicate frontend ${key} (also in ${drafts.get(key)!.src.service})`);
     }
+    const proto = PROTOCOL_CODES.get(f.protocol)!;
     const idx: number[] = new Array(f.backends.length);
     let sorted = true, anyTerminating = false;
     for (let j = 0; j < f.backends.length; j++) {
       const b = f.backends[j]!;
-      let i = bk.find(b.address, b.port, f.protocol);
+      const a = bk.address(b.address);
+      let i = bk.find(a, b.port, proto);
       if (i < 0) {
-        const ak = addrKeys.get(b.address);
-        const beFault = backendFault(b, ak);
+        const beFault = backendFault(b, bk.addrKey[a] || undefined);
         if (beFault !== undefined) throw bad(f, beFault);
-        i = bk.add(b.address, b.port, f.protocol, ak!);
+        i = bk.add(a, b.port, proto);
       }
       bk.refs[i]!++;
       if (b.terminating) {
-        bk.terminating[i] = anyTerminating = true;
+        bk.terminating[i] = 1;
+        anyTerminating = true;
         bk.termRefs[i]!++;
       }
       if (b.local) {
-        bk.local[i] = true;
+        bk.local[i] = 1;
         bk.localRefs[i]!++;
       }
       idx[j] = i;
@@ -136,7 +255,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
       order.sort((x, y) => bk.compare(idx[x]!, idx[y]!));
       const copy = order.map((j) => idx[j]!);
       for (let j = 1; j < copy.length; j++) {
-        if (copy[j] === copy[j - 1]) throw bad(f, `backend ${bk.address[copy[j]!]}:${bk.port[copy[j]!]} is listed twice`);
+        if (copy[j] === copy[j - 1]) throw bad(f, `backend ${bk.addressOf(copy[j]!)}:${bk.port[copy[j]!]} is listed twice`);
       }
       for (let j = 0; j < copy.length; j++) idx[j] = copy[j]!;
     }
@@ -150,12 +269,13 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     drafts.set(key, { key, src: f, idx, members, term, tkey: '', sortKey: frontendSortKey(f, feAddrKey!) });
   }
   const ordered = [...drafts.values()].sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+  drafts.clear();
 
   // 2. backend ids: kept ones keep theirs; new ones, in canonical order, take the lowest free
   const prevIndex = prev ? prevBackendIndex(prev) : undefined;
   const fresh: number[] = [];
   for (let i = 0; i < bk.size; i++) {
-    const old = prevIndex ? findIn(prevIndex, bk.address[i]!, bk.port[i]!, bk.protocol[i]!) : undefined;
+    const old = prevIndex ? findIn(prevIndex, bk.addressOf(i), bk.port[i]!, bk.protocolOf(i)) : undefined;
     if (old) bk.id[i] = old.id;
     else fresh.push(i);
   }
@@ -164,15 +284,15 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     const alloc = new IdAllocator(prev ? prev.backends.keys() : [], BACKEND_ID_MAX, 'backend');
     for (const i of fresh) bk.id[i] = alloc.next();
   }
-  const byId = Array.from({ length: bk.size }, (_, i) => i).sort((a, b) => bk.id[a]! - bk.id[b]!);
   const planBackends = new Map<number, PlanBackend>();
-  for (const i of byId) {
+  for (const i of byId(bk)) {
     const id = bk.id[i]!;
+    const terminating = bk.terminating[i] === 1, local = bk.local[i] === 1;
     // an unchanged backend keeps its object, so plans share them and diff compares less
     const old = prev?.backends.get(id);
-    planBackends.set(id, old && old.terminating === bk.terminating[i] && old.local === bk.local[i] && old.port === bk.port[i] &&
-      old.address === bk.address[i] && old.protocol === bk.protocol[i] ? old : {
-        id, address: bk.address[i]!, port: bk.port[i]!, protocol: bk.protocol[i]!, terminating: bk.terminating[i]!, local: bk.local[i]!,
+    planBackends.set(id, old && old.terminating === terminating && old.local === local && old.port === bk.port[i] &&
+      old.address === bk.addressOf(i) && old.protocol === bk.protocolOf(i) ? old : {
+        id, address: bk.addressOf(i), port: bk.port[i]!, protocol: bk.protocolOf(i), terminating, local,
       });
   }
 
@@ -214,7 +334,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
           // a read-back frontend may name a table the kernel lacks: its id stays reserved too, so
           // the broken frontend cannot briefly reach another table's backends under that id
           tableAlloc ??= new IdAllocator(prev ? [...prev.tables.keys(), ...[...prev.frontends.values()].map((x) => x.tableId)] : [], ID_MAX, 'Maglev table');
-          table = { id: tableAlloc.next(), m, members: ids, slots: new Uint32Array(0) };
+          table = { id: tableAlloc.next(), m, members: ids, slots: NO_SLOTS };
           toBuild.push({ table, members: d.members });
         }
         tables.set(tkey, table);
@@ -256,7 +376,7 @@ function fillTables(toBuild: readonly { table: PlanTable; members: number[] }[],
   const hashed = new Float64Array(bk.size * 2).fill(-1);
   const hashOf = (i: number, k: 0 | 1): number => {
     if (hashed[2 * i]! < 0) {
-      const [a, b] = maglevHashes(maglevIdentity({ address: bk.address[i]!, port: bk.port[i]! }), seed);
+      const [a, b] = maglevHashes(maglevIdentity({ address: bk.addressOf(i), port: bk.port[i]! }), seed);
       hashed[2 * i] = a;
       hashed[2 * i + 1] = b;
     }
@@ -314,6 +434,34 @@ function fillTables(toBuild: readonly { table: PlanTable; members: number[] }[],
     for (let j = 0; j < slots.length; j++) slots[j] = table.members[slots[j]!]!;
     table.slots = slots;
   }
+}
+
+/**
+ * Backend indices in id order. Ids are dense (the lowest free is taken), so an array indexed by id
+ * orders them without a comparison sort of a million indices; sparse ids (a kernel read-back may
+ * hold any) are sorted.
+ */
+function byId(bk: Backends): Int32Array {
+  const n = bk.size;
+  let top = 0;
+  for (let i = 0; i < n; i++) if (bk.id[i]! > top) top = bk.id[i]!;
+  const out = new Int32Array(n);
+  if (top <= 2 * n + 4096) {
+    const at = new Int32Array(top + 1).fill(-1);
+    let dup = false;
+    for (let i = 0; i < n; i++) {
+      const id = bk.id[i]!;
+      if (at[id] !== -1) dup = true;
+      at[id] = i;
+    }
+    if (!dup) {
+      let k = 0;
+      for (let id = 1; id <= top; id++) if (at[id] !== -1) out[k++] = at[id]!;
+      if (k === n) return out;
+    }
+  }
+  for (let i = 0; i < n; i++) out[i] = i;
+  return out.sort((a, b) => bk.id[a]! - bk.id[b]!);
 }
 
 /** slots of lb_maglev_slots a table of M takes: whole array elements (slot-alloc.ts regionSize) */

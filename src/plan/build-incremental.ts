@@ -86,10 +86,10 @@ interface FullFrontend {
 /** A full build's distinct backends (build-full.ts Backends): id and reference counts per index. */
 interface FullBackends {
   readonly size: number;
-  readonly id: readonly number[];
-  readonly refs: readonly number[];
-  readonly termRefs: readonly number[];
-  readonly localRefs: readonly number[];
+  readonly id: ArrayLike<number>;
+  readonly refs: ArrayLike<number>;
+  readonly termRefs: ArrayLike<number>;
+  readonly localRefs: ArrayLike<number>;
 }
 
 /** Makes a full build's plan the head of a new chain (of none when its ids are too sparse). */

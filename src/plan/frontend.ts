@@ -39,6 +39,9 @@ export function frontendSortKey(f: NodeFrontend, addrKey: string): string {
 /** The shared empty list (a frontend without terminating backends), compared by identity. */
 export const NONE: number[] = [];
 
+/** The shared empty source ranges (most frontends): an array of its own per frontend is 32 bytes kept per frontend. Frozen: nothing edits a plan's lists in place. */
+const NO_RANGES = Object.freeze([]) as unknown as string[];
+
 export function bad(f: { service?: string; address?: string; port?: number }, reason: string): KbpError {
   return new KbpError('KBP_ERR_INVALID_OBJECT', `frontend ${f.service ?? '?'} ${f.address ?? '?'}:${f.port ?? '?'}: ${reason}`);
 }
@@ -87,9 +90,9 @@ export function tableMembers<T>(xs: T[], terminating: (j: number) => boolean): T
   return any && !all ? xs.filter((_, j) => !terminating(j)) : xs;
 }
 
-/** A table's identity under one seed: its member ids and M. */
+/** A table's identity under one seed: its member ids and M (one flat string: types.ts frontendKey). */
 export function tableKey(memberIds: readonly number[], m: number): string {
-  return `${memberIds.join(',')}/${m}`;
+  return [memberIds.join(','), m].join('/');
 }
 
 function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
@@ -126,7 +129,7 @@ export function planFrontend(id: number, f: NodeFrontend, backendIds: number[], 
     affinityTimeout: f.sessionAffinitySeconds,
     affinityGroup,
     snatRemote: f.snatRemote,
-    sourceRanges: f.sourceRanges.length === 0 ? [] : [...new Set(f.sourceRanges)].sort(),
+    sourceRanges: f.sourceRanges.length === 0 ? NO_RANGES : [...new Set(f.sourceRanges)].sort(),
     ...(f.noLocalEndpoints && backendIds.length === 0 && { dropNoLocal: true }),
     ...(f.masquerade && { masquerade: f.masquerade }),
   };

@@ -19,7 +19,7 @@ import { buildFull } from './build-full.js';
 import { buildIncremental, planDelta } from './build-incremental.js';
 import { HASH_SEED_MAX } from './limits.js';
 import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
-import type { Plan } from './types.js';
+import { NO_SLOTS, type Plan } from './types.js';
 
 export { planDelta, undoPlan, type PlanDelta } from './build-incremental.js';
 
@@ -93,9 +93,9 @@ export function releaseSlots(plan: Plan, prev?: Plan): void {
   if (d) {
     for (const id of d.tableIds) {
       const t = plan.tables.get(id);
-      if (t?.slots.length) t.slots = new Uint32Array(0);
+      if (t?.slots.length) t.slots = NO_SLOTS;
     }
     return;
   }
-  for (const t of plan.tables.values()) if (t.slots.length) t.slots = new Uint32Array(0);
+  for (const t of plan.tables.values()) if (t.slots.length) t.slots = NO_SLOTS;
 }
