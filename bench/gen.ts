@@ -3,6 +3,7 @@
 // objects, so runs compare. Addresses are private: ClusterIPs in 10.96.0.0/12, pods in 10.128.0.0/9,
 // the node at 192.168.50.2.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { ChangedKeys } from '../src/compile/compile.js';
 import type { NodeState } from '../src/model/compiled.js';
 import type { Snapshot } from '../src/source/types.js';
 
@@ -83,6 +84,19 @@ export function snapshot(shape: ClusterShape): Snapshot {
     endpointSlices.set(`bench/svc-${i}-abcde`, endpointSlice(i, shape));
   }
   return { services, endpointSlices, nodes: new Map([[NODE_NAME, node()]]) };
+}
+
+/** Room for every bench size in a capacity fit (the capacity tracker's limits, well above 100,000 Services) */
+export const BENCH_CAPACITY = { frontends: 1 << 20, backends: 1 << 22, slots: 1 << 24, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 26 };
+
+/**
+ * One endpoint change as a source delivers it: `snap` with Service i's EndpointSlice replaced by its
+ * `variant` (a copy of the slice map; the rest shared), and the change record naming that slice.
+ */
+export function endpointChange(snap: Snapshot, shape: ClusterShape, i: number, variant: number): { snap: Snapshot; changed: ChangedKeys } {
+  const key = `bench/svc-${i}-abcde`;
+  const endpointSlices = new Map(snap.endpointSlices).set(key, endpointSlice(i, shape, variant));
+  return { snap: { ...snap, endpointSlices }, changed: { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() } };
 }
 
 /** What compile gives for snapshot(shape), built directly (for benches that must not depend on compile). */

@@ -4,7 +4,7 @@
 // writes a CPU profile of the measured changes only (the full build before them left out).
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
+import { BENCH_CAPACITY as cap, endpointChange, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
 import { buildPlan, releaseSlots } from '../src/plan/plan.js';
@@ -14,7 +14,6 @@ const N = Number(process.env.N ?? 10000);
 const CHANGES = Number(process.env.CHANGES ?? 300);
 const shape: ClusterShape = { services: N, endpointsPerService: 10, nodePortEvery: 10 };
 let snap = snapshot(shape);
-const cap = { frontends: 1 << 20, backends: 1 << 22, slots: 1 << 24, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 26 };
 const c = new Compiler({ nodeName: NODE_NAME });
 const ct = new CapacityTracker();
 let cur = buildPlan(ct.fit(c.compile(snap).state, cap).state, undefined, { seed: 1 });
@@ -30,12 +29,9 @@ for (let k = 0; k < CHANGES + 20; k++) {
     await session.post('Profiler.start');
   }
   const i = (N / 2 + k * 7919) % N;
-  const eps = new Map(snap.endpointSlices);
-  const key = `bench/svc-${i}-abcde`;
-  eps.set(key, endpointSlice(i, shape, 1 + (k % 2)));
-  snap = { ...snap, endpointSlices: eps };
-  const hint = { Service: new Set<string>(), EndpointSlice: new Set([key]), Node: new Set<string>() };
-  const r = c.compile(snap, hint);
+  const ch = endpointChange(snap, shape, i, 1 + (k % 2));
+  snap = ch.snap;
+  const r = c.compile(snap, ch.changed);
   const fit = ct.fit(r.state, cap);
   const t0 = cpu();
   const next = buildPlan(fit.state, cur, { seed: 1, consumePrev: true });

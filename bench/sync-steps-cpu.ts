@@ -1,7 +1,7 @@
 // Per-step CPU of the agent's sync for one endpoint change, without the kernel (as bench/sync-steps.ts,
 // split by step): `N=30000 node --import=tsx bench/sync-steps-cpu.ts`. Prints median/max CPU ms per
 // step over 20 changes (after 5 warm-up changes) as one JSON line.
-import { endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
+import { BENCH_CAPACITY as cap, endpointChange, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
 import { buildPlan } from '../src/plan/plan.js';
@@ -11,7 +11,6 @@ import { countV6 } from '../src/plan/delta.js';
 const N = Number(process.env.N ?? 10000);
 const shape: ClusterShape = { services: N, endpointsPerService: 10, nodePortEvery: 10 };
 let snap = snapshot(shape);
-const cap = { frontends: 1 << 20, backends: 1 << 22, slots: 1 << 24, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 26 };
 const c = new Compiler({ nodeName: NODE_NAME });
 const ct = new CapacityTracker();
 const res = c.compile(snap);
@@ -21,13 +20,10 @@ const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1
 const steps: Record<string, number[]> = { compile: [], fit: [], plan: [], diff: [], hc: [], v6: [], total: [] };
 for (let k = 0; k < 25; k++) {
   const i = (N / 2 + k * 7919) % N;
-  const eps = new Map(snap.endpointSlices);
-  const key = `bench/svc-${i}-abcde`;
-  eps.set(key, endpointSlice(i, shape, 1 + (k % 2)));
-  snap = { ...snap, endpointSlices: eps };
-  const hint = { Service: new Set<string>(), EndpointSlice: new Set([key]), Node: new Set<string>() };
+  const ch = endpointChange(snap, shape, i, 1 + (k % 2));
+  snap = ch.snap;
   const t: number[] = [cpu()];
-  const r = c.compile(snap, hint); t.push(cpu());
+  const r = c.compile(snap, ch.changed); t.push(cpu());
   const fit = ct.fit(r.state, cap); t.push(cpu());
   const next = buildPlan(fit.state, cur, { seed: 1, consumePrev: true }); t.push(cpu());
   diffPlans(cur, next); t.push(cpu());

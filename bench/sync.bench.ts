@@ -23,7 +23,7 @@ import { iptablesJumpRules, iptablesRestore } from './baseline/iptables.js';
 import { nftRuleset } from './baseline/nftables.js';
 import { systemBinary } from '../src/util/exec.js';
 import { servicePortsOf } from './baseline/services.js';
-import { endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
+import { endpointChange, endpointSlice, NODE_NAME, snapshot, type ClusterShape } from './gen.js';
 import { defineBench, stats, type BenchContext, type LineSeries, type TimeStats } from './lib.js';
 import { GuardedLab, restore, type Restore } from './guarded-lab.js';
 
@@ -32,13 +32,11 @@ const SEED = 0x6b627078;
 const CLUSTER_CIDR = '10.128.0.0/9';
 const SERVICE_CIDR = '10.96.0.0/12';
 
-/** The keys that changed since the last compile, as the agent's sources record them (`ChangedKeys`). */
-type Changed = Readonly<Record<'Service' | 'EndpointSlice' | 'Node', ReadonlySet<string>>>;
-type CompileFn = (s: Snapshot, changed?: Changed) => { state: NodeState };
+type CompileFn = (s: Snapshot, changed?: C.ChangedKeys) => { state: NodeState };
 
 /** The incremental Compiler when compile.ts has one (what the agent keeps across syncs), else compile(). */
 export function newCompiler(nodeName = NODE_NAME): CompileFn {
-  const Ctor = (C as Record<string, unknown>).Compiler as (new (o: C.CompileOptions) => { compile(s: Snapshot, changed?: Changed): { state: NodeState } }) | undefined;
+  const Ctor = (C as Record<string, unknown>).Compiler as (new (o: C.CompileOptions) => { compile(s: Snapshot, changed?: C.ChangedKeys): { state: NodeState } }) | undefined;
   if (Ctor) {
     const c = new Ctor({ nodeName });
     return (s, changed) => c.compile(s, changed);
@@ -82,10 +80,6 @@ function fullSyncOurs(snap: Snapshot, d: Loaded, loadMs: number): FullSync & { p
   const r = d.maps.apply(ops);
   const t4 = performance.now();
   return { totalMs: t4 - t0, compileMs: t1 - t0, planMs: t2 - t1, diffMs: t3 - t2, applyMs: t4 - t3, loadMs, ops: ops.length, batches: r.batches, plan };
-}
-
-function changedSlice(key: string): Changed {
-  return { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() };
 }
 
 interface ChangeSeries { total: TimeStats; compile: TimeStats; plan: TimeStats; diff: TimeStats; apply: TimeStats; ops: number; byOp: Map<string, TimeStats>; byOpChanges: number }
@@ -180,14 +174,11 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
     const i = (k * 7919 + 13) % n;
     const v = variant.get(i) ? 0 : 1;
     variant.set(i, v);
-    const slices = new Map(cur.endpointSlices);
-    const key = `bench/svc-${i}-abcde`;
-    slices.set(key, endpointSlice(i, shape, v));
-    const next: Snapshot = { ...cur, endpointSlices: slices };
+    const { snap: next, changed } = endpointChange(cur, shape, i, v);
     // the agent's one-change path (agent.ts #sync): the source's record of the changed key, a plan
     // that takes the previous one's maps instead of copying them, slots released once written
     const t0 = performance.now();
-    const { state } = compile(next, changedSlice(key));
+    const { state } = compile(next, changed);
     const t1 = performance.now();
     const p = buildPlan(state, prev, { seed: SEED, consumePrev: true });
     const t2 = performance.now();
@@ -207,11 +198,9 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
     const i = (k * 104729 + 7) % n;
     const v = variant.get(i) ? 0 : 1;
     variant.set(i, v);
-    const slices = new Map(cur.endpointSlices);
-    const key = `bench/svc-${i}-abcde`;
-    slices.set(key, endpointSlice(i, shape, v));
-    cur = { ...cur, endpointSlices: slices };
-    const p = buildPlan(compile(cur, changedSlice(key)).state, prev, { seed: SEED, consumePrev: true });
+    const ch = endpointChange(cur, shape, i, v);
+    cur = ch.snap;
+    const p = buildPlan(compile(cur, ch.changed).state, prev, { seed: SEED, consumePrev: true });
     const ops = diffPlans(prev, p);
     for (let a = 0; a < ops.length;) {
       let b = a + 1;
