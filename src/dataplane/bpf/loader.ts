@@ -155,13 +155,16 @@ function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
   try {
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
     recordIds(object, state);
-    // a pinned lb_fe_filter is trusted only once this agent's writer has rebuilt it from lb_frontends
-    // (map-writer syncFeFilter): one left switched on by another build may lack the bits of frontends
-    // written since, and would hide them, so it is off (every packet looked up) until the first apply
-    if (reused && object.mapNames().includes('lb_fe_filter')) object.map('lb_fe_filter').update(Buffer.alloc(4), Buffer.alloc(8));
-    // likewise lb_rev_filter: a build between (an older one, a downgrade) wrote reverse entries without
-    // their bits; it is off until the first conntrack sweep has rebuilt it (ct-sweep.ts RevFilterBuild)
-    if (reused && object.mapNames().includes('lb_rev_filter')) object.map('lb_rev_filter').update(Buffer.alloc(4), Buffer.alloc(8));
+    // a pinned filter is trusted only once this agent has rebuilt it: lb_fe_filter from lb_frontends
+    // by the writer's first apply (map-writer syncFeFilter), lb_rev_filter from the conntrack maps by
+    // the first sweep (ct-sweep.ts RevFilterBuild). One left switched on by another build (an older
+    // one, a downgrade) may lack the bits of frontends or reverse entries written since, and would
+    // hide them: so each is off (element 0 zero: every packet looked up) until then
+    if (reused) {
+      for (const name of ['lb_fe_filter', 'lb_rev_filter']) {
+        if (object.mapNames().includes(name)) object.map(name).update(Buffer.alloc(4), Buffer.alloc(8));
+      }
+    }
   } catch (e) {
     object.close();
     throw e;
