@@ -12,7 +12,8 @@ import { KbpError } from '../util/errors.js';
 
 // node:http as the CommonJS module, not an ESM import: node builds the ESM view of a builtin by
 // reading every export, and one of node:http's loads node's bundled undici (~70 ms of CPU at start)
-const { createServer } = process.getBuiltinModule('node:http');
+// (launch.ts takes it from here for its servers)
+export const { createServer } = process.getBuiltinModule('node:http');
 
 export const TO_BE_DELETED_TAINT = 'ToBeDeletedByClusterAutoscaler';
 

@@ -5,7 +5,7 @@ import type { Server } from 'node:http';
 import { localTrafficDetector, startupWarning, type AgentSettings } from './config.js';
 import { Agent } from './agent.js';
 import { Metrics } from './metrics.js';
-import { close, listen, parseBindAddress } from './health.js';
+import { close, createServer, listen, parseBindAddress } from './health.js';
 import { ManifestsSource } from '../source/manifests.js';
 import type { Source } from '../source/types.js';
 import type { Dataplane } from '../dataplane/types.js';
@@ -16,10 +16,6 @@ import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
 import { fullGc, HeapTrimmer, minorGc } from '../util/heap-trim.js';
-
-// node:http as the CommonJS module, not an ESM import: node builds the ESM view of a builtin by
-// reading every export, and one of node:http's loads node's bundled undici (~70 ms of CPU at start)
-const { createServer } = process.getBuiltinModule('node:http');
 
 export async function createSource(s: AgentSettings, log: Logger): Promise<Source> {
   if (s.manifests) {
