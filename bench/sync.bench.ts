@@ -186,7 +186,7 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
     const t3 = performance.now();
     live!.d.maps.apply(ops);
     const t4 = performance.now();
-    releaseSlots(p);
+    releaseSlots(p, prev);
     samples.total.push(t4 - t0); samples.compile.push(t1 - t0); samples.plan.push(t2 - t1); samples.diff.push(t3 - t2); samples.apply.push(t4 - t3);
     prev = p; cur = next; lastOps = ops.length;
   }
@@ -213,7 +213,7 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
       byOp.set(ops[a]!.op, list);
       a = b;
     }
-    releaseSlots(p);
+    releaseSlots(p, prev);
     prev = p;
   }
   live!.dispose();
