@@ -26,7 +26,6 @@ export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
   ['sendmsg4', 'lb_sock_sendmsg4'], ['sendmsg6', 'lb_sock_sendmsg6'],
   ['recvmsg4', 'lb_sock_recvmsg4'], ['recvmsg6', 'lb_sock_recvmsg6'],
   ['getpeername4', 'lb_sock_getpeername4'], ['getpeername6', 'lb_sock_getpeername6'],
-  ['sock_release', 'lb_sock_release_hook'],
 ];
 
 export const NFT_TABLE = 'kube-bpf-proxy';
@@ -467,6 +466,10 @@ export class BpfDataplane implements Dataplane {
           throw new KbpError('KBP_ERR_DATAPLANE', `attaching socket hook ${prog} (${type}) to cgroup ${this.#opts.cgroup} failed: ${(e as Error).message}`, { cause: e });
         }
       }
+      // hooks an earlier build attached that this one has no program for (sock_release, before the
+      // socket's translation moved into its own storage): they would run on every socket for nothing
+      const want = new Set(SOCK_HOOKS.map(([type, prog]) => `${type} ${prog}`));
+      for (const a of state.attachments.filter((x) => x.kind === 'cgroup' && x.path === this.#opts.cgroup && !want.has(`${x.attachType} ${x.program}`))) detach(state, a);
     } else {
       // switched off (service meshes): remove hooks an earlier run attached
       for (const a of state.attachments.filter((x) => x.kind === 'cgroup')) detach(state, a);
@@ -542,7 +545,6 @@ export class BpfDataplane implements Dataplane {
       }
       if (rev && out.length === 2 && this.#loaded) {
         try {
-          await this.#loaded.maps.map('lb_sock_revnat').scanYielding((k) => rev!.visitSock(k), { batch: 4096 });
           const entries = rev.finish();
           this.#log.debug({ half: rev.half, reverseEntries: entries }, 'reply filter (lb_rev_filter) rebuilt');
         } catch (e) {
