@@ -176,9 +176,8 @@ class Topology {
     // Both stay attached for the whole run without touching the other paths: the socket hooks see only
     // processes in this cgroup (the socket-LB and hooked clients), and the tc programs sit only on the
     // tc and hooked clients' veths (ingress translates its packets to the backend, egress translates
-    // the replies back). Every socket hook, as the agent attaches them: the release hook deletes a
-    // socket's reverse entry with the socket, so lb_sock_revnat does not fill up and evict on every
-    // connect.
+    // the replies back). Every socket hook, as the agent attaches them (an older object's release
+    // hook too, which deleted a socket's lb_sock_revnat entry with the socket).
     this.dp.attachSockHooks(this.cgroup);
     await this.dp.attachTc(lab, this.node, { devices: [CLIENTS.tc.hostIf, CLIENTS.hooked.hostIf] });
     // the reply filter on, as the agent's first conntrack sweep leaves it
@@ -254,7 +253,6 @@ async function revFilterOn(dp: LabDataplane): Promise<void> {
   if (!object.mapNames().includes('lb_rev_filter')) return;
   const r = RevFilterBuild.begin(object.map('lb_rev_filter'));
   for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
-  await maps.map('lb_sock_revnat').scanYielding((k) => r.visitSock(k));
   r.finish();
 }
 
@@ -330,8 +328,8 @@ async function progStats(t: Topology, id: number): Promise<{ ns: number; runs: n
  * own time is what a cut in them can win; the rest of the gap is the kernel's work around them.
  */
 async function profile(ctx: BenchContext, t: Topology, n: number, conns: number): Promise<void> {
-  const sock = ['lb_sock_connect4', 'lb_sock_release_hook'];
-  const progs = (m: Mode): string[] => (m === 'tc' || m === 'tcB' ? ['lb_tc_ingress', 'lb_tc_egress'] : m === 'hooked' || m === 'hookedB' ? ['lb_tc_ingress', 'lb_tc_egress', ...sock] : sock);
+  const sock = (m: Mode): string[] => ['lb_sock_connect4', 'lb_sock_release_hook'].filter((p) => t.dataplaneOf(m)!.loaded.object.programNames().includes(p));
+  const progs = (m: Mode): string[] => (m === 'tc' || m === 'tcB' ? ['lb_tc_ingress', 'lb_tc_egress'] : m === 'hooked' || m === 'hookedB' ? ['lb_tc_ingress', 'lb_tc_egress', ...sock(m)] : sock(m));
   const old = readFileSync(BPF_STATS, 'utf8').trim();
   writeFileSync(BPF_STATS, '1');
   try {

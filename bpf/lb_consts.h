@@ -60,7 +60,6 @@
 /* lb_rev_filter: two halves of LB_REV_FILTER_WORDS u64 words, one bit per hash of a reverse entry's
  * source (backend address, port, proto), the same hash and size as lb_fe_filter */
 #define LB_REV_FILTER_WORDS 16384       /* u64 words of each half: 2^20 bits */
-#define LB_REV_FILTER_SOCK 0             /* the protocol an lb_sock_revnat entry's bit is hashed with (its key has none) */
 
 /* Maglev: table sizes are primes chosen per frontend by user space (src/plan/maglev.ts);
  * the kernel only needs the bounds. */

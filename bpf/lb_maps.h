@@ -39,14 +39,12 @@ _Static_assert(LB_FE_FILTER_WORDS == 1 << (LB_FE_FILTER_BITS_LOG2 - 6), "lb_fe_f
 /* A filter in front of the reply lookups in lb_ct and lb_ct_syn: a packet whose source (address,
  * port, proto) no reverse entry has is no reply of a translated flow, and a packet to no Service
  * (every forwarded pod packet) then costs one inlined array read instead of a cold lb_ct bucket.
- * lb_sock_revnat's entries set theirs too, with protocol LB_REV_FILTER_SOCK: the release hook of
- * a socket whose peer has no bit deletes nothing.
  * Two halves of LB_REV_FILTER_WORDS words, interleaved (word i of half h is element 1 + 2 i + h - 1:
  * a bit's two words share a cache line): a program that writes a reverse entry sets its source's
  * bit in both, after the entry (lb_rev_filter_set), and never clears one. Element 0 is the switch: 1 or 2, the half lookups read; anything else, the
  * filter is off and every packet is looked up. The agent turns it on and rebuilds it at each
- * conntrack sweep (ct-sweep.ts RevFilterBuild): it zeroes the half not in use, scans lb_ct,
- * lb_ct_syn and lb_sock_revnat, ORs in the bits of the entries found and switches to that half,
+ * conntrack sweep (ct-sweep.ts RevFilterBuild): it zeroes the half not in use, scans lb_ct and
+ * lb_ct_syn, ORs in the bits of the entries found and switches to that half,
  * so bits of entries gone are dropped. An entry written after the zeroing sets its bit there itself; one
  * written before it is in the maps when the scan begins. Mappable: the agent ORs its bits in place
  * (an update of a word would undo a bit a program set meanwhile). */
@@ -194,6 +192,18 @@ struct {
 	__type(value, struct lb_sock_revnat_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_sock_revnat SEC(".maps");
+
+/* socket LB: a connected socket -> its backend and the frontend it connected to. Socket-local
+ * storage: connect() writes it beside the socket (no LRU insert, no bucket of a large map), and it
+ * is freed with the socket (no release hook). lb_sock_revnat keeps the entries of sendmsg() on
+ * unconnected sockets, which may talk to several backends at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct lb_sock_peer);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_sock_store SEC(".maps");
 
 /* externalIP prefixes the socket hooks translate although they are not this node's (CVE-2020-8554) */
 struct {

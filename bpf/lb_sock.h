@@ -9,7 +9,7 @@
  * Decisions a reader cannot see in the code:
  * - Backend choice: Maglev over a hash of the socket cookie and the configured seed. One socket
  *   always gets the same backend (an unconnected UDP socket that sends many datagrams to a VIP keeps
- *   talking to one backend, so its replies map back through lb_sock_revnat); different sockets spread.
+ *   talking to one backend, so its replies map back); different sockets spread.
  *   LB_STAT_SOCK_CONNECT counts every translated connect() and every translated sendmsg().
  * - Session affinity: a socket hook does not know the client's source address before the kernel
  *   picks one (after this hook, at route lookup), so the affinity client is the socket's network
@@ -17,14 +17,16 @@
  *   cookie is stored in the 16-byte client field under 0100::/64 (RFC 6666 discard-only prefix) so it
  *   can never collide with a real client address that tc stores for traffic from outside. Under
  *   affinity Maglev hashes the netns cookie too, so an expired entry is re-made on the same backend.
- * - lb_sock_revnat is keyed by (socket, backend): an unconnected UDP socket that talks to two VIPs
- *   sharing a backend sees that backend's replies as coming from the VIP it sent to last. An entry
- *   is written only when it is missing or differs (a socket sending many datagrams does not churn
- *   the LRU), believed on read only while its backend is still a member of its frontend
- *   (lb_sock_revnat.h), deleted when found stale (a connected socket's only when the socket goes,
- *   so the termination iterator can find it), and deleted with the socket (cgroup/sock_release)
- *   for a connected socket, whose one entry is keyed by its peer. An unconnected UDP socket's entries
- *   are left to LRU eviction: the release hook cannot know whom it sent to.
+ * - Reverse translation: connect() keeps the socket's (backend, frontend) in the socket's own
+ *   storage (lb_sock_store, BPF_MAP_TYPE_SK_STORAGE), freed by the kernel with the socket: no LRU
+ *   insert into a large map per connection and no release hook to delete it. sendmsg() on an
+ *   unconnected UDP socket, which may talk to several VIPs at once, writes lb_sock_revnat, keyed by
+ *   (socket, backend): a socket talking to two VIPs that share a backend sees that backend's
+ *   replies as coming from the VIP it sent to last (where the storage names the same backend,
+ *   sendmsg() updates the storage instead, so the two never disagree). An entry is believed on
+ *   read only while its backend is still a member of its frontend (lb_sock_revnat.h), and forgotten
+ *   when found stale on an unconnected socket (a connected socket's stays, so the termination
+ *   iterator can find it). lb_sock_revnat's entries are left to LRU eviction.
  * - loadBalancerSourceRanges: the hook translates a frontend with source ranges only when it knows
  *   the source (the socket is bound to an address, or sendmsg() names one with IP_PKTINFO) and the
  *   ranges allow it (lb_src_range_ok(), the rule tc and XDP apply). Otherwise the call goes out
@@ -37,8 +39,8 @@
  * - NodePort wildcard frontends (0.0.0.0 / ::) are not looked up here: the hook cannot tell whether a
  *   destination is one of this node's addresses, and a connect() to another host's port would be
  *   hijacked. Such connects go out untranslated and tc handles them.
- * - The reverse hooks (recvmsg, getpeername) ignore LB_CFG_F_SOCK_LB: an entry in lb_sock_revnat
- *   exists only for a socket these hooks translated, and it must keep showing the frontend after the
+ * - The reverse hooks (recvmsg, getpeername) ignore LB_CFG_F_SOCK_LB: an entry in lb_sock_store or
+ *   lb_sock_revnat exists only for a socket these hooks translated, and it must keep showing the frontend after the
  *   switch is turned off, or a connected UDP client would drop replies from an unknown address. */
 #ifndef KBP_LB_SOCK_H
 #define KBP_LB_SOCK_H
@@ -164,6 +166,68 @@ static __always_inline __u32 lb_sock_select(struct bpf_sock_addr *ctx, const str
 	return id;
 }
 
+static __always_inline void lb_sock_peer_set_fe(struct lb_sock_peer *p, const struct lb_sock_revnat_val *fe)
+{
+	__builtin_memcpy(p->fe_addr, fe->addr, 16);
+	p->fe_port = fe->port;
+	p->fe_id = fe->fe_id;
+	p->backend_id = fe->backend_id;
+}
+
+/* the reverse translation of a socket connect() translated: in the socket's own storage, which
+ * the kernel frees with the socket. A socket that connects anew (UDP) overwrites it. Without memory
+ * only the reverse view is lost, as with a full LRU: the call proceeds. */
+static __always_inline void lb_sock_note_connect(struct bpf_sock_addr *ctx, const struct lb_backend *be,
+						 const struct lb_sock_revnat_val *fe)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct lb_sock_peer *p;
+
+	if (!sk)
+		return;
+	p = bpf_sk_storage_get(&lb_sock_store, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!p)
+		return;
+	__builtin_memcpy(p->addr, be->addr, 16);
+	p->port = be->port;
+	lb_sock_peer_set_fe(p, fe);
+}
+
+/* the peer in a socket's storage is the backend at (addr, port) */
+static __always_inline int lb_sock_peer_is(const struct lb_sock_peer *p, const __u8 *addr, __be16 port)
+{
+	return p->port == port && lb_sock_addr16_eq(p->addr, addr);
+}
+
+/* sendmsg() on an unconnected socket may reach several backends: an lb_sock_revnat entry per
+ * (socket, backend), left to LRU eviction. Where the socket's storage names the same backend (it
+ * connected there before), the storage is what recvmsg() reads first, so it is kept in step
+ * instead. An entry is written only when it is missing or differs: a socket sending many datagrams
+ * to one VIP writes once, not once a datagram. */
+static __always_inline void lb_sock_note_sendmsg(struct bpf_sock_addr *ctx, __u64 cookie, const struct lb_backend *be,
+						 const struct lb_sock_revnat_val *fe)
+{
+	struct lb_sock_revnat_key rkey = {};
+	struct lb_sock_revnat_val *old;
+	struct bpf_sock *sk = ctx->sk;
+	struct lb_sock_peer *p;
+
+	if (sk) {
+		p = bpf_sk_storage_get(&lb_sock_store, sk, 0, 0);
+		if (p && lb_sock_peer_is(p, be->addr, be->port)) {
+			lb_sock_peer_set_fe(p, fe);
+			return;
+		}
+	}
+	rkey.cookie = cookie;
+	__builtin_memcpy(rkey.addr, be->addr, 16);
+	rkey.port = be->port;
+	old = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
+	if (!old || old->fe_id != fe->fe_id || old->backend_id != fe->backend_id || old->port != fe->port ||
+	    !lb_sock_addr16_eq(old->addr, fe->addr))
+		bpf_map_update_elem(&lb_sock_revnat, &rkey, fe, BPF_ANY);
+}
+
 /* The common forward path. addr holds the destination and is rewritten to the backend on
  * LB_SOCK_XLATE_DONE; want_v4 says the socket can only take an IPv4 backend; src is the source
  * the packets will carry when the socket fixes it (bound, or named by sendmsg), else NULL;
@@ -172,9 +236,7 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 						      __be16 *port, int want_v4, const union lb_addr *src,
 						      int sendmsg)
 {
-	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val rval = {};
-	struct lb_sock_revnat_val *old;
 	struct lb_config cfg = lb_get_config();
 	struct lb_fe_key fkey = {};
 	struct lb_frontend *fe;
@@ -226,24 +288,14 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 		return LB_SOCK_XLATE_REFUSE;
 	}
 
-	rkey.cookie = cookie;
-	__builtin_memcpy(rkey.addr, be->addr, 16);
-	rkey.port = be->port;
 	__builtin_memcpy(rval.addr, addr->b, 16);
 	rval.port = *port;
 	rval.fe_id = fe->fe_id;
 	rval.backend_id = id;
-	/* A full LRU evicts; a failed insert only costs the reverse view, so the call proceeds. A
-	 * connect() writes at once: its socket's cookie is new, or the socket connects anew, so a
-	 * lookup first would only miss (a hash lookup per connection, issue 10). sendmsg() looks first:
-	 * a socket sending many datagrams to one VIP then writes once, not once a datagram. */
-	old = sendmsg ? bpf_map_lookup_elem(&lb_sock_revnat, &rkey) : NULL;
-	if (!old || old->fe_id != rval.fe_id || old->backend_id != id || old->port != rval.port ||
-	    !lb_sock_addr16_eq(old->addr, rval.addr)) {
-		bpf_map_update_elem(&lb_sock_revnat, &rkey, &rval, BPF_ANY);
-		/* after the entry: the release hook deletes only where this bit is set */
-		lb_rev_filter_set(be->addr, be->port, LB_REV_FILTER_SOCK);
-	}
+	if (sendmsg)
+		lb_sock_note_sendmsg(ctx, cookie, be, &rval);
+	else
+		lb_sock_note_connect(ctx, be, &rval);
 
 	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
@@ -265,7 +317,26 @@ static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, union lb_addr 
 {
 	struct lb_sock_revnat_key rkey = {};
 	struct lb_sock_revnat_val *rval;
+	struct bpf_sock *sk = ctx->sk;
+	struct lb_sock_peer *p = 0;
 
+	/* a connected socket's translation first (lb_sock_store), then sendmsg()'s (lb_sock_revnat);
+	 * an lb_sock_revnat entry for the backend of the storage is older than the storage */
+	if (sk)
+		p = bpf_sk_storage_get(&lb_sock_store, sk, 0, 0);
+	if (p && lb_sock_peer_is(p, addr->b, *port)) {
+		if (!lb_sock_xlate_live(p->addr, p->port, p->fe_id, p->backend_id)) {
+			lb_stat_inc(LB_STAT_SOCK_REVNAT_STALE);
+			/* a connected socket's stays for the termination iterator (lb_sock_term.bpf.c),
+			 * which finds the sockets to close by it; an unconnected one's is forgotten */
+			if (!lb_sock_is_connected(ctx))
+				p->port = 0;
+			return 0;
+		}
+		__builtin_memcpy(addr->b, p->fe_addr, 16);
+		*port = p->fe_port;
+		return 1;
+	}
 	rkey.cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(rkey.addr, addr->b, 16);
 	rkey.port = *port;
@@ -276,8 +347,8 @@ static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, union lb_addr 
 		/* its backend left the frontend (or the id now names another backend): showing the
 		 * frontend would claim a translation that no longer holds */
 		lb_stat_inc(LB_STAT_SOCK_REVNAT_STALE);
-		/* a connected socket's entry stays for the termination iterator (lb_sock_term.bpf.c),
-		 * which finds the sockets to close by it; the release hook deletes it with the socket */
+		/* a connected socket's entry (written by an agent before lb_sock_store, or by sendmsg()
+		 * before it connected) stays for the termination iterator */
 		if (!lb_sock_is_connected(ctx))
 			bpf_map_delete_elem(&lb_sock_revnat, &rkey);
 		return 0;
@@ -409,42 +480,6 @@ static __always_inline int lb_sock_rev6(struct bpf_sock_addr *ctx)
 	if (lb_sock_rev(ctx, &addr, &port))
 		lb_sock_store6(ctx, &addr, port);
 	return LB_SOCK_ALLOW;
-}
-
-/* a connected socket's one reverse entry is keyed by its peer: deleted with the socket */
-static __always_inline void lb_sock_release(struct bpf_sock *sk)
-{
-	struct lb_sock_revnat_key rkey = {};
-	union lb_addr peer;
-
-	if (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP)
-		return;
-	rkey.port = (__be16)sk->dst_port;
-	if (rkey.port == 0)
-		return;
-	/* the empty asm keeps each branch's context loads in the branch: clang would otherwise merge
-	 * them into one load through a computed pointer, which the verifier refuses for a context */
-	if (sk->family == 2 /* AF_INET */) {
-		__be32 ip = sk->dst_ip4;
-
-		asm volatile("" : "+r"(ip));
-		lb_addr_set_v4(&peer, ip);
-	} else {
-		__u32 w0 = sk->dst_ip6[0], w1 = sk->dst_ip6[1], w2 = sk->dst_ip6[2], w3 = sk->dst_ip6[3];
-
-		asm volatile("" : "+r"(w0), "+r"(w1), "+r"(w2), "+r"(w3));
-		peer.w[0] = w0;
-		peer.w[1] = w1;
-		peer.w[2] = w2;
-		peer.w[3] = w3;
-	}
-	/* a socket connected to no backend a connect()/sendmsg() translated to (most sockets of a pod
-	 * under the hooks) has no entry: no delete, which locks a cold bucket even on a miss */
-	if (!lb_rev_filter_may(&peer, rkey.port, LB_REV_FILTER_SOCK))
-		return;
-	rkey.cookie = bpf_get_socket_cookie(sk);
-	__builtin_memcpy(rkey.addr, peer.b, 16);
-	bpf_map_delete_elem(&lb_sock_revnat, &rkey);
 }
 
 #endif

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The socket hooks' reverse-NAT entries (lb_sock_revnat): when one still holds. */
+/* The socket hooks' reverse-NAT entries (lb_sock_store, lb_sock_revnat): when one still holds. */
 /* Shared by the hooks (lb_sock.h) and the socket-termination iterator (lb_sock_term.bpf.c), which
- * cannot include the packet headers. An entry is written by connect()/sendmsg() and read by
+ * cannot include the packet headers. An entry is written by connect() (lb_sock_store) or sendmsg()
+ * (lb_sock_revnat) and read by
  * recvmsg()/getpeername(); it is believed only while its backend is still a member of its frontend
  * and still has the address and port of the key (backend ids are reused one sync after they are
  * freed). */
@@ -23,19 +24,24 @@ static __always_inline int lb_sock_addr16_eq(const __u8 *x, const __u8 *y)
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
-static __always_inline int lb_sock_revnat_live(const struct lb_sock_revnat_key *k,
-					       const struct lb_sock_revnat_val *v)
+/* a translation by frontend fe_id to backend id, at (addr, port), still holds */
+static __always_inline int lb_sock_xlate_live(const __u8 *addr, __be16 port, __u32 fe_id, __u32 id)
 {
-	struct lb_member_key mk = { .fe_id = v->fe_id, .backend_id = v->backend_id };
+	struct lb_member_key mk = { .fe_id = fe_id, .backend_id = id };
 	struct lb_backend *be;
-	__u32 id = v->backend_id;
 
 	if (id == 0 || !bpf_map_lookup_elem(&lb_members, &mk))
 		return 0;
 	be = lb_backend_get(id);
-	if (!be || be->port != k->port)
+	if (!be || be->port != port)
 		return 0;
-	return lb_sock_addr16_eq(be->addr, k->addr);
+	return lb_sock_addr16_eq(be->addr, addr);
+}
+
+static __always_inline int lb_sock_revnat_live(const struct lb_sock_revnat_key *k,
+					       const struct lb_sock_revnat_val *v)
+{
+	return lb_sock_xlate_live(k->addr, k->port, v->fe_id, v->backend_id);
 }
 
 #endif

@@ -3,7 +3,8 @@
 /* A connected UDP socket is translated once, at connect(): the kernel then sends every datagram to
  * the backend, whatever happens to it, and our hooks never run again. When the agent removes a
  * backend from a frontend it runs this iterator (iter/udp) in every network namespace: a socket
- * whose lb_sock_revnat entry (written by connect4/6) no longer holds (lb_sock_revnat.h) is destroyed
+ * whose translation (lb_sock_store, written by connect4/6; lb_sock_revnat from an agent before it)
+ * no longer holds (lb_sock_revnat.h) is destroyed
  * with the bpf_sock_destroy kfunc (kernel 6.5+): the application sees ECONNABORTED and, like a
  * client after kube-proxy's UDP conntrack flush, reconnects through the hooks to a current backend.
  * Sockets the hooks did not translate (no entry) are never touched. TCP is left alone, as
@@ -64,7 +65,8 @@ int lb_sock_term_udp(struct bpf_iter__udp *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->udp_sk;
 	struct lb_sock_revnat_key k = {};
-	struct lb_sock_revnat_val *v;
+	struct lb_sock_peer *p;
+	__u32 fe_id;
 	struct lb_sock_term_rec rec = {};
 	__u16 family;
 
@@ -86,15 +88,30 @@ int lb_sock_term_udp(struct bpf_iter__udp *ctx)
 		return 0;
 	}
 	k.cookie = bpf_get_socket_cookie(sk);
-	v = bpf_map_lookup_elem(&lb_sock_revnat, &k);
-	if (!v || lb_sock_revnat_live(&k, v))
-		return 0;
+	/* the socket's storage first (connect() writes it), then lb_sock_revnat (a socket an agent
+	 * before lb_sock_store translated, or sendmsg() before it connected) */
+	p = bpf_sk_storage_get(&lb_sock_store, sk, 0, 0);
+	if (p && p->port == k.port && lb_sock_addr16_eq(p->addr, k.addr)) {
+		if (lb_sock_xlate_live(k.addr, k.port, p->fe_id, p->backend_id))
+			return 0;
+		fe_id = p->fe_id;
+	} else {
+		struct lb_sock_revnat_val *v = bpf_map_lookup_elem(&lb_sock_revnat, &k);
+
+		if (!v || lb_sock_revnat_live(&k, v))
+			return 0;
+		fe_id = v->fe_id;
+		p = 0;
+	}
 	rec.cookie = k.cookie;
 	__builtin_memcpy(rec.addr, k.addr, 16);
 	rec.port = k.port;
-	rec.fe_id = v->fe_id;
+	rec.fe_id = fe_id;
 	rec.err = bpf_sock_destroy((struct sock_common *)sk);
-	bpf_map_delete_elem(&lb_sock_revnat, &k);
+	if (p)
+		p->port = 0;
+	else
+		bpf_map_delete_elem(&lb_sock_revnat, &k);
 	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
 }

@@ -134,6 +134,18 @@ struct lb_sock_revnat_val {
 	                    * (0 in entries written by a build before this field: not trusted) */
 };
 
+/* lb_sock_store value (socket-local storage): a connected socket's translation, freed with the socket */
+struct lb_sock_peer {
+	__u8 addr[16];     /* the backend connect() chose */
+	__be16 port;       /* its port; 0: no translation held */
+	__u16 pad;
+	__u8 fe_addr[16];  /* the frontend the application asked for */
+	__be16 fe_port;
+	__u16 pad2;
+	__u32 fe_id;
+	__u32 backend_id;  /* the translation holds only while (fe_id, backend_id) is in lb_members */
+};
+
 /* lb_sock_eip_allow key (LPM trie): an externalIP prefix that the socket hooks may translate for
  * pods and host processes (CVE-2020-8554); value __u8 1 */
 struct lb_eip_allow_key {

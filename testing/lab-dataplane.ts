@@ -105,10 +105,13 @@ export class LabDataplane {
     return devices;
   }
 
-  /** Attaches the eight socket hooks to a cgroup v2 path. */
+  /** Attaches the socket hooks to a cgroup v2 path, as the agent does. */
   attachSockHooks(cgroup: string): void {
     const { object, state } = this.loaded;
     for (const [type, prog] of SOCK_HOOKS) attachCgroup(state, object.program(prog), cgroup, type);
+    // an object of an earlier build (KBP_CONNRATE_B) runs as its agent ran it: with the release hook
+    // that deleted a connected socket's lb_sock_revnat entry
+    if (object.programNames().includes('lb_sock_release_hook')) attachCgroup(state, object.program('lb_sock_release_hook'), cgroup, 'sock_release');
   }
 
   /** bpf/lb_sock_term.bpf.o loaded on these maps (once); throws where the kernel lacks bpf_sock_destroy. */

@@ -8,7 +8,7 @@
 import test from 'ava';
 import { Datapath, TC_ACT_OK, type TestService } from '../../testing/datapath.js';
 import { frame, tcp, udp, TCP_ACK, TCP_RST, TCP_SYN } from '../../testing/packets.js';
-import { LB_CT_DIR_FWD, LB_CT_DIR_REV, SOCK_REVNAT_KEY, encodeCtKey, encodeU32, revFilterBit, revFilterBitSock, revFilterElem, type CtKey } from '../../src/dataplane/bpf/layout.js';
+import { LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeCtKey, encodeU32, revFilterBit, revFilterElem, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { RevFilterBuild, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 import { isRoot } from './fixtures/util.js';
 
@@ -53,7 +53,6 @@ async function rebuild(d: Datapath, between?: () => void): Promise<RevFilterBuil
   const r = RevFilterBuild.begin(d.map('lb_rev_filter'));
   between?.();
   for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, undefined, r.visit);
-  await d.map('lb_sock_revnat').scanYielding((k) => r.visitSock(k));
   r.finish();
   return r;
 }
@@ -143,18 +142,6 @@ if (!isRoot) {
     t.false(isSet(d, 1, bitOf(DNS)), 'no entry left from that backend: its bit dropped');
     t.true(isSet(d, 1, bitOf(WEB)));
     runOk(t, d, 'lb_tc_egress', rep(WEB, 41001, { flags: TCP_ACK }), 'still rewritten after three rebuilds');
-
-    // lb_sock_revnat's entries (the release hook reads their bits, protocol LB_REV_FILTER_SOCK)
-    const sk = Buffer.alloc(SOCK_REVNAT_KEY.size);
-    sk.writeBigUInt64LE(12345n, SOCK_REVNAT_KEY.fields.cookie.offset);
-    encodeCtKey({ saddr: '10.244.8.9', daddr: CLIENT, sport: 9000, dport: 1, protocol: 'TCP', dir: 0 }).copy(sk, SOCK_REVNAT_KEY.fields.addr.offset, 0, 16);
-    sk.writeUInt16BE(9000, SOCK_REVNAT_KEY.fields.port.offset);
-    d.map('lb_sock_revnat').update(sk, Buffer.alloc(d.map('lb_sock_revnat').valueSize));
-    t.teardown(() => d.map('lb_sock_revnat').delete(sk));
-    const bit = revFilterBitSock(sk);
-    t.not(bit, revFilterBit(encodeCtKey({ saddr: '10.244.8.9', daddr: CLIENT, sport: 9000, dport: 1, protocol: 'TCP', dir: LB_CT_DIR_REV })), 'not the TCP entry\'s bit');
-    const r4 = await rebuild(d);
-    t.true(isSet(d, r4.half, bit), 'a socket\'s reverse entry: its bit set by the rebuild');
   });
 
   test.serial('a SYN to no Service skips the closed-flow lookup only where no reverse entry has its destination as source', (t) => {

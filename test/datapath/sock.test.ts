@@ -6,8 +6,9 @@
 // reply's source show the VIP, IPv4-mapped VIPs on IPv6 sockets, ClientIP affinity, refusal with
 // ECONNREFUSED at once, and with LB_CFG_F_SOCK_LB clear nothing is translated. Issue 7's socket
 // bullets: loadBalancerSourceRanges (a source the hook does not know, or one outside the ranges, is
-// left untranslated for tc), externalIPs only for the allowlist (CVE-2020-8554), reverse entries
-// deleted with their socket and not believed once their backend left, and a connected UDP socket
+// left untranslated for tc), externalIPs only for the allowlist (CVE-2020-8554), a connected socket's
+// translation kept in its own storage (lb_sock_store) and an unconnected one's in lb_sock_revnat, each
+// reply shown from the VIP it was sent to, not believed once their backend left, and a connected UDP socket
 // whose backend left closed by the socket-termination iterator so that its client reconnects.
 //
 // A third server, "direct", listens on the VIP itself: a client that reaches it was not translated.
@@ -19,11 +20,9 @@ import * as L from '../../src/dataplane/bpf/layout.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { release } from 'node:os';
-import { RevFilterBuild, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 
 const avail = labAvailable();
 const STREAM = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'testing', 'servers', 'udp-stream.mjs');
-const decodeKey = (b: Buffer) => L.decodeSockRevNatKey(b);
 const decodeVal = (b: Buffer) => L.decodeSockRevNatVal(b);
 
 const VIP4 = '10.96.0.10', VIP6 = 'fd00:96::10';
@@ -33,6 +32,8 @@ const VIP4_AFFINITY = '10.96.0.30';
 const LB4_RANGED = '10.96.0.40', EIP4 = '10.96.0.50';
 const ALLOWED_SRC = '127.0.0.5', DENIED_SRC = '127.0.0.9';
 const VIP4_NO_LOCAL = '10.96.0.60';
+/** two UDP VIPs whose one backend is be-a's DNS port: the same backend reached through two VIPs */
+const VIP4_SHARE_A = '10.96.0.70', VIP4_SHARE_B = '10.96.0.71';
 const BE = [
   { name: 'be-a', v4: '127.0.0.2', v6: 'fd00:5::a' },
   { name: 'be-b', v4: '127.0.0.3', v6: 'fd00:5::b' },
@@ -51,6 +52,9 @@ function frontends(): NodeFrontend[] {
   }
   // iTP=Local with endpoints only on other nodes: kube-proxy drops, so the hook must not refuse
   fes.push({ ...clusterIpFrontend({ service: 'default/nolocal', address: VIP4_NO_LOCAL, port: 80, protocol: 'TCP', backends: [] }), noLocalEndpoints: true });
+  for (const [vip, svc] of [[VIP4_SHARE_A, 'share-a'], [VIP4_SHARE_B, 'share-b']] as const) {
+    fes.push(clusterIpFrontend({ service: `default/${svc}`, address: vip, port: 53, protocol: 'UDP', backends: [{ address: BE[0]!.v4, port: UDP }] }));
+  }
   fes.push(clusterIpFrontend({ service: 'default/sticky', address: VIP4_AFFINITY, port: 80, protocol: 'TCP', affinitySeconds: 600, backends: BE.map((b) => ({ address: b.v4, port: HTTP })) }));
   for (const protocol of ['TCP', 'UDP'] as const) {
     const port = protocol === 'TCP' ? 80 : 53, bport = protocol === 'TCP' ? HTTP : UDP;
@@ -281,27 +285,70 @@ if (avail.ok) {
     t.deepEqual(names(local), ['be-a', 'be-b']);
   });
 
-  test.serial('reverse entries of TCP sockets are deleted when the socket is released', async (t) => {
+  test.serial('connected sockets keep their translation in socket storage: getpeername shows the VIP, lb_sock_revnat gets no entry', async (t) => {
     const revnat = ctx!.dp.loaded.maps.map('lb_sock_revnat');
     const count = () => [...revnat.keys()].length;
     const before = count();
     const rs = await client({ proto: 'http', host: VIP4, port: 80, count: 16 });
     t.deepEqual(errors(rs), []);
-    t.true(rs.every((r) => r.peer === `${VIP4}:80`), 'getpeername still shows the VIP while connected');
-    t.is(count() - before, 0, 'no entry left behind by 16 closed sockets');
-    // with lb_rev_filter on (as the agent's sweep leaves it), the release hook deletes only where its
-    // peer's bit is set: the connect's own bit must be the one the release reads, or entries stay
-    const { object, maps } = ctx!.dp.loaded;
-    const f = object.map('lb_rev_filter');
-    t.teardown(() => f.update(L.encodeU32(0), Buffer.alloc(8)));
-    const r = RevFilterBuild.begin(f);
-    for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
-    await revnat.scanYielding((k) => r.visitSock(k));
-    r.finish();
-    t.is(f.lookup(L.encodeU32(0))!.readBigUInt64LE(0), BigInt(r.half), 'switched on');
-    const on = await client({ proto: 'http', host: VIP4, port: 80, count: 16 });
-    t.deepEqual(errors(on), []);
-    t.is(count() - before, 0, 'filter on: no entry left behind by 16 more closed sockets');
+    t.deepEqual(names(rs), ['be-a', 'be-b']);
+    t.true(rs.every((r) => r.peer === `${VIP4}:80`), 'getpeername shows the VIP while connected');
+    t.is(count() - before, 0, 'no lb_sock_revnat entry for 16 connected sockets');
+  });
+
+  test.serial('one UDP socket, connected then sending unconnected to two VIPs that share its backend: each reply comes from the VIP it was sent to', async (t) => {
+    // connect() to A keeps (be-a -> A) in the socket's storage; sendmsg() to B and then A again over
+    // the same backend must move it, or recvmsg() would show the reply to B as coming from A
+    const script = `
+      import dgram from 'node:dgram';
+      const s = dgram.createSocket('udp4');
+      const out = [];
+      const next = () => new Promise((res, rej) => {
+        const tm = setTimeout(() => rej(new Error('no reply')), 2000);
+        s.once('message', (m, r) => { clearTimeout(tm); res({ reply: m.toString(), from: r.address + ':' + r.port }); });
+      });
+      await new Promise((res) => s.connect(53, '${VIP4_SHARE_A}', res));
+      const peer = s.remoteAddress();
+      s.send('x');
+      out.push({ ...(await next()), peer: peer.address + ':' + peer.port });
+      s.disconnect();
+      for (const vip of ['${VIP4_SHARE_B}', '${VIP4_SHARE_A}', '${VIP4_SHARE_B}']) {
+        s.send('x', 53, vip);
+        out.push({ ...(await next()), to: vip });
+      }
+      s.close();
+      console.log(JSON.stringify(out));`;
+    const revnat = ctx!.dp.loaded.maps.map('lb_sock_revnat');
+    const r = await ctx!.lab.runIn(ctx!.ns, process.execPath, ['--input-type=module', '-e', script], { cgroup: ctx!.cgroup, timeoutMs: 20_000 });
+    t.is(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Array<{ reply: string; from: string; peer?: string; to?: string }>;
+    t.deepEqual(out.map((o) => o.reply), ['be-a', 'be-a', 'be-a', 'be-a'], 'one backend behind both VIPs');
+    t.is(out[0]!.peer, `${VIP4_SHARE_A}:53`, 'getpeername after connect() shows A');
+    t.deepEqual(out.map((o) => o.from), [`${VIP4_SHARE_A}:53`, `${VIP4_SHARE_B}:53`, `${VIP4_SHARE_A}:53`, `${VIP4_SHARE_B}:53`], JSON.stringify(out));
+    // the unconnected sends went to the storage (same backend), not to lb_sock_revnat
+    const mine = [...revnat.entries()].map(([, v]) => decodeVal(v)).filter((v) => v.address === VIP4_SHARE_A || v.address === VIP4_SHARE_B);
+    t.deepEqual(mine, []);
+  });
+
+  test.serial('an unconnected UDP socket sending to VIPs with different backends: lb_sock_revnat holds one entry per backend', async (t) => {
+    const script = `
+      import dgram from 'node:dgram';
+      const s = dgram.createSocket('udp4');
+      const out = [];
+      const next = () => new Promise((res, rej) => {
+        const tm = setTimeout(() => rej(new Error('no reply')), 2000);
+        s.once('message', (m, r) => { clearTimeout(tm); res({ reply: m.toString(), from: r.address + ':' + r.port }); });
+      });
+      for (const vip of ['${VIP4}', '${VIP4_SHARE_A}', '${VIP4}']) {
+        s.send('x', 53, vip);
+        out.push({ ...(await next()), to: vip });
+      }
+      s.close();
+      console.log(JSON.stringify(out));`;
+    const r = await ctx!.lab.runIn(ctx!.ns, process.execPath, ['--input-type=module', '-e', script], { cgroup: ctx!.cgroup, timeoutMs: 20_000 });
+    t.is(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Array<{ reply: string; from: string; to: string }>;
+    t.true(out.every((o) => o.from === `${o.to}:53`), JSON.stringify(out));
   });
 
   test.serial('a connected UDP socket whose backend leaves: replies no longer claim the VIP, then the socket is closed and its client reconnects to the other backend', async (t) => {
@@ -318,19 +365,19 @@ if (avail.ok) {
       return;
     }
     t.teardown(() => { dp.apply({ frontends: frontends() }); });
-    const earlier = new Set([...dp.loaded.maps.map('lb_sock_revnat').keys()].map((k) => k.toString('hex')));
+    const revnatBefore = [...dp.loaded.maps.map('lb_sock_revnat').keys()].length;
     const stream = lab.spawn(ns, process.execPath, [STREAM, '--host', VIP4, '--port', '53', '--interval-ms', '100', '--duration-ms', '30000'], { cgroup, what: 'udp-stream' });
     type Ev = { t: number; kind: string; reply?: string; from?: string; error?: string };
     const result = stream.exited.then(() => (JSON.parse(stream.output().split('\n').find((l) => l.startsWith('{"events"')) ?? '{"events":[]}') as { events: Ev[] }).events);
     // the stream prints what it saw only at its end: let it run a while (not a timing assertion)
     await new Promise((r) => setTimeout(r, 1500));
-    // the stream's socket is the one entry to the VIP that was not there before it started
-    const mine = [...dp.loaded.maps.map('lb_sock_revnat').entries()]
-      .filter(([k]) => !earlier.has(k.toString('hex')))
-      .map(([k, v]) => ({ k: decodeKey(k), v: decodeVal(v) }))
-      .filter((e) => e.v.address === VIP4 && e.v.port === 53);
-    t.is(mine.length, 1, 'the connected socket has its one reverse entry');
-    const used = mine[mine.length - 1]!.k.address;
+    // a connected socket's translation is in its own storage (lb_sock_store), not lb_sock_revnat; the
+    // backend it uses is the one that answers its first datagram (the stream prints each event)
+    t.is([...dp.loaded.maps.map('lb_sock_revnat').keys()].length, revnatBefore, 'no lb_sock_revnat entry for the connected socket');
+    const first = stream.output().split('\n').filter((l) => l.startsWith('{"t"')).map((l) => JSON.parse(l) as Ev).find((e) => e.kind === 'reply');
+    t.truthy(first, stream.output());
+    t.is(first!.from, `${VIP4}:53`, 'its replies come from the VIP (the storage read by recvmsg)');
+    const used = BE.find((b) => b.name === first!.reply)!.v4;
     const other = BE.find((b) => b.v4 !== used)!;
     const staleBefore = dp.stats().sock_revnat_stale;
     dp.apply({ frontends: frontends().map((f) => (f.address === VIP4 && f.port === 53 ? { ...f, backends: [{ ...f.backends.find((b) => b.address === other.v4)! }] } : f)) });

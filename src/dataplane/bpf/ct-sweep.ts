@@ -132,8 +132,7 @@ const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
  * A rebuild of lb_rev_filter (bpf/lb_maps.h), the filter in front of the programs' reply lookups,
  * over one sweep: begin() zeroes the half the programs do not read, the sweep's scans of lb_ct and
  * lb_ct_syn pass each entry to visit() (the expired ones too: the programs' clock may read a tick
- * behind the sweep's until the delete) and a scan of lb_sock_revnat each of its entries to
- * visitSock(), and finish() ORs the bits of the reverse entries seen
+ * behind the sweep's until the delete), and finish() ORs the bits of the reverse entries seen
  * into that half and switches the programs to it. Bits of entries since gone are dropped so; no bit
  * of a live entry is: the programs set the bit of every reverse entry they write, in both halves and
  * after the entry, so an entry written after the zeroing has its bit there, and one written before
@@ -163,11 +162,6 @@ export class RevFilterBuild {
   readonly visit = (k: Buffer): void => {
     if (k[DIR_OFF] !== L.LB_CT_DIR_REV) return;
     this.#set(L.revFilterBit(k));
-  };
-
-  /** an entry of lb_sock_revnat (read by the release hook through the filter) */
-  readonly visitSock = (k: Buffer): void => {
-    this.#set(L.revFilterBitSock(k));
   };
 
   /** ORs the bits in and switches the programs to this half; the reverse entries seen */

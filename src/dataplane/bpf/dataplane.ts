@@ -18,6 +18,7 @@ import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
 import { PROGRAM_WRITTEN_MAPS } from './maps.js';
+import type { AgentStateFile } from './agent-state-file.js';
 import { deletedFrontendIds, keepFlows, newOrphanCache, orphanKeyCollector, type OrphanCache } from './ct-orphan.js';
 
 /** cgroup sock_addr hooks and the programs that serve them (bpf/lb_sock.h) */
@@ -26,8 +27,19 @@ export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
   ['sendmsg4', 'lb_sock_sendmsg4'], ['sendmsg6', 'lb_sock_sendmsg6'],
   ['recvmsg4', 'lb_sock_recvmsg4'], ['recvmsg6', 'lb_sock_recvmsg6'],
   ['getpeername4', 'lb_sock_getpeername4'], ['getpeername6', 'lb_sock_getpeername6'],
-  ['sock_release', 'lb_sock_release_hook'],
 ];
+
+/**
+ * Detaches the socket hooks an earlier build attached to cgroup that SOCK_HOOKS no longer has
+ * (sock_release, before a connected socket's translation moved into its own storage: it would run
+ * on every socket's close for nothing); returns how many. After the current hooks are attached.
+ */
+export function retireSockHooks(state: AgentStateFile, cgroup: string): number {
+  const want = new Set(SOCK_HOOKS.map(([type, prog]) => `${type} ${prog}`));
+  let n = 0;
+  for (const a of state.attachments.filter((x) => x.kind === 'cgroup' && x.path === cgroup && !want.has(`${x.attachType} ${x.program}`))) if (detach(state, a)) n++;
+  return n;
+}
 
 export const NFT_TABLE = 'kube-bpf-proxy';
 
@@ -467,6 +479,7 @@ export class BpfDataplane implements Dataplane {
           throw new KbpError('KBP_ERR_DATAPLANE', `attaching socket hook ${prog} (${type}) to cgroup ${this.#opts.cgroup} failed: ${(e as Error).message}`, { cause: e });
         }
       }
+      retireSockHooks(state, this.#opts.cgroup);
     } else {
       // switched off (service meshes): remove hooks an earlier run attached
       for (const a of state.attachments.filter((x) => x.kind === 'cgroup')) detach(state, a);
@@ -542,7 +555,6 @@ export class BpfDataplane implements Dataplane {
       }
       if (rev && out.length === 2 && this.#loaded) {
         try {
-          await this.#loaded.maps.map('lb_sock_revnat').scanYielding((k) => rev!.visitSock(k), { batch: 4096 });
           const entries = rev.finish();
           this.#log.debug({ half: rev.half, reverseEntries: entries }, 'reply filter (lb_rev_filter) rebuilt');
         } catch (e) {

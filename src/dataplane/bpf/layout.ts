@@ -26,7 +26,6 @@ export const LB_FRAGS_MAX = 8192;
 export const LB_FE_FILTER_BITS_LOG2 = 20;
 export const LB_FE_FILTER_WORDS = 1 << (LB_FE_FILTER_BITS_LOG2 - 6);
 export const LB_REV_FILTER_WORDS = LB_FE_FILTER_WORDS;
-export const LB_REV_FILTER_SOCK = 0;
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
@@ -103,10 +102,11 @@ export const MAP_NAMES = [
 export type MapName = (typeof MAP_NAMES)[number];
 /**
  * Maps of bpf/lb_maps.h outside the BpfMaps handle, reached through the loaded object where it has
- * them: the programs write them, the agent only switches and rebuilds them (dataplane.ts), and an
- * object of an earlier build (KBP_CONNRATE_B, --bpf-object) lacks them.
+ * them: the programs write them, the agent only switches and rebuilds them (dataplane.ts) or never
+ * reads them (lb_sock_store: socket-local storage, read by the socket hooks and lb_sock_term), and
+ * an object of an earlier build (KBP_CONNRATE_B, --bpf-object) lacks them.
  */
-export const EXTRA_MAP_NAMES = ['lb_rev_filter'] as const;
+export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_sock_store'] as const;
 export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
 /**
@@ -140,15 +140,6 @@ export function revFilterBit(ctKey: Buffer): number {
   ctKey.copy(revScratch, 0, f.saddr.offset, f.saddr.offset + 16);
   ctKey.copy(revScratch, 16, f.sport.offset, f.sport.offset + 2);
   revScratch[18] = ctKey[f.proto.offset]!;
-  return feFilterBit(revScratch);
-}
-
-/** The lb_rev_filter bit of an lb_sock_revnat key (lb_sock.h): its backend address and port, protocol LB_REV_FILTER_SOCK. */
-export function revFilterBitSock(key: Buffer): number {
-  const f = SOCK_REVNAT_KEY.fields;
-  key.copy(revScratch, 0, f.addr.offset, f.addr.offset + 16);
-  key.copy(revScratch, 16, f.port.offset, f.port.offset + 2);
-  revScratch[18] = LB_REV_FILTER_SOCK;
   return feFilterBit(revScratch);
 }
 
@@ -245,6 +236,9 @@ export const SRC_RANGE_KEY = struct('lb_src_range_key', 24, { prefixlen: [0, 'u3
 export const FE_STATS = struct('lb_fe_stats', 16, { packets: [0, 'u64'], bytes: [8, 'u64'] });
 export const SOCK_REVNAT_KEY = struct('lb_sock_revnat_key', 32, { cookie: [0, 'u64'], addr: [8, 'addr'], port: [24, 'be16'], pad: [26, 'u16'], pad2: [28, 'u32'] });
 export const SOCK_REVNAT_VAL = struct('lb_sock_revnat_val', 28, { addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'], fe_id: [20, 'u32'], backend_id: [24, 'u32'] });
+export const SOCK_PEER = struct('lb_sock_peer', 48, {
+  addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'], fe_addr: [20, 'addr'], fe_port: [36, 'be16'], pad2: [38, 'u16'], fe_id: [40, 'u32'], backend_id: [44, 'u32'],
+});
 export const EIP_ALLOW_KEY = struct('lb_eip_allow_key', 20, { prefixlen: [0, 'u32'], addr: [4, 'addr'] });
 export const CONFIG = struct('lb_config', 16, { hash_seed: [0, 'u32'], snat_mark: [4, 'u32'], flags: [8, 'u32'], pad: [12, 'u32'] });
 export const DEVICE = struct('lb_device', 4, { flags: [0, 'u32'] });
@@ -256,7 +250,7 @@ export const RATE_LIMIT = struct('lb_rate_limit', 16, { last_ns: [0, 'u64'], tok
 /** Every struct of lb_structs.h, for the layout test. */
 export const STRUCTS: StructLayout[] = [
   FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MEMBER_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
-  AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, CONFIG, DEVICE, NODE_ADDR,
+  AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, SOCK_PEER, CONFIG, DEVICE, NODE_ADDR,
   EIP_ALLOW_KEY,
   FRAG_KEY, FRAG_VAL, RATE_LIMIT,
 ];
