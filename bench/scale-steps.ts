@@ -13,7 +13,8 @@
 // time and garbageMiB what it freed.
 // With APPLY=1 (root, bpffs) the first sync's ops are also written to a fresh data plane (the real
 // object loaded under a pin root of its own, removed afterwards): the apply step, between diff and
-// release; its CPU includes the Maglev fill wherever the build leaves it.
+// release; its CPU includes the Maglev fill wherever the build leaves it. peakRssMiB is the process's
+// maximum resident set (mapped pages of lb_maglev_slots count while mapped).
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -96,5 +97,7 @@ if (oneGc) {
   out.extMiB = Math.round(m.external / MiB);
 }
 out.rssMiB = Math.round(process.memoryUsage().rss / MiB);
+// the process's peak: where the plan held a Maglev slab, it and the mapping the apply copied it into met here
+out.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
 void store; void plan; void fitted;
 console.log(JSON.stringify(out));
