@@ -14,7 +14,8 @@
 // With APPLY=1 (root, bpffs) the first sync's ops are also written to a fresh data plane (the real
 // object loaded under a pin root of its own, removed afterwards): the apply step, between diff and
 // release; its CPU includes the Maglev fill wherever the build leaves it. peakRssMiB is the process's
-// maximum resident set (mapped pages of lb_maglev_slots count while mapped).
+// maximum resident set (mapped pages of lb_maglev_slots count while mapped). Beyond ~10,000 Services
+// the tables need an object built with a larger -DLB_MAGLEV_SLOTS_MAX, named by BPF_OBJECT.
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -70,7 +71,8 @@ if (process.env.APPLY === '1') {
   const pin = `/sys/fs/bpf/kbp-scale-steps-${process.pid}-${Date.now().toString(36)}`;
   const dir = mkdtempSync(`${tmpdir()}/kbp-scale-steps-`);
   try {
-    const d = loadDataplane({ pinRoot: pin, objectPath: fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url)),
+    // BPF_OBJECT: an object built with a larger -DLB_MAGLEV_SLOTS_MAX (the default holds ~10,000 tables)
+    const d = loadDataplane({ pinRoot: pin, objectPath: process.env.BPF_OBJECT ?? fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url)),
       state: AgentStateFile.forPinRoot(pin, `${dir}/state.json`), maps: { recycleTables: true } });
     try {
       d.maps.writeConfig({ hashSeed: 1, snatMark: 0, flags: 0 });
