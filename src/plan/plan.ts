@@ -82,8 +82,8 @@ export function fillMissingSlots(plan: Plan): void {
 }
 
 /**
- * Drops the slots of every table (4 bytes a slot: ~64 MiB at 10,000 Services) once the data plane
- * holds them. The plan stays a valid `prev`: buildPlan reuses tables by members and M, and diffPlans
+ * Drops the slots of every table (4 bytes a slot), and the sources of a full build's tables never
+ * read (slot-source.ts), once the data plane holds them. The plan stays a valid `prev`: buildPlan reuses tables by members and M, and diffPlans
  * treats a table without slots as unchanged, exactly as for a kernel read-back. fillMissingSlots
  * brings them back when a consumer needs them. Tables are shared with whoever else holds this plan's
  * objects (an in-memory data plane keeps them by reference).
