@@ -11,8 +11,18 @@
 // With ONE_GC=1 there is no GC between the steps: the agent's case, where the garbage of the whole
 // first sync meets one full GC after it (agent.ts onSynced -> heap-trim.ts). Then gcMs is that GC's
 // time and garbageMiB what it freed.
+// With APPLY=1 (root, bpffs) the first sync's ops are also written to a fresh data plane (the real
+// object loaded under a pin root of its own, removed afterwards): the apply step, between diff and
+// release; its CPU includes the Maglev fill wherever the build leaves it. peakRssMiB is the process's
+// maximum resident set (mapped pages of lb_maglev_slots count while mapped). Beyond ~10,000 Services
+// the tables need an object built with a larger -DLB_MAGLEV_SLOTS_MAX, named by BPF_OBJECT.
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
+import { loadDataplane } from '../src/dataplane/bpf/loader.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan, releaseSlots } from '../src/plan/plan.js';
 import { slimStore } from './apiserver-objects.js';
@@ -57,6 +67,25 @@ const fitted = await step('fit', () => ct.fit(compiled, cap).state);
 const plan = await step('plan', () => buildPlan(fitted, undefined, { seed: 1, consumePrev: true }));
 const ops = await step('diff', () => diffPlans(undefined, plan));
 out.ops = ops.length;
+if (process.env.APPLY === '1') {
+  const pin = `/sys/fs/bpf/kbp-scale-steps-${process.pid}-${Date.now().toString(36)}`;
+  const dir = mkdtempSync(`${tmpdir()}/kbp-scale-steps-`);
+  try {
+    // BPF_OBJECT: an object built with a larger -DLB_MAGLEV_SLOTS_MAX (the default holds ~10,000 tables)
+    const d = loadDataplane({ pinRoot: pin, objectPath: process.env.BPF_OBJECT ?? fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url)),
+      state: AgentStateFile.forPinRoot(pin, `${dir}/state.json`), maps: { recycleTables: true } });
+    try {
+      d.maps.writeConfig({ hashSeed: 1, snatMark: 0, flags: 0 });
+      const res = await step('apply', () => d.maps.apply(ops));
+      out.tables = res.tables;
+    } finally {
+      d.object.close();
+    }
+  } finally {
+    rmSync(pin, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 ops.length = 0;
 await step('release', () => releaseSlots(plan));
 if (oneGc) {
@@ -70,5 +99,7 @@ if (oneGc) {
   out.extMiB = Math.round(m.external / MiB);
 }
 out.rssMiB = Math.round(process.memoryUsage().rss / MiB);
+// the process's peak: where the plan held a Maglev slab, it and the mapping the apply copied it into met here
+out.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
 void store; void plan; void fitted;
 console.log(JSON.stringify(out));

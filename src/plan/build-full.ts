@@ -11,13 +11,10 @@ import { findIn } from './backend-index.js';
 import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
-import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX, LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
-import { MaglevBuilder, maglevHashes, maglevIdentity, maglevSize, type MaglevSizing } from './maglev.js';
-import { nativeFill, nativeFillAvailable } from './maglev-native.js';
+import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
+import { maglevSeed2, maglevSize, murmur3, type MaglevSizing } from './maglev.js';
+import { PendingTable, type SlotSource } from './slot-source.js';
 import { frontendKey, NO_SLOTS, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
-
-/** builds whose tables need more than this share one ArrayBuffer (see step 5 of buildFull) */
-const SLAB_MIN_BYTES = 32 * 2 ** 20;
 
 interface FrontendDraft {
   key: string;
@@ -315,7 +312,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     }
   }
   const tables = new Map<string, PlanTable>();
-  const toBuild: { table: PlanTable; members: number[] }[] = [];
+  const toBuild: { table: PendingTable; members: number[] }[] = [];
   let tableAlloc: IdAllocator | undefined;
   const frontends = new Map<string, PlanFrontend>();
   for (const d of ordered) {
@@ -334,8 +331,12 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
           // a read-back frontend may name a table the kernel lacks: its id stays reserved too, so
           // the broken frontend cannot briefly reach another table's backends under that id
           tableAlloc ??= new IdAllocator(prev ? [...prev.tables.keys(), ...[...prev.frontends.values()].map((x) => x.tableId)] : [], ID_MAX, 'Maglev table');
-          table = { id: tableAlloc.next(), m, members: ids, slots: NO_SLOTS };
-          toBuild.push({ table, members: d.members });
+          if (slotless) table = { id: tableAlloc.next(), m, members: ids, slots: NO_SLOTS };
+          else {
+            const made = new PendingTable(tableAlloc.next(), m, ids);
+            toBuild.push({ table: made, members: d.members });
+            table = made;
+          }
         }
         tables.set(tkey, table);
       }
@@ -347,9 +348,9 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     frontends.set(d.key, old && samePlanFrontend(old, fe) ? old : fe);
   }
 
-  // 5. build the new tables only (none for a data plane without Maglev); a backend's hashes are
-  // computed once however many tables it is in
-  if (!slotless) fillTables(toBuild, bk, seed);
+  // 5. the new tables' members hashed (none for a data plane without Maglev); their slots are
+  // filled where they are written
+  hashTables(toBuild, bk, seed);
 
   const planTables = new Map<number, PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
@@ -359,80 +360,37 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
 }
 
 /**
- * Fills the new tables. A backend's hashes are computed once however many tables it is in. With the
- * addon (maglev-native.ts) every table is filled in one call, compiled and on a few threads; else in
- * JavaScript. Both give the same slots (test/unit/maglev-native.test.ts).
- *
- * V8 answers every ~64 MiB of new ArrayBuffer memory with a full GC of the whole heap; at 100,000
- * Services (640 MiB of tables, a 500 MiB heap) that was 80% of the build. So a large batch takes
- * one buffer for all its tables. It lives while any of those tables does (or until releaseSlots):
- * at most the size of that first big build, which a long-lived agent holds anyway. In that buffer
- * each table starts where lb_maglev_slots would start its region (M rounded up to whole array
- * elements, the padding zero), so that the map writer copies a run of tables written to adjacent
- * regions straight from it (map-writer.ts writeTables).
+ * Gives the new tables their source (slot-source.ts): each member's two hashes, computed once per
+ * backend however many tables it is in, and its id. No slot is filled here: the map writer fills each
+ * table into the memory it writes to the kernel, a bounded chunk at a time, and any other reader of
+ * `slots` computes them on first read. (The build filled every table into one slab, 64 MiB at 10,000
+ * Services and 648 MiB at 100,000, a copy of what lb_maglev_slots then holds.)
  */
-function fillTables(toBuild: readonly { table: PlanTable; members: number[] }[], bk: Backends, seed: number): void {
+function hashTables(toBuild: readonly { table: PendingTable; members: number[] }[], bk: Backends, seed: number): void {
   if (!toBuild.length) return;
   const hashed = new Float64Array(bk.size * 2).fill(-1);
-  const hashOf = (i: number, k: 0 | 1): number => {
-    if (hashed[2 * i]! < 0) {
-      const [a, b] = maglevHashes(maglevIdentity({ address: bk.addressOf(i), port: bk.port[i]! }), seed);
-      hashed[2 * i] = a;
-      hashed[2 * i + 1] = b;
-    }
-    return hashed[2 * i + k]!;
-  };
-  let total = 0, memberCount = 0;
-  for (const { table, members } of toBuild) {
-    total += regionSlots(table.m);
-    memberCount += members.length;
-  }
-  const slab = total * 4 >= SLAB_MIN_BYTES ? new Uint32Array(total) : undefined;
-  if (nativeFillAvailable()) {
-    const h1 = new Uint32Array(memberCount), h2 = new Uint32Array(memberCount), ids = new Uint32Array(memberCount);
-    let first = 0;
-    const one = new Uint32Array(4);
-    const desc = slab ? new Uint32Array(toBuild.length * 4) : one;
-    let at = 0;
-    toBuild.forEach(({ table, members }, k) => {
-      const n = members.length;
-      for (let j = 0; j < n; j++) {
-        const i = members[j]!;
-        h1[first + j] = hashOf(i, 0);
-        h2[first + j] = hashOf(i, 1);
-        ids[first + j] = table.members[j]!;
-      }
-      if (slab) {
-        desc.set([first, n, table.m, at], 4 * k);
-        table.slots = slab.subarray(at, at + table.m);
-        at += regionSlots(table.m);
-      } else {
-        one.set([first, n, table.m, 0]);
-        table.slots = new Uint32Array(table.m);
-        nativeFill(h1, h2, ids, one, table.slots, 1);
-      }
-      first += n;
-    });
-    if (slab) nativeFill(h1, h2, ids, desc, slab);
-    return;
-  }
-  const builder = new MaglevBuilder();
-  let h1 = new Uint32Array(64), h2 = new Uint32Array(64);
-  let at = 0;
+  const seed2 = maglevSeed2(seed);
+  let memberCount = 0;
+  for (const { members } of toBuild) memberCount += members.length;
+  const src: SlotSource = { h1: new Uint32Array(memberCount), h2: new Uint32Array(memberCount), ids: new Uint32Array(memberCount) };
+  let first = 0;
   for (const { table, members } of toBuild) {
     const n = members.length;
-    if (h1.length < n) {
-      h1 = new Uint32Array(n * 2);
-      h2 = new Uint32Array(n * 2);
-    }
     for (let j = 0; j < n; j++) {
-      h1[j] = hashOf(members[j]!, 0);
-      h2[j] = hashOf(members[j]!, 1);
+      const i = members[j]!;
+      if (hashed[2 * i]! < 0) {
+        // maglevHashes(maglevIdentity(backend)) without the object, the pair and its destructuring
+        // (a first sync runs this once, much of it before V8 optimizes it: ~20 % of the hashing)
+        const identity = bk.addressOf(i) + '|' + bk.port[i]!;
+        hashed[2 * i] = murmur3(identity, seed);
+        hashed[2 * i + 1] = murmur3(identity, seed2);
+      }
+      src.h1[first + j] = hashed[2 * i]!;
+      src.h2[first + j] = hashed[2 * i + 1]!;
+      src.ids[first + j] = table.members[j]!;
     }
-    const slots = builder.buildIndices(h1, h2, n, table.m, slab?.subarray(at, at + table.m));
-    at += regionSlots(table.m);
-    for (let j = 0; j < slots.length; j++) slots[j] = table.members[slots[j]!]!;
-    table.slots = slots;
+    table.setSource(src, first);
+    first += n;
   }
 }
 
@@ -462,9 +420,4 @@ function byId(bk: Backends): Int32Array {
   }
   for (let i = 0; i < n; i++) out[i] = i;
   return out.sort((a, b) => bk.id[a]! - bk.id[b]!);
-}
-
-/** slots of lb_maglev_slots a table of M takes: whole array elements (slot-alloc.ts regionSize) */
-function regionSlots(m: number): number {
-  return Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
 }

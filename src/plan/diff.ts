@@ -24,6 +24,7 @@
 // ops the full walk would (everything else is the same object in both plans).
 import { KbpError } from '../util/errors.js';
 import { planDelta, type PlanDelta } from './plan.js';
+import { heldSlots, slotsKnown } from './slot-source.js';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from './types.js';
 import { samePolicy } from './frontend.js';
 
@@ -76,8 +77,10 @@ function tableNeedsWrite(prev: Plan, a: PlanTable, next: Plan, b: PlanTable): bo
     throw internal(`table id ${b.id} changes from M=${a.m} members [${a.members}] to M=${b.m} members [${b.members}]; a changed table must get a new id`);
   }
   if (prev.seed !== next.seed) return true;
-  if (a.slots.length === 0 || b.slots.length === 0) return false;
-  return !sameSlots(a.slots, b.slots);
+  // a table still to be filled (slot-source.ts) follows from its members and M too: not computed here
+  const x = heldSlots(a), y = heldSlots(b);
+  if (x.length === 0 || y.length === 0) return false;
+  return !sameSlots(x, y);
 }
 
 export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
@@ -124,7 +127,7 @@ export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
     for (const id of t.members) if (!next.backends.has(id)) throw internal(`table ${t.id} names backend ${id}, which the plan lacks`);
     const a = before.tables.get(t.id);
     if (a && !tableNeedsWrite(before, a, next, t)) continue;
-    if (t.slots.length !== t.m && !next.slotless) throw internal(`table ${t.id} must be written but has ${t.slots.length} of its ${t.m} slots (fillMissingSlots)`);
+    if (!next.slotless && !slotsKnown(t)) throw internal(`table ${t.id} must be written but has ${t.slots.length} of its ${t.m} slots (fillMissingSlots)`);
     ops.push({ op: 'createTable', table: t });
   }
   // 3

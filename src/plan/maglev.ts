@@ -134,7 +134,12 @@ export function maglevIdentity(m: { address: string; port: number }): string {
 
 /** The two hashes of a member; offset = h1 mod M, skip = h2 mod (M - 1) + 1. */
 export function maglevHashes(identity: string, seed: number): [number, number] {
-  return [murmur3(identity, seed), murmur3(identity, (seed ^ SEED2_XOR) >>> 0)];
+  return [murmur3(identity, seed), murmur3(identity, maglevSeed2(seed))];
+}
+
+/** The seed of a member's second hash: maglevHashes(id, seed) is [murmur3(id, seed), murmur3(id, maglevSeed2(seed))]. */
+export function maglevSeed2(seed: number): number {
+  return (seed ^ SEED2_XOR) >>> 0;
 }
 
 /**

@@ -19,6 +19,7 @@ import { buildFull } from './build-full.js';
 import { buildIncremental, planDelta } from './build-incremental.js';
 import { HASH_SEED_MAX } from './limits.js';
 import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
+import { pendingSlots } from './slot-source.js';
 import { NO_SLOTS, type Plan } from './types.js';
 
 export { planDelta, undoPlan, type PlanDelta } from './build-incremental.js';
@@ -62,13 +63,14 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
 
 /**
  * Fills the slots of tables that came from a kernel read-back without them (reused by buildPlan
- * without a rebuild), for consumers that walk packets through the plan. The result equals what the
+ * without a rebuild), for consumers that walk packets through the plan. A full build's tables
+ * (slot-source.ts) compute theirs when read. The result equals what the
  * kernel holds as long as the seed is the one the table was built with.
  */
 export function fillMissingSlots(plan: Plan): void {
   const builder = new MaglevBuilder();
   for (const t of plan.tables.values()) {
-    if (t.slots.length === t.m) continue;
+    if (pendingSlots(t) || t.slots.length === t.m) continue;
     // canonical order, whatever order a read-back produced
     const members = t.members.map((id) => {
       const b = plan.backends.get(id);
@@ -80,8 +82,8 @@ export function fillMissingSlots(plan: Plan): void {
 }
 
 /**
- * Drops the slots of every table (4 bytes a slot: ~64 MiB at 10,000 Services) once the data plane
- * holds them. The plan stays a valid `prev`: buildPlan reuses tables by members and M, and diffPlans
+ * Drops the slots of every table (4 bytes a slot), and the sources of a full build's tables never
+ * read (slot-source.ts), once the data plane holds them. The plan stays a valid `prev`: buildPlan reuses tables by members and M, and diffPlans
  * treats a table without slots as unchanged, exactly as for a kernel read-back. fillMissingSlots
  * brings them back when a consumer needs them. Tables are shared with whoever else holds this plan's
  * objects (an in-memory data plane keeps them by reference).
@@ -93,9 +95,10 @@ export function releaseSlots(plan: Plan, prev?: Plan): void {
   if (d) {
     for (const id of d.tableIds) {
       const t = plan.tables.get(id);
-      if (t?.slots.length) t.slots = NO_SLOTS;
+      if (t && (pendingSlots(t) || t.slots.length)) t.slots = NO_SLOTS;
     }
     return;
   }
-  for (const t of plan.tables.values()) if (t.slots.length) t.slots = NO_SLOTS;
+  // a table still pending (never read) is dropped without computing its slots
+  for (const t of plan.tables.values()) if (pendingSlots(t) || t.slots.length) t.slots = NO_SLOTS;
 }

@@ -28,7 +28,10 @@ export interface PlanTable {
   m: number;
   /** backend ids the table was built over, in canonical (address, port) order */
   members: number[];
-  /** slot -> backend id, length m; every entry is one of members */
+  /**
+   * slot -> backend id, length m; every entry is one of members. A full build's tables compute them
+   * when first read (slot-source.ts: the map writer fills them straight into the kernel instead).
+   */
   slots: Uint32Array;
 }
 

@@ -4,6 +4,7 @@ import type { NodeState } from '../../src/model/compiled.js';
 import { buildMaglevTable, maglevSize } from '../../src/plan/maglev.js';
 import { buildPlan, fillMissingSlots, planDelta, releaseSlots } from '../../src/plan/plan.js';
 import { diffPlans } from '../../src/plan/diff.js';
+import { fillTables, pendingSlots } from '../../src/plan/slot-source.js';
 import { backendKey, frontendKey, type Plan } from '../../src/plan/types.js';
 import { arbState, be, counts, fe } from './plan-helpers.js';
 
@@ -100,19 +101,42 @@ test('a plan whose slots were released still serves as prev: nothing rebuilt, no
   t.true([...p4.tables.values()].every((x) => x.slots.length === 0));
 });
 
-test('a large build shares one buffer between its tables without mixing their slots', (t) => {
-  // 5,300 tables of M=1601 need 34 MB: above the slab threshold
-  const frontends = Array.from({ length: 5300 }, (_, i) => fe(`10.96.${i >> 8}.${i & 255}`, 80,
-    Array.from({ length: 10 }, (_, j) => be(`10.${128 + (i >> 12)}.${(i >> 4) & 255}.${((i & 15) << 4) + j}`))));
+test('a full build holds no slots: each table is filled when read (or where written), as buildMaglevTable gives it', (t) => {
+  const frontends = Array.from({ length: 300 }, (_, i) => fe(`10.96.${i >> 8}.${i & 255}`, 80,
+    Array.from({ length: 1 + (i % 12) }, (_, j) => be(`10.${128 + (i >> 12)}.${(i >> 4) & 255}.${((i & 15) << 4) + j}`, 8080 + (i % 3)))));
+  // shared members: the same backends in several tables, hashed once
+  frontends.push(fe('10.97.0.1', 80, frontends[7]!.backends.slice(0, 5)), fe('10.97.0.2', 80, frontends[7]!.backends.slice(2)));
   const p = buildPlan({ frontends }, undefined, { seed });
   const tables = [...p.tables.values()];
-  t.is(tables.length, 5300);
-  t.true(tables.every((x) => x.slots.buffer === tables[0]!.slots.buffer && x.slots.length === x.m));
-  for (const k of [0, 1, 2650, 5299]) {
-    const x = tables[k]!;
+  t.is(tables.length, 302);
+  const srcs = new Set(tables.map((x) => pendingSlots(x)?.src));
+  t.is(srcs.size, 1, 'one source for the build, no table filled yet');
+  const src = [...srcs][0]!;
+  t.is(src.ids.length, tables.reduce((n, x) => n + x.members.length, 0), '12 bytes per member, no slot');
+  // the writer's fill of several tables into one buffer at their offsets, compiled and in JavaScript
+  const at: number[] = [];
+  let total = 0;
+  for (const x of tables) { at.push(total); total += x.m + 1; }
+  const desc = Uint32Array.from(tables.flatMap((x, k) => [pendingSlots(x)!.first, x.members.length, x.m, at[k]!]));
+  const native = new Uint32Array(total).fill(7), js = new Uint32Array(total).fill(7);
+  fillTables(src, desc, native);
+  fillTables(src, desc, js, 1, false);
+  t.deepEqual(native, js);
+  tables.forEach((x, k) => {
     const members = x.members.map((id) => ({ ...p.backends.get(id)!, id }));
-    t.deepEqual([...x.slots], [...buildMaglevTable(members, seed, x.m)], `table ${x.id}`);
-  }
+    const want = buildMaglevTable(members, seed, x.m);
+    t.deepEqual(native.subarray(at[k]!, at[k]! + x.m), want, `table ${x.id} filled in a batch`);
+    t.is(native[at[k]! + x.m], 7, 'slots outside the tables untouched');
+    if (k % 50 === 0) {
+      t.deepEqual(x.slots, want, `table ${x.id} read`);
+      t.is(pendingSlots(x), undefined);
+      t.is(x.slots, x.slots, 'computed once');
+    }
+  });
+  // a release drops the sources of the tables never read, computing nothing
+  releaseSlots(p);
+  t.true(tables.every((x) => pendingSlots(x) === undefined && x.slots.length === 0));
+  t.deepEqual(diffPlans(p, buildPlan({ frontends }, p, { seed })), []);
 });
 
 test('a read-back frontend naming a table the kernel lacks gets a new table under an unused id', (t) => {

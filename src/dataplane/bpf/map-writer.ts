@@ -13,6 +13,7 @@
 // lets the event loop run at every pause, so /healthz and /metrics answer during a long apply. Both take the same steps in the same
 // order, whatever the maps hold.
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { fillTables, pendingSlots, type SlotSource } from '../../plan/slot-source.js';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
 import type { AgentStateFile } from './agent-state-file.js';
@@ -97,24 +98,19 @@ async function runAsync(steps: Steps): Promise<void> {
 const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /**
- * The bytes of pieces[i..j) (adjacent regions ending at slot `end`) as one view of the memory their
- * slots already lie in, when they lie there exactly as in the regions: same buffer, same distances,
- * each table's padding slot zero. Saves a copy of the whole table memory (64 MiB at 10,000 Services)
- * on a first sync. Undefined otherwise.
+ * Slots of lb_maglev_slots filled and copied per step when a write's tables are still to be filled
+ * (a full build's, slot-source.ts): 2 MiB of memory reused chunk after chunk, where the plan held
+ * every table at once (64 MiB at 10,000 Services). At least the largest region (LB_MAGLEV_M_MAX + 1).
  */
-function slabOf(pieces: ReadonlyArray<{ off: number; slots: Uint32Array; bytes: number }>, i: number, j: number, end: number): Buffer | undefined {
-  const first = pieces[i]!.slots;
-  if (!HOST_LE || j - i < 2) return undefined;
-  const len = (end - pieces[i]!.off) * 4;
-  if (first.byteOffset + len > first.buffer.byteLength) return undefined;
-  const all = new Uint32Array(first.buffer, first.byteOffset, len / 4);
-  for (let k = i; k < j; k++) {
-    const p = pieces[k]!;
-    const at = p.off - pieces[i]!.off;
-    if (p.slots.buffer !== first.buffer || p.slots.byteOffset !== first.byteOffset + at * 4) return undefined;
-    for (let s = at + p.slots.length; s < at + p.bytes / 4; s++) if (all[s] !== 0) return undefined;
-  }
-  return Buffer.from(first.buffer, first.byteOffset, len);
+const FILL_CHUNK_SLOTS = 1 << 19;
+
+/** a table to write and its region of lb_maglev_slots (size: its slots, whole elements) */
+interface Piece {
+  off: number;
+  size: number;
+  table: PlanTable;
+  /** the table's source while its slots are to be filled (slot-source.ts) */
+  src: { src: SlotSource; first: number } | undefined;
 }
 
 function fmtFe(f: { address: string; port: number; protocol: string; scope: string; service?: string }): string {
@@ -720,11 +716,14 @@ export class MapWriter {
    */
   private *writeTables(tables: PlanTable[]): Steps {
     const alloc = this.slotAlloc!;
-    const pieces: Array<{ off: number; slots: Uint32Array; bytes: number }> = [];
-    let n = 0;
+    const pieces: Piece[] = [];
+    let n = 0, pending = 0;
     for (const t of tables) {
       if (!(t.id >= 1 && t.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table has invalid id ${t.id}`);
-      if (t.slots.length !== t.m || t.m < 1 || t.m > L.LB_MAGLEV_M_MAX) throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${t.slots.length} slots for M=${t.m}`);
+      const src = pendingSlots(t);
+      if (t.m < 1 || t.m > L.LB_MAGLEV_M_MAX || (!src && t.slots.length !== t.m)) {
+        throw new KbpError('KBP_ERR_INTERNAL', `Maglev table ${t.id}: ${src ? 'slots to fill' : `${t.slots.length} slots`} for M=${t.m}`);
+      }
       const from = this.recycling.get(t.id);
       let r: Region | undefined = this.regions.get(t.id);
       if (r && from === undefined) {
@@ -741,21 +740,62 @@ export class MapWriter {
       }
       this.setRegion(t.id, r, t.m);
       if (this.recycleTables) this.tableM.set(t.id, t.m);
-      pieces.push({ off: r.off, slots: t.slots, bytes: L.maglevElems(t.m) * L.MAGLEV_ELEM.size });
+      if (src) pending++;
+      pieces.push({ off: r.off, size: regionSize(t.m), table: t, src });
       if (++n % TABLES_PER_PAUSE === 0) yield PAUSE;
     }
     pieces.sort((a, b) => a.off - b.off);
+    if (pending) {
+      yield* this.fillRegions(pieces);
+      return;
+    }
     const m = this.maps.lb_maglev_slots;
     for (let i = 0; i < pieces.length;) {
-      let j = i + 1, end = pieces[i]!.off + pieces[i]!.bytes / 4;
-      while (j < pieces.length && pieces[j]!.off === end) end += pieces[j++]!.bytes / 4;
-      // one buffer per run of adjacent regions: the plan's own when its tables lie in it as the
-      // regions do (a full build's slab, build-full.ts), else each table encoded straight into a new one
-      const data = slabOf(pieces, i, j, end) ?? Buffer.allocUnsafe((end - pieces[i]!.off) * 4);
-      if (data.buffer !== pieces[i]!.slots.buffer) for (let k = i, at = 0; k < j; k++) at += L.encodeMaglevTableInto(pieces[k]!.slots, data, at);
+      let j = i + 1, end = pieces[i]!.off + pieces[i]!.size;
+      while (j < pieces.length && pieces[j]!.off === end) end += pieces[j++]!.size;
+      // one buffer per run of adjacent regions, each table encoded straight into it
+      const data = Buffer.allocUnsafe((end - pieces[i]!.off) * 4);
+      for (let k = i, at = 0; k < j; k++) at += L.encodeMaglevTableInto(pieces[k]!.table.slots, data, at);
       m.writeMmap(data, pieces[i]!.off * 4);
       i = j;
       if (i < pieces.length) yield PAUSE;
+    }
+  }
+
+  /**
+   * Writes tables (pieces in region order) some of which are still to be filled: adjacent regions
+   * are filled together into one reused buffer of at most FILL_CHUNK_SLOTS, laid out as the regions
+   * (each table's padding slot zero), and copied into lb_maglev_slots with one write per chunk; the
+   * slots are never held anywhere else.
+   */
+  private *fillRegions(pieces: readonly Piece[]): Steps {
+    const m = this.maps.lb_maglev_slots;
+    let most = 0;
+    for (const p of pieces) most += p.size;
+    const chunk = new Uint32Array(Math.min(most, FILL_CHUNK_SLOTS));
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (let i = 0; i < pieces.length;) {
+      const start = pieces[i]!.off;
+      let j = i + 1, end = start + pieces[i]!.size;
+      while (j < pieces.length && pieces[j]!.off === end && end + pieces[j]!.size - start <= chunk.length) end += pieces[j++]!.size;
+      // per source (one per full build), the tables to fill: nativeFill's layout, offsets in chunk
+      const fills = new Map<SlotSource, number[]>();
+      for (let k = i; k < j; k++) {
+        const p = pieces[k]!, at = p.off - start, t = p.table;
+        if (p.src) {
+          let d = fills.get(p.src.src);
+          if (!d) fills.set(p.src.src, (d = []));
+          d.push(p.src.first, t.members.length, t.m, at);
+        } else {
+          chunk.set(t.slots, at);
+        }
+        chunk.fill(0, at + t.m, at + p.size);
+      }
+      for (const [src, d] of fills) fillTables(src, Uint32Array.from(d), chunk);
+      const len = (end - start) * 4;
+      m.writeMmap(HOST_LE ? bytes.subarray(0, len) : Buffer.from(bytes.subarray(0, len)).swap32(), start * 4);
+      i = j;
+      yield PAUSE;
     }
   }
 
