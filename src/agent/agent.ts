@@ -148,9 +148,10 @@ export class Agent {
       throw e;
     }
     const ts = performance.now();
-    // the first compile while the verifier still runs: the first sync's compile then finds every
-    // object as compiled (an identity walk) and starts the plan at once. At 10,000 Services the load
-    // (~1.5-1.9 s) outlasts the source's read; compile (~0.6 s) had waited for it.
+    // the first compile while the verifier may still run: the first sync's compile then finds every
+    // object as compiled (an identity walk) and starts the plan at once. The load took 1.5-1.9 s here
+    // (an empty folder), about what reading 10,000 files takes: where it outlasts the source, the
+    // compile (~0.5 s at 10,000 Services) no longer waits for it (docs/PERF.md, session 10)
     const ahead = loaded ? 0 : this.#compileAhead();
     const ta = performance.now();
     await init;
