@@ -141,17 +141,9 @@ function masqueradeFailed(e: unknown): KbpError {
   return new KbpError('KBP_ERR_KERNEL_FEATURE', `installing the nftables masquerade rule failed (SNAT for external traffic and hairpin needs it): ${stderr || (e as Error).message}`, { cause: e });
 }
 
-export function installMasquerade(mark: number, range: NodePortRange = defaultNodePortRange): void {
-  try {
-    nft(masqueradeRuleset(mark, range));
-  } catch (e) {
-    throw masqueradeFailed(e);
-  }
-}
-
 /**
- * installMasquerade without holding the event loop while nft runs (~20 ms of the start's critical
- * path when it ran after the load): init starts it beside the verifier.
+ * Installs the masquerade rule without holding the event loop while nft runs (execFileSync after the
+ * load was ~20 ms of the start's critical path): init starts it beside the verifier.
  */
 export function installMasqueradeAsync(mark: number, range: NodePortRange = defaultNodePortRange): Promise<void> {
   return new Promise<void>((resolve, reject) => {
