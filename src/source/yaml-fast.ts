@@ -27,9 +27,24 @@ function resolvePlain(s: string): unknown {
   // an address (two dots or more) is neither a number nor null nor a boolean
   const dot = s.indexOf('.');
   if (dot >= 0 && s.indexOf('.', dot + 1) > 0) return s;
-  for (const t of IMPLICIT) if (t.resolve(s)) return t.construct(s);
-  return s;
+  // ports, booleans, counts: the same few texts in every file, resolved once (primitives only)
+  if (s.length <= 8) {
+    const have = scalars.get(s);
+    if (have !== undefined || scalars.has(s)) return have;
+  }
+  let v: unknown = s;
+  for (const t of IMPLICIT) {
+    if (t.resolve(s)) {
+      v = t.construct(s);
+      break;
+    }
+  }
+  if (s.length <= 8 && scalars.size < SCALARS_MAX) scalars.set(s, v);
+  return v;
 }
+
+const scalars = new Map<string, unknown>();
+const SCALARS_MAX = 4096;
 
 /** thrown inside: the text is outside the subset */
 class Outside extends Error {}
@@ -55,11 +70,14 @@ class Doc {
   constructor(readonly lines: Line[]) {}
 }
 
+/** inlineValue's answer when the line ends after the key or dash */
+const NONE = Symbol('none');
+
 /**
- * One value after `key: ` or `- `, on one line: a scalar, `[]` or `{}`; undefined when the line
+ * One value after `key: ` or `- `, on one line: a scalar, `[]` or `{}`; NONE when the line
  * ends there (the value is a block below, or null).
  */
-function inlineValue(s: string): { v: unknown } | undefined {
+function inlineValue(s: string): unknown {
   const c = s.charCodeAt(0);
   if (c === 0x22 /* " */) {
     const end = s.indexOf('"', 1);
@@ -67,7 +85,7 @@ function inlineValue(s: string): { v: unknown } | undefined {
     const body = s.slice(1, end);
     if (body.includes('\\')) outside();
     restIsComment(s, end + 1);
-    return { v: body };
+    return body;
   }
   if (c === 0x27 /* ' */) {
     let j = 1;
@@ -82,11 +100,11 @@ function inlineValue(s: string): { v: unknown } | undefined {
         continue;
       }
       restIsComment(s, end + 1);
-      return { v: body };
+      return body;
     }
   }
-  if (c === 0x23 /* # */) return undefined;
-  if (s === '[]' || s === '{}' || s.startsWith('[] #') || s.startsWith('{} #')) return { v: s[0] === '[' ? [] : {} };
+  if (c === 0x23 /* # */) return NONE;
+  if (s === '[]' || s === '{}' || s.startsWith('[] #') || s.startsWith('{} #')) return s[0] === '[' ? [] : {};
   // indicators that start something else (or an error): js-yaml decides
   if ('[]{},?:&*!|>%@`'.includes(s[0]!)) outside();
   if (c === 0x2d /* - */ && (s.length === 1 || s[1] === ' ')) outside();
@@ -95,7 +113,7 @@ function inlineValue(s: string): { v: unknown } | undefined {
   if (hash >= 0) t = t.slice(0, hash);
   t = t.trimEnd();
   if (t.includes(': ') || t.endsWith(':')) outside();
-  return { v: resolvePlain(t) };
+  return resolvePlain(t);
 }
 
 function restIsComment(s: string, from: number): void {
@@ -137,13 +155,15 @@ function seq(doc: Doc, indent: number): unknown[] {
     if (rest[0] === '-' && (rest.length === 1 || rest[1] === ' ')) outside(); // `- - x`
     if (isKeyLine(rest)) {
       // `- key: v`: a mapping whose keys sit at the column after the dash
-      doc.lines[doc.i] = { indent: indent + k, text: rest, no: l.no };
+      // the line is this parse's own: read on as the mapping's first line
+      l.indent = indent + k;
+      l.text = rest;
       out.push(map(doc, indent + k));
       continue;
     }
     const v = inlineValue(rest);
     doc.i++;
-    out.push(v ? v.v : null);
+    out.push(v === NONE ? null : v);
     const n = doc.lines[doc.i];
     if (n && n.indent > indent) outside(); // a scalar continued on the next line
   }
@@ -185,10 +205,10 @@ function map(doc: Doc, indent: number): Record<string, unknown> {
     const key = keyOf(s.slice(0, c));
     let k = c + 1;
     while (s[k] === ' ') k++;
-    const v = k < s.length ? inlineValue(s.slice(k)) : undefined;
+    const v = k < s.length ? inlineValue(s.slice(k)) : NONE;
     doc.i++;
-    if (v) {
-      out[key] = v.v;
+    if (v !== NONE) {
+      out[key] = v;
       const n = doc.lines[doc.i];
       if (n && n.indent > indent) outside(); // a scalar continued on the next line
     } else out[key] = below(doc, indent, true);

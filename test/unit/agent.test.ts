@@ -10,6 +10,7 @@ import { compile } from '../../src/compile/compile.js';
 import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
 import { Metrics } from '../../src/agent/metrics.js';
 import { webYaml } from './agent-helpers.js';
+import { silentLogger, type Logger } from '../../src/util/log.js';
 
 
 function setup(t: import('ava').ExecutionContext, dp = new FakeDataplane()) {
@@ -135,4 +136,43 @@ test('when the maps would overflow, whole Services are left out by name and the 
   await agent.whenIdle();
   t.deepEqual([...dp.frontends.values()].map((f) => f.service), ['default/a-web']);
   t.regex(await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_services_over_capacity'), / 1\n?$/m);
+});
+
+test('compiled ahead while the data plane loads: a change made during the load still reaches the first sync', async (t) => {
+  // the agent compiles the source's objects while init() runs (the BPF verifier, ~1.5 s at start);
+  // the first sync must still see what changed after that compile, and log the compile it ran
+  let release!: () => void;
+  const loading = new Promise<void>((r) => { release = r; });
+  class SlowInit extends FakeDataplane {
+    override async init(): Promise<void> {
+      await loading;
+      await super.init();
+    }
+  }
+  const { dir, dp } = setup(t, new SlowInit());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  writeFileSync(join(dir, 'api.yaml'), webYaml(['10.244.3.1']).replace(/\bweb\b/g, 'api').replace('10.96.0.10', '10.96.0.11'));
+  const lines: Array<Record<string, unknown>> = [];
+  const log = { ...silentLogger, info: (o: unknown) => { if (typeof o === 'object' && o) lines.push(o as Record<string, unknown>); } } as unknown as Logger;
+  const source = new ManifestsSource({ dir, rescanMs: 0, watch: false });
+  const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  const started = agent.start();
+  t.teardown(() => agent.stop());
+  // the source has been read and compiled; the load still runs: one Service changes, one goes
+  await new Promise((r) => setTimeout(r, 20));
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3', '10.244.2.9']));
+  rmSync(join(dir, 'api.yaml'));
+  await source.scan();
+  t.is(dp.log.length, 0);
+  release();
+  await started;
+  await agent.whenIdle();
+  const want = toJson(compile(source.store.snapshot(), { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }).state);
+  t.is(toJson(planToCompiledState((await dp.readPlan())!)), want);
+  t.true(want.includes('10.244.2.9') && !want.includes('10.96.0.11'));
+  const start = lines.find((l) => 'compileAheadMs' in l);
+  t.true(start !== undefined && Number(start.compileAheadMs) > 0);
 });

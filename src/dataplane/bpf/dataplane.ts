@@ -1,7 +1,7 @@
 // The BPF data plane behind the Dataplane interface: loads the object with pinned maps (reusing what
 // an earlier agent left), attaches tc on every device of this network namespace and XDP on external
 // ones, the socket hooks on a cgroup, and the nftables masquerade rule that SNATs marked flows.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import type { Plan, PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
 import type { Capacity } from '../../plan/capacity.js';
@@ -148,13 +148,21 @@ export function masqueradeRuleset(mark: number, range: NodePortRange = defaultNo
     `    ${marked} counter ${clear} masquerade fully-random\n  }\n}\n`;
 }
 
-export function installMasquerade(mark: number, range: NodePortRange = defaultNodePortRange): void {
-  try {
-    nft(masqueradeRuleset(mark, range));
-  } catch (e) {
-    const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new KbpError('KBP_ERR_KERNEL_FEATURE', `installing the nftables masquerade rule failed (SNAT for external traffic and hairpin needs it): ${stderr || (e as Error).message}`, { cause: e });
-  }
+function masqueradeFailed(e: unknown): KbpError {
+  const stderr = (e as { stderr?: Buffer | string }).stderr?.toString().trim();
+  return new KbpError('KBP_ERR_KERNEL_FEATURE', `installing the nftables masquerade rule failed (SNAT for external traffic and hairpin needs it): ${stderr || (e as Error).message}`, { cause: e });
+}
+
+/**
+ * Installs the masquerade rule without holding the event loop while nft runs (execFileSync after the
+ * load was ~20 ms of the start's critical path): init starts it beside the verifier.
+ */
+export function installMasqueradeAsync(mark: number, range: NodePortRange = defaultNodePortRange): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const child = execFile(systemBinary('nft'), ['-f', '-'], (err, _out, stderr) => (err ? reject(masqueradeFailed(Object.assign(err, { stderr }))) : resolve()));
+    child.stdin!.on('error', () => {}); // nft gone before reading: its exit reports it
+    child.stdin!.end(masqueradeRuleset(mark, range));
+  });
 }
 
 export function removeMasquerade(): boolean {
@@ -210,7 +218,12 @@ export class BpfDataplane implements Dataplane {
 
   async init(): Promise<void> {
     // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
-    // the verifier on the thread pool: the agent reads its source meanwhile (Agent.start)
+    // the verifier on the thread pool: the agent reads its source meanwhile (Agent.start); nft
+    // installs the masquerade rule meanwhile too (it needs nothing the load makes)
+    const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
+    // (an nft that cannot start rejects it too: the executor's throw)
+    const masquerade = installMasqueradeAsync(snatMark, this.#opts.nodePortRange);
+    masquerade.catch(() => {}); // awaited after the load; a failed load must not leave it unhandled
     const loaded = await loadDataplaneAsync({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { recycleTables: true } });
     this.#loaded = loaded;
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
@@ -224,9 +237,8 @@ export class BpfDataplane implements Dataplane {
     }
     this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
-    const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
-    installMasquerade(snatMark, this.#opts.nodePortRange);
+    await masquerade;
     loaded.maps.setExternalIpAllow(this.#opts.localExternalIpAllow ?? []);
     // NodeCIDR: the Node's pod CIDRs come with the first sync (setLocalSources); until then an earlier
     // agent's stay, so a restart does not masquerade the pods' flows in between
