@@ -542,7 +542,10 @@ export class BpfDataplane implements Dataplane {
       }
       if (rev && out.length === 2 && this.#loaded) {
         try {
-          await this.#loaded.maps.map('lb_sock_revnat').scanYielding((k) => rev!.visitSock(k), { batch: 4096 });
+          // its bits are read only by the socket hooks' release hook: without socket LB it is not
+          // attached (a later start with it attaches over a filter the load switched off until its
+          // first sweep, loader.ts), and the scan (~1 ms CPU, yielding per batch) is saved
+          if (this.#opts.socketLb) await this.#loaded.maps.map('lb_sock_revnat').scanYielding((k) => rev!.visitSock(k), { batch: 4096 });
           const entries = rev.finish();
           this.#log.debug({ half: rev.half, reverseEntries: entries }, 'reply filter (lb_rev_filter) rebuilt');
         } catch (e) {
