@@ -54,37 +54,15 @@ type GcFn = (o?: { type?: 'major' | 'minor'; execution?: 'sync' | 'async'; flavo
  * of the "last resort" flavor: collect everything, then give the heap's free pages back. Measured after
  * compile and plan at 10,000 Services (one process, load ~25): RSS 319 -> 242 MiB with a plain full GC
  * (870 ms pause), 302 -> 140 MiB with this one (2.6 s pause): the plain GC keeps V8's emptied pages.
- *
- * With keepCode (the default), V8's bytecode flushing is off for the collection's length. A last-resort
- * collection is up to seven mark-compacts in a row, and V8 flushes the bytecode (with its feedback and
- * optimized code) of every function not run in the last --bytecode-old-age (6) of them: all of them,
- * as nothing runs meanwhile. The agent's one-change path was cold after it (compile, plan, diff and the
- * map writer interpreted again, ~10-15 ms of CPU on each of the first changes at 10,000 Services).
- * Flushing is back on afterwards: code left unused for six later collections goes as V8 decides.
- * Not touched when node was given a flushing flag (the operator's choice).
  */
-export function fullGc(flavor: 'regular' | 'last-resort' = 'last-resort', keepCode = true): () => void {
+export function fullGc(flavor: 'regular' | 'last-resort' = 'last-resort'): () => void {
   let g = (globalThis as { gc?: GcFn }).gc;
   if (typeof g !== 'function') {
     setFlagsFromString('--expose-gc');
     g = runInNewContext('gc') as GcFn;
   }
   const f = g;
-  const keep = keepCode && !flushFlagGiven();
-  return () => {
-    if (!keep) return f({ type: 'major', execution: 'sync', flavor });
-    setFlagsFromString('--no-flush-bytecode');
-    try {
-      f({ type: 'major', execution: 'sync', flavor });
-    } finally {
-      setFlagsFromString('--flush-bytecode');
-    }
-  };
-}
-
-/** whether node's command line or NODE_OPTIONS sets bytecode flushing */
-function flushFlagGiven(): boolean {
-  return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--(no-)?flush[-_]bytecode\b/.test(a));
+  return () => f({ type: 'major', execution: 'sync', flavor });
 }
 
 /**

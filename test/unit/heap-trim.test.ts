@@ -1,5 +1,4 @@
 import test from 'ava';
-import { setFlagsFromString } from 'node:v8';
 import { fullGc, HeapTrimmer, minorGc } from '../../src/util/heap-trim.js';
 
 const MiB = 2 ** 20;
@@ -64,25 +63,6 @@ test('fullGc: a callable collection without --expose-gc on the command line', (t
   t.is(typeof gc, 'function');
   gc();
   t.pass();
-});
-
-test.serial('fullGc keeps the bytecode of functions run before it (the one-change path stays compiled), where V8 alone flushes it', (t) => {
-  // %GetOptimizationStatus's kIsLazy bit (1 << 18): the function has no bytecode (never compiled, or flushed)
-  setFlagsFromString('--allow-natives-syntax');
-  const status = new Function('f', 'return %GetOptimizationStatus(f)') as (f: unknown) => number;
-  const lazy = (f: unknown): boolean => ((status(f) >> 18) & 1) === 1;
-  // fresh functions: code shared with another test's would be run (kept young) elsewhere
-  const make = () => new Function('n', 'let s = 0; for (let i = 0; i < n; i++) s += i; return s;') as (n: number) => number;
-  // a last-resort collection is at least two mark-compacts; V8 flushes after six that did not run it
-  const flushing = make(), kept = make();
-  flushing(10);
-  const plain = fullGc('last-resort', false);
-  for (let i = 0; i < 4; i++) plain();
-  t.true(lazy(flushing), 'V8 flushes the bytecode of a function idle over several full GCs (else this test proves nothing)');
-  kept(10);
-  const gc = fullGc();
-  for (let i = 0; i < 4; i++) gc();
-  t.false(lazy(kept));
 });
 
 test('after work: the young generation is collected once the process is quiet, when it holds enough; once per burst, not after stop', async (t) => {
