@@ -351,7 +351,7 @@ export default defineBench({
     'time from the rename to the pinned maps holding the new backend in the frontend\'s list (polled every ~0.2 ms). The first ' +
     'sync is split by step from the agent\'s own log (its start and "sync steps" lines). The baseline is the same agent at the ' +
     'smallest size, in the same run (the target asks the figure to stay flat in N), or, with KBP_BENCH_AGENT_BASE_CLI, another ' +
-    'build of the agent measured at each size just before this one, KBP_BENCH_AGENT_ROUNDS times interleaved (figures: median of the rounds).',
+    'build of the agent measured at each size beside this one, KBP_BENCH_AGENT_ROUNDS times interleaved, the order alternating by round (figures: median of the rounds).',
   skip() {
     if (process.getuid?.() !== 0) return 'needs root (network namespaces, BPF)';
     if (!existsSync(defaultObjectPath())) return `no BPF object at ${defaultObjectPath()} (make -C bpf)`;
@@ -365,7 +365,7 @@ export default defineBench({
     const cli = bundle(ctx);
     const lab = new Lab('agentchg');
     // KBP_BENCH_AGENT_BASE_CLI: another build of the agent (e.g. an earlier commit's bundle, or its
-    // bin/kube-bpf-proxy.js), measured at each size right before this one: the same-run baseline
+    // bin/kube-bpf-proxy.js), measured at each size beside this one: the same-run baseline
     const baseCli = process.env.KBP_BENCH_AGENT_BASE_CLI;
     const ours = new Map<number, ChangeResult[]>(), base = new Map<number, ChangeResult[]>();
     try {
@@ -374,8 +374,12 @@ export default defineBench({
         if (baseCli) base.set(n, []);
         for (let r = 0; r < rounds; r++) {
           const tag = rounds > 1 ? `r${r + 1} ` : '';
-          if (baseCli) base.get(n)!.push(await measure(ctx, lab, n, samples, baseCli, `${tag}base `));
-          ours.get(n)!.push(await measure(ctx, lab, n, samples, cli, tag));
+          // the order alternates (base first in odd rounds, this build first in even ones): the second
+          // agent of a round measured ~10-60 % more CPU per change whichever build it was (same run,
+          // session 10), so a fixed order read as a difference between the builds
+          const runBase = async () => { if (baseCli) base.get(n)!.push(await measure(ctx, lab, n, samples, baseCli, `${tag}base `)); };
+          const runOurs = async () => { ours.get(n)!.push(await measure(ctx, lab, n, samples, cli, tag)); };
+          if (r % 2 === 0) { await runBase(); await runOurs(); } else { await runOurs(); await runBase(); }
         }
       }
     } finally {
