@@ -11,7 +11,7 @@
 //   backend list, polled from this process every ~0.2 ms (lb_frontends -> lb_slots -> lb_backends).
 // Changes are spaced by the agent's minSyncPeriod (1 s, kube-proxy's default), so each is one sync.
 // Also recorded, in the same run: the time from start to the first sync, and RSS after it.
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -184,11 +184,17 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
+  // KBP_BENCH_AGENT_LOG_DIR: the agent's whole output too (with KBP_V8_FLAGS='... --trace-gc' etc., V8's traces)
+  if (process.env.KBP_BENCH_AGENT_LOG_DIR) {
+    const out = createWriteStream(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `agent-${slug || 'this'}-${n}-${Date.now()}.log`));
+    agent.child.stdout!.pipe(out);
+    agent.child.stderr!.on('data', (d: Buffer) => out.write(d));
+  }
   const startLine = logLines(agent, 'data plane loaded and source started');
   // with KBP_BENCH_AGENT_ARGS='--v 2' the agent logs every sync's steps: the changes' are summarized too
   const syncLines = logLines(agent, 'sync steps', 2 * samples + 20);
   // the full GC the agent runs once after a big sync (src/util/heap-trim.ts): the changes start after it
-  const gcLines = logLines(agent, 'collected the garbage of a big sync');
+  const gcLines = logLines(agent, 'collected the garbage of a big sync (full GC)');
   // the first sync that holds every frontend, from the agent's log (no /metrics scrape while it
   // starts: a scrape's map counts would take CPU from the sync being timed); an older build that
   // does not log its steps is polled through /metrics every 2 s
@@ -347,7 +353,7 @@ export default defineBench({
     'time from the rename to the pinned maps holding the new backend in the frontend\'s list (polled every ~0.2 ms). The first ' +
     'sync is split by step from the agent\'s own log (its start and "sync steps" lines). The baseline is the same agent at the ' +
     'smallest size, in the same run (the target asks the figure to stay flat in N), or, with KBP_BENCH_AGENT_BASE_CLI, another ' +
-    'build of the agent measured at each size just before this one, KBP_BENCH_AGENT_ROUNDS times interleaved (figures: median of the rounds).',
+    'build of the agent measured at each size beside this one, KBP_BENCH_AGENT_ROUNDS times interleaved, the order alternating by round (figures: median of the rounds).',
   skip() {
     if (process.getuid?.() !== 0) return 'needs root (network namespaces, BPF)';
     if (!existsSync(defaultObjectPath())) return `no BPF object at ${defaultObjectPath()} (make -C bpf)`;
@@ -361,7 +367,7 @@ export default defineBench({
     const cli = bundle(ctx);
     const lab = new Lab('agentchg');
     // KBP_BENCH_AGENT_BASE_CLI: another build of the agent (e.g. an earlier commit's bundle, or its
-    // bin/kube-bpf-proxy.js), measured at each size right before this one: the same-run baseline
+    // bin/kube-bpf-proxy.js), measured at each size beside this one: the same-run baseline
     const baseCli = process.env.KBP_BENCH_AGENT_BASE_CLI;
     const ours = new Map<number, ChangeResult[]>(), base = new Map<number, ChangeResult[]>();
     try {
@@ -370,8 +376,12 @@ export default defineBench({
         if (baseCli) base.set(n, []);
         for (let r = 0; r < rounds; r++) {
           const tag = rounds > 1 ? `r${r + 1} ` : '';
-          if (baseCli) base.get(n)!.push(await measure(ctx, lab, n, samples, baseCli, `${tag}base `));
-          ours.get(n)!.push(await measure(ctx, lab, n, samples, cli, tag));
+          // the order alternates (base first in odd rounds, this build first in even ones): the second
+          // agent of a round measured ~10-60 % more CPU per change whichever build it was (same run,
+          // session 10), so a fixed order read as a difference between the builds
+          const runBase = async () => { if (baseCli) base.get(n)!.push(await measure(ctx, lab, n, samples, baseCli, `${tag}base `)); };
+          const runOurs = async () => { ours.get(n)!.push(await measure(ctx, lab, n, samples, cli, tag)); };
+          if (r % 2 === 0) { await runBase(); await runOurs(); } else { await runOurs(); await runBase(); }
         }
       }
     } finally {

@@ -128,6 +128,19 @@ export function evictionCounters(stats: Partial<Record<L.LbStatName, number>>, m
 const DIR_OFF = L.CT_KEY.fields.dir.offset;
 const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
 
+/** each half's element keys and the zero words that clear them: built once (16,384 keys a half), not at every sweep */
+const zeroings: Array<{ keys: Buffer; values: Buffer } | undefined> = [];
+function zeroing(half: 1 | 2): { keys: Buffer; values: Buffer } {
+  let z = zeroings[half];
+  if (!z) {
+    const n = L.LB_REV_FILTER_WORDS, keys = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) keys.writeUInt32LE(L.revFilterElem(i * 64, half), i * 4);
+    // the kernel only reads them: one zero buffer serves both halves
+    z = zeroings[half] = { keys, values: zeroings[3 - half]?.values ?? Buffer.alloc(n * 8) };
+  }
+  return z;
+}
+
 /**
  * A rebuild of lb_rev_filter (bpf/lb_maps.h), the filter in front of the programs' reply lookups,
  * over one sweep: begin() zeroes the half the programs do not read, the sweep's scans of lb_ct and
@@ -152,9 +165,8 @@ export class RevFilterBuild {
     const on = m.lookup(L.encodeU32(0))?.readBigUInt64LE(0);
     const b = new RevFilterBuild(m, on === 1n ? 2 : 1);
     // this half's words only: the other half's, interleaved with them, are the programs' to read
-    const n = L.LB_REV_FILTER_WORDS, keys = Buffer.alloc(n * 4);
-    for (let i = 0; i < n; i++) keys.writeUInt32LE(L.revFilterElem(i * 64, b.half), i * 4);
-    m.updateBatch(keys, Buffer.alloc(n * 8), n);
+    const z = zeroing(b.half);
+    m.updateBatch(z.keys, z.values, L.LB_REV_FILTER_WORDS);
     return b;
   }
 
