@@ -128,7 +128,7 @@ export interface WarmSourceResult {
  * ManifestsReader and ObjectStore of its own (the text given, no file read: ManifestsReader.updateText),
  * as the manifests source applies a watch event.
  */
-export function warmSource(nodeName: string, files = 100, rounds = 3): WarmSourceResult {
+export function warmSource(nodeName: string, files = 40, rounds = 2): WarmSourceResult {
   const reader = new ManifestsReader('/nonexistent/kbp-warm', 0);
   const store = new ObjectStore();
   const out: WarmSourceResult = { changes: 0, objects: 0, problems: 0 };
@@ -152,7 +152,7 @@ export function warmSource(nodeName: string, files = 100, rounds = 3): WarmSourc
  * Fills `runs` Maglev tables of a one-change table's size (ENDPOINTS members, pow2 sizing: M 1,601)
  * in JavaScript, as an incremental build does (build-incremental.ts). Returns the slots filled.
  */
-export function warmMaglev(seed: number, runs = 40): number {
+export function warmMaglev(seed: number, runs = 16): number {
   const builder = new MaglevBuilder();
   const m = maglevSize(ENDPOINTS, 'pow2');
   let filled = 0;
