@@ -115,7 +115,7 @@ export function manifestText(i: number, nodeName: string, shift: number): string
 }
 
 export interface WarmSourceResult {
-  /** objects the reader reported changed (a file's first read: 2; each change after: its slice) */
+  /** objects the reader reported changed: 2 per read (the file re-parsed gives both objects anew) */
   changes: number;
   /** objects the throwaway store holds at the end (2 per file) */
   objects: number;
