@@ -7,13 +7,22 @@
 // of every bench run were the first changes. warmOneChange runs that path over a few Services of its
 // own, in a throwaway Compiler, capacity tracker and plan chain: nothing is written to any data plane
 // and nothing the agent holds is touched. The agent calls it once, when its first full sync is done.
+//
+// Compiled is not optimized: V8 optimizes a hot function on its compiler threads, and after the heap
+// trimmer's GC (which flushes idle bytecode) the functions of one change were hot again only in the
+// first real changes: 15-30 ms of process CPU each on 2 cores (docs/PERF.md, session 10). warmSource
+// and warmMaglev run the two paths that were compiled then (the manifests source's per-file read:
+// parse, slim, the reader's index, the store; the JS Maglev fill at a one-change table's size) often
+// enough for V8 to optimize them, over objects and a reader of their own.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { Compiler, type ChangedKeys, type CompileOptions } from '../compile/compile.js';
 import { CapacityTracker, UNLIMITED } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
 import { diffPlans } from '../plan/diff.js';
+import { MaglevBuilder, maglevSize, maglevSlots, type MaglevMember } from '../plan/maglev.js';
 import { buildPlan, planDelta, releaseSlots } from '../plan/plan.js';
-import type { Snapshot } from '../source/types.js';
+import { ManifestsReader } from '../source/manifests.js';
+import { ObjectStore, type Snapshot } from '../source/types.js';
 
 const SERVICES = 4;
 
@@ -85,4 +94,72 @@ export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean
     state = next;
   }
   return out;
+}
+
+/** endpoints per warm-up slice and Maglev table: what a Service of a few replicas has */
+const ENDPOINTS = 10;
+
+/** a manifest file as kubectl-like tools write it: Service i and its slice, one endpoint moved by `shift` */
+export function manifestText(i: number, nodeName: string, shift: number): string {
+  const ip = `10.96.${254 - (i >> 8)}.${i & 255}`;
+  let t = `apiVersion: v1\nkind: Service\nmetadata:\n  namespace: kbp-warm\n  name: s${i}\nspec:\n  type: ${i % 2 ? 'NodePort' : 'ClusterIP'}\n`
+    + `  clusterIP: ${ip}\n  clusterIPs:\n    - ${ip}\n  ports:\n    - name: http\n      port: 80\n      targetPort: 8080\n      protocol: TCP\n`
+    + (i % 2 ? `      nodePort: ${30000 + (i % 2000)}\n` : '') + `  selector:\n    app: s${i}\n---\n`
+    + `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  namespace: kbp-warm\n  name: s${i}-w\n  labels:\n`
+    + `    kubernetes.io/service-name: s${i}\naddressType: IPv4\nports:\n  - name: http\n    port: 8080\n    protocol: TCP\nendpoints:\n`;
+  for (let j = 0; j < ENDPOINTS; j++) {
+    t += `  - addresses:\n      - 10.${200 + (i >> 16)}.${(i >> 8) & 255}.${j === 0 ? 100 + shift : j}\n`
+      + `    conditions:\n      ready: true\n      serving: true\n      terminating: false\n    nodeName: ${j % 2 ? `${nodeName}-other` : nodeName}\n`;
+  }
+  return t;
+}
+
+export interface WarmSourceResult {
+  /** objects the reader reported changed: 2 per read (the file re-parsed gives both objects anew) */
+  changes: number;
+  /** objects the throwaway store holds at the end (2 per file) */
+  objects: number;
+  /** problems the reader reported (none expected) */
+  problems: number;
+}
+
+/**
+ * Reads `files` synthetic manifest files, then `rounds` endpoint changes to each, through a
+ * ManifestsReader and ObjectStore of its own (the text given, no file read: ManifestsReader.updateText),
+ * as the manifests source applies a watch event.
+ */
+export function warmSource(nodeName: string, files = 40, rounds = 2): WarmSourceResult {
+  const reader = new ManifestsReader('/nonexistent/kbp-warm', 0);
+  const store = new ObjectStore();
+  const out: WarmSourceResult = { changes: 0, objects: 0, problems: 0 };
+  for (let r = 0; r <= rounds; r++) {
+    for (let i = 0; i < files; i++) {
+      const { changes, problems } = reader.updateText(`/nonexistent/kbp-warm/s${i}.yaml`, manifestText(i, nodeName, r));
+      out.problems += problems.length;
+      for (const c of changes) {
+        out.changes++;
+        if (c.obj === undefined) store.delete(c.kind, c.key);
+        else if (store.get(c.kind, c.key) !== c.obj) store.upsert(c.kind, c.obj);
+      }
+    }
+  }
+  const view = store.view();
+  out.objects = view.services.size + view.endpointSlices.size;
+  return out;
+}
+
+/**
+ * Fills `runs` Maglev tables of a one-change table's size (ENDPOINTS members, pow2 sizing: M 1,601)
+ * in JavaScript, as an incremental build does (build-incremental.ts). Returns the slots filled.
+ */
+export function warmMaglev(seed: number, runs = 16): number {
+  const builder = new MaglevBuilder();
+  const m = maglevSize(ENDPOINTS, 'pow2');
+  let filled = 0;
+  for (let r = 0; r < runs; r++) {
+    const members: MaglevMember[] = [];
+    for (let j = 0; j < ENDPOINTS; j++) members.push({ address: `10.250.${r & 255}.${j}`, port: 8080, id: 1 + j });
+    filled += maglevSlots(builder, members, seed, m).length;
+  }
+  return filled;
 }

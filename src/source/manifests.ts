@@ -320,13 +320,29 @@ export class ManifestsReader {
     this.#refresh(paths, problems, touched);
     const deferred = this.#deferred;
     this.#deferred = [];
+    return { changes: this.#changes(touched, problems), problems, deferred };
+  }
+
+  /**
+   * What update([p]) does with the text given instead of read from p (no stat: a later update of p
+   * re-reads it). The agent's warm-up (agent/warm.ts) runs the per-file path through a reader of
+   * its own with it, so that V8 has optimized that path before the first real change.
+   */
+  updateText(p: string, text: string): { changes: ManifestChange[]; problems: ManifestProblem[] } {
+    const problems: ManifestProblem[] = [];
+    const touched = new Set<string>();
+    this.#load(p, text, undefined, undefined, problems, touched);
+    return { changes: this.#changes(touched, problems), problems };
+  }
+
+  #changes(touched: Set<string>, problems: ManifestProblem[]): ManifestChange[] {
     const changes: ManifestChange[] = [];
     for (const id of touched) {
       const w = this.#winner(id, problems);
       const slash = id.indexOf('/');
       changes.push({ kind: id.slice(0, slash) as Kind, key: id.slice(slash + 1), obj: w?.obj });
     }
-    return { changes, problems, deferred };
+    return changes;
   }
 
   /**
@@ -443,6 +459,12 @@ export class ManifestsReader {
       this.#deferred.push(p);
       return;
     }
+    this.#load(p, text, st, ino, problems, touched);
+  }
+
+  /** Takes text as the file at p's content, read at stat st (undefined: re-read at the next update). */
+  #load(p: string, text: string, st: string | undefined, ino: number | undefined, problems: ManifestProblem[], touched: Set<string>): void {
+    const prev = this.#files.get(p);
     // one-shot crypto.hash: no Hash object per file (~half the CPU of createHash at 10,000 files)
     const digest = hash('sha256', text, 'base64');
     if (prev && prev.digest === digest) {
