@@ -7,6 +7,7 @@
 import type { NodeBackend } from '../model/compiled.js';
 import type { EndpointModel, ServiceModel, ServicePortModel } from '../model/types.js';
 import { addressKey, backendKey } from '../model/canonical.js';
+import { strictV4 } from '../util/ip.js';
 
 /** A backend candidate: one endpoint at the port one Service port resolves to. */
 export interface Candidate {
@@ -41,7 +42,7 @@ export function resolveCandidates(eps: EndpointModel[], sp: ServicePortModel, no
   for (const ep of eps) {
     const port = ep.ports.get(portKey);
     if (port === undefined) continue; // this endpoint's slice does not carry the port
-    let key: number | string = numeric ? v4Number(ep.address) : -1;
+    let key: number | string = numeric ? strictV4(ep.address) : -1;
     if (key < 0) {
       // the address key is not kept on the endpoint: 40 bytes each, a million endpoints at 100,000
       // Services, against a few dozen ns to compute when its Service is compiled
@@ -72,26 +73,6 @@ export function resolveCandidates(eps: EndpointModel[], sp: ServicePortModel, no
   }
   out.length = n;
   return out;
-}
-
-/** a canonical dotted quad as its 32-bit value; -1 for anything else */
-function v4Number(a: string): number {
-  let v = 0, part = 0, digits = 0, parts = 0;
-  for (let i = 0; i < a.length; i++) {
-    const c = a.charCodeAt(i);
-    if (c === 46) {
-      if (!digits || ++parts > 3) return -1;
-      v = v * 256 + part;
-      part = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57 && digits < 3) {
-      part = part * 10 + c - 48;
-      digits++;
-      if (part > 255) return -1;
-    } else return -1;
-  }
-  if (!digits || parts !== 3) return -1;
-  return v * 256 + part;
 }
 
 /**

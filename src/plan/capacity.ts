@@ -7,6 +7,7 @@ import type { NodeState } from '../model/compiled.js';
 import { frontendCount, stateDelta } from './delta.js';
 import { LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { maglevSize } from './maglev.js';
+import { strictV4 } from '../util/ip.js';
 
 export interface Capacity {
   frontends: number;
@@ -46,32 +47,11 @@ function tableOf(f: NodeState['frontends'][number]): { key: string; slots: numbe
 
 const PROTO_CODE: Readonly<Record<string, number>> = { TCP: 0, UDP: 1, SCTP: 2 };
 
-/** A canonical dotted-quad IPv4 address as a uint32, or -1 (anything else, leading zeros included). */
-function v4Number(a: string): number {
-  let v = 0, part = 0, digits = 0, dots = 0, first = 0;
-  for (let i = 0; i < a.length; i++) {
-    const c = a.charCodeAt(i);
-    if (c === 46) {
-      if (!digits || ++dots > 3) return -1;
-      v = v * 256 + part;
-      part = digits = 0;
-    } else if (c >= 48 && c <= 57) {
-      if (digits === 0) first = c;
-      else if (first === 48 || digits === 3) return -1;
-      part = part * 10 + c - 48;
-      digits++;
-    } else return -1;
-    if (part > 255) return -1;
-  }
-  if (!digits || dots !== 3) return -1;
-  return v * 256 + part;
-}
-
 const isPort = (p: number): boolean => Number.isInteger(p) && p >= 0 && p <= 65535;
 
 /** One backend of a protocol: a number when it packs exactly, else its text. */
 export function backendCountKey(address: string, port: number, protocol: string): number | string {
-  const ip = v4Number(address);
+  const ip = strictV4(address);
   const proto = PROTO_CODE[protocol];
   if (ip >= 0 && isPort(port) && proto !== undefined) return ip * 262144 + port * 4 + proto;
   return `${address}|${port}|${protocol}`;
@@ -82,7 +62,7 @@ export function tableKey(protocol: string, members: readonly { address: string; 
   const nums: number[] = new Array<number>(members.length);
   let compact = PROTO_CODE[protocol] !== undefined;
   for (let i = 0; compact && i < members.length; i++) {
-    const m = members[i]!, ip = v4Number(m.address);
+    const m = members[i]!, ip = strictV4(m.address);
     if (ip < 0 || !isPort(m.port)) compact = false;
     else nums[i] = ip * 65536 + m.port;
   }

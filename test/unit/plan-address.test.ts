@@ -1,10 +1,10 @@
-// build-full.ts strictV4: the dotted quads it takes by value must be exactly those node:net's isIPv4
+// util/ip.ts strictV4 (the plan's backend index, compile's candidate order): the dotted quads it takes by value must be exactly those node:net's isIPv4
 // takes (then isIP is 4 and the value is the address's), or the plan would accept an address the data
 // plane must refuse (01.2.3.4), refuse a valid one, or merge two addresses.
 import test from 'ava';
 import fc from 'fast-check';
 import { isIPv4 } from 'node:net';
-import { strictV4 } from '../../src/plan/build-full.js';
+import { strictV4 } from '../../src/util/ip.js';
 
 const valueOf = (a: string): number => a.split('.').reduce((v, p) => v * 256 + Number(p), 0);
 
