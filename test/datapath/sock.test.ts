@@ -296,17 +296,20 @@ if (avail.ok) {
     t.is(count() - before, 0, 'no lb_sock_revnat entry for 16 connected sockets');
   });
 
-  test.serial('one UDP socket, connected then sending unconnected to two VIPs that share its backend: each reply comes from the VIP it was sent to', async (t) => {
-    // connect() to A keeps (be-a -> A) in the socket's storage; sendmsg() to B and then A again over
-    // the same backend must move it, or recvmsg() would show the reply to B as coming from A
-    const script = `
+  // a child's UDP socket s, its replies collected in out; next() waits for one (reply text, source)
+  const UDP_CLIENT = `
       import dgram from 'node:dgram';
       const s = dgram.createSocket('udp4');
       const out = [];
       const next = () => new Promise((res, rej) => {
         const tm = setTimeout(() => rej(new Error('no reply')), 2000);
         s.once('message', (m, r) => { clearTimeout(tm); res({ reply: m.toString(), from: r.address + ':' + r.port }); });
-      });
+      });`;
+
+  test.serial('one UDP socket, connected then sending unconnected to two VIPs that share its backend: each reply comes from the VIP it was sent to', async (t) => {
+    // connect() to A keeps (be-a -> A) in the socket's storage; sendmsg() to B and then A again over
+    // the same backend must move it, or recvmsg() would show the reply to B as coming from A
+    const script = `${UDP_CLIENT}
       await new Promise((res) => s.connect(53, '${VIP4_SHARE_A}', res));
       const peer = s.remoteAddress();
       s.send('x');
@@ -331,14 +334,7 @@ if (avail.ok) {
   });
 
   test.serial('an unconnected UDP socket sending to VIPs with different backends: lb_sock_revnat holds one entry per backend', async (t) => {
-    const script = `
-      import dgram from 'node:dgram';
-      const s = dgram.createSocket('udp4');
-      const out = [];
-      const next = () => new Promise((res, rej) => {
-        const tm = setTimeout(() => rej(new Error('no reply')), 2000);
-        s.once('message', (m, r) => { clearTimeout(tm); res({ reply: m.toString(), from: r.address + ':' + r.port }); });
-      });
+    const script = `${UDP_CLIENT}
       for (const vip of ['${VIP4}', '${VIP4_SHARE_A}', '${VIP4}']) {
         s.send('x', 53, vip);
         out.push({ ...(await next()), to: vip });
