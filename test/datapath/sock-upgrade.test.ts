@@ -4,12 +4,12 @@
 // recvmsg() (lb_sock_revnat is still read), and the old release hook is detached (retireSockHooks), so
 // no program runs at a socket's close. The old object is built from that commit's bpf/.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, labAvailable, sweepLeftovers } from '../../testing/netns.js';
+import { buildObjectAt } from '../../testing/old-object.js';
 import { LabDataplane, clusterIpFrontend } from '../../testing/lab-dataplane.js';
 import { attachCgroup, loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
@@ -22,22 +22,6 @@ const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const STREAM = join(REPO, 'testing', 'servers', 'udp-stream.mjs');
 const VIP = '10.96.0.10', BE = '127.0.0.2', UDP = 5353;
 
-/** kbp.bpf.o of that commit's bpf/, or undefined when the commit is not in this checkout (a shallow clone) */
-function buildOld(dir: string): string | undefined {
-  try {
-    execFileSync('git', ['-C', REPO, 'rev-parse', '--verify', '--quiet', `${SOCK_RELEASE_COMMIT}^{commit}`], { stdio: 'ignore' });
-  } catch {
-    return undefined;
-  }
-  const src = join(dir, 'src');
-  execFileSync('sh', ['-c', `mkdir -p "${src}" && git -C "${REPO}" archive ${SOCK_RELEASE_COMMIT} bpf | tar -x -C "${src}"`]);
-  const out = join(dir, 'kbp-old.bpf.o');
-  const arch = execFileSync('uname', ['-m'], { encoding: 'utf8' }).trim();
-  execFileSync('clang', ['-O2', '-g', '-Wall', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-I/usr/include/${arch}-linux-gnu`, `-I${join(src, 'bpf')}`,
-    '-c', join(src, 'bpf', 'kbp.bpf.c'), '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] });
-  return out;
-}
-
 const avail = labAvailable();
 if (!avail.ok) {
   test('socket hook upgrade needs root, bpffs and cgroup v2', (t) => { t.log(`skipped: ${avail.why}`); t.pass(); });
@@ -45,7 +29,7 @@ if (!avail.ok) {
   test('upgrade from the release hook: an old connected socket keeps showing the VIP, the release hook is detached', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'kbp-sock-upgrade-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const old = buildOld(dir);
+    const old = buildObjectAt(SOCK_RELEASE_COMMIT, dir, 'kbp-old.bpf.o');
     if (!old) {
       t.log(`skipped: commit ${SOCK_RELEASE_COMMIT} is not in this checkout's history`);
       t.pass();
