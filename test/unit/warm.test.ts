@@ -16,6 +16,14 @@ for (const slots of [true, false]) {
   });
 }
 
+// past one change per Service each change must still move an endpoint: a shift that repeats per
+// Service (the old `1 + (k % 2)` with 4 Services) made changes 5-8 no change at all
+test('warmOneChange: every change writes, also past one change per Service', (t) => {
+  const four = warmOneChange({ nodeName: 'n1' }, 7, true, 4), eight = warmOneChange({ nodeName: 'n1' }, 7, true, 8);
+  t.is(eight.incremental, 8);
+  t.true(eight.ops > four.ops * 1.5, `8 changes ${eight.ops} ops, 4 changes ${four.ops}`);
+});
+
 // The source's warm-up must take the path a watch event takes (warm.ts warmSource): each file parsed
 // by the fast YAML path, slimmed, indexed and upserted, every round a change of both of its objects,
 // no problems; and the Maglev warm-up fills tables of a one-change table's size.
