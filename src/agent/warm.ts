@@ -82,7 +82,8 @@ export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean
   const out: WarmResult = { incremental: 0, ops: 0 };
   for (let k = 0; k < changes; k++) {
     const i = k % SERVICES, key = `kbp-warm/s${i}-w`;
-    slices.set(key, slice(i, opts.nodeName, 1 + (k % 2)));
+    // the Service's own change count picks the shift (1, 2, 1, ...): each differs from its last
+    slices.set(key, slice(i, opts.nodeName, 1 + (Math.floor(k / SERVICES) % 2)));
     const changed: ChangedKeys = { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() };
     const next = capacity.fit(compiler.compile(snapshot, changed).state, UNLIMITED).state;
     const p = buildPlan(next, plan, { seed, consumePrev: true, slots });
