@@ -21,7 +21,7 @@ import { countV6 } from '../plan/delta.js';
 import { diffPlans } from '../plan/diff.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevMember } from '../plan/maglev.js';
 import { buildPlan, planDelta, releaseSlots } from '../plan/plan.js';
-import { ManifestsReader } from '../source/manifests.js';
+import { applyChanges, ManifestsReader } from '../source/manifests.js';
 import { ObjectStore, type Snapshot } from '../source/types.js';
 
 const SERVICES = 4;
@@ -137,11 +137,8 @@ export function warmSource(nodeName: string, files = 40, rounds = 2): WarmSource
     for (let i = 0; i < files; i++) {
       const { changes, problems } = reader.updateText(`/nonexistent/kbp-warm/s${i}.yaml`, manifestText(i, nodeName, r));
       out.problems += problems.length;
-      for (const c of changes) {
-        out.changes++;
-        if (c.obj === undefined) store.delete(c.kind, c.key);
-        else if (store.get(c.kind, c.key) !== c.obj) store.upsert(c.kind, c.obj);
-      }
+      out.changes += changes.length;
+      applyChanges(store, changes);
     }
   }
   const view = store.view();

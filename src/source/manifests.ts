@@ -251,6 +251,14 @@ export interface ManifestChange {
   obj: KindMap[Kind] | undefined;
 }
 
+/** Applies a reader's changes to a store: an object a re-read left as it was (same identity) is no change. */
+export function applyChanges(store: ObjectStore, changes: readonly ManifestChange[]): void {
+  for (const c of changes) {
+    if (c.obj === undefined) store.delete(c.kind, c.key);
+    else if (store.get(c.kind, c.key) !== c.obj) store.upsert(c.kind, c.obj);
+  }
+}
+
 const idOf = (o: { kind: Kind; key: string }) => `${o.kind}/${o.key}`;
 
 /**
@@ -674,11 +682,7 @@ export class ManifestsSource implements Source {
       }, this.#reader.emptyGraceMs + 50);
       this.#recheck.unref();
     }
-    for (const c of changes) {
-      if (c.obj === undefined) this.store.delete(c.kind, c.key);
-      // an object that a re-read left as it was (same identity) is no change
-      else if (this.store.get(c.kind, c.key) !== c.obj) this.store.upsert(c.kind, c.obj);
-    }
+    applyChanges(this.store, changes);
   }
 
   /**
