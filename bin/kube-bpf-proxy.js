@@ -4,38 +4,21 @@
 // an agent that expects other maps or flags than the checkout: it is never used silently (one line on
 // stderr says why the sources run instead), and where tsx is missing too the run is refused (exit 1).
 // Without src/ (the image ships the bundle alone) the bundle is used as it is.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join, relative } from 'node:path';
+import { staleSource } from './bundle-fresh.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bundle = join(root, 'dist', 'kube-bpf-proxy.mjs');
 const srcDir = join(root, 'src');
 
-/** The newest file under dir (mtime, ms) or undefined when there is none. */
-function newest(dir) {
-  let best;
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) {
-        const m = statSync(p).mtimeMs;
-        if (!best || m > best.mtimeMs) best = { path: p, mtimeMs: m };
-      }
-    }
-  };
-  walk(dir);
-  return best;
-}
-
 let useBundle = existsSync(bundle) && !process.env.KBP_FROM_SOURCE;
-if (useBundle && existsSync(srcDir)) {
-  const src = newest(srcDir);
-  const built = statSync(bundle).mtimeMs;
-  if (src && src.mtimeMs > built) {
+if (useBundle) {
+  const src = staleSource(root);
+  if (src) {
     useBundle = false;
-    const why = `${relative(root, bundle)} is older than ${relative(root, src.path)} (by ${((src.mtimeMs - built) / 1000).toFixed(0)} s)`;
+    const why = `${relative(root, bundle)} is older than ${relative(root, src.path)} (by ${((src.mtimeMs - src.bundleMtimeMs) / 1000).toFixed(0)} s)`;
     let tsx = true;
     try { await import.meta.resolve('tsx/esm/api'); } catch { tsx = false; }
     if (!tsx) {

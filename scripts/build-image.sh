@@ -56,7 +56,7 @@ node_major=$("$NODE_BIN" -p 'process.versions.node.split(".")[0]')
 # every addon: one per data plane (kbp_native BPF, kbp_nft nftables and IPVS's helper table, kbp_netlink IPVS)
 # and kbp_maglev, the Maglev fill compiled (optional: without it the plan fills in JavaScript)
 ADDONS=(kbp_native kbp_nft kbp_netlink kbp_maglev)
-INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
+INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js bin/bundle-fresh.js bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
 for a in "${ADDONS[@]}"; do INPUTS+=("native/build/Release/$a.node"); done
 for f in "${INPUTS[@]}"; do [[ -f $f ]] || die "$f is missing: run npm run build first"; done
 
@@ -86,7 +86,7 @@ mkdir -p "$ctx/app/dist" "$ctx/app/bin" "$ctx/app/native/build/Release" "$ctx/ap
 cp "$NODE_BIN" "$ctx/node"
 # the bundle is an entry file and its chunks (scripts/bundle.mjs)
 cp dist/*.mjs "$ctx/app/dist/"
-cp bin/kube-bpf-proxy.js "$ctx/app/bin/"
+cp bin/kube-bpf-proxy.js bin/bundle-fresh.js "$ctx/app/bin/"
 for a in "${ADDONS[@]}"; do cp "native/build/Release/$a.node" "$ctx/app/native/build/Release/"; done
 cp bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o "$ctx/app/bpf/"
 cp package.json "$ctx/app/"

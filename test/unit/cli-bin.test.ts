@@ -16,6 +16,7 @@ function checkout(t: import('ava').ExecutionContext, o: { dist?: number; main?: 
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(join(dir, 'bin'));
   copyFileSync(join(root, 'bin', 'kube-bpf-proxy.js'), join(dir, 'bin', 'kube-bpf-proxy.js'));
+  copyFileSync(join(root, 'bin', 'bundle-fresh.js'), join(dir, 'bin', 'bundle-fresh.js'));
   if (o.tsx ?? true) symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
   const put = (rel: string, text: string, mtime: number) => {
     mkdirSync(join(dir, rel, '..'), { recursive: true });
