@@ -87,7 +87,8 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
   const lines: number[] = [];
   let values: unknown[];
   // the common block shapes without js-yaml's general reader (yaml-fast.ts); anything else through it
-  const fast = fastLoadAll(text);
+  // its strings are its own and nothing else holds its values: slimObject keeps them as they are
+  const fast = fastLoadAll(text, { ownStrings: true });
   if (fast) {
     values = fast.values;
     lines.push(...fast.lines);
@@ -135,7 +136,7 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       if (kind !== 'Node' && !meta.namespace) meta.namespace = 'default';
       if (kind === 'Node') delete meta.namespace;
       // only what is read, sharing nothing with the file's text (slim.ts)
-      const obj = slimObject(kind, v as unknown as KindMap[Kind]);
+      const obj = slimObject(kind, v as unknown as KindMap[Kind], undefined, fast !== undefined);
       objects.push({ kind, key: objectKey(obj), obj, path, line });
     };
     add(value, '');

@@ -67,12 +67,17 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
  * The part of obj that is read, as a fresh object sharing no object, and no string slice, with the
  * parser's input. obj is not changed. Anything that is not an object comes back as it was (the sources reject it).
  * nodeName: this node's name, when the source knows it (an endpoint of another node keeps no targetRef).
- * parsedJson: obj came from JSON.parse, whose strings are already their own, not slices of the text:
- * they are kept rather than copied (the kube source's pages and watch events).
+ * parsedJson: obj came from a parser that made every string its own (JSON.parse; yaml-fast.ts's
+ * fastLoadAll with ownStrings) and nothing else holds it: its kept parts are taken, not copied, when
+ * they are already what the copy would make (plain objects and arrays, strings, finite numbers other
+ * than -0, booleans, null); anything else is copied as below. Either way obj is not changed.
  */
 export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false): KindMap[K] {
   const out = slimParts(kind, obj, nodeName);
   if (!out) return obj;
+  // the copy of a parser's fresh tree was 40-50 % of slimming it, and its garbage most of the rest
+  // (docs/PERF.md, session 11): an object nothing else holds is shared with the store instead
+  if (parsedJson && isPlainTree(out, 0)) return finishSlim(kind, out) as unknown as KindMap[K];
   let copy: Obj;
   try {
     ownStrings = parsedJson;
@@ -132,6 +137,32 @@ export function slimParts(kind: Kind, obj: unknown, nodeName?: string): Obj | un
 export function finishSlim(kind: Kind, copy: Obj): Obj {
   if (kind === 'EndpointSlice' && Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
   return copy;
+}
+
+/**
+ * Whether copyValue would give v back as it is: only plain data, no value the copy rewrites (-0, a
+ * number that is not finite, undefined, a function) or refuses (a class instance, toJSON, a
+ * __proto__ key, a hole), no deeper than the copy goes. Reads only.
+ */
+function isPlainTree(v: unknown, depth: number): boolean {
+  switch (typeof v) {
+    case 'string': case 'boolean': return true;
+    case 'number': return Number.isFinite(v) && !Object.is(v, -0);
+    case 'object': {
+      if (v === null) return true;
+      if (depth >= DEPTH_MAX) return false;
+      if (Array.isArray(v)) {
+        if (Object.getPrototypeOf(v) !== Array.prototype || typeof (v as unknown as Obj).toJSON === 'function') return false;
+        for (let i = 0; i < v.length; i++) if (!(i in v) || !isPlainTree(v[i], depth + 1)) return false;
+        return true;
+      }
+      // (a null prototype is copied into a plain object: not the same value to a deep comparison)
+      if (Object.getPrototypeOf(v) !== Object.prototype || typeof (v as Obj).toJSON === 'function') return false;
+      for (const k of Object.keys(v)) if (k === '__proto__' || !isPlainTree((v as Obj)[k], depth + 1)) return false;
+      return true;
+    }
+    default: return false;
+  }
 }
 
 /** thrown by the direct copy for what only JSON.stringify itself answers exactly */

@@ -46,6 +46,14 @@ function resolvePlain(s: string): unknown {
 const scalars = new Map<string, unknown>();
 const SCALARS_MAX = 4096;
 
+// ownStrings (fastLoadAll's option): a string value is its own, not a slice of the file's text. V8
+// cuts a string of 13 characters or more out of a larger one as a slice that keeps the whole text
+// alive; concatenating flattens it into a fresh one (the slice of that holds only it). Sequences
+// are then sized exactly (an array grown by push keeps room for 16 more). Both are what slim.ts's
+// copy made, so the store can keep the parsed tree itself (slimObject's parsedJson).
+let ownStrings = false;
+const own = (s: string): string => (ownStrings && s.length >= 13 ? (' ' + s).slice(1) : s);
+
 /** thrown inside: the text is outside the subset */
 class Outside extends Error {}
 const outside = (): never => {
@@ -85,7 +93,7 @@ function inlineValue(s: string): unknown {
     const body = s.slice(1, end);
     if (body.includes('\\')) outside();
     restIsComment(s, end + 1);
-    return body;
+    return own(body);
   }
   if (c === 0x27 /* ' */) {
     let j = 1;
@@ -100,7 +108,7 @@ function inlineValue(s: string): unknown {
         continue;
       }
       restIsComment(s, end + 1);
-      return body;
+      return own(body);
     }
   }
   if (c === 0x23 /* # */) return NONE;
@@ -113,7 +121,8 @@ function inlineValue(s: string): unknown {
   if (hash >= 0) t = t.slice(0, hash);
   t = t.trimEnd();
   if (t.includes(': ') || t.endsWith(':')) outside();
-  return resolvePlain(t);
+  const v = resolvePlain(t);
+  return typeof v === 'string' ? own(v) : v;
 }
 
 function restIsComment(s: string, from: number): void {
@@ -138,6 +147,11 @@ function below(doc: Doc, indent: number, sameIndentSeq: boolean): unknown {
 }
 
 function seq(doc: Doc, indent: number): unknown[] {
+  const out = seqItems(doc, indent);
+  return ownStrings && out.length ? out.slice() : out;
+}
+
+function seqItems(doc: Doc, indent: number): unknown[] {
   const out: unknown[] = [];
   for (;;) {
     const l = doc.lines[doc.i];
@@ -217,10 +231,12 @@ function map(doc: Doc, indent: number): Record<string, unknown> {
 
 /**
  * The documents of a manifest file and the line (1-based) where each one's content starts, as
- * js-yaml's loadAll gives them; undefined when the text is outside the subset.
+ * js-yaml's loadAll gives them; undefined when the text is outside the subset. opts.ownStrings:
+ * no string in the values is a slice of text, and arrays are sized exactly (see ownStrings above).
  */
-export function fastLoadAll(text: string): { values: unknown[]; lines: number[] } | undefined {
+export function fastLoadAll(text: string, opts?: { ownStrings?: boolean }): { values: unknown[]; lines: number[] } | undefined {
   if (UNSAFE_CHAR.test(text)) return undefined;
+  ownStrings = opts?.ownStrings === true;
   const raw = text.split('\n');
   // each document: its lines, whether a `---` opened it, the line that ended it (a marker or the end)
   const docs: { lines: Line[]; marked: boolean; end: number }[] = [{ lines: [], marked: false, end: raw.length - 1 }];
