@@ -18,12 +18,19 @@ interface ImplicitType {
 }
 // null, bool, int, float: what js-yaml tries on a plain scalar, in this order (loader.js composeNode)
 const IMPLICIT = (CORE_SCHEMA as unknown as { implicit: ImplicitType[] }).implicit;
-const MAYBE_NOT_STRING = /^(?:[-+.~0-9]|null$|Null$|NULL$|true$|True$|TRUE$|false$|False$|FALSE$)/;
+const WORDS: ReadonlySet<string> = new Set(['null', 'Null', 'NULL', 'true', 'True', 'TRUE', 'false', 'False', 'FALSE']);
+
+/** whether js-yaml's core schema may read s as other than a string: it starts with [-+.~0-9], or is one of WORDS */
+function maybeNotString(s: string): boolean {
+  const c = s.charCodeAt(0);
+  if ((c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x7e) return true;
+  return (s.length === 4 || s.length === 5) && WORDS.has(s);
+}
 
 /** what js-yaml makes of a plain scalar */
 function resolvePlain(s: string): unknown {
   if (s === '') return null;
-  if (!MAYBE_NOT_STRING.test(s)) return s;
+  if (!maybeNotString(s)) return s;
   // an address (two dots or more) is neither a number nor null nor a boolean
   const dot = s.indexOf('.');
   if (dot >= 0 && s.indexOf('.', dot + 1) > 0) return s;
