@@ -10,7 +10,7 @@
 import { hash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, watch, type Dirent, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { CORE_SCHEMA, loadAll, YAMLException } from 'js-yaml';
 import { slimObject } from './slim.js';
 import { fastLoadAll } from './yaml-fast.js';
@@ -529,8 +529,25 @@ export class ManifestsReader {
     return w;
   }
 
+  /** the folder as listed, and as #rel names it (undefined: path.relative each time), for one working directory */
+  #relBase: { cwd: string; prefix: string; rel: string | undefined } | undefined;
+
+  /** p as problems and objects name it: relative to the working directory when under it, else as it is */
   #rel(p: string): string {
-    const r = relative(process.cwd(), p);
+    const cwd = process.cwd();
+    let b = this.#relBase;
+    if (b?.cwd !== cwd) {
+      const root = join(this.dir), r = relative(cwd, root);
+      // a folder above the working directory, or beside it, takes path.relative each time
+      b = this.#relBase = { cwd, prefix: root.endsWith(sep) ? root : root + sep, rel: r.startsWith('..') || isAbsolute(r) ? undefined : r ? r + sep : '' };
+    }
+    // a listed file's path is the folder's and names: relative() of it is the folder's and those
+    // names (path.relative resolved both paths again per file: ~5 % of a first read's garbage)
+    if (b.rel !== undefined && p.startsWith(b.prefix) && !p.includes(`${sep}.`)) {
+      const r = b.rel + p.slice(b.prefix.length);
+      return r && !r.startsWith('..') ? r : p;
+    }
+    const r = relative(cwd, p);
     return r && !r.startsWith('..') ? r : p;
   }
 }
