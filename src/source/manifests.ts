@@ -84,14 +84,14 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
   const problems: ManifestProblem[] = [];
   const objects: ManifestObject[] = [];
   /** the line (1-based) where each document's content starts */
-  const lines: number[] = [];
+  let lines: number[] = [];
   let values: unknown[];
   // the common block shapes without js-yaml's general reader (yaml-fast.ts); anything else through it
   // its strings are its own and nothing else holds its values: slimObject keeps them as they are
   const fast = fastLoadAll(text, { ownStrings: true });
   if (fast) {
     values = fast.values;
-    lines.push(...fast.lines);
+    lines = fast.lines;
   } else {
     try {
       values = loadAll(text, null, {
@@ -108,8 +108,8 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
     }
   }
-  // only a file with an anchor can hold an alias
-  const limit = text.includes('&') ? expansionLimit(text) : 0;
+  // only a file with an anchor can hold an alias (the fast path reads none: its nodes are its text's)
+  const limit = !fast && text.includes('&') ? expansionLimit(text) : 0;
   values.forEach((value, i) => {
     if (value === null || value === undefined) return; // an empty document (a trailing ---)
     const line = lines[i] ?? 1;
