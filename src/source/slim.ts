@@ -8,6 +8,9 @@
 // a whole manifest file alive. Measured at 10,000 Services x 10 endpoints: JSON pages of 500 objects
 // retain 55.7 MiB, the same objects copied 26.6 MiB (bench/agent.bench.ts reports the store's share).
 //
+// A tree that a parser just made and nothing else holds (JSON.parse's, or the YAML fast path's with
+// its own strings) is not copied at all: its kept parts are stored as they are, when they are what
+// the copy would give back (slimObject's parsedJson).
 // Only keys are dropped, never reinterpreted: a field of the wrong type is kept as it came, so
 // normalize reports it exactly as before. The copy is exactly what a JSON round trip would give (a number
 // that is not finite, which only YAML can write, arrives as null, which normalize rejects alike), made
