@@ -10,7 +10,7 @@
 import { hash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, watch, type Dirent, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { CORE_SCHEMA, loadAll, YAMLException } from 'js-yaml';
 import { slimObject } from './slim.js';
 import { fastLoadAll } from './yaml-fast.js';
@@ -84,13 +84,14 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
   const problems: ManifestProblem[] = [];
   const objects: ManifestObject[] = [];
   /** the line (1-based) where each document's content starts */
-  const lines: number[] = [];
+  let lines: number[] = [];
   let values: unknown[];
   // the common block shapes without js-yaml's general reader (yaml-fast.ts); anything else through it
-  const fast = fastLoadAll(text);
+  // its strings are its own and nothing else holds its values: slimObject keeps them as they are
+  const fast = fastLoadAll(text, { ownStrings: true });
   if (fast) {
     values = fast.values;
-    lines.push(...fast.lines);
+    lines = fast.lines;
   } else {
     try {
       values = loadAll(text, null, {
@@ -107,8 +108,8 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
     }
   }
-  // only a file with an anchor can hold an alias
-  const limit = text.includes('&') ? expansionLimit(text) : 0;
+  // only a file with an anchor can hold an alias (the fast path reads none: its nodes are its text's)
+  const limit = !fast && text.includes('&') ? expansionLimit(text) : 0;
   values.forEach((value, i) => {
     if (value === null || value === undefined) return; // an empty document (a trailing ---)
     const line = lines[i] ?? 1;
@@ -135,7 +136,7 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       if (kind !== 'Node' && !meta.namespace) meta.namespace = 'default';
       if (kind === 'Node') delete meta.namespace;
       // only what is read, sharing nothing with the file's text (slim.ts)
-      const obj = slimObject(kind, v as unknown as KindMap[Kind]);
+      const obj = slimObject(kind, v as unknown as KindMap[Kind], undefined, fast !== undefined);
       objects.push({ kind, key: objectKey(obj), obj, path, line });
     };
     add(value, '');
@@ -528,8 +529,25 @@ export class ManifestsReader {
     return w;
   }
 
+  /** the folder as listed, and as #rel names it (undefined: path.relative each time), for one working directory */
+  #relBase: { cwd: string; prefix: string; rel: string | undefined } | undefined;
+
+  /** p as problems and objects name it: relative to the working directory when under it, else as it is */
   #rel(p: string): string {
-    const r = relative(process.cwd(), p);
+    const cwd = process.cwd();
+    let b = this.#relBase;
+    if (b?.cwd !== cwd) {
+      const root = join(this.dir), r = relative(cwd, root);
+      // a folder above the working directory, or beside it, takes path.relative each time
+      b = this.#relBase = { cwd, prefix: root.endsWith(sep) ? root : root + sep, rel: r.startsWith('..') || isAbsolute(r) ? undefined : r ? r + sep : '' };
+    }
+    // a listed file's path is the folder's and names: relative() of it is the folder's and those
+    // names (path.relative resolved both paths again per file: ~5 % of a first read's garbage)
+    if (b.rel !== undefined && p.startsWith(b.prefix) && !p.includes(`${sep}.`)) {
+      const r = b.rel + p.slice(b.prefix.length);
+      return r && !r.startsWith('..') ? r : p;
+    }
+    const r = relative(cwd, p);
     return r && !r.startsWith('..') ? r : p;
   }
 }

@@ -8,6 +8,9 @@
 // a whole manifest file alive. Measured at 10,000 Services x 10 endpoints: JSON pages of 500 objects
 // retain 55.7 MiB, the same objects copied 26.6 MiB (bench/agent.bench.ts reports the store's share).
 //
+// A tree that a parser just made and nothing else holds (JSON.parse's, or the YAML fast path's with
+// its own strings) is not copied at all: its kept parts are stored as they are, when they are what
+// the copy would give back (slimObject's parsedJson).
 // Only keys are dropped, never reinterpreted: a field of the wrong type is kept as it came, so
 // normalize reports it exactly as before. The copy is exactly what a JSON round trip would give (a number
 // that is not finite, which only YAML can write, arrives as null, which normalize rejects alike), made
@@ -67,12 +70,17 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
  * The part of obj that is read, as a fresh object sharing no object, and no string slice, with the
  * parser's input. obj is not changed. Anything that is not an object comes back as it was (the sources reject it).
  * nodeName: this node's name, when the source knows it (an endpoint of another node keeps no targetRef).
- * parsedJson: obj came from JSON.parse, whose strings are already their own, not slices of the text:
- * they are kept rather than copied (the kube source's pages and watch events).
+ * parsedJson: obj came from a parser that made every string its own (JSON.parse; yaml-fast.ts's
+ * fastLoadAll with ownStrings) and nothing else holds it: its kept parts are taken, not copied, when
+ * they are already what the copy would make (plain objects and arrays, strings, finite numbers other
+ * than -0, booleans, null); anything else is copied as below. Either way obj is not changed.
  */
 export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false): KindMap[K] {
   const out = slimParts(kind, obj, nodeName);
   if (!out) return obj;
+  // the copy of a parser's fresh tree was 40-50 % of slimming it, and its garbage most of the rest
+  // (docs/PERF.md, session 11): an object nothing else holds is shared with the store instead
+  if (parsedJson && isPlainTree(out, 0)) return finishSlim(kind, out) as unknown as KindMap[K];
   let copy: Obj;
   try {
     ownStrings = parsedJson;
@@ -134,6 +142,33 @@ export function finishSlim(kind: Kind, copy: Obj): Obj {
   return copy;
 }
 
+/**
+ * Whether copyValue would give v back as it is: only plain data, no value the copy rewrites (-0, a
+ * number that is not finite, undefined, a function) or refuses (a class instance, toJSON, a
+ * __proto__ key, a hole), no deeper than the copy goes. Reads only.
+ */
+function isPlainTree(v: unknown, depth: number): boolean {
+  switch (typeof v) {
+    case 'string': case 'boolean': return true;
+    case 'number': return Number.isFinite(v) && !Object.is(v, -0);
+    case 'object': {
+      if (v === null) return true;
+      if (depth >= DEPTH_MAX) return false;
+      if (Array.isArray(v)) {
+        if (Object.getPrototypeOf(v) !== Array.prototype || typeof (v as unknown as Obj).toJSON === 'function') return false;
+        for (let i = 0; i < v.length; i++) if (!(i in v) || !isPlainTree(v[i], depth + 1)) return false;
+        return true;
+      }
+      // (a null prototype is copied into a plain object: not the same value to a deep comparison)
+      if (Object.getPrototypeOf(v) !== Object.prototype || typeof (v as Obj).toJSON === 'function') return false;
+      // for-in allocates no key list (Object.keys did: 20 MiB at 10,000 files); an inherited key is not plain
+      for (const k in v) if (k === '__proto__' || !Object.hasOwn(v, k) || !isPlainTree((v as Obj)[k], depth + 1)) return false;
+      return true;
+    }
+    default: return false;
+  }
+}
+
 /** thrown by the direct copy for what only JSON.stringify itself answers exactly */
 const UNUSUAL = Symbol('unusual');
 /** deeper than any Kubernetes object; a cycle ends here and JSON.stringify reports it */
@@ -192,8 +227,10 @@ function copyObject(o: Obj, depth: number): Obj {
 // (a handful of boolean combinations, frozen: nothing writes into a stored object) and the node and
 // zone names (JSON.parse makes a fresh string of every value longer than 10 characters, and a
 // cloud node's name is ~40).
-const CONDITION_KEYS: ReadonlySet<string> = new Set(['ready', 'serving', 'terminating']);
-const sharedConditions = new Map<string, Readonly<Obj>>();
+/** a condition's number in the shared conditions' key */
+const CONDITION_KEYS: ReadonlyMap<string, number> = new Map([['ready', 1], ['serving', 2], ['terminating', 3]]);
+/** by the conditions' keys in order and their values, two bits each per key: (key number, value) in 3 bits */
+const sharedConditions = new Map<number, Readonly<Obj>>();
 const names = new Map<string, string>();
 /** bounds the name table (a cluster has far fewer nodes and zones) */
 const NAMES_MAX = 1 << 16;
@@ -201,11 +238,12 @@ const NAMES_MAX = 1 << 16;
 function shareEndpointParts(e: Obj): void {
   const c = e.conditions;
   if (isObj(c)) {
-    let key = '';
+    // a number, not a text: no string built per endpoint (a million of them at 100,000 Services)
+    let key = 0;
     for (const k in c) {
-      const v = c[k];
-      if (!CONDITION_KEYS.has(k) || typeof v !== 'boolean') { key = ''; break; }
-      key += `${k}=${v};`;
+      const v = c[k], n = CONDITION_KEYS.get(k);
+      if (n === undefined || typeof v !== 'boolean' || !Object.hasOwn(c, k)) { key = 0; break; }
+      key = key * 8 + n * 2 + (v ? 1 : 0);
     }
     if (key) {
       let shared = sharedConditions.get(key);
@@ -213,14 +251,14 @@ function shareEndpointParts(e: Obj): void {
       e.conditions = shared;
     }
   }
-  for (const k of ['nodeName', 'zone'] as const) {
-    const v = e[k];
-    if (typeof v !== 'string') continue;
-    const have = names.get(v);
-    if (have !== undefined) e[k] = have;
-    else {
-      if (names.size >= NAMES_MAX) names.clear();
-      names.set(v, v);
-    }
-  }
+  if (typeof e.nodeName === 'string') e.nodeName = sharedName(e.nodeName);
+  if (typeof e.zone === 'string') e.zone = sharedName(e.zone);
+}
+
+function sharedName(v: string): string {
+  const have = names.get(v);
+  if (have !== undefined) return have;
+  if (names.size >= NAMES_MAX) names.clear();
+  names.set(v, v);
+  return v;
 }

@@ -18,12 +18,19 @@ interface ImplicitType {
 }
 // null, bool, int, float: what js-yaml tries on a plain scalar, in this order (loader.js composeNode)
 const IMPLICIT = (CORE_SCHEMA as unknown as { implicit: ImplicitType[] }).implicit;
-const MAYBE_NOT_STRING = /^(?:[-+.~0-9]|null$|Null$|NULL$|true$|True$|TRUE$|false$|False$|FALSE$)/;
+const WORDS: ReadonlySet<string> = new Set(['null', 'Null', 'NULL', 'true', 'True', 'TRUE', 'false', 'False', 'FALSE']);
+
+/** whether js-yaml's core schema may read s as other than a string: it starts with [-+.~0-9], or is one of WORDS */
+function maybeNotString(s: string): boolean {
+  const c = s.charCodeAt(0);
+  if ((c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x7e) return true;
+  return (s.length === 4 || s.length === 5) && WORDS.has(s);
+}
 
 /** what js-yaml makes of a plain scalar */
 function resolvePlain(s: string): unknown {
   if (s === '') return null;
-  if (!MAYBE_NOT_STRING.test(s)) return s;
+  if (!maybeNotString(s)) return s;
   // an address (two dots or more) is neither a number nor null nor a boolean
   const dot = s.indexOf('.');
   if (dot >= 0 && s.indexOf('.', dot + 1) > 0) return s;
@@ -46,6 +53,14 @@ function resolvePlain(s: string): unknown {
 const scalars = new Map<string, unknown>();
 const SCALARS_MAX = 4096;
 
+// ownStrings (fastLoadAll's option): a string value is its own, not a slice of the file's text. V8
+// cuts a string of 13 characters or more out of a larger one as a slice that keeps the whole text
+// alive; concatenating flattens it into a fresh one (the slice of that holds only it). Sequences
+// are then sized exactly (an array grown by push keeps room for 16 more). Both are what slim.ts's
+// copy made, so the store can keep the parsed tree itself (slimObject's parsedJson).
+let ownStrings = false;
+const own = (s: string): string => (ownStrings && s.length >= 13 ? (' ' + s).slice(1) : s);
+
 /** thrown inside: the text is outside the subset */
 class Outside extends Error {}
 const outside = (): never => {
@@ -58,120 +73,185 @@ const UNSAFE_CHAR = /[^\n\x20-\x7e\u00a0-\ud7ff\ue000-\ufefe\uff00-\ufffd]/;
 // a plain key: no indicator first, no space, colon, quote or comment inside
 const KEY = /^[A-Za-z0-9_./][^\s:#'"{}[\],&*!|>%@`]*$/;
 
-interface Line {
-  indent: number;
-  text: string;
-  /** 0-based */
-  no: number;
+// The lines of the text being read, as offsets into it (no string and no object per line): for
+// line j of the current document, its indent, where its content starts and ends (trailing white
+// space trimmed as String.prototype.trimEnd trims it) and its number (0-based). Reused from file to
+// file; a sequence's `- key:` line is re-read in place as its mapping's first line (start and
+// indent moved past the dash).
+let IND = new Int32Array(1024), ST = new Int32Array(1024), EN = new Int32Array(1024), NO = new Int32Array(1024);
+let nLines = 0;
+let src = '';
+
+function addLine(indent: number, start: number, end: number, no: number): void {
+  if (nLines === IND.length) {
+    const grow = (a: Int32Array) => {
+      const b = new Int32Array(a.length * 2);
+      b.set(a);
+      return b;
+    };
+    IND = grow(IND);
+    ST = grow(ST);
+    EN = grow(EN);
+    NO = grow(NO);
+  }
+  IND[nLines] = indent;
+  ST[nLines] = start;
+  EN[nLines] = end;
+  NO[nLines] = no;
+  nLines++;
 }
 
+/** what String.prototype.trim counts as white space (WhiteSpace and LineTerminator, ES2024) */
+function isTrimmed(c: number): boolean {
+  if (c < 0x80) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+  return c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+/** the end of src[from, end) after trimEnd */
+function trimmedEnd(from: number, end: number): number {
+  while (end > from && isTrimmed(src.charCodeAt(end - 1))) end--;
+  return end;
+}
+
+/** the first `:` in src[from, end), or -1 */
+function colonIn(from: number, end: number): number {
+  for (let j = from; j < end; j++) if (src.charCodeAt(j) === 0x3a) return j;
+  return -1;
+}
+
+const isDash = (j: number): boolean => src.charCodeAt(ST[j]!) === 0x2d && (EN[j]! - ST[j]! === 1 || src.charCodeAt(ST[j]! + 1) === 0x20);
+
 class Doc {
-  i = 0;
-  constructor(readonly lines: Line[]) {}
+  constructor(
+    public i: number,
+    readonly end: number,
+  ) {}
 }
 
 /** inlineValue's answer when the line ends after the key or dash */
 const NONE = Symbol('none');
 
 /**
- * One value after `key: ` or `- `, on one line: a scalar, `[]` or `{}`; NONE when the line
- * ends there (the value is a block below, or null).
+ * One value in src[a, e) after `key: ` or `- `, on one line: a scalar, `[]` or `{}` (e > a: the
+ * line's content ends at e, trimmed).
  */
-function inlineValue(s: string): unknown {
-  const c = s.charCodeAt(0);
+function inlineValue(a: number, e: number): unknown {
+  const c = src.charCodeAt(a);
   if (c === 0x22 /* " */) {
-    const end = s.indexOf('"', 1);
-    if (end < 0) outside();
-    const body = s.slice(1, end);
+    const end = src.indexOf('"', a + 1);
+    if (end < 0 || end >= e) outside();
+    const body = src.slice(a + 1, end);
     if (body.includes('\\')) outside();
-    restIsComment(s, end + 1);
-    return body;
+    restIsComment(end + 1, e);
+    return own(body);
   }
   if (c === 0x27 /* ' */) {
-    let j = 1;
+    let j = a + 1;
     let body = '';
     for (;;) {
-      const end = s.indexOf("'", j);
-      if (end < 0) outside();
-      body += s.slice(j, end);
-      if (s.charCodeAt(end + 1) === 0x27) {
+      const end = src.indexOf("'", j);
+      if (end < 0 || end >= e) outside();
+      body += src.slice(j, end);
+      if (end + 1 < e && src.charCodeAt(end + 1) === 0x27) {
         body += "'";
         j = end + 2;
         continue;
       }
-      restIsComment(s, end + 1);
-      return body;
+      restIsComment(end + 1, e);
+      return own(body);
     }
   }
   if (c === 0x23 /* # */) return NONE;
-  if (s === '[]' || s === '{}' || s.startsWith('[] #') || s.startsWith('{} #')) return s[0] === '[' ? [] : {};
+  if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+    // `[]` or `{}`, alone or before a comment
+    const close = c === 0x5b ? 0x5d : 0x7d;
+    if (src.charCodeAt(a + 1) === close && a + 2 <= e && (a + 2 === e || (src.charCodeAt(a + 2) === 0x20 && src.charCodeAt(a + 3) === 0x23 && a + 3 < e))) return c === 0x5b ? [] : {};
+    outside();
+  }
   // indicators that start something else (or an error): js-yaml decides
-  if ('[]{},?:&*!|>%@`'.includes(s[0]!)) outside();
-  if (c === 0x2d /* - */ && (s.length === 1 || s[1] === ' ')) outside();
-  let t = s;
-  const hash = t.indexOf(' #');
-  if (hash >= 0) t = t.slice(0, hash);
-  t = t.trimEnd();
-  if (t.includes(': ') || t.endsWith(':')) outside();
-  return resolvePlain(t);
+  if (INDICATOR[c] === 1) outside();
+  if (c === 0x2d /* - */ && (e - a === 1 || src.charCodeAt(a + 1) === 0x20)) outside();
+  let t = e;
+  // a comment: ` #`
+  for (let j = a; j + 1 < e; j++) {
+    if (src.charCodeAt(j) === 0x20 && src.charCodeAt(j + 1) === 0x23) {
+      t = j;
+      break;
+    }
+  }
+  t = trimmedEnd(a, t);
+  // `: ` inside, or `:` last: a mapping js-yaml reads (or refuses)
+  for (let j = a; j < t; j++) if (src.charCodeAt(j) === 0x3a && (j + 1 === t || src.charCodeAt(j + 1) === 0x20)) outside();
+  const v = resolvePlain(src.slice(a, t));
+  return typeof v === 'string' ? own(v) : v;
 }
 
-function restIsComment(s: string, from: number): void {
-  const rest = s.slice(from).trimStart();
-  if (rest !== '' && rest[0] !== '#') outside();
-  if (rest !== '' && s[from] !== ' ') outside(); // `"a"#b` is an error, not a comment
+// '[]{},?:&*!|>%@`'
+const INDICATOR = new Uint8Array(128);
+for (const ch of '[]{},?:&*!|>%@`') INDICATOR[ch.charCodeAt(0)] = 1;
+
+/** after a quoted scalar: nothing, or white space and a comment */
+function restIsComment(from: number, e: number): void {
+  let p = from;
+  while (p < e && isTrimmed(src.charCodeAt(p))) p++;
+  if (p < e && src.charCodeAt(p) !== 0x23) outside();
+  if (p < e && src.charCodeAt(from) !== 0x20) outside(); // `"a"#b` is an error, not a comment
 }
 
-/** the node whose first line is doc.lines[doc.i], at that line's indent */
+/** the node whose first line is doc.i, at that line's indent */
 function node(doc: Doc): unknown {
-  const l = doc.lines[doc.i]!;
-  return l.text.charCodeAt(0) === 0x2d && (l.text.length === 1 || l.text[1] === ' ') ? seq(doc, l.indent) : map(doc, l.indent);
+  const j = doc.i;
+  return isDash(j) ? seq(doc, IND[j]!) : map(doc, IND[j]!);
 }
 
 /** the value below a key or dash that ended its line: a more indented block, or null */
 function below(doc: Doc, indent: number, sameIndentSeq: boolean): unknown {
-  const n = doc.lines[doc.i];
-  if (n && n.indent > indent) return node(doc);
+  const j = doc.i;
+  if (j < doc.end && IND[j]! > indent) return node(doc);
   // a sequence may sit at its key's indent (kubectl writes them so)
-  if (sameIndentSeq && n && n.indent === indent && n.text.charCodeAt(0) === 0x2d && (n.text.length === 1 || n.text[1] === ' ')) return seq(doc, indent);
+  if (sameIndentSeq && j < doc.end && IND[j] === indent && isDash(j)) return seq(doc, indent);
   return null;
 }
 
 function seq(doc: Doc, indent: number): unknown[] {
+  const out = seqItems(doc, indent);
+  return ownStrings && out.length ? out.slice() : out;
+}
+
+function seqItems(doc: Doc, indent: number): unknown[] {
   const out: unknown[] = [];
   for (;;) {
-    const l = doc.lines[doc.i];
-    if (!l || l.indent < indent) return out;
-    if (l.indent > indent) outside();
-    if (l.text.charCodeAt(0) !== 0x2d || (l.text.length > 1 && l.text[1] !== ' ')) return out; // the parent's next key
-    let k = 1;
-    while (l.text[k] === ' ') k++;
-    const rest = l.text.slice(k);
-    if (rest === '' || rest[0] === '#') {
+    const j = doc.i;
+    if (j >= doc.end || IND[j]! < indent) return out;
+    if (IND[j]! > indent) outside();
+    if (!isDash(j)) return out; // the parent's next key
+    const st = ST[j]!, e = EN[j]!;
+    let r = st + 1;
+    while (r < e && src.charCodeAt(r) === 0x20) r++;
+    if (r === e || src.charCodeAt(r) === 0x23) {
       doc.i++;
       out.push(below(doc, indent, false));
       continue;
     }
-    if (rest[0] === '-' && (rest.length === 1 || rest[1] === ' ')) outside(); // `- - x`
-    if (isKeyLine(rest)) {
+    if (src.charCodeAt(r) === 0x2d && (r + 1 === e || src.charCodeAt(r + 1) === 0x20)) outside(); // `- - x`
+    if (isKeyLine(r, e)) {
       // `- key: v`: a mapping whose keys sit at the column after the dash
       // the line is this parse's own: read on as the mapping's first line
-      l.indent = indent + k;
-      l.text = rest;
-      out.push(map(doc, indent + k));
+      IND[j] = indent + (r - st);
+      ST[j] = r;
+      out.push(map(doc, indent + (r - st)));
       continue;
     }
-    const v = inlineValue(rest);
+    const v = inlineValue(r, e);
     doc.i++;
     out.push(v === NONE ? null : v);
-    const n = doc.lines[doc.i];
-    if (n && n.indent > indent) outside(); // a scalar continued on the next line
+    if (doc.i < doc.end && IND[doc.i]! > indent) outside(); // a scalar continued on the next line
   }
 }
 
-function isKeyLine(s: string): boolean {
-  const c = s.indexOf(':');
-  return c > 0 && (c === s.length - 1 || s[c + 1] === ' ');
+function isKeyLine(a: number, e: number): boolean {
+  const c = colonIn(a, e);
+  return c > a && (c === e - 1 || src.charCodeAt(c + 1) === 0x20);
 }
 
 // keys repeat from file to file (apiVersion, metadata, ...): each raw key checked and resolved once
@@ -184,79 +264,95 @@ function keyOf(raw: string): string {
   if (!KEY.test(raw)) outside();
   key = String(resolvePlain(raw));
   if (key === '__proto__') outside();
-  if (keys.size < KEYS_MAX) keys.set(raw, key);
+  // (the cached key is its own string, not a slice of this file's text)
+  if (keys.size < KEYS_MAX) keys.set((' ' + raw).slice(1), key = (' ' + key).slice(1));
   return key;
 }
 
 function map(doc: Doc, indent: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (;;) {
-    const l = doc.lines[doc.i];
-    if (!l || l.indent < indent) return out;
-    if (l.indent > indent) outside();
-    const s = l.text;
-    const c = s.indexOf(':');
-    if (c <= 0 || (c !== s.length - 1 && s[c + 1] !== ' ')) {
+    const j = doc.i;
+    if (j >= doc.end || IND[j]! < indent) return out;
+    if (IND[j]! > indent) outside();
+    const st = ST[j]!, e = EN[j]!;
+    const c = colonIn(st, e);
+    if (c <= st || (c !== e - 1 && src.charCodeAt(c + 1) !== 0x20)) {
       // a dash at a key's indent ends a same-indent sequence's parent only in below(); here it is the
       // end of this mapping when the caller is that sequence, else an error js-yaml reports
-      if (s.charCodeAt(0) === 0x2d) return out;
+      if (src.charCodeAt(st) === 0x2d) return out;
       outside();
     }
-    const key = keyOf(s.slice(0, c));
+    const key = keyOf(src.slice(st, c));
     let k = c + 1;
-    while (s[k] === ' ') k++;
-    const v = k < s.length ? inlineValue(s.slice(k)) : NONE;
+    while (k < e && src.charCodeAt(k) === 0x20) k++;
+    const v = k < e ? inlineValue(k, e) : NONE;
     doc.i++;
     if (v !== NONE) {
       out[key] = v;
-      const n = doc.lines[doc.i];
-      if (n && n.indent > indent) outside(); // a scalar continued on the next line
+      if (doc.i < doc.end && IND[doc.i]! > indent) outside(); // a scalar continued on the next line
     } else out[key] = below(doc, indent, true);
   }
 }
 
 /**
  * The documents of a manifest file and the line (1-based) where each one's content starts, as
- * js-yaml's loadAll gives them; undefined when the text is outside the subset.
+ * js-yaml's loadAll gives them; undefined when the text is outside the subset. opts.ownStrings:
+ * no string in the values is a slice of text, and arrays are sized exactly (see ownStrings above).
  */
-export function fastLoadAll(text: string): { values: unknown[]; lines: number[] } | undefined {
+export function fastLoadAll(text: string, opts?: { ownStrings?: boolean }): { values: unknown[]; lines: number[] } | undefined {
   if (UNSAFE_CHAR.test(text)) return undefined;
-  const raw = text.split('\n');
-  // each document: its lines, whether a `---` opened it, the line that ended it (a marker or the end)
-  const docs: { lines: Line[]; marked: boolean; end: number }[] = [{ lines: [], marked: false, end: raw.length - 1 }];
-  for (let no = 0; no < raw.length; no++) {
-    const s = raw[no]!;
-    if (s.startsWith('---') && (s.length === 3 || s[3] === ' ')) {
-      const rest = s.slice(3).trimStart();
+  ownStrings = opts?.ownStrings === true;
+  src = text;
+  nLines = 0;
+  try {
+    return readAll(text);
+  } finally {
+    src = '';
+    // a huge file's line tables are not kept
+    if (IND.length > 1 << 16) IND = new Int32Array(1024), ST = new Int32Array(1024), EN = new Int32Array(1024), NO = new Int32Array(1024);
+  }
+}
+
+function readAll(text: string): { values: unknown[]; lines: number[] } | undefined {
+  // each document: its first line in the tables, whether a `---` opened it
+  const docStart: number[] = [0];
+  let marked = false;
+  const n = text.length;
+  for (let ls = 0, no = 0; ls <= n; no++) {
+    let le = text.indexOf('\n', ls);
+    if (le < 0) le = n;
+    const first = text.charCodeAt(ls);
+    if (first === 0x2d && text.startsWith('---', ls) && (le - ls === 3 || text.charCodeAt(ls + 3) === 0x20)) {
+      const rest = text.slice(ls + 3, le).trimStart();
       if (rest !== '' && rest[0] !== '#') return undefined; // `--- value`
-      const last = docs[docs.length - 1]!;
       // comments before the first marker open no document
-      if (last.lines.length || last.marked) {
-        last.end = no;
-        docs.push({ lines: [], marked: true, end: raw.length - 1 });
-      } else last.marked = true;
+      if (nLines > docStart[docStart.length - 1]! || marked) docStart.push(nLines);
+      marked = true;
+      ls = le + 1;
       continue;
     }
-    if (s.startsWith('...') || s.startsWith('%')) return undefined;
-    let indent = 0;
-    while (s.charCodeAt(indent) === 0x20) indent++;
-    if (indent === s.length || s.charCodeAt(indent) === 0x23 /* # */) continue;
-    const text = indent ? s.slice(indent) : s;
-    docs[docs.length - 1]!.lines.push({ indent, text: text.charCodeAt(text.length - 1) === 0x20 ? text.trimEnd() : text, no });
+    if ((first === 0x2e && text.startsWith('...', ls)) || first === 0x25 /* % */) return undefined;
+    let p = ls;
+    while (p < le && text.charCodeAt(p) === 0x20) p++;
+    if (p < le && text.charCodeAt(p) !== 0x23 /* # */) addLine(p - ls, p, text.charCodeAt(le - 1) === 0x20 ? trimmedEnd(p, le) : le, no);
+    ls = le + 1;
   }
+  docStart.push(nLines);
   const values: unknown[] = [];
   const lines: number[] = [];
   try {
-    for (const { lines: ls } of docs) {
+    for (let d = 0; d + 1 < docStart.length; d++) {
+      const from = docStart[d]!, to = docStart[d + 1]!;
       // an empty document (a comment-only file, a trailing marker): js-yaml's rules for its null and
       // line are its own
-      if (!ls.length) return undefined;
-      if (ls[0]!.indent !== 0) return undefined;
-      const doc = new Doc(ls);
+      if (from === to) return undefined;
+      if (IND[from] !== 0) return undefined;
+      const doc = new Doc(from, to);
       const v = node(doc);
-      if (doc.i !== ls.length) return undefined;
+      if (doc.i !== to) return undefined;
       values.push(v);
-      lines.push(ls[0]!.no + 1);
+      lines.push(NO[from]! + 1);
     }
   } catch {
     // outside the subset, or nested deeper than the stack allows (a hostile file): js-yaml decides

@@ -7,6 +7,7 @@ import { dump, loadAll } from 'js-yaml';
 import { stringify } from 'yaml';
 import { fastLoadAll } from '../../src/source/yaml-fast.js';
 import { parseManifestText, YAML_LOAD_OPTIONS } from '../../src/source/manifests.js';
+import { anyObject } from '../../testing/fuzz-objects.js';
 
 function reference(text: string): { values: unknown[]; lines: number[] } | Error {
   const lines: number[] = [];
@@ -28,6 +29,8 @@ function agrees(t: { deepEqual(a: unknown, b: unknown, m?: string): void; fail(m
     return true;
   }
   t.deepEqual(fast, ref, JSON.stringify(text));
+  // the manifests source's mode (strings made its own, arrays sized exactly): the same values
+  t.deepEqual(fastLoadAll(text, { ownStrings: true }), ref, `ownStrings: ${JSON.stringify(text)}`);
   return true;
 }
 
@@ -107,4 +110,47 @@ test('parseManifestText gives the same objects, problems and lines by either pat
     t.is(fastLoadAll(slowText), undefined);
     t.deepEqual(fast, parseManifestText('f.yaml', slowText));
   }
+});
+
+// The fast path's objects are stored as they are (slimObject's parsedJson: no copy); js-yaml's are
+// copied. Both must give the store the same objects (values and key order), the same problems and
+// lines, for objects as the agent's users write them (fuzzed, hostile values included) and mutated
+// (a mutation the fast path still answers; a malformed file is js-yaml's either way).
+test('property: parseManifestText stores the same objects and problems by the fast path (kept) as by js-yaml (copied)', (t) => {
+  let fastAnswered = 0;
+  fc.assert(fc.property(fc.array(anyObject, { minLength: 1, maxLength: 3 }), fc.nat(styles.length - 1), fc.array(mutation, { maxLength: 2 }), (objs, s, muts) => {
+    let text: string;
+    try {
+      text = objs.map((o) => styles[s]!(o)).join('---\n');
+    } catch {
+      return;
+    }
+    const check = (x: string): void => {
+      // where the fast path does not answer, both are js-yaml's
+      if (fastLoadAll(x) === undefined) return;
+      fastAnswered++;
+      // a tab in a last comment line puts the text outside the fast path only
+      const slowText = `${x}\n#\t\n`;
+      t.is(fastLoadAll(slowText), undefined);
+      const a = parseManifestText('f.yaml', x), b = parseManifestText('f.yaml', slowText);
+      t.deepEqual(a, b, JSON.stringify(x));
+      t.is(JSON.stringify(a), JSON.stringify(b), 'the same key order');
+    };
+    check(text);
+    for (const [at, ins, del] of muts) {
+      const p = text.length ? at % text.length : 0;
+      text = text.slice(0, p) + ins + text.slice(del ? p + 1 : p);
+      check(text);
+    }
+  }), { seed: 0x5117, numRuns: 400 });
+  t.true(fastAnswered >= 100, `fast path answered ${fastAnswered} texts`);
+});
+
+test('numbers the copy rewrites (-0 as 0, one that is not finite as null) are stored as from js-yaml', (t) => {
+  const text = 'kind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: -0\n    nodePort: .inf\n  x: -.INF\n  y: .nan\n  z: -0.0\n  w: [] \n';
+  t.not(fastLoadAll(text), undefined);
+  const fast = parseManifestText('f.yaml', text), slow = parseManifestText('f.yaml', `${text}#\t\n`);
+  t.deepEqual(fast, slow);
+  t.deepEqual((fast.objects[0]!.obj as { spec: unknown }).spec, { ports: [{ port: 0, nodePort: null }], x: null, y: null, z: 0, w: [] });
+  t.true(Object.is((fast.objects[0]!.obj as { spec: { z: number } }).spec.z, 0));
 });
