@@ -28,6 +28,8 @@ import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, t
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
 import type { BpfMapsOptions } from './map-writer.js';
+import { maxEntriesOf, type MapSizes } from './map-sizes.js';
+import { setIdLimits } from '../../plan/limits.js';
 import { BpfMaps } from './maps.js';
 import { BpfMap } from './native/map.js';
 import { BpfObject } from './native/object.js';
@@ -71,6 +73,11 @@ export interface RefusedPin { name: string; id: number; reason: string }
 
 export interface LoadOptions {
   pinRoot: string; objectPath?: string; state?: AgentStateFile; mountBpffs?: boolean; maps?: BpfMapsOptions;
+  /**
+   * max_entries of maps, set before the load (--bpf-map-max, map-sizes.ts); a pinned map of another
+   * size is carried over as any changed definition (onIncompatible)
+   */
+  mapSizes?: MapSizes;
   /**
    * pinned maps whose definition changed (an upgrade): 'migrate' (the default) carries them over,
    * copying entries where the layout allows (migrate.ts); 'refuse' names them and loads nothing
@@ -129,6 +136,7 @@ function prepareLoad(opts: LoadOptions): Prepared {
   const state = opts.state ?? AgentStateFile.forPinRoot(pinRoot);
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   try {
+    if (opts.mapSizes) sizeMaps(object, opts.mapSizes);
     const refused = refuseForeignPins(object, pinRoot, state);
     const found = checkPinnedMaps(object, pinRoot, opts.onIncompatible ?? 'migrate');
     moveAside(pinRoot, found.migrations);
@@ -149,12 +157,33 @@ function prepareLoad(opts: LoadOptions): Prepared {
   }
 }
 
+/** Sets the maps' max_entries before the load; a map the object lacks is named (another --bpf-object). */
+function sizeMaps(object: BpfObject, sizes: MapSizes): void {
+  const names = object.mapNames();
+  for (const [name, entries] of maxEntriesOf(sizes)) {
+    if (!names.includes(name)) throw new KbpError('KBP_ERR_CONFIG', `--bpf-map-max ${name}: no such map in ${object.path}`);
+    object.setMaxEntries(name, entries);
+  }
+}
+
+/**
+ * The plan allocates frontend and backend ids below what the loaded maps index (plan/limits.ts): the
+ * object's own sizes, or those set at load.
+ */
+function followIdLimits(object: BpfObject): void {
+  const specs = new Map(object.mapSpecs().map((m) => [m.name, m.maxEntries]));
+  const revnat = specs.get('lb_revnat'), stats = specs.get('lb_fe_stats'), backends = specs.get('lb_backends');
+  if (revnat === undefined || stats === undefined || backends === undefined) return;
+  setIdLimits({ frontendIds: Math.min(revnat, stats), backends });
+}
+
 /** Everything after the object's load: programs pinned, ids recorded, the maps writer. */
 function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
   const { object, state, pinRoot, reused, migrations, refused } = p;
   try {
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
     recordIds(object, state);
+    followIdLimits(object);
     // a pinned filter is trusted only once this agent has rebuilt it: lb_fe_filter from lb_frontends
     // by the writer's first apply (map-writer syncFeFilter), lb_rev_filter from the conntrack maps by
     // the first sweep (ct-sweep.ts RevFilterBuild). One left switched on by another build (an older
