@@ -13,9 +13,9 @@ import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as limits from '../../src/plan/limits.js';
-import type { TestService } from '../../testing/datapath.js';
+import { OBJECT_PATH, type TestService } from '../../testing/datapath.js';
 import { toService } from '../../testing/datapath-rows.js';
-import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+import { isRoot, tempPinRoot } from './fixtures/util.js';
 
 const D = limits.DEFAULT_ID_LIMITS;
 const M = 251;
@@ -64,7 +64,8 @@ if (!isRoot) {
     t.teardown(() => limits.setIdLimits(D));
     const root = tempPinRoot(t, false);
     const statePath = tempStatePath(t);
-    const obj = dataplaneObject();
+    // the object the datapath table runs (KBP_BPF_OBJECT or bpf/kbp.bpf.o): the VM tier runs this file too
+    const obj = OBJECT_PATH;
     const up: MapSizes = {
       lb_maglev_slots: L.LB_MAGLEV_SLOTS_MAX + 4096, lb_revnat: D.frontendIds + 64, lb_fe_stats: D.frontendIds + 64,
       lb_backends: D.backends + 64, lb_frontends: 1024, lb_ct: 4096, lb_ct_syn: 1024,
@@ -118,8 +119,9 @@ if (!isRoot) {
     const root = tempPinRoot(t, false);
     const statePath = tempStatePath(t);
     // a valid u32, but a per-CPU array of 2^32-1 entries is more than the kernel allocates
-    const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath), mapSizes: { lb_fe_stats: 0xffffffff } }));
-    t.regex(e!.message, /load \S+kbp\.bpf\.o: /);
-    t.regex(e!.message, /lb_fe_stats/);
+    const e = t.throws(() => loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, statePath), mapSizes: { lb_fe_stats: 0xffffffff } }));
+    // (t.true over a test: the VM's mini-ava has no t.regex)
+    t.true(/^load \S+\.o: /.test(e.message), e.message);
+    t.true(e.message.includes('lb_fe_stats'), e.message);
   });
 }
