@@ -4,11 +4,12 @@
 // a restart with another size carries the entries over (migrate.ts), a smaller one drops what no
 // longer fits. Needs root and bpffs.
 import test from 'ava';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
+import { SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
@@ -83,6 +84,13 @@ if (!isRoot) {
       a.maps.writeConfig({ hashSeed: 1, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
       writeService(a);
       t.deepEqual(syn(a, 41000), { translated: true, feFound: true, packets: 1 }, 'frontend id, backend id and Maglev region past lb_consts.h\'s bounds');
+      // the UDP socket terminator's object shares the pinned maps: it must reuse them at their sizes
+      // (bpf_sock_destroy: 6.5 and later; the VM's 6.1 cannot load it whatever the sizes)
+      const [maj, min] = release().split('.').map(Number);
+      if (maj! > 6 || (maj === 6 && min! >= 5)) {
+        const path = sockTermObjectPath(obj);
+        if (existsSync(path)) t.notThrows(() => SockTerminator.load(root, path).close(), 'lb_sock_term.bpf.o loads over the sized pins');
+      }
     } finally {
       a.object.close();
     }

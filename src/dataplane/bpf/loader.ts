@@ -167,6 +167,24 @@ function sizeMaps(object: BpfObject, sizes: MapSizes): void {
 }
 
 /**
+ * Before the load of another object sharing the agent's pinned maps (lb_sock_term.bpf.o): each of
+ * its maps pinned under pinRoot is given the pinned map's max_entries, so libbpf reuses it when the
+ * agent sized it at load (--bpf-map-max) instead of refusing the pin as incompatible.
+ */
+export function sizeLikePins(object: BpfObject, pinRoot: string): void {
+  for (const spec of object.mapSpecs()) {
+    const path = join(pinRoot, spec.name);
+    if (!existsSync(path)) continue;
+    const pinned = BpfMap.fromPin(path);
+    try {
+      if (pinned.maxEntries !== spec.maxEntries) object.setMaxEntries(spec.name, pinned.maxEntries);
+    } finally {
+      pinned.close();
+    }
+  }
+}
+
+/**
  * The plan allocates frontend and backend ids below what the loaded maps index (plan/limits.ts): the
  * object's own sizes, or those set at load.
  */
