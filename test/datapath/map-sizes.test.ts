@@ -11,7 +11,7 @@ import * as L from '../../src/dataplane/bpf/layout.js';
 import { loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
 import { SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
+import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as limits from '../../src/plan/limits.js';
 import { OBJECT_PATH, type TestService } from '../../testing/datapath.js';
@@ -69,7 +69,7 @@ if (!isRoot) {
     const obj = OBJECT_PATH;
     const up: MapSizes = {
       lb_maglev_slots: L.LB_MAGLEV_SLOTS_MAX + 4096, lb_revnat: D.frontendIds + 64, lb_fe_stats: D.frontendIds + 64,
-      lb_backends: D.backends + 64, lb_frontends: 1024, lb_ct: 4096, lb_ct_syn: 1024,
+      lb_backends: D.backends + 64, lb_frontends: 1024, lb_ct: 4096, lb_ct_syn: 1001,
     };
     const load = (sizes?: MapSizes) => loadDataplane({ pinRoot: root, objectPath: obj, state: AgentStateFile.forPinRoot(root, statePath), ...(sizes && { mapSizes: sizes }) });
 
@@ -80,6 +80,10 @@ if (!isRoot) {
       t.is(a.maps.map('lb_backends').maxEntries, D.backends + 64);
       t.is(a.maps.map('lb_frontends').maxEntries, 1024, 'sized down too');
       t.is(a.maps.map('lb_ct').maxEntries, 4096);
+      // per-CPU LRU lists: a multiple of the CPUs, as the kernel rounds it (so the pin matches next time)
+      const pinned = BpfMap.fromPin(join(root, 'lb_ct_syn'));
+      t.teardown(() => pinned.close());
+      t.is(pinned.maxEntries, Math.ceil(1001 / numPossibleCpus()) * numPossibleCpus());
       t.deepEqual([limits.LB_FE_ID_MAX, limits.BACKEND_ID_MAX], [D.frontendIds + 64, D.backends + 63], 'the plan\'s id ranges follow the loaded maps');
       a.maps.writeConfig({ hashSeed: 1, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
       writeService(a);

@@ -31,7 +31,8 @@ import type { BpfMapsOptions } from './map-writer.js';
 import { maxEntriesOf, type MapSizes } from './map-sizes.js';
 import { setIdLimits } from '../../plan/limits.js';
 import { BpfMaps } from './maps.js';
-import { BpfMap } from './native/map.js';
+import { BpfMap, numPossibleCpus } from './native/map.js';
+import { BPF_F_NO_COMMON_LRU, MapType } from './native/uapi.js';
 import { BpfObject } from './native/object.js';
 import { BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint } from './native/program.js';
 
@@ -157,12 +158,23 @@ function prepareLoad(opts: LoadOptions): Prepared {
   }
 }
 
-/** Sets the maps' max_entries before the load; a map the object lacks is named (another --bpf-object). */
+/**
+ * Sets the maps' max_entries before the load; a map the object lacks is named (another --bpf-object).
+ * An LRU hash with per-CPU lists (lb_ct_syn) is rounded up to a multiple of the possible CPUs, as the
+ * kernel rounds it (htab_map_alloc): asking for that very size keeps the pin reusable at the next start.
+ */
 function sizeMaps(object: BpfObject, sizes: MapSizes): void {
-  const names = object.mapNames();
+  const specs = new Map(object.mapSpecs().map((m) => [m.name, m]));
   for (const [name, entries] of maxEntriesOf(sizes)) {
-    if (!names.includes(name)) throw new KbpError('KBP_ERR_CONFIG', `--bpf-map-max ${name}: no such map in ${object.path}`);
-    object.setMaxEntries(name, entries);
+    const spec = specs.get(name);
+    if (!spec) throw new KbpError('KBP_ERR_CONFIG', `--bpf-map-max ${name}: no such map in ${object.path}`);
+    let n = entries;
+    if (spec.type === MapType.LRU_HASH && (spec.flags & BPF_F_NO_COMMON_LRU)) {
+      const cpus = numPossibleCpus();
+      n = Math.ceil(n / cpus) * cpus;
+      if (n > 0xffffffff) n = Math.floor(entries / cpus) * cpus;
+    }
+    object.setMaxEntries(name, n);
   }
 }
 
