@@ -15,7 +15,7 @@ import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { EvictionCounter, evictionCounters, RevFilterBuild, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
-import type { MapSizes } from './map-sizes.js';
+import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
 import { PROGRAM_WRITTEN_MAPS } from './maps.js';
@@ -238,7 +238,7 @@ export class BpfDataplane implements Dataplane {
     for (const r of loaded.refused) {
       this.#log.warn({ map: r.name, id: r.id, reason: r.reason }, 'pinned map not made by this agent: unpinned and created anew');
     }
-    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
+    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused, ...(this.#opts.mapSizes && { bpfMapMax: formatMapSizes(this.#opts.mapSizes) }) }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
     await masquerade;

@@ -14,7 +14,8 @@
 //
 // A pinned map of another size (a restart with another flag, an upgrade) is carried over as any
 // map whose definition changed (loader.ts checkPinnedMaps, migrate.ts): its entries are copied into
-// the new map where they fit.
+// the new map where they fit. lb_sock_term.bpf.o, which shares the pins, takes their sizes
+// (loader.ts sizeLikePins); lb_ct_syn is rounded to the kernel's multiple of the CPUs (sizeMaps).
 import { KbpError } from '../../util/errors.js';
 import * as L from './layout.js';
 import { DEFAULT_ID_LIMITS } from '../../plan/limits.js';
