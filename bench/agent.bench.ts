@@ -34,16 +34,31 @@ export function bundle(ctx: BenchContext): string {
 }
 
 /**
- * A BPF object whose Maglev array holds n tables of 10 backends with a quarter to spare, when the
- * shipped one (LB_MAGLEV_SLOTS_MAX: 64 MiB, sized for 10,000 Services) cannot: at 100,000 Services
+ * Maglev slots for n tables of 10 backends with a quarter to spare, when the default array
+ * (LB_MAGLEV_SLOTS_MAX: 64 MiB, sized for 10,000 Services) cannot hold them: at 100,000 Services
  * every Service past ~10,400 would be left out for capacity and the run could never see all its
- * frontends. Built beside the bundle (with lb_sock_term.bpf.o, which the agent finds next to it);
- * undefined when the shipped object suffices.
+ * frontends. undefined when the default suffices.
  */
-export function objectFor(ctx: BenchContext, n: number): string | undefined {
+export function maglevSlotsFor(n: number): number | undefined {
   const perTable = Math.ceil(maglevSize(10, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
   if (n * perTable <= L.LB_MAGLEV_SLOTS_MAX) return undefined;
-  const need = Math.ceil((n * perTable * 1.25) / 4096) * 4096;
+  return Math.ceil((n * perTable * 1.25) / 4096) * 4096;
+}
+
+/** The agent's flags for n Services: the Maglev array sized at load (run --bpf-map-max). */
+export function mapMaxFlags(n: number): string[] {
+  const need = maglevSlotsFor(n);
+  return need === undefined ? [] : ['--bpf-map-max', `lb_maglev_slots=${need}`];
+}
+
+/**
+ * For a build without --bpf-map-max (a baseline before it): a BPF object built with
+ * -DLB_MAGLEV_SLOTS_MAX=maglevSlotsFor(n), beside the bundle (with lb_sock_term.bpf.o, which the
+ * agent finds next to it); undefined when the shipped object suffices.
+ */
+export function objectFor(ctx: BenchContext, n: number): string | undefined {
+  const need = maglevSlotsFor(n);
+  if (need === undefined) return undefined;
   const dir = join(here, 'results', '.agent', `bpf-maglev-${need}`);
   mkdirSync(dir, { recursive: true });
   ctx.log(`building a BPF object with LB_MAGLEV_SLOTS_MAX=${need} (${((need * 4) / MiB).toFixed(0)} MiB of Maglev slots) for ${n} Services`);
@@ -126,7 +141,11 @@ export interface AgentRun {
   output: string;
 }
 
-export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number }): Promise<AgentRun> {
+/**
+ * sizing: how the agent gets a Maglev array for n Services, 'flag' (--bpf-map-max, the default) or
+ * 'object' (a rebuilt object: a baseline whose agent lacks the flag)
+ */
+export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: number, opts: { changes: number; settleMs: number; timeoutMs: number; sizing?: 'flag' | 'object' }): Promise<AgentRun> {
   const ns: Netns = await lab.addNetns(`a${n}`);
   await lab.ip(ns, ['link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
   await lab.ip(ns, ['link', 'set', 'e0', 'up']);
@@ -143,12 +162,13 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
     const m = await lab.exec(ns, 'curl', ['-s', '--max-time', '10', 'http://127.0.0.1:10249/metrics'], { allowFail: true });
     return parseMetrics(m.stdout);
   };
-  const object = objectFor(ctx, n);
-  ctx.log(`${n} Services: starting the agent`);
+  const object = opts.sizing === 'object' ? objectFor(ctx, n) : undefined;
+  const sizing = opts.sizing === 'object' ? [] : mapMaxFlags(n);
+  ctx.log(`${n} Services: starting the agent${object ? ` (--bpf-object ${object})` : sizing.length ? ` (${sizing.join(' ')})` : ''}`);
   const started = Date.now();
   const agent = lab.spawn(ns, process.execPath, [cli, 'run', '--kubeconfig', kubeconfig, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
-    ...(object ? ['--bpf-object', object] : [])], { what: `agent ${n}` });
+    ...(object ? ['--bpf-object', object] : []), ...sizing], { what: `agent ${n}` });
   try {
     const deadline = started + opts.timeoutMs;
     let m: Metrics;

@@ -28,11 +28,14 @@ export default defineBench({
     const rounds = baseCli ? Number(process.env.KBP_BENCH_SCALE_ROUNDS ?? 2) : 1;
     // a Lab per run: runAgent names its namespace by N
     const labs: Lab[] = [];
+    // this build sizes its Maglev array with --bpf-map-max; the baseline may predate the flag and
+    // gets an object rebuilt with -DLB_MAGLEV_SLOTS_MAX (KBP_BENCH_SCALE_BASE_SIZING=flag if it has it)
+    const baseSizing = process.env.KBP_BENCH_SCALE_BASE_SIZING === 'flag' ? 'flag' : 'object';
     const run = async (c: string, changes: number): Promise<AgentRun> => {
       const lab = new Lab(`scale${labs.length}`);
       labs.push(lab);
       try {
-        return await runAgent(ctx, lab, c, n, { changes, settleMs: SETTLE_MS, timeoutMs });
+        return await runAgent(ctx, lab, c, n, { changes, settleMs: SETTLE_MS, timeoutMs, sizing: c === cli ? 'flag' : baseSizing });
       } finally {
         await lab.cleanup();
       }

@@ -5,7 +5,8 @@
 #ifndef KBP_LB_CONSTS_H
 #define KBP_LB_CONSTS_H
 
-/* map sizes */
+/* map sizes: the defaults; the agent sets most at load (--bpf-map-max, src/dataplane/bpf/map-sizes.ts),
+ * and no program bounds an index by them */
 #ifndef LB_FRONTENDS_MAX
 #define LB_FRONTENDS_MAX 131072      /* (address, port, proto, scope) entries */
 #endif

@@ -138,15 +138,16 @@ static __always_inline int lb_source_allowed(const struct lb_frontend *fe, const
 
 /* The backend id in slot h % M of a frontend's Maglev table (tc, XDP and the socket hooks), or 0
  * after counting why: LB_STAT_DROP_TABLE_MISSING with *table_missing set when there is no table to
- * read (M 0, an M user space never builds, or a region past the array's end), else
+ * read (M 0, an M user space never builds, or a slot past the array's end), else
  * LB_STAT_DROP_BACKEND_ID_ZERO (an empty slot). The table is slots maglev_off .. maglev_off + M - 1
- * of lb_maglev_slots: one array lookup, which the verifier inlines. */
+ * of lb_maglev_slots: one array lookup, which the verifier inlines. The array's size is set at load
+ * (--bpf-map-max), so the lookup bounds the slot, not LB_MAGLEV_SLOTS_MAX; off + M must not wrap. */
 static __always_inline __u32 lb_maglev_backend(const struct lb_frontend *fe, __u32 h, int *table_missing)
 {
 	__u32 off = fe->maglev_off, m = fe->maglev_m, slot, idx, id = 0;
 	struct lb_maglev_elem *e = NULL;
 
-	if (m != 0 && m <= LB_MAGLEV_M_MAX && off <= LB_MAGLEV_SLOTS_MAX - m) {
+	if (m != 0 && m <= LB_MAGLEV_M_MAX && off <= 0xffffffffU - m) {
 		slot = off + h % m;
 		idx = slot / LB_MAGLEV_IDS_PER_ELEM;
 		e = bpf_map_lookup_elem(&lb_maglev_slots, &idx);

@@ -48,6 +48,8 @@ const TABLE: Record<string, Row> = {
   objectClose: { args: () => [closed], kinds: ['handle'] },
   objectClearPins: { args: () => [open], kinds: ['handle'] },
   objectMaps: { args: () => [open], kinds: ['handle'] },
+  // the object is never loaded: any size, however odd, only sets its definition
+  objectSetMaxEntries: { args: () => [open, 'lb_ct', 1024], kinds: ['handle', 'str', 'u32'] },
   objectPrograms: { args: () => [open], kinds: ['handle'] },
   mapLookup: { args: () => [HASH, B(8), B(16), 0], kinds: ['fd', { buf: 8, nullable: true }, { buf: 16 }, 'u32'] },
   mapUpdate: { args: () => [HASH, B(8), B(16), 0], kinds: ['fd', { buf: 8, nullable: true }, { buf: 16 }, 'u32'] },
@@ -211,6 +213,7 @@ async function main(): Promise<void> {
   // a handle closed twice, and handles used after close
   n.objectClose(open as Handle);
   for (const m of ['objectClose', 'objectLoad', 'objectLoadAsync', 'objectMaps', 'objectPrograms', 'objectClearPins']) await call(m, [open], 'any');
+  await call('objectSetMaxEntries', [open, 'lb_ct', 1024], 'any');
   process.stdout.write(`${JSON.stringify({ calls, threw, exported, untabled, violations })}\n`);
 }
 

@@ -323,6 +323,20 @@ Napi::Value ObjectClearPins(const Napi::CallbackInfo& info) {
   return Num(info.Env(), 0);
 }
 
+// objectSetMaxEntries(h, name, n) -> 0 | -errno: before load, the capacity a map is created with
+// (--bpf-map-max); a pinned map of another capacity is moved aside first (loader.ts, migrate.ts)
+Napi::Value ObjectSetMaxEntries(const Napi::CallbackInfo& info) {
+  Args a(info, "objectSetMaxEntries");
+  ObjectHolder* h = a.Holder(0, "handle");
+  std::string name = a.Str(1, "name");
+  uint32_t n = a.U32(2, "maxEntries");
+  if (!a.ok() || Loading(info, h, "objectSetMaxEntries")) return info.Env().Undefined();
+  if (!h->obj) return Num(info.Env(), -EBADF);
+  bpf_map* m = bpf_object__find_map_by_name(h->obj, name.c_str());
+  if (!m) return Num(info.Env(), -ENOENT);
+  return Num(info.Env(), bpf_map__set_max_entries(m, n));
+}
+
 Napi::Value ObjectClose(const Napi::CallbackInfo& info) {
   Args a(info, "objectClose");
   ObjectHolder* h = a.Holder(0, "handle");
@@ -1141,6 +1155,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("objectLoadAsync", ObjectLoadAsync);
   EXPORT("objectClose", ObjectClose);
   EXPORT("objectClearPins", ObjectClearPins);
+  EXPORT("objectSetMaxEntries", ObjectSetMaxEntries);
   EXPORT("objectMaps", ObjectMaps);
   EXPORT("objectPrograms", ObjectPrograms);
   EXPORT("mapLookup", MapLookup);

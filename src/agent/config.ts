@@ -9,6 +9,7 @@ import { ipFamily, parseCidr } from '../util/ip.js';
 import { parseBindAddress } from './health.js';
 import { IPVS_SCHEDULERS } from '../dataplane/ipvs/schedulers.js';
 import { checkNodePortAddresses } from '../compile/nodeport-addresses.js';
+import { checkSize, type MapSizes, type SizableMap } from '../dataplane/bpf/map-sizes.js';
 
 export type Mode = 'auto' | 'bpf' | 'ipvs' | 'nftables';
 
@@ -25,6 +26,8 @@ export interface AgentSettings {
   bpffs: string;
   /** the BPF object to load; unset: the one shipped beside the agent */
   bpfObject?: string;
+  /** max_entries of maps set at load (--bpf-map-max; dataplane/bpf/map-sizes.ts); unset: the object's */
+  bpfMapMax?: MapSizes;
   healthzBindAddress: string;
   metricsBindAddress: string;
   nodePortAddresses: string[];
@@ -346,6 +349,7 @@ export function validateSettings(s: AgentSettings): AgentSettings {
   if (!(s.ctSweepMs >= 100 && s.ctSweepMs <= 2 ** 31 - 1)) fail(`--conntrack-sweep-interval: must be between 100ms and 596h, got ${s.ctSweepMs} ms`);
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);
   if (s.bpfObject !== undefined && !s.bpfObject) fail('--bpf-object: empty');
+  for (const [name, n] of Object.entries(s.bpfMapMax ?? {})) checkSize(name as SizableMap, n);
   return s;
 }
 

@@ -153,6 +153,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
   return new BpfDataplane({
     pinRoot: s.bpffs,
     ...(s.bpfObject !== undefined && { objectPath: s.bpfObject }),
+    ...(s.bpfMapMax !== undefined && { mapSizes: s.bpfMapMax }),
     seed: s.seed,
     socketLb: s.socketLb,
     localExternalIpAllow: s.localExternalIpAllow,

@@ -6,8 +6,12 @@
 // An LB_ name is the #define of that name; the others are field widths. src/dataplane/bpf/layout.ts
 // mirrors lb_consts.h too (for the map writer) and is checked the same way.
 
-/** lb_consts.h: frontend ids are 1..LB_FE_ID_MAX-1 (lb_revnat and lb_fe_stats are arrays of this size) */
-export const LB_FE_ID_MAX = 131072;
+/**
+ * lb_consts.h: frontend ids are 1..LB_FE_ID_MAX-1 (lb_revnat and lb_fe_stats are arrays of this size).
+ * The default; a data plane whose maps were sized at load (--bpf-map-max) sets the loaded size with
+ * setIdLimits(), and every reader of this binding (the plan's id allocators) follows it.
+ */
+export let LB_FE_ID_MAX = 131072;
 
 /** lb_consts.h: the bounds of a Maglev table's M; both are prime */
 export const LB_MAGLEV_M_MIN = 251;
@@ -20,10 +24,27 @@ export const MAGLEV_ELEM_BYTES = 8;
 
 /** backend and table ids are __u32 (lb_backends' key, lb_frontend.table_id), never 0 */
 export const ID_MAX = 0xffffffff;
-/** lb_consts.h: lb_backends is an array of this size, indexed by backend id */
-export const LB_BACKENDS_MAX = 1048576;
+/** lb_consts.h: lb_backends is an array of this size, indexed by backend id (the default: setIdLimits()) */
+export let LB_BACKENDS_MAX = 1048576;
 /** backend ids are 1..BACKEND_ID_MAX: indexes of lb_backends */
-export const BACKEND_ID_MAX = LB_BACKENDS_MAX - 1;
+export let BACKEND_ID_MAX = LB_BACKENDS_MAX - 1;
+
+/** lb_consts.h's sizes, whatever setIdLimits() set */
+export const DEFAULT_ID_LIMITS = { frontendIds: LB_FE_ID_MAX, backends: LB_BACKENDS_MAX } as const;
+
+/**
+ * The id ranges of the loaded maps (max_entries of lb_revnat / lb_fe_stats, the smaller, and of
+ * lb_backends), when they were sized at load (src/dataplane/bpf/map-sizes.ts): ids are allocated
+ * below them. One data plane per process; its load sets them before the first plan.
+ */
+export function setIdLimits(l: { frontendIds: number; backends: number }): void {
+  if (!Number.isInteger(l.frontendIds) || l.frontendIds < 2 || !Number.isInteger(l.backends) || l.backends < 2) {
+    throw new RangeError(`setIdLimits: frontendIds ${l.frontendIds} and backends ${l.backends} must be integers >= 2`);
+  }
+  LB_FE_ID_MAX = l.frontendIds;
+  LB_BACKENDS_MAX = l.backends;
+  BACKEND_ID_MAX = l.backends - 1;
+}
 /** lb_frontend.backend_count is a __u16 */
 export const MAX_BACKENDS_PER_FRONTEND = 0xffff;
 /** lb_frontend.affinity_timeout is a __u32, in seconds */

@@ -312,8 +312,10 @@ test('the kernel limits of src/plan/limits.ts match the maps and field widths of
     ['sizeof(struct lb_maglev_elem)', elem?.size, 'MAGLEV_ELEM_BYTES'],
   ];
   t.deepEqual(checks.filter(([, c, name]) => c !== limits[name]).map(([what, c, name]) => `${name}: ${String(c)} (${what}) in C, ${limits[name]} in limits.ts`), []);
-  // every limit is checked here or against the header
-  const checked = new Set<string>([...LIMIT_DEFINES, ...checks.map(([, , name]) => name)]);
+  // the defaults setIdLimits() returns to are the object's own sizes
+  t.deepEqual(limits.DEFAULT_ID_LIMITS, { frontendIds: maxEntries('lb_revnat'), backends: maxEntries('lb_backends') });
+  // every limit is checked here or against the header (setIdLimits is the one function)
+  const checked = new Set<string>([...LIMIT_DEFINES, ...checks.map(([, , name]) => name), 'DEFAULT_ID_LIMITS', 'setIdLimits']);
   t.deepEqual(Object.keys(limits).filter((n) => !checked.has(n)), []);
 });
 

@@ -1,6 +1,7 @@
 // `run`: the agent (DESIGN.md "contract: CLI").
 import { DEFAULTS, defaultNodeName, loadConfigFile, parseDuration, validateSettings, type AgentSettings, type Mode } from '../../agent/config.js';
 import { KbpError } from '../../util/errors.js';
+import { parseMapSizes } from '../../dataplane/bpf/map-sizes.js';
 import { createLogger } from '../../util/log.js';
 import { listOption, parseCommandArgs, type Command } from '../command.js';
 
@@ -25,6 +26,12 @@ Options:
                                cgroup v2, /sys/fs/cgroup or /sys/fs/cgroup/unified; mounted if none)
   --bpffs PATH                 pin root (default /sys/fs/bpf/kube-bpf-proxy)
   --bpf-object PATH            the BPF object to load (default: the one shipped with the agent)
+  --bpf-map-max LIST           BPF map sizes set at load, MAP=N (repeatable; N may end in k, M, G):
+                               lb_maglev_slots (slots of every Maglev table: ~1,600 a Service of
+                               10 endpoints, 4 bytes each; default 16776192, ~10,000 such Services),
+                               lb_frontends, lb_backends, lb_slots, lb_members, lb_revnat and
+                               lb_fe_stats (frontend ids), lb_ct, lb_ct_syn, lb_affinity,
+                               lb_src_ranges, lb_sock_revnat, lb_frags (README "Limits")
   --config FILE                a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags win
   --healthz-bind-address ADDR  /healthz and /livez (default 0.0.0.0:10256; "" disables)
   --metrics-bind-address ADDR  Prometheus /metrics (default 127.0.0.1:10249; "" disables)
@@ -65,6 +72,7 @@ export const command: Command = {
       cgroup: { type: 'string' },
       bpffs: { type: 'string' },
       'bpf-object': { type: 'string' },
+      'bpf-map-max': { type: 'string', multiple: true },
       config: { type: 'string' },
       'healthz-bind-address': { type: 'string' },
       'metrics-bind-address': { type: 'string' },
@@ -120,6 +128,7 @@ export const command: Command = {
       ...(values.cgroup !== undefined && { cgroup: values.cgroup }),
       ...(values.bpffs !== undefined && { bpffs: values.bpffs }),
       ...(values['bpf-object'] !== undefined && { bpfObject: values['bpf-object'] }),
+      ...(values['bpf-map-max'] !== undefined && { bpfMapMax: parseMapSizes(listOption(values['bpf-map-max'])) }),
       ...(values['healthz-bind-address'] !== undefined && { healthzBindAddress: values['healthz-bind-address'] }),
       ...(values['metrics-bind-address'] !== undefined && { metricsBindAddress: values['metrics-bind-address'] }),
       ...(values['nodeport-addresses'] !== undefined && { nodePortAddresses: listOption(values['nodeport-addresses']) }),

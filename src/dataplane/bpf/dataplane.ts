@@ -15,6 +15,7 @@ import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { EvictionCounter, evictionCounters, RevFilterBuild, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
+import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
 import { PROGRAM_WRITTEN_MAPS } from './maps.js';
@@ -57,6 +58,8 @@ export interface BpfDataplaneOptions {
   xdp?: boolean;
   log?: Logger;
   objectPath?: string;
+  /** max_entries of maps, set at load (--bpf-map-max, map-sizes.ts); unset: the object's */
+  mapSizes?: MapSizes;
   /** the NodePort range (default 30000-32767): masquerade keeps out of it */
   nodePortRange?: NodePortRange;
   /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
@@ -224,7 +227,7 @@ export class BpfDataplane implements Dataplane {
     // (an nft that cannot start rejects it too: the executor's throw)
     const masquerade = installMasqueradeAsync(snatMark, this.#opts.nodePortRange);
     masquerade.catch(() => {}); // awaited after the load; a failed load must not leave it unhandled
-    const loaded = await loadDataplaneAsync({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, maps: { recycleTables: true } });
+    const loaded = await loadDataplaneAsync({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(this.#opts.mapSizes && { mapSizes: this.#opts.mapSizes }), maps: { recycleTables: true } });
     this.#loaded = loaded;
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
@@ -235,7 +238,7 @@ export class BpfDataplane implements Dataplane {
     for (const r of loaded.refused) {
       this.#log.warn({ map: r.name, id: r.id, reason: r.reason }, 'pinned map not made by this agent: unpinned and created anew');
     }
-    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
+    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused, ...(this.#opts.mapSizes && { bpfMapMax: formatMapSizes(this.#opts.mapSizes) }) }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
     await masquerade;
@@ -588,13 +591,14 @@ export class BpfDataplane implements Dataplane {
   }
 
   /**
-   * What the loaded maps hold (their max_entries), not what lb_consts.h says by default: an object
-   * built with other sizes (--bpf-object), or maps kept from an older build, must be fitted to, or a
-   * Service over the limit fails the whole sync and holds back every other Service's changes.
+   * What the loaded maps hold (their max_entries), not what lb_consts.h says by default: maps sized
+   * at load (--bpf-map-max), an object built with other sizes (--bpf-object), or maps kept from an
+   * older build, must be fitted to, or a Service over the limit fails the whole sync and holds back
+   * every other Service's changes.
    */
   capacity(): Capacity {
     const m = this.#loaded?.maps;
-    const cap = (name: L.MapName, dflt: number): number => Math.min(dflt, m ? m.map(name).maxEntries : dflt);
+    const cap = (name: L.MapName, dflt: number): number => (m ? m.map(name).maxEntries : dflt);
     return {
       frontends: cap('lb_frontends', L.LB_FRONTENDS_MAX),
       // every Maglev table's region together, as the loaded array holds them (the map writer's

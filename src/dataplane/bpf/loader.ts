@@ -28,8 +28,11 @@ import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, t
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
 import type { BpfMapsOptions } from './map-writer.js';
+import { maxEntriesOf, type MapSizes } from './map-sizes.js';
+import { setIdLimits } from '../../plan/limits.js';
 import { BpfMaps } from './maps.js';
-import { BpfMap } from './native/map.js';
+import { BpfMap, numPossibleCpus } from './native/map.js';
+import { BPF_F_NO_COMMON_LRU, MapType } from './native/uapi.js';
 import { BpfObject } from './native/object.js';
 import { BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint } from './native/program.js';
 
@@ -71,6 +74,11 @@ export interface RefusedPin { name: string; id: number; reason: string }
 
 export interface LoadOptions {
   pinRoot: string; objectPath?: string; state?: AgentStateFile; mountBpffs?: boolean; maps?: BpfMapsOptions;
+  /**
+   * max_entries of maps, set before the load (--bpf-map-max, map-sizes.ts); a pinned map of another
+   * size is carried over as any changed definition (onIncompatible)
+   */
+  mapSizes?: MapSizes;
   /**
    * pinned maps whose definition changed (an upgrade): 'migrate' (the default) carries them over,
    * copying entries where the layout allows (migrate.ts); 'refuse' names them and loads nothing
@@ -129,6 +137,7 @@ function prepareLoad(opts: LoadOptions): Prepared {
   const state = opts.state ?? AgentStateFile.forPinRoot(pinRoot);
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   try {
+    if (opts.mapSizes) sizeMaps(object, opts.mapSizes);
     const refused = refuseForeignPins(object, pinRoot, state);
     const found = checkPinnedMaps(object, pinRoot, opts.onIncompatible ?? 'migrate');
     moveAside(pinRoot, found.migrations);
@@ -149,12 +158,62 @@ function prepareLoad(opts: LoadOptions): Prepared {
   }
 }
 
+/**
+ * Sets the maps' max_entries before the load; a map the object lacks is named (another --bpf-object).
+ * An LRU hash with per-CPU lists (lb_ct_syn) is rounded up to a multiple of the possible CPUs, as the
+ * kernel rounds it (htab_map_alloc): asking for that very size keeps the pin reusable at the next start.
+ */
+function sizeMaps(object: BpfObject, sizes: MapSizes): void {
+  const specs = new Map(object.mapSpecs().map((m) => [m.name, m]));
+  for (const [name, entries] of maxEntriesOf(sizes)) {
+    const spec = specs.get(name);
+    if (!spec) throw new KbpError('KBP_ERR_CONFIG', `--bpf-map-max ${name}: no such map in ${object.path}`);
+    let n = entries;
+    if (spec.type === MapType.LRU_HASH && (spec.flags & BPF_F_NO_COMMON_LRU)) {
+      const cpus = numPossibleCpus();
+      n = Math.ceil(n / cpus) * cpus;
+      if (n > 0xffffffff) n = Math.floor(entries / cpus) * cpus;
+    }
+    object.setMaxEntries(name, n);
+  }
+}
+
+/**
+ * Before the load of another object sharing the agent's pinned maps (lb_sock_term.bpf.o): each of
+ * its maps pinned under pinRoot is given the pinned map's max_entries, so libbpf reuses it when the
+ * agent sized it at load (--bpf-map-max) instead of refusing the pin as incompatible.
+ */
+export function sizeLikePins(object: BpfObject, pinRoot: string): void {
+  for (const spec of object.mapSpecs()) {
+    const path = join(pinRoot, spec.name);
+    if (!existsSync(path)) continue;
+    const pinned = BpfMap.fromPin(path);
+    try {
+      if (pinned.maxEntries !== spec.maxEntries) object.setMaxEntries(spec.name, pinned.maxEntries);
+    } finally {
+      pinned.close();
+    }
+  }
+}
+
+/**
+ * The plan allocates frontend and backend ids below what the loaded maps index (plan/limits.ts): the
+ * object's own sizes, or those set at load.
+ */
+function followIdLimits(object: BpfObject): void {
+  const specs = new Map(object.mapSpecs().map((m) => [m.name, m.maxEntries]));
+  const revnat = specs.get('lb_revnat'), stats = specs.get('lb_fe_stats'), backends = specs.get('lb_backends');
+  if (revnat === undefined || stats === undefined || backends === undefined) return;
+  setIdLimits({ frontendIds: Math.min(revnat, stats), backends });
+}
+
 /** Everything after the object's load: programs pinned, ids recorded, the maps writer. */
 function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
   const { object, state, pinRoot, reused, migrations, refused } = p;
   try {
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
     recordIds(object, state);
+    followIdLimits(object);
     // a pinned filter is trusted only once this agent has rebuilt it: lb_fe_filter from lb_frontends
     // by the writer's first apply (map-writer syncFeFilter), lb_rev_filter from the conntrack maps by
     // the first sweep (ct-sweep.ts RevFilterBuild). One left switched on by another build (an older

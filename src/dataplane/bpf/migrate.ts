@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:f
 import { join } from 'node:path';
 import { BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
-import { BPF_ANY, BPF_NOEXIST, MapType } from './native/uapi.js';
+import { BPF_ANY, BPF_F_MMAPABLE, BPF_NOEXIST, MapType } from './native/uapi.js';
 import { EEXIST } from './native/errors.js';
 import * as L from './layout.js';
 import { regionSize } from './slot-alloc.js';
@@ -119,6 +119,17 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
       const toArray = target.type === MapType.ARRAY;
       const flags = toArray ? BPF_ANY : BPF_NOEXIST;
       let copied = 0, dropped = 0, newer = 0;
+      if (toArray && old.type === MapType.ARRAY && (target.flags & BPF_F_MMAPABLE) && old.valueSize === target.valueSize) {
+        // an mmapable array resized (--bpf-map-max lb_maglev_slots: millions of elements): copied
+        // through the mapping a chunk at a time, not an update per element
+        try {
+          out.push({ ...m, ...copyArrayMmap(old, target) });
+        } finally {
+          old.close();
+        }
+        try { unlinkSync(aside); } catch { /* gone */ }
+        continue;
+      }
       try {
         const pad = Buffer.alloc(Math.max(0, target.valueSize - old.valueSize));
         old.scan((key, value) => {
@@ -154,6 +165,36 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
   // the folder goes with the last old map (a first call may leave some for a second)
   try { rmdirSync(join(pinRoot, 'upgrade')); } catch { /* not empty yet, or gone */ }
   return out;
+}
+
+/** Non-zero elements of an array into an mmapable array of the same element, by index, in chunks. */
+function copyArrayMmap(old: BpfMap, target: BpfMap): { copied: number; dropped: number; newer: number } {
+  const vs = old.valueSize, elem = (vs + 7) & ~7, per = Math.max(1, Math.floor((1 << 20) / elem));
+  const chunk = Buffer.alloc(per * elem);
+  let base = -1, dirty = false, copied = 0, dropped = 0;
+  const flush = (): void => {
+    if (dirty) target.writeMmap(chunk.subarray(0, Math.min(per, target.maxEntries - base) * elem), base * elem);
+    chunk.fill(0);
+    dirty = false;
+  };
+  old.scan((key, value) => {
+    if (value.every((b) => b === 0)) return;
+    const i = key.readUInt32LE(0);
+    if (i >= target.maxEntries) {
+      dropped++;
+      return;
+    }
+    const b = i - (i % per);
+    if (b !== base) {
+      flush();
+      base = b;
+    }
+    value.copy(chunk, (i - b) * elem, 0, vs);
+    dirty = true;
+    copied++;
+  });
+  flush();
+  return { copied, dropped, newer: 0 };
 }
 
 /**

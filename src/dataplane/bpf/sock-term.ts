@@ -17,6 +17,7 @@ import { closeSync, existsSync, openSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path';
 import { ipFrom16 } from '../../util/ip.js';
 import { BpfObject } from './native/object.js';
+import { sizeLikePins } from './loader.js';
 import type { BpfProgram } from './native/program.js';
 
 /** struct lb_sock_term_rec of bpf/lb_sock_term.bpf.c */
@@ -61,6 +62,8 @@ export class SockTerminator {
   static load(pinRoot: string, objectPath: string): SockTerminator {
     const object = BpfObject.open(objectPath, { pinRoot });
     try {
+      // maps the agent sized at load (--bpf-map-max) are reused as they are pinned
+      sizeLikePins(object, pinRoot);
       object.load();
       return new SockTerminator(object, object.program('lb_sock_term_udp'));
     } catch (e) {

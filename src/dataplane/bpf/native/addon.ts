@@ -25,6 +25,8 @@ interface Native {
   objectLoadAsync(h: Handle): Promise<number>;
   objectClose(h: Handle): void;
   objectClearPins(h: Handle): number;
+  /** before load: a map's max_entries (bpf_map__set_max_entries); 0 or -errno */
+  objectSetMaxEntries(h: Handle, name: string, maxEntries: number): number;
   objectMaps(h: Handle): RawMapDesc[];
   objectPrograms(h: Handle): RawProgDesc[];
   mapLookup(fd: number, key: Buf, value: Buffer, flags: number): number;

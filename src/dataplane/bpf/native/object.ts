@@ -53,6 +53,16 @@ export class BpfObject {
     return h;
   }
 
+  /** Before load: the capacity the map is created with (libbpf's bpf_map__set_max_entries). */
+  setMaxEntries(name: string, maxEntries: number): void {
+    checkName(name, 'map name');
+    const h = this.handle;
+    if (this[HANDLE].loaded) throw usage(`map ${name}: max_entries is set before load; ${this.path} is loaded`);
+    if (!Number.isInteger(maxEntries) || maxEntries < 1 || maxEntries > 0xffffffff) throw usage(`map ${name}: max_entries ${maxEntries} is not an integer 1..4294967295`);
+    const ret = native().objectSetMaxEntries(h, name, maxEntries);
+    if (ret < 0) throw bpfError(`set max_entries ${maxEntries} of map ${name} in`, this.path, ret);
+  }
+
   /**
    * Creates the maps (reusing compatible maps pinned under pinRoot, pinning new ones) and loads every
    * program. A failure carries libbpf's log, the verifier's included.

@@ -1,0 +1,94 @@
+// --bpf-map-max (src/dataplane/bpf/map-sizes.ts): what a user may write, what each map's
+// max_entries becomes, and the errors of a bad value; the CLI's exit code and message for one.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { checkSize, formatMapSizes, maxEntriesOf, parseMapSizes, SIZABLE_MAPS, type SizableMap } from '../../src/dataplane/bpf/map-sizes.js';
+import { DEFAULTS, validateSettings } from '../../src/agent/config.js';
+import * as L from '../../src/dataplane/bpf/layout.js';
+import { DEFAULT_ID_LIMITS, setIdLimits } from '../../src/plan/limits.js';
+import * as limits from '../../src/plan/limits.js';
+import { IdAllocator } from '../../src/plan/ids.js';
+import { cliNodeArgs } from '../../testing/cli.js';
+
+test('NAME=N with or without lb_, k/M/G suffixes, later items win; lb_maglev_slots counts slots (two an element)', (t) => {
+  const s = parseMapSizes(['maglev_slots=40M', 'lb_ct=2M', 'lb_frontends=300k', 'ct=1048576', 'lb_backends=2000001']);
+  t.deepEqual(s, { lb_maglev_slots: 40_000_000, lb_ct: 1_048_576, lb_frontends: 300_000, lb_backends: 2_000_001 });
+  t.deepEqual(Object.fromEntries(maxEntriesOf(s)), { lb_maglev_slots: 20_000_000, lb_ct: 1_048_576, lb_frontends: 300_000, lb_backends: 2_000_001 });
+  t.is(formatMapSizes({ ...s, lb_slots: L.LB_SLOTS_MAX }), 'lb_maglev_slots=40000000,lb_ct=1048576,lb_frontends=300000,lb_backends=2000001', 'defaults left out');
+  t.deepEqual(parseMapSizes([]), {});
+});
+
+test('the defaults are lb_consts.h\'s, and each is a valid size of its map', (t) => {
+  const want: Record<SizableMap, number> = {
+    lb_frontends: L.LB_FRONTENDS_MAX, lb_backends: DEFAULT_ID_LIMITS.backends, lb_slots: L.LB_SLOTS_MAX, lb_members: L.LB_MEMBERS_MAX,
+    lb_maglev_slots: L.LB_MAGLEV_SLOTS_MAX, lb_revnat: DEFAULT_ID_LIMITS.frontendIds, lb_fe_stats: DEFAULT_ID_LIMITS.frontendIds,
+    lb_affinity: L.LB_AFFINITY_MAX, lb_src_ranges: L.LB_SRC_RANGES_MAX, lb_ct: L.LB_CT_MAX, lb_ct_syn: L.LB_CT_SYN_MAX,
+    lb_sock_revnat: L.LB_SOCK_REVNAT_MAX, lb_frags: L.LB_FRAGS_MAX,
+  };
+  for (const [k, v] of Object.entries(SIZABLE_MAPS)) {
+    t.is(v.dflt, want[k as SizableMap], k);
+    t.notThrows(() => checkSize(k as SizableMap, v.dflt), k);
+  }
+});
+
+test('a bad value is a config error naming the flag, the map, what is wrong and the default', (t) => {
+  const bad: Array<[string, RegExp]> = [
+    ['lb_maglev_slots=1001', /--bpf-map-max lb_maglev_slots=1001: below 131072, the smallest it can be \(the largest table, M 131071\); lb_maglev_slots holds Maglev slots .* 16776192 by default/],
+    ['lb_maglev_slots=16776193', /lb_maglev_slots=16776193: must be a multiple of 2/],
+    ['lb_ct=0', /lb_ct=0: below 1/],
+    ['lb_backends=1', /lb_backends=1: below 2/],
+    ['lb_frontends=5G', /lb_frontends=5000000000: above 4294967295/],
+    ['lb_devices=10', /"lb_devices=10": lb_devices is not a map sized at load \(maps: lb_frontends, /],
+    ['lb_ct', /"lb_ct": expected MAP=N/],
+    ['lb_ct=-5', /expected MAP=N/],
+    ['lb_ct=1.5M', /expected MAP=N/],
+  ];
+  for (const [item, re] of bad) {
+    const e = t.throws(() => parseMapSizes([item]), { message: re }, item);
+    t.is((e as { code?: string }).code, 'KBP_ERR_CONFIG', item);
+  }
+  // settings made another way (a test, an embedding) are checked as a whole too
+  t.throws(() => validateSettings({ ...DEFAULTS, manifests: '/tmp', nodeName: 'n', ignored: [], bpfMapMax: { lb_maglev_slots: 3 } }), { message: /lb_maglev_slots=3/ });
+});
+
+test('property: every accepted size gives a max_entries of at least 1 that fits a u32, and holds n slots or entries', (t) => {
+  const names = Object.keys(SIZABLE_MAPS) as SizableMap[];
+  fc.assert(fc.property(fc.constantFrom(...names), fc.integer({ min: 0, max: 2 ** 33 }), (name, n) => {
+    let ok = true;
+    try { checkSize(name, n); } catch { ok = false; }
+    if (!ok) return true;
+    const entries = maxEntriesOf({ [name]: n })[0]![1];
+    t.true(entries >= 1 && entries <= 0xffffffff && Number.isInteger(entries));
+    t.is(name === 'lb_maglev_slots' ? entries * L.LB_MAGLEV_IDS_PER_ELEM : entries, n);
+    return true;
+  }), { numRuns: 500 });
+});
+
+test('setIdLimits: the plan allocates ids below the loaded maps (the live bindings follow), and back', (t) => {
+  t.teardown(() => setIdLimits(DEFAULT_ID_LIMITS));
+  setIdLimits({ frontendIds: 300_000, backends: 3_000_000 });
+  t.is(limits.LB_FE_ID_MAX, 300_000);
+  t.is(L.LB_FE_ID_MAX, 300_000, 'layout re-exports the same binding (the writer\'s fe id check)');
+  t.is(limits.BACKEND_ID_MAX, 2_999_999);
+  // an allocator bounded as build-full bounds it hands out ids past the default range
+  const taken = Array.from({ length: DEFAULT_ID_LIMITS.frontendIds - 1 }, (_, i) => i + 1);
+  t.is(new IdAllocator(taken, limits.LB_FE_ID_MAX - 1, 'frontend').next(), DEFAULT_ID_LIMITS.frontendIds);
+  setIdLimits({ frontendIds: 4, backends: 3 });
+  t.throws(() => new IdAllocator([1, 2, 3], limits.LB_FE_ID_MAX - 1, 'frontend').next(), { message: /no free frontend id: all ids 1..3/ });
+  t.throws(() => setIdLimits({ frontendIds: 1, backends: 10 }), { instanceOf: RangeError });
+  setIdLimits(DEFAULT_ID_LIMITS);
+  t.is(limits.LB_FE_ID_MAX, 131072);
+  t.is(limits.BACKEND_ID_MAX, L.LB_BACKENDS_MAX - 1);
+});
+
+test('run --bpf-map-max with a bad value exits 2 before touching anything, naming the value', async (t) => {
+  const root = join(import.meta.dirname, '..', '..');
+  const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, [...cliNodeArgs(), 'run', '--manifests', '/nonexistent-kbp', '--bpf-map-max', 'lb_maglev_slots=7'], { cwd: root, timeout: 60_000 },
+      (err, _stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }));
+  });
+  t.is(r.code, 2, r.stderr);
+  t.regex(r.stderr, /--bpf-map-max lb_maglev_slots=7: below 131072/);
+});
