@@ -18,6 +18,7 @@ import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
 import { GcClock } from '../util/gc-clock.js';
 import { warmMaglev, warmOneChange, warmSource } from './warm.js';
+import { readFileSync } from 'node:fs';
 
 export interface AgentOptions {
   compile: CompileOptions;
@@ -50,6 +51,8 @@ export class Agent {
   #state: NodeState | undefined;
   /** when each not-yet-synced change arrived, oldest first: /healthz's queue age */
   #pendingSince: number[] = [];
+  /** performance.now() of the first change since the last sync started (its log line's queuedMs) */
+  #queuedAt: number | undefined;
   /**
    * Network programming latency's start per changed EndpointSlice (key -> family and epoch ms), as
    * kube-proxy's EndpointSliceCache keeps it: the endpoints.kubernetes.io/last-change-trigger-time
@@ -135,6 +138,7 @@ export class Agent {
         this.#noteTrigger(key);
       }
       this.#setPending();
+      this.#queuedAt ??= performance.now();
       this.#pendingSince.push(Date.now());
       this.health.queued();
       this.metrics.lastQueued.set(Date.now() / 1000);
@@ -248,6 +252,11 @@ export class Agent {
   async #sync(full: boolean): Promise<void> {
     const started = performance.now();
     const cpu0 = process.cpuUsage(), thread0 = process.threadCpuUsage();
+    const queuedAt = this.#queuedAt;
+    this.#queuedAt = undefined;
+    // where a slow sync's wall time went when it was not this process's work: only for its log line
+    const detail = full || this.#log.isLevelEnabled('debug');
+    const waited0 = detail ? runQueueMs() : NaN;
     const changesCovered = this.#pendingSince.length;
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
@@ -330,6 +339,12 @@ export class Agent {
       // the main thread's share: the rest of cpuMs is V8's compiler and GC threads and libuv's pool
       threadCpuMs: ms((thread.user + thread.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
+      // the first change's wait for this sync (the runner's scheduling, or minSyncPeriod), and the
+      // main thread's time on the run queue within it (Linux schedstat: ready, not running; another
+      // process had the CPU). A sync slower than its threadCpuMs either waited for the CPU there or
+      // for a lock or another thread of this process (cpuMs above threadCpuMs)
+      ...(queuedAt !== undefined && { queuedMs: ms(started - queuedAt) }),
+      ...(detail && Number.isFinite(waited0) && { runQueueMs: ms(runQueueMs() - waited0) }),
     };
     const log = (full ? this.#log.info : this.#log.debug).bind(this.#log);
     // the GC pauses within the sync (gcMs, and how many; V8 reports them a turn later): whether a slow
@@ -490,6 +505,19 @@ function healthCheckServices(services: readonly CompiledService[]): Map<string, 
   }
   wantedOf.set(services, wanted);
   return wanted;
+}
+
+/**
+ * The calling thread's time so far waiting on a run queue (ready to run, another task on the CPU), in
+ * ms: /proc/thread-self/schedstat's second field (ns; a wait is counted when it ends, so one across a
+ * sync's start or end may land in the next). NaN where there is none (not Linux, no schedstats).
+ */
+function runQueueMs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[1]) / 1e6;
+  } catch {
+    return NaN;
+  }
 }
 
 /** milliseconds, rounded to 0.01 for a log line */

@@ -14,11 +14,21 @@ export interface Timers {
 export const realTimers: Timers = {
   now: () => performance.now(),
   setTimeout: (fn, ms, keepAlive) => {
+    // due now: the event loop's next turn. Node makes a 0 ms timer 1 ms, and a change's sync waited
+    // that long (issue 10: from a change to the kernel); kube-proxy's runner starts it at once
+    if (!(ms > 0)) {
+      const immediate = setImmediate(fn);
+      if (!keepAlive) immediate.unref();
+      return { immediate };
+    }
     const t = setTimeout(fn, ms);
     if (!keepAlive) t.unref?.();
     return t;
   },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  clearTimeout: (h) => {
+    if (h && typeof h === 'object' && 'immediate' in h) clearImmediate((h as { immediate: NodeJS.Immediate }).immediate);
+    else clearTimeout(h as NodeJS.Timeout);
+  },
 };
 
 export interface RunnerOptions {

@@ -8,7 +8,7 @@
 // removed, so a half-saved edit does not withdraw a Service. Re-reading an unchanged file keeps the
 // same object identities, so the store (and the sync runner behind it) sees no change.
 import { hash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, watch, type Dirent, type FSWatcher } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, watch, type Dirent, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { CORE_SCHEMA, loadAll, YAMLException } from 'js-yaml';
@@ -193,6 +193,14 @@ async function listFilesAsync(dir: string): Promise<string[]> {
   };
   await walk(join(dir), 0);
   return out;
+}
+
+function safeIsLink(p: string): boolean {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 function safeIsFile(p: string): boolean {
@@ -580,7 +588,18 @@ export class ManifestsSource implements Source {
   /** a re-read of files found empty just after a change, when their grace ends */
   #recheck: NodeJS.Timeout | undefined;
   readonly #recheckPaths = new Set<string>();
-  #watcher: FSWatcher | undefined;
+  /**
+   * One watch per folder of the tree (inotify's own, each event naming its entry). Node's recursive
+   * watch on Linux is JavaScript over such watches that keeps a record of every entry: at 10,000
+   * files each event cost a stat, and a temporary file renamed into place a walk of that record
+   * (docs/PERF.md, session 11).
+   */
+  readonly #folders = new Map<string, FSWatcher>();
+  /**
+   * Symlinked manifests (a ConfigMap volume's files link into a folder the kubelet swaps): their
+   * targets, watched through the link, since their folder's watch never sees the target change.
+   */
+  readonly #links = new Map<string, FSWatcher>();
   #debounce: NodeJS.Timeout | undefined;
   #rescan: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -639,23 +658,108 @@ export class ManifestsSource implements Source {
   }
 
   #startWatch(dir: string): void {
+    this.#watchFolder(join(dir), 0);
+  }
+
+  /** Watches folder d (depth below the root, as listFiles walks) and the folders and symlinked manifests in it. */
+  #watchFolder(d: string, depth: number): void {
+    if (this.#stopped || depth > MAX_DEPTH || this.#folders.has(d)) return;
+    let w: FSWatcher;
     try {
-      this.#watcher = watch(dir, { recursive: true }, (ev, name) => this.#schedule(ev, name));
-    } catch {
-      this.#watcher = watch(dir, (ev, name) => this.#schedule(ev, name));
+      w = watch(d, (ev, name) => this.#onFolderEvent(d, depth, ev, name));
+    } catch (e) {
+      // the root must be watchable (start() checked it is a folder); a folder below may be gone already
+      if (depth === 0) this.#report({ path: d, message: `watch failed, relying on the periodic rescan: ${(e as Error).message}` });
+      return;
     }
-    this.#watcher.on('error', (e) => {
-      this.#report({ path: dir, message: `watch failed, relying on the periodic rescan: ${e.message}` });
-      this.#watcher?.close();
-      this.#watcher = undefined;
+    w.on('error', (e) => {
+      this.#report({ path: d, message: `watch failed, relying on the periodic rescan: ${e.message}` });
+      this.#unwatch(d);
     });
-    this.#watcher.unref?.();
+    w.unref();
+    this.#folders.set(d, w);
+    let ents: Dirent[];
+    try {
+      ents = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return; // gone meanwhile: its parent's event says so
+    }
+    for (const ent of ents) {
+      const k = entryKind(ent), p = childPath(d, ent.name);
+      if (k === 'folder') this.#watchFolder(p, depth + 1);
+      else if (k === 'link') this.#watchLink(p);
+    }
+  }
+
+  /** Watches the file a symlinked manifest points to, as a change of the link (re-armed after each event: the target may be another file now). */
+  #watchLink(p: string): void {
+    if (this.#stopped || this.#links.has(p)) return;
+    let w: FSWatcher;
+    try {
+      w = watch(p, () => {
+        this.#links.get(p)?.close();
+        this.#links.delete(p);
+        this.#schedule('rename', p);
+        this.#watchLink(p);
+      });
+    } catch {
+      return; // a dangling link: nothing to watch until it is replaced (its folder's event)
+    }
+    w.on('error', () => {
+      w.close();
+      if (this.#links.get(p) === w) this.#links.delete(p);
+    });
+    w.unref();
+    this.#links.set(p, w);
+  }
+
+  /** Stops watching folder d and everything watched below it. */
+  #unwatch(d: string): void {
+    const below = d + sep;
+    for (const m of [this.#folders, this.#links]) {
+      for (const [p, w] of m) {
+        if (p !== d && !p.startsWith(below)) continue;
+        w.close();
+        m.delete(p);
+      }
+    }
+  }
+
+  /**
+   * An event of folder d's watch. The hot path (a known file written or renamed into place) goes
+   * straight to #schedule; only an entry not read before is looked at (a new folder or symlinked
+   * manifest to watch too), and a name that was a watched folder or link is re-checked.
+   */
+  #onFolderEvent(d: string, depth: number, ev: string, name: string | Buffer | null): void {
+    if (this.#stopped) return;
+    if (name === null) return this.#schedule(ev, undefined);
+    const n = name.toString();
+    const p = childPath(d, n);
+    if (ev === 'rename' && !n.startsWith('.') && !this.#reader.knows(p)) {
+      let st;
+      try {
+        st = lstatSync(p);
+      } catch {
+        st = undefined;
+      }
+      if (!st || !st.isDirectory()) this.#unwatch(p);
+      if (st?.isDirectory()) this.#watchFolder(p, depth + 1);
+      else if (st?.isSymbolicLink() && EXTENSIONS.test(n)) this.#watchLink(p);
+    } else if (ev === 'rename' && this.#links.has(p)) {
+      // a link replaced by another (or by a file): watch what it is now
+      this.#links.get(p)!.close();
+      this.#links.delete(p);
+      if (safeIsLink(p)) this.#watchLink(p);
+    }
+    this.#schedule(ev, p);
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#watcher?.close();
-    this.#watcher = undefined;
+    for (const w of this.#folders.values()) w.close();
+    for (const w of this.#links.values()) w.close();
+    this.#folders.clear();
+    this.#links.clear();
     if (this.#debounce) clearTimeout(this.#debounce);
     if (this.#immediate) clearImmediate(this.#immediate);
     this.#immediate = undefined;
@@ -710,11 +814,10 @@ export class ManifestsSource implements Source {
    * 10 of the 17 ms from a save to the kernel. A file written in place ('change' events) or new is
    * re-read after the quiet time; the whole folder when an event names no file.
    */
-  #schedule(ev: string, name: string | Buffer | null): void {
+  #schedule(ev: string, path: string | undefined): void {
     if (this.#stopped) return;
-    const path = name === null ? undefined : join(this.#opts.dir, name.toString());
-    // a new file's 'rename' may be its creation, written after: it waits the quiet time. Node's
-    // recursive watch on Linux reports a rename into place as 'change': the inode tells
+    // a new file's 'rename' may be its creation, written after: it waits the quiet time. A rename
+    // into place may also come as 'change' (Node's recursive watch reported it so): the inode tells
     if (path !== undefined && this.#renamed.size < 1000 && (ev === 'rename' ? this.#reader.knows(path) : this.#reader.replaced(path))) {
       this.#renamed.add(path);
       this.#immediate ??= setImmediate(() => {

@@ -2,7 +2,7 @@
 // reported with path and line and skipped, changes and removals picked up by the watcher (or the
 // rescan), unchanged files leaving the store untouched.
 import test from 'ava';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { loadAll } from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import { tmpdir } from 'node:os';
@@ -370,6 +370,56 @@ test('a file replaced by a rename into place is read at once, without the quiet 
   // removed: withdrawn at once too
   unlinkSync(join(dir, 'a.yaml'));
   await until(() => port() === undefined, 'the removal', 10_000);
+});
+
+// The source watches each folder of the tree itself (not Node's recursive watch): a folder made after
+// the start is watched from then on, one removed stops being watched, and a file in a nested folder
+// is read from its own event (no rescan here, and a quiet time no test waits out for renames).
+test('the watch follows folders made and removed after the start, at any depth', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), service('a'));
+  const src = new ManifestsSource({ dir, debounceMs: 20, rescanMs: 0 });
+  t.teardown(() => src.stop());
+  await src.start();
+  mkdirSync(join(dir, 'x', 'y'), { recursive: true });
+  await new Promise((r) => setTimeout(r, 100)); // the new folders' events: watched from then on
+  writeFileSync(join(dir, 'x', 'y', 'b.yaml'), service('b'));
+  await until(() => !!src.store.get('Service', 'default/b'), 'a file in a folder made after the start');
+  writeFileSync(join(dir, 'x', 'y', '.b.yaml.tmp'), service('b', 8080));
+  renameSync(join(dir, 'x', 'y', '.b.yaml.tmp'), join(dir, 'x', 'y', 'b.yaml'));
+  await until(() => src.store.get('Service', 'default/b')?.spec?.ports?.[0]?.port === 8080, 'a rename into place in it');
+  rmSync(join(dir, 'x'), { recursive: true });
+  await until(() => !src.store.get('Service', 'default/b'), 'the folder removed');
+  t.truthy(src.store.get('Service', 'default/a'));
+  // made again under the same name: watched again
+  mkdirSync(join(dir, 'x'));
+  await new Promise((r) => setTimeout(r, 100));
+  writeFileSync(join(dir, 'x', 'c.yaml'), service('c'));
+  await until(() => !!src.store.get('Service', 'default/c'), 'a file in the folder made again');
+});
+
+// A ConfigMap volume: each file is a symlink into ..data, itself a symlink to a timestamped folder
+// the kubelet swaps (a new folder, ..data renamed over, the old folder removed). No event names the
+// file itself: only its target, watched through the link, changes.
+test('a symlinked manifest whose target is swapped (a ConfigMap volume) is read again', async (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, '..v1'));
+  writeFileSync(join(dir, '..v1', 'a.yaml'), service('a'));
+  symlinkSync('..v1', join(dir, '..data'));
+  symlinkSync(join('..data', 'a.yaml'), join(dir, 'a.yaml'));
+  const src = new ManifestsSource({ dir, debounceMs: 60_000, rescanMs: 0 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const port = () => src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port;
+  t.is(port(), 80);
+  for (const [v, p] of [[2, 8080], [3, 9090]] as const) {
+    mkdirSync(join(dir, `..v${v}`));
+    writeFileSync(join(dir, `..v${v}`, 'a.yaml'), service('a', p));
+    symlinkSync(`..v${v}`, join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    rmSync(join(dir, `..v${v - 1}`), { recursive: true });
+    await until(() => port() === p, `swap ${v}`);
+  }
 });
 
 // the listing builds paths without path.join (childPath); a watch event's path is join(dir, name):
