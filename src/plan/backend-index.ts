@@ -25,7 +25,7 @@ export class BackendIndex {
   #keys: Uint32Array;
   #taken: Uint8Array;
   #vals: (Entry | undefined)[];
-  /** slots taken (live or not): the table grows when they are half of it */
+  /** slots taken (live or not): the table grows when they are 3/4 of it */
   #used = 0;
   readonly #other = new Map<string, Entry>();
 
@@ -59,7 +59,7 @@ export class BackendIndex {
     if (this.#taken[h] === 0) {
       this.#taken[h] = 1;
       this.#keys[h] = v;
-      if (++this.#used * 2 > this.#taken.length) {
+      if (++this.#used * 4 > this.#taken.length * 3) {
         this.#vals[h] = e;
         this.#grow();
         return;
@@ -85,13 +85,13 @@ export class BackendIndex {
     return n;
   }
 
-  /** rehashed into a table twice the live addresses' need, without the slots of removed ones */
+  /** rehashed into a table at most half full, without the slots of removed addresses */
   #grow(): void {
     const keys = this.#keys, vals = this.#vals;
     let live = 0;
     for (const e of vals) if (e !== undefined) live++;
     let cap = 64;
-    while (cap < live * 4) cap *= 2;
+    while (cap < live * 2) cap *= 2;
     this.#keys = new Uint32Array(cap);
     this.#taken = new Uint8Array(cap);
     this.#vals = new Array<Entry | undefined>(cap).fill(undefined);
