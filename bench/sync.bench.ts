@@ -268,7 +268,9 @@ export default defineBench({
     return undefined;
   },
   async run(ctx) {
-    const sizes = ctx.quick ? [100, 1000] : [100, 1000, 10_000];
+    // KBP_BENCH_SYNC_SIZES=10000: only these sizes (comma-separated), e.g. the target's alone
+    const only = process.env.KBP_BENCH_SYNC_SIZES?.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+    const sizes = only?.length ? only : ctx.quick ? [100, 1000] : [100, 1000, 10_000];
     const lab = new GuardedLab('sync');
     const stateDir = lab.guard.path(mkdtempSync(join(tmpdir(), 'kbp-bench-sync-')));
     const rows: SizeResult[] = [];
