@@ -123,10 +123,12 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
     const t0 = performance.now();
     const m = freshMaps(lab, `s${n}r${i}`, stateDir);
     const loadMs = performance.now() - t0;
-    const r = fullSyncOurs(snap, m.d, loadMs);
+    const { plan: p, ...r } = fullSyncOurs(snap, m.d, loadMs);
+    // only the last plan is kept (the change series starts from it): an agent holds one plan, and
+    // each one kept made the next repetition's heap, and so its GC, larger
     ours.push(r);
     if (i < reps - 1) m.dispose();
-    else { live = m; plan = r.plan; }
+    else { live = m; plan = p; }
   }
   ctx.log(`${n} Services: ours full sync median ${median(ours.map((r) => r.totalMs)).toFixed(0)} ms (${ours[0]!.ops} ops in ${ours[0]!.batches} batches)`);
 
@@ -266,7 +268,9 @@ export default defineBench({
     return undefined;
   },
   async run(ctx) {
-    const sizes = ctx.quick ? [100, 1000] : [100, 1000, 10_000];
+    // KBP_BENCH_SYNC_SIZES=10000: only these sizes (comma-separated), e.g. the target's alone
+    const only = process.env.KBP_BENCH_SYNC_SIZES?.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+    const sizes = only?.length ? only : ctx.quick ? [100, 1000] : [100, 1000, 10_000];
     const lab = new GuardedLab('sync');
     const stateDir = lab.guard.path(mkdtempSync(join(tmpdir(), 'kbp-bench-sync-')));
     const rows: SizeResult[] = [];

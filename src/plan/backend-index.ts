@@ -1,13 +1,114 @@
 // A plan's backends by address (an array only when several ports share one): how the next build finds
 // a backend's previous id without a key string per backend. The full build makes one from prev (or
 // takes its chain's); the incremental build keeps its chain's up to date.
+//
+// Every full build makes one for its chain (~100,000 backends at 10,000 Services): a Map by address
+// text cost ~45 ms of it (each address's string hash computed, the Map's table grown and rehashed 17
+// times). Dotted quads (nearly every address) are kept by value instead, in a table sized once for
+// the backends given (open addressing in typed arrays, as build-full.ts does); anything else by text.
+// strictV4 takes exactly one spelling of each address, so the value stands for the text.
 import type { Protocol } from '../model/compiled.js';
+import { strictV4 } from '../util/ip.js';
 import type { PlanBackend } from './types.js';
 
-export type BackendIndex = Map<string, PlanBackend | PlanBackend[]>;
+type Entry = PlanBackend | PlanBackend[];
+
+/** a u32 mixed so that its low bits (the table's mask) depend on every bit */
+function v4Hash(v: number): number {
+  let h = Math.imul(v ^ (v >>> 16), 0x45d9f3b);
+  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+export class BackendIndex {
+  /** per slot: the address value, and whether it holds one (a slot whose entry was removed keeps its key) */
+  #keys: Uint32Array;
+  #taken: Uint8Array;
+  #vals: (Entry | undefined)[];
+  /** slots taken (live or not): the table grows when they are 3/4 of it */
+  #used = 0;
+  readonly #other = new Map<string, Entry>();
+
+  constructor() {
+    this.#keys = new Uint32Array(64);
+    this.#taken = new Uint8Array(64);
+    this.#vals = new Array<Entry | undefined>(64).fill(undefined);
+  }
+
+  /** the slot of dotted quad v: where it is, or where it would go */
+  #slot(v: number): number {
+    const mask = this.#taken.length - 1;
+    let h = v4Hash(v) & mask;
+    while (this.#taken[h] === 1 && this.#keys[h] !== v) h = (h + 1) & mask;
+    return h;
+  }
+
+  get(address: string): Entry | undefined {
+    const v = strictV4(address);
+    if (v < 0) return this.#other.get(address);
+    return this.#vals[this.#slot(v)];
+  }
+
+  set(address: string, e: Entry): void {
+    const v = strictV4(address);
+    if (v < 0) {
+      this.#other.set(address, e);
+      return;
+    }
+    const h = this.#slot(v);
+    if (this.#taken[h] === 0) {
+      this.#taken[h] = 1;
+      this.#keys[h] = v;
+      if (++this.#used * 4 > this.#taken.length * 3) {
+        this.#vals[h] = e;
+        this.#grow();
+        return;
+      }
+    }
+    this.#vals[h] = e;
+  }
+
+  delete(address: string): void {
+    const v = strictV4(address);
+    if (v < 0) {
+      this.#other.delete(address);
+      return;
+    }
+    const h = this.#slot(v);
+    if (this.#taken[h] === 1) this.#vals[h] = undefined;
+  }
+
+  /** addresses held */
+  get size(): number {
+    let n = this.#other.size;
+    for (const e of this.#vals) if (e !== undefined) n++;
+    return n;
+  }
+
+  /** rehashed into a table at most half full, without the slots of removed addresses */
+  #grow(): void {
+    const keys = this.#keys, vals = this.#vals;
+    let live = 0;
+    for (const e of vals) if (e !== undefined) live++;
+    let cap = 64;
+    while (cap < live * 2) cap *= 2;
+    this.#keys = new Uint32Array(cap);
+    this.#taken = new Uint8Array(cap);
+    this.#vals = new Array<Entry | undefined>(cap).fill(undefined);
+    this.#used = live;
+    for (let k = 0; k < vals.length; k++) {
+      const e = vals[k];
+      if (e === undefined) continue;
+      const h = this.#slot(keys[k]!);
+      this.#taken[h] = 1;
+      this.#keys[h] = keys[k]!;
+      this.#vals[h] = e;
+    }
+  }
+}
 
 export function backendIndex(backends: Iterable<PlanBackend>): BackendIndex {
-  const index: BackendIndex = new Map();
+  const index = new BackendIndex();
   for (const b of backends) indexAdd(index, b);
   return index;
 }

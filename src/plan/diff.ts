@@ -84,6 +84,60 @@ function tableNeedsWrite(prev: Plan, a: PlanTable, next: Plan, b: PlanTable): bo
 }
 
 export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
+  if (!prev || (prev.frontends.size === 0 && prev.backends.size === 0 && prev.tables.size === 0 && !planDelta(prev, next))) return allNew(next);
+  return diffByWalk(prev, next);
+}
+
+/**
+ * diff against nothing (a first sync into empty maps): every backend, table and frontend is new, so
+ * the ops follow from next alone, in the order and with the checks the walk gives them (diffByWalk,
+ * test/unit/diff.test.ts compares the two), without the walk's pairs, a Set of source ranges per
+ * frontend and a lookup of each entry in an empty plan.
+ */
+function allNew(next: Plan): PlanOp[] {
+  const ops: PlanOp[] = [];
+  const ids = new Set<number>();
+  const hasBackend = idLookup(next.backends);
+  for (const [k, f] of next.frontends) {
+    if (f.id < 1 || ids.has(f.id)) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
+    ids.add(f.id);
+    if (f.tableId !== 0 && !next.tables.has(f.tableId)) throw internal(`frontend ${k} names table ${f.tableId}, which the plan lacks`);
+    for (const id of f.backendIds) if (!hasBackend(id)) throw internal(`frontend ${k} names backend ${id}, which the plan lacks`);
+  }
+  for (const b of byId(next.backends)) ops.push({ op: 'upsertBackend', backend: b });
+  for (const t of byId(next.tables)) {
+    for (const id of t.members) if (!hasBackend(id)) throw internal(`table ${t.id} names backend ${id}, which the plan lacks`);
+    if (!next.slotless && !slotsKnown(t)) throw internal(`table ${t.id} must be written but has ${t.slots.length} of its ${t.m} slots (fillMissingSlots)`);
+    ops.push({ op: 'createTable', table: t });
+  }
+  const fes = next.frontends;
+  for (const f of fes.values()) if (f.backendIds.length) ops.push({ op: 'upsertSlots', frontendId: f.id, backendIds: f.backendIds });
+  for (const f of fes.values()) ops.push({ op: 'upsertRevNat', frontendId: f.id, address: f.address, port: f.port });
+  for (const f of fes.values()) if (f.sourceRanges.length) ops.push({ op: 'setSourceRanges', frontendId: f.id, add: f.sourceRanges.slice(), remove: [] });
+  for (const f of fes.values()) ops.push({ op: 'upsertFrontend', frontend: f });
+  return ops;
+}
+
+/**
+ * Membership of m's keys. Checking ~210,000 ids (every frontend's backends and every table's members
+ * at 10,000 Services) against a Map of 100,000 backends cost ~40 ms (a few cache misses each); ids
+ * are dense in a plan buildPlan made, so a bit per id (12 KiB) answers from cache. Sparse ids (a
+ * kernel read-back may hold any) ask the Map.
+ */
+function idLookup(m: ReadonlyMap<number, unknown>): (id: number) => boolean {
+  let top = 0;
+  for (const id of m.keys()) {
+    if (!(Number.isInteger(id) && id >= 0)) return (id) => m.has(id);
+    if (id > top) top = id;
+  }
+  if (top > 4 * m.size + 4096) return (id) => m.has(id);
+  const bits = new Uint8Array((top >>> 3) + 1);
+  for (const id of m.keys()) bits[id >>> 3]! |= 1 << (id & 7);
+  return (id) => id >= 0 && id <= top && Number.isInteger(id) && (bits[id >>> 3]! & (1 << (id & 7))) !== 0;
+}
+
+/** diffPlans by the walk over both plans, also when prev is empty (for tests: diffPlans takes allNew then) */
+export function diffByWalk(prev: Plan | undefined, next: Plan): PlanOp[] {
   const delta = prev ? planDelta(prev, next) : undefined;
   let before: Plan = prev ?? { seed: next.seed, frontends: new Map(), backends: new Map(), tables: new Map() };
   // next took prev's maps (buildPlan consumePrev): prev's entries are next's but where the build changed them

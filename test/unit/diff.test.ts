@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import type { NodeState } from '../../src/model/compiled.js';
-import { diffPlans } from '../../src/plan/diff.js';
+import { diffByWalk, diffPlans } from '../../src/plan/diff.js';
 import { FakeDataplane } from '../../src/dataplane/fake.js';
 import { FakeMaps } from '../../src/dataplane/fake-maps.js';
 import { buildPlan } from '../../src/plan/plan.js';
@@ -166,5 +166,37 @@ test('the order of the plan maps does not change the ops', (t) => {
     });
     return JSON.stringify(diffPlans(shuffled(a), shuffled(b))) === JSON.stringify(diffPlans(a, b));
   }), { ...FC, numRuns: 100 });
+  t.pass();
+});
+
+test('property: against nothing (or an empty plan) the shortcut gives the walk\'s ops, and its errors', (t) => {
+  const stringify = (ops: PlanOp[]) => JSON.stringify(ops, (_k, v) => (v instanceof Uint32Array ? [...v] : v));
+  const outcome = (f: () => PlanOp[]): string => {
+    try {
+      return stringify(f());
+    } catch (e) {
+      return `throws ${(e as Error).message}`;
+    }
+  };
+  const empty = (): Plan => ({ seed, frontends: new Map(), backends: new Map(), tables: new Map() });
+  // a plan broken the ways diff checks for: a frontend id reused or 0, a table or backend it names missing
+  const broken = fc.constantFrom('none', 'dupId', 'zeroId', 'noTable', 'noBackend', 'tableMember');
+  fc.assert(fc.property(arbState, broken, fc.boolean(), (s, how, slotless) => {
+    const p = buildPlan(s, undefined, { seed, ...(slotless && { slots: false }) });
+    const fes = [...p.frontends.values()];
+    const next: Plan = { ...p, frontends: new Map(p.frontends), backends: new Map(p.backends), tables: new Map(p.tables) };
+    const [k0] = p.frontends.keys();
+    if (how === 'dupId' && fes.length > 1) next.frontends.set(k0!, { ...fes[0]!, id: fes[1]!.id });
+    if (how === 'zeroId' && fes.length) next.frontends.set(k0!, { ...fes[0]!, id: 0 });
+    const withTable = fes.find((f) => f.tableId);
+    if (how === 'noTable' && withTable) next.tables.delete(withTable.tableId);
+    if (how === 'noBackend' && withTable) next.backends.delete(withTable.backendIds[0]!);
+    if (how === 'tableMember' && withTable) {
+      const tb = p.tables.get(withTable.tableId)!;
+      next.tables.set(tb.id, { ...tb, members: [...tb.members, 0xfffffff0], slots: tb.slots });
+    }
+    const walk = outcome(() => diffByWalk(undefined, next));
+    return outcome(() => diffPlans(undefined, next)) === walk && outcome(() => diffPlans(empty(), next)) === walk;
+  }), FC);
   t.pass();
 });

@@ -413,8 +413,16 @@ export class MapWriter {
   private writeMembers(pairs: readonly L.MemberKey[]): void {
     const keys = Buffer.alloc(pairs.length * L.MEMBER_KEY.size);
     pairs.forEach((m, i) => L.encodeMemberKey(m, keys, i * L.MEMBER_KEY.size));
+    this.writeMemberKeys(keys, pairs.length);
+  }
+
+  /** lb_members gains these encoded pairs */
+  private writeMemberKeys(keys: Buffer, count: number): void {
     // batchUpdate yields its steps; membership is written at once, before the frontends switch
-    runSync(this.batchUpdate('lb_members', keys, Buffer.alloc(pairs.length, 1), pairs.length, (i) => `member backend id ${pairs[i]!.backendId} of frontend id ${pairs[i]!.feId}`));
+    runSync(this.batchUpdate('lb_members', keys, Buffer.alloc(count, 1), count, (i) => {
+      const m = L.decodeMemberKey(keys, i * L.MEMBER_KEY.size);
+      return `member backend id ${m.backendId} of frontend id ${m.feId}`;
+    }));
   }
 
   /**
@@ -423,16 +431,33 @@ export class MapWriter {
    */
   private addMembers(ops: readonly PlanOp[]): boolean {
     const members = this.members!, added: L.MemberKey[] = [];
+    // a new frontend's pairs (every one at a first sync: ~100,000 at 10,000 Services) are encoded as
+    // they are found, without a Set and an object per pair
+    const size = L.MEMBER_KEY.size;
+    let most = 0, n = 0;
+    for (const o of ops) if (o.op === 'upsertSlots' && !members.has(o.frontendId)) most += o.backendIds.length;
+    const fresh = Buffer.allocUnsafe(most * size);
     for (const o of ops) {
       if (o.op !== 'upsertSlots') continue;
       const had = members.get(o.frontendId);
       if (!had) {
-        // a new frontend (every one at a first sync): all its pairs join, none leaves
-        const uniq = new Set(o.backendIds);
-        for (const id of uniq) added.push({ feId: o.frontendId, backendId: id });
-        members.set(o.frontendId, [...o.backendIds]);
-        this.memberFill.slots += o.backendIds.length;
-        this.memberFill.members += uniq.size;
+        // a new frontend: all its pairs join, none leaves; a list names a backend once (buildPlan
+        // refuses a repeat), which a short list checks without a Set
+        const ids = o.backendIds;
+        const seen = ids.length > 32 ? new Set<number>() : undefined;
+        let uniq = 0;
+        for (let j = 0; j < ids.length; j++) {
+          const id = ids[j]!;
+          if (seen ? seen.has(id) : j > 0 && ids.lastIndexOf(id, j - 1) >= 0) continue;
+          seen?.add(id);
+          fresh.writeUInt32LE(o.frontendId, n * size);
+          fresh.writeUInt32LE(id, n * size + 4);
+          n++;
+          uniq++;
+        }
+        members.set(o.frontendId, ids.slice());
+        this.memberFill.slots += ids.length;
+        this.memberFill.members += uniq;
         continue;
       }
       const before = new Set(had), after = new Set(o.backendIds);
@@ -442,8 +467,11 @@ export class MapWriter {
       this.memberFill.slots += o.backendIds.length - had.length;
       this.memberFill.members += after.size - before.size;
     }
-    if (added.length) this.writeMembers(added);
-    return added.length > 0;
+    if (!added.length && !n) return false;
+    const keys = added.length ? Buffer.concat([fresh.subarray(0, n * size), Buffer.alloc(added.length * size)]) : fresh.subarray(0, n * size);
+    added.forEach((m, i) => L.encodeMemberKey(m, keys, (n + i) * size));
+    this.writeMemberKeys(keys, n + added.length);
+    return true;
   }
 
   /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
