@@ -316,10 +316,16 @@ const label = (n: number) => (n >= 1000 ? `${n / 1000}k` : `${n}`);
 
 type Figure = (r: ChangeResult) => number;
 
-/** median over rounds of one figure */
+/**
+ * median over rounds of one figure; of an even count, the mean of the middle two (not the lower one,
+ * as the nearest-rank median elsewhere: with 2 rounds that was the better round, and the targets'
+ * table judged a p99 by it)
+ */
 function med(rs: readonly ChangeResult[], f: Figure): number {
   const v = rs.map(f).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  return v.length ? v[(v.length - 1) >> 1]! : NaN;
+  if (!v.length) return NaN;
+  const h = v.length >> 1;
+  return v.length % 2 ? v[h]! : (v[h - 1]! + v[h]!) / 2;
 }
 
 /** per-round ratios this / base (rounds interleaved: base, then this build), as "min / median / max" */
