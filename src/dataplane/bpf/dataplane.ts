@@ -270,8 +270,8 @@ export class BpfDataplane implements Dataplane {
     // up to the switch is lost
     for (const m of [...migrated, ...loaded.finishMigration()]) {
       this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped, newer: m.newer },
-        m.how === 'copy' ? 'pinned map of an older build migrated: entries copied into the new layout'
-          : 'pinned map of an older build recreated: the agent rewrites what it derives from the plan; runtime state in it starts empty');
+        m.how === 'copy' ? 'pinned map of another definition (an older build, or other --bpf-map-max sizes) migrated: entries copied into the new layout'
+          : 'pinned map of another definition (an older build, or other --bpf-map-max sizes) recreated: the agent rewrites what it derives from the plan; runtime state in it starts empty');
     }
     const every = this.#opts.ctSweepMs ?? 30_000;
     if (every > 0) {
