@@ -8,17 +8,10 @@
 // the backends given (open addressing in typed arrays, as build-full.ts does); anything else by text.
 // strictV4 takes exactly one spelling of each address, so the value stands for the text.
 import type { Protocol } from '../model/compiled.js';
-import { strictV4 } from '../util/ip.js';
+import { strictV4, v4Hash } from '../util/ip.js';
 import type { PlanBackend } from './types.js';
 
 type Entry = PlanBackend | PlanBackend[];
-
-/** a u32 mixed so that its low bits (the table's mask) depend on every bit */
-function v4Hash(v: number): number {
-  let h = Math.imul(v ^ (v >>> 16), 0x45d9f3b);
-  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 export class BackendIndex {
   /** per slot: the address value, and whether it holds one (a slot whose entry was removed keeps its key) */

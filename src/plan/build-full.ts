@@ -15,7 +15,7 @@ import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { maglevSeed2, maglevSize, murmur3, type MaglevSizing } from './maglev.js';
 import { PendingTable, type SlotSource } from './slot-source.js';
 import { frontendKey, NO_SLOTS, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
-import { strictV4 } from '../util/ip.js';
+import { strictV4, v4Hash } from '../util/ip.js';
 
 interface FrontendDraft {
   key: string;
@@ -36,14 +36,6 @@ interface FrontendDraft {
 
 /** protocols by code, the codes in the order of their names (the canonical order compares names) */
 const PROTOCOLS: readonly Protocol[] = ['SCTP', 'TCP', 'UDP'];
-
-
-/** a u32 mixed so that its low bits (the table's mask) depend on every bit */
-function v4Hash(v: number): number {
-  let h = Math.imul(v ^ (v >>> 16), 0x45d9f3b);
-  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 const PROTOCOL_CODES: ReadonlyMap<string, number> = new Map(PROTOCOLS.map((p, k) => [p, k]));
 
 /**

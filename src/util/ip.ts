@@ -147,3 +147,13 @@ export function strictV4(a: string): number {
   if (!digits || parts !== 3) return -1;
   return v * 256 + part;
 }
+
+/**
+ * A strictV4 value mixed so that its low bits depend on every bit: the slot of an open-addressing
+ * table by address value (mask it with the table's size - 1).
+ */
+export function v4Hash(v: number): number {
+  let h = Math.imul(v ^ (v >>> 16), 0x45d9f3b);
+  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
