@@ -229,7 +229,7 @@ function copyObject(o: Obj, depth: number): Obj {
 // cloud node's name is ~40).
 /** a condition's number in the shared conditions' key */
 const CONDITION_KEYS: ReadonlyMap<string, number> = new Map([['ready', 1], ['serving', 2], ['terminating', 3]]);
-/** by the conditions' keys in order and their values, two bits each per key: (key number, value) in 3 bits */
+/** by the conditions' keys in order and their values: three bits per key, (key number 1-3, value) */
 const sharedConditions = new Map<number, Readonly<Obj>>();
 const names = new Map<string, string>();
 /** bounds the name table (a cluster has far fewer nodes and zones) */
