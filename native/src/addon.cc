@@ -579,6 +579,48 @@ Napi::Value MapCreate(const Napi::CallbackInfo& info) {
   return Num(info.Env(), Err(bpf_map_create(static_cast<enum bpf_map_type>(type), name.c_str(), keySize, valueSize, maxEntries, &opts)));
 }
 
+// /proc/self/mem of this process, for CopyIntoMapping: -1 when it cannot be written (a kernel built or
+// booted with proc_mem.force_override=never, a sandbox without /proc), then memcpy serves. Reopened
+// after a fork (the fd names the mm of the process that opened it).
+int g_procMem = -1;
+pid_t g_procMemPid = 0;
+bool g_procMemBroken = false;
+
+int ProcMem() {
+  pid_t pid = getpid();
+  if (g_procMemBroken) return -1;
+  if (g_procMemPid != pid) {
+    if (g_procMem >= 0 && g_procMemPid != 0) close(g_procMem);
+    g_procMem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    g_procMemPid = pid;
+    if (g_procMem < 0) g_procMemBroken = true;
+  }
+  return g_procMem;
+}
+
+// Copies len bytes into a fresh shared mapping of a BPF array at dst. The first write to each page
+// through a new user mapping is what a copy costs on some hypervisors (this VM: ~7 us a page,
+// 100-150 ms of CPU for the 64 MiB of Maglev slots at 10,000 Services, whatever populate flags ask),
+// while the kernel writes the same pages through its own mapping of them at memory speed: a write
+// to /proc/self/mem at dst's address does that (~30 ms for the same 64 MiB, measured with a C probe).
+// Any failure falls back to memcpy for what is left.
+void CopyIntoMapping(char* dst, const uint8_t* src, size_t len) {
+  size_t done = 0;
+  int mem = ProcMem();
+  while (mem >= 0 && done < len) {
+    ssize_t w = pwrite(mem, src + done, len - done, static_cast<off_t>(reinterpret_cast<uintptr_t>(dst + done)));
+    if (w > 0) {
+      done += static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    // refused (EPERM, EACCES, EIO): not tried again in this process
+    g_procMemBroken = true;
+    break;
+  }
+  if (done < len) memcpy(dst + done, src + done, len - done);
+}
+
 // mapMmapWrite(fd, data, offset[, or]) -> 0 | -errno: copies data into a BPF_F_MMAPABLE array's values at a
 // byte offset (a whole Maglev table in one memcpy instead of one update per element). Only a
 // mappable BPF array, and only within its values: a mapping of anything else could fault on the copy.
@@ -619,7 +661,7 @@ Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
       if (w) __atomic_fetch_or(&dst[i], w, __ATOMIC_SEQ_CST);
     }
   } else {
-    memcpy(static_cast<char*>(p) + (off - first), data.data, len);
+    CopyIntoMapping(static_cast<char*>(p) + (off - first), data.data, len);
   }
   munmap(p, mapLen);
   return Num(info.Env(), 0);

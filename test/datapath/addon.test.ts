@@ -156,6 +156,24 @@ if (!isRoot) {
     t.is(seen, 599, 'scan visits every element in place (element 10 was overwritten)');
   });
 
+  test('an mmapable array written across pages at an offset within one: exactly those bytes change', (t) => {
+    // writeMmap copies through /proc/self/mem where it can (addon.cc CopyIntoMapping), a page at a time
+    const n = 4096;
+    const m = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_mmap2', keySize: 4, valueSize: 8, maxEntries: n, flags: BPF_F_MMAPABLE });
+    t.teardown(() => m.close());
+    const before = Buffer.alloc(n * 8);
+    for (let i = 0; i < n * 2; i++) before.writeUInt32LE(0xa0000000 + i, i * 4);
+    m.writeMmap(before);
+    const off = 8 * 301, data = Buffer.alloc(8 * 1500);
+    for (let i = 0; i < 1500 * 2; i++) data.writeUInt32LE(i + 1, i * 4);
+    m.writeMmap(data, off);
+    const want = Buffer.from(before);
+    data.copy(want, off);
+    const got = Buffer.alloc(n * 8);
+    m.scan((k, v) => v.copy(got, k.readUInt32LE(0) * 8));
+    t.true(got.equals(want));
+  });
+
   test('pin and fromPin; open errors name the path', (t) => {
     const root = tempPinRoot(t);
     const m = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_pin', keySize: 4, valueSize: 8, maxEntries: 2 });
