@@ -113,6 +113,15 @@ interface Piece {
   src: { src: SlotSource; first: number } | undefined;
 }
 
+/**
+ * u32 words as the bytes of u32 key and value fields (written little-endian, as layout.ts's codecs
+ * write them): the words' own memory on a little-endian host, no copy.
+ */
+function u32Bytes(w: Uint32Array): Buffer {
+  const b = Buffer.from(w.buffer, w.byteOffset, w.byteLength);
+  return HOST_LE ? b : Buffer.from(b).swap32();
+}
+
 function fmtFe(f: { address: string; port: number; protocol: string; scope: string; service?: string }): string {
   return `${f.service ? `${f.service} ` : ''}${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol} (${f.scope})`;
 }
@@ -436,7 +445,7 @@ export class MapWriter {
     const size = L.MEMBER_KEY.size;
     let most = 0, n = 0;
     for (const o of ops) if (o.op === 'upsertSlots' && !members.has(o.frontendId)) most += o.backendIds.length;
-    const fresh = Buffer.allocUnsafe(most * size);
+    const fresh = new Uint32Array(most * 2);
     for (const o of ops) {
       if (o.op !== 'upsertSlots') continue;
       const had = members.get(o.frontendId);
@@ -446,12 +455,15 @@ export class MapWriter {
         const ids = o.backendIds;
         const seen = ids.length > 32 ? new Set<number>() : undefined;
         let uniq = 0;
+        const fe = o.frontendId;
+        if (!(fe >= 1 && fe <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `members of frontend id ${fe}: not a u32`);
         for (let j = 0; j < ids.length; j++) {
           const id = ids[j]!;
           if (seen ? seen.has(id) : j > 0 && ids.lastIndexOf(id, j - 1) >= 0) continue;
+          if (!(id >= 1 && id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `frontend id ${fe} names backend id ${id}`);
           seen?.add(id);
-          fresh.writeUInt32LE(o.frontendId, n * size);
-          fresh.writeUInt32LE(id, n * size + 4);
+          fresh[2 * n] = fe;
+          fresh[2 * n + 1] = id;
           n++;
           uniq++;
         }
@@ -468,7 +480,8 @@ export class MapWriter {
       this.memberFill.members += after.size - before.size;
     }
     if (!added.length && !n) return false;
-    const keys = added.length ? Buffer.concat([fresh.subarray(0, n * size), Buffer.alloc(added.length * size)]) : fresh.subarray(0, n * size);
+    const pairs = u32Bytes(fresh.subarray(0, 2 * n));
+    const keys = added.length ? Buffer.concat([pairs, Buffer.alloc(added.length * size)]) : pairs;
     added.forEach((m, i) => L.encodeMemberKey(m, keys, (n + i) * size));
     this.writeMemberKeys(keys, n + added.length);
     return true;
@@ -581,21 +594,26 @@ export class MapWriter {
       case 'upsertSlots': {
         const items = run as Array<Extract<PlanOp, { op: 'upsertSlots' }>>;
         const n = items.reduce((s, o) => s + o.backendIds.length, 0);
-        const keys = Buffer.alloc(n * L.SLOT_KEY.size), values = Buffer.alloc(n * 4);
+        // lb_slot_key {fe_id, slot} (encodeSlotKey) and the ids as u32 words of two buffers, without
+        // an object or a checked Buffer write per slot: a first sync writes ~110,000 of them
+        const kw = new Uint32Array(n * 2), vw = new Uint32Array(n);
         // the first slot of each item, for naming the frontend of a slot the kernel refused
         const starts: number[] = [];
         let k = 0;
         for (const o of items) {
           starts.push(k);
-          // lb_slot_key {fe_id, slot} (encodeSlotKey), written without an object per slot: a first
-          // sync writes ~110,000 of them
-          for (let slot = 0; slot < o.backendIds.length; slot++, k++) {
-            keys.writeUInt32LE(o.frontendId, k * L.SLOT_KEY.size);
-            keys.writeUInt32LE(slot, k * L.SLOT_KEY.size + 4);
-            values.writeUInt32LE(o.backendIds[slot]!, k * 4);
+          const ids = o.backendIds, fe = o.frontendId;
+          if (!(fe >= 1 && fe <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `slots of frontend id ${fe}: not a u32`);
+          for (let slot = 0; slot < ids.length; slot++, k++) {
+            const id = ids[slot]!;
+            if (!(id >= 1 && id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `slot ${slot} of frontend id ${fe} names backend id ${id}`);
+            kw[2 * k] = fe;
+            kw[2 * k + 1] = slot;
+            vw[k] = id;
           }
-          if (k % SLOTS_PER_PAUSE < o.backendIds.length) yield PAUSE;
+          if (k % SLOTS_PER_PAUSE < ids.length) yield PAUSE;
         }
+        const keys = u32Bytes(kw), values = u32Bytes(vw);
         const ownerOf = (i: number): number => {
           let lo = 0, hi = starts.length - 1;
           while (lo < hi) {
