@@ -3,8 +3,8 @@
 // unpacked with node_modules, native/build and bpf/*.o beside), so both see the same load, the same
 // heap and the same moment; a separate process per tree at load 15-25 gave ratios from 0.6 to 1.4.
 //   BASE=/tmp/base N=10000 ROUNDS=8 node --import=tsx bench/sync-ab.ts   (root; APPLY=0: no kernel)
-// Prints per step the median CPU ms of each tree (process, and main thread) and this / base per round
-// as min / median / max.
+// Prints per step the median CPU ms of each tree (process, and main thread; and wall ms, which the
+// load inflates) and this / base per round as min / median / max.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Compiler } from '../src/compile/compile.js';
@@ -34,12 +34,12 @@ for (let r = 0; r < ROUNDS; r++) {
       d.maps.writeConfig({ hashSeed: 7, snatMark: T.L.LB_SNAT_MARK_DEFAULT, flags: 0 });
     }
     try {
-      let m = tc(), p = pc();
+      let m = tc(), p = pc(), w = performance.now();
       const plan = T.buildPlan(state, undefined, { seed: 7 });
-      put(T.name, 'planMain', tc() - m); put(T.name, 'plan', pc() - p); m = tc(); p = pc();
+      put(T.name, 'planMain', tc() - m); put(T.name, 'plan', pc() - p); put(T.name, 'planWall', performance.now() - w); m = tc(); p = pc(); w = performance.now();
       const ops = T.diffPlans(undefined, plan);
-      put(T.name, 'diffMain', tc() - m); put(T.name, 'diff', pc() - p); m = tc(); p = pc();
-      if (d) { d.maps.apply(ops); put(T.name, 'applyMain', tc() - m); put(T.name, 'apply', pc() - p); }
+      put(T.name, 'diffMain', tc() - m); put(T.name, 'diff', pc() - p); put(T.name, 'diffWall', performance.now() - w); m = tc(); p = pc(); w = performance.now();
+      if (d) { d.maps.apply(ops); put(T.name, 'applyMain', tc() - m); put(T.name, 'apply', pc() - p); put(T.name, 'applyWall', performance.now() - w); }
     } finally {
       if (d) { d.object.close(); rmSync(pin, { recursive: true, force: true }); rmSync(tmp, { recursive: true, force: true }); }
     }
