@@ -5,10 +5,11 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { BpfBatchError } from '../../src/dataplane/bpf/native/errors.js';
 import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
-import { BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
+import { BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { hostRoots } from '../../testing/netns.js';
 import { dataplaneObject, fixtureObject, isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
@@ -172,6 +173,24 @@ if (!isRoot) {
     const got = Buffer.alloc(n * 8);
     m.scan((k, v) => v.copy(got, k.readUInt32LE(0) * 8));
     t.true(got.equals(want));
+  });
+
+  test('a batch split over threads writes every entry; a full map stops it with the entries before processed written', (t) => {
+    const n = 50_000;
+    const keys = Buffer.alloc(n * 8), values = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) { keys.writeUInt32LE(1 + (i >> 4), i * 8); keys.writeUInt32LE(i & 15, i * 8 + 4); values.writeUInt32LE(i + 7, i * 4); }
+    const m = BpfMap.create({ type: MapType.HASH, name: 'kbp_t_spread', keySize: 8, valueSize: 4, maxEntries: n, flags: BPF_F_NO_PREALLOC });
+    t.teardown(() => m.close());
+    m.updateBatch(keys, values, n, BPF_ANY, 3);
+    let right = 0;
+    m.scan((k, v) => { if (v.readUInt32LE(0) === ((k.readUInt32LE(0) - 1) << 4 | k.readUInt32LE(4)) + 7) right++; });
+    t.is(right, n);
+    t.throws(() => m.updateBatch(keys, values, n, BPF_ANY, 0), { message: /threads of updateBatch on map kbp_t_spread must be an integer in 1\.\.64/ });
+    const small = BpfMap.create({ type: MapType.HASH, name: 'kbp_t_spread2', keySize: 8, valueSize: 4, maxEntries: 40_000, flags: BPF_F_NO_PREALLOC });
+    t.teardown(() => small.close());
+    const e = t.throws(() => small.updateBatch(keys, values, n, BPF_ANY, 2), { instanceOf: BpfBatchError });
+    t.true(e.processed < n);
+    for (const i of [0, e.processed >> 1, e.processed - 1]) t.is(small.lookup(keys.subarray(i * 8, i * 8 + 8))?.readUInt32LE(0), i + 7);
   });
 
   test('pin and fromPin; open errors name the path', (t) => {

@@ -33,11 +33,11 @@ interface Native {
   mapUpdate(fd: number, key: Buf, value: Buffer, flags: number): number;
   mapDelete(fd: number, key: Buf): number;
   mapGetNextKey(fd: number, key: Buf, next: Buffer): number;
-  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number): [number, number];
+  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number, threads?: number): [number, number];
   mapDeleteBatch(fd: number, keys: Buffer, count: number): [number, number];
   mapLookupBatch(fd: number, inBatch: Buf, outBatch: Buffer, keys: Buffer, values: Buffer, count: number): [number, number];
   /** the batch write on libuv's thread pool (a map-in-map write waits for an RCU grace period) */
-  mapUpdateBatchAsync(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number): Promise<[number, number]>;
+  mapUpdateBatchAsync(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number, threads?: number): Promise<[number, number]>;
   mapDeleteBatchAsync(fd: number, keys: Buffer, count: number): Promise<[number, number]>;
   mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number, innerFd: number): number;
   mapInfo(fd: number): RawMapInfo | number;

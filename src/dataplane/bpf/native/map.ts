@@ -178,17 +178,20 @@ export class BpfMap {
 
   /**
    * Writes count entries (keys and values packed back to back) in one system call. Map types without
-   * batch support (LPM tries, some kernels' map-in-maps) get one update per entry instead. On failure
-   * throws BpfBatchError: the first `processed` entries were written.
+   * batch support (LPM tries, some kernels' map-in-maps) get one update per entry instead. With
+   * threads > 1, a large batch is split into that many slices written at once (the kernel's hash
+   * inserts are independent): its entries land in no set order. On failure throws BpfBatchError:
+   * the first `processed` entries were written (with threads, maybe some after them too).
    */
-  updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY, threads = 1): void {
     this.#writes++;
     checkU32(count, `count of updateBatch on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of updateBatch on map ${this.name} (${count} keys)`);
     checkBuffer(values, count * this.userValueSize, `values of updateBatch on map ${this.name} (${count} values)`);
     checkFlags(flags, `flags of updateBatch on map ${this.name}`);
+    checkThreads(threads, `threads of updateBatch on map ${this.name}`);
     if (count === 0) return;
-    const [ret, processed] = native().mapUpdateBatch(this.fd, keys, values, count, flags);
+    const [ret, processed] = native().mapUpdateBatch(this.fd, keys, values, count, flags, threads);
     if (ret === 0) return;
     if (unsupported(ret) && processed === 0) {
       const vs = this.userValueSize;
@@ -247,14 +250,15 @@ export class BpfMap {
    * map-in-map write waits for an RCU grace period). The addon copies keys and values, so the caller
    * may reuse them at once. Same fallbacks and errors as updateBatch.
    */
-  async updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): Promise<void> {
+  async updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY, threads = 1): Promise<void> {
     this.#writes++;
     checkU32(count, `count of updateBatch on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of updateBatch on map ${this.name} (${count} keys)`);
     checkBuffer(values, count * this.userValueSize, `values of updateBatch on map ${this.name} (${count} values)`);
     checkFlags(flags, `flags of updateBatch on map ${this.name}`);
+    checkThreads(threads, `threads of updateBatch on map ${this.name}`);
     if (count === 0) return;
-    const [ret, processed] = await native().mapUpdateBatchAsync(this.fd, keys, values, count, flags);
+    const [ret, processed] = await native().mapUpdateBatchAsync(this.fd, keys, values, count, flags, threads);
     if (ret === 0) return;
     if (unsupported(ret) && processed === 0) return this.updateBatch(keys, values, count, flags);
     throw new BpfBatchError(bpfError('updateBatch', `${this.name} (entry ${processed} of ${count})`, ret), processed);
@@ -443,6 +447,10 @@ function checkFlags(flags: number, what: string): void {
   if (flags !== BPF_ANY && flags !== BPF_NOEXIST && flags !== BPF_EXIST && flags !== BPF_F_LOCK) {
     throw usage(`${what} must be BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2) or BPF_F_LOCK (4), got ${flags}`);
   }
+}
+
+function checkThreads(threads: number, what: string): void {
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw usage(`${what} must be an integer in 1..64, got ${threads}`);
 }
 
 let cpus: number | undefined;
