@@ -34,6 +34,9 @@ interface FrontendDraft {
   tkey: string;
 }
 
+/** backendFault's argument for an address known to be valid (it asks only whether there is a key) */
+const VALID = 'valid';
+
 /** protocols by code, the codes in the order of their names (the canonical order compares names) */
 const PROTOCOLS: readonly Protocol[] = ['SCTP', 'TCP', 'UDP'];
 const PROTOCOL_CODES: ReadonlyMap<string, number> = new Map(PROTOCOLS.map((p, k) => [p, k]));
@@ -44,13 +47,18 @@ const PROTOCOL_CODES: ReadonlyMap<string, number> = new Map(PROTOCOLS.map((p, k)
  * object each (or a JavaScript array per field, grown by push) made the V8 heap, and so every GC
  * during and after the build, several times larger. Addresses (backends' and frontends') get an
  * index that also holds their sort key: a dotted quad by its value in a typed-array table, anything
- * else through a Map by text.
+ * else through a Map by text. A dotted quad's sort key is made only when asked (keyOf: frontends'
+ * addresses): backends' are ordered by value, which is their keys' order (~100,000 strings fewer at
+ * 10,000 Services).
  */
 class Backends {
   /** address text -> address index; with it, per address: its sort key ('' when not an IP address) */
   readonly #addrIndex = new Map<string, number>();
   readonly addrText: string[] = [];
-  readonly addrKey: string[] = [];
+  /** per address: its sort key, '' when not an IP address, undefined for a dotted quad not asked for yet */
+  readonly #addrKey: (string | undefined)[] = [];
+  /** per address: its strictV4 value, -1 when not a dotted quad */
+  #addrV4: Float64Array;
   /** per address index: the first backend index with that address, -1 when none */
   #addrFirst: Int32Array;
   /** per backend index */
@@ -72,6 +80,7 @@ class Backends {
   /** room for `most` backends */
   constructor(most: number) {
     this.#addrFirst = new Int32Array(64);
+    this.#addrV4 = new Float64Array(64);
     this.addr = new Int32Array(most);
     this.port = new Uint16Array(most);
     this.protocol = new Uint8Array(most);
@@ -99,7 +108,7 @@ class Backends {
         if (this.#v4Keys[h] === v) return a;
         h = (h + 1) & mask;
       }
-      const a = this.#newAddress(text, addressKey(text));
+      const a = this.#newAddress(text, undefined, v);
       this.#v4Keys[h] = v;
       this.#v4Vals[h] = a;
       if (++this.#v4Count * 2 > this.#v4Vals.length) this.#growV4();
@@ -108,7 +117,7 @@ class Backends {
     const a = this.#addrIndex.get(text);
     if (a !== undefined) return a;
     // isIP: addressKey takes forms such as 01.2.3.4 that the data plane must refuse
-    const made = this.#newAddress(text, isIP(text) ? addressKey(text) : '');
+    const made = this.#newAddress(text, isIP(text) ? addressKey(text) : '', -1);
     this.#addrIndex.set(text, made);
     return made;
   }
@@ -127,17 +136,33 @@ class Backends {
     }
   }
 
-  #newAddress(text: string, key: string): number {
+  #newAddress(text: string, key: string | undefined, v4: number): number {
     const a = this.addrText.length;
     this.addrText.push(text);
-    this.addrKey.push(key);
+    this.#addrKey.push(key);
     if (a >= this.#addrFirst.length) {
       const grown = new Int32Array(this.#addrFirst.length * 2);
       grown.set(this.#addrFirst);
       this.#addrFirst = grown;
+      const v4s = new Float64Array(grown.length);
+      v4s.set(this.#addrV4);
+      this.#addrV4 = v4s;
     }
     this.#addrFirst[a] = -1;
+    this.#addrV4[a] = v4;
     return a;
+  }
+
+  /** the address's sort key (AddressKeys'), undefined when it is not an IP address */
+  keyOf(a: number): string | undefined {
+    let k = this.#addrKey[a];
+    if (k === undefined) this.#addrKey[a] = k = addressKey(this.addrText[a]!);
+    return k || undefined;
+  }
+
+  /** whether the address is an IP address the data plane takes */
+  valid(a: number): boolean {
+    return this.#addrV4[a]! >= 0 || this.#addrKey[a] !== '';
   }
 
   find(addr: number, port: number, protocol: number): number {
@@ -168,7 +193,10 @@ class Backends {
   compare(a: number, b: number): number {
     const p = this.addr[a]!, q = this.addr[b]!;
     if (p !== q) {
-      const x = this.addrKey[p]!, y = this.addrKey[q]!;
+      // two dotted quads (distinct indices: distinct values) by value, which is their keys' order
+      const v = this.#addrV4[p]!, w = this.#addrV4[q]!;
+      if (v >= 0 && w >= 0) return v < w ? -1 : 1;
+      const x = this.keyOf(p) ?? '', y = this.keyOf(q) ?? '';
       if (x !== y) return x < y ? -1 : 1;
     }
     return this.port[a]! - this.port[b]! || this.protocol[a]! - this.protocol[b]!;
@@ -182,7 +210,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const drafts = new Map<string, FrontendDraft>();
   const bk = new Backends(refs);
   for (const f of state.frontends) {
-    const feAddrKey = bk.addrKey[bk.address(f.address)] || undefined;
+    const feAddrKey = bk.keyOf(bk.address(f.address));
     const fault = frontendFault(f, feAddrKey);
     if (fault !== undefined) throw bad(f, fault);
     const key = frontendKey(f);
@@ -197,7 +225,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
       const a = bk.address(b.address);
       let i = bk.find(a, b.port, proto);
       if (i < 0) {
-        const beFault = backendFault(b, bk.addrKey[a] || undefined);
+        const beFault = backendFault(b, bk.valid(a) ? VALID : undefined);
         if (beFault !== undefined) throw bad(f, beFault);
         i = bk.add(a, b.port, proto);
       }
