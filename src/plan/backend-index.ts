@@ -64,6 +64,32 @@ export class BackendIndex {
     this.#vals[h] = e;
   }
 
+  /** b under its address, beside those of other ports or protocols there (one parse and one probe) */
+  add(b: PlanBackend): void {
+    const v = strictV4(b.address);
+    if (v < 0) {
+      const same = this.#other.get(b.address);
+      this.#other.set(b.address, same === undefined ? b : Array.isArray(same) ? (same.push(b), same) : [same, b]);
+      return;
+    }
+    const h = this.#slot(v), same = this.#vals[h];
+    if (same !== undefined) {
+      if (Array.isArray(same)) same.push(b);
+      else this.#vals[h] = [same, b];
+      return;
+    }
+    if (this.#taken[h] === 0) {
+      this.#taken[h] = 1;
+      this.#keys[h] = v;
+      if (++this.#used * 4 > this.#taken.length * 3) {
+        this.#vals[h] = b;
+        this.#grow();
+        return;
+      }
+    }
+    this.#vals[h] = b;
+  }
+
   delete(address: string): void {
     const v = strictV4(address);
     if (v < 0) {
@@ -112,10 +138,7 @@ export function backendIndex(backends: Iterable<PlanBackend>): BackendIndex {
 }
 
 export function indexAdd(index: BackendIndex, b: PlanBackend): void {
-  const same = index.get(b.address);
-  if (same === undefined) index.set(b.address, b);
-  else if (Array.isArray(same)) same.push(b);
-  else index.set(b.address, [same, b]);
+  index.add(b);
 }
 
 /** removes b's (address, port, protocol) */

@@ -77,10 +77,19 @@ class Backends {
   readonly localRefs: Int32Array;
   size = 0;
 
-  /** room for `most` backends */
-  constructor(most: number) {
-    this.#addrFirst = new Int32Array(64);
-    this.#addrV4 = new Float64Array(64);
+  /**
+   * room for `most` backends; `addresses` (at most the backends and frontends together) sizes the
+   * address tables once: grown from 64 and 1024, they were copied and rehashed ~11 times at 10,000 Services
+   */
+  constructor(most: number, addresses = 0) {
+    let cap = 64;
+    while (cap < addresses) cap *= 2;
+    this.#addrFirst = new Int32Array(cap);
+    this.#addrV4 = new Float64Array(cap);
+    let v4 = 1024;
+    while (v4 < 2 * addresses) v4 *= 2;
+    this.#v4Keys = new Uint32Array(v4);
+    this.#v4Vals = new Int32Array(v4).fill(-1);
     this.addr = new Int32Array(most);
     this.port = new Uint16Array(most);
     this.protocol = new Uint8Array(most);
@@ -94,8 +103,8 @@ class Backends {
   }
 
   /** dotted quads (nearly every address) by value, open addressing: no string hashing, 8 bytes a slot */
-  #v4Keys = new Uint32Array(1024);
-  #v4Vals = new Int32Array(1024).fill(-1);
+  #v4Keys: Uint32Array;
+  #v4Vals: Int32Array;
   #v4Count = 0;
 
   /** the address's index (AddressKeys' validation and sort key, cached per distinct text) */
@@ -208,7 +217,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   let refs = 0;
   for (const f of state.frontends) refs += f.backends.length;
   const drafts = new Map<string, FrontendDraft>();
-  const bk = new Backends(refs);
+  const bk = new Backends(refs, refs + state.frontends.length);
   for (const f of state.frontends) {
     const feAddrKey = bk.keyOf(bk.address(f.address));
     const fault = frontendFault(f, feAddrKey);
