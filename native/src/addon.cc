@@ -669,7 +669,7 @@ void CopyIntoMapping(char* dst, const uint8_t* src, size_t len) {
 }
 
 // mapMmapWrite(fd, data, offset[, or]) -> 0 | -errno: copies data into a BPF_F_MMAPABLE array's values at a
-// byte offset (a whole Maglev table in one memcpy instead of one update per element). Only a
+// byte offset (a whole Maglev table in one copy, CopyIntoMapping, instead of one update per element). Only a
 // mappable BPF array, and only within its values: a mapping of anything else could fault on the copy.
 // With or true, data's non-zero 8-byte words are ORed into the array's with an atomic OR each (the
 // words of a bitmap the programs set bits of at the same time: lb_rev_filter); offset and length 8-aligned.

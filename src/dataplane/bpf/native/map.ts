@@ -180,7 +180,8 @@ export class BpfMap {
    * Writes count entries (keys and values packed back to back) in one system call. Map types without
    * batch support (LPM tries, some kernels' map-in-maps) get one update per entry instead. With
    * threads > 1, a large batch is split into that many slices written at once (the kernel's hash
-   * inserts are independent): its entries land in no set order. On failure throws BpfBatchError:
+   * inserts are independent): its entries land in no set order, so its keys must be distinct. On
+   * failure throws BpfBatchError:
    * the first `processed` entries were written (with threads, maybe some after them too).
    */
   updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY, threads = 1): void {
