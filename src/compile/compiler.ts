@@ -42,15 +42,17 @@ export interface CompileResult {
 
 export interface CompiledService {
   service: ServiceModel;
-  clusterIPs: string[];
-  nodePorts: number[];
+  /** read only: shared with the model and the allocation */
+  clusterIPs: readonly string[];
+  nodePorts: readonly number[];
   healthCheckNodePort: number;
 }
 
 /** One Service's compiled frontends, valid while its model, endpoints, allocation and the node signature are. */
 interface ServiceEntry {
   model: ServiceModel;
-  eps: ServiceEndpoints | undefined;
+  /** the version of its slices' group it was compiled from (0: none) */
+  epsVer: number;
   alloc: Allocation;
   frontends: RawFrontend[];
   warnings: ObjectError[];
@@ -64,13 +66,26 @@ interface ServiceRecord {
   errors: ObjectError[];
 }
 
+/**
+ * What is kept of a slice: its object (unchanged objects are the same object in the next snapshot)
+ * and its Service, not its normalized endpoints: those are rebuilt from the object when its Service
+ * compiles again (a few microseconds for one Service, against ~1.3 KiB a Service kept; issue 10).
+ */
 interface SliceRecord {
   raw: unknown;
-  slice: NormalizedSlice | null;
   errors: ObjectError[];
   /** the Service key whose endpoints it feeds; '' when none (rejected, unlabelled, FQDN) */
   group: string;
 }
+
+/** The usable slices of one Service, by snapshot key, and a version that changes whenever they do. */
+interface Group {
+  keys: string[];
+  ver: number;
+}
+
+/** shared by every object without problems (most): an empty array each costs 32 bytes */
+const NO_ERRORS: ObjectError[] = Object.freeze([]) as unknown as ObjectError[];
 
 /** the no-local counts of every Service that has none; read only (addNoLocalCounts reads its b) */
 const ZERO_NO_LOCAL: NoLocalEndpointCounts = zeroNoLocalCounts();
@@ -81,13 +96,9 @@ function isZeroNoLocal(c: NoLocalEndpointCounts): boolean {
 
 function sameAlloc(a: Allocation, b: Allocation): boolean {
   if (a === b) return true;
-  if (a.healthCheckNodePort !== b.healthCheckNodePort || a.clusterIPs.size !== b.clusterIPs.size
+  if (a.healthCheckNodePort !== b.healthCheckNodePort || a.clusterIPs.length !== b.clusterIPs.length
     || a.nodePorts.length !== b.nodePorts.length) return false;
-  const bi = b.clusterIPs.entries();
-  for (const [f, ip] of a.clusterIPs) {
-    const y = bi.next();
-    if (y.done || y.value[0] !== f || y.value[1] !== ip) return false;
-  }
+  for (let i = 0; i < a.clusterIPs.length; i++) if (a.clusterIPs[i] !== b.clusterIPs[i]) return false;
   for (let i = 0; i < a.nodePorts.length; i++) if (a.nodePorts[i] !== b.nodePorts[i]) return false;
   return true;
 }
@@ -204,10 +215,12 @@ export class Compiler {
   readonly #svcErrKeys = new Set<string>();
   readonly #slices = new Map<string, SliceRecord>();
   readonly #sliceErrKeys = new Set<string>();
-  /** Service key -> the snapshot keys of its usable slices */
-  readonly #groups = new Map<string, string[]>();
-  /** Service key -> its endpoints; a new object whenever one of its slices changed */
-  readonly #eps = new Map<string, ServiceEndpoints>();
+  /** Service key -> its usable slices */
+  readonly #groups = new Map<string, Group>();
+  /** the last version given to a group */
+  #groupVer = 0;
+  /** this compile's endpoints of the groups whose slices changed (built from the normalized slices at hand) */
+  #freshEps = new Map<string, ServiceEndpoints>();
   readonly #nodeCache = new WeakMap<object, { key: string; model: NodeModel | null }>();
   #allocs: Map<string, Allocation> | undefined;
   #allocErrors: ObjectError[] = [];
@@ -389,7 +402,7 @@ export class Compiler {
         const alloc = model ? allocs.get(model.key) : undefined;
         if (!model || !alloc) {
           if (e) dirty.add(k);
-        } else if (!e || e.model !== model || e.eps !== this.#eps.get(model.key) || !sameAlloc(e.alloc, alloc)) dirty.add(k);
+        } else if (!e || e.model !== model || e.epsVer !== (this.#groups.get(model.key)?.ver ?? 0) || !sameAlloc(e.alloc, alloc)) dirty.add(k);
       }
     } else {
       // every model key is its snapshot key, and nothing but these Services' slices changed
@@ -425,18 +438,19 @@ export class Compiler {
       const model = this.#svcs.get(k)?.model;
       const alloc = model ? allocs.get(model.key) : undefined;
       if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
-      const eps = this.#eps.get(model.key);
+      const eps = this.#endpointsOf(model.key);
       const prev = previous.get(k);
       const entry: ServiceEntry = {
-        model, eps, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
+        model, epsVer: this.#groups.get(model.key)?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
         // kept when only endpoints changed, so the Service list need not be rebuilt
         compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
-          : { service: model, clusterIPs: [...alloc.clusterIPs.values()], nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
+          : { service: model, clusterIPs: alloc.clusterIPs, nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
       };
       compileService(k, model, alloc, eps, ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
       addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
       // kept as long as the Service: no spare room, and one shared zero count (most Services)
       entry.frontends = tight(entry.frontends);
+      if (!entry.warnings.length) entry.warnings = NO_ERRORS;
       if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
       this.#entries.set(k, entry);
       if (entry.warnings.length) this.#warnKeys.add(k);
@@ -515,6 +529,7 @@ export class Compiler {
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
     const state = lazyState(this.#list.length, () => p.arr ?? (p.arr = this.#listAt(p.version)));
     if (base) recordStateDelta(state, base, added, removed);
+    this.#freshEps.clear();
     return { state, errors, services: this.#services, noLocalEndpoints };
   }
 
@@ -679,7 +694,7 @@ export class Compiler {
       const done = normalized.get(k);
       const errors: ObjectError[] = done?.errors ?? [];
       const model = done ? done.model : normalizeService(raw, k, errors);
-      this.#svcs.set(k, { raw, model, errors });
+      this.#svcs.set(k, { raw, model, errors: errors.length ? errors : NO_ERRORS });
       if (model && model.key !== k) this.#keyMismatch++;
       if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
       if (errors.length) this.#svcErrKeys.add(k);
@@ -688,15 +703,19 @@ export class Compiler {
     return changed;
   }
 
-  /** Re-normalizes the slices whose object changed and rebuilds the endpoints of their Services; returns those Service keys. */
+  /**
+   * Re-normalizes the slices whose object changed and rebuilds the endpoints of their Services (kept
+   * for this compile only, #freshEps); returns those Service keys.
+   */
   #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Set<string> {
     const changed: string[] = [];
     diffKeys(next, this.#slices, changed, hint);
     const dirty = new Set<string>();
+    const normalized = new Map<string, NormalizedSlice>();
     for (const k of changed) {
       const old = this.#slices.get(k);
       if (old?.group) {
-        const members = this.#groups.get(old.group)!;
+        const members = this.#groups.get(old.group)!.keys;
         members.splice(members.indexOf(k), 1);
         dirty.add(old.group);
       }
@@ -710,37 +729,58 @@ export class Compiler {
       const slice = normalizeEndpointSlice(raw, k, errors);
       // FQDN slices and slices of no Service feed nothing (kube-proxy ignores them)
       const group = slice && slice.serviceKey && slice.family !== 0 ? slice.serviceKey : '';
-      this.#slices.set(k, { raw, slice, errors, group });
+      this.#slices.set(k, { raw, errors: errors.length ? errors : NO_ERRORS, group });
       if (errors.length) this.#sliceErrKeys.add(k);
       if (group) {
-        let members = this.#groups.get(group);
-        if (!members) this.#groups.set(group, members = []);
-        members.push(k);
+        let g = this.#groups.get(group);
+        if (!g) this.#groups.set(group, g = { keys: [], ver: 0 });
+        g.keys.push(k);
         dirty.add(group);
+        normalized.set(k, slice!);
       }
     }
-    for (const g of dirty) {
-      const members = this.#groups.get(g);
-      if (!members?.length) {
-        this.#groups.delete(g);
-        this.#eps.delete(g);
+    this.#freshEps.clear();
+    for (const name of dirty) {
+      const g = this.#groups.get(name)!;
+      if (!g.keys.length) {
+        this.#groups.delete(name);
         continue;
       }
-      // kube-proxy merges a Service's slices in slice-name order; the order only matters for duplicates
-      const se: ServiceEndpoints = { v4: [], v6: [], from: [] };
-      if (members.length > 1) members.sort(byString);
-      for (const k of members) {
-        const sl = this.#slices.get(k)!.slice!;
-        const list = sl.family === 4 ? se.v4 : se.v6;
-        for (const e of sl.endpoints) list.push(e);
-        se.from.push(sl);
+      g.ver = ++this.#groupVer;
+      if (g.keys.length > 1) {
+        g.keys.sort(byString);
+        g.keys = tight(g.keys);
       }
-      se.v4 = tight(se.v4);
-      se.v6 = tight(se.v6);
-      se.from = tight(se.from);
-      this.#eps.set(g, se);
+      this.#freshEps.set(name, this.#mergeSlices(g.keys, normalized));
     }
     return dirty;
+  }
+
+  /**
+   * A Service's endpoints from its slices: the slices normalized in this compile where at hand, the
+   * others normalized again from their objects (pure: the same endpoints as when they were read; their
+   * problems were reported then).
+   */
+  #mergeSlices(keys: readonly string[], normalized: ReadonlyMap<string, NormalizedSlice> | undefined): ServiceEndpoints {
+    // kube-proxy merges a Service's slices in slice-name order; the order only matters for duplicates
+    const se: ServiceEndpoints = { v4: [], v6: [] };
+    for (const k of keys) {
+      const sl = normalized?.get(k) ?? normalizeEndpointSlice(this.#slices.get(k)!.raw, k, [])!;
+      const list = sl.family === 4 ? se.v4 : se.v6;
+      if (keys.length === 1) {
+        if (sl.family === 4) se.v4 = sl.endpoints;
+        else se.v6 = sl.endpoints;
+      } else for (const e of sl.endpoints) list.push(e);
+    }
+    return se;
+  }
+
+  /** A Service's endpoints for this compile (undefined when it has no usable slice). */
+  #endpointsOf(serviceKey: string): ServiceEndpoints | undefined {
+    const fresh = this.#freshEps.get(serviceKey);
+    if (fresh) return fresh;
+    const g = this.#groups.get(serviceKey);
+    return g ? this.#mergeSlices(g.keys, undefined) : undefined;
   }
 }
 
