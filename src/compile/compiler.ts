@@ -261,6 +261,8 @@ export class Compiler {
    * #logCap edits or states, every state still reachable is copied and the log starts afresh.
    */
   #log: ListEdit[] = [];
+  /** false: a compile against nothing takes the general path too (tests compare the two) */
+  readonly #fastFirst: boolean;
   #logStart = 0;
   #pending: WeakRef<PendingList>[] = [];
 
@@ -270,8 +272,9 @@ export class Compiler {
   }
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
-  constructor(opts: CompileOptions) {
+  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean }) {
     if (!opts.nodeName) throw configError('a node name is required');
+    this.#fastFirst = internal?.fastFirst ?? true;
     this.#opts = opts;
     this.#range = opts.nodePortRange ?? defaultNodePortRange;
     const r = this.#range;
@@ -378,10 +381,8 @@ export class Compiler {
     }
     const allocs = this.#allocs;
 
-    // the Services (snapshot keys) whose frontends are replaced
-    const dirty = new Set<string>(svcChanged);
     if (nodeChanged) {
-      for (const k of this.#entries.keys()) dirty.add(k);
+      // every entry is dropped: those of Services that remain are compiled again below (walked)
       this.#entries.clear();
       this.#byKey.clear();
       this.#dupKeys.clear();
@@ -393,7 +394,18 @@ export class Compiler {
       this.#warnKeys.clear();
     }
     const walked = nodeChanged || allocRerun || this.#keyMismatch > 0;
-    if (walked && !this.#entries.size) {
+    const keyCache = new Map<string, string>();
+    const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
+    // against nothing (a first compile, or every entry dropped for a new node signature): every
+    // Service compiles, so its result and the incremental state are built directly, without the
+    // per-Service bookkeeping of what it replaced (the general path below gives the same; a property
+    // test compares them)
+    const first = walked && this.#fastFirst && !this.#entries.size && !this.#byKey.size;
+    let services: CompiledService[] | undefined;
+    // the Services (snapshot keys) whose frontends are replaced
+    const dirty = new Set<string>(first ? undefined : svcChanged);
+    if (first) services = this.#compileAll(ro, allocs, keyCache, base ? added : undefined);
+    else if (walked && !this.#entries.size) {
       for (const k of this.#svcKeys) dirty.add(k); // nothing to reuse
     } else if (walked) {
       for (const k of this.#svcKeys) {
@@ -409,97 +421,83 @@ export class Compiler {
       for (const g of dirtyGroups) if (this.#svcs.has(g)) dirty.add(g);
     }
 
-    const keyCache = new Map<string, string>();
-    const previous = new Map<string, ServiceEntry>();
-    for (const k of dirty) {
-      const e = this.#entries.get(k);
-      if (e) previous.set(k, e);
-    }
-    // the served frontend of each key a dirty Service had or has, before this compile: the delta
-    const before = new Map<string, RawFrontend | undefined>();
-    const byKey = this.#byKey;
-    const touch = (key: string): RawFrontend[] | undefined => {
-      const l = byKey.get(key);
-      if (!before.has(key)) before.set(key, l?.[0]);
-      return l;
-    };
-    for (const e of previous.values()) {
-      for (const r of e.frontends) {
-        const l = touch(r.key)!;
-        l.splice(l.indexOf(r), 1);
-        if (!l.length) byKey.delete(r.key);
+    if (!first) {
+      const previous = new Map<string, ServiceEntry>();
+      for (const k of dirty) {
+        const e = this.#entries.get(k);
+        if (e) previous.set(k, e);
       }
-    }
-    for (const k of dirty) {
-      const old = this.#entries.get(k);
-      if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
-      this.#entries.delete(k);
-      this.#warnKeys.delete(k);
-      const model = this.#svcs.get(k)?.model;
-      const alloc = model ? allocs.get(model.key) : undefined;
-      if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
-      const eps = this.#endpointsOf(model.key);
-      const prev = previous.get(k);
-      const entry: ServiceEntry = {
-        model, epsVer: this.#groups.get(model.key)?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
-        // kept when only endpoints changed, so the Service list need not be rebuilt
-        compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
-          : { service: model, clusterIPs: alloc.clusterIPs, nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
+      // the served frontend of each key a dirty Service had or has, before this compile: the delta
+      const before = new Map<string, RawFrontend | undefined>();
+      const byKey = this.#byKey;
+      const touch = (key: string): RawFrontend[] | undefined => {
+        const l = byKey.get(key);
+        if (!before.has(key)) before.set(key, l?.[0]);
+        return l;
       };
-      compileService(k, model, alloc, eps, ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
-      addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
-      // kept as long as the Service: no spare room, and one shared zero count (most Services)
-      entry.frontends = tight(entry.frontends);
-      if (!entry.warnings.length) entry.warnings = NO_ERRORS;
-      if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
-      this.#entries.set(k, entry);
-      if (entry.warnings.length) this.#warnKeys.add(k);
-      for (const f of entry.frontends) {
-        const l = touch(f.key);
-        if (!l) byKey.set(f.key, [f]);
-        else {
-          let at = l.length;
-          while (at > 0 && cmpRaw(f, l[at - 1]!) < 0) at--;
-          l.splice(at, 0, f);
+      for (const e of previous.values()) {
+        for (const r of e.frontends) {
+          const l = touch(r.key)!;
+          l.splice(l.indexOf(r), 1);
+          if (!l.length) byKey.delete(r.key);
         }
       }
-    }
-    // the served frontend of a key changes only where a dirty Service had or has one: the delta,
-    // and splices of the list (one sort instead when many keys changed, as on a first sync)
-    const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
-    const list = this.#list, listKeys = this.#listKeys;
-    const bulk = before.size > 64 + (listKeys.length >> 4);
-    for (const [key, was] of before) {
-      const l = byKey.get(key);
-      if (l && l.length > 1) this.#dupKeys.add(key);
-      else this.#dupKeys.delete(key);
-      const now = l?.[0];
-      if (now === was) continue;
-      if (was) removed.push(was.fe);
-      if (now) added.push(now.fe);
-      if (bulk) continue;
-      const at = lowerBound(listKeys, key);
-      if (was && now) {
-        this.#log.push({ at, del: was.fe, ins: now.fe });
-        list[at] = now.fe;
-      } else if (was) {
-        this.#log.push({ at, del: was.fe, ins: undefined });
-        listKeys.splice(at, 1);
-        list.splice(at, 1);
-      } else {
-        this.#log.push({ at, del: undefined, ins: now!.fe });
-        listKeys.splice(at, 0, key);
-        list.splice(at, 0, now!.fe);
+      for (const k of dirty) {
+        const old = this.#entries.get(k);
+        if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
+        this.#entries.delete(k);
+        this.#warnKeys.delete(k);
+        const model = this.#svcs.get(k)?.model;
+        const alloc = model ? allocs.get(model.key) : undefined;
+        if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
+        const entry = this.#newEntry(k, model, alloc, previous.get(k), ro, keyCache);
+        for (const f of entry.frontends) {
+          const l = touch(f.key);
+          if (!l) byKey.set(f.key, [f]);
+          else {
+            let at = l.length;
+            while (at > 0 && cmpRaw(f, l[at - 1]!) < 0) at--;
+            l.splice(at, 0, f);
+          }
+        }
       }
+      // the served frontend of a key changes only where a dirty Service had or has one: the delta,
+      // and splices of the list (one sort instead when many keys changed)
+      const list = this.#list, listKeys = this.#listKeys;
+      const bulk = before.size > 64 + (listKeys.length >> 4);
+      for (const [key, was] of before) {
+        const l = byKey.get(key);
+        if (l && l.length > 1) this.#dupKeys.add(key);
+        else this.#dupKeys.delete(key);
+        const now = l?.[0];
+        if (now === was) continue;
+        if (was) removed.push(was.fe);
+        if (now) added.push(now.fe);
+        if (bulk) continue;
+        const at = lowerBound(listKeys, key);
+        if (was && now) {
+          this.#log.push({ at, del: was.fe, ins: now.fe });
+          list[at] = now.fe;
+        } else if (was) {
+          this.#log.push({ at, del: was.fe, ins: undefined });
+          listKeys.splice(at, 1);
+          list.splice(at, 1);
+        } else {
+          this.#log.push({ at, del: undefined, ins: now!.fe });
+          listKeys.splice(at, 0, key);
+          list.splice(at, 0, now!.fe);
+        }
+      }
+      if (bulk) this.#rebuildList();
     }
-    if (bulk) this.#rebuildList();
 
     const errors: ObjectError[] = [];
     for (const k of [...this.#svcErrKeys].sort(byString)) for (const e of this.#svcs.get(k)!.errors) errors.push(e);
     for (const k of [...this.#sliceErrKeys].sort(byString)) for (const e of this.#slices.get(k)!.errors) errors.push(e);
     for (const e of this.#allocErrors) errors.push(e);
     // the list changes only with a Service, its allocation or the node: not with endpoints
-    if (walked || svcChanged.length || !this.#services) {
+    if (services) this.#services = services;
+    else if (walked || svcChanged.length || !this.#services) {
       const list: CompiledService[] = [];
       for (const k of this.#svcKeys) {
         const e = this.#entries.get(k);
@@ -511,12 +509,12 @@ export class Compiler {
 
     // among frontends with one key, the first Service by key wins
     for (const key of [...this.#dupKeys].sort(byString)) {
-      const [first, ...rest] = byKey.get(key)!;
+      const [served, ...rest] = this.#byKey.get(key)!;
       for (const r of rest) {
-        if (first!.fe.service === r.fe.service) continue;
+        if (served!.fe.service === r.fe.service) continue;
         errors.push({
           kind: 'Service', key: r.fe.service, field: '', severity: 'warning',
-          message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${first!.fe.service}: ignored`,
+          message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${served!.fe.service}: ignored`,
         });
       }
     }
@@ -531,6 +529,65 @@ export class Compiler {
     if (base) recordStateDelta(state, base, added, removed);
     this.#freshEps.clear();
     return { state, errors, services: this.#services, noLocalEndpoints };
+  }
+
+  /** One Service's entry (its frontends, warnings and counts), recorded; `prev` is the entry it replaces. */
+  #newEntry(k: string, model: ServiceModel, alloc: Allocation, prev: ServiceEntry | undefined, ro: ResolvedOptions,
+    keyCache: Map<string, string>): ServiceEntry {
+    const entry: ServiceEntry = {
+      model, epsVer: this.#groups.get(model.key)?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
+      // kept when only endpoints changed, so the Service list need not be rebuilt
+      compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
+        : { service: model, clusterIPs: alloc.clusterIPs, nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
+    };
+    compileService(k, model, alloc, this.#endpointsOf(model.key), ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
+    addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
+    // kept as long as the Service: no spare room, and one shared zero count (most Services)
+    entry.frontends = tight(entry.frontends);
+    if (!entry.warnings.length) entry.warnings = NO_ERRORS;
+    if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
+    this.#entries.set(k, entry);
+    if (entry.warnings.length) this.#warnKeys.add(k);
+    return entry;
+  }
+
+  /**
+   * Every Service compiled into an empty Compiler (no entries, no frontends): #byKey, #dupKeys and the
+   * list built from one sort of all frontends. Returns the Service list; `added` gets every served
+   * frontend (the delta against an empty base).
+   */
+  #compileAll(ro: ResolvedOptions, allocs: ReadonlyMap<string, Allocation>, keyCache: Map<string, string>,
+    added: NodeFrontend[] | undefined): CompiledService[] {
+    const all: RawFrontend[] = [];
+    const services: CompiledService[] = [];
+    for (const k of this.#svcKeys) {
+      const model = this.#svcs.get(k)!.model;
+      const alloc = model ? allocs.get(model.key) : undefined;
+      if (!model || !alloc) continue; // rejected, headless, ExternalName, or rejected while allocating
+      const entry = this.#newEntry(k, model, alloc, undefined, ro, keyCache);
+      for (const f of entry.frontends) all.push(f);
+      services.push(entry.compiled);
+    }
+    // cmpRaw's order: the Services came in key order and each one's frontends in emission order,
+    // so a stable sort by frontend key
+    all.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    this.#retire();
+    this.#dupKeys.clear();
+    const list: NodeFrontend[] = [], listKeys = this.#listKeys;
+    listKeys.length = 0;
+    for (let i = 0; i < all.length;) {
+      const key = all[i]!.key;
+      let j = i + 1;
+      while (j < all.length && all[j]!.key === key) j++;
+      this.#byKey.set(key, all.slice(i, j));
+      if (j - i > 1) this.#dupKeys.add(key);
+      list.push(all[i]!.fe);
+      listKeys.push(key);
+      i = j;
+    }
+    this.#list = list;
+    if (added) for (const f of list) added.push(f);
+    return services;
   }
 
   /** The list as it was at a version of the log: #list with the later edits undone. */
