@@ -82,6 +82,8 @@ interface SliceRecord {
 interface Group {
   keys: string[];
   ver: number;
+  /** during a compile that changed its slices, its endpoints (built from the slices at hand); else undefined */
+  eps: ServiceEndpoints | undefined;
 }
 
 /** shared by every object without problems (most): an empty array each costs 32 bytes */
@@ -219,8 +221,8 @@ export class Compiler {
   readonly #groups = new Map<string, Group>();
   /** the last version given to a group */
   #groupVer = 0;
-  /** this compile's endpoints of the groups whose slices changed (built from the normalized slices at hand) */
-  #freshEps = new Map<string, ServiceEndpoints>();
+  /** the groups given endpoints in this compile (cleared at its end: endpoints are not kept) */
+  #freshGroups: Group[] = [];
   readonly #nodeCache = new WeakMap<object, { key: string; model: NodeModel | null }>();
   #allocs: Map<string, Allocation> | undefined;
   #allocErrors: ObjectError[] = [];
@@ -527,20 +529,21 @@ export class Compiler {
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
     const state = lazyState(this.#list.length, () => p.arr ?? (p.arr = this.#listAt(p.version)));
     if (base) recordStateDelta(state, base, added, removed);
-    this.#freshEps.clear();
+    this.#dropFreshEps();
     return { state, errors, services: this.#services, noLocalEndpoints };
   }
 
   /** One Service's entry (its frontends, warnings and counts), recorded; `prev` is the entry it replaces. */
   #newEntry(k: string, model: ServiceModel, alloc: Allocation, prev: ServiceEntry | undefined, ro: ResolvedOptions,
     keyCache: Map<string, string>): ServiceEntry {
+    const g = this.#groups.get(model.key);
     const entry: ServiceEntry = {
-      model, epsVer: this.#groups.get(model.key)?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
+      model, epsVer: g?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
       // kept when only endpoints changed, so the Service list need not be rebuilt
       compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
         : { service: model, clusterIPs: alloc.clusterIPs, nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
     };
-    compileService(k, model, alloc, this.#endpointsOf(model.key), ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
+    compileService(k, model, alloc, g && this.#endpointsOf(g), ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
     addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
     // kept as long as the Service: no spare room, and one shared zero count (most Services)
     entry.frontends = tight(entry.frontends);
@@ -702,8 +705,27 @@ export class Compiler {
     return counts;
   }
 
+  /** #syncServices against no previous Service: every one is new. */
+  #readServices(next: ReadonlyMap<string, unknown>): string[] {
+    const keys: string[] = [];
+    this.#replaced.clear();
+    this.#replacedValid = false;
+    for (const [k, raw] of next) {
+      const errors: ObjectError[] = [];
+      const model = normalizeService(raw, k, errors);
+      this.#svcs.set(k, { raw, model, errors: errors.length ? errors : NO_ERRORS });
+      if (model && model.key !== k) this.#keyMismatch++;
+      if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
+      if (errors.length) this.#svcErrKeys.add(k);
+      keys.push(k);
+    }
+    updateSortedKeys(this.#svcKeys, this.#svcs, keys);
+    return keys;
+  }
+
   /** Re-normalizes the Services whose object changed; returns their snapshot keys (removed ones too). */
   #syncServices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): string[] {
+    if (!this.#svcs.size && this.#fastFirst) return this.#readServices(next);
     const found: string[] = [];
     diffKeys(next, this.#svcs, found, hint);
     // a new object that normalizes to what the old one did (a manifests file re-read for its
@@ -769,6 +791,7 @@ export class Compiler {
     diffKeys(next, this.#slices, changed, hint);
     const dirty = new Set<string>();
     const normalized = new Map<string, NormalizedSlice>();
+    this.#dropFreshEps();
     for (const k of changed) {
       const old = this.#slices.get(k);
       if (old?.group) {
@@ -790,13 +813,12 @@ export class Compiler {
       if (errors.length) this.#sliceErrKeys.add(k);
       if (group) {
         let g = this.#groups.get(group);
-        if (!g) this.#groups.set(group, g = { keys: [], ver: 0 });
+        if (!g) this.#groups.set(group, g = { keys: [], ver: 0, eps: undefined });
         g.keys.push(k);
         dirty.add(group);
         normalized.set(k, slice!);
       }
     }
-    this.#freshEps.clear();
     for (const name of dirty) {
       const g = this.#groups.get(name)!;
       if (!g.keys.length) {
@@ -808,7 +830,8 @@ export class Compiler {
         g.keys.sort(byString);
         g.keys = tight(g.keys);
       }
-      this.#freshEps.set(name, this.#mergeSlices(g.keys, normalized));
+      g.eps = this.#mergeSlices(g.keys, normalized);
+      this.#freshGroups.push(g);
     }
     return dirty;
   }
@@ -832,12 +855,14 @@ export class Compiler {
     return se;
   }
 
-  /** A Service's endpoints for this compile (undefined when it has no usable slice). */
-  #endpointsOf(serviceKey: string): ServiceEndpoints | undefined {
-    const fresh = this.#freshEps.get(serviceKey);
-    if (fresh) return fresh;
-    const g = this.#groups.get(serviceKey);
-    return g ? this.#mergeSlices(g.keys, undefined) : undefined;
+  /** A group's endpoints for this compile. */
+  #endpointsOf(g: Group): ServiceEndpoints {
+    return g.eps ?? this.#mergeSlices(g.keys, undefined);
+  }
+
+  #dropFreshEps(): void {
+    for (const g of this.#freshGroups) g.eps = undefined;
+    this.#freshGroups = [];
   }
 }
 
