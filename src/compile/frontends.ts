@@ -114,7 +114,6 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       if (localMissing && internalLocal) counts.internal++;
       if (localMissing && externalLocal) counts.external++;
       const nodePort = alloc.nodePorts[i] ?? 0;
-      const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
       // kube-proxy's affinity is per Service port: the endpoint chains' `recent` lists (iptables) or
       // affinity sets (nftables) are shared by the clusterIP and every external address of the port
       // (writeServiceToEndpointRules). The group is the clusterIP frontend, by the plan's key for it
@@ -126,7 +125,12 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
         if (ak === undefined) keyCache.set(f.address, ak = addressKey(f.address));
         // the empty list shared (frozen): frontends live as long as their Service
         const sourceRanges = (ranges.length ? ranges : EMPTY) as string[];
-        const fe: NodeFrontend = { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote };
+        // one literal, not a spread of a shared base: V8 then keeps every field in the object itself
+        // (a spread left 8 of 11 in a separate property array, 88 bytes a frontend)
+        const fe: NodeFrontend = {
+          service: svc.key, portName: sp.name, protocol: sp.protocol, type: f.type, address: f.address, port: f.port, scope,
+          backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote,
+        };
         if (dropNoLocal) fe.noLocalEndpoints = true;
         if (masquerade) fe.masquerade = masquerade;
         if (affinityGroup !== undefined) fe.affinityGroup = affinityGroup;
