@@ -12,10 +12,13 @@ import { KbpError } from '../util/errors.js';
 export const defaultServiceCidrs = ['10.96.0.0/12', 'fd00:10:96::/108'];
 
 export interface Allocation {
-  /** family -> clusterIP, primary family first */
-  clusterIPs: Map<Family, string>;
-  /** per spec port index; 0 when the port has no NodePort */
-  nodePorts: number[];
+  /**
+   * one clusterIP per family, the primary first (an array: a Map each cost ~340 bytes a Service, kept
+   * as long as the Service). Shared with the model and the CompiledService where equal: read only.
+   */
+  clusterIPs: readonly string[];
+  /** per spec port index; 0 when the port has no NodePort (read only: shared between Services) */
+  nodePorts: readonly number[];
   healthCheckNodePort: number;
 }
 
@@ -83,6 +86,15 @@ class IpPool {
     }
     return undefined;
   }
+}
+
+/** n zeros, one shared array per n: most Services have no nodePort, and the arrays live as long as they do */
+const ZEROS: (readonly number[])[] = [];
+
+/** The nodePorts a Service names itself, per port (0 for none). */
+function nodePortsOf(s: ServiceModel): readonly number[] {
+  if (s.ports.some((p) => p.nodePort)) return s.ports.map((p) => p.nodePort);
+  return ZEROS[s.ports.length] ??= Object.freeze(s.ports.map(() => 0));
 }
 
 export interface AllocateOptions {
@@ -177,24 +189,22 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
         errors.push({ kind: 'Service', key: s.key, field: 'spec.clusterIP', severity: 'warning', message: 'no clusterIP assigned yet: nothing to program' });
         continue;
       }
-      const clusterIPs = new Map<Family, string>();
-      for (const ip of s.clusterIPs) clusterIPs.set(ip.includes(':') ? 6 : 4, ip);
-      out.set(s.key, { clusterIPs, nodePorts: s.ports.map((p) => p.nodePort), healthCheckNodePort: s.healthCheckNodePort });
+      // the model's own list: normalize gives at most one clusterIP per family, primary first
+      out.set(s.key, { clusterIPs: s.clusterIPs, nodePorts: nodePortsOf(s), healthCheckNodePort: s.healthCheckNodePort });
     }
     return out;
   }
 
   // second pass: fill in what is missing, in key order
   for (const s of chosen) {
-    const clusterIPs = new Map<Family, string>();
+    let clusterIPs: readonly string[] = s.clusterIPs;
     if (s.clusterIPs.length) {
-      for (const ip of s.clusterIPs) clusterIPs.set(ip.includes(':') ? 6 : 4, ip);
       // a Service that asks for dual-stack but names one clusterIP gets the other family allocated
       if (s.clusterIPs.length === 1 && s.ipFamilyPolicy !== 'SingleStack') {
-        const other: Family = clusterIPs.has(4) ? 6 : 4;
+        const other: Family = s.clusterIPs[0]!.includes(':') ? 4 : 6;
         const ip = pools.get(other)?.allocate(`${s.key}/${other}`, usedIPs);
         if (ip) {
-          clusterIPs.set(other, ip);
+          clusterIPs = [s.clusterIPs[0]!, ip];
           usedIPs.add(ip);
         } else if (s.ipFamilyPolicy === 'RequireDualStack') {
           reject(s, 'spec.ipFamilyPolicy', `RequireDualStack, but no IPv${other} service CIDR is configured`);
@@ -206,6 +216,8 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
       if (s.ipFamilyPolicy === 'SingleStack') families = families.slice(0, 1);
       else for (const f of [...cidrOrder, 4, 6] as Family[]) if (!families.includes(f)) families.push(f);
       let failed = false;
+      const picked: string[] = [];
+      clusterIPs = picked;
       for (const f of families) {
         const pool = pools.get(f);
         const required = s.ipFamilyPolicy === 'SingleStack' || s.ipFamilyPolicy === 'RequireDualStack' || f === families[0];
@@ -224,15 +236,15 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
           failed = true;
           break;
         }
-        clusterIPs.set(f, ip);
+        picked.push(ip);
         usedIPs.add(ip);
       }
       if (failed) continue;
     }
     const wantsNodePorts = s.type === 'NodePort' || (s.type === 'LoadBalancer' && s.allocateLoadBalancerNodePorts);
-    const nodePorts = s.ports.map((p, i) => {
+    const nodePorts = !wantsNodePorts ? nodePortsOf(s) : s.ports.map((p, i) => {
       if (p.nodePort) return p.nodePort;
-      return wantsNodePorts ? allocPort(`${s.key}/${p.name || i}/${p.protocol}`) : 0;
+      return allocPort(`${s.key}/${p.name || i}/${p.protocol}`);
     });
     if (nodePorts.some((p, i) => wantsNodePorts && !s.ports[i]?.nodePort && p === 0)) {
       reject(s, 'spec.ports', `the nodePort range ${range.min}-${range.max} is full`);

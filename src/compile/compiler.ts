@@ -42,15 +42,17 @@ export interface CompileResult {
 
 export interface CompiledService {
   service: ServiceModel;
-  clusterIPs: string[];
-  nodePorts: number[];
+  /** read only: shared with the model and the allocation */
+  clusterIPs: readonly string[];
+  nodePorts: readonly number[];
   healthCheckNodePort: number;
 }
 
 /** One Service's compiled frontends, valid while its model, endpoints, allocation and the node signature are. */
 interface ServiceEntry {
   model: ServiceModel;
-  eps: ServiceEndpoints | undefined;
+  /** the version of its slices' group it was compiled from (0: none) */
+  epsVer: number;
   alloc: Allocation;
   frontends: RawFrontend[];
   warnings: ObjectError[];
@@ -64,13 +66,28 @@ interface ServiceRecord {
   errors: ObjectError[];
 }
 
+/**
+ * What is kept of a slice: its object (unchanged objects are the same object in the next snapshot)
+ * and its Service, not its normalized endpoints: those are rebuilt from the object when its Service
+ * compiles again (a few microseconds for one Service, against ~1.3 KiB a Service kept; issue 10).
+ */
 interface SliceRecord {
   raw: unknown;
-  slice: NormalizedSlice | null;
   errors: ObjectError[];
   /** the Service key whose endpoints it feeds; '' when none (rejected, unlabelled, FQDN) */
   group: string;
 }
+
+/** The usable slices of one Service, by snapshot key, and a version that changes whenever they do. */
+interface Group {
+  keys: string[];
+  ver: number;
+  /** during a compile that changed its slices, its endpoints (built from the slices at hand); else undefined */
+  eps: ServiceEndpoints | undefined;
+}
+
+/** shared by every object without problems (most): an empty array each costs 32 bytes */
+const NO_ERRORS: ObjectError[] = Object.freeze([]) as unknown as ObjectError[];
 
 /** the no-local counts of every Service that has none; read only (addNoLocalCounts reads its b) */
 const ZERO_NO_LOCAL: NoLocalEndpointCounts = zeroNoLocalCounts();
@@ -81,13 +98,9 @@ function isZeroNoLocal(c: NoLocalEndpointCounts): boolean {
 
 function sameAlloc(a: Allocation, b: Allocation): boolean {
   if (a === b) return true;
-  if (a.healthCheckNodePort !== b.healthCheckNodePort || a.clusterIPs.size !== b.clusterIPs.size
+  if (a.healthCheckNodePort !== b.healthCheckNodePort || a.clusterIPs.length !== b.clusterIPs.length
     || a.nodePorts.length !== b.nodePorts.length) return false;
-  const bi = b.clusterIPs.entries();
-  for (const [f, ip] of a.clusterIPs) {
-    const y = bi.next();
-    if (y.done || y.value[0] !== f || y.value[1] !== ip) return false;
-  }
+  for (let i = 0; i < a.clusterIPs.length; i++) if (a.clusterIPs[i] !== b.clusterIPs[i]) return false;
   for (let i = 0; i < a.nodePorts.length; i++) if (a.nodePorts[i] !== b.nodePorts[i]) return false;
   return true;
 }
@@ -204,10 +217,12 @@ export class Compiler {
   readonly #svcErrKeys = new Set<string>();
   readonly #slices = new Map<string, SliceRecord>();
   readonly #sliceErrKeys = new Set<string>();
-  /** Service key -> the snapshot keys of its usable slices */
-  readonly #groups = new Map<string, string[]>();
-  /** Service key -> its endpoints; a new object whenever one of its slices changed */
-  readonly #eps = new Map<string, ServiceEndpoints>();
+  /** Service key -> its usable slices */
+  readonly #groups = new Map<string, Group>();
+  /** the last version given to a group */
+  #groupVer = 0;
+  /** the groups given endpoints in this compile (cleared at its end: endpoints are not kept) */
+  #freshGroups: Group[] = [];
   readonly #nodeCache = new WeakMap<object, { key: string; model: NodeModel | null }>();
   #allocs: Map<string, Allocation> | undefined;
   #allocErrors: ObjectError[] = [];
@@ -248,6 +263,8 @@ export class Compiler {
    * #logCap edits or states, every state still reachable is copied and the log starts afresh.
    */
   #log: ListEdit[] = [];
+  /** false: a compile against nothing takes the general path too (tests compare the two) */
+  readonly #fastFirst: boolean;
   #logStart = 0;
   #pending: WeakRef<PendingList>[] = [];
 
@@ -257,8 +274,9 @@ export class Compiler {
   }
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
-  constructor(opts: CompileOptions) {
+  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean }) {
     if (!opts.nodeName) throw configError('a node name is required');
+    this.#fastFirst = internal?.fastFirst ?? true;
     this.#opts = opts;
     this.#range = opts.nodePortRange ?? defaultNodePortRange;
     const r = this.#range;
@@ -365,10 +383,8 @@ export class Compiler {
     }
     const allocs = this.#allocs;
 
-    // the Services (snapshot keys) whose frontends are replaced
-    const dirty = new Set<string>(svcChanged);
     if (nodeChanged) {
-      for (const k of this.#entries.keys()) dirty.add(k);
+      // every entry is dropped: those of Services that remain are compiled again below (walked)
       this.#entries.clear();
       this.#byKey.clear();
       this.#dupKeys.clear();
@@ -380,7 +396,18 @@ export class Compiler {
       this.#warnKeys.clear();
     }
     const walked = nodeChanged || allocRerun || this.#keyMismatch > 0;
-    if (walked && !this.#entries.size) {
+    const keyCache = new Map<string, string>();
+    const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
+    // against nothing (a first compile, or every entry dropped for a new node signature): every
+    // Service compiles, so its result and the incremental state are built directly, without the
+    // per-Service bookkeeping of what it replaced (the general path below gives the same; a property
+    // test compares them)
+    const first = walked && this.#fastFirst && !this.#entries.size && !this.#byKey.size;
+    let services: CompiledService[] | undefined;
+    // the Services (snapshot keys) whose frontends are replaced
+    const dirty = new Set<string>(first ? undefined : svcChanged);
+    if (first) services = this.#compileAll(ro, allocs, keyCache, base ? added : undefined);
+    else if (walked && !this.#entries.size) {
       for (const k of this.#svcKeys) dirty.add(k); // nothing to reuse
     } else if (walked) {
       for (const k of this.#svcKeys) {
@@ -389,103 +416,90 @@ export class Compiler {
         const alloc = model ? allocs.get(model.key) : undefined;
         if (!model || !alloc) {
           if (e) dirty.add(k);
-        } else if (!e || e.model !== model || e.eps !== this.#eps.get(model.key) || !sameAlloc(e.alloc, alloc)) dirty.add(k);
+        } else if (!e || e.model !== model || e.epsVer !== (this.#groups.get(model.key)?.ver ?? 0) || !sameAlloc(e.alloc, alloc)) dirty.add(k);
       }
     } else {
       // every model key is its snapshot key, and nothing but these Services' slices changed
       for (const g of dirtyGroups) if (this.#svcs.has(g)) dirty.add(g);
     }
 
-    const keyCache = new Map<string, string>();
-    const previous = new Map<string, ServiceEntry>();
-    for (const k of dirty) {
-      const e = this.#entries.get(k);
-      if (e) previous.set(k, e);
-    }
-    // the served frontend of each key a dirty Service had or has, before this compile: the delta
-    const before = new Map<string, RawFrontend | undefined>();
-    const byKey = this.#byKey;
-    const touch = (key: string): RawFrontend[] | undefined => {
-      const l = byKey.get(key);
-      if (!before.has(key)) before.set(key, l?.[0]);
-      return l;
-    };
-    for (const e of previous.values()) {
-      for (const r of e.frontends) {
-        const l = touch(r.key)!;
-        l.splice(l.indexOf(r), 1);
-        if (!l.length) byKey.delete(r.key);
+    if (!first) {
+      const previous = new Map<string, ServiceEntry>();
+      for (const k of dirty) {
+        const e = this.#entries.get(k);
+        if (e) previous.set(k, e);
       }
-    }
-    for (const k of dirty) {
-      const old = this.#entries.get(k);
-      if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
-      this.#entries.delete(k);
-      this.#warnKeys.delete(k);
-      const model = this.#svcs.get(k)?.model;
-      const alloc = model ? allocs.get(model.key) : undefined;
-      if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
-      const eps = this.#eps.get(model.key);
-      const prev = previous.get(k);
-      const entry: ServiceEntry = {
-        model, eps, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
-        // kept when only endpoints changed, so the Service list need not be rebuilt
-        compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
-          : { service: model, clusterIPs: [...alloc.clusterIPs.values()], nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
+      // the served frontend of each key a dirty Service had or has, before this compile: the delta
+      const before = new Map<string, RawFrontend | undefined>();
+      const byKey = this.#byKey;
+      const touch = (key: string): RawFrontend[] | undefined => {
+        const l = byKey.get(key);
+        if (!before.has(key)) before.set(key, l?.[0]);
+        return l;
       };
-      compileService(k, model, alloc, eps, ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
-      addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
-      // kept as long as the Service: no spare room, and one shared zero count (most Services)
-      entry.frontends = tight(entry.frontends);
-      if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
-      this.#entries.set(k, entry);
-      if (entry.warnings.length) this.#warnKeys.add(k);
-      for (const f of entry.frontends) {
-        const l = touch(f.key);
-        if (!l) byKey.set(f.key, [f]);
-        else {
-          let at = l.length;
-          while (at > 0 && cmpRaw(f, l[at - 1]!) < 0) at--;
-          l.splice(at, 0, f);
+      for (const e of previous.values()) {
+        for (const r of e.frontends) {
+          const l = touch(r.key)!;
+          l.splice(l.indexOf(r), 1);
+          if (!l.length) byKey.delete(r.key);
         }
       }
-    }
-    // the served frontend of a key changes only where a dirty Service had or has one: the delta,
-    // and splices of the list (one sort instead when many keys changed, as on a first sync)
-    const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
-    const list = this.#list, listKeys = this.#listKeys;
-    const bulk = before.size > 64 + (listKeys.length >> 4);
-    for (const [key, was] of before) {
-      const l = byKey.get(key);
-      if (l && l.length > 1) this.#dupKeys.add(key);
-      else this.#dupKeys.delete(key);
-      const now = l?.[0];
-      if (now === was) continue;
-      if (was) removed.push(was.fe);
-      if (now) added.push(now.fe);
-      if (bulk) continue;
-      const at = lowerBound(listKeys, key);
-      if (was && now) {
-        this.#log.push({ at, del: was.fe, ins: now.fe });
-        list[at] = now.fe;
-      } else if (was) {
-        this.#log.push({ at, del: was.fe, ins: undefined });
-        listKeys.splice(at, 1);
-        list.splice(at, 1);
-      } else {
-        this.#log.push({ at, del: undefined, ins: now!.fe });
-        listKeys.splice(at, 0, key);
-        list.splice(at, 0, now!.fe);
+      for (const k of dirty) {
+        const old = this.#entries.get(k);
+        if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
+        this.#entries.delete(k);
+        this.#warnKeys.delete(k);
+        const model = this.#svcs.get(k)?.model;
+        const alloc = model ? allocs.get(model.key) : undefined;
+        if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
+        const entry = this.#newEntry(k, model, alloc, previous.get(k), ro, keyCache);
+        for (const f of entry.frontends) {
+          const l = touch(f.key);
+          if (!l) byKey.set(f.key, [f]);
+          else {
+            let at = l.length;
+            while (at > 0 && cmpRaw(f, l[at - 1]!) < 0) at--;
+            l.splice(at, 0, f);
+          }
+        }
       }
+      // the served frontend of a key changes only where a dirty Service had or has one: the delta,
+      // and splices of the list (one sort instead when many keys changed)
+      const list = this.#list, listKeys = this.#listKeys;
+      const bulk = before.size > 64 + (listKeys.length >> 4);
+      for (const [key, was] of before) {
+        const l = byKey.get(key);
+        if (l && l.length > 1) this.#dupKeys.add(key);
+        else this.#dupKeys.delete(key);
+        const now = l?.[0];
+        if (now === was) continue;
+        if (was) removed.push(was.fe);
+        if (now) added.push(now.fe);
+        if (bulk) continue;
+        const at = lowerBound(listKeys, key);
+        if (was && now) {
+          this.#log.push({ at, del: was.fe, ins: now.fe });
+          list[at] = now.fe;
+        } else if (was) {
+          this.#log.push({ at, del: was.fe, ins: undefined });
+          listKeys.splice(at, 1);
+          list.splice(at, 1);
+        } else {
+          this.#log.push({ at, del: undefined, ins: now!.fe });
+          listKeys.splice(at, 0, key);
+          list.splice(at, 0, now!.fe);
+        }
+      }
+      if (bulk) this.#rebuildList();
     }
-    if (bulk) this.#rebuildList();
 
     const errors: ObjectError[] = [];
     for (const k of [...this.#svcErrKeys].sort(byString)) for (const e of this.#svcs.get(k)!.errors) errors.push(e);
     for (const k of [...this.#sliceErrKeys].sort(byString)) for (const e of this.#slices.get(k)!.errors) errors.push(e);
     for (const e of this.#allocErrors) errors.push(e);
     // the list changes only with a Service, its allocation or the node: not with endpoints
-    if (walked || svcChanged.length || !this.#services) {
+    if (services) this.#services = services;
+    else if (walked || svcChanged.length || !this.#services) {
       const list: CompiledService[] = [];
       for (const k of this.#svcKeys) {
         const e = this.#entries.get(k);
@@ -497,12 +511,12 @@ export class Compiler {
 
     // among frontends with one key, the first Service by key wins
     for (const key of [...this.#dupKeys].sort(byString)) {
-      const [first, ...rest] = byKey.get(key)!;
+      const [served, ...rest] = this.#byKey.get(key)!;
       for (const r of rest) {
-        if (first!.fe.service === r.fe.service) continue;
+        if (served!.fe.service === r.fe.service) continue;
         errors.push({
           kind: 'Service', key: r.fe.service, field: '', severity: 'warning',
-          message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${first!.fe.service}: ignored`,
+          message: `${r.fe.type} ${fmtAddr(r.fe.address, r.fe.port)}/${r.fe.protocol} (${r.fe.scope}) is already served for ${served!.fe.service}: ignored`,
         });
       }
     }
@@ -515,7 +529,68 @@ export class Compiler {
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
     const state = lazyState(this.#list.length, () => p.arr ?? (p.arr = this.#listAt(p.version)));
     if (base) recordStateDelta(state, base, added, removed);
+    this.#dropFreshEps();
     return { state, errors, services: this.#services, noLocalEndpoints };
+  }
+
+  /** One Service's entry (its frontends, warnings and counts), recorded; `prev` is the entry it replaces. */
+  #newEntry(k: string, model: ServiceModel, alloc: Allocation, prev: ServiceEntry | undefined, ro: ResolvedOptions,
+    keyCache: Map<string, string>): ServiceEntry {
+    const g = this.#groups.get(model.key);
+    const entry: ServiceEntry = {
+      model, epsVer: g?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
+      // kept when only endpoints changed, so the Service list need not be rebuilt
+      compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
+        : { service: model, clusterIPs: alloc.clusterIPs, nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
+    };
+    compileService(k, model, alloc, g && this.#endpointsOf(g), ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
+    addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
+    // kept as long as the Service: no spare room, and one shared zero count (most Services)
+    entry.frontends = tight(entry.frontends);
+    if (!entry.warnings.length) entry.warnings = NO_ERRORS;
+    if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
+    this.#entries.set(k, entry);
+    if (entry.warnings.length) this.#warnKeys.add(k);
+    return entry;
+  }
+
+  /**
+   * Every Service compiled into an empty Compiler (no entries, no frontends): #byKey, #dupKeys and the
+   * list built from one sort of all frontends. Returns the Service list; `added` gets every served
+   * frontend (the delta against an empty base).
+   */
+  #compileAll(ro: ResolvedOptions, allocs: ReadonlyMap<string, Allocation>, keyCache: Map<string, string>,
+    added: NodeFrontend[] | undefined): CompiledService[] {
+    const all: RawFrontend[] = [];
+    const services: CompiledService[] = [];
+    for (const k of this.#svcKeys) {
+      const model = this.#svcs.get(k)!.model;
+      const alloc = model ? allocs.get(model.key) : undefined;
+      if (!model || !alloc) continue; // rejected, headless, ExternalName, or rejected while allocating
+      const entry = this.#newEntry(k, model, alloc, undefined, ro, keyCache);
+      for (const f of entry.frontends) all.push(f);
+      services.push(entry.compiled);
+    }
+    // cmpRaw's order: the Services came in key order and each one's frontends in emission order,
+    // so a stable sort by frontend key
+    all.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    this.#retire();
+    this.#dupKeys.clear();
+    const list: NodeFrontend[] = [], listKeys = this.#listKeys;
+    listKeys.length = 0;
+    for (let i = 0; i < all.length;) {
+      const key = all[i]!.key;
+      let j = i + 1;
+      while (j < all.length && all[j]!.key === key) j++;
+      this.#byKey.set(key, all.slice(i, j));
+      if (j - i > 1) this.#dupKeys.add(key);
+      list.push(all[i]!.fe);
+      listKeys.push(key);
+      i = j;
+    }
+    this.#list = list;
+    if (added) for (const f of list) added.push(f);
+    return services;
   }
 
   /** The list as it was at a version of the log: #list with the later edits undone. */
@@ -630,8 +705,27 @@ export class Compiler {
     return counts;
   }
 
+  /** #syncServices against no previous Service: every one is new. */
+  #readServices(next: ReadonlyMap<string, unknown>): string[] {
+    const keys: string[] = [];
+    this.#replaced.clear();
+    this.#replacedValid = false;
+    for (const [k, raw] of next) {
+      const errors: ObjectError[] = [];
+      const model = normalizeService(raw, k, errors);
+      this.#svcs.set(k, { raw, model, errors: errors.length ? errors : NO_ERRORS });
+      if (model && model.key !== k) this.#keyMismatch++;
+      if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
+      if (errors.length) this.#svcErrKeys.add(k);
+      keys.push(k);
+    }
+    updateSortedKeys(this.#svcKeys, this.#svcs, keys);
+    return keys;
+  }
+
   /** Re-normalizes the Services whose object changed; returns their snapshot keys (removed ones too). */
   #syncServices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): string[] {
+    if (!this.#svcs.size && this.#fastFirst) return this.#readServices(next);
     const found: string[] = [];
     diffKeys(next, this.#svcs, found, hint);
     // a new object that normalizes to what the old one did (a manifests file re-read for its
@@ -679,7 +773,7 @@ export class Compiler {
       const done = normalized.get(k);
       const errors: ObjectError[] = done?.errors ?? [];
       const model = done ? done.model : normalizeService(raw, k, errors);
-      this.#svcs.set(k, { raw, model, errors });
+      this.#svcs.set(k, { raw, model, errors: errors.length ? errors : NO_ERRORS });
       if (model && model.key !== k) this.#keyMismatch++;
       if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
       if (errors.length) this.#svcErrKeys.add(k);
@@ -688,15 +782,20 @@ export class Compiler {
     return changed;
   }
 
-  /** Re-normalizes the slices whose object changed and rebuilds the endpoints of their Services; returns those Service keys. */
+  /**
+   * Re-normalizes the slices whose object changed and rebuilds the endpoints of their Services (kept
+   * for this compile only, #freshEps); returns those Service keys.
+   */
   #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Set<string> {
     const changed: string[] = [];
     diffKeys(next, this.#slices, changed, hint);
     const dirty = new Set<string>();
+    const normalized = new Map<string, NormalizedSlice>();
+    this.#dropFreshEps();
     for (const k of changed) {
       const old = this.#slices.get(k);
       if (old?.group) {
-        const members = this.#groups.get(old.group)!;
+        const members = this.#groups.get(old.group)!.keys;
         members.splice(members.indexOf(k), 1);
         dirty.add(old.group);
       }
@@ -710,37 +809,60 @@ export class Compiler {
       const slice = normalizeEndpointSlice(raw, k, errors);
       // FQDN slices and slices of no Service feed nothing (kube-proxy ignores them)
       const group = slice && slice.serviceKey && slice.family !== 0 ? slice.serviceKey : '';
-      this.#slices.set(k, { raw, slice, errors, group });
+      this.#slices.set(k, { raw, errors: errors.length ? errors : NO_ERRORS, group });
       if (errors.length) this.#sliceErrKeys.add(k);
       if (group) {
-        let members = this.#groups.get(group);
-        if (!members) this.#groups.set(group, members = []);
-        members.push(k);
+        let g = this.#groups.get(group);
+        if (!g) this.#groups.set(group, g = { keys: [], ver: 0, eps: undefined });
+        g.keys.push(k);
         dirty.add(group);
+        normalized.set(k, slice!);
       }
     }
-    for (const g of dirty) {
-      const members = this.#groups.get(g);
-      if (!members?.length) {
-        this.#groups.delete(g);
-        this.#eps.delete(g);
+    for (const name of dirty) {
+      const g = this.#groups.get(name)!;
+      if (!g.keys.length) {
+        this.#groups.delete(name);
         continue;
       }
-      // kube-proxy merges a Service's slices in slice-name order; the order only matters for duplicates
-      const se: ServiceEndpoints = { v4: [], v6: [], from: [] };
-      if (members.length > 1) members.sort(byString);
-      for (const k of members) {
-        const sl = this.#slices.get(k)!.slice!;
-        const list = sl.family === 4 ? se.v4 : se.v6;
-        for (const e of sl.endpoints) list.push(e);
-        se.from.push(sl);
+      g.ver = ++this.#groupVer;
+      if (g.keys.length > 1) {
+        g.keys.sort(byString);
+        g.keys = tight(g.keys);
       }
-      se.v4 = tight(se.v4);
-      se.v6 = tight(se.v6);
-      se.from = tight(se.from);
-      this.#eps.set(g, se);
+      g.eps = this.#mergeSlices(g.keys, normalized);
+      this.#freshGroups.push(g);
     }
     return dirty;
+  }
+
+  /**
+   * A Service's endpoints from its slices: the slices normalized in this compile where at hand, the
+   * others normalized again from their objects (pure: the same endpoints as when they were read; their
+   * problems were reported then).
+   */
+  #mergeSlices(keys: readonly string[], normalized: ReadonlyMap<string, NormalizedSlice> | undefined): ServiceEndpoints {
+    // kube-proxy merges a Service's slices in slice-name order; the order only matters for duplicates
+    const se: ServiceEndpoints = { v4: [], v6: [] };
+    for (const k of keys) {
+      const sl = normalized?.get(k) ?? normalizeEndpointSlice(this.#slices.get(k)!.raw, k, [])!;
+      const list = sl.family === 4 ? se.v4 : se.v6;
+      if (keys.length === 1) {
+        if (sl.family === 4) se.v4 = sl.endpoints;
+        else se.v6 = sl.endpoints;
+      } else for (const e of sl.endpoints) list.push(e);
+    }
+    return se;
+  }
+
+  /** A group's endpoints for this compile. */
+  #endpointsOf(g: Group): ServiceEndpoints {
+    return g.eps ?? this.#mergeSlices(g.keys, undefined);
+  }
+
+  #dropFreshEps(): void {
+    for (const g of this.#freshGroups) g.eps = undefined;
+    this.#freshGroups = [];
   }
 }
 

@@ -10,6 +10,7 @@ import { addressKey, frontendKey } from '../model/canonical.js';
 import { cidrContains, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import type { Allocation } from './allocate.js';
 import { categorizeEndpoints, resolveCandidates } from './topology.js';
+import { EMPTY } from '../model/normalize.js';
 
 /** What one sync knows of this node and the options, shared by every Service. */
 export interface ResolvedOptions {
@@ -81,13 +82,15 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
     return false;
   });
   for (const ip of [...externalIPs, ...lbIPs]) {
-    if (!alloc.clusterIPs.has(ipFamily(ip) as Family)) {
+    const f = ipFamily(ip);
+    if (!alloc.clusterIPs.some((c) => (c.includes(':') ? 6 : 4) === f)) {
       const field = externalIPs.includes(ip) ? `spec.externalIPs[${svc.externalIPs.indexOf(ip)}]` : 'status.loadBalancer.ingress';
       warn(field, `${ip} is of a family the Service does not have (ipFamilies): ignored`);
     }
   }
 
-  for (const [family, clusterIP] of alloc.clusterIPs) {
+  for (const clusterIP of alloc.clusterIPs) {
+    const family: Family = clusterIP.includes(':') ? 6 : 4;
     const famEps = eps ? (family === 4 ? eps.v4 : eps.v6) : [];
     const fLB = lbIPs.filter((ip) => ipFamily(ip) === family);
     const fExt = externalIPs.filter((ip) => ipFamily(ip) === family);
@@ -111,17 +114,23 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       if (localMissing && internalLocal) counts.internal++;
       if (localMissing && externalLocal) counts.external++;
       const nodePort = alloc.nodePorts[i] ?? 0;
-      const base = { service: svc.key, portName: sp.name, protocol: sp.protocol };
       // kube-proxy's affinity is per Service port: the endpoint chains' `recent` lists (iptables) or
       // affinity sets (nftables) are shared by the clusterIP and every external address of the port
       // (writeServiceToEndpointRules). The group is the clusterIP frontend, by the plan's key for it
       // (plan/types.ts frontendKey), and the plan gives every frontend of the port that one's id.
       const affinityGroup = svc.sessionAffinitySeconds > 0 ? `${clusterIP}|${sp.port}|${sp.protocol}|internal` : undefined;
-      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, sourceRanges: string[], dropNoLocal: boolean,
+      const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, ranges: readonly string[], dropNoLocal: boolean,
         masquerade?: NodeFrontend['masquerade']): void => {
         let ak = keyCache.get(f.address);
         if (ak === undefined) keyCache.set(f.address, ak = addressKey(f.address));
-        const fe: NodeFrontend = { ...base, type: f.type, address: f.address, port: f.port, scope, backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote };
+        // the empty list shared (frozen): frontends live as long as their Service
+        const sourceRanges = (ranges.length ? ranges : EMPTY) as string[];
+        // one literal, not a spread of a shared base: V8 then keeps every field in the object itself
+        // (a spread left 8 of 11 in a separate property array, 88 bytes a frontend)
+        const fe: NodeFrontend = {
+          service: svc.key, portName: sp.name, protocol: sp.protocol, type: f.type, address: f.address, port: f.port, scope,
+          backends: backends.slice(), sessionAffinitySeconds: svc.sessionAffinitySeconds, sourceRanges, snatRemote,
+        };
         if (dropNoLocal) fe.noLocalEndpoints = true;
         if (masquerade) fe.masquerade = masquerade;
         if (affinityGroup !== undefined) fe.affinityGroup = affinityGroup;
@@ -130,17 +139,17 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       // syncProxyRules' internal traffic handling: masqueradeAll marks every flow to the clusterIP,
       // else a working local detector marks those not from the cluster's pods (IfNotLocal)
       emit({ type: 'ClusterIP', address: clusterIP, port: sp.port }, 'internal',
-        internalLocal ? sets.local : sets.cluster, false, [], internalLocal && localMissing,
+        internalLocal ? sets.local : sets.cluster, false, EMPTY, internalLocal && localMissing,
         ro.masqueradeAll ? 'all' : ro.detectLocal.has(family) ? 'offCluster' : undefined);
 
-      const external: { f: FrontendSpec; ranges: string[] }[] = [];
+      const external: { f: FrontendSpec; ranges: readonly string[] }[] = [];
       if (nodePort) {
-        for (const a of ro.nodePortAddrs.get(family) ?? []) external.push({ f: { type: 'NodePort', address: a, port: nodePort }, ranges: [] });
+        for (const a of ro.nodePortAddrs.get(family) ?? []) external.push({ f: { type: 'NodePort', address: a, port: nodePort }, ranges: EMPTY });
       }
       // only the load-balancer IPs are filtered by source: kube-proxy's firewall chain sits on the
       // LB IP rules, and NodePorts stay open to any source
       for (const a of fLB) external.push({ f: { type: 'LoadBalancer', address: a, port: sp.port }, ranges });
-      for (const a of fExt) external.push({ f: { type: 'ExternalIP', address: a, port: sp.port }, ranges: [] });
+      for (const a of fExt) external.push({ f: { type: 'ExternalIP', address: a, port: sp.port }, ranges: EMPTY });
       const local = svc.externalTrafficPolicy === 'Local';
       for (const { f, ranges: r } of external) {
         // syncProxyRules' external traffic chain: eTP=Cluster masquerades every flow to an external

@@ -93,8 +93,8 @@ export interface EndpointModel {
 export interface ServiceEndpoints {
   v4: EndpointModel[];
   v6: EndpointModel[];
-  /** the normalized slices these came from, in order: their identities tell a cache nothing changed */
-  from: object[];
+  /** the normalized slices these came from, in order (normalize()'s; the Compiler keeps none) */
+  from?: object[];
 }
 
 export interface NodeModel {
