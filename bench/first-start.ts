@@ -8,7 +8,7 @@
 //   node --import=tsx bench/first-start.ts
 // A empty: B alone. PROF_DIR: the agent runs with --cpu-prof there (written when it exits).
 // One JSON line per run on stdout; a summary of this / base ratios per round at the end.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -82,6 +82,12 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
     const agent = lab.spawn(ns, process.execPath, [...prof, cli, 'run', ...from, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
       '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '', ...EXTRA], { what: `agent ${tag}` });
     const lines = logLines(agent, ['data plane loaded and source started', 'sync steps']);
+    // LOG_DIR: the agent's whole log, each line's time relative to the spawn
+    if (process.env.LOG_DIR) {
+      const out = createWriteStream(join(process.env.LOG_DIR, `agent-${tag}-${src}-${started}.log`));
+      agent.child.stderr!.on('data', (d: Buffer) => out.write(d.toString().replace(/"time":(\d+)/g, (_, t: string) => `"time":${t},"sinceSpawnMs":${Number(t) - started}`)));
+      agent.child.stdout!.pipe(out);
+    }
     let full: Record<string, unknown> | undefined, cpu = NaN;
     while (!full) {
       if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1500)}`);
