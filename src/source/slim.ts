@@ -44,8 +44,18 @@ function pick(src: Obj, keys: readonly string[], out: Obj = {}): Obj {
 
 function filterKeys(v: unknown, keep: ReadonlySet<string>): unknown {
   if (!isObj(v)) return v;
+  // the few kept keys looked up, not every key listed (an API object's labels and annotations are
+  // many, kubectl's last-applied annotation among them); more than one found: in v's own order
+  let found: string | undefined, more = false;
+  for (const k of keep) {
+    if (!Object.hasOwn(v, k) || !Object.prototype.propertyIsEnumerable.call(v, k)) continue;
+    if (found !== undefined) more = true;
+    found = k;
+  }
   const out: Obj = {};
-  for (const k of Object.keys(v)) if (keep.has(k)) out[k] = v[k];
+  if (more) {
+    for (const k of Object.keys(v)) if (keep.has(k)) out[k] = v[k];
+  } else if (found !== undefined) out[found] = v[found];
   return out;
 }
 
