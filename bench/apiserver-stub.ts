@@ -16,6 +16,8 @@ const shape: ClusterShape = { services: n, endpointsPerService: 10, nodePortEver
 
 const s = new StubApiServer();
 s.host = host;
+// KBP_STUB_LIST_DELAY_MS: each LIST page answered that much later (a real API server's time per page)
+s.listDelayMs = Number(process.env.KBP_STUB_LIST_DELAY_MS ?? 0);
 s.apply('Node', apiNode() as never);
 for (let i = 0; i < n; i++) {
   s.apply('Service', apiService(i, shape) as never);

@@ -88,10 +88,18 @@ export class StubApiServer {
   endWatchesAtOnce = false;
   /** answer a LIST that carries a continue token with 410 Expired, as etcd does once the token's version is compacted */
   expireContinueTokens = false;
+  /**
+   * each LIST page answered this much later (its snapshot taken on arrival): a real API server's
+   * time per page (its store, another machine's serialization, the network), which a client that
+   * asks for the next page only after parsing this one waits out once per page
+   */
+  listDelayMs = 0;
   /** paged LISTs in progress: token -> the rest of a consistent snapshot and its resourceVersion */
   readonly #pages = new Map<string, { rv: number; rest: Obj[] }>();
   #nextToken = 1;
   readonly #hung = new Set<http.ServerResponse>();
+  /** LIST answers waiting out listDelayMs */
+  readonly #delayed = new Set<http.ServerResponse>();
 
   /** the address it listens on (127.0.0.1; a lab's address when it runs in a lab namespace) */
   host = '127.0.0.1';
@@ -124,8 +132,9 @@ export class StubApiServer {
     this.#server = undefined;
     for (const w of this.#watches) w.res.destroy();
     this.#watches.clear();
-    for (const r of this.#hung) r.destroy();
+    for (const r of [...this.#hung, ...this.#delayed]) r.destroy();
     this.#hung.clear();
+    this.#delayed.clear();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeAllConnections();
     await closed;
@@ -307,11 +316,21 @@ export class StubApiServer {
       return;
     }
     if (watch) this.#watch(kind, record, name, labels, res);
-    else this.#list(kind, record, name, labels, res);
+    else if (this.listDelayMs > 0) {
+      const answer = this.#listAnswer(kind, record, name, labels);
+      const t = setTimeout(() => { this.#delayed.delete(res); answer(res); }, this.listDelayMs);
+      this.#delayed.add(res);
+      res.on('close', () => { clearTimeout(t); this.#delayed.delete(res); });
+    } else this.#list(kind, record, name, labels, res);
   }
 
   /** LIST, paged with limit/continue as kube-apiserver pages a consistent read: every page is of one snapshot */
   #list(kind: StubKind, record: RequestRecord, name: string | null, labels: LabelPredicate, res: http.ServerResponse): void {
+    this.#listAnswer(kind, record, name, labels)(res);
+  }
+
+  /** the LIST's answer as of now, sent when the returned function is called */
+  #listAnswer(kind: StubKind, record: RequestRecord, name: string | null, labels: LabelPredicate): (res: http.ServerResponse) => void {
     const info = KINDS[kind];
     let snapshot: { rv: number; rest: Obj[] };
     if (record.continue) {
@@ -319,8 +338,7 @@ export class StubApiServer {
       this.#pages.delete(record.continue);
       if (!page || this.expireContinueTokens) {
         record.status = 410;
-        sendJson(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
-        return;
+        return (res) => sendJson(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
       }
       snapshot = page;
     } else {
@@ -334,7 +352,7 @@ export class StubApiServer {
       token = `page-${this.#nextToken++}`;
       this.#pages.set(token, { rv: snapshot.rv, rest });
     }
-    sendJson(res, 200, {
+    return (res) => sendJson(res, 200, {
       kind: info.listKind, apiVersion: info.apiVersion,
       metadata: { resourceVersion: String(snapshot.rv), ...(token && { continue: token, remainingItemCount: rest.length }) },
       items,

@@ -99,33 +99,76 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   const items: (T | U)[] = [];
   let resourceVersion = '';
   let token: string | undefined;
-  do {
-    let page: PageResult<T>;
-    try {
-      page = await listPage<T>(kc, withQuery(apiPath, { limit: String(pageSize), ...(token && { continue: token }) }), what, opts);
-    } catch (err) {
-      if (token !== undefined && err instanceof ApiError && err.statusCode === 410) {
-        const full = await listPage<T>(kc, apiPath, what, opts);
-        if (!admit) return { resourceVersion: full.resourceVersion, items: full.items };
-        const kept: U[] = [];
-        for (const it of full.items) {
-          const a = admit(it);
-          if (a !== undefined) kept.push(a);
+  const pagePath = (t: string | undefined) => withQuery(apiPath, { limit: String(pageSize), ...(t && { continue: t }) });
+  // the page asked for while this one is parsed: its continue token leads the answer's JSON (ListMeta
+  // comes before items), so the server makes page k+1 while we parse and store page k; at 10,000
+  // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
+  let ahead: InFlight | undefined;
+  let next = fetchPage(kc, pagePath(undefined), opts);
+  try {
+    do {
+      let page: PageResult<T>;
+      try {
+        const raw = await next.answer;
+        const guess = raw.status === 200 ? leadingContinue(raw.body) : undefined;
+        ahead = guess !== undefined ? fetchPage(kc, pagePath(guess), opts) : undefined;
+        // on the wire before this thread is busy parsing: else the request would wait for the parse
+        if (ahead) await ahead.sent;
+        page = parsePage<T>(raw, what);
+        // a guess the parse does not confirm is dropped, and the right page asked for
+        if (ahead && page.continue !== guess) {
+          ahead.cancel();
+          ahead = undefined;
         }
-        return { resourceVersion: full.resourceVersion, items: kept };
+      } catch (err) {
+        if (token !== undefined && err instanceof ApiError && err.statusCode === 410) {
+          ahead?.cancel();
+          ahead = undefined;
+          const full = parsePage<T>(await fetchPage(kc, apiPath, opts).answer, what);
+          if (!admit) return { resourceVersion: full.resourceVersion, items: full.items };
+          const kept: U[] = [];
+          for (const it of full.items) {
+            const a = admit(it);
+            if (a !== undefined) kept.push(a);
+          }
+          return { resourceVersion: full.resourceVersion, items: kept };
+        }
+        throw err;
       }
-      throw err;
-    }
-    if (token === undefined) resourceVersion = page.resourceVersion;
-    if (admit) {
-      for (const it of page.items) {
-        const a = admit(it);
-        if (a !== undefined) items.push(a);
-      }
-    } else for (const it of page.items) items.push(it);
-    token = page.continue || undefined;
-  } while (token !== undefined);
+      if (token === undefined) resourceVersion = page.resourceVersion;
+      if (admit) {
+        for (const it of page.items) {
+          const a = admit(it);
+          if (a !== undefined) items.push(a);
+        }
+      } else for (const it of page.items) items.push(it);
+      token = page.continue || undefined;
+      if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), opts);
+      ahead = undefined;
+    } while (token !== undefined);
+  } finally {
+    // a failure (or an abort) leaves no request of ours running
+    ahead?.cancel();
+  }
   return { resourceVersion, items };
+}
+
+/**
+ * The continue token of a LIST answer read from its head, before the JSON is parsed: kube-apiserver
+ * writes a list's metadata (ListMeta) before its items. Undefined when the head does not have that
+ * shape; the parsed answer says what the token is (listObjects checks the guess against it).
+ */
+export function leadingContinue(body: Buffer): string | undefined {
+  const items = body.indexOf('"items"');
+  const head = (items < 0 ? body.subarray(0, 4096) : body.subarray(0, items)).toString('utf8');
+  const m = /^\{(?:"kind":"[^"\\]*",|"apiVersion":"[^"\\]*",)*"metadata":(\{[^{}]*\}),$/.exec(head);
+  if (!m) return undefined;
+  try {
+    const meta = JSON.parse(m[1]!) as { continue?: unknown };
+    return typeof meta.continue === 'string' && meta.continue ? meta.continue : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** apiPath with more query parameters (apiPath may already carry some) */
@@ -137,8 +180,30 @@ export function withQuery(apiPath: string, params: Record<string, string>): stri
 
 interface PageResult<T> extends ListResult<T> { continue?: string }
 
-async function listPage<T>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number }): Promise<PageResult<T>> {
+interface RawPage { status: number; body: Buffer }
+/**
+ * a page's request under way: sent settles once the request is written to its socket (or failed),
+ * answer with the answer; cancel() aborts it and swallows its failure
+ */
+interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void }
+
+function fetchPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number }): InFlight {
+  const ac = new AbortController();
+  const { promise: sent, resolve: onSent } = Promise.withResolvers<void>();
+  const answer = requestPage(kc, apiPath, { signal: AbortSignal.any([opts.signal, ac.signal]), timeoutMs: opts.timeoutMs }, onSent);
+  // a request that fails before it is written settles sent too
+  answer.then(() => onSent(), () => onSent());
+  return {
+    sent,
+    answer,
+    cancel: () => {
+      answer.catch(() => {});
+      ac.abort();
+    },
+  };
+}
+
+async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number }, onSent: () => void): Promise<RawPage> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KbpError('KBP_ERR_CONFIG', 'kubeconfig has no current cluster');
   // string concatenation as client-node's Watch does, so a server URL with a path prefix works the same
@@ -147,35 +212,38 @@ async function listPage<T>(kc: KubeConfig, apiPath: string, what: string,
   await kc.applyToHTTPSOptions(reqOpts);
   const agent = reqOpts.agent;
   try {
-    const { status, body } = await get(url, {
+    return await get(url, {
       ...reqOpts, method: 'GET', headers: { ...reqOpts.headers, Accept: 'application/json' },
       signal: opts.signal, timeout: opts.timeoutMs,
-    });
-    if (status !== 200) {
-      const st = parseStatus(body);
-      throw new ApiError(`list ${what}`, status, st.reason ?? http.STATUS_CODES[status] ?? 'Error', st.message ?? '');
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer is not JSON: ${(err as Error).message}`, { cause: err });
-    }
-    const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown }; items?: unknown };
-    if (!Array.isArray(list.items)) throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no items array`);
-    const rv = list.metadata?.resourceVersion;
-    if (typeof rv !== 'string' || rv === '') {
-      throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no metadata.resourceVersion, so no watch can follow it`);
-    }
-    const cont = list.metadata?.continue;
-    return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }) };
+    }, onSent);
   } finally {
     // client-node makes a fresh agent per request; ours must not keep sockets (or the process) alive
     if (agent && typeof (agent as http.Agent).destroy === 'function') (agent as http.Agent).destroy();
   }
 }
 
-function get(url: URL, options: https.RequestOptions): Promise<{ status: number; body: Buffer }> {
+function parsePage<T>({ status, body }: RawPage, what: string): PageResult<T> {
+  if (status !== 200) {
+    const st = parseStatus(body);
+    throw new ApiError(`list ${what}`, status, st.reason ?? http.STATUS_CODES[status] ?? 'Error', st.message ?? '');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown }; items?: unknown };
+  if (!Array.isArray(list.items)) throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no items array`);
+  const rv = list.metadata?.resourceVersion;
+  if (typeof rv !== 'string' || rv === '') {
+    throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no metadata.resourceVersion, so no watch can follow it`);
+  }
+  const cont = list.metadata?.continue;
+  return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }) };
+}
+
+function get(url: URL, options: https.RequestOptions, onSent?: () => void): Promise<{ status: number; body: Buffer }> {
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(url, options, (res) => {
@@ -187,6 +255,11 @@ function get(url: URL, options: https.RequestOptions): Promise<{ status: number;
     // a system-style error (code ETIMEDOUT), as a socket timeout is, so errorReason() reports it alike
     req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${options.timeout} ms`), { code: 'ETIMEDOUT' })));
     req.on('error', reject);
+    // the request handed to the kernel (or failed): what the caller may do meanwhile can start
+    if (onSent) {
+      req.once('finish', onSent);
+      req.once('close', onSent);
+    }
     req.end();
   });
 }

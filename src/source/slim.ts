@@ -27,7 +27,11 @@ export const KEPT_LABELS: ReadonlySet<string> = new Set([
 /** annotations anything reads (the agent's endpoint-change latency metric) */
 export const KEPT_ANNOTATIONS: ReadonlySet<string> = new Set(['endpoints.kubernetes.io/last-change-trigger-time']);
 
-const META_KEYS = ['name', 'namespace', 'uid', 'resourceVersion', 'generation'];
+// (the informer compares resourceVersion; a Kubernetes Event names a Service by its uid; nothing
+// reads a slice's uid, nor any generation: 8 % of the store at 100,000 slices, with the empty
+// label and annotation objects below)
+const META_KEYS = ['name', 'namespace', 'uid', 'resourceVersion'];
+const SLICE_META_KEYS = ['name', 'namespace', 'resourceVersion'];
 const ENDPOINT_KEYS = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
 
 type Obj = Record<string, unknown>;
@@ -40,17 +44,41 @@ function pick(src: Obj, keys: readonly string[], out: Obj = {}): Obj {
 
 function filterKeys(v: unknown, keep: ReadonlySet<string>): unknown {
   if (!isObj(v)) return v;
+  // the few kept keys looked up, not every key listed (an API object's labels and annotations are
+  // many, kubectl's last-applied annotation among them); more than one found: in v's own order
+  let found: string | undefined, more = false;
+  for (const k of keep) {
+    if (!Object.hasOwn(v, k) || !Object.prototype.propertyIsEnumerable.call(v, k)) continue;
+    if (found !== undefined) more = true;
+    found = k;
+  }
   const out: Obj = {};
-  for (const k of Object.keys(v)) if (keep.has(k)) out[k] = v[k];
+  if (more) {
+    for (const k of Object.keys(v)) if (keep.has(k)) out[k] = v[k];
+  } else if (found !== undefined) out[found] = v[found];
   return out;
 }
 
-function meta(m: unknown, allLabels: boolean): unknown {
+function meta(m: unknown, allLabels: boolean, keys = META_KEYS): unknown {
   if (!isObj(m)) return m;
-  const out = pick(m, META_KEYS);
-  if (m.labels !== undefined) out.labels = allLabels ? m.labels : filterKeys(m.labels, KEPT_LABELS);
-  if (m.annotations !== undefined) out.annotations = filterKeys(m.annotations, KEPT_ANNOTATIONS);
+  const out = pick(m, keys);
+  // an object that keeps no key is left out (normalize reads a missing one as empty): an empty
+  // object each was ~3 % of the store
+  if (m.labels !== undefined) {
+    const l = allLabels ? m.labels : filterKeys(m.labels, KEPT_LABELS);
+    if (!isEmptyObj(l)) out.labels = l;
+  }
+  if (m.annotations !== undefined) {
+    const a = filterKeys(m.annotations, KEPT_ANNOTATIONS);
+    if (!isEmptyObj(a)) out.annotations = a;
+  }
   return out;
+}
+
+function isEmptyObj(v: unknown): boolean {
+  if (!isObj(v)) return false;
+  for (const _ in v) return false;
+  return true;
 }
 
 function endpoint(e: unknown, nodeName: string | undefined): unknown {
@@ -120,7 +148,7 @@ export function slimParts(kind: Kind, obj: unknown, nodeName?: string): Obj | un
       break;
     }
     case 'EndpointSlice':
-      out = { metadata: meta(o.metadata, false) };
+      out = { metadata: meta(o.metadata, false, SLICE_META_KEYS) };
       pick(o, ['addressType', 'ports'], out);
       if (o.endpoints !== undefined) out.endpoints = Array.isArray(o.endpoints) ? o.endpoints.map((e) => endpoint(e, nodeName)) : o.endpoints;
       break;
@@ -136,9 +164,15 @@ export function slimParts(kind: Kind, obj: unknown, nodeName?: string): Obj | un
   return out;
 }
 
-/** The copy's last step: a slice's endpoints share the parts most endpoints repeat. */
+/** The copy's last step: a slice's endpoints share the parts most endpoints repeat, and slices their ports. */
 export function finishSlim(kind: Kind, copy: Obj): Obj {
-  if (kind === 'EndpointSlice' && Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
+  if (kind === 'EndpointSlice') {
+    if (Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
+    if (Array.isArray(copy.ports)) {
+      const shared = sharedPorts(copy.ports);
+      if (shared) copy.ports = shared;
+    }
+  }
   return copy;
 }
 
@@ -253,6 +287,30 @@ function shareEndpointParts(e: Obj): void {
   }
   if (typeof e.nodeName === 'string') e.nodeName = sharedName(e.nodeName);
   if (typeof e.zone === 'string') e.zone = sharedName(e.zone);
+}
+
+/**
+ * A slice's ports as one frozen array shared by every slice with the same ports (a cluster has a
+ * handful of port lists; 3 % of the store at 100,000 slices): only an array of plain objects of
+ * strings and numbers, which the key (their JSON) tells apart exactly. Undefined: keep them.
+ */
+const portLists = new Map<string, readonly unknown[]>();
+function sharedPorts(ports: unknown[]): readonly unknown[] | undefined {
+  for (const p of ports) {
+    if (!isObj(p) || Object.getPrototypeOf(p) !== Object.prototype) return undefined;
+    for (const k in p) {
+      const v = p[k];
+      // (the key would not tell -0, NaN or Infinity apart; the copy has made them 0 or null anyway)
+      if (!Object.hasOwn(p, k) || (typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v) && !Object.is(v, -0)))) return undefined;
+    }
+  }
+  const key = JSON.stringify(ports);
+  const have = portLists.get(key);
+  if (have) return have;
+  if (portLists.size >= NAMES_MAX) portLists.clear();
+  const frozen = Object.freeze(ports.map((p) => Object.freeze({ ...(p as Obj) })));
+  portLists.set(key, frozen);
+  return frozen;
 }
 
 function sharedName(v: string): string {

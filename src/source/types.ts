@@ -87,9 +87,22 @@ export class ObjectStore {
 
   /** Replaces every object of a kind (a relist): objects not in objs are removed. */
   replace<K extends Kind>(kind: K, objs: Iterable<KindMap[K]>): void {
+    const map = this.#maps[kind];
+    if (map.size === 0) {
+      // the first list of a kind (every start): each object is new, so no second map of the list and
+      // no set of changed keys (a third of the kube source's store time at 10,000 Services)
+      const added: string[] = [];
+      for (const o of objs) {
+        const key = objectKey(o);
+        if (!map.has(key)) added.push(key);
+        map.set(key, o);
+      }
+      if (kind === 'EndpointSlice') for (const key of added) this.#index(key, map.get(key) as V1EndpointSlice);
+      for (const key of added) this.#emit(kind, key);
+      return;
+    }
     const next = new Map<string, KindMap[K]>();
     for (const o of objs) next.set(objectKey(o), o);
-    const map = this.#maps[kind];
     const changed = new Set<string>();
     for (const key of map.keys()) if (!next.has(key)) changed.add(key);
     for (const [key, o] of next) if (map.get(key) !== o) changed.add(key);

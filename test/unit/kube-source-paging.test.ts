@@ -3,6 +3,10 @@
 // and slices of headless Services never reach the store (cmd/kube-proxy/app/server.go, the informer
 // factory's WithTweakListOptions; client-go tools/pager ListPager.List with FullListIfExpired).
 import test from 'ava';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import { leadingContinue, listObjects } from '../../src/source/kube-http.js';
 import { createKubeSource, PROXY_LABEL_SELECTOR, type KubeSource } from '../../src/source/kube.js';
 import { silentLogger } from '../../src/util/log.js';
 import { startStubApiServer, type StubApiServer } from '../../testing/stub-apiserver.js';
@@ -85,4 +89,48 @@ test('Services of another proxy and slices of headless Services are filtered by 
   stub.apply('Service', svc('theirs', '10.96.0.2'));
   await until(() => names(source, 'Service').includes('default/theirs'), 5000, 'the unlabelled Service to arrive');
   t.pass();
+});
+
+test('the continue token read from an answer\'s head is what the parsed answer says, or nothing', (t) => {
+  const b = (s: string) => Buffer.from(s);
+  // kube-apiserver's field order: TypeMeta, ListMeta, items
+  t.is(leadingContinue(b('{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"12","continue":"eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ","remainingItemCount":9500},"items":[{"metadata":{"continue":"no"}}]}')),
+    'eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ');
+  t.is(leadingContinue(b('{"metadata":{"continue":"a\\u0062\\"c"},"items":[]}')), 'ab"c', 'escapes as JSON.parse reads them');
+  t.is(leadingContinue(b('{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"12"},"items":[]}')), undefined, 'the last page');
+  t.is(leadingContinue(b('{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"12","continue":""},"items":[]}')), undefined);
+  t.is(leadingContinue(b('{"items":[],"metadata":{"continue":"x"}}')), undefined, 'items first: nothing guessed');
+  t.is(leadingContinue(b('{\n  "metadata": {"continue": "x"},\n  "items": []}')), undefined, 'pretty-printed: nothing guessed');
+  t.is(leadingContinue(b('{"kind":"ServiceList","metadata":{"labels":{"continue":"x"}},"items":[]}')), undefined, 'a nested object: nothing guessed');
+  t.is(leadingContinue(b('{"kind":"ServiceList","metadata":{"continue":7},"items":[]}')), undefined);
+  t.is(leadingContinue(b('not json')), undefined);
+});
+
+test('a page asked for ahead on a token the parsed answer does not confirm is dropped, and the confirmed page read', async (t) => {
+  // JSON.parse keeps the last of two "metadata" keys: the head says one token, the answer another
+  const all = Array.from({ length: 5 }, (_, i) => svc(`s${i}`, `10.96.0.${i + 1}`));
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url!, 'http://x');
+    const tok = u.searchParams.get('continue') ?? '';
+    asked.push(tok);
+    const from = tok ? Number(tok.slice(1)) : 0;
+    const items = all.slice(from, from + 2);
+    const next = from + 2 < all.length ? `p${from + 2}` : '';
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(`{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"7"${next ? ',"continue":"wrong"' : ''}},"items":${JSON.stringify(items)},"metadata":{"resourceVersion":"7"${next ? `,"continue":"${next}"` : ''}}}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+    users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
+  });
+  const res = await listObjects<{ metadata: { name: string } }>(kc, '/api/v1/services', 'services', { signal: new AbortController().signal, timeoutMs: 5000, pageSize: 2 });
+  t.deepEqual(res.items.map((o) => o.metadata.name), ['s0', 's1', 's2', 's3', 's4']);
+  t.is(res.resourceVersion, '7');
+  // every confirmed page once, in order; the unconfirmed guesses (asked or cancelled before they
+  // were) are the only others
+  t.deepEqual(asked.filter((x) => x !== 'wrong'), ['', 'p2', 'p4']);
 });

@@ -94,7 +94,28 @@ test('the manifests source stores slimmed objects', (t) => {
     'apiVersion: v1', 'kind: Service', 'metadata:', '  name: web', '  annotations:', '    kubectl.kubernetes.io/last-applied-configuration: "{}"',
     '  managedFields: [{manager: kubectl}]', 'spec:', '  clusterIP: 10.96.0.10', '  selector: {app: web}', '  ports: [{port: 80}]',
   ].join('\n'));
-  t.deepEqual(objects.map((o) => o.obj) as unknown, [{ metadata: { name: 'web', namespace: 'default', annotations: {} }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } }]);
+  t.deepEqual(objects.map((o) => o.obj) as unknown, [{ metadata: { name: 'web', namespace: 'default' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } }]);
+});
+
+test('no empty label or annotation object, no slice uid or generation; slices with the same ports share one frozen list', (t) => {
+  const svc = slimObject('Service', { metadata: { name: 'a', namespace: 'd', uid: 'u1', generation: 3, labels: { app: 'a' }, annotations: { x: 'y' } }, spec: {} } as never) as unknown;
+  t.deepEqual(svc, { metadata: { name: 'a', namespace: 'd', uid: 'u1' }, spec: {} }, 'a Service keeps its uid (Events name it)');
+  const slice = (name: string, ports: unknown, json: boolean) => {
+    const raw = { metadata: { name, namespace: 'd', uid: 'u', generation: 1, resourceVersion: '5', labels: { app: 'a' }, annotations: {} }, addressType: 'IPv4', ports, endpoints: [] };
+    return slimObject('EndpointSlice', (json ? JSON.parse(JSON.stringify(raw)) : raw) as never) as unknown as { metadata: unknown; ports: unknown[] };
+  };
+  const ports = () => [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'dns', port: 53, protocol: 'UDP' }];
+  const a = slice('a', ports(), true), b = slice('b', ports(), false), c = slice('c', [{ name: 'http', port: 8081, protocol: 'TCP' }], true);
+  t.deepEqual(a.metadata, { name: 'a', namespace: 'd', resourceVersion: '5' });
+  t.deepEqual(a.ports, ports());
+  t.is(a.ports, b.ports, 'the same ports: one list, from JSON or copied');
+  t.true(Object.isFrozen(a.ports) && a.ports.every((p) => Object.isFrozen(p)));
+  t.not(c.ports, a.ports);
+  t.deepEqual(c.ports, [{ name: 'http', port: 8081, protocol: 'TCP' }]);
+  // what the key could not tell apart, or normalize must see as it came, is not shared
+  const odd = slice('d', [{ name: 'http', port: 8080, protocol: 'TCP', extra: { a: 1 } }], true);
+  t.false(Object.isFrozen(odd.ports));
+  t.deepEqual(slice('e', [{ port: -0 }], false).ports, [{ port: 0 }]);
 });
 
 test('with the node\'s name, only this node\'s endpoints keep their targetRef (the health server counts no other), and normalize sees no difference', async (t) => {

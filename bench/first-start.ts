@@ -1,0 +1,142 @@
+// The first sync after start through the real agent, and nothing else (issue 10: < 3 s at 10,000
+// Services): builds interleaved A/B, from a folder (`run --manifests`, one Service + slice per file)
+// and from the stub API server (`run --kubeconfig`, bench/apiserver-stub.ts), each run in a network
+// namespace and pin root of its own. Per run: wall from spawn to the end of the first sync holding
+// every frontend (its `sync steps` line's endedAt), the agent's CPU then (process, all threads, from
+// /proc), the start line's split (source, compile ahead, load beyond) and the sync's steps.
+//   N=10000 ROUNDS=3 SOURCES=folder,api A=/tmp/p12base/kube-bpf-proxy.mjs B=dist/kube-bpf-proxy.mjs \
+//   node --import=tsx bench/first-start.ts
+// A empty: B alone. PROF_DIR: the agent runs with --cpu-prof there (written when it exits).
+// One JSON line per run on stdout; a summary of this / base ratios per round at the end.
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { Lab, type LabProcess } from '../testing/netns.js';
+import { endpointSlice, node, service, NODE_NAME, NODE_IP, type ClusterShape } from './gen.js';
+
+const N = Number(process.env.N ?? 10_000);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const SOURCES = (process.env.SOURCES ?? 'folder,api').split(',').filter(Boolean) as Array<'folder' | 'api'>;
+const A = process.env.A === undefined ? '/tmp/p12base/kube-bpf-proxy.mjs' : process.env.A;
+const B = resolve(process.env.B ?? 'dist/kube-bpf-proxy.mjs');
+const EXTRA = (process.env.ARGS ?? '').split(/\s+/).filter(Boolean);
+const TIMEOUT_MS = Number(process.env.TIMEOUT_S ?? 300) * 1000;
+const shape: ClusterShape = { services: N, endpointsPerService: 10, nodePortEvery: 10 };
+
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+function loadavg(): number { return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]); }
+
+/** the agent's JSON log lines whose msg is one of `msgs`, as they arrive */
+function logLines(p: LabProcess, msgs: string[]): Array<Record<string, unknown>> {
+  const got: Array<Record<string, unknown>> = [];
+  let buf = '';
+  p.child.stderr!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (!msgs.some((m) => l.includes(`"${m}"`))) continue;
+      try { got.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not a log line */ }
+    }
+  });
+  return got;
+}
+
+const folder = mkdtempSync(join(tmpdir(), 'kbp-first-start-'));
+writeFileSync(join(folder, 'node.yaml'), stringify(node()));
+for (let i = 0; i < N; i++) writeFileSync(join(folder, `svc-${i}.yaml`), `${stringify(service(i, shape))}---\n${stringify(endpointSlice(i, shape, 0))}`);
+
+async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Record<string, unknown>> {
+  const lab = new Lab(`fs${tag}`);
+  try {
+    const ns = await lab.addNetns('a');
+    await lab.ip(ns, ['link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1']);
+    await lab.ip(ns, ['link', 'set', 'e0', 'up']);
+    await lab.ip(ns, ['link', 'set', 'e1', 'up']);
+    await lab.addAddress(ns, 'e0', `${NODE_IP}/24`);
+    let from: string[];
+    if (src === 'api') {
+      const stub = lab.spawn(ns, process.execPath, ['--import=tsx', join(import.meta.dirname, 'apiserver-stub.ts'), '127.0.0.1', String(N)], { what: 'stub', stdin: true });
+      const ready = await new Promise<Record<string, unknown>>((res, rej) => {
+        let buf = '';
+        stub.child.stdout!.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const i = buf.indexOf('\n');
+          if (i >= 0) res(JSON.parse(buf.slice(0, i)) as Record<string, unknown>);
+        });
+        stub.child.once('exit', () => rej(new Error(`stub exited: ${stub.output().slice(-500)}`)));
+      });
+      from = ['--kubeconfig', String(ready.kubeconfig)];
+    } else from = ['--manifests', folder];
+    const pins = lab.addPinRoot('p');
+    lab.onCleanup(`cleanup ${pins}`, async () => { await lab.exec(ns, process.execPath, [cli, 'cleanup', '--bpffs', pins], { allowFail: true }); });
+    const prof = process.env.PROF_DIR ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.PROF_DIR}`, `--cpu-prof-name=${tag}-${src}-${Date.now()}.cpuprofile`] : [];
+    const load0 = loadavg();
+    const started = Date.now();
+    const agent = lab.spawn(ns, process.execPath, [...prof, cli, 'run', ...from, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
+      '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '', ...EXTRA], { what: `agent ${tag}` });
+    const lines = logLines(agent, ['data plane loaded and source started', 'sync steps']);
+    // LOG_DIR: the agent's whole log, each line's time relative to the spawn
+    if (process.env.LOG_DIR) {
+      const out = createWriteStream(join(process.env.LOG_DIR, `agent-${tag}-${src}-${started}.log`));
+      agent.child.stderr!.on('data', (d: Buffer) => out.write(d.toString().replace(/"time":(\d+)/g, (_, t: string) => `"time":${t},"sinceSpawnMs":${Number(t) - started}`)));
+      agent.child.stdout!.pipe(out);
+    }
+    let full: Record<string, unknown> | undefined, cpu = NaN;
+    while (!full) {
+      if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1500)}`);
+      full = lines.find((l) => l.msg === 'sync steps' && Number(l.frontends) >= N);
+      if (Date.now() - started > TIMEOUT_MS) throw new Error(`no first sync within ${TIMEOUT_MS} ms`);
+      if (!full) await new Promise((r) => setTimeout(r, 10));
+      else cpu = cpuMs(agent.pid);
+    }
+    const st = lines.find((l) => l.msg === 'data plane loaded and source started') ?? {};
+    agent.child.kill('SIGTERM');
+    await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 20_000))]);
+    const pick = (o: Record<string, unknown>, ks: string[]) => Object.fromEntries(ks.filter((k) => k in o).map((k) => [k, o[k]]));
+    return {
+      tag, src, load0, load1: loadavg(), firstSyncMs: Number(full.endedAt) - started, agentCpuMs: cpu,
+      ...pick(st, ['sourceMs', 'compileAheadMs', 'loadMs', 'loadTotalMs', 'readPlanMs']),
+      startLineAt: Number(st.time) - started,
+      sync: pick(full, ['totalMs', 'cpuMs', 'threadCpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs', 'gcs', 'runQueueMs']),
+    };
+  } finally {
+    await lab.cleanup();
+  }
+}
+
+const rows: Array<Record<string, unknown>> = [];
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const src of SOURCES) {
+      // the order alternates by round, so neither build always runs second
+      const order: Array<[string, string]> = A ? (r % 2 ? [[B, 'this'], [A, 'base']] : [[A, 'base'], [B, 'this']]) : [[B, 'this']];
+      for (const [cli, tag] of order) {
+        const row = { round: r + 1, ...(await one(cli, src, tag)) };
+        rows.push(row);
+        process.stdout.write(JSON.stringify(row) + '\n');
+      }
+    }
+  }
+} finally {
+  rmSync(folder, { recursive: true, force: true });
+}
+if (A) {
+  for (const src of SOURCES) {
+    for (const k of ['firstSyncMs', 'agentCpuMs'] as const) {
+      const ratios: number[] = [];
+      for (let r = 1; r <= ROUNDS; r++) {
+        const b = rows.find((x) => x.round === r && x.src === src && x.tag === 'base'), t = rows.find((x) => x.round === r && x.src === src && x.tag === 'this');
+        if (b && t) ratios.push(Number(t[k]) / Number(b[k]));
+      }
+      ratios.sort((a, b) => a - b);
+      process.stdout.write(`${src} ${k} this/base per round: ${ratios.map((x) => x.toFixed(2)).join(' ')} (median ${ratios[Math.floor((ratios.length - 1) / 2)]?.toFixed(2)})\n`);
+    }
+  }
+}
