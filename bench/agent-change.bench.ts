@@ -11,7 +11,7 @@
 //   backend list, polled from this process every ~0.2 ms (lb_frontends -> lb_slots -> lb_backends).
 // Changes are spaced by the agent's minSyncPeriod (1 s, kube-proxy's default), so each is one sync.
 // Also recorded, in the same run: the time from start to the first sync, and RSS after it.
-import { createWriteStream, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -25,6 +25,7 @@ import { defaultObjectPath } from '../src/dataplane/bpf/loader.js';
 import { existsSync } from 'node:fs';
 
 const E = 10;
+const SETSID = '/usr/bin/setsid';
 const MIN_SYNC_MS = 1000;
 
 function shapeOf(n: number): ClusterShape {
@@ -54,13 +55,49 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** every thread of a process: name and its schedstat (ns on a CPU, ns waiting on a run queue) */
+interface ThreadTimes { [tid: string]: { comm: string; cpuNs: number; waitNs: number } }
+
+function threadTimes(pid: number): ThreadTimes {
+  const out: ThreadTimes = {};
+  let tids: string[] = [];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tids) {
+    try {
+      const [cpu, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ');
+      out[tid] = { comm: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'latin1').trim(), cpuNs: Number(cpu), waitNs: Number(wait) };
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
+/** per thread name: ms on a CPU and ms on a run queue between two samples (threads that ran only) */
+function threadDelta(pid: number, a: ThreadTimes, b: ThreadTimes): Record<string, { cpuMs: number; waitMs: number }> {
+  const out: Record<string, { cpuMs: number; waitMs: number }> = {};
+  for (const [tid, t] of Object.entries(b)) {
+    const cpu = (t.cpuNs - (a[tid]?.cpuNs ?? 0)) / 1e6, wait = (t.waitNs - (a[tid]?.waitNs ?? 0)) / 1e6;
+    if (cpu < 0.01 && wait < 0.01) continue;
+    const k = tid === String(pid) ? 'main' : t.comm;
+    const o = out[k] ??= { cpuMs: 0, waitMs: 0 };
+    o.cpuMs = Math.round((o.cpuMs + cpu) * 100) / 100;
+    o.waitMs = Math.round((o.waitMs + wait) * 100) / 100;
+  }
+  return out;
+}
+
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 /** blocks this thread for a fraction of a millisecond without spinning a core */
 function nap(ms: number): void {
   Atomics.wait(sleepCell, 0, 0, ms);
 }
 
-/** Reads the pinned maps: does frontend (ClusterIP of Service i) list a backend at `address`? */
+/**
+ * Reads the pinned maps: does frontend (ClusterIP of Service i) list a backend at `address`? A poll
+ * runs every ~0.2 ms while a change is on its way, beside the agent on the same two cores: it costs
+ * one lookup of the frontend and one per slot, keys encoded once, and reads a backend only for an
+ * id it has not seen in this change (a change writes new backends under new ids). Reading all 21 entries
+ * each poll cost ~0.3 ms of CPU a poll: ~60 % of a core while a change was on its way.
+ */
 class KernelProbe {
   readonly #fe: BpfMap;
   readonly #slots: BpfMap;
@@ -71,18 +108,34 @@ class KernelProbe {
     this.#backends = BpfMap.fromPin(join(pins, 'lb_backends'));
   }
 
-  holds(i: number, address: string): boolean {
-    const v = this.#fe.lookup(L.encodeFeKey({ address: clusterIp(i), port: 80, protocol: 'TCP', scope: 'internal' }));
-    if (!v) return false;
-    const fe = L.decodeFrontend(v);
-    for (let s = 0; s < fe.backendCount; s++) {
-      const id = this.#slots.lookup(L.encodeSlotKey({ feId: fe.feId, slot: s }));
-      if (!id) continue;
-      const b = this.#backends.lookup(id);
-      // lb_backends is an array: a freed id reads all zero (protocol 0), which decodeBackend refuses
-      if (b && b.readUInt8(18) !== 0 && L.decodeBackend(b).address === address) return true;
-    }
-    return false;
+  /** a check of one change: Service i's frontend lists a backend at `address` */
+  watch(i: number, address: string): () => boolean {
+    const feKey = L.encodeFeKey({ address: clusterIp(i), port: 80, protocol: 'TCP', scope: 'internal' });
+    const seen = new Map<number, boolean>();
+    let slotKeys: Buffer[] = [], feId = -1;
+    return () => {
+      const v = this.#fe.lookup(feKey);
+      if (!v) return false;
+      const fe = L.decodeFrontend(v);
+      if (fe.feId !== feId || slotKeys.length !== fe.backendCount) {
+        feId = fe.feId;
+        slotKeys = Array.from({ length: fe.backendCount }, (_, s) => L.encodeSlotKey({ feId, slot: s }));
+      }
+      for (const key of slotKeys) {
+        const idBuf = this.#slots.lookup(key);
+        if (!idBuf) continue;
+        const id = idBuf.readUInt32LE(0);
+        let match = seen.get(id);
+        if (match === undefined) {
+          const b = this.#backends.lookup(idBuf);
+          // lb_backends is an array: a freed id reads all zero (protocol 0), which decodeBackend refuses
+          if (!b || b.readUInt8(18) === 0) continue;
+          seen.set(id, match = L.decodeBackend(b).address === address);
+        }
+        if (match) return true;
+      }
+      return false;
+    };
   }
 
   close(): void {
@@ -181,7 +234,12 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const pins = lab.addPinRoot(name);
   lab.onCleanup(`cleanup ${pins}`, async () => { await lab.exec(ns, process.execPath, [cli, 'cleanup', '--bpffs', pins], { allowFail: true }); });
   const started = Date.now();
-  const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
+  // the agent in a session of its own: with the scheduler's autogroups (kernel.sched_autogroup_enabled,
+  // the default of most distributions) CPU is shared fairly between sessions, so in the bench's
+  // session this process's poll and scrapes took their CPU from the agent's share (as a DaemonSet's
+  // agent in its own cgroup never shares it); setsid keeps the pid (it forks only for a group leader)
+  const own = existsSync(SETSID) ? [SETSID, process.execPath] : [process.execPath];
+  const agent: LabProcess = lab.spawn(ns, own[0]!, [...own.slice(1), cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
   // KBP_BENCH_AGENT_LOG_DIR: the agent's whole output too (with KBP_V8_FLAGS='... --trace-gc' etc., V8's traces)
@@ -253,6 +311,10 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const variant = new Map<number, number>();
   const syncMs: number[] = [], kernelMs: number[] = [];
   let skipped = 0;
+  // KBP_BENCH_AGENT_THREADS=1 (with KBP_BENCH_AGENT_LOG_DIR): per change, the agent's threads' CPU and
+  // run-queue time from the rename to the kernel holding it, and this process's own CPU over its poll
+  const traceThreads = !!process.env.KBP_BENCH_AGENT_THREADS && !!process.env.KBP_BENCH_AGENT_LOG_DIR;
+  const traced: unknown[] = [];
   let before = (await scrape(lab, ns)).sync;
   const cpu0 = cpuMs(agent.pid);
   let cpu1 = NaN;
@@ -266,11 +328,17 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       const want = v ? podIp(i, E - 1 + v, E) : podIp(i, 0, E);
       const tmp = join(dir, `.svc-${i}.yaml.tmp`);
       writeFileSync(tmp, serviceFile(i, shape, v));
+      const holds = probe.watch(i, want);
+      const threads0 = traceThreads ? threadTimes(agent.pid) : undefined;
+      const self0 = process.threadCpuUsage(), proc0 = process.cpuUsage();
+      const epoch0 = Date.now();
       const t0 = performance.now();
       renameSync(tmp, join(dir, `svc-${i}.yaml`));
-      let t1 = NaN;
+      const tr = performance.now();
+      let t1 = NaN, polls = 0;
       while (performance.now() - t0 < 20_000) {
-        if (probe.holds(i, want)) {
+        polls++;
+        if (holds()) {
           t1 = performance.now();
           break;
         }
@@ -278,6 +346,13 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       }
       if (!Number.isFinite(t1)) throw new Error(`change ${k} (Service ${i}) did not reach the kernel within 20 s`);
       kernelMs.push(t1 - t0);
+      const self = process.threadCpuUsage(self0), proc = process.cpuUsage(proc0);
+      if (threads0) {
+        const r2 = (x: number) => Math.round(x * 100) / 100;
+        traced.push({ k, epoch0, toKernelMs: r2(t1 - t0), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
+          benchCpuMs: r2((proc.user + proc.system) / 1000), load: Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]),
+          threads: threadDelta(agent.pid, threads0, threadTimes(agent.pid)) });
+      }
       // the next change waits out minSyncPeriod, so it is a sync of its own
       const wait = MIN_SYNC_MS + 150 - (performance.now() - t0);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -297,6 +372,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   // KBP_BENCH_AGENT_LOG_DIR: every one-change sync's steps, one JSON line each, for a closer look
   if (process.env.KBP_BENCH_AGENT_LOG_DIR) {
     writeFileSync(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `sync-steps-${slug || 'this'}-${n}-${Date.now()}.jsonl`), partial.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    if (traced.length) writeFileSync(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `threads-${slug || 'this'}-${n}-${Date.now()}.jsonl`), traced.map((l) => JSON.stringify(l)).join('\n') + '\n');
   }
   const syncCpuMs = partial.length && partial[0]!.cpuMs !== undefined ? stats(partial.map((l) => Number(l.cpuMs))).median : undefined;
   if (partial.length) {

@@ -180,19 +180,27 @@ function listFiles(dir: string): string[] {
   return out.sort();
 }
 
-/** listFiles on the thread pool: the event loop is free while the folder is listed */
-async function listFilesAsync(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) return;
-    for (const ent of await readdir(d, { withFileTypes: true })) {
-      const k = entryKind(ent), p = childPath(d, ent.name);
-      if (k === 'folder') await walk(p, depth + 1);
-      else if (k === 'file' || (k === 'link' && await stat(p).then((s) => s.isFile(), () => false))) out.push(p);
-    }
-  };
-  await walk(join(dir), 0);
-  return out;
+/**
+ * A long loop on the event loop, cut into turns: due() is true once sliceMs has passed since the
+ * loop started or last yielded (looking at the clock every `every` calls, a power of two: cheap
+ * steps are many); `await next()` then ends the turn, so a watch event or a sync due meanwhile
+ * waits at most about a slice.
+ */
+class Slices {
+  #end: number;
+  #n = 0;
+  constructor(readonly sliceMs: number, readonly every = 16) {
+    this.#end = performance.now() + sliceMs;
+  }
+
+  due(): boolean {
+    return (++this.#n & (this.every - 1)) === 0 && performance.now() >= this.#end;
+  }
+
+  async next(): Promise<void> {
+    await new Promise<void>((r) => setImmediate(r));
+    this.#end = performance.now() + this.sliceMs;
+  }
 }
 
 function safeIsLink(p: string): boolean {
@@ -372,31 +380,40 @@ export class ManifestsReader {
    * which reads only those.
    */
   async staleFiles(sliceMs = 1): Promise<{ paths: string[]; problems: ManifestProblem[] }> {
-    let listed: string[];
+    const slices = new Slices(sliceMs);
+    const seen = new Set<string>(), stale: string[] = [], gone: string[] = [];
+    // each folder is listed on the thread pool and its entries looked at in slices: at 10,000 files
+    // the whole list, then a Set of it, in one turn held the loop 20-90 ms (load ~8)
+    const walk = async (d: string, depth: number): Promise<void> => {
+      if (depth > MAX_DEPTH) return;
+      for (const ent of await readdir(d, { withFileTypes: true })) {
+        if (slices.due()) await slices.next();
+        const k = entryKind(ent), p = childPath(d, ent.name);
+        if (k === 'folder') await walk(p, depth + 1);
+        else if (k === 'file' || (k === 'link' && await stat(p).then((st) => st.isFile(), () => false))) {
+          seen.add(p);
+          const prev = this.#files.get(p);
+          // a file changed in the last 2 s has no key: re-read, as the synchronous rescan does
+          if (!prev) stale.push(p);
+          else {
+            const st = statKeyQuiet(p);
+            if (st === undefined || st !== prev.stat) stale.push(p);
+          }
+        }
+      }
+    };
     try {
-      listed = await listFilesAsync(this.dir);
+      await walk(join(this.dir), 0);
     } catch (e) {
       return { paths: [], problems: [{ path: this.dir, message: `cannot list the folder: ${(e as Error).message}` }] };
     }
-    const present = new Set(listed);
-    const paths: string[] = [];
-    for (const p of this.#files.keys()) if (!present.has(p)) paths.push(p);
-    let next = 0;
-    while (next < listed.length) {
-      const end = performance.now() + sliceMs;
-      do {
-        const p = listed[next++]!;
-        const prev = this.#files.get(p);
-        // a file changed in the last 2 s has no key: re-read, as the synchronous rescan does
-        if (!prev) paths.push(p);
-        else {
-          const st = statKeyQuiet(p);
-          if (st === undefined || st !== prev.stat) paths.push(p);
-        }
-      } while (next < listed.length && ((next & 15) !== 0 || performance.now() < end));
-      if (next < listed.length) await new Promise<void>((r) => setImmediate(r));
+    // a file read meanwhile (a watch event) after its folder was listed is named too: update()
+    // looks at each path again, and finds it there
+    for (const p of this.#files.keys()) {
+      if (slices.due()) await slices.next();
+      if (!seen.has(p)) gone.push(p);
     }
-    return { paths, problems: [] };
+    return { paths: gone.concat(stale), problems: [] };
   }
 
   #refresh(paths: Iterable<string> | undefined, problems: ManifestProblem[], touched: Set<string>): void {
@@ -577,6 +594,9 @@ export interface ManifestsSourceOptions {
   logger?: Logger;
   store?: ObjectStore;
 }
+
+/** files re-read per update() in a rescan (a slice of the event loop's time holds several) */
+const RESCAN_BATCH = 4;
 
 /** the periodic rescan's interval grows with the folder: this much per file, when longer than rescanMs */
 const RESCAN_MS_PER_FILE = 3;
@@ -782,7 +802,16 @@ export class ManifestsSource implements Source {
       try {
         const { paths, problems } = await this.#reader.staleFiles();
         for (const p of problems) this.#report(p);
-        if (!this.#stopped && paths.length) this.#apply(this.#reader.update(paths));
+        // re-read in slices, a few files at a time, each slice a turn of its own: a file read at
+        // start within 2 s of its last write has no stat key and comes back here (every file, when
+        // the folder was written just before the agent started). In one update the first rescan at
+        // 10,000 files held the loop ~0.25 s of CPU, and a change arriving then waited for all of it
+        // (the 0.2-1.2 s change-to-kernel outliers of docs/PERF.md, session 11)
+        const slices = new Slices(1, 1);
+        for (let next = 0; next < paths.length && !this.#stopped;) {
+          this.#apply(this.#reader.update(paths.slice(next, next += RESCAN_BATCH)));
+          if (next < paths.length && slices.due()) await slices.next();
+        }
       } finally {
         this.#scanning = undefined;
       }

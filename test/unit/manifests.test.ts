@@ -355,6 +355,35 @@ test('staleFiles names new, changed and removed files, and the re-read of those 
   t.regex(res.problems[0]!.message, /cannot list the folder/);
 });
 
+test('a rescan re-reads many changed files over several turns of the event loop, not in one', async (t) => {
+  // a change arriving during a rescan waits for the rescan's turn: the files to re-read (at start,
+  // every file written within 2 s of the read) are read a few at a time, each slice a turn
+  const dir = tempDir(t);
+  const n = 300;
+  for (let i = 0; i < n; i++) writeFileSync(join(dir, `s${i}.yaml`), service(`s${i}`));
+  const src = new ManifestsSource({ dir, rescanMs: 0, watch: false });
+  t.teardown(() => src.stop());
+  await src.start();
+  for (let i = 0; i < n; i++) writeFileSync(join(dir, `s${i}.yaml`), service(`s${i}`, 8080));
+  let turn = 0, stop = false;
+  const tick = (): void => {
+    turn++;
+    if (!stop) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const turns = new Set<number>();
+  let changed = 0;
+  src.store.onChange(() => {
+    turns.add(turn);
+    changed++;
+  });
+  await src.scan();
+  stop = true;
+  t.is(changed, n);
+  t.true(turns.size > 1, `all ${n} re-reads were applied in ${turns.size} turn(s)`);
+  for (let i = 0; i < n; i += 37) t.is(src.store.get('Service', `default/s${i}`)?.spec?.ports?.[0]?.port, 8080);
+});
+
 test('a file replaced by a rename into place is read at once, without the quiet time of writes in place', async (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'a.yaml'), service('a'));
