@@ -276,7 +276,7 @@ async function measure(ctx: BenchContext, t: Topology, n: number, rounds: number
       const got = await t.interleaved(paths, conns);
       for (const [m, res] of got) row.runs[m].push(res);
     }
-    if (process.env.KBP_CONNRATE_PROFILE === '1' && !Object.keys(row.broken).length) await profile(ctx, t, n, conns);
+    if (process.env.KBP_CONNRATE_PROFILE === '1') await profile(ctx, t, n, conns, row.broken);
   } finally {
     await t.flushIptables();
   }
@@ -327,13 +327,14 @@ async function progStats(t: Topology, id: number): Promise<{ ns: number; runs: n
  * runs per connection and ns per run, against the path's connect() p50 less direct's. The programs'
  * own time is what a cut in them can win; the rest of the gap is the kernel's work around them.
  */
-async function profile(ctx: BenchContext, t: Topology, n: number, conns: number): Promise<void> {
+async function profile(ctx: BenchContext, t: Topology, n: number, conns: number, broken: Partial<Record<Mode, string>>): Promise<void> {
   const sock = (m: Mode): string[] => ['lb_sock_connect4', 'lb_sock_release_hook'].filter((p) => t.dataplaneOf(m)!.loaded.object.programNames().includes(p));
   const progs = (m: Mode): string[] => (m === 'tc' || m === 'tcB' ? ['lb_tc_ingress', 'lb_tc_egress'] : m === 'hooked' || m === 'hookedB' ? ['lb_tc_ingress', 'lb_tc_egress', ...sock(m)] : sock(m));
   const old = readFileSync(BPF_STATS, 'utf8').trim();
   writeFileSync(BPF_STATS, '1');
   try {
-    for (const m of MODES.filter((x) => x !== 'direct' && x !== 'iptables')) {
+    // a broken path (a diagnostic B object that translates nothing) is left out, the others still profiled
+    for (const m of MODES.filter((x) => x !== 'direct' && x !== 'iptables' && !broken[x])) {
       const dp = t.dataplaneOf(m)!;
       const ids = progs(m).map((name) => dp.loaded.object.program(name).id);
       const before = await Promise.all(ids.map((id) => progStats(t, id)));

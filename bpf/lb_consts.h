@@ -55,11 +55,12 @@
 #define LB_NODE_ADDRS_MAX 1024       /* addresses of this node: NodePorts on 0.0.0.0 / :: answer there */
 #endif
 
-/* lb_fe_filter: one bit per hash of a frontend's (address, port, proto); 2^20 bits, 128 KiB */
+/* lb_fe_filter: a word per hash of (address, port >> 5), a bit per port of that group and protocol
+ * (lb_hash.h lb_fe_filter_bit); 2^20 bits, 128 KiB */
 #define LB_FE_FILTER_BITS_LOG2 20
 #define LB_FE_FILTER_WORDS 16384        /* u64 words: 2^(LB_FE_FILTER_BITS_LOG2 - 6) */
 /* lb_rev_filter: two halves of LB_REV_FILTER_WORDS u64 words, one bit per hash of a reverse entry's
- * source (backend address, port, proto), the same hash and size as lb_fe_filter */
+ * source (backend address, port, proto), the same bit and size as lb_fe_filter */
 #define LB_REV_FILTER_WORDS 16384       /* u64 words of each half: 2^20 bits */
 
 /* Maglev: table sizes are primes chosen per frontend by user space (src/plan/maglev.ts);

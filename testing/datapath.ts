@@ -27,7 +27,7 @@ import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBit, revFilterBit, revFilterElem } from '../src/dataplane/bpf/layout.js';
+import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
 
 /** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
@@ -215,9 +215,12 @@ export class Datapath {
   passRevFilter(ctKey: Buffer): void {
     const m = this.optMap('lb_rev_filter');
     if (!m) return;
-    const bit = revFilterBit(ctKey), w = Buffer.alloc(8);
-    w.writeBigUInt64LE(1n << BigInt(bit & 63));
-    for (const half of [1, 2] as const) m.writeMmap(w, revFilterElem(bit, half) * 8, true);
+    // this build's bit and older builds' (the writer's too: layout.ts feFilterBitLegacy)
+    for (const bit of revFilterBits(ctKey)) {
+      const w = Buffer.alloc(8);
+      w.writeBigUInt64LE(1n << BigInt(bit & 63));
+      for (const half of [1, 2] as const) m.writeMmap(w, revFilterElem(bit, half) * 8, true);
+    }
   }
 
   /** lb_fe_filter all clear and switched off (an object's fresh map): the programs look every packet up. */
@@ -233,11 +236,13 @@ export class Datapath {
   private passFeFilter(key: Buffer): void {
     const m = this.optMap('lb_fe_filter');
     if (!m) return;
-    const bit = feFilterBit(key), k = encodeU32(1 + (bit >>> 6));
-    const w = m.lookup(k)?.readBigUInt64LE(0) ?? 0n;
     const v = Buffer.alloc(8);
-    v.writeBigUInt64LE(w | (1n << BigInt(bit & 63)));
-    m.update(k, v);
+    for (const bit of filterBitsOf(feFilterBitPair(key))) {
+      const k = encodeU32(1 + (bit >>> 6));
+      const w = m.lookup(k)?.readBigUInt64LE(0) ?? 0n;
+      v.writeBigUInt64LE(w | (1n << BigInt(bit & 63)));
+      m.update(k, v);
+    }
     v.writeBigUInt64LE(1n);
     m.update(encodeU32(0), v);
   }

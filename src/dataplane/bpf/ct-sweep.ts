@@ -173,7 +173,9 @@ export class RevFilterBuild {
   /** an entry of lb_ct or lb_ct_syn */
   readonly visit = (k: Buffer): void => {
     if (k[DIR_OFF] !== L.LB_CT_DIR_REV) return;
-    this.#set(L.revFilterBit(k));
+    this.#reverse++;
+    // older builds' bit too (L.feFilterBitLegacy): an older object's programs read that one
+    for (const bit of L.revFilterBits(k)) this.#set(bit);
   };
 
   /** ORs the bits in and switches the programs to this half; the reverse entries seen */
@@ -186,7 +188,6 @@ export class RevFilterBuild {
   }
 
   #set(bit: number): void {
-    this.#reverse++;
     const byte = (L.revFilterElem(bit, this.half) - 1) * 8 + ((bit & 63) >>> 3);
     this.#words[byte] = this.#words[byte]! | (1 << (bit & 7));
   }

@@ -110,11 +110,31 @@ export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_sock_store'] as const;
 export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
 /**
- * The lb_fe_filter bit of a frontend key (lb_svc.h lb_fe_filter_bit(), which hashes the packet's
- * destination the same way): the address as four little-endian words, the port's network-order bytes
- * as a little-endian u16, the protocol. Scope is not part of it: one bit covers both scopes.
+ * The lb_fe_filter bit of a frontend key (lb_hash.h lb_fe_filter_bit(), which computes it from the
+ * packet's destination the same way): the word a hash of the address (four little-endian words) and
+ * the port's group of 32 (port >> 5), the bit the port's place in that group and the protocol's low
+ * bit (TCP 0, UDP 1), XORed with 6 other bits of the hash. Scope is not part of it: one bit covers
+ * both scopes.
  */
 export function feFilterBit(key: Buffer, off = 0): number {
+  const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
+  const port = key.readUInt16BE(off + 16);
+  let h = Math.imul(key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8), C1);
+  h = Math.imul(h ^ key.readUInt32LE(off + 12), C2);
+  h ^= h >>> 15;
+  h = Math.imul(h ^ (port >>> 5), C1);
+  h ^= h >>> 16;
+  h = Math.imul(h, C2);
+  return (((h >>> (32 - LB_FE_FILTER_BITS_LOG2 + 6)) << 6) | ((((port & 31) << 1) | (key[off + 18]! & 1)) ^ ((h >>> 12) & 63))) >>> 0;
+}
+
+/**
+ * The bit builds before session 12 read (a hash of the whole tuple): the writer sets it beside
+ * feFilterBit()'s, so an older object driven by this agent (--bpf-object, the A/B benches' base
+ * objects, an upgrade test's old build) still finds every frontend and reply; ~1 % more false
+ * positives at 10,000 Services for this build's programs. Drop it when such objects no longer matter.
+ */
+export function feFilterBitLegacy(key: Buffer, off = 0): number {
   const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
   let h = Math.imul(key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8), C1);
   h = Math.imul(h ^ key.readUInt32LE(off + 12), C2);
@@ -123,6 +143,16 @@ export function feFilterBit(key: Buffer, off = 0): number {
   h ^= h >>> 16;
   h = Math.imul(h, C2);
   return h >>> (32 - LB_FE_FILTER_BITS_LOG2);
+}
+
+const FILTER_BITS = 2 ** LB_FE_FILTER_BITS_LOG2;
+/** a key's two filter bits (feFilterBit's, feFilterBitLegacy's) as one number, what the writer keeps per key */
+export function feFilterBitPair(key: Buffer, off = 0): number {
+  return feFilterBit(key, off) * FILTER_BITS + feFilterBitLegacy(key, off);
+}
+/** the two bits of a feFilterBitPair() */
+export function filterBitsOf(pair: number): [number, number] {
+  return [Math.floor(pair / FILTER_BITS), pair % FILTER_BITS];
 }
 
 /** the lb_rev_filter element of a bit's word in half 1 or 2 (lb_ct.h lb_rev_filter_key: the halves interleaved) */
@@ -141,6 +171,11 @@ export function revFilterBit(ctKey: Buffer): number {
   ctKey.copy(revScratch, 16, f.sport.offset, f.sport.offset + 2);
   revScratch[18] = ctKey[f.proto.offset]!;
   return feFilterBit(revScratch);
+}
+/** revFilterBit() and the bit older builds read (feFilterBitLegacy()): what a rebuild sets */
+export function revFilterBits(ctKey: Buffer): [number, number] {
+  const bit = revFilterBit(ctKey);
+  return [bit, feFilterBitLegacy(revScratch)];
 }
 
 // ---- enum translations --------------------------------------------------------------------------

@@ -169,14 +169,14 @@ export class MapWriter {
 
   /**
    * lb_fe_filter mirrored (lb_maps.h): the frontend keys written (lb_fe_key bytes as latin1) with
-   * their bit, how many keys hold each bit, and the words. A bit is set before the first frontend on
+   * their bits (L.feFilterBitPair), how many keys hold each bit, and the words. A bit is set before the first frontend on
    * it is written and cleared after the last one is deleted, so the filter never hides a frontend
    * the programs could find. Loaded from lb_frontends on first use, when the whole filter is
    * written and switched on.
    */
   private feKeys: Map<string, number> | undefined;
   private readonly feBitRefs = new Map<number, number>();
-  /** filter keys held for orphaned flows of deleted frontends (holdFeFilterKeys), with their bit */
+  /** filter keys held for orphaned flows of deleted frontends (holdFeFilterKeys), with their bits */
   private readonly feHeld = new Map<string, number>();
   private readonly feWords = new BigUint64Array(L.LB_FE_FILTER_WORDS);
 
@@ -335,13 +335,13 @@ export class MapWriter {
     const keys = new Map<string, number>();
     this.feBitRefs.clear();
     this.feWords.fill(0n);
-    for (const bit of this.feHeld.values()) this.refFeBit(bit, 1);
+    for (const pair of this.feHeld.values()) this.refFeBits(pair, 1);
     this.maps.lb_frontends.scan((k) => {
       const key = Buffer.from(k).toString('latin1');
       if (keys.has(key)) return;
-      const bit = L.feFilterBit(k);
-      keys.set(key, bit);
-      this.refFeBit(bit, 1);
+      const pair = L.feFilterBitPair(k);
+      keys.set(key, pair);
+      this.refFeBits(pair, 1);
     });
     const n = L.LB_FE_FILTER_WORDS;
     const ks = Buffer.alloc((n + 1) * 4), vs = Buffer.alloc((n + 1) * 8);
@@ -365,19 +365,17 @@ export class MapWriter {
     if (!this.feKeys) this.syncFeFilter();
     const dirty = new Set<number>(), want = new Set(keys);
     if (replace) {
-      for (const [key, bit] of this.feHeld) {
+      for (const [key, pair] of this.feHeld) {
         if (want.has(key)) continue;
         this.feHeld.delete(key);
-        const w = this.refFeBit(bit, -1);
-        if (w !== undefined) dirty.add(w);
+        this.refFeBits(pair, -1, dirty);
       }
     }
     for (const key of want) {
       if (this.feHeld.has(key)) continue;
-      const bit = L.feFilterBit(Buffer.from(key, 'latin1'));
-      this.feHeld.set(key, bit);
-      const w = this.refFeBit(bit, 1);
-      if (w !== undefined) dirty.add(w);
+      const pair = L.feFilterBitPair(Buffer.from(key, 'latin1'));
+      this.feHeld.set(key, pair);
+      this.refFeBits(pair, 1, dirty);
     }
     runSync(this.feWordSteps(dirty));
   }
@@ -387,15 +385,17 @@ export class MapWriter {
     return this.feHeld.size;
   }
 
-  /** count +1 / -1 on a filter bit; returns the word index when the bit flipped */
-  private refFeBit(bit: number, d: 1 | -1): number | undefined {
-    const before = this.feBitRefs.get(bit) ?? 0, after = before + d;
-    if (after > 0) this.feBitRefs.set(bit, after);
-    else this.feBitRefs.delete(bit);
-    if ((before > 0) === (after > 0)) return undefined;
-    const w = bit >>> 6, mask = 1n << BigInt(bit & 63);
-    this.feWords[w] = after > 0 ? this.feWords[w]! | mask : this.feWords[w]! & ~mask;
-    return w;
+  /** count +1 / -1 on a key's filter bits (L.feFilterBitPair: this build's and older builds'); words whose bit flipped go to dirty */
+  private refFeBits(pair: number, d: 1 | -1, dirty?: Set<number>): void {
+    for (const bit of L.filterBitsOf(pair)) {
+      const before = this.feBitRefs.get(bit) ?? 0, after = before + d;
+      if (after > 0) this.feBitRefs.set(bit, after);
+      else this.feBitRefs.delete(bit);
+      if ((before > 0) === (after > 0)) continue;
+      const w = bit >>> 6, mask = 1n << BigInt(bit & 63);
+      this.feWords[w] = after > 0 ? this.feWords[w]! | mask : this.feWords[w]! & ~mask;
+      dirty?.add(w);
+    }
   }
 
   /** the filter words changed for frontend keys (count of them in keys) added (+1) or removed (-1) */
@@ -405,11 +405,10 @@ export class MapWriter {
       const k = keys.subarray(i * L.FE_KEY.size, (i + 1) * L.FE_KEY.size), key = k.toString('latin1');
       const had = this.feKeys!.get(key);
       if ((had !== undefined) === (d > 0)) continue;
-      const bit = had ?? L.feFilterBit(k);
-      if (d > 0) this.feKeys!.set(key, bit);
+      const pair = had ?? L.feFilterBitPair(k);
+      if (d > 0) this.feKeys!.set(key, pair);
       else this.feKeys!.delete(key);
-      const w = this.refFeBit(bit, d);
-      if (w !== undefined) dirty.add(w);
+      this.refFeBits(pair, d, dirty);
     }
     return this.feWordSteps(dirty);
   }
