@@ -358,10 +358,12 @@ test('a server that ends every watch at once gets paused re-watches, not a hot l
   const { stub, source, lines } = await rig(t, seedAll);
   stub.endWatchesAtOnce = true;
   await within(source.start());
-  await until(() => stub.countRequests('Service', true) >= 5, 5000, 'five Service watches');
-  const pauses = lines.filter((l) => l.kind === 'Service' && l.reason === 'watch closed at once');
-  // re-watches come after pauses (not counted exactly: a watch slowed past 1 s by a loaded machine counts as healthy)
-  t.true(pauses.length >= 3, `${pauses.length} pauses`);
+  // re-watches come after pauses; waited for by count, not by the number of watches: on a loaded machine
+  // a watch slowed past 1 s counts as healthy and is re-opened without one (failed under load 17, session 12)
+  const paused = () => lines.filter((l) => l.kind === 'Service' && l.reason === 'watch closed at once');
+  await until(() => paused().length >= 3, 20000, 'three paused re-watches');
+  const pauses = paused();
+  t.true(stub.countRequests('Service', true) >= 3);
   t.true(pauses.every((l) => typeof l.retryInMs === 'number' && l.retryInMs >= FAST.initialMs));
   stub.endWatchesAtOnce = false;
   stub.apply('Service', svc('default', 'ok', '10.96.0.90'));
