@@ -157,10 +157,14 @@ if (!isRoot) {
     t.is(seen, 599, 'scan visits every element in place (element 10 was overwritten)');
   });
 
-  test('an mmapable array written across pages at an offset within one: exactly those bytes change', (t) => {
-    // writeMmap copies through /proc/self/mem where it can (addon.cc CopyIntoMapping), a page at a time
+  for (const viaProcMem of [true, false]) test(`an mmapable array written across pages at an offset within one: exactly those bytes change${viaProcMem ? '' : ' (memcpy, as where /proc/self/mem refuses)'}`, (t) => {
+    // writeMmap copies through /proc/self/mem where it can (addon.cc CopyIntoMapping), else by memcpy
+    if (!viaProcMem) {
+      process.env.KBP_ADDON_NO_PROC_MEM = '1';
+      t.teardown(() => { delete process.env.KBP_ADDON_NO_PROC_MEM; });
+    }
     const n = 4096;
-    const m = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_mmap2', keySize: 4, valueSize: 8, maxEntries: n, flags: BPF_F_MMAPABLE });
+    const m = BpfMap.create({ type: MapType.ARRAY, name: viaProcMem ? 'kbp_t_mmap2' : 'kbp_t_mmap3', keySize: 4, valueSize: 8, maxEntries: n, flags: BPF_F_MMAPABLE });
     t.teardown(() => m.close());
     const before = Buffer.alloc(n * 8);
     for (let i = 0; i < n * 2; i++) before.writeUInt32LE(0xa0000000 + i, i * 4);
