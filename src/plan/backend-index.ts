@@ -51,17 +51,7 @@ export class BackendIndex {
       this.#other.set(address, e);
       return;
     }
-    const h = this.#slot(v);
-    if (this.#taken[h] === 0) {
-      this.#taken[h] = 1;
-      this.#keys[h] = v;
-      if (++this.#used * 4 > this.#taken.length * 3) {
-        this.#vals[h] = e;
-        this.#grow();
-        return;
-      }
-    }
-    this.#vals[h] = e;
+    this.#put(this.#slot(v), v, e);
   }
 
   /** b under its address, beside those of other ports or protocols there (one parse and one probe) */
@@ -78,16 +68,21 @@ export class BackendIndex {
       else this.#vals[h] = [same, b];
       return;
     }
+    this.#put(h, v, b);
+  }
+
+  /** e at slot h of dotted quad v (#slot's answer): the slot claimed if it was free, the table grown past 3/4 */
+  #put(h: number, v: number, e: Entry): void {
     if (this.#taken[h] === 0) {
       this.#taken[h] = 1;
       this.#keys[h] = v;
       if (++this.#used * 4 > this.#taken.length * 3) {
-        this.#vals[h] = b;
+        this.#vals[h] = e;
         this.#grow();
         return;
       }
     }
-    this.#vals[h] = b;
+    this.#vals[h] = e;
   }
 
   delete(address: string): void {
