@@ -712,11 +712,7 @@ export class Compiler {
     this.#replacedValid = false;
     for (const [k, raw] of next) {
       const errors: ObjectError[] = [];
-      const model = normalizeService(raw, k, errors);
-      this.#svcs.set(k, { raw, model, errors: errors.length ? errors : NO_ERRORS });
-      if (model && model.key !== k) this.#keyMismatch++;
-      if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
-      if (errors.length) this.#svcErrKeys.add(k);
+      this.#putService(k, raw, normalizeService(raw, k, errors), errors);
       keys.push(k);
     }
     updateSortedKeys(this.#svcKeys, this.#svcs, keys);
@@ -772,14 +768,18 @@ export class Compiler {
       }
       const done = normalized.get(k);
       const errors: ObjectError[] = done?.errors ?? [];
-      const model = done ? done.model : normalizeService(raw, k, errors);
-      this.#svcs.set(k, { raw, model, errors: errors.length ? errors : NO_ERRORS });
-      if (model && model.key !== k) this.#keyMismatch++;
-      if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
-      if (errors.length) this.#svcErrKeys.add(k);
+      this.#putService(k, raw, done ? done.model : normalizeService(raw, k, errors), errors);
     }
     updateSortedKeys(this.#svcKeys, this.#svcs, changed);
     return changed;
+  }
+
+  /** A Service's new record, and what is counted of it (a model under another key, its claims, its errors). */
+  #putService(k: string, raw: unknown, model: ServiceModel | null, errors: ObjectError[]): void {
+    this.#svcs.set(k, { raw, model, errors: errors.length ? errors : NO_ERRORS });
+    if (model && model.key !== k) this.#keyMismatch++;
+    if (this.#claims) for (const c of claims(model)) this.#claims.set(c, (this.#claims.get(c) ?? 0) + 1);
+    if (errors.length) this.#svcErrKeys.add(k);
   }
 
   /**
