@@ -109,6 +109,14 @@ export type MapName = (typeof MAP_NAMES)[number];
 export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_sock_store'] as const;
 export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
+const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
+/** the address's part of both filter bits (lb_fe_filter_bit's first steps): its four little-endian words mixed */
+function filterAddrHash(key: Buffer, off: number): number {
+  let h = Math.imul(key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8), C1);
+  h = Math.imul(h ^ key.readUInt32LE(off + 12), C2);
+  return h ^ (h >>> 15);
+}
+
 /**
  * The lb_fe_filter bit of a frontend key (lb_hash.h lb_fe_filter_bit(), which computes it from the
  * packet's destination the same way): the word a hash of the address (four little-endian words) and
@@ -117,12 +125,8 @@ export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
  * both scopes.
  */
 export function feFilterBit(key: Buffer, off = 0): number {
-  const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
   const port = key.readUInt16BE(off + 16);
-  let h = Math.imul(key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8), C1);
-  h = Math.imul(h ^ key.readUInt32LE(off + 12), C2);
-  h ^= h >>> 15;
-  h = Math.imul(h ^ (port >>> 5), C1);
+  let h = Math.imul(filterAddrHash(key, off) ^ (port >>> 5), C1);
   h ^= h >>> 16;
   h = Math.imul(h, C2);
   return (((h >>> (32 - LB_FE_FILTER_BITS_LOG2 + 6)) << 6) | ((((port & 31) << 1) | (key[off + 18]! & 1)) ^ ((h >>> 12) & 63))) >>> 0;
@@ -135,11 +139,7 @@ export function feFilterBit(key: Buffer, off = 0): number {
  * positives at 10,000 Services for this build's programs. Drop it when such objects no longer matter.
  */
 export function feFilterBitLegacy(key: Buffer, off = 0): number {
-  const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
-  let h = Math.imul(key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8), C1);
-  h = Math.imul(h ^ key.readUInt32LE(off + 12), C2);
-  h ^= h >>> 15;
-  h = Math.imul(h ^ ((key.readUInt16LE(off + 16) << 16) | key[off + 18]!), C1);
+  let h = Math.imul(filterAddrHash(key, off) ^ ((key.readUInt16LE(off + 16) << 16) | key[off + 18]!), C1);
   h ^= h >>> 16;
   h = Math.imul(h, C2);
   return h >>> (32 - LB_FE_FILTER_BITS_LOG2);
