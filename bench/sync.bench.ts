@@ -8,7 +8,7 @@
 // one is reported as a lower bound.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import * as C from '../src/compile/compile.js';
 import type { NodeState } from '../src/model/compiled.js';
 import type { Snapshot } from '../src/source/types.js';
@@ -28,6 +28,41 @@ import { defineBench, stats, type BenchContext, type LineSeries, type TimeStats 
 import { GuardedLab, restore, type Restore } from './guarded-lab.js';
 
 const SEED = 0x6b627078;
+
+/**
+ * The modules of one tree's in-process path. Ours are imported statically; another checkout's
+ * (KBP_BENCH_SYNC_BASE_TREE, e.g. `git archive main` unpacked with node_modules, native/build and
+ * bpf/*.o beside) through its own sources, so its compile, plan, diff, writer, addon and BPF object run.
+ */
+interface Tree {
+  name: string;
+  newCompiler: () => CompileFn;
+  buildPlan: typeof buildPlan;
+  releaseSlots: typeof releaseSlots;
+  diffPlans: typeof diffPlans;
+  loadDataplane: typeof loadDataplane;
+  AgentStateFile: typeof AgentStateFile;
+  snatMark: number;
+}
+
+const OURS: Tree = { name: 'ours', newCompiler: () => newCompiler(), buildPlan, releaseSlots, diffPlans, loadDataplane, AgentStateFile, snatMark: L.LB_SNAT_MARK_DEFAULT };
+
+async function baseTree(root: string): Promise<Tree> {
+  const im = (p: string) => import(join(root, 'src', p)) as Promise<Record<string, any>>;
+  const [comp, plan, diff, loader, asf, layout] = await Promise.all(['compile/compile.ts', 'plan/plan.ts', 'plan/diff.ts', 'dataplane/bpf/loader.ts', 'dataplane/bpf/agent-state-file.ts', 'dataplane/bpf/layout.ts'].map(im));
+  const obj = loader!.defaultObjectPath() as string;
+  // without its BPF object the base would load nothing and measure nothing
+  if (!existsSync(obj)) throw new Error(`KBP_BENCH_SYNC_BASE_TREE: no BPF object at ${obj} (copy bpf/*.o there)`);
+  return {
+    name: 'base',
+    newCompiler: () => {
+      const c = new comp!.Compiler({ nodeName: NODE_NAME });
+      return (s: Snapshot, changed?: C.ChangedKeys) => c.compile(s, changed);
+    },
+    buildPlan: plan!.buildPlan, releaseSlots: plan!.releaseSlots, diffPlans: diff!.diffPlans,
+    loadDataplane: loader!.loadDataplane, AgentStateFile: asf!.AgentStateFile, snatMark: layout!.LB_SNAT_MARK_DEFAULT,
+  };
+}
 /** bench/gen.ts puts pods in 10.128.0.0/9: kube-proxy's --cluster-cidr for the baselines */
 const CLUSTER_CIDR = '10.128.0.0/9';
 const SERVICE_CIDR = '10.96.0.0/12';
@@ -51,11 +86,11 @@ export function shapeOf(services: number): ClusterShape {
 const label = (n: number) => (n >= 1000 ? `${n / 1000}k` : `${n}`);
 
 /** Fresh maps under a new pin root of the lab; the returned dispose() unpins them at once. */
-function freshMaps(lab: GuardedLab, tag: string, stateDir: string): { d: Loaded; dispose: () => void } {
+function freshMaps(lab: GuardedLab, tag: string, stateDir: string, T: Tree = OURS): { d: Loaded; dispose: () => void } {
   const pinRoot = lab.addPinRoot(tag);
-  const state = AgentStateFile.forPinRoot(pinRoot, lab.guard.path(join(stateDir, `${tag}.json`)));
-  const d = loadDataplane({ pinRoot, state, mountBpffs: false });
-  d.maps.writeConfig({ hashSeed: SEED, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
+  const state = T.AgentStateFile.forPinRoot(pinRoot, lab.guard.path(join(stateDir, `${tag}.json`)));
+  const d = T.loadDataplane({ pinRoot, state, mountBpffs: false });
+  d.maps.writeConfig({ hashSeed: SEED, snatMark: T.snatMark, flags: 0 });
   return {
     d,
     dispose: () => {
@@ -67,19 +102,108 @@ function freshMaps(lab: GuardedLab, tag: string, stateDir: string): { d: Loaded;
 }
 
 interface FullSync { totalMs: number; compileMs: number; planMs: number; diffMs: number; applyMs: number; loadMs: number; ops: number; batches: number }
+/** a full sync's steps: wall ms, process CPU ms (threads included) and main-thread CPU ms of each */
+type StepCpu = Record<`${'total' | 'compile' | 'plan' | 'diff' | 'apply'}${'Ms' | 'Cpu' | 'MainCpu'}`, number>;
+const STEPS = ['total', 'compile', 'plan', 'diff', 'apply'] as const;
 
-function fullSyncOurs(snap: Snapshot, d: Loaded, loadMs: number): FullSync & { plan: Plan } {
-  const compile = newCompiler();
-  const t0 = performance.now();
+const procCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+const mainCpu = () => { const u = process.threadCpuUsage(); return (u.user + u.system) / 1000; };
+
+function fullSyncOurs(snap: Snapshot, d: Loaded, loadMs: number, T: Tree = OURS): FullSync & { plan: Plan; cpu: StepCpu } {
+  const compile = T.newCompiler();
+  const cpu = {} as StepCpu;
+  const w0 = performance.now(), p0 = procCpu(), m0 = mainCpu();
+  let w = w0, p = p0, m = m0;
+  const mark = (step: (typeof STEPS)[number]) => {
+    const w1 = performance.now(), p1 = procCpu(), m1 = mainCpu();
+    cpu[`${step}Ms`] = w1 - w; cpu[`${step}Cpu`] = p1 - p; cpu[`${step}MainCpu`] = m1 - m;
+    w = w1; p = p1; m = m1;
+  };
   const { state } = compile(snap);
-  const t1 = performance.now();
-  const plan = buildPlan(state, undefined, { seed: SEED });
-  const t2 = performance.now();
-  const ops = diffPlans(undefined, plan);
-  const t3 = performance.now();
+  mark('compile');
+  const plan = T.buildPlan(state, undefined, { seed: SEED });
+  mark('plan');
+  const ops = T.diffPlans(undefined, plan);
+  mark('diff');
   const r = d.maps.apply(ops);
-  const t4 = performance.now();
-  return { totalMs: t4 - t0, compileMs: t1 - t0, planMs: t2 - t1, diffMs: t3 - t2, applyMs: t4 - t3, loadMs, ops: ops.length, batches: r.batches, plan };
+  mark('apply');
+  cpu.totalMs = w - w0; cpu.totalCpu = p - p0; cpu.totalMainCpu = m - m0;
+  return { totalMs: cpu.totalMs, compileMs: cpu.compileMs, planMs: cpu.planMs, diffMs: cpu.diffMs, applyMs: cpu.applyMs, loadMs, ops: ops.length, batches: r.batches, plan, cpu };
+}
+
+/**
+ * One endpoint change at a time from a full sync's maps and plan, as the agent does it (see the
+ * series in measureSize); bounded in count and time. Returns the wall ms of each change and the live
+ * chain's last plan.
+ */
+function changeRun(T: Tree, snap: Snapshot, shape: ClusterShape, n: number, d: Loaded, plan: Plan, max: number, budgetMs: number): number[] {
+  const compile = T.newCompiler();
+  let prev = T.buildPlan(compile(snap).state, plan, { seed: SEED, consumePrev: true });
+  d.maps.apply(T.diffPlans(plan, prev));
+  T.releaseSlots(prev);
+  const out: number[] = [];
+  const variant = new Map<number, number>();
+  let cur = snap;
+  const started = performance.now();
+  for (let k = 0; k < max && (k < 3 || performance.now() - started < budgetMs); k++) {
+    const i = (k * 7919 + 13) % n;
+    const v = variant.get(i) ? 0 : 1;
+    variant.set(i, v);
+    const { snap: next, changed } = endpointChange(cur, shape, i, v);
+    const t0 = performance.now();
+    const p = T.buildPlan(compile(next, changed).state, prev, { seed: SEED, consumePrev: true });
+    d.maps.apply(T.diffPlans(prev, p));
+    out.push(performance.now() - t0);
+    T.releaseSlots(p, prev);
+    prev = p; cur = next;
+  }
+  return out;
+}
+
+/** per tree: each round's full sync (by step) and one-change p50 / p99; rounds in alternating order */
+interface AbResult { rounds: number; changes: number; full: Record<string, (FullSync & { cpu: StepCpu })[]>; change: Record<string, { p50: number; p99: number; samples: number[] }[]> }
+
+/**
+ * The same-run A/B: for R rounds, each tree (order alternating) does a full sync into fresh maps and
+ * then a bounded one-change series from it, in this one process: both see the same load, heap and
+ * moment (the bench's earlier steps, minutes of iptables and a freed nft table, moved later rows
+ * more than code did between separate runs).
+ */
+function abRounds(ctx: BenchContext, lab: GuardedLab, stateDir: string, n: number, snap: Snapshot, trees: Tree[], rounds: number): AbResult {
+  const shape = shapeOf(n);
+  const maxChanges = ctx.quick ? 30 : 60;
+  const budgetMs = ctx.quick ? 3_000 : 8_000;
+  const res: AbResult = { rounds, changes: maxChanges, full: {}, change: {} };
+  for (let r = 0; r < rounds; r++) {
+    for (const T of r % 2 ? [...trees].reverse() : trees) {
+      const t0 = performance.now();
+      const m = freshMaps(lab, `ab${n}${T.name}${r}`, stateDir, T);
+      try {
+        const { plan, ...sync } = fullSyncOurs(snap, m.d, performance.now() - t0, T);
+        (res.full[T.name] ??= []).push(sync);
+        const xs = changeRun(T, snap, shape, n, m.d, plan, maxChanges, budgetMs);
+        const s = stats(xs);
+        (res.change[T.name] ??= []).push({ p50: s.median, p99: s.p99, samples: xs });
+      } finally {
+        m.dispose();
+      }
+    }
+    const f = (t: string) => res.full[t]![r]!.totalMs.toFixed(0);
+    ctx.log(`${n} Services A/B round ${r + 1}/${rounds}: full sync ${trees.map((t) => `${t.name} ${f(t.name)} ms`).join(', ')}`);
+  }
+  return res;
+}
+
+/** min / median / max of per-round ratios a/b */
+function ratioStats(a: number[], b: number[]): { min: number; median: number; max: number; each: number[] } {
+  const each = a.map((x, i) => x / b[i]!);
+  return { min: Math.min(...each), median: mid(each), max: Math.max(...each), each };
+}
+
+/** the median, the mean of the middle two for an even count */
+function mid(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y), h = s.length >> 1;
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 }
 
 interface ChangeSeries { total: TimeStats; compile: TimeStats; plan: TimeStats; diff: TimeStats; apply: TimeStats; ops: number; byOp: Map<string, TimeStats>; byOpChanges: number }
@@ -98,6 +222,8 @@ interface SizeResult {
   partialNft: Restore[];
   partialLegacy: Restore[];
   iptablesPartialRules: number;
+  /** with KBP_BENCH_SYNC_BASE_TREE: the interleaved rounds of both trees */
+  ab?: AbResult;
 }
 
 function fmtRestore(r: Restore): string {
@@ -108,14 +234,20 @@ function median(xs: number[]): number {
   return stats(xs).median;
 }
 
-async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string, n: number): Promise<SizeResult> {
+async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string, n: number, base?: Tree): Promise<SizeResult> {
   const quick = ctx.quick;
   const shape = shapeOf(n);
   const snap = snapshot(shape);
   const big = n >= 10_000;
 
+  // ---- with a base tree: both trees' full sync and one-change series, interleaved rounds, before
+  // anything else of this size runs (the iptables steps leave the machine in another state)
+  const rounds = Number(process.env.KBP_BENCH_SYNC_AB_ROUNDS) || (quick ? 4 : 6);
+  const ab = base ? abRounds(ctx, lab, stateDir, n, snap, [OURS, base], rounds) : undefined;
+
   // ---- ours: full sync into fresh maps, a few times; the last maps stay for the change series
-  const reps = quick ? 2 : 3;
+  // (with a base tree once: the rounds gave the full syncs, this only the maps for the series)
+  const reps = ab ? 1 : quick ? 2 : 3;
   const ours: FullSync[] = [];
   let live: { d: Loaded; dispose: () => void } | undefined;
   let plan: Plan | undefined;
@@ -130,6 +262,7 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
     if (i < reps - 1) m.dispose();
     else { live = m; plan = p; }
   }
+  if (ab) ours.splice(0, ours.length, ...ab.full.ours!.map(({ cpu: _, ...r }) => r));
   ctx.log(`${n} Services: ours full sync median ${median(ours.map((r) => r.totalMs)).toFixed(0)} ms (${ours[0]!.ops} ops in ${ours[0]!.batches} batches)`);
 
   // ---- kube-proxy's iptables and nftables modes, each into a fresh namespace, one run each (they are long)
@@ -247,9 +380,35 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
 
   return {
     n, ours, iptNft, iptNftPlain, iptLegacy, iptablesRules: full.rules, nft, nftChains: nftText.chains, change,
-    partialNft: partial.nft, partialLegacy: partial.legacy, iptablesPartialRules: partialRules,
+    partialNft: partial.nft, partialLegacy: partial.legacy, iptablesPartialRules: partialRules, ...(ab && { ab }),
   };
 }
+/** the A/B rounds as metrics: per tree the median, and ours / base per round as min / median / max */
+function abMetrics(ctx: BenchContext, k: string, ab: AbResult, baseDir: string): void {
+  const o = ab.full.ours!, b = ab.full.base!;
+  const fmt = (x: number) => x.toFixed(2);
+  const num = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
+  const put = (name: string, a: number[], z: number[], unit: string, what: string) => {
+    const q = ratioStats(a, z);
+    ctx.metric({
+      name: `A/B ${k}: ${name}, ours / base`, value: q.median, unit: 'x', better: 'lower',
+      note: `${what}; median ours ${num(mid(a))} against base ${num(mid(z))} ${unit}; ` +
+        `per round min / median / max ${fmt(q.min)} / ${fmt(q.median)} / ${fmt(q.max)} (${q.each.map(fmt).join(', ')})`,
+    });
+  };
+  for (const step of STEPS) {
+    const label = step === 'total' ? 'full sync' : `full sync ${step}`;
+    put(`${label} wall`, o.map((x) => x.cpu[`${step}Ms`]), b.map((x) => x.cpu[`${step}Ms`]), 'ms', 'wall ms');
+    put(`${label} CPU`, o.map((x) => x.cpu[`${step}Cpu`]), b.map((x) => x.cpu[`${step}Cpu`]), 'ms', 'process CPU ms, threads included');
+    put(`${label} main-thread CPU`, o.map((x) => x.cpu[`${step}MainCpu`]), b.map((x) => x.cpu[`${step}MainCpu`]), 'ms', 'main-thread CPU ms');
+  }
+  const oc = ab.change.ours!, bc = ab.change.base!;
+  put('one change p50', oc.map((x) => x.p50), bc.map((x) => x.p50), 'ms', `one endpoint change (compile + plan + diff + apply), up to ${ab.changes} a round`);
+  put('one change p99', oc.map((x) => x.p99), bc.map((x) => x.p99), 'ms', `the same changes' p99`);
+  ctx.note(`A/B at ${k}: ${ab.rounds} rounds, ours against the tree at ${baseDir}, both in this process, order alternating per round; a round is a full sync into fresh maps, then a one-change series from it. ` +
+    'Ratios below 1 are ours faster. The iptables / nftables baselines ran once, after the rounds.');
+}
+
 export default defineBench({
   name: 'sync',
   title: 'Kernel sync: full sync and one endpoint change, against kube-proxy iptables / nftables',
@@ -271,11 +430,15 @@ export default defineBench({
     // KBP_BENCH_SYNC_SIZES=10000: only these sizes (comma-separated), e.g. the target's alone
     const only = process.env.KBP_BENCH_SYNC_SIZES?.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
     const sizes = only?.length ? only : ctx.quick ? [100, 1000] : [100, 1000, 10_000];
+    // KBP_BENCH_SYNC_BASE_TREE=DIR: another checkout's in-process steps interleaved with ours (abRounds)
+    const baseDir = process.env.KBP_BENCH_SYNC_BASE_TREE;
+    const base = baseDir ? await baseTree(resolve(baseDir)) : undefined;
+    if (base) ctx.log(`A/B against ${baseDir}`);
     const lab = new GuardedLab('sync');
     const stateDir = lab.guard.path(mkdtempSync(join(tmpdir(), 'kbp-bench-sync-')));
     const rows: SizeResult[] = [];
     try {
-      for (const n of sizes) rows.push(await measureSize(ctx, lab, stateDir, n));
+      for (const n of sizes) rows.push(await measureSize(ctx, lab, stateDir, n, base));
     } finally {
       await lab.cleanup();
       rmSync(stateDir, { recursive: true, force: true });
@@ -316,6 +479,7 @@ export default defineBench({
         name: `one endpoint change ${k}: map writes only p99`, value: c.apply.p99, unit: 'ms', better: 'lower',
         note: `by op, p50 over ${c.byOpChanges} more changes: ${[...c.byOp].map(([op, t]) => `${op} ${t.median.toFixed(2)} ms`).join(', ')}`,
       });
+      if (r.ab) abMetrics(ctx, k, r.ab, baseDir!);
       const pm = (xs: Restore[]) => median(xs.map((x) => x.ms));
       if (r.partialNft.length) {
         ctx.metric({
