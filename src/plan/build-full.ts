@@ -12,7 +12,7 @@ import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NON
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
 import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
-import { maglevSeed2, maglevSize, murmur3, type MaglevSizing } from './maglev.js';
+import { maglevHashesInto, maglevSize, type MaglevSizing } from './maglev.js';
 import { PendingTable, type SlotSource } from './slot-source.js';
 import { frontendKey, NO_SLOTS, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 import { strictV4, v4Hash } from '../util/ip.js';
@@ -375,7 +375,6 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
 function hashTables(toBuild: readonly { table: PendingTable; members: number[] }[], bk: Backends, seed: number): void {
   if (!toBuild.length) return;
   const hashed = new Float64Array(bk.size * 2).fill(-1);
-  const seed2 = maglevSeed2(seed);
   let memberCount = 0;
   for (const { members } of toBuild) memberCount += members.length;
   const src: SlotSource = { h1: new Uint32Array(memberCount), h2: new Uint32Array(memberCount), ids: new Uint32Array(memberCount) };
@@ -384,13 +383,8 @@ function hashTables(toBuild: readonly { table: PendingTable; members: number[] }
     const n = members.length;
     for (let j = 0; j < n; j++) {
       const i = members[j]!;
-      if (hashed[2 * i]! < 0) {
-        // maglevHashes(maglevIdentity(backend)) without the object, the pair and its destructuring
-        // (a first sync runs this once, much of it before V8 optimizes it: ~20 % of the hashing)
-        const identity = bk.addressOf(i) + '|' + bk.port[i]!;
-        hashed[2 * i] = murmur3(identity, seed);
-        hashed[2 * i + 1] = murmur3(identity, seed2);
-      }
+      // maglevHashes(maglevIdentity(backend)) without the identity's string, the pair and its destructuring
+      if (hashed[2 * i]! < 0) maglevHashesInto(bk.addressOf(i), bk.port[i]!, seed, hashed, 2 * i);
       src.h1[first + j] = hashed[2 * i]!;
       src.h2[first + j] = hashed[2 * i + 1]!;
       src.ids[first + j] = table.members[j]!;

@@ -127,6 +127,57 @@ function finish(h: number, k: number, rest: number, len: number): number {
   return h >>> 0;
 }
 
+/**
+ * Both of a member's hashes (maglevHashes(maglevIdentity({address, port}), seed)) written to
+ * out[at] and out[at + 1], in one pass over the identity's bytes and without making its string: a
+ * first sync hashes ~100,000 identities, and the string made per identity, flattened for each of two
+ * reads, was most of that hashing (issue 10). Non-ASCII text takes murmur3's UTF-8 path.
+ */
+export function maglevHashesInto(address: string, port: number, seed: number, out: Float64Array | Uint32Array, at: number): void {
+  const seed2 = maglevSeed2(seed);
+  let h1 = seed >>> 0, h2 = seed2, k = 0, n = 0;
+  const len = address.length;
+  for (let i = 0; i < len; i++) {
+    const c = address.charCodeAt(i);
+    if (c > 0x7f) {
+      const id = maglevIdentity({ address, port });
+      out[at] = murmur3(id, seed);
+      out[at + 1] = murmur3(id, seed2);
+      return;
+    }
+    k |= c << ((n & 3) << 3);
+    if ((++n & 3) === 0) {
+      h1 = mixBlock(h1, k);
+      h2 = mixBlock(h2, k);
+      k = 0;
+    }
+  }
+  // '|' and the port's decimal digits (String(port) of an integer port: no sign, no leading zero)
+  let p = Math.trunc(port), div = 1;
+  if (p !== port || p < 0 || p > 0xffffffff) {
+    const id = maglevIdentity({ address, port });
+    out[at] = murmur3(id, seed);
+    out[at + 1] = murmur3(id, seed2);
+    return;
+  }
+  while (div * 10 <= p) div *= 10;
+  for (let c = 0x7c; ; ) {
+    k |= c << ((n & 3) << 3);
+    if ((++n & 3) === 0) {
+      h1 = mixBlock(h1, k);
+      h2 = mixBlock(h2, k);
+      k = 0;
+    }
+    if (div === 0) break;
+    const d = Math.floor(p / div);
+    p -= d * div;
+    div = div === 1 ? 0 : div / 10;
+    c = 0x30 + d;
+  }
+  out[at] = finish(h1, k, n & 3, n);
+  out[at + 1] = finish(h2, k, n & 3, n);
+}
+
 /** The identity a member's permutation is derived from. */
 export function maglevIdentity(m: { address: string; port: number }): string {
   return `${m.address}|${m.port}`;

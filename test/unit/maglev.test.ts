@@ -2,7 +2,7 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import {
-  buildMaglevTable, isPrime, MaglevBuilder, maglevHashes, maglevKernelBytes, maglevSize, murmur3,
+  buildMaglevTable, isPrime, MaglevBuilder, maglevHashes, maglevHashesInto, maglevIdentity, maglevKernelBytes, maglevSize, murmur3,
 } from '../../src/plan/maglev.js';
 import { LB_MAGLEV_M_MAX, LB_MAGLEV_M_MIN } from '../../src/plan/limits.js';
 import { counts } from './plan-helpers.js';
@@ -34,6 +34,19 @@ test('murmur3 matches the reference MurmurHash3 x86_32 vectors', (t) => {
   t.is(murmur3('abc', 0), 0xb3dd93fa);
   // non-ASCII goes through UTF-8, so it neither throws nor collides with its ASCII look-alike
   t.not(murmur3('é', 7), murmur3('e', 7));
+});
+
+test('maglevHashesInto equals maglevHashes of the identity: any text (ASCII and not, every length mod 4), any port', (t) => {
+  const out = new Float64Array(3);
+  holds(t, fc.property(
+    fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 23 }), fc.string({ unit: 'binary', maxLength: 9 })),
+    fc.oneof(fc.integer({ min: 0, max: 65535 }), fc.constantFrom(0, 1, 9, 10, 99, 100, 65535, 1.5, -1)),
+    fc.integer({ min: 0, max: 0xffffffff }),
+    (address, port, seed) => {
+      maglevHashesInto(address, port, seed, out, 1);
+      const [h1, h2] = maglevHashes(maglevIdentity({ address, port }), seed);
+      return out[1] === h1 && out[2] === h2 && out[0] === 0;
+    }), { ...FC, numRuns: 500 });
 });
 
 test('M is the smallest prime >= 100 N within [251, 131071]', (t) => {
