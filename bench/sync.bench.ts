@@ -174,22 +174,26 @@ function abRounds(ctx: BenchContext, lab: GuardedLab, stateDir: string, n: numbe
   const maxChanges = ctx.quick ? 30 : 60;
   const budgetMs = ctx.quick ? 3_000 : 8_000;
   const res: AbResult = { rounds, changes: maxChanges, full: {}, change: {} };
-  for (let r = 0; r < rounds; r++) {
-    for (const T of r % 2 ? [...trees].reverse() : trees) {
+  // unrecorded warm-up rounds first: each tree's code is compiled by V8 on its own, and a cold first
+  // round (the bench's own full syncs are warm) would weigh on whichever tree it favours least
+  const warmup = Number(process.env.KBP_BENCH_SYNC_AB_WARMUP ?? 1);
+  for (let r = -warmup; r < rounds; r++) {
+    const rec = r >= 0;
+    for (const T of (r + warmup) % 2 ? [...trees].reverse() : trees) {
       const t0 = performance.now();
       const m = freshMaps(lab, `ab${n}${T.name}${r}`, stateDir, T);
       try {
         const { plan, ...sync } = fullSyncOurs(snap, m.d, performance.now() - t0, T);
-        (res.full[T.name] ??= []).push(sync);
+        if (rec) (res.full[T.name] ??= []).push(sync);
         const xs = changeRun(T, snap, shape, n, m.d, plan, maxChanges, budgetMs);
         const s = stats(xs);
-        (res.change[T.name] ??= []).push({ p50: s.median, p99: s.p99, samples: xs });
+        if (rec) (res.change[T.name] ??= []).push({ p50: s.median, p99: s.p99, samples: xs });
       } finally {
         m.dispose();
       }
     }
     const f = (t: string) => res.full[t]![r]!.totalMs.toFixed(0);
-    ctx.log(`${n} Services A/B round ${r + 1}/${rounds}: full sync ${trees.map((t) => `${t.name} ${f(t.name)} ms`).join(', ')}`);
+    ctx.log(rec ? `${n} Services A/B round ${r + 1}/${rounds}: full sync ${trees.map((t) => `${t.name} ${f(t.name)} ms`).join(', ')}` : `${n} Services A/B warm-up round done`);
   }
   return res;
 }
@@ -405,7 +409,7 @@ function abMetrics(ctx: BenchContext, k: string, ab: AbResult, baseDir: string):
   const oc = ab.change.ours!, bc = ab.change.base!;
   put('one change p50', oc.map((x) => x.p50), bc.map((x) => x.p50), 'ms', `one endpoint change (compile + plan + diff + apply), up to ${ab.changes} a round`);
   put('one change p99', oc.map((x) => x.p99), bc.map((x) => x.p99), 'ms', `the same changes' p99`);
-  ctx.note(`A/B at ${k}: ${ab.rounds} rounds, ours against the tree at ${baseDir}, both in this process, order alternating per round; a round is a full sync into fresh maps, then a one-change series from it. ` +
+  ctx.note(`A/B at ${k}: ${ab.rounds} rounds after ${process.env.KBP_BENCH_SYNC_AB_WARMUP ?? 1} unrecorded warm-up round(s), ours against the tree at ${baseDir}, both in this process, order alternating per round; a round is a full sync into fresh maps, then a one-change series from it. ` +
     'Ratios below 1 are ours faster. The iptables / nftables baselines ran once, after the rounds.');
 }
 
@@ -437,6 +441,17 @@ export default defineBench({
     const lab = new GuardedLab('sync');
     const stateDir = lab.guard.path(mkdtempSync(join(tmpdir(), 'kbp-bench-sync-')));
     const rows: SizeResult[] = [];
+    // KBP_BENCH_SYNC_AB_ONLY=1: the A/B rounds alone, no kube-proxy baselines (minutes at 10k)
+    if (base && process.env.KBP_BENCH_SYNC_AB_ONLY === '1') {
+      try {
+        for (const n of sizes) abMetrics(ctx, label(n), abRounds(ctx, lab, stateDir, n, snapshot(shapeOf(n)), [OURS, base], Number(process.env.KBP_BENCH_SYNC_AB_ROUNDS) || (ctx.quick ? 4 : 6)), baseDir!);
+      } finally {
+        await lab.cleanup();
+        rmSync(stateDir, { recursive: true, force: true });
+      }
+      ctx.note('KBP_BENCH_SYNC_AB_ONLY: the A/B rounds only; the kube-proxy baselines did not run.');
+      return;
+    }
     try {
       for (const n of sizes) rows.push(await measureSize(ctx, lab, stateDir, n, base));
     } finally {
