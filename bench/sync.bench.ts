@@ -133,8 +133,8 @@ function fullSyncOurs(snap: Snapshot, d: Loaded, loadMs: number, T: Tree = OURS)
 
 /**
  * One endpoint change at a time from a full sync's maps and plan, as the agent does it (see the
- * series in measureSize); bounded in count and time. Returns the wall ms of each change and the live
- * chain's last plan.
+ * series in measureSize, which also times each step); bounded in count and time. Returns the wall ms
+ * of each change (compile + plan + diff + apply).
  */
 function changeRun(T: Tree, snap: Snapshot, shape: ClusterShape, n: number, d: Loaded, plan: Plan, max: number, budgetMs: number): number[] {
   const compile = T.newCompiler();
