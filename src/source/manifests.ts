@@ -755,7 +755,11 @@ export class ManifestsSource implements Source {
     if (name === null) return this.#schedule(ev, undefined);
     const n = name.toString();
     const p = childPath(d, n);
-    if (ev === 'rename' && !n.startsWith('.') && !this.#reader.knows(p)) {
+    // a dot name (an editor's swap file, a tool's temporary before its rename into place) is never
+    // read (listFiles skips it): its events arm nothing. They had armed the quiet-time timer, whose
+    // re-read 10 ms later stat'ed a file gone by then (an exception) on every change so made
+    if (n.startsWith('.') && !this.#reader.knows(p)) return;
+    if (ev === 'rename' && !this.#reader.knows(p)) {
       let st;
       try {
         st = lstatSync(p);
