@@ -349,7 +349,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       const self = process.threadCpuUsage(self0), proc = process.cpuUsage(proc0);
       if (threads0) {
         const r2 = (x: number) => Math.round(x * 100) / 100;
-        traced.push({ k, epoch0, toKernelMs: r2(t1 - t0), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
+        traced.push({ k, epoch0, renameAt: performance.timeOrigin + t0, kernelAt: performance.timeOrigin + t1, toKernelMs: r2(t1 - t0), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
           benchCpuMs: r2((proc.user + proc.system) / 1000), load: Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]),
           threads: threadDelta(agent.pid, threads0, threadTimes(agent.pid)) });
       }
