@@ -335,6 +335,9 @@ export class Agent {
       // endedAt: when the sync ended (epoch ms): the line itself may be written later (after the GC
       // figures settle, which can be after the full GC that follows a big sync)
       full, endedAt: Date.now(), frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000),
+      // appliedAt: when the kernel held this sync's writes (epoch ms to the microsecond): a change's
+      // time to the kernel on the agent's own clock, which a watcher descheduled at the time cannot stretch
+      ...(ops.length && { appliedAt: Math.round((performance.timeOrigin + t6) * 1000) / 1000 }),
       // the main thread's share: the rest of cpuMs is V8's compiler and GC threads and libuv's pool
       threadCpuMs: ms((thread.user + thread.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
