@@ -364,7 +364,11 @@ export class Agent {
       // a timer, set after onSynced's: the heap trimmer's full GC after a big sync (a timer of the
       // same delay, so it fires first) reduces memory and with it flushes the bytecode of functions
       // not running then; warmed before it, the first change found the path cold again
-      setTimeout(() => this.#warm(slots), 0).unref();
+      setTimeout(() => {
+        this.#warm(slots);
+        // the source's put-off work (the manifests source's first rescan) while the agent still starts
+        this.#source.afterFirstSync?.();
+      }, 0).unref();
     }
   }
 

@@ -202,3 +202,25 @@ test('a sync that wrote logs when the kernel held it (appliedAt, epoch ms) betwe
   const at = Number(steps!.appliedAt);
   t.true(at >= before && at <= Number(steps!.endedAt) + 1, `appliedAt ${at}, start ${before}, end ${String(steps!.endedAt)}`);
 });
+
+test('the source hears when the first sync is done (its put-off work: the manifests source\'s first rescan)', async (t) => {
+  const { dir, dp } = setup(t, new FakeDataplane());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
+  let told = 0, syncsThen = -1;
+  class Heard extends ManifestsSource {
+    override afterFirstSync(): void {
+      told++;
+      syncsThen = agent.syncs;
+    }
+  }
+  const source = new Heard({ dir, rescanMs: 0, watch: false });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  for (let i = 0; i < 200 && !told; i++) await new Promise((r) => setTimeout(r, 10));
+  t.is(told, 1);
+  t.true(syncsThen >= 1);
+});
