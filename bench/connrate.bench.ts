@@ -251,7 +251,7 @@ class Topology {
 async function revFilterOn(dp: LabDataplane): Promise<void> {
   const { object, maps } = dp.loaded;
   if (!object.mapNames().includes('lb_rev_filter')) return;
-  const r = RevFilterBuild.begin(object.map('lb_rev_filter'));
+  const r = await RevFilterBuild.begin(object.map('lb_rev_filter'));
   for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
   r.finish();
 }

@@ -97,7 +97,7 @@ async function kernelFlows(n: DiagNode, t: DiagTarget): Promise<string[]> {
   return out.length ? out.slice(-12) : ['none'];
 }
 
-/** The agent's last log lines (the lab runs it with `-v 2`: one "data plane updated" line per sync that wrote). */
+/** The agent's last log lines (the lab runs it with `-v 2`: one "sync steps" line per sync). */
 function agentTail(n: DiagNode, lines = 8): string[] {
   if (!n.agent) return ['no agent'];
   return n.agent.output().trimEnd().split('\n').slice(-lines).map((l) => {

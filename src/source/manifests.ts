@@ -245,9 +245,12 @@ function statKey(p: string): { key: string | undefined; ino: number | undefined 
   }
 }
 
+/** how recent a file's last change may be for its stat to stand for its content (git's racy entries) */
+const RACY_MS = 2000;
+
 /** times as doubles in ms (sub-microsecond steps at today's epoch): no BigInts, ~10,000 per rescan */
 function keyOf(s: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string | undefined {
-  if (s.ctimeMs > Date.now() - 2000) return undefined;
+  if (s.ctimeMs > Date.now() - RACY_MS) return undefined;
   return `${s.ino}|${s.size}|${s.mtimeMs}|${s.ctimeMs}`;
 }
 
@@ -656,8 +659,31 @@ export class ManifestsSource implements Source {
     const { objects, problems } = this.#reader.read();
     for (const p of problems) this.#report(p);
     for (const [kind, objs] of objects) this.store.replace(kind, objs.values());
+    this.#readAt = performance.now();
     if (this.#watch) this.#startWatch(dir);
     this.#nextRescan();
+  }
+
+  /** when start() finished reading the folder */
+  #readAt = 0;
+
+  /**
+   * The first rescan, brought forward from a period after the start to once the agent's first sync
+   * is done and the files read at the start are past their racy 2 s (statKey). Thirty seconds after
+   * the start at 10,000 files it re-read those without a stat key and V8 compiled its loops on its
+   * helper threads (~110 ms of their CPU, ~45 of the main thread's in one trace): a change arriving
+   * then waited 0.2-0.4 s on the run queue (docs/PERF.md, sessions 12 and 13). Run while the agent
+   * is starting anyway, the later rescans find the files keyed and the code compiled.
+   */
+  afterFirstSync(): void {
+    if (this.#stopped || !(this.#opts.rescanMs > 0)) return;
+    if (this.#rescan) clearTimeout(this.#rescan);
+    this.#rescan = setTimeout(() => {
+      this.scan()
+        .catch((e: unknown) => this.#report({ path: this.#opts.dir, message: `rescan failed: ${(e as Error).message}` }))
+        .finally(() => this.#nextRescan());
+    }, Math.max(0, this.#readAt + RACY_MS + 100 - performance.now()));
+    this.#rescan.unref();
   }
 
   /**
@@ -755,7 +781,11 @@ export class ManifestsSource implements Source {
     if (name === null) return this.#schedule(ev, undefined);
     const n = name.toString();
     const p = childPath(d, n);
-    if (ev === 'rename' && !n.startsWith('.') && !this.#reader.knows(p)) {
+    // a dot name (an editor's swap file, a tool's temporary before its rename into place) is never
+    // read (listFiles skips it): its events arm nothing. They had armed the quiet-time timer, whose
+    // re-read 10 ms later stat'ed a file gone by then (an exception) on every change so made
+    if (n.startsWith('.') && !this.#reader.knows(p)) return;
+    if (ev === 'rename' && !this.#reader.knows(p)) {
       let st;
       try {
         st = lstatSync(p);

@@ -148,4 +148,6 @@ export interface Source {
   /** resolves once the first full list of every kind is in the store */
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** the agent's first sync is done: work the source put off until then may run now */
+  afterFirstSync?(): void;
 }

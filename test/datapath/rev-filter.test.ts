@@ -50,7 +50,7 @@ function setSwitch(d: Datapath, v: number): void {
 }
 /** the agent's rebuild over the current maps, as one sweep does it (dataplane.ts sweepConntrack) */
 async function rebuild(d: Datapath, between?: () => void): Promise<RevFilterBuild> {
-  const r = RevFilterBuild.begin(d.map('lb_rev_filter'));
+  const r = await RevFilterBuild.begin(d.map('lb_rev_filter'));
   between?.();
   for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, undefined, r.visit);
   r.finish();

@@ -461,3 +461,22 @@ test('a listed file\'s path is the one path.join gives, for any folder spelling'
   fc.assert(fc.property(dir, name, (d, n) => childPath(join(d), n) === join(d, n)), { numRuns: 2000 });
   t.pass();
 });
+
+test('the first rescan comes once the agent\'s first sync is done and the files read are past their racy 2 s, not a period later', async (t) => {
+  // at 10,000 files the first periodic rescan came 30 s after the start, re-read every file read
+  // within 2 s of its write and had V8 compile its loops: a change then waited 0.2-0.4 s
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), service('a'));
+  const src = new ManifestsSource({ dir, watch: false, rescanMs: 60_000 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const port = () => src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port;
+  t.is(port(), 80);
+  // an edit no watch reports: only a rescan finds it
+  writeFileSync(join(dir, 'a.yaml'), service('a', 8080));
+  const t0 = Date.now();
+  src.afterFirstSync();
+  await until(() => port() === 8080, 'the rescan after the first sync', 6000);
+  // not before the files read at the start could be keyed (statKey's 2 s)
+  t.true(Date.now() - t0 >= 1500, `${Date.now() - t0} ms`);
+});

@@ -161,12 +161,14 @@ export class RevFilterBuild {
 
   private constructor(private readonly m: BpfMap, readonly half: 1 | 2) {}
 
-  static begin(m: BpfMap): RevFilterBuild {
+  static async begin(m: BpfMap): Promise<RevFilterBuild> {
     const on = m.lookup(L.encodeU32(0))?.readBigUInt64LE(0);
     const b = new RevFilterBuild(m, on === 1n ? 2 : 1);
-    // this half's words only: the other half's, interleaved with them, are the programs' to read
+    // this half's words only: the other half's, interleaved with them, are the programs' to read.
+    // On the thread pool: 16,384 words in one batch held the event loop ~7 ms every sweep, and a
+    // change arriving then waited (docs/PERF.md, session 13)
     const z = zeroing(b.half);
-    m.updateBatch(z.keys, z.values, L.LB_REV_FILTER_WORDS);
+    await m.updateBatchAsync(z.keys, z.values, L.LB_REV_FILTER_WORDS);
     return b;
   }
 

@@ -535,7 +535,7 @@ export class BpfDataplane implements Dataplane {
       let rev: RevFilterBuild | undefined;
       try {
         const o = this.#loaded?.object;
-        if (o?.mapNames().includes('lb_rev_filter')) rev = RevFilterBuild.begin(o.map('lb_rev_filter'));
+        if (o?.mapNames().includes('lb_rev_filter')) rev = await RevFilterBuild.begin(o.map('lb_rev_filter'));
       } catch (e) {
         this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not rebuilt; retried next period');
       }
