@@ -168,7 +168,9 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
   const started = Date.now();
   const agent = lab.spawn(ns, process.execPath, [cli, 'run', '--kubeconfig', kubeconfig, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
-    ...(object ? ['--bpf-object', object] : []), ...sizing], { what: `agent ${n}` });
+    ...(object ? ['--bpf-object', object] : []), ...sizing,
+    // KBP_BENCH_AGENT_ARGS: more flags for every agent run (e.g. `--v 2` for each sync's steps in the log)
+    ...(process.env.KBP_BENCH_AGENT_ARGS?.split(' ').filter(Boolean) ?? [])], { what: `agent ${n}` });
   try {
     const deadline = started + opts.timeoutMs;
     let m: Metrics;

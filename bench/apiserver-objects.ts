@@ -47,10 +47,11 @@ export function slimStore(shape: ClusterShape): ObjectStore {
   const add = (kind: Kind, make: (i: number) => unknown) => {
     for (let p = 0; p < n; p += 500) {
       const page = JSON.parse(JSON.stringify(Array.from({ length: Math.min(500, n - p) }, (_, j) => make(p + j)))) as never[];
-      for (const o of page) s.upsert(kind, slimObject(kind, o, NODE_NAME));
+      // as the kube source slims a LIST page: a tree JSON.parse just made (parsedJson)
+      for (const o of page) s.upsert(kind, slimObject(kind, o, NODE_NAME, true));
     }
   };
-  s.upsert('Node', slimObject('Node', JSON.parse(JSON.stringify(apiNode())) as never));
+  s.upsert('Node', slimObject('Node', JSON.parse(JSON.stringify(apiNode())) as never, undefined, true));
   add('Service', (i) => apiService(i, shape));
   add('EndpointSlice', (i) => apiSlice(i, shape));
   return s;

@@ -7,6 +7,7 @@
 // KBP_BENCH_SCALE_N picks N; KBP_BENCH_SCALE_TIMEOUT_S bounds the wait for the first sync (what
 // the agent got to by then is reported, marked NOT FINISHED). KBP_BENCH_SCALE_BASE_CLI names another
 // build's bundle, run before this one in each of KBP_BENCH_SCALE_ROUNDS rounds (default 2): the baseline.
+import { writeFileSync } from 'node:fs';
 import { Lab } from '../testing/netns.js';
 import { bundle, median, runAgent, type AgentRun } from './agent.bench.js';
 import { defineBench } from './lib.js';
@@ -35,7 +36,11 @@ export default defineBench({
       const lab = new Lab(`scale${labs.length}`);
       labs.push(lab);
       try {
-        return await runAgent(ctx, lab, c, n, { changes, settleMs: SETTLE_MS, timeoutMs, sizing: c === cli ? 'flag' : baseSizing });
+        const r = await runAgent(ctx, lab, c, n, { changes, settleMs: SETTLE_MS, timeoutMs, sizing: c === cli ? 'flag' : baseSizing });
+        // KBP_BENCH_SCALE_LOG_DIR: each run's agent log (its last 64 KiB) kept for reading
+        const dir = process.env.KBP_BENCH_SCALE_LOG_DIR;
+        if (dir) writeFileSync(`${dir}/scale-${n}-${labs.length}-${c === cli ? 'this' : 'base'}.log`, r.output);
+        return r;
       } finally {
         await lab.cleanup();
       }

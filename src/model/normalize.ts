@@ -4,6 +4,7 @@
 // (as the API server would have refused it); everything else still compiles. Nothing here throws.
 import { isIPv4 } from 'node:net';
 import type { Snapshot } from '../source/types.js';
+import { packedEndpoints, unpackEndpoint, type EndpointPart } from '../source/slim.js';
 import type { Protocol } from './compiled.js';
 import { canonicalIp, formatCidr, ipFamily, parseCidr, type Family } from '../util/ip.js';
 import {
@@ -484,7 +485,7 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
   });
 
   const endpoints: EndpointModel[] = [];
-  c.arr(raw.endpoints, 'endpoints').forEach((re, i) => {
+  const endpoint = (re: unknown, i: number): void => {
     // most endpoints: no field names built for checks that pass (ten per endpoint, a million
     // endpoints at 100,000 Services); anything else takes the checked path below, which reports it
     const plain = checked ? undefined : plainEndpoint(re, family, ports);
@@ -534,7 +535,24 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
     const forNodes = hints ? hintNames(hints.forNodes, `${f}.hints.forNodes`) : null;
     if (family === 0 || !address) return;
     endpoints.push({ address, family, ready, serving, terminating, nodeName, zone, forZones, forNodes, ports });
-  });
+  };
+  // the store's packed endpoints (source/slim.ts) read as they are; one the plain path does not take
+  // is rebuilt as the API's object for the checked path (the same errors, by the same index)
+  const packed = packedEndpoints(raw);
+  if (packed) {
+    for (let i = 0, n = 0; i < packed.length; n++) {
+      const part = packed[i + 1] as EndpointPart;
+      const address = packed[i] as string;
+      if (!checked && family === 4 && isIPv4(address)) {
+        const cond = part.conditions;
+        endpoints.push({
+          address, family, ready: (cond?.ready as boolean | undefined) ?? true, serving: (cond?.serving as boolean | undefined) ?? true,
+          terminating: (cond?.terminating as boolean | undefined) ?? false, nodeName: part.nodeName ?? '', zone: part.zone ?? '', forZones: null, forNodes: null, ports,
+        });
+      } else endpoint(unpackEndpoint(packed, i), n);
+      i += part.ref ? 3 : 2;
+    }
+  } else c.arr(raw.endpoints, 'endpoints').forEach(endpoint);
   if (!svcName && !c.failed) c.warn(`metadata.labels[${LABEL_SERVICE_NAME}]`, 'missing: the slice belongs to no Service and is ignored');
   if (c.failed) return null;
   return { serviceKey: svcName ? `${meta.namespace}/${svcName}` : '', name: meta.name, family, endpoints: tight(endpoints) };

@@ -172,6 +172,7 @@ export function finishSlim(kind: Kind, copy: Obj): Obj {
       const shared = sharedPorts(copy.ports);
       if (shared) copy.ports = shared;
     }
+    return packSlice(copy);
   }
   return copy;
 }
@@ -281,7 +282,10 @@ function shareEndpointParts(e: Obj): void {
     }
     if (key) {
       let shared = sharedConditions.get(key);
-      if (!shared) sharedConditions.set(key, shared = Object.freeze({ ...c }));
+      if (!shared) {
+        sharedConditions.set(key, shared = Object.freeze({ ...c }));
+        conditionIds.set(shared, key);
+      }
       e.conditions = shared;
     }
   }
@@ -319,4 +323,108 @@ function sharedName(v: string): string {
   if (names.size >= NAMES_MAX) names.clear();
   names.set(v, v);
   return v;
+}
+
+// ---- a slice's endpoints packed ----
+// An endpoint as the API gives it is an object, a one-address array and the address (~150 bytes),
+// and this node's ones a targetRef object (~30 more): a million endpoints at 100,000 Services were
+// ~60 % of the store (issue 10). Most endpoints are exactly {addresses: [one], conditions, nodeName,
+// zone, targetRef: {name}} with shared conditions, node and zone: those are kept as one flat list per
+// slice, [address, part, (targetRef name,) address, part, ...], where a part (shared, frozen) holds
+// what endpoints repeat and says whether a name follows. The slice's `endpoints` stays readable as
+// the API's list: an enumerable getter builds it (equal to what was packed, key order too), so
+// JSON.stringify, deepEqual and every reader see no difference; normalize reads the packed list
+// (packedEndpoints). A slice with any other endpoint (hints, two addresses, a value of an odd type)
+// keeps its list as it came.
+
+/** what endpoints of a slice repeat: kept once per distinct combination */
+export interface EndpointPart {
+  readonly conditions: Readonly<Obj> | undefined;
+  readonly nodeName: string | undefined;
+  readonly zone: string | undefined;
+  /** a targetRef name follows the part in the packed list */
+  readonly ref: boolean;
+}
+
+const PACKED = Symbol('packed endpoints');
+const parts = new Map<string, EndpointPart>();
+/** the shared conditions objects, for a part's key */
+const conditionIds = new Map<Readonly<Obj>, number>();
+
+/** The packed list of a slice the store keeps, or undefined when its endpoints are a plain list. */
+export function packedEndpoints(slice: unknown): readonly (string | EndpointPart)[] | undefined {
+  return typeof slice === 'object' && slice !== null ? (slice as { [PACKED]?: (string | EndpointPart)[] })[PACKED] : undefined;
+}
+
+/** One endpoint of a packed list, as the API's object (the getter's element); i: its address's index. */
+export function unpackEndpoint(packed: readonly (string | EndpointPart)[], i: number): Obj {
+  const part = packed[i + 1] as EndpointPart;
+  const e: Obj = { addresses: [packed[i]] };
+  if (part.conditions !== undefined) e.conditions = part.conditions;
+  if (part.nodeName !== undefined) e.nodeName = part.nodeName;
+  if (part.zone !== undefined) e.zone = part.zone;
+  if (part.ref) e.targetRef = { name: packed[i + 2] };
+  return e;
+}
+
+function unpackAll(this: { [PACKED]: (string | EndpointPart)[] }): Obj[] {
+  const p = this[PACKED], out: Obj[] = [];
+  for (let i = 0; i < p.length; i += (p[i + 1] as EndpointPart).ref ? 3 : 2) out.push(unpackEndpoint(p, i));
+  return out;
+}
+
+const ENDPOINTS_GETTER: PropertyDescriptor = { get: unpackAll, enumerable: true, configurable: true };
+
+/** the part of a packable endpoint (shareEndpointParts has run on it), or undefined */
+function partOf(e: unknown): EndpointPart | undefined {
+  if (!isObj(e) || Object.getPrototypeOf(e) !== Object.prototype) return undefined;
+  let n = 0;
+  for (const k in e) {
+    if (!Object.hasOwn(e, k)) return undefined;
+    n++;
+  }
+  const a = e.addresses, c = e.conditions, node = e.nodeName, zone = e.zone, ref = e.targetRef;
+  if (!Array.isArray(a) || a.length !== 1 || typeof a[0] !== 'string' || Object.getPrototypeOf(a) !== Array.prototype) return undefined;
+  let cid = 0;
+  if (c !== undefined) {
+    // only the shared frozen conditions (booleans under known keys)
+    if (!isObj(c) || (cid = conditionIds.get(c) ?? 0) === 0) return undefined;
+  }
+  if ((node !== undefined && typeof node !== 'string') || (zone !== undefined && typeof zone !== 'string')) return undefined;
+  if (ref !== undefined) {
+    if (!isObj(ref) || Object.getPrototypeOf(ref) !== Object.prototype || typeof ref.name !== 'string') return undefined;
+    for (const k in ref) if (k !== 'name' || !Object.hasOwn(ref, k)) return undefined;
+  }
+  // no other key (hints, or anything slimParts kept of an odd endpoint)
+  if (n !== 1 + +(c !== undefined) + +(node !== undefined) + +(zone !== undefined) + +(ref !== undefined)) return undefined;
+  const key = `${cid}|${ref !== undefined ? 1 : 0}|${node ?? '\u0000'}|${zone ?? '\u0000'}`;
+  let p = parts.get(key);
+  if (!p) {
+    if (parts.size >= NAMES_MAX) parts.clear();
+    parts.set(key, p = Object.freeze({ conditions: c as Readonly<Obj> | undefined, nodeName: node as string | undefined, zone: zone as string | undefined, ref: ref !== undefined }));
+  }
+  return p;
+}
+
+/** copy with its endpoints packed when every one can be (and `endpoints` is its last key), else copy itself */
+function packSlice(copy: Obj): Obj {
+  const eps = copy.endpoints;
+  if (!Array.isArray(eps) || !eps.length || Object.getPrototypeOf(eps) !== Array.prototype) return copy;
+  let last: string | undefined;
+  for (const k in copy) last = k;
+  if (last !== 'endpoints') return copy;
+  const packed: (string | EndpointPart)[] = [];
+  for (let i = 0; i < eps.length; i++) {
+    const p = partOf(eps[i]);
+    if (!p) return copy;
+    const e = eps[i] as Obj;
+    packed.push((e.addresses as string[])[0]!, p);
+    if (p.ref) packed.push((e.targetRef as Obj).name as string);
+  }
+  const out: Obj = {};
+  for (const k in copy) if (k !== 'endpoints') out[k] = copy[k];
+  // (sized exactly: pushed arrays keep spare room)
+  Object.defineProperty(out, PACKED, { value: packed.slice() });
+  Object.defineProperty(out, 'endpoints', ENDPOINTS_GETTER);
+  return out;
 }

@@ -26,6 +26,12 @@ export function objectKey(obj: { metadata?: { namespace?: string; name?: string 
 
 const NO_KEYS: ReadonlySet<string> = new Set();
 
+/** namespace/service-name of a slice (its kubernetes.io/service-name label), or undefined */
+function groupOf(slice: V1EndpointSlice | undefined): string | undefined {
+  const name = slice?.metadata?.labels?.['kubernetes.io/service-name'];
+  return typeof name === 'string' && name ? `${slice?.metadata?.namespace ?? 'default'}/${name}` : undefined;
+}
+
 export type StoreListener = (kind: Kind, key: string) => void;
 
 /** Holds the latest version of each object; tells listeners what changed (level-triggered: the reader re-reads). */
@@ -39,19 +45,20 @@ export class ObjectStore {
    * key itself while there is one (most Services; a Set costs ~150 bytes), a Set from the second on
    */
   readonly #slicesBySvc = new Map<string, string | Set<string>>();
-  /** the group each slice key is indexed under */
-  readonly #sliceSvc = new Map<string, string>();
 
   upsert<K extends Kind>(kind: K, obj: KindMap[K]): void {
     const key = objectKey(obj);
-    this.#maps[kind].set(key, obj);
-    if (kind === 'EndpointSlice') this.#index(key, obj as V1EndpointSlice);
+    const map = this.#maps[kind];
+    if (kind === 'EndpointSlice') this.#index(key, map.get(key) as V1EndpointSlice | undefined, obj as V1EndpointSlice);
+    map.set(key, obj);
     this.#emit(kind, key);
   }
 
   delete(kind: Kind, key: string): void {
-    if (this.#maps[kind].delete(key)) {
-      if (kind === 'EndpointSlice') this.#index(key, undefined);
+    const map = this.#maps[kind];
+    const old = map.get(key);
+    if (map.delete(key)) {
+      if (kind === 'EndpointSlice') this.#index(key, old as V1EndpointSlice, undefined);
       this.#emit(kind, key);
     }
   }
@@ -62,26 +69,28 @@ export class ObjectStore {
     return v === undefined ? NO_KEYS : typeof v === 'string' ? new Set([v]) : v;
   }
 
-  #index(key: string, slice: V1EndpointSlice | undefined): void {
-    const name = slice?.metadata?.labels?.['kubernetes.io/service-name'];
-    const group = typeof name === 'string' && name ? `${slice?.metadata?.namespace ?? 'default'}/${name}` : undefined;
-    const old = this.#sliceSvc.get(key);
+  /**
+   * Moves a slice key from the group of the object it replaces (prev) to the group of next. The
+   * group is read from the objects themselves (stored objects are never changed in place), not
+   * kept in a second map of every slice key (~3.6 MiB at 100,000 slices).
+   */
+  #index(key: string, prev: V1EndpointSlice | undefined, next: V1EndpointSlice | undefined): void {
+    const old = groupOf(prev), group = groupOf(next);
     if (old === group) return;
     if (old !== undefined) {
-      const v = this.#slicesBySvc.get(old)!;
-      if (typeof v === 'string') this.#slicesBySvc.delete(old);
-      else {
+      const v = this.#slicesBySvc.get(old);
+      if (v === key) this.#slicesBySvc.delete(old);
+      else if (typeof v === 'object') {
         v.delete(key);
         if (v.size === 1) this.#slicesBySvc.set(old, v.values().next().value!);
       }
-      this.#sliceSvc.delete(key);
     }
     if (group !== undefined) {
       const v = this.#slicesBySvc.get(group);
       if (v === undefined) this.#slicesBySvc.set(group, key);
-      else if (typeof v === 'string') this.#slicesBySvc.set(group, new Set([v, key]));
-      else v.add(key);
-      this.#sliceSvc.set(key, group);
+      else if (typeof v === 'string') {
+        if (v !== key) this.#slicesBySvc.set(group, new Set([v, key]));
+      } else v.add(key);
     }
   }
 
@@ -97,7 +106,7 @@ export class ObjectStore {
         if (!map.has(key)) added.push(key);
         map.set(key, o);
       }
-      if (kind === 'EndpointSlice') for (const key of added) this.#index(key, map.get(key) as V1EndpointSlice);
+      if (kind === 'EndpointSlice') for (const key of added) this.#index(key, undefined, map.get(key) as V1EndpointSlice);
       for (const key of added) this.#emit(kind, key);
       return;
     }
@@ -106,9 +115,11 @@ export class ObjectStore {
     const changed = new Set<string>();
     for (const key of map.keys()) if (!next.has(key)) changed.add(key);
     for (const [key, o] of next) if (map.get(key) !== o) changed.add(key);
+    if (kind === 'EndpointSlice') {
+      for (const key of changed) this.#index(key, map.get(key) as V1EndpointSlice | undefined, next.get(key) as V1EndpointSlice | undefined);
+    }
     map.clear();
     for (const [key, o] of next) map.set(key, o);
-    if (kind === 'EndpointSlice') for (const key of changed) this.#index(key, next.get(key) as V1EndpointSlice | undefined);
     for (const key of changed) this.#emit(kind, key);
   }
 
