@@ -31,6 +31,9 @@ export interface AgentOptions {
   timers?: Timers;
 }
 
+/** the least time between two compiles while the source lists (Agent.#scheduleAhead) */
+const AHEAD_GAP_MS = 100;
+
 export class Agent {
   readonly metrics: Metrics;
   readonly health: ProxyHealth;
@@ -68,6 +71,18 @@ export class Agent {
    * those; undefined (compare everything) until the first sync after subscribing.
    */
   #changed: Record<Kind, Set<string>> | undefined;
+  /**
+   * The store keys changed since the last compile run before the first sync (while the source still
+   * lists, and right after): the first sync's compile hint. Undefined until such a compile has run,
+   * and after the first sync took it.
+   */
+  #ahead: Record<Kind, Set<string>> | undefined;
+  /** a compile while the source lists, due (see #scheduleAhead) */
+  #aheadTimer: NodeJS.Timeout | undefined;
+  #aheadNotBefore = 0;
+  #aheadSteps = 0;
+  #aheadListMs = 0;
+  #listing = false;
   #housekeeping?: NodeJS.Timeout;
   /** the data plane's init has finished (Agent.start): its counters can be read */
   #dpReady = false;
@@ -132,6 +147,8 @@ export class Agent {
     init.catch(() => {}); // awaited below; a source that fails first must not leave it unhandled
     this.#unsubscribe = this.#source.store.onChange((kind, key) => {
       this.#changed?.[kind].add(key);
+      this.#ahead?.[kind].add(key);
+      if (this.#listing) this.#scheduleAhead();
       if (kind === 'Service') this.metrics.serviceChanges.inc();
       else if (kind === 'EndpointSlice') {
         this.metrics.endpointChanges.inc();
@@ -144,12 +161,17 @@ export class Agent {
       this.metrics.lastQueued.set(Date.now() / 1000);
       this.#runner.run();
     });
+    this.#listing = true;
     try {
       await this.#source.start();
     } catch (e) {
       // the caller's stop() closes the data plane: never under its load
       await init.catch(() => {});
       throw e;
+    } finally {
+      this.#listing = false;
+      clearTimeout(this.#aheadTimer);
+      this.#aheadTimer = undefined;
     }
     const ts = performance.now();
     // the first compile while the verifier may still run: the first sync's compile then finds every
@@ -169,7 +191,9 @@ export class Agent {
     // load and the source overlap: sourceMs counts from the start, compileAheadMs is the compile run
     // meanwhile, loadMs is what the data plane took beyond both (the parts add up to the start's
     // time), loadTotalMs its whole init
-    this.#log.info({ sourceMs: ms(ts - t0), compileAheadMs: ms(ahead), loadMs: ms(t2 - ta), loadTotalMs: ms(t1 - t0), readPlanMs: ms(t3 - t2) },
+    // compileWhileListingMs: the compiles run between the source's pages (within sourceMs), in aheadSteps
+    this.#log.info({ sourceMs: ms(ts - t0), compileAheadMs: ms(ahead), loadMs: ms(t2 - ta), loadTotalMs: ms(t1 - t0), readPlanMs: ms(t3 - t2),
+      ...(this.#aheadSteps && { compileWhileListingMs: ms(this.#aheadListMs), aheadSteps: this.#aheadSteps }) },
       'data plane loaded and source started');
     this.#gc ??= new GcClock();
     this.#runner.start();
@@ -185,13 +209,36 @@ export class Agent {
    */
   #compileAhead(): number {
     const t0 = performance.now();
+    // what changed since the last compile while listing (all of it when none ran); from here on the
+    // store's changes are recorded for the first sync's compile
+    const hint = this.#ahead;
+    this.#ahead = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
     try {
-      this.#compiler.compile(this.#source.store.view());
+      this.#compiler.compile(this.#source.store.view(), hint);
     } catch (e) {
-      // the sync compiles everything again and reports it
+      // a compile that threw ignores its next hint: the sync compiles everything again and reports it
       this.#log.debug({ err: e }, 'compiling ahead of the first sync failed');
     }
     return performance.now() - t0;
+  }
+
+  /**
+   * A compile of what the source has stored so far, while it lists the rest (the kube source stores
+   * a first list page by page): the first sync then compiles only the last pages. Each runs once the
+   * event loop is free, and no sooner than AHEAD_GAP_MS, or twice the last one's time, after the
+   * last: a compile's fixed cost (allocation, the frontend list) grows with what is stored, so pages
+   * are taken a few at a time.
+   */
+  #scheduleAhead(): void {
+    if (this.#aheadTimer) return;
+    this.#aheadTimer = setTimeout(() => {
+      this.#aheadTimer = undefined;
+      if (!this.#listing) return;
+      const took = this.#compileAhead();
+      this.#aheadSteps++;
+      this.#aheadListMs += took;
+      this.#aheadNotBefore = performance.now() + Math.max(AHEAD_GAP_MS, 2 * took);
+    }, Math.max(0, this.#aheadNotBefore - performance.now()));
   }
 
   /** Resolves when every queued change has been synced (tests, shutdown). */
@@ -207,6 +254,10 @@ export class Agent {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#changed = undefined;
+    this.#ahead = undefined;
+    this.#listing = false;
+    clearTimeout(this.#aheadTimer);
+    this.#aheadTimer = undefined;
     this.#runner.stop();
     this.#gc?.stop();
     this.#gc = undefined;
@@ -260,7 +311,9 @@ export class Agent {
     const changesCovered = this.#pendingSince.length;
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
-    const changed: ChangedKeys | undefined = this.#changed;
+    // the first sync: what changed since the compiles run ahead of it (undefined: compare everything)
+    const changed: ChangedKeys | undefined = this.#changed ?? this.#ahead;
+    this.#ahead = undefined;
     this.#changed = this.#unsubscribe ? { Service: new Set(), EndpointSlice: new Set(), Node: new Set() } : undefined;
     this.#setPending();
     const triggers = this.#inflightTriggers = this.#triggerTimes;
