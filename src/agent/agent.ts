@@ -18,6 +18,7 @@ import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
 import { GcClock } from '../util/gc-clock.js';
 import { warmMaglev, warmOneChange, warmSource } from './warm.js';
+import { CompileAhead } from './compile-ahead.js';
 import { readFileSync } from 'node:fs';
 
 export interface AgentOptions {
@@ -71,17 +72,11 @@ export class Agent {
    * those; undefined (compare everything) until the first sync after subscribing.
    */
   #changed: Record<Kind, Set<string>> | undefined;
-  /**
-   * The store keys changed since the last compile run before the first sync (while the source still
-   * lists, and right after): the first sync's compile hint. Undefined until such a compile has run,
-   * and after the first sync took it.
-   */
-  #ahead: Record<Kind, Set<string>> | undefined;
+  /** the compiles run before the first sync (while the source lists, and right after); undefined once it took their record */
+  #ahead: CompileAhead | undefined;
   /** a compile while the source lists, due (see #scheduleAhead) */
   #aheadTimer: NodeJS.Timeout | undefined;
   #aheadNotBefore = 0;
-  #aheadSteps = 0;
-  #aheadListMs = 0;
   #listing = false;
   #housekeeping?: NodeJS.Timeout;
   /** the data plane's init has finished (Agent.start): its counters can be read */
@@ -147,7 +142,7 @@ export class Agent {
     init.catch(() => {}); // awaited below; a source that fails first must not leave it unhandled
     this.#unsubscribe = this.#source.store.onChange((kind, key) => {
       this.#changed?.[kind].add(key);
-      this.#ahead?.[kind].add(key);
+      this.#ahead?.note(kind, key);
       if (this.#listing) this.#scheduleAhead();
       if (kind === 'Service') this.metrics.serviceChanges.inc();
       else if (kind === 'EndpointSlice') {
@@ -161,6 +156,7 @@ export class Agent {
       this.metrics.lastQueued.set(Date.now() / 1000);
       this.#runner.run();
     });
+    this.#ahead = new CompileAhead(this.#source.store, this.#compiler);
     this.#listing = true;
     try {
       await this.#source.start();
@@ -178,6 +174,7 @@ export class Agent {
     // object as compiled (an identity walk) and starts the plan at once. The load took 1.5-1.9 s here
     // (an empty folder), about what reading 10,000 files takes: where it outlasts the source, the
     // compile (~0.5 s at 10,000 Services) no longer waits for it (docs/PERF.md, session 10)
+    const steps = this.#ahead.steps, whileListing = this.#ahead.ms;
     const ahead = loaded ? 0 : this.#compileAhead();
     const ta = performance.now();
     await init;
@@ -193,7 +190,7 @@ export class Agent {
     // time), loadTotalMs its whole init
     // compileWhileListingMs: the compiles run between the source's pages (within sourceMs), in aheadSteps
     this.#log.info({ sourceMs: ms(ts - t0), compileAheadMs: ms(ahead), loadMs: ms(t2 - ta), loadTotalMs: ms(t1 - t0), readPlanMs: ms(t3 - t2),
-      ...(this.#aheadSteps && { compileWhileListingMs: ms(this.#aheadListMs), aheadSteps: this.#aheadSteps }) },
+      ...(steps && { compileWhileListingMs: ms(whileListing), aheadSteps: steps }) },
       'data plane loaded and source started');
     this.#gc ??= new GcClock();
     this.#runner.start();
@@ -208,18 +205,7 @@ export class Agent {
    * logged or kept from this one (the sync reports the objects' problems). Returns its wall ms.
    */
   #compileAhead(): number {
-    const t0 = performance.now();
-    // what changed since the last compile while listing (all of it when none ran); from here on the
-    // store's changes are recorded for the first sync's compile
-    const hint = this.#ahead;
-    this.#ahead = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
-    try {
-      this.#compiler.compile(this.#source.store.view(), hint);
-    } catch (e) {
-      // a compile that threw ignores its next hint: the sync compiles everything again and reports it
-      this.#log.debug({ err: e }, 'compiling ahead of the first sync failed');
-    }
-    return performance.now() - t0;
+    return this.#ahead?.step(false) ?? 0;
   }
 
   /**
@@ -233,10 +219,8 @@ export class Agent {
     if (this.#aheadTimer) return;
     this.#aheadTimer = setTimeout(() => {
       this.#aheadTimer = undefined;
-      if (!this.#listing) return;
-      const took = this.#compileAhead();
-      this.#aheadSteps++;
-      this.#aheadListMs += took;
+      if (!this.#listing || !this.#ahead) return;
+      const took = this.#ahead.step(true);
       this.#aheadNotBefore = performance.now() + Math.max(AHEAD_GAP_MS, 2 * took);
     }, Math.max(0, this.#aheadNotBefore - performance.now()));
   }
@@ -312,7 +296,7 @@ export class Agent {
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
     // the first sync: what changed since the compiles run ahead of it (undefined: compare everything)
-    const changed: ChangedKeys | undefined = this.#changed ?? this.#ahead;
+    const changed: ChangedKeys | undefined = this.#changed ?? this.#ahead?.take();
     this.#ahead = undefined;
     this.#changed = this.#unsubscribe ? { Service: new Set(), EndpointSlice: new Set(), Node: new Set() } : undefined;
     this.#setPending();
