@@ -170,8 +170,9 @@ export class Agent {
       this.#aheadTimer = undefined;
     }
     const ts = performance.now();
-    // the first compile while the verifier may still run: the first sync's compile then finds every
-    // object as compiled (an identity walk) and starts the plan at once. The load took 1.5-1.9 s here
+    // the first compile while the verifier may still run (of what came after the compiles while the
+    // source listed, if any): the first sync's compile then has only the changes since (CompileAhead)
+    // and starts the plan at once. The load took 1.5-1.9 s here
     // (an empty folder), about what reading 10,000 files takes: where it outlasts the source, the
     // compile (~0.5 s at 10,000 Services) no longer waits for it (docs/PERF.md, session 10)
     const steps = this.#ahead.steps, whileListing = this.#ahead.ms;
