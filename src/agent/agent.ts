@@ -78,6 +78,8 @@ export class Agent {
   #aheadTimer: NodeJS.Timeout | undefined;
   #aheadNotBefore = 0;
   #listing = false;
+  /** the data plane's init has finished (Agent.start's compiles while listing wait for it) */
+  #loaded = false;
   #housekeeping?: NodeJS.Timeout;
   /** the data plane's init has finished (Agent.start): its counters can be read */
   #dpReady = false;
@@ -135,9 +137,10 @@ export class Agent {
     // at 10,000 Services each took over a second (issue 10: the first sync after start); the runner
     // starts only after both, so no sync sees the data plane half-ready
     let t1 = t0, loaded = false;
+    this.#loaded = false;
     const init = this.#dp.init().then(() => {
       t1 = performance.now();
-      loaded = true;
+      loaded = this.#loaded = true;
     });
     init.catch(() => {}); // awaited below; a source that fails first must not leave it unhandled
     this.#unsubscribe = this.#source.store.onChange((kind, key) => {
@@ -211,16 +214,19 @@ export class Agent {
 
   /**
    * A compile of what the source has stored so far, while it lists the rest (the kube source stores
-   * a first list page by page): the first sync then compiles only the last pages. Each runs once the
-   * event loop is free, and no sooner than AHEAD_GAP_MS, or twice the last one's time, after the
-   * last: a compile's fixed cost (allocation, the frontend list) grows with what is stored, so pages
-   * are taken a few at a time.
+   * a first list page by page) and the data plane is loaded: the first sync then compiles only the
+   * last pages. Each runs once the event loop is free, and no sooner than AHEAD_GAP_MS, or twice the
+   * last one's time, after the last: a compile's fixed cost (allocation, the frontend list) grows
+   * with what is stored, so pages are taken a few at a time.
    */
   #scheduleAhead(): void {
     if (this.#aheadTimer) return;
     this.#aheadTimer = setTimeout(() => {
       this.#aheadTimer = undefined;
-      if (!this.#listing || !this.#ahead) return;
+      // while the verifier runs, a compile after the list is free (it ends first, or the compile
+      // hides behind it): compiling between pages then only lengthens the list, on a main thread the
+      // pages keep busy (docs/PERF.md, session 13). Once the data plane is up, the list is the tail
+      if (!this.#listing || !this.#ahead || !this.#loaded) return;
       const took = this.#ahead.step(true);
       this.#aheadNotBefore = performance.now() + Math.max(AHEAD_GAP_MS, 2 * took);
     }, Math.max(0, this.#aheadNotBefore - performance.now()));
