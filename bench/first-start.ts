@@ -102,7 +102,7 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
     const pick = (o: Record<string, unknown>, ks: string[]) => Object.fromEntries(ks.filter((k) => k in o).map((k) => [k, o[k]]));
     return {
       tag, src, load0, load1: loadavg(), firstSyncMs: Number(full.endedAt) - started, agentCpuMs: cpu,
-      ...pick(st, ['sourceMs', 'compileAheadMs', 'loadMs', 'loadTotalMs', 'readPlanMs']),
+      ...pick(st, ['sourceMs', 'compileAheadMs', 'compileWhileListingMs', 'aheadSteps', 'loadMs', 'loadTotalMs', 'readPlanMs']),
       startLineAt: Number(st.time) - started,
       sync: pick(full, ['totalMs', 'cpuMs', 'threadCpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs', 'gcs', 'runQueueMs']),
     };

@@ -109,7 +109,7 @@ export default defineBench({
             return keys.filter((q) => o[q] !== undefined).map((q) => `${q} ${o[q]}`).join(', ');
           } catch { return 'not in the log'; }
         };
-        ctx.note(`First sync at ${n}, ${who}${rounds > 1 ? ` round ${k + 1}` : ''}: start (${pick(start, ['sourceMs', 'compileAheadMs', 'loadMs', 'loadTotalMs', 'readPlanMs'])}); `
+        ctx.note(`First sync at ${n}, ${who}${rounds > 1 ? ` round ${k + 1}` : ''}: start (${pick(start, ['sourceMs', 'compileAheadMs', 'compileWhileListingMs', 'aheadSteps', 'loadMs', 'loadTotalMs', 'readPlanMs'])}); `
           + `first full sync (${pick(steps, ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'])}).`);
       }
       // the full GC the agent runs after a big sync (src/util/heap-trim.ts): its pause, from the agent's log

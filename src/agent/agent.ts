@@ -19,6 +19,7 @@ import { silentLogger } from '../util/log.js';
 import { GcClock } from '../util/gc-clock.js';
 import { warmMaglev, warmOneChange, warmSource } from './warm.js';
 import { openSync, readSync } from 'node:fs';
+import { CompileAhead } from './compile-ahead.js';
 
 export interface AgentOptions {
   compile: CompileOptions;
@@ -30,6 +31,9 @@ export interface AgentOptions {
   housekeepingMs?: number;
   timers?: Timers;
 }
+
+/** the least time between two compiles while the source lists (Agent.#scheduleAhead) */
+const AHEAD_GAP_MS = 100;
 
 export class Agent {
   readonly metrics: Metrics;
@@ -68,6 +72,14 @@ export class Agent {
    * those; undefined (compare everything) until the first sync after subscribing.
    */
   #changed: Record<Kind, Set<string>> | undefined;
+  /** the compiles run before the first sync (while the source lists, and right after); undefined once it took their record */
+  #ahead: CompileAhead | undefined;
+  /** a compile while the source lists, due (see #scheduleAhead) */
+  #aheadTimer: NodeJS.Timeout | undefined;
+  #aheadNotBefore = 0;
+  #listing = false;
+  /** the data plane's init has finished (Agent.start's compiles while listing wait for it) */
+  #loaded = false;
   #housekeeping?: NodeJS.Timeout;
   /** the data plane's init has finished (Agent.start): its counters can be read */
   #dpReady = false;
@@ -125,13 +137,16 @@ export class Agent {
     // at 10,000 Services each took over a second (issue 10: the first sync after start); the runner
     // starts only after both, so no sync sees the data plane half-ready
     let t1 = t0, loaded = false;
+    this.#loaded = false;
     const init = this.#dp.init().then(() => {
       t1 = performance.now();
-      loaded = true;
+      loaded = this.#loaded = true;
     });
     init.catch(() => {}); // awaited below; a source that fails first must not leave it unhandled
     this.#unsubscribe = this.#source.store.onChange((kind, key) => {
       this.#changed?.[kind].add(key);
+      this.#ahead?.note(kind, key);
+      if (this.#listing) this.#scheduleAhead();
       if (kind === 'Service') this.metrics.serviceChanges.inc();
       else if (kind === 'EndpointSlice') {
         this.metrics.endpointChanges.inc();
@@ -144,18 +159,26 @@ export class Agent {
       this.metrics.lastQueued.set(Date.now() / 1000);
       this.#runner.run();
     });
+    this.#ahead = new CompileAhead(this.#source.store, this.#compiler);
+    this.#listing = true;
     try {
       await this.#source.start();
     } catch (e) {
       // the caller's stop() closes the data plane: never under its load
       await init.catch(() => {});
       throw e;
+    } finally {
+      this.#listing = false;
+      clearTimeout(this.#aheadTimer);
+      this.#aheadTimer = undefined;
     }
     const ts = performance.now();
-    // the first compile while the verifier may still run: the first sync's compile then finds every
-    // object as compiled (an identity walk) and starts the plan at once. The load took 1.5-1.9 s here
+    // the first compile while the verifier may still run (of what came after the compiles while the
+    // source listed, if any): the first sync's compile then has only the changes since (CompileAhead)
+    // and starts the plan at once. The load took 1.5-1.9 s here
     // (an empty folder), about what reading 10,000 files takes: where it outlasts the source, the
     // compile (~0.5 s at 10,000 Services) no longer waits for it (docs/PERF.md, session 10)
+    const steps = this.#ahead.steps, whileListing = this.#ahead.ms;
     const ahead = loaded ? 0 : this.#compileAhead();
     const ta = performance.now();
     await init;
@@ -169,7 +192,9 @@ export class Agent {
     // load and the source overlap: sourceMs counts from the start, compileAheadMs is the compile run
     // meanwhile, loadMs is what the data plane took beyond both (the parts add up to the start's
     // time), loadTotalMs its whole init
-    this.#log.info({ sourceMs: ms(ts - t0), compileAheadMs: ms(ahead), loadMs: ms(t2 - ta), loadTotalMs: ms(t1 - t0), readPlanMs: ms(t3 - t2) },
+    // compileWhileListingMs: the compiles run between the source's pages (within sourceMs), in aheadSteps
+    this.#log.info({ sourceMs: ms(ts - t0), compileAheadMs: ms(ahead), loadMs: ms(t2 - ta), loadTotalMs: ms(t1 - t0), readPlanMs: ms(t3 - t2),
+      ...(steps && { compileWhileListingMs: ms(whileListing), aheadSteps: steps }) },
       'data plane loaded and source started');
     this.#gc ??= new GcClock();
     this.#runner.start();
@@ -184,14 +209,27 @@ export class Agent {
    * logged or kept from this one (the sync reports the objects' problems). Returns its wall ms.
    */
   #compileAhead(): number {
-    const t0 = performance.now();
-    try {
-      this.#compiler.compile(this.#source.store.view());
-    } catch (e) {
-      // the sync compiles everything again and reports it
-      this.#log.debug({ err: e }, 'compiling ahead of the first sync failed');
-    }
-    return performance.now() - t0;
+    return this.#ahead?.step(false) ?? 0;
+  }
+
+  /**
+   * A compile of what the source has stored so far, while it lists the rest (the kube source stores
+   * a first list page by page) and the data plane is loaded: the first sync then compiles only the
+   * last pages. Each runs once the event loop is free, and no sooner than AHEAD_GAP_MS, or twice the
+   * last one's time, after the last: a compile's fixed cost (allocation, the frontend list) grows
+   * with what is stored, so pages are taken a few at a time.
+   */
+  #scheduleAhead(): void {
+    if (this.#aheadTimer) return;
+    this.#aheadTimer = setTimeout(() => {
+      this.#aheadTimer = undefined;
+      // while the verifier runs, a compile after the list is free (it ends first, or the compile
+      // hides behind it): compiling between pages then only lengthens the list, on a main thread the
+      // pages keep busy (docs/PERF.md, session 13). Once the data plane is up, the list is the tail
+      if (!this.#listing || !this.#ahead || !this.#loaded) return;
+      const took = this.#ahead.step(true);
+      this.#aheadNotBefore = performance.now() + Math.max(AHEAD_GAP_MS, 2 * took);
+    }, Math.max(0, this.#aheadNotBefore - performance.now()));
   }
 
   /** Resolves when every queued change has been synced (tests, shutdown). */
@@ -207,6 +245,10 @@ export class Agent {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#changed = undefined;
+    this.#ahead = undefined;
+    this.#listing = false;
+    clearTimeout(this.#aheadTimer);
+    this.#aheadTimer = undefined;
     this.#runner.stop();
     this.#gc?.stop();
     this.#gc = undefined;
@@ -260,7 +302,9 @@ export class Agent {
     const changesCovered = this.#pendingSince.length;
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
-    const changed: ChangedKeys | undefined = this.#changed;
+    // the first sync: what changed since the compiles run ahead of it (undefined: compare everything)
+    const changed: ChangedKeys | undefined = this.#changed ?? this.#ahead?.take();
+    this.#ahead = undefined;
     this.#changed = this.#unsubscribe ? { Service: new Set(), EndpointSlice: new Set(), Node: new Set() } : undefined;
     this.#setPending();
     const triggers = this.#inflightTriggers = this.#triggerTimes;

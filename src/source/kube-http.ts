@@ -88,14 +88,16 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
 /**
  * With `admit`, each page's items go through it as the page arrives (undefined drops one): what the
  * caller keeps of a page is all that outlives it, so a list of 100,000 objects never holds them all as
- * parsed (managedFields and all) at once.
+ * parsed (managedFields and all) at once. `onPage`, when given, is handed each page's kept items as
+ * the page is taken (the unpaged read after a 410 is one page): a caller may use them before the list
+ * ends (the kube source stores a first list page by page, so the agent compiles while pages arrive).
  */
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T) => U | undefined }): Promise<ListResult<U>>;
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T) => U | undefined; onPage?: (items: readonly U[]) => void }): Promise<ListResult<U>>;
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T) => U | undefined }): Promise<ListResult<T | U>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T) => U | undefined; onPage?: (items: readonly U[]) => void }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
-  const admit = opts.admit;
+  const admit = opts.admit, onPage = opts.onPage;
   const items: (T | U)[] = [];
   let resourceVersion = '';
   let token: string | undefined;
@@ -131,16 +133,19 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
             const a = admit(it);
             if (a !== undefined) kept.push(a);
           }
+          onPage?.(kept);
           return { resourceVersion: full.resourceVersion, items: kept };
         }
         throw err;
       }
       if (token === undefined) resourceVersion = page.resourceVersion;
       if (admit) {
+        const from = items.length;
         for (const it of page.items) {
           const a = admit(it);
           if (a !== undefined) items.push(a);
         }
+        onPage?.(items.slice(from) as U[]);
       } else for (const it of page.items) items.push(it);
       token = page.continue || undefined;
       if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), opts);

@@ -302,9 +302,23 @@ class KindWatcher<K extends Kind> {
         ...(this.#labelSelector !== undefined && { labelSelector: this.#labelSelector }),
         ...(this.#fieldSelector !== undefined && { fieldSelector: this.#fieldSelector }),
       });
+      // a first list into an empty kind goes into the store page by page: the agent compiles what has
+      // come while the next pages are on the way (Agent.start), instead of all of it after the last one
+      // (issue 10: the first sync). The replace() below still makes the store the list, exactly; before
+      // the first list of every kind ends, nothing syncs from the store. A relist keeps the store as
+      // it was until it is complete
+      const store = this.#s.store;
+      const byPage = !this.listed && kindSize(store, this.kind) === 0;
+      const onPage = byPage ? (items: readonly KindMap[K][]) => {
+        try {
+          for (const o of items) store.upsert(this.kind, o);
+        } catch (err) {
+          this.#log.error({ err }, `a store listener threw while a page of ${plural} was stored`);
+        }
+      } : undefined;
       // each page slimmed as it arrives: the parsed page (managedFields and all) is garbage at once
       const res = await listObjects<unknown, KindMap[K]>(this.#s.kc, path, plural,
-        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item) => this.#admit(item) });
+        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item) => this.#admit(item), ...(onPage && { onPage }) });
       if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
       const items = res.items;
       try {
@@ -516,6 +530,11 @@ class SourceWatch<K extends Kind> extends Watch {
       return dead();
     }
   }
+}
+
+function kindSize(store: ObjectStore, kind: Kind): number {
+  const v = store.view();
+  return (kind === 'Service' ? v.services : kind === 'EndpointSlice' ? v.endpointSlices : v.nodes).size;
 }
 
 function sameVersion(a: { metadata?: { resourceVersion?: string } }, b: { metadata?: { resourceVersion?: string } }): boolean {

@@ -325,10 +325,20 @@ export class ManifestsReader {
     return this.#files.size;
   }
 
-  /** Re-reads the folder; problems are those of files that changed since the last read. */
-  read(): { objects: Map<Kind, Map<string, KindMap[Kind]>>; problems: ManifestProblem[] } {
+  /**
+   * Re-reads the folder; problems are those of files that changed since the last read. With
+   * `statLater`, files read now are not stat'ed first: fillStats() gives them their stat key later
+   * (a first read at start, where the stat was ~10 % of the read on the first sync's critical path).
+   */
+  read(opts: { statLater?: boolean } = {}): { objects: Map<Kind, Map<string, KindMap[Kind]>>; problems: ManifestProblem[] } {
     const problems: ManifestProblem[] = [];
-    this.#refresh(undefined, problems, new Set());
+    if (opts.statLater) this.#unstated = { readFrom: Date.now(), paths: [], next: 0 };
+    this.#statLater = opts.statLater === true;
+    try {
+      this.#refresh(undefined, problems, new Set());
+    } finally {
+      this.#statLater = false;
+    }
     const out = new Map<Kind, Map<string, KindMap[Kind]>>(KINDS.map((k) => [k, new Map()]));
     for (const id of this.#owners.keys()) {
       const w = this.#winner(id, problems);
@@ -476,9 +486,59 @@ export class ManifestsReader {
     }
   }
 
+  /**
+   * Files read by read({ statLater }) without a stat (their state has none: a rescan would re-read
+   * them), and the epoch ms before that read began; fillStats() takes them in order from `next`.
+   */
+  #unstated: { readFrom: number; paths: string[]; next: number } | undefined;
+  /** read({ statLater }) under way: a file read for the first time is not stat'ed */
+  #statLater = false;
+
+  /**
+   * Gives the files read by read({ statLater }) their stat key, a few at a time in turns of about
+   * sliceMs (a file changed since is left without one: its next update or rescan re-reads it). A
+   * stat taken after the read is the read's only where the file was last changed before the read
+   * began, by the racy margin keyOf keeps (2 s): else the file gets no key and is re-read.
+   */
+  async fillStats(sliceMs = 1, stopped: () => boolean = () => false): Promise<void> {
+    const u = this.#unstated;
+    if (!u) return;
+    const slices = new Slices(sliceMs);
+    while (u.next < u.paths.length) {
+      if (stopped()) return;
+      if (slices.due()) await slices.next();
+      if (this.#unstated !== u) return;
+      const p = u.paths[u.next++]!;
+      const f = this.#files.get(p);
+      // read again since (a watch event): that read stat'ed it
+      if (!f || f.stat !== undefined || f.ino !== undefined) continue;
+      try {
+        const st = statSync(p);
+        f.ino = st.ino;
+        if (st.ctimeMs <= u.readFrom - 2000) f.stat = keyOf(st);
+      } catch {
+        // gone: the watch or the rescan sees that
+      }
+    }
+    if (this.#unstated === u) this.#unstated = undefined;
+  }
+
   /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
   #reload(p: string, problems: ManifestProblem[], touched: Set<string>): void {
     const prev = this.#files.get(p);
+    if (this.#statLater && this.#unstated && !prev) {
+      // a first read, stat'ed later (fillStats)
+      let text: string;
+      try {
+        text = readFileSync(p, 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
+        return;
+      }
+      this.#load(p, text, undefined, undefined, problems, touched);
+      this.#unstated.paths.push(p);
+      return;
+    }
     const { key: st, ino } = statKey(p);
     if (prev && st !== undefined && prev.stat === st) return;
     let text: string;
@@ -598,6 +658,9 @@ export interface ManifestsSourceOptions {
   store?: ObjectStore;
 }
 
+/** when the stats a first read left out are taken (ManifestsReader.fillStats): after the first sync, before a rescan needs them */
+const FILL_STATS_AFTER_MS = 3000;
+
 /** files re-read per update() in a rescan (a slice of the event loop's time holds several) */
 const RESCAN_BATCH = 4;
 
@@ -656,12 +719,18 @@ export class ManifestsSource implements Source {
       throw new KbpError('KBP_ERR_CONFIG', `--manifests ${dir}: not a folder`);
     }
     this.#stopped = false;
-    const { objects, problems } = this.#reader.read();
+    const { objects, problems } = this.#reader.read({ statLater: true });
     for (const p of problems) this.#report(p);
     for (const [kind, objs] of objects) this.store.replace(kind, objs.values());
     this.#readAt = performance.now();
     if (this.#watch) this.#startWatch(dir);
     this.#nextRescan();
+    // the stats the first read left out, once the first sync has had the loop (~10 us a file)
+    this.#fillStats = setTimeout(() => {
+      this.#fillStats = undefined;
+      void this.#reader.fillStats(1, () => this.#stopped);
+    }, Math.min(FILL_STATS_AFTER_MS, this.#opts.rescanMs > 0 ? this.#opts.rescanMs / 2 : FILL_STATS_AFTER_MS));
+    this.#fillStats.unref();
   }
 
   /** when start() finished reading the folder */
@@ -685,6 +754,8 @@ export class ManifestsSource implements Source {
     }, Math.max(0, this.#readAt + RACY_MS + 100 - performance.now()));
     this.#rescan.unref();
   }
+
+  #fillStats: NodeJS.Timeout | undefined;
 
   /**
    * The next periodic rescan: after rescanMs, or 3 ms per file when that is longer (10 s up to
@@ -816,6 +887,8 @@ export class ManifestsSource implements Source {
     this.#renamed.clear();
     if (this.#rescan) clearTimeout(this.#rescan);
     if (this.#recheck) clearTimeout(this.#recheck);
+    clearTimeout(this.#fillStats);
+    this.#fillStats = undefined;
     this.#debounce = this.#rescan = this.#recheck = undefined;
     this.#recheckPaths.clear();
     this.#pending.clear();

@@ -8,6 +8,8 @@ import { createKubeSource } from '../../src/source/kube.js';
 import { Metrics } from '../../src/agent/metrics.js';
 import { startStubApiServer } from '../../testing/stub-apiserver.js';
 import { silentLogger } from '../../src/util/log.js';
+import { Compiler } from '../../src/compile/compile.js';
+import { pino } from 'pino';
 
 const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' },
   spec: { type: 'ClusterIP', clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } };
@@ -54,4 +56,34 @@ test('Services and EndpointSlices from the API server reach the data plane, thro
 
   stub.remove('Service', 'default', 'web');
   await until(() => dp.frontends.size === 0 && dp.backends.size === 0);
+});
+
+test('a first list is compiled while its pages arrive, and the first sync holds what one compile of the whole list gives', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.listDelayMs = 25;
+  stub.apply('Node', node);
+  for (let i = 0; i < 40; i++) {
+    stub.apply('Service', { ...svc, metadata: { name: `web${i}`, namespace: 'default' },
+      spec: { ...svc.spec, clusterIP: `10.96.0.${i + 1}`, clusterIPs: [`10.96.0.${i + 1}`] } });
+    const sl = slice([`10.244.1.${i + 1}`, `10.244.2.${i + 1}`]);
+    stub.apply('EndpointSlice', { ...sl, metadata: { ...sl.metadata, name: `web${i}-1`, labels: { 'kubernetes.io/service-name': `web${i}` } } });
+  }
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', logger: silentLogger, listPageSize: 4 });
+  const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await until(() => agent.syncs >= 1);
+  const started = lines.find((l) => l.msg === 'data plane loaded and source started')!;
+  // 10 pages of each kind, 25 ms apart: compiles ran between them (at most one per 100 ms)
+  t.true(Number(started.aheadSteps) >= 1, JSON.stringify(started));
+  const once = new Compiler({ nodeName: 'n1' }).compile(source.store.snapshot());
+  t.is(once.state.frontends.length, 40);
+  t.is(JSON.stringify(agent.state), JSON.stringify(once.state));
+  t.is(dp.frontends.size, 40);
+  t.is(dp.backends.size, 80);
 });

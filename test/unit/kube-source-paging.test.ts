@@ -134,3 +134,21 @@ test('a page asked for ahead on a token the parsed answer does not confirm is dr
   // were) are the only others
   t.deepEqual(asked.filter((x) => x !== 'wrong'), ['', 'p2', 'p4']);
 });
+
+test('a first LIST reaches the store page by page (the agent compiles it meanwhile), each object once', async (t) => {
+  const stub = await startStubApiServer();
+  for (let i = 0; i < 12; i++) stub.apply('Service', svc(`s${String(i).padStart(2, '0')}`, `10.96.0.${i + 1}`));
+  stub.listDelayMs = 30;
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), logger: silentLogger, backoff: FAST, listPageSize: 3 });
+  t.teardown(async () => { await source.stop(); await stub.close(); });
+  const events: string[] = [];
+  const seen = new Set<number>();
+  source.store.onChange((kind, key) => { if (kind === 'Service') events.push(key); });
+  const poll = setInterval(() => { if (!source.synced) seen.add(source.store.view().services.size); }, 5);
+  await source.start();
+  clearInterval(poll);
+  t.true([...seen].some((n) => n > 0 && n < 12), `store sizes seen while listing: ${[...seen].join(', ')}`);
+  t.is(names(source, 'Service').length, 12);
+  // the replace() that ends the list finds each object already stored: no second event
+  t.deepEqual(events.slice().sort(), names(source, 'Service'));
+});

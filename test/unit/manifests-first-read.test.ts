@@ -1,0 +1,32 @@
+// The folder's first read at start takes no stat before each read (ManifestsReader.read({ statLater })):
+// the stats come after (fillStats), and a stat taken after a read stands for it only where the file
+// was last changed before the read began (by keyOf's racy margin). Else the file is re-read.
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManifestsReader } from '../../src/source/manifests.js';
+
+const service = (name: string, port = 80) => `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  ports:\n    - port: ${port}\n`;
+
+test('a first read stat\'ed later: unchanged files get their keys, a file changed after the read is re-read', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-first-read-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (let i = 0; i < 40; i++) writeFileSync(join(dir, `s${i}.yaml`), service(`s${i}`));
+  // past the racy margin (2 s): a stat of these after the read is the read's
+  await new Promise((r) => setTimeout(r, 2100));
+  const r = new ManifestsReader(dir);
+  const { objects } = r.read({ statLater: true });
+  t.is(objects.get('Service')!.size, 40);
+  // not stat'ed yet: a rescan now would re-read every file
+  t.is((await r.staleFiles()).paths.length, 40);
+  // changed after the read, and stat'ed over 2 s later (its stat alone looks settled)
+  writeFileSync(join(dir, 's7.yaml'), service('s7', 8080));
+  await new Promise((r) => setTimeout(r, 2100));
+  await r.fillStats(1);
+  const stale = (await r.staleFiles()).paths;
+  t.deepEqual(stale, [join(dir, 's7.yaml')]);
+  const { changes } = r.update(stale);
+  t.is(changes.length, 1);
+  t.is((changes[0]!.obj as { spec?: { ports?: Array<{ port?: number }> } }).spec?.ports?.[0]?.port, 8080);
+});
