@@ -903,6 +903,10 @@ export class ManifestsSource implements Source {
   scan(): Promise<void> {
     return this.#scanning ??= (async () => {
       try {
+        // the start's files read without a stat (read({ statLater })) get their key first, by the same
+        // rule fillStats keeps: else a rescan before fillStats is done (afterFirstSync's, ~2 s after the
+        // read) finds them all keyless and re-reads the whole folder
+        await this.#reader.fillStats(1, () => this.#stopped);
         const { paths, problems } = await this.#reader.staleFiles();
         for (const p of problems) this.#report(p);
         // re-read in slices, a few files at a time, each slice a turn of its own: a file read at

@@ -5,7 +5,7 @@ import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManifestsReader } from '../../src/source/manifests.js';
+import { ManifestsReader, ManifestsSource } from '../../src/source/manifests.js';
 
 const service = (name: string, port = 80) => `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  ports:\n    - port: ${port}\n`;
 
@@ -29,4 +29,26 @@ test('a first read stat\'ed later: unchanged files get their keys, a file change
   const { changes } = r.update(stale);
   t.is(changes.length, 1);
   t.is((changes[0]!.obj as { spec?: { ports?: Array<{ port?: number }> } }).spec?.ports?.[0]?.port, 8080);
+});
+
+// the start reads without stats and fillStats keys the files 3 s later; the first rescan comes ~2 s
+// after the read (afterFirstSync): it must key those files by the same rule, not re-read them all
+test.serial('a rescan before fillStats has run keys the start\'s settled files instead of re-reading them', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-first-read-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (let i = 0; i < 20; i++) writeFileSync(join(dir, `s${i}.yaml`), service(`s${i}`));
+  await new Promise((r) => setTimeout(r, 2100));
+  const src = new ManifestsSource({ dir, watch: false, rescanMs: 60_000 });
+  t.teardown(() => src.stop());
+  await src.start();
+  const update = ManifestsReader.prototype.update;
+  let reread = 0;
+  ManifestsReader.prototype.update = function (this: ManifestsReader, paths: string[]) {
+    reread += paths.length;
+    return update.call(this, paths);
+  };
+  t.teardown(() => { ManifestsReader.prototype.update = update; });
+  await src.scan();
+  t.is(reread, 0);
+  t.truthy(src.store.get('Service', 'default/s19'));
 });
