@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../src/agent/agent.js';
 import { FakeDataplane } from '../../src/dataplane/fake.js';
+import type { Dataplane } from '../../src/dataplane/types.js';
 import { ManifestsSource } from '../../src/source/manifests.js';
 import { toJson } from '../../src/model/canonical.js';
 import { compile } from '../../src/compile/compile.js';
@@ -138,6 +139,19 @@ test('when the maps would overflow, whole Services are left out by name and the 
   t.regex(await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_services_over_capacity'), / 1\n?$/m);
 });
 
+
+/** An agent over a manifests folder (no watch, no rescan) whose info lines are kept in `lines`. */
+function loggedAgent(dir: string, dp: Dataplane): { lines: Array<Record<string, unknown>>; source: ManifestsSource; agent: Agent } {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = { ...silentLogger, info: (o: unknown) => { if (typeof o === 'object' && o) lines.push(o as Record<string, unknown>); } } as unknown as Logger;
+  const source = new ManifestsSource({ dir, rescanMs: 0, watch: false });
+  const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  return { lines, source, agent };
+}
+
 test('compiled ahead while the data plane loads: a change made during the load still reaches the first sync', async (t) => {
   // the agent compiles the source's objects while init() runs (the BPF verifier, ~1.5 s at start);
   // the first sync must still see what changed after that compile, and log the compile it ran
@@ -152,13 +166,7 @@ test('compiled ahead while the data plane loads: a change made during the load s
   const { dir, dp } = setup(t, new SlowInit());
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
   writeFileSync(join(dir, 'api.yaml'), webYaml(['10.244.3.1']).replace(/\bweb\b/g, 'api').replace('10.96.0.10', '10.96.0.11'));
-  const lines: Array<Record<string, unknown>> = [];
-  const log = { ...silentLogger, info: (o: unknown) => { if (typeof o === 'object' && o) lines.push(o as Record<string, unknown>); } } as unknown as Logger;
-  const source = new ManifestsSource({ dir, rescanMs: 0, watch: false });
-  const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) }, {
-    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
-    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
-  });
+  const { lines, source, agent } = loggedAgent(dir, dp);
   const started = agent.start();
   t.teardown(() => agent.stop());
   // the source has been read and compiled; the load still runs: one Service changes, one goes
@@ -182,13 +190,7 @@ test('a sync that wrote logs when the kernel held it (appliedAt, epoch ms) betwe
   // poll sees the kernel only when the bench runs, which a loaded machine delays past the agent's sync
   const { dir, dp } = setup(t, new FakeDataplane());
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
-  const lines: Array<Record<string, unknown>> = [];
-  const log = { ...silentLogger, info: (o: unknown) => { if (typeof o === 'object' && o) lines.push(o as Record<string, unknown>); } } as unknown as Logger;
-  const source = new ManifestsSource({ dir, rescanMs: 0, watch: false });
-  const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) }, {
-    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
-    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
-  });
+  const { lines, source, agent } = loggedAgent(dir, dp);
   const before = performance.timeOrigin + performance.now();
   await agent.start();
   t.teardown(() => agent.stop());
