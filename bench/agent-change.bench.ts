@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
 import { endpointSlice, node, podIp, service, clusterIp, NODE_NAME, NODE_IP, type ClusterShape } from './gen.js';
-import { defineBench, stats, type BenchContext, type TimeStats } from './lib.js';
+import { agentLogLines, defineBench, stats, type BenchContext, type TimeStats } from './lib.js';
 import { bundle } from './agent.bench.js';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import * as L from '../src/dataplane/bpf/layout.js';
@@ -203,28 +203,6 @@ export interface FirstSyncSteps {
   totalMs: number;
 }
 
-/** Collects the agent's JSON log lines of one message from its stderr (the first `max` of them). */
-function logLines(p: LabProcess, msg: string, max = 1): Array<Record<string, unknown>> {
-  const got: Array<Record<string, unknown>> = [];
-  let buf = '';
-  const onData = (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (!l.includes(`"${msg}"`)) continue;
-      try {
-        const o = JSON.parse(l) as Record<string, unknown>;
-        if (o.msg === msg) got.push(o);
-      } catch { /* not a log line */ }
-      if (got.length >= max) p.child.stderr!.off('data', onData);
-    }
-  };
-  p.child.stderr!.on('data', onData);
-  return got;
-}
-
 async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, cli: string, tag = ''): Promise<ChangeResult> {
   // the tag is for the log ('r1 base '); names of namespaces, folders and pin roots take it without
   // spaces (a pin root named with spaces was passed through tools that split on them)
@@ -255,11 +233,11 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     agent.child.stdout!.pipe(out);
     agent.child.stderr!.on('data', (d: Buffer) => out.write(d));
   }
-  const startLine = logLines(agent, 'data plane loaded and source started');
+  const startLine = agentLogLines(agent, 'data plane loaded and source started', 1);
   // with KBP_BENCH_AGENT_ARGS='--v 2' the agent logs every sync's steps: the changes' are summarized too
-  const syncLines = logLines(agent, 'sync steps', 2 * samples + 20);
+  const syncLines = agentLogLines(agent, 'sync steps', 2 * samples + 20);
   // the full GC the agent runs once after a big sync (src/util/heap-trim.ts): the changes start after it
-  const gcLines = logLines(agent, 'collected the garbage of a big sync (full GC)');
+  const gcLines = agentLogLines(agent, 'collected the garbage of a big sync (full GC)', 1);
   // the first sync that holds every frontend, from the agent's log (no /metrics scrape while it
   // starts: a scrape's map counts would take CPU from the sync being timed); an older build that
   // does not log its steps is polled through /metrics every 2 s

@@ -12,8 +12,9 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { Lab, type LabProcess } from '../testing/netns.js';
+import { Lab } from '../testing/netns.js';
 import { endpointSlice, node, service, NODE_NAME, NODE_IP, type ClusterShape } from './gen.js';
+import { agentLogLines } from './lib.js';
 
 const N = Number(process.env.N ?? 10_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -30,23 +31,6 @@ function cpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 function loadavg(): number { return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]); }
-
-/** the agent's JSON log lines whose msg is one of `msgs`, as they arrive */
-function logLines(p: LabProcess, msgs: string[]): Array<Record<string, unknown>> {
-  const got: Array<Record<string, unknown>> = [];
-  let buf = '';
-  p.child.stderr!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (!msgs.some((m) => l.includes(`"${m}"`))) continue;
-      try { got.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not a log line */ }
-    }
-  });
-  return got;
-}
 
 const folder = mkdtempSync(join(tmpdir(), 'kbp-first-start-'));
 writeFileSync(join(folder, 'node.yaml'), stringify(node()));
@@ -81,7 +65,7 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
     const started = Date.now();
     const agent = lab.spawn(ns, process.execPath, [...prof, cli, 'run', ...from, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
       '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '', ...EXTRA], { what: `agent ${tag}` });
-    const lines = logLines(agent, ['data plane loaded and source started', 'sync steps']);
+    const lines = agentLogLines(agent, ['data plane loaded and source started', 'sync steps']);
     // LOG_DIR: the agent's whole log, each line's time relative to the spawn
     if (process.env.LOG_DIR) {
       const out = createWriteStream(join(process.env.LOG_DIR, `agent-${tag}-${src}-${started}.log`));

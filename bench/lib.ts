@@ -10,6 +10,7 @@
 // the machine's load.
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
+import type { LabProcess } from '../testing/netns.js';
 
 export interface Metric {
   /** unique within the bench; baselines refer to it */
@@ -227,4 +228,30 @@ export function formatValue(value: number, unit: string): string {
   if (unit === 'ms' && value < 1) return `${num(value * 1000)} µs`;
   if (unit === '%') return `${num(value)}%`;
   return `${num(value)} ${unit}`;
+}
+
+/**
+ * Collects a spawned agent's JSON log lines whose msg is one of `msgs` from its stderr, as they
+ * arrive (the first `max` of them; then it stops listening).
+ */
+export function agentLogLines(p: LabProcess, msgs: string | readonly string[], max = Infinity): Array<Record<string, unknown>> {
+  const want = typeof msgs === 'string' ? [msgs] : msgs;
+  const got: Array<Record<string, unknown>> = [];
+  let buf = '';
+  const onData = (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (!want.some((m) => l.includes(`"${m}"`))) continue;
+      try {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        if (want.includes(o.msg as string)) got.push(o);
+      } catch { /* not a log line */ }
+      if (got.length >= max) p.child.stderr!.off('data', onData);
+    }
+  };
+  p.child.stderr!.on('data', onData);
+  return got;
 }

@@ -29,7 +29,7 @@ import { bundle } from './agent.bench.js';
 import { nftRuleset, NFT_TABLE as KP_TABLE } from './baseline/nftables.js';
 import { servicePortsOf } from './baseline/services.js';
 import type { BulkStats } from '../src/dataplane/nftables/native.js';
-import { defineBench, stats as stats2, type BenchContext, type TimeStats } from './lib.js';
+import { agentLogLines, defineBench, stats as stats2, type BenchContext, type TimeStats } from './lib.js';
 
 const self = fileURLToPath(import.meta.url);
 const direct = process.argv[1] !== undefined && fileURLToPath(new URL(`file://${process.argv[1]}`)) === self;
@@ -322,20 +322,7 @@ async function agentNftables(ctx: BenchContext, lab: Lab, n: number, samples: nu
   const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--mode', 'nftables', '--manifests', mdir, '--node-name', NODE_NAME,
     '--node-ip', NODE_IP, '--bpffs', pins, '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249', '--v', '2'], { what: `agent nftables ${n}` });
   // the agent's 'sync steps' lines (--v 2 logs every sync's): where a change's sync spends its time
-  const steps: Array<Record<string, number | boolean>> = [];
-  let buf = '';
-  agent.child.stderr!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (!l.includes('"sync steps"')) continue;
-      try {
-        steps.push(JSON.parse(l) as Record<string, number | boolean>);
-      } catch { /* not a log line */ }
-    }
-  });
+  const steps = agentLogLines(agent, 'sync steps') as Array<Record<string, number | boolean>>;
   try {
     let first: { count: number; sum: number; frontends: number } | undefined;
     while (Date.now() - started < 600_000) {
