@@ -131,33 +131,49 @@ function fullSyncOurs(snap: Snapshot, d: Loaded, loadMs: number, T: Tree = OURS)
   return { totalMs: cpu.totalMs, compileMs: cpu.compileMs, planMs: cpu.planMs, diffMs: cpu.diffMs, applyMs: cpu.applyMs, loadMs, ops: ops.length, batches: r.batches, plan, cpu };
 }
 
+/** a one-change series' wall ms per change, in all and by step */
+interface StepSamples { total: number[]; compile: number[]; plan: number[]; diff: number[]; apply: number[] }
+/** where a one-change series ended, to go on from: the compiler, the last plan and snapshot, each Service's endpoint variant */
+interface ChangeChain { compile: CompileFn; prev: Plan; cur: Snapshot; variant: Map<number, number>; lastOps: number }
+
 /**
- * One endpoint change at a time from a full sync's maps and plan, as the agent does it (see the
- * series in measureSize, which also times each step); bounded in count and time. Returns the wall ms
- * of each change (compile + plan + diff + apply).
+ * One endpoint change at a time from a full sync's maps and plan, as the agent does it: changed
+ * snapshot -> kernel updated, bounded in count and time. Returns each change's wall ms (compile +
+ * plan + diff + apply) in all and by step, and the chain to go on from.
  */
-function changeRun(T: Tree, snap: Snapshot, shape: ClusterShape, n: number, d: Loaded, plan: Plan, max: number, budgetMs: number): number[] {
+function changeRun(T: Tree, snap: Snapshot, shape: ClusterShape, n: number, d: Loaded, plan: Plan, max: number, budgetMs: number): { samples: StepSamples; chain: ChangeChain } {
   const compile = T.newCompiler();
+  // the incremental compiler's memory of the synced state, and a plan built from its state (the
+  // agent's compiler and plans form one chain: the plan follows compile's change record only from
+  // the state it was built on); the full sync wrote the same maps, so this writes nothing
   let prev = T.buildPlan(compile(snap).state, plan, { seed: SEED, consumePrev: true });
   d.maps.apply(T.diffPlans(plan, prev));
   T.releaseSlots(prev);
-  const out: number[] = [];
+  const samples: StepSamples = { total: [], compile: [], plan: [], diff: [], apply: [] };
+  let cur = snap, lastOps = 0;
   const variant = new Map<number, number>();
-  let cur = snap;
   const started = performance.now();
   for (let k = 0; k < max && (k < 3 || performance.now() - started < budgetMs); k++) {
     const i = (k * 7919 + 13) % n;
     const v = variant.get(i) ? 0 : 1;
     variant.set(i, v);
     const { snap: next, changed } = endpointChange(cur, shape, i, v);
+    // the agent's one-change path (agent.ts #sync): the source's record of the changed key, a plan
+    // that takes the previous one's maps instead of copying them, slots released once written
     const t0 = performance.now();
-    const p = T.buildPlan(compile(next, changed).state, prev, { seed: SEED, consumePrev: true });
-    d.maps.apply(T.diffPlans(prev, p));
-    out.push(performance.now() - t0);
+    const { state } = compile(next, changed);
+    const t1 = performance.now();
+    const p = T.buildPlan(state, prev, { seed: SEED, consumePrev: true });
+    const t2 = performance.now();
+    const ops = T.diffPlans(prev, p);
+    const t3 = performance.now();
+    d.maps.apply(ops);
+    const t4 = performance.now();
     T.releaseSlots(p, prev);
-    prev = p; cur = next;
+    samples.total.push(t4 - t0); samples.compile.push(t1 - t0); samples.plan.push(t2 - t1); samples.diff.push(t3 - t2); samples.apply.push(t4 - t3);
+    prev = p; cur = next; lastOps = ops.length;
   }
-  return out;
+  return { samples, chain: { compile, prev, cur, variant, lastOps } };
 }
 
 /** per tree: each round's full sync (by step) and one-change p50 / p99; rounds in alternating order */
@@ -185,7 +201,7 @@ function abRounds(ctx: BenchContext, lab: GuardedLab, stateDir: string, n: numbe
       try {
         const { plan, ...sync } = fullSyncOurs(snap, m.d, performance.now() - t0, T);
         if (rec) (res.full[T.name] ??= []).push(sync);
-        const xs = changeRun(T, snap, shape, n, m.d, plan, maxChanges, budgetMs);
+        const xs = changeRun(T, snap, shape, n, m.d, plan, maxChanges, budgetMs).samples.total;
         const s = stats(xs);
         if (rec) (res.change[T.name] ??= []).push({ p50: s.median, p99: s.p99, samples: xs });
       } finally {
@@ -296,39 +312,11 @@ async function measureSize(ctx: BenchContext, lab: GuardedLab, stateDir: string,
   ctx.log(`${n} Services: nft -f of ${nftText.chains} chains, ${nftText.elements} elements: ${fmtRestore(nft)}`);
 
   // ---- one endpoint change at a time: changed snapshot -> kernel updated (ours), bounded in count and time
-  const compile = newCompiler();
-  // the incremental compiler's memory of the synced state, and a plan built from its state (the
-  // agent's compiler and plans form one chain: the plan follows compile's change record only from
-  // the state it was built on); the full sync above wrote the same maps, so this writes nothing
-  let prev = buildPlan(compile(snap).state, plan!, { seed: SEED, consumePrev: true });
-  live!.d.maps.apply(diffPlans(plan!, prev));
-  releaseSlots(prev);
   const maxSamples = quick ? 30 : 200;
   const budgetMs = quick ? 4_000 : big ? 30_000 : 15_000;
-  const samples = { total: [] as number[], compile: [] as number[], plan: [] as number[], diff: [] as number[], apply: [] as number[] };
-  let cur = snap, lastOps = 0;
-  const variant = new Map<number, number>();
-  const started = performance.now();
-  for (let k = 0; k < maxSamples && (k < 3 || performance.now() - started < budgetMs); k++) {
-    const i = (k * 7919 + 13) % n;
-    const v = variant.get(i) ? 0 : 1;
-    variant.set(i, v);
-    const { snap: next, changed } = endpointChange(cur, shape, i, v);
-    // the agent's one-change path (agent.ts #sync): the source's record of the changed key, a plan
-    // that takes the previous one's maps instead of copying them, slots released once written
-    const t0 = performance.now();
-    const { state } = compile(next, changed);
-    const t1 = performance.now();
-    const p = buildPlan(state, prev, { seed: SEED, consumePrev: true });
-    const t2 = performance.now();
-    const ops = diffPlans(prev, p);
-    const t3 = performance.now();
-    live!.d.maps.apply(ops);
-    const t4 = performance.now();
-    releaseSlots(p, prev);
-    samples.total.push(t4 - t0); samples.compile.push(t1 - t0); samples.plan.push(t2 - t1); samples.diff.push(t3 - t2); samples.apply.push(t4 - t3);
-    prev = p; cur = next; lastOps = ops.length;
-  }
+  const { samples, chain } = changeRun(OURS, snap, shape, n, live!.d, plan!, maxSamples, budgetMs);
+  const { compile, variant, lastOps } = chain;
+  let { prev, cur } = chain;
   // where the map writes of a change go: a few more changes, each run of same-kind ops applied and
   // timed on its own (BpfMaps.apply does the same runs in the same order, in one call)
   const byOp = new Map<string, number[]>();
