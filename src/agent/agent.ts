@@ -136,11 +136,11 @@ export class Agent {
     // the data plane loads (the BPF verifier on the thread pool) while the source reads its objects:
     // at 10,000 Services each took over a second (issue 10: the first sync after start); the runner
     // starts only after both, so no sync sees the data plane half-ready
-    let t1 = t0, loaded = false;
+    let t1 = t0;
     this.#loaded = false;
     const init = this.#dp.init().then(() => {
       t1 = performance.now();
-      loaded = this.#loaded = true;
+      this.#loaded = true;
     });
     init.catch(() => {}); // awaited below; a source that fails first must not leave it unhandled
     this.#unsubscribe = this.#source.store.onChange((kind, key) => {
@@ -179,7 +179,7 @@ export class Agent {
     // (an empty folder), about what reading 10,000 files takes: where it outlasts the source, the
     // compile (~0.5 s at 10,000 Services) no longer waits for it (docs/PERF.md, session 10)
     const steps = this.#ahead.steps, whileListing = this.#ahead.ms;
-    const ahead = loaded ? 0 : this.#compileAhead();
+    const ahead = this.#loaded ? 0 : this.#compileAhead();
     const ta = performance.now();
     await init;
     this.#dpReady = true;
