@@ -308,7 +308,7 @@ class KindWatcher<K extends Kind> {
       // the first list of every kind ends, nothing syncs from the store. A relist keeps the store as
       // it was until it is complete
       const store = this.#s.store;
-      const byPage = !this.listed && kindSize(store, this.kind) === 0;
+      const byPage = !this.listed && store.size(this.kind) === 0;
       const onPage = byPage ? (items: readonly KindMap[K][]) => {
         try {
           for (const o of items) store.upsert(this.kind, o);
@@ -530,11 +530,6 @@ class SourceWatch<K extends Kind> extends Watch {
       return dead();
     }
   }
-}
-
-function kindSize(store: ObjectStore, kind: Kind): number {
-  const v = store.view();
-  return (kind === 'Service' ? v.services : kind === 'EndpointSlice' ? v.endpointSlices : v.nodes).size;
 }
 
 function sameVersion(a: { metadata?: { resourceVersion?: string } }, b: { metadata?: { resourceVersion?: string } }): boolean {

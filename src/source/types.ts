@@ -127,6 +127,11 @@ export class ObjectStore {
     return this.#maps[kind].get(key);
   }
 
+  /** how many objects of a kind are stored */
+  size(kind: Kind): number {
+    return this.#maps[kind].size;
+  }
+
   /**
    * The store's own maps, read-only, in O(1): what a snapshot would hold now, and later changes too.
    * For a reader that is done before it yields (the agent's compile); snapshot() for one that is not.
