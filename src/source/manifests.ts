@@ -515,7 +515,7 @@ export class ManifestsReader {
       try {
         const st = statSync(p);
         f.ino = st.ino;
-        if (st.ctimeMs <= u.readFrom - 2000) f.stat = keyOf(st);
+        if (st.ctimeMs <= u.readFrom - RACY_MS) f.stat = keyOf(st);
       } catch {
         // gone: the watch or the rescan sees that
       }
@@ -746,13 +746,7 @@ export class ManifestsSource implements Source {
    */
   afterFirstSync(): void {
     if (this.#stopped || !(this.#opts.rescanMs > 0)) return;
-    if (this.#rescan) clearTimeout(this.#rescan);
-    this.#rescan = setTimeout(() => {
-      this.scan()
-        .catch((e: unknown) => this.#report({ path: this.#opts.dir, message: `rescan failed: ${(e as Error).message}` }))
-        .finally(() => this.#nextRescan());
-    }, Math.max(0, this.#readAt + RACY_MS + 100 - performance.now()));
-    this.#rescan.unref();
+    this.#armRescan(Math.max(0, this.#readAt + RACY_MS + 100 - performance.now()));
   }
 
   #fillStats: NodeJS.Timeout | undefined;
@@ -764,13 +758,17 @@ export class ManifestsSource implements Source {
    */
   #nextRescan(): void {
     if (this.#stopped || !(this.#opts.rescanMs > 0)) return;
-    const every = Math.max(this.#opts.rescanMs, RESCAN_MS_PER_FILE * this.#reader.fileCount);
+    this.#armRescan(Math.max(this.#opts.rescanMs, RESCAN_MS_PER_FILE * this.#reader.fileCount));
+  }
+
+  /** The rescan, in delayMs (instead of one armed before); the next periodic one is armed after it. */
+  #armRescan(delayMs: number): void {
     if (this.#rescan) clearTimeout(this.#rescan);
     this.#rescan = setTimeout(() => {
       this.scan()
         .catch((e: unknown) => this.#report({ path: this.#opts.dir, message: `rescan failed: ${(e as Error).message}` }))
         .finally(() => this.#nextRescan());
-    }, every);
+    }, delayMs);
     this.#rescan.unref();
   }
 
