@@ -444,9 +444,19 @@ function plainEndpoint(e: unknown, family: Family | 0, ports: ReadonlyMap<string
     if ((!unset(ready) && typeof ready !== 'boolean') || (!unset(serving) && typeof serving !== 'boolean')
       || (!unset(terminating) && typeof terminating !== 'boolean')) return undefined;
   }
+  return plainModel(addrs[0] as string, family, ready, serving, terminating, nodeName, zone, ports);
+}
+
+/**
+ * An endpoint's model from values the plain path has checked (booleans or unset, strings or unset):
+ * an unset condition reads as kube-proxy reads it (ready and serving true, terminating false).
+ */
+function plainModel(address: string, family: Family, ready: unknown, serving: unknown, terminating: unknown, nodeName: unknown, zone: unknown,
+  ports: ReadonlyMap<string, number>): EndpointModel {
   return {
-    address: addrs[0] as string, family, ready: (ready as boolean | null | undefined) ?? true, serving: (serving as boolean | null | undefined) ?? true,
-    terminating: (terminating as boolean | null | undefined) ?? false, nodeName: nodeName ?? '', zone: zone ?? '', forZones: null, forNodes: null, ports,
+    address, family, ready: (ready as boolean | null | undefined) ?? true, serving: (serving as boolean | null | undefined) ?? true,
+    terminating: (terminating as boolean | null | undefined) ?? false, nodeName: (nodeName as string | null | undefined) ?? '',
+    zone: (zone as string | null | undefined) ?? '', forZones: null, forNodes: null, ports,
   };
 }
 
@@ -545,10 +555,7 @@ export function normalizeEndpointSlice(raw: unknown, key: string, errors: Object
       const address = packed[i] as string;
       if (!checked && family === 4 && isIPv4(address)) {
         const cond = part.conditions;
-        endpoints.push({
-          address, family, ready: (cond?.ready as boolean | undefined) ?? true, serving: (cond?.serving as boolean | undefined) ?? true,
-          terminating: (cond?.terminating as boolean | undefined) ?? false, nodeName: part.nodeName ?? '', zone: part.zone ?? '', forZones: null, forNodes: null, ports,
-        });
+        endpoints.push(plainModel(address, family, cond?.ready, cond?.serving, cond?.terminating, part.nodeName, part.zone, ports));
       } else endpoint(unpackEndpoint(packed, i), n);
       i += part.ref ? 3 : 2;
     }
