@@ -129,10 +129,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
           const full = parsePage<T>(await fetchPage(kc, apiPath, opts).answer, what);
           if (!admit) return { resourceVersion: full.resourceVersion, items: full.items };
           const kept: U[] = [];
-          for (const it of full.items) {
-            const a = admit(it);
-            if (a !== undefined) kept.push(a);
-          }
+          admitAll(full.items, admit, kept);
           onPage?.(kept);
           return { resourceVersion: full.resourceVersion, items: kept };
         }
@@ -141,10 +138,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       if (token === undefined) resourceVersion = page.resourceVersion;
       if (admit) {
         const from = items.length;
-        for (const it of page.items) {
-          const a = admit(it);
-          if (a !== undefined) items.push(a);
-        }
+        admitAll(page.items, admit, items as U[]);
         onPage?.(items.slice(from) as U[]);
       } else for (const it of page.items) items.push(it);
       token = page.continue || undefined;
@@ -156,6 +150,14 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
     ahead?.cancel();
   }
   return { resourceVersion, items };
+}
+
+/** each item through admit; the ones it keeps pushed onto out */
+function admitAll<T, U>(items: readonly T[], admit: (item: T) => U | undefined, out: U[]): void {
+  for (const it of items) {
+    const a = admit(it);
+    if (a !== undefined) out.push(a);
+  }
 }
 
 /**
