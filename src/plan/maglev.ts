@@ -139,12 +139,7 @@ export function maglevHashesInto(address: string, port: number, seed: number, ou
   const len = address.length;
   for (let i = 0; i < len; i++) {
     const c = address.charCodeAt(i);
-    if (c > 0x7f) {
-      const id = maglevIdentity({ address, port });
-      out[at] = murmur3(id, seed);
-      out[at + 1] = murmur3(id, seed2);
-      return;
-    }
+    if (c > 0x7f) return hashesOfIdentity(address, port, seed, seed2, out, at);
     k |= c << ((n & 3) << 3);
     if ((++n & 3) === 0) {
       h1 = mixBlock(h1, k);
@@ -154,12 +149,7 @@ export function maglevHashesInto(address: string, port: number, seed: number, ou
   }
   // '|' and the port's decimal digits (String(port) of an integer port: no sign, no leading zero)
   let p = Math.trunc(port), div = 1;
-  if (p !== port || p < 0 || p > 0xffffffff) {
-    const id = maglevIdentity({ address, port });
-    out[at] = murmur3(id, seed);
-    out[at + 1] = murmur3(id, seed2);
-    return;
-  }
+  if (p !== port || p < 0 || p > 0xffffffff) return hashesOfIdentity(address, port, seed, seed2, out, at);
   while (div * 10 <= p) div *= 10;
   for (let c = 0x7c; ; ) {
     k |= c << ((n & 3) << 3);
@@ -176,6 +166,13 @@ export function maglevHashesInto(address: string, port: number, seed: number, ou
   }
   out[at] = finish(h1, k, n & 3, n);
   out[at + 1] = finish(h2, k, n & 3, n);
+}
+
+/** maglevHashesInto's way for what it does not take byte by byte: through the identity's string */
+function hashesOfIdentity(address: string, port: number, seed: number, seed2: number, out: Float64Array | Uint32Array, at: number): void {
+  const id = maglevIdentity({ address, port });
+  out[at] = murmur3(id, seed);
+  out[at + 1] = murmur3(id, seed2);
 }
 
 /** The identity a member's permutation is derived from. */
