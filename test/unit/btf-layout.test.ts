@@ -337,6 +337,14 @@ test('codecs round-trip and put ports in network order, ids in host order', (t) 
   t.deepEqual(layout.decodeFrontend(fb), fe);
   const be = { address: 'fd00::1', port: 8080, protocol: 'TCP' as const, flags: layout.LB_BE_F_TERMINATING | layout.LB_BE_F_LOCAL };
   t.deepEqual(layout.decodeBackend(layout.encodeBackend(be)), be);
+  // the first sync's way for dotted quads writes encodeBackend's bytes, over whatever the buffer held
+  for (const [address, port, protocol, flags] of [['10.0.0.1', 80, 'TCP', 0], ['255.255.255.255', 65535, 'UDP', 3], ['0.0.0.0', 0, 'SCTP', 1]] as const) {
+    const v4 = address.split('.').reduce((v, o) => v * 256 + Number(o), 0);
+    const fast = Buffer.alloc(layout.BACKEND.size + 4, 0xaa);
+    layout.encodeBackendV4(v4, port, layout.protoNum(protocol), flags, fast, 2);
+    t.deepEqual(fast.subarray(2, 2 + layout.BACKEND.size), layout.encodeBackend({ address, port, protocol, flags }), address);
+    t.deepEqual([fast[0], fast[1], fast[2 + layout.BACKEND.size], fast[3 + layout.BACKEND.size]], [0xaa, 0xaa, 0xaa, 0xaa]);
+  }
   // several structs packed into one batch buffer
   const batch = Buffer.alloc(2 * layout.SLOT_KEY.size);
   layout.encodeSlotKey({ feId: 1, slot: 0 }, batch, 0);
