@@ -5,7 +5,7 @@
 // the Service's key, so it does not move when other Services come and go; only when two hash to the
 // same value does the later one (by key) probe on to the next free value.
 import { createHash } from 'node:crypto';
-import { formatCidr, ipFrom16, ipTo16, parseCidr, type Cidr, type Family } from '../util/ip.js';
+import { familyOfValid, formatCidr, ipFrom16, ipTo16, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import type { NodePortRange, ObjectError, ServiceModel } from '../model/types.js';
 import { KbpError } from '../util/errors.js';
 
@@ -201,7 +201,7 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
     if (s.clusterIPs.length) {
       // a Service that asks for dual-stack but names one clusterIP gets the other family allocated
       if (s.clusterIPs.length === 1 && s.ipFamilyPolicy !== 'SingleStack') {
-        const other: Family = s.clusterIPs[0]!.includes(':') ? 4 : 6;
+        const other: Family = familyOfValid(s.clusterIPs[0]!) === 4 ? 6 : 4;
         const ip = pools.get(other)?.allocate(`${s.key}/${other}`, usedIPs);
         if (ip) {
           clusterIPs = [s.clusterIPs[0]!, ip];

@@ -7,7 +7,7 @@
 import type { FrontendType, NodeBackend, NodeFrontend, Scope } from '../model/compiled.js';
 import type { ObjectError, ServiceEndpoints, ServiceModel } from '../model/types.js';
 import { addressKey, frontendKey } from '../model/canonical.js';
-import { cidrContains, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
+import { cidrContains, familyOfValid, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import type { Allocation } from './allocate.js';
 import { categorizeEndpoints, resolveCandidates } from './topology.js';
 import { EMPTY } from '../model/normalize.js';
@@ -83,14 +83,14 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
   });
   for (const ip of [...externalIPs, ...lbIPs]) {
     const f = ipFamily(ip);
-    if (!alloc.clusterIPs.some((c) => (c.includes(':') ? 6 : 4) === f)) {
+    if (!alloc.clusterIPs.some((c) => familyOfValid(c) === f)) {
       const field = externalIPs.includes(ip) ? `spec.externalIPs[${svc.externalIPs.indexOf(ip)}]` : 'status.loadBalancer.ingress';
       warn(field, `${ip} is of a family the Service does not have (ipFamilies): ignored`);
     }
   }
 
   for (const clusterIP of alloc.clusterIPs) {
-    const family: Family = clusterIP.includes(':') ? 6 : 4;
+    const family = familyOfValid(clusterIP);
     const famEps = eps ? (family === 4 ? eps.v4 : eps.v6) : [];
     const fLB = lbIPs.filter((ip) => ipFamily(ip) === family);
     const fExt = externalIPs.filter((ip) => ipFamily(ip) === family);

@@ -9,6 +9,11 @@ export function ipFamily(address: string): Family | 0 {
   return isIPv4(address) ? 4 : isIPv6(address) ? 6 : 0;
 }
 
+/** The family of an address already checked to be one (a model's, a plan's): a colon means IPv6. */
+export function familyOfValid(address: string): Family {
+  return address.includes(':') ? 6 : 4;
+}
+
 /** Parses an address into its 16-byte data-plane form; throws on anything that is not an IP address. */
 export function ipTo16(address: string): Uint8Array {
   const out = new Uint8Array(16);

@@ -2,6 +2,7 @@
 // the VIPs for the dummy device, and the elements of the nft sets that do what IPVS cannot.
 import type { Plan, PlanFrontend } from '../../plan/types.js';
 import type { NodePortRange } from '../../model/types.js';
+import { familyOfValid } from '../../util/ip.js';
 import { FAMILIES, firewallElements, HELPER_SETS, localBackendElements, type Fam } from '../nftables/helpers.js';
 import { IPVS_SETS, type Elements } from './nft.js';
 import { SVC_F_MH_FALLBACK, SVC_F_MH_PORT, SVC_F_PERSISTENT, vsKey, type RealServer, type VirtualServer } from './ipvs.js';
@@ -54,7 +55,6 @@ export interface ModelOptions {
 
 const proto = (p: string) => p.toLowerCase();
 export const rsKey = (d: { address: string; port: number }) => `${d.address}|${d.port}`;
-const famOf = (a: string): Fam => (a.includes(':') ? 6 : 4);
 const unspecified = (a: string) => a === '0.0.0.0' || a === '::';
 
 /** Real servers of a frontend: weight 1; terminating ones 0 while another is left (KEP-1669: keep flows, take none). */
@@ -96,7 +96,7 @@ export function tupleKey(f: { address: string; port: number; protocol: string })
 export function frontendPart(plan: Plan, f: PlanFrontend, inner: PlanFrontend | undefined, o: ModelOptions): FrontendPart {
   const part: FrontendPart = { services: [], vips: [], elements: [] };
   const add = (set: string, e: string) => { part.elements.push([set, e]); };
-  const fam = famOf(f.address);
+  const fam = familyOfValid(f.address);
   const addresses = unspecified(f.address) ? o.nodeAddresses[fam] : [f.address];
   const dests = realServers(plan, f);
   const tuple = (a: string) => `${a} . ${proto(f.protocol)} . ${f.port}`;

@@ -5,6 +5,7 @@
 // itself, is meant to reuse them as they are, filling the same sets from the same plan.
 //
 // Every name here is fixed: the sets are created once, with the table, and only their elements change.
+import { familyOfValid } from '../../util/ip.js';
 
 /** The table of the nftables data plane (inet: one table, one transaction, both families). */
 export const NFT_TABLE = 'kube-bpf-proxy-nft';
@@ -62,7 +63,7 @@ const IFNAME = /^[A-Za-z0-9_.:@+-]{1,15}$/;
  */
 export function notLocalMatch(d: LocalDetector | undefined, f: Fam): string | undefined {
   if (!d) return undefined;
-  const cidr = d.cidrs.find((c) => (c.includes(':') ? 6 : 4) === f);
+  const cidr = d.cidrs.find((c) => familyOfValid(c) === f);
   if (cidr) return `${ipk(f)} saddr != ${cidr}`;
   for (const [what, name, suffix] of [['detectLocal.bridgeInterface', d.bridgeInterface, ''], ['detectLocal.interfaceNamePrefix', d.interfaceNamePrefix, '*']] as const) {
     if (name === undefined) continue;
@@ -118,7 +119,7 @@ export function chain(name: string, rules: string[], base?: string): string {
 
 /** Element text of the helper sets for one local backend address. */
 export function localBackendElements(address: string): Array<[set: string, element: string]> {
-  const f: Fam = address.includes(':') ? 6 : 4;
+  const f: Fam = familyOfValid(address);
   return [[HELPER_SETS.localBackends(f), address], [HELPER_SETS.hairpin(f), `${address} . ${address}`]];
 }
 
