@@ -1,10 +1,7 @@
 // The human-readable table of a compiled state, shared by `compile` and (later) `dump`.
 import type { CompiledState, NodeState } from '../model/compiled.js';
 import { toCompiledState } from '../model/canonical.js';
-
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
+import { hostPort } from '../util/ip.js';
 
 /** One row per frontend: service, type, frontend, scope, backends (and affinity / source ranges when set). */
 export function formatStateTable(state: NodeState | CompiledState): string {

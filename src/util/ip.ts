@@ -14,6 +14,11 @@ export function familyOfValid(address: string): Family {
   return address.includes(':') ? 6 : 4;
 }
 
+/** `address:port`, an IPv6 address in brackets (`[fd00::1]:80`), as the dump tables print them. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** Parses an address into its 16-byte data-plane form; throws on anything that is not an IP address. */
 export function ipTo16(address: string): Uint8Array {
   const out = new Uint8Array(16);

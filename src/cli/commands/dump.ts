@@ -8,6 +8,7 @@ import { planToCompiledState } from '../../dataplane/plan-to-compiled.js';
 import type { Plan, PlanTable } from '../../plan/types.js';
 import { parseCommandArgs, type Command } from '../command.js';
 import { DEFAULTS } from '../../agent/config.js';
+import { hostPort } from '../../util/ip.js';
 
 const help = `Usage: kube-bpf-proxy dump [-o json|table|stats] [--bpffs PATH] [--mode auto|bpf|ipvs|nftables]
 
@@ -23,10 +24,6 @@ Options:
   -o, --output json|table|stats
   -h, --help
 `;
-
-function fmt(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 /**
  * The tables as `ipvsadm -Ln` prints them: a line per frontend with its packet count, a line per
@@ -45,7 +42,7 @@ export function formatDumpTable(plan: Plan, stats: Map<number, { packets: number
     const sched = pf && pf.maglevM ? `mh(M=${pf.maglevM})` : 'reject';
     const extra = [f.sessionAffinitySeconds ? `persistent ${f.sessionAffinitySeconds}` : '', f.sourceRanges.length ? `from ${f.sourceRanges.join(',')}` : ''].filter(Boolean).join(' ');
     const pk = pf ? stats.get(pf.id)?.packets ?? 0 : 0;
-    lines.push(`${f.protocol.padEnd(4)} ${fmt(f.address, f.port).padEnd(28)} ${f.scope.padEnd(8)} ${sched.padEnd(10)} ${String(pk).padEnd(10)} ${f.service}${f.portName ? `:${f.portName}` : ''} ${f.type}${extra ? ` ${extra}` : ''}`);
+    lines.push(`${f.protocol.padEnd(4)} ${hostPort(f.address, f.port).padEnd(28)} ${f.scope.padEnd(8)} ${sched.padEnd(10)} ${String(pk).padEnd(10)} ${f.service}${f.portName ? `:${f.portName}` : ''} ${f.type}${extra ? ` ${extra}` : ''}`);
     if (f.backends.length === 0) lines.push('  (no backends: refused)');
     const table = pf ? plan.tables.get(pf.tableId) : undefined;
     const weights = slotCounts(table && slotsOf(table));
@@ -53,7 +50,7 @@ export function formatDumpTable(plan: Plan, stats: Map<number, { packets: number
       const id = backendIdOf.get(`${b.address}|${b.port}`);
       // a terminating backend keeps its flows but is in no table: weight 0, as ipvsadm shows a draining real server
       const w = id === undefined ? 0 : weights.get(id) ?? 0;
-      lines.push(`  -> ${fmt(b.address, b.port).padEnd(28)} ${(b.terminating ? 'terminating' : 'active').padEnd(12)} ${w}`);
+      lines.push(`  -> ${hostPort(b.address, b.port).padEnd(28)} ${(b.terminating ? 'terminating' : 'active').padEnd(12)} ${w}`);
     }
   }
   return lines.join('\n') + '\n';

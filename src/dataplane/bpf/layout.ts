@@ -5,7 +5,7 @@
 //
 // Byte order (lb_structs.h): addresses are 16 bytes (IPv4-mapped for IPv4, src/util/ip.ts), ports are
 // network order, ids and everything else are host order (little-endian on every target we build for).
-import { ipFrom16, ipTo16 } from '../../util/ip.js';
+import { ipFrom16, ipTo16, strictV4 } from '../../util/ip.js';
 import type { FrontendType, Protocol, Scope } from '../../model/compiled.js';
 import { KbpError } from '../../util/errors.js';
 
@@ -304,7 +304,7 @@ function alloc(buf: Buffer | undefined, off: number, size: number, name: string)
 // Addresses are the bulk of a full sync's encoding work (100,000+ per sync), so dotted-quad IPv4 is
 // parsed and printed here without intermediate arrays; everything else goes through util/ip.ts.
 function writeAddr(buf: Buffer, off: number, address: string): void {
-  const v4 = parseV4(address);
+  const v4 = strictV4(address);
   if (v4 < 0) {
     buf.set(ipTo16(address), off);
     return;
@@ -312,7 +312,7 @@ function writeAddr(buf: Buffer, off: number, address: string): void {
   writeV4Mapped(buf, off, v4);
 }
 
-/** a dotted quad's value (parseV4's) as its v4-mapped IPv6 address, byte by byte: no checked write */
+/** a dotted quad's value (strictV4's) as its v4-mapped IPv6 address, byte by byte: no checked write */
 function writeV4Mapped(buf: Buffer, off: number, v4: number): void {
   for (let i = 0; i < 10; i++) buf[off + i] = 0;
   buf[off + 10] = 0xff;
@@ -321,29 +321,6 @@ function writeV4Mapped(buf: Buffer, off: number, v4: number): void {
   buf[off + 13] = (v4 >>> 16) & 0xff;
   buf[off + 14] = (v4 >>> 8) & 0xff;
   buf[off + 15] = v4 & 0xff;
-}
-
-/** A canonical dotted quad as a u32, or -1 (anything else, including non-canonical forms). */
-function parseV4(s: string): number {
-  let value = 0, part = 0, digits = 0, dots = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || dots === 3) return -1;
-      value = value * 256 + part;
-      part = 0;
-      digits = 0;
-      dots++;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && part === 0) return -1; // leading zero
-      part = part * 10 + (c - 48);
-      if (++digits > 3 || part > 255) return -1;
-    } else {
-      return -1;
-    }
-  }
-  if (dots !== 3 || digits === 0) return -1;
-  return value * 256 + part;
 }
 
 function readAddr(buf: Buffer, off: number): string {

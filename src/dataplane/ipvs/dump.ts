@@ -5,10 +5,7 @@ import { planToCompiledState } from '../plan-to-compiled.js';
 import { KbpError } from '../../util/errors.js';
 import { IpvsDataplane, cleanupIpvs } from './dataplane.js';
 import { SVC_F_MH_FALLBACK, SVC_F_MH_PORT, SVC_F_PERSISTENT, type RealServer, type VirtualServer } from './ipvs.js';
-
-function hostPort(a: string, p: number): string {
-  return a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
-}
+import { hostPort } from '../../util/ip.js';
 
 /** The mh scheduler's flags as ipvsadm prints them after its name: " (mh-fallback,mh-port)" */
 function schedFlags(vs: VirtualServer): string {

@@ -9,10 +9,7 @@ import { readNftState, removeTable, tableExists } from './dataplane.js';
 import { NFT_TABLE } from './helpers.js';
 import { nftStatePath, removeState } from './state.js';
 import { membersOf } from './ruleset.js';
-
-function fmt(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
+import { hostPort } from '../../util/ip.js';
 
 /** One block per frontend; Weight 1 for a backend new connections may choose, 0 for a draining one. */
 export function formatNftTable(plan: Plan): string {
@@ -25,11 +22,11 @@ export function formatNftTable(plan: Plan): string {
     const members = new Set(pf ? membersOf(plan, pf) : []);
     const sched = members.size === 0 ? 'reject' : f.sessionAffinitySeconds ? `random+aff(${f.sessionAffinitySeconds}s)` : 'random';
     const extra = f.sourceRanges.length ? ` from ${f.sourceRanges.join(',')}` : '';
-    lines.push(`${f.protocol.padEnd(4)} ${fmt(f.address, f.port).padEnd(28)} ${f.scope.padEnd(8)} ${sched.padEnd(16)} ${f.service}${f.portName ? `:${f.portName}` : ''} ${f.type}${extra}`);
+    lines.push(`${f.protocol.padEnd(4)} ${hostPort(f.address, f.port).padEnd(28)} ${f.scope.padEnd(8)} ${sched.padEnd(16)} ${f.service}${f.portName ? `:${f.portName}` : ''} ${f.type}${extra}`);
     if (f.backends.length === 0) lines.push('  (no backends: refused)');
     for (const b of f.backends) {
       const id = idOf.get(`${b.address}|${b.port}`);
-      lines.push(`  -> ${fmt(b.address, b.port).padEnd(28)} ${(b.terminating ? 'terminating' : 'active').padEnd(12)} ${id !== undefined && members.has(id) ? 1 : 0}`);
+      lines.push(`  -> ${hostPort(b.address, b.port).padEnd(28)} ${(b.terminating ? 'terminating' : 'active').padEnd(12)} ${id !== undefined && members.has(id) ? 1 : 0}`);
     }
   }
   return lines.join('\n') + '\n';
