@@ -15,10 +15,12 @@
 // object loaded under a pin root of its own, removed afterwards): the apply step, between diff and
 // release; its CPU includes the Maglev fill wherever the build leaves it. peakRssMiB is the process's
 // maximum resident set (mapped pages of lb_maglev_slots count while mapped). Beyond ~10,000 Services
-// the tables need an object built with a larger -DLB_MAGLEV_SLOTS_MAX, named by BPF_OBJECT.
+// the Maglev array is sized at load for N as the scale bench sizes the agent's (--bpf-map-max);
+// BPF_OBJECT names an object of another build instead (e.g. a larger -DLB_MAGLEV_SLOTS_MAX).
 import { Compiler } from '../src/compile/compile.js';
 import { CapacityTracker } from '../src/plan/capacity.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
@@ -26,6 +28,7 @@ import { loadDataplane } from '../src/dataplane/bpf/loader.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { buildPlan, releaseSlots } from '../src/plan/plan.js';
 import { slimStore } from './apiserver-objects.js';
+import { maglevSlotsFor } from './agent.bench.js';
 import { NODE_IP, NODE_NAME, type ClusterShape } from './gen.js';
 
 const N = Number(process.env.N ?? 10_000);
@@ -58,25 +61,48 @@ const step = async <T>(name: string, f: () => T): Promise<T> => {
     (oneGc ? '\n' : `, heap ${out[`${name}HeapMiB`]} MiB, external ${out[`${name}ExtMiB`]} MiB\n`));
   return v;
 };
+// PROF=DIR: CPU profiles of plan + diff and of the apply (not of the load: the profiler's signals
+// make the verifier give up with EAGAIN) written there
+const prof = process.env.PROF ? new Session() : undefined;
+if (prof) {
+  prof.connect();
+  await prof.post('Profiler.enable');
+}
+const profile = async (start: boolean, name = ''): Promise<void> => {
+  if (!prof) return;
+  if (start) {
+    await prof.post('Profiler.start');
+    return;
+  }
+  const { profile: p } = await prof.post('Profiler.stop');
+  writeFileSync(`${process.env.PROF}/scale-steps-${N}-${name}.cpuprofile`, JSON.stringify(p));
+};
 const store = await step('store', () => slimStore(shape));
 const compiler = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] });
 const compiled = await step('compile', () => compiler.compile(store.view()).state);
 const cap = { frontends: 1 << 20, backends: 1 << 23, slots: 1 << 26, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 28 };
 const ct = new CapacityTracker();
 const fitted = await step('fit', () => ct.fit(compiled, cap).state);
+await profile(true);
 const plan = await step('plan', () => buildPlan(fitted, undefined, { seed: 1, consumePrev: true }));
 const ops = await step('diff', () => diffPlans(undefined, plan));
+await profile(false, 'plan-diff');
 out.ops = ops.length;
 if (process.env.APPLY === '1') {
   const pin = `/sys/fs/bpf/kbp-scale-steps-${process.pid}-${Date.now().toString(36)}`;
   const dir = mkdtempSync(`${tmpdir()}/kbp-scale-steps-`);
   try {
     // BPF_OBJECT: an object built with a larger -DLB_MAGLEV_SLOTS_MAX (the default holds ~10,000 tables)
+    // the Maglev array sized for N at load, as the scale bench runs the agent (--bpf-map-max)
+    const slots = maglevSlotsFor(N);
     const d = loadDataplane({ pinRoot: pin, objectPath: process.env.BPF_OBJECT ?? fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url)),
-      state: AgentStateFile.forPinRoot(pin, `${dir}/state.json`), maps: { recycleTables: true } });
+      state: AgentStateFile.forPinRoot(pin, `${dir}/state.json`), maps: { recycleTables: true },
+      ...(slots !== undefined && !process.env.BPF_OBJECT && { mapSizes: { lb_maglev_slots: slots } }) });
     try {
       d.maps.writeConfig({ hashSeed: 1, snatMark: 0, flags: 0 });
+      await profile(true);
       const res = await step('apply', () => d.maps.apply(ops));
+      await profile(false, 'apply');
       out.tables = res.tables;
     } finally {
       d.object.close();

@@ -4,18 +4,41 @@
 // changed since its previous compile: this keeps that record for the compiles run before the first
 // sync, and hands the first sync the rest.
 import type { ChangedKeys, Compiler } from '../compile/compile.js';
-import type { Kind, ObjectStore, Snapshot } from '../source/types.js';
+import type { V1Service } from '@kubernetes/client-node';
+import { groupOf, type Kind, type ObjectStore, type Snapshot } from '../source/types.js';
 
 type Keys = Record<Kind, Set<string>>;
 const noKeys = (): Keys => ({ Service: new Set(), EndpointSlice: new Set(), Node: new Set() });
+
+/**
+ * The store's Services without those held back, read only, as the Compiler reads a snapshot: a hinted
+ * compile asks only get/has of the keys it is told of; the first compile (no hint) iterates.
+ */
+class ShownServices implements ReadonlyMap<string, V1Service> {
+  constructor(readonly all: ReadonlyMap<string, V1Service>, readonly held: ReadonlySet<string>) {}
+  get size(): number { return this.all.size - this.held.size; }
+  get(k: string): V1Service | undefined { return this.held.has(k) ? undefined : this.all.get(k); }
+  has(k: string): boolean { return !this.held.has(k) && this.all.has(k); }
+  *entries(): MapIterator<[string, V1Service]> { for (const e of this.all) if (!this.held.has(e[0])) yield e; }
+  *keys(): MapIterator<string> { for (const [k] of this.entries()) yield k; }
+  *values(): MapIterator<V1Service> { for (const [, v] of this.entries()) yield v; }
+  [Symbol.iterator](): MapIterator<[string, V1Service]> { return this.entries(); }
+  forEach(f: (v: V1Service, k: string, m: ReadonlyMap<string, V1Service>) => void): void { for (const [k, v] of this.entries()) f(v, k, this); }
+}
 
 export class CompileAhead {
   readonly #store: ObjectStore;
   readonly #compiler: Compiler;
   /** keys changed since the last compile here; undefined before the first (it compares everything) */
   #changed: Keys | undefined;
-  /** Services the last compile here did not see (no slice of theirs stored yet) */
+  /**
+   * Services stored and not shown to the compiles here: those with no slice stored when a step last
+   * looked at them. Kept from the keys noted, so a step costs what its pages brought, not what the
+   * store holds (issue 10: at 100,000 Services a walk of every stored Service per step).
+   */
   #held = new Set<string>();
+  /** Service keys noted since the last step, and slice keys (whose Service may have got its first slice) */
+  #noted: Keys = noKeys();
   #steps = 0;
   #ms = 0;
 
@@ -31,37 +54,41 @@ export class CompileAhead {
   /** a store change (the store's onChange) */
   note(kind: Kind, key: string): void {
     this.#changed?.[kind].add(key);
+    if (kind !== 'Node') this.#noted[kind].add(key);
   }
 
   /**
    * Compiles the store as it is. While the list is under way (`partial`), a Service none of whose
    * slices is stored yet is held back: compiled now, it would be compiled again once its endpoints
-   * come (slices and Services arrive by pages of two lists side by side). Returns the compile's wall
-   * ms; a compile that throws is left to the sync (the Compiler then ignores its next hint).
+   * come (slices and Services arrive by pages of two lists side by side). Once shown, a Service stays
+   * shown until it changes again, even if its slices go (a compile of it then is no waste: it has had
+   * endpoints). Returns the compile's wall ms; a compile that throws is left to the sync (the
+   * Compiler then ignores its next hint).
    */
   step(partial: boolean): number {
     const t0 = performance.now();
-    const store = this.#store, view = store.view();
-    let snap: Snapshot = view;
-    const held = new Set<string>();
-    if (partial) {
-      const services = new Map<string, unknown>();
-      for (const [k, o] of view.services) {
-        if (store.slicesOf(k).size) services.set(k, o);
-        else held.add(k);
+    const store = this.#store, view = store.view(), held = this.#held;
+    // what this snapshot differs in from the last one: the store's changes, and the Services shown
+    // now and held back then, or the reverse (each such Service was noted, or got a slice noted)
+    const changed = this.#changed?.Service;
+    const { Service: svcs, EndpointSlice: slices } = this.#noted;
+    this.#noted = noKeys();
+    if (!partial) {
+      for (const k of held) changed?.add(k);
+      held.clear();
+    } else {
+      for (const k of svcs) {
+        if (view.services.has(k) && !store.slicesOf(k).size) held.add(k);
+        else held.delete(k);
       }
-      snap = { services: services as Snapshot['services'], endpointSlices: view.endpointSlices, nodes: view.nodes };
+      for (const k of slices) {
+        const g = groupOf(view.endpointSlices.get(k));
+        if (g !== undefined && held.delete(g)) changed?.add(g);
+      }
     }
-    // what this snapshot differs in from the last one: the store's changes, and the Services held
-    // back then or now (seen now and not then, or then and not now)
-    let hint: ChangedKeys | undefined;
-    if (this.#changed) {
-      for (const k of this.#held) this.#changed.Service.add(k);
-      for (const k of held) this.#changed.Service.add(k);
-      hint = this.#changed;
-    }
+    const snap: Snapshot = held.size ? { services: new ShownServices(view.services, held), endpointSlices: view.endpointSlices, nodes: view.nodes } : view;
+    const hint: ChangedKeys | undefined = this.#changed;
     this.#changed = noKeys();
-    this.#held = held;
     try {
       this.#compiler.compile(snap, hint);
     } catch {
@@ -82,6 +109,7 @@ export class CompileAhead {
     if (c) for (const k of this.#held) c.Service.add(k);
     this.#changed = undefined;
     this.#held = new Set();
+    this.#noted = noKeys();
     return c;
   }
 }

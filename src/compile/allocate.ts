@@ -126,7 +126,9 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
   const explicitNodePorts = new Map<string, string>(); // `${port}/${proto}` -> service key
   const pools = new Map<Family, IpPool>();
   const cidrOrder: Family[] = [...cidrs.keys()];
-  for (const [f, c] of cidrs) pools.set(f, new IpPool(c));
+  // only standalone allocation draws from the pools (a Service of the API server allocated alone, one
+  // per added Service, would build them for nothing)
+  if (standalone) for (const [f, c] of cidrs) pools.set(f, new IpPool(c));
   const reject = (s: ServiceModel, field: string, message: string): void => {
     errors.push({ kind: 'Service', key: s.key, field, message, severity: 'error' });
   };

@@ -132,13 +132,13 @@ function lowerBound(arr: readonly string[], key: string): number {
 
 /**
  * Keeps `keys` equal to the sorted keys of `map` after the keys in `changed` were added to or
- * removed from it: a few binary-search splices, or one sort when many changed (a first sync).
+ * removed from it: a few binary-search splices, or one merge with the changed keys sorted when many
+ * changed (a first list's pages compiled as they come: a step costs a pass over the keys, not a sort
+ * of them all).
  */
-function updateSortedKeys(keys: string[], map: ReadonlyMap<string, unknown>, changed: readonly string[]): void {
-  if (changed.length > 64) {
-    keys.length = 0;
-    for (const k of map.keys()) keys.push(k);
-    keys.sort();
+function updateSortedKeys(keys: string[], map: ReadonlyMap<string, unknown>, changed: readonly string[], mergeAt: number): void {
+  if (changed.length > mergeAt) {
+    mergeSorted(keys, changed, (k) => map.has(k));
     return;
   }
   for (const k of changed) {
@@ -147,6 +147,24 @@ function updateSortedKeys(keys: string[], map: ReadonlyMap<string, unknown>, cha
     if (map.has(k) && !present) keys.splice(at, 0, k);
     else if (!map.has(k) && present) keys.splice(at, 1);
   }
+}
+
+/**
+ * `keys` (sorted, distinct) with the `changed` keys in their place where `keep` holds and out where
+ * it does not; the other keys stay. In place, in one pass.
+ */
+function mergeSorted(keys: string[], changed: readonly string[], keep: (k: string) => boolean): void {
+  const ch = [...new Set(changed)].sort(byString);
+  const out: string[] = [];
+  let i = 0;
+  for (const k of ch) {
+    while (i < keys.length && keys[i]! < k) out.push(keys[i++]!);
+    if (keys[i] === k) i++;
+    if (keep(k)) out.push(k);
+  }
+  while (i < keys.length) out.push(keys[i++]!);
+  keys.length = out.length;
+  for (let j = 0; j < out.length; j++) keys[j] = out[j]!;
 }
 
 /**
@@ -248,6 +266,8 @@ export class Compiler {
   readonly #warnKeys = new Set<string>();
   /** the CompiledServices in Service order, as last returned (replaced, never edited: callers keep it) */
   #services: readonly CompiledService[] | undefined;
+  /** #services is sorted by model key (no Service's model key differed from its snapshot key) */
+  #servicesByKey = false;
   /** the served frontend of each key (#byKey's first), in key order, and those keys: the state's list */
   #list: NodeFrontend[] = [];
   readonly #listKeys: string[] = [];
@@ -275,6 +295,8 @@ export class Compiler {
   readonly #fastFirst: boolean;
   /** BULK_SLICES (tests set another) */
   readonly #bulkSlices: number;
+  /** more changed keys than this: sorted lists are merged with them, not spliced (tests set 0) */
+  readonly #mergeAt: number;
   #logStart = 0;
   #pending: WeakRef<PendingList>[] = [];
 
@@ -284,10 +306,11 @@ export class Compiler {
   }
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
-  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number }) {
+  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number; mergeAt?: number }) {
     if (!opts.nodeName) throw configError('a node name is required');
     this.#fastFirst = internal?.fastFirst ?? true;
     this.#bulkSlices = internal?.bulkSlices ?? BULK_SLICES;
+    this.#mergeAt = internal?.mergeAt ?? 64;
     this.#opts = opts;
     this.#range = opts.nodePortRange ?? defaultNodePortRange;
     const r = this.#range;
@@ -393,6 +416,7 @@ export class Compiler {
       allocRerun = true;
     }
     const allocs = this.#allocs;
+    this.#replaced.clear();
 
     if (nodeChanged) {
       // every entry is dropped: those of Services that remain are compiled again below (walked)
@@ -477,7 +501,8 @@ export class Compiler {
       // the served frontend of a key changes only where a dirty Service had or has one: the delta,
       // and splices of the list (one sort instead when many keys changed)
       const list = this.#list, listKeys = this.#listKeys;
-      const bulk = before.size > 64 + (listKeys.length >> 4);
+      const bulk = before.size > this.#mergeAt + (listKeys.length >> 4);
+      const moved: string[] = [];
       for (const [key, was] of before) {
         const l = byKey.get(key);
         if (l && l.length > 1) this.#dupKeys.add(key);
@@ -486,7 +511,10 @@ export class Compiler {
         if (now === was) continue;
         if (was) removed.push(was.fe);
         if (now) added.push(now.fe);
-        if (bulk) continue;
+        if (bulk) {
+          moved.push(key);
+          continue;
+        }
         const at = lowerBound(listKeys, key);
         if (was && now) {
           this.#log.push({ at, del: was.fe, ins: now.fe });
@@ -501,7 +529,7 @@ export class Compiler {
           list.splice(at, 0, now!.fe);
         }
       }
-      if (bulk) this.#rebuildList();
+      if (bulk) this.#mergeList(moved);
     }
 
     const errors: ObjectError[] = [];
@@ -510,6 +538,9 @@ export class Compiler {
     for (const e of this.#allocErrors) errors.push(e);
     // the list changes only with a Service, its allocation or the node: not with endpoints
     if (services) this.#services = services;
+    else if (svcChanged.length && !walked && this.#servicesByKey && this.#services && dirty.size > this.#mergeAt) {
+      this.#services = this.#mergeServices(this.#services, dirty);
+    }
     else if (walked || svcChanged.length || !this.#services) {
       const list: CompiledService[] = [];
       for (const k of this.#svcKeys) {
@@ -518,6 +549,8 @@ export class Compiler {
       }
       this.#services = list;
     }
+    // the list is in model key order where every model key is its snapshot key
+    this.#servicesByKey = this.#keyMismatch === 0;
     for (const k of [...this.#warnKeys].sort(byString)) for (const w of this.#entries.get(k)!.warnings) errors.push(w);
 
     // among frontends with one key, the first Service by key wins
@@ -627,6 +660,53 @@ export class Compiler {
     this.#log = [];
   }
 
+  /**
+   * The Service list after the `dirty` Services' entries were replaced, without a walk of every
+   * Service: the previous list with theirs merged in. Only where every model key is its snapshot key
+   * (not walked): the list is in model key order then.
+   */
+  #mergeServices(prev: readonly CompiledService[], dirty: ReadonlySet<string>): CompiledService[] {
+    const ch = [...dirty].sort(byString);
+    const out: CompiledService[] = [];
+    let i = 0;
+    for (const k of ch) {
+      while (i < prev.length && prev[i]!.service.key < k) out.push(prev[i++]!);
+      if (i < prev.length && prev[i]!.service.key === k) i++;
+      const e = this.#entries.get(k);
+      if (e) out.push(e.compiled);
+    }
+    while (i < prev.length) out.push(prev[i++]!);
+    return out;
+  }
+
+  /** #list and #listKeys after the served frontend of the `moved` keys changed (#byKey has the new ones): one merge. */
+  #mergeList(moved: readonly string[]): void {
+    this.#retire();
+    const byKey = this.#byKey, keys = this.#listKeys, old = this.#list, list: NodeFrontend[] = [];
+    const ch = [...moved].sort(byString);
+    const outKeys: string[] = [];
+    let i = 0;
+    for (const k of ch) {
+      while (i < keys.length && keys[i]! < k) {
+        outKeys.push(keys[i]!);
+        list.push(old[i++]!);
+      }
+      if (keys[i] === k) i++;
+      const l = byKey.get(k);
+      if (l) {
+        outKeys.push(k);
+        list.push(l[0]!.fe);
+      }
+    }
+    while (i < keys.length) {
+      outKeys.push(keys[i]!);
+      list.push(old[i++]!);
+    }
+    keys.length = outKeys.length;
+    for (let j = 0; j < outKeys.length; j++) keys[j] = outKeys[j]!;
+    this.#list = list;
+  }
+
   /** #list and #listKeys from #byKey: every key's served frontend, in key order. */
   #rebuildList(): void {
     this.#retire();
@@ -726,7 +806,7 @@ export class Compiler {
       this.#putService(k, raw, normalizeService(raw, k, errors), errors);
       keys.push(k);
     }
-    updateSortedKeys(this.#svcKeys, this.#svcs, keys);
+    updateSortedKeys(this.#svcKeys, this.#svcs, keys, this.#mergeAt);
     return keys;
   }
 
@@ -758,8 +838,9 @@ export class Compiler {
       changed.push(k);
     }
     this.#replaced.clear();
-    // the old models matter only to #allocateLocally, which a first or bulk sync does not try
-    this.#replacedValid = this.#allocs !== undefined && changed.length <= 256;
+    // the old models matter only to #allocateLocally (not tried by a first compile), and are
+    // dropped once it ran: a step of a first list's compile, many Services added, takes that way too
+    this.#replacedValid = this.#allocs !== undefined;
     for (const k of changed) {
       const old = this.#svcs.get(k);
       if (this.#replacedValid) this.#replaced.set(k, old?.model ?? null);
@@ -781,7 +862,7 @@ export class Compiler {
       const errors: ObjectError[] = done?.errors ?? [];
       this.#putService(k, raw, done ? done.model : normalizeService(raw, k, errors), errors);
     }
-    updateSortedKeys(this.#svcKeys, this.#svcs, changed);
+    updateSortedKeys(this.#svcKeys, this.#svcs, changed, this.#mergeAt);
     return changed;
   }
 

@@ -27,7 +27,7 @@ export function objectKey(obj: { metadata?: { namespace?: string; name?: string 
 const NO_KEYS: ReadonlySet<string> = new Set();
 
 /** namespace/service-name of a slice (its kubernetes.io/service-name label), or undefined */
-function groupOf(slice: V1EndpointSlice | undefined): string | undefined {
+export function groupOf(slice: V1EndpointSlice | undefined): string | undefined {
   const name = slice?.metadata?.labels?.['kubernetes.io/service-name'];
   return typeof name === 'string' && name ? `${slice?.metadata?.namespace ?? 'default'}/${name}` : undefined;
 }

@@ -74,14 +74,18 @@ test('incremental compile equals a fresh compile after every change, with and wi
     const take = tracker(store);
     const opts = { nodeName: 'n1', standalone };
     const plain = new Compiler(opts), hinted = new Compiler(opts);
+    // the merges of sorted lists that many changes take (a first list's pages), on every change
+    const merging = new Compiler(opts, { mergeAt: 0 });
     let prev: NodeFrontend[] = [];
     for (const step of steps) {
       const touched = new Set(step.flatMap((o) => apply(store, o)));
       const snap = store.snapshot();
       const inc = plain.compile(snap), fresh = compile(snap, opts);
-      const viaHint = hinted.compile(snap, take());
+      const hint = take();
+      const viaHint = hinted.compile(snap, hint), viaMerge = merging.compile(snap, hint);
       sameResult(inc, fresh);
       sameResult(viaHint, fresh);
+      sameResult(viaMerge, fresh);
       // a step of slice changes only: every other Service keeps its frontend objects
       if (step.every((o) => o.kind === 'slice' || o.kind === 'badslice' || (o.kind === 'del' && o.what === 'EndpointSlice'))) {
         const before = new Map(prev.map((f) => [`${f.address}|${f.port}|${f.protocol}|${f.scope}`, f]));
