@@ -3,7 +3,7 @@
 // ones, the socket hooks on a cgroup, and the nftables masquerade rule that SNATs marked flows.
 import { execFile, execFileSync } from 'node:child_process';
 import type { Plan, PlanOp } from '../../plan/types.js';
-import type { Dataplane, DataplaneStats } from '../types.js';
+import type { Dataplane, DataplaneStats, WarmWriter } from '../types.js';
 import type { Capacity } from '../../plan/capacity.js';
 import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
@@ -18,7 +18,7 @@ import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
-import { PROGRAM_WRITTEN_MAPS } from './maps.js';
+import { BpfMaps, PROGRAM_WRITTEN_MAPS } from './maps.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import { deletedFrontendIds, keepFlows, newOrphanCache, orphanKeyCollector, type OrphanCache } from './ct-orphan.js';
 
@@ -610,6 +610,14 @@ export class BpfDataplane implements Dataplane {
       frontendIds: Math.min(cap('lb_revnat', L.LB_FE_ID_MAX), cap('lb_fe_stats', L.LB_FE_ID_MAX)),
       sourceRanges: cap('lb_src_ranges', L.LB_SRC_RANGES_MAX),
     };
+  }
+
+  warmWriter(): WarmWriter | undefined {
+    const l = this.#loaded;
+    if (!l) return undefined;
+    // the writer's options as init() gives the live maps'
+    const maps = BpfMaps.scratch(l.maps, { recycleTables: true });
+    return { apply: (ops) => { maps.apply(ops); }, close: () => maps.close() };
   }
 
   async close(): Promise<void> {
