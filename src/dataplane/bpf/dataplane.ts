@@ -12,7 +12,7 @@ import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
-import { EvictionCounter, evictionCounters, RevFilterBuild, sweepConntrack, type SweepResult } from './ct-sweep.js';
+import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
@@ -189,6 +189,8 @@ export class BpfDataplane implements Dataplane {
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean; flags: number }>();
   #sweepTimer: NodeJS.Timeout | undefined;
+  /** which halves of lb_rev_filter are known all zero (ct-sweep.ts) */
+  readonly #revZeroed = new RevFilterZeroing();
   #sweeping = false;
   /** LRU evictions of lb_ct, lb_ct_syn and lb_frags, and their fill between sweeps (ct-sweep.ts) */
   readonly #evictions = new EvictionCounter();
@@ -535,7 +537,11 @@ export class BpfDataplane implements Dataplane {
       let rev: RevFilterBuild | undefined;
       try {
         const o = this.#loaded?.object;
-        if (o?.mapNames().includes('lb_rev_filter')) rev = await RevFilterBuild.begin(o.map('lb_rev_filter'));
+        if (o?.mapNames().includes('lb_rev_filter')) {
+          // a half still all zero is not zeroed again (RevFilterZeroing): the programs' inserts tell
+          const st = this.#loaded?.maps.readStats();
+          rev = await RevFilterBuild.begin(o.map('lb_rev_filter'), this.#revZeroed, st && st.ct_insert + st.ct_syn_insert);
+        }
       } catch (e) {
         this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not rebuilt; retried next period');
       }
