@@ -32,6 +32,13 @@ export interface AgentOptions {
   timers?: Timers;
 }
 
+/**
+ * one-change syncs the warm-up runs (warm.ts): enough for V8 to optimize the path, not only compile
+ * it. With 4, the first real changes still ran it unoptimized (main thread 3.2-4.2 ms against ~2 for
+ * later changes, docs/PERF.md session 14)
+ */
+const WARM_CHANGES = 48;
+
 /** the least time between two compiles while the source lists (Agent.#scheduleAhead) */
 const AHEAD_GAP_MS = 100;
 
@@ -430,7 +437,7 @@ export class Agent {
       } catch (e) {
         this.#log.debug({ err: e }, 'no scratch tables for the warm-up: the apply is not warmed');
       }
-      const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots, undefined, writer && ((ops) => writer!.apply(ops)));
+      const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots, WARM_CHANGES, writer && ((ops) => writer!.apply(ops)));
       const source = this.#opts.compile.standalone ? warmSource(this.#opts.compile.nodeName) : undefined;
       const maglevSlots = slots ? warmMaglev(this.#opts.seed) : 0;
       const cpu = process.cpuUsage(cpu0), thread = process.threadCpuUsage(thread0);
