@@ -8,7 +8,7 @@ import { diffPlans } from '../plan/diff.js';
 import type { Plan, PlanFrontend, PlanOp } from '../plan/types.js';
 import { CapacityTracker } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
-import type { Dataplane } from '../dataplane/types.js';
+import type { Dataplane, WarmWriter } from '../dataplane/types.js';
 import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
 import { healthCheckHosts, ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
@@ -31,6 +31,13 @@ export interface AgentOptions {
   housekeepingMs?: number;
   timers?: Timers;
 }
+
+/**
+ * one-change syncs the warm-up runs (warm.ts): enough for V8 to optimize the path, not only compile
+ * it. With 4, the first real changes still ran it unoptimized (main thread 3.2-4.2 ms against ~2 for
+ * later changes, docs/PERF.md session 14)
+ */
+const WARM_CHANGES = 48;
 
 /** the least time between two compiles while the source lists (Agent.#scheduleAhead) */
 const AHEAD_GAP_MS = 100;
@@ -422,8 +429,15 @@ export class Agent {
    */
   #warm(slots: boolean): void {
     const t0 = performance.now(), cpu0 = process.cpuUsage(), thread0 = process.threadCpuUsage();
+    let writer: WarmWriter | undefined;
     try {
-      const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots);
+      // the apply's one-change code too, into scratch tables (a failure to make them costs only that)
+      try {
+        writer = this.#dp.warmWriter?.();
+      } catch (e) {
+        this.#log.debug({ err: e }, 'no scratch tables for the warm-up: the apply is not warmed');
+      }
+      const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots, WARM_CHANGES, writer && ((ops) => writer!.apply(ops)));
       const source = this.#opts.compile.standalone ? warmSource(this.#opts.compile.nodeName) : undefined;
       const maglevSlots = slots ? warmMaglev(this.#opts.seed) : 0;
       const cpu = process.cpuUsage(cpu0), thread = process.threadCpuUsage(thread0);
@@ -431,8 +445,10 @@ export class Agent {
       this.#log.debug({ ...r, source, maglevSlots, ms: ms(performance.now() - t0), cpuMs: ms((cpu.user + cpu.system) / 1000), threadCpuMs: ms((thread.user + thread.system) / 1000) },
         'one-change path warmed');
     } catch (e) {
-      // it writes nothing and holds nothing: a failure costs only the warm-up
+      // it writes nothing the programs read and holds nothing: a failure costs only the warm-up
       this.#log.debug({ err: e }, 'warming the one-change path failed');
+    } finally {
+      writer?.close();
     }
   }
 

@@ -5,8 +5,11 @@
 // paths, the delta diff, the release of the new tables' slots) first ran in the first change after
 // start: ~5-15 ms of CPU at 10,000 Services, where a warm one takes ~1-2 ms, and the slowest syncs
 // of every bench run were the first changes. warmOneChange runs that path over a few Services of its
-// own, in a throwaway Compiler, capacity tracker and plan chain: nothing is written to any data plane
-// and nothing the agent holds is touched. The agent calls it once, when its first full sync is done.
+// own, in a throwaway Compiler, capacity tracker and plan chain: nothing the agent holds is touched,
+// and the ops go only to the data plane's scratch writer (Dataplane.warmWriter: BPF maps of the live
+// ones' definitions that nothing reads), so the apply's one-change code (a short apply on the event
+// loop, the table written into a recycled region, a backend zeroed, lb_members' removals) has run
+// too. The agent calls it once, when its first full sync is done.
 //
 // Compiled is not optimized: V8 optimizes a hot function on its compiler threads, and after the heap
 // trimmer's GC (which flushes idle bytecode) the functions of one change were hot again only in the
@@ -21,6 +24,7 @@ import { countV6 } from '../plan/delta.js';
 import { diffPlans } from '../plan/diff.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevMember } from '../plan/maglev.js';
 import { buildPlan, planDelta, releaseSlots } from '../plan/plan.js';
+import type { PlanOp } from '../plan/types.js';
 import { applyChanges, ManifestsReader } from '../source/manifests.js';
 import { ObjectStore, type Snapshot } from '../source/types.js';
 
@@ -64,10 +68,14 @@ export interface WarmResult {
   incremental: number;
   /** ops their diffs gave (each change writes some) */
   ops: number;
+  /** changes whose ops were applied to the data plane's scratch writer */
+  written: number;
 }
 
 /** Runs `changes` one-endpoint changes through compile, capacity fit, plan, diff and slot release. */
-export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean, changes = 4): WarmResult {
+export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean, changes = 4,
+  /** a data plane's writer over tables nothing reads (Dataplane.warmWriter): the plans' ops are applied to it too */
+  write?: (ops: readonly PlanOp[]) => void): WarmResult {
   const compiler = new Compiler({ ...opts, nodePortAddresses: undefined, bindAddress: undefined, externalIPAllowCidrs: undefined });
   const capacity = new CapacityTracker();
   const services = new Map<string, V1Service>(), slices = new Map<string, V1EndpointSlice>();
@@ -78,8 +86,9 @@ export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean
   const snapshot: Snapshot = { services, endpointSlices: slices, nodes: new Map([[opts.nodeName, node(opts.nodeName)]]) } as unknown as Snapshot;
   let state = capacity.fit(compiler.compile(snapshot).state, UNLIMITED).state;
   let plan = buildPlan(state, undefined, { seed, slots });
+  write?.(diffPlans(undefined, plan));
   releaseSlots(plan);
-  const out: WarmResult = { incremental: 0, ops: 0 };
+  const out: WarmResult = { incremental: 0, ops: 0, written: 0 };
   for (let k = 0; k < changes; k++) {
     const i = k % SERVICES, key = `kbp-warm/s${i}-w`;
     // the Service's own change count picks the shift (1, 2, 1, ...): each differs from its last
@@ -88,7 +97,12 @@ export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean
     const next = capacity.fit(compiler.compile(snapshot, changed).state, UNLIMITED).state;
     const p = buildPlan(next, plan, { seed, consumePrev: true, slots });
     if (planDelta(plan, p)) out.incremental++;
-    out.ops += diffPlans(plan, p).length;
+    const ops = diffPlans(plan, p);
+    out.ops += ops.length;
+    if (write) {
+      write(ops);
+      out.written++;
+    }
     releaseSlots(p, plan);
     countV6(next, state);
     plan = p;

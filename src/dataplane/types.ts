@@ -16,6 +16,12 @@ export interface DataplaneStats {
   evictions?: Record<string, number>;
 }
 
+/** Dataplane.warmWriter's: apply() as the data plane's own for a short apply, on tables of its own */
+export interface WarmWriter {
+  apply(ops: readonly PlanOp[]): void;
+  close(): void;
+}
+
 export interface Dataplane {
   readonly kind: DataplaneKind;
   /** Loads and attaches what is missing; keeps what an earlier agent left (graceful restart). */
@@ -35,6 +41,12 @@ export interface Dataplane {
   stats(hint?: { maxFrontendId?: number }): Promise<DataplaneStats>;
   /** What the maps can hold; the agent leaves out whole Services beyond it rather than fail a write. */
   capacity(): Capacity;
+  /**
+   * A writer of this data plane's kind over scratch tables that nothing reads (BPF: unpinned maps
+   * of the same definitions), for the agent's warm-up to run the one-change writes through once
+   * before the first real change (agent/warm.ts); undefined where there is none.
+   */
+  warmWriter?(): WarmWriter | undefined;
   /** Stops this process's use of the data plane, leaving programs and maps in place. */
   close(): Promise<void>;
   /** Removes every program, map, pin, rule and attachment this data plane installed. */

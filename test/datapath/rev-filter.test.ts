@@ -8,8 +8,9 @@
 import test from 'ava';
 import { Datapath, TC_ACT_OK, type TestService } from '../../testing/datapath.js';
 import { frame, tcp, udp, TCP_ACK, TCP_RST, TCP_SYN } from '../../testing/packets.js';
-import { LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeCtKey, encodeU32, revFilterBit, revFilterElem, type CtKey } from '../../src/dataplane/bpf/layout.js';
-import { RevFilterBuild, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
+import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_STATS, encodeCtKey, encodeU32, revFilterBit, revFilterElem, sumU64PerCpu, type CtKey } from '../../src/dataplane/bpf/layout.js';
+import { RevFilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
+import { native } from '../../src/dataplane/bpf/native/addon.js';
 import { isRoot } from './fixtures/util.js';
 
 const CLIENT = '10.244.5.9';
@@ -55,6 +56,13 @@ async function rebuild(d: Datapath, between?: () => void): Promise<RevFilterBuil
   for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, undefined, r.visit);
   r.finish();
   return r;
+}
+
+/** the programs' conntrack inserts (lb_stats ct_insert + ct_syn_insert), as the agent's sweep reads them */
+function inserts(d: Datapath): number {
+  const cpus = native().numPossibleCpus();
+  const at = (name: string) => Number(sumU64PerCpu(d.map('lb_stats').lookup(encodeU32(LB_STATS.indexOf(name as never)))!, cpus));
+  return at('ct_insert') + at('ct_syn_insert');
 }
 
 function runOk(t: import('ava').ExecutionContext, d: Datapath, prog: 'lb_tc_ingress' | 'lb_tc_egress', p: { input: Buffer; output: Buffer | 'input' }, what: string): void {
@@ -142,6 +150,46 @@ if (!isRoot) {
     t.false(isSet(d, 1, bitOf(DNS)), 'no entry left from that backend: its bit dropped');
     t.true(isSet(d, 1, bitOf(WEB)));
     runOk(t, d, 'lb_tc_egress', rep(WEB, 41001, { flags: TCP_ACK }), 'still rewritten after three rebuilds');
+  });
+
+  // A half known all zero is not zeroed again (RevFilterZeroing): zeroing 16,384 words every sweep
+  // on a node without conntrack traffic was a batch on the thread pool every 30 s for nothing. A
+  // flow the programs write after a half's zeroing makes the next rebuild of that half zero it again,
+  // and its bit is set where the programs read.
+  test.serial('a sweep zeroes a half of lb_rev_filter only when it may hold a bit: none ORed in, no conntrack insert since', async (t) => {
+    const d = dp!;
+    d.restore();
+    d.resetRevFilter(0);
+    const f = d.map('lb_rev_filter'), zeroed = new RevFilterZeroing();
+    // a rebuild as the sweep runs it (rebuild() above), counting the zeroing's batch: the writes of begin()
+    const writesOf = async (between?: () => void) => {
+      const w = f.writes;
+      const r = await RevFilterBuild.begin(f, zeroed, inserts(d));
+      const zeroings = f.writes - w;
+      between?.();
+      for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, undefined, r.visit);
+      r.finish();
+      return { half: r.half, zeroings };
+    };
+    t.deepEqual(await writesOf(), { half: 1, zeroings: 1 }, 'the first rebuild of each half zeroes it');
+    t.deepEqual(await writesOf(), { half: 2, zeroings: 1 });
+    t.deepEqual(await writesOf(), { half: 1, zeroings: 0 }, 'no entry, no insert since: half 1 is still zero');
+    t.deepEqual(await writesOf(), { half: 2, zeroings: 0 });
+    // a flow written during this rebuild (after its zeroing was skipped): its bit is set by the program
+    t.deepEqual(await writesOf(() => { d.run('lb_tc_ingress', fwd(WEB, 43001).input); }), { half: 1, zeroings: 0 });
+    t.true(isSet(d, 1, bitOf(WEB)));
+    runOk(t, d, 'lb_tc_egress', rep(WEB, 43001), 'the SYN-ACK of a flow written during the rebuild is rewritten');
+    // half 2: the insert count moved since its zeroing (the programs set the bit in both halves)
+    t.deepEqual(await writesOf(), { half: 2, zeroings: 1 });
+    t.true(isSet(d, 2, bitOf(WEB)), 'ORed by the rebuild from the entry its scan saw');
+    // the entry gone: half 1 held its bit (ORed in), so it is zeroed; half 2 as well, once
+    const clear = (m: 'lb_ct' | 'lb_ct_syn') => { const ks: Buffer[] = []; d.map(m).scan((k) => { ks.push(Buffer.from(k)); }); for (const k of ks) d.map(m).delete(k); };
+    clear('lb_ct');
+    clear('lb_ct_syn');
+    t.deepEqual(await writesOf(), { half: 1, zeroings: 1 });
+    t.false(isSet(d, 1, bitOf(WEB)), 'the bit of an entry gone is dropped');
+    t.deepEqual(await writesOf(), { half: 2, zeroings: 1 });
+    t.deepEqual(await writesOf(), { half: 1, zeroings: 0 }, 'quiet again: no zeroing');
   });
 
   test.serial('a SYN to no Service skips the closed-flow lookup only where no reverse entry has its destination as source', (t) => {

@@ -226,3 +226,28 @@ test('the source hears when the first sync is done (its put-off work: the manife
   t.is(told, 1);
   t.true(syncsThen >= 1);
 });
+
+// The warm-up after the first sync runs the one-change writes through the data plane's scratch
+// writer (Dataplane.warmWriter), never through the data plane itself, and closes it (agent.#warm).
+test('the warm-up applies its changes to the data plane\'s scratch writer only, and closes it', async (t) => {
+  const warmed: string[][] = [];
+  let closed = 0;
+  class WarmedDataplane extends FakeDataplane {
+    warmWriter() {
+      return { apply: (ops: readonly { op: string }[]) => { warmed.push(ops.map((o) => o.op)); }, close: () => { closed++; } };
+    }
+  }
+  const { dir, dp } = setup(t, new WarmedDataplane());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  const { agent } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const applied = dp.log.length;
+  for (let i = 0; i < 200 && !closed; i++) await new Promise((r) => setTimeout(r, 10));
+  t.is(closed, 1);
+  // the warm-up's first full plan, then each of its changes: each a short apply of its own
+  t.true(warmed.length >= 2, `${warmed.length} applies`);
+  t.true(warmed.slice(1).every((ops) => ops.includes('upsertBackend') && ops.length <= 64), JSON.stringify(warmed.slice(1)));
+  t.is(dp.log.length, applied, 'nothing of the warm-up reached the data plane');
+});

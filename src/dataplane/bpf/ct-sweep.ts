@@ -142,6 +142,37 @@ function zeroing(half: 1 | 2): { keys: Buffer; values: Buffer } {
 }
 
 /**
+ * Which halves of lb_rev_filter are all zero, so that a sweep need not zero one again: a half is
+ * zero after its zeroing until a rebuild ORs a bit into it or the programs set one, and the programs
+ * set one only after writing a conntrack entry, which the insert counters count (lb_ct.h, lb_svc.h,
+ * lb_orphan.h: lb_lru_put with LB_STAT_CT_INSERT or LB_STAT_CT_SYN_INSERT, then
+ * lb_rev_filter_set). So a half zeroed at insert count c, into which its rebuild ORed nothing, is
+ * still zero while the count is c. A node without conntrack traffic (the agent's own test runs, a
+ * quiet node) then pays no 16,384-word batch every 30 s. Only ever skips a zeroing: a bit left set
+ * costs a lookup, never a reply (a false positive of the filter).
+ */
+export class RevFilterZeroing {
+  readonly #halves = new Map<1 | 2, { map: BpfMap; inserts: number; ored: boolean }>();
+
+  /** whether half of m is known all zero at this insert count */
+  clean(m: BpfMap, half: 1 | 2, inserts: number): boolean {
+    const h = this.#halves.get(half);
+    return h !== undefined && h.map === m && !h.ored && h.inserts === inserts;
+  }
+
+  zeroedAt(m: BpfMap, half: 1 | 2, inserts: number): void {
+    this.#halves.set(half, { map: m, inserts, ored: false });
+  }
+
+  /** the rebuild's bits went into half (reverse: the reverse entries it saw) */
+  ored(m: BpfMap, half: 1 | 2, reverse: number): void {
+    const h = this.#halves.get(half);
+    if (!h || h.map !== m) this.#halves.delete(half);
+    else if (reverse > 0) h.ored = true;
+  }
+}
+
+/**
  * A rebuild of lb_rev_filter (bpf/lb_maps.h), the filter in front of the programs' reply lookups,
  * over one sweep: begin() zeroes the half the programs do not read, the sweep's scans of lb_ct and
  * lb_ct_syn pass each entry to visit() (the expired ones too: the programs' clock may read a tick
@@ -161,16 +192,26 @@ export class RevFilterBuild {
 
   private constructor(private readonly m: BpfMap, readonly half: 1 | 2) {}
 
-  static async begin(m: BpfMap): Promise<RevFilterBuild> {
+  /**
+   * With `zeroed` (kept across sweeps) and the programs' conntrack inserts now (lb_stats ct_insert +
+   * ct_syn_insert), a half known to be all zero is not zeroed again (RevFilterZeroing).
+   */
+  static async begin(m: BpfMap, zeroed?: RevFilterZeroing, inserts?: number): Promise<RevFilterBuild> {
     const on = m.lookup(L.encodeU32(0))?.readBigUInt64LE(0);
     const b = new RevFilterBuild(m, on === 1n ? 2 : 1);
+    b.#zeroed = zeroed;
+    if (zeroed && inserts !== undefined && zeroed.clean(m, b.half, inserts)) return b;
     // this half's words only: the other half's, interleaved with them, are the programs' to read.
     // On the thread pool: 16,384 words in one batch held the event loop ~7 ms every sweep, and a
     // change arriving then waited (docs/PERF.md, session 13)
     const z = zeroing(b.half);
+    // the inserts are read before the zeroing: an entry written after the read counts against it
     await m.updateBatchAsync(z.keys, z.values, L.LB_REV_FILTER_WORDS);
+    if (inserts !== undefined) zeroed?.zeroedAt(m, b.half, inserts);
     return b;
   }
+
+  #zeroed: RevFilterZeroing | undefined;
 
   /** an entry of lb_ct or lb_ct_syn */
   readonly visit = (k: Buffer): void => {
@@ -182,7 +223,8 @@ export class RevFilterBuild {
 
   /** ORs the bits in and switches the programs to this half; the reverse entries seen */
   finish(): number {
-    this.m.writeMmap(this.#words, 8, true);
+    if (this.#reverse) this.m.writeMmap(this.#words, 8, true);
+    this.#zeroed?.ored(this.m, this.half, this.#reverse);
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(BigInt(this.half));
     this.m.update(L.encodeU32(0), v);

@@ -3,7 +3,7 @@
 // ones, the socket hooks on a cgroup, and the nftables masquerade rule that SNATs marked flows.
 import { execFile, execFileSync } from 'node:child_process';
 import type { Plan, PlanOp } from '../../plan/types.js';
-import type { Dataplane, DataplaneStats } from '../types.js';
+import type { Dataplane, DataplaneStats, WarmWriter } from '../types.js';
 import type { Capacity } from '../../plan/capacity.js';
 import type { Logger } from '../../util/log.js';
 import { silentLogger } from '../../util/log.js';
@@ -12,13 +12,13 @@ import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
-import { EvictionCounter, evictionCounters, RevFilterBuild, sweepConntrack, type SweepResult } from './ct-sweep.js';
+import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
 import { SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
-import { PROGRAM_WRITTEN_MAPS } from './maps.js';
+import { BpfMaps, PROGRAM_WRITTEN_MAPS } from './maps.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import { deletedFrontendIds, keepFlows, newOrphanCache, orphanKeyCollector, type OrphanCache } from './ct-orphan.js';
 
@@ -189,6 +189,8 @@ export class BpfDataplane implements Dataplane {
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean; flags: number }>();
   #sweepTimer: NodeJS.Timeout | undefined;
+  /** which halves of lb_rev_filter are known all zero (ct-sweep.ts) */
+  readonly #revZeroed = new RevFilterZeroing();
   #sweeping = false;
   /** LRU evictions of lb_ct, lb_ct_syn and lb_frags, and their fill between sweeps (ct-sweep.ts) */
   readonly #evictions = new EvictionCounter();
@@ -535,7 +537,11 @@ export class BpfDataplane implements Dataplane {
       let rev: RevFilterBuild | undefined;
       try {
         const o = this.#loaded?.object;
-        if (o?.mapNames().includes('lb_rev_filter')) rev = await RevFilterBuild.begin(o.map('lb_rev_filter'));
+        if (o?.mapNames().includes('lb_rev_filter')) {
+          // a half still all zero is not zeroed again (RevFilterZeroing): the programs' inserts tell
+          const st = this.#loaded?.maps.readStats();
+          rev = await RevFilterBuild.begin(o.map('lb_rev_filter'), this.#revZeroed, st && st.ct_insert + st.ct_syn_insert);
+        }
       } catch (e) {
         this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not rebuilt; retried next period');
       }
@@ -610,6 +616,14 @@ export class BpfDataplane implements Dataplane {
       frontendIds: Math.min(cap('lb_revnat', L.LB_FE_ID_MAX), cap('lb_fe_stats', L.LB_FE_ID_MAX)),
       sourceRanges: cap('lb_src_ranges', L.LB_SRC_RANGES_MAX),
     };
+  }
+
+  warmWriter(): WarmWriter | undefined {
+    const l = this.#loaded;
+    if (!l) return undefined;
+    // the writer's options as init() gives the live maps'
+    const maps = BpfMaps.scratch(l.maps, { recycleTables: true });
+    return { apply: (ops) => { maps.apply(ops); }, close: () => maps.close() };
   }
 
   async close(): Promise<void> {

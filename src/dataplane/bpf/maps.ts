@@ -15,6 +15,13 @@ export type DataplaneMaps = Record<L.MapName, BpfMap>;
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
 export const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl', 'lb_rev_filter']);
 
+/** the maps an apply writes (map-writer.ts): what BpfMaps.scratch creates */
+const SCRATCH_MAPS = ['lb_backends', 'lb_frontends', 'lb_slots', 'lb_members', 'lb_maglev_slots', 'lb_revnat', 'lb_src_ranges', 'lb_fe_filter'] as const satisfies readonly L.MapName[];
+/** entries of each scratch map indexed or keyed by the warm-up's few ids and frontends */
+const SCRATCH_ENTRIES = 1024;
+/** Maglev slots of the scratch lb_maglev_slots: a few one-change tables (M 1,601 at 10 members) */
+const SCRATCH_SLOTS = 1 << 16;
+
 export class BpfMaps {
   private readonly maps: DataplaneMaps;
   private readonly owned: boolean;
@@ -45,6 +52,32 @@ export class BpfMaps {
       throw e;
     }
     return new BpfMaps(maps, true, state, opts);
+  }
+
+  /**
+   * Small, unpinned maps of the same definitions as like's (type, key and value sizes, flags), for
+   * the maps an apply writes, and a writer over them with opts: the agent's warm-up (agent/warm.ts)
+   * runs the one-change writes through it, so the first real change does not run the writer's code
+   * for the first time (the first change's apply took 1.5-3.4 ms against ~0.5, docs/PERF.md session
+   * 14). Nothing the programs read is touched; close() frees them.
+   */
+  static scratch(like: BpfMaps, opts: BpfMapsOptions = {}): BpfMaps {
+    const maps = {} as DataplaneMaps;
+    try {
+      for (const n of SCRATCH_MAPS) {
+        const m = like.maps[n];
+        // arrays indexed by id stay small (the warm-up's ids are few); lb_fe_filter is written whole
+        // (syncFeFilter) and lb_maglev_slots holds the warm-up's tables
+        const max = n === 'lb_fe_filter' ? m.maxEntries
+          : n === 'lb_maglev_slots' ? Math.min(m.maxEntries, SCRATCH_SLOTS / L.LB_MAGLEV_IDS_PER_ELEM)
+            : Math.min(m.maxEntries, SCRATCH_ENTRIES);
+        maps[n] = BpfMap.create({ type: m.type, name: n.slice(0, 15), keySize: m.keySize, valueSize: m.valueSize, maxEntries: max, flags: m.flags });
+      }
+    } catch (e) {
+      for (const m of Object.values(maps)) m.close();
+      throw e;
+    }
+    return new BpfMaps(maps, true, undefined, opts);
   }
 
   map(name: L.MapName): BpfMap {
