@@ -14,7 +14,7 @@ import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
-import { SockTerminator, sockTermObjectPath } from './sock-term.js';
+import { FrontendProtocols, SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
@@ -204,6 +204,10 @@ export class BpfDataplane implements Dataplane {
   /** connected UDP sockets to removed backends (sock-term.ts); undefined when the kernel cannot */
   #terminator: SockTerminator | undefined;
   #termQueued = false;
+  /** what decides whether a removal needs a termination pass */
+  readonly #protocols = new FrontendProtocols();
+  /** termination passes run since start (the sock_term_passes datapath event) */
+  #termPasses = 0;
   /** sockets destroyed since start (the sock_terminated datapath event) */
   #terminated = 0;
   /** conntrack entries of deleted frontends kept as orphans since start (the ct_orphaned datapath event) */
@@ -289,7 +293,9 @@ export class BpfDataplane implements Dataplane {
     // maps this load created, not written since, are empty: isEmpty() would walk lb_backends, an
     // array of LB_BACKENDS_MAX entries (~0.2-0.5 s of a first start's critical path, issue 10)
     if (!reused && maps.map('lb_frontends').writes === 0 && maps.map('lb_backends').writes === 0) return undefined;
-    return maps.isEmpty() ? undefined : maps.readPlan();
+    const plan = maps.isEmpty() ? undefined : maps.readPlan();
+    if (plan) this.#protocols.seed(plan);
+    return plan;
   }
 
   async setLocalSources(cidrs: readonly string[]): Promise<void> {
@@ -313,8 +319,10 @@ export class BpfDataplane implements Dataplane {
       if (cache) await this.#keepFlows(gone, cache);
       return r;
     });
-    // only when a backend left a frontend: a pass walks every netns (~40 ms), additions need none
-    if (this.#terminator && res.membersLeft > 0) this.#requestTermination();
+    // only when a backend left a UDP frontend: a pass walks every netns (~40 ms) for connected UDP
+    // sockets, additions and TCP frontends need none
+    if (this.#terminator && res.membersLeft > 0 && this.#protocols.mayHoldUdp(res.leftFrontends, ops)) this.#requestTermination();
+    this.#protocols.note(ops);
   }
 
   /** Orphans the lb_ct entries of frontends being deleted and holds their destinations' filter bits; logs, never throws. */
@@ -357,6 +365,7 @@ export class BpfDataplane implements Dataplane {
     if (!t) return 0;
     try {
       const r = t.run();
+      this.#termPasses++;
       this.#terminated += r.terminated.length;
       if (r.terminated.length) {
         this.#log.info({ sockets: r.terminated.map((x) => ({ backend: `${x.address}:${x.port}`, frontendId: x.feId, err: x.err })), namespaces: r.namespaces },
@@ -518,7 +527,7 @@ export class BpfDataplane implements Dataplane {
     }
     const fill = maps.mapFill(new Set(now.keys())).map((m) => (now.has(m.name) ? { ...m, entries: now.get(m.name) ?? m.entries } : m));
     return {
-      maps: fill, events: { ...events, ct_swept: this.#swept, sock_terminated: this.#terminated, ct_orphaned: this.#orphaned }, frontends: maps.readFrontendStats(hint.maxFrontendId),
+      maps: fill, events: { ...events, ct_swept: this.#swept, sock_terminated: this.#terminated, sock_term_passes: this.#termPasses, ct_orphaned: this.#orphaned }, frontends: maps.readFrontendStats(hint.maxFrontendId),
       evictions: this.#evictions.totals(),
     };
   }

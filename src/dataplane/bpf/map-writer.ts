@@ -50,6 +50,8 @@ export interface ApplyResult {
   tables: number;
   /** (frontend, backend) pairs that ended: a backend left a frontend (socket termination follows) */
   membersLeft: number;
+  /** the frontends those pairs belonged to */
+  leftFrontends: Set<number>;
 }
 
 /** One step of a write: a batch system call, or a point where applyAsync lets the event loop run. */
@@ -496,7 +498,7 @@ export class MapWriter {
 
   /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
   apply(ops: readonly PlanOp[]): ApplyResult {
-    const res: ApplyResult = { batches: 0, tables: 0, membersLeft: 0 };
+    const res: ApplyResult = { batches: 0, tables: 0, membersLeft: 0, leftFrontends: new Set() };
     this.saving(() => runSync(this.applySteps(ops, res)));
     return res;
   }
@@ -507,7 +509,7 @@ export class MapWriter {
    * The caller must not start another write to these maps before it settles.
    */
   async applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> {
-    const res: ApplyResult = { batches: 0, tables: 0, membersLeft: 0 };
+    const res: ApplyResult = { batches: 0, tables: 0, membersLeft: 0, leftFrontends: new Set() };
     await this.savingAsync(() => runAsync(this.applySteps(ops, res)));
     return res;
   }
@@ -539,6 +541,7 @@ export class MapWriter {
       yield { kind: 'deleteMany', map: this.maps.lb_members, keys, count: gone.length };
       res.batches++;
       res.membersLeft += gone.length;
+      for (const m of gone) res.leftFrontends.add(m.feId);
     }
   }
 

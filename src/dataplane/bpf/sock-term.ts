@@ -19,6 +19,8 @@ import { ipFrom16 } from '../../util/ip.js';
 import { BpfObject } from './native/object.js';
 import { sizeLikePins } from './loader.js';
 import type { BpfProgram } from './native/program.js';
+import type { Plan, PlanOp } from '../../plan/types.js';
+import type { Protocol } from '../../model/compiled.js';
 
 /** struct lb_sock_term_rec of bpf/lb_sock_term.bpf.c */
 const REC_SIZE = 40;
@@ -44,6 +46,44 @@ export interface SockTermRun {
 /** bpf/lb_sock_term.bpf.o beside the main object. */
 export function sockTermObjectPath(mainObjectPath: string): string {
   return join(dirname(mainObjectPath), 'lb_sock_term.bpf.o');
+}
+
+/**
+ * The frontends' protocols by id, kept from what the data plane writes: a pass walks UDP sockets
+ * only (iter/udp), so a backend that left a TCP or SCTP frontend needs none, and a pass walks every
+ * network namespace of the host on the event loop (~2-5 ms here, ~40 ms on a busy node) in the
+ * way of the next change. An id never seen (maps of an earlier agent not read back) counts as UDP:
+ * a pass too many, never one too few.
+ */
+export class FrontendProtocols {
+  readonly #proto = new Map<number, Protocol>();
+
+  /** the plan read back from the maps at start */
+  seed(plan: Plan): void {
+    for (const f of plan.frontends.values()) this.#proto.set(f.id, f.protocol);
+  }
+
+  /**
+   * Whether a backend that left one of `left` (ops' frontends) may leave a connected UDP socket
+   * behind: the frontend was UDP before ops or is UDP in them (an id deleted and reused in one
+   * apply), or is unknown.
+   */
+  mayHoldUdp(left: Iterable<number>, ops: readonly PlanOp[]): boolean {
+    let udpInOps: Set<number> | undefined;
+    for (const id of left) {
+      const p = this.#proto.get(id);
+      if (p === undefined || p === 'UDP') return true;
+      udpInOps ??= new Set(ops.flatMap((o) => (o.op === 'upsertFrontend' && o.frontend.protocol === 'UDP' ? [o.frontend.id] : [])));
+      if (udpInOps.has(id)) return true;
+    }
+    return false;
+  }
+
+  /** ops written: deleted frontends forgotten, then upserted ones noted (an id may be reused) */
+  note(ops: readonly PlanOp[]): void {
+    for (const o of ops) if (o.op === 'deleteFrontend') this.#proto.delete(o.frontend.id);
+    for (const o of ops) if (o.op === 'upsertFrontend') this.#proto.set(o.frontend.id, o.frontend.protocol);
+  }
 }
 
 export class SockTerminator {
