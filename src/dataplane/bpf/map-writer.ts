@@ -22,7 +22,7 @@ import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
 import { BpfBatchError, E2BIG, ENOSPC } from './native/errors.js';
-import type { BpfMap } from './native/map.js';
+import type { BpfMap, MaglevFillJob } from './native/map.js';
 import { BPF_ANY, MapType } from './native/uapi.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 
@@ -111,6 +111,17 @@ const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
  * every table at once (64 MiB at 10,000 Services). At least the largest region (LB_MAGLEV_M_MAX + 1).
  */
 const FILL_CHUNK_SLOTS = 1 << 19;
+/**
+ * A write of at least this many slots still to be filled (a full sync's tables: ~16M at 10,000
+ * Services) is filled on background threads (BpfMap.maglevFillStart) while the apply goes on with
+ * lb_slots, lb_revnat and the frontends' names; the apply joins it before lb_frontends can point at
+ * a table. Below it (a change's few tables) a thread is not worth starting.
+ */
+const BACKGROUND_FILL_SLOTS = 1 << 18;
+/** threads of a background fill: the main thread takes what is left when it joins */
+const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, availableParallelism()) - 1);
+/** runs of ops that neither read nor name a table's slots: a background fill runs on beside them */
+const BESIDE_FILL = new Set<PlanOp['op']>(['upsertBackend', 'upsertSlots', 'upsertRevNat', 'setSourceRanges', 'upsertFrontend']);
 
 /** a table to write and its region of lb_maglev_slots (size: its slots, whole elements) */
 interface Piece {
@@ -153,6 +164,8 @@ export class MapWriter {
   /** the mirror's slots and distinct (frontend, backend) pairs, followed list by list: what lb_slots and lb_members hold */
   private memberFill = { slots: 0, members: 0 };
   private memberRemovals: L.MemberKey[] = [];
+  /** a write's Maglev fill running on background threads until joinFill() */
+  private fillJob: MaglevFillJob | undefined;
   private readonly recycleTables: boolean;
   /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
   private slotAlloc: SlotAllocator | undefined;
@@ -523,12 +536,20 @@ export class MapWriter {
     // SYN balanced to a new backend from then on is checked against lb_members on its next packet
     // (a missing pair resets the flow)
     if (this.addMembers(ops)) res.batches++;
-    for (let i = 0; i < ops.length;) {
-      let j = i + 1;
-      while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
-      yield* this.applyRun(ops.slice(i, j), res);
-      yield PAUSE;
-      i = j;
+    try {
+      for (let i = 0; i < ops.length;) {
+        let j = i + 1;
+        while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
+        // upsertFrontend joins the fill itself, before lb_frontends names a table
+        if (!BESIDE_FILL.has(ops[i]!.op)) this.joinFill();
+        yield* this.applyRun(ops.slice(i, j), res);
+        yield PAUSE;
+        i = j;
+      }
+      this.joinFill();
+    } finally {
+      // a write that failed: no thread may go on writing after the apply returns (its error is the one to report)
+      if (this.fillJob) try { this.joinFill(); } catch { /* the write's own error goes on */ }
     }
     // backends that left a frontend: only now that the frontend uses its new table
     if (this.memberRemovals.length) {
@@ -688,6 +709,8 @@ export class MapWriter {
         for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName, terminating: f.terminatingIds });
         // the filter lets the new keys through before the programs can find them
         yield* this.feFilterChange(keys, fs.length, 1);
+        // every table these frontends point at is filled before they can
+        this.joinFill();
         yield* this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
         for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
         res.batches++;
@@ -804,7 +827,7 @@ export class MapWriter {
     }
     pieces.sort((a, b) => a.off - b.off);
     if (pending) {
-      yield* this.fillRegions(pieces);
+      if (!this.startFill(pieces)) yield* this.fillRegions(pieces);
       return;
     }
     const m = this.maps.lb_maglev_slots;
@@ -818,6 +841,34 @@ export class MapWriter {
       i = j;
       if (i < pieces.length) yield PAUSE;
     }
+  }
+
+  /**
+   * Starts the fill of a large write whose tables are all still to be filled from one source (a full
+   * build's) on background threads, straight into lb_maglev_slots; false (nothing started) for any
+   * other write, which fillRegions writes at once.
+   */
+  private startFill(pieces: readonly Piece[]): boolean {
+    const src = pieces[0]?.src?.src;
+    if (!src || this.fillJob) return false;
+    let slots = 0;
+    for (const p of pieces) {
+      if (p.src?.src !== src) return false;
+      slots += p.size;
+    }
+    if (slots < BACKGROUND_FILL_SLOTS) return false;
+    const regions = new Uint32Array(pieces.length * 5);
+    pieces.forEach((p, k) => regions.set([p.src!.first, p.table.members.length, p.table.m, p.off, p.size], k * 5));
+    this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS);
+    return true;
+  }
+
+  /** Waits for a background fill (taking what is left of it on this thread); its error is thrown here. */
+  private joinFill(): void {
+    const job = this.fillJob;
+    if (!job) return;
+    this.fillJob = undefined;
+    job.wait();
   }
 
   /**
