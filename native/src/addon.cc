@@ -744,34 +744,50 @@ struct FillJob {
   bool joined = false;
   int result = 0;
 
-  void Work() {
-    std::vector<uint32_t> buf, cur, skip;
-    long page = sysconf(_SC_PAGESIZE);
-    for (size_t c; (c = next.fetch_add(1)) < chunks.size();) {
-      if (err.load() != 0) return;
-      const FillRegion* r = regions.data() + chunks[c].first;
-      const FillRegion* end = regions.data() + chunks[c].second;
-      const uint32_t start = r->off;
-      const uint32_t slots = end[-1].off + end[-1].size - start;
-      buf.resize(kFillChunkSlots);
-      for (; r < end; r++) {
-        uint32_t* at = buf.data() + (r->off - start);
-        kbp_maglev::FillOne(h1.data(), h2.data(), ids.data(), r->first, r->n, r->m, at, cur, skip);
-        std::fill(at + r->m, at + r->size, 0u);
-      }
-      const uint64_t off = static_cast<uint64_t>(start) * 4, len = static_cast<uint64_t>(slots) * 4;
-      const uint64_t first = off / page * page;
-      const size_t mapLen = ((off + len - first + page - 1) / page) * page;
-      void* p = mmap(nullptr, mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(first));
-      if (p == MAP_FAILED) {
-        int e = -errno;
-        int zero = 0;
-        err.compare_exchange_strong(zero, e ? e : -EIO);
-        return;
-      }
-      CopyIntoMapping(static_cast<char*>(p) + (off - first), reinterpret_cast<const uint8_t*>(buf.data()), len);
-      munmap(p, mapLen);
+  // the caller's scratch for Step (the main thread's share)
+  std::vector<uint32_t> buf, cur, skip;
+
+  // fills chunk c into buf and copies it into the map; false when the job has failed
+  bool Chunk(size_t c, std::vector<uint32_t>& out, std::vector<uint32_t>& cur, std::vector<uint32_t>& skip) {
+    if (err.load() != 0) return false;
+    const long page = sysconf(_SC_PAGESIZE);
+    const FillRegion* r = regions.data() + chunks[c].first;
+    const FillRegion* end = regions.data() + chunks[c].second;
+    const uint32_t start = r->off;
+    const uint32_t slots = end[-1].off + end[-1].size - start;
+    out.resize(kFillChunkSlots);
+    for (; r < end; r++) {
+      uint32_t* at = out.data() + (r->off - start);
+      kbp_maglev::FillOne(h1.data(), h2.data(), ids.data(), r->first, r->n, r->m, at, cur, skip);
+      std::fill(at + r->m, at + r->size, 0u);
     }
+    const uint64_t off = static_cast<uint64_t>(start) * 4, len = static_cast<uint64_t>(slots) * 4;
+    const uint64_t first = off / page * page;
+    const size_t mapLen = ((off + len - first + page - 1) / page) * page;
+    void* p = mmap(nullptr, mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(first));
+    if (p == MAP_FAILED) {
+      int e = errno ? -errno : -EIO, zero = 0;
+      err.compare_exchange_strong(zero, e);
+      return false;
+    }
+    CopyIntoMapping(static_cast<char*>(p) + (off - first), reinterpret_cast<const uint8_t*>(out.data()), len);
+    munmap(p, mapLen);
+    return true;
+  }
+
+  void Work() {
+    std::vector<uint32_t> out, cur, skip;
+    for (size_t c; (c = next.fetch_add(1)) < chunks.size();)
+      if (!Chunk(c, out, cur, skip)) return;
+  }
+
+  // one chunk on the caller's thread: false when none was left to take
+  bool Step() {
+    if (joined) return false;
+    size_t c = next.fetch_add(1);
+    if (c >= chunks.size()) return false;
+    Chunk(c, buf, cur, skip);
+    return true;
   }
 
   int Join() {
@@ -864,6 +880,17 @@ Napi::Value MapMaglevFillStart(const Napi::CallbackInfo& info) {
   Napi::External<FillJob> ext = Napi::External<FillJob>::New(env, job.release(), FinalizeFill);
   ext.TypeTag(&kFillTag);
   return ext;
+}
+
+// mapMaglevFillStep(job) -> boolean: fills and copies one chunk no thread has begun, on the caller's
+// thread (an event loop's turn, not the whole fill); false when none was left.
+Napi::Value MapMaglevFillStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<FillJob>>().CheckTypeTag(&kFillTag)) {
+    Napi::TypeError::New(env, "mapMaglevFillStep: job (argument 1) must be a handle from mapMaglevFillStart").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, info[0].As<Napi::External<FillJob>>().Data()->Step());
 }
 
 // mapMaglevFillWait(job) -> 0 | -errno: takes the chunks no thread has begun, waits for the threads.
@@ -1429,6 +1456,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("mapInfo", MapInfo);
   EXPORT("mapMmapWrite", MapMmapWrite);
   EXPORT("mapMaglevFillStart", MapMaglevFillStart);
+  EXPORT("mapMaglevFillStep", MapMaglevFillStep);
   EXPORT("mapMaglevFillWait", MapMaglevFillWait);
   EXPORT("progInfo", ProgInfo);
   EXPORT("objGet", ObjGet);

@@ -166,6 +166,8 @@ export class MapWriter {
   private memberRemovals: L.MemberKey[] = [];
   /** a write's Maglev fill running on background threads until joinFill() */
   private fillJob: MaglevFillJob | undefined;
+  /** the tables of the apply under way written at its start (earlyTables) */
+  private early: Set<PlanTable> | undefined;
   private readonly recycleTables: boolean;
   /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
   private slotAlloc: SlotAllocator | undefined;
@@ -531,25 +533,33 @@ export class MapWriter {
     this.loadRegions().begin();
     if (!this.feKeys) this.syncFeFilter();
     this.recycling = this.planRecycling(ops);
-    // lb_members gains the new pairs before anything a reader follows can name them: a recycled
-    // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
-    // SYN balanced to a new backend from then on is checked against lb_members on its next packet
-    // (a missing pair resets the flow)
-    if (this.addMembers(ops)) res.batches++;
     try {
+      // a full build's tables, each into a fresh region that nothing reads until an upsertFrontend
+      // names it, are filled from here on beside every other write (startFill)
+      this.early = this.earlyTables(ops);
+      if (this.early) yield* this.writeTables([...this.early]);
+      // lb_members gains the new pairs before anything a reader follows can name them: a recycled
+      // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
+      // SYN balanced to a new backend from then on is checked against lb_members on its next packet
+      // (a missing pair resets the flow)
+      if (this.addMembers(ops)) res.batches++;
       for (let i = 0; i < ops.length;) {
         let j = i + 1;
         while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
+        const run = ops.slice(i, j);
         // upsertFrontend joins the fill itself, before lb_frontends names a table
-        if (!BESIDE_FILL.has(ops[i]!.op)) this.joinFill();
-        yield* this.applyRun(ops.slice(i, j), res);
+        if (!this.besideFill(run)) yield* this.joinFill();
+        yield* this.applyRun(run, res);
         yield PAUSE;
         i = j;
       }
-      this.joinFill();
+      yield* this.joinFill();
     } finally {
+      this.early = undefined;
       // a write that failed: no thread may go on writing after the apply returns (its error is the one to report)
-      if (this.fillJob) try { this.joinFill(); } catch { /* the write's own error goes on */ }
+      const job = this.fillJob;
+      this.fillJob = undefined;
+      if (job) try { job.wait(); } catch { /* the write's own error goes on */ }
     }
     // backends that left a frontend: only now that the frontend uses its new table
     if (this.memberRemovals.length) {
@@ -619,7 +629,8 @@ export class MapWriter {
       }
       case 'createTable': {
         const tables = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
-        yield* this.writeTables(tables);
+        const early = this.early;
+        yield* this.writeTables(early ? tables.filter((t) => !early.has(t)) : tables);
         res.tables += tables.length;
         res.batches++;
         return;
@@ -710,7 +721,7 @@ export class MapWriter {
         // the filter lets the new keys through before the programs can find them
         yield* this.feFilterChange(keys, fs.length, 1);
         // every table these frontends point at is filled before they can
-        this.joinFill();
+        yield* this.joinFill();
         yield* this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
         for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
         res.batches++;
@@ -796,6 +807,7 @@ export class MapWriter {
    * upsertFrontend switches it. Regions written back to back are copied together.
    */
   private *writeTables(tables: PlanTable[]): Steps {
+    if (!tables.length) return;
     const alloc = this.slotAlloc!;
     const pieces: Piece[] = [];
     let n = 0, pending = 0;
@@ -863,12 +875,46 @@ export class MapWriter {
     return true;
   }
 
-  /** Waits for a background fill (taking what is left of it on this thread); its error is thrown here. */
-  private joinFill(): void {
+  /**
+   * The write's new tables when they can be filled before anything else is written: a large write
+   * (startFill's) whose every table is still to be filled from one source and takes a fresh region
+   * (not recycled, not rewritten in place), so no reader can reach a slot before an upsertFrontend
+   * names the table, and the backends and members the slots name are written before that too.
+   */
+  private earlyTables(ops: readonly PlanOp[]): Set<PlanTable> | undefined {
+    const tables = new Set<PlanTable>();
+    let src: SlotSource | undefined, slots = 0;
+    for (const o of ops) {
+      if (o.op !== 'createTable') continue;
+      const t = o.table, p = pendingSlots(t);
+      if (!p || (src && p.src !== src) || this.recycling.has(t.id) || this.regions.has(t.id) || tables.has(t)) return undefined;
+      src = p.src;
+      slots += regionSize(t.m);
+      tables.add(t);
+    }
+    return slots >= BACKGROUND_FILL_SLOTS ? tables : undefined;
+  }
+
+  /** whether a run may be written while a background fill goes on: it reads no slot and writes none */
+  private besideFill(run: readonly PlanOp[]): boolean {
+    const early = this.early;
+    if (run[0]!.op === 'createTable') return !!early && run.every((o) => early.has((o as Extract<PlanOp, { op: 'createTable' }>).table));
+    return BESIDE_FILL.has(run[0]!.op);
+  }
+
+  /**
+   * Waits for a background fill, taking the chunks no thread has begun on this thread one at a time
+   * (applyAsync's event loop runs between them); its error is thrown here.
+   */
+  private *joinFill(): Steps {
     const job = this.fillJob;
     if (!job) return;
-    this.fillJob = undefined;
-    job.wait();
+    try {
+      while (job.step()) yield PAUSE;
+    } finally {
+      this.fillJob = undefined;
+      job.wait();
+    }
   }
 
   /**

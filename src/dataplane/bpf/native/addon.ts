@@ -43,6 +43,7 @@ interface Native {
   mapInfo(fd: number): RawMapInfo | number;
   mapMmapWrite(fd: number, data: Buffer, offset: number, or?: boolean): number;
   mapMaglevFillStart(fd: number, h1: Buffer, h2: Buffer, ids: Buffer, regions: Buffer, threads: number): object | number;
+  mapMaglevFillStep(job: object): boolean;
   mapMaglevFillWait(job: object): number;
   progInfo(fd: number): RawProgInfo | number;
   objGet(path: string): number;

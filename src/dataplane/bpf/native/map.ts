@@ -13,6 +13,8 @@ const MAP_IN_MAP_TYPES = new Set<number>([MapType.ARRAY_OF_MAPS, MapType.HASH_OF
 
 /** A Maglev fill running on background threads (BpfMap.maglevFillStart); wait() joins it, once. */
 export interface MaglevFillJob {
+  /** fills one chunk no thread has begun on this thread; false when none was left (then wait()) */
+  step(): boolean;
   wait(): void;
 }
 
@@ -171,6 +173,7 @@ export class BpfMap {
     const name = this.name;
     let done = false;
     return {
+      step: () => !done && native().mapMaglevFillStep(job),
       wait(): void {
         if (done) return;
         done = true;
