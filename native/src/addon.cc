@@ -725,9 +725,11 @@ Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
 // and copied into lb_maglev_slots by threads of their own while the main thread goes on with the
 // apply's other writes (lb_slots, lb_revnat, the frontends' names); the main thread joins them (and
 // takes what chunks are left) before any frontend may point at a table. Memory stays bounded: each
-// thread fills one reused chunk of adjacent regions and copies it (CopyIntoMapping) before the next.
+// thread fills one reused chunk (512 KiB) of adjacent regions and copies it (CopyIntoMapping) before the next.
 const napi_type_tag kFillTag = {0x6b62707866696c6cULL, 0x5f6a6f625f763031ULL};  // "kbpxfill" "_job_v01"
-const uint32_t kFillChunkSlots = 1u << 19;  // map-writer.ts FILL_CHUNK_SLOTS: 2 MiB a thread
+// 512 KiB a thread: the largest region (LB_MAGLEV_M_MAX 131071, padded), and little fresh memory to
+// touch (a page's first write costs ~7-13 us on this VM, PERF.md p11full)
+const uint32_t kFillChunkSlots = 1u << 17;
 
 struct FillRegion {
   uint32_t first, n, m, off, size;  // members in h1/h2/ids; M; first slot and slots of its region

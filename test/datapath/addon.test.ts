@@ -181,7 +181,7 @@ if (!isRoot) {
   });
 
   test('a Maglev fill job writes the tables the fill computes into their regions, padding 0, nothing else; bad tables are refused before any thread', (t) => {
-    // chunks of adjacent regions (2 MiB each in addon.cc) on 0 or 2 background threads, a gap between
+    // chunks of adjacent regions (512 KiB each in addon.cc) on 0 or 2 background threads, a gap between
     // runs of regions left as it was; slots equal fillTables' (the JavaScript fill)
     const slots = 1 << 20;
     const m = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_fill', keySize: 4, valueSize: 8, maxEntries: slots / 2, flags: BPF_F_MMAPABLE });
@@ -209,7 +209,7 @@ if (!isRoot) {
     for (const threads of [0, 2]) {
       m.writeMmap(Buffer.alloc(slots * 4, 0xee));
       const job = m.maglevFillStart(buf(src.h1), buf(src.h2), buf(src.ids), regions, threads);
-      // without threads, the caller's steps take every chunk: the 8 runs of adjacent regions (each < 2 MiB)
+      // without threads, the caller's steps take every chunk: the 8 runs of adjacent regions (each < 512 KiB)
       let steps = 0;
       if (!threads) while (job.step()) steps++;
       if (!threads) t.is(steps, 8);

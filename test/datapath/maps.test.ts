@@ -568,7 +568,7 @@ if (!isRoot) {
     // the plan holds no slots: the writer fills the tables into lb_maglev_slots a bounded chunk at
     // a time (64 MiB of them here)
     t.true([...plan.tables.values()].every((tb) => pendingSlots(tb) !== undefined), 'no table filled by the build');
-    // the tables are filled on background threads straight into lb_maglev_slots (one fill job, 2 MiB
+    // the tables are filled on background threads straight into lb_maglev_slots (one fill job, 512 KiB
     // chunks in the addon), not through writeMmap
     let writes = 0, jobs = 0;
     const write = BpfMap.prototype.writeMmap, start = BpfMap.prototype.maglevFillStart;

@@ -155,7 +155,7 @@ export class BpfMap {
 
   /**
    * Starts filling Maglev tables into this BPF_F_MMAPABLE array of u32 slots (lb_maglev_slots) on
-   * `threads` background threads, each filling a reused 2 MiB chunk of adjacent regions and copying it
+   * `threads` background threads, each filling a reused 512 KiB chunk of adjacent regions and copying it
    * in (writeMmap's copy). h1, h2, ids: u32 per member (maglev-native.ts nativeFill's), regions: 5 u32
    * per table by offset (first member, count, M, first slot, region slots; slots past M written 0).
    * The arguments are checked and copied before a thread starts; the returned job's wait() (which
