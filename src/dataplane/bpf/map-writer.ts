@@ -14,6 +14,7 @@
 // order, whatever the maps hold.
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { nativeFillAvailable } from '../../plan/maglev-native.js';
 import { fillTables, pendingSlots, type SlotSource } from '../../plan/slot-source.js';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
@@ -868,7 +869,8 @@ export class MapWriter {
       if (p.src?.src !== src) return false;
       slots += p.size;
     }
-    if (slots < BACKGROUND_FILL_SLOTS) return false;
+    // KBP_MAGLEV_NATIVE=0 (the JavaScript fill asked for) keeps fillRegions' way
+    if (slots < BACKGROUND_FILL_SLOTS || !nativeFillAvailable()) return false;
     const regions = new Uint32Array(pieces.length * 5);
     pieces.forEach((p, k) => regions.set([p.src!.first, p.table.members.length, p.table.m, p.off, p.size], k * 5));
     this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS);
@@ -892,7 +894,7 @@ export class MapWriter {
       slots += regionSize(t.m);
       tables.add(t);
     }
-    return slots >= BACKGROUND_FILL_SLOTS ? tables : undefined;
+    return slots >= BACKGROUND_FILL_SLOTS && nativeFillAvailable() ? tables : undefined;
   }
 
   /** whether a run may be written while a background fill goes on: it reads no slot and writes none */
