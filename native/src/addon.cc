@@ -736,7 +736,12 @@ struct FillRegion {
 };
 
 struct FillJob {
-  int fd = -1;  // a dup of the map's fd: closed when the job ends
+  // one shared mapping of the map's pages the regions lie in, for the whole job: a mapping per chunk
+  // made each thread's mmap and munmap (a TLB flush of every CPU running the process) contend with the
+  // main thread's page faults
+  char* mapping = nullptr;
+  size_t mapLen = 0;
+  uint64_t mapFirst = 0;  // the byte offset in the map where the mapping starts
   std::vector<uint32_t> h1, h2, ids;
   std::vector<FillRegion> regions;                      // by offset
   std::vector<std::pair<size_t, size_t>> chunks;        // [from, to) of regions, adjacent, <= kFillChunkSlots
@@ -752,7 +757,6 @@ struct FillJob {
   // fills chunk c into buf and copies it into the map; false when the job has failed
   bool Chunk(size_t c, std::vector<uint32_t>& out, std::vector<uint32_t>& cur, std::vector<uint32_t>& skip) {
     if (err.load() != 0) return false;
-    const long page = sysconf(_SC_PAGESIZE);
     const FillRegion* r = regions.data() + chunks[c].first;
     const FillRegion* end = regions.data() + chunks[c].second;
     const uint32_t start = r->off;
@@ -764,16 +768,7 @@ struct FillJob {
       std::fill(at + r->m, at + r->size, 0u);
     }
     const uint64_t off = static_cast<uint64_t>(start) * 4, len = static_cast<uint64_t>(slots) * 4;
-    const uint64_t first = off / page * page;
-    const size_t mapLen = ((off + len - first + page - 1) / page) * page;
-    void* p = mmap(nullptr, mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(first));
-    if (p == MAP_FAILED) {
-      int e = errno ? -errno : -EIO, zero = 0;
-      err.compare_exchange_strong(zero, e);
-      return false;
-    }
-    CopyIntoMapping(static_cast<char*>(p) + (off - first), reinterpret_cast<const uint8_t*>(out.data()), len);
-    munmap(p, mapLen);
+    CopyIntoMapping(mapping + (off - mapFirst), reinterpret_cast<const uint8_t*>(out.data()), len);
     return true;
   }
 
@@ -798,8 +793,8 @@ struct FillJob {
     for (auto& w : workers) w.join();
     workers.clear();
     joined = true;
-    if (fd >= 0) close(fd);
-    fd = -1;
+    if (mapping) munmap(mapping, mapLen);
+    mapping = nullptr;
     result = err.load();
     return result;
   }
@@ -873,9 +868,17 @@ Napi::Value MapMaglevFillStart(const Napi::CallbackInfo& info) {
     job->chunks.emplace_back(i, j);
     i = j;
   }
-  errno = 0;
-  job->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (job->fd < 0) return Num(env, -errno);
+  if (!job->regions.empty()) {
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t from = static_cast<uint64_t>(job->regions.front().off) * 4;
+    const uint64_t to = (static_cast<uint64_t>(job->regions.back().off) + job->regions.back().size) * 4;
+    job->mapFirst = from / page * page;
+    job->mapLen = ((to - job->mapFirst + page - 1) / page) * page;
+    errno = 0;
+    void* p = mmap(nullptr, job->mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(job->mapFirst));
+    if (p == MAP_FAILED) return Num(env, -errno);
+    job->mapping = static_cast<char*>(p);
+  }
   ProcMem();  // opened here, on this thread, before any worker copies through it
   size_t nt = std::min<size_t>(threads, job->chunks.size());
   for (size_t t = 0; t < nt; t++) job->workers.emplace_back(&FillJob::Work, job.get());
