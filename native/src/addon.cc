@@ -746,17 +746,15 @@ struct FillJob {
   std::vector<FillRegion> regions;                      // by offset
   std::vector<std::pair<size_t, size_t>> chunks;        // [from, to) of regions, adjacent, <= kFillChunkSlots
   std::atomic<size_t> next{0};
-  std::atomic<int> err{0};
   std::vector<std::thread> workers;
   bool joined = false;
-  int result = 0;
 
   // the caller's scratch for Step (the main thread's share)
   std::vector<uint32_t> buf, cur, skip;
 
-  // fills chunk c into buf and copies it into the map; false when the job has failed
-  bool Chunk(size_t c, std::vector<uint32_t>& out, std::vector<uint32_t>& cur, std::vector<uint32_t>& skip) {
-    if (err.load() != 0) return false;
+  // fills chunk c into out and copies it into the map (nothing can fail: every argument was checked,
+  // and CopyIntoMapping falls back to memcpy)
+  void Chunk(size_t c, std::vector<uint32_t>& out, std::vector<uint32_t>& cur, std::vector<uint32_t>& skip) {
     const FillRegion* r = regions.data() + chunks[c].first;
     const FillRegion* end = regions.data() + chunks[c].second;
     const uint32_t start = r->off;
@@ -769,13 +767,11 @@ struct FillJob {
     }
     const uint64_t off = static_cast<uint64_t>(start) * 4, len = static_cast<uint64_t>(slots) * 4;
     CopyIntoMapping(mapping + (off - mapFirst), reinterpret_cast<const uint8_t*>(out.data()), len);
-    return true;
   }
 
   void Work() {
     std::vector<uint32_t> out, cur, skip;
-    for (size_t c; (c = next.fetch_add(1)) < chunks.size();)
-      if (!Chunk(c, out, cur, skip)) return;
+    for (size_t c; (c = next.fetch_add(1)) < chunks.size();) Chunk(c, out, cur, skip);
   }
 
   // one chunk on the caller's thread: false when none was left to take
@@ -787,16 +783,14 @@ struct FillJob {
     return true;
   }
 
-  int Join() {
-    if (joined) return result;
+  void Join() {
+    if (joined) return;
     Work();  // the caller takes what is left
     for (auto& w : workers) w.join();
     workers.clear();
     joined = true;
     if (mapping) munmap(mapping, mapLen);
     mapping = nullptr;
-    result = err.load();
-    return result;
   }
 };
 
@@ -898,15 +892,16 @@ Napi::Value MapMaglevFillStep(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, info[0].As<Napi::External<FillJob>>().Data()->Step());
 }
 
-// mapMaglevFillWait(job) -> 0 | -errno: takes the chunks no thread has begun, waits for the threads.
-// Again on the same job: its first result.
+// mapMaglevFillWait(job) -> 0: takes the chunks no thread has begun, waits for the threads (0 again on
+// the same job).
 Napi::Value MapMaglevFillWait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<FillJob>>().CheckTypeTag(&kFillTag)) {
     Napi::TypeError::New(env, "mapMaglevFillWait: job (argument 1) must be a handle from mapMaglevFillStart").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  return Num(env, info[0].As<Napi::External<FillJob>>().Data()->Join());
+  info[0].As<Napi::External<FillJob>>().Data()->Join();
+  return Num(env, 0);
 }
 
 // mapInfo(fd) -> { type, id, keySize, valueSize, maxEntries, flags, name } | -errno
