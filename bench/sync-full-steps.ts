@@ -24,6 +24,7 @@ const SEED = 0x6b627078;
 const shape: ClusterShape = { services: N, endpointsPerService: 10, nodePortEvery: 10 };
 const snap = snapshot(shape);
 const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+const faults = () => process.resourceUsage().minorPageFault;
 const tcpu = () => { const u = process.threadCpuUsage(); return (u.user + u.system) / 1000; };
 const out: Record<string, unknown> = { tree: process.cwd(), N };
 const reps: Record<string, number>[] = [];
@@ -51,8 +52,10 @@ for (let rep = 0; rep < REPS; rep++) {
         await session.post('Profiler.start');
       }
       const step = <T>(name: string, f: () => T): T => {
-        const c0 = cpu(), m0 = tcpu(), t0 = performance.now();
+        const c0 = cpu(), m0 = tcpu(), t0 = performance.now(), f0 = faults();
         const v = f();
+        // minor faults: a first touch of a fresh page costs ~7-13 us on this VM (PERF.md, p11full)
+        r[`${name}Faults`] = faults() - f0;
         windows.push({ rep, name, from: t0, to: performance.now() });
         r[`${name}Ms`] = Math.round(performance.now() - t0);
         r[`${name}Cpu`] = Math.round(cpu() - c0);

@@ -46,6 +46,15 @@ for (const m of ['updateBatch', 'writeMmap', 'deleteMany'] as const) {
     return timed(`${m} ${this.name}`, () => orig.apply(this, a));
   };
 }
+// the Maglev fill on background threads (BpfMap.maglevFillStart): its start, and the join's share on the
+// main thread (chunks taken by step(), then the wait for the threads' last chunks)
+if (typeof (BpfMap.prototype as any).maglevFillStart === 'function') {
+  const start = (BpfMap.prototype as any).maglevFillStart as (...a: unknown[]) => { step(): boolean; wait(): void };
+  (BpfMap.prototype as any).maglevFillStart = function (this: BpfMap, ...a: unknown[]) {
+    const job = timed('fill job start', () => start.apply(this, a));
+    return { step: () => timed('fill job step', () => job.step()), wait: () => timed('fill job wait', () => job.wait()) };
+  };
+}
 // the apply's JavaScript parts that are plain calls (generators would time only their creation)
 for (const [proto, names] of [[MapWriter.prototype, ['addMembers', 'feFilterChange', 'syncMembers', 'syncFeFilter', 'loadRegions', 'planRecycling']], [AgentStateFile.prototype, ['setFrontend', 'save']]] as const) {
   for (const m of names) {

@@ -38,6 +38,10 @@ n.objectClose(closed);
 const CLOSED_FD = (() => { const fd = n.mapCreate(1, 'fz_gone', 4, 4, 1, 0, -1); n.closeFd(fd); return fd; })();
 
 const B = (len: number): Buffer => Buffer.alloc(len);
+const u32s = (...v: number[]): Buffer => Buffer.from(Uint32Array.from(v).buffer);
+/** a Maglev fill job with nothing to fill */
+const JOB = n.mapMaglevFillStart(MMAP, B(0), B(0), B(0), B(0), 0);
+if (typeof JOB === 'number') throw new Error(`mapMaglevFillStart: ${JOB}`);
 const closeIfFd = (ret: unknown): void => { if (typeof ret === 'number' && ret > 2) n.closeFd(ret); };
 
 const TABLE: Record<string, Row> = {
@@ -63,6 +67,10 @@ const TABLE: Record<string, Row> = {
   mapCreate: { args: () => [1, 'fz_new', 4, 4, 1, 0, -1], kinds: ['u32', 'str', 'u32', 'u32', 'u32', 'u32', 'fdOpt'], cleanup: closeIfFd, odd: false },
   mapInfo: { args: () => [HASH], kinds: ['fd'] },
   mapMmapWrite: { args: () => [MMAP, B(8), 0], kinds: ['fd', { buf: 0 }, 'u32'] },
+  // no tables: a job with nothing to fill (its threads argument 0..64)
+  mapMaglevFillStart: { args: () => [MMAP, B(4), B(4), B(4), B(0), 1], kinds: ['fd', { buf: 0 }, { buf: 0 }, { buf: 0 }, { buf: 0 }, 'u32'] },
+  mapMaglevFillStep: { args: () => [JOB], kinds: ['handle'] },
+  mapMaglevFillWait: { args: () => [JOB], kinds: ['handle'] },
   progInfo: { args: () => [HASH], kinds: ['fd'] },
   objGet: { args: () => ['/nonexistent/pin'], kinds: ['str'], cleanup: closeIfFd },
   objPin: { args: () => [HASH, '/nonexistent/pin'], kinds: ['fd', 'str'] },
@@ -203,6 +211,22 @@ async function main(): Promise<void> {
   await call('mapMmapWrite', [MMAP, B(8), 0xffffffff], 'throw');
   await call('mapMmapWrite', [HASH, B(8), 0], 'any');
   await call('mapMmapWrite', [0, B(8), 0], 'any');
+  // a fill job's tables past the mappable array's 32 slots, with a size that is not prime, of a member
+  // id 0, or members past h1: refused before a thread starts; a real one fills; another type's handle is refused
+  await call('mapMaglevFillStart', [MMAP, u32s(1), u32s(2), u32s(3), u32s(0, 1, 31, 1, 32), 1], 'throw');
+  await call('mapMaglevFillStart', [MMAP, u32s(1), u32s(2), u32s(3), u32s(0, 1, 30, 0, 30), 1], 'throw');
+  await call('mapMaglevFillStart', [MMAP, u32s(1), u32s(2), u32s(0), u32s(0, 1, 31, 0, 32), 1], 'throw');
+  await call('mapMaglevFillStart', [MMAP, u32s(1), u32s(2), u32s(3), u32s(0, 2, 31, 0, 32), 1], 'throw');
+  await call('mapMaglevFillStart', [MMAP, u32s(1), u32s(2), u32s(3), u32s(0, 1, 31, 0xffffffff, 32), 1], 'throw');
+  await call('mapMaglevFillStart', [HASH, u32s(1), u32s(2), u32s(3), u32s(0, 1, 31, 0, 32), 1], 'any');
+  const job = n.mapMaglevFillStart(MMAP, u32s(1), u32s(2), u32s(3), u32s(0, 1, 31, 0, 32), 1);
+  calls++;
+  if (typeof job === 'number' || n.mapMaglevFillWait(job) !== 0 || n.mapMaglevFillWait(job) !== 0 || n.mapMaglevFillStep(job) !== false) {
+    violations.push({ method: 'mapMaglevFillStart', args: 'a table of M=31 in the mappable array', why: `returned ${show(job)} or a wait failed` });
+  }
+  await call('mapMaglevFillStep', [open], 'throw');
+  await call('mapMaglevFillWait', [open], 'throw');
+  await call('objectClose', [JOB], 'throw');
   // the caller's buffers may change while an async batch runs: the addon works on its own copy
   const keys = B(32), values = B(64);
   const p = n.mapUpdateBatchAsync(HASH, keys, values, 4, 0);

@@ -15,6 +15,8 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdarg>
@@ -24,12 +26,15 @@
 #include <string>
 #include <fcntl.h>
 #include <malloc.h>
+#include <memory>
 #include <mutex>
 #include <sched.h>
 #include <sys/mman.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
+
+#include "maglev-fill.h"
 
 namespace {
 
@@ -715,6 +720,190 @@ Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
   return Num(info.Env(), 0);
 }
 
+// ---- the Maglev fill on background threads ------------------------------------------------------
+// A full sync's Maglev tables (10,000 of ~1,600 slots at 10,000 Services: ~250 ms of CPU) are filled
+// and copied into lb_maglev_slots by threads of their own while the main thread goes on with the
+// apply's other writes (lb_slots, lb_revnat, the frontends' names); the main thread joins them (and
+// takes what chunks are left) before any frontend may point at a table. Memory stays bounded: each
+// thread fills one reused chunk (512 KiB) of adjacent regions and copies it (CopyIntoMapping) before the next.
+const napi_type_tag kFillTag = {0x6b62707866696c6cULL, 0x5f6a6f625f763031ULL};  // "kbpxfill" "_job_v01"
+// 512 KiB a thread: the largest region (LB_MAGLEV_M_MAX 131071, padded), and little fresh memory to
+// touch (a page's first write costs ~7-13 us on this VM, PERF.md p11full)
+const uint32_t kFillChunkSlots = 1u << 17;
+
+struct FillRegion {
+  uint32_t first, n, m, off, size;  // members in h1/h2/ids; M; first slot and slots of its region
+};
+
+struct FillJob {
+  // one shared mapping of the map's pages the regions lie in, for the whole job: a mapping per chunk
+  // made each thread's mmap and munmap (a TLB flush of every CPU running the process) contend with the
+  // main thread's page faults
+  char* mapping = nullptr;
+  size_t mapLen = 0;
+  uint64_t mapFirst = 0;  // the byte offset in the map where the mapping starts
+  std::vector<uint32_t> h1, h2, ids;
+  std::vector<FillRegion> regions;                      // by offset
+  std::vector<std::pair<size_t, size_t>> chunks;        // [from, to) of regions, adjacent, <= kFillChunkSlots
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> workers;
+  bool joined = false;
+
+  // the caller's scratch for Step (the main thread's share)
+  std::vector<uint32_t> buf, cur, skip;
+
+  // fills chunk c into out and copies it into the map (nothing can fail: every argument was checked,
+  // and CopyIntoMapping falls back to memcpy)
+  void Chunk(size_t c, std::vector<uint32_t>& out, std::vector<uint32_t>& cur, std::vector<uint32_t>& skip) {
+    const FillRegion* r = regions.data() + chunks[c].first;
+    const FillRegion* end = regions.data() + chunks[c].second;
+    const uint32_t start = r->off;
+    const uint32_t slots = end[-1].off + end[-1].size - start;
+    out.resize(kFillChunkSlots);
+    for (; r < end; r++) {
+      uint32_t* at = out.data() + (r->off - start);
+      kbp_maglev::FillOne(h1.data(), h2.data(), ids.data(), r->first, r->n, r->m, at, cur, skip);
+      std::fill(at + r->m, at + r->size, 0u);
+    }
+    const uint64_t off = static_cast<uint64_t>(start) * 4, len = static_cast<uint64_t>(slots) * 4;
+    CopyIntoMapping(mapping + (off - mapFirst), reinterpret_cast<const uint8_t*>(out.data()), len);
+  }
+
+  void Work() {
+    std::vector<uint32_t> out, cur, skip;
+    for (size_t c; (c = next.fetch_add(1)) < chunks.size();) Chunk(c, out, cur, skip);
+  }
+
+  // one chunk on the caller's thread: false when none was left to take
+  bool Step() {
+    if (joined) return false;
+    size_t c = next.fetch_add(1);
+    if (c >= chunks.size()) return false;
+    Chunk(c, buf, cur, skip);
+    return true;
+  }
+
+  void Join() {
+    if (joined) return;
+    Work();  // the caller takes what is left
+    for (auto& w : workers) w.join();
+    workers.clear();
+    joined = true;
+    if (mapping) munmap(mapping, mapLen);
+    mapping = nullptr;
+  }
+};
+
+void FinalizeFill(Napi::Env, FillJob* job) {
+  job->Join();  // never free memory threads still read
+  delete job;
+}
+
+// mapMaglevFillStart(fd, h1, h2, ids, regions, threads) -> External (the job) | -errno
+//   fd:      a BPF_F_MMAPABLE array of u32 slots (lb_maglev_slots)
+//   h1, h2, ids: Buffers of u32 per member (maglev-native.ts's fill: members of a table contiguous)
+//   regions: Buffer of 5 u32 per table, ordered by offset: first member, member count n, M (a prime),
+//            the region's first slot and its size in slots (>= M; slots past M are written 0)
+//   threads: background threads (0: all of it at mapMaglevFillWait, on the caller's thread)
+// Every argument is checked before a thread starts. The inputs are copied: the job owns what it reads.
+Napi::Value MapMaglevFillStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a(info, "mapMaglevFillStart");
+  int fd = a.Fd(0, "fd");
+  BufArg h1 = a.Buf(1, "h1", false), h2 = a.Buf(2, "h2", false), ids = a.Buf(3, "ids", false), regs = a.Buf(4, "regions", false);
+  uint32_t threads = static_cast<uint32_t>(a.Int(5, "threads", 0, 64));
+  if (!a.ok()) return env.Undefined();
+  if (h1.len % 4 || h2.len != h1.len || ids.len != h1.len) {
+    a.RangeFail(1, "h1", "h2 and ids must be Buffers of u32 of the same length");
+    return env.Undefined();
+  }
+  if (regs.len % 20) {
+    a.RangeFail(4, "regions", "must hold 5 u32 per table");
+    return env.Undefined();
+  }
+  MapSizes ms;
+  int bad = GetMapSizes(fd, &ms);
+  if (bad < 0) return Num(env, bad);
+  if (ms.type != BPF_MAP_TYPE_ARRAY || !(ms.flags & BPF_F_MMAPABLE)) return Num(env, -EINVAL);
+  const uint64_t mapSlots = static_cast<uint64_t>(ms.maxEntries) * ((ms.rawValue + 7) & ~7ULL) / 4;
+  std::unique_ptr<FillJob> job(new FillJob());
+  const size_t members = h1.len / 4;
+  job->h1.resize(members);
+  job->h2.resize(members);
+  job->ids.resize(members);
+  memcpy(job->h1.data(), h1.data, h1.len);
+  memcpy(job->h2.data(), h2.data, h2.len);
+  memcpy(job->ids.data(), ids.data, ids.len);
+  job->regions.resize(regs.len / 20);
+  memcpy(job->regions.data(), regs.data, regs.len);
+  uint64_t prevEnd = 0;
+  for (size_t k = 0; k < job->regions.size(); k++) {
+    const FillRegion& r = job->regions[k];
+    std::string why;
+    if (r.n < 1) why = "has no members";
+    else if (static_cast<uint64_t>(r.first) + r.n > members) why = "names members past the end of h1";
+    else if (r.n > r.m) why = "has more members than slots";
+    else if (r.m > kFillChunkSlots || r.size < r.m || r.size > kFillChunkSlots) why = "has a region smaller than M or larger than a chunk";
+    else if (!kbp_maglev::IsPrime(r.m)) why = "has a size M that is not prime";
+    else if (r.off < prevEnd) why = "overlaps the region before it (regions go by offset)";
+    else if (static_cast<uint64_t>(r.off) + r.size > mapSlots) why = "ends past the end of the map";
+    else if (std::find(job->ids.begin() + r.first, job->ids.begin() + r.first + r.n, 0u) != job->ids.begin() + r.first + r.n) why = "has a member of id 0";
+    if (!why.empty()) {
+      a.RangeFail(4, "regions", "table " + std::to_string(k) + " " + why);
+      return env.Undefined();
+    }
+    prevEnd = static_cast<uint64_t>(r.off) + r.size;
+  }
+  for (size_t i = 0; i < job->regions.size();) {
+    size_t j = i + 1;
+    uint64_t end = static_cast<uint64_t>(job->regions[i].off) + job->regions[i].size;
+    while (j < job->regions.size() && job->regions[j].off == end && end + job->regions[j].size - job->regions[i].off <= kFillChunkSlots)
+      end += job->regions[j++].size;
+    job->chunks.emplace_back(i, j);
+    i = j;
+  }
+  if (!job->regions.empty()) {
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t from = static_cast<uint64_t>(job->regions.front().off) * 4;
+    const uint64_t to = (static_cast<uint64_t>(job->regions.back().off) + job->regions.back().size) * 4;
+    job->mapFirst = from / page * page;
+    job->mapLen = ((to - job->mapFirst + page - 1) / page) * page;
+    errno = 0;
+    void* p = mmap(nullptr, job->mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(job->mapFirst));
+    if (p == MAP_FAILED) return Num(env, -errno);
+    job->mapping = static_cast<char*>(p);
+  }
+  ProcMem();  // opened here, on this thread, before any worker copies through it
+  size_t nt = std::min<size_t>(threads, job->chunks.size());
+  for (size_t t = 0; t < nt; t++) job->workers.emplace_back(&FillJob::Work, job.get());
+  Napi::External<FillJob> ext = Napi::External<FillJob>::New(env, job.release(), FinalizeFill);
+  ext.TypeTag(&kFillTag);
+  return ext;
+}
+
+// mapMaglevFillStep(job) -> boolean: fills and copies one chunk no thread has begun, on the caller's
+// thread (an event loop's turn, not the whole fill); false when none was left.
+Napi::Value MapMaglevFillStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<FillJob>>().CheckTypeTag(&kFillTag)) {
+    Napi::TypeError::New(env, "mapMaglevFillStep: job (argument 1) must be a handle from mapMaglevFillStart").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, info[0].As<Napi::External<FillJob>>().Data()->Step());
+}
+
+// mapMaglevFillWait(job) -> 0: takes the chunks no thread has begun, waits for the threads (0 again on
+// the same job).
+Napi::Value MapMaglevFillWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<FillJob>>().CheckTypeTag(&kFillTag)) {
+    Napi::TypeError::New(env, "mapMaglevFillWait: job (argument 1) must be a handle from mapMaglevFillStart").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  info[0].As<Napi::External<FillJob>>().Data()->Join();
+  return Num(env, 0);
+}
+
 // mapInfo(fd) -> { type, id, keySize, valueSize, maxEntries, flags, name } | -errno
 Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1266,6 +1455,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("mapCreate", MapCreate);
   EXPORT("mapInfo", MapInfo);
   EXPORT("mapMmapWrite", MapMmapWrite);
+  EXPORT("mapMaglevFillStart", MapMaglevFillStart);
+  EXPORT("mapMaglevFillStep", MapMaglevFillStep);
+  EXPORT("mapMaglevFillWait", MapMaglevFillWait);
   EXPORT("progInfo", ProgInfo);
   EXPORT("objGet", ObjGet);
   EXPORT("objPin", ObjPin);

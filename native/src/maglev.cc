@@ -20,7 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "maglev-fill.h"
+
 namespace {
+
+using kbp_maglev::IsPrime;
 
 struct U32s {
   const uint32_t* p = nullptr;
@@ -39,50 +43,13 @@ bool TypedU32(const Napi::CallbackInfo& info, size_t i, const char* name, U32s* 
   return true;
 }
 
-bool IsPrime(uint32_t m) {
-  if (m < 2) return false;
-  for (uint32_t d = 2; static_cast<uint64_t>(d) * d <= m; d++)
-    if (m % d == 0) return false;
-  return true;
-}
-
 struct Table {
   uint32_t first, n, m, off;
 };
 
-// The paper's fill (NSDI 2016, 3.4) as maglev.ts MaglevBuilder.buildIndices runs it: members take
-// turns, each claiming the next free slot of its permutation offset, offset+skip, ... (mod M).
 void FillOne(const uint32_t* h1, const uint32_t* h2, const uint32_t* ids, const Table& t, uint32_t* out, std::vector<uint32_t>& cur,
              std::vector<uint32_t>& skip) {
-  const uint32_t n = t.n, m = t.m;
-  uint32_t* slots = out + t.off;
-  if (n == 1) {
-    std::fill(slots, slots + m, ids[t.first]);
-    return;
-  }
-  cur.resize(n);
-  skip.resize(n);
-  for (uint32_t i = 0; i < n; i++) {
-    cur[i] = h1[t.first + i] % m;
-    skip[i] = h2[t.first + i] % (m - 1) + 1;
-  }
-  // ids are never 0 (checked): 0 marks a free slot, so the ids go straight into the table
-  std::fill(slots, slots + m, 0u);
-  uint32_t filled = 0;
-  for (;;) {
-    for (uint32_t i = 0; i < n; i++) {
-      uint32_t c = cur[i];
-      const uint32_t k = skip[i];
-      while (slots[c] != 0) {
-        c += k;
-        if (c >= m) c -= m;
-      }
-      slots[c] = ids[t.first + i];
-      c += k;
-      cur[i] = c >= m ? c - m : c;
-      if (++filled == m) return;
-    }
-  }
+  kbp_maglev::FillOne(h1, h2, ids, t.first, t.n, t.m, out + t.off, cur, skip);
 }
 
 void FillRange(const uint32_t* h1, const uint32_t* h2, const uint32_t* ids, const std::vector<Table>& tables, size_t from, size_t to, uint32_t* out) {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { BpfBatchError } from '../../src/dataplane/bpf/native/errors.js';
 import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
+import { fillTables } from '../../src/plan/slot-source.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
 import { BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
@@ -177,6 +178,57 @@ if (!isRoot) {
     const got = Buffer.alloc(n * 8);
     m.scan((k, v) => v.copy(got, k.readUInt32LE(0) * 8));
     t.true(got.equals(want));
+  });
+
+  test('a Maglev fill job writes the tables the fill computes into their regions, padding 0, nothing else; bad tables are refused before any thread', (t) => {
+    // chunks of adjacent regions (512 KiB each in addon.cc) on 0 or 2 background threads, a gap between
+    // runs of regions left as it was; slots equal fillTables' (the JavaScript fill)
+    const slots = 1 << 20;
+    const m = BpfMap.create({ type: MapType.ARRAY, name: 'kbp_t_fill', keySize: 4, valueSize: 8, maxEntries: slots / 2, flags: BPF_F_MMAPABLE });
+    t.teardown(() => m.close());
+    const ms = [1601, 1009, 251, 1601, 4099, 3];
+    const tables: { first: number; n: number; m: number; off: number; size: number }[] = [];
+    let first = 0, off = 2;
+    for (let k = 0; k < 400; k++) {
+      const M = ms[k % ms.length]!, n = Math.min(M, 1 + (k % 13));
+      const size = M + (M & 1);
+      // a gap of 6 slots before every 50th table: a new chunk, and slots the job must not touch
+      if (k % 50 === 0) off += 6;
+      tables.push({ first, n, m: M, off, size });
+      first += n;
+      off += size;
+    }
+    const src = { h1: new Uint32Array(first), h2: new Uint32Array(first), ids: new Uint32Array(first) };
+    for (let i = 0; i < first; i++) { src.h1[i] = Math.imul(i + 1, 2654435761) >>> 0; src.h2[i] = Math.imul(i + 7, 40503) >>> 0; src.ids[i] = 1 + (i % 1000); }
+    const want = new Uint32Array(slots).fill(0xeeeeeeee);
+    const desc = new Uint32Array(tables.flatMap((x) => [x.first, x.n, x.m, x.off]));
+    fillTables(src, desc, want, 1, false);
+    for (const x of tables) want.fill(0, x.off + x.m, x.off + x.size);
+    const buf = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const regions = buf(new Uint32Array(tables.flatMap((x) => [x.first, x.n, x.m, x.off, x.size])));
+    for (const threads of [0, 2]) {
+      m.writeMmap(Buffer.alloc(slots * 4, 0xee));
+      const job = m.maglevFillStart(buf(src.h1), buf(src.h2), buf(src.ids), regions, threads);
+      // without threads, the caller's steps take every chunk: the 8 runs of adjacent regions (each < 512 KiB)
+      let steps = 0;
+      if (!threads) while (job.step()) steps++;
+      if (!threads) t.is(steps, 8);
+      job.wait();
+      job.wait();
+      t.false(job.step());
+      const got = new Uint32Array(slots);
+      m.scan((k, v) => { got[2 * k.readUInt32LE(0)] = v.readUInt32LE(0); got[2 * k.readUInt32LE(0) + 1] = v.readUInt32LE(4); });
+      let differ = 0;
+      for (let i = 0; i < slots; i++) if (got[i] !== want[i]) differ++;
+      t.is(differ, 0, `slots that differ, ${threads} threads`);
+    }
+    const bad = new Uint32Array(tables.flatMap((x) => [x.first, x.n, x.m, x.off, x.size]));
+    bad[5 * 3 + 2] = 1600;
+    t.throws(() => m.maglevFillStart(buf(src.h1), buf(src.h2), buf(src.ids), buf(bad), 2), { instanceOf: RangeError, message: /table 3 has a size M that is not prime/ });
+    bad[5 * 3 + 2] = tables[3]!.m;
+    bad[5 * 399 + 3] = slots;
+    t.throws(() => m.maglevFillStart(buf(src.h1), buf(src.h2), buf(src.ids), buf(bad), 2), { instanceOf: RangeError, message: /table 399 ends past the end of the map/ });
+    t.throws(() => m.maglevFillStart(buf(src.h1), buf(src.h2.subarray(1)), buf(src.ids), regions, 2), { instanceOf: RangeError });
   });
 
   test('a batch split over threads writes every entry; a full map stops it with the entries before processed written', (t) => {

@@ -71,6 +71,15 @@ if (!isRoot) {
     const back = d.maps.readPlan();
     t.is(back.frontends.size, N);
     t.is(back.backends.size, N * 10);
+    // the tables were filled beside the other writes (map-writer.ts startFill, a fill job on background
+    // threads joined a chunk per turn): a sample of them, the first and last included, holds the plan's slots
+    const all = [...plan.tables.values()];
+    let differ = 0;
+    for (const tb of all.filter((_, i) => i % 97 === 0 || i === all.length - 1)) {
+      const got = d.maps.readTable(tb.id, tb.m);
+      if (!got || got.length !== tb.m || got.some((v, j) => v !== tb.slots[j])) differ++;
+    }
+    t.is(differ, 0, 'tables whose slots in lb_maglev_slots differ from the plan');
 
     // the control: the synchronous apply() holds the event loop until it ends, so the same request
     // can only complete after it (this is what the agent did before)

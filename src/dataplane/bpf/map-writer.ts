@@ -14,6 +14,7 @@
 // order, whatever the maps hold.
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { nativeFillAvailable } from '../../plan/maglev-native.js';
 import { fillTables, pendingSlots, type SlotSource } from '../../plan/slot-source.js';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
@@ -22,7 +23,7 @@ import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
 import { BpfBatchError, E2BIG, ENOSPC } from './native/errors.js';
-import type { BpfMap } from './native/map.js';
+import type { BpfMap, MaglevFillJob } from './native/map.js';
 import { BPF_ANY, MapType } from './native/uapi.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 
@@ -113,6 +114,17 @@ const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
  * every table at once (64 MiB at 10,000 Services). At least the largest region (LB_MAGLEV_M_MAX + 1).
  */
 const FILL_CHUNK_SLOTS = 1 << 19;
+/**
+ * A write of at least this many slots still to be filled (a full sync's tables: ~16M at 10,000
+ * Services) is filled on background threads (BpfMap.maglevFillStart) while the apply goes on with
+ * lb_slots, lb_revnat and the frontends' names; the apply joins it before lb_frontends can point at
+ * a table. Below it (a change's few tables) a thread is not worth starting.
+ */
+const BACKGROUND_FILL_SLOTS = 1 << 18;
+/** threads of a background fill: the main thread takes what is left when it joins */
+const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, availableParallelism()) - 1);
+/** runs of ops that neither read nor name a table's slots: a background fill runs on beside them */
+const BESIDE_FILL = new Set<PlanOp['op']>(['upsertBackend', 'upsertSlots', 'upsertRevNat', 'setSourceRanges', 'upsertFrontend']);
 
 /** a table to write and its region of lb_maglev_slots (size: its slots, whole elements) */
 interface Piece {
@@ -155,6 +167,10 @@ export class MapWriter {
   /** the mirror's slots and distinct (frontend, backend) pairs, followed list by list: what lb_slots and lb_members hold */
   private memberFill = { slots: 0, members: 0 };
   private memberRemovals: L.MemberKey[] = [];
+  /** a write's Maglev fill running on background threads until joinFill() */
+  private fillJob: MaglevFillJob | undefined;
+  /** the tables of the apply under way written at its start (earlyTables) */
+  private early: Set<PlanTable> | undefined;
   private readonly recycleTables: boolean;
   /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
   private slotAlloc: SlotAllocator | undefined;
@@ -520,17 +536,33 @@ export class MapWriter {
     this.loadRegions().begin();
     if (!this.feKeys) this.syncFeFilter();
     this.recycling = this.planRecycling(ops);
-    // lb_members gains the new pairs before anything a reader follows can name them: a recycled
-    // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
-    // SYN balanced to a new backend from then on is checked against lb_members on its next packet
-    // (a missing pair resets the flow)
-    if (this.addMembers(ops)) res.batches++;
-    for (let i = 0; i < ops.length;) {
-      let j = i + 1;
-      while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
-      yield* this.applyRun(ops.slice(i, j), res);
-      yield PAUSE;
-      i = j;
+    try {
+      // a full build's tables, each into a fresh region that nothing reads until an upsertFrontend
+      // names it, are filled from here on beside every other write (startFill)
+      this.early = this.earlyTables(ops);
+      if (this.early) yield* this.writeTables([...this.early]);
+      // lb_members gains the new pairs before anything a reader follows can name them: a recycled
+      // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
+      // SYN balanced to a new backend from then on is checked against lb_members on its next packet
+      // (a missing pair resets the flow)
+      if (this.addMembers(ops)) res.batches++;
+      for (let i = 0; i < ops.length;) {
+        let j = i + 1;
+        while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
+        const run = ops.slice(i, j);
+        // upsertFrontend joins the fill itself, before lb_frontends names a table
+        if (!this.besideFill(run)) yield* this.joinFill();
+        yield* this.applyRun(run, res);
+        yield PAUSE;
+        i = j;
+      }
+      yield* this.joinFill();
+    } finally {
+      this.early = undefined;
+      // a write that failed: no thread may go on writing after the apply returns (its error is the one to report)
+      const job = this.fillJob;
+      this.fillJob = undefined;
+      if (job) try { job.wait(); } catch { /* the write's own error goes on */ }
     }
     // backends that left a frontend: only now that the frontend uses its new table
     if (this.memberRemovals.length) {
@@ -601,7 +633,8 @@ export class MapWriter {
       }
       case 'createTable': {
         const tables = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
-        yield* this.writeTables(tables);
+        const early = this.early;
+        yield* this.writeTables(early ? tables.filter((t) => !early.has(t)) : tables);
         res.tables += tables.length;
         res.batches++;
         return;
@@ -691,6 +724,8 @@ export class MapWriter {
         for (const f of fs) this.state?.setFrontend(f.id, { service: f.service, portName: f.portName, terminating: f.terminatingIds });
         // the filter lets the new keys through before the programs can find them
         yield* this.feFilterChange(keys, fs.length, 1);
+        // every table these frontends point at is filled before they can
+        yield* this.joinFill();
         yield* this.batchUpdate('lb_frontends', keys, values, fs.length, (i) => `frontend ${fmtFe(fs[i]!)}`);
         for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
         res.batches++;
@@ -776,6 +811,7 @@ export class MapWriter {
    * upsertFrontend switches it. Regions written back to back are copied together.
    */
   private *writeTables(tables: PlanTable[]): Steps {
+    if (!tables.length) return;
     const alloc = this.slotAlloc!;
     const pieces: Piece[] = [];
     let n = 0, pending = 0;
@@ -807,7 +843,7 @@ export class MapWriter {
     }
     pieces.sort((a, b) => a.off - b.off);
     if (pending) {
-      yield* this.fillRegions(pieces);
+      if (!this.startFill(pieces)) yield* this.fillRegions(pieces);
       return;
     }
     const m = this.maps.lb_maglev_slots;
@@ -820,6 +856,69 @@ export class MapWriter {
       m.writeMmap(data, pieces[i]!.off * 4);
       i = j;
       if (i < pieces.length) yield PAUSE;
+    }
+  }
+
+  /**
+   * Starts the fill of a large write whose tables are all still to be filled from one source (a full
+   * build's) on background threads, straight into lb_maglev_slots; false (nothing started) for any
+   * other write, which fillRegions writes at once.
+   */
+  private startFill(pieces: readonly Piece[]): boolean {
+    const src = pieces[0]?.src?.src;
+    if (!src || this.fillJob) return false;
+    let slots = 0;
+    for (const p of pieces) {
+      if (p.src?.src !== src) return false;
+      slots += p.size;
+    }
+    // KBP_MAGLEV_NATIVE=0 (the JavaScript fill asked for) keeps fillRegions' way
+    if (slots < BACKGROUND_FILL_SLOTS || !nativeFillAvailable()) return false;
+    const regions = new Uint32Array(pieces.length * 5);
+    pieces.forEach((p, k) => regions.set([p.src!.first, p.table.members.length, p.table.m, p.off, p.size], k * 5));
+    this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS);
+    return true;
+  }
+
+  /**
+   * The write's new tables when they can be filled before anything else is written: a large write
+   * (startFill's) whose every table is still to be filled from one source and takes a fresh region
+   * (not recycled, not rewritten in place), so no reader can reach a slot before an upsertFrontend
+   * names the table, and the backends and members the slots name are written before that too.
+   */
+  private earlyTables(ops: readonly PlanOp[]): Set<PlanTable> | undefined {
+    const tables = new Set<PlanTable>();
+    let src: SlotSource | undefined, slots = 0;
+    for (const o of ops) {
+      if (o.op !== 'createTable') continue;
+      const t = o.table, p = pendingSlots(t);
+      if (!p || (src && p.src !== src) || this.recycling.has(t.id) || this.regions.has(t.id) || tables.has(t)) return undefined;
+      src = p.src;
+      slots += regionSize(t.m);
+      tables.add(t);
+    }
+    return slots >= BACKGROUND_FILL_SLOTS && nativeFillAvailable() ? tables : undefined;
+  }
+
+  /** whether a run may be written while a background fill goes on: it reads no slot and writes none */
+  private besideFill(run: readonly PlanOp[]): boolean {
+    const early = this.early;
+    if (run[0]!.op === 'createTable') return !!early && run.every((o) => early.has((o as Extract<PlanOp, { op: 'createTable' }>).table));
+    return BESIDE_FILL.has(run[0]!.op);
+  }
+
+  /**
+   * Waits for a background fill, taking the chunks no thread has begun on this thread one at a time
+   * (applyAsync's event loop runs between them); its error is thrown here.
+   */
+  private *joinFill(): Steps {
+    const job = this.fillJob;
+    if (!job) return;
+    try {
+      while (job.step()) yield PAUSE;
+    } finally {
+      this.fillJob = undefined;
+      job.wait();
     }
   }
 

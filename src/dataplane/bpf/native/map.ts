@@ -11,6 +11,13 @@ import { BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_NOEXIST, BPF_OBJ_NA
 const PERCPU_TYPES = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, 21 /* PERCPU_CGROUP_STORAGE */]);
 const MAP_IN_MAP_TYPES = new Set<number>([MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS]);
 
+/** A Maglev fill running on background threads (BpfMap.maglevFillStart); wait() joins it, once. */
+export interface MaglevFillJob {
+  /** fills one chunk no thread has begun on this thread; false when none was left (then wait()) */
+  step(): boolean;
+  wait(): void;
+}
+
 export class BpfMap {
   readonly name: string;
   readonly type: number;
@@ -144,6 +151,36 @@ export class BpfMap {
     if (or && (offset % 8 || data.length % 8)) throw usage(`writeMmap on map ${this.name}: an OR needs 8-byte words (offset ${offset}, ${data.length} bytes)`);
     const ret = native().mapMmapWrite(this.fd, data, offset, or);
     if (ret < 0) throw bpfError('mmap write', this.name, ret);
+  }
+
+  /**
+   * Starts filling Maglev tables into this BPF_F_MMAPABLE array of u32 slots (lb_maglev_slots) on
+   * `threads` background threads, each filling a reused 512 KiB chunk of adjacent regions and copying it
+   * in (writeMmap's copy). h1, h2, ids: u32 per member (maglev-native.ts nativeFill's), regions: 5 u32
+   * per table by offset (first member, count, M, first slot, region slots; slots past M written 0).
+   * The arguments are checked and copied before a thread starts; the returned job's wait() (which
+   * takes what chunks are left on the calling thread) must be called before anything reads the slots.
+   */
+  maglevFillStart(h1: Buffer, h2: Buffer, ids: Buffer, regions: Buffer, threads: number): MaglevFillJob {
+    this.#writes++;
+    if (this.type !== MapType.ARRAY || (this.flags & BPF_F_MMAPABLE) === 0) throw usage(`maglevFillStart on map ${this.name}: only BPF_F_MMAPABLE arrays can be mapped`);
+    for (const [b, what] of [[h1, 'h1'], [h2, 'h2'], [ids, 'ids'], [regions, 'regions']] as const) {
+      if (!Buffer.isBuffer(b)) throw usage(`${what} for maglevFillStart on map ${this.name} must be a Buffer`);
+    }
+    if (!Number.isInteger(threads) || threads < 0 || threads > 64) throw usage(`threads for maglevFillStart on map ${this.name} must be an integer in 0..64, got ${threads}`);
+    const job = native().mapMaglevFillStart(this.fd, h1, h2, ids, regions, threads);
+    if (typeof job === 'number') throw bpfError('Maglev fill', this.name, job);
+    const name = this.name;
+    let done = false;
+    return {
+      step: () => !done && native().mapMaglevFillStep(job),
+      wait(): void {
+        if (done) return;
+        done = true;
+        const ret = native().mapMaglevFillWait(job);
+        if (ret < 0) throw bpfError('Maglev fill', name, ret);
+      },
+    };
   }
 
   /** Map-in-map: stores the inner map whose fd is given (the kernel keeps its own reference). */
