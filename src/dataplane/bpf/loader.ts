@@ -127,8 +127,14 @@ export interface LoadStarted {
  */
 export function startLoad(opts: LoadOptions): LoadStarted {
   const p = prepareLoad(opts);
-  // the object refuses other calls while it loads: its sizes are read now
-  const maxEntries = new Map(p.object.mapSpecs().map((m) => [m.name, m.maxEntries]));
+  let maxEntries: Map<string, number>;
+  try {
+    // the object refuses other calls while it loads: its sizes are read now
+    maxEntries = new Map(p.object.mapSpecs().map((m) => [m.name, m.maxEntries]));
+  } catch (e) {
+    p.loadFailed();
+    throw e;
+  }
   const loaded = (async () => {
     try {
       await p.object.loadAsync();
