@@ -3,7 +3,8 @@
 // and from the stub API server (`run --kubeconfig`, bench/apiserver-stub.ts), each run in a network
 // namespace and pin root of its own. Per run: wall from spawn to the end of the first sync holding
 // every frontend (its `sync steps` line's endedAt), the agent's CPU then (process, all threads, from
-// /proc), the start line's split (source, compile ahead, load beyond) and the sync's steps.
+// /proc), the main thread's time on a CPU, on a run queue and idle (waiting: for the verifier, the
+// API server), the start line's split (source, compile ahead, load beyond) and the sync's steps.
 //   N=10000 ROUNDS=3 SOURCES=folder,api A=/tmp/p12base/kube-bpf-proxy.mjs B=dist/kube-bpf-proxy.mjs \
 //   node --import=tsx bench/first-start.ts
 // A empty: B alone. PROF_DIR: the agent runs with --cpu-prof there (written when it exits).
@@ -29,6 +30,15 @@ function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * 10;
+}
+/**
+ * The agent's main thread (its tid is the pid, kept across the re-exec) from spawn to now: ms on a CPU,
+ * ms ready on a run queue (another task had the CPU), and the rest of the wall, idle (waiting for
+ * the verifier, a page, a child): what an overlap of the start's steps removes, whatever the load.
+ */
+function mainThread(pid: number, wallMs: number): { runMs: number; runQueueMs: number; idleMs: number } {
+  const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map((x) => Number(x) / 1e6);
+  return { runMs: Math.round(run!), runQueueMs: Math.round(wait!), idleMs: Math.round(wallMs - run! - wait!) };
 }
 function loadavg(): number { return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]); }
 
@@ -72,13 +82,16 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
       agent.child.stderr!.on('data', (d: Buffer) => out.write(d.toString().replace(/"time":(\d+)/g, (_, t: string) => `"time":${t},"sinceSpawnMs":${Number(t) - started}`)));
       agent.child.stdout!.pipe(out);
     }
-    let full: Record<string, unknown> | undefined, cpu = NaN;
+    let full: Record<string, unknown> | undefined, cpu = NaN, main: ReturnType<typeof mainThread> | undefined;
     while (!full) {
       if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1500)}`);
       full = lines.find((l) => l.msg === 'sync steps' && Number(l.frontends) >= N);
       if (Date.now() - started > TIMEOUT_MS) throw new Error(`no first sync within ${TIMEOUT_MS} ms`);
       if (!full) await new Promise((r) => setTimeout(r, 10));
-      else cpu = cpuMs(agent.pid);
+      else {
+        cpu = cpuMs(agent.pid);
+        main = mainThread(agent.pid, Date.now() - started);
+      }
     }
     const st = lines.find((l) => l.msg === 'data plane loaded and source started') ?? {};
     agent.child.kill('SIGTERM');
@@ -86,9 +99,11 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
     const pick = (o: Record<string, unknown>, ks: string[]) => Object.fromEntries(ks.filter((k) => k in o).map((k) => [k, o[k]]));
     return {
       tag, src, load0, load1: loadavg(), firstSyncMs: Number(full.endedAt) - started, agentCpuMs: cpu,
-      ...pick(st, ['sourceMs', 'compileAheadMs', 'compileWhileListingMs', 'aheadSteps', 'loadMs', 'loadTotalMs', 'readPlanMs']),
+      // until the first sync's line (after it: the full GC that follows a big sync, in both figures)
+      mainRunMs: main?.runMs, mainRunQueueMs: main?.runQueueMs, mainIdleMs: main?.idleMs,
+      ...pick(st, ['sourceMs', 'compileAheadMs', 'compileWhileListingMs', 'aheadSteps', 'loadMs', 'loadTotalMs', 'readPlanMs', 'plannedBesideLoad']),
       startLineAt: Number(st.time) - started,
-      sync: pick(full, ['totalMs', 'cpuMs', 'threadCpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs', 'gcs', 'runQueueMs']),
+      sync: pick(full, ['totalMs', 'cpuMs', 'threadCpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'loadWaitMs', 'afterMs', 'otherMs', 'gcMs', 'gcs', 'runQueueMs']),
     };
   } finally {
     await lab.cleanup();
@@ -113,7 +128,7 @@ try {
 }
 if (A) {
   for (const src of SOURCES) {
-    for (const k of ['firstSyncMs', 'agentCpuMs'] as const) {
+    for (const k of ['firstSyncMs', 'agentCpuMs', 'mainIdleMs'] as const) {
       const ratios: number[] = [];
       for (let r = 1; r <= ROUNDS; r++) {
         const b = rows.find((x) => x.round === r && x.src === src && x.tag === 'base'), t = rows.find((x) => x.round === r && x.src === src && x.tag === 'this');

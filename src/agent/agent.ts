@@ -87,6 +87,11 @@ export class Agent {
   #listing = false;
   /** the data plane's init has finished (Agent.start's compiles while listing wait for it) */
   #loaded = false;
+  /**
+   * While a fresh data plane loads and the first sync plans beside it (start()): settles true when
+   * the load is done, false when it failed (nothing is written then). A sync's writes wait for it.
+   */
+  #loading: Promise<boolean> | undefined;
   #housekeeping?: NodeJS.Timeout;
   /** the data plane's init has finished (Agent.start): its counters can be read */
   #dpReady = false;
@@ -188,11 +193,28 @@ export class Agent {
     const steps = this.#ahead.steps, whileListing = this.#ahead.ms;
     const ahead = this.#loaded ? 0 : this.#compileAhead();
     const ta = performance.now();
-    await init;
+    // a first start on this node, the load still running: the data plane holds nothing to read back
+    // and knows its sizes, so the first sync plans now, beside the verifier, and writes once the
+    // load is done (#sync waits for #loading). On a folder the load was the last to end (docs/PERF.md)
+    const early = !this.#loaded && this.#dp.fresh?.() === true;
+    if (early) {
+      this.#loading = init.then(() => true, () => false);
+      this.#gc ??= new GcClock();
+      this.#runner.start();
+    }
+    try {
+      await init;
+    } catch (e) {
+      // the sync planned meanwhile writes nothing (#loading is false): no retry either
+      this.#runner.stop();
+      throw e;
+    }
+    this.#loading = undefined;
     this.#dpReady = true;
     const t2 = performance.now();
     // graceful restart: reuse the ids the kernel holds, so no flow's backend or frontend id changes
-    this.#current = await this.#dp.readPlan();
+    // (a fresh data plane holds none, and the first sync may have planned already)
+    if (!early) this.#current = await this.#dp.readPlan();
     const t3 = performance.now();
     if (this.#current) this.#log.info({ frontends: this.#current.frontends.size, backends: this.#current.backends.size }, 'restored state from the data plane');
     // where a slow start goes (issue 10: first sync < 3 s): the first sync logs its own steps. The
@@ -201,7 +223,7 @@ export class Agent {
     // time), loadTotalMs its whole init
     // compileWhileListingMs: the compiles run between the source's pages (within sourceMs), in aheadSteps
     this.#log.info({ sourceMs: ms(ts - t0), compileAheadMs: ms(ahead), loadMs: ms(t2 - ta), loadTotalMs: ms(t1 - t0), readPlanMs: ms(t3 - t2),
-      ...(steps && { compileWhileListingMs: ms(whileListing), aheadSteps: steps }) },
+      ...(steps && { compileWhileListingMs: ms(whileListing), aheadSteps: steps }), ...(early && { plannedBesideLoad: true }) },
       'data plane loaded and source started');
     this.#gc ??= new GcClock();
     this.#runner.start();
@@ -348,10 +370,19 @@ export class Agent {
     const slots = this.#dp.kind !== 'nftables' && this.#dp.kind !== 'ipvs';
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots });
     const t4 = performance.now();
-    let ops: PlanOp[], t5 = t4;
+    let ops: PlanOp[], t5 = t4, loadWait = 0;
     try {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
+      // the first sync of a fresh node, planned while the data plane loads (start())
+      if (this.#loading) {
+        const loaded = await this.#loading;
+        loadWait = performance.now() - t5;
+        if (!loaded) {
+          undoPlan(next);
+          return;
+        }
+      }
       if (ops.length) await this.#exclusive(() => this.#dp.apply(ops, next));
     } catch (e) {
       undoPlan(next); // #current stays what the kernel held before
@@ -391,7 +422,9 @@ export class Agent {
       ...(ops.length && { appliedAt: Math.round((performance.timeOrigin + t6) * 1000) / 1000 }),
       // the main thread's share: the rest of cpuMs is V8's compiler and GC threads and libuv's pool
       threadCpuMs: ms((thread.user + thread.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
-      planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
+      planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5 - loadWait), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
+      // planned while the data plane loaded: the wait for the load before the writes
+      ...(loadWait > 0 && { loadWaitMs: ms(loadWait) }),
       // the first change's wait for this sync (the runner's scheduling, or minSyncPeriod), and the
       // main thread's time on the run queue within it (Linux schedstat: ready, not running; another
       // process had the CPU). A sync slower than its threadCpuMs either waited for the CPU there or
@@ -489,6 +522,8 @@ export class Agent {
     const cidrs = this.#compiler.localSourceCidrs();
     const key = cidrs.join(',');
     if (key === this.#localSources) return;
+    // planned while a fresh data plane loads (start()): written once it is loaded
+    if (this.#loading && !(await this.#loading)) return;
     await this.#exclusive(() => this.#dp.setLocalSources!(cidrs));
     this.#log.info({ podCIDRs: cidrs, before: this.#localSources?.split(',').filter(Boolean) ?? null },
       cidrs.length ? 'NodeCIDR local detector: this node\'s pod CIDRs are the cluster\'s own sources' : 'NodeCIDR local detector: the Node lists no pod CIDR yet: no flow is told apart (upstream\'s no-op detector)');

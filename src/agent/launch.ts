@@ -9,6 +9,7 @@ import { close, createServer, listen, parseBindAddress } from './health.js';
 import { ManifestsSource } from '../source/manifests.js';
 import type { Source } from '../source/types.js';
 import type { Dataplane } from '../dataplane/types.js';
+import type { BpfDataplane } from '../dataplane/bpf/dataplane.js';
 import { KbpError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { canonicalIp } from '../util/ip.js';
@@ -26,11 +27,11 @@ export async function createSource(s: AgentSettings, log: Logger): Promise<Sourc
   return createKubeSource({ kubeconfig: s.kubeconfig, logger: log.child({ source: 'kubernetes' }), nodeName: s.nodeName });
 }
 
-/** Node addresses for device selection: --node-ip and the Node object's InternalIP/ExternalIP. */
-export function nodeAddresses(source: Source, s: AgentSettings): string[] {
+/** Node addresses for device selection: --node-ip and the Node object's InternalIP/ExternalIP (once there is a source). */
+export function nodeAddresses(source: Source | undefined, s: AgentSettings): string[] {
   const out = new Set<string>();
   for (const a of s.nodeIPs) out.add(canonicalIp(a));
-  const node = source.store.get('Node', s.nodeName);
+  const node = source?.store.get('Node', s.nodeName);
   for (const a of node?.status?.addresses ?? []) {
     if (a.type !== 'InternalIP' && a.type !== 'ExternalIP') continue;
     try { out.add(canonicalIp(a.address)); } catch { /* a malformed address is compile's to report */ }
@@ -91,23 +92,29 @@ export async function chooseMode(s: AgentSettings, log: Logger): Promise<ModeCho
 /**
  * Builds the data plane for --mode. Switching mode on a node first removes the other mode's state
  * (as kube-proxy's cleanup of the other proxiers does): BPF's pins and attachments under --bpffs, or
- * the nftables table and its state file.
+ * the nftables table and its state file. `source` is read once devices are synced (the Node's addresses).
  */
-export async function createDataplane(s: AgentSettings, source: Source, log: Logger, onChosen?: (c: ModeChoice) => void): Promise<Dataplane> {
+export async function createDataplane(s: AgentSettings, source: () => Source | undefined, log: Logger, onChosen?: (c: ModeChoice) => void): Promise<Dataplane> {
   const choice = await chooseMode(s, log);
   for (const x of choice.skipped) log.warn({ mode: x.mode, reason: x.reason }, 'data plane skipped');
   log.info({ mode: choice.mode, ...(s.mode === 'auto' && { skipped: choice.skipped.map((x) => x.mode) }) }, 'data plane chosen');
   onChosen?.(choice);
-  if (choice.mode !== 'ipvs') {
-    // an IPVS agent ran here before: its virtual servers would answer before anything else
-    const { cleanupIpvs } = await import('../dataplane/ipvs/dataplane.js');
+  if (choice.mode === 'bpf') {
+    const dp = await createBpfDataplane(s, source, log);
+    // the verifier first (over a second of CPU on the thread pool, the start's longest step at
+    // 10,000 Services: issue 10), then the other modes' clean-up beside it: nothing is attached or
+    // written before init(), which the agent calls after this
+    dp.startLoad();
     try {
-      const r = await cleanupIpvs(s.bpffs, log);
-      if (r) log.info({ ...r }, 'switched from ipvs: removed its state');
+      await cleanupIpvsMode(s, log);
+      await removeNftablesMode(s, log);
     } catch (e) {
-      log.warn({ err: e }, 'removing the IPVS data plane\'s state failed');
+      await dp.close();
+      throw e;
     }
+    return dp;
   }
+  await cleanupIpvsMode(s, log);
   if (choice.mode === 'ipvs') {
     if (existsSync(s.bpffs)) {
       const { cleanupDataplane } = await import('../dataplane/bpf/dataplane.js');
@@ -121,7 +128,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
       scheduler: s.ipvsScheduler,
       drainMs: s.ipvsDrainMs,
       devices: s.devices,
-      nodeAddresses: () => nodeAddresses(source, s),
+      nodeAddresses: () => nodeAddresses(source(), s),
       log: log.child({ component: 'ipvs' }),
     });
   }
@@ -136,12 +143,26 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     return new NftablesDataplane({
       pinRoot: s.bpffs,
       devices: s.devices,
-      nodeAddresses: () => nodeAddresses(source, s),
+      nodeAddresses: () => nodeAddresses(source(), s),
       localTraffic: localTrafficDetector(s),
       log: log.child({ component: 'nftables' }),
     });
   }
-  await removeNftablesMode(s, log);
+  throw new KbpError('KBP_ERR_INTERNAL', `no data plane for mode ${String(choice.mode)}`);
+}
+
+/** an IPVS agent ran here before: its virtual servers would answer before anything else */
+async function cleanupIpvsMode(s: AgentSettings, log: Logger): Promise<void> {
+  const { cleanupIpvs } = await import('../dataplane/ipvs/dataplane.js');
+  try {
+    const r = await cleanupIpvs(s.bpffs, log);
+    if (r) log.info({ ...r }, 'switched from ipvs: removed its state');
+  } catch (e) {
+    log.warn({ err: e }, 'removing the IPVS data plane\'s state failed');
+  }
+}
+
+async function createBpfDataplane(s: AgentSettings, source: () => Source | undefined, log: Logger): Promise<BpfDataplane> {
   const { BpfDataplane } = await import('../dataplane/bpf/dataplane.js');
   // bpffs for the pins, cgroup v2 for the socket hooks: the same code prepares the lab and the tests
   const host = prepareHost({ pinRoot: s.bpffs });
@@ -159,7 +180,7 @@ export async function createDataplane(s: AgentSettings, source: Source, log: Log
     localExternalIpAllow: s.localExternalIpAllow,
     cgroup: s.cgroup ?? host.cgroup2,
     devices: s.devices,
-    nodeAddresses: () => nodeAddresses(source, s),
+    nodeAddresses: () => nodeAddresses(source(), s),
     localTraffic: localTrafficDetector(s),
     ctSweepMs: s.ctSweepMs,
     log: log.child({ component: 'bpf' }),
@@ -201,11 +222,16 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       log.warn({ err: e }, 'no --node-ip and the default-route devices could not be read');
     }
   }
-  const source = deps.source ?? await createSource(s, log);
   // pins of an earlier agent mean a restart: its state keeps serving whatever happens to this start
   let earlier = !!deps.dataplane || existsSync(s.bpffs);
-  const metrics = new Metrics();
-  const dataplane = deps.dataplane ?? await createDataplane(s, source, log);
+  // the data plane before the source: BPF's verifier then runs beside client-node's import (the
+  // kube source's chunk) and the rest up to the source's read (issue 10: the first sync)
+  let source = deps.source;
+  const dataplane = deps.dataplane ?? await createDataplane(s, () => source, log);
+  let agent: Agent | undefined;
+  let trimmer: HeapTrimmer | undefined;
+  const servers: Server[] = [];
+  let healthz: Server | undefined, metricsServer: Server | undefined;
   if (dataplane.kind === 'nftables' && !deps.dataplane) {
     const { readNftState } = await import('../dataplane/nftables/dataplane.js');
     const { createTransport } = await import('../dataplane/nftables/native.js');
@@ -215,6 +241,57 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     const { ipvsStatePath } = await import('../dataplane/ipvs/state.js');
     earlier = existsSync(ipvsStatePath(s.bpffs));
   }
+  // from here a failure removes what a first start installed: BPF's load may have pinned maps already
+  try {
+    source ??= await createSource(s, log);
+    const metrics = new Metrics();
+    agent = buildAgent(s, log, source, dataplane, metrics);
+    // a Service left out for capacity is a Kubernetes Event too (issue 13), with an API server only
+    if (!s.manifests) {
+      const { recordCapacityEvents } = await import('./events.js');
+      const { loadKubeConfig } = await import('../source/kube-http.js');
+      try {
+        recordCapacityEvents(agent, { kc: loadKubeConfig(s.kubeconfig), nodeName: s.nodeName, log: log.child({ component: 'events' }), store: source.store });
+      } catch (e) {
+        log.warn({ err: e }, 'no Kubernetes Events will be posted: the kubeconfig does not load');
+      }
+    }
+    agent.health.dataplaneMode = dataplane.kind;
+    // before the start: the first sync may end before start() returns
+    trimmer = await startHeapTrimmer(log);
+    // health answers while the source is still listing (kube-proxy serves /healthz from the start)
+    ({ healthz, metricsServer } = await startServers(s, log, agent, metrics, trimmer, servers));
+    const t = trimmer;
+    if (t) agent.onSynced = (ops) => { if (!t.afterSync(ops)) t.afterWork(); };
+    await agent.start();
+  } catch (e) {
+    trimmer?.stop();
+    for (const srv of servers) await close(srv);
+    if (agent) await agent.stop().catch((e2: unknown) => log.warn({ err: e2 }, 'stopping the agent after a failed start failed'));
+    else await dataplane.close().catch((e2: unknown) => log.warn({ err: e2 }, 'closing the data plane after a failed start failed'));
+    if (!earlier) {
+      // a first start that failed half-way removes what it attached and pinned: nothing of ours is
+      // left on the host's devices by a start that never served
+      await dataplane.cleanup().then(
+        () => log.info({ pinRoot: s.bpffs }, 'start failed: removed what this start installed'),
+        (e2: unknown) => log.error({ err: e2 }, 'start failed and removing what it installed failed too; run `kube-bpf-proxy cleanup`'));
+    }
+    throw e;
+  }
+  const running = agent;
+  log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb }, 'agent running');
+  let stopped: Promise<void> | undefined;
+  return {
+    agent: running, healthz, metricsServer,
+    stop: () => (stopped ??= (async () => {
+      trimmer?.stop();
+      await running.stop();
+      for (const srv of servers) await close(srv);
+    })()),
+  };
+}
+
+function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Dataplane, metrics: Metrics): Agent {
   metrics.setDataplaneMode(dataplane.kind);
   const detector = localTrafficDetector(s);
   if ((dataplane.kind === 'ipvs' && (s.masqueradeAll || detector.families.length || detector.fromNode)) ||
@@ -223,7 +300,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       ? 'detectLocalMode NodeCIDR is applied by the bpf data plane only: the nftables mode treats no source as local'
       : 'masqueradeAll and detectLocalMode are applied by the bpf and nftables data planes only: not enforced in this mode');
   }
-  const agent = new Agent({ source, dataplane, log, metrics }, {
+  return new Agent({ source, dataplane, log, metrics }, {
     compile: {
       nodeName: s.nodeName,
       nodeIPs: s.nodeIPs,
@@ -242,22 +319,10 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     syncPeriodMs: s.syncPeriodMs,
     housekeepingMs: s.housekeepingMs,
   });
+}
 
-  // a Service left out for capacity is a Kubernetes Event too (issue 13), with an API server only
-  if (!s.manifests) {
-    const { recordCapacityEvents } = await import('./events.js');
-    const { loadKubeConfig } = await import('../source/kube-http.js');
-    try {
-      recordCapacityEvents(agent, { kc: loadKubeConfig(s.kubeconfig), nodeName: s.nodeName, log: log.child({ component: 'events' }), store: source.store });
-    } catch (e) {
-      log.warn({ err: e }, 'no Kubernetes Events will be posted: the kubeconfig does not load');
-    }
-  }
-  agent.health.dataplaneMode = dataplane.kind;
-  // before the start: the first sync may end before start() returns
-  const trimmer = await startHeapTrimmer(log);
-  // health answers while the source is still listing (kube-proxy serves /healthz from the start)
-  const servers: Server[] = [];
+/** /healthz and /metrics, each on its bind address (none when it is empty); each server goes into `servers` once listening. */
+async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics: Metrics, trimmer: HeapTrimmer | undefined, servers: Server[]): Promise<{ healthz?: Server; metricsServer?: Server }> {
   const hz = parseBindAddress(s.healthzBindAddress, '--healthz-bind-address');
   let healthz: Server | undefined;
   if (hz) {
@@ -291,33 +356,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     });
     servers.push(metricsServer);
   }
-
-  if (trimmer) agent.onSynced = (ops) => { if (!trimmer.afterSync(ops)) trimmer.afterWork(); };
-  try {
-    await agent.start();
-  } catch (e) {
-    trimmer?.stop();
-    for (const srv of servers) await close(srv);
-    await agent.stop().catch((e2: unknown) => log.warn({ err: e2 }, 'stopping the agent after a failed start failed'));
-    if (!earlier) {
-      // a first start that failed half-way removes what it attached and pinned: nothing of ours is
-      // left on the host's devices by a start that never served
-      await dataplane.cleanup().then(
-        () => log.info({ pinRoot: s.bpffs }, 'start failed: removed what this start installed'),
-        (e2: unknown) => log.error({ err: e2 }, 'start failed and removing what it installed failed too; run `kube-bpf-proxy cleanup`'));
-    }
-    throw e;
-  }
-  log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb }, 'agent running');
-  let stopped: Promise<void> | undefined;
-  return {
-    agent, healthz, metricsServer,
-    stop: () => (stopped ??= (async () => {
-      trimmer?.stop();
-      await agent.stop();
-      for (const srv of servers) await close(srv);
-    })()),
-  };
+  return { healthz, metricsServer };
 }
 
 /** malloc_trim after large frees, and a full GC then a trim after a big sync (util/heap-trim.ts), when the native addon is built (any mode) */

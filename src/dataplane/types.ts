@@ -28,6 +28,12 @@ export interface Dataplane {
   init(): Promise<void>;
   /** What the kernel holds now, as a plan (ids included), or undefined when it holds nothing of ours. */
   readPlan(): Promise<Plan | undefined>;
+  /**
+   * Asked while init() still runs: true when the data plane is known by then to hold nothing of
+   * ours (readPlan() will be undefined) and capacity() already gives what it will hold. The agent
+   * then plans its first sync before init() ends, and applies it after.
+   */
+  fresh?(): boolean;
   /** Applies ordered writes; `next` is the plan they lead to (kept for read-back of what maps lack). */
   apply(ops: PlanOp[], next: Plan): Promise<void>;
   /**

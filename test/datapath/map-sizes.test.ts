@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
-import { loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
+import { loadDataplane, startLoad, type Loaded } from '../../src/dataplane/bpf/loader.js';
 import { SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
@@ -61,6 +61,40 @@ if (!isRoot) {
     t.pass();
   });
 } else {
+  test('startLoad says before the verifier runs what each pinned map will hold, and sets the plan\'s id limits then (a fresh node plans beside the load)', async (t) => {
+    t.teardown(() => limits.setIdLimits(D));
+    const root = tempPinRoot(t, false);
+    const statePath = tempStatePath(t);
+    const up: MapSizes = {
+      lb_maglev_slots: L.LB_MAGLEV_SLOTS_MAX + 4096, lb_revnat: D.frontendIds + 64, lb_fe_stats: D.frontendIds + 64,
+      lb_backends: D.backends + 64, lb_frontends: 1024, lb_ct_syn: 1001,
+    };
+    const start = () => startLoad({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, statePath), mapSizes: up });
+    const s = start();
+    t.false(s.reused, 'nothing pinned yet: a fresh data plane');
+    t.deepEqual([limits.LB_FE_ID_MAX, limits.BACKEND_ID_MAX], [D.frontendIds + 64, D.backends + 63], 'id limits set before the verifier');
+    const l = await s.loaded;
+    let pinnedMaps = 0;
+    try {
+      for (const name of l.object.mapNames()) {
+        if (!existsSync(join(root, name))) continue;
+        const pinned = BpfMap.fromPin(join(root, name));
+        try {
+          t.is(s.maxEntries.get(name), pinned.maxEntries, name);
+        } finally {
+          pinned.close();
+        }
+        pinnedMaps++;
+      }
+    } finally {
+      l.object.close();
+    }
+    t.true(pinnedMaps > 10);
+    const again = start();
+    t.true(again.reused, 'a restart over the pins is not fresh');
+    (await again.loaded).object.close();
+  });
+
   test('maps sized up at load: the verifier accepts the programs, entries past the old bounds translate; restarts carry or drop them', (t) => {
     t.teardown(() => limits.setIdLimits(D));
     const root = tempPinRoot(t, false);

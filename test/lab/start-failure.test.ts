@@ -77,6 +77,23 @@ test.serial('a first start that fails attaching the socket hooks removes everyth
   }
 });
 
+test.serial('a first start that fails before the agent starts (its health address is not the node\'s) removes the maps its load pinned, and exits 2', async (t) => {
+  // the BPF load begins as soon as the mode is chosen (the verifier runs beside the rest of the
+  // start): a failure after it, here the health server's listen, must still leave nothing pinned
+  if (!avail.ok) return t.pass(`skipped: ${avail.why}`);
+  const r = await rig('earlyfail');
+  try {
+    const args = agentArgs(r, r.goodCgroup);
+    args[args.indexOf('--healthz-bind-address') + 1] = '192.0.2.55:10256';
+    const res = await r.lab.exec(r.ns, process.execPath, args, { allowFail: true, timeoutMs: 60_000 });
+    t.is(res.code, 2, res.stderr);
+    t.regex(res.stderr, /--healthz-bind-address 192\.0\.2\.55:10256/);
+    t.deepEqual(await traces(r), { tc: false, pins: false, nft: false });
+  } finally {
+    await r.lab.cleanup();
+  }
+});
+
 test.serial('the same start with a usable cgroup succeeds (the failure above is the cgroup alone); a restart that fails keeps the first agent serving', async (t) => {
   if (!avail.ok) return t.pass(`skipped: ${avail.why}`);
   const r = await rig('restartfail');

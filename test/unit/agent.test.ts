@@ -143,7 +143,8 @@ test('when the maps would overflow, whole Services are left out by name and the 
 /** An agent over a manifests folder (no watch, no rescan) whose info lines are kept in `lines`. */
 function loggedAgent(dir: string, dp: Dataplane): { lines: Array<Record<string, unknown>>; source: ManifestsSource; agent: Agent } {
   const lines: Array<Record<string, unknown>> = [];
-  const log = { ...silentLogger, info: (o: unknown) => { if (typeof o === 'object' && o) lines.push(o as Record<string, unknown>); } } as unknown as Logger;
+  const keep = (level: string) => (o: unknown, msg?: string) => { if (typeof o === 'object' && o) lines.push({ ...(o as Record<string, unknown>), level, msg }); };
+  const log = { ...silentLogger, info: keep('info'), error: keep('error') } as unknown as Logger;
   const source = new ManifestsSource({ dir, rescanMs: 0, watch: false });
   const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) }, {
     compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
@@ -183,6 +184,86 @@ test('compiled ahead while the data plane loads: a change made during the load s
   t.true(want.includes('10.244.2.9') && !want.includes('10.96.0.11'));
   const start = lines.find((l) => 'compileAheadMs' in l);
   t.true(start !== undefined && Number(start.compileAheadMs) > 0);
+});
+
+/** A data plane whose init() waits for release(); fresh() as a first start's BPF load says (nothing pinned yet). */
+function freshSlowDataplane(fail = false) {
+  let release!: () => void;
+  const loading = new Promise<void>((r) => { release = r; });
+  const seen = { loaded: false, capacityWhileLoading: 0, writesWhileLoading: 0 };
+  class FreshSlowInit extends FakeDataplane {
+    override async init(): Promise<void> {
+      await loading;
+      if (fail) throw new Error('the verifier refused a program');
+      seen.loaded = true;
+      await super.init();
+    }
+    fresh(): boolean {
+      return true;
+    }
+    override capacity() {
+      if (!seen.loaded) seen.capacityWhileLoading++;
+      return super.capacity();
+    }
+    override async apply(ops: Parameters<FakeDataplane['apply']>[0], next: Parameters<FakeDataplane['apply']>[1]): Promise<void> {
+      if (!seen.loaded) seen.writesWhileLoading++;
+      return super.apply(ops, next);
+    }
+    override async setLocalSources(cidrs: readonly string[]): Promise<void> {
+      if (!seen.loaded) seen.writesWhileLoading++;
+      return super.setLocalSources(cidrs);
+    }
+  }
+  return { dp: new FreshSlowInit(), release, seen };
+}
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; !cond(); i++) {
+    if (i > 2000) throw new Error(`never: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('a fresh data plane: the first sync is planned while it loads and written once it is loaded, a change meanwhile after it', async (t) => {
+  // a first start on a node: the BPF load (the verifier, ~1.5 s) is the last step to end on a
+  // folder, and nothing pinned means nothing to read back: the plan is built beside it (issue 10)
+  const { dp, release, seen } = freshSlowDataplane();
+  const { dir } = setup(t, dp);
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  const { lines, source, agent } = loggedAgent(dir, dp);
+  const started = agent.start();
+  t.teardown(() => agent.stop());
+  await until('the first sync fits the plan to the maps', () => seen.capacityWhileLoading > 0);
+  // a change while the planned sync waits for the load: it must reach the kernel too
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3', '10.244.2.9']));
+  await source.scan();
+  t.is(dp.log.length, 0);
+  release();
+  await started;
+  await agent.whenIdle();
+  t.is(seen.writesWhileLoading, 0, 'nothing is written before the data plane is loaded');
+  const want = toJson(compile(source.store.snapshot(), { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }).state);
+  t.true(want.includes('10.244.2.9'));
+  t.is(toJson(planToCompiledState((await dp.readPlan())!)), want);
+  t.true(lines.some((l) => l.plannedBesideLoad === true));
+  t.true(lines.some((l) => l.msg === 'sync steps' && Number(l.loadWaitMs) > 0), 'the first sync waited for the load before its writes');
+});
+
+test('a fresh data plane whose load fails: start() fails and the sync planned meanwhile writes nothing, nor retries', async (t) => {
+  const { dp, release, seen } = freshSlowDataplane(true);
+  const { dir } = setup(t, dp);
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
+  const { lines, agent } = loggedAgent(dir, dp);
+  const started = agent.start();
+  await until('the first sync fits the plan to the maps', () => seen.capacityWhileLoading > 0);
+  release();
+  await t.throwsAsync(started, { message: /verifier refused/ });
+  await agent.whenIdle();
+  await new Promise((r) => setTimeout(r, 50));
+  await agent.stop();
+  t.is(dp.log.length, 0);
+  t.is(seen.writesWhileLoading, 0);
+  t.false(lines.some((l) => /sync failed/.test(String(l.msg))), 'no retry of a sync over a data plane that never loaded');
 });
 
 test('a sync that wrote logs when the kernel held it (appliedAt, epoch ms) between its start and its end', async (t) => {

@@ -13,7 +13,7 @@ import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
-import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, loadDataplaneAsync, type Loaded } from './loader.js';
+import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, startLoad, type LoadStarted, type Loaded } from './loader.js';
 import { FrontendProtocols, SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
@@ -186,6 +186,8 @@ export class BpfDataplane implements Dataplane {
   readonly #opts: BpfDataplaneOptions;
   readonly #log: Logger;
   #loaded: Loaded | undefined;
+  /** the load startLoad() began (init() takes it over), or why it could not begin */
+  #load: LoadStarted | { error: unknown } | undefined;
   /** ifindex -> flags we set in lb_devices */
   #attached = new Map<number, { ifname: string; external: boolean; flags: number }>();
   #sweepTimer: NodeJS.Timeout | undefined;
@@ -225,15 +227,42 @@ export class BpfDataplane implements Dataplane {
     return this.#loaded;
   }
 
+  /**
+   * Begins the object's load (pin root and pinned maps checked, then the verifier on the thread
+   * pool) and nothing else: no program is attached and no map written until init(), which takes it
+   * over. The agent calls it as soon as the mode is chosen: the verifier (over a second of CPU) then
+   * runs beside the other modes' clean-up, client-node's import and the source's read (issue 10).
+   */
+  startLoad(): void {
+    if (this.#load) return;
+    try {
+      // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
+      this.#load = startLoad({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(this.#opts.mapSizes && { mapSizes: this.#opts.mapSizes }), maps: { recycleTables: true } });
+      this.#load.loaded.catch(() => {}); // init() or close() awaits it
+    } catch (e) {
+      this.#load = { error: e };
+    }
+  }
+
+  /**
+   * With the load under way: true when it found no pinned map (a first start on this node), so
+   * readPlan() will hold nothing and capacity() already says what the new maps hold.
+   */
+  fresh(): boolean {
+    return !!this.#load && 'loaded' in this.#load && !this.#load.reused;
+  }
+
   async init(): Promise<void> {
-    // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
     // the verifier on the thread pool: the agent reads its source meanwhile (Agent.start); nft
     // installs the masquerade rule meanwhile too (it needs nothing the load makes)
     const snatMark = this.#opts.snatMark ?? L.LB_SNAT_MARK_DEFAULT;
     // (an nft that cannot start rejects it too: the executor's throw)
     const masquerade = installMasqueradeAsync(snatMark, this.#opts.nodePortRange);
     masquerade.catch(() => {}); // awaited after the load; a failed load must not leave it unhandled
-    const loaded = await loadDataplaneAsync({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(this.#opts.mapSizes && { mapSizes: this.#opts.mapSizes }), maps: { recycleTables: true } });
+    this.startLoad();
+    const load = this.#load!;
+    if ('error' in load) throw load.error;
+    const loaded = await load.loaded;
     this.#loaded = loaded;
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
@@ -613,12 +642,14 @@ export class BpfDataplane implements Dataplane {
    */
   capacity(): Capacity {
     const m = this.#loaded?.maps;
-    const cap = (name: L.MapName, dflt: number): number => (m ? m.map(name).maxEntries : dflt);
+    // while the load runs (the agent plans a fresh node's first sync meanwhile): the sizes it makes
+    const sizes = !m && this.#load && 'maxEntries' in this.#load ? this.#load.maxEntries : undefined;
+    const cap = (name: L.MapName, dflt: number): number => (m ? m.map(name).maxEntries : sizes?.get(name) ?? dflt);
     return {
       frontends: cap('lb_frontends', L.LB_FRONTENDS_MAX),
       // every Maglev table's region together, as the loaded array holds them (the map writer's
       // allocator takes the same size): an object built with a larger -DLB_MAGLEV_SLOTS_MAX is used whole
-      maglevSlots: (m ? m.map('lb_maglev_slots').maxEntries : L.LB_MAGLEV_SLOTS_MAX / L.LB_MAGLEV_IDS_PER_ELEM) * L.LB_MAGLEV_IDS_PER_ELEM,
+      maglevSlots: cap('lb_maglev_slots', L.LB_MAGLEV_SLOTS_MAX / L.LB_MAGLEV_IDS_PER_ELEM) * L.LB_MAGLEV_IDS_PER_ELEM,
       // an array indexed by backend id, and id 0 is never used
       backends: cap('lb_backends', L.LB_BACKENDS_MAX) - 1,
       slots: Math.min(cap('lb_slots', L.LB_SLOTS_MAX), cap('lb_members', L.LB_MEMBERS_MAX)),
@@ -647,7 +678,9 @@ export class BpfDataplane implements Dataplane {
     await this.#writes;
     this.#terminator?.close();
     this.#terminator = undefined;
-    const l = this.#loaded;
+    // a load begun (startLoad) that init() never took over: closed once the verifier is done with it
+    const l = this.#loaded ?? (this.#load && 'loaded' in this.#load ? await this.#load.loaded.catch(() => undefined) : undefined);
+    this.#load = undefined;
     this.#loaded = undefined;
     l?.state.save(true);
     l?.maps.close();

@@ -107,14 +107,44 @@ export function loadDataplane(opts: LoadOptions): Loaded {
  * free while it runs (over a second for kbp.bpf.o), so the agent reads its Services meanwhile.
  */
 export async function loadDataplaneAsync(opts: LoadOptions): Promise<Loaded> {
+  return startLoad(opts).loaded;
+}
+
+/** What a load found before the verifier ran (startLoad). */
+export interface LoadStarted {
+  /** pinned maps of an earlier agent are reused (or migrated): false means every map is made anew, empty */
+  reused: boolean;
+  /** each map's max_entries as the load makes it (the object's, or set from --bpf-map-max) */
+  maxEntries: ReadonlyMap<string, number>;
+  /** the load: the verifier on libuv's pool, then the programs pinned (loadDataplaneAsync) */
+  loaded: Promise<Loaded>;
+}
+
+/**
+ * loadDataplaneAsync in two steps: prepareLoad at once (pin root, foreign pins, pinned maps checked
+ * and sizes set; it throws here), the verifier on the pool behind `loaded`. What prepareLoad found
+ * lets the agent plan its first sync while the verifier runs, on a fresh pin root (BpfDataplane.fresh).
+ */
+export function startLoad(opts: LoadOptions): LoadStarted {
   const p = prepareLoad(opts);
+  let maxEntries: Map<string, number>;
   try {
-    await p.object.loadAsync();
+    // the object refuses other calls while it loads: its sizes are read now
+    maxEntries = new Map(p.object.mapSpecs().map((m) => [m.name, m.maxEntries]));
   } catch (e) {
     p.loadFailed();
     throw e;
   }
-  return finishLoad(p, opts);
+  const loaded = (async () => {
+    try {
+      await p.object.loadAsync();
+    } catch (e) {
+      p.loadFailed();
+      throw e;
+    }
+    return finishLoad(p, opts);
+  })();
+  return { reused: p.reused, maxEntries, loaded };
 }
 
 interface Prepared {
@@ -138,6 +168,8 @@ function prepareLoad(opts: LoadOptions): Prepared {
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   try {
     if (opts.mapSizes) sizeMaps(object, opts.mapSizes);
+    // before the load, so a plan built beside the verifier allocates within them too
+    followIdLimits(object);
     const refused = refuseForeignPins(object, pinRoot, state);
     const found = checkPinnedMaps(object, pinRoot, opts.onIncompatible ?? 'migrate');
     moveAside(pinRoot, found.migrations);
@@ -213,7 +245,6 @@ function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
   try {
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
     recordIds(object, state);
-    followIdLimits(object);
     // a pinned filter is trusted only once this agent has rebuilt it: lb_fe_filter from lb_frontends
     // by the writer's first apply (map-writer syncFeFilter), lb_rev_filter from the conntrack maps by
     // the first sweep (ct-sweep.ts RevFilterBuild). One left switched on by another build (an older
