@@ -114,7 +114,8 @@ export async function createDataplane(s: AgentSettings, source: () => Source | u
     }
     return dp;
   }
-  await cleanupIpvsMode(s, log);
+  // an IPVS agent's state is its own to read back (a restart takes over its virtual servers)
+  if (choice.mode !== 'ipvs') await cleanupIpvsMode(s, log);
   if (choice.mode === 'ipvs') {
     if (existsSync(s.bpffs)) {
       const { cleanupDataplane } = await import('../dataplane/bpf/dataplane.js');
