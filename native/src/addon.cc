@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "maglev-fill.h"
+#include "threads.h"
 
 namespace {
 
@@ -513,10 +514,16 @@ int UpdateBatchSpread(int fd, const uint8_t* keys, uint64_t keySize, const uint8
     errno = 0;  // thread-local: Err reads this thread's
     x->ret = Err(bpf_map_update_batch(fd, keys + x->from * keySize, values + x->from * valueSize, &x->done, &opts));
   };
-  std::vector<std::thread> workers;
-  for (uint32_t i = 1; i < slices; i++) workers.emplace_back(run, &sl[i]);
+  // a slice whose thread cannot start (threads.h) is written here, after the first
+  std::vector<kbp_threads::Worker> workers(slices - 1);
+  std::vector<Slice*> here;
+  for (uint32_t i = 1; i < slices; i++) {
+    Slice* x = &sl[i];
+    if (!workers[i - 1].Start([&run, x] { run(x); })) here.push_back(x);
+  }
   run(&sl[0]);
-  for (auto& w : workers) w.join();
+  for (Slice* x : here) run(x);
+  for (auto& w : workers) w.Join();
   for (const Slice& x : sl) {
     if (x.ret < 0) {
       *processed = x.from + std::min(x.done, x.n);
@@ -746,7 +753,7 @@ struct FillJob {
   std::vector<FillRegion> regions;                      // by offset
   std::vector<std::pair<size_t, size_t>> chunks;        // [from, to) of regions, adjacent, <= kFillChunkSlots
   std::atomic<size_t> next{0};
-  std::vector<std::thread> workers;
+  std::vector<kbp_threads::Worker> workers;
   bool joined = false;
 
   // the caller's scratch for Step (the main thread's share)
@@ -786,7 +793,7 @@ struct FillJob {
   void Join() {
     if (joined) return;
     Work();  // the caller takes what is left
-    for (auto& w : workers) w.join();
+    for (auto& w : workers) w.Join();
     workers.clear();
     joined = true;
     if (mapping) munmap(mapping, mapLen);
@@ -875,7 +882,12 @@ Napi::Value MapMaglevFillStart(const Napi::CallbackInfo& info) {
   }
   ProcMem();  // opened here, on this thread, before any worker copies through it
   size_t nt = std::min<size_t>(threads, job->chunks.size());
-  for (size_t t = 0; t < nt; t++) job->workers.emplace_back(&FillJob::Work, job.get());
+  // a thread that cannot start (threads.h) leaves its chunks to the others and to the joining thread
+  job->workers.resize(nt);
+  FillJob* j = job.get();
+  for (size_t t = 0; t < nt; t++) {
+    if (!job->workers[t].Start([j] { j->Work(); })) break;
+  }
   Napi::External<FillJob> ext = Napi::External<FillJob>::New(env, job.release(), FinalizeFill);
   ext.TypeTag(&kFillTag);
   return ext;

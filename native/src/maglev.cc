@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+
+#include "threads.h"
 #include <vector>
 
 #include "maglev-fill.h"
@@ -109,18 +111,22 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   // contiguous ranges of about equal slot counts; the calling thread takes the last
-  std::vector<std::thread> workers;
+  // a range whose thread cannot start (threads.h) is filled here, after the last
+  std::vector<kbp_threads::Worker> workers(nt - 1);
+  std::vector<std::pair<size_t, size_t>> here;
   size_t from = 0;
   uint64_t acc = 0;
+  const uint32_t *a = h1.p, *b = h2.p, *c = ids.p;
   for (size_t w = 1; w < nt; w++) {
     const uint64_t until = total * w / nt;
     size_t to = from;
     while (to < tables.size() && acc < until) acc += tables[to++].m;
-    workers.emplace_back(FillRange, h1.p, h2.p, ids.p, std::cref(tables), from, to, out);
+    if (!workers[w - 1].Start([a, b, c, &tables, from, to, out] { FillRange(a, b, c, tables, from, to, out); })) here.emplace_back(from, to);
     from = to;
   }
-  FillRange(h1.p, h2.p, ids.p, tables, from, tables.size(), out);
-  for (auto& w : workers) w.join();
+  FillRange(a, b, c, tables, from, tables.size(), out);
+  for (const auto& r : here) FillRange(a, b, c, tables, r.first, r.second, out);
+  for (auto& w : workers) w.Join();
   return env.Undefined();
 }
 
