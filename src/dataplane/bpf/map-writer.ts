@@ -882,12 +882,9 @@ export class MapWriter {
     }
     // KBP_MAGLEV_NATIVE=0 (the JavaScript fill asked for) keeps fillRegions' way
     if (slots < BACKGROUND_FILL_SLOTS || !nativeFillAvailable()) return false;
-    let lo = Infinity, hi = 0;
-    for (const p of pieces) {
-      lo = Math.min(lo, p.off);
-      hi = Math.max(hi, p.off + p.size);
-    }
-    if (hi - lo > BACKGROUND_FILL_MAX_SPAN) return false;
+    // pieces go by offset (writeTables sorts them): the span is the first's start to the last's end
+    const last = pieces[pieces.length - 1]!;
+    if (last.off + last.size - pieces[0]!.off > BACKGROUND_FILL_MAX_SPAN) return false;
     const regions = new Uint32Array(pieces.length * 5);
     pieces.forEach((p, k) => regions.set([p.src!.first, p.table.members.length, p.table.m, p.off, p.size], k * 5));
     this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS);
