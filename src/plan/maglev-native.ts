@@ -3,8 +3,8 @@
 // plan step in JavaScript). Optional: without the addon (not built, KBP_MAGLEV_NATIVE=0) the plan
 // fills its tables in JavaScript (maglev.ts), slot for slot the same.
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
 import { findAddon } from '../util/addon-path.js';
+import { cpuBudget } from '../util/cpus.js';
 
 interface MaglevAddon {
   fill(h1: Uint32Array, h2: Uint32Array, ids: Uint32Array, tables: Uint32Array, out: Uint32Array, threads: number): void;
@@ -39,7 +39,7 @@ export function nativeFillAvailable(): boolean {
  * argument or the table) before writing anything when an argument is wrong, and when the addon is
  * missing.
  */
-export function nativeFill(h1: Uint32Array, h2: Uint32Array, ids: Uint32Array, tables: Uint32Array, out: Uint32Array, threads = Math.min(4, availableParallelism())): void {
+export function nativeFill(h1: Uint32Array, h2: Uint32Array, ids: Uint32Array, tables: Uint32Array, out: Uint32Array, threads = Math.min(4, cpuBudget())): void {
   const a = load();
   if (!a) throw new Error('kbp_maglev.node is not available (npm run build:native builds it)');
   a.fill(h1, h2, ids, tables, out, threads);

@@ -4,7 +4,7 @@
 // thread instead, with the same result.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, repoRoot } from './fixtures/util.js';
 
@@ -35,4 +35,37 @@ test('with no thread to be had (a pids cgroup at its limit) the Maglev fill, the
   t.true(out.fillSame, 'the fill over 4 threads equals the fill on one');
   t.true(out.jobSame, 'the fill job wrote the same slots');
   t.deepEqual(out.batch, { ret: 0, processed: 40000 });
+});
+
+/** a directory under which a child cgroup with a CPU quota can be made: v1's cpu hierarchy, or v2 with cpu delegated */
+function cpuParent(): { dir: string; v2: boolean } | undefined {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const dir = line.slice(0, sep).split(' ')[4]!, [type, , opts = ''] = line.slice(sep + 3).split(' ');
+    if (type === 'cgroup' && opts.split(',').includes('cpu')) return { dir, v2: false };
+    try {
+      if (type === 'cgroup2' && readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes('cpu')) return { dir, v2: true };
+    } catch { /* not readable: try the next */ }
+  }
+  return undefined;
+}
+
+test('in a cgroup with a one-CPU quota the addon\'s threads are sized for one CPU (cpuBudget reads the real cgroup)', (t) => {
+  if (!isRoot) { t.log('needs root (cgroups)'); t.pass(); return; }
+  const parent = cpuParent();
+  if (!parent) { t.log('no cpu cgroup controller to limit a child with'); t.pass(); return; }
+  const cg = join(parent.dir, `kbp-cpu-${process.pid}-${Date.now()}`);
+  mkdirSync(cg);
+  t.teardown(() => { try { rmdirSync(cg); } catch { /* the child has exited: empty; else left for the log */ } });
+  if (parent.v2) writeFileSync(join(cg, 'cpu.max'), '100000 100000');
+  else writeFileSync(join(cg, 'cpu.cfs_quota_us'), '100000');
+  // the child joins the cgroup before it reads /proc/self/cgroup
+  const code = `import { writeFileSync } from 'node:fs';
+writeFileSync(${JSON.stringify(join(cg, 'cgroup.procs'))}, String(process.pid));
+const { cpuBudget, cpuQuota } = await import(${JSON.stringify(join(repoRoot, 'src/util/cpus.ts'))});
+console.log(JSON.stringify({ quota: cpuQuota(), budget: cpuBudget() }));`;
+  const r = spawnSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', code], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 });
+  t.is(r.status, 0, r.stderr.slice(-400));
+  t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { quota: 1, budget: 1 });
 });

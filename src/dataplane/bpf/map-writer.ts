@@ -12,12 +12,12 @@
 // of work. apply() runs the steps at once; applyAsync() runs each batch on libuv's thread pool and
 // lets the event loop run at every pause, so /healthz and /metrics answer during a long apply. Both take the same steps in the same
 // order, whatever the maps hold.
-import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { nativeFillAvailable } from '../../plan/maglev-native.js';
 import { fillTables, pendingSlots, type SlotSource } from '../../plan/slot-source.js';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
 import { KbpError } from '../../util/errors.js';
+import { cpuBudget } from '../../util/cpus.js';
 import { strictV4 } from '../../util/ip.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
@@ -71,7 +71,7 @@ const SLOTS_PER_PAUSE = 32_768;
  * kernel's hash inserts, ~0.6 us each and independent, are most of a first sync's map writes after the
  * Maglev fill (~110,000 entries in each map at 10,000 Services).
  */
-const HASH_BATCH_THREADS = Math.min(4, availableParallelism());
+const HASH_BATCH_THREADS = Math.min(4, cpuBudget());
 
 function runSync(steps: Steps): void {
   let r = steps.next();
@@ -130,7 +130,7 @@ const BACKGROUND_FILL_SLOTS = 1 << 18;
  */
 const BACKGROUND_FILL_MAX_SPAN = 1 << 25;
 /** threads of a background fill: the main thread takes what is left when it joins */
-const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, availableParallelism()) - 1);
+const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, cpuBudget()) - 1);
 /** runs of ops that neither read nor name a table's slots: a background fill runs on beside them */
 const BESIDE_FILL = new Set<PlanOp['op']>(['upsertBackend', 'upsertSlots', 'upsertRevNat', 'setSourceRanges', 'upsertFrontend']);
 
