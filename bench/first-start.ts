@@ -9,7 +9,7 @@
 //   node --import=tsx bench/first-start.ts
 // A empty: B alone. PROF_DIR: the agent runs with --cpu-prof there (written when it exits).
 // One JSON line per run on stdout; a summary of this / base ratios per round at the end.
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -23,6 +23,14 @@ const SOURCES = (process.env.SOURCES ?? 'folder,api').split(',').filter(Boolean)
 const A = process.env.A === undefined ? '/tmp/p12base/kube-bpf-proxy.mjs' : process.env.A;
 const B = resolve(process.env.B ?? 'dist/kube-bpf-proxy.mjs');
 const EXTRA = (process.env.ARGS ?? '').split(/\s+/).filter(Boolean);
+// A_ENV / B_ENV: 'K=V K=V' set for that build's agent only; A_NODE / B_NODE: node flags before its
+// entry file (e.g. the image's `--max-semi-space-size=16`, which spares the re-exec)
+// (a value may hold spaces: the list splits only before the next NAME=)
+const words = (k: string) => (process.env[k] ?? '').split(/\s+/).filter(Boolean);
+const envs = (k: string) => (process.env[k] ?? '').trim().split(/\s+(?=[A-Za-z_][A-Za-z0-9_]*=)/).filter(Boolean);
+const SIDE: Record<string, { env: string[]; node: string[] }> = { base: { env: envs('A_ENV'), node: words('A_NODE') }, this: { env: envs('B_ENV'), node: words('B_NODE') } };
+// AFTER_S: the agent runs on that long after its first sync, then its RSS is read again (settled)
+const AFTER_MS = Number(process.env.AFTER_S ?? 0) * 1000;
 const TIMEOUT_MS = Number(process.env.TIMEOUT_S ?? 300) * 1000;
 const shape: ClusterShape = { services: N, endpointsPerService: 10, nodePortEvery: 10 };
 
@@ -39,6 +47,25 @@ function cpuMs(pid: number): number {
 function mainThread(pid: number, wallMs: number): { runMs: number; runQueueMs: number; idleMs: number } {
   const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map((x) => Number(x) / 1e6);
   return { runMs: Math.round(run!), runQueueMs: Math.round(wait!), idleMs: Math.round(wallMs - run! - wait!) };
+}
+/** CPU ms by thread kind at this moment: main, libuv's pool (verifier, batches), V8's helpers (GC, compiler), other. */
+function threadsCpu(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'); } catch { continue; }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const kind = tid === String(pid) ? 'main' : /libuv/i.test(comm) ? 'pool' : /V8|DefaultWork/i.test(comm) ? 'v8' : comm;
+    out[kind] = (out[kind] ?? 0) + (Number(f[11]) + Number(f[12])) * 10;
+  }
+  return out;
+}
+/** VmRSS and VmHWM (peak) in MiB. */
+function rssMiB(pid: number): { rss: number; hwm: number } {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)?.[1] ?? NaN);
+  return { rss: Math.round(kb('VmRSS') / 1024), hwm: Math.round(kb('VmHWM') / 1024) };
 }
 function loadavg(): number { return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]); }
 
@@ -73,16 +100,17 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
     const prof = process.env.PROF_DIR ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.PROF_DIR}`, `--cpu-prof-name=${tag}-${src}-${Date.now()}.cpuprofile`] : [];
     const load0 = loadavg();
     const started = Date.now();
-    const agent = lab.spawn(ns, process.execPath, [...prof, cli, 'run', ...from, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
+    const side = SIDE[tag]!;
+    const agent = lab.spawn(ns, '/usr/bin/env', [...side.env, process.execPath, ...side.node, ...prof, cli, 'run', ...from, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
       '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '', ...EXTRA], { what: `agent ${tag}` });
-    const lines = agentLogLines(agent, ['data plane loaded and source started', 'sync steps']);
+    const lines = agentLogLines(agent, ['data plane chosen', 'data plane loaded and source started', 'sync steps']);
     // LOG_DIR: the agent's whole log, each line's time relative to the spawn
     if (process.env.LOG_DIR) {
       const out = createWriteStream(join(process.env.LOG_DIR, `agent-${tag}-${src}-${started}.log`));
       agent.child.stderr!.on('data', (d: Buffer) => out.write(d.toString().replace(/"time":(\d+)/g, (_, t: string) => `"time":${t},"sinceSpawnMs":${Number(t) - started}`)));
       agent.child.stdout!.pipe(out);
     }
-    let full: Record<string, unknown> | undefined, cpu = NaN, main: ReturnType<typeof mainThread> | undefined;
+    let full: Record<string, unknown> | undefined, cpu = NaN, main: ReturnType<typeof mainThread> | undefined, threads: Record<string, number> | undefined;
     while (!full) {
       if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1500)}`);
       full = lines.find((l) => l.msg === 'sync steps' && Number(l.frontends) >= N);
@@ -90,19 +118,29 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
       if (!full) await new Promise((r) => setTimeout(r, 10));
       else {
         cpu = cpuMs(agent.pid);
+        threads = threadsCpu(agent.pid);
         main = mainThread(agent.pid, Date.now() - started);
       }
     }
     const st = lines.find((l) => l.msg === 'data plane loaded and source started') ?? {};
+    const chosen = lines.find((l) => l.msg === 'data plane chosen') ?? {};
+    const rssAtSync = rssMiB(agent.pid);
+    let rssAfter: ReturnType<typeof rssMiB> | undefined;
+    if (AFTER_MS > 0) {
+      await new Promise((r) => setTimeout(r, AFTER_MS));
+      if (agent.child.exitCode === null) rssAfter = rssMiB(agent.pid);
+    }
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 20_000))]);
     const pick = (o: Record<string, unknown>, ks: string[]) => Object.fromEntries(ks.filter((k) => k in o).map((k) => [k, o[k]]));
     return {
       tag, src, load0, load1: loadavg(), firstSyncMs: Number(full.endedAt) - started, agentCpuMs: cpu,
       // until the first sync's line (after it: the full GC that follows a big sync, in both figures)
-      mainRunMs: main?.runMs, mainRunQueueMs: main?.runQueueMs, mainIdleMs: main?.idleMs,
+      rssAtSyncMiB: rssAtSync.rss, rssAfterMiB: rssAfter?.rss, peakMiB: rssAfter?.hwm ?? rssAtSync.hwm, threadsCpuMs: threads, mainRunMs: main?.runMs, mainRunQueueMs: main?.runQueueMs, mainIdleMs: main?.idleMs,
       ...pick(st, ['sourceMs', 'compileAheadMs', 'compileWhileListingMs', 'aheadSteps', 'loadMs', 'loadTotalMs', 'readPlanMs', 'plannedBesideLoad']),
       startLineAt: Number(st.time) - started,
+      // the process's CPU when the mode was chosen (node, the re-exec, the modules, the settings), and when
+      chosenCpuMs: chosen.cpuMs, chosenAt: Number(chosen.time) - started,
       sync: pick(full, ['totalMs', 'cpuMs', 'threadCpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'loadWaitMs', 'afterMs', 'otherMs', 'gcMs', 'gcs', 'runQueueMs']),
     };
   } finally {
@@ -128,7 +166,7 @@ try {
 }
 if (A) {
   for (const src of SOURCES) {
-    for (const k of ['firstSyncMs', 'agentCpuMs', 'mainIdleMs'] as const) {
+    for (const k of ['firstSyncMs', 'agentCpuMs', 'mainRunMs', 'mainIdleMs'] as const) {
       const ratios: number[] = [];
       for (let r = 1; r <= ROUNDS; r++) {
         const b = rows.find((x) => x.round === r && x.src === src && x.tag === 'base'), t = rows.find((x) => x.round === r && x.src === src && x.tag === 'this');

@@ -97,7 +97,10 @@ export async function chooseMode(s: AgentSettings, log: Logger): Promise<ModeCho
 export async function createDataplane(s: AgentSettings, source: () => Source | undefined, log: Logger, onChosen?: (c: ModeChoice) => void): Promise<Dataplane> {
   const choice = await chooseMode(s, log);
   for (const x of choice.skipped) log.warn({ mode: x.mode, reason: x.reason }, 'data plane skipped');
-  log.info({ mode: choice.mode, ...(s.mode === 'auto' && { skipped: choice.skipped.map((x) => x.mode) }) }, 'data plane chosen');
+  // cpuMs: the process's CPU so far (node, the re-exec, the modules, the settings: the start before any
+  // work; execve keeps the counts)
+  const cpu = process.cpuUsage();
+  log.info({ mode: choice.mode, ...(s.mode === 'auto' && { skipped: choice.skipped.map((x) => x.mode) }), cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, 'data plane chosen');
   onChosen?.(choice);
   if (choice.mode === 'bpf') {
     const dp = await createBpfDataplane(s, source, log);

@@ -8,8 +8,8 @@
 // Node's own default for small heaps is 16 MiB; the agent's live young objects are far below that.
 //
 // KBP_V8_FLAGS overrides the list ('' applies none); flags already given to node win (node reads
-// NODE_OPTIONS and its own command line); KBP_V8_REEXEC marks the re-executed process, so a failed
-// check can never loop.
+// NODE_OPTIONS and its own command line; the images set NODE_OPTIONS, so their agent never
+// re-executes); KBP_V8_REEXEC marks the re-executed process, so a failed check can never loop.
 export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=16'];
 
 /** The node command line to re-execute with, or undefined to go on as we are. */

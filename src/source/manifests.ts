@@ -658,9 +658,6 @@ export interface ManifestsSourceOptions {
   store?: ObjectStore;
 }
 
-/** when the stats a first read left out are taken (ManifestsReader.fillStats): after the first sync, before a rescan needs them */
-const FILL_STATS_AFTER_MS = 3000;
-
 /** files re-read per update() in a rescan (a slice of the event loop's time holds several) */
 const RESCAN_BATCH = 4;
 
@@ -725,12 +722,10 @@ export class ManifestsSource implements Source {
     this.#readAt = performance.now();
     if (this.#watch) this.#startWatch(dir);
     this.#nextRescan();
-    // the stats the first read left out, once the first sync has had the loop (~10 us a file)
-    this.#fillStats = setTimeout(() => {
-      this.#fillStats = undefined;
-      void this.#reader.fillStats(1, () => this.#stopped);
-    }, Math.min(FILL_STATS_AFTER_MS, this.#opts.rescanMs > 0 ? this.#opts.rescanMs / 2 : FILL_STATS_AFTER_MS));
-    this.#fillStats.unref();
+    // the stats the first read left out (~10 us a file) come with the first rescan, which afterFirstSync
+    // brings forward to the end of the agent's first sync: a timer 3 s after the read ran them in the
+    // middle of a first sync that took longer (under load, or from a slow verifier); they serve only
+    // the rescans (a file without a key is re-read and its digest compared)
   }
 
   /** when start() finished reading the folder */
@@ -748,8 +743,6 @@ export class ManifestsSource implements Source {
     if (this.#stopped || !(this.#opts.rescanMs > 0)) return;
     this.#armRescan(Math.max(0, this.#readAt + RACY_MS + 100 - performance.now()));
   }
-
-  #fillStats: NodeJS.Timeout | undefined;
 
   /**
    * The next periodic rescan: after rescanMs, or 3 ms per file when that is longer (10 s up to
@@ -885,8 +878,6 @@ export class ManifestsSource implements Source {
     this.#renamed.clear();
     if (this.#rescan) clearTimeout(this.#rescan);
     if (this.#recheck) clearTimeout(this.#recheck);
-    clearTimeout(this.#fillStats);
-    this.#fillStats = undefined;
     this.#debounce = this.#rescan = this.#recheck = undefined;
     this.#recheckPaths.clear();
     this.#pending.clear();
@@ -901,9 +892,9 @@ export class ManifestsSource implements Source {
   scan(): Promise<void> {
     return this.#scanning ??= (async () => {
       try {
-        // the start's files read without a stat (read({ statLater })) get their key first, by the same
-        // rule fillStats keeps: else a rescan before fillStats is done (afterFirstSync's, ~2 s after the
-        // read) finds them all keyless and re-reads the whole folder
+        // the start's files read without a stat (read({ statLater })) get their key first, by the rule
+        // fillStats keeps (the first rescan, afterFirstSync's, is where they get it): else it would find
+        // them all keyless and re-read the whole folder
         await this.#reader.fillStats(1, () => this.#stopped);
         const { paths, problems } = await this.#reader.staleFiles();
         for (const p of problems) this.#report(p);
