@@ -42,6 +42,39 @@ static __always_inline int lb_lru_put(void *map, const void *k, const void *v, _
 	return r;
 }
 
+/* Rewrites a conntrack entry that exists, in place: no update call, so no LRU node taken and given
+ * back (an update of an LRU map pops a free node before it looks at the key, and a BPF_NOEXIST that
+ * fails pushes it back: in real traffic that pop, with interrupts off, was the costliest step of a
+ * SYN on a reused client port). The (backend_id, fe_id) pair is one aligned 8-byte store, written
+ * last: a reader on another CPU sees the old pair or the new one, never a backend of one frontend
+ * with the id of another (lb_member_backend() checks the pair). */
+static __always_inline void lb_ct_overwrite(struct lb_ct_entry *e, const struct lb_ct_entry *v)
+{
+	__u64 ids;
+
+	__builtin_memcpy(e->fe_addr, v->fe_addr, 16);
+	e->flags = v->flags;
+	e->orphan_port = v->orphan_port;
+	e->pad2 = v->pad2;
+	e->last_seen = v->last_seen;
+	__builtin_memcpy(&ids, &v->backend_id, 8);
+	*(volatile __u64 *)&e->backend_id = ids;
+}
+
+/* Writes a conntrack entry whose key the caller has just looked up (its bucket is warm): in place
+ * where the key exists (lb_ct_overwrite), else inserted (lb_lru_put). */
+static __always_inline int lb_ct_put_looked(void *map, const struct lb_ct_key *k, const struct lb_ct_entry *v,
+					    __u32 stat_insert)
+{
+	struct lb_ct_entry *e = bpf_map_lookup_elem(map, k);
+
+	if (e) {
+		lb_ct_overwrite(e, v);
+		return 0;
+	}
+	return lb_lru_put(map, k, v, stat_insert);
+}
+
 /* deletes an entry, counted in stat_delete when there was one */
 static __always_inline void lb_lru_del(void *map, const void *k, __u32 stat_delete)
 {
@@ -261,7 +294,10 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	e.fe_id = fwd->fe_id;
 	e.flags = fwd->flags;
 	__builtin_memcpy(e.fe_addr, fwd->fe_addr, 16);
-	lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT);
+	if (rev)
+		lb_ct_overwrite(rev, &e);
+	else
+		lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT);
 	lb_rev_filter_set(be->addr, be->port, p->proto);
 	return 1;
 }

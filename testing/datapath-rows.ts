@@ -13,7 +13,7 @@ import {
 } from './packets.js';
 import { pickBackend } from '../src/dataplane/bpf/hash.js';
 import { buildMaglevTable, maglevSize } from '../src/plan/maglev.js';
-import { LB_FE_F_MASQ_ALL, LB_CT_F_CLOSING, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, encodeCtKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
+import { LB_FE_F_MASQ_ALL, LB_CT_F_CLOSING, LB_CT_F_ORPHAN, LB_CT_F_HAIRPIN, LB_CT_F_REV_AT_INGRESS, LB_CT_F_SNAT, LB_CT_DIR_FWD, LB_CT_DIR_REV, encodeEipAllowKey, encodeCtKey, type LbStatName } from '../src/dataplane/bpf/layout.js';
 
 export interface Check {
   ok(cond: boolean, msg: string): void;
@@ -410,6 +410,27 @@ export function buildRows(): Row[] {
       after: (dp, c) => {
         c.eq(((dp.ct(ctKey(s, C4, sport))?.flags ?? 0) & LB_CT_F_CLOSING), 0, 'forward entry no longer CLOSING');
         c.eq(((dp.ct(ctRevKey(s, b, C4, sport))?.flags ?? 0) & LB_CT_F_CLOSING), 0, 'reverse entry no longer CLOSING');
+      },
+    });
+    // The SYN's entries are rewritten in place where their keys exist (lb_ct_overwrite): every
+    // field, here over a deleted frontend's orphaned forward entry and another frontend's closed
+    // reverse entry, whose orphan port, addresses, ids and flags must all go.
+    const old = { lastSeen: ago(5n * SEC), feId: 77, flags: LB_CT_F_CLOSING };
+    add({
+      name: 'SYN on the client port of an orphaned flow and of another frontend\'s closed flow: both entries rewritten whole',
+      prog: 'lb_tc_ingress',
+      setup: (dp) => {
+        dp.setCt('lb_ct', ctKey(s, C4, sport + 1), { ...old, backendId: 98, flags: LB_CT_F_ORPHAN | LB_CT_F_CLOSING, feAddr: '10.244.77.7', orphanPort: 7777 });
+        dp.setCt('lb_ct', ctRevKey(s, pick(s, C4, sport + 1), C4, sport + 1), { ...old, backendId: 97, feAddr: '10.96.77.7' });
+      },
+      input: toService(s, C4, sport + 1).input, verdict: TC_ACT_OK, output: toService(s, C4, sport + 1).to(pick(s, C4, sport + 1)), stats: { ct_backend_gone: 1, fwd_new: 1 },
+      after: (dp, c) => {
+        const want = { backendId: pick(s, C4, sport + 1).id, feId: s.feId, flags: 0, feAddr: s.address };
+        for (const [what, k] of [['forward', ctKey(s, C4, sport + 1)], ['reverse', ctRevKey(s, pick(s, C4, sport + 1), C4, sport + 1)]] as const) {
+          const e = dp.ctIn('lb_ct', k);
+          c.ok(e !== undefined && BigInt.asIntN(64, now() - e.lastSeen) < SEC, `${what} entry written now`);
+          c.eq(e && { backendId: e.backendId, feId: e.feId, flags: e.flags, feAddr: e.feAddr, orphanPort: e.orphanPort }, { ...want, orphanPort: undefined }, `${what} entry`);
+        }
       },
     });
   }
