@@ -271,14 +271,18 @@ export class MapWriter {
   private planRecycling(ops: readonly PlanOp[]): Map<number, number> {
     const out = new Map<number, number>();
     if (!this.recycleTables) return out;
-    const created = new Map<number, PlanTable>(), deleted = new Set<number>(), moves = new Map<number, number>();
+    // nothing to recycle without a table deleted: a first sync's ~1.4M ops at 100,000 Services built
+    // maps of every created table and written frontend first (~250 ms) to find none
+    const deleted = new Set<number>();
+    for (const o of ops) if (o.op === 'deleteTable') deleted.add(o.tableId);
+    if (!deleted.size) return out;
+    const created = new Map<number, PlanTable>(), moves = new Map<number, number>();
     for (const o of ops) {
       if (o.op === 'createTable') created.set(o.table.id, o.table);
-      else if (o.op === 'deleteTable') deleted.add(o.tableId);
       else if (o.op === 'upsertFrontend') moves.set(o.frontend.id, o.frontend.tableId);
       else if (o.op === 'deleteFrontend') moves.set(o.frontend.id, -1);
     }
-    if (!created.size || !deleted.size) return out;
+    if (!created.size) return out;
     const taken = new Set<number>();
     for (const [feId, to] of moves) {
       const t = created.get(to);
