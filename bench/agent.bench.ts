@@ -6,7 +6,7 @@
 //          to the first sync, and the heap by part (store, compile, plan) measured in this process.
 // (the 100,000-Service row, `scale`, is bench/scale.bench.ts and runs the agent through runAgent)
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Compiler } from '../src/compile/compile.js';
@@ -76,6 +76,30 @@ function procStatus(pid: number): { rss: number; hwm: number } {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
 
+/**
+ * CPU ms of a process by thread, from /proc (CLK_TCK 100): `main` (the thread whose id is the pid),
+ * the others by name (libuv's pool "libuv-worker", V8's helpers "V8 DefaultWorke", the addon's
+ * threads named as the main thread), `exited` (threads gone, e.g. a joined fill's), `total`.
+ */
+export function threadCpu(pid: number): Record<string, number> {
+  const ms = (stat: string) => {
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  };
+  const out: Record<string, number> = { total: ms(readFileSync(`/proc/${pid}/stat`, 'latin1')) };
+  let alive = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1'); } catch { continue; }
+    const name = Number(tid) === pid ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const v = ms(stat);
+    out[name] = (out[name] ?? 0) + v;
+    alive += v;
+  }
+  out.exited = out.total! - alive;
+  return out;
+}
+
 interface Metrics { frontends: number; lastSync: number; syncSum: number; syncCount: number; overCapacity: number; progSum: number; progCount: number }
 
 function parseMetrics(text: string): Metrics {
@@ -139,6 +163,8 @@ export interface AgentRun {
   changeError?: string;
   /** the agent's log (its last 64 KiB) */
   output: string;
+  /** CPU ms by thread at the first sync (threadCpu): the agent's, and the stub API server's since the agent started */
+  cpuAtSync?: { agent: Record<string, number>; stub: number };
 }
 
 /**
@@ -165,6 +191,9 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
   const object = opts.sizing === 'object' ? objectFor(ctx, n) : undefined;
   const sizing = opts.sizing === 'object' ? [] : mapMaxFlags(n);
   ctx.log(`${n} Services: starting the agent${object ? ` (--bpf-object ${object})` : sizing.length ? ` (${sizing.join(' ')})` : ''}`);
+  // the stub's CPU from here on: what serving the agent cost it, not making its objects
+  let stubCpu0 = NaN;
+  try { stubCpu0 = threadCpu(stub.pid).total!; } catch { /* read again at the sync: NaN */ }
   const started = Date.now();
   const agent = lab.spawn(ns, process.execPath, [cli, 'run', '--kubeconfig', kubeconfig, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
@@ -194,6 +223,8 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
     }
     const syncMs = Date.now() - started;
     const rssSynced = procStatus(agent.pid).rss;
+    let cpuAtSync: AgentRun['cpuAtSync'];
+    try { cpuAtSync = { agent: threadCpu(agent.pid), stub: threadCpu(stub.pid).total! - stubCpu0 }; } catch { /* a process gone: no figure */ }
     ctx.log(`${n} Services: synced ${m.frontends} frontends ${syncMs} ms after start, RSS ${(rssSynced / MiB).toFixed(0)} MiB; settling ${opts.settleMs / 1000} s`);
     const syncedAt = Date.now();
     const rssSeries: [number, number][] = [[0, rssSynced]];
@@ -235,7 +266,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
       ctx.log(`${n} Services: ${changes.length} endpoint changes, sync ${s} ms`);
     }
     const last = procStatus(agent.pid);
-    return { syncMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, rssSeries, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }), output: agent.output().slice(-65536) };
+    return { syncMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, rssSeries, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }), output: agent.output().slice(-65536), ...(cpuAtSync && { cpuAtSync }) };
   } finally {
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000))]);

@@ -45,11 +45,13 @@ const settle = async (): Promise<NodeJS.MemoryUsage> => {
   return process.memoryUsage();
 };
 const step = async <T>(name: string, f: () => T): Promise<T> => {
-  const c0 = process.cpuUsage(), t0 = performance.now();
+  const c0 = process.cpuUsage(), m0 = process.threadCpuUsage(), t0 = performance.now();
   const v = f();
   out[`${name}Ms`] = Math.round(performance.now() - t0);
-  const c = process.cpuUsage(c0);
+  const c = process.cpuUsage(c0), mc = process.threadCpuUsage(m0);
   out[`${name}CpuMs`] = Math.round((c.user + c.system) / 1000);
+  // the main thread's share (the rest: GC helpers, the addon's fill and batch threads)
+  out[`${name}MainCpuMs`] = Math.round((mc.user + mc.system) / 1000);
   if (!oneGc) {
     const raw = process.memoryUsage().heapUsed;
     const m = await settle();
@@ -57,7 +59,7 @@ const step = async <T>(name: string, f: () => T): Promise<T> => {
     out[`${name}HeapMiB`] = Math.round(m.heapUsed / MiB);
     out[`${name}ExtMiB`] = Math.round(m.external / MiB);
   }
-  process.stderr.write(`[scale-steps] ${N}: ${name} ${out[`${name}Ms`]} ms (cpu ${out[`${name}CpuMs`]})` +
+  process.stderr.write(`[scale-steps] ${N}: ${name} ${out[`${name}Ms`]} ms (cpu ${out[`${name}CpuMs`]}, main thread ${out[`${name}MainCpuMs`]})` +
     (oneGc ? '\n' : `, heap ${out[`${name}HeapMiB`]} MiB, external ${out[`${name}ExtMiB`]} MiB\n`));
   return v;
 };

@@ -109,6 +109,9 @@ export default defineBench({
             return keys.filter((q) => o[q] !== undefined).map((q) => `${q} ${o[q]}`).join(', ');
           } catch { return 'not in the log'; }
         };
+        // whose CPU the start to the first sync was, by thread (the stub's beside it on the same cores)
+        const c = x.cpuAtSync;
+        if (c) ctx.note(`CPU from start to the first sync at ${n}, ${who}${rounds > 1 ? ` round ${k + 1}` : ''} (ms): agent ${Object.entries(c.agent).map(([t, v]) => `${t} ${v}`).join(', ')}; the stub API server ${c.stub}.`);
         ctx.note(`First sync at ${n}, ${who}${rounds > 1 ? ` round ${k + 1}` : ''}: start (${pick(start, ['sourceMs', 'compileAheadMs', 'compileWhileListingMs', 'aheadSteps', 'loadMs', 'loadTotalMs', 'readPlanMs'])}); `
           + `first full sync (${pick(steps, ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'])}).`);
       }

@@ -742,38 +742,81 @@ struct FillRegion {
   uint32_t first, n, m, off, size;  // members in h1/h2/ids; M; first slot and slots of its region
 };
 
-struct FillJob {
-  // one shared mapping of the map's pages the regions lie in, for the whole job: a mapping per chunk
-  // made each thread's mmap and munmap (a TLB flush of every CPU running the process) contend with the
-  // main thread's page faults
-  char* mapping = nullptr;
+// A window of the map the job maps for as long as a thread writes in it: consecutive chunks spanning
+// at most the job's window (32 MiB by default). Mapped by the first thread to reach one of its chunks,
+// unmapped by the one that finishes its last, so at most a window or two per thread are mapped at a
+// time. The mapping is what the process's RSS counts (the map's pages, inserted at mmap: a mapping of
+// the whole span, ~760 MiB at 100,000 Services, took the agent's peak RSS from 1.3 to 1.95 GiB), and
+// a mapping per chunk made every thread's mmap and munmap (the mm's lock held for writing, a TLB
+// flush of every CPU running the process) contend with the main thread's page faults: a window is a
+// few mmaps per job.
+struct FillWindow {
+  uint64_t mapFirst = 0;  // the byte offset in the map where the window's mapping starts (page-aligned)
   size_t mapLen = 0;
-  uint64_t mapFirst = 0;  // the byte offset in the map where the mapping starts
+  std::mutex mu;
+  char* mapping = nullptr;  // under mu
+  bool failed = false;      // under mu: its mmap failed (the job's err says why)
+  std::atomic<size_t> left{0};  // chunks of the window not yet done
+};
+
+struct FillJob {
+  int fd = -1;  // a dup of the map's fd, the job's own for its life (windows are mapped late)
   std::vector<uint32_t> h1, h2, ids;
   std::vector<FillRegion> regions;                      // by offset
   std::vector<std::pair<size_t, size_t>> chunks;        // [from, to) of regions, adjacent, <= kFillChunkSlots
+  std::vector<uint32_t> chunkWindow;                    // per chunk, its window
+  std::vector<std::unique_ptr<FillWindow>> windows;
   std::atomic<size_t> next{0};
+  std::atomic<int> err{0};  // the first -errno of a window's mmap: its chunks were not written
   std::vector<kbp_threads::Worker> workers;
   bool joined = false;
 
   // the caller's scratch for Step (the main thread's share)
   std::vector<uint32_t> buf, cur, skip;
 
-  // fills chunk c into out and copies it into the map (nothing can fail: every argument was checked,
-  // and CopyIntoMapping falls back to memcpy)
-  void Chunk(size_t c, std::vector<uint32_t>& out, std::vector<uint32_t>& cur, std::vector<uint32_t>& skip) {
-    const FillRegion* r = regions.data() + chunks[c].first;
-    const FillRegion* end = regions.data() + chunks[c].second;
-    const uint32_t start = r->off;
-    const uint32_t slots = end[-1].off + end[-1].size - start;
-    out.resize(kFillChunkSlots);
-    for (; r < end; r++) {
-      uint32_t* at = out.data() + (r->off - start);
-      kbp_maglev::FillOne(h1.data(), h2.data(), ids.data(), r->first, r->n, r->m, at, cur, skip);
-      std::fill(at + r->m, at + r->size, 0u);
+  char* Map(FillWindow& w) {
+    std::lock_guard<std::mutex> lock(w.mu);
+    if (!w.mapping && !w.failed) {
+      void* p = mmap(nullptr, w.mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(w.mapFirst));
+      if (p == MAP_FAILED) {
+        int e = -errno;
+        int none = 0;
+        err.compare_exchange_strong(none, e ? e : -ENOMEM);
+        w.failed = true;
+      } else {
+        w.mapping = static_cast<char*>(p);
+      }
     }
-    const uint64_t off = static_cast<uint64_t>(start) * 4, len = static_cast<uint64_t>(slots) * 4;
-    CopyIntoMapping(mapping + (off - mapFirst), reinterpret_cast<const uint8_t*>(out.data()), len);
+    return w.mapping;
+  }
+
+  void Done(FillWindow& w) {
+    if (w.left.fetch_sub(1) != 1) return;
+    std::lock_guard<std::mutex> lock(w.mu);
+    if (w.mapping) munmap(w.mapping, w.mapLen);
+    w.mapping = nullptr;
+  }
+
+  // fills chunk c into out and copies it into the map (nothing can fail but its window's mmap: every
+  // argument was checked, and CopyIntoMapping falls back to memcpy)
+  void Chunk(size_t c, std::vector<uint32_t>& out, std::vector<uint32_t>& cur, std::vector<uint32_t>& skip) {
+    FillWindow& w = *windows[chunkWindow[c]];
+    char* mapping = Map(w);
+    if (mapping) {
+      const FillRegion* r = regions.data() + chunks[c].first;
+      const FillRegion* end = regions.data() + chunks[c].second;
+      const uint32_t start = r->off;
+      const uint32_t slots = end[-1].off + end[-1].size - start;
+      out.resize(kFillChunkSlots);
+      for (; r < end; r++) {
+        uint32_t* at = out.data() + (r->off - start);
+        kbp_maglev::FillOne(h1.data(), h2.data(), ids.data(), r->first, r->n, r->m, at, cur, skip);
+        std::fill(at + r->m, at + r->size, 0u);
+      }
+      const uint64_t off = static_cast<uint64_t>(start) * 4, len = static_cast<uint64_t>(slots) * 4;
+      CopyIntoMapping(mapping + (off - w.mapFirst), reinterpret_cast<const uint8_t*>(out.data()), len);
+    }
+    Done(w);
   }
 
   void Work() {
@@ -790,14 +833,21 @@ struct FillJob {
     return true;
   }
 
-  void Join() {
-    if (joined) return;
-    Work();  // the caller takes what is left
-    for (auto& w : workers) w.Join();
-    workers.clear();
-    joined = true;
-    if (mapping) munmap(mapping, mapLen);
-    mapping = nullptr;
+  // 0, or the first -errno of a window's mmap (its slots were not written)
+  int Join() {
+    if (!joined) {
+      Work();  // the caller takes what is left
+      for (auto& w : workers) w.Join();
+      workers.clear();
+      joined = true;
+      for (auto& w : windows) {
+        if (w->mapping) munmap(w->mapping, w->mapLen);  // none left when every chunk ran; kept safe anyway
+        w->mapping = nullptr;
+      }
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+    return err.load();
   }
 };
 
@@ -812,6 +862,7 @@ void FinalizeFill(Napi::Env, FillJob* job) {
 //   regions: Buffer of 5 u32 per table, ordered by offset: first member, member count n, M (a prime),
 //            the region's first slot and its size in slots (>= M; slots past M are written 0)
 //   threads: background threads (0: all of it at mapMaglevFillWait, on the caller's thread)
+//   windowSlots (optional, default 2^23: 32 MiB): the most of the map mapped for one window (FillWindow)
 // Every argument is checked before a thread starts. The inputs are copied: the job owns what it reads.
 Napi::Value MapMaglevFillStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -819,6 +870,7 @@ Napi::Value MapMaglevFillStart(const Napi::CallbackInfo& info) {
   int fd = a.Fd(0, "fd");
   BufArg h1 = a.Buf(1, "h1", false), h2 = a.Buf(2, "h2", false), ids = a.Buf(3, "ids", false), regs = a.Buf(4, "regions", false);
   uint32_t threads = static_cast<uint32_t>(a.Int(5, "threads", 0, 64));
+  uint32_t windowSlots = info.Length() > 6 ? a.U32(6, "windowSlots") : (1u << 23);
   if (!a.ok()) return env.Undefined();
   if (h1.len % 4 || h2.len != h1.len || ids.len != h1.len) {
     a.RangeFail(1, "h1", "h2 and ids must be Buffers of u32 of the same length");
@@ -869,16 +921,34 @@ Napi::Value MapMaglevFillStart(const Napi::CallbackInfo& info) {
     job->chunks.emplace_back(i, j);
     i = j;
   }
-  if (!job->regions.empty()) {
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    const uint64_t from = static_cast<uint64_t>(job->regions.front().off) * 4;
-    const uint64_t to = (static_cast<uint64_t>(job->regions.back().off) + job->regions.back().size) * 4;
-    job->mapFirst = from / page * page;
-    job->mapLen = ((to - job->mapFirst + page - 1) / page) * page;
+  // windows: consecutive chunks spanning at most windowSlots (a chunk alone when it is larger)
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  job->chunkWindow.resize(job->chunks.size());
+  for (size_t c = 0; c < job->chunks.size();) {
+    const uint64_t from = job->regions[job->chunks[c].first].off;
+    size_t d = c + 1;
+    auto endOf = [&](size_t k) {
+      const FillRegion& last = job->regions[job->chunks[k].second - 1];
+      return static_cast<uint64_t>(last.off) + last.size;
+    };
+    while (d < job->chunks.size() && endOf(d) - from <= windowSlots) d++;
+    std::unique_ptr<FillWindow> w(new FillWindow());
+    w->mapFirst = from * 4 / page * page;
+    w->mapLen = ((endOf(d - 1) * 4 - w->mapFirst + page - 1) / page) * page;
+    w->left.store(d - c);
+    for (size_t k = c; k < d; k++) job->chunkWindow[k] = static_cast<uint32_t>(job->windows.size());
+    job->windows.push_back(std::move(w));
+    c = d;
+  }
+  if (!job->chunks.empty()) {
     errno = 0;
-    void* p = mmap(nullptr, job->mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(job->mapFirst));
-    if (p == MAP_FAILED) return Num(env, -errno);
-    job->mapping = static_cast<char*>(p);
+    job->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (job->fd < 0) return Num(env, -errno);
+    // the first window here: a map that cannot be mapped fails the start, before any thread
+    if (!job->Map(*job->windows[0])) {
+      close(job->fd);
+      return Num(env, job->err.load());
+    }
   }
   ProcMem();  // opened here, on this thread, before any worker copies through it
   size_t nt = std::min<size_t>(threads, job->chunks.size());
@@ -904,16 +974,15 @@ Napi::Value MapMaglevFillStep(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, info[0].As<Napi::External<FillJob>>().Data()->Step());
 }
 
-// mapMaglevFillWait(job) -> 0: takes the chunks no thread has begun, waits for the threads (0 again on
-// the same job).
+// mapMaglevFillWait(job) -> 0 | -errno: takes the chunks no thread has begun, waits for the threads (the
+// same again on the same job); -errno when a window of the map could not be mapped (its slots unwritten).
 Napi::Value MapMaglevFillWait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<FillJob>>().CheckTypeTag(&kFillTag)) {
     Napi::TypeError::New(env, "mapMaglevFillWait: job (argument 1) must be a handle from mapMaglevFillStart").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  info[0].As<Napi::External<FillJob>>().Data()->Join();
-  return Num(env, 0);
+  return Num(env, info[0].As<Napi::External<FillJob>>().Data()->Join());
 }
 
 // mapInfo(fd) -> { type, id, keySize, valueSize, maxEntries, flags, name } | -errno

@@ -3,7 +3,7 @@
 // verifier's log on failure), BPF_PROG_TEST_RUN, and tc / XDP / cgroup attachment.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfBatchError } from '../../src/dataplane/bpf/native/errors.js';
 import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
@@ -206,21 +206,33 @@ if (!isRoot) {
     for (const x of tables) want.fill(0, x.off + x.m, x.off + x.size);
     const buf = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
     const regions = buf(new Uint32Array(tables.flatMap((x) => [x.first, x.n, x.m, x.off, x.size])));
-    for (const threads of [0, 2]) {
+    // the map's mappings the process holds: the job maps a window of chunks at a time and unmaps it
+    // once its last chunk is written (the tests run serially: no other map is mapped meanwhile)
+    const mapped = () => readFileSync('/proc/self/maps', 'latin1').split('\n').filter((l) => l.includes('bpf-map')).length;
+    // windows: the default (one for all), a chunk each (8), two chunks each (4)
+    for (const [threads, window] of [[0, undefined], [2, undefined], [0, 100_000], [2, 100_000], [0, 150_000], [1, 150_000]] as const) {
       m.writeMmap(Buffer.alloc(slots * 4, 0xee));
-      const job = m.maglevFillStart(buf(src.h1), buf(src.h2), buf(src.ids), regions, threads);
+      const base = mapped();
+      const job = m.maglevFillStart(buf(src.h1), buf(src.h2), buf(src.ids), regions, threads, window);
       // without threads, the caller's steps take every chunk: the 8 runs of adjacent regions (each < 512 KiB)
       let steps = 0;
-      if (!threads) while (job.step()) steps++;
+      const held: number[] = [mapped() - base];
+      if (!threads) while (job.step()) { steps++; held.push(mapped() - base); }
       if (!threads) t.is(steps, 8);
+      // the first window is mapped at the start; one is mapped while its chunks go on, none once
+      // the last is done; two chunks a window: mapped, kept after its first chunk, released after its second
+      if (!threads && window === 150_000) t.deepEqual(held, [1, 1, 0, 1, 0, 1, 0, 1, 0]);
+      if (!threads && window === 100_000) t.deepEqual(held, [1, 0, 0, 0, 0, 0, 0, 0, 0]);
+      if (!threads && window === undefined) t.deepEqual(held, [1, 1, 1, 1, 1, 1, 1, 1, 0]);
       job.wait();
+      t.is(mapped(), base, 'no window left mapped');
       job.wait();
       t.false(job.step());
       const got = new Uint32Array(slots);
       m.scan((k, v) => { got[2 * k.readUInt32LE(0)] = v.readUInt32LE(0); got[2 * k.readUInt32LE(0) + 1] = v.readUInt32LE(4); });
       let differ = 0;
       for (let i = 0; i < slots; i++) if (got[i] !== want[i]) differ++;
-      t.is(differ, 0, `slots that differ, ${threads} threads`);
+      t.is(differ, 0, `slots that differ, ${threads} threads, window ${window ?? 'default'}`);
     }
     const bad = new Uint32Array(tables.flatMap((x) => [x.first, x.n, x.m, x.off, x.size]));
     bad[5 * 3 + 2] = 1600;

@@ -121,14 +121,6 @@ const FILL_CHUNK_SLOTS = 1 << 19;
  * a table. Below it (a change's few tables) a thread is not worth starting.
  */
 const BACKGROUND_FILL_SLOTS = 1 << 18;
-/**
- * The most of lb_maglev_slots a background fill maps at once, in slots (128 MiB): the job maps the
- * span of its regions for its whole life, and those pages count in the agent's RSS while it lasts (the
- * kernel's map memory, already charged, but what a user's monitoring reads). At 100,000 Services the
- * span is ~760 MiB: the peak RSS of the first sync went 1274 -> 1954 MiB. A larger write takes
- * fillRegions' way: a chunk mapped, written and unmapped at a time.
- */
-const BACKGROUND_FILL_MAX_SPAN = 1 << 25;
 /** threads of a background fill: the main thread takes what is left when it joins */
 const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, cpuBudget()) - 1);
 /** runs of ops that neither read nor name a table's slots: a background fill runs on beside them */
@@ -279,14 +271,18 @@ export class MapWriter {
   private planRecycling(ops: readonly PlanOp[]): Map<number, number> {
     const out = new Map<number, number>();
     if (!this.recycleTables) return out;
-    const created = new Map<number, PlanTable>(), deleted = new Set<number>(), moves = new Map<number, number>();
+    // nothing to recycle without a table deleted: a first sync's ~1.4M ops at 100,000 Services built
+    // maps of every created table and written frontend first (~250 ms) to find none
+    const deleted = new Set<number>();
+    for (const o of ops) if (o.op === 'deleteTable') deleted.add(o.tableId);
+    if (!deleted.size) return out;
+    const created = new Map<number, PlanTable>(), moves = new Map<number, number>();
     for (const o of ops) {
       if (o.op === 'createTable') created.set(o.table.id, o.table);
-      else if (o.op === 'deleteTable') deleted.add(o.tableId);
       else if (o.op === 'upsertFrontend') moves.set(o.frontend.id, o.frontend.tableId);
       else if (o.op === 'deleteFrontend') moves.set(o.frontend.id, -1);
     }
-    if (!created.size || !deleted.size) return out;
+    if (!created.size) return out;
     const taken = new Set<number>();
     for (const [feId, to] of moves) {
       const t = created.get(to);
@@ -881,10 +877,9 @@ export class MapWriter {
       slots += p.size;
     }
     // KBP_MAGLEV_NATIVE=0 (the JavaScript fill asked for) keeps fillRegions' way
+    // any size: the job maps lb_maglev_slots a window at a time (BpfMap.maglevFillStart), so the
+    // agent's RSS holds a window or two, not the span (~760 MiB at 100,000 Services)
     if (slots < BACKGROUND_FILL_SLOTS || !nativeFillAvailable()) return false;
-    // pieces go by offset (writeTables sorts them): the span is the first's start to the last's end
-    const last = pieces[pieces.length - 1]!;
-    if (last.off + last.size - pieces[0]!.off > BACKGROUND_FILL_MAX_SPAN) return false;
     const regions = new Uint32Array(pieces.length * 5);
     pieces.forEach((p, k) => regions.set([p.src!.first, p.table.members.length, p.table.m, p.off, p.size], k * 5));
     this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS);

@@ -42,7 +42,7 @@ interface Native {
   mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number, innerFd: number): number;
   mapInfo(fd: number): RawMapInfo | number;
   mapMmapWrite(fd: number, data: Buffer, offset: number, or?: boolean): number;
-  mapMaglevFillStart(fd: number, h1: Buffer, h2: Buffer, ids: Buffer, regions: Buffer, threads: number): object | number;
+  mapMaglevFillStart(fd: number, h1: Buffer, h2: Buffer, ids: Buffer, regions: Buffer, threads: number, windowSlots?: number): object | number;
   mapMaglevFillStep(job: object): boolean;
   mapMaglevFillWait(job: object): number;
   progInfo(fd: number): RawProgInfo | number;

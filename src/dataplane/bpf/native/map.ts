@@ -160,15 +160,19 @@ export class BpfMap {
    * per table by offset (first member, count, M, first slot, region slots; slots past M written 0).
    * The arguments are checked and copied before a thread starts; the returned job's wait() (which
    * takes what chunks are left on the calling thread) must be called before anything reads the slots.
+   * The job maps the array a window of consecutive chunks at a time (at most `windowSlots` slots,
+   * 2^23 by default: 32 MiB), each for as long as a thread writes in it: what counts in the process's
+   * RSS is a window or two per thread, not the span of every region.
    */
-  maglevFillStart(h1: Buffer, h2: Buffer, ids: Buffer, regions: Buffer, threads: number): MaglevFillJob {
+  maglevFillStart(h1: Buffer, h2: Buffer, ids: Buffer, regions: Buffer, threads: number, windowSlots = 1 << 23): MaglevFillJob {
     this.#writes++;
     if (this.type !== MapType.ARRAY || (this.flags & BPF_F_MMAPABLE) === 0) throw usage(`maglevFillStart on map ${this.name}: only BPF_F_MMAPABLE arrays can be mapped`);
     for (const [b, what] of [[h1, 'h1'], [h2, 'h2'], [ids, 'ids'], [regions, 'regions']] as const) {
       if (!Buffer.isBuffer(b)) throw usage(`${what} for maglevFillStart on map ${this.name} must be a Buffer`);
     }
     if (!Number.isInteger(threads) || threads < 0 || threads > 64) throw usage(`threads for maglevFillStart on map ${this.name} must be an integer in 0..64, got ${threads}`);
-    const job = native().mapMaglevFillStart(this.fd, h1, h2, ids, regions, threads);
+    checkU32(windowSlots, `windowSlots for maglevFillStart on map ${this.name}`);
+    const job = native().mapMaglevFillStart(this.fd, h1, h2, ids, regions, threads, windowSlots);
     if (typeof job === 'number') throw bpfError('Maglev fill', this.name, job);
     const name = this.name;
     let done = false;
