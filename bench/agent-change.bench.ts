@@ -317,7 +317,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       const threads0 = traceThreads ? threadTimes(agent.pid) : undefined;
       const self0 = process.threadCpuUsage(), proc0 = process.cpuUsage();
       const epoch0 = Date.now();
-      const t0 = performance.now();
+      const t0 = performance.now(), mono0 = process.hrtime.bigint();
       renamedAt.push(performance.timeOrigin + t0);
       renameSync(tmp, join(dir, `svc-${i}.yaml`));
       const tr = performance.now();
@@ -335,7 +335,10 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       const self = process.threadCpuUsage(self0), proc = process.cpuUsage(proc0);
       if (threads0) {
         const r2 = (x: number) => Math.round(x * 100) / 100;
-        traced.push({ k, epoch0, renameAt: performance.timeOrigin + t0, kernelAt: performance.timeOrigin + t1, toKernelMs: r2(t1 - t0), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
+        // CLOCK_MONOTONIC ms of the rename and of the poll's sight: the clock of `perf record -k CLOCK_MONOTONIC`
+        // and (in us) of the agent's --cpu-prof samples, to pick out the changes' windows in either
+        const mono = Number(mono0) / 1e6;
+        traced.push({ k, epoch0, renameAt: performance.timeOrigin + t0, kernelAt: performance.timeOrigin + t1, renameMono: mono, kernelMono: mono + (t1 - t0), toKernelMs: r2(t1 - t0), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
           benchCpuMs: r2((proc.user + proc.system) / 1000), load: Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]),
           threads: threadDelta(agent.pid, threads0, threadTimes(agent.pid)) });
       }
@@ -369,7 +372,8 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   }
   const syncCpuMs = partial.length && partial[0]!.cpuMs !== undefined ? stats(partial.map((l) => Number(l.cpuMs))).median : undefined;
   if (partial.length) {
-    const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs'];
+    // minorFaults: page faults within the sync (a fork write-protects every page: session 15's fit regression)
+    const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs', 'minorFaults'];
     ctx.log(`${tag}${n} Services: ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
     // where the tail goes: the slowest sync by step
     const worst = partial.reduce((a, b) => (Number(b.totalMs) > Number(a.totalMs) ? b : a));

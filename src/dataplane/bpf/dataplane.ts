@@ -201,6 +201,8 @@ export class BpfDataplane implements Dataplane {
   /** devices left alone because their frames have no Ethernet header: ifindex -> name (logged once) */
   #skipped = new Map<number, string>();
   #links: LinkWatcher | undefined;
+  /** init() has come to its first device scan: link events ask for scans from then on */
+  #linksLive = false;
   #deviceSyncQueued = false;
   #writes: Promise<void> = Promise.resolve();
   /** connected UDP sockets to removed backends (sock-term.ts); undefined when the kernel cannot */
@@ -235,6 +237,7 @@ export class BpfDataplane implements Dataplane {
    */
   startLoad(): void {
     if (this.#load) return;
+    this.#watchLinks();
     try {
       // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
       this.#load = startLoad({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(this.#opts.mapSizes && { mapSizes: this.#opts.mapSizes }), maps: { recycleTables: true } });
@@ -286,19 +289,10 @@ export class BpfDataplane implements Dataplane {
     for (const [ifindex, flags] of loaded.maps.devices()) {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0, flags });
     }
-    // before the first scan: a device that appears during it is seen by the next one
-    if (this.#opts.watchLinks !== false) {
-      this.#links = new LinkWatcher({
-        log: this.#log,
-        onEvent: (e) => {
-          this.#log.debug({ device: e.ifname, ifindex: e.ifindex, event: e.kind, address: e.address }, e.address ? 'address event' : 'link event');
-          this.#requestDeviceSync();
-        },
-        // the monitor (re)started: what changed before it subscribed is found by one more scan
-        onStart: () => this.#requestDeviceSync(),
-      });
-      this.#links.start();
-    }
+    // from here on a link event asks for a scan; one that came before is seen by this first scan,
+    // which lists after it (the monitor subscribed at startLoad())
+    this.#watchLinks();
+    this.#linksLive = true;
     await this.syncDevices(true);
     this.#syncSocketHooks();
     // then, with the new programs attached, the maps programs write: nothing the old programs wrote
@@ -407,9 +401,30 @@ export class BpfDataplane implements Dataplane {
     }
   }
 
+  /**
+   * Starts the link monitor, an `ip monitor` child, while the agent's heap is small: libuv forks
+   * (not vfork) to spawn, and a fork write-protects every page the agent has; each page then costs a
+   * fault at its next write. Spawned after the first sync had planned (a fresh node plans beside the
+   * verifier), it left the hash tables a one-change sync writes at random (capacity.ts KeyCounts, 3 MiB
+   * at 10,000 Services) faulting page by page for hundreds of changes: ~20 faults and +0.3 ms a sync.
+   */
+  #watchLinks(): void {
+    if (this.#links || this.#opts.watchLinks === false) return;
+    this.#links = new LinkWatcher({
+      log: this.#log,
+      onEvent: (e) => {
+        this.#log.debug({ device: e.ifname, ifindex: e.ifindex, event: e.kind, address: e.address }, e.address ? 'address event' : 'link event');
+        this.#requestDeviceSync();
+      },
+      // the monitor (re)started: what changed before it subscribed is found by one more scan
+      onStart: () => this.#requestDeviceSync(),
+    });
+    this.#links.start();
+  }
+
   /** One device scan soon, however many link events arrive meanwhile (a new veth brings several). */
   #requestDeviceSync(): void {
-    if (this.#deviceSyncQueued) return;
+    if (!this.#linksLive || this.#deviceSyncQueued) return;
     this.#deviceSyncQueued = true;
     setImmediate(() => {
       this.#deviceSyncQueued = false;
