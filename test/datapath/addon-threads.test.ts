@@ -4,18 +4,22 @@
 // thread instead, with the same result.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, repoRoot } from './fixtures/util.js';
 
-/** a directory under which a child pids cgroup can be made: v1's pids hierarchy, or v2 with the controller delegated */
-function pidsParent(): string | undefined {
-  if (existsSync('/sys/fs/cgroup/pids/pids.max') || existsSync('/sys/fs/cgroup/pids/cgroup.procs')) return '/sys/fs/cgroup/pids';
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const [, dir, type] = line.split(' ');
-    if (type !== 'cgroup2' || !dir) continue;
+/**
+ * a directory under which a child cgroup with the given controller can be made: the v1 hierarchy
+ * that has it, or cgroup v2 with it delegated (in cgroup.subtree_control)
+ */
+function controllerParent(controller: 'pids' | 'cpu'): { dir: string; v2: boolean } | undefined {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const dir = line.slice(0, sep).split(' ')[4]!, [type, , opts = ''] = line.slice(sep + 3).split(' ');
+    if (type === 'cgroup' && opts.split(',').includes(controller)) return { dir, v2: false };
     try {
-      if (readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes('pids')) return dir;
+      if (type === 'cgroup2' && readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes(controller)) return { dir, v2: true };
     } catch { /* not readable: try the next */ }
   }
   return undefined;
@@ -23,7 +27,7 @@ function pidsParent(): string | undefined {
 
 test('with no thread to be had (a pids cgroup at its limit) the Maglev fill, the fill job and a split hash batch run on the calling thread', (t) => {
   if (!isRoot) { t.log('needs root (cgroups, BPF maps)'); t.pass(); return; }
-  const parent = pidsParent();
+  const parent = controllerParent('pids')?.dir;
   if (!parent) { t.log('no pids cgroup controller to limit a child with'); t.pass(); return; }
   const cg = join(parent, `kbp-pids-${process.pid}-${Date.now()}`);
   mkdirSync(cg);
@@ -37,23 +41,9 @@ test('with no thread to be had (a pids cgroup at its limit) the Maglev fill, the
   t.deepEqual(out.batch, { ret: 0, processed: 40000 });
 });
 
-/** a directory under which a child cgroup with a CPU quota can be made: v1's cpu hierarchy, or v2 with cpu delegated */
-function cpuParent(): { dir: string; v2: boolean } | undefined {
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const dir = line.slice(0, sep).split(' ')[4]!, [type, , opts = ''] = line.slice(sep + 3).split(' ');
-    if (type === 'cgroup' && opts.split(',').includes('cpu')) return { dir, v2: false };
-    try {
-      if (type === 'cgroup2' && readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes('cpu')) return { dir, v2: true };
-    } catch { /* not readable: try the next */ }
-  }
-  return undefined;
-}
-
 test('in a cgroup with a one-CPU quota the addon\'s threads are sized for one CPU (cpuBudget reads the real cgroup)', (t) => {
   if (!isRoot) { t.log('needs root (cgroups)'); t.pass(); return; }
-  const parent = cpuParent();
+  const parent = controllerParent('cpu');
   if (!parent) { t.log('no cpu cgroup controller to limit a child with'); t.pass(); return; }
   const cg = join(parent.dir, `kbp-cpu-${process.pid}-${Date.now()}`);
   mkdirSync(cg);
