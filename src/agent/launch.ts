@@ -370,10 +370,7 @@ async function startHeapTrimmer(log: Logger): Promise<HeapTrimmer | undefined> {
   const t = new HeapTrimmer({
     trim: () => native().mallocTrim(),
     onTrim: ({ peak, now, released }) => log.debug({ externalPeakMiB: Math.round(peak / 2 ** 20), externalMiB: Math.round(now / 2 ** 20), released }, 'returned freed heap memory to the kernel'),
-    // a regular full GC, not last-resort: 0.14-0.36 of its pause, RSS 20 s after the same (V8's
-    // memory reducer gives the emptied pages back); at the next turn: RSS stayed ~300 MiB over a
-    // quiet wait of 250 ms / 1 s (docs/PERF.md session 15)
-    gc: fullGc('regular'),
+    gc: fullGc(),
     minorGc: minorGc(),
     onSweep: ({ before, after, pauseMs }) => log.trace({ beforeKiB: before >> 10, afterKiB: after >> 10, pauseMs: Math.round(pauseMs * 100) / 100 }, 'collected the young generation while idle'),
     onCompact: ({ before, after, pauseMs }) => log.info({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10 },
