@@ -31,9 +31,17 @@ function procView(): CgroupView {
   return { cgroup: readOrUndefined('/proc/self/cgroup') ?? '', mountinfo: readOrUndefined('/proc/self/mountinfo') ?? '', read: readOrUndefined };
 }
 
-interface CgroupMount { root: string; point: string; v2: boolean; cpu: boolean }
+export interface CgroupMount {
+  /** the directory of the hierarchy the mount shows (its root in /proc/self/mountinfo) */
+  root: string;
+  point: string;
+  v2: boolean;
+  /** cgroup v1: the controllers of the hierarchy (its super options); [] for v2 */
+  controllers: string[];
+}
 
-function cgroupMounts(mountinfo: string): CgroupMount[] {
+/** The cgroup (v1) and cgroup2 mounts in mountinfo's text (/proc/self/mountinfo). */
+export function cgroupMounts(mountinfo: string): CgroupMount[] {
   const out: CgroupMount[] = [];
   for (const line of mountinfo.split('\n')) {
     const sep = line.indexOf(' - ');
@@ -42,7 +50,7 @@ function cgroupMounts(mountinfo: string): CgroupMount[] {
     const [fstype, , options = ''] = line.slice(sep + 3).split(' ');
     if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
     const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    out.push({ root: unescape(pre[3] ?? '/'), point: unescape(pre[4] ?? ''), v2: fstype === 'cgroup2', cpu: options.split(',').includes('cpu') });
+    out.push({ root: unescape(pre[3] ?? '/'), point: unescape(pre[4] ?? ''), v2: fstype === 'cgroup2', controllers: fstype === 'cgroup' ? options.split(',') : [] });
   }
   return out;
 }
@@ -79,7 +87,7 @@ export function cpuQuota(view: CgroupView = procView()): number | undefined {
         }
       }
     } else if (controllers.split(',').includes('cpu')) {
-      for (const m of mounts.filter((x) => !x.v2 && x.cpu)) {
+      for (const m of mounts.filter((x) => x.controllers.includes('cpu'))) {
         for (const dir of chain(m, path)) {
           const q = Number((view.read(`${dir}/cpu.cfs_quota_us`) ?? '').trim());
           const p = Number((view.read(`${dir}/cpu.cfs_period_us`) ?? '').trim());

@@ -6,6 +6,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cgroupMounts } from '../../src/util/cpus.js';
 import { isRoot, repoRoot } from './fixtures/util.js';
 
 /**
@@ -13,13 +14,10 @@ import { isRoot, repoRoot } from './fixtures/util.js';
  * that has it, or cgroup v2 with it delegated (in cgroup.subtree_control)
  */
 function controllerParent(controller: 'pids' | 'cpu'): { dir: string; v2: boolean } | undefined {
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const dir = line.slice(0, sep).split(' ')[4]!, [type, , opts = ''] = line.slice(sep + 3).split(' ');
-    if (type === 'cgroup' && opts.split(',').includes(controller)) return { dir, v2: false };
+  for (const m of cgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8'))) {
+    if (m.controllers.includes(controller)) return { dir: m.point, v2: false };
     try {
-      if (type === 'cgroup2' && readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes(controller)) return { dir, v2: true };
+      if (m.v2 && readFileSync(join(m.point, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes(controller)) return { dir: m.point, v2: true };
     } catch { /* not readable: try the next */ }
   }
   return undefined;
