@@ -290,8 +290,7 @@ export class BpfDataplane implements Dataplane {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0, flags });
     }
     // from here on a link event asks for a scan; one that came before is seen by this first scan,
-    // which lists after it (the monitor subscribed at startLoad())
-    this.#watchLinks();
+    // which lists after it (the monitor subscribed at startLoad(), which init() ran first)
     this.#linksLive = true;
     await this.syncDevices(true);
     this.#syncSocketHooks();
