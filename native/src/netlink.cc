@@ -1,9 +1,12 @@
 // kbp_netlink: raw netlink sockets for the IPVS data plane (generic netlink family "IPVS", and
 // NETLINK_ROUTE for the dummy device and its VIPs: src/dataplane/ipvs/rtnl.ts; UDP
-// conntrack entries are deleted by kbp_nft's libnetfilter_conntrack). Two calls: open a socket of a netlink protocol, and send a
-// buffer of ready-made messages on it, off the event loop, returning every byte the kernel answered
-// until each request got its terminal reply (an ACK or error, or NLMSG_DONE for a dump). Messages
-// are encoded and decoded in TypeScript (src/dataplane/ipvs/netlink.ts), where they are unit-tested;
+// conntrack entries are deleted by kbp_nft's libnetfilter_conntrack), the device scans
+// (src/dataplane/links.ts) and the link events (src/dataplane/link-watch.ts). Requests: open a
+// socket of a netlink protocol, and send a buffer of ready-made messages on it, off the event loop,
+// returning every byte the kernel answered until each request got its terminal reply (an ACK or
+// error, or NLMSG_DONE for a dump). Events: subscribe a socket to multicast groups; a libuv poll
+// handle on the agent's loop reads what arrives and hands the bytes to a callback. Messages are
+// encoded and decoded in TypeScript (src/dataplane/ipvs/netlink.ts), where they are unit-tested;
 // src/dataplane/ipvs/native.ts is the only module that loads this file.
 //
 // Raw sockets rather than libnl-genl-3: the protocol is a handful of attributes, the encoder is
@@ -14,6 +17,7 @@
 // RangeError naming the method and the argument), handles carry a type tag, a request's buffer is
 // copied before the worker runs, and every receive is bounded by a timeout.
 #include <napi.h>
+#include <uv.h>
 
 #include <linux/netlink.h>
 #include <sys/socket.h>
@@ -221,7 +225,194 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---- multicast subscriptions ------------------------------------------------------------------
+//
+// Why a poll handle on the loop and not a thread: an event is a few hundred bytes, read without
+// blocking when the socket is readable, so no worker is held (libuv's pool serves the verifier and
+// the batches), and the callback runs where JavaScript runs, with no queue between them. The handle
+// does not keep the process alive (the agent's server does).
+
+const napi_type_tag kSubTag = {0x6b62706e6c737562ULL, 0x7363726962655f68ULL};  // "kbpnlsub" "scribe_h"
+
+struct Sub {
+  napi_env env = nullptr;
+  int fd = -1;
+  uv_poll_t poll;
+  Napi::FunctionReference cb;
+  Napi::AsyncContext* ctx = nullptr;
+  bool stopped = false;      // unsubscribed (or finalized): no more callbacks
+  bool finalized = false;    // the handle was collected
+  bool closed = false;       // libuv is done with the poll handle; the fd is closed
+};
+
+// the callback and its async context; not inside a callback (they are in use there)
+void ReleaseJs(Sub* s) {
+  s->cb.Reset();
+  delete s->ctx;
+  s->ctx = nullptr;
+}
+
+void SubClosed(uv_handle_t* h) {
+  Sub* s = static_cast<Sub*>(h->data);
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+  s->closed = true;
+  if (s->finalized) {
+    delete s;
+    return;
+  }
+  Napi::HandleScope scope(Napi::Env(s->env));
+  ReleaseJs(s);
+}
+
+// stops the callbacks at once (also from inside one); the poll handle, the fd and the callback go when
+// libuv has closed the handle, on a later turn of the loop
+void StopSub(Sub* s) {
+  if (s->stopped) return;
+  s->stopped = true;
+  uv_poll_stop(&s->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), SubClosed);
+}
+
+void FreeSub(Napi::Env, Sub* s) {
+  s->finalized = true;
+  ReleaseJs(s);
+  StopSub(s);
+  if (s->closed) delete s;
+}
+
+// Reads every message waiting (up to 1 MiB a turn; the rest on the next), then calls back once with
+// (bytes or null, errno): errno -ENOBUFS says the kernel dropped events because the receive buffer was
+// full (what was lost must be found by a full scan); another errno is the poll's or recv's failure.
+void SubReadable(uv_poll_t* h, int status, int events) {
+  Sub* s = static_cast<Sub*>(h->data);
+  if (s->stopped) return;
+  std::vector<uint8_t> out;
+  int err = 0;
+  if (status < 0) {
+    // libuv says EBADF for any POLLERR and stops the handle; a netlink socket's error is most often
+    // ENOBUFS (the kernel dropped a multicast message: the buffer was full), read and cleared here
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == ENOBUFS) {
+      err = -ENOBUFS;
+      int ue = uv_poll_start(&s->poll, UV_READABLE, SubReadable);
+      if (ue < 0) err = ue;
+    } else {
+      err = soerr ? -soerr : status;  // libuv's codes are negative errnos on Linux
+    }
+  }
+  if (err == 0 || err == -ENOBUFS) {
+    uint8_t buf[1 << 16];
+    while (out.size() < (1u << 20)) {
+      ssize_t r = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == ENOBUFS) {  // the socket overflowed: later messages may still be read
+          err = -ENOBUFS;
+          continue;
+        }
+        err = -errno;
+        break;
+      }
+      if (r == 0) break;
+      out.insert(out.end(), buf, buf + r);
+    }
+  }
+  if (out.empty() && err == 0) return;
+  Napi::Env env(s->env);
+  Napi::HandleScope scope(env);
+  Napi::Value data = out.empty() ? env.Null() : Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size()).As<Napi::Value>();
+  s->cb.MakeCallback(env.Global(), {data, Napi::Number::New(env, err)}, *s->ctx);
+  // a callback that throws is an uncaught exception, as from any event of the loop
+  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+}
+
+// subscribe(protocol, groups, callback, rcvbuf?) -> handle: a socket bound to the multicast groups (a
+// bit mask, e.g. RTMGRP_LINK | RTMGRP_IPV4_IFADDR), read on the loop; callback(bytes | null, errno).
+// rcvbuf: the receive buffer in bytes (default 1 MiB; the kernel drops events beyond it).
+Napi::Value Subscribe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto intArg = [&](size_t i, const char* name, double lo, double hi, int64_t* v) {
+    if (info.Length() <= i || !info[i].IsNumber()) return TypeErr(env, "subscribe", (std::string("argument ") + std::to_string(i) + " (" + name + ") must be a number").c_str());
+    double d = info[i].As<Napi::Number>().DoubleValue();
+    *v = static_cast<int64_t>(d);
+    if (!(d >= lo && d <= hi) || static_cast<double>(*v) != d) {
+      Napi::RangeError::New(env, std::string("subscribe: argument ") + std::to_string(i) + " (" + name + ") must be an integer " +
+          std::to_string(static_cast<int64_t>(lo)) + ".." + std::to_string(static_cast<int64_t>(hi))).ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  };
+  int64_t proto = 0, groups = 0, rcv = 1 << 20;
+  if (!intArg(0, "protocol", 0, 31, &proto) || !intArg(1, "groups", 1, 4294967295.0, &groups)) return env.Undefined();
+  if (info.Length() < 3 || !info[2].IsFunction()) {
+    TypeErr(env, "subscribe", "argument 2 (callback) must be a function");
+    return env.Undefined();
+  }
+  if (info.Length() > 3 && !info[3].IsUndefined() && !intArg(3, "rcvbuf", 1024, 64 << 20, &rcv)) return env.Undefined();
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+    Napi::Error::New(env, "subscribe: no event loop").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto fail = [&](const char* step, int err, int fd) {
+    if (fd >= 0) close(fd);
+    Napi::Error e = Napi::Error::New(env, std::string("subscribe: ") + step + ": " + strerror(err));
+    e.Set("errno", Napi::Number::New(env, -err));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  };
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, static_cast<int>(proto));
+  if (fd < 0) return fail("socket(AF_NETLINK)", errno, -1);
+  int r = static_cast<int>(rcv);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &r, sizeof r) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r, sizeof r);
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  sa.nl_groups = static_cast<uint32_t>(groups);
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) return fail("bind", errno, fd);
+  Sub* s = new Sub();
+  s->env = env;
+  s->fd = fd;
+  s->poll.data = s;
+  int ue = uv_poll_init(loop, &s->poll, fd);
+  if (ue < 0) {
+    delete s;
+    return fail("uv_poll_init", -ue, fd);
+  }
+  s->cb = Napi::Persistent(info[2].As<Napi::Function>());
+  s->ctx = new Napi::AsyncContext(env, "kbp:netlink-subscription");
+  ue = uv_poll_start(&s->poll, UV_READABLE, SubReadable);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&s->poll));
+  Napi::External<Sub> ext = Napi::External<Sub>::New(env, s, FreeSub);
+  napi_type_tag_object(env, ext, &kSubTag);
+  if (ue < 0) {
+    StopSub(s);  // the handle's finalizer frees it
+    Napi::Error e = Napi::Error::New(env, std::string("subscribe: uv_poll_start: ") + strerror(-ue));
+    e.Set("errno", Napi::Number::New(env, ue));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return ext;
+}
+
+// unsubscribe(handle): no callback after it returns; the socket closes on the loop's next turn
+Napi::Value Unsubscribe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool tagged = false;
+  if (info.Length() < 1 || !info[0].IsExternal() || napi_check_object_type_tag(env, info[0], &kSubTag, &tagged) != napi_ok || !tagged) {
+    TypeErr(env, "unsubscribe", "argument 0 (subscription) must be a handle from subscribe()");
+    return env.Undefined();
+  }
+  StopSub(info[0].As<Napi::External<Sub>>().Data());
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("subscribe", Napi::Function::New(env, Subscribe));
+  exports.Set("unsubscribe", Napi::Function::New(env, Unsubscribe));
   exports.Set("open", Napi::Function::New(env, Open));
   exports.Set("request", Napi::Function::New(env, Request));
   exports.Set("close", Napi::Function::New(env, Close));

@@ -1,10 +1,11 @@
-// The BPF data plane's link monitor (an `ip monitor` child) is spawned by startLoad(), before the
-// agent's heap holds the source and the first sync's plan: libuv spawns by fork, which write-protects
-// every page of the process, and each page then faults at its next write. Spawned in init(), after a
-// fresh node's first sync had planned beside the verifier, it left a one-change sync ~20 page faults
-// (+0.3 ms) slower for hundreds of changes (docs/PERF.md, session 15 p15chg).
+// The BPF data plane follows link events from startLoad() on (before the agent's heap holds the source
+// and the first sync's plan) through an rtnetlink subscription in the agent itself: no child process.
+// The `ip monitor` child it replaced was spawned by fork, which write-protects every page of the
+// process; spawned after a fresh node's first sync had planned, it left a one-change sync ~20 page
+// faults (+0.3 ms) slower for hundreds of changes (docs/PERF.md, session 15 p15chg), and a restart
+// after it died forked the grown agent again.
 import test from 'ava';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.js';
 import { defaultStatePath } from '../../src/dataplane/bpf/agent-state-file.js';
 import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
@@ -29,27 +30,44 @@ function monitorChildren(): number[] {
   return out;
 }
 
+/** inodes of this process's rtnetlink sockets bound to multicast groups (a subscription) */
+function routeSubscriptions(): number[] {
+  const mine = new Set<number>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) mine.add(Number(m[1]));
+    } catch { /* closed meanwhile */ }
+  }
+  // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+  return readFileSync('/proc/self/net/netlink', 'latin1').split('\n').slice(1).flatMap((l) => {
+    const f = l.trim().split(/\s+/);
+    return f.length >= 10 && f[1] === '0' && parseInt(f[3]!, 16) !== 0 && mine.has(Number(f[9])) ? [Number(f[9])] : [];
+  });
+}
+
 if (!isRoot) {
   test('link monitor tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
-  test('startLoad() spawns the link monitor before the load is done (a fork after the first sync planned write-protected its pages); close() ends it', async (t) => {
+  test('startLoad() subscribes to link events before the load is done, without a child process (a fork after the first sync planned write-protected its pages); close() ends it', async (t) => {
     const root = tempPinRoot(t, false);
     t.teardown(() => rmSync(defaultStatePath(root), { force: true }));
-    const before = new Set(monitorChildren());
+    const beforeKids = new Set(monitorChildren());
+    const beforeSubs = new Set(routeSubscriptions());
     const dp = new BpfDataplane({
       pinRoot: root, objectPath: dataplaneObject(), seed: 1, socketLb: false, cgroup: '', nodeAddresses: () => [], ctSweepMs: 0,
     });
     let closed = false;
     t.teardown(async () => { if (!closed) await dp.close(); });
     dp.startLoad();
-    // spawn() returns once the child has exec'd: no wait
-    const spawned = monitorChildren().filter((p) => !before.has(p));
-    t.is(spawned.length, 1, 'one `ip monitor` child right after startLoad(), before init()');
+    const subs = routeSubscriptions().filter((i) => !beforeSubs.has(i));
+    t.is(subs.length, 1, 'one rtnetlink subscription right after startLoad(), before init()');
+    t.deepEqual(monitorChildren().filter((p) => !beforeKids.has(p)), [], 'no `ip monitor` child');
     t.true(dp.fresh(), 'the load is under way (a fresh pin root)');
     await dp.close();
     closed = true;
-    // SIGTERM: gone once reaped (bounded wait)
-    for (let i = 0; i < 200 && monitorChildren().some((p) => spawned.includes(p)); i++) await new Promise((r) => setTimeout(r, 10));
-    t.deepEqual(monitorChildren().filter((p) => spawned.includes(p)), [], 'close() ended the monitor');
+    // the socket closes on the loop's next turn after the subscription is stopped
+    for (let i = 0; i < 200 && routeSubscriptions().some((s) => subs.includes(s)); i++) await new Promise((r) => setTimeout(r, 10));
+    t.deepEqual(routeSubscriptions().filter((s) => subs.includes(s)), [], 'close() ended the subscription');
   });
 }

@@ -29,6 +29,10 @@ test('every kbp_netlink method called wrongly throws a named TypeError or RangeE
     ['request', [sock, 'bytes', 1]], ['request', [sock, Buffer.alloc(4), 1]], ['request', [sock, hdr]],
     ['request', [sock, hdr, 0]], ['request', [sock, hdr, 2e6]], ['request', [sock, hdr, '1']], ['request', [sock, hdr, 1.5]], ['request', [sock, hdr, NaN]],
     ['close', []], ['close', [42]], ['close', [{}]],
+    ['subscribe', []], ['subscribe', [0]], ['subscribe', ['0', 1, () => {}]], ['subscribe', [32, 1, () => {}]], ['subscribe', [0, 0, () => {}]],
+    ['subscribe', [0, 2 ** 32, () => {}]], ['subscribe', [0, 1.5, () => {}]], ['subscribe', [0, 1, 'cb']], ['subscribe', [0, 1, () => {}, 10]],
+    ['subscribe', [0, 1, () => {}, 2 ** 27]], ['subscribe', [0, 1, () => {}, '4096']],
+    ['unsubscribe', []], ['unsubscribe', [sock]], ['unsubscribe', [{}]],
   ];
   for (const [m, args] of rows) {
     const e = t.throws(() => a[m]!(...args), undefined, `${m}(${args.map((x) => typeof x).join(', ')})`);
@@ -38,6 +42,11 @@ test('every kbp_netlink method called wrongly throws a named TypeError or RangeE
   a.close!(sock);
   // a closed socket fails its requests with EBADF instead of touching a reused descriptor
   await t.throwsAsync(a.request!(sock, hdr, 1) as Promise<unknown>, { message: /netlink send: Bad file descriptor/ });
+  // a subscription's handle is not a socket's, and unsubscribing twice is harmless
+  const sub = a.subscribe!(0, 1, () => {});
+  t.throws(() => a.request!(sub, hdr, 1), { instanceOf: TypeError, message: /request: argument 0 \(socket\) is not a netlink socket handle/ });
+  a.unsubscribe!(sub);
+  a.unsubscribe!(sub);
 });
 
 test('a generic netlink request is answered: the controller resolves its own family (nlctrl -> 0x10)', async (t) => {

@@ -1,9 +1,35 @@
-// The link monitor's parsing and supervision (src/dataplane/link-watch.ts), with a stand-in for `ip`.
+// The link monitor's decoding of rtnetlink events, and the `ip monitor` fallback's parsing and
+// supervision (src/dataplane/link-watch.ts), with a stand-in for `ip`.
 import test from 'ava';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LinkWatcher, parseMonitorLine, type LinkEvent } from '../../src/dataplane/link-watch.js';
+import { linkEventsOf, LinkWatcher, parseMonitorLine, type LinkEvent } from '../../src/dataplane/link-watch.js';
+import { attr, encodeAttrs, type Message } from '../../src/dataplane/ipvs/netlink.js';
+import { ifaddrmsg, ifinfomsg, RTM } from '../../src/dataplane/ipvs/rtnl.js';
+
+const msg = (type: number, payload: Buffer): Message => ({ type, flags: 0, seq: 0, payload });
+
+test('rtnetlink link and address messages become events; others and malformed ones are ignored', (t) => {
+  const IFLA_IFNAME = 3, IFA_LABEL = 3;
+  const v4 = ifaddrmsg(7, '192.0.2.5');
+  const labelled = Buffer.concat([v4, encodeAttrs([attr.str(IFA_LABEL, 'eth1')])]);
+  t.deepEqual(linkEventsOf([
+    msg(RTM.NEWLINK, ifinfomsg(7, [attr.str(IFLA_IFNAME, 'veth9')])),
+    msg(RTM.DELLINK, ifinfomsg(8, [attr.str(IFLA_IFNAME, 'veth8')])),
+    msg(RTM.NEWADDR, labelled),
+    msg(RTM.DELADDR, ifaddrmsg(7, 'fd00:db8::5')),
+    msg(RTM.NEWLINK, ifinfomsg(9, [])), // no name
+    msg(RTM.NEWLINK, Buffer.alloc(4)), // short
+    msg(RTM.NEWADDR, Buffer.alloc(3)),
+    msg(24 /* RTM_NEWROUTE */, Buffer.alloc(12)),
+  ]), [
+    { kind: 'new', ifindex: 7, ifname: 'veth9' },
+    { kind: 'del', ifindex: 8, ifname: 'veth8' },
+    { kind: 'new', ifindex: 7, ifname: 'eth1', address: '192.0.2.5' },
+    { kind: 'del', ifindex: 7, ifname: '', address: 'fd00:db8::5' },
+  ]);
+});
 
 test('ip -o monitor link lines become events; other lines are ignored', (t) => {
   t.deepEqual(parseMonitorLine('4: v0@v1: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 qdisc noqueue state LOWERLAYERDOWN \\    link/ether 7e:2e:58:bb:bb:a1'),

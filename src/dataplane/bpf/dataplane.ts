@@ -64,7 +64,7 @@ export interface BpfDataplaneOptions {
   nodePortRange?: NodePortRange;
   /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
   ctSweepMs?: number;
-  /** follow link and address events (ip monitor link address) so a new device or address is served at once (default true) */
+  /** follow link and address events (rtnetlink's link and address groups) so a new device or address is served at once (default true) */
   watchLinks?: boolean;
   /** externalIP CIDRs that traffic starting on this node may be translated to (CVE-2020-8554, bpf/lb_eip.h); default none */
   localExternalIpAllow?: string[];
@@ -401,11 +401,12 @@ export class BpfDataplane implements Dataplane {
   }
 
   /**
-   * Starts the link monitor, an `ip monitor` child, while the agent's heap is small: libuv forks
-   * (not vfork) to spawn, and a fork write-protects every page the agent has; each page then costs a
-   * fault at its next write. Spawned after the first sync had planned (a fresh node plans beside the
-   * verifier), it left the hash tables a one-change sync writes at random (capacity.ts KeyCounts, 3 MiB
-   * at 10,000 Services) faulting page by page for hundreds of changes: ~20 faults and +0.3 ms a sync.
+   * Subscribes to the namespace's link and address events (link-watch.ts: an rtnetlink socket read on
+   * the loop). Started with the load so a device that appears while the source is read is seen; events
+   * before init()'s first device scan ask for nothing (that scan lists after them). Where the netlink
+   * addon is missing the events come from an `ip monitor` child, still spawned here while the heap is
+   * small: libuv forks to spawn, and a fork after the first sync left its hash tables faulting page
+   * by page for hundreds of changes (~20 faults, +0.3 ms a sync; docs/PERF.md, session 15).
    */
   #watchLinks(): void {
     if (this.#links || this.#opts.watchLinks === false) return;

@@ -1,6 +1,7 @@
 // The only module that loads kbp_netlink.node (native/src/netlink.cc): netlink sockets that send a
-// batch of requests in one system call, on a worker thread, and hand back every answer. Requests are
-// numbered here; the answers are sorted back to their request by sequence number.
+// batch of requests in one system call, on a worker thread, and hand back every answer (requests are
+// numbered here; the answers are sorted back to their request by sequence number), and multicast
+// subscriptions read on the event loop.
 import { createRequire } from 'node:module';
 import { findAddon } from '../../util/addon-path.js';
 import { KbpError } from '../../util/errors.js';
@@ -10,6 +11,8 @@ interface NetlinkAddon {
   open(protocol: number): object;
   request(sock: object, messages: Buffer, terminals: number): Promise<Buffer>;
   close(sock: object): void;
+  subscribe(protocol: number, groups: number, onData: (data: Buffer | null, errno: number) => void, rcvbuf?: number): object;
+  unsubscribe(sub: object): void;
 }
 
 let addon: NetlinkAddon | undefined;
@@ -30,6 +33,16 @@ function loadAddon(): NetlinkAddon {
     }
   }
   throw new KbpError('KBP_ERR_KERNEL_FEATURE', `netlink addon: ${addonError}`);
+}
+
+/** Why the netlink addon cannot be used here (undefined when it loads). */
+export function netlinkAddonMissing(): string | undefined {
+  try {
+    loadAddon();
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 /** One request of a batch: its message type, flags beyond REQUEST (ACK or DUMP), and payload. */
@@ -121,5 +134,50 @@ export class NetlinkSocket {
 
   close(): void {
     this.#a.close(this.#sock);
+  }
+}
+
+const ENOBUFS = 105;
+
+/**
+ * A socket subscribed to netlink multicast groups, read on the event loop (a libuv poll handle: no
+ * thread, no process). `onMessages` gets every message that arrived, decoded; `onLoss` says that
+ * events were lost (the kernel dropped them when the receive buffer was full: ENOBUFS), so whatever
+ * they described must be found another way (a full scan); `onError` that the socket failed and no
+ * more messages will come (close() it and subscribe again). No callback runs after close().
+ */
+export class NetlinkSubscription {
+  readonly #a: NetlinkAddon;
+  #sub: object | undefined;
+
+  constructor(protocol: number, groups: number, handlers: { onMessages: (m: Message[]) => void; onLoss: () => void; onError: (e: Error) => void }, rcvbuf?: number) {
+    this.#a = loadAddon();
+    const onData = (data: Buffer | null, errno: number): void => {
+      if (!this.#sub) return;
+      let messages: Message[] = [];
+      let bad: Error | undefined;
+      if (data) {
+        try {
+          messages = decodeMessages(data);
+        } catch (e) {
+          bad = e as Error;
+        }
+      }
+      // messages first: a loss or an error after them does not undo what they said
+      if (messages.length) handlers.onMessages(messages);
+      if (errno === -ENOBUFS || bad) handlers.onLoss();
+      else if (errno !== 0) handlers.onError(new KbpError('KBP_ERR_DATAPLANE', `netlink subscription (protocol ${protocol}, groups 0x${groups.toString(16)}): errno ${-errno}`));
+    };
+    try {
+      this.#sub = this.#a.subscribe(protocol, groups, onData, rcvbuf);
+    } catch (e) {
+      throw new KbpError('KBP_ERR_KERNEL_FEATURE', `netlink subscription (protocol ${protocol}, groups 0x${groups.toString(16)}): ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  close(): void {
+    const s = this.#sub;
+    this.#sub = undefined;
+    if (s) this.#a.unsubscribe(s);
   }
 }
