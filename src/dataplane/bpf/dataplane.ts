@@ -157,14 +157,27 @@ function masqueradeFailed(e: unknown): KbpError {
 }
 
 /**
- * Installs the masquerade rule without holding the event loop while nft runs (execFileSync after the
- * load was ~20 ms of the start's critical path): init starts it beside the verifier.
+ * Installs the masquerade rule without holding the event loop (execFileSync after the load was ~20 ms
+ * of the start's critical path): init starts it beside the verifier. Through libnftables (the kbp_nft
+ * addon, on a worker thread) where it loads, else `nft -f -`: a child is a fork of the agent, which
+ * write-protects every page it has, and each page then faults at its next write (the read and the
+ * first sync write most of them).
  */
-export function installMasqueradeAsync(mark: number, range: NodePortRange = defaultNodePortRange): Promise<void> {
+export async function installMasqueradeAsync(mark: number, range: NodePortRange = defaultNodePortRange): Promise<void> {
+  const script = masqueradeRuleset(mark, range);
+  const { addonUnavailableReason, createTransport } = await import('../nftables/native.js');
+  if (addonUnavailableReason() === undefined) {
+    try {
+      await createTransport('libnftables').run(script);
+    } catch (e) {
+      throw masqueradeFailed(e);
+    }
+    return;
+  }
   return new Promise<void>((resolve, reject) => {
     const child = execFile(systemBinary('nft'), ['-f', '-'], (err, _out, stderr) => (err ? reject(masqueradeFailed(Object.assign(err, { stderr }))) : resolve()));
     child.stdin!.on('error', () => {}); // nft gone before reading: its exit reports it
-    child.stdin!.end(masqueradeRuleset(mark, range));
+    child.stdin!.end(script);
   });
 }
 
