@@ -8,7 +8,7 @@
 // removed, so a half-saved edit does not withdraw a Service. Re-reading an unchanged file keeps the
 // same object identities, so the store (and the sync runner behind it) sees no change.
 import { hash } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync, watch, type Dirent, type FSWatcher } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, watch, type Dirent, type FSWatcher, type Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { CORE_SCHEMA, loadAll, YAMLException } from 'js-yaml';
@@ -480,7 +480,11 @@ export class ManifestsReader {
       return EXTENSIONS.test(p) ? 'ignore' : 'folder';
     }
     if (st.isDirectory()) return 'folder';
-    if (st.isFile() && EXTENSIONS.test(p)) return 'file';
+    if (st.isFile() && EXTENSIONS.test(p)) {
+      // #reload's stat key comes from this stat: one statSync a watched change, not two
+      this.#classified = { p, st };
+      return 'file';
+    }
     return this.#files.has(p) ? 'gone' : 'ignore';
   }
 
@@ -531,6 +535,9 @@ export class ManifestsReader {
   }
 
   /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
+  /** the stat #classify took of a file it named, for the #reload that follows it in the same turn */
+  #classified: { p: string; st: Stats } | undefined;
+
   #reload(p: string, problems: ManifestProblem[], touched: Set<string>): void {
     const prev = this.#files.get(p);
     if (this.#statLater && this.#unstated && !prev) {
@@ -546,7 +553,9 @@ export class ManifestsReader {
       this.#unstated.paths.push(p);
       return;
     }
-    const { key: st, ino } = statKey(p);
+    const pre = this.#classified;
+    this.#classified = undefined;
+    const { key: st, ino } = pre?.p === p ? { key: keyOf(pre.st), ino: pre.st.ino } : statKey(p);
     if (prev && st !== undefined && prev.stat === st) return;
     let text: string;
     try {
