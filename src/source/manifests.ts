@@ -534,10 +534,10 @@ export class ManifestsReader {
     if (this.#unstated === u) this.#unstated = undefined;
   }
 
-  /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
   /** the stat #classify took of a file it named, for the #reload that follows it in the same turn */
   #classified: { p: string; st: Stats } | undefined;
 
+  /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
   #reload(p: string, problems: ManifestProblem[], touched: Set<string>): void {
     const prev = this.#files.get(p);
     if (this.#statLater && this.#unstated && !prev) {
