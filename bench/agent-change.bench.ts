@@ -5,8 +5,12 @@
 // a folder with one file per Service (its Service and EndpointSlice), N Services x 10 endpoints. Once
 // it has synced, one file at a time is replaced (written aside, renamed into place: what editors and
 // `kubectl`-like tools do) with one endpoint's address changed, and two figures are taken per change:
-// - the agent's own kubeproxy_sync_proxy_rules_duration_seconds for that sync (the _sum delta over
-//   a _count delta of exactly one; a change whose window also held a periodic resync is not counted);
+// - the agent's own sync duration for that sync: with --v 2 its 'sync steps' log line (totalMs, the
+//   value kubeproxy_sync_proxy_rules_duration_seconds observes; the line whose appliedAt follows the
+//   rename), with one /metrics scrape before the changes and one after them; without, the metric's
+//   _sum delta over a _count delta of exactly one, scraped 50 ms after the kernel holds the change (a
+//   scrape is ~10 ms of the agent's CPU and its garbage: it must not fall just before the next change,
+//   and Prometheus scrapes every 15-60 s, not after each change);
 // - change to kernel: from the rename to the pinned maps holding the new backend in the frontend's
 //   backend list, polled from this process every ~0.2 ms (lb_frontends -> lb_slots -> lb_backends).
 // Changes are spaced by the agent's minSyncPeriod (1 s, kube-proxy's default), so each is one sync.
@@ -27,6 +31,8 @@ import { existsSync } from 'node:fs';
 const E = 10;
 const SETSID = '/usr/bin/setsid';
 const MIN_SYNC_MS = 1000;
+/** without --v 2: the per-change /metrics scrape, this long after the kernel holds the change */
+const SCRAPE_AFTER_MS = 50;
 
 function shapeOf(n: number): ClusterShape {
   return { services: n, endpointsPerService: E, nodePortEvery: 10 };
@@ -301,6 +307,14 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const traceThreads = !!process.env.KBP_BENCH_AGENT_THREADS && !!process.env.KBP_BENCH_AGENT_LOG_DIR;
   const traced: unknown[] = [];
   let before = (await scrape(lab, ns)).sync;
+  // with --v 2 the agent logs each sync's steps: its totalMs is the duration the sync's metric
+  // observes (kubeproxy_sync_proxy_rules_duration_seconds, taken at the sync's end), and appliedAt
+  // names the change's sync. Read from there, no /metrics scrape runs between the changes: a scrape
+  // (the counters' reads, the text) left garbage and CPU work just before the next change, which a
+  // Prometheus scrape every 15-60 s does not
+  const verbosity = /--v[= ](\d+)/.exec(process.env.KBP_BENCH_AGENT_ARGS ?? '');
+  const fromLog = !!verbosity && Number(verbosity[1]) >= 2 && full?.appliedAt !== undefined;
+  let extraSyncs = 0;
   const cpu0 = cpuMs(agent.pid);
   let cpu1 = NaN;
   try {
@@ -342,22 +356,49 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
           benchCpuMs: r2((proc.user + proc.system) / 1000), load: Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]),
           threads: threadDelta(agent.pid, threads0, threadTimes(agent.pid)) });
       }
+      if (!fromLog) {
+        // an older build without 'sync steps' lines: its metric, scraped SCRAPE_AFTER_MS after the
+        // kernel held the change (the sync's metrics are set right after its apply), so the
+        // scrape's garbage and CPU fall ~1 s before the next change, not just before it
+        await new Promise((r) => setTimeout(r, SCRAPE_AFTER_MS));
+        const after = (await scrape(lab, ns)).sync;
+        if (after.count - before.count === 1) syncMs.push((after.sum - before.sum) * 1000);
+        else skipped++;
+        before = after;
+      }
       // the next change waits out minSyncPeriod, so it is a sync of its own
       const wait = MIN_SYNC_MS + 150 - (performance.now() - t0);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const after = (await scrape(lab, ns)).sync;
-      if (after.count - before.count === 1) syncMs.push((after.sum - before.sum) * 1000);
-      else skipped++;
-      before = after;
     }
     cpu1 = cpuMs(agent.pid);
+    if (fromLog) {
+      // the lines of the last changes' syncs (logged a turn after each sync); then the metric's own
+      // count over all the changes, one scrape: a change whose window held another sync (a periodic
+      // resync) shows there as more than one sync per change
+      const lineWait = Date.now() + 5000;
+      while (syncLines.filter((l) => l.full === false && Number(l.appliedAt) >= renamedAt[renamedAt.length - 1]!).length === 0 && Date.now() < lineWait) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const after = (await scrape(lab, ns)).sync;
+      extraSyncs = after.count - before.count - samples;
+    }
   } finally {
     probe.close();
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 5000))]);
   }
-  const sync = stats(syncMs.length ? syncMs : [NaN]), toKernel = stats(kernelMs);
   const partial = syncLines.filter((l) => l.full === false);
+  if (fromLog) {
+    // each change's sync: the first that wrote the kernel after its rename and before the next one
+    for (let k = 0; k < renamedAt.length; k++) {
+      const from = renamedAt[k]!, to = renamedAt[k + 1] ?? Infinity;
+      const line = partial.find((l) => Number(l.appliedAt) >= from && Number(l.appliedAt) < to);
+      if (line) syncMs.push(Number(line.totalMs));
+      else skipped++;
+    }
+    if (extraSyncs) ctx.log(`${tag}${n} Services: ${extraSyncs} sync(s) beside the changes' own (periodic resyncs)`);
+  }
+  const sync = stats(syncMs.length ? syncMs : [NaN]), toKernel = stats(kernelMs);
   // each change's sync: the first that wrote the kernel after its rename (changes are 1 s apart)
   const applied = partial.map((l) => Number(l.appliedAt)).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   const agentMs = applied.length ? renamedAt.flatMap((r) => {
@@ -429,7 +470,9 @@ export default defineBench({
     'The real agent (run --manifests, bundled as a user runs it) in a network namespace of its own, over a folder of one file per ' +
     'Service (its Service and EndpointSlice), N Services x 10 ready endpoints (every 10th a NodePort), BPF data plane. One file ' +
     'at a time is replaced (written aside, renamed into place) with one endpoint\'s address changed, changes spaced by the ' +
-    'agent\'s minSyncPeriod (1 s). Per change: the agent\'s kubeproxy_sync_proxy_rules_duration_seconds for that sync, and the ' +
+    'agent\'s minSyncPeriod (1 s). Per change: the agent\'s sync duration for that sync (with --v 2 from its "sync steps" log line, ' +
+    'the value kubeproxy_sync_proxy_rules_duration_seconds observes, and no /metrics scrape between changes; else the metric, scraped ' +
+    '50 ms after the kernel holds the change, ~1 s before the next), and the ' +
     'time from the rename to the pinned maps holding the new backend in the frontend\'s list (polled every ~0.2 ms). The first ' +
     'sync is split by step from the agent\'s own log (its start and "sync steps" lines). The baseline is the same agent at the ' +
     'smallest size, in the same run (the target asks the figure to stay flat in N), or, with KBP_BENCH_AGENT_BASE_CLI, another ' +
@@ -468,7 +511,7 @@ export default defineBench({
       await lab.cleanup();
     }
     const figures: Array<{ name: string; unit: string; f: Figure; target?: (n: number) => { target: string; met: (v: number) => boolean } | undefined; note?: string }> = [
-      { name: 'sync duration {k} p50', unit: 'ms', f: (r) => r.sync.median, note: 'agent\'s kubeproxy_sync_proxy_rules_duration_seconds, one sync per change' },
+      { name: 'sync duration {k} p50', unit: 'ms', f: (r) => r.sync.median, note: 'agent\'s sync duration (kubeproxy_sync_proxy_rules_duration_seconds; with --v 2 read from its log line), one sync per change' },
       { name: 'sync duration {k} p99', unit: 'ms', f: (r) => r.sync.p99, target: (n) => (n >= 10_000 ? { target: '< 5 ms (p99)', met: (v) => v < 5 } : undefined) },
       { name: 'change to kernel {k} p50', unit: 'ms', f: (r) => r.toKernel.median, note: 'from the rename of the changed file to the pinned maps holding the new backend (the folder watch included)' },
       { name: 'change to kernel {k} p99', unit: 'ms', f: (r) => r.toKernel.p99, target: (n) => (n >= 10_000 ? { target: '< 5 ms (p99)', met: (v) => v < 5 } : undefined) },
@@ -476,7 +519,7 @@ export default defineBench({
       { name: 'change to kernel, agent clock {k} p99', unit: 'ms', f: (r) => r.toKernelAgent?.p99 ?? NaN },
       { name: 'first sync {k}', unit: 'ms', f: (r) => r.firstSyncMs, note: 'from process start, one file per Service', target: (n) => (n === 10_000 ? { target: '< 3 s', met: (v) => v < 3000 } : undefined) },
       { name: 'sync CPU {k} p50', unit: 'ms', f: (r) => r.syncCpuMs ?? NaN, note: 'with KBP_BENCH_AGENT_ARGS=\'--v 2\': the agent\'s CPU time in a one-change sync (its "sync steps" log line), which a loaded machine does not stretch' },
-      { name: 'agent CPU per change {k}', unit: 'ms', f: (r) => r.cpuPerChange, note: 'user + system CPU of the agent over the changes (its folder watch, syncs, one /metrics scrape per change, timers) over their count: steadier than wall time on a loaded machine' },
+      { name: 'agent CPU per change {k}', unit: 'ms', f: (r) => r.cpuPerChange, note: 'user + system CPU of the agent over the changes (its folder watch, syncs, timers; with --v 2 no /metrics scrape, else one per change) over their count: steadier than wall time on a loaded machine' },
       { name: 'first sync CPU {k}', unit: 'ms', f: (r) => r.firstSyncCpuMs, note: 'CPU time of the agent from start to its first sync' },
       { name: 'full GC after the first sync {k}: pause', unit: 'ms', f: (r) => r.gcPauseMs, note: 'the agent\'s one full GC after a big sync (util/heap-trim.ts) holds its event loop: a change arriving then waits it out; the changes above start after it' },
       { name: 'rss {k}', unit: 'MiB', f: (r) => r.rss, target: (n) => (n === 10_000 ? { target: '<= 300 MiB', met: (v) => v <= 300 } : undefined) },

@@ -39,6 +39,13 @@ export interface AgentOptions {
  */
 const WARM_CHANGES = 48;
 
+/**
+ * a sync due this soon counts as pending for the full GC after a big sync (Agent.syncSoon): about
+ * that GC's pause at 10,000 Services (0.25 s here); one due later waits out minSyncPeriod anyway
+ * and the GC ends first
+ */
+const SYNC_SOON_MS = 250;
+
 /** the least time between two compiles while the source lists (Agent.#scheduleAhead) */
 const AHEAD_GAP_MS = 100;
 
@@ -264,6 +271,14 @@ export class Agent {
   /** Resolves when every queued change has been synced (tests, shutdown). */
   whenIdle(): Promise<void> {
     return this.#runner.whenIdle();
+  }
+
+  /**
+   * A sync runs, or a change's sync starts within SYNC_SOON_MS: the heap trimmer's full GC after a
+   * big sync waits for it (util/heap-trim.ts `busy`) rather than hold it for its pause.
+   */
+  get syncSoon(): boolean {
+    return this.#runner.dueWithin(SYNC_SOON_MS);
   }
 
   requestSync(): void {

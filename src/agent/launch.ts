@@ -262,7 +262,8 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     }
     agent.health.dataplaneMode = dataplane.kind;
     // before the start: the first sync may end before start() returns
-    trimmer = await startHeapTrimmer(log);
+    const built = agent;
+    trimmer = await startHeapTrimmer(log, () => built.syncSoon);
     // health answers while the source is still listing (kube-proxy serves /healthz from the start)
     ({ healthz, metricsServer } = await startServers(s, log, agent, metrics, trimmer, servers));
     const t = trimmer;
@@ -364,16 +365,19 @@ async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics
 }
 
 /** malloc_trim after large frees, and a full GC then a trim after a big sync (util/heap-trim.ts), when the native addon is built (any mode) */
-async function startHeapTrimmer(log: Logger): Promise<HeapTrimmer | undefined> {
+async function startHeapTrimmer(log: Logger, busy: () => boolean): Promise<HeapTrimmer | undefined> {
   const { native, nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
   if (!nativeAvailable().ok || typeof native().mallocTrim !== 'function') return undefined;
   const t = new HeapTrimmer({
     trim: () => native().mallocTrim(),
     onTrim: ({ peak, now, released }) => log.debug({ externalPeakMiB: Math.round(peak / 2 ** 20), externalMiB: Math.round(now / 2 ** 20), released }, 'returned freed heap memory to the kernel'),
     gc: fullGc(),
+    // a change's sync due now runs before the GC's pause, not after it
+    busy,
     minorGc: minorGc(),
     onSweep: ({ before, after, pauseMs }) => log.trace({ beforeKiB: before >> 10, afterKiB: after >> 10, pauseMs: Math.round(pauseMs * 100) / 100 }, 'collected the young generation while idle'),
-    onCompact: ({ before, after, pauseMs }) => log.info({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10 },
+    onCompact: ({ before, after, pauseMs, deferredMs }) => log.info({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10,
+      ...(deferredMs >= 1 && { deferredMs: Math.round(deferredMs) }) },
       'collected the garbage of a big sync (full GC)'),
   });
   t.start();

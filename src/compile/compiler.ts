@@ -373,7 +373,11 @@ export class Compiler {
 
   #compile(snapshot: Snapshot, hint: ChangedKeys | undefined, base: NodeState | undefined): CompileResult {
     const opts = this.#opts;
-    if (!hint || hint.Node.size || !this.#nodeSig) this.#node = this.#thisNode(snapshot.nodes);
+    // the node unchanged (a one-change sync): its options as resolved last time. Resolving them
+    // (NodePort addresses, primary IPs, the signature) was ~a fifth of a one-change compile
+    const cached = this.#ro;
+    if (hint && !hint.Node.size && this.#nodeSig && cached) return this.#compileWith(snapshot, hint, base, cached, false);
+    this.#node = this.#thisNode(snapshot.nodes);
     const node = this.#node;
     const ro: ResolvedOptions = {
       nodeName: opts.nodeName,
@@ -391,6 +395,14 @@ export class Compiler {
     const nodeSig = JSON.stringify([ro.zone, [...ro.nodePortAddrs], [...ro.primaryIPs], [...ro.detectLocal]]);
     const nodeChanged = nodeSig !== this.#nodeSig;
     this.#nodeSig = nodeSig;
+    this.#ro = ro;
+    return this.#compileWith(snapshot, hint, base, ro, nodeChanged);
+  }
+
+  /** the node's options resolved by #compile, kept while the node does not change */
+  #ro: ResolvedOptions | undefined;
+
+  #compileWith(snapshot: Snapshot, hint: ChangedKeys | undefined, base: NodeState | undefined, ro: ResolvedOptions, nodeChanged: boolean): CompileResult {
 
     const svcChanged = this.#syncServices(snapshot.services, hint?.Service);
     const dirtyGroups = this.#syncSlices(snapshot.endpointSlices, hint?.EndpointSlice);

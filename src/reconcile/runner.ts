@@ -126,6 +126,16 @@ export class BoundedFrequencyRunner {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
+  /**
+   * A sync runs now, or one asked for starts within `ms` (a change waits for it): work that would
+   * hold the event loop longer can wait for it (the heap trimmer's full GC after a big sync).
+   */
+  dueWithin(ms: number): boolean {
+    if (this.#stopped) return false;
+    if (this.#running) return true;
+    return this.#pending && this.#timer !== undefined && this.#timerAt - this.#opts.timers.now() <= ms;
+  }
+
   get failures(): number {
     return this.#failures;
   }

@@ -100,3 +100,40 @@ test('minorGc() runs a real scavenge', (t) => {
   t.notThrows(() => minorGc()());
   t.is(keep.length, 1000);
 });
+
+test('the full GC after a big sync waits while a sync is due (busy), bounded by maxDeferMs', async (t) => {
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 1000 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
+  };
+  let busy = true, gcs = 0, gcWhileBusy = 0;
+  const deferred: number[] = [];
+  const h = new HeapTrimmer({
+    trim: () => true, external: () => 0, trimDelayMs: 1, deferStepMs: 2, maxDeferMs: 60_000, busy: () => busy,
+    gc: () => { gcs++; if (busy) gcWhileBusy++; }, onCompact: ({ deferredMs }) => deferred.push(deferredMs),
+  });
+  t.true(h.afterSync(20_000));
+  await new Promise((r) => setTimeout(r, 60));
+  t.is(gcs, 0); // a change's sync is due: the GC waits
+  busy = false;
+  await until(() => gcs > 0);
+  t.is(gcs, 1);
+  t.is(gcWhileBusy, 0);
+  t.true(deferred[0]! >= 50);
+  h.stop();
+  // always busy: the GC runs once maxDeferMs has passed
+  gcs = 0;
+  busy = true;
+  const bounded = new HeapTrimmer({ trim: () => true, external: () => 0, deferStepMs: 2, maxDeferMs: 30, busy: () => true, gc: () => { gcs++; } });
+  t.true(bounded.afterSync(20_000));
+  await until(() => gcs > 0);
+  t.is(gcs, 1);
+  bounded.stop();
+  // stopped while put off: no GC
+  gcs = 0;
+  const stopped = new HeapTrimmer({ trim: () => true, external: () => 0, deferStepMs: 2, busy: () => true, gc: () => { gcs++; } });
+  t.true(stopped.afterSync(20_000));
+  await new Promise((r) => setTimeout(r, 20));
+  stopped.stop();
+  await new Promise((r) => setTimeout(r, 30));
+  t.is(gcs, 0);
+});

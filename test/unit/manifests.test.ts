@@ -355,6 +355,24 @@ test('staleFiles names new, changed and removed files, and the re-read of those 
   t.regex(res.problems[0]!.message, /cannot list the folder/);
 });
 
+test('staleFiles: between slices it waits what hold() asks (a watch change\'s quiet time), and finds the same files', async (t) => {
+  const dir = tempDir(t);
+  for (let i = 0; i < 200; i++) writeFileSync(join(dir, `s${i}.yaml`), service(`s${i}`));
+  const r = new ManifestsReader(dir);
+  r.read();
+  writeFileSync(join(dir, 's7.yaml'), service('s7', 8080));
+  const plain = await r.staleFiles(0);
+  let asked = 0, waits = 0;
+  const t0 = performance.now();
+  // slices of 0 ms: a slice ends every 16 entries; the first three ask for a 10 ms wait
+  const held = await r.staleFiles(0, () => (++asked <= 3 ? (waits++, 10) : 0));
+  t.true(asked >= 4, `hold asked ${asked} times`);
+  t.is(waits, 3);
+  t.true(performance.now() - t0 >= 25, 'the waits were taken'); // 3 x 10 ms timers, less the clock's rounding
+  t.deepEqual(held.paths.sort(), plain.paths.sort());
+  t.true(held.paths.includes(join(dir, 's7.yaml')));
+});
+
 test('a rescan re-reads many changed files over several turns of the event loop, not in one', async (t) => {
   // a change arriving during a rescan waits for the rescan's turn: the files to re-read (at start,
   // every file written within 2 s of the read) are read a few at a time, each slice a turn

@@ -157,3 +157,29 @@ test('real timers: a sync due now that is cleared does not run', async (t) => {
   await new Promise((r) => setTimeout(r, 5));
   t.is(ran, 0);
 });
+
+test('dueWithin: true while a sync runs or one asked for starts within the window; not for the periodic resync', async (t) => {
+  const timers = new FakeTimers();
+  let release: (() => void) | undefined;
+  const runner = new BoundedFrequencyRunner(() => new Promise<void>((r) => { release = r; }),
+    { minIntervalMs: 1000, maxIntervalMs: 60_000, timers });
+  t.false(runner.dueWithin(250)); // not started
+  runner.start();
+  await timers.advance(0);
+  t.true(runner.dueWithin(250)); // the first sync runs
+  release!();
+  await timers.advance(0);
+  t.false(runner.dueWithin(250)); // only the periodic resync is armed (60 s away, and nobody waits)
+  runner.run(); // a change: no token left (burst 1), due at 1000
+  t.false(runner.dueWithin(250));
+  await timers.advance(800);
+  t.true(runner.dueWithin(250)); // due in 200 ms
+  t.false(runner.dueWithin(100));
+  await timers.advance(200);
+  t.true(runner.dueWithin(0)); // running
+  release!();
+  await timers.advance(0);
+  t.false(runner.dueWithin(250));
+  runner.stop();
+  t.false(runner.dueWithin(250));
+});
