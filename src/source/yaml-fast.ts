@@ -260,26 +260,6 @@ function isKeyLine(a: number, e: number): boolean {
 const keys = new Map<string, string>();
 const KEYS_MAX = 4096;
 
-// the last key read at each slot of a small table, picked by the key's length and three of its
-// characters: a mapping's key line found here is compared in place, with no slice of the text and no
-// hash of it (a file of 10,000 has ~60 key lines, nearly all the same few dozen keys)
-const KEY_SLOTS = 512;
-const slotRaw: string[] = new Array<string>(KEY_SLOTS).fill('');
-const slotKey: string[] = new Array<string>(KEY_SLOTS).fill('');
-
-/** the key of the text from st to c (keyOf's, for a key it has read before at the same slot) */
-function keyAt(st: number, c: number): string {
-  const len = c - st;
-  const h = (len * 31 + src.charCodeAt(st) * 7 + src.charCodeAt(c - 1) * 13 + src.charCodeAt(st + (len >> 1))) & (KEY_SLOTS - 1);
-  const raw = slotRaw[h]!;
-  if (raw.length === len && src.startsWith(raw, st)) return slotKey[h]!;
-  const key = keyOf(src.slice(st, c));
-  // (keyOf returned: a valid key; its raw text kept as a string of its own, not a slice of this file)
-  slotRaw[h] = len >= 13 ? [src.slice(st, st + 1), src.slice(st + 1, c)].join('') : src.slice(st, c);
-  slotKey[h] = key;
-  return key;
-}
-
 function keyOf(raw: string): string {
   let key = keys.get(raw);
   if (key !== undefined) return key;
@@ -305,7 +285,7 @@ function map(doc: Doc, indent: number): Record<string, unknown> {
       if (src.charCodeAt(st) === 0x2d) return out;
       outside();
     }
-    const key = keyAt(st, c);
+    const key = keyOf(src.slice(st, c));
     let k = c + 1;
     while (k < e && src.charCodeAt(k) === 0x20) k++;
     const v = k < e ? inlineValue(k, e) : NONE;
