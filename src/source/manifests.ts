@@ -229,9 +229,11 @@ function safeIsFile(p: string): boolean {
 interface FileState {
   /** digest of the text read: an unchanged file keeps its objects without keeping its text */
   digest: string;
-  objects: ManifestObject[];
-  /** the file's object per id (`kind/key`), the last document winning */
-  byId: Map<string, ManifestObject>;
+  /** the file's objects by id (`kind/key`), one per id (the last document winning): ids[i] is objs[i]'s */
+  ids: string[];
+  objs: ManifestObject[];
+  /** id -> index into objs, only for a file of more than BY_ID_SCAN objects (a few compares find the rest) */
+  index?: Map<string, number>;
   /** what stat said when text was read: an unchanged stat skips the read */
   stat?: string;
   /** the inode read: another one under the same name was renamed into place */
@@ -289,14 +291,47 @@ export function applyChanges(store: ObjectStore, changes: readonly ManifestChang
 const idOf = (o: { kind: Kind; key: string }) => `${o.kind}/${o.key}`;
 
 /**
+ * A file of up to this many objects finds one by id by comparing ids; a larger one (a List) keeps a
+ * Map. At 10,000 files a Map per file (and a Set of owners per object) was ~a fifth of what the
+ * reader kept through the first read, all of it copied by each scavenge until promoted.
+ */
+const BY_ID_SCAN = 8;
+
+/** a file's objects one per id, the last document winning, in the order their ids first appear */
+function fileObjects(objects: readonly ManifestObject[]): Pick<FileState, 'ids' | 'objs' | 'index'> {
+  const ids: string[] = [], objs: ManifestObject[] = [];
+  let index: Map<string, number> | undefined;
+  for (const o of objects) {
+    const id = idOf(o);
+    const i = index ? index.get(id) ?? -1 : ids.indexOf(id);
+    if (i >= 0) {
+      objs[i] = o;
+      continue;
+    }
+    ids.push(id);
+    objs.push(o);
+    if (index) index.set(id, ids.length - 1);
+    else if (ids.length > BY_ID_SCAN) index = new Map(ids.map((x, j) => [x, j]));
+  }
+  return index ? { ids, objs, index } : { ids, objs };
+}
+
+/** f's object with this id */
+function objectOf(f: FileState | undefined, id: string): ManifestObject | undefined {
+  if (!f) return undefined;
+  const i = f.index ? f.index.get(id) ?? -1 : f.ids.indexOf(id);
+  return i >= 0 ? f.objs[i] : undefined;
+}
+
+/**
  * Reads a folder, then keeps it current file by file. Later files (by path) win over earlier ones for
  * the same object. Which files define each object is indexed, so re-reading one file costs that file,
  * not the folder: a watch event at 10,000 files reads one file and changes one object.
  */
 export class ManifestsReader {
   readonly #files = new Map<string, FileState>();
-  /** object id -> the paths that define it */
-  readonly #owners = new Map<string, Set<string>>();
+  /** object id -> the path that defines it, or the paths when more than one does (a clash) */
+  readonly #owners = new Map<string, string | Set<string>>();
   /** files found empty within emptyGraceMs of their last change while they held objects */
   #deferred: string[] = [];
   /**
@@ -566,7 +601,7 @@ export class ManifestsReader {
       else problems.push({ path: this.#rel(p), message: `cannot read: ${(e as Error).message}` });
       return;
     }
-    if (text.length === 0 && this.emptyGraceMs > 0 && prev?.objects.length && this.#changedWithin(p, this.emptyGraceMs)) {
+    if (text.length === 0 && this.emptyGraceMs > 0 && prev?.objs.length && this.#changedWithin(p, this.emptyGraceMs)) {
       // most likely truncated by a write in place that has not written yet: keep the objects (and
       // the old stat, so the next event re-reads it)
       this.#deferred.push(p);
@@ -588,36 +623,56 @@ export class ManifestsReader {
     const res = parseManifestText(this.#rel(p), text);
     problems.push(...res.problems);
     // a file that does not parse keeps its last good objects
-    const objects = res.ok ? res.objects : prev?.objects ?? [];
-    this.#setFile(p, { digest, objects, byId: res.ok || !prev ? new Map(objects.map((o) => [idOf(o), o])) : prev.byId, stat: st, ino }, touched);
+    const kept = res.ok || !prev ? fileObjects(res.objects) : { ids: prev.ids, objs: prev.objs, index: prev.index };
+    this.#setFile(p, { digest, ...kept, stat: st, ino }, touched);
   }
 
   #setFile(p: string, next: FileState | undefined, touched: Set<string>): void {
     const prev = this.#files.get(p);
     if (next) this.#files.set(p, next);
     else this.#files.delete(p);
-    for (const [id, o] of prev?.byId ?? []) {
-      if (next?.byId.get(id) === o) continue;
-      touched.add(id);
-      if (!next?.byId.has(id)) {
-        const owners = this.#owners.get(id)!;
-        owners.delete(p);
-        if (!owners.size) this.#owners.delete(id);
+    if (prev) {
+      for (let i = 0; i < prev.ids.length; i++) {
+        const id = prev.ids[i]!, now = objectOf(next, id);
+        if (now === prev.objs[i]) continue;
+        touched.add(id);
+        if (!now) this.#disown(id, p);
       }
     }
-    for (const [id, o] of next?.byId ?? []) {
-      if (prev?.byId.get(id) === o) continue;
-      touched.add(id);
-      let owners = this.#owners.get(id);
-      if (!owners) this.#owners.set(id, owners = new Set());
-      owners.add(p);
+    if (next) {
+      for (let i = 0; i < next.ids.length; i++) {
+        const id = next.ids[i]!, was = objectOf(prev, id);
+        if (was === next.objs[i]) continue;
+        touched.add(id);
+        if (!was) this.#own(id, p);
+      }
+    }
+  }
+
+  #own(id: string, p: string): void {
+    const owners = this.#owners.get(id);
+    if (owners === undefined) this.#owners.set(id, p);
+    else if (typeof owners === 'string') {
+      if (owners !== p) this.#owners.set(id, new Set([owners, p]));
+    } else owners.add(p);
+  }
+
+  #disown(id: string, p: string): void {
+    const owners = this.#owners.get(id);
+    if (owners === p) this.#owners.delete(id);
+    else if (owners !== undefined && typeof owners !== 'string') {
+      owners.delete(p);
+      if (owners.size === 1) this.#owners.set(id, owners.values().next().value!);
+      else if (!owners.size) this.#owners.delete(id);
     }
   }
 
   /** the definition that wins (the last path in sort order); a clash is reported */
   #winner(id: string, problems: ManifestProblem[]): ManifestObject | undefined {
     const owners = this.#owners.get(id);
-    if (!owners?.size) return undefined;
+    if (owners === undefined) return undefined;
+    if (typeof owners === 'string') return objectOf(this.#files.get(owners), id)!;
+    if (!owners.size) return undefined;
     let best: string | undefined, second: string | undefined;
     for (const p of owners) {
       if (best === undefined || p > best) {
@@ -625,9 +680,9 @@ export class ManifestsReader {
         best = p;
       } else if (second === undefined || p > second) second = p;
     }
-    const w = this.#files.get(best!)!.byId.get(id)!;
+    const w = objectOf(this.#files.get(best!), id)!;
     if (second !== undefined) {
-      const prev = this.#files.get(second)!.byId.get(id)!;
+      const prev = objectOf(this.#files.get(second), id)!;
       problems.push({ path: w.path, line: w.line, message: `${w.kind} ${w.key} is also defined in ${prev.path}:${prev.line}; this one wins` });
     }
     return w;

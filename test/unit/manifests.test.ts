@@ -168,6 +168,43 @@ test('re-reading only the files a watch names gives what a fresh read of the fol
   }), { numRuns: 60 });
 });
 
+test('files of many objects (Lists, repeated names) and clashes across files: each update gives what a fresh read gives (property)', (t) => {
+  // a file of more than a few objects finds them by a Map, a smaller one by comparing ids: both, and
+  // a file crossing between them, against a fresh read; the same names in several files clash
+  const dir = tempDir(t);
+  const files = ['a.json', 'b.json', 'c.yaml'];
+  const names = Array.from({ length: 14 }, (_, i) => `s${i}`);
+  const op = fc.record({
+    file: fc.constantFrom(...files),
+    remove: fc.boolean(),
+    objects: fc.array(fc.record({ name: fc.constantFrom(...names), port: fc.integer({ min: 1, max: 4 }) }), { maxLength: 24 }),
+  });
+  const ports = (m: ReadonlyMap<string, unknown>) => [...m].map(([k, v]) => [k, (v as { spec?: { ports?: Array<{ port?: number }> } }).spec?.ports?.[0]?.port]).sort();
+  fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 10 }), (ops) => {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const incremental = new ManifestsReader(dir, 0);
+    incremental.read();
+    const applied = new Map<string, unknown>();
+    for (const o of ops) {
+      const p = join(dir, o.file);
+      const items = o.objects.map((x) => ({ kind: 'Service', metadata: { name: x.name }, spec: { ports: [{ port: x.port }] } }));
+      if (o.remove) rmSync(p, { force: true });
+      else if (o.file.endsWith('.json')) writeFileSync(p, JSON.stringify({ kind: 'List', items }));
+      else writeFileSync(p, o.objects.map((x) => service(x.name, x.port)).join('---\n'));
+      for (const c of incremental.update([p]).changes) {
+        if (c.obj) applied.set(c.key, c.obj);
+        else applied.delete(c.key);
+      }
+      const fresh = readManifests(dir);
+      t.deepEqual(ports(applied), ports(fresh.store.view().services), JSON.stringify(ops));
+      t.deepEqual(ports(incremental.read().objects.get('Service')!), ports(applied), JSON.stringify(ops));
+      // a clash is reported by a whole read as by a fresh one
+      t.is(incremental.read().problems.length, fresh.problems.length, JSON.stringify(ops));
+    }
+  }), { numRuns: 60 });
+});
+
 test('a watch event that names a folder or an ignored file: the folder is rescanned, hidden files stay ignored', (t) => {
   const dir = tempDir(t);
   const r = new ManifestsReader(dir);
