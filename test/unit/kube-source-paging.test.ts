@@ -91,6 +91,42 @@ test('Services of another proxy and slices of headless Services are filtered by 
   t.pass();
 });
 
+test('the stub\'s LIST pages are JSON.stringify\'s bytes of the stored objects, a changed object served changed', async (t) => {
+  // the stub keeps each object's JSON from its first LIST (a bench's server CPU is not the agent's)
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  for (let i = 0; i < 7; i++) stub.apply('Service', svc(`s${i}`, `10.96.0.${i + 1}`));
+  const get = (q: string) => new Promise<string>((resolve, reject) => {
+    http.get(`${stub.url}/api/v1/services${q}`, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    }).on('error', reject);
+  });
+  const pages = async () => {
+    const out: Array<{ metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number }; items: Array<{ metadata: { name: string }; spec: { clusterIP: string } }> }> = [];
+    let token = '';
+    do {
+      const text = await get(`?limit=3${token && `&continue=${token}`}`);
+      const page = JSON.parse(text) as (typeof out)[number];
+      t.is(text, JSON.stringify(page), 'compact JSON, in the order it parses');
+      t.deepEqual(Object.keys(page), ['kind', 'apiVersion', 'metadata', 'items']);
+      out.push(page);
+      token = page.metadata.continue ?? '';
+    } while (token);
+    return out;
+  };
+  const first = await pages();
+  t.deepEqual(first.map((p) => p.items.map((o) => o.metadata.name)), [['s0', 's1', 's2'], ['s3', 's4', 's5'], ['s6']]);
+  t.deepEqual(first.map((p) => p.metadata.remainingItemCount), [4, 1, undefined]);
+  t.true(first.every((p) => p.metadata.resourceVersion === stub.resourceVersion));
+  stub.apply('Service', svc('s4', '10.96.1.4'));
+  const second = await pages();
+  t.is(second[1]!.items[1]!.spec.clusterIP, '10.96.1.4');
+  t.is(second[1]!.items[0]!.spec.clusterIP, '10.96.0.4');
+  t.true(second.every((p) => p.metadata.resourceVersion === stub.resourceVersion));
+});
+
 test('the continue token read from an answer\'s head is what the parsed answer says, or nothing', (t) => {
   const b = (s: string) => Buffer.from(s);
   // kube-apiserver's field order: TypeMeta, ListMeta, items
