@@ -374,7 +374,16 @@ export class StubApiServer {
       parts.push(this.#json.get(o) ?? Buffer.from(JSON.stringify(o)));
     }
     parts.push(END);
-    return (res) => sendText(res, 200, Buffer.concat(parts));
+    // written as they are (one writev), not copied together: a page's fresh megabytes made the
+    // stub's V8 collect its whole heap (at 100,000 Services, 1.5 GiB) again and again
+    return (res) => {
+      let length = 0;
+      for (const b of parts) length += b.length;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': length });
+      res.cork();
+      for (const b of parts) res.write(b);
+      res.end();
+    };
   }
 
   #watch(kind: StubKind, record: RequestRecord, name: string | null, labels: LabelPredicate, res: http.ServerResponse): void {
@@ -443,7 +452,7 @@ function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
 
 const COMMA = Buffer.from(','), END = Buffer.from(']}');
 
-function sendText(res: http.ServerResponse, code: number, text: string | Buffer): void {
+function sendText(res: http.ServerResponse, code: number, text: string): void {
   res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
 }
