@@ -2,6 +2,8 @@
 // it can run inside the agent's network namespace: `node --import=tsx bench/apiserver-stub.ts HOST N`
 // holds the Node, N Services and N EndpointSlices of 10 endpoints dressed as an API server returns
 // them (bench/apiserver-objects.ts), listens on HOST, and prints {"ready":true,"kubeconfig":...}.
+// Each object is serialized once, when stored (testing/stub-apiserver.ts): a LIST page costs this
+// process a copy, not a JSON.stringify of 500 objects (a real API server's CPU is not the node's).
 // Then one command per stdin line, one JSON line back:
 //   change I V    EndpointSlice of Service I with its first endpoint moved (variant V), trigger time now
 import { createInterface } from 'node:readline';

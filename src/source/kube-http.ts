@@ -107,6 +107,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
   let ahead: InFlight | undefined;
   let next = fetchPage(kc, pagePath(undefined), opts);
+  Body.listing++;
   try {
     do {
       let page: PageResult<T>;
@@ -148,6 +149,8 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   } finally {
     // a failure (or an abort) leaves no request of ours running
     ahead?.cancel();
+    // the spare buffers are for the next page, not for the watch that follows
+    if (--Body.listing === 0) Body.release();
   }
   return { resourceVersion, items };
 }
@@ -165,9 +168,9 @@ function admitAll<T, U>(items: readonly T[], admit: (item: T) => U | undefined, 
  * writes a list's metadata (ListMeta) before its items. Undefined when the head does not have that
  * shape; the parsed answer says what the token is (listObjects checks the guess against it).
  */
-export function leadingContinue(body: Buffer): string | undefined {
+export function leadingContinue(body: string): string | undefined {
   const items = body.indexOf('"items"');
-  const head = (items < 0 ? body.subarray(0, 4096) : body.subarray(0, items)).toString('utf8');
+  const head = items < 0 ? body.slice(0, 4096) : body.slice(0, items);
   const m = /^\{(?:"kind":"[^"\\]*",|"apiVersion":"[^"\\]*",)*"metadata":(\{[^{}]*\}),$/.exec(head);
   if (!m) return undefined;
   try {
@@ -187,7 +190,7 @@ export function withQuery(apiPath: string, params: Record<string, string>): stri
 
 interface PageResult<T> extends ListResult<T> { continue?: string }
 
-interface RawPage { status: number; body: Buffer }
+interface RawPage { status: number; body: string }
 /**
  * a page's request under way: sent settles once the request is written to its socket (or failed),
  * answer with the answer; cancel() aborts it and swallows its failure
@@ -236,7 +239,7 @@ function parsePage<T>({ status, body }: RawPage, what: string): PageResult<T> {
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8'));
+    parsed = JSON.parse(body);
   } catch (err) {
     throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer is not JSON: ${(err as Error).message}`, { cause: err });
   }
@@ -250,14 +253,19 @@ function parsePage<T>({ status, body }: RawPage, what: string): PageResult<T> {
   return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }) };
 }
 
-function get(url: URL, options: https.RequestOptions, onSent?: () => void): Promise<{ status: number; body: Buffer }> {
+function get(url: URL, options: https.RequestOptions, onSent?: () => void): Promise<RawPage> {
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(url, options, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
+      const body = new Body(Number(res.headers['content-length']));
+      res.on('data', (c: Buffer) => body.add(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.text() }));
+      res.on('error', (err) => {
+        body.drop();
+        reject(err);
+      });
+      // an answer cut short (aborted, a reset) ends in 'close' without 'end'
+      res.on('close', () => body.drop());
     });
     // a system-style error (code ETIMEDOUT), as a socket timeout is, so errorReason() reports it alike
     req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${options.timeout} ms`), { code: 'ETIMEDOUT' })));
@@ -271,9 +279,74 @@ function get(url: URL, options: https.RequestOptions, onSent?: () => void): Prom
   });
 }
 
-function parseStatus(body: Buffer): { reason?: string; message?: string } {
+/**
+ * An answer's bytes gathered in a buffer kept from one answer to the next, decoded once at its end.
+ * A list's pages are megabytes each: Buffer.concat of each page's chunks wrote into fresh memory,
+ * whose page faults were most of its cost (docs/PERF.md, session 16). Two are kept: a page and the
+ * one asked for ahead may be on the wire at once.
+ */
+class Body {
+  static readonly #spare: Buffer[] = [];
+  /** a spare buffer at most this large is kept (a page of 500 objects is 1-6 MiB) */
+  static readonly KEEP_MAX = 16 * 2 ** 20;
+  /** lists in progress: the spares are kept while there is one */
+  static listing = 0;
+  #buf: Buffer | undefined;
+  #len = 0;
+
+  static release(): void {
+    Body.#spare.length = 0;
+  }
+
+  constructor(expected: number) {
+    const want = Number.isSafeInteger(expected) && expected > 0 ? expected : 0;
+    const spare = Body.#spare;
+    let i = spare.length - 1;
+    while (i >= 0 && spare[i]!.length < want) i--;
+    // the largest that fits, or any spare to grow from
+    if (i < 0 && spare.length) i = spare.length - 1;
+    this.#buf = i >= 0 ? spare.splice(i, 1)[0] : undefined;
+    if (want > (this.#buf?.length ?? 0)) this.#buf = Buffer.allocUnsafeSlow(want);
+  }
+
+  add(c: Buffer): void {
+    let buf = this.#buf;
+    const need = this.#len + c.length;
+    if (!buf || need > buf.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(need, 2 * (buf?.length ?? 0), 64 * 1024));
+      if (buf) buf.copy(grown, 0, 0, this.#len);
+      this.#buf = buf = grown;
+    }
+    c.copy(buf, this.#len);
+    this.#len = need;
+  }
+
+  /** the answer as text; the buffer goes back to the spares */
+  text(): string {
+    const buf = this.#buf;
+    const text = buf ? buf.toString('utf8', 0, this.#len) : '';
+    this.drop();
+    return text;
+  }
+
+  drop(): void {
+    const buf = this.#buf;
+    this.#buf = undefined;
+    this.#len = 0;
+    if (!buf || buf.length > Body.KEEP_MAX || Body.listing === 0) return;
+    const spare = Body.#spare;
+    spare.push(buf);
+    if (spare.length > 2) {
+      // the smallest goes
+      spare.sort((a, b) => b.length - a.length);
+      spare.length = 2;
+    }
+  }
+}
+
+function parseStatus(body: string): { reason?: string; message?: string } {
   try {
-    const s = JSON.parse(body.toString('utf8')) as { reason?: unknown; message?: unknown };
+    const s = JSON.parse(body) as { reason?: unknown; message?: unknown };
     return {
       ...(typeof s.reason === 'string' ? { reason: s.reason } : {}),
       ...(typeof s.message === 'string' ? { message: s.message } : {}),

@@ -91,8 +91,44 @@ test('Services of another proxy and slices of headless Services are filtered by 
   t.pass();
 });
 
+test('the stub\'s LIST pages are JSON.stringify\'s bytes of the stored objects, a changed object served changed', async (t) => {
+  // the stub keeps each object's JSON from its first LIST (a bench's server CPU is not the agent's)
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  for (let i = 0; i < 7; i++) stub.apply('Service', svc(`s${i}`, `10.96.0.${i + 1}`));
+  const get = (q: string) => new Promise<string>((resolve, reject) => {
+    http.get(`${stub.url}/api/v1/services${q}`, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    }).on('error', reject);
+  });
+  const pages = async () => {
+    const out: Array<{ metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number }; items: Array<{ metadata: { name: string }; spec: { clusterIP: string } }> }> = [];
+    let token = '';
+    do {
+      const text = await get(`?limit=3${token && `&continue=${token}`}`);
+      const page = JSON.parse(text) as (typeof out)[number];
+      t.is(text, JSON.stringify(page), 'compact JSON, in the order it parses');
+      t.deepEqual(Object.keys(page), ['kind', 'apiVersion', 'metadata', 'items']);
+      out.push(page);
+      token = page.metadata.continue ?? '';
+    } while (token);
+    return out;
+  };
+  const first = await pages();
+  t.deepEqual(first.map((p) => p.items.map((o) => o.metadata.name)), [['s0', 's1', 's2'], ['s3', 's4', 's5'], ['s6']]);
+  t.deepEqual(first.map((p) => p.metadata.remainingItemCount), [4, 1, undefined]);
+  t.true(first.every((p) => p.metadata.resourceVersion === stub.resourceVersion));
+  stub.apply('Service', svc('s4', '10.96.1.4'));
+  const second = await pages();
+  t.is(second[1]!.items[1]!.spec.clusterIP, '10.96.1.4');
+  t.is(second[1]!.items[0]!.spec.clusterIP, '10.96.0.4');
+  t.true(second.every((p) => p.metadata.resourceVersion === stub.resourceVersion));
+});
+
 test('the continue token read from an answer\'s head is what the parsed answer says, or nothing', (t) => {
-  const b = (s: string) => Buffer.from(s);
+  const b = (s: string) => s;
   // kube-apiserver's field order: TypeMeta, ListMeta, items
   t.is(leadingContinue(b('{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"12","continue":"eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ","remainingItemCount":9500},"items":[{"metadata":{"continue":"no"}}]}')),
     'eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ');
@@ -133,6 +169,33 @@ test('a page asked for ahead on a token the parsed answer does not confirm is dr
   // every confirmed page once, in order; the unconfirmed guesses (asked or cancelled before they
   // were) are the only others
   t.deepEqual(asked.filter((x) => x !== 'wrong'), ['', 'p2', 'p4']);
+});
+
+test('pages sent chunked (no length), larger each time, a character split between chunks: each read whole', async (t) => {
+  // an answer's bytes go into a buffer kept from one answer to the next (kube-http.ts Body): it
+  // must grow past a smaller page's, and decode only once the answer is whole
+  const names = ['ä-0', 'x'.repeat(70_000) + '€', 'ü'.repeat(150_000), 'end'];
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url!, 'http://x');
+    const i = Number(u.searchParams.get('continue') ?? 0);
+    const next = i + 1 < names.length ? `,"continue":"${i + 1}"` : '';
+    const body = Buffer.from(`{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"3"${next}},"items":[{"metadata":{"name":${JSON.stringify(names[i])}}}]}`);
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    // odd-sized writes: a multi-byte character lands across two of them
+    for (let at = 0; at < body.length; at += 4099) res.write(body.subarray(at, at + 4099));
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+    users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
+  });
+  for (let round = 0; round < 2; round++) {
+    const res = await listObjects<{ metadata: { name: string } }>(kc, '/api/v1/services', 'services', { signal: new AbortController().signal, timeoutMs: 5000, pageSize: 1 });
+    t.deepEqual(res.items.map((o) => o.metadata.name), names);
+  }
 });
 
 test('a first LIST reaches the store page by page (the agent compiles it meanwhile), each object once', async (t) => {
