@@ -66,8 +66,9 @@ const SERVER_PORT = 8080;
 /**
  * KBP_CONNRATE_HOOKED_PORT=P: the hooked path connects to the server's port P (the server listens
  * there too) instead of SERVER_PORT, the port of the measured Service's backend: a connection to a
- * port no Service leads to, whose replies lb_rev_filter lets skip the reply lookup (to a Service's
- * backend port they are looked up, the bit being set by the tc path's flows).
+ * port no Service leads to. (Since session 16 the hooked path's packets to and from the Service's
+ * backend port skip the reply lookups too: lb_rev_filter's bit holds the client's address, and only
+ * the tc path's client has translated flows to that backend.)
  */
 const HOOKED_PORT = Number(process.env.KBP_CONNRATE_HOOKED_PORT ?? SERVER_PORT);
 /** KBP_CONNRATE_SIZES=10000[,...]: the Service counts measured instead of the default ones */

@@ -88,16 +88,16 @@ static __always_inline __u32 lb_rev_filter_key(__u32 bit)
 	return 1 + 2 * (bit >> 6);
 }
 
-/* After a reverse entry with this source was written (lb_maps.h lb_rev_filter): its bit in both
- * halves, two words of one cache line. A bit already set is left unwritten: no store on the cache
- * line every CPU reads. */
-static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u8 proto)
+/* After a reverse entry with this source (a backend) and destination (its client) was written
+ * (lb_maps.h lb_rev_filter): its bit in both halves, two words of one cache line. A bit already set
+ * is left unwritten: no store on the cache line every CPU reads. */
+static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u8 proto, const union lb_addr *client)
 {
 	__u32 w[4], bit, key;
 	__u64 *v, m;
 
 	__builtin_memcpy(w, addr, 16);
-	bit = lb_fe_filter_bit(w, port, proto);
+	bit = lb_rev_filter_bit(w, port, proto, client->w);
 	m = 1ULL << (bit & 63);
 	key = lb_rev_filter_key(bit);
 	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
@@ -109,9 +109,10 @@ static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u
 		__sync_fetch_and_or(v, m);
 }
 
-/* 0 when no reverse entry in lb_ct or lb_ct_syn has this source (a packet from it is no reply of
- * ours); 1 when one may, or the filter is off */
-static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 port, __u8 proto)
+/* 0 when no reverse entry in lb_ct or lb_ct_syn has this source and destination (a packet between
+ * them is no reply of ours); 1 when one may, or the filter is off */
+static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 port, __u8 proto,
+					     const union lb_addr *dst)
 {
 	__u32 key = 0, bit;
 	__u64 *v, half;
@@ -122,7 +123,7 @@ static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 po
 	half = *v;
 	if (half != 1 && half != 2)
 		return 1;
-	bit = lb_fe_filter_bit(src->w, port, proto);
+	bit = lb_rev_filter_bit(src->w, port, proto, dst->w);
 	key = lb_rev_filter_key(bit) + (__u32)(half - 1);
 	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
 	return !v || ((*v >> (bit & 63)) & 1);
@@ -298,7 +299,7 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 		lb_ct_overwrite(rev, &e);
 	else
 		lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT);
-	lb_rev_filter_set(be->addr, be->port, p->proto);
+	lb_rev_filter_set(be->addr, be->port, p->proto, &p->saddr);
 	return 1;
 }
 
@@ -344,7 +345,7 @@ static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *ct;
 
-	if (!lb_tcp_syn(p) || !lb_rev_filter_may(&p->daddr, p->dport, p->proto))
+	if (!lb_tcp_syn(p) || !lb_rev_filter_may(&p->daddr, p->dport, p->proto, &p->saddr))
 		return;
 	lb_ct_key_rev_of(&k, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &k);

@@ -82,4 +82,26 @@ static __always_inline __u32 lb_fe_filter_bit(const __u32 *w, __be16 port, __u8 
 	return ((h >> (32 - LB_FE_FILTER_BITS_LOG2 + 6)) << 6) | ((((p & 31) << 1) | (proto & 1)) ^ ((h >> 12) & 63));
 }
 
+/* The bit of a reverse entry's key (backend address src, port and proto, client address dst) in
+ * lb_rev_filter: lb_fe_filter_bit() of the backend's address with the client's address mixed into
+ * its last word. A reply is looked up by a key holding its own destination, so the client's address
+ * narrows the filter at no risk: a pod's packets to or from a Service's backend that it reaches
+ * directly (a headless Service, a pod IP) pass it only when that pod has a translated flow to the
+ * same backend port (session 16: before, every such packet was looked up in lb_ct). The client's
+ * port is left out, so consecutive connections still read one word. src/dataplane/bpf/layout.ts
+ * revFilterBit() computes the same from an lb_ct key. */
+static __always_inline __u32 lb_rev_filter_bit(const __u32 *src, __be16 port, __u8 proto, const __u32 *dst)
+{
+	__u32 w[4], x;
+
+	x = (dst[0] ^ dst[1] ^ dst[2]) * 0x85ebca6bU;
+	x = (x ^ dst[3]) * 0x9e3779b1U;
+	x ^= x >> 15;
+	w[0] = src[0];
+	w[1] = src[1];
+	w[2] = src[2];
+	w[3] = src[3] ^ x;
+	return lb_fe_filter_bit(w, port, proto);
+}
+
 #endif

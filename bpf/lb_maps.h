@@ -37,7 +37,8 @@ struct {
 _Static_assert(LB_FE_FILTER_WORDS == 1 << (LB_FE_FILTER_BITS_LOG2 - 6), "lb_fe_filter: words for the bits");
 
 /* A filter in front of the reply lookups in lb_ct and lb_ct_syn: a packet whose source (address,
- * port, proto) no reverse entry has is no reply of a translated flow, and a packet to no Service
+ * port, proto) and destination address no reverse entry has (lb_hash.h lb_rev_filter_bit) is no
+ * reply of a translated flow, and a packet to no Service
  * (every forwarded pod packet) then costs one inlined array read instead of a cold lb_ct bucket.
  * Two halves of LB_REV_FILTER_WORDS words, interleaved (word i of half h is element 1 + 2 i + h - 1:
  * a bit's two words share a cache line): a program that writes a reverse entry sets its source's

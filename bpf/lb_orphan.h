@@ -62,7 +62,7 @@ static __always_inline void lb_orphan_touch(struct lb_ct_entry *ct, const struct
 	__builtin_memcpy(e.fe_addr, p->daddr.b, 16);
 	if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT) == 0)
 		lb_stat_inc(LB_STAT_CT_REV_RESTORED);
-	lb_rev_filter_set(be_addr, be_port, p->proto);
+	lb_rev_filter_set(be_addr, be_port, p->proto, &p->saddr);
 }
 
 #endif

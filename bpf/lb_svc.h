@@ -439,7 +439,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		lb_stat_inc(LB_STAT_CT_FULL);
 	if (!sel->promote ? lb_ct_put_looked(ctmap, &rk, &e, ins) : lb_lru_put(ctmap, &rk, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
-	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto);
+	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto, &p->saddr);
 	if (sel->promote) {
 		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);
 		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);

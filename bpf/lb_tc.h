@@ -180,8 +180,9 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	__u64 now;
 	int expired = 0;
 
-	/* a packet from a source no reverse entry has (most packets to no Service) ends here */
-	if (!lb_rev_filter_may(&p->saddr, p->sport, p->proto))
+	/* a packet between a source and destination no reverse entry has (most packets to no Service)
+	 * ends here */
+	if (!lb_rev_filter_may(&p->saddr, p->sport, p->proto, &p->daddr))
 		return -1;
 	now = lb_now();
 	lb_ct_key_reply(&k, p);

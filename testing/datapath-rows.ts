@@ -415,11 +415,13 @@ export function buildRows(): Row[] {
     // The SYN's entries are rewritten in place where their keys exist (lb_ct_overwrite): every
     // field, here over a deleted frontend's orphaned forward entry and another frontend's closed
     // reverse entry, whose orphan port, addresses, ids and flags must all go.
-    const old = { lastSeen: ago(5n * SEC), feId: 77, flags: LB_CT_F_CLOSING };
+    // (their age is taken at the setup: taken when the rows are built, it had passed the 120 s of a
+    // closing entry by this row on the VM's emulated 6.1 at load ~18, which counted ct_expired)
     add({
       name: 'SYN on the client port of an orphaned flow and of another frontend\'s closed flow: both entries rewritten whole',
       prog: 'lb_tc_ingress',
       setup: (dp) => {
+        const old = { lastSeen: ago(5n * SEC), feId: 77, flags: LB_CT_F_CLOSING };
         dp.setCt('lb_ct', ctKey(s, C4, sport + 1), { ...old, backendId: 98, flags: LB_CT_F_ORPHAN | LB_CT_F_CLOSING, feAddr: '10.244.77.7', orphanPort: 7777 });
         dp.setCt('lb_ct', ctRevKey(s, pick(s, C4, sport + 1), C4, sport + 1), { ...old, backendId: 97, feAddr: '10.96.77.7' });
       },

@@ -8,7 +8,7 @@
 import test from 'ava';
 import { Datapath, TC_ACT_OK, type TestService } from '../../testing/datapath.js';
 import { frame, tcp, udp, TCP_ACK, TCP_RST, TCP_SYN } from '../../testing/packets.js';
-import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_STATS, encodeCtKey, encodeU32, revFilterBit, revFilterElem, sumU64PerCpu, type CtKey } from '../../src/dataplane/bpf/layout.js';
+import { CT_ENTRY, LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, LB_STATS, encodeCtKey, encodeU32, revFilterBit, revFilterElem, sumU64PerCpu, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { RevFilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 import { native } from '../../src/dataplane/bpf/native/addon.js';
 import { isRoot } from './fixtures/util.js';
@@ -107,6 +107,46 @@ if (!isRoot) {
     runOk(t, d, 'lb_tc_egress', rep(WEB, 41000, { flags: TCP_ACK }), 'off: looked up');
     setSwitch(d, 3);
     runOk(t, d, 'lb_tc_egress', rep(WEB, 41000, { flags: TCP_ACK }), 'a switch value of no half: off');
+  });
+
+  // The bit is the reverse entry's backend AND its client (lb_hash.h lb_rev_filter_bit): a pod that
+  // reaches a Service's backend directly (a headless Service, a pod IP) while other pods use the
+  // Service pays no lb_ct lookup for its packets. Shown by entries the programs would find but whose
+  // bit is clear: the other client's (planted without its bit) is not looked up, where a bit of the
+  // backend alone (sessions 12-15) let both through.
+  test.serial('the bit holds the client: a backend\'s packets to a client without a translated flow to it skip the reply lookups', (t) => {
+    const d = dp!;
+    d.restore();
+    const OTHER = '10.244.5.77', b = WEB.backends[0]!;
+    const otherRev = encodeCtKey({ saddr: b.address, daddr: OTHER, sport: b.port, dport: 43000, protocol: 'TCP', dir: LB_CT_DIR_REV });
+    t.not(revFilterBit(otherRev), bitOf(WEB), 'the two clients on different bits (else the test proves less)');
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41005), 'CLIENT\'s SYN translated: its bit set');
+    t.true(isSet(d, 1, bitOf(WEB)));
+    t.false(isSet(d, 1, revFilterBit(otherRev)), 'no bit for the other client');
+    // an entry of the other client's flow that no program wrote (so no bit): found only by a lookup
+    const fwdEntry = d.map('lb_ct_syn').lookup(revKey(WEB, 41005))!;
+    d.map('lb_ct').update(otherRev, fwdEntry);
+    d.resetStats();
+    const reply = frame({ src: b.address, dst: OTHER, l4: tcp(b.port, 43000, { flags: TCP_ACK, seq: 7, ack: 9 }) });
+    runOk(t, d, 'lb_tc_egress', { input: reply, output: 'input' }, 'the other client\'s packet: not looked up, untouched');
+    t.deepEqual(d.stats(), {}, 'nothing counted');
+    setSwitch(d, 0);
+    const r = d.run('lb_tc_egress', reply);
+    t.not(r.output.toString('hex'), reply.toString('hex'), 'off: the same packet is looked up and rewritten (the entry is real)');
+    setSwitch(d, 1);
+    // the other client's direct SYN to the backend: lb_ct_forget_closed's lookup skipped too, so a
+    // closing entry of its (planted) is left alone; with the filter off it is forgotten
+    const closing = Buffer.from(fwdEntry);
+    const flags = closing.readUInt16LE(CT_ENTRY.fields.flags.offset) | LB_CT_F_CLOSING;
+    closing.writeUInt16LE(flags, CT_ENTRY.fields.flags.offset);
+    d.map('lb_ct').update(otherRev, closing);
+    const syn = frame({ src: OTHER, dst: b.address, l4: tcp(43000, b.port, { flags: TCP_SYN }) });
+    runOk(t, d, 'lb_tc_ingress', { input: syn, output: 'input' }, 'a direct SYN passes');
+    t.truthy(d.map('lb_ct').lookup(otherRev), 'not looked up: the closing entry stays');
+    setSwitch(d, 0);
+    runOk(t, d, 'lb_tc_ingress', { input: syn, output: 'input' }, 'a direct SYN passes (filter off)');
+    t.falsy(d.map('lb_ct').lookup(otherRev), 'off: looked up, the closed flow\'s entry forgotten');
+    setSwitch(d, 1);
   });
 
   test.serial('the agent\'s rebuild: entries left without bits (an upgrade\'s fresh map, a restart) are found by its scans, later ones by the programs', async (t) => {

@@ -7,7 +7,7 @@
 // group (no two ports or protocols of one address and group share a bit).
 import test from 'ava';
 import fc from 'fast-check';
-import { encodeFeKey, feFilterBit, LB_FE_FILTER_BITS_LOG2 } from '../../src/dataplane/bpf/layout.js';
+import { encodeCtKey, encodeFeKey, feFilterBit, feFilterBitLegacy, LB_CT_DIR_REV, LB_FE_FILTER_BITS_LOG2, revFilterBit, revFilterBits } from '../../src/dataplane/bpf/layout.js';
 
 const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
 const v6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((g) => g.map((x) => x.toString(16)).join(':'));
@@ -57,4 +57,29 @@ test('a port many frontends share (80) is on another bit in each word: packets o
   for (let i = 0; i < 10_000; i++) if (set.has(bit(`10.244.${i >> 8}.${i & 255}`, 80, 'TCP'))) pass++;
   // one bit in 2^20 per frontend: ~1 % of other addresses' port-80 packets find theirs set
   t.true(pass < 300, `${pass} of 10,000 pod packets to port 80 pass the filter of 10,000 port-80 ClusterIPs`);
+});
+
+// lb_rev_filter's bit (layout.ts revFilterBit, lb_hash.h lb_rev_filter_bit): the reverse entry's
+// backend with its client's address mixed in. A rebuild also sets the bits older builds read.
+const revKey = (backend: string, port: number, client: string, cport: number) =>
+  encodeCtKey({ saddr: backend, daddr: client, sport: port, dport: cport, protocol: 'TCP', dir: LB_CT_DIR_REV });
+
+test('the reply filter\'s bit: one backend\'s clients spread over the words, one client\'s ports share one', (t) => {
+  // 10,000 pods reaching one backend: each on its own word as far as the words allow, so a pod that
+  // reaches the backend directly meets the bit of the pods that use its Service rarely
+  const words = new Set<number>();
+  for (let i = 0; i < 10_000; i++) words.add(revFilterBit(revKey('10.244.8.1', 8080, `10.244.${i >> 8}.${i & 255}`, 40000)) >>> 6);
+  t.true(words.size > 7000, `${words.size} distinct words for 10,000 clients of one backend`);
+  fc.assert(fc.property(addr, addr, fc.nat(0xffff), fc.nat(0xffff), fc.nat(0xffff), (b, c, port, p1, p2) =>
+    revFilterBit(revKey(b, port, c, p1)) === revFilterBit(revKey(b, port, c, p2))));
+});
+
+test('a rebuild sets the bit of this build, and of older builds (the source alone: sessions 12-15, and before)', (t) => {
+  fc.assert(fc.property(addr, addr, fc.nat(0xffff), fc.nat(0xffff), (b, c, port, cport) => {
+    const k = revKey(b, port, c, cport);
+    const [now, s12, legacy] = revFilterBits(k);
+    const fe = encodeFeKey({ address: b, port, protocol: 'TCP', scope: 'internal' });
+    return now === revFilterBit(k) && s12 === feFilterBit(fe) && legacy === feFilterBitLegacy(fe);
+  }));
+  t.pass();
 });

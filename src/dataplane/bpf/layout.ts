@@ -161,21 +161,33 @@ export function revFilterElem(bit: number, half: 1 | 2): number {
 }
 
 const revScratch = Buffer.alloc(19);
-/**
- * The lb_rev_filter bit of an lb_ct key (lb_ct.h lb_rev_filter_set()): feFilterBit() of its source
- * address, source port and protocol, the backend of a reverse entry.
- */
-export function revFilterBit(ctKey: Buffer): number {
+/** revScratch holds an lb_ct key's source address, source port and protocol (a reverse entry's backend) */
+function revScratchOf(ctKey: Buffer): void {
   const f = CT_KEY.fields;
   ctKey.copy(revScratch, 0, f.saddr.offset, f.saddr.offset + 16);
   ctKey.copy(revScratch, 16, f.sport.offset, f.sport.offset + 2);
   revScratch[18] = ctKey[f.proto.offset]!;
+}
+/**
+ * The lb_rev_filter bit of an lb_ct key (lb_hash.h lb_rev_filter_bit()): feFilterBit() of its source
+ * address (the backend of a reverse entry) with its destination address (the client) mixed into the
+ * last word, source port and protocol.
+ */
+export function revFilterBit(ctKey: Buffer): number {
+  revScratchOf(ctKey);
+  const w3 = revScratch.readUInt32LE(12) ^ filterAddrHash(ctKey, CT_KEY.fields.daddr.offset);
+  revScratch.writeUInt32LE(w3 >>> 0, 12);
   return feFilterBit(revScratch);
 }
-/** revFilterBit() and the bit older builds read (feFilterBitLegacy()): what a rebuild sets */
-export function revFilterBits(ctKey: Buffer): [number, number] {
+/**
+ * revFilterBit() and the bits older builds read: feFilterBit() of the source alone (builds of
+ * sessions 12-15), feFilterBitLegacy() (before): what a rebuild sets, so that an older object driven
+ * by this agent (the A/B benches' base objects, --bpf-object) still finds every reply.
+ */
+export function revFilterBits(ctKey: Buffer): [number, number, number] {
   const bit = revFilterBit(ctKey);
-  return [bit, feFilterBitLegacy(revScratch)];
+  revScratchOf(ctKey);
+  return [bit, feFilterBit(revScratch), feFilterBitLegacy(revScratch)];
 }
 
 // ---- enum translations --------------------------------------------------------------------------
