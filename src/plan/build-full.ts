@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 import { addressKey } from '../model/canonical.js';
 import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
-import { findIn } from './backend-index.js';
+import { BackendIndex, findIn } from './backend-index.js';
 import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
@@ -338,8 +338,9 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     for (const i of fresh) bk.id[i] = alloc.next();
   }
   const planBackends = new Map<number, PlanBackend>();
-  const order = byId(bk);
-  for (const i of order) {
+  // the chain's index of them by address (build-incremental.ts), made here from the values parsed in step 1
+  const index = new BackendIndex(bk.size);
+  for (const i of byId(bk)) {
     const id = bk.id[i]!;
     const terminating = bk.terminating[i] === 1, local = bk.local[i] === 1;
     // an unchanged backend keeps its object, so plans share them and diff compares less
@@ -349,6 +350,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
         id, address: bk.addressOf(i), port: bk.port[i]!, protocol: bk.protocolOf(i), terminating, local,
       };
     planBackends.set(id, b);
+    index.addParsed(bk.v4Of(i), b);
   }
 
   // 3. frontend ids, the same way
@@ -413,7 +415,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const planTables = new Map<number, PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
   const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
-  startChain(plan, sizing, ordered, bk, tables, state, order);
+  startChain(plan, sizing, ordered, bk, tables, state, index);
   return plan;
 }
 

@@ -15,13 +15,12 @@
 // a duplicate, an id range full), which makes every error the full path's, word for word.
 
 import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
-import { BackendIndex, backendIndex, findIn, indexAdd, indexRemove } from './backend-index.js';
+import { backendIndex, findIn, indexAdd, indexRemove, type BackendIndex } from './backend-index.js';
 import { AddressKeys, affinityGroupOf, backendFault, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 import { frontendCount, stateDelta } from './delta.js';
-import { strictV4 } from '../util/ip.js';
 
 interface FeRec {
   src: NodeFrontend;
@@ -87,8 +86,6 @@ interface FullFrontend {
 /** A full build's distinct backends (build-full.ts Backends): id and reference counts per index. */
 interface FullBackends {
   readonly size: number;
-  /** strictV4 of the backend's address (-1: not a dotted quad) */
-  v4Of(i: number): number;
   readonly id: ArrayLike<number>;
   readonly refs: ArrayLike<number>;
   readonly termRefs: ArrayLike<number>;
@@ -97,8 +94,8 @@ interface FullBackends {
 
 /** Makes a full build's plan the head of a new chain (of none when its ids are too sparse). */
 export function startChain(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>,
-  state: NodeState, byId: Int32Array): void {
-  heads.set(plan, { chain: Chain.fromFull(plan, sizing, ordered, bk, tables, byId), version: 0, serial: ++serials, state });
+  state: NodeState, index: BackendIndex): void {
+  heads.set(plan, { chain: Chain.fromFull(plan, sizing, ordered, bk, tables, index), version: 0, serial: ++serials, state });
 }
 
 /** prev's backends by address: its chain's index when prev is the chain's latest plan, else built. */
@@ -134,22 +131,6 @@ function takeId(live: { a: Uint8Array }, hint: { h: number }, max: number): numb
   return id;
 }
 
-/**
- * A full build's backends by address, from the address values its step 1 parsed (backendIndex() spread
- * ~1M of them into an array and parsed every address again). Made here, after the build, not beside
- * the PlanBackend objects: written into the index's old-space array while they are young, they made
- * the scavenges of the build slower (buildPlan at 100k 1.13x of main's, 4 rounds).
- */
-function fullIndex(backends: Map<number, PlanBackend>, bk: FullBackends, byId: Int32Array): BackendIndex {
-  const index = new BackendIndex(backends.size);
-  let k = 0;
-  for (const b of backends.values()) {
-    const i = byId[k++]!;
-    index.addParsed(i !== undefined && bk.id[i] === b.id ? bk.v4Of(i) : strictV4(b.address), b);
-  }
-  return index;
-}
-
 class Chain {
   /** bumped by each incremental build; a plan's Head.version says which state it saw */
   version = 0;
@@ -182,9 +163,9 @@ class Chain {
   ) {}
 
   /** undefined when ids are too sparse for arrays indexed by id (a kernel read-back may hold any) */
-  /** byId: bk's indices in the order plan.backends holds them (the full build inserts them so) */
+  /** index: plan.backends by address (the full build makes it beside them) */
   static fromFull(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>,
-    byId: Int32Array): Chain | undefined {
+    index: BackendIndex): Chain | undefined {
     const { seed, frontends, backends, tables: planTables } = plan;
     let beTop = 0, tblTop = 0;
     for (const id of backends.keys()) if (id > beTop) beTop = id;
@@ -216,7 +197,7 @@ class Chain {
     for (const r of recs) if (r.tkey) { const t = tables.get(r.tkey)!.id; tblRefs[t] = (tblRefs[t] ?? 0) + 1; }
     const feLive = new Uint8Array(LB_FE_ID_MAX);
     for (const f of frontends.values()) feLive[f.id] = 1;
-    return new Chain(seed, sizing, recs, bySrc, byKey, fullIndex(backends, bk, byId), refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
+    return new Chain(seed, sizing, recs, bySrc, byKey, index, refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
   }
 }
 
