@@ -56,14 +56,7 @@ export class BackendIndex {
 
   /** b under its address, beside those of other ports or protocols there (one parse and one probe) */
   add(b: PlanBackend): void {
-    this.addParsed(strictV4(b.address), b);
-  }
-
-  /**
-   * add() with the address already parsed: v is strictV4(b.address) (a full build has every
-   * address's value: its chain's index takes them instead of parsing ~1M addresses again)
-   */
-  addParsed(v: number, b: PlanBackend): void {
+    const v = strictV4(b.address);
     if (v < 0) {
       const same = this.#other.get(b.address);
       this.#other.set(b.address, same === undefined ? b : Array.isArray(same) ? (same.push(b), same) : [same, b]);

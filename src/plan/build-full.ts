@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 import { addressKey } from '../model/canonical.js';
 import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
-import { BackendIndex, findIn } from './backend-index.js';
+import { findIn } from './backend-index.js';
 import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
@@ -185,11 +185,6 @@ class Backends {
     return this.#addrV4[a]! >= 0 || this.#addrKey[a] !== '';
   }
 
-  /** strictV4 of backend i's address, -1 when it is not a dotted quad */
-  v4Of(i: number): number {
-    return this.#addrV4[this.addr[i]!]!;
-  }
-
   find(addr: number, port: number, protocol: number): number {
     let i = this.#addrFirst[addr]!;
     while (i >= 0 && (this.port[i] !== port || this.protocol[i] !== protocol)) i = this.next[i]!;
@@ -338,19 +333,15 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     for (const i of fresh) bk.id[i] = alloc.next();
   }
   const planBackends = new Map<number, PlanBackend>();
-  // the chain's index of them by address (build-incremental.ts), made here from the values parsed in step 1
-  const index = new BackendIndex(bk.size);
   for (const i of byId(bk)) {
     const id = bk.id[i]!;
     const terminating = bk.terminating[i] === 1, local = bk.local[i] === 1;
     // an unchanged backend keeps its object, so plans share them and diff compares less
     const old = prev?.backends.get(id);
-    const b = old && old.terminating === terminating && old.local === local && old.port === bk.port[i] &&
+    planBackends.set(id, old && old.terminating === terminating && old.local === local && old.port === bk.port[i] &&
       old.address === bk.addressOf(i) && old.protocol === bk.protocolOf(i) ? old : {
         id, address: bk.addressOf(i), port: bk.port[i]!, protocol: bk.protocolOf(i), terminating, local,
-      };
-    planBackends.set(id, b);
-    index.addParsed(bk.v4Of(i), b);
+      });
   }
 
   // 3. frontend ids, the same way
@@ -415,7 +406,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const planTables = new Map<number, PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
   const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
-  startChain(plan, sizing, ordered, bk, tables, state, index);
+  startChain(plan, sizing, ordered, bk, tables, state);
   return plan;
 }
 

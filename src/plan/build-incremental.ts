@@ -94,8 +94,8 @@ interface FullBackends {
 
 /** Makes a full build's plan the head of a new chain (of none when its ids are too sparse). */
 export function startChain(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>,
-  state: NodeState, index: BackendIndex): void {
-  heads.set(plan, { chain: Chain.fromFull(plan, sizing, ordered, bk, tables, index), version: 0, serial: ++serials, state });
+  state: NodeState): void {
+  heads.set(plan, { chain: Chain.fromFull(plan, sizing, ordered, bk, tables), version: 0, serial: ++serials, state });
 }
 
 /** prev's backends by address: its chain's index when prev is the chain's latest plan, else built. */
@@ -163,9 +163,7 @@ class Chain {
   ) {}
 
   /** undefined when ids are too sparse for arrays indexed by id (a kernel read-back may hold any) */
-  /** index: plan.backends by address (the full build makes it beside them) */
-  static fromFull(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>,
-    index: BackendIndex): Chain | undefined {
+  static fromFull(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>): Chain | undefined {
     const { seed, frontends, backends, tables: planTables } = plan;
     let beTop = 0, tblTop = 0;
     for (const id of backends.keys()) if (id > beTop) beTop = id;
@@ -197,7 +195,7 @@ class Chain {
     for (const r of recs) if (r.tkey) { const t = tables.get(r.tkey)!.id; tblRefs[t] = (tblRefs[t] ?? 0) + 1; }
     const feLive = new Uint8Array(LB_FE_ID_MAX);
     for (const f of frontends.values()) feLive[f.id] = 1;
-    return new Chain(seed, sizing, recs, bySrc, byKey, index, refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
+    return new Chain(seed, sizing, recs, bySrc, byKey, backendIndex(backends.values()), refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
   }
 }
 
