@@ -11,7 +11,7 @@
 // With ONE_GC=1 there is no GC between the steps: the agent's case, where the garbage of the whole
 // first sync meets one full GC after it (agent.ts onSynced -> heap-trim.ts). Then gcMs is that GC's
 // time and garbageMiB what it freed.
-// With APPLY=1 (root, bpffs) the first sync's ops are also written to a fresh data plane (the real
+// With APPLY=1 (root, bpffs; APPLY_ASYNC=1 through applyAsync, as the agent writes) the first sync's ops are also written to a fresh data plane (the real
 // object loaded under a pin root of its own, removed afterwards): the apply step, between diff and
 // release; its CPU includes the Maglev fill wherever the build leaves it. peakRssMiB is the process's
 // maximum resident set (mapped pages of lb_maglev_slots count while mapped). Beyond ~10,000 Services
@@ -33,6 +33,8 @@ import { NODE_IP, NODE_NAME, type ClusterShape } from './gen.js';
 
 const N = Number(process.env.N ?? 10_000);
 const oneGc = process.env.ONE_GC === '1';
+// APPLY_ASYNC=1: the apply as the agent runs it (applyAsync: batches on libuv's pool, the main thread's CPU without them)
+const applyAsync = process.env.APPLY_ASYNC === '1';
 const shape: ClusterShape = { services: N, endpointsPerService: 10, nodePortEvery: 10 };
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with --expose-gc');
@@ -44,9 +46,9 @@ const settle = async (): Promise<NodeJS.MemoryUsage> => {
   gc();
   return process.memoryUsage();
 };
-const step = async <T>(name: string, f: () => T): Promise<T> => {
+const step = async <T>(name: string, f: () => T | Promise<T>): Promise<T> => {
   const c0 = process.cpuUsage(), m0 = process.threadCpuUsage(), t0 = performance.now();
-  const v = f();
+  const v = await f();
   out[`${name}Ms`] = Math.round(performance.now() - t0);
   const c = process.cpuUsage(c0), mc = process.threadCpuUsage(m0);
   out[`${name}CpuMs`] = Math.round((c.user + c.system) / 1000);
@@ -103,7 +105,7 @@ if (process.env.APPLY === '1') {
     try {
       d.maps.writeConfig({ hashSeed: 1, snatMark: 0, flags: 0 });
       await profile(true);
-      const res = await step('apply', () => d.maps.apply(ops));
+      const res = await step('apply', () => (applyAsync ? d.maps.applyAsync(ops) : d.maps.apply(ops)));
       await profile(false, 'apply');
       out.tables = res.tables;
     } finally {

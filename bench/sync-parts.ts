@@ -56,7 +56,7 @@ if (typeof (BpfMap.prototype as any).maglevFillStart === 'function') {
   };
 }
 // the apply's JavaScript parts that are plain calls (generators would time only their creation)
-for (const [proto, names] of [[MapWriter.prototype, ['addMembers', 'feFilterChange', 'syncMembers', 'syncFeFilter', 'loadRegions', 'planRecycling']], [AgentStateFile.prototype, ['setFrontend', 'save']]] as const) {
+for (const [proto, names] of [[MapWriter.prototype, ['feFilterChange', 'syncMembers', 'syncFeFilter', 'loadRegions', 'planRecycling']], [AgentStateFile.prototype, ['setFrontend', 'save']]] as const) {
   for (const m of names) {
     const orig = (proto as any)[m] as ((...a: unknown[]) => unknown) | undefined;
     if (typeof orig !== 'function') continue;

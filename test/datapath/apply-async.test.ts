@@ -32,7 +32,10 @@ function services(n: number, endpoints: number): NodeState {
 
 function request(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = get({ host: '127.0.0.1', port, path: '/healthz', timeout: 60_000 }, (res) => {
+    // a connection of its own (agent: false): a socket kept alive from the first request is closed by
+    // the server 5 s after its answer (keepAliveTimeout), and when a slow apply puts that between the
+    // two requests, the second one's reuse of it was reset (ECONNRESET)
+    const req = get({ host: '127.0.0.1', port, path: '/healthz', timeout: 60_000, agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => { body += d.toString(); });
       res.on('end', () => resolve(body));

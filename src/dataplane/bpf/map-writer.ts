@@ -456,18 +456,23 @@ export class MapWriter {
 
   /** lb_members gains these encoded pairs */
   private writeMemberKeys(keys: Buffer, count: number): void {
-    // batchUpdate yields its steps; membership is written at once, before the frontends switch
-    runSync(this.batchUpdate('lb_members', keys, Buffer.alloc(count, 1), count, (i) => {
+    runSync(this.memberKeySteps(keys, count));
+  }
+
+  private memberKeySteps(keys: Buffer, count: number): Steps {
+    return this.batchUpdate('lb_members', keys, Buffer.alloc(count, 1), count, (i) => {
       const m = L.decodeMemberKey(keys, i * L.MEMBER_KEY.size);
       return `member backend id ${m.backendId} of frontend id ${m.feId}`;
-    }, HASH_BATCH_THREADS));
+    }, HASH_BATCH_THREADS);
   }
 
   /**
    * The membership changes of ops' new backend lists: pairs that join are written now, pairs that
-   * leave are queued for the end of the apply (memberRemovals). Returns whether it wrote.
+   * leave are queued for the end of the apply (memberRemovals). Returns whether it wrote. Its batch
+   * is a step like the others, so applyAsync runs it on the pool (a first sync's ~1.1M pairs at
+   * 100,000 Services held the event loop 1-2.5 s); the apply's next step waits for it either way.
    */
-  private addMembers(ops: readonly PlanOp[]): boolean {
+  private *addMembers(ops: readonly PlanOp[]): Generator<Write, boolean, number> {
     const members = this.members!, added: L.MemberKey[] = [];
     // a new frontend's pairs (every one at a first sync: ~100,000 at 10,000 Services) are encoded as
     // they are found, without a Set and an object per pair
@@ -512,7 +517,7 @@ export class MapWriter {
     const pairs = u32Bytes(fresh.subarray(0, 2 * n));
     const keys = added.length ? Buffer.concat([pairs, Buffer.alloc(added.length * size)]) : pairs;
     added.forEach((m, i) => L.encodeMemberKey(m, keys, (n + i) * size));
-    this.writeMemberKeys(keys, n + added.length);
+    yield* this.memberKeySteps(keys, n + added.length);
     return true;
   }
 
@@ -549,7 +554,7 @@ export class MapWriter {
       // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
       // SYN balanced to a new backend from then on is checked against lb_members on its next packet
       // (a missing pair resets the flow)
-      if (this.addMembers(ops)) res.batches++;
+      if (yield* this.addMembers(ops)) res.batches++;
       for (let i = 0; i < ops.length;) {
         let j = i + 1;
         while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
