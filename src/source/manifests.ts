@@ -493,14 +493,15 @@ export class ManifestsReader {
           full();
           break;
         }
-        if (what === 'file') this.#reload(p, problems, touched);
+        // a manifest file: #reload's stat key comes from the stat that found it (one statSync, not two)
+        if (typeof what === 'object') this.#reload(p, problems, touched, what);
         else if (what === 'gone') this.#setFile(p, undefined, touched);
       }
     }
   }
 
-  /** what a watch event's path is: a manifest file, gone (or no longer a manifest), a folder, or not ours */
-  #classify(p: string): 'file' | 'gone' | 'folder' | 'ignore' {
+  /** what a watch event's path is: a manifest file (its stat), gone (or no longer a manifest), a folder, or not ours */
+  #classify(p: string): Stats | 'gone' | 'folder' | 'ignore' {
     const rel = relative(this.dir, p);
     if (!rel || rel.startsWith('..')) return 'folder';
     const parts = rel.split(sep);
@@ -515,11 +516,7 @@ export class ManifestsReader {
       return EXTENSIONS.test(p) ? 'ignore' : 'folder';
     }
     if (st.isDirectory()) return 'folder';
-    if (st.isFile() && EXTENSIONS.test(p)) {
-      // #reload's stat key comes from this stat: one statSync a watched change, not two
-      this.#classified = { p, st };
-      return 'file';
-    }
+    if (st.isFile() && EXTENSIONS.test(p)) return st;
     return this.#files.has(p) ? 'gone' : 'ignore';
   }
 
@@ -569,11 +566,8 @@ export class ManifestsReader {
     if (this.#unstated === u) this.#unstated = undefined;
   }
 
-  /** the stat #classify took of a file it named, for the #reload that follows it in the same turn */
-  #classified: { p: string; st: Stats } | undefined;
-
-  /** Re-reads one file if its stat changed; notes the ids whose definitions changed. */
-  #reload(p: string, problems: ManifestProblem[], touched: Set<string>): void {
+  /** Re-reads one file if its stat changed (taken now, or `known`: just taken); notes the ids whose definitions changed. */
+  #reload(p: string, problems: ManifestProblem[], touched: Set<string>, known?: Stats): void {
     const prev = this.#files.get(p);
     if (this.#statLater && this.#unstated && !prev) {
       // a first read, stat'ed later (fillStats)
@@ -588,9 +582,7 @@ export class ManifestsReader {
       this.#unstated.paths.push(p);
       return;
     }
-    const pre = this.#classified;
-    this.#classified = undefined;
-    const { key: st, ino } = pre?.p === p ? { key: keyOf(pre.st), ino: pre.st.ino } : statKey(p);
+    const { key: st, ino } = known ? { key: keyOf(known), ino: known.ino } : statKey(p);
     if (prev && st !== undefined && prev.stat === st) return;
     let text: string;
     try {
