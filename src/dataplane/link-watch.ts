@@ -56,29 +56,16 @@ export function parseMonitorLine(line: string): LinkEvent | undefined {
 export function linkEventsOf(messages: readonly Message[]): LinkEvent[] {
   const out: LinkEvent[] = [];
   for (const m of messages) {
+    const kind = m.type === RTM.NEWLINK || m.type === RTM.NEWADDR ? 'new' : 'del';
     if (m.type === RTM.NEWLINK || m.type === RTM.DELLINK) {
-      const l = decodeLink(m.type === RTM.NEWLINK ? m : { ...m, type: RTM.NEWLINK });
-      if (l) out.push({ kind: m.type === RTM.NEWLINK ? 'new' : 'del', ifindex: l.ifindex, ifname: l.ifname });
+      const l = decodeLink(m);
+      if (l) out.push({ kind, ifindex: l.ifindex, ifname: l.ifname });
     } else if (m.type === RTM.NEWADDR || m.type === RTM.DELADDR) {
-      const a = decodeAddr(m.type === RTM.NEWADDR ? m : { ...m, type: RTM.NEWADDR });
-      if (a) out.push({ kind: m.type === RTM.NEWADDR ? 'new' : 'del', ifindex: a.index, ifname: addrLabel(m), address: a.address });
+      const a = decodeAddr(m);
+      if (a) out.push({ kind, ifindex: a.index, ifname: a.label ?? '', address: a.address });
     }
   }
   return out;
-}
-
-const IFA_LABEL = 3;
-
-function addrLabel(m: Message): string {
-  // ifaddrmsg is 8 bytes; attributes follow (nlattr: u16 length, u16 type, value, padded to 4)
-  let off = 8;
-  while (off + 4 <= m.payload.length) {
-    const len = m.payload.readUInt16LE(off), type = m.payload.readUInt16LE(off + 2) & 0x3fff;
-    if (len < 4 || off + len > m.payload.length) break;
-    if (type === IFA_LABEL) return m.payload.toString('utf8', off + 4, off + len).replace(/\0+$/, '');
-    off += (len + 3) & ~3;
-  }
-  return '';
 }
 
 export interface LinkWatcherOptions {

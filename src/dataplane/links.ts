@@ -38,9 +38,9 @@ const ARPHRD: Record<number, string> = {
   776: 'sit', 778: 'gre', 783: 'irda', 801: 'ieee802.11', 823: 'ip6gre', 65534: 'none',
 };
 
-/** One RTM_NEWLINK of a dump: index, name, flags, type, master's index; undefined for anything else. */
+/** One RTM_NEWLINK (of a dump, or an event) or RTM_DELLINK (an event): index, name, flags, type, master's index; undefined for anything else. */
 export function decodeLink(m: Message): { ifindex: number; ifname: string; up: boolean; linkType: string; masterIndex?: number } | undefined {
-  if (m.type !== RTM.NEWLINK || m.payload.length < 16) return undefined;
+  if ((m.type !== RTM.NEWLINK && m.type !== RTM.DELLINK) || m.payload.length < 16) return undefined;
   const type = m.payload.readUInt16LE(2), ifindex = m.payload.readInt32LE(4), flags = m.payload.readUInt32LE(8);
   const a = decodeAttrs(m.payload.subarray(16));
   const name = a.get(IFLA_IFNAME);

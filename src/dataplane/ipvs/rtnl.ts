@@ -17,6 +17,7 @@ const IFLA_LINKINFO = 18;
 const IFLA_INFO_KIND = 1;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
+const IFA_LABEL = 3;
 /** no duplicate address detection: a VIP is usable at once (iproute2's `nodad`) */
 export const IFA_F_NODAD = 0x02;
 export const NLM_F_EXCL = 0x200;
@@ -48,15 +49,19 @@ export function ifaddrmsg(index: number, address: string, flags = 0): Buffer {
   return Buffer.concat([h, encodeAttrs([attr.bytes(IFA_LOCAL, a), attr.bytes(IFA_ADDRESS, a)])]);
 }
 
-/** An RTM_NEWADDR of a dump: the device's index and the address (IFA_LOCAL, else IFA_ADDRESS). */
-export function decodeAddr(m: Message): { index: number; address: string } | undefined {
-  if (m.type !== RTM.NEWADDR || m.payload.length < 8) return undefined;
+/**
+ * An RTM_NEWADDR (of a dump, or an event) or RTM_DELADDR (an event): the device's index, the address
+ * (IFA_LOCAL, else IFA_ADDRESS) and its label where the kernel gives one (IPv4's: the device's name).
+ */
+export function decodeAddr(m: Message): { index: number; address: string; label?: string } | undefined {
+  if ((m.type !== RTM.NEWADDR && m.type !== RTM.DELADDR) || m.payload.length < 8) return undefined;
   const af = m.payload.readUInt8(0);
   if (af !== AF_INET && af !== AF_INET6) return undefined;
   const a = decodeAttrs(m.payload.subarray(8));
   const b = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
   if (!b || b.length !== (af === AF_INET ? 4 : 16)) return undefined;
-  return { index: m.payload.readUInt32LE(4), address: ipText(af, b) };
+  const label = a.get(IFA_LABEL)?.toString('utf8').replace(/\0+$/, '');
+  return { index: m.payload.readUInt32LE(4), address: ipText(af, b), ...(label && { label }) };
 }
 
 /** An RTM_NEWLINK answer: the device's index. */
