@@ -447,15 +447,12 @@ function status(code: number, reason: string, message: string): object {
 }
 
 function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
-  sendText(res, code, JSON.stringify(body));
-}
-
-const COMMA = Buffer.from(','), END = Buffer.from(']}');
-
-function sendText(res: http.ServerResponse, code: number, text: string): void {
+  const text = JSON.stringify(body);
   res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
 }
+
+const COMMA = Buffer.from(','), END = Buffer.from(']}');
 
 export async function startStubApiServer(): Promise<StubApiServer> {
   const s = new StubApiServer();
