@@ -4,14 +4,10 @@
 // exactly as libnftables does: a table brought from plan A to plan B by the bulk diff holds the same
 // elements as one written whole with B's. In a network namespace of its own (unshare --net).
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { repoRoot } from './fixtures/util.js';
+import { runChildInNetns } from './fixtures/util.js';
 
 test('IPVS helper table: a bulk element diff from plan A leaves the elements a whole write of plan B does', (t) => {
-  const raw = execFileSync('/usr/bin/unshare', ['--net', '--', process.execPath, '--import=tsx', join(repoRoot, 'test/datapath/fixtures/ipvs-nft-bulk-child.ts'), '8'],
-    { cwd: repoRoot, encoding: 'utf8', timeout: 240_000 });
-  const r = JSON.parse(raw.trim().split('\n').at(-1)!) as { differ: string[][]; exercised: Record<string, number> };
+  const r = runChildInNetns<{ differ: string[][]; exercised: Record<string, number> }>('ipvs-nft-bulk-child.ts', ['8'], 240_000);
   t.log(JSON.stringify(r.exercised));
   t.is(r.differ.length, 8);
   t.deepEqual(r.differ.filter((d) => d.length), []);

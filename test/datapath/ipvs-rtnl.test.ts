@@ -5,14 +5,10 @@
 // size stays one where it mattered); the netlink dump and batches do not. Bad names and addresses
 // get errors that name them. The dummy device itself is created in the VM tier.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { repoRoot } from './fixtures/util.js';
+import { runChildInNetns } from './fixtures/util.js';
 
 test('10,000 VIPs: added, dumped, deleted in batches over rtnetlink; wrong input named', (t) => {
-  const raw = execFileSync('/usr/bin/unshare', ['--net', '--', process.execPath, '--import=tsx', join(repoRoot, 'test/datapath/fixtures/ipvs-rtnl-child.ts'), '10000'],
-    { cwd: repoRoot, encoding: 'utf8', timeout: 240_000 });
-  const r = JSON.parse(raw.trim().split('\n').at(-1)!) as Record<string, unknown>;
+  const r = runChildInNetns<Record<string, unknown>>('ipvs-rtnl-child.ts', ['10000'], 240_000);
   t.log(`add 10,100 addresses ${r.addMs} ms, dump ${r.dumpMs} ms`);
   t.true(r.exists);
   t.deepEqual(r.before, []);

@@ -1,20 +1,16 @@
 // Link and address events through the rtnetlink subscription (src/dataplane/link-watch.ts,
 // native/src/netlink.cc's subscribe), against the kernel, in a network namespace of the child's own.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { isRoot, repoRoot } from './fixtures/util.js';
+import { isRoot, runChildInNetns } from './fixtures/util.js';
 
 if (!isRoot) {
   test('link event tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
   test('a device\'s life arrives as events (links and addresses of both families, deletes); none after stop(); a receive buffer overflowed asks for a full scan and events go on', (t) => {
-    const raw = execFileSync('/usr/bin/unshare', ['--net', '--', process.execPath, '--import=tsx', join(repoRoot, 'test/datapath/fixtures/link-watch-child.ts')],
-      { encoding: 'utf8', timeout: 60_000 });
-    const r = JSON.parse(raw.trim().split('\n').pop()!) as {
+    const r = runChildInNetns<{
       mode: string; events: Array<{ kind: string; ifname: string; ifindex: number; address?: string }>; starts: number; afterStop: number;
       losses: number; scansAsked: number; afterLoss: boolean;
-    };
+    }>('link-watch-child.ts', [], 60_000);
     t.is(r.mode, 'netlink', 'the subscription, not an `ip monitor` child');
     t.is(r.starts, 1, 'one start');
     const seen = (kind: string, ifname: string, address?: string) =>

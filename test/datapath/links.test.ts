@@ -3,15 +3,11 @@
 // network namespace of the child's own: the same devices, names, bridge masters, up flags, link
 // types and addresses, in the same order.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { repoRoot } from './fixtures/util.js';
+import { runChildInNetns } from './fixtures/util.js';
 import type { Link } from '../../src/dataplane/links.js';
 
 test('rtnetlink device scan = ip -j addr show: names, masters, flags, link types, addresses of both families', (t) => {
-  const raw = execFileSync('/usr/bin/unshare', ['--net', '--', process.execPath, '--import=tsx', join(repoRoot, 'test/datapath/fixtures/links-child.ts')],
-    { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
-  const r = JSON.parse(raw.trim().split('\n').at(-1)!) as { ours: Link[]; again: Link[]; theirs: Link[]; tunnel: boolean };
+  const r = runChildInNetns<{ ours: Link[]; again: Link[]; theirs: Link[]; tunnel: boolean }>('links-child.ts');
   t.deepEqual(r.ours, r.theirs);
   t.deepEqual(r.again, r.ours);
   const by = new Map(r.ours.map((l) => [l.ifname, l]));
