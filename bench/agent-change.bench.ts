@@ -454,7 +454,7 @@ const STEPS: Array<[keyof FirstSyncSteps, string]> = [
   ['startMs', 'process start to the agent\'s start (node, modules, flags, preflight)'],
   ['loadMs', 'BPF object load, pins and attach (Dataplane.init)'],
   ['sourceMs', 'the manifests source: list, read and parse every file; the pinned state read back'],
-  ['waitMs', 'the runner\'s first run, and syncs that did not yet hold every frontend'],
+  ['waitMs', 'the runner\'s first run, and syncs that did not yet hold every frontend; negative when the first compile and plan ran beside the load (counted in both)'],
   ['compileMs', 'compile'],
   ['fitMs', 'capacity fit'],
   ['planMs', 'buildPlan: ids, Maglev tables'],

@@ -224,8 +224,8 @@ export function formatValue(value: number, unit: string): string {
     while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
     return `${num(v)} ${units[i]}`;
   }
-  if (unit === 'ms' && value >= 1000) return `${num(value / 1000)} s`;
-  if (unit === 'ms' && value < 1) return `${num(value * 1000)} µs`;
+  if (unit === 'ms' && Math.abs(value) >= 1000) return `${num(value / 1000)} s`;
+  if (unit === 'ms' && Math.abs(value) < 1) return `${num(value * 1000)} µs`;
   if (unit === '%') return `${num(value)}%`;
   return `${num(value)} ${unit}`;
 }

@@ -16,6 +16,9 @@ test('formatValue picks readable units', (t) => {
   t.is(formatValue(0.25, 'ms'), '250 µs');
   t.is(formatValue(13.23, '%'), '13.2%');
   t.is(formatValue(95, 'ns'), '95.0 ns');
+  // a step that overlaps another (the first sync's plan beside the load) can come out negative
+  t.is(formatValue(-488.24, 'ms'), '-488 ms');
+  t.is(formatValue(-1200, 'ms'), '-1.20 s');
 });
 
 test('context: metrics are unique, finite, and figures need file-safe ids', (t) => {
