@@ -46,6 +46,8 @@ export interface LabPod {
   pod: Pod;
   ip4: string;
   ip6: string;
+  /** the node's address on the pod's veth, its default gateway (and a masqueraded flow's source) */
+  gw4: string;
   /** runs servers (backends) or is a client */
   role: 'server' | 'client';
 }
@@ -136,12 +138,12 @@ export class ClusterLab {
     // servers take .2, .3, ... of the node's pod network; clients .100, .101, ...
     const taken = [...this.pods.values()].filter((x) => x.node === node && x.role === role).length;
     const n = role === 'client' ? 100 + taken : 2 + taken;
-    const ip4 = `10.244.${p.node}.${n}`, ip6 = `fd00:10:244:${p.node}::${n.toString(16)}`;
+    const ip4 = `10.244.${p.node}.${n}`, ip6 = `fd00:10:244:${p.node}::${n.toString(16)}`, gw4 = `10.244.${p.node}.1`;
     const pod = await this.lab.addPod({
       name: p.name, node: node.ns, hostIf: `v${p.name}`.slice(0, 15),
-      addresses: [ip4, ip6], gateways: { v4: `10.244.${p.node}.1`, v6: `fd00:10:244:${p.node}::1` },
+      addresses: [ip4, ip6], gateways: { v4: gw4, v6: `fd00:10:244:${p.node}::1` },
     });
-    const lp: LabPod = { name: p.name, node, pod, ip4, ip6, role };
+    const lp: LabPod = { name: p.name, node, pod, ip4, ip6, gw4, role };
     this.pods.set(p.name, lp);
     if (role === 'server') await this.startServers(lp);
     return lp;

@@ -94,12 +94,17 @@ async function main(): Promise<number> {
       if (name && addr) (seenFrom.get(name) ?? seenFrom.set(name, new Set()).get(name)!).add(addr.replace('::ffff:', ''));
     }
     out(`source     NodePort via node1, the address each pod saw: ${[...seenFrom].sort().map(([n, a]) => `${n} <- ${[...a].join(',')}`).join('; ')}`);
-    out(`           (pods on node1 see the client itself; pod-c on node2 sees node1, which SNATs so replies come back through it)`);
+    out(`           (eTP=Cluster hides the client's address, as seed 004 says and kube-proxy does: pods on node1 see node1's address toward them, pod-c on node2 sees node1's)`);
     const saw = (pod: string): string => [...(seenFrom.get(pod) ?? [])].join(',');
-    const localOk = ['pod-a', 'pod-b'].filter((p) => seenFrom.has(p)).every((p) => saw(p) === EXT4);
+    // kube-proxy marks every eTP=Cluster flow to a node port for masquerade, local endpoints included
+    // (pkg/proxy/iptables/proxier.go syncProxyRules: the external chain's KUBE-MARK-MASQ jump for
+    // Cluster policy; the same in its nftables proxier), and POSTROUTING's masquerade gives a flow
+    // the node's address on the device toward the pod: its gateway on the pod's veth
+    const gw = (pod: string): string => lab.pods.get(pod)!.gw4;
+    const localOk = ['pod-a', 'pod-b'].filter((p) => seenFrom.has(p)).every((p) => saw(p) === gw(p));
     const remoteOk = !seenFrom.has('pod-c') || saw('pod-c') === node1.ip4;
-    check('NodePort eTP=Cluster: local pods see the client', localOk && seenFrom.size > 0, `local pods saw ${['pod-a', 'pod-b'].map((p) => `${p} <- ${saw(p) || '-'}`).join(', ')}`);
-    check('NodePort eTP=Cluster: remote pod sees node1 (SNAT)', remoteOk, `pod-c saw ${saw('pod-c') || '(not picked)'}`);
+    check('NodePort eTP=Cluster: local pods see node1', localOk && seenFrom.size > 0, `local pods saw ${['pod-a', 'pod-b'].map((p) => `${p} <- ${saw(p) || '-'}`).join(', ')}`);
+    check('NodePort eTP=Cluster: remote pod sees node1', remoteOk, `pod-c saw ${saw('pod-c') || '(not picked)'}`);
     const local = await lab.curl(lab.ext, `http://${VIP.lbLocal}:80/client`);
     out(`eTP=Local  http://${VIP.lbLocal}:80/client from outside answers: ${local}  (the pod sees the client's own address)`);
     check('eTP=Local preserves the client address', local.includes(EXT4) && !local.startsWith('ERR'), local);
