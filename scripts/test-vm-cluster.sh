@@ -12,20 +12,21 @@
 # ClusterIP from a pod and from the node reaches the pods of every VM; the NodePort on the next VM's
 # address reaches them too (the pods of other VMs seeing that VM's address: its masquerade); dump -o
 # json equals compile -o json on every node.
-# The agent runs from this checkout (bundled here like the guest), not from an image's root
-# filesystem: scripts/build-image.sh does not exist yet.
+# The agent runs from this checkout (bundled here like the guest), not from the image's root
+# filesystem (scripts/build-image.sh; npm run test:image runs that image in the lab).
 #
 # Exit code: 0 only when every VM reported that every check passed; a summary of each VM's checks
 # ends the output. 0 with "vm tier skipped: <reason>" when qemu or the kernel package cannot be had.
 #
 # Environment: KBP_VM_NODES (2 or 3), KBP_VM_TIMEOUT (seconds for the whole run, default 900),
-# KBP_VM_MEM (MiB per VM, default 512), KBP_VM_SOCKET_LB (true, the default, or false: the agents
+# KBP_VM_MEM (MiB per VM, default 1024: the agent's maps take ~290 MiB of kernel memory at their
+# default sizes, and at 512 MiB the kernel killed the agent at load), KBP_VM_SOCKET_LB (true, the default, or false: the agents
 # run with --socket-lb false, so ClusterIP traffic takes the tc path), KBP_VM_KERNEL (as for test-vm.sh).
 set -euo pipefail
 source "$(dirname "$0")/vm-lib.sh"
 COUNT=${KBP_VM_NODES:-2}
 TIMEOUT=${KBP_VM_TIMEOUT:-900}
-MEM=${KBP_VM_MEM:-512}
+MEM=${KBP_VM_MEM:-1024}
 SOCKET_LB=${KBP_VM_SOCKET_LB:-true}
 [[ $COUNT =~ ^[23]$ ]] || die "KBP_VM_NODES=$COUNT: 2 or 3"
 [[ $SOCKET_LB == true || $SOCKET_LB == false ]] || die "KBP_VM_SOCKET_LB=$SOCKET_LB: true or false"
