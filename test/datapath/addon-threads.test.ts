@@ -6,7 +6,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cgroupMounts } from '../../src/util/cpus.js';
+import { cgroupMounts } from '../../src/util/cgroup.js';
 import { isRoot, repoRoot } from './fixtures/util.js';
 
 /**
