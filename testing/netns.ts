@@ -7,10 +7,11 @@
 // anything BPF runs under `nsenter --net=/var/run/netns/NAME`, never `ip netns exec` (which remounts
 // /sys and hides /sys/fs/bpf); every command, wait and loop is bounded in time.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BPFFS_MOUNT, prepareHost } from '../src/dataplane/host.js';
+import { cgroupMounts } from '../src/util/cgroup.js';
 import { heldIds, pinRootHeld } from './pin-holders.js';
 
 export const NETNS_DIR = '/var/run/netns';
@@ -375,6 +376,30 @@ export class Lab {
     mkdirSync(path);
     this.onCleanup(`cgroup ${path}`, async () => { await removeCgroup(path); });
     return path;
+  }
+
+  /**
+   * A memory cgroup <prefix><name> limited to limitBytes, removed at cleanup: on cgroup v2 where its
+   * root delegates the memory controller, else in a v1 memory hierarchy (a hybrid host); undefined
+   * where neither exists. Returns the file a process writes its PID to, to join it.
+   */
+  addMemoryCgroup(name: string, limitBytes: number): string | undefined {
+    checkLabName(name, 'cgroup');
+    const v2 = hostRoots().cgroup2;
+    let dir: string, limitFile: string;
+    if (existsSync(join(v2, 'cgroup.subtree_control')) && /\bmemory\b/.test(readFileSync(join(v2, 'cgroup.subtree_control'), 'utf8'))) {
+      dir = join(v2, this.prefix + name);
+      limitFile = 'memory.max';
+    } else {
+      const v1 = cgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8')).find((m) => m.controllers.includes('memory') && m.root === '/');
+      if (!v1) return undefined;
+      dir = join(v1.point, this.prefix + name);
+      limitFile = 'memory.limit_in_bytes';
+    }
+    mkdirSync(dir);
+    this.onCleanup(`cgroup ${dir}`, async () => { await removeCgroup(dir); });
+    writeFileSync(join(dir, limitFile), String(limitBytes));
+    return join(dir, 'cgroup.procs');
   }
 
   /** A directory on bpffs for pins, <prefix><name>; removed (recursively) at cleanup. */

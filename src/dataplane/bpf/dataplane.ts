@@ -14,6 +14,8 @@ import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, startLoad, type LoadStarted, type Loaded } from './loader.js';
+import { mapMemoryWarning, mapsMemory, memoryAvailable } from './map-memory.js';
+import { numPossibleCpus } from './native/map.js';
 import { FrontendProtocols, SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
@@ -248,6 +250,11 @@ export class BpfDataplane implements Dataplane {
    * over. The agent calls it as soon as the mode is chosen: the verifier (over a second of CPU) then
    * runs beside the other modes' clean-up, client-node's import and the source's read (issue 10).
    */
+  /** kernel memory of the maps the load creates (map-memory.ts), for the log */
+  #newMapsMiB = 0;
+  /** what startLoad warned of (mapMemoryWarning), for the error of a load that could not allocate */
+  #memoryWarning: Record<string, unknown> | undefined;
+
   startLoad(): void {
     if (this.#load) return;
     this.#watchLinks();
@@ -257,6 +264,15 @@ export class BpfDataplane implements Dataplane {
       this.#load.loaded.catch(() => {}); // init() or close() awaits it
     } catch (e) {
       this.#load = { error: e };
+    }
+    // the maps are allocated whatever the Service count (~290 MiB at the default sizes) and charged
+    // to the agent's cgroup: where that is more than there is, the kernel's OOM killer, not an error,
+    // would end the agent during the load; say so first
+    if ('newMaps' in this.#load) {
+      const need = mapsMemory(this.#load.newMaps, numPossibleCpus());
+      this.#newMapsMiB = Math.round(need.total / 2 ** 20);
+      const warning = this.#memoryWarning = mapMemoryWarning(need, memoryAvailable());
+      if (warning) this.#log.warn(warning, 'the BPF maps at these sizes need more memory than this node or pod has: the load may fail, or the kernel end the agent');
     }
   }
 
@@ -278,7 +294,19 @@ export class BpfDataplane implements Dataplane {
     this.startLoad();
     const load = this.#load!;
     if ('error' in load) throw load.error;
-    const loaded = await load.loaded;
+    let loaded: Loaded;
+    try {
+      loaded = await load.loaded;
+    } catch (e) {
+      // the maps could not be allocated: say what they need against what there was
+      const w = this.#memoryWarning;
+      if (w && (e as KbpError).errno === 12) {
+        const [first, ...rest] = (e as Error).message.split('\n');
+        const why = `the maps need ~${String(w.mapsMiB)} MiB of kernel memory and ${String(w.from)} leaves ${String(w.availableMiB)} MiB (largest: ${String(w.largest)}); ${String(w.hint)}`;
+        throw new KbpError((e as KbpError).code ?? 'KBP_ERR_BPF', [`${first}: ${why}`, ...rest].join('\n'), { cause: e, errno: 12 });
+      }
+      throw e;
+    }
     this.#loaded = loaded;
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
@@ -289,7 +317,7 @@ export class BpfDataplane implements Dataplane {
     for (const r of loaded.refused) {
       this.#log.warn({ map: r.name, id: r.id, reason: r.reason }, 'pinned map not made by this agent: unpinned and created anew');
     }
-    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused, ...(this.#opts.mapSizes && { bpfMapMax: formatMapSizes(this.#opts.mapSizes) }) }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
+    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused, newMapsMiB: this.#newMapsMiB, ...(this.#opts.mapSizes && { bpfMapMax: formatMapSizes(this.#opts.mapSizes) }) }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
     await masquerade;

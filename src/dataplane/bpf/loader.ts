@@ -34,6 +34,7 @@ import { BpfMaps } from './maps.js';
 import { BpfMap, numPossibleCpus } from './native/map.js';
 import { BPF_F_NO_COMMON_LRU, MapType } from './native/uapi.js';
 import { BpfObject } from './native/object.js';
+import type { MapSpec } from './map-memory.js';
 import { BpfProgram, cgroupPrograms, tcProgramId, xdpProgramId, type AttachPoint } from './native/program.js';
 
 /** bpf/kbp.bpf.o of this checkout (or next to the bundle). */
@@ -116,6 +117,8 @@ export interface LoadStarted {
   reused: boolean;
   /** each map's max_entries as the load makes it (the object's, or set from --bpf-map-max) */
   maxEntries: ReadonlyMap<string, number>;
+  /** the maps the load creates (none pinned of their definition), at the sizes they load with */
+  newMaps: readonly MapSpec[];
   /** the load: the verifier on libuv's pool, then the programs pinned (loadDataplaneAsync) */
   loaded: Promise<Loaded>;
 }
@@ -127,10 +130,13 @@ export interface LoadStarted {
  */
 export function startLoad(opts: LoadOptions): LoadStarted {
   const p = prepareLoad(opts);
-  let maxEntries: Map<string, number>;
+  let maxEntries: Map<string, number>, newMaps: MapSpec[];
   try {
     // the object refuses other calls while it loads: its sizes are read now
-    maxEntries = new Map(p.object.mapSpecs().map((m) => [m.name, m.maxEntries]));
+    const specs = p.object.mapSpecs();
+    maxEntries = new Map(specs.map((m) => [m.name, m.maxEntries]));
+    // pinned maps of this definition are reused; the rest (changed ones were moved aside) are made
+    newMaps = specs.filter((m) => !existsSync(join(p.pinRoot, m.name)));
   } catch (e) {
     p.loadFailed();
     throw e;
@@ -144,7 +150,7 @@ export function startLoad(opts: LoadOptions): LoadStarted {
     }
     return finishLoad(p, opts);
   })();
-  return { reused: p.reused, maxEntries, loaded };
+  return { reused: p.reused, maxEntries, newMaps, loaded };
 }
 
 interface Prepared {

@@ -1,0 +1,54 @@
+// What the maps cost in kernel memory, known before they exist (src/dataplane/bpf/map-memory.ts): the
+// estimate of each map of the data plane's object, at the default sizes and at --bpf-map-max sizes,
+// against the kernel's own figure once the map is made (/proc/self/fdinfo's memlock, the kernel's
+// bpf_map_memory_usage). A node that cannot hold them is told before the load, not OOM-killed
+// during it. Needs root and bpffs.
+import test from 'ava';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
+import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
+import { mapMemoryBytes } from '../../src/dataplane/bpf/map-memory.js';
+import { numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
+import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
+import * as limits from '../../src/plan/limits.js';
+import { OBJECT_PATH } from '../../testing/datapath.js';
+import { isRoot, tempPinRoot } from './fixtures/util.js';
+
+function memlock(fd: number): number {
+  const m = /^memlock:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  if (!m) throw new Error(`fd ${fd}: no memlock in fdinfo`);
+  return Number(m[1]);
+}
+
+if (!isRoot) {
+  test('datapath tests need root', (t) => t.pass('skipped: run as root (npm run test:datapath)'));
+} else {
+  for (const [what, sizes] of [
+    ['the default sizes', undefined],
+    ['--bpf-map-max sizes', { lb_ct: 4096, lb_ct_syn: 1001, lb_frontends: 1000, lb_slots: 300_000, lb_maglev_slots: 1_000_000, lb_fe_stats: 5000, lb_affinity: 777 }],
+  ] as Array<[string, MapSizes | undefined]>) {
+    test(`each map's kernel memory is known before the load: ${what}`, (t) => {
+      t.teardown(() => limits.setIdLimits(limits.DEFAULT_ID_LIMITS));
+      const root = tempPinRoot(t, false);
+      const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+      const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')), ...(sizes && { mapSizes: sizes }) });
+      try {
+        let total = 0, kernel = 0;
+        for (const spec of l.object.mapSpecs()) {
+          const m = l.object.map(spec.name);
+          const have = memlock(m.fd), want = mapMemoryBytes(spec, numPossibleCpus());
+          total += want;
+          kernel += have;
+          // the kernel's structs differ by a few bytes between versions: within 1 % or a page
+          t.true(Math.abs(have - want) <= Math.max(4096, have * 0.01), `${spec.name} (type ${spec.type}, ${spec.maxEntries} entries): estimated ${want}, the kernel says ${have}`);
+        }
+        t.log(`${what}: ${(kernel / 2 ** 20).toFixed(1)} MiB as the kernel counts, ${(total / 2 ** 20).toFixed(1)} estimated`);
+      } finally {
+        l.object.close();
+      }
+    });
+  }
+}
