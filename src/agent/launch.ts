@@ -11,7 +11,7 @@ import type { Source } from '../source/types.js';
 import type { Dataplane } from '../dataplane/types.js';
 import type { BpfDataplane } from '../dataplane/bpf/dataplane.js';
 import { KbpError } from '../util/errors.js';
-import type { Logger } from '../util/log.js';
+import { moduleLogger, type Logger } from '../util/log.js';
 import { canonicalIp } from '../util/ip.js';
 import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
@@ -133,7 +133,7 @@ export async function createDataplane(s: AgentSettings, source: () => Source | u
       drainMs: s.ipvsDrainMs,
       devices: s.devices,
       nodeAddresses: () => nodeAddresses(source(), s),
-      log: log.child({ component: 'ipvs' }),
+      log: moduleLogger(log, 'ipvs'),
     });
   }
   if (choice.mode === 'nftables') {
@@ -149,7 +149,7 @@ export async function createDataplane(s: AgentSettings, source: () => Source | u
       devices: s.devices,
       nodeAddresses: () => nodeAddresses(source(), s),
       localTraffic: localTrafficDetector(s),
-      log: log.child({ component: 'nftables' }),
+      log: moduleLogger(log, 'nftables'),
     });
   }
   throw new KbpError('KBP_ERR_INTERNAL', `no data plane for mode ${String(choice.mode)}`);
@@ -187,7 +187,7 @@ async function createBpfDataplane(s: AgentSettings, source: () => Source | undef
     nodeAddresses: () => nodeAddresses(source(), s),
     localTraffic: localTrafficDetector(s),
     ctSweepMs: s.ctSweepMs,
-    log: log.child({ component: 'bpf' }),
+    log: moduleLogger(log, 'bpf'),
   });
 }
 
@@ -255,7 +255,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       const { recordCapacityEvents } = await import('./events.js');
       const { loadKubeConfig } = await import('../source/kube-http.js');
       try {
-        recordCapacityEvents(agent, { kc: loadKubeConfig(s.kubeconfig), nodeName: s.nodeName, log: log.child({ component: 'events' }), store: source.store });
+        recordCapacityEvents(agent, { kc: loadKubeConfig(s.kubeconfig), nodeName: s.nodeName, log: moduleLogger(log, 'events'), store: source.store });
       } catch (e) {
         log.warn({ err: e }, 'no Kubernetes Events will be posted: the kubeconfig does not load');
       }

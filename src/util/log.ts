@@ -9,5 +9,14 @@ export function createLogger(opts: { verbosity?: number; destination?: number | 
   return pino({ level, base: { component: 'kube-bpf-proxy' } }, pino.destination(opts.destination ?? 2));
 }
 
+/**
+ * The logger of one part of the agent (bpf, ipvs, nftables, events): its lines carry `module`. Not a
+ * second `component`: pino writes a child's bindings after the base's without merging them, and a
+ * line with the key twice is read differently by each log pipeline (most keep the last, some refuse it).
+ */
+export function moduleLogger(log: Logger, module: string): Logger {
+  return log.child({ module });
+}
+
 /** A logger that writes nothing, for tests and pure code paths. */
 export const silentLogger: Logger = pino({ level: 'silent' });
