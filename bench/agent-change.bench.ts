@@ -306,6 +306,15 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   // run-queue time from the rename to the kernel holding it, and this process's own CPU over its poll
   const traceThreads = !!process.env.KBP_BENCH_AGENT_THREADS && !!process.env.KBP_BENCH_AGENT_LOG_DIR;
   const traced: unknown[] = [];
+  // KBP_BENCH_AGENT_IDLE_MS: the agent's threads' CPU over that long with no change first, per second:
+  // what its timers (the folder's rescan, the conntrack sweep, device scans) and V8 cost without changes
+  const idleMs = Number(process.env.KBP_BENCH_AGENT_IDLE_MS ?? 0);
+  if (idleMs > 0) {
+    const i0 = threadTimes(agent.pid);
+    await new Promise((r) => setTimeout(r, idleMs));
+    const idle = Object.entries(threadDelta(agent.pid, i0, threadTimes(agent.pid))).sort((a, b) => b[1].cpuMs - a[1].cpuMs);
+    ctx.log(`${tag}${n} Services: idle ${idleMs} ms, agent CPU per second by thread, ms: ${idle.map(([k, v]) => `${k} ${(v.cpuMs * 1000 / idleMs).toFixed(2)}`).join(', ')}`);
+  }
   let before = (await scrape(lab, ns)).sync;
   // with --v 2 the agent logs each sync's steps: its totalMs is the duration the sync's metric
   // observes (kubeproxy_sync_proxy_rules_duration_seconds, taken at the sync's end), and appliedAt
