@@ -306,6 +306,15 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   // run-queue time from the rename to the kernel holding it, and this process's own CPU over its poll
   const traceThreads = !!process.env.KBP_BENCH_AGENT_THREADS && !!process.env.KBP_BENCH_AGENT_LOG_DIR;
   const traced: unknown[] = [];
+  // KBP_BENCH_AGENT_IDLE_MS: the agent's threads' CPU over that long with no change first, per second:
+  // what its timers (the folder's rescan, the conntrack sweep, device scans) and V8 cost without changes
+  const idleMs = Number(process.env.KBP_BENCH_AGENT_IDLE_MS ?? 0);
+  if (idleMs > 0) {
+    const i0 = threadTimes(agent.pid);
+    await new Promise((r) => setTimeout(r, idleMs));
+    const idle = Object.entries(threadDelta(agent.pid, i0, threadTimes(agent.pid))).sort((a, b) => b[1].cpuMs - a[1].cpuMs);
+    ctx.log(`${tag}${n} Services: idle ${idleMs} ms, agent CPU per second by thread, ms: ${idle.map(([k, v]) => `${k} ${(v.cpuMs * 1000 / idleMs).toFixed(2)}`).join(', ')}`);
+  }
   let before = (await scrape(lab, ns)).sync;
   // with --v 2 the agent logs each sync's steps: its totalMs is the duration the sync's metric
   // observes (kubeproxy_sync_proxy_rules_duration_seconds, taken at the sync's end), and appliedAt
@@ -316,6 +325,9 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const fromLog = !!verbosity && Number(verbosity[1]) >= 2 && full?.appliedAt !== undefined;
   let extraSyncs = 0;
   const cpu0 = cpuMs(agent.pid);
+  // the agent's threads over the whole changes' window (not only rename -> kernel): where its CPU per change goes
+  const window0 = threadTimes(agent.pid), windowMono0 = Number(process.hrtime.bigint()) / 1e6;
+  let window1: ThreadTimes = {}, windowMono1 = NaN, rssEnd = NaN;
   let cpu1 = NaN;
   try {
     for (let k = 0; k < samples; k++) {
@@ -371,6 +383,9 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
     cpu1 = cpuMs(agent.pid);
+    window1 = threadTimes(agent.pid);
+    windowMono1 = Number(process.hrtime.bigint()) / 1e6;
+    rssEnd = rssMiB(agent.pid);
     if (fromLog) {
       // the lines of the last changes' syncs (logged a turn after each sync); then the metric's own
       // count over all the changes, one scrape: a change whose window held another sync (a periodic
@@ -421,7 +436,10 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     ctx.log(`${tag}${n} Services: slowest partial sync by step, ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${Number(worst[k]).toFixed(2)}`).join(', ')}`);
   }
   const cpuPerChange = (cpu1 - cpu0) / samples;
-  ctx.log(`${tag}${n} Services: agent CPU ${cpuPerChange.toFixed(1)} ms per change (first sync ${firstSyncCpuMs} ms CPU)`);
+  const byThread = Object.entries(threadDelta(agent.pid, window0, window1)).sort((a, b) => b[1].cpuMs - a[1].cpuMs);
+  ctx.log(`${tag}${n} Services: agent CPU per change by thread, ms: ${byThread.map(([k, v]) => `${k} ${(v.cpuMs / samples).toFixed(2)}`).join(', ')}` +
+    ` (CLOCK_MONOTONIC ms ${windowMono0.toFixed(0)}-${windowMono1.toFixed(0)}, the clock of --cpu-prof's samples in us)`);
+  ctx.log(`${tag}${n} Services: agent CPU ${cpuPerChange.toFixed(1)} ms per change (first sync ${firstSyncCpuMs} ms CPU); RSS after the changes ${rssEnd.toFixed(0)} MiB`);
   ctx.log(`${tag}${n} Services: sync p50 ${sync.median.toFixed(2)} p99 ${sync.p99.toFixed(2)} ms; change to kernel p50 ${toKernel.median.toFixed(1)} p99 ${toKernel.p99.toFixed(1)} ms` +
     `${toKernelAgent ? ` (agent's clock: p50 ${toKernelAgent.median.toFixed(1)} p99 ${toKernelAgent.p99.toFixed(1)} ms, ${agentMs.length} changes)` : ''} (${kernelMs.length} changes, ${skipped} syncs not counted)`);
   return { n, firstSyncMs, rss, sync, toKernel, ...(toKernelAgent && { toKernelAgent }), skipped, cpuPerChange, firstSyncCpuMs, gcPauseMs, ...(steps && { steps }), ...(syncCpuMs !== undefined && { syncCpuMs }) };

@@ -8,6 +8,17 @@ const syncBuckets = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
 const programmingBuckets = [0.25, 0.5, ...Array.from({ length: 59 }, (_, i) => i + 1),
   ...Array.from({ length: 12 }, (_, i) => 60 + 5 * i), ...Array.from({ length: 7 }, (_, i) => 120 + 30 * i)];
 
+/**
+ * How often nodejs_eventloop_lag_* (prom-client's default metrics) samples the event loop's delay:
+ * a libuv timer of this period (perf_hooks.monitorEventLoopDelay) that wakes the main thread whether
+ * or not anything else runs. At prom-client's default of 10 ms it woke an idle agent 100 times a
+ * second, ~16 ms of its main thread's CPU a second on this VM (a wake-up and its epoll calls ~0.15
+ * ms): most of the "agent CPU per change" of bench agent-change (21-25 ms a change, a change a
+ * second), and CPU time the scheduler charges to the agent's group before a change comes (docs/PERF.md
+ * session 17, p17chg). At 100 ms any stall of 100 ms or more is still recorded, shorter ones by chance.
+ */
+export const EVENT_LOOP_LAG_RESOLUTION_MS = 100;
+
 /** kube-proxy labels its sync metrics by the proxier's family: one proxier per family on a dual-stack node */
 export type IpFamily = 'IPv4' | 'IPv6';
 
@@ -137,7 +148,7 @@ export class Metrics {
   });
 
   constructor(opts: { processMetrics?: boolean } = {}) {
-    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_LAG_RESOLUTION_MS });
   }
 
   /**

@@ -7,10 +7,20 @@
 // (bench/agent.bench.ts, same run): RSS 490 MiB with V8's default, 379 MiB with 16 MiB semi-spaces.
 // Node's own default for small heaps is 16 MiB; the agent's live young objects are far below that.
 //
+// --no-memory-reducer: V8's memory reducer follows any full GC that shrank the heap (the heap
+// trimmer's after a big sync, util/heap-trim.ts) with GCs of its own, 8 s later and then while the
+// allocation rate is low: incremental marking of the whole old generation on the event loop (215 ms
+// in 179 steps, the longest 40 ms, at 10,000 Services) and concurrent marking on V8's workers, in the
+// middle of whatever changes come then. The agent's one-change path found it there: V8's workers
+// took 8-12 ms of CPU per change (bench agent-change, 30 changes a second apart) and the syncs it
+// overlapped waited for the CPU with it. What it frees (4 MiB there) the trimmer's GC after a big
+// sync and V8's allocation-driven GCs free anyway (docs/PERF.md session 17, p17chg). Not allowed in
+// NODE_OPTIONS: the images pass it on node's command line.
+//
 // KBP_V8_FLAGS overrides the list ('' applies none); flags already given to node win (node reads
 // NODE_OPTIONS and its own command line; the images set NODE_OPTIONS, so their agent never
 // re-executes); KBP_V8_REEXEC marks the re-executed process, so a failed check can never loop.
-export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=16'];
+export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--no-memory-reducer'];
 
 /** The node command line to re-execute with, or undefined to go on as we are. */
 export function reexecArgs(opts: { argv: readonly string[]; execArgv: readonly string[]; env: NodeJS.ProcessEnv; execPath: string }): string[] | undefined {

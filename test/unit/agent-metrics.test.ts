@@ -65,3 +65,23 @@ test('the first sync is full, later ones partial; network programming latency st
   t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_endpoint_changes_pending'), 0);
   t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_service_changes_pending'), 0);
 });
+
+// prom-client samples the event loop's delay with a timer of its own (perf_hooks.monitorEventLoopDelay):
+// at its default 10 ms it woke an idle agent 100 times a second (~16 ms of main-thread CPU a second here)
+test('the process metrics sample the event loop no more often than every 100 ms', async (t) => {
+  const perfHooks = (await import('node:perf_hooks')).default;
+  const real = perfHooks.monitorEventLoopDelay;
+  const asked: Array<number | undefined> = [];
+  perfHooks.monitorEventLoopDelay = ((o?: { resolution?: number }) => {
+    asked.push(o?.resolution);
+    return real(o);
+  }) as typeof real;
+  try {
+    const m = new Metrics();
+    t.true((await m.registry.metrics()).includes('nodejs_eventloop_lag_p99_seconds'));
+  } finally {
+    perfHooks.monitorEventLoopDelay = real;
+  }
+  t.is(asked.length, 1);
+  t.true(asked[0]! >= 100, `resolution ${asked[0]} ms`);
+});

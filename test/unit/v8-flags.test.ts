@@ -10,10 +10,15 @@ test('run re-executes with the agent flags before node\'s own, keeping the comma
 test('other commands, a re-executed process and flags already given are left alone', (t) => {
   t.is(reexecArgs({ ...base, argv: ['/node', '/app/main.mjs', 'dump'] }), undefined);
   t.is(reexecArgs({ ...base, env: { KBP_V8_REEXEC: '1' } }), undefined);
-  t.is(reexecArgs({ ...base, execArgv: ['--max-semi-space-size=32'] }), undefined);
+  t.is(reexecArgs({ ...base, execArgv: ['--max-semi-space-size=32', '--no-memory-reducer'] }), undefined);
   // node accepts underscores in V8 flags
-  t.is(reexecArgs({ ...base, env: { NODE_OPTIONS: '--max_semi_space_size=8' } }), undefined);
+  t.is(reexecArgs({ ...base, execArgv: ['--no-memory-reducer'], env: { NODE_OPTIONS: '--max_semi_space_size=8' } }), undefined);
   t.is(reexecArgs({ ...base, env: { KBP_V8_FLAGS: '' } }), undefined);
+});
+
+test('a flag already given is not given again; the others are added', (t) => {
+  t.deepEqual(reexecArgs({ ...base, execArgv: ['--max-semi-space-size=32'] }),
+    ['/node', '--no-memory-reducer', '--max-semi-space-size=32', '/app/main.mjs', 'run', '--kubeconfig', 'k']);
 });
 
 test('KBP_V8_FLAGS replaces the list', (t) => {
