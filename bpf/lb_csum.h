@@ -23,6 +23,18 @@ static __always_inline __u16 lb_csum_fold(__u64 sum)
 	return (__u16)~sum;
 }
 
+/* RFC 1624 eqn. 3 for one 4-byte field (an IPv4 address), in the byte order the header was loaded
+ * in: ~(~HC + ~m + m'), as the kernel's csum_replace4() */
+static __always_inline __u16 lb_csum_replace4(__u16 check, __u32 from, __u32 to)
+{
+	__u64 s = (__u64)(__u16)~check + (__u32)~from + to;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
 /* the unfolded sum of a buffer we built (n a multiple of 4, at most 512) */
 static __always_inline __u32 lb_csum_buf(void *buf, __u32 n, __u32 seed)
 {
