@@ -23,20 +23,39 @@ static __always_inline __u16 lb_csum_fold(__u64 sum)
 	return (__u16)~sum;
 }
 
+/* RFC 1624 eqn. 3 for one 4-byte field (an IPv4 address), in the byte order the header was loaded
+ * in: ~(~HC + ~m + m'), as the kernel's csum_replace4() */
+static __always_inline __u16 lb_csum_replace4(__u16 check, __u32 from, __u32 to)
+{
+	__u64 s = (__u64)(__u16)~check + (__u32)~from + to;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/* the same for a 16-byte field (an IPv6 address), as four words */
+static __always_inline __u16 lb_csum_replace16(__u16 check, const __u32 *from, const __u32 *to)
+{
+	__u64 s = (__u64)(__u16)~check;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		s += (__u64)(__u32)~from[i] + to[i];
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
 /* the unfolded sum of a buffer we built (n a multiple of 4, at most 512) */
 static __always_inline __u32 lb_csum_buf(void *buf, __u32 n, __u32 seed)
 {
 	__s64 s = bpf_csum_diff(NULL, 0, buf, n, seed);
 
 	return s < 0 ? 0 : (__u32)s;
-}
-
-/* RFC 1624 eqn. 3 over n bytes (n a multiple of 4): the checksum after old became new */
-static __always_inline __u16 lb_csum_replace(__u16 check, void *old, void *new, __u32 n)
-{
-	__s64 sum = bpf_csum_diff(old, n, new, n, ~check & 0xffff);
-
-	return lb_csum_fold((__u64)sum);
 }
 
 /* sums skb bytes [off, off + len) into seed, len <= LB_CSUM_RANGE_MAX; an odd tail is padded with
