@@ -21,6 +21,11 @@ export class IdMap<V> implements Map<number, V> {
     if (entries) for (const [k, v] of entries) this.set(k, v);
   }
 
+  /** whether iteration is by ascending id (else a Map's insertion order: see #toMap) */
+  get ascending(): boolean {
+    return this.#map === undefined;
+  }
+
   get size(): number {
     return this.#map ? this.#map.size : this.#size;
   }

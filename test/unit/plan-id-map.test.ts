@@ -62,6 +62,13 @@ test('IdMap iterates dense ids in ascending order whatever order they were set i
   m.delete(3);
   m.set(0, 'v0');
   t.deepEqual([...m.values()], ['v0', 'v1', 'v2', 'v5', 'v9']);
+  t.true(m.ascending);
+  // an id far past the rest: a Map from here on, in the order the entries were in, then appended
+  m.set(2 ** 31, 'far');
+  m.set(4, 'v4');
+  t.false(m.ascending);
+  t.deepEqual([...m.keys()], [0, 1, 2, 5, 9, 2 ** 31, 4]);
+  t.is(m.get(2 ** 31), 'far');
 });
 
 test('IdMap refuses an undefined value, which would read as absent', (t) => {
