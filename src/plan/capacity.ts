@@ -98,16 +98,6 @@ export class KeyCounts {
     return this.#used + this.#text.size;
   }
 
-  /**
-   * room for `n` keys in all without growing: a first count at 100,000 Services adds a million, and
-   * the table grown from 16 was copied and rehashed 17 times (~0.15 s, and each copy fresh pages)
-   */
-  reserve(n: number): void {
-    let cap = this.#keys.length;
-    while (cap * 3 < n * 4) cap *= 2;
-    if (cap > this.#keys.length) this.#rehash(cap);
-  }
-
   clear(): void {
     this.#keys = new Float64Array(16);
     this.#counts = new Uint32Array(16);
@@ -153,13 +143,9 @@ export class KeyCounts {
   }
 
   #grow(): void {
-    this.#rehash(this.#keys.length * 2);
-  }
-
-  #rehash(size: number): void {
     const oldKeys = this.#keys, oldCounts = this.#counts;
-    const keys = this.#keys = new Float64Array(size);
-    const counts = this.#counts = new Uint32Array(size);
+    const keys = this.#keys = new Float64Array(oldKeys.length * 2);
+    const counts = this.#counts = new Uint32Array(oldKeys.length * 2);
     const mask = keys.length - 1;
     for (let j = 0; j < oldKeys.length; j++) {
       if (oldCounts[j] === 0) continue;
@@ -311,12 +297,6 @@ export class CapacityTracker {
     }
     const before = this.#seen.size;
     let kept = 0;
-    if (!delta && before === 0) {
-      // a first count: its backends at most, at once (each distinct backend is one key)
-      let refs = 0;
-      for (const f of state.frontends) refs += f.backends.length;
-      this.#backends.reserve(refs);
-    }
     if (!delta) for (const f of state.frontends) {
       const e = this.#seen.get(f);
       if (e === undefined) {
