@@ -15,7 +15,8 @@ import { NODE_NAME, snapshot } from './gen.js';
 const N = Number(process.env.N ?? 10_000);
 const SEED = 0x6b627078;
 const sha = (x: unknown) => createHash('sha256').update(JSON.stringify(x, (_k, v) => (v instanceof Uint32Array ? Array.from(v) : v instanceof Map ? [...v] : v))).digest('hex').slice(0, 16);
-const planOf = (p: Plan) => ({ seed: p.seed, frontends: p.frontends, backends: p.backends, tables: [...p.tables].map(([id, t]) => [id, t.m, t.members, t.slots]) });
+// backends as entries: a plan's may be an IdMap (src/plan/id-map.ts), which the replacer's Map test misses
+const planOf = (p: Plan) => ({ seed: p.seed, frontends: p.frontends, backends: [...p.backends], tables: [...p.tables].map(([id, t]) => [id, t.m, t.members, t.slots]) });
 
 const state = new Compiler({ nodeName: NODE_NAME }).compile(snapshot({ services: N, endpointsPerService: 10, nodePortEvery: 10 })).state;
 const first = buildPlan(state, undefined, { seed: SEED });

@@ -124,10 +124,11 @@ export class BackendIndex {
   }
 }
 
-export function backendIndex(backends: Iterable<PlanBackend>): BackendIndex {
-  // sized once for them (a full build's chain indexes ~100,000: grown from 64, it rehashed 11 times)
-  const list = Array.isArray(backends) ? backends as PlanBackend[] : [...backends];
-  const index = new BackendIndex(list.length);
+export function backendIndex(backends: Iterable<PlanBackend>, count?: number): BackendIndex {
+  // sized once for them (a full build's chain indexes ~100,000: grown from 64, it rehashed 11 times);
+  // with their count given, no array of them is made first (a million at 100,000 Services)
+  const list = count !== undefined || Array.isArray(backends) ? backends : [...backends];
+  const index = new BackendIndex(count ?? (list as PlanBackend[]).length);
   for (const b of list) indexAdd(index, b);
   return index;
 }

@@ -10,6 +10,7 @@ import type { NodeFrontend, NodeState, Protocol } from '../model/compiled.js';
 import { findIn } from './backend-index.js';
 import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
+import { IdMap } from './id-map.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
 import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { maglevHashesInto, maglevSize, type MaglevSizing } from './maglev.js';
@@ -332,7 +333,8 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     const alloc = new IdAllocator(prev ? prev.backends.keys() : [], BACKEND_ID_MAX, 'backend');
     for (const i of fresh) bk.id[i] = alloc.next();
   }
-  const planBackends = new Map<number, PlanBackend>();
+  // by id in an array, not a Map (id-map.ts): a million backends at 100,000 Services
+  const planBackends = new IdMap<PlanBackend>();
   for (const i of byId(bk)) {
     const id = bk.id[i]!;
     const terminating = bk.terminating[i] === 1, local = bk.local[i] === 1;
@@ -403,7 +405,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   // filled where they are written
   hashTables(toBuild, bk, seed);
 
-  const planTables = new Map<number, PlanTable>();
+  const planTables = new IdMap<PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
   const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
   startChain(plan, sizing, ordered, bk, tables, state);

@@ -195,7 +195,7 @@ class Chain {
     for (const r of recs) if (r.tkey) { const t = tables.get(r.tkey)!.id; tblRefs[t] = (tblRefs[t] ?? 0) + 1; }
     const feLive = new Uint8Array(LB_FE_ID_MAX);
     for (const f of frontends.values()) feLive[f.id] = 1;
-    return new Chain(seed, sizing, recs, bySrc, byKey, backendIndex(backends.values()), refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
+    return new Chain(seed, sizing, recs, bySrc, byKey, backendIndex(backends.values(), backends.size), refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
   }
 }
 

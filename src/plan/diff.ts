@@ -24,6 +24,7 @@
 // ops the full walk would (everything else is the same object in both plans).
 import { KbpError } from '../util/errors.js';
 import { planDelta, type PlanDelta } from './plan.js';
+import { IdMap } from './id-map.js';
 import { heldSlots, slotsKnown } from './slot-source.js';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from './types.js';
 import { samePolicy } from './frontend.js';
@@ -50,6 +51,7 @@ function sameEntry(a: PlanFrontend, b: PlanFrontend): boolean {
 
 /** The map's values by id; buildPlan inserts them in id order, so this is usually one pass, no sort. */
 function byId<T extends { id: number }>(m: ReadonlyMap<number, T>): Iterable<T> {
+  if (m instanceof IdMap && m.ascending) return m.values();
   let last = -Infinity;
   for (const k of m.keys()) {
     if (k < last) return [...m.values()].sort((x, y) => x.id - y.id);
@@ -125,6 +127,8 @@ function allNew(next: Plan): PlanOp[] {
  * kernel read-back may hold any) ask the Map.
  */
 function idLookup(m: ReadonlyMap<number, unknown>): (id: number) => boolean {
+  // an array by id already (a full build's plan: a million backends at 100,000 Services)
+  if (m instanceof IdMap && m.ascending) return (id) => m.has(id);
   let top = 0;
   for (const id of m.keys()) {
     if (!(Number.isInteger(id) && id >= 0)) return (id) => m.has(id);

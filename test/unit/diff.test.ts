@@ -12,7 +12,8 @@ const FC = { seed: 2016, numRuns: 300 };
 const seed = 7;
 
 function readBack(p: Plan): Plan {
-  return { ...p, tables: new Map([...p.tables].map(([id, t]) => [id, { ...t, slots: new Uint32Array(0) }])) };
+  // a read-back holds Maps; a built plan's backends may be an IdMap (src/plan/id-map.ts)
+  return { ...p, backends: new Map(p.backends), tables: new Map([...p.tables].map(([id, t]) => [id, { ...t, slots: new Uint32Array(0) }])) };
 }
 
 /** Applies ops one by one to a model of the kernel holding `from`, checking consistency after each. */
