@@ -316,9 +316,12 @@ class KindWatcher<K extends Kind> {
           this.#log.error({ err }, `a store listener threw while a page of ${plural} was stored`);
         }
       } : undefined;
-      // each page slimmed as it arrives: the parsed page (managedFields and all) is garbage at once
+      // each item slimmed as it arrives, parsed without what slimming drops (json-prune.ts: a Node list
+      // is one small object)
+      const kind: Kind = this.kind;
+      const prune = kind === 'Node' ? undefined : kind;
       const res = await listObjects<unknown, KindMap[K]>(this.#s.kc, path, plural,
-        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item) => this.#admit(item), ...(onPage && { onPage }) });
+        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item) => this.#admit(item), ...(onPage && { onPage }), ...(prune && { prune }) });
       if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
       const items = res.items;
       try {

@@ -30,9 +30,9 @@ export const KEPT_ANNOTATIONS: ReadonlySet<string> = new Set(['endpoints.kuberne
 // (the informer compares resourceVersion; a Kubernetes Event names a Service by its uid; nothing
 // reads a slice's uid, nor any generation: 8 % of the store at 100,000 slices, with the empty
 // label and annotation objects below)
-const META_KEYS = ['name', 'namespace', 'uid', 'resourceVersion'];
-const SLICE_META_KEYS = ['name', 'namespace', 'resourceVersion'];
-const ENDPOINT_KEYS = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
+export const META_KEYS: readonly string[] = ['name', 'namespace', 'uid', 'resourceVersion'];
+export const SLICE_META_KEYS: readonly string[] = ['name', 'namespace', 'resourceVersion'];
+export const ENDPOINT_KEYS: readonly string[] = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
