@@ -199,6 +199,11 @@ class Scan {
    * Iterative, its state in locals: most of a page's bytes go through here.
    */
   value(i: number, depth: number): number {
+    // most members are a string: no state machine for it
+    return i < this.e && this.s[i] === 0x22 ? this.string(i) : this.nested(i, depth);
+  }
+
+  nested(i: number, depth: number): number {
     const s = this.s, e = this.e, stack = closers;
     let top = 0;
     // 0: a value is due; 1: a key is due; 2: a value ended
