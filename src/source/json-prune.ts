@@ -74,8 +74,10 @@ let kept: Buffer | undefined;
  * the JSON text of an object without `items`. Undefined when the bytes are not JSON this scan reads,
  * or `items` is not one array under a plain key: the caller then parses them whole (and discards
  * what onItem was given). A SyntaxError thrown by onItem (a text JSON.parse refuses) is read alike.
+ * `plain`: JSON.parse of the text gives no -0 and no number that is not finite (slimObject's
+ * `plain`: the bytes were looked at here, the tree need not be).
  */
-export function scanList(kind: PrunedKind, bytes: Buffer, len: number, onItem: (text: string) => void): string | undefined {
+export function scanList(kind: PrunedKind, bytes: Buffer, len: number, onItem: (text: string, plain: boolean) => void): string | undefined {
   // an item's pruned bytes are never more than the item's (members are only left out), nor than the
   // page's; only the pages of the buffer an item reaches are ever touched
   if (!kept || kept.length < len) kept = Buffer.allocUnsafeSlow(Math.max(len, 64 * 1024));
@@ -95,6 +97,7 @@ export function releasePruneBuffer(): void {
 
 const ITEMS = bytes('items');
 
+
 const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 const METADATA = bytes('metadata');
 
@@ -109,6 +112,8 @@ class Scan {
   o = 0;
   /** the last string scanned had a backslash */
   escaped = false;
+  /** this item has a number that may read as -0 or Infinity (its `plain` is false) */
+  odd = false;
 
   constructor(s: Buffer, e: number, out: Buffer) {
     this.s = s;
@@ -170,8 +175,12 @@ class Scan {
 
   /** a number from i (JSON's grammar): the position after it */
   number(i: number): number {
-    const s = this.s, e = this.e;
-    if (s[i] === 0x2d) i++;
+    const s = this.s, e = this.e, from0 = i;
+    // (a minus may read as -0, an exponent as -0 or Infinity, many digits as either)
+    if (s[i] === 0x2d) {
+      this.odd = true;
+      i++;
+    }
     if (i >= e) throw BAD;
     let c = s[i]!;
     if (c === 0x30) i++;
@@ -185,12 +194,14 @@ class Scan {
       if (i === from) throw BAD;
     }
     if (i < e && (s[i] === 0x65 || s[i] === 0x45)) {
+      this.odd = true;
       i++;
       if (i < e && (s[i] === 0x2b || s[i] === 0x2d)) i++;
       const from = i;
       while (i < e && (c = s[i]!) >= 0x30 && c <= 0x39) i++;
       if (i === from) throw BAD;
     }
+    if (i - from0 > 15) this.odd = true;
     return i;
   }
 
@@ -254,7 +265,7 @@ class Scan {
   }
 
   /** the list's top-level object: the envelope's text, each item to onItem */
-  list(item: Shape, onItem: (text: string) => void): string | undefined {
+  list(item: Shape, onItem: (text: string, plain: boolean) => void): string | undefined {
     const s = this.s, out = this.out;
     let i = this.ws(0);
     if (this.at(i) !== 0x7b) return undefined;
@@ -284,12 +295,13 @@ class Scan {
             for (;;) {
               const from = i;
               this.o = 0;
+              this.odd = false;
               if (this.at(i) === 0x7b) i = this.object(item, i, 2);
               else {
                 i = this.value(i, 2);
                 this.emit(from, i);
               }
-              onItem(out.toString('utf8', 0, this.o));
+              onItem(out.toString('utf8', 0, this.o), !this.odd);
               i = this.ws(i);
               const c = this.at(i++);
               if (c === 0x2c) {

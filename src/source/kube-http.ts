@@ -93,12 +93,13 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
  * the page is taken (the unpaged read after a 410 is one page): a caller may use them before the list
  * ends (the kube source stores a first list page by page, so the agent compiles while pages arrive).
  * `prune` (with admit; a kind whose admit is slimObject's): each item is parsed without the members
- * slim.ts drops, one item at a time (json-prune.ts); admit sees what slimObject keeps the same.
+ * slim.ts drops, one item at a time (json-prune.ts); admit sees what slimObject keeps the same, and
+ * `plain` when the item's bytes hold nothing slimObject's `plain` excludes.
  */
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<U>>;
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<U>>;
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<T | U>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
   const admit = opts.admit, onPage = opts.onPage;
   const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune };
@@ -196,7 +197,7 @@ interface PageResult<T> extends ListResult<T> { continue?: string }
 /** a 200 answer kept as bytes (`bytes` asked for) or any answer as text */
 interface RawPage { status: number; body?: string; bytes?: Buffer; len: number }
 /** how a page's answer is read: its items through admit, pruned for a kind */
-interface PageHow<T, U> { what: string; admit: ((item: T) => U | undefined) | undefined; prune: PrunedKind | undefined }
+interface PageHow<T, U> { what: string; admit: ((item: T, plain?: boolean) => U | undefined) | undefined; prune: PrunedKind | undefined }
 /** the head of an answer decoded for leadingContinue when it is kept as bytes */
 const HEAD_MAX = 16 * 1024;
 /**
@@ -249,8 +250,8 @@ function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
     try {
       if (prune && admit) {
         const kept: U[] = [];
-        const env = scanList(prune, bytes, raw.len, (text) => {
-          const a = admit(JSON.parse(text) as T);
+        const env = scanList(prune, bytes, raw.len, (text, plain) => {
+          const a = admit(JSON.parse(text) as T, plain);
           if (a !== undefined) kept.push(a);
         });
         let list: unknown;

@@ -73,10 +73,14 @@ function whole(kind: PrunedKind, text: string, nodeName?: string) {
 
 function pruned(kind: PrunedKind, text: string, nodeName?: string) {
   const b = Buffer.from(text);
-  const raw: unknown[] = [];
-  const env = scanList(kind, b, b.length, (t) => raw.push(JSON.parse(t)));
+  const raw: unknown[] = [], plain: boolean[] = [];
+  const env = scanList(kind, b, b.length, (t, p) => {
+    raw.push(JSON.parse(t));
+    plain.push(p);
+  });
   if (env === undefined) return undefined;
-  return { env: JSON.parse(env) as Obj, raw, slim: raw.map((o) => slimObject(kind, o as never, nodeName, true)) };
+  // as the kube source admits it: slimObject told what the scan saw
+  return { env: JSON.parse(env) as Obj, raw, plain, slim: raw.map((o, i) => slimObject(kind, o as never, nodeName, true, plain[i])) };
 }
 
 /** what kube.ts reads of an item before slimming it: invalid(), objectKey, sameVersion, describe() */
@@ -161,6 +165,13 @@ test('odd JSON reads as JSON.parse reads it: duplicate keys, escapes in keys, nu
     '{"metadata":{"resourceVersion":"1"},"items":[{}, [], null, 1, "s", {"metadata":null}, {"metadata":[]}]}',
     '{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"endpoints":[{"addresses":["10.0.0.1"],"targetRef":{"kind":"Pod","name":"p","name":"q"},"nodeName":"node-a"},{"targetRef":["x"]},7]}]}',
     ' \n{ "metadata" : { "resourceVersion" : "1" } , "items" : [ { "metadata" : { "name" : "a" , "generation" : 3 } , "status" : { "loadBalancer" : { } , "conditions" : [ ] } } ] } \r\n',
+    // what slimObject must look at (not plain): -0, numbers that read as -0 or Infinity, __proto__ keys, deep nesting
+    ...['-0', '-0.0', '-0e3', '1e400', '-1e400', '-1e-400', '1' + '0'.repeat(400), '1.5E+2'].map((n) =>
+      `{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"spec":{"ports":[{"port":${n}}]},"endpoints":[{"addresses":["x"],"zone":${n},"hints":{"n":[${n}]}}]}]}`),
+    '{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"spec":{"__proto__":{"x":1},"ports":[{"__proto__":[]}]}}]}',
+    '{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"spec":{"ports":[{"\\u005f_proto__":1}]},"endpoints":[{"hints":{"\\u005f_proto__":2}}]}]}',
+    '{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a","__proto__":{"name":"b"}},"__proto__":1}]}',
+    `{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"spec":{"x":${'['.repeat(70)}${']'.repeat(70)}},"endpoints":[{"hints":${'{"a":'.repeat(70)}1${'}'.repeat(70)}}]}]}`,
   ];
   for (const text of cases) {
     for (const kind of ['Service', 'EndpointSlice'] as const) t.true(same(kind, text, NODE_NAME), `${kind}: ${text}`);
