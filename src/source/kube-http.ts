@@ -144,7 +144,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       for (const it of page.items) items.push(it);
       if (admit) onPage?.(page.items as U[]);
       token = page.continue || undefined;
-      if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), opts);
+      if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), fetchOpts);
       ahead = undefined;
     } while (token !== undefined);
   } finally {

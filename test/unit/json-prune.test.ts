@@ -272,3 +272,26 @@ test('listObjects with prune: the items admitted are those of the whole parse; a
   t.is(b?.message, a?.message);
   t.regex(b!.message, /^list services: the answer is not JSON/);
 });
+
+test('listObjects with prune: pages asked for without a guess (no token in the answer\'s head) are pruned too', async (t) => {
+  // items before metadata: leadingContinue reads nothing, each next page is asked for after the parse
+  const all = [1, 2, 3].map((i) => apiService(i, SHAPE));
+  const server = http.createServer((req, res) => {
+    const i = Number(new URL(req.url!, 'http://x').searchParams.get('continue') ?? 0);
+    const next = i + 1 < all.length ? `,"continue":"${i + 1}"` : '';
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(`{"items":[${JSON.stringify(all[i])}],"metadata":{"resourceVersion":"5"${next}}}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const seenItems: Obj[] = [];
+  const res = await listObjects<Obj, unknown>(localConfig(server), '/api/v1/services', 'services', {
+    signal: new AbortController().signal, timeoutMs: 5000, pageSize: 1, prune: 'Service',
+    admit: (o) => {
+      seenItems.push(o);
+      return slimObject('Service', o as never, undefined, true);
+    },
+  });
+  t.is(res.items.length, 3);
+  t.deepEqual(seenItems.map((o) => 'managedFields' in (o.metadata as Obj)), [false, false, false]);
+});
