@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
+import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
 
 /** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
 export class ApiError extends Error {
@@ -91,13 +92,19 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
  * parsed (managedFields and all) at once. `onPage`, when given, is handed each page's kept items as
  * the page is taken (the unpaged read after a 410 is one page): a caller may use them before the list
  * ends (the kube source stores a first list page by page, so the agent compiles while pages arrive).
+ * `prune` (with admit; a kind whose admit is slimObject's): each item is parsed without the members
+ * slim.ts drops, one item at a time (json-prune.ts); admit sees what slimObject keeps the same, and
+ * `plain` when the item's bytes hold nothing slimObject's `plain` excludes.
  */
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T) => U | undefined; onPage?: (items: readonly U[]) => void }): Promise<ListResult<U>>;
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<U>>;
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T) => U | undefined; onPage?: (items: readonly U[]) => void }): Promise<ListResult<T | U>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
   const admit = opts.admit, onPage = opts.onPage;
+  const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune };
+  // a page's bytes are kept for the scan (not decoded whole) when it prunes
+  const fetchOpts = { signal: opts.signal, timeoutMs: opts.timeoutMs, bytes: how.prune !== undefined };
   const items: (T | U)[] = [];
   let resourceVersion = '';
   let token: string | undefined;
@@ -106,18 +113,18 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   // comes before items), so the server makes page k+1 while we parse and store page k; at 10,000
   // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
   let ahead: InFlight | undefined;
-  let next = fetchPage(kc, pagePath(undefined), opts);
+  let next = fetchPage(kc, pagePath(undefined), fetchOpts);
   Body.listing++;
   try {
     do {
-      let page: PageResult<T>;
+      let page: PageResult<T | U>;
       try {
         const raw = await next.answer;
-        const guess = raw.status === 200 ? leadingContinue(raw.body) : undefined;
-        ahead = guess !== undefined ? fetchPage(kc, pagePath(guess), opts) : undefined;
+        const guess = raw.status === 200 ? leadingContinue(raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
+        ahead = guess !== undefined ? fetchPage(kc, pagePath(guess), fetchOpts) : undefined;
         // on the wire before this thread is busy parsing: else the request would wait for the parse
         if (ahead) await ahead.sent;
-        page = parsePage<T>(raw, what);
+        page = parsePage(raw, how);
         // a guess the parse does not confirm is dropped, and the right page asked for
         if (ahead && page.continue !== guess) {
           ahead.cancel();
@@ -127,30 +134,27 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
         if (token !== undefined && err instanceof ApiError && err.statusCode === 410) {
           ahead?.cancel();
           ahead = undefined;
-          const full = parsePage<T>(await fetchPage(kc, apiPath, opts).answer, what);
-          if (!admit) return { resourceVersion: full.resourceVersion, items: full.items };
-          const kept: U[] = [];
-          admitAll(full.items, admit, kept);
-          onPage?.(kept);
-          return { resourceVersion: full.resourceVersion, items: kept };
+          const full = parsePage(await fetchPage(kc, apiPath, fetchOpts).answer, how);
+          if (admit) onPage?.(full.items as U[]);
+          return { resourceVersion: full.resourceVersion, items: full.items };
         }
         throw err;
       }
       if (token === undefined) resourceVersion = page.resourceVersion;
-      if (admit) {
-        const from = items.length;
-        admitAll(page.items, admit, items as U[]);
-        onPage?.(items.slice(from) as U[]);
-      } else for (const it of page.items) items.push(it);
+      for (const it of page.items) items.push(it);
+      if (admit) onPage?.(page.items as U[]);
       token = page.continue || undefined;
-      if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), opts);
+      if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), fetchOpts);
       ahead = undefined;
     } while (token !== undefined);
   } finally {
     // a failure (or an abort) leaves no request of ours running
     ahead?.cancel();
     // the spare buffers are for the next page, not for the watch that follows
-    if (--Body.listing === 0) Body.release();
+    if (--Body.listing === 0) {
+      Body.release();
+      releasePruneBuffer();
+    }
   }
   return { resourceVersion, items };
 }
@@ -190,17 +194,22 @@ export function withQuery(apiPath: string, params: Record<string, string>): stri
 
 interface PageResult<T> extends ListResult<T> { continue?: string }
 
-interface RawPage { status: number; body: string }
+/** a 200 answer kept as bytes (`bytes` asked for) or any answer as text */
+interface RawPage { status: number; body?: string; bytes?: Buffer; len: number }
+/** how a page's answer is read: its items through admit, pruned for a kind */
+interface PageHow<T, U> { what: string; admit: ((item: T, plain?: boolean) => U | undefined) | undefined; prune: PrunedKind | undefined }
+/** the head of an answer decoded for leadingContinue when it is kept as bytes */
+const HEAD_MAX = 16 * 1024;
 /**
  * a page's request under way: sent settles once the request is written to its socket (or failed),
  * answer with the answer; cancel() aborts it and swallows its failure
  */
 interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void }
 
-function fetchPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number }): InFlight {
+function fetchPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number; bytes?: boolean }): InFlight {
   const ac = new AbortController();
   const { promise: sent, resolve: onSent } = Promise.withResolvers<void>();
-  const answer = requestPage(kc, apiPath, { signal: AbortSignal.any([opts.signal, ac.signal]), timeoutMs: opts.timeoutMs }, onSent);
+  const answer = requestPage(kc, apiPath, { signal: AbortSignal.any([opts.signal, ac.signal]), timeoutMs: opts.timeoutMs, bytes: opts.bytes === true }, onSent);
   // a request that fails before it is written settles sent too
   answer.then(() => onSent(), () => onSent());
   return {
@@ -213,7 +222,7 @@ function fetchPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal;
   };
 }
 
-async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number }, onSent: () => void): Promise<RawPage> {
+async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number; bytes: boolean }, onSent: () => void): Promise<RawPage> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KbpError('KBP_ERR_CONFIG', 'kubeconfig has no current cluster');
   // string concatenation as client-node's Watch does, so a server URL with a path prefix works the same
@@ -225,14 +234,41 @@ async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: Abor
     return await get(url, {
       ...reqOpts, method: 'GET', headers: { ...reqOpts.headers, Accept: 'application/json' },
       signal: opts.signal, timeout: opts.timeoutMs,
-    }, onSent);
+    }, opts.bytes, onSent);
   } finally {
     // client-node makes a fresh agent per request; ours must not keep sockets (or the process) alive
     if (agent && typeof (agent as http.Agent).destroy === 'function') (agent as http.Agent).destroy();
   }
 }
 
-function parsePage<T>({ status, body }: RawPage, what: string): PageResult<T> {
+function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
+  const { status } = raw, { what, admit, prune } = how;
+  let body = raw.body;
+  if (raw.bytes) {
+    const bytes = raw.bytes;
+    raw.bytes = undefined;
+    try {
+      if (prune && admit) {
+        const kept: U[] = [];
+        const env = scanList(prune, bytes, raw.len, (text, plain) => {
+          const a = admit(JSON.parse(text) as T, plain);
+          if (a !== undefined) kept.push(a);
+        });
+        let list: unknown;
+        try {
+          list = env === undefined ? undefined : JSON.parse(env);
+        } catch {
+          // (the scan let through what JSON.parse refuses: the whole parse below says what)
+        }
+        if (list !== undefined) return listPage({ ...list as object, items: kept }, what);
+      }
+      // not what the scan reads: parsed whole, JSON.parse's error the one reported, as before
+      body = bytes.toString('utf8', 0, raw.len);
+    } finally {
+      Body.recycle(bytes);
+    }
+  }
+  body ??= '';
   if (status !== 200) {
     const st = parseStatus(body);
     throw new ApiError(`list ${what}`, status, st.reason ?? http.STATUS_CODES[status] ?? 'Error', st.message ?? '');
@@ -243,6 +279,15 @@ function parsePage<T>({ status, body }: RawPage, what: string): PageResult<T> {
   } catch (err) {
     throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer is not JSON: ${(err as Error).message}`, { cause: err });
   }
+  const page = listPage<T>(parsed, what);
+  if (!admit) return page;
+  const kept: U[] = [];
+  admitAll(page.items, admit, kept);
+  return { ...page, items: kept };
+}
+
+/** the list's resourceVersion, items and continue token, checked */
+function listPage<T>(parsed: unknown, what: string): PageResult<T> {
   const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown }; items?: unknown };
   if (!Array.isArray(list.items)) throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no items array`);
   const rv = list.metadata?.resourceVersion;
@@ -253,13 +298,19 @@ function parsePage<T>({ status, body }: RawPage, what: string): PageResult<T> {
   return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }) };
 }
 
-function get(url: URL, options: https.RequestOptions, onSent?: () => void): Promise<RawPage> {
+function get(url: URL, options: https.RequestOptions, bytes: boolean, onSent?: () => void): Promise<RawPage> {
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(url, options, (res) => {
       const body = new Body(Number(res.headers['content-length']));
       res.on('data', (c: Buffer) => body.add(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.text() }));
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        if (bytes && status === 200) {
+          const b = body.take();
+          resolve({ status, bytes: b.buf, len: b.len });
+        } else resolve({ status, body: body.text(), len: 0 });
+      });
       res.on('error', (err) => {
         body.drop();
         reject(err);
@@ -321,6 +372,14 @@ class Body {
     this.#len = need;
   }
 
+  /** the answer's bytes, taken: the caller gives the buffer back (Body.recycle) */
+  take(): { buf: Buffer; len: number } {
+    const buf = this.#buf ?? Buffer.alloc(0), len = this.#len;
+    this.#buf = undefined;
+    this.#len = 0;
+    return { buf, len };
+  }
+
   /** the answer as text; the buffer goes back to the spares */
   text(): string {
     const buf = this.#buf;
@@ -333,7 +392,12 @@ class Body {
     const buf = this.#buf;
     this.#buf = undefined;
     this.#len = 0;
-    if (!buf || buf.length > Body.KEEP_MAX || Body.listing === 0) return;
+    if (buf) Body.recycle(buf);
+  }
+
+  /** buf kept as a spare (while a list runs, and not too large) */
+  static recycle(buf: Buffer): void {
+    if (buf.length === 0 || buf.length > Body.KEEP_MAX || Body.listing === 0) return;
     const spare = Body.#spare;
     spare.push(buf);
     if (spare.length > 2) {

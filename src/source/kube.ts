@@ -316,9 +316,12 @@ class KindWatcher<K extends Kind> {
           this.#log.error({ err }, `a store listener threw while a page of ${plural} was stored`);
         }
       } : undefined;
-      // each page slimmed as it arrives: the parsed page (managedFields and all) is garbage at once
+      // each item slimmed as it arrives, parsed without what slimming drops (json-prune.ts: a Node list
+      // is one small object)
+      const kind: Kind = this.kind;
+      const prune = kind === 'Node' ? undefined : kind;
       const res = await listObjects<unknown, KindMap[K]>(this.#s.kc, path, plural,
-        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item) => this.#admit(item), ...(onPage && { onPage }) });
+        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item, plain) => this.#admit(item, plain), ...(onPage && { onPage }), ...(prune && { prune }) });
       if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
       const items = res.items;
       try {
@@ -341,7 +344,7 @@ class KindWatcher<K extends Kind> {
   }
 
   /** a listed object as stored: undefined when invalid; the store's own object where the version is unchanged (no spurious change) */
-  #admit(item: unknown): KindMap[K] | undefined {
+  #admit(item: unknown, plain = false): KindMap[K] | undefined {
     const why = this.invalid(item);
     if (why) {
       this.#log.warn({ reason: why, object: describe(item) }, `ignoring a listed ${this.kind}`);
@@ -350,7 +353,7 @@ class KindWatcher<K extends Kind> {
     const obj = item as KindMap[K];
     const cur = this.#s.store.get(this.kind, objectKey(obj));
     // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
-    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName, true);
+    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName, true, plain);
   }
 
   /** why an object from the API cannot be stored (ListWatch would crash on it), or undefined */

@@ -30,9 +30,9 @@ export const KEPT_ANNOTATIONS: ReadonlySet<string> = new Set(['endpoints.kuberne
 // (the informer compares resourceVersion; a Kubernetes Event names a Service by its uid; nothing
 // reads a slice's uid, nor any generation: 8 % of the store at 100,000 slices, with the empty
 // label and annotation objects below)
-const META_KEYS = ['name', 'namespace', 'uid', 'resourceVersion'];
-const SLICE_META_KEYS = ['name', 'namespace', 'resourceVersion'];
-const ENDPOINT_KEYS = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
+export const META_KEYS: readonly string[] = ['name', 'namespace', 'uid', 'resourceVersion'];
+export const SLICE_META_KEYS: readonly string[] = ['name', 'namespace', 'resourceVersion'];
+export const ENDPOINT_KEYS: readonly string[] = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -102,13 +102,17 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
  * fastLoadAll with ownStrings) and nothing else holds it: its kept parts are taken, not copied, when
  * they are already what the copy would make (plain objects and arrays, strings, finite numbers other
  * than -0, booleans, null); anything else is copied as below. Either way obj is not changed.
+ * plain (with parsedJson): JSON.parse made obj, from text known to give no -0 and no number that is
+ * not finite (json-prune.ts looked at the bytes): its kept parts are taken without the walk that
+ * checks them (isPlainTree was ~30 % of slimming a LIST page). What else that walk refuses, JSON.parse
+ * does not make, or (a __proto__ key, deep nesting) the JSON round trip it leads to gives back alike.
  */
-export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false): KindMap[K] {
+export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false, plain = false): KindMap[K] {
   const out = slimParts(kind, obj, nodeName);
   if (!out) return obj;
   // the copy of a parser's fresh tree was 40-50 % of slimming it, and its garbage most of the rest
   // (docs/PERF.md, session 11): an object nothing else holds is shared with the store instead
-  if (parsedJson && isPlainTree(out, 0)) return finishSlim(kind, out) as unknown as KindMap[K];
+  if (parsedJson && (plain || isPlainTree(out, 0))) return finishSlim(kind, out) as unknown as KindMap[K];
   let copy: Obj;
   try {
     ownStrings = parsedJson;
