@@ -149,7 +149,7 @@ test.serial('agent killed with -9 and restarted under load', async (t) => {
   await lab.startAgent(node1);
   await new Promise((r) => setTimeout(r, LOAD_MS / 3));
   const [h, u] = await Promise.all([http.stop(), udp.stop()]);
-  report(t, 'agent kill -9', `SIGKILL to node1's agent, ${LOAD_MS / 3} ms without an agent, then a new one`, { http: h, udp: u });
+  report(t, 'agent kill -9', `SIGKILL to node1's agent, ${Math.round(LOAD_MS / 3)} ms without an agent, then a new one`, { http: h, udp: u });
   t.is(h.failed, 0, JSON.stringify(h.failures));
   t.is(u.failed, 0, JSON.stringify(u.failures));
 });
