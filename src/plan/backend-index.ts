@@ -124,12 +124,10 @@ export class BackendIndex {
   }
 }
 
-export function backendIndex(backends: Iterable<PlanBackend>, count?: number): BackendIndex {
-  // sized once for them (a full build's chain indexes ~100,000: grown from 64, it rehashed 11 times);
-  // with their count given, no array of them is made first (a million at 100,000 Services)
-  const list = count !== undefined || Array.isArray(backends) ? backends : [...backends];
-  const index = new BackendIndex(count ?? (list as PlanBackend[]).length);
-  for (const b of list) indexAdd(index, b);
+/** An index of `count` backends (sized once for them: a full build's chain indexes ~100,000, and grown from 64 it rehashed 11 times). */
+export function backendIndex(backends: Iterable<PlanBackend>, count: number): BackendIndex {
+  const index = new BackendIndex(count);
+  for (const b of backends) indexAdd(index, b);
   return index;
 }
 

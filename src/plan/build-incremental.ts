@@ -101,7 +101,7 @@ export function startChain(plan: Plan, sizing: MaglevSizing, ordered: readonly F
 /** prev's backends by address: its chain's index when prev is the chain's latest plan, else built. */
 export function prevBackendIndex(prev: Plan): BackendIndex {
   const head = heads.get(prev);
-  return head?.chain && head.chain.version === head.version ? head.chain.index : backendIndex(prev.backends.values());
+  return head?.chain && head.chain.version === head.version ? head.chain.index : backendIndex(prev.backends.values(), prev.backends.size);
 }
 
 function growI32(a: Int32Array, need: number): Int32Array {

@@ -54,7 +54,7 @@ test('the index answers as a Map by address text through adds and removes', (t) 
   fc.assert(fc.property(fc.array(backend, { maxLength: 200 }), fc.array(op, { maxLength: 600 }), fc.array(backend, { maxLength: 50 }), (initial, ops, probes) => {
     const m = new Map<string, Entry>();
     for (const b of initial) model.add(m, b);
-    const idx = backendIndex(initial);
+    const idx = backendIndex(initial, initial.length);
     const check = (b: PlanBackend): boolean => findIn(idx, b.address, b.port, b.protocol) === model.find(m, b.address, b.port, b.protocol);
     for (const o of ops) {
       if (o.kind === 'add') { model.add(m, o.b); indexAdd(idx, o.b); } else { model.remove(m, o.b); indexRemove(idx, o.b); }
