@@ -14,7 +14,7 @@ import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
 import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, startLoad, type LoadStarted, type Loaded } from './loader.js';
-import { mapMemoryWarning, mapsMemory, memoryAvailable } from './map-memory.js';
+import { mapMemoryShortfall, mapMemoryWarning, mapsMemory, memoryAvailable, type MapMemoryWarning } from './map-memory.js';
 import { numPossibleCpus } from './native/map.js';
 import { FrontendProtocols, SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
@@ -244,17 +244,17 @@ export class BpfDataplane implements Dataplane {
     return this.#loaded;
   }
 
+  /** kernel memory of the maps the load creates (map-memory.ts), for the log */
+  #newMapsMiB = 0;
+  /** what startLoad warned of (mapMemoryWarning), for the error of a load that could not allocate */
+  #memoryWarning: MapMemoryWarning | undefined;
+
   /**
    * Begins the object's load (pin root and pinned maps checked, then the verifier on the thread
    * pool) and nothing else: no program is attached and no map written until init(), which takes it
    * over. The agent calls it as soon as the mode is chosen: the verifier (over a second of CPU) then
    * runs beside the other modes' clean-up, client-node's import and the source's read (issue 10).
    */
-  /** kernel memory of the maps the load creates (map-memory.ts), for the log */
-  #newMapsMiB = 0;
-  /** what startLoad warned of (mapMemoryWarning), for the error of a load that could not allocate */
-  #memoryWarning: Record<string, unknown> | undefined;
-
   startLoad(): void {
     if (this.#load) return;
     this.#watchLinks();
@@ -302,8 +302,7 @@ export class BpfDataplane implements Dataplane {
       const w = this.#memoryWarning;
       if (w && (e as KbpError).errno === 12) {
         const [first, ...rest] = (e as Error).message.split('\n');
-        const why = `the maps need ~${String(w.mapsMiB)} MiB of kernel memory and ${String(w.from)} leaves ${String(w.availableMiB)} MiB (largest: ${String(w.largest)}); ${String(w.hint)}`;
-        throw new KbpError((e as KbpError).code ?? 'KBP_ERR_BPF', [`${first}: ${why}`, ...rest].join('\n'), { cause: e, errno: 12 });
+        throw new KbpError((e as KbpError).code ?? 'KBP_ERR_BPF', [`${first}: ${mapMemoryShortfall(w)}`, ...rest].join('\n'), { cause: e, errno: 12 });
       }
       throw e;
     }

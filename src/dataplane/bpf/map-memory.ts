@@ -8,7 +8,6 @@
 // kernel/bpf/arraymap.c, htab_map_mem_usage in kernel/bpf/hashtab.c, 6.x), which fdinfo's `memlock`
 // reports once a map exists (test/datapath/map-memory.test.ts holds the two together). A hash map
 // made with BPF_F_NO_PREALLOC costs its buckets at load and grows by one element per entry.
-import { readFileSync } from 'node:fs';
 import { cgroupDirs, procView, type CgroupView } from '../../util/cgroup.js';
 import { BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType } from './native/uapi.js';
 
@@ -77,7 +76,7 @@ export function mapsMemory(specs: readonly MapSpec[], cpus: number): { total: nu
  * memory.current; v1 memory.limit_in_bytes less memory.usage_in_bytes); the smallest, with where it
  * was read. Undefined where none can be read.
  */
-export function memoryAvailable(view: CgroupView = procView(), meminfo = readMeminfo()): { bytes: number; from: string } | undefined {
+export function memoryAvailable(view: CgroupView = procView(), meminfo = view.read('/proc/meminfo') ?? ''): { bytes: number; from: string } | undefined {
   let best: { bytes: number; from: string } | undefined;
   const offer = (bytes: number, from: string) => {
     if (Number.isFinite(bytes) && (!best || bytes < best.bytes)) best = { bytes: Math.max(0, bytes), from };
@@ -98,20 +97,15 @@ export function memoryAvailable(view: CgroupView = procView(), meminfo = readMem
   return best;
 }
 
-function readMeminfo(): string {
-  try {
-    return readFileSync('/proc/meminfo', 'utf8');
-  } catch {
-    return '';
-  }
-}
+/** What mapMemoryWarning logs: the maps' need against the room, in MiB, and what to do. */
+export interface MapMemoryWarning { mapsMiB: number; availableMiB: number; from: string; largest: string; hint: string }
 
 /**
  * A warning for the log when the maps the load will create need more than the memory there is
  * (undefined when they fit, or nothing is known of the memory): names the total, the room and its
  * source, the largest maps, and the flag that sizes them.
  */
-export function mapMemoryWarning(need: { total: number; largest: Array<[string, number]> }, avail: { bytes: number; from: string } | undefined): Record<string, unknown> | undefined {
+export function mapMemoryWarning(need: { total: number; largest: Array<[string, number]> }, avail: { bytes: number; from: string } | undefined): MapMemoryWarning | undefined {
   if (!avail || need.total <= avail.bytes) return undefined;
   const mib = (b: number) => Math.round(b / 2 ** 20);
   return {
@@ -119,4 +113,9 @@ export function mapMemoryWarning(need: { total: number; largest: Array<[string, 
     largest: need.largest.map(([n, b]) => `${n} ${mib(b)} MiB`).join(', '),
     hint: 'size them down with --bpf-map-max MAP=N (README, limits), or give the agent more memory',
   };
+}
+
+/** The reason a load the kernel refused for memory adds to its error, from the warning given before it. */
+export function mapMemoryShortfall(w: MapMemoryWarning): string {
+  return `the maps need ~${w.mapsMiB} MiB of kernel memory and ${w.from} leaves ${w.availableMiB} MiB (largest: ${w.largest}); ${w.hint}`;
 }
