@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KbpError } from '../util/errors.js';
+import { unescapeMountField } from '../util/cgroup.js';
 
 export const BPFFS_MOUNT = '/sys/fs/bpf';
 /** where cgroup v2 is mounted when the host has none mounted (Cilium mounts at /run/cilium/cgroupv2) */
@@ -26,7 +27,7 @@ export function mounts(): Mount[] {
   for (const line of text.split('\n')) {
     const [, point, fstype] = line.split(' ');
     if (!point || !fstype) continue;
-    out.push({ point: point.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))), fstype });
+    out.push({ point: unescapeMountField(point), fstype });
   }
   return out;
 }

@@ -34,6 +34,11 @@ export interface CgroupMount {
   controllers: string[];
 }
 
+/** A path field of /proc/self/mounts or mountinfo: the kernel writes space, tab, newline and backslash as octal escapes. */
+export function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
 /** The cgroup (v1) and cgroup2 mounts in mountinfo's text (/proc/self/mountinfo). */
 export function cgroupMounts(mountinfo: string): CgroupMount[] {
   const out: CgroupMount[] = [];
@@ -43,8 +48,7 @@ export function cgroupMounts(mountinfo: string): CgroupMount[] {
     const pre = line.slice(0, sep).split(' ');
     const [fstype, , options = ''] = line.slice(sep + 3).split(' ');
     if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
-    const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    out.push({ root: unescape(pre[3] ?? '/'), point: unescape(pre[4] ?? ''), v2: fstype === 'cgroup2', controllers: fstype === 'cgroup' ? options.split(',') : [] });
+    out.push({ root: unescapeMountField(pre[3] ?? '/'), point: unescapeMountField(pre[4] ?? ''), v2: fstype === 'cgroup2', controllers: fstype === 'cgroup' ? options.split(',') : [] });
   }
   return out;
 }
