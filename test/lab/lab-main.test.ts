@@ -6,7 +6,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { labAvailable } from '../../testing/netns.js';
+import { labAvailable, run } from '../../testing/netns.js';
 
 const avail = labAvailable();
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -36,15 +36,6 @@ if (!avail.ok) {
     t.regex(summary, /^Summary: (\d+) of \1 behaviours shown as expected\n/);
     t.is(code, 0, out.slice(-2000));
     // the lab's own teardown: none of its namespaces is left
-    t.false(/kbplab\d+-demo-/.test(await listNetns()), 'the lab removed its namespaces');
-  });
-}
-
-async function listNetns(): Promise<string> {
-  return new Promise((resolve) => {
-    const p = spawn('/usr/sbin/ip', ['netns', 'list'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let s = '';
-    p.stdout.on('data', (d: Buffer) => { s += d.toString(); });
-    p.on('close', () => resolve(s));
+    t.false(/kbplab\d+-demo-/.test((await run('/usr/sbin/ip', ['netns', 'list'])).stdout), 'the lab removed its namespaces');
   });
 }

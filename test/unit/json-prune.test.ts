@@ -3,17 +3,16 @@
 // objects and odd JSON (whitespace, escapes, numbers, duplicate keys); bytes JSON.parse refuses are
 // never read (the caller then parses the page whole and reports JSON.parse's error, as before).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import test from 'ava';
 import fc from 'fast-check';
-import { KubeConfig } from '@kubernetes/client-node';
 import { apiService, apiSlice } from '../../bench/apiserver-objects.js';
 import { NODE_NAME, type ClusterShape } from '../../bench/gen.js';
 import { scanList, type PrunedKind } from '../../src/source/json-prune.js';
 import { listObjects } from '../../src/source/kube-http.js';
 import { slimObject } from '../../src/source/slim.js';
 import { anyObject } from '../../testing/fuzz-objects.js';
+import { localKubeConfig } from '../../testing/local-kubeconfig.js';
 
 type Obj = Record<string, unknown>;
 const SHAPE: ClusterShape = { services: 50, endpointsPerService: 4, nodePortEvery: 3 };
@@ -229,16 +228,6 @@ test('a page mutated at random reads as the whole parse reads it, or is left to 
   t.pass();
 });
 
-/** a kubeconfig for a plain-HTTP server of the test's own on loopback */
-function localConfig(server: http.Server): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
-  });
-  return kc;
-}
-
 test('listObjects with prune: the items admitted are those of the whole parse; a malformed page fails as before, naming the list', async (t) => {
   const items = [apiService(1, SHAPE), { metadata: { name: 'odd', managedFields: [] }, spec: 'x' }, apiService(2, SHAPE)];
   let body = page(items, undefined, '');
@@ -248,7 +237,7 @@ test('listObjects with prune: the items admitted are those of the whole parse; a
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const kc = localConfig(server);
+  const kc = localKubeConfig(server);
   const seenItems: unknown[] = [];
   const list = (prune?: PrunedKind) => listObjects<Obj, unknown>(kc, '/api/v1/services', 'services', {
     signal: new AbortController().signal, timeoutMs: 5000,
@@ -285,7 +274,7 @@ test('listObjects with prune: pages asked for without a guess (no token in the a
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const seenItems: Obj[] = [];
-  const res = await listObjects<Obj, unknown>(localConfig(server), '/api/v1/services', 'services', {
+  const res = await listObjects<Obj, unknown>(localKubeConfig(server), '/api/v1/services', 'services', {
     signal: new AbortController().signal, timeoutMs: 5000, pageSize: 1, prune: 'Service',
     admit: (o) => {
       seenItems.push(o);

@@ -4,12 +4,11 @@
 // factory's WithTweakListOptions; client-go tools/pager ListPager.List with FullListIfExpired).
 import test from 'ava';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
 import { leadingContinue, listObjects } from '../../src/source/kube-http.js';
 import { createKubeSource, PROXY_LABEL_SELECTOR, type KubeSource } from '../../src/source/kube.js';
 import { silentLogger } from '../../src/util/log.js';
 import { startStubApiServer, type StubApiServer } from '../../testing/stub-apiserver.js';
+import { localKubeConfig } from '../../testing/local-kubeconfig.js';
 
 const FAST = { initialMs: 10, maxMs: 100, factor: 2, jitter: 0.5 };
 
@@ -41,16 +40,6 @@ const names = (source: KubeSource, kind: 'Service' | 'EndpointSlice') => {
   return [...(kind === 'Service' ? snap.services : snap.endpointSlices).keys()].sort();
 };
 
-
-/** a kubeconfig for a plain-HTTP server of the test's own on loopback */
-function localConfig(server: http.Server): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
-  });
-  return kc;
-}
 
 test('a LIST comes in pages of limit objects, following continue tokens, all of one resourceVersion', async (t) => {
   const stub = await startStubApiServer();
@@ -169,7 +158,7 @@ test('a page asked for ahead on a token the parsed answer does not confirm is dr
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const kc = localConfig(server);
+  const kc = localKubeConfig(server);
   const res = await listObjects<{ metadata: { name: string } }>(kc, '/api/v1/services', 'services', { signal: new AbortController().signal, timeoutMs: 5000, pageSize: 2 });
   t.deepEqual(res.items.map((o) => o.metadata.name), ['s0', 's1', 's2', 's3', 's4']);
   t.is(res.resourceVersion, '7');
@@ -194,7 +183,7 @@ test('pages sent chunked (no length), larger each time, a character split betwee
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const kc = localConfig(server);
+  const kc = localKubeConfig(server);
   for (let round = 0; round < 2; round++) {
     const res = await listObjects<{ metadata: { name: string } }>(kc, '/api/v1/services', 'services', { signal: new AbortController().signal, timeoutMs: 5000, pageSize: 1 });
     t.deepEqual(res.items.map((o) => o.metadata.name), names);
