@@ -8,23 +8,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Compiler } from '../src/compile/compile.js';
+import { AbResults, importTrees } from './ab.js';
 import { NODE_NAME, snapshot } from './gen.js';
 const BASE = process.env.BASE;
 if (!BASE) throw new Error('BASE=<another checkout> is needed');
 const N = Number(process.env.N ?? 10000), ROUNDS = Number(process.env.ROUNDS ?? 6), APPLY = process.env.APPLY !== '0';
-type Tree = { name: string; buildPlan: any; diffPlans: any; loadDataplane: any; AgentStateFile: any; L: any };
-async function tree(name: string, root: string): Promise<Tree> {
-  const im = (p: string) => import(`${root}/src/${p}`);
-  return { name, buildPlan: (await im('plan/plan.ts')).buildPlan, diffPlans: (await im('plan/diff.ts')).diffPlans,
-    loadDataplane: (await im('dataplane/bpf/loader.ts')).loadDataplane, AgentStateFile: (await im('dataplane/bpf/agent-state-file.ts')).AgentStateFile,
-    L: await im('dataplane/bpf/layout.ts') };
-}
-const trees = [await tree('base', BASE.replace(/\/$/, '')), await tree('ours', new URL('..', import.meta.url).pathname.replace(/\/$/, ''))];
+const trees = await importTrees(BASE, async (im) => ({
+  buildPlan: (await im('plan/plan.ts')).buildPlan, diffPlans: (await im('plan/diff.ts')).diffPlans,
+  loadDataplane: (await im('dataplane/bpf/loader.ts')).loadDataplane, AgentStateFile: (await im('dataplane/bpf/agent-state-file.ts')).AgentStateFile,
+  L: await im('dataplane/bpf/layout.ts'),
+}));
 const state = new Compiler({ nodeName: NODE_NAME }).compile(snapshot({ services: N, endpointsPerService: 10, nodePortEvery: 10 })).state;
-const tc = () => { const u = process.threadCpuUsage(); return (u.user + u.system) / 1000; };
-const pc = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
-const res: Record<string, Record<string, number[]>> = { base: {}, ours: {} };
-const put = (t: string, k: string, v: number) => (res[t]![k] ??= []).push(v);
+const res = new AbResults();
 for (let r = 0; r < ROUNDS; r++) {
   for (const T of r % 2 ? [...trees].reverse() : trees) {
     let d: any, pin = '', tmp = '';
@@ -34,22 +29,12 @@ for (let r = 0; r < ROUNDS; r++) {
       d.maps.writeConfig({ hashSeed: 7, snatMark: T.L.LB_SNAT_MARK_DEFAULT, flags: 0 });
     }
     try {
-      let m = tc(), p = pc(), w = performance.now();
-      const plan = T.buildPlan(state, undefined, { seed: 7 });
-      put(T.name, 'planMain', tc() - m); put(T.name, 'plan', pc() - p); put(T.name, 'planWall', performance.now() - w); m = tc(); p = pc(); w = performance.now();
-      const ops = T.diffPlans(undefined, plan);
-      put(T.name, 'diffMain', tc() - m); put(T.name, 'diff', pc() - p); put(T.name, 'diffWall', performance.now() - w); m = tc(); p = pc(); w = performance.now();
-      if (d) { d.maps.apply(ops); put(T.name, 'applyMain', tc() - m); put(T.name, 'apply', pc() - p); put(T.name, 'applyWall', performance.now() - w); }
+      const plan = res.time(T.name, 'plan', () => T.buildPlan(state, undefined, { seed: 7 }));
+      const ops = res.time(T.name, 'diff', () => T.diffPlans(undefined, plan));
+      if (d) res.time(T.name, 'apply', () => d.maps.apply(ops));
     } finally {
       if (d) { d.object.close(); rmSync(pin, { recursive: true, force: true }); rmSync(tmp, { recursive: true, force: true }); }
     }
   }
 }
-const med = (xs: number[]) => { const v = [...xs].sort((a, b) => a - b); return v[v.length >> 1]!; };
-const out: Record<string, string> = {};
-for (const k of Object.keys(res.base!)) {
-  const b = res.base![k]!, o = res.ours![k]!;
-  const ratios = o.map((x, i) => x / b[i]!).sort((a, c) => a - c);
-  out[k] = `base ${med(b).toFixed(0)} ours ${med(o).toFixed(0)} ratio min/med/max ${ratios[0]!.toFixed(2)}/${med(ratios).toFixed(2)}/${ratios[ratios.length - 1]!.toFixed(2)}`;
-}
-console.log(JSON.stringify({ N, ROUNDS, load: (await import('node:os')).loadavg()[0], ...out }, null, 1));
+res.print({ N, ROUNDS });
