@@ -27,12 +27,8 @@ static __always_inline __u16 lb_csum_fold(__u64 sum)
  * in: ~(~HC + ~m + m'), as the kernel's csum_replace4() */
 static __always_inline __u16 lb_csum_replace4(__u16 check, __u32 from, __u32 to)
 {
-	__u64 s = (__u64)(__u16)~check + (__u32)~from + to;
-
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
+	/* under 2^34: lb_csum_fold's folds carry every bit */
+	return lb_csum_fold((__u64)(__u16)~check + (__u32)~from + to);
 }
 
 /* the same for a 16-byte field (an IPv6 address), as four words */
@@ -43,11 +39,8 @@ static __always_inline __u16 lb_csum_replace16(__u16 check, const __u32 *from, c
 
 	for (i = 0; i < 4; i++)
 		s += (__u64)(__u32)~from[i] + to[i];
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
+	/* under 2^36 */
+	return lb_csum_fold(s);
 }
 
 /* the unfolded sum of a buffer we built (n a multiple of 4, at most 512) */
