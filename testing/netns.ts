@@ -385,20 +385,12 @@ export class Lab {
    */
   addMemoryCgroup(name: string, limitBytes: number): string | undefined {
     checkLabName(name, 'cgroup');
-    const v2 = hostRoots().cgroup2;
-    let dir: string, limitFile: string;
-    if (existsSync(join(v2, 'cgroup.subtree_control')) && /\bmemory\b/.test(readFileSync(join(v2, 'cgroup.subtree_control'), 'utf8'))) {
-      dir = join(v2, this.prefix + name);
-      limitFile = 'memory.max';
-    } else {
-      const v1 = cgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8')).find((m) => m.controllers.includes('memory') && m.root === '/');
-      if (!v1) return undefined;
-      dir = join(v1.point, this.prefix + name);
-      limitFile = 'memory.limit_in_bytes';
-    }
+    const mem = memoryHierarchy();
+    if (!mem) return undefined;
+    const dir = join(mem.root, this.prefix + name);
     mkdirSync(dir);
     this.onCleanup(`cgroup ${dir}`, async () => { await removeCgroup(dir); });
-    writeFileSync(join(dir, limitFile), String(limitBytes));
+    writeFileSync(join(dir, mem.limitFile), String(limitBytes));
     return join(dir, 'cgroup.procs');
   }
 
@@ -493,6 +485,17 @@ function pidAlive(pid: number): boolean {
 }
 
 /**
+ * Where a lab makes memory-limited cgroups: cgroup v2's root where it delegates the memory controller,
+ * else the v1 memory hierarchy (a hybrid host); undefined where neither exists.
+ */
+function memoryHierarchy(): { root: string; limitFile: string } | undefined {
+  const v2 = hostRoots().cgroup2;
+  if (existsSync(join(v2, 'cgroup.subtree_control')) && /\bmemory\b/.test(readFileSync(join(v2, 'cgroup.subtree_control'), 'utf8'))) return { root: v2, limitFile: 'memory.max' };
+  const v1 = cgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8')).find((m) => m.controllers.includes('memory') && m.root === '/');
+  return v1 && { root: v1.point, limitFile: 'memory.limit_in_bytes' };
+}
+
+/**
  * Removes namespaces, cgroups and bpffs pin roots left by lab runs whose process is gone
  * (names kbplab<pid>-..., pid dead). Never touches objects of a live run. Returns what it removed.
  */
@@ -505,10 +508,13 @@ export async function sweepLeftovers(): Promise<string[]> {
     await run('ip', ['netns', 'del', name], { allowFail: true });
     removed.push(`netns ${name}`);
   }
-  const { cgroup2 } = hostRoots();
-  for (const name of list(cgroup2).filter(stale)) {
-    const path = join(cgroup2, name);
-    try { await removeCgroup(path); removed.push(`cgroup ${path}`); } catch { /* reported by the next sweep */ }
+  // cgroup v2's, and a v1 memory hierarchy's (Lab.addMemoryCgroup on a hybrid host)
+  const roots = new Set([hostRoots().cgroup2, memoryHierarchy()?.root].filter((r): r is string => r !== undefined));
+  for (const root of roots) {
+    for (const name of list(root).filter(stale)) {
+      const path = join(root, name);
+      try { await removeCgroup(path); removed.push(`cgroup ${path}`); } catch { /* reported by the next sweep */ }
+    }
   }
   let held: Set<string> | undefined;
   for (const name of list(BPFFS_ROOT).filter(stale)) {

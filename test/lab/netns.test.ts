@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { MapType } from '../../src/dataplane/bpf/native/uapi.js';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { BPFFS_ROOT, LAB_PREFIX, hostRoots, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from '../../testing/netns.js';
 
 const avail = labAvailable();
@@ -62,12 +62,20 @@ if (!avail.ok) {
     t.teardown(() => live.cleanup());
     await live.addNetns('node');
     live.addPinRoot('pins');
+    // a memory cgroup (v1's hierarchy on a hybrid host), a dead run's beside a live run's
+    const liveMem = live.addMemoryCgroup('mem', 64 * 2 ** 20);
+    const staleMem = liveMem && join(dirname(dirname(liveMem)), `${stale}mem`);
+    if (staleMem) mkdirSync(staleMem);
 
     const removed = await sweepLeftovers();
     t.true(removed.includes(`netns ${stale}node`), removed.join(', '));
     t.deepEqual(ours(stale), { netns: [], cgroups: [], pins: [] });
     t.true(existsSync(join(NETNS_DIR, `${live.prefix}node`)));
     t.true(existsSync(join(BPFFS_ROOT, `${live.prefix}pins`)));
+    if (staleMem) {
+      t.false(existsSync(staleMem), 'a dead run\'s memory cgroup is removed');
+      t.true(existsSync(dirname(liveMem!)), 'a live run\'s memory cgroup is spared');
+    }
   });
 
   test.serial('sweepLeftovers spares a root named by a pid it cannot see when a live process holds its maps (another pid namespace)', async (t) => {
