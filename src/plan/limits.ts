@@ -7,7 +7,8 @@
 // mirrors lb_consts.h too (for the map writer) and is checked the same way.
 
 /**
- * lb_consts.h: frontend ids are 1..LB_FE_ID_MAX-1 (lb_revnat and lb_fe_stats are arrays of this size).
+ * lb_consts.h: frontend ids are 1..LB_FE_ID_MAX-1 (lb_revnat is an array of this size; lb_fe_stats's
+ * per-CPU counters, as large or smaller, count the ids below their size).
  * The default; a data plane whose maps were sized at load (--bpf-map-max) sets the loaded size with
  * setIdLimits(), and every reader of this binding (the plan's id allocators) follows it.
  */
@@ -33,7 +34,7 @@ export let BACKEND_ID_MAX = LB_BACKENDS_MAX - 1;
 export const DEFAULT_ID_LIMITS = { frontendIds: LB_FE_ID_MAX, backends: LB_BACKENDS_MAX } as const;
 
 /**
- * The id ranges of the loaded maps (max_entries of lb_revnat / lb_fe_stats, the smaller, and of
+ * The id ranges of the loaded maps (max_entries of lb_revnat and of
  * lb_backends), when they were sized at load (src/dataplane/bpf/map-sizes.ts): ids are allocated
  * below them. One data plane per process; its load sets them before the first plan.
  */

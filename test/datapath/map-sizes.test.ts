@@ -15,6 +15,8 @@ import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as limits from '../../src/plan/limits.js';
 import { OBJECT_PATH, type TestService } from '../../testing/datapath.js';
+import { keepFlows, newOrphanCache } from '../../src/dataplane/bpf/ct-orphan.js';
+import { TCP_ACK } from '../../testing/packets.js';
 import { toService } from '../../testing/datapath-rows.js';
 import { isRoot, tempPinRoot } from './fixtures/util.js';
 
@@ -158,6 +160,29 @@ if (!isRoot) {
       t.false(r.feFound);
     } finally {
       c.object.close();
+    }
+  });
+
+  test('fewer per-CPU counters than frontend ids (lb_fe_stats below lb_revnat): ids follow lb_revnat; a frontend past the counters is translated uncounted and its flows are kept at its deletion', async (t) => {
+    // what a node of many CPUs gets by default (defaultFeStatsEntries): the counters are per CPU, ids
+    // are not, so a small lb_fe_stats must not cap the Services the node serves
+    t.teardown(() => limits.setIdLimits(D));
+    const root = tempPinRoot(t, false);
+    const statePath = tempStatePath(t);
+    const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, statePath), mapSizes: { lb_revnat: D.frontendIds + 64, lb_fe_stats: 8, lb_backends: D.backends + 64, lb_maglev_slots: L.LB_MAGLEV_SLOTS_MAX + 4096 } });
+    try {
+      t.is(limits.LB_FE_ID_MAX, D.frontendIds + 64, 'frontend ids are lb_revnat\'s, not the counters\'');
+      l.maps.writeConfig({ hashSeed: 1, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: 0 });
+      writeService(l);
+      t.deepEqual(syn(l, 42000), { translated: true, feFound: false, packets: 0 }, 'translated, with no counter to add to');
+      // the handshake's ACK makes the flow established (lb_ct); the frontend's deletion keeps it
+      const ack = toService(svc, '10.244.5.9', 42000, { flags: TCP_ACK, seq: 1001, ack: 5001 });
+      l.object.program('lb_tc_ingress').testRun({ data: ack.input, ctx: Buffer.alloc(192), dataOutSize: ack.input.length + 256 });
+      const r = await keepFlows(l.maps, new Set([svc.feId]), newOrphanCache());
+      t.true(r.orphaned >= 1, `an uncounted frontend may have flows: they are kept (${r.orphaned} orphaned)`);
+      t.is(l.maps.readFrontendStats(svc.feId).size, 0, 'reading the counters stops at the map\'s end');
+    } finally {
+      l.object.close();
     }
   });
 

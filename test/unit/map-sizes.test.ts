@@ -4,13 +4,15 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { checkSize, formatMapSizes, maxEntriesOf, parseMapSizes, SIZABLE_MAPS, type SizableMap } from '../../src/dataplane/bpf/map-sizes.js';
+import { checkSize, defaultFeStatsEntries, FE_STATS_BUDGET, formatMapSizes, maxEntriesOf, parseMapSizes, SIZABLE_MAPS, type SizableMap } from '../../src/dataplane/bpf/map-sizes.js';
 import { DEFAULTS, validateSettings } from '../../src/agent/config.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { DEFAULT_ID_LIMITS, setIdLimits } from '../../src/plan/limits.js';
 import * as limits from '../../src/plan/limits.js';
 import { IdAllocator } from '../../src/plan/ids.js';
 import { cliNodeArgs } from '../../testing/cli.js';
+import { mapMemoryBytes } from '../../src/dataplane/bpf/map-memory.js';
+import { MapType } from '../../src/dataplane/bpf/native/uapi.js';
 
 test('NAME=N with or without lb_, k/M/G suffixes, later items win; lb_maglev_slots counts slots (two an element)', (t) => {
   const s = parseMapSizes(['maglev_slots=40M', 'lb_ct=2M', 'lb_frontends=300k', 'ct=1048576', 'lb_backends=2000001']);
@@ -30,6 +32,18 @@ test('the defaults are lb_consts.h\'s, and each is a valid size of its map', (t)
   for (const [k, v] of Object.entries(SIZABLE_MAPS)) {
     t.is(v.dflt, want[k as SizableMap], k);
     t.notThrows(() => checkSize(k as SizableMap, v.dflt), k);
+  }
+});
+
+test('lb_fe_stats by default: every frontend id up to 16 CPUs, then as many as 32 MiB of per-CPU counters hold (not 256 MiB at 128 CPUs)', (t) => {
+  const all = DEFAULT_ID_LIMITS.frontendIds;
+  t.deepEqual([1, 2, 16, 32, 64, 128, 256].map((c) => defaultFeStatsEntries(c)), [all, all, all, all / 2, all / 4, all / 8, all / 16]);
+  t.is(defaultFeStatsEntries(2, 1000), 1000, 'never more than the object holds');
+  t.is(defaultFeStatsEntries(1e9), SIZABLE_MAPS.lb_fe_stats.min, 'never below the smallest size');
+  for (const cpus of [1, 17, 96, 128, 240, 4096]) {
+    const n = defaultFeStatsEntries(cpus);
+    const bytes = mapMemoryBytes({ name: 'lb_fe_stats', type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: L.FE_STATS.size, maxEntries: n, flags: 0 }, cpus);
+    t.true(n * L.FE_STATS.size * cpus <= FE_STATS_BUDGET, `${cpus} CPUs: ${n} entries, ${(bytes / 2 ** 20).toFixed(1)} MiB`);
   }
 });
 

@@ -29,8 +29,8 @@ Options:
   --bpf-map-max LIST           BPF map sizes set at load, MAP=N (repeatable; N may end in k, M, G):
                                lb_maglev_slots (slots of every Maglev table: ~1,600 a Service of
                                10 endpoints, 4 bytes each; default 16776192, ~10,000 such Services),
-                               lb_frontends, lb_backends, lb_slots, lb_members, lb_revnat and
-                               lb_fe_stats (frontend ids), lb_ct, lb_ct_syn, lb_affinity,
+                               lb_frontends, lb_backends, lb_slots, lb_members, lb_revnat (frontend
+                               ids), lb_fe_stats (frontend ids counted), lb_ct, lb_ct_syn, lb_affinity,
                                lb_src_ranges, lb_sock_revnat, lb_frags (README "Limits")
   --config FILE                a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags win
   --healthz-bind-address ADDR  /healthz and /livez (default 0.0.0.0:10256; "" disables)

@@ -136,9 +136,13 @@ export function orphanKeyCollector(keys: Set<string>): (k: Buffer, v: Buffer) =>
  */
 export async function keepFlows(maps: BpfMaps, feIds: ReadonlySet<number>, cache: OrphanCache): Promise<OrphanResult> {
   // a frontend id that never translated a packet (lb_fe_stats, never reset) has no flow: the
-  // deletion of idle Services scans nothing
+  // deletion of idle Services scans nothing. One past the counters' end may have flows.
   const stats = maps.map('lb_fe_stats'), busy = new Set<number>();
   for (const id of feIds) {
+    if (id >= stats.maxEntries) {
+      busy.add(id);
+      continue;
+    }
     const v = stats.lookup(L.encodeU32(id));
     if (v && v.some((x) => x !== 0)) busy.add(id);
   }

@@ -708,7 +708,8 @@ export class BpfDataplane implements Dataplane {
       // an array indexed by backend id, and id 0 is never used
       backends: cap('lb_backends', L.LB_BACKENDS_MAX) - 1,
       slots: Math.min(cap('lb_slots', L.LB_SLOTS_MAX), cap('lb_members', L.LB_MEMBERS_MAX)),
-      frontendIds: Math.min(cap('lb_revnat', L.LB_FE_ID_MAX), cap('lb_fe_stats', L.LB_FE_ID_MAX)),
+      // lb_fe_stats may be shorter (per-CPU counters): frontends past it are served, uncounted
+      frontendIds: cap('lb_revnat', L.LB_FE_ID_MAX),
       sourceRanges: cap('lb_src_ranges', L.LB_SRC_RANGES_MAX),
     };
   }

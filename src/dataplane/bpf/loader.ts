@@ -28,7 +28,7 @@ import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, t
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
 import type { BpfMapsOptions } from './map-writer.js';
-import { maxEntriesOf, type MapSizes } from './map-sizes.js';
+import { defaultFeStatsEntries, maxEntriesOf, type MapSizes } from './map-sizes.js';
 import { setIdLimits } from '../../plan/limits.js';
 import { BpfMaps } from './maps.js';
 import { BpfMap, numPossibleCpus } from './native/map.js';
@@ -174,6 +174,7 @@ function prepareLoad(opts: LoadOptions): Prepared {
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   try {
     if (opts.mapSizes) sizeMaps(object, opts.mapSizes);
+    if (opts.mapSizes?.lb_fe_stats === undefined) sizeFeStatsByCpus(object);
     // before the load, so a plan built beside the verifier allocates within them too
     followIdLimits(object);
     const refused = refuseForeignPins(object, pinRoot, state);
@@ -216,6 +217,14 @@ function sizeMaps(object: BpfObject, sizes: MapSizes): void {
   }
 }
 
+/** lb_fe_stats at its default: smaller than the object's on a node of many CPUs (map-sizes.ts defaultFeStatsEntries). */
+function sizeFeStatsByCpus(object: BpfObject): void {
+  const spec = object.mapSpecs().find((m) => m.name === 'lb_fe_stats');
+  if (!spec) return;
+  const n = defaultFeStatsEntries(numPossibleCpus(), spec.maxEntries);
+  if (n !== spec.maxEntries) object.setMaxEntries('lb_fe_stats', n);
+}
+
 /**
  * Before the load of another object sharing the agent's pinned maps (lb_sock_term.bpf.o): each of
  * its maps pinned under pinRoot is given the pinned map's max_entries, so libbpf reuses it when the
@@ -236,13 +245,14 @@ export function sizeLikePins(object: BpfObject, pinRoot: string): void {
 
 /**
  * The plan allocates frontend and backend ids below what the loaded maps index (plan/limits.ts): the
- * object's own sizes, or those set at load.
+ * object's own sizes, or those set at load. lb_fe_stats does not bound the ids: a frontend past its
+ * end is translated all the same, with no counters (a node of many CPUs has fewer: map-sizes.ts).
  */
 function followIdLimits(object: BpfObject): void {
   const specs = new Map(object.mapSpecs().map((m) => [m.name, m.maxEntries]));
-  const revnat = specs.get('lb_revnat'), stats = specs.get('lb_fe_stats'), backends = specs.get('lb_backends');
-  if (revnat === undefined || stats === undefined || backends === undefined) return;
-  setIdLimits({ frontendIds: Math.min(revnat, stats), backends });
+  const revnat = specs.get('lb_revnat'), backends = specs.get('lb_backends');
+  if (revnat === undefined || backends === undefined) return;
+  setIdLimits({ frontendIds: revnat, backends });
 }
 
 /** Everything after the object's load: programs pinned, ids recorded, the maps writer. */

@@ -46,8 +46,9 @@ export const SIZABLE_MAPS = {
     entries: (n: number) => n / L.LB_MAGLEV_IDS_PER_ELEM,
     check: (n: number) => (n % L.LB_MAGLEV_IDS_PER_ELEM ? `must be a multiple of ${L.LB_MAGLEV_IDS_PER_ELEM} (two slots per array element)` : undefined),
   },
-  lb_revnat: { dflt: DEFAULT_ID_LIMITS.frontendIds, min: 2, unit: 'frontend ids + 1 (with lb_fe_stats: ids are 1..the smaller - 1)' },
-  lb_fe_stats: { dflt: DEFAULT_ID_LIMITS.frontendIds, min: 2, unit: 'frontend ids + 1 (per-CPU counters)' },
+  lb_revnat: { dflt: DEFAULT_ID_LIMITS.frontendIds, min: 2, unit: 'frontend ids + 1' },
+  // the default on more than 16 CPUs is smaller: defaultFeStatsEntries()
+  lb_fe_stats: { dflt: DEFAULT_ID_LIMITS.frontendIds, min: 2, unit: 'frontend ids counted + 1 (per-CPU counters; ids past it are served uncounted)' },
   lb_affinity: { dflt: L.LB_AFFINITY_MAX, min: 1, unit: 'sessionAffinity ClientIP entries' },
   lb_src_ranges: { dflt: L.LB_SRC_RANGES_MAX, min: 1, unit: 'loadBalancerSourceRanges prefixes' },
   lb_ct: { dflt: L.LB_CT_MAX, min: 1, unit: 'conntrack entries (two per flow)' },
@@ -100,6 +101,20 @@ export function maxEntriesOf(sizes: MapSizes): Array<[SizableMap, number]> {
     const s: Sizable = SIZABLE_MAPS[name];
     return [name, s.entries ? s.entries(n) : n];
   });
+}
+
+/** The most kernel memory lb_fe_stats takes by default: its 16 bytes are per possible CPU. */
+export const FE_STATS_BUDGET = 32 * 2 ** 20;
+
+/**
+ * lb_fe_stats' default size on a node of `cpus` possible CPUs: every frontend id up to 16 CPUs, fewer
+ * past that, so that the counters stay within FE_STATS_BUDGET (131,072 ids would take 256 MiB at 128
+ * CPUs, more than all the other maps together). Frontends whose ids lie past it are translated all
+ * the same, with no per-frontend counters; ids are given from 1 up, so the first that many are counted.
+ */
+export function defaultFeStatsEntries(cpus: number, objectEntries: number = SIZABLE_MAPS.lb_fe_stats.dflt): number {
+  const fit = Math.floor(FE_STATS_BUDGET / (L.FE_STATS.size * Math.max(1, cpus)));
+  return Math.max(SIZABLE_MAPS.lb_fe_stats.min, Math.min(objectEntries, fit));
 }
 
 /** For logs and the help: NAME=N of every map whose size differs from the default. */

@@ -718,7 +718,7 @@ export class MapWriter {
         const keys = Buffer.alloc(fs.length * L.FE_KEY.size), values = Buffer.alloc(fs.length * L.FRONTEND.size);
         fs.forEach((f, i) => {
           if (!(f.id >= 1 && f.id < L.LB_FE_ID_MAX)) {
-            throw new KbpError('KBP_ERR_MAP_FULL', `frontend ${fmtFe(f)}: id ${f.id} is outside 1..${L.LB_FE_ID_MAX - 1} (LB_FE_ID_MAX: lb_fe_stats and lb_revnat are indexed by it)`);
+            throw new KbpError('KBP_ERR_MAP_FULL', `frontend ${fmtFe(f)}: id ${f.id} is outside 1..${L.LB_FE_ID_MAX - 1} (LB_FE_ID_MAX: lb_revnat is indexed by it)`);
           }
           L.encodeFeKey(f, keys, i * L.FE_KEY.size);
           const v = frontendValue(f);
