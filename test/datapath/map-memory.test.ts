@@ -5,11 +5,14 @@
 // during it. Needs root and bpffs.
 import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { mapMemoryBytes } from '../../src/dataplane/bpf/map-memory.js';
+import { mapMemoryBytes, mapsMemory } from '../../src/dataplane/bpf/map-memory.js';
+import { defaultFeStatsEntries } from '../../src/dataplane/bpf/map-sizes.js';
+import { parseAllDocuments } from 'yaml';
 import { numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as limits from '../../src/plan/limits.js';
@@ -51,4 +54,34 @@ if (!isRoot) {
       }
     });
   }
+
+  test('the DaemonSets request the memory the maps take at the default sizes, on a node of 2 to 512 CPUs, and the agent beside them', (t) => {
+    // the kernel charges the maps to the agent's cgroup: a request below them lets the scheduler
+    // place the agent where it cannot load (deploy/*.yaml set no --bpf-map-max)
+    t.teardown(() => limits.setIdLimits(limits.DEFAULT_ID_LIMITS));
+    const root = tempPinRoot(t, false);
+    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
+    let most = 0;
+    try {
+      const specs = l.object.mapSpecs();
+      for (const cpus of [2, 16, 64, 128, 512]) {
+        const sized = specs.map((m) => (m.name === 'lb_fe_stats' ? { ...m, maxEntries: defaultFeStatsEntries(cpus) } : m));
+        most = Math.max(most, mapsMemory(sized, cpus).total);
+      }
+    } finally {
+      l.object.close();
+    }
+    // the agent itself with no Service and its maps open, as the bench's `agent` rows read it (106 MiB;
+    // 10,000 Services: ~200 MiB)
+    const agent = 128 * 2 ** 20;
+    for (const file of ['kube-bpf-proxy.yaml', 'kube-bpf-proxy-unprivileged.yaml']) {
+      const ds = parseAllDocuments(readFileSync(fileURLToPath(new URL(`../../deploy/${file}`, import.meta.url)), 'utf8')).map((d) => d.toJS()).find((d) => d?.kind === 'DaemonSet');
+      const req = String(ds.spec.template.spec.containers[0].resources.requests.memory);
+      const m = /^(\d+)Mi$/.exec(req);
+      t.truthy(m, `${file}: memory request ${req} in Mi`);
+      t.true(Number(m![1]) * 2 ** 20 >= most + agent, `${file}: requests ${req}; the maps take up to ${(most / 2 ** 20).toFixed(0)} MiB and the agent ~128 more`);
+    }
+  });
 }
