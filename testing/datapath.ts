@@ -9,6 +9,7 @@
 import { mkdirSync, rmSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hostRoots } from './netns.js';
+import { sweepDeadTestRoots } from './pin-holders.js';
 import { BpfMap, numPossibleCpus } from '../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../src/dataplane/bpf/native/object.js';
 import type { BpfProgram, TestRunResult } from '../src/dataplane/bpf/native/program.js';
@@ -94,6 +95,7 @@ export class Datapath {
 
   /** objectPath: another object than OBJECT_PATH (a benchmark's baseline); its pins get their own root */
   constructor(objectPath = OBJECT_PATH, tag = '') {
+    sweepDeadTestRoots(hostRoots().bpffs);
     this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}${tag ? `-${tag}` : ''}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);

@@ -3,7 +3,7 @@
 // (a container, a sandbox sharing the host's bpffs): there it names another process or none, and a
 // live run's root would go. A root whose maps or programs some process holds open is spared,
 // whatever its name says.
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import { BpfProgram } from '../src/dataplane/bpf/native/program.js';
@@ -66,4 +66,34 @@ export function pinRootHeld(root: string, held: () => Set<string> = heldIds): bo
   const h = held();
   for (const id of ids) if (h.has(id)) return true;
   return false;
+}
+
+/** The pin roots tests make, by the pid of the process that made them (fixtures/util.ts tempPinRoot, Datapath). */
+const TEST_ROOT = /^kbp-(?:datapath-)?test-(\d+)(?:-|$)/;
+
+/**
+ * Removes the test pin roots under bpffs of processes that are gone: one killed (a worker past its
+ * timeout, a bench under `timeout`, a SIGKILL) runs no exit handler and left its maps pinned. A live
+ * process's roots stay, whoever it is; so does a root something holds open. Returns what it removed.
+ */
+export function sweepDeadTestRoots(bpffs: string): string[] {
+  const removed: string[] = [];
+  let held: Set<string> | undefined, names: string[];
+  try {
+    names = readdirSync(bpffs);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const pid = Number(TEST_ROOT.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH' || pinRootHeld(join(bpffs, name), () => (held ??= heldIds()))) continue;
+      rmSync(join(bpffs, name), { recursive: true, force: true });
+      removed.push(join(bpffs, name));
+    }
+  }
+  return removed;
 }

@@ -14,6 +14,7 @@ import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { KbpError } from '../../src/util/errors.js';
 import { hostRoots } from '../../testing/netns.js';
 import { dataplaneObject, fixtureObject, isRoot } from './fixtures/util.js';
+import { Datapath } from '../../testing/datapath.js';
 
 if (!isRoot) {
   test('pin root tests need root', (t) => {
@@ -77,4 +78,21 @@ if (!isRoot) {
     cleanup(root);
     t.deepEqual(ours(mnt), ['other-agent']);
   });
+
+  test('a test process killed before its clean-up leaves no pins for good: the next Datapath removes a dead pid\'s root, not a live one\'s', (t) => {
+    // bench/pkt-probe.ts under `timeout`, a worker past its timeout: no exit handler runs
+    const bpffs = hostRoots().bpffs;
+    const dead = Number(execFileSync('/bin/sh', ['-c', 'echo $$'], { encoding: 'utf8' }).trim());
+    const deadRoot = join(bpffs, `kbp-datapath-test-${dead}`), liveRoot = join(bpffs, `kbp-datapath-test-${process.ppid}-x`);
+    for (const r of [deadRoot, liveRoot]) mkdirSync(r, { recursive: true });
+    t.teardown(() => { for (const r of [deadRoot, liveRoot]) rmSync(r, { recursive: true, force: true }); });
+    const d = new Datapath();
+    try {
+      t.false(existsSync(deadRoot), `${deadRoot}: its process is gone`);
+      t.true(existsSync(liveRoot), `${liveRoot}: its process lives`);
+    } finally {
+      d.close();
+    }
+  });
 }
+
