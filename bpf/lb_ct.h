@@ -55,6 +55,7 @@ static __always_inline void lb_ct_overwrite(struct lb_ct_entry *e, const struct 
 	__builtin_memcpy(e->fe_addr, v->fe_addr, 16);
 	e->flags = v->flags;
 	e->orphan_port = v->orphan_port;
+	e->fe_port = v->fe_port;
 	e->pad2 = v->pad2;
 	e->last_seen = v->last_seen;
 	__builtin_memcpy(&ids, &v->backend_id, 8);
@@ -294,6 +295,7 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	e.backend_id = fwd->backend_id;
 	e.fe_id = fwd->fe_id;
 	e.flags = fwd->flags;
+	e.fe_port = fwd->fe_port;
 	__builtin_memcpy(e.fe_addr, fwd->fe_addr, 16);
 	if (rev)
 		lb_ct_overwrite(rev, &e);

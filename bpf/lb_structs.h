@@ -80,7 +80,9 @@ struct lb_ct_entry {
 	__u32 fe_id;       /* frontend, for rev-NAT and stats */
 	__u16 flags;       /* LB_CT_F_* */
 	__be16 orphan_port; /* LB_CT_F_ORPHAN only: the backend's port (forward entry), the frontend's (reverse) */
-	__u32 pad2;
+	__be16 fe_port;    /* the port the client sent to: with fe_addr, what replies leave from, without a
+	                    * lookup in lb_revnat; 0 in entries of an earlier build (then lb_revnat's) */
+	__u16 pad2;
 	__u8 fe_addr[16];  /* the address the client sent to (the node address of a NodePort on 0.0.0.0 /
 	                    * ::): replies leave from it; all zero in entries of an earlier build (then
 	                    * lb_revnat's address). LB_CT_F_ORPHAN forward entry: the backend's address */

@@ -406,9 +406,10 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	void *ctmap = &lb_ct;
 	__u32 ins = LB_STAT_CT_INSERT;
 
-	/* a forward packet's destination is the frontend address the client used: for a NodePort
-	 * on the any-address, the node address its replies must come from */
+	/* a forward packet's destination is the frontend address and port the client used: for a
+	 * NodePort on the any-address, the node address its replies must come from */
 	__builtin_memcpy(e.fe_addr, p->daddr.b, 16);
+	e.fe_port = p->dport;
 	lb_count_events(sel->events);
 	if (sel->ct_hit) {
 		lb_stat_inc(LB_STAT_FWD_CT_HIT);

@@ -217,9 +217,29 @@ export function buildRows(): Row[] {
   {
     const s = SVC.web4, f = toService(s, C4, 43100), b = pick(s, C4, 43100), r = reply(s, b, C4, 43100);
     add({ name: 'reply at tc ingress of a flow translated at ingress: left to egress, untouched', prog: 'lb_tc_ingress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); }, input: r.input, verdict: TC_ACT_OK, output: 'input', stats: {} });
+    // A reply leaves from the address and port its entry recorded (lb_ct_reply_from), without a
+    // lookup in lb_revnat: a frontend deleted (or its id reused) under a flow the agent has not
+    // orphaned yet cannot change them. An entry of an earlier build (no port recorded) still
+    // takes them from lb_revnat, and is passed untouched and counted where that entry is gone.
+    const dropRevNat = (dp: Datapath) => { dp.map('lb_revnat').delete(Buffer.from([s.feId, 0, 0, 0])); };
     add({
-      name: 'reply whose frontend lost its rev-NAT entry: passed untouched, counted',
-      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dp.map('lb_revnat').delete(Buffer.from([s.feId, 0, 0, 0])); },
+      name: 'reply whose frontend lost its rev-NAT entry: rewritten from its conntrack entry all the same',
+      prog: 'lb_tc_egress', setup: (dp) => { run(dp, 'lb_tc_ingress', f.input); dropRevNat(dp); },
+      input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+      after: (dp, c) => c.eq(dp.ct(ctRevKey(s, b, C4, 43100))?.fePort, s.port, 'reverse entry records the frontend port'),
+    });
+    const earlier = (dp: Datapath) => {
+      run(dp, 'lb_tc_ingress', f.input);
+      const k = ctRevKey(s, b, C4, 43100), e = dp.ct(k)!;
+      dp.setCt('lb_ct', k, { ...e, fePort: undefined, feAddr: undefined });
+    };
+    add({
+      name: 'reply of an entry of an earlier build (no frontend port or address): rewritten from lb_revnat',
+      prog: 'lb_tc_egress', setup: earlier, input: r.input, verdict: TC_ACT_OK, output: r.output, stats: { rev_nat: 1 },
+    });
+    add({
+      name: 'reply of an entry of an earlier build whose frontend lost its rev-NAT entry: passed untouched, counted',
+      prog: 'lb_tc_egress', setup: (dp) => { earlier(dp); dropRevNat(dp); },
       input: r.input, verdict: TC_ACT_OK, output: 'input', stats: { drop_revnat_missing: 1 },
     });
   }
@@ -423,15 +443,15 @@ export function buildRows(): Row[] {
       setup: (dp) => {
         const old = { lastSeen: ago(5n * SEC), feId: 77, flags: LB_CT_F_CLOSING };
         dp.setCt('lb_ct', ctKey(s, C4, sport + 1), { ...old, backendId: 98, flags: LB_CT_F_ORPHAN | LB_CT_F_CLOSING, feAddr: '10.244.77.7', orphanPort: 7777 });
-        dp.setCt('lb_ct', ctRevKey(s, pick(s, C4, sport + 1), C4, sport + 1), { ...old, backendId: 97, feAddr: '10.96.77.7' });
+        dp.setCt('lb_ct', ctRevKey(s, pick(s, C4, sport + 1), C4, sport + 1), { ...old, backendId: 97, feAddr: '10.96.77.7', fePort: 7070 });
       },
       input: toService(s, C4, sport + 1).input, verdict: TC_ACT_OK, output: toService(s, C4, sport + 1).to(pick(s, C4, sport + 1)), stats: { ct_backend_gone: 1, fwd_new: 1 },
       after: (dp, c) => {
-        const want = { backendId: pick(s, C4, sport + 1).id, feId: s.feId, flags: 0, feAddr: s.address };
+        const want = { backendId: pick(s, C4, sport + 1).id, feId: s.feId, flags: 0, feAddr: s.address, fePort: s.port };
         for (const [what, k] of [['forward', ctKey(s, C4, sport + 1)], ['reverse', ctRevKey(s, pick(s, C4, sport + 1), C4, sport + 1)]] as const) {
           const e = dp.ctIn('lb_ct', k);
           c.ok(e !== undefined && BigInt.asIntN(64, now() - e.lastSeen) < SEC, `${what} entry written now`);
-          c.eq(e && { backendId: e.backendId, feId: e.feId, flags: e.flags, feAddr: e.feAddr, orphanPort: e.orphanPort }, { ...want, orphanPort: undefined }, `${what} entry`);
+          c.eq(e && { backendId: e.backendId, feId: e.feId, flags: e.flags, feAddr: e.feAddr, fePort: e.fePort, orphanPort: e.orphanPort }, { ...want, orphanPort: undefined }, `${what} entry`);
         }
       },
     });

@@ -275,7 +275,7 @@ export const CT_KEY = struct('lb_ct_key', 40, {
   saddr: [0, 'addr'], daddr: [16, 'addr'], sport: [32, 'be16'], dport: [34, 'be16'], proto: [36, 'u8'], dir: [37, 'u8'], pad: [38, 'u16'],
 });
 export const CT_ENTRY = struct('lb_ct_entry', 40, {
-  last_seen: [0, 'u64'], backend_id: [8, 'u32'], fe_id: [12, 'u32'], flags: [16, 'u16'], orphan_port: [18, 'be16'], pad2: [20, 'u32'], fe_addr: [24, 'addr'],
+  last_seen: [0, 'u64'], backend_id: [8, 'u32'], fe_id: [12, 'u32'], flags: [16, 'u16'], orphan_port: [18, 'be16'], fe_port: [20, 'be16'], pad2: [22, 'u16'], fe_addr: [24, 'addr'],
 });
 export const AFFINITY_KEY = struct('lb_affinity_key', 20, { client: [0, 'addr'], fe_id: [16, 'u32'] });
 export const AFFINITY_VAL = struct('lb_affinity_val', 16, { last_used: [0, 'u64'], backend_id: [8, 'u32'], pad: [12, 'u32'] });
@@ -520,6 +520,9 @@ export interface CtEntry {
   feAddr?: string;
   /** LB_CT_F_ORPHAN only: the backend's port (forward entry), the frontend's (reverse); else 0 */
   orphanPort?: number;
+  /** the port the client sent to, replies leave from it with feAddr (no lb_revnat lookup);
+   * undefined: 0, as in entries of an earlier build (lb_revnat's address and port then) */
+  fePort?: number;
 }
 export function encodeCtEntry(v: CtEntry, buf?: Buffer, off = 0): Buffer {
   const b = alloc(buf, off, CT_ENTRY.size, CT_ENTRY.name);
@@ -528,6 +531,7 @@ export function encodeCtEntry(v: CtEntry, buf?: Buffer, off = 0): Buffer {
   b.writeUInt32LE(v.feId, off + 12);
   b.writeUInt16LE(v.flags, off + 16);
   b.writeUInt16BE(v.orphanPort ?? 0, off + 18);
+  b.writeUInt16BE(v.fePort ?? 0, off + 20);
   if (v.feAddr !== undefined) writeAddr(b, off + 24, v.feAddr);
   return b;
 }
@@ -536,6 +540,8 @@ export function decodeCtEntry(b: Buffer, off = 0): CtEntry {
   if (b.subarray(off + 24, off + 40).some((x) => x !== 0)) e.feAddr = readAddr(b, off + 24);
   const port = b.readUInt16BE(off + 18);
   if (port) e.orphanPort = port;
+  const fePort = b.readUInt16BE(off + 20);
+  if (fePort) e.fePort = fePort;
   return e;
 }
 
