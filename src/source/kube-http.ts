@@ -8,6 +8,7 @@ import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
+import type { DecodedSlice } from './slim.js';
 
 /** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
 export class ApiError extends Error {
@@ -72,7 +73,14 @@ export function loadKubeConfig(file?: string): KubeConfig {
   return kc;
 }
 
-export interface ListResult<T> { resourceVersion: string; items: T[] }
+export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: ListStats }
+
+/**
+ * Where a list's wall time went (the first sync's timeline, docs/PERF.md): its pages and bytes, the
+ * time spent waiting for an answer (this thread free: the server, the network, or this thread's
+ * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy)
+ */
+export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number }
 
 /** client-go's pager's default page size (k8s.io/client-go/tools/pager: defaultPageSize) */
 export const LIST_PAGE_SIZE = 500;
@@ -94,15 +102,17 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
  * ends (the kube source stores a first list page by page, so the agent compiles while pages arrive).
  * `prune` (with admit; a kind whose admit is slimObject's): each item is parsed without the members
  * slim.ts drops, one item at a time (json-prune.ts); admit sees what slimObject keeps the same, and
- * `plain` when the item's bytes hold nothing slimObject's `plain` excludes.
+ * `plain` when the item's bytes hold nothing slimObject's `plain` excludes, and `decoded`: what the
+ * scan decoded itself and left out of the item (slimObject's `decoded`). `nodeName` (with prune) is
+ * slimObject's.
  */
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<U>>;
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<U>>;
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<T | U>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
   const admit = opts.admit, onPage = opts.onPage;
-  const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune };
+  const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune, nodeName: opts.nodeName };
   // a page's bytes are kept for the scan (not decoded whole) when it prunes
   const fetchOpts = { signal: opts.signal, timeoutMs: opts.timeoutMs, bytes: how.prune !== undefined };
   const items: (T | U)[] = [];
@@ -113,18 +123,26 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   // comes before items), so the server makes page k+1 while we parse and store page k; at 10,000
   // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
   let ahead: InFlight | undefined;
+  const stats: ListStats = { pages: 0, bytes: 0, waitMs: 0, parseMs: 0, storeMs: 0 };
   let next = fetchPage(kc, pagePath(undefined), fetchOpts);
   Body.listing++;
   try {
     do {
       let page: PageResult<T | U>;
       try {
+        const w0 = performance.now();
         const raw = await next.answer;
+        const p0 = performance.now();
+        stats.waitMs += p0 - w0;
+        stats.pages++;
+        stats.bytes += raw.bytes ? raw.len : (raw.body?.length ?? 0);
         const guess = raw.status === 200 ? leadingContinue(raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
         ahead = guess !== undefined ? fetchPage(kc, pagePath(guess), fetchOpts) : undefined;
         // on the wire before this thread is busy parsing: else the request would wait for the parse
         if (ahead) await ahead.sent;
+        const p1 = performance.now();
         page = parsePage(raw, how);
+        stats.parseMs += performance.now() - p1;
         // a guess the parse does not confirm is dropped, and the right page asked for
         if (ahead && page.continue !== guess) {
           ahead.cancel();
@@ -142,7 +160,9 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       }
       if (token === undefined) resourceVersion = page.resourceVersion;
       for (const it of page.items) items.push(it);
+      const o0 = performance.now();
       if (admit) onPage?.(page.items as U[]);
+      stats.storeMs += performance.now() - o0;
       token = page.continue || undefined;
       if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), fetchOpts);
       ahead = undefined;
@@ -156,7 +176,11 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       releasePruneBuffer();
     }
   }
-  return { resourceVersion, items };
+  return { resourceVersion, items, stats: roundStats(stats) };
+}
+
+function roundStats(s: ListStats): ListStats {
+  return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs) };
 }
 
 /** each item through admit; the ones it keeps pushed onto out */
@@ -196,8 +220,10 @@ interface PageResult<T> extends ListResult<T> { continue?: string }
 
 /** a 200 answer kept as bytes (`bytes` asked for) or any answer as text */
 interface RawPage { status: number; body?: string; bytes?: Buffer; len: number }
+/** what a list keeps of an item (undefined: not kept); plain and decoded: see listObjects */
+type Admit<T, U> = (item: T, plain?: boolean, decoded?: DecodedSlice) => U | undefined;
 /** how a page's answer is read: its items through admit, pruned for a kind */
-interface PageHow<T, U> { what: string; admit: ((item: T, plain?: boolean) => U | undefined) | undefined; prune: PrunedKind | undefined }
+interface PageHow<T, U> { what: string; admit: Admit<T, U> | undefined; prune: PrunedKind | undefined; nodeName: string | undefined }
 /** the head of an answer decoded for leadingContinue when it is kept as bytes */
 const HEAD_MAX = 16 * 1024;
 /**
@@ -250,10 +276,10 @@ function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
     try {
       if (prune && admit) {
         const kept: U[] = [];
-        const env = scanList(prune, bytes, raw.len, (text, plain) => {
-          const a = admit(JSON.parse(text) as T, plain);
+        const env = scanList(prune, bytes, raw.len, (text, plain, decoded) => {
+          const a = admit(JSON.parse(text) as T, plain, decoded);
           if (a !== undefined) kept.push(a);
-        });
+        }, how.nodeName);
         let list: unknown;
         try {
           list = env === undefined ? undefined : JSON.parse(env);

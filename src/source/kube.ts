@@ -25,7 +25,7 @@ import { KubeConfig, ListWatch, Watch, type KubernetesListObject } from '@kubern
 import { KbpError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { errorReason, listObjects, loadKubeConfig, withQuery } from './kube-http.js';
-import { slimObject } from './slim.js';
+import { slimObject, type DecodedSlice } from './slim.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 
 export interface BackoffOptions {
@@ -321,7 +321,7 @@ class KindWatcher<K extends Kind> {
       const kind: Kind = this.kind;
       const prune = kind === 'Node' ? undefined : kind;
       const res = await listObjects<unknown, KindMap[K]>(this.#s.kc, path, plural,
-        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item, plain) => this.#admit(item, plain), ...(onPage && { onPage }), ...(prune && { prune }) });
+        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item, plain, decoded) => this.#admit(item, plain, decoded), ...(onPage && { onPage }), ...(prune && { prune, nodeName: this.#s.nodeName }) });
       if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
       const items = res.items;
       try {
@@ -331,7 +331,7 @@ class KindWatcher<K extends Kind> {
       }
       this.#lists++;
       this.healthy();
-      this.#log.info({ count: items.length, resourceVersion: res.resourceVersion },
+      this.#log.info({ count: items.length, resourceVersion: res.resourceVersion, ...res.stats },
         this.listed ? `relisted ${plural}` : `listed ${plural}`);
       if (!this.listed) {
         this.listed = true;
@@ -344,7 +344,7 @@ class KindWatcher<K extends Kind> {
   }
 
   /** a listed object as stored: undefined when invalid; the store's own object where the version is unchanged (no spurious change) */
-  #admit(item: unknown, plain = false): KindMap[K] | undefined {
+  #admit(item: unknown, plain = false, decoded?: DecodedSlice): KindMap[K] | undefined {
     const why = this.invalid(item);
     if (why) {
       this.#log.warn({ reason: why, object: describe(item) }, `ignoring a listed ${this.kind}`);
@@ -353,7 +353,7 @@ class KindWatcher<K extends Kind> {
     const obj = item as KindMap[K];
     const cur = this.#s.store.get(this.kind, objectKey(obj));
     // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
-    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName, true, plain);
+    return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName, true, plain, decoded);
   }
 
   /** why an object from the API cannot be stored (ListWatch would crash on it), or undefined */
