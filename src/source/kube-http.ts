@@ -359,9 +359,12 @@ function get(url: URL, options: https.RequestOptions, bytes: boolean, onSent?: (
 /**
  * An answer's bytes gathered in a buffer kept from one answer to the next, decoded once at its end.
  * A list's pages are megabytes each: Buffer.concat of each page's chunks wrote into fresh memory,
- * whose page faults were most of its cost (docs/PERF.md, session 16). Two are kept: a page and the
- * one asked for ahead may be on the wire at once.
+ * whose page faults were most of its cost (docs/PERF.md, session 16). Four are kept: a page and the
+ * one asked for ahead may be on the wire at once, for Services and EndpointSlices listed together
+ * (with two, a slice page often found only a Service page's smaller buffer and took fresh memory).
  */
+const SPARES = 4;
+
 class Body {
   static readonly #spare: Buffer[] = [];
   /** a spare buffer at most this large is kept (a page of 500 objects is 1-6 MiB) */
@@ -378,12 +381,14 @@ class Body {
   constructor(expected: number) {
     const want = Number.isSafeInteger(expected) && expected > 0 ? expected : 0;
     const spare = Body.#spare;
-    let i = spare.length - 1;
-    while (i >= 0 && spare[i]!.length < want) i--;
-    // the largest that fits, or any spare to grow from
-    if (i < 0 && spare.length) i = spare.length - 1;
-    this.#buf = i >= 0 ? spare.splice(i, 1)[0] : undefined;
-    if (want > (this.#buf?.length ?? 0)) this.#buf = Buffer.allocUnsafeSlow(want);
+    // the smallest spare that fits (a length known), or the largest to grow from (none said); when
+    // none fits, fresh memory, and the spares stay for the pages they fit
+    let i = -1;
+    for (let k = 0; k < spare.length; k++) {
+      const n = spare[k]!.length;
+      if (want ? n >= want && (i < 0 || n < spare[i]!.length) : i < 0 || n > spare[i]!.length) i = k;
+    }
+    this.#buf = i >= 0 ? spare.splice(i, 1)[0] : want ? Buffer.allocUnsafeSlow(want) : undefined;
   }
 
   add(c: Buffer): void {
@@ -426,10 +431,10 @@ class Body {
     if (buf.length === 0 || buf.length > Body.KEEP_MAX || Body.listing === 0) return;
     const spare = Body.#spare;
     spare.push(buf);
-    if (spare.length > 2) {
+    if (spare.length > SPARES) {
       // the smallest goes
       spare.sort((a, b) => b.length - a.length);
-      spare.length = 2;
+      spare.length = SPARES;
     }
   }
 }
