@@ -69,6 +69,20 @@ test('an expired continue token falls back to one full LIST, and the store is co
   t.deepEqual(lists.map((r) => [r.limit, r.continue !== null, r.status]), [[3, false, 200], [3, true, 410], [null, false, 200]]);
 });
 
+test('a first list stored page by page, then read whole after its token expired: an object deleted meanwhile is not kept', async (t) => {
+  const stub = await startStubApiServer();
+  for (let i = 0; i < 7; i++) stub.apply('Service', svc(`s${i}`, `10.96.0.${i + 1}`));
+  stub.expireContinueTokens = true;
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), logger: silentLogger, backoff: FAST, listPageSize: 3 });
+  t.teardown(async () => { await source.stop(); await stub.close(); });
+  // the first page is stored; s0 goes before the whole read
+  let removed = false;
+  source.store.onChange((kind, key) => { if (kind === 'Service' && key === 'default/s0' && !removed) removed = stub.remove('Service', 'default', 's0'); });
+  await source.start();
+  t.true(removed);
+  t.deepEqual(names(source, 'Service'), ['default/s1', 'default/s2', 'default/s3', 'default/s4', 'default/s5', 'default/s6']);
+});
+
 test('Services of another proxy and slices of headless Services are filtered by the API server, list and watch', async (t) => {
   const stub = await startStubApiServer();
   stub.apply('Service', svc('ours', '10.96.0.1'));
