@@ -529,7 +529,8 @@ class Scan {
       i = this.ws(i);
       if (i >= e || s[i] !== 0x7b) return -1;
     }
-    this.packed = packed;
+    // (sized exactly: a pushed array keeps spare room, as packSlice's slice() says)
+    this.packed = packed.slice();
     return i;
   }
 
