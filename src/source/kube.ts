@@ -323,7 +323,7 @@ class KindWatcher<K extends Kind> {
       const kind: Kind = this.kind;
       const prune = kind === 'Node' ? undefined : kind;
       const res = await listObjects<unknown, KindMap[K]>(this.#s.kc, path, plural,
-        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item, plain, decoded) => this.#admit(item, plain, decoded), ...(onPage && { onPage }), ...(prune && { prune, nodeName: this.#s.nodeName }) });
+        { signal: ac.signal, timeoutMs: this.#s.listTimeoutMs, pageSize: this.#s.listPageSize, admit: (item, plain, decoded) => this.#admit(item, plain, decoded, byPage), ...(onPage && { onPage }), ...(prune && { prune, nodeName: this.#s.nodeName }) });
       if (this.#stopped) throw new KbpError('KBP_ERR_SOURCE', `${this.kind} informer stopped`);
       const items = res.items;
       try {
@@ -349,15 +349,19 @@ class KindWatcher<K extends Kind> {
     }
   }
 
-  /** a listed object as stored: undefined when invalid; the store's own object where the version is unchanged (no spurious change) */
-  #admit(item: unknown, plain = false, decoded?: DecodedSlice): KindMap[K] | undefined {
+  /**
+   * a listed object as stored: undefined when invalid; the store's own object where the version is
+   * unchanged (no spurious change). first: a first list into an empty store, which holds nothing
+   * from before to keep (it holds this list's earlier pages: an object listed twice is stored twice)
+   */
+  #admit(item: unknown, plain = false, decoded?: DecodedSlice, first = false): KindMap[K] | undefined {
     const why = this.invalid(item);
     if (why) {
       this.#log.warn({ reason: why, object: describe(item) }, `ignoring a listed ${this.kind}`);
       return undefined;
     }
     const obj = item as KindMap[K];
-    const cur = this.#s.store.get(this.kind, objectKey(obj));
+    const cur = first ? undefined : this.#s.store.get(this.kind, objectKey(obj));
     // slimmed here, before ListWatch's own cache takes it: the cache and the store share one copy
     return cur && sameVersion(cur, obj) ? cur : slimObject(this.kind, obj, this.#s.nodeName, true, plain, decoded);
   }
