@@ -181,6 +181,27 @@ test('a page asked for ahead on a token the parsed answer does not confirm is dr
   t.deepEqual(asked.filter((x) => x !== 'wrong'), ['', 'p2', 'p4']);
 });
 
+test('a list\'s pages share one connection, closed when the list ends', async (t) => {
+  const all = [1, 2, 3, 4].map((i) => svc(`s${i}`, `10.96.0.${i}`));
+  let connections = 0;
+  const server = http.createServer((req, res) => {
+    const i = Number(new URL(req.url!, 'http://x').searchParams.get('continue') ?? 0);
+    const next = i + 1 < all.length ? `,"continue":"${i + 1}"` : '';
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(`{"metadata":{"resourceVersion":"5"${next}},"items":[${JSON.stringify(all[i])}]}`);
+  });
+  server.on('connection', () => connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const res = await listObjects(localKubeConfig(server), '/api/v1/services', 'services', { signal: new AbortController().signal, timeoutMs: 5000, pageSize: 1 });
+  t.is(res.items.length, 4);
+  t.is(connections, 1);
+  // (the count comes back on a later tick: the next poll reads it)
+  let open = -1;
+  await until(() => { server.getConnections((_e, n) => { open = n; }); return open === 0; }, 4000, 'the connection closed');
+  t.pass();
+});
+
 test('pages sent chunked (no length), larger each time, a character split between chunks: each read whole', async (t) => {
   // an answer's bytes go into a buffer kept from one answer to the next (kube-http.ts Body): it
   // must grow past a smaller page's, and decode only once the answer is whole
