@@ -1,6 +1,12 @@
+// The LIST pages' decode in steps, each alone in a fresh store (MODES, default all): `scan` (json-prune's
+// scan and the item's text, with what the scan decodes itself), `parse` (+ JSON.parse of each item),
+// `slim` (+ slimObject), `store` (+ ObjectStore.upsert). N Services and N slices as an API server
+// sends them (KINDS: one or both), pages of 500; main-thread CPU ms per step, one JSON line a round.
+// TREE: the checkout whose src/ is measured (a tree before session 18 ignores the node's name).
+//   KINDS=EndpointSlice node --expose-gc --max-semi-space-size=16 --import=tsx bench/first-parts.ts [N] [ROUNDS]
 import { join } from 'node:path';
 import { apiService, apiSlice } from './apiserver-objects.js';
-const tree = process.env.TREE ?? '/work/wt/p18api';
+const tree = process.env.TREE ?? join(import.meta.dirname, '..');
 const n = Number(process.argv[2] ?? 10000);
 const rounds = Number(process.argv[3] ?? 4);
 const { scanList } = await import(`${tree}/src/source/json-prune.ts`);
