@@ -1,7 +1,7 @@
 // A LIST's pages from bytes to the store as the kube source reads them (json-prune.ts's scan, each
 // item's text parsed and slimmed, into an ObjectStore), this tree against another checkout (BASE), in
 // one process, interleaved with the order alternating per round: per kind, the main thread's CPU
-// (GC included) and the heap the store holds after a full GC. N Services and N slices of 10
+// (GC included); bench/first-list.ts reads the heap a list leaves. N Services and N slices of 10
 // endpoints dressed as an API server sends them (apiserver-objects.ts), pages of 500. A tree before
 // session 18 ignores the node's name and calls back without `decoded`.
 //   BASE=/tmp/p18/basetree node --expose-gc --max-semi-space-size=16 --import=tsx bench/first-decode-ab.ts [N] [ROUNDS]
@@ -37,7 +37,6 @@ for (let r = 0; r < rounds; r++) {
   for (const t of order) {
     gc();
     await new Promise((ok) => setTimeout(ok, 50));
-    const heap0 = process.memoryUsage().heapUsed;
     const store = new t.ObjectStore();
     for (const kind of ['Service', 'EndpointSlice'] as const) {
       const m = threadMs();
@@ -51,8 +50,6 @@ for (let r = 0; r < rounds; r++) {
       }
       res.put(t.name, `${kind}Main`, threadMs() - m);
     }
-    gc();
-    res.put(t.name, 'heapMiB', (process.memoryUsage().heapUsed - heap0) / 2 ** 20);
     if (store.size('EndpointSlice') !== n) throw new Error('not every slice stored');
   }
 }
