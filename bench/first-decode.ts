@@ -39,9 +39,10 @@ function run(way: 'whole' | 'pruned'): { cpuMs: number; objects: number } {
       const list = JSON.parse(buf.toString('utf8', 0, buf.length)) as { items: unknown[] };
       for (const o of list.items) store.upsert(kind, slimObject(kind, o as never, 'node-a', true));
     } else {
-      const env = scanList(kind, buf, buf.length, (text: string, plain: boolean) => {
-        store.upsert(kind, slimObject(kind, JSON.parse(text) as never, 'node-a', true, plain));
-      });
+      // (a tree before session 18 calls back without `decoded` and ignores the node's name)
+      const env = scanList(kind, buf, buf.length, (text: string, plain: boolean, decoded?: unknown) => {
+        store.upsert(kind, slimObject(kind, JSON.parse(text) as never, 'node-a', true, plain, decoded));
+      }, 'node-a');
       if (env === undefined) throw new Error('the scan refused a page');
       JSON.parse(env);
     }

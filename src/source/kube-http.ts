@@ -8,6 +8,7 @@ import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
+import type { DecodedSlice } from './slim.js';
 
 /** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
 export class ApiError extends Error {
@@ -72,7 +73,14 @@ export function loadKubeConfig(file?: string): KubeConfig {
   return kc;
 }
 
-export interface ListResult<T> { resourceVersion: string; items: T[] }
+export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: ListStats }
+
+/**
+ * Where a list's wall time went (the first sync's timeline, docs/PERF.md): its pages and bytes, the
+ * time spent waiting for an answer (this thread free: the server, the network, or this thread's
+ * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy)
+ */
+export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number }
 
 /** client-go's pager's default page size (k8s.io/client-go/tools/pager: defaultPageSize) */
 export const LIST_PAGE_SIZE = 500;
@@ -94,17 +102,21 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
  * ends (the kube source stores a first list page by page, so the agent compiles while pages arrive).
  * `prune` (with admit; a kind whose admit is slimObject's): each item is parsed without the members
  * slim.ts drops, one item at a time (json-prune.ts); admit sees what slimObject keeps the same, and
- * `plain` when the item's bytes hold nothing slimObject's `plain` excludes.
+ * `plain` when the item's bytes hold nothing slimObject's `plain` excludes, and `decoded`: what the
+ * scan decoded itself and left out of the item (slimObject's `decoded`). `nodeName` (with prune) is
+ * slimObject's.
  */
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<U>>;
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<U>>;
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: (item: T, plain?: boolean) => U | undefined; onPage?: (items: readonly U[]) => void; prune?: PrunedKind }): Promise<ListResult<T | U>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
   const admit = opts.admit, onPage = opts.onPage;
-  const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune };
+  const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune, nodeName: opts.nodeName };
   // a page's bytes are kept for the scan (not decoded whole) when it prunes
-  const fetchOpts = { signal: opts.signal, timeoutMs: opts.timeoutMs, bytes: how.prune !== undefined };
+  // one connection for the list's pages (conn), closed at its end
+  const conn: Conn = {};
+  const fetchOpts = { signal: opts.signal, timeoutMs: opts.timeoutMs, bytes: how.prune !== undefined, conn };
   const items: (T | U)[] = [];
   let resourceVersion = '';
   let token: string | undefined;
@@ -113,18 +125,26 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   // comes before items), so the server makes page k+1 while we parse and store page k; at 10,000
   // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
   let ahead: InFlight | undefined;
+  const stats: ListStats = { pages: 0, bytes: 0, waitMs: 0, parseMs: 0, storeMs: 0 };
   let next = fetchPage(kc, pagePath(undefined), fetchOpts);
   Body.listing++;
   try {
     do {
       let page: PageResult<T | U>;
       try {
+        const w0 = performance.now();
         const raw = await next.answer;
+        const p0 = performance.now();
+        stats.waitMs += p0 - w0;
+        stats.pages++;
+        stats.bytes += raw.bytes ? raw.len : (raw.body?.length ?? 0);
         const guess = raw.status === 200 ? leadingContinue(raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
         ahead = guess !== undefined ? fetchPage(kc, pagePath(guess), fetchOpts) : undefined;
         // on the wire before this thread is busy parsing: else the request would wait for the parse
         if (ahead) await ahead.sent;
+        const p1 = performance.now();
         page = parsePage(raw, how);
+        stats.parseMs += performance.now() - p1;
         // a guess the parse does not confirm is dropped, and the right page asked for
         if (ahead && page.continue !== guess) {
           ahead.cancel();
@@ -142,21 +162,32 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       }
       if (token === undefined) resourceVersion = page.resourceVersion;
       for (const it of page.items) items.push(it);
+      const o0 = performance.now();
       if (admit) onPage?.(page.items as U[]);
+      stats.storeMs += performance.now() - o0;
       token = page.continue || undefined;
       if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), fetchOpts);
       ahead = undefined;
     } while (token !== undefined);
   } finally {
-    // a failure (or an abort) leaves no request of ours running
+    // a failure (or an abort) leaves no request of ours running, and no connection open
     ahead?.cancel();
+    if (conn.agent) {
+      // (a socket freed after this, its answer just read, is closed by the agent, not kept)
+      (conn.agent as unknown as { keepAlive: boolean }).keepAlive = false;
+      conn.agent.destroy();
+    }
     // the spare buffers are for the next page, not for the watch that follows
     if (--Body.listing === 0) {
       Body.release();
       releasePruneBuffer();
     }
   }
-  return { resourceVersion, items };
+  return { resourceVersion, items, stats: roundStats(stats) };
+}
+
+function roundStats(s: ListStats): ListStats {
+  return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs) };
 }
 
 /** each item through admit; the ones it keeps pushed onto out */
@@ -196,8 +227,10 @@ interface PageResult<T> extends ListResult<T> { continue?: string }
 
 /** a 200 answer kept as bytes (`bytes` asked for) or any answer as text */
 interface RawPage { status: number; body?: string; bytes?: Buffer; len: number }
+/** what a list keeps of an item (undefined: not kept); plain and decoded: see listObjects */
+type Admit<T, U> = (item: T, plain?: boolean, decoded?: DecodedSlice) => U | undefined;
 /** how a page's answer is read: its items through admit, pruned for a kind */
-interface PageHow<T, U> { what: string; admit: ((item: T, plain?: boolean) => U | undefined) | undefined; prune: PrunedKind | undefined }
+interface PageHow<T, U> { what: string; admit: Admit<T, U> | undefined; prune: PrunedKind | undefined; nodeName: string | undefined }
 /** the head of an answer decoded for leadingContinue when it is kept as bytes */
 const HEAD_MAX = 16 * 1024;
 /**
@@ -206,10 +239,19 @@ const HEAD_MAX = 16 * 1024;
  */
 interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void }
 
-function fetchPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number; bytes?: boolean }): InFlight {
+/**
+ * The HTTP agent a list's pages share. client-node makes a fresh agent per request (applyToHTTPSOptions),
+ * so each page was a connection of its own: a TCP handshake per page, and against a real API server
+ * a TLS handshake per page (40 at 10,000 Services, 400 at 100,000). The first page's agent is kept,
+ * with keep-alive, for the rest (the headers, a token an exec plugin renews among them, are still
+ * made for each request), and destroyed when the list ends.
+ */
+interface Conn { agent?: http.Agent }
+
+function fetchPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number; bytes?: boolean; conn?: Conn }): InFlight {
   const ac = new AbortController();
   const { promise: sent, resolve: onSent } = Promise.withResolvers<void>();
-  const answer = requestPage(kc, apiPath, { signal: AbortSignal.any([opts.signal, ac.signal]), timeoutMs: opts.timeoutMs, bytes: opts.bytes === true }, onSent);
+  const answer = requestPage(kc, apiPath, { signal: AbortSignal.any([opts.signal, ac.signal]), timeoutMs: opts.timeoutMs, bytes: opts.bytes === true, conn: opts.conn }, onSent);
   // a request that fails before it is written settles sent too
   answer.then(() => onSent(), () => onSent());
   return {
@@ -222,14 +264,26 @@ function fetchPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal;
   };
 }
 
-async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number; bytes: boolean }, onSent: () => void): Promise<RawPage> {
+async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: AbortSignal; timeoutMs: number; bytes: boolean; conn: Conn | undefined }, onSent: () => void): Promise<RawPage> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KbpError('KBP_ERR_CONFIG', 'kubeconfig has no current cluster');
   // string concatenation as client-node's Watch does, so a server URL with a path prefix works the same
   const url = new URL(cluster.server + apiPath);
   const reqOpts: https.RequestOptions = {};
   await kc.applyToHTTPSOptions(reqOpts);
-  const agent = reqOpts.agent;
+  let agent = reqOpts.agent;
+  const conn = opts.conn;
+  if (conn && isAgent(agent)) {
+    if (conn.agent) {
+      agent.destroy();
+      reqOpts.agent = agent = conn.agent;
+    } else {
+      // (read by each request and on each 'free' socket: http.Agent's own keepAlive option)
+      (agent as unknown as { keepAlive: boolean }).keepAlive = true;
+      conn.agent = agent;
+    }
+    agent = undefined;
+  }
   try {
     return await get(url, {
       ...reqOpts, method: 'GET', headers: { ...reqOpts.headers, Accept: 'application/json' },
@@ -237,9 +291,12 @@ async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: Abor
     }, opts.bytes, onSent);
   } finally {
     // client-node makes a fresh agent per request; ours must not keep sockets (or the process) alive
-    if (agent && typeof (agent as http.Agent).destroy === 'function') (agent as http.Agent).destroy();
+    // (a list's shared one is destroyed at the list's end)
+    if (isAgent(agent)) agent.destroy();
   }
 }
+
+const isAgent = (a: unknown): a is http.Agent => typeof a === 'object' && a !== null && typeof (a as http.Agent).destroy === 'function';
 
 function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
   const { status } = raw, { what, admit, prune } = how;
@@ -250,10 +307,10 @@ function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
     try {
       if (prune && admit) {
         const kept: U[] = [];
-        const env = scanList(prune, bytes, raw.len, (text, plain) => {
-          const a = admit(JSON.parse(text) as T, plain);
+        const env = scanList(prune, bytes, raw.len, (text, plain, decoded) => {
+          const a = admit(JSON.parse(text) as T, plain, decoded);
           if (a !== undefined) kept.push(a);
-        });
+        }, how.nodeName);
         let list: unknown;
         try {
           list = env === undefined ? undefined : JSON.parse(env);
@@ -333,9 +390,12 @@ function get(url: URL, options: https.RequestOptions, bytes: boolean, onSent?: (
 /**
  * An answer's bytes gathered in a buffer kept from one answer to the next, decoded once at its end.
  * A list's pages are megabytes each: Buffer.concat of each page's chunks wrote into fresh memory,
- * whose page faults were most of its cost (docs/PERF.md, session 16). Two are kept: a page and the
- * one asked for ahead may be on the wire at once.
+ * whose page faults were most of its cost (docs/PERF.md, session 16). Four are kept: a page and the
+ * one asked for ahead may be on the wire at once, for Services and EndpointSlices listed together
+ * (with two, a slice page often found only a Service page's smaller buffer and took fresh memory).
  */
+const SPARES = 4;
+
 class Body {
   static readonly #spare: Buffer[] = [];
   /** a spare buffer at most this large is kept (a page of 500 objects is 1-6 MiB) */
@@ -352,12 +412,14 @@ class Body {
   constructor(expected: number) {
     const want = Number.isSafeInteger(expected) && expected > 0 ? expected : 0;
     const spare = Body.#spare;
-    let i = spare.length - 1;
-    while (i >= 0 && spare[i]!.length < want) i--;
-    // the largest that fits, or any spare to grow from
-    if (i < 0 && spare.length) i = spare.length - 1;
-    this.#buf = i >= 0 ? spare.splice(i, 1)[0] : undefined;
-    if (want > (this.#buf?.length ?? 0)) this.#buf = Buffer.allocUnsafeSlow(want);
+    // the smallest spare that fits (a length known), or the largest to grow from (none said); when
+    // none fits, fresh memory, and the spares stay for the pages they fit
+    let i = -1;
+    for (let k = 0; k < spare.length; k++) {
+      const n = spare[k]!.length;
+      if (want ? n >= want && (i < 0 || n < spare[i]!.length) : i < 0 || n > spare[i]!.length) i = k;
+    }
+    this.#buf = i >= 0 ? spare.splice(i, 1)[0] : want ? Buffer.allocUnsafeSlow(want) : undefined;
   }
 
   add(c: Buffer): void {
@@ -400,10 +462,10 @@ class Body {
     if (buf.length === 0 || buf.length > Body.KEEP_MAX || Body.listing === 0) return;
     const spare = Body.#spare;
     spare.push(buf);
-    if (spare.length > 2) {
+    if (spare.length > SPARES) {
       // the smallest goes
       spare.sort((a, b) => b.length - a.length);
-      spare.length = 2;
+      spare.length = SPARES;
     }
   }
 }

@@ -107,12 +107,12 @@ function endpoint(e: unknown, nodeName: string | undefined): unknown {
  * checks them (isPlainTree was ~30 % of slimming a LIST page). What else that walk refuses, JSON.parse
  * does not make, or (a __proto__ key, deep nesting) the JSON round trip it leads to gives back alike.
  */
-export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false, plain = false): KindMap[K] {
+export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: string, parsedJson = false, plain = false, decoded?: DecodedSlice): KindMap[K] {
   const out = slimParts(kind, obj, nodeName);
   if (!out) return obj;
   // the copy of a parser's fresh tree was 40-50 % of slimming it, and its garbage most of the rest
   // (docs/PERF.md, session 11): an object nothing else holds is shared with the store instead
-  if (parsedJson && (plain || isPlainTree(out, 0))) return finishSlim(kind, out) as unknown as KindMap[K];
+  if (parsedJson && (plain || isPlainTree(out, 0))) return finishSlim(kind, out, decoded) as unknown as KindMap[K];
   let copy: Obj;
   try {
     ownStrings = parsedJson;
@@ -126,7 +126,18 @@ export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: 
       return obj;
     }
   }
-  return finishSlim(kind, copy) as unknown as KindMap[K];
+  return finishSlim(kind, copy, decoded) as unknown as KindMap[K];
+}
+
+/**
+ * What json-prune.ts decoded itself of an EndpointSlice and left out of the text JSON.parse read
+ * (obj then has neither member): its ports as the shared list finishSlim would have made of them,
+ * and its endpoints packed as packSlice would have packed them. Each only where that is what the
+ * whole parse and slimObject give (json-prune's property tests).
+ */
+export interface DecodedSlice {
+  ports?: readonly unknown[];
+  packed?: (string | EndpointPart)[];
 }
 
 /**
@@ -168,14 +179,25 @@ export function slimParts(kind: Kind, obj: unknown, nodeName?: string): Obj | un
   return out;
 }
 
-/** The copy's last step: a slice's endpoints share the parts most endpoints repeat, and slices their ports. */
-export function finishSlim(kind: Kind, copy: Obj): Obj {
+/**
+ * The copy's last step: a slice's endpoints share the parts most endpoints repeat, and slices their
+ * ports. decoded: what the scan made of the slice's ports and endpoints, which copy lacks (slimParts
+ * puts ports after addressType and endpoints last: so are they added here).
+ */
+export function finishSlim(kind: Kind, copy: Obj, decoded?: DecodedSlice): Obj {
   if (kind === 'EndpointSlice') {
-    if (Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
-    if (Array.isArray(copy.ports)) {
+    if (decoded?.ports) {
+      // (before the endpoints, where slimParts puts the ports)
+      if (Object.hasOwn(copy, 'endpoints')) {
+        const { endpoints, ...rest } = copy;
+        copy = { ...rest, ports: decoded.ports, endpoints };
+      } else copy.ports = decoded.ports;
+    } else if (Array.isArray(copy.ports)) {
       const shared = sharedPorts(copy.ports);
       if (shared) copy.ports = shared;
     }
+    if (decoded?.packed) return withPacked(copy, decoded.packed);
+    if (Array.isArray(copy.endpoints)) for (const e of copy.endpoints) if (isObj(e)) shareEndpointParts(e);
     return packSlice(copy);
   }
   return copy;
@@ -284,17 +306,37 @@ function shareEndpointParts(e: Obj): void {
       if (n === undefined || typeof v !== 'boolean' || !Object.hasOwn(c, k)) { key = 0; break; }
       key = key * 8 + n * 2 + (v ? 1 : 0);
     }
-    if (key) {
-      let shared = sharedConditions.get(key);
-      if (!shared) {
-        sharedConditions.set(key, shared = Object.freeze({ ...c }));
-        conditionIds.set(shared, key);
-      }
-      e.conditions = shared;
-    }
+    if (key) e.conditions = sharedConditions.get(key) ?? shareConditions(key, Object.freeze({ ...c }));
   }
   if (typeof e.nodeName === 'string') e.nodeName = sharedName(e.nodeName);
   if (typeof e.zone === 'string') e.zone = sharedName(e.zone);
+}
+
+function shareConditions(key: number, c: Readonly<Obj>): Readonly<Obj> {
+  sharedConditions.set(key, c);
+  conditionIds.set(c, key);
+  return c;
+}
+
+const CONDITION_NAMES = ['', 'ready', 'serving', 'terminating'] as const;
+
+/**
+ * The shared conditions object of a key as shareEndpointParts makes it (key: three bits per member,
+ * in order, each (key number 1-3) * 2 + value), for json-prune.ts, which reads the bytes.
+ */
+export function conditionsOf(key: number): Readonly<Obj> {
+  const have = sharedConditions.get(key);
+  if (have) return have;
+  const groups: number[] = [];
+  for (let k = key; k > 0; k = Math.floor(k / 8)) groups.unshift(k % 8);
+  const c: Obj = {};
+  for (const g of groups) c[CONDITION_NAMES[g >> 1]!] = (g & 1) === 1;
+  return shareConditions(key, Object.freeze(c));
+}
+
+/** a condition's number (1-3) in a conditions key, or 0 */
+export function conditionNumber(name: string): number {
+  return CONDITION_KEYS.get(name) ?? 0;
 }
 
 /**
@@ -303,7 +345,7 @@ function shareEndpointParts(e: Obj): void {
  * strings and numbers, which the key (their JSON) tells apart exactly. Undefined: keep them.
  */
 const portLists = new Map<string, readonly unknown[]>();
-function sharedPorts(ports: unknown[]): readonly unknown[] | undefined {
+export function sharedPorts(ports: unknown[]): readonly unknown[] | undefined {
   for (const p of ports) {
     if (!isObj(p) || Object.getPrototypeOf(p) !== Object.prototype) return undefined;
     for (const k in p) {
@@ -321,7 +363,7 @@ function sharedPorts(ports: unknown[]): readonly unknown[] | undefined {
   return frozen;
 }
 
-function sharedName(v: string): string {
+export function sharedName(v: string): string {
   const have = names.get(v);
   if (have !== undefined) return have;
   if (names.size >= NAMES_MAX) names.clear();
@@ -401,11 +443,16 @@ function partOf(e: unknown): EndpointPart | undefined {
   }
   // no other key (hints, or anything slimParts kept of an odd endpoint)
   if (n !== 1 + +(c !== undefined) + +(node !== undefined) + +(zone !== undefined) + +(ref !== undefined)) return undefined;
-  const key = `${cid}|${ref !== undefined ? 1 : 0}|${node ?? '\u0000'}|${zone ?? '\u0000'}`;
+  return endpointPart(cid, ref !== undefined, node as string | undefined, zone as string | undefined);
+}
+
+/** The shared part of an endpoint: cid its conditions' key (0: none), ref whether a targetRef name follows. */
+export function endpointPart(cid: number, ref: boolean, node: string | undefined, zone: string | undefined): EndpointPart {
+  const key = `${cid}|${ref ? 1 : 0}|${node ?? '\u0000'}|${zone ?? '\u0000'}`;
   let p = parts.get(key);
   if (!p) {
     if (parts.size >= NAMES_MAX) parts.clear();
-    parts.set(key, p = Object.freeze({ conditions: c as Readonly<Obj> | undefined, nodeName: node as string | undefined, zone: zone as string | undefined, ref: ref !== undefined }));
+    parts.set(key, p = Object.freeze({ conditions: cid ? conditionsOf(cid) : undefined, nodeName: node, zone, ref }));
   }
   return p;
 }
@@ -425,10 +472,15 @@ function packSlice(copy: Obj): Obj {
     packed.push((e.addresses as string[])[0]!, p);
     if (p.ref) packed.push((e.targetRef as Obj).name as string);
   }
+  return withPacked(copy, packed.slice());
+}
+
+/** copy without its endpoints (if any), then the packed list and the getter that reads it */
+function withPacked(copy: Obj, packed: (string | EndpointPart)[]): Obj {
   const out: Obj = {};
   for (const k in copy) if (k !== 'endpoints') out[k] = copy[k];
   // (sized exactly: pushed arrays keep spare room)
-  Object.defineProperty(out, PACKED, { value: packed.slice() });
+  Object.defineProperty(out, PACKED, { value: packed });
   Object.defineProperty(out, 'endpoints', ENDPOINTS_GETTER);
   return out;
 }

@@ -10,7 +10,7 @@ import { apiService, apiSlice } from '../../bench/apiserver-objects.js';
 import { NODE_NAME, type ClusterShape } from '../../bench/gen.js';
 import { scanList, type PrunedKind } from '../../src/source/json-prune.js';
 import { listObjects } from '../../src/source/kube-http.js';
-import { slimObject } from '../../src/source/slim.js';
+import { packedEndpoints, slimObject, type DecodedSlice } from '../../src/source/slim.js';
 import { anyObject } from '../../testing/fuzz-objects.js';
 import { localKubeConfig } from '../../testing/local-kubeconfig.js';
 
@@ -72,14 +72,15 @@ function whole(kind: PrunedKind, text: string, nodeName?: string) {
 
 function pruned(kind: PrunedKind, text: string, nodeName?: string) {
   const b = Buffer.from(text);
-  const raw: unknown[] = [], plain: boolean[] = [];
-  const env = scanList(kind, b, b.length, (t, p) => {
+  const raw: unknown[] = [], plain: boolean[] = [], decoded: (DecodedSlice | undefined)[] = [];
+  const env = scanList(kind, b, b.length, (t, p, d) => {
     raw.push(JSON.parse(t));
     plain.push(p);
-  });
+    decoded.push(d);
+  }, nodeName);
   if (env === undefined) return undefined;
-  // as the kube source admits it: slimObject told what the scan saw
-  return { env: JSON.parse(env) as Obj, raw, plain, slim: raw.map((o, i) => slimObject(kind, o as never, nodeName, true, plain[i])) };
+  // as the kube source admits it: slimObject told what the scan saw and decoded
+  return { env: JSON.parse(env) as Obj, raw, plain, decoded, slim: raw.map((o, i) => slimObject(kind, o as never, nodeName, true, plain[i], decoded[i])) };
 }
 
 /** what kube.ts reads of an item before slimming it: invalid(), objectKey, sameVersion, describe() */
@@ -90,11 +91,21 @@ function seen(o: unknown): unknown {
   return [name, namespace, resourceVersion];
 }
 
+function sameShared(a: unknown, b: unknown): boolean {
+  const ports = (x: unknown) => (x !== null && typeof x === 'object' ? (x as { ports?: unknown }).ports : undefined);
+  const pa = ports(a);
+  if (Array.isArray(pa) && Object.isFrozen(pa) && pa !== ports(b)) return false;
+  const ea = packedEndpoints(a), eb = packedEndpoints(b);
+  if (!ea || !eb) return !ea && !eb;
+  return ea.length === eb.length && ea.every((x, i) => typeof x === 'string' || x === eb[i]);
+}
+
 /** the same store contents, the same list metadata, the same view for the informer's checks */
 function same(kind: PrunedKind, text: string, nodeName?: string): boolean {
   const a = whole(kind, text, nodeName), b = pruned(kind, text, nodeName);
   if (!b) return false;
-  return isDeepStrictEqual(a.env, b.env) && isDeepStrictEqual(a.slim, b.slim)
+  // (and a slice's packed endpoints share the very parts the whole parse's share, its ports the same list)
+  return isDeepStrictEqual(a.env, b.env) && isDeepStrictEqual(a.slim, b.slim) && a.slim.every((x, i) => sameShared(x, b.slim[i]))
     && a.raw.length === b.raw.length && a.raw.every((o, i) => isDeepStrictEqual(seen(o), seen(b.raw[i])));
 }
 
@@ -113,7 +124,38 @@ const oddItem = fc.record({
   endpoints: fc.oneof(oddValue, fc.array(fc.oneof(oddValue, fc.record({ addresses: oddValue, conditions: oddValue, nodeName: fc.constantFrom('node-a', 'node-b'), zone: oddValue, hints: oddValue, targetRef: fc.oneof(oddValue, fc.record({ kind: oddValue, name: oddValue, uid: oddValue }, { requiredKeys: [] })), deprecatedTopology: oddValue }, { requiredKeys: [] })), { maxLength: 3 })),
   unknown: oddValue,
 }, { requiredKeys: [] });
-const anyItem = fc.oneof(apiItem, apiItem, anyObject, oddItem, oddItem, fc.jsonValue({ maxDepth: 3 }));
+/** an object of some of the given members, in any order */
+const shuffled = (members: Record<string, fc.Arbitrary<unknown>>) => fc.record(members, { requiredKeys: [] })
+  .chain((o) => fc.shuffledSubarray(Object.entries(o), { minLength: Object.keys(o).length }).map((e) => Object.fromEntries(e)));
+/** endpoints as an API server writes them (targetRef before nodeName), mostly of the shape the scan decodes, some not */
+const endpointArb = shuffled({
+  addresses: fc.oneof(fc.constant(['10.0.0.1']), fc.constant(['fd00::1']), fc.constant(['10.0.0.1', '10.0.0.2']), fc.constant([]), fc.constant(['10.0.\u00e9']), oddValue),
+  conditions: fc.oneof(shuffled({ ready: fc.boolean(), serving: fc.boolean(), terminating: fc.boolean() }),
+    fc.constant({ ready: true, serving: true, terminating: false }), fc.constant({ ready: 1 }), fc.constant({ other: true }), oddValue),
+  hostname: fc.constantFrom('h', 'x'),
+  targetRef: fc.oneof(shuffled({ kind: fc.constant('Pod'), namespace: fc.constant('ns'), name: fc.oneof(fc.constantFrom('pod-1', 'pod-é'), oddValue), uid: fc.constant('u') }), oddValue),
+  nodeName: fc.oneof(fc.constantFrom(NODE_NAME, 'node-b', 'node-é'), oddValue),
+  zone: fc.oneof(fc.constantFrom('z1', 'z2'), oddValue),
+  hints: fc.constant({ forZones: [{ name: 'z1' }] }),
+  deprecatedTopology: fc.constant({ a: 'b' }),
+});
+/** an endpoint of the shape the scan decodes, in any member order */
+const goodEndpoint = shuffled({
+  addresses: fc.constantFrom(['10.0.0.1'], ['10.0.0.2'], ['fd00::1']),
+  conditions: fc.oneof(fc.constant({ ready: true, serving: true, terminating: false }), shuffled({ ready: fc.boolean(), serving: fc.boolean(), terminating: fc.boolean() })),
+  hostname: fc.constant('h'),
+  targetRef: shuffled({ kind: fc.constant('Pod'), name: fc.constantFrom('pod-1', 'pod-2'), uid: fc.constant('u') }),
+  nodeName: fc.constantFrom(NODE_NAME, 'node-b'),
+  zone: fc.constantFrom('z1', 'z2'),
+}).map((e) => ({ addresses: ['10.0.0.9'], ...e }));
+const sliceArb = fc.record({
+  metadata: fc.constant({ name: 's', namespace: 'ns', resourceVersion: '3', uid: 'u', labels: { 'kubernetes.io/service-name': 'svc' } }),
+  addressType: fc.constantFrom('IPv4', 'IPv6'),
+  ports: fc.oneof(fc.constant([{ name: 'http', port: 8080, protocol: 'TCP' }]), fc.constant([{ port: 53, protocol: 'UDP' }, { name: 'x', port: 1 }]), fc.constant([]), oddValue),
+  endpoints: fc.oneof(fc.array(endpointArb, { maxLength: 4 }), fc.array(goodEndpoint, { minLength: 1, maxLength: 4 }), fc.array(goodEndpoint, { minLength: 1, maxLength: 4 }),
+    fc.tuple(fc.array(goodEndpoint, { maxLength: 2 }), endpointArb).map(([a, b]) => [...a, b]), oddValue),
+}, { requiredKeys: ['metadata'] }).chain((o) => fc.shuffledSubarray(Object.entries(o), { minLength: Object.keys(o).length }).map((e) => Object.fromEntries(e)));
+const anyItem = fc.oneof(apiItem, apiItem, anyObject, oddItem, oddItem, sliceArb, sliceArb, fc.jsonValue({ maxDepth: 3 }));
 const pageArb = fc.record({
   kind: fc.constantFrom<PrunedKind>('Service', 'EndpointSlice'),
   items: fc.array(anyItem, { maxLength: 6 }),
@@ -126,27 +168,49 @@ test('a pruned page gives the store, the list metadata and the informer\'s check
   t.pass();
 });
 
-test('an API server\'s objects come out smaller: managedFields, the last-applied annotation, ownerReferences and all but a targetRef\'s name left out', (t) => {
-  const texts: string[] = [];
+test('a slice\'s endpoints as an API server writes them, decoded by the scan or left to JSON.parse, give what the whole page gave (property)', (t) => {
+  let decoded = 0;
+  fc.assert(fc.property(fc.array(sliceArb, { minLength: 1, maxLength: 4 }), fc.integer(), fc.constantFrom(NODE_NAME, undefined), fc.boolean(), (items, seed, nodeName, odd) => {
+    const text = page(items, odd ? rng(seed) : undefined);
+    const b = pruned('EndpointSlice', text, nodeName);
+    decoded += b?.decoded.filter((d) => d?.packed).length ?? 0;
+    return same('EndpointSlice', text, nodeName);
+  }), { numRuns: 800 });
+  // (the property is about the decoded ones: enough of them are)
+  t.true(decoded > 200, `${decoded} slices' endpoints decoded by the scan`);
+});
+
+test('an API server\'s objects come out smaller: managedFields, the last-applied annotation, ownerReferences and all but a targetRef\'s name left out; a slice\'s ports and endpoints decoded by the scan', (t) => {
+  const texts: string[] = [], decoded: (DecodedSlice | undefined)[] = [];
   let size = 0;
   for (const [kind, item] of [['Service', apiService(1, SHAPE)], ['EndpointSlice', apiSlice(1, SHAPE)]] as const) {
     const b = Buffer.from(page([item], undefined));
     size += b.length;
-    t.truthy(scanList(kind, b, b.length, (x) => texts.push(x)));
+    t.truthy(scanList(kind, b, b.length, (x, _p, d) => {
+      texts.push(x);
+      decoded.push(d);
+    }, NODE_NAME));
   }
   const [svc, slice] = texts.map((x) => JSON.parse(x) as Obj & { metadata: Obj });
   // (an emptied label or annotation object stays: slimObject leaves it out)
   t.deepEqual(svc!.metadata, { namespace: 'bench', name: 'svc-1', uid: svc!.metadata.uid, labels: {}, annotations: {} });
   t.false('selector' in (svc!.spec as Obj));
+  t.is(decoded[0], undefined);
   for (const k of ['managedFields', 'creationTimestamp', 'ownerReferences', 'uid']) t.false(k in slice!.metadata, k);
   t.is(texts.join('').includes('kubectl.kubernetes.io'), false);
+  // the slice's ports and endpoints are not in its text: the scan decoded them
+  t.deepEqual(Object.keys(slice!), ['metadata', 'addressType']);
+  t.deepEqual(decoded[1]!.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+  t.true(Object.isFrozen(decoded[1]!.ports));
   const text = page([apiService(1, SHAPE), apiSlice(1, SHAPE)], undefined);
   t.true(same('Service', text) && same('EndpointSlice', text) && same('EndpointSlice', text, NODE_NAME));
-  const s = slice as unknown as { metadata: Obj; endpoints: Obj[] };
-  t.deepEqual(s.endpoints[0]!.targetRef, { name: 'svc-1-pod-0' });
+  const s = slimObject('EndpointSlice', slice as never, NODE_NAME, true, true, decoded[1]) as unknown as { metadata: Obj; endpoints: Obj[] };
+  // this node's endpoints keep their targetRef's name, another node's none
+  t.deepEqual(s.endpoints.map((e) => [e.nodeName, e.targetRef]), [[NODE_NAME, { name: 'svc-1-pod-0' }], ['node-b', undefined], [NODE_NAME, { name: 'svc-1-pod-2' }], ['node-b', undefined]]);
+  t.deepEqual(s.endpoints[0]!.addresses, ['10.128.0.5']);
   t.deepEqual(s.metadata.labels, { 'kubernetes.io/service-name': 'svc-1' });
   t.deepEqual(Object.keys(s.metadata.annotations as Obj), ['endpoints.kubernetes.io/last-change-trigger-time']);
-  t.true(Buffer.byteLength(texts.join('')) < size * 0.6, `${Buffer.byteLength(texts.join(''))} of ${size}`);
+  t.true(Buffer.byteLength(texts.join('')) < size * 0.3, `${Buffer.byteLength(texts.join(''))} of ${size}`);
 });
 
 test('odd JSON reads as JSON.parse reads it: duplicate keys, escapes in keys, numbers, unicode, empty lists', (t) => {
@@ -154,6 +218,21 @@ test('odd JSON reads as JSON.parse reads it: duplicate keys, escapes in keys, nu
     // the last of a repeated key wins, in the envelope and in an item
     '{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a","name":"b","labels":{"app":"x"},"labels":{"kubernetes.io/service-name":"s"}}}],"metadata":{"resourceVersion":"2"}}',
     '{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"metadata":"gone"},{"metadata":"x","metadata":{"name":"b","managedFields":[]}}]}',
+    // a slice's ports or endpoints twice, their members twice (JSON.parse: the last value at the first one's place)
+    ...[
+      '"endpoints":[{"addresses":["1.1.1.1"]}],"ports":[{"port":1}],"endpoints":[{"addresses":["2.2.2.2"],"nodeName":"node-b"}]',
+      '"ports":[{"port":1}],"endpoints":[{"addresses":["1.1.1.1"]}],"ports":[{"port":2}]',
+      '"endpoints":[{"addresses":["1.1.1.1"],"hints":{}}],"endpoints":[{"addresses":["2.2.2.2"]}]',
+      '"endpoints":[{"addresses":["1.1.1.1"],"nodeName":"node-b","nodeName":"node-a","targetRef":{"name":"p"}}]',
+      '"endpoints":[{"targetRef":{"name":"p","name":"q"},"addresses":["1.1.1.1"],"addresses":["1.1.1.2"]}]',
+      '"endpoints":[{"addresses":["1.1.1.1"],"conditions":{"ready":true,"ready":false,"serving":true}}]',
+      '"endpoints":[{"addresses":["1.1.1.1"],"conditions":{"ready":true,"serving":true,"terminating":false},"targetRef":{"name":"p"},"nodeName":"node-b"},{"addresses":["1.1.1.2"],"conditions":{"ready":true,"serving":true,"terminating":false},"targetRef":{"name":"q"},"nodeName":"node-a"}]',
+      '"endpoints":[{"addresses":["1.1.1.1"],"conditions":{"ready":true,"serving":true,"terminating":false}},{"addresses":["1.1.1.2"],"conditions":{"ready":true,"serving":true,"terminating":false,"x":1}}]',
+      '"endpoints":[{"addresses":["1.1.1.1"],"conditions":{}},{"addresses":["1.1.1.2"],"conditions":null}]',
+      '"endpoints":[{"addresses":["1.1.1.1"],"targetRef":null},{"addresses":["1.1.1.2"],"targetRef":{}},{"addresses":["1.1.1.3"],"targetRef":{"name":7}}]',
+      '"endpoints":[{"addresses":["1.1.1.\\u0031"],"nodeName":"n\\u006fde-a"},{"addresses":["1.1.1.1"],"nodeName":"nodé-a","zone":"zé"}]',
+      '"endpoints":[],"ports":[]', '"endpoints":{},"ports":{}', '"endpoints":null,"ports":[{"port":-0}]', '"ports":[{"port":1,"x":{"y":1}}]',
+    ].map((m) => `{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},${m}},{"metadata":"x",${m}}]}`),
     // a key written with escapes (it could read as a kept one): its object kept whole
     '{"metadata":{"resourceVersion":"1"},"items":[{"met\\u0061data":{"name":"a","uid":"u","managedFields":[1]},"spec":{"sel\\u0065ctor":{"a":"b"}}}]}',
     // (the last metadata, written with an escape, is no object: the log names the item by its JSON, kind and all)
@@ -249,7 +328,8 @@ test('listObjects with prune: the items admitted are those of the whole parse; a
   });
   const base = await list();
   const ours = await list('Service');
-  t.deepEqual(ours, base);
+  t.deepEqual({ ...ours, stats: undefined }, { ...base, stats: undefined });
+  t.like(ours.stats, { pages: 1, bytes: Buffer.byteLength(body) });
   t.is(ours.items.length, 2);
   t.is(ours.resourceVersion, '41');
   // the whole parse's items carry managedFields; the pruned ones do not

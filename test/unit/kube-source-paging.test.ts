@@ -69,6 +69,20 @@ test('an expired continue token falls back to one full LIST, and the store is co
   t.deepEqual(lists.map((r) => [r.limit, r.continue !== null, r.status]), [[3, false, 200], [3, true, 410], [null, false, 200]]);
 });
 
+test('a first list stored page by page, then read whole after its token expired: an object deleted meanwhile is not kept', async (t) => {
+  const stub = await startStubApiServer();
+  for (let i = 0; i < 7; i++) stub.apply('Service', svc(`s${i}`, `10.96.0.${i + 1}`));
+  stub.expireContinueTokens = true;
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), logger: silentLogger, backoff: FAST, listPageSize: 3 });
+  t.teardown(async () => { await source.stop(); await stub.close(); });
+  // the first page is stored; s0 goes before the whole read
+  let removed = false;
+  source.store.onChange((kind, key) => { if (kind === 'Service' && key === 'default/s0' && !removed) removed = stub.remove('Service', 'default', 's0'); });
+  await source.start();
+  t.true(removed);
+  t.deepEqual(names(source, 'Service'), ['default/s1', 'default/s2', 'default/s3', 'default/s4', 'default/s5', 'default/s6']);
+});
+
 test('Services of another proxy and slices of headless Services are filtered by the API server, list and watch', async (t) => {
   const stub = await startStubApiServer();
   stub.apply('Service', svc('ours', '10.96.0.1'));
@@ -165,6 +179,27 @@ test('a page asked for ahead on a token the parsed answer does not confirm is dr
   // every confirmed page once, in order; the unconfirmed guesses (asked or cancelled before they
   // were) are the only others
   t.deepEqual(asked.filter((x) => x !== 'wrong'), ['', 'p2', 'p4']);
+});
+
+test('a list\'s pages share one connection, closed when the list ends', async (t) => {
+  const all = [1, 2, 3, 4].map((i) => svc(`s${i}`, `10.96.0.${i}`));
+  let connections = 0;
+  const server = http.createServer((req, res) => {
+    const i = Number(new URL(req.url!, 'http://x').searchParams.get('continue') ?? 0);
+    const next = i + 1 < all.length ? `,"continue":"${i + 1}"` : '';
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(`{"metadata":{"resourceVersion":"5"${next}},"items":[${JSON.stringify(all[i])}]}`);
+  });
+  server.on('connection', () => connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const res = await listObjects(localKubeConfig(server), '/api/v1/services', 'services', { signal: new AbortController().signal, timeoutMs: 5000, pageSize: 1 });
+  t.is(res.items.length, 4);
+  t.is(connections, 1);
+  // (the count comes back on a later tick: the next poll reads it)
+  let open = -1;
+  await until(() => { server.getConnections((_e, n) => { open = n; }); return open === 0; }, 4000, 'the connection closed');
+  t.pass();
 });
 
 test('pages sent chunked (no length), larger each time, a character split between chunks: each read whole', async (t) => {
