@@ -408,6 +408,12 @@ export class Agent {
     // No log line here: a write to stderr inside the sync blocked it 8-12 ms when the pipe was full
     // (a reader busy elsewhere), and the 'sync steps' line after it says ops and frontends
     if (ops.length) releaseSlots(next, this.#current);
+    // the ops are dead from here: dropped, since the log line's closure below shares this scope and
+    // runs two turns later, after the heap trimmer's full GC (a timer set in onSynced). A first sync
+    // at 100,000 Services has 1.4M of them (~80 MiB), which that GC found alive and, with V8's
+    // memory reducer off, nothing collected after (docs/PERF.md, session 18, p18big)
+    const opCount = ops.length;
+    ops = [];
     const t6 = performance.now();
     const prevState = this.#state;
     this.#current = next;
@@ -432,10 +438,10 @@ export class Agent {
     const steps = {
       // endedAt: when the sync ended (epoch ms): the line itself may be written later (after the GC
       // figures settle, which can be after the full GC that follows a big sync)
-      full, endedAt: Date.now(), frontends: next.frontends.size, ops: ops.length, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000),
+      full, endedAt: Date.now(), frontends: next.frontends.size, ops: opCount, totalMs: ms(done - started), cpuMs: ms((cpu.user + cpu.system) / 1000),
       // appliedAt: when the kernel held this sync's writes (epoch ms to the microsecond): a change's
       // time to the kernel on the agent's own clock, which a watcher descheduled at the time cannot stretch
-      ...(ops.length && { appliedAt: Math.round((performance.timeOrigin + t6) * 1000) / 1000 }),
+      ...(opCount && { appliedAt: Math.round((performance.timeOrigin + t6) * 1000) / 1000 }),
       // the main thread's share: the rest of cpuMs is V8's compiler and GC threads and libuv's pool
       threadCpuMs: ms((thread.user + thread.system) / 1000), compileMs: ms(t1 - t0), fitMs: ms(t3 - t2),
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5 - loadWait), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
@@ -461,7 +467,7 @@ export class Agent {
         log({ ...steps, gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
       });
     } else log(steps, 'sync steps');
-    this.onSynced?.(ops.length);
+    this.onSynced?.(opCount);
     if (full && !this.#warmed) {
       this.#warmed = true;
       // a timer, set after onSynced's: the heap trimmer's full GC after a big sync (a timer of the

@@ -12,6 +12,8 @@ import { planToCompiledState } from '../../src/dataplane/plan-to-compiled.js';
 import { Metrics } from '../../src/agent/metrics.js';
 import { webYaml } from './agent-helpers.js';
 import { silentLogger, type Logger } from '../../src/util/log.js';
+import { fullGc } from '../../src/util/heap-trim.js';
+import type { Plan, PlanOp } from '../../src/plan/types.js';
 
 
 function setup(t: import('ava').ExecutionContext, dp = new FakeDataplane()) {
@@ -334,4 +336,34 @@ test('the warm-up applies its changes to the data plane\'s scratch writer only, 
   t.true(warmed.length >= 2, `${warmed.length} applies`);
   t.true(warmed.slice(1).every((ops) => ops.includes('upsertBackend') && ops.length <= 64), JSON.stringify(warmed.slice(1)));
   t.is(dp.log.length, applied, 'nothing of the warm-up reached the data plane');
+});
+
+test('a sync holds its ops no longer than its apply: the heap trimmer\'s GC after a big sync finds them garbage', async (t) => {
+  // The full sync's ops are ~1.4M objects at 100,000 Services (~80 MiB). The sync's log line waits
+  // for V8's GC entries (two turns of the loop) in a closure of the sync's scope; while the ops
+  // shared that scope, the trimmer's full GC, a timer set in onSynced, found them alive, and with
+  // V8's memory reducer off nothing collected them after (docs/PERF.md, session 18, p18big).
+  class Recording extends FakeDataplane {
+    applied: WeakRef<PlanOp[]> | undefined;
+    override async apply(ops: PlanOp[], next: Plan): Promise<void> {
+      this.applied = new WeakRef(ops);
+      return super.apply(ops, next);
+    }
+  }
+  const { dir, dp } = setup(t, new Recording());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  const { agent } = newAgent(dir, dp);
+  const gc = fullGc('regular');
+  const held = new Promise<boolean>((resolve) => {
+    // the check runs before the log line's closure does (it waits for a second turn of the loop)
+    agent.onSynced = () => setImmediate(() => {
+      gc();
+      resolve((dp as Recording).applied?.deref() !== undefined);
+    });
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  const reachable = await held;
+  t.truthy((dp as Recording).applied, 'the first sync applied ops');
+  t.false(reachable, 'the first sync\'s ops array is still reachable after it ended');
 });

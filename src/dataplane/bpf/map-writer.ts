@@ -180,9 +180,13 @@ export class MapWriter {
   private readonly regionOwner = new Map<number, number>();
   /** M of the tables written (recycling needs the same M and every frontend of the table known) */
   private readonly tableM = new Map<number, number>();
-  /** frontend id -> plan table id, and table -> its frontends, for the tables in tableM */
+  /**
+   * frontend id -> plan table id, and table -> its frontends, for the tables in tableM: the one
+   * frontend's id, as nearly every table has one, or a Set of several (a Set per table was ~17 MiB
+   * of the heap at 100,000 Services; docs/PERF.md, session 18, p18big)
+   */
   private readonly feTable = new Map<number, number>();
-  private readonly tableFes = new Map<number, Set<number>>();
+  private readonly tableFes = new Map<number, number | Set<number>>();
   /** plan table id (new) -> plan table id whose region it takes, for the apply under way */
   private recycling = new Map<number, number>();
 
@@ -290,7 +294,8 @@ export class MapWriter {
       if (!t || from === undefined || out.has(to) || taken.has(from) || !deleted.has(from) || this.tableM.get(from) !== t.m) continue;
       // every frontend of the old table must move to this one now: no reader may be left on it
       let all = true;
-      for (const f of this.tableFes.get(from) ?? []) if (moves.get(f) !== to) all = false;
+      const fes = this.tableFes.get(from);
+      for (const f of fes === undefined ? [] : typeof fes === 'number' ? [fes] : fes) if (moves.get(f) !== to) all = false;
       if (!all) continue;
       out.set(to, from);
       taken.add(from);
@@ -302,16 +307,21 @@ export class MapWriter {
     const old = this.feTable.get(feId);
     if (old === tableId) return;
     if (old !== undefined) {
-      const set = this.tableFes.get(old);
-      set?.delete(feId);
-      if (set && !set.size) this.tableFes.delete(old);
+      const fes = this.tableFes.get(old);
+      if (fes === feId) this.tableFes.delete(old);
+      else if (typeof fes === 'object') {
+        fes.delete(feId);
+        if (fes.size === 1) this.tableFes.set(old, fes.values().next().value!);
+      }
       this.feTable.delete(feId);
     }
     if (tableId !== undefined && this.tableM.has(tableId)) {
       this.feTable.set(feId, tableId);
-      let set = this.tableFes.get(tableId);
-      if (!set) this.tableFes.set(tableId, set = new Set());
-      set.add(feId);
+      const fes = this.tableFes.get(tableId);
+      if (fes === undefined) this.tableFes.set(tableId, feId);
+      else if (typeof fes === 'number') {
+        if (fes !== feId) this.tableFes.set(tableId, new Set([fes, feId]));
+      } else fes.add(feId);
     }
   }
 
