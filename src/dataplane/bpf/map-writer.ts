@@ -992,12 +992,15 @@ export class MapWriter {
     if (m.type !== MapType.ARRAY) return m.count();
     if (!this.backendBits) {
       const bits = new Uint8Array(Math.ceil(m.maxEntries / 8));
+      const ks = m.keySize, vs = m.userValueSize, proto = L.BACKEND.fields.proto.offset;
       let n = 0;
-      m.scan((k, v) => {
-        if (v[L.BACKEND.fields.proto.offset] === 0) return;
-        const id = L.decodeU32(k);
-        bits[id >>> 3]! |= 1 << (id & 7);
-        n++;
+      m.scanBatches((keys, values, got) => {
+        for (let i = 0; i < got; i++) {
+          if (values[i * vs + proto] === 0) continue;
+          const id = keys.readUInt32LE(i * ks);
+          bits[id >>> 3]! |= 1 << (id & 7);
+          n++;
+        }
       });
       this.backendBits = bits;
       this.backendN = n;
