@@ -354,7 +354,10 @@ export class BpfDataplane implements Dataplane {
     const { maps, reused } = this.loaded;
     // maps this load created, not written since, are empty: isEmpty() would walk lb_backends, an
     // array of LB_BACKENDS_MAX entries (~0.2-0.5 s of a first start's critical path, issue 10)
-    if (!reused && maps.map('lb_frontends').writes === 0 && maps.map('lb_backends').writes === 0) return undefined;
+    if (!reused && maps.map('lb_frontends').writes === 0 && maps.map('lb_backends').writes === 0) {
+      maps.backendsEmpty();
+      return undefined;
+    }
     const plan = maps.isEmpty() ? undefined : maps.readPlan();
     if (plan) this.#protocols.seed(plan);
     return plan;

@@ -986,6 +986,17 @@ export class MapWriter {
     return this.feKeys?.size;
   }
 
+  /**
+   * lb_backends is known empty (made by this load, not written since): backendCount follows the
+   * writes from nothing instead of reading the array's million entries at the first /metrics scrape.
+   */
+  backendsEmpty(): void {
+    const m = this.maps.lb_backends;
+    if (m.type !== MapType.ARRAY || m.writes !== 0 || this.backendBits || this.pendingBits) return;
+    this.backendBits = new Uint8Array(Math.ceil(m.maxEntries / 8));
+    this.backendN = 0;
+  }
+
   /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
   backendCount(): number {
     const m = this.maps.lb_backends;
