@@ -307,6 +307,8 @@ export class BpfDataplane implements Dataplane {
       throw e;
     }
     this.#loaded = loaded;
+    // maps all made by this load: lb_backends is empty, its count (/metrics) follows the writes
+    if (!loaded.reused) loaded.maps.backendsEmpty();
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
     // before any program is attached: maps pinned by a build without lb_members get it filled from
@@ -354,10 +356,7 @@ export class BpfDataplane implements Dataplane {
     const { maps, reused } = this.loaded;
     // maps this load created, not written since, are empty: isEmpty() would walk lb_backends, an
     // array of LB_BACKENDS_MAX entries (~0.2-0.5 s of a first start's critical path, issue 10)
-    if (!reused && maps.map('lb_frontends').writes === 0 && maps.map('lb_backends').writes === 0) {
-      maps.backendsEmpty();
-      return undefined;
-    }
+    if (!reused && maps.map('lb_frontends').writes === 0 && maps.map('lb_backends').writes === 0) return undefined;
     const plan = maps.isEmpty() ? undefined : maps.readPlan();
     if (plan) this.#protocols.seed(plan);
     return plan;
