@@ -934,8 +934,11 @@ export class ManifestsSource implements Source {
   #countEvent(): void {
     if (++this.#events < this.#burst || this.#burstArmed || this.#stopped || !(this.#opts.rescanMs > 0)) return;
     this.#burstArmed = true;
-    this.#opts.logger.debug({ events: this.#events }, 'manifests: a burst of watch events; a full rescan in 1 s (the watch\'s queue may have overflowed)');
-    this.#armRescan(BURST_RESCAN_DELAY_MS);
+    // at most one full rescan a period, as without a trusted watch: a storm of events does not
+    // bring them back to back
+    const delay = Math.max(BURST_RESCAN_DELAY_MS, this.#fullAt + this.#period() - performance.now());
+    this.#opts.logger.debug({ events: this.#events, delayMs: Math.round(delay) }, 'manifests: a burst of watch events; a full rescan brought forward (the watch\'s queue may have overflowed)');
+    this.#armRescan(delay);
   }
 
   /** whether folder d's watch (or a link target's) reports every change made through its names */
