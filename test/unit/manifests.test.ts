@@ -390,7 +390,7 @@ async function missedEditSource(t: import('ava').ExecutionContext, opts: { trust
     linkSync(join(dir, 'a.yaml'), join(other, 'a.yaml'));
     fd = openSync(join(other, 'a.yaml'), 'r+');
     unlinkSync(join(other, 'a.yaml'));
-    // the link count's events (IN_ATTRIB) re-read the file, unchanged, with one name again
+    // (no event reaches dir's watch: a link count is the inode's, not its folder's; a turn for any)
     await new Promise((r) => setTimeout(r, 200));
   }
   const port = () => src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port;
