@@ -732,8 +732,10 @@ export interface ManifestsSourceOptions {
   /** quiet time after a change event (a write in place) before re-reading the files it named; default 10 ms (a file read half-written fails to parse, or is re-read at its next event). A rename into place is read at once. */
   debounceMs?: number;
   /**
-   * periodic rescan, the fallback when events are missed; default 10 s; 0 disables. It lists and
-   * stats on the thread pool and reads only the files whose stat changed (staleFiles).
+   * periodic rescan, the fallback when events are missed; default 10 s (3 ms a file when longer);
+   * 0 disables. It lists the folder, stats its files and reads only those whose stat changed
+   * (staleFiles); with a watch it trusts, only every fullRescanMs or after a burst of events, and a
+   * period between stats only the hard-linked files.
    */
   rescanMs?: number;
   /** watch the folder (default true); without, the rescan alone sees changes (a filesystem that sends no events) */
@@ -969,7 +971,8 @@ export class ManifestsSource implements Source {
     } catch (e) {
       // the root must be watchable (start() checked it is a folder); a folder below may be gone already
       if (depth === 0) this.#report({ path: d, message: `watch failed, relying on the periodic rescan: ${(e as Error).message}` });
-      this.#untrusted ??= d;
+      // (a folder gone meanwhile is no missed watch; one the watch limit refused, ENOSPC, is)
+      if (depth === 0 || (e as NodeJS.ErrnoException).code !== 'ENOENT') this.#untrusted ??= d;
       return;
     }
     w.on('error', (e) => {
