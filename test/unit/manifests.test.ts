@@ -2,7 +2,7 @@
 // reported with path and line and skipped, changes and removals picked up by the watcher (or the
 // rescan), unchanged files leaving the store untouched.
 import test from 'ava';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, linkSync, mkdtempSync, mkdirSync, openSync, writeSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { loadAll } from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import { tmpdir } from 'node:os';
@@ -367,6 +367,63 @@ test('changes the watch never reports (a new file, an edit in place, a removal) 
   await src.scan();
   await src.scan();
   t.is(changes.length, n);
+});
+
+// A write through a name in a folder nobody watches (a hard link elsewhere) reaches no watch of ours:
+// inotify tells a folder's watch only of changes made through a name in that folder. With a watch it
+// trusts, the periodic rescan does not stat every file (fullRescanMs, here longer than any test
+// waits): what catches such an edit is the per-period stat of hard-linked files, a burst of events,
+// or a watch it does not trust. `known`: the second name exists when the source stats the file;
+// else the write goes through a descriptor of a second name made and removed since (the source saw
+// one name, as it would see a file on NFS written by another host).
+async function missedEditSource(t: import('ava').ExecutionContext, opts: { trustWatch: boolean; known: boolean; burstEvents?: number; rescanMs?: number }) {
+  const dir = tempDir(t), other = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), service('a'));
+  if (opts.known) linkSync(join(dir, 'a.yaml'), join(other, 'a.yaml'));
+  const src = new ManifestsSource({ dir, rescanMs: opts.rescanMs ?? 100, fullRescanMs: 600_000, trustWatch: () => opts.trustWatch, burstEvents: opts.burstEvents, emptyGraceMs: 0 });
+  t.teardown(() => src.stop());
+  await src.start();
+  // the first full rescan (the agent's afterFirstSync) has stat'ed every file
+  await src.scan();
+  let fd: number | undefined;
+  if (!opts.known) {
+    linkSync(join(dir, 'a.yaml'), join(other, 'a.yaml'));
+    fd = openSync(join(other, 'a.yaml'), 'r+');
+    unlinkSync(join(other, 'a.yaml'));
+    // (no event reaches dir's watch: a link count is the inode's, not its folder's; a turn for any)
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const port = () => src.store.get('Service', 'default/a')?.spec?.ports?.[0]?.port;
+  t.is(port(), 80);
+  // in place, through the other name: no event in dir
+  if (fd === undefined) writeFileSync(join(other, 'a.yaml'), service('a', 8080));
+  else {
+    ftruncateSync(fd, 0);
+    writeSync(fd, service('a', 8080), 0);
+    closeSync(fd);
+  }
+  return { dir, src, port };
+}
+
+test('trusted watch: an edit through a hard link elsewhere is caught at the next period (hard-linked files are stat\'ed each period)', async (t) => {
+  const { port } = await missedEditSource(t, { trustWatch: true, known: true });
+  await until(() => port() === 8080, 'the period\'s stat of the linked file', 10_000);
+  t.is(port(), 8080);
+});
+
+test('trusted watch: a burst of events brings the full rescan forward, which catches an edit no event reported', async (t) => {
+  // the periods (light: the file has one name as far as the source knows) do not find it; a full
+  // rescan comes at most once a period, so the burst's waits for the 1.5 s since the last
+  const { dir, port } = await missedEditSource(t, { trustWatch: true, known: false, burstEvents: 5, rescanMs: 1500 });
+  for (let i = 0; i < 5; i++) writeFileSync(join(dir, `b${i}.yaml`), service(`b${i}`));
+  await until(() => port() === 8080, 'the full rescan after the burst', 10_000);
+  t.is(port(), 8080);
+});
+
+test('a watch not trusted (a filesystem whose events may be incomplete): every period is a full rescan', async (t) => {
+  const { port } = await missedEditSource(t, { trustWatch: false, known: false });
+  await until(() => port() === 8080, 'the next full rescan', 10_000);
+  t.is(port(), 8080);
 });
 
 test('staleFiles names new, changed and removed files, and the re-read of those alone equals a fresh read', async (t) => {

@@ -307,6 +307,8 @@ export class BpfDataplane implements Dataplane {
       throw e;
     }
     this.#loaded = loaded;
+    // maps all made by this load: lb_backends is empty, its count (/metrics) follows the writes
+    if (!loaded.reused) loaded.maps.backendsEmpty();
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
     // before any program is attached: maps pinned by a build without lb_members get it filled from

@@ -996,18 +996,32 @@ export class MapWriter {
     return this.feKeys?.size;
   }
 
+  /**
+   * lb_backends is known empty (made by this load, not written since): backendCount follows the
+   * writes from nothing instead of reading the array's million entries at the first /metrics scrape.
+   */
+  backendsEmpty(): void {
+    const m = this.maps.lb_backends;
+    if (m.type !== MapType.ARRAY || m.writes !== 0 || this.backendBits || this.pendingBits) return;
+    this.backendBits = new Uint8Array(Math.ceil(m.maxEntries / 8));
+    this.backendN = 0;
+  }
+
   /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
   backendCount(): number {
     const m = this.maps.lb_backends;
     if (m.type !== MapType.ARRAY) return m.count();
     if (!this.backendBits) {
       const bits = new Uint8Array(Math.ceil(m.maxEntries / 8));
+      const ks = m.keySize, vs = m.userValueSize, proto = L.BACKEND.fields.proto.offset;
       let n = 0;
-      m.scan((k, v) => {
-        if (v[L.BACKEND.fields.proto.offset] === 0) return;
-        const id = L.decodeU32(k);
-        bits[id >>> 3]! |= 1 << (id & 7);
-        n++;
+      m.scanBatches((keys, values, got) => {
+        for (let i = 0; i < got; i++) {
+          if (values[i * vs + proto] === 0) continue;
+          const id = keys.readUInt32LE(i * ks);
+          bits[id >>> 3]! |= 1 << (id & 7);
+          n++;
+        }
       });
       this.backendBits = bits;
       this.backendN = n;

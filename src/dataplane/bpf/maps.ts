@@ -108,6 +108,8 @@ export class BpfMaps {
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
   readPlan(): Plan { return read.readPlan(this.maps, this.state, (off) => this.writer.tableIdAt(off)); }
   isEmpty(): boolean { return read.mapsAreEmpty(this.maps); }
+  /** lb_backends was made by this load and not written since (MapWriter.backendsEmpty) */
+  backendsEmpty(): void { this.writer.backendsEmpty(); }
   /** by the plan's table id (the region the writer gave it; at most its M slots), or undefined when it has none */
   readTable(tableId: number, m: number): Uint32Array | undefined {
     const r = this.writer.regionOf(tableId);
