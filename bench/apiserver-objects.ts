@@ -40,6 +40,24 @@ export function apiNode(): Obj {
   return dressed(node() as Obj, 'kubelet');
 }
 
+/**
+ * A LIST answer's pages as the stub API server serves them: for each kind, N objects dressed as an
+ * API server sends them in pages of 500 (continue token and remainingItemCount on all but the last),
+ * each page's bytes (the bench/first-*.ts probes decode these as the kube source does).
+ */
+export function listPages(shape: ClusterShape, kinds: ReadonlyArray<'Service' | 'EndpointSlice'> = ['Service', 'EndpointSlice']): Array<{ kind: 'Service' | 'EndpointSlice'; buf: Buffer }> {
+  const n = shape.services, pages: Array<{ kind: 'Service' | 'EndpointSlice'; buf: Buffer }> = [];
+  for (const kind of kinds) {
+    for (let p = 0; p < n; p += 500) {
+      const items = Array.from({ length: Math.min(500, n - p) }, (_, j) => (kind === 'Service' ? apiService(p + j, shape) : apiSlice(p + j, shape)));
+      const cont = p + 500 < n ? `,"continue":"page-${p + 500}","remainingItemCount":${n - p - 500}` : '';
+      const head = `{"kind":"${kind}List","apiVersion":"v1","metadata":{"resourceVersion":"2002"${cont}},"items":[`;
+      pages.push({ kind, buf: Buffer.from(head + items.map((o) => JSON.stringify(o)).join(',') + ']}') });
+    }
+  }
+  return pages;
+}
+
 /** The agent's object store for `shape`, filled as the kube source fills it: LIST pages of 500 parsed from JSON, each object slimmed. */
 export function slimStore(shape: ClusterShape): ObjectStore {
   const s = new ObjectStore();

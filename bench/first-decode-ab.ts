@@ -6,7 +6,7 @@
 // session 18 ignores the node's name and calls back without `decoded`.
 //   BASE=/tmp/p18/basetree node --expose-gc --max-semi-space-size=16 --import=tsx bench/first-decode-ab.ts [N] [ROUNDS]
 import { AbResults, importTrees, threadMs } from './ab.js';
-import { apiService, apiSlice } from './apiserver-objects.js';
+import { listPages } from './apiserver-objects.js';
 import { NODE_NAME, type ClusterShape } from './gen.js';
 
 const n = Number(process.argv[2] ?? 10000);
@@ -20,15 +20,7 @@ const trees = await importTrees(base, async (im) => ({
 }));
 const shape: ClusterShape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
 type Kind = 'Service' | 'EndpointSlice';
-const pages: { kind: Kind; buf: Buffer }[] = [];
-for (const kind of ['Service', 'EndpointSlice'] as const) {
-  for (let p = 0; p < n; p += 500) {
-    const items = Array.from({ length: Math.min(500, n - p) }, (_, j) => (kind === 'Service' ? apiService(p + j, shape) : apiSlice(p + j, shape)));
-    const cont = p + 500 < n ? `,"continue":"page-${p + 500}","remainingItemCount":${n - p - 500}` : '';
-    const head = `{"kind":"${kind}List","apiVersion":"v1","metadata":{"resourceVersion":"2002"${cont}},"items":[`;
-    pages.push({ kind, buf: Buffer.from(head + items.map((o) => JSON.stringify(o)).join(',') + ']}') });
-  }
-}
+const pages: { kind: Kind; buf: Buffer }[] = listPages(shape);
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with --expose-gc');
 const res = new AbResults();

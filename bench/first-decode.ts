@@ -7,7 +7,7 @@
 // store of each way is dropped before the next. TREE: the checkout whose src/ is measured.
 //   node --expose-gc --import=tsx bench/first-decode.ts [N] [ROUNDS]
 import { join } from 'node:path';
-import { apiService, apiSlice } from './apiserver-objects.js';
+import { listPages } from './apiserver-objects.js';
 import type { ClusterShape } from './gen.js';
 
 const tree = process.env.TREE ?? join(import.meta.dirname, '..');
@@ -19,15 +19,7 @@ const { ObjectStore } = await import(`${tree}/src/source/types.ts`);
 const shape: ClusterShape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
 type Kind = 'Service' | 'EndpointSlice';
 
-const pages: { kind: Kind; buf: Buffer }[] = [];
-for (const kind of ['Service', 'EndpointSlice'] as const) {
-  for (let p = 0; p < n; p += 500) {
-    const items = Array.from({ length: Math.min(500, n - p) }, (_, j) => (kind === 'Service' ? apiService(p + j, shape) : apiSlice(p + j, shape)));
-    const cont = p + 500 < n ? `,"continue":"page-${p + 500}","remainingItemCount":${n - p - 500}` : '';
-    const head = `{"kind":"${kind}List","apiVersion":"v1","metadata":{"resourceVersion":"2002"${cont}},"items":[`;
-    pages.push({ kind, buf: Buffer.from(head + items.map((o) => JSON.stringify(o)).join(',') + ']}') });
-  }
-}
+const pages: { kind: Kind; buf: Buffer }[] = listPages(shape);
 
 const cpu = () => { const u = process.threadCpuUsage(); return (u.user + u.system) / 1000; };
 

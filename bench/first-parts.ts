@@ -5,7 +5,7 @@
 // TREE: the checkout whose src/ is measured (a tree before session 18 ignores the node's name).
 //   KINDS=EndpointSlice node --expose-gc --max-semi-space-size=16 --import=tsx bench/first-parts.ts [N] [ROUNDS]
 import { join } from 'node:path';
-import { apiService, apiSlice } from './apiserver-objects.js';
+import { listPages } from './apiserver-objects.js';
 const tree = process.env.TREE ?? join(import.meta.dirname, '..');
 const n = Number(process.argv[2] ?? 10000);
 const rounds = Number(process.argv[3] ?? 4);
@@ -13,15 +13,7 @@ const { scanList } = await import(`${tree}/src/source/json-prune.ts`);
 const { slimObject } = await import(`${tree}/src/source/slim.ts`);
 const { ObjectStore } = await import(`${tree}/src/source/types.ts`);
 const shape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
-const pages: { kind: any; buf: Buffer }[] = [];
-for (const kind of (process.env.KINDS ?? "Service,EndpointSlice").split(",") as ("Service" | "EndpointSlice")[]) {
-  for (let p = 0; p < n; p += 500) {
-    const items = Array.from({ length: Math.min(500, n - p) }, (_, j) => (kind === 'Service' ? apiService(p + j, shape) : apiSlice(p + j, shape)));
-    const cont = p + 500 < n ? `,"continue":"page-${p + 500}","remainingItemCount":${n - p - 500}` : '';
-    const head = `{"kind":"${kind}List","apiVersion":"v1","metadata":{"resourceVersion":"2002"${cont}},"items":[`;
-    pages.push({ kind, buf: Buffer.from(head + items.map((o) => JSON.stringify(o)).join(',') + ']}') });
-  }
-}
+const pages = listPages(shape, (process.env.KINDS ?? 'Service,EndpointSlice').split(',') as Array<'Service' | 'EndpointSlice'>);
 const cpu = () => { const u = process.threadCpuUsage(); return (u.user + u.system) / 1000; };
 const modes = (process.env.MODES ?? 'scan,text,parse,slim,store').split(',');
 for (let r = 0; r < rounds; r++) {
