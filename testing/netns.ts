@@ -354,6 +354,7 @@ export class Lab {
     if (o.payload !== undefined) args.push('--payload', o.payload);
     if (o.path !== undefined) args.push('--path', o.path);
     if (o.bind !== undefined) args.push('--bind', o.bind);
+    if (o.sport !== undefined) args.push('--sport', String(o.sport));
     const r = await this.runIn(ns, process.execPath, args, { cgroup, timeoutMs: count * timeoutMs + 15_000 });
     if (r.code !== 0) throw new Error(`client in ${ns.name} exited ${r.code}: ${r.stderr.trim()}`);
     return (JSON.parse(r.stdout) as { results: ClientResult[] }).results;
@@ -430,6 +431,8 @@ export interface ClientOptions {
   path?: string;
   /** source address the client binds its sockets to */
   bind?: string;
+  /** request i's source port is sport + i (a 5-tuple no earlier exchange used) */
+  sport?: number;
 }
 
 export interface ClientResult { ok: boolean; reply?: string; peer?: string; from?: string; error?: string }
