@@ -49,6 +49,8 @@ for (const r of rows) {
     lines.push(`- ${r.scenario}: /healthz answered ${(r.healthzDuringOutage ?? []).join(', ')} throughout (kube-proxy's proxier_health.go: no queued change is late);`,
       `  the deleted Service was ${r.goneServedDuringOutage ? '' : 'not '}served from the last state while the API server was gone; the changes and the`,
       `  deletion landed ${r.landedAfterReturnMs ?? 'never'} ms after it returned (the source's reconnect backoff, then one sync).`);
+    // the UDP load's ports are all in conntrack after the outage and keep their backend (as under kube-proxy)
+    if (r.udpNewFlows) lines.push(`  UDP exchanges of new 5-tuples after the load, by backend: ${Object.entries(r.udpNewFlows).sort().map(([k, v]) => `${k} ${v}`).join(', ')} (the load's own reused ports keep their backend in conntrack, as under kube-proxy).`);
   }
   if (r.removedAt) lines.push(`- ${r.scenario}: no exchange sent after a graceful removal's sync was answered by the removed backend; losses only between the crashed backend's death and its removal's sync (${(r.lossWindows ?? []).map((w) => `${w.to - w.from} ms`).join(', ')}).`);
   if (r.lbNodeAddrsFollowedMs !== undefined) lines.push(`- ${r.scenario}: lb_node_addrs had the new address ${r.lbNodeAddrsFollowedMs} ms after it was added (address event); the NodePort answered on it ${r.firstAnswerOnNewAddressMs ?? 'never'} ms after (the Node object listing it, then a sync); the new pod's first request: ${r.newPodFirstRequest}.`);
