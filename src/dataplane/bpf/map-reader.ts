@@ -10,7 +10,7 @@ import { KbpError } from '../../util/errors.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
-import { tableIdOfRegion } from './map-writer.js';
+import { scanBackends, tableIdOfRegion } from './map-writer.js';
 import { numPossibleCpus, type BpfMap } from './native/map.js';
 import { MapType } from './native/uapi.js';
 
@@ -26,8 +26,8 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined,
   const seed = readConfig(maps).hashSeed;
   const backends = new Map<number, PlanBackend>();
   // lb_backends is an array (read in batches): an id without a backend is an all-zero entry
-  scanBackends(maps.lb_backends, (id, v) => {
-    const b = L.decodeBackend(v);
+  scanBackends(maps.lb_backends, (id, values, at) => {
+    const b = L.decodeBackend(values, at);
     backends.set(id, {
       id, address: b.address, port: b.port, protocol: b.protocol,
       terminating: (b.flags & L.LB_BE_F_TERMINATING) !== 0, local: (b.flags & L.LB_BE_F_LOCAL) !== 0,
@@ -89,30 +89,11 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined,
   return { seed, frontends, backends: sortedBackends, tables: sortedTables };
 }
 
-/** An lb_backends value that holds a backend: an array's unused entries are all zero (protocol 0). */
-export function backendPresent(v: Buffer): boolean {
-  return v[L.BACKEND.fields.proto.offset] !== 0;
-}
-
 /** The entries of lb_backends that hold a backend (read in batches). */
 export function countBackends(m: BpfMap): number {
   let n = 0;
   scanBackends(m, () => { n++; });
   return n;
-}
-
-/**
- * The entries of lb_backends that hold a backend, by id: a view of each of those only (a million-entry
- * array is mostly empty, and a view per entry was ~215 MB of garbage per walk). Views valid during the call.
- */
-export function scanBackends(m: BpfMap, visit: (id: number, v: Buffer) => void): void {
-  const ks = m.keySize, vs = m.userValueSize, proto = L.BACKEND.fields.proto.offset;
-  m.scanBatches((keys, values, n) => {
-    for (let i = 0; i < n; i++) {
-      if (values[i * vs + proto] === 0) continue;
-      visit(keys.readUInt32LE(i * ks), values.subarray(i * vs, (i + 1) * vs));
-    }
-  });
 }
 
 /** Whether the maps hold anything of a previous agent (a frontend or a backend). */

@@ -136,6 +136,19 @@ interface Piece {
 }
 
 /**
+ * The entries of lb_backends that hold a backend, by id: an array's unused entries are all zero
+ * (protocol 0). Read a batch at a time with no object per entry (a million-entry array is mostly
+ * empty, and a view per entry was ~215 MB of garbage per walk): each value is `values` from `at`,
+ * valid during the call.
+ */
+export function scanBackends(m: BpfMap, visit: (id: number, values: Buffer, at: number) => void): void {
+  const ks = m.keySize, vs = m.userValueSize, proto = L.BACKEND.fields.proto.offset;
+  m.scanBatches((keys, values, n) => {
+    for (let i = 0; i < n; i++) if (values[i * vs + proto] !== 0) visit(keys.readUInt32LE(i * ks), values, i * vs);
+  });
+}
+
+/**
  * u32 words as the bytes of u32 key and value fields (written little-endian, as layout.ts's codecs
  * write them): the words' own memory on a little-endian host, no copy.
  */
@@ -1013,15 +1026,10 @@ export class MapWriter {
     if (m.type !== MapType.ARRAY) return m.count();
     if (!this.backendBits) {
       const bits = new Uint8Array(Math.ceil(m.maxEntries / 8));
-      const ks = m.keySize, vs = m.userValueSize, proto = L.BACKEND.fields.proto.offset;
       let n = 0;
-      m.scanBatches((keys, values, got) => {
-        for (let i = 0; i < got; i++) {
-          if (values[i * vs + proto] === 0) continue;
-          const id = keys.readUInt32LE(i * ks);
-          bits[id >>> 3]! |= 1 << (id & 7);
-          n++;
-        }
+      scanBackends(m, (id) => {
+        bits[id >>> 3]! |= 1 << (id & 7);
+        n++;
       });
       this.backendBits = bits;
       this.backendN = n;
