@@ -174,7 +174,10 @@ test.serial('API server gone under load, then back with changes: last state serv
   // keeps it under kube-proxy: that load alone may never reach a backend added meanwhile
   const fresh = await lab.lab.client(client, { proto: 'udp', host: STAY_VIP, port: 53, count: 16, sport: 20_000, timeoutMs: 2000 });
   const freshAnswers: Record<string, number> = {};
-  for (const r of fresh) if (r.ok && r.reply) freshAnswers[r.reply.split(' ')[0]!] = (freshAnswers[r.reply.split(' ')[0]!] ?? 0) + 1;
+  for (const r of fresh) {
+    const pod = r.ok ? r.reply?.split(' ')[0] : undefined;
+    if (pod) freshAnswers[pod] = (freshAnswers[pod] ?? 0) + 1;
+  }
   report(t, 'API server gone', `stub API server down ${up - down} ms under load; meanwhile a Service changed, one deleted, one created, history compacted (relist)`,
     { http: h, udp: u }, { landedAfterReturnMs: landedMs, healthzDuringOutage: [...new Set(health)], goneServedDuringOutage: goneDuring.every((g) => g === 'b-1'), udpNewFlows: freshAnswers });
   t.true(health.every((c) => c === '200'), `healthz stays 200 (kube-proxy's proxier_health.go): ${JSON.stringify(health)}`);
