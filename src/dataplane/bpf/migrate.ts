@@ -15,6 +15,9 @@
 //   the frontend holding its key). lb_frontends is moved aside with it; carry() copies each old table
 //   into a region of lb_maglev_slots and each frontend with its table's offset in place of the key,
 //   before the new programs attach, so every flow, new or established, keeps its backend.
+// - lb_maglev_slots made smaller (--bpf-map-max): the tables that lay past the new end are moved into
+//   free room below it, and their frontends rewritten to point there (relocation below), so their
+//   Services translate from the switch on, not only after the first sync.
 // The old map is moved aside (renamed into <pin root>/upgrade/) before the object loads. The old
 // programs keep using it until the new ones replace them at attach time; only then are its entries
 // copied (carry()), without overwriting what the new programs wrote meanwhile, and the old map
@@ -24,10 +27,10 @@ import { existsSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:f
 import { join } from 'node:path';
 import { BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
-import { BPF_ANY, BPF_F_MMAPABLE, BPF_NOEXIST, MapType } from './native/uapi.js';
+import { BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_NOEXIST, MapType } from './native/uapi.js';
 import { EEXIST } from './native/errors.js';
 import * as L from './layout.js';
-import { regionSize } from './slot-alloc.js';
+import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 
 export interface MapSpec { name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }
 
@@ -121,9 +124,13 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
       let copied = 0, dropped = 0, newer = 0;
       if (toArray && old.type === MapType.ARRAY && (target.flags & BPF_F_MMAPABLE) && old.valueSize === target.valueSize) {
         // an mmapable array resized (--bpf-map-max lb_maglev_slots: millions of elements): copied
-        // through the mapping a chunk at a time, not an update per element
+        // through the mapping a chunk at a time, not an update per element; made smaller, the
+        // Maglev tables past its end are moved below it
         try {
-          out.push({ ...m, ...copyArrayMmap(old, target) });
+          const moves = m.name === 'lb_maglev_slots' && target.maxEntries < old.maxEntries
+            ? planMoves(object.map('lb_frontends'), target.maxEntries * L.LB_MAGLEV_IDS_PER_ELEM) : [];
+          out.push({ ...m, ...copyArrayMmap(old, target, moves) });
+          if (moves.length) moveFrontends(object.map('lb_frontends'), moves);
         } finally {
           old.close();
         }
@@ -167,8 +174,59 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
   return out;
 }
 
-/** Non-zero elements of an array into an mmapable array of the same element, by index, in chunks. */
-function copyArrayMmap(old: BpfMap, target: BpfMap): { copied: number; dropped: number; newer: number } {
+/**
+ * A Maglev table (region of lb_maglev_slots, in slots) that lies past a smaller array's end, where it
+ * goes (undefined: no room), and the lb_frontends keys that point at it.
+ */
+interface Move extends Region { to: number | undefined; keys: Buffer[] }
+
+/**
+ * The tables of lb_frontends that do not fit below `capacity` slots, each given free room there:
+ * room no frontend's table covers, in the old array as in the new (a table across the end is still
+ * read where it is until its frontends move). A table shared by frontends moves once.
+ */
+function planMoves(frontends: BpfMap, capacity: number): Move[] {
+  const inUse: Region[] = [], moves = new Map<number, Move>();
+  frontends.scan((key, value) => {
+    const fe = L.decodeFrontend(value);
+    if (fe.maglevM === 0) return;
+    const size = regionSize(fe.maglevM);
+    if (fe.maglevOff < capacity) inUse.push({ off: fe.maglevOff, size: Math.min(size, capacity - fe.maglevOff) });
+    if (fe.maglevOff + size <= capacity) return;
+    let mv = moves.get(fe.maglevOff);
+    if (!mv) moves.set(fe.maglevOff, mv = { off: fe.maglevOff, size, to: undefined, keys: [] });
+    mv.size = Math.max(mv.size, size);
+    mv.keys.push(Buffer.from(key));
+  });
+  const alloc = new SlotAllocator(capacity);
+  alloc.load(inUse);
+  const out = [...moves.values()].sort((a, b) => a.off - b.off);
+  for (const mv of out) mv.to = alloc.alloc(mv.size)?.off;
+  return out;
+}
+
+/**
+ * Points each moved table's frontends at its new room (the table is there already, in both arrays:
+ * the old programs, attached until the switch, read the old array through the same lb_frontends).
+ */
+function moveFrontends(frontends: BpfMap, moves: readonly Move[]): void {
+  for (const mv of moves) {
+    if (mv.to === undefined) continue;
+    for (const key of mv.keys) {
+      const v = frontends.lookup(key);
+      if (!v || L.decodeFrontend(v).maglevOff !== mv.off) continue; // rewritten meanwhile
+      v.writeUInt32LE(mv.to, 4);
+      frontends.update(key, v, BPF_EXIST);
+    }
+  }
+}
+
+/**
+ * Non-zero elements of an array into an mmapable array of the same element, by index, in chunks.
+ * Elements past a smaller target's end are dropped, but for those of a moved Maglev table: written
+ * at the table's new room, in the target and in the old array (moves, from planMoves).
+ */
+function copyArrayMmap(old: BpfMap, target: BpfMap, moves: readonly Move[] = []): { copied: number; dropped: number; newer: number } {
   const vs = old.valueSize, elem = (vs + 7) & ~7, per = Math.max(1, Math.floor((1 << 20) / elem));
   const chunk = Buffer.alloc(per * elem);
   let base = -1, dirty = false, copied = 0, dropped = 0;
@@ -177,11 +235,31 @@ function copyArrayMmap(old: BpfMap, target: BpfMap): { copied: number; dropped: 
     chunk.fill(0);
     dirty = false;
   };
+  // a moved table's elements, gathered as the scan meets them (it goes by index)
+  const slotsPerElem = L.LB_MAGLEV_IDS_PER_ELEM, staged = new Map<Move, Buffer>();
+  const movedTo = (i: number): [Move, number] | undefined => {
+    const slot = i * slotsPerElem;
+    let lo = 0, hi = moves.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1, mv = moves[mid]!;
+      if (slot < mv.off) hi = mid - 1;
+      else if (slot >= mv.off + mv.size) lo = mid + 1;
+      else return mv.to === undefined ? undefined : [mv, (slot - mv.off) / slotsPerElem];
+    }
+    return undefined;
+  };
   old.scan((key, value) => {
     if (value.every((b) => b === 0)) return;
     const i = key.readUInt32LE(0);
+    const to = moves.length ? movedTo(i) : undefined;
+    if (to) {
+      let buf = staged.get(to[0]);
+      if (!buf) staged.set(to[0], buf = Buffer.alloc((to[0].size / slotsPerElem) * elem));
+      value.copy(buf, to[1] * elem, 0, vs);
+    }
     if (i >= target.maxEntries) {
-      dropped++;
+      if (to) copied++;
+      else dropped++;
       return;
     }
     const b = i - (i % per);
@@ -194,6 +272,12 @@ function copyArrayMmap(old: BpfMap, target: BpfMap): { copied: number; dropped: 
     copied++;
   });
   flush();
+  // the new room is free in both arrays (planMoves): written in the old one too, the old programs
+  // read the same table there once its frontends point at it
+  for (const [mv, buf] of staged) {
+    target.writeMmap(buf, mv.to! * 4);
+    old.writeMmap(buf, mv.to! * 4);
+  }
   return { copied, dropped, newer: 0 };
 }
 
