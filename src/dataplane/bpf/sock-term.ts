@@ -9,11 +9,12 @@
 // 6.5+) on every connected UDP socket whose lb_sock_revnat entry no longer holds; the application
 // gets ECONNABORTED and reconnects through the hooks. A UDP iterator walks the sockets of the network
 // namespace it was created in, so the agent runs it once per namespace of the host (pods are
-// namespaces), found through /proc/<pid>/ns/net.
+// namespaces), entered through /proc/<pid>/ns/net of one process in each: an iter/task program of the
+// same object (lb_netns_tasks) lists every process's namespace in one read.
 //
 // A separate object: where it does not load (a kernel before 6.5, no BTF), the agent logs once that
 // connected UDP sockets keep a removed backend until the application reconnects, and goes on.
-import { closeSync, existsSync, openSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ipFrom16 } from '../../util/ip.js';
 import { BpfObject } from './native/object.js';
@@ -24,6 +25,8 @@ import type { Protocol } from '../../model/compiled.js';
 
 /** struct lb_sock_term_rec of bpf/lb_sock_term.bpf.c */
 const REC_SIZE = 40;
+/** struct lb_netns_rec of bpf/lb_sock_term.bpf.c: a process's tgid and its network namespace's inode */
+const NETNS_REC_SIZE = 8;
 
 export interface TerminatedSocket {
   cookie: bigint;
@@ -51,7 +54,7 @@ export function sockTermObjectPath(mainObjectPath: string): string {
 /**
  * The frontends' protocols by id, kept from what the data plane writes: a pass walks UDP sockets
  * only (iter/udp), so a backend that left a TCP or SCTP frontend needs none, and a pass walks every
- * network namespace of the host on the event loop (~2-5 ms here, ~40 ms on a busy node) in the
+ * network namespace of the host on the event loop (~0.1 ms each, and a read of every process's namespace) in the
  * way of the next change. An id never seen (maps of an earlier agent not read back) counts as UDP:
  * a pass too many, never one too few.
  */
@@ -89,10 +92,14 @@ export class FrontendProtocols {
 export class SockTerminator {
   readonly #object: BpfObject;
   readonly #prog: BpfProgram;
+  /** lb_netns_tasks (an object of an earlier build lacks it: the namespaces then come from /proc) */
+  readonly #tasks: BpfProgram | undefined;
+  #taskBuf = Buffer.alloc(NETNS_REC_SIZE * 4096);
 
-  private constructor(object: BpfObject, prog: BpfProgram) {
+  private constructor(object: BpfObject, prog: BpfProgram, tasks: BpfProgram | undefined) {
     this.#object = object;
     this.#prog = prog;
+    this.#tasks = tasks;
   }
 
   /**
@@ -105,7 +112,8 @@ export class SockTerminator {
       // maps the agent sized at load (--bpf-map-max) are reused as they are pinned
       sizeLikePins(object, pinRoot);
       object.load();
-      return new SockTerminator(object, object.program('lb_sock_term_udp'));
+      const tasks = object.programNames().includes('lb_netns_tasks') ? object.program('lb_netns_tasks') : undefined;
+      return new SockTerminator(object, object.program('lb_sock_term_udp'), tasks);
     } catch (e) {
       object.close();
       throw e;
@@ -113,7 +121,7 @@ export class SockTerminator {
   }
 
   /** Runs the iterator in this thread's namespace and in every other namespace a process of this host is in. */
-  run(namespaces: Iterable<string> = hostNetnsPaths()): SockTermRun {
+  run(namespaces: Iterable<string | NetnsPaths> = this.netnsPaths()): SockTermRun {
     const out: SockTermRun = { namespaces: 0, skipped: 0, terminated: [] };
     const buf = Buffer.alloc(REC_SIZE * 1024);
     const walk = (fd: number): void => {
@@ -122,11 +130,9 @@ export class SockTerminator {
       out.namespaces++;
     };
     walk(-1);
-    for (const path of namespaces) {
-      let fd: number;
-      try {
-        fd = openSync(path, 'r');
-      } catch {
+    for (const ns of namespaces) {
+      const fd = typeof ns === 'string' ? openOrUndefined(ns) : openNetns(ns);
+      if (fd === undefined) {
         out.skipped++;
         continue;
       }
@@ -139,8 +145,69 @@ export class SockTerminator {
     return out;
   }
 
+  /**
+   * The network namespaces of this host other than this thread's, each as the /proc/<pid>/ns/net
+   * paths of its processes (any one enters it): from one read of lb_netns_tasks, where hostNetnsPaths
+   * stats a path per process (~30 us each: ~40 ms on the event loop of a busy node). The walk of
+   * /proc where the object lacks the program.
+   */
+  netnsPaths(procRoot = '/proc'): NetnsPaths[] {
+    if (!this.#tasks) return hostNetnsPaths(procRoot).map((p) => ({ inum: undefined, paths: [p] }));
+    let n = this.#tasks.runIter(-1, this.#taskBuf);
+    if (n > this.#taskBuf.length) {
+      // more processes than last time: once more with room for them and some to spare
+      this.#taskBuf = Buffer.alloc(Math.ceil((n * 1.5) / NETNS_REC_SIZE) * NETNS_REC_SIZE);
+      n = this.#tasks.runIter(-1, this.#taskBuf);
+    }
+    const own = netnsInum(join(procRoot, 'thread-self', 'ns', 'net'));
+    const byNs = new Map<number, string[]>();
+    const b = this.#taskBuf, end = Math.min(n, b.length);
+    for (let off = 0; off + NETNS_REC_SIZE <= end; off += NETNS_REC_SIZE) {
+      const inum = b.readUInt32LE(off + 4);
+      if (inum === own) continue;
+      let paths = byNs.get(inum);
+      if (!paths) byNs.set(inum, paths = []);
+      paths.push(join(procRoot, String(b.readUInt32LE(off)), 'ns', 'net'));
+    }
+    return [...byNs].map(([inum, paths]) => ({ inum, paths }));
+  }
+
   close(): void {
     this.#object.close();
+  }
+}
+
+/** One network namespace: its inode (undefined: unknown) and the /proc/<pid>/ns/net of its processes. */
+export interface NetnsPaths { inum: number | undefined; paths: string[] }
+
+/**
+ * An fd of the first of the namespace's paths that opens and still is that namespace (a process that
+ * exited since the list, or whose pid was reused, is passed over), or undefined.
+ */
+function openNetns(ns: NetnsPaths): number | undefined {
+  for (const path of ns.paths) {
+    const fd = openOrUndefined(path);
+    if (fd === undefined) continue;
+    if (ns.inum === undefined || fstatSync(fd).ino === ns.inum) return fd;
+    closeSync(fd);
+  }
+  return undefined;
+}
+
+function openOrUndefined(path: string): number | undefined {
+  try {
+    return openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+}
+
+/** A namespace file's inode (nsfs: the namespace's inum), or undefined. */
+function netnsInum(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,0 +1,61 @@
+// The socket terminator's namespaces (src/dataplane/bpf/sock-term.ts netnsPaths): one read of the
+// lb_netns_tasks iterator lists every process's network namespace, where the walk of /proc stats a
+// path per process on the event loop. A namespace made here, with one process in it, is found and
+// entered; this thread's own is not listed. Needs root, bpffs and kernel 6.5+ (bpf_sock_destroy).
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
+import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
+import { hostNetnsPaths, SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
+import { OBJECT_PATH } from '../../testing/datapath.js';
+import { isRoot, tempPinRoot } from './fixtures/util.js';
+
+const [maj = 0, min = 0] = release().split('.').map(Number);
+
+if (!isRoot || maj * 100 + min < 605) {
+  test('the socket terminator needs root and kernel 6.5+', (t) => {
+    t.log(`skipped: root ${isRoot}, kernel ${release()}`);
+    t.pass();
+  });
+} else {
+  test('one read of lb_netns_tasks lists the namespaces of the host\'s processes: a new one is found and entered, our own is not listed', async (t) => {
+    const root = tempPinRoot(t, false);
+    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
+    t.teardown(() => l.object.close());
+    const term = SockTerminator.load(root, sockTermObjectPath(OBJECT_PATH));
+    t.teardown(() => term.close());
+
+    // a process in a network namespace of its own, ended by its PID
+    const child = spawn('/usr/bin/unshare', ['--net', '/bin/sleep', '60'], { stdio: 'ignore' });
+    t.teardown(() => { child.kill('SIGKILL'); });
+    const path = `/proc/${child.pid}/ns/net`;
+    const own = statSync('/proc/thread-self/ns/net').ino;
+    let inum = own;
+    for (let i = 0; i < 200 && inum === own; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      inum = statSync(path).ino; // unshare moves itself, then execs sleep
+    }
+    t.not(inum, own, 'the child is in a namespace of its own');
+
+    const found = term.netnsPaths();
+    t.false(found.some((n) => n.inum === own), 'this thread\'s namespace is walked apart (fd -1), not listed');
+    const ns = found.find((n) => n.inum === inum);
+    t.truthy(ns, `the new namespace ${inum} is listed`);
+    t.true(ns!.paths.includes(path), `by its process: ${JSON.stringify(ns)}`);
+    t.is(new Set(found.map((n) => n.inum)).size, found.length, 'each namespace once');
+    // the /proc walk finds the same namespace
+    t.true(hostNetnsPaths().some((p) => { try { return statSync(p).ino === inum; } catch { return false; } }));
+
+    const run = term.run([ns!]);
+    t.deepEqual([run.namespaces, run.skipped], [2, 0], 'this thread\'s namespace and the new one walked');
+    // a namespace whose only process is gone is skipped, not an error
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    t.deepEqual([term.run([ns!]).namespaces, term.run([ns!]).skipped], [1, 1]);
+  });
+}
