@@ -9,7 +9,8 @@ import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { hostNetnsPaths, SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
+import { hostNetnsPaths, inInitialPidNamespace, SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
+import { execFileSync } from 'node:child_process';
 import { OBJECT_PATH } from '../../testing/datapath.js';
 import { isRoot, tempPinRoot } from './fixtures/util.js';
 
@@ -57,5 +58,38 @@ if (!isRoot || maj * 100 + min < 605) {
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     t.deepEqual([term.run([ns!]).namespaces, term.run([ns!]).skipped], [1, 1]);
+  });
+
+  test('the agent knows whether it is in the host\'s pid namespace (a DaemonSet without hostPID sees only its own processes)', (t) => {
+    t.true(inInitialPidNamespace(), 'the tests run in the host\'s pid namespace');
+    const script = `import(${JSON.stringify(join(process.cwd(), 'src/dataplane/bpf/sock-term.ts'))}).then((m) => console.log(m.inInitialPidNamespace()))`;
+    const out = execFileSync('/usr/bin/unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '--import=tsx', '-e', script], { encoding: 'utf8' });
+    t.is(out.trim(), 'false', 'in a pid namespace of its own (a container without hostPID)');
+  });
+
+  test('a namespace whose process this agent may not open (no CAP_SYS_PTRACE) is counted as denied, for the agent to say so', async (t) => {
+    const root = tempPinRoot(t, false);
+    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
+    t.teardown(() => l.object.close());
+    const child = spawn('/usr/bin/unshare', ['--net', '/bin/sleep', '60'], { stdio: 'ignore' });
+    t.teardown(() => { child.kill('SIGKILL'); });
+    const own = statSync('/proc/thread-self/ns/net').ino;
+    for (let i = 0; i < 200 && statSync(`/proc/${child.pid}/ns/net`).ino === own; i++) await new Promise((r) => setTimeout(r, 10));
+    // the same run in a process without CAP_SYS_PTRACE (as the unprivileged DaemonSet without it)
+    const script = `import { SockTerminator } from ${JSON.stringify(join(process.cwd(), 'src/dataplane/bpf/sock-term.ts'))};
+      const term = SockTerminator.load(${JSON.stringify(root)}, ${JSON.stringify(sockTermObjectPath(OBJECT_PATH))});
+      const r = term.run(term.netnsPaths().filter((n) => n.inum === ${statSync(`/proc/${child.pid}/ns/net`).ino}));
+      term.close();
+      console.log(JSON.stringify({ namespaces: r.namespaces, skipped: r.skipped, denied: r.denied }));`;
+    const out = await new Promise<string>((resolve, reject) => {
+      const p = spawn('/usr/bin/setpriv', ['--bounding-set', '-sys_ptrace', '--inh-caps', '-sys_ptrace', process.execPath, '--import=tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let o = '', e = '';
+      p.stdout.on('data', (d) => { o += d; });
+      p.stderr.on('data', (d) => { e += d; });
+      p.on('exit', (code) => (code === 0 ? resolve(o) : reject(new Error(`exit ${code}: ${e}`))));
+    });
+    t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { namespaces: 1, skipped: 1, denied: 1 });
   });
 }

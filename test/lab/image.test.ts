@@ -1,6 +1,6 @@
 // The agent's image in the lab (issue 11): scripts/build-image.sh builds it (cached by content), and
 // each node of a two-node lab runs the agent FROM THE IMAGE with podman in the node's network
-// namespace, with the DaemonSet's own arguments, ConfigMap and mounts (deploy/*.yaml): node1 as
+// namespace, with the DaemonSet's own arguments, ConfigMap, mounts and hostPID (deploy/*.yaml): node1 as
 // deploy/kube-bpf-proxy.yaml runs it (privileged, bpffs with shared propagation), node2 as
 // deploy/kube-bpf-proxy-unprivileged.yaml does (every capability dropped, then only the agent's
 // list added). In the lab a node's own cgroup stands for the host's cgroup v2 at
@@ -28,11 +28,12 @@ type Obj = Record<string, any>;
 type Variant = 'privileged' | 'unprivileged';
 const FILES: Record<Variant, string> = { privileged: 'deploy/kube-bpf-proxy.yaml', unprivileged: 'deploy/kube-bpf-proxy-unprivileged.yaml' };
 
-function daemonSet(variant: Variant): { container: Obj; config: string } {
+function daemonSet(variant: Variant): { container: Obj; hostPID: boolean; config: string } {
   const docs = parseAllDocuments(readFileSync(join(REPO, FILES[variant]), 'utf8')).map((d) => d.toJS() as Obj);
   const ds = docs.find((d) => d.kind === 'DaemonSet')!;
   return {
     container: ds.spec.template.spec.containers.find((c: Obj) => c.name === 'kube-bpf-proxy'),
+    hostPID: ds.spec.template.spec.hostPID === true,
     config: docs.find((d) => d.kind === 'ConfigMap')!.data['config.yaml'],
   };
 }
@@ -78,7 +79,7 @@ const nodeDirs = new Map<string, { etc: string; runDir: string }>();
 
 /** podman run: the DaemonSet's container of `variant` on `node`, in the node's network namespace. */
 async function startImageAgent(node: LabNode, variant: Variant, extra: string[] = []): Promise<LabProcess> {
-  const { container, config } = daemonSet(variant);
+  const { container, hostPID, config } = daemonSet(variant);
   const name = containerName(node);
   // the ConfigMap, and the host's /run/kube-bpf-proxy with cgroupv2 in it (here: the node's cgroup)
   // one per node for its lifetime, as the DaemonSet's hostPath: a restarted container finds the
@@ -105,6 +106,7 @@ async function startImageAgent(node: LabNode, variant: Variant, extra: string[] 
   const args = (container.args as string[]).map((a) => a.replace('$(NODE_NAME)', node.name));
   const argv = [...PODMAN, 'run', '--rm', '--name', name, '--network', `ns:${node.ns.path}`, ...ULIMITS,
     ...(privileged ? ['--privileged'] : ['--cap-drop=all', ...caps.map((c) => `--cap-add=CAP_${c}`)]),
+    ...(hostPID ? ['--pid', 'host'] : []),
     '-v', `${bpffs}:/sys/fs/bpf:${propagation('/sys/fs/bpf')}`,
     '-v', `${runDir}:/run/kube-bpf-proxy:${propagation('/run/kube-bpf-proxy')}`,
     '-v', `${node.cgroup}:/run/kube-bpf-proxy/cgroupv2`,
@@ -216,6 +218,66 @@ labTest('a Service added to the manifests folder is served (the agent in the ima
   await lab.waitSynced(since, 20_000);
   t.deepEqual(names(await lab.curlMany(pod('client1').pod.ns, 'http://10.96.100.77/', 6)), ['pod-c']);
   for (const n of lab.nodes) await dumpEqualsCompile(t, n);
+});
+
+// The socket hooks translate a connected UDP socket once; when its backend leaves, the agent closes it
+// (bpf_sock_destroy, 6.5+) in the pod's network namespace, which it enters through a process of the
+// pod: the DaemonSet's agent must see the node's processes (hostPID), and open their namespaces
+// (SYS_PTRACE in the unprivileged variant). Before, the agent in the image saw only its own
+// container's processes, and a pod's socket kept the removed backend.
+labTest('a pod\'s connected UDP socket to a ClusterIP is closed when its backend leaves, by the agent in the image on both nodes', async (t) => {
+  const [maj = 0, min = 0] = (await import('node:os')).release().split('.').map(Number);
+  if (maj * 100 + min < 605) {
+    t.log('bpf_sock_destroy needs kernel 6.5+');
+    t.pass();
+    return;
+  }
+  const servers = ['pod-a', 'pod-b', 'pod-c'].map(pod);
+  const write = async (keep: LabPod[]): Promise<void> => {
+    const since = Date.now() / 1000;
+    for (const [f, y] of Object.entries(labManifests(lab, keep))) lab.writeManifest(f, y);
+    await lab.waitSynced(since, 20_000);
+  };
+  t.teardown(() => write(servers));
+  type Ev = { kind: string; reply?: string; from?: string; error?: string };
+  const streams = ['client1', 'client2'].map((c) => {
+    const p = pod(c);
+    // in the node's cgroup, where the agent attached its socket hooks
+    const proc = lab.lab.spawn(p.pod.ns, process.execPath,
+      [join(REPO, 'testing', 'servers', 'udp-stream.mjs'), '--host', VIP.dns, '--port', '53', '--interval-ms', '100', '--duration-ms', '60000'],
+      { cgroup: p.node.cgroup, what: `udp-stream ${c}` });
+    const events = (): Ev[] => proc.output().split('\n').filter((l) => l.startsWith('{"t"')).map((l) => JSON.parse(l) as Ev);
+    return { c, proc, events };
+  });
+  const waitFor = async (ok: () => boolean): Promise<boolean> => {
+    for (let i = 0; i < 150; i++) {
+      if (ok()) return true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return false;
+  };
+  const replied = (e: Ev[]) => e.some((x) => x.kind === 'reply');
+  const reconnected = (e: Ev[]) => {
+    const i = e.findIndex((x) => x.kind === 'error');
+    return i >= 0 && e.slice(i).filter((x) => x.kind === 'reply').length >= 3;
+  };
+  try {
+    t.true(await waitFor(() => streams.every((s) => replied(s.events()))), streams.map((s) => s.proc.output().slice(-300)).join('\n'));
+    const used = new Set(streams.map((s) => s.events().find((x) => x.kind === 'reply')!.reply!));
+    await write(servers.filter((p) => !used.has(p.name)));
+    t.true(await waitFor(() => streams.every((s) => reconnected(s.events()))), streams.map((s) => `${s.c}: ${JSON.stringify(s.events().slice(-3))}`).join('\n'));
+    for (const s of streams) {
+      const ev = s.events(), i = ev.findIndex((x) => x.kind === 'error');
+      t.is(ev[i]?.error, 'ECONNABORTED', `${s.c} (${s.c === 'client1' ? 'privileged' : 'unprivileged'} agent)`);
+      const after = ev.slice(i).filter((x) => x.kind === 'reply');
+      t.true(after.length >= 3 && after.every((x) => !used.has(x.reply!) && x.from === `${VIP.dns}:53`), `${s.c}: ${JSON.stringify(after.slice(0, 3))}`);
+    }
+  } finally {
+    for (const s of streams) {
+      s.proc.child.kill('SIGTERM');
+      await s.proc.exited;
+    }
+  }
 });
 
 labTest('the image runs the nftables mode too: node 2 switched from BPF to --mode nftables serves ClusterIP and NodePort', async (t) => {

@@ -16,7 +16,7 @@ import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sw
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, startLoad, type LoadStarted, type Loaded } from './loader.js';
 import { mapMemoryShortfall, mapMemoryWarning, mapsMemory, memoryAvailable, type MapMemoryWarning } from './map-memory.js';
 import { numPossibleCpus } from './native/map.js';
-import { FrontendProtocols, SockTerminator, sockTermObjectPath } from './sock-term.js';
+import { FrontendProtocols, inInitialPidNamespace, SockTerminator, sockTermObjectPath } from './sock-term.js';
 import { formatMapSizes, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
@@ -222,6 +222,7 @@ export class BpfDataplane implements Dataplane {
   #writes: Promise<void> = Promise.resolve();
   /** connected UDP sockets to removed backends (sock-term.ts); undefined when the kernel cannot */
   #terminator: SockTerminator | undefined;
+  #termDeniedLogged = false;
   #termQueued = false;
   /** what decides whether a removal needs a termination pass */
   readonly #protocols = new FrontendProtocols();
@@ -407,6 +408,9 @@ export class BpfDataplane implements Dataplane {
     try {
       this.#terminator = SockTerminator.load(this.loaded.pinRoot, path);
       this.#log.info({ object: path }, 'socket termination loaded: connected UDP sockets to a removed backend are closed');
+      if (!inInitialPidNamespace()) {
+        this.#log.warn('the agent is not in the host\'s pid namespace: it closes connected UDP sockets to a removed backend only in the network namespaces of processes it sees (a DaemonSet needs hostPID: true)');
+      }
     } catch (e) {
       this.#log.warn({ object: path, reason: (e as Error).message.split('\n')[0] },
         'socket termination unavailable (needs kernel 6.5+ for bpf_sock_destroy): a connected UDP socket keeps a removed backend until the application reconnects');
@@ -431,6 +435,11 @@ export class BpfDataplane implements Dataplane {
       const r = t.run();
       this.#termPasses++;
       this.#terminated += r.terminated.length;
+      if (r.denied && !this.#termDeniedLogged) {
+        // once: an agent without CAP_SYS_PTRACE (or outside the host's pid namespace) will not gain it
+        this.#termDeniedLogged = true;
+        this.#log.warn({ namespaces: r.denied }, 'cannot enter the network namespaces of some processes (/proc/PID/ns/net: permission denied; the agent needs CAP_SYS_PTRACE): connected UDP sockets there keep a removed backend');
+      }
       if (r.terminated.length) {
         this.#log.info({ sockets: r.terminated.map((x) => ({ backend: `${x.address}:${x.port}`, frontendId: x.feId, err: x.err })), namespaces: r.namespaces },
           'closed connected UDP sockets whose backend left their Service');

@@ -43,6 +43,8 @@ export interface SockTermRun {
   namespaces: number;
   /** namespaces that could not be entered (a process exited meanwhile): skipped */
   skipped: number;
+  /** of those, namespaces whose processes' /proc/PID/ns/net this agent may not open (EACCES, EPERM: no CAP_SYS_PTRACE) */
+  denied: number;
   terminated: TerminatedSocket[];
 }
 
@@ -122,7 +124,7 @@ export class SockTerminator {
 
   /** Runs the iterator in this thread's namespace and in every other namespace a process of this host is in. */
   run(namespaces: Iterable<string | NetnsPaths> = this.netnsPaths()): SockTermRun {
-    const out: SockTermRun = { namespaces: 0, skipped: 0, terminated: [] };
+    const out: SockTermRun = { namespaces: 0, skipped: 0, denied: 0, terminated: [] };
     const buf = Buffer.alloc(REC_SIZE * 1024);
     const walk = (fd: number): void => {
       const n = this.#prog.runIter(fd, buf);
@@ -131,9 +133,10 @@ export class SockTerminator {
     };
     walk(-1);
     for (const ns of namespaces) {
-      const fd = typeof ns === 'string' ? openOrUndefined(ns) : openNetns(ns);
-      if (fd === undefined) {
+      const fd = typeof ns === 'string' ? openNs(ns) : openNetns(ns);
+      if (typeof fd !== 'number') {
         out.skipped++;
+        if (fd === 'denied') out.denied++;
         continue;
       }
       try {
@@ -182,24 +185,39 @@ export interface NetnsPaths { inum: number | undefined; paths: string[] }
 
 /**
  * An fd of the first of the namespace's paths that opens and still is that namespace (a process that
- * exited since the list, or whose pid was reused, is passed over), or undefined.
+ * exited since the list, or whose pid was reused, is passed over); else 'denied' when a path exists
+ * that this agent may not open, 'gone' when none does.
  */
-function openNetns(ns: NetnsPaths): number | undefined {
+function openNetns(ns: NetnsPaths): number | 'denied' | 'gone' {
+  let denied = false;
   for (const path of ns.paths) {
-    const fd = openOrUndefined(path);
-    if (fd === undefined) continue;
+    const fd = openNs(path);
+    if (fd === 'denied') denied = true;
+    if (typeof fd !== 'number') continue;
     if (ns.inum === undefined || fstatSync(fd).ino === ns.inum) return fd;
     closeSync(fd);
   }
-  return undefined;
+  return denied ? 'denied' : 'gone';
 }
 
-function openOrUndefined(path: string): number | undefined {
+function openNs(path: string): number | 'denied' | 'gone' {
   try {
     return openSync(path, 'r');
-  } catch {
-    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'EACCES' || code === 'EPERM' ? 'denied' : 'gone';
   }
+}
+
+/** The initial pid namespace's inode (PROC_PID_INIT_INO, include/linux/proc_ns.h): fixed. */
+const PROC_PID_INIT_INO = 0xeffffffc;
+
+/**
+ * Whether this process is in the host's (the initial) pid namespace, where it sees every process and
+ * so every pod's network namespace; in a container without hostPID it sees its own processes only.
+ */
+export function inInitialPidNamespace(procRoot = '/proc'): boolean {
+  return netnsInum(join(procRoot, 'self', 'ns', 'pid')) === PROC_PID_INIT_INO;
 }
 
 /** A namespace file's inode (nsfs: the namespace's inum), or undefined. */
