@@ -26,8 +26,10 @@ const name = basename(outfile, '.mjs');
 // in session 19), crypto's facade loads webcrypto, fs's and util's cost ~10 ms each; all of it at
 // every start, before the LIST. require() reads no getter. The stand-in module exports the builtin
 // as its default and its plain (non-getter) members by name, as this node has them when the bundle
-// is built: importing a getter by name is then a build error ("No matching export"), never a silent
-// undefined; through the default export a getter still works, lazily.
+// is built (the images build and run on the same node:24): importing a getter by name is then a
+// build error ("No matching export"), never a silent undefined; through the default export a getter
+// still works, lazily. No file of the bundle imports a builtin as a namespace (`import * as`), whose
+// getters would read undefined.
 const requireHere = createRequire(import.meta.url);
 const builtinsViaRequire = {
   name: 'builtins-via-require',
