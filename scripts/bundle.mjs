@@ -10,6 +10,7 @@
 // so `run --manifests` never parses @kubernetes/client-node (~2 MB with its dependencies).
 import { build } from 'esbuild';
 import { readdirSync, rmSync } from 'node:fs';
+import { builtinModules, createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 
 const at = process.argv.indexOf('--outfile');
@@ -18,6 +19,37 @@ if (!outfile) throw new Error('--outfile needs a file');
 if (!outfile.endsWith('.mjs')) throw new Error(`--outfile ${outfile}: must end in .mjs`);
 const outdir = dirname(outfile);
 const name = basename(outfile, '.mjs');
+
+// Node builtins imported as ESM are served by require() instead. Node makes the ESM facade of a
+// builtin by reading each of its exports once, getters included: `import http from 'node:http'` so
+// loads undici and http2 for http's lazy WebSocket (96 against 13 ms of CPU for http alone, measured
+// in session 19), crypto's facade loads webcrypto, fs's and util's cost ~10 ms each; all of it at
+// every start, before the LIST. require() reads no getter. The stand-in module exports the builtin
+// as its default and its plain (non-getter) members by name, as this node has them when the bundle
+// is built (the images build and run on the same node:24): importing a getter by name is then a
+// build error ("No matching export"), never a silent undefined; through the default export a getter
+// still works, lazily. No file of the bundle imports a builtin as a namespace (`import * as`), whose
+// getters would read undefined.
+const requireHere = createRequire(import.meta.url);
+const builtinsViaRequire = {
+  name: 'builtins-via-require',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
+      if (args.kind !== 'import-statement') return undefined;
+      const mod = args.path.replace(/^node:/, '');
+      if (!builtinModules.includes(mod)) return undefined;
+      return { path: mod, namespace: 'builtin-via-require' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'builtin-via-require' }, (args) => {
+      const plain = Object.entries(Object.getOwnPropertyDescriptors(requireHere(`node:${args.path}`)))
+        .filter(([k, d]) => !d.get && !d.set && /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default').map(([k]) => k);
+      return {
+        contents: `const m = require(${JSON.stringify(`node:${args.path}`)});\nexport default m;\nexport const { ${plain.join(', ')} } = m;\n`,
+        loader: 'js',
+      };
+    });
+  },
+};
 
 const result = await build({
   entryPoints: [{ in: 'src/cli/main.ts', out: name }],
@@ -38,6 +70,7 @@ const result = await build({
   banner: { js: "import { createRequire as __kbpCreateRequire } from 'node:module'; const require = __kbpCreateRequire(import.meta.url);" },
   logLevel: 'warning',
   metafile: true,
+  plugins: [builtinsViaRequire],
 });
 
 // an earlier build's chunks (their names change with their content), once this build is written

@@ -2,6 +2,7 @@
 // metrics servers, and signal handling. SIGTERM/SIGINT stop the agent and leave the data plane in
 // place (a restart picks it up); `cleanup` is what removes it.
 import type { Server } from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { localTrafficDetector, startupWarning, type AgentSettings } from './config.js';
 import { Agent } from './agent.js';
 import { Metrics } from './metrics.js';
@@ -255,7 +256,9 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
       const { recordCapacityEvents } = await import('./events.js');
       const { loadKubeConfig } = await import('../source/kube-http.js');
       try {
-        recordCapacityEvents(agent, { kc: loadKubeConfig(s.kubeconfig), nodeName: s.nodeName, log: moduleLogger(log, 'events'), store: source.store });
+        // the source's own config (KubeSource.kubeConfig): the kubeconfig is parsed once per start
+        const kc = (source as { kubeConfig?: KubeConfig }).kubeConfig ?? loadKubeConfig(s.kubeconfig);
+        recordCapacityEvents(agent, { kc, nodeName: s.nodeName, log: moduleLogger(log, 'events'), store: source.store });
       } catch (e) {
         log.warn({ err: e }, 'no Kubernetes Events will be posted: the kubeconfig does not load');
       }

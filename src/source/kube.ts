@@ -99,6 +99,8 @@ export function createKubeSource(opts: KubeSourceOptions = {}): KubeSource {
 
 export class KubeSource extends EventEmitter<KubeSourceEvents> implements Source {
   readonly store: ObjectStore;
+  /** the config the source reads with (the agent's Events post with it too: the kubeconfig is read once) */
+  readonly kubeConfig: KubeConfig;
   readonly #log: Logger;
   readonly #watchers: KindWatcher<Kind>[];
   #synced = false;
@@ -108,7 +110,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> implements Source
 
   constructor(opts: KubeSourceOptions = {}) {
     super();
-    const kc = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfig);
+    const kc = this.kubeConfig = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfig);
     const backoff = checkBackoff({ ...DEFAULT_BACKOFF, ...opts.backoff });
     if (opts.watchTimeoutSeconds !== undefined && !(Number.isInteger(opts.watchTimeoutSeconds) && opts.watchTimeoutSeconds > 0)) {
       throw new KbpError('KBP_ERR_CONFIG', `watchTimeoutSeconds must be a positive integer, got ${opts.watchTimeoutSeconds}`);

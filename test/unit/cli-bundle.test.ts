@@ -33,6 +33,19 @@ test('run --config through the bundle: the yaml package loads from its chunk and
   t.notRegex(r.stderr, /is not a function/);
 });
 
+test('the bundle\'s chunks load no builtin that only an ESM facade would (undici, http2, webcrypto): builtins come through require()', async (t) => {
+  const b = await built;
+  t.is(b.code, 0, b.stderr);
+  // every chunk (the entry file would run the CLI): whatever a start of any command could load
+  const r = await node(['--input-type=module', '-e', `
+    import { readdirSync } from 'node:fs';
+    const dir = ${JSON.stringify(dir)};
+    for (const f of readdirSync(dir).filter((f) => /-chunk-.*\\.mjs$/.test(f))) await import(dir + '/' + f);
+    console.log(JSON.stringify(process.moduleLoadList.filter((m) => /undici|http2|webcrypto/.test(m))));`]);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(JSON.parse(r.stdout), []);
+});
+
 test('compile through the bundle prints the state of the seeds', async (t) => {
   const b = await built;
   t.is(b.code, 0, b.stderr);
