@@ -20,7 +20,7 @@ export const LB_AFFINITY_MAX = 131072;
 export const LB_SRC_RANGES_MAX = 65536;
 export const LB_SOCK_REVNAT_MAX = 262144;
 /** lb_sock_slots: a TCP connect()'s translation in slot cookie % this, until its first getpeername() (lb_sock.h) */
-export const LB_SOCK_SLOTS_MAX = 65536;
+export const LB_SOCK_SLOTS_MAX = 32768;
 export const LB_DEVICES_MAX = 1024;
 export const LB_NODE_ADDRS_MAX = 1024;
 export const LB_EIP_ALLOW_MAX = 1024;
