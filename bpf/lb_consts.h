@@ -42,9 +42,6 @@
 #ifndef LB_SOCK_REVNAT_MAX
 #define LB_SOCK_REVNAT_MAX 262144
 #endif
-#ifndef LB_SOCK_SLOTS_MAX
-#define LB_SOCK_SLOTS_MAX 32768       /* lb_sock_slots: a TCP connect()'s translation, by socket cookie modulo this */
-#endif
 #ifndef LB_EIP_ALLOW_MAX
 #define LB_EIP_ALLOW_MAX 1024         /* --local-external-ip-allow prefixes */
 #endif

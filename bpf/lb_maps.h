@@ -194,8 +194,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_sock_revnat SEC(".maps");
 
-/* socket LB: a connected socket (UDP; TCP after its first getpeername(), lb_sock_slots before) ->
- * its backend and the frontend it connected to. Socket-local
+/* socket LB: a connected socket -> its backend and the frontend it connected to. Socket-local
  * storage: connect() writes it beside the socket (no LRU insert, no bucket of a large map), and it
  * is freed with the socket (no release hook). lb_sock_revnat keeps the entries of sendmsg() on
  * unconnected sockets, which may talk to several backends at once. */
@@ -206,19 +205,6 @@ struct {
 	__type(value, struct lb_sock_peer);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_sock_store SEC(".maps");
-
-/* socket LB: a TCP socket's translation at connect(), in slot cookie % LB_SOCK_SLOTS_MAX (lb_sock.h:
- * what connect() would otherwise create socket storage for, read by getpeername()). An ARRAY: the
- * write is one cache line, with no allocation, no lock and nothing to free at close. A later socket
- * whose cookie falls on the slot takes it; a socket's first getpeername() moves the translation
- * into lb_sock_store, where it lives as long as the socket. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LB_SOCK_SLOTS_MAX);
-	__type(key, __u32);
-	__type(value, struct lb_sock_slot);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_sock_slots SEC(".maps");
 
 /* externalIP prefixes the socket hooks translate although they are not this node's (CVE-2020-8554) */
 struct {

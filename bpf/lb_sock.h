@@ -19,9 +19,7 @@
  *   affinity Maglev hashes the netns cookie too, so an expired entry is re-made on the same backend.
  * - Reverse translation: connect() keeps the socket's (backend, frontend) in the socket's own
  *   storage (lb_sock_store, BPF_MAP_TYPE_SK_STORAGE), freed by the kernel with the socket: no LRU
- *   insert into a large map per connection and no release hook to delete it. A TCP connect() writes
- *   its cookie's slot of lb_sock_slots instead (no allocation), and the socket's first getpeername()
- *   moves it into the storage (lb_sock_note_connect). sendmsg() on an
+ *   insert into a large map per connection and no release hook to delete it. sendmsg() on an
  *   unconnected UDP socket, which may talk to several VIPs at once, writes lb_sock_revnat, keyed by
  *   (socket, backend): a socket talking to two VIPs that share a backend sees that backend's
  *   replies as coming from the VIP it sent to last (where the storage names the same backend,
@@ -176,66 +174,29 @@ static __always_inline void lb_sock_peer_set_fe(struct lb_sock_peer *p, const st
 	p->backend_id = fe->backend_id;
 }
 
-/* the peer in a socket's storage is the backend at (addr, port) */
-static __always_inline int lb_sock_peer_is(const struct lb_sock_peer *p, const __u8 *addr, __be16 port)
-{
-	return p->port == port && lb_sock_addr16_eq(p->addr, addr);
-}
-
-_Static_assert((LB_SOCK_SLOTS_MAX & (LB_SOCK_SLOTS_MAX - 1)) == 0, "lb_sock_slots: a power of two");
-
-static __always_inline struct lb_sock_slot *lb_sock_slot_of(__u64 cookie)
-{
-	__u32 idx = (__u32)cookie & (LB_SOCK_SLOTS_MAX - 1);
-
-	return bpf_map_lookup_elem(&lb_sock_slots, &idx);
-}
-
-/* The reverse translation of a socket connect() translated. UDP: in the socket's own storage, which
- * the kernel frees with the socket (recvmsg() reads it for every datagram, the termination iterator
- * finds the socket by it). TCP: only getpeername() reads it, and most TCP clients never call it, so
- * connect() writes the cookie's slot of lb_sock_slots instead of creating storage (an allocation,
- * its memcg charge and an RCU free at close: ~55 % of this hook's time per connection), and the
- * socket's first getpeername() moves it into storage (lb_sock_rev_slot). The slot is written
- * cookie last, zeroed first: a reader that finds its cookie before and after its copy has the whole
- * entry. A socket that has storage already (a TCP socket connecting again after connect(AF_UNSPEC),
- * or UDP reconnecting) has it overwritten. Without memory only the reverse view is lost, as with a
- * full LRU: the call proceeds. */
-static __always_inline void lb_sock_note_connect(struct bpf_sock_addr *ctx, __u64 cookie, const struct lb_backend *be,
+/* the reverse translation of a socket connect() translated: in the socket's own storage, which
+ * the kernel frees with the socket. A socket that connects anew (UDP) overwrites it. Without memory
+ * only the reverse view is lost, as with a full LRU: the call proceeds. */
+static __always_inline void lb_sock_note_connect(struct bpf_sock_addr *ctx, const struct lb_backend *be,
 						 const struct lb_sock_revnat_val *fe)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct lb_sock_peer *p;
-	struct lb_sock_slot *s;
 
 	if (!sk)
 		return;
-	if (lb_sock_proto(ctx) == IPPROTO_TCP) {
-		p = bpf_sk_storage_get(&lb_sock_store, sk, 0, 0);
-		if (!p) {
-			s = lb_sock_slot_of(cookie);
-			if (!s)
-				return;
-			s->cookie = 0;
-			asm volatile("" ::: "memory");
-			__builtin_memcpy(s->addr, be->addr, 16);
-			s->port = be->port;
-			__builtin_memcpy(s->fe_addr, fe->addr, 16);
-			s->fe_port = fe->port;
-			s->fe_id = fe->fe_id;
-			s->backend_id = fe->backend_id;
-			asm volatile("" ::: "memory");
-			s->cookie = cookie;
-			return;
-		}
-	} else {
-		p = bpf_sk_storage_get(&lb_sock_store, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!p)
-			return;
-	}
+	p = bpf_sk_storage_get(&lb_sock_store, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!p)
+		return;
 	__builtin_memcpy(p->addr, be->addr, 16);
 	p->port = be->port;
 	lb_sock_peer_set_fe(p, fe);
+}
+
+/* the peer in a socket's storage is the backend at (addr, port) */
+static __always_inline int lb_sock_peer_is(const struct lb_sock_peer *p, const __u8 *addr, __be16 port)
+{
+	return p->port == port && lb_sock_addr16_eq(p->addr, addr);
 }
 
 /* sendmsg() on an unconnected socket may reach several backends: an lb_sock_revnat entry per
@@ -334,7 +295,7 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	if (sendmsg)
 		lb_sock_note_sendmsg(ctx, cookie, be, &rval);
 	else
-		lb_sock_note_connect(ctx, cookie, be, &rval);
+		lb_sock_note_connect(ctx, be, &rval);
 
 	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
@@ -348,38 +309,6 @@ static __always_inline int lb_sock_is_connected(struct bpf_sock_addr *ctx)
 	struct bpf_sock *sk = ctx->sk;
 
 	return sk && sk->state == 1 /* TCP_ESTABLISHED */;
-}
-
-/* A TCP socket's slot in lb_sock_slots: -1 when it holds another socket's translation or another
- * peer's; else 1 with addr/port rewritten to the frontend, the translation moved into the socket's
- * storage on the way (a later socket may take the slot), or 0 when it no longer holds. */
-static __always_inline int lb_sock_rev_slot(struct bpf_sock *sk, __u64 cookie, union lb_addr *addr, __be16 *port)
-{
-	struct lb_sock_slot *s = lb_sock_slot_of(cookie);
-	struct lb_sock_peer copy = {}, *p;
-
-	if (!s || s->cookie != cookie)
-		return -1;
-	asm volatile("" ::: "memory");
-	__builtin_memcpy(copy.addr, s->addr, 16);
-	copy.port = s->port;
-	__builtin_memcpy(copy.fe_addr, s->fe_addr, 16);
-	copy.fe_port = s->fe_port;
-	copy.fe_id = s->fe_id;
-	copy.backend_id = s->backend_id;
-	asm volatile("" ::: "memory");
-	if (s->cookie != cookie || !lb_sock_peer_is(&copy, addr->b, *port))
-		return -1;
-	if (!lb_sock_xlate_live(copy.addr, copy.port, copy.fe_id, copy.backend_id)) {
-		lb_stat_inc(LB_STAT_SOCK_REVNAT_STALE);
-		return 0;
-	}
-	p = bpf_sk_storage_get(&lb_sock_store, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (p)
-		__builtin_memcpy(p, &copy, sizeof(copy));
-	__builtin_memcpy(addr->b, copy.fe_addr, 16);
-	*port = copy.fe_port;
-	return 1;
 }
 
 /* The common reverse path: addr/port hold the peer (a backend); rewritten to the frontend when this
@@ -409,13 +338,6 @@ static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, union lb_addr 
 		return 1;
 	}
 	rkey.cookie = bpf_get_socket_cookie(ctx);
-	/* a TCP socket's translation before its first getpeername() (lb_sock_note_connect) */
-	if (sk && lb_sock_proto(ctx) == IPPROTO_TCP) {
-		int r = lb_sock_rev_slot(sk, rkey.cookie, addr, port);
-
-		if (r >= 0)
-			return r;
-	}
 	__builtin_memcpy(rkey.addr, addr->b, 16);
 	rkey.port = *port;
 	rval = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
