@@ -16,7 +16,7 @@ import { canonicalIp } from '../util/ip.js';
 import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
-import { fullGc, HeapTrimmer, minorGc } from '../util/heap-trim.js';
+import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../util/heap-trim.js';
 
 export async function createSource(s: AgentSettings, log: Logger): Promise<Source> {
   if (s.manifests) {
@@ -371,7 +371,8 @@ async function startHeapTrimmer(log: Logger, busy: () => boolean): Promise<HeapT
   const t = new HeapTrimmer({
     trim: () => native().mallocTrim(),
     onTrim: ({ peak, now, released }) => log.debug({ externalPeakMiB: Math.round(peak / 2 ** 20), externalMiB: Math.round(now / 2 ** 20), released }, 'returned freed heap memory to the kernel'),
-    gc: fullGc(),
+    // one full GC where the addon has V8's memory pressure call, not last-resort's two or more
+    gc: typeof native().memoryPressure === 'function' ? pressureGc((level) => native().memoryPressure(level)) : fullGc(),
     // a change's sync due now runs before the GC's pause, not after it
     busy,
     minorGc: minorGc(),
