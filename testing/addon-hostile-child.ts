@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { native, type Handle } from '../src/dataplane/bpf/native/addon.js';
 
 type Kind =
-  | 'fd' | 'fdOpt' | 'i32' | 'u32' | 'ifindex' | 'point' | 'prio' | 'bool' | 'str' | 'strOpt' | 'handle'
+  | 'fd' | 'fdOpt' | 'i32' | 'u32' | 'ifindex' | 'point' | 'prio' | 'level' | 'bool' | 'str' | 'strOpt' | 'handle'
   | { buf: number; nullable?: boolean };
 interface Row {
   args: () => unknown[];
@@ -93,6 +93,7 @@ const TABLE: Record<string, Row> = {
   numPossibleCpus: { args: () => [], kinds: [] },
   strerror: { args: () => [2], kinds: ['i32'] },
   mallocTrim: { args: () => [], kinds: [] },
+  memoryPressure: { args: () => [0], kinds: ['level'] },
 };
 
 // values of the wrong JavaScript type for each kind: every one must throw
@@ -120,6 +121,7 @@ function outOfRange(k: Kind): unknown[] {
     case 'ifindex': return [...NOT_INTEGER, 0, -1, 2 ** 31];
     case 'point': return [...NOT_INTEGER, -1, 2, 2 ** 32];
     case 'prio': return [...NOT_INTEGER, -1, 0x10000];
+    case 'level': return [...NOT_INTEGER, -1, 3, 2 ** 32];
     default: return [];
   }
 }

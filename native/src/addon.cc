@@ -9,6 +9,7 @@
 // and value sizes, read from the fd (BPF_OBJ_GET_INFO_BY_FD) on each call: that is the one extra
 // system call a map method makes. Built with NAPI_DISABLE_CPP_EXCEPTIONS, so every check returns early.
 #include <napi.h>
+#include <v8.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -1332,6 +1333,21 @@ Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
   return Num(info.Env(), libbpf_num_possible_cpus());
 }
 
+// V8's memory pressure signal (v8::Isolate::MemoryPressureNotification: 0 none, 1 moderate, 2
+// critical), which Node has no JS call for. Critical runs one full GC that reduces the heap's
+// footprint (V8's Heap::CollectGarbageOnMemoryPressure), where gc()'s "last-resort" flavor runs at
+// least two, each marking the whole live heap (util/heap-trim.ts). The caller sets it back to none:
+// V8 optimizes for memory while the level is not none.
+Napi::Value MemoryPressure(const Napi::CallbackInfo& info) {
+  Args a(info, "memoryPressure");
+  const double level = a.Int(0, "level", 0, 2);
+  if (!a.ok()) return info.Env().Undefined();
+  v8::Isolate::GetCurrent()->MemoryPressureNotification(level == 2   ? v8::MemoryPressureLevel::kCritical
+                                                        : level == 1 ? v8::MemoryPressureLevel::kModerate
+                                                                     : v8::MemoryPressureLevel::kNone);
+  return info.Env().Undefined();
+}
+
 // glibc's malloc_trim(0): returns the free pages inside malloc's arenas to the kernel (glibc only
 // shrinks the top of the heap by itself). ArrayBuffers a sync frees (the Maglev slots) leave holes
 // in the heap that stay resident otherwise.
@@ -1561,6 +1577,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("numPossibleCpus", NumPossibleCpus);
   EXPORT("strerror", StrError);
   EXPORT("mallocTrim", MallocTrim);
+  EXPORT("memoryPressure", MemoryPressure);
 #undef EXPORT
   exports.Set("constants", Constants(env));
   return exports;

@@ -17,7 +17,7 @@ import { canonicalIp } from '../util/ip.js';
 import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
-import { fullGc, HeapTrimmer, minorGc } from '../util/heap-trim.js';
+import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../util/heap-trim.js';
 
 export async function createSource(s: AgentSettings, log: Logger): Promise<Source> {
   if (s.manifests) {
@@ -371,15 +371,18 @@ async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics
 async function startHeapTrimmer(log: Logger, busy: () => boolean): Promise<HeapTrimmer | undefined> {
   const { native, nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
   if (!nativeAvailable().ok || typeof native().mallocTrim !== 'function') return undefined;
+  const pressure = typeof native().memoryPressure === 'function';
   const t = new HeapTrimmer({
     trim: () => native().mallocTrim(),
     onTrim: ({ peak, now, released }) => log.debug({ externalPeakMiB: Math.round(peak / 2 ** 20), externalMiB: Math.round(now / 2 ** 20), released }, 'returned freed heap memory to the kernel'),
-    gc: fullGc(),
+    // one full GC where the addon has V8's memory pressure call, not last-resort's two or more
+    gc: pressure ? pressureGc((level) => native().memoryPressure(level)) : fullGc(),
     // a change's sync due now runs before the GC's pause, not after it
     busy,
     minorGc: minorGc(),
     onSweep: ({ before, after, pauseMs }) => log.trace({ beforeKiB: before >> 10, afterKiB: after >> 10, pauseMs: Math.round(pauseMs * 100) / 100 }, 'collected the young generation while idle'),
     onCompact: ({ before, after, pauseMs, deferredMs }) => log.info({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10,
+      gc: pressure ? 'memory pressure' : 'last resort',
       ...(deferredMs >= 1 && { deferredMs: Math.round(deferredMs) }) },
       'collected the garbage of a big sync (full GC)'),
   });

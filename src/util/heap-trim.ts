@@ -76,6 +76,23 @@ export function fullGc(flavor: 'regular' | 'last-resort' = 'last-resort'): () =>
 }
 
 /**
+ * One full GC that reduces the heap's footprint, through V8's memory pressure signal (the native
+ * addon's memoryPressure, level critical: Heap::CollectGarbageOnMemoryPressure), where fullGc()'s
+ * "last resort" runs V8's CollectAllAvailableGarbage: at least two full GCs, each marking the whole
+ * live heap, the second finding little. Both give the free pages back (RSS alike). The level is set
+ * back to none at once: while it is not, V8 sizes its heap for memory, not speed.
+ */
+export function pressureGc(memoryPressure: (level: 0 | 1 | 2) => void): () => void {
+  return () => {
+    try {
+      memoryPressure(2);
+    } finally {
+      memoryPressure(0);
+    }
+  };
+}
+
+/**
  * V8's minor GC (a scavenge of the young generation), exposed at run time as fullGc() does. A
  * scavenge costs what survives it, and runs whenever the young generation fills, inside whatever
  * runs then: at 10,000 Services a one-change sync makes ~1 MiB of garbage and a /metrics scrape or

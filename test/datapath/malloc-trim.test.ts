@@ -36,3 +36,38 @@ test('mallocTrim returns freed ArrayBuffer memory (holes between live buffers) t
   t.true(released >= 28 * 2 ** 20, `RSS fell by ${(released / 2 ** 20).toFixed(1)} MiB`);
   t.is(kept.length, 512);
 });
+
+/** major GCs (PerformanceObserver 'gc' entries) and their total pause while fn runs */
+async function majorGcs(fn: () => void): Promise<number> {
+  const { PerformanceObserver, constants } = await import('node:perf_hooks');
+  let majors = 0;
+  const obs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  fn();
+  // V8 reports its GC entries a turn later
+  await sleep(50);
+  obs.disconnect();
+  return majors;
+}
+
+test('pressureGc (the addon\'s memoryPressure): one full GC that collects what is unreachable and shrinks the heap, where last-resort runs two or more', async (t) => {
+  const { fullGc, pressureGc } = await import('../../src/util/heap-trim.js');
+  const reducing = pressureGc((level) => native().memoryPressure(level));
+  // a heap like the agent's after a big sync: much alive, much garbage, in old space
+  const live = Array.from({ length: 400_000 }, (_, i) => ({ i, s: `k${i}`, a: [i] }));
+  let garbage: object[] | undefined = Array.from({ length: 400_000 }, (_, i) => ({ i, b: [i, i] }));
+  const gone = new WeakRef(garbage);
+  fullGc('regular')(); // promote both to old space
+  garbage = undefined;
+  await sleep(10); // a WeakRef's target is kept to the end of the job that made it
+  const before = process.memoryUsage().heapUsed;
+  const reduced = await majorGcs(reducing);
+  t.is(gone.deref(), undefined, 'the garbage was not collected');
+  t.true(process.memoryUsage().heapUsed < before - 8 * 2 ** 20, `heap ${before >> 20} -> ${process.memoryUsage().heapUsed >> 20} MiB`);
+  t.is(reduced, 1, `${reduced} major GCs`);
+  // the flavor it replaces: at least two, each marking everything alive
+  t.true(await majorGcs(fullGc('last-resort')) >= 2);
+  t.is(live.length, 400_000);
+});

@@ -68,6 +68,8 @@ interface Native {
   strerror(errno: number): string;
   /** glibc malloc_trim(0): true when memory was returned to the kernel (false elsewhere) */
   mallocTrim(): boolean;
+  /** V8's memory pressure notification (0 none, 1 moderate, 2 critical: one full GC that shrinks the heap) */
+  memoryPressure(level: 0 | 1 | 2): void;
   constants: {
     attachTypes: Record<string, number>;
     BPF_F_ALLOW_MULTI: number;
