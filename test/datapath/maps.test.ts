@@ -330,6 +330,19 @@ if (!isRoot) {
     const retry: PlanOp[] = [...diffPlans(p3, p5).filter((o) => o.op !== 'upsertFrontend'), { op: 'upsertFrontend', frontend: p5.frontends.get(key)! }];
     d.maps.apply(retry);
     t.is(entry(p5).affinityTimeout, 60, 'written again');
+    // the record grows with the ids in use (1,024 at first) and keeps what it held
+    const many = (xs: number[]): NodeState => ({ frontends: [...state(xs, 60).frontends,
+      ...Array.from({ length: 1100 }, (_, i) => fe({ service: `default/s${i}`, address: `10.97.${i >> 8}.${i & 255}`, port: 80, backends: bes([1]) }))] });
+    const p6 = buildPlan(many([1, 2, 4]), p5, { seed: SEED });
+    d.maps.apply(diffPlans(p5, p6));
+    t.true(Math.max(...[...p6.frontends.values()].map((f) => f.id)) > 1024);
+    const w6 = m.writes;
+    const p7 = buildPlan(many([1, 2, 5]), p6, { seed: SEED });
+    const ops7 = diffPlans(p6, p7);
+    t.true(ops7.some((o) => o.op === 'upsertFrontend'));
+    d.maps.apply(ops7);
+    t.is(m.writes, w6, 'an id recorded before the record grew is still known');
+    t.is(entry(p7).affinityTimeout, 60);
   });
 
   test('lb_maglev_slots: a table that does not fit is KBP_ERR_MAP_FULL naming the map and the table; the regions in use stay', (t) => {
