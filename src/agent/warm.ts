@@ -47,9 +47,13 @@ const SERVICES = 4;
  */
 export const STEADY_V8_FLAGS: readonly string[] = ['--no-concurrent-sparkplug'];
 
-/** Sets STEADY_V8_FLAGS (process-wide); a flag V8 refuses is skipped (it costs only the wake-ups). */
-export function applySteadyV8Flags(): void {
-  for (const f of STEADY_V8_FLAGS) {
+/**
+ * Sets STEADY_V8_FLAGS (process-wide), or KBP_V8_STEADY_FLAGS when set ('' sets none); a flag V8
+ * refuses is skipped (it costs only the wake-ups).
+ */
+export function applySteadyV8Flags(env: NodeJS.ProcessEnv = process.env): void {
+  const flags = env.KBP_V8_STEADY_FLAGS !== undefined ? env.KBP_V8_STEADY_FLAGS.split(/\s+/).filter(Boolean) : STEADY_V8_FLAGS;
+  for (const f of flags) {
     try {
       v8.setFlagsFromString(f);
     } catch {
