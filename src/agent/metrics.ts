@@ -13,11 +13,12 @@ const programmingBuckets = [0.25, 0.5, ...Array.from({ length: 59 }, (_, i) => i
  * a libuv timer of this period (perf_hooks.monitorEventLoopDelay) that wakes the main thread whether
  * or not anything else runs. At prom-client's default of 10 ms it woke an idle agent 100 times a
  * second, ~16 ms of its main thread's CPU a second on this VM (a wake-up and its epoll calls ~0.15
- * ms): most of the "agent CPU per change" of bench agent-change (21-25 ms a change, a change a
- * second), and CPU time the scheduler charges to the agent's group before a change comes (docs/PERF.md
- * session 17, p17chg). At 100 ms any stall of 100 ms or more is still recorded, shorter ones by chance.
+ * ms; docs/PERF.md session 17, p17chg); at 100 ms it was still 20 of an idle agent's 21 wake-ups a
+ * second, ~2-2.5 ms/s (session 18, p18chg). kube-proxy exports no such metric: one sample a second
+ * keeps it (a stall of a second or more is always recorded, a shorter one when a sample falls in it;
+ * nodejs_eventloop_lag_seconds is measured at each scrape as before) for a tenth of that.
  */
-export const EVENT_LOOP_LAG_RESOLUTION_MS = 100;
+export const EVENT_LOOP_LAG_RESOLUTION_MS = 1000;
 
 /** kube-proxy labels its sync metrics by the proxier's family: one proxier per family on a dual-stack node */
 export type IpFamily = 'IPv4' | 'IPv6';

@@ -281,6 +281,70 @@ if (!isRoot) {
     again.close();
   });
 
+  test('recycleTables: an endpoint change whose frontends keep their entries writes no lb_frontends entry; a changed entry, and one a failed write may have left, are written', (t) => {
+    // An endpoint change rewrites its table in the region the frontends read (above); the plan's
+    // upsertFrontend (its table id changed) would write the same entry again: two system calls and
+    // the encoding on the one-change path (issue 10: one change to the kernel)
+    const root = tempPinRoot(t, false);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true } });
+    t.teardown(() => d.object.close());
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
+    const key = '10.96.0.1|80|TCP|internal';
+    const state = (xs: number[], affinity = 0): NodeState => ({ frontends: [fe({ address: '10.96.0.1', port: 80, backends: bes(xs), sessionAffinitySeconds: affinity })] });
+    const m = d.maps.map('lb_frontends');
+    const entry = (p: Plan) => L.decodeFrontend(m.lookup(L.encodeFeKey(p.frontends.get(key)!))!);
+    const p1 = buildPlan(state([1, 2, 3]), undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, p1));
+    const e1 = entry(p1);
+    const p2 = buildPlan(state([1, 2, 4]), p1, { seed: SEED });
+    const ops = diffPlans(p1, p2);
+    t.true(ops.some((o) => o.op === 'upsertFrontend'), 'the plan asks for the frontend (its table id changed)');
+    const w0 = m.writes;
+    d.maps.apply(ops);
+    t.is(m.writes, w0, 'the entry it holds is not written again');
+    t.deepEqual(entry(p2), e1);
+    const t2 = p2.tables.get(p2.frontends.get(key)!.tableId)!;
+    t.deepEqual(d.maps.readTable(t2.id, t2.m), t2.slots, 'the region holds the new table');
+    // a changed entry (affinity on) is written
+    const p3 = buildPlan(state([1, 2, 4], 60), p2, { seed: SEED });
+    d.maps.apply(diffPlans(p2, p3));
+    t.is(m.writes, w0 + 1);
+    t.is(entry(p3).affinityTimeout, 60);
+    // a write that failed after the kernel took it: the writer cannot know what the entry holds, and
+    // the next apply that wants the old entry back writes it
+    const p4 = buildPlan(state([1, 2, 4]), p3, { seed: SEED });
+    const update = BpfMap.prototype.updateBatch;
+    BpfMap.prototype.updateBatch = function (this: BpfMap, ...a: Parameters<BpfMap['updateBatch']>) {
+      update.apply(this, a);
+      if (this.name === 'lb_frontends') throw new Error('injected: failed after the write');
+    };
+    try {
+      t.throws(() => d.maps.apply(diffPlans(p3, p4)), { message: /injected/ });
+    } finally {
+      BpfMap.prototype.updateBatch = update;
+    }
+    t.is(entry(p4).affinityTimeout, 0, 'the kernel took the failed write');
+    // the agent keeps the plan the kernel held before a failed apply (p3) and plans the retry on it
+    const p5 = buildPlan(state([1, 2, 4], 60), p3, { seed: SEED });
+    const retry: PlanOp[] = [...diffPlans(p3, p5).filter((o) => o.op !== 'upsertFrontend'), { op: 'upsertFrontend', frontend: p5.frontends.get(key)! }];
+    d.maps.apply(retry);
+    t.is(entry(p5).affinityTimeout, 60, 'written again');
+    // the record grows with the ids in use (1,024 at first) and keeps what it held
+    const many = (xs: number[]): NodeState => ({ frontends: [...state(xs, 60).frontends,
+      ...Array.from({ length: 1100 }, (_, i) => fe({ service: `default/s${i}`, address: `10.97.${i >> 8}.${i & 255}`, port: 80, backends: bes([1]) }))] });
+    const p6 = buildPlan(many([1, 2, 4]), p5, { seed: SEED });
+    d.maps.apply(diffPlans(p5, p6));
+    t.true(Math.max(...[...p6.frontends.values()].map((f) => f.id)) > 1024);
+    const w6 = m.writes;
+    const p7 = buildPlan(many([1, 2, 5]), p6, { seed: SEED });
+    const ops7 = diffPlans(p6, p7);
+    t.true(ops7.some((o) => o.op === 'upsertFrontend'));
+    d.maps.apply(ops7);
+    t.is(m.writes, w6, 'an id recorded before the record grew is still known');
+    t.is(entry(p7).affinityTimeout, 60);
+  });
+
   test('lb_maglev_slots: a table that does not fit is KBP_ERR_MAP_FULL naming the map and the table; the regions in use stay', (t) => {
     const root = tempPinRoot(t);
     smallMaps(root, { lb_maglev_slots: 300 }); // 600 slots: two tables of M=251, not three

@@ -67,8 +67,9 @@ test('the first sync is full, later ones partial; network programming latency st
 });
 
 // prom-client samples the event loop's delay with a timer of its own (perf_hooks.monitorEventLoopDelay):
-// at its default 10 ms it woke an idle agent 100 times a second (~16 ms of main-thread CPU a second here)
-test('the process metrics sample the event loop no more often than every 100 ms', async (t) => {
+// at its default 10 ms it woke an idle agent 100 times a second (~16 ms of main-thread CPU a second
+// here), at 100 ms still 10 times (most of an idle agent's wake-ups)
+test('the process metrics sample the event loop no more often than once a second', async (t) => {
   const perfHooks = (await import('node:perf_hooks')).default;
   const real = perfHooks.monitorEventLoopDelay;
   const asked: Array<number | undefined> = [];
@@ -83,5 +84,5 @@ test('the process metrics sample the event loop no more often than every 100 ms'
     perfHooks.monitorEventLoopDelay = real;
   }
   t.is(asked.length, 1);
-  t.true(asked[0]! >= 100, `resolution ${asked[0]} ms`);
+  t.true(asked[0]! >= 1000, `resolution ${asked[0]} ms`);
 });
