@@ -99,6 +99,11 @@ export class Agent {
    * the load is done, false when it failed (nothing is written then). A sync's writes wait for it.
    */
   #loading: Promise<boolean> | undefined;
+  /**
+   * an apply failed: the kernel may hold some of its writes, which a diff against #current (the plan
+   * from before it) would never undo or redo; the next sync reads back what the kernel holds first
+   */
+  #kernelUnknown = false;
   #housekeeping?: NodeJS.Timeout;
   /** the data plane's init has finished (Agent.start): its counters can be read */
   #dpReady = false;
@@ -384,6 +389,12 @@ export class Agent {
     const t3 = performance.now();
     // nftables and IPVS choose backends without our Maglev tables (IPVS's mh builds its own): no slots
     const slots = this.#dp.kind !== 'nftables' && this.#dp.kind !== 'ipvs';
+    if (this.#kernelUnknown) {
+      const was = this.#current;
+      this.#current = await this.#exclusive(() => this.#dp.readPlan());
+      this.#kernelUnknown = false;
+      this.#log.info({ frontends: this.#current?.frontends.size ?? 0, planned: was?.frontends.size ?? 0 }, 'after a failed apply: planning on what the data plane holds, read back');
+    }
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots });
     const t4 = performance.now();
     let ops: PlanOp[], t5 = t4, loadWait = 0;
@@ -399,7 +410,14 @@ export class Agent {
           return;
         }
       }
-      if (ops.length) await this.#exclusive(() => this.#dp.apply(ops, next));
+      if (ops.length) {
+        try {
+          await this.#exclusive(() => this.#dp.apply(ops, next));
+        } catch (e) {
+          this.#kernelUnknown = true;
+          throw e;
+        }
+      }
     } catch (e) {
       undoPlan(next); // #current stays what the kernel held before
       throw e;

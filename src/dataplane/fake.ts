@@ -17,6 +17,8 @@ export class FakeDataplane implements Dataplane {
   readonly log: PlanOp[] = [];
   /** make the next apply() throw (tests of retry) */
   failNext = 0;
+  /** make the next apply() throw after it wrote every op (a write the kernel took, then an error) */
+  failAfterNext = 0;
   initialized = false;
   /** setLocalSources' last CIDRs (detectLocalMode NodeCIDR); undefined before any call */
   localSources: string[] | undefined;
@@ -64,6 +66,10 @@ export class FakeDataplane implements Dataplane {
       }
     }
     this.seed = next.seed;
+    if (this.failAfterNext > 0) {
+      this.failAfterNext--;
+      throw new KbpError('KBP_ERR_DATAPLANE', 'fake data plane: injected failure after the writes');
+    }
   }
 
   async syncDevices(): Promise<void> {}

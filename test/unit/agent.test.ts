@@ -95,6 +95,28 @@ test('a failed apply is retried and the data plane converges; health reflects it
   t.is((await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_sync_errors_total')).includes(' 1'), true);
 });
 
+test('after a failed apply the retry plans on what the kernel holds: a Service the failed apply wrote, deleted before the retry, is removed', async (t) => {
+  // the failed apply may have written some of its ops; diffing the retry against the plan from
+  // before it misses them (here: a frontend the retry no longer wants stays in the kernel)
+  const { dir, dp } = setup(t);
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
+  const { agent } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  t.is(dp.frontends.size, 1);
+  dp.failAfterNext = 1;
+  writeFileSync(join(dir, 'api.yaml'), webYaml(['10.244.1.9']).replaceAll('web', 'api').replace('10.96.0.10', '10.96.0.20'));
+  const errors = async () => Number(/ (\d+)\s*$/.exec(await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_sync_errors_total'))?.[1] ?? 0);
+  for (let i = 0; i < 250 && (await errors()) === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(await errors(), 1, 'the apply that wrote api failed');
+  t.is(dp.frontends.size, 2, 'the kernel took its writes');
+  rmSync(join(dir, 'api.yaml'));
+  // the retry (after its backoff) and the file's removal: bounded wait for the kernel to hold web alone
+  for (let i = 0; i < 250 && dp.frontends.size !== 1; i++) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual([...dp.frontends.values()].map((f) => f.service), ['default/web']);
+});
+
 test('a malformed Service is reported and the others are still programmed', async (t) => {
   const { dir, dp } = setup(t);
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
