@@ -317,25 +317,17 @@ static __always_inline int lb_ct_orphan_of(const struct lb_ct_entry *rev, const 
 	return a[0] == p->daddr.w[0] && a[1] == p->daddr.w[1] && a[2] == p->daddr.w[2] && a[3] == p->daddr.w[3];
 }
 
-/* what lb_ct_clash() found under the new flow's reverse key: lb_commit() writes it without a lookup
- * first where the map it goes to had none */
-#define LB_REV_SEEN_CT 1
-#define LB_REV_SEEN_CT_SYN 2
-
 /* A new flow whose replies would carry the same tuple as the replies of another frontend's live flow
  * (one client ip:port to two frontends that share a backend): its reverse entry would take over the
  * other flow's, and that flow's replies would leave with this frontend's address. lb_ct_syn holds
  * TCP flows only: a UDP first packet does not look there (one cold bucket fewer). */
-static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now,
-				       __u8 *seen)
+static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *rev;
 
 	lb_ct_key_rev(&k, p, be);
 	rev = bpf_map_lookup_elem(&lb_ct, &k);
-	if (rev)
-		*seen |= LB_REV_SEEN_CT;
 	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now) &&
 	    !lb_ct_orphan_of(rev, p))
 		return 1;
@@ -343,11 +335,7 @@ static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_b
 		return 0;
 	/* a handshake the backend refused (its RST flagged the entry closing) holds the tuple no more
 	 * than a closed lb_ct flow does */
-	rev = bpf_map_lookup_elem(&lb_ct_syn, &k);
-	if (rev)
-		*seen |= LB_REV_SEEN_CT_SYN;
-	if (rev && !lb_ct_fresh_for(rev, now, LB_CT_TIMEOUT_TCP_SYN * LB_NSEC_PER_SEC))
-		rev = NULL;
+	rev = lb_ct_syn_lookup(&k, now);
 	return rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING);
 }
 

@@ -186,8 +186,7 @@ struct lb_sel {
 	__u8 events;            /* LB_EV_* */
 	__u8 promote;           /* the handshake's ACK of an lb_ct_syn flow: its entries move to lb_ct */
 	__u8 had_ct;            /* an lb_ct entry existed for the tuple (a SYN re-selecting over it) */
-	__u8 rev_seen;          /* LB_REV_SEEN_*: where lb_ct_clash() found the reverse key */
-	__u8 pad;
+	__u16 pad;
 };
 
 static __always_inline void lb_count_events(__u8 ev)
@@ -381,7 +380,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return LB_V_DROP;
 	}
-	if (lb_ct_clash(p, be, fe->fe_id, now, &sel->rev_seen)) {
+	if (lb_ct_clash(p, be, fe->fe_id, now)) {
 		lb_stat_inc(LB_STAT_DROP_CT_CLASH);
 		return LB_V_DROP;
 	}
@@ -406,7 +405,6 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	struct lb_ct_key k = {}, rk = {};
 	void *ctmap = &lb_ct;
 	__u32 ins = LB_STAT_CT_INSERT;
-	__u8 rev_in = LB_REV_SEEN_CT;
 
 	/* a forward packet's destination is the frontend address and port the client used: for a
 	 * NodePort on the any-address, the node address its replies must come from */
@@ -433,17 +431,14 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	if (lb_tcp_syn(p) && !sel->had_ct) {
 		ctmap = &lb_ct_syn;
 		ins = LB_STAT_CT_SYN_INSERT;
-		rev_in = LB_REV_SEEN_CT_SYN;
 	}
 	/* Where the key may exist and its bucket was just read, it is rewritten in place if it does:
 	 * the forward key of a SYN re-selecting over an lb_ct entry (a client port reused while the
-	 * closed flow's entries live on), and the reverse key where lb_ct_clash() found it in the map it
-	 * goes to (lb_ct, or lb_ct_syn for a new TCP flow). Where it found none (nearly every new flow),
-	 * the key is inserted without a second lookup: one taken meanwhile is overwritten by
-	 * lb_lru_put(). Not at the ACK's move, which runs no clash check. */
+	 * closed flow's entries live on), and the reverse key, which lb_ct_clash() looked up in lb_ct
+	 * and, for TCP, lb_ct_syn (not at the ACK's move, which runs no clash check). */
 	if (sel->had_ct ? lb_ct_put_looked(ctmap, &k, &e, ins) : lb_lru_put(ctmap, &k, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
-	if (!sel->promote && (sel->rev_seen & rev_in) ? lb_ct_put_looked(ctmap, &rk, &e, ins) : lb_lru_put(ctmap, &rk, &e, ins))
+	if (!sel->promote ? lb_ct_put_looked(ctmap, &rk, &e, ins) : lb_lru_put(ctmap, &rk, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
 	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto, &p->saddr);
 	if (sel->promote) {
