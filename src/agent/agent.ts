@@ -17,7 +17,7 @@ import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
 import { GcClock } from '../util/gc-clock.js';
-import { applySteadyV8Flags, warmMaglev, warmOneChange, warmSource } from './warm.js';
+import { warmMaglev, warmOneChange, warmSource } from './warm.js';
 import { openSync, readSync } from 'node:fs';
 import { CompileAhead } from './compile-ahead.js';
 
@@ -493,7 +493,6 @@ export class Agent {
       // not running then; warmed before it, the first change found the path cold again
       setTimeout(() => {
         this.#warm(slots);
-        applySteadyV8Flags();
         // the source's put-off work (the manifests source's first rescan) while the agent still starts
         this.#source.afterFirstSync?.();
       }, 0).unref();

@@ -17,7 +17,6 @@
 // and warmMaglev run the two paths that were compiled then (the manifests source's per-file read:
 // parse, slim, the reader's index, the store; the JS Maglev fill at a one-change table's size) often
 // enough for V8 to optimize them, over objects and a reader of their own.
-import v8 from 'node:v8';
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { Compiler, type ChangedKeys, type CompileOptions } from '../compile/compile.js';
 import { CapacityTracker, UNLIMITED } from '../plan/capacity.js';
@@ -30,37 +29,6 @@ import { applyChanges, ManifestsReader } from '../source/manifests.js';
 import { ObjectStore, type Snapshot } from '../source/types.js';
 
 const SERVICES = 4;
-
-/**
- * V8's flags for the agent's steady state, set once its first sync and warm-up are done (the start
- * keeps V8's defaults: there the main thread is the critical path and V8's workers help it).
- *
- * --no-concurrent-sparkplug: a function that gets warm is compiled to baseline (Sparkplug) code in
- * batches of ~4 KB of bytecode; concurrently, each batch is a job posted to a V8 worker (a futex
- * wake and the platform queue's lock on the main thread, a thread to schedule), for a compile of
- * microseconds. The one-change path kept posting them for minutes after the warm-up (1-3 a change,
- * perf: BaselineBatchCompiler::CompileBatchConcurrent the largest source of the main thread's
- * worker wake-ups), and on a loaded 2-core machine a woken worker takes the core the change waits
- * for (docs/PERF.md, session 19, p19chg). V8 reads the flag at each batch
- * (BaselineBatchCompiler::concurrent()); Maglev and Turbofan jobs, which take milliseconds, stay on
- * the workers.
- */
-export const STEADY_V8_FLAGS: readonly string[] = ['--no-concurrent-sparkplug'];
-
-/**
- * Sets STEADY_V8_FLAGS (process-wide), or KBP_V8_STEADY_FLAGS when set ('' sets none); a flag V8
- * refuses is skipped (it costs only the wake-ups).
- */
-export function applySteadyV8Flags(env: NodeJS.ProcessEnv = process.env): void {
-  const flags = env.KBP_V8_STEADY_FLAGS !== undefined ? env.KBP_V8_STEADY_FLAGS.split(/\s+/).filter(Boolean) : STEADY_V8_FLAGS;
-  for (const f of flags) {
-    try {
-      v8.setFlagsFromString(f);
-    } catch {
-      // an embedder that froze V8's flags: the defaults stay
-    }
-  }
-}
 
 function service(i: number): V1Service {
   return {

@@ -360,33 +360,6 @@ test('the warm-up applies its changes to the data plane\'s scratch writer only, 
   t.is(dp.log.length, applied, 'nothing of the warm-up reached the data plane');
 });
 
-// After the first sync and the warm-up, V8 compiles Sparkplug batches on the main thread: a change's
-// path had woken a V8 worker for each batch (futex wake, the platform queue's lock), a wake-up that
-// waits for a core on a loaded 2-core machine, for a compile of microseconds (docs/PERF.md session 19)
-// serial: every agent of this file's other tests sets the same process-wide flags after its warm-up
-test.serial('after the warm-up the agent asks V8 for Sparkplug batches on the main thread, not before', async (t) => {
-  const v8 = (await import('node:v8')).default;
-  const real = v8.setFlagsFromString;
-  const asked: string[] = [];
-  let closed = 0;
-  class WarmedDataplane extends FakeDataplane {
-    warmWriter() {
-      return { apply: () => {}, close: () => { closed++; asked.push('(warm-up done)'); } };
-    }
-  }
-  v8.setFlagsFromString = (f: string) => { asked.push(f); };
-  t.teardown(() => { v8.setFlagsFromString = real; });
-  const { dir, dp } = setup(t, new WarmedDataplane());
-  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
-  const { agent } = newAgent(dir, dp);
-  await agent.start();
-  t.teardown(() => agent.stop());
-  await agent.whenIdle();
-  for (let i = 0; i < 200 && !asked.includes('--no-concurrent-sparkplug'); i++) await new Promise((r) => setTimeout(r, 10));
-  t.deepEqual(asked, ['(warm-up done)', '--no-concurrent-sparkplug']);
-  t.is(closed, 1);
-});
-
 test('a sync holds its ops no longer than its apply: the heap trimmer\'s GC after a big sync finds them garbage', async (t) => {
   // The full sync's ops are ~1.4M objects at 100,000 Services (~80 MiB). The sync's log line waits
   // for V8's GC entries (two turns of the loop) in a closure of the sync's scope; while the ops
