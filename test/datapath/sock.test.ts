@@ -387,7 +387,9 @@ if (avail.ok) {
     const usedName = BE.find((b) => b.v4 === used)!.name;
     const errIdx = events.findIndex((e) => e.kind === 'error');
     t.true(errIdx > 0, JSON.stringify(events.slice(0, 5)));
-    t.is(events[errIdx]!.error, 'ECONNABORTED');
+    // bpf_sock_destroy aborts a UDP socket: ECONNABORTED pending for its next recv, its destination
+    // dropped, so a send that comes first (a client woken for its timer) fails EDESTADDRREQ
+    t.true(['ECONNABORTED', 'EDESTADDRREQ'].includes(events[errIdx]!.error!), `the socket was aborted: ${events[errIdx]!.error}`);
     const beforeErr = events.slice(0, errIdx).filter((e) => e.kind === 'reply');
     const afterErr = events.slice(errIdx).filter((e) => e.kind === 'reply');
     t.true(beforeErr.every((e) => e.reply === usedName), 'one backend until the socket is closed');

@@ -407,7 +407,8 @@ bpfTest('a pod\'s connected UDP socket to a ClusterIP: its backend leaves, the a
     }), JSON.stringify(events().slice(-5)));
     const ev = events();
     const i = ev.findIndex((x) => x.kind === 'error');
-    t.is(ev[i]?.error, 'ECONNABORTED');
+    // aborted (bpf_sock_destroy): ECONNABORTED at its next recv, or EDESTADDRREQ at a send that comes first
+    t.true(['ECONNABORTED', 'EDESTADDRREQ'].includes(ev[i]?.error ?? ''), `the socket was aborted: ${ev[i]?.error}`);
     t.true(ev.slice(0, i).filter((x) => x.kind === 'reply').every((x) => x.reply === used), 'one backend until the socket was closed');
     const after = ev.slice(i).filter((x) => x.kind === 'reply');
     t.true(after.length >= 3 && after.every((x) => x.reply !== used && x.from === `${VIP.dns}:53`), JSON.stringify(after.slice(0, 3)));

@@ -268,7 +268,8 @@ labTest('a pod\'s connected UDP socket to a ClusterIP is closed when its backend
     t.true(await waitFor(() => streams.every((s) => reconnected(s.events()))), streams.map((s) => `${s.c}: ${JSON.stringify(s.events().slice(-3))}`).join('\n'));
     for (const s of streams) {
       const ev = s.events(), i = ev.findIndex((x) => x.kind === 'error');
-      t.is(ev[i]?.error, 'ECONNABORTED', `${s.c} (${s.c === 'client1' ? 'privileged' : 'unprivileged'} agent)`);
+      // aborted (bpf_sock_destroy): ECONNABORTED at its next recv, or EDESTADDRREQ at a send that comes first
+      t.true(['ECONNABORTED', 'EDESTADDRREQ'].includes(ev[i]?.error ?? ''), `${s.c} (${s.c === 'client1' ? 'privileged' : 'unprivileged'} agent): ${ev[i]?.error}`);
       const after = ev.slice(i).filter((x) => x.kind === 'reply');
       t.true(after.length >= 3 && after.every((x) => !used.has(x.reply!) && x.from === `${VIP.dns}:53`), `${s.c}: ${JSON.stringify(after.slice(0, 3))}`);
     }

@@ -1,6 +1,7 @@
 // A lab client that keeps one connected UDP socket to host:port and sends a datagram every
 // --interval-ms until --duration-ms, as a DNS client or a game client would. When the socket reports
-// an error (ECONNABORTED when the data plane closes it, ECONNREFUSED...), it records the error and
+// an error (ECONNABORTED when the data plane closes it, or EDESTADDRREQ when a send comes first;
+// ECONNREFUSED...), it records the error and
 // connects a new socket, as such clients do. Prints each event as it happens, one JSON line
 // { t, kind: 'reply', reply, from, peer } | { t, kind: 'error', error } (t: ms since start, from: the
 // reply's source as recvmsg() reports it, peer: getpeername()), and at the end (or on SIGTERM) one
