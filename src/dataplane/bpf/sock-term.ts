@@ -14,7 +14,7 @@
 //
 // A separate object: where it does not load (a kernel before 6.5, no BTF), the agent logs once that
 // connected UDP sockets keep a removed backend until the application reconnects, and goes on.
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ipFrom16 } from '../../util/ip.js';
 import { BpfObject } from './native/object.js';
@@ -123,7 +123,7 @@ export class SockTerminator {
   }
 
   /** Runs the iterator in this thread's namespace and in every other namespace a process of this host is in. */
-  run(namespaces: Iterable<string | NetnsPaths> = this.netnsPaths()): SockTermRun {
+  run(namespaces: Iterable<NetnsPaths> = this.netnsPaths()): SockTermRun {
     const out: SockTermRun = { namespaces: 0, skipped: 0, denied: 0, terminated: [] };
     const buf = Buffer.alloc(REC_SIZE * 1024);
     const walk = (fd: number): void => {
@@ -133,7 +133,7 @@ export class SockTerminator {
     };
     walk(-1);
     for (const ns of namespaces) {
-      const fd = typeof ns === 'string' ? openNs(ns) : openNetns(ns);
+      const fd = openNetns(ns);
       if (typeof fd !== 'number') {
         out.skipped++;
         if (fd === 'denied') out.denied++;
@@ -155,14 +155,14 @@ export class SockTerminator {
    * /proc where the object lacks the program.
    */
   netnsPaths(procRoot = '/proc'): NetnsPaths[] {
-    if (!this.#tasks) return hostNetnsPaths(procRoot).map((p) => ({ inum: undefined, paths: [p] }));
+    if (!this.#tasks) return hostNetnsPaths(procRoot);
     let n = this.#tasks.runIter(-1, this.#taskBuf);
     if (n > this.#taskBuf.length) {
       // more processes than last time: once more with room for them and some to spare
       this.#taskBuf = Buffer.alloc(Math.ceil((n * 1.5) / NETNS_REC_SIZE) * NETNS_REC_SIZE);
       n = this.#tasks.runIter(-1, this.#taskBuf);
     }
-    const own = netnsInum(join(procRoot, 'thread-self', 'ns', 'net'));
+    const own = nsInum(join(procRoot, 'thread-self', 'ns', 'net'));
     const byNs = new Map<number, string[]>();
     const b = this.#taskBuf, end = Math.min(n, b.length);
     for (let off = 0; off + NETNS_REC_SIZE <= end; off += NETNS_REC_SIZE) {
@@ -180,8 +180,8 @@ export class SockTerminator {
   }
 }
 
-/** One network namespace: its inode (undefined: unknown) and the /proc/<pid>/ns/net of its processes. */
-export interface NetnsPaths { inum: number | undefined; paths: string[] }
+/** One network namespace: its inode and the /proc/<pid>/ns/net of its processes (any one enters it). */
+export interface NetnsPaths { inum: number; paths: string[] }
 
 /**
  * An fd of the first of the namespace's paths that opens and still is that namespace (a process that
@@ -194,7 +194,7 @@ function openNetns(ns: NetnsPaths): number | 'denied' | 'gone' {
     const fd = openNs(path);
     if (fd === 'denied') denied = true;
     if (typeof fd !== 'number') continue;
-    if (ns.inum === undefined || fstatSync(fd).ino === ns.inum) return fd;
+    if (fstatSync(fd).ino === ns.inum) return fd;
     closeSync(fd);
   }
   return denied ? 'denied' : 'gone';
@@ -217,11 +217,11 @@ const PROC_PID_INIT_INO = 0xeffffffc;
  * so every pod's network namespace; in a container without hostPID it sees its own processes only.
  */
 export function inInitialPidNamespace(procRoot = '/proc'): boolean {
-  return netnsInum(join(procRoot, 'self', 'ns', 'pid')) === PROC_PID_INIT_INO;
+  return nsInum(join(procRoot, 'self', 'ns', 'pid')) === PROC_PID_INIT_INO;
 }
 
-/** A namespace file's inode (nsfs: the namespace's inum), or undefined. */
-function netnsInum(path: string): number | undefined {
+/** A namespace file's inode (nsfs: the namespace's inum, unique among namespaces), or undefined. */
+function nsInum(path: string): number | undefined {
   try {
     return statSync(path).ino;
   } catch {
@@ -241,12 +241,13 @@ function decodeRec(b: Buffer, off: number): TerminatedSocket {
 
 /**
  * One /proc/<pid>/ns/net path per network namespace of this host other than this thread's own,
- * found by the namespace's inode. A process that exits while we look is skipped.
+ * found by the namespace's inode: a stat per process (what lb_netns_tasks replaces where the
+ * object has it). A process that exits while we look is skipped.
  */
-export function hostNetnsPaths(procRoot = '/proc'): string[] {
-  const own = nsInode(join(procRoot, 'thread-self', 'ns', 'net'));
-  const seen = new Set<string>(own ? [own] : []);
-  const out: string[] = [];
+export function hostNetnsPaths(procRoot = '/proc'): NetnsPaths[] {
+  const own = nsInum(join(procRoot, 'thread-self', 'ns', 'net'));
+  const seen = new Set<number>(own === undefined ? [] : [own]);
+  const out: NetnsPaths[] = [];
   let pids: string[];
   try {
     pids = readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
@@ -255,20 +256,10 @@ export function hostNetnsPaths(procRoot = '/proc'): string[] {
   }
   for (const pid of pids) {
     const p = join(procRoot, pid, 'ns', 'net');
-    const ino = nsInode(p);
-    if (!ino || seen.has(ino)) continue;
-    seen.add(ino);
-    out.push(p);
+    const inum = nsInum(p);
+    if (inum === undefined || seen.has(inum)) continue;
+    seen.add(inum);
+    out.push({ inum, paths: [p] });
   }
   return out;
-}
-
-function nsInode(path: string): string | undefined {
-  try {
-    if (!existsSync(path)) return undefined;
-    const st = statSync(path);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
-  }
 }
