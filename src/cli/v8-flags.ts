@@ -17,18 +17,30 @@
 // sync and V8's allocation-driven GCs free anyway (docs/PERF.md session 17, p17chg). Not allowed in
 // NODE_OPTIONS: the images pass it on node's command line.
 //
+// --disable-warning=DEP0169: client-node's HTTP client (node-fetch 2) parses every request's URL with
+// url.parse() after checking it with the WHATWG parser; node warns about that once per process
+// unless the caller sits under node_modules, which a bundled dependency does not. Every start from
+// the bundle (the images, `npm run build`) printed this DeprecationWarning, which no user can act on.
+// Only that code is silenced; node's other warnings are printed as before.
+//
 // KBP_V8_FLAGS overrides the list ('' applies none); flags already given to node win (node reads
 // NODE_OPTIONS and its own command line; the images set NODE_OPTIONS, so their agent never
 // re-executes); KBP_V8_REEXEC marks the re-executed process, so a failed check can never loop.
-export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--no-memory-reducer'];
+export const AGENT_V8_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--no-memory-reducer', '--disable-warning=DEP0169'];
+
+/** What makes two flags the same: the name, but the whole flag for ones given once per value. */
+function flagKey(flag: string): string {
+  const f = flag.replace(/_/g, '-');
+  return f.startsWith('--disable-warning=') ? f : f.split('=')[0]!;
+}
 
 /** The node command line to re-execute with, or undefined to go on as we are. */
 export function reexecArgs(opts: { argv: readonly string[]; execArgv: readonly string[]; env: NodeJS.ProcessEnv; execPath: string }): string[] | undefined {
   const { argv, execArgv, env } = opts;
   if (argv[2] !== 'run' || env.KBP_V8_REEXEC) return undefined;
   const want = (env.KBP_V8_FLAGS !== undefined ? env.KBP_V8_FLAGS.split(/\s+/) : [...AGENT_V8_FLAGS]).filter(Boolean);
-  const given = [...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].map((a) => a.replace(/_/g, '-').split('=')[0]);
-  const add = want.filter((f) => !given.includes(f.replace(/_/g, '-').split('=')[0]!));
+  const given = [...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].map(flagKey);
+  const add = want.filter((f) => !given.includes(flagKey(f)));
   if (!add.length) return undefined;
   return [opts.execPath, ...add, ...execArgv, ...argv.slice(1)];
 }

@@ -1,4 +1,8 @@
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AGENT_V8_FLAGS, reexecArgs } from '../../src/cli/v8-flags.js';
 
 const base = { argv: ['/node', '/app/main.mjs', 'run', '--kubeconfig', 'k'], execArgv: ['--import=tsx'], env: {}, execPath: '/node' };
@@ -10,15 +14,38 @@ test('run re-executes with the agent flags before node\'s own, keeping the comma
 test('other commands, a re-executed process and flags already given are left alone', (t) => {
   t.is(reexecArgs({ ...base, argv: ['/node', '/app/main.mjs', 'dump'] }), undefined);
   t.is(reexecArgs({ ...base, env: { KBP_V8_REEXEC: '1' } }), undefined);
-  t.is(reexecArgs({ ...base, execArgv: ['--max-semi-space-size=32', '--no-memory-reducer'] }), undefined);
+  t.is(reexecArgs({ ...base, execArgv: ['--max-semi-space-size=32', '--no-memory-reducer', '--disable-warning=DEP0169'] }), undefined);
   // node accepts underscores in V8 flags
-  t.is(reexecArgs({ ...base, execArgv: ['--no-memory-reducer'], env: { NODE_OPTIONS: '--max_semi_space_size=8' } }), undefined);
+  t.is(reexecArgs({ ...base, execArgv: ['--no-memory-reducer'], env: { NODE_OPTIONS: '--max_semi_space_size=8 --disable-warning=DEP0169' } }), undefined);
   t.is(reexecArgs({ ...base, env: { KBP_V8_FLAGS: '' } }), undefined);
 });
 
 test('a flag already given is not given again; the others are added', (t) => {
   t.deepEqual(reexecArgs({ ...base, execArgv: ['--max-semi-space-size=32'] }),
-    ['/node', '--no-memory-reducer', '--max-semi-space-size=32', '/app/main.mjs', 'run', '--kubeconfig', 'k']);
+    ['/node', '--no-memory-reducer', '--disable-warning=DEP0169', '--max-semi-space-size=32', '/app/main.mjs', 'run', '--kubeconfig', 'k']);
+});
+
+// node takes --disable-warning once per warning: a user's own (another code) does not stand for ours
+test('--disable-warning is matched by its value, not by its name', (t) => {
+  t.deepEqual(reexecArgs({ ...base, execArgv: ['--max-semi-space-size=32', '--no-memory-reducer', '--disable-warning=ExperimentalWarning'] }),
+    ['/node', '--disable-warning=DEP0169', '--max-semi-space-size=32', '--no-memory-reducer', '--disable-warning=ExperimentalWarning', '/app/main.mjs', 'run', '--kubeconfig', 'k']);
+});
+
+// The agent's bundle holds client-node's node-fetch outside any node_modules directory, where node
+// warns once about its url.parse() (DEP0169): with the agent's flags it does not, and its other
+// warnings still print. The script stands where the bundle does (not under node_modules).
+test('with the agent flags, url.parse() from the bundle\'s place prints no DEP0169; other warnings still print', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-v8-flags-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const script = join(dir, 'chunk.cjs');
+  writeFileSync(script, "function parseURL(u) { return require('node:url').parse(u); }\n" +
+    "function request(u) { return parseURL(u); }\nrequest('https://10.96.0.1:443/api/v1/services');\n" +
+    "process.emitWarning('still printed', 'Warning', 'KBP_TEST');\n");
+  const stderr = (args: string[]): string => spawnSync(process.execPath, [...args, script], { encoding: 'utf8', timeout: 30_000 }).stderr;
+  t.regex(stderr([]), /DEP0169/, 'node no longer warns about url.parse(): this test shows nothing');
+  const withFlags = stderr([...AGENT_V8_FLAGS]);
+  t.notRegex(withFlags, /DEP0169/);
+  t.regex(withFlags, /KBP_TEST/);
 });
 
 test('KBP_V8_FLAGS replaces the list', (t) => {
