@@ -360,6 +360,44 @@ if (!isRoot) {
     for (const tb of p2.tables.values()) t.deepEqual(maps.readTable(tb.id, tb.m), tb.slots);
   });
 
+  // An apply that fails after its tables were written (here lb_frontends refuses the batch, as a
+  // hash map's insert can fail with ENOMEM under memory pressure) leaves their regions unread by any
+  // frontend. The agent then plans on what the kernel holds (readPlan) and retries. The writer still
+  // held the failed apply's tables: their regions counted as in use until a restart, and the retry,
+  // whose plan gave their ids to tables of another M, was refused at every sync ("Maglev table 3
+  // rewritten with M=251, written before with M=6421", KBP_ERR_INTERNAL).
+  test('lb_maglev_slots: regions of a failed apply that no frontend reads are given back; the retry is written', (t) => {
+    const root = tempPinRoot(t);
+    smallMaps(root, { lb_maglev_slots: 20000, lb_members: 1000, lb_slots: 1000, lb_backends: 1000 });
+    const maps = BpfMaps.fromPins(root);
+    t.teardown(() => maps.close());
+    const svc = (i: number, pods = 1) => fe({ service: `default/s${i}`, address: `10.96.0.${i}`, port: 80,
+      backends: Array.from({ length: pods }, (_, j) => be(`10.244.${i}.${j + 1}`, 80)) });
+    const p2 = buildPlan({ frontends: [svc(1), svc(2)] }, undefined, { seed: SEED });
+    maps.apply(diffPlans(undefined, p2));
+    const p4 = buildPlan({ frontends: [svc(1), svc(2), svc(3, 40), svc(4)] }, p2, { seed: SEED });
+    const update = BpfMap.prototype.updateBatch;
+    BpfMap.prototype.updateBatch = function (this: BpfMap, ...args: Parameters<BpfMap['updateBatch']>) {
+      if (this.name === 'lb_frontends') throw new KbpError('KBP_ERR_BPF', 'lb_frontends: injected ENOMEM');
+      return update.apply(this, args);
+    };
+    try {
+      t.throws(() => maps.apply(diffPlans(p2, p4)), { message: /injected ENOMEM/ });
+    } finally {
+      BpfMap.prototype.updateBatch = update;
+    }
+    const back = maps.readPlan();
+    t.is(back.frontends.size, 2);
+    t.is(maps.maglevSlotUse().used, 2 * regionSize(251), 'only the tables the kernel\'s frontends read are in use');
+    const retry = buildPlan({ frontends: [svc(1), svc(2), svc(3, 1), svc(4, 40)] }, back, { seed: SEED });
+    // the retry's plan gives the failed apply's table ids to other tables (here: another M)
+    const failedM = new Map([...p4.tables.values()].map((tb) => [tb.id, tb.m]));
+    t.true([...retry.tables.values()].some((tb) => failedM.has(tb.id) && failedM.get(tb.id) !== tb.m));
+    maps.apply(diffPlans(back, retry));
+    t.is(maps.readPlan().frontends.size, 4);
+    for (const tb of retry.tables.values()) t.deepEqual(maps.readTable(tb.id, tb.m), tb.slots);
+  });
+
   test('recycleTables: a new backend is a member of its frontends before the live array names it', (t) => {
     // The recycled array is the one the frontend reads: from that write on, a SYN can be balanced to
     // the new backend, and its next packet (the handshake's ACK) is checked against lb_members. A

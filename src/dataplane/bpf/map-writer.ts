@@ -645,9 +645,40 @@ export class MapWriter {
     this.members = undefined;
     this.memberRemovals = [];
     try {
+      this.forgetUnreadTables();
+    } catch {
+      // the write's own error is the one to report; the regions stay counted as before
+    }
+    try {
       this.state?.save();
     } catch {
       // reported by the next successful apply's save
+    }
+  }
+
+  /**
+   * After a failed apply: the tables it wrote into fresh regions that no frontend reads (the write
+   * that would have named them failed) are forgotten, and their regions quarantined for reuse. The
+   * agent plans its retry on what the kernel holds (readPlan), where those tables do not exist: kept,
+   * their regions stayed counted as in use until a restart, and a retry that gave one of their ids
+   * to a table of another M was refused (KBP_ERR_INTERNAL) at every sync.
+   */
+  private forgetUnreadTables(): void {
+    const alloc = this.slotAlloc;
+    if (!alloc || !this.regions.size) return;
+    const read = new Set<number>();
+    this.maps.lb_frontends.scan((_k, v) => {
+      const fe = L.decodeFrontend(v);
+      if (fe.maglevM !== 0) read.add(fe.maglevOff);
+    });
+    for (const [id, r] of [...this.regions]) {
+      if (read.has(r.off)) continue;
+      this.dropRegion(id);
+      this.tableM.delete(id);
+      const fes = this.tableFes.get(id);
+      for (const f of fes === undefined ? [] : typeof fes === 'number' ? [fes] : [...fes]) this.noteFrontend(f, undefined);
+      this.tableFes.delete(id);
+      alloc.release({ off: r.off, size: r.size });
     }
   }
 
