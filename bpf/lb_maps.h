@@ -219,6 +219,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_sock_slots SEC(".maps");
 
+/* A bit per slot of lb_sock_slots, set while a socket holds it: the release hook runs at every TCP
+ * socket's close in the cgroup, and for one never translated (every pod connection to no Service)
+ * it reads this 4 KiB array, mostly cached, instead of a cold line of the 2 MiB slots (~300 ns a
+ * connection in connrate's profile). Set after a slot is claimed, cleared before it is freed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_SOCK_SLOTS_MAX / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_sock_slotbit SEC(".maps");
+
 /* externalIP prefixes the socket hooks translate although they are not this node's (CVE-2020-8554) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

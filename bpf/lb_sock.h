@@ -194,6 +194,15 @@ static __always_inline struct lb_sock_slot *lb_sock_slot_of(__u64 cookie)
 	return bpf_map_lookup_elem(&lb_sock_slots, &idx);
 }
 
+/* the word of lb_sock_slotbit that holds the cookie's slot's bit (*m: the bit) */
+static __always_inline __u64 *lb_sock_slot_word(__u64 cookie, __u64 *m)
+{
+	__u32 idx = (__u32)cookie & (LB_SOCK_SLOTS_MAX - 1), w = idx >> 6;
+
+	*m = 1ULL << (idx & 63);
+	return bpf_map_lookup_elem(&lb_sock_slotbit, &w);
+}
+
 /* A TCP socket's slot of lb_sock_slots, taken for it: the one its cookie already holds (it connects
  * again after connect(AF_UNSPEC)), or a free one claimed by compare-and-swap (another CPU's socket
  * may claim the same); NULL when another live socket holds it. Only the owner writes the fields
@@ -206,11 +215,16 @@ static __always_inline struct lb_sock_slot *lb_sock_slot_take(__u64 cookie)
 
 	if (!s)
 		return NULL;
+	__u64 *w, m;
+
 	owner = s->cookie;
 	if (owner == cookie)
 		return s;
 	if (owner != 0 || __sync_val_compare_and_swap(&s->cookie, 0, cookie) != 0)
 		return NULL;
+	w = lb_sock_slot_word(cookie, &m);
+	if (w)
+		__sync_fetch_and_or(w, m);
 	return s;
 }
 
@@ -465,19 +479,25 @@ static __always_inline void lb_sock_store6(struct bpf_sock_addr *ctx, const unio
 }
 
 /* A TCP socket's release: the slot its cookie holds in lb_sock_slots is freed (lb_sock_note_connect).
- * Runs at every close of a TCP socket in the cgroup: one array line read for a socket never
- * translated. */
+ * Runs at every close of a TCP socket in the cgroup: a socket never translated reads its slot's bit
+ * in lb_sock_slotbit and no more. The bit is cleared before the slot is freed: a socket that claims
+ * the slot next sets it again after its claim. */
 static __always_inline void lb_sock_release(struct bpf_sock *sk)
 {
 	struct lb_sock_slot *s;
-	__u64 cookie;
+	__u64 cookie, *w, m;
 
 	if (sk->protocol != IPPROTO_TCP)
 		return;
 	cookie = bpf_get_socket_cookie(sk);
+	w = lb_sock_slot_word(cookie, &m);
+	if (!w || !(*w & m))
+		return;
 	s = lb_sock_slot_of(cookie);
-	if (s && s->cookie == cookie)
-		__sync_val_compare_and_swap(&s->cookie, cookie, 0);
+	if (!s || s->cookie != cookie)
+		return;
+	__sync_fetch_and_and(w, ~m);
+	__sync_val_compare_and_swap(&s->cookie, cookie, 0);
 }
 
 static __always_inline int lb_sock_verdict(enum lb_sock_xlate r)

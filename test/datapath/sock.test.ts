@@ -338,12 +338,22 @@ if (avail.ok) {
 
   test.serial('a TCP connect() takes its cookie\'s slot of lb_sock_slots; getpeername() shows the VIP from it; the socket\'s release frees it', async (t) => {
     const held = () => vipSlots().filter((s) => s.cookie !== 0n);
-    const before = held().length;
+    const bits = ctx!.dp.loaded.object.map('lb_sock_slotbit');
+    const bitOf = (i: number) => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i >> 6);
+      return (bits.lookup(k)!.readBigUInt64LE(0) >> BigInt(i & 63)) & 1n;
+    };
+    const was = new Set(held().map((s) => s.cookie));
+    const before = was.size;
     const c = peerChild();
+    let idx = -1;
     try {
       t.deepEqual(await c.waitFor(1), ['connected'], c.child.output());
       const now = held();
       t.is(now.length, before + 1, 'connect() took one slot naming the VIP');
+      idx = now.find((s) => !was.has(s.cookie))!.idx;
+      t.is(bitOf(idx), 1n, 'its bit in lb_sock_slotbit is set');
       t.is(await c.ask(), `peer ${VIP4}:80`, 'getpeername shows the VIP');
       t.is(await c.ask(), `peer ${VIP4}:80`, 'and again');
     } finally {
@@ -351,6 +361,7 @@ if (avail.ok) {
     }
     // the release hook runs as the socket is released, before the child exits
     t.is(held().length, before, 'the closed socket\'s slot is free again');
+    t.is(bitOf(idx), 0n, 'and its bit clear');
   });
 
   test.serial('a TCP socket whose slot another live socket holds keeps its translation in socket storage, and leaves that slot alone', async (t) => {
