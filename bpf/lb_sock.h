@@ -487,7 +487,8 @@ static __always_inline void lb_sock_release(struct bpf_sock *sk)
 	struct lb_sock_slot *s;
 	__u64 cookie, *w, m;
 
-	if (sk->protocol != IPPROTO_TCP)
+	/* the protocol as connect() reads it (lb_sock_proto: an MPTCP socket's 262 is TCP's 6 there) */
+	if ((__u8)sk->protocol != IPPROTO_TCP)
 		return;
 	cookie = bpf_get_socket_cookie(sk);
 	w = lb_sock_slot_word(cookie, &m);
