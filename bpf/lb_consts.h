@@ -42,6 +42,9 @@
 #ifndef LB_SOCK_REVNAT_MAX
 #define LB_SOCK_REVNAT_MAX 262144
 #endif
+#ifndef LB_SOCK_SLOTS_MAX
+#define LB_SOCK_SLOTS_MAX 32768       /* lb_sock_slots: TCP connect()s' translations, by socket cookie modulo this */
+#endif
 #ifndef LB_EIP_ALLOW_MAX
 #define LB_EIP_ALLOW_MAX 1024         /* --local-external-ip-allow prefixes */
 #endif

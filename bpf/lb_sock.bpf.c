@@ -71,3 +71,11 @@ int lb_sock_getpeername6(struct bpf_sock_addr *ctx)
 {
 	return lb_sock_rev6(ctx);
 }
+
+/* attached before connect4/6, so that no translated socket closes unseen */
+SEC("cgroup/sock_release")
+int lb_sock_release_hook(struct bpf_sock *sk)
+{
+	lb_sock_release(sk);
+	return 1;
+}

@@ -19,7 +19,12 @@
  *   affinity Maglev hashes the netns cookie too, so an expired entry is re-made on the same backend.
  * - Reverse translation: connect() keeps the socket's (backend, frontend) in the socket's own
  *   storage (lb_sock_store, BPF_MAP_TYPE_SK_STORAGE), freed by the kernel with the socket: no LRU
- *   insert into a large map per connection and no release hook to delete it. sendmsg() on an
+ *   insert into a large map per connection. A TCP socket's goes to its cookie's slot of
+ *   lb_sock_slots instead where that slot is free (an ARRAY line: no allocation, no memcg charge,
+ *   no RCU free at close, which were most of connect()'s time), and the socket's release hook
+ *   (lb_sock_release_hook) frees the slot: a slot names one live socket, so getpeername(), the only
+ *   reader of a TCP socket's translation, finds it for the socket's whole life, however many
+ *   sockets connect meanwhile. A socket whose slot is taken gets the storage. sendmsg() on an
  *   unconnected UDP socket, which may talk to several VIPs at once, writes lb_sock_revnat, keyed by
  *   (socket, backend): a socket talking to two VIPs that share a backend sees that backend's
  *   replies as coming from the VIP it sent to last (where the storage names the same backend,
@@ -174,29 +179,87 @@ static __always_inline void lb_sock_peer_set_fe(struct lb_sock_peer *p, const st
 	p->backend_id = fe->backend_id;
 }
 
-/* the reverse translation of a socket connect() translated: in the socket's own storage, which
- * the kernel frees with the socket. A socket that connects anew (UDP) overwrites it. Without memory
- * only the reverse view is lost, as with a full LRU: the call proceeds. */
-static __always_inline void lb_sock_note_connect(struct bpf_sock_addr *ctx, const struct lb_backend *be,
+/* the peer in a socket's storage is the backend at (addr, port) */
+static __always_inline int lb_sock_peer_is(const struct lb_sock_peer *p, const __u8 *addr, __be16 port)
+{
+	return p->port == port && lb_sock_addr16_eq(p->addr, addr);
+}
+
+_Static_assert((LB_SOCK_SLOTS_MAX & (LB_SOCK_SLOTS_MAX - 1)) == 0, "lb_sock_slots: a power of two");
+
+static __always_inline struct lb_sock_slot *lb_sock_slot_of(__u64 cookie)
+{
+	__u32 idx = (__u32)cookie & (LB_SOCK_SLOTS_MAX - 1);
+
+	return bpf_map_lookup_elem(&lb_sock_slots, &idx);
+}
+
+/* the word of lb_sock_slotbit that holds the cookie's slot's bit (*m: the bit) */
+static __always_inline __u64 *lb_sock_slot_word(__u64 cookie, __u64 *m)
+{
+	__u32 idx = (__u32)cookie & (LB_SOCK_SLOTS_MAX - 1), w = idx >> 6;
+
+	*m = 1ULL << (idx & 63);
+	return bpf_map_lookup_elem(&lb_sock_slotbit, &w);
+}
+
+/* A TCP socket's slot of lb_sock_slots, taken for it: the one its cookie already holds (it connects
+ * again after connect(AF_UNSPEC)), or a free one claimed by compare-and-swap (another CPU's socket
+ * may claim the same); NULL when another live socket holds it. Only the owner writes the fields
+ * after the claim and only the owner reads them (getpeername() checks the cookie first): the
+ * kernel runs a socket's connect(), getpeername() and release one at a time. */
+static __always_inline struct lb_sock_slot *lb_sock_slot_take(__u64 cookie)
+{
+	struct lb_sock_slot *s = lb_sock_slot_of(cookie);
+	__u64 owner;
+
+	if (!s)
+		return NULL;
+	__u64 *w, m;
+
+	owner = s->cookie;
+	if (owner == cookie)
+		return s;
+	if (owner != 0 || __sync_val_compare_and_swap(&s->cookie, 0, cookie) != 0)
+		return NULL;
+	w = lb_sock_slot_word(cookie, &m);
+	if (w)
+		__sync_fetch_and_or(w, m);
+	return s;
+}
+
+/* The reverse translation of a socket connect() translated. TCP: in the cookie's slot of
+ * lb_sock_slots while it is free (see the header comment), else in the socket's own storage. UDP: in
+ * the storage, which recvmsg() reads for every datagram and the termination iterator finds the
+ * socket by. A socket that has storage already (it connects anew) has it overwritten. Without
+ * memory only the reverse view is lost, as with a full LRU: the call proceeds. */
+static __always_inline void lb_sock_note_connect(struct bpf_sock_addr *ctx, __u64 cookie, const struct lb_backend *be,
 						 const struct lb_sock_revnat_val *fe)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct lb_sock_peer *p;
+	struct lb_sock_slot *s;
 
 	if (!sk)
 		return;
+	if (lb_sock_proto(ctx) == IPPROTO_TCP) {
+		p = bpf_sk_storage_get(&lb_sock_store, sk, 0, 0);
+		if (!p && (s = lb_sock_slot_take(cookie))) {
+			__builtin_memcpy(s->addr, be->addr, 16);
+			s->port = be->port;
+			__builtin_memcpy(s->fe_addr, fe->addr, 16);
+			s->fe_port = fe->port;
+			s->fe_id = fe->fe_id;
+			s->backend_id = fe->backend_id;
+			return;
+		}
+	}
 	p = bpf_sk_storage_get(&lb_sock_store, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!p)
 		return;
 	__builtin_memcpy(p->addr, be->addr, 16);
 	p->port = be->port;
 	lb_sock_peer_set_fe(p, fe);
-}
-
-/* the peer in a socket's storage is the backend at (addr, port) */
-static __always_inline int lb_sock_peer_is(const struct lb_sock_peer *p, const __u8 *addr, __be16 port)
-{
-	return p->port == port && lb_sock_addr16_eq(p->addr, addr);
 }
 
 /* sendmsg() on an unconnected socket may reach several backends: an lb_sock_revnat entry per
@@ -295,7 +358,7 @@ static __always_inline enum lb_sock_xlate lb_sock_fwd(struct bpf_sock_addr *ctx,
 	if (sendmsg)
 		lb_sock_note_sendmsg(ctx, cookie, be, &rval);
 	else
-		lb_sock_note_connect(ctx, be, &rval);
+		lb_sock_note_connect(ctx, cookie, be, &rval);
 
 	__builtin_memcpy(addr->b, be->addr, 16);
 	*port = be->port;
@@ -309,6 +372,24 @@ static __always_inline int lb_sock_is_connected(struct bpf_sock_addr *ctx)
 	struct bpf_sock *sk = ctx->sk;
 
 	return sk && sk->state == 1 /* TCP_ESTABLISHED */;
+}
+
+/* A TCP socket's translation in its slot of lb_sock_slots (lb_sock_note_connect): -1 when the slot
+ * is not this socket's or names another peer; else 1 with addr/port rewritten to the frontend, or 0
+ * when the translation no longer holds. */
+static __always_inline int lb_sock_rev_slot(__u64 cookie, union lb_addr *addr, __be16 *port)
+{
+	struct lb_sock_slot *s = lb_sock_slot_of(cookie);
+
+	if (!s || s->cookie != cookie || s->port != *port || !lb_sock_addr16_eq(s->addr, addr->b))
+		return -1;
+	if (!lb_sock_xlate_live(s->addr, s->port, s->fe_id, s->backend_id)) {
+		lb_stat_inc(LB_STAT_SOCK_REVNAT_STALE);
+		return 0;
+	}
+	__builtin_memcpy(addr->b, s->fe_addr, 16);
+	*port = s->fe_port;
+	return 1;
 }
 
 /* The common reverse path: addr/port hold the peer (a backend); rewritten to the frontend when this
@@ -338,6 +419,12 @@ static __always_inline int lb_sock_rev(struct bpf_sock_addr *ctx, union lb_addr 
 		return 1;
 	}
 	rkey.cookie = bpf_get_socket_cookie(ctx);
+	if (lb_sock_proto(ctx) == IPPROTO_TCP) {
+		int r = lb_sock_rev_slot(rkey.cookie, addr, port);
+
+		if (r >= 0)
+			return r;
+	}
 	__builtin_memcpy(rkey.addr, addr->b, 16);
 	rkey.port = *port;
 	rval = bpf_map_lookup_elem(&lb_sock_revnat, &rkey);
@@ -389,6 +476,29 @@ static __always_inline void lb_sock_store6(struct bpf_sock_addr *ctx, const unio
 	ctx->user_ip6[2] = addr->w[2];
 	ctx->user_ip6[3] = addr->w[3];
 	ctx->user_port = (__u32)port;
+}
+
+/* A TCP socket's release: the slot its cookie holds in lb_sock_slots is freed (lb_sock_note_connect).
+ * Runs at every close of a TCP socket in the cgroup: a socket never translated reads its slot's bit
+ * in lb_sock_slotbit and no more. The bit is cleared before the slot is freed: a socket that claims
+ * the slot next sets it again after its claim. */
+static __always_inline void lb_sock_release(struct bpf_sock *sk)
+{
+	struct lb_sock_slot *s;
+	__u64 cookie, *w, m;
+
+	/* the protocol as connect() reads it (lb_sock_proto: an MPTCP socket's 262 is TCP's 6 there) */
+	if ((__u8)sk->protocol != IPPROTO_TCP)
+		return;
+	cookie = bpf_get_socket_cookie(sk);
+	w = lb_sock_slot_word(cookie, &m);
+	if (!w || !(*w & m))
+		return;
+	s = lb_sock_slot_of(cookie);
+	if (!s || s->cookie != cookie)
+		return;
+	__sync_fetch_and_and(w, ~m);
+	__sync_val_compare_and_swap(&s->cookie, cookie, 0);
 }
 
 static __always_inline int lb_sock_verdict(enum lb_sock_xlate r)

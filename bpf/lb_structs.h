@@ -148,6 +148,21 @@ struct lb_sock_peer {
 	__u32 backend_id;  /* the translation holds only while (fe_id, backend_id) is in lb_members */
 };
 
+/* lb_sock_slots value: a TCP socket's translation, in slot cookie % LB_SOCK_SLOTS_MAX from its
+ * connect() to its release (lb_sock.h); one cache line */
+struct lb_sock_slot {
+	__u64 cookie;      /* the owner socket's (bpf_get_socket_cookie); 0: free */
+	__u8 addr[16];     /* then the fields of struct lb_sock_peer, in its layout */
+	__be16 port;
+	__u16 pad;
+	__u8 fe_addr[16];
+	__be16 fe_port;
+	__u16 pad2;
+	__u32 fe_id;
+	__u32 backend_id;
+	__u64 pad3;
+};
+
 /* lb_sock_eip_allow key (LPM trie): an externalIP prefix that the socket hooks may translate for
  * pods and host processes (CVE-2020-8554); value __u8 1 */
 struct lb_eip_allow_key {

@@ -11,7 +11,7 @@ import { buildPlan } from '../src/plan/plan.js';
 import { diffPlans } from '../src/plan/diff.js';
 import type { Plan, PlanOp } from '../src/plan/types.js';
 import { attachCgroup, detach, loadDataplane, type Loaded } from '../src/dataplane/bpf/loader.js';
-import { SOCK_HOOKS } from '../src/dataplane/bpf/dataplane.js';
+import { SOCK_HOOKS, SOCK_RELEASE_HOOK } from '../src/dataplane/bpf/dataplane.js';
 import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
 import { SockTerminator, sockTermObjectPath } from '../src/dataplane/bpf/sock-term.js';
 import { defaultObjectPath } from '../src/dataplane/bpf/loader.js';
@@ -108,10 +108,10 @@ export class LabDataplane {
   /** Attaches the socket hooks to a cgroup v2 path, as the agent does. */
   attachSockHooks(cgroup: string): void {
     const { object, state } = this.loaded;
+    // first the release hook, where the object has one (this build's frees a TCP socket's slot; an
+    // earlier build's, KBP_CONNRATE_B, deleted a connected socket's lb_sock_revnat entry)
+    if (object.programNames().includes(SOCK_RELEASE_HOOK[1])) attachCgroup(state, object.program(SOCK_RELEASE_HOOK[1]), cgroup, SOCK_RELEASE_HOOK[0]);
     for (const [type, prog] of SOCK_HOOKS) attachCgroup(state, object.program(prog), cgroup, type);
-    // an object of an earlier build (KBP_CONNRATE_B) runs as its agent ran it: with the release hook
-    // that deleted a connected socket's lb_sock_revnat entry
-    if (object.programNames().includes('lb_sock_release_hook')) attachCgroup(state, object.program('lb_sock_release_hook'), cgroup, 'sock_release');
   }
 
   /** bpf/lb_sock_term.bpf.o loaded on these maps (once); throws where the kernel lacks bpf_sock_destroy. */

@@ -1,8 +1,9 @@
 // Upgrade of the socket hooks from the last build with the sock_release hook (SOCK_RELEASE_COMMIT:
 // a connected socket's reverse entry in the lb_sock_revnat LRU, deleted by that hook) to socket-local
 // storage (lb_sock_store): a socket the old connect() translated keeps showing the VIP through the new
-// recvmsg() (lb_sock_revnat is still read), and the old release hook is detached (retireSockHooks), so
-// no program runs at a socket's close. The old object is built from that commit's bpf/.
+// recvmsg() (lb_sock_revnat is still read), and the old release hook is replaced in place by this
+// build's (the same name: it frees a TCP socket's slot of lb_sock_slots), nothing left to retire.
+// The old object is built from that commit's bpf/.
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,7 @@ import { buildObjectAt } from '../../testing/old-object.js';
 import { LabDataplane, clusterIpFrontend } from '../../testing/lab-dataplane.js';
 import { attachCgroup, loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { SOCK_HOOKS, retireSockHooks } from '../../src/dataplane/bpf/dataplane.js';
+import { SOCK_HOOKS, SOCK_RELEASE_HOOK, retireSockHooks } from '../../src/dataplane/bpf/dataplane.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 
@@ -26,7 +27,7 @@ const avail = labAvailable();
 if (!avail.ok) {
   test('socket hook upgrade needs root, bpffs and cgroup v2', (t) => { t.log(`skipped: ${avail.why}`); t.pass(); });
 } else {
-  test('upgrade from the release hook: an old connected socket keeps showing the VIP, the release hook is detached', async (t) => {
+  test('upgrade from the old release hook: an old connected socket keeps showing the VIP, the release hook is this build\'s', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'kbp-sock-upgrade-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const old = buildObjectAt(SOCK_RELEASE_COMMIT, dir, 'kbp-old.bpf.o');
@@ -61,9 +62,10 @@ if (!avail.ok) {
     const state = AgentStateFile.forPinRoot(dp.pinRoot, dp.statePath);
     const next = loadDataplane({ pinRoot: dp.pinRoot, state, mountBpffs: false });
     t.teardown(() => next.object.close());
+    attachCgroup(state, next.object.program(SOCK_RELEASE_HOOK[1]), cgroup, SOCK_RELEASE_HOOK[0]);
     for (const [type, prog] of SOCK_HOOKS) attachCgroup(state, next.object.program(prog), cgroup, type);
-    t.is(retireSockHooks(state, cgroup), 1);
-    t.deepEqual(cgroupPrograms(cgroup, 'sock_release'), [], 'no program runs at a socket\'s close');
+    t.is(retireSockHooks(state, cgroup), 0);
+    t.deepEqual(cgroupPrograms(cgroup, 'sock_release'), [next.object.program(SOCK_RELEASE_HOOK[1]).id], 'this build\'s release hook alone runs at a socket\'s close');
     for (const [type, prog] of SOCK_HOOKS) t.deepEqual(cgroupPrograms(cgroup, type), [next.object.program(prog).id], `${type}: the new program alone`);
 
     const seen = events().length;

@@ -285,7 +285,7 @@ if (avail.ok) {
     t.deepEqual(names(local), ['be-a', 'be-b']);
   });
 
-  test.serial('connected sockets keep their translation in socket storage: getpeername shows the VIP, lb_sock_revnat gets no entry', async (t) => {
+  test.serial('connected sockets keep their translation out of lb_sock_revnat (a slot of lb_sock_slots, or socket storage): getpeername shows the VIP', async (t) => {
     const revnat = ctx!.dp.loaded.maps.map('lb_sock_revnat');
     const count = () => [...revnat.keys()].length;
     const before = count();
@@ -294,6 +294,100 @@ if (avail.ok) {
     t.deepEqual(names(rs), ['be-a', 'be-b']);
     t.true(rs.every((r) => r.peer === `${VIP4}:80`), 'getpeername shows the VIP while connected');
     t.is(count() - before, 0, 'no lb_sock_revnat entry for 16 connected sockets');
+  });
+
+  // A child with one TCP socket to VIP4:80: prints 'connected', then on each line of stdin calls
+  // getpeername() afresh (Node caches remoteAddress: the handle is asked) and prints 'peer ADDR:PORT'.
+  const peerChild = () => {
+    const script = `
+      import net from 'node:net';
+      import readline from 'node:readline';
+      const s = net.connect(80, '${VIP4}');
+      await new Promise((res, rej) => { s.once('connect', res); s.once('error', rej); });
+      const peer = () => { const o = {}; s._handle.getpeername(o); return o.address + ':' + o.port; };
+      console.log('connected');
+      for await (const _ of readline.createInterface({ input: process.stdin })) console.log('peer ' + peer());
+      s.destroy();`;
+    const child = ctx!.lab.spawn(ctx!.ns, process.execPath, ['--input-type=module', '-e', script], { cgroup: ctx!.cgroup, what: 'tcp-getpeername', stdin: true });
+    const lines = () => child.output().split('\n').filter((l) => l);
+    const waitFor = async (n: number) => {
+      for (let i = 0; i < 100 && lines().length < n; i++) await new Promise((r) => setTimeout(r, 50));
+      return lines();
+    };
+    const ask = async () => {
+      const n = lines().length + 1;
+      child.child.stdin!.write('x\n');
+      return (await waitFor(n))[n - 1];
+    };
+    const close = async () => {
+      child.child.stdin!.end();
+      await child.exited;
+    };
+    return { child, waitFor, ask, close };
+  };
+  // the slots of lb_sock_slots that name VIP4:80 (cookie, index)
+  const vipSlots = () => {
+    const slots = ctx!.dp.loaded.object.map('lb_sock_slots');
+    const vip = L.encodeNodeAddr(VIP4);
+    const found: Array<{ idx: number; cookie: bigint }> = [];
+    slots.scan((key, value) => {
+      if (value.subarray(28, 44).equals(vip) && value.readUInt16BE(44) === 80) found.push({ idx: key.readUInt32LE(0), cookie: value.readBigUInt64LE(0) });
+    });
+    return found;
+  };
+
+  test.serial('a TCP connect() takes its cookie\'s slot of lb_sock_slots; getpeername() shows the VIP from it; the socket\'s release frees it', async (t) => {
+    const held = () => vipSlots().filter((s) => s.cookie !== 0n);
+    const bits = ctx!.dp.loaded.object.map('lb_sock_slotbit');
+    const bitOf = (i: number) => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i >> 6);
+      return (bits.lookup(k)!.readBigUInt64LE(0) >> BigInt(i & 63)) & 1n;
+    };
+    const was = new Set(held().map((s) => s.cookie));
+    const before = was.size;
+    const c = peerChild();
+    let idx = -1;
+    try {
+      t.deepEqual(await c.waitFor(1), ['connected'], c.child.output());
+      const now = held();
+      t.is(now.length, before + 1, 'connect() took one slot naming the VIP');
+      idx = now.find((s) => !was.has(s.cookie))!.idx;
+      t.is(bitOf(idx), 1n, 'its bit in lb_sock_slotbit is set');
+      t.is(await c.ask(), `peer ${VIP4}:80`, 'getpeername shows the VIP');
+      t.is(await c.ask(), `peer ${VIP4}:80`, 'and again');
+    } finally {
+      await c.close();
+    }
+    // the release hook runs as the socket is released, before the child exits
+    t.is(held().length, before, 'the closed socket\'s slot is free again');
+    t.is(bitOf(idx), 0n, 'and its bit clear');
+  });
+
+  test.serial('a TCP socket whose slot another live socket holds keeps its translation in socket storage, and leaves that slot alone', async (t) => {
+    // every slot held by a socket that is not there: a cookie no socket has (bit 63 set)
+    const slots = ctx!.dp.loaded.object.map('lb_sock_slots');
+    const n = L.LB_SOCK_SLOTS_MAX;
+    const keys = Buffer.alloc(4 * n), values = Buffer.alloc(64 * n);
+    for (let i = 0; i < n; i++) {
+      keys.writeUInt32LE(i, 4 * i);
+      values.writeBigUInt64LE((1n << 63n) | BigInt(i), 64 * i);
+    }
+    slots.updateBatch(keys, values, n);
+    t.teardown(() => slots.updateBatch(keys, Buffer.alloc(64 * n), n));
+    const c = peerChild();
+    try {
+      t.deepEqual(await c.waitFor(1), ['connected'], c.child.output());
+      t.deepEqual(vipSlots(), [], 'no slot was written');
+      t.is(await c.ask(), `peer ${VIP4}:80`, 'getpeername shows the VIP from the socket\'s storage');
+    } finally {
+      await c.close();
+    }
+    let intact = 0;
+    slots.scan((key, value) => {
+      if (value.readBigUInt64LE(0) === ((1n << 63n) | BigInt(key.readUInt32LE(0)))) intact++;
+    });
+    t.is(intact, n, 'every held slot still names its own socket');
   });
 
   // a child's UDP socket s, its replies collected in out; next() waits for one (reply text, source)

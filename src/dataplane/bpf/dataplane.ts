@@ -33,12 +33,19 @@ export const SOCK_HOOKS: Array<[attachType: string, program: string]> = [
 ];
 
 /**
- * Detaches the socket hooks an earlier build attached to cgroup that SOCK_HOOKS no longer has
- * (sock_release, before a connected socket's translation moved into its own storage: it would run
- * on every socket's close for nothing); returns how many. After the current hooks are attached.
+ * The release hook that frees a TCP socket's slot of lb_sock_slots (bpf/lb_sock.h), attached before
+ * SOCK_HOOKS so that no socket connect() gave a slot closes unseen. An object without the program
+ * (an earlier build) keeps its translations in socket storage alone.
+ */
+export const SOCK_RELEASE_HOOK: [attachType: string, program: string] = ['sock_release', 'lb_sock_release_hook'];
+
+/**
+ * Detaches the socket hooks an earlier build attached to cgroup that SOCK_HOOKS and SOCK_RELEASE_HOOK
+ * no longer have; returns how many. After the current hooks are attached. (The release hook of
+ * builds before socket storage had the same name and is replaced in place.)
  */
 export function retireSockHooks(state: AgentStateFile, cgroup: string): number {
-  const want = new Set(SOCK_HOOKS.map(([type, prog]) => `${type} ${prog}`));
+  const want = new Set([SOCK_RELEASE_HOOK, ...SOCK_HOOKS].map(([type, prog]) => `${type} ${prog}`));
   let n = 0;
   for (const a of state.attachments.filter((x) => x.kind === 'cgroup' && x.path === cgroup && !want.has(`${x.attachType} ${x.program}`))) if (detach(state, a)) n++;
   return n;
@@ -593,7 +600,8 @@ export class BpfDataplane implements Dataplane {
   #syncSocketHooks(): void {
     const { object, state } = this.loaded;
     if (this.#opts.socketLb) {
-      for (const [type, prog] of SOCK_HOOKS) {
+      const hooks = object.programNames().includes(SOCK_RELEASE_HOOK[1]) ? [SOCK_RELEASE_HOOK, ...SOCK_HOOKS] : SOCK_HOOKS;
+      for (const [type, prog] of hooks) {
         try {
           attachCgroup(state, object.program(prog), this.#opts.cgroup, type);
         } catch (e) {

@@ -19,6 +19,8 @@ export const LB_MEMBERS_MAX = 2097152;
 export const LB_AFFINITY_MAX = 131072;
 export const LB_SRC_RANGES_MAX = 65536;
 export const LB_SOCK_REVNAT_MAX = 262144;
+/** lb_sock_slots: a TCP socket's translation in slot cookie % this, from its connect() to its release (lb_sock.h) */
+export const LB_SOCK_SLOTS_MAX = 32768;
 export const LB_DEVICES_MAX = 1024;
 export const LB_NODE_ADDRS_MAX = 1024;
 export const LB_EIP_ALLOW_MAX = 1024;
@@ -106,7 +108,7 @@ export type MapName = (typeof MAP_NAMES)[number];
  * reads them (lb_sock_store: socket-local storage, read by the socket hooks and lb_sock_term), and
  * an object of an earlier build (KBP_CONNRATE_B, --bpf-object) lacks them.
  */
-export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_sock_store'] as const;
+export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_sock_store', 'lb_sock_slots', 'lb_sock_slotbit'] as const;
 export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
 const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
@@ -286,6 +288,9 @@ export const SOCK_REVNAT_VAL = struct('lb_sock_revnat_val', 28, { addr: [0, 'add
 export const SOCK_PEER = struct('lb_sock_peer', 48, {
   addr: [0, 'addr'], port: [16, 'be16'], pad: [18, 'u16'], fe_addr: [20, 'addr'], fe_port: [36, 'be16'], pad2: [38, 'u16'], fe_id: [40, 'u32'], backend_id: [44, 'u32'],
 });
+export const SOCK_SLOT = struct('lb_sock_slot', 64, {
+  cookie: [0, 'u64'], addr: [8, 'addr'], port: [24, 'be16'], pad: [26, 'u16'], fe_addr: [28, 'addr'], fe_port: [44, 'be16'], pad2: [46, 'u16'], fe_id: [48, 'u32'], backend_id: [52, 'u32'], pad3: [56, 'u64'],
+});
 export const EIP_ALLOW_KEY = struct('lb_eip_allow_key', 20, { prefixlen: [0, 'u32'], addr: [4, 'addr'] });
 export const CONFIG = struct('lb_config', 16, { hash_seed: [0, 'u32'], snat_mark: [4, 'u32'], flags: [8, 'u32'], pad: [12, 'u32'] });
 export const DEVICE = struct('lb_device', 4, { flags: [0, 'u32'] });
@@ -297,7 +302,7 @@ export const RATE_LIMIT = struct('lb_rate_limit', 16, { last_ns: [0, 'u64'], tok
 /** Every struct of lb_structs.h, for the layout test. */
 export const STRUCTS: StructLayout[] = [
   FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MEMBER_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
-  AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, SOCK_PEER, CONFIG, DEVICE, NODE_ADDR,
+  AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, SOCK_PEER, SOCK_SLOT, CONFIG, DEVICE, NODE_ADDR,
   EIP_ALLOW_KEY,
   FRAG_KEY, FRAG_VAL, RATE_LIMIT,
 ];
