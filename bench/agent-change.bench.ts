@@ -318,7 +318,9 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   // the default of most distributions) CPU is shared fairly between sessions, so in the bench's
   // session this process's poll and scrapes took their CPU from the agent's share (as a DaemonSet's
   // agent in its own cgroup never shares it); setsid keeps the pid (it forks only for a group leader)
-  const own = existsSync(SETSID) ? [SETSID, process.execPath] : [process.execPath];
+  // KBP_BENCH_AGENT_WRAP: a command prefix for this build's agent only (a scheduler setting, perf)
+  const wrap = cli !== process.env.KBP_BENCH_AGENT_BASE_CLI ? (process.env.KBP_BENCH_AGENT_WRAP?.split(/\s+/).filter(Boolean) ?? []) : [];
+  const own = existsSync(SETSID) ? [SETSID, ...wrap, process.execPath] : [...wrap, process.execPath];
   const agent: LabProcess = lab.spawn(ns, own[0]!, [...own.slice(1), cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
