@@ -472,6 +472,11 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
         }
       }
       if (!Number.isFinite(t1)) throw new Error(`change ${k} (Service ${i}) did not reach the kernel within 20 s`);
+      // the stamp checked against the poll's own check, once the bench has seen it: a stamp before the
+      // rename, or of a state the maps do not hold, would be a wrong figure, not a fast change
+      if (stamp && (t1 < t0 || !probe.watch(i, want)())) {
+        throw new Error(`change ${k} (Service ${i}): the kernel stamp (${(t1 - t0).toFixed(3)} ms after the rename) disagrees with the maps read from here`);
+      }
       kernelMs.push(t1 - t0);
       const self = process.threadCpuUsage(self0), proc = process.cpuUsage(proc0);
       if (threads0) {
