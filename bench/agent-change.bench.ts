@@ -403,6 +403,9 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const shape = shapeOf(n);
   const variant = new Map<number, number>();
   const syncMs: number[] = [], kernelMs: number[] = [], renamedAt: number[] = [];
+  const alternate = process.env.KBP_BENCH_AGENT_PROBE === 'alternate';
+  /** with alternate: the polled changes' poll figure and stamp, and the stamp of the changes not polled */
+  const pollMs: number[] = [], stampPolledMs: number[] = [], stampOnlyMs: number[] = [];
   let skipped = 0;
   // KBP_BENCH_AGENT_THREADS=1 (with KBP_BENCH_AGENT_LOG_DIR): per change, the agent's threads' CPU and
   // run-queue time from the rename to the kernel holding it, and this process's own CPU over its poll
@@ -441,7 +444,10 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       const want = v ? podIp(i, E - 1 + v, E) : podIp(i, 0, E);
       const tmp = join(dir, `.svc-${i}.yaml.tmp`);
       writeFileSync(tmp, serviceFile(i, shape, v));
-      const holds = stamp ? undefined : probe.watch(i, want);
+      // KBP_BENCH_AGENT_PROBE=alternate: every other change polled from here as before, its stamp
+      // taken too (the same change by both ways, and the poll's cost to the agent, in one run)
+      const polled = !stamp || (alternate && k % 2 === 1);
+      const holds = polled ? probe.watch(i, want) : undefined;
       const armed = stamp?.arm(agent.pid, i, want);
       const threads0 = traceThreads ? threadTimes(agent.pid) : undefined;
       const self0 = process.threadCpuUsage(), proc0 = process.cpuUsage();
@@ -453,8 +459,8 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
       let t1 = NaN, polls = 0, seenAt = NaN, calls: number | undefined;
       while (performance.now() - t0 < 20_000) {
         polls++;
-        if (stamp) {
-          const got = stamp.landed(armed!);
+        if (!polled) {
+          const got = stamp!.landed(armed!);
           if (got) {
             seenAt = performance.now();
             // the stamp and hrtime are both CLOCK_MONOTONIC
@@ -472,6 +478,20 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
         }
       }
       if (!Number.isFinite(t1)) throw new Error(`change ${k} (Service ${i}) did not reach the kernel within 20 s`);
+      if (stamp && polled) {
+        // the poll saw it: the stamp follows at the exit of the agent's bpf() call that wrote it (the
+        // agent may be off the CPU between its write and that exit)
+        let got = stamp.landed(armed!);
+        for (const end = performance.now() + 1000; !got && performance.now() < end;) {
+          nap(0.2);
+          got = stamp.landed(armed!);
+        }
+        if (!got) throw new Error(`change ${k} (Service ${i}): polled, but the kernel stamp is missing`);
+        pollMs.push(t1 - t0);
+        t1 = t0 + Number(got.ns - mono0) / 1e6;
+        calls = got.calls;
+        stampPolledMs.push(t1 - t0);
+      } else if (stamp) stampOnlyMs.push(t1 - t0);
       // the stamp checked against the poll's own check, once the bench has seen it: a stamp before the
       // rename, or of a state the maps do not hold, would be a wrong figure, not a fast change
       if (stamp && (t1 < t0 || !probe.watch(i, want)())) {
@@ -484,7 +504,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
         // CLOCK_MONOTONIC ms of the rename and of the poll's sight: the clock of `perf record -k CLOCK_MONOTONIC`
         // and (in us) of the agent's --cpu-prof samples, to pick out the changes' windows in either
         const mono = Number(mono0) / 1e6;
-        traced.push({ k, epoch0, renameAt: performance.timeOrigin + t0, kernelAt: performance.timeOrigin + t1, renameMono: mono, kernelMono: mono + (t1 - t0), toKernelMs: r2(t1 - t0), seenMs: r2(seenAt - t0), ...(calls !== undefined && { agentBpfCalls: calls }), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
+        traced.push({ k, epoch0, renameAt: performance.timeOrigin + t0, kernelAt: performance.timeOrigin + t1, renameMono: mono, kernelMono: mono + (t1 - t0), toKernelMs: r2(t1 - t0), seenMs: r2(seenAt - t0), ...(alternate && { polled }), ...(calls !== undefined && { agentBpfCalls: calls }), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
           benchCpuMs: r2((proc.user + proc.system) / 1000), load: Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]),
           threads: threadDelta(agent.pid, threads0, threadTimes(agent.pid)) });
       }
@@ -563,6 +583,10 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   ctx.log(`${tag}${n} Services: agent CPU ${cpuPerChange.toFixed(1)} ms per change (first sync ${firstSyncCpuMs} ms CPU); RSS after the changes ${rssEnd.toFixed(0)} MiB`);
   ctx.log(`${tag}${n} Services: sync p50 ${sync.median.toFixed(2)} p99 ${sync.p99.toFixed(2)} ms; change to kernel p50 ${toKernel.median.toFixed(1)} p99 ${toKernel.p99.toFixed(1)} ms` +
     `${toKernelAgent ? ` (agent's clock: p50 ${toKernelAgent.median.toFixed(1)} p99 ${toKernelAgent.p99.toFixed(1)} ms, ${agentMs.length} changes)` : ''} (${kernelMs.length} changes, ${skipped} syncs not counted)`);
+  if (pollMs.length) {
+    const f = (v: number[]) => { const st = stats(v); return `p50 ${st.median.toFixed(2)} p99 ${st.p99.toFixed(2)} ms`; };
+    ctx.log(`${tag}${n} Services: alternate probes: changes polled from here (${pollMs.length}): poll ${f(pollMs)}, their stamps ${f(stampPolledMs)}; changes stamped only (${stampOnlyMs.length}): ${f(stampOnlyMs)}`);
+  }
   return { n, firstSyncMs, rss, sync, toKernel, ...(toKernelAgent && { toKernelAgent }), skipped, cpuPerChange, firstSyncCpuMs, gcPauseMs, ...(steps && { steps }), ...(syncCpuMs !== undefined && { syncCpuMs }) };
 }
 
