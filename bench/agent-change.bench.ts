@@ -163,8 +163,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const PROBE_DIR = join(here, 'results', '.agent-probe');
 const PROBE_TIMEOUT_MS = 15_000;
 
-/** agent-change-probe.bpf.c and its loader, built with the system's clang and cc (as bench/connloop.c) */
+let built: { object: string; loader: string } | undefined;
+
+/** agent-change-probe.bpf.c and its loader, built with the system's clang and cc (as bench/connloop.c), once a run */
 function buildStampProbe(): { object: string; loader: string } {
+  if (built) return built;
   mkdirSync(PROBE_DIR, { recursive: true });
   const object = join(PROBE_DIR, 'agent-change-probe.bpf.o'), loader = join(PROBE_DIR, 'agent-change-probe');
   // built aside and renamed into place: another run may be using the current files
@@ -175,7 +178,7 @@ function buildStampProbe(): { object: string; loader: string } {
   if (ld.status !== 0) throw new Error(`cc bench/agent-change-probe.c -lbpf failed: ${ld.stderr || ld.error?.message}`);
   renameSync(tmpObj, object);
   renameSync(tmpBin, loader);
-  return { object, loader };
+  return built = { object, loader };
 }
 
 /**
@@ -214,9 +217,9 @@ class KernelStamp {
 
   /** arms the check of one change (Service i's frontend lists a backend at `address`) in `tgid`'s bpf() calls; returns its id */
   arm(tgid: number, i: number, address: string): number {
-    const w = this.#wantBuf.fill(0);
-    L.encodeBackend({ address, port: 0, protocol: 'TCP', flags: 0 }, w.subarray(0, 24));
-    w.fill(0, 16, 24);
+    const w = this.#wantBuf;
+    // the address as lb_backends holds it (bytes 0-15; the rest of the backend is overwritten next)
+    L.encodeBackend({ address, port: 0, protocol: 'TCP', flags: 0 }, w, 0);
     L.encodeFeKey({ address: clusterIp(i), port: 80, protocol: 'TCP', scope: 'internal' }, w, 16);
     w.writeUInt32LE(++this.#id, 36);
     w.writeUInt32LE(tgid, 40);
