@@ -9,7 +9,7 @@
 // was paid twice per start. Code reached only through a dynamic import lands in a chunk of its own,
 // so `run --manifests` never parses @kubernetes/client-node (~2 MB with its dependencies).
 import { build } from 'esbuild';
-import { readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 
@@ -51,6 +51,37 @@ const builtinsViaRequire = {
   },
 };
 
+// Packages client-node's modules import at their top but use only for settings the agent rarely has,
+// evaluated on first use instead of at every start, on the main thread before the LIST (session 20,
+// docs/PERF.md): socks-proxy-agent (with socks and ip-address, which build IPv6 constants as they
+// load) only for a kubeconfig whose cluster names a socks proxy; whatwg-url (with tr46's mapping
+// table) which node-fetch 2 reads only where node's url has no URL class. Each edit is of an exact
+// line: a version of the package without it fails the build, never a silent eager load.
+const LAZY_EDITS = [
+  {
+    file: /@kubernetes[\\/]client-node[\\/]dist[\\/]config\.js$/,
+    from: "import { SocksProxyAgent } from 'socks-proxy-agent';",
+    to: "const SocksProxyAgent = function SocksProxyAgent(...args) { return Reflect.construct(require('socks-proxy-agent').SocksProxyAgent, args); };",
+  },
+  {
+    file: /[\\/]node-fetch[\\/]lib[\\/]index\.js$/,
+    from: "var whatwgUrl = _interopDefault(require('whatwg-url'));",
+    to: "var whatwgUrl = { get URL() { return _interopDefault(require('whatwg-url')).URL; } };",
+  },
+];
+const lazyDeps = {
+  name: 'lazy-deps',
+  setup(b) {
+    for (const e of LAZY_EDITS) {
+      b.onLoad({ filter: e.file }, (args) => {
+        const text = readFileSync(args.path, 'utf8');
+        if (text.split(e.from).length !== 2) throw new Error(`lazy-deps: ${args.path} no longer holds exactly one ${JSON.stringify(e.from)}: update LAZY_EDITS`);
+        return { contents: text.replace(e.from, e.to), loader: 'js', resolveDir: dirname(args.path) };
+      });
+    }
+  },
+};
+
 const result = await build({
   entryPoints: [{ in: 'src/cli/main.ts', out: name }],
   outdir,
@@ -70,7 +101,7 @@ const result = await build({
   banner: { js: "import { createRequire as __kbpCreateRequire } from 'node:module'; const require = __kbpCreateRequire(import.meta.url);" },
   logLevel: 'warning',
   metafile: true,
-  plugins: [builtinsViaRequire],
+  plugins: [builtinsViaRequire, lazyDeps],
 });
 
 // an earlier build's chunks (their names change with their content), once this build is written

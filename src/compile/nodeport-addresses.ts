@@ -19,8 +19,11 @@ import { configError, type CompileOptions } from './options.js';
 export const NODE_PORT_KEYWORDS = ['primary', 'localhost', 'all'] as const;
 
 const ANY: Record<Family, string> = { 4: '0.0.0.0', 6: '::' };
-const ZERO: Record<Family, Cidr> = { 4: parseCidr('0.0.0.0/0'), 6: parseCidr('::/0') };
-const LOOPBACK: Record<Family, Cidr> = { 4: parseCidr('127.0.0.0/8'), 6: parseCidr('::1/128') };
+// parseCidr's results for 0.0.0.0/0 and ::/0, 127.0.0.0/8 and ::1/128 (a unit test holds them
+// together): parsing '::' at import ran node's first isIPv6, which compiles its regular expression
+// (5-10 ms of the main thread before the LIST at every start) and which an IPv4 cluster never needs
+export const ZERO: Readonly<Record<Family, Cidr>> = { 4: { address: '0.0.0.0', prefix: 0, family: 4 }, 6: { address: '::', prefix: 0, family: 6 } };
+export const LOOPBACK: Readonly<Record<Family, Cidr>> = { 4: { address: '127.0.0.0', prefix: 8, family: 4 }, 6: { address: '::1', prefix: 128, family: 6 } };
 
 function isLoopback(ip: string): boolean {
   return cidrContains(LOOPBACK[ipFamily(ip) as Family], ip);

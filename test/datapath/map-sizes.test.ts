@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { loadDataplane, startLoad, type Loaded } from '../../src/dataplane/bpf/loader.js';
 import { SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
-import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
+import { AgentStateFile, defaultStatePath } from '../../src/dataplane/bpf/agent-state-file.js';
+import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.js';
 import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as limits from '../../src/plan/limits.js';
@@ -185,6 +186,36 @@ if (!isRoot) {
     } finally {
       l.object.close();
     }
+  });
+
+  test('socket hooks off: a fresh data plane makes lb_sock_revnat with one entry; a restart with them on carries it over at its default size', async (t) => {
+    const root = tempPinRoot(t, false);
+    t.teardown(() => rmSync(defaultStatePath(root), { force: true }));
+    const revnatSize = () => {
+      const m = BpfMap.fromPin(join(root, 'lb_sock_revnat'));
+      try { return m.maxEntries; } finally { m.close(); }
+    };
+    const off = new BpfDataplane({ pinRoot: root, objectPath: OBJECT_PATH, seed: 1, socketLb: false, cgroup: '', nodeAddresses: () => [], ctSweepMs: 0, watchLinks: false });
+    off.startLoad();
+    t.true(off.fresh());
+    await off.close();
+    t.is(revnatSize(), 1, 'nothing reads it with the hooks off');
+    const ct = BpfMap.fromPin(join(root, 'lb_ct'));
+    t.teardown(() => ct.close());
+    t.is(ct.maxEntries, L.LB_CT_MAX, 'the other maps at their defaults');
+
+    // what an agent with the hooks on loads (no --bpf-map-max): the pinned map is carried over
+    const on = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root) });
+    try {
+      t.true(on.reused, 'a restart: the other pins are reused');
+      t.deepEqual(on.migrations.map((m) => m.name), ['lb_sock_revnat']);
+      on.finishMigration();
+      t.is(on.maps.map('lb_sock_revnat').maxEntries, L.LB_SOCK_REVNAT_MAX);
+    } finally {
+      on.object.close();
+    }
+    t.is(revnatSize(), L.LB_SOCK_REVNAT_MAX);
+    t.false(readdirSync(root).includes('upgrade'), 'the old map is gone');
   });
 
   test('a size the kernel refuses fails the load, naming the map', (t) => {

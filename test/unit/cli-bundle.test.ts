@@ -46,6 +46,32 @@ test('the bundle\'s chunks load no builtin that only an ESM facade would (undici
   t.deepEqual(JSON.parse(r.stdout), []);
 });
 
+test('the bundle\'s chunks evaluate socks-proxy-agent only for a kubeconfig that names a socks proxy, which still gets its agent (scripts/bundle.mjs LAZY_EDITS)', async (t) => {
+  const b = await built;
+  t.is(b.code, 0, b.stderr);
+  const kubeconfig = join(dir, 'socks-kubeconfig.json');
+  writeFileSync(kubeconfig, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+    clusters: [{ name: 'k', cluster: { server: 'https://127.0.0.1:6443', 'proxy-url': 'socks5://127.0.0.1:1080' } }],
+    users: [{ name: 'u', user: { token: 't' } }], contexts: [{ name: 'c', context: { cluster: 'k', user: 'u' } }],
+  }));
+  // socks-proxy-agent is the one module of the chunks that loads node:dns as it is evaluated
+  const r = await node(['--input-type=module', '-e', `
+    import { readdirSync } from 'node:fs';
+    const dir = ${JSON.stringify(dir)};
+    let load;
+    for (const f of readdirSync(dir).filter((f) => /-chunk-.*\\.mjs$/.test(f))) load ??= (await import(dir + '/' + f)).loadKubeConfig;
+    const dnsAtImport = process.moduleLoadList.includes('NativeModule dns');
+    const opts = {};
+    await load(${JSON.stringify(kubeconfig)}).applyToHTTPSOptions(opts);
+    console.log(JSON.stringify({ dnsAtImport, agent: opts.agent?.constructor?.name, proxy: opts.agent?.proxy }));`]);
+  t.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { dnsAtImport: boolean; agent?: string; proxy?: unknown };
+  t.false(out.dnsAtImport, 'socks-proxy-agent evaluated at import');
+  t.regex(out.agent ?? '', /^SocksProxyAgent/);
+  t.deepEqual(out.proxy, { host: '127.0.0.1', port: 1080, type: 5 });
+});
+
 test('compile through the bundle prints the state of the seeds', async (t) => {
   const b = await built;
   t.is(b.code, 0, b.stderr);

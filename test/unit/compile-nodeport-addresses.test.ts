@@ -3,7 +3,8 @@
 // (detectNodeIPs; 'primary' expanded to the primary node IP per family, loopback skipped), with the
 // keywords the current KubeProxyConfiguration defines ('primary', 'localhost', 'all', combinable).
 import test from 'ava';
-import { checkNodePortAddresses, resolveNodePortAddresses } from '../../src/compile/nodeport-addresses.js';
+import { checkNodePortAddresses, LOOPBACK, resolveNodePortAddresses, ZERO } from '../../src/compile/nodeport-addresses.js';
+import { parseCidr } from '../../src/util/ip.js';
 import type { NodeModel } from '../../src/model/types.js';
 
 const dual: NodeModel = { name: 'n1', zone: '', internalIPs: ['192.168.1.1', '10.0.0.1', 'fd00::1'], externalIPs: ['203.0.113.9', 'fd00::99'] };
@@ -62,4 +63,9 @@ test('bad entries are refused with the keyword list', (t) => {
   t.throws(() => checkNodePortAddresses(['10.0.0.0/40']), { message: /--nodeport-addresses/ });
   t.throws(() => checkNodePortAddresses(['Primary']), { message: /not a CIDR/ });
   t.notThrows(() => checkNodePortAddresses(['primary', 'localhost', 'all', '10.0.0.0/8', '::/0']));
+});
+
+test('the zero and loopback CIDRs written out are what parseCidr makes of them', (t) => {
+  t.deepEqual(ZERO, { 4: parseCidr('0.0.0.0/0'), 6: parseCidr('::/0') });
+  t.deepEqual(LOOPBACK, { 4: parseCidr('127.0.0.0/8'), 6: parseCidr('::1/128') });
 });

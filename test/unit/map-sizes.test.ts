@@ -4,7 +4,7 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { checkSize, defaultFeStatsEntries, FE_STATS_BUDGET, formatMapSizes, maxEntriesOf, parseMapSizes, SIZABLE_MAPS, type SizableMap } from '../../src/dataplane/bpf/map-sizes.js';
+import { checkSize, defaultFeStatsEntries, FE_STATS_BUDGET, sizesForMode, formatMapSizes, maxEntriesOf, parseMapSizes, SIZABLE_MAPS, type SizableMap } from '../../src/dataplane/bpf/map-sizes.js';
 import { DEFAULTS, validateSettings } from '../../src/agent/config.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { DEFAULT_ID_LIMITS, setIdLimits } from '../../src/plan/limits.js';
@@ -105,4 +105,14 @@ test('run --bpf-map-max with a bad value exits 2 before touching anything, namin
   });
   t.is(r.code, 2, r.stderr);
   t.regex(r.stderr, /--bpf-map-max lb_maglev_slots=7: below 131072/);
+});
+
+test('with the socket hooks off lb_sock_revnat is made with one entry (nothing reads it), unless --bpf-map-max sizes it; on, the sizes as given', (t) => {
+  t.deepEqual(sizesForMode(undefined, { socketLb: false }), { lb_sock_revnat: 1 });
+  t.deepEqual(sizesForMode({ lb_ct: 4096 }, { socketLb: false }), { lb_ct: 4096, lb_sock_revnat: 1 });
+  t.deepEqual(sizesForMode({ lb_sock_revnat: 5000 }, { socketLb: false }), { lb_sock_revnat: 5000 }, 'the user\'s size wins');
+  t.is(sizesForMode(undefined, { socketLb: true }), undefined, 'hooks on: the object\'s sizes');
+  const given = { lb_ct: 4096 };
+  t.is(sizesForMode(given, { socketLb: true }), given);
+  t.notThrows(() => maxEntriesOf(sizesForMode(undefined, { socketLb: false })!), 'a size the flag could give');
 });

@@ -17,7 +17,7 @@ import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjec
 import { mapMemoryShortfall, mapMemoryWarning, mapsMemory, memoryAvailable, type MapMemoryWarning } from './map-memory.js';
 import { numPossibleCpus } from './native/map.js';
 import { FrontendProtocols, inInitialPidNamespace, SockTerminator, sockTermObjectPath } from './sock-term.js';
-import { formatMapSizes, type MapSizes } from './map-sizes.js';
+import { formatMapSizes, sizesForMode, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
 import { BpfMaps, PROGRAM_WRITTEN_MAPS } from './maps.js';
@@ -268,7 +268,8 @@ export class BpfDataplane implements Dataplane {
     this.#watchLinks();
     try {
       // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
-      this.#load = startLoad({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(this.#opts.mapSizes && { mapSizes: this.#opts.mapSizes }), maps: { recycleTables: true } });
+      const mapSizes = sizesForMode(this.#opts.mapSizes, { socketLb: this.#opts.socketLb });
+      this.#load = startLoad({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(mapSizes && { mapSizes }), maps: { recycleTables: true } });
       this.#load.loaded.catch(() => {}); // init() or close() awaits it
     } catch (e) {
       this.#load = { error: e };
