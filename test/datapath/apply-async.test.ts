@@ -14,8 +14,6 @@ import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
-import * as L from '../../src/dataplane/bpf/layout.js';
-import { KbpError } from '../../src/util/errors.js';
 import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
 const SEED = 0x1234;
@@ -95,46 +93,5 @@ if (!isRoot) {
     await answered2;
     t.deepEqual(order2, ['apply', 'request']);
     t.true(d.maps.isEmpty());
-  });
-
-  // lb_members' and lb_slots' large batches (map-writer.ts Detach: 65,536 entries or more) run on the
-  // pool beside the writes after them, and are joined before the first frontend is written
-  test('a first sync whose lb_members and lb_slots batches run beside the other writes leaves both maps exact', async (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
-    t.teardown(() => d.object.close());
-    const N = 7000;
-    const plan = buildPlan(services(N, 10), undefined, { seed: SEED });
-    await d.maps.applyAsync(diffPlans(undefined, plan));
-    const pairs = new Set<string>();
-    d.maps.map('lb_members').scan((k) => { const m = L.decodeMemberKey(k); pairs.add(`${m.feId}/${m.backendId}`); });
-    const slots = new Map<string, number>();
-    d.maps.map('lb_slots').scan((k, v) => { const s = L.decodeSlotKey(k); slots.set(`${s.feId}/${s.slot}`, L.decodeU32(v)); });
-    t.is(pairs.size, N * 10);
-    t.is(slots.size, N * 10);
-    let wrong = 0;
-    for (const f of plan.frontends.values()) {
-      f.backendIds.forEach((id, i) => { if (!pairs.has(`${f.id}/${id}`) || slots.get(`${f.id}/${i}`) !== id) wrong++; });
-    }
-    t.is(wrong, 0, 'slots or members that differ from the plan');
-    t.is(d.maps.readPlan().frontends.size, N);
-  });
-
-  test('a large lb_slots batch that does not fit fails the apply with the map and frontend named, before any frontend is written', async (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const N = 7000;
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')),
-      mapSizes: { lb_slots: N * 10 - 100 } });
-    t.teardown(() => d.object.close());
-    const plan = buildPlan(services(N, 10), undefined, { seed: SEED });
-    const e = await t.throwsAsync(d.maps.applyAsync(diffPlans(undefined, plan)), { instanceOf: KbpError });
-    t.is(e!.code, 'KBP_ERR_MAP_FULL');
-    t.regex(e!.message, /^map lb_slots is full \(69900 entries\): cannot add slot of frontend id \d+$/);
-    // joined before the frontends: none may name a backend list the kernel lacks
-    t.is(d.maps.map('lb_frontends').keys().length, 0);
   });
 }

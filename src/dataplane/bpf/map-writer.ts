@@ -57,20 +57,9 @@ export interface ApplyResult {
 
 /** One step of a write: a batch system call, or a point where applyAsync lets the event loop run. */
 type Write =
-  | { kind: 'update'; map: BpfMap; keys: Buffer; values: Buffer; count: number; threads?: number; detach?: Detach }
+  | { kind: 'update'; map: BpfMap; keys: Buffer; values: Buffer; count: number; threads?: number }
   | { kind: 'deleteMany'; map: BpfMap; keys: Buffer; count: number }
-  | { kind: 'pause' }
-  | { kind: 'join' };
-/**
- * An update that need not be waited for where it is yielded (a large batch of lb_members or
- * lb_slots, which no reader reaches before the next join): applyAsync starts it on the pool and goes on
- * with the steps after it; the next 'join' step waits for every one started, and throws (into the
- * steps, at the join) what `error` makes of the first that failed. apply() writes it where it is
- * yielded, as any update.
- */
-interface Detach {
-  error: (e: unknown) => unknown;
-}
+  | { kind: 'pause' };
 /** the steps of a write; what a step returns (deleteMany: how many keys existed) is sent back in */
 type Steps = Generator<Write, void, number>;
 const PAUSE: Write = { kind: 'pause' };
@@ -83,18 +72,6 @@ const SLOTS_PER_PAUSE = 32_768;
  * Maglev fill (~110,000 entries in each map at 10,000 Services).
  */
 const HASH_BATCH_THREADS = Math.min(4, cpuBudget());
-/**
- * lb_members and lb_slots batches of at least this many entries (a first sync's: ~1M each at 100,000
- * Services, 0.6-1 us an entry in the kernel) run on the pool beside the steps after them until the
- * next join (Detach): the main thread encodes lb_backends and lb_slots meanwhile instead of waiting
- * (43 % of its apply was waiting at 100,000 Services: docs/PERF.md, session 19). A change's few
- * entries are written where they are yielded, as before.
- */
-const DETACH_MIN = 1 << 16;
-/** runs that may be written while detached lb_members and lb_slots batches go on: no reader of the
- * kernel can reach what those add before an upsertFrontend names it (createTable: when early) */
-const BESIDE_DETACHED = new Set<PlanOp['op']>(['upsertBackend', 'upsertSlots', 'upsertRevNat', 'setSourceRanges']);
-const JOIN: Write = { kind: 'join' };
 
 function runSync(steps: Steps): void {
   let r = steps.next();
@@ -105,7 +82,7 @@ function runSync(steps: Steps): void {
       if (w.kind === 'update') w.map.updateBatch(w.keys, w.values, w.count, BPF_ANY, w.threads);
       else if (w.kind === 'deleteMany') out = w.map.deleteMany(w.keys, w.count);
     } catch (e) {
-      r = steps.throw(w.kind === 'update' && w.detach ? w.detach.error(e) : e);
+      r = steps.throw(e);
       continue;
     }
     r = steps.next(out);
@@ -113,39 +90,19 @@ function runSync(steps: Steps): void {
 }
 
 async function runAsync(steps: Steps): Promise<void> {
-  // the detached updates started and not yet joined: each settles to the error to throw, or undefined
-  let started: Promise<unknown>[] = [];
-  const join = async (): Promise<unknown> => {
-    const errs = await Promise.all(started);
-    started = [];
-    return errs.find((e) => e !== undefined);
-  };
-  try {
-    let r = steps.next();
-    while (!r.done) {
-      const w = r.value;
-      let out = 0;
-      try {
-        if (w.kind === 'update' && w.detach) {
-          const d = w.detach;
-          started.push(w.map.updateBatchAsync(w.keys, w.values, w.count, BPF_ANY, w.threads).then(() => undefined, (e: unknown) => d.error(e) ?? e));
-        } else if (w.kind === 'update') await w.map.updateBatchAsync(w.keys, w.values, w.count, BPF_ANY, w.threads);
-        else if (w.kind === 'deleteMany') out = await w.map.deleteManyAsync(w.keys, w.count);
-        else if (w.kind === 'join') {
-          const e = await join();
-          if (e !== undefined) throw e;
-        } else await nextTurn();
-      } catch (e) {
-        r = steps.throw(e);
-        continue;
-      }
-      r = steps.next(out);
+  let r = steps.next();
+  while (!r.done) {
+    const w = r.value;
+    let out = 0;
+    try {
+      if (w.kind === 'update') await w.map.updateBatchAsync(w.keys, w.values, w.count, BPF_ANY, w.threads);
+      else if (w.kind === 'deleteMany') out = await w.map.deleteManyAsync(w.keys, w.count);
+      else await nextTurn();
+    } catch (e) {
+      r = steps.throw(e);
+      continue;
     }
-    const e = started.length ? await join() : undefined;
-    if (e !== undefined) throw e;
-  } finally {
-    // no batch may go on writing after the apply settles (the steps end with a join; this is for a throw)
-    if (started.length) await join();
+    r = steps.next(out);
   }
 }
 
@@ -539,7 +496,7 @@ export class MapWriter {
     return this.batchUpdate('lb_members', keys, Buffer.alloc(count, 1), count, (i) => {
       const m = L.decodeMemberKey(keys, i * L.MEMBER_KEY.size);
       return `member backend id ${m.backendId} of frontend id ${m.feId}`;
-    }, HASH_BATCH_THREADS, count >= DETACH_MIN);
+    }, HASH_BATCH_THREADS);
   }
 
   /**
@@ -635,16 +592,12 @@ export class MapWriter {
         let j = i + 1;
         while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
         const run = ops.slice(i, j);
-        // the new pairs of lb_members, and lb_slots (read by user space only), are in before a
-        // frontend can name a table or a backend list, and before anything is removed
-        if (!(BESIDE_DETACHED.has(run[0]!.op) || (run[0]!.op === 'createTable' && this.besideFill(run)))) yield JOIN;
         // upsertFrontend joins the fill itself, before lb_frontends names a table
         if (!this.besideFill(run)) yield* this.joinFill();
         yield* this.applyRun(run, res);
         yield PAUSE;
         i = j;
       }
-      yield JOIN;
       yield* this.joinFill();
     } finally {
       this.early = undefined;
@@ -819,7 +772,7 @@ export class MapWriter {
           }
           return items[lo]!.frontendId;
         };
-        yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${ownerOf(i)}`, HASH_BATCH_THREADS, n >= DETACH_MIN);
+        yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${ownerOf(i)}`, HASH_BATCH_THREADS);
         res.batches++;
         return;
       }
@@ -1180,20 +1133,12 @@ export class MapWriter {
     this.backendBits = bits;
   }
 
-  /** detach: the write may go on beside the steps after it until the next join (Detach) */
-  private *batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string, threads = 1, detach = false): Steps {
-    const error = (e: unknown): unknown => {
-      const i = e instanceof BpfBatchError ? e.processed : 0;
-      return this.mapFull(e, name, i < count ? what(i) : `${count} entries`);
-    };
-    if (detach) {
-      yield { kind: 'update', map: this.maps[name], keys, values, count, threads, detach: { error } };
-      return;
-    }
+  private *batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string, threads = 1): Steps {
     try {
       yield { kind: 'update', map: this.maps[name], keys, values, count, threads };
     } catch (e) {
-      throw error(e);
+      const i = e instanceof BpfBatchError ? e.processed : 0;
+      throw this.mapFull(e, name, i < count ? what(i) : `${count} entries`);
     }
   }
 
