@@ -48,6 +48,18 @@ const SYNC_SOON_MS = 250;
 
 /** the least time between two compiles while the source lists (Agent.#scheduleAhead) */
 const AHEAD_GAP_MS = 100;
+/**
+ * the most: a step costs what its pages brought, not what the store holds (docs/PERF.md, session 19),
+ * so a long step need not be followed by a longer wait. With twice the last step's time and no bound,
+ * steps grew wherever compiling took more than a third of the list's time (100,000 Services: 1.4, 3.6,
+ * 3.7 s) and the pages of the last gap, a third of the list, were left to the first sync's compile
+ */
+const AHEAD_GAP_MAX_MS = 500;
+
+/** the wait after a compile ahead that took `took` ms: twice its time, within AHEAD_GAP_MS..AHEAD_GAP_MAX_MS */
+export function aheadGap(took: number): number {
+  return Math.max(AHEAD_GAP_MS, Math.min(AHEAD_GAP_MAX_MS, 2 * took));
+}
 
 export class Agent {
   readonly metrics: Metrics;
@@ -256,9 +268,9 @@ export class Agent {
   /**
    * A compile of what the source has stored so far, while it lists the rest (the kube source stores
    * a first list page by page) and the data plane is loaded: the first sync then compiles only the
-   * last pages. Each runs once the event loop is free, and no sooner than AHEAD_GAP_MS, or twice the
-   * last one's time, after the last: a compile's fixed cost (allocation, the frontend list) grows
-   * with what is stored, so pages are taken a few at a time.
+   * last pages. Each runs once the event loop is free, and no sooner than aheadGap() after the last:
+   * twice its time, at least AHEAD_GAP_MS and at most AHEAD_GAP_MAX_MS, so the pages keep most of the
+   * main thread while steps are short and the sync is left a gap's pages, not a third of the list.
    */
   #scheduleAhead(): void {
     if (this.#aheadTimer) return;
@@ -269,7 +281,7 @@ export class Agent {
       // pages keep busy (docs/PERF.md, session 13). Once the data plane is up, the list is the tail
       if (!this.#listing || !this.#ahead || !this.#loaded) return;
       const took = this.#ahead.step(true);
-      this.#aheadNotBefore = performance.now() + Math.max(AHEAD_GAP_MS, 2 * took);
+      this.#aheadNotBefore = performance.now() + aheadGap(took);
     }, Math.max(0, this.#aheadNotBefore - performance.now()));
   }
 

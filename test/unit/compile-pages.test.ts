@@ -8,6 +8,7 @@ import { Compiler, type CompileResult } from '../../src/compile/compile.js';
 import { formatObjectError } from '../../src/model/types.js';
 import { ObjectStore } from '../../src/source/types.js';
 import { CompileAhead } from '../../src/agent/compile-ahead.js';
+import { aheadGap } from '../../src/agent/agent.js';
 import { node, slice, svc } from './compile-helpers.js';
 
 const svcObj = fc.record({
@@ -149,4 +150,13 @@ test('a step after the first costs what its pages brought: no walk of the stored
   t.is(services.walks, walks);
   // what is still held back goes to the first sync, with the keys stored since
   t.is(hint?.Service.size, 12);
+});
+
+test('the wait after a compile ahead is twice its time, at least 100 ms and at most 500: a long step leaves the list a short wait, not a longer one', (t) => {
+  t.is(aheadGap(0), 100);
+  t.is(aheadGap(120), 240);
+  // 100,000 Services under load: steps of 1.4-3.7 s were followed by 2.8-7.4 s waits, and a third of
+  // the list was left to the first sync's compile
+  t.is(aheadGap(3700), 500);
+  t.is(aheadGap(60_000), 500);
 });
