@@ -142,8 +142,9 @@ if (!avail.ok) {
     t.is(dp.stats().reject_no_backend, after.reject_no_backend, 'tc saw no packet of it');
 
     // detached: the same client goes through tc again
-    // connect, sendmsg, recvmsg and getpeername for each family
-    t.is(dp.detachSockHooks(), 8);
+    // connect, sendmsg, recvmsg and getpeername for each family, and the release hook that frees a
+    // TCP socket's slot of lb_sock_slots
+    t.is(dp.detachSockHooks(), 9);
     const again = await lab.curl(client.ns, `http://${VIP}/`, { timeoutS: 2, cgroup });
     t.is(again.exit, 0, again.stderr);
     const last = dp.stats();
