@@ -268,6 +268,14 @@ export class MapWriter {
     return { used: a.used, quarantined: a.quarantined, capacity: a.capacity };
   }
 
+  /** Each lb_frontends entry that names a Maglev table: its frontend id, the table's first slot and M. */
+  private scanTableRefs(each: (feId: number, off: number, m: number) => void): void {
+    this.maps.lb_frontends.scan((_k, v) => {
+      const fe = L.decodeFrontend(v);
+      if (fe.maglevM !== 0) each(fe.feId, fe.maglevOff, fe.maglevM);
+    });
+  }
+
   /**
    * The regions the frontends point at now (an agent restarting over pinned maps, or the first
    * apply): each distinct offset is one table, under the id readPlan() gives it.
@@ -277,16 +285,14 @@ export class MapWriter {
     const a = new SlotAllocator(this.maps.lb_maglev_slots.maxEntries * L.LB_MAGLEV_IDS_PER_ELEM, { graceMs: this.regionGraceMs });
     const found = new Map<number, Region>();
     const fes: Array<[number, number]> = [];
-    this.maps.lb_frontends.scan((_k, v) => {
-      const fe = L.decodeFrontend(v);
-      if (fe.maglevM === 0) return;
-      const id = tableIdOfRegion(fe.maglevOff);
+    this.scanTableRefs((feId, off, m) => {
+      const id = tableIdOfRegion(off);
       if (!found.has(id)) {
-        found.set(id, { off: fe.maglevOff, size: regionSize(fe.maglevM) });
-        this.setRegion(id, { off: fe.maglevOff, size: regionSize(fe.maglevM) }, fe.maglevM);
-        this.tableM.set(id, fe.maglevM);
+        found.set(id, { off, size: regionSize(m) });
+        this.setRegion(id, { off, size: regionSize(m) }, m);
+        this.tableM.set(id, m);
       }
-      fes.push([fe.feId, id]);
+      fes.push([feId, id]);
     });
     a.load(found.values());
     for (const [feId, id] of fes) this.noteFrontend(feId, id);
@@ -667,10 +673,7 @@ export class MapWriter {
     const alloc = this.slotAlloc;
     if (!alloc || !this.regions.size) return;
     const read = new Set<number>();
-    this.maps.lb_frontends.scan((_k, v) => {
-      const fe = L.decodeFrontend(v);
-      if (fe.maglevM !== 0) read.add(fe.maglevOff);
-    });
+    this.scanTableRefs((_fe, off) => read.add(off));
     for (const [id, r] of [...this.regions]) {
       if (read.has(r.off)) continue;
       this.dropRegion(id);
