@@ -21,7 +21,6 @@
 //   agent's apply at load 2-3).
 // Changes are spaced by the agent's minSyncPeriod (1 s, kube-proxy's default), so each is one sync.
 // Also recorded, in the same run: the time from start to the first sync, and RSS after it.
-import { spawnSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
 import { endpointSlice, node, podIp, service, clusterIp, NODE_NAME, NODE_IP, type ClusterShape } from './gen.js';
-import { agentLogLines, defineBench, stats, type BenchContext, type TimeStats } from './lib.js';
+import { agentLogLines, compileAside, defineBench, MULTIARCH_INCLUDE, stats, type BenchContext, type TimeStats } from './lib.js';
 import { bundle } from './agent.bench.js';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import * as L from '../src/dataplane/bpf/layout.js';
@@ -170,14 +169,9 @@ function buildStampProbe(): { object: string; loader: string } {
   if (built) return built;
   mkdirSync(PROBE_DIR, { recursive: true });
   const object = join(PROBE_DIR, 'agent-change-probe.bpf.o'), loader = join(PROBE_DIR, 'agent-change-probe');
-  // built aside and renamed into place: another run may be using the current files
-  const tmpObj = `${object}.${process.pid}`, tmpBin = `${loader}.${process.pid}`;
-  const cc = spawnSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', join(here, 'agent-change-probe.bpf.c'), '-o', tmpObj], { encoding: 'utf8' });
-  if (cc.status !== 0) throw new Error(`clang bench/agent-change-probe.bpf.c failed: ${cc.stderr || cc.error?.message}`);
-  const ld = spawnSync('cc', ['-O2', '-Wall', '-o', tmpBin, join(here, 'agent-change-probe.c'), '-lbpf'], { encoding: 'utf8' });
-  if (ld.status !== 0) throw new Error(`cc bench/agent-change-probe.c -lbpf failed: ${ld.stderr || ld.error?.message}`);
-  renameSync(tmpObj, object);
-  renameSync(tmpBin, loader);
+  compileAside('clang', 'bench/agent-change-probe.bpf.c', object,
+    (to) => ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', MULTIARCH_INCLUDE, '-c', join(here, 'agent-change-probe.bpf.c'), '-o', to]);
+  compileAside('cc', 'bench/agent-change-probe.c -lbpf', loader, (to) => ['-O2', '-Wall', '-o', to, join(here, 'agent-change-probe.c'), '-lbpf']);
   return built = { object, loader };
 }
 

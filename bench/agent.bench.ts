@@ -18,7 +18,7 @@ import * as L from '../src/dataplane/bpf/layout.js';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
 import { slimStore } from './apiserver-objects.js';
 import { NODE_IP, NODE_NAME } from './gen.js';
-import { defineBench, type BenchContext } from './lib.js';
+import { defineBench, MULTIARCH_INCLUDE, type BenchContext } from './lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -63,7 +63,7 @@ export function objectFor(ctx: BenchContext, n: number): string | undefined {
   mkdirSync(dir, { recursive: true });
   ctx.log(`building a BPF object with LB_MAGLEV_SLOTS_MAX=${need} (${((need * 4) / MiB).toFixed(0)} MiB of Maglev slots) for ${n} Services`);
   for (const o of ['kbp', 'lb_sock_term']) {
-    const r = spawnSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86', `-I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+    const r = spawnSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86', MULTIARCH_INCLUDE,
       `-I${join(root, 'bpf')}`, `-DLB_MAGLEV_SLOTS_MAX=${need}`, '-c', join(root, 'bpf', `${o}.bpf.c`), '-o', join(dir, `${o}.bpf.o`)], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`building ${o}.bpf.o failed: ${r.stderr}`);
   }

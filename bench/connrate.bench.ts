@@ -11,8 +11,7 @@
 // client's veth with N Services in the maps; (d) the ClusterIP through our cgroup connect4 socket
 // hook (the client runs in a cgroup with lb_sock_connect4 attached).
 import { systemBinary } from '../src/util/exec.js';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +22,7 @@ import { type Netns } from '../testing/netns.js';
 import { iptablesRestore } from './baseline/iptables.js';
 import { servicePortsOf } from './baseline/services.js';
 import { nodeState } from './gen.js';
-import { defineBench, type BenchContext } from './lib.js';
+import { compileAside, defineBench, type BenchContext } from './lib.js';
 import { GuardedLab, restore } from './guarded-lab.js';
 import { RevFilterBuild, sweepConntrack } from '../src/dataplane/bpf/ct-sweep.js';
 
@@ -86,11 +85,7 @@ const CONNLOOP = join(here, 'results', '.connloop', 'connloop');
 /** bench/connloop.c, built with the system's compiler */
 function buildConnloop(): void {
   mkdirSync(dirname(CONNLOOP), { recursive: true });
-  // built aside and renamed into place: another run may be executing the current binary
-  const tmp = `${CONNLOOP}.${process.pid}`;
-  const r = spawnSync('cc', ['-O2', '-Wall', '-o', tmp, join(here, 'connloop.c')], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`cc bench/connloop.c failed: ${r.stderr}`);
-  renameSync(tmp, CONNLOOP);
+  compileAside('cc', 'bench/connloop.c', CONNLOOP, (to) => ['-O2', '-Wall', '-o', to, join(here, 'connloop.c')]);
 }
 
 type Mode = 'direct' | 'hooked' | 'iptables' | 'tc' | 'socket' | 'tcB' | 'socketB' | 'hookedB';

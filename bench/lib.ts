@@ -8,6 +8,8 @@
 // Benchmarks measure, they do not assert: a missed target is reported, not thrown. Timings on this
 // project's shared machines are noisy, so every timing keeps min and median, and the report names
 // the machine's load.
+import { spawnSync } from 'node:child_process';
+import { renameSync } from 'node:fs';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import type { LabProcess } from '../testing/netns.js';
@@ -254,4 +256,19 @@ export function agentLogLines(p: LabProcess, msgs: string | readonly string[], m
   };
   p.child.stderr!.on('data', onData);
   return got;
+}
+
+/** clang's include flag for the asm/ headers of this machine's architecture (BPF objects built by benches) */
+export const MULTIARCH_INCLUDE = `-I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`;
+
+/**
+ * Runs a compiler (`tool`: cc, clang) that writes `out`, built aside (out.PID) and renamed into
+ * place: another bench run may be executing or loading the current file. `args` gets the path to
+ * write; `what` names the build in the error, with the compiler's stderr or why it did not run.
+ */
+export function compileAside(tool: string, what: string, out: string, args: (to: string) => string[]): void {
+  const tmp = `${out}.${process.pid}`;
+  const r = spawnSync(tool, args(tmp), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${tool} ${what} failed: ${r.stderr || r.error?.message}`);
+  renameSync(tmp, out);
 }
