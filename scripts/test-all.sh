@@ -12,18 +12,31 @@ cd "$(dirname "$0")/.."
 
 failed=()
 passed=()
+# A failed tier's failing tests are said again at the very end: a reader of the run's last lines (a
+# CI page shows its tail) sees which test failed and why, not only which tier. ava marks a failed
+# test with ✘ and its failure summary with "─"; tap (the VM tier) with "not ok".
+fail_log=$(mktemp /tmp/kbp-test-failures.XXXXXX)
+tier_log=$(mktemp /tmp/kbp-test-tier.XXXXXX)
+note_failures() {
+  local name=$1 log=$2
+  {
+    echo "--- $name failed: its failing tests (the whole output is above)"
+    grep -E '✘|not ok [0-9]' "$log" | head -40
+    awk '/^  ─$/ { on = 1 } on { print; if (++n >= 150) exit }' "$log"
+  } >>"$fail_log"
+}
 run() {
   local name=$1; shift
   echo "=== $name: $*"
   local t0=$SECONDS
-  if "$@"; then passed+=("$name"); else failed+=("$name"); fi
+  if "$@" 2>&1 | tee "$tier_log"; then passed+=("$name"); else failed+=("$name"); note_failures "$name" "$tier_log"; fi
   echo "=== $name: $((SECONDS - t0)) s"
 }
 
 vm_pid=
 vm_log=
 # an interrupted run ends the background VM tier too (test-vm.sh's own trap then stops qemu)
-trap '[[ -n $vm_pid ]] && kill "$vm_pid" 2>/dev/null; [[ -n $vm_log ]] && rm -f "$vm_log"' EXIT
+trap '[[ -n $vm_pid ]] && kill "$vm_pid" 2>/dev/null; [[ -n $vm_log ]] && rm -f "$vm_log"; rm -f "$fail_log" "$tier_log"' EXIT
 trap 'exit 130' INT TERM HUP
 
 run typecheck npx tsc --noEmit
@@ -44,7 +57,7 @@ else
 fi
 if [[ -n $vm_pid ]]; then
   echo "=== vm: waiting for the background run"
-  if wait "$vm_pid"; then passed+=(vm); else failed+=(vm); fi
+  if wait "$vm_pid"; then passed+=(vm); else failed+=(vm); note_failures vm "$vm_log"; fi
   vm_pid=
   cat "$vm_log"
   echo "=== vm: $((SECONDS - vm_t0)) s (beside datapath and lab)"
@@ -52,5 +65,6 @@ elif [[ -f scripts/test-vm.sh ]]; then
   run vm npm run --silent test:vm
 fi
 
+[[ -s $fail_log ]] && cat "$fail_log"
 echo "tiers: ${#passed[@]} passed, ${#failed[@]} failed${failed:+ (${failed[*]})} in ${SECONDS} s"
 ((${#failed[@]} == 0))
