@@ -17,6 +17,7 @@ import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { SOCK_HOOKS, SOCK_RELEASE_HOOK, retireSockHooks } from '../../src/dataplane/bpf/dataplane.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
+import { until } from '../../testing/wait.js';
 
 const SOCK_RELEASE_COMMIT = 'a1fcf3b';
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -47,13 +48,14 @@ if (!avail.ok) {
     dp.attachSockHooks(cgroup);
     t.is(cgroupPrograms(cgroup, 'sock_release').length, 1, 'the old build\'s release hook attached');
 
-    const stream = lab.spawn(ns, process.execPath, [STREAM, '--host', VIP, '--port', '53', '--interval-ms', '100', '--duration-ms', '20000'], { cgroup, what: 'udp-stream' });
+    const stream = lab.spawn(ns, process.execPath, [STREAM, '--host', VIP, '--port', '53', '--interval-ms', '100', '--duration-ms', '90000'], { cgroup, what: 'udp-stream' });
     type Ev = { t: number; kind: string; reply?: string; from?: string };
     const events = (): Ev[] => stream.output().split('\n').filter((l) => l.startsWith('{"t"')).map((l) => JSON.parse(l) as Ev);
-    // the stream prints each event as it comes: let it connect and get replies (not a timing assertion)
-    await new Promise((r) => setTimeout(r, 1000));
+    // the stream prints each event as it comes: wait for its first reply (bounded for a loaded machine)
+    const replied = (e: Ev) => e.kind === 'reply' && e.from === `${VIP}:53`;
+    await until(() => events().some(replied));
     const before = events();
-    t.true(before.some((e) => e.kind === 'reply' && e.from === `${VIP}:53`), JSON.stringify(before.slice(0, 3)));
+    t.true(before.some(replied), JSON.stringify(before.slice(0, 3)));
     const revnat = dp.loaded.maps.map('lb_sock_revnat');
     t.true([...revnat.entries()].some(([, v]) => L.decodeSockRevNatVal(v).address === VIP), 'the old connect() wrote lb_sock_revnat');
 
@@ -69,10 +71,11 @@ if (!avail.ok) {
     for (const [type, prog] of SOCK_HOOKS) t.deepEqual(cgroupPrograms(cgroup, type), [next.object.program(prog).id], `${type}: the new program alone`);
 
     const seen = events().length;
-    await new Promise((r) => setTimeout(r, 1200));
+    const replies = () => events().slice(seen).filter((e) => e.kind === 'reply');
+    await until(() => replies().length >= 3);
     stream.child.kill('SIGTERM');
     await stream.exited;
-    const after = events().slice(seen).filter((e) => e.kind === 'reply');
+    const after = replies();
     t.true(after.length >= 3, `replies after the upgrade: ${after.length}`);
     t.true(after.every((e) => e.reply === 'be-a' && e.from === `${VIP}:53`), JSON.stringify(after.slice(0, 3)));
   });

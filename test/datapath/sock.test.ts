@@ -20,6 +20,7 @@ import * as L from '../../src/dataplane/bpf/layout.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { release } from 'node:os';
+import { until } from '../../testing/wait.js';
 
 const avail = labAvailable();
 const STREAM = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'testing', 'servers', 'udp-stream.mjs');
@@ -459,23 +460,25 @@ if (avail.ok) {
     const stream = lab.spawn(ns, process.execPath, [STREAM, '--host', VIP4, '--port', '53', '--interval-ms', '100', '--duration-ms', '30000'], { cgroup, what: 'udp-stream' });
     type Ev = { t: number; kind: string; reply?: string; from?: string; error?: string };
     const result = stream.exited.then(() => (JSON.parse(stream.output().split('\n').find((l) => l.startsWith('{"events"')) ?? '{"events":[]}') as { events: Ev[] }).events);
-    // the stream prints what it saw only at its end: let it run a while (not a timing assertion)
-    await new Promise((r) => setTimeout(r, 1500));
+    // the stream prints each event as it comes (and all of them at its end): wait for its first reply
+    const seen = () => stream.output().split('\n').filter((l) => l.startsWith('{"t"')).map((l) => JSON.parse(l) as Ev);
+    await until(() => seen().some((e) => e.kind === 'reply'));
     // a connected socket's translation is in its own storage (lb_sock_store), not lb_sock_revnat; the
     // backend it uses is the one that answers its first datagram (the stream prints each event)
     t.is([...dp.loaded.maps.map('lb_sock_revnat').keys()].length, revnatBefore, 'no lb_sock_revnat entry for the connected socket');
-    const first = stream.output().split('\n').filter((l) => l.startsWith('{"t"')).map((l) => JSON.parse(l) as Ev).find((e) => e.kind === 'reply');
+    const first = seen().find((e) => e.kind === 'reply');
     t.truthy(first, stream.output());
     t.is(first!.from, `${VIP4}:53`, 'its replies come from the VIP (the storage read by recvmsg)');
     const used = BE.find((b) => b.name === first!.reply)!.v4;
     const other = BE.find((b) => b.v4 !== used)!;
     const staleBefore = dp.stats().sock_revnat_stale;
     dp.apply({ frontends: frontends().map((f) => (f.address === VIP4 && f.port === 53 ? { ...f, backends: [{ ...f.backends.find((b) => b.address === other.v4)! }] } : f)) });
-    await new Promise((r) => setTimeout(r, 1000));
+    await until(() => dp.stats().sock_revnat_stale > staleBefore);
     t.true(dp.stats().sock_revnat_stale > staleBefore, 'recvmsg found the entry stale');
     const run = term.run();
     t.true(run.terminated.some((x) => x.address === used && x.port === UDP && x.err === 0), JSON.stringify(run, (_k, v) => (typeof v === 'bigint' ? String(v) : v)));
-    await new Promise((r) => setTimeout(r, 1500));
+    // the aborted socket's client reconnects: wait for three replies after its error
+    await until(() => { const ev = seen(); const i = ev.findIndex((e) => e.kind === 'error'); return i >= 0 && ev.slice(i).filter((e) => e.kind === 'reply').length >= 3; });
     stream.child.kill('SIGTERM');
     const events = await result;
     const usedName = BE.find((b) => b.v4 === used)!.name;
