@@ -65,8 +65,11 @@ def main():
             total += per
         print(f'{label} {cnt:7d} runs  mean {ns / cnt:6.0f} ns  {cnt / max(conns, 1):4.2f} a connection, {per:6.0f} ns{q}')
     print(f'svc: {total:.0f} ns of program time a connection')
-    if os.path.exists(f'{d}/steps-{b}.json') and os.path.getsize(f'{d}/steps-{b}.json') > 0:
+    try:
         sa, sb = percpu(f'{d}/steps-{a}.json')[0], percpu(f'{d}/steps-{b}.json')[0]
+    except (OSError, ValueError, KeyError):
+        sa = sb = None  # a build without the steps (bpftool found no lb_diag_steps)
+    if sa and sb:
         print('steps (mean ns from the previous mark; marks not passed are folded into the next one):')
         for i in range(1, 11):
             cnt = sum(v['n'][i] for v in sb) - sum(v['n'][i] for v in sa)
