@@ -7,10 +7,10 @@
 import json, os, sys
 
 CLASSES = ['SYN', 'SYN-ACK', 'ACK', 'ACK+data', 'FIN', 'RST', 'other TCP', 'not TCP/IPv4']
-STEPS = ['', 'parse, filters', 'device, frontend, select prologue', 'lb_ct forward lookup',
+STEPS = ['commit: its start (keys built), after the select', 'parse, filters', 'device, frontend, select prologue', 'lb_ct forward lookup',
          'members / Maglev / backend (SYN); lb_ct_syn lookup (ACK: with the next)', 'clash check (2 reverse lookups)',
          'commit: 1st conntrack write', 'commit: 2nd conntrack write', 'rev filter, promote deletes, stats',
-         'NAT', 'fe stats, return']
+         'NAT', 'fe stats, return', 'a found entry\'s lb_members check (ACK: with the lb_ct_syn lookup)']
 BUCKETS = 16
 
 def percpu(path, field=None):
@@ -65,13 +65,18 @@ def main():
             total += per
         print(f'{label} {cnt:7d} runs  mean {ns / cnt:6.0f} ns  {cnt / max(conns, 1):4.2f} a connection, {per:6.0f} ns{q}')
     print(f'svc: {total:.0f} ns of program time a connection')
-    try:
-        sa, sb = percpu(f'{d}/steps-{a}.json')[0], percpu(f'{d}/steps-{b}.json')[0]
-    except (OSError, ValueError, KeyError):
-        sa = sb = None  # a build without the steps (bpftool found no lb_diag_steps)
+    def steps(i):
+        try:
+            return percpu(f'{d}/steps-{i}.json')[0]
+        except (OSError, ValueError, KeyError):
+            return None  # a build without the steps, or a dump the maps' end cut short
+    sa = steps(a)
+    sb = next((x for x in (steps(i) for i in reversed(n) if i > a) if x), None)
     if sa and sb:
         print('steps (mean ns from the previous mark; marks not passed are folded into the next one):')
-        for i in range(1, 11):
+        # in the order the marks are passed: 11 (a found entry's members check) and 0 (the commit's
+        # start) sit between 3 and 4, and 5 and 6
+        for i in [1, 2, 3, 11, 4, 5, 0, 6, 7, 8, 9, 10]:
             cnt = sum(v['n'][i] for v in sb) - sum(v['n'][i] for v in sa)
             ns = sum(v['ns'][i] for v in sb) - sum(v['ns'][i] for v in sa)
             if cnt:

@@ -23,7 +23,7 @@ clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I/usr/include/$(unam
   while [ "$(date +%s)" -lt $end ]; do
     if /usr/sbin/bpftool -j map dump name lb_diag_pkt > "$out/snaps/snap-$i.json" 2>/dev/null && [ -s "$out/snaps/snap-$i.json" ]; then
       /usr/sbin/bpftool -j map dump name lb_diag_hist > "$out/snaps/hist-$i.json" 2>/dev/null || true
-      /usr/sbin/bpftool -j map dump name lb_diag_steps > "$out/snaps/steps-$i.json" 2>/dev/null || true
+      /usr/sbin/bpftool -j map dump name lb_diag_steps > "$out/snaps/steps-$i.json" 2>"$out/snaps/steps.err" || true
       i=$((i + 1))
     fi
     sleep 2
