@@ -84,17 +84,13 @@ export function tableKey(protocol: string, members: readonly { address: string; 
 }
 
 /**
- * Reference counts by backendCountKey: the numbers in an open-addressing table of one typed array
- * (12 bytes a slot: the key's low and high 32 bits, then its count; at most 3/4 full), the rest in a
- * Map. A slot's three words sit side by side, so a probe misses the cache once: with the keys and
- * the counts in two arrays it missed twice, and a first sync's million backends at 100,000 Services
- * probe at random (~0.6 s of the fit's ~1 s). A count of 0 marks a free slot; a removal shifts later
- * entries of its run back (no tombstones), so a long-lived tracker stays compact.
+ * Reference counts by backendCountKey: the numbers in an open-addressing table of typed arrays
+ * (12 bytes a slot, at most 3/4 full), the rest in a Map. A count of 0 marks a free slot; a removal
+ * shifts later entries of its run back (no tombstones), so a long-lived tracker stays compact.
  */
 export class KeyCounts {
-  /** slot i: words 3i (key low), 3i + 1 (key high), 3i + 2 (count, 0 when free) */
-  #tab = new Uint32Array(16 * 3);
-  #slots = 16;
+  #keys = new Float64Array(16);
+  #counts = new Uint32Array(16);
   #used = 0;
   readonly #text = new Map<string, number>();
 
@@ -103,8 +99,8 @@ export class KeyCounts {
   }
 
   clear(): void {
-    this.#tab = new Uint32Array(16 * 3);
-    this.#slots = 16;
+    this.#keys = new Float64Array(16);
+    this.#counts = new Uint32Array(16);
     this.#used = 0;
     this.#text.clear();
   }
@@ -117,57 +113,53 @@ export class KeyCounts {
       else this.#text.set(key, n);
       return;
     }
-    const tab = this.#tab, mask = this.#slots - 1;
-    const lo = key >>> 0, hi = (key / 4294967296) >>> 0;
-    let i = slotOfWords(lo, hi, mask);
-    while (tab[3 * i + 2] !== 0 && (tab[3 * i] !== lo || tab[3 * i + 1] !== hi)) i = (i + 1) & mask;
-    if (tab[3 * i + 2] !== 0) {
-      if (sign > 0) tab[3 * i + 2]!++;
-      else if (--tab[3 * i + 2]! === 0) this.#remove(i);
+    const keys = this.#keys, counts = this.#counts, mask = keys.length - 1;
+    let i = slotOf(key, mask);
+    while (counts[i] !== 0 && keys[i] !== key) i = (i + 1) & mask;
+    if (counts[i] !== 0) {
+      if (sign > 0) counts[i]!++;
+      else if (--counts[i]! === 0) this.#remove(i);
       return;
     }
     if (sign < 0) return;
-    tab[3 * i] = lo;
-    tab[3 * i + 1] = hi;
-    tab[3 * i + 2] = 1;
-    if (++this.#used * 4 > this.#slots * 3) this.#grow();
+    keys[i] = key;
+    counts[i] = 1;
+    if (++this.#used * 4 > keys.length * 3) this.#grow();
   }
 
   #remove(hole: number): void {
-    const tab = this.#tab, mask = this.#slots - 1;
+    const keys = this.#keys, counts = this.#counts, mask = keys.length - 1;
     this.#used--;
     // backward shift: move up every later entry of the run whose home is not between the hole and it
-    for (let j = (hole + 1) & mask; tab[3 * j + 2] !== 0; j = (j + 1) & mask) {
-      const home = slotOfWords(tab[3 * j]!, tab[3 * j + 1]!, mask);
+    for (let j = (hole + 1) & mask; counts[j] !== 0; j = (j + 1) & mask) {
+      const home = slotOf(keys[j]!, mask);
       if (((j - home) & mask) >= ((j - hole) & mask)) {
-        tab[3 * hole] = tab[3 * j]!;
-        tab[3 * hole + 1] = tab[3 * j + 1]!;
-        tab[3 * hole + 2] = tab[3 * j + 2]!;
-        tab[3 * j + 2] = 0;
+        keys[hole] = keys[j]!;
+        counts[hole] = counts[j]!;
+        counts[j] = 0;
         hole = j;
       }
     }
   }
 
   #grow(): void {
-    const old = this.#tab, oldSlots = this.#slots;
-    const slots = this.#slots = oldSlots * 2;
-    const tab = this.#tab = new Uint32Array(slots * 3);
-    const mask = slots - 1;
-    for (let j = 0; j < oldSlots; j++) {
-      if (old[3 * j + 2] === 0) continue;
-      const lo = old[3 * j]!, hi = old[3 * j + 1]!;
-      let i = slotOfWords(lo, hi, mask);
-      while (tab[3 * i + 2] !== 0) i = (i + 1) & mask;
-      tab[3 * i] = lo;
-      tab[3 * i + 1] = hi;
-      tab[3 * i + 2] = old[3 * j + 2]!;
+    const oldKeys = this.#keys, oldCounts = this.#counts;
+    const keys = this.#keys = new Float64Array(oldKeys.length * 2);
+    const counts = this.#counts = new Uint32Array(oldKeys.length * 2);
+    const mask = keys.length - 1;
+    for (let j = 0; j < oldKeys.length; j++) {
+      if (oldCounts[j] === 0) continue;
+      let i = slotOf(oldKeys[j]!, mask);
+      while (counts[i] !== 0) i = (i + 1) & mask;
+      keys[i] = oldKeys[j]!;
+      counts[i] = oldCounts[j]!;
     }
   }
 }
 
-/** a slot for a non-negative integer below 2^53, given as its low and high 32 bits */
-function slotOfWords(lo: number, hi: number, mask: number): number {
+/** a slot for a non-negative integer below 2^53 */
+function slotOf(key: number, mask: number): number {
+  const lo = key >>> 0, hi = (key / 4294967296) >>> 0;
   let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
