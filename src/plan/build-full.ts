@@ -267,15 +267,23 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   let refs = 0;
   for (const f of state.frontends) refs += f.backends.length;
   const drafts = new Map<string, FrontendDraft>();
+  // the drafts in state order too: step 1 sorts this array, not a copy of the Map's values
+  const all: FrontendDraft[] = new Array<FrontendDraft>(state.frontends.length);
   const bk = new Backends(refs, refs + state.frontends.length);
   for (const f of state.frontends) {
     const feAddrKey = bk.keyOf(bk.address(f.address));
     const fault = frontendFault(f, feAddrKey);
     if (fault !== undefined) throw bad(f, fault);
     const key = frontendKey(f);
-    if (drafts.has(key)) {
-      throw bad(f, `duplicate frontend ${key} (also in ${drafts.get(key)!.src.service})`);
+    // set, and a size that did not grow names a duplicate: one lookup by key, not a has() and a set()
+    const d: FrontendDraft = { key, src: f, idx: NONE, members: NONE, term: NONE, tkey: '', sortKey: '', id: 0 };
+    const had = drafts.size;
+    drafts.set(key, d);
+    if (drafts.size === had) {
+      const first = all.find((x) => x !== undefined && x.key === key)!;
+      throw bad(f, `duplicate frontend ${key} (also in ${first.src.service})`);
     }
+    all[had] = d;
     const proto = PROTOCOL_CODES.get(f.protocol)!;
     const idx: number[] = new Array(f.backends.length);
     let sorted = true, anyTerminating = false;
@@ -319,10 +327,13 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
       term = idx.filter((_, j) => terminating(j));
       members = tableMembers(idx, terminating);
     }
-    drafts.set(key, { key, src: f, idx, members, term, tkey: '', sortKey: frontendSortKey(f, feAddrKey!), id: 0 });
+    d.idx = idx;
+    d.members = members;
+    d.term = term;
+    d.sortKey = frontendSortKey(f, feAddrKey!);
   }
   // drafts stays: step 4 finds an affinity group's frontend by key there
-  const ordered = [...drafts.values()].sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+  const ordered = all.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
 
   // 2. backend ids: kept ones keep theirs; new ones, in canonical order, take the lowest free
   const prevIndex = prev ? prevBackendIndex(prev) : undefined;
