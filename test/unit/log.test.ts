@@ -2,10 +2,11 @@
 // nftables, events) once bound a second `component`, and pino writes a child's bindings after the
 // base's without merging: {"component":"kube-bpf-proxy",...,"component":"bpf"}.
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, moduleLogger } from '../../src/util/log.js';
+import { until } from '../../testing/wait.js';
 
 test('a part\'s log line names the agent and the part, each key once', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kbp-log-'));
@@ -14,7 +15,8 @@ test('a part\'s log line names the agent and the part, each key once', async (t)
   const log = createLogger({ destination: file });
   moduleLogger(log, 'bpf').warn({ map: 'lb_ct' }, 'hello');
   log.flush();
-  await new Promise((r) => setTimeout(r, 50));
+  // the destination writes asynchronously: wait for the line (a fixed 50 ms failed at load 10)
+  await until(() => existsSync(file) && readFileSync(file, 'utf8').includes('"hello"'), 10_000, 20);
   const line = readFileSync(file, 'utf8').trim().split('\n').at(-1)!;
   const keys = [...line.matchAll(/"([a-zA-Z]+)":/g)].map((m) => m[1]);
   t.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], line);
