@@ -39,6 +39,11 @@ export interface HeapTrimOptions {
   deferStepMs?: number;
   /** the longest busy() puts the GC off (default 1 s: the big sync's garbage stays that long, bounded) */
   maxDeferMs?: number;
+  /**
+   * the GC after a big sync first waits this long (default 0): what waited for the sync (a kubelet
+   * probe, a /metrics scrape, the first watch events) is answered before the pause, not after it
+   */
+  settleMs?: number;
   /** after each GC that afterSync ran: heap used + external before and after, and its pause */
   onCompact?: (info: { before: number; after: number; pauseMs: number; deferredMs: number }) => void;
   /** heap used + external (process.memoryUsage()) */
@@ -115,7 +120,7 @@ export function youngUsed(): number {
 }
 
 type Defaulted = 'external' | 'everyMs' | 'minDropBytes' | 'bigSyncOps' | 'used' | 'trimDelayMs' | 'youngUsed' | 'youngSweepBytes' | 'youngSweepDelayMs'
-  | 'deferStepMs' | 'maxDeferMs';
+  | 'deferStepMs' | 'maxDeferMs' | 'settleMs';
 
 export class HeapTrimmer {
   readonly #o: Required<Pick<HeapTrimOptions, Defaulted>> & Omit<HeapTrimOptions, Defaulted>;
@@ -127,19 +132,25 @@ export class HeapTrimmer {
   constructor(o: HeapTrimOptions) {
     this.#o = {
       external: () => process.memoryUsage().external, everyMs: 5_000, minDropBytes: 16 * 2 ** 20, bigSyncOps: 1000, trimDelayMs: 200,
-      youngUsed, youngSweepBytes: 2 ** 20, youngSweepDelayMs: 30, deferStepMs: 2, maxDeferMs: 1000,
+      youngUsed, youngSweepBytes: 2 ** 20, youngSweepDelayMs: 30, deferStepMs: 2, maxDeferMs: 1000, settleMs: 0,
       used: () => { const m = process.memoryUsage(); return m.heapUsed + m.external; }, ...o,
     };
   }
 
   /**
    * Called after each sync with its op count: after a big one, one full GC once the event loop is
-   * free (a timer, so the sync's caller finishes first), then a trim. Returns whether it scheduled one.
+   * free (a timer, so the sync's caller finishes first; settleMs later), then a trim. `then` runs
+   * after that GC (a timer of its own, so I/O that came in during the pause goes first), or on the
+   * next timer when no GC is scheduled: work the GC would undo (it flushes idle bytecode, so the
+   * agent's warm-up of the one-change path comes after it). Returns whether it scheduled a GC.
    */
-  afterSync(ops: number): boolean {
+  afterSync(ops: number, then?: () => void): boolean {
     const gc = this.#o.gc;
-    if (!gc || ops < this.#o.bigSyncOps || this.#compact || this.#stopped) return false;
-    const due = performance.now();
+    if (!gc || ops < this.#o.bigSyncOps || this.#compact || this.#stopped) {
+      if (then) setTimeout(then, 0).unref();
+      return false;
+    }
+    const due = performance.now() + this.#o.settleMs;
     const collect = (): void => {
       // a change's sync first: it takes ~2 ms, the pause ~0.25 s at 10,000 Services. Bounded: RSS
       // stays at the big sync's level while the GC waits (<= 300 MiB at 10,000, docs/PERF.md p15gc)
@@ -152,7 +163,8 @@ export class HeapTrimmer {
       const t0 = performance.now();
       gc();
       const pauseMs = performance.now() - t0;
-      this.#o.onCompact?.({ before, after: this.#o.used(), pauseMs, deferredMs: t0 - due });
+      this.#o.onCompact?.({ before, after: this.#o.used(), pauseMs, deferredMs: Math.max(0, t0 - due) });
+      if (then) setTimeout(then, 0).unref();
       this.#compact = setTimeout(() => {
         this.#compact = undefined;
         if (this.#stopped) return;
@@ -163,7 +175,7 @@ export class HeapTrimmer {
       }, this.#o.trimDelayMs);
       this.#compact.unref();
     };
-    this.#compact = setTimeout(collect, 0);
+    this.#compact = setTimeout(collect, this.#o.settleMs);
     this.#compact.unref();
     return true;
   }
