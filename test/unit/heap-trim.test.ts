@@ -1,5 +1,5 @@
 import test from 'ava';
-import { fullGc, HeapTrimmer, minorGc } from '../../src/util/heap-trim.js';
+import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../../src/util/heap-trim.js';
 
 const MiB = 2 ** 20;
 
@@ -168,4 +168,14 @@ test('the full GC after a big sync waits settleMs first; `then` runs after that 
     trimmer.stop();
   }
   t.is(events.filter((e) => e === 'gc').length, 1);
+});
+
+test('pressureGc: incremental marking off for the call only, back on (and the level back to none) even when it throws', (t) => {
+  const calls: string[] = [];
+  const flags = (f: string) => { calls.push(f); };
+  pressureGc((level) => { calls.push(`level ${level}`); }, flags)();
+  t.deepEqual(calls, ['--no-incremental-marking', 'level 2', 'level 0', '--incremental-marking']);
+  calls.length = 0;
+  t.throws(() => pressureGc((level) => { calls.push(`level ${level}`); if (level === 2) throw new Error('no addon'); }, flags)(), { message: 'no addon' });
+  t.deepEqual(calls, ['--no-incremental-marking', 'level 2', 'level 0', '--incremental-marking']);
 });
