@@ -382,8 +382,8 @@ async function startHeapTrimmer(log: Logger, busy: () => boolean): Promise<HeapT
     gc: pressure ? pressureGc((level) => native().memoryPressure(level)) : fullGc(),
     // a change's sync due now runs before the GC's pause, not after it
     busy,
-    // and after the first sync, what waited for it (the kubelet's probes, a /metrics scrape, the
-    // first watch events) is answered before the pause (0.5-0.9 s at 10,000 Services, seconds at
+    // and what waited for a big sync (after the first: the kubelet's probes, a /metrics scrape, the
+    // first watch events) is answered before the pause (0.2-0.9 s at 10,000 Services, seconds at
     // 100,000) and the warm-up after it: both held the event loop for 1-1.5 s right at the sync's end
     settleMs: GC_SETTLE_MS,
     minorGc: minorGc(),

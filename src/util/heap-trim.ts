@@ -12,7 +12,8 @@
 // sync at 10,000 Services the garbage it left (compile's and the plan's temporaries, the released
 // Maglev slots) stayed until V8's next major GC, whenever that came (RSS 361-458 MiB right after the
 // sync against 293 MiB once collected). So after a big sync (afterSync with at least bigSyncOps
-// ops) the trimmer runs one full GC when the event loop is next free, then the trim.
+// ops) the trimmer runs one full GC when the event loop is next free (settleMs after the sync, so
+// what waited for the sync is answered first), then the trim.
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
