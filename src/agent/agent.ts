@@ -67,8 +67,12 @@ export class Agent {
   readonly serviceHealth: ServiceHealthServers;
   /** after every sync: the Services left out because the maps are full (an event recorder names them) */
   onServicesLeftOut?: (services: readonly string[], limit: string | undefined) => void;
-  /** after every sync that completed: its op count (the heap trimmer collects after a big one) */
-  onSynced?: (ops: number) => void;
+  /**
+   * after every sync that completed: its op count (the heap trimmer collects after a big one), and
+   * after the first full sync the warm-up, which the hook must run once (after the trimmer's GC,
+   * which would flush what it compiled). Unset: the warm-up runs on the next timer.
+   */
+  onSynced?: (ops: number, warm?: () => void) => void;
   readonly #source: Source;
   readonly #dp: Dataplane;
   readonly #opts: AgentOptions;
@@ -497,18 +501,20 @@ export class Agent {
         log({ ...steps, gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
       });
     } else log(steps, 'sync steps');
-    this.onSynced?.(opCount);
+    let warm: (() => void) | undefined;
     if (full && !this.#warmed) {
       this.#warmed = true;
-      // a timer, set after onSynced's: the heap trimmer's full GC after a big sync (a timer of the
-      // same delay, so it fires first) reduces memory and with it flushes the bytecode of functions
-      // not running then; warmed before it, the first change found the path cold again
-      setTimeout(() => {
+      warm = () => {
         this.#warm(slots);
         // the source's put-off work (the manifests source's first rescan) while the agent still starts
         this.#source.afterFirstSync?.();
-      }, 0).unref();
+      };
     }
+    // the warm-up after the heap trimmer's full GC after a big sync (onSynced runs it then): that GC
+    // reduces memory and with it flushes the bytecode of functions not running then; warmed before
+    // it, the first change found the path cold again
+    if (this.onSynced) this.onSynced(opCount, warm);
+    else if (warm) setTimeout(warm, 0).unref();
   }
 
   /**

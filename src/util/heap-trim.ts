@@ -12,7 +12,8 @@
 // sync at 10,000 Services the garbage it left (compile's and the plan's temporaries, the released
 // Maglev slots) stayed until V8's next major GC, whenever that came (RSS 361-458 MiB right after the
 // sync against 293 MiB once collected). So after a big sync (afterSync with at least bigSyncOps
-// ops) the trimmer runs one full GC when the event loop is next free, then the trim.
+// ops) the trimmer runs one full GC when the event loop is next free (settleMs after the sync, so
+// what waited for the sync is answered first), then the trim.
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -39,6 +40,11 @@ export interface HeapTrimOptions {
   deferStepMs?: number;
   /** the longest busy() puts the GC off (default 1 s: the big sync's garbage stays that long, bounded) */
   maxDeferMs?: number;
+  /**
+   * the GC after a big sync first waits this long (default 0): what waited for the sync (a kubelet
+   * probe, a /metrics scrape, the first watch events) is answered before the pause, not after it
+   */
+  settleMs?: number;
   /** after each GC that afterSync ran: heap used + external before and after, and its pause */
   onCompact?: (info: { before: number; after: number; pauseMs: number; deferredMs: number }) => void;
   /** heap used + external (process.memoryUsage()) */
@@ -81,13 +87,23 @@ export function fullGc(flavor: 'regular' | 'last-resort' = 'last-resort'): () =>
  * "last resort" runs V8's CollectAllAvailableGarbage: at least two full GCs, each marking the whole
  * live heap, the second finding little. Both give the free pages back (RSS alike). The level is set
  * back to none at once: while it is not, V8 sizes its heap for memory, not speed.
+ *
+ * Incremental marking is off for the call's length: when that GC took over 50 ms and committed
+ * memory less live objects, plus external memory, is still >= 8 MB and >= 10 % of committed memory,
+ * V8 starts a second reducing GC at once, incrementally (marking steps on the event loop, then a
+ * finalizing pause). In the agent after its first sync at 10,000 Services (the LIST's answer buffers
+ * are external) it always did: 17 steps (251 ms) and a 413 ms pause for 1 MB of heap, at load ~15.
+ * With the flag off V8 skips it (`v8_flags.incremental_marking` is read there); it is back on before
+ * the call returns.
  */
-export function pressureGc(memoryPressure: (level: 0 | 1 | 2) => void): () => void {
+export function pressureGc(memoryPressure: (level: 0 | 1 | 2) => void, setFlags: (flags: string) => void = setFlagsFromString): () => void {
   return () => {
+    setFlags('--no-incremental-marking');
     try {
       memoryPressure(2);
     } finally {
       memoryPressure(0);
+      setFlags('--incremental-marking');
     }
   };
 }
@@ -115,7 +131,7 @@ export function youngUsed(): number {
 }
 
 type Defaulted = 'external' | 'everyMs' | 'minDropBytes' | 'bigSyncOps' | 'used' | 'trimDelayMs' | 'youngUsed' | 'youngSweepBytes' | 'youngSweepDelayMs'
-  | 'deferStepMs' | 'maxDeferMs';
+  | 'deferStepMs' | 'maxDeferMs' | 'settleMs';
 
 export class HeapTrimmer {
   readonly #o: Required<Pick<HeapTrimOptions, Defaulted>> & Omit<HeapTrimOptions, Defaulted>;
@@ -127,19 +143,25 @@ export class HeapTrimmer {
   constructor(o: HeapTrimOptions) {
     this.#o = {
       external: () => process.memoryUsage().external, everyMs: 5_000, minDropBytes: 16 * 2 ** 20, bigSyncOps: 1000, trimDelayMs: 200,
-      youngUsed, youngSweepBytes: 2 ** 20, youngSweepDelayMs: 30, deferStepMs: 2, maxDeferMs: 1000,
+      youngUsed, youngSweepBytes: 2 ** 20, youngSweepDelayMs: 30, deferStepMs: 2, maxDeferMs: 1000, settleMs: 0,
       used: () => { const m = process.memoryUsage(); return m.heapUsed + m.external; }, ...o,
     };
   }
 
   /**
    * Called after each sync with its op count: after a big one, one full GC once the event loop is
-   * free (a timer, so the sync's caller finishes first), then a trim. Returns whether it scheduled one.
+   * free (a timer, so the sync's caller finishes first; settleMs later), then a trim. `then` runs
+   * after that GC (a timer of its own, so I/O that came in during the pause goes first), or on the
+   * next timer when no GC is scheduled: work the GC would undo (it flushes idle bytecode, so the
+   * agent's warm-up of the one-change path comes after it). Returns whether it scheduled a GC.
    */
-  afterSync(ops: number): boolean {
+  afterSync(ops: number, then?: () => void): boolean {
     const gc = this.#o.gc;
-    if (!gc || ops < this.#o.bigSyncOps || this.#compact || this.#stopped) return false;
-    const due = performance.now();
+    if (!gc || ops < this.#o.bigSyncOps || this.#compact || this.#stopped) {
+      if (then) setTimeout(then, 0).unref();
+      return false;
+    }
+    const due = performance.now() + this.#o.settleMs;
     const collect = (): void => {
       // a change's sync first: it takes ~2 ms, the pause ~0.25 s at 10,000 Services. Bounded: RSS
       // stays at the big sync's level while the GC waits (<= 300 MiB at 10,000, docs/PERF.md p15gc)
@@ -152,7 +174,8 @@ export class HeapTrimmer {
       const t0 = performance.now();
       gc();
       const pauseMs = performance.now() - t0;
-      this.#o.onCompact?.({ before, after: this.#o.used(), pauseMs, deferredMs: t0 - due });
+      this.#o.onCompact?.({ before, after: this.#o.used(), pauseMs, deferredMs: Math.max(0, t0 - due) });
+      if (then) setTimeout(then, 0).unref();
       this.#compact = setTimeout(() => {
         this.#compact = undefined;
         if (this.#stopped) return;
@@ -163,7 +186,7 @@ export class HeapTrimmer {
       }, this.#o.trimDelayMs);
       this.#compact.unref();
     };
-    this.#compact = setTimeout(collect, 0);
+    this.#compact = setTimeout(collect, this.#o.settleMs);
     this.#compact.unref();
     return true;
   }

@@ -363,6 +363,34 @@ test('the warm-up applies its changes to the data plane\'s scratch writer only, 
   t.is(dp.log.length, applied, 'nothing of the warm-up reached the data plane');
 });
 
+// With the heap trimmer (launch.ts), the warm-up goes to onSynced, which runs it after the
+// trimmer's GC (that GC flushes idle bytecode), which itself waits for a quiet moment after the sync.
+test('with onSynced set, the first full sync hands it the warm-up, once, and nothing warms until it runs it', async (t) => {
+  let closed = 0;
+  class WarmedDataplane extends FakeDataplane {
+    warmWriter() {
+      return { apply: () => {}, close: () => { closed++; } };
+    }
+  }
+  const { dir, dp } = setup(t, new WarmedDataplane());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  const { agent } = newAgent(dir, dp);
+  const handed: Array<(() => void) | undefined> = [];
+  agent.onSynced = (_ops, warm) => { handed.push(warm); };
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.4']));
+  for (let i = 0; i < 300 && handed.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  t.true(handed.length >= 2, `${handed.length} syncs`);
+  t.is(typeof handed[0], 'function');
+  t.true(handed.slice(1).every((w) => w === undefined), 'a later sync hands no warm-up');
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(closed, 0, 'not warmed before the hook ran it');
+  handed[0]!();
+  t.is(closed, 1);
+});
+
 test('a sync holds its ops no longer than its apply: the heap trimmer\'s GC after a big sync finds them garbage', async (t) => {
   // The full sync's ops are ~1.4M objects at 100,000 Services (~80 MiB). The sync's log line waits
   // for V8's GC entries (two turns of the loop) in a closure of the sync's scope; while the ops

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { fullGc, HeapTrimmer, minorGc } from '../../src/util/heap-trim.js';
+import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../../src/util/heap-trim.js';
 
 const MiB = 2 ** 20;
 
@@ -136,4 +136,46 @@ test('the full GC after a big sync waits while a sync is due (busy), bounded by 
   stopped.stop();
   await new Promise((r) => setTimeout(r, 30));
   t.is(gcs, 0);
+});
+
+// The agent's start: what waited for the first sync (a kubelet probe, a /metrics scrape) is answered
+// before the GC's pause (~0.5-0.9 s at 10,000 Services, seconds at 100,000), not after it.
+test('the full GC after a big sync waits settleMs first; `then` runs after that GC, or on the next timer without one', async (t) => {
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 1000 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
+  };
+  const events: string[] = [];
+  let gcAt = NaN;
+  const h = new HeapTrimmer({ trim: () => true, external: () => 0, trimDelayMs: 1, settleMs: 150, gc: () => { events.push('gc'); gcAt = performance.now(); } });
+  const t0 = performance.now();
+  t.true(h.afterSync(20_000, () => events.push('then')));
+  // a request answered while the GC settles
+  await new Promise((r) => setTimeout(r, 20));
+  events.push('request');
+  await until(() => events.includes('then'));
+  t.deepEqual(events, ['request', 'gc', 'then']);
+  // Node's timers may fire a millisecond early
+  t.true(gcAt - t0 >= 148, `the GC ran ${gcAt - t0} ms after the sync`);
+  h.stop();
+  // no GC for a small sync, or without gc: `then` still runs, once, on a timer (not inside the sync's turn)
+  for (const trimmer of [new HeapTrimmer({ trim: () => true, gc: () => events.push('gc') }), new HeapTrimmer({ trim: () => true })]) {
+    let ran = 0;
+    t.false(trimmer.afterSync(3, () => ran++));
+    t.is(ran, 0);
+    await until(() => ran > 0);
+    await new Promise((r) => setTimeout(r, 20));
+    t.is(ran, 1);
+    trimmer.stop();
+  }
+  t.is(events.filter((e) => e === 'gc').length, 1);
+});
+
+test('pressureGc: incremental marking off for the call only, back on (and the level back to none) even when it throws', (t) => {
+  const calls: string[] = [];
+  const flags = (f: string) => { calls.push(f); };
+  pressureGc((level) => { calls.push(`level ${level}`); }, flags)();
+  t.deepEqual(calls, ['--no-incremental-marking', 'level 2', 'level 0', '--incremental-marking']);
+  calls.length = 0;
+  t.throws(() => pressureGc((level) => { calls.push(`level ${level}`); if (level === 2) throw new Error('no addon'); }, flags)(), { message: 'no addon' });
+  t.deepEqual(calls, ['--no-incremental-marking', 'level 2', 'level 0', '--incremental-marking']);
 });
