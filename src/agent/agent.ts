@@ -6,7 +6,7 @@ import type { NodeState } from '../model/compiled.js';
 import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
 import type { Plan, PlanFrontend, PlanOp } from '../plan/types.js';
-import { CapacityTracker } from '../plan/capacity.js';
+import { capacityAdvice, CapacityTracker } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
 import type { Dataplane, WarmWriter } from '../dataplane/types.js';
 import type { Kind, Snapshot, Source } from '../source/types.js';
@@ -386,11 +386,16 @@ export class Agent {
 
     // a full map must not hold back every other Service: leave out whole Services, by name
     // (what the kernel holds keeps its place: a newcomer is left out, not a Service serving now)
-    const fitted = this.#capacity.fit(compiled, this.#dp.capacity(), () => new Set(this.#state?.frontends.map((f) => f.service)), () => this.#state);
+    const cap = this.#dp.capacity();
+    const fitted = this.#capacity.fit(compiled, cap, () => new Set(this.#state?.frontends.map((f) => f.service)), () => this.#state);
     const state = fitted.state;
     if (fitted.dropped.length) {
-      this.#log.error({ limit: fitted.limit, services: fitted.dropped.slice(0, 20), count: fitted.dropped.length },
-        `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out: ${fitted.dropped.slice(0, 5).join(', ')}${fitted.dropped.length > 5 ? ', ...' : ''}`);
+      // the map to size and the flag that sizes it: a user with more Services than the defaults hold
+      // (the Maglev array holds ~10,000 of 10 endpoints) must learn what to set from this line
+      const advice = fitted.limit && fitted.needed !== undefined ? capacityAdvice(fitted.limit, fitted.needed, cap) : undefined;
+      this.#log.error({ limit: fitted.limit, ...(advice && { map: advice.maps.join(','), needed: fitted.needed, capacity: cap[fitted.limit!] }),
+        services: fitted.dropped.slice(0, 20), count: fitted.dropped.length },
+        `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out: ${fitted.dropped.slice(0, 5).join(', ')}${fitted.dropped.length > 5 ? ', ...' : ''}${advice ? `; ${advice.text}` : ''}`);
     }
     this.metrics.setDroppedServices(fitted.dropped, fitted.limit);
     this.onServicesLeftOut?.(fitted.dropped, fitted.limit);
