@@ -279,6 +279,8 @@ export function fitToCapacity(state: NodeState, cap: Capacity, programmed?: () =
 
 /** what fitWith kept counted (the caller's record of what the kernel will hold) */
 const keptUsage = new WeakMap<Fitted, Record<keyof Capacity, number>>();
+/** fitWith's frontends per Service left out */
+const droppedFrontends = new WeakMap<Fitted, Map<string, number>>();
 
 function fitWith(state: NodeState, cap: Capacity, first: keyof Capacity | undefined, whole: Record<keyof Capacity, number>,
   programmed?: () => ReadonlySet<string>): Fitted {
@@ -312,6 +314,10 @@ function fitWith(state: NodeState, cap: Capacity, first: keyof Capacity | undefi
   const out = new Set(dropped);
   const r: Fitted = { state: { frontends: state.frontends.filter((f) => !out.has(f.service)) }, dropped, limit: first, needed: whole[first] };
   keptUsage.set(r, c.usage);
+  // frontends per Service left out (CapacityTracker #sameFit follows them)
+  const counts = new Map<string, number>();
+  for (const s of dropped) counts.set(s, byService.get(s)!.length);
+  droppedFrontends.set(r, counts);
   return r;
 }
 
@@ -442,7 +448,7 @@ export class CapacityTracker {
     const r = fitWith(state, room, over(u, room), u, programmed);
     if (room !== cap && r.dropped.length) r.waitsForRemovals = true;
     // (only where every Service left out is in name order: none the data plane held came first)
-    if (r.dropped.length && room === cap && sorted(r.dropped)) this.#prevFit = { fit: r, cap: { ...cap }, dropped: droppedCounts(state, r.dropped) };
+    if (r.dropped.length && room === cap && sorted(r.dropped)) this.#prevFit = { fit: r, cap: { ...cap }, dropped: droppedFrontends.get(r) ?? droppedCounts(state, r.dropped) };
     return r;
   }
 
