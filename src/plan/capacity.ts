@@ -326,17 +326,6 @@ type NodeFrontendT = NodeState['frontends'][number];
 /** a fit that left Services out (CapacityTracker #sameFit): what it kept, and the frontends of each Service left out */
 interface PrevFit { fit: Fitted; cap: Capacity; dropped: Map<string, number> }
 
-/** frontends per Service left out */
-function droppedCounts(state: NodeState, dropped: readonly string[]): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const s of dropped) out.set(s, 0);
-  for (const f of state.frontends) {
-    const n = out.get(f.service);
-    if (n !== undefined) out.set(f.service, n + 1);
-  }
-  return out;
-}
-
 function sorted(xs: readonly string[]): boolean {
   for (let i = 1; i < xs.length; i++) if (!(xs[i - 1]! < xs[i]!)) return false;
   return true;
@@ -448,7 +437,8 @@ export class CapacityTracker {
     const r = fitWith(state, room, over(u, room), u, programmed);
     if (room !== cap && r.dropped.length) r.waitsForRemovals = true;
     // (only where every Service left out is in name order: none the data plane held came first)
-    if (r.dropped.length && room === cap && sorted(r.dropped)) this.#prevFit = { fit: r, cap: { ...cap }, dropped: droppedFrontends.get(r) ?? droppedCounts(state, r.dropped) };
+    const counts = droppedFrontends.get(r);
+    if (counts && r.dropped.length && room === cap && sorted(r.dropped)) this.#prevFit = { fit: r, cap: { ...cap }, dropped: counts };
     return r;
   }
 
