@@ -29,7 +29,7 @@ import { stringify } from 'yaml';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
 import { endpointSlice, node, podIp, service, clusterIp, NODE_NAME, NODE_IP, type ClusterShape } from './gen.js';
 import { agentLogLines, compileAside, defineBench, MULTIARCH_INCLUDE, stats, type BenchContext, type TimeStats } from './lib.js';
-import { bundle } from './agent.bench.js';
+import { bundle, mapMaxFlags } from './agent.bench.js';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import * as L from '../src/dataplane/bpf/layout.js';
 import { defaultObjectPath } from '../src/dataplane/bpf/loader.js';
@@ -320,7 +320,19 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   const own = existsSync(SETSID) ? [SETSID, ...wrap, process.execPath] : [...wrap, process.execPath];
   const agent: LabProcess = lab.spawn(ns, own[0]!, [...own.slice(1), cli, 'run', '--manifests', dir, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
+    // a Maglev array for n Services where the default (~10,000) is too small: without it, most of
+    // 100,000 Services were left out and the wait below for every frontend ran out its 900 s
+    ...mapMaxFlags(n),
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
+  // the agent's word that Services do not fit its maps (a run that can never see every frontend): fail now
+  let overflow: string | undefined;
+  let errTail = '';
+  agent.child.stderr!.on('data', (d: Buffer) => {
+    if (overflow) return;
+    errTail = (errTail + d.toString()).slice(-65536);
+    const m = /^.*"level":50.*would overflow.*$/m.exec(errTail);
+    if (m) overflow = m[0].slice(0, 1000);
+  });
   // KBP_BENCH_AGENT_LOG_DIR: the agent's whole output too (with KBP_V8_FLAGS='... --trace-gc' etc., V8's traces)
   if (process.env.KBP_BENCH_AGENT_LOG_DIR) {
     const out = createWriteStream(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `agent-${slug || 'this'}-${n}-${Date.now()}.log`));
@@ -342,6 +354,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1000)}`);
     full = syncLines.find((l) => Number(l.frontends) >= n);
     if (full) break;
+    if (overflow) throw new Error(`agent with ${n} Services: its maps cannot hold them: ${overflow}`);
     if (Date.now() - polled > 2000 && !startLine.length && Date.now() - started > 30_000) {
       polled = Date.now();
       const { text } = await scrape(lab, ns);

@@ -104,6 +104,18 @@ export function prevBackendIndex(prev: Plan): BackendIndex {
   return head?.chain && head.chain.version === head.version ? head.chain.index : backendIndex(prev.backends.values(), prev.backends.size);
 }
 
+/**
+ * Ids past the highest a full build gave, made room for with its arrays. A full build's ids are
+ * dense and a change's new ids are taken before the ids it frees are free (ids.ts), so without room
+ * the first change after the start grew every array by doubling: at 100,000 Services its new Maglev
+ * table's id doubled the tables' two (~1 MiB, ~200 page faults on fresh pages after the heap
+ * trimmer's malloc_trim), and a new backend's the four of a million backends (~13 MiB copied): the
+ * first change's plan took 3-60 ms where the next took 0.3-0.5 (docs/PERF.md, session 21).
+ */
+function idRoom(top: number): number {
+  return Math.max(1024, top >> 4);
+}
+
 function growI32(a: Int32Array, need: number): Int32Array {
   if (need < a.length) return a;
   const b = new Int32Array(Math.max(need + 1, a.length * 2));
@@ -181,8 +193,12 @@ class Chain {
       bySrc.set(d.src, r);
       byKey.set(d.key, r);
     }
-    const refs = new Int32Array(beTop + 1), term = new Int32Array(beTop + 1), local = new Int32Array(beTop + 1);
-    const beLive = new Uint8Array(beTop + 1);
+    // room for the ids the changes after this build take (idRoom): the arrays are made here, in the
+    // full sync, and a change's new id lands in them; the counts one longer than the live marks, as
+    // takeId's growth leaves them (growI32 below keeps them then)
+    const beCap = beTop + 1 + idRoom(beTop), tblCap = tblTop + 1 + idRoom(tblTop);
+    const refs = new Int32Array(beCap + 1), term = new Int32Array(beCap + 1), local = new Int32Array(beCap + 1);
+    const beLive = new Uint8Array(beCap);
     for (let i = 0; i < bk.size; i++) {
       const id = bk.id[i]!;
       refs[id] = bk.refs[i]!;
@@ -190,7 +206,7 @@ class Chain {
       local[id] = bk.localRefs[i]!;
       beLive[id] = 1;
     }
-    const tblRefs = new Int32Array(tblTop + 1), tblLive = new Uint8Array(tblTop + 1);
+    const tblRefs = new Int32Array(tblCap + 1), tblLive = new Uint8Array(tblCap);
     for (const id of planTables.keys()) tblLive[id] = 1;
     for (const r of recs) if (r.tkey) { const t = tables.get(r.tkey)!.id; tblRefs[t] = (tblRefs[t] ?? 0) + 1; }
     const feLive = new Uint8Array(LB_FE_ID_MAX);

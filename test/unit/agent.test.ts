@@ -14,6 +14,7 @@ import { webYaml } from './agent-helpers.js';
 import { silentLogger, type Logger } from '../../src/util/log.js';
 import { fullGc } from '../../src/util/heap-trim.js';
 import type { Plan, PlanOp } from '../../src/plan/types.js';
+import { UNLIMITED } from '../../src/plan/capacity.js';
 
 
 function setup(t: import('ava').ExecutionContext, dp = new FakeDataplane()) {
@@ -164,6 +165,81 @@ test('when the maps would overflow, whole Services are left out by name and the 
   await agent.whenIdle();
   t.deepEqual([...dp.frontends.values()].map((f) => f.service), ['default/a-web']);
   t.regex(await agent.metrics.registry.getSingleMetricAsString('kubebpfproxy_services_over_capacity'), / 1\n?$/m);
+});
+
+
+test('a Maglev array too small for the Services: the error names the map and the --bpf-map-max size that holds them all', async (t) => {
+  // a user's 100,000 Services on the default lb_maglev_slots (sized for ~10,000): the log line must say
+  // which map and what to set, not only the capacity key; the Services that fit are still served
+  const { dir, dp } = setup(t);
+  for (let i = 0; i < 6; i++) {
+    writeFileSync(join(dir, `s${i}.yaml`), webYaml([`10.244.${i}.2`, `10.244.${i}.3`]).replaceAll('web', `s${i}-web`).replace('10.96.0.10', `10.96.0.${20 + i}`));
+  }
+  // M = 251 for 2 backends: 252 slots a table; room for two tables
+  dp.limits = { ...UNLIMITED, maglevSlots: 2 * 252 };
+  const { lines, agent } = loggedAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  t.deepEqual([...dp.frontends.values()].map((f) => f.service).sort(), ['default/s0-web', 'default/s1-web']);
+  const err = lines.find((l) => l.level === 'error' && /left out/.test(String(l.msg)));
+  t.truthy(err, 'an error line names the Services left out');
+  const msg = String(err!.msg);
+  t.regex(msg, /4 Service\(s\) left out: default\/s2-web/);
+  t.regex(msg, /\blb_maglev_slots\b/, 'it names the map');
+  const set = /--bpf-map-max lb_maglev_slots=(\d+)/.exec(msg);
+  t.truthy(set, `it names the flag and a size: ${msg}`);
+  t.true(Number(set![1]) >= 6 * 252 && Number(set![1]) % 2 === 0, `a size that holds all six tables, whole elements: ${set![1]}`);
+  t.is(err!.map, 'lb_maglev_slots');
+});
+
+test('Services left out for capacity: changes to them, to the ones served and new Services each land as a fresh fit would have them', async (t) => {
+  // the fit keeps its last result while only Services it left out change (CapacityTracker #sameFit):
+  // each step here is checked against what a fresh agent makes of the same folder
+  const { dir, dp } = setup(t);
+  const write = (i: number, ips: string[]) => writeFileSync(join(dir, `s${i}.yaml`),
+    webYaml(ips).replaceAll('web', `s${i}-web`).replace('10.96.0.10', `10.96.0.${20 + i}`));
+  for (let i = 0; i < 6; i++) write(i, [`10.244.${i}.2`, `10.244.${i}.3`]);
+  const limits = { ...UNLIMITED, maglevSlots: 3 * 252 };
+  dp.limits = limits;
+  const { source, agent } = loggedAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const served = async (d: FakeDataplane) => toJson(planToCompiledState((await d.readPlan())!));
+  const fresh = async () => {
+    const dp2 = new FakeDataplane();
+    dp2.limits = limits;
+    const a2 = loggedAgent(dir, dp2);
+    await a2.agent.start();
+    await a2.agent.whenIdle();
+    const out = { served: await served(dp2), dropped: a2.agent.metrics };
+    await a2.agent.stop();
+    return out;
+  };
+  const overCapacity = async (m: Metrics) => (await m.registry.getSingleMetricAsString('kubebpfproxy_service_over_capacity')).split('\n').filter((l) => l.startsWith('kubebpfproxy_service_over_capacity{')).map((l) => /service="([^"]+)"/.exec(l)![1]).sort();
+  const steps: Array<[string, () => void]> = [
+    ['a Service left out changes', () => write(4, ['10.244.4.2', '10.244.4.9'])],
+    ['another one left out changes twice', () => { write(5, ['10.244.5.7']); }],
+    ['a new Service, after the first left out', () => write(7, ['10.244.7.2', '10.244.7.3'])],
+    ['a Service left out goes', () => rmSync(join(dir, 's5.yaml'))],
+    ['a served Service changes', () => write(1, ['10.244.1.2', '10.244.1.8'])],
+    ['a new Service that sorts first, while the first left out changes', () => { write(3, ['10.244.3.4']); }],
+    ['a served Service goes: one left out takes its place', () => rmSync(join(dir, 's0.yaml'))],
+  ];
+  for (const [what, step] of steps) {
+    step();
+    await source.scan();
+    await agent.whenIdle();
+    const want = await fresh();
+    // a Service taking a removed one's room waits for the sync after (the writes come before the removals)
+    for (let k = 0; k < 100 && await served(dp) !== want.served; k++) {
+      await new Promise((r) => setTimeout(r, 20));
+      await agent.whenIdle();
+    }
+    t.is(await served(dp), want.served, what);
+    t.deepEqual(await overCapacity(agent.metrics), await overCapacity(want.dropped), `${what}: the Services named as left out`);
+  }
 });
 
 

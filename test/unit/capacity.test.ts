@@ -1,5 +1,6 @@
 import test from 'ava';
-import { CapacityTracker, fitToCapacity, UNLIMITED } from '../../src/plan/capacity.js';
+import { capacityAdvice, CapacityTracker, fitToCapacity, UNLIMITED } from '../../src/plan/capacity.js';
+import { maglevSize } from '../../src/plan/maglev.js';
 import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
 
 function fe(service: string, address: string, backends: number): NodeFrontend {
@@ -164,4 +165,115 @@ test('a change record that does not match the state is recounted afresh: Maglev 
   const tight = { ...UNLIMITED, maglevSlots: 252 };
   t.deepEqual(tr.fit(s3, tight).dropped, new CapacityTracker().fit(s3, tight).dropped);
   t.deepEqual(tr.fit(s3, tight).dropped, []);
+});
+
+test('the Services kept are the longest run in order that fits, as a count of every prefix finds it (random states, every limit)', (t) => {
+  // the reference: count each prefix of the Services afresh (held ones first, then by name) and keep
+  // the longest that fits; the fit walks the run once (it once bisected, counting ~log2(n) prefixes)
+  let seed = 11;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  const count = (fs: readonly NodeFrontend[]) => {
+    const backends = new Set<string>(), tables = new Map<string, number>();
+    let slots = 0, ranges = 0;
+    for (const f of fs) {
+      slots += f.backends.length;
+      ranges += f.sourceRanges.length;
+      for (const b of f.backends) backends.add(`${b.address}|${b.port}|${f.protocol}`);
+      if (f.backends.length) tables.set(`${f.protocol}|${f.backends.map((b) => `${b.address}|${b.port}`).sort().join(',')}`, Math.ceil(maglevSize(f.backends.length, 'pow2') / 2) * 2);
+    }
+    return { frontends: fs.length, backends: backends.size, slots, frontendIds: fs.length + 1, sourceRanges: ranges, maglevSlots: [...tables.values()].reduce((a, b) => a + b, 0) };
+  };
+  for (let round = 0; round < 60; round++) {
+    const frontends: NodeFrontend[] = [];
+    const n = 1 + rnd(12);
+    for (let i = 0; i < n; i++) {
+      for (let p = 0; p <= rnd(2); p++) {
+        const f = fe(`ns/s${rnd(8)}`, `10.96.${i}.${p + 1}`, rnd(4));
+        // some backends shared between Services (a backend counts once)
+        if (rnd(3) === 0) f.backends = f.backends.map((b, j) => ({ ...b, address: `10.244.0.${j + 1}` }));
+        if (rnd(4) === 0) f.sourceRanges = ['10.0.0.0/8'];
+        frontends.push(f);
+      }
+    }
+    const state: NodeState = { frontends };
+    const whole = count(frontends);
+    const keys = ['frontends', 'backends', 'slots', 'frontendIds', 'sourceRanges', 'maglevSlots'] as const;
+    const limit = keys[rnd(keys.length)]!;
+    const cap = { ...UNLIMITED, [limit]: rnd(whole[limit] + 2) };
+    const held = new Set([...new Set(frontends.map((f) => f.service))].filter(() => rnd(3) === 0));
+    const services = [...new Set(frontends.map((f) => f.service))].sort((a, b) => Number(held.has(b)) - Number(held.has(a)) || (a < b ? -1 : a > b ? 1 : 0));
+    let keep = 0;
+    while (keep < services.length && count(frontends.filter((f) => services.slice(0, keep + 1).includes(f.service)))[limit] <= cap[limit]) keep++;
+    const want = whole[limit] <= cap[limit] ? [] : services.slice(keep);
+    const r = fitToCapacity(state, cap, () => held);
+    t.deepEqual(r.dropped, want, `round ${round}: ${limit} ${cap[limit]} of ${whole[limit]}`);
+    t.deepEqual(r.state.frontends, frontends.filter((f) => !want.includes(f.service)));
+    if (want.length) t.is(r.needed, whole[limit]);
+    t.deepEqual(new CapacityTracker().fit(state, cap, () => held).dropped, want, 'the tracker keeps the same');
+  }
+});
+
+test('advice for a limit: the map and a --bpf-map-max size holding every Service with a quarter to spare', (t) => {
+  const a = capacityAdvice('maglevSlots', 1001, { ...UNLIMITED, maglevSlots: 504 })!;
+  t.deepEqual(a.maps, ['lb_maglev_slots']);
+  t.regex(a.text, /map lb_maglev_slots holds 504 Maglev slots, every Service together needs 1001: restart the agent with --bpf-map-max lb_maglev_slots=1252 /);
+  // lb_backends counts id 0, which no backend takes
+  t.regex(capacityAdvice('backends', 8, { ...UNLIMITED, backends: 3 })!.text, /map lb_backends holds 4, every Service together needs 9: .* --bpf-map-max lb_backends=12 /);
+  t.regex(capacityAdvice('slots', 8, { ...UNLIMITED, slots: 3 })!.text, /maps lb_slots and lb_members hold 3, .* --bpf-map-max lb_slots=10 --bpf-map-max lb_members=10 /);
+  t.is(capacityAdvice('frontends', 3, { ...UNLIMITED, frontends: 3 }), undefined, 'no advice where every Service fits (one waits for a removal)');
+});
+
+test('CapacityTracker over a run of changes with compile\'s records: the same Services kept and left out as without the records (random)', async (t) => {
+  // with a record, a change only to Services left out after the first left out reuses the last fit
+  // (#sameFit); without one (a copy of the state) every fit walks: the two must agree at every step
+  const { recordStateDelta } = await import('../../src/plan/delta.js');
+  let seed = 5;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  for (let run = 0; run < 8; run++) {
+    const a = new CapacityTracker(), b = new CapacityTracker();
+    let state: NodeState = { frontends: Array.from({ length: 10 }, (_, i) => fe(`ns/s${i}`, `10.96.0.${i + 1}`, 1 + rnd(3))) };
+    const cap = { ...UNLIMITED, maglevSlots: 252 * (3 + rnd(4)), ...(rnd(2) ? { backends: 8 + rnd(8) } : {}) };
+    let heldA: NodeState | undefined, heldB: NodeState | undefined;
+    let reused = 0;
+    for (let step = 0; step < 120; step++) {
+      const prev = state;
+      const fs = [...prev.frontends];
+      const added: NodeFrontend[] = [], removed: NodeFrontend[] = [];
+      const op = rnd(10);
+      if (op < 7 && fs.length) {
+        // an endpoint change: a new frontend object for one Service
+        const k = rnd(fs.length), old = fs[k]!;
+        const n = fe(old.service, old.address, 1 + rnd(3));
+        fs[k] = n;
+        removed.push(old);
+        added.push(n);
+      } else if (op < 8 && fs.length) {
+        // a Service gains a frontend (another port)
+        const n = { ...fe(fs[rnd(fs.length)]!.service, `10.96.2.${step}`, 1 + rnd(3)), port: 81 };
+        fs.push(n);
+        added.push(n);
+      } else if (op < 9) {
+        const i = 10 + rnd(30);
+        const n = fe(`ns/s${i}`, `10.96.1.${i}`, 1 + rnd(3));
+        if (!fs.some((f) => f.address === n.address)) {
+          fs.push(n);
+          added.push(n);
+        }
+      } else if (fs.length) {
+        removed.push(...fs.splice(rnd(fs.length), 1));
+      }
+      state = { frontends: fs };
+      recordStateDelta(state, prev, added, removed);
+      const ra = a.fit(state, cap, () => new Set(heldA?.frontends.map((f) => f.service)), () => heldA);
+      const rb = b.fit({ frontends: [...fs] }, cap, () => new Set(heldB?.frontends.map((f) => f.service)), () => heldB);
+      t.deepEqual(ra.dropped, rb.dropped, `run ${run} step ${step}`);
+      t.deepEqual(ra.state.frontends, rb.state.frontends, `run ${run} step ${step}: the frontends kept`);
+      t.is(ra.limit, rb.limit);
+      t.is(ra.needed, rb.needed);
+      if (heldA && ra.state === heldA) reused++;
+      heldA = ra.state;
+      heldB = rb.state;
+    }
+    t.true(reused > 0 || run > 0, `run ${run}: the last fit was reused ${reused} times`);
+  }
 });
