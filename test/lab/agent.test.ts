@@ -199,7 +199,9 @@ bpfTest('session affinity is per Service port: a client pinned through the clust
     // the client's kernel reuses a closed clusterIP flow's port for the NodePort (another
     // destination to it); both frontends lead to pod-a:8080. Forced here: one source port, bound
     // with SO_REUSEADDR (the first connection's TIME_WAIT holds it; curl would not bind it).
-    const port = 40000 + Math.floor(Math.random() * 20000);
+    // Above the ephemeral range (32768-60999): a port curl used above could still hold a TIME_WAIT
+    // of the same four-tuple, and connect() then fails with EADDRINUSE (seen once in session 21).
+    const port = 61000 + Math.floor(Math.random() * 4000);
     const py = `import socket,sys
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.settimeout(3)
 s.bind(('',int(sys.argv[1]))); s.connect((sys.argv[2],int(sys.argv[3]))); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
