@@ -26,14 +26,10 @@ import { MaglevBuilder, maglevSize, maglevSlots, type MaglevMember } from '../pl
 import { buildPlan, planDelta, releaseSlots } from '../plan/plan.js';
 import type { PlanOp } from '../plan/types.js';
 import { applyChanges, ManifestsReader } from '../source/manifests.js';
-import { ObjectStore, type KindMap, type Snapshot } from '../source/types.js';
-import { slimObject } from '../source/slim.js';
+import { ObjectStore, type Snapshot } from '../source/types.js';
 
 const SERVICES = 4;
 
-// Endpoint addresses of both kinds real clusters have: 10/8 and one whose first octet is 64 or more
-// (172.16/12, 192.168/16, 100.64/10: as a u32 over 2^30, a heap number, not a V8 small integer), so
-// that code the warm-up optimizes has seen both ("not a Smi" deopts, docs/PERF.md session 21).
 function service(i: number): V1Service {
   return {
     apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'kbp-warm', name: `s${i}` },
@@ -53,7 +49,7 @@ function slice(i: number, nodeName: string, shift: number): V1EndpointSlice {
     addressType: 'IPv4',
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
     endpoints: [0, 1, 2].map((j) => ({
-      addresses: [j === 2 ? `172.31.255.${i * 16 + 10}` : `10.244.255.${i * 16 + (j === 0 ? shift : j + 8)}`],
+      addresses: [`10.244.255.${i * 16 + (j === 0 ? shift : j + 8)}`],
       conditions: { ready: true, serving: true, terminating: false },
       nodeName: j === 1 ? nodeName : `${nodeName}-other`,
     })),
@@ -77,16 +73,6 @@ export interface WarmResult {
 }
 
 /** Runs `changes` one-endpoint changes through compile, capacity fit, plan, diff and slot release. */
-/**
- * The object as a source hands it to compile: a watch event's JSON parsed and slimmed (src/source/
- * slim.ts: the fields compile reads, endpoints packed), so the warm-up's objects have the shapes the
- * real ones have; object literals of other shapes left the code the warm-up optimized to deoptimize
- * in the first real change ("wrong map", docs/PERF.md session 21).
- */
-function asSourced<K extends 'Service' | 'EndpointSlice'>(kind: K, obj: KindMap[K], nodeName: string): KindMap[K] {
-  return slimObject(kind, JSON.parse(JSON.stringify(obj)) as KindMap[K], nodeName, true);
-}
-
 export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean, changes = 4,
   /** a data plane's writer over tables nothing reads (Dataplane.warmWriter): the plans' ops are applied to it too */
   write?: (ops: readonly PlanOp[]) => void): WarmResult {
@@ -94,8 +80,8 @@ export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean
   const capacity = new CapacityTracker();
   const services = new Map<string, V1Service>(), slices = new Map<string, V1EndpointSlice>();
   for (let i = 0; i < SERVICES; i++) {
-    services.set(`kbp-warm/s${i}`, asSourced('Service', service(i), opts.nodeName));
-    slices.set(`kbp-warm/s${i}-w`, asSourced('EndpointSlice', slice(i, opts.nodeName, 0), opts.nodeName));
+    services.set(`kbp-warm/s${i}`, service(i));
+    slices.set(`kbp-warm/s${i}-w`, slice(i, opts.nodeName, 0));
   }
   const snapshot: Snapshot = { services, endpointSlices: slices, nodes: new Map([[opts.nodeName, node(opts.nodeName)]]) } as unknown as Snapshot;
   let state = capacity.fit(compiler.compile(snapshot).state, UNLIMITED).state;
@@ -106,7 +92,7 @@ export function warmOneChange(opts: CompileOptions, seed: number, slots: boolean
   for (let k = 0; k < changes; k++) {
     const i = k % SERVICES, key = `kbp-warm/s${i}-w`;
     // the Service's own change count picks the shift (1, 2, 1, ...): each differs from its last
-    slices.set(key, asSourced('EndpointSlice', slice(i, opts.nodeName, 1 + (Math.floor(k / SERVICES) % 2)), opts.nodeName));
+    slices.set(key, slice(i, opts.nodeName, 1 + (Math.floor(k / SERVICES) % 2)));
     const changed: ChangedKeys = { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() };
     const next = capacity.fit(compiler.compile(snapshot, changed).state, UNLIMITED).state;
     const p = buildPlan(next, plan, { seed, consumePrev: true, slots });
