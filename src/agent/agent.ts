@@ -8,6 +8,7 @@ import { diffPlans } from '../plan/diff.js';
 import type { Plan, PlanFrontend, PlanOp } from '../plan/types.js';
 import { capacityAdvice, CapacityTracker } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
+import { sameList } from '../plan/frontend.js';
 import type { Dataplane, WarmWriter } from '../dataplane/types.js';
 import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
@@ -702,14 +703,6 @@ function runQueueMs(): number {
 
 let schedstatFd: number | undefined;
 const schedstatBuf = Buffer.alloc(128);
-
-/** the same strings in the same order (the fit hands an unchanged list on as the same array) */
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** milliseconds, rounded to 0.01 for a log line */
 function ms(x: number): number {

@@ -27,13 +27,7 @@ import { planDelta, type PlanDelta } from './plan.js';
 import { IdMap } from './id-map.js';
 import { heldSlots, slotsKnown } from './slot-source.js';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from './types.js';
-import { samePolicy } from './frontend.js';
-
-function sameIds(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+import { sameList, samePolicy } from './frontend.js';
 
 function sameSlots(a: Uint32Array, b: Uint32Array): boolean {
   if (a.length !== b.length) return false;
@@ -46,7 +40,7 @@ function sameEntry(a: PlanFrontend, b: PlanFrontend): boolean {
   return a.id === b.id && a.type === b.type && a.tableId === b.tableId && a.maglevM === b.maglevM &&
     a.backendIds.length === b.backendIds.length && a.affinityTimeout === b.affinityTimeout &&
     a.affinityGroup === b.affinityGroup && a.snatRemote === b.snatRemote && samePolicy(a, b) && (a.sourceRanges.length > 0) === (b.sourceRanges.length > 0) &&
-    a.service === b.service && a.portName === b.portName && sameIds(a.terminatingIds, b.terminatingIds);
+    a.service === b.service && a.portName === b.portName && sameList(a.terminatingIds, b.terminatingIds);
 }
 
 /** The map's values by id; buildPlan inserts them in id order, so this is usually one pass, no sort. */
@@ -75,7 +69,7 @@ function checkBackend(a: PlanBackend, b: PlanBackend): void {
  * slots (length 0): its members and M are what the kernel holds, and the content follows from them.
  */
 function tableNeedsWrite(prev: Plan, a: PlanTable, next: Plan, b: PlanTable): boolean {
-  if (a.m !== b.m || !sameIds(a.members, b.members)) {
+  if (a.m !== b.m || !sameList(a.members, b.members)) {
     throw internal(`table id ${b.id} changes from M=${a.m} members [${a.members}] to M=${b.m} members [${b.members}]; a changed table must get a new id`);
   }
   if (prev.seed !== next.seed) return true;
@@ -190,7 +184,7 @@ export function diffByWalk(prev: Plan | undefined, next: Plan): PlanOp[] {
   }
   // 3
   for (const [a, f] of changed) {
-    if (f.backendIds.length && (!a || !sameIds(a.backendIds, f.backendIds))) {
+    if (f.backendIds.length && (!a || !sameList(a.backendIds, f.backendIds))) {
       ops.push({ op: 'upsertSlots', frontendId: f.id, backendIds: f.backendIds });
     }
   }

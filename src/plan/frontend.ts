@@ -95,7 +95,9 @@ export function tableKey(memberIds: readonly number[], m: number): string {
   return [memberIds.join(','), m].join('/');
 }
 
-function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+/** the same elements in the same order (an array handed on unchanged is the same array) */
+export function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
