@@ -273,8 +273,7 @@ function over(u: Record<keyof Capacity, number>, cap: Capacity): keyof Capacity 
  * they come first, so a newcomer is what gets left out.
  */
 export function fitToCapacity(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>): Fitted {
-  const u = usage(state.frontends);
-  return fitWith(state, cap, over(u, cap), u, programmed);
+  return fitWith(state, cap, usage(state.frontends), programmed);
 }
 
 /** what fitWith kept counted (the caller's record of what the kernel will hold) */
@@ -282,8 +281,9 @@ const keptUsage = new WeakMap<Fitted, Record<keyof Capacity, number>>();
 /** fitWith's frontends per Service left out */
 const droppedFrontends = new WeakMap<Fitted, Map<string, number>>();
 
-function fitWith(state: NodeState, cap: Capacity, first: keyof Capacity | undefined, whole: Record<keyof Capacity, number>,
-  programmed?: () => ReadonlySet<string>): Fitted {
+/** `whole`: what the whole state takes (usage); the first limit it is over is the fit's limit */
+function fitWith(state: NodeState, cap: Capacity, whole: Record<keyof Capacity, number>, programmed?: () => ReadonlySet<string>): Fitted {
+  const first = over(whole, cap);
   if (!first) return { state, dropped: [] };
   // Services in order, those already programmed first (each group by name); keep the longest run
   // from the start that fits. Usage only grows along the run, so one walk that adds Service by
@@ -427,18 +427,14 @@ export class CapacityTracker {
     const same = delta && prev && this.#sameFit(prev, delta, cap, u, held);
     if (same) return same;
     const room = this.#roomDuringWrite(state, cap, u, held);
-    // a state listing one object twice is counted exactly by the full walk
-    if (this.#seen.size !== count) {
-      const whole = this.#last = usage(state.frontends);
-      const r = fitWith(state, room, over(whole, room), whole, programmed);
-      if (room !== cap && r.dropped.length) r.waitsForRemovals = true;
-      return r;
-    }
-    const r = fitWith(state, room, over(u, room), u, programmed);
+    // a state listing one object twice is counted exactly by the full walk (and its fit not kept for #sameFit)
+    const walked = this.#seen.size !== count;
+    const whole = walked ? (this.#last = usage(state.frontends)) : u;
+    const r = fitWith(state, room, whole, programmed);
     if (room !== cap && r.dropped.length) r.waitsForRemovals = true;
     // (only where every Service left out is in name order: none the data plane held came first)
     const counts = droppedFrontends.get(r);
-    if (counts && r.dropped.length && room === cap && sorted(r.dropped)) this.#prevFit = { fit: r, cap: { ...cap }, dropped: counts };
+    if (!walked && counts && r.dropped.length && room === cap && sorted(r.dropped)) this.#prevFit = { fit: r, cap: { ...cap }, dropped: counts };
     return r;
   }
 
