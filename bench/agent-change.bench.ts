@@ -325,14 +325,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     ...mapMaxFlags(n),
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
   // the agent's word that Services do not fit its maps (a run that can never see every frontend): fail now
-  let overflow: string | undefined;
-  let errTail = '';
-  agent.child.stderr!.on('data', (d: Buffer) => {
-    if (overflow) return;
-    errTail = (errTail + d.toString()).slice(-65536);
-    const m = /^.*"level":50.*would overflow.*$/m.exec(errTail);
-    if (m) overflow = m[0].slice(0, 1000);
-  });
+  const overflow = agentLogLines(agent, { prefix: 'data plane maps would overflow' }, 1);
   // KBP_BENCH_AGENT_LOG_DIR: the agent's whole output too (with KBP_V8_FLAGS='... --trace-gc' etc., V8's traces)
   if (process.env.KBP_BENCH_AGENT_LOG_DIR) {
     const out = createWriteStream(join(process.env.KBP_BENCH_AGENT_LOG_DIR, `agent-${slug || 'this'}-${n}-${Date.now()}.log`));
@@ -354,7 +347,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1000)}`);
     full = syncLines.find((l) => Number(l.frontends) >= n);
     if (full) break;
-    if (overflow) throw new Error(`agent with ${n} Services: its maps cannot hold them: ${overflow}`);
+    if (overflow[0]) throw new Error(`agent with ${n} Services: its maps cannot hold them: ${JSON.stringify(overflow[0]).slice(0, 1000)}`);
     if (Date.now() - polled > 2000 && !startLine.length && Date.now() - started > 30_000) {
       polled = Date.now();
       const { text } = await scrape(lab, ns);

@@ -233,11 +233,13 @@ export function formatValue(value: number, unit: string): string {
 }
 
 /**
- * Collects a spawned agent's JSON log lines whose msg is one of `msgs` from its stderr, as they
- * arrive (the first `max` of them; then it stops listening).
+ * Collects a spawned agent's JSON log lines whose msg is one of `msgs` (or starts with `prefix`:
+ * a message with the object's details in it) from its stderr, as they arrive (the first `max` of
+ * them; then it stops listening).
  */
-export function agentLogLines(p: LabProcess, msgs: string | readonly string[], max = Infinity): Array<Record<string, unknown>> {
-  const want = typeof msgs === 'string' ? [msgs] : msgs;
+export function agentLogLines(p: LabProcess, msgs: string | readonly string[] | { prefix: string }, max = Infinity): Array<Record<string, unknown>> {
+  const prefix = typeof msgs === 'object' && 'prefix' in msgs ? msgs.prefix : undefined;
+  const want = prefix !== undefined ? [] : typeof msgs === 'string' ? [msgs] : msgs as readonly string[];
   const got: Array<Record<string, unknown>> = [];
   let buf = '';
   const onData = (d: Buffer) => {
@@ -246,12 +248,16 @@ export function agentLogLines(p: LabProcess, msgs: string | readonly string[], m
     while ((i = buf.indexOf('\n')) >= 0) {
       const l = buf.slice(0, i);
       buf = buf.slice(i + 1);
-      if (!want.some((m) => l.includes(`"${m}"`))) continue;
+      if (prefix !== undefined ? !l.includes(`"msg":"${prefix}`) : !want.some((m) => l.includes(`"${m}"`))) continue;
       try {
         const o = JSON.parse(l) as Record<string, unknown>;
-        if (want.includes(o.msg as string)) got.push(o);
+        if (prefix !== undefined ? String(o.msg).startsWith(prefix) : want.includes(o.msg as string)) got.push(o);
       } catch { /* not a log line */ }
-      if (got.length >= max) p.child.stderr!.off('data', onData);
+      if (got.length >= max) {
+        // the rest of this chunk too: at most `max`
+        p.child.stderr!.off('data', onData);
+        return;
+      }
     }
   };
   p.child.stderr!.on('data', onData);
