@@ -29,7 +29,7 @@ import { stringify } from 'yaml';
 import { Lab, type LabProcess, type Netns } from '../testing/netns.js';
 import { endpointSlice, node, podIp, service, clusterIp, NODE_NAME, NODE_IP, type ClusterShape } from './gen.js';
 import { agentLogLines, compileAside, defineBench, MULTIARCH_INCLUDE, stats, type BenchContext, type TimeStats } from './lib.js';
-import { bundle, mapMaxFlags } from './agent.bench.js';
+import { bundle, maglevSlotsHolding, mapMaxFlags } from './agent.bench.js';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import * as L from '../src/dataplane/bpf/layout.js';
 import { defaultObjectPath } from '../src/dataplane/bpf/loader.js';
@@ -38,6 +38,11 @@ import { existsSync } from 'node:fs';
 const E = 10;
 const SETSID = '/usr/bin/setsid';
 const MIN_SYNC_MS = 1000;
+/**
+ * KBP_BENCH_AGENT_OVER=F: the Maglev array sized for (1 - F) of the Services, so the agent leaves the
+ * rest out (more Services than its maps hold), and the changes go to Services it serves
+ */
+const OVER = Number(process.env.KBP_BENCH_AGENT_OVER ?? 0);
 /** without --v 2: the per-change /metrics scrape, this long after the kernel holds the change */
 const SCRAPE_AFTER_MS = 50;
 
@@ -322,7 +327,7 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
     // a Maglev array for n Services where the default (~10,000) is too small: without it, most of
     // 100,000 Services were left out and the wait below for every frontend ran out its 900 s
-    ...mapMaxFlags(n),
+    ...(OVER > 0 ? ['--bpf-map-max', `lb_maglev_slots=${maglevSlotsHolding(Math.floor(n * (1 - OVER)))}`] : mapMaxFlags(n)),
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(/\s+/).filter(Boolean) ?? [])], { what: `agent ${n}` });
   // the agent's word that Services do not fit its maps (a run that can never see every frontend): fail now
   const overflow = agentLogLines(agent, { prefix: 'data plane maps would overflow' }, 1);
@@ -345,9 +350,10 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   let full: Record<string, unknown> | undefined;
   for (;;) {
     if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1000)}`);
-    full = syncLines.find((l) => Number(l.frontends) >= n);
+    // KBP_BENCH_AGENT_OVER: the first sync is the one that left Services out (its line follows the overflow's)
+    full = OVER > 0 ? (overflow[0] ? syncLines.find((l) => Number(l.frontends) > 0) : undefined) : syncLines.find((l) => Number(l.frontends) >= n);
     if (full) break;
-    if (overflow[0]) throw new Error(`agent with ${n} Services: its maps cannot hold them: ${JSON.stringify(overflow[0]).slice(0, 1000)}`);
+    if (overflow[0] && !(OVER > 0)) throw new Error(`agent with ${n} Services: its maps cannot hold them: ${JSON.stringify(overflow[0]).slice(0, 1000)}`);
     if (Date.now() - polled > 2000 && !startLine.length && Date.now() - started > 30_000) {
       polled = Date.now();
       const { text } = await scrape(lab, ns);
@@ -440,7 +446,10 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   try {
     for (let k = 0; k < samples; k++) {
       if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1000)}`);
-      const i = (k * 7919 + 13) % n;
+      let i = (k * 7919 + 13) % n;
+      // KBP_BENCH_AGENT_OVER: a Service the agent serves (it leaves out the last by name)
+      const firstOut = OVER > 0 ? String((overflow[0]?.services as string[] | undefined)?.[0] ?? '') : '';
+      while (firstOut && !(`bench/svc-${i}` < firstOut)) i = (i + 1) % n;
       const v = variant.get(i) ? 0 : 1;
       variant.set(i, v);
       // endpoint 0 of Service i: podIp(i, E - 1 + v) with a variant, podIp(i, 0) without (bench/gen.ts)

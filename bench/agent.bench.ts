@@ -45,6 +45,12 @@ export function maglevSlotsFor(n: number): number | undefined {
   return Math.ceil((n * perTable * 1.25) / 4096) * 4096;
 }
 
+/** lb_maglev_slots (a multiple of 4096) that holds n Services of the benches' shape and no more than 4095 slots over */
+export function maglevSlotsHolding(n: number): number {
+  const perTable = Math.ceil(maglevSize(10, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
+  return Math.ceil((n * perTable) / 4096) * 4096;
+}
+
 /** The agent's flags for n Services: the Maglev array sized at load (run --bpf-map-max). */
 export function mapMaxFlags(n: number): string[] {
   const need = maglevSlotsFor(n);
