@@ -4,7 +4,7 @@
 // newcomers (the last by namespace/name, so every sync drops the same ones), never a Service that
 // serves traffic now and happens to sort after a new one (issue 13).
 import type { NodeState } from '../model/compiled.js';
-import { frontendCount, stateDelta } from './delta.js';
+import { frontendCount, lazyState, recordStateDelta, stateDelta } from './delta.js';
 import { LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { maglevSize } from './maglev.js';
 import { strictV4 } from '../util/ip.js';
@@ -103,6 +103,15 @@ export class KeyCounts {
     this.#counts = new Uint32Array(16);
     this.#used = 0;
     this.#text.clear();
+  }
+
+  /** whether key is counted */
+  has(key: number | string): boolean {
+    if (typeof key === 'string') return this.#text.has(key);
+    const keys = this.#keys, counts = this.#counts, mask = keys.length - 1;
+    let i = slotOf(key, mask);
+    while (counts[i] !== 0 && keys[i] !== key) i = (i + 1) & mask;
+    return counts[i] !== 0;
   }
 
   /** adds sign to key's count; a count that reaches 0 is removed */
@@ -208,59 +217,8 @@ export function capacityAdvice(limit: keyof Capacity, needed: number, cap: Capac
   };
 }
 
-/** Usage counted as frontends are added, one Service at a time; the last Service's additions can be taken back. */
-class UsageCounter {
-  readonly #backends = new Set<number | string>();
-  readonly #tables = new Set<string>();
-  #frontends = 0;
-  #slots = 0;
-  #ranges = 0;
-  #maglevSlots = 0;
-  #undo: { backends: Array<number | string>; tables: string[]; frontends: number; slots: number; ranges: number; maglevSlots: number } | undefined;
-
-  /** adds one Service's frontends (taking back only these, with undo()) */
-  add(frontends: readonly NodeFrontendT[]): void {
-    const u = this.#undo = { backends: [] as Array<number | string>, tables: [] as string[], frontends: this.#frontends, slots: this.#slots, ranges: this.#ranges, maglevSlots: this.#maglevSlots };
-    for (const f of frontends) {
-      const t = tableOf(f);
-      if (t && !this.#tables.has(t.key)) {
-        this.#tables.add(t.key);
-        u.tables.push(t.key);
-        this.#maglevSlots += t.slots;
-      }
-      this.#frontends++;
-      this.#slots += f.backends.length;
-      this.#ranges += f.sourceRanges.length;
-      for (const b of f.backends) {
-        const k = backendCountKey(b.address, b.port, f.protocol);
-        if (this.#backends.has(k)) continue;
-        this.#backends.add(k);
-        u.backends.push(k);
-      }
-    }
-  }
-
-  undo(): void {
-    const u = this.#undo;
-    if (!u) return;
-    for (const k of u.backends) this.#backends.delete(k);
-    for (const k of u.tables) this.#tables.delete(k);
-    this.#frontends = u.frontends;
-    this.#slots = u.slots;
-    this.#ranges = u.ranges;
-    this.#maglevSlots = u.maglevSlots;
-    this.#undo = undefined;
-  }
-
-  get usage(): Record<keyof Capacity, number> {
-    return { frontends: this.#frontends, backends: this.#backends.size, slots: this.#slots, frontendIds: this.#frontends + 1, sourceRanges: this.#ranges, maglevSlots: this.#maglevSlots };
-  }
-}
-
 function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
-  const c = new UsageCounter();
-  c.add(frontends);
-  return c.usage;
+  return countAll(frontends).usage;
 }
 
 function over(u: Record<keyof Capacity, number>, cap: Capacity): keyof Capacity | undefined {
@@ -278,8 +236,9 @@ export function fitToCapacity(state: NodeState, cap: Capacity, programmed?: () =
 
 /** what fitWith kept counted (the caller's record of what the kernel will hold) */
 const keptUsage = new WeakMap<Fitted, Record<keyof Capacity, number>>();
-/** fitWith's frontends per Service left out */
-const droppedFrontends = new WeakMap<Fitted, Map<string, number>>();
+/** fitWith's frontends per Service left out and per Service kept, and the first left out's frontends */
+interface FitRecord { dropped: Map<string, number>; kept: Map<string, number>; first: readonly NodeFrontendT[]; keptUsage?: RefUsage }
+const fitRecords = new WeakMap<Fitted, FitRecord>();
 
 /** `whole`: what the whole state takes (usage); the first limit it is over is the fit's limit */
 function fitWith(state: NodeState, cap: Capacity, whole: Record<keyof Capacity, number>, programmed?: () => ReadonlySet<string>): Fitted {
@@ -301,12 +260,13 @@ function fitWith(state: NodeState, cap: Capacity, whole: Record<keyof Capacity, 
   for (const s of byService.keys()) (held.has(s) ? mine : newcomers).push(s);
   // the default sort compares UTF-16 code units, as `a < b` does
   const services = mine.sort().concat(newcomers.sort());
-  const c = new UsageCounter();
+  const c = new RefUsage();
   let lo = 0;
   for (; lo < services.length; lo++) {
-    c.add(byService.get(services[lo]!)!);
+    const fs = byService.get(services[lo]!)!;
+    for (const f of fs) c.count(f, 1);
     if (over(c.usage, cap)) {
-      c.undo();
+      for (const f of fs) c.count(f, -1);
       break;
     }
   }
@@ -314,27 +274,92 @@ function fitWith(state: NodeState, cap: Capacity, whole: Record<keyof Capacity, 
   const out = new Set(dropped);
   const r: Fitted = { state: { frontends: state.frontends.filter((f) => !out.has(f.service)) }, dropped, limit: first, needed: whole[first] };
   keptUsage.set(r, c.usage);
-  // frontends per Service left out (CapacityTracker #sameFit follows them)
-  const counts = new Map<string, number>();
+  // frontends per Service left out and kept (CapacityTracker #followFit follows them)
+  const counts = new Map<string, number>(), kept = new Map<string, number>();
   for (const s of dropped) counts.set(s, byService.get(s)!.length);
-  droppedFrontends.set(r, counts);
+  for (let i = 0; i < lo; i++) kept.set(services[i]!, byService.get(services[i]!)!.length);
+  if (dropped.length) fitRecords.set(r, { dropped: counts, kept, first: byService.get(dropped[0]!)!, keptUsage: c });
   return r;
 }
 
 type NodeFrontendT = NodeState['frontends'][number];
 
-/** a fit that left Services out (CapacityTracker #sameFit): what it kept, and the frontends of each Service left out */
-interface PrevFit { fit: Fitted; cap: Capacity; dropped: Map<string, number> }
+/**
+ * Usage of a set of frontends that changes one frontend at a time: references per backend and per
+ * Maglev table, so a frontend's removal gives back exactly what no other frontend still uses.
+ */
+class RefUsage {
+  /** references per backend (backendCountKey) */
+  readonly backends = new KeyCounts();
+  /** references per Maglev table (tableOf's key); maglevSlots: their slots together */
+  readonly tables = new Map<string, number>();
+  frontends = 0;
+  slots = 0;
+  ranges = 0;
+  maglevSlots = 0;
+
+  count(f: NodeFrontendT, sign: 1 | -1): void {
+    this.frontends += sign;
+    this.slots += sign * f.backends.length;
+    this.ranges += sign * f.sourceRanges.length;
+    const t = tableOf(f);
+    if (t) {
+      const n = (this.tables.get(t.key) ?? 0) + sign;
+      if (n === 0) this.tables.delete(t.key);
+      else this.tables.set(t.key, n);
+      if (n === 0 && sign < 0) this.maglevSlots -= t.slots;
+      else if (n === 1 && sign > 0) this.maglevSlots += t.slots;
+    }
+    for (const b of f.backends) this.backends.add(backendCountKey(b.address, b.port, f.protocol), sign);
+  }
+
+  clear(): void {
+    this.backends.clear();
+    this.tables.clear();
+    this.frontends = this.slots = this.ranges = this.maglevSlots = 0;
+  }
+
+  get usage(): Record<keyof Capacity, number> {
+    return { frontends: this.frontends, backends: this.backends.size, slots: this.slots, frontendIds: this.frontends + 1, sourceRanges: this.ranges, maglevSlots: this.maglevSlots };
+  }
+
+  /** whether these frontends added to the set would take more than cap (the set is not changed) */
+  overWith(add: readonly NodeFrontendT[], cap: Capacity): boolean {
+    const u = this.usage;
+    const backends = new Set<number | string>(), tables = new Set<string>();
+    for (const f of add) {
+      u.frontends++;
+      u.frontendIds++;
+      u.slots += f.backends.length;
+      u.sourceRanges += f.sourceRanges.length;
+      const t = tableOf(f);
+      if (t && !this.tables.has(t.key) && !tables.has(t.key)) {
+        tables.add(t.key);
+        u.maglevSlots += t.slots;
+      }
+      for (const b of f.backends) {
+        const k = backendCountKey(b.address, b.port, f.protocol);
+        if (!this.backends.has(k)) backends.add(k);
+      }
+    }
+    u.backends += backends.size;
+    return over(u, cap) !== undefined;
+  }
+}
+
+/**
+ * A fit that left Services out (CapacityTracker #followFit): what it kept, the frontends of each
+ * Service left out and of each kept, the first one left out's frontends, and (once a change to a kept
+ * Service asks for it) the kept frontends' usage by reference.
+ */
+interface PrevFit extends FitRecord { fit: Fitted; cap: Capacity }
 
 function sorted(xs: readonly string[]): boolean {
   for (let i = 1; i < xs.length; i++) if (!(xs[i - 1]! < xs[i]!)) return false;
   return true;
 }
 
-/** whether a fit kept some frontend of a Service (a walk: only where a change names a Service new to the list left out) */
-function isKept(fit: Fitted, service: string): boolean {
-  return fit.state.frontends.some((f) => f.service === service);
-}
+const frontendKey = (f: NodeFrontendT): string => `${f.address}|${f.port}|${f.protocol}|${f.scope}`;
 
 /**
  * fitToCapacity for a caller that hands in successive states sharing unchanged NodeFrontend objects
@@ -346,13 +371,7 @@ function isKept(fit: Fitted, service: string): boolean {
 export class CapacityTracker {
   /** the frontends counted, with the epoch of the last call that found each */
   #seen = new Map<NodeFrontendT, number>();
-  /** references per backend (backendCountKey) */
-  readonly #backends = new KeyCounts();
-  #slots = 0;
-  #ranges = 0;
-  /** references per Maglev table (tableOf's key), and their slots together */
-  #tables = new Map<string, number>();
-  #maglevSlots = 0;
+  readonly #usage = new RefUsage();
   #epoch = 0;
 
   /** usage of the state the last call kept (what the kernel holds once it is written) */
@@ -386,19 +405,17 @@ export class CapacityTracker {
     if (delta) {
       // what compile says changed: the rest holds the objects counted last time
       for (const f of delta.removed) {
-        if (this.#seen.delete(f)) this.#count(f, -1);
+        if (this.#seen.delete(f)) this.#usage.count(f, -1);
       }
       for (const f of delta.added) {
         if (this.#seen.has(f)) continue;
         this.#seen.set(f, epoch);
-        this.#count(f, 1);
+        this.#usage.count(f, 1);
       }
       if (this.#seen.size !== count) {
         // the delta did not add up (or the state lists an object twice): count afresh
         this.#seen.clear();
-        this.#backends.clear();
-        this.#tables.clear();
-        this.#slots = this.#ranges = this.#maglevSlots = 0;
+        this.#usage.clear();
         delta = undefined;
       }
     }
@@ -408,7 +425,7 @@ export class CapacityTracker {
       const e = this.#seen.get(f);
       if (e === undefined) {
         this.#seen.set(f, epoch);
-        this.#count(f, 1);
+        this.#usage.count(f, 1);
       } else if (e !== epoch) {
         this.#seen.set(f, epoch);
         kept++;
@@ -419,49 +436,60 @@ export class CapacityTracker {
       for (const [f, e] of this.#seen) {
         if (e === epoch) continue;
         this.#seen.delete(f);
-        this.#count(f, -1);
+        this.#usage.count(f, -1);
       }
     }
-    const u = { frontends: count, backends: this.#backends.size, slots: this.#slots, frontendIds: count + 1, sourceRanges: this.#ranges, maglevSlots: this.#maglevSlots };
+    const u = { ...this.#usage.usage, frontends: count, frontendIds: count + 1 };
     this.#last = u;
-    const same = delta && prev && this.#sameFit(prev, delta, cap, u, held);
+    const same = delta && prev && this.#followFit(prev, state, delta, cap, u, held);
     if (same) return same;
     const room = this.#roomDuringWrite(state, cap, u, held);
-    // a state listing one object twice is counted exactly by the full walk (and its fit not kept for #sameFit)
+    // a state listing one object twice is counted exactly by the full walk (and its fit not kept for #followFit)
     const walked = this.#seen.size !== count;
     const whole = walked ? (this.#last = usage(state.frontends)) : u;
     const r = fitWith(state, room, whole, programmed);
     if (room !== cap && r.dropped.length) r.waitsForRemovals = true;
     // (only where every Service left out is in name order: none the data plane held came first)
-    const counts = droppedFrontends.get(r);
-    if (!walked && counts && r.dropped.length && room === cap && sorted(r.dropped)) this.#prevFit = { fit: r, cap: { ...cap }, dropped: counts };
+    const rec = fitRecords.get(r);
+    if (!walked && rec && room === cap && sorted(r.dropped)) this.#prevFit = { ...rec, fit: r, cap: { ...cap } };
     return r;
   }
 
-  /**
-   * The last fit that left Services out, while the syncs after it change only Services it left out
-   * past the first one left out (#sameFit): what it kept, and the frontends of each Service left out.
-   */
+  /** The last fit that left Services out, while the syncs after it are followed (#followFit). */
   #prevFit: PrevFit | undefined;
 
   /**
-   * The last fit's result again when this state differs from the last one only in Services that fit
-   * left out, each after the first one it left out, in the order fitWith walks (newcomers by name):
-   * the run that fits is the same Services with the same usage, and the first left out still does
-   * not fit after it. What the data plane holds is then exactly what that fit kept (held), and this
-   * sync removes nothing from it. Without this, every sync of an agent with more Services than its
-   * maps hold walked and sorted every Service (~0.8 s a sync at 100,000 on a 10,000-Service Maglev
-   * array) while the user's changes waited. Undefined: fit afresh.
+   * The last fit followed through a change, without the walk over every Service that a fit afresh
+   * takes (50-90 ms a sync at 10,000 Services, while the user's changes waited):
+   * - a change only to Services that fit left out, each after the first one it left out in the order
+   *   fitWith walks (newcomers by name): the run that fits is the same Services with the same usage,
+   *   and the first left out still does not fit after it. The kept state is the same object.
+   * - a change to Services it kept too (an endpoint of a Service that serves traffic): the kept
+   *   Services come first in fitWith's walk (the data plane holds them), so its run is the same
+   *   Services when their new usage fits and the first left out still does not fit after them
+   *   (counted by reference, and the first one's frontends added without changing the count). The
+   *   kept state is a new one, recorded as the old one with the change (plan/delta.ts), so what
+   *   follows the fit stays in proportion to the change.
+   * What the data plane holds must be exactly what the last fit kept (held). Undefined: fit afresh.
    */
-  #sameFit(p: PrevFit, delta: { added: readonly NodeFrontendT[]; removed: readonly NodeFrontendT[] }, cap: Capacity,
+  #followFit(p: PrevFit, state: NodeState, delta: { added: readonly NodeFrontendT[]; removed: readonly NodeFrontendT[] }, cap: Capacity,
     u: Record<keyof Capacity, number>, held?: () => NodeState | undefined): Fitted | undefined {
     if (!held || held() !== p.fit.state || !p.fit.limit) return undefined;
     for (const k of Object.keys(cap) as Array<keyof Capacity>) if (cap[k] !== p.cap[k]) return undefined;
     const first = p.fit.dropped[0]!;
     // counted in place: a return of undefined drops the record (the caller fits afresh and keeps a new one)
     const counts = p.dropped;
+    const keptAdded: NodeFrontendT[] = [], keptRemoved: NodeFrontendT[] = [];
+    // which side each Service is on before this change (a kept Service whose frontends are all
+    // replaced stays kept: the data plane holds it, so it comes first in fitWith's walk)
+    const wasKept = (service: string) => p.kept.has(service);
     let renamed = false;
     for (const f of delta.removed) {
+      if (f.service === first) return undefined;
+      if (wasKept(f.service)) {
+        keptRemoved.push(f);
+        continue;
+      }
       const n = counts.get(f.service);
       if (n === undefined || !(f.service > first)) return undefined;
       if (n > 1) counts.set(f.service, n - 1);
@@ -471,21 +499,46 @@ export class CapacityTracker {
       }
     }
     for (const f of delta.added) {
+      if (f.service === first) return undefined;
+      if (wasKept(f.service)) {
+        keptAdded.push(f);
+        continue;
+      }
+      // left out after the first one: a Service left out before, or one new to the state (a newcomer by name)
       if (!(f.service > first)) return undefined;
       const n = counts.get(f.service);
-      if (n === undefined) {
-        // new to the list left out: a Service new to the state (left out after the first, as a
-        // newcomer by name), or one the last fit kept (a change to it: fit afresh)
-        if (isKept(p.fit, f.service)) return undefined;
-        renamed = true;
-      }
+      if (n === undefined) renamed = true;
       counts.set(f.service, (n ?? 0) + 1);
     }
-    // the first one left out is unchanged (every change sorts after it), so still over: the same limit
     const dropped = renamed ? [first, ...[...counts.keys()].filter((s) => s !== first).sort()] : p.fit.dropped;
-    const r: Fitted = { state: p.fit.state, dropped, limit: p.fit.limit, needed: u[p.fit.limit] };
-    keptUsage.set(r, keptUsage.get(p.fit)!);
-    this.#prevFit = { fit: r, cap: p.cap, dropped: counts };
+    if (!keptAdded.length && !keptRemoved.length) {
+      // the first one left out is unchanged (every change sorts after it), so still over: the same limit
+      const r: Fitted = { state: p.fit.state, dropped, limit: p.fit.limit, needed: u[p.fit.limit] };
+      keptUsage.set(r, keptUsage.get(p.fit)!);
+      this.#prevFit = { ...p, fit: r };
+      return r;
+    }
+    // a kept frontend whose key this state no longer has is removed after the new entries are
+    // written: room would be reserved for it (#roomDuringWrite), a fit afresh decides that
+    if (keptRemoved.length) {
+      const now = new Set(delta.added.map(frontendKey));
+      if (keptRemoved.some((f) => !now.has(frontendKey(f)))) return undefined;
+    }
+    const k = p.keptUsage ?? countAll(p.fit.state.frontends);
+    p.keptUsage = undefined;
+    for (const f of keptRemoved) k.count(f, -1);
+    for (const f of keptAdded) k.count(f, 1);
+    const limit = over(u, cap);
+    if (!limit || over(k.usage, cap) || !k.overWith(p.first, cap)) return undefined;
+    for (const f of keptRemoved) p.kept.set(f.service, p.kept.get(f.service)! - 1);
+    for (const f of keptAdded) p.kept.set(f.service, p.kept.get(f.service)! + 1);
+    for (const f of keptRemoved) if (p.kept.get(f.service) === 0) p.kept.delete(f.service);
+    const out = new Set(dropped);
+    const kept = lazyState(k.frontends, () => state.frontends.filter((f) => !out.has(f.service)));
+    recordStateDelta(kept, p.fit.state, keptAdded, keptRemoved);
+    const r: Fitted = { state: kept, dropped, limit, needed: u[limit] };
+    keptUsage.set(r, k.usage);
+    this.#prevFit = { ...p, fit: r, keptUsage: k };
     return r;
   }
 
@@ -500,17 +553,16 @@ export class CapacityTracker {
     if (!held || !k || (Object.keys(cap) as Array<keyof Capacity>).every((x) => u[x] + k[x] <= cap[x])) return cap;
     const old = held();
     if (!old) return cap;
-    const key = (f: NodeFrontendT): string => `${f.address}|${f.port}|${f.protocol}|${f.scope}`;
     // compile's record against exactly the held state: what goes is among what it removed (a
     // frontend replaced under the same key stays), so a sync after one change walks the change only
     const d = stateDelta(state, old);
     let gone: NodeFrontendT[];
     if (d) {
-      const now = new Set(d.added.map(key));
-      gone = d.removed.filter((f) => !now.has(key(f)));
+      const now = new Set(d.added.map(frontendKey));
+      gone = d.removed.filter((f) => !now.has(frontendKey(f)));
     } else {
-      const now = new Set(state.frontends.map(key));
-      gone = old.frontends.filter((f) => !now.has(key(f)));
+      const now = new Set(state.frontends.map(frontendKey));
+      gone = old.frontends.filter((f) => !now.has(frontendKey(f)));
     }
     const going = usage(gone);
     if (!going.slots && !going.sourceRanges && going.frontends === 0 && !going.maglevSlots) return cap;
@@ -522,18 +574,10 @@ export class CapacityTracker {
       maglevSlots: cap.maglevSlots - going.maglevSlots,
     };
   }
+}
 
-  #count(f: NodeFrontendT, sign: 1 | -1): void {
-    this.#slots += sign * f.backends.length;
-    this.#ranges += sign * f.sourceRanges.length;
-    const t = tableOf(f);
-    if (t) {
-      const n = (this.#tables.get(t.key) ?? 0) + sign;
-      if (n === 0) this.#tables.delete(t.key);
-      else this.#tables.set(t.key, n);
-      if (n === 0 && sign < 0) this.#maglevSlots -= t.slots;
-      else if (n === 1 && sign > 0) this.#maglevSlots += t.slots;
-    }
-    for (const b of f.backends) this.#backends.add(backendCountKey(b.address, b.port, f.protocol), sign);
-  }
+function countAll(frontends: readonly NodeFrontendT[]): RefUsage {
+  const r = new RefUsage();
+  for (const f of frontends) r.count(f, 1);
+  return r;
 }

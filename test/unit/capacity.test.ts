@@ -224,9 +224,11 @@ test('advice for a limit: the map and a --bpf-map-max size holding every Service
 });
 
 test('CapacityTracker over a run of changes with compile\'s records: the same Services kept and left out as without the records (random)', async (t) => {
-  // with a record, a change only to Services left out after the first left out reuses the last fit
-  // (#sameFit); without one (a copy of the state) every fit walks: the two must agree at every step
-  const { recordStateDelta } = await import('../../src/plan/delta.js');
+  // with a record, a change only to Services left out after the first left out reuses the last fit,
+  // and a change to a kept Service follows it (#followFit); without one (a copy of the state) every
+  // fit walks: the two must agree at every step
+  const { recordStateDelta, stateDelta } = await import('../../src/plan/delta.js');
+  let followed = 0;
   let seed = 5;
   const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
   for (let run = 0; run < 8; run++) {
@@ -270,10 +272,14 @@ test('CapacityTracker over a run of changes with compile\'s records: the same Se
       t.deepEqual(ra.state.frontends, rb.state.frontends, `run ${run} step ${step}: the frontends kept`);
       t.is(ra.limit, rb.limit);
       t.is(ra.needed, rb.needed);
+      t.is(ra.waitsForRemovals, rb.waitsForRemovals);
       if (heldA && ra.state === heldA) reused++;
+      // a kept Service's change followed: a new kept state recorded against the held one
+      if (heldA && ra.state !== heldA && ra.dropped.length && stateDelta(ra.state, heldA)) followed++;
       heldA = ra.state;
       heldB = rb.state;
     }
     t.true(reused > 0 || run > 0, `run ${run}: the last fit was reused ${reused} times`);
   }
+  t.true(followed > 20, `a kept Service's change was followed ${followed} times`);
 });
