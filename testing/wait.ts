@@ -10,3 +10,8 @@ export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+/** until, for a step that must come: throws naming what it waited for, so the test fails there */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what = 'condition', timeoutMs = 20_000, stepMs = 10): Promise<void> {
+  if (!(await until(cond, timeoutMs, stepMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

@@ -2,6 +2,7 @@
 // the in-memory data plane. What the API says reaches the data plane, and keeps reaching it across
 // an API server outage.
 import test from 'ava';
+import { waitFor } from '../../testing/wait.js';
 import { Agent } from '../../src/agent/agent.js';
 import { FakeDataplane } from '../../src/dataplane/fake.js';
 import { createKubeSource } from '../../src/source/kube.js';
@@ -19,13 +20,7 @@ const slice = (addrs: string[]) => ({ apiVersion: 'discovery.k8s.io/v1', kind: '
   endpoints: addrs.map((a) => ({ addresses: [a], conditions: { ready: true }, nodeName: 'n1' })) });
 const node = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.1.10' }] } };
 
-async function until(cond: () => boolean, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (cond: () => boolean, ms = 8000) => waitFor(cond, 'condition', ms, 20);
 
 test('Services and EndpointSlices from the API server reach the data plane, through an outage too', async (t) => {
   const stub = await startStubApiServer();

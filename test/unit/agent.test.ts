@@ -1,4 +1,5 @@
 import test from 'ava';
+import { waitFor } from '../../testing/wait.js';
 import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -320,12 +321,7 @@ function freshSlowDataplane(fail = false) {
   return { dp: new FreshSlowInit(), release, seen };
 }
 
-async function until(what: string, cond: () => boolean): Promise<void> {
-  for (let i = 0; !cond(); i++) {
-    if (i > 2000) throw new Error(`never: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (what: string, cond: () => boolean) => waitFor(cond, what, 20_000, 5);
 
 test('a fresh data plane: the first sync is planned while it loads and written once it is loaded, a change meanwhile after it', async (t) => {
   // a first start on a node: the BPF load (the verifier, ~1.5 s) is the last step to end on a

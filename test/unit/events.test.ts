@@ -2,6 +2,7 @@
 // server as events.k8s.io/v1 (client-go tools/events' shape: regarding, reportingController,
 // reportingInstance, action, reason, note), once per change of state, rate-limited.
 import test from 'ava';
+import { waitFor } from '../../testing/wait.js';
 import { Agent } from '../../src/agent/agent.js';
 import { FakeDataplane } from '../../src/dataplane/fake.js';
 import { createKubeSource } from '../../src/source/kube.js';
@@ -19,13 +20,7 @@ const slice = (name: string, addr: string) => ({ apiVersion: 'discovery.k8s.io/v
   endpoints: [{ addresses: [addr], conditions: { ready: true }, nodeName: 'n1' }] });
 const node = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.1.10' }] } };
 
-async function until(cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (cond: () => boolean, ms = 15_000) => waitFor(cond, 'condition', ms, 20);
 
 test('a Service left out for capacity: a Warning Event reaches the API server naming it and the limit; served again: a Normal one', async (t) => {
   const stub = await startStubApiServer();

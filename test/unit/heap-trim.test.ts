@@ -1,4 +1,5 @@
 import test from 'ava';
+import { until } from '../../testing/wait.js';
 import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../../src/util/heap-trim.js';
 
 const MiB = 2 ** 20;
@@ -72,13 +73,10 @@ test('after work: the young generation is collected once the process is quiet, w
     trim: () => true, external: () => 0, minorGc: () => { minors++; young = 64 * 1024; }, youngUsed: () => young,
     youngSweepDelayMs: 20, onSweep: ({ before, after }) => sweeps.push({ before, after }),
   });
-  const until = async (ok: () => boolean) => {
-    for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-  };
   // a burst of work (syncs, scrapes) in one turn: one collection after it, not one per call
   for (let i = 0; i < 5; i++) t.true(h.afterWork());
   t.is(minors, 0);
-  await until(() => minors > 0);
+  await until(() => minors > 0, 5000, 5);
   await new Promise((r) => setTimeout(r, 60));
   t.is(minors, 1);
   t.deepEqual(sweeps, [{ before: 3 * MiB, after: 64 * 1024 }]);
@@ -102,9 +100,6 @@ test('minorGc() runs a real scavenge', (t) => {
 });
 
 test('the full GC after a big sync waits while a sync is due (busy), bounded by maxDeferMs', async (t) => {
-  const until = async (ok: () => boolean) => {
-    for (let i = 0; i < 1000 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
-  };
   let busy = true, gcs = 0, gcWhileBusy = 0;
   const deferred: number[] = [];
   const h = new HeapTrimmer({
@@ -115,7 +110,7 @@ test('the full GC after a big sync waits while a sync is due (busy), bounded by 
   await new Promise((r) => setTimeout(r, 60));
   t.is(gcs, 0); // a change's sync is due: the GC waits
   busy = false;
-  await until(() => gcs > 0);
+  await until(() => gcs > 0, 5000, 5);
   t.is(gcs, 1);
   t.is(gcWhileBusy, 0);
   t.true(deferred[0]! >= 50);
@@ -125,7 +120,7 @@ test('the full GC after a big sync waits while a sync is due (busy), bounded by 
   busy = true;
   const bounded = new HeapTrimmer({ trim: () => true, external: () => 0, deferStepMs: 2, maxDeferMs: 30, busy: () => true, gc: () => { gcs++; } });
   t.true(bounded.afterSync(20_000));
-  await until(() => gcs > 0);
+  await until(() => gcs > 0, 5000, 5);
   t.is(gcs, 1);
   bounded.stop();
   // stopped while put off: no GC
@@ -141,9 +136,6 @@ test('the full GC after a big sync waits while a sync is due (busy), bounded by 
 // The agent's start: what waited for the first sync (a kubelet probe, a /metrics scrape) is answered
 // before the GC's pause (~0.5-0.9 s at 10,000 Services, seconds at 100,000), not after it.
 test('the full GC after a big sync waits settleMs first; `then` runs after that GC, or on the next timer without one', async (t) => {
-  const until = async (ok: () => boolean) => {
-    for (let i = 0; i < 1000 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
-  };
   const events: string[] = [];
   let gcAt = NaN;
   const h = new HeapTrimmer({ trim: () => true, external: () => 0, trimDelayMs: 1, settleMs: 150, gc: () => { events.push('gc'); gcAt = performance.now(); } });
@@ -152,7 +144,7 @@ test('the full GC after a big sync waits settleMs first; `then` runs after that 
   // a request answered while the GC settles
   await new Promise((r) => setTimeout(r, 20));
   events.push('request');
-  await until(() => events.includes('then'));
+  await until(() => events.includes('then'), 5000, 5);
   t.deepEqual(events, ['request', 'gc', 'then']);
   // Node's timers may fire a millisecond early
   t.true(gcAt - t0 >= 148, `the GC ran ${gcAt - t0} ms after the sync`);
@@ -162,7 +154,7 @@ test('the full GC after a big sync waits settleMs first; `then` runs after that 
     let ran = 0;
     t.false(trimmer.afterSync(3, () => ran++));
     t.is(ran, 0);
-    await until(() => ran > 0);
+    await until(() => ran > 0, 5000, 5);
     await new Promise((r) => setTimeout(r, 20));
     t.is(ran, 1);
     trimmer.stop();

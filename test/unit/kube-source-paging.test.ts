@@ -3,6 +3,7 @@
 // and slices of headless Services never reach the store (cmd/kube-proxy/app/server.go, the informer
 // factory's WithTweakListOptions; client-go tools/pager ListPager.List with FullListIfExpired).
 import test from 'ava';
+import { waitFor } from '../../testing/wait.js';
 import http from 'node:http';
 import { leadingContinue, listObjects } from '../../src/source/kube-http.js';
 import { createKubeSource, PROXY_LABEL_SELECTOR, type KubeSource } from '../../src/source/kube.js';
@@ -12,13 +13,7 @@ import { localKubeConfig } from '../../testing/local-kubeconfig.js';
 
 const FAST = { initialMs: 10, maxMs: 100, factor: 2, jitter: 0.5 };
 
-async function until(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (cond: () => boolean, timeoutMs = 5000, what = 'condition') => waitFor(cond, what, timeoutMs);
 
 const svc = (name: string, ip: string, labels: Record<string, string> = {}) => ({
   metadata: { namespace: 'default', name, labels }, spec: { type: 'ClusterIP', clusterIP: ip, ports: [{ name: 'http', port: 80, protocol: 'TCP' }] },

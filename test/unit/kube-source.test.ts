@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import { waitFor } from '../../testing/wait.js';
 import { pino } from 'pino';
 import { createKubeSource, type KubeSource } from '../../src/source/kube.js';
 import { ObjectStore, type Kind } from '../../src/source/types.js';
@@ -21,14 +22,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
  */
 const SLACK = 4;
 
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  timeoutMs *= SLACK;
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (cond: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition') => waitFor(cond, what, timeoutMs * SLACK);
 
 /** a promise that must settle in time: a source that never syncs fails its test fast instead of hanging the file */
 async function within<T>(p: Promise<T>, ms = 5000, what = 'start()'): Promise<T> {
