@@ -36,4 +36,4 @@ for (let c = 1; c <= 40; c++) {
   if (r.dropped.length !== Math.ceil(N * 0.1)) console.log('dropped?', r.dropped.length);
 }
 times.sort((a, b) => a - b);
-console.log('fit ms p50', times[20].toFixed(2), 'max', times[39].toFixed(2), 'min', times[0].toFixed(2));
+console.log('fit ms p50', times[20]!.toFixed(2), 'max', times[39]!.toFixed(2), 'min', times[0]!.toFixed(2));
