@@ -6,7 +6,7 @@
 //          to the first sync, and the heap by part (store, compile, plan) measured in this process.
 // (the 100,000-Service row, `scale`, is bench/scale.bench.ts and runs the agent through runAgent)
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Compiler } from '../src/compile/compile.js';
@@ -210,11 +210,23 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
   let stubCpu0 = NaN;
   try { stubCpu0 = threadCpu(stub.pid).total!; } catch { /* read again at the sync: NaN */ }
   const started = Date.now();
+  // KBP_BENCH_CPU_TIMELINE=PREFIX: the agent's CPU by thread and the stub's, every 100 ms from the
+  // start to the first sync, written to PREFIX-N-<started>.json (where a start's cores went idle)
+  const timeline: [number, Record<string, number>, number, number[]][] = [];
+  // the machine's: user+nice+system+irq+softirq+steal, and idle+iowait, in ms (USER_HZ 100)
+  const machine = () => {
+    const f = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return [(f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) * 10, (f[3]! + f[4]!) * 10];
+  };
+  const timelineTo = process.env.KBP_BENCH_CPU_TIMELINE;
   const agent = lab.spawn(ns, process.execPath, [cli, 'run', '--kubeconfig', kubeconfig, '--node-name', NODE_NAME, '--node-ip', NODE_IP,
     '--bpffs', pins, '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
     ...(object ? ['--bpf-object', object] : []), ...sizing,
     // KBP_BENCH_AGENT_ARGS: more flags for every agent run (e.g. `--v 2` for each sync's steps in the log)
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(' ').filter(Boolean) ?? [])], { what: `agent ${n}` });
+  const sampler = timelineTo ? setInterval(() => {
+    try { timeline.push([Date.now() - started, threadCpu(agent.pid), threadCpu(stub.pid).total! - stubCpu0, machine()]); } catch { /* gone */ }
+  }, 100) : undefined;
   try {
     const deadline = started + opts.timeoutMs;
     let m: Metrics;
@@ -240,6 +252,10 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
     // the sync's own end (kubeproxy_sync_proxy_rules_last_timestamp_seconds, ms in the fraction): the
     // scrape above may have waited out the agent's GC after the sync, and polls every 0.5 s
     const syncMs = m.lastSync * 1000 - started > 0 && m.lastSync * 1000 - started <= answeredMs ? Math.round(m.lastSync * 1000 - started) : answeredMs;
+    if (sampler) {
+      clearInterval(sampler);
+      writeFileSync(`${timelineTo}-${n}-${started}.json`, JSON.stringify({ syncMs, log: agent.output().slice(-65536), timeline }));
+    }
     const rssSynced = procStatus(agent.pid).rss;
     let cpuAtSync: AgentRun['cpuAtSync'];
     try { cpuAtSync = { agent: threadCpu(agent.pid), stub: threadCpu(stub.pid).total! - stubCpu0 }; } catch { /* a process gone: no figure */ }
@@ -286,6 +302,7 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
     const last = procStatus(agent.pid);
     return { syncMs, answeredMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, rssSeries, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }), output: agent.output().slice(-65536), ...(cpuAtSync && { cpuAtSync }) };
   } finally {
+    if (sampler) clearInterval(sampler);
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000))]);
     stub.child.stdin!.end();

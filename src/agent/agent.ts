@@ -5,7 +5,7 @@ import { Compiler, type ChangedKeys, type CompileOptions, type CompiledService }
 import type { NodeState } from '../model/compiled.js';
 import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
-import type { Plan, PlanFrontend, PlanOp } from '../plan/types.js';
+import type { Plan, PlanFrontend, PlanOp, PlanTable } from '../plan/types.js';
 import { capacityAdvice, CapacityTracker } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
 import { sameList } from '../plan/frontend.js';
@@ -423,7 +423,19 @@ export class Agent {
       this.#kernelUnknown = false;
       this.#log.info({ frontends: this.#current?.frontends.size ?? 0, planned: was?.frontends.size ?? 0 }, 'after a failed apply: planning on what the data plane holds, read back');
     }
-    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots });
+    // a first sync on a loaded, empty data plane: its new Maglev tables are filled on background
+    // threads from the moment the plan makes them, beside the plan's last steps and the diff (one
+    // core idle on two: docs/PERF.md, session 22, p22big); the apply below adopts the fill
+    const prefill = slots && !this.#current && this.#dpReady && !this.#loading && this.#dp.prefill ? this.#dp.prefill.bind(this.#dp) : undefined;
+    let filledAhead = 0;
+    const onTables = prefill && ((tables: readonly PlanTable[]) => {
+      try {
+        if (prefill(tables)) filledAhead = tables.length;
+      } catch (e) {
+        this.#log.debug({ err: e }, 'Maglev tables not filled ahead of the apply: the apply writes them');
+      }
+    });
+    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots, ...(onTables && { onTables }) });
     const t4 = performance.now();
     let ops: PlanOp[], t5 = t4, loadWait = 0;
     try {
@@ -493,6 +505,8 @@ export class Agent {
       planMs: ms(t4 - t3), diffMs: ms(t5 - t4), applyMs: ms(t6 - t5 - loadWait), afterMs: ms(done - t6), otherMs: ms(t0 - started + t2 - t1),
       // planned while the data plane loaded: the wait for the load before the writes
       ...(loadWait > 0 && { loadWaitMs: ms(loadWait) }),
+      // Maglev tables whose fill started when the plan made them (Dataplane.prefill), beside planMs and diffMs
+      ...(filledAhead > 0 && { tablesFilledAhead: filledAhead }),
       // the first change's wait for this sync (the runner's scheduling, or minSyncPeriod), and the
       // main thread's time on the run queue within it (Linux schedstat: ready, not running; another
       // process had the CPU). A sync slower than its threadCpuMs either waited for the CPU there or

@@ -1,6 +1,6 @@
 // One interface over every data plane (bpf, later ipvs and nftables), with an in-memory fake.
 // Only implementations of this interface touch the kernel.
-import type { Plan, PlanOp } from '../plan/types.js';
+import type { Plan, PlanOp, PlanTable } from '../plan/types.js';
 import type { Capacity } from '../plan/capacity.js';
 
 export type DataplaneKind = 'bpf' | 'ipvs' | 'nftables' | 'fake';
@@ -34,6 +34,13 @@ export interface Dataplane {
    * then plans its first sync before init() ends, and applies it after.
    */
   fresh?(): boolean;
+  /**
+   * A full build's new tables (buildPlan's onTables), before the apply that creates them: a data
+   * plane may start writing them where nothing reads them yet (BPF: filled into fresh regions of
+   * lb_maglev_slots on background threads while the agent diffs). Only between init() and the
+   * apply, with no other write under way; the next apply adopts them or drops them.
+   */
+  prefill?(tables: readonly PlanTable[]): boolean;
   /** Applies ordered writes; `next` is the plan they lead to (kept for read-back of what maps lack). */
   apply(ops: PlanOp[], next: Plan): Promise<void>;
   /**

@@ -262,7 +262,7 @@ class Backends {
   }
 }
 
-export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false): Plan {
+export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false, onTables?: (tables: readonly PlanTable[]) => void): Plan {
   // 1. validate, key and sort frontends; collect distinct backends
   let refs = 0;
   for (const f of state.frontends) refs += f.backends.length;
@@ -428,6 +428,8 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const planTables = new IdMap<PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
   const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
+  // the new tables can be written from here on (the chain below is the plan's own record)
+  if (onTables && toBuild.length) onTables(toBuild.map((b) => b.table));
   startChain(plan, sizing, ordered, bk, tables, state);
   return plan;
 }

@@ -20,7 +20,7 @@ import { buildIncremental, planDelta } from './build-incremental.js';
 import { HASH_SEED_MAX } from './limits.js';
 import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
 import { pendingSlots } from './slot-source.js';
-import { NO_SLOTS, type Plan } from './types.js';
+import { NO_SLOTS, type Plan, type PlanTable } from './types.js';
 
 export { planDelta, undoPlan, type PlanDelta } from './build-incremental.js';
 
@@ -48,6 +48,13 @@ export interface PlanOptions {
    * extended incrementally the other way.
    */
   slots?: boolean;
+  /**
+   * Called by a full build with its new tables (slots still to be filled, slot-source.ts) as soon as
+   * they exist, before the build's last steps (the incremental chain's records): the agent's first
+   * sync hands them to the data plane, which fills them beside the rest of the plan and the diff
+   * (Dataplane.prefill). Not called by an incremental build, nor when no table is new.
+   */
+  onTables?: (tables: readonly PlanTable[]) => void;
 }
 
 export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOptions): Plan {
@@ -58,7 +65,7 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
   }
   if (sizing !== 'exact' && sizing !== 'pow2') throw new KbpError('KBP_ERR_CONFIG', `unknown Maglev sizing ${JSON.stringify(sizing)}`);
   const slotless = opts.slots === false;
-  return (prev && buildIncremental(state, prev, seed, sizing, opts.consumePrev ?? false, slotless)) || buildFull(state, prev, seed, sizing, slotless);
+  return (prev && buildIncremental(state, prev, seed, sizing, opts.consumePrev ?? false, slotless)) || buildFull(state, prev, seed, sizing, slotless, opts.onTables);
 }
 
 /**

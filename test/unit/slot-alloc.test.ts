@@ -61,3 +61,15 @@ test('load() takes the regions the kernel holds; the gaps between them are free'
   t.deepEqual(a.alloc(251), { off: 748, size: 252 }, 'its rest');
   t.is(a.alloc(1), undefined);
 });
+
+test('a region no reader was told of (unread) is free at once, in the same write', (t) => {
+  const a = new SlotAllocator(504, { graceMs: 1000, now: () => 0 });
+  a.begin();
+  const r1 = a.alloc(251)!;
+  a.alloc(251);
+  t.is(a.alloc(251), undefined, 'full');
+  a.unread(r1);
+  t.is(a.quarantined, 0);
+  t.is(a.used, 252);
+  t.deepEqual(a.alloc(251), r1, 'taken again without a later write or the grace period');
+});

@@ -2,7 +2,7 @@
 // an earlier agent left), attaches tc on every device of this network namespace and XDP on external
 // ones, the socket hooks on a cgroup, and the nftables masquerade rule that SNATs marked flows.
 import { execFile, execFileSync } from 'node:child_process';
-import type { Plan, PlanOp } from '../../plan/types.js';
+import type { Plan, PlanOp, PlanTable } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats, WarmWriter } from '../types.js';
 import type { Capacity } from '../../plan/capacity.js';
 import type { Logger } from '../../util/log.js';
@@ -376,6 +376,12 @@ export class BpfDataplane implements Dataplane {
     await this.#serialWrite(async () => maps.setLocalSources(cidrs));
   }
 
+  prefill(tables: readonly PlanTable[]): boolean {
+    // only on a data plane that is up and idle: the apply that follows adopts or drops them
+    if (!this.#loaded || this.#writing) return false;
+    return this.#loaded.maps.prefill(tables);
+  }
+
   async apply(ops: PlanOp[]): Promise<void> {
     const { maps } = this.loaded;
     // a long apply off the event loop: /healthz and /metrics answer meanwhile (issue 7); a short one
@@ -494,10 +500,14 @@ export class BpfDataplane implements Dataplane {
 
   /** Plan writes one at a time: an apply and a deferred flush must not interleave their batches. */
   #serialWrite<T>(write: () => Promise<T>): Promise<T> {
+    this.#writing++;
     const run = this.#writes.then(write);
-    this.#writes = run.then(() => undefined, () => undefined);
+    this.#writes = run.then(() => undefined, () => undefined).finally(() => { this.#writing--; });
     return run;
   }
+
+  /** plan writes queued or under way (#serialWrite) */
+  #writing = 0;
 
   /** Attaches tc to every device (and XDP to external ones) not yet served; forgets vanished ones. */
   syncDevices(force = false): Promise<void> {

@@ -184,6 +184,8 @@ export class MapWriter {
   private fillJob: MaglevFillJob | undefined;
   /** the tables of the apply under way written at its start (earlyTables) */
   private early: Set<PlanTable> | undefined;
+  /** a full build's new tables whose fill started before their apply (prefill) */
+  private prefilled: Set<PlanTable> | undefined;
   private readonly recycleTables: boolean;
   /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
   private slotAlloc: SlotAllocator | undefined;
@@ -584,11 +586,22 @@ export class MapWriter {
     this.loadRegions().begin();
     if (!this.feKeys) this.syncFeFilter();
     this.recycling = this.planRecycling(ops);
+    const pre = this.prefilled;
+    this.prefilled = undefined;
     try {
       // a full build's tables, each into a fresh region that nothing reads until an upsertFrontend
-      // names it, are filled from here on beside every other write (startFill)
-      this.early = this.earlyTables(ops);
-      if (this.early) yield* this.writeTables([...this.early]);
+      // names it, are filled from here on beside every other write (startFill), or already are
+      // (prefill: the same tables, their fill running since the plan made them)
+      this.early = pre && this.earlyTables(ops, pre);
+      if (pre && !this.early) {
+        // filled ahead for another apply (its sync failed before writing): nothing reads them
+        yield* this.joinFill();
+        this.dropUnread(pre);
+      }
+      if (!this.early) {
+        this.early = this.earlyTables(ops);
+        if (this.early) yield* this.writeTables([...this.early]);
+      }
       // lb_members gains the new pairs before anything a reader follows can name them: a recycled
       // table is rewritten in the region its frontends read now (createTable, before upsertSlots), and a
       // SYN balanced to a new backend from then on is checked against lb_members on its next packet
@@ -1028,18 +1041,72 @@ export class MapWriter {
    * (not recycled, not rewritten in place), so no reader can reach a slot before an upsertFrontend
    * names the table, and the backends and members the slots name are written before that too.
    */
-  private earlyTables(ops: readonly PlanOp[]): Set<PlanTable> | undefined {
+  private earlyTables(ops: readonly PlanOp[], pre?: ReadonlySet<PlanTable>): Set<PlanTable> | undefined {
     const tables = new Set<PlanTable>();
     let src: SlotSource | undefined, slots = 0;
     for (const o of ops) {
       if (o.op !== 'createTable') continue;
-      const t = o.table, p = pendingSlots(t);
+      const t = o.table;
+      if (pre) {
+        // prefilled: exactly the tables this apply creates, each with the region prefill gave it
+        if (!pre.has(t) || tables.has(t)) return undefined;
+        tables.add(t);
+        continue;
+      }
+      const p = pendingSlots(t);
       if (!p || (src && p.src !== src) || this.recycling.has(t.id) || this.regions.has(t.id) || tables.has(t)) return undefined;
       src = p.src;
       slots += regionSize(t.m);
       tables.add(t);
     }
+    if (pre) return tables.size === pre.size && !this.recycling.size ? tables : undefined;
     return slots >= BACKGROUND_FILL_SLOTS && nativeFillAvailable() ? tables : undefined;
+  }
+
+  /**
+   * Starts filling a full build's new tables (buildPlan's onTables) into fresh regions of
+   * lb_maglev_slots on background threads, before their apply: the plan's last steps and the diff
+   * then run on the main thread beside the fill (on two cores, one idle until the apply). Nothing
+   * reads a region before an upsertFrontend names its table, and the apply that creates exactly
+   * these tables adopts the fill (earlyTables); any other apply first drops them (dropUnread).
+   * False, with nothing started, unless the tables are one large write earlyTables would have
+   * filled in the background anyway, and no apply or fill is under way.
+   */
+  prefill(tables: readonly PlanTable[]): boolean {
+    if (this.fillJob || this.prefilled || this.early || !tables.length) return false;
+    let src: SlotSource | undefined, slots = 0;
+    for (const t of tables) {
+      const p = pendingSlots(t);
+      if (!p || (src && p.src !== src) || this.regions.has(t.id)) return false;
+      src = p.src;
+      slots += regionSize(t.m);
+    }
+    if (slots < BACKGROUND_FILL_SLOTS || !nativeFillAvailable()) return false;
+    // the regions' bookkeeping is loaded as an apply loads it; nothing is recycled into them
+    this.loadRegions().begin();
+    this.recycling = new Map();
+    try {
+      // in id order, as the apply would write them (diff's createTables): the same regions
+      runSync(this.writeTables([...tables].sort((a, b) => a.id - b.id)));
+    } catch (e) {
+      // a region short (map full) or a fill refused: the apply writes them, or fails, as it would have
+      const job = this.fillJob as MaglevFillJob | undefined;
+      this.fillJob = undefined;
+      if (job) try { job.wait(); } catch { /* its error is the apply's to find again */ }
+      this.dropUnread(tables);
+      throw e;
+    }
+    this.prefilled = new Set(tables);
+    return true;
+  }
+
+  /** forgets tables written into regions no frontend ever named (prefill's), their regions free at once */
+  private dropUnread(tables: Iterable<PlanTable>): void {
+    for (const t of tables) {
+      const r = this.dropRegion(t.id);
+      this.tableM.delete(t.id);
+      if (r) this.slotAlloc?.unread({ off: r.off, size: r.size });
+    }
   }
 
   /** whether a run may be written while a background fill goes on: it reads no slot and writes none */

@@ -2,7 +2,7 @@
 // earlier load. Writes go through map-writer.ts (a Plan's ops, settings), reads through map-reader.ts
 // (a Plan back, settings, counters); the agent's state file supplies what the maps cannot hold.
 import { join } from 'node:path';
-import type { Plan, PlanOp } from '../../plan/types.js';
+import type { Plan, PlanOp, PlanTable } from '../../plan/types.js';
 import type { AgentStateFile } from './agent-state-file.js';
 import * as L from './layout.js';
 import * as read from './map-reader.js';
@@ -93,6 +93,8 @@ export class BpfMaps {
   /** apply() with the event loop free: batches on the thread pool, pauses between chunks */
   applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> { return this.writer.applyAsync(ops); }
   syncMembers(): { added: number; removed: number } { return this.writer.syncMembers(); }
+  /** a full build's new tables filled on background threads before their apply (MapWriter.prefill) */
+  prefill(tables: readonly PlanTable[]): boolean { return this.writer.prefill(tables); }
   /** lb_fe_filter bits held for orphaned flows (ct-orphan.ts); replace releases the others */
   holdFeFilterKeys(keys: Iterable<string>, replace = false): void { this.writer.holdFeFilterKeys(keys, replace); }
   heldFeFilterKeys(): number { return this.writer.heldFeFilterKeys(); }

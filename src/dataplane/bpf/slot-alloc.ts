@@ -78,6 +78,14 @@ export class SlotAllocator {
   }
 
   /**
+   * A region no reader was ever told of (a table filled ahead of an apply that did not come): free
+   * at once, as no program can be reading it.
+   */
+  unread(r: Region): void {
+    this.putFree(r.off, r.size);
+  }
+
+  /**
    * Marks the regions the kernel holds (an agent restarting over pinned maps); every slot below the
    * highest end that no region covers becomes free. Call once, before any alloc.
    */

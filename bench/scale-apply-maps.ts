@@ -1,0 +1,96 @@
+// Where a first sync's apply goes at N Services x 10 endpoints, by map and batch (issue 10, the
+// 100,000-Service row): the plan and diff built in process as scale-steps.ts builds them, then
+// applyAsync into a fresh data plane (root, bpffs) with BpfMap's batch and fill methods wrapped to
+// record each call's wall time, its count and the process's CPU and minor faults while it ran.
+// The plan, diff and apply are timed together from the plan's start (wall, CPU, main thread), as
+// the agent's first sync runs them; PREFILL=1 hands the plan's new tables to MapWriter.prefill as
+// the agent does (onTables), PREFILL=0 not (run them alternately for an A/B).
+//   N=100000 PREFILL=1 node --import=tsx --expose-gc bench/scale-apply-maps.ts
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Compiler } from '../src/compile/compile.js';
+import { CapacityTracker } from '../src/plan/capacity.js';
+import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
+import { loadDataplane } from '../src/dataplane/bpf/loader.js';
+import { BpfMap } from '../src/dataplane/bpf/native/map.js';
+import { diffPlans } from '../src/plan/diff.js';
+import { buildPlan } from '../src/plan/plan.js';
+import { slimStore } from './apiserver-objects.js';
+import { maglevSlotsFor } from './agent.bench.js';
+import { NODE_IP, NODE_NAME } from './gen.js';
+import type { PlanTable } from '../src/plan/types.js';
+
+const N = Number(process.env.N ?? 10_000);
+const store = slimStore({ services: N, endpointsPerService: 10, nodePortEvery: 10 });
+const compiled = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] }).compile(store.view()).state;
+const cap = { frontends: 1 << 20, backends: 1 << 23, slots: 1 << 26, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 28 };
+const fitted = new CapacityTracker().fit(compiled, cap).state;
+const prefill = process.env.PREFILL === '1';
+(globalThis as { gc?: () => void }).gc?.();
+
+interface Row { calls: number; count: number; wallMs: number; cpuMs: number; faults: number }
+const rows = new Map<string, Row>();
+const note = (key: string, count: number, t0: number, c0: NodeJS.CpuUsage, f0: number) => {
+  const r = rows.get(key) ?? { calls: 0, count: 0, wallMs: 0, cpuMs: 0, faults: 0 };
+  const c = process.cpuUsage(c0);
+  r.calls++; r.count += count; r.wallMs += performance.now() - t0; r.cpuMs += (c.user + c.system) / 1000;
+  r.faults += process.resourceUsage().minorPageFault - f0;
+  rows.set(key, r);
+};
+const P = BpfMap.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+for (const name of ['updateBatchAsync', 'deleteManyAsync'] as const) {
+  const f = P[name]!;
+  P[name] = async function (this: BpfMap, ...a: unknown[]) {
+    const t0 = performance.now(), c0 = process.cpuUsage(), f0 = process.resourceUsage().minorPageFault;
+    try { return await f.apply(this, a); } finally { note(`${this.name} ${name}`, a[name === 'updateBatchAsync' ? 2 : 1] as number, t0, c0, f0); }
+  };
+}
+for (const name of ['writeMmap', 'maglevFillStart'] as const) {
+  const f = P[name]!;
+  P[name] = function (this: BpfMap, ...a: unknown[]) {
+    const t0 = performance.now(), c0 = process.cpuUsage(), f0 = process.resourceUsage().minorPageFault;
+    try {
+      const r = f.apply(this, a);
+      if (name === 'maglevFillStart') {
+        // the job's wait: the main thread's join of the background fill
+        const job = r as { wait(): unknown; step(): boolean };
+        const w = job.wait.bind(job), s = job.step.bind(job);
+        job.wait = () => { const t1 = performance.now(), c1 = process.cpuUsage(), f1 = process.resourceUsage().minorPageFault; try { return w(); } finally { note(`${this.name} fill wait (join)`, 0, t1, c1, f1); } };
+        job.step = () => { const t1 = performance.now(), c1 = process.cpuUsage(), f1 = process.resourceUsage().minorPageFault; try { return s(); } finally { note(`${this.name} fill step (main thread)`, 1, t1, c1, f1); } };
+      }
+      return r;
+    } finally { note(`${this.name} ${name}`, 1, t0, c0, f0); }
+  };
+}
+
+const pin = `/sys/fs/bpf/kbp-apply-maps-${process.pid}-${Date.now().toString(36)}`;
+const dir = mkdtempSync(`${tmpdir()}/kbp-apply-maps-`);
+try {
+  const slots = maglevSlotsFor(N);
+  const d = loadDataplane({ pinRoot: pin, objectPath: fileURLToPath(new URL('../bpf/kbp.bpf.o', import.meta.url)),
+    state: AgentStateFile.forPinRoot(pin, `${dir}/state.json`), maps: { recycleTables: true },
+    ...(slots !== undefined && { mapSizes: { lb_maglev_slots: slots } }) });
+  try {
+    d.maps.writeConfig({ hashSeed: 1, snatMark: 0, flags: 0 });
+    const t0 = performance.now(), c0 = process.cpuUsage(), m0 = process.threadCpuUsage(), f0 = process.resourceUsage().minorPageFault;
+    let started = false;
+    const plan = buildPlan(fitted, undefined, { seed: 1, consumePrev: true, ...(prefill && { onTables: (tables: readonly PlanTable[]) => { started = d.maps.prefill(tables); } }) });
+    const t1 = performance.now();
+    const ops = diffPlans(undefined, plan);
+    const t2 = performance.now();
+    await d.maps.applyAsync(ops);
+    const t3 = performance.now();
+    const c = process.cpuUsage(c0), m = process.threadCpuUsage(m0);
+    const out: Record<string, unknown> = { N, prefill, started, ops: ops.length, planMs: Math.round(t1 - t0), diffMs: Math.round(t2 - t1), applyMs: Math.round(t3 - t2),
+      totalMs: Math.round(t3 - t0), cpuMs: Math.round((c.user + c.system) / 1000), mainCpuMs: Math.round((m.user + m.system) / 1000),
+      faults: process.resourceUsage().minorPageFault - f0, load: (await import('node:os')).loadavg()[0] };
+    if (process.env.MAPS === '1') for (const [k, r] of [...rows].sort((x, y) => y[1].wallMs - x[1].wallMs)) out[k] = `${r.calls} calls, ${r.count} entries, wall ${r.wallMs.toFixed(0)} ms, cpu ${r.cpuMs.toFixed(0)} ms, faults ${r.faults}`;
+    console.log(JSON.stringify(out));
+  } finally {
+    d.object.close();
+  }
+} finally {
+  rmSync(pin, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+}
