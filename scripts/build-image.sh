@@ -59,6 +59,7 @@ ADDONS=(kbp_native kbp_nft kbp_netlink kbp_maglev)
 INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js bin/bundle-fresh.js bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
 for a in "${ADDONS[@]}"; do INPUTS+=("native/build/Release/$a.node"); done
 for f in "${INPUTS[@]}"; do [[ -f $f ]] || die "$f is missing: run npm run build first"; done
+[[ -d dist/kube-bpf-proxy-compile-cache ]] || die "dist/kube-bpf-proxy-compile-cache is missing: run npm run build first"
 
 has_image() { "${PODMAN[@]}" image exists "$1"; }
 work=$(mktemp -d /tmp/kbp-image.XXXXXX)
