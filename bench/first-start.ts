@@ -8,7 +8,14 @@
 //   N=10000 ROUNDS=3 SOURCES=folder,api A=/tmp/p12base/kube-bpf-proxy.mjs B=dist/kube-bpf-proxy.mjs \
 //   node --import=tsx bench/first-start.ts
 // A empty: B alone. PROF_DIR: the agent runs with --cpu-prof there (written when it exits).
+// SAMPLE_MS (with LOG_DIR): the agent's threads (and the stub's process) read from /proc every that
+// many ms to the first sync, written as a timeline beside the log (timeline-*.txt): per bucket of
+// PERF_DIR: `perf record -g` of the agent's process (every thread, the kernel's work for it included)
+// from its spawn to its first sync, as perf-*.data there (`perf report --sort comm,dso`).
+// BUCKET_MS (default 250), each thread kind's CPU ms in it, the main thread's run-queue ms, and the
+// agent's log lines that fell in it: where the wall is not CPU, and where both cores run our work.
 // One JSON line per run on stdout; a summary of this / base ratios per round at the end.
+import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -67,6 +74,43 @@ function rssMiB(pid: number): { rss: number; hwm: number } {
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)?.[1] ?? NaN);
   return { rss: Math.round(kb('VmRSS') / 1024), hwm: Math.round(kb('VmHWM') / 1024) };
 }
+/** Per thread kind, CPU ticks (ms) now; and the main thread's run-queue ms (schedstat). */
+function sampleThreads(pid: number, stubPid: number | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    Object.assign(out, threadsCpu(pid));
+    out.mainQueue = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+  } catch { /* exited */ }
+  if (stubPid !== undefined) {
+    try { out.stub = cpuMs(stubPid); } catch { /* exited */ }
+  }
+  return out;
+}
+/** The samples as a table by bucket: each kind's ms in the bucket, and the log lines of the bucket. */
+function timeline(samples: Array<{ t: number; v: Record<string, number> }>, logLines: Array<{ t: number; msg: string }>, bucketMs: number): string {
+  const kinds = [...new Set(samples.flatMap((s) => Object.keys(s.v)))].sort((a, b) => (a === 'main' ? -1 : b === 'main' ? 1 : a.localeCompare(b)));
+  const rows: string[] = [`${'ms'.padStart(6)} ${kinds.map((k) => k.slice(0, 9).padStart(9)).join(' ')}  log`];
+  const at = (t: number) => {
+    // the last sample at or before t (zeros before the first)
+    let best: Record<string, number> = {};
+    for (const s of samples) if (s.t <= t) best = s.v;
+    return best;
+  };
+  const end = samples.at(-1)?.t ?? 0;
+  const total: Record<string, number> = {};
+  for (let t = 0; t < end; t += bucketMs) {
+    const a = at(t), b = at(t + bucketMs);
+    const cells = kinds.map((k) => {
+      const d = Math.round((b[k] ?? 0) - (a[k] ?? 0));
+      total[k] = (total[k] ?? 0) + d;
+      return String(d).padStart(9);
+    });
+    const msgs = logLines.filter((l) => l.t >= t && l.t < t + bucketMs).map((l) => `${l.t} ${l.msg}`).join('; ');
+    rows.push(`${String(t).padStart(6)} ${cells.join(' ')}  ${msgs}`);
+  }
+  rows.push(`${'total'.padStart(6)} ${kinds.map((k) => String(total[k] ?? 0).padStart(9)).join(' ')}`);
+  return rows.join('\n') + '\n';
+}
 function loadavg(): number { return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]); }
 
 const folder = mkdtempSync(join(tmpdir(), 'kbp-first-start-'));
@@ -82,6 +126,7 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
     await lab.ip(ns, ['link', 'set', 'e1', 'up']);
     await lab.addAddress(ns, 'e0', `${NODE_IP}/24`);
     let from: string[];
+    let stubPid: number | undefined;
     if (src === 'api') {
       const stub = lab.spawn(ns, process.execPath, ['--import=tsx', join(import.meta.dirname, 'apiserver-stub.ts'), '127.0.0.1', String(N)], { what: 'stub', stdin: true });
       const ready = await new Promise<Record<string, unknown>>((res, rej) => {
@@ -94,6 +139,7 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
         stub.child.once('exit', () => rej(new Error(`stub exited: ${stub.output().slice(-500)}`)));
       });
       from = ['--kubeconfig', String(ready.kubeconfig)];
+      stubPid = stub.pid;
     } else from = ['--manifests', folder];
     const pins = lab.addPinRoot('p');
     lab.onCleanup(`cleanup ${pins}`, async () => { await lab.exec(ns, process.execPath, [cli, 'cleanup', '--bpffs', pins], { allowFail: true }); });
@@ -110,6 +156,12 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
       agent.child.stderr!.on('data', (d: Buffer) => out.write(d.toString().replace(/"time":(\d+)/g, (_, t: string) => `"time":${t},"sinceSpawnMs":${Number(t) - started}`)));
       agent.child.stdout!.pipe(out);
     }
+    const perf = process.env.PERF_DIR ? spawn('/usr/bin/perf', ['record', '-F', '997', '-g', '-p', String(agent.pid), '-o', join(process.env.PERF_DIR, `perf-${tag}-${src}-${started}.data`)], { stdio: 'ignore' }) : undefined;
+    const SAMPLE_MS = Number(process.env.SAMPLE_MS ?? 0);
+    const allLines = SAMPLE_MS > 0 ? agentLogLines(agent, { prefix: '' }) : [];
+    const samples: Array<{ t: number; v: Record<string, number> }> = [];
+    const sampler = SAMPLE_MS > 0 && process.env.LOG_DIR
+      ? setInterval(() => samples.push({ t: Date.now() - started, v: sampleThreads(agent.pid, stubPid) }), SAMPLE_MS) : undefined;
     let full: Record<string, unknown> | undefined, cpu = NaN, main: ReturnType<typeof mainThread> | undefined, threads: Record<string, number> | undefined;
     while (!full) {
       if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().slice(-1500)}`);
@@ -122,9 +174,21 @@ async function one(cli: string, src: 'folder' | 'api', tag: string): Promise<Rec
         main = mainThread(agent.pid, Date.now() - started);
       }
     }
+    if (perf) {
+      perf.kill('SIGINT');
+      await new Promise((r) => { perf.once('exit', r); setTimeout(r, 20_000); });
+    }
+    if (sampler) {
+      clearInterval(sampler);
+      samples.push({ t: Date.now() - started, v: sampleThreads(agent.pid, stubPid) });
+      const logged = allLines.map((l) => ({ t: Number(l.time) - started, msg: String(l.msg) }));
+      writeFileSync(join(process.env.LOG_DIR!, `timeline-${tag}-${src}-${started}.txt`), timeline(samples, logged, Number(process.env.BUCKET_MS ?? 250)));
+    }
     const st = lines.find((l) => l.msg === 'data plane loaded and source started') ?? {};
     const chosen = lines.find((l) => l.msg === 'data plane chosen') ?? {};
     const rssAtSync = rssMiB(agent.pid);
+    // SMAPS (with LOG_DIR): the agent's /proc/PID/smaps at its first sync, beside the log
+    if (process.env.SMAPS && process.env.LOG_DIR) writeFileSync(join(process.env.LOG_DIR, `smaps-${tag}-${src}-${started}.txt`), readFileSync(`/proc/${agent.pid}/smaps`, 'utf8'));
     let rssAfter: ReturnType<typeof rssMiB> | undefined;
     if (AFTER_MS > 0) {
       await new Promise((r) => setTimeout(r, AFTER_MS));

@@ -59,6 +59,7 @@ ADDONS=(kbp_native kbp_nft kbp_netlink kbp_maglev)
 INPUTS=(dist/kube-bpf-proxy.mjs bin/kube-bpf-proxy.js bin/bundle-fresh.js bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o package.json)
 for a in "${ADDONS[@]}"; do INPUTS+=("native/build/Release/$a.node"); done
 for f in "${INPUTS[@]}"; do [[ -f $f ]] || die "$f is missing: run npm run build first"; done
+[[ -d dist/kube-bpf-proxy-compile-cache ]] || die "dist/kube-bpf-proxy-compile-cache is missing: run npm run build first"
 
 has_image() { "${PODMAN[@]}" image exists "$1"; }
 work=$(mktemp -d /tmp/kbp-image.XXXXXX)
@@ -86,6 +87,8 @@ mkdir -p "$ctx/app/dist" "$ctx/app/bin" "$ctx/app/native/build/Release" "$ctx/ap
 cp "$NODE_BIN" "$ctx/node"
 # the bundle is an entry file and its chunks (scripts/bundle.mjs)
 cp dist/*.mjs "$ctx/app/dist/"
+# V8's code for the chunks, compiled by this node at the build (src/cli/compile-cache.ts)
+cp -r dist/kube-bpf-proxy-compile-cache "$ctx/app/dist/"
 cp bin/kube-bpf-proxy.js bin/bundle-fresh.js "$ctx/app/bin/"
 for a in "${ADDONS[@]}"; do cp "native/build/Release/$a.node" "$ctx/app/native/build/Release/"; done
 cp bpf/kbp.bpf.o bpf/lb_sock_term.bpf.o "$ctx/app/bpf/"

@@ -136,7 +136,7 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       if (kind !== 'Node' && !meta.namespace) meta.namespace = 'default';
       if (kind === 'Node') delete meta.namespace;
       // only what is read, sharing nothing with the file's text (slim.ts)
-      const obj = slimObject(kind, v as unknown as KindMap[Kind], undefined, fast !== undefined);
+      const obj = slimObject(kind, v as unknown as KindMap[Kind], undefined, fast !== undefined, fast?.plain === true);
       objects.push({ kind, key: objectKey(obj), obj, path, line });
     };
     add(value, '');

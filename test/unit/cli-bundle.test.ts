@@ -3,7 +3,7 @@
 // alone. The sources (tsx) cannot show that: this runs the built bundle.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -16,6 +16,13 @@ test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 function node(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, args, { cwd: root, timeout: 120_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+  });
+}
+
+function nodeEnv(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { cwd: root, timeout: 120_000, env: { ...process.env, ...env } },
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
   });
 }
@@ -70,6 +77,26 @@ test('the bundle\'s chunks evaluate socks-proxy-agent only for a kubeconfig that
   t.false(out.dnsAtImport, 'socks-proxy-agent evaluated at import');
   t.regex(out.agent ?? '', /^SocksProxyAgent/);
   t.deepEqual(out.proxy, { host: '127.0.0.1', port: 1080, type: 5 });
+});
+
+test('a start from the bundle reads its chunks\' code from the compile cache built beside it (scripts/bundle.mjs, src/cli/compile-cache.ts)', async (t) => {
+  const b = await built;
+  t.is(b.code, 0, b.stderr);
+  t.true(existsSync(join(dir, 'kube-bpf-proxy-compile-cache')), 'the bundle has its compile cache');
+  // client-node's chunk (the largest, loaded by every start from an API server) among those taken
+  // from the cache: node says so per module with NODE_DEBUG_NATIVE=COMPILE_CACHE
+  const kubeconfig = join(dir, 'cc-kubeconfig.json');
+  writeFileSync(kubeconfig, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+    clusters: [{ name: 'k', cluster: { server: 'http://127.0.0.1:1' } }],
+    users: [{ name: 'u', user: { token: 't' } }], contexts: [{ name: 'c', context: { cluster: 'k', user: 'u' } }],
+  }));
+  const r = await nodeEnv([join(dir, 'kube-bpf-proxy.mjs'), 'run', '--kubeconfig', kubeconfig, '--node-name', 'n1'], { NODE_DEBUG_NATIVE: 'COMPILE_CACHE' });
+  t.is(r.code, 2, r.stderr);
+  const accepted = [...r.stderr.matchAll(/code cache for ESM (\S+) was accepted/g)].map((m) => m[1]!);
+  const largest = readdirSync(dir).filter((f) => /-chunk-.*\.mjs$/.test(f)).sort((x, y) => statSync(join(dir, y)).size - statSync(join(dir, x)).size)[0]!;
+  t.true(accepted.some((u) => u.endsWith(`/${largest}`)), `${largest} from the cache (accepted: ${accepted.length})`);
+  t.false(/was rejected/.test(r.stderr), 'no entry refused');
 });
 
 test('compile through the bundle prints the state of the seeds', async (t) => {
