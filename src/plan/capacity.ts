@@ -257,7 +257,7 @@ class UsageCounter {
   }
 }
 
-function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
+export function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
   const c = new UsageCounter();
   c.add(frontends);
   return c.usage;
