@@ -81,7 +81,7 @@ try {
   jsonLines(stub.child.stdout!, (l) => fromStub.push(l));
   const ready = await until('stub ready', () => fromStub.shift(), 900_000, stub);
   const kubeconfig = String(ready.kubeconfig);
-  let variant = 0;
+  const variant = new Map<number, number>();
   for (let r = 0; r < rounds && !stopping; r++) {
     const order = r % 2 ? [...clis].reverse() : clis;
     for (const cli of order) {
@@ -112,7 +112,10 @@ try {
         for (let k = 0; k < changes && !stopping; k++) {
           const i = Math.floor(((k + 0.5) / changes) * n);
           const had = steps.length, size0 = statSync(trace).size;
-          stub.child.stdin!.write(`change ${i} ${1 + (variant++ % 3)}\n`);
+          // a variant other than the stub's current one for that slice (the runs change the same Services)
+          const v = (variant.get(i) ?? 0) % 3 + 1;
+          variant.set(i, v);
+          stub.child.stdin!.write(`change ${i} ${v}\n`);
           const ack = await until('stub ack', () => fromStub.shift(), 30_000, stub);
           const s = await until(`change ${k}`, () => steps.slice(had).find((x) => Number(x.ops) > 0 && !x.full), 60_000, agent);
           await sleep(20); // the trace's last lines

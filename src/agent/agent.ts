@@ -466,6 +466,16 @@ export class Agent {
     // at 100,000 Services has 1.4M of them (~80 MiB), which that GC found alive and, with V8's
     // memory reducer off, nothing collected after (docs/PERF.md, session 18, p18big)
     const opCount = ops.length;
+    // the highest frontend id for refreshStats, followed through the ops (an id removed leaves the
+    // bound where it was: counters past the highest id in use read as zero) instead of a walk over
+    // every frontend at the first scrape after each change (100,000 at 100k, in a loop V8 also
+    // deoptimized there each time)
+    const known = this.#current === undefined ? 0 : this.#maxFeId?.plan === this.#current ? this.#maxFeId.id : undefined;
+    if (known !== undefined) {
+      let max = known;
+      for (const o of ops) if (o.op === 'upsertFrontend' && o.frontend.id > max) max = o.frontend.id;
+      this.#maxFeId = { plan: next, id: max };
+    }
     ops = [];
     const t6 = performance.now();
     const prevState = this.#state;

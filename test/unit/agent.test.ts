@@ -474,6 +474,42 @@ for (const standalone of [true, false]) {
   });
 }
 
+// refreshStats reads per-frontend counters up to the highest frontend id: followed through each
+// sync's writes (no walk over every frontend at the first scrape after a change), never below an id
+// the data plane holds.
+test('refreshStats asks the data plane for counters up to the highest frontend id, followed through the syncs', async (t) => {
+  const hints: Array<number | undefined> = [];
+  class CountedDataplane extends FakeDataplane {
+    override async stats(hint: { maxFrontendId?: number } = {}) {
+      hints.push(hint.maxFrontendId);
+      return super.stats();
+    }
+  }
+  const { dir, dp } = setup(t, new CountedDataplane());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
+  const { agent, source } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const highest = () => Math.max(...[...agent.plan!.frontends.values()].map((f) => f.id));
+  await agent.refreshStats();
+  t.is(hints.at(-1), highest());
+  for (let i = 0; i < 3; i++) {
+    writeFileSync(join(dir, `other${i}.yaml`), webYaml(['10.244.2.2']).replace(/\bweb\b/g, `other${i}`).replace('10.96.0.10', `10.96.0.${20 + i}`));
+    await source.scan();
+    await agent.whenIdle();
+    await agent.refreshStats();
+    t.is(agent.plan!.frontends.size, 2 + i);
+    t.is(hints.at(-1), highest(), `after Service other${i}`);
+  }
+  rmSync(join(dir, 'other2.yaml'));
+  await source.scan();
+  await agent.whenIdle();
+  await agent.refreshStats();
+  t.is(agent.plan!.frontends.size, 3);
+  t.true(hints.at(-1)! >= highest(), `${hints.at(-1)} covers ${highest()}`);
+});
+
 // With the heap trimmer (launch.ts), the warm-up goes to onSynced, which runs it after the
 // trimmer's GC (that GC flushes idle bytecode), which itself waits for a quiet moment after the sync.
 test('with onSynced set, the first full sync hands it the warm-up, once, and nothing warms until it runs it', async (t) => {
