@@ -12,6 +12,7 @@
 import { appendFileSync, mkdirSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Lab, type LabProcess } from '../testing/netns.js';
 import { mapMaxFlags } from './agent.bench.js';
@@ -24,6 +25,8 @@ const { values: o, positionals: clis } = parseArgs({
     n: { type: 'string', default: '10000' }, changes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '1' },
     out: { type: 'string', default: '/tmp/first-change-agent' }, trace: { type: 'boolean', default: false },
     'settle-s': { type: 'string', default: '20' }, 'gap-ms': { type: 'string', default: '1500' }, v8: { type: 'string', default: '' },
+    // perf record of the agent (kernel and user stacks, 10 kHz) over the first change's window
+    perf: { type: 'boolean', default: false },
   },
 });
 if (!clis.length) throw new Error('usage: first-change-agent.ts [--n N] [--changes K] [--rounds R] [--out DIR] [--trace] CLI [CLI...]');
@@ -104,6 +107,8 @@ try {
         if (l.msg === 'sync steps') steps.push(l);
         if (l.msg === 'one-change path warmed') warmed = l;
       }, (s) => appendFileSync(logFile, s + '\n'));
+      // stdout too (V8's --trace-gc and the like)
+      jsonLines(agent.child.stdout!, () => {}, (s) => appendFileSync(logFile, `[stdout ${Date.now()}] ${s}\n`));
       try {
         const first = await until('first sync', () => steps.find((s) => s.full && Number(s.frontends) >= n), 900_000, agent);
         await until('warm-up', () => warmed, 120_000, agent);
@@ -111,6 +116,8 @@ try {
         const res: Record<string, unknown>[] = [];
         for (let k = 0; k < changes && !stopping; k++) {
           const i = Math.floor(((k + 0.5) / changes) * n);
+          const perf = o.perf && k === 0 ? spawn('/usr/bin/perf', ['record', '-F', '10000', '-g', '-p', String(agent.pid), '-o', join(out, `${tag}.perf.data`)], { stdio: 'ignore' }) : undefined;
+          if (perf) await sleep(1000);
           const had = steps.length, size0 = statSync(trace).size;
           // a variant other than the stub's current one for that slice (the runs change the same Services)
           const v = (variant.get(i) ?? 0) % 3 + 1;
@@ -119,6 +126,10 @@ try {
           const ack = await until('stub ack', () => fromStub.shift(), 30_000, stub);
           const s = await until(`change ${k}`, () => steps.slice(had).find((x) => Number(x.ops) > 0 && !x.full), 60_000, agent);
           await sleep(20); // the trace's last lines
+          if (perf) {
+            perf.kill('SIGINT');
+            await new Promise((r) => perf.once('exit', r));
+          }
           const text = readFileSync(trace, 'utf8').slice(size0);
           const d = deopts(text);
           res.push({ k, at: ack.at, endedAt: s.endedAt, totalMs: s.totalMs, threadCpuMs: s.threadCpuMs, compileMs: s.compileMs, fitMs: s.fitMs, planMs: s.planMs, diffMs: s.diffMs,
