@@ -6,7 +6,7 @@ import type { NodeState } from '../model/compiled.js';
 import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
 import type { Plan, PlanFrontend, PlanOp, PlanTable } from '../plan/types.js';
-import { capacityAdvice, CapacityTracker } from '../plan/capacity.js';
+import { capacityAdvice, CapacityTracker, usage, type Capacity } from '../plan/capacity.js';
 import { countV6 } from '../plan/delta.js';
 import { sameList } from '../plan/frontend.js';
 import type { Dataplane, WarmWriter } from '../dataplane/types.js';
@@ -18,7 +18,8 @@ import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
 import { GcClock } from '../util/gc-clock.js';
-import { warmMaglev, warmOneChange, warmSource } from './warm.js';
+import { warmMaglev, warmOneChange, warmSource, WarmCluster } from './warm.js';
+import { pino } from 'pino';
 import { openSync, readSync } from 'node:fs';
 import { CompileAhead } from './compile-ahead.js';
 
@@ -39,6 +40,12 @@ export interface AgentOptions {
  * later changes, docs/PERF.md session 14)
  */
 const WARM_CHANGES = 48;
+
+/**
+ * one-change syncs the warm-up runs through a second Agent of its own (Agent.#warmSyncs): the
+ * agent's own sync code, each change a sync of its own
+ */
+const WARM_AGENT_CHANGES = 24;
 
 /**
  * a sync due this soon counts as pending for the full GC after a big sync (Agent.syncSoon): about
@@ -471,6 +478,16 @@ export class Agent {
     // at 100,000 Services has 1.4M of them (~80 MiB), which that GC found alive and, with V8's
     // memory reducer off, nothing collected after (docs/PERF.md, session 18, p18big)
     const opCount = ops.length;
+    // the highest frontend id for refreshStats, followed through the ops (an id removed leaves the
+    // bound where it was: counters past the highest id in use read as zero) instead of a walk over
+    // every frontend at the first scrape after each change (100,000 at 100k, in a loop V8 also
+    // deoptimized there each time)
+    const known = this.#current === undefined ? 0 : this.#maxFeId?.plan === this.#current ? this.#maxFeId.id : undefined;
+    if (known !== undefined) {
+      let max = known;
+      for (const o of ops) if (o.op === 'upsertFrontend' && o.frontend.id > max) max = o.frontend.id;
+      this.#maxFeId = { plan: next, id: max };
+    }
     ops = [];
     const t6 = performance.now();
     const prevState = this.#state;
@@ -531,7 +548,7 @@ export class Agent {
     if (full && !this.#warmed) {
       this.#warmed = true;
       warm = () => {
-        this.#warm(slots);
+        void this.#warm(slots);
         // the source's put-off work (the manifests source's first rescan) while the agent still starts
         this.#source.afterFirstSync?.();
       };
@@ -547,7 +564,7 @@ export class Agent {
    * Compiles the one-change path once, after the first full sync, and has V8 optimize the manifests
    * source's per-file read (standalone) and the JS Maglev fill (with slots) (warm.ts says why).
    */
-  #warm(slots: boolean): void {
+  async #warm(slots: boolean): Promise<void> {
     const t0 = performance.now(), cpu0 = process.cpuUsage(), thread0 = process.threadCpuUsage();
     let writer: WarmWriter | undefined;
     try {
@@ -560,9 +577,10 @@ export class Agent {
       const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots, WARM_CHANGES, writer && ((ops) => writer!.apply(ops)));
       const source = this.#opts.compile.standalone ? warmSource(this.#opts.compile.nodeName) : undefined;
       const maglevSlots = slots ? warmMaglev(this.#opts.seed) : 0;
+      const { syncs, leftOut } = await this.#warmSyncs();
       const cpu = process.cpuUsage(cpu0), thread = process.threadCpuUsage(thread0);
       // cpuMs: so far; V8's compiler threads may still be at work on what the warm-up made hot
-      this.#log.debug({ ...r, source, maglevSlots, ms: ms(performance.now() - t0), cpuMs: ms((cpu.user + cpu.system) / 1000), threadCpuMs: ms((thread.user + thread.system) / 1000) },
+      this.#log.debug({ ...r, source, maglevSlots, syncs, leftOut, ms: ms(performance.now() - t0), cpuMs: ms((cpu.user + cpu.system) / 1000), threadCpuMs: ms((thread.user + thread.system) / 1000) },
         'one-change path warmed');
     } catch (e) {
       // it writes nothing the programs read and holds nothing: a failure costs only the warm-up
@@ -570,6 +588,89 @@ export class Agent {
     } finally {
       writer?.close();
     }
+    // the warm-up's garbage, collected while the agent is quiet (the heap trimmer's young sweep)
+    // rather than by a scavenge in the first change's sync
+    this.onSynced?.(0);
+  }
+
+  /**
+   * The one-change syncs of a second Agent, built as this one is but over a store of its own
+   * (WarmCluster: a few Services made as this agent's source makes its objects) and a data plane
+   * whose apply goes to the scratch writer: the first real change then runs code that has run, and
+   * has been optimized, on this code's every step (the sync, its log line, the capacity fit with
+   * the agent's callbacks, the apply), not only on the ones warmOneChange calls. A CPU profile of
+   * the first change after a 100,000-Service start had it compiling functions never run before and
+   * deoptimizing ones optimized for the warm-up's own objects (docs/PERF.md, sessions 21-22).
+   * Returns the syncs run, and the most Services one of them left out (none, unless the maps
+   * cannot hold a few Services).
+   */
+  async #warmSyncs(): Promise<{ syncs: number; leftOut: number }> {
+    const cluster = new WarmCluster(this.#opts.compile.nodeName, !!this.#opts.compile.standalone);
+    const dp = this.#dp;
+    // scratch tables of its own: its plans' ids are not warmOneChange's
+    let writer: WarmWriter | undefined;
+    try {
+      writer = dp.warmWriter?.();
+    } catch (e) {
+      this.#log.debug({ err: e }, 'no scratch tables for the warm-up\'s syncs: their applies write nothing');
+    }
+    // a write that fails ends the warm-up (its runner would retry it with backoff, for ever)
+    let failed: unknown;
+    // after its first sync, maps 1.75 times what it holds: a change's fit then counts the room its
+    // removals keep during the write (CapacityTracker #roomDuringWrite), as the agent's does where
+    // its maps are more than half full (the Maglev array at 10,000 Services), not the early return
+    let tight: Capacity | undefined;
+    const scratch: Dataplane = {
+      kind: dp.kind,
+      init: async () => {},
+      readPlan: async () => undefined,
+      apply: async (ops) => {
+        try {
+          writer?.apply(ops);
+        } catch (e) {
+          failed ??= e;
+        }
+      },
+      syncDevices: async () => {},
+      stats: async () => ({ maps: [], events: {}, frontends: new Map() }),
+      capacity: () => tight ?? dp.capacity(),
+      close: async () => {},
+      cleanup: async () => {},
+    };
+    // its log lines go nowhere, at this agent's level (a 'sync steps' line at --v 2 is work too)
+    const log = pino({ level: this.#log.level }, { write: () => {} });
+    const twin = new Agent({ source: { store: cluster.store, start: async () => {}, stop: async () => {} }, dataplane: scratch, log,
+      metrics: new Metrics({ processMetrics: false }), serviceHealth: new ServiceHealthServers({ log: silentLogger }) },
+    { ...this.#opts, minSyncMs: 0, syncPeriodMs: 3_600_000, housekeepingMs: 3_600_000, timers: realTimers });
+    // it warms nothing itself: its first sync's warm-up handed to a hook that drops it
+    twin.onSynced = () => {};
+    let leftOut = 0;
+    twin.onServicesLeftOut = (services) => { leftOut = Math.max(leftOut, services.length); };
+    const idle = async (): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([twin.whenIdle(), new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('a warm-up sync did not end within 10 s')), 10_000);
+        })]);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (failed) throw failed;
+    };
+    try {
+      await twin.start();
+      await idle();
+      const held = twin.state ? usage(twin.state.frontends) : undefined;
+      if (held) tight = Object.fromEntries(Object.entries(held).map(([k, v]) => [k, Math.ceil(1.75 * v)])) as unknown as Capacity;
+      for (let k = 0; k < WARM_AGENT_CHANGES; k++) {
+        cluster.change(k);
+        await idle();
+      }
+    } finally {
+      await twin.stop();
+      writer?.close();
+    }
+    return { syncs: twin.syncs, leftOut };
   }
 
   #warmed = false;

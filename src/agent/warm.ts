@@ -26,7 +26,8 @@ import { MaglevBuilder, maglevSize, maglevSlots, type MaglevMember } from '../pl
 import { buildPlan, planDelta, releaseSlots } from '../plan/plan.js';
 import type { PlanOp } from '../plan/types.js';
 import { applyChanges, ManifestsReader } from '../source/manifests.js';
-import { ObjectStore, type Snapshot } from '../source/types.js';
+import { slimObject } from '../source/slim.js';
+import { ObjectStore, type Kind, type Snapshot } from '../source/types.js';
 
 const SERVICES = 4;
 
@@ -174,4 +175,64 @@ export function warmMaglev(seed: number, runs = 16): number {
     filled += maglevSlots(builder, members, seed, m).length;
   }
   return filled;
+}
+
+/**
+ * A store of a few Services whose objects are made as the agent's source makes its own (standalone:
+ * a manifest file's text through a ManifestsReader, as a watch event's re-read; else an API object
+ * as JSON.parse gives it, through slimObject as the kube source's watch does), and change(k): an
+ * endpoint change to one of them as that source stores it. For the agent's warm-up through a second
+ * Agent of its own (Agent.#warmSyncs): compile's, the capacity fit's and the plan's code then learn
+ * the objects' shapes and values of the real ones (an address over 2^30, a heap number, among the
+ * backends too), not the warm-up's own literals'.
+ */
+export class WarmCluster {
+  readonly store = new ObjectStore();
+  readonly #nodeName: string;
+  readonly #reader: ManifestsReader | undefined;
+  readonly #files: number;
+
+  constructor(nodeName: string, standalone: boolean, files = SERVICES) {
+    this.#nodeName = nodeName;
+    this.#files = files;
+    this.#reader = standalone ? new ManifestsReader('/nonexistent/kbp-warm', 0) : undefined;
+    const n = node(nodeName);
+    this.#put('Node', n);
+    for (let i = 0; i < files; i++) this.#write(i, 0);
+  }
+
+  /** the k-th change: one endpoint of Service k % files moved to an address it has not had */
+  change(k: number): void {
+    this.#write(k % this.#files, 1 + Math.floor(k / this.#files));
+  }
+
+  #write(i: number, shift: number): void {
+    if (this.#reader) {
+      // file i as manifestText's Service 257 x i: each file's endpoints on addresses of their own
+      // (10.200.i.x), its type still alternating
+      const { changes } = this.#reader.updateText(`/nonexistent/kbp-warm/s${i}.yaml`, manifestText(257 * i, this.#nodeName, shift & 127));
+      applyChanges(this.store, changes);
+      return;
+    }
+    if (shift === 0) this.#put('Service', apiLike(service(i)));
+    const sl = apiLike(slice(i, this.#nodeName, 0));
+    sl.endpoints = Array.from({ length: ENDPOINTS }, (_, j) => ({
+      // one endpoint outside 10/8: 172.31.x.y is over 2^30 as a u32
+      addresses: [j === 0 ? `10.201.${i & 255}.${100 + (shift & 127)}` : j === 1 ? `172.31.${i & 255}.${j}` : `10.201.${i & 255}.${j}`],
+      conditions: { ready: true, serving: true, terminating: false },
+      nodeName: j % 2 ? `${this.#nodeName}-other` : this.#nodeName,
+      targetRef: { kind: 'Pod', namespace: 'kbp-warm', name: `s${i}-${j}`, uid: `kbp-warm-${i}-${j}` },
+    }));
+    this.#put('EndpointSlice', sl);
+  }
+
+  #put(kind: Kind, obj: unknown): void {
+    // as the kube source's watch stores an object: JSON.parse's tree, slimmed (kube.ts)
+    this.store.upsert(kind, slimObject(kind, JSON.parse(JSON.stringify(obj)) as never, this.#nodeName, true));
+  }
+}
+
+/** an object as the API server's JSON has it (no undefined members) */
+function apiLike<T>(o: T): T & { endpoints?: unknown[] } {
+  return JSON.parse(JSON.stringify(o)) as T & { endpoints?: unknown[] };
 }

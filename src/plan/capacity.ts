@@ -217,7 +217,7 @@ export function capacityAdvice(limit: keyof Capacity, needed: number, cap: Capac
   };
 }
 
-function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
+export function usage(frontends: NodeState['frontends']): Record<keyof Capacity, number> {
   return countAll(frontends).usage;
 }
 

@@ -16,6 +16,7 @@ import { silentLogger, type Logger } from '../../src/util/log.js';
 import { fullGc } from '../../src/util/heap-trim.js';
 import type { Plan, PlanOp } from '../../src/plan/types.js';
 import { UNLIMITED } from '../../src/plan/capacity.js';
+import { pino } from 'pino';
 
 
 function setup(t: import('ava').ExecutionContext, dp = new FakeDataplane()) {
@@ -427,12 +428,82 @@ test('the warm-up applies its changes to the data plane\'s scratch writer only, 
   t.teardown(() => agent.stop());
   await agent.whenIdle();
   const applied = dp.log.length;
-  for (let i = 0; i < 200 && !closed; i++) await new Promise((r) => setTimeout(r, 10));
-  t.is(closed, 1);
-  // the warm-up's first full plan, then each of its changes: each a short apply of its own
-  t.true(warmed.length >= 2, `${warmed.length} applies`);
-  t.true(warmed.slice(1).every((ops) => ops.includes('upsertBackend') && ops.length <= 64), JSON.stringify(warmed.slice(1)));
+  for (let i = 0; i < 300 && closed < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  // one writer for warmOneChange, one for the second Agent the warm-up runs its syncs through
+  t.is(closed, 2);
+  // two full plans (warmOneChange's, and that Agent's first sync: each writes rev-NAT entries),
+  // then each of their changes: each a short apply of its own
+  const full = warmed.filter((ops) => ops.includes('upsertRevNat')), changes = warmed.filter((ops) => !ops.includes('upsertRevNat'));
+  t.is(full.length, 2, `${full.length} full plans`);
+  t.true(changes.length >= 2, `${changes.length} applies`);
+  t.true(changes.every((ops) => ops.includes('upsertBackend') && ops.length <= 64), JSON.stringify(changes));
   t.is(dp.log.length, applied, 'nothing of the warm-up reached the data plane');
+});
+
+// The warm-up also runs one-change syncs through a second Agent of its own (agent.ts #warmSyncs),
+// over objects made as the agent's source makes them, its maps sized so that a change's fit counts
+// the room kept for the write: each change a sync of its own, none leaving a Service out.
+for (const standalone of [true, false]) {
+  test(`the warm-up's syncs through a second agent: one per change, no Service left out (standalone: ${standalone})`, async (t) => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>); } });
+    class WarmedDataplane extends FakeDataplane {
+      warmWriter() {
+        return { apply: () => {}, close: () => {} };
+      }
+    }
+    const { dir, dp } = setup(t, new WarmedDataplane());
+    writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+    const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
+    const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) }, {
+      compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone }, seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+    });
+    await agent.start();
+    t.teardown(() => agent.stop());
+    await agent.whenIdle();
+    const warmed = () => lines.find((l) => l.msg === 'one-change path warmed' || l.msg === 'warming the one-change path failed');
+    for (let i = 0; i < 500 && !warmed(); i++) await new Promise((r) => setTimeout(r, 10));
+    const w = warmed();
+    t.is(w?.msg, 'one-change path warmed', JSON.stringify(w));
+    t.is(w?.syncs, 25);
+    t.is(w?.leftOut, 0);
+  });
+}
+
+// refreshStats reads per-frontend counters up to the highest frontend id: followed through each
+// sync's writes (no walk over every frontend at the first scrape after a change), never below an id
+// the data plane holds.
+test('refreshStats asks the data plane for counters up to the highest frontend id, followed through the syncs', async (t) => {
+  const hints: Array<number | undefined> = [];
+  class CountedDataplane extends FakeDataplane {
+    override async stats(hint: { maxFrontendId?: number } = {}) {
+      hints.push(hint.maxFrontendId);
+      return super.stats();
+    }
+  }
+  const { dir, dp } = setup(t, new CountedDataplane());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
+  const { agent, source } = newAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const highest = () => Math.max(...[...agent.plan!.frontends.values()].map((f) => f.id));
+  await agent.refreshStats();
+  t.is(hints.at(-1), highest());
+  for (let i = 0; i < 3; i++) {
+    writeFileSync(join(dir, `other${i}.yaml`), webYaml(['10.244.2.2']).replace(/\bweb\b/g, `other${i}`).replace('10.96.0.10', `10.96.0.${20 + i}`));
+    await source.scan();
+    await agent.whenIdle();
+    await agent.refreshStats();
+    t.is(agent.plan!.frontends.size, 2 + i);
+    t.is(hints.at(-1), highest(), `after Service other${i}`);
+  }
+  rmSync(join(dir, 'other2.yaml'));
+  await source.scan();
+  await agent.whenIdle();
+  await agent.refreshStats();
+  t.is(agent.plan!.frontends.size, 3);
+  t.true(hints.at(-1)! >= highest(), `${hints.at(-1)} covers ${highest()}`);
 });
 
 // With the heap trimmer (launch.ts), the warm-up goes to onSynced, which runs it after the
@@ -460,7 +531,9 @@ test('with onSynced set, the first full sync hands it the warm-up, once, and not
   await new Promise((r) => setTimeout(r, 50));
   t.is(closed, 0, 'not warmed before the hook ran it');
   handed[0]!();
-  t.is(closed, 1);
+  // its syncs through a second Agent run on the event loop: both writers are closed after them
+  for (let i = 0; i < 300 && closed < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  t.is(closed, 2);
 });
 
 test('a sync holds its ops no longer than its apply: the heap trimmer\'s GC after a big sync finds them garbage', async (t) => {
