@@ -69,7 +69,7 @@ const MISSING_KEY = 2 ** 50;
  * record of each frontend's list. lb_slots (the same lists by slot) is written for an earlier
  * build's agent only, after the first sync (map-writer.ts), and never read here.
  */
-export function readMemberLists(maps: DataplaneMaps, order: BackendOrder): Map<number, number[]> {
+export function readMemberLists(maps: DataplaneMaps, order: BackendOrder | (() => BackendOrder)): Map<number, number[]> {
   const lists = new Map<number, number[]>();
   const ks = maps.lb_members.keySize;
   maps.lb_members.scanBatches((keys, _values, n) => {
@@ -80,7 +80,10 @@ export function readMemberLists(maps: DataplaneMaps, order: BackendOrder): Map<n
       else lists.set(fe, [id]);
     }
   });
-  for (const l of lists.values()) order.sort(l);
+  // the order read only when there is something to order (lb_backends is an array of a million entries)
+  if (!lists.size) return lists;
+  const o = typeof order === 'function' ? order() : order;
+  for (const l of lists.values()) o.sort(l);
   return lists;
 }
 

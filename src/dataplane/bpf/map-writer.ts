@@ -395,7 +395,7 @@ export class MapWriter {
     let added = 0;
     let lists = new Map<number, number[]>();
     if (!fresh) {
-      lists = readMemberLists(this.maps, readBackendOrder(this.maps));
+      lists = readMemberLists(this.maps, () => readBackendOrder(this.maps));
       if (!lists.size && this.maps.lb_slots.hasAny()) {
         const pairs: L.MemberKey[] = [];
         this.maps.lb_slots.scan((k, v) => { pairs.push({ feId: k.readUInt32LE(0), backendId: L.decodeU32(v) }); });
@@ -403,7 +403,7 @@ export class MapWriter {
         const uniq = pairs.filter((p) => !seen.has(`${p.feId}/${p.backendId}`) && !!seen.add(`${p.feId}/${p.backendId}`));
         if (uniq.length) this.writeMembers(uniq);
         added = uniq.length;
-        lists = readMemberLists(this.maps, readBackendOrder(this.maps));
+        lists = readMemberLists(this.maps, () => readBackendOrder(this.maps));
       }
     }
     const fill = { slots: 0, members: 0 };
