@@ -1,6 +1,6 @@
 // Upgrade and downgrade across the change that took lb_slots off the first sync (docs/PERF.md,
 // session 22): real agents, this build's and an earlier commit's (testing/old-agent.ts), one after
-// the other over the same pins, in a network namespace of their own (a dummy device), from one
+// the other over the same pins, in a network namespace of their own (a veth pair), from one
 // manifests folder. lb_members is what the programs check every conntrack and affinity hit
 // against (a pair missing resets the flow's next packet): polled from outside while each agent
 // starts, it must never lose a pair.
@@ -32,7 +32,7 @@ const ip = (...args: string[]) => execFileSync('/usr/sbin/ip', args, { stdio: ['
 function manifests(dir: string): void {
   const docs: string[] = [];
   for (let i = 0; i < SERVICES; i++) {
-    const vip = `10.96.${i >> 8}.${(i & 255) + 1}`;
+    const vip = `10.96.${i >> 7}.${(i & 127) + 1}`;
     docs.push(`apiVersion: v1
 kind: Service
 metadata: {name: s${i}, namespace: default}
@@ -56,7 +56,7 @@ interface Agent { child: ChildProcess; log: () => string; exited: Promise<number
 function startAgent(cli: string, pinRoot: string, dir: string): Agent {
   const child = spawn('/usr/bin/nsenter', [`--net=/var/run/netns/${NS}`, process.execPath, cli, 'run', '--manifests', dir, '--node-name', 'n1',
     '--node-ip', NODE_IP, '--devices', 'eth0', '--bpffs', pinRoot, '--socket-lb', 'false', '--healthz-bind-address', '127.0.0.1:10256',
-    '--metrics-bind-address', '127.0.0.1:10249', '--conntrack-sweep-interval', '0s'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KBP_FROM_SOURCE: '1' } });
+    '--metrics-bind-address', '127.0.0.1:10249'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KBP_FROM_SOURCE: '1' } });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -148,7 +148,8 @@ if (!isRoot) {
   test.before(() => {
     try { ip('netns', 'del', NS); } catch { /* absent */ }
     ip('netns', 'add', NS);
-    ip('-n', NS, 'link', 'add', 'eth0', 'type', 'dummy');
+    ip('-n', NS, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
+    ip('-n', NS, 'link', 'set', 'eth1', 'up');
     ip('-n', NS, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'eth0');
     ip('-n', NS, 'link', 'set', 'eth0', 'up');
     ip('-n', NS, 'link', 'set', 'lo', 'up');
