@@ -551,6 +551,7 @@ if (!isRoot) {
     t.is(migrated.find((m) => m.name === 'lb_ct')?.newer, 1);
     t.deepEqual(how.lb_revnat, ['copy', 1]);
     t.deepEqual(how.lb_affinity, ['recreate', 0]);
+    t.deepEqual(how.lb_slots, ['recreate', 0], 'lb_slots made anew (written from lb_members after the first sync), not copied');
     t.is(d.maps.map('lb_backends').maxEntries, L.LB_BACKENDS_MAX);
     t.deepEqual(d.maps.map('lb_backends').lookup(L.encodeU32(1)), raw(L.BACKEND.size, 1), 'a backend keeps its id and value');
     t.deepEqual(d.maps.map('lb_ct').lookup(raw(L.CT_KEY.size, 2)), raw(L.CT_ENTRY.size, 9), 'the new programs\' entry wins');
