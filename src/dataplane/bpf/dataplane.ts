@@ -813,7 +813,9 @@ export class BpfDataplane implements Dataplane {
       const t0 = performance.now();
       try {
         let slots = 0;
-        for (let r = await lm.flushSlots(SLOT_CLOSE_CHUNK, { async: true, threads: SLOT_CLOSE_THREADS }); ; r = await lm.flushSlots(SLOT_CLOSE_CHUNK, { async: true, threads: SLOT_CLOSE_THREADS })) {
+        // bounded: each call writes the next queued lists, or ends the prune
+        for (;;) {
+          const r = await lm.flushSlots(SLOT_CLOSE_CHUNK, { async: true, threads: SLOT_CLOSE_THREADS });
           if (r.slots > 0) slots += r.slots;
           if (!r.left) break;
         }
