@@ -78,7 +78,9 @@ static __always_inline struct lb_backend *lb_backend_get(__u32 id)
 	return be && be->proto ? be : NULL;
 }
 
-/* (fe_id, slot) -> backend id: each frontend's ordered backend list */
+/* (fe_id, slot) -> backend id: each frontend's ordered backend list. No program reads it, nor does
+ * this build's agent (lb_members is its record): it is written after the first sync for an agent of
+ * an earlier build, which takes lb_members from it at its start (a downgrade) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LB_SLOTS_MAX);

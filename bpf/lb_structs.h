@@ -20,7 +20,7 @@ struct lb_frontend {
 	__u32 fe_id;            /* never 0; rev-NAT, affinity, slots and stats key */
 	__u32 maglev_off;       /* first slot of this frontend's Maglev table in lb_maglev_slots (even) */
 	__u32 maglev_m;         /* slots in that table (a prime); 0 when no backend */
-	__u16 backend_count;    /* entries in lb_slots for fe_id; 0 = refuse */
+	__u16 backend_count;    /* backends of fe_id (its pairs in lb_members); 0 = refuse */
 	__u8 type;              /* LB_FE_TYPE_* */
 	__u8 flags;             /* LB_FE_F_* */
 	__u32 affinity_timeout; /* seconds, with LB_FE_F_AFFINITY */
@@ -37,7 +37,7 @@ struct lb_backend {
 	__u8 flags;        /* LB_BE_F_* */
 };
 
-/* lb_slots key: the ordered backend list of a frontend (for read-back and dump); value __u32 backend id */
+/* lb_slots key: the ordered backend list of a frontend (for an earlier build's agent); value __u32 backend id */
 struct lb_slot_key {
 	__u32 fe_id;
 	__u32 slot;        /* 0 .. backend_count-1 */

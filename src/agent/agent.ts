@@ -558,6 +558,7 @@ export class Agent {
     // it, the first change found the path cold again
     if (this.onSynced) this.onSynced(opCount, warm);
     else if (warm) setTimeout(warm, 0).unref();
+    this.#dp.synced?.();
   }
 
   /**

@@ -55,7 +55,8 @@ export class FakeMaps {
 
   /**
    * The maps read back as a plan, as the bpf data plane's readPlan does: a frontend's backends are
-   * its slots 0..backend_count-1, and tables come without slots (their content follows from
+   * its list (here its slots 0..backend_count-1; the kernel's read-back takes its pairs in lb_members,
+   * in canonical order, the same list), and tables come without slots (their content follows from
    * members, M and the seed, which the caller keeps).
    */
   toPlan(seed: number): Plan {

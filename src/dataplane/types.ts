@@ -60,6 +60,11 @@ export interface Dataplane {
    * before the first real change (agent/warm.ts); undefined where there is none.
    */
   warmWriter?(): WarmWriter | undefined;
+  /**
+   * After each sync the agent ran (with or without writes): work a data plane keeps off a sync's
+   * critical path starts here (BPF: the deferred write of lb_slots).
+   */
+  synced?(): void;
   /** Stops this process's use of the data plane, leaving programs and maps in place. */
   close(): Promise<void>;
   /** Removes every program, map, pin, rule and attachment this data plane installed. */

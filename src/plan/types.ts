@@ -45,7 +45,7 @@ export interface PlanFrontend {
   port: number;
   protocol: Protocol;
   scope: Scope;
-  /** every backend of the frontend (terminating ones included), canonical order: lb_slots */
+  /** every backend of the frontend (terminating ones included), canonical order: its pairs in lb_members (and its lb_slots) */
   backendIds: number[];
   /**
    * those of backendIds that are terminating in this frontend's slices (KEP-1669), in slot order.

@@ -74,6 +74,15 @@ function memberPairs(maps: BpfMaps): string[] {
   maps.map('lb_members').scan((k) => { const m = L.decodeMemberKey(k); out.push(`${m.feId}/${m.backendId}`); });
   return out.sort();
 }
+/** lb_slots as "feId/slot=backendId" strings, and what a plan's lists say it must hold */
+function slotEntries(maps: BpfMaps): string[] {
+  const out: string[] = [];
+  maps.map('lb_slots').scan((k, v) => { const s = L.decodeSlotKey(k); out.push(`${s.feId}/${s.slot}=${L.decodeU32(v)}`); });
+  return out.sort();
+}
+function planSlots(p: Plan): string[] {
+  return [...p.frontends.values()].flatMap((f) => f.backendIds.map((id, i) => `${f.id}/${i}=${id}`)).sort();
+}
 function planMembers(p: Plan): string[] {
   return [...p.frontends.values()].flatMap((f) => f.backendIds.map((id) => `${f.id}/${id}`)).sort();
 }
@@ -208,21 +217,86 @@ if (!isRoot) {
     t.is(d.maps.maglevSlotUse().used, 0, 'no region in use');
   });
 
-  test('lb_members is rebuilt from lb_slots at start (pins of a build without it, or a crash between the writes)', (t) => {
+  test('lb_members is the record of each frontend\'s backends: a restart reads it, not lb_slots; pins of a build without it get it from lb_slots', async (t) => {
     const root = tempPinRoot(t, false);
     const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
     t.teardown(() => d.object.close());
     const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, p1));
-    const want = memberPairs(d.maps);
-    const m = d.maps.map('lb_members');
-    const keys = m.keys();
-    for (const k of keys.slice(0, 3)) m.delete(k);
-    m.update(L.encodeMemberKey({ feId: 999, backendId: 1 }), Buffer.of(1));
-    const again = BpfMaps.fromObject(d.object);
-    t.deepEqual(again.syncMembers(), { added: 3, removed: 1 });
+    const want = memberPairs(d.maps), slots = slotEntries(d.maps);
+    const back = comparable(BpfMaps.fromObject(d.object, d.maps.state).readPlan());
+    t.deepEqual(slots, planSlots(p1), 'a small first sync writes lb_slots in its apply');
+    // lb_slots emptied: nothing read back changes; the maps say lb_slots is behind, and the
+    // deferred write puts every list back, in canonical order
+    d.maps.map('lb_slots').deleteMany(Buffer.concat(d.maps.map('lb_slots').keys()), slots.length);
+    const again = BpfMaps.fromObject(d.object, d.maps.state);
+    t.like(again.syncMembers(), { added: 0, slotsBehind: [...p1.frontends.values()].filter((f) => f.backendIds.length).length });
+    t.deepEqual(comparable(again.readPlan()), back);
+    t.deepEqual(comparable(BpfMaps.fromObject(d.object, d.maps.state).readPlan()), back, 'read from the maps, not a mirror');
     t.deepEqual(memberPairs(again), want);
-    again.close();
+    while ((await again.flushSlots(2)).left);
+    t.deepEqual(slotEntries(again), slots);
+    // a build before lb_members: lb_members empty, lb_slots full
+    const m = again.map('lb_members');
+    m.deleteMany(Buffer.concat(m.keys()), want.length);
+    const third = BpfMaps.fromObject(d.object, d.maps.state);
+    t.like(third.syncMembers(), { added: want.length, slotsBehind: 0 });
+    t.deepEqual(memberPairs(third), want);
+    t.deepEqual(comparable(third.readPlan()), back);
+    for (const x of [again, third]) x.close();
+  });
+
+  test('a first sync leaves lb_slots to a write after it, the state file marking it behind until done; a change meanwhile is written at once', async (t) => {
+    const root = tempPinRoot(t, false);
+    const state = AgentStateFile.forPinRoot(root, tempStatePath(t));
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state, maps: { deferSlotsFrom: 1 } });
+    t.teardown(() => d.object.close());
+    d.maps.syncMembers(true);
+    const s1 = sampleState();
+    const p1 = buildPlan(s1, undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, p1));
+    t.deepEqual(slotEntries(d.maps), [], 'no slot written by the apply');
+    t.deepEqual(memberPairs(d.maps), planMembers(p1), 'lb_members written by it');
+    t.true(existsSync(state.slotsMarkerPath), 'the state file says lb_slots is behind');
+    t.true(d.maps.slotsBehind() > 0);
+    // one step, then a change (a frontend's list shrinks): written in its own apply
+    t.true((await d.maps.flushSlots(1)).left > 0);
+    const s2: NodeState = { frontends: s1.frontends.map((f) => (f.service === 'default/dns' ? { ...f, backends: f.backends.slice(0, 1) } : f)) };
+    const p2 = buildPlan(s2, p1, { seed: SEED });
+    d.maps.apply(diffPlans(p1, p2));
+    let steps = 0;
+    while ((await d.maps.flushSlots(2, { async: true })).left) t.true(++steps < 100);
+    t.deepEqual(slotEntries(d.maps), planSlots(p2), 'lb_slots holds every list of the plan now');
+    t.false(existsSync(state.slotsMarkerPath), 'and the marker is gone');
+    t.is(d.maps.slotsBehind(), 0);
+  });
+
+  test('an agent that ended before its deferred write: the next one writes every list and deletes what lb_slots holds of lists gone since', async (t) => {
+    const root = tempPinRoot(t, false);
+    const statePath = tempStatePath(t);
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath), maps: { deferSlotsFrom: 1 } });
+    t.teardown(() => d.object.close());
+    d.maps.syncMembers(true);
+    const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
+    d.maps.apply(diffPlans(undefined, p1));
+    const back = comparable(BpfMaps.fromObject(d.object, d.maps.state).readPlan());
+    await d.maps.flushSlots(1);
+    // what an earlier agent left: a list of a frontend gone since, a slot past a list's end
+    const sl = d.maps.map('lb_slots');
+    sl.update(L.encodeSlotKey({ feId: 999, slot: 0 }), L.encodeU32(1));
+    const first = [...p1.frontends.values()].find((f) => f.backendIds.length)!;
+    sl.update(L.encodeSlotKey({ feId: first.id, slot: 40 }), L.encodeU32(first.backendIds[0]!));
+    // the agent ended here (kill -9): the next one, over the same pins and state file
+    const state2 = AgentStateFile.forPinRoot(root, statePath);
+    t.true(state2.slotsBehind);
+    const next = BpfMaps.fromObject(d.object, state2);
+    t.like(next.syncMembers(), { slotsBehind: [...p1.frontends.values()].filter((f) => f.backendIds.length).length });
+    t.deepEqual(comparable(next.readPlan()), back);
+    let steps = 0;
+    while ((await next.flushSlots(3, { async: true })).left) t.true(++steps < 100);
+    t.deepEqual(slotEntries(next), planSlots(p1));
+    t.false(state2.slotsBehind);
+    next.close();
   });
 
   test('recycleTables: an endpoint change writes the new table into the old one\'s region; a resize takes a fresh region and frees the old after a grace period', (t) => {
@@ -477,6 +551,7 @@ if (!isRoot) {
     t.is(migrated.find((m) => m.name === 'lb_ct')?.newer, 1);
     t.deepEqual(how.lb_revnat, ['copy', 1]);
     t.deepEqual(how.lb_affinity, ['recreate', 0]);
+    t.deepEqual(how.lb_slots, ['recreate', 0], 'lb_slots made anew (written from lb_members after the first sync), not copied');
     t.is(d.maps.map('lb_backends').maxEntries, L.LB_BACKENDS_MAX);
     t.deepEqual(d.maps.map('lb_backends').lookup(L.encodeU32(1)), raw(L.BACKEND.size, 1), 'a backend keeps its id and value');
     t.deepEqual(d.maps.map('lb_ct').lookup(raw(L.CT_KEY.size, 2)), raw(L.CT_ENTRY.size, 9), 'the new programs\' entry wins');

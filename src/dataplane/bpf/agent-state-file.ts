@@ -1,6 +1,7 @@
 // What the data plane must remember that bpffs cannot hold (bpffs holds only maps and programs): the
 // agent's state file, one JSON file per pin root under /run, written atomically when it changes.
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { KbpError } from '../../util/errors.js';
 import { statePathFor, writeStateFile } from '../state-file.js';
 
@@ -52,11 +53,43 @@ export class AgentStateFile {
   readonly existed: boolean;
   /** whether the file held map ids (an agent before issue 7 wrote none) */
   readonly hadMapIds: boolean;
+  /** the marker beside the file that says lb_slots lags lb_members (slotsBehind) */
+  readonly slotsMarkerPath: string;
+  #slotsBehind: boolean;
   private dirty = false;
+
+  /**
+   * lb_slots lags lb_members: the agent left it to its write after the first sync (map-writer.ts
+   * flushSlots) and has not finished it; the next agent writes every list there again and deletes
+   * what is left of lists gone since. Kept in a marker file beside the state file, created or
+   * removed at once (the state file's own save writes every frontend's names: ~MBs at 100,000
+   * Services). An earlier build's agent leaves the marker alone: a later agent then rewrites
+   * lb_slots once more than needed.
+   */
+  get slotsBehind(): boolean {
+    return this.#slotsBehind;
+  }
+
+  set slotsBehind(v: boolean) {
+    if (v === this.#slotsBehind) return;
+    try {
+      if (v) {
+        mkdirSync(dirname(this.slotsMarkerPath), { recursive: true, mode: 0o700 });
+        writeFileSync(this.slotsMarkerPath, '', { mode: 0o600 });
+      } else {
+        rmSync(this.slotsMarkerPath, { force: true });
+      }
+    } catch (e) {
+      throw new KbpError('KBP_ERR_DATAPLANE', `state file marker ${this.slotsMarkerPath}: ${(e as Error).message}`, { cause: e });
+    }
+    this.#slotsBehind = v;
+  }
 
   constructor(path: string, pinRoot: string) {
     this.path = path;
     this.pinRoot = pinRoot;
+    this.slotsMarkerPath = `${path}.lb-slots-behind`;
+    this.#slotsBehind = existsSync(this.slotsMarkerPath);
     let text: string | undefined;
     try {
       text = readFileSync(path, 'utf8');
@@ -149,6 +182,8 @@ export class AgentStateFile {
 
   remove(): void {
     rmSync(this.path, { force: true });
+    rmSync(this.slotsMarkerPath, { force: true });
+    this.#slotsBehind = false;
     this.frontends.clear();
     this.attachments = [];
     this.mapIds.clear();

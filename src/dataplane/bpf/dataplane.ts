@@ -201,6 +201,14 @@ export function removeMasquerade(): boolean {
 
 /** applies of at most this many ops run on the event loop (BpfDataplane.apply) */
 const SHORT_APPLY_OPS = 64;
+/**
+ * Slots of lb_slots per step of the write after the first sync: ~0.6 us of kernel inserts each, so a
+ * change that comes meanwhile waits ~1-2 ms for the step under way
+ */
+const SLOT_FLUSH_CHUNK = 2048;
+/** at a graceful stop what is left goes in large batches over several threads (nothing else waits) */
+const SLOT_CLOSE_CHUNK = 1 << 16;
+const SLOT_CLOSE_THREADS = 4;
 
 
 export class BpfDataplane implements Dataplane {
@@ -321,9 +329,11 @@ export class BpfDataplane implements Dataplane {
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
     // before any program is attached: maps pinned by a build without lb_members get it filled from
-    // lb_slots, or every conntrack hit would find its backend no member of its frontend
-    const members = loaded.maps.syncMembers();
-    if (members.added || members.removed) this.#log.info(members, 'frontend membership (lb_members) rebuilt from lb_slots');
+    // lb_slots, or every conntrack hit would find its backend no member of its frontend; lb_slots
+    // left behind by an agent that ended before its deferred write is written after the first sync
+    const members = loaded.maps.syncMembers(!loaded.reused);
+    if (members.added) this.#log.info(members, 'frontend membership (lb_members) rebuilt from lb_slots');
+    if (members.slotsBehind) this.#log.info({ frontends: members.slotsBehind }, 'lb_slots lags lb_members (an earlier agent ended before writing it, or the map is new): written after the first sync');
     for (const r of loaded.refused) {
       this.#log.warn({ map: r.name, id: r.id, reason: r.reason }, 'pinned map not made by this agent: unpinned and created anew');
     }
@@ -398,6 +408,8 @@ export class BpfDataplane implements Dataplane {
       if (cache) await this.#keepFlows(gone, cache);
       return r;
     });
+    // a first sync leaves lb_slots to a write after it
+    this.synced();
     // only when a backend left a UDP frontend: a pass walks every netns (~0.1 ms each) for connected UDP
     // sockets, additions and TCP frontends need none
     if (this.#terminator && res.membersLeft > 0 && this.#protocols.mayHoldUdp(res.leftFrontends, ops)) this.#requestTermination();
@@ -496,6 +508,46 @@ export class BpfDataplane implements Dataplane {
       if (!this.#loaded) return;
       this.syncDevices().catch((e: unknown) => this.#log.warn({ err: e }, 'device scan after a link event failed; housekeeping retries'));
     });
+  }
+
+  /** the deferred write of lb_slots runs (#flushSlots), and whether close() has asked it to stop */
+  #slotFlush: Promise<void> | undefined;
+  #closing = false;
+
+  /**
+   * After a sync: lb_slots, when an apply left it behind (a first sync's lists, MapWriter
+   * flushSlots), is written now in the background, a chunk of SLOT_FLUSH_CHUNK slots per step on the
+   * thread pool, each step between applies (a change waits for one step at most, ~1 ms) and the
+   * event loop free between them. No program reads lb_slots: it is there for an agent of an earlier
+   * build started over these maps (a downgrade), which takes lb_members from it (docs/PERF.md,
+   * session 22). close() finishes what is left.
+   */
+  synced(): void {
+    const l = this.#loaded;
+    if (!l || this.#slotFlush || this.#closing || !l.maps.slotsBehind()) return;
+    this.#slotFlush = this.#flushSlots(l.maps).finally(() => { this.#slotFlush = undefined; });
+  }
+
+  async #flushSlots(maps: BpfMaps): Promise<void> {
+    const t0 = performance.now(), cpu0 = process.cpuUsage();
+    let steps = 0, slots = 0, holdMs = 0;
+    try {
+      for (;;) {
+        // a turn first: what waited for the sync (a probe, a scrape, a change) goes first
+        await new Promise<void>((r) => setImmediate(r));
+        if (this.#closing || this.#loaded?.maps !== maps) return;
+        const r = await this.#serialWrite(() => maps.flushSlots(SLOT_FLUSH_CHUNK, { async: true }));
+        steps++;
+        if (r.slots > 0) slots += r.slots;
+        holdMs = Math.max(holdMs, r.holdMs);
+        if (!r.left) break;
+      }
+      const cpu = process.cpuUsage(cpu0);
+      this.#log.info({ slots, steps, ms: Math.round(performance.now() - t0), cpuMs: Math.round((cpu.user + cpu.system) / 1000), longestHoldMs: Math.round(holdMs * 100) / 100 },
+        'lb_slots written (the backend lists an earlier build\'s agent reads at its start)');
+    } catch (e) {
+      this.#log.warn({ err: e }, 'writing lb_slots after the sync failed (an earlier build\'s agent started over these maps would drop flows): retried after the next sync');
+    }
   }
 
   /** Plan writes one at a time: an apply and a deferred flush must not interleave their batches. */
@@ -761,7 +813,27 @@ export class BpfDataplane implements Dataplane {
     this.#lister = undefined;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = undefined;
+    this.#closing = true;
+    await this.#slotFlush;
     await this.#writes;
+    // a graceful stop leaves lb_slots complete: an earlier build's agent started next (a downgrade)
+    // takes lb_members from it (not before cleanup, which removes the maps)
+    const lm = this.#loaded?.maps;
+    if (lm?.slotsBehind() && !this.#removing) {
+      const t0 = performance.now();
+      try {
+        let slots = 0;
+        // bounded: each call writes the next queued lists, or ends the prune
+        for (;;) {
+          const r = await lm.flushSlots(SLOT_CLOSE_CHUNK, { async: true, threads: SLOT_CLOSE_THREADS });
+          if (r.slots > 0) slots += r.slots;
+          if (!r.left) break;
+        }
+        this.#log.info({ slots, ms: Math.round(performance.now() - t0) }, 'lb_slots written at stop (the backend lists an earlier build\'s agent reads at its start)');
+      } catch (e) {
+        this.#log.warn({ err: e }, 'writing lb_slots at stop failed: an earlier build\'s agent started over these maps would drop flows until its first sync (this build\'s agent writes it again)');
+      }
+    }
     this.#terminator?.close();
     this.#terminator = undefined;
     // a load begun (startLoad) that init() never took over: closed once the verifier is done with it
@@ -773,9 +845,13 @@ export class BpfDataplane implements Dataplane {
     l?.object.close();
   }
 
+  /** cleanup() is closing: the maps go, lb_slots is not completed first */
+  #removing = false;
+
   async cleanup(): Promise<void> {
     const pinRoot = this.#loaded?.pinRoot ?? this.#opts.pinRoot;
     const state = this.#loaded?.state;
+    this.#removing = true;
     await this.close();
     cleanupDataplane(pinRoot, state);
   }

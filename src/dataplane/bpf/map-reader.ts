@@ -15,16 +15,99 @@ import { numPossibleCpus, type BpfMap } from './native/map.js';
 import { MapType } from './native/uapi.js';
 
 /**
- * The maps as a Plan. Tables have empty slots (their content follows from members, M and the seed);
- * members are recomputed from each frontend's slots and backend flags as plan.ts chooses them
- * (non-terminating backends, else the terminating ones). Service and port names come from the state
- * file ('' without one). A table is a region of lb_maglev_slots that frontends point at: its id is
- * what the writer calls it (tableIdAt), by default tableIdOfRegion(offset), the id a writer that
- * loads the regions from the maps gives it.
+ * The order of backends within a frontend that compile emits and the plan keeps (model/canonical.ts
+ * compareBackends: address, IPv4 before IPv6 and then by its bytes, then port; the protocol is the
+ * frontend's), from lb_backends' entries: one number per id for an IPv4 backend (value, port), a
+ * text key for an IPv6 one. An id lb_backends does not hold sorts last, by id.
  */
-export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined, tableIdAt: (off: number) => number = tableIdOfRegion): Plan {
+export class BackendOrder {
+  #keys = new Float64Array(1024);
+  readonly #v6 = new Map<number, string>();
+
+  /** notes the backend of id, its lb_backend value at values[at] */
+  note(id: number, values: Buffer, at: number): void {
+    if (id >= this.#keys.length) {
+      const k = new Float64Array(Math.max(id + 1, this.#keys.length * 2));
+      k.set(this.#keys);
+      this.#keys = k;
+    }
+    const port = values.readUInt16BE(at + 16);
+    let v4 = true;
+    for (let i = 0; i < 10 && v4; i++) if (values[at + i] !== 0) v4 = false;
+    if (v4 && values[at + 10] === 0xff && values[at + 11] === 0xff) {
+      // + 1: 0 is "no backend"; < 2^48, exact in a double
+      this.#keys[id] = values.readUInt32BE(at + 12) * 65536 + port + 1;
+      return;
+    }
+    this.#keys[id] = V6_KEY;
+    this.#v6.set(id, values.toString('hex', at, at + 16) + port.toString(16).padStart(4, '0'));
+  }
+
+  /** sorts ids (backends of one frontend) into canonical order, in place */
+  sort(ids: number[]): number[] {
+    if (ids.length < 2) return ids;
+    const k = this.#keys, v6 = this.#v6;
+    const key = (id: number): number => (id < k.length && k[id]! !== 0 ? k[id]! : MISSING_KEY);
+    return ids.sort((a, b) => {
+      const x = key(a), y = key(b);
+      if (x !== y) return x - y;
+      if (x === V6_KEY) {
+        const s = v6.get(a)!, t = v6.get(b)!;
+        if (s !== t) return s < t ? -1 : 1;
+      }
+      return a - b;
+    });
+  }
+}
+const V6_KEY = 2 ** 49;
+const MISSING_KEY = 2 ** 50;
+
+/**
+ * Each frontend's backends as lb_members holds them (its (frontend, backend) pairs), in canonical
+ * order (BackendOrder): the plan's backendIds. lb_members is what the programs check conntrack and
+ * affinity against, written before a frontend can name a backend and cleared after: the agent's
+ * record of each frontend's list. lb_slots (the same lists by slot) is written for an earlier
+ * build's agent only, after the first sync (map-writer.ts), and never read here.
+ */
+export function readMemberLists(maps: DataplaneMaps, order: BackendOrder | (() => BackendOrder)): Map<number, number[]> {
+  const lists = new Map<number, number[]>();
+  const ks = maps.lb_members.keySize;
+  maps.lb_members.scanBatches((keys, _values, n) => {
+    for (let i = 0; i < n; i++) {
+      const fe = keys.readUInt32LE(i * ks), id = keys.readUInt32LE(i * ks + 4);
+      const l = lists.get(fe);
+      if (l) l.push(id);
+      else lists.set(fe, [id]);
+    }
+  });
+  // the order read only when there is something to order (lb_backends is an array of a million entries)
+  if (!lists.size) return lists;
+  const o = typeof order === 'function' ? order() : order;
+  for (const l of lists.values()) o.sort(l);
+  return lists;
+}
+
+/** BackendOrder of every backend lb_backends holds (read in batches) */
+export function readBackendOrder(maps: DataplaneMaps): BackendOrder {
+  const order = new BackendOrder();
+  scanBackends(maps.lb_backends, (id, values, at) => order.note(id, values, at));
+  return order;
+}
+
+/**
+ * The maps as a Plan. Tables have empty slots (their content follows from members, M and the seed);
+ * members are recomputed from each frontend's backends and their flags as plan.ts chooses them
+ * (non-terminating backends, else the terminating ones). A frontend's backends are its pairs in
+ * lb_members (readMemberLists; `lists`, when given, is that already read: the writer's mirror).
+ * Service and port names come from the state file ('' without one). A table is a region of
+ * lb_maglev_slots that frontends point at: its id is what the writer calls it (tableIdAt), by
+ * default tableIdOfRegion(offset), the id a writer that loads the regions from the maps gives it.
+ */
+export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined, tableIdAt: (off: number) => number = tableIdOfRegion,
+  lists?: ReadonlyMap<number, readonly number[]>): Plan {
   const seed = readConfig(maps).hashSeed;
   const backends = new Map<number, PlanBackend>();
+  const order = lists ? undefined : new BackendOrder();
   // lb_backends is an array (read in batches): an id without a backend is an all-zero entry
   scanBackends(maps.lb_backends, (id, values, at) => {
     const b = L.decodeBackend(values, at);
@@ -32,14 +115,9 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined,
       id, address: b.address, port: b.port, protocol: b.protocol,
       terminating: (b.flags & L.LB_BE_F_TERMINATING) !== 0, local: (b.flags & L.LB_BE_F_LOCAL) !== 0,
     });
+    order?.note(id, values, at);
   });
-  const slots = new Map<number, Map<number, number>>();
-  for (const [k, v] of maps.lb_slots.entries()) {
-    const { feId, slot } = L.decodeSlotKey(k);
-    let s = slots.get(feId);
-    if (!s) slots.set(feId, (s = new Map()));
-    s.set(slot, L.decodeU32(v));
-  }
+  const members = lists ?? readMemberLists(maps, order!);
   const ranges = new Map<number, string[]>();
   for (const [k] of maps.lb_src_ranges.entries()) {
     const { feId, cidr } = L.decodeSrcRangeKey(k);
@@ -52,13 +130,7 @@ export function readPlan(maps: DataplaneMaps, state: AgentStateFile | undefined,
   for (const [k, v] of maps.lb_frontends.entries()) {
     const key = L.decodeFeKey(k);
     const fe = L.decodeFrontend(v);
-    const s = slots.get(fe.feId);
-    // the slots 0..backend_count-1 that exist, in order
-    const backendIds: number[] = [];
-    for (let i = 0; i < fe.backendCount; i++) {
-      const id = s?.get(i);
-      if (id !== undefined) backendIds.push(id);
-    }
+    const backendIds = members.get(fe.feId)?.slice() ?? [];
     const meta = state?.frontends.get(fe.feId);
     // per-frontend terminating from the state file; without one, the kernel's merged backend flag
     const terminatingIds = meta ? (meta.terminating ?? []).filter((id) => backendIds.includes(id))

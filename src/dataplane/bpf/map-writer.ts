@@ -25,6 +25,7 @@ import type { DataplaneMaps } from './maps.js';
 import { BpfBatchError, E2BIG, ENOSPC } from './native/errors.js';
 import type { BpfMap, MaglevFillJob } from './native/map.js';
 import { BPF_ANY, MapType } from './native/uapi.js';
+import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 
 export interface BpfMapsOptions {
@@ -37,7 +38,20 @@ export interface BpfMapsOptions {
   recycleTables?: boolean;
   /** lb_maglev_slots regions freed are reused after this long, and only by a later apply (default 1000) */
   regionGraceMs?: number;
+  /**
+   * An apply that gives new frontends at least this many slots (a first sync's) leaves lb_slots to
+   * flushSlots() (default DEFER_SLOTS_FROM; Infinity: never). No program reads lb_slots: it is the
+   * backend lists by slot that an agent of an earlier build reads when it starts over these maps.
+   */
+  deferSlotsFrom?: number;
 }
+
+/**
+ * Slots of new frontends from which an apply leaves lb_slots to the deferred write: a first sync's
+ * (~110,000 at 10,000 Services, ~1M at 100,000, ~0.6 s of kernel inserts) comes off its critical
+ * path; a change's few are written in its apply, as before.
+ */
+export const DEFER_SLOTS_FROM = 4096;
 
 /** The Maglev table id readPlan() gives the table in the region starting at slot off. */
 export function tableIdOfRegion(off: number): number {
@@ -171,12 +185,26 @@ export class MapWriter {
   private backendN = 0;
   private pendingBits: Uint8Array | undefined;
   /**
-   * Each frontend's backend list as lb_slots holds it, mirrored so that a changed list tells which
-   * backends left it: lb_members (the (frontend, backend) pairs that conntrack and affinity entries
-   * are checked against) gains the new pairs before the frontend switches to its new table, and loses
-   * the old ones after (memberRemovals, at the end of apply). Loaded from lb_slots on first use.
+   * Each frontend's backend list (canonical order) as lb_members holds it, mirrored so that a changed
+   * list tells which backends left it: lb_members (the (frontend, backend) pairs that conntrack and
+   * affinity entries are checked against) gains the new pairs before the frontend switches to its new
+   * table, and loses the old ones after (memberRemovals, at the end of apply). Loaded from lb_members
+   * (ordered by lb_backends) on first use. lb_slots holds the same lists by slot for an earlier
+   * build's agent, written from this mirror (flushSlots) when an apply left it behind.
    */
   private members: Map<number, number[]> | undefined;
+  /**
+   * lb_slots behind the mirror: the frontends whose lists flushSlots() has still to write there (in
+   * order, from slotAt), and whether lb_slots may hold entries of lists no longer in the mirror (an
+   * agent ended before its flush: found and deleted by a scan after the writes). The state file's
+   * slotsBehind says so across a restart.
+   */
+  private slotQueue: number[] = [];
+  private slotAt = 0;
+  private slotPrune = false;
+  /** this apply leaves lb_slots to flushSlots() (deferSlotsFrom) */
+  private deferring = false;
+  private readonly deferSlotsFrom: number;
   /** the mirror's slots and distinct (frontend, backend) pairs, followed list by list: what lb_slots and lb_members hold */
   private memberFill = { slots: 0, members: 0 };
   private memberRemovals: L.MemberKey[] = [];
@@ -233,6 +261,7 @@ export class MapWriter {
     this.state = state;
     this.recycleTables = opts.recycleTables ?? false;
     this.regionGraceMs = opts.regionGraceMs ?? 1000;
+    this.deferSlotsFrom = opts.deferSlotsFrom ?? DEFER_SLOTS_FROM;
   }
 
   /** Where the plan's table lives in lb_maglev_slots, if written. */
@@ -357,37 +386,133 @@ export class MapWriter {
   }
 
   /**
-   * Makes lb_members hold exactly the pairs of lb_slots (maps pinned by a build without lb_members,
-   * or a crash between the two writes) and loads the mirror. Returns the pairs written and removed.
+   * Loads the mirror of the backend lists from lb_members (fresh: the maps were made by this load and
+   * hold nothing, so nothing is read), and finds what lb_slots lacks: every list when the state file
+   * says an earlier agent of this build ended before its deferred write was done (then also the
+   * entries of lists gone since), or when lb_slots is empty (made anew: a migration). Maps pinned by
+   * a build before lb_members (lb_members empty, lb_slots not) get lb_members from lb_slots first.
+   * Returns the pairs written to lb_members, and the frontends whose lists lb_slots is to get.
    */
-  syncMembers(): { added: number; removed: number } {
-    const lists = new Map<number, number[]>();
-    this.maps.lb_slots.scan((k, v) => {
-      const { feId, slot } = L.decodeSlotKey(k);
-      let l = lists.get(feId);
-      if (!l) lists.set(feId, l = []);
-      l[slot] = L.decodeU32(v);
-    });
-    const want = new Set<string>();
-    for (const [feId, ids] of lists) for (const id of ids) if (id !== undefined) want.add(`${feId}/${id}`);
-    const extra: Buffer[] = [];
-    this.maps.lb_members.scan((k) => {
-      const m = L.decodeMemberKey(k);
-      if (!want.delete(`${m.feId}/${m.backendId}`)) extra.push(Buffer.from(k));
-    });
-    const add = [...want].map((x) => { const [feId, backendId] = x.split('/').map(Number); return { feId: feId!, backendId: backendId! }; });
-    if (add.length) this.writeMembers(add);
-    if (extra.length) this.maps.lb_members.deleteMany(Buffer.concat(extra), extra.length);
+  syncMembers(fresh = false): { added: number; removed: number; slotsBehind: number } {
+    let added = 0;
+    let lists = new Map<number, number[]>();
+    if (!fresh) {
+      lists = readMemberLists(this.maps, () => readBackendOrder(this.maps));
+      if (!lists.size && this.maps.lb_slots.hasAny()) {
+        const pairs: L.MemberKey[] = [];
+        this.maps.lb_slots.scan((k, v) => { pairs.push({ feId: k.readUInt32LE(0), backendId: L.decodeU32(v) }); });
+        const seen = new Set<string>();
+        const uniq = pairs.filter((p) => !seen.has(`${p.feId}/${p.backendId}`) && !!seen.add(`${p.feId}/${p.backendId}`));
+        if (uniq.length) this.writeMembers(uniq);
+        added = uniq.length;
+        lists = readMemberLists(this.maps, () => readBackendOrder(this.maps));
+      }
+    }
     const fill = { slots: 0, members: 0 };
-    for (const [feId, ids] of lists) {
-      const l = ids.filter((x) => x !== undefined);
-      lists.set(feId, l);
+    for (const l of lists.values()) {
       fill.slots += l.length;
-      fill.members += new Set(l).size;
+      fill.members += l.length;
     }
     this.members = lists;
     this.memberFill = fill;
-    return { added: add.length, removed: extra.length };
+    this.slotQueue = [];
+    this.slotAt = 0;
+    this.slotPrune = false;
+    const behind = !fresh && (this.state?.slotsBehind === true || (lists.size > 0 && !this.maps.lb_slots.hasAny()));
+    if (behind) {
+      this.slotQueue = [...lists.keys()];
+      this.slotPrune = this.state?.slotsBehind === true;
+      this.markSlotsBehind(true);
+    } else if (this.state?.slotsBehind) {
+      this.markSlotsBehind(false);
+    }
+    return { added, removed: 0, slotsBehind: this.slotQueue.length };
+  }
+
+  /** the state file's record that lb_slots is behind (a marker file, made or removed at once: it must outlive a crash) */
+  private markSlotsBehind(behind: boolean): void {
+    if (this.state) this.state.slotsBehind = behind;
+  }
+
+  /** Frontends whose lists lb_slots has yet to get (plus one while a prune of old entries is due); 0: lb_slots is current. */
+  slotsBehind(): number {
+    return this.slotQueue.length - this.slotAt + (this.slotPrune ? 1 : 0);
+  }
+
+  /**
+   * Writes the next queued frontends' lists into lb_slots, from the mirror as it is now, about
+   * maxSlots slots in one batch (on the thread pool with async); then, once every list is written
+   * and an earlier agent may have left entries of lists gone since, deletes those (a scan of
+   * lb_slots, its batches yielding to the event loop). The caller runs no apply meanwhile (the data
+   * plane's serial writes). Returns whether anything is left behind, and the slots written and the
+   * main thread's longest stretch in this call (ms).
+   */
+  async flushSlots(maxSlots: number, opts: { threads?: number; async?: boolean } = {}): Promise<{ left: number; slots: number; holdMs: number }> {
+    let t0 = performance.now(), hold = 0;
+    if (!this.members) this.syncMembers();
+    const members = this.members!, q = this.slotQueue;
+    if (this.slotAt < q.length) {
+      let n = 0;
+      const from = this.slotAt;
+      let to = from;
+      while (to < q.length && n < maxSlots) n += members.get(q[to++]!)?.length ?? 0;
+      const kw = new Uint32Array(n * 2), vw = new Uint32Array(n);
+      let k = 0;
+      for (let i = from; i < to; i++) {
+        const fe = q[i]!, ids = members.get(fe);
+        if (!ids) continue; // deleted since: its slots went with it
+        for (let slot = 0; slot < ids.length; slot++, k++) {
+          kw[2 * k] = fe;
+          kw[2 * k + 1] = slot;
+          vw[k] = ids[slot]!;
+        }
+      }
+      hold = performance.now() - t0;
+      if (k) {
+        const keys = u32Bytes(kw.subarray(0, 2 * k)), values = u32Bytes(vw.subarray(0, k));
+        try {
+          if (opts.async) await this.maps.lb_slots.updateBatchAsync(keys, values, k, BPF_ANY, opts.threads ?? 1);
+          else this.maps.lb_slots.updateBatch(keys, values, k, BPF_ANY, opts.threads ?? 1);
+        } catch (e) {
+          throw this.mapFull(e, 'lb_slots', `slots of ${to - from} frontends (the copy of lb_members for an earlier build's agent)`);
+        }
+      }
+      this.slotAt = to;
+      if (to >= q.length) {
+        this.slotQueue = [];
+        this.slotAt = 0;
+      }
+      if (this.slotsBehind() === 0) this.markSlotsBehind(false);
+      return { left: this.slotsBehind(), slots: k, holdMs: hold };
+    }
+    if (this.slotPrune) {
+      // entries of lists that are gone or shorter now; looked at again, against the mirror, just
+      // before the delete (an apply between the scan's batches may have written them since)
+      const stale: Buffer[] = [];
+      const isStale = (fe: number, slot: number): boolean => slot >= (this.members?.get(fe)?.length ?? 0);
+      // hold: a batch's visits (its lookup, a system call of ~4096 entries before them, is not counted)
+      let batchAt: number | undefined;
+      const visit = (key: Buffer): void => {
+        batchAt ??= performance.now();
+        if (isStale(key.readUInt32LE(0), key.readUInt32LE(4))) stale.push(Buffer.from(key));
+      };
+      if (opts.async) {
+        await this.maps.lb_slots.scanYielding(visit, { onBatch: () => { if (batchAt !== undefined) hold = Math.max(hold, performance.now() - batchAt); batchAt = undefined; } });
+      } else {
+        this.maps.lb_slots.scan(visit);
+      }
+      t0 = performance.now();
+      const gone = stale.filter((key) => isStale(key.readUInt32LE(0), key.readUInt32LE(4)));
+      hold = Math.max(hold, performance.now() - t0);
+      if (gone.length) {
+        if (opts.async) await this.maps.lb_slots.deleteManyAsync(Buffer.concat(gone), gone.length);
+        else this.maps.lb_slots.deleteMany(Buffer.concat(gone), gone.length);
+      }
+      this.slotPrune = false;
+      if (this.slotsBehind() === 0) this.markSlotsBehind(false);
+      return { left: this.slotsBehind(), slots: -gone.length, holdMs: hold };
+    }
+    return { left: 0, slots: 0, holdMs: 0 };
   }
 
   /**
@@ -520,6 +645,10 @@ export class MapWriter {
     const size = L.MEMBER_KEY.size;
     let most = 0, n = 0;
     for (const o of ops) if (o.op === 'upsertSlots' && !members.has(o.frontendId)) most += o.backendIds.length;
+    // a first sync's lists go to lb_slots after it (flushSlots); the state file says so first, so
+    // that an agent started after a crash in between knows lb_slots is behind
+    this.deferring = most >= this.deferSlotsFrom;
+    if (this.deferring) this.markSlotsBehind(true);
     const fresh = new Uint32Array(most * 2);
     for (const o of ops) {
       if (o.op !== 'upsertSlots') continue;
@@ -620,6 +749,7 @@ export class MapWriter {
       yield* this.joinFill();
     } finally {
       this.early = undefined;
+      this.deferring = false;
       // a write that failed: no thread may go on writing after the apply returns (its error is the one to report)
       const job = this.fillJob;
       this.fillJob = undefined;
@@ -660,7 +790,8 @@ export class MapWriter {
 
   /** whatever was written, the names of the frontends written so far must survive a crash; the write error is the one to report */
   private saveAfterFailure(): void {
-    // the membership mirror may be ahead of the maps: the next apply reloads it from lb_slots
+    // the membership mirror may be ahead of the maps: the next apply reloads it from lb_members
+    // (and, when this apply left lb_slots behind, queues every list for it: the state file says so)
     this.members = undefined;
     this.memberRemovals = [];
     try {
@@ -789,6 +920,11 @@ export class MapWriter {
       }
       case 'upsertSlots': {
         const items = run as Array<Extract<PlanOp, { op: 'upsertSlots' }>>;
+        if (this.deferring) {
+          // lb_members (addMembers) has them; lb_slots gets them from the mirror after the apply
+          for (const o of items) this.slotQueue.push(o.frontendId);
+          return;
+        }
         const n = items.reduce((s, o) => s + o.backendIds.length, 0);
         // lb_slot_key {fe_id, slot} (encodeSlotKey) and the ids as u32 words of two buffers, without
         // an object or a checked Buffer write per slot: a first sync writes ~110,000 of them
@@ -1177,6 +1313,14 @@ export class MapWriter {
   slotFill(): { slots: number; members: number } | undefined {
     if (!this.members || this.memberRemovals.length) return undefined;
     return { ...this.memberFill };
+  }
+
+  /**
+   * Each frontend's backend list as lb_members holds it (canonical order), from the mirror: exact
+   * between applies; undefined while it is not loaded. The lists are the mirror's own: not to be changed.
+   */
+  memberLists(): ReadonlyMap<number, readonly number[]> | undefined {
+    return this.memberRemovals.length ? undefined : this.members;
   }
 
   /** The entries of lb_frontends as the filter's mirror of its keys has them (exact between applies), or undefined before it is loaded. */

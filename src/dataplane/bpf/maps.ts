@@ -92,7 +92,14 @@ export class BpfMaps {
   apply(ops: readonly PlanOp[]): ApplyResult { return this.writer.apply(ops); }
   /** apply() with the event loop free: batches on the thread pool, pauses between chunks */
   applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> { return this.writer.applyAsync(ops); }
-  syncMembers(): { added: number; removed: number } { return this.writer.syncMembers(); }
+  /** the writer's mirror of lb_members loaded (fresh: maps made by this load, nothing to read), and what lb_slots lacks found */
+  syncMembers(fresh = false): { added: number; removed: number; slotsBehind: number } { return this.writer.syncMembers(fresh); }
+  /** frontends whose lists lb_slots has yet to get from a deferred write (0: current) */
+  slotsBehind(): number { return this.writer.slotsBehind(); }
+  /** the next part of the deferred write of lb_slots (MapWriter.flushSlots); no apply may run meanwhile */
+  flushSlots(maxSlots: number, opts?: { threads?: number; async?: boolean }): Promise<{ left: number; slots: number; holdMs: number }> {
+    return this.writer.flushSlots(maxSlots, opts);
+  }
   /** a full build's new tables filled on background threads before their apply (MapWriter.prefill) */
   prefill(tables: readonly PlanTable[]): boolean { return this.writer.prefill(tables); }
   /** lb_fe_filter bits held for orphaned flows (ct-orphan.ts); replace releases the others */
@@ -108,7 +115,8 @@ export class BpfMaps {
   setLocalSources(cidrs: Iterable<string>): void { this.writer.setLocalSources(cidrs); }
 
   // ---- reads (map-reader.ts) ----------------------------------------------------------------------
-  readPlan(): Plan { return read.readPlan(this.maps, this.state, (off) => this.writer.tableIdAt(off)); }
+  /** the backend lists from the writer's mirror of lb_members when it is loaded (it is what the map holds between applies), else from the map */
+  readPlan(): Plan { return read.readPlan(this.maps, this.state, (off) => this.writer.tableIdAt(off), this.writer.memberLists()); }
   isEmpty(): boolean { return read.mapsAreEmpty(this.maps); }
   /** lb_backends was made by this load and not written since (MapWriter.backendsEmpty) */
   backendsEmpty(): void { this.writer.backendsEmpty(); }

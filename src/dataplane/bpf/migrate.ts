@@ -6,7 +6,8 @@
 // - copied: same type and key, the value the same size or longer (fields appended, the new ones
 //   zero), any capacity or flags; or a hash by u32 id become an array by it (lb_backends). This keeps conntrack, affinity and the frontend/backend ids that
 //   established flows depend on (a capacity change or BPF_F_NO_COMMON_LRU, say).
-// - recreated: anything else (a changed key, a shorter value, another map type such as a
+// - recreated: lb_slots (no program reads it; the agent writes it from lb_members after its first
+//   sync), and anything else (a changed key, a shorter value, another map type such as a
 //   hash-of-maps becoming a flat array, per-CPU counters). Maps derived from the plan are rewritten
 //   by the agent's first sync; runtime state in them (conntrack, counters) starts empty, and flows
 //   whose entry is gone are re-balanced by Maglev, which picks the same backend while the backends
@@ -59,9 +60,17 @@ export function specDiff(pinned: MapSpec, spec: MapSpec): string {
   return diffs.join(', ');
 }
 
+/**
+ * Maps no program reads that the agent writes again from its other maps after its first sync
+ * (lb_slots: map-writer.ts flushSlots, from lb_members): made anew rather than copied, an update per
+ * entry (a million at 100,000 Services), before the new programs attach.
+ */
+const REWRITTEN_AFTER_SYNC = new Set(['lb_slots']);
+
 /** How a pinned map of another definition is carried into this object's. */
 export function migrationOf(pinned: MapSpec, spec: MapSpec): Migration {
   const why = specDiff(pinned, spec);
+  if (REWRITTEN_AFTER_SYNC.has(spec.name)) return { name: spec.name, how: 'recreate', why };
   const copyable = (pinned.type === spec.type || hashToArray(pinned, spec)) && pinned.keySize === spec.keySize
     && spec.valueSize >= pinned.valueSize && !PER_CPU.has(spec.type) && !OF_MAPS.has(spec.type);
   return { name: spec.name, how: copyable ? 'copy' : 'recreate', why };

@@ -342,6 +342,15 @@ export class BpfMap {
     throw usage(`keys of map ${this.name}: iteration did not end after ${4 * this.maxEntries + 16} keys`);
   }
 
+  /** Whether the map holds any key (ARRAY maps: always): one get_next_key, no walk of the rest. */
+  hasAny(): boolean {
+    if (this.type === MapType.ARRAY || this.type === MapType.PERCPU_ARRAY) return this.maxEntries > 0;
+    const ret = native().mapGetNextKey(this.fd, null, Buffer.alloc(this.keySize));
+    if (ret === -ENOENT) return false;
+    if (ret < 0) throw bpfError('get_next_key', this.name, ret);
+    return true;
+  }
+
   /** Number of keys (ARRAY maps: always maxEntries), counted in batches without keeping them. */
   count(): number {
     if (this.type === MapType.ARRAY || this.type === MapType.PERCPU_ARRAY) return this.maxEntries;

@@ -1,0 +1,222 @@
+// Upgrade and downgrade across the change that took lb_slots off the first sync (docs/PERF.md,
+// session 22): real agents, this build's and an earlier commit's (testing/old-agent.ts), one after
+// the other over the same pins, in a network namespace of their own (a veth pair), from one
+// manifests folder. lb_members is what the programs check every conntrack and affinity hit
+// against (a pair missing resets the flow's next packet): polled from outside while each agent
+// starts, it must never lose a pair.
+// - upgrade: the earlier agent's pins (lb_slots written with its apply) taken over by this build's:
+//   every pair kept, nothing rewritten (its first sync writes no op: lists and ids read back from
+//   lb_members), dump equal to compile.
+// - downgrade: this build's agent stopped gracefully (SIGTERM) right after its first sync, whose
+//   lists went to lb_slots after it; the earlier agent, which makes lb_members exactly lb_slots'
+//   pairs at its start, keeps every pair.
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as L from '../../src/dataplane/bpf/layout.js';
+import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
+import { defaultStatePath } from '../../src/dataplane/bpf/agent-state-file.js';
+import { oldAgentCli, OLD_AGENT_COMMIT } from '../../testing/old-agent.js';
+import { isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
+
+const CLI = join(repoRoot, 'bin', 'kube-bpf-proxy.js');
+const NS = `kbpslots${process.pid % 100000}`;
+const NODE_IP = '192.168.77.1';
+/** Services x endpoints: 6,000 slots, above the 4,096 from which a first sync leaves lb_slots to a write after it */
+const SERVICES = 600, ENDPOINTS = 10;
+
+const ip = (...args: string[]) => execFileSync('/usr/sbin/ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+
+function manifests(dir: string): void {
+  const docs: string[] = [];
+  for (let i = 0; i < SERVICES; i++) {
+    const vip = `10.96.${i >> 7}.${(i & 127) + 1}`;
+    docs.push(`apiVersion: v1
+kind: Service
+metadata: {name: s${i}, namespace: default}
+spec:
+  clusterIP: ${vip}
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]`);
+    const eps = Array.from({ length: ENDPOINTS }, (_, j) => `  - addresses: [10.244.${(i * ENDPOINTS + j) >> 8 & 255}.${((i * ENDPOINTS + j) & 255)}]\n    conditions: {ready: true}`);
+    docs.push(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s${i}-a, namespace: default, labels: {kubernetes.io/service-name: s${i}}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+${eps.join('\n')}`);
+  }
+  writeFileSync(join(dir, 'services.yaml'), docs.join('\n---\n') + '\n');
+}
+
+interface Agent { child: ChildProcess; log: () => string; exited: Promise<number | null> }
+
+function startAgent(cli: string, pinRoot: string, dir: string): Agent {
+  const child = spawn('/usr/bin/nsenter', [`--net=/var/run/netns/${NS}`, process.execPath, cli, 'run', '--manifests', dir, '--node-name', 'n1',
+    '--node-ip', NODE_IP, '--devices', 'eth0', '--bpffs', pinRoot, '--socket-lb', 'false', '--healthz-bind-address', '127.0.0.1:10256',
+    '--metrics-bind-address', '127.0.0.1:10249'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KBP_FROM_SOURCE: '1' } });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return { child, log: () => out, exited };
+}
+
+/** Resolves with the first log line of the agent's first full sync (its JSON), polling lb_members meanwhile. */
+async function firstSync(a: Agent, pinRoot: string, timeoutMs = 180_000): Promise<{ sync: Record<string, unknown>; leastPairs: number; polls: number }> {
+  const deadline = Date.now() + timeoutMs;
+  let leastPairs = Infinity, polls = 0;
+  for (;;) {
+    const line = a.log().split('\n').find((l) => l.includes('"msg":"sync steps"') && l.includes('"full":true'));
+    if (line) return { sync: JSON.parse(line) as Record<string, unknown>, leastPairs, polls };
+    if (a.child.exitCode !== null || a.child.signalCode !== null) throw new Error(`agent exited before its first sync: ${a.log().slice(-2000)}`);
+    if (Date.now() > deadline) throw new Error(`no first sync within ${timeoutMs} ms: ${a.log().slice(-2000)}`);
+    const n = pairCount(pinRoot);
+    if (n !== undefined) {
+      leastPairs = Math.min(leastPairs, n);
+      polls++;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** lb_members' pairs now (the pin reopened each time: an agent may replace the map); undefined before it is pinned */
+function pairCount(pinRoot: string): number | undefined {
+  let m: BpfMap;
+  try {
+    m = BpfMap.fromPin(join(pinRoot, 'lb_members'));
+  } catch {
+    return undefined;
+  }
+  try {
+    return m.count();
+  } finally {
+    m.close();
+  }
+}
+
+function pairs(pinRoot: string): string[] {
+  const m = BpfMap.fromPin(join(pinRoot, 'lb_members'));
+  try {
+    const out: string[] = [];
+    m.scan((k) => { const p = L.decodeMemberKey(k); out.push(`${p.feId}/${p.backendId}`); });
+    return out.sort();
+  } finally {
+    m.close();
+  }
+}
+
+/** lb_slots as each frontend's list: "feId:id,id,..." (slots in order) */
+function slotLists(pinRoot: string): string[] {
+  const m = BpfMap.fromPin(join(pinRoot, 'lb_slots'));
+  const lists = new Map<number, number[]>();
+  try {
+    m.scan((k, v) => {
+      const s = L.decodeSlotKey(k);
+      let l = lists.get(s.feId);
+      if (!l) lists.set(s.feId, l = []);
+      l[s.slot] = L.decodeU32(v);
+    });
+  } finally {
+    m.close();
+  }
+  return [...lists].map(([fe, l]) => `${fe}:${l.join(',')}`).sort();
+}
+
+function pairsOfLists(lists: string[]): string[] {
+  return lists.flatMap((x) => { const [fe, ids] = x.split(':'); return ids!.split(',').map((id) => `${fe}/${id}`); }).sort();
+}
+
+async function stop(a: Agent, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (a.child.exitCode !== null || a.child.signalCode !== null) return;
+  a.child.kill(signal);
+  const done = await Promise.race([a.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000))]);
+  if (!done) a.child.kill('SIGKILL');
+}
+
+function cliJson(cmd: 'dump' | 'compile', pinRoot: string, dir: string): string {
+  const args = cmd === 'dump' ? ['dump', '-o', 'json', '--bpffs', pinRoot] : ['compile', '--manifests', dir, '--node-name', 'n1', '--node-ip', NODE_IP, '-o', 'json'];
+  return execFileSync('/usr/bin/nsenter', [`--net=/var/run/netns/${NS}`, process.execPath, CLI, ...args], { encoding: 'utf8', env: { ...process.env, KBP_FROM_SOURCE: '1' }, maxBuffer: 64 << 20 });
+}
+
+if (!isRoot) {
+  test('slots-compat tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
+} else {
+  const agents: Agent[] = [];
+  test.before(() => {
+    try { ip('netns', 'del', NS); } catch { /* absent */ }
+    ip('netns', 'add', NS);
+    ip('-n', NS, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
+    ip('-n', NS, 'link', 'set', 'eth1', 'up');
+    ip('-n', NS, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'eth0');
+    ip('-n', NS, 'link', 'set', 'eth0', 'up');
+    ip('-n', NS, 'link', 'set', 'lo', 'up');
+  });
+  test.after.always(async () => {
+    for (const a of agents) await stop(a, 'SIGKILL');
+    try { ip('netns', 'del', NS); } catch { /* absent */ }
+  });
+
+  function setup(t: ExecutionContext): { pinRoot: string; dir: string } {
+    const pinRoot = tempPinRoot(t, false);
+    const dir = mkdtempSync(join(tmpdir(), 'kbp-slots-'));
+    manifests(dir);
+    t.teardown(() => {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(defaultStatePath(pinRoot), { force: true });
+      rmSync(`${defaultStatePath(pinRoot)}.lb-slots-behind`, { force: true });
+    });
+    return { pinRoot, dir };
+  }
+
+  test.serial('upgrade: the earlier agent\'s pins taken over without a pair of lb_members lost or a write', async (t) => {
+    t.timeout(600_000);
+    const old = oldAgentCli();
+    if (!old) return t.pass(`skipped: commit ${OLD_AGENT_COMMIT} is not in this checkout's history`);
+    const { pinRoot, dir } = setup(t);
+    const a = startAgent(old, pinRoot, dir);
+    agents.push(a);
+    await firstSync(a, pinRoot);
+    await stop(a);
+    const before = pairs(pinRoot);
+    t.is(before.length, SERVICES * ENDPOINTS);
+    t.deepEqual(pairsOfLists(slotLists(pinRoot)), before, 'the earlier agent wrote lb_slots');
+    const ours = startAgent(CLI, pinRoot, dir);
+    agents.push(ours);
+    const s = await firstSync(ours, pinRoot);
+    t.true(s.polls > 0, 'lb_members polled while the agent started');
+    t.is(s.leastPairs, before.length, 'no pair of lb_members lost while the agent started');
+    t.is(s.sync.ops, 0, 'nothing rewritten: every list and id read back from lb_members');
+    t.deepEqual(pairs(pinRoot), before);
+    t.is(cliJson('dump', pinRoot, dir), cliJson('compile', pinRoot, dir), 'dump -o json equals compile -o json');
+    await stop(ours);
+    t.is(await ours.exited, 0, ours.log().slice(-2000));
+  });
+
+  test.serial('downgrade: after a graceful stop, the earlier agent keeps every pair of lb_members', async (t) => {
+    t.timeout(600_000);
+    const old = oldAgentCli();
+    if (!old) return t.pass(`skipped: commit ${OLD_AGENT_COMMIT} is not in this checkout's history`);
+    const { pinRoot, dir } = setup(t);
+    const ours = startAgent(CLI, pinRoot, dir);
+    agents.push(ours);
+    await firstSync(ours, pinRoot);
+    // at once: the write of lb_slots after the sync may not have ended; the stop completes it
+    await stop(ours);
+    t.is(await ours.exited, 0, ours.log().slice(-2000));
+    t.regex(ours.log(), /"msg":"lb_slots written/, 'lb_slots written after the first sync or at the stop');
+    const before = pairs(pinRoot);
+    t.is(before.length, SERVICES * ENDPOINTS);
+    t.deepEqual(pairsOfLists(slotLists(pinRoot)), before, 'lb_slots holds every pair of lb_members');
+    const a = startAgent(old, pinRoot, dir);
+    agents.push(a);
+    const s = await firstSync(a, pinRoot);
+    t.true(s.polls > 0, 'lb_members polled while the earlier agent started');
+    t.is(s.leastPairs, before.length, 'no pair of lb_members lost while the earlier agent started');
+    t.notRegex(a.log(), /"removed":[1-9]/, 'the earlier agent removed no pair at its start');
+    t.deepEqual(pairs(pinRoot), before);
+    await stop(a);
+  });
+}
