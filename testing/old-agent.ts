@@ -27,7 +27,9 @@ export function oldAgentCli(commit = OLD_AGENT_COMMIT): string | undefined {
   }
   const dir = join(tmpdir(), `kbp-old-agent-${commit}`);
   const cli = join(dir, 'bin', 'kube-bpf-proxy.js');
-  if (existsSync(join(dir, '.built'))) return cli;
+  // reused only while what it links to is there (existsSync follows the node_modules link: the
+  // checkout that built it may be gone)
+  if (existsSync(join(dir, '.built')) && existsSync(join(dir, 'node_modules', 'tsx')) && existsSync(join(dir, 'native', 'build'))) return cli;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   execFileSync('sh', ['-c', `git -C "${REPO}" archive ${commit} bin src bpf package.json tsconfig.json | tar -x -C "${dir}"`]);
