@@ -323,27 +323,12 @@ class RefUsage {
     return { frontends: this.frontends, backends: this.backends.size, slots: this.slots, frontendIds: this.frontends + 1, sourceRanges: this.ranges, maglevSlots: this.maglevSlots };
   }
 
-  /** whether these frontends added to the set would take more than cap (the set is not changed) */
+  /** whether these frontends added to the set would take more than cap (counted, then taken back) */
   overWith(add: readonly NodeFrontendT[], cap: Capacity): boolean {
-    const u = this.usage;
-    const backends = new Set<number | string>(), tables = new Set<string>();
-    for (const f of add) {
-      u.frontends++;
-      u.frontendIds++;
-      u.slots += f.backends.length;
-      u.sourceRanges += f.sourceRanges.length;
-      const t = tableOf(f);
-      if (t && !this.tables.has(t.key) && !tables.has(t.key)) {
-        tables.add(t.key);
-        u.maglevSlots += t.slots;
-      }
-      for (const b of f.backends) {
-        const k = backendCountKey(b.address, b.port, f.protocol);
-        if (!this.backends.has(k)) backends.add(k);
-      }
-    }
-    u.backends += backends.size;
-    return over(u, cap) !== undefined;
+    for (const f of add) this.count(f, 1);
+    const o = over(this.usage, cap) !== undefined;
+    for (const f of add) this.count(f, -1);
+    return o;
   }
 }
 
@@ -530,9 +515,13 @@ export class CapacityTracker {
     for (const f of keptAdded) k.count(f, 1);
     const limit = over(u, cap);
     if (!limit || over(k.usage, cap) || !k.overWith(p.first, cap)) return undefined;
-    for (const f of keptRemoved) p.kept.set(f.service, p.kept.get(f.service)! - 1);
+    // additions first: a Service whose frontends are all replaced stays kept
     for (const f of keptAdded) p.kept.set(f.service, p.kept.get(f.service)! + 1);
-    for (const f of keptRemoved) if (p.kept.get(f.service) === 0) p.kept.delete(f.service);
+    for (const f of keptRemoved) {
+      const n = p.kept.get(f.service)! - 1;
+      if (n) p.kept.set(f.service, n);
+      else p.kept.delete(f.service);
+    }
     const out = new Set(dropped);
     const kept = lazyState(k.frontends, () => state.frontends.filter((f) => !out.has(f.service)));
     recordStateDelta(kept, p.fit.state, keptAdded, keptRemoved);
