@@ -214,25 +214,18 @@ export class WarmCluster {
       applyChanges(this.store, changes);
       return;
     }
-    if (shift === 0) this.#put('Service', apiLike(service(i)));
-    const sl = apiLike(slice(i, this.#nodeName, 0));
-    sl.endpoints = Array.from({ length: ENDPOINTS }, (_, j) => ({
+    if (shift === 0) this.#put('Service', service(i));
+    this.#put('EndpointSlice', { ...slice(i, this.#nodeName, 0), endpoints: Array.from({ length: ENDPOINTS }, (_, j) => ({
       // one endpoint outside 10/8: 172.31.x.y is over 2^30 as a u32
       addresses: [j === 0 ? `10.201.${i & 255}.${100 + (shift & 127)}` : j === 1 ? `172.31.${i & 255}.${j}` : `10.201.${i & 255}.${j}`],
       conditions: { ready: true, serving: true, terminating: false },
       nodeName: j % 2 ? `${this.#nodeName}-other` : this.#nodeName,
       targetRef: { kind: 'Pod', namespace: 'kbp-warm', name: `s${i}-${j}`, uid: `kbp-warm-${i}-${j}` },
-    }));
-    this.#put('EndpointSlice', sl);
+    })) });
   }
 
   #put(kind: Kind, obj: unknown): void {
-    // as the kube source's watch stores an object: JSON.parse's tree, slimmed (kube.ts)
+    // as the kube source's watch stores an object: JSON.parse's tree (no undefined members), slimmed (kube.ts)
     this.store.upsert(kind, slimObject(kind, JSON.parse(JSON.stringify(obj)) as never, this.#nodeName, true));
   }
-}
-
-/** an object as the API server's JSON has it (no undefined members) */
-function apiLike<T>(o: T): T & { endpoints?: unknown[] } {
-  return JSON.parse(JSON.stringify(o)) as T & { endpoints?: unknown[] };
 }
