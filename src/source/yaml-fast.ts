@@ -38,7 +38,7 @@ function resolvePlain(s: string): unknown {
   if (s.length <= 8) {
     const have = scalars.get(s);
     if (have !== undefined || scalars.has(s)) {
-      if (typeof have === 'number' && (!Number.isFinite(have) || Object.is(have, -0))) unusualNumber = true;
+      if (unusual(have)) unusualNumber = true;
       return have;
     }
   }
@@ -50,13 +50,14 @@ function resolvePlain(s: string): unknown {
     }
   }
   if (s.length <= 8 && scalars.size < SCALARS_MAX) scalars.set(s, v);
-  if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) unusualNumber = true;
+  if (unusual(v)) unusualNumber = true;
   return v;
 }
 
 // a number JSON cannot write (-0, .inf, .nan) was read since fastLoadAll began (a key's too): its
 // values are then not `plain` (slim.ts slimObject), and their copy rewrites them as for JSON.parse
 let unusualNumber = false;
+const unusual = (v: unknown): boolean => typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0));
 
 const scalars = new Map<string, unknown>();
 const SCALARS_MAX = 4096;
