@@ -393,7 +393,7 @@ export class MapWriter {
    * a build before lb_members (lb_members empty, lb_slots not) get lb_members from lb_slots first.
    * Returns the pairs written to lb_members, and the frontends whose lists lb_slots is to get.
    */
-  syncMembers(fresh = false): { added: number; removed: number; slotsBehind: number } {
+  syncMembers(fresh = false): { added: number; slotsBehind: number } {
     let added = 0;
     let lists = new Map<number, number[]>();
     if (!fresh) {
@@ -426,7 +426,7 @@ export class MapWriter {
     } else if (this.state?.slotsBehind) {
       this.markSlotsBehind(false);
     }
-    return { added, removed: 0, slotsBehind: this.slotQueue.length };
+    return { added, slotsBehind: this.slotQueue.length };
   }
 
   /** the state file's record that lb_slots is behind (a marker file, made or removed at once: it must outlive a crash) */
