@@ -2,11 +2,11 @@
 # Every test tier this machine can run (DESIGN.md "Lab and tests"). Tiers that need root, BPF or qemu
 # say so and are skipped where the machine lacks them; on this project's machines they all run.
 #
-# The VM tier (qemu's software emulation, CPU-bound, ~1 core) runs in the background beside the
-# datapath and lab tiers, which leave most of a 2-core machine idle (the lab waits on namespaces,
-# agents and clients: about half a core); its output is kept in a file and printed when the lab
-# is done. Beside the unit tier (ava's two workers use both cores) it would only share them, so it
-# starts after that. KBP_TEST_SERIAL=1 runs every tier one after another, as before.
+# The VM tier (qemu's software emulation, CPU-bound, ~1 core) and the datapath tier run in the
+# background beside the lab tier, which leaves most of a 2-core machine idle (the lab waits on
+# namespaces, agents and clients: about half a core); their output is kept in files and printed
+# when the lab is done. Beside the unit tier (ava's two workers use both cores) they would only
+# share them, so they start after that. KBP_TEST_SERIAL=1 runs every tier one after another.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +35,11 @@ run() {
 
 vm_pid=
 vm_log=
-# an interrupted run ends the background VM tier too (test-vm.sh's own trap then stops qemu)
-trap '[[ -n $vm_pid ]] && kill "$vm_pid" 2>/dev/null; [[ -n $vm_log ]] && rm -f "$vm_log"; rm -f "$fail_log" "$tier_log"' EXIT
+dp_pid=
+dp_log=
+# an interrupted run ends the background tiers too (test-vm.sh's own trap then stops qemu; the
+# datapath tier's npm, its process group's leader here, passes the TERM on to ava)
+trap '[[ -n $vm_pid ]] && kill "$vm_pid" 2>/dev/null; [[ -n $dp_pid ]] && kill "$dp_pid" 2>/dev/null; rm -f "$vm_log" "$dp_log" "$fail_log" "$tier_log"' EXIT
 trap 'exit 130' INT TERM HUP
 
 run typecheck npx tsc --noEmit
@@ -50,8 +53,25 @@ if [[ -f scripts/test-vm.sh && -z ${KBP_TEST_SERIAL:-} ]]; then
   vm_pid=$!
 fi
 if [[ $(id -u) -eq 0 && -d /sys/fs/bpf ]]; then
-  run datapath npm run --silent test:datapath
-  run lab npm run --silent test:lab
+  if [[ -z ${KBP_TEST_SERIAL:-} ]]; then
+    # The datapath tier beside the lab's: the lab mostly waits on agents, namespaces and clients, and
+    # every object either makes is named by its test's pid (testing/netns.ts), so neither sees the
+    # other's. Its output is kept in a file and printed when the lab is done, as the VM tier's.
+    dp_log=$(mktemp /tmp/kbp-test-datapath.XXXXXX)
+    dp_t0=$SECONDS
+    echo "=== datapath: npm run --silent test:datapath (in the background beside the lab; its output follows it)"
+    npm run --silent test:datapath >"$dp_log" 2>&1 &
+    dp_pid=$!
+    run lab npm run --silent test:lab
+    echo "=== datapath: waiting for the background run"
+    if wait "$dp_pid"; then passed+=(datapath); else failed+=(datapath); note_failures datapath "$dp_log"; fi
+    dp_pid=
+    cat "$dp_log"
+    echo "=== datapath: $((SECONDS - dp_t0)) s (beside the lab)"
+  else
+    run datapath npm run --silent test:datapath
+    run lab npm run --silent test:lab
+  fi
 else
   echo "=== datapath, lab: skipped (need root and BPF)"
 fi
