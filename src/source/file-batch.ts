@@ -77,8 +77,8 @@ export class FileBatchReader {
     if (!a) throw new Error('kbp_maglev.node with readFiles is not available (npm run build:native builds it)');
     this.#addon = a;
     this.#paths = paths;
-    this.#batch = opts.batch ?? 256;
-    this.#ahead = opts.ahead ?? 2;
+    this.#batch = opts.batch ?? 128;
+    this.#ahead = opts.ahead ?? 8;
     for (let k = 0; k < this.#ahead; k++) this.#ask();
   }
 
