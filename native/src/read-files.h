@@ -27,6 +27,9 @@ namespace kbp_files {
 
 using Sha256Fn = unsigned char *(*)(const unsigned char *, size_t, unsigned char *);
 
+/** the largest file read (its length must fit the Int32Array of lengths) */
+constexpr size_t kMaxFile = size_t{1} << 30;
+
 class ReadFilesWorker : public Napi::AsyncWorker {
  public:
   ReadFilesWorker(Napi::Env env, std::vector<std::string> paths)
@@ -52,6 +55,13 @@ class ReadFilesWorker : public Napi::AsyncWorker {
       }
       size_t used = total_;
       for (;;) {
+        // readFileSync refuses a file of 2 GiB or more; a manifest of 1 GiB is refused here
+        if (used - total_ >= kMaxFile) {
+          errs_[i] = EFBIG;
+          ops_[i] = 2;
+          used = total_;
+          break;
+        }
         // no fstat: a read into room for 16 KiB or more, then the read that returns 0
         if (data_.size() - used < (1 << 14)) data_.resize(data_.size() * 2);
         const ssize_t r = read(fd, data_.data() + used, data_.size() - used);
