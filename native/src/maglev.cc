@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "maglev-fill.h"
+#include "read-files.h"
 
 namespace {
 
@@ -132,6 +133,7 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
+  exports.Set("readFiles", Napi::Function::New(env, kbp_files::ReadFiles, "readFiles"));
   return exports;
 }
 
