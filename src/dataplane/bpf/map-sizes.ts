@@ -144,7 +144,7 @@ export function conntrackMaxFlows(c: ConntrackSizing, cpus: number): number {
  * lb_ct's and lb_ct_syn's default max_entries on a node of `cpus` online CPUs: two entries a flow
  * (one per direction) for kube-proxy's conntrack limit (conntrackMaxFlows), never more than the
  * object's own sizes (`object`): nf_conntrack allocates its entries as flows come, an LRU hash
- * preallocates every one (~140 bytes each here, and ~2 us of the load's CPU a thousand), so a node
+ * preallocates every one (144 bytes each here, and ~0.25 us of the load's CPU each), so a node
  * of many CPUs would pin hundreds of MiB for flows it may never see. `--bpf-map-max lb_ct=N` sizes
  * it past that. lb_ct_syn (handshakes in flight) keeps the object's ratio to lb_ct. On this 2-CPU VM:
  * 262,144 and 32,768 entries in place of 524,288 and 65,536.
