@@ -9,13 +9,13 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { defaultCtEntries, type ConntrackSizing } from '../../src/dataplane/bpf/map-sizes.js';
+import { defaultCtEntries, type ConntrackSizing, type MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import { Datapath, SVC, TC_ACT_OK, type TestBackend } from '../../testing/datapath.js';
 import { BASE_SERVICES, pick, toService } from '../../testing/datapath-rows.js';
 import { TCP_ACK } from '../../testing/packets.js';
-import { isRoot } from './fixtures/util.js';
+import { isRoot, tempPinRoot } from './fixtures/util.js';
 
 const OBJECT_SIZES = { lb_ct: L.LB_CT_MAX, lb_ct_syn: L.LB_CT_SYN_MAX };
 
@@ -112,5 +112,24 @@ if (!isRoot) {
     } finally {
       d.object.close();
     }
+  });
+
+  test('--bpf-map-max sizes win: lb_ct set alone takes lb_ct_syn along in the object\'s ratio, lb_ct_syn set alone leaves lb_ct to kube-proxy\'s sizing', (t) => {
+    const root = tempPinRoot(t, false);
+    const dir = mkdtempSync(join(tmpdir(), 'kbp-ctsize-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const roundCpus = (n: number) => Math.ceil(n / numPossibleCpus()) * numPossibleCpus();
+    const sizes = (mapSizes: MapSizes, conntrack?: ConntrackSizing): [number, number] => {
+      rmSync(root, { recursive: true, force: true });
+      const l = loadDataplane({ pinRoot: root, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')), mapSizes, ...(conntrack && { conntrack }) });
+      try {
+        return [l.maps.map('lb_ct').maxEntries, l.maps.map('lb_ct_syn').maxEntries];
+      } finally {
+        l.object.close();
+      }
+    };
+    t.deepEqual(sizes({ lb_ct: 4096 }), [4096, roundCpus(512)]);
+    t.deepEqual(sizes({ lb_ct: 2 * L.LB_CT_MAX }), [2 * L.LB_CT_MAX, roundCpus(L.LB_CT_SYN_MAX)], 'past the object\'s: lb_ct_syn stays at the object\'s');
+    t.deepEqual(sizes({ lb_ct_syn: 1000 }, { maxPerCore: 1024, min: 4096 }), [2 * Math.max(1024 * cpus().length, 4096), roundCpus(1000)]);
   });
 }
