@@ -10,6 +10,7 @@
 // can be measured round by round, interleaved; (c) the ClusterIP through our tc programs on the tc
 // client's veth with N Services in the maps; (d) the ClusterIP through our cgroup connect4 socket
 // hook (the client runs in a cgroup with lb_sock_connect4 attached).
+import { parseMapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { systemBinary } from '../src/util/exec.js';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,6 +56,10 @@ const OBJECT_B = process.env.KBP_CONNRATE_B;
  * the two swapped: a path's place in the topology is worth a few percent, the same object on both
  * sides (A/A) read 0.98-1.04) */
 const OBJECT_A = process.env.KBP_CONNRATE_A;
+/** KBP_CONNRATE_A_MAP_MAX / KBP_CONNRATE_B_MAP_MAX=LIST: map sizes of that side's load, as --bpf-map-max
+ * (e.g. `lb_ct=524288,lb_ct_syn=65536`: the same object at the conntrack sizes before session 23) */
+const MAP_MAX_A = process.env.KBP_CONNRATE_A_MAP_MAX ? parseMapSizes(process.env.KBP_CONNRATE_A_MAP_MAX.split(','), 'KBP_CONNRATE_A_MAP_MAX') : undefined;
+const MAP_MAX_B = process.env.KBP_CONNRATE_B_MAP_MAX ? parseMapSizes(process.env.KBP_CONNRATE_B_MAP_MAX.split(','), 'KBP_CONNRATE_B_MAP_MAX') : undefined;
 const SERVER_IP = '10.244.0.3';
 /** the server's address on its veth into the iptables node */
 const SERVER_IP2 = '10.244.1.3';
@@ -158,12 +163,12 @@ class Topology {
     await lab.txOff(this.server, 'eth1');
     await this.startServer();
     this.cgroup = lab.addCgroup('sock');
-    this.dp = LabDataplane.load(lab, 'pins', { seed: SEED, socketLb: true, ...(OBJECT_A ? { objectPath: OBJECT_A } : {}) });
+    this.dp = LabDataplane.load(lab, 'pins', { seed: SEED, socketLb: true, ...(OBJECT_A ? { objectPath: OBJECT_A } : {}), ...(MAP_MAX_A && { mapSizes: MAP_MAX_A }) });
     lab.guard.path(this.dp.statePath);
     lab.guard.path(`${this.dp.statePath}.tc`);
     if (OBJECT_B) {
       this.cgroupB = lab.addCgroup('sockb');
-      this.dpB = LabDataplane.load(lab, 'pinsb', { seed: SEED, socketLb: true, objectPath: OBJECT_B });
+      this.dpB = LabDataplane.load(lab, 'pinsb', { seed: SEED, socketLb: true, objectPath: OBJECT_B, ...(MAP_MAX_B && { mapSizes: MAP_MAX_B }) });
       lab.guard.path(this.dpB.statePath);
       lab.guard.path(`${this.dpB.statePath}.tc`);
       this.dpB.attachSockHooks(this.cgroupB);

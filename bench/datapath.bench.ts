@@ -23,6 +23,7 @@
 // interleaves the two round by round (rounds alternate which goes first); every row then reports
 // both, min/median/max over rounds, and the median of the per-round ratios new/base.
 // KBP_BENCH_ROWS=REGEX runs only the rows whose label matches (an experiment's rows).
+import { parseMapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { existsSync } from 'node:fs';
 import { defineBench, stats, type BenchContext } from './lib.js';
 import { Datapath, OBJECT_PATH, TC_ACT_OK, XDP_PASS, LB_BE_F_LOCAL, type ProgName, type TestService } from '../testing/datapath.js';
@@ -231,8 +232,11 @@ export default defineBench({
     const services = [...BASE_SERVICES, ...Object.values(SELF)];
     const sides: Side[] = [];
     try {
-      sides.push({ name: 'new', dp: new Datapath() });
-      if (basePath) sides.push({ name: 'base', dp: new Datapath(basePath, 'base') });
+      // KBP_BENCH_MAP_MAX / KBP_BENCH_BASE_MAP_MAX=LIST: a side's map sizes, as --bpf-map-max (default:
+      // the agent's on this node; `lb_ct=524288,lb_ct_syn=65536` gives the sizes before session 23)
+      const sizes = (v: string | undefined, what: string) => (v ? { mapSizes: parseMapSizes(v.split(','), what) } : {});
+      sides.push({ name: 'new', dp: new Datapath(undefined, '', sizes(process.env.KBP_BENCH_MAP_MAX, 'KBP_BENCH_MAP_MAX')) });
+      if (basePath) sides.push({ name: 'base', dp: new Datapath(basePath, 'base', sizes(process.env.KBP_BENCH_BASE_MAP_MAX, 'KBP_BENCH_BASE_MAP_MAX')) });
       for (const s of sides) s.dp.install(services);
       const results: Array<{ label: string; ns: number }> = [];
 

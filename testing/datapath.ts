@@ -27,6 +27,8 @@ import type { Plan, PlanBackend, PlanFrontend } from '../src/plan/types.js';
 import { frontendKey } from '../src/plan/types.js';
 import { diffPlans } from '../src/plan/diff.js';
 import { BpfMaps } from '../src/dataplane/bpf/maps.js';
+import { sizeCtByCpus } from '../src/dataplane/bpf/loader.js';
+import { maxEntriesOf, type MapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
 import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
@@ -93,14 +95,20 @@ export class Datapath {
     return this.obj.mapNames();
   }
 
-  /** objectPath: another object than OBJECT_PATH (a benchmark's baseline); its pins get their own root */
-  constructor(objectPath = OBJECT_PATH, tag = '') {
+  /**
+   * objectPath: another object than OBJECT_PATH (a benchmark's baseline); its pins get their own root.
+   * lb_ct and lb_ct_syn are sized as the agent sizes them on this node (loader.ts sizeCtByCpus), or as
+   * `mapSizes` says (--bpf-map-max's sizes, for any map).
+   */
+  constructor(objectPath = OBJECT_PATH, tag = '', opts: { mapSizes?: MapSizes } = {}) {
     sweepDeadTestRoots(hostRoots().bpffs);
     this.pinRoot = `${hostRoots().bpffs}/kbp-datapath-test-${process.pid}${tag ? `-${tag}` : ''}`;
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
     mkdirSync(this.pinRoot);
     try {
       this.obj = BpfObject.open(objectPath, { pinRoot: this.pinRoot });
+      sizeCtByCpus(this.obj, opts.mapSizes);
+      for (const [name, n] of maxEntriesOf(opts.mapSizes ?? {})) this.obj.setMaxEntries(name, n);
       this.obj.load();
     } catch (e) {
       rmSync(this.pinRoot, { recursive: true, force: true });

@@ -2,6 +2,7 @@
 // with a pin root of the lab's, Service state turned into map writes by buildPlan + diffPlans +
 // BpfMaps.apply, tc attached from inside a node namespace (attach-tc.ts), the socket hooks on a lab
 // cgroup. Everything it installs is undone by the lab's cleanup.
+import type { MapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,6 +29,8 @@ export interface LabDataplaneOptions {
   socketLb?: boolean;
   /** the BPF object to load (default bpf/kbp.bpf.o): a bench compares two builds in one run */
   objectPath?: string;
+  /** max_entries set at load, as --bpf-map-max (default: the agent's sizes on this node) */
+  mapSizes?: MapSizes;
 }
 
 export class LabDataplane {
@@ -58,7 +61,7 @@ export class LabDataplane {
       rmSync(statePath, { force: true });
       rmSync(`${statePath}.tc`, { force: true });
     });
-    const loaded = loadDataplane({ pinRoot, state: AgentStateFile.forPinRoot(pinRoot, statePath), mountBpffs: false, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
+    const loaded = loadDataplane({ pinRoot, state: AgentStateFile.forPinRoot(pinRoot, statePath), mountBpffs: false, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}), ...(opts.mapSizes && { mapSizes: opts.mapSizes }) });
     const dp = new LabDataplane(loaded, statePath, opts.seed ?? 0x6b6270, opts.socketLb ?? false);
     lab.onCleanup(`dataplane ${pinRoot}`, () => dp.close());
     dp.writeConfig();

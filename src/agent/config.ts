@@ -9,7 +9,7 @@ import { ipFamily, parseCidr } from '../util/ip.js';
 import { parseBindAddress } from './health.js';
 import { IPVS_SCHEDULERS } from '../dataplane/ipvs/schedulers.js';
 import { checkNodePortAddresses } from '../compile/nodeport-addresses.js';
-import { checkSize, type MapSizes, type SizableMap } from '../dataplane/bpf/map-sizes.js';
+import { checkSize, CONNTRACK_DEFAULTS, type MapSizes, type SizableMap } from '../dataplane/bpf/map-sizes.js';
 
 export type Mode = 'auto' | 'bpf' | 'ipvs' | 'nftables';
 
@@ -55,6 +55,14 @@ export interface AgentSettings {
   housekeepingMs: number;
   /** BPF mode: the conntrack sweep (expired entries, fill level, evictions) */
   ctSweepMs: number;
+  /**
+   * BPF mode: lb_ct holds two entries a flow for max(this x CPUs, conntrackMin) flows, as kube-proxy
+   * sizes nf_conntrack (--conntrack-max-per-core; 0: the object's size), at most the object's size
+   * (dataplane/bpf/map-sizes.ts defaultCtEntries); --bpf-map-max lb_ct=N wins
+   */
+  conntrackMaxPerCore: number;
+  /** BPF mode: the fewest flows lb_ct is sized for (--conntrack-min) */
+  conntrackMin: number;
   seed: number;
   /** the IPVS scheduler of IPVS mode (ipvs.scheduler; rr by default, mh hashes the source) */
   ipvsScheduler: string;
@@ -86,6 +94,9 @@ export const DEFAULTS: Omit<AgentSettings, 'nodeName' | 'ignored'> = {
   syncPeriodMs: 30_000,
   housekeepingMs: 10_000,
   ctSweepMs: 30_000,
+  // kube-proxy's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go)
+  conntrackMaxPerCore: CONNTRACK_DEFAULTS.maxPerCore,
+  conntrackMin: CONNTRACK_DEFAULTS.min,
   // the same on every node: Maglev picks the same backend for a flow wherever it lands
   seed: 0x6b62_7078,
   ipvsScheduler: 'rr',
@@ -132,7 +143,7 @@ function str(c: Doc, k: string): string | undefined {
 /** Top-level fields that are ours to read (the rest are named as ignored when they set anything). */
 const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress',
   'healthzBindAddress', 'metricsBindAddress', 'mode', 'iptables', 'ipvs', 'nftables', 'linux', 'detectLocalMode', 'detectLocal',
-  'clusterCIDR', 'nodePortAddresses', 'syncPeriod', 'minSyncPeriod']);
+  'clusterCIDR', 'nodePortAddresses', 'syncPeriod', 'minSyncPeriod', 'conntrack']);
 
 /**
  * Maps a KubeProxyConfiguration document onto settings, as kube-proxy reads it: v1alpha1 (flat
@@ -213,7 +224,18 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
     if (name === 'ipvs' && typeof sec.scheduler === 'string' && sec.scheduler) out.ipvsScheduler = sec.scheduler;
     leaves(sec, name, out.ignored, [...skip, ...(name === 'ipvs' ? ['scheduler'] : [])]);
   }
-  leaves(linux, 'linux', out.ignored, ['masqueradeAll']);
+  leaves(linux, 'linux', out.ignored, ['masqueradeAll', 'conntrack']);
+  // conntrack: v1alpha1 at the top, v1alpha2 under linux. maxPerCore and min size lb_ct (BPF mode);
+  // null is kube-proxy's default, 0 per core "leave the limit alone" (server_linux.go getConntrackMax)
+  const ctName = c.conntrack !== undefined ? 'conntrack' : 'linux.conntrack';
+  const ct = c.conntrack !== undefined ? obj('conntrack') : (linux.conntrack && typeof linux.conntrack === 'object' ? linux.conntrack as Doc : {});
+  for (const [k, field] of [['maxPerCore', 'conntrackMaxPerCore'], ['min', 'conntrackMin']] as const) {
+    const v = ct[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > 2 ** 31 - 1) fail(`${ctName}.${k} ${JSON.stringify(v)} is not an integer from 0 to ${2 ** 31 - 1}`);
+    out[field] = v as number;
+  }
+  leaves(ct, ctName, out.ignored, ['maxPerCore', 'min']);
 
   const dlm = str(c, 'detectLocalMode');
   if (dlm !== undefined) {
@@ -350,6 +372,10 @@ export function validateSettings(s: AgentSettings): AgentSettings {
   if (!s.bpffs.startsWith('/')) fail(`--bpffs: ${JSON.stringify(s.bpffs)} is not an absolute path`);
   if (s.bpfObject !== undefined && !s.bpfObject) fail('--bpf-object: empty');
   for (const [name, n] of Object.entries(s.bpfMapMax ?? {})) checkSize(name as SizableMap, n);
+  for (const [flag, n] of [['--conntrack-max-per-core', s.conntrackMaxPerCore], ['--conntrack-min', s.conntrackMin]] as const) {
+    // kube-proxy's fields are int32 (KubeProxyConntrackConfiguration)
+    if (!Number.isSafeInteger(n) || n < 0 || n > 2 ** 31 - 1) fail(`${flag}: must be an integer from 0 to ${2 ** 31 - 1}, got ${n}`);
+  }
   return s;
 }
 

@@ -180,6 +180,7 @@ async function createBpfDataplane(s: AgentSettings, source: () => Source | undef
     pinRoot: s.bpffs,
     ...(s.bpfObject !== undefined && { objectPath: s.bpfObject }),
     ...(s.bpfMapMax !== undefined && { mapSizes: s.bpfMapMax }),
+    conntrack: { maxPerCore: s.conntrackMaxPerCore, min: s.conntrackMin },
     seed: s.seed,
     socketLb: s.socketLb,
     localExternalIpAllow: s.localExternalIpAllow,

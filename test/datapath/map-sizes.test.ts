@@ -5,7 +5,7 @@
 // no longer fit (a Maglev table past a smaller array's end moves: maglev-shrink.test.ts). Needs root and bpffs.
 import test from 'ava';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { release, tmpdir } from 'node:os';
+import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { loadDataplane, startLoad, type Loaded } from '../../src/dataplane/bpf/loader.js';
@@ -13,7 +13,7 @@ import { SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock
 import { AgentStateFile, defaultStatePath } from '../../src/dataplane/bpf/agent-state-file.js';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.js';
 import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
-import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
+import { defaultCtEntries, type MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as limits from '../../src/plan/limits.js';
 import { OBJECT_PATH, type TestService } from '../../testing/datapath.js';
 import { keepFlows, newOrphanCache } from '../../src/dataplane/bpf/ct-orphan.js';
@@ -202,7 +202,7 @@ if (!isRoot) {
     t.is(revnatSize(), 1, 'nothing reads it with the hooks off');
     const ct = BpfMap.fromPin(join(root, 'lb_ct'));
     t.teardown(() => ct.close());
-    t.is(ct.maxEntries, L.LB_CT_MAX, 'the other maps at their defaults');
+    t.is(ct.maxEntries, defaultCtEntries(cpus().length, { lb_ct: L.LB_CT_MAX, lb_ct_syn: L.LB_CT_SYN_MAX }).lb_ct, 'the other maps at their defaults (lb_ct: kube-proxy\'s sizing for this node)');
 
     // what an agent with the hooks on loads (no --bpf-map-max): the pinned map is carried over
     const on = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root) });

@@ -21,7 +21,25 @@ test('a KubeProxyConfiguration maps what applies and lists what it ignores', (t)
   t.is(s.mode, 'ipvs');
   t.deepEqual(s.clusterCidrs, ['10.244.0.0/16', 'fd00:10:244::/56']);
   t.is(s.ipvsScheduler, 'mh', 'the IPVS mode\'s scheduler');
-  t.deepEqual(s.ignored.sort(), ['conntrack.maxPerCore', 'oomScoreAdj']);
+  t.is(s.conntrackMaxPerCore, 32768, 'conntrack.maxPerCore sizes lb_ct');
+  t.deepEqual(s.ignored.sort(), ['oomScoreAdj']);
+});
+
+// KubeProxyConntrackConfiguration: v1alpha1 at the top, v1alpha2 under linux; null is the default,
+// maxPerCore 0 "leave nf_conntrack_max alone" (server_linux.go getConntrackMax): here the object's lb_ct
+test('conntrack.maxPerCore and conntrack.min (v1alpha1) or linux.conntrack (v1alpha2) size lb_ct; the timeouts are named as ignored', (t) => {
+  const doc = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration' };
+  const a = fromKubeProxyConfiguration({ ...doc, conntrack: { maxPerCore: 0, min: 65536, tcpEstablishedTimeout: '24h0m0s' } }, 'c');
+  t.like(a, { conntrackMaxPerCore: 0, conntrackMin: 65536 });
+  t.deepEqual(a.ignored, ['conntrack.tcpEstablishedTimeout']);
+  const b = fromKubeProxyConfiguration({ ...doc, apiVersion: 'kubeproxy.config.k8s.io/v1alpha2', linux: { conntrack: { maxPerCore: 1024, min: null } } }, 'c');
+  t.like(b, { conntrackMaxPerCore: 1024 });
+  t.false('conntrackMin' in b, 'null: the default');
+  t.deepEqual(b.ignored, []);
+  const bad = t.throws(() => fromKubeProxyConfiguration({ ...doc, conntrack: { min: '128k' } }, 'cfg.yaml'));
+  t.is(bad?.message, 'cfg.yaml: conntrack.min "128k" is not an integer from 0 to 2147483647');
+  t.throws(() => validateSettings({ ...DEFAULTS, manifests: '/m', nodeName: 'n', ignored: [], conntrackMin: -1 }), { message: /--conntrack-min: must be an integer from 0 to 2147483647, got -1/ });
+  t.notThrows(() => validateSettings({ ...DEFAULTS, manifests: '/m', nodeName: 'n', ignored: [], conntrackMaxPerCore: 0 }));
 });
 
 // v1alpha1 keeps the sync periods under the mode's section; Convert_v1alpha1_KubeProxyConfiguration_To_config_KubeProxyConfiguration

@@ -4,7 +4,7 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { checkSize, defaultFeStatsEntries, FE_STATS_BUDGET, sizesForMode, formatMapSizes, maxEntriesOf, parseMapSizes, SIZABLE_MAPS, type SizableMap } from '../../src/dataplane/bpf/map-sizes.js';
+import { checkSize, conntrackMaxFlows, CONNTRACK_DEFAULTS, ctSynFor, defaultCtEntries, defaultFeStatsEntries, FE_STATS_BUDGET, sizesForMode, formatMapSizes, maxEntriesOf, parseMapSizes, SIZABLE_MAPS, type SizableMap } from '../../src/dataplane/bpf/map-sizes.js';
 import { DEFAULTS, validateSettings } from '../../src/agent/config.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { DEFAULT_ID_LIMITS, setIdLimits } from '../../src/plan/limits.js';
@@ -115,4 +115,38 @@ test('with the socket hooks off lb_sock_revnat is made with one entry (nothing r
   const given = { lb_ct: 4096 };
   t.is(sizesForMode(given, { socketLb: true }), given);
   t.notThrows(() => maxEntriesOf(sizesForMode(undefined, { socketLb: false })!), 'a size the flag could give');
+});
+
+test('lb_ct by default: two entries a flow for kube-proxy\'s nf_conntrack_max (32768 x CPUs, at least 131072), at most the object\'s; lb_ct_syn in the object\'s ratio', (t) => {
+  const obj = { lb_ct: L.LB_CT_MAX, lb_ct_syn: L.LB_CT_SYN_MAX };
+  // kube-proxy's getConntrackMax: max(maxPerCore x CPUs, min); 0 per core: leave it alone
+  t.deepEqual([1, 2, 4, 8, 16, 64].map((c) => conntrackMaxFlows(CONNTRACK_DEFAULTS, c)), [131072, 131072, 131072, 262144, 524288, 2097152]);
+  t.is(conntrackMaxFlows({ maxPerCore: 0, min: 131072 }, 8), 0);
+  t.deepEqual([1, 2, 4, 8, 16, 64].map((c) => defaultCtEntries(c, obj).lb_ct), [262144, 262144, 262144, 524288, 524288, 524288], 'capped at the object\'s 524288');
+  t.deepEqual(defaultCtEntries(2, obj), { lb_ct: 262144, lb_ct_syn: 32768 });
+  t.deepEqual(defaultCtEntries(8, obj), obj, 'from 8 CPUs on: the object\'s sizes, as before');
+  t.deepEqual(defaultCtEntries(2, obj, { maxPerCore: 0, min: 131072 }), obj, '0 per core: the object\'s sizes');
+  t.deepEqual(defaultCtEntries(2, obj, { maxPerCore: 1000, min: 5000 }), { lb_ct: 10000, lb_ct_syn: 1250 });
+  t.deepEqual(defaultCtEntries(2, obj, { maxPerCore: 1, min: 0 }), { lb_ct: 4, lb_ct_syn: 1 }, 'never below one entry');
+  // an object built small (the lab's reliability object, ct-evictions): its sizes stand
+  t.deepEqual(defaultCtEntries(2, { lb_ct: 8192, lb_ct_syn: 1024 }), { lb_ct: 8192, lb_ct_syn: 1024 });
+  t.is(ctSynFor(4096, obj), 512);
+  t.is(ctSynFor(2 * L.LB_CT_MAX, obj), L.LB_CT_SYN_MAX, 'an lb_ct set past the object\'s keeps lb_ct_syn at the object\'s');
+  fc.assert(fc.property(fc.integer({ min: 1, max: 1024 }), fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 0, max: 2 ** 31 - 1 }), (cpus, maxPerCore, min) => {
+    const r = defaultCtEntries(cpus, obj, { maxPerCore, min });
+    return r.lb_ct >= 1 && r.lb_ct <= obj.lb_ct && r.lb_ct_syn >= 1 && r.lb_ct_syn <= obj.lb_ct_syn
+      && (maxPerCore === 0 ? r.lb_ct === obj.lb_ct : r.lb_ct === Math.max(1, Math.min(obj.lb_ct, 2 * Math.max(maxPerCore * cpus, min))));
+  }));
+});
+
+test('run --conntrack-max-per-core / --conntrack-min with a bad value exit 2 before touching anything, naming the flag', async (t) => {
+  const root = join(import.meta.dirname, '..', '..');
+  for (const [flag, v] of [['--conntrack-max-per-core', '-1'], ['--conntrack-min', '12k'], ['--conntrack-min', '4294967296']]) {
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [...cliNodeArgs(), 'run', '--manifests', '/nonexistent-kbp', `${flag}=${v}`], { cwd: root, timeout: 60_000 },
+        (err, _stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }));
+    });
+    t.is(r.code, 2, r.stderr);
+    t.true(r.stderr.includes(`${flag} "${v}": expected an integer from 0 to 2147483647`), r.stderr);
+  }
 });

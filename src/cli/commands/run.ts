@@ -49,6 +49,10 @@ Options:
                                also served at once from link events
   --conntrack-sweep-interval DUR  BPF mode: expired conntrack entries deleted, map fill and LRU
                                evictions counted (default 30s)
+  --conntrack-max-per-core N   BPF mode: lb_ct is sized for max(N x CPUs, --conntrack-min) flows, two
+                               entries each, as kube-proxy sizes nf_conntrack (default 32768; 0: the
+                               object's 524288 entries), at most the object's (--bpf-map-max lb_ct for more)
+  --conntrack-min N            BPF mode: the fewest flows lb_ct is sized for (default 131072)
   --hash-seed N                Maglev seed, the same on every node
   -v, --v N                    log verbosity (0 info, 2 debug, 4 trace)
   -h, --help                   this help
@@ -86,6 +90,8 @@ export const command: Command = {
       'sync-period': { type: 'string' },
       'housekeeping-interval': { type: 'string' },
       'conntrack-sweep-interval': { type: 'string' },
+      'conntrack-max-per-core': { type: 'string' },
+      'conntrack-min': { type: 'string' },
       'hash-seed': { type: 'string' },
       v: { type: 'string', short: 'v' },
       help: { type: 'boolean', short: 'h' },
@@ -141,6 +147,8 @@ export const command: Command = {
       ...(values['sync-period'] !== undefined && { syncPeriodMs: parseDuration(values['sync-period'], '--sync-period') }),
       ...(values['housekeeping-interval'] !== undefined && { housekeepingMs: parseDuration(values['housekeeping-interval'], '--housekeeping-interval') }),
       ...(values['conntrack-sweep-interval'] !== undefined && { ctSweepMs: parseDuration(values['conntrack-sweep-interval'], '--conntrack-sweep-interval') }),
+      ...(values['conntrack-max-per-core'] !== undefined && { conntrackMaxPerCore: flowCount(values['conntrack-max-per-core'], '--conntrack-max-per-core') }),
+      ...(values['conntrack-min'] !== undefined && { conntrackMin: flowCount(values['conntrack-min'], '--conntrack-min') }),
       ...(seed !== undefined && { seed }),
       ...(verbosity !== undefined && Number.isFinite(verbosity) && { verbosity }),
       ignored: file.ignored,
@@ -165,3 +173,10 @@ export const command: Command = {
     return 0;
   },
 };
+
+/** A flow count as kube-proxy's int32 flags take it; anything else a config error naming the flag. */
+function flowCount(v: string, flag: string): number {
+  const n = /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!(n <= 2 ** 31 - 1)) throw new KbpError('KBP_ERR_USAGE', `run: ${flag} ${JSON.stringify(v)}: expected an integer from 0 to ${2 ** 31 - 1}`);
+  return n;
+}

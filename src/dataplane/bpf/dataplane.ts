@@ -17,7 +17,7 @@ import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjec
 import { mapMemoryShortfall, mapMemoryWarning, mapsMemory, memoryAvailable, type MapMemoryWarning } from './map-memory.js';
 import { numPossibleCpus } from './native/map.js';
 import { FrontendProtocols, inInitialPidNamespace, SockTerminator, sockTermObjectPath } from './sock-term.js';
-import { formatMapSizes, sizesForMode, type MapSizes } from './map-sizes.js';
+import { formatMapSizes, sizesForMode, type ConntrackSizing, type MapSizes } from './map-sizes.js';
 import { LinkWatcher } from '../link-watch.js';
 import { LinkLister, listLinks, listLinksAsync, type Link } from '../links.js';
 import { BpfMaps, PROGRAM_WRITTEN_MAPS } from './maps.js';
@@ -69,6 +69,8 @@ export interface BpfDataplaneOptions {
   objectPath?: string;
   /** max_entries of maps, set at load (--bpf-map-max, map-sizes.ts); unset: the object's */
   mapSizes?: MapSizes;
+  /** lb_ct's and lb_ct_syn's sizes where mapSizes leaves them: kube-proxy's conntrack sizing (map-sizes.ts); default kube-proxy's defaults */
+  conntrack?: ConntrackSizing;
   /** the NodePort range (default 30000-32767): masquerade keeps out of it */
   nodePortRange?: NodePortRange;
   /** period of the conntrack sweep (ct-sweep.ts), default 30 s; 0 disables it */
@@ -277,7 +279,7 @@ export class BpfDataplane implements Dataplane {
     try {
       // an endpoint change that keeps M rewrites its table's region of lb_maglev_slots in place
       const mapSizes = sizesForMode(this.#opts.mapSizes, { socketLb: this.#opts.socketLb });
-      this.#load = startLoad({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(mapSizes && { mapSizes }), maps: { recycleTables: true } });
+      this.#load = startLoad({ pinRoot: this.#opts.pinRoot, objectPath: this.#opts.objectPath, ...(mapSizes && { mapSizes }), ...(this.#opts.conntrack && { conntrack: this.#opts.conntrack }), maps: { recycleTables: true } });
       this.#load.loaded.catch(() => {}); // init() or close() awaits it
     } catch (e) {
       this.#load = { error: e };
@@ -337,7 +339,7 @@ export class BpfDataplane implements Dataplane {
     for (const r of loaded.refused) {
       this.#log.warn({ map: r.name, id: r.id, reason: r.reason }, 'pinned map not made by this agent: unpinned and created anew');
     }
-    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused, newMapsMiB: this.#newMapsMiB, ...(this.#opts.mapSizes && { bpfMapMax: formatMapSizes(this.#opts.mapSizes) }) }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
+    this.#log.info({ pinRoot: loaded.pinRoot, reused: loaded.reused, newMapsMiB: this.#newMapsMiB, ctEntries: loaded.maps.map('lb_ct').maxEntries, ...(this.#opts.mapSizes && { bpfMapMax: formatMapSizes(this.#opts.mapSizes) }) }, loaded.reused ? 'reusing pinned maps of an earlier agent' : 'loaded BPF data plane');
 
     loaded.maps.writeConfig({ hashSeed: this.#opts.seed >>> 0, snatMark, flags: (this.#opts.socketLb ? L.LB_CFG_F_SOCK_LB : 0) | L.LB_CFG_F_HOST_REROUTE });
     await masquerade;

@@ -20,6 +20,7 @@
 //   ids recorded from then on (the file is root's alone, as the pins are).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KbpError } from '../../util/errors.js';
@@ -28,7 +29,7 @@ import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, t
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
 import type { BpfMapsOptions } from './map-writer.js';
-import { defaultFeStatsEntries, maxEntriesOf, type MapSizes } from './map-sizes.js';
+import { ctSynFor, defaultCtEntries, defaultFeStatsEntries, maxEntriesOf, type ConntrackSizing, type MapSizes } from './map-sizes.js';
 import { setIdLimits } from '../../plan/limits.js';
 import { BpfMaps } from './maps.js';
 import { BpfMap, numPossibleCpus } from './native/map.js';
@@ -80,6 +81,8 @@ export interface LoadOptions {
    * size is carried over as any changed definition (onIncompatible)
    */
   mapSizes?: MapSizes;
+  /** kube-proxy's conntrack sizing for lb_ct and lb_ct_syn where mapSizes does not set them (default: kube-proxy's) */
+  conntrack?: ConntrackSizing;
   /**
    * pinned maps whose definition changed (an upgrade): 'migrate' (the default) carries them over,
    * copying entries where the layout allows (migrate.ts); 'refuse' names them and loads nothing
@@ -173,6 +176,8 @@ function prepareLoad(opts: LoadOptions): Prepared {
   const state = opts.state ?? AgentStateFile.forPinRoot(pinRoot);
   const object = BpfObject.open(opts.objectPath ?? defaultObjectPath(), { pinRoot });
   try {
+    // before sizeMaps: it reads the object's own sizes
+    sizeCtByCpus(object, opts.mapSizes, opts.conntrack);
     if (opts.mapSizes) sizeMaps(object, opts.mapSizes);
     if (opts.mapSizes?.lb_fe_stats === undefined) sizeFeStatsByCpus(object);
     // before the load, so a plan built beside the verifier allocates within them too
@@ -207,13 +212,7 @@ function sizeMaps(object: BpfObject, sizes: MapSizes): void {
   for (const [name, entries] of maxEntriesOf(sizes)) {
     const spec = specs.get(name);
     if (!spec) throw new KbpError('KBP_ERR_CONFIG', `--bpf-map-max ${name}: no such map in ${object.path}`);
-    let n = entries;
-    if (spec.type === MapType.LRU_HASH && (spec.flags & BPF_F_NO_COMMON_LRU)) {
-      const cpus = numPossibleCpus();
-      n = Math.ceil(n / cpus) * cpus;
-      if (n > 0xffffffff) n = Math.floor(entries / cpus) * cpus;
-    }
-    object.setMaxEntries(name, n);
+    object.setMaxEntries(name, roundToCpus(entries, spec));
   }
 }
 
@@ -223,6 +222,35 @@ function sizeFeStatsByCpus(object: BpfObject): void {
   if (!spec) return;
   const n = defaultFeStatsEntries(numPossibleCpus(), spec.maxEntries);
   if (n !== spec.maxEntries) object.setMaxEntries('lb_fe_stats', n);
+}
+
+/**
+ * lb_ct and lb_ct_syn where --bpf-map-max does not size them: as kube-proxy sizes nf_conntrack for
+ * this node's online CPUs (map-sizes.ts defaultCtEntries; os.cpus(), as kube-proxy's detectNumCPU
+ * counts them from sysfs rather than the process's CPU affinity), at most the object's sizes.
+ * lb_ct_syn set alone is left as given; lb_ct set alone takes lb_ct_syn along in proportion.
+ */
+export function sizeCtByCpus(object: BpfObject, sizes?: MapSizes, conntrack?: ConntrackSizing): void {
+  if (sizes?.lb_ct !== undefined && sizes.lb_ct_syn !== undefined) return;
+  const specs = new Map(object.mapSpecs().map((m) => [m.name, m]));
+  const ct = specs.get('lb_ct'), syn = specs.get('lb_ct_syn');
+  if (!ct || !syn) return;
+  const objectSizes = { lb_ct: ct.maxEntries, lb_ct_syn: syn.maxEntries };
+  const want = sizes?.lb_ct !== undefined ? { lb_ct: sizes.lb_ct, lb_ct_syn: ctSynFor(sizes.lb_ct, objectSizes) }
+    : defaultCtEntries(cpus().length || 1, objectSizes, conntrack);
+  if (sizes?.lb_ct === undefined && want.lb_ct !== ct.maxEntries) object.setMaxEntries('lb_ct', want.lb_ct);
+  if (sizes?.lb_ct_syn === undefined) {
+    // per-CPU LRU lists: a multiple of the possible CPUs, as the kernel makes it (sizeMaps)
+    const n = roundToCpus(want.lb_ct_syn, syn);
+    if (n !== syn.maxEntries) object.setMaxEntries('lb_ct_syn', n);
+  }
+}
+
+function roundToCpus(entries: number, spec: MapSpec): number {
+  if (spec.type !== MapType.LRU_HASH || !(spec.flags & BPF_F_NO_COMMON_LRU)) return entries;
+  const c = numPossibleCpus();
+  const n = Math.ceil(entries / c) * c;
+  return n > 0xffffffff ? Math.floor(entries / c) * c : n;
 }
 
 /**

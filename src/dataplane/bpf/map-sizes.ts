@@ -117,6 +117,49 @@ export function defaultFeStatsEntries(cpus: number, objectEntries: number = SIZA
   return Math.max(SIZABLE_MAPS.lb_fe_stats.min, Math.min(objectEntries, fit));
 }
 
+/**
+ * kube-proxy's conntrack sizing: --conntrack-max-per-core and --conntrack-min (KubeProxyConfiguration
+ * conntrack.maxPerCore / conntrack.min), defaults from pkg/proxy/apis/config/v1alpha1/defaults.go.
+ */
+export interface ConntrackSizing {
+  /** flows per CPU; 0: kube-proxy leaves nf_conntrack_max as it is, here lb_ct keeps the object's size */
+  maxPerCore: number;
+  /** the fewest flows, whatever the CPU count */
+  min: number;
+}
+
+export const CONNTRACK_DEFAULTS: Readonly<ConntrackSizing> = { maxPerCore: 32 * 1024, min: 128 * 1024 };
+
+/**
+ * Flows kube-proxy would let nf_conntrack hold on a node of `cpus` CPUs (getConntrackMax,
+ * cmd/kube-proxy/app/server_linux.go: maxPerCore x CPUs, at least min; 0 when maxPerCore is 0:
+ * "leave the limit alone").
+ */
+export function conntrackMaxFlows(c: ConntrackSizing, cpus: number): number {
+  if (!(c.maxPerCore > 0)) return 0;
+  return Math.max(c.maxPerCore * Math.max(1, cpus), c.min);
+}
+
+/**
+ * lb_ct's and lb_ct_syn's default max_entries on a node of `cpus` online CPUs: two entries a flow
+ * (one per direction) for kube-proxy's conntrack limit (conntrackMaxFlows), never more than the
+ * object's own sizes (`object`): nf_conntrack allocates its entries as flows come, an LRU hash
+ * preallocates every one (144 bytes each here, and ~0.25 us of the load's CPU each), so a node
+ * of many CPUs would pin hundreds of MiB for flows it may never see. `--bpf-map-max lb_ct=N` sizes
+ * it past that. lb_ct_syn (handshakes in flight) keeps the object's ratio to lb_ct. On this 2-CPU VM:
+ * 262,144 and 32,768 entries in place of 524,288 and 65,536.
+ */
+export function defaultCtEntries(cpus: number, object: { lb_ct: number; lb_ct_syn: number }, c: ConntrackSizing = CONNTRACK_DEFAULTS): { lb_ct: number; lb_ct_syn: number } {
+  const flows = conntrackMaxFlows(c, cpus);
+  const ct = flows ? Math.max(SIZABLE_MAPS.lb_ct.min, Math.min(object.lb_ct, 2 * flows)) : object.lb_ct;
+  return { lb_ct: ct, lb_ct_syn: ctSynFor(ct, object) };
+}
+
+/** lb_ct_syn for an lb_ct of `ct` entries: the object's ratio, at most the object's size. */
+export function ctSynFor(ct: number, object: { lb_ct: number; lb_ct_syn: number }): number {
+  return Math.max(SIZABLE_MAPS.lb_ct_syn.min, Math.min(object.lb_ct_syn, Math.ceil((object.lb_ct_syn * ct) / object.lb_ct)));
+}
+
 /** For logs and the help: NAME=N of every map whose size differs from the default. */
 export function formatMapSizes(sizes: MapSizes): string {
   return (Object.entries(sizes) as Array<[SizableMap, number]>).filter(([k, v]) => v !== SIZABLE_MAPS[k].dflt).map(([k, v]) => `${k}=${v}`).join(',');
