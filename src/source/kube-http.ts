@@ -8,6 +8,7 @@ import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
+import { acquireDecoder, releaseDecoder, type ListDecoder } from './list-decode.js';
 import type { DecodedSlice } from './slim.js';
 
 /** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
@@ -80,7 +81,14 @@ export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: Li
  * time spent waiting for an answer (this thread free: the server, the network, or this thread's
  * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy)
  */
-export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number }
+export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number; offThread?: { pages: number; waitMs: number } }
+
+/**
+ * A pruned list whose first page says it holds at least this many objects (remainingItemCount and the
+ * page's own) has its pages scanned on a thread of its own (list-decode.ts); smaller ones on this
+ * thread, where a worker's start would cost more than it saves (a 10,000-Service cluster's lists).
+ */
+export const OFF_THREAD_ABOVE = 20_000;
 
 /** client-go's pager's default page size (k8s.io/client-go/tools/pager: defaultPageSize) */
 export const LIST_PAGE_SIZE = 500;
@@ -107,9 +115,9 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
  * slimObject's.
  */
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<U>>;
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string; offThreadAbove?: number }): Promise<ListResult<U>>;
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<T | U>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string; offThreadAbove?: number }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
   const admit = opts.admit, onPage = opts.onPage;
   const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune, nodeName: opts.nodeName };
@@ -127,6 +135,9 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   let ahead: InFlight | undefined;
   const stats: ListStats = { pages: 0, bytes: 0, waitMs: 0, parseMs: 0, storeMs: 0 };
   let next = fetchPage(kc, pagePath(undefined), fetchOpts);
+  // the pages' scan on a thread of its own, once the first page says the list is large
+  let dec: ListDecoder | undefined;
+  const offAbove = opts.offThreadAbove ?? OFF_THREAD_ABOVE;
   Body.listing++;
   try {
     do {
@@ -143,8 +154,13 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
         // on the wire before this thread is busy parsing: else the request would wait for the parse
         if (ahead) await ahead.sent;
         const p1 = performance.now();
-        page = parsePage(raw, how);
+        if (dec?.usable && raw.bytes && raw.status === 200) {
+          stats.offThread ??= { pages: 0, waitMs: 0 };
+          stats.offThread.pages++;
+          page = await parsePageOff(raw, how, dec, stats.offThread);
+        } else page = parsePage(raw, how);
         stats.parseMs += performance.now() - p1;
+        if (token === undefined && !dec && how.prune && (page.remaining ?? 0) + page.items.length >= offAbove) dec = acquireDecoder();
         // a guess the parse does not confirm is dropped, and the right page asked for
         if (ahead && page.continue !== guess) {
           ahead.cancel();
@@ -170,6 +186,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       ahead = undefined;
     } while (token !== undefined);
   } finally {
+    if (dec) releaseDecoder(dec);
     // a failure (or an abort) leaves no request of ours running, and no connection open
     ahead?.cancel();
     if (conn.agent) {
@@ -187,7 +204,8 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
 }
 
 function roundStats(s: ListStats): ListStats {
-  return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs) };
+  return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs),
+    ...(s.offThread && { offThread: { pages: s.offThread.pages, waitMs: Math.round(s.offThread.waitMs) } }) };
 }
 
 /** each item through admit; the ones it keeps pushed onto out */
@@ -223,7 +241,7 @@ export function withQuery(apiPath: string, params: Record<string, string>): stri
   return apiPath + (apiPath.includes('?') ? '&' : '?') + q;
 }
 
-interface PageResult<T> extends ListResult<T> { continue?: string }
+interface PageResult<T> extends ListResult<T> { continue?: string; remaining?: number }
 
 /** a 200 answer kept as bytes (`bytes` asked for) or any answer as text */
 interface RawPage { status: number; body?: string; bytes?: Buffer; len: number }
@@ -298,6 +316,42 @@ async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: Abor
 
 const isAgent = (a: unknown): a is http.Agent => typeof a === 'object' && a !== null && typeof (a as http.Agent).destroy === 'function';
 
+/**
+ * parsePage with the scan on the decode thread: the same items, admitted here in order. A page the
+ * scan refuses, or an item's text JSON.parse refuses, is parsed whole here, as parsePage does.
+ */
+async function parsePageOff<T, U>(raw: RawPage, how: PageHow<T, U>, dec: ListDecoder, off: { waitMs: number }): Promise<PageResult<T | U>> {
+  const { what, admit, prune } = how;
+  const bytes = raw.bytes!;
+  raw.bytes = undefined;
+  const w0 = performance.now();
+  const d = await dec.decode(what, prune!, bytes, raw.len, how.nodeName);
+  off.waitMs += performance.now() - w0;
+  if (d.env !== undefined && admit) {
+    const kept: U[] = [];
+    let list: unknown;
+    try {
+      d.items((text, plain, decoded) => {
+        const a = admit(JSON.parse(text) as T, plain, decoded);
+        if (a !== undefined) kept.push(a);
+      });
+      list = JSON.parse(d.env);
+    } catch (e) {
+      // (as scanList reads an onItem's SyntaxError: the whole parse below says what)
+      if (!(e instanceof SyntaxError || e instanceof RangeError)) {
+        Body.recycle(d.bytes);
+        throw e;
+      }
+      list = undefined;
+    }
+    if (list !== undefined) {
+      Body.recycle(d.bytes);
+      return listPage({ ...list as object, items: kept }, what);
+    }
+  }
+  return parsePage({ status: raw.status, bytes: d.bytes, len: raw.len }, { ...how, prune: undefined });
+}
+
 function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
   const { status } = raw, { what, admit, prune } = how;
   let body = raw.body;
@@ -345,14 +399,16 @@ function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
 
 /** the list's resourceVersion, items and continue token, checked */
 function listPage<T>(parsed: unknown, what: string): PageResult<T> {
-  const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown }; items?: unknown };
+  const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown; remainingItemCount?: unknown }; items?: unknown };
   if (!Array.isArray(list.items)) throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no items array`);
   const rv = list.metadata?.resourceVersion;
   if (typeof rv !== 'string' || rv === '') {
     throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no metadata.resourceVersion, so no watch can follow it`);
   }
   const cont = list.metadata?.continue;
-  return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }) };
+  const left = list.metadata?.remainingItemCount;
+  return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }),
+    ...(typeof left === 'number' && Number.isSafeInteger(left) && left > 0 && { remaining: left }) };
 }
 
 function get(url: URL, options: https.RequestOptions, bytes: boolean, onSent?: () => void): Promise<RawPage> {
