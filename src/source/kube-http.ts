@@ -8,7 +8,7 @@ import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
-import { acquireDecoder, releaseDecoder, type ListDecoder } from './list-decode.js';
+import { acquireDecoder, releaseDecoder, type Decoded, type ListDecoder } from './list-decode.js';
 import type { DecodedSlice } from './slim.js';
 
 /** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
@@ -134,30 +134,47 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
   let ahead: InFlight | undefined;
   const stats: ListStats = { pages: 0, bytes: 0, waitMs: 0, parseMs: 0, storeMs: 0 };
-  let next = fetchPage(kc, pagePath(undefined), fetchOpts);
-  // the pages' scan on a thread of its own, once the first page says the list is large
+  // the pages' scan on a thread of its own, once the first page says the list is large: a page goes
+  // there as soon as it has come (its head read here first, for the token), so the thread scans it
+  // while this one takes the page before
   let dec: ListDecoder | undefined;
   const offAbove = opts.offThreadAbove ?? OFF_THREAD_ABOVE;
+  const track = (f: InFlight): InFlight => {
+    f.received = f.answer.then((raw): Received => {
+      if (raw.status !== 200 || !raw.bytes || !dec?.usable || !how.prune) return { raw };
+      const bytes = raw.bytes;
+      raw.bytes = undefined;
+      const head = bytes.toString('utf8', 0, Math.min(raw.len, HEAD_MAX));
+      const decoding = dec.decode(what, how.prune, bytes, raw.len, how.nodeName);
+      // (awaited by the loop; a page cancelled meanwhile is dropped)
+      decoding.catch(() => {});
+      return { raw, head, decoding };
+    });
+    f.received.catch(() => {});
+    return f;
+  };
+  let next = track(fetchPage(kc, pagePath(undefined), fetchOpts));
   Body.listing++;
   try {
     do {
       let page: PageResult<T | U>;
       try {
         const w0 = performance.now();
-        const raw = await next.answer;
+        const got = await next.received!;
+        const raw = got.raw;
         const p0 = performance.now();
         stats.waitMs += p0 - w0;
         stats.pages++;
-        stats.bytes += raw.bytes ? raw.len : (raw.body?.length ?? 0);
-        const guess = raw.status === 200 ? leadingContinue(raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
-        ahead = guess !== undefined ? fetchPage(kc, pagePath(guess), fetchOpts) : undefined;
+        stats.bytes += raw.body !== undefined ? raw.body.length : raw.len;
+        const guess = raw.status === 200 ? leadingContinue(got.head ?? raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
+        ahead = guess !== undefined ? track(fetchPage(kc, pagePath(guess), fetchOpts)) : undefined;
         // on the wire before this thread is busy parsing: else the request would wait for the parse
         if (ahead) await ahead.sent;
         const p1 = performance.now();
-        if (dec?.usable && raw.bytes && raw.status === 200) {
+        if (got.decoding) {
           stats.offThread ??= { pages: 0, waitMs: 0 };
           stats.offThread.pages++;
-          page = await parsePageOff(raw, how, dec, stats.offThread);
+          page = await parsePageOff(raw, how, got.decoding, stats.offThread);
         } else page = parsePage(raw, how);
         stats.parseMs += performance.now() - p1;
         if (token === undefined && !dec && how.prune && (page.remaining ?? 0) + page.items.length >= offAbove) dec = acquireDecoder();
@@ -182,7 +199,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       if (admit) onPage?.(page.items as U[]);
       stats.storeMs += performance.now() - o0;
       token = page.continue || undefined;
-      if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), fetchOpts);
+      if (token !== undefined) next = ahead ?? track(fetchPage(kc, pagePath(token), fetchOpts));
       ahead = undefined;
     } while (token !== undefined);
   } finally {
@@ -255,7 +272,9 @@ const HEAD_MAX = 16 * 1024;
  * a page's request under way: sent settles once the request is written to its socket (or failed),
  * answer with the answer; cancel() aborts it and swallows its failure
  */
-interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void }
+interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void; received?: Promise<Received> }
+/** a page's answer as the list loop takes it: its bytes on the decode thread already (decoding), with their head kept here */
+interface Received { raw: RawPage; head?: string; decoding?: Promise<Decoded> }
 
 /**
  * The HTTP agent a list's pages share. client-node makes a fresh agent per request (applyToHTTPSOptions),
@@ -320,12 +339,10 @@ const isAgent = (a: unknown): a is http.Agent => typeof a === 'object' && a !== 
  * parsePage with the scan on the decode thread: the same items, admitted here in order. A page the
  * scan refuses, or an item's text JSON.parse refuses, is parsed whole here, as parsePage does.
  */
-async function parsePageOff<T, U>(raw: RawPage, how: PageHow<T, U>, dec: ListDecoder, off: { waitMs: number }): Promise<PageResult<T | U>> {
-  const { what, admit, prune } = how;
-  const bytes = raw.bytes!;
-  raw.bytes = undefined;
+async function parsePageOff<T, U>(raw: RawPage, how: PageHow<T, U>, decoding: Promise<Decoded>, off: { waitMs: number }): Promise<PageResult<T | U>> {
+  const { what, admit } = how;
   const w0 = performance.now();
-  const d = await dec.decode(what, prune!, bytes, raw.len, how.nodeName);
+  const d = await decoding;
   off.waitMs += performance.now() - w0;
   if (d.env !== undefined && admit) {
     const kept: U[] = [];
