@@ -143,8 +143,7 @@ export class ListDecoder {
   users = 0;
 
   constructor() {
-    // (no argv of the agent's: the worker reads none; the parent's --import, tsx's under the tests, is inherited)
-    this.#worker = new Worker(workerUrl(), { stdout: false, stderr: false });
+    this.#worker = new Worker(workerUrl(), { stdout: false, stderr: false, execArgv: loaderArgv(process.execArgv) });
     this.#worker.unref();
     this.#worker.on('message', (m: WorkerMessage) => {
       if ('ready' in m) {
@@ -251,6 +250,22 @@ export class ListDecoder {
   end(): void {
     void this.#worker.terminate();
   }
+}
+
+/**
+ * Of node's flags, those that load code (--import, --require, --loader: tsx's under the tests): the
+ * worker needs them to read its source; the others are not for it (--input-type fails a worker's
+ * start; the agent's V8 heap flags are the process's already).
+ */
+export function loaderArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^(--import|--require|-r|--loader|--experimental-loader)(=|$)/.exec(argv[i]!);
+    if (!m) continue;
+    out.push(argv[i]!);
+    if (m[2] === '' && i + 1 < argv.length) out.push(argv[++i]!);
+  }
+  return out;
 }
 
 let shared: ListDecoder | undefined;

@@ -11,7 +11,7 @@ import { apiService, apiSlice } from '../../bench/apiserver-objects.js';
 import { NODE_NAME, type ClusterShape } from '../../bench/gen.js';
 import { scanList, type PrunedKind } from '../../src/source/json-prune.js';
 import { listObjects } from '../../src/source/kube-http.js';
-import { acquireDecoder, releaseDecoder, type ListDecoder } from '../../src/source/list-decode.js';
+import { acquireDecoder, loaderArgv, releaseDecoder, type ListDecoder } from '../../src/source/list-decode.js';
 import { packedEndpoints, slimObject, type DecodedSlice } from '../../src/source/slim.js';
 import { anyObject } from '../../testing/fuzz-objects.js';
 import { localKubeConfig } from '../../testing/local-kubeconfig.js';
@@ -153,4 +153,9 @@ test.serial('a decode thread that dies fails the list it decodes, naming it; the
   t.is(again.items.length, 20);
   t.is(again.stats?.offThread, undefined);
   t.false(isDeepStrictEqual(again.items, []));
+});
+
+test('the decode thread gets only the flags of node that load code', (t) => {
+  t.deepEqual(loaderArgv(['--max-semi-space-size=16', '--import=tsx', '--input-type=module', '--require', 'a.cjs', '-r', 'b', '--expose-gc', '--loader', 'x', '--importx']),
+    ['--import=tsx', '--require', 'a.cjs', '-r', 'b', '--loader', 'x']);
 });
