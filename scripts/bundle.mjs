@@ -85,7 +85,9 @@ const lazyDeps = {
 };
 
 const result = await build({
-  entryPoints: [{ in: 'src/cli/main.ts', out: name }],
+  // the LIST's page decode thread (src/source/list-decode.ts) is a file of its own, named for the code that starts it
+  entryPoints: [{ in: 'src/cli/main.ts', out: name }, { in: 'src/source/list-decode-worker.ts', out: `${name}-list-decode` }],
+  define: { KBP_LIST_DECODE_WORKER: JSON.stringify(`./${name}-list-decode.mjs`) },
   outdir,
   splitting: true,
   chunkNames: `${name}-chunk-[hash]`,

@@ -89,6 +89,15 @@ let kept: Buffer | undefined;
  */
 export function scanList(kind: PrunedKind, bytes: Buffer, len: number, onItem: (text: string, plain: boolean, decoded?: DecodedSlice) => void,
   nodeName?: string): string | undefined {
+  return scanListBytes(kind, bytes, len, (out, n, plain, decoded) => onItem(out.toString('utf8', 0, n), plain, decoded), nodeName);
+}
+
+/**
+ * scanList with each item's pruned text as bytes: out[0, n), valid until onItem returns (the page
+ * decode thread copies them: list-decode.ts).
+ */
+export function scanListBytes(kind: PrunedKind, bytes: Buffer, len: number, onItem: (out: Buffer, n: number, plain: boolean, decoded?: DecodedSlice) => void,
+  nodeName?: string): string | undefined {
   // an item's pruned bytes are never more than the item's (members are only left out), nor than the
   // page's; only the pages of the buffer an item reaches are ever touched
   if (!kept || kept.length < len) kept = Buffer.allocUnsafeSlow(Math.max(len, 64 * 1024));
@@ -318,7 +327,7 @@ class Scan {
   }
 
   /** the list's top-level object: the envelope's text, each item to onItem */
-  list(item: Shape, onItem: (text: string, plain: boolean, decoded?: DecodedSlice) => void): string | undefined {
+  list(item: Shape, onItem: (out: Buffer, n: number, plain: boolean, decoded?: DecodedSlice) => void): string | undefined {
     const s = this.s, out = this.out;
     let i = this.ws(0);
     if (this.at(i) !== 0x7b) return undefined;
@@ -359,7 +368,7 @@ class Scan {
                 this.emit(from, i);
               }
               const ports = this.ports, packed = this.packed;
-              onItem(out.toString('utf8', 0, this.o), !this.odd, ports || packed ? { ...(ports && { ports }), ...(packed && { packed }) } : undefined);
+              onItem(out, this.o, !this.odd, ports || packed ? { ...(ports && { ports }), ...(packed && { packed }) } : undefined);
               i = this.ws(i);
               const c = this.at(i++);
               if (c === 0x2c) {

@@ -8,6 +8,7 @@ import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
+import { acquireDecoder, releaseDecoder, type Decoded, type ListDecoder } from './list-decode.js';
 import type { DecodedSlice } from './slim.js';
 
 /** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
@@ -80,7 +81,14 @@ export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: Li
  * time spent waiting for an answer (this thread free: the server, the network, or this thread's
  * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy)
  */
-export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number }
+export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number; offThread?: { pages: number; waitMs: number } }
+
+/**
+ * A pruned list whose first page says it holds at least this many objects (remainingItemCount and the
+ * page's own) has its pages scanned on a thread of its own (list-decode.ts); smaller ones on this
+ * thread, where a worker's start would cost more than it saves (a 10,000-Service cluster's lists).
+ */
+export const OFF_THREAD_ABOVE = 20_000;
 
 /** client-go's pager's default page size (k8s.io/client-go/tools/pager: defaultPageSize) */
 export const LIST_PAGE_SIZE = 500;
@@ -107,9 +115,9 @@ export async function listObjects<T>(kc: KubeConfig, apiPath: string, what: stri
  * slimObject's.
  */
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<U>>;
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string; offThreadAbove?: number }): Promise<ListResult<U>>;
 export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: string,
-  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string }): Promise<ListResult<T | U>> {
+  opts: { signal: AbortSignal; timeoutMs: number; pageSize?: number; admit?: Admit<T, U>; onPage?: (items: readonly U[]) => void; prune?: PrunedKind; nodeName?: string; offThreadAbove?: number }): Promise<ListResult<T | U>> {
   const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
   const admit = opts.admit, onPage = opts.onPage;
   const how: PageHow<T, U> = { what, admit, prune: admit && opts.prune, nodeName: opts.nodeName };
@@ -126,25 +134,50 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
   let ahead: InFlight | undefined;
   const stats: ListStats = { pages: 0, bytes: 0, waitMs: 0, parseMs: 0, storeMs: 0 };
-  let next = fetchPage(kc, pagePath(undefined), fetchOpts);
+  // the pages' scan on a thread of its own, once the first page says the list is large: a page goes
+  // there as soon as it has come (its head read here first, for the token), so the thread scans it
+  // while this one takes the page before
+  let dec: ListDecoder | undefined;
+  const offAbove = opts.offThreadAbove ?? OFF_THREAD_ABOVE;
+  const track = (f: InFlight): InFlight => {
+    f.received = f.answer.then((raw): Received => {
+      if (raw.status !== 200 || !raw.bytes || !dec?.usable || !how.prune) return { raw };
+      const bytes = raw.bytes;
+      raw.bytes = undefined;
+      const head = bytes.toString('utf8', 0, Math.min(raw.len, HEAD_MAX));
+      const decoding = dec.decode(what, how.prune, bytes, raw.len, how.nodeName);
+      // (awaited by the loop; a page cancelled meanwhile is dropped)
+      decoding.catch(() => {});
+      return { raw, head, decoding };
+    });
+    f.received.catch(() => {});
+    return f;
+  };
+  let next = track(fetchPage(kc, pagePath(undefined), fetchOpts));
   Body.listing++;
   try {
     do {
       let page: PageResult<T | U>;
       try {
         const w0 = performance.now();
-        const raw = await next.answer;
+        const got = await next.received!;
+        const raw = got.raw;
         const p0 = performance.now();
         stats.waitMs += p0 - w0;
         stats.pages++;
-        stats.bytes += raw.bytes ? raw.len : (raw.body?.length ?? 0);
-        const guess = raw.status === 200 ? leadingContinue(raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
-        ahead = guess !== undefined ? fetchPage(kc, pagePath(guess), fetchOpts) : undefined;
+        stats.bytes += raw.body !== undefined ? raw.body.length : raw.len;
+        const guess = raw.status === 200 ? leadingContinue(got.head ?? raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
+        ahead = guess !== undefined ? track(fetchPage(kc, pagePath(guess), fetchOpts)) : undefined;
         // on the wire before this thread is busy parsing: else the request would wait for the parse
         if (ahead) await ahead.sent;
         const p1 = performance.now();
-        page = parsePage(raw, how);
+        if (got.decoding) {
+          stats.offThread ??= { pages: 0, waitMs: 0 };
+          stats.offThread.pages++;
+          page = await parsePageOff(raw, how, got.decoding, stats.offThread);
+        } else page = parsePage(raw, how);
         stats.parseMs += performance.now() - p1;
+        if (token === undefined && !dec && how.prune && (page.remaining ?? 0) + page.items.length >= offAbove) dec = acquireDecoder();
         // a guess the parse does not confirm is dropped, and the right page asked for
         if (ahead && page.continue !== guess) {
           ahead.cancel();
@@ -166,10 +199,11 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
       if (admit) onPage?.(page.items as U[]);
       stats.storeMs += performance.now() - o0;
       token = page.continue || undefined;
-      if (token !== undefined) next = ahead ?? fetchPage(kc, pagePath(token), fetchOpts);
+      if (token !== undefined) next = ahead ?? track(fetchPage(kc, pagePath(token), fetchOpts));
       ahead = undefined;
     } while (token !== undefined);
   } finally {
+    if (dec) releaseDecoder(dec);
     // a failure (or an abort) leaves no request of ours running, and no connection open
     ahead?.cancel();
     if (conn.agent) {
@@ -187,7 +221,8 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
 }
 
 function roundStats(s: ListStats): ListStats {
-  return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs) };
+  return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs),
+    ...(s.offThread && { offThread: { pages: s.offThread.pages, waitMs: Math.round(s.offThread.waitMs) } }) };
 }
 
 /** each item through admit; the ones it keeps pushed onto out */
@@ -223,7 +258,7 @@ export function withQuery(apiPath: string, params: Record<string, string>): stri
   return apiPath + (apiPath.includes('?') ? '&' : '?') + q;
 }
 
-interface PageResult<T> extends ListResult<T> { continue?: string }
+interface PageResult<T> extends ListResult<T> { continue?: string; remaining?: number }
 
 /** a 200 answer kept as bytes (`bytes` asked for) or any answer as text */
 interface RawPage { status: number; body?: string; bytes?: Buffer; len: number }
@@ -237,7 +272,9 @@ const HEAD_MAX = 16 * 1024;
  * a page's request under way: sent settles once the request is written to its socket (or failed),
  * answer with the answer; cancel() aborts it and swallows its failure
  */
-interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void }
+interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void; received?: Promise<Received> }
+/** a page's answer as the list loop takes it: its bytes on the decode thread already (decoding), with their head kept here */
+interface Received { raw: RawPage; head?: string; decoding?: Promise<Decoded> }
 
 /**
  * The HTTP agent a list's pages share. client-node makes a fresh agent per request (applyToHTTPSOptions),
@@ -298,6 +335,40 @@ async function requestPage(kc: KubeConfig, apiPath: string, opts: { signal: Abor
 
 const isAgent = (a: unknown): a is http.Agent => typeof a === 'object' && a !== null && typeof (a as http.Agent).destroy === 'function';
 
+/**
+ * parsePage with the scan on the decode thread: the same items, admitted here in order. A page the
+ * scan refuses, or an item's text JSON.parse refuses, is parsed whole here, as parsePage does.
+ */
+async function parsePageOff<T, U>(raw: RawPage, how: PageHow<T, U>, decoding: Promise<Decoded>, off: { waitMs: number }): Promise<PageResult<T | U>> {
+  const { what, admit } = how;
+  const w0 = performance.now();
+  const d = await decoding;
+  off.waitMs += performance.now() - w0;
+  if (d.env !== undefined && admit) {
+    const kept: U[] = [];
+    let list: unknown;
+    try {
+      d.items((text, plain, decoded) => {
+        const a = admit(JSON.parse(text) as T, plain, decoded);
+        if (a !== undefined) kept.push(a);
+      });
+      list = JSON.parse(d.env);
+    } catch (e) {
+      // (as scanList reads an onItem's SyntaxError: the whole parse below says what)
+      if (!(e instanceof SyntaxError || e instanceof RangeError)) {
+        Body.recycle(d.bytes);
+        throw e;
+      }
+      list = undefined;
+    }
+    if (list !== undefined) {
+      Body.recycle(d.bytes);
+      return listPage({ ...list as object, items: kept }, what);
+    }
+  }
+  return parsePage({ status: raw.status, bytes: d.bytes, len: raw.len }, { ...how, prune: undefined });
+}
+
 function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
   const { status } = raw, { what, admit, prune } = how;
   let body = raw.body;
@@ -345,14 +416,16 @@ function parsePage<T, U>(raw: RawPage, how: PageHow<T, U>): PageResult<T | U> {
 
 /** the list's resourceVersion, items and continue token, checked */
 function listPage<T>(parsed: unknown, what: string): PageResult<T> {
-  const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown }; items?: unknown };
+  const list = parsed as { metadata?: { resourceVersion?: unknown; continue?: unknown; remainingItemCount?: unknown }; items?: unknown };
   if (!Array.isArray(list.items)) throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no items array`);
   const rv = list.metadata?.resourceVersion;
   if (typeof rv !== 'string' || rv === '') {
     throw new KbpError('KBP_ERR_SOURCE', `list ${what}: the answer has no metadata.resourceVersion, so no watch can follow it`);
   }
   const cont = list.metadata?.continue;
-  return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }) };
+  const left = list.metadata?.remainingItemCount;
+  return { resourceVersion: rv, items: list.items as T[], ...(typeof cont === 'string' && cont && { continue: cont }),
+    ...(typeof left === 'number' && Number.isSafeInteger(left) && left > 0 && { remaining: left }) };
 }
 
 function get(url: URL, options: https.RequestOptions, bytes: boolean, onSent?: () => void): Promise<RawPage> {

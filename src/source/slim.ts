@@ -318,6 +318,11 @@ function shareConditions(key: number, c: Readonly<Obj>): Readonly<Obj> {
   return c;
 }
 
+/** the key of a shared conditions object (conditionsOf gives it back), or 0 (list-decode.ts sends parts by their keys) */
+export function conditionsKey(c: Readonly<Obj> | undefined): number {
+  return c === undefined ? 0 : conditionIds.get(c) ?? 0;
+}
+
 const CONDITION_NAMES = ['', 'ready', 'serving', 'terminating'] as const;
 
 /**

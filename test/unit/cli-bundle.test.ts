@@ -53,6 +53,32 @@ test('the bundle\'s chunks load no builtin that only an ESM facade would (undici
   t.deepEqual(JSON.parse(r.stdout), []);
 });
 
+test('the bundle\'s LIST page decode thread (src/source/list-decode.ts) starts from its own file beside the entry and decodes a page', async (t) => {
+  const b = await built;
+  t.is(b.code, 0, b.stderr);
+  t.true(existsSync(join(dir, 'kube-bpf-proxy-list-decode.mjs')));
+  // the chunk that starts it, found by its export; the page: one Service, its managedFields left out
+  const r = await node(['--input-type=module', '-e', `
+    import { readdirSync } from 'node:fs';
+    const dir = ${JSON.stringify(dir)};
+    let acquire, release;
+    for (const f of readdirSync(dir).filter((f) => /-chunk-.*\\.mjs$/.test(f))) {
+      const m = await import(dir + '/' + f);
+      for (const v of Object.values(m)) if (typeof v === 'function' && v.name === 'acquireDecoder') acquire = v;
+      for (const v of Object.values(m)) if (typeof v === 'function' && v.name === 'releaseDecoder') release = v;
+    }
+    const dec = acquire();
+    for (let i = 0; i < 600 && !dec.usable; i++) await new Promise((r) => setTimeout(r, 50));
+    const page = Buffer.from(JSON.stringify({ kind: 'ServiceList', metadata: { resourceVersion: '7' }, items: [{ metadata: { name: 'a', namespace: 'b', managedFields: [{}] }, spec: { clusterIP: '10.96.0.1' } }] }));
+    const d = await dec.decode('services', 'Service', page, page.length, undefined);
+    const items = [];
+    d.items((text) => items.push(text));
+    console.log(JSON.stringify({ usable: dec.usable, env: d.env, items }));
+    release(dec);`]);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(JSON.parse(r.stdout), { usable: true, env: '{"kind":"ServiceList","metadata":{"resourceVersion":"7"}}', items: ['{"metadata":{"name":"a","namespace":"b"},"spec":{"clusterIP":"10.96.0.1"}}'] });
+});
+
 test('the bundle\'s chunks evaluate socks-proxy-agent only for a kubeconfig that names a socks proxy, which still gets its agent (scripts/bundle.mjs LAZY_EDITS)', async (t) => {
   const b = await built;
   t.is(b.code, 0, b.stderr);
