@@ -1,4 +1,5 @@
-// The only module that loads kbp_maglev.node (native/src/maglev.cc): the Maglev fill compiled, a
+// The plan's side of kbp_maglev.node (native/src/maglev.cc; the manifests source's first read loads
+// it too, for readFiles: src/source/file-batch.ts): the Maglev fill compiled, a
 // large batch split over a few threads (issue 10: ~10,000 tables at a first sync took ~half of the
 // plan step in JavaScript). Optional: without the addon (not built, KBP_MAGLEV_NATIVE=0) the plan
 // fills its tables in JavaScript (maglev.ts), slot for slot the same.
