@@ -24,6 +24,7 @@ import {
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
 import { lazyState, recordStateDelta } from '../plan/delta.js';
+import { reserveMapRoom } from '../util/map-room.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -645,6 +646,9 @@ export class Compiler {
       i = j;
     }
     this.#list = list;
+    // room for the changes after this compile (util/map-room.ts; filled to V8's capacity, the first
+    // change's insert grew it)
+    reserveMapRoom(this.#byKey, 1024 + (list.length >> 6), (i) => `\0${i}`);
     if (added) for (const f of list) added.push(f);
     return services;
   }
