@@ -342,6 +342,21 @@ export class Compiler {
    * are compared with the previous snapshot instead of every key. A key it misses leaves that
    * object stale; it is ignored on the first call and after a call that threw.
    */
+  /**
+   * Room in the Maps a change inserts into, for the changes after a big compile (util/map-room.ts):
+   * filled to V8's capacity, the first change's insert grows a Map, every entry copied to fresh
+   * pages. The agent calls it once, after its first full sync, off any change's path (a second call
+   * would add holes, not room: the room is inferred from each Map's size). Returns the dummy keys
+   * it added.
+   */
+  reserveRoom(): number {
+    const room = (n: number): number => 1024 + (n >> 6);
+    const dummy = (i: number): string => `\0${i}`;
+    let added = 0;
+    for (const m of [this.#byKey, this.#entries, this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, room(m.size), dummy);
+    return added;
+  }
+
   compile(snapshot: Snapshot, changed?: ChangedKeys): CompileResult {
     const hint = this.#primed ? changed : undefined;
     this.#primed = false;
@@ -646,9 +661,6 @@ export class Compiler {
       i = j;
     }
     this.#list = list;
-    // room for the changes after this compile (util/map-room.ts; filled to V8's capacity, the first
-    // change's insert grew it)
-    reserveMapRoom(this.#byKey, 1024 + (list.length >> 6), (i) => `\0${i}`);
     if (added) for (const f of list) added.push(f);
     return services;
   }

@@ -21,7 +21,8 @@ export function mapCapacity(size: number): number {
 }
 
 /**
- * Makes sure `m`, just filled from empty with no deletes, takes at least `room` more inserts (or the
+ * Makes sure `m`, just filled from empty with no deletes (call it once per fill: the room is
+ * inferred from the size, so a second call adds holes instead), takes at least `room` more inserts (or the
  * capacity it holds, less one, when that is less) before V8 grows it: when fewer slots are free, it
  * adds dummy keys (`dummy(i)`) one past the capacity, which has V8 double the table with them in it,
  * and deletes them. A dummy that is a key of m is passed over. Returns how many dummies it added
