@@ -337,12 +337,6 @@ export class Compiler {
   }
 
   /**
-   * Compiles a snapshot. `changed`, when given, names by kind every key whose object was added,
-   * replaced or removed since the previous call (what ObjectStore.onChange reported): only those
-   * are compared with the previous snapshot instead of every key. A key it misses leaves that
-   * object stale; it is ignored on the first call and after a call that threw.
-   */
-  /**
    * Room in the Maps a change inserts into, for the changes after a big compile (util/map-room.ts):
    * filled to V8's capacity, the first change's insert grows a Map, every entry copied to fresh
    * pages. The agent calls it once, after its first full sync, off any change's path (a second call
@@ -357,6 +351,12 @@ export class Compiler {
     return added;
   }
 
+  /**
+   * Compiles a snapshot. `changed`, when given, names by kind every key whose object was added,
+   * replaced or removed since the previous call (what ObjectStore.onChange reported): only those
+   * are compared with the previous snapshot instead of every key. A key it misses leaves that
+   * object stale; it is ignored on the first call and after a call that threw.
+   */
   compile(snapshot: Snapshot, changed?: ChangedKeys): CompileResult {
     const hint = this.#primed ? changed : undefined;
     this.#primed = false;
