@@ -24,6 +24,7 @@ import {
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
 import { lazyState, recordStateDelta } from '../plan/delta.js';
+import { reserveMapRoom } from '../util/map-room.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -333,6 +334,21 @@ export class Compiler {
       : null;
     // option errors surface now rather than at the first sync
     resolveNodePortAddresses(undefined, opts);
+  }
+
+  /**
+   * Room in the Maps a change inserts into, for the changes after a big compile (util/map-room.ts):
+   * filled to V8's capacity, the first change's insert grows a Map, every entry copied to fresh
+   * pages. The agent calls it once, after its first full sync, off any change's path (a second call
+   * would add holes, not room: the room is inferred from each Map's size). Returns the dummy keys
+   * it added.
+   */
+  reserveRoom(): number {
+    const room = (n: number): number => 1024 + (n >> 6);
+    const dummy = (i: number): string => `\0${i}`;
+    let added = 0;
+    for (const m of [this.#byKey, this.#entries, this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, room(m.size), dummy);
+    return added;
   }
 
   /**

@@ -27,6 +27,7 @@ import type { BpfMap, MaglevFillJob } from './native/map.js';
 import { BPF_ANY, MapType } from './native/uapi.js';
 import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
+import { reserveMapRoom } from '../../util/map-room.js';
 
 export interface BpfMapsOptions {
   /**
@@ -361,6 +362,19 @@ export class MapWriter {
       taken.add(from);
     }
     return out;
+  }
+
+  /**
+   * Room for the changes after a first sync in the Maps a change inserts into (util/map-room.ts): a
+   * change deletes and sets its frontends' feTable entries and adds its new table's; filled to V8's
+   * capacity (32,768 frontends), the first change's insert grew them, every entry to fresh pages.
+   */
+  reserveRoom(): number {
+    let added = 0;
+    for (const m of [this.feTable, this.tableFes, this.tableM, this.regions, this.regionOwner] as Map<number, unknown>[]) {
+      added += reserveMapRoom(m, 1024 + (m.size >> 6), (i) => -1 - i);
+    }
+    return added;
   }
 
   private noteFrontend(feId: number, tableId: number | undefined): void {
