@@ -24,7 +24,7 @@ import {
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
 import { lazyState, recordStateDelta } from '../plan/delta.js';
-import { reserveMapRoom } from '../util/map-room.js';
+import { changeRoom, reserveMapRoom } from '../util/map-room.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -344,10 +344,9 @@ export class Compiler {
    * it added.
    */
   reserveRoom(): number {
-    const room = (n: number): number => 1024 + (n >> 6);
     const dummy = (i: number): string => `\0${i}`;
     let added = 0;
-    for (const m of [this.#byKey, this.#entries, this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, room(m.size), dummy);
+    for (const m of [this.#byKey, this.#entries, this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, changeRoom(m.size), dummy);
     return added;
   }
 

@@ -21,7 +21,7 @@ import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './maglev.js';
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 import { frontendCount, stateDelta } from './delta.js';
-import { reserveMapRoom } from '../util/map-room.js';
+import { changeRoom, reserveMapRoom } from '../util/map-room.js';
 
 interface FeRec {
   src: NodeFrontend;
@@ -115,14 +115,6 @@ export function prevBackendIndex(prev: Plan): BackendIndex {
  */
 function idRoom(top: number): number {
   return Math.max(1024, top >> 4);
-}
-
-/**
- * Free slots kept in the chain's Maps and the plan's frontends for the changes after a full build:
- * few enough that a Map made larger for them (when it is within this of its capacity) costs little.
- */
-function mapRoom(n: number): number {
-  return 1024 + (n >> 6);
 }
 
 function growI32(a: Int32Array, need: number): Int32Array {
@@ -223,10 +215,10 @@ class Chain {
     // the Maps a change inserts into, with room for the changes after this build, as the id arrays
     // above: filled to V8's capacity (30,000 bench Services: 32,768 frontends), the first change's
     // insert grew each, 6-7 ms apiece (util/map-room.ts)
-    const room = mapRoom(recs.length);
+    const room = changeRoom(recs.length);
     reserveMapRoom(bySrc, room, () => ({}) as NodeFrontend);
     reserveMapRoom(byKey, room, (i) => `\0${i}`);
-    reserveMapRoom(tables, mapRoom(tables.size), (i) => `\0${i}`);
+    reserveMapRoom(tables, changeRoom(tables.size), (i) => `\0${i}`);
     reserveMapRoom(frontends, room, (i) => `\0${i}`);
     return new Chain(seed, sizing, recs, bySrc, byKey, backendIndex(backends.values(), backends.size), refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
   }

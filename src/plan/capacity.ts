@@ -8,7 +8,7 @@ import { frontendCount, lazyState, recordStateDelta, stateDelta } from './delta.
 import { LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { maglevSize } from './maglev.js';
 import { strictV4 } from '../util/ip.js';
-import { reserveMapRoom } from '../util/map-room.js';
+import { changeRoom, reserveMapRoom } from '../util/map-room.js';
 
 export interface Capacity {
   frontends: number;
@@ -420,8 +420,8 @@ export class CapacityTracker {
     // counted from nothing: room for the changes after it (util/map-room.ts; at 30,000 bench
     // Services, 32,768 frontends, the first change's insert grew #seen, ~450 page faults)
     if (!delta && before === 0) {
-      reserveMapRoom(this.#seen, 1024 + (count >> 6), () => ({}) as NodeFrontendT);
-      reserveMapRoom(this.#usage.tables, 1024 + (this.#usage.tables.size >> 6), (i) => `\0${i}`);
+      reserveMapRoom(this.#seen, changeRoom(count), () => ({}) as NodeFrontendT);
+      reserveMapRoom(this.#usage.tables, changeRoom(this.#usage.tables.size), (i) => `\0${i}`);
     }
     // frontends of the previous call that this state lacks (a walk by identity, no strings)
     if (!delta && kept < before) {

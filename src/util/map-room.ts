@@ -13,6 +13,14 @@
 // The capacity is not visible to JavaScript; it is inferred from V8's growth rule above. If the rule
 // is not V8's, the Map's content is unchanged all the same: dummy keys are added and deleted again.
 
+/**
+ * The room kept in a Map of n entries for the changes after a full sync or build: few enough that a
+ * Map made larger for it (when it is within this of its capacity) costs little.
+ */
+export function changeRoom(n: number): number {
+  return 1024 + (n >> 6);
+}
+
 /** The slots a Map filled from empty with `size` entries (and no deletes) holds in V8. */
 export function mapCapacity(size: number): number {
   let cap = 4;

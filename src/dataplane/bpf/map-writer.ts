@@ -27,7 +27,7 @@ import type { BpfMap, MaglevFillJob } from './native/map.js';
 import { BPF_ANY, MapType } from './native/uapi.js';
 import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
-import { reserveMapRoom } from '../../util/map-room.js';
+import { changeRoom, reserveMapRoom } from '../../util/map-room.js';
 
 export interface BpfMapsOptions {
   /**
@@ -372,7 +372,7 @@ export class MapWriter {
   reserveRoom(): number {
     let added = 0;
     for (const m of [this.feTable, this.tableFes, this.tableM, this.regions, this.regionOwner] as Map<number, unknown>[]) {
-      added += reserveMapRoom(m, 1024 + (m.size >> 6), (i) => -1 - i);
+      added += reserveMapRoom(m, changeRoom(m.size), (i) => -1 - i);
     }
     return added;
   }
