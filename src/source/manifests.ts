@@ -465,13 +465,7 @@ export class ManifestsReader {
             files = undefined;
           }
         }
-        r ??= readText(p);
-        if ('error' in r) {
-          if (r.error.code !== 'ENOENT') problems.push({ path: this.#rel(p), message: `cannot read: ${r.error.message}` });
-          continue;
-        }
-        this.#load(p, r.text, undefined, undefined, problems, touched, r.digest);
-        unstated.paths.push(p);
+        this.#takeUnstated(p, r ?? readText(p), unstated, problems, touched);
       }
     } finally {
       files?.close();
@@ -657,18 +651,21 @@ export class ManifestsReader {
     if (this.#unstated === u) this.#unstated = undefined;
   }
 
+  /** A first read's file (read, or its read's error), stat'ed later (fillStats). */
+  #takeUnstated(p: string, r: FileRead, unstated: { paths: string[] }, problems: ManifestProblem[], touched: Set<string>): void {
+    if ('error' in r) {
+      if (r.error.code !== 'ENOENT') problems.push({ path: this.#rel(p), message: `cannot read: ${r.error.message}` });
+      return;
+    }
+    this.#load(p, r.text, undefined, undefined, problems, touched, r.digest);
+    unstated.paths.push(p);
+  }
+
   /** Re-reads one file if its stat changed (taken now, or `known`: just taken); notes the ids whose definitions changed. */
   #reload(p: string, problems: ManifestProblem[], touched: Set<string>, known?: Stats): void {
     const prev = this.#files.get(p);
     if (this.#statLater && this.#unstated && !prev) {
-      // a first read, stat'ed later (fillStats)
-      const r = readText(p);
-      if ('error' in r) {
-        if (r.error.code !== 'ENOENT') problems.push({ path: this.#rel(p), message: `cannot read: ${r.error.message}` });
-        return;
-      }
-      this.#load(p, r.text, undefined, undefined, problems, touched);
-      this.#unstated.paths.push(p);
+      this.#takeUnstated(p, readText(p), this.#unstated, problems, touched);
       return;
     }
     const { key: st, ino, nlink } = known ? { key: keyOf(known), ino: known.ino, nlink: known.nlink } : statKey(p);
