@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
-import { defaultStatePath } from '../src/dataplane/bpf/agent-state-file.js';
+import { defaultStatePath, slotsMarkerPath } from '../src/dataplane/bpf/agent-state-file.js';
 import { oldAgentCli } from '../testing/old-agent.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -95,7 +95,7 @@ async function window(name: string, how: 'kill at sync end' | 'term at sync end'
     } catch { /* gone */ }
     rmSync(pinRoot, { recursive: true, force: true });
     rmSync(defaultStatePath(pinRoot), { force: true });
-    rmSync(`${defaultStatePath(pinRoot)}.lb-slots-behind`, { force: true });
+    rmSync(slotsMarkerPath(defaultStatePath(pinRoot)), { force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
-import { defaultStatePath } from '../../src/dataplane/bpf/agent-state-file.js';
+import { defaultStatePath, slotsMarkerPath } from '../../src/dataplane/bpf/agent-state-file.js';
 import { oldAgentCli, OLD_AGENT_COMMIT } from '../../testing/old-agent.js';
 import { isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
 
@@ -166,7 +166,7 @@ if (!isRoot) {
     t.teardown(() => {
       rmSync(dir, { recursive: true, force: true });
       rmSync(defaultStatePath(pinRoot), { force: true });
-      rmSync(`${defaultStatePath(pinRoot)}.lb-slots-behind`, { force: true });
+      rmSync(slotsMarkerPath(defaultStatePath(pinRoot)), { force: true });
     });
     return { pinRoot, dir };
   }

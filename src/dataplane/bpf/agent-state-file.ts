@@ -37,6 +37,11 @@ export function defaultStatePath(pinRoot: string): string {
   return statePathFor('', pinRoot);
 }
 
+/** The marker beside a state file that says lb_slots lags lb_members (AgentStateFile.slotsBehind). */
+export function slotsMarkerPath(statePath: string): string {
+  return `${statePath}.lb-slots-behind`;
+}
+
 /**
  * The user-space half of the data plane's state, one JSON file per pin root: frontend names, the
  * backends terminating per frontend, and the attachments. One instance per pin root should be shared by BpfMaps and the loader.
@@ -88,7 +93,7 @@ export class AgentStateFile {
   constructor(path: string, pinRoot: string) {
     this.path = path;
     this.pinRoot = pinRoot;
-    this.slotsMarkerPath = `${path}.lb-slots-behind`;
+    this.slotsMarkerPath = slotsMarkerPath(path);
     this.#slotsBehind = existsSync(this.slotsMarkerPath);
     let text: string | undefined;
     try {
