@@ -76,6 +76,8 @@ export class ClusterLab {
   constructor(opts: ClusterOptions) {
     this.#opts = opts;
     this.lab = new Lab(opts.tag);
+    // a signal stops the agents and removes their pins before the namespaces go, as stop() does
+    this.lab.onSignal(() => this.stop());
     this.socketLb = opts.socketLb ?? false;
     this.manifests = mkdtempSync(join(tmpdir(), `${this.lab.prefix}manifests-`));
     this.lab.onCleanup(`manifests ${this.manifests}`, () => rmSync(this.manifests, { recursive: true, force: true }));
@@ -321,7 +323,11 @@ export class ClusterLab {
     }
   }
 
+  /** True once stop() has begun (a signal's, or the end's). */
+  stopping = false;
+
   async stop(): Promise<void> {
+    this.stopping = true;
     // agents first (SIGTERM leaves pins; the lab removes pin roots and namespaces afterwards)
     for (const n of this.nodes) await this.stopAgent(n).catch(() => {});
     for (const n of this.nodes) await this.cli(n, ['cleanup', '--bpffs', n.pinRoot]).catch(() => {});

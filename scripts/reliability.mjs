@@ -1,7 +1,7 @@
 // npm run reliability: the reliability scenarios (test/lab/reliability*.test.ts, upgrade.test.ts) with
 // longer loads, and docs/RELIABILITY.md written from what they measured, with the commit it ran on.
 //   node scripts/reliability.mjs [--load-ms N]   (default 20000 per scenario phase)
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +17,22 @@ if (!(loadMs >= 1000 && loadMs <= 300_000)) throw new Error('--load-ms must be 1
 const dir = mkdtempSync(join(tmpdir(), 'kbp-reliability-'));
 const out = join(dir, 'results.jsonl');
 writeFileSync(out, '');
-const r = spawnSync('npx', ['ava', '--serial', '--concurrency', '1', '--timeout', '20m', ...(only ?? ['test/lab/reliability.test.ts',
+const child = spawn('npx', ['ava', '--serial', '--concurrency', '1', '--timeout', '20m', ...(only ?? ['test/lab/reliability.test.ts',
   'test/lab/reliability-faults.test.ts', 'test/lab/reliability-apiserver.test.ts', 'test/lab/upgrade.test.ts'])],
   { stdio: 'inherit', env: { ...process.env, KBP_RELIABILITY_OUT: out, KBP_RELIABILITY_LOAD_MS: String(loadMs) } });
+// a signal to this script goes on to ava (its test process cleans its lab up: testing/netns.ts), and
+// an interrupted run writes no report
+let interrupted;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { interrupted = sig; child.kill(sig); });
+const r = await new Promise((resolve, reject) => {
+  child.once('error', reject);
+  child.once('exit', (status, signal) => resolve({ status, signal }));
+});
+if (interrupted !== undefined || r.signal !== null) {
+  rmSync(dir, { recursive: true, force: true });
+  process.stderr.write(`reliability: ended by ${interrupted ?? r.signal}; docs/RELIABILITY.md not written\n`);
+  process.exit(1);
+}
 const rows = (readFileSync(out, 'utf8') + '\n' + earlier).split('\n').filter(Boolean).map((l) => JSON.parse(l));
 rmSync(dir, { recursive: true, force: true });
 const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();

@@ -9,6 +9,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BPFFS_MOUNT, prepareHost } from '../src/dataplane/host.js';
 import { cgroupMounts } from '../src/util/cgroup.js';
@@ -128,6 +129,38 @@ export interface Pod { name: string; ns: Netns; hostIf: string; addresses: strin
 
 interface Cleanup { what: string; fn: () => Promise<void> | void }
 
+/**
+ * What a signal undoes before the process ends: each open lab's cleanup, or what its owner put in its
+ * place (a cluster stops its agents first). SIGINT, SIGTERM and SIGHUP run them all, bounded by
+ * SIGNAL_CLEANUP_MS, then end the process with the signal's exit code (128 + its number); the same
+ * signal again ends it at once. Without this a Ctrl-C or a CI timeout left everything to the next
+ * run's sweepLeftovers().
+ */
+const onSignal = new Map<object, () => Promise<void>>();
+const SIGNAL_CLEANUP_MS = 60_000;
+let signalsHooked = false;
+
+function hookSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const code = 128 + constants.signals[signal];
+    process.once(signal, () => {
+      process.once(signal, () => process.exit(code));
+      process.stderr.write(`lab: ${signal}: cleaning up ${onSignal.size} lab(s) before exiting\n`);
+      const timer = setTimeout(() => {
+        process.stderr.write(`lab: cleanup still running after ${SIGNAL_CLEANUP_MS} ms; exiting (the next run's sweep removes the rest)\n`);
+        process.exit(code);
+      }, SIGNAL_CLEANUP_MS);
+      void Promise.allSettled([...onSignal.values()].map((fn) => fn())).then((results) => {
+        for (const r of results) if (r.status === 'rejected') process.stderr.write(`lab: ${(r.reason as Error).message}\n`);
+        clearTimeout(timer);
+        process.exit(code);
+      });
+    });
+  }
+}
+
 export class Lab {
   readonly prefix: string;
   private readonly cleanups: Cleanup[] = [];
@@ -138,6 +171,13 @@ export class Lab {
   constructor(tag: string) {
     if (!/^[a-z0-9]{1,12}$/.test(tag)) throw new Error(`Lab tag ${JSON.stringify(tag)}: use 1-12 of a-z0-9`);
     this.prefix = `${LAB_PREFIX}${process.pid}-${tag}-`;
+    hookSignals();
+    onSignal.set(this, () => this.cleanup());
+  }
+
+  /** What a signal runs in place of this lab's cleanup() (which it must include): an owner's stop. */
+  onSignal(fn: () => Promise<void>): void {
+    if (!this.closed) onSignal.set(this, fn);
   }
 
   /** Registers an undo step; cleanup() runs them last-in first-out. */
@@ -410,6 +450,7 @@ export class Lab {
    */
   async cleanup(): Promise<void> {
     this.closed = true;
+    onSignal.delete(this);
     const failures: string[] = [];
     await Promise.all([...this.procs].map((p) => killProc(p).catch((e: Error) => { failures.push(`kill ${p.what}: ${e.message}`); })));
     while (this.cleanups.length) {

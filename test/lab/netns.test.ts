@@ -134,6 +134,42 @@ if (!avail.ok) {
     t.deepEqual(pids.filter(alive), [], 'no process of the killed run is left');
   });
 
+  // a run ended by a signal (Ctrl-C on npm test or the lab, a CI timeout's SIGTERM) used to leave its
+  // namespaces, cgroups and pins until the next run's sweep
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    test.serial(`${signal} to a test process removes what its labs made before it ends`, async (t) => {
+      const script = `
+        const { Lab } = await import(${JSON.stringify(join(import.meta.dirname, '..', '..', 'testing', 'netns.ts'))});
+        const lab = new Lab('sig'), other = new Lab('sigb');
+        const ns = await lab.addNetns('node');
+        const cg = lab.addCgroup('cg');
+        lab.addPinRoot('pins');
+        await other.addNetns('node');
+        const a = lab.spawn(ns, 'sleep', ['60']), b = lab.spawn(null, 'sleep', ['60'], { cgroup: cg });
+        console.log(JSON.stringify({ pids: [a.pid, b.pid], prefixes: [lab.prefix, other.prefix] }));
+        setInterval(() => {}, 1000);`;
+      const worker = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise<number | null>((r) => worker.once('exit', (c) => r(c)));
+      const line = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        const timer = setTimeout(() => reject(new Error(`no pids from the worker: ${out}`)), 60_000);
+        worker.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) { clearTimeout(timer); resolve(out.split('\n')[0]!); } });
+      });
+      const { pids, prefixes } = JSON.parse(line) as { pids: number[]; prefixes: string[] };
+      t.teardown(async () => {
+        worker.kill('SIGKILL');
+        for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+        await sweepLeftovers();
+      });
+      t.deepEqual(ours(prefixes[0]!).netns, [`${prefixes[0]}node`]);
+      worker.kill(signal);
+      t.is(await exited, code, 'the process still ends, with the signal\'s exit code');
+      // no sweep here: the process itself undid everything
+      for (const prefix of prefixes) t.deepEqual(ours(prefix), { netns: [], cgroups: [], pins: [] }, prefix);
+      t.deepEqual(pids.filter(alive), [], 'every process the lab started is gone');
+    });
+  }
+
   test.serial('the lab refuses bad names before touching the system', (t) => {
     t.throws(() => new Lab('Bad Tag'), { message: /Lab tag "Bad Tag"/ });
   });
