@@ -1,6 +1,7 @@
 // Digests of what buildPlan and diffPlans give, for checking that a change to them leaves their output
 // byte for byte the same: run it in two trees and compare the lines (p9big's check, kept as a script).
 //   N=10000 node --import=tsx bench/plan-digest.ts
+// DEFER=1 builds the full plans with deferChain (the agent's full syncs): the digests must not move.
 // Digests: a full plan (frontends, backends, tables with their slots, in map order), its first sync's
 // ops, a second full build against it (Services gone, endpoints moved, made terminating, lists given
 // unsorted, an IPv6 Service) and the ops between them, and a slotless build.
@@ -19,7 +20,8 @@ const sha = (x: unknown) => createHash('sha256').update(JSON.stringify(x, (_k, v
 const planOf = (p: Plan) => ({ seed: p.seed, frontends: p.frontends, backends: [...p.backends], tables: [...p.tables].map(([id, t]) => [id, t.m, t.members, t.slots]) });
 
 const state = new Compiler({ nodeName: NODE_NAME }).compile(snapshot({ services: N, endpointsPerService: 10, nodePortEvery: 10 })).state;
-const first = buildPlan(state, undefined, { seed: SEED });
+const deferChain = process.env.DEFER === '1';
+const first = buildPlan(state, undefined, { seed: SEED, deferChain });
 const out: Record<string, string> = {};
 out.firstOps = sha(diffPlans(undefined, first));
 out.first = sha(planOf(first));
@@ -32,8 +34,8 @@ const fes = state.frontends.filter((_, i) => i % 7 !== 3).map((f, i) => {
   return { ...f, backends };
 });
 fes.push({ ...state.frontends[0]!, address: 'fd00::10', service: 'default/v6', backends: [{ ...state.frontends[0]!.backends[0]!, address: 'fd00:1::5' }, { ...state.frontends[0]!.backends[0]!, address: 'fd00:1::3' }] });
-const second = buildPlan({ ...state, frontends: fes } as NodeState, first, { seed: SEED });
+const second = buildPlan({ ...state, frontends: fes } as NodeState, first, { seed: SEED, deferChain });
 out.second = sha(planOf(second));
 out.secondOps = sha(diffPlans(first, second));
-out.slotless = sha(planOf(buildPlan(state, undefined, { seed: SEED, slots: false })));
+out.slotless = sha(planOf(buildPlan(state, undefined, { seed: SEED, slots: false, deferChain })));
 console.log(JSON.stringify({ tree: process.cwd(), N, ...out }));

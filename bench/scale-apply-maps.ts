@@ -6,7 +6,11 @@
 // the agent's first sync runs them; PREFILL=1 hands the plan's new tables to MapWriter.prefill as
 // the agent does (onTables), PREFILL=0 not (run them alternately for an A/B).
 //   N=100000 PREFILL=1 node --import=tsx --expose-gc bench/scale-apply-maps.ts
-import { mkdtempSync, rmSync } from 'node:fs';
+// DEFER=1 leaves the plan's chain to finishChain on the turn after the diff, as the agent's first
+// sync does (deferChain): chainMs, and chainEndMs from the plan's start (the apply's end is totalMs).
+// PROF=FILE writes a CPU profile (main thread) of the plan, diff and apply to FILE.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Compiler } from '../src/compile/compile.js';
@@ -15,7 +19,7 @@ import { AgentStateFile } from '../src/dataplane/bpf/agent-state-file.js';
 import { loadDataplane } from '../src/dataplane/bpf/loader.js';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import { diffPlans } from '../src/plan/diff.js';
-import { buildPlan } from '../src/plan/plan.js';
+import { buildPlan, finishChain } from '../src/plan/plan.js';
 import { slimStore } from './apiserver-objects.js';
 import { maglevSlotsFor } from './agent.bench.js';
 import { NODE_IP, NODE_NAME } from './gen.js';
@@ -27,6 +31,7 @@ const compiled = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] }).compi
 const cap = { frontends: 1 << 20, backends: 1 << 23, slots: 1 << 26, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 28 };
 const fitted = new CapacityTracker().fit(compiled, cap).state;
 const prefill = process.env.PREFILL === '1';
+const defer = process.env.DEFER === '1';
 (globalThis as { gc?: () => void }).gc?.();
 
 interface Row { calls: number; count: number; wallMs: number; cpuMs: number; faults: number }
@@ -73,17 +78,35 @@ try {
     ...(slots !== undefined && { mapSizes: { lb_maglev_slots: slots } }) });
   try {
     d.maps.writeConfig({ hashSeed: 1, snatMark: 0, flags: 0 });
+    const prof = process.env.PROF ? new Session() : undefined;
+    if (prof) {
+      prof.connect();
+      await prof.post('Profiler.enable');
+      await prof.post('Profiler.setSamplingInterval', { interval: 500 });
+      await prof.post('Profiler.start');
+    }
     const t0 = performance.now(), c0 = process.cpuUsage(), m0 = process.threadCpuUsage(), f0 = process.resourceUsage().minorPageFault;
     let started = false;
-    const plan = buildPlan(fitted, undefined, { seed: 1, consumePrev: true, ...(prefill && { onTables: (tables: readonly PlanTable[]) => { started = d.maps.prefill(tables); } }) });
-    const t1 = performance.now();
+    const plan = buildPlan(fitted, undefined, { seed: 1, consumePrev: true, deferChain: defer, ...(prefill && { onTables: (tables: readonly PlanTable[]) => { started = d.maps.prefill(tables); } }) });
+    const t1 = performance.now(), m1 = process.threadCpuUsage();
+    let chainMs = 0, chainEnd = 0;
+    if (defer) setImmediate(() => { const c0 = performance.now(); finishChain(plan); chainEnd = performance.now(); chainMs = chainEnd - c0; });
     const ops = diffPlans(undefined, plan);
-    const t2 = performance.now();
+    const t2 = performance.now(), m2 = process.threadCpuUsage();
     await d.maps.applyAsync(ops);
     const t3 = performance.now();
+    if (defer && !chainEnd) await new Promise((r) => setImmediate(r));
     const c = process.cpuUsage(c0), m = process.threadCpuUsage(m0);
-    const out: Record<string, unknown> = { N, prefill, started, ops: ops.length, planMs: Math.round(t1 - t0), diffMs: Math.round(t2 - t1), applyMs: Math.round(t3 - t2),
-      totalMs: Math.round(t3 - t0), cpuMs: Math.round((c.user + c.system) / 1000), mainCpuMs: Math.round((m.user + m.system) / 1000),
+    if (prof) {
+      const { profile } = await prof.post('Profiler.stop');
+      writeFileSync(process.env.PROF!, JSON.stringify(profile));
+      prof.disconnect();
+    }
+    const out: Record<string, unknown> = { N, prefill, defer, ...(defer && { chainMs: Math.round(chainMs), chainEndMs: Math.round(chainEnd - t0) }), started, ops: ops.length, planMs: Math.round(t1 - t0), diffMs: Math.round(t2 - t1), applyMs: Math.round(t3 - t2),
+      totalMs: Math.round(t3 - t0),
+      // the main thread's CPU by step
+      planMainMs: Math.round((m1.user + m1.system - m0.user - m0.system) / 1000), diffMainMs: Math.round((m2.user + m2.system - m1.user - m1.system) / 1000),
+      applyMainMs: Math.round((m.user + m.system) / 1000 - (m2.user + m2.system - m0.user - m0.system) / 1000), cpuMs: Math.round((c.user + c.system) / 1000), mainCpuMs: Math.round((m.user + m.system) / 1000),
       faults: process.resourceUsage().minorPageFault - f0, load: (await import('node:os')).loadavg()[0] };
     if (process.env.MAPS === '1') for (const [k, r] of [...rows].sort((x, y) => y[1].wallMs - x[1].wallMs)) out[k] = `${r.calls} calls, ${r.count} entries, wall ${r.wallMs.toFixed(0)} ms, cpu ${r.cpuMs.toFixed(0)} ms, faults ${r.faults}`;
     console.log(JSON.stringify(out));

@@ -3,7 +3,7 @@
 // is cheap) and writes only the diff against what the data plane holds.
 import { Compiler, type ChangedKeys, type CompileOptions, type CompiledService } from '../compile/compile.js';
 import type { NodeState } from '../model/compiled.js';
-import { buildPlan, releaseSlots, undoPlan } from '../plan/plan.js';
+import { buildPlan, finishChain, releaseSlots, undoPlan } from '../plan/plan.js';
 import { diffPlans } from '../plan/diff.js';
 import type { Plan, PlanFrontend, PlanOp, PlanTable } from '../plan/types.js';
 import { capacityAdvice, CapacityTracker, usage, type Capacity } from '../plan/capacity.js';
@@ -442,9 +442,22 @@ export class Agent {
         this.#log.debug({ err: e }, 'Maglev tables not filled ahead of the apply: the apply writes them');
       }
     });
-    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots, ...(onTables && { onTables }) });
+    const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots, deferChain: full, ...(onTables && { onTables }) });
     const t4 = performance.now();
     let ops: PlanOp[], t5 = t4, loadWait = 0;
+    // a full sync's build leaves its records for the next (incremental) build to here: made while the
+    // apply below waits for the kernel's batches on the thread pool rather than before it (~1 s at
+    // 100,000 Services); the next build makes them itself if this has not run by then
+    let chainMs: number | undefined;
+    const chain = full && setImmediate(() => {
+      const c0 = performance.now();
+      try {
+        finishChain(next);
+      } catch (e) {
+        this.#log.debug({ err: e }, 'the plan\'s records for the next change were not made: the next build makes them');
+      }
+      chainMs = performance.now() - c0;
+    });
     try {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
@@ -453,6 +466,7 @@ export class Agent {
         const loaded = await this.#loading;
         loadWait = performance.now() - t5;
         if (!loaded) {
+          if (chain) clearImmediate(chain);
           undoPlan(next);
           return;
         }
@@ -466,6 +480,7 @@ export class Agent {
         }
       }
     } catch (e) {
+      if (chain) clearImmediate(chain);
       undoPlan(next); // #current stays what the kernel held before
       throw e;
     }
@@ -524,6 +539,8 @@ export class Agent {
       ...(loadWait > 0 && { loadWaitMs: ms(loadWait) }),
       // Maglev tables whose fill started when the plan made them (Dataplane.prefill), beside planMs and diffMs
       ...(filledAhead > 0 && { tablesFilledAhead: filledAhead }),
+      // the plan's records for the next change, made within the sync (during the apply's waits)
+      ...(chainMs !== undefined && { chainMs: ms(chainMs) }),
       // the first change's wait for this sync (the runner's scheduling, or minSyncPeriod), and the
       // main thread's time on the run queue within it (Linux schedstat: ready, not running; another
       // process had the CPU). A sync slower than its threadCpuMs either waited for the CPU there or

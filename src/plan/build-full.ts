@@ -262,7 +262,8 @@ class Backends {
   }
 }
 
-export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false, onTables?: (tables: readonly PlanTable[]) => void): Plan {
+export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false, onTables?: (tables: readonly PlanTable[]) => void,
+  deferChain = false): Plan {
   // 1. validate, key and sort frontends; collect distinct backends
   let refs = 0;
   for (const f of state.frontends) refs += f.backends.length;
@@ -430,7 +431,13 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
   // the new tables can be written from here on (the chain below is the plan's own record)
   if (onTables && toBuild.length) onTables(toBuild.map((b) => b.table));
-  startChain(plan, sizing, ordered, bk, tables, state);
+  if (deferChain) {
+    // held until the chain is made: only what Chain.fromFull reads (the address tables, ~60 MiB at
+    // 100,000 Services, and the drafts' index lists are garbage from here)
+    for (const d of ordered) d.idx = d.members = d.term = NONE;
+    const counts = { size: bk.size, id: bk.id, refs: bk.refs, termRefs: bk.termRefs, localRefs: bk.localRefs };
+    startChain(plan, sizing, ordered, counts, tables, state, true);
+  } else startChain(plan, sizing, ordered, bk, tables, state);
   return plan;
 }
 

@@ -61,9 +61,23 @@ export interface PrevEntries {
   tables: Map<number, PlanTable | undefined>;
 }
 
-/** state: what the plan was built from, so that a state delta against it (delta.ts) can stand in for a walk */
-interface Head { chain: Chain | undefined; version: number; serial: number; state?: NodeState }
+/**
+ * state: what the plan was built from, so that a state delta against it (delta.ts) can stand in for a
+ * walk; make: a full build's chain still to be made (startChain's defer), made by headOf on first use
+ */
+interface Head { chain: Chain | undefined; version: number; serial: number; state?: NodeState; make?: () => Chain | undefined }
 const heads = new WeakMap<Plan, Head>();
+
+/** plan's head, its chain made first when a full build left it to be made */
+function headOf(plan: Plan): Head | undefined {
+  const head = heads.get(plan);
+  if (head?.make) {
+    const make = head.make;
+    head.make = undefined;
+    head.chain = make();
+  }
+  return head;
+}
 // `from` is the serial of prev rather than prev itself: a strong reference would keep every plan
 // of an agent's life alive
 const deltas = new WeakMap<Plan, PlanDelta & { from: number }>();
@@ -93,15 +107,25 @@ interface FullBackends {
   readonly localRefs: ArrayLike<number>;
 }
 
-/** Makes a full build's plan the head of a new chain (of none when its ids are too sparse). */
+/**
+ * Makes a full build's plan the head of a new chain (of none when its ids are too sparse). With
+ * defer, the chain's records are made by finishChain(plan) or by the first build from plan,
+ * whichever comes first: ordered, bk and tables must stay as they are until then.
+ */
 export function startChain(plan: Plan, sizing: MaglevSizing, ordered: readonly FullFrontend[], bk: FullBackends, tables: Map<string, PlanTable>,
-  state: NodeState): void {
-  heads.set(plan, { chain: Chain.fromFull(plan, sizing, ordered, bk, tables), version: 0, serial: ++serials, state });
+  state: NodeState, defer = false): void {
+  const make = () => Chain.fromFull(plan, sizing, ordered, bk, tables);
+  heads.set(plan, defer ? { chain: undefined, make, version: 0, serial: ++serials, state } : { chain: make(), version: 0, serial: ++serials, state });
+}
+
+/** Makes the chain a full build left to be made (buildPlan's deferChain); nothing when there is none. */
+export function finishChain(plan: Plan): void {
+  headOf(plan);
 }
 
 /** prev's backends by address: its chain's index when prev is the chain's latest plan, else built. */
 export function prevBackendIndex(prev: Plan): BackendIndex {
-  const head = heads.get(prev);
+  const head = headOf(prev);
   return head?.chain && head.chain.version === head.version ? head.chain.index : backendIndex(prev.backends.values(), prev.backends.size);
 }
 
@@ -249,7 +273,7 @@ interface Added {
 }
 
 export function buildIncremental(state: NodeState, prev: Plan, seed: number, sizing: MaglevSizing, consume = false, slotless = false): Plan | undefined {
-  const head = heads.get(prev);
+  const head = headOf(prev);
   const ch = head?.chain;
   if (!head || !ch || ch.version !== head.version || ch.seed !== seed || ch.sizing !== sizing || prev.seed !== seed) return undefined;
   if ((prev.slotless ?? false) !== slotless) return undefined;

@@ -22,7 +22,7 @@ import { MaglevBuilder, maglevSlots, type MaglevSizing } from './maglev.js';
 import { pendingSlots } from './slot-source.js';
 import { NO_SLOTS, type Plan, type PlanTable } from './types.js';
 
-export { planDelta, undoPlan, type PlanDelta } from './build-incremental.js';
+export { finishChain, planDelta, undoPlan, type PlanDelta } from './build-incremental.js';
 
 export interface PlanOptions {
   /** Maglev hash seed, the same on every node (lb_config.hash_seed) */
@@ -55,6 +55,13 @@ export interface PlanOptions {
    * (Dataplane.prefill). Not called by an incremental build, nor when no table is new.
    */
   onTables?: (tables: readonly PlanTable[]) => void;
+  /**
+   * A full build leaves the records an incremental build from its plan reads (build-incremental.ts's
+   * chain: ~1 s of the main thread at 100,000 Services) to finishChain(plan), or to the first build
+   * from the plan if that comes first: the agent's first sync makes them while its apply waits for
+   * the kernel's batches, not before the apply. The plan is the same either way.
+   */
+  deferChain?: boolean;
 }
 
 export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOptions): Plan {
@@ -65,7 +72,7 @@ export function buildPlan(state: NodeState, prev: Plan | undefined, opts: PlanOp
   }
   if (sizing !== 'exact' && sizing !== 'pow2') throw new KbpError('KBP_ERR_CONFIG', `unknown Maglev sizing ${JSON.stringify(sizing)}`);
   const slotless = opts.slots === false;
-  return (prev && buildIncremental(state, prev, seed, sizing, opts.consumePrev ?? false, slotless)) || buildFull(state, prev, seed, sizing, slotless, opts.onTables);
+  return (prev && buildIncremental(state, prev, seed, sizing, opts.consumePrev ?? false, slotless)) || buildFull(state, prev, seed, sizing, slotless, opts.onTables, opts.deferChain ?? false);
 }
 
 /**

@@ -15,6 +15,7 @@ import { webYaml } from './agent-helpers.js';
 import { silentLogger, type Logger } from '../../src/util/log.js';
 import { fullGc } from '../../src/util/heap-trim.js';
 import type { Plan, PlanOp } from '../../src/plan/types.js';
+import { planDelta } from '../../src/plan/plan.js';
 import { UNLIMITED } from '../../src/plan/capacity.js';
 import { pino } from 'pino';
 
@@ -564,4 +565,36 @@ test('a sync holds its ops no longer than its apply: the heap trimmer\'s GC afte
   const reachable = await held;
   t.truthy((dp as Recording).applied, 'the first sync applied ops');
   t.false(reachable, 'the first sync\'s ops array is still reachable after it ended');
+});
+
+test('a full sync makes the plan\'s records for the next change during its apply, and the next change is planned incrementally', async (t) => {
+  // the first sync's build leaves its chain (build-incremental.ts) to a turn taken while the apply
+  // waits for the kernel (buildPlan deferChain): made there, not lost, so the change after it is
+  // planned from it
+  const plans: Plan[] = [];
+  class AsyncApply extends FakeDataplane {
+    override async apply(ops: Parameters<FakeDataplane['apply']>[0], next: Parameters<FakeDataplane['apply']>[1]): Promise<void> {
+      plans.push(next);
+      // as applyAsync: batches on the thread pool, the event loop free meanwhile
+      await new Promise((r) => setTimeout(r, 5));
+      return super.apply(ops, next);
+    }
+  }
+  const { dir, dp } = setup(t, new AsyncApply());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  const { lines, source, agent } = loggedAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  // the line is written once the sync's GC figures settle
+  await until('the first sync\'s steps line', () => lines.some((l) => l.msg === 'sync steps' && l.full === true));
+  const first = lines.find((l) => l.msg === 'sync steps' && l.full === true);
+  t.true(first !== undefined && typeof first.chainMs === 'number', 'the records were made within the first sync');
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3', '10.244.2.4']));
+  await source.scan();
+  await agent.whenIdle();
+  t.is(plans.length, 2);
+  t.truthy(planDelta(plans[0]!, plans[1]!), 'the change was planned incrementally from the first sync\'s plan');
+  const want = toJson(compile(source.store.snapshot(), { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }).state);
+  t.is(toJson(planToCompiledState((await dp.readPlan())!)), want);
 });
