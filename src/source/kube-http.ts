@@ -80,9 +80,10 @@ export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: Li
 /**
  * Where a list's wall time went (the first sync's timeline, docs/PERF.md): its pages and bytes, the
  * time spent waiting for an answer (this thread free: the server, the network, or this thread's
- * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy)
+ * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy);
+ * ready: the pages that had come before the list took them (asked for ahead, page-chain.ts)
  */
-export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number; offThread?: { pages: number; waitMs: number } }
+export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number; offThread?: { pages: number; waitMs: number }; ready?: number }
 
 /**
  * A pruned list whose first page says it holds at least this many objects (remainingItemCount and the
@@ -174,6 +175,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
         const taken = await chain.take();
         const got = taken.page, raw = got.raw;
         guess = taken.guess;
+        if (taken.ready) stats.ready = (stats.ready ?? 0) + 1;
         const p0 = performance.now();
         stats.waitMs += p0 - w0;
         stats.pages++;
@@ -226,7 +228,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
 
 function roundStats(s: ListStats): ListStats {
   return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs),
-    ...(s.offThread && { offThread: { pages: s.offThread.pages, waitMs: Math.round(s.offThread.waitMs) } }) };
+    ...(s.offThread && { offThread: { pages: s.offThread.pages, waitMs: Math.round(s.offThread.waitMs) } }), ...(s.ready && { ready: s.ready }) };
 }
 
 /** each item through admit; the ones it keeps pushed onto out */

@@ -68,15 +68,17 @@ export class PageChain<P> {
 
   /**
    * The oldest page not taken, once it has come, with the token its head gave (what the page after
-   * it was asked for with, if it was). Rejects as its request did. Call only with held > 0.
+   * it was asked for with, if it was) and whether it had come before it was asked for here (ready).
+   * Rejects as its request did. Call only with held > 0.
    */
-  async take(): Promise<{ page: P; guess: string | undefined }> {
+  async take(): Promise<{ page: P; guess: string | undefined; ready: boolean }> {
     const link = this.#q.shift();
     if (!link) throw new Error('PageChain: no page asked for');
+    const ready = link.came;
     // (a held page taken makes room: the chain goes on if it stopped at depth)
     this.#more();
     const page = await link.f.received;
-    return { page, guess: link.guess };
+    return { page, guess: link.guess, ready };
   }
 
   /** every request asked for and not yet taken is written (or failed): before the thread is busy */

@@ -33,13 +33,13 @@ test('page k+1 is asked for when page k comes, before the loop takes it, up to d
   t.deepEqual(asked.map((a) => a.token), [undefined, 't1', 't2'], 'three held: the fourth waits');
   t.is(chain.held, 3);
   const first = await chain.take();
-  t.deepEqual(first, { page: { n: 0, next: 't1' }, guess: 't1' });
+  t.deepEqual(first, { page: { n: 0, next: 't1' }, guess: 't1', ready: true });
   t.deepEqual(asked.map((a) => a.token), [undefined, 't1', 't2', 't3'], 'a page taken makes room');
   t.deepEqual((await chain.take()).page.n, 1);
   t.deepEqual((await chain.take()).page.n, 2);
+  const last = chain.take();
   asked[3]!.come({ n: 3 });
-  await tick();
-  t.deepEqual(await chain.take(), { page: { n: 3 }, guess: undefined });
+  t.deepEqual(await last, { page: { n: 3 }, guess: undefined, ready: false }, 'asked for before it came');
   t.is(asked.length, 4, 'no token: nothing more asked for');
   t.is(chain.held, 0);
 });
