@@ -5,9 +5,12 @@
 // - a watch that the server ends cleanly is re-opened from the last resourceVersion (ListWatch does it);
 //   we hold the re-watch back by the backoff when the watch ended at once with nothing on it, so a
 //   server that keeps closing watches does not get a hot loop;
-// - a 410 Gone (ERROR event or HTTP status) clears the resourceVersion and relists; ListWatch emits
-//   deletes for objects missing from the new list, and our list function also replaces the kind in the
-//   store wholesale, so an object deleted during the gap cannot survive;
+// - a 410 Gone (ERROR event or HTTP status) clears the resourceVersion and relists; our list function
+//   replaces the kind in the store wholesale, so an object deleted during the gap cannot survive;
+// - ListWatch keeps a cache of every object and calls 'add' / 'update' / 'delete' from it: we hand it
+//   no objects (the list returns none to it; the watch's events are stored by SourceWatch, ListWatch
+//   seeing only their resourceVersion), so the store is the one index of them (session 24: that cache
+//   cost ~0.2 s of the main thread per kind at 100,000 objects at the list's end, and 3.5 MiB kept);
 // - ANY other error (list failure, watch HTTP error, connection refused or reset) stops the informer for
 //   good after one 'error' callback: we restart it with exponential backoff and jitter, and log the kind
 //   and the reason each time;
