@@ -9,6 +9,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
 import { acquireDecoder, releaseDecoder, type Decoded, type ListDecoder } from './list-decode.js';
+import { PageChain, type Flight } from './page-chain.js';
 import type { DecodedSlice } from './slim.js';
 
 /** An API error with what the informer and our logs need: the HTTP status and the Status reason. */
@@ -79,9 +80,10 @@ export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: Li
 /**
  * Where a list's wall time went (the first sync's timeline, docs/PERF.md): its pages and bytes, the
  * time spent waiting for an answer (this thread free: the server, the network, or this thread's
- * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy)
+ * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy);
+ * ready: the pages that had come before the list took them (asked for ahead, page-chain.ts)
  */
-export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number; offThread?: { pages: number; waitMs: number } }
+export interface ListStats { pages: number; bytes: number; waitMs: number; parseMs: number; storeMs: number; offThread?: { pages: number; waitMs: number }; ready?: number }
 
 /**
  * A pruned list whose first page says it holds at least this many objects (remainingItemCount and the
@@ -89,6 +91,13 @@ export interface ListStats { pages: number; bytes: number; waitMs: number; parse
  * thread, where a worker's start would cost more than it saves (a 10,000-Service cluster's lists).
  */
 export const OFF_THREAD_ABOVE = 20_000;
+
+/**
+ * Pages a list asks for or holds beyond the one it has taken (page-chain.ts): enough for the server
+ * to keep going while this thread runs a compile between pages (the agent's, up to 500 ms) and the
+ * decode thread a page or two behind; each is 0.5-1.5 MiB at 500 objects.
+ */
+export const AHEAD_PAGES = 4;
 
 /** client-go's pager's default page size (k8s.io/client-go/tools/pager: defaultPageSize) */
 export const LIST_PAGE_SIZE = 500;
@@ -129,47 +138,50 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   let resourceVersion = '';
   let token: string | undefined;
   const pagePath = (t: string | undefined) => withQuery(apiPath, { limit: String(pageSize), ...(t && { continue: t }) });
-  // the page asked for while this one is parsed: its continue token leads the answer's JSON (ListMeta
-  // comes before items), so the server makes page k+1 while we parse and store page k; at 10,000
-  // Services the stub API server's time per page was half the list's wall (docs/PERF.md, session 12)
-  let ahead: InFlight | undefined;
   const stats: ListStats = { pages: 0, bytes: 0, waitMs: 0, parseMs: 0, storeMs: 0 };
   // the pages' scan on a thread of its own, once the first page says the list is large: a page goes
   // there as soon as it has come (its head read here first, for the token), so the thread scans it
   // while this one takes the page before
   let dec: ListDecoder | undefined;
   const offAbove = opts.offThreadAbove ?? OFF_THREAD_ABOVE;
-  const track = (f: InFlight): InFlight => {
-    f.received = f.answer.then((raw): Received => {
-      if (raw.status !== 200 || !raw.bytes || !dec?.usable || !how.prune) return { raw };
+  const ask = (t: string | undefined): Flight<Received> => {
+    const f = fetchPage(kc, pagePath(t), fetchOpts);
+    const received = f.answer.then((raw): Received => {
+      if (raw.status !== 200) return { raw };
+      const head = raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX));
+      if (!raw.bytes || !dec?.usable || !how.prune) return { raw, head };
       const bytes = raw.bytes;
       raw.bytes = undefined;
-      const head = bytes.toString('utf8', 0, Math.min(raw.len, HEAD_MAX));
       const decoding = dec.decode(what, how.prune, bytes, raw.len, how.nodeName);
       // (awaited by the loop; a page cancelled meanwhile is dropped)
       decoding.catch(() => {});
       return { raw, head, decoding };
     });
-    f.received.catch(() => {});
-    return f;
+    received.catch(() => {});
+    return { sent: f.sent, received, cancel: f.cancel };
   };
-  let next = track(fetchPage(kc, pagePath(undefined), fetchOpts));
+  // each page asked for when the one before it comes (its continue token leads the answer's JSON:
+  // ListMeta comes before items), not when this loop takes it: the server makes page k+1 while page k
+  // is decoded and stored here (at 10,000 Services the stub API server's time per page was half the
+  // list's wall, docs/PERF.md session 12; at 100,000 the decode thread's, session 24)
+  const chain = new PageChain<Received>(ask, (got) => got.head === undefined ? undefined : leadingContinue(got.head), AHEAD_PAGES);
   Body.listing++;
   try {
     do {
       let page: PageResult<T | U>;
+      let guess: string | undefined;
       try {
         const w0 = performance.now();
-        const got = await next.received!;
-        const raw = got.raw;
+        const taken = await chain.take();
+        const got = taken.page, raw = got.raw;
+        guess = taken.guess;
+        if (taken.ready) stats.ready = (stats.ready ?? 0) + 1;
         const p0 = performance.now();
         stats.waitMs += p0 - w0;
         stats.pages++;
         stats.bytes += raw.body !== undefined ? raw.body.length : raw.len;
-        const guess = raw.status === 200 ? leadingContinue(got.head ?? raw.body ?? raw.bytes!.toString('utf8', 0, Math.min(raw.len, HEAD_MAX))) : undefined;
-        ahead = guess !== undefined ? track(fetchPage(kc, pagePath(guess), fetchOpts)) : undefined;
-        // on the wire before this thread is busy parsing: else the request would wait for the parse
-        if (ahead) await ahead.sent;
+        // the next page's request on the wire before this thread is busy parsing: else it would wait for the parse
+        await chain.sent();
         const p1 = performance.now();
         if (got.decoding) {
           stats.offThread ??= { pages: 0, waitMs: 0 };
@@ -178,34 +190,28 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
         } else page = parsePage(raw, how);
         stats.parseMs += performance.now() - p1;
         if (token === undefined && !dec && how.prune && (page.remaining ?? 0) + page.items.length >= offAbove) dec = acquireDecoder();
-        // a guess the parse does not confirm is dropped, and the right page asked for
-        if (ahead && page.continue !== guess) {
-          ahead.cancel();
-          ahead = undefined;
-        }
       } catch (err) {
         if (token !== undefined && err instanceof ApiError && err.statusCode === 410) {
-          ahead?.cancel();
-          ahead = undefined;
+          chain.cancel();
           const full = parsePage(await fetchPage(kc, apiPath, fetchOpts).answer, how);
           if (admit) onPage?.(full.items as U[]);
           return { resourceVersion: full.resourceVersion, items: full.items };
         }
         throw err;
       }
+      // a guess the parse does not confirm: what was asked for on it dropped, the right page asked for
+      if ((page.continue || undefined) !== guess) chain.restart(page.continue || undefined);
       if (token === undefined) resourceVersion = page.resourceVersion;
       for (const it of page.items) items.push(it);
       const o0 = performance.now();
       if (admit) onPage?.(page.items as U[]);
       stats.storeMs += performance.now() - o0;
       token = page.continue || undefined;
-      if (token !== undefined) next = ahead ?? track(fetchPage(kc, pagePath(token), fetchOpts));
-      ahead = undefined;
     } while (token !== undefined);
   } finally {
     if (dec) releaseDecoder(dec);
     // a failure (or an abort) leaves no request of ours running, and no connection open
-    ahead?.cancel();
+    chain.cancel();
     if (conn.agent) {
       // (a socket freed after this, its answer just read, is closed by the agent, not kept)
       (conn.agent as unknown as { keepAlive: boolean }).keepAlive = false;
@@ -222,7 +228,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
 
 function roundStats(s: ListStats): ListStats {
   return { pages: s.pages, bytes: s.bytes, waitMs: Math.round(s.waitMs), parseMs: Math.round(s.parseMs), storeMs: Math.round(s.storeMs),
-    ...(s.offThread && { offThread: { pages: s.offThread.pages, waitMs: Math.round(s.offThread.waitMs) } }) };
+    ...(s.offThread && { offThread: { pages: s.offThread.pages, waitMs: Math.round(s.offThread.waitMs) } }), ...(s.ready && { ready: s.ready }) };
 }
 
 /** each item through admit; the ones it keeps pushed onto out */
@@ -272,7 +278,7 @@ const HEAD_MAX = 16 * 1024;
  * a page's request under way: sent settles once the request is written to its socket (or failed),
  * answer with the answer; cancel() aborts it and swallows its failure
  */
-interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void; received?: Promise<Received> }
+interface InFlight { sent: Promise<void>; answer: Promise<RawPage>; cancel(): void }
 /** a page's answer as the list loop takes it: its bytes on the decode thread already (decoding), with their head kept here */
 interface Received { raw: RawPage; head?: string; decoding?: Promise<Decoded> }
 
@@ -463,11 +469,12 @@ function get(url: URL, options: https.RequestOptions, bytes: boolean, onSent?: (
 /**
  * An answer's bytes gathered in a buffer kept from one answer to the next, decoded once at its end.
  * A list's pages are megabytes each: Buffer.concat of each page's chunks wrote into fresh memory,
- * whose page faults were most of its cost (docs/PERF.md, session 16). Four are kept: a page and the
- * one asked for ahead may be on the wire at once, for Services and EndpointSlices listed together
- * (with two, a slice page often found only a Service page's smaller buffer and took fresh memory).
+ * whose page faults were most of its cost (docs/PERF.md, session 16). As many are kept as a list
+ * may hold pages (the one taken and AHEAD_PAGES), for Services and EndpointSlices listed together
+ * (with two, a slice page often found only a Service page's smaller buffer and took fresh memory);
+ * only buffers a list made are kept, so a list that holds fewer keeps fewer.
  */
-const SPARES = 4;
+const SPARES = 2 * (AHEAD_PAGES + 1);
 
 class Body {
   static readonly #spare: Buffer[] = [];

@@ -5,9 +5,12 @@
 // - a watch that the server ends cleanly is re-opened from the last resourceVersion (ListWatch does it);
 //   we hold the re-watch back by the backoff when the watch ended at once with nothing on it, so a
 //   server that keeps closing watches does not get a hot loop;
-// - a 410 Gone (ERROR event or HTTP status) clears the resourceVersion and relists; ListWatch emits
-//   deletes for objects missing from the new list, and our list function also replaces the kind in the
-//   store wholesale, so an object deleted during the gap cannot survive;
+// - a 410 Gone (ERROR event or HTTP status) clears the resourceVersion and relists; our list function
+//   replaces the kind in the store wholesale, so an object deleted during the gap cannot survive;
+// - ListWatch keeps a cache of every object and calls 'add' / 'update' / 'delete' from it: we hand it
+//   no objects (the list returns none to it; the watch's events are stored by SourceWatch, ListWatch
+//   seeing only their resourceVersion), so the store is the one index of them (session 24: that cache
+//   cost ~0.2 s of the main thread per kind at 100,000 objects at the list's end, and 3.5 MiB kept);
 // - ANY other error (list failure, watch HTTP error, connection refused or reset) stops the informer for
 //   good after one 'error' callback: we restart it with exponential backoff and jitter, and log the kind
 //   and the reason each time;
@@ -226,9 +229,8 @@ class KindWatcher<K extends Kind> {
     this.#labelSelector = kind === 'Node' ? undefined : PROXY_LABEL_SELECTOR;
     this.#informer = new ListWatch<KindMap[K]>(path, new SourceWatch(this.#trackingConfig(), this), () => this.#list(), false,
       this.#labelSelector, this.#fieldSelector);
-    this.#informer.on('add', (o) => this.#upsert(o));
-    this.#informer.on('update', (o) => this.#upsert(o));
-    this.#informer.on('delete', (o) => this.#delete(o));
+    // (no 'add', 'update', 'delete' handlers: the lists and the watch events reach the store from here
+    // and SourceWatch, and ListWatch is handed none of the objects; see #list)
     this.#informer.on('error', (err) => this.#onError(err));
   }
 
@@ -345,7 +347,14 @@ class KindWatcher<K extends Kind> {
         this.listed = true;
         this.#s.onListed();
       }
-      return { metadata: { resourceVersion: res.resourceVersion }, items };
+      // ListWatch is handed the list's resourceVersion and no items. With them it would build its own
+      // cache of every object (two Maps of the kind's objects: cacheMapFromList, then one insert and
+      // one 'add' callback per item, each finding the object stored already) at the list's end, on
+      // the start's critical path (~0.3 s of the main thread at 100,000 Services, docs/PERF.md session
+      // 24), and keep it: a second index of what the store holds. The store is the one: the list
+      // replaced the kind in it above (deletes included, which ListWatch's cache gave on a relist),
+      // and SourceWatch stores the watch's events itself
+      return { metadata: { resourceVersion: res.resourceVersion }, items: [] };
     } finally {
       if (this.#listAbort === ac) this.#listAbort = undefined;
     }
@@ -379,7 +388,8 @@ class KindWatcher<K extends Kind> {
     return undefined;
   }
 
-  #upsert(obj: KindMap[K]): void {
+  /** a watched object added or modified, slimmed: stored unless the store holds this version */
+  upsert(obj: KindMap[K]): void {
     try {
       const cur = this.#s.store.get(this.kind, objectKey(obj));
       if (cur && sameVersion(cur, obj)) return;
@@ -389,7 +399,8 @@ class KindWatcher<K extends Kind> {
     }
   }
 
-  #delete(obj: KindMap[K]): void {
+  /** a watched object deleted */
+  delete(obj: KindMap[K]): void {
     try {
       this.#s.store.delete(this.kind, objectKey(obj));
     } catch (err) {
@@ -523,8 +534,12 @@ class SourceWatch<K extends Kind> extends Watch {
       }
       useful++;
       w.healthy();
-      // (a BOOKMARK carries only its resourceVersion)
-      callback(phase, phase === 'BOOKMARK' ? obj : slimObject(w.kind, obj, w.nodeName, true), raw);
+      // the object stored here, as ListWatch's 'add', 'update' and 'delete' did it (its cache, which
+      // held every object, is not kept: KindWatcher #list); ListWatch reads only the resourceVersion,
+      // as a BOOKMARK's (it sets the next watch's from every event but ERROR)
+      if (phase === 'DELETED') w.delete(obj);
+      else if (phase !== 'BOOKMARK') w.upsert(slimObject(w.kind, obj, w.nodeName, true));
+      callback('BOOKMARK', phase === 'BOOKMARK' ? obj : { metadata: { resourceVersion: obj.metadata?.resourceVersion } }, raw);
     };
 
     try {

@@ -46,7 +46,8 @@ export function serveListDecode(port: MessagePort): void {
   const spares: ArrayBuffer[] = [];
   port.on('message', (m: DecodeRequest | { spare: ArrayBuffer }) => {
     if ('spare' in m) {
-      if (spares.length < 4) spares.push(m.spare);
+      // (as many as pages may be held: kube-http.ts AHEAD_PAGES for two lists)
+      if (spares.length < 8) spares.push(m.spare);
       return;
     }
     const parts: PartRow[] = [], ports: string[] = [];

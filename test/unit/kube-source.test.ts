@@ -137,6 +137,22 @@ test('watch: an add, an update and a delete reach the store', async (t) => {
   for (const k of ['Service', 'EndpointSlice', 'Node'] as const) t.is(stub.countRequests(k, false), 1, `${k}: no relist`);
 });
 
+test('watch: a listed object deleted and one changed reach the store (ListWatch holds no copy of the list)', async (t) => {
+  // the list hands client-node's ListWatch no objects (kube.ts #list), so its 'delete' could never
+  // find a listed object: the watch's events are stored by SourceWatch itself
+  const { stub, source } = await rig(t, seedAll);
+  await within(source.start());
+  await until(() => stub.openWatches === 3, 5000, 'three watches');
+  const changes: string[] = [];
+  source.store.onChange((kind, key) => changes.push(`${kind} ${key}`));
+  stub.remove('Service', 'kube-system', 'dns');
+  await until(() => source.store.get('Service', 'kube-system/dns') === undefined, 5000, 'the listed Service deleted');
+  stub.apply('EndpointSlice', slice('default', 'web-abc', 'web', '10.244.2.7'));
+  await until(() => source.store.get('EndpointSlice', 'default/web-abc')?.endpoints[0]?.addresses[0] === '10.244.2.7', 5000, 'the listed slice changed');
+  t.deepEqual(changes, ['Service kube-system/dns', 'EndpointSlice default/web-abc']);
+  for (const k of ['Service', 'EndpointSlice'] as const) t.is(stub.countRequests(k, false), 1, `${k}: no relist`);
+});
+
 for (const mode of ['event', 'status'] as const) {
   test(`410 Gone (${mode === 'event' ? 'ERROR event' : 'HTTP status'}) relists and removes objects deleted during the gap`, async (t) => {
     const { stub, source, lines } = await rig(t, seedAll);
