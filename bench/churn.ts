@@ -43,8 +43,9 @@ const rand = (): number => {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 };
 
-let gcMs = 0;
-const obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) gcMs += e.duration; });
+// GC pauses by start and length: a change's GC time is the pauses' overlap with its window
+const gcs: { start: number; ms: number }[] = [];
+const obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) gcs.push({ start: e.startTime, ms: e.duration }); });
 obs.observe({ entryTypes: ['gc'] });
 
 const pinRoot = withMaps ? mkdtempSync('/sys/fs/bpf/kbp-churn-') : '';
@@ -75,7 +76,7 @@ try {
   const slices = new Map<number, unknown>();
   let podSerial = 0;
   const freshPod = (): string => { const s = podSerial++; return `10.${128 + ((s >> 16) & 127)}.${(s >> 8) & 255}.${s & 255}`; };
-  const total = new Float64Array(changes), cpu = new Float64Array(changes), faults = new Int32Array(changes), gcIn = new Float64Array(changes);
+  const begin = new Float64Array(changes), total = new Float64Array(changes), cpu = new Float64Array(changes), faults = new Int32Array(changes), gcIn = new Float64Array(changes);
   const steps = { compileFit: new Float64Array(changes), plan: new Float64Array(changes), diff: new Float64Array(changes), apply: new Float64Array(changes) };
   const tChurn = performance.now();
   for (let k = 0; k < changes; k++) {
@@ -88,7 +89,6 @@ try {
     // the slice map changed in place (a copy of 100,000 entries per change would be most of the bench's time)
     snap.endpointSlices.set(key, sl);
     const changed = { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() };
-    const g0 = gcMs;
     const f0 = process.resourceUsage().minorPageFault;
     const u0 = process.threadCpuUsage();
     const t0 = performance.now();
@@ -108,7 +108,7 @@ try {
     faults[k] = process.resourceUsage().minorPageFault - f0;
     total[k] = t4 - t0;
     steps.compileFit[k] = t1 - t0; steps.plan[k] = t2 - t1; steps.diff[k] = t3 - t2; steps.apply[k] = t4 - t3;
-    gcIn[k] = gcMs - g0;
+    begin[k] = t0;
     // a turn of the event loop, as the agent's changes get: WeakRefs read in a job live to its end
     // (and FinalizationRegistry callbacks wait for one), so one synchronous loop kept every state
     await new Promise((res) => setImmediate(res));
@@ -116,6 +116,12 @@ try {
   const churnS = (performance.now() - tChurn) / 1000;
   // the GC observer reports after the fact: let it catch up before the last changes' GC time is read
   await new Promise((res) => setTimeout(res, 50));
+  gcs.sort((a, b) => a.start - b.start);
+  for (let k = 0, g = 0; k < changes; k++) {
+    const a = begin[k]!, b = a + total[k]!;
+    while (g < gcs.length && gcs[g]!.start + gcs[g]!.ms < a) g++;
+    for (let j = g; j < gcs.length && gcs[j]!.start < b; j++) gcIn[k] = gcIn[k]! + Math.min(b, gcs[j]!.start + gcs[j]!.ms) - Math.max(a, gcs[j]!.start);
+  }
 
   // the plan after the churn against a full build of the same state
   // ids aside (a full build numbers them afresh): each frontend with its backends' and table members' addresses
@@ -140,8 +146,14 @@ try {
     k, ms: r3(total[k]!), cpuMs: r3(cpu[k]!), compileFit: r3(steps.compileFit[k]!), plan: r3(steps.plan[k]!), diff: r3(steps.diff[k]!),
     ...(withMaps && { apply: r3(steps.apply[k]!) }), faults: faults[k], gcMs: r3(gcIn[k]!),
   }));
-  // the worst changes with no GC inside them: what a table's copy costs
+  // the worst changes with no GC inside them, and the worst by this thread's CPU (a change that
+  // waited for a core is slow in wall time only)
   const noGc = order.filter((k) => gcIn[k] === 0);
+  const byCpu = Array.from(cpu.keys()).sort((a, b) => cpu[b]! - cpu[a]!).slice(0, 5).map((k) => ({ k, cpuMs: r3(cpu[k]!), ms: r3(total[k]!), faults: faults[k], gcMs: r3(gcIn[k]!) }));
+  // the heap held after the churn (node --expose-gc), so the two trees' garbage does not count
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const heapMiB = Math.round(process.memoryUsage().heapUsed / 1048576);
   const fullPlan = buildPlan(prevState, undefined, { seed: SEED, slots: false });
   const full = digest(fullPlan);
   console.log(JSON.stringify({
@@ -150,7 +162,7 @@ try {
     cpuP999: r3(Float64Array.from(cpu).sort()[Math.ceil(0.999 * changes) - 1]!), cpuMax: r3(Math.max(...cpu)),
     over5ms: sorted.filter((x) => x > 5).length, over20ms: sorted.filter((x) => x > 20).length,
     noGcMax: r3(total[noGc[0]!] ?? 0), noGcWorst: noGc.slice(0, 5).map((k) => ({ k, ms: r3(total[k]!), cpuMs: r3(cpu[k]!), faults: faults[k] })),
-    worst, digestSame: ours === full, rssMiB: Math.round(process.memoryUsage().rss / 1048576),
+    worst, worstCpu: byCpu, heapMiB, digestSame: ours === full, rssMiB: Math.round(process.memoryUsage().rss / 1048576),
   }));
 } finally {
   obs.disconnect();
