@@ -586,9 +586,9 @@ export class Agent {
     const t0 = performance.now(), cpu0 = process.cpuUsage(), thread0 = process.threadCpuUsage();
     let writer: WarmWriter | undefined;
     try {
-      // room in the compiler's and the data plane's Maps for the changes to come, made here rather
-      // than by a change's insert (util/map-room.ts)
-      const mapRoom = this.#compiler.reserveRoom() + (this.#dp.reserveRoom?.() ?? 0);
+      // room in the compiler's Maps for the changes to come, made here rather than by a change's
+      // insert (util/map-room.ts; the data plane's are in shards, util/sharded-map.ts)
+      const mapRoom = this.#compiler.reserveRoom();
       // the apply's one-change code too, into scratch tables (a failure to make them costs only that)
       try {
         writer = this.#dp.warmWriter?.();

@@ -25,6 +25,7 @@ import {
 } from './frontends.js';
 import { lazyState, recordStateDelta } from '../plan/delta.js';
 import { changeRoom, reserveMapRoom } from '../util/map-room.js';
+import { ShardedMap, stringHash } from '../util/sharded-map.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
 export type ChangedKeys = Readonly<Record<Kind, ReadonlySet<string>>>;
@@ -261,8 +262,11 @@ export class Compiler {
   /** the previous models of the Services the current compile found changed */
   readonly #replaced = new Map<string, ServiceModel | null>();
   #replacedValid = false;
-  /** by snapshot key */
-  readonly #entries = new Map<string, ServiceEntry>();
+  /**
+   * by snapshot key; in shards, as #byKey: a changed Service's entry is deleted and set again (no
+   * walk of it depends on its order)
+   */
+  readonly #entries = new ShardedMap<string, ServiceEntry>(stringHash);
   /** the keys of the entries with warnings */
   readonly #warnKeys = new Set<string>();
   /** the CompiledServices in Service order, as last returned (replaced, never edited: callers keep it) */
@@ -281,24 +285,28 @@ export class Compiler {
   #primed = false;
   /** the sum of every entry's noLocal, kept as entries come and go */
   #noLocal = zeroNoLocalCounts();
-  /** frontend key -> every Service's frontend with that key, in cmpRaw order (the first is served) */
-  readonly #byKey = new Map<string, RawFrontend[]>();
+  /**
+   * frontend key -> every Service's frontend with that key, in cmpRaw order (the first is served). In
+   * shards: a changed Service's keys are deleted and set again, and V8 copies a whole Map every
+   * ~(capacity - n) such inserts (util/sharded-map.ts); its keys are sorted where they are walked.
+   */
+  readonly #byKey = new ShardedMap<string, RawFrontend[]>(stringHash);
   /** the state the last compile returned: the base of the next one's delta (plan/delta.ts) */
   #lastState: NodeState | undefined;
   #byKeyStale = false;
   /**
-   * The edits of #list since the oldest state not yet copied out: a state returned earlier builds its
-   * array on first read by copying #list and undoing the edits after it (newest first). Bounded: past
-   * #logCap edits or states, every state still reachable is copied and the log starts afresh.
+   * The edits of #list since its run began: a state returned earlier builds its array on first read
+   * by copying its run's list and undoing the edits after it (newest first). Bounded: past a cap of
+   * edits (or when #list is replaced) the run ends and a new one begins (#retire).
    */
-  #log: ListEdit[] = [];
+  #run: LogRun = { start: 0, edits: [], end: undefined };
   /** false: a compile against nothing takes the general path too (tests compare the two) */
   readonly #fastFirst: boolean;
   /** BULK_SLICES (tests set another) */
   readonly #bulkSlices: number;
   /** more changed keys than this: sorted lists are merged with them, not spliced (tests set 0) */
   readonly #mergeAt: number;
-  #logStart = 0;
+  /** the states returned in the current run, which may need its end kept (#retire) */
   #pending: WeakRef<PendingList>[] = [];
 
   /** The NodePort addresses per family of the last compile ('0.0.0.0' / '::' for any). */
@@ -346,7 +354,8 @@ export class Compiler {
   reserveRoom(): number {
     const dummy = (i: number): string => `\0${i}`;
     let added = 0;
-    for (const m of [this.#byKey, this.#entries, this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, changeRoom(m.size), dummy);
+    // (#byKey and #entries, which a change deletes from and inserts into, are in shards: no room needed)
+    for (const m of [this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, changeRoom(m.size), dummy);
     return added;
   }
 
@@ -544,14 +553,14 @@ export class Compiler {
         }
         const at = lowerBound(listKeys, key);
         if (was && now) {
-          this.#log.push({ at, del: was.fe, ins: now.fe });
+          this.#run.edits.push({ at, del: was.fe, ins: now.fe });
           list[at] = now.fe;
         } else if (was) {
-          this.#log.push({ at, del: was.fe, ins: undefined });
+          this.#run.edits.push({ at, del: was.fe, ins: undefined });
           listKeys.splice(at, 1);
           list.splice(at, 1);
         } else {
-          this.#log.push({ at, del: undefined, ins: now!.fe });
+          this.#run.edits.push({ at, del: undefined, ins: now!.fe });
           listKeys.splice(at, 0, key);
           list.splice(at, 0, now!.fe);
         }
@@ -593,12 +602,13 @@ export class Compiler {
     }
     // the state's own array (a consumer may keep the previous state): a copy, no walk
     const cap = 64 + (this.#list.length >> 8);
-    if (this.#log.length > cap || this.#pending.length > cap) this.#retire();
-    const p: PendingList = { version: this.#logStart + this.#log.length, arr: undefined };
+    if (this.#run.edits.length > cap || this.#pending.length > cap) this.#retire(false);
+    const run = this.#run;
+    const p: PendingList = { version: run.start + run.edits.length, run, arr: undefined };
     this.#pending.push(new WeakRef(p));
     const noLocalEndpoints = zeroNoLocalCounts();
     addNoLocalCounts(noLocalEndpoints, this.#noLocal, 1);
-    const state = lazyState(this.#list.length, () => p.arr ?? (p.arr = this.#listAt(p.version)));
+    const state = lazyState(this.#list.length, () => p.arr ?? (p.arr = this.#listAt(p)));
     if (base) recordStateDelta(state, base, added, removed);
     this.#dropFreshEps();
     return { state, errors, services: this.#services, noLocalEndpoints };
@@ -664,11 +674,12 @@ export class Compiler {
     return services;
   }
 
-  /** The list as it was at a version of the log: #list with the later edits undone. */
-  #listAt(version: number): NodeFrontend[] {
-    const arr = this.#list.slice();
-    for (let i = this.#log.length - 1; i >= version - this.#logStart; i--) {
-      const { at, del, ins } = this.#log[i]!;
+  /** The list a state was returned with: its run's list (#list while the run is current) with the later edits undone. */
+  #listAt(p: PendingList): NodeFrontend[] {
+    const run = p.run;
+    const arr = (run.end ?? this.#list).slice();
+    for (let i = run.edits.length - 1; i >= p.version - run.start; i--) {
+      const { at, del, ins } = run.edits[i]!;
       if (del && ins) arr[at] = del;
       else if (del) arr.splice(at, 0, del);
       else arr.splice(at, 1);
@@ -676,15 +687,24 @@ export class Compiler {
     return arr;
   }
 
-  /** Gives every state still reachable its own array, before #list is replaced or the log grows long. */
-  #retire(): void {
+  /**
+   * Ends the current run: its states read its list as it is now from here on. `replaced`: the caller
+   * replaces #list with a new array next and leaves this one as it is, which the run then keeps;
+   * else (#list edited on) a copy, made once and only when a state of the run may still be read.
+   * Each state still reachable used to get its own copy here: ~100-450 states of a run, every one a
+   * copy of the list (at 30,000 Services 50 MiB and 11,000 page faults on one change in ~190,
+   * 0.2-0.3 s of CPU; docs/PERF.md, session 24, p24chg), as a WeakRef's target lives until a major GC.
+   */
+  #retire(replaced = true): void {
+    const run = this.#run;
+    let read = false;
     for (const r of this.#pending) {
       const p = r.deref();
-      if (p && !p.arr) p.arr = this.#listAt(p.version);
+      if (p && !p.arr) read = true;
     }
+    if (read) run.end = replaced ? this.#list : this.#list.slice();
     this.#pending = [];
-    this.#logStart += this.#log.length;
-    this.#log = [];
+    this.#run = { start: run.start + run.edits.length, edits: [], end: undefined };
   }
 
   /**
@@ -993,7 +1013,10 @@ export class Compiler {
 /** One edit of the Compiler's list at `at`: a frontend replaced (both), removed (del) or inserted (ins). */
 interface ListEdit { at: number; del: NodeFrontend | undefined; ins: NodeFrontend | undefined }
 /** A returned state's place in the log, and its array once built. */
-interface PendingList { version: number; arr: NodeFrontend[] | undefined }
+/** A run of #list's edits from a version on; `end`: the list after them, once a later run began. */
+interface LogRun { start: number; edits: ListEdit[]; end: NodeFrontend[] | undefined }
+/** A returned state's list: its version, its run, and its own array once read. */
+interface PendingList { version: number; run: LogRun; arr: NodeFrontend[] | undefined }
 
 /** The first pod CIDR of each family of a Node, IPv4 first (kube-proxy's getLocalDetectors for NodeCIDR). */
 function nodeLocalCidrs(node: NodeModel | undefined): string[] {

@@ -65,11 +65,6 @@ export interface Dataplane {
    * critical path starts here (BPF: the deferred write of lb_slots).
    */
   synced?(): void;
-  /**
-   * After the first full sync, off any change's path: room in the data plane's own records for the
-   * changes to come (util/map-room.ts). Returns the dummy keys added.
-   */
-  reserveRoom?(): number;
   /** Stops this process's use of the data plane, leaving programs and maps in place. */
   close(): Promise<void>;
   /** Removes every program, map, pin, rule and attachment this data plane installed. */

@@ -14,11 +14,11 @@ import type { PlanBackend } from './types.js';
 type Entry = PlanBackend | PlanBackend[];
 
 export class BackendIndex {
-  /** per slot: the address value, and whether it holds one (a slot whose entry was removed keeps its key) */
+  /** per slot: the address value, and whether it holds one */
   #keys: Uint32Array;
   #taken: Uint8Array;
   #vals: (Entry | undefined)[];
-  /** slots taken (live or not): the table grows when they are 3/4 of it */
+  /** slots taken: the table grows when they are 3/4 of it */
   #used = 0;
   readonly #other = new Map<string, Entry>();
 
@@ -91,8 +91,29 @@ export class BackendIndex {
       this.#other.delete(address);
       return;
     }
-    const h = this.#slot(v);
-    if (this.#taken[h] === 1) this.#vals[h] = undefined;
+    let h = this.#slot(v);
+    if (this.#taken[h] === 0) return;
+    // the slot is freed and the entries after it in its run shift back (no tombstone): a removal
+    // that left its slot taken filled the table with them as rolled pods brought fresh addresses,
+    // and the add that found it 3/4 full rehashed every entry on one change (docs/PERF.md, session
+    // 24, p24chg). An entry at j moves into the hole at h unless its home slot lies in (h, j].
+    const keys = this.#keys, taken = this.#taken, vals = this.#vals, mask = taken.length - 1;
+    for (let j = (h + 1) & mask; taken[j] === 1; j = (j + 1) & mask) {
+      const home = v4Hash(keys[j]!) & mask;
+      if (h <= j ? home > h && home <= j : home > h || home <= j) continue;
+      keys[h] = keys[j]!;
+      vals[h] = vals[j];
+      h = j;
+    }
+    taken[h] = 0;
+    keys[h] = 0;
+    vals[h] = undefined;
+    this.#used--;
+  }
+
+  /** slots of the dotted-quad table (a test's look at its growth) */
+  get capacity(): number {
+    return this.#taken.length;
   }
 
   /** addresses held */
@@ -102,7 +123,7 @@ export class BackendIndex {
     return n;
   }
 
-  /** rehashed into a table at most half full, without the slots of removed addresses */
+  /** rehashed into a table at most half full (only when the addresses held outgrow 3/4 of it) */
   #grow(): void {
     const keys = this.#keys, vals = this.#vals;
     let live = 0;

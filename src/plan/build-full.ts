@@ -11,6 +11,7 @@ import { findIn } from './backend-index.js';
 import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { IdMap } from './id-map.js';
+import { ShardedMap, stringHash } from '../util/sharded-map.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
 import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
 import { maglevHashesInto, maglevSize, type MaglevSizing } from './maglev.js';
@@ -385,7 +386,8 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
       if (t.members.length && t.members.every((id) => prev.backends.has(id))) prevTables.set(tableKey(t.members, t.m), t);
     }
   }
-  const tables = new Map<string, PlanTable>();
+  // the chain's from here on (startChain), which each change deletes from and inserts into: in shards
+  const tables = new ShardedMap<string, PlanTable>(stringHash);
   const toBuild: { table: PendingTable; members: number[] }[] = [];
   let tableAlloc: IdAllocator | undefined;
   const frontends = new Map<string, PlanFrontend>();

@@ -22,6 +22,7 @@ import { MaglevBuilder, maglevSize, maglevSlots, type MaglevSizing } from './mag
 import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanTable } from './types.js';
 import { frontendCount, stateDelta } from './delta.js';
 import { changeRoom, reserveMapRoom } from '../util/map-room.js';
+import { addressPortHash, ShardedMap, stringHash } from '../util/sharded-map.js';
 
 interface FeRec {
   src: NodeFrontend;
@@ -207,7 +208,9 @@ class Chain {
     for (const id of planTables.keys()) if (id > tblTop) tblTop = id;
     if (beTop > 2 * backends.size + 4096 || tblTop > 2 * planTables.size + 4096) return undefined;
     const recs: FeRec[] = new Array(ordered.length);
-    const bySrc = new Map<NodeFrontend, FeRec>(), byKey = new Map<string, FeRec>();
+    // in shards: each change deletes and inserts its frontends' records, and V8 copies a whole Map
+    // every ~(capacity - n) such inserts (util/sharded-map.ts); neither is walked in order
+    const bySrc = new ShardedMap<NodeFrontend, FeRec>(addressPortHash), byKey = new ShardedMap<string, FeRec>(stringHash);
     for (let k = 0; k < ordered.length; k++) {
       const d = ordered[k]!;
       // equal sort keys of distinct frontends (two spellings of one address) are ordered by their
@@ -236,14 +239,10 @@ class Chain {
     for (const r of recs) if (r.tkey) { const t = tables.get(r.tkey)!.id; tblRefs[t] = (tblRefs[t] ?? 0) + 1; }
     const feLive = new Uint8Array(LB_FE_ID_MAX);
     for (const f of frontends.values()) feLive[f.id] = 1;
-    // the Maps a change inserts into, with room for the changes after this build, as the id arrays
-    // above: filled to V8's capacity (30,000 bench Services: 32,768 frontends), the first change's
-    // insert grew each, 6-7 ms apiece (util/map-room.ts)
-    const room = changeRoom(recs.length);
-    reserveMapRoom(bySrc, room, () => ({}) as NodeFrontend);
-    reserveMapRoom(byKey, room, (i) => `\0${i}`);
-    reserveMapRoom(tables, changeRoom(tables.size), (i) => `\0${i}`);
-    reserveMapRoom(frontends, room, (i) => `\0${i}`);
+    // the plan's frontends, a Map a change inserts into (the chain's own are in shards), with room
+    // for the changes after this build, as the id arrays above: filled to V8's capacity (30,000
+    // bench Services: 32,768 frontends), the first change's insert grew it, 6-7 ms (util/map-room.ts)
+    reserveMapRoom(frontends, changeRoom(recs.length), (i) => `\0${i}`);
     return new Chain(seed, sizing, recs, bySrc, byKey, backendIndex(backends.values(), backends.size), refs, term, local, { a: beLive }, tables, tblRefs, { a: tblLive }, { a: feLive });
   }
 }

@@ -8,7 +8,7 @@ import { frontendCount, lazyState, recordStateDelta, stateDelta } from './delta.
 import { LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { maglevSize } from './maglev.js';
 import { strictV4 } from '../util/ip.js';
-import { changeRoom, reserveMapRoom } from '../util/map-room.js';
+import { addressPortHash, ShardedMap, stringHash } from '../util/sharded-map.js';
 
 export interface Capacity {
   frontends: number;
@@ -292,8 +292,8 @@ type NodeFrontendT = NodeState['frontends'][number];
 class RefUsage {
   /** references per backend (backendCountKey) */
   readonly backends = new KeyCounts();
-  /** references per Maglev table (tableOf's key); maglevSlots: their slots together */
-  readonly tables = new Map<string, number>();
+  /** references per Maglev table (tableOf's key); maglevSlots: their slots together (in shards, as #seen) */
+  readonly tables = new ShardedMap<string, number>(stringHash);
   frontends = 0;
   slots = 0;
   ranges = 0;
@@ -355,8 +355,12 @@ const frontendKey = (f: NodeFrontendT): string => `${f.address}|${f.port}|${f.pr
  * are taken as immutable once handed in.
  */
 export class CapacityTracker {
-  /** the frontends counted, with the epoch of the last call that found each */
-  #seen = new Map<NodeFrontendT, number>();
+  /**
+   * the frontends counted, with the epoch of the last call that found each; in shards, as each
+   * change deletes and inserts its frontends and V8 copies a whole Map every ~(capacity - n) such
+   * inserts (util/sharded-map.ts); its walk below is in no particular order
+   */
+  readonly #seen = new ShardedMap<NodeFrontendT, number>(addressPortHash);
   readonly #usage = new RefUsage();
   #epoch = 0;
 
@@ -416,12 +420,6 @@ export class CapacityTracker {
         this.#seen.set(f, epoch);
         kept++;
       }
-    }
-    // counted from nothing: room for the changes after it (util/map-room.ts; at 30,000 bench
-    // Services, 32,768 frontends, the first change's insert grew #seen, ~450 page faults)
-    if (!delta && before === 0) {
-      reserveMapRoom(this.#seen, changeRoom(count), () => ({}) as NodeFrontendT);
-      reserveMapRoom(this.#usage.tables, changeRoom(this.#usage.tables.size), (i) => `\0${i}`);
     }
     // frontends of the previous call that this state lacks (a walk by identity, no strings)
     if (!delta && kept < before) {

@@ -46,31 +46,4 @@ if (!isRoot) {
     t.is(d.maps.map('lb_frontends').count(), 0);
     t.deepEqual(readdirSync(root).sort(), pins, 'nothing pinned');
   });
-
-  test('room reserved in the writer\'s Maps after a first apply (the agent\'s warm-up does it) leaves every later change written as without it', (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')), maps: { recycleTables: true } });
-    t.teardown(() => d.object.close());
-    const dumps: string[] = [];
-    for (const reserve of [false, true]) {
-      const scratch = BpfMaps.scratch(d.maps, { recycleTables: true });
-      try {
-        let applies = 0, added = -1;
-        const r = warmOneChange({ nodeName: 'n1' }, 7, true, 12, (ops) => {
-          scratch.apply(ops);
-          if (reserve && ++applies === 1) added = scratch.reserveRoom();
-        });
-        t.is(r.written, 12);
-        // a handful of frontends and tables: every Map is within 1024 of its capacity
-        if (reserve) t.true(added > 0, `${added} dummies`);
-        const dump = (n: 'lb_frontends' | 'lb_members' | 'lb_backends') => [...scratch.map(n).entries()].map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
-        dumps.push(JSON.stringify([dump('lb_frontends'), dump('lb_members'), dump('lb_backends')]));
-      } finally {
-        scratch.close();
-      }
-    }
-    t.is(dumps[1], dumps[0]);
-  });
 }

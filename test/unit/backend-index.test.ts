@@ -71,7 +71,7 @@ test('the index grows past its first table and keeps every address', (t) => {
   const bs: PlanBackend[] = [];
   for (let i = 0; i < 5000; i++) bs.push({ id: i + 1, address: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, port: 80, protocol: 'TCP', terminating: false, local: false });
   for (const b of bs) indexAdd(idx, b);
-  // half removed, then added again: removed slots are dropped when the table grows
+  // half removed, then added again: each removal frees its slot
   for (let i = 0; i < 5000; i += 2) indexRemove(idx, bs[i]!);
   t.is(idx.size, 2500);
   for (let i = 0; i < 5000; i++) t.is(findIn(idx, bs[i]!.address, 80, 'TCP'), i % 2 ? bs[i] : undefined);
@@ -81,4 +81,24 @@ test('the index grows past its first table and keeps every address', (t) => {
   for (const b of bs) t.is(findIn(idx, b.address, 80, 'TCP'), b);
   t.is(findIn(idx, '10.0.0.1', 81, 'TCP'), undefined);
   t.is(findIn(idx, '10.0.0.01', 80, 'TCP'), undefined);
+});
+
+test('fresh addresses in and old ones out at a constant count never grow the table (no slot is left behind by a removal)', (t) => {
+  // a day of rolled pods: each brings a new address and takes one away; a removal that left its slot
+  // taken filled the table to 3/4 with them and the next add rehashed every entry, on one change
+  const b = (i: number): PlanBackend => ({ id: i + 1, address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 80, protocol: 'TCP', terminating: false, local: false });
+  const live: PlanBackend[] = [];
+  for (let i = 0; i < 3000; i++) live.push(b(i));
+  const idx = backendIndex(live, live.length);
+  const cap = idx.capacity;
+  for (let i = 3000; i < 60000; i++) {
+    const k = (i * 7919) % live.length;
+    indexRemove(idx, live[k]!);
+    live[k] = b(i);
+    indexAdd(idx, live[k]!);
+    if (idx.capacity !== cap) return t.fail(`the table grew from ${cap} to ${idx.capacity} slots after ${i - 3000} changes at ${live.length} addresses`);
+  }
+  t.is(idx.size, live.length);
+  for (const x of live) t.is(findIn(idx, x.address, 80, 'TCP'), x);
+  t.is(findIn(idx, b(5).address, 80, 'TCP'), undefined);
 });

@@ -798,10 +798,6 @@ export class BpfDataplane implements Dataplane {
     };
   }
 
-  reserveRoom(): number {
-    return this.#loaded?.maps.reserveRoom() ?? 0;
-  }
-
   warmWriter(): WarmWriter | undefined {
     const l = this.#loaded;
     if (!l) return undefined;

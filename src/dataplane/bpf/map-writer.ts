@@ -27,7 +27,7 @@ import type { BpfMap, MaglevFillJob } from './native/map.js';
 import { BPF_ANY, MapType } from './native/uapi.js';
 import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
-import { changeRoom, reserveMapRoom } from '../../util/map-room.js';
+import { intHash, ShardedMap } from '../../util/sharded-map.js';
 
 export interface BpfMapsOptions {
   /**
@@ -219,18 +219,22 @@ export class MapWriter {
   /** the regions of lb_maglev_slots (loaded from lb_frontends on first use) */
   private slotAlloc: SlotAllocator | undefined;
   private readonly regionGraceMs: number;
-  /** plan table id -> its region and M, and a region's first slot -> its plan table id */
-  private readonly regions = new Map<number, Region & { m: number }>();
-  private readonly regionOwner = new Map<number, number>();
+  /**
+   * plan table id -> its region and M, and a region's first slot -> its plan table id. These and the
+   * three below are in shards: a change deletes its frontends' and tables' entries and inserts new
+   * ones, and V8 copies a whole Map every ~(capacity - n) such inserts (util/sharded-map.ts).
+   */
+  private readonly regions = new ShardedMap<number, Region & { m: number }>(intHash);
+  private readonly regionOwner = new ShardedMap<number, number>(intHash);
   /** M of the tables written (recycling needs the same M and every frontend of the table known) */
-  private readonly tableM = new Map<number, number>();
+  private readonly tableM = new ShardedMap<number, number>(intHash);
   /**
    * frontend id -> plan table id, and table -> its frontends, for the tables in tableM: the one
    * frontend's id, as nearly every table has one, or a Set of several (a Set per table was ~17 MiB
    * of the heap at 100,000 Services; docs/PERF.md, session 18, p18big)
    */
-  private readonly feTable = new Map<number, number>();
-  private readonly tableFes = new Map<number, number | Set<number>>();
+  private readonly feTable = new ShardedMap<number, number>(intHash);
+  private readonly tableFes = new ShardedMap<number, number | Set<number>>(intHash);
   /** plan table id (new) -> plan table id whose region it takes, for the apply under way */
   private recycling = new Map<number, number>();
   /**
@@ -362,19 +366,6 @@ export class MapWriter {
       taken.add(from);
     }
     return out;
-  }
-
-  /**
-   * Room for the changes after a first sync in the Maps a change inserts into (util/map-room.ts): a
-   * change deletes and sets its frontends' feTable entries and adds its new table's; filled to V8's
-   * capacity (32,768 frontends), the first change's insert grew them, every entry to fresh pages.
-   */
-  reserveRoom(): number {
-    let added = 0;
-    for (const m of [this.feTable, this.tableFes, this.tableM, this.regions, this.regionOwner] as Map<number, unknown>[]) {
-      added += reserveMapRoom(m, changeRoom(m.size), (i) => -1 - i);
-    }
-    return added;
   }
 
   private noteFrontend(feId: number, tableId: number | undefined): void {

@@ -94,8 +94,6 @@ export class BpfMaps {
   applyAsync(ops: readonly PlanOp[]): Promise<ApplyResult> { return this.writer.applyAsync(ops); }
   /** the writer's mirror of lb_members loaded (fresh: maps made by this load, nothing to read), and what lb_slots lacks found */
   syncMembers(fresh = false): { added: number; slotsBehind: number } { return this.writer.syncMembers(fresh); }
-  /** room in the writer's per-frontend and per-table Maps for the changes to come (MapWriter.reserveRoom) */
-  reserveRoom(): number { return this.writer.reserveRoom(); }
   /** frontends whose lists lb_slots has yet to get from a deferred write (0: current) */
   slotsBehind(): number { return this.writer.slotsBehind(); }
   /** the next part of the deferred write of lb_slots (MapWriter.flushSlots); no apply may run meanwhile */
