@@ -130,6 +130,89 @@ static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 po
 	return !v || ((*v >> (bit & 63)) & 1);
 }
 
+/* an address's four words as loaded, mixed (lb_fe_filter_bit's first steps) */
+static __always_inline __u32 lb_ct_filter_addr(const __u8 *a)
+{
+	__u32 w[4], h;
+
+	__builtin_memcpy(w, a, 16);
+	h = (w[0] ^ w[1] ^ w[2]) * 0x85ebca6bU;
+	h = (h ^ w[3]) * 0x9e3779b1U;
+	return h ^ (h >> 15);
+}
+
+/* The bit of an lb_ct key in lb_ct_filter: the word a hash of both addresses, the Service side's
+ * port, the protocol, the direction and the client port's group of 64; the bit the client port's
+ * place in that group, XORed with 6 other bits of the hash. The client port is a forward key's
+ * source port and a reverse key's destination port: a client's consecutive connections to one
+ * Service (connect() steps through its ephemeral ports) read one word, a cached line, where a hash
+ * of the whole key read a cold one each. src/dataplane/bpf/layout.ts ctFilterBit() computes the
+ * same from the key's bytes. */
+static __always_inline __u32 lb_ct_filter_bit(const struct lb_ct_key *k)
+{
+	__u32 cport, oport, h;
+
+	if (k->dir == LB_CT_DIR_FWD) {
+		cport = bpf_ntohs(k->sport);
+		oport = bpf_ntohs(k->dport);
+	} else {
+		cport = bpf_ntohs(k->dport);
+		oport = bpf_ntohs(k->sport);
+	}
+	h = (lb_ct_filter_addr(k->saddr) ^ lb_rotl32(lb_ct_filter_addr(k->daddr), 16)) * 0x85ebca6bU;
+	h = (h ^ ((oport << 16) | ((__u32)k->proto << 8) | k->dir)) * 0x9e3779b1U;
+	h ^= h >> 15;
+	h = (h ^ (cport >> 6)) * 0x85ebca6bU;
+	h ^= h >> 16;
+	h *= 0x9e3779b1U;
+	return ((h >> (32 - 20 + 6)) << 6) | ((cport & 63) ^ ((h >> 12) & 63));
+}
+_Static_assert(LB_CT_FILTER_WORDS == 1 << (20 - 6), "lb_ct_filter_bit: 2^20 bits a half");
+
+/* After an lb_ct insert of k: its bit in both halves of lb_ct_filter (two words of one cache line,
+ * lb_rev_filter_key's layout), each written only when clear */
+static __always_inline void lb_ct_filter_set(const struct lb_ct_key *k)
+{
+	__u32 bit = lb_ct_filter_bit(k), key;
+	__u64 *v, m;
+
+	m = 1ULL << (bit & 63);
+	key = lb_rev_filter_key(bit);
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	if (v && !(*v & m))
+		__sync_fetch_and_or(v, m);
+	key += 1;
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	if (v && !(*v & m))
+		__sync_fetch_and_or(v, m);
+}
+
+/* 0 when lb_ct has no entry of key k (its bit is clear in the half in use); 1 when it may, or the
+ * filter is off */
+static __always_inline int lb_ct_filter_may(const struct lb_ct_key *k)
+{
+	__u32 key = 0, bit;
+	__u64 *v, half;
+
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	if (!v)
+		return 1;
+	half = *v;
+	if (half != 1 && half != 2)
+		return 1;
+	bit = lb_ct_filter_bit(k);
+	key = lb_rev_filter_key(bit) + (__u32)(half - 1);
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	return !v || ((*v >> (bit & 63)) & 1);
+}
+
+/* an lb_ct lookup of a new flow's key behind lb_ct_filter: NULL at once when the filter says the key
+ * is not there */
+static __always_inline struct lb_ct_entry *lb_ct_get_filtered(const struct lb_ct_key *k)
+{
+	return lb_ct_filter_may(k) ? bpf_map_lookup_elem(&lb_ct, k) : NULL;
+}
+
 static __always_inline void lb_ct_key_fwd(struct lb_ct_key *k, const struct lb_pkt *p)
 {
 	__builtin_memcpy(k->saddr, p->saddr.b, 16);
@@ -299,8 +382,8 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	__builtin_memcpy(e.fe_addr, fwd->fe_addr, 16);
 	if (rev)
 		lb_ct_overwrite(rev, &e);
-	else
-		lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT);
+	else if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT) == 0)
+		lb_ct_filter_set(&k);
 	lb_rev_filter_set(be->addr, be->port, p->proto, &p->saddr);
 	return 1;
 }
@@ -327,7 +410,7 @@ static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_b
 	struct lb_ct_entry *rev;
 
 	lb_ct_key_rev(&k, p, be);
-	rev = bpf_map_lookup_elem(&lb_ct, &k);
+	rev = lb_ct_get_filtered(&k);
 	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now) &&
 	    !lb_ct_orphan_of(rev, p))
 		return 1;
@@ -350,7 +433,7 @@ static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
 	if (!lb_tcp_syn(p) || !lb_rev_filter_may(&p->daddr, p->dport, p->proto, &p->saddr))
 		return;
 	lb_ct_key_rev_of(&k, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &k);
+	ct = lb_ct_get_filtered(&k);
 	if (ct && (ct->flags & LB_CT_F_CLOSING))
 		lb_lru_del(&lb_ct, &k, LB_STAT_CT_DELETE);
 }

@@ -285,7 +285,9 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	}
 
 	lb_ct_key_fwd(&ck, p);
-	ct = lb_ct_lookup(&ck, now, &expired);
+	/* a connection attempt's key is rarely there (a client port reused, a retransmitted SYN): a
+	 * clear filter bit skips the lookup; every other packet is a hit and looks up at once */
+	ct = !lb_tcp_syn(p) || lb_ct_filter_may(&ck) ? lb_ct_lookup(&ck, now, &expired) : NULL;
 	if (expired)
 		sel->events |= LB_EV_CT_EXPIRED;
 	else
@@ -405,6 +407,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	struct lb_ct_key k = {}, rk = {};
 	void *ctmap = &lb_ct;
 	__u32 ins = LB_STAT_CT_INSERT;
+	int in_ct = 1;
 
 	/* a forward packet's destination is the frontend address and port the client used: for a
 	 * NodePort on the any-address, the node address its replies must come from */
@@ -431,6 +434,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	if (lb_tcp_syn(p) && !sel->had_ct) {
 		ctmap = &lb_ct_syn;
 		ins = LB_STAT_CT_SYN_INSERT;
+		in_ct = 0;
 	}
 	/* A SYN re-selecting over an lb_ct entry (a client port reused while the closed flow's entries
 	 * live on) finds both keys there, buckets warm: each is rewritten in place (no LRU node popped
@@ -442,6 +446,12 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		lb_stat_inc(LB_STAT_CT_FULL);
 	if (sel->had_ct ? lb_ct_put_looked(ctmap, &rk, &e, ins) : lb_lru_put(ctmap, &rk, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
+	/* after the entries, as lb_rev_filter's bits (a rebuild's scan then finds an entry written before
+	 * its zeroing, and one written after sets its bit in the new half itself) */
+	if (in_ct) {
+		lb_ct_filter_set(&k);
+		lb_ct_filter_set(&rk);
+	}
 	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto, &p->saddr);
 	if (sel->promote) {
 		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);
