@@ -141,31 +141,31 @@ static __always_inline __u32 lb_ct_filter_addr(const __u8 *a)
 	return h ^ (h >> 15);
 }
 
-/* The bit of an lb_ct key in lb_ct_filter: the word a hash of both addresses, the Service side's
- * port, the protocol, the direction and the client port's group of 64; the bit the client port's
- * place in that group, XORed with 6 other bits of the hash. The client port is a forward key's
- * source port and a reverse key's destination port: a client's consecutive connections to one
- * Service (connect() steps through its ephemeral ports) read one word, a cached line, where a hash
- * of the whole key read a cold one each. src/dataplane/bpf/layout.ts ctFilterBit() computes the
+/* The bit of an lb_ct key in lb_ct_filter: the word a hash of the client's address, the client
+ * port's group of 32 and the protocol; the bit the client port's place in its group and the
+ * direction, XORed with 6 bits of a hash of the other end (the frontend of a forward key, the backend
+ * of a reverse one). The client is a forward key's source and a reverse key's destination. So a
+ * flow's two keys share one word (one line read by a SYN, one written by an lb_ct insert), and so do
+ * a client's consecutive connections (connect() steps through its ephemeral ports): a cached line,
+ * where a hash of the whole key read a cold one per key (chain bench: UDP first packets 1.06-1.14 of
+ * no filter, two cold lines written a flow). src/dataplane/bpf/layout.ts ctFilterBit() computes the
  * same from the key's bytes. */
 static __always_inline __u32 lb_ct_filter_bit(const struct lb_ct_key *k)
 {
-	__u32 cport, oport, h;
+	__u32 s = lb_ct_filter_addr(k->saddr), d = lb_ct_filter_addr(k->daddr);
+	__u32 sport = bpf_ntohs(k->sport), dport = bpf_ntohs(k->dport);
+	__u32 fwd = k->dir == LB_CT_DIR_FWD;
+	__u32 client = fwd ? s : d, other = fwd ? d : s;
+	__u32 cport = fwd ? sport : dport, oport = fwd ? dport : sport;
+	__u32 h, o;
 
-	if (k->dir == LB_CT_DIR_FWD) {
-		cport = bpf_ntohs(k->sport);
-		oport = bpf_ntohs(k->dport);
-	} else {
-		cport = bpf_ntohs(k->dport);
-		oport = bpf_ntohs(k->sport);
-	}
-	h = (lb_ct_filter_addr(k->saddr) ^ lb_rotl32(lb_ct_filter_addr(k->daddr), 16)) * 0x85ebca6bU;
-	h = (h ^ ((oport << 16) | ((__u32)k->proto << 8) | k->dir)) * 0x9e3779b1U;
-	h ^= h >> 15;
-	h = (h ^ (cport >> 6)) * 0x85ebca6bU;
+	h = (client ^ ((cport >> 5) << 8) ^ k->proto) * 0x85ebca6bU;
 	h ^= h >> 16;
 	h *= 0x9e3779b1U;
-	return ((h >> (32 - 20 + 6)) << 6) | ((cport & 63) ^ ((h >> 12) & 63));
+	o = (other ^ oport) * 0x85ebca6bU;
+	o ^= o >> 15;
+	o *= 0x9e3779b1U;
+	return ((h >> (32 - 20 + 6)) << 6) | ((((cport & 31) << 1) | (k->dir & 1)) ^ (o >> 26));
 }
 _Static_assert(LB_CT_FILTER_WORDS == 1 << (20 - 6), "lb_ct_filter_bit: 2^20 bits a half");
 
@@ -410,7 +410,10 @@ static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_b
 	struct lb_ct_entry *rev;
 
 	lb_ct_key_rev(&k, p, be);
-	rev = lb_ct_get_filtered(&k);
+	/* a TCP SYN writes lb_ct_syn, not lb_ct: behind the filter its lb_ct bucket stays untouched. A
+	 * UDP first packet writes this very key into lb_ct next, so its lookup warms the bucket the
+	 * insert takes, and the filter read would be a cost of its own (chain bench: UDP 1.06-1.14 with it) */
+	rev = p->proto == IPPROTO_TCP ? lb_ct_get_filtered(&k) : bpf_map_lookup_elem(&lb_ct, &k);
 	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now) &&
 	    !lb_ct_orphan_of(rev, p))
 		return 1;

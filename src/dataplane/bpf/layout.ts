@@ -195,25 +195,25 @@ export function revFilterBits(ctKey: Buffer): [number, number, number] {
 }
 
 /**
- * The lb_ct_filter bit of an lb_ct key (lb_ct.h lb_ct_filter_bit()): the word a hash of both
- * addresses (their little-endian words as loaded), the Service side's port, the protocol, the
- * direction and the client port's group of 64 (the client port: a forward key's source port, a
- * reverse key's destination port); the bit the client port's place in that group XORed with 6 other
- * bits of the hash.
+ * The lb_ct_filter bit of an lb_ct key (lb_ct.h lb_ct_filter_bit()): the word a hash of the client's
+ * address (its little-endian words as loaded), the client port's group of 32 and the protocol; the
+ * bit the client port's place in the group and the direction, XORed with 6 bits of a hash of the
+ * other end's address and port. The client: a forward key's source, a reverse key's destination.
  */
 export function ctFilterBit(ctKey: Buffer, off = 0): number {
   const f = CT_KEY.fields;
+  const s = filterAddrHash(ctKey, off + f.saddr.offset), d = filterAddrHash(ctKey, off + f.daddr.offset);
   const sport = ctKey.readUInt16BE(off + f.sport.offset), dport = ctKey.readUInt16BE(off + f.dport.offset);
   const proto = ctKey[off + f.proto.offset]!, dir = ctKey[off + f.dir.offset]!;
-  const [cport, oport] = dir === LB_CT_DIR_FWD ? [sport, dport] : [dport, sport];
-  const d = filterAddrHash(ctKey, off + f.daddr.offset);
-  let h = Math.imul(filterAddrHash(ctKey, off + f.saddr.offset) ^ ((d << 16) | (d >>> 16)), C1);
-  h = Math.imul(h ^ ((oport << 16) | (proto << 8) | dir), C2);
-  h ^= h >>> 15;
-  h = Math.imul(h ^ (cport >>> 6), C1);
+  const fwd = dir === LB_CT_DIR_FWD;
+  const [client, other, cport, oport] = fwd ? [s, d, sport, dport] : [d, s, dport, sport];
+  let h = Math.imul(client ^ ((cport >>> 5) << 8) ^ proto, C1);
   h ^= h >>> 16;
   h = Math.imul(h, C2);
-  return (((h >>> 18) << 6) | ((cport & 63) ^ ((h >>> 12) & 63))) >>> 0;
+  let o = Math.imul(other ^ oport, C1);
+  o ^= o >>> 15;
+  o = Math.imul(o, C2);
+  return (((h >>> 18) << 6) | ((((cport & 31) << 1) | (dir & 1)) ^ (o >>> 26))) >>> 0;
 }
 
 // ---- enum translations --------------------------------------------------------------------------
