@@ -130,12 +130,14 @@ static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 po
 	return !v || ((*v >> (bit & 63)) & 1);
 }
 
-/* an address's four words as loaded, mixed (lb_fe_filter_bit's first steps) */
+/* An address's four words as loaded, mixed (lb_fe_filter_bit's first steps). Read in place as words
+ * (the keys are the callers' stack variables, 8-byte aligned), not copied: a program and its calls
+ * share the verifier's 512 bytes of stack, and XDP's own frame is near it. */
 static __always_inline __u32 lb_ct_filter_addr(const __u8 *a)
 {
-	__u32 w[4], h;
+	const __u32 *w = (const __u32 *)(const void *)a;
+	__u32 h;
 
-	__builtin_memcpy(w, a, 16);
 	h = (w[0] ^ w[1] ^ w[2]) * 0x85ebca6bU;
 	h = (h ^ w[3]) * 0x9e3779b1U;
 	return h ^ (h >> 15);
@@ -169,13 +171,22 @@ static __always_inline __u32 lb_ct_filter_bit(const struct lb_ct_key *k)
 }
 _Static_assert(LB_CT_FILTER_WORDS == 1 << (20 - 6), "lb_ct_filter_bit: 2^20 bits a half");
 
+/* The two lb_ct_filter functions are global subprograms, not inlined: the verifier checks each once
+ * per program instead of at each of their eight call sites on every path that reaches one (inlined,
+ * they made the object's load ~10-20 % slower, docs/PERF.md session 24). */
+
 /* After an lb_ct insert of k: its bit in both halves of lb_ct_filter (two words of one cache line,
- * lb_rev_filter_key's layout), each written only when clear */
-static __always_inline void lb_ct_filter_set(const struct lb_ct_key *k)
+ * lb_rev_filter_key's layout), each written only when clear. (One call for a flow's two keys, which
+ * share a word, would save two atomic ORs a flow, but its frame put XDP's stack over the verifier's
+ * 512 bytes for a program and its calls together.) */
+__noinline int lb_ct_filter_set(const struct lb_ct_key *k)
 {
-	__u32 bit = lb_ct_filter_bit(k), key;
+	__u32 bit, key;
 	__u64 *v, m;
 
+	if (!k)
+		return 0;
+	bit = lb_ct_filter_bit(k);
 	m = 1ULL << (bit & 63);
 	key = lb_rev_filter_key(bit);
 	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
@@ -185,15 +196,18 @@ static __always_inline void lb_ct_filter_set(const struct lb_ct_key *k)
 	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
 	if (v && !(*v & m))
 		__sync_fetch_and_or(v, m);
+	return 0;
 }
 
 /* 0 when lb_ct has no entry of key k (its bit is clear in the half in use); 1 when it may, or the
  * filter is off */
-static __always_inline int lb_ct_filter_may(const struct lb_ct_key *k)
+__noinline int lb_ct_filter_may(const struct lb_ct_key *k)
 {
 	__u32 key = 0, bit;
 	__u64 *v, half;
 
+	if (!k)
+		return 1;
 	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
 	if (!v)
 		return 1;
