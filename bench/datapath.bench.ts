@@ -12,7 +12,8 @@
 //   target): K frontends, frontend i's only backend is frontend i+1's address and port, so each repeat
 //   of one test run translates the packet rewritten by the previous one, a new flow every time (a
 //   conntrack miss, Maglev, the clash check, two inserts, the rewrite). One run of K repeats walks the
-//   chain once; conntrack is emptied between rounds; each round checks that the packet reached the
+//   chain once; conntrack is emptied between rounds (and lb_ct_filter cleared, as the agent's next
+//   sweep would leave it); each round checks that the packet reached the
 //   chain's end and that fwd_new counted K.
 // - One run per packet (the cold first-packet rows): the flow's conntrack entry is deleted before each
 //   run, so each is a first packet again; a single run includes the test-run timer and runs with cold
