@@ -418,7 +418,8 @@ static __always_inline int lb_ct_orphan_of(const struct lb_ct_entry *rev, const 
  * (one client ip:port to two frontends that share a backend): its reverse entry would take over the
  * other flow's, and that flow's replies would leave with this frontend's address. lb_ct_syn holds
  * TCP flows only: a UDP first packet does not look there (one cold bucket fewer). */
-static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now)
+static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now,
+				       int ct_filter)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *rev;
@@ -427,7 +428,7 @@ static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_b
 	/* a TCP SYN writes lb_ct_syn, not lb_ct: behind the filter its lb_ct bucket stays untouched. A
 	 * UDP first packet writes this very key into lb_ct next, so its lookup warms the bucket the
 	 * insert takes, and the filter read would be a cost of its own (chain bench: UDP 1.06-1.14 with it) */
-	rev = p->proto == IPPROTO_TCP ? lb_ct_get_filtered(&k) : bpf_map_lookup_elem(&lb_ct, &k);
+	rev = ct_filter && p->proto == IPPROTO_TCP ? lb_ct_get_filtered(&k) : bpf_map_lookup_elem(&lb_ct, &k);
 	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now) &&
 	    !lb_ct_orphan_of(rev, p))
 		return 1;

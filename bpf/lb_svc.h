@@ -264,9 +264,14 @@ static __always_inline __u16 lb_snat_flags(const struct lb_frontend *fe, const s
 	return 0;
 }
 
-/* chooses the backend of one forward packet that arrived on ifindex (0: host-originated) */
+/* Chooses the backend of one forward packet that arrived on ifindex (0: host-originated). ct_filter
+ * (a constant at each call site): a SYN's lb_ct lookups go behind lb_ct_filter. tc's do; XDP's not:
+ * the branch around each lookup doubles the states after it, and 6.1's verifier then passed its
+ * 1,000,000-instruction limit on lb_xdp (the VM tier). XDP sets the bits of what it inserts all the
+ * same (lb_commit). */
 static __always_inline int lb_select(const struct lb_frontend *fe, const struct lb_pkt *p, int external,
-				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel)
+				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel,
+				     int ct_filter)
 {
 	struct lb_ct_key ck = {};
 	struct lb_ct_entry *ct;
@@ -287,7 +292,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	lb_ct_key_fwd(&ck, p);
 	/* a connection attempt's key is rarely there (a client port reused, a retransmitted SYN): a
 	 * clear filter bit skips the lookup; every other packet is a hit and looks up at once */
-	ct = !lb_tcp_syn(p) || lb_ct_filter_may(&ck) ? lb_ct_lookup(&ck, now, &expired) : NULL;
+	ct = !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may(&ck) ? lb_ct_lookup(&ck, now, &expired) : NULL;
 	if (expired)
 		sel->events |= LB_EV_CT_EXPIRED;
 	else
@@ -382,7 +387,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return LB_V_DROP;
 	}
-	if (lb_ct_clash(p, be, fe->fe_id, now)) {
+	if (lb_ct_clash(p, be, fe->fe_id, now, ct_filter)) {
 		lb_stat_inc(LB_STAT_DROP_CT_CLASH);
 		return LB_V_DROP;
 	}

@@ -106,7 +106,7 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	__u32 fe_id = fe->fe_id;
 	int v;
 
-	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel);
+	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel, 1);
 	if (v == LB_V_ORPHAN) {
 		v = lb_tc_orphan(skb, p, at_ingress);
 		return v >= 0 ? v : TC_ACT_OK;
