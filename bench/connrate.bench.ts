@@ -25,7 +25,7 @@ import { servicePortsOf } from './baseline/services.js';
 import { nodeState } from './gen.js';
 import { compileAside, defineBench, type BenchContext } from './lib.js';
 import { GuardedLab, restore } from './guarded-lab.js';
-import { RevFilterBuild, sweepConntrack } from '../src/dataplane/bpf/ct-sweep.js';
+import { CtFilterBuild, RevFilterBuild, sweepConntrack } from '../src/dataplane/bpf/ct-sweep.js';
 
 const SEED = 0x6b627078;
 /**
@@ -248,13 +248,19 @@ class Topology {
   }
 }
 
-/** lb_rev_filter rebuilt and switched on as the agent's conntrack sweep does it (dataplane.ts); an object without it (an older build) is left as it is */
+/** lb_rev_filter and lb_ct_filter rebuilt and switched on as the agent's conntrack sweep does it (dataplane.ts); an object without them (an older build) is left as it is */
 async function revFilterOn(dp: LabDataplane): Promise<void> {
   const { object, maps } = dp.loaded;
-  if (!object.mapNames().includes('lb_rev_filter')) return;
-  const r = await RevFilterBuild.begin(object.map('lb_rev_filter'));
-  for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
-  r.finish();
+  if (object.mapNames().includes('lb_rev_filter')) {
+    const r = await RevFilterBuild.begin(object.map('lb_rev_filter'));
+    for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
+    r.finish();
+  }
+  if (object.mapNames().includes('lb_ct_filter')) {
+    const r = await CtFilterBuild.begin(object.map('lb_ct_filter'));
+    await sweepConntrack(maps.map('lb_ct'), 'lb_ct', undefined, undefined, undefined, r.visit);
+    r.finish();
+  }
 }
 
 interface Row { n: number; runs: Record<Mode, LoopResult[]>; broken: Partial<Record<Mode, string>>; ops: number; iptLoadMs: number }

@@ -12,7 +12,8 @@
 //   target): K frontends, frontend i's only backend is frontend i+1's address and port, so each repeat
 //   of one test run translates the packet rewritten by the previous one, a new flow every time (a
 //   conntrack miss, Maglev, the clash check, two inserts, the rewrite). One run of K repeats walks the
-//   chain once; conntrack is emptied between rounds; each round checks that the packet reached the
+//   chain once; conntrack is emptied between rounds (and lb_ct_filter cleared, as the agent's next
+//   sweep would leave it); each round checks that the packet reached the
 //   chain's end and that fwd_new counted K.
 // - One run per packet (the cold first-packet rows): the flow's conntrack entry is deleted before each
 //   run, so each is a first packet again; a single run includes the test-run timer and runs with cold
@@ -152,6 +153,9 @@ function runChain(side: Side, row: ChainRow): number {
     const keys = m.keys();
     if (keys.length) m.deleteMany(Buffer.concat(keys), keys.length);
   }
+  // as the agent's next sweep leaves it over an empty lb_ct: no bit set (the round's keys are the
+  // last round's; with their bits left, every repeat would look lb_ct up)
+  dp.resetCtFilter();
   dp.resetStats();
   const r = dp.run(row.prog, row.input, { repeat: k });
   const ok = row.prog === 'lb_xdp' ? XDP_PASS : TC_ACT_OK;

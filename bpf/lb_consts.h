@@ -65,6 +65,9 @@
 /* lb_rev_filter: two halves of LB_REV_FILTER_WORDS u64 words, one bit per hash of a reverse entry's
  * source (backend address, port, proto), the same bit and size as lb_fe_filter */
 #define LB_REV_FILTER_WORDS 16384       /* u64 words of each half: 2^20 bits */
+/* lb_ct_filter: two halves of LB_CT_FILTER_WORDS u64 words, one bit per hash of an lb_ct key
+ * (lb_ct.h lb_ct_filter_bit): 2^20 bits a half, 256 KiB with both, interleaved */
+#define LB_CT_FILTER_WORDS 16384
 
 /* Maglev: table sizes are primes chosen per frontend by user space (src/plan/maglev.ts);
  * the kernel only needs the bounds. */

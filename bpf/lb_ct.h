@@ -130,6 +130,103 @@ static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 po
 	return !v || ((*v >> (bit & 63)) & 1);
 }
 
+/* An address's four words as loaded, mixed (lb_fe_filter_bit's first steps). Read in place as words
+ * (the keys are the callers' stack variables, 8-byte aligned), not copied: a program and its calls
+ * share the verifier's 512 bytes of stack, and XDP's own frame is near it. */
+static __always_inline __u32 lb_ct_filter_addr(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)(const void *)a;
+	__u32 h;
+
+	h = (w[0] ^ w[1] ^ w[2]) * 0x85ebca6bU;
+	h = (h ^ w[3]) * 0x9e3779b1U;
+	return h ^ (h >> 15);
+}
+
+/* The bit of an lb_ct key in lb_ct_filter: the word a hash of the client's address, the client
+ * port's group of 32 and the protocol; the bit the client port's place in its group and the
+ * direction, XORed with 6 bits of a hash of the other end (the frontend of a forward key, the backend
+ * of a reverse one). The client is a forward key's source and a reverse key's destination. So a
+ * flow's two keys share one word (one line read by a SYN, one written by an lb_ct insert), and so do
+ * a client's consecutive connections (connect() steps through its ephemeral ports): a cached line,
+ * where a hash of the whole key read a cold one per key (chain bench: UDP first packets 1.06-1.14 of
+ * no filter, two cold lines written a flow). src/dataplane/bpf/layout.ts ctFilterBit() computes the
+ * same from the key's bytes. */
+static __always_inline __u32 lb_ct_filter_bit(const struct lb_ct_key *k)
+{
+	__u32 s = lb_ct_filter_addr(k->saddr), d = lb_ct_filter_addr(k->daddr);
+	__u32 sport = bpf_ntohs(k->sport), dport = bpf_ntohs(k->dport);
+	__u32 fwd = k->dir == LB_CT_DIR_FWD;
+	__u32 client = fwd ? s : d, other = fwd ? d : s;
+	__u32 cport = fwd ? sport : dport, oport = fwd ? dport : sport;
+	__u32 h, o;
+
+	h = (client ^ ((cport >> 5) << 8) ^ k->proto) * 0x85ebca6bU;
+	h ^= h >> 16;
+	h *= 0x9e3779b1U;
+	o = (other ^ oport) * 0x85ebca6bU;
+	o ^= o >> 15;
+	o *= 0x9e3779b1U;
+	return ((h >> (32 - 20 + 6)) << 6) | ((((cport & 31) << 1) | (k->dir & 1)) ^ (o >> 26));
+}
+_Static_assert(LB_CT_FILTER_WORDS == 1 << (20 - 6), "lb_ct_filter_bit: 2^20 bits a half");
+
+/* The two lb_ct_filter functions are global subprograms, not inlined: the verifier checks each once
+ * per program instead of at each of their eight call sites on every path that reaches one (inlined,
+ * they made the object's load ~10-20 % slower, docs/PERF.md session 24). */
+
+/* After an lb_ct insert of k: its bit in both halves of lb_ct_filter (two words of one cache line,
+ * lb_rev_filter_key's layout), each written only when clear. (One call for a flow's two keys, which
+ * share a word, would save two atomic ORs a flow, but its frame put XDP's stack over the verifier's
+ * 512 bytes for a program and its calls together.) */
+__noinline int lb_ct_filter_set(const struct lb_ct_key *k)
+{
+	__u32 bit, key;
+	__u64 *v, m;
+
+	if (!k)
+		return 0;
+	bit = lb_ct_filter_bit(k);
+	m = 1ULL << (bit & 63);
+	key = lb_rev_filter_key(bit);
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	if (v && !(*v & m))
+		__sync_fetch_and_or(v, m);
+	key += 1;
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	if (v && !(*v & m))
+		__sync_fetch_and_or(v, m);
+	return 0;
+}
+
+/* 0 when lb_ct has no entry of key k (its bit is clear in the half in use); 1 when it may, or the
+ * filter is off */
+__noinline int lb_ct_filter_may(const struct lb_ct_key *k)
+{
+	__u32 key = 0, bit;
+	__u64 *v, half;
+
+	if (!k)
+		return 1;
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	if (!v)
+		return 1;
+	half = *v;
+	if (half != 1 && half != 2)
+		return 1;
+	bit = lb_ct_filter_bit(k);
+	key = lb_rev_filter_key(bit) + (__u32)(half - 1);
+	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
+	return !v || ((*v >> (bit & 63)) & 1);
+}
+
+/* an lb_ct lookup of a new flow's key behind lb_ct_filter: NULL at once when the filter says the key
+ * is not there */
+static __always_inline struct lb_ct_entry *lb_ct_get_filtered(const struct lb_ct_key *k)
+{
+	return lb_ct_filter_may(k) ? bpf_map_lookup_elem(&lb_ct, k) : NULL;
+}
+
 static __always_inline void lb_ct_key_fwd(struct lb_ct_key *k, const struct lb_pkt *p)
 {
 	__builtin_memcpy(k->saddr, p->saddr.b, 16);
@@ -299,8 +396,8 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	__builtin_memcpy(e.fe_addr, fwd->fe_addr, 16);
 	if (rev)
 		lb_ct_overwrite(rev, &e);
-	else
-		lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT);
+	else if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT) == 0)
+		lb_ct_filter_set(&k);
 	lb_rev_filter_set(be->addr, be->port, p->proto, &p->saddr);
 	return 1;
 }
@@ -321,13 +418,17 @@ static __always_inline int lb_ct_orphan_of(const struct lb_ct_entry *rev, const 
  * (one client ip:port to two frontends that share a backend): its reverse entry would take over the
  * other flow's, and that flow's replies would leave with this frontend's address. lb_ct_syn holds
  * TCP flows only: a UDP first packet does not look there (one cold bucket fewer). */
-static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now)
+static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_backend *be, __u32 fe_id, __u64 now,
+				       int ct_filter)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *rev;
 
 	lb_ct_key_rev(&k, p, be);
-	rev = bpf_map_lookup_elem(&lb_ct, &k);
+	/* a TCP SYN writes lb_ct_syn, not lb_ct: behind the filter its lb_ct bucket stays untouched. A
+	 * UDP first packet writes this very key into lb_ct next, so its lookup warms the bucket the
+	 * insert takes, and the filter read would be a cost of its own (chain bench: UDP 1.06-1.14 with it) */
+	rev = ct_filter && p->proto == IPPROTO_TCP ? lb_ct_get_filtered(&k) : bpf_map_lookup_elem(&lb_ct, &k);
 	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now) &&
 	    !lb_ct_orphan_of(rev, p))
 		return 1;
@@ -350,7 +451,7 @@ static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
 	if (!lb_tcp_syn(p) || !lb_rev_filter_may(&p->daddr, p->dport, p->proto, &p->saddr))
 		return;
 	lb_ct_key_rev_of(&k, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &k);
+	ct = lb_ct_get_filtered(&k);
 	if (ct && (ct->flags & LB_CT_F_CLOSING))
 		lb_lru_del(&lb_ct, &k, LB_STAT_CT_DELETE);
 }

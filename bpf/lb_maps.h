@@ -58,6 +58,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_rev_filter SEC(".maps");
 
+/* A filter in front of the lb_ct lookups of a new flow (the SYN's forward key, the clash check's
+ * and the SYN-ACK's reverse key): every key in lb_ct has its bit (lb_ct.h lb_ct_filter_bit), so a
+ * clear bit means the key is not there, and the lookup of a cold bucket of a 4-8 MiB array
+ * (~0.4-1 us on this VM, docs/PERF.md session 23) is skipped for an inlined array read. Laid out,
+ * switched and rebuilt as lb_rev_filter is: two interleaved halves, element 0 the half in use (1 or
+ * 2; anything else: off, every key looked up), the programs set a key's bit in both halves after
+ * each lb_ct insert (lb_ct_filter_set) and never clear one, and the agent rebuilds the half not in
+ * use from its scan of lb_ct at each sweep (ct-sweep.ts CtFilterBuild) and switches to it, so bits
+ * of entries gone are dropped. lb_ct_syn has no bits here: its lookups hit or warm a bucket the
+ * handshake writes anyway. Hits (established packets) never read it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 + 2 * LB_CT_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct_filter SEC(".maps");
+
 /* backend id -> backend: an ARRAY indexed by id, so the lookup on every hit and first packet is
  * inlined (no hash of the key). An id without a backend is an all-zero entry (proto 0): read it
  * through lb_backend_get(). 24 bytes an entry, allocated at load (24 MiB at LB_BACKENDS_MAX); a hash

@@ -60,8 +60,10 @@ static __always_inline void lb_orphan_touch(struct lb_ct_entry *ct, const struct
 	e.flags = ct->flags;
 	e.orphan_port = p->dport;
 	__builtin_memcpy(e.fe_addr, p->daddr.b, 16);
-	if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT) == 0)
+	if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT) == 0) {
+		lb_ct_filter_set(&k);
 		lb_stat_inc(LB_STAT_CT_REV_RESTORED);
+	}
 	lb_rev_filter_set(be_addr, be_port, p->proto, &p->saddr);
 }
 

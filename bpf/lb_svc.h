@@ -264,9 +264,14 @@ static __always_inline __u16 lb_snat_flags(const struct lb_frontend *fe, const s
 	return 0;
 }
 
-/* chooses the backend of one forward packet that arrived on ifindex (0: host-originated) */
+/* Chooses the backend of one forward packet that arrived on ifindex (0: host-originated). ct_filter
+ * (a constant at each call site): a SYN's lb_ct lookups go behind lb_ct_filter. tc's do; XDP's not:
+ * the branch around each lookup doubles the states after it, and 6.1's verifier then passed its
+ * 1,000,000-instruction limit on lb_xdp (the VM tier). XDP sets the bits of what it inserts all the
+ * same (lb_commit). */
 static __always_inline int lb_select(const struct lb_frontend *fe, const struct lb_pkt *p, int external,
-				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel)
+				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel,
+				     int ct_filter)
 {
 	struct lb_ct_key ck = {};
 	struct lb_ct_entry *ct;
@@ -285,7 +290,9 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	}
 
 	lb_ct_key_fwd(&ck, p);
-	ct = lb_ct_lookup(&ck, now, &expired);
+	/* a connection attempt's key is rarely there (a client port reused, a retransmitted SYN): a
+	 * clear filter bit skips the lookup; every other packet is a hit and looks up at once */
+	ct = !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may(&ck) ? lb_ct_lookup(&ck, now, &expired) : NULL;
 	if (expired)
 		sel->events |= LB_EV_CT_EXPIRED;
 	else
@@ -380,7 +387,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		lb_stat_inc(LB_STAT_DROP_BACKEND_MISSING);
 		return LB_V_DROP;
 	}
-	if (lb_ct_clash(p, be, fe->fe_id, now)) {
+	if (lb_ct_clash(p, be, fe->fe_id, now, ct_filter)) {
 		lb_stat_inc(LB_STAT_DROP_CT_CLASH);
 		return LB_V_DROP;
 	}
@@ -405,6 +412,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	struct lb_ct_key k = {}, rk = {};
 	void *ctmap = &lb_ct;
 	__u32 ins = LB_STAT_CT_INSERT;
+	int in_ct = 1;
 
 	/* a forward packet's destination is the frontend address and port the client used: for a
 	 * NodePort on the any-address, the node address its replies must come from */
@@ -431,6 +439,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	if (lb_tcp_syn(p) && !sel->had_ct) {
 		ctmap = &lb_ct_syn;
 		ins = LB_STAT_CT_SYN_INSERT;
+		in_ct = 0;
 	}
 	/* A SYN re-selecting over an lb_ct entry (a client port reused while the closed flow's entries
 	 * live on) finds both keys there, buckets warm: each is rewritten in place (no LRU node popped
@@ -442,6 +451,12 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		lb_stat_inc(LB_STAT_CT_FULL);
 	if (sel->had_ct ? lb_ct_put_looked(ctmap, &rk, &e, ins) : lb_lru_put(ctmap, &rk, &e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
+	/* after the entries, as lb_rev_filter's bits (a rebuild's scan then finds an entry written before
+	 * its zeroing, and one written after sets its bit in the new half itself) */
+	if (in_ct) {
+		lb_ct_filter_set(&k);
+		lb_ct_filter_set(&rk);
+	}
 	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto, &p->saddr);
 	if (sel->promote) {
 		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);

@@ -106,7 +106,7 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	__u32 fe_id = fe->fe_id;
 	int v;
 
-	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel);
+	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel, 1);
 	if (v == LB_V_ORPHAN) {
 		v = lb_tc_orphan(skb, p, at_ingress);
 		return v >= 0 ? v : TC_ACT_OK;
@@ -196,7 +196,12 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 		return -1;
 	now = lb_now();
 	lb_ct_key_reply(&k, p);
-	ct = lb_ct_lookup(&k, now, &expired);
+	/* a SYN-ACK's flow is usually in lb_ct_syn: lb_ct is looked up only when its filter may hold
+	 * the key (other replies are hits and look up at once) */
+	if (p->proto != IPPROTO_TCP || !(p->tcp_flags & LB_TCP_SYN) || lb_ct_filter_may(&k))
+		ct = lb_ct_lookup(&k, now, &expired);
+	else
+		ct = NULL;
 	if (expired)
 		lb_stat_inc(LB_STAT_CT_EXPIRED);
 	/* the backend's SYN-ACK (or RST, or TIME_WAIT ACK) of a flow whose client has sent only SYNs;

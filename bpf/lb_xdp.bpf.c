@@ -41,7 +41,7 @@ int lb_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	cfg = lb_get_config();
 	now = lb_now();
-	r = lb_select(fe, &p, external, ctx->ingress_ifindex, &cfg, now, &sel);
+	r = lb_select(fe, &p, external, ctx->ingress_ifindex, &cfg, now, &sel, 0);
 	if (r == LB_V_DROP)
 		return XDP_DROP;
 	/* refusals need a packet rebuilt and bounced, and SNAT needs the skb mark: both are tc's */

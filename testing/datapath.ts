@@ -30,7 +30,7 @@ import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { sizeCtByCpus } from '../src/dataplane/bpf/loader.js';
 import { maxEntriesOf, type MapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem } from '../src/dataplane/bpf/layout.js';
+import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem, ctFilterBit } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
 
 /** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
@@ -157,6 +157,7 @@ export class Datapath {
     }
     this.clearFeFilter();
     this.resetRevFilter();
+    this.resetCtFilter();
     for (const m of this.inner.values()) m.close();
     this.inner.clear();
     this.tables.clear();
@@ -197,6 +198,7 @@ export class Datapath {
     }
     this.resetStats();
     this.resetRevFilter();
+    this.resetCtFilter();
     this.map('lb_config').update(encodeU32(0), encodeConfig({ hashSeed: SEED, snatMark: SNAT_MARK, flags: 0 }));
     for (const s of base.services) {
       const tableId = s.tableId ?? s.feId + 1000;
@@ -219,6 +221,29 @@ export class Datapath {
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(BigInt(on));
     m.update(encodeU32(0), v);
+  }
+
+  /**
+   * lb_ct_filter as the agent leaves it after a sweep of an empty lb_ct: no bit set, switched on
+   * (half `on`; 0: off, as an object's fresh map). A new flow's lb_ct lookups then run behind it;
+   * setCt() sets the bit of an lb_ct entry a row seeds, as the programs do.
+   */
+  resetCtFilter(on: 0 | 1 | 2 = 1): void {
+    const m = this.optMap('lb_ct_filter');
+    if (!m) return;
+    m.writeMmap(Buffer.alloc(m.maxEntries * 8));
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(BigInt(on));
+    m.update(encodeU32(0), v);
+  }
+
+  /** Sets the lb_ct_filter bit of an lb_ct key in both halves, as the programs do after an insert. */
+  passCtFilter(ctKey: Buffer): void {
+    const m = this.optMap('lb_ct_filter');
+    if (!m) return;
+    const bit = ctFilterBit(ctKey), w = Buffer.alloc(8);
+    w.writeBigUInt64LE(1n << BigInt(bit & 63));
+    for (const half of [1, 2] as const) m.writeMmap(w, revFilterElem(bit, half) * 8, true);
   }
 
   /** Sets the lb_rev_filter bit of a reverse entry's key in both halves, as the programs do when they write one. */
@@ -465,6 +490,7 @@ export class Datapath {
     const key = encodeCtKey(k);
     this.map(map).update(key, encodeCtEntry(v));
     if (k.dir === LB_CT_DIR_REV) this.passRevFilter(key);
+    if (map === 'lb_ct') this.passCtFilter(key);
   }
 
   deleteCt(map: 'lb_ct' | 'lb_ct_syn', k: CtKey): void {

@@ -51,7 +51,7 @@ if (!isRoot) {
     t.deepEqual([...again.maps.devices()], [[7, 0]], 'with their contents');
   });
 
-  test('a restart switches a pinned lb_fe_filter and lb_rev_filter off until they are rebuilt (a stale filter must not hide frontends or replies)', (t) => {
+  test('a restart switches a pinned lb_fe_filter, lb_rev_filter and lb_ct_filter off until they are rebuilt (a stale filter must not hide frontends, replies or flows)', (t) => {
     const root = tempPinRoot(t, false);
     const sp = statePath(t);
     const first = load(t, root, sp);
@@ -62,11 +62,13 @@ if (!isRoot) {
     on.writeBigUInt64LE(1n);
     first.maps.map('lb_fe_filter').update(L.encodeU32(0), on);
     first.object.map('lb_rev_filter').update(L.encodeU32(0), on);
+    first.object.map('lb_ct_filter').update(L.encodeU32(0), on);
     first.object.close();
     const again = load(t, root, sp);
     t.true(again.reused);
     t.is(again.maps.map('lb_fe_filter').lookup(L.encodeU32(0))?.readBigUInt64LE(0), 0n, 'off before any program attaches');
     t.is(again.object.map('lb_rev_filter').lookup(L.encodeU32(0))?.readBigUInt64LE(0), 0n, 'lb_rev_filter off until the first sweep');
+    t.is(again.object.map('lb_ct_filter').lookup(L.encodeU32(0))?.readBigUInt64LE(0), 0n, 'lb_ct_filter off until the first sweep');
   });
 
   test('a pinned map this agent did not make is refused: unpinned, made anew, named; the rest are adopted', (t) => {

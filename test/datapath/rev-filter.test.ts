@@ -140,6 +140,7 @@ if (!isRoot) {
     const flags = closing.readUInt16LE(CT_ENTRY.fields.flags.offset) | LB_CT_F_CLOSING;
     closing.writeUInt16LE(flags, CT_ENTRY.fields.flags.offset);
     d.map('lb_ct').update(otherRev, closing);
+    d.passCtFilter(otherRev); // lb_ct_filter's bit, as a program's insert sets it: this row is about lb_rev_filter
     const syn = frame({ src: OTHER, dst: b.address, l4: tcp(43000, b.port, { flags: TCP_SYN }) });
     runOk(t, d, 'lb_tc_ingress', { input: syn, output: 'input' }, 'a direct SYN passes');
     t.truthy(d.map('lb_ct').lookup(otherRev), 'not looked up: the closing entry stays');

@@ -234,6 +234,7 @@ const MAP_TYPES: Record<layout.ObjectMapName, { key: string; value?: string }> =
   lb_reject_rl: { key: 'u32', value: 'lb_rate_limit' },
   lb_fe_filter: { key: 'u32', value: 'u64' },
   lb_rev_filter: { key: 'u32', value: 'u64' },
+  lb_ct_filter: { key: 'u32', value: 'u64' },
   lb_sock_store: { key: 's32', value: 'lb_sock_peer' },
   lb_sock_slots: { key: 'u32', value: 'lb_sock_slot' },
   lb_sock_slotbit: { key: 'u32', value: 'u64' },

@@ -7,7 +7,7 @@
 // group (no two ports or protocols of one address and group share a bit).
 import test from 'ava';
 import fc from 'fast-check';
-import { encodeCtKey, encodeFeKey, feFilterBit, feFilterBitLegacy, LB_CT_DIR_REV, LB_FE_FILTER_BITS_LOG2, revFilterBit, revFilterBits } from '../../src/dataplane/bpf/layout.js';
+import { ctFilterBit, encodeCtKey, encodeFeKey, feFilterBit, feFilterBitLegacy, LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_FE_FILTER_BITS_LOG2, revFilterBit, revFilterBits } from '../../src/dataplane/bpf/layout.js';
 
 const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
 const v6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((g) => g.map((x) => x.toString(16)).join(':'));
@@ -82,4 +82,36 @@ test('a rebuild sets the bit of this build, and of older builds (the source alon
     return now === revFilterBit(k) && s12 === feFilterBit(fe) && legacy === feFilterBitLegacy(fe);
   }));
   t.pass();
+});
+
+// lb_ct_filter's bit (layout.ts ctFilterBit, lb_ct.h lb_ct_filter_bit): the word follows the client
+// (address, port group of 32, protocol), so a flow's two keys and a client's consecutive connections
+// read and write one word; the bit holds the port, the direction and the other end.
+const ctKey = (client: string, cport: number, other: string, oport: number, dir: 0 | 1, protocol: 'TCP' | 'UDP' = 'TCP') =>
+  encodeCtKey(dir === LB_CT_DIR_FWD
+    ? { saddr: client, daddr: other, sport: cport, dport: oport, protocol, dir }
+    : { saddr: other, daddr: client, sport: oport, dport: cport, protocol, dir });
+
+test('the conntrack filter\'s bit: a flow\'s keys and a client\'s port group share a word, the keys on their own bits', (t) => {
+  fc.assert(fc.property(addr, addr, addr, fc.nat(0xffff >> 5), fc.nat(0xffff), fc.nat(0xffff), proto, (c, fe, b, group, fport, bport, p) => {
+    const bits = new Set<number>();
+    const word = ctFilterBit(ctKey(c, group * 32, fe, fport, LB_CT_DIR_FWD, p)) >>> 6;
+    for (let i = 0; i < 32; i++) {
+      // forward keys to one frontend, reverse keys from one backend: each on its own bit of the word
+      const f = ctFilterBit(ctKey(c, group * 32 + i, fe, fport, LB_CT_DIR_FWD, p)), r = ctFilterBit(ctKey(c, group * 32 + i, b, bport, LB_CT_DIR_REV, p));
+      if (f >>> 6 !== word || r >>> 6 !== word || f < 0 || r >= 2 ** LB_FE_FILTER_BITS_LOG2) return false;
+      bits.add(f);
+    }
+    return bits.size === 32;
+  }));
+  t.pass();
+});
+
+test('the conntrack filter\'s words spread over clients and port groups', (t) => {
+  const words = new Set<number>();
+  for (let i = 0; i < 10_000; i++) words.add(ctFilterBit(ctKey(`10.244.${i >> 8}.${i & 255}`, 40000, '10.96.0.1', 80, LB_CT_DIR_FWD)) >>> 6);
+  t.true(words.size > 7000, `${words.size} distinct words for 10,000 clients`);
+  const groups = new Set<number>();
+  for (let g = 0; g < 2048; g++) groups.add(ctFilterBit(ctKey('10.244.1.5', g * 32, '10.96.0.1', 80, LB_CT_DIR_FWD)) >>> 6);
+  t.true(groups.size > 1800, `${groups.size} distinct words for one client's 2,048 port groups`);
 });

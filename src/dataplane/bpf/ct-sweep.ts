@@ -174,31 +174,33 @@ export class RevFilterZeroing {
 
 /**
  * A rebuild of lb_rev_filter (bpf/lb_maps.h), the filter in front of the programs' reply lookups,
- * over one sweep: begin() zeroes the half the programs do not read, the sweep's scans of lb_ct and
- * lb_ct_syn pass each entry to visit() (the expired ones too: the programs' clock may read a tick
- * behind the sweep's until the delete), and finish() ORs the bits of the reverse entries seen
- * into that half and switches the programs to it. Bits of entries since gone are dropped so; no bit
- * of a live entry is: the programs set the bit of every reverse entry they write, in both halves and
- * after the entry, so an entry written after the zeroing has its bit there, and one written before
- * it is in the map when the scan starts. The OR is atomic per word (writeMmap's or): a plain write
- * would undo bits the programs set meanwhile. A pass that fails leaves the half in use as it was;
- * a map whose switch is off (a fresh map, or one a restart switched off: loader.ts) is switched on
- * by the first pass that completes.
+ * or of lb_ct_filter, the one in front of a new flow's lb_ct lookups, over one sweep: begin() zeroes
+ * the half the programs do not read, the sweep's scans pass each entry to visit() (the expired ones
+ * too: the programs' clock may read a tick behind the sweep's until the delete; lb_rev_filter: the
+ * reverse entries of lb_ct and lb_ct_syn; lb_ct_filter: every key of lb_ct, and the caller passes
+ * it lb_ct's scan only), and finish() ORs the bits of the entries seen into that half and switches
+ * the programs to it. Bits of entries since gone are dropped so; no bit of a live entry is: the
+ * programs set the bit of every entry they write, in both halves and after the entry, so an entry
+ * written after the zeroing has its bit there, and one written before it is in the map when the scan
+ * starts. The OR is atomic per word (writeMmap's or): a plain write would undo bits the programs set
+ * meanwhile. A pass that fails leaves the half in use as it was; a map whose switch is off (a fresh
+ * map, or one a restart switched off: loader.ts) is switched on by the first pass that completes.
  */
-export class RevFilterBuild {
+export class FilterBuild {
   /** elements 1 .. 2 * LB_REV_FILTER_WORDS as mapped: this half's words, the other half's left 0 (not written) */
   readonly #words = Buffer.alloc(2 * REV_HALF_BYTES);
-  #reverse = 0;
+  #seen = 0;
 
-  private constructor(private readonly m: BpfMap, readonly half: 1 | 2) {}
+  private constructor(private readonly m: BpfMap, readonly half: 1 | 2, readonly kind: 'rev' | 'ct') {}
 
   /**
-   * With `zeroed` (kept across sweeps) and the programs' conntrack inserts now (lb_stats ct_insert +
-   * ct_syn_insert), a half known to be all zero is not zeroed again (RevFilterZeroing).
+   * With `zeroed` (kept across sweeps) and the programs' inserts now into the maps the filter covers
+   * (lb_stats ct_insert + ct_syn_insert for lb_rev_filter, ct_insert for lb_ct_filter), a half known
+   * to be all zero is not zeroed again (RevFilterZeroing).
    */
-  static async begin(m: BpfMap, zeroed?: RevFilterZeroing, inserts?: number): Promise<RevFilterBuild> {
+  static async begin(m: BpfMap, kind: 'rev' | 'ct', zeroed?: RevFilterZeroing, inserts?: number): Promise<FilterBuild> {
     const on = m.lookup(L.encodeU32(0))?.readBigUInt64LE(0);
-    const b = new RevFilterBuild(m, on === 1n ? 2 : 1);
+    const b = new FilterBuild(m, on === 1n ? 2 : 1, kind);
     b.#zeroed = zeroed;
     if (zeroed && inserts !== undefined && zeroed.clean(m, b.half, inserts)) return b;
     // this half's words only: the other half's, interleaved with them, are the programs' to read.
@@ -213,22 +215,27 @@ export class RevFilterBuild {
 
   #zeroed: RevFilterZeroing | undefined;
 
-  /** an entry of lb_ct or lb_ct_syn */
+  /** an entry of a map the filter covers */
   readonly visit = (k: Buffer): void => {
+    if (this.kind === 'ct') {
+      this.#seen++;
+      this.#set(L.ctFilterBit(k));
+      return;
+    }
     if (k[DIR_OFF] !== L.LB_CT_DIR_REV) return;
-    this.#reverse++;
+    this.#seen++;
     // older builds' bit too (L.feFilterBitLegacy): an older object's programs read that one
     for (const bit of L.revFilterBits(k)) this.#set(bit);
   };
 
-  /** ORs the bits in and switches the programs to this half; the reverse entries seen */
+  /** ORs the bits in and switches the programs to this half; the entries seen (lb_rev_filter: the reverse ones) */
   finish(): number {
-    if (this.#reverse) this.m.writeMmap(this.#words, 8, true);
-    this.#zeroed?.ored(this.m, this.half, this.#reverse);
+    if (this.#seen) this.m.writeMmap(this.#words, 8, true);
+    this.#zeroed?.ored(this.m, this.half, this.#seen);
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(BigInt(this.half));
     this.m.update(L.encodeU32(0), v);
-    return this.#reverse;
+    return this.#seen;
   }
 
   #set(bit: number): void {
@@ -236,3 +243,14 @@ export class RevFilterBuild {
     this.#words[byte] = this.#words[byte]! | (1 << (bit & 7));
   }
 }
+
+/** lb_rev_filter's rebuild (FilterBuild) */
+export type RevFilterBuild = FilterBuild;
+export const RevFilterBuild = {
+  begin: (m: BpfMap, zeroed?: RevFilterZeroing, inserts?: number): Promise<FilterBuild> => FilterBuild.begin(m, 'rev', zeroed, inserts),
+};
+/** lb_ct_filter's rebuild (FilterBuild): pass it lb_ct's entries only */
+export type CtFilterBuild = FilterBuild;
+export const CtFilterBuild = {
+  begin: (m: BpfMap, zeroed?: RevFilterZeroing, inserts?: number): Promise<FilterBuild> => FilterBuild.begin(m, 'ct', zeroed, inserts),
+};

@@ -12,7 +12,7 @@ import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
-import { EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
+import { CtFilterBuild, EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, startLoad, type LoadStarted, type Loaded } from './loader.js';
 import { mapMemoryShortfall, mapMemoryWarning, mapsMemory, memoryAvailable, type MapMemoryWarning } from './map-memory.js';
 import { numPossibleCpus } from './native/map.js';
@@ -225,6 +225,8 @@ export class BpfDataplane implements Dataplane {
   #sweepTimer: NodeJS.Timeout | undefined;
   /** which halves of lb_rev_filter are known all zero (ct-sweep.ts) */
   readonly #revZeroed = new RevFilterZeroing();
+  /** the same for lb_ct_filter */
+  readonly #ctZeroed = new RevFilterZeroing();
   #sweeping = false;
   /** LRU evictions of lb_ct, lb_ct_syn and lb_frags, and their fill between sweeps (ct-sweep.ts) */
   readonly #evictions = new EvictionCounter();
@@ -722,6 +724,17 @@ export class BpfDataplane implements Dataplane {
       } catch (e) {
         this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not rebuilt; retried next period');
       }
+      // lb_ct_filter likewise, from the scan of lb_ct alone
+      let ctf: CtFilterBuild | undefined;
+      try {
+        const o = this.#loaded?.object;
+        if (o?.mapNames().includes('lb_ct_filter')) {
+          const st = this.#loaded?.maps.readStats();
+          ctf = await CtFilterBuild.begin(o.map('lb_ct_filter'), this.#ctZeroed, st?.ct_insert);
+        }
+      } catch (e) {
+        this.#log.warn({ err: e }, 'conntrack filter (lb_ct_filter) not rebuilt; retried next period');
+      }
       for (const name of ['lb_ct', 'lb_ct_syn'] as const) {
         // close() may have run while the last batch was on the thread pool
         const l = this.#loaded;
@@ -732,7 +745,9 @@ export class BpfDataplane implements Dataplane {
           // lb_ct: the destinations of the orphaned flows still alive keep their filter bits
           const live = name === 'lb_ct' ? new Set<string>() : undefined;
           if (live) this.#heldSinceSweep.clear();
-          const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, live && orphanKeyCollector(live), rev?.visit);
+          const revVisit = rev?.visit, ctVisit = name === 'lb_ct' ? ctf?.visit : undefined;
+          const visit = revVisit && ctVisit ? (k: Buffer) => { revVisit(k); ctVisit(k); } : revVisit ?? ctVisit;
+          const r = await sweepConntrack(l.maps.map(name), name, undefined, undefined, live && orphanKeyCollector(live), visit);
           // between applies: an apply's filter words in flight must not overwrite these, and the
           // keys applies orphaned since the scan began are kept
           if (live) {
@@ -748,6 +763,7 @@ export class BpfDataplane implements Dataplane {
           out.push(r);
         } catch (e) {
           rev = undefined;
+          if (name === 'lb_ct') ctf = undefined;
           this.#log.warn({ err: e, map: name }, 'conntrack sweep failed; retried next period');
         }
       }
@@ -757,6 +773,14 @@ export class BpfDataplane implements Dataplane {
           this.#log.debug({ half: rev.half, reverseEntries: entries }, 'reply filter (lb_rev_filter) rebuilt');
         } catch (e) {
           this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not switched; retried next period');
+        }
+      }
+      if (ctf && out.some((r) => r.map === 'lb_ct') && this.#loaded) {
+        try {
+          const entries = ctf.finish();
+          this.#log.debug({ half: ctf.half, entries }, 'conntrack filter (lb_ct_filter) rebuilt');
+        } catch (e) {
+          this.#log.warn({ err: e }, 'conntrack filter (lb_ct_filter) not switched; retried next period');
         }
       }
       // lb_frags is not swept (LRU only) and small: counted whole

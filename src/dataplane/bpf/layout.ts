@@ -28,6 +28,8 @@ export const LB_FRAGS_MAX = 8192;
 export const LB_FE_FILTER_BITS_LOG2 = 20;
 export const LB_FE_FILTER_WORDS = 1 << (LB_FE_FILTER_BITS_LOG2 - 6);
 export const LB_REV_FILTER_WORDS = LB_FE_FILTER_WORDS;
+/** lb_ct_filter: u64 words of each half (2^20 bits), the halves interleaved as lb_rev_filter's */
+export const LB_CT_FILTER_WORDS = 16384;
 
 // the limits the plan also needs: one copy, in src/plan/limits.ts (checked against lb_consts.h too)
 import { LB_MAGLEV_IDS_PER_ELEM } from '../../plan/limits.js';
@@ -108,7 +110,7 @@ export type MapName = (typeof MAP_NAMES)[number];
  * reads them (lb_sock_store: socket-local storage, read by the socket hooks and lb_sock_term), and
  * an object of an earlier build (KBP_CONNRATE_B, --bpf-object) lacks them.
  */
-export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_sock_store', 'lb_sock_slots', 'lb_sock_slotbit'] as const;
+export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_ct_filter', 'lb_sock_store', 'lb_sock_slots', 'lb_sock_slotbit'] as const;
 export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
 const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
@@ -190,6 +192,28 @@ export function revFilterBits(ctKey: Buffer): [number, number, number] {
   const bit = revFilterBit(ctKey);
   revScratchOf(ctKey);
   return [bit, feFilterBit(revScratch), feFilterBitLegacy(revScratch)];
+}
+
+/**
+ * The lb_ct_filter bit of an lb_ct key (lb_ct.h lb_ct_filter_bit()): the word a hash of the client's
+ * address (its little-endian words as loaded), the client port's group of 32 and the protocol; the
+ * bit the client port's place in the group and the direction, XORed with 6 bits of a hash of the
+ * other end's address and port. The client: a forward key's source, a reverse key's destination.
+ */
+export function ctFilterBit(ctKey: Buffer, off = 0): number {
+  const f = CT_KEY.fields;
+  const s = filterAddrHash(ctKey, off + f.saddr.offset), d = filterAddrHash(ctKey, off + f.daddr.offset);
+  const sport = ctKey.readUInt16BE(off + f.sport.offset), dport = ctKey.readUInt16BE(off + f.dport.offset);
+  const proto = ctKey[off + f.proto.offset]!, dir = ctKey[off + f.dir.offset]!;
+  const fwd = dir === LB_CT_DIR_FWD;
+  const [client, other, cport, oport] = fwd ? [s, d, sport, dport] : [d, s, dport, sport];
+  let h = Math.imul(client ^ ((cport >>> 5) << 8) ^ proto, C1);
+  h ^= h >>> 16;
+  h = Math.imul(h, C2);
+  let o = Math.imul(other ^ oport, C1);
+  o ^= o >>> 15;
+  o = Math.imul(o, C2);
+  return (((h >>> 18) << 6) | ((((cport & 31) << 1) | (dir & 1)) ^ (o >>> 26))) >>> 0;
 }
 
 // ---- enum translations --------------------------------------------------------------------------

@@ -290,12 +290,13 @@ function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
     for (const name of object.programNames()) pinProgram(object.program(name), pinRoot);
     recordIds(object, state);
     // a pinned filter is trusted only once this agent has rebuilt it: lb_fe_filter from lb_frontends
-    // by the writer's first apply (map-writer syncFeFilter), lb_rev_filter from the conntrack maps by
-    // the first sweep (ct-sweep.ts RevFilterBuild). One left switched on by another build (an older
-    // one, a downgrade) may lack the bits of frontends or reverse entries written since, and would
-    // hide them: so each is off (element 0 zero: every packet looked up) until then
+    // by the writer's first apply (map-writer syncFeFilter), lb_rev_filter from the conntrack maps and
+    // lb_ct_filter from lb_ct by the first sweep (ct-sweep.ts FilterBuild). One left switched on by
+    // another build (an older one, a downgrade) may lack the bits of frontends or conntrack entries
+    // written since, and would hide them: so each is off (element 0 zero: every packet looked up)
+    // until then
     if (reused) {
-      for (const name of ['lb_fe_filter', 'lb_rev_filter']) {
+      for (const name of ['lb_fe_filter', 'lb_rev_filter', 'lb_ct_filter']) {
         if (object.mapNames().includes(name)) object.map(name).update(Buffer.alloc(4), Buffer.alloc(8));
       }
     }

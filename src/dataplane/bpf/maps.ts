@@ -13,7 +13,7 @@ import type { BpfObject } from './native/object.js';
 export type DataplaneMaps = Record<L.MapName, BpfMap>;
 
 /** maps the BPF programs write (runtime state), as opposed to those only the agent writes */
-export const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl', 'lb_rev_filter']);
+export const PROGRAM_WRITTEN_MAPS: ReadonlySet<string> = new Set(['lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_sock_revnat', 'lb_stats', 'lb_fe_stats', 'lb_frags', 'lb_reject_rl', 'lb_rev_filter', 'lb_ct_filter']);
 
 /** the maps an apply writes (map-writer.ts): what BpfMaps.scratch creates */
 const SCRATCH_MAPS = ['lb_backends', 'lb_frontends', 'lb_slots', 'lb_members', 'lb_maglev_slots', 'lb_revnat', 'lb_src_ranges', 'lb_fe_filter'] as const satisfies readonly L.MapName[];

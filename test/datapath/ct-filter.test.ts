@@ -1,0 +1,200 @@
+// lb_ct_filter (bpf/lb_maps.h): the bit array in front of a new flow's lb_ct lookups (a SYN's forward
+// key, the clash check's reverse key, a SYN-ACK's reply key, lb_ct_forget_closed's). The programs set
+// a key's bit after every lb_ct insert; the agent turns the filter on and rebuilds it from its scan of
+// lb_ct at each sweep (ct-sweep.ts FilterBuild). A false positive costs a lookup; a false negative
+// would hide a flow's entry: a reused client port would be balanced anew while its old entries live
+// on, a clash would go unseen, a SYN-ACK of a flow re-selected in lb_ct would leave untranslated.
+// These rows check that the kernel sets the bit layout.ts ctFilterBit() computes, that no key the
+// programs read is missing its bit (their own inserts, entries a rebuild must find, entries written
+// during one), and that the filter is read at all (a clear bit does hide an entry, off looks it up).
+import test from 'ava';
+import { Datapath, TC_ACT_OK, TC_ACT_SHOT, type TestService } from '../../testing/datapath.js';
+import { frame, tcp, udp, TCP_ACK, TCP_FIN, TCP_SYN } from '../../testing/packets.js';
+import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, ctFilterBit, encodeCtKey, encodeU32, revFilterElem, type CtKey } from '../../src/dataplane/bpf/layout.js';
+import { CtFilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
+import { isRoot } from './fixtures/util.js';
+
+const CLIENT = '10.244.5.9';
+const be = (id: number, address: string, port: number) => ({ id, address, port, flags: 0 });
+const WEB: TestService = { feId: 80, address: '10.96.80.1', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(801, '10.244.8.1', 8080)] };
+/** a second frontend of WEB's backend: a client port live to WEB clashes here */
+const WEB2: TestService = { feId: 82, address: '10.96.80.3', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(801, '10.244.8.1', 8080)] };
+const DNS: TestService = { feId: 81, address: '10.96.80.2', port: 53, protocol: 'UDP', scope: 'internal', backends: [be(811, '10.244.8.2', 5353)] };
+
+type Flags = { flags?: number; seq?: number; ack?: number };
+function l4(s: TestService, sport: number, dport: number, o: Flags = {}) {
+  return s.protocol === 'TCP' ? tcp(sport, dport, o) : udp(sport, dport);
+}
+/** the client's packet to the frontend, and as translated to the backend */
+function fwd(s: TestService, cport: number, o: Flags = {}) {
+  const b = s.backends[0]!;
+  return { input: frame({ src: CLIENT, dst: s.address, l4: l4(s, cport, s.port, o) }), output: frame({ src: CLIENT, dst: b.address, l4: l4(s, cport, b.port, o) }) };
+}
+/** the backend's reply, and as rewritten to come from the frontend */
+function rep(s: TestService, cport: number, o: Flags = { flags: TCP_SYN | TCP_ACK, seq: 5000, ack: 1001 }) {
+  const b = s.backends[0]!;
+  return { input: frame({ src: b.address, dst: CLIENT, l4: l4(s, b.port, cport, o) }), output: frame({ src: s.address, dst: CLIENT, l4: l4(s, s.port, cport, o) }) };
+}
+function fwdKey(s: TestService, cport: number): Buffer {
+  const k: CtKey = { saddr: CLIENT, daddr: s.address, sport: cport, dport: s.port, protocol: s.protocol, dir: LB_CT_DIR_FWD };
+  return encodeCtKey(k);
+}
+function revKey(s: TestService, cport: number): Buffer {
+  const b = s.backends[0]!;
+  const k: CtKey = { saddr: b.address, daddr: CLIENT, sport: b.port, dport: cport, protocol: s.protocol, dir: LB_CT_DIR_REV };
+  return encodeCtKey(k);
+}
+const ACK = { flags: TCP_ACK, seq: 1001, ack: 5001 };
+
+function word(d: Datapath, half: 1 | 2, bit: number): bigint {
+  return d.map('lb_ct_filter').lookup(encodeU32(revFilterElem(bit, half)))!.readBigUInt64LE(0);
+}
+const isSet = (d: Datapath, half: 1 | 2, key: Buffer) => {
+  const bit = ctFilterBit(key);
+  return ((word(d, half, bit) >> BigInt(bit & 63)) & 1n) === 1n;
+};
+function clearBit(d: Datapath, half: 1 | 2, key: Buffer): void {
+  const bit = ctFilterBit(key), v = Buffer.alloc(8);
+  v.writeBigUInt64LE(word(d, half, bit) & ~(1n << BigInt(bit & 63)));
+  d.map('lb_ct_filter').update(encodeU32(revFilterElem(bit, half)), v);
+}
+const switchOf = (d: Datapath) => d.map('lb_ct_filter').lookup(encodeU32(0))!.readBigUInt64LE(0);
+function setSwitch(d: Datapath, v: number): void {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  d.map('lb_ct_filter').update(encodeU32(0), b);
+}
+/** the agent's rebuild over lb_ct, as one sweep does it (dataplane.ts sweepConntrack) */
+async function rebuild(d: Datapath, between?: () => void) {
+  const r = await CtFilterBuild.begin(d.map('lb_ct_filter'), new RevFilterZeroing(), 0);
+  between?.();
+  await sweepConntrack(d.map('lb_ct'), 'lb_ct', undefined, undefined, undefined, r.visit);
+  r.finish();
+  return r;
+}
+
+function runOk(t: import('ava').ExecutionContext, d: Datapath, prog: 'lb_tc_ingress' | 'lb_tc_egress', p: { input: Buffer; output: Buffer | 'input' }, what: string): void {
+  const r = d.run(prog, p.input);
+  t.is(r.verdict, TC_ACT_OK, what);
+  t.is(r.output.toString('hex'), (p.output === 'input' ? p.input : p.output).toString('hex'), what);
+}
+/** a TCP flow through its handshake into lb_ct, then closed by the client's FIN */
+function closedFlow(t: import('ava').ExecutionContext, d: Datapath, s: TestService, cport: number): void {
+  runOk(t, d, 'lb_tc_ingress', fwd(s, cport), 'SYN');
+  runOk(t, d, 'lb_tc_egress', rep(s, cport), 'SYN-ACK');
+  runOk(t, d, 'lb_tc_ingress', fwd(s, cport, ACK), 'ACK: into lb_ct');
+  runOk(t, d, 'lb_tc_ingress', fwd(s, cport, { flags: TCP_FIN | TCP_ACK, seq: 1001, ack: 5001 }), 'FIN');
+  t.true(d.ctIn('lb_ct', { saddr: CLIENT, daddr: s.address, sport: cport, dport: s.port, protocol: 'TCP', dir: LB_CT_DIR_FWD })!.flags & LB_CT_F_CLOSING ? true : false, 'closing');
+}
+
+if (!isRoot) {
+  test('lb_ct_filter tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
+} else {
+  let dp: Datapath | undefined;
+  test.before(() => { dp = new Datapath(); dp.install([WEB, WEB2, DNS]); });
+  test.after.always(() => dp?.close());
+
+  test.serial('the programs set both keys\' bits at each lb_ct insert (as ctFilterBit computes), none for a handshake in lb_ct_syn', (t) => {
+    const d = dp!;
+    d.restore();
+    t.is(switchOf(d), 1n, 'on, as the agent leaves it');
+    const tcpKeys = [fwdKey(WEB, 41000), revKey(WEB, 41000)], udpKeys = [fwdKey(DNS, 52000), revKey(DNS, 52000)];
+    for (const k of [...tcpKeys, ...udpKeys]) t.false(isSet(d, 1, k));
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41000), 'SYN translated');
+    t.truthy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41000)), 'the handshake waits in lb_ct_syn');
+    for (const k of tcpKeys) t.false(isSet(d, 1, k), 'no bit for lb_ct_syn\'s keys');
+    runOk(t, d, 'lb_tc_egress', rep(WEB, 41000), 'SYN-ACK rewritten (lb_ct looked up behind a clear bit, then lb_ct_syn)');
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41000, ACK), 'ACK: the flow moves to lb_ct');
+    for (const k of tcpKeys) t.true(isSet(d, 1, k) && isSet(d, 2, k), 'both keys, both halves');
+    runOk(t, d, 'lb_tc_ingress', fwd(DNS, 52000), 'UDP translated (straight into lb_ct)');
+    for (const k of udpKeys) t.true(isSet(d, 1, k) && isSet(d, 2, k), 'UDP: both keys, both halves');
+  });
+
+  test.serial('a reused client port finds its closed flow\'s entries behind the filter; a clear bit hides them, off looks them up', (t) => {
+    const d = dp!;
+    d.restore();
+    closedFlow(t, d, WEB, 41001);
+    d.resetStats();
+    // the port reused: the SYN finds the closing entry (had_ct) and rewrites both in lb_ct, no handshake in lb_ct_syn
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41001), 'the new SYN on the reused port: translated');
+    t.falsy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41001)), 'found its lb_ct entry: re-selected in place, nothing in lb_ct_syn');
+    t.is(d.ctIn('lb_ct', { saddr: CLIENT, daddr: WEB.address, sport: 41001, dport: 80, protocol: 'TCP', dir: LB_CT_DIR_FWD })!.flags & LB_CT_F_CLOSING, 0, 'written afresh: no longer closing');
+    runOk(t, d, 'lb_tc_egress', rep(WEB, 41001), 'its SYN-ACK (in lb_ct, its bit set): rewritten');
+
+    // the filter is read: the same with the forward key's bit cleared in the half in use
+    closedFlow(t, d, WEB, 41002);
+    clearBit(d, 1, fwdKey(WEB, 41002));
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41002), 'SYN behind a clear bit');
+    t.truthy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41002)), 'not looked up in lb_ct: a brand-new handshake');
+    setSwitch(d, 0);
+    closedFlow(t, d, WEB, 41003);
+    clearBit(d, 1, fwdKey(WEB, 41003));
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41003), 'SYN, filter off');
+    t.falsy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41003)), 'off: looked up, found in lb_ct');
+    setSwitch(d, 3);
+    closedFlow(t, d, WEB, 41004);
+    clearBit(d, 1, fwdKey(WEB, 41004));
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41004), 'SYN, a switch value of no half');
+    t.falsy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41004)), 'a switch value of no half: off, looked up');
+    setSwitch(d, 1);
+  });
+
+  test.serial('the clash check sees another frontend\'s live flow on the reply tuple behind the filter', (t) => {
+    const d = dp!;
+    d.restore();
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41010), 'SYN to WEB');
+    runOk(t, d, 'lb_tc_egress', rep(WEB, 41010), 'SYN-ACK');
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41010, ACK), 'ACK: live in lb_ct');
+    d.resetStats();
+    const r = d.run('lb_tc_ingress', fwd(WEB2, 41010).input);
+    t.is(r.verdict, TC_ACT_SHOT, 'the same client port to WEB2, whose replies would carry WEB\'s tuple: dropped');
+    t.deepEqual(d.stats(), { drop_ct_clash: 1 });
+    // and the check reads the filter: with the reverse key's bit clear it would not see the flow
+    clearBit(d, 1, revKey(WEB, 41010));
+    d.resetStats();
+    t.is(d.run('lb_tc_ingress', fwd(WEB2, 41010).input).verdict, TC_ACT_OK, 'a clear bit hides the live flow (what the programs\' own bits prevent)');
+  });
+
+  test.serial('the agent\'s rebuild: entries without bits (an upgrade\'s fresh map, a restart) are found by its scan, later ones by the programs', async (t) => {
+    const d = dp!;
+    d.restore();
+    closedFlow(t, d, WEB, 41020);
+    runOk(t, d, 'lb_tc_ingress', fwd(DNS, 52020), 'a UDP flow');
+    // the filter as an upgrade's fresh map, or a restart's switched-off one, has it: all zero, off
+    d.resetCtFilter(0);
+    // switched on without the rebuild (what the agent must never do): the reused port is not found
+    setSwitch(d, 1);
+    closedFlow(t, d, WEB, 41021);
+    d.resetCtFilter(1);
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41021), 'on without the rebuild');
+    t.truthy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41021)), 'the closed flow\'s entry missed (a bit-less key)');
+    d.resetCtFilter(0);
+
+    const r1 = await rebuild(d);
+    t.is(r1.half, 1);
+    t.is(switchOf(d), 1n, 'switched on');
+    for (const k of [fwdKey(WEB, 41020), revKey(WEB, 41020), fwdKey(DNS, 52020), revKey(DNS, 52020)]) t.true(isSet(d, 1, k), 'the scan set every lb_ct key\'s bit');
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41020), 'the reused port after the rebuild');
+    t.falsy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41020)), 'found in lb_ct');
+
+    // the next rebuild takes the other half and drops the bits of entries gone (DNS's flow); a flow
+    // written after it zeroed that half and before the switch sets its bit there itself
+    for (const k of [fwdKey(DNS, 52020), revKey(DNS, 52020)]) d.map('lb_ct').delete(k);
+    const r2 = await rebuild(d, () => { d.run('lb_tc_ingress', fwd(DNS, 52021).input); });
+    t.is(r2.half, 2);
+    t.is(switchOf(d), 2n);
+    t.true(isSet(d, 2, fwdKey(DNS, 52021)) && isSet(d, 2, revKey(DNS, 52021)), 'set by the program during the rebuild');
+    t.false(isSet(d, 2, fwdKey(DNS, 52020)), 'an entry gone: its bit dropped');
+    t.true(isSet(d, 2, fwdKey(WEB, 41020)), 'a live entry\'s bit kept');
+  });
+
+  test.serial('a SYN-ACK of a flow re-selected in lb_ct and one in lb_ct_syn are both rewritten with the filter on', (t) => {
+    const d = dp!;
+    d.restore();
+    closedFlow(t, d, WEB, 41030);
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41030), 'SYN on the reused port: in lb_ct');
+    runOk(t, d, 'lb_tc_egress', rep(WEB, 41030), 'its SYN-ACK found in lb_ct');
+    runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41031), 'SYN of a new port: in lb_ct_syn');
+    runOk(t, d, 'lb_tc_egress', rep(WEB, 41031), 'its SYN-ACK found in lb_ct_syn');
+  });
+}
