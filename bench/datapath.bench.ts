@@ -155,7 +155,7 @@ function runChain(side: Side, row: ChainRow): number {
   }
   // as the agent's next sweep leaves it over an empty lb_ct: no bit set (the round's keys are the
   // last round's; with their bits left, every repeat would look lb_ct up)
-  dp.resetCtFilter();
+  dp.resetFilter('lb_ct_filter');
   dp.resetStats();
   const r = dp.run(row.prog, row.input, { repeat: k });
   const ok = row.prog === 'lb_xdp' ? XDP_PASS : TC_ACT_OK;

@@ -83,31 +83,37 @@ static __always_inline void lb_lru_del(void *map, const void *k, __u32 stat_dele
 		lb_stat_inc(stat_delete);
 }
 
-/* the element of a bit's word in half 1 (lb_maps.h lb_rev_filter); half 2's is the next one */
-static __always_inline __u32 lb_rev_filter_key(__u32 bit)
+/* the element of a bit's word in half 1 of a filter (lb_maps.h lb_rev_filter, lb_ct_filter); half
+ * 2's is the next one */
+static __always_inline __u32 lb_filter_key(__u32 bit)
 {
 	return 1 + 2 * (bit >> 6);
 }
 
-/* After a reverse entry with this source (a backend) and destination (its client) was written
- * (lb_maps.h lb_rev_filter): its bit in both halves, two words of one cache line. A bit already set
- * is left unwritten: no store on the cache line every CPU reads. */
-static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u8 proto, const union lb_addr *client)
+/* A bit set in both halves of a filter (lb_rev_filter, lb_ct_filter), two words of one cache line.
+ * A bit already set is left unwritten: no store on the cache line every CPU reads. */
+static __always_inline void lb_filter_set(void *filter, __u32 bit)
 {
-	__u32 w[4], bit, key;
-	__u64 *v, m;
+	__u32 key = lb_filter_key(bit);
+	__u64 *v, m = 1ULL << (bit & 63);
 
-	__builtin_memcpy(w, addr, 16);
-	bit = lb_rev_filter_bit(w, port, proto, client->w);
-	m = 1ULL << (bit & 63);
-	key = lb_rev_filter_key(bit);
-	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
+	v = bpf_map_lookup_elem(filter, &key);
 	if (v && !(*v & m))
 		__sync_fetch_and_or(v, m);
 	key += 1;
-	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
+	v = bpf_map_lookup_elem(filter, &key);
 	if (v && !(*v & m))
 		__sync_fetch_and_or(v, m);
+}
+
+/* After a reverse entry with this source (a backend) and destination (its client) was written
+ * (lb_maps.h lb_rev_filter): its bit, in both halves (lb_filter_set). */
+static __always_inline void lb_rev_filter_set(const __u8 *addr, __be16 port, __u8 proto, const union lb_addr *client)
+{
+	__u32 w[4];
+
+	__builtin_memcpy(w, addr, 16);
+	lb_filter_set(&lb_rev_filter, lb_rev_filter_bit(w, port, proto, client->w));
 }
 
 /* 0 when no reverse entry in lb_ct or lb_ct_syn has this source and destination (a packet between
@@ -125,7 +131,7 @@ static __always_inline int lb_rev_filter_may(const union lb_addr *src, __be16 po
 	if (half != 1 && half != 2)
 		return 1;
 	bit = lb_rev_filter_bit(src->w, port, proto, dst->w);
-	key = lb_rev_filter_key(bit) + (__u32)(half - 1);
+	key = lb_filter_key(bit) + (__u32)(half - 1);
 	v = bpf_map_lookup_elem(&lb_rev_filter, &key);
 	return !v || ((*v >> (bit & 63)) & 1);
 }
@@ -176,26 +182,14 @@ _Static_assert(LB_CT_FILTER_WORDS == 1 << (20 - 6), "lb_ct_filter_bit: 2^20 bits
  * they made the object's load ~10-20 % slower, docs/PERF.md session 24). */
 
 /* After an lb_ct insert of k: its bit in both halves of lb_ct_filter (two words of one cache line,
- * lb_rev_filter_key's layout), each written only when clear. (One call for a flow's two keys, which
+ * lb_filter_key's layout), each written only when clear. (One call for a flow's two keys, which
  * share a word, would save two atomic ORs a flow, but its frame put XDP's stack over the verifier's
  * 512 bytes for a program and its calls together.) */
 __noinline int lb_ct_filter_set(const struct lb_ct_key *k)
 {
-	__u32 bit, key;
-	__u64 *v, m;
-
 	if (!k)
 		return 0;
-	bit = lb_ct_filter_bit(k);
-	m = 1ULL << (bit & 63);
-	key = lb_rev_filter_key(bit);
-	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
-	if (v && !(*v & m))
-		__sync_fetch_and_or(v, m);
-	key += 1;
-	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
-	if (v && !(*v & m))
-		__sync_fetch_and_or(v, m);
+	lb_filter_set(&lb_ct_filter, lb_ct_filter_bit(k));
 	return 0;
 }
 
@@ -215,7 +209,7 @@ __noinline int lb_ct_filter_may(const struct lb_ct_key *k)
 	if (half != 1 && half != 2)
 		return 1;
 	bit = lb_ct_filter_bit(k);
-	key = lb_rev_filter_key(bit) + (__u32)(half - 1);
+	key = lb_filter_key(bit) + (__u32)(half - 1);
 	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
 	return !v || ((*v >> (bit & 63)) & 1);
 }

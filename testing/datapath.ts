@@ -156,8 +156,8 @@ export class Datapath {
       for (const k of m.keys()) m.delete(k);
     }
     this.clearFeFilter();
-    this.resetRevFilter();
-    this.resetCtFilter();
+    this.resetFilter('lb_rev_filter');
+    this.resetFilter('lb_ct_filter');
     for (const m of this.inner.values()) m.close();
     this.inner.clear();
     this.tables.clear();
@@ -197,8 +197,8 @@ export class Datapath {
       for (const k of m.keys()) m.delete(k);
     }
     this.resetStats();
-    this.resetRevFilter();
-    this.resetCtFilter();
+    this.resetFilter('lb_rev_filter');
+    this.resetFilter('lb_ct_filter');
     this.map('lb_config').update(encodeU32(0), encodeConfig({ hashSeed: SEED, snatMark: SNAT_MARK, flags: 0 }));
     for (const s of base.services) {
       const tableId = s.tableId ?? s.feId + 1000;
@@ -210,26 +210,13 @@ export class Datapath {
   }
 
   /**
-   * lb_rev_filter as the agent leaves it after a sweep of empty conntrack maps: no bit set, switched
-   * on (half `on`; 0: off, as an object's fresh map). Rows then run with the reply filter in front of
-   * every reply lookup: the bits are the programs' own, and setCt()'s for the entries a row seeds.
+   * A filter (lb_rev_filter, lb_ct_filter) as the agent leaves it after a sweep of empty conntrack
+   * maps: no bit set, switched on (half `on`; 0: off, as an object's fresh map). Rows then run with
+   * the filter in front of the lookups it guards: the bits are the programs' own, and setCt()'s for
+   * the entries a row seeds.
    */
-  resetRevFilter(on: 0 | 1 | 2 = 1): void {
-    const m = this.optMap('lb_rev_filter');
-    if (!m) return;
-    m.writeMmap(Buffer.alloc(m.maxEntries * 8));
-    const v = Buffer.alloc(8);
-    v.writeBigUInt64LE(BigInt(on));
-    m.update(encodeU32(0), v);
-  }
-
-  /**
-   * lb_ct_filter as the agent leaves it after a sweep of an empty lb_ct: no bit set, switched on
-   * (half `on`; 0: off, as an object's fresh map). A new flow's lb_ct lookups then run behind it;
-   * setCt() sets the bit of an lb_ct entry a row seeds, as the programs do.
-   */
-  resetCtFilter(on: 0 | 1 | 2 = 1): void {
-    const m = this.optMap('lb_ct_filter');
+  resetFilter(name: 'lb_rev_filter' | 'lb_ct_filter', on: 0 | 1 | 2 = 1): void {
+    const m = this.optMap(name);
     if (!m) return;
     m.writeMmap(Buffer.alloc(m.maxEntries * 8));
     const v = Buffer.alloc(8);

@@ -161,14 +161,14 @@ if (!isRoot) {
     closedFlow(t, d, WEB, 41020);
     runOk(t, d, 'lb_tc_ingress', fwd(DNS, 52020), 'a UDP flow');
     // the filter as an upgrade's fresh map, or a restart's switched-off one, has it: all zero, off
-    d.resetCtFilter(0);
+    d.resetFilter('lb_ct_filter', 0);
     // switched on without the rebuild (what the agent must never do): the reused port is not found
     setSwitch(d, 1);
     closedFlow(t, d, WEB, 41021);
-    d.resetCtFilter(1);
+    d.resetFilter('lb_ct_filter', 1);
     runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41021), 'on without the rebuild');
     t.truthy(d.map('lb_ct_syn').lookup(fwdKey(WEB, 41021)), 'the closed flow\'s entry missed (a bit-less key)');
-    d.resetCtFilter(0);
+    d.resetFilter('lb_ct_filter', 0);
 
     const r1 = await rebuild(d);
     t.is(r1.half, 1);

@@ -159,10 +159,10 @@ if (!isRoot) {
     d.run('lb_tc_ingress', fwd(WEB, 41001, { flags: TCP_ACK, seq: 1001, ack: 5001 }).input);
     d.run('lb_tc_ingress', fwd(DNS, 52001).input);
     t.truthy(d.map('lb_ct').lookup(revKey(WEB, 41001)));
-    d.resetRevFilter(0);
+    d.resetFilter('lb_rev_filter', 0);
     d.run('lb_tc_ingress', fwd(WEB, 41002).input);
     t.truthy(d.map('lb_ct_syn').lookup(revKey(WEB, 41002)), 'the handshake waits in lb_ct_syn');
-    d.resetRevFilter(0);
+    d.resetFilter('lb_rev_filter', 0);
     runOk(t, d, 'lb_tc_egress', rep(WEB, 41002), 'off: the SYN-ACK is rewritten');
     // switched on without the rebuild (what the agent must never do): the replies are lost
     setSwitch(d, 1);
@@ -200,7 +200,7 @@ if (!isRoot) {
   test.serial('a sweep zeroes a half of lb_rev_filter only when it may hold a bit: none ORed in, no conntrack insert since', async (t) => {
     const d = dp!;
     d.restore();
-    d.resetRevFilter(0);
+    d.resetFilter('lb_rev_filter', 0);
     const f = d.map('lb_rev_filter'), zeroed = new RevFilterZeroing();
     // a rebuild as the sweep runs it (rebuild() above), counting the zeroing's batch: the writes of begin()
     const writesOf = async (between?: () => void) => {

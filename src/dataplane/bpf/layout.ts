@@ -159,7 +159,7 @@ export function filterBitsOf(pair: number): [number, number] {
   return [Math.floor(pair / FILTER_BITS), pair % FILTER_BITS];
 }
 
-/** the lb_rev_filter element of a bit's word in half 1 or 2 (lb_ct.h lb_rev_filter_key: the halves interleaved) */
+/** the lb_rev_filter element of a bit's word in half 1 or 2 (lb_ct.h lb_filter_key: the halves interleaved) */
 export function revFilterElem(bit: number, half: 1 | 2): number {
   return 1 + 2 * (bit >>> 6) + (half - 1);
 }
