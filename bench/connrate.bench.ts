@@ -25,7 +25,7 @@ import { servicePortsOf } from './baseline/services.js';
 import { nodeState } from './gen.js';
 import { compileAside, defineBench, type BenchContext } from './lib.js';
 import { GuardedLab, restore } from './guarded-lab.js';
-import { CtFilterBuild, RevFilterBuild, sweepConntrack } from '../src/dataplane/bpf/ct-sweep.js';
+import { FilterBuild, sweepConntrack } from '../src/dataplane/bpf/ct-sweep.js';
 
 const SEED = 0x6b627078;
 /**
@@ -252,12 +252,12 @@ class Topology {
 async function revFilterOn(dp: LabDataplane): Promise<void> {
   const { object, maps } = dp.loaded;
   if (object.mapNames().includes('lb_rev_filter')) {
-    const r = await RevFilterBuild.begin(object.map('lb_rev_filter'));
+    const r = await FilterBuild.begin(object.map('lb_rev_filter'), 'rev');
     for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(maps.map(name), name, undefined, undefined, undefined, r.visit);
     r.finish();
   }
   if (object.mapNames().includes('lb_ct_filter')) {
-    const r = await CtFilterBuild.begin(object.map('lb_ct_filter'));
+    const r = await FilterBuild.begin(object.map('lb_ct_filter'), 'ct');
     await sweepConntrack(maps.map('lb_ct'), 'lb_ct', undefined, undefined, undefined, r.visit);
     r.finish();
   }

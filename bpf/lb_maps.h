@@ -44,7 +44,7 @@ _Static_assert(LB_FE_FILTER_WORDS == 1 << (LB_FE_FILTER_BITS_LOG2 - 6), "lb_fe_f
  * a bit's two words share a cache line): a program that writes a reverse entry sets its source's
  * bit in both, after the entry (lb_rev_filter_set), and never clears one. Element 0 is the switch: 1 or 2, the half lookups read; anything else, the
  * filter is off and every packet is looked up. The agent turns it on and rebuilds it at each
- * conntrack sweep (ct-sweep.ts RevFilterBuild): it zeroes the half not in use, scans lb_ct and
+ * conntrack sweep (ct-sweep.ts FilterBuild): it zeroes the half not in use, scans lb_ct and
  * lb_ct_syn, ORs in the bits of the entries found and switches to that half,
  * so bits of entries gone are dropped. An entry written after the zeroing sets its bit there itself; one
  * written before it is in the maps when the scan begins. Mappable: the agent ORs its bits in place
@@ -65,7 +65,7 @@ struct {
  * switched and rebuilt as lb_rev_filter is: two interleaved halves, element 0 the half in use (1 or
  * 2; anything else: off, every key looked up), the programs set a key's bit in both halves after
  * each lb_ct insert (lb_ct_filter_set) and never clear one, and the agent rebuilds the half not in
- * use from its scan of lb_ct at each sweep (ct-sweep.ts CtFilterBuild) and switches to it, so bits
+ * use from its scan of lb_ct at each sweep (ct-sweep.ts FilterBuild) and switches to it, so bits
  * of entries gone are dropped. lb_ct_syn has no bits here: its lookups hit or warm a bucket the
  * handshake writes anyway. Hits (established packets) never read it. */
 struct {

@@ -11,7 +11,7 @@ import test from 'ava';
 import { Datapath, TC_ACT_OK, TC_ACT_SHOT, type TestService } from '../../testing/datapath.js';
 import { frame, tcp, udp, TCP_ACK, TCP_FIN, TCP_SYN } from '../../testing/packets.js';
 import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, ctFilterBit, encodeCtKey, encodeU32, revFilterElem, type CtKey } from '../../src/dataplane/bpf/layout.js';
-import { CtFilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
+import { FilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 import { isRoot } from './fixtures/util.js';
 
 const CLIENT = '10.244.5.9';
@@ -66,7 +66,7 @@ function setSwitch(d: Datapath, v: number): void {
 }
 /** the agent's rebuild over lb_ct, as one sweep does it (dataplane.ts sweepConntrack) */
 async function rebuild(d: Datapath, between?: () => void) {
-  const r = await CtFilterBuild.begin(d.map('lb_ct_filter'), new RevFilterZeroing(), 0);
+  const r = await FilterBuild.begin(d.map('lb_ct_filter'), 'ct', new RevFilterZeroing(), 0);
   between?.();
   await sweepConntrack(d.map('lb_ct'), 'lb_ct', undefined, undefined, undefined, r.visit);
   r.finish();

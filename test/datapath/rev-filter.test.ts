@@ -1,6 +1,6 @@
 // lb_rev_filter (bpf/lb_maps.h): the bitmap in front of the reply lookups in lb_ct and lb_ct_syn.
 // The programs set the bit of every reverse entry's source (the backend) when they write one; the
-// agent turns the filter on and rebuilds it at each conntrack sweep (ct-sweep.ts RevFilterBuild).
+// agent turns the filter on and rebuilds it at each conntrack sweep (ct-sweep.ts FilterBuild).
 // A false positive costs a lookup; a false negative leaves a reply untranslated and breaks the flow:
 // these rows check that no entry's bit is missing where the programs read (the programs' own writes,
 // entries an upgrade or a restart left without bits, entries written during a rebuild), with exact
@@ -9,7 +9,7 @@ import test from 'ava';
 import { Datapath, TC_ACT_OK, type TestService } from '../../testing/datapath.js';
 import { frame, tcp, udp, TCP_ACK, TCP_RST, TCP_SYN } from '../../testing/packets.js';
 import { CT_ENTRY, LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, LB_STATS, encodeCtKey, encodeU32, revFilterBit, revFilterElem, sumU64PerCpu, type CtKey } from '../../src/dataplane/bpf/layout.js';
-import { RevFilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
+import { FilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 import { native } from '../../src/dataplane/bpf/native/addon.js';
 import { isRoot } from './fixtures/util.js';
 
@@ -50,8 +50,8 @@ function setSwitch(d: Datapath, v: number): void {
   d.map('lb_rev_filter').update(encodeU32(0), b);
 }
 /** the agent's rebuild over the current maps, as one sweep does it (dataplane.ts sweepConntrack) */
-async function rebuild(d: Datapath, between?: () => void): Promise<RevFilterBuild> {
-  const r = await RevFilterBuild.begin(d.map('lb_rev_filter'));
+async function rebuild(d: Datapath, between?: () => void): Promise<FilterBuild> {
+  const r = await FilterBuild.begin(d.map('lb_rev_filter'), 'rev');
   between?.();
   for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, undefined, r.visit);
   r.finish();
@@ -205,7 +205,7 @@ if (!isRoot) {
     // a rebuild as the sweep runs it (rebuild() above), counting the zeroing's batch: the writes of begin()
     const writesOf = async (between?: () => void) => {
       const w = f.writes;
-      const r = await RevFilterBuild.begin(f, zeroed, inserts(d));
+      const r = await FilterBuild.begin(f, 'rev', zeroed, inserts(d));
       const zeroings = f.writes - w;
       between?.();
       for (const name of ['lb_ct', 'lb_ct_syn'] as const) await sweepConntrack(d.map(name), name, undefined, undefined, undefined, r.visit);

@@ -243,14 +243,3 @@ export class FilterBuild {
     this.#words[byte] = this.#words[byte]! | (1 << (bit & 7));
   }
 }
-
-/** lb_rev_filter's rebuild (FilterBuild) */
-export type RevFilterBuild = FilterBuild;
-export const RevFilterBuild = {
-  begin: (m: BpfMap, zeroed?: RevFilterZeroing, inserts?: number): Promise<FilterBuild> => FilterBuild.begin(m, 'rev', zeroed, inserts),
-};
-/** lb_ct_filter's rebuild (FilterBuild): pass it lb_ct's entries only */
-export type CtFilterBuild = FilterBuild;
-export const CtFilterBuild = {
-  begin: (m: BpfMap, zeroed?: RevFilterZeroing, inserts?: number): Promise<FilterBuild> => FilterBuild.begin(m, 'ct', zeroed, inserts),
-};

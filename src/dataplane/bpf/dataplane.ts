@@ -12,7 +12,7 @@ import { canonicalIp } from '../../util/ip.js';
 import { systemBinary } from '../../util/exec.js';
 import * as L from './layout.js';
 import { defaultNodePortRange, type NodePortRange } from '../../model/types.js';
-import { CtFilterBuild, EvictionCounter, evictionCounters, RevFilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
+import { EvictionCounter, evictionCounters, FilterBuild, RevFilterZeroing, sweepConntrack, type SweepResult } from './ct-sweep.js';
 import { attachCgroup, attachTc, attachXdp, cleanup as cleanupPins, defaultObjectPath, detach, startLoad, type LoadStarted, type Loaded } from './loader.js';
 import { mapMemoryShortfall, mapMemoryWarning, mapsMemory, memoryAvailable, type MapMemoryWarning } from './map-memory.js';
 import { numPossibleCpus } from './native/map.js';
@@ -713,24 +713,24 @@ export class BpfDataplane implements Dataplane {
     try {
       const out: SweepResult[] = [];
       // lb_rev_filter rebuilt from both scans, switched on only when both completed (ct-sweep.ts)
-      let rev: RevFilterBuild | undefined;
+      // a half still all zero is not zeroed again (RevFilterZeroing): the programs' inserts tell
+      let st: ReturnType<BpfMaps['readStats']> | undefined;
+      const o = this.#loaded?.object;
+      let rev: FilterBuild | undefined;
       try {
-        const o = this.#loaded?.object;
         if (o?.mapNames().includes('lb_rev_filter')) {
-          // a half still all zero is not zeroed again (RevFilterZeroing): the programs' inserts tell
-          const st = this.#loaded?.maps.readStats();
-          rev = await RevFilterBuild.begin(o.map('lb_rev_filter'), this.#revZeroed, st && st.ct_insert + st.ct_syn_insert);
+          st ??= this.#loaded?.maps.readStats();
+          rev = await FilterBuild.begin(o.map('lb_rev_filter'), 'rev', this.#revZeroed, st && st.ct_insert + st.ct_syn_insert);
         }
       } catch (e) {
         this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not rebuilt; retried next period');
       }
       // lb_ct_filter likewise, from the scan of lb_ct alone
-      let ctf: CtFilterBuild | undefined;
+      let ctf: FilterBuild | undefined;
       try {
-        const o = this.#loaded?.object;
         if (o?.mapNames().includes('lb_ct_filter')) {
-          const st = this.#loaded?.maps.readStats();
-          ctf = await CtFilterBuild.begin(o.map('lb_ct_filter'), this.#ctZeroed, st?.ct_insert);
+          st ??= this.#loaded?.maps.readStats();
+          ctf = await FilterBuild.begin(o.map('lb_ct_filter'), 'ct', this.#ctZeroed, st?.ct_insert);
         }
       } catch (e) {
         this.#log.warn({ err: e }, 'conntrack filter (lb_ct_filter) not rebuilt; retried next period');
