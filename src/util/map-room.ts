@@ -37,8 +37,6 @@ export function mapCapacity(size: number): number {
  * (0: room enough). m's entries and their order are as before.
  */
 export function reserveMapRoom<K, V>(m: Map<K, V>, room: number, dummy: (i: number) => K): number {
-  // a Map-like of another kind (util/sharded-map.ts, plan/id-map.ts) is not one table
-  if (!(m instanceof Map)) return 0;
   const n = m.size, cap = mapCapacity(n);
   if (cap - n >= room) return 0;
   // n + extra = cap + 1: the last insert finds the table full with no holes and doubles it; then
