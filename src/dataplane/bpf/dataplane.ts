@@ -362,7 +362,7 @@ export class BpfDataplane implements Dataplane {
     // then, with the new programs attached, the maps programs write: nothing the old programs wrote
     // up to the switch is lost
     for (const m of [...migrated, ...loaded.finishMigration()]) {
-      this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped, newer: m.newer },
+      this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped, newer: m.newer, ms: m.ms },
         m.how === 'copy' ? 'pinned map of another definition (an older build, or other --bpf-map-max sizes) migrated: entries copied into the new layout'
           : 'pinned map of another definition (an older build, or other --bpf-map-max sizes) recreated: the agent rewrites what it derives from the plan; runtime state in it starts empty');
     }
@@ -610,6 +610,7 @@ export class BpfDataplane implements Dataplane {
     // every local address answers NodePorts compiled for any address (0.0.0.0 / ::)
     maps.setNodeAddresses(new Set(links.flatMap((l) => l.addresses.filter((a) => !a.startsWith('fe80:')))));
     const present = new Set<number>();
+    const todo: Array<{ l: Link; external: boolean; flags: number }> = [];
     for (const l of links) {
       if (l.ifname === 'lo') continue;
       if (!servesLinkType(l.linkType)) {
@@ -626,19 +627,44 @@ export class BpfDataplane implements Dataplane {
       const flags = (external ? L.LB_DEV_F_EXTERNAL : 0) | (localSource(l) ? L.LB_DEV_F_LOCAL_SRC : 0);
       const have = this.#attached.get(l.ifindex);
       if (have && have.external === external && have.flags === flags && have.ifname === l.ifname && !force) continue;
+      todo.push({ l, external, flags });
+    }
+    // The switch of programs: every device's lb_devices entry first, then the attachments back to
+    // back, and only then the state file's save and the log. While some devices run an older agent's
+    // programs (their maps) and others these, a handshake whose SYN one side translates and whose
+    // SYN-ACK the other sees finds no entry and is lost (the client retransmits after 1 s): an
+    // upgrade (test/lab/upgrade.test.ts) keeps that window to the kernel's own attach time.
+    for (const d of todo) {
       try {
-        maps.setDevice(l.ifindex, flags);
-        // the device's name is known here: no `ip` run per attachment to look it up
-        attachTc(state, object.program('lb_tc_ingress'), l.ifindex, 'ingress', { ifname: l.ifname });
-        attachTc(state, object.program('lb_tc_egress'), l.ifindex, 'egress', { ifname: l.ifname });
-        if (external && this.#opts.xdp !== false) this.#attachXdp(l);
-        this.#attached.set(l.ifindex, { ifname: l.ifname, external, flags });
-        this.#log.info({ device: l.ifname, ifindex: l.ifindex, external }, 'attached to device');
+        maps.setDevice(d.l.ifindex, d.flags);
       } catch (e) {
-        // one device failing (it vanished, a driver refused) must not stop the others
-        this.#log.error({ err: e, device: l.ifname }, 'attaching to device failed');
+        this.#log.error({ err: e, device: d.l.ifname }, 'attaching to device failed');
+        d.flags = -1;
       }
     }
+    const attached: typeof todo = [];
+    const started = performance.now();
+    try {
+      for (const d of todo) {
+        if (d.flags < 0) continue;
+        const { l, external, flags } = d;
+        try {
+          // the device's name is known here: no `ip` run per attachment to look it up
+          attachTc(state, object.program('lb_tc_ingress'), l.ifindex, 'ingress', { ifname: l.ifname, save: false });
+          attachTc(state, object.program('lb_tc_egress'), l.ifindex, 'egress', { ifname: l.ifname, save: false });
+          if (external && this.#opts.xdp !== false) this.#attachXdp(l);
+          this.#attached.set(l.ifindex, { ifname: l.ifname, external, flags });
+          attached.push(d);
+        } catch (e) {
+          // one device failing (it vanished, a driver refused) must not stop the others
+          this.#log.error({ err: e, device: l.ifname }, 'attaching to device failed');
+        }
+      }
+    } finally {
+      if (todo.length) state.save();
+    }
+    const switchMs = Math.round((performance.now() - started) * 100) / 100;
+    for (const { l, external } of attached) this.#log.info({ device: l.ifname, ifindex: l.ifindex, external, switchMs }, 'attached to device');
     for (const ifindex of [...this.#skipped.keys()]) if (!links.some((l) => l.ifindex === ifindex)) this.#skipped.delete(ifindex);
     for (const ifindex of [...this.#attached.keys()]) {
       if (present.has(ifindex)) continue;
@@ -653,11 +679,11 @@ export class BpfDataplane implements Dataplane {
   #attachXdp(l: Link): void {
     const { object, state } = this.loaded;
     try {
-      attachXdp(state, object.program('lb_xdp'), l.ifindex, 'native', l.ifname);
+      attachXdp(state, object.program('lb_xdp'), l.ifindex, 'native', l.ifname, { save: false });
     } catch (e) {
       this.#log.warn({ device: l.ifname, reason: (e as Error).message }, 'native XDP refused; using generic XDP');
       try {
-        attachXdp(state, object.program('lb_xdp'), l.ifindex, 'generic', l.ifname);
+        attachXdp(state, object.program('lb_xdp'), l.ifindex, 'generic', l.ifname, { save: false });
       } catch (e2) {
         this.#log.warn({ device: l.ifname, reason: (e2 as Error).message }, 'XDP unavailable on device; tc serves its traffic');
       }

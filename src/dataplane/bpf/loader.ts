@@ -409,17 +409,24 @@ function ifname(ifindex: number): string {
 }
 
 /** Attaches a tc program and records it (replacing whatever sat at that priority/handle). */
-export function attachTc(state: AgentStateFile, prog: BpfProgram, ifindex: number, point: AttachPoint, opts: { priority?: number; handle?: number; ifname?: string } = {}): void {
+/**
+ * Attaches a tc program and records it in the state file. `save: false` leaves the file to the
+ * caller's one save after a batch of attachments: an upgrade's switch of programs over every device
+ * (dataplane.ts #syncDevices) must not write the file, which holds every frontend's names (MBs at
+ * 100,000 Services), between two devices.
+ */
+export function attachTc(state: AgentStateFile, prog: BpfProgram, ifindex: number, point: AttachPoint, opts: { priority?: number; handle?: number; ifname?: string; save?: boolean } = {}): void {
   const priority = opts.priority ?? 1, handle = opts.handle ?? 1;
   prog.attachTc(ifindex, point, { priority, handle });
   state.recordAttachment({ kind: 'tc', ifindex, ifname: opts.ifname ?? ifname(ifindex), point, priority, handle, program: prog.name, progId: prog.id });
-  state.save();
+  if (opts.save !== false) state.save();
 }
 
-export function attachXdp(state: AgentStateFile, prog: BpfProgram, ifindex: number, mode: 'native' | 'generic' = 'native', name?: string): void {
+/** Attaches XDP and records it in the state file (`save: false`: as attachTc). */
+export function attachXdp(state: AgentStateFile, prog: BpfProgram, ifindex: number, mode: 'native' | 'generic' = 'native', name?: string, opts: { save?: boolean } = {}): void {
   prog.attachXdp(ifindex, mode);
   state.recordAttachment({ kind: 'xdp', ifindex, ifname: name ?? ifname(ifindex), mode, program: prog.name, progId: prog.id });
-  state.save();
+  if (opts.save !== false) state.save();
 }
 
 /**
