@@ -61,6 +61,7 @@ const TABLE: Record<string, Row> = {
   mapGetNextKey: { args: () => [HASH, null, B(8)], kinds: ['fd', { buf: 8, nullable: true }, { buf: 8 }] },
   mapUpdateBatch: { args: () => [HASH, B(32), B(64), 4, 0], kinds: ['fd', { buf: 32 }, { buf: 64 }, 'u32', 'u32'] },
   mapDeleteBatch: { args: () => [HASH, B(32), 4], kinds: ['fd', { buf: 32 }, 'u32'] },
+  mapUpdateEach: { args: () => [HASH, B(32), B(64), 4, 0], kinds: ['fd', { buf: 32 }, { buf: 64 }, 'u32', 'u32'] },
   mapUpdateBatchAsync: { args: () => [HASH, B(32), B(64), 4, 0], kinds: ['fd', { buf: 32 }, { buf: 64 }, 'u32', 'u32'] },
   mapDeleteBatchAsync: { args: () => [HASH, B(32), 4], kinds: ['fd', { buf: 32 }, 'u32'] },
   mapLookupBatch: { args: () => [HASH, null, B(8), B(32), B(64), 4], kinds: ['fd', { buf: 8, nullable: true }, { buf: 8 }, { buf: 32 }, { buf: 64 }, 'u32'] },
@@ -204,6 +205,7 @@ async function main(): Promise<void> {
     await call('mapUpdateBatch', [HASH, B(32), B(64), count, 0], 'throw');
     await call('mapUpdateBatchAsync', [HASH, B(32), B(64), count, 0], 'throw');
     await call('mapDeleteBatch', [HASH, B(32), count], 'throw');
+    await call('mapUpdateEach', [HASH, B(32), B(64), count, 0], 'throw');
     await call('mapDeleteBatchAsync', [HASH, B(32), count], 'throw');
     await call('mapLookupBatch', [HASH, null, B(8), B(32), B(64), count], 'throw');
   }

@@ -87,6 +87,29 @@ if (!isRoot) {
     t.is(err.errno, 2);
   });
 
+  test('updateEach: one update an entry with BPF_NOEXIST, going on past entries that exist or do not fit', (t) => {
+    const n = 5000;
+    const m = BpfMap.create({ type: MapType.HASH, name: 'kbp_t_each', keySize: 8, valueSize: 20, maxEntries: n - 2 });
+    t.teardown(() => m.close());
+    const keys = Buffer.alloc(n * 8), values = Buffer.alloc(n * 20);
+    for (let i = 0; i < n; i++) {
+      keys.writeUInt32LE(i, i * 8);
+      values.writeUInt32LE(i ^ 0x5a5a, i * 20 + 16);
+    }
+    // three written before, with other values: they stay
+    for (const i of [0, 2500, 4999]) m.update(keys.subarray(i * 8, i * 8 + 8), Buffer.alloc(20, 0xee));
+    const r = m.updateEach(keys, values, n, BPF_NOEXIST);
+    t.is(r.existed, 3);
+    t.is(r.updated, n - 2 - 3, 'up to the capacity');
+    t.is(r.failed, 2, 'the two past the capacity');
+    t.is((r.error as KbpError).errno, 7, 'E2BIG, named');
+    t.regex(r.error!.message, /kbp_t_each/);
+    t.deepEqual(m.lookup(keys.subarray(2500 * 8, 2501 * 8)), Buffer.alloc(20, 0xee), 'an existing entry kept');
+    t.is(m.lookup(keys.subarray(8, 16))!.readUInt32LE(16), 1 ^ 0x5a5a);
+    t.deepEqual(m.updateEach(Buffer.alloc(0), Buffer.alloc(0), 0, BPF_NOEXIST), { updated: 0, existed: 0, failed: 0 });
+    t.throws(() => m.updateEach(keys, values, n + 1, BPF_NOEXIST), { message: `keys of updateEach on map kbp_t_each (${n + 1} keys) must be ${(n + 1) * 8} bytes, got ${n * 8}` });
+  });
+
   test('batch update of a map type without batch support falls back to single updates (LPM trie)', (t) => {
     const m = BpfMap.create({ type: MapType.LPM_TRIE, name: 'kbp_t_lpm', keySize: 8, valueSize: 1, maxEntries: 8, flags: 1 /* BPF_F_NO_PREALLOC */ });
     t.teardown(() => m.close());

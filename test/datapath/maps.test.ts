@@ -560,6 +560,30 @@ if (!isRoot) {
     t.false(readdirSync(root).includes('upgrade'), 'no old map left pinned aside');
   });
 
+  test('an upgrade copies conntrack past the scan\'s batches, keeping what the new programs wrote', (t) => {
+    const root = tempPinRoot(t);
+    const statePath = tempStatePath(t);
+    // an earlier agent's lb_ct of another capacity, with more flows than one scan batch (4096)
+    smallMaps(root, { lb_ct: 8192 }, statePath);
+    const n = 5000;
+    const key = (i: number) => { const k = Buffer.alloc(L.CT_KEY.size); k.writeUInt32LE(i, 0); k.writeUInt32LE(i * 7 + 1, 4); return k; };
+    const val = (i: number) => { const v = Buffer.alloc(L.CT_ENTRY.size); v.writeUInt32LE(i ^ 0x5a5a, 0); v.writeUInt32LE(i, L.CT_ENTRY.size - 4); return v; };
+    const old = BpfMap.fromPin(join(root, 'lb_ct'));
+    for (let i = 0; i < n; i++) old.update(key(i), val(i));
+    old.close();
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) });
+    t.teardown(() => d.object.close());
+    // flows the new programs tracked between the switch and the copy, one in each scan batch
+    const newer = [3, 4100, 4999];
+    for (const i of newer) d.maps.map('lb_ct').update(key(i), Buffer.alloc(L.CT_ENTRY.size, 0xee));
+    const m = d.finishMigration().find((x) => x.name === 'lb_ct');
+    t.like(m, { how: 'copy', copied: n - newer.length, newer: newer.length, dropped: 0 });
+    const ct = d.maps.map('lb_ct');
+    t.is(ct.count(), n);
+    for (const i of [0, 1, 2048, 4095, 4096, 4998]) t.deepEqual(ct.lookup(key(i)), val(i), `flow ${i} copied`);
+    for (const i of newer) t.deepEqual(ct.lookup(key(i)), Buffer.alloc(L.CT_ENTRY.size, 0xee), `flow ${i}: the new programs' entry kept`);
+  });
+
   test('settings, devices and counters', (t) => {
     const root = tempPinRoot(t, false);
     const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
@@ -611,7 +635,7 @@ if (!isRoot) {
       lb_slots: [MapType.HASH, L.SLOT_KEY.size, 4, BPF_F_NO_PREALLOC],
       lb_maglev_slots: [MapType.ARRAY, 4, L.MAGLEV_ELEM.size, BPF_F_MMAPABLE],
       lb_revnat: [MapType.HASH, 4, L.REVNAT.size, BPF_F_NO_PREALLOC],
-      lb_ct: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, BPF_F_NO_COMMON_LRU],
+      lb_ct: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, 0],
       lb_ct_syn: [MapType.LRU_HASH, L.CT_KEY.size, L.CT_ENTRY.size, BPF_F_NO_COMMON_LRU],
       lb_members: [MapType.HASH, L.MEMBER_KEY.size, 1, BPF_F_NO_PREALLOC],
       lb_affinity: [MapType.LRU_HASH, L.AFFINITY_KEY.size, L.AFFINITY_VAL.size, 0],

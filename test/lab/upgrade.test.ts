@@ -65,6 +65,10 @@ test('an agent of a build with other map layouts is replaced under load: maps mi
       appendFileSync(process.env.KBP_RELIABILITY_OUT, JSON.stringify({ scenario: 'agent upgraded', injected: 'SIGTERM to an agent whose object has other map layouts, the new build started over its pins (maps migrated)', loads: { 'NodePort http': seq } }) + '\n');
     }
     const log = upgraded.output();
+    // the windows of an upgrade: devices on old and new programs at once, then flows not yet copied
+    const switchMs = /"switchMs":([\d.]+)/.exec(log)?.[1];
+    const copies = [...log.matchAll(/"map":"(lb_ct\w*)","how":"copy"[^}]*?"copied":(\d+)[^}]*?"ms":([\d.]+)/g)].map((m) => `${m[1]} ${m[2]} in ${m[3]} ms`);
+    t.log(`upgrade / programs switched over the devices in ${switchMs} ms; copied ${copies.join(', ')}`);
     t.regex(log, /"map":"lb_ct","how":"copy"/, 'conntrack carried over');
     t.regex(log, /"map":"lb_affinity","how":"copy"/, 'affinity carried over');
     t.is(await lab.dumpJson(node1), await lab.compileJson(node1), 'dump -o json equals compile -o json after the upgrade');

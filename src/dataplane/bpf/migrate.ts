@@ -46,6 +46,8 @@ export interface Migration {
   dropped?: number;
   /** entries not copied because the new programs had already written the same key */
   newer?: number;
+  /** how long carry() took for this map (copy and maglev), in ms */
+  ms?: number;
 }
 
 const PER_CPU = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH]);
@@ -119,10 +121,12 @@ export function moveAside(pinRoot: string, migrations: readonly Migration[]): vo
  */
 export function carry(object: BpfObject, pinRoot: string, migrations: readonly Migration[]): Migration[] {
   const out: Migration[] = [];
-  for (const m of migrations) {
+  for (const m of [...migrations].sort((a, b) => carryRank(a.name) - carryRank(b.name))) {
     const aside = asidePath(pinRoot, m.name);
+    const started = performance.now();
+    const took = () => Math.round((performance.now() - started) * 100) / 100;
     if (m.how === 'maglev') {
-      out.push({ ...m, ...carryMaglev(object, pinRoot) });
+      out.push({ ...m, ...carryMaglev(object, pinRoot), ms: took() });
     } else if (m.how === 'copy') {
       const old = BpfMap.fromPin(aside);
       const target = object.map(m.name);
@@ -138,8 +142,9 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
         try {
           const moves = m.name === 'lb_maglev_slots' && target.maxEntries < old.maxEntries
             ? planMoves(object.map('lb_frontends'), target.maxEntries * L.LB_MAGLEV_IDS_PER_ELEM) : [];
-          out.push({ ...m, ...copyArrayMmap(old, target, moves) });
+          const r = copyArrayMmap(old, target, moves);
           if (moves.length) moveFrontends(object.map('lb_frontends'), moves);
+          out.push({ ...m, ...r, ms: took() });
         } finally {
           old.close();
         }
@@ -147,28 +152,11 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
         continue;
       }
       try {
-        const pad = Buffer.alloc(Math.max(0, target.valueSize - old.valueSize));
-        old.scan((key, value) => {
-          if (toArray && value.every((b) => b === 0)) return;
-          if (copied >= target.maxEntries) {
-            dropped++;
-            return;
-          }
-          // scan()'s views are valid during the call: the update copies them into the kernel at once.
-          // One entry that does not fit (an array index past a smaller capacity) is counted, not fatal.
-          try {
-            // BPF_NOEXIST: an entry the new programs wrote since the switch is newer than this one
-            target.update(key, pad.length ? Buffer.concat([value, pad]) : value, flags);
-            copied++;
-          } catch (e) {
-            if ((e as { errno?: number }).errno === EEXIST) newer++;
-            else dropped++;
-          }
-        });
+        ({ copied, dropped, newer } = copyEntries(old, target, flags, toArray));
       } finally {
         old.close();
       }
-      out.push({ ...m, copied, dropped, newer });
+      out.push({ ...m, copied, dropped, newer, ms: took() });
     } else {
       out.push(m);
     }
@@ -181,6 +169,51 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
   // the folder goes with the last old map (a first call may leave some for a second)
   try { rmdirSync(join(pinRoot, 'upgrade')); } catch { /* not empty yet, or gone */ }
   return out;
+}
+
+/**
+ * The order of an upgrade's copies after the switch of programs: the handshakes under way first
+ * (lb_ct_syn: a SYN-ACK the new programs see finds its SYN's entry only once it is copied), then the
+ * established flows (lb_ct: a reply before any packet of its client's is translated only once its
+ * entry is copied; the client's packets re-pick the same backend by Maglev), then the rest.
+ */
+function carryRank(name: string): number {
+  return name === 'lb_ct_syn' ? 0 : name === 'lb_ct' ? 1 : 2;
+}
+
+/**
+ * Copies every entry of `old` into `target` (the value zero-padded to a longer layout), a batch of
+ * the scan at a time, with `flags` (BPF_NOEXIST: an entry the new programs wrote since the switch is
+ * newer than the old one, and counted as such). At most target's capacity is copied; an entry that
+ * does not fit (an array index past a smaller capacity, a full hash) is counted as dropped, not fatal.
+ * Arrays' all-zero (unused) elements are skipped.
+ */
+function copyEntries(old: BpfMap, target: BpfMap, flags: number, toArray: boolean): { copied: number; dropped: number; newer: number } {
+  const ks = target.keySize, ovs = old.userValueSize, vs = target.userValueSize;
+  let copied = 0, dropped = 0, newer = 0;
+  let keys = Buffer.alloc(0), values = Buffer.alloc(0);
+  old.scanBatches((k, v, n) => {
+    if (keys.length < n * ks) keys = Buffer.alloc(n * ks);
+    if (values.length < n * vs) values = Buffer.alloc(n * vs);
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      const value = v.subarray(i * ovs, (i + 1) * ovs);
+      if (toArray && value.every((b) => b === 0)) continue;
+      if (copied + m >= target.maxEntries) {
+        dropped++;
+        continue;
+      }
+      k.copy(keys, m * ks, i * ks, (i + 1) * ks);
+      value.copy(values, m * vs);
+      if (vs > ovs) values.fill(0, m * vs + ovs, (m + 1) * vs);
+      m++;
+    }
+    const r = target.updateEach(keys.subarray(0, m * ks), values.subarray(0, m * vs), m, flags);
+    copied += r.updated;
+    newer += r.existed;
+    dropped += r.failed;
+  });
+  return { copied, dropped, newer };
 }
 
 /**

@@ -246,6 +246,23 @@ export class BpfMap {
     throw new BpfBatchError(bpfError('updateBatch', `${this.name} (entry ${processed} of ${count})`, ret), processed);
   }
 
+  /**
+   * Writes count packed entries one update each, in one call to the addon, with `flags` (e.g.
+   * BPF_NOEXIST, which the kernel's batch update does not take), going on past a failed entry:
+   * how many were written, how many existed already (EEXIST), how many failed otherwise and the
+   * first of those failures (a BpfError, or undefined).
+   */
+  updateEach(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): { updated: number; existed: number; failed: number; error?: Error } {
+    this.#writes++;
+    checkU32(count, `count of updateEach on map ${this.name}`);
+    checkBuffer(keys, count * this.keySize, `keys of updateEach on map ${this.name} (${count} keys)`);
+    checkBuffer(values, count * this.userValueSize, `values of updateEach on map ${this.name} (${count} values)`);
+    checkFlags(flags, `flags of updateEach on map ${this.name}`);
+    if (count === 0) return { updated: 0, existed: 0, failed: 0 };
+    const [updated, existed, failed, first] = native().mapUpdateEach(this.fd, keys, values, count, flags);
+    return { updated, existed, failed, ...(failed > 0 && { error: bpfError('update', this.name, first) }) };
+  }
+
   /** Deletes count keys in one system call; an absent key fails the batch with ENOENT (see deleteMany). */
   deleteBatch(keys: Buffer, count: number): void {
     this.#writes++;
