@@ -27,7 +27,8 @@ export function writeStateFile(path: string, json: unknown): void {
     writeFileSync(tmp, JSON.stringify(json), { mode: 0o600 });
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    // (a path under a file, say, fails the clean-up too: the write's error is the one to report)
+    try { rmSync(tmp, { force: true }); } catch { /* nothing was made */ }
     throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
   }
 }
