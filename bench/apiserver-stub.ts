@@ -6,6 +6,8 @@
 // process a copy, not a JSON.stringify of 500 objects (a real API server's CPU is not the node's).
 // Then one command per stdin line, one JSON line back:
 //   change I V    EndpointSlice of Service I with its first endpoint moved (variant V), trigger time now
+//   create I      Service I and its EndpointSlice (I past N: a new Service)
+//   delete I      Service I and its EndpointSlice removed
 import { createInterface } from 'node:readline';
 import { StubApiServer } from '../testing/stub-apiserver.js';
 import { apiNode, apiService, apiSlice } from './apiserver-objects.js';
@@ -34,6 +36,14 @@ for await (const line of createInterface({ input: process.stdin })) {
   if (op === 'change' && Number(a) >= 0 && Number(a) < n) {
     s.apply('EndpointSlice', apiSlice(Number(a), shape, Number(b) || 1) as never);
     out = { ok: true, at: Date.now() };
+  } else if (op === 'create' && Number(a) >= 0) {
+    s.apply('Service', apiService(Number(a), shape) as never);
+    s.apply('EndpointSlice', apiSlice(Number(a), shape) as never);
+    out = { ok: true, at: Date.now() };
+  } else if (op === 'delete' && Number(a) >= 0) {
+    const svc = apiService(Number(a), shape), slice = apiSlice(Number(a), shape);
+    const gone = s.remove('EndpointSlice', slice.metadata.namespace, slice.metadata.name) && s.remove('Service', svc.metadata.namespace, svc.metadata.name);
+    out = { ok: gone, at: Date.now(), ...(!gone && { error: `no Service ${a}` }) };
   } else out = { ok: false, error: `unknown command ${JSON.stringify(line)}` };
   process.stdout.write(JSON.stringify(out) + '\n');
 }

@@ -4,7 +4,9 @@
 // the change to the agent's 'sync steps' line of the sync that holds it). Not a bench (no report):
 // a probe for issue 10's first change after a 100,000-Service start (docs/PERF.md, session 22).
 //   node --import=tsx bench/first-change-agent.ts --n 100000 --changes 5 --rounds 2 --out DIR [--trace] \
-//     [--settle-s 20] CLI [CLI_B]
+//     [--settle-s 20] [--kind endpoint|service] CLI [CLI_B]
+// --kind service: each change creates a Service (and its slice) past the N, the next deletes it; the
+// change's syncs are every sync with ops in the gap after it (a Service and its slice may come apart).
 // Several CLIs (bundles) run in turn, the order alternating per round, against one stub API server
 // (bench/apiserver-stub.ts) in one network namespace; each agent run has a fresh pin root. No
 // /metrics scrape during the changes (a scrape runs the agent's refreshStats on the same thread):
@@ -27,6 +29,7 @@ const { values: o, positionals: clis } = parseArgs({
     'settle-s': { type: 'string', default: '20' }, 'gap-ms': { type: 'string', default: '1500' }, v8: { type: 'string', default: '' },
     // perf record of the agent (kernel and user stacks, 10 kHz) over the first change's window
     perf: { type: 'boolean', default: false },
+    kind: { type: 'string', default: 'endpoint' },
   },
 });
 if (!clis.length) throw new Error('usage: first-change-agent.ts [--n N] [--changes K] [--rounds R] [--out DIR] [--trace] CLI [CLI...]');
@@ -122,9 +125,18 @@ try {
           // a variant other than the stub's current one for that slice (the runs change the same Services)
           const v = (variant.get(i) ?? 0) % 3 + 1;
           variant.set(i, v);
-          stub.child.stdin!.write(`change ${i} ${v}\n`);
+          // a Service past the N that no other run uses: odd, so never a NodePort (gen.ts isNodePort)
+          const created = n + 1 + 2 * Math.floor(k / 2) + 2 * changes * r;
+          stub.child.stdin!.write(o.kind === 'service' ? `${k % 2 ? 'delete' : 'create'} ${created}\n` : `change ${i} ${v}\n`);
           const ack = await until('stub ack', () => fromStub.shift(), 30_000, stub);
-          const s = await until(`change ${k}`, () => steps.slice(had).find((x) => Number(x.ops) > 0 && !x.full), 60_000, agent);
+          let s = await until(`change ${k}`, () => steps.slice(had).find((x) => Number(x.ops) > 0 && !x.full), 60_000, agent);
+          if (o.kind === 'service') {
+            // every sync of the change: the slowest stands for it, with their count
+            await sleep(Math.min(gapMs, 1000));
+            const all = steps.slice(had).filter((x) => Number(x.ops) > 0 && !x.full);
+            s = all.reduce((a, b) => (Number(b.totalMs) > Number(a.totalMs) ? b : a));
+            s = { ...s, opSyncs: all.length, totalMsAll: all.map((x) => x.totalMs) };
+          }
           await sleep(20); // the trace's last lines
           if (perf) {
             perf.kill('SIGINT');
@@ -134,7 +146,7 @@ try {
           const d = deopts(text);
           res.push({ k, at: ack.at, endedAt: s.endedAt, totalMs: s.totalMs, threadCpuMs: s.threadCpuMs, compileMs: s.compileMs, fitMs: s.fitMs, planMs: s.planMs, diffMs: s.diffMs,
             applyMs: s.applyMs, afterMs: s.afterMs, otherMs: s.otherMs, queuedMs: s.queuedMs, runQueueMs: s.runQueueMs, minorFaults: s.minorFaults,
-            gcMs: s.gcMs, syncs: steps.length - had, deopts: d.length, deoptList: d.map((x) => `${x.fn} [${x.kind}: ${x.reason}]`) });
+            gcMs: s.gcMs, syncs: steps.length - had, ...(o.kind === 'service' && { op: k % 2 ? 'delete' : 'create', opSyncs: s.opSyncs, totalMsAll: s.totalMsAll }), deopts: d.length, deoptList: d.map((x) => `${x.fn} [${x.kind}: ${x.reason}]`) });
           await sleep(gapMs);
         }
         // CLOCK_MONOTONIC (a --cpu-prof profile's clock, us) minus the epoch (the log's endedAt), in ms
@@ -142,7 +154,7 @@ try {
         const line = { cli, round: r, n, monoMinusEpochMs, firstSyncMs: Number(first.endedAt) - started, load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), warmed, changes: res };
         writeFileSync(join(out, `${tag}.json`), JSON.stringify(line, null, 1));
         console.log(JSON.stringify({ cli, round: r, load: line.load, firstSyncMs: line.firstSyncMs,
-          changes: res.map((c) => ({ k: c.k, totalMs: c.totalMs, threadCpuMs: c.threadCpuMs, runQueueMs: c.runQueueMs, deopts: c.deopts })) }));
+          changes: res.map((c) => ({ k: c.k, ...(c.op !== undefined && { op: c.op, totalMsAll: c.totalMsAll }), totalMs: c.totalMs, applyMs: c.applyMs, threadCpuMs: c.threadCpuMs, runQueueMs: c.runQueueMs, deopts: c.deopts })) }));
       } finally {
         agent.child.kill('SIGTERM');
         await Promise.race([agent.exited, sleep(15_000)]);
