@@ -27,8 +27,7 @@ export function writeStateFile(path: string, json: unknown): void {
     writeFileSync(tmp, JSON.stringify(json), { mode: 0o600 });
     renameSync(tmp, path);
   } catch (e) {
-    // (a path under a file, say, fails the clean-up too: the write's error is the one to report)
-    try { rmSync(tmp, { force: true }); } catch { /* nothing was made */ }
+    rmSync(tmp, { force: true });
     throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
   }
 }

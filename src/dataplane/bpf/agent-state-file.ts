@@ -169,46 +169,8 @@ export class AgentStateFile {
     if (this.attachments.length !== n) this.dirty = true;
   }
 
-  /**
-   * Frontends up to which saveSoon() writes at once (nftables' `syncSaveMax` likewise). The file
-   * holds every frontend's names: a save cost ~15 ms of CPU at 10,000 Services and ~110-300 ms at
-   * 100,000, on the sync of every change that named, unnamed or marked a frontend terminating (a
-   * Service created or deleted, a pod terminating).
-   */
-  static readonly SYNC_SAVE_MAX = 256;
-  /** how long a larger file's save waits, coalescing the syncs in between */
-  static readonly SAVE_DELAY_MS = 1000;
-  #saveTimer: NodeJS.Timeout | undefined;
-  /** a deferred save that failed (the file is then as of the last save; the next one retries) */
-  onDeferredSaveError: ((e: unknown) => void) | undefined;
-
-  /**
-   * save(), at once for a small file, else off the caller's path: within SAVE_DELAY_MS, once for
-   * every change in between (the map writer's applies). A crash before it lands loses only names the
-   * kernel's maps do not need: the next agent reads those frontends without names (map-reader.ts;
-   * their terminating backends from lb_backends' merged flag) and its first sync rewrites them.
-   */
-  saveSoon(): void {
-    if (!this.dirty) return;
-    if (this.frontends.size <= AgentStateFile.SYNC_SAVE_MAX) {
-      this.save();
-      return;
-    }
-    this.#saveTimer ??= setTimeout(() => {
-      this.#saveTimer = undefined;
-      try {
-        this.save();
-      } catch (e) {
-        this.onDeferredSaveError?.(e);
-      }
-    }, AgentStateFile.SAVE_DELAY_MS);
-    this.#saveTimer.unref();
-  }
-
   /** Writes the file if anything changed: to a temporary file, then rename (atomic on one filesystem). */
   save(force = false): void {
-    if (this.#saveTimer) clearTimeout(this.#saveTimer);
-    this.#saveTimer = undefined;
     if (!this.dirty && !force) return;
     const json: StateJson = {
       version: 1,
@@ -224,8 +186,6 @@ export class AgentStateFile {
   }
 
   remove(): void {
-    if (this.#saveTimer) clearTimeout(this.#saveTimer);
-    this.#saveTimer = undefined;
     rmSync(this.path, { force: true });
     rmSync(this.slotsMarkerPath, { force: true });
     this.#slotsBehind = false;

@@ -328,7 +328,6 @@ export class BpfDataplane implements Dataplane {
       throw e;
     }
     this.#loaded = loaded;
-    loaded.state.onDeferredSaveError = (e) => this.#log.warn({ err: e }, 'writing the state file failed (frontend names); the next change retries, a restart before then rewrites the frontends it lacks names for');
     // maps all made by this load: lb_backends is empty, its count (/metrics) follows the writes
     if (!loaded.reused) loaded.maps.backendsEmpty();
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty

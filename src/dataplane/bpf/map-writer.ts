@@ -780,7 +780,7 @@ export class MapWriter {
       this.saveAfterFailure();
       throw e;
     }
-    this.state?.saveSoon();
+    this.state?.save();
   }
 
   private async savingAsync(write: () => Promise<void>): Promise<void> {
@@ -790,7 +790,7 @@ export class MapWriter {
       this.saveAfterFailure();
       throw e;
     }
-    this.state?.saveSoon();
+    this.state?.save();
   }
 
   /** whatever was written, the names of the frontends written so far must survive a crash; the write error is the one to report */
