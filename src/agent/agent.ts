@@ -31,6 +31,11 @@ export interface AgentOptions {
   syncPeriodMs: number;
   /** how often devices are rescanned and kernel counters read */
   housekeepingMs?: number;
+  /**
+   * epoch ms: an EndpointSlice's trigger-time annotation counts for network programming latency
+   * only when later (kube-proxy's trackerStartTime); default: when start() is called
+   */
+  triggersAfterMs?: number;
   timers?: Timers;
 }
 
@@ -102,6 +107,8 @@ export class Agent {
    * where nothing writes it, the time the change was seen.
    */
   #triggerTimes = new Map<string, { family: IpFamily; ms: number }>();
+  /** trigger times at or before this (epoch ms) are not recorded (AgentOptions.triggersAfterMs) */
+  #triggersAfter = -Infinity;
   /** the trigger times the sync under way covers */
   #inflightTriggers = new Map<string, { family: IpFamily; ms: number }>();
   #unsubscribe?: () => void;
@@ -181,6 +188,7 @@ export class Agent {
 
   async start(): Promise<void> {
     const t0 = performance.now();
+    this.#triggersAfter = this.#opts.triggersAfterMs ?? Date.now();
     // the data plane loads (the BPF verifier on the thread pool) while the source reads its objects:
     // at 10,000 Services each took over a second (issue 10: the first sync after start); the runner
     // starts only after both, so no sync sees the data plane half-ready
@@ -337,7 +345,12 @@ export class Agent {
     const family: IpFamily = slice?.addressType === 'IPv6' ? 'IPv6' : 'IPv4';
     const text = slice?.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION];
     const parsed = typeof text === 'string' ? Date.parse(text) : NaN;
-    // kube-proxy records only slices that carry the annotation; standalone nothing writes it
+    // kube-proxy records only slices that carry the annotation, and only a trigger time after its
+    // start (pkg/proxy/endpointschangetracker.go: t.After(ect.trackerStartTime)): what the first
+    // list brings was changed before the proxy ran, and its age is no programming latency (it made
+    // a restart observe every slice's age, 10,000 observations inside the first sync at 10,000
+    // Services); standalone nothing writes it
+    if (Number.isFinite(parsed) && parsed <= this.#triggersAfter) return;
     const ms = Number.isFinite(parsed) ? parsed : this.#opts.compile.standalone ? Date.now() : undefined;
     if (ms === undefined) return;
     const have = this.#triggerTimes.get(key);
