@@ -208,7 +208,9 @@ export class Agent {
         this.metrics.endpointChanges.inc();
         this.#noteTrigger(key);
       }
-      this.#setPending();
+      // (no pending set before the first sync, nor after a failed one: the gauges read 0 then, as
+      // #setPending left them; 40,000 gauge writes of 0 during a first list of 10,000 Services)
+      if (this.#changed) this.#setPending();
       this.#queuedAt ??= performance.now();
       this.#pendingSince.push(Date.now());
       this.health.queued();
@@ -369,7 +371,10 @@ export class Agent {
       await this.#sync(full);
     } catch (e) {
       // what failed may have left compile's caches ahead of the kernel: the retry recompiles everything
-      if (this.#unsubscribe) this.#changed = undefined;
+      if (this.#unsubscribe) {
+        this.#changed = undefined;
+        this.#setPending();
+      }
       // the changes it covered are still pending: their programming latency ends with the retry
       for (const [k, v] of this.#inflightTriggers) if (!this.#triggerTimes.has(k)) this.#triggerTimes.set(k, v);
       this.#inflightTriggers = new Map();
