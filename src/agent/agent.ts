@@ -351,9 +351,10 @@ export class Agent {
     // start (pkg/proxy/endpointschangetracker.go: t.After(ect.trackerStartTime)): what the first
     // list brings was changed before the proxy ran, and its age is no programming latency (it made
     // a restart observe every slice's age, 10,000 observations inside the first sync at 10,000
-    // Services); standalone nothing writes it
+    // Services). Standalone nothing writes it: a change counts from when it was seen, and the
+    // folder's first read (the source's start) is that first list
     if (Number.isFinite(parsed) && parsed <= this.#triggersAfter) return;
-    const ms = Number.isFinite(parsed) ? parsed : this.#opts.compile.standalone ? Date.now() : undefined;
+    const ms = Number.isFinite(parsed) ? parsed : this.#opts.compile.standalone && !this.#listing ? Date.now() : undefined;
     if (ms === undefined) return;
     const have = this.#triggerTimes.get(key);
     if (!have || ms < have.ms) this.#triggerTimes.set(key, { family, ms });

@@ -96,6 +96,30 @@ test('network programming latency: a trigger time from before the agent started 
   t.is(await count(), 1, 'the change after the start: observed');
 });
 
+// standalone nothing writes the annotation and a change counts from when the agent saw it; the
+// folder's first read is what kube-proxy's first list is, and is not observed either
+test('network programming latency, standalone: the first read\'s slices are not observed; a change seen after it is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-metrics-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const metrics = new Metrics({ processMetrics: false });
+  const plain = (ip: string) => yaml('', ip).replace(/^  annotations: .*\n/m, '');
+  writeFileSync(join(dir, 'web.yaml'), plain('10.244.1.2'));
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
+  const agent = new Agent({ source, dataplane: new FakeDataplane(), metrics }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }, seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const count = async () => (await metrics.registry.getSingleMetric('kubeproxy_network_programming_duration_seconds')!.get())
+    .values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  t.is(await count(), 0, 'the slice of the first read: not observed');
+  writeFileSync(join(dir, 'web.yaml'), plain('10.244.1.3'));
+  await source.scan();
+  await agent.whenIdle();
+  t.is(await count(), 1, 'the change after it: observed');
+});
+
 // prom-client samples the event loop's delay with a timer of its own (perf_hooks.monitorEventLoopDelay):
 // at its default 10 ms it woke an idle agent 100 times a second (~16 ms of main-thread CPU a second
 // here), at 100 ms still 10 times (most of an idle agent's wake-ups)
