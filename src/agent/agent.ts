@@ -31,6 +31,11 @@ export interface AgentOptions {
   syncPeriodMs: number;
   /** how often devices are rescanned and kernel counters read */
   housekeepingMs?: number;
+  /**
+   * epoch ms: an EndpointSlice's trigger-time annotation counts for network programming latency
+   * only when later (kube-proxy's trackerStartTime); default: when start() is called
+   */
+  triggersAfterMs?: number;
   timers?: Timers;
 }
 
@@ -102,6 +107,8 @@ export class Agent {
    * where nothing writes it, the time the change was seen.
    */
   #triggerTimes = new Map<string, { family: IpFamily; ms: number }>();
+  /** trigger times at or before this (epoch ms) are not recorded (AgentOptions.triggersAfterMs) */
+  #triggersAfter = -Infinity;
   /** the trigger times the sync under way covers */
   #inflightTriggers = new Map<string, { family: IpFamily; ms: number }>();
   #unsubscribe?: () => void;
@@ -181,6 +188,7 @@ export class Agent {
 
   async start(): Promise<void> {
     const t0 = performance.now();
+    this.#triggersAfter = this.#opts.triggersAfterMs ?? Date.now();
     // the data plane loads (the BPF verifier on the thread pool) while the source reads its objects:
     // at 10,000 Services each took over a second (issue 10: the first sync after start); the runner
     // starts only after both, so no sync sees the data plane half-ready
@@ -200,7 +208,9 @@ export class Agent {
         this.metrics.endpointChanges.inc();
         this.#noteTrigger(key);
       }
-      this.#setPending();
+      // (no pending set before the first sync, nor after a failed one: the gauges read 0 then, as
+      // #setPending left them; 40,000 gauge writes of 0 during a first list of 10,000 Services)
+      if (this.#changed) this.#setPending();
       this.#queuedAt ??= performance.now();
       this.#pendingSince.push(Date.now());
       this.health.queued();
@@ -337,8 +347,14 @@ export class Agent {
     const family: IpFamily = slice?.addressType === 'IPv6' ? 'IPv6' : 'IPv4';
     const text = slice?.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION];
     const parsed = typeof text === 'string' ? Date.parse(text) : NaN;
-    // kube-proxy records only slices that carry the annotation; standalone nothing writes it
-    const ms = Number.isFinite(parsed) ? parsed : this.#opts.compile.standalone ? Date.now() : undefined;
+    // kube-proxy records only slices that carry the annotation, and only a trigger time after its
+    // start (pkg/proxy/endpointschangetracker.go: t.After(ect.trackerStartTime)): what the first
+    // list brings was changed before the proxy ran, and its age is no programming latency (it made
+    // a restart observe every slice's age, 10,000 observations inside the first sync at 10,000
+    // Services). Standalone nothing writes it: a change counts from when it was seen, and the
+    // folder's first read (the source's start) is that first list
+    if (Number.isFinite(parsed) && parsed <= this.#triggersAfter) return;
+    const ms = Number.isFinite(parsed) ? parsed : this.#opts.compile.standalone && !this.#listing ? Date.now() : undefined;
     if (ms === undefined) return;
     const have = this.#triggerTimes.get(key);
     if (!have || ms < have.ms) this.#triggerTimes.set(key, { family, ms });
@@ -356,7 +372,10 @@ export class Agent {
       await this.#sync(full);
     } catch (e) {
       // what failed may have left compile's caches ahead of the kernel: the retry recompiles everything
-      if (this.#unsubscribe) this.#changed = undefined;
+      if (this.#unsubscribe) {
+        this.#changed = undefined;
+        this.#setPending();
+      }
       // the changes it covered are still pending: their programming latency ends with the retry
       for (const [k, v] of this.#inflightTriggers) if (!this.#triggerTimes.has(k)) this.#triggerTimes.set(k, v);
       this.#inflightTriggers = new Map();

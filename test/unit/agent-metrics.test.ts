@@ -42,6 +42,8 @@ test('the first sync is full, later ones partial; network programming latency st
   const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
   const agent = new Agent({ source, dataplane: new FakeDataplane(), metrics }, {
     compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }, seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+    // as if the agent had started 10 s ago (kube-proxy counts trigger times after its start only)
+    triggersAfterMs: Date.now() - 10_000,
   });
   await agent.start();
   t.teardown(() => agent.stop());
@@ -64,6 +66,58 @@ test('the first sync is full, later ones partial; network programming latency st
   t.is(full, 1, 'one full sync: the first');
   t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_endpoint_changes_pending'), 0);
   t.is(await value(metrics, 'kubeproxy_sync_proxy_rules_service_changes_pending'), 0);
+});
+
+// kube-proxy's endpointsChangeTracker records a slice's trigger time only when it is after the
+// tracker's start (pkg/proxy/endpointschangetracker.go: t.After(ect.trackerStartTime)): a slice
+// the initial list brings was changed before the proxy ran, and its age is no programming latency.
+// Recorded, a restart observed every slice's age at its first sync (days, for an old Service), and
+// 10,000 of them at 10,000 Services inside that sync
+test('network programming latency: a trigger time from before the agent started is not observed; one after it is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-metrics-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const metrics = new Metrics({ processMetrics: false });
+  writeFileSync(join(dir, 'web.yaml'), yaml(new Date(Date.now() - 86_400_000).toISOString(), '10.244.1.2'));
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
+  const agent = new Agent({ source, dataplane: new FakeDataplane(), metrics }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }, seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  const startedAt = Date.now();
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const count = async () => (await metrics.registry.getSingleMetric('kubeproxy_network_programming_duration_seconds')!.get())
+    .values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  t.is(await count(), 0, 'the listed slice, changed a day before the start: not observed');
+  // a change the controller made after the start
+  writeFileSync(join(dir, 'web.yaml'), yaml(new Date(Math.max(Date.now(), startedAt + 1)).toISOString(), '10.244.1.3'));
+  await source.scan();
+  await agent.whenIdle();
+  t.is(await count(), 1, 'the change after the start: observed');
+});
+
+// standalone nothing writes the annotation and a change counts from when the agent saw it; the
+// folder's first read is what kube-proxy's first list is, and is not observed either
+test('network programming latency, standalone: the first read\'s slices are not observed; a change seen after it is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-metrics-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const metrics = new Metrics({ processMetrics: false });
+  const plain = (ip: string) => yaml('', ip).replace(/^  annotations: .*\n/m, '');
+  writeFileSync(join(dir, 'web.yaml'), plain('10.244.1.2'));
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
+  const agent = new Agent({ source, dataplane: new FakeDataplane(), metrics }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }, seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const count = async () => (await metrics.registry.getSingleMetric('kubeproxy_network_programming_duration_seconds')!.get())
+    .values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.ip_family === 'IPv4')?.value ?? 0;
+  t.is(await count(), 0, 'the slice of the first read: not observed');
+  writeFileSync(join(dir, 'web.yaml'), plain('10.244.1.3'));
+  await source.scan();
+  await agent.whenIdle();
+  t.is(await count(), 1, 'the change after it: observed');
 });
 
 // prom-client samples the event loop's delay with a timer of its own (perf_hooks.monitorEventLoopDelay):

@@ -164,6 +164,17 @@ export class RevFilterZeroing {
     this.#halves.set(half, { map: m, inserts, ored: false });
   }
 
+  /**
+   * m was made by this load (an ARRAY the kernel made all zero) and the programs have written no
+   * conntrack entry since (inserts: their count now, before any program is attached): both halves
+   * are zero, so the first sweep zeroes neither (two batches of 16,384 words on a start's critical
+   * path, and the keys' buffer built for them: docs/PERF.md, session 25)
+   */
+  fresh(m: BpfMap, inserts: number): void {
+    this.zeroedAt(m, 1, inserts);
+    this.zeroedAt(m, 2, inserts);
+  }
+
   /** the rebuild's bits went into half (reverse: the reverse entries it saw) */
   ored(m: BpfMap, half: 1 | 2, reverse: number): void {
     const h = this.#halves.get(half);
@@ -203,6 +214,7 @@ export class FilterBuild {
     const b = new FilterBuild(m, on === 1n ? 2 : 1, kind);
     b.#zeroed = zeroed;
     if (zeroed && inserts !== undefined && zeroed.clean(m, b.half, inserts)) return b;
+    b.zeroedHalf = true;
     // this half's words only: the other half's, interleaved with them, are the programs' to read.
     // On the thread pool: 16,384 words in one batch held the event loop ~7 ms every sweep, and a
     // change arriving then waited (docs/PERF.md, session 13)
@@ -214,6 +226,8 @@ export class FilterBuild {
   }
 
   #zeroed: RevFilterZeroing | undefined;
+  /** begin() zeroed this half (false: it was known zero already) */
+  zeroedHalf = false;
 
   /** an entry of a map the filter covers */
   readonly visit = (k: Buffer): void => {

@@ -354,6 +354,9 @@ export class BpfDataplane implements Dataplane {
     for (const [ifindex, flags] of loaded.maps.devices()) {
       this.#attached.set(ifindex, { ifname: '', external: (flags & L.LB_DEV_F_EXTERNAL) !== 0, flags });
     }
+    // maps all made by this load: the filters' halves are zero, and no program is attached yet to
+    // write a conntrack entry (the counts the sweep checks are read now), so no sweep zeroes them
+    if (!loaded.reused) this.#freshFilters(loaded);
     // from here on a link event asks for a scan; one that came before is seen by this first scan,
     // which lists after it (the monitor subscribed at startLoad(), which init() ran first)
     this.#linksLive = true;
@@ -368,8 +371,12 @@ export class BpfDataplane implements Dataplane {
     }
     const every = this.#opts.ctSweepMs ?? 30_000;
     if (every > 0) {
-      // a first pass at once: the eviction counters' base, and what an earlier agent left expired
-      void this.sweepConntrack();
+      // a first pass at once over an earlier agent's maps: the eviction counters' base, what it left
+      // expired, and its filters switched back on (loader.ts left them off). Maps this load made
+      // hold nothing to sweep and no flow before the first sync: their first pass (which switches
+      // the filters on) runs after it (synced()), off the first sync's critical path (issue 10)
+      if (loaded.reused) void this.sweepConntrack();
+      else this.#sweepAfterSync = true;
       this.#sweepTimer = setInterval(() => void this.sweepConntrack(), every);
       this.#sweepTimer.unref();
     }
@@ -413,7 +420,7 @@ export class BpfDataplane implements Dataplane {
       return r;
     });
     // a first sync leaves lb_slots to a write after it
-    this.synced();
+    this.#slotsAfterApply();
     // only when a backend left a UDP frontend: a pass walks every netns (~0.1 ms each) for connected UDP
     // sockets, additions and TCP frontends need none
     if (this.#terminator && res.membersLeft > 0 && this.#protocols.mayHoldUdp(res.leftFrontends, ops)) this.#requestTermination();
@@ -516,6 +523,20 @@ export class BpfDataplane implements Dataplane {
 
   /** the deferred write of lb_slots runs (#flushSlots), and whether close() has asked it to stop */
   #slotFlush: Promise<void> | undefined;
+  /** a fresh load's first conntrack sweep waits for the first sync (init) */
+  #sweepAfterSync = false;
+
+  /** lb_rev_filter's and lb_ct_filter's halves known zero (RevFilterZeroing.fresh), on maps this load made */
+  #freshFilters(loaded: Loaded): void {
+    try {
+      const names = loaded.object.mapNames(), st = loaded.maps.readStats();
+      if (names.includes('lb_rev_filter')) this.#revZeroed.fresh(loaded.object.map('lb_rev_filter'), st.ct_insert + st.ct_syn_insert);
+      if (names.includes('lb_ct_filter')) this.#ctZeroed.fresh(loaded.object.map('lb_ct_filter'), st.ct_insert);
+    } catch (e) {
+      // only a zeroing spared: the sweep zeroes as before
+      this.#log.debug({ err: e }, 'the filters\' halves not marked zero');
+    }
+  }
   #closing = false;
 
   /**
@@ -524,9 +545,19 @@ export class BpfDataplane implements Dataplane {
    * thread pool, each step between applies (a change waits for one step at most, ~1 ms) and the
    * event loop free between them. No program reads lb_slots: it is there for an agent of an earlier
    * build started over these maps (a downgrade), which takes lb_members from it (docs/PERF.md,
-   * session 22). close() finishes what is left.
+   * session 22). close() finishes what is left. A fresh load's first conntrack sweep starts here
+   * too (init).
    */
   synced(): void {
+    if (this.#sweepAfterSync && this.#loaded) {
+      this.#sweepAfterSync = false;
+      // on the next turn: what waited for the sync (a probe, a scrape, a change) goes first
+      setImmediate(() => { if (this.#loaded && !this.#closing) void this.sweepConntrack(); });
+    }
+    this.#slotsAfterApply();
+  }
+
+  #slotsAfterApply(): void {
     const l = this.#loaded;
     if (!l || this.#slotFlush || this.#closing || !l.maps.slotsBehind()) return;
     this.#slotFlush = this.#flushSlots(l.maps).finally(() => { this.#slotFlush = undefined; });
@@ -736,6 +767,8 @@ export class BpfDataplane implements Dataplane {
   async sweepConntrack(): Promise<SweepResult[]> {
     if (this.#sweeping) return [];
     this.#sweeping = true;
+    // (the filters' log lines say when their pass began)
+    const startedAt = Date.now();
     try {
       const out: SweepResult[] = [];
       // lb_rev_filter rebuilt from both scans, switched on only when both completed (ct-sweep.ts)
@@ -796,7 +829,7 @@ export class BpfDataplane implements Dataplane {
       if (rev && out.length === 2 && this.#loaded) {
         try {
           const entries = rev.finish();
-          this.#log.debug({ half: rev.half, reverseEntries: entries }, 'reply filter (lb_rev_filter) rebuilt');
+          this.#log.debug({ half: rev.half, reverseEntries: entries, zeroed: rev.zeroedHalf, startedAt }, 'reply filter (lb_rev_filter) rebuilt');
         } catch (e) {
           this.#log.warn({ err: e }, 'reply filter (lb_rev_filter) not switched; retried next period');
         }
@@ -804,7 +837,7 @@ export class BpfDataplane implements Dataplane {
       if (ctf && out.some((r) => r.map === 'lb_ct') && this.#loaded) {
         try {
           const entries = ctf.finish();
-          this.#log.debug({ half: ctf.half, entries }, 'conntrack filter (lb_ct_filter) rebuilt');
+          this.#log.debug({ half: ctf.half, entries, zeroed: ctf.zeroedHalf, startedAt }, 'conntrack filter (lb_ct_filter) rebuilt');
         } catch (e) {
           this.#log.warn({ err: e }, 'conntrack filter (lb_ct_filter) not switched; retried next period');
         }
