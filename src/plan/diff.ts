@@ -92,11 +92,12 @@ export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
  */
 function allNew(next: Plan): PlanOp[] {
   const ops: PlanOp[] = [];
-  const ids = new Set<number>();
+  // the keys by id check that no id is used twice, and are the first incremental diff's (feIdKeys)
+  const keys: (string | undefined)[] = [];
   const hasBackend = idLookup(next.backends);
   for (const [k, f] of next.frontends) {
-    if (f.id < 1 || ids.has(f.id)) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
-    ids.add(f.id);
+    if (!(Number.isInteger(f.id) && f.id >= 1) || keys[f.id] !== undefined) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
+    keys[f.id] = k;
     if (f.tableId !== 0 && !next.tables.has(f.tableId)) throw internal(`frontend ${k} names table ${f.tableId}, which the plan lacks`);
     for (const id of f.backendIds) if (!hasBackend(id)) throw internal(`frontend ${k} names backend ${id}, which the plan lacks`);
   }
@@ -111,6 +112,7 @@ function allNew(next: Plan): PlanOp[] {
   for (const f of fes.values()) ops.push({ op: 'upsertRevNat', frontendId: f.id, address: f.address, port: f.port });
   for (const f of fes.values()) if (f.sourceRanges.length) ops.push({ op: 'setSourceRanges', frontendId: f.id, add: f.sourceRanges.slice(), remove: [] });
   for (const f of fes.values()) ops.push({ op: 'upsertFrontend', frontend: f });
+  feIdKeys.set(next, keys);
   return ops;
 }
 
