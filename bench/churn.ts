@@ -199,7 +199,11 @@ try {
     const ks = Array.from(total.keys()).filter((k) => created[k] === c);
     const w = Float64Array.from(ks.map((k) => total[k]!)).sort(), u = Float64Array.from(ks.map((k) => cpu[k]!)).sort();
     const q = (a: Float64Array, x: number): number => r3(a[Math.min(a.length - 1, Math.max(0, Math.ceil(x * a.length) - 1))]!);
-    const stepP50 = Object.fromEntries(Object.entries(steps).map(([name, a]) => [name, q(Float64Array.from(ks.map((k) => a[k]!)).sort(), 0.5)]));
+    // each step's p50 / p99 / p99.9 / max: which step a kind's slow changes are slow in
+    const stepP50 = Object.fromEntries(Object.entries(steps).map(([name, a]) => {
+      const v = Float64Array.from(ks.map((k) => a[k]!)).sort();
+      return [name, `${q(v, 0.5)} / ${q(v, 0.99)} / ${q(v, 0.999)} / ${q(v, 1)}`];
+    }));
     return [c ? 'created' : 'deleted', { count: ks.length, p50: q(w, 0.5), p99: q(w, 0.99), p999: q(w, 0.999), max: q(w, 1), cpuP99: q(u, 0.99), cpuP999: q(u, 0.999), cpuMax: q(u, 1), stepP50 }];
   })) : undefined;
   // the worst changes with no GC inside them, and the worst by this thread's CPU (a change that
