@@ -198,7 +198,7 @@ test('a Maglev array too small for the Services: the error names the map and the
 
 test('Services left out for capacity: the error line comes when the list changes, not at every sync (a change to a served Service logs none)', async (t) => {
   // over capacity, every sync logged the error with up to 20 names: one line per change anywhere in
-  // the cluster, written to a pipe inside the sync (a full pipe held it 10-40 ms: docs/PERF.md, session 25)
+  // the cluster, written to a pipe inside the sync (docs/PERF.md, session 25)
   const { dir, dp } = setup(t);
   const write = (i: number, ips: string[]) => writeFileSync(join(dir, `s${i}.yaml`),
     webYaml(ips).replaceAll('web', `s${i}-web`).replace('10.96.0.10', `10.96.0.${20 + i}`));
