@@ -14,6 +14,11 @@
 // so a base tree (with its node_modules) runs the same script, interleaved:
 //   for t in /tmp/p24/basetree "$PWD"; do node --import=tsx bench/churn.ts $t 100000 40000; done
 // (KBP_CHURN_SEED: the changes' random seed; KBP_CHURN_WORST: how many worst changes to list)
+// KBP_CHURN_KIND=services churns Services instead: changes alternate between a Service created (its
+// Service and its slice in one change, a fresh name, ClusterIP and pods) and one picked at random
+// deleted, so the count stays about N and every per-frontend Map deletes and inserts keys that never
+// come back (an endpoint change replaces a frontend under its key: those Maps never grow). The
+// output then splits the figures by kind.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -24,11 +29,13 @@ const n = Number(process.argv[3] ?? 30000);
 const changes = Number(process.argv[4] ?? 10000);
 const withMaps = process.env.MAPS === '1';
 const worstN = Number(process.env.KBP_CHURN_WORST ?? 8);
+const kind = process.env.KBP_CHURN_KIND ?? 'endpoints';
+if (kind !== 'endpoints' && kind !== 'services') throw new Error(`KBP_CHURN_KIND: endpoints or services, not ${kind}`);
 const { Compiler } = await import(`${root}/src/compile/compile.ts`);
 const { buildPlan, releaseSlots } = await import(`${root}/src/plan/plan.ts`);
 const { diffPlans } = await import(`${root}/src/plan/diff.ts`);
 const { CapacityTracker } = await import(`${root}/src/plan/capacity.ts`);
-const { snapshot, endpointSlice, BENCH_CAPACITY, NODE_NAME } = await import(`${root}/bench/gen.ts`);
+const { snapshot, endpointSlice, service, BENCH_CAPACITY, NODE_NAME } = await import(`${root}/bench/gen.ts`);
 const SEED = 42;
 const shape = { services: n, endpointsPerService: 10, nodePortEvery: 10 };
 const CAP = { ...BENCH_CAPACITY, maglevSlots: 1 << 28 };
@@ -77,37 +84,75 @@ try {
   let podSerial = 0;
   const freshPod = (): string => { const s = podSerial++; return `10.${128 + ((s >> 16) & 127)}.${(s >> 8) & 255}.${s & 255}`; };
   const begin = new Float64Array(changes), total = new Float64Array(changes), cpu = new Float64Array(changes), faults = new Int32Array(changes), gcIn = new Float64Array(changes);
-  const steps = { compileFit: new Float64Array(changes), plan: new Float64Array(changes), diff: new Float64Array(changes), apply: new Float64Array(changes) };
+  const steps = { compile: new Float64Array(changes), fit: new Float64Array(changes), plan: new Float64Array(changes), diff: new Float64Array(changes), apply: new Float64Array(changes) };
+  // the page faults of each step (which step took the fresh pages of a slow change)
+  const stepFaults = { compile: new Int32Array(changes), fit: new Int32Array(changes), plan: new Int32Array(changes), diff: new Int32Array(changes), apply: new Int32Array(changes) };
+  const created = new Uint8Array(changes);
+  // Service churn: the Services alive (by index, swap-removed), the next fresh index
+  const live = Array.from({ length: n }, (_, i) => i);
+  let nextSvc = n;
+  const faultsNow = (): number => process.resourceUsage().minorPageFault;
   const tChurn = performance.now();
   for (let k = 0; k < changes; k++) {
-    const i = Math.floor(rand() * n);
-    const key = `bench/svc-${i}-abcde`;
-    const prevSl = (slices.get(i) ?? endpointSlice(i, shape)) as { endpoints: { addresses: string[] }[] };
-    const sl = structuredClone(prevSl);
-    sl.endpoints[Math.floor(rand() * sl.endpoints.length)]!.addresses = [freshPod()];
-    slices.set(i, sl);
-    // the slice map changed in place (a copy of 100,000 entries per change would be most of the bench's time)
-    snap.endpointSlices.set(key, sl);
-    const changed = { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() };
-    const f0 = process.resourceUsage().minorPageFault;
+    let changed;
+    if (kind === 'services') {
+      if (k % 2 === 0) {
+        const i = nextSvc++;
+        live.push(i);
+        snap.services.set(`bench/svc-${i}`, service(i, shape));
+        snap.endpointSlices.set(`bench/svc-${i}-abcde`, endpointSlice(i, shape));
+        changed = { Service: new Set([`bench/svc-${i}`]), EndpointSlice: new Set([`bench/svc-${i}-abcde`]), Node: new Set() };
+        created[k] = 1;
+      } else {
+        const at = Math.floor(rand() * live.length), i = live[at]!;
+        live[at] = live[live.length - 1]!;
+        live.pop();
+        snap.services.delete(`bench/svc-${i}`);
+        snap.endpointSlices.delete(`bench/svc-${i}-abcde`);
+        changed = { Service: new Set([`bench/svc-${i}`]), EndpointSlice: new Set([`bench/svc-${i}-abcde`]), Node: new Set() };
+      }
+    } else {
+      const i = Math.floor(rand() * n);
+      const key = `bench/svc-${i}-abcde`;
+      const prevSl = (slices.get(i) ?? endpointSlice(i, shape)) as { endpoints: { addresses: string[] }[] };
+      const sl = structuredClone(prevSl);
+      sl.endpoints[Math.floor(rand() * sl.endpoints.length)]!.addresses = [freshPod()];
+      slices.set(i, sl);
+      // the slice map changed in place (a copy of 100,000 entries per change would be most of the bench's time)
+      snap.endpointSlices.set(key, sl);
+      changed = { Service: new Set(), EndpointSlice: new Set([key]), Node: new Set() };
+    }
+    const f0 = faultsNow();
     const u0 = process.threadCpuUsage();
     const t0 = performance.now();
     const r = c.compile(snap, changed);
+    const tc = performance.now();
+    const fc = faultsNow();
+    const tcb = performance.now();
     fitted = tr.fit(r.state, CAP, () => new Set(), () => prevState);
     const t1 = performance.now();
+    const f1 = faultsNow();
+    const t1b = performance.now();
     const next = buildPlan(fitted.state, plan, { seed: SEED, consumePrev: true, slots: true });
     const t2 = performance.now();
+    const f2 = faultsNow();
+    const t2b = performance.now();
     const ops = diffPlans(plan, next);
     const t3 = performance.now();
+    const f3 = faultsNow();
+    const t3b = performance.now();
     dp?.maps.apply(ops);
     const t4 = performance.now();
+    const f4 = faultsNow();
     releaseSlots(next, plan);
     plan = next; prevState = fitted.state;
     const u1 = process.threadCpuUsage();
     cpu[k] = (u1.user + u1.system - u0.user - u0.system) / 1000;
-    faults[k] = process.resourceUsage().minorPageFault - f0;
-    total[k] = t4 - t0;
-    steps.compileFit[k] = t1 - t0; steps.plan[k] = t2 - t1; steps.diff[k] = t3 - t2; steps.apply[k] = t4 - t3;
+    faults[k] = f4 - f0;
+    stepFaults.compile[k] = fc - f0; stepFaults.fit[k] = f1 - fc; stepFaults.plan[k] = f2 - f1; stepFaults.diff[k] = f3 - f2; stepFaults.apply[k] = f4 - f3;
+    // (the fault reads between steps are left out of the steps' and the total's time)
+    total[k] = (tc - t0) + (t1 - tcb) + (t2 - t1b) + (t3 - t2b) + (t4 - t3b);
+    steps.compile[k] = tc - t0; steps.fit[k] = t1 - tcb; steps.plan[k] = t2 - t1b; steps.diff[k] = t3 - t2b; steps.apply[k] = t4 - t3b;
     begin[k] = t0;
     // a turn of the event loop, as the agent's changes get: WeakRefs read in a job live to its end
     // (and FinalizationRegistry callbacks wait for one), so one synchronous loop kept every state
@@ -142,14 +187,29 @@ try {
   const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
   const r3 = (x: number): number => Math.round(x * 1000) / 1000;
   const order = Array.from(total.keys()).sort((a, b) => total[b]! - total[a]!);
+  const stepsOf = (k: number) => ({
+    compile: r3(steps.compile[k]!), fit: r3(steps.fit[k]!), plan: r3(steps.plan[k]!), diff: r3(steps.diff[k]!), ...(withMaps && { apply: r3(steps.apply[k]!) }),
+    stepFaults: [stepFaults.compile[k], stepFaults.fit[k], stepFaults.plan[k], stepFaults.diff[k], ...(withMaps ? [stepFaults.apply[k]] : [])].join('/'),
+  });
   const worst = order.slice(0, worstN).map((k) => ({
-    k, ms: r3(total[k]!), cpuMs: r3(cpu[k]!), compileFit: r3(steps.compileFit[k]!), plan: r3(steps.plan[k]!), diff: r3(steps.diff[k]!),
-    ...(withMaps && { apply: r3(steps.apply[k]!) }), faults: faults[k], gcMs: r3(gcIn[k]!),
+    k, ...(kind === 'services' && { created: created[k] === 1 }), ms: r3(total[k]!), cpuMs: r3(cpu[k]!), ...stepsOf(k), faults: faults[k], gcMs: r3(gcIn[k]!),
   }));
+  // Service churn: the figures of creations and deletions apart
+  const byKind = kind === 'services' ? Object.fromEntries([1, 0].map((c) => {
+    const ks = Array.from(total.keys()).filter((k) => created[k] === c);
+    const w = Float64Array.from(ks.map((k) => total[k]!)).sort(), u = Float64Array.from(ks.map((k) => cpu[k]!)).sort();
+    const q = (a: Float64Array, x: number): number => r3(a[Math.min(a.length - 1, Math.max(0, Math.ceil(x * a.length) - 1))]!);
+    // each step's p50 / p99 / p99.9 / max: which step a kind's slow changes are slow in
+    const stepP50 = Object.fromEntries(Object.entries(steps).map(([name, a]) => {
+      const v = Float64Array.from(ks.map((k) => a[k]!)).sort();
+      return [name, `${q(v, 0.5)} / ${q(v, 0.99)} / ${q(v, 0.999)} / ${q(v, 1)}`];
+    }));
+    return [c ? 'created' : 'deleted', { count: ks.length, p50: q(w, 0.5), p99: q(w, 0.99), p999: q(w, 0.999), max: q(w, 1), cpuP99: q(u, 0.99), cpuP999: q(u, 0.999), cpuMax: q(u, 1), stepP50 }];
+  })) : undefined;
   // the worst changes with no GC inside them, and the worst by this thread's CPU (a change that
   // waited for a core is slow in wall time only)
   const noGc = order.filter((k) => gcIn[k] === 0);
-  const byCpu = Array.from(cpu.keys()).sort((a, b) => cpu[b]! - cpu[a]!).slice(0, 5).map((k) => ({ k, cpuMs: r3(cpu[k]!), ms: r3(total[k]!), faults: faults[k], gcMs: r3(gcIn[k]!) }));
+  const byCpu = Array.from(cpu.keys()).sort((a, b) => cpu[b]! - cpu[a]!).slice(0, 5).map((k) => ({ k, cpuMs: r3(cpu[k]!), ms: r3(total[k]!), ...stepsOf(k), faults: faults[k], gcMs: r3(gcIn[k]!) }));
   // the heap held after the churn (node --expose-gc), so the two trees' garbage does not count
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
@@ -157,14 +217,14 @@ try {
   const fullPlan = buildPlan(prevState, undefined, { seed: SEED, slots: false });
   const full = digest(fullPlan);
   console.log(JSON.stringify({
-    root, n, changes, maps: withMaps, load: (await import('node:os')).loadavg()[0], room, fullSyncS: r3(fullMs / 1000), churnS: r3(churnS),
+    root, kind, n, changes, maps: withMaps, load: (await import('node:os')).loadavg()[0], room, fullSyncS: r3(fullMs / 1000), churnS: r3(churnS),
     p50: r3(at(0.5)), p99: r3(at(0.99)), p999: r3(at(0.999)), max: r3(sorted[sorted.length - 1]!),
     // (no CPU p50: this thread's CPU clock moves in steps here, most changes read 0)
     cpuP99: r3(Float64Array.from(cpu).sort()[Math.ceil(0.99 * changes) - 1]!),
     cpuP999: r3(Float64Array.from(cpu).sort()[Math.ceil(0.999 * changes) - 1]!), cpuMax: r3(Math.max(...cpu)),
     over5ms: sorted.filter((x) => x > 5).length, over20ms: sorted.filter((x) => x > 20).length,
     noGcMax: r3(total[noGc[0]!] ?? 0), noGcWorst: noGc.slice(0, 5).map((k) => ({ k, ms: r3(total[k]!), cpuMs: r3(cpu[k]!), faults: faults[k] })),
-    worst, worstCpu: byCpu, heapMiB, digestSame: ours === full, rssMiB: Math.round(process.memoryUsage().rss / 1048576),
+    ...(byKind && { byKind }), worst, worstCpu: byCpu, heapMiB, digestSame: ours === full, rssMiB: Math.round(process.memoryUsage().rss / 1048576),
   }));
 } finally {
   obs.disconnect();

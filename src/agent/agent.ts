@@ -420,18 +420,20 @@ export class Agent {
     const cap = this.#dp.capacity();
     const fitted = this.#capacity.fit(compiled, cap, () => new Set(this.#state?.frontends.map((f) => f.service)), () => this.#state);
     const state = fitted.state;
-    if (fitted.dropped.length) {
-      // the map to size and the flag that sizes it: a user with more Services than the defaults hold
-      // (the Maglev array holds ~10,000 of 10 endpoints) must learn what to set from this line
-      const advice = fitted.limit && fitted.needed !== undefined ? capacityAdvice(fitted.limit, fitted.needed, cap) : undefined;
-      this.#log.error({ limit: fitted.limit, ...(advice && { map: advice.maps.join(','), needed: fitted.needed, capacity: cap[fitted.limit!] }),
-        services: fitted.dropped.slice(0, 20), count: fitted.dropped.length },
-        `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out: ${fitted.dropped.slice(0, 5).join(', ')}${fitted.dropped.length > 5 ? ', ...' : ''}${advice ? `; ${advice.text}` : ''}`);
-    }
-    // the metric's series and the event recorder follow the list when it changes (at 100,000
-    // Services on a 10,000-Service Maglev array, ~90,000 labelled series were set again at every sync)
+    // the metric's series, the event recorder and the error line follow the list when it changes (at
+    // 100,000 Services on a 10,000-Service Maglev array, ~90,000 labelled series were set again at
+    // every sync; the line, with up to 20 names, was written inside every sync, a change to any
+    // Service served included: its fit step read 5-19 ms of wall on 0.3-0.6 of CPU, docs/PERF.md, session 25)
     const told = this.#toldLeftOut;
     if (!told || !sameList(told.dropped, fitted.dropped) || told.limit !== fitted.limit || told.to !== this.onServicesLeftOut) {
+      if (fitted.dropped.length && (!told || !sameList(told.dropped, fitted.dropped) || told.limit !== fitted.limit)) {
+        // the map to size and the flag that sizes it: a user with more Services than the defaults hold
+        // (the Maglev array holds ~10,000 of 10 endpoints) must learn what to set from this line
+        const advice = fitted.limit && fitted.needed !== undefined ? capacityAdvice(fitted.limit, fitted.needed, cap) : undefined;
+        this.#log.error({ limit: fitted.limit, ...(advice && { map: advice.maps.join(','), needed: fitted.needed, capacity: cap[fitted.limit!] }),
+          services: fitted.dropped.slice(0, 20), count: fitted.dropped.length },
+          `data plane maps would overflow (${fitted.limit}): ${fitted.dropped.length} Service(s) left out: ${fitted.dropped.slice(0, 5).join(', ')}${fitted.dropped.length > 5 ? ', ...' : ''}${advice ? `; ${advice.text}` : ''}`);
+      }
       this.metrics.setDroppedServices(fitted.dropped, fitted.limit);
       this.onServicesLeftOut?.(fitted.dropped, fitted.limit);
       this.#toldLeftOut = { dropped: fitted.dropped, limit: fitted.limit, to: this.onServicesLeftOut };

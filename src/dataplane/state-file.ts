@@ -18,14 +18,16 @@ export function statePathFor(prefix: string, identity: string): string {
 /**
  * Writes `json` to `path` through a temporary file and a rename, so a reader sees the old file or the
  * new one, never a torn one. Root's alone (0700 directory, 0600 file): the ids in these files decide
- * what the agent adopts.
+ * what the agent adopts. Returns the text's length.
  */
-export function writeStateFile(path: string, json: unknown): void {
+export function writeStateFile(path: string, json: unknown): number {
   const tmp = `${path}.${process.pid}.tmp`;
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    writeFileSync(tmp, JSON.stringify(json), { mode: 0o600 });
+    const text = JSON.stringify(json);
+    writeFileSync(tmp, text, { mode: 0o600 });
     renameSync(tmp, path);
+    return text.length;
   } catch (e) {
     rmSync(tmp, { force: true });
     throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });

@@ -26,7 +26,7 @@ import { KbpError } from '../util/errors.js';
 import { planDelta, type PlanDelta } from './plan.js';
 import { IdMap } from './id-map.js';
 import { heldSlots, slotsKnown } from './slot-source.js';
-import type { Plan, PlanBackend, PlanFrontend, PlanOp, PlanTable } from './types.js';
+import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanOp, type PlanTable } from './types.js';
 import { sameList, samePolicy } from './frontend.js';
 
 function sameSlots(a: Uint32Array, b: Uint32Array): boolean {
@@ -92,11 +92,12 @@ export function diffPlans(prev: Plan | undefined, next: Plan): PlanOp[] {
  */
 function allNew(next: Plan): PlanOp[] {
   const ops: PlanOp[] = [];
-  const ids = new Set<number>();
+  // the keys by id check that no id is used twice, and are the first incremental diff's (feIdKeys)
+  const keys: (string | undefined)[] = [];
   const hasBackend = idLookup(next.backends);
   for (const [k, f] of next.frontends) {
-    if (f.id < 1 || ids.has(f.id)) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
-    ids.add(f.id);
+    if (!(Number.isInteger(f.id) && f.id >= 1) || keys[f.id] !== undefined) throw internal(`frontend ${k} has id ${f.id}, which is invalid or used twice`);
+    keys[f.id] = k;
     if (f.tableId !== 0 && !next.tables.has(f.tableId)) throw internal(`frontend ${k} names table ${f.tableId}, which the plan lacks`);
     for (const id of f.backendIds) if (!hasBackend(id)) throw internal(`frontend ${k} names backend ${id}, which the plan lacks`);
   }
@@ -111,6 +112,7 @@ function allNew(next: Plan): PlanOp[] {
   for (const f of fes.values()) ops.push({ op: 'upsertRevNat', frontendId: f.id, address: f.address, port: f.port });
   for (const f of fes.values()) if (f.sourceRanges.length) ops.push({ op: 'setSourceRanges', frontendId: f.id, add: f.sourceRanges.slice(), remove: [] });
   for (const f of fes.values()) ops.push({ op: 'upsertFrontend', frontend: f });
+  feIdKeys.set(next, keys);
   return ops;
 }
 
@@ -150,8 +152,9 @@ export function diffByWalk(prev: Plan | undefined, next: Plan): PlanOp[] {
   // frontends that are new or differ in anything (buildPlan hands on unchanged objects), and those gone
   const changed: [PlanFrontend | undefined, PlanFrontend][] = [];
   let gone: Iterable<PlanFrontend>;
+  let idKeys: (string | undefined)[] | undefined;
   if (delta) {
-    checkDelta(before, next, delta);
+    idKeys = checkDelta(prev!, before, next, delta);
     for (const k of delta.frontendKeys) changed.push([before.frontends.get(k), next.frontends.get(k)!]);
     gone = delta.removed;
   } else {
@@ -224,6 +227,7 @@ export function diffByWalk(prev: Plan | undefined, next: Plan): PlanOp[] {
   for (const b of prevBackends) {
     if (!next.backends.has(b.id)) ops.push({ op: 'deleteBackend', backendId: b.id });
   }
+  if (delta) carryIds(prev!, next, delta, idKeys);
   return ops;
 }
 
@@ -256,14 +260,38 @@ function checkChanged(before: Plan, next: Plan, k: string, f: PlanFrontend): voi
 }
 
 /**
+ * Each plan's frontend keys by id, for checkDelta: made once from a plan (a walk over every
+ * frontend), then handed from each plan to the next an incremental diff checks, with the delta's
+ * frontends set and deleted. Built anew for every Service created, the walk was most of a Service
+ * creation's time (~5 ms at 10,000 Services, ~10 at 30,000: bench/churn.ts KBP_CHURN_KIND=services).
+ * The array moves (the plan it came from loses it), so no two plans share one as it changes; a
+ * plan without one (an undone build, a read-back) gets it by the walk.
+ */
+const feIdKeys = new WeakMap<Plan, (string | undefined)[]>();
+
+/** before's frontend keys by id: carried from prev, else made from next's maps and the delta's old entries */
+function keysById(prev: Plan, before: Plan, next: Plan, d: PlanDelta): (string | undefined)[] {
+  const carried = feIdKeys.get(prev);
+  if (carried) return carried;
+  const keys: (string | undefined)[] = [];
+  // with old entries, before's frontends are a view over next's with them laid over (diffByWalk):
+  // a walk of the two Maps, as the view's generator is several times slower per entry
+  const old = d.old?.frontends;
+  (old ? next.frontends : before.frontends).forEach((f, k) => { if (!old?.has(k)) keys[f.id] = k; });
+  old?.forEach((f, k) => { if (f) keys[f.id] = k; });
+  return keys;
+}
+
+/**
  * The full walk's frontend checks for what an incremental build touched: a frontend it did not
  * touch is the same object in both plans, so only a touched one can clash. A new frontend's id must
- * not be held in prev by a frontend that stays (nor by one that goes: ids wait a sync).
+ * not be held in prev by a frontend that stays (nor by one that goes: ids wait a sync). Returns
+ * before's keys by id when it needed them (for carryIds).
  */
-function checkDelta(before: Plan, next: Plan, d: PlanDelta): void {
+function checkDelta(prev: Plan, before: Plan, next: Plan, d: PlanDelta): (string | undefined)[] | undefined {
   const ids = new Set<number>();
   for (const a of d.removed) ids.add(a.id);
-  let prevFeById: Map<number, string> | undefined;
+  let byId: (string | undefined)[] | undefined;
   for (const k of d.frontendKeys) {
     const f = next.frontends.get(k);
     if (!f) throw internal(`frontend ${k} is in the delta but not in the plan`);
@@ -272,14 +300,22 @@ function checkDelta(before: Plan, next: Plan, d: PlanDelta): void {
     ids.add(f.id);
     checkChanged(before, next, k, f);
     if (!old) {
-      if (!prevFeById) {
-        prevFeById = new Map();
-        for (const [pk, x] of before.frontends) prevFeById.set(x.id, pk);
-      }
-      const holder = prevFeById.get(f.id);
+      byId ??= keysById(prev, before, next, d);
+      const holder = byId[f.id];
       if (holder !== undefined) throw internal(`frontend id ${f.id} belongs to ${holder} before and ${k} after`);
     }
   }
+  return byId;
+}
+
+/** After a diff that passed its checks: prev's keys by id, if made, follow to next with the delta's changes. */
+function carryIds(prev: Plan, next: Plan, d: PlanDelta, made: (string | undefined)[] | undefined): void {
+  const byId = made ?? feIdKeys.get(prev);
+  if (!byId) return;
+  feIdKeys.delete(prev);
+  for (const a of d.removed) if (byId[a.id] === frontendKey(a)) byId[a.id] = undefined;
+  for (const k of d.frontendKeys) byId[next.frontends.get(k)!.id] = k;
+  feIdKeys.set(next, byId);
 }
 
 /**

@@ -196,6 +196,35 @@ test('a Maglev array too small for the Services: the error names the map and the
   t.is(err!.map, 'lb_maglev_slots');
 });
 
+test('Services left out for capacity: the error line comes when the list changes, not at every sync (a change to a served Service logs none)', async (t) => {
+  // over capacity, every sync logged the error with up to 20 names: one line per change anywhere in
+  // the cluster, written to a pipe inside the sync (docs/PERF.md, session 25)
+  const { dir, dp } = setup(t);
+  const write = (i: number, ips: string[]) => writeFileSync(join(dir, `s${i}.yaml`),
+    webYaml(ips).replaceAll('web', `s${i}-web`).replace('10.96.0.10', `10.96.0.${20 + i}`));
+  for (let i = 0; i < 6; i++) write(i, [`10.244.${i}.2`, `10.244.${i}.3`]);
+  dp.limits = { ...UNLIMITED, maglevSlots: 3 * 252 };
+  const { source, lines, agent } = loggedAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  const leftOut = () => lines.filter((l) => l.level === 'error' && /left out/.test(String(l.msg)));
+  t.is(leftOut().length, 1);
+  for (const ips of [['10.244.1.2', '10.244.1.8'], ['10.244.1.2', '10.244.1.9']]) {
+    write(1, ips);
+    await source.scan();
+    await agent.whenIdle();
+  }
+  t.true(dp.frontends.size > 0);
+  t.is(leftOut().length, 1, 'changes to a served Service: no new line');
+  // one more left out: the list changed, a line says so
+  write(7, ['10.244.7.2', '10.244.7.3']);
+  await source.scan();
+  await agent.whenIdle();
+  t.is(leftOut().length, 2);
+  t.regex(String(leftOut()[1]!.msg), /4 Service\(s\) left out/);
+});
+
 test('Services left out for capacity: changes to them, to the ones served and new Services each land as a fresh fit would have them', async (t) => {
   // the fit keeps its last result while only Services it left out change (CapacityTracker #sameFit):
   // each step here is checked against what a fresh agent makes of the same folder

@@ -201,3 +201,35 @@ test('property: against nothing (or an empty plan) the shortcut gives the walk\'
   }), FC);
   t.pass();
 });
+
+for (const fromEmpty of [false, true]) test(`an incremental diff refuses a new frontend whose id a frontend it did not touch holds, also after diffs that carried the ids on${fromEmpty ? ' from the first diff against nothing' : ''}`, (t) => {
+  // buildPlan never makes such a plan: the new frontend's id is forged into a taken one, as a bug would
+  const svc = (i: number) => fe(`10.96.0.${i}`, 80, [be(`10.244.1.${i}`)]);
+  let prev = buildPlan({ frontends: [svc(1), svc(2), svc(3)] }, undefined, { seed, consumePrev: true });
+  if (fromEmpty) t.is(diffPlans(undefined, prev).length, 15);
+  const ids = new Map([...prev.frontends.values()].map((f) => [f.address, f.id]));
+  // Services created one by one: each diff is incremental, carries what it knew on and must stay right
+  const frontends = [svc(1), svc(2), svc(3)];
+  for (let i = 4; i <= 6; i++) {
+    frontends.push(svc(i));
+    const next = buildPlan({ frontends: [...frontends] }, prev, { seed, consumePrev: true });
+    t.deepEqual(kinds(diffPlans(prev, next)), ['upsertBackend', 'createTable', 'upsertSlots', 'upsertRevNat', 'upsertFrontend']);
+    ids.set(`10.96.0.${i}`, next.frontends.get(`10.96.0.${i}|80|TCP|internal`)!.id);
+    prev = next;
+  }
+  // one Service deleted, one created whose id is forged into the one a Service created above holds
+  const kept = frontends.filter((f) => f.address !== '10.96.0.2');
+  kept.push(svc(7));
+  const next = buildPlan({ frontends: kept }, prev, { seed, consumePrev: true });
+  const made = next.frontends.get('10.96.0.7|80|TCP|internal')!;
+  const taken = ids.get('10.96.0.5')!;
+  t.not(made.id, taken);
+  made.id = taken;
+  t.throws(() => diffPlans(prev, next), { message: new RegExp(`frontend id ${taken} belongs to 10\\.96\\.0\\.5\\|80\\|TCP\\|internal before and 10\\.96\\.0\\.7\\|80\\|TCP\\|internal after`) });
+  // and one a Service of the first build holds
+  made.id = ids.get('10.96.0.3')!;
+  t.throws(() => diffPlans(prev, next), { message: new RegExp(`frontend id ${made.id} belongs to 10\\.96\\.0\\.3\\|80\\|TCP\\|internal before`) });
+  // and the id of the one deleted in the same build (ids wait a sync)
+  made.id = ids.get('10.96.0.2')!;
+  t.throws(() => diffPlans(prev, next), { message: /invalid or used twice/ });
+});

@@ -27,7 +27,7 @@ import type { BpfMap, MaglevFillJob } from './native/map.js';
 import { BPF_ANY, MapType } from './native/uapi.js';
 import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
-import { intHash, ShardedMap } from '../../util/sharded-map.js';
+import { intHash, ShardedMap, stringHash } from '../../util/sharded-map.js';
 
 export interface BpfMapsOptions {
   /**
@@ -253,10 +253,11 @@ export class MapWriter {
    * their bits (L.feFilterBitPair), how many keys hold each bit, and the words. A bit is set before the first frontend on
    * it is written and cleared after the last one is deleted, so the filter never hides a frontend
    * the programs could find. Loaded from lb_frontends on first use, when the whole filter is
-   * written and switched on.
+   * written and switched on. Both in shards: a Service created or deleted inserts keys and bits that
+   * never come back, and V8 copied a whole Map every ~(capacity - n) such inserts (util/sharded-map.ts).
    */
   private feKeys: Map<string, number> | undefined;
-  private readonly feBitRefs = new Map<number, number>();
+  private readonly feBitRefs = new ShardedMap<number, number>(intHash);
   /** filter keys held for orphaned flows of deleted frontends (holdFeFilterKeys), with their bits */
   private readonly feHeld = new Map<string, number>();
   private readonly feWords = new BigUint64Array(L.LB_FE_FILTER_WORDS);
@@ -526,7 +527,7 @@ export class MapWriter {
    * before the first write. Returns the frontend keys it holds.
    */
   syncFeFilter(): number {
-    const keys = new Map<string, number>();
+    const keys = new ShardedMap<string, number>(stringHash);
     this.feBitRefs.clear();
     this.feWords.fill(0n);
     for (const pair of this.feHeld.values()) this.refFeBits(pair, 1);

@@ -1,0 +1,131 @@
+import test from 'ava';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentStateFile, stateJournalPath } from '../../src/dataplane/bpf/agent-state-file.js';
+
+function tempPath(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'state.json');
+}
+
+/** a state file with n frontends' names, saved whole */
+function filled(path: string, n: number): AgentStateFile {
+  const s = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path);
+  for (let id = 1; id <= n; id++) s.setFrontend(id, { service: `default/svc-${id}`, portName: 'http' });
+  s.save();
+  return s;
+}
+
+const names = (s: AgentStateFile): string[] => [...s.frontends].map(([id, m]) => `${id} ${m.service} ${m.portName} ${m.terminating ?? ''}`).sort();
+
+test('a Service created or deleted appends a line to the journal: the snapshot of every frontend is not written again, and a reader sees both', (t) => {
+  const path = tempPath(t);
+  const s = filled(path, 3000);
+  const snapshot = readFileSync(path, 'utf8');
+  t.false(existsSync(stateJournalPath(path)));
+  s.deleteFrontend(7);
+  s.setFrontend(3001, { service: 'default/new', portName: '' });
+  s.save();
+  s.setFrontend(5, { service: 'default/svc-5', portName: 'http', terminating: [12, 13] });
+  s.save();
+  t.is(readFileSync(path, 'utf8'), snapshot, 'the snapshot is as it was');
+  t.is(readFileSync(stateJournalPath(path), 'utf8').split('\n').length, 3, 'two lines');
+  const back = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path);
+  t.deepEqual(names(back), names(s));
+  t.is(back.frontends.get(7), undefined);
+  t.deepEqual(back.frontends.get(5)?.terminating, [12, 13]);
+  // the reader goes on appending to the same journal
+  back.deleteFrontend(3001);
+  back.save();
+  t.deepEqual(names(AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path)), names(back));
+  t.is(readFileSync(path, 'utf8'), snapshot);
+});
+
+test('a torn last line (a crash mid-append) ends the replay there; the next save is a whole snapshot that empties the journal', (t) => {
+  const path = tempPath(t);
+  const s = filled(path, 3000);
+  s.deleteFrontend(1);
+  s.save();
+  s.deleteFrontend(2);
+  s.save();
+  const j = readFileSync(stateJournalPath(path), 'utf8');
+  writeFileSync(stateJournalPath(path), j.slice(0, j.length - 5));
+  const back = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path);
+  t.is(back.frontends.get(1), undefined);
+  t.is(back.frontends.get(2)?.service, 'default/svc-2', 'the torn line is not read');
+  const before = statSync(path).mtimeMs;
+  back.deleteFrontend(3);
+  back.save();
+  t.false(existsSync(stateJournalPath(path)), 'not appended after a torn line');
+  t.true(statSync(path).mtimeMs >= before);
+  const again = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path);
+  t.deepEqual(names(again), names(back));
+});
+
+test('journal lines of another snapshot are not read (a crash between a snapshot and the journal\'s removal, or an older build\'s snapshot)', (t) => {
+  const path = tempPath(t);
+  const s = filled(path, 3000);
+  s.deleteFrontend(1);
+  s.save();
+  const journal = readFileSync(stateJournalPath(path), 'utf8');
+  // a whole save (an attachment changed) under a new id; the old journal put back beside it
+  s.recordAttachment({ kind: 'xdp', ifindex: 2, ifname: 'eth0', mode: 'native', program: 'lb_xdp', progId: 9 });
+  s.save();
+  t.false(existsSync(stateJournalPath(path)));
+  writeFileSync(stateJournalPath(path), journal.replace('"fd":[1]', '"fd":[1,2]'));
+  const back = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path);
+  t.is(back.frontends.get(2)?.service, 'default/svc-2');
+  t.is(back.frontends.get(1), undefined);
+  t.is(back.attachments.length, 1);
+});
+
+test('a small state, a file without a journal id (an earlier build\'s), a change of many frontends and a journal grown to the snapshot\'s size are saved whole', (t) => {
+  const path = tempPath(t);
+  const small = filled(path, 10);
+  small.deleteFrontend(1);
+  small.save();
+  t.false(existsSync(stateJournalPath(path)), 'small: whole');
+  // an earlier build's file: no jid
+  const big = filled(path, 3000);
+  const old = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  delete old.jid;
+  writeFileSync(path, JSON.stringify(old));
+  const back = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path);
+  t.deepEqual(names(back), names(big));
+  back.deleteFrontend(1);
+  back.save();
+  t.false(existsSync(stateJournalPath(path)), 'no jid: whole');
+  back.deleteFrontend(2);
+  back.save();
+  t.true(existsSync(stateJournalPath(path)), 'then appended');
+  for (let id = 3; id < 3 + 300; id++) back.deleteFrontend(id);
+  back.save();
+  t.false(existsSync(stateJournalPath(path)), 'many: whole');
+  // lines until the journal passes the snapshot's size, then one whole save
+  const snapBytes = readFileSync(path).length;
+  let k = 0;
+  while (existsSync(stateJournalPath(path)) ? readFileSync(stateJournalPath(path)).length <= snapBytes : k === 0) {
+    back.setFrontend(5000 + k, { service: `default/churn-${k}-${'x'.repeat(200)}`, portName: 'p' });
+    back.save();
+    k++;
+    if (k > 10000) break;
+  }
+  t.true(k < 10000);
+  back.deleteFrontend(400);
+  back.save();
+  t.false(existsSync(stateJournalPath(path)), 'compacted');
+  t.deepEqual(names(AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path)), names(back));
+});
+
+test('remove() takes the journal too', (t) => {
+  const path = tempPath(t);
+  const s = filled(path, 3000);
+  s.deleteFrontend(1);
+  s.save();
+  t.true(existsSync(stateJournalPath(path)));
+  s.remove();
+  t.false(existsSync(path));
+  t.false(existsSync(stateJournalPath(path)));
+});
