@@ -29,7 +29,8 @@ export function writeStateFile(path: string, json: unknown): number {
     renameSync(tmp, path);
     return text.length;
   } catch (e) {
-    rmSync(tmp, { force: true });
+    // (a path under a file, say, fails the clean-up too: the write's error is the one to report)
+    try { rmSync(tmp, { force: true }); } catch { /* nothing was made */ }
     throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
   }
 }

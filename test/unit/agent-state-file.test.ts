@@ -129,3 +129,13 @@ test('remove() takes the journal too', (t) => {
   t.false(existsSync(path));
   t.false(existsSync(stateJournalPath(path)));
 });
+
+test('a save that cannot write reports the state file and the reason, not its clean-up\'s error', (t) => {
+  const path = tempPath(t);
+  const s = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', join(path, 'state.json'));
+  // the state file's directory became a regular file: the write fails, and so would the temporary file's removal
+  writeFileSync(path, '');
+  s.setFrontend(1, { service: 'default/a', portName: '' });
+  const e = t.throws(() => s.save());
+  t.regex(e!.message, /^state file \S+state\.json\/state\.json: E(NOTDIR|EXIST)/);
+});
