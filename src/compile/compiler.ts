@@ -949,7 +949,8 @@ export class Compiler {
         continue;
       }
       const errors: ObjectError[] = [];
-      const slice = normalizeEndpointSlice(raw, k, errors);
+      // in bulk, the endpoints are built when the Service compiles (#mergeSlices): not twice
+      const slice = normalizeEndpointSlice(raw, k, errors, false, normalized !== undefined);
       // FQDN slices and slices of no Service feed nothing (kube-proxy ignores them)
       const group = slice && slice.serviceKey && slice.family !== 0 ? slice.serviceKey : '';
       this.#slices.set(k, { raw, errors: errors.length ? errors : NO_ERRORS, group });
