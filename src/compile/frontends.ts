@@ -9,7 +9,7 @@ import type { ObjectError, ServiceEndpoints, ServiceModel } from '../model/types
 import { addressKey, frontendKey } from '../model/canonical.js';
 import { cidrContains, familyOfValid, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import type { Allocation } from './allocate.js';
-import { categorizeEndpoints, resolveCandidates } from './topology.js';
+import { categorizeEndpoints, categorizePlain, resolveCandidates } from './topology.js';
 import { EMPTY } from '../model/normalize.js';
 
 /** What one sync knows of this node and the options, shared by every Service. */
@@ -65,6 +65,8 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
   errors: ObjectError[], out: RawFrontend[], keyCache: Map<string, string>, noLocal: NoLocalEndpointCounts): void {
   let idx = 0;
   const topo = { nodeName: ro.nodeName, zone: ro.zone, synthesize: ro.standalone, nodeHints: ro.nodeHints };
+  // no hints to synthesize (topology.ts categorizePlain)
+  const plain = !ro.standalone || !svc.trafficDistribution;
   // pkg/api/v1/service ExternalPolicyLocal: Local and reachable other than by clusterIP
   const externalLocal = svc.externalTrafficPolicy === 'Local'
     && (svc.type === 'NodePort' || svc.type === 'LoadBalancer' || svc.externalIPs.length > 0);
@@ -108,7 +110,7 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
     }
     const counts = noLocal[family === 4 ? 'IPv4' : 'IPv6'];
     svc.ports.forEach((sp, i) => {
-      const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), topo);
+      const sets = (plain && categorizePlain(famEps, sp, ro.nodeName)) || categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), topo);
       // syncProxyRules: endpoints somewhere but none here for a Local policy means drop, not reject
       const localMissing = sets.hasEndpoints && !sets.local.length;
       if (localMissing && internalLocal) counts.internal++;
