@@ -614,22 +614,31 @@ export class Compiler {
     return { state, errors, services: this.#services, noLocalEndpoints };
   }
 
+  /** #newEntry's scratch lists and counts (a Service's own, sized exactly, are copied from them) */
+  readonly #fes: RawFrontend[] = [];
+  readonly #warnings: ObjectError[] = [];
+  readonly #noLocalScratch = zeroNoLocalCounts();
+
   /** One Service's entry (its frontends, warnings and counts), recorded; `prev` is the entry it replaces. */
   #newEntry(k: string, model: ServiceModel, alloc: Allocation, prev: ServiceEntry | undefined, ro: ResolvedOptions,
     keyCache: Map<string, string>): ServiceEntry {
     const g = this.#groups.get(model.key);
+    // compiled into scratch lists, then kept as long as the Service: sized exactly, the shared empty
+    // list and one shared zero count where there is nothing (most Services)
+    const fes = this.#fes, warnings = this.#warnings, noLocal = this.#noLocalScratch;
+    fes.length = 0;
+    warnings.length = 0;
+    noLocal.IPv4.internal = noLocal.IPv4.external = noLocal.IPv6.internal = noLocal.IPv6.external = 0;
+    compileService(k, model, alloc, g && this.#endpointsOf(g), ro, warnings, fes, keyCache, noLocal);
+    let counts = ZERO_NO_LOCAL;
+    if (!isZeroNoLocal(noLocal)) addNoLocalCounts(counts = zeroNoLocalCounts(), noLocal, 1);
     const entry: ServiceEntry = {
-      model, epsVer: g?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
+      model, epsVer: g?.ver ?? 0, alloc, frontends: tight(fes), warnings: warnings.length ? warnings.slice() : NO_ERRORS, noLocal: counts,
       // kept when only endpoints changed, so the Service list need not be rebuilt
       compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
         : { service: model, clusterIPs: alloc.clusterIPs, nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
     };
-    compileService(k, model, alloc, g && this.#endpointsOf(g), ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
-    addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
-    // kept as long as the Service: no spare room, and one shared zero count (most Services)
-    entry.frontends = tight(entry.frontends);
-    if (!entry.warnings.length) entry.warnings = NO_ERRORS;
-    if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
+    addNoLocalCounts(this.#noLocal, counts, 1);
     this.#entries.set(k, entry);
     if (entry.warnings.length) this.#warnKeys.add(k);
     return entry;
@@ -853,7 +862,12 @@ export class Compiler {
       this.#putService(k, raw, normalizeService(raw, k, errors), errors);
       keys.push(k);
     }
-    updateSortedKeys(this.#svcKeys, this.#svcs, keys, this.#mergeAt);
+    // every key is new and none is there twice (a Map's keys): #svcKeys (empty, as #svcs was) is
+    // theirs, sorted; no merge (a Set of them all, and a lookup of each)
+    const sorted = this.#svcKeys;
+    sorted.length = 0;
+    for (const k of keys) sorted.push(k);
+    sorted.sort(byString);
     return keys;
   }
 
@@ -925,10 +939,12 @@ export class Compiler {
    * Re-normalizes the slices whose object changed and rebuilds the endpoints of their Services (kept
    * for this compile only, #freshEps); returns those Service keys.
    */
-  #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Set<string> {
+  #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Iterable<string> {
     const changed: string[] = [];
     diffKeys(next, this.#slices, changed, hint);
-    const dirty = new Set<string>();
+    // no slice before (a first compile): every group is made here and is dirty, so the groups are
+    // walked, not collected in a Set as well (no group without a slice is kept: none before either)
+    const dirty = this.#slices.size ? new Set<string>() : undefined;
     // many slices at once (a first sync, a relist of a big cluster): their endpoints are not kept
     // from here to their Service's compile, which normalizes them again (pure: the same endpoints)
     // and drops them after it. Kept, a first compile at 100,000 Services held a million EndpointModels at once (~110 MiB
@@ -940,7 +956,7 @@ export class Compiler {
       if (old?.group) {
         const members = this.#groups.get(old.group)!.keys;
         members.splice(members.indexOf(k), 1);
-        dirty.add(old.group);
+        dirty!.add(old.group);
       }
       if (old?.errors.length) this.#sliceErrKeys.delete(k);
       const raw = next.get(k);
@@ -956,14 +972,16 @@ export class Compiler {
       this.#slices.set(k, { raw, errors: errors.length ? errors : NO_ERRORS, group });
       if (errors.length) this.#sliceErrKeys.add(k);
       if (group) {
-        let g = this.#groups.get(group);
-        if (!g) this.#groups.set(group, g = { keys: [], ver: 0, eps: undefined });
-        g.keys.push(k);
-        dirty.add(group);
+        const g = this.#groups.get(group);
+        // a group's keys sized exactly: an array grown by push from [] keeps 17 slots (~130 bytes
+        // more a Service, kept: most groups have one slice); several are made tight below
+        if (!g) this.#groups.set(group, { keys: [k], ver: 0, eps: undefined });
+        else g.keys.push(k);
+        dirty?.add(group);
         normalized?.set(k, slice!);
       }
     }
-    for (const name of dirty) {
+    for (const name of dirty ?? this.#groups.keys()) {
       const g = this.#groups.get(name)!;
       if (!g.keys.length) {
         this.#groups.delete(name);
@@ -978,7 +996,7 @@ export class Compiler {
       g.eps = this.#mergeSlices(g.keys, normalized);
       this.#freshGroups.push(g);
     }
-    return dirty;
+    return dirty ?? this.#groups.keys();
   }
 
   /**
