@@ -24,7 +24,6 @@ import {
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
 import { lazyState, recordStateDelta } from '../plan/delta.js';
-import { changeRoom, reserveMapRoom } from '../util/map-room.js';
 import { ShardedMap, stringHash } from '../util/sharded-map.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
@@ -236,17 +235,22 @@ export class Compiler {
   readonly #range: NodePortRange;
   readonly #cidrs: ReturnType<typeof parseServiceCidrs>;
   readonly #allow: Cidr[] | null;
-  /** by snapshot key */
-  readonly #svcs = new Map<string, ServiceRecord>();
+  /**
+   * by snapshot key. This, #slices and #groups are in shards (util/sharded-map.ts) as #entries: a
+   * Service or slice created or deleted inserts into or deletes from them, and V8 copies a whole
+   * Map's table every ~(capacity - n) such inserts (at 100,000 Services a 4 MiB table on fresh
+   * pages). Nothing walks them in an order that matters: #svcKeys and each group's keys are sorted.
+   */
+  readonly #svcs = new ShardedMap<string, ServiceRecord>(stringHash);
   /** the keys of #svcs, sorted */
   readonly #svcKeys: string[] = [];
   /** Services whose model key differs from their snapshot key (not from a source): disables the shortcut */
   #keyMismatch = 0;
   readonly #svcErrKeys = new Set<string>();
-  readonly #slices = new Map<string, SliceRecord>();
+  readonly #slices = new ShardedMap<string, SliceRecord>(stringHash);
   readonly #sliceErrKeys = new Set<string>();
   /** Service key -> its usable slices */
-  readonly #groups = new Map<string, Group>();
+  readonly #groups = new ShardedMap<string, Group>(stringHash);
   /** the last version given to a group */
   #groupVer = 0;
   /** the groups given endpoints in this compile (cleared at its end: endpoints are not kept) */
@@ -342,21 +346,6 @@ export class Compiler {
       : null;
     // option errors surface now rather than at the first sync
     resolveNodePortAddresses(undefined, opts);
-  }
-
-  /**
-   * Room in the Maps a change inserts into, for the changes after a big compile (util/map-room.ts):
-   * filled to V8's capacity, the first change's insert grows a Map, every entry copied to fresh
-   * pages. The agent calls it once, after its first full sync, off any change's path (a second call
-   * would add holes, not room: the room is inferred from each Map's size). Returns the dummy keys
-   * it added.
-   */
-  reserveRoom(): number {
-    const dummy = (i: number): string => `\0${i}`;
-    let added = 0;
-    // (#byKey and #entries, which a change deletes from and inserts into, are in shards: no room needed)
-    for (const m of [this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, changeRoom(m.size), dummy);
-    return added;
   }
 
   /**
