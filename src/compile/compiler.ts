@@ -168,29 +168,34 @@ function mergeSorted(keys: string[], changed: readonly string[], keep: (k: strin
   for (let j = 0; j < out.length; j++) keys[j] = out[j]!;
 }
 
+/** A key diffKeys found changed: its record before (if any), and its object now (absent: gone). */
+interface Found<R> { key: string; old: R | undefined; raw: unknown; gone: boolean }
+
 /**
  * Appends the keys whose value in `next` is not the object `prev` recorded, and the keys `next`
- * lost; with a hint, only among the hinted keys.
+ * lost; with a hint, only among the hinted keys. Each with what was read of it, so that no caller
+ * looks it up again (a lookup in a 100,000-entry Map is a cache miss or two: ~250 ns here).
  */
-function diffKeys(next: ReadonlyMap<string, unknown>, prev: ReadonlyMap<string, { raw: unknown }>, out: string[],
+function diffKeys<R extends { raw: unknown }>(next: ReadonlyMap<string, unknown>, prev: ReadonlyMap<string, R>, out: Found<R>[],
   hint: ReadonlySet<string> | undefined): void {
   if (hint) {
     for (const k of hint) {
-      const r = prev.get(k);
-      if (next.has(k) ? !r || r.raw !== next.get(k) : r) out.push(k);
+      const r = prev.get(k), v = next.get(k);
+      const gone = v === undefined && !next.has(k);
+      if (gone ? r : !r || r.raw !== v) out.push({ key: k, old: r, raw: v, gone });
     }
     return;
   }
   let kept = 0;
   for (const [k, v] of next) {
     const r = prev.get(k);
-    if (r === undefined) out.push(k);
+    if (r === undefined) out.push({ key: k, old: undefined, raw: v, gone: false });
     else {
       kept++;
-      if (r.raw !== v) out.push(k);
+      if (r.raw !== v) out.push({ key: k, old: r, raw: v, gone: false });
     }
   }
-  if (kept !== prev.size) for (const k of prev.keys()) if (!next.has(k)) out.push(k);
+  if (kept !== prev.size) for (const [k, r] of prev) if (!next.has(k)) out.push({ key: k, old: r, raw: undefined, gone: true });
 }
 
 /** Every field of a Service that allocate() reads: equal inputs, equal allocations for all. */
@@ -505,10 +510,12 @@ export class Compiler {
         }
       }
       for (const k of dirty) {
-        const old = this.#entries.get(k);
-        if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
-        this.#entries.delete(k);
-        this.#warnKeys.delete(k);
+        const old = previous.get(k);
+        if (old) {
+          addNoLocalCounts(this.#noLocal, old.noLocal, -1);
+          this.#entries.delete(k);
+        }
+        this.#warnKeys.delete(k); // (small: the Services with warnings)
         const model = this.#svcs.get(k)?.model;
         const alloc = model ? allocs.get(model.key) : undefined;
         if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
@@ -863,19 +870,18 @@ export class Compiler {
   /** Re-normalizes the Services whose object changed; returns their snapshot keys (removed ones too). */
   #syncServices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): string[] {
     if (!this.#svcs.size && this.#fastFirst) return this.#readServices(next);
-    const found: string[] = [];
+    const found: Found<ServiceRecord>[] = [];
     diffKeys(next, this.#svcs, found, hint);
     // a new object that normalizes to what the old one did (a manifests file re-read for its
     // EndpointSlice, an informer's resync) is no change: kube-proxy's ServiceChangeTracker.Update
     // drops a change whose previous and current ServicePortMaps are equal. Kept, its model stays the
     // same object, so neither its frontends nor the Service list are rebuilt.
     const normalized = new Map<string, { model: ServiceModel | null; errors: ObjectError[] }>();
-    const changed: string[] = [];
-    for (const k of found) {
-      const old = this.#svcs.get(k);
-      const raw = next.get(k);
-      if (!old || (raw === undefined && !next.has(k))) {
-        changed.push(k);
+    const changed: Found<ServiceRecord>[] = [];
+    for (const f of found) {
+      const { key: k, old, raw } = f;
+      if (!old || f.gone) {
+        changed.push(f);
         continue;
       }
       const errors: ObjectError[] = [];
@@ -885,14 +891,15 @@ export class Compiler {
         continue;
       }
       normalized.set(k, { model, errors });
-      changed.push(k);
+      changed.push(f);
     }
     this.#replaced.clear();
     // the old models matter only to #allocateLocally (not tried by a first compile), and are
     // dropped once it ran: a step of a first list's compile, many Services added, takes that way too
     this.#replacedValid = this.#allocs !== undefined;
-    for (const k of changed) {
-      const old = this.#svcs.get(k);
+    const keys: string[] = [];
+    for (const { key: k, old, raw, gone } of changed) {
+      keys.push(k);
       if (this.#replacedValid) this.#replaced.set(k, old?.model ?? null);
       if (old?.model && old.model.key !== k) this.#keyMismatch--;
       if (this.#claims) {
@@ -903,8 +910,7 @@ export class Compiler {
         }
       }
       if (old?.errors.length) this.#svcErrKeys.delete(k);
-      const raw = next.get(k);
-      if (raw === undefined && !next.has(k)) {
+      if (gone) {
         this.#svcs.delete(k);
         continue;
       }
@@ -912,8 +918,8 @@ export class Compiler {
       const errors: ObjectError[] = done?.errors ?? [];
       this.#putService(k, raw, done ? done.model : normalizeService(raw, k, errors), errors);
     }
-    updateSortedKeys(this.#svcKeys, this.#svcs, changed, this.#mergeAt);
-    return changed;
+    updateSortedKeys(this.#svcKeys, this.#svcs, keys, this.#mergeAt);
+    return keys;
   }
 
   /** A Service's new record, and what is counted of it (a model under another key, its claims, its errors). */
@@ -929,27 +935,26 @@ export class Compiler {
    * for this compile only, #freshEps); returns those Service keys.
    */
   #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Iterable<string> {
-    const changed: string[] = [];
+    const changed: Found<SliceRecord>[] = [];
     diffKeys(next, this.#slices, changed, hint);
     // no slice before (a first compile): every group is made here and is dirty, so the groups are
-    // walked, not collected in a Set as well (no group without a slice is kept: none before either)
-    const dirty = this.#slices.size ? new Set<string>() : undefined;
+    // walked, not collected as well (no group without a slice is kept: none before either); else
+    // the dirty groups by Service key, each looked up once
+    const dirty = this.#slices.size ? new Map<string, Group>() : undefined;
     // many slices at once (a first sync, a relist of a big cluster): their endpoints are not kept
     // from here to their Service's compile, which normalizes them again (pure: the same endpoints)
     // and drops them after it. Kept, a first compile at 100,000 Services held a million EndpointModels at once (~110 MiB
     // of its peak), each promoted by the scavenges in between before it died.
     const normalized = changed.length <= this.#bulkSlices ? new Map<string, NormalizedSlice>() : undefined;
     this.#dropFreshEps();
-    for (const k of changed) {
-      const old = this.#slices.get(k);
+    for (const { key: k, old, raw, gone } of changed) {
       if (old?.group) {
-        const members = this.#groups.get(old.group)!.keys;
-        members.splice(members.indexOf(k), 1);
-        dirty!.add(old.group);
+        const g = dirty!.get(old.group) ?? this.#groups.get(old.group)!;
+        g.keys.splice(g.keys.indexOf(k), 1);
+        dirty!.set(old.group, g);
       }
       if (old?.errors.length) this.#sliceErrKeys.delete(k);
-      const raw = next.get(k);
-      if (raw === undefined && !next.has(k)) {
+      if (gone) {
         this.#slices.delete(k);
         continue;
       }
@@ -961,17 +966,16 @@ export class Compiler {
       this.#slices.set(k, { raw, errors: errors.length ? errors : NO_ERRORS, group });
       if (errors.length) this.#sliceErrKeys.add(k);
       if (group) {
-        const g = this.#groups.get(group);
+        let g = dirty?.get(group) ?? this.#groups.get(group);
         // a group's keys sized exactly: an array grown by push from [] keeps 17 slots (~130 bytes
         // more a Service, kept: most groups have one slice); several are made tight below
-        if (!g) this.#groups.set(group, { keys: [k], ver: 0, eps: undefined });
+        if (!g) this.#groups.set(group, g = { keys: [k], ver: 0, eps: undefined });
         else g.keys.push(k);
-        dirty?.add(group);
+        dirty?.set(group, g);
         normalized?.set(k, slice!);
       }
     }
-    for (const name of dirty ?? this.#groups.keys()) {
-      const g = this.#groups.get(name)!;
+    for (const [name, g] of dirty ?? this.#groups) {
       if (!g.keys.length) {
         this.#groups.delete(name);
         continue;
@@ -985,7 +989,7 @@ export class Compiler {
       g.eps = this.#mergeSlices(g.keys, normalized);
       this.#freshGroups.push(g);
     }
-    return dirty ?? this.#groups.keys();
+    return (dirty ?? this.#groups).keys();
   }
 
   /**
