@@ -607,9 +607,6 @@ export class Agent {
     const t0 = performance.now(), cpu0 = process.cpuUsage(), thread0 = process.threadCpuUsage();
     let writer: WarmWriter | undefined;
     try {
-      // room in the compiler's Maps for the changes to come, made here rather than by a change's
-      // insert (util/map-room.ts; the data plane's are in shards, util/sharded-map.ts)
-      const mapRoom = this.#compiler.reserveRoom();
       // the apply's one-change code too, into scratch tables (a failure to make them costs only that)
       try {
         writer = this.#dp.warmWriter?.();
@@ -622,7 +619,7 @@ export class Agent {
       const { syncs, leftOut } = await this.#warmSyncs();
       const cpu = process.cpuUsage(cpu0), thread = process.threadCpuUsage(thread0);
       // cpuMs: so far; V8's compiler threads may still be at work on what the warm-up made hot
-      this.#log.debug({ ...r, source, maglevSlots, syncs, leftOut, mapRoom, ms: ms(performance.now() - t0), cpuMs: ms((cpu.user + cpu.system) / 1000), threadCpuMs: ms((thread.user + thread.system) / 1000) },
+      this.#log.debug({ ...r, source, maglevSlots, syncs, leftOut, ms: ms(performance.now() - t0), cpuMs: ms((cpu.user + cpu.system) / 1000), threadCpuMs: ms((thread.user + thread.system) / 1000) },
         'one-change path warmed');
     } catch (e) {
       // it writes nothing the programs read and holds nothing: a failure costs only the warm-up

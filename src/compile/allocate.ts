@@ -156,16 +156,18 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
       }
     });
     if (!ok) continue;
+    // (what is used is read only by the standalone pass below: from the API server two Sets of
+    // every clusterIP and nodePort fewer, 100,000 entries each at 100,000 Services)
     for (const ip of s.clusterIPs) {
       ipOwner.set(ip, s.key);
-      usedIPs.add(ip);
+      if (standalone) usedIPs.add(ip);
     }
     for (const p of s.ports) {
       if (!p.nodePort) continue;
       explicitNodePorts.set(`${p.nodePort}/${p.protocol}`, s.key);
-      usedNodePorts.add(p.nodePort);
+      if (standalone) usedNodePorts.add(p.nodePort);
     }
-    if (s.healthCheckNodePort) usedNodePorts.add(s.healthCheckNodePort);
+    if (s.healthCheckNodePort && standalone) usedNodePorts.add(s.healthCheckNodePort);
     chosen.push(s);
   }
 

@@ -24,7 +24,6 @@ import {
   type NoLocalEndpointCounts, type RawFrontend, type ResolvedOptions,
 } from './frontends.js';
 import { lazyState, recordStateDelta } from '../plan/delta.js';
-import { changeRoom, reserveMapRoom } from '../util/map-room.js';
 import { ShardedMap, stringHash } from '../util/sharded-map.js';
 
 /** Keys of the objects added, replaced or removed since the previous compile, by kind (ObjectStore's onChange). */
@@ -169,29 +168,34 @@ function mergeSorted(keys: string[], changed: readonly string[], keep: (k: strin
   for (let j = 0; j < out.length; j++) keys[j] = out[j]!;
 }
 
+/** A key diffKeys found changed: its record before (if any), and its object now (absent: gone). */
+interface Found<R> { key: string; old: R | undefined; raw: unknown; gone: boolean }
+
 /**
  * Appends the keys whose value in `next` is not the object `prev` recorded, and the keys `next`
- * lost; with a hint, only among the hinted keys.
+ * lost; with a hint, only among the hinted keys. Each with what was read of it, so that no caller
+ * looks it up again (a lookup in a 100,000-entry Map is a cache miss or two: ~250 ns here).
  */
-function diffKeys(next: ReadonlyMap<string, unknown>, prev: ReadonlyMap<string, { raw: unknown }>, out: string[],
+function diffKeys<R extends { raw: unknown }>(next: ReadonlyMap<string, unknown>, prev: ReadonlyMap<string, R>, out: Found<R>[],
   hint: ReadonlySet<string> | undefined): void {
   if (hint) {
     for (const k of hint) {
-      const r = prev.get(k);
-      if (next.has(k) ? !r || r.raw !== next.get(k) : r) out.push(k);
+      const r = prev.get(k), v = next.get(k);
+      const gone = v === undefined && !next.has(k);
+      if (gone ? r : !r || r.raw !== v) out.push({ key: k, old: r, raw: v, gone });
     }
     return;
   }
   let kept = 0;
   for (const [k, v] of next) {
     const r = prev.get(k);
-    if (r === undefined) out.push(k);
+    if (r === undefined) out.push({ key: k, old: undefined, raw: v, gone: false });
     else {
       kept++;
-      if (r.raw !== v) out.push(k);
+      if (r.raw !== v) out.push({ key: k, old: r, raw: v, gone: false });
     }
   }
-  if (kept !== prev.size) for (const k of prev.keys()) if (!next.has(k)) out.push(k);
+  if (kept !== prev.size) for (const [k, r] of prev) if (!next.has(k)) out.push({ key: k, old: r, raw: undefined, gone: true });
 }
 
 /** Every field of a Service that allocate() reads: equal inputs, equal allocations for all. */
@@ -236,17 +240,22 @@ export class Compiler {
   readonly #range: NodePortRange;
   readonly #cidrs: ReturnType<typeof parseServiceCidrs>;
   readonly #allow: Cidr[] | null;
-  /** by snapshot key */
-  readonly #svcs = new Map<string, ServiceRecord>();
+  /**
+   * by snapshot key. This, #slices and #groups are in shards (util/sharded-map.ts) as #entries: a
+   * Service or slice created or deleted inserts into or deletes from them, and V8 copies a whole
+   * Map's table every ~(capacity - n) such inserts (at 100,000 Services a 4 MiB table on fresh
+   * pages). Nothing walks them in an order that matters: #svcKeys and each group's keys are sorted.
+   */
+  readonly #svcs = new ShardedMap<string, ServiceRecord>(stringHash);
   /** the keys of #svcs, sorted */
   readonly #svcKeys: string[] = [];
   /** Services whose model key differs from their snapshot key (not from a source): disables the shortcut */
   #keyMismatch = 0;
   readonly #svcErrKeys = new Set<string>();
-  readonly #slices = new Map<string, SliceRecord>();
+  readonly #slices = new ShardedMap<string, SliceRecord>(stringHash);
   readonly #sliceErrKeys = new Set<string>();
   /** Service key -> its usable slices */
-  readonly #groups = new Map<string, Group>();
+  readonly #groups = new ShardedMap<string, Group>(stringHash);
   /** the last version given to a group */
   #groupVer = 0;
   /** the groups given endpoints in this compile (cleared at its end: endpoints are not kept) */
@@ -342,21 +351,6 @@ export class Compiler {
       : null;
     // option errors surface now rather than at the first sync
     resolveNodePortAddresses(undefined, opts);
-  }
-
-  /**
-   * Room in the Maps a change inserts into, for the changes after a big compile (util/map-room.ts):
-   * filled to V8's capacity, the first change's insert grows a Map, every entry copied to fresh
-   * pages. The agent calls it once, after its first full sync, off any change's path (a second call
-   * would add holes, not room: the room is inferred from each Map's size). Returns the dummy keys
-   * it added.
-   */
-  reserveRoom(): number {
-    const dummy = (i: number): string => `\0${i}`;
-    let added = 0;
-    // (#byKey and #entries, which a change deletes from and inserts into, are in shards: no room needed)
-    for (const m of [this.#svcs, this.#slices, this.#groups] as Map<string, unknown>[]) added += reserveMapRoom(m, changeRoom(m.size), dummy);
-    return added;
   }
 
   /**
@@ -516,10 +510,12 @@ export class Compiler {
         }
       }
       for (const k of dirty) {
-        const old = this.#entries.get(k);
-        if (old) addNoLocalCounts(this.#noLocal, old.noLocal, -1);
-        this.#entries.delete(k);
-        this.#warnKeys.delete(k);
+        const old = previous.get(k);
+        if (old) {
+          addNoLocalCounts(this.#noLocal, old.noLocal, -1);
+          this.#entries.delete(k);
+        }
+        this.#warnKeys.delete(k); // (small: the Services with warnings)
         const model = this.#svcs.get(k)?.model;
         const alloc = model ? allocs.get(model.key) : undefined;
         if (!model || !alloc) continue; // gone, rejected, headless, ExternalName, or rejected while allocating
@@ -614,22 +610,31 @@ export class Compiler {
     return { state, errors, services: this.#services, noLocalEndpoints };
   }
 
+  /** #newEntry's scratch lists and counts (a Service's own, sized exactly, are copied from them) */
+  readonly #fes: RawFrontend[] = [];
+  readonly #warnings: ObjectError[] = [];
+  readonly #noLocalScratch = zeroNoLocalCounts();
+
   /** One Service's entry (its frontends, warnings and counts), recorded; `prev` is the entry it replaces. */
   #newEntry(k: string, model: ServiceModel, alloc: Allocation, prev: ServiceEntry | undefined, ro: ResolvedOptions,
     keyCache: Map<string, string>): ServiceEntry {
     const g = this.#groups.get(model.key);
+    // compiled into scratch lists, then kept as long as the Service: sized exactly, the shared empty
+    // list and one shared zero count where there is nothing (most Services)
+    const fes = this.#fes, warnings = this.#warnings, noLocal = this.#noLocalScratch;
+    fes.length = 0;
+    warnings.length = 0;
+    noLocal.IPv4.internal = noLocal.IPv4.external = noLocal.IPv6.internal = noLocal.IPv6.external = 0;
+    compileService(k, model, alloc, g && this.#endpointsOf(g), ro, warnings, fes, keyCache, noLocal);
+    let counts = ZERO_NO_LOCAL;
+    if (!isZeroNoLocal(noLocal)) addNoLocalCounts(counts = zeroNoLocalCounts(), noLocal, 1);
     const entry: ServiceEntry = {
-      model, epsVer: g?.ver ?? 0, alloc, frontends: [], warnings: [], noLocal: zeroNoLocalCounts(),
+      model, epsVer: g?.ver ?? 0, alloc, frontends: tight(fes), warnings: warnings.length ? warnings.slice() : NO_ERRORS, noLocal: counts,
       // kept when only endpoints changed, so the Service list need not be rebuilt
       compiled: prev && prev.model === model && sameAlloc(prev.alloc, alloc) ? prev.compiled
         : { service: model, clusterIPs: alloc.clusterIPs, nodePorts: alloc.nodePorts, healthCheckNodePort: alloc.healthCheckNodePort },
     };
-    compileService(k, model, alloc, g && this.#endpointsOf(g), ro, entry.warnings, entry.frontends, keyCache, entry.noLocal);
-    addNoLocalCounts(this.#noLocal, entry.noLocal, 1);
-    // kept as long as the Service: no spare room, and one shared zero count (most Services)
-    entry.frontends = tight(entry.frontends);
-    if (!entry.warnings.length) entry.warnings = NO_ERRORS;
-    if (isZeroNoLocal(entry.noLocal)) entry.noLocal = ZERO_NO_LOCAL;
+    addNoLocalCounts(this.#noLocal, counts, 1);
     this.#entries.set(k, entry);
     if (entry.warnings.length) this.#warnKeys.add(k);
     return entry;
@@ -853,26 +858,30 @@ export class Compiler {
       this.#putService(k, raw, normalizeService(raw, k, errors), errors);
       keys.push(k);
     }
-    updateSortedKeys(this.#svcKeys, this.#svcs, keys, this.#mergeAt);
+    // every key is new and none is there twice (a Map's keys): #svcKeys (empty, as #svcs was) is
+    // theirs, sorted; no merge (a Set of them all, and a lookup of each)
+    const sorted = this.#svcKeys;
+    sorted.length = 0;
+    for (const k of keys) sorted.push(k);
+    sorted.sort(byString);
     return keys;
   }
 
   /** Re-normalizes the Services whose object changed; returns their snapshot keys (removed ones too). */
   #syncServices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): string[] {
     if (!this.#svcs.size && this.#fastFirst) return this.#readServices(next);
-    const found: string[] = [];
+    const found: Found<ServiceRecord>[] = [];
     diffKeys(next, this.#svcs, found, hint);
     // a new object that normalizes to what the old one did (a manifests file re-read for its
     // EndpointSlice, an informer's resync) is no change: kube-proxy's ServiceChangeTracker.Update
     // drops a change whose previous and current ServicePortMaps are equal. Kept, its model stays the
     // same object, so neither its frontends nor the Service list are rebuilt.
     const normalized = new Map<string, { model: ServiceModel | null; errors: ObjectError[] }>();
-    const changed: string[] = [];
-    for (const k of found) {
-      const old = this.#svcs.get(k);
-      const raw = next.get(k);
-      if (!old || (raw === undefined && !next.has(k))) {
-        changed.push(k);
+    const changed: Found<ServiceRecord>[] = [];
+    for (const f of found) {
+      const { key: k, old, raw } = f;
+      if (!old || f.gone) {
+        changed.push(f);
         continue;
       }
       const errors: ObjectError[] = [];
@@ -882,14 +891,15 @@ export class Compiler {
         continue;
       }
       normalized.set(k, { model, errors });
-      changed.push(k);
+      changed.push(f);
     }
     this.#replaced.clear();
     // the old models matter only to #allocateLocally (not tried by a first compile), and are
     // dropped once it ran: a step of a first list's compile, many Services added, takes that way too
     this.#replacedValid = this.#allocs !== undefined;
-    for (const k of changed) {
-      const old = this.#svcs.get(k);
+    const keys: string[] = [];
+    for (const { key: k, old, raw, gone } of changed) {
+      keys.push(k);
       if (this.#replacedValid) this.#replaced.set(k, old?.model ?? null);
       if (old?.model && old.model.key !== k) this.#keyMismatch--;
       if (this.#claims) {
@@ -900,8 +910,7 @@ export class Compiler {
         }
       }
       if (old?.errors.length) this.#svcErrKeys.delete(k);
-      const raw = next.get(k);
-      if (raw === undefined && !next.has(k)) {
+      if (gone) {
         this.#svcs.delete(k);
         continue;
       }
@@ -909,8 +918,8 @@ export class Compiler {
       const errors: ObjectError[] = done?.errors ?? [];
       this.#putService(k, raw, done ? done.model : normalizeService(raw, k, errors), errors);
     }
-    updateSortedKeys(this.#svcKeys, this.#svcs, changed, this.#mergeAt);
-    return changed;
+    updateSortedKeys(this.#svcKeys, this.#svcs, keys, this.#mergeAt);
+    return keys;
   }
 
   /** A Service's new record, and what is counted of it (a model under another key, its claims, its errors). */
@@ -925,45 +934,48 @@ export class Compiler {
    * Re-normalizes the slices whose object changed and rebuilds the endpoints of their Services (kept
    * for this compile only, #freshEps); returns those Service keys.
    */
-  #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Set<string> {
-    const changed: string[] = [];
+  #syncSlices(next: ReadonlyMap<string, unknown>, hint: ReadonlySet<string> | undefined): Iterable<string> {
+    const changed: Found<SliceRecord>[] = [];
     diffKeys(next, this.#slices, changed, hint);
-    const dirty = new Set<string>();
+    // no slice before (a first compile): every group is made here and is dirty, so the groups are
+    // walked, not collected as well (no group without a slice is kept: none before either); else
+    // the dirty groups by Service key, each looked up once
+    const dirty = this.#slices.size ? new Map<string, Group>() : undefined;
     // many slices at once (a first sync, a relist of a big cluster): their endpoints are not kept
     // from here to their Service's compile, which normalizes them again (pure: the same endpoints)
     // and drops them after it. Kept, a first compile at 100,000 Services held a million EndpointModels at once (~110 MiB
     // of its peak), each promoted by the scavenges in between before it died.
     const normalized = changed.length <= this.#bulkSlices ? new Map<string, NormalizedSlice>() : undefined;
     this.#dropFreshEps();
-    for (const k of changed) {
-      const old = this.#slices.get(k);
+    for (const { key: k, old, raw, gone } of changed) {
       if (old?.group) {
-        const members = this.#groups.get(old.group)!.keys;
-        members.splice(members.indexOf(k), 1);
-        dirty.add(old.group);
+        const g = dirty!.get(old.group) ?? this.#groups.get(old.group)!;
+        g.keys.splice(g.keys.indexOf(k), 1);
+        dirty!.set(old.group, g);
       }
       if (old?.errors.length) this.#sliceErrKeys.delete(k);
-      const raw = next.get(k);
-      if (raw === undefined && !next.has(k)) {
+      if (gone) {
         this.#slices.delete(k);
         continue;
       }
       const errors: ObjectError[] = [];
-      const slice = normalizeEndpointSlice(raw, k, errors);
+      // in bulk, the endpoints are built when the Service compiles (#mergeSlices): not twice
+      const slice = normalizeEndpointSlice(raw, k, errors, false, normalized !== undefined);
       // FQDN slices and slices of no Service feed nothing (kube-proxy ignores them)
       const group = slice && slice.serviceKey && slice.family !== 0 ? slice.serviceKey : '';
       this.#slices.set(k, { raw, errors: errors.length ? errors : NO_ERRORS, group });
       if (errors.length) this.#sliceErrKeys.add(k);
       if (group) {
-        let g = this.#groups.get(group);
-        if (!g) this.#groups.set(group, g = { keys: [], ver: 0, eps: undefined });
-        g.keys.push(k);
-        dirty.add(group);
+        let g = dirty?.get(group) ?? this.#groups.get(group);
+        // a group's keys sized exactly: an array grown by push from [] keeps 17 slots (~130 bytes
+        // more a Service, kept: most groups have one slice); several are made tight below
+        if (!g) this.#groups.set(group, g = { keys: [k], ver: 0, eps: undefined });
+        else g.keys.push(k);
+        dirty?.set(group, g);
         normalized?.set(k, slice!);
       }
     }
-    for (const name of dirty) {
-      const g = this.#groups.get(name)!;
+    for (const [name, g] of dirty ?? this.#groups) {
       if (!g.keys.length) {
         this.#groups.delete(name);
         continue;
@@ -977,7 +989,7 @@ export class Compiler {
       g.eps = this.#mergeSlices(g.keys, normalized);
       this.#freshGroups.push(g);
     }
-    return dirty;
+    return (dirty ?? this.#groups).keys();
   }
 
   /**

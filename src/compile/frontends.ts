@@ -9,7 +9,7 @@ import type { ObjectError, ServiceEndpoints, ServiceModel } from '../model/types
 import { addressKey, frontendKey } from '../model/canonical.js';
 import { cidrContains, familyOfValid, ipFamily, parseCidr, type Cidr, type Family } from '../util/ip.js';
 import type { Allocation } from './allocate.js';
-import { categorizeEndpoints, resolveCandidates } from './topology.js';
+import { categorizeEndpoints, categorizePlain, resolveCandidates } from './topology.js';
 import { EMPTY } from '../model/normalize.js';
 
 /** What one sync knows of this node and the options, shared by every Service. */
@@ -65,6 +65,8 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
   errors: ObjectError[], out: RawFrontend[], keyCache: Map<string, string>, noLocal: NoLocalEndpointCounts): void {
   let idx = 0;
   const topo = { nodeName: ro.nodeName, zone: ro.zone, synthesize: ro.standalone, nodeHints: ro.nodeHints };
+  // no hints to synthesize (topology.ts categorizePlain)
+  const plain = !ro.standalone || !svc.trafficDistribution;
   // pkg/api/v1/service ExternalPolicyLocal: Local and reachable other than by clusterIP
   const externalLocal = svc.externalTrafficPolicy === 'Local'
     && (svc.type === 'NodePort' || svc.type === 'LoadBalancer' || svc.externalIPs.length > 0);
@@ -73,15 +75,16 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
     errors.push({ kind: 'Service', key: svc.key, field, message, severity: 'warning' });
   };
 
-  const lbIPs = svc.type === 'LoadBalancer'
+  // (most Services have neither: the shared empty list, no array made per Service)
+  const lbIPs: readonly string[] = svc.type === 'LoadBalancer'
     ? [...svc.loadBalancerIngressIPs, ...(ro.standalone && svc.loadBalancerIP && !svc.loadBalancerIngressIPs.includes(svc.loadBalancerIP) ? [svc.loadBalancerIP] : [])]
-    : [];
-  const externalIPs = svc.externalIPs.filter((ip, i) => {
+    : EMPTY;
+  const externalIPs: readonly string[] = !svc.externalIPs.length ? EMPTY : svc.externalIPs.filter((ip, i) => {
     if (!ro.allow || ro.allow.some((c) => cidrContains(c, ip))) return true;
     warn(`spec.externalIPs[${i}]`, `${ip} is outside the allowed externalIP CIDRs: no frontend (CVE-2020-8554)`);
     return false;
   });
-  for (const ip of [...externalIPs, ...lbIPs]) {
+  if (externalIPs.length || lbIPs.length) for (const ip of [...externalIPs, ...lbIPs]) {
     const f = ipFamily(ip);
     if (!alloc.clusterIPs.some((c) => familyOfValid(c) === f)) {
       const field = externalIPs.includes(ip) ? `spec.externalIPs[${svc.externalIPs.indexOf(ip)}]` : 'status.loadBalancer.ingress';
@@ -92,10 +95,12 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
   for (const clusterIP of alloc.clusterIPs) {
     const family = familyOfValid(clusterIP);
     const famEps = eps ? (family === 4 ? eps.v4 : eps.v6) : [];
-    const fLB = lbIPs.filter((ip) => ipFamily(ip) === family);
-    const fExt = externalIPs.filter((ip) => ipFamily(ip) === family);
+    const fLB = !lbIPs.length ? EMPTY : lbIPs.filter((ip) => ipFamily(ip) === family);
+    const fExt = !externalIPs.length ? EMPTY : externalIPs.filter((ip) => ipFamily(ip) === family);
     // kube-proxy keeps only the ranges of the frontend's family; if none is left it filters nothing
-    const ranges = svc.loadBalancerSourceRanges.filter((r) => ipFamily(r.slice(0, r.indexOf('/'))) === family);
+    // (pushed to below only when a range holds the node's IP: never the shared empty list)
+    const ranges = !svc.loadBalancerSourceRanges.length ? EMPTY as unknown as string[]
+      : svc.loadBalancerSourceRanges.filter((r) => ipFamily(r.slice(0, r.indexOf('/'))) === family);
     if (fLB.length && svc.loadBalancerSourceRanges.length && !ranges.length) {
       warn('spec.loadBalancerSourceRanges', `no IPv${family} range: the IPv${family} load-balancer IPs accept every source (as kube-proxy)`);
     }
@@ -107,8 +112,12 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       for (const ip of fLB) ranges.push(family === 4 ? `${ip}/32` : `${ip}/128`);
     }
     const counts = noLocal[family === 4 ? 'IPv4' : 'IPv6'];
-    svc.ports.forEach((sp, i) => {
-      const sets = categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), topo);
+    // a clusterIP is one Service's own: its key made here, once, not memoized in keyCache (a
+    // 100,000-entry Map at 100,000 Services, each entry read once)
+    const clusterKey = addressKey(clusterIP);
+    for (let i = 0; i < svc.ports.length; i++) {
+      const sp = svc.ports[i]!;
+      const sets = (plain && categorizePlain(famEps, sp, ro.nodeName)) || categorizeEndpoints(svc, resolveCandidates(famEps, sp, ro.nodeName), topo);
       // syncProxyRules: endpoints somewhere but none here for a Local policy means drop, not reject
       const localMissing = sets.hasEndpoints && !sets.local.length;
       if (localMissing && internalLocal) counts.internal++;
@@ -121,7 +130,7 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
       const affinityGroup = svc.sessionAffinitySeconds > 0 ? `${clusterIP}|${sp.port}|${sp.protocol}|internal` : undefined;
       const emit = (f: FrontendSpec, scope: Scope, backends: NodeBackend[], snatRemote: boolean, ranges: readonly string[], dropNoLocal: boolean,
         masquerade?: NodeFrontend['masquerade']): void => {
-        let ak = keyCache.get(f.address);
+        let ak = f.type === 'ClusterIP' ? clusterKey : keyCache.get(f.address);
         if (ak === undefined) keyCache.set(f.address, ak = addressKey(f.address));
         // the empty list shared (frozen): frontends live as long as their Service
         const sourceRanges = (ranges.length ? ranges : EMPTY) as string[];
@@ -142,6 +151,7 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
         internalLocal ? sets.local : sets.cluster, false, EMPTY, internalLocal && localMissing,
         ro.masqueradeAll ? 'all' : ro.detectLocal.has(family) ? 'offCluster' : undefined);
 
+      if (!nodePort && !fLB.length && !fExt.length) continue; // (most Services: no external frontend)
       const external: { f: FrontendSpec; ranges: readonly string[] }[] = [];
       if (nodePort) {
         for (const a of ro.nodePortAddrs.get(family) ?? []) external.push({ f: { type: 'NodePort', address: a, port: nodePort }, ranges: EMPTY });
@@ -159,7 +169,7 @@ export function compileService(mapKey: string, svc: ServiceModel, alloc: Allocat
         // to the cluster-wide endpoints (the EXT chain jumps pods and the host to the cluster chain)
         if (local) emit(f, 'internal', sets.cluster, false, r, false);
       }
-    });
+    }
   }
 }
 

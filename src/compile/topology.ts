@@ -155,6 +155,38 @@ export interface TopologyOptions {
 }
 
 /**
+ * categorizeEndpoints(svc, resolveCandidates(eps, sp, nodeName), t) where that is plain, without a
+ * Candidate per endpoint: every endpoint that carries the port IPv4, in (address, port) order with
+ * none twice, no hints, and no hints to synthesize (the caller's check: not standalone, or no
+ * trafficDistribution). No hints means no topology (topologyModeFromHints: some ready endpoint
+ * lacks them, or none is ready), so the Cluster set is every usable endpoint and the Local set this
+ * node's. Undefined otherwise: the general path decides. A first compile at 100,000 Services made
+ * a million Candidates and two closures a port (issue 10).
+ */
+export function categorizePlain(eps: EndpointModel[], sp: ServicePortModel, nodeName: string): CategorizedEndpoints | undefined {
+  const portKey = `${sp.name}/${sp.protocol}`;
+  const cluster: NodeBackend[] = [], local: NodeBackend[] = [];
+  let last = -1, ports: ReadonlyMap<string, number> | undefined, port: number | undefined;
+  for (const ep of eps) {
+    // a slice's endpoints share its ports
+    if (ep.ports !== ports) port = (ports = ep.ports).get(portKey);
+    if (port === undefined) continue;
+    if (ep.forZones !== null || ep.forNodes !== null) return undefined;
+    const a = strictV4(ep.address);
+    if (a < 0) return undefined;
+    const key = a * 65536 + port;
+    if (key <= last) return undefined;
+    last = key;
+    if (!ep.ready && !(ep.serving && ep.terminating)) continue; // not usable
+    // (the fields in resolveCandidates' order: one hidden class for every backend)
+    const b: NodeBackend = { address: ep.address, port, terminating: !ep.ready, local: ep.nodeName === nodeName };
+    cluster.push(b);
+    if (b.local) local.push(b);
+  }
+  return { cluster, local, hasEndpoints: cluster.length > 0 };
+}
+
+/**
  * kube-proxy's CategorizeEndpoints: the backends of one Service port on this node for the Cluster
  * traffic policy (topology applied) and for the Local one (this node's endpoints).
  */

@@ -45,21 +45,3 @@ test('object keys: the Map answers for every key as before', (t) => {
   t.is(m.size, 2048);
   for (const k of keys) t.is(m.get(k), k.i);
 });
-
-test('Compiler.reserveRoom: the changes compiled after it give what a fresh compile gives', async (t) => {
-  const { Compiler } = await import('../../src/compile/compile.js');
-  const { NODE_NAME, snapshot, endpointChange } = await import('../../bench/gen.js');
-  // 1,000 Services with a NodePort every 10th: 1,100 frontends, within 1024 + n/64 of 2,048 slots
-  const shape = { services: 1000, endpointsPerService: 3, nodePortEvery: 10 };
-  let snap = snapshot(shape);
-  const c = new Compiler({ nodeName: NODE_NAME, nodeIPs: ['192.168.50.2'] });
-  c.compile(snap);
-  t.true(c.reserveRoom() > 0);
-  for (let k = 0; k < 5; k++) {
-    const ch = endpointChange(snap, shape, k * 97, 1 + (k % 3));
-    snap = ch.snap;
-    const got = c.compile(snap, ch.changed).state.frontends;
-    const fresh = new Compiler({ nodeName: NODE_NAME, nodeIPs: ['192.168.50.2'] }).compile(snap).state.frontends;
-    t.deepEqual(JSON.parse(JSON.stringify(got)), JSON.parse(JSON.stringify(fresh)), `change ${k}`);
-  }
-});
