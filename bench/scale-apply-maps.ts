@@ -9,8 +9,15 @@
 // DEFER=1 leaves the plan's chain to finishChain on the turn after the diff, as the agent's first
 // sync does (deferChain): chainMs, and chainEndMs from the plan's start (the apply's end is totalMs).
 // PROF=FILE writes a CPU profile (main thread) of the plan, diff and apply to FILE.
+// HEAPPROF=FILE writes a sampling heap profile of the same stretch: every allocation (ALL=1: also
+// those collected since, so by site what the step allocated; else what is still alive at its end).
+// gc: V8's collections by step (plan, diff, apply; a GC of the chain's turn counts in the apply):
+// count of scavenges and major GCs, their pauses on the main thread (ms), and the bytes the
+// scavenges moved into the old generation (promoted: what outlived its first two scavenges).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { GCProfiler } from 'node:v8';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Compiler } from '../src/compile/compile.js';
@@ -85,6 +92,19 @@ try {
       await prof.post('Profiler.setSamplingInterval', { interval: 500 });
       await prof.post('Profiler.start');
     }
+    const heapProf = process.env.HEAPPROF ? new Session() : undefined;
+    if (heapProf) {
+      heapProf.connect();
+      const all = process.env.ALL === '1';
+      await heapProf.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: all, includeObjectsCollectedByMinorGC: all });
+    }
+    const gcs: { start: number; ms: number; major: boolean }[] = [];
+    const obs = new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) gcs.push({ start: e.startTime, ms: e.duration, major: (((e as unknown as { detail: { kind: number } }).detail).kind & perfConstants.NODE_PERFORMANCE_GC_MAJOR) !== 0 });
+    });
+    obs.observe({ entryTypes: ['gc'] });
+    const gcProf = new GCProfiler();
+    gcProf.start();
     const t0 = performance.now(), c0 = process.cpuUsage(), m0 = process.threadCpuUsage(), f0 = process.resourceUsage().minorPageFault;
     let started = false;
     const plan = buildPlan(fitted, undefined, { seed: 1, consumePrev: true, deferChain: defer, ...(prefill && { onTables: (tables: readonly PlanTable[]) => { started = d.maps.prefill(tables); } }) });
@@ -97,6 +117,26 @@ try {
     const t3 = performance.now();
     if (defer && !chainEnd) await new Promise((r) => setImmediate(r));
     const c = process.cpuUsage(c0), m = process.threadCpuUsage(m0);
+    const gcRun = gcProf.stop();
+    if (heapProf) {
+      const { profile } = await heapProf.post('HeapProfiler.getSamplingProfile');
+      await heapProf.post('HeapProfiler.stopSampling');
+      writeFileSync(process.env.HEAPPROF!, JSON.stringify(profile));
+      heapProf.disconnect();
+    }
+    await new Promise((r) => setImmediate(r));
+    obs.disconnect();
+    const gcStep = (from: number, to: number) => {
+      const w = gcs.filter((g) => g.start >= from && g.start < to);
+      const minor = w.filter((g) => !g.major), major = w.filter((g) => g.major);
+      return `${minor.length} scavenges ${Math.round(minor.reduce((s, g) => s + g.ms, 0))} ms, ${major.length} major ${Math.round(major.reduce((s, g) => s + g.ms, 0))} ms`;
+    };
+    // a scavenge's promoted bytes: the old generation's growth across it
+    const oldUsed = (h: { heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] }) =>
+      h.heapSpaceStatistics.filter((x) => x.spaceName === 'old_space' || x.spaceName === 'large_object_space').reduce((s, x) => s + x.spaceUsedSize, 0);
+    const stats = (gcRun?.statistics ?? []) as unknown as { gcType: string; beforeGC: Parameters<typeof oldUsed>[0]; afterGC: Parameters<typeof oldUsed>[0] }[];
+    let promoted = 0;
+    for (const g of stats) if (g.gcType === 'Scavenge') promoted += Math.max(0, oldUsed(g.afterGC) - oldUsed(g.beforeGC));
     if (prof) {
       const { profile } = await prof.post('Profiler.stop');
       writeFileSync(process.env.PROF!, JSON.stringify(profile));
@@ -107,6 +147,7 @@ try {
       // the main thread's CPU by step
       planMainMs: Math.round((m1.user + m1.system - m0.user - m0.system) / 1000), diffMainMs: Math.round((m2.user + m2.system - m1.user - m1.system) / 1000),
       applyMainMs: Math.round((m.user + m.system) / 1000 - (m2.user + m2.system - m0.user - m0.system) / 1000), cpuMs: Math.round((c.user + c.system) / 1000), mainCpuMs: Math.round((m.user + m.system) / 1000),
+      gcPlan: gcStep(t0, t1), gcDiff: gcStep(t1, t2), gcApply: gcStep(t2, t3 + 1e9), promotedMiB: Math.round(promoted / 2 ** 20),
       faults: process.resourceUsage().minorPageFault - f0, load: (await import('node:os')).loadavg()[0] };
     if (process.env.MAPS === '1') for (const [k, r] of [...rows].sort((x, y) => y[1].wallMs - x[1].wallMs)) out[k] = `${r.calls} calls, ${r.count} entries, wall ${r.wallMs.toFixed(0)} ms, cpu ${r.cpuMs.toFixed(0)} ms, faults ${r.faults}`;
     console.log(JSON.stringify(out));

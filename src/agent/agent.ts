@@ -521,7 +521,11 @@ export class Agent {
     const known = this.#current === undefined ? 0 : this.#maxFeId?.plan === this.#current ? this.#maxFeId.id : undefined;
     if (known !== undefined) {
       let max = known;
-      for (const o of ops) if (o.op === 'upsertFrontend' && o.frontend.id > max) max = o.frontend.id;
+      // by index: a first sync's 1.4M ops at 100,000 Services, where a for-of step allocated its result
+      for (let k = 0; k < ops.length; k++) {
+        const o = ops[k]!;
+        if (o.op === 'upsertFrontend' && o.frontend.id > max) max = o.frontend.id;
+      }
       this.#maxFeId = { plan: next, id: max };
     }
     ops = [];

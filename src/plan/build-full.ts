@@ -266,13 +266,18 @@ class Backends {
 export function buildFull(state: NodeState, prev: Plan | undefined, seed: number, sizing: MaglevSizing, slotless = false, onTables?: (tables: readonly PlanTable[]) => void,
   deferChain = false): Plan {
   // 1. validate, key and sort frontends; collect distinct backends
+  // loops by index here and below, not for-of: the build runs once over a million backends at
+  // 100,000 Services, mostly in code a tier below TurboFan (entered on the stack), where each for-of
+  // step allocated its iterator result (~100 MiB a first sync)
+  const fronts = state.frontends;
   let refs = 0;
-  for (const f of state.frontends) refs += f.backends.length;
+  for (let k = 0; k < fronts.length; k++) refs += fronts[k]!.backends.length;
   const drafts = new Map<string, FrontendDraft>();
   // the drafts in state order too: step 1 sorts this array, not a copy of the Map's values
   const all: FrontendDraft[] = new Array<FrontendDraft>(state.frontends.length);
   const bk = new Backends(refs, refs + state.frontends.length);
-  for (const f of state.frontends) {
+  for (let k = 0; k < fronts.length; k++) {
+    const f = fronts[k]!;
     const feAddrKey = bk.keyOf(bk.address(f.address));
     const fault = frontendFault(f, feAddrKey);
     if (fault !== undefined) throw bad(f, fault);
@@ -351,11 +356,13 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   if (fresh.length) {
     bk.sortCanonical(fresh);
     const alloc = new IdAllocator(prev ? prev.backends.keys() : [], BACKEND_ID_MAX, 'backend');
-    for (const i of fresh) bk.id[i] = alloc.next();
+    for (let k = 0; k < fresh.length; k++) bk.id[fresh[k]!] = alloc.next();
   }
   // by id in an array, not a Map (id-map.ts): a million backends at 100,000 Services
   const planBackends = new IdMap<PlanBackend>();
-  for (const i of byId(bk)) {
+  const order = byId(bk);
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]!;
     const id = bk.id[i]!;
     const terminating = bk.terminating[i] === 1, local = bk.local[i] === 1;
     // an unchanged backend keeps its object, so plans share them and diff compares less
@@ -370,12 +377,12 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const feAlloc = new IdAllocator(prev ? [...prev.frontends.values()].map((f) => f.id) : [], LB_FE_ID_MAX - 1, 'frontend');
   // on the drafts, not in a Map by key: three string-keyed lookups a frontend fewer (~110,000 frontends at 100,000 Services)
   if (prev) {
-    for (const d of ordered) {
-      const old = prev.frontends.get(d.key);
+    for (let k = 0; k < ordered.length; k++) {
+      const d = ordered[k]!, old = prev.frontends.get(d.key);
       if (old) d.id = old.id;
     }
   }
-  for (const d of ordered) if (d.id === 0) d.id = feAlloc.next();
+  for (let k = 0; k < ordered.length; k++) if (ordered[k]!.id === 0) ordered[k]!.id = feAlloc.next();
 
   // 4. tables: one per distinct (members, M); reused from prev under the same seed
   const prevTables = new Map<string, PlanTable>();
@@ -391,8 +398,8 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const toBuild: { table: PendingTable; members: number[] }[] = [];
   let tableAlloc: IdAllocator | undefined;
   const frontends = new Map<string, PlanFrontend>();
-  for (const d of ordered) {
-    const f = d.src;
+  for (let k = 0; k < ordered.length; k++) {
+    const d = ordered[k]!, f = d.src;
     const backendIds = d.idx.map((i) => bk.id[i]!);
     let table: PlanTable | undefined;
     if (d.members.length) {
@@ -436,7 +443,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   if (deferChain) {
     // held until the chain is made: only what Chain.fromFull reads (the address tables, ~60 MiB at
     // 100,000 Services, and the drafts' index lists are garbage from here)
-    for (const d of ordered) d.idx = d.members = d.term = NONE;
+    for (let k = 0; k < ordered.length; k++) ordered[k]!.idx = ordered[k]!.members = ordered[k]!.term = NONE;
     const counts = { size: bk.size, id: bk.id, refs: bk.refs, termRefs: bk.termRefs, localRefs: bk.localRefs };
     startChain(plan, sizing, ordered, counts, tables, state, true);
   } else startChain(plan, sizing, ordered, bk, tables, state);
@@ -454,10 +461,11 @@ function hashTables(toBuild: readonly { table: PendingTable; members: number[] }
   if (!toBuild.length) return;
   const hashed = new Float64Array(bk.size * 2).fill(-1);
   let memberCount = 0;
-  for (const { members } of toBuild) memberCount += members.length;
+  for (let k = 0; k < toBuild.length; k++) memberCount += toBuild[k]!.members.length;
   const src: SlotSource = { h1: new Uint32Array(memberCount), h2: new Uint32Array(memberCount), ids: new Uint32Array(memberCount) };
   let first = 0;
-  for (const { table, members } of toBuild) {
+  for (let k = 0; k < toBuild.length; k++) {
+    const { table, members } = toBuild[k]!;
     const n = members.length;
     for (let j = 0; j < n; j++) {
       const i = members[j]!;

@@ -87,3 +87,20 @@ test('a full build keys its backends and tables by id, and a read of any id answ
   t.is(p.backends.get(0), undefined);
   t.false(p.backends.has(2 ** 32 - 1));
 });
+
+test('IdMap: its walks are iterators as a Map\'s are (helpers, an entry set during the walk visited)', (t) => {
+  const m = new IdMap<string>([[3, 'c'], [1, 'a']]);
+  // Iterator.prototype's helpers (ES2025: not in this project's lib), as a Map's iterators have them
+  const helpers = m.values() as unknown as { map(f: (v: string) => string): { toArray(): string[] } };
+  t.deepEqual(helpers.map((v) => v.toUpperCase()).toArray(), ['A', 'C']);
+  t.deepEqual([...m.keys()], [1, 3]);
+  const seen: [number, string][] = [];
+  for (const e of m) {
+    seen.push(e);
+    if (e[0] === 1) m.set(5, 'e');
+  }
+  t.deepEqual(seen, [[1, 'a'], [3, 'c'], [5, 'e']]);
+  const it = m.values();
+  t.is(it[Symbol.iterator](), it);
+  t.deepEqual([it.next(), [...it], it.next()], [{ value: 'a', done: false }, ['c', 'e'], { value: undefined, done: true }]);
+});

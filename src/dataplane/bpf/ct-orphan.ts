@@ -119,7 +119,11 @@ export async function orphanFlows(maps: { lb_ct: BpfMap; lb_backends: BpfMap; lb
 /** ids of the frontends a plan's ops delete */
 export function deletedFrontendIds(ops: ReadonlyArray<{ op: string; frontend?: { id: number } }>): Set<number> {
   const ids = new Set<number>();
-  for (const o of ops) if (o.op === 'deleteFrontend' && o.frontend) ids.add(o.frontend.id);
+  // by index: a first sync's 1.4M ops at 100,000 Services, where a for-of step allocated its result
+  for (let k = 0; k < ops.length; k++) {
+    const o = ops[k]!;
+    if (o.op === 'deleteFrontend' && o.frontend) ids.add(o.frontend.id);
+  }
   return ids;
 }
 

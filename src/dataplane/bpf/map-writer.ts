@@ -122,6 +122,8 @@ async function runAsync(steps: Steps): Promise<void> {
 }
 
 const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+/** L.feFilterBitPair's base: the pair is high * FE_FILTER_BITS + low */
+const FE_FILTER_BITS = 2 ** L.LB_FE_FILTER_BITS_LOG2;
 
 /**
  * Slots of lb_maglev_slots filled and copied per step when a write's tables are still to be filled
@@ -167,6 +169,13 @@ export function scanBackends(m: BpfMap, visit: (id: number, values: Buffer, at: 
  * u32 words as the bytes of u32 key and value fields (written little-endian, as layout.ts's codecs
  * write them): the words' own memory on a little-endian host, no copy.
  */
+/** whether ids[j] is also among ids[0..j) (a loop: lastIndexOf, a builtin call, allocated on each of a first sync's ~1.1M calls) */
+function repeats(ids: readonly number[], j: number): boolean {
+  const id = ids[j];
+  for (let i = 0; i < j; i++) if (ids[i] === id) return true;
+  return false;
+}
+
 function u32Bytes(w: Uint32Array): Buffer {
   const b = Buffer.from(w.buffer, w.byteOffset, w.byteLength);
   return HOST_LE ? b : Buffer.from(b).swap32();
@@ -261,6 +270,8 @@ export class MapWriter {
   /** filter keys held for orphaned flows of deleted frontends (holdFeFilterKeys), with their bits */
   private readonly feHeld = new Map<string, number>();
   private readonly feWords = new BigUint64Array(L.LB_FE_FILTER_WORDS);
+  /** feWords as u32 halves (refFeBit sets bits through it) */
+  private readonly feHalves = new Uint32Array(this.feWords.buffer);
 
   constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
     this.maps = maps;
@@ -344,7 +355,10 @@ export class MapWriter {
     // nothing to recycle without a table deleted: a first sync's ~1.4M ops at 100,000 Services built
     // maps of every created table and written frontend first (~250 ms) to find none
     const deleted = new Set<number>();
-    for (const o of ops) if (o.op === 'deleteTable') deleted.add(o.tableId);
+    for (let k = 0; k < ops.length; k++) {
+      const o = ops[k]!;
+      if (o.op === 'deleteTable') deleted.add(o.tableId);
+    }
     if (!deleted.size) return out;
     const created = new Map<number, PlanTable>(), moves = new Map<number, number>();
     for (const o of ops) {
@@ -582,25 +596,35 @@ export class MapWriter {
 
   /** count +1 / -1 on a key's filter bits (L.feFilterBitPair: this build's and older builds'); words whose bit flipped go to dirty */
   private refFeBits(pair: number, d: 1 | -1, dirty?: Set<number>): void {
-    for (const bit of L.filterBitsOf(pair)) {
-      const before = this.feBitRefs.get(bit) ?? 0, after = before + d;
-      if (after > 0) this.feBitRefs.set(bit, after);
-      else this.feBitRefs.delete(bit);
-      if ((before > 0) === (after > 0)) continue;
-      const w = bit >>> 6, mask = 1n << BigInt(bit & 63);
-      this.feWords[w] = after > 0 ? this.feWords[w]! | mask : this.feWords[w]! & ~mask;
-      dirty?.add(w);
-    }
+    // the pair's two bits (L.filterBitsOf) without its array, and the words through a u32 view: a
+    // BigUint64Array read, the mask and the word written back were a BigInt each (a first sync's
+    // 110,000 frontends at 100,000 Services: ~55 MiB of them with the views and arrays)
+    this.refFeBit(Math.floor(pair / FE_FILTER_BITS), d, dirty);
+    this.refFeBit(pair % FE_FILTER_BITS, d, dirty);
+  }
+
+  private refFeBit(bit: number, d: 1 | -1, dirty?: Set<number>): void {
+    const before = this.feBitRefs.get(bit) ?? 0, after = before + d;
+    if (after > 0) this.feBitRefs.set(bit, after);
+    else this.feBitRefs.delete(bit);
+    if ((before > 0) === (after > 0)) return;
+    const w = bit >>> 6, b = bit & 63;
+    // the u32 half of word w that holds bit b, in the host's order (the BigUint64Array's)
+    const at = 2 * w + ((b >= 32) === HOST_LE ? 1 : 0), mask = (1 << (b & 31)) >>> 0;
+    const half = this.feHalves;
+    half[at] = after > 0 ? half[at]! | mask : half[at]! & ~mask;
+    dirty?.add(w);
   }
 
   /** the filter words changed for frontend keys (count of them in keys) added (+1) or removed (-1) */
   private feFilterChange(keys: Buffer, count: number, d: 1 | -1): Steps {
-    const dirty = new Set<number>();
+    const dirty = new Set<number>(), ks = L.FE_KEY.size;
     for (let i = 0; i < count; i++) {
-      const k = keys.subarray(i * L.FE_KEY.size, (i + 1) * L.FE_KEY.size), key = k.toString('latin1');
+      // the key's text and bits read in place: no view of it per key
+      const key = keys.toString('latin1', i * ks, (i + 1) * ks);
       const had = this.feKeys!.get(key);
       if ((had !== undefined) === (d > 0)) continue;
-      const pair = had ?? L.feFilterBitPair(k);
+      const pair = had ?? L.feFilterBitPair(keys, i * ks);
       if (d > 0) this.feKeys!.set(key, pair);
       else this.feKeys!.delete(key);
       this.refFeBits(pair, d, dirty);
@@ -645,18 +669,38 @@ export class MapWriter {
    * 100,000 Services held the event loop 1-2.5 s); the apply's next step waits for it either way.
    */
   private *addMembers(ops: readonly PlanOp[]): Generator<Write, boolean, number> {
+    const size = L.MEMBER_KEY.size;
+    const { fresh, n, added } = this.memberChanges(ops);
+    if (!added.length && !n) return false;
+    const pairs = u32Bytes(fresh.subarray(0, 2 * n));
+    const keys = added.length ? Buffer.concat([pairs, Buffer.alloc(added.length * size)]) : pairs;
+    added.forEach((m, i) => L.encodeMemberKey(m, keys, (n + i) * size));
+    yield* this.memberKeySteps(keys, n + added.length);
+    return true;
+  }
+
+  /**
+   * addMembers' walk, outside the generator (a generator's loop is never optimized on the stack,
+   * and a first sync's ~1.4M ops at 100,000 Services ran it in the interpreter), by index (a for-of
+   * step allocates its result where the loop is not optimized): the new frontends' pairs as u32
+   * words, n of them, and the pairs that join a known frontend's list.
+   */
+  private memberChanges(ops: readonly PlanOp[]): { fresh: Uint32Array; n: number; added: L.MemberKey[] } {
     const members = this.members!, added: L.MemberKey[] = [];
     // a new frontend's pairs (every one at a first sync: ~100,000 at 10,000 Services) are encoded as
     // they are found, without a Set and an object per pair
-    const size = L.MEMBER_KEY.size;
     let most = 0, n = 0;
-    for (const o of ops) if (o.op === 'upsertSlots' && !members.has(o.frontendId)) most += o.backendIds.length;
+    for (let k = 0; k < ops.length; k++) {
+      const o = ops[k]!;
+      if (o.op === 'upsertSlots' && !members.has(o.frontendId)) most += o.backendIds.length;
+    }
     // a first sync's lists go to lb_slots after it (flushSlots); the state file says so first, so
     // that an agent started after a crash in between knows lb_slots is behind
     this.deferring = most >= this.deferSlotsFrom;
     if (this.deferring) this.markSlotsBehind(true);
     const fresh = new Uint32Array(most * 2);
-    for (const o of ops) {
+    for (let k = 0; k < ops.length; k++) {
+      const o = ops[k]!;
       if (o.op !== 'upsertSlots') continue;
       const had = members.get(o.frontendId);
       if (!had) {
@@ -669,7 +713,7 @@ export class MapWriter {
         if (!(fe >= 1 && fe <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `members of frontend id ${fe}: not a u32`);
         for (let j = 0; j < ids.length; j++) {
           const id = ids[j]!;
-          if (seen ? seen.has(id) : j > 0 && ids.lastIndexOf(id, j - 1) >= 0) continue;
+          if (seen ? seen.has(id) : repeats(ids, j)) continue;
           if (!(id >= 1 && id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `frontend id ${fe} names backend id ${id}`);
           seen?.add(id);
           fresh[2 * n] = fe;
@@ -689,12 +733,7 @@ export class MapWriter {
       this.memberFill.slots += o.backendIds.length - had.length;
       this.memberFill.members += after.size - before.size;
     }
-    if (!added.length && !n) return false;
-    const pairs = u32Bytes(fresh.subarray(0, 2 * n));
-    const keys = added.length ? Buffer.concat([pairs, Buffer.alloc(added.length * size)]) : pairs;
-    added.forEach((m, i) => L.encodeMemberKey(m, keys, (n + i) * size));
-    yield* this.memberKeySteps(keys, n + added.length);
-    return true;
+    return { fresh, n, added };
   }
 
   /** Applies diff()'s ops in order; each run of same-kind ops becomes one batch per map. */
@@ -1186,7 +1225,9 @@ export class MapWriter {
   private earlyTables(ops: readonly PlanOp[], pre?: ReadonlySet<PlanTable>): Set<PlanTable> | undefined {
     const tables = new Set<PlanTable>();
     let src: SlotSource | undefined, slots = 0;
-    for (const o of ops) {
+    // by index: a for-of step over a first sync's ~1.4M ops allocated its result (this runs once, unoptimized)
+    for (let k = 0; k < ops.length; k++) {
+      const o = ops[k]!;
       if (o.op !== 'createTable') continue;
       const t = o.table;
       if (pre) {

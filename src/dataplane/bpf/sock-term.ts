@@ -86,8 +86,15 @@ export class FrontendProtocols {
 
   /** ops written: deleted frontends forgotten, then upserted ones noted (an id may be reused) */
   note(ops: readonly PlanOp[]): void {
-    for (const o of ops) if (o.op === 'deleteFrontend') this.#proto.delete(o.frontend.id);
-    for (const o of ops) if (o.op === 'upsertFrontend') this.#proto.set(o.frontend.id, o.frontend.protocol);
+    // by index: a first sync's 1.4M ops at 100,000 Services, where a for-of step allocated its result
+    for (let k = 0; k < ops.length; k++) {
+      const o = ops[k]!;
+      if (o.op === 'deleteFrontend') this.#proto.delete(o.frontend.id);
+    }
+    for (let k = 0; k < ops.length; k++) {
+      const o = ops[k]!;
+      if (o.op === 'upsertFrontend') this.#proto.set(o.frontend.id, o.frontend.protocol);
+    }
   }
 }
 
