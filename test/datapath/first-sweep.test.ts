@@ -7,7 +7,6 @@
 // a network namespace of their own (a veth pair), over one pin root; when the pass began (against
 // the sync's endedAt) and whether it zeroed are read from their debug log lines.
 import test from 'ava';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,12 +14,11 @@ import * as L from '../../src/dataplane/bpf/layout.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { defaultStatePath, slotsMarkerPath } from '../../src/dataplane/bpf/agent-state-file.js';
 import { isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
+import { agentsInNetns, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
 
 const CLI = join(repoRoot, 'bin', 'kube-bpf-proxy.js');
 const NS = `kbpsweep${process.pid % 100000}`;
 const NODE_IP = '192.168.78.1';
-
-const ip = (...args: string[]) => execFileSync('/usr/sbin/ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
 
 /** enough Services that the first sync outlasts a pass over empty maps begun at init's end (the old order) */
 const SERVICES = 600;
@@ -46,20 +44,11 @@ endpoints:
   writeFileSync(join(dir, 'services.yaml'), docs.join('\n---\n') + '\n');
 }
 
-interface Agent { child: ChildProcess; lines: () => Array<Record<string, unknown>>; exited: Promise<number | null> }
+type Agent = NetnsAgent;
 
 function startAgent(pinRoot: string, dir: string): Agent {
-  const child = spawn('/usr/bin/nsenter', [`--net=/var/run/netns/${NS}`, process.execPath, CLI, 'run', '--manifests', dir, '--node-name', 'n1',
-    '--node-ip', NODE_IP, '--devices', 'eth0', '--bpffs', pinRoot, '--socket-lb', 'false', '--healthz-bind-address', '',
-    '--metrics-bind-address', '', '--v', '2'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KBP_FROM_SOURCE: '1' } });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const lines = () => out.split('\n').flatMap((l) => {
-    try { return l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : []; } catch { return []; }
-  });
-  return { child, lines, exited };
+  return spawnAgent(NS, CLI, ['run', '--manifests', dir, '--node-name', 'n1', '--node-ip', NODE_IP, '--devices', 'eth0', '--bpffs', pinRoot,
+    '--socket-lb', 'false', '--healthz-bind-address', '', '--metrics-bind-address', '', '--v', '2']);
 }
 
 const FULL_SYNC = (l: Record<string, unknown>) => l.msg === 'sync steps' && l.full === true;
@@ -78,12 +67,7 @@ async function untilSwept(a: Agent, timeoutMs = 180_000): Promise<Array<Record<s
   }
 }
 
-async function stop(a: Agent, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (a.child.exitCode !== null || a.child.signalCode !== null) return;
-  a.child.kill(signal);
-  const done = await Promise.race([a.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000))]);
-  if (!done) a.child.kill('SIGKILL');
-}
+const stop = stopAgent;
 
 /** the filter's switch (element 0: 0 off, else the half the programs read) */
 function filterSwitch(pinRoot: string, name: 'lb_rev_filter' | 'lb_ct_filter'): bigint | undefined {
@@ -98,20 +82,7 @@ function filterSwitch(pinRoot: string, name: 'lb_rev_filter' | 'lb_ct_filter'): 
 if (!isRoot) {
   test('first-sweep tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
-  const agents: Agent[] = [];
-  test.before(() => {
-    try { ip('netns', 'del', NS); } catch { /* absent */ }
-    ip('netns', 'add', NS);
-    ip('-n', NS, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
-    ip('-n', NS, 'link', 'set', 'eth1', 'up');
-    ip('-n', NS, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'eth0');
-    ip('-n', NS, 'link', 'set', 'eth0', 'up');
-    ip('-n', NS, 'link', 'set', 'lo', 'up');
-  });
-  test.after.always(async () => {
-    for (const a of agents) await stop(a, 'SIGKILL');
-    try { ip('netns', 'del', NS); } catch { /* absent */ }
-  });
+  const agents = agentsInNetns(test, NS, NODE_IP);
 
   test.serial('a fresh start sweeps after its first sync without zeroing the filters; a restart sweeps its pins at once and zeroes them', async (t) => {
     t.timeout(600_000);

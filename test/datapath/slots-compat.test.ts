@@ -11,7 +11,7 @@
 //   lists went to lb_slots after it; the earlier agent, which makes lb_members exactly lb_slots'
 //   pairs at its start, keeps every pair.
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,14 +20,13 @@ import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { defaultStatePath, slotsMarkerPath } from '../../src/dataplane/bpf/agent-state-file.js';
 import { oldAgentCli, OLD_AGENT_COMMIT } from '../../testing/old-agent.js';
 import { isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
+import { agentsInNetns, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
 
 const CLI = join(repoRoot, 'bin', 'kube-bpf-proxy.js');
 const NS = `kbpslots${process.pid % 100000}`;
 const NODE_IP = '192.168.77.1';
 /** Services x endpoints: 6,000 slots, above the 4,096 from which a first sync leaves lb_slots to a write after it */
 const SERVICES = 600, ENDPOINTS = 10;
-
-const ip = (...args: string[]) => execFileSync('/usr/sbin/ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
 
 function manifests(dir: string): void {
   const docs: string[] = [];
@@ -51,17 +50,11 @@ ${eps.join('\n')}`);
   writeFileSync(join(dir, 'services.yaml'), docs.join('\n---\n') + '\n');
 }
 
-interface Agent { child: ChildProcess; log: () => string; exited: Promise<number | null> }
+type Agent = NetnsAgent;
 
 function startAgent(cli: string, pinRoot: string, dir: string): Agent {
-  const child = spawn('/usr/bin/nsenter', [`--net=/var/run/netns/${NS}`, process.execPath, cli, 'run', '--manifests', dir, '--node-name', 'n1',
-    '--node-ip', NODE_IP, '--devices', 'eth0', '--bpffs', pinRoot, '--socket-lb', 'false', '--healthz-bind-address', '127.0.0.1:10256',
-    '--metrics-bind-address', '127.0.0.1:10249'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KBP_FROM_SOURCE: '1' } });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return { child, log: () => out, exited };
+  return spawnAgent(NS, cli, ['run', '--manifests', dir, '--node-name', 'n1', '--node-ip', NODE_IP, '--devices', 'eth0', '--bpffs', pinRoot,
+    '--socket-lb', 'false', '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249']);
 }
 
 /** Resolves with the first log line of the agent's first full sync (its JSON), polling lb_members meanwhile. */
@@ -129,12 +122,7 @@ function pairsOfLists(lists: string[]): string[] {
   return lists.flatMap((x) => { const [fe, ids] = x.split(':'); return ids!.split(',').map((id) => `${fe}/${id}`); }).sort();
 }
 
-async function stop(a: Agent, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (a.child.exitCode !== null || a.child.signalCode !== null) return;
-  a.child.kill(signal);
-  const done = await Promise.race([a.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000))]);
-  if (!done) a.child.kill('SIGKILL');
-}
+const stop = stopAgent;
 
 function cliJson(cmd: 'dump' | 'compile', pinRoot: string, dir: string): string {
   const args = cmd === 'dump' ? ['dump', '-o', 'json', '--bpffs', pinRoot] : ['compile', '--manifests', dir, '--node-name', 'n1', '--node-ip', NODE_IP, '-o', 'json'];
@@ -144,20 +132,7 @@ function cliJson(cmd: 'dump' | 'compile', pinRoot: string, dir: string): string 
 if (!isRoot) {
   test('slots-compat tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
-  const agents: Agent[] = [];
-  test.before(() => {
-    try { ip('netns', 'del', NS); } catch { /* absent */ }
-    ip('netns', 'add', NS);
-    ip('-n', NS, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
-    ip('-n', NS, 'link', 'set', 'eth1', 'up');
-    ip('-n', NS, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'eth0');
-    ip('-n', NS, 'link', 'set', 'eth0', 'up');
-    ip('-n', NS, 'link', 'set', 'lo', 'up');
-  });
-  test.after.always(async () => {
-    for (const a of agents) await stop(a, 'SIGKILL');
-    try { ip('netns', 'del', NS); } catch { /* absent */ }
-  });
+  const agents = agentsInNetns(test, NS, NODE_IP);
 
   function setup(t: ExecutionContext): { pinRoot: string; dir: string } {
     const pinRoot = tempPinRoot(t, false);
