@@ -143,10 +143,7 @@ export class AgentStateFile {
     if (json.version !== 1 || typeof json.frontends !== 'object' || !Array.isArray(json.attachments)) {
       throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path} has an unknown format (version ${String(json.version)})`);
     }
-    for (const [id, m] of Object.entries(json.frontends)) {
-      const term = Array.isArray(m.terminating) ? m.terminating.filter((x): x is number => Number.isInteger(x)) : undefined;
-      this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName), ...(term?.length && { terminating: term }) });
-    }
+    this.#readFrontends(json.frontends);
     this.attachments = json.attachments;
     const ids = (o: unknown, into: Map<string, number>): boolean => {
       if (!o || typeof o !== 'object') return false;
@@ -156,6 +153,14 @@ export class AgentStateFile {
     this.hadMapIds = ids(json.maps, this.mapIds);
     ids(json.programs, this.programIds);
     if (typeof json.jid === 'string' && json.jid) this.#replay(json.jid, text.length);
+  }
+
+  /** frontends' names as a snapshot or a journal line holds them, by id as text (a terminating list's non-integers dropped) */
+  #readFrontends(f: Record<string, FrontendMeta>): void {
+    for (const [id, m] of Object.entries(f)) {
+      const term = Array.isArray(m.terminating) ? m.terminating.filter((x): x is number => Number.isInteger(x)) : undefined;
+      this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName), ...(term?.length && { terminating: term }) });
+    }
   }
 
   /**
@@ -184,10 +189,7 @@ export class AgentStateFile {
         break;
       }
       for (const id of l.fd) this.frontends.delete(id);
-      for (const [id, m] of Object.entries(l.f)) {
-        const term = Array.isArray(m.terminating) ? m.terminating.filter((x): x is number => Number.isInteger(x)) : undefined;
-        this.frontends.set(Number(id), { service: String(m.service), portName: String(m.portName), ...(term?.length && { terminating: term }) });
-      }
+      this.#readFrontends(l.f);
       at = end + 1;
     }
     if (!whole) return;
