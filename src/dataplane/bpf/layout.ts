@@ -154,9 +154,15 @@ const FILTER_BITS = 2 ** LB_FE_FILTER_BITS_LOG2;
 export function feFilterBitPair(key: Buffer, off = 0): number {
   return feFilterBit(key, off) * FILTER_BITS + feFilterBitLegacy(key, off);
 }
-/** the two bits of a feFilterBitPair() */
+/** the two bits of a feFilterBitPair(): this build's, then older builds' */
+export function filterBitHigh(pair: number): number {
+  return Math.floor(pair / FILTER_BITS);
+}
+export function filterBitLow(pair: number): number {
+  return pair % FILTER_BITS;
+}
 export function filterBitsOf(pair: number): [number, number] {
-  return [Math.floor(pair / FILTER_BITS), pair % FILTER_BITS];
+  return [filterBitHigh(pair), filterBitLow(pair)];
 }
 
 /** the lb_rev_filter element of a bit's word in half 1 or 2 (lb_ct.h lb_filter_key: the halves interleaved) */

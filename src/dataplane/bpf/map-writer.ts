@@ -122,8 +122,6 @@ async function runAsync(steps: Steps): Promise<void> {
 }
 
 const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
-/** L.feFilterBitPair's base: the pair is high * FE_FILTER_BITS + low */
-const FE_FILTER_BITS = 2 ** L.LB_FE_FILTER_BITS_LOG2;
 
 /**
  * Slots of lb_maglev_slots filled and copied per step when a write's tables are still to be filled
@@ -165,10 +163,6 @@ export function scanBackends(m: BpfMap, visit: (id: number, values: Buffer, at: 
   });
 }
 
-/**
- * u32 words as the bytes of u32 key and value fields (written little-endian, as layout.ts's codecs
- * write them): the words' own memory on a little-endian host, no copy.
- */
 /** whether ids[j] is also among ids[0..j) (a loop: lastIndexOf, a builtin call, allocated on each of a first sync's ~1.1M calls) */
 function repeats(ids: readonly number[], j: number): boolean {
   const id = ids[j];
@@ -176,6 +170,10 @@ function repeats(ids: readonly number[], j: number): boolean {
   return false;
 }
 
+/**
+ * u32 words as the bytes of u32 key and value fields (written little-endian, as layout.ts's codecs
+ * write them): the words' own memory on a little-endian host, no copy.
+ */
 function u32Bytes(w: Uint32Array): Buffer {
   const b = Buffer.from(w.buffer, w.byteOffset, w.byteLength);
   return HOST_LE ? b : Buffer.from(b).swap32();
@@ -596,11 +594,11 @@ export class MapWriter {
 
   /** count +1 / -1 on a key's filter bits (L.feFilterBitPair: this build's and older builds'); words whose bit flipped go to dirty */
   private refFeBits(pair: number, d: 1 | -1, dirty?: Set<number>): void {
-    // the pair's two bits (L.filterBitsOf) without its array, and the words through a u32 view: a
+    // the pair's two bits without an array of them, and the words through a u32 view: a
     // BigUint64Array read, the mask and the word written back were a BigInt each (a first sync's
     // 110,000 frontends at 100,000 Services: ~55 MiB of them with the views and arrays)
-    this.refFeBit(Math.floor(pair / FE_FILTER_BITS), d, dirty);
-    this.refFeBit(pair % FE_FILTER_BITS, d, dirty);
+    this.refFeBit(L.filterBitHigh(pair), d, dirty);
+    this.refFeBit(L.filterBitLow(pair), d, dirty);
   }
 
   private refFeBit(bit: number, d: 1 | -1, dirty?: Set<number>): void {
