@@ -665,19 +665,19 @@ export class BpfDataplane implements Dataplane {
     // programs (their maps) and others these, a handshake whose SYN one side translates and whose
     // SYN-ACK the other sees finds no entry and is lost (the client retransmits after 1 s): an
     // upgrade (test/lab/upgrade.test.ts) keeps that window to the kernel's own attach time.
-    for (const d of todo) {
+    const ready = todo.filter((d) => {
       try {
         maps.setDevice(d.l.ifindex, d.flags);
+        return true;
       } catch (e) {
         this.#log.error({ err: e, device: d.l.ifname }, 'attaching to device failed');
-        d.flags = -1;
+        return false;
       }
-    }
+    });
     const attached: typeof todo = [];
     const started = performance.now();
     try {
-      for (const d of todo) {
-        if (d.flags < 0) continue;
+      for (const d of ready) {
         const { l, external, flags } = d;
         try {
           // the device's name is known here: no `ip` run per attachment to look it up

@@ -408,9 +408,9 @@ function ifname(ifindex: number): string {
   }
 }
 
-/** Attaches a tc program and records it (replacing whatever sat at that priority/handle). */
 /**
- * Attaches a tc program and records it in the state file. `save: false` leaves the file to the
+ * Attaches a tc program and records it in the state file (replacing whatever sat at that
+ * priority/handle). `save: false` leaves the file to the
  * caller's one save after a batch of attachments: an upgrade's switch of programs over every device
  * (dataplane.ts #syncDevices) must not write the file, which holds every frontend's names (MBs at
  * 100,000 Services), between two devices.

@@ -134,7 +134,6 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
       // writes such a map, lb_backends, and it has not yet), all-zero ones (unused) skipped
       const toArray = target.type === MapType.ARRAY;
       const flags = toArray ? BPF_ANY : BPF_NOEXIST;
-      let copied = 0, dropped = 0, newer = 0;
       if (toArray && old.type === MapType.ARRAY && (target.flags & BPF_F_MMAPABLE) && old.valueSize === target.valueSize) {
         // an mmapable array resized (--bpf-map-max lb_maglev_slots: millions of elements): copied
         // through the mapping a chunk at a time, not an update per element; made smaller, the
@@ -152,11 +151,10 @@ export function carry(object: BpfObject, pinRoot: string, migrations: readonly M
         continue;
       }
       try {
-        ({ copied, dropped, newer } = copyEntries(old, target, flags, toArray));
+        out.push({ ...m, ...copyEntries(old, target, flags, toArray), ms: took() });
       } finally {
         old.close();
       }
-      out.push({ ...m, copied, dropped, newer, ms: took() });
     } else {
       out.push(m);
     }
