@@ -18,10 +18,11 @@ import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { groupRemovals } from '../../src/dataplane/bpf/map-writer.js';
 import { regionSize } from '../../src/dataplane/bpf/slot-alloc.js';
 import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
+import { copyEntries } from '../../src/dataplane/bpf/migrate.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
-import { BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, MapType } from '../../src/dataplane/bpf/native/uapi.js';
+import { BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { dataplaneObject, fixtureObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
@@ -582,6 +583,21 @@ if (!isRoot) {
     t.is(ct.count(), n);
     for (const i of [0, 1, 2048, 4095, 4096, 4998]) t.deepEqual(ct.lookup(key(i)), val(i), `flow ${i} copied`);
     for (const i of newer) t.deepEqual(ct.lookup(key(i)), Buffer.alloc(L.CT_ENTRY.size, 0xee), `flow ${i}: the new programs' entry kept`);
+  });
+
+  test('an upgrade\'s copy that the kernel refuses names the first failure, not only a count', (t) => {
+    // a hash the new programs half filled: two of the four old entries fit, two fail with E2BIG
+    const old = BpfMap.create({ type: MapType.HASH, name: 'kbp_t_cpold', keySize: 4, valueSize: 8, maxEntries: 8 });
+    const target = BpfMap.create({ type: MapType.HASH, name: 'kbp_t_cpnew', keySize: 4, valueSize: 8, maxEntries: 4 });
+    t.teardown(() => { old.close(); target.close(); });
+    for (let i = 0; i < 4; i++) old.update(L.encodeU32(i), Buffer.alloc(8, i));
+    for (const i of [10, 11]) target.update(L.encodeU32(i), Buffer.alloc(8, 0xee));
+    const r = copyEntries(old, target, BPF_NOEXIST, false);
+    t.like(r, { copied: 2, dropped: 2, newer: 0 });
+    t.regex(r.error ?? '', /E2BIG|No space|too big|Argument list too long/i, 'the reason the two were dropped');
+    t.is(target.count(), 4);
+    const none = copyEntries(old, target, BPF_NOEXIST, false);
+    t.like(none, { copied: 0, newer: 2, dropped: 2 });
   });
 
   test('settings, devices and counters', (t) => {

@@ -365,7 +365,7 @@ export class BpfDataplane implements Dataplane {
     // then, with the new programs attached, the maps programs write: nothing the old programs wrote
     // up to the switch is lost
     for (const m of [...migrated, ...loaded.finishMigration()]) {
-      this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped, newer: m.newer, ms: m.ms },
+      this.#log.warn({ map: m.name, how: m.how, differs: m.why, copied: m.copied, dropped: m.dropped, newer: m.newer, ms: m.ms, ...(m.error !== undefined && { error: m.error }) },
         m.how === 'copy' ? 'pinned map of another definition (an older build, or other --bpf-map-max sizes) migrated: entries copied into the new layout'
           : 'pinned map of another definition (an older build, or other --bpf-map-max sizes) recreated: the agent rewrites what it derives from the plan; runtime state in it starts empty');
     }

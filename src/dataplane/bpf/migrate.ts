@@ -46,6 +46,8 @@ export interface Migration {
   dropped?: number;
   /** entries not copied because the new programs had already written the same key */
   newer?: number;
+  /** the first reason the kernel refused an entry (the others are counted in dropped) */
+  error?: string;
   /** how long carry() took for this map (copy and maglev), in ms */
   ms?: number;
 }
@@ -184,11 +186,12 @@ function carryRank(name: string): number {
  * the scan at a time, with `flags` (BPF_NOEXIST: an entry the new programs wrote since the switch is
  * newer than the old one, and counted as such). At most target's capacity is copied; an entry that
  * does not fit (an array index past a smaller capacity, a full hash) is counted as dropped, not fatal.
- * Arrays' all-zero (unused) elements are skipped.
+ * Arrays' all-zero (unused) elements are skipped. The first entry the kernel refused gives `error`.
  */
-function copyEntries(old: BpfMap, target: BpfMap, flags: number, toArray: boolean): { copied: number; dropped: number; newer: number } {
+export function copyEntries(old: BpfMap, target: BpfMap, flags: number, toArray: boolean): { copied: number; dropped: number; newer: number; error?: string } {
   const ks = target.keySize, ovs = old.userValueSize, vs = target.userValueSize;
   let copied = 0, dropped = 0, newer = 0;
+  let error: string | undefined;
   let keys = Buffer.alloc(0), values = Buffer.alloc(0);
   old.scanBatches((k, v, n) => {
     if (keys.length < n * ks) keys = Buffer.alloc(n * ks);
@@ -210,8 +213,9 @@ function copyEntries(old: BpfMap, target: BpfMap, flags: number, toArray: boolea
     copied += r.updated;
     newer += r.existed;
     dropped += r.failed;
+    error ??= r.error?.message;
   });
-  return { copied, dropped, newer };
+  return { copied, dropped, newer, ...(error !== undefined && { error }) };
 }
 
 /**
