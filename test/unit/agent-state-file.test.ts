@@ -70,8 +70,9 @@ test('journal lines of another snapshot are not read (a crash between a snapshot
   s.deleteFrontend(1);
   s.save();
   const journal = readFileSync(stateJournalPath(path), 'utf8');
-  // a whole save (an attachment changed) under a new id; the old journal put back beside it
+  // a whole save (another object's ids) under a new id; the old journal put back beside it
   s.recordAttachment({ kind: 'xdp', ifindex: 2, ifname: 'eth0', mode: 'native', program: 'lb_xdp', progId: 9 });
+  s.setObjectIds({ lb_ct: 5 }, { lb_xdp: 9 });
   s.save();
   t.false(existsSync(stateJournalPath(path)));
   writeFileSync(stateJournalPath(path), journal.replace('"fd":[1]', '"fd":[1,2]'));
@@ -79,6 +80,42 @@ test('journal lines of another snapshot are not read (a crash between a snapshot
   t.is(back.frontends.get(2)?.service, 'default/svc-2');
   t.is(back.frontends.get(1), undefined);
   t.is(back.attachments.length, 1);
+});
+
+test('an attachment made or undone (a pod\'s veth, a device switched) appends a line: the snapshot is not written again, and a reader sees it', (t) => {
+  const path = tempPath(t);
+  const s = filled(path, 3000);
+  const tc = (ifindex: number, point: 'ingress' | 'egress', progId: number) =>
+    ({ kind: 'tc' as const, ifindex, ifname: `veth${ifindex}`, point, priority: 1, handle: 1, program: `lb_tc_${point}`, progId });
+  s.recordAttachment(tc(5, 'ingress', 10));
+  s.recordAttachment(tc(5, 'egress', 11));
+  s.save();
+  const snapshot = readFileSync(path, 'utf8');
+  // a new pod: its veth's two attachments; one re-made by a newer program; a pod gone
+  s.recordAttachment(tc(6, 'ingress', 10));
+  s.recordAttachment(tc(6, 'egress', 11));
+  s.deleteFrontend(9);
+  s.save();
+  s.recordAttachment(tc(5, 'ingress', 20));
+  s.forgetAttachment(tc(6, 'egress', 11));
+  s.save();
+  t.is(readFileSync(path, 'utf8'), snapshot, 'the snapshot is as it was');
+  const lines = readFileSync(stateJournalPath(path), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.is(lines.length, 4, 'veth5\'s line, then a frontend line and veth6\'s, then one of both changes');
+  // a session-25 build reads a line as frontends only when it has `fd`: an attachment line ends its replay
+  t.deepEqual(lines.map((l) => 'fd' in l), [false, true, false, false]);
+  const slots = (x: AgentStateFile) => x.attachments.map((a) => `${a.kind === 'tc' ? `${a.ifindex} ${a.point}` : a.kind} ${a.progId}`).sort();
+  t.deepEqual(slots(s), ['5 egress 11', '5 ingress 20', '6 ingress 10']);
+  const back = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path);
+  t.deepEqual(slots(back), slots(s));
+  t.deepEqual(names(back), names(s));
+  // a reader goes on appending; a whole save later holds the same
+  back.forgetAttachment(tc(5, 'egress', 11));
+  back.save();
+  t.deepEqual(slots(AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path)), ['5 ingress 20', '6 ingress 10']);
+  back.save(true);
+  t.false(existsSync(stateJournalPath(path)));
+  t.deepEqual(slots(AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-test', path)), ['5 ingress 20', '6 ingress 10']);
 });
 
 test('a small state, a file without a journal id (an earlier build\'s), a change of many frontends and a journal grown to the snapshot\'s size are saved whole', (t) => {

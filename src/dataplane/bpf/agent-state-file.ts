@@ -1,6 +1,7 @@
 // What the data plane must remember that bpffs cannot hold (bpffs holds only maps and programs): the
 // agent's state file, one JSON file per pin root under /run, written atomically when it changes, and
-// beside it a journal of the frontends' names set and deleted since (AgentStateFile.save says when).
+// beside it a journal of the frontends' names set and deleted and the attachments made and undone
+// since (AgentStateFile.save says when).
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -42,6 +43,13 @@ interface StateJson {
 
 /** One save's frontend changes, a line of the journal: names set (by frontend id) and ids deleted. */
 interface JournalLine { jid: string; f: Record<string, FrontendMeta>; fd: number[] }
+/**
+ * One save's attachment changes, a line of its own: attachments recorded (each replacing the one of its
+ * slot) and the slots (attachmentSlot) forgotten. It has no `fd`, so a session-25 build, which knows
+ * only frontend lines, ends its replay there (as at a torn line: it keeps what came before, and its
+ * next save is a whole snapshot) rather than read on with attachments it cannot see.
+ */
+interface AttachmentLine { jid: string; a: Attachment[]; ad: string[] }
 
 /** The journal beside a state file (AgentStateFile.save). */
 export function stateJournalPath(statePath: string): string {
@@ -90,7 +98,9 @@ export class AgentStateFile {
   #journalBytes = 0;
   /** frontend ids set or deleted since the last save */
   readonly #touched = new Set<number>();
-  /** something other than frontends changed since the last save: the next is whole */
+  /** attachments recorded (by attachmentSlot) or forgotten (undefined) since the last save */
+  readonly #attTouched = new Map<string, Attachment | undefined>();
+  /** something other than frontends and attachments changed since the last save: the next is whole */
   #whole = false;
 
   /**
@@ -178,18 +188,24 @@ export class AgentStateFile {
     let at = 0, whole = true;
     while (at < text.length) {
       const end = text.indexOf('\n', at);
-      let l: JournalLine | undefined;
+      let l: Partial<JournalLine & AttachmentLine> | undefined;
       try {
-        l = end < 0 ? undefined : JSON.parse(text.slice(at, end)) as JournalLine;
+        l = end < 0 ? undefined : JSON.parse(text.slice(at, end)) as Partial<JournalLine & AttachmentLine>;
       } catch {
         l = undefined;
       }
-      if (!l || l.jid !== jid || typeof l.f !== 'object' || !Array.isArray(l.fd)) {
+      if (l?.jid === jid && l.f && typeof l.f === 'object' && Array.isArray(l.fd)) {
+        for (const id of l.fd) this.frontends.delete(id);
+        this.#readFrontends(l.f);
+      } else if (l?.jid === jid && Array.isArray(l.a) && Array.isArray(l.ad)) {
+        const gone = new Set(l.ad.map(String));
+        const made = l.a.filter((x) => typeof x?.kind === 'string');
+        for (const x of made) gone.add(attachmentSlot(x));
+        this.attachments = this.attachments.filter((x) => !gone.has(attachmentSlot(x))).concat(made);
+      } else {
         whole = false;
         break;
       }
-      for (const id of l.fd) this.frontends.delete(id);
-      this.#readFrontends(l.f);
       at = end + 1;
     }
     if (!whole) return;
@@ -233,28 +249,31 @@ export class AgentStateFile {
 
   /** Replaces the record of an attachment point (same device+point+priority+handle, or cgroup+type). */
   recordAttachment(a: Attachment): void {
-    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== attachmentSlot(a));
+    const slot = attachmentSlot(a);
+    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== slot);
     this.attachments.push(a);
     this.dirty = true;
-    this.#whole = true;
+    this.#attTouched.set(slot, a);
   }
 
   forgetAttachment(a: Attachment): void {
     const n = this.attachments.length;
-    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== attachmentSlot(a));
+    const slot = attachmentSlot(a);
+    this.attachments = this.attachments.filter((x) => attachmentSlot(x) !== slot);
     if (this.attachments.length !== n) {
       this.dirty = true;
-      this.#whole = true;
+      this.#attTouched.set(slot, undefined);
     }
   }
 
   /**
    * Writes what changed, if anything: a change of a few frontends' names (a Service created or
-   * deleted, an endpoint turning terminating) as one line appended to the journal; anything else,
+   * deleted, an endpoint turning terminating) and of attachments (a pod's veth come or gone, a device
+   * switched) as a line each appended to the journal; anything else,
    * and a journal grown to the snapshot's size, as a new snapshot (to a temporary file, then rename:
    * atomic on one filesystem) that empties the journal. The whole file on every such change was
    * ~20-40 ms at 10,000 Services and 0.3-1.6 s at 100,000 (JSON of every frontend's names: docs/PERF.md,
-   * session 25, p25chg); an append is one small write.
+   * session 25, p25chg), and a new pod's veth paid it too; an append is one small write.
    */
   save(force = false): void {
     if (!this.dirty && !force) return;
@@ -282,18 +301,34 @@ export class AgentStateFile {
     this.#jid = jid;
     this.#journalBytes = 0;
     this.#touched.clear();
+    this.#attTouched.clear();
     this.#whole = false;
     this.dirty = false;
   }
 
   #append(): void {
-    const l: JournalLine = { jid: this.#jid, f: {}, fd: [] };
-    for (const id of this.#touched) {
-      const m = this.frontends.get(id);
-      if (m) l.f[String(id)] = m;
-      else l.fd.push(id);
+    let text = '';
+    if (this.#touched.size) {
+      const l: JournalLine = { jid: this.#jid, f: {}, fd: [] };
+      for (const id of this.#touched) {
+        const m = this.frontends.get(id);
+        if (m) l.f[String(id)] = m;
+        else l.fd.push(id);
+      }
+      text += `${JSON.stringify(l)}\n`;
     }
-    const text = `${JSON.stringify(l)}\n`;
+    if (this.#attTouched.size) {
+      const l: AttachmentLine = { jid: this.#jid, a: [], ad: [] };
+      this.#attTouched.forEach((a, slot) => {
+        if (a) l.a.push(a);
+        else l.ad.push(slot);
+      });
+      text += `${JSON.stringify(l)}\n`;
+    }
+    if (!text) {
+      this.dirty = false;
+      return;
+    }
     try {
       appendFileSync(stateJournalPath(this.path), text, { mode: 0o600 });
     } catch (e) {
@@ -303,6 +338,7 @@ export class AgentStateFile {
     }
     this.#journalBytes += text.length;
     this.#touched.clear();
+    this.#attTouched.clear();
     this.dirty = false;
   }
 
@@ -311,6 +347,7 @@ export class AgentStateFile {
     rmSync(stateJournalPath(this.path), { force: true });
     this.#jid = '';
     this.#touched.clear();
+    this.#attTouched.clear();
     rmSync(this.slotsMarkerPath, { force: true });
     this.#slotsBehind = false;
     this.frontends.clear();
