@@ -537,14 +537,14 @@ int UpdateBatchSpread(int fd, const uint8_t* keys, uint64_t keySize, const uint8
 
 // mapUpdateBatch(fd, keys, values, count, elemFlags) and mapDeleteBatch(fd, keys, count): reads and
 // checks the arguments; returns 0 (checked, or a JS exception is pending: see a.ok()) or -errno of the fd.
-int ReadBatchArgs(Args& a, bool update, BatchArgs* b) {
+int ReadBatchArgs(Args& a, bool update, BatchArgs* b, int maxThreads = 64) {
   b->fd = a.Fd(0, "fd");
   b->keys = a.Buf(1, "keys", false);
   if (update) {
     b->values = a.Buf(2, "values", false);
     b->count = a.U32(3, "count");
     b->elemFlags = a.U32(4, "elemFlags");
-    if (a.ok() && a.Has(5)) b->threads = static_cast<uint32_t>(a.Int(5, "threads", 1, 64));
+    if (a.ok() && a.Has(5)) b->threads = static_cast<uint32_t>(a.Int(5, "threads", 1, maxThreads));
   } else {
     b->count = a.U32(2, "count");
   }
@@ -572,39 +572,91 @@ Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   return Pair(env, ret, count);
 }
 
-// mapUpdateEach(fd, keys, values, count, flags) -> [updated, existed, failed, firstError]: one
-// bpf_map_update_elem per entry with `flags`, going on past an entry that fails. For BPF_NOEXIST
+// One bpf_map_update_elem per entry of [from, to): counts written, existing (EEXIST) and failed, and
+// the first failure.
+struct EachCount {
+  uint32_t updated = 0, existed = 0, failed = 0;
+  int first = 0;
+};
+void UpdateEachRange(const BatchArgs& b, uint32_t from, uint32_t to, EachCount* c) {
+  for (uint32_t i = from; i < to; i++) {
+    errno = 0;  // thread-local: Err reads this thread's
+    int r = Err(bpf_map_update_elem(b.fd, b.keys.data + i * b.keySize, b.values.data + i * b.valueSize, b.elemFlags));
+    if (r == 0) {
+      c->updated++;
+    } else if (r == -EEXIST) {
+      c->existed++;
+    } else {
+      if (c->failed++ == 0) c->first = r;
+    }
+  }
+}
+
+// mapUpdateEach(fd, keys, values, count, flags[, cpus]) -> [updated, existed, failed, firstError]:
+// one bpf_map_update_elem per entry with `flags`, going on past an entry that fails. For BPF_NOEXIST
 // copies (an upgrade's migration of conntrack, migrate.ts carry): the kernel's batch update takes no
 // BPF_NOEXIST, and a call per entry from JavaScript cost ~9 us an entry (~12 us where it exists),
 // 2-3 s for a full lb_ct while the new programs already run without the old flows.
+// cpus > 1: the entries in even slices, each written by a thread pinned to one of the first `cpus`
+// CPUs this thread may run on. For an LRU hash with BPF_F_NO_COMMON_LRU (lb_ct_syn): an insert takes
+// a free element from the list of the CPU it runs on and, that list empty, evicts from it, so the
+// inserts of one thread hold at most capacity / possible CPUs entries and evict the ones before (each
+// counted as written). A slice whose thread cannot start (threads.h) is written here, unpinned.
 Napi::Value MapUpdateEach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a(info, "mapUpdateEach");
   BatchArgs b;
-  int bad = ReadBatchArgs(a, true, &b);
+  int bad = ReadBatchArgs(a, true, &b, CPU_SETSIZE);
   if (!a.ok()) return env.Undefined();
-  uint32_t updated = 0, existed = 0, failed = 0;
-  int first = bad;
+  EachCount total;
   if (bad < 0) {
-    failed = b.count;
+    total.failed = b.count;
+    total.first = bad;
   } else {
-    for (uint32_t i = 0; i < b.count; i++) {
-      errno = 0;
-      int r = Err(bpf_map_update_elem(b.fd, b.keys.data + i * b.keySize, b.values.data + i * b.valueSize, b.elemFlags));
-      if (r == 0) {
-        updated++;
-      } else if (r == -EEXIST) {
-        existed++;
-      } else {
-        if (failed++ == 0) first = r;
+    std::vector<int> cpus;
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (b.threads > 1 && b.count > 1 && sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+      for (int c = 0; c < CPU_SETSIZE && cpus.size() < b.threads; c++) {
+        if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
       }
+    }
+    uint32_t slices = std::max<uint32_t>(1, std::min<uint32_t>(static_cast<uint32_t>(cpus.size()), b.count));
+    std::vector<EachCount> counts(slices);
+    auto from = [&](uint32_t i) { return static_cast<uint32_t>(static_cast<uint64_t>(b.count) * i / slices); };
+    if (slices == 1) {
+      UpdateEachRange(b, 0, b.count, &counts[0]);
+    } else {
+      std::vector<kbp_threads::Worker> workers(slices);
+      std::vector<uint32_t> here;
+      for (uint32_t i = 0; i < slices; i++) {
+        int cpu = cpus[i];
+        EachCount* c = &counts[i];
+        uint32_t lo = from(i), hi = from(i + 1);
+        bool started = workers[i].Start([&b, cpu, c, lo, hi] {
+          cpu_set_t one;
+          CPU_ZERO(&one);
+          CPU_SET(cpu, &one);
+          pthread_setaffinity_np(pthread_self(), sizeof one, &one);  // refused: written where it runs
+          UpdateEachRange(b, lo, hi, c);
+        });
+        if (!started) here.push_back(i);
+      }
+      for (uint32_t i : here) UpdateEachRange(b, from(i), from(i + 1), &counts[i]);
+      for (auto& w : workers) w.Join();
+    }
+    for (const EachCount& c : counts) {
+      total.updated += c.updated;
+      total.existed += c.existed;
+      if (c.failed && total.failed == 0) total.first = c.first;
+      total.failed += c.failed;
     }
   }
   Napi::Array out = Napi::Array::New(env, 4);
-  out.Set(0u, Num(env, updated));
-  out.Set(1u, Num(env, existed));
-  out.Set(2u, Num(env, failed));
-  out.Set(3u, Num(env, first));
+  out.Set(0u, Num(env, total.updated));
+  out.Set(1u, Num(env, total.existed));
+  out.Set(2u, Num(env, total.failed));
+  out.Set(3u, Num(env, total.first));
   return out;
 }
 

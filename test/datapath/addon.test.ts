@@ -10,7 +10,7 @@ import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { fillTables } from '../../src/plan/slot-source.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
-import { BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
+import { BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
 import { hostRoots } from '../../testing/netns.js';
 import { dataplaneObject, fixtureObject, isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
@@ -108,6 +108,26 @@ if (!isRoot) {
     t.is(m.lookup(keys.subarray(8, 16))!.readUInt32LE(16), 1 ^ 0x5a5a);
     t.deepEqual(m.updateEach(Buffer.alloc(0), Buffer.alloc(0), 0, BPF_NOEXIST), { updated: 0, existed: 0, failed: 0 });
     t.throws(() => m.updateEach(keys, values, n + 1, BPF_NOEXIST), { message: `keys of updateEach on map kbp_t_each (${n + 1} keys) must be ${(n + 1) * 8} bytes, got ${n * 8}` });
+  });
+
+  test('updateEach over CPUs: an LRU hash with per-CPU lists keeps every entry, where one thread\'s writes keep one CPU\'s share', (t) => {
+    const cpus = numPossibleCpus();
+    if (cpus < 2) return t.pass('one possible CPU: one list holds the whole capacity');
+    const cap = 2048 * cpus, n = Math.floor(cap * 0.75);
+    const make = () => BpfMap.create({ type: MapType.LRU_HASH, name: 'kbp_t_each_cpu', keySize: 8, valueSize: 8, maxEntries: cap, flags: BPF_F_NO_COMMON_LRU });
+    const keys = Buffer.alloc(n * 8), values = Buffer.alloc(n * 8);
+    for (let i = 0; i < n; i++) keys.writeUInt32LE(i + 1, i * 8);
+    const spread = make();
+    t.teardown(() => spread.close());
+    t.like(spread.updateEach(keys, values, n, BPF_NOEXIST, 1024), { updated: n, existed: 0, failed: 0 });
+    t.is(spread.count(), n, 'every entry held: each CPU\'s list took its share');
+    // the kernel's behaviour the spread is for: one thread's inserts fill one CPU's list and evict
+    // from it (counted as written); at most a share of the capacity, whichever CPUs the thread ran on
+    const one = make();
+    t.teardown(() => one.close());
+    t.is(one.updateEach(keys, values, n, BPF_NOEXIST).updated, n);
+    t.true(one.count() < n, `one thread: ${one.count()} of ${n} held`);
+    t.throws(() => spread.updateEach(keys, values, n, BPF_NOEXIST, 0), { message: /cpus of updateEach on map kbp_t_each_cpu must be an integer in 1\.\.1024, got 0/ });
   });
 
   test('batch update of a map type without batch support falls back to single updates (LPM trie)', (t) => {

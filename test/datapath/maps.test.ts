@@ -19,7 +19,7 @@ import { groupRemovals } from '../../src/dataplane/bpf/map-writer.js';
 import { regionSize } from '../../src/dataplane/bpf/slot-alloc.js';
 import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
 import { copyEntries } from '../../src/dataplane/bpf/migrate.js';
-import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
+import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
 import { BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
@@ -583,6 +583,30 @@ if (!isRoot) {
     t.is(ct.count(), n);
     for (const i of [0, 1, 2048, 4095, 4096, 4998]) t.deepEqual(ct.lookup(key(i)), val(i), `flow ${i} copied`);
     for (const i of newer) t.deepEqual(ct.lookup(key(i)), Buffer.alloc(L.CT_ENTRY.size, 0xee), `flow ${i}: the new programs' entry kept`);
+  });
+
+  test('an upgrade copies handshakes into lb_ct_syn from every CPU: all of them held, not one CPU\'s share', (t) => {
+    const root = tempPinRoot(t);
+    const statePath = tempStatePath(t);
+    const n = 20000;
+    smallMaps(root, { lb_ct_syn: 100000 }, statePath);
+    const keys = Buffer.alloc(n * L.CT_KEY.size), values = Buffer.alloc(n * L.CT_ENTRY.size);
+    for (let i = 0; i < n; i++) {
+      keys.writeUInt32LE(i + 1, i * L.CT_KEY.size);
+      values.writeUInt32LE(i ^ 0x5a5a, i * L.CT_ENTRY.size);
+    }
+    const old = BpfMap.fromPin(join(root, 'lb_ct_syn'));
+    old.updateEach(keys, values, n, BPF_NOEXIST, 1024);
+    t.is(old.count(), n);
+    old.close();
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) });
+    t.teardown(() => d.object.close());
+    const syn = d.maps.map('lb_ct_syn');
+    if (syn.maxEntries < n || syn.maxEntries / numPossibleCpus() >= n) return t.pass(`lb_ct_syn ${syn.maxEntries} on ${numPossibleCpus()} CPUs: not the case`);
+    const m = d.finishMigration().find((x) => x.name === 'lb_ct_syn');
+    t.like(m, { how: 'copy', copied: n, dropped: 0 });
+    t.is(syn.count(), n, 'every handshake held');
+    t.is(syn.lookup(keys.subarray(0, L.CT_KEY.size))!.readUInt32LE(0), 0x5a5a);
   });
 
   test('an upgrade\'s copy that the kernel refuses names the first failure, not only a count', (t) => {

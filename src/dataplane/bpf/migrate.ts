@@ -28,7 +28,7 @@ import { existsSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:f
 import { join } from 'node:path';
 import { BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
-import { BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_NOEXIST, MapType } from './native/uapi.js';
+import { BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST, MapType } from './native/uapi.js';
 import { EEXIST } from './native/errors.js';
 import * as L from './layout.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
@@ -192,6 +192,9 @@ export function copyEntries(old: BpfMap, target: BpfMap, flags: number, toArray:
   const ks = target.keySize, ovs = old.userValueSize, vs = target.userValueSize;
   let copied = 0, dropped = 0, newer = 0;
   let error: string | undefined;
+  // per-CPU LRU lists (lb_ct_syn): written from every CPU the agent may use, else one CPU's share of
+  // the capacity holds them all and the copy evicts its own entries (counted as copied)
+  const cpus = target.type === MapType.LRU_HASH && (target.flags & BPF_F_NO_COMMON_LRU) ? 1024 : 1;
   let keys = Buffer.alloc(0), values = Buffer.alloc(0);
   old.scanBatches((k, v, n) => {
     if (keys.length < n * ks) keys = Buffer.alloc(n * ks);
@@ -209,7 +212,7 @@ export function copyEntries(old: BpfMap, target: BpfMap, flags: number, toArray:
       if (vs > ovs) values.fill(0, m * vs + ovs, (m + 1) * vs);
       m++;
     }
-    const r = target.updateEach(keys.subarray(0, m * ks), values.subarray(0, m * vs), m, flags);
+    const r = target.updateEach(keys.subarray(0, m * ks), values.subarray(0, m * vs), m, flags, cpus);
     copied += r.updated;
     newer += r.existed;
     dropped += r.failed;

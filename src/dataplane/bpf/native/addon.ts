@@ -35,7 +35,7 @@ interface Native {
   mapGetNextKey(fd: number, key: Buf, next: Buffer): number;
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number, threads?: number): [number, number];
   /** [updated, existed (EEXIST), failed otherwise, the first failure's -errno or 0] */
-  mapUpdateEach(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): [number, number, number, number];
+  mapUpdateEach(fd: number, keys: Buffer, values: Buffer, count: number, flags: number, cpus?: number): [number, number, number, number];
   mapDeleteBatch(fd: number, keys: Buffer, count: number): [number, number];
   mapLookupBatch(fd: number, inBatch: Buf, outBatch: Buffer, keys: Buffer, values: Buffer, count: number): [number, number];
   /** the batch write on libuv's thread pool (a map-in-map write waits for an RCU grace period) */

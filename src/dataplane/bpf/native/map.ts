@@ -250,16 +250,22 @@ export class BpfMap {
    * Writes count packed entries one update each, in one call to the addon, with `flags` (e.g.
    * BPF_NOEXIST, which the kernel's batch update does not take), going on past a failed entry:
    * how many were written, how many existed already (EEXIST), how many failed otherwise and the
-   * first of those failures (a BpfError, or undefined).
+   * first of those failures (a BpfError, or undefined). `cpus` > 1 writes the entries in even slices,
+   * each from a thread pinned to one of the first `cpus` CPUs the agent may run on: an LRU hash with
+   * per-CPU lists (BPF_F_NO_COMMON_LRU, lb_ct_syn) holds at most capacity / CPUs entries written from
+   * one CPU, and evicts the earlier ones past that.
    */
-  updateEach(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): { updated: number; existed: number; failed: number; error?: Error } {
+  updateEach(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY, cpus = 1): { updated: number; existed: number; failed: number; error?: Error } {
     this.#writes++;
     checkU32(count, `count of updateEach on map ${this.name}`);
     checkBuffer(keys, count * this.keySize, `keys of updateEach on map ${this.name} (${count} keys)`);
     checkBuffer(values, count * this.userValueSize, `values of updateEach on map ${this.name} (${count} values)`);
     checkFlags(flags, `flags of updateEach on map ${this.name}`);
     if (count === 0) return { updated: 0, existed: 0, failed: 0 };
-    const [updated, existed, failed, first] = native().mapUpdateEach(this.fd, keys, values, count, flags);
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 1024) throw usage(`cpus of updateEach on map ${this.name} must be an integer in 1..1024, got ${cpus}`);
+    const [updated, existed, failed, first] = cpus > 1
+      ? native().mapUpdateEach(this.fd, keys, values, count, flags, cpus)
+      : native().mapUpdateEach(this.fd, keys, values, count, flags);
     return { updated, existed, failed, ...(failed > 0 && { error: bpfError('update', this.name, first) }) };
   }
 
