@@ -7,14 +7,12 @@
 // a network namespace of their own (a veth pair), over one pin root; when the pass began (against
 // the sync's endedAt) and whether it zeroed are read from their debug log lines.
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
-import { defaultStatePath, slotsMarkerPath } from '../../src/dataplane/bpf/agent-state-file.js';
-import { isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
-import { agentsInNetns, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
+import { isRoot, repoRoot } from './fixtures/util.js';
+import { agentsInNetns, agentTestDirs, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
 
 const CLI = join(repoRoot, 'bin', 'kube-bpf-proxy.js');
 const NS = `kbpsweep${process.pid % 100000}`;
@@ -86,14 +84,7 @@ if (!isRoot) {
 
   test.serial('a fresh start sweeps after its first sync without zeroing the filters; a restart sweeps its pins at once and zeroes them', async (t) => {
     t.timeout(600_000);
-    const pinRoot = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-sweep-'));
-    manifests(dir);
-    t.teardown(() => {
-      rmSync(dir, { recursive: true, force: true });
-      rmSync(defaultStatePath(pinRoot), { force: true });
-      rmSync(slotsMarkerPath(defaultStatePath(pinRoot)), { force: true });
-    });
+    const { pinRoot, dir } = agentTestDirs(t, 'kbp-sweep-', manifests);
     const first = startAgent(pinRoot, dir);
     agents.push(first);
     const ls = await untilSwept(first);

@@ -12,15 +12,13 @@
 //   pairs at its start, keeps every pair.
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
-import { defaultStatePath, slotsMarkerPath } from '../../src/dataplane/bpf/agent-state-file.js';
 import { oldAgentCli, OLD_AGENT_COMMIT } from '../../testing/old-agent.js';
-import { isRoot, repoRoot, tempPinRoot } from './fixtures/util.js';
-import { agentsInNetns, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
+import { isRoot, repoRoot } from './fixtures/util.js';
+import { agentsInNetns, agentTestDirs, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
 
 const CLI = join(repoRoot, 'bin', 'kube-bpf-proxy.js');
 const NS = `kbpslots${process.pid % 100000}`;
@@ -134,17 +132,7 @@ if (!isRoot) {
 } else {
   const agents = agentsInNetns(test, NS, NODE_IP);
 
-  function setup(t: ExecutionContext): { pinRoot: string; dir: string } {
-    const pinRoot = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-slots-'));
-    manifests(dir);
-    t.teardown(() => {
-      rmSync(dir, { recursive: true, force: true });
-      rmSync(defaultStatePath(pinRoot), { force: true });
-      rmSync(slotsMarkerPath(defaultStatePath(pinRoot)), { force: true });
-    });
-    return { pinRoot, dir };
-  }
+  const setup = (t: ExecutionContext) => agentTestDirs(t, 'kbp-slots-', manifests);
 
   test.serial('upgrade: the earlier agent\'s pins taken over without a pair of lb_members lost or a write', async (t) => {
     t.timeout(600_000);
