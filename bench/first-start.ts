@@ -12,8 +12,9 @@
 // many ms to the first sync, written as a timeline beside the log (timeline-*.txt): per bucket of
 // PERF_DIR: `perf record -g` of the agent's process (every thread, the kernel's work for it included)
 // from its spawn to its first sync, as perf-*.data there (`perf report --sort comm,dso`).
-// BUCKET_MS (default 250), each thread kind's CPU ms in it, the main thread's run-queue ms, and the
-// agent's log lines that fell in it: where the wall is not CPU, and where both cores run our work.
+// BUCKET_MS (default 250), each thread kind's CPU ms in it (proc: the whole process's, with the
+// threads that exited meanwhile: the map writer's batch threads), the main thread's run-queue ms, and
+// the agent's log lines that fell in it: where the wall is not CPU, and where both cores run our work.
 // One JSON line per run on stdout; a summary of this / base ratios per round at the end.
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -79,6 +80,8 @@ function sampleThreads(pid: number, stubPid: number | undefined): Record<string,
   const out: Record<string, number> = {};
   try {
     Object.assign(out, threadsCpu(pid));
+    // the process's own count holds threads that have exited (the map writer's batch threads)
+    out.proc = cpuMs(pid);
     out.mainQueue = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
   } catch { /* exited */ }
   if (stubPid !== undefined) {
