@@ -51,6 +51,8 @@ const WARM_CHANGES = 48;
  * agent's own sync code, each change a sync of its own
  */
 const WARM_AGENT_CHANGES = 24;
+/** the warm-up Agent's Services created and deleted after those (in turn, from created) */
+const WARM_AGENT_SERVICE_CHANGES = 8;
 
 /**
  * a sync due this soon counts as pending for the full GC after a big sync (Agent.syncSoon): about
@@ -618,6 +620,8 @@ export class Agent {
       } catch (e) {
         this.#log.debug({ err: e }, 'no scratch tables for the warm-up: the apply is not warmed');
       }
+      // what the first Service created or deleted would count first (every Service's clusterIPs and nodePorts)
+      this.#compiler.prepare();
       const r = warmOneChange(this.#opts.compile, this.#opts.seed, slots, WARM_CHANGES, writer && ((ops) => writer!.apply(ops)));
       const source = this.#opts.compile.standalone ? warmSource(this.#opts.compile.nodeName) : undefined;
       const maglevSlots = slots ? warmMaglev(this.#opts.seed) : 0;
@@ -708,6 +712,10 @@ export class Agent {
       if (held) tight = Object.fromEntries(Object.entries(held).map(([k, v]) => [k, Math.ceil(1.75 * v)])) as unknown as Capacity;
       for (let k = 0; k < WARM_AGENT_CHANGES; k++) {
         cluster.change(k);
+        await idle();
+      }
+      for (let k = 0; k < WARM_AGENT_SERVICE_CHANGES; k++) {
+        cluster.serviceChange(k);
         await idle();
       }
     } finally {
