@@ -134,7 +134,8 @@ export class ServiceList {
     const prev = run.base;
     const edits = new Map<string, CompiledService | undefined>();
     for (let i = 0; i < this.#upto; i++) edits.set(run.keys[i]!, run.vals[i]);
-    const ch = [...edits.keys()].sort(byString);
+    // the default sort: code unit order, as byString (a comparator call per compare was ~2x its time)
+    const ch = [...edits.keys()].sort();
     const out: CompiledService[] = [];
     let i = 0;
     for (const k of ch) {
