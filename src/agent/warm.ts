@@ -224,6 +224,22 @@ export class WarmCluster {
     })) });
   }
 
+  /**
+   * the k-th Service change: a Service (one no file holds) and its slice created (k even), or
+   * deleted (k odd): what a Service created or deleted runs (the compiler's allocation and Service
+   * list edits, the plan's and the writer's new and gone frontends) has run before the first one
+   */
+  serviceChange(k: number): void {
+    const i = this.#files;
+    if (k % 2) {
+      this.store.delete('EndpointSlice', `kbp-warm/s${i}-w`);
+      this.store.delete('Service', `kbp-warm/s${i}`);
+      return;
+    }
+    this.#put('Service', service(i));
+    this.#put('EndpointSlice', slice(i, this.#nodeName, 0));
+  }
+
   #put(kind: Kind, obj: unknown): void {
     // as the kube source's watch stores an object: JSON.parse's tree (no undefined members), slimmed (kube.ts)
     this.store.upsert(kind, slimObject(kind, JSON.parse(JSON.stringify(obj)) as never, this.#nodeName, true));

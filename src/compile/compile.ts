@@ -11,7 +11,7 @@ import type { Snapshot } from '../source/types.js';
 import { Compiler, type CompileResult } from './compiler.js';
 import type { CompileOptions } from './options.js';
 
-export { Compiler, type ChangedKeys, type CompiledService, type CompileResult } from './compiler.js';
+export { Compiler, type ChangedKeys, type CompiledService, type CompileResult, type ServiceList } from './compiler.js';
 export { parseNodePortRange, type CompileOptions } from './options.js';
 export { fmtAddr } from './frontends.js';
 export type { Protocol } from '../model/compiled.js';

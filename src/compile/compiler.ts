@@ -34,9 +34,12 @@ export interface CompileResult {
   errors: ObjectError[];
   /**
    * the normalized model with allocations applied, for consumers such as healthCheckNodePort
-   * servers; the same array from one compile to the next until a Service or an allocation changes
+   * servers; the same array from one compile to the next until a Service or an allocation changes.
+   * Built on first read (serviceList.list): a Service created or deleted does not copy the list
    */
-  services: readonly CompiledService[];
+  readonly services: readonly CompiledService[];
+  /** the same list with what it changed since the previous one (a consumer's own index follows it) */
+  serviceList: ServiceList;
   /** kubeproxy_sync_proxy_rules_no_local_endpoints_total's values (a fresh object each compile) */
   noLocalEndpoints: NoLocalEndpointCounts;
 }
@@ -47,6 +50,105 @@ export interface CompiledService {
   clusterIPs: readonly string[];
   nodePorts: readonly number[];
   healthCheckNodePort: number;
+}
+
+/**
+ * A built Service list and the edits made over it since, in order (a Service's key, and its entry
+ * after the edit: undefined when it left the list), shared by the lists made from it: each list is
+ * the base with the edits up to its own count.
+ */
+interface ServiceRun { base: readonly CompiledService[]; keys: string[]; vals: (CompiledService | undefined)[] }
+
+/**
+ * The Service list of a compile (CompileResult.services), in Service order. A Service created,
+ * deleted or changed makes a new list by its edits over the previous list's, which it builds on
+ * first read only (one merge of the edits of its run): walking every Service (a lookup by key of
+ * each, to rebuild the list) was the whole of a Service change's compile (~2 ms at 10,000 Services,
+ * 10-40 ms at 30,000, ~180 at 100,000; docs/PERF.md, session 25). A consumer that indexes the list
+ * follows `removed` and `added` from the version it saw (`from`) instead.
+ */
+export class ServiceList {
+  #arr: readonly CompiledService[] | undefined;
+  /** until built: the run this list is its base and first `#upto` edits of */
+  #run: ServiceRun | undefined;
+  readonly #upto: number;
+  /** distinct per list (a list unchanged is the same object, with its version) */
+  readonly version: number;
+  /** the version this list was made from by `removed` and `added`; undefined when it was made whole */
+  readonly from: number | undefined;
+  /** the entries of the previous list that this one no longer holds, and the ones it holds instead */
+  readonly removed: readonly CompiledService[];
+  readonly added: readonly CompiledService[];
+
+  static #versions = 0;
+
+  private constructor(arr: readonly CompiledService[] | undefined, run: ServiceRun | undefined, from: number | undefined,
+    removed: readonly CompiledService[], added: readonly CompiledService[]) {
+    this.#arr = arr;
+    this.#run = run;
+    this.#upto = run ? run.keys.length : 0;
+    this.version = ++ServiceList.#versions;
+    this.from = from;
+    this.removed = removed;
+    this.added = added;
+  }
+
+  /** A list made whole. */
+  static of(arr: readonly CompiledService[]): ServiceList {
+    return new ServiceList(arr, undefined, undefined, [], []);
+  }
+
+  /**
+   * `prev` with the Services of `edits` (by model key, each the model key of its entry: a list in
+   * model key order) replaced, added (a value) or taken out (undefined). Appended to prev's run when
+   * prev is its newest list, else a run from prev (built) begins.
+   */
+  static edit(prev: ServiceList, edits: ReadonlyMap<string, CompiledService | undefined>, removed: readonly CompiledService[],
+    added: readonly CompiledService[]): ServiceList {
+    let run = prev.#run;
+    if (!run || prev.#upto !== run.keys.length) run = { base: prev.list, keys: [], vals: [] };
+    for (const [k, c] of edits) {
+      run.keys.push(k);
+      run.vals.push(c);
+    }
+    return new ServiceList(undefined, run, prev.version, removed, added);
+  }
+
+  /** the edits of this list's run so far (a bound on what a run keeps: the Compiler builds a list past it) */
+  get pending(): number {
+    return this.#run?.keys.length ?? 0;
+  }
+
+  get list(): readonly CompiledService[] {
+    return this.#arr ??= this.#build();
+  }
+
+  /** as the list (a CompileResult printed or compared as JSON) */
+  toJSON(): readonly CompiledService[] {
+    return this.list;
+  }
+
+  /** the run's base with its first #upto edits merged in one pass (the later edit of a key wins) */
+  #build(): readonly CompiledService[] {
+    const run = this.#run!;
+    const prev = run.base;
+    const edits = new Map<string, CompiledService | undefined>();
+    for (let i = 0; i < this.#upto; i++) edits.set(run.keys[i]!, run.vals[i]);
+    // the default sort: code unit order, as byString (a comparator call per compare was ~2x its time)
+    const ch = [...edits.keys()].sort();
+    const out: CompiledService[] = [];
+    let i = 0;
+    for (const k of ch) {
+      while (i < prev.length && prev[i]!.service.key < k) out.push(prev[i++]!);
+      if (i < prev.length && prev[i]!.service.key === k) i++;
+      const c = edits.get(k);
+      if (c) out.push(c);
+    }
+    while (i < prev.length) out.push(prev[i++]!);
+    // built: this list no longer holds its run (the run's other lists still read keep it)
+    this.#run = undefined;
+    return out;
+  }
 }
 
 /** One Service's compiled frontends, valid while its model, endpoints, allocation and the node signature are. */
@@ -279,7 +381,7 @@ export class Compiler {
   /** the keys of the entries with warnings */
   readonly #warnKeys = new Set<string>();
   /** the CompiledServices in Service order, as last returned (replaced, never edited: callers keep it) */
-  #services: readonly CompiledService[] | undefined;
+  #services: ServiceList | undefined;
   /** #services is sorted by model key (no Service's model key differed from its snapshot key) */
   #servicesByKey = false;
   /** the served frontend of each key (#byKey's first), in key order, and those keys: the state's list */
@@ -315,6 +417,8 @@ export class Compiler {
   readonly #bulkSlices: number;
   /** more changed keys than this: sorted lists are merged with them, not spliced (tests set 0) */
   readonly #mergeAt: number;
+  /** a Service list is built past this many edits plus the Service count since the last built one (tests set 0) */
+  readonly #serviceRun: number;
   /** the states returned in the current run, which may need its end kept (#retire) */
   #pending: WeakRef<PendingList>[] = [];
 
@@ -324,11 +428,12 @@ export class Compiler {
   }
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
-  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number; mergeAt?: number }) {
+  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number; mergeAt?: number; serviceRun?: number }) {
     if (!opts.nodeName) throw configError('a node name is required');
     this.#fastFirst = internal?.fastFirst ?? true;
     this.#bulkSlices = internal?.bulkSlices ?? BULK_SLICES;
     this.#mergeAt = internal?.mergeAt ?? 64;
+    this.#serviceRun = internal?.serviceRun ?? 1024;
     this.#opts = opts;
     this.#range = opts.nodePortRange ?? defaultNodePortRange;
     const r = this.#range;
@@ -488,8 +593,10 @@ export class Compiler {
       for (const g of dirtyGroups) if (this.#svcs.has(g)) dirty.add(g);
     }
 
+    // the dirty Services' entries before this compile
+    let previous: Map<string, ServiceEntry> | undefined;
     if (!first) {
-      const previous = new Map<string, ServiceEntry>();
+      previous = new Map<string, ServiceEntry>();
       for (const k of dirty) {
         const e = this.#entries.get(k);
         if (e) previous.set(k, e);
@@ -569,9 +676,10 @@ export class Compiler {
     for (const k of [...this.#sliceErrKeys].sort(byString)) for (const e of this.#slices.get(k)!.errors) errors.push(e);
     for (const e of this.#allocErrors) errors.push(e);
     // the list changes only with a Service, its allocation or the node: not with endpoints
-    if (services) this.#services = services;
-    else if (svcChanged.length && !walked && this.#servicesByKey && this.#services && dirty.size > this.#mergeAt) {
-      this.#services = this.#mergeServices(this.#services, dirty);
+    if (services) this.#services = ServiceList.of(services);
+    else if (svcChanged.length && !walked && this.#servicesByKey && this.#services) {
+      // the dirty Services' entries over the previous list, built when read (no walk of every Service)
+      this.#services = this.#editServices(this.#services, dirty, previous!);
     }
     else if (walked || svcChanged.length || !this.#services) {
       const list: CompiledService[] = [];
@@ -579,7 +687,7 @@ export class Compiler {
         const e = this.#entries.get(k);
         if (e) list.push(e.compiled);
       }
-      this.#services = list;
+      this.#services = ServiceList.of(list);
     }
     // the list is in model key order where every model key is its snapshot key
     this.#servicesByKey = this.#keyMismatch === 0;
@@ -607,7 +715,8 @@ export class Compiler {
     const state = lazyState(this.#list.length, () => p.arr ?? (p.arr = this.#listAt(p)));
     if (base) recordStateDelta(state, base, added, removed);
     this.#dropFreshEps();
-    return { state, errors, services: this.#services, noLocalEndpoints };
+    const serviceList = this.#services;
+    return { state, errors, get services() { return serviceList.list; }, serviceList, noLocalEndpoints };
   }
 
   /** #newEntry's scratch lists and counts (a Service's own, sized exactly, are copied from them) */
@@ -713,22 +822,26 @@ export class Compiler {
   }
 
   /**
-   * The Service list after the `dirty` Services' entries were replaced, without a walk of every
-   * Service: the previous list with theirs merged in. Only where every model key is its snapshot key
-   * (not walked): the list is in model key order then.
+   * The Service list after the `dirty` Services' entries were replaced (`previous`: their entries
+   * before), as edits of the previous list. Only where every model key is its snapshot key (not
+   * walked): the list is in model key order then. Past 1,024 + n edits since the last built list,
+   * this one is built now (a pass over the list, once in that many Service changes: ~1-5 ms at
+   * 30,000 Services), so that a run's log, and the merge a read makes, stay within the list's size.
    */
-  #mergeServices(prev: readonly CompiledService[], dirty: ReadonlySet<string>): CompiledService[] {
-    const ch = [...dirty].sort(byString);
-    const out: CompiledService[] = [];
-    let i = 0;
-    for (const k of ch) {
-      while (i < prev.length && prev[i]!.service.key < k) out.push(prev[i++]!);
-      if (i < prev.length && prev[i]!.service.key === k) i++;
-      const e = this.#entries.get(k);
-      if (e) out.push(e.compiled);
+  #editServices(prev: ServiceList, dirty: ReadonlySet<string>, previous: ReadonlyMap<string, ServiceEntry>): ServiceList {
+    const edits = new Map<string, CompiledService | undefined>();
+    const removed: CompiledService[] = [], added: CompiledService[] = [];
+    for (const k of dirty) {
+      const was = previous.get(k)?.compiled, now = this.#entries.get(k)?.compiled;
+      if (was === now) continue; // its endpoints alone changed (or it was in no list and is in none)
+      edits.set(k, now);
+      if (was) removed.push(was);
+      if (now) added.push(now);
     }
-    while (i < prev.length) out.push(prev[i++]!);
-    return out;
+    if (!edits.size) return prev;
+    const next = ServiceList.edit(prev, edits, removed, added);
+    if (next.pending > this.#serviceRun + this.#svcKeys.length) void next.list;
+    return next;
   }
 
   /** #list and #listKeys after the served frontend of the `moved` keys changed (#byKey has the new ones): one merge. */
@@ -840,6 +953,15 @@ export class Compiler {
     this.#allocErrors = [...this.#allocRejects];
     for (const k of [...this.#allocWarnings.keys()].sort(byString)) for (const e of this.#allocWarnings.get(k)!) this.#allocErrors.push(e);
     return true;
+  }
+
+  /**
+   * Counts now what the first Service change after a first compile would count first: how many
+   * Services claim each clusterIP and nodePort (#allocateLocally's; a walk of every Service, ~10 ms
+   * of a first Service change at 10,000). The agent calls it in its warm-up after the first sync.
+   */
+  prepare(): void {
+    if (this.#allocs) this.#claims ??= this.#countClaims();
   }
 
   #countClaims(): Map<string, number> {

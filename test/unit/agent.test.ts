@@ -462,9 +462,14 @@ test('the warm-up applies its changes to the data plane\'s scratch writer only, 
   // one writer for warmOneChange, one for the second Agent the warm-up runs its syncs through
   t.is(closed, 2);
   // two full plans (warmOneChange's, and that Agent's first sync: each writes rev-NAT entries),
-  // then each of their changes: each a short apply of its own
-  const full = warmed.filter((ops) => ops.includes('upsertRevNat')), changes = warmed.filter((ops) => !ops.includes('upsertRevNat'));
-  t.is(full.length, 2, `${full.length} full plans`);
+  // then each of their changes: each a short apply of its own; that Agent's last ones a Service
+  // created (its rev-NAT entry too) and deleted, 4 times
+  const revNat = warmed.filter((ops) => ops.includes('upsertRevNat')), deleted = warmed.filter((ops) => ops.includes('deleteRevNat'));
+  const changes = warmed.filter((ops) => !ops.includes('upsertRevNat') && !ops.includes('deleteRevNat'));
+  t.is(revNat.length, 2 + 4, `${revNat.length} full plans and Services created`);
+  t.is(deleted.length, 4, `${deleted.length} Services deleted`);
+  t.true(revNat.slice(2).every((ops) => ops.includes('upsertFrontend') && ops.length <= 64), JSON.stringify(revNat.slice(2)));
+  t.true(deleted.every((ops) => ops.includes('deleteFrontend') && ops.length <= 64), JSON.stringify(deleted));
   t.true(changes.length >= 2, `${changes.length} applies`);
   t.true(changes.every((ops) => ops.includes('upsertBackend') && ops.length <= 64), JSON.stringify(changes));
   t.is(dp.log.length, applied, 'nothing of the warm-up reached the data plane');
@@ -495,7 +500,8 @@ for (const standalone of [true, false]) {
     for (let i = 0; i < 500 && !warmed(); i++) await new Promise((r) => setTimeout(r, 10));
     const w = warmed();
     t.is(w?.msg, 'one-change path warmed', JSON.stringify(w));
-    t.is(w?.syncs, 25);
+    // its first sync, 24 endpoint changes, 8 Services created or deleted
+    t.is(w?.syncs, 33);
     t.is(w?.leftOut, 0);
   });
 }
