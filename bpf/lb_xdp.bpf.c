@@ -11,16 +11,49 @@
 #include "lb_svc.h"
 #include "lb_nat.h"
 
+/* A packet to a frontend, from the selection on: a global subprogram, which the verifier checks once
+ * with the packet's fields unknown, instead of once for every path of lb_parse that reaches it (IPv4
+ * or IPv6, TCP or UDP, each extension header: the packet pointers and the parsed fields differ, so
+ * their states never merge). Inlined, lb_xdp took 997,400 of the 1,000,000 instructions Debian 6.1's
+ * verifier processes at most (6.18: 339,776), so that no lookup more fitted in front of a SYN. It
+ * reads the packet through ctx anew and returns the XDP verdict. */
+__noinline int lb_xdp_forward(struct xdp_md *ctx, const struct lb_pkt *p, const struct lb_frontend *fe, int external)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_config cfg;
+	struct lb_sel sel = {};
+	__u64 now;
+	int r;
+
+	if (!p || !fe)
+		return XDP_PASS;
+	cfg = lb_get_config();
+	now = lb_now();
+	r = lb_select(fe, p, external, ctx->ingress_ifindex, &cfg, now, &sel, 1);
+	if (r == LB_V_DROP)
+		return XDP_DROP;
+	/* refusals need a packet rebuilt and bounced, and SNAT needs the skb mark: both are tc's */
+	if (r != LB_V_XLATE || (sel.ct_flags & LB_CT_F_SNAT)) {
+		lb_stat_inc(LB_STAT_XDP_TO_TC);
+		return XDP_PASS;
+	}
+	if (lb_xdp_nat_dst(data, data_end, p, sel.be.addr, sel.be.port) < 0) {
+		lb_stat_inc(LB_STAT_DROP_CSUM);
+		return XDP_DROP;
+	}
+	lb_commit(fe, p, &sel, 0, now);
+	lb_fe_stat(fe->fe_id, data_end - data);
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int lb_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct lb_config cfg;
 	struct lb_frontend *fe;
-	struct lb_sel sel = {};
 	struct lb_pkt p = {};
-	__u64 now;
 	int external, r;
 
 	r = lb_parse(data, data_end, data_end - data, &p, 0);
@@ -39,21 +72,5 @@ int lb_xdp(struct xdp_md *ctx)
 	fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
 	if (!fe)
 		return XDP_PASS;
-	cfg = lb_get_config();
-	now = lb_now();
-	r = lb_select(fe, &p, external, ctx->ingress_ifindex, &cfg, now, &sel, 0);
-	if (r == LB_V_DROP)
-		return XDP_DROP;
-	/* refusals need a packet rebuilt and bounced, and SNAT needs the skb mark: both are tc's */
-	if (r != LB_V_XLATE || (sel.ct_flags & LB_CT_F_SNAT)) {
-		lb_stat_inc(LB_STAT_XDP_TO_TC);
-		return XDP_PASS;
-	}
-	if (lb_xdp_nat_dst(data, data_end, &p, sel.be.addr, sel.be.port) < 0) {
-		lb_stat_inc(LB_STAT_DROP_CSUM);
-		return XDP_DROP;
-	}
-	lb_commit(fe, &p, &sel, 0, now);
-	lb_fe_stat(fe->fe_id, data_end - data);
-	return XDP_PASS;
+	return lb_xdp_forward(ctx, &p, fe, external);
 }
