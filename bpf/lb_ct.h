@@ -177,31 +177,38 @@ static __always_inline __u32 lb_ct_filter_bit(const struct lb_ct_key *k)
 }
 _Static_assert(LB_CT_FILTER_WORDS == 1 << (20 - 6), "lb_ct_filter_bit: 2^20 bits a half");
 
-/* The two lb_ct_filter functions are global subprograms, not inlined: the verifier checks each once
- * per program instead of at each of their eight call sites on every path that reaches one (inlined,
- * they made the object's load ~10-20 % slower, docs/PERF.md session 24). */
+/* The two lb_ct_filter functions are global subprograms where tc calls them: the verifier checks each
+ * once per program instead of at each of their eight call sites on every path that reaches one
+ * (inlined, they made the object's load ~10-20 % slower, docs/PERF.md session 24). XDP's subprogram
+ * lb_xdp_forward, itself verified once, inlines them (LB_CTF_INLINE): no third frame on its stack. */
+#define LB_CTF_OFF 0    /* lb_select: a SYN's lookups not behind the filter */
+#define LB_CTF_CALL 1   /* behind it, through the global subprograms */
+#define LB_CTF_INLINE 2 /* behind it, inlined */
 
 /* After an lb_ct insert of k: its bit in both halves of lb_ct_filter (two words of one cache line,
  * lb_filter_key's layout), each written only when clear. (One call for a flow's two keys, which
  * share a word, would save two atomic ORs a flow, but its frame put XDP's stack over the verifier's
- * 512 bytes for a program and its calls together.) */
+ * 512 bytes for a program and its calls together; measured in session 26, no change to see.) */
+static __always_inline void lb_ct_filter_set_inl(const struct lb_ct_key *k)
+{
+	lb_filter_set(&lb_ct_filter, lb_ct_filter_bit(k));
+}
+
 __noinline int lb_ct_filter_set(const struct lb_ct_key *k)
 {
 	if (!k)
 		return 0;
-	lb_filter_set(&lb_ct_filter, lb_ct_filter_bit(k));
+	lb_ct_filter_set_inl(k);
 	return 0;
 }
 
 /* 0 when lb_ct has no entry of key k (its bit is clear in the half in use); 1 when it may, or the
  * filter is off */
-__noinline int lb_ct_filter_may(const struct lb_ct_key *k)
+static __always_inline int lb_ct_filter_may_inl(const struct lb_ct_key *k)
 {
 	__u32 key = 0, bit;
 	__u64 *v, half;
 
-	if (!k)
-		return 1;
 	v = bpf_map_lookup_elem(&lb_ct_filter, &key);
 	if (!v)
 		return 1;
@@ -214,11 +221,32 @@ __noinline int lb_ct_filter_may(const struct lb_ct_key *k)
 	return !v || ((*v >> (bit & 63)) & 1);
 }
 
+__noinline int lb_ct_filter_may(const struct lb_ct_key *k)
+{
+	if (!k)
+		return 1;
+	return lb_ct_filter_may_inl(k);
+}
+
+/* the two, called or inlined as mode (LB_CTF_*, a constant at each call site) says */
+static __always_inline void lb_ct_filter_set_as(const struct lb_ct_key *k, int mode)
+{
+	if (mode == LB_CTF_INLINE)
+		lb_ct_filter_set_inl(k);
+	else
+		lb_ct_filter_set(k);
+}
+
+static __always_inline int lb_ct_filter_may_as(const struct lb_ct_key *k, int mode)
+{
+	return mode == LB_CTF_INLINE ? lb_ct_filter_may_inl(k) : lb_ct_filter_may(k);
+}
+
 /* an lb_ct lookup of a new flow's key behind lb_ct_filter: NULL at once when the filter says the key
  * is not there */
-static __always_inline struct lb_ct_entry *lb_ct_get_filtered(const struct lb_ct_key *k)
+static __always_inline struct lb_ct_entry *lb_ct_get_filtered(const struct lb_ct_key *k, int mode)
 {
-	return lb_ct_filter_may(k) ? bpf_map_lookup_elem(&lb_ct, k) : NULL;
+	return lb_ct_filter_may_as(k, mode) ? bpf_map_lookup_elem(&lb_ct, k) : NULL;
 }
 
 static __always_inline void lb_ct_key_fwd(struct lb_ct_key *k, const struct lb_pkt *p)
@@ -350,6 +378,13 @@ static __always_inline const __u8 *lb_ct_reply_addr(const struct lb_ct_entry *ct
 	return (w0 | w1 | w2 | w3) ? ct->fe_addr : rn->addr;
 }
 
+/* whether lb_ct_touch() would write the entry */
+static __always_inline int lb_ct_touch_writes(const struct lb_ct_entry *e, const struct lb_pkt *p, __u64 now)
+{
+	return (lb_tcp_closing(p) && !(e->flags & LB_CT_F_CLOSING)) ||
+	       (__s64)(now - e->last_seen) >= (__s64)LB_CT_REFRESH_NS;
+}
+
 /* Refreshes an entry on a hit, in place (no update call per packet): the CLOSING flag when a FIN
  * or RST passes, last_seen only when it is LB_CT_REFRESH_NS old. Returns 1 when it wrote
  * last_seen (the caller then refreshes the flow's other entry too). */
@@ -368,7 +403,7 @@ static __always_inline int lb_ct_touch(struct lb_ct_entry *e, const struct lb_pk
  * again from the forward entry, or the backend's replies would leave untranslated. Returns 1 when
  * it had to be written. */
 static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struct lb_backend *be,
-					     const struct lb_ct_entry *fwd, __u64 now)
+					     const struct lb_ct_entry *fwd, __u64 now, int ctf)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *rev, e = {};
@@ -391,7 +426,7 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	if (rev)
 		lb_ct_overwrite(rev, &e);
 	else if (lb_lru_put(&lb_ct, &k, &e, LB_STAT_CT_INSERT) == 0)
-		lb_ct_filter_set(&k);
+		lb_ct_filter_set_as(&k, ctf);
 	lb_rev_filter_set(be->addr, be->port, p->proto, &p->saddr);
 	return 1;
 }
@@ -422,7 +457,7 @@ static __always_inline int lb_ct_clash(const struct lb_pkt *p, const struct lb_b
 	/* a TCP SYN writes lb_ct_syn, not lb_ct: behind the filter its lb_ct bucket stays untouched. A
 	 * UDP first packet writes this very key into lb_ct next, so its lookup warms the bucket the
 	 * insert takes, and the filter read would be a cost of its own (chain bench: UDP 1.06-1.14 with it) */
-	rev = ct_filter && p->proto == IPPROTO_TCP ? lb_ct_get_filtered(&k) : bpf_map_lookup_elem(&lb_ct, &k);
+	rev = ct_filter && p->proto == IPPROTO_TCP ? lb_ct_get_filtered(&k, ct_filter) : bpf_map_lookup_elem(&lb_ct, &k);
 	if (rev && rev->fe_id != fe_id && !(rev->flags & LB_CT_F_CLOSING) && lb_ct_alive(rev, p->proto, now) &&
 	    !lb_ct_orphan_of(rev, p))
 		return 1;
@@ -445,7 +480,7 @@ static __always_inline void lb_ct_forget_closed(const struct lb_pkt *p)
 	if (!lb_tcp_syn(p) || !lb_rev_filter_may(&p->daddr, p->dport, p->proto, &p->saddr))
 		return;
 	lb_ct_key_rev_of(&k, p);
-	ct = lb_ct_get_filtered(&k);
+	ct = lb_ct_get_filtered(&k, LB_CTF_CALL);
 	if (ct && (ct->flags & LB_CT_F_CLOSING))
 		lb_lru_del(&lb_ct, &k, LB_STAT_CT_DELETE);
 }

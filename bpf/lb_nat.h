@@ -177,17 +177,18 @@ static __always_inline int lb_skb_icmp_nat(struct __sk_buff *skb, const struct l
 }
 
 /* the same for XDP, by direct packet access; the packet was parsed from these very pointers. The
- * checksums are summed inline (lb_csum.h lb_csum_replace4/16): no bpf_csum_diff call per field. */
+ * checksums are summed inline (lb_csum.h lb_csum_replace4/16): no bpf_csum_diff call per field. The
+ * new address is read as words where it lies (a backend entry, 4-byte aligned) and the old one in the
+ * header: no copy on the stack, which lb_xdp shares with its subprogram's (512 bytes for all). */
 static __always_inline int lb_xdp_nat_dst(void *data, void *data_end, const struct lb_pkt *p,
 					  const __u8 *addr, __be16 port)
 {
-	union lb_addr new;
+	const __u32 *nw = (const __u32 *)(const void *)addr;
 	__u16 *l4check;
 	__be16 *dport;
 	__u32 l4_off = p->l4_off;
 	int udp_nocsum;
 
-	__builtin_memcpy(new.b, addr, 16);
 	if (l4_off > 512)
 		return -1;
 	if (p->proto == IPPROTO_TCP) {
@@ -209,24 +210,27 @@ static __always_inline int lb_xdp_nat_dst(void *data, void *data_end, const stru
 
 	if (p->family == 4) {
 		struct iphdr *ip = data + LB_L3_OFF;
-		__be32 old, nw = new.w[3];
+		__be32 old, n4 = nw[3];
 
 		if ((void *)(ip + 1) > data_end)
 			return -1;
 		old = ip->daddr;
-		ip->check = lb_csum_replace4(ip->check, old, nw);
+		ip->check = lb_csum_replace4(ip->check, old, n4);
 		if (!udp_nocsum)
-			*l4check = lb_csum_replace4(*l4check, old, nw);
-		ip->daddr = nw;
+			*l4check = lb_csum_replace4(*l4check, old, n4);
+		ip->daddr = n4;
 	} else {
 		struct ipv6hdr *ip6 = data + LB_L3_OFF;
-		union lb_addr old;
+		__u32 *d;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -1;
-		__builtin_memcpy(old.b, ip6->daddr.in6_u.u6_addr8, 16);
-		*l4check = lb_csum_replace16(*l4check, old.w, new.w);
-		__builtin_memcpy(ip6->daddr.in6_u.u6_addr8, new.b, 16);
+		d = ip6->daddr.in6_u.u6_addr32;
+		*l4check = lb_csum_replace16(*l4check, d, nw);
+		d[0] = nw[0];
+		d[1] = nw[1];
+		d[2] = nw[2];
+		d[3] = nw[3];
 	}
 	if (port != *dport) {
 		__u32 o = *dport, n = port;

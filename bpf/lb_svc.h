@@ -265,10 +265,8 @@ static __always_inline __u16 lb_snat_flags(const struct lb_frontend *fe, const s
 }
 
 /* Chooses the backend of one forward packet that arrived on ifindex (0: host-originated). ct_filter
- * (a constant at each call site): a SYN's lb_ct lookups go behind lb_ct_filter. tc's do; XDP's not:
- * the branch around each lookup doubles the states after it, and 6.1's verifier then passed its
- * 1,000,000-instruction limit on lb_xdp (the VM tier). XDP sets the bits of what it inserts all the
- * same (lb_commit). */
+ * (LB_CTF_*, a constant at each call site): a SYN's lb_ct lookups go behind lb_ct_filter, its
+ * functions called (tc) or inlined (XDP's lb_xdp_forward, lb_xdp.bpf.c). */
 static __always_inline int lb_select(const struct lb_frontend *fe, const struct lb_pkt *p, int external,
 				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel,
 				     int ct_filter)
@@ -292,7 +290,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	lb_ct_key_fwd(&ck, p);
 	/* a connection attempt's key is rarely there (a client port reused, a retransmitted SYN): a
 	 * clear filter bit skips the lookup; every other packet is a hit and looks up at once */
-	ct = !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may(&ck) ? lb_ct_lookup(&ck, now, &expired) : NULL;
+	ct = !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may_as(&ck, ct_filter) ? lb_ct_lookup(&ck, now, &expired) : NULL;
 	if (expired)
 		sel->events |= LB_EV_CT_EXPIRED;
 	else
@@ -402,7 +400,7 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
  * sent only SYNs, else lb_ct) and the affinity; for a hit, the refresh of its reverse entry.
  * extra_flags e.g. REV_AT_INGRESS. */
 static __always_inline void lb_commit(const struct lb_frontend *fe, const struct lb_pkt *p,
-				      struct lb_sel *sel, __u16 extra_flags, __u64 now)
+				      struct lb_sel *sel, __u16 extra_flags, __u64 now, int ctf)
 {
 	struct lb_ct_entry e = {
 		.last_seen = now,
@@ -423,7 +421,7 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		lb_stat_inc(LB_STAT_FWD_CT_HIT);
 		if ((sel->events & LB_EV_CT_REFRESHED)) {
 			e.flags = sel->ct_flags;
-			if (lb_ct_refresh_rev(p, &sel->be, &e, now))
+			if (lb_ct_refresh_rev(p, &sel->be, &e, now, ctf))
 				lb_stat_inc(LB_STAT_CT_REV_RESTORED);
 		}
 		return;
@@ -454,8 +452,8 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	/* after the entries, as lb_rev_filter's bits (a rebuild's scan then finds an entry written before
 	 * its zeroing, and one written after sets its bit in the new half itself) */
 	if (in_ct) {
-		lb_ct_filter_set(&k);
-		lb_ct_filter_set(&rk);
+		lb_ct_filter_set_as(&k, ctf);
+		lb_ct_filter_set_as(&rk, ctf);
 	}
 	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto, &p->saddr);
 	if (sel->promote) {

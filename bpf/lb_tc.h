@@ -106,7 +106,7 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 	__u32 fe_id = fe->fe_id;
 	int v;
 
-	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel, 1);
+	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel, LB_CTF_CALL);
 	if (v == LB_V_ORPHAN) {
 		v = lb_tc_orphan(skb, p, at_ingress);
 		return v >= 0 ? v : TC_ACT_OK;
@@ -123,7 +123,7 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p
 		lb_stat_inc(LB_STAT_RESET_BACKEND_GONE);
 		return lb_skb_bounce(skb, at_ingress);
 	}
-	lb_commit(fe, p, &sel, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now);
+	lb_commit(fe, p, &sel, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now, LB_CTF_CALL);
 	/* The masquerade is the kernel's (nftables POSTROUTING, by this mark). A host packet reaches tc
 	 * egress after POSTROUTING: marked here, it would never be masqueraded, so it is not, and is
 	 * counted; it leaves with the source address the host chose (README, limits). Its replies are

@@ -8,7 +8,7 @@
 // programs read is missing its bit (their own inserts, entries a rebuild must find, entries written
 // during one), and that the filter is read at all (a clear bit does hide an entry, off looks it up).
 import test from 'ava';
-import { Datapath, TC_ACT_OK, TC_ACT_SHOT, type TestService } from '../../testing/datapath.js';
+import { Datapath, LB_BE_F_LOCAL, TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, type TestService } from '../../testing/datapath.js';
 import { frame, tcp, udp, TCP_ACK, TCP_FIN, TCP_SYN } from '../../testing/packets.js';
 import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, ctFilterBit, encodeCtKey, encodeU32, revFilterElem, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { FilterBuild, RevFilterZeroing, sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
@@ -19,6 +19,10 @@ const be = (id: number, address: string, port: number) => ({ id, address, port, 
 const WEB: TestService = { feId: 80, address: '10.96.80.1', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(801, '10.244.8.1', 8080)] };
 /** a second frontend of WEB's backend: a client port live to WEB clashes here */
 const WEB2: TestService = { feId: 82, address: '10.96.80.3', port: 80, protocol: 'TCP', scope: 'internal', backends: [be(801, '10.244.8.1', 8080)] };
+/** two LoadBalancer IPs of one local backend, reached from outside (XDP translates them) */
+const EXT = '192.168.50.7';
+const LB1: TestService = { feId: 83, address: '192.168.97.1', port: 80, protocol: 'TCP', scope: 'external', type: 'LoadBalancer', backends: [{ id: 831, address: '10.244.8.3', port: 8080, flags: LB_BE_F_LOCAL }] };
+const LB2: TestService = { feId: 84, address: '192.168.97.2', port: 80, protocol: 'TCP', scope: 'external', type: 'LoadBalancer', backends: [{ id: 831, address: '10.244.8.3', port: 8080, flags: LB_BE_F_LOCAL }] };
 const DNS: TestService = { feId: 81, address: '10.96.80.2', port: 53, protocol: 'UDP', scope: 'internal', backends: [be(811, '10.244.8.2', 5353)] };
 
 type Flags = { flags?: number; seq?: number; ack?: number };
@@ -26,22 +30,22 @@ function l4(s: TestService, sport: number, dport: number, o: Flags = {}) {
   return s.protocol === 'TCP' ? tcp(sport, dport, o) : udp(sport, dport);
 }
 /** the client's packet to the frontend, and as translated to the backend */
-function fwd(s: TestService, cport: number, o: Flags = {}) {
+function fwd(s: TestService, cport: number, o: Flags = {}, client = CLIENT) {
   const b = s.backends[0]!;
-  return { input: frame({ src: CLIENT, dst: s.address, l4: l4(s, cport, s.port, o) }), output: frame({ src: CLIENT, dst: b.address, l4: l4(s, cport, b.port, o) }) };
+  return { input: frame({ src: client, dst: s.address, l4: l4(s, cport, s.port, o) }), output: frame({ src: client, dst: b.address, l4: l4(s, cport, b.port, o) }) };
 }
 /** the backend's reply, and as rewritten to come from the frontend */
-function rep(s: TestService, cport: number, o: Flags = { flags: TCP_SYN | TCP_ACK, seq: 5000, ack: 1001 }) {
+function rep(s: TestService, cport: number, o: Flags = { flags: TCP_SYN | TCP_ACK, seq: 5000, ack: 1001 }, client = CLIENT) {
   const b = s.backends[0]!;
-  return { input: frame({ src: b.address, dst: CLIENT, l4: l4(s, b.port, cport, o) }), output: frame({ src: s.address, dst: CLIENT, l4: l4(s, s.port, cport, o) }) };
+  return { input: frame({ src: b.address, dst: client, l4: l4(s, b.port, cport, o) }), output: frame({ src: s.address, dst: client, l4: l4(s, s.port, cport, o) }) };
 }
-function fwdKey(s: TestService, cport: number): Buffer {
-  const k: CtKey = { saddr: CLIENT, daddr: s.address, sport: cport, dport: s.port, protocol: s.protocol, dir: LB_CT_DIR_FWD };
+function fwdKey(s: TestService, cport: number, client = CLIENT): Buffer {
+  const k: CtKey = { saddr: client, daddr: s.address, sport: cport, dport: s.port, protocol: s.protocol, dir: LB_CT_DIR_FWD };
   return encodeCtKey(k);
 }
-function revKey(s: TestService, cport: number): Buffer {
+function revKey(s: TestService, cport: number, client = CLIENT): Buffer {
   const b = s.backends[0]!;
-  const k: CtKey = { saddr: b.address, daddr: CLIENT, sport: b.port, dport: cport, protocol: s.protocol, dir: LB_CT_DIR_REV };
+  const k: CtKey = { saddr: b.address, daddr: client, sport: b.port, dport: cport, protocol: s.protocol, dir: LB_CT_DIR_REV };
   return encodeCtKey(k);
 }
 const ACK = { flags: TCP_ACK, seq: 1001, ack: 5001 };
@@ -73,9 +77,9 @@ async function rebuild(d: Datapath, between?: () => void) {
   return r;
 }
 
-function runOk(t: import('ava').ExecutionContext, d: Datapath, prog: 'lb_tc_ingress' | 'lb_tc_egress', p: { input: Buffer; output: Buffer | 'input' }, what: string): void {
+function runOk(t: import('ava').ExecutionContext, d: Datapath, prog: 'lb_tc_ingress' | 'lb_tc_egress' | 'lb_xdp', p: { input: Buffer; output: Buffer | 'input' }, what: string): void {
   const r = d.run(prog, p.input);
-  t.is(r.verdict, TC_ACT_OK, what);
+  t.is(r.verdict, prog === 'lb_xdp' ? XDP_PASS : TC_ACT_OK, what);
   t.is(r.output.toString('hex'), (p.output === 'input' ? p.input : p.output).toString('hex'), what);
 }
 /** a TCP flow through its handshake into lb_ct, then closed by the client's FIN */
@@ -87,11 +91,23 @@ function closedFlow(t: import('ava').ExecutionContext, d: Datapath, s: TestServi
   t.true(d.ctIn('lb_ct', { saddr: CLIENT, daddr: s.address, sport: cport, dport: s.port, protocol: 'TCP', dir: LB_CT_DIR_FWD })!.flags & LB_CT_F_CLOSING ? true : false, 'closing');
 }
 
+/** the same from outside through XDP (SYN, ACK, FIN; the SYN-ACK at tc egress), each forward packet
+ * translated by XDP itself (fwd_new, then fwd_ct_hit: no packet left to tc) */
+function closedFlowXdp(t: import('ava').ExecutionContext, d: Datapath, s: TestService, cport: number): void {
+  d.resetStats();
+  runOk(t, d, 'lb_xdp', fwd(s, cport, {}, EXT), 'XDP: SYN');
+  runOk(t, d, 'lb_tc_egress', rep(s, cport, undefined, EXT), 'SYN-ACK');
+  runOk(t, d, 'lb_xdp', fwd(s, cport, ACK, EXT), 'XDP: ACK, into lb_ct');
+  runOk(t, d, 'lb_xdp', fwd(s, cport, { flags: TCP_FIN | TCP_ACK, seq: 1001, ack: 5001 }, EXT), 'XDP: FIN');
+  t.is(d.stats().xdp_to_tc, undefined, 'every forward packet translated in XDP');
+  t.truthy(d.ctIn('lb_ct', { saddr: EXT, daddr: s.address, sport: cport, dport: s.port, protocol: 'TCP', dir: LB_CT_DIR_FWD })!.flags & LB_CT_F_CLOSING, 'closing');
+}
+
 if (!isRoot) {
   test('lb_ct_filter tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
   let dp: Datapath | undefined;
-  test.before(() => { dp = new Datapath(); dp.install([WEB, WEB2, DNS]); });
+  test.before(() => { dp = new Datapath(); dp.install([WEB, WEB2, DNS, LB1, LB2]); });
   test.after.always(() => dp?.close());
 
   test.serial('the programs set both keys\' bits at each lb_ct insert (as ctFilterBit computes), none for a handshake in lb_ct_syn', (t) => {
@@ -196,5 +212,53 @@ if (!isRoot) {
     runOk(t, d, 'lb_tc_egress', rep(WEB, 41030), 'its SYN-ACK found in lb_ct');
     runOk(t, d, 'lb_tc_ingress', fwd(WEB, 41031), 'SYN of a new port: in lb_ct_syn');
     runOk(t, d, 'lb_tc_egress', rep(WEB, 41031), 'its SYN-ACK found in lb_ct_syn');
+  });
+
+  test.serial('XDP reads the filter too: a reused client port\'s SYN finds its closed flow behind a set bit, a clear bit hides it, off looks it up', (t) => {
+    const d = dp!;
+    d.restore();
+    d.setExternal(true);
+    try {
+      closedFlowXdp(t, d, LB1, 42001);
+      for (const k of [fwdKey(LB1, 42001, EXT), revKey(LB1, 42001, EXT)]) t.true(isSet(d, 1, k) && isSet(d, 2, k), 'XDP\'s promotion set both keys\' bits');
+      runOk(t, d, 'lb_xdp', fwd(LB1, 42001, {}, EXT), 'XDP: the SYN on the reused port');
+      t.falsy(d.map('lb_ct_syn').lookup(fwdKey(LB1, 42001, EXT)), 'found its lb_ct entry: re-selected in place, nothing in lb_ct_syn');
+
+      closedFlowXdp(t, d, LB1, 42002);
+      clearBit(d, 1, fwdKey(LB1, 42002, EXT));
+      d.resetStats();
+      runOk(t, d, 'lb_xdp', fwd(LB1, 42002, {}, EXT), 'XDP: SYN behind a clear bit');
+      t.deepEqual(d.stats(), { fwd_new: 1 }, 'translated in XDP as a new flow');
+      t.truthy(d.map('lb_ct_syn').lookup(fwdKey(LB1, 42002, EXT)), 'not looked up in lb_ct: a brand-new handshake');
+
+      setSwitch(d, 0);
+      closedFlowXdp(t, d, LB1, 42003);
+      clearBit(d, 1, fwdKey(LB1, 42003, EXT));
+      runOk(t, d, 'lb_xdp', fwd(LB1, 42003, {}, EXT), 'XDP: SYN, filter off');
+      t.falsy(d.map('lb_ct_syn').lookup(fwdKey(LB1, 42003, EXT)), 'off: looked up, found in lb_ct');
+    } finally {
+      setSwitch(d, 1);
+      d.setExternal(false);
+    }
+  });
+
+  test.serial('XDP\'s clash check sees another frontend\'s live flow on the reply tuple behind the filter', (t) => {
+    const d = dp!;
+    d.restore();
+    d.setExternal(true);
+    try {
+      runOk(t, d, 'lb_xdp', fwd(LB1, 42010, {}, EXT), 'XDP: SYN to LB1');
+      runOk(t, d, 'lb_tc_egress', rep(LB1, 42010, undefined, EXT), 'SYN-ACK');
+      runOk(t, d, 'lb_xdp', fwd(LB1, 42010, ACK, EXT), 'XDP: ACK, live in lb_ct');
+      d.resetStats();
+      t.is(d.run('lb_xdp', fwd(LB2, 42010, {}, EXT).input).verdict, XDP_DROP, 'the same client port to LB2, whose replies would carry LB1\'s tuple: dropped in XDP');
+      t.deepEqual(d.stats(), { drop_ct_clash: 1 });
+      clearBit(d, 1, revKey(LB1, 42010, EXT));
+      d.resetStats();
+      t.is(d.run('lb_xdp', fwd(LB2, 42010, {}, EXT).input).verdict, XDP_PASS, 'a clear bit hides the live flow from XDP (what the programs\' own bits prevent)');
+      t.deepEqual(d.stats(), { fwd_new: 1 }, 'translated as a new flow');
+    } finally {
+      d.setExternal(false);
+    }
   });
 }

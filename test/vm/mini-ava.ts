@@ -28,6 +28,7 @@ export interface Assertions {
   falsy(actual: unknown, message?: string): void;
   deepEqual<T>(actual: T, expected: T, message?: string): void;
   notDeepEqual<T>(actual: T, expected: T, message?: string): void;
+  like<T>(actual: T, selector: unknown, message?: string): void;
   throws(fn: () => unknown, expectations?: { message?: string | RegExp; code?: string | number; instanceOf?: new (...a: never[]) => unknown }, message?: string): Error;
   notThrows(fn: () => unknown, message?: string): void;
   log(...values: unknown[]): void;
@@ -68,6 +69,24 @@ class Context implements Assertions {
       this.check(true, '', m);
     } catch {
       this.check(false, `t.notDeepEqual: both are ${show(a)}`, m);
+    }
+  }
+  /** ava's t.like: actual's properties that selector names (plain objects selected recursively),
+   * deep-equal to selector */
+  like<T>(a: T, selector: unknown, m?: string): void {
+    const isPlain = (v: unknown): v is Record<string, unknown> =>
+      typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
+    const select = (v: unknown, sel: unknown): unknown => {
+      if (!isPlain(sel) || typeof v !== 'object' || v === null) return v;
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(sel)) out[k] = select((v as Record<string, unknown>)[k], sel[k]);
+      return out;
+    };
+    try {
+      deepStrictEqual(select(a, selector), selector);
+      this.check(true, '', m);
+    } catch (err) {
+      this.check(false, `t.like:\n${(err as Error).message}`, m);
     }
   }
   throws(fn: () => unknown, exp?: { message?: string | RegExp; code?: string | number; instanceOf?: new (...a: never[]) => unknown }, m?: string): Error {
