@@ -14,6 +14,7 @@ import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
 import { healthCheckHosts, ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
 import { Metrics, type IpFamily } from './metrics.js';
+import type { HeapHeadroom } from '../util/heap-headroom.js';
 import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
@@ -31,6 +32,12 @@ export interface AgentOptions {
   syncPeriodMs: number;
   /** how often devices are rescanned and kernel counters read */
   housekeepingMs?: number;
+  /**
+   * Called by start(); what it returns is ended by the first full sync that succeeds (or stop()):
+   * launch passes util/heap-headroom.ts's, V8's heap growing factor 2 for the start (fewer full GCs
+   * while a big start builds what it keeps). Unset: V8's own pacing throughout.
+   */
+  startHeadroom?: () => HeapHeadroom;
   /**
    * epoch ms: an EndpointSlice's trigger-time annotation counts for network programming latency
    * only when later (kube-proxy's trackerStartTime); default: when start() is called
@@ -188,6 +195,7 @@ export class Agent {
 
   async start(): Promise<void> {
     const t0 = performance.now();
+    if (!this.#warmed) this.#headroom ??= this.#opts.startHeadroom?.();
     this.#triggersAfter = this.#opts.triggersAfterMs ?? Date.now();
     // the data plane loads (the BPF verifier on the thread pool) while the source reads its objects:
     // at 10,000 Services each took over a second (issue 10: the first sync after start); the runner
@@ -333,6 +341,7 @@ export class Agent {
     clearTimeout(this.#aheadTimer);
     this.#aheadTimer = undefined;
     this.#runner.stop();
+    this.#endHeadroom();
     this.#gc?.stop();
     this.#gc = undefined;
     if (this.#housekeeping) clearInterval(this.#housekeeping);
@@ -589,6 +598,8 @@ export class Agent {
     let warm: (() => void) | undefined;
     if (full && !this.#warmed) {
       this.#warmed = true;
+      // the start is over: V8 paces its full GCs itself again, from the heap trimmer's GC after this sync on
+      this.#endHeadroom();
       warm = () => {
         void this.#warm(slots);
         // the source's put-off work (the manifests source's first rescan) while the agent still starts
@@ -717,6 +728,14 @@ export class Agent {
   }
 
   #warmed = false;
+  /** V8's heap headroom from start() to the first full sync (startHeadroom) */
+  #headroom: HeapHeadroom | undefined;
+
+  #endHeadroom(): void {
+    const h = this.#headroom;
+    this.#headroom = undefined;
+    h?.end();
+  }
   /** the Services left out last told to the metrics and onServicesLeftOut (the fit's list, by identity) */
   #toldLeftOut: { dropped: readonly string[]; limit: string | undefined; to: Agent['onServicesLeftOut'] } | undefined;
 

@@ -1,0 +1,41 @@
+// Old-generation headroom for an agent's start: V8 lets the heap grow to twice what its last full
+// GC kept (heap growing factor 2) until the first sync has put every frontend in the kernel, then
+// goes back to its own choice.
+//
+// Why: a start at 100,000 Services grows the old generation from nothing to ~550 MiB live in ~20 s
+// of CPU (the store, compile's state, the plan, the ops and the plan's chain), nearly all of it kept.
+// V8 picks each next full-GC limit from how fast its GC ran against the allocation rate, and during
+// a start that is a low factor (~1.1-1.5): full GCs came one after another, each marking everything
+// kept so far (3 within the first sync alone, on the main thread and V8's workers: about half the
+// sync's CPU was V8's GC, docs/PERF.md sessions 24-26). A factor of 2 is within V8's own range (it
+// goes up to 4 for a heap this size when its GC is fast) and leaves what the start builds room to be
+// built; the garbage a start leaves is collected by the heap trimmer's full GC after the big sync
+// (util/heap-trim.ts), which already runs with V8's own factor again. After the start nothing of
+// this remains: a change's garbage is V8's to pace as before.
+import { setFlagsFromString } from 'node:v8';
+
+/** the growing factor during a start, as V8's flag has it: 1 + percent / 100 */
+export const START_HEAP_GROWING_PERCENT = 100;
+
+export interface HeapHeadroom {
+  /** back to V8's own factor (idempotent); the next full GC's limit follows it */
+  end(): void;
+}
+
+/**
+ * Sets V8's heap growing factor to 1 + percent / 100 (read at each full GC's end, when V8 sets the
+ * next limit) until end(). `set` is v8.setFlagsFromString (a test's stand-in).
+ */
+export function heapHeadroom(percent = START_HEAP_GROWING_PERCENT, set: (flags: string) => void = setFlagsFromString): HeapHeadroom {
+  if (!(Number.isInteger(percent) && percent > 0)) throw new RangeError(`heap headroom: ${percent} is not a positive integer percent`);
+  set(`--heap-growing-percent=${percent}`);
+  let on = true;
+  return {
+    end() {
+      if (!on) return;
+      on = false;
+      // 0: V8's own dynamic factor (the flag's default)
+      set('--heap-growing-percent=0');
+    },
+  };
+}
