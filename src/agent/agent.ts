@@ -695,7 +695,8 @@ export class Agent {
     const log = pino({ level: this.#log.level }, { write: () => {} });
     const twin = new Agent({ source: { store: cluster.store, start: async () => {}, stop: async () => {} }, dataplane: scratch, log,
       metrics: new Metrics({ processMetrics: false }), serviceHealth: new ServiceHealthServers({ log: silentLogger }) },
-    { ...this.#opts, minSyncMs: 0, syncPeriodMs: 3_600_000, housekeepingMs: 3_600_000, timers: realTimers });
+    // (no startHeadroom: the warm-up comes after the start, under V8's own pacing)
+    { ...withoutHeadroom(this.#opts), minSyncMs: 0, syncPeriodMs: 3_600_000, housekeepingMs: 3_600_000, timers: realTimers });
     // it warms nothing itself: its first sync's warm-up handed to a hook that drops it
     twin.onSynced = () => {};
     let leftOut = 0;
@@ -932,4 +933,10 @@ export function healthCheckPorts(snapshot: Snapshot, services: readonly Compiled
     out.set(c.healthCheckNodePort, { namespace: c.service.namespace, name: c.service.name, localEndpoints: local.get(key)?.size ?? 0 });
   }
   return out;
+}
+
+/** an agent's options without its start's heap headroom (the warm-up's twin agent) */
+function withoutHeadroom(opts: AgentOptions): AgentOptions {
+  const { startHeadroom: _, ...rest } = opts;
+  return rest;
 }

@@ -628,8 +628,15 @@ test('a full sync makes the plan\'s records for the next change during its apply
   t.is(toJson(planToCompiledState((await dp.readPlan())!)), want);
 });
 
-test('startHeadroom: begun by start(), ended by the first full sync that succeeds (not by a failed one), once; stop() ends one still on', async (t) => {
-  const { dir, dp } = setup(t);
+test('startHeadroom: begun by start(), ended by the first full sync that succeeds (not by a failed one), once; not begun again by the warm-up; stop() ends one still on', async (t) => {
+  // the warm-up runs a second Agent with this one's options: it must not take a headroom of its own
+  let closed = 0;
+  class WarmedDataplane extends FakeDataplane {
+    warmWriter() {
+      return { apply: () => {}, close: () => { closed++; } };
+    }
+  }
+  const { dir, dp } = setup(t, new WarmedDataplane());
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
   dp.failNext = 1;
   const events: string[] = [];
@@ -648,6 +655,9 @@ test('startHeadroom: begun by start(), ended by the first full sync that succeed
   t.deepEqual(events, ['begin']);
   await until('the retried first sync', () => dp.frontends.size === 1);
   await agent.whenIdle();
+  t.deepEqual(events, ['begin', 'end after 1 frontends']);
+  // the warm-up after the first sync: one writer for warmOneChange, one for its second Agent
+  await until('the warm-up', () => closed >= 2);
   t.deepEqual(events, ['begin', 'end after 1 frontends']);
   // a change after the start leaves it ended
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
