@@ -34,7 +34,7 @@ export interface AgentOptions {
   housekeepingMs?: number;
   /**
    * Called by start(); what it returns is ended by the first full sync that succeeds (or stop()):
-   * launch passes util/heap-headroom.ts's, V8's heap growing factor 2 for the start (fewer full GCs
+   * launch passes util/heap-headroom.ts's, V8's heap growing factor 4 for the start (fewer full GCs
    * while a big start builds what it keeps). Unset: V8's own pacing throughout.
    */
   startHeadroom?: () => HeapHeadroom;

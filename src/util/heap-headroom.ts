@@ -1,17 +1,17 @@
-// Old-generation headroom for an agent's start: V8 lets the heap grow to twice what its last full
-// GC kept (heap growing factor 2) until the first sync has put every frontend in the kernel, then
-// goes back to its own choice.
+// Old-generation headroom for an agent's start: V8 lets the heap grow to four times what its last
+// full GC kept (heap growing factor 4) until the first sync has put every frontend in the kernel,
+// then goes back to its own choice.
 //
 // Why: a start at 100,000 Services grows the old generation from nothing to ~550 MiB live in ~20 s
 // of CPU (the store, compile's state, the plan, the ops and the plan's chain), nearly all of it kept.
 // V8 picks each next full-GC limit from how fast its GC ran against the allocation rate, and during
-// a start that is a low factor (~1.1-1.5): full GCs came one after another, each marking everything
-// kept so far (3 within the first sync alone, on the main thread and V8's workers: about half the
-// sync's CPU was V8's GC, docs/PERF.md sessions 24-26). A factor of 2 is within V8's own range (it
-// goes up to 4 for a heap this size when its GC is fast) and leaves what the start builds room to be
-// built; the garbage a start leaves is collected by the heap trimmer's full GC after the big sync
-// (util/heap-trim.ts), which already runs with V8's own factor again. After the start nothing of
-// this remains: a change's garbage is V8's to pace as before.
+// a start that is a low factor (~1.1-1.4): full GCs came one after another, each marking everything
+// kept so far (3-4 within the first sync alone, on the main thread and V8's workers: about half the
+// sync's CPU was V8's GC, docs/PERF.md sessions 24-26). 4 is V8's own upper bound for a heap this
+// size, so the start never gets a lower factor than V8 would choose (2 did, at 10,000 Services: one
+// full GC more in the apply); the garbage a start leaves is collected by the heap trimmer's full GC
+// after the big sync (util/heap-trim.ts), which already runs with V8's own factor again. After the
+// start nothing of this remains: a change's garbage is V8's to pace as before.
 //
 // With it, external memory (ArrayBuffers: the plan's typed arrays, the batches' Buffers) counts in
 // V8's global limit, paced by the same factor (--external-memory-accounted-in-global-limit), instead
@@ -23,7 +23,7 @@
 import { setFlagsFromString } from 'node:v8';
 
 /** the growing factor during a start, as V8's flag has it: 1 + percent / 100 */
-export const START_HEAP_GROWING_PERCENT = 100;
+export const START_HEAP_GROWING_PERCENT = 300;
 
 export interface HeapHeadroom {
   /** back to V8's own factor (idempotent); the next full GC's limit follows it */
