@@ -14,6 +14,7 @@ import type { Kind, Snapshot, Source } from '../source/types.js';
 import { BoundedFrequencyRunner, realTimers, type Timers } from '../reconcile/runner.js';
 import { healthCheckHosts, ProxyHealth, ServiceHealthServers, type ServiceHealthInfo } from './health.js';
 import { Metrics, type IpFamily } from './metrics.js';
+import type { HeapHeadroom } from '../util/heap-headroom.js';
 import type { Logger } from '../util/log.js';
 import { formatObjectError, type ObjectError } from '../model/types.js';
 import { silentLogger } from '../util/log.js';
@@ -31,6 +32,12 @@ export interface AgentOptions {
   syncPeriodMs: number;
   /** how often devices are rescanned and kernel counters read */
   housekeepingMs?: number;
+  /**
+   * Called by start(); what it returns is ended by the first full sync that succeeds (or stop()):
+   * launch passes util/heap-headroom.ts's, V8's heap growing factor 4 for the start (fewer full GCs
+   * while a big start builds what it keeps). Unset: V8's own pacing throughout.
+   */
+  startHeadroom?: () => HeapHeadroom;
   /**
    * epoch ms: an EndpointSlice's trigger-time annotation counts for network programming latency
    * only when later (kube-proxy's trackerStartTime); default: when start() is called
@@ -190,6 +197,7 @@ export class Agent {
 
   async start(): Promise<void> {
     const t0 = performance.now();
+    if (!this.#warmed) this.#headroom ??= this.#opts.startHeadroom?.();
     this.#triggersAfter = this.#opts.triggersAfterMs ?? Date.now();
     // the data plane loads (the BPF verifier on the thread pool) while the source reads its objects:
     // at 10,000 Services each took over a second (issue 10: the first sync after start); the runner
@@ -335,6 +343,7 @@ export class Agent {
     clearTimeout(this.#aheadTimer);
     this.#aheadTimer = undefined;
     this.#runner.stop();
+    this.#endHeadroom();
     this.#gc?.stop();
     this.#gc = undefined;
     if (this.#housekeeping) clearInterval(this.#housekeeping);
@@ -592,6 +601,8 @@ export class Agent {
     let warm: (() => void) | undefined;
     if (full && !this.#warmed) {
       this.#warmed = true;
+      // the start is over: V8 paces its full GCs itself again, from the heap trimmer's GC after this sync on
+      this.#endHeadroom();
       warm = () => {
         void this.#warm(slots);
         // the source's put-off work (the manifests source's first rescan) while the agent still starts
@@ -689,7 +700,8 @@ export class Agent {
     const log = pino({ level: this.#log.level }, { write: () => {} });
     const twin = new Agent({ source: { store: cluster.store, start: async () => {}, stop: async () => {} }, dataplane: scratch, log,
       metrics: new Metrics({ processMetrics: false }), serviceHealth: new ServiceHealthServers({ log: silentLogger }) },
-    { ...this.#opts, minSyncMs: 0, syncPeriodMs: 3_600_000, housekeepingMs: 3_600_000, timers: realTimers });
+    // (no startHeadroom: the warm-up comes after the start, under V8's own pacing)
+    { ...withoutHeadroom(this.#opts), minSyncMs: 0, syncPeriodMs: 3_600_000, housekeepingMs: 3_600_000, timers: realTimers });
     // it warms nothing itself: its first sync's warm-up handed to a hook that drops it
     twin.onSynced = () => {};
     let leftOut = 0;
@@ -726,6 +738,14 @@ export class Agent {
   }
 
   #warmed = false;
+  /** V8's heap headroom from start() to the first full sync (startHeadroom) */
+  #headroom: HeapHeadroom | undefined;
+
+  #endHeadroom(): void {
+    const h = this.#headroom;
+    this.#headroom = undefined;
+    h?.end();
+  }
   /** the Services left out last told to the metrics and onServicesLeftOut (the fit's list, by identity) */
   #toldLeftOut: { dropped: readonly string[]; limit: string | undefined; to: Agent['onServicesLeftOut'] } | undefined;
 
@@ -945,4 +965,10 @@ export function healthCheckPorts(snapshot: Snapshot, services: readonly Compiled
     out.set(c.healthCheckNodePort, { namespace: c.service.namespace, name: c.service.name, localEndpoints: local.get(key)?.size ?? 0 });
   }
   return out;
+}
+
+/** an agent's options without its start's heap headroom (the warm-up's twin agent) */
+function withoutHeadroom(opts: AgentOptions): AgentOptions {
+  const { startHeadroom: _, ...rest } = opts;
+  return rest;
 }

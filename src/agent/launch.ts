@@ -18,6 +18,7 @@ import { prepareHost } from '../dataplane/host.js';
 import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
 import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../util/heap-trim.js';
+import { heapHeadroom } from '../util/heap-headroom.js';
 
 export async function createSource(s: AgentSettings, log: Logger): Promise<Source> {
   if (s.manifests) {
@@ -324,6 +325,8 @@ function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Da
       standalone: !!s.manifests,
     },
     seed: s.seed,
+    // fewer full GCs while the first sync's state is built (util/heap-headroom.ts)
+    startHeadroom: () => heapHeadroom(),
     minSyncMs: s.minSyncMs,
     syncPeriodMs: s.syncPeriodMs,
     housekeepingMs: s.housekeepingMs,

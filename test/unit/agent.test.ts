@@ -633,3 +633,56 @@ test('a full sync makes the plan\'s records for the next change during its apply
   const want = toJson(compile(source.store.snapshot(), { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }).state);
   t.is(toJson(planToCompiledState((await dp.readPlan())!)), want);
 });
+
+test('startHeadroom: begun by start(), ended by the first full sync that succeeds (not by a failed one), once; not begun again by the warm-up; stop() ends one still on', async (t) => {
+  // the warm-up runs a second Agent with this one's options: it must not take a headroom of its own
+  let closed = 0;
+  class WarmedDataplane extends FakeDataplane {
+    warmWriter() {
+      return { apply: () => {}, close: () => { closed++; } };
+    }
+  }
+  const { dir, dp } = setup(t, new WarmedDataplane());
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
+  dp.failNext = 1;
+  const events: string[] = [];
+  const headroom = () => {
+    events.push('begin');
+    return { end: () => events.push(`end after ${dp.frontends.size} frontends`) };
+  };
+  const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000, startHeadroom: headroom,
+  });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  // the first apply failed: the start is not over
+  t.deepEqual(events, ['begin']);
+  await until('the retried first sync', () => dp.frontends.size === 1);
+  await agent.whenIdle();
+  t.deepEqual(events, ['begin', 'end after 1 frontends']);
+  // the warm-up after the first sync: one writer for warmOneChange, one for its second Agent
+  await until('the warm-up', () => closed >= 2);
+  t.deepEqual(events, ['begin', 'end after 1 frontends']);
+  // a change after the start leaves it ended
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
+  await source.scan();
+  await agent.whenIdle();
+  await agent.stop();
+  t.deepEqual(events, ['begin', 'end after 1 frontends']);
+
+  // an agent stopped before any sync succeeded ends its headroom at stop()
+  const { dir: dir2, dp: dp2 } = setup(t);
+  writeFileSync(join(dir2, 'web.yaml'), webYaml(['10.244.1.2']));
+  dp2.failNext = 100;
+  const ended: number[] = [];
+  const agent2 = new Agent({ source: new ManifestsSource({ dir: dir2, rescanMs: 0, debounceMs: 5 }), dataplane: dp2, metrics: new Metrics({ processMetrics: false }) }, {
+    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
+    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000, startHeadroom: () => ({ end: () => ended.push(1) }),
+  });
+  await agent2.start();
+  t.deepEqual(ended, []);
+  await agent2.stop();
+  t.deepEqual(ended, [1]);
+});

@@ -283,3 +283,67 @@ test('CapacityTracker over a run of changes with compile\'s records: the same Se
   }
   t.true(followed > 20, `a kept Service's change was followed ${followed} times`);
 });
+
+test('tableKey: the same key as the sorted-copy construction it replaced (random member sets, in and out of order, long ones)', async (t) => {
+  const { tableKey } = await import('../../src/plan/capacity.js');
+  // the construction before session 26: the values copied into an array sorted by a comparator,
+  // the units pushed onto a fresh array
+  const reference = (protocol: string, members: readonly { address: string; port: number }[]): string => {
+    const codes: Record<string, number> = { TCP: 0, UDP: 1, SCTP: 2 };
+    const nums: number[] = [];
+    let compact = codes[protocol] !== undefined;
+    for (const m of members) {
+      const parts = m.address.split('.');
+      const ok = parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+      if (!ok || !Number.isInteger(m.port) || m.port < 0 || m.port > 65535) { compact = false; break; }
+      nums.push(parts.reduce((v, p) => v * 256 + Number(p), 0) * 65536 + m.port);
+    }
+    if (!compact) return `\u0002${protocol}|${members.map((b) => `${b.address}|${b.port}`).sort().join(',')}`;
+    nums.sort((x, y) => x - y);
+    const units: number[] = [1, codes[protocol]!];
+    for (const x of nums) {
+      const ip = Math.floor(x / 65536);
+      units.push(ip >>> 16, ip & 0xffff, x % 65536);
+    }
+    let out = '';
+    for (let i = 0; i < units.length; i += 1000) out += String.fromCharCode(...units.slice(i, i + 1000));
+    return out;
+  };
+  let seed = 11;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  const addr = () => rnd(40) === 0 ? ['fd00::1', '10.0.0.01', '256.1.1.1', '1.2.3'][rnd(4)]! : `${rnd(256)}.${rnd(256)}.${rnd(256)}.${rnd(256)}`;
+  for (let k = 0; k < 2000; k++) {
+    const n = k % 100 === 0 ? 1000 + rnd(2000) : 1 + rnd(20);
+    // random, or compile's canonical order (ascending, as most states list them), a duplicate now and then
+    const base = rnd(1 << 20);
+    const members = k % 2
+      ? Array.from({ length: n }, () => ({ address: addr(), port: rnd(50) === 0 ? 70000 : rnd(65536) }))
+      : Array.from({ length: n }, (_, i) => ({ address: `10.${(base + 3 * i) >> 16 & 255}.${(base + 3 * i) >> 8 & 255}.${(base + 3 * i) & 255}`, port: 8080 }));
+    if (k % 7 === 0) members.push({ ...members[0]! });
+    const protocol = ['TCP', 'UDP', 'SCTP', 'ICMP'][rnd(4)]!;
+    t.is(tableKey(protocol, members), reference(protocol, members), `case ${k} (${n} members, ${protocol})`);
+  }
+});
+
+test('KeyCounts.reserve: counts and size as before through a reserve on an empty and a filled table', async (t) => {
+  const { KeyCounts } = await import('../../src/plan/capacity.js');
+  for (const before of [0, 500]) {
+    const kc = new KeyCounts(), model = new Map<number, number>();
+    const add = (k: number, sign: 1 | -1) => {
+      kc.add(k, sign);
+      const n = (model.get(k) ?? 0) + sign;
+      if (n > 0) model.set(k, n);
+      else model.delete(k);
+    };
+    for (let i = 0; i < before; i++) add(2 ** 49 + (i % 300) * 262144, 1);
+    kc.reserve(5000);
+    for (let i = 0; i < 6000; i++) add(i % 4000, 1);
+    for (let i = 0; i < 3000; i++) add(i % 4000, -1);
+    t.is(kc.size, model.size);
+    for (const [k, n] of [...model]) {
+      t.true(kc.has(k));
+      for (let i = 0; i < n; i++) kc.add(k, -1);
+    }
+    t.is(kc.size, 0);
+  }
+});
