@@ -21,6 +21,7 @@
 //   agent's apply at load 2-3).
 // Changes are spaced by the agent's minSyncPeriod (1 s, kube-proxy's default), so each is one sync.
 // Also recorded, in the same run: the time from start to the first sync, and RSS after it.
+import { execFileSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -169,6 +170,16 @@ const PROBE_TIMEOUT_MS = 15_000;
 
 let built: { object: string; loader: string } | undefined;
 
+/**
+ * The probe attaches to a tracepoint, whose id libbpf reads from tracefs: a new machine (no systemd)
+ * has none mounted, and the bench then fell back to polling. Mounted where the kernel expects it.
+ */
+function ensureTracefs(): void {
+  if (existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events')) return;
+  execFileSync('/usr/bin/mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  process.stderr.write('agent-change: tracefs was not mounted: mounted at /sys/kernel/tracing (the probe\'s tracepoint)\n');
+}
+
 /** agent-change-probe.bpf.c and its loader, built with the system's clang and cc (as bench/connloop.c), once a run */
 function buildStampProbe(): { object: string; loader: string } {
   if (built) return built;
@@ -201,6 +212,7 @@ class KernelStamp {
 
   static async start(lab: Lab, pins: string, name: string): Promise<KernelStamp> {
     const { object, loader } = buildStampProbe();
+    ensureTracefs();
     const dir = lab.addPinRoot(`${name}-probe`);
     const proc = lab.spawn(null, loader, [object, pins, dir], { what: `agent-change probe ${name}`, stdin: true });
     const deadline = Date.now() + PROBE_TIMEOUT_MS;
