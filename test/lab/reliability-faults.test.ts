@@ -281,14 +281,21 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
   // inserts less deletions since: when it was the sweep's count alone, this scenario failed whenever
   // it ran more than one sweep period after the agents' start (after the others; it passed alone,
   // before the first sweep, when scrapes counted the map): the count was from before the flood, 0
+  // And once right after its end: a flood can be over within one sampling period (20,480 SYNs in
+  // 140 ms on one run, where CI's took 1.8 s), and the entries it left keep the fill up until they
+  // expire; before, such a run sampled only the start, before the first SYN (0.002)
   let during = '', pressureMax = 0;
-  for (let i = 0; i < 200 && !floodDone; i++) {
+  const take = async () => {
     const m = await metrics(lab, node1);
     const p = sample(m, 'kubebpfproxy_bpf_map_pressure{map="lb_ct_syn"}') ?? 0;
     if (p >= pressureMax) { pressureMax = p; during = m; }
+  };
+  for (let i = 0; i < 200 && !floodDone; i++) {
+    await take();
     await sleep(200);
   }
   await flood.exited;
+  await take();
   const evicted = (m: string, map: string) => sample(m, `kubebpfproxy_conntrack_evictions_total{map="${map}"}`) ?? 0;
   const atEnd = evicted(await metrics(lab, node1), 'lb_ct_syn');
   const floodOut = flood.output().trim().split('\n').pop() ?? '';
