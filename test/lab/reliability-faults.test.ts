@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { CLI, ClusterLab, nodesYaml, REPO, sliceYaml, type LabPod } from '../../lab/cluster.js';
 import { labAvailable, sweepLeftovers, type LoadResult } from '../../testing/netns.js';
 import { LOAD_MS, REQUEST_TIMEOUT_MS, lastSyncMs, metrics, report, sample, sleep } from '../../testing/reliability.js';
+import * as L from '../../src/dataplane/bpf/layout.js';
 
 const test = anyTest as TestFn;
 const avail = labAvailable();
@@ -330,13 +331,19 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
   // the established connection never misses; a new connection may, while the flood cycles lb_ct_syn
   // (here 20 times its size, every ~20 ms) faster than a handshake's round trip under load: its SYN's
   // entry evicted, the SYN-ACK untranslated (as kube-proxy's new connections are dropped while
-  // nf_conntrack is full). Seen once in ~11,000 (CI, session 7). None sent after the flood may fail.
+  // nf_conntrack is full). Seen once in ~11,000 (CI, session 7). The table stays full after the
+  // flood's last SYN: its entries live LB_CT_TIMEOUT_TCP_SYN (60 s) unless new SYNs evict them, so
+  // each new handshake still takes a full per-CPU LRU list's place; one new connection 8 s (session
+  // 26, CI) and one 27 s (session 24) after the flood failed the same way, at most one in ~16,000
+  // (which entry the LRU evicted is not established). Within that lifetime the same bound holds.
   const kept1 = flows['NodePort http, one keep-alive connection']!;
   t.is(kept1.failed, 0, `keep-alive: ${JSON.stringify(kept1.failures)}`);
   const fresh1 = flows['NodePort http, new connections']!;
   t.true(fresh1.failed <= Math.ceil(fresh1.sent / 1000), `new connections: ${fresh1.failed} of ${fresh1.sent} failed`);
+  const fullUntil = floodTo + L.LB_CT_TIMEOUT_TCP_SYN * 1000;
   for (const f of fresh1.failures) {
-    t.true(f.at >= floodFrom - REQUEST_TIMEOUT_MS && f.at <= floodTo, `new connection sent at ${f.at} failed (${f.error}) outside the flood (${floodFrom}-${floodTo})`);
+    t.true(f.at >= floodFrom - REQUEST_TIMEOUT_MS && f.at <= fullUntil,
+      `new connection sent at ${f.at} failed (${f.error}) outside the flood and its entries' lifetime (${floodFrom}-${fullUntil})`);
   }
   t.is(kept1.connections, 1, 'the established connection was never re-opened');
 });
