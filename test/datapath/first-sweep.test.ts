@@ -7,12 +7,11 @@
 // a network namespace of their own (a veth pair), over one pin root; when the pass began (against
 // the sync's endedAt) and whether it zeroed are read from their debug log lines.
 import test from 'ava';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { isRoot, repoRoot } from './fixtures/util.js';
-import { agentsInNetns, agentTestDirs, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
+import { agentsInNetns, agentTestDirs, spawnAgent, stopAgent, writeServices, type NetnsAgent } from './fixtures/netns-agent.js';
 
 const CLI = join(repoRoot, 'bin', 'kube-bpf-proxy.js');
 const NS = `kbpsweep${process.pid % 100000}`;
@@ -22,24 +21,7 @@ const NODE_IP = '192.168.78.1';
 const SERVICES = 600;
 
 function manifests(dir: string): void {
-  const docs: string[] = [];
-  for (let i = 0; i < SERVICES; i++) {
-    docs.push(`apiVersion: v1
-kind: Service
-metadata: {name: s${i}, namespace: default}
-spec:
-  clusterIP: 10.96.${9 + (i >> 8)}.${(i & 255) + 1}
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]`);
-    docs.push(`apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: s${i}-a, namespace: default, labels: {kubernetes.io/service-name: s${i}}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-  - addresses: [10.244.${9 + (i >> 8)}.${(i & 255) + 1}]
-    conditions: {ready: true}`);
-  }
-  writeFileSync(join(dir, 'services.yaml'), docs.join('\n---\n') + '\n');
+  writeServices(dir, SERVICES, (i) => `10.96.${9 + (i >> 8)}.${(i & 255) + 1}`, (i) => [`10.244.${9 + (i >> 8)}.${(i & 255) + 1}`]);
 }
 
 type Agent = NetnsAgent;

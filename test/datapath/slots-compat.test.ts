@@ -12,13 +12,12 @@
 //   pairs at its start, keeps every pair.
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { oldAgentCli, OLD_AGENT_COMMIT } from '../../testing/old-agent.js';
 import { isRoot, repoRoot } from './fixtures/util.js';
-import { agentsInNetns, agentTestDirs, spawnAgent, stopAgent, type NetnsAgent } from './fixtures/netns-agent.js';
+import { agentsInNetns, agentTestDirs, spawnAgent, stopAgent, writeServices, type NetnsAgent } from './fixtures/netns-agent.js';
 
 const CLI = join(repoRoot, 'bin', 'kube-bpf-proxy.js');
 const NS = `kbpslots${process.pid % 100000}`;
@@ -27,25 +26,8 @@ const NODE_IP = '192.168.77.1';
 const SERVICES = 600, ENDPOINTS = 10;
 
 function manifests(dir: string): void {
-  const docs: string[] = [];
-  for (let i = 0; i < SERVICES; i++) {
-    const vip = `10.96.${i >> 7}.${(i & 127) + 1}`;
-    docs.push(`apiVersion: v1
-kind: Service
-metadata: {name: s${i}, namespace: default}
-spec:
-  clusterIP: ${vip}
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]`);
-    const eps = Array.from({ length: ENDPOINTS }, (_, j) => `  - addresses: [10.244.${(i * ENDPOINTS + j) >> 8 & 255}.${((i * ENDPOINTS + j) & 255)}]\n    conditions: {ready: true}`);
-    docs.push(`apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: s${i}-a, namespace: default, labels: {kubernetes.io/service-name: s${i}}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-${eps.join('\n')}`);
-  }
-  writeFileSync(join(dir, 'services.yaml'), docs.join('\n---\n') + '\n');
+  writeServices(dir, SERVICES, (i) => `10.96.${i >> 7}.${(i & 127) + 1}`,
+    (i) => Array.from({ length: ENDPOINTS }, (_, j) => `10.244.${(i * ENDPOINTS + j) >> 8 & 255}.${((i * ENDPOINTS + j) & 255)}`));
 }
 
 type Agent = NetnsAgent;
