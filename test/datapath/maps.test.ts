@@ -19,7 +19,7 @@ import { groupRemovals } from '../../src/dataplane/bpf/map-writer.js';
 import { regionSize } from '../../src/dataplane/bpf/slot-alloc.js';
 import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
 import { copyEntries } from '../../src/dataplane/bpf/migrate.js';
-import { BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
+import { ALL_CPUS, BpfMap, numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
 import { BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
@@ -596,7 +596,7 @@ if (!isRoot) {
       values.writeUInt32LE(i ^ 0x5a5a, i * L.CT_ENTRY.size);
     }
     const old = BpfMap.fromPin(join(root, 'lb_ct_syn'));
-    old.updateEach(keys, values, n, BPF_NOEXIST, 1024);
+    old.updateEach(keys, values, n, BPF_NOEXIST, ALL_CPUS);
     t.is(old.count(), n);
     old.close();
     const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath) });

@@ -26,7 +26,7 @@
 // translation of a reply that arrives in the milliseconds between the switch and the copy.
 import { existsSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap } from './native/map.js';
+import { ALL_CPUS, BpfMap } from './native/map.js';
 import type { BpfObject } from './native/object.js';
 import { BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST, MapType } from './native/uapi.js';
 import { EEXIST } from './native/errors.js';
@@ -194,7 +194,7 @@ export function copyEntries(old: BpfMap, target: BpfMap, flags: number, toArray:
   let error: string | undefined;
   // per-CPU LRU lists (lb_ct_syn): written from every CPU the agent may use, else one CPU's share of
   // the capacity holds them all and the copy evicts its own entries (counted as copied)
-  const cpus = target.type === MapType.LRU_HASH && (target.flags & BPF_F_NO_COMMON_LRU) ? 1024 : 1;
+  const cpus = target.type === MapType.LRU_HASH && (target.flags & BPF_F_NO_COMMON_LRU) ? ALL_CPUS : 1;
   let keys = Buffer.alloc(0), values = Buffer.alloc(0);
   old.scanBatches((k, v, n) => {
     if (keys.length < n * ks) keys = Buffer.alloc(n * ks);

@@ -18,6 +18,9 @@ export interface MaglevFillJob {
   wait(): void;
 }
 
+/** updateEach's `cpus` for every CPU the calling thread may run on (CPU_SETSIZE: the addon's bound) */
+export const ALL_CPUS = 1024;
+
 export class BpfMap {
   readonly name: string;
   readonly type: number;
@@ -262,7 +265,7 @@ export class BpfMap {
     checkBuffer(values, count * this.userValueSize, `values of updateEach on map ${this.name} (${count} values)`);
     checkFlags(flags, `flags of updateEach on map ${this.name}`);
     if (count === 0) return { updated: 0, existed: 0, failed: 0 };
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 1024) throw usage(`cpus of updateEach on map ${this.name} must be an integer in 1..1024, got ${cpus}`);
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > ALL_CPUS) throw usage(`cpus of updateEach on map ${this.name} must be an integer in 1..${ALL_CPUS}, got ${cpus}`);
     const [updated, existed, failed, first] = cpus > 1
       ? native().mapUpdateEach(this.fd, keys, values, count, flags, cpus)
       : native().mapUpdateEach(this.fd, keys, values, count, flags);
