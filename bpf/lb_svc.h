@@ -269,9 +269,8 @@ static __always_inline __u16 lb_snat_flags(const struct lb_frontend *fe, const s
  * functions called (tc) or inlined (XDP's lb_xdp_forward, lb_xdp.bpf.c). */
 static __always_inline int lb_select(const struct lb_frontend *fe, const struct lb_pkt *p, int external,
 				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel,
-				     int ct_filter)
+				     struct lb_ct_key *ck, int ct_filter)
 {
-	struct lb_ct_key ck = {};
 	struct lb_ct_entry *ct;
 	struct lb_backend *be = NULL;
 	__u32 id = 0, h;
@@ -287,17 +286,17 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 		return LB_V_DROP;
 	}
 
-	lb_ct_key_fwd(&ck, p);
+	lb_ct_key_fwd(ck, p);
 	/* a connection attempt's key is rarely there (a client port reused, a retransmitted SYN): a
 	 * clear filter bit skips the lookup; every other packet is a hit and looks up at once */
-	ct = !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may_as(&ck, ct_filter) ? lb_ct_lookup(&ck, now, &expired) : NULL;
+	ct = !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may_as(ck, ct_filter) ? lb_ct_lookup(ck, now, &expired) : NULL;
 	if (expired)
 		sel->events |= LB_EV_CT_EXPIRED;
 	else
 		sel->had_ct = ct != NULL;
 	/* the handshake's ACK (or any later packet) of a flow that so far sent only SYNs */
 	if (!ct && p->proto == IPPROTO_TCP && !lb_tcp_syn(p)) {
-		ct = lb_ct_syn_lookup(&ck, now);
+		ct = lb_ct_syn_lookup(ck, now);
 		sel->promote = ct != NULL;
 	}
 	if (ct) {
@@ -400,39 +399,38 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
  * sent only SYNs, else lb_ct) and the affinity; for a hit, the refresh of its reverse entry.
  * extra_flags e.g. REV_AT_INGRESS. */
 static __always_inline void lb_commit(const struct lb_frontend *fe, const struct lb_pkt *p,
-				      struct lb_sel *sel, __u16 extra_flags, __u64 now, int ctf)
+				      struct lb_sel *sel, __u16 extra_flags, __u64 now, int ctf,
+				      struct lb_ct_key *k, struct lb_ct_key *rk, struct lb_ct_entry *e)
 {
-	struct lb_ct_entry e = {
-		.last_seen = now,
-		.backend_id = sel->backend_id,
-		.fe_id = fe->fe_id,
-	};
-	struct lb_ct_key k = {}, rk = {};
 	void *ctmap = &lb_ct;
 	__u32 ins = LB_STAT_CT_INSERT;
 	int in_ct = 1;
 
+	__builtin_memset(e, 0, sizeof(*e));
+	e->last_seen = now;
+	e->backend_id = sel->backend_id;
+	e->fe_id = fe->fe_id;
 	/* a forward packet's destination is the frontend address and port the client used: for a
 	 * NodePort on the any-address, the node address its replies must come from */
-	__builtin_memcpy(e.fe_addr, p->daddr.b, 16);
-	e.fe_port = p->dport;
+	__builtin_memcpy(e->fe_addr, p->daddr.b, 16);
+	e->fe_port = p->dport;
 	lb_count_events(sel->events);
 	if (sel->ct_hit) {
 		lb_stat_inc(LB_STAT_FWD_CT_HIT);
 		if ((sel->events & LB_EV_CT_REFRESHED)) {
-			e.flags = sel->ct_flags;
-			if (lb_ct_refresh_rev(p, &sel->be, &e, now, ctf))
+			e->flags = sel->ct_flags;
+			if (lb_ct_refresh_rev(p, &sel->be, e, now, ctf))
 				lb_stat_inc(LB_STAT_CT_REV_RESTORED);
 		}
 		return;
 	}
 	if (!sel->promote)
 		sel->ct_flags |= extra_flags;
-	e.flags = sel->ct_flags;
+	e->flags = sel->ct_flags;
 	if (lb_tcp_closing(p))
-		e.flags |= LB_CT_F_CLOSING;
-	lb_ct_key_fwd(&k, p);
-	lb_ct_key_rev(&rk, p, &sel->be);
+		e->flags |= LB_CT_F_CLOSING;
+	lb_ct_key_fwd(k, p);
+	lb_ct_key_rev(rk, p, &sel->be);
 	/* a brand-new tuple's SYN waits in lb_ct_syn; a SYN re-selecting over an lb_ct entry replaces it */
 	if (lb_tcp_syn(p) && !sel->had_ct) {
 		ctmap = &lb_ct_syn;
@@ -445,20 +443,20 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 	 * by lb_ct_clash() and is rarely there (a retransmitted SYN, a flow past its lifetime), and
 	 * lb_lru_put() overwrites it then. One condition for both keys: a second one (whether the clash
 	 * check saw the key) cost the verifier 0.65 s at every load (session 19). */
-	if (sel->had_ct ? lb_ct_put_looked(ctmap, &k, &e, ins) : lb_lru_put(ctmap, &k, &e, ins))
+	if (sel->had_ct ? lb_ct_put_looked(ctmap, k, e, ins) : lb_lru_put(ctmap, k, e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
-	if (sel->had_ct ? lb_ct_put_looked(ctmap, &rk, &e, ins) : lb_lru_put(ctmap, &rk, &e, ins))
+	if (sel->had_ct ? lb_ct_put_looked(ctmap, rk, e, ins) : lb_lru_put(ctmap, rk, e, ins))
 		lb_stat_inc(LB_STAT_CT_FULL);
 	/* after the entries, as lb_rev_filter's bits (a rebuild's scan then finds an entry written before
 	 * its zeroing, and one written after sets its bit in the new half itself) */
 	if (in_ct) {
-		lb_ct_filter_set_as(&k, ctf);
-		lb_ct_filter_set_as(&rk, ctf);
+		lb_ct_filter_set_as(k, ctf);
+		lb_ct_filter_set_as(rk, ctf);
 	}
 	lb_rev_filter_set(sel->be.addr, sel->be.port, p->proto, &p->saddr);
 	if (sel->promote) {
-		lb_lru_del(&lb_ct_syn, &k, LB_STAT_CT_SYN_DELETE);
-		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);
+		lb_lru_del(&lb_ct_syn, k, LB_STAT_CT_SYN_DELETE);
+		lb_lru_del(&lb_ct_syn, rk, LB_STAT_CT_SYN_DELETE);
 		lb_stat_inc(LB_STAT_FWD_CT_HIT);
 		return;
 	}

@@ -21,6 +21,33 @@
  * in paged fragments, as some drivers and GRO leave them) is pulled up to this first. */
 #define LB_PULL_LEN 128
 
+/* lb_scratch's value (per CPU, key 0): what lb_tc_forward() would otherwise build on its stack, a
+ * new flow's selection, configuration, two conntrack keys and entry (the verifier's 512 bytes hold
+ * lb_tc's frame and lb_tc_forward's together). Nothing in it outlives one packet: a tc program
+ * runs to its end on one CPU with bottom halves off, and no other program uses it. */
+struct lb_scratch {
+	struct lb_sel sel;
+	struct lb_config cfg;
+	struct lb_ct_key fwd;
+	struct lb_ct_key rev;
+	struct lb_ct_entry e;
+};
+
+/* Not pinned: it holds no state, each loaded object has its own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_scratch);
+} lb_scratch SEC(".maps");
+
+/* what lb_tc_forward() returns besides a TC_ACT_* verdict: the step its caller takes next, each
+ * off lb_tc_forward's stack (the verifier's 512 bytes hold lb_tc's frame and one callee's) */
+#define LB_TC_FWD_REROUTE 1000 /* translated; routed anew to lb_scratch's sel.be (lb_tc_reroute) */
+#define LB_TC_FWD_ORPHAN 1001  /* a deleted frontend's flow: lb_tc_orphan() */
+#define LB_TC_FWD_REJECT 1002  /* no backend: refused (lb_tc_refuse) */
+#define LB_TC_FWD_RESET 1003   /* a TCP flow whose backend is gone: reset (lb_tc_refuse) */
+
 #ifndef AF_INET
 #define AF_INET 2
 #define AF_INET6 10
@@ -66,13 +93,17 @@ static __always_inline int lb_tc_reroute(struct __sk_buff *skb, const struct lb_
 
 /* a client's packet of a deleted frontend's established flow (lb_orphan.h), translated by its
  * orphaned entry as lb_tc_forward() translates a hit; -1 when the packet has none */
-static __always_inline int lb_tc_orphan(struct __sk_buff *skb, struct lb_pkt *p, int at_ingress)
+__noinline int lb_tc_orphan(struct __sk_buff *skb, const struct lb_pkt *p, int at_ingress)
 {
-	__u64 now = lb_now();
-	struct lb_ct_entry *ct = lb_orphan_lookup(p, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now);
 	struct lb_backend be = {};
+	struct lb_ct_entry *ct;
 	struct lb_config cfg;
+	__u64 now;
 
+	if (!p)
+		return -1;
+	now = lb_now();
+	ct = lb_orphan_lookup(p, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now);
 	if (!ct)
 		return -1;
 	__builtin_memcpy(be.addr, ct->fe_addr, 16);
@@ -95,55 +126,148 @@ static __always_inline int lb_tc_orphan(struct __sk_buff *skb, struct lb_pkt *p,
 	return TC_ACT_OK;
 }
 
-/* forward translation of a packet to a frontend; at egress (host-originated) the flow is flagged
- * LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress */
-static __always_inline int lb_tc_forward(struct __sk_buff *skb, struct lb_pkt *p, const struct lb_frontend *fe,
-					 int external, int at_ingress)
+/* A plain conntrack hit (most packets to a frontend), inline in lb_tc: what lb_select() and
+ * lb_commit() do for a packet of an established flow that writes nothing (no refresh due, no FIN or
+ * RST news, not in its handshake), not an orphan, on a frontend without source ranges. -1 for
+ * anything else: lb_tc_forward() then takes the whole path (and looks the entry up again, its bucket
+ * warm). As lb_xdp_hit (lb_xdp.bpf.c): a call for every hit would cost it ~10 ns on this VM (the
+ * call's return through the kernel's SRSO safe-RET thunk). */
+static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
+				     int at_ingress)
 {
-	struct lb_config cfg = lb_get_config();
-	struct lb_sel sel = {};
-	__u64 now = lb_now();
+	struct lb_ct_key ck = {};
+	struct lb_ct_entry *ct;
+	struct lb_backend *be;
 	__u32 fe_id = fe->fe_id;
-	int v;
+	__u64 now;
 
-	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, &cfg, now, &sel, LB_CTF_CALL);
-	if (v == LB_V_ORPHAN) {
-		v = lb_tc_orphan(skb, p, at_ingress);
-		return v >= 0 ? v : TC_ACT_OK;
-	}
-	if (v == LB_V_DROP)
-		return TC_ACT_SHOT;
-	if (v == LB_V_REJECT)
-		return lb_tc_reject(skb, p, at_ingress);
-	if (v == LB_V_RESET) {
-		if (p->frag == LB_FRAG_LATER || !lb_reject_allowed())
-			return TC_ACT_SHOT;
-		if (lb_skb_reset(skb, p) < 0)
-			return TC_ACT_SHOT;
-		lb_stat_inc(LB_STAT_RESET_BACKEND_GONE);
-		return lb_skb_bounce(skb, at_ingress);
-	}
-	lb_commit(fe, p, &sel, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now, LB_CTF_CALL);
-	/* The masquerade is the kernel's (nftables POSTROUTING, by this mark). A host packet reaches tc
-	 * egress after POSTROUTING: marked here, it would never be masqueraded, so it is not, and is
-	 * counted; it leaves with the source address the host chose (README, limits). Its replies are
-	 * undone at ingress all the same. */
-	if (sel.ct_flags & LB_CT_F_SNAT) {
-		if (at_ingress)
-			skb->mark |= cfg.snat_mark;
-		else if (!sel.ct_hit && !sel.promote)
-			lb_stat_inc(LB_STAT_HOST_NO_SNAT);
-	}
-	if (lb_skb_nat(skb, p, LB_NAT_DST, sel.be.addr, sel.be.port) < 0) {
+	if (lb_tcp_syn(p) || fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
+		return -1;
+	now = lb_now();
+	lb_ct_key_fwd(&ck, p);
+	ct = bpf_map_lookup_elem(&lb_ct, &ck);
+	if (!ct || ct->fe_id != fe_id || (ct->flags & LB_CT_F_ORPHAN) || !lb_ct_alive(ct, p->proto, now) ||
+	    lb_ct_touch_writes(ct, p, now))
+		return -1;
+	be = lb_member_backend(fe_id, ct->backend_id);
+	if (!be)
+		return -1;
+	lb_stat_inc(LB_STAT_FWD_CT_HIT);
+	/* the configuration read where each hook needs it, not held across the rewrite (a frame's
+	 * spills: lb_tc's frame and lb_tc_forward's share the verifier's 512 bytes) */
+	if (at_ingress && (ct->flags & LB_CT_F_SNAT))
+		skb->mark |= lb_get_config().snat_mark;
+	if (lb_skb_nat(skb, p, LB_NAT_DST, be->addr, be->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return TC_ACT_SHOT;
 	}
 	if (p->frag == LB_FRAG_LATER)
 		lb_stat_inc(LB_STAT_FRAG_XLATE);
 	lb_fe_stat(fe_id, skb->len);
-	if (!at_ingress && (cfg.flags & LB_CFG_F_HOST_REROUTE))
-		return lb_tc_reroute(skb, p, &sel.be);
+	if (!at_ingress && (lb_get_config().flags & LB_CFG_F_HOST_REROUTE))
+		return lb_tc_reroute(skb, p, be);
 	return TC_ACT_OK;
+}
+
+/* Forward translation of a packet to a frontend that is no plain conntrack hit (a new flow, a
+ * handshake's ACK, a refresh, a closing packet, an orphan, a refusal); at egress (host-originated)
+ * the flow is flagged LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress. A global
+ * subprogram, as lb_xdp_forward: the verifier checks it once with the packet's fields (and the hook,
+ * at_ingress) unknown, instead of once for every path of lb_parse that reaches it. Inlined, it made
+ * lb_tc_ingress ~350,000 instructions processed (6.18), most of the object's load. */
+__noinline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
+			     int external, int at_ingress)
+{
+	struct lb_config *cfg;
+	struct lb_sel *sel;
+	struct lb_scratch *s;
+	__u32 zero = 0, fe_id;
+	__u64 now;
+	int v;
+
+	if (!p || !fe)
+		return TC_ACT_OK;
+	s = bpf_map_lookup_elem(&lb_scratch, &zero);
+	if (!s)
+		return TC_ACT_OK;
+	sel = &s->sel;
+	cfg = &s->cfg;
+	*cfg = lb_get_config();
+	__builtin_memset(sel, 0, sizeof(*sel));
+	now = lb_now();
+	fe_id = fe->fe_id;
+	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, cfg, now, sel, &s->fwd, LB_CTF_CALL);
+	if (v == LB_V_ORPHAN)
+		return LB_TC_FWD_ORPHAN;
+	if (v == LB_V_DROP)
+		return TC_ACT_SHOT;
+	if (v == LB_V_REJECT)
+		return LB_TC_FWD_REJECT;
+	if (v == LB_V_RESET)
+		return LB_TC_FWD_RESET;
+	lb_commit(fe, p, sel, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now, LB_CTF_CALL, &s->fwd, &s->rev, &s->e);
+	/* The masquerade is the kernel's (nftables POSTROUTING, by this mark). A host packet reaches tc
+	 * egress after POSTROUTING: marked here, it would never be masqueraded, so it is not, and is
+	 * counted; it leaves with the source address the host chose (README, limits). Its replies are
+	 * undone at ingress all the same. */
+	if (sel->ct_flags & LB_CT_F_SNAT) {
+		if (at_ingress)
+			skb->mark |= cfg->snat_mark;
+		else if (!sel->ct_hit && !sel->promote)
+			lb_stat_inc(LB_STAT_HOST_NO_SNAT);
+	}
+	if (lb_skb_nat(skb, p, LB_NAT_DST, sel->be.addr, sel->be.port) < 0) {
+		lb_stat_inc(LB_STAT_DROP_CSUM);
+		return TC_ACT_SHOT;
+	}
+	if (p->frag == LB_FRAG_LATER)
+		lb_stat_inc(LB_STAT_FRAG_XLATE);
+	lb_fe_stat(fe_id, skb->len);
+	if (!at_ingress && (cfg->flags & LB_CFG_F_HOST_REROUTE))
+		return LB_TC_FWD_REROUTE;
+	return TC_ACT_OK;
+}
+
+/* a refusal lb_tc_forward() asked for (LB_TC_FWD_REJECT: no backend; LB_TC_FWD_RESET: a TCP
+ * flow's backend is gone), built and bounced; its own global subprogram, off the stack of
+ * lb_tc_forward */
+__noinline int lb_tc_refuse(struct __sk_buff *skb, const struct lb_pkt *p, int what, int at_ingress)
+{
+	if (!p)
+		return TC_ACT_SHOT;
+	if (what == LB_TC_FWD_REJECT)
+		return lb_tc_reject(skb, p, at_ingress);
+	if (p->frag == LB_FRAG_LATER || !lb_reject_allowed())
+		return TC_ACT_SHOT;
+	if (lb_skb_reset(skb, p) < 0)
+		return TC_ACT_SHOT;
+	lb_stat_inc(LB_STAT_RESET_BACKEND_GONE);
+	return lb_skb_bounce(skb, at_ingress);
+}
+
+/* a packet to frontend fe: its plain conntrack hit inline, anything else through lb_tc_forward()
+ * and what it asks for */
+static __always_inline int lb_tc_to_frontend(struct __sk_buff *skb, const struct lb_pkt *p,
+					     const struct lb_frontend *fe, int external, int at_ingress)
+{
+	struct lb_scratch *s;
+	__u32 zero = 0;
+	int r = lb_tc_hit(skb, p, fe, at_ingress);
+
+	if (r >= 0)
+		return r;
+	r = lb_tc_forward(skb, p, fe, external, at_ingress);
+	if (r == LB_TC_FWD_REROUTE) {
+		s = bpf_map_lookup_elem(&lb_scratch, &zero);
+		return s ? lb_tc_reroute(skb, p, &s->sel.be) : TC_ACT_SHOT;
+	}
+	if (r == LB_TC_FWD_ORPHAN) {
+		r = lb_tc_orphan(skb, p, at_ingress);
+		return r >= 0 ? r : TC_ACT_OK;
+	}
+	if (r == LB_TC_FWD_REJECT || r == LB_TC_FWD_RESET)
+		return lb_tc_refuse(skb, p, r, at_ingress);
+	return r;
 }
 
 /* Where a reply of ct's flow leaves from: an orphan's own frontend (a deleted frontend's flow: the
@@ -351,7 +475,7 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 			if (fe && !external && !lb_eip_local_ok(fe, &p.daddr))
 				fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 			if (fe)
-				return lb_tc_forward(skb, &p, fe, external, 1);
+				return lb_tc_to_frontend(skb, &p, fe, external, 1);
 			r = lb_tc_orphan(skb, &p, 1);
 			if (r >= 0)
 				return r;
@@ -371,7 +495,7 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	if (fe && !lb_eip_local_ok(fe, &p.daddr))
 		fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 	if (fe)
-		return lb_tc_forward(skb, &p, fe, 0, 0);
+		return lb_tc_to_frontend(skb, &p, fe, 0, 0);
 	if (may) {
 		r = lb_tc_orphan(skb, &p, 0);
 		if (r >= 0)

@@ -57,6 +57,8 @@ __noinline int lb_xdp_forward(struct xdp_md *ctx, const struct lb_pkt *p, const 
 	void *data_end = (void *)(long)ctx->data_end;
 	struct lb_config cfg;
 	struct lb_sel sel = {};
+	struct lb_ct_key k, rk;
+	struct lb_ct_entry e;
 	__u64 now;
 	int r;
 
@@ -64,7 +66,7 @@ __noinline int lb_xdp_forward(struct xdp_md *ctx, const struct lb_pkt *p, const 
 		return XDP_PASS;
 	cfg = lb_get_config();
 	now = lb_now();
-	r = lb_select(fe, p, external, ctx->ingress_ifindex, &cfg, now, &sel, LB_CTF_INLINE);
+	r = lb_select(fe, p, external, ctx->ingress_ifindex, &cfg, now, &sel, &k, LB_CTF_INLINE);
 	if (r == LB_V_DROP)
 		return XDP_DROP;
 	/* refusals need a packet rebuilt and bounced, and SNAT needs the skb mark: both are tc's */
@@ -76,7 +78,7 @@ __noinline int lb_xdp_forward(struct xdp_md *ctx, const struct lb_pkt *p, const 
 		lb_stat_inc(LB_STAT_DROP_CSUM);
 		return XDP_DROP;
 	}
-	lb_commit(fe, p, &sel, 0, now, LB_CTF_INLINE);
+	lb_commit(fe, p, &sel, 0, now, LB_CTF_INLINE, &k, &rk, &e);
 	lb_fe_stat(fe->fe_id, data_end - data);
 	return XDP_PASS;
 }

@@ -107,10 +107,11 @@ export type MapName = (typeof MAP_NAMES)[number];
 /**
  * Maps of bpf/lb_maps.h outside the BpfMaps handle, reached through the loaded object where it has
  * them: the programs write them, the agent only switches and rebuilds them (dataplane.ts) or never
- * reads them (lb_sock_store: socket-local storage, read by the socket hooks and lb_sock_term), and
- * an object of an earlier build (KBP_CONNRATE_B, --bpf-object) lacks them.
+ * reads them (lb_sock_store: socket-local storage, read by the socket hooks and lb_sock_term;
+ * lb_scratch: tc's per-CPU scratch, not pinned), and an object of an earlier build (KBP_CONNRATE_B,
+ * --bpf-object) lacks them.
  */
-export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_ct_filter', 'lb_sock_store', 'lb_sock_slots', 'lb_sock_slotbit'] as const;
+export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_ct_filter', 'lb_sock_store', 'lb_sock_slots', 'lb_sock_slotbit', 'lb_scratch'] as const;
 export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
 const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
