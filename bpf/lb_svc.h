@@ -266,10 +266,12 @@ static __always_inline __u16 lb_snat_flags(const struct lb_frontend *fe, const s
 
 /* Chooses the backend of one forward packet that arrived on ifindex (0: host-originated). ct_filter
  * (LB_CTF_*, a constant at each call site): a SYN's lb_ct lookups go behind lb_ct_filter, its
- * functions called (tc) or inlined (XDP's lb_xdp_forward, lb_xdp.bpf.c). */
+ * functions called (tc) or inlined (XDP's lb_xdp_forward, lb_xdp.bpf.c). ct_missed: the caller has
+ * just looked ck up in lb_ct and found nothing (tc's lb_tc_hit): not looked up again. ck: the
+ * caller's storage for the forward key (tc's lb_scratch). */
 static __always_inline int lb_select(const struct lb_frontend *fe, const struct lb_pkt *p, int external,
 				     __u32 ifindex, const struct lb_config *cfg, __u64 now, struct lb_sel *sel,
-				     struct lb_ct_key *ck, int ct_filter)
+				     struct lb_ct_key *ck, int ct_filter, int ct_missed)
 {
 	struct lb_ct_entry *ct;
 	struct lb_backend *be = NULL;
@@ -289,7 +291,8 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 	lb_ct_key_fwd(ck, p);
 	/* a connection attempt's key is rarely there (a client port reused, a retransmitted SYN): a
 	 * clear filter bit skips the lookup; every other packet is a hit and looks up at once */
-	ct = !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may_as(ck, ct_filter) ? lb_ct_lookup(ck, now, &expired) : NULL;
+	ct = ct_missed ? NULL
+	     : !ct_filter || !lb_tcp_syn(p) || lb_ct_filter_may_as(ck, ct_filter) ? lb_ct_lookup(ck, now, &expired) : NULL;
 	if (expired)
 		sel->events |= LB_EV_CT_EXPIRED;
 	else

@@ -47,6 +47,12 @@ struct {
 #define LB_TC_FWD_ORPHAN 1001  /* a deleted frontend's flow: lb_tc_orphan() */
 #define LB_TC_FWD_REJECT 1002  /* no backend: refused (lb_tc_refuse) */
 #define LB_TC_FWD_RESET 1003   /* a TCP flow whose backend is gone: reset (lb_tc_refuse) */
+/* lb_tc_forward()'s how (BPF passes five arguments at most) */
+#define LB_TC_FWD_F_INGRESS 1   /* at tc ingress (else egress: a host-originated packet) */
+#define LB_TC_FWD_F_EXTERNAL 2  /* arrived on an external device */
+#define LB_TC_FWD_F_CT_MISSED 4 /* lb_tc_hit found no lb_ct entry of the tuple (lb_select's ct_missed) */
+/* lb_tc_hit(): no plain hit, and lb_ct holds no entry of the packet's forward tuple */
+#define LB_TC_HIT_NO_CT (-1 - LB_TC_FWD_F_CT_MISSED)
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -128,12 +134,14 @@ __noinline int lb_tc_orphan(struct __sk_buff *skb, const struct lb_pkt *p, int a
 
 /* A plain conntrack hit (most packets to a frontend), inline in lb_tc: what lb_select() and
  * lb_commit() do for a packet of an established flow that writes nothing (no refresh due, no FIN or
- * RST news, not in its handshake), not an orphan, on a frontend without source ranges. -1 for
- * anything else: lb_tc_forward() then takes the whole path (and looks the entry up again, its bucket
- * warm). As lb_xdp_hit (lb_xdp.bpf.c): a call for every hit would cost it ~10 ns on this VM (the
+ * RST news, not in its handshake), not an orphan, on a frontend without source ranges. Else
+ * negative: lb_tc_forward() then takes the whole path, LB_TC_HIT_NO_CT when lb_ct holds no entry of
+ * the packet's tuple (a UDP first packet, a handshake's ACK: lb_select does not look again), -1 for
+ * anything else (it looks the entry up again, its bucket warm). A host packet's hit to be routed
+ * anew returns LB_TC_FWD_REROUTE with *reroute its backend. As lb_xdp_hit (lb_xdp.bpf.c): a call for every hit would cost it ~10 ns on this VM (the
  * call's return through the kernel's SRSO safe-RET thunk). */
 static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
-				     int at_ingress)
+				     int at_ingress, const struct lb_backend **reroute)
 {
 	struct lb_ct_key ck = {};
 	struct lb_ct_entry *ct;
@@ -146,7 +154,9 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
 	now = lb_now();
 	lb_ct_key_fwd(&ck, p);
 	ct = bpf_map_lookup_elem(&lb_ct, &ck);
-	if (!ct || ct->fe_id != fe_id || (ct->flags & LB_CT_F_ORPHAN) || !lb_ct_alive(ct, p->proto, now) ||
+	if (!ct)
+		return LB_TC_HIT_NO_CT;
+	if (ct->fe_id != fe_id || (ct->flags & LB_CT_F_ORPHAN) || !lb_ct_alive(ct, p->proto, now) ||
 	    lb_ct_touch_writes(ct, p, now))
 		return -1;
 	be = lb_member_backend(fe_id, ct->backend_id);
@@ -164,8 +174,10 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
 	if (p->frag == LB_FRAG_LATER)
 		lb_stat_inc(LB_STAT_FRAG_XLATE);
 	lb_fe_stat(fe_id, skb->len);
-	if (!at_ingress && (lb_get_config().flags & LB_CFG_F_HOST_REROUTE))
-		return lb_tc_reroute(skb, p, be);
+	if (!at_ingress && (lb_get_config().flags & LB_CFG_F_HOST_REROUTE)) {
+		*reroute = be;
+		return LB_TC_FWD_REROUTE;
+	}
 	return TC_ACT_OK;
 }
 
@@ -176,8 +188,9 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
  * at_ingress) unknown, instead of once for every path of lb_parse that reaches it. Inlined, it made
  * lb_tc_ingress ~350,000 instructions processed (6.18), most of the object's load. */
 __noinline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
-			     int external, int at_ingress)
+			     int how)
 {
+	int at_ingress = how & LB_TC_FWD_F_INGRESS, external = how & LB_TC_FWD_F_EXTERNAL;
 	struct lb_config *cfg;
 	struct lb_sel *sel;
 	struct lb_scratch *s;
@@ -196,7 +209,7 @@ __noinline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, cons
 	__builtin_memset(sel, 0, sizeof(*sel));
 	now = lb_now();
 	fe_id = fe->fe_id;
-	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, cfg, now, sel, &s->fwd, LB_CTF_CALL);
+	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, cfg, now, sel, &s->fwd, LB_CTF_CALL, how & LB_TC_FWD_F_CT_MISSED);
 	if (v == LB_V_ORPHAN)
 		return LB_TC_FWD_ORPHAN;
 	if (v == LB_V_DROP)
@@ -246,27 +259,32 @@ __noinline int lb_tc_refuse(struct __sk_buff *skb, const struct lb_pkt *p, int w
 }
 
 /* a packet to frontend fe: its plain conntrack hit inline, anything else through lb_tc_forward()
- * and what it asks for */
+ * and what it asks for; one lb_tc_reroute() for both (its bpf_fib_lookup's 64 bytes once in lb_tc's
+ * frame) */
 static __always_inline int lb_tc_to_frontend(struct __sk_buff *skb, const struct lb_pkt *p,
 					     const struct lb_frontend *fe, int external, int at_ingress)
 {
-	struct lb_scratch *s;
+	const struct lb_backend *be = NULL;
 	__u32 zero = 0;
-	int r = lb_tc_hit(skb, p, fe, at_ingress);
+	int r = lb_tc_hit(skb, p, fe, at_ingress, &be);
 
-	if (r >= 0)
-		return r;
-	r = lb_tc_forward(skb, p, fe, external, at_ingress);
-	if (r == LB_TC_FWD_REROUTE) {
-		s = bpf_map_lookup_elem(&lb_scratch, &zero);
-		return s ? lb_tc_reroute(skb, p, &s->sel.be) : TC_ACT_SHOT;
+	if (r < 0) {
+		/* -1 - r: LB_TC_FWD_F_CT_MISSED from LB_TC_HIT_NO_CT, 0 from -1 */
+		r = lb_tc_forward(skb, p, fe, (-1 - r) | (at_ingress ? LB_TC_FWD_F_INGRESS : 0) |
+					      (external ? LB_TC_FWD_F_EXTERNAL : 0));
+		if (r == LB_TC_FWD_REROUTE) {
+			struct lb_scratch *s = bpf_map_lookup_elem(&lb_scratch, &zero);
+
+			be = s ? &s->sel.be : NULL;
+		} else if (r == LB_TC_FWD_ORPHAN) {
+			r = lb_tc_orphan(skb, p, at_ingress);
+			return r >= 0 ? r : TC_ACT_OK;
+		} else if (r == LB_TC_FWD_REJECT || r == LB_TC_FWD_RESET) {
+			return lb_tc_refuse(skb, p, r, at_ingress);
+		}
 	}
-	if (r == LB_TC_FWD_ORPHAN) {
-		r = lb_tc_orphan(skb, p, at_ingress);
-		return r >= 0 ? r : TC_ACT_OK;
-	}
-	if (r == LB_TC_FWD_REJECT || r == LB_TC_FWD_RESET)
-		return lb_tc_refuse(skb, p, r, at_ingress);
+	if (r == LB_TC_FWD_REROUTE)
+		return be ? lb_tc_reroute(skb, p, be) : TC_ACT_SHOT;
 	return r;
 }
 

@@ -66,7 +66,7 @@ __noinline int lb_xdp_forward(struct xdp_md *ctx, const struct lb_pkt *p, const 
 		return XDP_PASS;
 	cfg = lb_get_config();
 	now = lb_now();
-	r = lb_select(fe, p, external, ctx->ingress_ifindex, &cfg, now, &sel, &k, LB_CTF_INLINE);
+	r = lb_select(fe, p, external, ctx->ingress_ifindex, &cfg, now, &sel, &k, LB_CTF_INLINE, 0);
 	if (r == LB_V_DROP)
 		return XDP_DROP;
 	/* refusals need a packet rebuilt and bounced, and SNAT needs the skb mark: both are tc's */
