@@ -184,10 +184,10 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
 /* Forward translation of a packet to a frontend that is no plain conntrack hit (a new flow, a
  * handshake's ACK, a refresh, a closing packet, an orphan, a refusal); at egress (host-originated)
  * the flow is flagged LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress. A global
- * subprogram, as lb_xdp_forward: the verifier checks it once with the packet's fields (and the hook,
- * at_ingress) unknown, instead of once for every path of lb_parse that reaches it. Inlined, it made
+ * subprogram in s27-p27tc; inlined on this branch (the variant measured against it: no call on a
+ * first packet, the verifier checks it once per path of lb_parse again). Inlined, it made
  * lb_tc_ingress ~350,000 instructions processed (6.18), most of the object's load. */
-__noinline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
+static __always_inline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
 			     int how)
 {
 	int at_ingress = how & LB_TC_FWD_F_INGRESS, external = how & LB_TC_FWD_F_EXTERNAL;
