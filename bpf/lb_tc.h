@@ -23,7 +23,7 @@
 
 /* lb_scratch's value (per CPU, key 0): what lb_tc_forward() would otherwise build on its stack, a
  * new flow's selection, configuration, two conntrack keys and entry (the verifier's 512 bytes hold
- * lb_tc's frame and lb_tc_forward's together). Nothing in it outlives one packet: a tc program
+ * lb_tc's frame, lb_tc_forward inlined in it, and one global callee's). Nothing in it outlives one packet: a tc program
  * runs to its end on one CPU with bottom halves off, and no other program uses it. */
 struct lb_scratch {
 	struct lb_sel sel;
@@ -164,7 +164,7 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
 		return -1;
 	lb_stat_inc(LB_STAT_FWD_CT_HIT);
 	/* the configuration read where each hook needs it, not held across the rewrite (a frame's
-	 * spills: lb_tc's frame and lb_tc_forward's share the verifier's 512 bytes) */
+	 * spills: lb_tc's frame and its callees' share the verifier's 512 bytes) */
 	if (at_ingress && (ct->flags & LB_CT_F_SNAT))
 		skb->mark |= lb_get_config().snat_mark;
 	if (lb_skb_nat(skb, p, LB_NAT_DST, be->addr, be->port) < 0) {
@@ -183,10 +183,10 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
 
 /* Forward translation of a packet to a frontend that is no plain conntrack hit (a new flow, a
  * handshake's ACK, a refresh, a closing packet, an orphan, a refusal); at egress (host-originated)
- * the flow is flagged LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress. A global
- * subprogram in s27-p27tc; inlined on this branch (the variant measured against it: no call on a
- * first packet, the verifier checks it once per path of lb_parse again). Inlined, it made
- * lb_tc_ingress ~350,000 instructions processed (6.18), most of the object's load. */
+ * the flow is flagged LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress. Its keys,
+ * entry and selection live in lb_scratch, not on the stack: that took lb_tc_ingress from ~350,000
+ * instructions processed (6.18) to ~126,000. As a global subprogram (verified once) it read ~76,000,
+ * but the call cost a first packet 7-12 % (docs/PERF.md, session 27): inline is kept. */
 static __always_inline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
 			     int how)
 {
