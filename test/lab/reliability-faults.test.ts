@@ -363,8 +363,8 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
   //   connections are dropped while nf_conntrack is full. Seen once in ~11,000 (CI, session 7).
   // - after the flood, while its entries in the node's nf_conntrack live (SYN_SENT/SYN_RECV, up to
   //   nf_conntrack_tcp_timeout_syn_sent): the NodePort's flows are masqueraded, and each flood entry
-  //   holds the port it was given, most often its own random source port. A client whose own port is
-  //   among them gets another one from nf_nat, at random; the backend may hold that port's tuple in
+  //   holds the port it was given (its own random source port when in the range). A client whose own
+  //   port is among them gets another one from nf_nat, at random; the backend may hold that port's tuple in
   //   TIME_WAIT from another client flow, whose timestamps are not this one's, so PAWS refuses the SYN
   //   (the backend's ACK, the client's RST, a second SYN 10 ms later, remapped again, then one after
   //   1 s). A connection whose SYNs all meet such ports within the 3 s timeout fails: one 8 s (session
