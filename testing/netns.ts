@@ -60,6 +60,9 @@ export interface LoadResult {
   lastSentAt: Record<string, number>;
   /** atMs: since the load started; at: epoch ms */
   failures: Array<{ atMs: number; at: number; error: string }>;
+  /** the first requests answered only after more than 900 ms (a SYN sent again: its first one lost
+   * or refused); at: when sent (epoch ms) */
+  slow?: Array<{ at: number; ms: number }>;
   /** keep-alive loads: connections opened (1 when the established one never broke) */
   connections?: number;
 }

@@ -13,7 +13,7 @@ export const REQUEST_TIMEOUT_MS = 3000;
 
 export function report(t: ExecutionContext, scenario: string, injected: string, loads: Record<string, LoadResult>, extra: Record<string, unknown> = {}): void {
   for (const [what, r] of Object.entries(loads)) {
-    t.log(`${scenario} / ${what}: sent ${r.sent}, failed ${r.failed}, longest gap ${r.longestGapMs} ms, answers ${JSON.stringify(r.answers)}${r.failures.length ? `, first failures ${JSON.stringify(r.failures.slice(0, 3))}` : ''}`);
+    t.log(`${scenario} / ${what}: sent ${r.sent}, failed ${r.failed}, longest gap ${r.longestGapMs} ms,${r.slow?.length ? ` ${r.slow.length}${r.slow.length === 20 ? '+' : ''} over 900 ms,` : ''} answers ${JSON.stringify(r.answers)}${r.failures.length ? `, first failures ${JSON.stringify(r.failures.slice(0, 3))}` : ''}`);
   }
   if (Object.keys(extra).length) t.log(`${scenario}: ${JSON.stringify(extra)}`);
   const out = process.env.KBP_RELIABILITY_OUT;

@@ -2,7 +2,7 @@
 // or a DNS-like UDP exchange), each with a timeout, until --duration-ms has passed, --max requests
 // were sent, or SIGTERM arrives. Prints one JSON line: sent, failed, the longest gap without a
 // successful answer, answers by pod (and when the last request each pod answered was sent), and the
-// first failures with their time and error.
+// first failures with their time and error, and the first requests answered only after 900 ms.
 //
 //   node load.mjs --proto http|udp --host ADDR --port PORT [--duration-ms D] [--max N]
 //                 [--timeout-ms T] [--interval-ms I] [--keep-alive true]   (http: one connection for all)
@@ -95,11 +95,15 @@ const answers = {};
 /** per pod, the send time (epoch ms) of the last request it answered: "no removed backend answered after X" */
 const lastSentAt = {};
 const failures = [];
+/** the first 20 requests answered only after more than 900 ms (a SYN sent again, 1 s later): when sent, how long */
+const slow = [];
 while (!stop && sent < o.max && Date.now() - start < o.durationMs) {
   const at = Date.now();
   const r = await (o.proto === 'http' ? http() : udp());
   sent++;
   if (r.ok) {
+    const took = Date.now() - at;
+    if (took > 900 && slow.length < 20) slow.push({ at, ms: took });
     const pod = r.reply.split(' ')[0];
     answers[pod] = (answers[pod] ?? 0) + 1;
     lastSentAt[pod] = at;
@@ -113,4 +117,4 @@ while (!stop && sent < o.max && Date.now() - start < o.durationMs) {
 }
 longestGapMs = Math.max(longestGapMs, Date.now() - lastOk);
 kaSock?.destroy();
-process.stdout.write(JSON.stringify({ sent, failed, longestGapMs, durationMs: Date.now() - start, answers, lastSentAt, failures, ...(o.keepAlive && { connections }) }) + '\n');
+process.stdout.write(JSON.stringify({ sent, failed, longestGapMs, durationMs: Date.now() - start, answers, lastSentAt, failures, slow, ...(o.keepAlive && { connections }) }) + '\n');
