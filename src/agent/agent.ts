@@ -493,6 +493,8 @@ export class Agent {
     try {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
+      // a big start's one full GC, marked while the apply waits for the kernel (util/heap-headroom.ts)
+      if (full) this.#headroom?.collect();
       // the first sync of a fresh node, planned while the data plane loads (start())
       if (this.#loading) {
         const loaded = await this.#loading;
