@@ -494,7 +494,7 @@ export class Agent {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
       // a big start's one full GC, marked while the apply waits for the kernel (util/heap-headroom.ts)
-      if (full) this.#headroom?.collect();
+      if (full && this.#headroom?.collect()) this.#log.debug({ heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20) }, 'first sync: a full GC started before the apply');
       // the first sync of a fresh node, planned while the data plane loads (start())
       if (this.#loading) {
         const loaded = await this.#loading;
