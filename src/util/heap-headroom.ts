@@ -24,12 +24,13 @@
 // The price of factor 4 was the start's peak: from the list's last full GC (~390 MB live at 100,000
 // Services) to the heap trimmer's after the first sync nothing was collected, and the first sync's
 // garbage (the list's, the plan's and the diff's temporaries, ~300 MB, and ~160 MiB of dead
-// ArrayBuffers) stood beside what it kept: RSS 1.23-1.31 GiB at the sync's end (a 1 GiB memory limit
-// would have killed the agent; base's dynamic factor 1.11-1.14 GiB). So collect() starts one full GC
-// in the first sync, once the plan and diff are made: V8's moderate memory pressure signal, which
-// starts incremental marking (concurrent, on V8's workers) while the apply waits for the kernel's
-// batches, and finalizes it there. One GC of that garbage, not the 3-4 of V8's own factor; its next
-// limit is set with factor 4 again (docs/PERF.md, session 27, p27rss).
+// ArrayBuffers) stood beside what it kept: RSS 1.23-1.31 GiB at the sync's end (V8's own factor, before
+// the headroom: 1.11-1.14 GiB). So collect() starts one full GC in the first sync, once the plan and
+// diff are made: V8's moderate memory pressure signal, which starts incremental marking (concurrent,
+// on V8's workers) while the apply waits for the kernel's batches, and finalizes it there; its next
+// limit is set with factor 4 again. Measured with the real agent at 100,000 (4 rounds): peak 1.08-1.12
+// GiB against 1.24-1.28 (0.86), for ~8 % more CPU to the sync's end (that GC's marking of ~650 MB);
+// still above 1 GiB: the ops and the apply's own garbage stand at its end (docs/PERF.md, session 27, p27rss).
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 
@@ -58,7 +59,7 @@ export interface HeapHeadroom {
   collect(): boolean;
 }
 
-/** collect() does nothing below this much heap used + external memory (a start at ~20,000 Services and more) */
+/** collect() does nothing below this much heap used + external memory (not reached at 10,000 Services) */
 export const COLLECT_MIN_BYTES = 256 * 2 ** 20;
 
 export interface HeapHeadroomOptions {

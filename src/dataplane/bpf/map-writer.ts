@@ -96,8 +96,9 @@ const RELEASE_MIN_BYTES = 64 * 1024;
 /**
  * Gives a batch's buffer back now rather than at the next full GC: its ArrayBuffer is detached
  * (transfer(0)), which frees the memory behind it at once. A first sync at 100,000 Services writes
- * ~34 MiB of such buffers (lb_backends, lb_members, lb_revnat) that otherwise stayed, dead, until the
- * heap trimmer's full GC after the sync, at the start's peak RSS (docs/PERF.md, session 27, p27rss).
+ * ~34 MiB of such buffers (lb_backends, lb_members, lb_revnat); those that outlived their first
+ * scavenges stayed, dead, until the heap trimmer's full GC after the sync, at the start's peak RSS
+ * (in process 11 MiB fewer ArrayBuffers at the apply's end; docs/PERF.md, session 27, p27rss).
  * Only a buffer that is the whole of its ArrayBuffer (never a slice of node's pool or of a larger
  * array) and at least RELEASE_MIN_BYTES long.
  */
