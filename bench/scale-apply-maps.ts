@@ -142,7 +142,13 @@ try {
     memAt('apply');
     if (defer && !chainEnd) await new Promise((r) => setImmediate(r));
     memAt('chain');
-    if (process.env.MEM === '1') { (globalThis as { gc?: () => void }).gc?.(); await new Promise((r) => setTimeout(r, 300)); memAt('live (a full GC after)'); }
+    if (process.env.MEM === '1') {
+      (globalThis as { gc?: () => void }).gc?.(); await new Promise((r) => setTimeout(r, 300)); memAt('live (a full GC after)');
+      // what the ops alone hold (the agent drops them after the apply)
+      const opCount = ops.length;
+      (ops as unknown[]).length = 0;
+      (globalThis as { gc?: () => void }).gc?.(); await new Promise((r) => setTimeout(r, 300)); memAt(`live without the ${opCount} ops`);
+    }
     const c = process.cpuUsage(c0), m = process.threadCpuUsage(m0);
     const gcRun = gcProf.stop();
     if (heapProf) {
