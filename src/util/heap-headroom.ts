@@ -25,21 +25,22 @@
 // Services) to the heap trimmer's after the first sync nothing was collected, and the first sync's
 // garbage (the list's, the plan's and the diff's temporaries, ~300 MB, and ~160 MiB of dead
 // ArrayBuffers) stood beside what it kept: RSS 1.23-1.31 GiB at the sync's end (V8's own factor, before
-// the headroom: 1.11-1.14 GiB). So collect() starts one full GC in the first sync, once the plan and
-// diff are made: V8's moderate memory pressure signal, which starts incremental marking (concurrent,
-// on V8's workers) while the apply waits for the kernel's batches, and finalizes it there; its next
-// limit is set with factor 4 again. Measured with the real agent at 100,000 (4 rounds): peak 1.08-1.12
-// GiB against 1.24-1.28 (0.86), for ~8 % more CPU to the sync's end (that GC's marking of ~650 MB);
-// still above 1 GiB: the ops and the apply's own garbage stand at its end (docs/PERF.md, session 27, p27rss).
+// the headroom: 1.11-1.14 GiB). So collect() starts a full GC twice in the first sync: before its
+// compile (the list's garbage, and no limit GC of V8's own in the plan then) and once the plan and
+// diff are made (their temporaries, before the apply adds its own): V8's moderate memory pressure
+// signal, which starts incremental marking (concurrent, on V8's workers) and finalizes it while the
+// sync goes on; each next limit is set with factor 4 again. Measured with the real agent at 100,000:
+// peak 1.11-1.14 GiB against 1.17-1.28 (0.94), agent CPU to the sync's end 0.98 (docs/PERF.md,
+// session 27, p27rss); still above 1 GiB (the plan's heap at the diff's end, the ops, the apply's garbage).
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 
-/** trim() once, delayMs after the next major GC that V8 reports (a turn after it ends) */
-function trimAfterMajorGc(trim: () => void, delayMs: number): void {
+/** then() once, on the next major GC that V8 reports (a turn after it ends) */
+function afterMajorGc(then: () => void): void {
   const obs = new PerformanceObserver((list) => {
     if (!list.getEntries().some((e) => ((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)) return;
     obs.disconnect();
-    setTimeout(trim, delayMs).unref();
+    then();
   });
   obs.observe({ entryTypes: ['gc'] });
 }
@@ -52,9 +53,9 @@ export interface HeapHeadroom {
   end(): void;
   /**
    * Starts one full GC now, marked concurrently with what runs next (V8's moderate memory pressure:
-   * incremental marking), while the headroom is on: the first time only, and only when the heap
-   * and external memory hold at least minBytes (a small start's heap has nothing worth a GC).
-   * Returns whether it started one.
+   * incremental marking), while the headroom is on: at most maxCollects times, and only when the
+   * heap and external memory hold at least minBytes (a small start's heap has nothing worth a GC).
+   * Returns whether it signalled (V8 ignores the signal while a marking it started is still on).
    */
   collect(): boolean;
 }
@@ -75,6 +76,8 @@ export interface HeapHeadroomOptions {
    */
   trim?: () => void;
   trimDelayMs?: number;
+  /** how many GCs collect() may start (default 1) */
+  maxCollects?: number;
 }
 
 /**
@@ -87,15 +90,15 @@ export function heapHeadroom(percent = START_HEAP_GROWING_PERCENT, set: (flags: 
   if (given.some((f) => /^--(no-)?(heap[-_]growing[-_]percent|external[-_]memory[-_]accounted[-_]in[-_]global[-_]limit)\b/.test(f))) return { end() {}, collect: () => false };
   set(`--heap-growing-percent=${percent}`);
   set('--external-memory-accounted-in-global-limit');
-  let on = true, collected = false;
-  const { pressure, used = () => { const m = process.memoryUsage(); return m.heapUsed + m.external; }, minBytes = COLLECT_MIN_BYTES, trim, trimDelayMs = 200 } = opts;
+  let on = true, collects = 0;
+  const { pressure, used = () => { const m = process.memoryUsage(); return m.heapUsed + m.external; }, minBytes = COLLECT_MIN_BYTES, trim, trimDelayMs = 200, maxCollects = 1 } = opts;
   return {
     collect() {
-      if (!on || collected || !pressure || used() < minBytes) return false;
-      collected = true;
+      if (!on || collects >= maxCollects || !pressure || used() < minBytes) return false;
+      collects++;
       // moderate: V8 starts incremental marking (Heap::CheckMemoryPressure) on this thread at once;
       // the level goes back to none at once, so nothing else is sized for memory rather than speed
-      if (trim) trimAfterMajorGc(trim, trimDelayMs);
+      if (trim) afterMajorGc(() => { setTimeout(trim, trimDelayMs).unref(); });
       try {
         pressure(1);
       } finally {

@@ -74,3 +74,16 @@ test('collect() does nothing without the pressure signal, after end(), or when t
   t.false(heapHeadroom(300, () => {}, ['--heap-growing-percent=50'], { pressure: (l) => levels.push(l), used: () => 2 ** 30 }).collect());
   t.deepEqual(levels, []);
 });
+
+test('collect() with maxCollects: that many signals, each checked against minBytes', (t) => {
+  const levels: number[] = [];
+  let used = 512 * 2 ** 20;
+  const h = heapHeadroom(300, () => {}, [], { pressure: (l) => levels.push(l), used: () => used, minBytes: 256 * 2 ** 20, maxCollects: 2 });
+  t.true(h.collect());
+  used = 100 * 2 ** 20;
+  t.false(h.collect());
+  used = 600 * 2 ** 20;
+  t.true(h.collect());
+  t.false(h.collect());
+  t.deepEqual(levels, [1, 0, 1, 0]);
+});
