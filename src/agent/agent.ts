@@ -495,7 +495,7 @@ export class Agent {
     try {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
-      // a big start's one full GC, marked while the apply waits for the kernel (util/heap-headroom.ts)
+      // a big start's second full GC: the plan's and diff's garbage, marked while the apply waits for the kernel
       if (full && this.#headroom?.collect()) this.#log.debug({ heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20) }, 'first sync: a full GC started before the apply');
       // the first sync of a fresh node, planned while the data plane loads (start())
       if (this.#loading) {

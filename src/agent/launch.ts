@@ -326,7 +326,7 @@ function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Da
     },
     seed: s.seed,
     // fewer full GCs while the first sync's state is built (util/heap-headroom.ts)
-    // and one full GC, marked concurrently, in a big first sync's apply (a lower peak RSS at 100,000)
+    // and two full GCs, marked concurrently, in a big first sync (a lower peak RSS at 100,000)
     startHeadroom: () => heapHeadroom(undefined, undefined, undefined, { ...(memory && { pressure: memory.pressure, trim: memory.trim }), maxCollects: 2 }),
     minSyncMs: s.minSyncMs,
     syncPeriodMs: s.syncPeriodMs,

@@ -24,13 +24,13 @@
 // The price of factor 4 was the start's peak: from the list's last full GC (~390 MB live at 100,000
 // Services) to the heap trimmer's after the first sync nothing was collected, and the first sync's
 // garbage (the list's, the plan's and the diff's temporaries, ~300 MB, and ~160 MiB of dead
-// ArrayBuffers) stood beside what it kept: RSS 1.23-1.31 GiB at the sync's end (V8's own factor, before
-// the headroom: 1.11-1.14 GiB). So collect() starts a full GC twice in the first sync: before its
+// ArrayBuffers) stood beside what it kept: RSS 1,230-1,315 MiB at the sync's end (V8's own factor, before
+// the headroom: 1,108-1,135). So collect() starts a full GC twice in the first sync: before its
 // compile (the list's garbage, and no limit GC of V8's own in the plan then) and once the plan and
 // diff are made (their temporaries, before the apply adds its own): V8's moderate memory pressure
 // signal, which starts incremental marking (concurrent, on V8's workers) and finalizes it while the
 // sync goes on; each next limit is set with factor 4 again. Measured with the real agent at 100,000:
-// peak 1.11-1.14 GiB against 1.17-1.28 (0.94), agent CPU to the sync's end 0.98 (docs/PERF.md,
+// peak 1,100-1,143 MiB against 1,172-1,313 (0.89), agent CPU to the sync's end 1.05 (docs/PERF.md,
 // session 27, p27rss); still above 1 GiB (the plan's heap at the diff's end, the ops, the apply's garbage).
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
