@@ -76,6 +76,35 @@ export function objectFor(ctx: BenchContext, n: number): string | undefined {
   return join(dir, 'kbp.bpf.o');
 }
 
+/**
+ * A process's resident memory by kind of mapping (MiB, from /proc/PID/smaps): the brk heap (glibc's
+ * main arena), anonymous mappings by size (V8's heap pages and large objects, glibc's thread arenas
+ * of 64 MiB, big malloc'd blocks), file-backed ones, and the largest anonymous mappings themselves.
+ */
+export function smapsByKind(pid: number): Record<string, number | string> {
+  const out: Record<string, number> = {};
+  const big: [number, string][] = [];
+  let name = '', size = 0;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'latin1').split('\n')) {
+    const h = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (h) {
+      size = (parseInt(h[2]!, 16) - parseInt(h[1]!, 16)) / 2 ** 20;
+      name = h[3]!;
+      continue;
+    }
+    const r = /^Rss:\s+(\d+) kB/.exec(line);
+    if (!r) continue;
+    const rss = Number(r[1]) / 1024;
+    const kind = name === '[heap]' ? 'brk heap' : name.startsWith('[') ? name : name ? (name.startsWith('anon_inode') ? name : 'file') : size >= 60 && size <= 64 ? 'anon 60-64 MiB (glibc arenas)' : size < 1 ? 'anon < 1 MiB' : 'anon >= 1 MiB';
+    out[kind] = (out[kind] ?? 0) + rss;
+    if (!name && rss >= 8) big.push([rss, `${size.toFixed(1)} MiB mapping`]);
+  }
+  const res: Record<string, number | string> = {};
+  for (const [k, v] of Object.entries(out)) if (v >= 1) res[k] = Math.round(v);
+  res.largestAnon = big.sort((a, b) => b[0] - a[0]).slice(0, 8).map(([r, w]) => `${Math.round(r)} of ${w}`).join(', ');
+  return res;
+}
+
 function procStatus(pid: number): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? NaN) * 1024;
@@ -224,6 +253,18 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
     ...(object ? ['--bpf-object', object] : []), ...sizing,
     // KBP_BENCH_AGENT_ARGS: more flags for every agent run (e.g. `--v 2` for each sync's steps in the log)
     ...(process.env.KBP_BENCH_AGENT_ARGS?.split(' ').filter(Boolean) ?? [])], { what: `agent ${n}` });
+  // KBP_BENCH_MEM_TIMELINE=PREFIX: the agent's memory by kind every 100 ms from spawn to the end of
+  // the settling (VmRSS, RssAnon, RssFile, RssShmem, VmHWM in KiB from /proc/PID/status), written with
+  // the agent's log to PREFIX-N-<started>.json: where in the start the peak comes
+  const memTo = process.env.KBP_BENCH_MEM_TIMELINE;
+  const mem: [number, number, number, number, number, number][] = [];
+  const memSampler = memTo ? setInterval(() => {
+    try {
+      const s = readFileSync(`/proc/${agent.pid}/status`, 'latin1');
+      const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? NaN);
+      mem.push([Date.now() - started, kb('VmRSS'), kb('RssAnon'), kb('RssFile'), kb('RssShmem'), kb('VmHWM')]);
+    } catch { /* gone */ }
+  }, 100) : undefined;
   const sampler = timelineTo ? setInterval(() => {
     try { timeline.push([Date.now() - started, threadCpu(agent.pid), threadCpu(stub.pid).total! - stubCpu0, machine()]); } catch { /* gone */ }
   }, 100) : undefined;
@@ -257,6 +298,9 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
       writeFileSync(`${timelineTo}-${n}-${started}.json`, JSON.stringify({ syncMs, log: agent.output().slice(-65536), timeline }));
     }
     const rssSynced = procStatus(agent.pid).rss;
+    // with the memory timeline: the mappings' RSS right after the sync (the start's plateau, before
+    // the heap trimmer's GC) and 20 s later, by kind (smapsByKind)
+    const smapsSynced = memTo ? smapsByKind(agent.pid) : undefined;
     let cpuAtSync: AgentRun['cpuAtSync'];
     try { cpuAtSync = { agent: threadCpu(agent.pid), stub: threadCpu(stub.pid).total! - stubCpu0 }; } catch { /* a process gone: no figure */ }
     ctx.log(`${n} Services: synced ${m.frontends} frontends ${syncMs} ms after start (/metrics answered it at ${answeredMs} ms), RSS ${(rssSynced / MiB).toFixed(0)} MiB; settling ${opts.settleMs / 1000} s`);
@@ -300,9 +344,14 @@ export async function runAgent(ctx: BenchContext, lab: Lab, cli: string, n: numb
       ctx.log(`${n} Services: ${changes.length} endpoint changes, sync ${s} ms`);
     }
     const last = procStatus(agent.pid);
+    if (memSampler) {
+      clearInterval(memSampler);
+      writeFileSync(`${memTo}-${n}-${started}.json`, JSON.stringify({ syncMs, cli, columns: ['ms', 'VmRSS', 'RssAnon', 'RssFile', 'RssShmem', 'VmHWM'], mem, smapsSynced, smapsAfter: smapsByKind(agent.pid), log: agent.output().slice(-65536) }));
+    }
     return { syncMs, answeredMs, synced: true, rssSynced, rss: settled.rss, hwm: last.hwm, rssSeries, frontends: m.frontends, changes, ...(changeError !== undefined && { changeError }), output: agent.output().slice(-65536), ...(cpuAtSync && { cpuAtSync }) };
   } finally {
     if (sampler) clearInterval(sampler);
+    if (memSampler) clearInterval(memSampler);
     agent.child.kill('SIGTERM');
     await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000))]);
     stub.child.stdin!.end();

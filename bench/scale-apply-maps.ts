@@ -41,7 +41,7 @@ const prefill = process.env.PREFILL === '1';
 const defer = process.env.DEFER === '1';
 (globalThis as { gc?: () => void }).gc?.();
 
-interface Row { calls: number; count: number; wallMs: number; cpuMs: number; faults: number }
+interface Row { calls: number; count: number; wallMs: number; cpuMs: number; faults: number; bytes?: number; whole?: number }
 const rows = new Map<string, Row>();
 const note = (key: string, count: number, t0: number, c0: NodeJS.CpuUsage, f0: number) => {
   const r = rows.get(key) ?? { calls: 0, count: 0, wallMs: 0, cpuMs: 0, faults: 0 };
@@ -50,12 +50,22 @@ const note = (key: string, count: number, t0: number, c0: NodeJS.CpuUsage, f0: n
   r.faults += process.resourceUsage().minorPageFault - f0;
   rows.set(key, r);
 };
+let pressed = false;
 const P = BpfMap.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
 for (const name of ['updateBatchAsync', 'deleteManyAsync'] as const) {
   const f = P[name]!;
   P[name] = async function (this: BpfMap, ...a: unknown[]) {
     const t0 = performance.now(), c0 = process.cpuUsage(), f0 = process.resourceUsage().minorPageFault;
-    try { return await f.apply(this, a); } finally { note(`${this.name} ${name}`, a[name === 'updateBatchAsync' ? 2 : 1] as number, t0, c0, f0); }
+    // PRESSURE=<map>: the moderate pressure signal when that map's first batch starts (PRESSURE=1: at the diff's end)
+    if (process.env.PRESSURE === this.name && !pressed) { pressed = true; const { native } = await import('../src/dataplane/bpf/native/addon.js'); native().memoryPressure(1); native().memoryPressure(0); }
+    try { return await f.apply(this, a); } finally {
+      note(`${this.name} ${name}`, a[name === 'updateBatchAsync' ? 2 : 1] as number, t0, c0, f0);
+      // the batch's buffers: bytes, and how many own their whole ArrayBuffer
+      const bufs = (name === 'updateBatchAsync' ? [a[0], a[1]] : [a[0]]) as Buffer[];
+      const r = rows.get(`${this.name} ${name}`)!;
+      r.bytes = (r.bytes ?? 0) + bufs.reduce((x, b) => x + b.byteLength, 0);
+      r.whole = (r.whole ?? 0) + bufs.filter((b) => b.byteOffset === 0 && b.buffer.byteLength === b.byteLength).length;
+    }
   };
 }
 for (const name of ['writeMmap', 'maglevFillStart'] as const) {
@@ -105,17 +115,40 @@ try {
     obs.observe({ entryTypes: ['gc'] });
     const gcProf = new GCProfiler();
     gcProf.start();
+    // MEM=1: memory by kind (MiB) at each step's end: V8's heap used and committed, external
+    // (ArrayBuffers and the addon's), and RSS (what a first sync's peak is made of)
+    const mem: Record<string, string> = {};
+    const memAt = (step: string) => {
+      if (process.env.MEM !== '1') return;
+      const u = process.memoryUsage(), M = (x: number) => Math.round(x / 2 ** 20);
+      mem[step] = `heap ${M(u.heapUsed)} (committed ${M(u.heapTotal)}), external ${M(u.external)} (ArrayBuffers ${M(u.arrayBuffers)}), rss ${M(u.rss)}`;
+    };
+    memAt('start');
     const t0 = performance.now(), c0 = process.cpuUsage(), m0 = process.threadCpuUsage(), f0 = process.resourceUsage().minorPageFault;
     let started = false;
     const plan = buildPlan(fitted, undefined, { seed: 1, consumePrev: true, deferChain: defer, ...(prefill && { onTables: (tables: readonly PlanTable[]) => { started = d.maps.prefill(tables); } }) });
     const t1 = performance.now(), m1 = process.threadCpuUsage();
+    memAt('plan');
     let chainMs = 0, chainEnd = 0;
     if (defer) setImmediate(() => { const c0 = performance.now(); finishChain(plan); chainEnd = performance.now(); chainMs = chainEnd - c0; });
     const ops = diffPlans(undefined, plan);
     const t2 = performance.now(), m2 = process.threadCpuUsage();
+    memAt('diff');
+    // PRESSURE=1: V8's moderate memory pressure signal here (an incremental full GC started, marked
+    // concurrently while the apply waits for the kernel), as the agent's first sync does
+    if (process.env.PRESSURE === '1') { const { native } = await import('../src/dataplane/bpf/native/addon.js'); native().memoryPressure(1); native().memoryPressure(0); }
     await d.maps.applyAsync(ops);
     const t3 = performance.now();
+    memAt('apply');
     if (defer && !chainEnd) await new Promise((r) => setImmediate(r));
+    memAt('chain');
+    if (process.env.MEM === '1') {
+      (globalThis as { gc?: () => void }).gc?.(); await new Promise((r) => setTimeout(r, 300)); memAt('live (a full GC after)');
+      // what the ops alone hold (the agent drops them after the apply)
+      const opCount = ops.length;
+      (ops as unknown[]).length = 0;
+      (globalThis as { gc?: () => void }).gc?.(); await new Promise((r) => setTimeout(r, 300)); memAt(`live without the ${opCount} ops`);
+    }
     const c = process.cpuUsage(c0), m = process.threadCpuUsage(m0);
     const gcRun = gcProf.stop();
     if (heapProf) {
@@ -149,7 +182,8 @@ try {
       applyMainMs: Math.round((m.user + m.system) / 1000 - (m2.user + m2.system - m0.user - m0.system) / 1000), cpuMs: Math.round((c.user + c.system) / 1000), mainCpuMs: Math.round((m.user + m.system) / 1000),
       gcPlan: gcStep(t0, t1), gcDiff: gcStep(t1, t2), gcApply: gcStep(t2, t3 + 1e9), promotedMiB: Math.round(promoted / 2 ** 20),
       faults: process.resourceUsage().minorPageFault - f0, load: (await import('node:os')).loadavg()[0] };
-    if (process.env.MAPS === '1') for (const [k, r] of [...rows].sort((x, y) => y[1].wallMs - x[1].wallMs)) out[k] = `${r.calls} calls, ${r.count} entries, wall ${r.wallMs.toFixed(0)} ms, cpu ${r.cpuMs.toFixed(0)} ms, faults ${r.faults}`;
+    Object.assign(out, mem);
+    if (process.env.MAPS === '1') for (const [k, r] of [...rows].sort((x, y) => y[1].wallMs - x[1].wallMs)) out[k] = `${r.calls} calls, ${r.count} entries${r.bytes !== undefined ? `, ${(r.bytes / 2 ** 20).toFixed(1)} MiB in buffers (${r.whole} own their ArrayBuffer)` : ''}, wall ${r.wallMs.toFixed(0)} ms, cpu ${r.cpuMs.toFixed(0)} ms, faults ${r.faults}`;
     console.log(JSON.stringify(out));
   } finally {
     d.object.close();

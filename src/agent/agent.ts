@@ -413,6 +413,8 @@ export class Agent {
     this.#setPending();
     const triggers = this.#inflightTriggers = this.#triggerTimes;
     this.#triggerTimes = new Map();
+    // a big start: the list's garbage collected while compile, fit and plan run (util/heap-headroom.ts)
+    if (full && this.#headroom?.collect()) this.#log.debug({ heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20) }, 'first sync: a full GC started before compile');
     const t0 = performance.now();
     const { state: compiled, errors, serviceList, noLocalEndpoints } = this.#compiler.compile(snapshot, changed);
     const t1 = performance.now();
@@ -493,6 +495,8 @@ export class Agent {
     try {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
+      // a big start's second full GC: the plan's and diff's garbage, marked while the apply waits for the kernel
+      if (full && this.#headroom?.collect()) this.#log.debug({ heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20) }, 'first sync: a full GC started before the apply');
       // the first sync of a fresh node, planned while the data plane loads (start())
       if (this.#loading) {
         const loaded = await this.#loading;

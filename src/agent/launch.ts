@@ -252,7 +252,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   try {
     source ??= await createSource(s, log);
     const metrics = new Metrics();
-    agent = buildAgent(s, log, source, dataplane, metrics);
+    agent = buildAgent(s, log, source, dataplane, metrics, await memorySignals());
     // a Service left out for capacity is a Kubernetes Event too (issue 13), with an API server only
     if (!s.manifests) {
       const { recordCapacityEvents } = await import('./events.js');
@@ -301,7 +301,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   };
 }
 
-function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Dataplane, metrics: Metrics): Agent {
+function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Dataplane, metrics: Metrics, memory?: { pressure: (level: 0 | 1) => void; trim: () => void }): Agent {
   metrics.setDataplaneMode(dataplane.kind);
   const detector = localTrafficDetector(s);
   if ((dataplane.kind === 'ipvs' && (s.masqueradeAll || detector.families.length || detector.fromNode)) ||
@@ -326,7 +326,8 @@ function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Da
     },
     seed: s.seed,
     // fewer full GCs while the first sync's state is built (util/heap-headroom.ts)
-    startHeadroom: () => heapHeadroom(),
+    // and two full GCs, marked concurrently, in a big first sync (a lower peak RSS at 100,000)
+    startHeadroom: () => heapHeadroom(undefined, undefined, undefined, { ...(memory && { pressure: memory.pressure, trim: memory.trim }), maxCollects: 2 }),
     minSyncMs: s.minSyncMs,
     syncPeriodMs: s.syncPeriodMs,
     housekeepingMs: s.housekeepingMs,
@@ -369,6 +370,13 @@ async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics
     servers.push(metricsServer);
   }
   return { healthz, metricsServer };
+}
+
+/** V8's memory pressure signal and glibc's malloc_trim through the native addon, when it is built (any mode) */
+async function memorySignals(): Promise<{ pressure: (level: 0 | 1) => void; trim: () => void } | undefined> {
+  const { native, nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
+  if (!nativeAvailable().ok || typeof native().memoryPressure !== 'function' || typeof native().mallocTrim !== 'function') return undefined;
+  return { pressure: (level) => native().memoryPressure(level), trim: () => { native().mallocTrim(); } };
 }
 
 /** how long the full GC after a big sync waits first (HeapTrimmer settleMs) */

@@ -20,7 +20,30 @@
 // in process: 284.5 -> 284.0 MiB, "external memory pressure").
 //
 // A user who set either flag (node's command line, NODE_OPTIONS) keeps it: no headroom then.
+//
+// The price of factor 4 was the start's peak: from the list's last full GC (~390 MB live at 100,000
+// Services) to the heap trimmer's after the first sync nothing was collected, and the first sync's
+// garbage (the list's, the plan's and the diff's temporaries, ~300 MB, and ~160 MiB of dead
+// ArrayBuffers) stood beside what it kept: RSS 1,230-1,315 MiB at the sync's end (V8's own factor, before
+// the headroom: 1,108-1,135). So collect() starts a full GC twice in the first sync: before its
+// compile (the list's garbage, and no limit GC of V8's own in the plan then) and once the plan and
+// diff are made (their temporaries, before the apply adds its own): V8's moderate memory pressure
+// signal, which starts incremental marking (concurrent, on V8's workers) and finalizes it while the
+// sync goes on; each next limit is set with factor 4 again. Measured with the real agent at 100,000:
+// peak 1,100-1,143 MiB against 1,172-1,313 (0.89), agent CPU to the sync's end 1.05 (docs/PERF.md,
+// session 27, p27rss); still above 1 GiB (the plan's heap at the diff's end, the ops, the apply's garbage).
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
+
+/** then() once, on the next major GC that V8 reports (a turn after it ends) */
+function afterMajorGc(then: () => void): void {
+  const obs = new PerformanceObserver((list) => {
+    if (!list.getEntries().some((e) => ((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)) return;
+    obs.disconnect();
+    then();
+  });
+  obs.observe({ entryTypes: ['gc'] });
+}
 
 /** the growing factor during a start, as V8's flag has it: 1 + percent / 100 */
 export const START_HEAP_GROWING_PERCENT = 300;
@@ -28,6 +51,33 @@ export const START_HEAP_GROWING_PERCENT = 300;
 export interface HeapHeadroom {
   /** back to V8's own factor (idempotent); the next full GC's limit follows it */
   end(): void;
+  /**
+   * Starts one full GC now, marked concurrently with what runs next (V8's moderate memory pressure:
+   * incremental marking), while the headroom is on: at most maxCollects times, and only when the
+   * heap and external memory hold at least minBytes (a small start's heap has nothing worth a GC).
+   * Returns whether it signalled (V8 ignores the signal while a marking it started is still on).
+   */
+  collect(): boolean;
+}
+
+/** collect() does nothing below this much heap used + external memory (not reached at 10,000 Services) */
+export const COLLECT_MIN_BYTES = 256 * 2 ** 20;
+
+export interface HeapHeadroomOptions {
+  /** V8's memory pressure signal (the native addon's memoryPressure: 0 none, 1 moderate); without it collect() does nothing */
+  pressure?: (level: 0 | 1) => void;
+  /** heap used + external now (process.memoryUsage()) */
+  used?: () => number;
+  minBytes?: number;
+  /**
+   * glibc's malloc_trim (the native addon's mallocTrim), run trimDelayMs after the GC that collect()
+   * started has ended: the ArrayBuffers it freed (V8's sweeper frees them after the GC) go back to
+   * the kernel then, not after the sync
+   */
+  trim?: () => void;
+  trimDelayMs?: number;
+  /** how many GCs collect() may start (default 1) */
+  maxCollects?: number;
 }
 
 /**
@@ -35,13 +85,27 @@ export interface HeapHeadroom {
  * next limit) until end(). `set` is v8.setFlagsFromString (a test's stand-in).
  */
 export function heapHeadroom(percent = START_HEAP_GROWING_PERCENT, set: (flags: string) => void = setFlagsFromString,
-  given: readonly string[] = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]): HeapHeadroom {
+  given: readonly string[] = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)], opts: HeapHeadroomOptions = {}): HeapHeadroom {
   if (!(Number.isInteger(percent) && percent > 0)) throw new RangeError(`heap headroom: ${percent} is not a positive integer percent`);
-  if (given.some((f) => /^--(no-)?(heap[-_]growing[-_]percent|external[-_]memory[-_]accounted[-_]in[-_]global[-_]limit)\b/.test(f))) return { end() {} };
+  if (given.some((f) => /^--(no-)?(heap[-_]growing[-_]percent|external[-_]memory[-_]accounted[-_]in[-_]global[-_]limit)\b/.test(f))) return { end() {}, collect: () => false };
   set(`--heap-growing-percent=${percent}`);
   set('--external-memory-accounted-in-global-limit');
-  let on = true;
+  let on = true, collects = 0;
+  const { pressure, used = () => { const m = process.memoryUsage(); return m.heapUsed + m.external; }, minBytes = COLLECT_MIN_BYTES, trim, trimDelayMs = 200, maxCollects = 1 } = opts;
   return {
+    collect() {
+      if (!on || collects >= maxCollects || !pressure || used() < minBytes) return false;
+      collects++;
+      // moderate: V8 starts incremental marking (Heap::CheckMemoryPressure) on this thread at once;
+      // the level goes back to none at once, so nothing else is sized for memory rather than speed
+      if (trim) afterMajorGc(() => { setTimeout(trim, trimDelayMs).unref(); });
+      try {
+        pressure(1);
+      } finally {
+        pressure(0);
+      }
+      return true;
+    },
     end() {
       if (!on) return;
       on = false;

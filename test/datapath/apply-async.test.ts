@@ -14,6 +14,7 @@ import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
+import type { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
 const SEED = 0x1234;
@@ -93,5 +94,35 @@ if (!isRoot) {
     await answered2;
     t.deepEqual(order2, ['apply', 'request']);
     t.true(d.maps.isEmpty());
+  });
+
+  test('a first apply gives its large batch buffers back once the kernel holds their entries (map-writer releaseBuffer); the maps hold the plan', async (t) => {
+    const root = tempPinRoot(t, false);
+    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
+    t.teardown(() => d.object.close());
+    // the large buffers each batch of these maps was given
+    const seen: { map: string; bufs: Buffer[] }[] = [];
+    const maps = (d.maps as unknown as { maps: Record<string, BpfMap> }).maps;
+    for (const name of ['lb_backends', 'lb_members'] as const) {
+      const m = maps[name]!;
+      const f = m.updateBatchAsync.bind(m);
+      m.updateBatchAsync = async (keys: Buffer, values: Buffer, ...rest: unknown[]) => {
+        const r = await (f as (...a: unknown[]) => Promise<void>)(keys, values, ...rest);
+        seen.push({ map: name, bufs: [keys, values].filter((b) => b.byteLength >= 64 * 1024) });
+        return r;
+      };
+    }
+    const N = 3000;
+    const plan = buildPlan(services(N, 10), undefined, { seed: SEED });
+    await d.maps.applyAsync(diffPlans(undefined, plan));
+    // lb_backends: 30,000 keys and values; lb_members: 30,000 keys (its values, 1 byte each, stay small)
+    t.deepEqual(seen.map((x) => `${x.map} ${x.bufs.length}`).sort(), ['lb_backends 2', 'lb_members 1']);
+    for (const x of seen) for (const b of x.bufs) t.true((b.buffer as ArrayBuffer).detached && b.length === 0, `${x.map}: a buffer of ${b.byteLength} bytes not given back`);
+    const back = d.maps.readPlan();
+    t.is(back.frontends.size, N);
+    t.is(back.backends.size, N * 10);
+    t.deepEqual([...back.backends.keys()].sort(), [...plan.backends.keys()].sort());
   });
 }

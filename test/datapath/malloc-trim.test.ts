@@ -105,3 +105,49 @@ test('pressureGc: no second, incremental GC after it, with external memory alive
   t.is(live.length + external.length, 400_032);
   void garbage;
 });
+
+// util/heap-headroom.ts collect(): the first sync's one full GC at 100,000 Services, started once its
+// plan and diff are made and marked while the apply goes on (moderate pressure: incremental marking),
+// not a pause of the whole marking at the call as pressureGc's critical level is.
+test('heapHeadroom().collect() (moderate pressure): one full GC, marked while the event loop runs on, that collects old-space garbage; a malloc trim after it', async (t) => {
+  const { fullGc } = await import('../../src/util/heap-trim.js');
+  const { heapHeadroom } = await import('../../src/util/heap-headroom.js');
+  const { PerformanceObserver, constants } = await import('node:perf_hooks');
+  const live = Array.from({ length: 400_000 }, (_, i) => ({ i, s: `k${i}`, a: [i] }));
+  let garbage: object[] | undefined = Array.from({ length: 400_000 }, (_, i) => ({ i, b: [i, i] }));
+  const gone = new WeakRef(garbage);
+  fullGc('regular')(); // promote both to old space
+  garbage = undefined;
+  await sleep(10);
+  let majors = 0;
+  const obs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  const flags: string[] = [];
+  // the flags recorded, not set: this process's V8 keeps its own factor
+  let trims = 0;
+  const h = heapHeadroom(300, (f) => flags.push(f), [], { pressure: (level) => native().memoryPressure(level), minBytes: 0, trim: () => { trims++; native().mallocTrim(); }, trimDelayMs: 0 });
+  const before = process.memoryUsage().heapUsed;
+  t.true(h.collect());
+  // nothing collected within the call: the marking has only begun
+  t.true(process.memoryUsage().heapUsed >= before - 2 ** 20, `heap ${before >> 20} -> ${process.memoryUsage().heapUsed >> 20} MiB within collect()`);
+  // the event loop goes on with a little work of its own (bounded: 400 turns) until V8 reports the
+  // GC (not gone.deref() here: a deref keeps its target alive to the end of the job, and a marking
+  // that spans the loop would find it alive)
+  for (let k = 0; k < 400 && majors === 0; k++) {
+    let junk: object[] = [];
+    for (let i = 0; i < 2000; i++) junk.push({ i, k });
+    junk = [];
+    await sleep(5);
+  }
+  await sleep(50);
+  obs.disconnect();
+  t.is(gone.deref(), undefined, 'the garbage was not collected');
+  t.is(majors, 1, `${majors} major GCs`);
+  // malloc_trim once, after that GC
+  t.is(trims, 1);
+  t.false(h.collect(), 'once');
+  h.end();
+  t.is(live.length, 400_000);
+});

@@ -648,7 +648,11 @@ test('startHeadroom: begun by start(), ended by the first full sync that succeed
   const events: string[] = [];
   const headroom = () => {
     events.push('begin');
-    return { end: () => events.push(`end after ${dp.frontends.size} frontends`) };
+    return {
+      end: () => events.push(`end after ${dp.frontends.size} frontends`),
+      // called by each full sync under the headroom twice: before compile, and once its diff is made (before the apply)
+      collect: () => { events.push(`collect at ${dp.frontends.size} frontends`); return true; },
+    };
   };
   const source = new ManifestsSource({ dir, rescanMs: 0, debounceMs: 5 });
   const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) }, {
@@ -658,19 +662,21 @@ test('startHeadroom: begun by start(), ended by the first full sync that succeed
   await agent.start();
   t.teardown(() => agent.stop());
   // the first apply failed: the start is not over
-  t.deepEqual(events, ['begin']);
+  await until('the first sync\'s collects', () => events.length >= 3);
+  t.deepEqual(events, ['begin', 'collect at 0 frontends', 'collect at 0 frontends']);
   await until('the retried first sync', () => dp.frontends.size === 1);
   await agent.whenIdle();
-  t.deepEqual(events, ['begin', 'end after 1 frontends']);
+  const started = ['begin', ...Array<string>(4).fill('collect at 0 frontends'), 'end after 1 frontends'];
+  t.deepEqual(events, started);
   // the warm-up after the first sync: one writer for warmOneChange, one for its second Agent
   await until('the warm-up', () => closed >= 2);
-  t.deepEqual(events, ['begin', 'end after 1 frontends']);
+  t.deepEqual(events, started);
   // a change after the start leaves it ended
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
   await source.scan();
   await agent.whenIdle();
   await agent.stop();
-  t.deepEqual(events, ['begin', 'end after 1 frontends']);
+  t.deepEqual(events, started);
 
   // an agent stopped before any sync succeeded ends its headroom at stop()
   const { dir: dir2, dp: dp2 } = setup(t);
@@ -679,7 +685,7 @@ test('startHeadroom: begun by start(), ended by the first full sync that succeed
   const ended: number[] = [];
   const agent2 = new Agent({ source: new ManifestsSource({ dir: dir2, rescanMs: 0, debounceMs: 5 }), dataplane: dp2, metrics: new Metrics({ processMetrics: false }) }, {
     compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
-    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000, startHeadroom: () => ({ end: () => ended.push(1) }),
+    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000, startHeadroom: () => ({ end: () => ended.push(1), collect: () => false }),
   });
   await agent2.start();
   t.deepEqual(ended, []);

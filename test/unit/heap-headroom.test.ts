@@ -39,3 +39,51 @@ test('this node\'s V8 knows the flags (v8.setFlagsFromString ignores an unknown 
   t.regex(list, /^\s+--external-memory-accounted-in-global-limit \(/m);
   t.notThrows(() => heapHeadroom().end());
 });
+
+test('collect() starts one full GC through V8\'s moderate memory pressure, then sets the level back; once, while the headroom is on', (t) => {
+  const levels: number[] = [];
+  let used = 512 * 2 ** 20;
+  const h = heapHeadroom(300, () => {}, [], { pressure: (l) => levels.push(l), used: () => used, minBytes: 256 * 2 ** 20 });
+  t.true(h.collect());
+  t.deepEqual(levels, [1, 0]);
+  t.false(h.collect());
+  t.deepEqual(levels, [1, 0]);
+  h.end();
+  t.false(h.collect());
+  // the level goes back to none even when the signal throws
+  const levels2: number[] = [];
+  const h2 = heapHeadroom(300, () => {}, [], { pressure: (l) => { levels2.push(l); if (l === 1) throw new Error('boom'); }, used: () => used });
+  t.throws(() => h2.collect(), { message: 'boom' });
+  t.deepEqual(levels2, [1, 0]);
+  // a small heap: nothing worth a GC; a heap grown past minBytes later is collected then
+  const levels3: number[] = [];
+  used = 100 * 2 ** 20;
+  const h3 = heapHeadroom(300, () => {}, [], { pressure: (l) => levels3.push(l), used: () => used, minBytes: 256 * 2 ** 20 });
+  t.false(h3.collect());
+  used = 300 * 2 ** 20;
+  t.true(h3.collect());
+  t.deepEqual(levels3, [1, 0]);
+});
+
+test('collect() does nothing without the pressure signal, after end(), or when the user gave the flags (no headroom)', (t) => {
+  t.false(heapHeadroom(300, () => {}, [], { used: () => 2 ** 30 }).collect());
+  const levels: number[] = [];
+  const h = heapHeadroom(300, () => {}, [], { pressure: (l) => levels.push(l), used: () => 2 ** 30 });
+  h.end();
+  t.false(h.collect());
+  t.false(heapHeadroom(300, () => {}, ['--heap-growing-percent=50'], { pressure: (l) => levels.push(l), used: () => 2 ** 30 }).collect());
+  t.deepEqual(levels, []);
+});
+
+test('collect() with maxCollects: that many signals, each checked against minBytes', (t) => {
+  const levels: number[] = [];
+  let used = 512 * 2 ** 20;
+  const h = heapHeadroom(300, () => {}, [], { pressure: (l) => levels.push(l), used: () => used, minBytes: 256 * 2 ** 20, maxCollects: 2 });
+  t.true(h.collect());
+  used = 100 * 2 ** 20;
+  t.false(h.collect());
+  used = 600 * 2 ** 20;
+  t.true(h.collect());
+  t.false(h.collect());
+  t.deepEqual(levels, [1, 0, 1, 0]);
+});

@@ -72,7 +72,9 @@ export interface ApplyResult {
 
 /** One step of a write: a batch system call, or a point where applyAsync lets the event loop run. */
 type Write =
-  | { kind: 'update'; map: BpfMap; keys: Buffer; values: Buffer; count: number; threads?: number }
+  // free: keys and values were made for this write alone and nothing reads them after it: the
+  // runner releases their memory once the kernel holds the entries (releaseBuffer)
+  | { kind: 'update'; map: BpfMap; keys: Buffer; values: Buffer; count: number; threads?: number; free?: boolean }
   | { kind: 'deleteMany'; map: BpfMap; keys: Buffer; count: number }
   | { kind: 'pause' };
 /** the steps of a write; what a step returns (deleteMany: how many keys existed) is sent back in */
@@ -88,6 +90,25 @@ const SLOTS_PER_PAUSE = 32_768;
  */
 const HASH_BATCH_THREADS = Math.min(4, cpuBudget());
 
+/** a buffer smaller than this is left to the GC (a change's batches): what releaseBuffer saves is a big sync's */
+const RELEASE_MIN_BYTES = 64 * 1024;
+
+/**
+ * Gives a batch's buffer back now rather than at the next full GC: its ArrayBuffer is detached
+ * (transfer(0)), which frees the memory behind it at once. A first sync at 100,000 Services writes
+ * ~34 MiB of such buffers (lb_backends, lb_members, lb_revnat); those that outlived their first
+ * scavenges stayed, dead, until the heap trimmer's full GC after the sync, at the start's peak RSS
+ * (in process 11 MiB fewer ArrayBuffers at the apply's end; docs/PERF.md, session 27, p27rss).
+ * Only a buffer that is the whole of its ArrayBuffer (never a slice of node's pool or of a larger
+ * array) and at least RELEASE_MIN_BYTES long.
+ */
+export function releaseBuffer(b: Buffer): boolean {
+  const ab = b.buffer;
+  if (!(ab instanceof ArrayBuffer) || b.byteOffset !== 0 || b.byteLength !== ab.byteLength || b.byteLength < RELEASE_MIN_BYTES || ab.detached) return false;
+  ab.transfer(0);
+  return true;
+}
+
 function runSync(steps: Steps): void {
   let r = steps.next();
   while (!r.done) {
@@ -97,9 +118,11 @@ function runSync(steps: Steps): void {
       if (w.kind === 'update') w.map.updateBatch(w.keys, w.values, w.count, BPF_ANY, w.threads);
       else if (w.kind === 'deleteMany') out = w.map.deleteMany(w.keys, w.count);
     } catch (e) {
+      // a failed write's step names what the kernel refused from its buffers: not released
       r = steps.throw(e);
       continue;
     }
+    if (w.kind === 'update' && w.free) { releaseBuffer(w.keys); releaseBuffer(w.values); }
     r = steps.next(out);
   }
 }
@@ -117,6 +140,7 @@ async function runAsync(steps: Steps): Promise<void> {
       r = steps.throw(e);
       continue;
     }
+    if (w.kind === 'update' && w.free) { releaseBuffer(w.keys); releaseBuffer(w.values); }
     r = steps.next(out);
   }
 }
@@ -654,10 +678,11 @@ export class MapWriter {
   }
 
   private memberKeySteps(keys: Buffer, count: number): Steps {
+    // keys: every caller's own (writeMembers', addMembers' concat or its fresh array)
     return this.batchUpdate('lb_members', keys, Buffer.alloc(count, 1), count, (i) => {
       const m = L.decodeMemberKey(keys, i * L.MEMBER_KEY.size);
       return `member backend id ${m.backendId} of frontend id ${m.feId}`;
-    }, HASH_BATCH_THREADS);
+    }, HASH_BATCH_THREADS, true);
   }
 
   /**
@@ -948,7 +973,7 @@ export class MapWriter {
         }
         const keys = u32Bytes(kw);
         this.followBackends(() => bs.map((b) => b.id), true);
-        yield* this.batchUpdate('lb_backends', keys, values, bs.length, (i) => `backend ${bs[i]!.address}:${bs[i]!.port}/${bs[i]!.protocol} (id ${bs[i]!.id})`);
+        yield* this.batchUpdate('lb_backends', keys, values, bs.length, (i) => `backend ${bs[i]!.address}:${bs[i]!.port}/${bs[i]!.protocol} (id ${bs[i]!.id})`, 1, true);
         this.followBackends(() => bs.map((b) => b.id), false);
         res.batches++;
         return;
@@ -998,7 +1023,7 @@ export class MapWriter {
           }
           return items[lo]!.frontendId;
         };
-        yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${ownerOf(i)}`, HASH_BATCH_THREADS);
+        yield* this.batchUpdate('lb_slots', keys, values, n, (i) => `slot of frontend id ${ownerOf(i)}`, HASH_BATCH_THREADS, true);
         res.batches++;
         return;
       }
@@ -1009,7 +1034,7 @@ export class MapWriter {
           L.encodeU32(o.frontendId, keys, i * 4);
           L.encodeRevNat({ address: o.address, port: o.port }, values, i * L.REVNAT.size);
         });
-        yield* this.batchUpdate('lb_revnat', keys, values, items.length, (i) => `reverse NAT of frontend id ${items[i]!.frontendId} (${items[i]!.address}:${items[i]!.port})`);
+        yield* this.batchUpdate('lb_revnat', keys, values, items.length, (i) => `reverse NAT of frontend id ${items[i]!.frontendId} (${items[i]!.address}:${items[i]!.port})`, 1, true);
         res.batches++;
         return;
       }
@@ -1423,9 +1448,10 @@ export class MapWriter {
     this.backendBits = bits;
   }
 
-  private *batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string, threads = 1): Steps {
+  /** free: the caller made keys and values for this write alone (Write's free) */
+  private *batchUpdate(name: L.MapName, keys: Buffer, values: Buffer, count: number, what: (i: number) => string, threads = 1, free = false): Steps {
     try {
-      yield { kind: 'update', map: this.maps[name], keys, values, count, threads };
+      yield { kind: 'update', map: this.maps[name], keys, values, count, threads, ...(free && { free }) };
     } catch (e) {
       const i = e instanceof BpfBatchError ? e.processed : 0;
       throw this.mapFull(e, name, i < count ? what(i) : `${count} entries`);
