@@ -57,7 +57,122 @@ export interface CompiledService {
  * after the edit: undefined when it left the list), shared by the lists made from it: each list is
  * the base with the edits up to its own count.
  */
-interface ServiceRun { base: readonly CompiledService[]; keys: string[]; vals: (CompiledService | undefined)[] }
+interface ServiceRun {
+  base: readonly CompiledService[];
+  keys: string[];
+  vals: (CompiledService | undefined)[];
+  /** the next run's base being built a few steps per edit (its first `at` edits merged), then the base built */
+  next?: RunBuild;
+}
+
+/**
+ * The list of a run's base with its first `at` edits, built in steps of a bounded number of
+ * elements (one step per Service change), so that no one change pays for it (a build of the whole
+ * list at once was 5-6 ms at 10,000 Services, 30 ms at 100,000; docs/PERF.md, session 26): first a
+ * stable bottom-up merge sort of the edits' indices by key (passes of width 1, 2, 4, ...; a merge
+ * may end mid-way and go on at the next step), then the merge of the sorted edits (the last edit of
+ * a key wins) with the base.
+ */
+class RunBuild {
+  readonly at: number;
+  readonly #keys: readonly string[];
+  readonly #vals: readonly (CompiledService | undefined)[];
+  readonly #base: readonly CompiledService[];
+  #a: Int32Array;
+  #b: Int32Array;
+  /** the sort: the width of this pass's runs (>= at: sorted), the current pair's start, and the merge's cursors */
+  #width = 1;
+  #lo = 0;
+  #i = 0;
+  #j = 0;
+  #o = 0;
+  #inPair = false;
+  /** the merge with the base: cursors into the sorted edits and the base */
+  #t = 0;
+  #bi = 0;
+  readonly #out: CompiledService[] = [];
+  /** the list built: set when done */
+  built: readonly CompiledService[] | undefined;
+
+  constructor(run: ServiceRun) {
+    this.at = run.keys.length;
+    this.#keys = run.keys;
+    this.#vals = run.vals;
+    this.#base = run.base;
+    this.#a = new Int32Array(this.at);
+    this.#b = new Int32Array(this.at);
+    for (let k = 0; k < this.at; k++) this.#a[k] = k;
+  }
+
+  /** goes on for about `budget` elements; true when the list is built */
+  step(budget: number): boolean {
+    const n = this.at, keys = this.#keys;
+    while (budget > 0 && this.#width < n) {
+      const w = this.#width, a = this.#a, b = this.#b;
+      if (!this.#inPair) {
+        if (this.#lo >= n) {
+          // the pass is done: its output is the next pass's input
+          this.#a = b;
+          this.#b = a;
+          this.#width = w * 2;
+          this.#lo = 0;
+          continue;
+        }
+        this.#i = this.#lo;
+        this.#j = Math.min(this.#lo + w, n);
+        this.#o = this.#lo;
+        this.#inPair = true;
+      }
+      const mid = Math.min(this.#lo + w, n), hi = Math.min(this.#lo + 2 * w, n);
+      let i = this.#i, j = this.#j, o = this.#o;
+      const end = Math.min(hi, o + budget);
+      budget -= end - o;
+      while (o < end) {
+        // stable: the left run's (earlier) edit first among equal keys
+        if (j >= hi || (i < mid && !(keys[a[j]!]! < keys[a[i]!]!))) b[o++] = a[i++]!;
+        else b[o++] = a[j++]!;
+      }
+      this.#i = i;
+      this.#j = j;
+      this.#o = o;
+      if (o >= hi) {
+        this.#inPair = false;
+        this.#lo = hi;
+      }
+    }
+    if (this.#width < n) return false;
+    // the sorted edits merged with the base, a key's last edit taken
+    const a = this.#a, base = this.#base, out = this.#out, vals = this.#vals;
+    let t = this.#t, bi = this.#bi;
+    while (budget > 0 && t < n) {
+      const k = keys[a[t]!]!;
+      while (t + 1 < n && keys[a[t + 1]!] === k) {
+        t++;
+        budget--;
+      }
+      while (bi < base.length && base[bi]!.service.key < k) {
+        out.push(base[bi++]!);
+        budget--;
+      }
+      if (bi < base.length && base[bi]!.service.key === k) bi++;
+      const c = vals[a[t]!];
+      if (c) out.push(c);
+      t++;
+      budget--;
+    }
+    this.#t = t;
+    if (t < n) {
+      this.#bi = bi;
+      return false;
+    }
+    const tail = Math.min(base.length - bi, Math.max(budget, 0));
+    for (let k = 0; k < tail; k++) out.push(base[bi++]!);
+    this.#bi = bi;
+    if (bi < base.length) return false;
+    this.built = out;
+    return true;
+  }
+}
 
 /**
  * The Service list of a compile (CompileResult.services), in Service order. A Service created,
@@ -104,14 +219,26 @@ export class ServiceList {
    * prev is its newest list, else a run from prev (built) begins.
    */
   static edit(prev: ServiceList, edits: ReadonlyMap<string, CompiledService | undefined>, removed: readonly CompiledService[],
-    added: readonly CompiledService[]): ServiceList {
+    added: readonly CompiledService[], bound = Infinity, budget = Infinity): ServiceList {
     let run = prev.#run;
     if (!run || prev.#upto !== run.keys.length) run = { base: prev.list, keys: [], vals: [] };
+    else if (run.next?.built) {
+      // the next run's base is built: its edits are this run's after it (the lists made so far keep this run)
+      const at = run.next.at;
+      run = { base: run.next.built, keys: run.keys.slice(at), vals: run.vals.slice(at) };
+    }
     for (const [k, c] of edits) {
       run.keys.push(k);
       run.vals.push(c);
     }
-    return new ServiceList(undefined, run, prev.version, removed, added);
+    const next = new ServiceList(undefined, run, prev.version, removed, added);
+    // past the bound, the next run's base is built a step per edit; past twice the bound (edits
+    // faster than the steps: many Services at once) this list is built now, and the next edits run from it
+    if (run.keys.length > 2 * bound) void next.list;
+    else if (run.next) {
+      if (!run.next.built) run.next.step(budget);
+    } else if (run.keys.length > bound) run.next = new RunBuild(run);
+    return next;
   }
 
   /** the edits of this list's run so far (a bound on what a run keeps: the Compiler builds a list past it) */
@@ -419,6 +546,8 @@ export class Compiler {
   readonly #mergeAt: number;
   /** a Service list is built past this many edits plus the Service count since the last built one (tests set 0) */
   readonly #serviceRun: number;
+  /** the elements of a Service list's build per Service change (RunBuild; tests set a few) */
+  readonly #serviceStep: number | undefined;
   /** the states returned in the current run, which may need its end kept (#retire) */
   #pending: WeakRef<PendingList>[] = [];
 
@@ -428,12 +557,13 @@ export class Compiler {
   }
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
-  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number; mergeAt?: number; serviceRun?: number }) {
+  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number; mergeAt?: number; serviceRun?: number; serviceStep?: number }) {
     if (!opts.nodeName) throw configError('a node name is required');
     this.#fastFirst = internal?.fastFirst ?? true;
     this.#bulkSlices = internal?.bulkSlices ?? BULK_SLICES;
     this.#mergeAt = internal?.mergeAt ?? 64;
     this.#serviceRun = internal?.serviceRun ?? 1024;
+    this.#serviceStep = internal?.serviceStep;
     this.#opts = opts;
     this.#range = opts.nodePortRange ?? defaultNodePortRange;
     const r = this.#range;
@@ -825,8 +955,10 @@ export class Compiler {
    * The Service list after the `dirty` Services' entries were replaced (`previous`: their entries
    * before), as edits of the previous list. Only where every model key is its snapshot key (not
    * walked): the list is in model key order then. Past 1,024 + n edits since the last built list,
-   * this one is built now (a pass over the list, once in that many Service changes: ~1-5 ms at
-   * 30,000 Services), so that a run's log, and the merge a read makes, stay within the list's size.
+   * the next list's base is built in steps of ~2,000 + n / 128 elements, one per Service change
+   * (RunBuild: ~40 changes at 10,000 Services, ~700 at 100,000), and the edits after it start a
+   * new run from it: a run's log, and the merge a read makes, stay within ~the list's size, and no
+   * change pays for a whole list (5-6 ms at 10,000 Services, 30 at 100,000, built at once).
    */
   #editServices(prev: ServiceList, dirty: ReadonlySet<string>, previous: ReadonlyMap<string, ServiceEntry>): ServiceList {
     const edits = new Map<string, CompiledService | undefined>();
@@ -839,9 +971,8 @@ export class Compiler {
       if (now) added.push(now);
     }
     if (!edits.size) return prev;
-    const next = ServiceList.edit(prev, edits, removed, added);
-    if (next.pending > this.#serviceRun + this.#svcKeys.length) void next.list;
-    return next;
+    const bound = this.#serviceRun + this.#svcKeys.length;
+    return ServiceList.edit(prev, edits, removed, added, bound, this.#serviceStep ?? 2048 + (bound >> 7));
   }
 
   /** #list and #listKeys after the served frontend of the `moved` keys changed (#byKey has the new ones): one merge. */
