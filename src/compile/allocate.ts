@@ -116,11 +116,10 @@ export function parseServiceCidrs(cidrs: string[]): Map<Family, Cidr> {
 /**
  * Decides the clusterIPs and nodePorts of every Service. Services that cannot be placed (an
  * explicit clusterIP or nodePort already taken by an earlier Service, a family with no service
- * CIDR) are reported and left out of the result.
+ * CIDR) are reported and left out of the result. `out`: the (empty) Map to fill and return.
  */
 export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, range: NodePortRange,
-  errors: ObjectError[], standalone = true): Map<string, Allocation> {
-  const out = new Map<string, Allocation>();
+  errors: ObjectError[], standalone = true, out: Map<string, Allocation> = new Map()): Map<string, Allocation> {
   const usedIPs = new Set<string>();
   const usedNodePorts = new Set<number>();
   const explicitNodePorts = new Map<string, string>(); // `${port}/${proto}` -> service key
