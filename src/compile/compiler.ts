@@ -15,7 +15,7 @@ import {
 } from '../model/types.js';
 import { normalizeEndpointSlice, normalizeNode, normalizeService, tight, type NormalizedSlice } from '../model/normalize.js';
 import { ipFamily, parseCidr, type Cidr } from '../util/ip.js';
-import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
+import { allocate, defaultServiceCidrs, parseServiceCidrs, type AllocTrace, type Allocation, type UsedSet } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
 import { primaryNodeIPs, resolveNodePortAddresses } from './nodeport-addresses.js';
 import type { Family } from '../util/ip.js';
@@ -442,6 +442,34 @@ function claims(m: ServiceModel | null | undefined): string[] {
 }
 
 /** The same model and problems from a new object of one Service (models are plain JSON data). */
+/** Every clusterIP and nodePort an allocation holds (a Service's own ones among them). */
+function allocationSlots(a: Allocation): (string | number)[] {
+  const out: (string | number)[] = [...a.clusterIPs];
+  for (const p of a.nodePorts) if (p) out.push(p);
+  if (a.healthCheckNodePort) out.push(a.healthCheckNodePort);
+  return out;
+}
+
+/** The clusterIPs and nodePorts a Service names itself (allocate()'s first pass). */
+function namedSlots(m: ServiceModel | null | undefined): (string | number)[] {
+  if (!m) return [];
+  const out: (string | number)[] = [...m.clusterIPs];
+  for (const p of m.ports) if (p.nodePort) out.push(p.nodePort);
+  if (m.healthCheckNodePort) out.push(m.healthCheckNodePort);
+  return out;
+}
+
+/**
+ * Standalone allocation's index: the Service holding each clusterIP and each nodePort ('' when two
+ * do), and the slots each allocation probed past (in use at its turn), counted per slot.
+ */
+interface SaIndex {
+  ips: Map<string, string>;
+  ports: Map<number, string>;
+  skippedBy: Map<string | number, number>;
+  skippedOf: Map<string, (string | number)[]>;
+}
+
 function sameModel(old: ServiceRecord, model: ServiceModel, errors: readonly ObjectError[]): boolean {
   return old.errors.length === errors.length && JSON.stringify(old.model) === JSON.stringify(model)
     && (errors.length === 0 || JSON.stringify(old.errors) === JSON.stringify(errors));
@@ -497,6 +525,8 @@ export class Compiler {
   readonly #allocWarnings = new Map<string, ObjectError[]>();
   /** how many Services claim each clusterIP and each nodePort/protocol (what allocate() checks for collisions); in shards, as #allocs */
   #claims: Map<string, number> | undefined;
+  /** standalone: who holds each clusterIP and nodePort (#allocateStandalone); undefined until needed, and after a full allocate() */
+  #saIndex: SaIndex | undefined;
   /** the previous models of the Services the current compile found changed */
   readonly #replaced = new Map<string, ServiceModel | null>();
   #replacedValid = false;
@@ -600,6 +630,8 @@ export class Compiler {
     const base = this.#lastState;
     this.#lastState = undefined;
     if (this.#byKeyStale) {
+      // (and the standalone index may be part-way through a change)
+      this.#saIndex = undefined;
       // a compile that threw may have left #byKey and the list behind the entries: rebuild them
       const all: RawFrontend[] = [];
       for (const e of this.#entries.values()) for (const r of e.frontends) all.push(r);
@@ -670,6 +702,7 @@ export class Compiler {
       this.#allocErrors = [];
       // in shards: each Service created or deleted then inserts a fresh key here (#allocateLocally)
       this.#allocs = allocate(models, this.#cidrs, this.#range, this.#allocErrors, ro.standalone, new ShardedMap(stringHash));
+      this.#saIndex = undefined;
       // from the API server allocate() reports its rejections first, then its warnings, each in Service order
       this.#allocRejects = this.#allocErrors.filter((e) => e.severity === 'error');
       this.#allocWarnings.clear();
@@ -1043,8 +1076,8 @@ export class Compiler {
    * Then, from the API server a Service's allocation is its own clusterIPs and nodePorts unless an
    * earlier Service claims one of them. So when neither the old nor the new version of any changed
    * Service shares a claim with another Service, no other Service's allocation moves and each
-   * changed one gets what allocate() gives it alone. Returns false, changing nothing, otherwise
-   * (and always in standalone mode, where hashing and probing tie allocations together).
+   * changed one gets what allocate() gives it alone. Returns false, changing nothing, otherwise.
+   * In standalone mode, #allocateStandalone.
    */
   #allocateLocally(changed: readonly string[], standalone: boolean): boolean {
     if (!this.#replacedValid) return false;
@@ -1053,7 +1086,8 @@ export class Compiler {
       const old = this.#replaced.get(k), now = this.#svcs.get(k)?.model;
       return old && now && allocationInputs(old) === allocationInputs(now);
     })) return true;
-    if (standalone || this.#keyMismatch > 0) return false;
+    if (this.#keyMismatch > 0) return false;
+    if (standalone) return this.#allocateStandalone(changed);
     // counted from the first time they are needed (a first sync has no use for them), then kept current
     const counts = this.#claims ??= this.#countClaims();
     // the counts are of the new state; the old one had the changed Services' old claims instead of their new ones
@@ -1093,12 +1127,161 @@ export class Compiler {
    * of a first Service change at 10,000). The agent calls it in its warm-up after the first sync.
    */
   prepare(): void {
-    if (this.#allocs) this.#claims ??= this.#countClaims();
+    if (!this.#allocs) return;
+    if (this.#opts.standalone) this.#saIndex ??= this.#indexAllocations();
+    else this.#claims ??= this.#countClaims();
+  }
+
+  /**
+   * Standalone: the changed Services allocated against every other Service's addresses and ports, as
+   * allocate() over every Service (in Service order: what each names itself first, then what is
+   * missing, drawn by hash with linear probing) would give them, when that can be shown from the
+   * index of who holds what (SaIndex): a slot a changed Service leaves was probed past by no other
+   * allocation (which would move into it), a slot it names is held by no other Service, and each
+   * slot its own allocation probed past is one a full run would find taken at its turn (named by
+   * any Service, or allocated to one earlier in order). Then no other Service's allocation moves.
+   * Else false (the caller reruns allocate() over every Service, and the index is rebuilt when next
+   * needed). A walk of every Service was a Service created or deleted in standalone mode: ~27 ms of
+   * compile at 10,000 Services (docs/PERF.md, session 27, p27tail).
+   */
+  #allocateStandalone(changed: readonly string[]): boolean {
+    // a Service rejected for a clash may get what a change frees: left to a full run
+    if (this.#allocRejects.length) return false;
+    // (built here: of the allocations before this change, the changed Services' old models)
+    const idx = this.#saIndex ??= this.#indexAllocations(this.#replaced);
+    if (!idx) return false;
+    const drop = (): false => {
+      this.#saIndex = undefined;
+      return false;
+    };
+    const holders = (slot: string | number): Map<string | number, string> => (typeof slot === 'string' ? idx.ips : idx.ports) as Map<string | number, string>;
+    // 1. what the changed Services held before, freed (their own probes first: they allocate again below)
+    for (const k of changed) {
+      const sk = idx.skippedOf.get(k);
+      if (!sk) continue;
+      for (const slot of sk) {
+        const n = idx.skippedBy.get(slot)! - 1;
+        if (n) idx.skippedBy.set(slot, n);
+        else idx.skippedBy.delete(slot);
+      }
+      idx.skippedOf.delete(k);
+    }
+    for (const k of changed) {
+      const a = this.#allocs!.get(k);
+      if (!a) continue;
+      for (const slot of new Set(allocationSlots(a))) {
+        const m = holders(slot);
+        // another Service's allocation probed past it: a full run would move that one into it
+        if (m.get(slot) !== k || idx.skippedBy.get(slot)) return drop();
+        m.delete(slot);
+      }
+    }
+    // 2. what they name themselves, before any allocation (allocate()'s first pass)
+    const order = [...changed].sort(byString);
+    const models: ServiceModel[] = [];
+    for (const k of order) {
+      const m = this.#svcs.get(k)?.model;
+      if (!m || m.headless || m.type === 'ExternalName') continue;
+      for (const slot of namedSlots(m)) {
+        const h = holders(slot).get(slot);
+        if (h !== undefined && h !== k) return drop();
+        holders(slot).set(slot, k);
+      }
+      models.push(m);
+    }
+    // 3. what is missing, in Service order, against every slot held
+    let cur = '', bad = false;
+    const skipped: (string | number)[] = [];
+    const used = {
+      ips: { has: (x: string) => idx.ips.has(x), add: (x: string) => idx.ips.set(x, cur), get size() { return idx.ips.size; } } satisfies UsedSet<string>,
+      ports: { has: (x: number) => idx.ports.has(x), add: (x: number) => idx.ports.set(x, cur), get size() { return idx.ports.size; } } satisfies UsedSet<number>,
+    };
+    const trace: AllocTrace = {
+      took: () => {},
+      skipped: (key, slot) => {
+        const h = holders(slot).get(slot);
+        // taken at this Service's turn in a full run: named by any Service, or allocated to an earlier one
+        if (h === undefined || h === '' || (h > key && !namedSlots(this.#svcs.get(h)?.model).includes(slot))) bad = true;
+        skipped.push(slot);
+      },
+    };
+    const solo = new Map<string, { alloc: Allocation | undefined; errors: ObjectError[] }>();
+    for (const k of order) solo.set(k, { alloc: undefined, errors: [] });
+    for (const m of models) {
+      cur = m.key;
+      skipped.length = 0;
+      const errors: ObjectError[] = [];
+      const alloc = allocate([m], this.#cidrs, this.#range, errors, true, new Map(), used, trace).get(m.key);
+      if (bad || errors.some((e) => e.severity === 'error')) return drop();
+      if (skipped.length) {
+        idx.skippedOf.set(m.key, [...skipped]);
+        for (const slot of skipped) idx.skippedBy.set(slot, (idx.skippedBy.get(slot) ?? 0) + 1);
+      }
+      solo.set(m.key, { alloc, errors });
+    }
+    for (const [k, { alloc, errors }] of solo) {
+      this.#allocs!.delete(k);
+      if (alloc) this.#allocs!.set(k, alloc);
+      this.#allocWarnings.delete(k);
+      if (errors.length) this.#allocWarnings.set(k, errors);
+    }
+    this.#allocErrors = [...this.#allocRejects];
+    for (const k of [...this.#allocWarnings.keys()].sort(byString)) for (const e of this.#allocWarnings.get(k)!) this.#allocErrors.push(e);
+    return true;
+  }
+
+  /**
+   * Standalone: who holds each address and port, from a rerun of allocate() over every Service
+   * (undefined when it rejects any); with `before` (the changed Services' previous models, null
+   * for one that did not exist), as the allocations were before that change.
+   */
+  #indexAllocations(before?: ReadonlyMap<string, ServiceModel | null>): SaIndex | undefined {
+    const keys = this.#svcKeys;
+    if (before?.size) {
+      // the keys before the change: the deleted ones back in order (few: a change's), the created ones out
+      const gone = [...before.keys()].filter((k) => !this.#svcs.has(k)).sort(byString);
+      if (gone.length) {
+        const all: string[] = [];
+        let g = 0;
+        for (const k of keys) {
+          while (g < gone.length && gone[g]! < k) all.push(gone[g++]!);
+          all.push(k);
+        }
+        while (g < gone.length) all.push(gone[g++]!);
+        return this.#indexOf(all, before);
+      }
+    }
+    return this.#indexOf(keys, before);
+  }
+
+  #indexOf(keys: readonly string[], before: ReadonlyMap<string, ServiceModel | null> | undefined): SaIndex | undefined {
+    const models: ServiceModel[] = [];
+    for (const k of keys) {
+      const m = before?.has(k) ? before.get(k) : this.#svcs.get(k)!.model;
+      if (m) models.push(m);
+    }
+    const idx: SaIndex = { ips: new ShardedMap(stringHash), ports: new Map(), skippedBy: new Map(), skippedOf: new Map() };
+    const holders = (slot: string | number): Map<string | number, string> => (typeof slot === 'string' ? idx.ips : idx.ports) as Map<string | number, string>;
+    const errors: ObjectError[] = [];
+    allocate(models, this.#cidrs, this.#range, errors, true, new Map(), undefined, {
+      took: (key, slot) => {
+        const m = holders(slot), h = m.get(slot);
+        // held twice (one nodePort for TCP and UDP of two Services, a shared healthCheckNodePort): '', which no change may touch
+        m.set(slot, h === undefined || h === key ? key : '');
+      },
+      skipped: (key, slot) => {
+        idx.skippedBy.set(slot, (idx.skippedBy.get(slot) ?? 0) + 1);
+        let l = idx.skippedOf.get(key);
+        if (!l) idx.skippedOf.set(key, l = []);
+        l.push(slot);
+      },
+    });
+    return errors.some((e) => e.severity === 'error') ? undefined : idx;
   }
 
   #countClaims(): Map<string, number> {
     // in shards: a Service created claims a fresh clusterIP, and V8 copies a whole Map's table every
-    // ~(capacity - n) fresh keys (10,000 Services: 3-6 ms of one change in ~11,000 under Service churn)
+    // ~(capacity - n) fresh keys, on the one change that makes that insert (util/sharded-map.ts)
     const counts: Map<string, number> = new ShardedMap(stringHash);
     for (const r of this.#svcs.values()) for (const c of claims(r.model)) counts.set(c, (counts.get(c) ?? 0) + 1);
     return counts;
