@@ -150,7 +150,8 @@ try {
           const had = steps.length, size0 = statSync(trace).size;
           // a variant other than the stub's current one for that slice (the runs change the same Services)
           const v = (variant.get(i) ?? 0) % 3 + 1;
-          variant.set(i, v);
+          // (only a change that the stub applies moves it: else the next run's change is none)
+          if (kind === 'endpoint') variant.set(i, v);
           // a Service past the N that no other run uses: odd, so never a NodePort (gen.ts isNodePort)
           const created = n + 1 + 2 * Math.floor(k / 2) + 2 * changes * r;
           const mut = kind !== 'service' && kind !== 'endpoint';
