@@ -75,17 +75,35 @@ class IpPool {
     return ipFrom16(fromBig(this.base + offset));
   }
 
-  allocate(seed: string, used: Set<string>): string | undefined {
+  allocate(seed: string, used: UsedSet<string>, skip?: (ip: string) => void): string | undefined {
     const span = this.hi - this.lo + 1n;
     let off = hash64(seed) % span;
     // bounded: each step either finds a free address or passes a used one
     for (let n = 0; n <= used.size && BigInt(n) < span; n++) {
       const ip = this.at(this.lo + off);
       if (!used.has(ip)) return ip;
+      skip?.(ip);
       off = (off + 1n) % span;
     }
     return undefined;
   }
+}
+
+/** What allocate() reads and adds to of the addresses and ports in use (a Set, or the caller's index). */
+export interface UsedSet<T> {
+  has(x: T): boolean;
+  add(x: T): unknown;
+  readonly size: number;
+}
+
+/**
+ * What allocate() tells of each standalone allocation, for a caller that indexes them (the Compiler's
+ * local allocation of a changed Service): every address and port a chosen Service holds (its own and
+ * those allocated), and each one an allocation probed past, in use at its turn.
+ */
+export interface AllocTrace {
+  took(key: string, slot: string | number): void;
+  skipped(key: string, slot: string | number): void;
 }
 
 /** n zeros, one shared array per n: most Services have no nodePort, and the arrays live as long as they do */
@@ -116,13 +134,15 @@ export function parseServiceCidrs(cidrs: string[]): Map<Family, Cidr> {
 /**
  * Decides the clusterIPs and nodePorts of every Service. Services that cannot be placed (an
  * explicit clusterIP or nodePort already taken by an earlier Service, a family with no service
- * CIDR) are reported and left out of the result.
+ * CIDR) are reported and left out of the result. `out`: the (empty) Map to fill and return.
+ * `used`: the addresses and ports in use besides these Services' (standalone: allocations avoid
+ * them, and what these Services take is added); `trace` hears of each (standalone).
  */
 export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, range: NodePortRange,
-  errors: ObjectError[], standalone = true): Map<string, Allocation> {
-  const out = new Map<string, Allocation>();
-  const usedIPs = new Set<string>();
-  const usedNodePorts = new Set<number>();
+  errors: ObjectError[], standalone = true, out: Map<string, Allocation> = new Map(),
+  used?: { ips: UsedSet<string>; ports: UsedSet<number> }, trace?: AllocTrace): Map<string, Allocation> {
+  const usedIPs: UsedSet<string> = used?.ips ?? new Set<string>();
+  const usedNodePorts: UsedSet<number> = used?.ports ?? new Set<number>();
   const explicitNodePorts = new Map<string, string>(); // `${port}/${proto}` -> service key
   const pools = new Map<Family, IpPool>();
   const cidrOrder: Family[] = [...cidrs.keys()];
@@ -161,25 +181,32 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
     for (const ip of s.clusterIPs) {
       ipOwner.set(ip, s.key);
       if (standalone) usedIPs.add(ip);
+      trace?.took(s.key, ip);
     }
     for (const p of s.ports) {
       if (!p.nodePort) continue;
       explicitNodePorts.set(`${p.nodePort}/${p.protocol}`, s.key);
       if (standalone) usedNodePorts.add(p.nodePort);
+      trace?.took(s.key, p.nodePort);
     }
-    if (s.healthCheckNodePort && standalone) usedNodePorts.add(s.healthCheckNodePort);
+    if (s.healthCheckNodePort && standalone) {
+      usedNodePorts.add(s.healthCheckNodePort);
+      trace?.took(s.key, s.healthCheckNodePort);
+    }
     chosen.push(s);
   }
 
   const span = range.max - range.min + 1;
-  const allocPort = (seed: string): number => {
+  const allocPort = (key: string, seed: string): number => {
     let off = Number(hash64(seed) % BigInt(span));
     for (let n = 0; n < span; n++) {
       const port = range.min + off;
       if (!usedNodePorts.has(port)) {
         usedNodePorts.add(port);
+        trace?.took(key, port);
         return port;
       }
+      trace?.skipped(key, port);
       off = (off + 1) % span;
     }
     return 0;
@@ -206,10 +233,11 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
       // a Service that asks for dual-stack but names one clusterIP gets the other family allocated
       if (s.clusterIPs.length === 1 && s.ipFamilyPolicy !== 'SingleStack') {
         const other: Family = familyOfValid(s.clusterIPs[0]!) === 4 ? 6 : 4;
-        const ip = pools.get(other)?.allocate(`${s.key}/${other}`, usedIPs);
+        const ip = pools.get(other)?.allocate(`${s.key}/${other}`, usedIPs, trace && ((x) => trace.skipped(s.key, x)));
         if (ip) {
           clusterIPs = [s.clusterIPs[0]!, ip];
           usedIPs.add(ip);
+          trace?.took(s.key, ip);
         } else if (s.ipFamilyPolicy === 'RequireDualStack') {
           reject(s, 'spec.ipFamilyPolicy', `RequireDualStack, but no IPv${other} service CIDR is configured`);
           continue;
@@ -234,7 +262,7 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
           }
           continue;
         }
-        const ip = pool.allocate(`${s.key}/${f}`, usedIPs);
+        const ip = pool.allocate(`${s.key}/${f}`, usedIPs, trace && ((x) => trace.skipped(s.key, x)));
         if (!ip) {
           reject(s, 'spec.clusterIP', `the IPv${f} service CIDR ${formatCidr(pool.cidr)} is full`);
           failed = true;
@@ -242,13 +270,14 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
         }
         picked.push(ip);
         usedIPs.add(ip);
+        trace?.took(s.key, ip);
       }
       if (failed) continue;
     }
     const wantsNodePorts = s.type === 'NodePort' || (s.type === 'LoadBalancer' && s.allocateLoadBalancerNodePorts);
     const nodePorts = !wantsNodePorts ? nodePortsOf(s) : s.ports.map((p, i) => {
       if (p.nodePort) return p.nodePort;
-      return allocPort(`${s.key}/${p.name || i}/${p.protocol}`);
+      return allocPort(s.key, `${s.key}/${p.name || i}/${p.protocol}`);
     });
     if (nodePorts.some((p, i) => wantsNodePorts && !s.ports[i]?.nodePort && p === 0)) {
       reject(s, 'spec.ports', `the nodePort range ${range.min}-${range.max} is full`);
@@ -257,7 +286,7 @@ export function allocate(services: ServiceModel[], cidrs: Map<Family, Cidr>, ran
     // kube-apiserver allocates a health check port for LoadBalancer Services with eTP Local
     let healthCheckNodePort = s.healthCheckNodePort;
     if (!healthCheckNodePort && s.type === 'LoadBalancer' && s.externalTrafficPolicy === 'Local') {
-      healthCheckNodePort = allocPort(`${s.key}/healthCheckNodePort`);
+      healthCheckNodePort = allocPort(s.key, `${s.key}/healthCheckNodePort`);
     }
     out.set(s.key, { clusterIPs, nodePorts, healthCheckNodePort });
   }

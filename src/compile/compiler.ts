@@ -15,7 +15,7 @@ import {
 } from '../model/types.js';
 import { normalizeEndpointSlice, normalizeNode, normalizeService, tight, type NormalizedSlice } from '../model/normalize.js';
 import { ipFamily, parseCidr, type Cidr } from '../util/ip.js';
-import { allocate, defaultServiceCidrs, parseServiceCidrs, type Allocation } from './allocate.js';
+import { allocate, defaultServiceCidrs, parseServiceCidrs, type AllocTrace, type Allocation, type UsedSet } from './allocate.js';
 import { configError, isNodePortRange, type CompileOptions } from './options.js';
 import { primaryNodeIPs, resolveNodePortAddresses } from './nodeport-addresses.js';
 import type { Family } from '../util/ip.js';
@@ -57,7 +57,122 @@ export interface CompiledService {
  * after the edit: undefined when it left the list), shared by the lists made from it: each list is
  * the base with the edits up to its own count.
  */
-interface ServiceRun { base: readonly CompiledService[]; keys: string[]; vals: (CompiledService | undefined)[] }
+interface ServiceRun {
+  base: readonly CompiledService[];
+  keys: string[];
+  vals: (CompiledService | undefined)[];
+  /** the next run's base being built a few steps per edit (its first `at` edits merged), then the base built */
+  next?: RunBuild;
+}
+
+/**
+ * The list of a run's base with its first `at` edits, built in steps of a bounded number of
+ * elements (one step per Service change), so that no one change pays for it (a build of the whole
+ * list at once was 5-6 ms at 10,000 Services, 30 ms at 100,000; docs/PERF.md, session 26): first a
+ * stable bottom-up merge sort of the edits' indices by key (passes of width 1, 2, 4, ...; a merge
+ * may end mid-way and go on at the next step), then the merge of the sorted edits (the last edit of
+ * a key wins) with the base.
+ */
+class RunBuild {
+  readonly at: number;
+  readonly #keys: readonly string[];
+  readonly #vals: readonly (CompiledService | undefined)[];
+  readonly #base: readonly CompiledService[];
+  #a: Int32Array;
+  #b: Int32Array;
+  /** the sort: the width of this pass's runs (>= at: sorted), the current pair's start, and the merge's cursors */
+  #width = 1;
+  #lo = 0;
+  #i = 0;
+  #j = 0;
+  #o = 0;
+  #inPair = false;
+  /** the merge with the base: cursors into the sorted edits and the base */
+  #t = 0;
+  #bi = 0;
+  readonly #out: CompiledService[] = [];
+  /** the list built: set when done */
+  built: readonly CompiledService[] | undefined;
+
+  constructor(run: ServiceRun) {
+    this.at = run.keys.length;
+    this.#keys = run.keys;
+    this.#vals = run.vals;
+    this.#base = run.base;
+    this.#a = new Int32Array(this.at);
+    this.#b = new Int32Array(this.at);
+    for (let k = 0; k < this.at; k++) this.#a[k] = k;
+  }
+
+  /** goes on for about `budget` elements; true when the list is built */
+  step(budget: number): boolean {
+    const n = this.at, keys = this.#keys;
+    while (budget > 0 && this.#width < n) {
+      const w = this.#width, a = this.#a, b = this.#b;
+      if (!this.#inPair) {
+        if (this.#lo >= n) {
+          // the pass is done: its output is the next pass's input
+          this.#a = b;
+          this.#b = a;
+          this.#width = w * 2;
+          this.#lo = 0;
+          continue;
+        }
+        this.#i = this.#lo;
+        this.#j = Math.min(this.#lo + w, n);
+        this.#o = this.#lo;
+        this.#inPair = true;
+      }
+      const mid = Math.min(this.#lo + w, n), hi = Math.min(this.#lo + 2 * w, n);
+      let i = this.#i, j = this.#j, o = this.#o;
+      const end = Math.min(hi, o + budget);
+      budget -= end - o;
+      while (o < end) {
+        // stable: the left run's (earlier) edit first among equal keys
+        if (j >= hi || (i < mid && !(keys[a[j]!]! < keys[a[i]!]!))) b[o++] = a[i++]!;
+        else b[o++] = a[j++]!;
+      }
+      this.#i = i;
+      this.#j = j;
+      this.#o = o;
+      if (o >= hi) {
+        this.#inPair = false;
+        this.#lo = hi;
+      }
+    }
+    if (this.#width < n) return false;
+    // the sorted edits merged with the base, a key's last edit taken
+    const a = this.#a, base = this.#base, out = this.#out, vals = this.#vals;
+    let t = this.#t, bi = this.#bi;
+    while (budget > 0 && t < n) {
+      const k = keys[a[t]!]!;
+      while (t + 1 < n && keys[a[t + 1]!] === k) {
+        t++;
+        budget--;
+      }
+      while (bi < base.length && base[bi]!.service.key < k) {
+        out.push(base[bi++]!);
+        budget--;
+      }
+      if (bi < base.length && base[bi]!.service.key === k) bi++;
+      const c = vals[a[t]!];
+      if (c) out.push(c);
+      t++;
+      budget--;
+    }
+    this.#t = t;
+    if (t < n) {
+      this.#bi = bi;
+      return false;
+    }
+    const tail = Math.min(base.length - bi, Math.max(budget, 0));
+    for (let k = 0; k < tail; k++) out.push(base[bi++]!);
+    this.#bi = bi;
+    if (bi < base.length) return false;
+    this.built = out;
+    return true;
+  }
+}
 
 /**
  * The Service list of a compile (CompileResult.services), in Service order. A Service created,
@@ -104,14 +219,26 @@ export class ServiceList {
    * prev is its newest list, else a run from prev (built) begins.
    */
   static edit(prev: ServiceList, edits: ReadonlyMap<string, CompiledService | undefined>, removed: readonly CompiledService[],
-    added: readonly CompiledService[]): ServiceList {
+    added: readonly CompiledService[], bound = Infinity, budget = Infinity): ServiceList {
     let run = prev.#run;
     if (!run || prev.#upto !== run.keys.length) run = { base: prev.list, keys: [], vals: [] };
+    else if (run.next?.built) {
+      // the next run's base is built: its edits are this run's after it (the lists made so far keep this run)
+      const at = run.next.at;
+      run = { base: run.next.built, keys: run.keys.slice(at), vals: run.vals.slice(at) };
+    }
     for (const [k, c] of edits) {
       run.keys.push(k);
       run.vals.push(c);
     }
-    return new ServiceList(undefined, run, prev.version, removed, added);
+    const next = new ServiceList(undefined, run, prev.version, removed, added);
+    // past the bound, the next run's base is built a step per edit; past twice the bound (edits
+    // faster than the steps: many Services at once) this list is built now, and the next edits run from it
+    if (run.keys.length > 2 * bound) void next.list;
+    else if (run.next) {
+      if (!run.next.built) run.next.step(budget);
+    } else if (run.keys.length > bound) run.next = new RunBuild(run);
+    return next;
   }
 
   /** the edits of this list's run so far (a bound on what a run keeps: the Compiler builds a list past it) */
@@ -315,6 +442,34 @@ function claims(m: ServiceModel | null | undefined): string[] {
 }
 
 /** The same model and problems from a new object of one Service (models are plain JSON data). */
+/** Every clusterIP and nodePort an allocation holds (a Service's own ones among them). */
+function allocationSlots(a: Allocation): (string | number)[] {
+  const out: (string | number)[] = [...a.clusterIPs];
+  for (const p of a.nodePorts) if (p) out.push(p);
+  if (a.healthCheckNodePort) out.push(a.healthCheckNodePort);
+  return out;
+}
+
+/** The clusterIPs and nodePorts a Service names itself (allocate()'s first pass). */
+function namedSlots(m: ServiceModel | null | undefined): (string | number)[] {
+  if (!m) return [];
+  const out: (string | number)[] = [...m.clusterIPs];
+  for (const p of m.ports) if (p.nodePort) out.push(p.nodePort);
+  if (m.healthCheckNodePort) out.push(m.healthCheckNodePort);
+  return out;
+}
+
+/**
+ * Standalone allocation's index: the Service holding each clusterIP and each nodePort ('' when two
+ * do), and the slots each allocation probed past (in use at its turn), counted per slot.
+ */
+interface SaIndex {
+  ips: Map<string, string>;
+  ports: Map<number, string>;
+  skippedBy: Map<string | number, number>;
+  skippedOf: Map<string, (string | number)[]>;
+}
+
 function sameModel(old: ServiceRecord, model: ServiceModel, errors: readonly ObjectError[]): boolean {
   return old.errors.length === errors.length && JSON.stringify(old.model) === JSON.stringify(model)
     && (errors.length === 0 || JSON.stringify(old.errors) === JSON.stringify(errors));
@@ -368,8 +523,10 @@ export class Compiler {
   /** #allocErrors from the API server, split: the rejections, and the warnings by Service key */
   #allocRejects: ObjectError[] = [];
   readonly #allocWarnings = new Map<string, ObjectError[]>();
-  /** how many Services claim each clusterIP and each nodePort/protocol (what allocate() checks for collisions) */
+  /** how many Services claim each clusterIP and each nodePort/protocol (what allocate() checks for collisions); in shards, as #allocs */
   #claims: Map<string, number> | undefined;
+  /** standalone: who holds each clusterIP and nodePort (#allocateStandalone); undefined until needed, and after a full allocate() */
+  #saIndex: SaIndex | undefined;
   /** the previous models of the Services the current compile found changed */
   readonly #replaced = new Map<string, ServiceModel | null>();
   #replacedValid = false;
@@ -419,6 +576,8 @@ export class Compiler {
   readonly #mergeAt: number;
   /** a Service list is built past this many edits plus the Service count since the last built one (tests set 0) */
   readonly #serviceRun: number;
+  /** the elements of a Service list's build per Service change (RunBuild; tests set a few) */
+  readonly #serviceStep: number | undefined;
   /** the states returned in the current run, which may need its end kept (#retire) */
   #pending: WeakRef<PendingList>[] = [];
 
@@ -428,12 +587,13 @@ export class Compiler {
   }
 
   /** Validates the options; throws KbpError KBP_ERR_CONFIG naming the bad one. */
-  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number; mergeAt?: number; serviceRun?: number }) {
+  constructor(opts: CompileOptions, internal?: { fastFirst?: boolean; bulkSlices?: number; mergeAt?: number; serviceRun?: number; serviceStep?: number }) {
     if (!opts.nodeName) throw configError('a node name is required');
     this.#fastFirst = internal?.fastFirst ?? true;
     this.#bulkSlices = internal?.bulkSlices ?? BULK_SLICES;
     this.#mergeAt = internal?.mergeAt ?? 64;
     this.#serviceRun = internal?.serviceRun ?? 1024;
+    this.#serviceStep = internal?.serviceStep;
     this.#opts = opts;
     this.#range = opts.nodePortRange ?? defaultNodePortRange;
     const r = this.#range;
@@ -470,6 +630,8 @@ export class Compiler {
     const base = this.#lastState;
     this.#lastState = undefined;
     if (this.#byKeyStale) {
+      // (and the standalone index may be part-way through a change)
+      this.#saIndex = undefined;
       // a compile that threw may have left #byKey and the list behind the entries: rebuild them
       const all: RawFrontend[] = [];
       for (const e of this.#entries.values()) for (const r of e.frontends) all.push(r);
@@ -538,7 +700,9 @@ export class Compiler {
         if (m) models.push(m);
       }
       this.#allocErrors = [];
-      this.#allocs = allocate(models, this.#cidrs, this.#range, this.#allocErrors, ro.standalone);
+      // in shards: each Service created or deleted then inserts a fresh key here (#allocateLocally)
+      this.#allocs = allocate(models, this.#cidrs, this.#range, this.#allocErrors, ro.standalone, new ShardedMap(stringHash));
+      this.#saIndex = undefined;
       // from the API server allocate() reports its rejections first, then its warnings, each in Service order
       this.#allocRejects = this.#allocErrors.filter((e) => e.severity === 'error');
       this.#allocWarnings.clear();
@@ -825,8 +989,10 @@ export class Compiler {
    * The Service list after the `dirty` Services' entries were replaced (`previous`: their entries
    * before), as edits of the previous list. Only where every model key is its snapshot key (not
    * walked): the list is in model key order then. Past 1,024 + n edits since the last built list,
-   * this one is built now (a pass over the list, once in that many Service changes: ~1-5 ms at
-   * 30,000 Services), so that a run's log, and the merge a read makes, stay within the list's size.
+   * the next list's base is built in steps of ~2,000 + n / 128 elements, one per Service change
+   * (RunBuild: ~40 changes at 10,000 Services, ~700 at 100,000), and the edits after it start a
+   * new run from it: a run's log, and the merge a read makes, stay within ~the list's size, and no
+   * change pays for a whole list (5-6 ms at 10,000 Services, 30 at 100,000, built at once).
    */
   #editServices(prev: ServiceList, dirty: ReadonlySet<string>, previous: ReadonlyMap<string, ServiceEntry>): ServiceList {
     const edits = new Map<string, CompiledService | undefined>();
@@ -839,9 +1005,8 @@ export class Compiler {
       if (now) added.push(now);
     }
     if (!edits.size) return prev;
-    const next = ServiceList.edit(prev, edits, removed, added);
-    if (next.pending > this.#serviceRun + this.#svcKeys.length) void next.list;
-    return next;
+    const bound = this.#serviceRun + this.#svcKeys.length;
+    return ServiceList.edit(prev, edits, removed, added, bound, this.#serviceStep ?? 2048 + (bound >> 7));
   }
 
   /** #list and #listKeys after the served frontend of the `moved` keys changed (#byKey has the new ones): one merge. */
@@ -911,8 +1076,8 @@ export class Compiler {
    * Then, from the API server a Service's allocation is its own clusterIPs and nodePorts unless an
    * earlier Service claims one of them. So when neither the old nor the new version of any changed
    * Service shares a claim with another Service, no other Service's allocation moves and each
-   * changed one gets what allocate() gives it alone. Returns false, changing nothing, otherwise
-   * (and always in standalone mode, where hashing and probing tie allocations together).
+   * changed one gets what allocate() gives it alone. Returns false, changing nothing, otherwise.
+   * In standalone mode, #allocateStandalone.
    */
   #allocateLocally(changed: readonly string[], standalone: boolean): boolean {
     if (!this.#replacedValid) return false;
@@ -921,7 +1086,8 @@ export class Compiler {
       const old = this.#replaced.get(k), now = this.#svcs.get(k)?.model;
       return old && now && allocationInputs(old) === allocationInputs(now);
     })) return true;
-    if (standalone || this.#keyMismatch > 0) return false;
+    if (this.#keyMismatch > 0) return false;
+    if (standalone) return this.#allocateStandalone(changed);
     // counted from the first time they are needed (a first sync has no use for them), then kept current
     const counts = this.#claims ??= this.#countClaims();
     // the counts are of the new state; the old one had the changed Services' old claims instead of their new ones
@@ -961,11 +1127,162 @@ export class Compiler {
    * of a first Service change at 10,000). The agent calls it in its warm-up after the first sync.
    */
   prepare(): void {
-    if (this.#allocs) this.#claims ??= this.#countClaims();
+    if (!this.#allocs) return;
+    if (this.#opts.standalone) this.#saIndex ??= this.#indexAllocations();
+    else this.#claims ??= this.#countClaims();
+  }
+
+  /**
+   * Standalone: the changed Services allocated against every other Service's addresses and ports, as
+   * allocate() over every Service (in Service order: what each names itself first, then what is
+   * missing, drawn by hash with linear probing) would give them, when that can be shown from the
+   * index of who holds what (SaIndex): a slot a changed Service leaves was probed past by no other
+   * allocation (which would move into it), a slot it names is held by no other Service, and each
+   * slot its own allocation probed past is one a full run would find taken at its turn (named by
+   * any Service, or allocated to one earlier in order). Then no other Service's allocation moves.
+   * Else false (the caller reruns allocate() over every Service, and the index is rebuilt when next
+   * needed). A walk of every Service was a Service created or deleted in standalone mode: ~27 ms of
+   * compile at 10,000 Services (docs/PERF.md, session 27, p27tail).
+   */
+  #allocateStandalone(changed: readonly string[]): boolean {
+    // a Service rejected for a clash may get what a change frees: left to a full run
+    if (this.#allocRejects.length) return false;
+    // (built here: of the allocations before this change, the changed Services' old models)
+    const idx = this.#saIndex ??= this.#indexAllocations(this.#replaced);
+    if (!idx) return false;
+    const drop = (): false => {
+      this.#saIndex = undefined;
+      return false;
+    };
+    const holders = (slot: string | number): Map<string | number, string> => (typeof slot === 'string' ? idx.ips : idx.ports) as Map<string | number, string>;
+    // 1. what the changed Services held before, freed (their own probes first: they allocate again below)
+    for (const k of changed) {
+      const sk = idx.skippedOf.get(k);
+      if (!sk) continue;
+      for (const slot of sk) {
+        const n = idx.skippedBy.get(slot)! - 1;
+        if (n) idx.skippedBy.set(slot, n);
+        else idx.skippedBy.delete(slot);
+      }
+      idx.skippedOf.delete(k);
+    }
+    for (const k of changed) {
+      const a = this.#allocs!.get(k);
+      if (!a) continue;
+      for (const slot of new Set(allocationSlots(a))) {
+        const m = holders(slot);
+        // another Service's allocation probed past it: a full run would move that one into it
+        if (m.get(slot) !== k || idx.skippedBy.get(slot)) return drop();
+        m.delete(slot);
+      }
+    }
+    // 2. what they name themselves, before any allocation (allocate()'s first pass)
+    const order = [...changed].sort(byString);
+    const models: ServiceModel[] = [];
+    for (const k of order) {
+      const m = this.#svcs.get(k)?.model;
+      if (!m || m.headless || m.type === 'ExternalName') continue;
+      for (const slot of namedSlots(m)) {
+        const h = holders(slot).get(slot);
+        if (h !== undefined && h !== k) return drop();
+        holders(slot).set(slot, k);
+      }
+      models.push(m);
+    }
+    // 3. what is missing, in Service order, against every slot held
+    let cur = '', bad = false;
+    const skipped: (string | number)[] = [];
+    const used = {
+      ips: { has: (x: string) => idx.ips.has(x), add: (x: string) => idx.ips.set(x, cur), get size() { return idx.ips.size; } } satisfies UsedSet<string>,
+      ports: { has: (x: number) => idx.ports.has(x), add: (x: number) => idx.ports.set(x, cur), get size() { return idx.ports.size; } } satisfies UsedSet<number>,
+    };
+    const trace: AllocTrace = {
+      took: () => {},
+      skipped: (key, slot) => {
+        const h = holders(slot).get(slot);
+        // taken at this Service's turn in a full run: named by any Service, or allocated to an earlier one
+        if (h === undefined || h === '' || (h > key && !namedSlots(this.#svcs.get(h)?.model).includes(slot))) bad = true;
+        skipped.push(slot);
+      },
+    };
+    const solo = new Map<string, { alloc: Allocation | undefined; errors: ObjectError[] }>();
+    for (const k of order) solo.set(k, { alloc: undefined, errors: [] });
+    for (const m of models) {
+      cur = m.key;
+      skipped.length = 0;
+      const errors: ObjectError[] = [];
+      const alloc = allocate([m], this.#cidrs, this.#range, errors, true, new Map(), used, trace).get(m.key);
+      if (bad || errors.some((e) => e.severity === 'error')) return drop();
+      if (skipped.length) {
+        idx.skippedOf.set(m.key, [...skipped]);
+        for (const slot of skipped) idx.skippedBy.set(slot, (idx.skippedBy.get(slot) ?? 0) + 1);
+      }
+      solo.set(m.key, { alloc, errors });
+    }
+    for (const [k, { alloc, errors }] of solo) {
+      this.#allocs!.delete(k);
+      if (alloc) this.#allocs!.set(k, alloc);
+      this.#allocWarnings.delete(k);
+      if (errors.length) this.#allocWarnings.set(k, errors);
+    }
+    this.#allocErrors = [...this.#allocRejects];
+    for (const k of [...this.#allocWarnings.keys()].sort(byString)) for (const e of this.#allocWarnings.get(k)!) this.#allocErrors.push(e);
+    return true;
+  }
+
+  /**
+   * Standalone: who holds each address and port, from a rerun of allocate() over every Service
+   * (undefined when it rejects any); with `before` (the changed Services' previous models, null
+   * for one that did not exist), as the allocations were before that change.
+   */
+  #indexAllocations(before?: ReadonlyMap<string, ServiceModel | null>): SaIndex | undefined {
+    const keys = this.#svcKeys;
+    if (before?.size) {
+      // the keys before the change: the deleted ones back in order (few: a change's), the created ones out
+      const gone = [...before.keys()].filter((k) => !this.#svcs.has(k)).sort(byString);
+      if (gone.length) {
+        const all: string[] = [];
+        let g = 0;
+        for (const k of keys) {
+          while (g < gone.length && gone[g]! < k) all.push(gone[g++]!);
+          all.push(k);
+        }
+        while (g < gone.length) all.push(gone[g++]!);
+        return this.#indexOf(all, before);
+      }
+    }
+    return this.#indexOf(keys, before);
+  }
+
+  #indexOf(keys: readonly string[], before: ReadonlyMap<string, ServiceModel | null> | undefined): SaIndex | undefined {
+    const models: ServiceModel[] = [];
+    for (const k of keys) {
+      const m = before?.has(k) ? before.get(k) : this.#svcs.get(k)!.model;
+      if (m) models.push(m);
+    }
+    const idx: SaIndex = { ips: new ShardedMap(stringHash), ports: new Map(), skippedBy: new Map(), skippedOf: new Map() };
+    const holders = (slot: string | number): Map<string | number, string> => (typeof slot === 'string' ? idx.ips : idx.ports) as Map<string | number, string>;
+    const errors: ObjectError[] = [];
+    allocate(models, this.#cidrs, this.#range, errors, true, new Map(), undefined, {
+      took: (key, slot) => {
+        const m = holders(slot), h = m.get(slot);
+        // held twice (one nodePort for TCP and UDP of two Services, a shared healthCheckNodePort): '', which no change may touch
+        m.set(slot, h === undefined || h === key ? key : '');
+      },
+      skipped: (key, slot) => {
+        idx.skippedBy.set(slot, (idx.skippedBy.get(slot) ?? 0) + 1);
+        let l = idx.skippedOf.get(key);
+        if (!l) idx.skippedOf.set(key, l = []);
+        l.push(slot);
+      },
+    });
+    return errors.some((e) => e.severity === 'error') ? undefined : idx;
   }
 
   #countClaims(): Map<string, number> {
-    const counts = new Map<string, number>();
+    // in shards: a Service created claims a fresh clusterIP, and V8 copies a whole Map's table every
+    // ~(capacity - n) fresh keys, on the one change that makes that insert (util/sharded-map.ts)
+    const counts: Map<string, number> = new ShardedMap(stringHash);
     for (const r of this.#svcs.values()) for (const c of claims(r.model)) counts.set(c, (counts.get(c) ?? 0) + 1);
     return counts;
   }

@@ -23,6 +23,7 @@ import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanT
 import { frontendCount, stateDelta } from './delta.js';
 import { changeRoom, reserveMapRoom } from '../util/map-room.js';
 import { addressPortHash, ShardedMap, stringHash } from '../util/sharded-map.js';
+import { SideTable } from '../util/side-table.js';
 
 interface FeRec {
   src: NodeFrontend;
@@ -67,7 +68,7 @@ export interface PrevEntries {
  * walk; make: a full build's chain still to be made (startChain's defer), made by headOf on first use
  */
 interface Head { chain: Chain | undefined; version: number; serial: number; state?: NodeState; make?: () => Chain | undefined }
-const heads = new WeakMap<Plan, Head>();
+const heads = new SideTable<Plan, Head>('plan head');
 
 /** plan's head, its chain made first when a full build left it to be made */
 function headOf(plan: Plan): Head | undefined {
@@ -81,7 +82,7 @@ function headOf(plan: Plan): Head | undefined {
 }
 // `from` is the serial of prev rather than prev itself: a strong reference would keep every plan
 // of an agent's life alive
-const deltas = new WeakMap<Plan, PlanDelta & { from: number }>();
+const deltas = new SideTable<Plan, PlanDelta & { from: number }>('plan delta');
 let serials = 0;
 
 /** The changes from prev to next when buildPlan built next incrementally from prev, else undefined. */

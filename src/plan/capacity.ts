@@ -9,6 +9,7 @@ import { LB_MAGLEV_IDS_PER_ELEM } from './limits.js';
 import { maglevSize } from './maglev.js';
 import { strictV4 } from '../util/ip.js';
 import { addressPortHash, ShardedMap, stringHash } from '../util/sharded-map.js';
+import { SideTable } from '../util/side-table.js';
 
 export interface Capacity {
   frontends: number;
@@ -274,10 +275,10 @@ export function fitToCapacity(state: NodeState, cap: Capacity, programmed?: () =
 }
 
 /** what fitWith kept counted (the caller's record of what the kernel will hold) */
-const keptUsage = new WeakMap<Fitted, Record<keyof Capacity, number>>();
+const keptUsage = new SideTable<Fitted, Record<keyof Capacity, number>>('kept usage');
 /** fitWith's frontends per Service left out and per Service kept, and the first left out's frontends */
 interface FitRecord { dropped: Map<string, number>; kept: Map<string, number>; first: readonly NodeFrontendT[]; keptUsage?: RefUsage }
-const fitRecords = new WeakMap<Fitted, FitRecord>();
+const fitRecords = new SideTable<Fitted, FitRecord>('fit record');
 
 /** `whole`: what the whole state takes (usage); the first limit it is over is the fit's limit */
 function fitWith(state: NodeState, cap: Capacity, whole: Record<keyof Capacity, number>, programmed?: () => ReadonlySet<string>): Fitted {

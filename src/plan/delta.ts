@@ -5,6 +5,7 @@
 // base is exactly the state they last took, and otherwise walk the state as before. A state without
 // a record is always valid: the record is an optimization, never the source of truth.
 import type { NodeFrontend, NodeState } from '../model/compiled.js';
+import { SideTable } from '../util/side-table.js';
 
 export interface StateDelta {
   /** the state this one was derived from */
@@ -15,11 +16,11 @@ export interface StateDelta {
   readonly removed: readonly NodeFrontend[];
 }
 
-// the base by a weak reference: a WeakMap entry lives as long as its key, so a strong one made each
-// state hold the state before it, and the latest every state of the agent's life (and each one's
+// the base by a weak reference: a record lives as long as its state (SideTable: on the state itself,
+// no WeakMap entry per sync), so a strong one made each state hold the state before it, and the latest every state of the agent's life (and each one's
 // frontend array once read: ~84 KiB a change at 10,000 Services)
 interface Rec { base: WeakRef<NodeState>; added: readonly NodeFrontend[]; removed: readonly NodeFrontend[] }
-const deltas = new WeakMap<NodeState, Rec>();
+const deltas = new SideTable<NodeState, Rec>('state delta');
 
 /**
  * Records that next.frontends holds base.frontends' objects without `removed`, plus `added`
@@ -40,7 +41,7 @@ function isV6(address: string): boolean {
   return address.includes(':') && !address.startsWith('::ffff:');
 }
 
-const v6Counts = new WeakMap<NodeState, number>();
+const v6Counts = new SideTable<NodeState, number>('IPv6 count');
 
 /**
  * How many of a state's frontends are IPv6: from the count of its delta's base when known (the
@@ -64,7 +65,7 @@ export function countV6(state: NodeState, base?: NodeState): number {
   return n;
 }
 
-const counts = new WeakMap<NodeState, number>();
+const counts = new SideTable<NodeState, number>('frontend count');
 
 /**
  * A state whose frontends array is built on first read (the Compiler's list is copied only when a

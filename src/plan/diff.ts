@@ -23,6 +23,7 @@
 // it touched (plan.ts PlanDelta): diff walks those only, with the same checks on them, and gives the
 // ops the full walk would (everything else is the same object in both plans).
 import { KbpError } from '../util/errors.js';
+import { SideTable } from '../util/side-table.js';
 import { planDelta, type PlanDelta } from './plan.js';
 import { IdMap } from './id-map.js';
 import { heldSlots, slotsKnown } from './slot-source.js';
@@ -292,7 +293,7 @@ function checkChanged(before: Plan, next: Plan, k: string, f: PlanFrontend): voi
  * The array moves (the plan it came from loses it), so no two plans share one as it changes; a
  * plan without one (an undone build, a read-back) gets it by the walk.
  */
-const feIdKeys = new WeakMap<Plan, (string | undefined)[]>();
+const feIdKeys = new SideTable<Plan, (string | undefined)[]>('frontend keys by id');
 
 /** before's frontend keys by id: carried from prev, else made from next's maps and the delta's old entries */
 function keysById(prev: Plan, before: Plan, next: Plan, d: PlanDelta): (string | undefined)[] {

@@ -46,11 +46,11 @@ const printed = (w: HealthCheckWanted): string => JSON.stringify([...w.wanted].s
 test('a Service list read late equals a fresh compile\'s; its edits followed give the healthCheckNodePort set a walk gives', (t) => {
   // short runs (a list built past the Service count's edits, mid-run) and the agent's
   fc.assert(fc.property(fc.boolean(), fc.array(fc.array(op, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 150 }), fc.nat(9),
-    fc.constantFrom(0, 4, undefined), (standalone, steps, every, serviceRun) => {
+    fc.constantFrom(0, 4, undefined), fc.constantFrom(1, 3, undefined), (standalone, steps, every, serviceRun, serviceStep) => {
       const store = new ObjectStore();
       const take = tracker(store);
       const opts = { nodeName: 'n1', standalone };
-      const c = new Compiler(opts, { serviceRun });
+      const c = new Compiler(opts, { serviceRun, serviceStep });
       const kept: Array<{ r: CompileResult; want: string }> = [];
       let followed: HealthCheckWanted | undefined;
       steps.forEach((step, k) => {
@@ -118,4 +118,42 @@ test('a Service created, deleted and created again with the same name: each list
   t.is(JSON.stringify(deleted.services), JSON.stringify(first.services));
   t.is(created.services.length, 21);
   t.is(JSON.stringify(again.services), JSON.stringify(compile(store.snapshot(), { nodeName: 'n1' }).services));
+});
+
+test('Service churn without a walk: lists made over a base built a few elements per change equal a fresh compile\'s', (t) => {
+  // distinct clusterIPs and no nodePorts, from the API server: every change is an edit of the list
+  // (no allocation walk), so runs grow past their bound and the next run's base is built in steps
+  // (RunBuild) over the changes after, while lists keep being made from the run being built
+  const change = fc.record({ i: fc.nat(23), op: fc.constantFrom('create', 'create', 'delete', 'affinity', 'label', 'slice') });
+  fc.assert(fc.property(fc.array(fc.array(change, { minLength: 1, maxLength: 3 }), { minLength: 20, maxLength: 200, size: 'max' }),
+    fc.constantFrom(0, 2, 8), fc.constantFrom(1, 2, 7), fc.nat(15), (steps, serviceRun, serviceStep, readEvery) => {
+      const store = new ObjectStore();
+      const take = tracker(store);
+      const opts = { nodeName: 'n1' };
+      const c = new Compiler(opts, { serviceRun, serviceStep });
+      const kept: Array<{ r: CompileResult; want: string }> = [];
+      steps.forEach((step, k) => {
+        for (const { i, op } of step) {
+          const name = `d/s${String(i).padStart(2, '0')}`;
+          if (op === 'delete') store.delete('Service', name);
+          else if (op === 'slice') store.upsert('EndpointSlice', slice(`${name}-a`, name.slice(2), [{ port: 8080 }], [{ ip: `10.244.0.${i + k % 7}` }]) as never);
+          else {
+            store.upsert('Service', svc(name, { clusterIP: `10.96.0.${i + 1}`, ports: [{ port: 80, targetPort: 8080 }],
+              ...(op === 'affinity' && k % 2 ? { sessionAffinity: 'ClientIP' } : {}) }, op === 'label' ? { metadata: { namespace: 'd', name: name.slice(2), labels: { k: String(k) } } } : {}) as never);
+          }
+        }
+        const snap = store.snapshot();
+        const r = c.compile(snap, take());
+        kept.push({ r, want: JSON.stringify(compile(snap, opts).services) });
+        // now and then an older list is read mid-run (the newest stays unread: its run goes on)
+        if (readEvery && k % readEvery === 0 && k) {
+          const at = Math.max(0, k - 1 - (k % 3)), old = kept[at]!;
+          if (JSON.stringify(old.r.services) !== old.want) throw new Error(`list ${at} read after ${k} differs`);
+        }
+      });
+      kept.forEach(({ r, want }, k) => {
+        if (JSON.stringify(r.services) !== want) throw new Error(`list ${k} read at the end differs`);
+      });
+    }), { numRuns: 150 });
+  t.pass();
 });
