@@ -212,6 +212,35 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
 	return lb_backend_get(id);
 }
 
+/* A plain conntrack hit (tc's lb_tc_hit, XDP's lb_xdp_hit: most packets to a frontend, translated
+ * inline by the hook): what lb_select() and lb_commit() would do for a packet of an established flow
+ * that writes nothing (no refresh due, no FIN or RST news, not in its handshake), whose entry has none
+ * of the flags in `unless` (LB_CT_F_ORPHAN always), on a frontend without source ranges. 1 with *bep
+ * its backend and *ctp its entry; -1 when lb_ct holds no entry of the packet's tuple (a UDP first
+ * packet, a handshake's ACK); 0 for anything else (the whole path looks again). One function for
+ * both hooks, so that a condition the whole path has cannot be left out of one of them. */
+static __always_inline int lb_plain_hit(const struct lb_pkt *p, const struct lb_frontend *fe, __u32 unless,
+					struct lb_ct_entry **ctp, struct lb_backend **bep)
+{
+	struct lb_ct_key ck = {};
+	struct lb_ct_entry *ct;
+	__u64 now;
+
+	if (lb_tcp_syn(p) || fe->fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
+		return 0;
+	now = lb_now(); /* not for a SYN: the whole path reads its own */
+	lb_ct_key_fwd(&ck, p);
+	ct = bpf_map_lookup_elem(&lb_ct, &ck);
+	if (!ct)
+		return -1;
+	if (ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | unless)) || !lb_ct_alive(ct, p->proto, now) ||
+	    lb_ct_touch_writes(ct, p, now))
+		return 0;
+	*bep = lb_member_backend(fe->fe_id, ct->backend_id);
+	*ctp = ct;
+	return *bep ? 1 : 0;
+}
+
 static __always_inline int lb_backend_is_v4(const struct lb_backend *be)
 {
 	union lb_addr a;

@@ -132,35 +132,23 @@ __noinline int lb_tc_orphan(struct __sk_buff *skb, const struct lb_pkt *p, int a
 	return TC_ACT_OK;
 }
 
-/* A plain conntrack hit (most packets to a frontend), inline in lb_tc: what lb_select() and
- * lb_commit() do for a packet of an established flow that writes nothing (no refresh due, no FIN or
- * RST news, not in its handshake), not an orphan, on a frontend without source ranges. Else
- * negative: lb_tc_forward() then takes the whole path, LB_TC_HIT_NO_CT when lb_ct holds no entry of
- * the packet's tuple (a UDP first packet, a handshake's ACK: lb_select does not look again), -1 for
- * anything else (it looks the entry up again, its bucket warm). A host packet's hit to be routed
- * anew returns LB_TC_FWD_REROUTE with *reroute its backend. As lb_xdp_hit (lb_xdp.bpf.c): a call for every hit would cost it ~10 ns on this VM (the
- * call's return through the kernel's SRSO safe-RET thunk). */
+/* A plain conntrack hit (lb_plain_hit: most packets to a frontend), translated inline in lb_tc; a
+ * call for every hit would cost it ~10 ns on this VM (the call's return through the kernel's SRSO
+ * safe-RET thunk). Else negative: lb_tc_forward() then takes the whole path, LB_TC_HIT_NO_CT when
+ * lb_ct holds no entry of the packet's tuple (lb_select does not look again), -1 for anything else
+ * (it looks the entry up again, its bucket warm). A host packet's hit to be routed anew returns
+ * LB_TC_FWD_REROUTE with *reroute its backend. */
 static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
 				     int at_ingress, const struct lb_backend **reroute)
 {
-	struct lb_ct_key ck = {};
-	struct lb_ct_entry *ct;
-	struct lb_backend *be;
+	struct lb_ct_entry *ct = NULL;
+	struct lb_backend *be = NULL;
 	__u32 fe_id = fe->fe_id;
-	__u64 now;
+	int hit = lb_plain_hit(p, fe, 0, &ct, &be);
 
-	if (lb_tcp_syn(p) || fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
-		return -1;
-	now = lb_now();
-	lb_ct_key_fwd(&ck, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &ck);
-	if (!ct)
+	if (hit < 0)
 		return LB_TC_HIT_NO_CT;
-	if (ct->fe_id != fe_id || (ct->flags & LB_CT_F_ORPHAN) || !lb_ct_alive(ct, p->proto, now) ||
-	    lb_ct_touch_writes(ct, p, now))
-		return -1;
-	be = lb_member_backend(fe_id, ct->backend_id);
-	if (!be)
+	if (!hit || !ct || !be)
 		return -1;
 	lb_stat_inc(LB_STAT_FWD_CT_HIT);
 	/* the configuration read where each hook needs it, not held across the rewrite (a frame's

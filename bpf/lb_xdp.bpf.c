@@ -11,29 +11,19 @@
 #include "lb_svc.h"
 #include "lb_nat.h"
 
-/* A plain conntrack hit (most packets), inline in lb_xdp: what lb_select() and lb_commit() do for a
- * packet of an established flow that writes nothing (no refresh due, no FIN or RST news) and needs
- * nothing of tc (no SNAT, not an orphan), on a frontend without source ranges. -1 for anything else:
- * lb_xdp_forward() then takes the whole path (and looks the entry up again, its bucket warm). Calling
- * the subprogram for hits too cost them ~10 ns on this VM (its return through the kernel's SRSO safe
- * RET thunk; chain bench 1.04-1.06 of inline), and lb_select() inline here for its hit path alone
- * put lb_xdp's frame over the verifier's 512 bytes of stack for a program and its calls. */
+/* A plain conntrack hit (lb_plain_hit: most packets) that needs nothing of tc (no SNAT), translated
+ * inline in lb_xdp. -1 for anything else: lb_xdp_forward() then takes the whole path (and looks the
+ * entry up again, its bucket warm). Calling the subprogram for hits too cost them ~10 ns on this VM
+ * (its return through the kernel's SRSO safe-RET thunk; chain bench 1.04-1.06 of inline), and
+ * lb_select() inline here for its hit path alone put lb_xdp's frame over the verifier's 512 bytes of
+ * stack for a program and its calls. */
 static __always_inline int lb_xdp_hit(void *data, void *data_end, const struct lb_pkt *p,
-				      const struct lb_frontend *fe, __u64 now)
+				      const struct lb_frontend *fe)
 {
-	struct lb_ct_key ck = {};
-	struct lb_ct_entry *ct;
-	struct lb_backend *be;
+	struct lb_ct_entry *ct = NULL;
+	struct lb_backend *be = NULL;
 
-	if (lb_tcp_syn(p) || fe->fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
-		return -1;
-	lb_ct_key_fwd(&ck, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &ck);
-	if (!ct || ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | LB_CT_F_SNAT)) ||
-	    !lb_ct_alive(ct, p->proto, now) || lb_ct_touch_writes(ct, p, now))
-		return -1;
-	be = lb_member_backend(fe->fe_id, ct->backend_id);
-	if (!be)
+	if (lb_plain_hit(p, fe, LB_CT_F_SNAT, &ct, &be) <= 0 || !be)
 		return -1;
 	if (lb_xdp_nat_dst(data, data_end, p, be->addr, be->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
@@ -108,7 +98,7 @@ int lb_xdp(struct xdp_md *ctx)
 	fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
 	if (!fe)
 		return XDP_PASS;
-	r = lb_xdp_hit(data, data_end, &p, fe, lb_now());
+	r = lb_xdp_hit(data, data_end, &p, fe);
 	if (r >= 0)
 		return r;
 	return lb_xdp_forward(ctx, &p, fe, external);
