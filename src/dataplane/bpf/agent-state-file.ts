@@ -238,13 +238,27 @@ export class AgentStateFile {
       (old.terminating ?? []).join(',') === (term ?? []).join(',')) return;
     this.frontends.set(id, { service: meta.service, portName: meta.portName, ...(term && { terminating: term }) });
     this.dirty = true;
-    this.#touched.add(id);
+    this.#touch(id);
   }
 
   deleteFrontend(id: number): void {
     if (!this.frontends.delete(id)) return;
     this.dirty = true;
+    this.#touch(id);
+  }
+
+  /**
+   * Notes a frontend set or deleted for the journal, until there are more than a journal line takes
+   * (save's bound): from there the next save is whole and the ids are not kept (a first sync's
+   * 110,000 at 100,000 Services were a Set grown to ~3 MiB for nothing).
+   */
+  #touch(id: number): void {
+    if (this.#whole) return;
     this.#touched.add(id);
+    if (this.#touched.size > 64 + (this.frontends.size >> 4)) {
+      this.#whole = true;
+      this.#touched.clear();
+    }
   }
 
   /** Replaces the record of an attachment point (same device+point+priority+handle, or cgroup+type). */

@@ -13,6 +13,7 @@
 // lets the event loop run at every pause, so /healthz and /metrics answer during a long apply. Both take the same steps in the same
 // order, whatever the maps hold.
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { IdMap } from '../../plan/id-map.js';
 import { nativeFillAvailable } from '../../plan/maglev-native.js';
 import { fillTables, pendingSlots, type SlotSource } from '../../plan/slot-source.js';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
@@ -262,9 +263,13 @@ export class MapWriter {
   /**
    * frontend id -> plan table id, and table -> its frontends, for the tables in tableM: the one
    * frontend's id, as nearly every table has one, or a Set of several (a Set per table was ~17 MiB
-   * of the heap at 100,000 Services; docs/PERF.md, session 18, p18big)
+   * of the heap at 100,000 Services; docs/PERF.md, session 18, p18big). feTable by frontend id, dense
+   * (the plan takes the lowest free one, and a read-back finds what earlier plans took): an array
+   * (IdMap), ~0.4 MiB at 110,000 frontends, where the shards' hash tables were ~3.5 MiB and ~4-7 MiB
+   * allocated as they grew in the first apply (docs/PERF.md, session 27, p27mem); a set or delete
+   * copies nothing, so churn has no Map to grow.
    */
-  private readonly feTable = new ShardedMap<number, number>(intHash);
+  private readonly feTable = new IdMap<number>();
   private readonly tableFes = new ShardedMap<number, number | Set<number>>(intHash);
   /** plan table id (new) -> plan table id whose region it takes, for the apply under way */
   private recycling = new Map<number, number>();
