@@ -163,6 +163,14 @@ const FILL_CHUNK_SLOTS = 1 << 19;
 const BACKGROUND_FILL_SLOTS = 1 << 18;
 /** threads of a background fill: the main thread takes what is left when it joins */
 const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, cpuBudget()) - 1);
+/**
+ * The most of lb_maglev_slots a background fill maps at once (BpfMap.maglevFillStart's window): 8 MiB
+ * (16 chunks of 512 KiB). The window's pages count in the agent's RSS from its mmap, and a first sync
+ * at 100,000 Services fills through its plan's end and most of its apply, where the start's peak RSS
+ * is (the full GCs there): the default 32 MiB window was +32 MiB of RssFile at that peak (docs/PERF.md,
+ * session 27, p27mem). ~95 windows' mmap and munmap for that sync's ~760 MiB, against ~24.
+ */
+const BACKGROUND_FILL_WINDOW_SLOTS = 1 << 21;
 /** runs of ops that neither read nor name a table's slots: a background fill runs on beside them */
 const BESIDE_FILL = new Set<PlanOp['op']>(['upsertBackend', 'upsertSlots', 'upsertRevNat', 'setSourceRanges', 'upsertFrontend']);
 
@@ -1240,7 +1248,7 @@ export class MapWriter {
     if (slots < BACKGROUND_FILL_SLOTS || !nativeFillAvailable()) return false;
     const regions = new Uint32Array(pieces.length * 5);
     pieces.forEach((p, k) => regions.set([p.src!.first, p.table.members.length, p.table.m, p.off, p.size], k * 5));
-    this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS);
+    this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS, BACKGROUND_FILL_WINDOW_SLOTS);
     return true;
   }
 
