@@ -811,7 +811,7 @@ if (!isRoot) {
     t.true([...plan.tables.values()].every((tb) => pendingSlots(tb) !== undefined), 'no table filled by the build');
     // the tables are filled on background threads straight into lb_maglev_slots (one fill job, 512 KiB
     // chunks in the addon), not through writeMmap
-    let writes = 0, jobs = 0;
+    let writes = 0, jobs = 0, window: number | undefined;
     const write = BpfMap.prototype.writeMmap, start = BpfMap.prototype.maglevFillStart;
     BpfMap.prototype.writeMmap = function (this: BpfMap, values: Buffer, offset?: number) {
       writes++;
@@ -819,6 +819,7 @@ if (!isRoot) {
     };
     BpfMap.prototype.maglevFillStart = function (this: BpfMap, ...args: Parameters<BpfMap['maglevFillStart']>) {
       jobs++;
+      window = args[5];
       return start.apply(this, args);
     };
     t0 = performance.now();
@@ -831,6 +832,9 @@ if (!isRoot) {
     }
     const applyMs = performance.now() - t0;
     t.true(writes === 0 && jobs === 1, `${writes} writes to lb_maglev_slots, ${jobs} fill jobs`);
+    // the job maps at most 8 MiB of the array at a time: what it adds to the agent's RSS (the start's
+    // peak at 100,000 Services comes while it runs: docs/PERF.md, session 27, p27mem)
+    t.true(window !== undefined && window * 4 <= 8 << 20, `a fill window of ${window} slots`);
     t.true([...plan.tables.values()].every((tb) => pendingSlots(tb) !== undefined), 'the write computed no table into the plan');
     // a sample of the tables (a lookup per element: all of them took minutes), first and last included
     let differ = 0;

@@ -176,3 +176,38 @@ test('a save that cannot write reports the state file and the reason, not its cl
   const e = t.throws(() => s.save());
   t.regex(e!.message, /^state file \S+state\.json\/state\.json: E(NOTDIR|EXIST)/);
 });
+
+test('a whole snapshot, written in pieces, is the JSON of the whole state byte for byte (frontends by ascending id, in or out of the array IdMap)', (t) => {
+  for (const sparse of [false, true]) {
+    const path = tempPath(t);
+    const s = AgentStateFile.forPinRoot('/sys/fs/bpf/kbp-"test"', path);
+    // ~9,000 frontends: several of the writer's 64 KiB pieces; names with quotes, escapes and non-ASCII
+    for (let id = 9000; id >= 1; id--) {
+      s.setFrontend(id, { service: `ns-${id % 7}/svc-${id}${id % 11 ? '' : '-"ü"\\\u2028'}`, portName: id % 3 ? 'http' : '', ...(id % 5 === 0 && { terminating: [id, id + 1] }) });
+    }
+    // an id far past the others moves the IdMap into a Map (insertion order, not ascending)
+    if (sparse) s.setFrontend(4_000_000_000, { service: 'default/far', portName: 'dns' });
+    s.recordAttachment({ kind: 'tc', ifindex: 2, ifname: 'eth0', point: 'ingress', priority: 1, handle: 1, program: 'tc_in', progId: 17 });
+    s.recordAttachment({ kind: 'cgroup', path: '/sys/fs/cgroup', attachType: 'cgroup_inet4_connect', program: 'sock4', progId: 18 });
+    s.setObjectIds({ lb_frontends: 5, lb_backends: 3 }, { tc_in: 17, sock4: 18 });
+    s.save();
+    const text = readFileSync(path, 'utf8');
+    const jid = (JSON.parse(text) as { jid: string }).jid;
+    // what the snapshot was before it was written in pieces: one JSON.stringify of the whole object
+    const whole = JSON.stringify({
+      version: 1,
+      pinRoot: s.pinRoot,
+      frontends: Object.fromEntries([...s.frontends].sort((a, b) => a[0] - b[0]).map(([id, m]) => [String(id), m])),
+      attachments: s.attachments,
+      maps: Object.fromEntries([...s.mapIds].sort()),
+      programs: Object.fromEntries([...s.programIds].sort()),
+      jid,
+    });
+    t.true(text.length > 3 * 65536);
+    t.is(text, whole, sparse ? 'sparse ids' : 'dense ids');
+    const back = AgentStateFile.forPinRoot(s.pinRoot, path);
+    t.deepEqual(names(back), names(s));
+    t.deepEqual(back.attachments, s.attachments);
+    t.deepEqual([...back.mapIds].sort(), [...s.mapIds].sort());
+  }
+});

@@ -13,6 +13,7 @@
 // lets the event loop run at every pause, so /healthz and /metrics answer during a long apply. Both take the same steps in the same
 // order, whatever the maps hold.
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { IdMap } from '../../plan/id-map.js';
 import { nativeFillAvailable } from '../../plan/maglev-native.js';
 import { fillTables, pendingSlots, type SlotSource } from '../../plan/slot-source.js';
 import type { PlanBackend, PlanFrontend, PlanOp, PlanTable } from '../../plan/types.js';
@@ -162,6 +163,14 @@ const FILL_CHUNK_SLOTS = 1 << 19;
 const BACKGROUND_FILL_SLOTS = 1 << 18;
 /** threads of a background fill: the main thread takes what is left when it joins */
 const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, cpuBudget()) - 1);
+/**
+ * The most of lb_maglev_slots a background fill maps at once (BpfMap.maglevFillStart's window): 8 MiB
+ * (16 chunks of 512 KiB). The window's pages count in the agent's RSS from its mmap, and a first sync
+ * at 100,000 Services fills through its plan's end and most of its apply, where the start's peak RSS
+ * is (the full GCs there): the default 32 MiB window was +32 MiB of RssFile at that peak (docs/PERF.md,
+ * session 27, p27mem). ~95 windows' mmap and munmap for that sync's ~760 MiB, against ~24.
+ */
+const BACKGROUND_FILL_WINDOW_SLOTS = 1 << 21;
 /** runs of ops that neither read nor name a table's slots: a background fill runs on beside them */
 const BESIDE_FILL = new Set<PlanOp['op']>(['upsertBackend', 'upsertSlots', 'upsertRevNat', 'setSourceRanges', 'upsertFrontend']);
 
@@ -262,9 +271,13 @@ export class MapWriter {
   /**
    * frontend id -> plan table id, and table -> its frontends, for the tables in tableM: the one
    * frontend's id, as nearly every table has one, or a Set of several (a Set per table was ~17 MiB
-   * of the heap at 100,000 Services; docs/PERF.md, session 18, p18big)
+   * of the heap at 100,000 Services; docs/PERF.md, session 18, p18big). feTable by frontend id, dense
+   * (the plan takes the lowest free one, and a read-back finds what earlier plans took): an array
+   * (IdMap), ~0.4 MiB at 110,000 frontends, where the shards' hash tables were ~3.5 MiB and ~4-7 MiB
+   * allocated as they grew in the first apply (docs/PERF.md, session 27, p27mem); a set or delete
+   * copies nothing, so churn has no Map to grow.
    */
-  private readonly feTable = new ShardedMap<number, number>(intHash);
+  private readonly feTable = new IdMap<number>();
   private readonly tableFes = new ShardedMap<number, number | Set<number>>(intHash);
   /** plan table id (new) -> plan table id whose region it takes, for the apply under way */
   private recycling = new Map<number, number>();
@@ -1235,7 +1248,7 @@ export class MapWriter {
     if (slots < BACKGROUND_FILL_SLOTS || !nativeFillAvailable()) return false;
     const regions = new Uint32Array(pieces.length * 5);
     pieces.forEach((p, k) => regions.set([p.src!.first, p.table.members.length, p.table.m, p.off, p.size], k * 5));
-    this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS);
+    this.fillJob = this.maps.lb_maglev_slots.maglevFillStart(u32Bytes(src.h1), u32Bytes(src.h2), u32Bytes(src.ids), u32Bytes(regions), BACKGROUND_FILL_THREADS, BACKGROUND_FILL_WINDOW_SLOTS);
     return true;
   }
 
