@@ -6,7 +6,7 @@
 // a flow whose backend left, a flow tc masquerades at XDP) still gets what lb_select and lb_commit
 // give it. Each check fails with its condition taken out of the inline path.
 import test from 'ava';
-import { Datapath, SNAT_MARK, SVC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS } from '../../testing/datapath.js';
+import { Datapath, SNAT_MARK, SVC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, type ProgName, type TestService } from '../../testing/datapath.js';
 import { BASE_SERVICES, pick, sportFor, toService } from '../../testing/datapath-rows.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, expectedRst } from '../../testing/packets.js';
 import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, LB_CT_F_SNAT, encodeCtKey, encodeMemberKey, encodeSrcRangeKey, type CtKey } from '../../src/dataplane/bpf/layout.js';
@@ -36,7 +36,7 @@ if (!isRoot) {
   test.beforeEach(() => { dp!.restore(); dp!.addNodeAddress('192.168.1.10'); dp!.setExternal(true); });
 
   /** a flow to fe opened by prog (its SYN, then its ACK: into lb_ct); its port and backend */
-  function open(d: Datapath, prog: string, fe: typeof np, client: string, sport: number) {
+  function open(d: Datapath, prog: ProgName, fe: TestService, client: string, sport: number) {
     const b = pick(fe, client, sport);
     d.run(prog, toService(fe, client, sport).input);
     d.run(prog, toService(fe, client, sport, ACK).input);
