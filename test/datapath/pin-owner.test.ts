@@ -25,7 +25,8 @@ function load(t: ExecutionContext, root: string, state: string): Loaded {
   return d;
 }
 
-const ids = (d: Loaded): Record<string, number> => Object.fromEntries(d.object.mapNames().map((n) => [n, d.object.map(n).id]));
+// the pinned maps' ids (an unpinned map, lb_scratch, is new at every load)
+const ids = (d: Loaded): Record<string, number> => Object.fromEntries(d.object.pinnedMapNames().map((n) => [n, d.object.map(n).id]));
 
 if (!isRoot) {
   test('pin ownership tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });

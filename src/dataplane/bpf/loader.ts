@@ -350,7 +350,8 @@ function refuseForeignPins(object: BpfObject, pinRoot: string, state: AgentState
 /** Records the ids of the loaded object's maps and programs: what the next load may adopt. */
 function recordIds(object: BpfObject, state: AgentStateFile): void {
   const maps: Record<string, number> = {};
-  for (const name of object.mapNames()) maps[name] = object.map(name).id;
+  // only pinned maps: an unpinned one (lb_scratch) is made anew by every load, there is nothing to adopt
+  for (const name of object.pinnedMapNames()) maps[name] = object.map(name).id;
   const programs: Record<string, number> = {};
   for (const name of object.programNames()) programs[name] = object.program(name).id;
   state.setObjectIds(maps, programs);

@@ -146,6 +146,12 @@ export class BpfObject {
     return native().objectMaps(this.handle).map((m) => m.name).filter((n) => !n.includes('.'));
   }
 
+  /** The maps pinned under the pin root (LIBBPF_PIN_BY_NAME): what a restart adopts. Not lb_scratch,
+   * a tc program's per-CPU scratch, which each loaded object makes anew. */
+  pinnedMapNames(): string[] {
+    return native().objectMaps(this.handle).filter((m) => m.pinPath !== null && !m.name.includes('.')).map((m) => m.name);
+  }
+
   /** Closes every fd of the object; pinned maps and attached programs stay in the kernel. */
   close(): void {
     const st = this[HANDLE];
