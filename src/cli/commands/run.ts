@@ -154,25 +154,58 @@ export const command: Command = {
       ignored: file.ignored,
     });
     const log = createLogger({ verbosity: settings.verbosity });
+    // SIGTERM / SIGINT are ours from here, the start included: a signal's default action (death by
+    // signal) during the start, after the programs were attached (a pod stopped while it starts),
+    // would skip the stop and its log line. A signal during the start stops the agent once the start
+    // settles, or after START_STOP_WAIT_MS of it (what the kernel holds then is a restart's to
+    // reconcile, as after a kill -9).
+    let signalled: NodeJS.Signals | undefined;
+    let onStopRequest: (() => void) | undefined;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (signalled) return;
+      signalled = sig;
+      log.info({ signal: sig }, 'stopping; the data plane keeps serving');
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      onStopRequest?.();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
     const { startAgent } = await import('../../agent/launch.js');
-    const running = await startAgent(settings, log);
+    const starting = startAgent(settings, log);
+    let startWait: NodeJS.Timeout | undefined;
+    const stoppedEarly = new Promise<'stop'>((resolve) => {
+      onStopRequest = () => {
+        startWait = setTimeout(() => resolve('stop'), START_STOP_WAIT_MS);
+        startWait.unref();
+      };
+      if (signalled) onStopRequest();
+    });
+    const first = await Promise.race([starting, stoppedEarly]);
+    if (first === 'stop') {
+      log.warn({ waitedMs: START_STOP_WAIT_MS }, 'stopped during the start: the start did not end in time; the next start reconciles what the kernel holds');
+      // the start's handles (servers, timers, the source's watch) would keep the process up
+      process.exit(0);
+    }
+    clearTimeout(startWait);
+    const running = first;
     // the agent is a daemon: with health and metrics off and a manifests source, nothing else would
     // hold the event loop up between syncs
     const keepAlive = setInterval(() => {}, 2 ** 30);
     await new Promise<void>((resolve) => {
-      const onSignal = (sig: NodeJS.Signals): void => {
+      const stop = (): void => {
         clearInterval(keepAlive);
-        log.info({ signal: sig }, 'stopping; the data plane keeps serving');
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
         void running.stop().finally(resolve);
       };
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
+      if (signalled) stop();
+      else onStopRequest = stop;
     });
     return 0;
   },
 };
+
+/** how long a signal during the start waits for the start to settle before the process ends */
+const START_STOP_WAIT_MS = 10_000;
 
 /** A flow count as kube-proxy's int32 flags take it; anything else a config error naming the flag. */
 function flowCount(v: string, flag: string): number {
