@@ -1110,6 +1110,12 @@ export class Compiler {
       if (errors.some((e) => e.severity === 'error')) return false;
       solo.set(k, { alloc, errors });
     }
+    this.#takeSolo(solo);
+    return true;
+  }
+
+  /** Services allocated alone (a full run would move no other): their allocations and warnings taken in */
+  #takeSolo(solo: ReadonlyMap<string, { alloc: Allocation | undefined; errors: ObjectError[] }>): void {
     for (const [k, { alloc, errors }] of solo) {
       this.#allocs!.delete(k);
       if (alloc) this.#allocs!.set(k, alloc);
@@ -1118,7 +1124,6 @@ export class Compiler {
     }
     this.#allocErrors = [...this.#allocRejects];
     for (const k of [...this.#allocWarnings.keys()].sort(byString)) for (const e of this.#allocWarnings.get(k)!) this.#allocErrors.push(e);
-    return true;
   }
 
   /**
@@ -1219,14 +1224,7 @@ export class Compiler {
       }
       solo.set(m.key, { alloc, errors });
     }
-    for (const [k, { alloc, errors }] of solo) {
-      this.#allocs!.delete(k);
-      if (alloc) this.#allocs!.set(k, alloc);
-      this.#allocWarnings.delete(k);
-      if (errors.length) this.#allocWarnings.set(k, errors);
-    }
-    this.#allocErrors = [...this.#allocRejects];
-    for (const k of [...this.#allocWarnings.keys()].sort(byString)) for (const e of this.#allocWarnings.get(k)!) this.#allocErrors.push(e);
+    this.#takeSolo(solo);
     return true;
   }
 
