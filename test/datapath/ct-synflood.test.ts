@@ -17,7 +17,7 @@
 import test from 'ava';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { isRoot } from './fixtures/util.js';
+import { isRoot, removeNamespaces } from './fixtures/util.js';
 
 const tag = `kbpsyn${process.pid % 100000}`;
 const NS = { cli: `${tag}-cli`, node: `${tag}-node`, be: `${tag}-be` };
@@ -26,16 +26,7 @@ const servers: ChildProcess[] = [];
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
 
 function teardown(): void {
-  for (const s of servers) if (s.pid && s.exitCode === null) s.kill('SIGTERM');
-  for (const ns of Object.values(NS)) {
-    // processes still in our namespaces are ones we started
-    try {
-      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().split('\n').filter(Boolean)) {
-        try { process.kill(Number(pid), 'SIGTERM'); } catch { /* gone */ }
-      }
-    } catch { /* namespace absent */ }
-    try { ip('netns', 'del', ns); } catch { /* absent */ }
-  }
+  removeNamespaces(Object.values(NS), servers);
 }
 
 if (!isRoot) {

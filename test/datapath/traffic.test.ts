@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeNamespaces } from './fixtures/util.js';
 
 const tag = `kbpdp${process.pid % 100000}`;
 const NS = { cli: `${tag}-cli`, node: `${tag}-node`, be: `${tag}-be` };
@@ -19,16 +20,7 @@ let www: string | undefined;
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
 
 function teardown(): void {
-  for (const s of servers) if (s.pid && s.exitCode === null) s.kill('SIGTERM');
-  for (const ns of Object.values(NS)) {
-    // processes still in our namespaces are ones we started (socat's forked children)
-    try {
-      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().split('\n').filter(Boolean)) {
-        try { process.kill(Number(pid), 'SIGTERM'); } catch { /* gone */ }
-      }
-    } catch { /* namespace absent */ }
-    try { ip('netns', 'del', ns); } catch { /* absent */ }
-  }
+  removeNamespaces(Object.values(NS), servers);
   if (www) rmSync(www, { recursive: true, force: true });
 }
 
