@@ -1,5 +1,5 @@
 // Builders for compile tests: terse Services, slices and Nodes as raw API objects.
-import type { ChangedKeys } from '../../src/compile/compile.js';
+import { compile, type ChangedKeys, type CompileOptions, type Compiler } from '../../src/compile/compile.js';
 import type { Kind, ObjectStore, Snapshot } from '../../src/source/types.js';
 
 type Raw = Record<string, unknown>;
@@ -66,4 +66,17 @@ export function tracker(store: ObjectStore): () => ChangedKeys {
     changed = { Service: new Set(), EndpointSlice: new Set(), Node: new Set() };
     return c;
   };
+}
+
+/**
+ * A property test's step: the compiler's (incremental) compile of the store's snapshot with the
+ * changes since the last, and a fresh compile of the same snapshot; throws naming step k when their
+ * node states differ.
+ */
+export function compileStep(c: Compiler, store: ObjectStore, take: () => ChangedKeys, opts: CompileOptions, k: number) {
+  const snap = store.snapshot();
+  const r = c.compile(snap, take());
+  const fresh = compile(snap, opts);
+  if (JSON.stringify(r.state) !== JSON.stringify(fresh.state)) throw new Error(`step ${k}: state differs`);
+  return { r, fresh };
 }

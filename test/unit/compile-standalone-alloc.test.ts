@@ -6,9 +6,9 @@
 // so allocations probe past taken slots, collide, fill the range and get rejected.
 import test from 'ava';
 import fc from 'fast-check';
-import { compile, Compiler } from '../../src/compile/compile.js';
+import { Compiler } from '../../src/compile/compile.js';
 import { ObjectStore } from '../../src/source/types.js';
-import { slice, svc, tracker } from './compile-helpers.js';
+import { compileStep, slice, svc, tracker } from './compile-helpers.js';
 
 const op = fc.oneof(
   { weight: 5, arbitrary: fc.record({
@@ -53,10 +53,7 @@ test('standalone: each compile after Services created, deleted and changed equal
       const c = new Compiler(opts);
       steps.forEach((step, k) => {
         for (const o of step) apply(store, o);
-        const snap = store.snapshot();
-        const r = c.compile(snap, take());
-        const fresh = compile(snap, opts);
-        if (JSON.stringify(r.state) !== JSON.stringify(fresh.state)) throw new Error(`step ${k}: state differs`);
+        const { r, fresh } = compileStep(c, store, take, opts, k);
         if (JSON.stringify(r.services) !== JSON.stringify(fresh.services)) throw new Error(`step ${k}: Service list (allocations) differs`);
         if (JSON.stringify(r.errors) !== JSON.stringify(fresh.errors)) throw new Error(`step ${k}: errors differ`);
         // the agent's warm-up indexes the allocations ahead of the first Service change (Compiler.prepare)
