@@ -3,7 +3,7 @@
 // BpfDataplane.apply runs) writes each batch on libuv's thread pool and pauses between chunks of
 // work, so a request to this process is answered within one chunk, whatever the apply's length.
 // Asserted by order, not by time: the request started after the apply completes before it.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, get, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -46,15 +46,21 @@ function request(port: number): Promise<string> {
   });
 }
 
+/** a data plane loaded under a fresh pin root, its state file in a temp dir: both gone after t */
+function loadTemp(t: ExecutionContext) {
+  const root = tempPinRoot(t, false);
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
+  t.teardown(() => d.object.close());
+  return d;
+}
+
 if (!isRoot) {
   test('apply-async tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
   test('an HTTP request to this process is answered while thousands of Maglev tables are applied, before the apply ends', async (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
     const server: Server = createServer((_req, res) => { res.end('ok'); });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     t.teardown(() => { server.close(); });
@@ -97,11 +103,7 @@ if (!isRoot) {
   });
 
   test('a first apply gives its large batch buffers back once the kernel holds their entries (map-writer releaseBuffer); the maps hold the plan', async (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
     // the large buffers each batch of these maps was given
     const seen: { map: string; bufs: Buffer[] }[] = [];
     const maps = (d.maps as unknown as { maps: Record<string, BpfMap> }).maps;
