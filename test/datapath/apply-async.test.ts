@@ -3,19 +3,15 @@
 // BpfDataplane.apply runs) writes each batch on libuv's thread pool and pauses between chunks of
 // work, so a request to this process is answered within one chunk, whatever the apply's length.
 // Asserted by order, not by time: the request started after the apply completes before it.
-import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import test from 'ava';
 import { createServer, get, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { NodeState } from '../../src/model/compiled.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan } from '../../src/plan/plan.js';
-import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import type { BpfMap } from '../../src/dataplane/bpf/native/map.js';
-import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+import { loadTemp } from './fixtures/dataplane.js';
+import { isRoot } from './fixtures/util.js';
 
 const SEED = 0x1234;
 
@@ -47,15 +43,6 @@ function request(port: number): Promise<string> {
 }
 
 /** a data plane loaded under a fresh pin root, its state file in a temp dir: both gone after t */
-function loadTemp(t: ExecutionContext) {
-  const root = tempPinRoot(t, false);
-  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
-  t.teardown(() => d.object.close());
-  return d;
-}
-
 if (!isRoot) {
   test('apply-async tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {

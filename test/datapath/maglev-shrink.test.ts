@@ -4,9 +4,6 @@
 // planMoves), so those Services keep translating from the load on, not only after the first sync;
 // the map writer then counts every table inside the array. Needs root and bpffs.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
@@ -14,6 +11,7 @@ import { regionSize } from '../../src/dataplane/bpf/slot-alloc.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import { OBJECT_PATH, type TestService } from '../../testing/datapath.js';
 import { toService } from '../../testing/datapath-rows.js';
+import { tempStatePath } from './fixtures/dataplane.js';
 import { isRoot, tempPinRoot } from './fixtures/util.js';
 
 const M = 251;
@@ -31,12 +29,6 @@ const inside = svc(1, 0);
 const shared = [svc(2, SMALL + 4096), svc(3, SMALL + 4096, 2)];
 const last = svc(4, L.LB_MAGLEV_SLOTS_MAX - regionSize(M));
 const all = [inside, ...shared, last];
-
-function tempStatePath(t: { teardown(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return join(dir, 'state.json');
-}
 
 function feKey(s: Placed): Buffer {
   return L.encodeFeKey({ address: s.address, port: s.port, protocol: 'TCP', scope: 'internal' });

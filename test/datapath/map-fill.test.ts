@@ -6,8 +6,8 @@ import test from 'ava';
 import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan } from '../../src/plan/plan.js';
-import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
-import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+import { loadTemp } from './fixtures/dataplane.js';
+import { isRoot } from './fixtures/util.js';
 
 const SEED = 0x1234;
 
@@ -27,9 +27,7 @@ if (!isRoot) {
   });
 } else {
   test('lb_backends fill: one scan, then followed through backend writes and removals', (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject() });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const arr = d.maps.map('lb_backends');
     // a batch at a time (scanBatches), never a view per entry (scan): at a million entries those were
@@ -55,9 +53,7 @@ if (!isRoot) {
   });
 
   test('lb_backends made by this load (known empty): its fill follows the writes from nothing, with no scan of the array', (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject() });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const arr = d.maps.map('lb_backends');
     let scans = 0;
@@ -80,9 +76,7 @@ if (!isRoot) {
   });
 
   test('maps only the agent writes: lb_frontends, lb_slots, lb_members from the writer\'s mirrors (equal to a count, never walked), the others counted again only after a write', (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject() });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const counts = new Map<string, number>();
     const real = new Map<string, () => number>();

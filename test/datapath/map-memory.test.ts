@@ -4,12 +4,8 @@
 // bpf_map_memory_usage). A node that cannot hold them is told before the load, not OOM-killed
 // during it. Needs root and bpffs.
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
-import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { mapMemoryBytes, mapsMemory } from '../../src/dataplane/bpf/map-memory.js';
 import { defaultFeStatsEntries } from '../../src/dataplane/bpf/map-sizes.js';
 import { parseAllDocuments } from 'yaml';
@@ -17,7 +13,8 @@ import { numPossibleCpus } from '../../src/dataplane/bpf/native/map.js';
 import type { MapSizes } from '../../src/dataplane/bpf/map-sizes.js';
 import * as limits from '../../src/plan/limits.js';
 import { OBJECT_PATH } from '../../testing/datapath.js';
-import { isRoot, tempPinRoot } from './fixtures/util.js';
+import { loadTemp } from './fixtures/dataplane.js';
+import { isRoot } from './fixtures/util.js';
 
 function memlock(fd: number): number {
   const m = /^memlock:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
@@ -34,10 +31,7 @@ if (!isRoot) {
   ] as Array<[string, MapSizes | undefined]>) {
     test(`each map's kernel memory is known before the load: ${what}`, (t) => {
       t.teardown(() => limits.setIdLimits(limits.DEFAULT_ID_LIMITS));
-      const root = tempPinRoot(t, false);
-      const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-      const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')), ...(sizes && { mapSizes: sizes }) });
+      const l = loadTemp(t, { objectPath: OBJECT_PATH, ...(sizes && { mapSizes: sizes }) });
       try {
         let total = 0, kernel = 0;
         for (const spec of l.object.mapSpecs()) {
@@ -59,10 +53,7 @@ if (!isRoot) {
     // the kernel charges the maps to the agent's cgroup: a request below them lets the scheduler
     // place the agent where it cannot load (deploy/*.yaml set no --bpf-map-max)
     t.teardown(() => limits.setIdLimits(limits.DEFAULT_ID_LIMITS));
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
+    const l = loadTemp(t, { objectPath: OBJECT_PATH });
     let most = 0;
     try {
       const specs = l.object.mapSpecs();

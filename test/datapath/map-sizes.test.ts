@@ -4,8 +4,8 @@
 // a restart with another size carries the entries over (migrate.ts), a smaller one drops the ids that
 // no longer fit (a Maglev table past a smaller array's end moves: maglev-shrink.test.ts). Needs root and bpffs.
 import test from 'ava';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { cpus, release, tmpdir } from 'node:os';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { loadDataplane, startLoad, type Loaded } from '../../src/dataplane/bpf/loader.js';
@@ -19,16 +19,11 @@ import { OBJECT_PATH, type TestService } from '../../testing/datapath.js';
 import { keepFlows, newOrphanCache } from '../../src/dataplane/bpf/ct-orphan.js';
 import { TCP_ACK } from '../../testing/packets.js';
 import { toService } from '../../testing/datapath-rows.js';
+import { tempStatePath } from './fixtures/dataplane.js';
 import { isRoot, tempPinRoot } from './fixtures/util.js';
 
 const D = limits.DEFAULT_ID_LIMITS;
 const M = 251;
-
-function tempStatePath(t: { teardown(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return join(dir, 'state.json');
-}
 
 /** A ClusterIP of one backend with every id and its table past the compiled-in bounds. */
 const svc = {

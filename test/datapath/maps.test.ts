@@ -2,8 +2,7 @@
 // object loaded with pins, plans applied and read back, restart reuse, map-full errors, cleanup, and
 // the full-sync / single-change cost at 10,000 Services x 10 endpoints (logged, not asserted).
 import test from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hostRoots } from '../../testing/netns.js';
@@ -24,6 +23,7 @@ import { BpfObject } from '../../src/dataplane/bpf/native/object.js';
 import { cgroupPrograms } from '../../src/dataplane/bpf/native/program.js';
 import { BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { KbpError } from '../../src/util/errors.js';
+import { loadTemp, tempStatePath } from './fixtures/dataplane.js';
 import { dataplaneObject, fixtureObject, isRoot, tempPinRoot } from './fixtures/util.js';
 
 const SEED = 0x1234;
@@ -86,12 +86,6 @@ function planSlots(p: Plan): string[] {
 }
 function planMembers(p: Plan): string[] {
   return [...p.frontends.values()].flatMap((f) => f.backendIds.map((id) => `${f.id}/${id}`)).sort();
-}
-
-function tempStatePath(t: { teardown(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return join(dir, 'state.json');
 }
 
 test('removals of many frontends are regrouped by kind, keeping each frontend\'s own order', (t) => {
@@ -169,9 +163,8 @@ if (!isRoot) {
   });
 
   test('a changed plan applies as a diff: removed backend, frontend and range; tables swapped and freed', (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
+    const root = d.pinRoot;
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, p1));
@@ -219,9 +212,8 @@ if (!isRoot) {
   });
 
   test('lb_members is the record of each frontend\'s backends: a restart reads it, not lb_slots; pins of a build without it get it from lb_slots', async (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
+    const root = d.pinRoot;
     const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, p1));
     const want = memberPairs(d.maps), slots = slotEntries(d.maps);
@@ -248,10 +240,8 @@ if (!isRoot) {
   });
 
   test('a first sync leaves lb_slots to a write after it, the state file marking it behind until done; a change meanwhile is written at once', async (t) => {
-    const root = tempPinRoot(t, false);
-    const state = AgentStateFile.forPinRoot(root, tempStatePath(t));
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state, maps: { deferSlotsFrom: 1 } });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t, { maps: { deferSlotsFrom: 1 } });
+    const { pinRoot: root, state } = d;
     d.maps.syncMembers(true);
     const s1 = sampleState();
     const p1 = buildPlan(s1, undefined, { seed: SEED });
@@ -273,10 +263,8 @@ if (!isRoot) {
   });
 
   test('an agent that ended before its deferred write: the next one writes every list and deletes what lb_slots holds of lists gone since', async (t) => {
-    const root = tempPinRoot(t, false);
-    const statePath = tempStatePath(t);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, statePath), maps: { deferSlotsFrom: 1 } });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t, { maps: { deferSlotsFrom: 1 } });
+    const { pinRoot: root, statePath } = d;
     d.maps.syncMembers(true);
     const p1 = buildPlan(sampleState(), undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, p1));
@@ -301,9 +289,8 @@ if (!isRoot) {
   });
 
   test('recycleTables: an endpoint change writes the new table into the old one\'s region; a resize takes a fresh region and frees the old after a grace period', (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true, regionGraceMs: 0 } });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t, { maps: { recycleTables: true, regionGraceMs: 0 } });
+    const root = d.pinRoot;
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
     const shared = bes([1, 2, 3]);
@@ -360,9 +347,8 @@ if (!isRoot) {
     // An endpoint change rewrites its table in the region the frontends read (above); the plan's
     // upsertFrontend (its table id changed) would write the same entry again: two system calls and
     // the encoding on the one-change path (issue 10: one change to the kernel)
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true } });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t, { maps: { recycleTables: true } });
+    const root = d.pinRoot;
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
     const key = '10.96.0.1|80|TCP|internal';
@@ -478,9 +464,8 @@ if (!isRoot) {
     // the new backend, and its next packet (the handshake's ACK) is checked against lb_members. A
     // pair written only with the slots, after the array, made that check fail and the flow was
     // reset (one ECONNRESET in ~15,000 around an endpoint change in the rolling update).
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true } });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t, { maps: { recycleTables: true } });
+    const root = d.pinRoot;
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const bes = (xs: number[]) => xs.map((j) => be(`10.244.9.${j}`, 8080));
     const s1: NodeState = { frontends: [fe({ address: '10.96.0.1', port: 80, backends: bes([1, 2, 3]) })] };
@@ -625,9 +610,8 @@ if (!isRoot) {
   });
 
   test('settings, devices and counters', (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)) });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t);
+    const root = d.pinRoot;
     d.maps.writeConfig({ hashSeed: 0xfeedbeef, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
     t.deepEqual(d.maps.readConfig(), { hashSeed: 0xfeedbeef, snatMark: L.LB_SNAT_MARK_DEFAULT, flags: L.LB_CFG_F_SOCK_LB });
     t.throws(() => d.maps.writeConfig({ hashSeed: -1, snatMark: 0, flags: 0 }), { message: /lb_config hashSeed must be an integer/ });
@@ -792,9 +776,8 @@ if (!isRoot) {
   });
 
   test('cost: full sync of 10,000 Services x 10 endpoints, then one endpoint change (logged)', (t) => {
-    const root = tempPinRoot(t, false);
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, tempStatePath(t)), maps: { recycleTables: true } });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t, { maps: { recycleTables: true } });
+    const root = d.pinRoot;
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
     const N = 10_000, E = 10;
     const state: NodeState = { frontends: [] };

@@ -4,26 +4,15 @@
 // over an empty pin root creates them; pins without a state file are refused; a state file of an
 // agent from before ids were recorded is trusted once and gets them.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { loadDataplane, type Loaded } from '../../src/dataplane/bpf/loader.js';
+import type { Loaded } from '../../src/dataplane/bpf/loader.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
-import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+import { loadTemp, tempStatePath } from './fixtures/dataplane.js';
+import { isRoot, tempPinRoot } from './fixtures/util.js';
 
-function statePath(t: ExecutionContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return join(dir, 'state.json');
-}
-
-function load(t: ExecutionContext, root: string, state: string): Loaded {
-  const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, state) });
-  t.teardown(() => d.object.close());
-  return d;
-}
+const load = (t: ExecutionContext, root: string, statePath: string): Loaded => loadTemp(t, { pinRoot: root, statePath });
 
 // the pinned maps' ids (an unpinned map, lb_scratch, is new at every load)
 const ids = (d: Loaded): Record<string, number> => Object.fromEntries(d.object.pinnedMapNames().map((n) => [n, d.object.map(n).id]));
@@ -33,7 +22,7 @@ if (!isRoot) {
 } else {
   test('a first start records its ids; a restart adopts its own pins with their contents', (t) => {
     const root = tempPinRoot(t, false);
-    const sp = statePath(t);
+    const sp = tempStatePath(t);
     const first = load(t, root, sp);
     t.false(first.reused);
     t.deepEqual(first.refused, []);
@@ -54,7 +43,7 @@ if (!isRoot) {
 
   test('a restart switches a pinned lb_fe_filter, lb_rev_filter and lb_ct_filter off until they are rebuilt (a stale filter must not hide frontends, replies or flows)', (t) => {
     const root = tempPinRoot(t, false);
-    const sp = statePath(t);
+    const sp = tempStatePath(t);
     const first = load(t, root, sp);
     // what another build leaves: the filter switched on, with none of the frontends' bits set
     // (e.g. a build without the filter wrote frontends over these pins meanwhile); likewise the
@@ -74,7 +63,7 @@ if (!isRoot) {
 
   test('a pinned map this agent did not make is refused: unpinned, made anew, named; the rest are adopted', (t) => {
     const root = tempPinRoot(t, false);
-    const sp = statePath(t);
+    const sp = tempStatePath(t);
     const first = load(t, root, sp);
     const before = ids(first);
     first.object.close();
@@ -100,7 +89,7 @@ if (!isRoot) {
 
   test('pins without a state file are refused and made anew; a state file without ids (an older agent) is adopted', (t) => {
     const root = tempPinRoot(t, false);
-    const sp = statePath(t);
+    const sp = tempStatePath(t);
     const first = load(t, root, sp);
     const before = ids(first);
     first.object.close();

@@ -4,17 +4,13 @@
 // leaves the kernel as an apply without it would; any other apply first drops them, their regions
 // free at once (none leaked, none quarantined).
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { NodeState } from '../../src/model/compiled.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import type { Plan, PlanTable } from '../../src/plan/types.js';
-import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { regionSize } from '../../src/dataplane/bpf/slot-alloc.js';
-import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+import { loadTemp } from './fixtures/dataplane.js';
+import { isRoot } from './fixtures/util.js';
 
 const SEED = 0x1234;
 // 400 tables of 10 members (M 1601): ~640,000 slots, a write large enough for the background fill (2^18 slots)
@@ -35,11 +31,7 @@ function services(n: number, endpoints: number, shift = 0): NodeState {
 const regionSlots = (p: Plan) => [...p.tables.values()].reduce((n, tb) => n + regionSize(tb.m), 0);
 
 function load(t: ExecutionContext) {
-  const root = tempPinRoot(t, false);
-  const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')), maps: { recycleTables: true } });
-  t.teardown(() => d.object.close());
+  const d = loadTemp(t, { maps: { recycleTables: true } });
   d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
   return d;
 }

@@ -4,15 +4,14 @@
 // entered; this thread's own is not listed. Needs root, bpffs and kernel 6.5+ (bpf_sock_destroy).
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { release, tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
-import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
+import { release } from 'node:os';
 import { hostNetnsPaths, inInitialPidNamespace, SockTerminator, sockTermObjectPath } from '../../src/dataplane/bpf/sock-term.js';
 import { execFileSync } from 'node:child_process';
 import { OBJECT_PATH } from '../../testing/datapath.js';
-import { isRoot, tempPinRoot } from './fixtures/util.js';
+import { loadTemp } from './fixtures/dataplane.js';
+import { isRoot } from './fixtures/util.js';
 
 const [maj = 0, min = 0] = release().split('.').map(Number);
 
@@ -23,11 +22,8 @@ if (!isRoot || maj * 100 + min < 605) {
   });
 } else {
   test('one read of lb_netns_tasks lists the namespaces of the host\'s processes: a new one is found and entered, our own is not listed', async (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
-    t.teardown(() => l.object.close());
+    const l = loadTemp(t, { objectPath: OBJECT_PATH });
+    const root = l.pinRoot;
     const term = SockTerminator.load(root, sockTermObjectPath(OBJECT_PATH));
     t.teardown(() => term.close());
 
@@ -68,11 +64,8 @@ if (!isRoot || maj * 100 + min < 605) {
   });
 
   test('a namespace whose process this agent may not open (no CAP_SYS_PTRACE) is counted as denied, for the agent to say so', async (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const l = loadDataplane({ pinRoot: root, objectPath: OBJECT_PATH, state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')) });
-    t.teardown(() => l.object.close());
+    const l = loadTemp(t, { objectPath: OBJECT_PATH });
+    const root = l.pinRoot;
     const child = spawn('/usr/bin/unshare', ['--net', '/bin/sleep', '60'], { stdio: 'ignore' });
     t.teardown(() => { child.kill('SIGKILL'); });
     const own = statSync('/proc/thread-self/ns/net').ino;

@@ -2,25 +2,19 @@
 // BpfDataplane.warmWriter): maps of the live ones' definitions, unpinned, that no program reads. The
 // writer's code runs there before the first real change; the live maps and the pin root see nothing.
 import test from 'ava';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 import { warmOneChange } from '../../src/agent/warm.js';
-import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
-import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { BpfMaps } from '../../src/dataplane/bpf/maps.js';
 import * as L from '../../src/dataplane/bpf/layout.js';
-import { dataplaneObject, isRoot, tempPinRoot } from './fixtures/util.js';
+import { loadTemp } from './fixtures/dataplane.js';
+import { isRoot } from './fixtures/util.js';
 
 if (!isRoot) {
   test('warm-writer tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
   test('the warm-up\'s changes are written into scratch maps of the live definitions, not into the live maps or pins', (t) => {
-    const root = tempPinRoot(t, false);
-    const dir = mkdtempSync(join(tmpdir(), 'kbp-state-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const d = loadDataplane({ pinRoot: root, objectPath: dataplaneObject(), state: AgentStateFile.forPinRoot(root, join(dir, 'state.json')), maps: { recycleTables: true } });
-    t.teardown(() => d.object.close());
+    const d = loadTemp(t, { maps: { recycleTables: true } });
+    const root = d.pinRoot;
     const pins = readdirSync(root).sort();
     const writes = Object.fromEntries(L.MAP_NAMES.map((n) => [n, d.maps.map(n).writes]));
 
