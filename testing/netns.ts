@@ -13,7 +13,7 @@ import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BPFFS_MOUNT, prepareHost } from '../src/dataplane/host.js';
 import { cgroupMounts } from '../src/util/cgroup.js';
-import { heldIds, pinRootHeld } from './pin-holders.js';
+import { heldIds, pidAlive, pinRootHeld, sweepStateFiles } from './pin-holders.js';
 
 export const NETNS_DIR = '/var/run/netns';
 /** where bpffs is mounted for pins (mounted by prepareHost() when missing) */
@@ -527,10 +527,6 @@ async function removeCgroup(path: string): Promise<void> {
   rmdirSync(path);
 }
 
-function pidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
-}
-
 /**
  * Where a lab makes memory-limited cgroups: cgroup v2's root where it delegates the memory controller,
  * else the v1 memory hierarchy (a hybrid host); undefined where neither exists.
@@ -570,6 +566,7 @@ export async function sweepLeftovers(): Promise<string[]> {
     rmSync(join(BPFFS_ROOT, name), { recursive: true, force: true });
     removed.push(`pins ${join(BPFFS_ROOT, name)}`);
   }
+  for (const path of sweepStateFiles((root) => root.startsWith(`${BPFFS_ROOT}/`) && stale(root.slice(BPFFS_ROOT.length + 1)))) removed.push(`state file ${path}`);
   return removed;
 }
 

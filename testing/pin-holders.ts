@@ -3,10 +3,11 @@
 // (a container, a sandbox sharing the host's bpffs): there it names another process or none, and a
 // live run's root would go. A root whose maps or programs some process holds open is spared,
 // whatever its name says.
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import { BpfProgram } from '../src/dataplane/bpf/native/program.js';
+import { STATE_DIR } from '../src/dataplane/state-file.js';
 
 /** `map:<id>` and `prog:<id>` of every pin under root (bounded depth); our fds are closed again */
 export function pinnedIds(root: string, depth = 4): Set<string> {
@@ -94,6 +95,47 @@ export function sweepDeadTestRoots(bpffs: string): string[] {
       rmSync(join(bpffs, name), { recursive: true, force: true });
       removed.push(join(bpffs, name));
     }
+  }
+  removed.push(...sweepStateFiles((root) => {
+    const pid = Number(TEST_ROOT.exec(root.slice(bpffs.length + 1))?.[1]);
+    return root.startsWith(`${bpffs}/`) && pid > 0 && pid !== process.pid && !pidAlive(pid);
+  }));
+  return removed;
+}
+
+/** True while a process of that pid exists (one this process may not signal too). */
+export function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/**
+ * Removes the agent state files (/run/kube-bpf-proxy/<hash>.json, their journal and marker) of pin
+ * roots that are gone and that `dead` names: a test's or a lab's pin root removed by hand, not by
+ * `cleanup`, left its file there. The file says its pin root in its first bytes. Returns the paths.
+ */
+export function sweepStateFiles(dead: (pinRoot: string) => boolean): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(STATE_DIR);
+  } catch {
+    return removed;
+  }
+  const head = Buffer.alloc(512);
+  for (const name of names) {
+    if (!/^[0-9a-f]{16}\.json$/.test(name)) continue;
+    const path = join(STATE_DIR, name);
+    let n = 0;
+    try {
+      const fd = openSync(path, 'r');
+      try { n = readSync(fd, head, 0, head.length, 0); } finally { closeSync(fd); }
+    } catch {
+      continue;
+    }
+    const root = /"pinRoot":"([^"]+)"/.exec(head.toString('utf8', 0, n))?.[1];
+    if (!root || existsSync(root) || !dead(root)) continue;
+    for (const p of [path, `${path}.journal`, `${path}.lb-slots-behind`]) rmSync(p, { force: true });
+    removed.push(path);
   }
   return removed;
 }

@@ -3,6 +3,8 @@
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { defaultStatePath } from '../../src/dataplane/bpf/agent-state-file.js';
+import { writeStateFile } from '../../src/dataplane/state-file.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { dirname, join } from 'node:path';
@@ -66,8 +68,15 @@ if (!avail.ok) {
     const liveMem = live.addMemoryCgroup('mem', 64 * 2 ** 20);
     const staleMem = liveMem && join(dirname(dirname(liveMem)), `${stale}mem`);
     if (staleMem) mkdirSync(staleMem);
+    // agent state files (/run/kube-bpf-proxy): a dead run's whose pin root was removed by hand, not by
+    // `cleanup`, beside a live run's
+    const livePins = join(BPFFS_ROOT, `${live.prefix}pins`), stalePins = join(BPFFS_ROOT, `${stale}gone/agent`);
+    for (const root of [livePins, stalePins]) writeStateFile(defaultStatePath(root), { version: 1, pinRoot: root, frontends: {} });
+    t.teardown(() => { for (const root of [livePins, stalePins]) rmSync(defaultStatePath(root), { force: true }); });
 
     const removed = await sweepLeftovers();
+    t.false(existsSync(defaultStatePath(stalePins)), 'a dead run\'s state file is removed');
+    t.true(existsSync(defaultStatePath(livePins)), 'a live run\'s state file is spared');
     t.true(removed.includes(`netns ${stale}node`), removed.join(', '));
     t.deepEqual(ours(stale), { netns: [], cgroups: [], pins: [] });
     t.true(existsSync(join(NETNS_DIR, `${live.prefix}node`)));
