@@ -144,6 +144,18 @@ export function chainRows(k: number): ChainRow[] {
   return rows;
 }
 
+/** a deterministic shuffle (the chain's frontends installed out of order: bench/chain-ab.ts) */
+export function shuffled<T>(xs: T[]): T[] {
+  const out = [...xs];
+  let seed = 12345;
+  for (let i = out.length - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
 /** one run of the chain: K first packets, conntrack emptied before; throws when another path ran */
 function runChain(side: Side, row: ChainRow): number {
   const dp = side.dp, k = row.services.length;
