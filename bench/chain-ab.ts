@@ -2,8 +2,8 @@
 // (bench/datapath.bench.ts: K frontends, each repeat of one test run a new flow) run alternately on
 // two builds of bpf/kbp.bpf.c, PAIRS times, each pair's order alternating; prints per row the
 // medians and the per-pair ratios A/B (min / p25 / median / p75 / max). Five rounds of the bench
-// move a row's median ±10 % between runs of the same object (A/A) at this machine's load; a few
-// hundred pairs hold the median ratio to ~1-2 %.
+// move a row's median ±10 % between runs of the same object (A/A) at this machine's load; 200 pairs
+// in both orders hold the combined ratio to ±3-4 % between repeats (session 28).
 //   node --import=tsx bench/chain-ab.ts [ROW_REGEX] [PAIRS] [OBJECT_A] [OBJECT_B]
 // OBJECT_A defaults to bpf/kbp.bpf.o, OBJECT_B to KBP_BENCH_BASE_OBJECT. K: KBP_CHAIN_K (1000).
 // The frontends are installed shuffled as in the bench (KBP_CHAIN_SHUFFLE=0: in the chain's order).
