@@ -15,6 +15,8 @@
 //   chain once; conntrack is emptied between rounds (and lb_ct_filter cleared, as the agent's next
 //   sweep would leave it); each round checks that the packet reached the
 //   chain's end and that fwd_new counted K.
+//   The frontends are installed in a shuffled order (chainInstallOrder: KBP_CHAIN_SHUFFLE=0 keeps the
+//   chain's order, whose constant stride between Maglev tables the CPU's prefetcher may follow).
 // - One run per packet (the cold first-packet rows): the flow's conntrack entry is deleted before each
 //   run, so each is a first packet again; a single run includes the test-run timer and runs with cold
 //   caches (a conntrack hit timed this way costs ~600 ns here against ~100 ns repeated), so these rows
@@ -107,7 +109,7 @@ export function repeatRows(): RepeatRow[] {
 interface Side { name: string; dp: Datapath }
 
 /** a chain of first packets (see the header): K frontends, each one's backend the next one's address */
-interface ChainRow {
+export interface ChainRow {
   label: string;
   prog: ProgName;
   external: boolean;
@@ -142,6 +144,30 @@ export function chainRows(k: number): ChainRow[] {
   chain('XDP, UDP/IPv4 to a LoadBalancer IP, local backend', 'lb_xdp', 'UDP', v4(192, 98), EXT4, 70_000, { external: true });
   chain('XDP, TCP/IPv6 SYN to a LoadBalancer IP, local backend', 'lb_xdp', 'TCP', v6('fd00:99:0:0:0:0:0:'), EXT6, 80_000, { external: true });
   return rows;
+}
+
+/**
+ * The order a chain's frontends are installed in. Shuffled by default (KBP_CHAIN_SHUFFLE=0: the
+ * chain's own order): their Maglev tables get regions, and their frontend entries memory, in install
+ * order, so a chain installed in its own order reads them at a constant stride, which the CPU's
+ * prefetcher follows or not depending on the program's code. Session 28 measured 8896bca's tc SYN
+ * at 1.13-1.15 of 5f4785a's that way, and 1.05-1.09 shuffled; an inline lb_ct_filter read 0.93 of
+ * the called one in order and 1.00 shuffled. A Service's first packet meets its tables in no order.
+ */
+export function chainInstallOrder<T>(services: T[]): T[] {
+  return process.env.KBP_CHAIN_SHUFFLE === '0' ? services : shuffled(services);
+}
+
+/** a deterministic shuffle (the chain's frontends installed out of order) */
+export function shuffled<T>(xs: T[]): T[] {
+  const out = [...xs];
+  let seed = 12345;
+  for (let i = out.length - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 /** one run of the chain: K first packets, conntrack emptied before; throws when another path ran */
@@ -281,7 +307,7 @@ export default defineBench({
       // first packets, warm: in-kernel repeat over a chain of frontends, rounds interleaved
       const chainLen = ctx.quick ? 1000 : 4000;
       for (const row of chainRows(chainLen).filter((r) => !only || only.test(r.label))) {
-        for (const s of sides) s.dp.install([...BASE_SERVICES, ...row.services]);
+        for (const s of sides) s.dp.install([...BASE_SERVICES, ...chainInstallOrder(row.services)]);
         for (const s of sides) {
           s.dp.addNodeAddress('192.168.1.10');
           s.dp.setExternal(row.external);

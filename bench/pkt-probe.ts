@@ -6,7 +6,7 @@
 // build of bpf/kbp.bpf.c. Prints the runs and their mean ns per packet.
 import { Datapath } from '../testing/datapath.js';
 import { BASE_SERVICES } from '../testing/datapath-rows.js';
-import { repeatRows, chainRows, prepareRepeat, SELF } from './datapath.bench.js';
+import { repeatRows, chainRows, prepareRepeat, SELF, chainInstallOrder } from './datapath.bench.js';
 
 const re = new RegExp(process.argv[2] ?? 'TCP/IPv4 conntrack hit');
 const secs = Number(process.argv[3] ?? 5);
@@ -20,7 +20,8 @@ if (row) {
   while (Date.now() < end) { const r = dp.run(row.prog, row.input, { repeat: 200_000 }); ns += r.durationNs; n++; }
 } else {
   const c = chainRows(1000).find((r) => re.test(r.label))!;
-  dp.install([...BASE_SERVICES, ...c.services]);
+  // installed in the bench's order (chainInstallOrder: shuffled unless KBP_CHAIN_SHUFFLE=0)
+  dp.install([...BASE_SERVICES, ...chainInstallOrder(c.services)]);
   dp.addNodeAddress('192.168.1.10');
   dp.setExternal(c.external);
   while (Date.now() < end) {

@@ -43,16 +43,13 @@ struct {
 
 /* what lb_tc_forward() returns besides a TC_ACT_* verdict: the step its caller takes next, each
  * off lb_tc_forward's stack (the verifier's 512 bytes hold lb_tc's frame and one callee's) */
-#define LB_TC_FWD_REROUTE 1000 /* translated; routed anew to lb_scratch's sel.be (lb_tc_reroute) */
+#define LB_TC_FWD_REROUTE 1000 /* translated; routed anew to *reroute (lb_tc_reroute) */
 #define LB_TC_FWD_ORPHAN 1001  /* a deleted frontend's flow: lb_tc_orphan() */
 #define LB_TC_FWD_REJECT 1002  /* no backend: refused (lb_tc_refuse) */
 #define LB_TC_FWD_RESET 1003   /* a TCP flow whose backend is gone: reset (lb_tc_refuse) */
-/* lb_tc_forward()'s how (BPF passes five arguments at most) */
-#define LB_TC_FWD_F_INGRESS 1   /* at tc ingress (else egress: a host-originated packet) */
-#define LB_TC_FWD_F_EXTERNAL 2  /* arrived on an external device */
-#define LB_TC_FWD_F_CT_MISSED 4 /* lb_tc_hit found no lb_ct entry of the tuple (lb_select's ct_missed) */
-/* lb_tc_hit(): no plain hit, and lb_ct holds no entry of the packet's forward tuple */
-#define LB_TC_HIT_NO_CT (-1 - LB_TC_FWD_F_CT_MISSED)
+/* lb_tc_hit(): no plain hit, and lb_ct holds no entry of the packet's forward tuple (lb_select's
+ * ct_missed) */
+#define LB_TC_HIT_NO_CT (-2)
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -176,9 +173,8 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
  * instructions processed (6.18) to ~126,000. As a global subprogram (verified once) it read ~76,000,
  * but the call cost a first packet 7-12 % (docs/PERF.md, session 27): inline is kept. */
 static __always_inline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
-			     int how)
+					 int at_ingress, int external, int ct_missed, const struct lb_backend **reroute)
 {
-	int at_ingress = how & LB_TC_FWD_F_INGRESS, external = how & LB_TC_FWD_F_EXTERNAL;
 	struct lb_config *cfg;
 	struct lb_sel *sel;
 	struct lb_scratch *s;
@@ -186,8 +182,6 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, const struct lb_
 	__u64 now;
 	int v;
 
-	if (!p || !fe)
-		return TC_ACT_OK;
 	s = bpf_map_lookup_elem(&lb_scratch, &zero);
 	if (!s)
 		return TC_ACT_OK;
@@ -197,7 +191,7 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, const struct lb_
 	__builtin_memset(sel, 0, sizeof(*sel));
 	now = lb_now();
 	fe_id = fe->fe_id;
-	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, cfg, now, sel, &s->fwd, LB_CTF_CALL, how & LB_TC_FWD_F_CT_MISSED);
+	v = lb_select(fe, p, external, at_ingress ? skb->ifindex : 0, cfg, now, sel, &s->fwd, LB_CTF_CALL, ct_missed);
 	if (v == LB_V_ORPHAN)
 		return LB_TC_FWD_ORPHAN;
 	if (v == LB_V_DROP)
@@ -224,8 +218,10 @@ static __always_inline int lb_tc_forward(struct __sk_buff *skb, const struct lb_
 	if (p->frag == LB_FRAG_LATER)
 		lb_stat_inc(LB_STAT_FRAG_XLATE);
 	lb_fe_stat(fe_id, skb->len);
-	if (!at_ingress && (cfg->flags & LB_CFG_F_HOST_REROUTE))
+	if (!at_ingress && (cfg->flags & LB_CFG_F_HOST_REROUTE)) {
+		*reroute = &sel->be;
 		return LB_TC_FWD_REROUTE;
+	}
 	return TC_ACT_OK;
 }
 
@@ -253,18 +249,11 @@ static __always_inline int lb_tc_to_frontend(struct __sk_buff *skb, const struct
 					     const struct lb_frontend *fe, int external, int at_ingress)
 {
 	const struct lb_backend *be = NULL;
-	__u32 zero = 0;
 	int r = lb_tc_hit(skb, p, fe, at_ingress, &be);
 
 	if (r < 0) {
-		/* -1 - r: LB_TC_FWD_F_CT_MISSED from LB_TC_HIT_NO_CT, 0 from -1 */
-		r = lb_tc_forward(skb, p, fe, (-1 - r) | (at_ingress ? LB_TC_FWD_F_INGRESS : 0) |
-					      (external ? LB_TC_FWD_F_EXTERNAL : 0));
-		if (r == LB_TC_FWD_REROUTE) {
-			struct lb_scratch *s = bpf_map_lookup_elem(&lb_scratch, &zero);
-
-			be = s ? &s->sel.be : NULL;
-		} else if (r == LB_TC_FWD_ORPHAN) {
+		r = lb_tc_forward(skb, p, fe, at_ingress, external, r == LB_TC_HIT_NO_CT, &be);
+		if (r == LB_TC_FWD_ORPHAN) {
 			r = lb_tc_orphan(skb, p, at_ingress);
 			return r >= 0 ? r : TC_ACT_OK;
 		} else if (r == LB_TC_FWD_REJECT || r == LB_TC_FWD_RESET) {
