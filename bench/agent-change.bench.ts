@@ -91,6 +91,26 @@ function threadTimes(pid: number): ThreadTimes {
 }
 
 /** per thread name: ms on a CPU and ms on a run queue between two samples (threads that ran only) */
+/** a change slower than this is placed by slowCause (the target: < 5 ms) */
+const SLOW_MS = 5;
+/** what one change takes when nothing holds it at 10,000 Services (p50 1.7-2.0 ms here) */
+const TYPICAL_MS = 2;
+type SlowCause = 'run queue' | 'rename late' | 'agent work';
+
+/**
+ * What held a slow change, from the agent's main thread over its window (schedstat: CPU, and time
+ * ready but not running) and the bench's own rename call: the main thread on the run queue for half
+ * the time past TYPICAL_MS or more (another process had the CPU); the rename call itself as long as the
+ * change while the agent did not wait (this process descheduled before its rename took effect: not
+ * the agent's time); else the agent's own work (its CPU, a GC, I/O).
+ */
+export function slowCause(toKernelMs: number, renameMs: number, main: { cpuMs: number; waitMs: number } | undefined): SlowCause {
+  const past = toKernelMs - TYPICAL_MS, wait = main?.waitMs ?? 0;
+  if (wait >= past / 2) return 'run queue';
+  if (renameMs >= toKernelMs - 1 && wait < 1) return 'rename late';
+  return 'agent work';
+}
+
 function threadDelta(pid: number, a: ThreadTimes, b: ThreadTimes): Record<string, { cpuMs: number; waitMs: number }> {
   const out: Record<string, { cpuMs: number; waitMs: number }> = {};
   for (const [tid, t] of Object.entries(b)) {
@@ -432,6 +452,8 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   // run-queue time from the rename to the kernel holding it, and this process's own CPU over its poll
   const traceThreads = !!process.env.KBP_BENCH_AGENT_THREADS && !!process.env.KBP_BENCH_AGENT_LOG_DIR;
   const traced: unknown[] = [];
+  /** with KBP_BENCH_AGENT_THREADS: the changes over SLOW_MS by what the window shows (slowCause) */
+  const slow: Record<SlowCause, number> = { 'run queue': 0, 'rename late': 0, 'agent work': 0 };
   // KBP_BENCH_AGENT_IDLE_MS: the agent's threads' CPU over that long with no change first, per second:
   // what its timers (the folder's rescan, the conntrack sweep, device scans) and V8 cost without changes
   const idleMs = Number(process.env.KBP_BENCH_AGENT_IDLE_MS ?? 0);
@@ -528,9 +550,11 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
         // CLOCK_MONOTONIC ms of the rename and of the poll's sight: the clock of `perf record -k CLOCK_MONOTONIC`
         // and (in us) of the agent's --cpu-prof samples, to pick out the changes' windows in either
         const mono = Number(mono0) / 1e6;
+        const threads = threadDelta(agent.pid, threads0, threadTimes(agent.pid));
         traced.push({ k, epoch0, renameAt: performance.timeOrigin + t0, kernelAt: performance.timeOrigin + t1, renameMono: mono, kernelMono: mono + (t1 - t0), toKernelMs: r2(t1 - t0), seenMs: r2(seenAt - t0), ...(alternate && { polled }), ...(calls !== undefined && { agentBpfCalls: calls }), renameMs: r2(tr - t0), polls, benchThreadCpuMs: r2((self.user + self.system) / 1000),
           benchCpuMs: r2((proc.user + proc.system) / 1000), load: Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]),
-          threads: threadDelta(agent.pid, threads0, threadTimes(agent.pid)) });
+          threads });
+        if (t1 - t0 > SLOW_MS) slow[slowCause(t1 - t0, tr - t0, threads.main)]++;
       }
       if (!fromLog) {
         // an older build without 'sync steps' lines: its metric, scraped SCRAPE_AFTER_MS after the
@@ -607,6 +631,11 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   ctx.log(`${tag}${n} Services: agent CPU ${cpuPerChange.toFixed(1)} ms per change (first sync ${firstSyncCpuMs} ms CPU); RSS after the changes ${rssEnd.toFixed(0)} MiB`);
   ctx.log(`${tag}${n} Services: sync p50 ${sync.median.toFixed(2)} p99 ${sync.p99.toFixed(2)} ms; change to kernel p50 ${toKernel.median.toFixed(1)} p99 ${toKernel.p99.toFixed(1)} ms` +
     `${toKernelAgent ? ` (agent's clock: p50 ${toKernelAgent.median.toFixed(1)} p99 ${toKernelAgent.p99.toFixed(1)} ms, ${agentMs.length} changes)` : ''} (${kernelMs.length} changes, ${skipped} syncs not counted)`);
+  if (traceThreads) {
+    ctx.log(`${tag}${n} Services: changes over ${SLOW_MS} ms to the kernel: ${Object.values(slow).reduce((a, b) => a + b, 0)} of ${kernelMs.length}, by what held them: ` +
+      `${Object.entries(slow).map(([k, v]) => `${k} ${v}`).join(', ')} (run queue: the agent's main thread ready but not running for half the time past ${TYPICAL_MS} ms or more; ` +
+      'rename late: this process\'s rename call took the time, the agent idle; agent work: the rest, its own CPU, GC or a wait of its own)');
+  }
   if (pollMs.length) {
     const f = (v: number[]) => { const st = stats(v); return `p50 ${st.median.toFixed(2)} p99 ${st.p99.toFixed(2)} ms`; };
     ctx.log(`${tag}${n} Services: alternate probes: changes polled from here (${pollMs.length}): poll ${f(pollMs)}, their stamps ${f(stampPolledMs)}; changes stamped only (${stampOnlyMs.length}): ${f(stampOnlyMs)}`);

@@ -55,8 +55,23 @@ export interface HeapTrimOptions {
   minorGc?: () => void;
   /** bytes in V8's young generation now */
   youngUsed?: () => number;
-  /** afterWork collects the young generation when it holds at least this much (default 1 MiB) */
+  /** the young generation's capacity now (V8's new space: it grows and shrinks with the allocation rate) */
+  youngCapacity?: () => number;
+  /**
+   * afterWork collects the young generation when it holds at least this much (default 1 MiB), or
+   * youngSweepShare of its capacity when that is less
+   */
   youngSweepBytes?: number;
+  /**
+   * the share of the young generation's capacity that afterWork leaves in it (default 3/8). V8
+   * scavenges on its own once the young generation is 80 % full (a task on the event loop, which
+   * runs wherever the event loop is then: between a file's watch event and its sync) or full (inside
+   * whatever allocates). After a reducing full GC V8 keeps it at 1 MiB, where a bound of 1 MiB alone
+   * was never reached: the sweep never ran and V8's scavenges landed on the changes' path
+   * (docs/PERF.md, session 28, p28p99). 3/8 leaves ~430 KiB of room below V8's 80 % at 1 MiB: two
+   * endpoint changes at 10,000 Services (~190 KiB each with the watch event's read).
+   */
+  youngSweepShare?: number;
   /** quiet time after the last afterWork before that check (default 30 ms) */
   youngSweepDelayMs?: number;
   /** after each young collection afterWork ran: bytes before and after, and its pause */
@@ -130,7 +145,13 @@ export function youngUsed(): number {
   return 0;
 }
 
-type Defaulted = 'external' | 'everyMs' | 'minDropBytes' | 'bigSyncOps' | 'used' | 'trimDelayMs' | 'youngUsed' | 'youngSweepBytes' | 'youngSweepDelayMs'
+/** the capacity of V8's new space (one semi-space: what the young generation holds before a scavenge) */
+export function youngCapacity(): number {
+  for (const sp of getHeapSpaceStatistics()) if (sp.space_name === 'new_space') return sp.space_size;
+  return 0;
+}
+
+type Defaulted = 'external' | 'everyMs' | 'minDropBytes' | 'bigSyncOps' | 'used' | 'trimDelayMs' | 'youngUsed' | 'youngCapacity' | 'youngSweepBytes' | 'youngSweepShare' | 'youngSweepDelayMs'
   | 'deferStepMs' | 'maxDeferMs' | 'settleMs';
 
 export class HeapTrimmer {
@@ -143,7 +164,7 @@ export class HeapTrimmer {
   constructor(o: HeapTrimOptions) {
     this.#o = {
       external: () => process.memoryUsage().external, everyMs: 5_000, minDropBytes: 16 * 2 ** 20, bigSyncOps: 1000, trimDelayMs: 200,
-      youngUsed, youngSweepBytes: 2 ** 20, youngSweepDelayMs: 30, deferStepMs: 2, maxDeferMs: 1000, settleMs: 0,
+      youngUsed, youngCapacity, youngSweepBytes: 2 ** 20, youngSweepShare: 3 / 8, youngSweepDelayMs: 30, deferStepMs: 2, maxDeferMs: 1000, settleMs: 0,
       used: () => { const m = process.memoryUsage(); return m.heapUsed + m.external; }, ...o,
     };
   }
@@ -193,7 +214,7 @@ export class HeapTrimmer {
 
   /**
    * Called after work that leaves garbage (a sync, a /metrics scrape): once the process has been
-   * quiet for youngSweepDelayMs, a young generation holding youngSweepBytes or more is collected
+   * quiet for youngSweepDelayMs, a young generation holding youngSweepBound() or more is collected
    * then, off any sync, so the next change's sync starts with an empty nursery. Returns whether a
    * check is scheduled.
    */
@@ -205,7 +226,7 @@ export class HeapTrimmer {
       this.#sweep = undefined;
       if (this.#stopped) return;
       const before = this.#o.youngUsed();
-      if (before < this.#o.youngSweepBytes) return;
+      if (before < this.youngSweepBound()) return;
       const t0 = performance.now();
       minor();
       this.#o.onSweep?.({ before, after: this.#o.youngUsed(), pauseMs: performance.now() - t0 });
@@ -215,6 +236,12 @@ export class HeapTrimmer {
   }
 
   #sweep: NodeJS.Timeout | undefined;
+
+  /** what the young generation may hold after work before afterWork collects it: youngSweepBytes, or youngSweepShare of its capacity when less */
+  youngSweepBound(): number {
+    const cap = this.#o.youngCapacity();
+    return cap > 0 ? Math.min(this.#o.youngSweepBytes, cap * this.#o.youngSweepShare) : this.#o.youngSweepBytes;
+  }
 
   /** One check: trims when external memory fell by minDropBytes from its peak since the last trim. Returns whether it trimmed. */
   check(): boolean {

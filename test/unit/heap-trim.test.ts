@@ -1,6 +1,6 @@
 import test from 'ava';
 import { until } from '../../testing/wait.js';
-import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../../src/util/heap-trim.js';
+import { fullGc, HeapTrimmer, minorGc, pressureGc, youngCapacity, youngUsed } from '../../src/util/heap-trim.js';
 
 const MiB = 2 ** 20;
 
@@ -70,7 +70,7 @@ test('after work: the young generation is collected once the process is quiet, w
   let young = 3 * MiB, minors = 0;
   const sweeps: { before: number; after: number }[] = [];
   const h = new HeapTrimmer({
-    trim: () => true, external: () => 0, minorGc: () => { minors++; young = 64 * 1024; }, youngUsed: () => young,
+    trim: () => true, external: () => 0, minorGc: () => { minors++; young = 64 * 1024; }, youngUsed: () => young, youngCapacity: () => 16 * MiB,
     youngSweepDelayMs: 20, onSweep: ({ before, after }) => sweeps.push({ before, after }),
   });
   // a burst of work (syncs, scrapes) in one turn: one collection after it, not one per call
@@ -90,6 +90,36 @@ test('after work: the young generation is collected once the process is quiet, w
   await new Promise((r) => setTimeout(r, 100));
   t.is(minors, 1);
   t.false(h.afterWork());
+});
+
+test('after work: a young generation V8 keeps small (1 MiB after a reducing GC) is collected at a share of its capacity, not only at 1 MiB', async (t) => {
+  // V8 scavenges by itself at 80 % of the capacity: with 1 MiB of it, a bound of 1 MiB was never
+  // reached and V8's own scavenges landed between a change's watch event and its sync
+  let young = 0, cap = MiB, minors = 0;
+  const h = new HeapTrimmer({
+    trim: () => true, external: () => 0, minorGc: () => { minors++; young = 16 * 1024; }, youngUsed: () => young, youngCapacity: () => cap,
+    youngSweepDelayMs: 5,
+  });
+  // two endpoint changes' garbage (~190 KiB each) stay below it, and below V8's 80 % after it
+  t.is(h.youngSweepBound(), 384 * 1024);
+  // half full at 1 MiB: collected once quiet (the old bound, 1 MiB, never collected it)
+  young = 512 * 1024;
+  t.true(h.afterWork());
+  await until(() => minors === 1, 5000, 5);
+  t.is(young, 16 * 1024);
+  // a grown young generation: the 1 MiB bound again
+  cap = 16 * MiB;
+  t.is(h.youngSweepBound(), MiB);
+  // an unknown capacity (0): the 1 MiB bound
+  cap = 0;
+  t.is(h.youngSweepBound(), MiB);
+  h.stop();
+});
+
+test('youngCapacity() and youngUsed() read V8\'s new space', (t) => {
+  const cap = youngCapacity();
+  t.true(cap >= 256 * 1024, `capacity ${cap}`);
+  t.true(youngUsed() <= cap);
 });
 
 test('minorGc() runs a real scavenge', (t) => {
