@@ -526,6 +526,10 @@ export class MapWriter {
         } catch (e) {
           throw this.mapFull(e, 'lb_slots', `slots of ${to - from} frontends (the copy of lb_members for an earlier build's agent)`);
         }
+        // a first sync's ~1M slots at 100,000 Services: 12 MiB, freed now rather than in the heap
+        // trimmer's full GC that follows, where the start's RSS was highest (docs/PERF.md, session 28, p28rss)
+        releaseArray(kw);
+        releaseArray(vw);
       }
       this.slotAt = to;
       if (to >= q.length) {
