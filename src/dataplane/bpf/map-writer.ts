@@ -47,7 +47,17 @@ export interface BpfMapsOptions {
    * backend lists by slot that an agent of an earlier build reads when it starts over these maps.
    */
   deferSlotsFrom?: number;
+  /** the most lb_backends entries one batch writes (default BACKENDS_PER_BATCH) */
+  backendsPerBatch?: number;
 }
+
+/**
+ * lb_backends entries encoded and written per batch. A first sync's million backends at 100,000
+ * Services were encoded at once: 24 MiB of keys and values in the RSS while the kernel took them, a
+ * plateau of the start's peak in the apply (docs/PERF.md, session 28, p28rss); a batch of 131,072 is
+ * 3 MiB, freed before the next is encoded.
+ */
+export const BACKENDS_PER_BATCH = 1 << 17;
 
 /**
  * Slots of new frontends from which an apply leaves lb_slots to the deferred write: a first sync's
@@ -241,6 +251,7 @@ export class MapWriter {
   /** this apply leaves lb_slots to flushSlots() (deferSlotsFrom) */
   private deferring = false;
   private readonly deferSlotsFrom: number;
+  private readonly backendsPerBatch: number;
   /** the mirror's slots and distinct (frontend, backend) pairs, followed list by list: what lb_slots and lb_members hold */
   private memberFill = { slots: 0, members: 0 };
   private memberRemovals: L.MemberKey[] = [];
@@ -309,6 +320,8 @@ export class MapWriter {
     this.recycleTables = opts.recycleTables ?? false;
     this.regionGraceMs = opts.regionGraceMs ?? 1000;
     this.deferSlotsFrom = opts.deferSlotsFrom ?? DEFER_SLOTS_FROM;
+    this.backendsPerBatch = opts.backendsPerBatch ?? BACKENDS_PER_BATCH;
+    if (!(Number.isInteger(this.backendsPerBatch) && this.backendsPerBatch >= 1)) throw new KbpError('KBP_ERR_INTERNAL', `backendsPerBatch ${this.backendsPerBatch}: not a positive integer`);
   }
 
   /** Where the plan's table lives in lb_maglev_slots, if written. */
@@ -967,8 +980,17 @@ export class MapWriter {
     return this.feEntries = e;
   }
 
-  /** lb_backends gets the backends of ops [from, to) (upsertBackend ops, all of them) */
-  private *upsertBackends(ops: readonly PlanOp[], from: number, to: number): Steps {
+  /** lb_backends gets the backends of ops [from, to) (upsertBackend ops, all of them), backendsPerBatch at a time; returns the batches */
+  private *upsertBackends(ops: readonly PlanOp[], from: number, to: number): Generator<Write, number, number> {
+    let batches = 0;
+    for (let at = from; at < to; at += this.backendsPerBatch) {
+      yield* this.upsertBackendBatch(ops, at, Math.min(to, at + this.backendsPerBatch));
+      batches++;
+    }
+    return batches;
+  }
+
+  private *upsertBackendBatch(ops: readonly PlanOp[], from: number, to: number): Steps {
     const n = to - from;
     const backend = (i: number): PlanBackend => (ops[from + i] as Extract<PlanOp, { op: 'upsertBackend' }>).backend;
     const kw = new Uint32Array(n), values = Buffer.alloc(n * L.BACKEND.size);
@@ -998,8 +1020,7 @@ export class MapWriter {
   private *applyRun(ops: readonly PlanOp[], from: number, to: number, res: ApplyResult): Steps {
     const kind = ops[from]!.op;
     if (kind === 'upsertBackend') {
-      yield* this.upsertBackends(ops, from, to);
-      res.batches++;
+      res.batches += yield* this.upsertBackends(ops, from, to);
       return;
     }
     const run = ops.slice(from, to);
