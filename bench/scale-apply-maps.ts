@@ -14,7 +14,7 @@
 // gc: V8's collections by step (plan, diff, apply; a GC of the chain's turn counts in the apply):
 // count of scavenges and major GCs, their pauses on the main thread (ms), and the bytes the
 // scavenges moved into the old generation (promoted: what outlived its first two scavenges).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { GCProfiler } from 'node:v8';
@@ -50,6 +50,13 @@ const note = (key: string, count: number, t0: number, c0: NodeJS.CpuUsage, f0: n
   r.faults += process.resourceUsage().minorPageFault - f0;
   rows.set(key, r);
 };
+// TRACE=1: each batch's start and end and the process's RSS (VmRSS, MiB) every 50 ms when it moved
+// by 4 MiB or more, on stderr with ms from the plan's start: which write the RSS of an apply follows
+const traceT0 = performance.now();
+const rssMiB = () => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'latin1'))![1]) / 1024);
+const trace = (what: string) => { if (process.env.TRACE === '1') process.stderr.write(`${Math.round(performance.now() - traceT0)} ms ${what} rss ${rssMiB()}\n`); };
+let lastRss = 0;
+if (process.env.TRACE === '1') setInterval(() => { const r = rssMiB(); if (Math.abs(r - lastRss) >= 4) { lastRss = r; trace('rss'); } }, 50).unref();
 let pressed = false;
 const P = BpfMap.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
 for (const name of ['updateBatchAsync', 'deleteManyAsync'] as const) {
@@ -58,7 +65,9 @@ for (const name of ['updateBatchAsync', 'deleteManyAsync'] as const) {
     const t0 = performance.now(), c0 = process.cpuUsage(), f0 = process.resourceUsage().minorPageFault;
     // PRESSURE=<map>: the moderate pressure signal when that map's first batch starts (PRESSURE=1: at the diff's end)
     if (process.env.PRESSURE === this.name && !pressed) { pressed = true; const { native } = await import('../src/dataplane/bpf/native/addon.js'); native().memoryPressure(1); native().memoryPressure(0); }
+    trace(`${this.name} ${name} start ${a[name === 'updateBatchAsync' ? 2 : 1]}`);
     try { return await f.apply(this, a); } finally {
+      trace(`${this.name} ${name} end`);
       note(`${this.name} ${name}`, a[name === 'updateBatchAsync' ? 2 : 1] as number, t0, c0, f0);
       // the batch's buffers: bytes, and how many own their whole ArrayBuffer
       const bufs = (name === 'updateBatchAsync' ? [a[0], a[1]] : [a[0]]) as Buffer[];
@@ -129,15 +138,18 @@ try {
     const plan = buildPlan(fitted, undefined, { seed: 1, consumePrev: true, deferChain: defer, ...(prefill && { onTables: (tables: readonly PlanTable[]) => { started = d.maps.prefill(tables); } }) });
     const t1 = performance.now(), m1 = process.threadCpuUsage();
     memAt('plan');
+    trace('plan end');
     let chainMs = 0, chainEnd = 0;
     if (defer) setImmediate(() => { const c0 = performance.now(); finishChain(plan); chainEnd = performance.now(); chainMs = chainEnd - c0; });
     const ops = diffPlans(undefined, plan);
     const t2 = performance.now(), m2 = process.threadCpuUsage();
     memAt('diff');
+    trace('diff end');
     // PRESSURE=1: V8's moderate memory pressure signal here (an incremental full GC started, marked
     // concurrently while the apply waits for the kernel), as the agent's first sync does
     if (process.env.PRESSURE === '1') { const { native } = await import('../src/dataplane/bpf/native/addon.js'); native().memoryPressure(1); native().memoryPressure(0); }
     await d.maps.applyAsync(ops);
+    trace('apply end');
     const t3 = performance.now();
     memAt('apply');
     if (defer && !chainEnd) await new Promise((r) => setImmediate(r));

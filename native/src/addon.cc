@@ -1459,12 +1459,15 @@ Napi::Value StrError(const Napi::CallbackInfo& info) {
 // ---- asynchronous batch writes -------------------------------------------------------------------
 // A write to a map-in-map (a Maglev swap) waits for an RCU grace period in the kernel, and a large
 // batch takes long by itself: these run the same batch call on libuv's thread pool and settle a
-// Promise, so /healthz and /metrics keep answering during a long apply. The worker copies keys and
-// values (JavaScript may reuse or detach its buffers meanwhile) and holds its own dup of the fd (an
-// fd closed and reused meanwhile must not send the write to another map).
+// Promise, so /healthz and /metrics keep answering during a long apply. The worker reads keys and
+// values in place, holding a reference to each buffer until it settles: the caller must neither write
+// nor detach them before then (BpfMap's wrappers await the call; the map writer releases a batch's
+// buffers after it). A copy here doubled a first sync's largest batches while they ran (lb_backends'
+// 24 MiB at 100,000 Services, at the start's peak RSS: docs/PERF.md, session 28, p28rss). It holds its
+// own dup of the fd (an fd closed and reused meanwhile must not send the write to another map).
 class BatchWorker : public Napi::AsyncWorker {
  public:
-  BatchWorker(Napi::Env env, bool update, int fd, const BatchArgs& b)
+  BatchWorker(Napi::Env env, bool update, int fd, const BatchArgs& b, Napi::Value keys, Napi::Value values)
       : Napi::AsyncWorker(env, update ? "kbp:mapUpdateBatchAsync" : "kbp:mapDeleteBatchAsync"),
         deferred_(Napi::Promise::Deferred::New(env)),
         update_(update),
@@ -1474,8 +1477,11 @@ class BatchWorker : public Napi::AsyncWorker {
         threads_(b.threads),
         keySize_(b.keySize),
         valueSize_(b.valueSize),
-        keys_(b.keys.data, b.keys.data + b.keys.len),
-        values_(b.values.data, b.values.data + b.values.len) {}
+        keys_(b.keys.data),
+        values_(b.values.data),
+        keysRef_(Napi::Persistent(keys)) {
+    if (update) valuesRef_ = Napi::Persistent(values);
+  }
   ~BatchWorker() override {
     if (fd_ >= 0) close(fd_);
   }
@@ -1483,7 +1489,7 @@ class BatchWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     if (update_) {
-      ret_ = UpdateBatchSpread(fd_, keys_.data(), keySize_, values_.data(), valueSize_, count_, elemFlags_, threads_, &processed_);
+      ret_ = UpdateBatchSpread(fd_, keys_, keySize_, values_, valueSize_, count_, elemFlags_, threads_, &processed_);
       return;
     }
     struct bpf_map_batch_opts opts;
@@ -1491,7 +1497,7 @@ class BatchWorker : public Napi::AsyncWorker {
     opts.sz = sizeof opts;
     processed_ = count_;
     errno = 0;
-    ret_ = Err(bpf_map_delete_batch(fd_, keys_.data(), &processed_, &opts));
+    ret_ = Err(bpf_map_delete_batch(fd_, keys_, &processed_, &opts));
   }
   void OnOK() override { deferred_.Resolve(Pair(Env(), ret_, processed_)); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -1502,7 +1508,11 @@ class BatchWorker : public Napi::AsyncWorker {
   int fd_;
   uint32_t count_, elemFlags_, threads_;
   uint64_t keySize_, valueSize_;
-  std::vector<uint8_t> keys_, values_;
+  const uint8_t* keys_;
+  const uint8_t* values_;
+  // the buffers keys_ and values_ point into, kept from the GC until the worker is deleted (after
+  // OnOK or OnError, on the main thread)
+  Napi::Reference<Napi::Value> keysRef_, valuesRef_;
   int ret_ = 0;
   uint32_t processed_ = 0;
 };
@@ -1520,7 +1530,7 @@ Napi::Value BatchAsync(const Napi::CallbackInfo& info, bool update) {
     d.Resolve(Pair(env, bad, 0));
     return d.Promise();
   }
-  BatchWorker* w = new BatchWorker(env, update, fd, b);  // deletes itself after OnOK/OnError
+  BatchWorker* w = new BatchWorker(env, update, fd, b, info[1], info[2]);  // deletes itself after OnOK/OnError
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

@@ -413,8 +413,6 @@ export class Agent {
     this.#setPending();
     const triggers = this.#inflightTriggers = this.#triggerTimes;
     this.#triggerTimes = new Map();
-    // a big start: the list's garbage collected while compile, fit and plan run (util/heap-headroom.ts)
-    if (full && this.#headroom?.collect()) this.#log.debug({ heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20) }, 'first sync: a full GC started before compile');
     const t0 = performance.now();
     const { state: compiled, errors, serviceList, noLocalEndpoints } = this.#compiler.compile(snapshot, changed);
     const t1 = performance.now();
@@ -476,6 +474,9 @@ export class Agent {
         this.#log.debug({ err: e }, 'Maglev tables not filled ahead of the apply: the apply writes them');
       }
     });
+    // a big start: the list's, compile's and fit's garbage collected while the plan runs, so that the
+    // diff's GC below finds only the plan's and diff's beside what they keep (util/heap-headroom.ts)
+    if (full && this.#headroom?.collect()) this.#log.debug({ heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20) }, 'first sync: a full GC started before the plan');
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots, deferChain: full, ...(onTables && { onTables }) });
     const t4 = performance.now();
     let ops: PlanOp[], t5 = t4, loadWait = 0;

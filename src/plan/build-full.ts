@@ -11,6 +11,7 @@ import { findIn } from './backend-index.js';
 import { affinityGroupOf, backendFault, bad, frontendFault, frontendSortKey, NONE, planFrontend, samePlanFrontend, tableKey, tableMembers } from './frontend.js';
 import { IdAllocator } from './ids.js';
 import { IdMap } from './id-map.js';
+import { releaseArray } from '../util/release.js';
 import { ShardedMap, stringHash } from '../util/sharded-map.js';
 import { prevBackendIndex, startChain } from './build-incremental.js';
 import { BACKEND_ID_MAX, ID_MAX, LB_FE_ID_MAX } from './limits.js';
@@ -110,6 +111,16 @@ class Backends {
     this.refs = new Int32Array(most);
     this.termRefs = new Int32Array(most);
     this.localRefs = new Int32Array(most);
+  }
+
+  /**
+   * Frees the address tables and the per-backend arrays but id and the three reference counts (the
+   * only ones a deferred chain reads): the build is done with them. Freed here, not at the next full
+   * GC: at 100,000 Services ~70 MiB, which stood dead in the agent's RSS from the plan's end to the
+   * full GC started at the diff's end, the start's peak (docs/PERF.md, session 28, p28rss).
+   */
+  releaseTables(): void {
+    for (const a of [this.#addrFirst, this.#addrV4, this.#v4Tab, this.addr, this.port, this.protocol, this.terminating, this.local, this.next]) releaseArray(a);
   }
 
   /**
@@ -223,8 +234,17 @@ class Backends {
    * the keys; in order, as the benches' generator makes them, neither sorts).
    */
   sortCanonical(list: number[]): void {
+    const keys = new Float64Array(list.length);
+    try {
+      this.#sortCanonical(list, keys);
+    } finally {
+      // 8 MiB at 100,000 Services (release.ts)
+      releaseArray(keys);
+    }
+  }
+
+  #sortCanonical(list: number[], keys: Float64Array): void {
     const n = list.length;
-    const keys = new Float64Array(n);
     for (let k = 0; k < n; k++) {
       const i = list[k]!, v = this.#addrV4[this.addr[i]!]!;
       if (v < 0) {
@@ -372,6 +392,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
         id, address: bk.addressOf(i), port: bk.port[i]!, protocol: bk.protocolOf(i), terminating, local,
       });
   }
+  releaseArray(order);
 
   // 3. frontend ids, the same way
   const feAlloc = new IdAllocator(prev ? [...prev.frontends.values()].map((f) => f.id) : [], LB_FE_ID_MAX - 1, 'frontend');
@@ -446,6 +467,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     for (let k = 0; k < ordered.length; k++) ordered[k]!.idx = ordered[k]!.members = ordered[k]!.term = NONE;
     const counts = { size: bk.size, id: bk.id, refs: bk.refs, termRefs: bk.termRefs, localRefs: bk.localRefs };
     startChain(plan, sizing, ordered, counts, tables, state, true);
+    bk.releaseTables();
   } else startChain(plan, sizing, ordered, bk, tables, state);
   return plan;
 }
@@ -478,6 +500,8 @@ function hashTables(toBuild: readonly { table: PendingTable; members: number[] }
     table.setSource(src, first);
     first += n;
   }
+  // 16 MiB at 100,000 Services, dead from here
+  releaseArray(hashed);
 }
 
 /**
@@ -501,6 +525,7 @@ function byId(bk: Backends): Int32Array {
     if (!dup) {
       let k = 0;
       for (let id = 1; id <= top; id++) if (at[id] !== -1) out[k++] = at[id]!;
+      releaseArray(at);
       if (k === n) return out;
     }
   }

@@ -26,12 +26,13 @@
 // garbage (the list's, the plan's and the diff's temporaries, ~300 MB, and ~160 MiB of dead
 // ArrayBuffers) stood beside what it kept: RSS 1,230-1,315 MiB at the sync's end (V8's own factor, before
 // the headroom: 1,108-1,135). So collect() starts a full GC twice in the first sync: before its
-// compile (the list's garbage, and no limit GC of V8's own in the plan then) and once the plan and
-// diff are made (their temporaries, before the apply adds its own): V8's moderate memory pressure
-// signal, which starts incremental marking (concurrent, on V8's workers) and finalizes it while the
-// sync goes on; each next limit is set with factor 4 again. Measured with the real agent at 100,000:
-// peak 1,100-1,143 MiB against 1,172-1,313 (0.89), agent CPU to the sync's end 1.05 (docs/PERF.md,
-// session 27, p27rss); still above 1 GiB (the plan's heap at the diff's end, the ops, the apply's garbage).
+// plan (the list's, compile's and fit's garbage, and no limit GC of V8's own in the plan then) and
+// once the plan and diff are made (their temporaries, before the apply adds its own): V8's moderate
+// memory pressure signal, which starts incremental marking (concurrent, on V8's workers) and
+// finalizes it while the sync goes on; each next limit is set with factor 4 again. Measured with the
+// real agent at 100,000: peak 1,100-1,143 MiB against 1,172-1,313 (0.89), agent CPU to the sync's end
+// 1.05 (docs/PERF.md, session 27, p27rss, the first GC then before compile); with it before the plan
+// and the plan's dead arrays freed at once, 1,018-1,049 (docs/PERF.md, session 28, p28rss).
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 

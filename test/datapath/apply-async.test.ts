@@ -42,7 +42,6 @@ function request(port: number): Promise<string> {
   });
 }
 
-/** a data plane loaded under a fresh pin root, its state file in a temp dir: both gone after t */
 if (!isRoot) {
   test('apply-async tests need root', (t) => { t.log('skipped: run as root (npm run test:datapath)'); t.pass(); });
 } else {
@@ -113,5 +112,30 @@ if (!isRoot) {
     t.is(back.frontends.size, N);
     t.is(back.backends.size, N * 10);
     t.deepEqual([...back.backends.keys()].sort(), [...plan.backends.keys()].sort());
+  });
+
+  test('a first apply writes lb_backends backendsPerBatch entries at a time, each batch\'s buffers given back before the next is encoded; the maps hold the plan', async (t) => {
+    const d = loadTemp(t, { maps: { backendsPerBatch: 4096 } });
+    const m = (d.maps as unknown as { maps: Record<string, BpfMap> }).maps.lb_backends!;
+    const batches: { count: number; valuesLive: boolean[] }[] = [];
+    const f = m.updateBatchAsync.bind(m);
+    m.updateBatchAsync = async (keys: Buffer, values: Buffer, count: number, ...rest: unknown[]) => {
+      // the earlier batches' values (4096 x 20 bytes: over releaseBuffer's 64 KiB) are gone by now
+      batches.push({ count, valuesLive: [] });
+      for (const b of seen) batches[batches.length - 1]!.valuesLive.push(!(b.buffer as ArrayBuffer).detached);
+      seen.push(values);
+      return (f as (...a: unknown[]) => Promise<void>)(keys, values, count, ...rest);
+    };
+    const seen: Buffer[] = [];
+    const N = 3000;
+    const plan = buildPlan(services(N, 10), undefined, { seed: SEED });
+    const res = await d.maps.applyAsync(diffPlans(undefined, plan));
+    // 30,000 backends: 7 batches of 4096 and one of 1328
+    t.deepEqual(batches.map((b) => b.count), [...Array<number>(7).fill(4096), 30_000 - 7 * 4096]);
+    t.true(batches.every((b) => b.valuesLive.every((live) => !live)), JSON.stringify(batches.map((b) => b.valuesLive)));
+    t.true(res.batches >= batches.length);
+    const back = d.maps.readPlan();
+    t.is(back.backends.size, N * 10);
+    t.deepEqual([...back.backends.values()].sort((a, b) => a.id - b.id), [...plan.backends.values()].sort((a, b) => a.id - b.id));
   });
 }

@@ -74,3 +74,31 @@ test('finishChain: nothing to do for an incremental build, a plan not built here
   finishChain({ seed: SEED, frontends: new Map(), backends: new Map(), tables: new Map() });
   t.is(b.frontends.size, 0);
 });
+
+test('deferChain at a size whose full build frees its address tables at once (util/release.ts): the chain and the builds after it are the same', (t) => {
+  // 2,000 frontends of 10 backends: every per-backend array and the address tables are over
+  // release.ts's 64 KiB, so the build detaches them; the deferred chain must read none of them
+  const fe = (i: number, n: number): NodeFrontend => ({ service: `default/s${i}`, portName: '', type: 'ClusterIP', address: `10.96.${i >> 8}.${i & 255}`, port: 80,
+    protocol: 'TCP', scope: 'internal', backends: Array.from({ length: n }, (_, j) => be(`10.${1 + (j % 4)}.${i >> 8}.${i & 255}`, 8000 + j)),
+    sessionAffinitySeconds: 0, sourceRanges: [], snatRemote: false });
+  const s0: NodeState = { frontends: Array.from({ length: 2000 }, (_, i) => fe(i, 10)) };
+  const steps: NodeState[] = [];
+  let s = s0;
+  for (const [k, how] of [[7, 'grow'], [1500, 'shrink'], [42, 'drop'], [7, 'grow']] as const) steps.push(s = changed(s, k, how));
+  const runs = (['now', 'finished', 'lazy'] as Mode[]).map((mode) => {
+    const first = buildPlan(s0, undefined, { seed: SEED, consumePrev: true, deferChain: mode !== 'now' });
+    const out: unknown[] = [shape(first)];
+    if (mode === 'finished') finishChain(first);
+    let prev = first;
+    for (const st of steps) {
+      const next = buildPlan(st, prev, { seed: SEED, consumePrev: true });
+      t.truthy(planDelta(prev, next), `${mode}: incremental after the full build`);
+      out.push(shape(next, prev), diffPlans(prev, next));
+      prev = next;
+    }
+    return out;
+  });
+  t.is(runs[0]!.length, 9);
+  t.deepEqual(runs[1], runs[0]);
+  t.deepEqual(runs[2], runs[0]);
+});

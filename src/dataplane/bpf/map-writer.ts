@@ -29,6 +29,7 @@ import { BPF_ANY, MapType } from './native/uapi.js';
 import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 import { intHash, ShardedMap, stringHash } from '../../util/sharded-map.js';
+import { releaseArray } from '../../util/release.js';
 
 export interface BpfMapsOptions {
   /**
@@ -46,7 +47,17 @@ export interface BpfMapsOptions {
    * backend lists by slot that an agent of an earlier build reads when it starts over these maps.
    */
   deferSlotsFrom?: number;
+  /** the most lb_backends entries one batch writes (default BACKENDS_PER_BATCH) */
+  backendsPerBatch?: number;
 }
+
+/**
+ * lb_backends entries encoded and written per batch. A first sync's million backends at 100,000
+ * Services were encoded at once: 24 MiB of keys and values in the RSS while the kernel took them, a
+ * plateau of the start's peak in the apply (docs/PERF.md, session 28, p28rss); a batch of 131,072 is
+ * 3 MiB, freed before the next is encoded.
+ */
+export const BACKENDS_PER_BATCH = 1 << 17;
 
 /**
  * Slots of new frontends from which an apply leaves lb_slots to the deferred write: a first sync's
@@ -91,9 +102,6 @@ const SLOTS_PER_PAUSE = 32_768;
  */
 const HASH_BATCH_THREADS = Math.min(4, cpuBudget());
 
-/** a buffer smaller than this is left to the GC (a change's batches): what releaseBuffer saves is a big sync's */
-const RELEASE_MIN_BYTES = 64 * 1024;
-
 /**
  * Gives a batch's buffer back now rather than at the next full GC: its ArrayBuffer is detached
  * (transfer(0)), which frees the memory behind it at once. A first sync at 100,000 Services writes
@@ -104,10 +112,7 @@ const RELEASE_MIN_BYTES = 64 * 1024;
  * array) and at least RELEASE_MIN_BYTES long.
  */
 export function releaseBuffer(b: Buffer): boolean {
-  const ab = b.buffer;
-  if (!(ab instanceof ArrayBuffer) || b.byteOffset !== 0 || b.byteLength !== ab.byteLength || b.byteLength < RELEASE_MIN_BYTES || ab.detached) return false;
-  ab.transfer(0);
-  return true;
+  return releaseArray(b);
 }
 
 function runSync(steps: Steps): void {
@@ -246,6 +251,7 @@ export class MapWriter {
   /** this apply leaves lb_slots to flushSlots() (deferSlotsFrom) */
   private deferring = false;
   private readonly deferSlotsFrom: number;
+  private readonly backendsPerBatch: number;
   /** the mirror's slots and distinct (frontend, backend) pairs, followed list by list: what lb_slots and lb_members hold */
   private memberFill = { slots: 0, members: 0 };
   private memberRemovals: L.MemberKey[] = [];
@@ -314,6 +320,8 @@ export class MapWriter {
     this.recycleTables = opts.recycleTables ?? false;
     this.regionGraceMs = opts.regionGraceMs ?? 1000;
     this.deferSlotsFrom = opts.deferSlotsFrom ?? DEFER_SLOTS_FROM;
+    this.backendsPerBatch = opts.backendsPerBatch ?? BACKENDS_PER_BATCH;
+    if (!(Number.isInteger(this.backendsPerBatch) && this.backendsPerBatch >= 1)) throw new KbpError('KBP_ERR_INTERNAL', `backendsPerBatch ${this.backendsPerBatch}: not a positive integer`);
   }
 
   /** Where the plan's table lives in lb_maglev_slots, if written. */
@@ -531,6 +539,10 @@ export class MapWriter {
         } catch (e) {
           throw this.mapFull(e, 'lb_slots', `slots of ${to - from} frontends (the copy of lb_members for an earlier build's agent)`);
         }
+        // a first sync's ~1M slots at 100,000 Services: 12 MiB, freed now rather than in the heap
+        // trimmer's full GC that follows, where the start's RSS was highest (docs/PERF.md, session 28, p28rss)
+        releaseArray(kw);
+        releaseArray(vw);
       }
       this.slotAt = to;
       if (to >= q.length) {
@@ -820,10 +832,9 @@ export class MapWriter {
       for (let i = 0; i < ops.length;) {
         let j = i + 1;
         while (j < ops.length && ops[j]!.op === ops[i]!.op) j++;
-        const run = ops.slice(i, j);
         // upsertFrontend joins the fill itself, before lb_frontends names a table
-        if (!this.besideFill(run)) yield* this.joinFill();
-        yield* this.applyRun(run, res);
+        if (!this.besideFill(ops, i, j)) yield* this.joinFill();
+        yield* this.applyRun(ops, i, j, res);
         yield PAUSE;
         i = j;
       }
@@ -969,28 +980,51 @@ export class MapWriter {
     return this.feEntries = e;
   }
 
-  private *applyRun(run: readonly PlanOp[], res: ApplyResult): Steps {
-    const kind = run[0]!.op;
+  /** lb_backends gets the backends of ops [from, to) (upsertBackend ops, all of them), backendsPerBatch at a time; returns the batches */
+  private *upsertBackends(ops: readonly PlanOp[], from: number, to: number): Generator<Write, number, number> {
+    let batches = 0;
+    for (let at = from; at < to; at += this.backendsPerBatch) {
+      yield* this.upsertBackendBatch(ops, at, Math.min(to, at + this.backendsPerBatch));
+      batches++;
+    }
+    return batches;
+  }
+
+  private *upsertBackendBatch(ops: readonly PlanOp[], from: number, to: number): Steps {
+    const n = to - from;
+    const backend = (i: number): PlanBackend => (ops[from + i] as Extract<PlanOp, { op: 'upsertBackend' }>).backend;
+    const kw = new Uint32Array(n), values = Buffer.alloc(n * L.BACKEND.size);
+    // a first sync writes ~100,000: a dotted quad (nearly all) without a value object (encodeBackendV4)
+    for (let i = 0; i < n; i++) {
+      const b = backend(i), at = i * L.BACKEND.size;
+      if (!(b.id >= 1 && b.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `backend ${b.address}:${b.port} has invalid id ${b.id}`);
+      kw[i] = b.id;
+      const v4 = strictV4(b.address), port = b.port;
+      if (v4 >= 0 && Number.isInteger(port) && port >= 0 && port <= 0xffff) L.encodeBackendV4(v4, port, L.protoNum(b.protocol), backendFlags(b), values, at);
+      else L.encodeBackend({ address: b.address, port, protocol: b.protocol, flags: backendFlags(b) }, values, at);
+    }
+    // from the ops, not kw: the batch releases kw's memory (keys is its bytes on a little-endian host)
+    const ids = (fn: (id: number) => void): void => { for (let i = 0; i < n; i++) fn(backend(i).id); };
+    const keys = u32Bytes(kw);
+    this.followBackends(ids, true);
+    yield* this.batchUpdate('lb_backends', keys, values, n, (i) => { const b = backend(i); return `backend ${b.address}:${b.port}/${b.protocol} (id ${b.id})`; }, 1, true);
+    this.followBackends(ids, false);
+  }
+
+  /**
+   * The run of ops [from, to), all of one kind. upsertBackend's is read in place: a first sync's is
+   * ~1M ops at 100,000 Services, and its copy, the array of its backends and the array of their ids
+   * (8 MiB each, in V8's large-object space) stood, dead, from the apply to the heap trimmer's full
+   * GC after the sync, at the start's peak RSS (docs/PERF.md, session 28, p28rss).
+   */
+  private *applyRun(ops: readonly PlanOp[], from: number, to: number, res: ApplyResult): Steps {
+    const kind = ops[from]!.op;
+    if (kind === 'upsertBackend') {
+      res.batches += yield* this.upsertBackends(ops, from, to);
+      return;
+    }
+    const run = ops.slice(from, to);
     switch (kind) {
-      case 'upsertBackend': {
-        const bs = run.map((o) => (o as Extract<PlanOp, { op: 'upsertBackend' }>).backend);
-        const kw = new Uint32Array(bs.length), values = Buffer.alloc(bs.length * L.BACKEND.size);
-        // a first sync writes ~100,000: a dotted quad (nearly all) without a value object (encodeBackendV4)
-        for (let i = 0; i < bs.length; i++) {
-          const b = bs[i]!, at = i * L.BACKEND.size;
-          if (!(b.id >= 1 && b.id <= 0xffffffff)) throw new KbpError('KBP_ERR_INTERNAL', `backend ${b.address}:${b.port} has invalid id ${b.id}`);
-          kw[i] = b.id;
-          const v4 = strictV4(b.address), port = b.port;
-          if (v4 >= 0 && Number.isInteger(port) && port >= 0 && port <= 0xffff) L.encodeBackendV4(v4, port, L.protoNum(b.protocol), backendFlags(b), values, at);
-          else L.encodeBackend({ address: b.address, port, protocol: b.protocol, flags: backendFlags(b) }, values, at);
-        }
-        const keys = u32Bytes(kw);
-        this.followBackends(() => bs.map((b) => b.id), true);
-        yield* this.batchUpdate('lb_backends', keys, values, bs.length, (i) => `backend ${bs[i]!.address}:${bs[i]!.port}/${bs[i]!.protocol} (id ${bs[i]!.id})`, 1, true);
-        this.followBackends(() => bs.map((b) => b.id), false);
-        res.batches++;
-        return;
-      }
       case 'createTable': {
         const tables = run.map((o) => (o as Extract<PlanOp, { op: 'createTable' }>).table);
         const early = this.early;
@@ -1158,9 +1192,9 @@ export class MapWriter {
           // an array's entries cannot be deleted: an id without a backend is an all-zero entry
           const keys = Buffer.alloc(ids.length * 4);
           ids.forEach((id, i) => L.encodeU32(id, keys, i * 4));
-          this.followBackends(() => ids, true);
+          this.followBackends((fn) => ids.forEach(fn), true);
           yield { kind: 'update', map: this.maps.lb_backends, keys, values: Buffer.alloc(ids.length * L.BACKEND.size), count: ids.length };
-          this.followBackends(() => ids, false, true);
+          this.followBackends((fn) => ids.forEach(fn), false, true);
         } else {
           yield* this.deleteU32s('lb_backends', ids);
         }
@@ -1329,10 +1363,12 @@ export class MapWriter {
   }
 
   /** whether a run may be written while a background fill goes on: it reads no slot and writes none */
-  private besideFill(run: readonly PlanOp[]): boolean {
-    const early = this.early;
-    if (run[0]!.op === 'createTable') return !!early && run.every((o) => early.has((o as Extract<PlanOp, { op: 'createTable' }>).table));
-    return BESIDE_FILL.has(run[0]!.op);
+  private besideFill(ops: readonly PlanOp[], from: number, to: number): boolean {
+    const early = this.early, kind = ops[from]!.op;
+    if (kind !== 'createTable') return BESIDE_FILL.has(kind);
+    if (!early) return false;
+    for (let k = from; k < to; k++) if (!early.has((ops[k] as Extract<PlanOp, { op: 'createTable' }>).table)) return false;
+    return true;
   }
 
   /**
@@ -1442,7 +1478,7 @@ export class MapWriter {
   /** Follows a write of lb_backends' ids in backendBits: before it (before: true) the count is
    * forgotten, so a write that throws leaves it to be read again; after it, the ids are set (or
    * cleared) and the count kept. Nothing to do while no one asked for the count. */
-  private followBackends(ids: () => readonly number[], before: boolean, cleared = false): void {
+  private followBackends(ids: (fn: (id: number) => void) => void, before: boolean, cleared = false): void {
     if (this.maps.lb_backends.type !== MapType.ARRAY) return;
     if (before) {
       this.pendingBits = this.backendBits;
@@ -1453,11 +1489,11 @@ export class MapWriter {
     const bits = this.pendingBits;
     this.pendingBits = undefined;
     if (!bits || this.backendBits) return;
-    for (const id of ids()) {
+    ids((id) => {
       const has = (bits[id >>> 3]! >> (id & 7)) & 1;
       if (cleared && has) { bits[id >>> 3]! &= ~(1 << (id & 7)); this.backendN--; }
       if (!cleared && !has) { bits[id >>> 3]! |= 1 << (id & 7); this.backendN++; }
-    }
+    });
     this.backendBits = bits;
   }
 
