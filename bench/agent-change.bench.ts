@@ -14,7 +14,12 @@
 // - change to kernel: from the rename to the pinned maps holding the new backend in the frontend's
 //   backend list (lb_frontends -> lb_slots -> lb_backends), stamped in the kernel: a BPF program on
 //   the exit of the agent's bpf() calls checks that list and takes the clock at the first call after
-//   which it holds (agent-change-probe.bpf.c); this process reads the stamp every ~1 ms. With
+//   which it holds (agent-change-probe.bpf.c); this process reads the stamp every ~1 ms. The start is
+//   stamped in the kernel too (session 28): the agent's main thread woken from inside this process's
+//   rename syscall (fsnotify's move event), or the syscall's entry where the agent was not asleep;
+//   the start before, this process's clock before its rename call, counted a descheduling of this
+//   process before the rename took effect as the agent's time (one of 240 changes, 47 ms: session 28)
+//   and is kept as the rows "change to kernel, bench's rename clock". With
 //   KBP_BENCH_AGENT_PROBE=poll (or where the probe cannot load), the list is polled from here every
 //   ~0.2 ms instead, as before session 20: 1-5 ms of this process's CPU a change on the cores the
 //   agent needs, and a sighting as late as this process's own scheduling (up to 19 ms after the
@@ -804,8 +809,9 @@ export default defineBench({
     'agent\'s minSyncPeriod (1 s). Per change: the agent\'s sync duration for that sync (with --v 2 from its "sync steps" log line, ' +
     'the value kubeproxy_sync_proxy_rules_duration_seconds observes, and no /metrics scrape between changes; else the metric, scraped ' +
     '50 ms after the kernel holds the change, ~1 s before the next), and the ' +
-    'time from the rename to the pinned maps holding the new backend in the frontend\'s list (stamped in the kernel at the exit of the ' +
-    'agent\'s bpf() call that made it hold, agent-change-probe.bpf.c, read every ~1 ms; KBP_BENCH_AGENT_PROBE=poll: polled every ~0.2 ms). The first ' +
+    'time from the rename to the pinned maps holding the new backend in the frontend\'s list (both ends stamped in the kernel: the rename ' +
+    'where it woke the agent, else at its syscall\'s entry; the landing at the exit of the agent\'s bpf() call that made it hold, ' +
+    'agent-change-probe.bpf.c, read every ~1 ms; the bench\'s clock before its rename call kept as a second row; KBP_BENCH_AGENT_PROBE=poll: polled every ~0.2 ms). The first ' +
     'sync is split by step from the agent\'s own log (its start and "sync steps" lines). The baseline is the same agent at the ' +
     'smallest size, in the same run (the target asks the figure to stay flat in N), or, with KBP_BENCH_AGENT_BASE_CLI, another ' +
     'build of the agent measured at each size beside this one, KBP_BENCH_AGENT_ROUNDS times interleaved, the order alternating by round (figures: median of the rounds).',
