@@ -6,7 +6,8 @@
 // starts each change on its own clock, as before session 28. The program stays attached while this
 // process lives: it waits for its stdin to close (the bench's end, or the bench's death), then
 // unpins and exits, so no attachment outlives the bench.
-//   agent-change-probe OBJECT AGENT_PIN_ROOT PROBE_PIN_DIR
+//   agent-change-probe OBJECT AGENT_PIN_ROOT PROBE_PIN_DIR [norename]
+// (norename: agent_bpf_exit alone, by request: KBP_BENCH_AGENT_RENAME=bench)
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -48,15 +49,18 @@ static struct bpf_object *open_object(const char *file, const char *pins, int wi
 int main(int argc, char **argv)
 {
 	char path[4096], norename[256] = "";
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s OBJECT AGENT_PIN_ROOT PROBE_PIN_DIR\n", argv[0]);
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "norename"))) {
+		fprintf(stderr, "usage: %s OBJECT AGENT_PIN_ROOT PROBE_PIN_DIR [norename]\n", argv[0]);
 		return 2;
 	}
-	struct bpf_object *obj = open_object(argv[1], argv[2], 1);
+	int with_rename = argc == 4;
+	if (!with_rename)
+		snprintf(norename, sizeof(norename), "not asked for");
+	struct bpf_object *obj = open_object(argv[1], argv[2], with_rename);
 	if (!obj)
 		return 1;
-	if (bpf_object__load(obj)) {
-		// the rename's program (fentry: BTF and trampolines) is the likelier to fail: without it
+	if (with_rename && bpf_object__load(obj)) {
+		// the rename's programs (tracepoints on every wake-up and rename) are the newer: without them
 		snprintf(norename, sizeof(norename), "load with the rename's programs: %s", strerror(errno));
 		bpf_object__close(obj);
 		obj = open_object(argv[1], argv[2], 0);
@@ -66,6 +70,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "load %s: %s\n", argv[1], strerror(errno));
 			return 1;
 		}
+	} else if (!with_rename && bpf_object__load(obj)) {
+		fprintf(stderr, "load %s: %s\n", argv[1], strerror(errno));
+		return 1;
 	}
 	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "agent_bpf_exit");
 	struct bpf_link *link = prog ? bpf_program__attach(prog) : NULL;
