@@ -201,7 +201,10 @@ struct sched_waking_ctx {
 };
 
 /* the agent's main thread (tid = its pid) woken by the bench's thread inside the armed rename call:
- * fsnotify's move event through the agent's inotify descriptor and epoll wait */
+ * fsnotify's move event through the agent's inotify descriptor and epoll wait. An interrupt taken
+ * inside the call that wakes the agent (its epoll timeout) would stamp too, still between the call's
+ * entry and exit; the trace header's irq flags, which would tell, are not readable from a tracepoint
+ * program (its context starts past them: the verifier refuses the load). */
 SEC("tracepoint/sched/sched_waking")
 int rename_wakes_agent(struct sched_waking_ctx *ctx)
 {
