@@ -18,7 +18,7 @@
 static const char *const AGENT_MAPS[] = { "lb_frontends", "lb_slots", "lb_backends" };
 static const char *const PROBE_MAPS[] = { "probe_want", "probe_got" };
 
-/* the object opened with the agent's maps in place; with_rename 0: bench_rename left unloaded */
+/* the object opened with the agent's maps in place; with_rename 0: the rename's programs (rename_*) left unloaded */
 static struct bpf_object *open_object(const char *file, const char *pins, int with_rename)
 {
 	char path[4096];

@@ -291,7 +291,7 @@ class KernelStamp {
   readonly #wantBuf = Buffer.alloc(PROBE_WANT_SIZE);
   #id = 0;
   /**
-   * @param renameStamped the loader attached bench_rename: each change's start is the kernel's stamp
+   * @param renameStamped the loader attached the rename's programs (rename_*): each change's start is the kernel's stamp
    *   of this process's rename; else (why in `norename`) this process's clock before its rename call
    */
   private constructor(want: BpfMap, got: BpfMap, readonly loader: LabProcess, readonly renameStamped: boolean, readonly norename?: string) {
@@ -374,7 +374,7 @@ export interface ChangeResult {
   firstSyncMs: number;
   rss: number;
   sync: TimeStats;
-  /** from the kernel's stamp of the rename (where the probe's bench_rename loads; else this process's clock) to the kernel's of the landing */
+  /** from the kernel's stamp of the rename (where the probe's rename_* programs load; else this process's clock) to the kernel's of the landing */
   toKernel: TimeStats;
   /** the same changes from this process's clock before its rename call (the start before session 28); with the rename's stamp only */
   toKernelBenchStart?: TimeStats;
