@@ -9,10 +9,9 @@
 // The frontends are installed shuffled as in the bench (KBP_CHAIN_SHUFFLE=0: in the chain's order).
 // Run it in both orders (A/B, then B/A): the side loaded first reads a few % slower or faster by
 // itself (an A/A run: 0.98-1.02); the square root of the two orders' medians cancels that.
-import { Datapath, OBJECT_PATH, TC_ACT_OK, XDP_PASS } from '../testing/datapath.js';
+import { Datapath, OBJECT_PATH } from '../testing/datapath.js';
 import { BASE_SERVICES } from '../testing/datapath-rows.js';
-import { parse } from '../testing/packets.js';
-import { chainRows, chainInstallOrder, type ChainRow } from './datapath.bench.js';
+import { chainRows, chainInstallOrder, runChain } from './datapath.bench.js';
 
 const re = new RegExp(process.argv[2] ?? '^tc ingress');
 const pairs = Number(process.argv[3] ?? 200);
@@ -21,33 +20,16 @@ const objB = process.argv[5] ?? process.env.KBP_BENCH_BASE_OBJECT;
 if (!objB) throw new Error('chain-ab: no OBJECT_B (argument 4 or KBP_BENCH_BASE_OBJECT)');
 const k = Number(process.env.KBP_CHAIN_K ?? 1000);
 
-function runChain(dp: Datapath, row: ChainRow): number {
-  for (const name of ['lb_ct', 'lb_ct_syn']) {
-    const m = dp.optMap(name);
-    if (!m) continue;
-    const keys = m.keys();
-    if (keys.length) m.deleteMany(Buffer.concat(keys), keys.length);
-  }
-  dp.resetFilter('lb_ct_filter');
-  dp.resetStats();
-  const r = dp.run(row.prog, row.input, { repeat: k });
-  if (r.verdict !== (row.prog === 'lb_xdp' ? XDP_PASS : TC_ACT_OK)) throw new Error(`${row.label}: verdict ${r.verdict}`);
-  const p = parse(r.output);
-  if (p.dst !== row.end.address || p.dport !== row.end.port) throw new Error(`${row.label}: the packet ended at ${p.dst}:${p.dport}: not every repeat was a first packet`);
-  const st = dp.stats();
-  if (JSON.stringify(st) !== JSON.stringify({ fwd_new: k })) throw new Error(`${row.label}: counters ${JSON.stringify(st)}`);
-  return r.durationNs;
-}
 
 const q = (xs: number[], f: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(f * xs.length))]!;
-const sides = [new Datapath(objA, 'a'), new Datapath(objB, 'b')];
+const sides = [{ dp: new Datapath(objA, 'a'), name: objA }, { dp: new Datapath(objB, 'b'), name: objB }];
 try {
   for (const row of chainRows(k).filter((r) => re.test(r.label))) {
-    for (const dp of sides) {
+    for (const { dp } of sides) {
       dp.install([...BASE_SERVICES, ...chainInstallOrder(row.services)]);
       dp.addNodeAddress('192.168.1.10');
       dp.setExternal(row.external);
-      runChain(dp, row); // warm
+      runChain({ dp, name: 'warm' }, row);
     }
     const a: number[] = [], b: number[] = [], ratio: number[] = [];
     const load0 = (await import('node:os')).loadavg()[0]!;
@@ -61,5 +43,5 @@ try {
     console.log(`${row.label}: A ${q(a, 0.5).toFixed(0)} ns, B ${q(b, 0.5).toFixed(0)} ns; A/B per pair min ${f(q(ratio, 0))} p25 ${f(q(ratio, 0.25))} median ${f(q(ratio, 0.5))} p75 ${f(q(ratio, 0.75))} max ${f(q(ratio, 1))} (${pairs} pairs, load ${load0.toFixed(1)}-${load1.toFixed(1)})`);
   }
 } finally {
-  for (const dp of sides) dp.close();
+  for (const { dp } of sides) dp.close();
 }

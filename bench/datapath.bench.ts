@@ -170,8 +170,8 @@ export function shuffled<T>(xs: T[]): T[] {
   return out;
 }
 
-/** one run of the chain: K first packets, conntrack emptied before; throws when another path ran */
-function runChain(side: Side, row: ChainRow): number {
+/** one run of the chain: K first packets, conntrack emptied before; throws when another path ran (also bench/chain-ab.ts) */
+export function runChain(side: Pick<Side, 'dp' | 'name'>, row: ChainRow): number {
   const dp = side.dp, k = row.services.length;
   for (const name of ['lb_ct', 'lb_ct_syn']) {
     const m = dp.optMap(name);
