@@ -572,35 +572,6 @@ test('with onSynced set, the first full sync hands it the warm-up, once, and not
   t.is(closed, 2);
 });
 
-// launch.ts: the warm-up's end goes to onWarmed (the heap trimmer's plain full GC of its garbage),
-// once, and not to onSynced as a sync of 0 ops (the young sweep) as without it.
-test('with onWarmed set, the warm-up\'s end calls it once, after both writers are closed, and not onSynced', async (t) => {
-  let closed = 0;
-  class WarmedDataplane extends FakeDataplane {
-    warmWriter() {
-      return { apply: () => {}, close: () => { closed++; } };
-    }
-  }
-  const { dir, dp } = setup(t, new WarmedDataplane());
-  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
-  const { agent } = newAgent(dir, dp);
-  const synced: number[] = [];
-  const warmed: number[] = [];
-  let warm: (() => void) | undefined;
-  agent.onSynced = (ops, w) => { synced.push(ops); warm ??= w; };
-  agent.onWarmed = () => { warmed.push(closed); };
-  await agent.start();
-  t.teardown(() => agent.stop());
-  await agent.whenIdle();
-  t.is(typeof warm, 'function');
-  const before = synced.length;
-  warm!();
-  for (let i = 0; i < 3000 && warmed.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 50));
-  t.deepEqual(warmed, [2]);
-  t.is(synced.length, before, 'no onSynced(0) after the warm-up');
-});
-
 test('a sync holds its ops no longer than its apply: the heap trimmer\'s GC after a big sync finds them garbage', async (t) => {
   // The full sync's ops are ~1.4M objects at 100,000 Services (~80 MiB). The sync's log line waits
   // for V8's GC entries (two turns of the loop) in a closure of the sync's scope; while the ops
