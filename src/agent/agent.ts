@@ -100,11 +100,6 @@ export class Agent {
    * which would flush what it compiled). Unset: the warm-up runs on the next timer.
    */
   onSynced?: (ops: number, warm?: () => void) => void;
-  /**
-   * the warm-up is done (launch.ts: the heap trimmer's afterWarm, a plain full GC of its garbage
-   * while the agent is quiet). Unset: onSynced(0) (the trimmer's young sweep) as after a sync.
-   */
-  onWarmed?: () => void;
   readonly #source: Source;
   readonly #dp: Dataplane;
   readonly #opts: AgentOptions;
@@ -661,10 +656,9 @@ export class Agent {
     } finally {
       writer?.close();
     }
-    // the warm-up's garbage, collected while the agent is quiet (the heap trimmer's full GC, or its
-    // young sweep) rather than by V8 among the first changes
-    if (this.onWarmed) this.onWarmed();
-    else this.onSynced?.(0);
+    // the warm-up's garbage, collected while the agent is quiet (the heap trimmer's young sweep)
+    // rather than by a scavenge in the first change's sync
+    this.onSynced?.(0);
   }
 
   /**

@@ -273,8 +273,6 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     ({ healthz, metricsServer } = await startServers(s, log, agent, metrics, trimmer, servers));
     const t = trimmer;
     if (t) agent.onSynced = (ops, warm) => { if (!t.afterSync(ops, warm)) t.afterWork(); };
-    // the warm-up's garbage in a plain full GC at the start, not in V8's next major GC among the changes
-    if (t) agent.onWarmed = () => { if (!t.afterWarm()) t.afterWork(); };
     await agent.start();
   } catch (e) {
     trimmer?.stop();
@@ -401,9 +399,6 @@ async function startHeapTrimmer(log: Logger, busy: () => boolean): Promise<HeapT
     // 100,000) and the warm-up after it: both held the event loop for 1-1.5 s right at the sync's end
     settleMs: GC_SETTLE_MS,
     minorGc: minorGc(),
-    regularGc: fullGc('regular'),
-    onWarmGc: ({ before, after, pauseMs, deferredMs }) => log.debug({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10,
-      ...(deferredMs >= 1 && { deferredMs: Math.round(deferredMs) }) }, 'collected the warm-up\'s garbage (full GC)'),
     onSweep: ({ before, after, pauseMs }) => log.trace({ beforeKiB: before >> 10, afterKiB: after >> 10, pauseMs: Math.round(pauseMs * 100) / 100 }, 'collected the young generation while idle'),
     onCompact: ({ before, after, pauseMs, deferredMs }) => log.info({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20), pauseMs: Math.round(pauseMs * 10) / 10,
       gc: pressure ? 'memory pressure' : 'last resort',

@@ -28,14 +28,6 @@ export interface HeapTrimOptions {
   onTrim?: (info: { peak: number; now: number; released: boolean }) => void;
   /** a full, synchronous GC (fullGc() below); without it afterSync does nothing */
   gc?: () => void;
-  /**
-   * a plain full GC, synchronous (fullGc('regular')): no memory reduction, so it keeps the code V8
-   * compiled and optimized (the reducing one flushed some of what the warm-up optimized); without it
-   * afterWarm does nothing
-   */
-  regularGc?: () => void;
-  /** after the GC afterWarm ran: heap used + external before and after, and its pause */
-  onWarmGc?: (info: { before: number; after: number; pauseMs: number; deferredMs: number }) => void;
   /** a sync of this many ops or more is followed by a full GC and a trim */
   bigSyncOps?: number;
   /**
@@ -245,42 +237,6 @@ export class HeapTrimmer {
 
   #sweep: NodeJS.Timeout | undefined;
 
-  /**
-   * Called once the agent's warm-up is done (Agent.onWarmed): one plain full GC when the event loop
-   * is next free (put off while busy(), at most maxDeferMs, as afterSync's). The warm-up's syncs
-   * leave garbage in the old generation (objects that lived through two scavenges of a 1 MiB young
-   * generation: ~7 MiB at 160 syncs), and V8's next major GC, with incremental marking steps on
-   * the event loop (up to ~100 ms each under load), then came within the first ~25 changes; collected
-   * here, at the start, V8 sizes the old generation's next limit from what is live. Returns whether
-   * it scheduled one.
-   */
-  afterWarm(): boolean {
-    const gc = this.#o.regularGc;
-    if (!gc || this.#stopped) return false;
-    clearTimeout(this.#sweep);
-    this.#sweep = undefined;
-    const due = performance.now();
-    const collect = (): void => {
-      this.#warmGc = undefined;
-      if (this.#stopped) return;
-      if (this.#o.busy?.() && performance.now() - due < this.#o.maxDeferMs) {
-        this.#warmGc = setTimeout(collect, this.#o.deferStepMs);
-        this.#warmGc.unref();
-        return;
-      }
-      const before = this.#o.used();
-      const t0 = performance.now();
-      gc();
-      this.#o.onWarmGc?.({ before, after: this.#o.used(), pauseMs: performance.now() - t0, deferredMs: Math.max(0, t0 - due) });
-    };
-    clearTimeout(this.#warmGc);
-    this.#warmGc = setTimeout(collect, 0);
-    this.#warmGc.unref();
-    return true;
-  }
-
-  #warmGc: NodeJS.Timeout | undefined;
-
   /** what the young generation may hold after work before afterWork collects it: youngSweepBytes, or youngSweepShare of its capacity when less */
   youngSweepBound(): number {
     const cap = this.#o.youngCapacity();
@@ -306,7 +262,6 @@ export class HeapTrimmer {
   }
 
   stop(): void {
-    clearTimeout(this.#warmGc);
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#timer = undefined;

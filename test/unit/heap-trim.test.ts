@@ -163,44 +163,6 @@ test('the full GC after a big sync waits while a sync is due (busy), bounded by 
   t.is(gcs, 0);
 });
 
-// The agent's warm-up leaves garbage in the old generation (its 169 syncs): a plain full GC then,
-// not the reducing one (that flushed code the warm-up had V8 optimize), while no sync is due.
-test('after the warm-up: one plain full GC when no sync is due, never the reducing one; none without it or once stopped', async (t) => {
-  let busy = true, regular = 0, reducing = 0, whileBusy = 0;
-  const seen: number[] = [];
-  const h = new HeapTrimmer({
-    trim: () => true, external: () => 0, deferStepMs: 2, maxDeferMs: 60_000, busy: () => busy,
-    gc: () => { reducing++; }, regularGc: () => { regular++; if (busy) whileBusy++; }, onWarmGc: ({ pauseMs }) => seen.push(pauseMs),
-  });
-  t.true(h.afterWarm());
-  await new Promise((r) => setTimeout(r, 40));
-  t.is(regular, 0); // a change's sync is due: the GC waits
-  busy = false;
-  await until(() => regular > 0, 5000, 5);
-  await new Promise((r) => setTimeout(r, 20));
-  t.is(regular, 1);
-  t.is(whileBusy, 0);
-  t.is(reducing, 0);
-  t.is(seen.length, 1);
-  h.stop();
-  t.false(h.afterWarm(), 'stopped');
-  t.false(new HeapTrimmer({ trim: () => true, external: () => 0, gc: () => { reducing++; } }).afterWarm(), 'no regularGc');
-  // stopped while put off: no GC
-  let later = 0;
-  const stopped = new HeapTrimmer({ trim: () => true, external: () => 0, deferStepMs: 2, busy: () => true, regularGc: () => { later++; } });
-  t.true(stopped.afterWarm());
-  await new Promise((r) => setTimeout(r, 20));
-  stopped.stop();
-  await new Promise((r) => setTimeout(r, 30));
-  t.is(later, 0);
-  t.is(reducing, 0);
-});
-
-test('fullGc(\'regular\'): a callable plain full GC', (t) => {
-  const g = fullGc('regular');
-  t.notThrows(() => g());
-});
-
 // The agent's start: what waited for the first sync (a kubelet probe, a /metrics scrape) is answered
 // before the GC's pause (~0.5-0.9 s at 10,000 Services, seconds at 100,000), not after it.
 test('the full GC after a big sync waits settleMs first; `then` runs after that GC, or on the next timer without one', async (t) => {
