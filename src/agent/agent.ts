@@ -55,14 +55,9 @@ const WARM_CHANGES = 48;
 
 /**
  * one-change syncs the warm-up runs through a second Agent of its own (Agent.#warmSyncs): the
- * agent's own sync code, each change a sync of its own. Enough for V8 to optimize the functions a
- * change calls only a few times (once per frontend or backend touched: tableMembers, toBackends,
- * overlay, besideFill, inPlace, ...): V8 (13.6) optimizes a function with Maglev once it has run
- * about 400 times its own bytecode (--invocation-count-for-maglev), so with 24 they reached it one
- * after the other in the first real changes, 5-23 compiles per 15 changes on V8's threads beside
- * the syncs (docs/PERF.md, session 28). ~1.3 ms of main-thread CPU each at the start.
+ * agent's own sync code, each change a sync of its own
  */
-const WARM_AGENT_CHANGES = 160;
+const WARM_AGENT_CHANGES = 24;
 /** the warm-up Agent's Services created and deleted after those (in turn, from created) */
 const WARM_AGENT_SERVICE_CHANGES = 8;
 

@@ -458,7 +458,7 @@ test('the warm-up applies its changes to the data plane\'s scratch writer only, 
   t.teardown(() => agent.stop());
   await agent.whenIdle();
   const applied = dp.log.length;
-  for (let i = 0; i < 3000 && closed < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 300 && closed < 2; i++) await new Promise((r) => setTimeout(r, 10));
   // one writer for warmOneChange, one for the second Agent the warm-up runs its syncs through
   t.is(closed, 2);
   // two full plans (warmOneChange's, and that Agent's first sync: each writes rev-NAT entries),
@@ -497,11 +497,11 @@ for (const standalone of [true, false]) {
     t.teardown(() => agent.stop());
     await agent.whenIdle();
     const warmed = () => lines.find((l) => l.msg === 'one-change path warmed' || l.msg === 'warming the one-change path failed');
-    for (let i = 0; i < 3000 && !warmed(); i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 500 && !warmed(); i++) await new Promise((r) => setTimeout(r, 10));
     const w = warmed();
     t.is(w?.msg, 'one-change path warmed', JSON.stringify(w));
-    // its first sync, 160 endpoint changes (agent.ts WARM_AGENT_CHANGES), 8 Services created or deleted
-    t.is(w?.syncs, 169);
+    // its first sync, 24 endpoint changes, 8 Services created or deleted
+    t.is(w?.syncs, 33);
     t.is(w?.leftOut, 0);
   });
 }
@@ -568,7 +568,7 @@ test('with onSynced set, the first full sync hands it the warm-up, once, and not
   t.is(closed, 0, 'not warmed before the hook ran it');
   handed[0]!();
   // its syncs through a second Agent run on the event loop: both writers are closed after them
-  for (let i = 0; i < 3000 && closed < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 300 && closed < 2; i++) await new Promise((r) => setTimeout(r, 10));
   t.is(closed, 2);
 });
 
