@@ -88,7 +88,7 @@ if (!isRoot) {
     t.true(d.maps.isEmpty());
   });
 
-  test('a first apply gives its large batch buffers back once the kernel holds their entries (map-writer releaseBuffer); the maps hold the plan', async (t) => {
+  test('a first apply gives its large batch buffers back once the kernel holds their entries (map-writer, releaseArray); the maps hold the plan', async (t) => {
     const d = loadTemp(t);
     // the large buffers each batch of these maps was given
     const seen: { map: string; bufs: Buffer[] }[] = [];
@@ -120,7 +120,7 @@ if (!isRoot) {
     const batches: { count: number; valuesLive: boolean[] }[] = [];
     const f = m.updateBatchAsync.bind(m);
     m.updateBatchAsync = async (keys: Buffer, values: Buffer, count: number, ...rest: unknown[]) => {
-      // the earlier batches' values (4096 x 20 bytes: over releaseBuffer's 64 KiB) are gone by now
+      // the earlier batches' values (4096 x 20 bytes: over releaseArray's 64 KiB) are gone by now
       batches.push({ count, valuesLive: [] });
       for (const b of seen) batches[batches.length - 1]!.valuesLive.push(!(b.buffer as ArrayBuffer).detached);
       seen.push(values);

@@ -85,7 +85,8 @@ export interface ApplyResult {
 /** One step of a write: a batch system call, or a point where applyAsync lets the event loop run. */
 type Write =
   // free: keys and values were made for this write alone and nothing reads them after it: the
-  // runner releases their memory once the kernel holds the entries (releaseBuffer)
+  // runner releases their memory once the kernel holds the entries (releaseArray: ~34 MiB of
+  // them in a first sync at 100,000 Services, dead until the next full GC otherwise)
   | { kind: 'update'; map: BpfMap; keys: Buffer; values: Buffer; count: number; threads?: number; free?: boolean }
   | { kind: 'deleteMany'; map: BpfMap; keys: Buffer; count: number }
   | { kind: 'pause' };
@@ -102,19 +103,6 @@ const SLOTS_PER_PAUSE = 32_768;
  */
 const HASH_BATCH_THREADS = Math.min(4, cpuBudget());
 
-/**
- * Gives a batch's buffer back now rather than at the next full GC: its ArrayBuffer is detached
- * (transfer(0)), which frees the memory behind it at once. A first sync at 100,000 Services writes
- * ~34 MiB of such buffers (lb_backends, lb_members, lb_revnat); those that outlived their first
- * scavenges stayed, dead, until the heap trimmer's full GC after the sync, at the start's peak RSS
- * (in process 11 MiB fewer ArrayBuffers at the apply's end; docs/PERF.md, session 27, p27rss).
- * Only a buffer that is the whole of its ArrayBuffer (never a slice of node's pool or of a larger
- * array) and at least RELEASE_MIN_BYTES long.
- */
-export function releaseBuffer(b: Buffer): boolean {
-  return releaseArray(b);
-}
-
 function runSync(steps: Steps): void {
   let r = steps.next();
   while (!r.done) {
@@ -128,7 +116,7 @@ function runSync(steps: Steps): void {
       r = steps.throw(e);
       continue;
     }
-    if (w.kind === 'update' && w.free) { releaseBuffer(w.keys); releaseBuffer(w.values); }
+    if (w.kind === 'update' && w.free) { releaseArray(w.keys); releaseArray(w.values); }
     r = steps.next(out);
   }
 }
@@ -146,7 +134,7 @@ async function runAsync(steps: Steps): Promise<void> {
       r = steps.throw(e);
       continue;
     }
-    if (w.kind === 'update' && w.free) { releaseBuffer(w.keys); releaseBuffer(w.values); }
+    if (w.kind === 'update' && w.free) { releaseArray(w.keys); releaseArray(w.values); }
     r = steps.next(out);
   }
 }
