@@ -2,7 +2,7 @@
 // pin root lives, how one is written (whole or not at all), and the plan's JSON form for the modes
 // whose kernel state cannot carry ids and names (nftables, IPVS).
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Plan, PlanBackend, PlanFrontend } from '../plan/types.js';
 import { frontendKey } from '../plan/types.js';
@@ -21,18 +21,8 @@ export function statePathFor(prefix: string, identity: string): string {
  * what the agent adopts. Returns the text's length.
  */
 export function writeStateFile(path: string, json: unknown): number {
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const text = JSON.stringify(json);
-    writeFileSync(tmp, text, { mode: 0o600 });
-    renameSync(tmp, path);
-    return text.length;
-  } catch (e) {
-    // (a path under a file, say, fails the clean-up too: the write's error is the one to report)
-    try { rmSync(tmp, { force: true }); } catch { /* nothing was made */ }
-    throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
-  }
+  // one piece, made inside the write's try: an object JSON cannot take fails as the write does
+  return writeStateFilePieces(path, (function* () { yield JSON.stringify(json); })());
 }
 
 /**
@@ -64,6 +54,7 @@ export function writeStateFilePieces(path: string, pieces: Iterable<string>): nu
     renameSync(tmp, path);
     return length;
   } catch (e) {
+    // (a path under a file, say, fails the clean-up too: the write's error is the one to report)
     try { if (fd !== undefined) closeSync(fd); } catch { /* the write's error is the one to report */ }
     try { rmSync(tmp, { force: true }); } catch { /* nothing was made */ }
     throw new KbpError('KBP_ERR_DATAPLANE', `state file ${path}: ${(e as Error).message}`, { cause: e });
