@@ -7,6 +7,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSyn
 import { join } from 'node:path';
 import { BpfMap } from '../src/dataplane/bpf/native/map.js';
 import { BpfProgram } from '../src/dataplane/bpf/native/program.js';
+import { slotsMarkerPath, stateJournalPath } from '../src/dataplane/bpf/agent-state-file.js';
 import { STATE_DIR } from '../src/dataplane/state-file.js';
 
 /** `map:<id>` and `prog:<id>` of every pin under root (bounded depth); our fds are closed again */
@@ -134,7 +135,7 @@ export function sweepStateFiles(dead: (pinRoot: string) => boolean): string[] {
     }
     const root = /"pinRoot":"([^"]+)"/.exec(head.toString('utf8', 0, n))?.[1];
     if (!root || existsSync(root) || !dead(root)) continue;
-    for (const p of [path, `${path}.journal`, `${path}.lb-slots-behind`]) rmSync(p, { force: true });
+    for (const p of [path, stateJournalPath(path), slotsMarkerPath(path)]) rmSync(p, { force: true });
     removed.push(path);
   }
   return removed;
