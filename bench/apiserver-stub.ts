@@ -26,6 +26,7 @@ const shape: ClusterShape = { services: n, endpointsPerService: 10, nodePortEver
 
 const s = new StubApiServer();
 s.host = host;
+s.closeOnExit();
 // KBP_STUB_LIST_DELAY_MS: each LIST page answered that much later (a real API server's time per page)
 s.listDelayMs = Number(process.env.KBP_STUB_LIST_DELAY_MS ?? 0);
 s.apply('Node', apiNode() as never);

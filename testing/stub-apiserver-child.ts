@@ -11,6 +11,7 @@ import { StubApiServer, type StubKind } from './stub-apiserver.js';
 const host = process.argv[2] ?? '127.0.0.1';
 const s = new StubApiServer();
 s.host = host;
+s.closeOnExit();
 await s.listen();
 process.stdout.write(JSON.stringify({ ready: true, url: s.url, kubeconfig: s.kubeconfigPath() }) + '\n');
 const rl = createInterface({ input: process.stdin });

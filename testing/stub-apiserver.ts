@@ -169,6 +169,19 @@ export class StubApiServer {
     this.#dir = undefined;
   }
 
+  /**
+   * For the stub as a process of its own (stub-apiserver-child.ts, bench/apiserver-stub.ts), which its
+   * parent ends with SIGTERM (testing/netns.ts killProc) or by closing its stdin: on SIGTERM or SIGINT
+   * it closes (the kubeconfig's directory removed) and exits 0; on any other exit the directory is
+   * still removed. Node's default for SIGTERM exits without 'exit' handlers or finally blocks.
+   */
+  closeOnExit(): void {
+    const end = () => { void this.close().finally(() => process.exit(0)); };
+    process.once('SIGTERM', end);
+    process.once('SIGINT', end);
+    process.once('exit', () => { if (this.#dir) rmSync(this.#dir, { recursive: true, force: true }); });
+  }
+
   // --- test controls -----------------------------------------------------------------------------
 
   /** creates or updates an object (ADDED or MODIFIED), giving it the next resourceVersion; returns the stored copy */
