@@ -26,8 +26,16 @@ const NP_VIP = '10.96.121.20';
 const NODE_PORT = 30180;
 const KEEP_VIP = '10.96.121.30';
 const NEW_VIP = '10.96.121.40';
-/** conntrack capacities of the small object: a SYN flood fills lb_ct_syn many times over */
-const CT_MAX = 8192, CT_SYN_MAX = 1024;
+/** conntrack capacities of the small object: a SYN flood fills lb_ct_syn many times over. lb_ct has
+ * room for the paced loads' closed flows (two entries each, kept 120 s, LB_CT_TIMEOUT_CLOSING): at
+ * 8,192, two unpaced HTTP loads kept it full and evicting ~8,400 entries a second, and a request
+ * held over ~1 s on a loaded machine lost its entries (session 28: the node-address scenario's loss) */
+const CT_MAX = 65536, CT_SYN_MAX = 1024;
+/** the pause between requests of the loads that must lose nothing: ~200 connections a second each,
+ * ~800 lb_ct entries a second for two, under CT_MAX for over a minute. The UDP churn before them is
+ * paced at 1 ms: unpaced, its ~10,000 exchanges a second (two entries each, kept 60 s) filled lb_ct
+ * before the next scenario began */
+const PACED_MS = 5;
 /** the agents' conntrack sweep period: evictions are counted at each sweep */
 const CT_SWEEP_S = 10;
 /** NodePorts compiled for any address (0.0.0.0 / ::), answered on whatever address the node has:
@@ -120,7 +128,7 @@ test.serial('UDP under backend churn: no exchange answered by a removed backend,
   const node1 = lab.nodes[0]!;
   const client = pod('client1').pod.ns;
   // DNS-like: many short exchanges, a new socket (source port) each
-  const udp = lab.lab.load(client, { proto: 'udp', host: CHURN_VIP, port: 53, durationMs: 180_000, timeoutMs: REQUEST_TIMEOUT_MS });
+  const udp = lab.lab.load(client, { proto: 'udp', host: CHURN_VIP, port: 53, durationMs: 180_000, timeoutMs: REQUEST_TIMEOUT_MS, intervalMs: 1 });
   const started = Date.now();
   let live = [pod('c-1'), pod('c-2'), pod('c-3')];
   /** pods removed from the Service while their servers still run, and when node1's data plane dropped them */
@@ -168,9 +176,10 @@ test.serial('node addresses change and a device appears under load: NodePorts fo
   if (!avail.ok) return t.pass(`skipped: ${avail.why}`);
   const node1 = lab.nodes[0]!;
   const extra = '192.168.50.21';
-  const http = lab.lab.load(pod('client2').pod.ns, { proto: 'http', host: node1.ip4, port: NODE_PORT, durationMs: 120_000, timeoutMs: REQUEST_TIMEOUT_MS });
-  const cip = lab.lab.load(pod('client1').pod.ns, { proto: 'http', host: CHURN_VIP, port: 80, durationMs: 120_000, timeoutMs: REQUEST_TIMEOUT_MS });
+  const http = lab.lab.load(pod('client2').pod.ns, { proto: 'http', host: node1.ip4, port: NODE_PORT, durationMs: 120_000, timeoutMs: REQUEST_TIMEOUT_MS, intervalMs: PACED_MS });
+  const cip = lab.lab.load(pod('client1').pod.ns, { proto: 'http', host: CHURN_VIP, port: 80, durationMs: 120_000, timeoutMs: REQUEST_TIMEOUT_MS, intervalMs: PACED_MS });
   await sleep(LOAD_MS / 4);
+  const ctBefore = await metrics(lab, node1);
   const addrsBefore = sample(await metrics(lab, node1), 'kubebpfproxy_bpf_map_entries{map="lb_node_addrs"}');
 
   // an address added to node1's eth0, and to its Node object as the kubelet reports it: NodePorts
@@ -204,9 +213,15 @@ test.serial('node addresses change and a device appears under load: NodePorts fo
   const late = await lab.addPod({ name: 'late', node: 1, role: 'client' });
   const first = await lab.curl(late.pod.ns, `http://${CHURN_VIP}/`, { timeoutSec: 3 });
   await sleep(LOAD_MS / 4);
+  const ctAfter = await metrics(lab, node1);
   const [h, c] = await Promise.all([http.stop(), cip.stop()]);
+  // the premise of "no request lost": lb_ct never full, so no live flow's entries were evicted
+  // (evictions are counted at each conntrack sweep; the inserts that failed for want of room at once)
+  const ctPressure = sample(ctAfter, 'kubebpfproxy_bpf_map_pressure{map="lb_ct"}') ?? 0;
+  const ctEvicted = (sample(ctAfter, 'kubebpfproxy_conntrack_evictions_total{map="lb_ct"}') ?? 0) - (sample(ctBefore, 'kubebpfproxy_conntrack_evictions_total{map="lb_ct"}') ?? 0);
   report(t, 'node address added and removed, a device appears', `${extra} added to node1's eth0 and its Node (first NodePort answer there ${firstOkMs ?? 'never'} ms after the device had it), then removed; a new pod veth whose first request goes to a ClusterIP (${first === 'ERR' ? 'failed' : 'answered'})`,
-    { 'NodePort http': h, 'ClusterIP http': c }, { firstAnswerOnNewAddressMs: firstOkMs, lbNodeAddrsFollowedMs: addrsMs, triesOnNewAddress: tries, newPodFirstRequest: first });
+    { 'NodePort http': h, 'ClusterIP http': c }, { firstAnswerOnNewAddressMs: firstOkMs, lbNodeAddrsFollowedMs: addrsMs, triesOnNewAddress: tries, newPodFirstRequest: first, ctPressure, ctEvicted });
+  t.true(ctPressure < 0.9, `lb_ct had room for the loads (fill ${ctPressure}; ${ctEvicted} evicted at the sweeps in between): a loss would be the table's, not the addresses'`);
   t.is(tries[0], 'np-1', `the first request to the new address is answered: ${JSON.stringify(tries)}`);
   t.true(addrsBefore !== undefined && addrsWith === addrsBefore + 1, `lb_node_addrs took the new address from its event (${addrsBefore} -> ${addrsWith} entries after ${addrsMs} ms)`);
   t.true(/^(c-|n-)/.test(first), `the new pod's first request is answered: ${first}`);
