@@ -7,10 +7,12 @@
 import json, os, sys
 
 CLASSES = ['SYN', 'SYN-ACK', 'ACK', 'ACK+data', 'FIN', 'RST', 'other TCP', 'not TCP/IPv4']
-STEPS = ['commit: its start (keys built), after the select', 'parse, filters', 'device, frontend, select prologue', 'lb_ct forward lookup',
-         'members / Maglev / backend (SYN); lb_ct_syn lookup (ACK: with the next)', 'clash check (2 reverse lookups)',
-         'commit: 1st conntrack write', 'commit: 2nd conntrack write', 'rev filter, promote deletes, stats',
-         'NAT', 'fe stats, return', 'a found entry\'s lb_members check (ACK: with the lb_ct_syn lookup)']
+# the marks of bench/pkt-time-steps.patch, by index; each figure is the time from the mark passed before
+STEPS = ["select's end, commit's start (its keys built)", 'parse, filters', 'device, frontend lookup',
+         "lb_tc_hit (its lb_ct lookup; a SYN's none)", "Maglev, backend (SYN); lb_ct_syn lookup (ACK)",
+         'clash check (SYN); lb_members check (ACK)', 'commit: 1st conntrack write', 'commit: 2nd conntrack write',
+         'lb_ct_filter bits (ACK), rev filter', 'promote deletes (ACK), affinity, stats', 'NAT, fe stats, return',
+         "scratch, config, lb_ct lookup (SYN: behind the filter; ACK: none)"]
 BUCKETS = 16
 
 def percpu(path, field=None):
@@ -74,8 +76,8 @@ def main():
     sb = next((x for x in (steps(i) for i in reversed(n) if i > a) if x), None)
     if sa and sb:
         print('steps (mean ns from the previous mark; marks not passed are folded into the next one):')
-        # in the order the marks are passed: 11 (a found entry's members check) and 0 (the commit's
-        # start) sit between 3 and 4, and 5 and 6
+        # in the order the marks are passed: 11 (lb_select's lb_ct lookup) sits between 3 and 4, 0
+        # (the commit's start) between 5 and 6
         for i in [1, 2, 3, 11, 4, 5, 0, 6, 7, 8, 9, 10]:
             cnt = sum(v['n'][i] for v in sb) - sum(v['n'][i] for v in sa)
             ns = sum(v['ns'][i] for v in sb) - sum(v['ns'][i] for v in sa)

@@ -378,11 +378,16 @@ static __always_inline const __u8 *lb_ct_reply_addr(const struct lb_ct_entry *ct
 	return (w0 | w1 | w2 | w3) ? ct->fe_addr : rn->addr;
 }
 
+/* whether lb_ct_touch() would write last_seen (and the caller then refresh the flow's other entry) */
+static __always_inline int lb_ct_refresh_due(const struct lb_ct_entry *e, __u64 now)
+{
+	return (__s64)(now - e->last_seen) >= (__s64)LB_CT_REFRESH_NS;
+}
+
 /* whether lb_ct_touch() would write the entry */
 static __always_inline int lb_ct_touch_writes(const struct lb_ct_entry *e, const struct lb_pkt *p, __u64 now)
 {
-	return (lb_tcp_closing(p) && !(e->flags & LB_CT_F_CLOSING)) ||
-	       (__s64)(now - e->last_seen) >= (__s64)LB_CT_REFRESH_NS;
+	return (lb_tcp_closing(p) && !(e->flags & LB_CT_F_CLOSING)) || lb_ct_refresh_due(e, now);
 }
 
 /* Refreshes an entry on a hit, in place (no update call per packet): the CLOSING flag when a FIN

@@ -129,9 +129,9 @@ __noinline int lb_tc_orphan(struct __sk_buff *skb, const struct lb_pkt *p, int a
 	return TC_ACT_OK;
 }
 
-/* A plain conntrack hit (lb_plain_hit: most packets to a frontend), translated inline in lb_tc; a
- * call for every hit would cost it ~10 ns on this VM (the call's return through the kernel's SRSO
- * safe-RET thunk). Else negative: lb_tc_forward() then takes the whole path, LB_TC_HIT_NO_CT when
+/* A plain conntrack hit (lb_plain_hit: most packets to a frontend, and a FIN or RST with no refresh
+ * due, its entry flagged closing there), translated inline in lb_tc; a call for every hit would cost
+ * it ~10 ns on this VM (the call's return through the kernel's SRSO safe-RET thunk). Else negative: lb_tc_forward() then takes the whole path, LB_TC_HIT_NO_CT when
  * lb_ct holds no entry of the packet's tuple (lb_select does not look again), -1 for anything else
  * (it looks the entry up again, its bucket warm). A host packet's hit to be routed anew returns
  * LB_TC_FWD_REROUTE with *reroute its backend. */
@@ -141,7 +141,7 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
 	struct lb_ct_entry *ct = NULL;
 	struct lb_backend *be = NULL;
 	__u32 fe_id = fe->fe_id;
-	int hit = lb_plain_hit(p, fe, 0, &ct, &be);
+	int hit = lb_plain_hit(p, fe, 0, 1, &ct, &be);
 
 	if (hit < 0)
 		return LB_TC_HIT_NO_CT;

@@ -11,9 +11,9 @@
 #include "lb_svc.h"
 #include "lb_nat.h"
 
-/* A plain conntrack hit (lb_plain_hit: most packets) that needs nothing of tc (no SNAT), translated
- * inline in lb_xdp. -1 for anything else: lb_xdp_forward() then takes the whole path (and looks the
- * entry up again, its bucket warm). Calling the subprogram for hits too cost them ~10 ns on this VM
+/* A plain conntrack hit (lb_plain_hit: most packets, a FIN or RST with no refresh due among them)
+ * that needs nothing of tc (no SNAT), translated inline in lb_xdp. -1 for anything else:
+ * lb_xdp_forward() then takes the whole path (and looks the entry up again, its bucket warm). Calling the subprogram for hits too cost them ~10 ns on this VM
  * (its return through the kernel's SRSO safe-RET thunk; chain bench 1.04-1.06 of inline), and
  * lb_select() inline here for its hit path alone put lb_xdp's frame over the verifier's 512 bytes of
  * stack for a program and its calls. */
@@ -23,7 +23,7 @@ static __always_inline int lb_xdp_hit(void *data, void *data_end, const struct l
 	struct lb_ct_entry *ct = NULL;
 	struct lb_backend *be = NULL;
 
-	if (lb_plain_hit(p, fe, LB_CT_F_SNAT, &ct, &be) <= 0 || !be)
+	if (lb_plain_hit(p, fe, LB_CT_F_SNAT, 1, &ct, &be) <= 0 || !be)
 		return -1;
 	if (lb_xdp_nat_dst(data, data_end, p, be->addr, be->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
@@ -34,9 +34,9 @@ static __always_inline int lb_xdp_hit(void *data, void *data_end, const struct l
 	return XDP_PASS;
 }
 
-/* A packet to a frontend that is no plain conntrack hit (a new flow, a handshake's ACK, a refresh, a
- * closing packet, an orphan): the whole selection, in a global subprogram, which the verifier checks
- * once with the packet's fields unknown instead of once for every path of lb_parse that reaches it
+/* A packet to a frontend that is no plain conntrack hit (a new flow, a handshake's ACK, a refresh, an
+ * orphan): the whole selection, in a global subprogram, which the verifier checks once with the
+ * packet's fields unknown instead of once for every path of lb_parse that reaches it
  * (IPv4 or IPv6, TCP or UDP, each extension header: their packet pointers and parsed fields differ,
  * so their states never merge). Inlined, lb_xdp took 997,400 of the 1,000,000 instructions Debian
  * 6.1's verifier processes at most (6.18: 339,776), and no lookup more fitted: a SYN's lb_ct lookups

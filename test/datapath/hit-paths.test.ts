@@ -2,13 +2,15 @@
 // lb_xdp_hit in bpf/lb_xdp.bpf.c), everything else by the whole path (lb_select, lb_commit: tc's
 // lb_tc_forward, XDP's global subprogram lb_xdp_forward) and the steps it hands back. These rows check
 // that a plain hit writes nothing and keeps what the whole path gave it, and that each packet the
-// inline path must not take (a hit due its refresh, a closing packet, a frontend with source ranges,
-// a flow whose backend left, a flow tc masquerades at XDP) still gets what lb_select and lb_commit
-// give it. Each check fails with its condition taken out of the inline path.
+// inline path must not take (a hit due its refresh, a frontend with source ranges, a flow whose
+// backend left, a flow tc masquerades at XDP) still gets what lb_select and lb_commit give it. A
+// closing packet (FIN, RST) is taken inline since session 29 unless its refresh is due: its entry
+// flagged closing as the whole path flags it. Each check fails with its condition taken out of the
+// inline path.
 import test from 'ava';
 import { Datapath, SNAT_MARK, SVC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, type ProgName, type TestService } from '../../testing/datapath.js';
 import { BASE_SERVICES, pick, sportFor, toService } from '../../testing/datapath-rows.js';
-import { TCP_ACK, TCP_FIN, TCP_PSH, expectedRst } from '../../testing/packets.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, expectedRst } from '../../testing/packets.js';
 import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, LB_CT_F_SNAT, encodeCtKey, encodeMemberKey, encodeSrcRangeKey, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { isRoot } from './fixtures/util.js';
 
@@ -70,7 +72,7 @@ if (!isRoot) {
       t.is(d.ct(revKey(b, EXT, sport))?.feId, np.feId, 'the reverse entry written again');
     });
 
-    test.serial(`${hook}: a FIN on an established flow takes the whole path: its entry flagged closing`, (t) => {
+    test.serial(`${hook}: a FIN on an established flow: translated, its entry flagged closing`, (t) => {
       const d = dp!, sport = sportFor(np, EXT, 51, 40300), b = open(d, prog, np, EXT, sport);
       d.resetStats();
       const fin = toService(np, EXT, sport, { ...ACK, flags: TCP_FIN | TCP_ACK }), r = d.run(prog, fin.input);
@@ -78,6 +80,22 @@ if (!isRoot) {
       t.is(r.output.toString('hex'), fin.to(b).toString('hex'));
       t.deepEqual(d.stats(), { fwd_ct_hit: 1 });
       t.truthy(d.ct(fwdKey(np, EXT, sport))!.flags & LB_CT_F_CLOSING);
+    });
+
+    test.serial(`${hook}: a FIN due its refresh takes the whole path: flagged closing, refreshed, a lost reverse entry restored`, (t) => {
+      const d = dp!, sport = sportFor(np, EXT, 51, 40600), b = open(d, prog, np, EXT, sport);
+      const fk = fwdKey(np, EXT, sport), e = d.ct(fk)!;
+      d.setCt('lb_ct', fk, { ...e, lastSeen: e.lastSeen - 2_000_000_000n });
+      d.map('lb_ct').delete(encodeCtKey(revKey(b, EXT, sport)));
+      d.resetStats();
+      const fin = toService(np, EXT, sport, { ...ACK, flags: TCP_FIN | TCP_ACK }), r = d.run(prog, fin.input);
+      t.is(r.verdict, pass);
+      t.is(r.output.toString('hex'), fin.to(b).toString('hex'));
+      t.deepEqual(d.stats(), { fwd_ct_hit: 1, ct_rev_restored: 1 });
+      const after = d.ct(fk)!;
+      t.truthy(after.flags & LB_CT_F_CLOSING, 'flagged closing');
+      t.true(after.lastSeen > e.lastSeen - 2_000_000_000n, 'refreshed');
+      t.truthy(d.ct(revKey(b, EXT, sport))!.flags & LB_CT_F_CLOSING, 'the reverse entry written again, closing');
     });
 
     test.serial(`${hook}: a hit to a frontend with source ranges is checked against them on every packet`, (t) => {
@@ -113,6 +131,33 @@ if (!isRoot) {
     t.is(r.mark, 0x10 | SNAT_MARK);
     t.deepEqual(d.stats(), { fwd_ct_hit: 1 });
     t.deepEqual(d.ct(fwdKey(np, EXT, sport)), before, 'nothing written');
+  });
+
+  test.serial('tc: a RST of a masqueraded flow: the SNAT mark set inline, its entry flagged closing', (t) => {
+    const d = dp!, sport = sportFor(np, EXT, 52, 40700), b = open(d, 'lb_tc_ingress', np, EXT, sport);
+    t.truthy(d.ct(fwdKey(np, EXT, sport))!.flags & LB_CT_F_SNAT, 'a flow tc masquerades');
+    d.resetStats();
+    const rst = toService(np, EXT, sport, { ...ACK, flags: TCP_RST | TCP_ACK }), r = d.run('lb_tc_ingress', rst.input, { mark: 0x10 });
+    t.is(r.verdict, TC_ACT_OK);
+    t.is(r.output.toString('hex'), rst.to(b).toString('hex'));
+    t.is(r.mark, 0x10 | SNAT_MARK);
+    t.deepEqual(d.stats(), { fwd_ct_hit: 1 });
+    t.truthy(d.ct(fwdKey(np, EXT, sport))!.flags & LB_CT_F_CLOSING);
+  });
+
+  test.serial('tc: a FIN of a flow whose backend left the frontend: reset by the whole path, its entry not flagged', (t) => {
+    const d = dp!, sport = sportFor(np, EXT, 51, 40800), b = open(d, 'lb_tc_ingress', np, EXT, sport);
+    const members = d.map('lb_members'), mk = encodeMemberKey({ feId: np.feId, backendId: b.id });
+    members.delete(mk);
+    try {
+      d.resetStats();
+      const fin = toService(np, EXT, sport, { ...ACK, flags: TCP_FIN | TCP_ACK }), r = d.run('lb_tc_ingress', fin.input);
+      t.is(r.verdict, TC_ACT_REDIRECT, 'a RST bounced to the client');
+      t.deepEqual(d.stats(), { reset_backend_gone: 1 });
+      t.falsy(d.ct(fwdKey(np, EXT, sport))!.flags & LB_CT_F_CLOSING);
+    } finally {
+      members.update(mk, Buffer.from([1]));
+    }
   });
 
   test.serial('tc: a packet of a flow whose backend left the frontend: no inline hit, reset by the whole path', (t) => {
