@@ -7,7 +7,8 @@
 // the agent does (onTables), PREFILL=0 not (run them alternately for an A/B).
 //   N=100000 PREFILL=1 node --import=tsx --expose-gc bench/scale-apply-maps.ts
 // DEFER=1 leaves the plan's chain to finishChain on the turn after the diff, as the agent's first
-// sync does (deferChain): chainMs, and chainEndMs from the plan's start (the apply's end is totalMs).
+// sync did before session 29 (deferChain): chainMs, and chainEndMs from the plan's start (the apply's
+// end is totalMs); DEFER=after on the turn after the apply's end, as it does since (alternate them).
 // PROF=FILE writes a CPU profile (main thread) of the plan, diff and apply to FILE.
 // HEAPPROF=FILE writes a sampling heap profile of the same stretch: every allocation (ALL=1: also
 // those collected since, so by site what the step allocated; else what is still alive at its end).
@@ -38,7 +39,9 @@ const compiled = new Compiler({ nodeName: NODE_NAME, nodeIPs: [NODE_IP] }).compi
 const cap = { frontends: 1 << 20, backends: 1 << 23, slots: 1 << 26, frontendIds: 1 << 20, sourceRanges: 65536, maglevSlots: 1 << 28 };
 const fitted = new CapacityTracker().fit(compiled, cap).state;
 const prefill = process.env.PREFILL === '1';
-const defer = process.env.DEFER === '1';
+const defer = process.env.DEFER === '1' || process.env.DEFER === 'after';
+// DEFER=after: the chain's turn is set once the apply has ended, as the agent's full syncs do since session 29
+const chainAfter = process.env.DEFER === 'after';
 (globalThis as { gc?: () => void }).gc?.();
 
 interface Row { calls: number; count: number; wallMs: number; cpuMs: number; faults: number; bytes?: number; whole?: number }
@@ -140,7 +143,8 @@ try {
     memAt('plan');
     trace('plan end');
     let chainMs = 0, chainEnd = 0;
-    if (defer) setImmediate(() => { const c0 = performance.now(); finishChain(plan); chainEnd = performance.now(); chainMs = chainEnd - c0; });
+    const runChain = () => { const c0 = performance.now(); finishChain(plan); chainEnd = performance.now(); chainMs = chainEnd - c0; };
+    if (defer && !chainAfter) setImmediate(runChain);
     const ops = diffPlans(undefined, plan);
     const t2 = performance.now(), m2 = process.threadCpuUsage();
     memAt('diff');
@@ -151,6 +155,7 @@ try {
     await d.maps.applyAsync(ops);
     trace('apply end');
     const t3 = performance.now();
+    if (chainAfter) setImmediate(runChain);
     memAt('apply');
     if (defer && !chainEnd) await new Promise((r) => setImmediate(r));
     memAt('chain');

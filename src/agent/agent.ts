@@ -480,19 +480,12 @@ export class Agent {
     const next = buildPlan(state, this.#current, { seed: this.#opts.seed, consumePrev: true, slots, deferChain: full, ...(onTables && { onTables }) });
     const t4 = performance.now();
     let ops: PlanOp[], t5 = t4, loadWait = 0;
-    // a full sync's build leaves its records for the next (incremental) build to here: made while the
-    // apply below waits for the kernel's batches on the thread pool rather than before it (~1 s at
-    // 100,000 Services); the next build makes them itself if this has not run by then
+    // a full sync's build leaves its records for the next (incremental) build (~0.4-1 s of the main
+    // thread at 100,000 Services) to the turn after the sync's end (below), not to the apply's waits:
+    // there it held the event loop while lb_members' batch ended, and the apply's next writes and
+    // the Maglev fill's join waited for it (docs/PERF.md, session 29, p29big); the next build makes
+    // them itself if this has not run by then
     let chainMs: number | undefined;
-    const chain = full && setImmediate(() => {
-      const c0 = performance.now();
-      try {
-        finishChain(next);
-      } catch (e) {
-        this.#log.debug({ err: e }, 'the plan\'s records for the next change were not made: the next build makes them');
-      }
-      chainMs = performance.now() - c0;
-    });
     try {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
@@ -503,7 +496,6 @@ export class Agent {
         const loaded = await this.#loading;
         loadWait = performance.now() - t5;
         if (!loaded) {
-          if (chain) clearImmediate(chain);
           undoPlan(next);
           return;
         }
@@ -517,7 +509,6 @@ export class Agent {
         }
       }
     } catch (e) {
-      if (chain) clearImmediate(chain);
       undoPlan(next); // #current stays what the kernel held before
       throw e;
     }
@@ -581,8 +572,6 @@ export class Agent {
       ...(loadWait > 0 && { loadWaitMs: ms(loadWait) }),
       // Maglev tables whose fill started when the plan made them (Dataplane.prefill), beside planMs and diffMs
       ...(filledAhead > 0 && { tablesFilledAhead: filledAhead }),
-      // the plan's records for the next change, made within the sync (during the apply's waits)
-      ...(chainMs !== undefined && { chainMs: ms(chainMs) }),
       // the first change's wait for this sync (the runner's scheduling, or minSyncPeriod), and the
       // main thread's time on the run queue within it (Linux schedstat: ready, not running; another
       // process had the CPU). A sync slower than its threadCpuMs either waited for the CPU there or
@@ -593,6 +582,21 @@ export class Agent {
       // (every page, after a fork) or not yet backed costs one, ~5-20 us each on a loaded machine
       ...(detail && { minorFaults: process.resourceUsage().minorPageFault - faults0 }),
     };
+    if (full) {
+      // the kernel holds the sync's writes: the plan's records for the next change are made on the
+      // next turn, before the line below (its GC figures settle two turns later) and the heap trimmer's GC
+      setImmediate(() => {
+        const c0 = performance.now();
+        try {
+          finishChain(next);
+        } catch (e) {
+          this.#log.debug({ err: e }, 'the plan\'s records for the next change were not made: the next build makes them');
+        }
+        chainMs = performance.now() - c0;
+      });
+    }
+    // chainMs: the plan's records for the next change, made on the turn after the sync's end (not in totalMs)
+    const chained = () => (chainMs !== undefined ? { chainMs: ms(chainMs) } : {});
     const log = (full ? this.#log.info : this.#log.debug).bind(this.#log);
     // the GC pauses within the sync (gcMs, and how many; V8 reports them a turn later): whether a slow
     // sync was its own work or garbage collected in its time
@@ -600,9 +604,9 @@ export class Agent {
       const gc = this.#gc;
       void gc.settled().then(() => {
         const g = gc.within(started, done);
-        log({ ...steps, gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
+        log({ ...steps, ...chained(), gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
       });
-    } else log(steps, 'sync steps');
+    } else log({ ...steps, ...chained() }, 'sync steps');
     let warm: (() => void) | undefined;
     if (full && !this.#warmed) {
       this.#warmed = true;

@@ -81,6 +81,9 @@ export class FakeMaps {
       case 'upsertBackend':
         this.backends.set(op.backend.id, { ...op.backend });
         return;
+      case 'upsertBackends':
+        for (const b of op.backends) this.backends.set(b.id, { ...b });
+        return;
       case 'createTable': {
         const t = op.table;
         // a read-back table may come without slots; its content is then implied by members and M.

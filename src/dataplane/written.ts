@@ -89,6 +89,10 @@ export class WrittenPlan {
     }
     for (const op of ops) {
       let id: number;
+      if (op.op === 'upsertBackends') {
+        for (const b of op.backends) backends.set(b.id, next.backends.get(b.id) ?? b);
+        continue;
+      }
       if (op.op === 'upsertBackend') id = op.backend.id;
       else if (op.op === 'deleteBackend') id = op.backendId;
       else if (op.op === 'createTable' || op.op === 'deleteTable') {

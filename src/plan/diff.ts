@@ -1,7 +1,7 @@
 // prev plan -> next plan as ordered writes (types.ts PlanOp). Every prefix of the returned list leaves
 // the kernel consistent: no frontend names a missing table, no table or slot names a missing backend,
 // and a frontend's backend_count never exceeds the slots written for it. Phases:
-//   1 upsertBackend      new backends and changed flags
+//   1 upsertBackend      new backends and changed flags (upsertBackends: all of a first sync's, one op)
 //   2 createTable        new tables, built aside (a changed member set always has a new table id)
 //   3 upsertSlots        the full list of every new frontend or frontend whose list changed
 //   4 upsertRevNat       new frontends
@@ -105,7 +105,7 @@ function allNew(next: Plan): PlanOp[] {
   // the keys by id check that no id is used twice, and are the first incremental diff's (feIdKeys)
   const keys: (string | undefined)[] = [];
   const hasBackend = idLookup(next.backends);
-  let n = next.backends.size + next.tables.size;
+  let n = (next.backends.size ? 1 : 0) + next.tables.size;
   next.frontends.forEach((f, key) => {
     if (!(Number.isInteger(f.id) && f.id >= 1) || keys[f.id] !== undefined) throw internal(`frontend ${key} has id ${f.id}, which is invalid or used twice`);
     keys[f.id] = key;
@@ -118,7 +118,13 @@ function allNew(next: Plan): PlanOp[] {
   // sized once: grown by push, the list of 1.4M was copied ~20 times
   const ops = new Array<PlanOp>(n);
   let k = 0;
-  eachById(next.backends, (b) => { ops[k++] = { op: 'upsertBackend', backend: b }; });
+  // the backends in one op: an array of references, not an op object each (~1M at 100,000 Services)
+  if (next.backends.size) {
+    const backends = new Array<PlanBackend>(next.backends.size);
+    let j = 0;
+    eachById(next.backends, (b) => { backends[j++] = b; });
+    ops[k++] = { op: 'upsertBackends', backends };
+  }
   eachById(next.tables, (t) => {
     const m = t.members;
     for (let j = 0; j < m.length; j++) if (!hasBackend(m[j]!)) throw internal(`table ${t.id} names backend ${m[j]}, which the plan lacks`);
@@ -196,13 +202,16 @@ export function diffByWalk(prev: Plan | undefined, next: Plan): PlanOp[] {
   const prevTables = delta ? delta.tableIds.flatMap((id) => before.tables.get(id) ?? []) : byId(before.tables);
   const prevBackends = delta ? delta.backendIds.flatMap((id) => before.backends.get(id) ?? []) : byId(before.backends);
 
-  // 1
+  // 1 (against an empty plan, as allNew: every backend new, in one upsertBackends op)
+  const fresh: PlanBackend[] | undefined = before.backends.size === 0 && before.frontends.size === 0 && before.tables.size === 0 ? [] : undefined;
   for (const b of nextBackends) {
     const a = before.backends.get(b.id);
     if (a === b) continue; // buildPlan hands on unchanged objects
     if (a) checkBackend(a, b);
-    if (!a || a.terminating !== b.terminating || a.local !== b.local) ops.push({ op: 'upsertBackend', backend: b });
+    if (fresh) fresh.push(b);
+    else if (!a || a.terminating !== b.terminating || a.local !== b.local) ops.push({ op: 'upsertBackend', backend: b });
   }
+  if (fresh?.length) ops.push({ op: 'upsertBackends', backends: fresh });
   // 2
   for (const t of nextTables) {
     for (const id of t.members) if (!next.backends.has(id)) throw internal(`table ${t.id} names backend ${id}, which the plan lacks`);

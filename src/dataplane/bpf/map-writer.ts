@@ -165,7 +165,7 @@ const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, cpuBudget()) - 1);
  */
 const BACKGROUND_FILL_WINDOW_SLOTS = 1 << 21;
 /** runs of ops that neither read nor name a table's slots: a background fill runs on beside them */
-const BESIDE_FILL = new Set<PlanOp['op']>(['upsertBackend', 'upsertSlots', 'upsertRevNat', 'setSourceRanges', 'upsertFrontend']);
+const BESIDE_FILL = new Set<PlanOp['op']>(['upsertBackend', 'upsertBackends', 'upsertSlots', 'upsertRevNat', 'setSourceRanges', 'upsertFrontend']);
 
 /** a table to write and its region of lb_maglev_slots (size: its slots, whole elements) */
 interface Piece {
@@ -968,19 +968,22 @@ export class MapWriter {
     return this.feEntries = e;
   }
 
-  /** lb_backends gets the backends of ops [from, to) (upsertBackend ops, all of them), backendsPerBatch at a time; returns the batches */
-  private *upsertBackends(ops: readonly PlanOp[], from: number, to: number): Generator<Write, number, number> {
+  /**
+   * lb_backends gets backends [from, to) of a run (backend(i): an upsertBackend op's, or an
+   * upsertBackends op's i-th), backendsPerBatch at a time; returns the batches
+   */
+  private *upsertBackends(backendAt: (i: number) => PlanBackend, from: number, to: number): Generator<Write, number, number> {
     let batches = 0;
     for (let at = from; at < to; at += this.backendsPerBatch) {
-      yield* this.upsertBackendBatch(ops, at, Math.min(to, at + this.backendsPerBatch));
+      yield* this.upsertBackendBatch(backendAt, at, Math.min(to, at + this.backendsPerBatch));
       batches++;
     }
     return batches;
   }
 
-  private *upsertBackendBatch(ops: readonly PlanOp[], from: number, to: number): Steps {
+  private *upsertBackendBatch(backendAt: (i: number) => PlanBackend, from: number, to: number): Steps {
     const n = to - from;
-    const backend = (i: number): PlanBackend => (ops[from + i] as Extract<PlanOp, { op: 'upsertBackend' }>).backend;
+    const backend = (i: number): PlanBackend => backendAt(from + i);
     const kw = new Uint32Array(n), values = Buffer.alloc(n * L.BACKEND.size);
     // a first sync writes ~100,000: a dotted quad (nearly all) without a value object (encodeBackendV4)
     for (let i = 0; i < n; i++) {
@@ -1008,7 +1011,14 @@ export class MapWriter {
   private *applyRun(ops: readonly PlanOp[], from: number, to: number, res: ApplyResult): Steps {
     const kind = ops[from]!.op;
     if (kind === 'upsertBackend') {
-      res.batches += yield* this.upsertBackends(ops, from, to);
+      res.batches += yield* this.upsertBackends((i) => (ops[i] as Extract<PlanOp, { op: 'upsertBackend' }>).backend, from, to);
+      return;
+    }
+    if (kind === 'upsertBackends') {
+      for (let k = from; k < to; k++) {
+        const bs = (ops[k] as Extract<PlanOp, { op: 'upsertBackends' }>).backends;
+        res.batches += yield* this.upsertBackends((i) => bs[i]!, 0, bs.length);
+      }
       return;
     }
     const run = ops.slice(from, to);

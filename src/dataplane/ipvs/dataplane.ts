@@ -673,6 +673,12 @@ export function touchedFrontends(ops: readonly PlanOp[], prev: Plan, next: Plan)
         if (old && old.local !== op.backend.local) return undefined;
         break;
       }
+      case 'upsertBackends':
+        for (const b of op.backends) {
+          const old = prev.backends.get(b.id);
+          if (old && old.local !== b.local) return undefined;
+        }
+        break;
       default:
         break;
     }

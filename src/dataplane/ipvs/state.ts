@@ -108,6 +108,7 @@ export class IpvsStateFile {
     }
     for (const op of ops) {
       if (op.op === 'upsertBackend') l.b.push(op.backend);
+      else if (op.op === 'upsertBackends') for (const b of op.backends) l.b.push(b);
       else if (op.op === 'deleteBackend') l.bd.push(op.backendId);
       else if (op.op === 'createTable') l.t.push({ id: op.table.id, m: op.table.m, members: op.table.members });
       else if (op.op === 'deleteTable') l.td.push(op.tableId);

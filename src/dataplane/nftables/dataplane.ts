@@ -216,6 +216,7 @@ export class NftablesDataplane implements Dataplane {
     const backendIds = new Set<number>();
     if (!this.#model.fresh) for (const op of ops) {
       if (op.op === 'upsertBackend') backendIds.add(op.backend.id);
+      else if (op.op === 'upsertBackends') for (const b of op.backends) backendIds.add(b.id);
       else if (op.op === 'deleteBackend') backendIds.add(op.backendId);
     }
     const wasFresh = this.#model.fresh;

@@ -166,7 +166,9 @@ export class NftStateFile {
       else l.fd.push(k);
     }
     for (const op of ops) {
-      if (op.op === 'upsertBackend' || op.op === 'deleteBackend') {
+      if (op.op === 'upsertBackends') {
+        for (const b of op.backends) l.b.push(plan.backends.get(b.id) ?? b);
+      } else if (op.op === 'upsertBackend' || op.op === 'deleteBackend') {
         const id = op.op === 'upsertBackend' ? op.backend.id : op.backendId;
         const b = plan.backends.get(id);
         if (b) l.b.push(b);
