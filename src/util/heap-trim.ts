@@ -131,12 +131,13 @@ export function pressureGc(memoryPressure: (level: 0 | 1 | 2) => void, setFlags:
  *
  * Single-threaded by default (`parallel: false`): V8's parallel scavenge is off for the call only
  * (`v8_flags.parallel_scavenge` is read at each scavenge), back on before it returns, for V8's own
- * scavenges. The idle sweep's young generation is small (<= 1 MiB): there the parallel scavenge's
- * jobs on V8's worker threads cost more CPU than they save (in process: 0.11-0.12 ms a scavenge on
- * the main thread and 0.06-0.11 ms on the workers, against 0.07 ms on the main thread alone), and
- * on a loaded machine the main thread waits for workers that are not running (sweeps of 12-23 ms at
- * load 3-5 where ~0.5 ms is usual: docs/PERF.md, session 29, p29cpu). A process started with
- * --no-parallel-scavenge or --single-threaded-gc is left as it is.
+ * scavenges. The idle sweep's young generation is small (1 MiB at 10,000 Services, ~530 KiB
+ * allocated and ~30 KiB surviving a sweep): there the parallel scavenge's jobs on V8's workers cost
+ * more than they saved (the agent, --trace-gc-nvp: a pause of 0.60 ms plus 0.29 ms on the workers,
+ * against 0.70 ms on the main thread alone), and on a loaded machine its main thread waits for
+ * workers that are not running (pauses over 2 ms: 12 of 134 parallel sweeps, up to 12.4 ms, against
+ * 4 of 124 single ones, up to 5.7; p50 0.61 and 0.58 ms). Measured in docs/PERF.md, session 29, p29cpu. A process started with --no-parallel-scavenge or
+ * --single-threaded-gc is left as it is.
  */
 export function minorGc(opts: { parallel?: boolean; setFlags?: (flags: string) => void; execArgv?: readonly string[] } = {}): () => void {
   let g = (globalThis as { gc?: GcFn }).gc;
