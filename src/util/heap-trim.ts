@@ -128,36 +128,15 @@ export function pressureGc(memoryPressure: (level: 0 | 1 | 2) => void, setFlags:
  * scavenge costs what survives it, and runs whenever the young generation fills, inside whatever
  * runs then: at 10,000 Services a one-change sync makes ~1 MiB of garbage and a /metrics scrape or
  * a folder rescan more, so a sync of ~3 ms now and then paid for a scavenge of others' garbage.
- *
- * Single-threaded by default (`parallel: false`): V8's parallel scavenge is off for the call only
- * (`v8_flags.parallel_scavenge` is read at each scavenge), back on before it returns, for V8's own
- * scavenges. The idle sweep's young generation is small (1 MiB at 10,000 Services, ~530 KiB
- * allocated and ~30 KiB surviving a sweep): there the parallel scavenge's jobs on V8's workers cost
- * more than they saved (the agent, --trace-gc-nvp: a pause of 0.60 ms plus 0.29 ms on the workers,
- * against 0.70 ms on the main thread alone), and on a loaded machine its main thread waits for
- * workers that are not running (pauses over 2 ms: 12 of 134 parallel sweeps, up to 12.4 ms, against
- * 4 of 124 single ones, up to 5.7; p50 0.61 and 0.58 ms). Measured in docs/PERF.md, session 29, p29cpu. A process started with --no-parallel-scavenge or
- * --single-threaded-gc is left as it is.
  */
-export function minorGc(opts: { parallel?: boolean; setFlags?: (flags: string) => void; execArgv?: readonly string[] } = {}): () => void {
+export function minorGc(): () => void {
   let g = (globalThis as { gc?: GcFn }).gc;
   if (typeof g !== 'function') {
     setFlagsFromString('--expose-gc');
     g = runInNewContext('gc') as GcFn;
   }
   const f = g;
-  const minor = () => f({ type: 'minor', execution: 'sync' });
-  const given = (opts.execArgv ?? process.execArgv).map((a) => a.replace(/_/g, '-'));
-  if (opts.parallel || given.some((a) => a === '--no-parallel-scavenge' || a === '--single-threaded-gc' || a === '--single-threaded')) return minor;
-  const setFlags = opts.setFlags ?? setFlagsFromString;
-  return () => {
-    setFlags('--no-parallel-scavenge');
-    try {
-      minor();
-    } finally {
-      setFlags('--parallel-scavenge');
-    }
-  };
+  return () => f({ type: 'minor', execution: 'sync' });
 }
 
 /** bytes in V8's new space (the young generation's live half) */

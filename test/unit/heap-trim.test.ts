@@ -192,37 +192,6 @@ test('the full GC after a big sync waits settleMs first; `then` runs after that 
   t.is(events.filter((e) => e === 'gc').length, 1);
 });
 
-test('minorGc: single-threaded by default, parallel scavenge back on after the call; left alone where the process has it off or asks for parallel', (t) => {
-  const calls: string[] = [];
-  const setFlags = (f: string) => { calls.push(f); };
-  minorGc({ setFlags, execArgv: [] })();
-  t.deepEqual(calls, ['--no-parallel-scavenge', '--parallel-scavenge']);
-  calls.length = 0;
-  for (const execArgv of [['--no-parallel-scavenge'], ['--no_parallel_scavenge'], ['--single-threaded-gc'], ['--single-threaded']]) minorGc({ setFlags, execArgv })();
-  minorGc({ setFlags, execArgv: [], parallel: true })();
-  t.deepEqual(calls, []);
-});
-
-test('minorGc: the parallel scavenge is back on when the collection throws', (t) => {
-  const calls: string[] = [];
-  const saved = (globalThis as { gc?: unknown }).gc;
-  (globalThis as { gc?: unknown }).gc = () => { calls.push('gc'); throw new Error('gc failed'); };
-  try {
-    t.throws(() => minorGc({ setFlags: (f) => { calls.push(f); }, execArgv: [] })(), { message: 'gc failed' });
-  } finally {
-    (globalThis as { gc?: unknown }).gc = saved;
-  }
-  t.deepEqual(calls, ['--no-parallel-scavenge', 'gc', '--parallel-scavenge']);
-});
-
-test('minorGc: a real single-threaded scavenge, with parallel scavenges after it', (t) => {
-  const keep: object[] = [];
-  for (let i = 0; i < 1000; i++) keep.push({ i });
-  t.notThrows(() => minorGc()());
-  t.notThrows(() => minorGc({ parallel: true })());
-  t.is(keep.length, 1000);
-});
-
 test('pressureGc: incremental marking off for the call only, back on (and the level back to none) even when it throws', (t) => {
   const calls: string[] = [];
   const flags = (f: string) => { calls.push(f); };
