@@ -145,34 +145,37 @@ if (!isRoot) {
     t.truthy(d.ct(fwdKey(np, EXT, sport))!.flags & LB_CT_F_CLOSING);
   });
 
-  test.serial('tc: a FIN of a flow whose backend left the frontend: reset by the whole path, its entry not flagged', (t) => {
-    const d = dp!, sport = sportFor(np, EXT, 51, 40800), b = open(d, 'lb_tc_ingress', np, EXT, sport);
+  /** a flow opened at tc from sport, its backend then taken out of the frontend's members for fn */
+  const withBackendGone = (sport: number, fn: (d: NonNullable<typeof dp>) => void) => {
+    const d = dp!, b = open(d, 'lb_tc_ingress', np, EXT, sport);
     const members = d.map('lb_members'), mk = encodeMemberKey({ feId: np.feId, backendId: b.id });
     members.delete(mk);
     try {
       d.resetStats();
+      fn(d);
+    } finally {
+      members.update(mk, Buffer.from([1]));
+    }
+  };
+
+  test.serial('tc: a FIN of a flow whose backend left the frontend: reset by the whole path, its entry not flagged', (t) => {
+    const sport = sportFor(np, EXT, 51, 40800);
+    withBackendGone(sport, (d) => {
       const fin = toService(np, EXT, sport, { ...ACK, flags: TCP_FIN | TCP_ACK }), r = d.run('lb_tc_ingress', fin.input);
       t.is(r.verdict, TC_ACT_REDIRECT, 'a RST bounced to the client');
       t.deepEqual(d.stats(), { reset_backend_gone: 1 });
       t.falsy(d.ct(fwdKey(np, EXT, sport))!.flags & LB_CT_F_CLOSING);
-    } finally {
-      members.update(mk, Buffer.from([1]));
-    }
+    });
   });
 
   test.serial('tc: a packet of a flow whose backend left the frontend: no inline hit, reset by the whole path', (t) => {
-    const d = dp!, sport = sportFor(np, EXT, 51, 40500), b = open(d, 'lb_tc_ingress', np, EXT, sport);
-    const members = d.map('lb_members'), mk = encodeMemberKey({ feId: np.feId, backendId: b.id });
-    members.delete(mk);
-    try {
-      d.resetStats();
+    const sport = sportFor(np, EXT, 51, 40500);
+    withBackendGone(sport, (d) => {
       const g = toService(np, EXT, sport, DATA), r = d.run('lb_tc_ingress', g.input);
       t.is(r.verdict, TC_ACT_REDIRECT, 'a RST bounced to the client');
       t.is(r.output.toString('hex'), expectedRst(g.input).toString('hex'));
       t.deepEqual(d.stats(), { reset_backend_gone: 1 });
-    } finally {
-      members.update(mk, Buffer.from([1]));
-    }
+    });
   });
 
   test.serial('XDP: a hit of a flow tc masquerades is left to tc, untouched', (t) => {
