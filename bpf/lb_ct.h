@@ -384,12 +384,6 @@ static __always_inline int lb_ct_refresh_due(const struct lb_ct_entry *e, __u64 
 	return (__s64)(now - e->last_seen) >= (__s64)LB_CT_REFRESH_NS;
 }
 
-/* whether lb_ct_touch() would write the entry */
-static __always_inline int lb_ct_touch_writes(const struct lb_ct_entry *e, const struct lb_pkt *p, __u64 now)
-{
-	return (lb_tcp_closing(p) && !(e->flags & LB_CT_F_CLOSING)) || lb_ct_refresh_due(e, now);
-}
-
 /* Refreshes an entry on a hit, in place (no update call per packet): the CLOSING flag when a FIN
  * or RST passes, last_seen only when it is LB_CT_REFRESH_NS old. Returns 1 when it wrote
  * last_seen (the caller then refreshes the flow's other entry too). */
@@ -397,7 +391,7 @@ static __always_inline int lb_ct_touch(struct lb_ct_entry *e, const struct lb_pk
 {
 	if (lb_tcp_closing(p) && !(e->flags & LB_CT_F_CLOSING))
 		e->flags |= LB_CT_F_CLOSING;
-	if ((__s64)(now - e->last_seen) < (__s64)LB_CT_REFRESH_NS)
+	if (!lb_ct_refresh_due(e, now))
 		return 0;
 	e->last_seen = now;
 	return 1;

@@ -214,10 +214,10 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
 
 /* A plain conntrack hit (tc's lb_tc_hit, XDP's lb_xdp_hit: most packets to a frontend, translated
  * inline by the hook): what lb_select() and lb_commit() would do for a packet of an established flow
- * that writes nothing (no refresh due, no FIN or RST news, not in its handshake), whose entry has none
- * of the flags in `unless` (LB_CT_F_ORPHAN always), on a frontend without source ranges. With
- * `closing` (both hooks pass it), a FIN or RST with no refresh due is one too: its entry flagged LB_CT_F_CLOSING here,
- * in place, as lb_select()'s lb_ct_touch() flags it (lb_commit writes nothing more for such a hit);
+ * with no refresh due, not in its handshake, whose entry has none of the flags in `unless`
+ * (LB_CT_F_ORPHAN always), on a frontend without source ranges. A FIN or RST is one too: its entry
+ * flagged LB_CT_F_CLOSING here, in place, as lb_select()'s lb_ct_touch() flags it (lb_commit writes
+ * nothing more for such a hit);
  * the whole path cost a client's closing packet a second lb_ct lookup, the lb_members and
  * lb_backends lookups and tc's scratch and copies, or XDP's subprogram call (docs/PERF.md, session
  * 29). 1 with *bep
@@ -225,7 +225,7 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
  * packet, a handshake's ACK); 0 for anything else (the whole path looks again). One function for
  * both hooks, so that a condition the whole path has cannot be left out of one of them. */
 static __always_inline int lb_plain_hit(const struct lb_pkt *p, const struct lb_frontend *fe, __u32 unless,
-					int closing, struct lb_ct_entry **ctp, struct lb_backend **bep)
+					struct lb_ct_entry **ctp, struct lb_backend **bep)
 {
 	struct lb_ct_key ck = {};
 	struct lb_ct_entry *ct;
@@ -239,14 +239,13 @@ static __always_inline int lb_plain_hit(const struct lb_pkt *p, const struct lb_
 	if (!ct)
 		return -1;
 	if (ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | unless)) || !lb_ct_alive(ct, p->proto, now) ||
-	    (closing ? lb_ct_refresh_due(ct, now) : lb_ct_touch_writes(ct, p, now)))
+	    lb_ct_refresh_due(ct, now))
 		return 0;
 	*bep = lb_member_backend(fe->fe_id, ct->backend_id);
 	*ctp = ct;
 	if (!*bep)
 		return 0; /* the whole path resets the flow (lb_select: LB_V_RESET), its entry untouched */
-	if (closing)
-		lb_ct_touch(ct, p, now); /* the CLOSING flag only: no refresh is due */
+	lb_ct_touch(ct, p, now); /* a FIN's or RST's CLOSING flag only: no refresh is due */
 	return 1;
 }
 

@@ -141,7 +141,7 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
 	struct lb_ct_entry *ct = NULL;
 	struct lb_backend *be = NULL;
 	__u32 fe_id = fe->fe_id;
-	int hit = lb_plain_hit(p, fe, 0, 1, &ct, &be);
+	int hit = lb_plain_hit(p, fe, 0, &ct, &be);
 
 	if (hit < 0)
 		return LB_TC_HIT_NO_CT;

@@ -23,7 +23,7 @@ static __always_inline int lb_xdp_hit(void *data, void *data_end, const struct l
 	struct lb_ct_entry *ct = NULL;
 	struct lb_backend *be = NULL;
 
-	if (lb_plain_hit(p, fe, LB_CT_F_SNAT, 1, &ct, &be) <= 0 || !be)
+	if (lb_plain_hit(p, fe, LB_CT_F_SNAT, &ct, &be) <= 0 || !be)
 		return -1;
 	if (lb_xdp_nat_dst(data, data_end, p, be->addr, be->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
