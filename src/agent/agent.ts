@@ -595,8 +595,6 @@ export class Agent {
         chainMs = performance.now() - c0;
       });
     }
-    // chainMs: the plan's records for the next change, made on the turn after the sync's end (not in totalMs)
-    const chained = () => (chainMs !== undefined ? { chainMs: ms(chainMs) } : {});
     const log = (full ? this.#log.info : this.#log.debug).bind(this.#log);
     // the GC pauses within the sync (gcMs, and how many; V8 reports them a turn later): whether a slow
     // sync was its own work or garbage collected in its time
@@ -604,9 +602,11 @@ export class Agent {
       const gc = this.#gc;
       void gc.settled().then(() => {
         const g = gc.within(started, done);
-        log({ ...steps, ...chained(), gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
+        // chainMs: the plan's records for the next change, made on the turn after the sync's end (not
+        // in totalMs), so known only on this line, written turns later
+        log({ ...steps, ...(chainMs !== undefined && { chainMs: ms(chainMs) }), gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
       });
-    } else log({ ...steps, ...chained() }, 'sync steps');
+    } else log(steps, 'sync steps');
     let warm: (() => void) | undefined;
     if (full && !this.#warmed) {
       this.#warmed = true;
