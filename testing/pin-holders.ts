@@ -87,21 +87,18 @@ export function sweepDeadTestRoots(bpffs: string): string[] {
     return removed;
   }
   for (const name of names) {
-    const pid = Number(TEST_ROOT.exec(name)?.[1]);
-    if (!pid || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ESRCH' || pinRootHeld(join(bpffs, name), () => (held ??= heldIds()))) continue;
-      rmSync(join(bpffs, name), { recursive: true, force: true });
-      removed.push(join(bpffs, name));
-    }
+    if (!deadTestRun(name) || pinRootHeld(join(bpffs, name), () => (held ??= heldIds()))) continue;
+    rmSync(join(bpffs, name), { recursive: true, force: true });
+    removed.push(join(bpffs, name));
   }
-  removed.push(...sweepStateFiles((root) => {
-    const pid = Number(TEST_ROOT.exec(root.slice(bpffs.length + 1))?.[1]);
-    return root.startsWith(`${bpffs}/`) && pid > 0 && pid !== process.pid && !pidAlive(pid);
-  }));
+  removed.push(...sweepStateFiles((root) => root.startsWith(`${bpffs}/`) && deadTestRun(root.slice(bpffs.length + 1))));
   return removed;
+}
+
+/** whether a pin root's name under bpffs is a test's (TEST_ROOT) whose process is gone */
+function deadTestRun(name: string): boolean {
+  const pid = Number(TEST_ROOT.exec(name)?.[1]);
+  return pid > 0 && pid !== process.pid && !pidAlive(pid);
 }
 
 /** True while a process of that pid exists (one this process may not signal too). */
