@@ -45,3 +45,12 @@ export class AbResults {
     console.log(JSON.stringify({ ...head, load: loadavg()[0], ...out }, null, 1));
   }
 }
+
+/** the f-quantile of xs (0: min, 0.5: median, 1: max), the nearest sample below */
+export const quantile = (xs: readonly number[], f: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(f * xs.length))]!;
+
+/** per-pair ratios A/B as chain-ab and conn-ab print them: min / p25 / median / p75 / max */
+export function pairRatios(ratio: readonly number[]): string {
+  const f = (x: number) => x.toFixed(3);
+  return `A/B per pair min ${f(quantile(ratio, 0))} p25 ${f(quantile(ratio, 0.25))} median ${f(quantile(ratio, 0.5))} p75 ${f(quantile(ratio, 0.75))} max ${f(quantile(ratio, 1))}`;
+}

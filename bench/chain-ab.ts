@@ -12,6 +12,7 @@
 import { Datapath, OBJECT_PATH } from '../testing/datapath.js';
 import { BASE_SERVICES } from '../testing/datapath-rows.js';
 import { chainRows, chainInstallOrder, runChain } from './datapath.bench.js';
+import { pairRatios, quantile } from './ab.js';
 
 const re = new RegExp(process.argv[2] ?? '^tc ingress');
 const pairs = Number(process.argv[3] ?? 200);
@@ -21,7 +22,6 @@ if (!objB) throw new Error('chain-ab: no OBJECT_B (argument 4 or KBP_BENCH_BASE_
 const k = Number(process.env.KBP_CHAIN_K ?? 1000);
 
 
-const q = (xs: number[], f: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(f * xs.length))]!;
 const sides = [{ dp: new Datapath(objA, 'a'), name: objA }, { dp: new Datapath(objB, 'b'), name: objB }];
 try {
   for (const row of chainRows(k).filter((r) => re.test(r.label))) {
@@ -39,8 +39,7 @@ try {
       a.push(ta); b.push(tb); ratio.push(ta / tb);
     }
     const load1 = (await import('node:os')).loadavg()[0]!;
-    const f = (x: number) => x.toFixed(3);
-    console.log(`${row.label}: A ${q(a, 0.5).toFixed(0)} ns, B ${q(b, 0.5).toFixed(0)} ns; A/B per pair min ${f(q(ratio, 0))} p25 ${f(q(ratio, 0.25))} median ${f(q(ratio, 0.5))} p75 ${f(q(ratio, 0.75))} max ${f(q(ratio, 1))} (${pairs} pairs, load ${load0.toFixed(1)}-${load1.toFixed(1)})`);
+    console.log(`${row.label}: A ${quantile(a, 0.5).toFixed(0)} ns, B ${quantile(b, 0.5).toFixed(0)} ns; ${pairRatios(ratio)} (${pairs} pairs, load ${load0.toFixed(1)}-${load1.toFixed(1)})`);
   }
 } finally {
   for (const { dp } of sides) dp.close();

@@ -17,6 +17,7 @@
 import { Datapath, OBJECT_PATH, SVC, TC_ACT_OK, XDP_PASS } from '../testing/datapath.js';
 import { BASE_SERVICES, pick, reply, toService } from '../testing/datapath-rows.js';
 import { TCP_ACK, TCP_FIN, parse } from '../testing/packets.js';
+import { pairRatios, quantile } from './ab.js';
 
 const pairs = Number(process.argv[2] ?? 100);
 const objA = process.argv[3] ?? OBJECT_PATH;
@@ -30,7 +31,6 @@ const xdp = process.env.KBP_CONN_AB_HOOK === 'xdp';
 if (process.env.KBP_CONN_AB_HOOK && !xdp) throw new Error('conn-ab: KBP_CONN_AB_HOOK is xdp or unset');
 const fe = xdp ? SVC.nodePort : SVC.web4;
 const clientProg = xdp ? 'lb_xdp' : 'lb_tc_ingress', clientOk = xdp ? XDP_PASS : TC_ACT_OK;
-const q = (xs: number[], f: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(f * xs.length))]!;
 const sides = [new Datapath(objA, 'a'), new Datapath(objB, 'b')];
 let next = 0;
 
@@ -81,8 +81,7 @@ try {
   const tot = (xs: number[][]) => xs[0]!.map((_, i) => xs.reduce((s, c) => s + c[i]!, 0));
   for (const [label, xa, xb] of [...CLASSES.map((c, k) => [c, a[k]!, b[k]!] as const), ['all four', tot(a), tot(b)] as const]) {
     const ratio = xa.map((x, i) => x / xb[i]!);
-    const f = (x: number) => x.toFixed(3);
-    console.log(`${label.padEnd(8)}: A ${(q(xa, 0.5) / C).toFixed(0)} ns, B ${(q(xb, 0.5) / C).toFixed(0)} ns a packet; A/B per pair min ${f(q(ratio, 0))} p25 ${f(q(ratio, 0.25))} median ${f(q(ratio, 0.5))} p75 ${f(q(ratio, 0.75))} max ${f(q(ratio, 1))} (${pairs} pairs of ${C} connections, load ${load0.toFixed(1)}-${load1.toFixed(1)})`);
+    console.log(`${label.padEnd(8)}: A ${(quantile(xa, 0.5) / C).toFixed(0)} ns, B ${(quantile(xb, 0.5) / C).toFixed(0)} ns a packet; ${pairRatios(ratio)} (${pairs} pairs of ${C} connections, load ${load0.toFixed(1)}-${load1.toFixed(1)})`);
   }
 } finally {
   for (const dp of sides) dp.close();
