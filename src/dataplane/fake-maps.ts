@@ -6,7 +6,7 @@
 // It lives beside the fake data plane, not in src/plan: it models the kernel side of the Dataplane
 // contract, and the plan does not depend on it (src/model is the compiled Services, another thing).
 import { KbpError } from '../util/errors.js';
-import { frontendKey, type Plan, type PlanBackend, type PlanFrontend, type PlanOp, type PlanTable } from '../plan/types.js';
+import { frontendKey, upsertedBackends, type Plan, type PlanBackend, type PlanFrontend, type PlanOp, type PlanTable } from '../plan/types.js';
 
 export interface FakeTable {
   m: number;
@@ -78,11 +78,8 @@ export class FakeMaps {
 
   apply(op: PlanOp): void {
     switch (op.op) {
-      case 'upsertBackend':
-        this.backends.set(op.backend.id, { ...op.backend });
-        return;
-      case 'upsertBackends':
-        for (const b of op.backends) this.backends.set(b.id, { ...b });
+      case 'upsertBackend': case 'upsertBackends':
+        for (const b of upsertedBackends(op)) this.backends.set(b.id, { ...b });
         return;
       case 'createTable': {
         const t = op.table;

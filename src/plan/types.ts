@@ -133,3 +133,8 @@ export type PlanOp =
   | { op: 'deleteRevNat'; frontendId: number }
   | { op: 'deleteTable'; tableId: number }
   | { op: 'deleteBackend'; backendId: number };
+
+/** the backends an upsertBackend or upsertBackends op writes: for readers to whom the two are the same */
+export function upsertedBackends(op: Extract<PlanOp, { op: 'upsertBackend' | 'upsertBackends' }>): readonly PlanBackend[] {
+  return op.op === 'upsertBackend' ? [op.backend] : op.backends;
+}

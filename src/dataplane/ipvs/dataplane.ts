@@ -34,7 +34,7 @@ import { staleUdpRules } from '../nftables/conntrack.js';
 import { flushStaleUdp } from '../nftables/native.js';
 import { WrittenPlan } from '../written.js';
 import { IpvsStateFile, loadIpvsState, ipvsStatePath, removeIpvsState } from './state.js';
-import { frontendKey, type PlanFrontend } from '../../plan/types.js';
+import { frontendKey, upsertedBackends, type PlanFrontend } from '../../plan/types.js';
 
 
 export interface IpvsDataplaneOptions {
@@ -668,13 +668,8 @@ export function touchedFrontends(ops: readonly PlanOp[], prev: Plan, next: Plan)
       case 'upsertSlots': case 'deleteSlots': case 'upsertRevNat': case 'deleteRevNat': case 'setSourceRanges':
         ids.add(op.frontendId);
         break;
-      case 'upsertBackend': {
-        const old = prev.backends.get(op.backend.id);
-        if (old && old.local !== op.backend.local) return undefined;
-        break;
-      }
-      case 'upsertBackends':
-        for (const b of op.backends) {
+      case 'upsertBackend': case 'upsertBackends':
+        for (const b of upsertedBackends(op)) {
           const old = prev.backends.get(b.id);
           if (old && old.local !== b.local) return undefined;
         }

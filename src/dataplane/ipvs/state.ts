@@ -4,7 +4,7 @@
 import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Plan, PlanBackend, PlanFrontend, PlanOp } from '../../plan/types.js';
-import { frontendKey } from '../../plan/types.js';
+import { frontendKey, upsertedBackends } from '../../plan/types.js';
 import { applyJournalParts, planFromJson, readJournal, statePathFor, tablesToJson, writeStateFile, type PlanJournalLine, type TablesJson } from '../state-file.js';
 
 export function ipvsStatePath(pinRoot: string): string {
@@ -107,8 +107,7 @@ export class IpvsStateFile {
       else l.fd.push(k);
     }
     for (const op of ops) {
-      if (op.op === 'upsertBackend') l.b.push(op.backend);
-      else if (op.op === 'upsertBackends') for (const b of op.backends) l.b.push(b);
+      if (op.op === 'upsertBackend' || op.op === 'upsertBackends') for (const b of upsertedBackends(op)) l.b.push(b);
       else if (op.op === 'deleteBackend') l.bd.push(op.backendId);
       else if (op.op === 'createTable') l.t.push({ id: op.table.id, m: op.table.m, members: op.table.members });
       else if (op.op === 'deleteTable') l.td.push(op.tableId);

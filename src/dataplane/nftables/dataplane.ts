@@ -4,7 +4,7 @@
 // which the next build changes in place) and in a state file beside it (state.ts: a snapshot and a
 // journal); the table is listed only for its one-element generation set, at start and by `dump`.
 import { createHash } from 'node:crypto';
-import type { Plan, PlanOp } from '../../plan/types.js';
+import { upsertedBackends, type Plan, type PlanOp } from '../../plan/types.js';
 import type { Dataplane, DataplaneStats } from '../types.js';
 import { UNLIMITED, type Capacity } from '../../plan/capacity.js';
 import type { Logger } from '../../util/log.js';
@@ -215,8 +215,7 @@ export class NftablesDataplane implements Dataplane {
     const touched = this.#model.fresh ? new Set<string>() : this.#written.touched(ops, next);
     const backendIds = new Set<number>();
     if (!this.#model.fresh) for (const op of ops) {
-      if (op.op === 'upsertBackend') backendIds.add(op.backend.id);
-      else if (op.op === 'upsertBackends') for (const b of op.backends) backendIds.add(b.id);
+      if (op.op === 'upsertBackend' || op.op === 'upsertBackends') for (const b of upsertedBackends(op)) backendIds.add(b.id);
       else if (op.op === 'deleteBackend') backendIds.add(op.backendId);
     }
     const wasFresh = this.#model.fresh;
