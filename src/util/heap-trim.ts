@@ -109,7 +109,8 @@ export function fullGc(flavor: 'regular' | 'last-resort' = 'last-resort'): () =>
  * finalizing pause). In the agent after its first sync at 10,000 Services (the LIST's answer buffers
  * are external) it always did: 17 steps (251 ms) and a 413 ms pause for 1 MB of heap, at load ~15.
  * With the flag off V8 skips it (`v8_flags.incremental_marking` is read there); it is back on before
- * the call returns.
+ * the call returns. When the first GC took under 50 ms V8 runs the second one at once, whole, inside
+ * the call (a small heap: both are short); the flag does not change that.
  */
 export function pressureGc(memoryPressure: (level: 0 | 1 | 2) => void, setFlags: (flags: string) => void = setFlagsFromString): () => void {
   return () => {

@@ -37,19 +37,43 @@ test('mallocTrim returns freed ArrayBuffer memory (holes between live buffers) t
   t.is(kept.length, 512);
 });
 
-/** major GCs (PerformanceObserver 'gc' entries) and their total pause while fn runs */
-async function majorGcs(fn: () => void): Promise<number> {
-  const { PerformanceObserver, constants } = await import('node:perf_hooks');
-  let majors = 0;
+/** the major GCs (PerformanceObserver 'gc' entries) that start from now on: when each started
+ * (ms from the call) and how long it took; stop() ends the watch a turn later, when V8 has reported */
+async function watchMajorGcs(): Promise<{ stop: () => Promise<{ at: number; ms: number }[]> }> {
+  const { PerformanceObserver, constants, performance } = await import('node:perf_hooks');
+  const t0 = performance.now();
+  const majors: { at: number; ms: number }[] = [];
   const obs = new PerformanceObserver((l) => {
-    for (const e of l.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+    for (const e of l.getEntries()) {
+      if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors.push({ at: e.startTime - t0, ms: e.duration });
+    }
   });
   obs.observe({ entryTypes: ['gc'] });
+  return {
+    stop: async () => {
+      await sleep(50);
+      obs.disconnect();
+      return majors;
+    },
+  };
+}
+
+/** the major GCs while fn runs */
+async function majorGcs(fn: () => void): Promise<{ at: number; ms: number }[]> {
+  const w = await watchMajorGcs();
   fn();
-  // V8 reports its GC entries a turn later
-  await sleep(50);
-  obs.disconnect();
-  return majors;
+  return w.stop();
+}
+
+const show = (gcs: { at: number; ms: number }[]) => gcs.map((g) => `${g.ms.toFixed(0)} ms at ${g.at.toFixed(0)}`).join(', ');
+
+// V8's Heap::CollectGarbageOnMemoryPressure follows a critical-pressure GC that took under
+// kMaxMemoryPressurePauseMs / 2 (50 ms) with a second full GC at once, synchronously, when it judges
+// enough garbage left (potential garbage >= 8 MB and >= 10 % of committed memory): both short by
+// that rule. What pressureGc promises is one GC, or two inside the call with the first under 50 ms
+// (a little slack over 50 for the entry's clock against V8's own).
+function oneOrTwoShort(gcs: { at: number; ms: number }[]): boolean {
+  return gcs.length === 1 || (gcs.length === 2 && gcs[0]!.ms < 60);
 }
 
 test('pressureGc (the addon\'s memoryPressure): one full GC that collects what is unreachable and shrinks the heap, where last-resort runs two or more', async (t) => {
@@ -66,9 +90,9 @@ test('pressureGc (the addon\'s memoryPressure): one full GC that collects what i
   const reduced = await majorGcs(reducing);
   t.is(gone.deref(), undefined, 'the garbage was not collected');
   t.true(process.memoryUsage().heapUsed < before - 8 * 2 ** 20, `heap ${before >> 20} -> ${process.memoryUsage().heapUsed >> 20} MiB`);
-  t.is(reduced, 1, `${reduced} major GCs`);
+  t.true(oneOrTwoShort(reduced), `major GCs: ${show(reduced)}`);
   // the flavor it replaces: at least two, each marking everything alive
-  t.true(await majorGcs(fullGc('last-resort')) >= 2);
+  t.true((await majorGcs(fullGc('last-resort'))).length >= 2);
   t.is(live.length, 400_000);
 });
 
@@ -78,19 +102,21 @@ test('pressureGc (the addon\'s memoryPressure): one full GC that collects what i
 // (the LIST's answer buffers are external) paid 17 marking steps and a 413 ms pause for 1 MB.
 test('pressureGc: no second, incremental GC after it, with external memory alive and the event loop running on', async (t) => {
   const { fullGc, pressureGc } = await import('../../src/util/heap-trim.js');
-  const { PerformanceObserver, constants } = await import('node:perf_hooks');
-  const live = Array.from({ length: 400_000 }, (_, i) => ({ i, s: `k${i}`, a: [i, i + 1] }));
+  const { performance } = await import('node:perf_hooks');
+  // enough alive that the pressure GC takes over 50 ms on a machine ~2x this one's speed (~120 ms
+  // here): under 50 V8 follows it with a full GC inside the call instead, and this test sees no
+  // incremental marking to refuse
+  const live = Array.from({ length: 800_000 }, (_, i) => ({ i, s: `k${i}`, a: [i, i + 1] }));
   const external = Array.from({ length: 32 }, () => Buffer.alloc(2 ** 20, 1));
   let garbage: object[] | undefined = Array.from({ length: 300_000 }, (_, i) => ({ i, b: [i] }));
   fullGc('regular')(); // promote both to old space
   garbage = undefined;
   await sleep(10);
-  let majors = 0, pressure = 0;
-  const obs = new PerformanceObserver((l) => {
-    for (const e of l.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
-  });
-  obs.observe({ entryTypes: ['gc'] });
+  let pressure = 0;
+  const w = await watchMajorGcs();
+  const t0 = performance.now();
   pressureGc((level) => { if (level === 2) pressure++; native().memoryPressure(level); })();
+  const returned = performance.now() - t0;
   // the event loop goes on, allocating a little (not enough to promote into the shrunk old space and
   // start a GC of V8's own): a marking started by the pressure GC steps and finalizes in this time
   for (let k = 0; k < 50; k++) {
@@ -99,10 +125,12 @@ test('pressureGc: no second, incremental GC after it, with external memory alive
     junk = [];
     await sleep(10);
   }
-  obs.disconnect();
+  const majors = await w.stop();
   t.is(pressure, 1);
-  t.is(majors, 1, `${majors} major GCs`);
-  t.is(live.length + external.length, 400_032);
+  // an incremental GC's entry starts at its finalizing pause, on the event loop after the call
+  t.deepEqual(majors.filter((g) => g.at >= returned), [], `major GCs: ${show(majors)}; the call returned at ${returned.toFixed(0)} ms`);
+  t.true(oneOrTwoShort(majors), `major GCs: ${show(majors)}`);
+  t.is(live.length + external.length, 800_032);
   void garbage;
 });
 
