@@ -11,12 +11,15 @@
 // a large node (docs/PERF.md sessions 21-23).
 // KBP_CONN_AB_HOOK=xdp: the client's packets through lb_xdp instead, to a NodePort (SVC.nodePort) from
 // outside, each flow on its local backend (no SNAT: XDP translates it).
+// KBP_CONN_AB_A_MAP_MAX / KBP_CONN_AB_B_MAP_MAX=LIST: a side's map sizes as --bpf-map-max takes them
+// (e.g. `lb_ct=16384,lb_ct_syn=16384`: the same object at other sizes compares sizes alone).
 //   node --import=tsx bench/conn-ab.ts [PAIRS] [OBJECT_A] [OBJECT_B]   (root; C: KBP_CONN_AB_C, 50)
 // OBJECT_A defaults to bpf/kbp.bpf.o, OBJECT_B to KBP_BENCH_BASE_OBJECT. Run it in both orders, as
 // chain-ab: the side loaded first may read a few % off by itself.
 import { Datapath, OBJECT_PATH, SVC, TC_ACT_OK, XDP_PASS } from '../testing/datapath.js';
 import { BASE_SERVICES, pick, reply, toService } from '../testing/datapath-rows.js';
 import { TCP_ACK, TCP_FIN, parse } from '../testing/packets.js';
+import { parseMapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { pairRatios, quantile } from './ab.js';
 
 const pairs = Number(process.argv[2] ?? 100);
@@ -31,7 +34,11 @@ const xdp = process.env.KBP_CONN_AB_HOOK === 'xdp';
 if (process.env.KBP_CONN_AB_HOOK && !xdp) throw new Error('conn-ab: KBP_CONN_AB_HOOK is xdp or unset');
 const fe = xdp ? SVC.nodePort : SVC.web4;
 const clientProg = xdp ? 'lb_xdp' : 'lb_tc_ingress', clientOk = xdp ? XDP_PASS : TC_ACT_OK;
-const sides = [new Datapath(objA, 'a'), new Datapath(objB, 'b')];
+const mapSizes = (side: 'A' | 'B') => {
+  const v = process.env[`KBP_CONN_AB_${side}_MAP_MAX`];
+  return v ? parseMapSizes(v.split(','), `KBP_CONN_AB_${side}_MAP_MAX`) : undefined;
+};
+const sides = [new Datapath(objA, 'a', { mapSizes: mapSizes('A') }), new Datapath(objB, 'b', { mapSizes: mapSizes('B') })];
 let next = 0;
 
 /** C new connections on side dp: each class's summed run time (ns) */
