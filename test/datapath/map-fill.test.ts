@@ -120,6 +120,40 @@ if (!isRoot) {
     t.is(fill(), 3, 'the ids the write added are counted, though the scan did not see them');
   });
 
+  // a /metrics scrape before the agent's first sync has ended (no plan to give the highest frontend id)
+  test('lb_fe_stats on maps this load made: read up to the highest frontend id written since, not all its entries', async (t) => {
+    const d = loadTemp(t);
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const st = d.maps.map('lb_fe_stats');
+    const reads: (number | 'all')[] = [];
+    const scan = st.scan.bind(st), scanFirst = st.scanFirst.bind(st);
+    st.scan = (visit) => { reads.push('all'); scan(visit); };
+    st.scanFirst = (n, visit) => { reads.push(n); scanFirst(n, visit); };
+    t.is(d.maps.readFrontendStats().size, 0);
+    t.deepEqual(reads, ['all'], 'not known to be empty: every entry');
+    d.maps.statsEmpty();
+    reads.length = 0;
+    t.is(d.maps.readFrontendStats().size, 0);
+    const two: NodeState = { frontends: [state(['10.244.0.1']).frontends[0]!, { ...state(['10.244.0.2']).frontends[0]!, port: 81, portName: 'alt' }] };
+    const plan = buildPlan(two, undefined, { seed: SEED });
+    await d.maps.applyAsync(diffPlans(undefined, plan));
+    const top = Math.max(...[...plan.frontends.values()].map((f) => f.id));
+    t.is(d.maps.readFrontendStats().size, 0);
+    t.is(d.maps.readFrontendStats(7).size, 0);
+    t.deepEqual(reads, [1, top + 1, 8], 'none written: id 0 only; then up to the highest written; the caller\'s bound wins');
+    // written since the load: not known empty any more
+    const e = loadTemp(t);
+    e.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    e.maps.apply(diffPlans(undefined, buildPlan(two, undefined, { seed: SEED })));
+    const est = e.maps.map('lb_fe_stats');
+    let all = 0;
+    const escan = est.scan.bind(est);
+    est.scan = (visit) => { all++; escan(visit); };
+    e.maps.statsEmpty();
+    e.maps.readFrontendStats();
+    t.is(all, 1, 'frontends written before statsEmpty: every entry read');
+  });
+
   test('maps only the agent writes: lb_frontends, lb_slots, lb_members from the writer\'s mirrors (equal to a count, never walked), the others counted again only after a write', (t) => {
     const d = loadTemp(t);
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });

@@ -217,6 +217,12 @@ export class MapWriter {
    * first asked, and again after a write that failed part way */
   private backendBits: Uint8Array | undefined;
   private backendN = 0;
+  /**
+   * With lb_fe_stats made by this load (statsEmpty): the highest frontend id written since, the
+   * highest whose counters the programs can have set (they count a frontend they found in lb_frontends
+   * or in lb_ct, both made by the load too); undefined otherwise
+   */
+  feStatsTop: number | undefined;
   private pendingBits: Uint8Array | undefined;
   /**
    * Each frontend's backend list (canonical order) as lb_members holds it, mirrored so that a changed
@@ -1128,6 +1134,7 @@ export class MapWriter {
           res.batches++;
         }
         for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
+        if (this.feStatsTop !== undefined) for (const f of fs) if (f.id > this.feStatsTop) this.feStatsTop = f.id;
         return;
       }
       case 'deleteSlots': {
@@ -1452,6 +1459,11 @@ export class MapWriter {
     if (m.type !== MapType.ARRAY || m.writes !== 0 || this.backendBits || this.pendingBits) return;
     this.backendBits = new Uint8Array(Math.ceil(m.maxEntries / 8));
     this.backendN = 0;
+  }
+
+  /** lb_fe_stats and the maps that name frontends were made by this load: no counter is set yet (feStatsTop) */
+  statsEmpty(): void {
+    if (this.maps.lb_frontends.writes === 0 && this.feStatsTop === undefined) this.feStatsTop = 0;
   }
 
   /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
