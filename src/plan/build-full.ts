@@ -37,10 +37,6 @@ interface FrontendDraft {
   tkey: string;
   /** the frontend's id, 0 until step 3 gives it one */
   id: number;
-  /** its backends' ids, in idx's order (step 4; the plan's frontend keeps the array) */
-  ids: number[];
-  /** its Maglev table (step 4), undefined when it has no members */
-  table: PlanTable | undefined;
 }
 
 /** backendFault's argument for an address known to be valid (it asks only whether there is a key) */
@@ -307,7 +303,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     if (fault !== undefined) throw bad(f, fault);
     const key = frontendKey(f);
     // set, and a size that did not grow names a duplicate: one lookup by key, not a has() and a set()
-    const d: FrontendDraft = { key, src: f, idx: NONE, members: NONE, term: NONE, tkey: '', sortKey: '', id: 0, ids: NONE, table: undefined };
+    const d: FrontendDraft = { key, src: f, idx: NONE, members: NONE, term: NONE, tkey: '', sortKey: '', id: 0 };
     const had = drafts.size;
     drafts.set(key, d);
     if (drafts.size === had) {
@@ -363,7 +359,7 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     d.term = term;
     d.sortKey = frontendSortKey(f, feAddrKey!);
   }
-  // drafts stays: step 7 finds an affinity group's frontend by key there
+  // drafts stays: step 4 finds an affinity group's frontend by key there
   const ordered = all.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
 
   // 2. backend ids: kept ones keep theirs; new ones, in canonical order, take the lowest free
@@ -382,6 +378,22 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
     const alloc = new IdAllocator(prev ? prev.backends.keys() : [], BACKEND_ID_MAX, 'backend');
     for (let k = 0; k < fresh.length; k++) bk.id[fresh[k]!] = alloc.next();
   }
+  // by id in an array, not a Map (id-map.ts): a million backends at 100,000 Services
+  const planBackends = new IdMap<PlanBackend>();
+  const order = byId(bk);
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]!;
+    const id = bk.id[i]!;
+    const terminating = bk.terminating[i] === 1, local = bk.local[i] === 1;
+    // an unchanged backend keeps its object, so plans share them and diff compares less
+    const old = prev?.backends.get(id);
+    planBackends.set(id, old && old.terminating === terminating && old.local === local && old.port === bk.port[i] &&
+      old.address === bk.addressOf(i) && old.protocol === bk.protocolOf(i) ? old : {
+        id, address: bk.addressOf(i), port: bk.port[i]!, protocol: bk.protocolOf(i), terminating, local,
+      });
+  }
+  releaseArray(order);
+
   // 3. frontend ids, the same way
   const feAlloc = new IdAllocator(prev ? [...prev.frontends.values()].map((f) => f.id) : [], LB_FE_ID_MAX - 1, 'frontend');
   // on the drafts, not in a Map by key: three string-keyed lookups a frontend fewer (~110,000 frontends at 100,000 Services)
@@ -406,9 +418,10 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
   const tables = new ShardedMap<string, PlanTable>(stringHash);
   const toBuild: { table: PendingTable; members: number[] }[] = [];
   let tableAlloc: IdAllocator | undefined;
+  const frontends = new Map<string, PlanFrontend>();
   for (let k = 0; k < ordered.length; k++) {
-    const d = ordered[k]!;
-    const backendIds = d.ids = d.idx.map((i) => bk.id[i]!);
+    const d = ordered[k]!, f = d.src;
+    const backendIds = d.idx.map((i) => bk.id[i]!);
     let table: PlanTable | undefined;
     if (d.members.length) {
       const m = maglevSize(d.members.length, sizing);
@@ -432,48 +445,22 @@ export function buildFull(state: NodeState, prev: Plan | undefined, seed: number
         tables.set(tkey, table);
       }
     }
-    d.table = table;
-  }
-
-  // 5. the new tables' members hashed (none for a data plane without Maglev); their slots are
-  // filled where they are written
-  hashTables(toBuild, bk, seed);
-  // the new tables can be written from here on: their fill (Dataplane.prefill, on another thread)
-  // starts before the plan's backend and frontend objects are made, not after (at 100,000 Services
-  // the fill is the first sync's apply's long pole: docs/PERF.md, session 30, p30big)
-  if (onTables && toBuild.length) onTables(toBuild.map((b) => b.table));
-
-  // 6. the plan's backends, by id in an array, not a Map (id-map.ts): a million at 100,000 Services
-  const planBackends = new IdMap<PlanBackend>();
-  const order = byId(bk);
-  for (let k = 0; k < order.length; k++) {
-    const i = order[k]!;
-    const id = bk.id[i]!;
-    const terminating = bk.terminating[i] === 1, local = bk.local[i] === 1;
-    // an unchanged backend keeps its object, so plans share them and diff compares less
-    const old = prev?.backends.get(id);
-    planBackends.set(id, old && old.terminating === terminating && old.local === local && old.port === bk.port[i] &&
-      old.address === bk.addressOf(i) && old.protocol === bk.protocolOf(i) ? old : {
-        id, address: bk.addressOf(i), port: bk.port[i]!, protocol: bk.protocolOf(i), terminating, local,
-      });
-  }
-  releaseArray(order);
-
-  // 7. the plan's frontends
-  const frontends = new Map<string, PlanFrontend>();
-  for (let k = 0; k < ordered.length; k++) {
-    const d = ordered[k]!, f = d.src, id = d.id;
-    const fe = planFrontend(id, f, d.ids, d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!), d.table, affinityGroupOf(f, id, (k) => drafts.get(k)?.id));
-    d.ids = NONE;
-    d.table = undefined;
+    const id = d.id;
+    const fe = planFrontend(id, f, backendIds, d.term === NONE ? NONE : d.term.map((i) => bk.id[i]!), table, affinityGroupOf(f, id, (k) => drafts.get(k)?.id));
     // an unchanged frontend keeps prev's object: diff skips it at the cost of one comparison
     const old = prev?.frontends.get(d.key);
     frontends.set(d.key, old && samePlanFrontend(old, fe) ? old : fe);
   }
 
+  // 5. the new tables' members hashed (none for a data plane without Maglev); their slots are
+  // filled where they are written
+  hashTables(toBuild, bk, seed);
+
   const planTables = new IdMap<PlanTable>();
   for (const t of [...tables.values()].sort((a, b) => a.id - b.id)) planTables.set(t.id, t);
   const plan: Plan = { seed, frontends, backends: planBackends, tables: planTables, ...(slotless && { slotless }) };
+  // the new tables can be written from here on (the chain below is the plan's own record)
+  if (onTables && toBuild.length) onTables(toBuild.map((b) => b.table));
   if (deferChain) {
     // held until the chain is made: only what Chain.fromFull reads (the address tables, ~60 MiB at
     // 100,000 Services, and the drafts' index lists are garbage from here)
