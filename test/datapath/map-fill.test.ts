@@ -75,6 +75,85 @@ if (!isRoot) {
     t.is(fill(), plan.backends.size);
   });
 
+  // a /metrics scrape while applyAsync has lb_backends' batch on the thread pool (a first sync at
+  // 100,000 Services writes a million backends, 131,072 a batch): the scan of the whole array held the
+  // event loop ~0.26 s there (docs/PERF.md, session 30, p30big), and what it read raced the batch
+  test('lb_backends fill asked while its write is on the thread pool: the count before the write, no scan; the count after it exact', async (t) => {
+    const d = loadTemp(t);
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const arr = d.maps.map('lb_backends');
+    let scans = 0;
+    const scanBatches = arr.scanBatches.bind(arr);
+    arr.scanBatches = (visit) => { scans++; scanBatches(visit); };
+    const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
+    d.maps.backendsEmpty();
+    const seen: number[] = [];
+    const update = arr.updateBatchAsync.bind(arr);
+    arr.updateBatchAsync = (...a: Parameters<typeof update>) => { seen.push(fill()); return update(...a); };
+    let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
+    await d.maps.applyAsync(diffPlans(undefined, plan));
+    t.deepEqual(seen, [0], 'asked once, during the write: what the array held before it');
+    t.is(scans, 0, 'no scan while the write was under way');
+    t.is(fill(), 3);
+    const next = buildPlan(state(['10.244.0.2', '10.244.0.9', '10.244.0.7', '10.244.0.8']), plan, { seed: SEED });
+    seen.length = 0;
+    await d.maps.applyAsync(diffPlans(plan, next));
+    plan = next;
+    // two writes: the new backends (3 + 3), then the entries of the two gone zeroed
+    t.deepEqual(seen, [3, 6], 'during each write, the count before it');
+    t.is(fill(), plan.backends.size);
+    t.is(scans, 0);
+  });
+
+  test('lb_backends first counted while a write is on the thread pool: the scan made then is completed by the write it raced', async (t) => {
+    const d = loadTemp(t);
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const arr = d.maps.map('lb_backends');
+    const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
+    // no count asked before (not known empty): the first ask, during the write, scans before the kernel has the batch
+    const seen: number[] = [];
+    const update = arr.updateBatchAsync.bind(arr);
+    arr.updateBatchAsync = (...a: Parameters<typeof update>) => { seen.push(fill()); return update(...a); };
+    const plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
+    await d.maps.applyAsync(diffPlans(undefined, plan));
+    t.deepEqual(seen, [0]);
+    t.is(fill(), 3, 'the ids the write added are counted, though the scan did not see them');
+  });
+
+  // a /metrics scrape before the agent's first sync has ended (no plan to give the highest frontend id)
+  test('lb_fe_stats on maps this load made: read up to the highest frontend id written since, not all its entries', async (t) => {
+    const d = loadTemp(t);
+    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    const st = d.maps.map('lb_fe_stats');
+    const reads: (number | 'all')[] = [];
+    const scan = st.scan.bind(st), scanFirst = st.scanFirst.bind(st);
+    st.scan = (visit) => { reads.push('all'); scan(visit); };
+    st.scanFirst = (n, visit) => { reads.push(n); scanFirst(n, visit); };
+    t.is(d.maps.readFrontendStats().size, 0);
+    t.deepEqual(reads, ['all'], 'not known to be empty: every entry');
+    d.maps.statsEmpty();
+    reads.length = 0;
+    t.is(d.maps.readFrontendStats().size, 0);
+    const two: NodeState = { frontends: [state(['10.244.0.1']).frontends[0]!, { ...state(['10.244.0.2']).frontends[0]!, port: 81, portName: 'alt' }] };
+    const plan = buildPlan(two, undefined, { seed: SEED });
+    await d.maps.applyAsync(diffPlans(undefined, plan));
+    const top = Math.max(...[...plan.frontends.values()].map((f) => f.id));
+    t.is(d.maps.readFrontendStats().size, 0);
+    t.is(d.maps.readFrontendStats(7).size, 0);
+    t.deepEqual(reads, [1, top + 1, 8], 'none written: id 0 only; then up to the highest written; the caller\'s bound wins');
+    // written since the load: not known empty any more
+    const e = loadTemp(t);
+    e.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+    e.maps.apply(diffPlans(undefined, buildPlan(two, undefined, { seed: SEED })));
+    const est = e.maps.map('lb_fe_stats');
+    let all = 0;
+    const escan = est.scan.bind(est);
+    est.scan = (visit) => { all++; escan(visit); };
+    e.maps.statsEmpty();
+    e.maps.readFrontendStats();
+    t.is(all, 1, 'frontends written before statsEmpty: every entry read');
+  });
+
   test('maps only the agent writes: lb_frontends, lb_slots, lb_members from the writer\'s mirrors (equal to a count, never walked), the others counted again only after a write', (t) => {
     const d = loadTemp(t);
     d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });

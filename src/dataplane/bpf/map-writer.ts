@@ -217,6 +217,12 @@ export class MapWriter {
    * first asked, and again after a write that failed part way */
   private backendBits: Uint8Array | undefined;
   private backendN = 0;
+  /**
+   * With lb_fe_stats made by this load (statsEmpty): the highest frontend id written since, the
+   * highest whose counters the programs can have set (they count a frontend they found in lb_frontends
+   * or in lb_ct, both made by the load too); undefined otherwise
+   */
+  feStatsTop: number | undefined;
   private pendingBits: Uint8Array | undefined;
   /**
    * Each frontend's backend list (canonical order) as lb_members holds it, mirrored so that a changed
@@ -997,9 +1003,7 @@ export class MapWriter {
     // from the ops, not kw: the batch releases kw's memory (keys is its bytes on a little-endian host)
     const ids = (fn: (id: number) => void): void => { for (let i = 0; i < n; i++) fn(backend(i).id); };
     const keys = u32Bytes(kw);
-    this.followBackends(ids, true);
-    yield* this.batchUpdate('lb_backends', keys, values, n, (i) => { const b = backend(i); return `backend ${b.address}:${b.port}/${b.protocol} (id ${b.id})`; }, 1, true);
-    this.followBackends(ids, false);
+    yield* this.followBackends(ids, false, this.batchUpdate('lb_backends', keys, values, n, (i) => { const b = backend(i); return `backend ${b.address}:${b.port}/${b.protocol} (id ${b.id})`; }, 1, true));
   }
 
   /**
@@ -1130,6 +1134,7 @@ export class MapWriter {
           res.batches++;
         }
         for (const f of fs) this.noteFrontend(f.id, f.tableId || undefined);
+        if (this.feStatsTop !== undefined) for (const f of fs) if (f.id > this.feStatsTop) this.feStatsTop = f.id;
         return;
       }
       case 'deleteSlots': {
@@ -1190,9 +1195,9 @@ export class MapWriter {
           // an array's entries cannot be deleted: an id without a backend is an all-zero entry
           const keys = Buffer.alloc(ids.length * 4);
           ids.forEach((id, i) => L.encodeU32(id, keys, i * 4));
-          this.followBackends((fn) => ids.forEach(fn), true);
-          yield { kind: 'update', map: this.maps.lb_backends, keys, values: Buffer.alloc(ids.length * L.BACKEND.size), count: ids.length };
-          this.followBackends((fn) => ids.forEach(fn), false, true);
+          yield* this.followBackends((fn) => ids.forEach(fn), true, (function* (map): Steps {
+            yield { kind: 'update', map, keys, values: Buffer.alloc(ids.length * L.BACKEND.size), count: ids.length };
+          })(this.maps.lb_backends));
         } else {
           yield* this.deleteU32s('lb_backends', ids);
         }
@@ -1456,10 +1461,19 @@ export class MapWriter {
     this.backendN = 0;
   }
 
+  /** lb_fe_stats and the maps that name frontends were made by this load: no counter is set yet (feStatsTop) */
+  statsEmpty(): void {
+    if (this.maps.lb_frontends.writes === 0 && this.feStatsTop === undefined) this.feStatsTop = 0;
+  }
+
   /** The backends lb_backends holds: an array's entries that hold one (read once, then followed). */
   backendCount(): number {
     const m = this.maps.lb_backends;
     if (m.type !== MapType.ARRAY) return m.count();
+    // a write under way (applyAsync's batch on the thread pool): the count before it, followed, not a
+    // scan of the whole array on the event loop (~0.26 s at a million entries, a /metrics scrape in
+    // a first sync's apply at 100,000 Services) that would race the write
+    if (!this.backendBits && this.pendingBits) return this.backendN;
     if (!this.backendBits) {
       const bits = new Uint8Array(Math.ceil(m.maxEntries / 8));
       let n = 0;
@@ -1473,20 +1487,35 @@ export class MapWriter {
     return this.backendN;
   }
 
-  /** Follows a write of lb_backends' ids in backendBits: before it (before: true) the count is
-   * forgotten, so a write that throws leaves it to be read again; after it, the ids are set (or
-   * cleared) and the count kept. Nothing to do while no one asked for the count. */
-  private followBackends(ids: (fn: (id: number) => void) => void, before: boolean, cleared = false): void {
-    if (this.maps.lb_backends.type !== MapType.ARRAY) return;
-    if (before) {
-      this.pendingBits = this.backendBits;
-      this.backendBits = undefined;
+  /**
+   * Writes lb_backends' ids (write: the steps; cleared: their entries zeroed) and follows it in
+   * backendBits. While the write is under way the count is the one before it (backendCount), and a
+   * write that throws leaves the count to be read again. After it the ids are set (or cleared) in the
+   * bits kept before it, or in those of a first count made meanwhile, whose scan may have read the
+   * array before the kernel had the write (an id already set, or already clear, is left as it is).
+   * Nothing to follow while no one asked for the count.
+   */
+  private *followBackends(ids: (fn: (id: number) => void) => void, cleared: boolean, write: Steps): Steps {
+    if (this.maps.lb_backends.type !== MapType.ARRAY) {
+      yield* write;
       return;
     }
-    // the bits set aside before the write (none: nobody asked, or a scan since replaced them)
-    const bits = this.pendingBits;
+    this.pendingBits = this.backendBits;
+    this.backendBits = undefined;
+    let done = false;
+    try {
+      yield* write;
+      done = true;
+    } finally {
+      if (!done) {
+        this.pendingBits = undefined;
+        this.backendBits = undefined;
+      }
+    }
+    // the bits set aside before the write, else a count made during it
+    const bits = this.pendingBits ?? this.backendBits;
     this.pendingBits = undefined;
-    if (!bits || this.backendBits) return;
+    if (!bits) return;
     ids((id) => {
       const has = (bits[id >>> 3]! >> (id & 7)) & 1;
       if (cleared && has) { bits[id >>> 3]! &= ~(1 << (id & 7)); this.backendN--; }

@@ -120,6 +120,8 @@ export class BpfMaps {
   isEmpty(): boolean { return read.mapsAreEmpty(this.maps); }
   /** lb_backends was made by this load and not written since (MapWriter.backendsEmpty) */
   backendsEmpty(): void { this.writer.backendsEmpty(); }
+  /** lb_fe_stats and the maps naming frontends were made by this load (MapWriter.statsEmpty) */
+  statsEmpty(): void { this.writer.statsEmpty(); }
   /** by the plan's table id (the region the writer gave it; at most its M slots), or undefined when it has none */
   readTable(tableId: number, m: number): Uint32Array | undefined {
     const r = this.writer.regionOf(tableId);
@@ -128,7 +130,12 @@ export class BpfMaps {
   readConfig(): L.Config { return read.readConfig(this.maps); }
   devices(): Map<number, number> { return read.readDevices(this.maps); }
   readStats(): Record<L.LbStatName, number> { return read.readStats(this.maps); }
-  readFrontendStats(maxFeId?: number): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps, maxFeId); }
+  /**
+   * maxFeId: the highest frontend id in use (the agent's plan); else, on maps this load made, the
+   * highest this handle wrote (a first sync's apply at 100,000 Services: a /metrics scrape in it read
+   * all 131,072 per-CPU entries, ~60-80 ms of the event loop, every one zero)
+   */
+  readFrontendStats(maxFeId?: number): Map<number, { packets: number; bytes: number }> { return read.readFrontendStats(this.maps, maxFeId ?? this.writer.feStatsTop); }
   /** skip: maps whose entries are not counted (reported as 0; the caller knows them otherwise) */
   mapFill(skip?: ReadonlySet<string>): Array<{ name: L.MapName; entries: number; capacity: number }> {
     // a map only the agent writes is counted again only when this handle wrote it since its last
