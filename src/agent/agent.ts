@@ -23,7 +23,6 @@ import { warmMaglev, warmOneChange, warmSource, WarmCluster } from './warm.js';
 import { pino } from 'pino';
 import { openSync, readSync } from 'node:fs';
 import { CompileAhead } from './compile-ahead.js';
-import { deprioritizeV8Workers } from '../util/v8-workers.js';
 
 export interface AgentOptions {
   compile: CompileOptions;
@@ -45,11 +44,6 @@ export interface AgentOptions {
    */
   triggersAfterMs?: number;
   timers?: Timers;
-  /**
-   * after the warm-up, V8's worker threads run this much nicer than the main thread
-   * (util/v8-workers.ts; launch passes workerNice()). Unset or 0: left as they are
-   */
-  v8WorkerNice?: number;
 }
 
 /**
@@ -665,15 +659,6 @@ export class Agent {
     // the warm-up's garbage, collected while the agent is quiet (the heap trimmer's young sweep)
     // rather than by a scavenge in the first change's sync
     this.onSynced?.(0);
-    // the start is over: V8's later optimizing jobs yield the CPU to the changes' syncs (util/v8-workers.ts)
-    if (this.#opts.v8WorkerNice) {
-      try {
-        const tids = deprioritizeV8Workers(this.#opts.v8WorkerNice);
-        this.#log.debug({ threads: tids.length, by: this.#opts.v8WorkerNice }, 'V8\'s worker threads run nicer than the main thread');
-      } catch (e) {
-        this.#log.warn({ err: e }, 'V8\'s worker threads keep their priority');
-      }
-    }
   }
 
   /**

@@ -19,7 +19,6 @@ import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
 import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../util/heap-trim.js';
 import { heapHeadroom } from '../util/heap-headroom.js';
-import { workerNice } from '../util/v8-workers.js';
 
 export async function createSource(s: AgentSettings, log: Logger): Promise<Source> {
   if (s.manifests) {
@@ -332,7 +331,6 @@ function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Da
     minSyncMs: s.minSyncMs,
     syncPeriodMs: s.syncPeriodMs,
     housekeepingMs: s.housekeepingMs,
-    v8WorkerNice: workerNice(),
   });
 }
 
