@@ -403,6 +403,7 @@ export class Agent {
     const detail = full || this.#log.isLevelEnabled('debug');
     const waited0 = detail ? runQueueMs() : NaN;
     const faults0 = detail ? process.resourceUsage().minorPageFault : 0;
+    const ownFaults0 = detail ? threadMinorFaults() : NaN;
     const changesCovered = this.#pendingSince.length;
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
@@ -581,6 +582,9 @@ export class Agent {
       // page faults of the process within the sync: a write to a page the kernel had write-protected
       // (every page, after a fork) or not yet backed costs one, ~5-20 us each on a loaded machine
       ...(detail && { minorFaults: process.resourceUsage().minorPageFault - faults0 }),
+      // the main thread's own: minorFaults counts every thread's, and a sync's 58-321 came from an
+      // optimizing compile on a V8 worker beside it, not from the sync (docs/PERF.md, session 30, p30tail)
+      ...(detail && Number.isFinite(ownFaults0) && { threadMinorFaults: threadMinorFaults() - ownFaults0 }),
     };
     if (full) {
       // the kernel holds the sync's writes: the plan's records for the next change are made on the
@@ -916,6 +920,30 @@ function runQueueMs(): number {
 
 let schedstatFd: number | undefined;
 const schedstatBuf = Buffer.alloc(128);
+
+/** minflt (the 10th field) of a /proc/.../stat line; the command name (2nd, in parentheses) may hold spaces and parentheses */
+export function statMinorFaults(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is the state, the 3rd field
+  return Number(fields[10 - 3]);
+}
+
+/**
+ * The calling thread's minor page faults so far (/proc/thread-self/stat, opened once as runQueueMs's
+ * file is), NaN where there is none.
+ */
+function threadMinorFaults(): number {
+  try {
+    statFd ??= openSync('/proc/thread-self/stat', 'r');
+    const n = readSync(statFd, statBuf, 0, statBuf.length, 0);
+    return statMinorFaults(statBuf.toString('latin1', 0, n));
+  } catch {
+    return NaN;
+  }
+}
+
+let statFd: number | undefined;
+const statBuf = Buffer.alloc(1024);
 
 /** milliseconds, rounded to 0.01 for a log line */
 function ms(x: number): number {
