@@ -907,25 +907,30 @@ function healthCheckServices(services: readonly CompiledService[]): Map<string, 
 }
 
 /**
+ * A reader of one /proc/thread-self file of the thread that first reads it (the main thread, which
+ * every sync runs on: /proc/thread-self names the opener's task for the file's lifetime): one open
+ * file, read again from its start, where a readFileSync (open, fstat, read, close) twice a sync was
+ * ~0.07 ms of a one-change sync's ~2 ms at --v 2. Returns NaN where the file is not there.
+ */
+function threadProcFile(name: string, size: number, parse: (text: string) => number): () => number {
+  let fd: number | undefined;
+  const buf = Buffer.alloc(size);
+  return () => {
+    try {
+      fd ??= openSync(`/proc/thread-self/${name}`, 'r');
+      return parse(buf.toString('latin1', 0, readSync(fd, buf, 0, size, 0)));
+    } catch {
+      return NaN;
+    }
+  };
+}
+
+/**
  * The calling thread's time so far waiting on a run queue (ready to run, another task on the CPU), in
  * ms: /proc/thread-self/schedstat's second field (ns; a wait is counted when it ends, so one across a
  * sync's start or end may land in the next). NaN where there is none (not Linux, no schedstats).
  */
-function runQueueMs(): number {
-  try {
-    // one open file, read again from its start: a readFileSync (open, fstat, read, close) twice a
-    // sync was ~0.07 ms of a one-change sync's ~2 ms at --v 2. Opened by the main thread, which
-    // every sync runs on: /proc/thread-self names the opener's task for the file's lifetime
-    schedstatFd ??= openSync('/proc/thread-self/schedstat', 'r');
-    const n = readSync(schedstatFd, schedstatBuf, 0, schedstatBuf.length, 0);
-    return Number(schedstatBuf.toString('latin1', 0, n).split(' ')[1]) / 1e6;
-  } catch {
-    return NaN;
-  }
-}
-
-let schedstatFd: number | undefined;
-const schedstatBuf = Buffer.alloc(128);
+const runQueueMs = threadProcFile('schedstat', 128, (text) => Number(text.split(' ')[1]) / 1e6);
 
 /** minflt (the 10th field) of a /proc/.../stat line; the command name (2nd, in parentheses) may hold spaces and parentheses */
 export function statMinorFaults(stat: string): number {
@@ -934,22 +939,8 @@ export function statMinorFaults(stat: string): number {
   return Number(fields[10 - 3]);
 }
 
-/**
- * The calling thread's minor page faults so far (/proc/thread-self/stat, opened once as runQueueMs's
- * file is), NaN where there is none.
- */
-function threadMinorFaults(): number {
-  try {
-    statFd ??= openSync('/proc/thread-self/stat', 'r');
-    const n = readSync(statFd, statBuf, 0, statBuf.length, 0);
-    return statMinorFaults(statBuf.toString('latin1', 0, n));
-  } catch {
-    return NaN;
-  }
-}
-
-let statFd: number | undefined;
-const statBuf = Buffer.alloc(1024);
+/** the calling thread's minor page faults so far (/proc/thread-self/stat), NaN where there is none */
+const threadMinorFaults = threadProcFile('stat', 1024, statMinorFaults);
 
 /** milliseconds, rounded to 0.01 for a log line */
 function ms(x: number): number {
