@@ -31,8 +31,6 @@
 #include <mutex>
 #include <sched.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -1449,34 +1447,6 @@ Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// The calling thread's CFS/EEVDF slice (Linux 6.12+: sched_attr.sched_runtime under SCHED_OTHER),
-// in ns, 0 for the kernel's default; its nice value is kept. A thread with a shorter slice than the
-// one running gets an earlier deadline: on its wake-up it preempts a longer-slice task instead of
-// waiting for that one's slice to end. Returns 0 or -errno; kernels before 6.12 ignore the slice.
-Napi::Value SchedSlice(const Napi::CallbackInfo& info) {
-  Args a(info, "schedSlice");
-  const double ns = a.Int(0, "ns", 0, 100e6);
-  if (!a.ok()) return info.Env().Undefined();
-  struct {
-    uint32_t size, policy;
-    uint64_t flags;
-    int32_t nice;
-    uint32_t priority;
-    uint64_t runtime, deadline, period;
-  } attr = {};
-  attr.size = sizeof attr;
-  attr.policy = SCHED_OTHER;
-  attr.runtime = static_cast<uint64_t>(ns);
-  // the nice value is passed as it is (SCHED_FLAG_KEEP_PARAMS would keep the slice too)
-  errno = 0;
-  const int nice = getpriority(PRIO_PROCESS, 0);
-  if (errno) return Napi::Number::New(info.Env(), -errno);
-  attr.flags = 0x08;  // SCHED_FLAG_KEEP_POLICY
-  attr.nice = nice;
-  const long r = syscall(SYS_sched_setattr, 0, &attr, 0);
-  return Napi::Number::New(info.Env(), r == 0 ? 0 : -errno);
-}
-
 Napi::Value StrError(const Napi::CallbackInfo& info) {
   Args a(info, "strerror");
   int err = a.I32(0, "errno", -INT32_MAX);
@@ -1707,7 +1677,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("strerror", StrError);
   EXPORT("mallocTrim", MallocTrim);
   EXPORT("memoryPressure", MemoryPressure);
-  EXPORT("schedSlice", SchedSlice);
 #undef EXPORT
   exports.Set("constants", Constants(env));
   return exports;

@@ -44,11 +44,6 @@ export interface AgentOptions {
    */
   triggersAfterMs?: number;
   timers?: Timers;
-  /**
-   * called once on the main thread when the start is over (the warm-up after the first full sync
-   * has run): launch shortens the main thread's scheduler slice there (util/sched-slice.ts)
-   */
-  afterWarm?: () => void;
 }
 
 /**
@@ -668,7 +663,6 @@ export class Agent {
     // the warm-up's garbage, collected while the agent is quiet (the heap trimmer's young sweep)
     // rather than by a scavenge in the first change's sync
     this.onSynced?.(0);
-    this.#opts.afterWarm?.();
   }
 
   /**

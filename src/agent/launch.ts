@@ -19,7 +19,6 @@ import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
 import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../util/heap-trim.js';
 import { heapHeadroom } from '../util/heap-headroom.js';
-import { schedSliceNs } from '../util/sched-slice.js';
 
 export async function createSource(s: AgentSettings, log: Logger): Promise<Source> {
   if (s.manifests) {
@@ -253,7 +252,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   try {
     source ??= await createSource(s, log);
     const metrics = new Metrics();
-    agent = buildAgent(s, log, source, dataplane, metrics, await memorySignals(), await mainThreadSlice(log));
+    agent = buildAgent(s, log, source, dataplane, metrics, await memorySignals());
     // a Service left out for capacity is a Kubernetes Event too (issue 13), with an API server only
     if (!s.manifests) {
       const { recordCapacityEvents } = await import('./events.js');
@@ -302,7 +301,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   };
 }
 
-function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Dataplane, metrics: Metrics, memory?: { pressure: (level: 0 | 1) => void; trim: () => void }, slice?: () => void): Agent {
+function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Dataplane, metrics: Metrics, memory?: { pressure: (level: 0 | 1) => void; trim: () => void }): Agent {
   metrics.setDataplaneMode(dataplane.kind);
   const detector = localTrafficDetector(s);
   if ((dataplane.kind === 'ipvs' && (s.masqueradeAll || detector.families.length || detector.fromNode)) ||
@@ -332,7 +331,6 @@ function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Da
     minSyncMs: s.minSyncMs,
     syncPeriodMs: s.syncPeriodMs,
     housekeepingMs: s.housekeepingMs,
-    ...(slice && { afterWarm: slice }),
   });
 }
 
@@ -372,19 +370,6 @@ async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics
     servers.push(metricsServer);
   }
   return { healthz, metricsServer };
-}
-
-/** The main thread's short scheduler slice (util/sched-slice.ts) through the native addon, when it is built (any mode) and asked for */
-async function mainThreadSlice(log: Logger): Promise<(() => void) | undefined> {
-  const ns = schedSliceNs();
-  if (!ns) return undefined;
-  const { native, nativeAvailable } = await import('../dataplane/bpf/native/addon.js');
-  if (!nativeAvailable().ok || typeof native().schedSlice !== 'function') return undefined;
-  return () => {
-    const r = native().schedSlice(ns);
-    if (r === 0) log.debug({ sliceUs: ns / 1000 }, 'the main thread runs with a short scheduler slice');
-    else log.warn({ sliceUs: ns / 1000, errno: -r }, 'the main thread keeps the kernel\'s scheduler slice');
-  };
 }
 
 /** V8's memory pressure signal and glibc's malloc_trim through the native addon, when it is built (any mode) */

@@ -656,27 +656,6 @@ test('statMinorFaults reads minflt past a command name with spaces and parenthes
   t.true(statMinorFaults(readFileSync('/proc/thread-self/stat', 'latin1')) > before);
 });
 
-test('afterWarm: called once, after the first full sync and its warm-up; not by later syncs', async (t) => {
-  const { dir, dp } = setup(t);
-  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
-  const source = new ManifestsSource({ dir, rescanMs: 0, watch: false });
-  let calls = 0, backendsThen = -1;
-  const agent = new Agent({ source, dataplane: dp, log: silentLogger, metrics: new Metrics({ processMetrics: false }) }, {
-    compile: { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true },
-    seed: 42, minSyncMs: 5, syncPeriodMs: 60_000,
-    afterWarm: () => { calls++; backendsThen = dp.backends.size; },
-  });
-  await agent.start();
-  t.teardown(() => agent.stop());
-  await until('afterWarm', () => calls > 0);
-  t.is(backendsThen, 1, 'after the first sync\'s apply');
-  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2', '10.244.1.3']));
-  await source.scan();
-  await agent.whenIdle();
-  t.is(dp.backends.size, 2);
-  t.is(calls, 1);
-});
-
 test('startHeadroom: begun by start(), ended by the first full sync that succeeds (not by a failed one), once; not begun again by the warm-up; stop() ends one still on', async (t) => {
   // the warm-up runs a second Agent with this one's options: it must not take a headroom of its own
   let closed = 0;

@@ -72,8 +72,6 @@ interface Native {
   mallocTrim(): boolean;
   /** V8's memory pressure notification (0 none, 1 moderate, 2 critical: one full GC that shrinks the heap) */
   memoryPressure(level: 0 | 1 | 2): void;
-  /** the calling thread's scheduler slice in ns (0: the kernel's default), its nice value kept: 0 or -errno */
-  schedSlice(ns: number): number;
   constants: {
     attachTypes: Record<string, number>;
     BPF_F_ALLOW_MULTI: number;
