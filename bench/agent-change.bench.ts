@@ -744,8 +744,11 @@ async function measure(ctx: BenchContext, lab: Lab, n: number, samples: number, 
   }
   const syncCpuMs = partial.length && partial[0]!.cpuMs !== undefined ? stats(partial.map((l) => Number(l.cpuMs))).median : undefined;
   if (partial.length) {
-    // minorFaults: page faults within the sync (a fork write-protects every page: session 15's fit regression)
-    const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs', 'minorFaults'];
+    // minorFaults: page faults within the sync, every thread's (a fork write-protects every page: session
+    // 15's fit regression); threadMinorFaults: the main thread's own (a V8 worker's compile beside the
+    // sync had the rest, session 30). Only the fields the build logs (an older base has fewer)
+    const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs', 'gcMs', 'minorFaults', 'threadMinorFaults']
+      .filter((k) => partial.some((l) => l[k] !== undefined));
     ctx.log(`${tag}${n} Services: ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
     // where the tail goes: the slowest sync by step
     const worst = partial.reduce((a, b) => (Number(b.totalMs) > Number(a.totalMs) ? b : a));

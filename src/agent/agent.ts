@@ -403,6 +403,7 @@ export class Agent {
     const detail = full || this.#log.isLevelEnabled('debug');
     const waited0 = detail ? runQueueMs() : NaN;
     const faults0 = detail ? process.resourceUsage().minorPageFault : 0;
+    const ownFaults0 = detail ? threadMinorFaults() : NaN;
     const changesCovered = this.#pendingSince.length;
     // the store's maps as they are: compile reads them before the first await
     const snapshot = this.#source.store.view();
@@ -581,6 +582,9 @@ export class Agent {
       // page faults of the process within the sync: a write to a page the kernel had write-protected
       // (every page, after a fork) or not yet backed costs one, ~5-20 us each on a loaded machine
       ...(detail && { minorFaults: process.resourceUsage().minorPageFault - faults0 }),
+      // the main thread's own: minorFaults counts every thread's, and a sync's 58-321 came from an
+      // optimizing compile on a V8 worker beside it, not from the sync (docs/PERF.md, session 30, p30tail)
+      ...(detail && Number.isFinite(ownFaults0) && { threadMinorFaults: threadMinorFaults() - ownFaults0 }),
     };
     if (full) {
       // the kernel holds the sync's writes: the plan's records for the next change are made on the
@@ -897,25 +901,40 @@ function healthCheckServices(services: readonly CompiledService[]): Map<string, 
 }
 
 /**
+ * A reader of one /proc/thread-self file of the thread that first reads it (the main thread, which
+ * every sync runs on: /proc/thread-self names the opener's task for the file's lifetime): one open
+ * file, read again from its start, where a readFileSync (open, fstat, read, close) twice a sync was
+ * ~0.07 ms of a one-change sync's ~2 ms at --v 2. Returns NaN where the file is not there.
+ */
+function threadProcFile(name: string, size: number, parse: (text: string) => number): () => number {
+  let fd: number | undefined;
+  const buf = Buffer.alloc(size);
+  return () => {
+    try {
+      fd ??= openSync(`/proc/thread-self/${name}`, 'r');
+      return parse(buf.toString('latin1', 0, readSync(fd, buf, 0, size, 0)));
+    } catch {
+      return NaN;
+    }
+  };
+}
+
+/**
  * The calling thread's time so far waiting on a run queue (ready to run, another task on the CPU), in
  * ms: /proc/thread-self/schedstat's second field (ns; a wait is counted when it ends, so one across a
  * sync's start or end may land in the next). NaN where there is none (not Linux, no schedstats).
  */
-function runQueueMs(): number {
-  try {
-    // one open file, read again from its start: a readFileSync (open, fstat, read, close) twice a
-    // sync was ~0.07 ms of a one-change sync's ~2 ms at --v 2. Opened by the main thread, which
-    // every sync runs on: /proc/thread-self names the opener's task for the file's lifetime
-    schedstatFd ??= openSync('/proc/thread-self/schedstat', 'r');
-    const n = readSync(schedstatFd, schedstatBuf, 0, schedstatBuf.length, 0);
-    return Number(schedstatBuf.toString('latin1', 0, n).split(' ')[1]) / 1e6;
-  } catch {
-    return NaN;
-  }
+const runQueueMs = threadProcFile('schedstat', 128, (text) => Number(text.split(' ')[1]) / 1e6);
+
+/** minflt (the 10th field) of a /proc/.../stat line; the command name (2nd, in parentheses) may hold spaces and parentheses */
+export function statMinorFaults(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is the state, the 3rd field
+  return Number(fields[10 - 3]);
 }
 
-let schedstatFd: number | undefined;
-const schedstatBuf = Buffer.alloc(128);
+/** the calling thread's minor page faults so far (/proc/thread-self/stat), NaN where there is none */
+const threadMinorFaults = threadProcFile('stat', 1024, statMinorFaults);
 
 /** milliseconds, rounded to 0.01 for a log line */
 function ms(x: number): number {

@@ -1,9 +1,9 @@
 import test from 'ava';
 import { waitFor } from '../../testing/wait.js';
-import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../src/agent/agent.js';
+import { Agent, statMinorFaults } from '../../src/agent/agent.js';
 import { FakeDataplane } from '../../src/dataplane/fake.js';
 import type { Dataplane } from '../../src/dataplane/types.js';
 import { ManifestsSource } from '../../src/source/manifests.js';
@@ -632,6 +632,28 @@ test('a full sync makes the plan\'s records for the next change on the turn afte
   t.truthy(planDelta(plans[0]!, plans[1]!), 'the change was planned incrementally from the first sync\'s plan');
   const want = toJson(compile(source.store.snapshot(), { nodeName: 'n1', nodeIPs: ['192.168.1.10'], standalone: true }).state);
   t.is(toJson(planToCompiledState((await dp.readPlan())!)), want);
+});
+
+test('a sync\'s steps line counts the main thread\'s own page faults beside the process\'s', async (t) => {
+  // minorFaults is every thread's (getrusage): a V8 worker's optimizing compile beside a one-change
+  // sync put 58-321 there (docs/PERF.md, session 30, p30tail); threadMinorFaults is the sync's thread's
+  const { dir, dp } = setup(t);
+  writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
+  const { lines, agent } = loggedAgent(dir, dp);
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await agent.whenIdle();
+  await until('the first sync\'s steps line', () => lines.some((l) => l.msg === 'sync steps' && l.full === true));
+  const first = lines.find((l) => l.msg === 'sync steps' && l.full === true)!;
+  for (const k of ['minorFaults', 'threadMinorFaults']) t.true(Number.isInteger(first[k]) && (first[k] as number) >= 0, `${k}: ${String(first[k])}`);
+});
+
+test('statMinorFaults reads minflt past a command name with spaces and parentheses; the thread\'s count grows with its own first touches', (t) => {
+  t.is(statMinorFaults('4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 3173 0 12 0 25 3 0 0 20 0 1 0 100'), 3173);
+  const before = statMinorFaults(readFileSync('/proc/thread-self/stat', 'latin1'));
+  // 4 MiB of fresh pages, touched by this thread
+  Buffer.alloc(4 * 2 ** 20).fill(1);
+  t.true(statMinorFaults(readFileSync('/proc/thread-self/stat', 'latin1')) > before);
 });
 
 test('startHeadroom: begun by start(), ended by the first full sync that succeeds (not by a failed one), once; not begun again by the warm-up; stop() ends one still on', async (t) => {
