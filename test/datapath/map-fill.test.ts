@@ -2,7 +2,7 @@
 // array (a million entries) the first time it is asked for, then followed write by write. Each
 // /metrics scrape asks; at 10,000 Services the scan after every endpoint change was ~1/2 of the
 // agent's CPU per change (a profile of the real agent).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { NodeFrontend, NodeState } from '../../src/model/compiled.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { buildPlan } from '../../src/plan/plan.js';
@@ -20,6 +20,18 @@ function state(addresses: string[]): NodeState {
   return { frontends: [f] };
 }
 
+/** a fresh load's lb_backends, its fill as /metrics reads it, and the whole-array scans (scanBatches) counted */
+function backendsFill(t: ExecutionContext) {
+  const d = loadTemp(t);
+  d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
+  const arr = d.maps.map('lb_backends');
+  const counted = { scans: 0 };
+  const scanBatches = arr.scanBatches.bind(arr);
+  arr.scanBatches = (visit) => { counted.scans++; scanBatches(visit); };
+  const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
+  return { d, arr, fill, counted };
+}
+
 if (!isRoot) {
   test('map fill (skipped: not root)', (t) => {
     t.log('skipped: run as root (npm run test:datapath)');
@@ -27,20 +39,16 @@ if (!isRoot) {
   });
 } else {
   test('lb_backends fill: one scan, then followed through backend writes and removals', (t) => {
-    const d = loadTemp(t);
-    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
-    const arr = d.maps.map('lb_backends');
+    const { d, arr, fill, counted } = backendsFill(t);
     // a batch at a time (scanBatches), never a view per entry (scan): at a million entries those were
     // ~215 MB of garbage on the first /metrics scrape
-    let scans = 0, perEntry = 0;
-    const scanBatches = arr.scanBatches.bind(arr), scan = arr.scan.bind(arr);
-    arr.scanBatches = (visit) => { scans++; scanBatches(visit); };
+    let perEntry = 0;
+    const scan = arr.scan.bind(arr);
     arr.scan = (visit) => { perEntry++; scan(visit); };
-    const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
     let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, plan));
     t.is(fill(), 3);
-    t.is(scans, 1, 'the first count scans the array');
+    t.is(counted.scans, 1, 'the first count scans the array');
     // an endpoint change: a new backend written, the old one's entry zeroed
     for (const [k, addrs] of [['10.244.0.1', '10.244.0.2', '10.244.0.9'], ['10.244.0.2', '10.244.0.9'], ['10.244.0.2', '10.244.0.9', '10.244.0.7', '10.244.0.8']].entries()) {
       const next = buildPlan(state(addrs), plan, { seed: SEED });
@@ -48,19 +56,13 @@ if (!isRoot) {
       plan = next;
       t.is(fill(), plan.backends.size, `after change ${k}: the backends the plan holds`);
     }
-    t.is(scans, 1, 'no scan after a write: the count followed it');
+    t.is(counted.scans, 1, 'no scan after a write: the count followed it');
     t.is(perEntry, 0, 'no view per entry');
   });
 
   test('lb_backends made by this load (known empty): its fill follows the writes from nothing, with no scan of the array', (t) => {
-    const d = loadTemp(t);
-    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
-    const arr = d.maps.map('lb_backends');
-    let scans = 0;
-    const scanBatches = arr.scanBatches.bind(arr);
-    arr.scanBatches = (visit) => { scans++; scanBatches(visit); };
+    const { d, fill, counted } = backendsFill(t);
     d.maps.backendsEmpty();
-    const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
     t.is(fill(), 0);
     let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
     d.maps.apply(diffPlans(undefined, plan));
@@ -69,7 +71,7 @@ if (!isRoot) {
     d.maps.apply(diffPlans(plan, next));
     plan = next;
     t.is(fill(), plan.backends.size);
-    t.is(scans, 0, 'never read: the million entries of a fresh array are all empty');
+    t.is(counted.scans, 0, 'never read: the million entries of a fresh array are all empty');
     // written since: no longer known empty from the load
     d.maps.backendsEmpty();
     t.is(fill(), plan.backends.size);
@@ -79,13 +81,7 @@ if (!isRoot) {
   // 100,000 Services writes a million backends, 131,072 a batch): the scan of the whole array held the
   // event loop ~0.26 s there (docs/PERF.md, session 30, p30big), and what it read raced the batch
   test('lb_backends fill asked while its write is on the thread pool: the count before the write, no scan; the count after it exact', async (t) => {
-    const d = loadTemp(t);
-    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
-    const arr = d.maps.map('lb_backends');
-    let scans = 0;
-    const scanBatches = arr.scanBatches.bind(arr);
-    arr.scanBatches = (visit) => { scans++; scanBatches(visit); };
-    const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
+    const { d, arr, fill, counted } = backendsFill(t);
     d.maps.backendsEmpty();
     const seen: number[] = [];
     const update = arr.updateBatchAsync.bind(arr);
@@ -93,7 +89,7 @@ if (!isRoot) {
     let plan = buildPlan(state(['10.244.0.1', '10.244.0.2', '10.244.0.3']), undefined, { seed: SEED });
     await d.maps.applyAsync(diffPlans(undefined, plan));
     t.deepEqual(seen, [0], 'asked once, during the write: what the array held before it');
-    t.is(scans, 0, 'no scan while the write was under way');
+    t.is(counted.scans, 0, 'no scan while the write was under way');
     t.is(fill(), 3);
     const next = buildPlan(state(['10.244.0.2', '10.244.0.9', '10.244.0.7', '10.244.0.8']), plan, { seed: SEED });
     seen.length = 0;
@@ -102,14 +98,11 @@ if (!isRoot) {
     // two writes: the new backends (3 + 3), then the entries of the two gone zeroed
     t.deepEqual(seen, [3, 6], 'during each write, the count before it');
     t.is(fill(), plan.backends.size);
-    t.is(scans, 0);
+    t.is(counted.scans, 0);
   });
 
   test('lb_backends first counted while a write is on the thread pool: the scan made then is completed by the write it raced', async (t) => {
-    const d = loadTemp(t);
-    d.maps.writeConfig({ hashSeed: SEED, snatMark: 0, flags: 0 });
-    const arr = d.maps.map('lb_backends');
-    const fill = () => d.maps.mapFill().find((m) => m.name === 'lb_backends')!.entries;
+    const { d, arr, fill } = backendsFill(t);
     // no count asked before (not known empty): the first ask, during the write, scans before the kernel has the batch
     const seen: number[] = [];
     const update = arr.updateBatchAsync.bind(arr);
