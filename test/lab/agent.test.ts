@@ -78,7 +78,7 @@ const bpfTest = avail.ok && MODE === 'bpf' ? test.serial : test.serial.skip;
 
 labTest('ClusterIP balances over every ready backend, from pods on both nodes; dump equals compile', async (t) => {
   for (const c of ['client1', 'client2']) {
-    const seen = await lab.curlMany(pod(c).pod.ns, `http://${VIP.mytest}/`, 24);
+    const seen = await lab.curlMany(pod(c).pod.ns, `http://${VIP.mytest}/`, 24, { untilSeen: ['pod-a', 'pod-b', 'pod-c'] });
     t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `from ${c}: ${[...seen]}`);
   }
   await dumpEqualsCompile(t);
@@ -108,7 +108,7 @@ labTest('UDP over the MTU through a ClusterIP: 3000-byte datagrams in fragments 
 
 labTest('NodePort from outside on each node reaches local and remote backends (eTP Cluster)', async (t) => {
   for (const n of lab.nodes) {
-    const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 24);
+    const seen = await lab.curlMany(lab.ext, `http://${n.ip4}:${PORTS.nodePortFixed}/`, 24, { untilSeen: ['pod-a', 'pod-b', 'pod-c'] });
     t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `via ${n.name}: ${[...seen]}`);
   }
 });
@@ -138,7 +138,7 @@ labTest('externalTrafficPolicy Local: source address preserved, a node without l
 });
 
 labTest('internalTrafficPolicy Local: each node reaches only its own endpoints', async (t) => {
-  t.deepEqual(names(await lab.curlMany(pod('client1').pod.ns, 'http://10.96.100.60/', 12)), ['pod-a', 'pod-b']);
+  t.deepEqual(names(await lab.curlMany(pod('client1').pod.ns, 'http://10.96.100.60/', 12, { untilSeen: ['pod-a', 'pod-b'] })), ['pod-a', 'pod-b']);
   t.deepEqual(names(await lab.curlMany(pod('client2').pod.ns, 'http://10.96.100.60/', 6)), ['pod-c']);
 });
 
@@ -326,7 +326,7 @@ labTest('kill -9 the agent under load and start it again: zero failed requests, 
 });
 
 labTest('hairpin: a pod balanced to itself through its Service gets through', async (t) => {
-  const seen = await lab.curlMany(pod('pod-a').pod.ns, `http://${VIP.mytest}/`, 24);
+  const seen = await lab.curlMany(pod('pod-a').pod.ns, `http://${VIP.mytest}/`, 24, { untilSeen: ['pod-a'] });
   t.false([...seen.keys()].some((k) => k.startsWith('ERR')), `${[...seen]}`);
   t.true(seen.has('pod-a'), `pod-a never reached itself: ${[...seen]}`);
 });
@@ -350,7 +350,7 @@ bpfTest('socket LB through the agent: on, connects are balanced in the hooks; of
   await lab.startAgent(node1, { socketLb: true });
   const sock0 = await lab.datapathEvent(node1, 'sock_connect');
   const fwd0 = await lab.datapathEvent(node1, 'fwd_new');
-  const on = await lab.curlMany(c, `http://${VIP.mytest}/`, 18, { cgroup: node1.cgroup });
+  const on = await lab.curlMany(c, `http://${VIP.mytest}/`, 18, { cgroup: node1.cgroup, untilSeen: ['pod-a', 'pod-b', 'pod-c'] });
   t.deepEqual(names(on), ['pod-a', 'pod-b', 'pod-c']);
   t.true(await lab.datapathEvent(node1, 'sock_connect') - sock0 >= 18, 'every connect translated by the hooks');
   t.is(await lab.datapathEvent(node1, 'fwd_new') - fwd0, 0, 'tc had nothing to translate');

@@ -174,10 +174,10 @@ if (!avail.ok) test('the image in the lab', (t) => { t.log(`skipped: ${avail.why
 labTest('ClusterIP from pods on both nodes reaches every backend (tc and the socket hooks)', async (t) => {
   for (const c of ['client1', 'client2']) {
     const p = pod(c);
-    const viaTc = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 30);
+    const viaTc = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 30, { untilSeen: ['pod-a', 'pod-b', 'pod-c'] });
     t.deepEqual(names(viaTc), ['pod-a', 'pod-b', 'pod-c'], `from ${c}: ${[...viaTc]}`);
     // in the node's cgroup: the agent attached its socket hooks to /run/kube-bpf-proxy/cgroupv2
-    const viaSock = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 18, { cgroup: p.node.cgroup });
+    const viaSock = await lab.curlMany(p.pod.ns, `http://${VIP.mytest}/`, 18, { cgroup: p.node.cgroup, untilSeen: ['pod-a', 'pod-b', 'pod-c'] });
     t.deepEqual(names(viaSock), ['pod-a', 'pod-b', 'pod-c'], `from ${c} in its node's cgroup: ${[...viaSock]}`);
   }
 });

@@ -85,7 +85,7 @@ labTest('the agent runs in nftables mode: metric, /healthz body, one table, no B
 
 labTest('ClusterIP balances over every backend from pods on both nodes; dump equals compile', async (t) => {
   for (const c of ['client1', 'client2']) {
-    const seen = await lab.curlMany(pod(c).pod.ns, `http://${VIP.mytest}/`, 24);
+    const seen = await lab.curlMany(pod(c).pod.ns, `http://${VIP.mytest}/`, 24, { untilSeen: ['pod-a', 'pod-b', 'pod-c'] });
     t.deepEqual(names(seen), ['pod-a', 'pod-b', 'pod-c'], `from ${c}: ${[...seen]}`);
   }
   await dumpEqualsCompile(t);
