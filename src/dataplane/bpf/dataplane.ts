@@ -328,10 +328,12 @@ export class BpfDataplane implements Dataplane {
       throw e;
     }
     this.#loaded = loaded;
-    // maps all made by this load: lb_backends is empty, its count (/metrics) follows the writes
-    if (!loaded.reused) loaded.maps.backendsEmpty();
-    // and no frontend's counters are set yet: a scrape reads lb_fe_stats up to the frontends written since
-    if (!loaded.reused) loaded.maps.statsEmpty();
+    // maps all made by this load: lb_backends is empty, its count (/metrics) follows the writes; and no
+    // frontend's counters are set yet: a scrape reads lb_fe_stats up to the frontends written since
+    if (!loaded.reused) {
+      loaded.maps.backendsEmpty();
+      loaded.maps.statsEmpty();
+    }
     // an upgrade, first the maps only the agent writes: the new programs must never see them empty
     const migrated = loaded.finishMigration((name) => !PROGRAM_WRITTEN_MAPS.has(name));
     // before any program is attached: maps pinned by a build without lb_members get it filled from

@@ -1195,9 +1195,8 @@ export class MapWriter {
           // an array's entries cannot be deleted: an id without a backend is an all-zero entry
           const keys = Buffer.alloc(ids.length * 4);
           ids.forEach((id, i) => L.encodeU32(id, keys, i * 4));
-          yield* this.followBackends((fn) => ids.forEach(fn), true, (function* (map): Steps {
-            yield { kind: 'update', map, keys, values: Buffer.alloc(ids.length * L.BACKEND.size), count: ids.length };
-          })(this.maps.lb_backends));
+          yield* this.followBackends((fn) => ids.forEach(fn), true,
+            [{ kind: 'update', map: this.maps.lb_backends, keys, values: Buffer.alloc(ids.length * L.BACKEND.size), count: ids.length }]);
         } else {
           yield* this.deleteU32s('lb_backends', ids);
         }
@@ -1495,7 +1494,7 @@ export class MapWriter {
    * array before the kernel had the write (an id already set, or already clear, is left as it is).
    * Nothing to follow while no one asked for the count.
    */
-  private *followBackends(ids: (fn: (id: number) => void) => void, cleared: boolean, write: Steps): Steps {
+  private *followBackends(ids: (fn: (id: number) => void) => void, cleared: boolean, write: Iterable<Write>): Steps {
     if (this.maps.lb_backends.type !== MapType.ARRAY) {
       yield* write;
       return;
