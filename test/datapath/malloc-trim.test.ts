@@ -38,8 +38,9 @@ test('mallocTrim returns freed ArrayBuffer memory (holes between live buffers) t
 });
 
 /** the major GCs (PerformanceObserver 'gc' entries) that start from now on: when each started
- * (ms from the call) and how long it took; stop() ends the watch a turn later, when V8 has reported */
-async function watchMajorGcs(): Promise<{ stop: () => Promise<{ at: number; ms: number }[]> }> {
+ * (ms from the call) and how long it took, in majors as V8 reports them; stop() ends the watch a turn
+ * later, when V8 has reported, and returns them */
+async function watchMajorGcs(): Promise<{ majors: readonly { at: number; ms: number }[]; stop: () => Promise<{ at: number; ms: number }[]> }> {
   const { PerformanceObserver, constants, performance } = await import('node:perf_hooks');
   const t0 = performance.now();
   const majors: { at: number; ms: number }[] = [];
@@ -50,6 +51,7 @@ async function watchMajorGcs(): Promise<{ stop: () => Promise<{ at: number; ms: 
   });
   obs.observe({ entryTypes: ['gc'] });
   return {
+    majors,
     stop: async () => {
       await sleep(50);
       obs.disconnect();
@@ -140,18 +142,13 @@ test('pressureGc: no second, incremental GC after it, with external memory alive
 test('heapHeadroom().collect() (moderate pressure): one full GC, marked while the event loop runs on, that collects old-space garbage; a malloc trim after it', async (t) => {
   const { fullGc } = await import('../../src/util/heap-trim.js');
   const { heapHeadroom } = await import('../../src/util/heap-headroom.js');
-  const { PerformanceObserver, constants } = await import('node:perf_hooks');
   const live = Array.from({ length: 400_000 }, (_, i) => ({ i, s: `k${i}`, a: [i] }));
   let garbage: object[] | undefined = Array.from({ length: 400_000 }, (_, i) => ({ i, b: [i, i] }));
   const gone = new WeakRef(garbage);
   fullGc('regular')(); // promote both to old space
   garbage = undefined;
   await sleep(10);
-  let majors = 0;
-  const obs = new PerformanceObserver((l) => {
-    for (const e of l.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
-  });
-  obs.observe({ entryTypes: ['gc'] });
+  const w = await watchMajorGcs();
   const flags: string[] = [];
   // the flags recorded, not set: this process's V8 keeps its own factor
   let trims = 0;
@@ -163,16 +160,15 @@ test('heapHeadroom().collect() (moderate pressure): one full GC, marked while th
   // the event loop goes on with a little work of its own (bounded: 400 turns) until V8 reports the
   // GC (not gone.deref() here: a deref keeps its target alive to the end of the job, and a marking
   // that spans the loop would find it alive)
-  for (let k = 0; k < 400 && majors === 0; k++) {
+  for (let k = 0; k < 400 && w.majors.length === 0; k++) {
     let junk: object[] = [];
     for (let i = 0; i < 2000; i++) junk.push({ i, k });
     junk = [];
     await sleep(5);
   }
-  await sleep(50);
-  obs.disconnect();
+  const majors = await w.stop();
   t.is(gone.deref(), undefined, 'the garbage was not collected');
-  t.is(majors, 1, `${majors} major GCs`);
+  t.is(majors.length, 1, `major GCs: ${show(majors)}`);
   // malloc_trim once, after that GC
   t.is(trims, 1);
   t.false(h.collect(), 'once');
