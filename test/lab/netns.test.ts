@@ -8,6 +8,8 @@ import { writeStateFile } from '../../src/dataplane/state-file.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
 import { MapType } from '../../src/dataplane/bpf/native/uapi.js';
 import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { clusterIpFrontend, LabDataplane } from '../../testing/lab-dataplane.js';
 import { BPFFS_ROOT, LAB_PREFIX, hostRoots, Lab, NETNS_DIR, labAvailable, run, sweepLeftovers } from '../../testing/netns.js';
 
 const avail = labAvailable();
@@ -50,6 +52,25 @@ if (!avail.ok) {
     t.deepEqual(ours(lab.prefix), { netns: [], cgroups: [], pins: [] });
     t.deepEqual(pids.filter(alive), [], 'every process the lab started is gone');
     t.throws(() => lab.spawn(null, 'true', []), { message: /spawn after cleanup/ });
+  });
+
+  test.serial('cleanup removes a lab data plane\'s state file and every file the writer puts beside it', async (t) => {
+    // the state file's journal (written by the hooks' attach) and lb_slots marker sit beside it: each
+    // connrate bench run left 2-4 of them in /tmp, the cleanup removing the state file alone
+    const lab = new Lab('dpfiles');
+    const mine = () => readdirSync(tmpdir()).filter((n) => n.startsWith(lab.prefix)).sort();
+    try {
+      const dp = LabDataplane.load(lab, 'pins', { socketLb: true });
+      const fe = (i: number, backend: number) => clusterIpFrontend({ service: `default/web-${i}`, address: `10.96.${i >> 8}.${i & 255}`, port: 80, protocol: 'TCP', backends: [{ address: `10.244.0.${backend}`, port: 8080 }] });
+      const N = 3000;
+      dp.apply({ frontends: Array.from({ length: N }, (_, i) => fe(i, 2)) });
+      dp.apply({ frontends: Array.from({ length: N }, (_, i) => fe(i, i === 0 ? 3 : 2)) });
+      dp.attachSockHooks(lab.addCgroup('cg'));
+      t.true(mine().some((n) => n.endsWith('.journal')), `the files beside the state file: ${mine().join(', ')}`);
+    } finally {
+      await lab.cleanup();
+    }
+    t.deepEqual(mine(), []);
   });
 
   test.serial('sweepLeftovers removes a dead run\'s objects and spares a live run\'s', async (t) => {
