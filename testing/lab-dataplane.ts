@@ -3,9 +3,9 @@
 // BpfMaps.apply, tc attached from inside a node namespace (attach-tc.ts), the socket hooks on a lab
 // cgroup. Everything it installs is undone by the lab's cleanup.
 import type { MapSizes } from '../src/dataplane/bpf/map-sizes.js';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeFrontend, NodeState } from '../src/model/compiled.js';
 import { buildPlan } from '../src/plan/plan.js';
@@ -57,9 +57,9 @@ export class LabDataplane {
     // the state file lives beside the lab, not in /run/kube-bpf-proxy, so a crashed run leaves
     // nothing an agent would read
     const statePath = join(tmpdir(), `${lab.prefix}${name}.state.json`);
+    // the state file, tc's (`.tc`) and what the state's writer puts beside each (journal, lb_slots marker)
     lab.onCleanup(`state files ${statePath}*`, () => {
-      rmSync(statePath, { force: true });
-      rmSync(`${statePath}.tc`, { force: true });
+      for (const f of readdirSync(tmpdir())) if (f.startsWith(basename(statePath))) rmSync(join(tmpdir(), f), { force: true });
     });
     const loaded = loadDataplane({ pinRoot, state: AgentStateFile.forPinRoot(pinRoot, statePath), mountBpffs: false, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}), ...(opts.mapSizes && { mapSizes: opts.mapSizes }) });
     const dp = new LabDataplane(loaded, statePath, opts.seed ?? 0x6b6270, opts.socketLb ?? false);
