@@ -9,7 +9,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { constants } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BPFFS_MOUNT, prepareHost } from '../src/dataplane/host.js';
 import { cgroupMounts } from '../src/util/cgroup.js';
@@ -567,6 +567,12 @@ export async function sweepLeftovers(): Promise<string[]> {
     removed.push(`pins ${join(BPFFS_ROOT, name)}`);
   }
   for (const path of sweepStateFiles((root) => root.startsWith(`${BPFFS_ROOT}/`) && stale(root.slice(BPFFS_ROOT.length + 1)))) removed.push(`state file ${path}`);
+  // what a run killed before its cleanup left in the temporary directory: a lab data plane's state
+  // file and the files beside it (testing/lab-dataplane.ts)
+  for (const name of list(tmpdir()).filter(stale)) {
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    removed.push(`file ${join(tmpdir(), name)}`);
+  }
   return removed;
 }
 

@@ -2,7 +2,7 @@
 // half-way, and sweepLeftovers() removes what a dead run left while sparing a live run's objects.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { defaultStatePath } from '../../src/dataplane/bpf/agent-state-file.js';
 import { writeStateFile } from '../../src/dataplane/state-file.js';
 import { BpfMap } from '../../src/dataplane/bpf/native/map.js';
@@ -81,6 +81,9 @@ if (!avail.ok) {
     await run('ip', ['netns', 'add', `${stale}node`]);
     mkdirSync(join(hostRoots().cgroup2, `${stale}cg`));
     mkdirSync(join(BPFFS_ROOT, `${stale}pins`));
+    // a lab data plane's files in the temporary directory (testing/lab-dataplane.ts)
+    const staleFile = join(tmpdir(), `${stale}pins.state.json.journal`);
+    writeFileSync(staleFile, '');
     const live = new Lab('live');
     t.teardown(() => live.cleanup());
     await live.addNetns('node');
@@ -91,17 +94,22 @@ if (!avail.ok) {
     if (staleMem) mkdirSync(staleMem);
     // agent state files (/run/kube-bpf-proxy): a dead run's whose pin root was removed by hand, not by
     // `cleanup`, beside a live run's
+    const liveFile = join(tmpdir(), `${live.prefix}pins.state.json`);
+    writeFileSync(liveFile, '');
+    t.teardown(() => rmSync(liveFile, { force: true }));
     const livePins = join(BPFFS_ROOT, `${live.prefix}pins`), stalePins = join(BPFFS_ROOT, `${stale}gone/agent`);
     for (const root of [livePins, stalePins]) writeStateFile(defaultStatePath(root), { version: 1, pinRoot: root, frontends: {} });
     t.teardown(() => { for (const root of [livePins, stalePins]) rmSync(defaultStatePath(root), { force: true }); });
 
     const removed = await sweepLeftovers();
     t.false(existsSync(defaultStatePath(stalePins)), 'a dead run\'s state file is removed');
+    t.false(existsSync(staleFile), 'a dead run\'s lab data plane file is removed');
     t.true(existsSync(defaultStatePath(livePins)), 'a live run\'s state file is spared');
     t.true(removed.includes(`netns ${stale}node`), removed.join(', '));
     t.deepEqual(ours(stale), { netns: [], cgroups: [], pins: [] });
     t.true(existsSync(join(NETNS_DIR, `${live.prefix}node`)));
     t.true(existsSync(join(BPFFS_ROOT, `${live.prefix}pins`)));
+    t.true(existsSync(liveFile), 'a live run\'s lab data plane file is spared');
     if (staleMem) {
       t.false(existsSync(staleMem), 'a dead run\'s memory cgroup is removed');
       t.true(existsSync(dirname(liveMem!)), 'a live run\'s memory cgroup is spared');
