@@ -1,4 +1,4 @@
-// What a cold memory touch costs on this machine (docs/PERF.md, session 23, p23pkt): a pointer chase
+// What a cold memory touch costs on this machine (docs/perf-log.md, session 23, p23pkt): a pointer chase
 // over random cache lines of a region of MIB MiB, on 4 KiB pages (HUGE 0) or 2 MiB ones (HUGE 1, THP by
 // madvise), STEPS dependent loads timed: the region size against the caches, the page size against the TLB.
 //   cc -O2 -o /tmp/cold-touch bench/cold-touch.c && for s in 1 4 36 72; do /tmp/cold-touch $s 0 3000000; /tmp/cold-touch $s 1 3000000; done

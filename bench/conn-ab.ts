@@ -8,7 +8,7 @@
 // the traffic: the programs' own work per packet class, interleaved closely enough to see ~5 %. Its
 // maps are the object's own sizes over the test services (no 10,000 Services: the frontend lookup and
 // Maglev read stay warm), so it shows instructions, helper calls and lookups, not the cold touches of
-// a large node (docs/PERF.md sessions 21-23).
+// a large node (docs/perf-log.md sessions 21-23).
 // KBP_CONN_AB_HOOK=xdp: the client's packets through lb_xdp instead, to a NodePort (SVC.nodePort) from
 // outside, each flow on its local backend (no SNAT: XDP translates it).
 // KBP_CONN_AB_A_MAP_MAX / KBP_CONN_AB_B_MAP_MAX=LIST: a side's map sizes as --bpf-map-max takes them

@@ -2,7 +2,7 @@
 // (`--v 2`) and, with --trace, every V8 deoptimization in the change's window (the agent run with
 // `--trace-deopt` into a file of its own; the window is the file's growth from the stub's write of
 // the change to the agent's 'sync steps' line of the sync that holds it). Not a bench (no report):
-// a probe for issue 10's first change after a 100,000-Service start (docs/PERF.md, session 22).
+// a probe for issue 10's first change after a 100,000-Service start (docs/perf-log.md, session 22).
 //   node --import=tsx bench/first-change-agent.ts --n 100000 --changes 5 --rounds 2 --out DIR [--trace] \
 //     [--settle-s 20] [--kind endpoint|service|KIND,...|all] [--min-sync-ms MS] CLI [CLI_B]
 // --kind service: each change creates a Service (and its slice) past the N, the next deletes it; the

@@ -4,7 +4,7 @@
 // for each of the agent's sync steps, with the load at each run's end; then min / median / max of
 // the per-round ratios and the ratio of the medians of every change pooled over the rounds.
 // A shift of every step alike (the apply that neither build changed as much as the compile) is
-// the machine in that run (the other core's work, caches), not the code: docs/PERF.md, session 27, p27chg.
+// the machine in that run (the other core's work, caches), not the code: docs/perf-log.md, session 27, p27chg.
 //   node --import=tsx bench/first-change-ratios.ts DIR [DIR...]   (DIR: first-change-agent's --out)
 // Several DIRs (runs of the same two CLIs, in the same order) are read as one series of rounds.
 import { readdirSync, readFileSync } from 'node:fs';

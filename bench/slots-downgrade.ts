@@ -1,5 +1,5 @@
 // What an earlier build's agent does at its start over this build's pins, in each window of the
-// write of lb_slots after the first sync (docs/PERF.md, session 22, p22slots). Such an agent (75dca1d
+// write of lb_slots after the first sync (docs/perf-log.md, session 22, p22slots). Such an agent (75dca1d
 // and before) makes lb_members exactly lb_slots' pairs before it attaches: a pair missing there is a
 // flow reset on its next packet (reset_backend_gone) until that agent's first sync writes it back.
 // Run as root: node --import=tsx bench/slots-downgrade.ts [N] (N Services x 10 endpoints, default

@@ -54,7 +54,7 @@ for (let rep = 0; rep < REPS; rep++) {
       const step = <T>(name: string, f: () => T): T => {
         const c0 = cpu(), m0 = tcpu(), t0 = performance.now(), f0 = faults();
         const v = f();
-        // minor faults: a first touch of a fresh page costs ~7-13 us on this VM (PERF.md, p11full)
+        // minor faults: a first touch of a fresh page costs ~7-13 us on this VM (docs/perf-log.md, p11full)
         r[`${name}Faults`] = faults() - f0;
         windows.push({ rep, name, from: t0, to: performance.now() });
         r[`${name}Ms`] = Math.round(performance.now() - t0);

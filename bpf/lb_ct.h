@@ -179,7 +179,7 @@ _Static_assert(LB_CT_FILTER_WORDS == 1 << (20 - 6), "lb_ct_filter_bit: 2^20 bits
 
 /* The two lb_ct_filter functions are global subprograms where tc calls them: the verifier checks each
  * once per program instead of at each of their eight call sites on every path that reaches one
- * (inlined, they made the object's load ~10-20 % slower, docs/PERF.md session 24). XDP's subprogram
+ * (inlined, they made the object's load ~10-20 % slower, docs/perf-log.md session 24). XDP's subprogram
  * lb_xdp_forward, itself verified once, inlines them (LB_CTF_INLINE): no third frame on its stack. */
 #define LB_CTF_OFF 0    /* lb_select: a SYN's lookups not behind the filter */
 #define LB_CTF_CALL 1   /* behind it, through the global subprograms */

@@ -66,7 +66,7 @@ static __always_inline __u32 lb_sock_hash(__u64 cookie, __u32 seed)
  * is on another bit in each word (else a pod packet to port 80 would pass the filter as often as a
  * word holds any port-80 frontend: ~45 % at 10,000 Services), and a client's consecutive ephemeral ports (connect() steps through them) read the
  * word the previous connection read: a cached line, where a hash of the whole tuple read a cold one
- * per connection (~40-50 ns a packet in real traffic, docs/PERF.md session 12). Address words and
+ * per connection (~40-50 ns a packet in real traffic, docs/perf-log.md session 12). Address words and
  * port as loaded (src/dataplane/bpf/layout.ts feFilterBit() computes the same from lb_fe_key's
  * bytes). A few ALU operations, not a hash helper call. */
 static __always_inline __u32 lb_fe_filter_bit(const __u32 *w, __be16 port, __u8 proto)

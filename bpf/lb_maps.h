@@ -61,7 +61,7 @@ struct {
 /* A filter in front of the lb_ct lookups of a new flow (the SYN's forward key, the clash check's
  * and the SYN-ACK's reverse key): every key in lb_ct has its bit (lb_ct.h lb_ct_filter_bit), so a
  * clear bit means the key is not there, and the lookup of a cold bucket of a 4-8 MiB array
- * (~0.4-1 us on this VM, docs/PERF.md session 23) is skipped for an inlined array read. Laid out,
+ * (~0.4-1 us on this VM, docs/perf-log.md session 23) is skipped for an inlined array read. Laid out,
  * switched and rebuilt as lb_rev_filter is: two interleaved halves, element 0 the half in use (1 or
  * 2; anything else: off, every key looked up), the programs set a key's bit in both halves after
  * each lb_ct insert (lb_ct_filter_set) and never clear one, and the agent rebuilds the half not in

@@ -82,7 +82,7 @@ static __always_inline int lb_skb_nat(struct __sk_buff *skb, const struct lb_pkt
 			return -1;
 		/* the header checksum is always complete (no CHECKSUM_PARTIAL for it): updated here,
 		 * RFC 1624 as the kernel's csum_replace4, with no bpf_l3_csum_replace call (a helper call
-		 * and its writability check: ~3 % of a conntrack hit's samples, docs/PERF.md session 17) */
+		 * and its writability check: ~3 % of a conntrack hit's samples, docs/perf-log.md session 17) */
 		ip->check = lb_csum_replace4(ip->check, old->w[3], new.w[3]);
 		if (which == LB_NAT_DST)
 			ip->daddr = new.w[3];

@@ -219,7 +219,7 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
  * flagged LB_CT_F_CLOSING here, in place, as lb_select()'s lb_ct_touch() flags it (lb_commit writes
  * nothing more for such a hit);
  * the whole path cost a client's closing packet a second lb_ct lookup, the lb_members and
- * lb_backends lookups and tc's scratch and copies, or XDP's subprogram call (docs/PERF.md, session
+ * lb_backends lookups and tc's scratch and copies, or XDP's subprogram call (docs/perf-log.md, session
  * 29). 1 with *bep
  * its backend and *ctp its entry; -1 when lb_ct holds no entry of the packet's tuple (a UDP first
  * packet, a handshake's ACK); 0 for anything else (the whole path looks again). One function for

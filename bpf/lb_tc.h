@@ -171,7 +171,7 @@ static __always_inline int lb_tc_hit(struct __sk_buff *skb, const struct lb_pkt 
  * the flow is flagged LB_CT_F_REV_AT_INGRESS so that its replies are undone at ingress. Its keys,
  * entry and selection live in lb_scratch, not on the stack: that took lb_tc_ingress from ~350,000
  * instructions processed (6.18) to ~126,000. As a global subprogram (verified once) it read ~76,000,
- * but the call cost a first packet 7-12 % (docs/PERF.md, session 27): inline is kept. */
+ * but the call cost a first packet 7-12 % (docs/perf-log.md, session 27): inline is kept. */
 static __always_inline int lb_tc_forward(struct __sk_buff *skb, const struct lb_pkt *p, const struct lb_frontend *fe,
 					 int at_ingress, int external, int ct_missed, const struct lb_backend **reroute)
 {

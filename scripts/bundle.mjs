@@ -54,8 +54,8 @@ const builtinsViaRequire = {
 };
 
 // Packages client-node's modules import at their top but use only for settings the agent rarely has,
-// evaluated on first use instead of at every start, on the main thread before the LIST (session 20,
-// docs/PERF.md): socks-proxy-agent (with socks and ip-address, which build IPv6 constants as they
+// evaluated on first use instead of at every start, on the main thread before the LIST (session 20, p20api,
+// docs/perf-log.md): socks-proxy-agent (with socks and ip-address, which build IPv6 constants as they
 // load) only for a kubeconfig whose cluster names a socks proxy; whatwg-url (with tr46's mapping
 // table) which node-fetch 2 reads only where node's url has no URL class. Each edit is of an exact
 // line: a version of the package without it fails the build, never a silent eager load.

@@ -824,7 +824,7 @@ Napi::Value MapMmapWrite(const Napi::CallbackInfo& info) {
 // thread fills one reused chunk (512 KiB) of adjacent regions and copies it (CopyIntoMapping) before the next.
 const napi_type_tag kFillTag = {0x6b62707866696c6cULL, 0x5f6a6f625f763031ULL};  // "kbpxfill" "_job_v01"
 // 512 KiB a thread: the largest region (LB_MAGLEV_M_MAX 131071, padded), and little fresh memory to
-// touch (a page's first write costs ~7-13 us on this VM, PERF.md p11full)
+// touch (a page's first write costs ~7-13 us on this VM, docs/perf-log.md, p11full)
 const uint32_t kFillChunkSlots = 1u << 17;
 
 struct FillRegion {
@@ -1463,7 +1463,7 @@ Napi::Value StrError(const Napi::CallbackInfo& info) {
 // values in place, holding a reference to each buffer until it settles: the caller must neither write
 // nor detach them before then (BpfMap's wrappers await the call; the map writer releases a batch's
 // buffers after it). A copy here doubled a first sync's largest batches while they ran (lb_backends'
-// 24 MiB at 100,000 Services, at the start's peak RSS: docs/PERF.md, session 28, p28rss). It holds its
+// 24 MiB at 100,000 Services, at the start's peak RSS: docs/perf-log.md, session 28, p28rss). It holds its
 // own dup of the fd (an fd closed and reused meanwhile must not send the write to another map).
 class BatchWorker : public Napi::AsyncWorker {
  public:

@@ -49,7 +49,7 @@ export interface AgentOptions {
 /**
  * one-change syncs the warm-up runs (warm.ts): enough for V8 to optimize the path, not only compile
  * it. With 4, the first real changes still ran it unoptimized (main thread 3.2-4.2 ms against ~2 for
- * later changes, docs/PERF.md session 14)
+ * later changes, docs/perf-log.md session 14)
  */
 const WARM_CHANGES = 48;
 
@@ -71,7 +71,7 @@ const SYNC_SOON_MS = 250;
 /** the least time between two compiles while the source lists (Agent.#scheduleAhead) */
 const AHEAD_GAP_MS = 100;
 /**
- * the most: a step costs what its pages brought, not what the store holds (docs/PERF.md, session 19),
+ * the most: a step costs what its pages brought, not what the store holds (docs/perf-log.md, session 19),
  * so a long step need not be followed by a longer wait. With twice the last step's time and no bound,
  * steps grew wherever compiling took more than a third of the list's time (100,000 Services: 1.4, 3.6,
  * 3.7 s) and the pages of the last gap, a third of the list, were left to the first sync's compile
@@ -245,13 +245,13 @@ export class Agent {
     // source listed, if any): the first sync's compile then has only the changes since (CompileAhead)
     // and starts the plan at once. The load took 1.5-1.9 s here
     // (an empty folder), about what reading 10,000 files takes: where it outlasts the source, the
-    // compile (~0.5 s at 10,000 Services) no longer waits for it (docs/PERF.md, session 10)
+    // compile (~0.5 s at 10,000 Services) no longer waits for it (docs/perf-log.md, session 10)
     const steps = this.#ahead.steps, whileListing = this.#ahead.ms;
     const ahead = this.#loaded ? 0 : this.#compileAhead();
     const ta = performance.now();
     // a first start on this node, the load still running: the data plane holds nothing to read back
     // and knows its sizes, so the first sync plans now, beside the verifier, and writes once the
-    // load is done (#sync waits for #loading). On a folder the load was the last to end (docs/PERF.md)
+    // load is done (#sync waits for #loading). On a folder the load was the last to end (docs/perf-log.md, session 14, p14first)
     const early = !this.#loaded && this.#dp.fresh?.() === true;
     if (early) {
       this.#loading = init.then(() => true, () => false);
@@ -310,7 +310,7 @@ export class Agent {
       this.#aheadTimer = undefined;
       // while the verifier runs, a compile after the list is free (it ends first, or the compile
       // hides behind it): compiling between pages then only lengthens the list, on a main thread the
-      // pages keep busy (docs/PERF.md, session 13). Once the data plane is up, the list is the tail
+      // pages keep busy (docs/perf-log.md, session 13). Once the data plane is up, the list is the tail
       if (!this.#listing || !this.#ahead || !this.#loaded) return;
       const took = this.#ahead.step(true);
       this.#aheadNotBefore = performance.now() + aheadGap(took);
@@ -435,7 +435,7 @@ export class Agent {
     // the metric's series, the event recorder and the error line follow the list when it changes (at
     // 100,000 Services on a 10,000-Service Maglev array, ~90,000 labelled series were set again at
     // every sync; the line, with up to 20 names, was written inside every sync, a change to any
-    // Service served included: its fit step read 5-19 ms of wall on 0.3-0.6 of CPU, docs/PERF.md, session 25)
+    // Service served included: its fit step read 5-19 ms of wall on 0.3-0.6 of CPU, docs/perf-log.md, session 25)
     const told = this.#toldLeftOut;
     if (!told || !sameList(told.dropped, fitted.dropped) || told.limit !== fitted.limit || told.to !== this.onServicesLeftOut) {
       if (fitted.dropped.length && (!told || !sameList(told.dropped, fitted.dropped) || told.limit !== fitted.limit)) {
@@ -465,7 +465,7 @@ export class Agent {
     }
     // a first sync on a loaded, empty data plane: its new Maglev tables are filled on background
     // threads from the moment the plan makes them, beside the plan's last steps and the diff (one
-    // core idle on two: docs/PERF.md, session 22, p22big); the apply below adopts the fill
+    // core idle on two: docs/perf-log.md, session 22, p22big); the apply below adopts the fill
     const prefill = slots && !this.#current && this.#dpReady && !this.#loading && this.#dp.prefill ? this.#dp.prefill.bind(this.#dp) : undefined;
     let filledAhead = 0;
     const onTables = prefill && ((tables: readonly PlanTable[]) => {
@@ -484,7 +484,7 @@ export class Agent {
     // a full sync's build leaves its records for the next (incremental) build (~0.4-1 s of the main
     // thread at 100,000 Services) to the turn after the sync's end (below), not to the apply's waits:
     // there it held the event loop while lb_members' batch ended, and the apply's next writes and
-    // the Maglev fill's join waited for it (docs/PERF.md, session 29, p29big); the next build makes
+    // the Maglev fill's join waited for it (docs/perf-log.md, session 29, p29big); the next build makes
     // them itself if this has not run by then
     let chainMs: number | undefined;
     try {
@@ -520,7 +520,7 @@ export class Agent {
     // the ops are dead from here: dropped, since the log line's closure below shares this scope and
     // runs two turns later, after the heap trimmer's full GC (a timer set in onSynced). A first sync
     // at 100,000 Services has 1.4M of them (~80 MiB), which that GC found alive and, with V8's
-    // memory reducer off, nothing collected after (docs/PERF.md, session 18, p18big)
+    // memory reducer off, nothing collected after (docs/perf-log.md, session 18, p18big)
     const opCount = ops.length;
     // the highest frontend id for refreshStats, followed through the ops (an id removed leaves the
     // bound where it was: counters past the highest id in use read as zero) instead of a walk over
@@ -583,7 +583,7 @@ export class Agent {
       // (every page, after a fork) or not yet backed costs one, ~5-20 us each on a loaded machine
       ...(detail && { minorFaults: process.resourceUsage().minorPageFault - faults0 }),
       // the main thread's own: minorFaults counts every thread's, and a sync's 58-321 came from an
-      // optimizing compile on a V8 worker beside it, not from the sync (docs/PERF.md, session 30, p30tail)
+      // optimizing compile on a V8 worker beside it, not from the sync (docs/perf-log.md, session 30, p30tail)
       ...(detail && Number.isFinite(ownFaults0) && { threadMinorFaults: threadMinorFaults() - ownFaults0 }),
     };
     if (full) {
@@ -672,7 +672,7 @@ export class Agent {
    * has been optimized, on this code's every step (the sync, its log line, the capacity fit with
    * the agent's callbacks, the apply), not only on the ones warmOneChange calls. A CPU profile of
    * the first change after a 100,000-Service start had it compiling functions never run before and
-   * deoptimizing ones optimized for the warm-up's own objects (docs/PERF.md, sessions 21-22).
+   * deoptimizing ones optimized for the warm-up's own objects (docs/perf-log.md, sessions 21-22).
    * Returns the syncs run, and the most Services one of them left out (none, unless the maps
    * cannot hold a few Services).
    */

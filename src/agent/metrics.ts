@@ -13,7 +13,7 @@ const programmingBuckets = [0.25, 0.5, ...Array.from({ length: 59 }, (_, i) => i
  * a libuv timer of this period (perf_hooks.monitorEventLoopDelay) that wakes the main thread whether
  * or not anything else runs. At prom-client's default of 10 ms it woke an idle agent 100 times a
  * second, ~16 ms of its main thread's CPU a second on this VM (a wake-up and its epoll calls ~0.15
- * ms; docs/PERF.md session 17, p17chg); at 100 ms it was still 20 of an idle agent's 21 wake-ups a
+ * ms; docs/perf-log.md session 17, p17chg); at 100 ms it was still 20 of an idle agent's 21 wake-ups a
  * second, ~2-2.5 ms/s (session 18, p18chg). kube-proxy exports no such metric: one sample a second
  * keeps it (a stall of a second or more is always recorded, a shorter one when a sample falls in it;
  * nodejs_eventloop_lag_seconds is measured at each scrape as before) for a tenth of that.

@@ -13,7 +13,7 @@
 //
 // Compiled is not optimized: V8 optimizes a hot function on its compiler threads, and after the heap
 // trimmer's GC (which flushes idle bytecode) the functions of one change were hot again only in the
-// first real changes: 15-30 ms of process CPU each on 2 cores (docs/PERF.md, session 10). warmSource
+// first real changes: 15-30 ms of process CPU each on 2 cores (docs/perf-log.md, session 10). warmSource
 // and warmMaglev run the two paths that were compiled then (the manifests source's per-file read:
 // parse, slim, the reader's index, the store; the JS Maglev fill at a one-change table's size) often
 // enough for V8 to optimize them, over objects and a reader of their own.

@@ -2,7 +2,7 @@
 // code for every chunk, made when the bundle was built, so that a start reads the modules' bytecode
 // instead of compiling them. Before the LIST the main thread was mostly V8 compiling modules (~2.8 MB,
 // client-node's chunk 1.7 MB of it): 0.2 s of CPU in a perf profile of a 10,000-Service start under
-// load (docs/PERF.md, session 22). Node checks each entry against its chunk's bytes and its own
+// load (docs/perf-log.md, session 22). Node checks each entry against its chunk's bytes and its own
 // version and compiles as before where one does not match (and then writes the new entry there, as a
 // compile cache does; NODE_DISABLE_COMPILE_CACHE=1 turns it off). From the sources (tsx) there is no
 // such folder and nothing is enabled.

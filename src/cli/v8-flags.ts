@@ -14,7 +14,7 @@
 // middle of whatever changes come then. The agent's one-change path found it there: V8's workers
 // took 8-12 ms of CPU per change (bench agent-change, 30 changes a second apart) and the syncs it
 // overlapped waited for the CPU with it. What it frees (4 MiB there) the trimmer's GC after a big
-// sync and V8's allocation-driven GCs free anyway (docs/PERF.md session 17, p17chg). Not allowed in
+// sync and V8's allocation-driven GCs free anyway (docs/perf-log.md session 17, p17chg). Not allowed in
 // NODE_OPTIONS: the images pass it on node's command line.
 //
 // --disable-warning=DEP0169: client-node's HTTP client (node-fetch 2) parses every request's URL with

@@ -68,7 +68,7 @@ interface ServiceRun {
 /**
  * The list of a run's base with its first `at` edits, built in steps of a bounded number of
  * elements (one step per Service change), so that no one change pays for it (a build of the whole
- * list at once was 5-6 ms at 10,000 Services, 30 ms at 100,000; docs/PERF.md, session 26): first a
+ * list at once was 5-6 ms at 10,000 Services, 30 ms at 100,000; docs/perf-log.md, session 26): first a
  * stable bottom-up merge sort of the edits' indices by key (passes of width 1, 2, 4, ...; a merge
  * may end mid-way and go on at the next step), then the merge of the sorted edits (the last edit of
  * a key wins) with the base.
@@ -179,7 +179,7 @@ class RunBuild {
  * deleted or changed makes a new list by its edits over the previous list's, which it builds on
  * first read only (one merge of the edits of its run): walking every Service (a lookup by key of
  * each, to rebuild the list) was the whole of a Service change's compile (~2 ms at 10,000 Services,
- * 10-40 ms at 30,000, ~180 at 100,000; docs/PERF.md, session 25). A consumer that indexes the list
+ * 10-40 ms at 30,000, ~180 at 100,000; docs/perf-log.md, session 25). A consumer that indexes the list
  * follows `removed` and `added` from the version it saw (`from`) instead.
  */
 export class ServiceList {
@@ -971,7 +971,7 @@ export class Compiler {
    * else (#list edited on) a copy, made once and only when a state of the run may still be read.
    * Each state still reachable used to get its own copy here: ~100-450 states of a run, every one a
    * copy of the list (at 30,000 Services 50 MiB and 11,000 page faults on one change in ~190,
-   * 0.2-0.3 s of CPU; docs/PERF.md, session 24, p24chg), as a WeakRef's target lives until a major GC.
+   * 0.2-0.3 s of CPU; docs/perf-log.md, session 24, p24chg), as a WeakRef's target lives until a major GC.
    */
   #retire(replaced = true): void {
     const run = this.#run;
@@ -1147,7 +1147,7 @@ export class Compiler {
    * any Service, or allocated to one earlier in order). Then no other Service's allocation moves.
    * Else false (the caller reruns allocate() over every Service, and the index is rebuilt when next
    * needed). A walk of every Service was a Service created or deleted in standalone mode: ~27 ms of
-   * compile at 10,000 Services (docs/PERF.md, session 27, p27tail).
+   * compile at 10,000 Services (docs/perf-log.md, session 27, p27tail).
    */
   #allocateStandalone(changed: readonly string[]): boolean {
     // a Service rejected for a clash may get what a change frees: left to a full run

@@ -29,7 +29,7 @@ export function writeStateFile(path: string, json: unknown): number {
  * writeStateFile for a text made in pieces: each piece written as it comes (into the same temporary
  * file, then the same rename), so the whole text never exists at once. The agent's first snapshot at
  * 100,000 Services was ~10 MB of JSON built at once (with the object and the entry arrays it came
- * from: ~37 MiB allocated at the first apply's end, at the start's peak RSS: docs/PERF.md, session
+ * from: ~37 MiB allocated at the first apply's end, at the start's peak RSS: docs/perf-log.md, session
  * 27). Pieces are gathered up to ~64 KiB per write. Returns the text's length (UTF-16 units, as
  * `text.length` of the whole).
  */

@@ -95,7 +95,7 @@ export class BackendIndex {
     if (this.#taken[h] === 0) return;
     // the slot is freed and the entries after it in its run shift back (no tombstone): a removal
     // that left its slot taken filled the table with them as rolled pods brought fresh addresses,
-    // and the add that found it 3/4 full rehashed every entry on one change (docs/PERF.md, session
+    // and the add that found it 3/4 full rehashed every entry on one change (docs/perf-log.md, session
     // 24, p24chg). An entry at j moves into the hole at h unless its home slot lies in (h, j].
     const keys = this.#keys, taken = this.#taken, vals = this.#vals, mask = taken.length - 1;
     for (let j = (h + 1) & mask; taken[j] === 1; j = (j + 1) & mask) {

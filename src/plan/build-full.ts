@@ -117,7 +117,7 @@ class Backends {
    * Frees the address tables and the per-backend arrays but id and the three reference counts (the
    * only ones a deferred chain reads): the build is done with them. Freed here, not at the next full
    * GC: at 100,000 Services ~70 MiB, which stood dead in the agent's RSS from the plan's end to the
-   * full GC started at the diff's end, the start's peak (docs/PERF.md, session 28, p28rss).
+   * full GC started at the diff's end, the start's peak (docs/perf-log.md, session 28, p28rss).
    */
   releaseTables(): void {
     for (const a of [this.#addrFirst, this.#addrV4, this.#v4Tab, this.addr, this.port, this.protocol, this.terminating, this.local, this.next]) releaseArray(a);

@@ -137,7 +137,7 @@ export function prevBackendIndex(prev: Plan): BackendIndex {
  * the first change after the start grew every array by doubling: at 100,000 Services its new Maglev
  * table's id doubled the tables' two (~1 MiB, ~200 page faults on fresh pages after the heap
  * trimmer's malloc_trim), and a new backend's the four of a million backends (~13 MiB copied): the
- * first change's plan took 3-60 ms where the next took 0.3-0.5 (docs/PERF.md, session 21).
+ * first change's plan took 3-60 ms where the next took 0.3-0.5 (docs/perf-log.md, session 21).
  */
 function idRoom(top: number): number {
   return Math.max(1024, top >> 4);

@@ -1,7 +1,7 @@
 // Reads many files on the thread pool, in order, a batch at a time, a few batches ahead of the
 // reader: the manifests source's first read at start, where readFileSync (open, fstat, read, close
 // each file on the main thread) and the sha256 of each file were ~10 % of the main thread, the
-// critical path of the first sync (docs/PERF.md, sessions 22 and 23). The addon reads and hashes a
+// critical path of the first sync (docs/perf-log.md, sessions 22 and 23). The addon reads and hashes a
 // batch (native/src/read-files.h, in kbp_maglev.node, which loads wherever Node does); the main
 // thread decodes each file's text from the batch's buffer and parses it while the next batches are
 // read. Optional: without the addon (not built, KBP_READ_NATIVE=0) nothing here is used and the

@@ -3,7 +3,7 @@
 // timestamps, each endpoint's full targetRef: JSON.parse built all of it (and the UTF-8 decode read
 // it) only for slim.ts to drop it, and the scavenger then copied the page's live tree while the page
 // was slimmed. At 10,000 Services that parse and its GC were most of the list's main-thread time
-// (docs/PERF.md, session 16). Here a scan over the bytes copies the members that slimObject reads,
+// (docs/perf-log.md, session 16). Here a scan over the bytes copies the members that slimObject reads,
 // and skips the rest, into a second buffer; JSON.parse and slimObject then run on that as before.
 //
 // Only members slim.ts never reads are left out, so slimObject of a pruned item is slimObject of the
@@ -19,7 +19,7 @@
 // packs them itself, as packSlice would, reading a string only where one is kept (the address, a
 // targetRef's name for this node's endpoints; another node's is never read), and the slice's ports
 // are looked up by their bytes. Anything else (an escape, a byte past ASCII, hints, a member twice)
-// leaves them in the text for JSON.parse and slimObject, as before (docs/PERF.md, session 18).
+// leaves them in the text for JSON.parse and slimObject, as before (docs/perf-log.md, session 18).
 import { conditionNumber, endpointPart, ENDPOINT_KEYS, KEPT_ANNOTATIONS, KEPT_LABELS, META_KEYS, sharedName, sharedPorts, SLICE_META_KEYS,
   type DecodedSlice, type EndpointPart } from './slim.js';
 

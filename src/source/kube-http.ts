@@ -78,7 +78,7 @@ export function loadKubeConfig(file?: string): KubeConfig {
 export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: ListStats }
 
 /**
- * Where a list's wall time went (the first sync's timeline, docs/PERF.md): its pages and bytes, the
+ * Where a list's wall time went (the first sync's timeline, docs/perf-log.md, session 18, p18api): its pages and bytes, the
  * time spent waiting for an answer (this thread free: the server, the network, or this thread's
  * run queue), the time the pages' parse took and the time the caller's onPage took (this thread busy);
  * ready: the pages that had come before the list took them (asked for ahead, page-chain.ts)
@@ -163,7 +163,7 @@ export async function listObjects<T, U>(kc: KubeConfig, apiPath: string, what: s
   // each page asked for when the one before it comes (its continue token leads the answer's JSON:
   // ListMeta comes before items), not when this loop takes it: the server makes page k+1 while page k
   // is decoded and stored here (at 10,000 Services the stub API server's time per page was half the
-  // list's wall, docs/PERF.md session 12; at 100,000 the decode thread's, session 24)
+  // list's wall, docs/perf-log.md session 12; at 100,000 the decode thread's, session 24)
   const chain = new PageChain<Received>(ask, (got) => got.head === undefined ? undefined : leadingContinue(got.head), AHEAD_PAGES);
   Body.listing++;
   try {
@@ -469,7 +469,7 @@ function get(url: URL, options: https.RequestOptions, bytes: boolean, onSent?: (
 /**
  * An answer's bytes gathered in a buffer kept from one answer to the next, decoded once at its end.
  * A list's pages are megabytes each: Buffer.concat of each page's chunks wrote into fresh memory,
- * whose page faults were most of its cost (docs/PERF.md, session 16). As many are kept as a list
+ * whose page faults were most of its cost (docs/perf-log.md, session 16). As many are kept as a list
  * may hold pages (the one taken and AHEAD_PAGES), for Services and EndpointSlices listed together
  * (with two, a slice page often found only a Service page's smaller buffer and took fresh memory);
  * only buffers a list made are kept, so a list that holds fewer keeps fewer.

@@ -350,7 +350,7 @@ class KindWatcher<K extends Kind> {
       // ListWatch is handed the list's resourceVersion and no items. With them it would build its own
       // cache of every object (two Maps of the kind's objects: cacheMapFromList, then one insert and
       // one 'add' callback per item, each finding the object stored already) at the list's end, on
-      // the start's critical path (~0.3 s of the main thread at 100,000 Services, docs/PERF.md session
+      // the start's critical path (~0.3 s of the main thread at 100,000 Services, docs/perf-log.md session
       // 24), and keep it: a second index of what the store holds. The store is the one: the list
       // replaced the kind in it above (deletes included, which ListWatch's cache gave on a relist),
       // and SourceWatch stores the watch's events itself

@@ -1,5 +1,5 @@
 // A large LIST's pages pruned on a thread of their own. At 100,000 Services the list's main thread is
-// the start's bottleneck (docs/PERF.md, session 22: 77-93 % of a core, the other core half idle), and
+// the start's bottleneck (docs/perf-log.md, session 22: 77-93 % of a core, the other core half idle), and
 // json-prune.ts's scan of the page's bytes is half of what a page costs it (bench/list-split.ts: 1.1 of
 // 2.1 s of CPU for 400 pages; the items' JSON.parse 0.45, slimObject 0.17, the store 0.4). Here a
 // worker runs that scan, and the main thread gets back what the scan would have handed it, in a form

@@ -880,7 +880,7 @@ export class ManifestsSource implements Source {
    * One watch per folder of the tree (inotify's own, each event naming its entry). Node's recursive
    * watch on Linux is JavaScript over such watches that keeps a record of every entry: at 10,000
    * files each event cost a stat, and a temporary file renamed into place a walk of that record
-   * (docs/PERF.md, session 11).
+   * (docs/perf-log.md, session 11).
    */
   readonly #folders = new Map<string, FSWatcher>();
   /**
@@ -944,7 +944,7 @@ export class ManifestsSource implements Source {
    * is done and the files read at the start are past their racy 2 s (statKey). Thirty seconds after
    * the start at 10,000 files it re-read those without a stat key and V8 compiled its loops on its
    * helper threads (~110 ms of their CPU, ~45 of the main thread's in one trace): a change arriving
-   * then waited 0.2-0.4 s on the run queue (docs/PERF.md, sessions 12 and 13). Run while the agent
+   * then waited 0.2-0.4 s on the run queue (docs/perf-log.md, sessions 12 and 13). Run while the agent
    * is starting anyway, the later rescans find the files keyed and the code compiled.
    */
   afterFirstSync(): void {
@@ -1173,7 +1173,7 @@ export class ManifestsSource implements Source {
         // start within 2 s of its last write has no stat key and comes back here (every file, when
         // the folder was written just before the agent started). In one update the first rescan at
         // 10,000 files held the loop ~0.25 s of CPU, and a change arriving then waited for all of it
-        // (the 0.2-1.2 s change-to-kernel outliers of docs/PERF.md, session 11)
+        // (the 0.2-1.2 s change-to-kernel outliers of docs/perf-log.md, session 11)
         const slices = new Slices(1, 1, hold);
         for (let next = 0; next < paths.length && !this.#stopped;) {
           this.#apply(this.#reader.update(paths.slice(next, next += RESCAN_BATCH)));

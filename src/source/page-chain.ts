@@ -4,7 +4,7 @@
 // earlier page (list-decode.ts's thread), storing one, or the other kind's list. Asked for only when
 // the loop took page k (sessions 12-23), the request waited for that page's decode and store: at
 // 100,000 Services the list's server, decode thread and main thread took turns instead of
-// overlapping (docs/PERF.md, session 24). One request is on the wire at a time (the token of the
+// overlapping (docs/perf-log.md, session 24). One request is on the wire at a time (the token of the
 // next is in this one's answer), so a list keeps its one connection; at most `depth` pages are asked
 // for or held beyond the one the loop has taken (a page is 0.5-1.5 MiB at 500 objects).
 //

@@ -14,7 +14,7 @@
 // Only keys are dropped, never reinterpreted: a field of the wrong type is kept as it came, so
 // normalize reports it exactly as before. The copy is exactly what a JSON round trip would give (a number
 // that is not finite, which only YAML can write, arrives as null, which normalize rejects alike), made
-// directly: half the round trip's CPU (bench/slim-ab.ts, docs/PERF.md).
+// directly: half the round trip's CPU (bench/slim-ab.ts, docs/perf-log.md, session 8).
 // Anything a round trip treats specially (toJSON, a class instance, a __proto__ key, deep nesting, a
 // BigInt) takes the round trip itself.
 import { LABEL_SERVICE_NAME, LABEL_ZONE } from '../model/types.js';
@@ -111,7 +111,7 @@ export function slimObject<K extends Kind>(kind: K, obj: KindMap[K], nodeName?: 
   const out = slimParts(kind, obj, nodeName);
   if (!out) return obj;
   // the copy of a parser's fresh tree was 40-50 % of slimming it, and its garbage most of the rest
-  // (docs/PERF.md, session 11): an object nothing else holds is shared with the store instead
+  // (docs/perf-log.md, session 11): an object nothing else holds is shared with the store instead
   if (parsedJson && (plain || isPlainTree(out, 0))) return finishSlim(kind, out, decoded) as unknown as KindMap[K];
   let copy: Obj;
   try {

@@ -9,7 +9,7 @@
 // scalars and keys resolve through js-yaml's own core-schema types, in its order.
 //
 // Why: js-yaml's general reader was ~80% of reading a folder of 10,000 manifests (the agent's
-// first sync waits for it); this one does the common shape in a fraction of that (docs/PERF.md).
+// first sync waits for it); this one does the common shape in a fraction of that (docs/perf-log.md, session 8).
 import { CORE_SCHEMA } from 'js-yaml';
 
 interface ImplicitType {

@@ -7,7 +7,7 @@
 // V8 picks each next full-GC limit from how fast its GC ran against the allocation rate, and during
 // a start that is a low factor (~1.1-1.4): full GCs came one after another, each marking everything
 // kept so far (3-4 within the first sync alone, on the main thread and V8's workers: about half the
-// sync's CPU was V8's GC, docs/PERF.md sessions 24-26). 4 is V8's own upper bound for a heap this
+// sync's CPU was V8's GC, docs/perf-log.md sessions 24-26). 4 is V8's own upper bound for a heap this
 // size, so the start never gets a lower factor than V8 would choose (2 did, at 10,000 Services: one
 // full GC more in the apply); the garbage a start leaves is collected by the heap trimmer's full GC
 // after the big sync (util/heap-trim.ts), which already runs with V8's own factor again. After the
@@ -31,8 +31,8 @@
 // memory pressure signal, which starts incremental marking (concurrent, on V8's workers) and
 // finalizes it while the sync goes on; each next limit is set with factor 4 again. Measured with the
 // real agent at 100,000: peak 1,100-1,143 MiB against 1,172-1,313 (0.89), agent CPU to the sync's end
-// 1.05 (docs/PERF.md, session 27, p27rss, the first GC then before compile); with it before the plan
-// and the plan's dead arrays freed at once, 1,018-1,049 (docs/PERF.md, session 28, p28rss).
+// 1.05 (docs/perf-log.md, session 27, p27rss, the first GC then before compile); with it before the plan
+// and the plan's dead arrays freed at once, 1,018-1,049 (docs/perf-log.md, session 28, p28rss).
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 

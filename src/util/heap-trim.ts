@@ -68,7 +68,7 @@ export interface HeapTrimOptions {
    * runs wherever the event loop is then: between a file's watch event and its sync) or full (inside
    * whatever allocates). After a reducing full GC V8 keeps it at 1 MiB, where a bound of 1 MiB alone
    * was never reached: the sweep never ran and V8's scavenges landed on the changes' path
-   * (docs/PERF.md, session 28, p28p99). 3/8 leaves ~430 KiB of room below V8's 80 % at 1 MiB: two
+   * (docs/perf-log.md, session 28, p28p99). 3/8 leaves ~430 KiB of room below V8's 80 % at 1 MiB: two
    * endpoint changes at 10,000 Services (~190 KiB each with the watch event's read).
    */
   youngSweepShare?: number;
@@ -186,7 +186,7 @@ export class HeapTrimmer {
     const due = performance.now() + this.#o.settleMs;
     const collect = (): void => {
       // a change's sync first: it takes ~2 ms, the pause ~0.25 s at 10,000 Services. Bounded: RSS
-      // stays at the big sync's level while the GC waits (<= 300 MiB at 10,000, docs/PERF.md p15gc)
+      // stays at the big sync's level while the GC waits (<= 300 MiB at 10,000, docs/perf-log.md p15gc)
       if (this.#o.busy?.() && performance.now() - due < this.#o.maxDeferMs) {
         this.#compact = setTimeout(collect, this.#o.deferStepMs);
         this.#compact.unref();

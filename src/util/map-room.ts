@@ -8,7 +8,7 @@
 // the smallest power of two >= n slots, and one that n is exactly has none free: the incremental
 // plan's records of 30,000 bench Services (32,768 frontends) grew on the first change's insert,
 // 7 + 6 ms for its two Maps with ~1,800 page faults (a new table on fresh pages), where later
-// changes took 0.01 ms (docs/PERF.md, session 23, p23chg; a Map of 131,072: 176 + 50 ms).
+// changes took 0.01 ms (docs/perf-log.md, session 23, p23chg; a Map of 131,072: 176 + 50 ms).
 //
 // The capacity is not visible to JavaScript; it is inferred from V8's growth rule above. If the rule
 // is not V8's, the Map's content is unchanged all the same: dummy keys are added and deleted again.

@@ -1,7 +1,7 @@
 // Typed arrays' memory given back at once, not at the next full GC. An ArrayBuffer's memory is freed
 // only when V8 finds the buffer dead, and a big start makes large ones that die between two full GCs:
 // the plan's address tables and hashes (~80 MiB at 100,000 Services), a batch's keys and values.
-// Dead but unfreed, they stood in the start's peak RSS (docs/PERF.md, sessions 27 and 28).
+// Dead but unfreed, they stood in the start's peak RSS (docs/perf-log.md, sessions 27 and 28).
 
 /** arrays smaller than this are left to the GC: what a release saves is a big sync's */
 export const RELEASE_MIN_BYTES = 64 * 1024;

@@ -5,7 +5,7 @@
 // entry into a table allocated anew (util/map-room.ts). A Map of n entries churned by changes is
 // therefore copied whole every ~(capacity - n) inserts, on the one change that makes that insert: at
 // 100,000 Services, one change in ~28,000 and then one in ~130,000 paid 50-200 ms for each per-frontend
-// Map (docs/PERF.md, session 24, p24chg). Here each key lives in one of `shards` Maps picked by a hash
+// Map (docs/perf-log.md, session 24, p24chg). Here each key lives in one of `shards` Maps picked by a hash
 // of the key, so a copy is of one shard (1/shards of the entries), and the shards, filled evenly by
 // changes that fall at random, reach their copies at different changes.
 //

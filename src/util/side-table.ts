@@ -6,7 +6,7 @@
 // entries leave its table only at a full GC; between two (rare on an agent whose heap is steady:
 // hours) the tables grew by doubling, and the sync that crossed a power of two paid the copy of
 // every entry, dead ones included: 1.6 ms at ~5,500 syncs, 4-9 ms at ~11,000 in one compile (an
-// in-process probe; docs/PERF.md, session 27, p27tail), then twice that at each doubling, whatever
+// in-process probe; docs/perf-log.md, session 27, p27tail), then twice that at each doubling, whatever
 // the Service count. A property dies with its object and costs no table.
 //
 // An object that cannot take a property (frozen, sealed, not extensible) falls back to a WeakMap.

@@ -13,7 +13,7 @@
 // lost first SYN, a SYN-ACK the programs left untranslated or a SYN the backend refused (the client
 // resets the answer and sends again).
 // The lab's losses after a flood are the masquerade's (its NodePort flows are SNATed): see
-// docs/PERF.md, session 27 (p27syn).
+// docs/perf-log.md, session 27 (p27syn).
 import test from 'ava';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

@@ -2,7 +2,7 @@
 // and the first sync's plan) through an rtnetlink subscription in the agent itself: no child process.
 // The `ip monitor` child it replaced was spawned by fork, which write-protects every page of the
 // process; spawned after a fresh node's first sync had planned, it left a one-change sync ~20 page
-// faults (+0.3 ms) slower for hundreds of changes (docs/PERF.md, session 15 p15chg), and a restart
+// faults (+0.3 ms) slower for hundreds of changes (docs/perf-log.md, session 15 p15chg), and a restart
 // after it died forked the grown agent again.
 import test from 'ava';
 import { readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';

@@ -79,7 +79,7 @@ if (!isRoot) {
 
   // a /metrics scrape while applyAsync has lb_backends' batch on the thread pool (a first sync at
   // 100,000 Services writes a million backends, 131,072 a batch): the scan of the whole array held the
-  // event loop ~0.26 s there (docs/PERF.md, session 30, p30big), and what it read raced the batch
+  // event loop ~0.26 s there (docs/perf-log.md, session 30, p30big), and what it read raced the batch
   test('lb_backends fill asked while its write is on the thread pool: the count before the write, no scan; the count after it exact', async (t) => {
     const { d, arr, fill, counted } = backendsFill(t);
     d.maps.backendsEmpty();

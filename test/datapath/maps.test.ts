@@ -816,7 +816,7 @@ if (!isRoot) {
     const applyMs = performance.now() - t0;
     t.true(writes === 0 && jobs === 1, `${writes} writes to lb_maglev_slots, ${jobs} fill jobs`);
     // the job maps at most 8 MiB of the array at a time: what it adds to the agent's RSS (the start's
-    // peak at 100,000 Services comes while it runs: docs/PERF.md, session 27, p27mem)
+    // peak at 100,000 Services comes while it runs: docs/perf-log.md, session 27, p27mem)
     t.true(window !== undefined && window * 4 <= 8 << 20, `a fill window of ${window} slots`);
     t.true([...plan.tables.values()].every((tb) => pendingSlots(tb) !== undefined), 'the write computed no table into the plan');
     // a sample of the tables (a lookup per element: all of them took minutes), first and last included

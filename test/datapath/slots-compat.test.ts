@@ -1,4 +1,4 @@
-// Upgrade and downgrade across the change that took lb_slots off the first sync (docs/PERF.md,
+// Upgrade and downgrade across the change that took lb_slots off the first sync (docs/perf-log.md,
 // session 22): real agents, this build's and an earlier commit's (testing/old-agent.ts), one after
 // the other over the same pins, in a network namespace of their own (a veth pair), from one
 // manifests folder. lb_members is what the programs check every conntrack and affinity hit

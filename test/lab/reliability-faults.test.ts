@@ -384,7 +384,7 @@ test.serial('conntrack full under a SYN flood to a NodePort: other clients\' flo
   //   1 s). A connection whose SYNs all meet such ports within the 3 s timeout fails: one 8 s (session
   //   26, CI) and one 27 s (session 24) after the flood, about one in 16,000. Not lb_ct_syn: a handshake
   //   after the flood reuses the entries its own ACK gives back (test/datapath/ct-synflood.test.ts).
-  //   docs/PERF.md, session 27 (p27syn), has the packets.
+  //   docs/perf-log.md, session 27 (p27syn), has the packets.
   // At most one in a thousand either way.
   const kept1 = flows['NodePort http, one keep-alive connection']!;
   t.is(kept1.failed, 0, `keep-alive: ${JSON.stringify(kept1.failures)}`);

@@ -1,6 +1,6 @@
 // bench/agent-change.bench.ts's placement of a slow change (KBP_BENCH_AGENT_THREADS): what held it,
 // from the agent's main thread over the change's window and the bench's own rename call. The cases
-// are changes of session 28's runs at 10,000 Services (docs/PERF.md, p28p99).
+// are changes of session 28's runs at 10,000 Services (docs/perf-log.md, p28p99).
 import test from 'ava';
 import { slowCause } from '../../bench/agent-change.bench.js';
 

@@ -198,7 +198,7 @@ test('a Maglev array too small for the Services: the error names the map and the
 
 test('Services left out for capacity: the error line comes when the list changes, not at every sync (a change to a served Service logs none)', async (t) => {
   // over capacity, every sync logged the error with up to 20 names: one line per change anywhere in
-  // the cluster, written to a pipe inside the sync (docs/PERF.md, session 25)
+  // the cluster, written to a pipe inside the sync (docs/perf-log.md, session 25)
   const { dir, dp } = setup(t);
   const write = (i: number, ips: string[]) => writeFileSync(join(dir, `s${i}.yaml`),
     webYaml(ips).replaceAll('web', `s${i}-web`).replace('10.96.0.10', `10.96.0.${20 + i}`));
@@ -576,7 +576,7 @@ test('a sync holds its ops no longer than its apply: the heap trimmer\'s GC afte
   // The full sync's ops are ~1.4M objects at 100,000 Services (~80 MiB). The sync's log line waits
   // for V8's GC entries (two turns of the loop) in a closure of the sync's scope; while the ops
   // shared that scope, the trimmer's full GC, a timer set in onSynced, found them alive, and with
-  // V8's memory reducer off nothing collected them after (docs/PERF.md, session 18, p18big).
+  // V8's memory reducer off nothing collected them after (docs/perf-log.md, session 18, p18big).
   class Recording extends FakeDataplane {
     applied: WeakRef<PlanOp[]> | undefined;
     override async apply(ops: PlanOp[], next: Plan): Promise<void> {
@@ -636,7 +636,7 @@ test('a full sync makes the plan\'s records for the next change on the turn afte
 
 test('a sync\'s steps line counts the main thread\'s own page faults beside the process\'s', async (t) => {
   // minorFaults is every thread's (getrusage): a V8 worker's optimizing compile beside a one-change
-  // sync put 58-321 there (docs/PERF.md, session 30, p30tail); threadMinorFaults is the sync's thread's
+  // sync put 58-321 there (docs/perf-log.md, session 30, p30tail); threadMinorFaults is the sync's thread's
   const { dir, dp } = setup(t);
   writeFileSync(join(dir, 'web.yaml'), webYaml(['10.244.1.2']));
   const { lines, agent } = loggedAgent(dir, dp);

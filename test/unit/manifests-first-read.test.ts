@@ -55,7 +55,7 @@ test.serial('a rescan before fillStats has run keys the start\'s settled files i
 
 // The stats the first read left out wait for the agent's first sync (afterFirstSync's rescan takes
 // them first): at 10,000 files they are ~0.1 s of the main thread's CPU, and a timer 3 s after the read
-// ran them in the middle of a first sync that took longer (docs/PERF.md, session 15)
+// ran them in the middle of a first sync that took longer (docs/perf-log.md, session 15)
 test.serial('the first read\'s stats wait for the first rescan, not a timer', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kbp-first-read-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

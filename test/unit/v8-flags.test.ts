@@ -54,7 +54,7 @@ test('KBP_V8_FLAGS replaces the list', (t) => {
 });
 
 // The image runs the agent with the flags already in NODE_OPTIONS: node sets its heap up with them and
-// `run` goes on without a second bootstrap (the re-exec: ~100 ms of CPU per start, docs/PERF.md
+// `run` goes on without a second bootstrap (the re-exec: ~100 ms of CPU per start, docs/perf-log.md
 // session 15). Both image recipes are read as the container would run them.
 test('the images give node the agent flags, so their agent starts without the re-exec', async (t) => {
   const { readFileSync } = await import('node:fs');

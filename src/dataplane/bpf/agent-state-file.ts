@@ -286,7 +286,7 @@ export class AgentStateFile {
    * switched) as a line each appended to the journal; anything else,
    * and a journal grown to the snapshot's size, as a new snapshot (to a temporary file, then rename:
    * atomic on one filesystem) that empties the journal. The whole file on every such change was
-   * ~20-40 ms at 10,000 Services and 0.3-1.6 s at 100,000 (JSON of every frontend's names: docs/PERF.md,
+   * ~20-40 ms at 10,000 Services and 0.3-1.6 s at 100,000 (JSON of every frontend's names: docs/perf-log.md,
    * session 25, p25chg), and a new pod's veth paid it too; an append is one small write.
    */
   save(force = false): void {

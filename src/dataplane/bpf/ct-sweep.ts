@@ -168,7 +168,7 @@ export class RevFilterZeroing {
    * m was made by this load (an ARRAY the kernel made all zero) and the programs have written no
    * conntrack entry since (inserts: their count now, before any program is attached): both halves
    * are zero, so the first sweep zeroes neither (two batches of 16,384 words on a start's critical
-   * path, and the keys' buffer built for them: docs/PERF.md, session 25)
+   * path, and the keys' buffer built for them: docs/perf-log.md, session 25)
    */
   fresh(m: BpfMap, inserts: number): void {
     this.zeroedAt(m, 1, inserts);
@@ -217,7 +217,7 @@ export class FilterBuild {
     b.zeroedHalf = true;
     // this half's words only: the other half's, interleaved with them, are the programs' to read.
     // On the thread pool: 16,384 words in one batch held the event loop ~7 ms every sweep, and a
-    // change arriving then waited (docs/PERF.md, session 13)
+    // change arriving then waited (docs/perf-log.md, session 13)
     const z = zeroing(b.half);
     // the inserts are read before the zeroing: an entry written after the read counts against it
     await m.updateBatchAsync(z.keys, z.values, L.LB_REV_FILTER_WORDS);

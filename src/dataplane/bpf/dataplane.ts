@@ -498,7 +498,7 @@ export class BpfDataplane implements Dataplane {
    * before init()'s first device scan ask for nothing (that scan lists after them). Where the netlink
    * addon is missing the events come from an `ip monitor` child, still spawned here while the heap is
    * small: libuv forks to spawn, and a fork after the first sync left its hash tables faulting page
-   * by page for hundreds of changes (~20 faults, +0.3 ms a sync; docs/PERF.md, session 15).
+   * by page for hundreds of changes (~20 faults, +0.3 ms a sync; docs/perf-log.md, session 15).
    */
   #watchLinks(): void {
     if (this.#links || this.#opts.watchLinks === false) return;
@@ -548,7 +548,7 @@ export class BpfDataplane implements Dataplane {
    * flushSlots), is written now in the background, a chunk of SLOT_FLUSH_CHUNK slots per step on the
    * thread pool, each step between applies (a change waits for one step at most, ~1 ms) and the
    * event loop free between them. No program reads lb_slots: it is there for an agent of an earlier
-   * build started over these maps (a downgrade), which takes lb_members from it (docs/PERF.md,
+   * build started over these maps (a downgrade), which takes lb_members from it (docs/perf-log.md,
    * session 22). close() finishes what is left. A fresh load's first conntrack sweep starts here
    * too (init).
    */

@@ -169,7 +169,7 @@ export function formatMapSizes(sizes: MapSizes): string {
  * The sizes a load of the data plane asks for (`sizes`: --bpf-map-max) in its mode. With the socket
  * hooks off (--socket-lb=false) no program that reads or writes lb_sock_revnat is attached, so it is
  * made with one entry, unless --bpf-map-max sizes it: its 262,144 preallocated LRU elements (32 MiB)
- * took ~50 ms of the load's CPU at every fresh start (docs/PERF.md, session 20). A restart with the
+ * took ~50 ms of the load's CPU at every fresh start (docs/perf-log.md, session 20). A restart with the
  * hooks on carries the pinned map over at its default size as any resized map (migrate.ts).
  */
 export function sizesForMode(sizes: MapSizes | undefined, mode: { socketLb: boolean }): MapSizes | undefined {

@@ -54,7 +54,7 @@ export interface BpfMapsOptions {
 /**
  * lb_backends entries encoded and written per batch. A first sync's million backends at 100,000
  * Services were encoded at once: 24 MiB of keys and values in the RSS while the kernel took them, a
- * plateau of the start's peak in the apply (docs/PERF.md, session 28, p28rss); a batch of 131,072 is
+ * plateau of the start's peak in the apply (docs/perf-log.md, session 28, p28rss); a batch of 131,072 is
  * 3 MiB, freed before the next is encoded.
  */
 export const BACKENDS_PER_BATCH = 1 << 17;
@@ -160,7 +160,7 @@ const BACKGROUND_FILL_THREADS = Math.max(0, Math.min(4, cpuBudget()) - 1);
  * The most of lb_maglev_slots a background fill maps at once (BpfMap.maglevFillStart's window): 8 MiB
  * (16 chunks of 512 KiB). The window's pages count in the agent's RSS from its mmap, and a first sync
  * at 100,000 Services fills through its plan's end and most of its apply, where the start's peak RSS
- * is (the full GCs there): the default 32 MiB window was +32 MiB of RssFile at that peak (docs/PERF.md,
+ * is (the full GCs there): the default 32 MiB window was +32 MiB of RssFile at that peak (docs/perf-log.md,
  * session 27, p27mem). ~95 windows' mmap and munmap for that sync's ~760 MiB, against ~24.
  */
 const BACKGROUND_FILL_WINDOW_SLOTS = 1 << 21;
@@ -271,10 +271,10 @@ export class MapWriter {
   /**
    * frontend id -> plan table id, and table -> its frontends, for the tables in tableM: the one
    * frontend's id, as nearly every table has one, or a Set of several (a Set per table was ~17 MiB
-   * of the heap at 100,000 Services; docs/PERF.md, session 18, p18big). feTable by frontend id, dense
+   * of the heap at 100,000 Services; docs/perf-log.md, session 18, p18big). feTable by frontend id, dense
    * (the plan takes the lowest free one, and a read-back finds what earlier plans took): an array
    * (IdMap), ~0.4 MiB at 110,000 frontends, where the shards' hash tables were ~3.5 MiB and ~4-7 MiB
-   * allocated as they grew in the first apply (docs/PERF.md, session 27, p27mem); a set or delete
+   * allocated as they grew in the first apply (docs/perf-log.md, session 27, p27mem); a set or delete
    * copies nothing, so churn has no Map to grow.
    */
   private readonly feTable = new IdMap<number>();
@@ -534,7 +534,7 @@ export class MapWriter {
           throw this.mapFull(e, 'lb_slots', `slots of ${to - from} frontends (the copy of lb_members for an earlier build's agent)`);
         }
         // a first sync's ~1M slots at 100,000 Services: 12 MiB, freed now rather than in the heap
-        // trimmer's full GC that follows, where the start's RSS was highest (docs/PERF.md, session 28, p28rss)
+        // trimmer's full GC that follows, where the start's RSS was highest (docs/perf-log.md, session 28, p28rss)
         releaseArray(kw);
         releaseArray(vw);
       }
@@ -1010,7 +1010,7 @@ export class MapWriter {
    * The run of ops [from, to), all of one kind. upsertBackend's is read in place: a first sync's is
    * ~1M ops at 100,000 Services, and its copy, the array of its backends and the array of their ids
    * (8 MiB each, in V8's large-object space) stood, dead, from the apply to the heap trimmer's full
-   * GC after the sync, at the start's peak RSS (docs/PERF.md, session 28, p28rss).
+   * GC after the sync, at the start's peak RSS (docs/perf-log.md, session 28, p28rss).
    */
   private *applyRun(ops: readonly PlanOp[], from: number, to: number, res: ApplyResult): Steps {
     const kind = ops[from]!.op;

@@ -58,7 +58,7 @@ export class BpfMaps {
    * Small, unpinned maps of the same definitions as like's (type, key and value sizes, flags), for
    * the maps an apply writes, and a writer over them with opts: the agent's warm-up (agent/warm.ts)
    * runs the one-change writes through it, so the first real change does not run the writer's code
-   * for the first time (the first change's apply took 1.5-3.4 ms against ~0.5, docs/PERF.md session
+   * for the first time (the first change's apply took 1.5-3.4 ms against ~0.5, docs/perf-log.md session
    * 14). Nothing the programs read is touched; close() frees them.
    */
   static scratch(like: BpfMaps, opts: BpfMapsOptions = {}): BpfMaps {
