@@ -41,7 +41,7 @@ const CIP = '10.96.0.10', AFF_IP = '10.96.0.11', UDP_IP = '10.96.0.12';
 const NODE_PORT = 30080;
 const EMPTY_IP = '10.96.0.13', LOCAL_IP = '10.96.0.14', LOCAL_NODE_PORT = 30081, REMOTE_IP = '10.244.2.2';
 const PODS = [{ name: 'pod-a', ip: '10.244.1.2', ip6: 'fd00:10:244:1::2' }, { name: 'pod-b', ip: '10.244.1.3', ip6: 'fd00:10:244:1::3' }];
-// the README's "not tested with a client" rows: a dual-stack ClusterIP (served over IPv6), an LB IP
+// cases the README once listed as "not tested with a client": a dual-stack ClusterIP (served over IPv6), an LB IP
 // with loadBalancerSourceRanges (a second external source, refused), eTP=Cluster to an endpoint on
 // another node (masqueraded: the pod sees the node, not the client), SCTP (real sockets: socat)
 const DUAL_IP = '10.96.0.16', DUAL_IP6 = 'fd00:96::16', SCTP_IP = '10.96.0.17', SCTP_PORT = 9000;
