@@ -5,7 +5,7 @@ import test from 'ava';
 import { Datapath, SVC } from '../../testing/datapath.js';
 import { BASE_SERVICES } from '../../testing/datapath-rows.js';
 import { sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
-import { LB_CT_DIR_FWD, LB_CT_F_CLOSING } from '../../src/dataplane/bpf/layout.js';
+import { LB_CT_DIR_FWD, LB_CT_F_CLOSING, LB_CT_F_SYN } from '../../src/dataplane/bpf/layout.js';
 import { isRoot } from './fixtures/util.js';
 
 const SEC = 1_000_000_000n;
@@ -27,12 +27,15 @@ if (!isRoot) {
       ['lb_ct', 4, 'TCP', 121n * SEC, LB_CT_F_CLOSING, false],
       ['lb_ct', 5, 'UDP', 59n * SEC, 0, true],
       ['lb_ct', 6, 'UDP', 61n * SEC, 0, false],
+      ['lb_ct', 9, 'TCP', 59n * SEC, LB_CT_F_SYN, true], // a SYN over a closed flow's entries, handshake not complete
+      ['lb_ct', 10, 'TCP', 61n * SEC, LB_CT_F_SYN, false], // ... past the SYN timeout
+      ['lb_ct', 11, 'TCP', 61n * SEC, LB_CT_F_SYN | LB_CT_F_CLOSING, false], // ... refused: still the SYN timeout
       ['lb_ct_syn', 7, 'TCP', 30n * SEC, 0, true],
       ['lb_ct_syn', 8, 'TCP', 61n * SEC, 0, false],
     ];
     for (const [map, sport, proto, age, flags] of cases) dp.setCt(map, key(sport, proto), entry(age, flags));
     const r = [await sweepConntrack(dp.map('lb_ct'), 'lb_ct', now), await sweepConntrack(dp.map('lb_ct_syn'), 'lb_ct_syn', now)];
-    t.deepEqual(r.map((x) => [x.map, x.entries, x.expired]), [['lb_ct', 6, 3], ['lb_ct_syn', 2, 1]]);
+    t.deepEqual(r.map((x) => [x.map, x.entries, x.expired]), [['lb_ct', 9, 5], ['lb_ct_syn', 2, 1]]);
     for (const [map, sport, proto, , , kept] of cases) t.is(dp.ctIn(map, key(sport, proto)) !== undefined, kept, `${map} entry ${sport}/${proto}`);
     t.deepEqual((await sweepConntrack(dp.map('lb_ct'), 'lb_ct', now)).expired, 0, 'a second pass finds nothing more');
   });
