@@ -28,7 +28,7 @@ function threadMinflt(): number {
   return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[7]);
 }
 
-const size = Math.max(N, 1 << 17);
+const size = Math.max(Math.ceil(N * 1.25), 1 << 17); // room: an LRU map evicts before it is full
 const dp = new Datapath(undefined, 'ctfaults', { mapSizes: { lb_ct: size } });
 try {
   dp.install(BASE_SERVICES);
