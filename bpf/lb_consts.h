@@ -111,13 +111,16 @@
 #define LB_CT_F_HAIRPIN (1 << 3)         /* client is its own backend */
 #define LB_CT_F_ORPHAN (1 << 4)          /* a flow of a deleted frontend: the entry holds its translation, no
 					  * id (fe_id and backend_id 0; lb_orphan.h) */
+#define LB_CT_F_SYN (1 << 5)             /* handshake not complete: a SYN over a closed flow's entries wrote
+					  * them into lb_ct (lb_commit); lives LB_CT_TIMEOUT_TCP_SYN, cleared
+					  * in both entries by the client's first packet that is no SYN */
 
 /* Conntrack lifetimes: seconds an entry lives without a packet, checked on every lookup (an expired
  * entry is a miss) and by the agent's sweep, which deletes expired entries. The kernel's TCP
  * established timeout (5 days) would leave LRU eviction as the only reclaim: Cilium's 6 h instead.
  * UDP: between the kernel's unreplied (30 s) and replied (120 s) streams, as Cilium (60 s). */
 #define LB_CT_TIMEOUT_TCP 21600          /* established */
-#define LB_CT_TIMEOUT_TCP_SYN 60         /* lb_ct_syn: handshake not completed */
+#define LB_CT_TIMEOUT_TCP_SYN 60         /* lb_ct_syn, and lb_ct entries LB_CT_F_SYN: handshake not completed */
 #define LB_CT_TIMEOUT_CLOSING 120        /* FIN or RST seen: the kernel's TIME_WAIT */
 #define LB_CT_TIMEOUT_UDP 60
 /* last_seen is written at most once per this many ns (Cilium's report interval): a hit on an entry

@@ -321,11 +321,12 @@ static __always_inline __u64 lb_now(void)
 	return bpf_ktime_get_coarse_ns();
 }
 
-/* ns an entry of lb_ct lives without a packet */
+/* ns an entry of lb_ct lives without a packet (an established flow's entry has neither flag: one
+ * test on its hit path) */
 static __always_inline __u64 lb_ct_lifetime(__u8 proto, __u16 flags)
 {
-	if (flags & LB_CT_F_CLOSING)
-		return LB_CT_TIMEOUT_CLOSING * LB_NSEC_PER_SEC;
+	if (flags & (LB_CT_F_CLOSING | LB_CT_F_SYN))
+		return (flags & LB_CT_F_SYN ? LB_CT_TIMEOUT_TCP_SYN : LB_CT_TIMEOUT_CLOSING) * LB_NSEC_PER_SEC;
 	if (proto == IPPROTO_TCP)
 		return LB_CT_TIMEOUT_TCP * LB_NSEC_PER_SEC;
 	return LB_CT_TIMEOUT_UDP * LB_NSEC_PER_SEC;
@@ -411,6 +412,9 @@ static __always_inline int lb_ct_refresh_rev(const struct lb_pkt *p, const struc
 	rev = bpf_map_lookup_elem(&lb_ct, &k);
 	if (rev && rev->fe_id == fwd->fe_id && rev->backend_id == fwd->backend_id) {
 		rev->last_seen = now;
+		/* the handshake's end (lb_select cleared LB_CT_F_SYN in *fwd): the reverse entry's too */
+		if ((rev->flags & LB_CT_F_SYN) && !(fwd->flags & LB_CT_F_SYN))
+			rev->flags &= ~LB_CT_F_SYN;
 		return 0;
 	}
 	/* another frontend's live flow on the same reply tuple keeps it (see lb_ct_clash) */

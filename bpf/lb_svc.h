@@ -177,6 +177,7 @@ enum lb_verdict {
 #define LB_EV_CT_BACKEND_GONE (1 << 2)
 #define LB_EV_CT_EXPIRED (1 << 3)
 #define LB_EV_CT_REFRESHED (1 << 4)  /* a hit that refreshed last_seen: the reverse entry is refreshed too */
+#define LB_EV_CT_SYN_DONE (1 << 5)   /* the client's first packet that is no SYN on an LB_CT_F_SYN flow */
 
 struct lb_sel {
 	struct lb_backend be;   /* copy of the chosen backend */
@@ -215,7 +216,7 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
 /* A plain conntrack hit (tc's lb_tc_hit, XDP's lb_xdp_hit: most packets to a frontend, translated
  * inline by the hook): what lb_select() and lb_commit() would do for a packet of an established flow
  * with no refresh due, not in its handshake, whose entry has none of the flags in `unless`
- * (LB_CT_F_ORPHAN always), on a frontend without source ranges. A FIN or RST is one too: its entry
+ * (LB_CT_F_ORPHAN and LB_CT_F_SYN always: the handshake's end clears the flag in both entries), on a frontend without source ranges. A FIN or RST is one too: its entry
  * flagged LB_CT_F_CLOSING here, in place, as lb_select()'s lb_ct_touch() flags it (lb_commit writes
  * nothing more for such a hit);
  * the whole path cost a client's closing packet a second lb_ct lookup, the lb_members and
@@ -238,7 +239,7 @@ static __always_inline int lb_plain_hit(const struct lb_pkt *p, const struct lb_
 	ct = bpf_map_lookup_elem(&lb_ct, &ck);
 	if (!ct)
 		return -1;
-	if (ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | unless)) || !lb_ct_alive(ct, p->proto, now) ||
+	if (ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | LB_CT_F_SYN | unless)) || !lb_ct_alive(ct, p->proto, now) ||
 	    lb_ct_refresh_due(ct, now))
 		return 0;
 	*bep = lb_member_backend(fe->fe_id, ct->backend_id);
@@ -364,6 +365,13 @@ static __always_inline int lb_select(const struct lb_frontend *fe, const struct 
 				if (lb_ct_touch(ct, p, now))
 					sel->events |= LB_EV_CT_REFRESHED;
 				sel->ct_flags = ct->flags;
+				/* the handshake of a SYN over a closed flow's entries is over: lb_commit
+				 * clears the flag in both entries (here nothing is written: XDP may still
+				 * leave the packet to tc, whose own selection must see the flag) */
+				if ((ct->flags & LB_CT_F_SYN) && !lb_tcp_syn(p)) {
+					sel->ct_flags &= ~LB_CT_F_SYN;
+					sel->events |= LB_EV_CT_REFRESHED | LB_EV_CT_SYN_DONE;
+				}
 				sel->ct_hit = 1;
 				return LB_V_XLATE;
 			}
@@ -461,6 +469,14 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 			e->flags = sel->ct_flags;
 			if (lb_ct_refresh_rev(p, &sel->be, e, now, ctf))
 				lb_stat_inc(LB_STAT_CT_REV_RESTORED);
+			/* the forward entry's flag after the reverse one's: k still holds the key
+			 * lb_select looked up */
+			if (sel->events & LB_EV_CT_SYN_DONE) {
+				struct lb_ct_entry *f = bpf_map_lookup_elem(&lb_ct, k);
+
+				if (f)
+					f->flags &= ~LB_CT_F_SYN;
+			}
 		}
 		return;
 	}
@@ -471,11 +487,17 @@ static __always_inline void lb_commit(const struct lb_frontend *fe, const struct
 		e->flags |= LB_CT_F_CLOSING;
 	lb_ct_key_fwd(k, p);
 	lb_ct_key_rev(rk, p, &sel->be);
-	/* a brand-new tuple's SYN waits in lb_ct_syn; a SYN re-selecting over an lb_ct entry replaces it */
-	if (lb_tcp_syn(p) && !sel->had_ct) {
-		ctmap = &lb_ct_syn;
-		ins = LB_STAT_CT_SYN_INSERT;
-		in_ct = 0;
+	/* a brand-new tuple's SYN waits in lb_ct_syn; a SYN re-selecting over an lb_ct entry replaces it,
+	 * flagged LB_CT_F_SYN: a handshake that never completes lives the SYN timeout there too (as
+	 * nf_conntrack's SYN_SENT after a SYN over a TIME_WAIT or CLOSE entry), not the established one */
+	if (lb_tcp_syn(p)) {
+		if (sel->had_ct) {
+			e->flags |= LB_CT_F_SYN;
+		} else {
+			ctmap = &lb_ct_syn;
+			ins = LB_STAT_CT_SYN_INSERT;
+			in_ct = 0;
+		}
 	}
 	/* A SYN re-selecting over an lb_ct entry (a client port reused while the closed flow's entries
 	 * live on) finds both keys there, buckets warm: each is rewritten in place (no LRU node popped

@@ -32,25 +32,57 @@ export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now 
   visitLive?: (k: Buffer, v: Buffer) => void,
   /** sees every entry the scan finds, those it deletes as expired too */
   visitEach?: (k: Buffer) => void): Promise<SweepResult> {
-  let expired: Buffer[] = [];
-  let entries = 0, deleted = 0;
-  await m.scanYielding((k, v) => {
-    entries++;
-    visitEach?.(k);
-    // a signed 64-bit difference, as the programs compute it (lb_ct_fresh_for)
-    const idle = BigInt.asIntN(64, now - v.readBigUInt64LE(0));
-    if (idle > L.ctLifetimeNs(map, k.readUInt8(PROTO_OFF), v.readUInt16LE(FLAGS_OFF))) expired.push(Buffer.from(k));
-    else visitLive?.(k, v);
-  }, {
-    batch,
-    onBatch: async () => {
-      if (!expired.length) return;
-      const keys = Buffer.concat(expired), n = expired.length;
-      expired = [];
-      deleted += await m.deleteManyAsync(keys, n);
-    },
-  });
+  const ks = m.keySize, own = !expiredKeys.busy;
+  // a batch's expired keys, packed as deleteManyAsync takes them: the buffer of the last sweep
+  let keys = own && expiredKeys.buf ? expiredKeys.buf : Buffer.alloc(Math.min(batch, 256) * ks);
+  let n = 0, entries = 0, deleted = 0;
+  if (own) expiredKeys.busy = true;
+  try {
+    await m.scanYielding((k, v) => {
+      entries++;
+      visitEach?.(k);
+      // a signed 64-bit difference, as the programs compute it (lb_ct_fresh_for)
+      const idle = BigInt.asIntN(64, now - v.readBigUInt64LE(0));
+      if (idle > L.ctLifetimeNs(map, k.readUInt8(PROTO_OFF), v.readUInt16LE(FLAGS_OFF))) {
+        // grown by doubling to the most a batch expired (at most the map's max_entries keys)
+        if ((n + 1) * ks > keys.length) keys = grown(keys, n * ks, (n + 1) * ks);
+        k.copy(keys, n * ks);
+        n++;
+      } else {
+        visitLive?.(k, v);
+      }
+    }, {
+      batch,
+      // the scan waits for it: no visit writes keys while the delete reads them
+      onBatch: async () => {
+        if (!n) return;
+        const c = n;
+        n = 0;
+        deleted += await m.deleteManyAsync(keys.subarray(0, c * ks), c);
+      },
+    });
+  } finally {
+    if (own) {
+      expiredKeys.buf = keys;
+      expiredKeys.busy = false;
+    }
+  }
   return { map, entries, expired: deleted, capacity: m.maxEntries };
+}
+
+/**
+ * The expired keys' buffer, kept from sweep to sweep: a Buffer.from() per key and a concat per batch
+ * made fresh ArrayBuffers at every sweep (up to 160 KiB a batch of 4096 lb_ct keys), which lived
+ * until a major GC and faulted in fresh pages each time (docs/PERF.md session 30, p30tail; session
+ * 31, p31ct). One pass holds it at a time; another running meanwhile has its own.
+ */
+const expiredKeys: { buf: Buffer | undefined; busy: boolean } = { buf: undefined, busy: false };
+
+/** a buffer of at least `need` bytes, twice b's at least, holding b's first `used` bytes */
+function grown(b: Buffer, used: number, need: number): Buffer {
+  const g = Buffer.alloc(Math.max(need, 2 * b.length));
+  b.copy(g, 0, 0, used);
+  return g;
 }
 
 /** The LRU maps whose evictions are counted, with the lb_stats counters of the programs' new keys and deletions. */
@@ -127,6 +159,12 @@ export function evictionCounters(stats: Partial<Record<L.LbStatName, number>>, m
 
 const DIR_OFF = L.CT_KEY.fields.dir.offset;
 const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
+/**
+ * The words buffers (256 KiB each) of finished FilterBuilds, for the next ones: a sweep builds two
+ * (lb_rev_filter's and lb_ct_filter's), and fresh ones every 30 s lived until a major GC and faulted
+ * in 128 fresh pages each (docs/PERF.md session 30, p30tail; session 31, p31ct). At most two kept.
+ */
+const freeWords: Buffer[] = [];
 
 /** each half's element keys and the zero words that clear them: built once (16,384 keys a half), not at every sweep */
 const zeroings: Array<{ keys: Buffer; values: Buffer } | undefined> = [];
@@ -198,9 +236,11 @@ export class RevFilterZeroing {
  * map, or one a restart switched off: loader.ts) is switched on by the first pass that completes.
  */
 export class FilterBuild {
-  /** elements 1 .. 2 * LB_REV_FILTER_WORDS as mapped: this half's words, the other half's left 0 (not written) */
-  readonly #words = Buffer.alloc(2 * REV_HALF_BYTES);
+  /** elements 1 .. 2 * LB_REV_FILTER_WORDS as mapped: this half's words, the other half's left 0 (not
+   * written); a finished build's, zeroed (freeWords), else new */
+  readonly #words = freeWords.pop()?.fill(0) ?? Buffer.alloc(2 * REV_HALF_BYTES);
   #seen = 0;
+  #finished = false;
 
   private constructor(private readonly m: BpfMap, readonly half: 1 | 2, readonly kind: 'rev' | 'ct') {}
 
@@ -244,7 +284,11 @@ export class FilterBuild {
 
   /** ORs the bits in and switches the programs to this half; the entries seen (lb_rev_filter: the reverse ones) */
   finish(): number {
+    if (this.#finished) throw new Error(`FilterBuild of ${this.kind}: finished twice`);
+    this.#finished = true;
     if (this.#seen) this.m.writeMmap(this.#words, 8, true);
+    // for the next build (a sweep's two at a time); a build dropped unfinished leaves it to the GC
+    if (freeWords.length < 2) freeWords.push(this.#words);
     this.#zeroed?.ored(this.m, this.half, this.#seen);
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(BigInt(this.half));
@@ -253,6 +297,7 @@ export class FilterBuild {
   }
 
   #set(bit: number): void {
+    if (this.#finished) throw new Error(`FilterBuild of ${this.kind}: an entry visited after its finish`);
     const byte = (L.revFilterElem(bit, this.half) - 1) * 8 + ((bit & 63) >>> 3);
     this.#words[byte] = this.#words[byte]! | (1 << (bit & 7));
   }

@@ -62,6 +62,9 @@ export const LB_CT_F_CLOSING = 1 << 2;
 export const LB_CT_F_HAIRPIN = 1 << 3;
 /** a deleted frontend's flow: the entry holds its translation, ids 0 (lb_orphan.h, ct-orphan.ts) */
 export const LB_CT_F_ORPHAN = 1 << 4;
+/** handshake not complete: a SYN over a closed flow's entries wrote them into lb_ct; lives
+ * LB_CT_TIMEOUT_TCP_SYN until the client's first packet that is no SYN clears it (lb_svc.h) */
+export const LB_CT_F_SYN = 1 << 5;
 
 /** conntrack lifetimes in seconds without a packet (lb_consts.h); the agent's sweep applies them too */
 export const LB_CT_TIMEOUT_TCP = 21600;
@@ -582,9 +585,10 @@ export function decodeCtEntry(b: Buffer, off = 0): CtEntry {
 }
 
 const NS = 1_000_000_000n;
-/** ns an entry lives without a packet, as lb_ct_lifetime() (lb_ct.h) computes it; lb_ct_syn: TCP_SYN */
+/** ns an entry lives without a packet, as lb_ct_lifetime() (lb_ct.h) computes it; lb_ct_syn and
+ * LB_CT_F_SYN: TCP_SYN */
 export function ctLifetimeNs(map: 'lb_ct' | 'lb_ct_syn', proto: number, flags: number): bigint {
-  if (map === 'lb_ct_syn') return BigInt(LB_CT_TIMEOUT_TCP_SYN) * NS;
+  if (map === 'lb_ct_syn' || flags & LB_CT_F_SYN) return BigInt(LB_CT_TIMEOUT_TCP_SYN) * NS;
   if (flags & LB_CT_F_CLOSING) return BigInt(LB_CT_TIMEOUT_CLOSING) * NS;
   return BigInt(proto === 6 ? LB_CT_TIMEOUT_TCP : LB_CT_TIMEOUT_UDP) * NS;
 }

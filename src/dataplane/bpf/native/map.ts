@@ -21,6 +21,12 @@ export interface MaglevFillJob {
 /** updateEach's `cpus` for every CPU the calling thread may run on (CPU_SETSIZE: the addon's bound) */
 export const ALL_CPUS = 1024;
 
+/** a batch lookup's buffers: keys and values of chunk entries, its two cursors */
+interface ScanBufs { chunk: number; keys: Buffer; values: Buffer; cursors: [Buffer, Buffer] }
+function scanBufs(chunk: number, ks: number, vs: number, cursorSize: number): ScanBufs {
+  return { chunk, keys: Buffer.alloc(chunk * ks), values: Buffer.alloc(chunk * vs), cursors: [Buffer.alloc(cursorSize), Buffer.alloc(cursorSize)] };
+}
+
 export class BpfMap {
   readonly name: string;
   readonly type: number;
@@ -109,6 +115,10 @@ export class BpfMap {
   }
 
   #writes = 0;
+  /** scanYielding's batch buffers, kept for this map's next scanYielding (batchSteps) */
+  #scanBufs: ScanBufs | undefined;
+  /** a scanYielding holds #scanBufs (two at once on one map: the second allocates its own) */
+  #scanBufsBusy = false;
   /**
    * Write calls made through this handle so far (each counted before its system call, so a failed
    * one counts too): a count of entries taken at one value stays true while this process alone writes.
@@ -437,13 +447,16 @@ export class BpfMap {
    * scan() that gives the event loop a turn after each batch of `batch` entries (a million-entry
    * conntrack map is a second of lookups): onBatch runs after each batch's visits, before the turn,
    * and may return a promise (e.g. deleting what the batch found). Without batch lookups, scan().
+   * Its batch buffers are the map's, reused by its next scanYielding (the conntrack sweep's every
+   * 30 s: 352 KiB of lb_ct's at 4096 entries a batch, fresh each time, lived to a major GC and
+   * faulted in fresh pages at every sweep; docs/PERF.md session 31, p31ct).
    */
   async scanYielding(visit: (key: Buffer, value: Buffer) => void, opts: { batch?: number; onBatch?: () => unknown } = {}): Promise<void> {
     const ks = this.keySize, vs = this.userValueSize;
     const batch = opts.batch ?? 4096;
     checkU32(batch, `batch of scanYielding on map ${this.name}`);
     const state = { unsupported: false };
-    for (const { keys, values, n } of this.batchSteps(Math.max(1, batch), state)) {
+    for (const { keys, values, n } of this.batchSteps(Math.max(1, batch), state, true)) {
       for (let i = 0; i < n; i++) visit(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
       await opts.onBatch?.();
       await new Promise<void>((res) => setImmediate(res));
@@ -482,40 +495,58 @@ export class BpfMap {
   }
 
   /**
-   * BPF_MAP_LOOKUP_BATCH, one batch per step; the buffers are reused by the next step. Sets
+   * BPF_MAP_LOOKUP_BATCH, one batch per step; the buffers are reused by the next step, and with
+   * `keep` by this map's next batchSteps with `keep` too (#scanBufs: sized to the largest chunk seen,
+   * at most maxEntries entries; one holder at a time, another gets buffers of its own). Sets
    * state.unsupported (producing nothing) when the map type has no batch lookup.
    */
-  private *batchSteps(size: number, state: { unsupported: boolean }): Generator<{ keys: Buffer; values: Buffer; n: number }, void> {
+  private *batchSteps(size: number, state: { unsupported: boolean }, keep = false): Generator<{ keys: Buffer; values: Buffer; n: number }, void> {
     const ks = this.keySize;
     const vs = this.userValueSize;
     let chunk = Math.max(1, Math.min(this.maxEntries, size));
     // batch cursors: the kernel reads a u32 bucket for hash maps and a key for arrays
     const cursorSize = Math.max(8, ks);
-    let inBatch: Buffer | null = null;
-    let keys = Buffer.alloc(chunk * ks);
-    let values = Buffer.alloc(chunk * vs);
-    for (let guard = 0; guard < 10_000_000; guard++) {
-      const outBatch = Buffer.alloc(cursorSize);
-      const [ret, n] = native().mapLookupBatch(this.fd, inBatch, outBatch, keys, values, chunk);
-      if (ret < 0 && ret !== -ENOENT) {
-        if (unsupported(ret) && inBatch === null) {
-          state.unsupported = true;
-          return;
+    const own = keep && !this.#scanBufsBusy;
+    const fits = (b: ScanBufs | undefined): b is ScanBufs => b !== undefined && b.chunk >= chunk;
+    let b = own && fits(this.#scanBufs) ? this.#scanBufs : undefined;
+    if (own) this.#scanBufsBusy = true;
+    try {
+      if (!fits(b)) b = scanBufs(chunk, ks, vs, cursorSize);
+      if (own) this.#scanBufs = b;
+      let inBatch: Buffer | null = null;
+      let out = 0;
+      for (let guard = 0; guard < 10_000_000; guard++) {
+        // the two cursors alternate: the kernel reads one and writes the other
+        const outBatch = b.cursors[out]!;
+        const [ret, n] = native().mapLookupBatch(this.fd, inBatch, outBatch, b.keys, b.values, chunk);
+        if (ret < 0 && ret !== -ENOENT) {
+          if (unsupported(ret) && inBatch === null) {
+            state.unsupported = true;
+            return;
+          }
+          // one hash bucket holds more entries than fit: retry the same cursor with a bigger chunk
+          if (ret === -ENOSPC && chunk < this.maxEntries) {
+            chunk = Math.min(this.maxEntries, chunk * 4);
+            if (!fits(b)) {
+              const nb = scanBufs(chunk, ks, vs, cursorSize);
+              // the cursor to retry from, into the new pair's place of it
+              if (inBatch) inBatch = nb.cursors[out ^ 1]!.fill(inBatch);
+              b = nb;
+              if (own) this.#scanBufs = b;
+            }
+            continue;
+          }
+          throw bpfError('lookup_batch', this.name, ret);
         }
-        // one hash bucket holds more entries than fit: retry the same cursor with a bigger chunk
-        if (ret === -ENOSPC && chunk < this.maxEntries) {
-          chunk = Math.min(this.maxEntries, chunk * 4);
-          keys = Buffer.alloc(chunk * ks);
-          values = Buffer.alloc(chunk * vs);
-          continue;
-        }
-        throw bpfError('lookup_batch', this.name, ret);
+        if (n > 0) yield { keys: b.keys, values: b.values, n };
+        if (ret === -ENOENT) return;
+        inBatch = outBatch;
+        out ^= 1;
       }
-      if (n > 0) yield { keys, values, n };
-      if (ret === -ENOENT) return;
-      inBatch = outBatch;
+      throw usage(`entries of map ${this.name}: batch lookup did not end`);
+    } finally {
+      if (own) this.#scanBufsBusy = false;
     }
-    throw usage(`entries of map ${this.name}: batch lookup did not end`);
   }
 
   pin(path: string): void {
