@@ -73,7 +73,7 @@ export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now 
 /**
  * The expired keys' buffer, kept from sweep to sweep: a Buffer.from() per key and a concat per batch
  * made fresh ArrayBuffers at every sweep (up to 160 KiB a batch of 4096 lb_ct keys), which lived
- * until a major GC and faulted in fresh pages each time (docs/PERF.md session 30, p30tail; session
+ * until a major GC and faulted in fresh pages each time (docs/perf-log.md session 30, p30tail; session
  * 31, p31ct). One pass holds it at a time; another running meanwhile has its own.
  */
 const expiredKeys: { buf: Buffer | undefined; busy: boolean } = { buf: undefined, busy: false };
@@ -162,7 +162,7 @@ const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
 /**
  * The words buffers (256 KiB each) of finished FilterBuilds, for the next ones: a sweep builds two
  * (lb_rev_filter's and lb_ct_filter's), and fresh ones every 30 s lived until a major GC and faulted
- * in 128 fresh pages each (docs/PERF.md session 30, p30tail; session 31, p31ct). At most two kept.
+ * in 128 fresh pages each (docs/perf-log.md session 30, p30tail; session 31, p31ct). At most two kept.
  */
 const freeWords: Buffer[] = [];
 

@@ -449,7 +449,7 @@ export class BpfMap {
    * and may return a promise (e.g. deleting what the batch found). Without batch lookups, scan().
    * Its batch buffers are the map's, reused by its next scanYielding (the conntrack sweep's every
    * 30 s: 352 KiB of lb_ct's at 4096 entries a batch, fresh each time, lived to a major GC and
-   * faulted in fresh pages at every sweep; docs/PERF.md session 31, p31ct).
+   * faulted in fresh pages at every sweep; docs/perf-log.md session 31, p31ct).
    */
   async scanYielding(visit: (key: Buffer, value: Buffer) => void, opts: { batch?: number; onBatch?: () => unknown } = {}): Promise<void> {
     const ks = this.keySize, vs = this.userValueSize;
