@@ -1,8 +1,8 @@
 // `compile`: the compiled desired state of one node from a manifests folder (DESIGN.md contract),
 // without touching the kernel. Rejected objects and unreadable files are reported on stderr, one
 // line each, and do not change the exit code: the rest of the folder still compiles.
-import { hostname } from 'node:os';
 import { KbpError } from '../../util/errors.js';
+import { nodeNameOf } from '../../agent/config.js';
 import { toJson } from '../../model/canonical.js';
 import { formatObjectError } from '../../model/types.js';
 import { compile, parseNodePortRange } from '../../compile/compile.js';
@@ -59,7 +59,7 @@ export const command: Command = {
     }
     const allow = listOption(values['external-ip-allow']);
     const serviceCidrs = listOption(values['service-cidr']);
-    const nodeName = values['node-name'] ?? hostname();
+    const nodeName = nodeNameOf(values['node-name']);
     const opts = {
       nodeName,
       nodeIPs: listOption(values['node-ip']),
