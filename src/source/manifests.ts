@@ -1265,12 +1265,13 @@ export class ManifestsSource implements Source {
 }
 
 /** One-shot read for `compile`: the objects of a folder in a fresh store, and the problems found. */
-export function readManifests(dir: string): { store: ObjectStore; problems: ManifestProblem[] } {
+export function readManifests(dir: string): { store: ObjectStore; problems: ManifestProblem[]; files: number } {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new KbpError('KBP_ERR_CONFIG', `--manifests ${dir}: not a folder`);
   }
   const store = new ObjectStore();
-  const { objects, problems } = new ManifestsReader(dir).read();
+  const reader = new ManifestsReader(dir);
+  const { objects, problems } = reader.read();
   for (const [kind, objs] of objects) store.replace(kind, objs.values());
-  return { store, problems };
+  return { store, problems, files: reader.fileCount };
 }

@@ -54,3 +54,12 @@ test('a node name is taken as kube-proxy takes it: trimmed and lowercased (GetHo
   t.is(nodeNameOf(undefined, 'From-Config'), 'from-config');
   t.is(nodeNameOf(undefined, undefined), defaultNodeName());
 });
+
+test('compile: an empty folder compiles to no frontends and says on stderr that it held no manifests', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-qa-empty-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await inProcess(['compile', '--manifests', dir, '--node-name', 'n1', '-o', 'json']);
+  t.is(r.code, 0);
+  t.deepEqual(JSON.parse(r.stdout), { frontends: [] });
+  t.regex(r.stderr, /no manifests \(\.yaml, \.yml, \.json\) in /);
+});

@@ -69,7 +69,9 @@ export const command: Command = {
       nodePortRange: values['nodeport-range'] ? parseNodePortRange(values['nodeport-range']) : undefined,
       standalone: true,
     };
-    const { store, problems } = readManifests(values.manifests);
+    const { store, problems, files } = readManifests(values.manifests);
+    // an empty compile is a valid answer; a folder without manifests is most likely the wrong folder
+    if (!files && !problems.length) io.stderr(`compile: no manifests (.yaml, .yml, .json) in ${values.manifests} or its subfolders: no frontends\n`);
     for (const p of problems) io.stderr(`manifest: ${formatProblem(p)}\n`);
     const { state, errors } = compile(store.snapshot(), opts);
     for (const e of errors) io.stderr(`${formatObjectError(e)}\n`);
