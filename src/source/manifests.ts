@@ -15,6 +15,7 @@ import { CORE_SCHEMA, loadAll, YAMLException } from 'js-yaml';
 import { slimObject } from './slim.js';
 import { fastLoadAll } from './yaml-fast.js';
 import { FileBatchReader, type FileRead } from './file-batch.js';
+import { decodeManifest } from './decode.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 import { KbpError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
@@ -81,7 +82,7 @@ function expandedSize(v: unknown, memo: Map<object, number>): number {
  * longest step of the agent's start (11 s). It stops at the first syntax error (the file is
  * rejected whole either way) and does not copy aliased nodes, so the expansion is bounded here.
  */
-export function parseManifestText(path: string, text: string): { ok: boolean; objects: ManifestObject[]; problems: ManifestProblem[] } {
+export function parseManifestText(path: string, text: string, notUtf8?: boolean): { ok: boolean; objects: ManifestObject[]; problems: ManifestProblem[] } {
   const problems: ManifestProblem[] = [];
   const objects: ManifestObject[] = [];
   /** the line (1-based) where each document's content starts */
@@ -111,9 +112,13 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
   }
   // only a file with an anchor can hold an alias (the fast path reads none: its nodes are its text's)
   const limit = !fast && text.includes('&') ? expansionLimit(text) : 0;
+  // bytes that are not UTF-8 (read as U+FFFD): the lines that hold them, each rejecting the objects
+  // of its document (a document runs from its content's line to the next one's)
+  const badLines = notUtf8 ? replacedLines(text) : undefined;
   values.forEach((value, i) => {
     if (value === null || value === undefined) return; // an empty document (a trailing ---)
     const line = lines[i] ?? 1;
+    const badLine = badLines?.find((l) => (i === 0 || l >= line) && (lines[i + 1] === undefined || l < lines[i + 1]!));
     if (limit && expandedSize(value, new Map()) > limit) {
       problems.push({ path, line, message: 'cannot read document: its aliases expand to too many nodes; ignored' });
       return;
@@ -136,6 +141,11 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       }
       if (kind !== 'Node' && !meta.namespace) meta.namespace = 'default';
       if (kind === 'Node') delete meta.namespace;
+      if (badLine !== undefined) {
+        const name = kind === 'Node' ? meta.name : `${String(meta.namespace)}/${meta.name}`;
+        problems.push({ path, line: badLine, message: `${where}${kind} ${name}: not UTF-8 (line ${badLine} holds bytes that are not; save the file as UTF-8); ignored` });
+        return;
+      }
       // only what is read, sharing nothing with the file's text (slim.ts)
       const obj = slimObject(kind, v as unknown as KindMap[Kind], undefined, fast !== undefined, fast?.plain === true);
       objects.push({ kind, key: objectKey(obj), obj, path, line });
@@ -143,6 +153,17 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
     add(value, '');
   });
   return { ok: true, objects, problems };
+}
+
+/** the 1-based lines of text that hold U+FFFD, in order */
+function replacedLines(text: string): number[] {
+  const out: number[] = [];
+  let line = 1, from = 0;
+  for (let at = text.indexOf('\ufffd'); at >= 0; at = text.indexOf('\ufffd', at + 1)) {
+    for (let nl = text.indexOf('\n', from); nl >= 0 && nl < at; nl = text.indexOf('\n', nl + 1)) line++, from = nl + 1;
+    if (out[out.length - 1] !== line) out.push(line);
+  }
+  return out;
 }
 
 /** what a folder entry is to the listing: a manifest, a folder to walk, or neither (hidden, another extension) */
@@ -154,10 +175,11 @@ function entryKind(ent: Dirent): 'file' | 'folder' | 'link' | undefined {
   return ent.isSymbolicLink() ? 'link' : undefined;
 }
 
-/** a file's text as readFileSync(p, 'utf8') reads it, or its error */
+/** a file's text as readFileSync(p, 'utf8') reads it (UTF-16 with a BOM decoded as such: decode.ts), or its error */
 function readText(p: string): FileRead {
   try {
-    return { text: readFileSync(p, 'utf8'), digest: undefined };
+    const d = decodeManifest(readFileSync(p));
+    return d.notUtf8 ? { text: d.text, digest: undefined, notUtf8: true } : { text: d.text, digest: undefined };
   } catch (e) {
     return { error: e as NodeJS.ErrnoException };
   }
@@ -657,7 +679,7 @@ export class ManifestsReader {
       if (r.error.code !== 'ENOENT') problems.push({ path: this.#rel(p), message: `cannot read: ${r.error.message}` });
       return;
     }
-    this.#load(p, r.text, undefined, undefined, problems, touched, r.digest);
+    this.#load(p, r.text, undefined, undefined, problems, touched, r.digest, r.notUtf8);
     unstated.paths.push(p);
   }
 
@@ -671,9 +693,9 @@ export class ManifestsReader {
     const { key: st, ino, nlink } = known ? { key: keyOf(known), ino: known.ino, nlink: known.nlink } : statKey(p);
     this.#noteLinks(p, nlink);
     if (prev && st !== undefined && prev.stat === st) return;
-    let text: string;
+    let text: string, notUtf8: boolean | undefined;
     try {
-      text = readFileSync(p, 'utf8');
+      ({ text, notUtf8 } = decodeManifest(readFileSync(p)));
     } catch (e) {
       // vanished between listing and reading, or unreadable: keep what we had
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.#setFile(p, undefined, touched);
@@ -686,11 +708,11 @@ export class ManifestsReader {
       this.#deferred.push(p);
       return;
     }
-    this.#load(p, text, st, ino, problems, touched);
+    this.#load(p, text, st, ino, problems, touched, undefined, notUtf8);
   }
 
   /** Takes text as the file at p's content, read at stat st (undefined: re-read at the next update). */
-  #load(p: string, text: string, st: string | undefined, ino: number | undefined, problems: ManifestProblem[], touched: Set<string>, digestOfText?: string): void {
+  #load(p: string, text: string, st: string | undefined, ino: number | undefined, problems: ManifestProblem[], touched: Set<string>, digestOfText?: string, notUtf8?: boolean): void {
     const prev = this.#files.get(p);
     // one-shot crypto.hash: no Hash object per file (~half the CPU of createHash at 10,000 files);
     // the first read's come with the text, hashed where it was read (readFirst)
@@ -700,7 +722,7 @@ export class ManifestsReader {
       prev.ino = ino;
       return;
     }
-    const res = parseManifestText(this.#rel(p), text);
+    const res = parseManifestText(this.#rel(p), text, notUtf8);
     problems.push(...res.problems);
     // a file that does not parse keeps its last good objects
     const kept = res.ok || !prev ? fileObjects(res.objects) : { ids: prev.ids, objs: prev.objs, index: prev.index };
