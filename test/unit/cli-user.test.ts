@@ -63,3 +63,11 @@ test('compile: an empty folder compiles to no frontends and says on stderr that 
   t.deepEqual(JSON.parse(r.stdout), { frontends: [] });
   t.regex(r.stderr, /no manifests \(\.yaml, \.yml, \.json\) in /);
 });
+
+test('run: --manifests and --kubeconfig together are bad usage, not one silently dropped', async (t) => {
+  // both paths missing: without the check the run stops at preflight on the folder
+  const r = await child(['run', '--manifests', '/nonexistent-kbp-qa', '--kubeconfig', '/nonexistent-kbp-qa.conf', '--node-name', 'n1']);
+  t.is(r.code, 2, r.stderr);
+  t.regex(r.stderr, /--manifests and --kubeconfig: give one source/);
+  t.is(r.stderr.trimEnd().split('\n').length, 1);
+});

@@ -100,6 +100,10 @@ export const command: Command = {
       io.stdout(help);
       return 0;
     }
+    if (values.manifests !== undefined && values.kubeconfig !== undefined) {
+      // one would be dropped without a word (the folder won): a user who gives both meant one of them
+      throw new KbpError('KBP_ERR_USAGE', 'run: --manifests and --kubeconfig: give one source (a manifests folder, standalone, or the API server)');
+    }
     const file = values.config ? await loadConfigFile(values.config) : { ignored: [] };
     const bool = (v: string | undefined, flag: string): boolean | undefined => {
       if (v === undefined) return undefined;
