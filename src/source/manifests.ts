@@ -1,5 +1,5 @@
 // Standalone source: a folder of YAML (or JSON) manifests, the way `kubectl apply -f DIR` reads it:
-// .yaml/.yml/.json files, several documents per file, `kind: List` unwrapped, objects without a
+// .yaml/.yml/.json files, several documents per file, `kind: List` (and ServiceList, EndpointSliceList, ...) unwrapped, objects without a
 // namespace put in "default". Only Service, EndpointSlice and Node are kept; other kinds are ignored.
 //
 // Watched with fs.watch (debounced), plus a periodic rescan because fs.watch misses events on some
@@ -134,8 +134,11 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
         problems.push({ path, line, message: `${where}is not an object; ignored` });
         return;
       }
-      if (v.kind === 'List' && Array.isArray(v.items)) {
-        v.items.forEach((item, i) => add(item, `item ${i} of a List `));
+      // List, and the typed lists the API server returns (ServiceList, ...): kubectl reads any object
+      // with items as a list (unstructuredJSONScheme) and applies each item
+      if (typeof v.kind === 'string' && v.kind.endsWith('List') && Array.isArray(v.items)) {
+        const what = `item %d of a ${v.kind} `;
+        v.items.forEach((item, i) => add(item, what.replace('%d', String(i))));
         return;
       }
       if (typeof v.kind !== 'string' || !(KINDS as readonly string[]).includes(v.kind)) return;

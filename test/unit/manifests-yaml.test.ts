@@ -41,3 +41,14 @@ test('a key named "<<" in quotes is a plain key, not a merge', (t) => {
   const { objects } = parseManifestText('q.yaml', 'apiVersion: v1\nkind: Service\nmetadata:\n  name: q\n  annotations:\n    "<<": kept\nspec: {clusterIP: 10.96.92.4, ports: [{port: 80}]}\n');
   t.is(objects.length, 1);
 });
+
+test('typed lists (ServiceList, EndpointSliceList, NodeList: what the API server returns) unwrap as kubectl unwraps any object with items', (t) => {
+  const text = JSON.stringify({ apiVersion: 'v1', kind: 'ServiceList', metadata: { resourceVersion: '7' }, items: [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'sl1', namespace: 'x' }, spec: { clusterIP: '10.96.93.3', ports: [{ port: 80 }] } },
+  ] });
+  const slices = 'apiVersion: discovery.k8s.io/v1\nkind: EndpointSliceList\nitems:\n- kind: EndpointSlice\n  apiVersion: discovery.k8s.io/v1\n  metadata: {name: sl1-x, namespace: x, labels: {kubernetes.io/service-name: sl1}}\n  addressType: IPv4\n  ports: [{port: 80}]\n  endpoints: [{addresses: [10.244.3.3]}]\n';
+  const a = parseManifestText('svc.json', text), b = parseManifestText('es.yaml', slices);
+  t.deepEqual(a.problems, []);
+  t.deepEqual(a.objects.map((o) => `${o.kind} ${o.key}`), ['Service x/sl1']);
+  t.deepEqual(b.objects.map((o) => `${o.kind} ${o.key}`), ['EndpointSlice x/sl1-x']);
+});
