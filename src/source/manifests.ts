@@ -110,10 +110,16 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
         },
       });
     } catch (e) {
-      if (e instanceof YAMLException && e.mark) {
+      // JSON objects one after another (kubectl's YAMLOrJSONDecoder reads a stream of them); else the error
+      const stream = /^\s*\{/.test(text) ? jsonStream(text) : undefined;
+      if (stream) {
+        values = stream.values;
+        lines = stream.lines;
+      } else if (e instanceof YAMLException && e.mark) {
         return { ok: false, objects, problems: [{ path, line: e.mark.line + 1, col: e.mark.column + 1, message: `YAML syntax error: ${e.reason}` }] };
+      } else {
+        return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
       }
-      return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
     }
   }
   // only a file with an anchor can hold an alias (the fast path reads none: its nodes are its text's)
@@ -162,6 +168,44 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
     add(value, '');
   });
   return { ok: true, objects, problems };
+}
+
+/**
+ * A text of two or more JSON objects or arrays one after another (whitespace between), each with the
+ * line it starts on; undefined when the text is not such a stream or a value does not parse.
+ */
+function jsonStream(text: string): { values: unknown[]; lines: number[] } | undefined {
+  const values: unknown[] = [], lines: number[] = [];
+  const n = text.length;
+  let i = 0, line = 1;
+  for (;;) {
+    for (; i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\r' || text[i] === '\n'); i++) if (text[i] === '\n') line++;
+    if (i >= n) break;
+    if (text[i] !== '{' && text[i] !== '[') return undefined;
+    const start = i, startLine = line;
+    let depth = 0, inString = false;
+    for (; i < n; i++) {
+      const c = text[i];
+      if (c === '\n') line++;
+      if (inString) {
+        if (c === '\\') i++;
+        else if (c === '"') inString = false;
+      } else if (c === '"') inString = true;
+      else if (c === '{' || c === '[') depth++;
+      else if ((c === '}' || c === ']') && --depth === 0) {
+        i++;
+        break;
+      }
+    }
+    if (depth !== 0) return undefined;
+    try {
+      values.push(JSON.parse(text.slice(start, i)));
+    } catch {
+      return undefined;
+    }
+    lines.push(startLine);
+  }
+  return values.length > 1 ? { values, lines } : undefined;
 }
 
 /** the 1-based lines of text that hold U+FFFD, in order */

@@ -52,3 +52,14 @@ test('typed lists (ServiceList, EndpointSliceList, NodeList: what the API server
   t.deepEqual(a.objects.map((o) => `${o.kind} ${o.key}`), ['Service x/sl1']);
   t.deepEqual(b.objects.map((o) => `${o.kind} ${o.key}`), ['EndpointSlice x/sl1-x']);
 });
+
+test('a stream of JSON objects (kubectl get -o json >> file) reads each, with its line, as kubectl\'s JSON decoder does', (t) => {
+  const one = (n: string, ip: string) => JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: n }, spec: { clusterIP: ip, ports: [{ port: 80 }] } }, null, 2);
+  const text = `${one('j1', '10.96.93.1')}\n${one('j2', '10.96.93.2')}${one('j3', '10.96.93.3')}\n`;
+  const { ok, objects, problems } = parseManifestText('stream.json', text);
+  t.true(ok);
+  t.deepEqual(problems, []);
+  t.deepEqual(objects.map((o) => `${o.key}@${o.line}`), ['default/j1@1', `default/j2@${one('x', 'y').split('\n').length + 1}`, `default/j3@${2 * one('x', 'y').split('\n').length}`]);
+  // a stream broken in its second object is a syntax error of the file, as before
+  t.false(parseManifestText('bad.json', `${one('j1', '10.96.93.1')}\n{"kind": "Service",`).ok);
+});
