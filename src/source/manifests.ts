@@ -1,6 +1,7 @@
 // Standalone source: a folder of YAML (or JSON) manifests, the way `kubectl apply -f DIR` reads it:
 // .yaml/.yml/.json files, several documents per file, `kind: List` (and ServiceList, EndpointSliceList, ...) unwrapped, objects without a
-// namespace put in "default". Only Service, EndpointSlice and Node are kept; other kinds are ignored.
+// namespace put in "default". Only Service, EndpointSlice and Node are kept (an Endpoints object is
+// kept as the EndpointSlices the mirroring controller would make of it); other kinds are ignored.
 //
 // Watched with fs.watch (debounced), plus a periodic rescan because fs.watch misses events on some
 // filesystems and across editors' rename-into-place saves. A file that does not parse is reported
@@ -19,6 +20,7 @@ import { FileBatchReader, type FileRead } from './file-batch.js';
 import { decodeManifest } from './decode.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 import { KbpError } from '../util/errors.js';
+import { ipFamily } from '../util/ip.js';
 import { silentLogger, type Logger } from '../util/log.js';
 
 export interface ManifestProblem {
@@ -147,6 +149,10 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
         v.items.forEach((item, i) => add(item, what.replace('%d', String(i))));
         return;
       }
+      if (v.kind === 'Endpoints') {
+        for (const slice of mirrorEndpoints(v, (m) => problems.push({ path, line, message: `${where}${m}` }))) add(slice, where);
+        return;
+      }
       if (typeof v.kind !== 'string' || !(KINDS as readonly string[]).includes(v.kind)) return;
       const kind = v.kind as Kind;
       const meta = isObj(v.metadata) ? v.metadata : (v.metadata = {});
@@ -168,6 +174,63 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
     add(value, '');
   });
   return { ok: true, objects, problems };
+}
+
+/**
+ * The EndpointSlices the EndpointSliceMirroring controller makes of a hand-made Endpoints object
+ * (pkg/controller/endpointslicemirroring: one slice per subset and address family, addresses ready,
+ * notReadyAddresses not, the subset's ports, labelled with the Service's name; none for an Endpoints
+ * labelled endpointslice.kubernetes.io/skip-mirror=true). In a cluster kube-proxy reads those slices;
+ * standalone the reader makes them, as it allocates what the API server would (seed 002's selector-less
+ * my-service with its Endpoints). An address that is not an IP is skipped and reported, as the
+ * controller skips it with an event.
+ */
+export function mirrorEndpoints(ep: Record<string, unknown>, report: (message: string) => void): Record<string, unknown>[] {
+  const meta = isObj(ep.metadata) ? ep.metadata : {};
+  if (typeof meta.name !== 'string' || !meta.name) {
+    report('Endpoints without metadata.name; ignored');
+    return [];
+  }
+  const name = meta.name;
+  const ns = typeof meta.namespace === 'string' && meta.namespace ? meta.namespace : 'default';
+  if (isObj(meta.labels) && meta.labels['endpointslice.kubernetes.io/skip-mirror'] === 'true') return [];
+  const out: Record<string, unknown>[] = [];
+  (Array.isArray(ep.subsets) ? ep.subsets : []).forEach((ss: unknown, si) => {
+    if (!isObj(ss)) return;
+    const ports = (Array.isArray(ss.ports) ? ss.ports : []).filter(isObj).map((p) => ({
+      name: typeof p.name === 'string' ? p.name : '', port: p.port, protocol: p.protocol ?? 'TCP',
+      ...(p.appProtocol !== undefined && { appProtocol: p.appProtocol }),
+    }));
+    const byFamily: Record<'IPv4' | 'IPv6', Record<string, unknown>[]> = { IPv4: [], IPv6: [] };
+    for (const [field, ready] of [['addresses', true], ['notReadyAddresses', false]] as const) {
+      const list = ss[field];
+      (Array.isArray(list) ? list : []).forEach((a: unknown, ai) => {
+        if (!isObj(a)) return;
+        const family = typeof a.ip === 'string' ? ipFamily(a.ip) : 0;
+        if (!family) {
+          report(`Endpoints ${ns}/${name} subsets[${si}].${field}[${ai}].ip: ${JSON.stringify(a.ip)} is not an IP address; skipped`);
+          return;
+        }
+        byFamily[family === 4 ? 'IPv4' : 'IPv6'].push({
+          addresses: [a.ip], conditions: { ready },
+          ...(typeof a.nodeName === 'string' && a.nodeName && { nodeName: a.nodeName }),
+          ...(typeof a.hostname === 'string' && a.hostname && { hostname: a.hostname }),
+        });
+      });
+    }
+    for (const addressType of ['IPv4', 'IPv6'] as const) {
+      if (!byFamily[addressType].length) continue;
+      out.push({
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+        metadata: {
+          name: `${name}-mirror-${si}${addressType === 'IPv6' ? '-ipv6' : ''}`, namespace: ns,
+          labels: { 'kubernetes.io/service-name': name, 'endpointslice.kubernetes.io/managed-by': 'endpointslicemirroring-controller.k8s.io' },
+        },
+        addressType, ports, endpoints: byFamily[addressType],
+      });
+    }
+  });
+  return out;
 }
 
 /**

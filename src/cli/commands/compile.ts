@@ -13,7 +13,8 @@ import { formatStateTable } from '../format.js';
 const help = `Usage: kube-bpf-proxy compile --manifests DIR [--node-name NAME] [--node-ip IP]... [-o json]
 
 Prints the frontends and backends this node would program for the Services, EndpointSlices and
-Nodes in DIR (.yaml/.yml/.json, several documents per file), after traffic policies, terminating
+Nodes in DIR (.yaml/.yml/.json, several documents per file; hand-made Endpoints are mirrored into
+EndpointSlices as the cluster's mirroring controller does), after traffic policies, terminating
 endpoints and topology. Nothing is installed.
 
 Options:
