@@ -4,6 +4,9 @@
 // rejects the objects whose text holds them (kubectl rejects the file), naming each.
 import { isUtf8 } from 'node:buffer';
 
+/** the longest text a file may decode to (V8's string limit, 2^29 - 24 characters) */
+const MAX_TEXT = 0x1fffffe8;
+
 export interface Decoded {
   text: string;
   /** bytes that are not UTF-8 were read as U+FFFD */
@@ -14,6 +17,10 @@ export interface Decoded {
 
 /** buf[start, end) decoded; the check for bad bytes runs only where the text holds U+FFFD */
 export function decodeManifest(buf: Buffer, start = 0, end = buf.length): Decoded {
+  if (end - start > MAX_TEXT) {
+    // V8's longest string: the decode would throw "Cannot create a string longer than 0x1fffffe8 characters"
+    throw Object.assign(new Error(`too large: ${Math.round((end - start) / 2 ** 20)} MiB (a manifest file holds at most ${MAX_TEXT >> 20} MiB)`), { code: 'EFBIG' });
+  }
   if (end - start >= 2) {
     const b0 = buf[start], b1 = buf[start + 1];
     // an odd last byte of UTF-16 is dropped, as Go's decoder replaces it

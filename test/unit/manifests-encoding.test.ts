@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManifestsReader, readManifests, formatProblem } from '../../src/source/manifests.js';
+import { decodeManifest } from '../../src/source/decode.js';
 
 const svc = (name: string, ip: string, extra = '') =>
   `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\n  namespace: enc${extra}\nspec:\n  clusterIP: ${ip}\n  ports: [{port: 80}]\n`;
@@ -60,4 +61,9 @@ test('the first read of a large folder (read on the thread pool) judges the byte
   t.is(names.length, 82);
   t.true(names.includes('enc/clean') && names.includes('enc/utf16le') && !names.includes('enc/latin'));
   t.regex(problems.map(formatProblem).join('\n'), /Service enc\/latin: not UTF-8 \(line 16 holds/);
+});
+
+test('a file too large to be a string is named with its size, not V8\'s string error', (t) => {
+  // the bounds alone are checked first: no 512 MiB buffer needed to see it
+  t.throws(() => decodeManifest(Buffer.alloc(16), 0, 0x1fffffe8 + 1), { message: /^too large: 512 MiB \(a manifest file holds at most 511 MiB\)$/ });
 });
