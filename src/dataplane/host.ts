@@ -135,7 +135,7 @@ export function checkPinRootNotMount(pinRoot: string, what: string): void {
  * a directory owned by this process's user and writable by no one else. Pins there are loaded into
  * the kernel's data path, so a writable pin root is a way in for anyone who can write it.
  */
-export function checkPinRoot(pinRoot: string): void {
+export function checkPinRoot(pinRoot: string, opts: { mountsBpffs?: boolean } = {}): void {
   const root = resolve(pinRoot);
   checkPinRootNotMount(root, '--bpffs');
   if (existsSync(root)) {
@@ -145,9 +145,10 @@ export function checkPinRoot(pinRoot: string): void {
     if (st.uid !== uid) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: owned by uid ${st.uid}, not by this agent's uid ${uid}; refusing to load pins another user created`);
     if ((st.mode & 0o022) !== 0) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: mode ${(st.mode & 0o777).toString(8)} lets other users write pins; chmod go-w it or remove it`);
   }
-  // the loader mounts bpffs where the pin root lives (bpffsOf) when none is there
+  // the BPF loader mounts bpffs where the pin root lives (bpffsOf) when none is there (IPVS and
+  // nftables modes mount nothing: mountsBpffs false)
   const mountPoint = bpffsOf(root);
-  if (!isBpffs(mountPoint)) checkMountHidesNothing(mountPoint, `--bpffs ${root}`);
+  if (opts.mountsBpffs !== false && !isBpffs(mountPoint)) checkMountHidesNothing(mountPoint, `--bpffs ${root}`);
 }
 
 /**

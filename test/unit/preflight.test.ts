@@ -65,6 +65,8 @@ test('bpffs is never mounted over a folder that holds files', (t) => {
   // the loader's own mount (tests, the lab and the bench reach it without preflight) refuses too
   t.throws(() => ensureBpffs(busy), { message: /busy is not a bpf filesystem and holds notes\.txt/ });
   t.true(existsSync(join(busy, 'notes.txt')));
+  // IPVS and nftables modes mount no bpffs: the same pin root is theirs to use
+  for (const mode of ['ipvs', 'nftables'] as const) t.notThrows(() => preflight(settings({ bpffs: join(busy, 'pins'), mode })), mode);
   // an empty folder (or one holding only empty folders, an earlier pin root) may be mounted over
   mkdirSync(join(tmp, 'empty-parent', 'pins'), { recursive: true });
   t.notThrows(() => preflight(settings({ bpffs: join(tmp, 'empty-parent', 'pins') })));
