@@ -71,3 +71,14 @@ test('run: --manifests and --kubeconfig together are bad usage, not one silently
   t.regex(r.stderr, /--manifests and --kubeconfig: give one source/);
   t.is(r.stderr.trimEnd().split('\n').length, 1);
 });
+
+test('help COMMAND prints that command\'s help, as COMMAND --help does; help of no such command is bad usage', async (t) => {
+  const want = await inProcess(['compile', '--help']);
+  const r = await inProcess(['help', 'compile']);
+  t.is(r.code, 0);
+  t.is(r.stdout, want.stdout);
+  const bad = await inProcess(['help', 'frobnicate']);
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /unknown command "frobnicate"/);
+  t.is(bad.stdout, '');
+});
