@@ -226,7 +226,8 @@ export function mirrorEndpoints(ep: Record<string, unknown>, report: (message: s
           name: `${name}-mirror-${si}${addressType === 'IPv6' ? '-ipv6' : ''}`, namespace: ns,
           labels: { 'kubernetes.io/service-name': name, 'endpointslice.kubernetes.io/managed-by': 'endpointslicemirroring-controller.k8s.io' },
         },
-        addressType, ports, endpoints: byFamily[addressType],
+        // each slice its own ports (slimming may share or rewrite a slice's lists)
+        addressType, ports: ports.map((p) => ({ ...p })), endpoints: byFamily[addressType],
       });
     }
   });

@@ -75,3 +75,24 @@ subsets: [{addresses: [{ip: 10.244.1.9}], ports: [{port: 80}]}]
   t.is(v4.ports.length, 2);
   t.deepEqual(v4.endpoints.map((e) => [e.addresses[0], e.conditions.ready, e.nodeName]), [['10.244.1.7', true, 'n1'], ['10.244.1.8', false, undefined]]);
 });
+
+test('a dual-stack selector-less Service reaches the mirrored endpoints of both families', async (t) => {
+  const r = await compileJson({ 'ds.yaml': `apiVersion: v1
+kind: Service
+metadata: {name: ds}
+spec:
+  ipFamilyPolicy: RequireDualStack
+  clusterIPs: [10.96.94.2, "fd00:10:96::94:2"]
+  ports: [{name: web, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: ds}
+subsets:
+- addresses: [{ip: 10.244.1.20}, {ip: "fd00:10:244:1::20"}]
+  ports: [{name: web, port: 8080}]
+` });
+  t.is(r.stderr, '');
+  t.deepEqual(r.frontends.map((f) => [f.address, f.backends.map((b) => `${b.address}:${b.port}`)]),
+    [['10.96.94.2', ['10.244.1.20:8080']], ['fd00:10:96::94:2', ['fd00:10:244:1::20:8080']]]);
+});
