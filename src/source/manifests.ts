@@ -82,7 +82,9 @@ function expandedSize(v: unknown, memo: Map<object, number>): number {
 
 /**
  * Parses one file's text. ok is false when the file has a syntax error (then objects is empty and
- * problems names the line); objects of other kinds are dropped silently.
+ * problems names the line) or an object of it holds bytes that are not UTF-8 (then objects holds the
+ * others; a reader that read the file before keeps its last good objects, as kubectl apply of the file
+ * would fail); objects of other kinds are dropped silently.
  *
  * js-yaml with the YAML 1.2 core schema (what the yaml package resolves by default: no timestamps,
  * duplicate keys the last one winning; plus merge keys, as kubectl reads them): ~15x less CPU than the yaml package's
@@ -129,6 +131,8 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
   // bytes that are not UTF-8 (read as U+FFFD): the lines that hold them, each rejecting the objects
   // of its document (a document runs from its content's line to the next one's)
   const badLines = notUtf8 ? replacedLines(text) : undefined;
+  /** an object refused for its bytes: the file is not read whole (ok false: its last good objects stay) */
+  let notRead = false;
   values.forEach((value, i) => {
     if (value === null || value === undefined) return; // an empty document (a trailing ---)
     const line = lines[i] ?? 1;
@@ -163,6 +167,7 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
       if (kind !== 'Node' && !meta.namespace) meta.namespace = 'default';
       if (kind === 'Node') delete meta.namespace;
       if (badLine !== undefined) {
+        notRead = true;
         const name = kind === 'Node' ? meta.name : `${String(meta.namespace)}/${meta.name}`;
         problems.push({ path, line: badLine, message: `${where}${kind} ${name}: not UTF-8 (line ${badLine} holds bytes that are not; save the file as UTF-8); ignored` });
         return;
@@ -173,7 +178,7 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
     };
     add(value, '');
   });
-  return { ok: true, objects, problems };
+  return { ok: !notRead, objects, problems };
 }
 
 /**

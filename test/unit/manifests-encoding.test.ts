@@ -67,3 +67,14 @@ test('a file too large to be a string is named with its size, not V8\'s string e
   // the bounds alone are checked first: no 512 MiB buffer needed to see it
   t.throws(() => decodeManifest(Buffer.alloc(16), 0, 0x1fffffe8 + 1), { message: /^too large: 512 MiB \(a manifest file holds at most 511 MiB\)$/ });
 });
+
+test('a file edited into bytes that are not UTF-8 keeps its last good objects, as a file that does not parse does', (t) => {
+  const dir = folder(t, { 'a.yaml': svc('latin', '10.96.70.2') });
+  const reader = new ManifestsReader(dir);
+  t.deepEqual([...reader.read().objects.get('Service')!.keys()], ['enc/latin']);
+  writeFileSync(join(dir, 'a.yaml'), latin1Fixed);
+  const { changes, problems } = reader.update([join(dir, 'a.yaml')]);
+  // the Service stays as it was (kubectl apply of the file would fail, the cluster keep its object)
+  t.deepEqual(changes.filter((c) => c.key === 'enc/latin'), []);
+  t.regex(problems.map(formatProblem).join('\n'), /Service enc\/latin: not UTF-8/);
+});
