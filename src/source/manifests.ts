@@ -172,6 +172,7 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
         problems.push({ path, line: badLine, message: `${where}${kind} ${name}: not UTF-8 (line ${badLine} holds bytes that are not; save the file as UTF-8); ignored` });
         return;
       }
+      if (kind === 'Service') unknownServiceFields(v, `${where}Service ${String(meta.namespace)}/${meta.name} `, (m) => problems.push({ path, line, message: m }));
       // only what is read, sharing nothing with the file's text (slim.ts)
       const obj = slimObject(kind, v as unknown as KindMap[Kind], undefined, fast !== undefined, fast?.plain === true);
       objects.push({ kind, key: objectKey(obj), obj, path, line });
@@ -179,6 +180,35 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
     add(value, '');
   });
   return { ok: !notRead, objects, problems };
+}
+
+/** core/v1 ServiceSpec's fields (with the alpha-era ipFamily and topologyKeys that old manifests hold) */
+const SERVICE_SPEC_FIELDS = new Set(['ports', 'selector', 'clusterIP', 'clusterIPs', 'type', 'externalIPs', 'sessionAffinity',
+  'loadBalancerIP', 'loadBalancerSourceRanges', 'externalName', 'externalTrafficPolicy', 'healthCheckNodePort',
+  'publishNotReadyAddresses', 'sessionAffinityConfig', 'ipFamily', 'ipFamilies', 'ipFamilyPolicy', 'allocateLoadBalancerNodePorts',
+  'loadBalancerClass', 'internalTrafficPolicy', 'trafficDistribution', 'topologyKeys']);
+const SERVICE_PORT_FIELDS = new Set(['name', 'protocol', 'appProtocol', 'port', 'targetPort', 'nodePort']);
+const lowerCase = (set: Set<string>) => new Map([...set].map((f) => [f.toLowerCase(), f]));
+const SPEC_BY_LOWER = lowerCase(SERVICE_SPEC_FIELDS), PORT_BY_LOWER = lowerCase(SERVICE_PORT_FIELDS);
+
+/**
+ * Warns of a Service's spec and port fields that ServiceSpec does not have (kubectl's default strict
+ * field validation refuses them; without it the API server drops them): a misspelt nodePort or
+ * targetPort would otherwise be dropped without a word and the Service served on another port.
+ * The Service itself is read, as the API server would store it.
+ */
+function unknownServiceFields(v: Record<string, unknown>, who: string, warn: (message: string) => void): void {
+  const spec = v.spec;
+  if (!isObj(spec)) return;
+  const check = (o: Record<string, unknown>, known: Set<string>, byLower: Map<string, string>, at: string): void => {
+    for (const k in o) {
+      if (known.has(k)) continue;
+      const near = byLower.get(k.toLowerCase());
+      warn(`${who}${at}${k}: unknown field${near ? ` (did you mean ${near}?)` : ''}; ignored`);
+    }
+  };
+  check(spec, SERVICE_SPEC_FIELDS, SPEC_BY_LOWER, 'spec.');
+  if (Array.isArray(spec.ports)) spec.ports.forEach((p, i) => { if (isObj(p)) check(p, SERVICE_PORT_FIELDS, PORT_BY_LOWER, `spec.ports[${i}].`); });
 }
 
 /**

@@ -63,3 +63,34 @@ test('a stream of JSON objects (kubectl get -o json >> file) reads each, with it
   // a stream broken in its second object is a syntax error of the file, as before
   t.false(parseManifestText('bad.json', `${one('j1', '10.96.93.1')}\n{"kind": "Service",`).ok);
 });
+
+test('a misspelt field of a Service is named on a warning line with what it most likely meant (kubectl\'s strict field validation refuses it)', (t) => {
+  const text = `apiVersion: v1
+kind: Service
+metadata: {name: typo}
+spec:
+  type: NodePort
+  clusterIp: 10.96.99.1
+  externalTrafficPolicy: Local
+  ports:
+  - port: 80
+    targetport: 8080
+    nodePort: 30990
+  - name: b
+    port: 81
+    nodeport: 30991
+    frobnicate: 1
+`;
+  const { ok, objects, problems } = parseManifestText('typo.yaml', text);
+  t.true(ok);
+  t.is(objects.length, 1, 'the Service is still read, as the API server reads it without the field');
+  t.deepEqual(problems.map((p) => `${p.line}: ${p.message}`), [
+    '1: Service default/typo spec.clusterIp: unknown field (did you mean clusterIP?); ignored',
+    '1: Service default/typo spec.ports[0].targetport: unknown field (did you mean targetPort?); ignored',
+    '1: Service default/typo spec.ports[1].nodeport: unknown field (did you mean nodePort?); ignored',
+    '1: Service default/typo spec.ports[1].frobnicate: unknown field; ignored',
+  ]);
+  // the fields of every Service in the repository's examples and fixtures are known
+  const seeds = parseManifestText('s.yaml', 'apiVersion: v1\nkind: Service\nmetadata: {name: ok}\nspec:\n  ipFamily: IPv6\n  topologyKeys: ["*"]\n  ports: [{name: a, port: 80, appProtocol: http}]\n');
+  t.deepEqual(seeds.problems, []);
+});
