@@ -380,5 +380,15 @@ export function validateSettings(s: AgentSettings): AgentSettings {
 }
 
 export function defaultNodeName(): string {
-  return hostname().toLowerCase();
+  return hostname().trim().toLowerCase();
+}
+
+/**
+ * The node's name as kube-proxy's GetHostname (pkg/util/node) takes it: the --node-name flag, else
+ * the config's hostnameOverride, else the host's name; trimmed and lowercased. `run` and `compile`
+ * both take it so, so that both compile the same node for the same flag.
+ */
+export function nodeNameOf(flag: string | undefined, fromConfig?: string): string {
+  const name = flag ?? fromConfig;
+  return name === undefined ? defaultNodeName() : name.trim().toLowerCase();
 }

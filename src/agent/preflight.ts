@@ -63,7 +63,7 @@ export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane
     const missing = s.devices.filter((d) => !have.has(d));
     if (missing.length) fail(`--devices: no device named ${missing.join(', ')} in this network namespace (it has ${[...have].sort().join(', ')})`);
   }
-  checkPinRoot(s.bpffs);
+  checkPinRoot(s.bpffs, { mountsBpffs: s.mode !== 'ipvs' && s.mode !== 'nftables' });
   if (s.bpfObject !== undefined) {
     try {
       accessSync(s.bpfObject, constants.R_OK);

@@ -21,6 +21,8 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
 /** Runs one command line; returns the exit code. Every failure is one line on stderr. */
 export async function runCli(argv: string[], io: Io): Promise<number> {
+  // `help COMMAND` is `COMMAND --help`
+  if (argv[0] === 'help' && argv.length > 1) argv = [argv[1]!, '--help'];
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     if (name === undefined) {

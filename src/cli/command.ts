@@ -25,7 +25,11 @@ export function parseCommandArgs<O extends Options>(command: string, args: strin
   try {
     return parseArgs({ args, options, strict: true, allowPositionals });
   } catch (e) {
-    const msg = (e as Error).message.replace(/\n[\s\S]*/, '').replace(/\. To specify a positional argument.*$/, '');
+    const full = (e as Error).message;
+    let msg = full.replace(/\n[\s\S]*/, '').replace(/\. To specify a positional argument.*$/, '');
+    // a value that starts with a dash (--sync-period -1s): the line that says how to give it is the useful one
+    const how = /\n(To specify an option argument starting with a dash use .*)$/.exec(full);
+    if (how) msg = `${msg.replace(/\.$/, '')}: ${how[1]!.replace(/^To/, 'to').replace(/\.$/, '')}`;
     throw new KbpError('KBP_ERR_USAGE', `${command}: ${msg} (see ${command} --help)`);
   }
 }

@@ -4,7 +4,7 @@
 // cgroup v2 sits at /sys/fs/cgroup, or a hybrid one with it at /sys/fs/cgroup/unified) behaves the
 // same everywhere. Each function says what it did, for the caller to log.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KbpError } from '../util/errors.js';
 import { unescapeMountField } from '../util/cgroup.js';
@@ -76,6 +76,7 @@ function systemMount(): string {
  */
 export function ensureBpffs(mountPoint = BPFFS_MOUNT): string | undefined {
   if (isBpffs(mountPoint)) return undefined;
+  checkMountHidesNothing(mountPoint, `bpffs at ${mountPoint}`);
   try {
     mkdirSync(mountPoint, { recursive: true });
   } catch (e) {
@@ -84,6 +85,31 @@ export function ensureBpffs(mountPoint = BPFFS_MOUNT): string | undefined {
   mount(['-t', 'bpf', '-o', 'mode=0700', 'bpf', mountPoint], `bpffs is not mounted at ${mountPoint} and mounting it failed`);
   if (!isBpffs(mountPoint)) throw new KbpError('KBP_ERR_KERNEL_FEATURE', `bpffs at ${mountPoint}: mount reported success but no bpf filesystem is there`);
   return `mounted bpffs at ${mountPoint} (mode 0700)`;
+}
+
+/**
+ * Refuses to mount over a folder that holds anything but empty folders (an earlier, empty pin root):
+ * a mount hides what the folder holds from every process of the mount namespace, so a pin root such
+ * as /tmp/kbp (whose bpffs would be mounted on /tmp) must fail with the reason, not hide /tmp.
+ */
+function checkMountHidesNothing(mountPoint: string, what: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(mountPoint);
+  } catch {
+    return; // missing (created at the mount) or unreadable (the mount itself says why)
+  }
+  const held = names.filter((n) => {
+    try {
+      const p = join(mountPoint, n);
+      return !statSync(p).isDirectory() || readdirSync(p).length > 0;
+    } catch {
+      return true;
+    }
+  }).sort();
+  if (!held.length) return;
+  const shown = held.slice(0, 3).join(', ') + (held.length > 3 ? ` and ${held.length - 3} more` : '');
+  throw new KbpError('KBP_ERR_CONFIG', `${what}: ${mountPoint} is not a bpf filesystem and holds ${shown}: mounting bpffs there would hide them; use a pin root under ${BPFFS_MOUNT} (the default ${join(BPFFS_MOUNT, 'kube-bpf-proxy')}) or in a folder of its own`);
 }
 
 /** The bpffs mount point a pin root lives on: /sys/fs/bpf for pins under it, else the pin root's parent. */
@@ -109,15 +135,20 @@ export function checkPinRootNotMount(pinRoot: string, what: string): void {
  * a directory owned by this process's user and writable by no one else. Pins there are loaded into
  * the kernel's data path, so a writable pin root is a way in for anyone who can write it.
  */
-export function checkPinRoot(pinRoot: string): void {
+export function checkPinRoot(pinRoot: string, opts: { mountsBpffs?: boolean } = {}): void {
   const root = resolve(pinRoot);
   checkPinRootNotMount(root, '--bpffs');
-  if (!existsSync(root)) return;
-  const st = statSync(root);
-  if (!st.isDirectory()) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: exists and is not a directory`);
-  const uid = process.getuid?.() ?? 0;
-  if (st.uid !== uid) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: owned by uid ${st.uid}, not by this agent's uid ${uid}; refusing to load pins another user created`);
-  if ((st.mode & 0o022) !== 0) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: mode ${(st.mode & 0o777).toString(8)} lets other users write pins; chmod go-w it or remove it`);
+  if (existsSync(root)) {
+    const st = statSync(root);
+    if (!st.isDirectory()) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: exists and is not a directory`);
+    const uid = process.getuid?.() ?? 0;
+    if (st.uid !== uid) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: owned by uid ${st.uid}, not by this agent's uid ${uid}; refusing to load pins another user created`);
+    if ((st.mode & 0o022) !== 0) throw new KbpError('KBP_ERR_CONFIG', `--bpffs ${root}: mode ${(st.mode & 0o777).toString(8)} lets other users write pins; chmod go-w it or remove it`);
+  }
+  // the BPF loader mounts bpffs where the pin root lives (bpffsOf) when none is there (IPVS and
+  // nftables modes mount nothing: mountsBpffs false)
+  const mountPoint = bpffsOf(root);
+  if (opts.mountsBpffs !== false && !isBpffs(mountPoint)) checkMountHidesNothing(mountPoint, `--bpffs ${root}`);
 }
 
 /**

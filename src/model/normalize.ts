@@ -311,7 +311,10 @@ export function normalizeService(raw: unknown, key: string, errors: ObjectError[
     const port = c.int(p.port, `${f}.port`, 1, 65535, 'a port number');
     if (p.port === undefined || p.port === null) c.reject(`${f}.port`, 'is required');
     let targetPort: number | string | undefined;
-    if (typeof p.targetPort === 'string' && /^\d+$/.test(p.targetPort)) {
+    // 0 and "" mean unset: the API server defaults them to the port (SetDefaults_Service)
+    if (p.targetPort === 0 || p.targetPort === '') {
+      targetPort = undefined;
+    } else if (typeof p.targetPort === 'string' && /^\d+$/.test(p.targetPort)) {
       targetPort = c.int(Number(p.targetPort), `${f}.targetPort`, 1, 65535, 'a port number or name');
     } else if (typeof p.targetPort === 'string') {
       if (!PORT_NAME.test(p.targetPort)) c.reject(`${f}.targetPort`, `${JSON.stringify(p.targetPort)} is not a valid port name`);

@@ -6,12 +6,13 @@
 // thread decodes each file's text from the batch's buffer and parses it while the next batches are
 // read. Optional: without the addon (not built, KBP_READ_NATIVE=0) nothing here is used and the
 // files are read with readFileSync.
+import { decodeManifest } from './decode.js';
 import { createRequire } from 'node:module';
 import { getSystemErrorMessage, getSystemErrorName } from 'node:util';
 import { findAddon } from '../util/addon-path.js';
 
 /** one file as read: its text and the sha256 (base64) of that text (undefined: not known), or the read's error */
-export type FileRead = { text: string; digest: string | undefined } | { error: NodeJS.ErrnoException };
+export type FileRead = { text: string; digest: string | undefined; notUtf8?: true } | { error: NodeJS.ErrnoException };
 
 interface Batch {
   data: ArrayBuffer;
@@ -122,11 +123,12 @@ export class FileBatchReader {
     const c = this.#cur!;
     const k = c.next++;
     if (c.b.errs[k]) return { error: readError(c.b.errs[k]!, c.b.ops[k]!, this.#paths[i]!) };
-    const text = c.buf.toString('utf8', c.at, c.at += c.b.lens[k]!);
+    const d = decodeManifest(c.buf, c.at, c.at += c.b.lens[k]!);
     // the hash of the bytes is the text's where decoding replaced nothing (readFileSync's text of
-    // bytes that are not UTF-8 holds U+FFFD for each bad sequence: JavaScript hashes that text)
-    const digest = c.digests && !text.includes('\ufffd') ? c.digests.toString('base64', k * 32, k * 32 + 32) : undefined;
-    return { text, digest };
+    // bytes that are not UTF-8 holds U+FFFD for each bad sequence: JavaScript hashes that text) and
+    // the bytes are UTF-8 (not UTF-16)
+    const digest = c.digests && !d.utf16 && !d.text.includes('\ufffd') ? c.digests.toString('base64', k * 32, k * 32 + 32) : undefined;
+    return d.notUtf8 ? { text: d.text, digest, notUtf8: true } : { text: d.text, digest };
   }
 
   /** drops the batches not taken (any still being read are dropped when they arrive) */

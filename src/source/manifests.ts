@@ -1,6 +1,7 @@
 // Standalone source: a folder of YAML (or JSON) manifests, the way `kubectl apply -f DIR` reads it:
-// .yaml/.yml/.json files, several documents per file, `kind: List` unwrapped, objects without a
-// namespace put in "default". Only Service, EndpointSlice and Node are kept; other kinds are ignored.
+// .yaml/.yml/.json files, several documents per file, `kind: List` (and ServiceList, EndpointSliceList, ...) unwrapped, objects without a
+// namespace put in "default". Only Service, EndpointSlice and Node are kept (an Endpoints object is
+// kept as the EndpointSlices the mirroring controller would make of it); other kinds are ignored.
 //
 // Watched with fs.watch (debounced), plus a periodic rescan because fs.watch misses events on some
 // filesystems and across editors' rename-into-place saves. A file that does not parse is reported
@@ -11,12 +12,15 @@ import { hash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, statfsSync, statSync, watch, type Dirent, type FSWatcher, type Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
-import { CORE_SCHEMA, loadAll, YAMLException } from 'js-yaml';
+import * as jsYaml from 'js-yaml';
+import { CORE_SCHEMA, loadAll, YAMLException, type Type } from 'js-yaml';
 import { slimObject } from './slim.js';
 import { fastLoadAll } from './yaml-fast.js';
 import { FileBatchReader, type FileRead } from './file-batch.js';
+import { decodeManifest } from './decode.js';
 import { ObjectStore, objectKey, type Kind, type KindMap, type Source } from './types.js';
 import { KbpError } from '../util/errors.js';
+import { ipFamily } from '../util/ip.js';
 import { silentLogger, type Logger } from '../util/log.js';
 
 export interface ManifestProblem {
@@ -46,8 +50,13 @@ function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** what the yaml package does by default: YAML 1.2 core schema, a duplicate key's last value wins */
-export const YAML_LOAD_OPTIONS = { schema: CORE_SCHEMA, json: true } as const;
+/**
+ * What the yaml package does by default (YAML 1.2 core schema, a duplicate key's last value wins),
+ * with `<<` merge keys as kubectl reads them (sigs.k8s.io/yaml over go-yaml, whose resolver merges):
+ * a manifest sharing fields through an anchor and `<<: *base` lost them (the object had no kind)
+ */
+export const MANIFEST_SCHEMA = CORE_SCHEMA.extend({ implicit: [(jsYaml as unknown as { types: { merge: Type } }).types.merge] });
+export const YAML_LOAD_OPTIONS = { schema: MANIFEST_SCHEMA, json: true } as const;
 
 /**
  * Nodes one document may expand to, aliases followed (each alias counted as the node it names, again
@@ -73,15 +82,17 @@ function expandedSize(v: unknown, memo: Map<object, number>): number {
 
 /**
  * Parses one file's text. ok is false when the file has a syntax error (then objects is empty and
- * problems names the line); objects of other kinds are dropped silently.
+ * problems names the line) or an object of it holds bytes that are not UTF-8 (then objects holds the
+ * others; a reader that read the file before keeps its last good objects, as kubectl apply of the file
+ * would fail); objects of other kinds are dropped silently.
  *
  * js-yaml with the YAML 1.2 core schema (what the yaml package resolves by default: no timestamps,
- * no merge keys, duplicate keys the last one winning): ~15x less CPU than the yaml package's
+ * duplicate keys the last one winning; plus merge keys, as kubectl reads them): ~15x less CPU than the yaml package's
  * parser and composer on Kubernetes manifests, which made reading a folder of 10,000 files the
  * longest step of the agent's start (11 s). It stops at the first syntax error (the file is
  * rejected whole either way) and does not copy aliased nodes, so the expansion is bounded here.
  */
-export function parseManifestText(path: string, text: string): { ok: boolean; objects: ManifestObject[]; problems: ManifestProblem[] } {
+export function parseManifestText(path: string, text: string, notUtf8?: boolean): { ok: boolean; objects: ManifestObject[]; problems: ManifestProblem[] } {
   const problems: ManifestProblem[] = [];
   const objects: ManifestObject[] = [];
   /** the line (1-based) where each document's content starts */
@@ -103,17 +114,29 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
         },
       });
     } catch (e) {
-      if (e instanceof YAMLException && e.mark) {
+      // JSON objects one after another (kubectl's YAMLOrJSONDecoder reads a stream of them); else the error
+      const stream = /^\s*\{/.test(text) ? jsonStream(text) : undefined;
+      if (stream) {
+        values = stream.values;
+        lines = stream.lines;
+      } else if (e instanceof YAMLException && e.mark) {
         return { ok: false, objects, problems: [{ path, line: e.mark.line + 1, col: e.mark.column + 1, message: `YAML syntax error: ${e.reason}` }] };
+      } else {
+        return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
       }
-      return { ok: false, objects, problems: [{ path, message: `cannot parse: ${(e as Error).message}` }] };
     }
   }
   // only a file with an anchor can hold an alias (the fast path reads none: its nodes are its text's)
   const limit = !fast && text.includes('&') ? expansionLimit(text) : 0;
+  // bytes that are not UTF-8 (read as U+FFFD): the lines that hold them, each rejecting the objects
+  // of its document (a document runs from its content's line to the next one's)
+  const badLines = notUtf8 ? replacedLines(text) : undefined;
+  /** an object refused for its bytes: the file is not read whole (ok false: its last good objects stay) */
+  let notRead = false;
   values.forEach((value, i) => {
     if (value === null || value === undefined) return; // an empty document (a trailing ---)
     const line = lines[i] ?? 1;
+    const badLine = badLines?.find((l) => (i === 0 || l >= line) && (lines[i + 1] === undefined || l < lines[i + 1]!));
     if (limit && expandedSize(value, new Map()) > limit) {
       problems.push({ path, line, message: 'cannot read document: its aliases expand to too many nodes; ignored' });
       return;
@@ -123,8 +146,15 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
         problems.push({ path, line, message: `${where}is not an object; ignored` });
         return;
       }
-      if (v.kind === 'List' && Array.isArray(v.items)) {
-        v.items.forEach((item, i) => add(item, `item ${i} of a List `));
+      // List, and the typed lists the API server returns (ServiceList, ...): kubectl reads any object
+      // with items as a list (unstructuredJSONScheme) and applies each item
+      if (typeof v.kind === 'string' && v.kind.endsWith('List') && Array.isArray(v.items)) {
+        const what = `item %d of a ${v.kind} `;
+        v.items.forEach((item, i) => add(item, what.replace('%d', String(i))));
+        return;
+      }
+      if (v.kind === 'Endpoints') {
+        for (const slice of mirrorEndpoints(v, (m) => problems.push({ path, line, message: `${where}${m}` }))) add(slice, where);
         return;
       }
       if (typeof v.kind !== 'string' || !(KINDS as readonly string[]).includes(v.kind)) return;
@@ -136,13 +166,156 @@ export function parseManifestText(path: string, text: string): { ok: boolean; ob
       }
       if (kind !== 'Node' && !meta.namespace) meta.namespace = 'default';
       if (kind === 'Node') delete meta.namespace;
+      if (badLine !== undefined) {
+        notRead = true;
+        const name = kind === 'Node' ? meta.name : `${String(meta.namespace)}/${meta.name}`;
+        problems.push({ path, line: badLine, message: `${where}${kind} ${name}: not UTF-8 (line ${badLine} holds bytes that are not; save the file as UTF-8); ignored` });
+        return;
+      }
+      if (kind === 'Service') unknownServiceFields(v, `${where}Service ${String(meta.namespace)}/${meta.name} `, (m) => problems.push({ path, line, message: m }));
       // only what is read, sharing nothing with the file's text (slim.ts)
       const obj = slimObject(kind, v as unknown as KindMap[Kind], undefined, fast !== undefined, fast?.plain === true);
       objects.push({ kind, key: objectKey(obj), obj, path, line });
     };
     add(value, '');
   });
-  return { ok: true, objects, problems };
+  return { ok: !notRead, objects, problems };
+}
+
+/** core/v1 ServiceSpec's fields (with the alpha-era ipFamily and topologyKeys that old manifests hold) */
+const SERVICE_SPEC_FIELDS = new Set(['ports', 'selector', 'clusterIP', 'clusterIPs', 'type', 'externalIPs', 'sessionAffinity',
+  'loadBalancerIP', 'loadBalancerSourceRanges', 'externalName', 'externalTrafficPolicy', 'healthCheckNodePort',
+  'publishNotReadyAddresses', 'sessionAffinityConfig', 'ipFamily', 'ipFamilies', 'ipFamilyPolicy', 'allocateLoadBalancerNodePorts',
+  'loadBalancerClass', 'internalTrafficPolicy', 'trafficDistribution', 'topologyKeys']);
+const SERVICE_PORT_FIELDS = new Set(['name', 'protocol', 'appProtocol', 'port', 'targetPort', 'nodePort']);
+const lowerCase = (set: Set<string>) => new Map([...set].map((f) => [f.toLowerCase(), f]));
+const SPEC_BY_LOWER = lowerCase(SERVICE_SPEC_FIELDS), PORT_BY_LOWER = lowerCase(SERVICE_PORT_FIELDS);
+
+/**
+ * Warns of a Service's spec and port fields that ServiceSpec does not have (kubectl's default strict
+ * field validation refuses them; without it the API server drops them): a misspelt nodePort or
+ * targetPort would otherwise be dropped without a word and the Service served on another port.
+ * The Service itself is read, as the API server would store it.
+ */
+function unknownServiceFields(v: Record<string, unknown>, who: string, warn: (message: string) => void): void {
+  const spec = v.spec;
+  if (!isObj(spec)) return;
+  const check = (o: Record<string, unknown>, known: Set<string>, byLower: Map<string, string>, at: string): void => {
+    for (const k in o) {
+      if (known.has(k)) continue;
+      const near = byLower.get(k.toLowerCase());
+      warn(`${who}${at}${k}: unknown field${near ? ` (did you mean ${near}?)` : ''}; ignored`);
+    }
+  };
+  check(spec, SERVICE_SPEC_FIELDS, SPEC_BY_LOWER, 'spec.');
+  if (Array.isArray(spec.ports)) spec.ports.forEach((p, i) => { if (isObj(p)) check(p, SERVICE_PORT_FIELDS, PORT_BY_LOWER, `spec.ports[${i}].`); });
+}
+
+/**
+ * The EndpointSlices the EndpointSliceMirroring controller makes of a hand-made Endpoints object
+ * (pkg/controller/endpointslicemirroring: one slice per subset and address family, addresses ready,
+ * notReadyAddresses not, the subset's ports, labelled with the Service's name; none for an Endpoints
+ * labelled endpointslice.kubernetes.io/skip-mirror=true). In a cluster kube-proxy reads those slices;
+ * standalone the reader makes them, as it allocates what the API server would (seed 002's selector-less
+ * my-service with its Endpoints). An address that is not an IP is skipped and reported, as the
+ * controller skips it with an event.
+ */
+export function mirrorEndpoints(ep: Record<string, unknown>, report: (message: string) => void): Record<string, unknown>[] {
+  const meta = isObj(ep.metadata) ? ep.metadata : {};
+  if (typeof meta.name !== 'string' || !meta.name) {
+    report('Endpoints without metadata.name; ignored');
+    return [];
+  }
+  const name = meta.name;
+  const ns = typeof meta.namespace === 'string' && meta.namespace ? meta.namespace : 'default';
+  if (isObj(meta.labels) && meta.labels['endpointslice.kubernetes.io/skip-mirror'] === 'true') return [];
+  const out: Record<string, unknown>[] = [];
+  (Array.isArray(ep.subsets) ? ep.subsets : []).forEach((ss: unknown, si) => {
+    if (!isObj(ss)) return;
+    const ports = (Array.isArray(ss.ports) ? ss.ports : []).filter(isObj).map((p) => ({
+      name: typeof p.name === 'string' ? p.name : '', port: p.port, protocol: p.protocol ?? 'TCP',
+      ...(p.appProtocol !== undefined && { appProtocol: p.appProtocol }),
+    }));
+    const byFamily: Record<'IPv4' | 'IPv6', Record<string, unknown>[]> = { IPv4: [], IPv6: [] };
+    for (const [field, ready] of [['addresses', true], ['notReadyAddresses', false]] as const) {
+      const list = ss[field];
+      (Array.isArray(list) ? list : []).forEach((a: unknown, ai) => {
+        if (!isObj(a)) return;
+        const family = typeof a.ip === 'string' ? ipFamily(a.ip) : 0;
+        if (!family) {
+          report(`Endpoints ${ns}/${name} subsets[${si}].${field}[${ai}].ip: ${JSON.stringify(a.ip)} is not an IP address; skipped`);
+          return;
+        }
+        byFamily[family === 4 ? 'IPv4' : 'IPv6'].push({
+          addresses: [a.ip], conditions: { ready },
+          ...(typeof a.nodeName === 'string' && a.nodeName && { nodeName: a.nodeName }),
+          ...(typeof a.hostname === 'string' && a.hostname && { hostname: a.hostname }),
+        });
+      });
+    }
+    for (const addressType of ['IPv4', 'IPv6'] as const) {
+      if (!byFamily[addressType].length) continue;
+      out.push({
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+        metadata: {
+          name: `${name}-mirror-${si}${addressType === 'IPv6' ? '-ipv6' : ''}`, namespace: ns,
+          labels: { 'kubernetes.io/service-name': name, 'endpointslice.kubernetes.io/managed-by': 'endpointslicemirroring-controller.k8s.io' },
+        },
+        // each slice its own ports (slimming may share or rewrite a slice's lists)
+        addressType, ports: ports.map((p) => ({ ...p })), endpoints: byFamily[addressType],
+      });
+    }
+  });
+  return out;
+}
+
+/**
+ * A text of two or more JSON objects or arrays one after another (whitespace between), each with the
+ * line it starts on; undefined when the text is not such a stream or a value does not parse.
+ */
+function jsonStream(text: string): { values: unknown[]; lines: number[] } | undefined {
+  const values: unknown[] = [], lines: number[] = [];
+  const n = text.length;
+  let i = 0, line = 1;
+  for (;;) {
+    for (; i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\r' || text[i] === '\n'); i++) if (text[i] === '\n') line++;
+    if (i >= n) break;
+    if (text[i] !== '{' && text[i] !== '[') return undefined;
+    const start = i, startLine = line;
+    let depth = 0, inString = false;
+    for (; i < n; i++) {
+      const c = text[i];
+      if (c === '\n') line++;
+      if (inString) {
+        if (c === '\\') i++;
+        else if (c === '"') inString = false;
+      } else if (c === '"') inString = true;
+      else if (c === '{' || c === '[') depth++;
+      else if ((c === '}' || c === ']') && --depth === 0) {
+        i++;
+        break;
+      }
+    }
+    if (depth !== 0) return undefined;
+    try {
+      values.push(JSON.parse(text.slice(start, i)));
+    } catch {
+      return undefined;
+    }
+    lines.push(startLine);
+  }
+  return values.length > 1 ? { values, lines } : undefined;
+}
+
+/** the 1-based lines of text that hold U+FFFD, in order */
+function replacedLines(text: string): number[] {
+  const out: number[] = [];
+  let line = 1, from = 0;
+  for (let at = text.indexOf('\ufffd'); at >= 0; at = text.indexOf('\ufffd', at + 1)) {
+    for (let nl = text.indexOf('\n', from); nl >= 0 && nl < at; nl = text.indexOf('\n', nl + 1)) line++, from = nl + 1;
+    if (out[out.length - 1] !== line) out.push(line);
+  }
+  return out;
 }
 
 /** what a folder entry is to the listing: a manifest, a folder to walk, or neither (hidden, another extension) */
@@ -154,10 +327,11 @@ function entryKind(ent: Dirent): 'file' | 'folder' | 'link' | undefined {
   return ent.isSymbolicLink() ? 'link' : undefined;
 }
 
-/** a file's text as readFileSync(p, 'utf8') reads it, or its error */
+/** a file's text as readFileSync(p, 'utf8') reads it (UTF-16 with a BOM decoded as such: decode.ts), or its error */
 function readText(p: string): FileRead {
   try {
-    return { text: readFileSync(p, 'utf8'), digest: undefined };
+    const d = decodeManifest(readFileSync(p));
+    return d.notUtf8 ? { text: d.text, digest: undefined, notUtf8: true } : { text: d.text, digest: undefined };
   } catch (e) {
     return { error: e as NodeJS.ErrnoException };
   }
@@ -657,7 +831,7 @@ export class ManifestsReader {
       if (r.error.code !== 'ENOENT') problems.push({ path: this.#rel(p), message: `cannot read: ${r.error.message}` });
       return;
     }
-    this.#load(p, r.text, undefined, undefined, problems, touched, r.digest);
+    this.#load(p, r.text, undefined, undefined, problems, touched, r.digest, r.notUtf8);
     unstated.paths.push(p);
   }
 
@@ -671,9 +845,9 @@ export class ManifestsReader {
     const { key: st, ino, nlink } = known ? { key: keyOf(known), ino: known.ino, nlink: known.nlink } : statKey(p);
     this.#noteLinks(p, nlink);
     if (prev && st !== undefined && prev.stat === st) return;
-    let text: string;
+    let text: string, notUtf8: boolean | undefined;
     try {
-      text = readFileSync(p, 'utf8');
+      ({ text, notUtf8 } = decodeManifest(readFileSync(p)));
     } catch (e) {
       // vanished between listing and reading, or unreadable: keep what we had
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.#setFile(p, undefined, touched);
@@ -686,11 +860,11 @@ export class ManifestsReader {
       this.#deferred.push(p);
       return;
     }
-    this.#load(p, text, st, ino, problems, touched);
+    this.#load(p, text, st, ino, problems, touched, undefined, notUtf8);
   }
 
   /** Takes text as the file at p's content, read at stat st (undefined: re-read at the next update). */
-  #load(p: string, text: string, st: string | undefined, ino: number | undefined, problems: ManifestProblem[], touched: Set<string>, digestOfText?: string): void {
+  #load(p: string, text: string, st: string | undefined, ino: number | undefined, problems: ManifestProblem[], touched: Set<string>, digestOfText?: string, notUtf8?: boolean): void {
     const prev = this.#files.get(p);
     // one-shot crypto.hash: no Hash object per file (~half the CPU of createHash at 10,000 files);
     // the first read's come with the text, hashed where it was read (readFirst)
@@ -700,7 +874,7 @@ export class ManifestsReader {
       prev.ino = ino;
       return;
     }
-    const res = parseManifestText(this.#rel(p), text);
+    const res = parseManifestText(this.#rel(p), text, notUtf8);
     problems.push(...res.problems);
     // a file that does not parse keeps its last good objects
     const kept = res.ok || !prev ? fileObjects(res.objects) : { ids: prev.ids, objs: prev.objs, index: prev.index };
@@ -1265,12 +1439,13 @@ export class ManifestsSource implements Source {
 }
 
 /** One-shot read for `compile`: the objects of a folder in a fresh store, and the problems found. */
-export function readManifests(dir: string): { store: ObjectStore; problems: ManifestProblem[] } {
+export function readManifests(dir: string): { store: ObjectStore; problems: ManifestProblem[]; files: number } {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new KbpError('KBP_ERR_CONFIG', `--manifests ${dir}: not a folder`);
   }
   const store = new ObjectStore();
-  const { objects, problems } = new ManifestsReader(dir).read();
+  const reader = new ManifestsReader(dir);
+  const { objects, problems } = reader.read();
   for (const [kind, objs] of objects) store.replace(kind, objs.values());
-  return { store, problems };
+  return { store, problems, files: reader.fileCount };
 }

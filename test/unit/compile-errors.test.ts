@@ -39,7 +39,7 @@ const cases: [string, unknown, Partial<ObjectError>][] = [
   ['ipFamilies not matching clusterIPs', svc('ns1/p', { clusterIP: '10.96.0.60', ipFamilies: ['IPv6'], ports: [{ port: 80 }] }), { key: 'ns1/p', field: 'spec.ipFamilies[0]' }],
   ['two clusterIPs of one family', svc('ns1/q', { clusterIP: '10.96.0.61', clusterIPs: ['10.96.0.61', '10.96.0.62'], ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80 }] }), { key: 'ns1/q', field: 'spec.clusterIPs[1]' }],
   ['bad named targetPort', svc('ns1/s', { ports: [{ port: 80, targetPort: 'Not_A_Name' }] }), { key: 'ns1/s', field: 'spec.ports[0].targetPort' }],
-  ['targetPort out of range', svc('ns1/s2', { ports: [{ port: 80, targetPort: 0 }] }), { key: 'ns1/s2', field: 'spec.ports[0].targetPort' }],
+  ['targetPort out of range', svc('ns1/s2', { ports: [{ port: 80, targetPort: 70000 }] }), { key: 'ns1/s2', field: 'spec.ports[0].targetPort' }],
   ['spec not an object', svc('ns1/t', 'ClusterIP' as never), { key: 'ns1/t', field: 'spec' }],
   ['no ports', svc('ns1/u', { clusterIP: '10.96.0.63' }), { key: 'ns1/u', field: 'spec.ports' }],
   ['no name', { kind: 'Service', metadata: { namespace: 'ns1' }, spec: { ports: [{ port: 80 }] } }, { field: 'metadata.name' }],

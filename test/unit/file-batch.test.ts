@@ -86,7 +86,9 @@ test('readFirst reads a folder as read({ statLater }) does: objects, clashes, er
   t.deepEqual(first.problems, sync.problems);
   t.true(first.problems.length >= 3);
   for (const [kind, objs] of sync.objects) t.deepEqual([...first.objects.get(kind)!.entries()], [...objs.entries()], kind);
-  t.is(first.objects.get('Service')!.size, 300 + 2);
+  // l1 of the List; lat is refused by name, its document holding bytes that are not UTF-8 (manifests-encoding.test.ts)
+  t.is(first.objects.get('Service')!.size, 300 + 1);
+  t.true(first.problems.some((p) => /Service default\/lat: not UTF-8/.test(p.message)));
   // the same text written again (a new stat): the digest of the first read matches, nothing changes
   for (const n of ['s1.yaml', 'latin1.yaml', 'z-dup.yaml']) writeFileSync(join(dir, n), readFileSync(join(dir, n)));
   const { changes } = a.update([join(dir, 's1.yaml'), join(dir, 'latin1.yaml'), join(dir, 'z-dup.yaml')]);

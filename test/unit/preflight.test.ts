@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { preflight } from '../../src/agent/preflight.js';
 import { DEFAULTS, type AgentSettings } from '../../src/agent/config.js';
-import { bpffsOf, findCgroup2, fsTypeOf, isCgroup2 } from '../../src/dataplane/host.js';
+import { bpffsOf, ensureBpffs, findCgroup2, fsTypeOf, isCgroup2 } from '../../src/dataplane/host.js';
 import { cliNodeArgs } from '../../testing/cli.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -22,7 +22,12 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
   });
 }
 
-const settings = (o: Partial<AgentSettings>): AgentSettings => ({ ...DEFAULTS, nodeName: 'n1', ignored: [], manifests: tmp, bpffs: join(tmp, 'pins'), ...o });
+// a folder that is not on bpffs and holds a file: a pin root in it would have bpffs mounted over it
+const busy = join(tmp, 'busy');
+mkdirSync(busy);
+writeFileSync(join(busy, 'notes.txt'), 'not the agent\'s\n');
+
+const settings = (o: Partial<AgentSettings>): AgentSettings => ({ ...DEFAULTS, nodeName: 'n1', ignored: [], manifests: tmp, bpffs: join(tmp, 'fresh', 'pins'), ...o });
 
 const bad: Array<[string, string[], RegExp]> = [
   ['a missing manifests folder', ['--manifests', '/nonexistent-kbp'], /--manifests \/nonexistent-kbp: no such folder/],
@@ -32,6 +37,9 @@ const bad: Array<[string, string[], RegExp]> = [
   ['a device that does not exist', ['--manifests', 'examples/seeds', '--devices', 'kbpnosuchdev0'], /--devices: no device named kbpnosuchdev0/],
   ['a cgroup path that is not cgroup v2', ['--manifests', 'examples/seeds', '--cgroup', '/proc'], /--cgroup \/proc: not a cgroup v2 directory/],
   ['a relative bpffs path', ['--manifests', 'examples/seeds', '--bpffs', 'pins'], /--bpffs: "pins" is not an absolute path/],
+  // the loader mounts bpffs on a pin root's parent when that is no bpffs: over a folder that holds
+  // files, that mount would hide them from every process of the mount namespace (--bpffs /tmp/x: /tmp)
+  ['a pin root whose folder holds files and is not bpffs', ['--manifests', 'examples/seeds', '--bpffs', join(busy, 'pins')], /--bpffs .*busy\/pins: .*busy is not a bpf filesystem and holds notes\.txt/],
 ];
 
 for (const [what, args, message] of bad) {
@@ -50,6 +58,19 @@ test('a pin root other users can write into is refused', (t) => {
   mkdirSync(pins);
   chmodSync(pins, 0o777); // mkdir's mode is cut by the umask
   t.throws(() => preflight(settings({ bpffs: pins })), { message: /lets other users write pins/ });
+});
+
+test('bpffs is never mounted over a folder that holds files', (t) => {
+  t.throws(() => preflight(settings({ bpffs: join(busy, 'pins') })), { message: /busy is not a bpf filesystem and holds notes\.txt/ });
+  // the loader's own mount (tests, the lab and the bench reach it without preflight) refuses too
+  t.throws(() => ensureBpffs(busy), { message: /busy is not a bpf filesystem and holds notes\.txt/ });
+  t.true(existsSync(join(busy, 'notes.txt')));
+  // IPVS and nftables modes mount no bpffs: the same pin root is theirs to use
+  for (const mode of ['ipvs', 'nftables'] as const) t.notThrows(() => preflight(settings({ bpffs: join(busy, 'pins'), mode })), mode);
+  // an empty folder (or one holding only empty folders, an earlier pin root) may be mounted over
+  mkdirSync(join(tmp, 'empty-parent', 'pins'), { recursive: true });
+  t.notThrows(() => preflight(settings({ bpffs: join(tmp, 'empty-parent', 'pins') })));
+  t.notThrows(() => preflight(settings({ bpffs: join(tmp, 'no-such-parent', 'pins') })));
 });
 
 test('a pin root that is a file is refused', (t) => {

@@ -1,8 +1,8 @@
 // `compile`: the compiled desired state of one node from a manifests folder (DESIGN.md contract),
 // without touching the kernel. Rejected objects and unreadable files are reported on stderr, one
 // line each, and do not change the exit code: the rest of the folder still compiles.
-import { hostname } from 'node:os';
 import { KbpError } from '../../util/errors.js';
+import { nodeNameOf } from '../../agent/config.js';
 import { toJson } from '../../model/canonical.js';
 import { formatObjectError } from '../../model/types.js';
 import { compile, parseNodePortRange } from '../../compile/compile.js';
@@ -13,7 +13,8 @@ import { formatStateTable } from '../format.js';
 const help = `Usage: kube-bpf-proxy compile --manifests DIR [--node-name NAME] [--node-ip IP]... [-o json]
 
 Prints the frontends and backends this node would program for the Services, EndpointSlices and
-Nodes in DIR (.yaml/.yml/.json, several documents per file), after traffic policies, terminating
+Nodes in DIR (.yaml/.yml/.json, several documents per file; hand-made Endpoints are mirrored into
+EndpointSlices as the cluster's mirroring controller does), after traffic policies, terminating
 endpoints and topology. Nothing is installed.
 
 Options:
@@ -59,7 +60,7 @@ export const command: Command = {
     }
     const allow = listOption(values['external-ip-allow']);
     const serviceCidrs = listOption(values['service-cidr']);
-    const nodeName = values['node-name'] ?? hostname();
+    const nodeName = nodeNameOf(values['node-name']);
     const opts = {
       nodeName,
       nodeIPs: listOption(values['node-ip']),
@@ -69,7 +70,9 @@ export const command: Command = {
       nodePortRange: values['nodeport-range'] ? parseNodePortRange(values['nodeport-range']) : undefined,
       standalone: true,
     };
-    const { store, problems } = readManifests(values.manifests);
+    const { store, problems, files } = readManifests(values.manifests);
+    // an empty compile is a valid answer; a folder without manifests is most likely the wrong folder
+    if (!files && !problems.length) io.stderr(`compile: no manifests (.yaml, .yml, .json) in ${values.manifests} or its subfolders: no frontends\n`);
     for (const p of problems) io.stderr(`manifest: ${formatProblem(p)}\n`);
     const { state, errors } = compile(store.snapshot(), opts);
     for (const e of errors) io.stderr(`${formatObjectError(e)}\n`);

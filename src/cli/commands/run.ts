@@ -1,5 +1,5 @@
 // `run`: the agent (DESIGN.md "contract: CLI").
-import { DEFAULTS, defaultNodeName, loadConfigFile, parseDuration, validateSettings, type AgentSettings, type Mode } from '../../agent/config.js';
+import { DEFAULTS, loadConfigFile, nodeNameOf, parseDuration, validateSettings, type AgentSettings, type Mode } from '../../agent/config.js';
 import { KbpError } from '../../util/errors.js';
 import { parseMapSizes } from '../../dataplane/bpf/map-sizes.js';
 import { createLogger } from '../../util/log.js';
@@ -100,6 +100,10 @@ export const command: Command = {
       io.stdout(help);
       return 0;
     }
+    if (values.manifests !== undefined && values.kubeconfig !== undefined) {
+      // one would be dropped without a word (the folder won): a user who gives both meant one of them
+      throw new KbpError('KBP_ERR_USAGE', 'run: --manifests and --kubeconfig: give one source (a manifests folder, standalone, or the API server)');
+    }
     const file = values.config ? await loadConfigFile(values.config) : { ignored: [] };
     const bool = (v: string | undefined, flag: string): boolean | undefined => {
       if (v === undefined) return undefined;
@@ -111,7 +115,11 @@ export const command: Command = {
     if (seed !== undefined && (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)) {
       throw new KbpError('KBP_ERR_USAGE', `run: --hash-seed ${values['hash-seed']}: expected an integer 0..4294967295`);
     }
-    const verbosity = values.v === undefined ? undefined : Number(values.v);
+    // klog's -v is an int32 level; anything else is bad usage, as kube-proxy's flag parsing says
+    const verbosity = values.v === undefined ? undefined : /^\s*\d+\s*$/.test(values.v) ? Number(values.v) : NaN;
+    if (verbosity !== undefined && !(verbosity <= 2 ** 31 - 1)) {
+      throw new KbpError('KBP_ERR_USAGE', `run: -v, --v ${JSON.stringify(values.v)}: expected a log level, an integer from 0 (info; 2 debug, 4 trace)`);
+    }
     let preferSame: boolean | undefined;
     for (const g of listOption(values['feature-gates'])) {
       const m = /^([A-Za-z0-9]+)=(true|false)$/.exec(g);
@@ -124,7 +132,7 @@ export const command: Command = {
       ...file,
       ...(values.manifests !== undefined && { manifests: values.manifests }),
       ...(values.kubeconfig !== undefined && { kubeconfig: values.kubeconfig }),
-      nodeName: (values['node-name'] ?? file.nodeName ?? defaultNodeName()).toLowerCase(),
+      nodeName: nodeNameOf(values['node-name'], file.nodeName),
       nodeIPs: listOption(values['node-ip']),
       ...(values.mode !== undefined && { mode: values.mode as Mode }),
       ...(values['ipvs-scheduler'] !== undefined && { ipvsScheduler: values['ipvs-scheduler'] }),
@@ -150,7 +158,7 @@ export const command: Command = {
       ...(values['conntrack-max-per-core'] !== undefined && { conntrackMaxPerCore: flowCount(values['conntrack-max-per-core'], '--conntrack-max-per-core') }),
       ...(values['conntrack-min'] !== undefined && { conntrackMin: flowCount(values['conntrack-min'], '--conntrack-min') }),
       ...(seed !== undefined && { seed }),
-      ...(verbosity !== undefined && Number.isFinite(verbosity) && { verbosity }),
+      ...(verbosity !== undefined && { verbosity }),
       ignored: file.ignored,
     });
     const log = createLogger({ verbosity: settings.verbosity });
