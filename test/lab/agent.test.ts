@@ -494,4 +494,8 @@ labTest('cleanup removes every program, pin and rule the agent installed', async
   t.true(!existsSync(node2.pinRoot) || readdirSync(node2.pinRoot).length === 0, 'no pins left');
   // and nothing translates any more on node2
   t.regex(await lab.curl(pod('client2').pod.ns, `http://${VIP.mytest}/`, { timeoutSec: 1 }), /^ERR/);
+  // a second cleanup finds nothing and says so (it reported an nftables table removed every time)
+  const again = await lab.cli(node2, ['cleanup', '--mode', 'bpf', '--bpffs', node2.pinRoot]);
+  t.is(again.code, 0, again.stderr);
+  t.is(again.stdout, `cleanup ${node2.pinRoot}: 0 attachments removed, 0 pins removed\n`);
 });
