@@ -194,7 +194,8 @@ export async function installMasqueradeAsync(mark: number, range: NodePortRange 
 
 export function removeMasquerade(): boolean {
   try {
-    nft(`table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n`);
+    // (a delete of a table that is not there fails: nothing was removed)
+    nft(`delete table inet ${NFT_TABLE}\n`);
     return true;
   } catch {
     return false;
