@@ -84,10 +84,21 @@ const lazyDeps = {
   },
 };
 
+function buildVersion() {
+  const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+  const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version ?? 'unknown';
+  let commit = '';
+  try {
+    commit = execFileSync('git', ['-C', root, 'rev-parse', '--short=12', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch { /* not a checkout (an image's build context), or no git */ }
+  return commit ? `${version} (commit ${commit})` : version;
+}
+
 const result = await build({
   // the LIST's page decode thread (src/source/list-decode.ts) is a file of its own, named for the code that starts it
   entryPoints: [{ in: 'src/cli/main.ts', out: name }, { in: 'src/source/list-decode-worker.ts', out: `${name}-list-decode` }],
-  define: { KBP_LIST_DECODE_WORKER: JSON.stringify(`./${name}-list-decode.mjs`) },
+  // (the version as src/cli/version.ts gives it from the source tree: package.json's and the commit)
+  define: { KBP_LIST_DECODE_WORKER: JSON.stringify(`./${name}-list-decode.mjs`), KBP_BUILD_VERSION: JSON.stringify(buildVersion()) },
   outdir,
   splitting: true,
   chunkNames: `${name}-chunk-[hash]`,

@@ -19,6 +19,7 @@ import { preflight } from './preflight.js';
 import { existsSync } from 'node:fs';
 import { fullGc, HeapTrimmer, minorGc, pressureGc } from '../util/heap-trim.js';
 import { heapHeadroom } from '../util/heap-headroom.js';
+import { buildVersion } from '../cli/version.js';
 
 export async function createSource(s: AgentSettings, log: Logger): Promise<Source> {
   if (s.manifests) {
@@ -289,7 +290,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     throw e;
   }
   const running = agent;
-  log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb }, 'agent running');
+  log.info({ node: s.nodeName, mode: dataplane.kind, socketLb: s.socketLb, version: buildVersion() }, 'agent running');
   let stopped: Promise<void> | undefined;
   return {
     agent: running, healthz, metricsServer,

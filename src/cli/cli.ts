@@ -2,6 +2,7 @@
 import { KbpError } from '../util/errors.js';
 import { commands } from './commands/index.js';
 import type { Io } from './command.js';
+import { buildVersion } from './version.js';
 
 const PROG = 'kube-bpf-proxy';
 
@@ -14,7 +15,7 @@ A kube-proxy replacement: Service translation in BPF with Maglev.
 Commands:
 ${Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`).join('\n')}
 
-Run '${PROG} COMMAND --help' for a command's options.
+Run '${PROG} COMMAND --help' for a command's options, '${PROG} --version' for the build.
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 `;
 }
@@ -24,6 +25,10 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   // `help COMMAND` is `COMMAND --help`
   if (argv[0] === 'help' && argv.length > 1) argv = [argv[1]!, '--help'];
   const [name, ...rest] = argv;
+  if (name === '--version' || name === 'version') {
+    io.stdout(`${PROG} ${buildVersion()}\n`);
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     if (name === undefined) {
       io.stderr(`${PROG}: no command given (one of ${Object.keys(commands).join(', ')}); see ${PROG} --help\n`);

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliNodeArgs } from '../../testing/cli.js';
+import { versionOf } from '../../src/cli/version.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -79,4 +80,17 @@ test('--help for the program and each command', async (t) => {
   }
   const compileHelp = await cli(['compile', '-h']);
   t.regex(compileHelp.stdout, /--nodeport-addresses/);
+});
+
+test('--version prints the package\'s version and the commit the code is from', async (t) => {
+  // a checkout's commit (the bundle records its build's: scripts/bundle.mjs, maybe an older commit
+  // than HEAD's when it was built before the last commit)
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  t.regex(versionOf(root), new RegExp(`^${pkg.version.replaceAll('.', '\\.')} \\(commit [0-9a-f]{12}\\)$`));
+  for (const arg of ['--version', 'version']) {
+    const r = await cli([arg]);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stdout, new RegExp(`^kube-bpf-proxy ${pkg.version.replaceAll('.', '\\.')} \\(commit [0-9a-f]{12}\\)\\n$`));
+    t.is(r.stderr, '');
+  }
 });
