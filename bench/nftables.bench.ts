@@ -401,6 +401,9 @@ async function agentNftables(ctx: BenchContext, lab: Lab, n: number, samples: nu
     if (partial.length) {
       const keys = ['totalMs', 'cpuMs', 'threadCpuMs', 'runQueueMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
       ctx.log(`${tag}${n} Services (nftables agent): ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats2(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
+      // the slowest one whole: where a p99 went (its steps, the run queue, GC)
+      const worst = partial.reduce((a, b) => (Number(b.totalMs) > Number(a.totalMs) ? b : a));
+      ctx.log(`${tag}${n} Services (nftables agent): the slowest partial sync: ${JSON.stringify(worst)}`);
     }
     const sync = stats2(syncMs.length ? syncMs : [NaN]);
     ctx.log(`${tag}${n} Services (nftables agent): first sync ${firstSyncMs} ms after start (its duration ${firstSyncDurationMs.toFixed(0)} ms, agent CPU ${firstSyncCpuMs} ms); ` +
