@@ -11,7 +11,7 @@
 // results as JSON, the harness records them) with --lib-only: no `nft -f -` spawn per transaction.
 //   node --import=tsx bench/nftables.bench.ts [--quick] [--lib-only] [--upstream-only] [--upstream-n N] [--rounds R]
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -286,6 +286,21 @@ interface AgentResult {
   skipped: number;
 }
 
+/** CPU ms on each of a process's threads, by thread name (the main thread as 'main'): schedstat */
+function threadCpuMs(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let tids: string[] = [];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tids) {
+    try {
+      const cpuNs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]);
+      const k = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'latin1').trim();
+      out[k] = (out[k] ?? 0) + cpuNs / 1e6;
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
 function procCpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -319,7 +334,12 @@ async function agentNftables(ctx: BenchContext, lab: Lab, n: number, samples: nu
     await lab.exec(ns, process.execPath, [cli, 'cleanup', '--mode', 'nftables', '--bpffs', pins], { allowFail: true });
   });
   const started = Date.now();
-  const agent: LabProcess = lab.spawn(ns, process.execPath, [cli, 'run', '--mode', 'nftables', '--manifests', mdir, '--node-name', NODE_NAME,
+  // KBP_BENCH_NFT_AGENT_PROF_DIR: the agent runs under --cpu-prof (written there when it exits); the
+  // changes' window is logged in CLOCK_MONOTONIC us, the clock of the profile's samples
+  const profDir = process.env.KBP_BENCH_NFT_AGENT_PROF_DIR;
+  if (profDir) mkdirSync(profDir, { recursive: true });
+  const prof = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=nft-${tag}${n}-${Date.now()}.cpuprofile`] : [];
+  const agent: LabProcess = lab.spawn(ns, process.execPath, [...prof, cli, 'run', '--mode', 'nftables', '--manifests', mdir, '--node-name', NODE_NAME,
     '--node-ip', NODE_IP, '--bpffs', pins, '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249', '--v', '2'], { what: `agent nftables ${n}` });
   // the agent's 'sync steps' lines (--v 2 logs every sync's): where a change's sync spends its time
   const steps = agentLogLines(agent, 'sync steps') as Array<Record<string, number | boolean>>;
@@ -339,7 +359,7 @@ async function agentNftables(ctx: BenchContext, lab: Lab, n: number, samples: nu
     const firstSyncDurationMs = first.count === 1 ? first.sum * 1000 : NaN;
     await new Promise((r) => setTimeout(r, 2000));
     let before = await agentMetrics(lab, ns);
-    const cpu0 = procCpuMs(agent.pid);
+    const cpu0 = procCpuMs(agent.pid), threads0 = threadCpuMs(agent.pid), mono0 = process.hrtime.bigint();
     const syncMs: number[] = [];
     let skipped = 0;
     const variant = new Map<number, number>();
@@ -373,10 +393,17 @@ async function agentNftables(ctx: BenchContext, lab: Lab, n: number, samples: nu
       if (!got.stdout.includes(`${want} . 8080`)) throw new Error(`${tag}${n}: change ${k} (Service ${i}): the table does not send ${key} to ${want}: rc ${got.code} ${got.stdout.slice(0, 500)} ${got.stderr.slice(0, 300)}`);
     }
     const cpuPerChange = (procCpuMs(agent.pid) - cpu0) / samples;
+    const threads1 = threadCpuMs(agent.pid), mono1 = process.hrtime.bigint();
+    const perThread = Object.entries(threads1).map(([k, v]) => [k, (v - (threads0[k] ?? 0)) / samples] as const).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]);
+    ctx.log(`${tag}${n} Services (nftables agent): CPU per change by thread, ms: ${perThread.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}` +
+      `${profDir ? `; the changes' window in CLOCK_MONOTONIC us ${mono0 / 1000n}-${mono1 / 1000n}` : ''}`);
     const partial = steps.filter((l) => l.full === false);
     if (partial.length) {
-      const keys = ['totalMs', 'cpuMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
+      const keys = ['totalMs', 'cpuMs', 'threadCpuMs', 'runQueueMs', 'compileMs', 'fitMs', 'planMs', 'diffMs', 'applyMs', 'afterMs', 'otherMs'];
       ctx.log(`${tag}${n} Services (nftables agent): ${partial.length} partial syncs by step, median ms: ${keys.map((k) => `${k.replace(/Ms$/, '')} ${stats2(partial.map((l) => Number(l[k]))).median.toFixed(2)}`).join(', ')}`);
+      // the slowest one whole: where a p99 went (its steps, the run queue, GC)
+      const worst = partial.reduce((a, b) => (Number(b.totalMs) > Number(a.totalMs) ? b : a));
+      ctx.log(`${tag}${n} Services (nftables agent): the slowest partial sync: ${JSON.stringify(worst)}`);
     }
     const sync = stats2(syncMs.length ? syncMs : [NaN]);
     ctx.log(`${tag}${n} Services (nftables agent): first sync ${firstSyncMs} ms after start (its duration ${firstSyncDurationMs.toFixed(0)} ms, agent CPU ${firstSyncCpuMs} ms); ` +

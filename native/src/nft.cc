@@ -27,6 +27,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -378,6 +379,27 @@ struct ElemGroup {
   std::vector<uint16_t> fanPorts;
 };
 
+// The element transactions' netlink socket, one for the process and kept open (under NlMutex; the
+// sequence numbers go on from one transaction to the next, so an answer to an earlier one is told
+// apart). Closing a NETLINK_NETFILTER socket (NETLINK_URELEASE) makes nf_tables flush its deferred
+// release of the transactions just committed (nft_rcv_nl_event -> nf_tables_trans_destroy_flush_work),
+// which waits for an RCU grace period: a socket per transaction spent 5-15 ms of a one-element
+// sync's wall in close(), with no CPU (docs/perf-log.md, session 31, p31nft). After any error the
+// socket is closed and the next transaction opens another: nothing of an aborted batch is left to read.
+std::mutex& NlMutex() {
+  static std::mutex mu;
+  return mu;
+}
+struct mnl_socket* g_nl = nullptr;
+int g_nlSndBuf = 0;
+uint32_t g_nlSeq = 0;
+
+void NlReset() {
+  if (g_nl) mnl_socket_close(g_nl);
+  g_nl = nullptr;
+  g_nlSndBuf = 0;
+}
+
 class ElementsWorker : public Napi::AsyncWorker {
  public:
   ElementsWorker(Napi::Env env, std::string table, std::vector<ElemGroup> groups)
@@ -385,10 +407,13 @@ class ElementsWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    std::lock_guard<std::mutex> lock(NlMutex());
     // CPU time of this thread per step: encoding here, and the kernel taking the batch (nf_tables
     // processes a batch in the sender's context), for the bench's profile
     double t0 = ThreadCpuMs();
+    seq0_ = seq_ = g_nlSeq;
     if (!Build()) return;
+    g_nlSeq = seq_;
     double t1 = ThreadCpuMs();
     Send();
     buildMs_ = t1 - t0;
@@ -637,23 +662,37 @@ class ElementsWorker : public Napi::AsyncWorker {
   }
 
   void Send() {
-    struct mnl_socket* nl = mnl_socket_open(NETLINK_NETFILTER);
-    if (!nl) {
-      error_ = std::string("netlink socket: ") + strerror(errno);
-      return;
+    if (!g_nl) {
+      struct mnl_socket* nl = mnl_socket_open(NETLINK_NETFILTER);
+      if (!nl) {
+        error_ = std::string("netlink socket: ") + strerror(errno);
+        return;
+      }
+      int fd = mnl_socket_get_fd(nl);
+      int one = 1;
+      setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);  // errors without the request echoed
+      int rcv = 4 << 20;
+      if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+      struct timeval tv = {60, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+        error_ = std::string("netlink bind: ") + strerror(errno);
+        mnl_socket_close(nl);
+        return;
+      }
+      g_nl = nl;
     }
+    struct mnl_socket* nl = g_nl;
     int fd = mnl_socket_get_fd(nl);
-    int one = 1;
-    setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);  // errors without the request echoed
+    // the batch goes in one sendmsg, which the send buffer must hold
     int snd = static_cast<int>(buf_.size() + 4096);
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
-    int rcv = 4 << 20;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-    struct timeval tv = {60, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 || mnl_socket_sendto(nl, buf_.data(), buf_.size()) < 0) {
+    if (snd > g_nlSndBuf) {
+      if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+      g_nlSndBuf = snd;
+    }
+    if (mnl_socket_sendto(nl, buf_.data(), buf_.size()) < 0) {
       error_ = std::string("netlink send: ") + strerror(errno);
-      mnl_socket_close(nl);
+      NlReset();
       return;
     }
     // one answer per element message: an ack, or the error that aborted the batch
@@ -666,14 +705,15 @@ class ElementsWorker : public Napi::AsyncWorker {
         break;
       }
       for (auto* h = reinterpret_cast<struct nlmsghdr*>(rb.data()); mnl_nlmsg_ok(h, static_cast<int>(n)); h = mnl_nlmsg_next(h, reinterpret_cast<int*>(&n))) {
-        if (h->nlmsg_type != NLMSG_ERROR) continue;
+        // this batch's answers only (sequence numbers seq0_ + 1 .. seq_)
+        if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq - seq0_ - 1 >= seq_ - seq0_) continue;
         answers++;
         auto* err = static_cast<struct nlmsgerr*>(mnl_nlmsg_get_payload(h));
         if (err->error && error_.empty()) error_ = std::string("nf_tables refused the elements: ") + strerror(-err->error);
       }
       if (!error_.empty()) break;  // the batch was aborted as a whole
     }
-    mnl_socket_close(nl);
+    if (!error_.empty()) NlReset();
   }
 
   double buildMs_ = 0, sendMs_ = 0;
@@ -681,7 +721,7 @@ class ElementsWorker : public Napi::AsyncWorker {
   std::string table_;
   std::vector<ElemGroup> groups_;
   std::vector<char> buf_;
-  uint32_t seq_ = 0;
+  uint32_t seq0_ = 0, seq_ = 0;
   size_t msgs_ = 0;
   std::string error_;
 };

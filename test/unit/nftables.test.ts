@@ -408,6 +408,44 @@ test('stats() follows each commit (counted once per generation, not per scrape)'
   t.is(await entries('services-int4'), 2);
 });
 
+test('stats(): every map\'s entries are the elements the table holds, at every step of random sequences (scraped or not, across a restart)', async (t) => {
+  // the counts are kept by each commit for the records it touches, not walked per scrape: checked
+  // against the table itself (hairpin and the helper sets are not reported)
+  const reported = (name: string) => !/^(hairpin|generation|external-devices|local-backends)/.test(name);
+  const seen = new Set<string>();
+  await fc.assert(fc.asyncProperty(fc.array(fc.tuple(arbState, fc.boolean()), { minLength: 2, maxLength: 8 }), fc.nat(7), async (steps, restartAt) => {
+    const st = tmpState();
+    try {
+      const sim = new NftSim();
+      let dp = new NftablesDataplane({ pinRoot: '/nonexistent', table: T, statePath: st.path, devices: ['eth0'], nodeAddresses: () => [], transport: simTransport(sim), syncSaveMax: Infinity });
+      await dp.init();
+      let prev: Plan | undefined;
+      for (const [i, [s, scrape]] of steps.entries()) {
+        const next = buildPlan(s, prev, { seed: 7, consumePrev: true, slots: false });
+        const ops = diffPlans(prev, next);
+        if (ops.length) await dp.apply(ops, next);
+        prev = next;
+        if (i === restartAt && sim.exists) {
+          await dp.close();
+          dp = await newDataplane(sim, st.path);
+          prev = await dp.readPlan();
+          t.truthy(prev);
+        }
+        if (!scrape && i < steps.length - 1) continue;
+        const got = new Map((await dp.stats()).maps.map((m) => [m.name, m.entries]));
+        const want = new Map([...sim.elements].filter(([name, es]) => es.size > 0 && reported(name)).map(([name, es]) => [name, es.size]));
+        t.deepEqual(Object.fromEntries([...got].sort()), Object.fromEntries([...want].sort()), `step ${i}`);
+        for (const n of got.keys()) seen.add(n.replace(/\d+$/, ''));
+      }
+      await dp.close();
+    } finally {
+      st.done();
+    }
+  }), { seed: 13, numRuns: 60 });
+  // the sequences held elements of each kind: owned (services, backends) and shared (masquerade, firewall)
+  for (const kind of ['services-', 'backends-', 'masq-', 'firewall']) t.true([...seen].some((n) => n.startsWith(kind)), kind);
+});
+
 test('a UDP frontend that loses a backend, planned in place (consumePrev): its stale conntrack entries are flushed', async (t) => {
   const st = tmpState();
   t.teardown(st.done);

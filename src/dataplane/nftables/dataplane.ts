@@ -343,7 +343,7 @@ export class NftablesDataplane implements Dataplane {
     this.#log.info({ devices: want }, 'external devices');
   }
 
-  /** the element counts of the model's generation: a walk of every record (~80-370 ms at 11,000 frontends), once per commit, not per scrape */
+  /** the element counts of the model's generation (NftModel.counts: kept by each commit), once per commit, not per scrape */
   #counts: { gen: number; recs: unknown; maps: DataplaneStats['maps'] } | undefined;
 
   async stats(): Promise<DataplaneStats> {

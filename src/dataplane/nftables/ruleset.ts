@@ -329,10 +329,17 @@ function dispatchVerdict(r: FeRec): string {
   return v;
 }
 
-/** The maps holding elements only this record owns (its dispatch element, one backend per index). */
-function ownedSets(r: FeRec, out: string[]): void {
-  out.push(servicesMapName(r.d));
-  for (let j = 0; j < r.order.length; j++) out.push(backendsMapName(r.d, j));
+/** adds d to m's count of k (a count of 0: no entry) */
+function bump(m: Map<string, number>, k: string, d: number): void {
+  const n = (m.get(k) ?? 0) + d;
+  if (n) m.set(k, n);
+  else m.delete(k);
+}
+
+/** Adds d to the count of each map holding an element only this record owns (its dispatch element, one backend per index). */
+function countOwned(m: Map<string, number>, r: FeRec, d: number): void {
+  bump(m, servicesMapName(r.d), d);
+  for (let j = 0; j < r.order.length; j++) bump(m, backendsMapName(r.d, j), d);
 }
 
 /** Elements records may share (an internal and an external frontend on one address): refcounted. */
@@ -521,20 +528,27 @@ export class NftModel {
     return this.recs.size;
   }
 
+  /**
+   * Elements per object the records own (services and backends maps) and per set of shared
+   * elements (counted once however many records share one), for stats: counted by a walk of every
+   * record the first time asked after a full sync or a restore, then kept by each commit for the
+   * records it touches (a walk was ~3-5 ms of every scrape after a change at 10,000 frontends).
+   */
+  #ownCounts: Map<string, number> | undefined;
+  #sharedCounts: Map<string, number> | undefined;
+
   /** element counts per object, for stats */
   counts(): Array<{ name: string; entries: number }> {
-    const n = new Map<string, number>();
-    const own: string[] = [];
-    for (const r of this.recs.values()) {
-      own.length = 0;
-      ownedSets(r, own);
-      for (const s of own) n.set(s, (n.get(s) ?? 0) + 1);
+    if (!this.#ownCounts || !this.#sharedCounts) {
+      const own = new Map<string, number>(), shared = new Map<string, number>();
+      for (const r of this.recs.values()) countOwned(own, r, +1);
+      for (const [k, c] of this.#shared) if (c > 0) bump(shared, k.slice(0, k.indexOf('\0')), +1);
+      this.#ownCounts = own;
+      this.#sharedCounts = shared;
     }
-    for (const [k, c] of this.#shared) if (c > 0) {
-      const s = k.slice(0, k.indexOf('\0'));
-      n.set(s, (n.get(s) ?? 0) + 1);
-    }
-    return [...n].map(([name, entries]) => ({ name, entries })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    const n = new Map(this.#ownCounts);
+    for (const [s, c] of this.#sharedCounts) bump(n, s, c);
+    return [...n].filter(([, entries]) => entries > 0).map(([name, entries]) => ({ name, entries })).sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   /**
@@ -703,6 +717,7 @@ export class NftModel {
 
     const commit = (): void => {
       if (this.fresh) {
+        this.#ownCounts = this.#sharedCounts = undefined;
         this.recs.clear();
         this.#objRefs.clear();
         this.#shared.clear();
@@ -710,7 +725,13 @@ export class NftModel {
         this.#localOf.clear();
         this.fresh = false;
       }
+      const own = this.#ownCounts, sharedCounts = this.#sharedCounts;
       for (const [k, r] of newRecs) {
+        if (own) {
+          const a = this.recs.get(k);
+          if (a) countOwned(own, a, -1);
+          if (r) countOwned(own, r, +1);
+        }
         if (r) this.recs.set(k, r);
         else this.recs.delete(k);
       }
@@ -721,9 +742,12 @@ export class NftModel {
         else this.#objRefs.delete(name);
       }
       for (const [k, d] of sharedDelta) {
-        const n = (this.#shared.get(k) ?? 0) + d;
+        const before = this.#shared.get(k) ?? 0;
+        const n = before + d;
         if (n > 0) this.#shared.set(k, n);
         else this.#shared.delete(k);
+        // an element is in its set while some record holds it
+        if (sharedCounts && (before > 0) !== (n > 0)) bump(sharedCounts, k.slice(0, k.indexOf('\0')), n > 0 ? +1 : -1);
       }
       for (const [addr, d] of localDelta) {
         const n = (this.#local.get(addr) ?? 0) + d;
@@ -860,6 +884,8 @@ export class NftModel {
 
     const commit = (): void => {
       this.recs = recs;
+      // counted afresh by the next counts()
+      this.#ownCounts = this.#sharedCounts = undefined;
       this.#objRefs = objs;
       this.#shared = shared;
       this.#local = local;
@@ -895,6 +921,7 @@ export class NftModel {
     commit();
     // replace records with the stored orders (counts of objects depend only on K, T and D)
     for (const [k, r] of saved) this.recs.set(k, r);
+    this.#ownCounts = this.#sharedCounts = undefined;
     this.gen = gen;
   }
 }
