@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev libnftables-dev libnetfilter-conntrack-dev libmnl-dev libelf-dev zlib1g-dev bpftool iproute2 nftables iptables
   ethtool curl wrk socat procps util-linux make g++ python3 pkg-config qemu-system-x86 busybox nginx-light ipvsadm
-  podman runc mmdebstrap ruby shellcheck)
+  podman runc mmdebstrap ruby shellcheck git)
+# git: the upgrade tests build an earlier commit's object and agent from this checkout's history
+# (testing/old-object.ts, old-agent.ts); without it they pass as skipped.
 # npm fetches Node 24 below and runs `npm ci`: a machine with no npm at all (Debian 12 as installed)
 # gets Debian's (with its Node 18, used only to fetch Node 24).
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
