@@ -3,8 +3,9 @@
 // Debian or nodejs.org install (/usr/include/node). node-gyp's default would download headers, which
 // a machine without internet cannot do, and ~/.npmrc's nodedir may name another Node's headers.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { foreignNodeLink } from './addon-links.mjs';
 
 const prefix = dirname(dirname(process.execPath));
 const args = ['rebuild', '--directory=native'];
@@ -21,4 +22,11 @@ if (r.error) {
   console.error(`build-native: node-gyp: ${r.error.message}`);
   process.exit(1);
 }
-process.exit(r.status ?? 1);
+if (r.status !== 0) process.exit(r.status ?? 1);
+// an addon linked to another Node's libnode loads, then crashes this Node: refuse it here
+const release = join('native', 'build', 'Release');
+const bad = readdirSync(release).filter((f) => f.endsWith('.node')).map((f) => foreignNodeLink(join(release, f))).filter(Boolean);
+if (bad.length) {
+  for (const why of bad) console.error(`build-native: ${why}`);
+  process.exit(1);
+}

@@ -63,6 +63,28 @@ if (!isRoot || maj * 100 + min < 605) {
     t.is(out.trim(), 'false', 'in a pid namespace of its own (a container without hostPID)');
   });
 
+  // lb_netns_tasks reports a process by its pid in the host's pid namespace; an agent in a pid namespace
+  // of its own (a container without hostPID) opened /proc/<that pid>, another process or none, and so
+  // closed no socket in any pod (seen in a container: every namespace skipped). There it walks /proc.
+  test('an agent in a pid namespace of its own finds the namespaces of the processes it sees, by their pids there', (t) => {
+    const l = loadTemp(t, { objectPath: OBJECT_PATH });
+    const script = `import { spawn } from 'node:child_process';
+      import { statSync } from 'node:fs';
+      import { SockTerminator } from ${JSON.stringify(join(process.cwd(), 'src/dataplane/bpf/sock-term.ts'))};
+      const child = spawn('/usr/bin/unshare', ['--net', '/bin/sleep', '60'], { stdio: 'ignore' });
+      const own = statSync('/proc/thread-self/ns/net').ino;
+      let inum = own;
+      for (let i = 0; i < 500 && inum === own; i++) { await new Promise((r) => setTimeout(r, 10)); inum = statSync('/proc/' + child.pid + '/ns/net').ino; }
+      const term = SockTerminator.load(${JSON.stringify(l.pinRoot)}, ${JSON.stringify(sockTermObjectPath(OBJECT_PATH))});
+      const ns = term.netnsPaths().find((n) => n.inum === inum);
+      const r = ns ? term.run([ns]) : undefined;
+      term.close();
+      child.kill('SIGKILL');
+      console.log(JSON.stringify({ moved: inum !== own, paths: ns?.paths.includes('/proc/' + child.pid + '/ns/net'), namespaces: r?.namespaces, skipped: r?.skipped }));`;
+    const out = execFileSync('/usr/bin/unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '--import=tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { moved: true, paths: true, namespaces: 2, skipped: 0 });
+  });
+
   test('a namespace whose process this agent may not open (no CAP_SYS_PTRACE) is counted as denied, for the agent to say so', async (t) => {
     const l = loadTemp(t, { objectPath: OBJECT_PATH });
     const root = l.pinRoot;

@@ -104,6 +104,8 @@ export class SockTerminator {
   /** lb_netns_tasks (an object of an earlier build lacks it: the namespaces then come from /proc) */
   readonly #tasks: BpfProgram | undefined;
   #taskBuf = Buffer.alloc(NETNS_REC_SIZE * 4096);
+  /** whether this process is in the host's pid namespace, where the iterator's pids are /proc's */
+  #hostPids: boolean | undefined;
 
   private constructor(object: BpfObject, prog: BpfProgram, tasks: BpfProgram | undefined) {
     this.#object = object;
@@ -159,10 +161,12 @@ export class SockTerminator {
    * The network namespaces of this host other than this thread's, each as the /proc/<pid>/ns/net
    * paths of its processes (any one enters it): from one read of lb_netns_tasks, where hostNetnsPaths
    * stats a path per process (~30 us each: ~40 ms on the event loop of a busy node). The walk of
-   * /proc where the object lacks the program.
+   * /proc where the object lacks the program or this process is not in the host's pid namespace.
    */
   netnsPaths(procRoot = '/proc'): NetnsPaths[] {
-    if (!this.#tasks) return hostNetnsPaths(procRoot);
+    // the iterator gives pids in the host's pid namespace: /proc of another pid namespace (a container
+    // without hostPID) names other processes by them, or none
+    if (!this.#tasks || !(this.#hostPids ??= inInitialPidNamespace(procRoot))) return hostNetnsPaths(procRoot);
     let n = this.#tasks.runIter(-1, this.#taskBuf);
     if (n > this.#taskBuf.length) {
       // more processes than last time: once more with room for them and some to spare
