@@ -14,6 +14,8 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+// (Node 24 runs a .ts module of only erasable syntax as is)
+import { versionOf } from '../src/cli/version.ts';
 
 const at = process.argv.indexOf('--outfile');
 const outfile = at > 0 ? process.argv[at + 1] : 'dist/kube-bpf-proxy.mjs';
@@ -84,21 +86,11 @@ const lazyDeps = {
   },
 };
 
-function buildVersion() {
-  const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
-  const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version ?? 'unknown';
-  let commit = '';
-  try {
-    commit = execFileSync('git', ['-C', root, 'rev-parse', '--short=12', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-  } catch { /* not a checkout (an image's build context), or no git */ }
-  return commit ? `${version} (commit ${commit})` : version;
-}
-
 const result = await build({
   // the LIST's page decode thread (src/source/list-decode.ts) is a file of its own, named for the code that starts it
   entryPoints: [{ in: 'src/cli/main.ts', out: name }, { in: 'src/source/list-decode-worker.ts', out: `${name}-list-decode` }],
-  // (the version as src/cli/version.ts gives it from the source tree: package.json's and the commit)
-  define: { KBP_LIST_DECODE_WORKER: JSON.stringify(`./${name}-list-decode.mjs`), KBP_BUILD_VERSION: JSON.stringify(buildVersion()) },
+  // the version as the source tree gives it (package.json's and the commit), fixed in the bundle
+  define: { KBP_LIST_DECODE_WORKER: JSON.stringify(`./${name}-list-decode.mjs`), KBP_BUILD_VERSION: JSON.stringify(versionOf(resolve(dirname(new URL(import.meta.url).pathname), '..'))) },
   outdir,
   splitting: true,
   chunkNames: `${name}-chunk-[hash]`,

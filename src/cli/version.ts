@@ -17,7 +17,7 @@ export function buildVersion(): string {
   return (cached = versionOf(join(import.meta.dirname, '..', '..')));
 }
 
-/** package.json's version in `root` and its checkout's commit, as the bundle's build records them */
+/** package.json's version in `root` and its checkout's commit (scripts/bundle.mjs fixes it in the bundle) */
 export function versionOf(root: string): string {
   let version = 'unknown';
   try {
