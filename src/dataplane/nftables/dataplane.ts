@@ -343,16 +343,10 @@ export class NftablesDataplane implements Dataplane {
     this.#log.info({ devices: want }, 'external devices');
   }
 
-  /** the element counts of the model's generation (NftModel.counts: kept by each commit), once per commit, not per scrape */
-  #counts: { gen: number; recs: unknown; maps: DataplaneStats['maps'] } | undefined;
-
   async stats(): Promise<DataplaneStats> {
-    const m = this.#model;
-    if (this.#counts?.gen !== m.gen || this.#counts.recs !== m.recs) {
-      this.#counts = { gen: m.gen, recs: m.recs, maps: m.counts().map((c) => ({ ...c, capacity: Infinity })) };
-    }
     return {
-      maps: this.#counts.maps.map((c) => ({ ...c })),
+      // the model keeps the counts through each commit (NftModel.counts): nothing is walked here
+      maps: this.#model.counts().map((c) => ({ ...c, capacity: Infinity })),
       events: {},
       frontends: new Map(),
     };
