@@ -9,6 +9,8 @@ const MAX_TEXT = 0x1fffffe8;
 
 export interface Decoded {
   text: string;
+  /** the text holds U+FFFD: bytes that are not UTF-8 read so (notUtf8), or the character itself */
+  replaced?: true;
   /** bytes that are not UTF-8 were read as U+FFFD */
   notUtf8?: true;
   /** UTF-16 with a BOM: the text is not the bytes' UTF-8 (a digest of the bytes is not the text's) */
@@ -29,6 +31,6 @@ export function decodeManifest(buf: Buffer, start = 0, end = buf.length): Decode
     if (b0 === 0xfe && b1 === 0xff) return { text: Buffer.from(buf.subarray(start + 2, last)).swap16().toString('utf16le'), utf16: true };
   }
   const text = buf.toString('utf8', start, end);
-  if (text.includes('\ufffd') && !isUtf8(buf.subarray(start, end))) return { text, notUtf8: true };
-  return { text };
+  if (!text.includes('\ufffd')) return { text };
+  return isUtf8(buf.subarray(start, end)) ? { text, replaced: true } : { text, replaced: true, notUtf8: true };
 }

@@ -127,7 +127,7 @@ export class FileBatchReader {
     // the hash of the bytes is the text's where decoding replaced nothing (readFileSync's text of
     // bytes that are not UTF-8 holds U+FFFD for each bad sequence: JavaScript hashes that text) and
     // the bytes are UTF-8 (not UTF-16)
-    const digest = c.digests && !d.utf16 && !d.text.includes('\ufffd') ? c.digests.toString('base64', k * 32, k * 32 + 32) : undefined;
+    const digest = c.digests && !d.utf16 && !d.replaced ? c.digests.toString('base64', k * 32, k * 32 + 32) : undefined;
     return d.notUtf8 ? { text: d.text, digest, notUtf8: true } : { text: d.text, digest };
   }
 
