@@ -149,8 +149,7 @@ export function parseManifestText(path: string, text: string, notUtf8?: boolean)
       // List, and the typed lists the API server returns (ServiceList, ...): kubectl reads any object
       // with items as a list (unstructuredJSONScheme) and applies each item
       if (typeof v.kind === 'string' && v.kind.endsWith('List') && Array.isArray(v.items)) {
-        const what = `item %d of a ${v.kind} `;
-        v.items.forEach((item, i) => add(item, what.replace('%d', String(i))));
+        v.items.forEach((item, i) => add(item, `item ${i} of a ${v.kind} `));
         return;
       }
       if (v.kind === 'Endpoints') {
