@@ -98,6 +98,25 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 	return __lb_lookup_frontend(&k, scope);
 }
 
+/* The frontend of id fe_id (a conntrack entry's) from lb_fe_ids, when it is the one
+ * lb_lookup_frontend(p, scope) returns: its entry is keyed by exactly p's address, port and protocol,
+ * in that scope, so lb_frontends holds it under the key that lookup tries first, and nothing else can
+ * win. NULL for anything else (another scope, a NodePort on the any-address, an id without a
+ * frontend or reused for another key, an id past the array): the caller then looks the frontend up. */
+static __always_inline struct lb_frontend *lb_fe_of_id(__u32 fe_id, const struct lb_pkt *p, __u8 scope)
+{
+	struct lb_fe_slot *s = bpf_map_lookup_elem(&lb_fe_ids, &fe_id);
+	const __u32 *a;
+
+	if (!s || fe_id == 0 || s->fe.fe_id != fe_id || s->key.proto != p->proto || s->key.port != p->dport ||
+	    s->key.scope != scope)
+		return NULL;
+	a = (const __u32 *)s->key.addr;
+	if (a[0] != p->daddr.w[0] || a[1] != p->daddr.w[1] || a[2] != p->daddr.w[2] || a[3] != p->daddr.w[3])
+		return NULL;
+	return &s->fe;
+}
+
 /* a frontend without backends is refused at once (kube-proxy's REJECT for a Service without
  * endpoints) */
 static __always_inline int lb_fe_no_backends(const struct lb_frontend *fe)
@@ -213,6 +232,19 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
 	return lb_backend_get(id);
 }
 
+/* lb_ct's entry of a packet's forward tuple, for lb_plain_hit(): NULL when there is none, and for a
+ * SYN, which is not looked up here (lb_select's lookup behind lb_ct_filter is its). tc looks it up
+ * before the frontend, whose id the entry names (lb_fe_of_id). */
+static __always_inline struct lb_ct_entry *lb_plain_ct(const struct lb_pkt *p)
+{
+	struct lb_ct_key ck = {};
+
+	if (lb_tcp_syn(p))
+		return NULL;
+	lb_ct_key_fwd(&ck, p);
+	return bpf_map_lookup_elem(&lb_ct, &ck);
+}
+
 /* A plain conntrack hit (tc's lb_tc_hit, XDP's lb_xdp_hit: most packets to a frontend, translated
  * inline by the hook): what lb_select() and lb_commit() would do for a packet of an established flow
  * with no refresh due, not in its handshake, whose entry has none of the flags in `unless`
@@ -221,29 +253,26 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
  * nothing more for such a hit);
  * the whole path cost a client's closing packet a second lb_ct lookup, the lb_members and
  * lb_backends lookups and tc's scratch and copies, or XDP's subprogram call (docs/perf-log.md, session
- * 29). 1 with *bep
- * its backend and *ctp its entry; -1 when lb_ct holds no entry of the packet's tuple (a UDP first
- * packet, a handshake's ACK); 0 for anything else (the whole path looks again). One function for
- * both hooks, so that a condition the whole path has cannot be left out of one of them. */
+ * 29). ct: lb_plain_ct(p), the caller's lookup. 1 with *bep its backend; -1 when lb_ct holds no
+ * entry of the packet's tuple (a UDP first packet, a handshake's ACK); 0 for anything else (the whole
+ * path looks again). One function for both hooks, so that a condition the whole path has cannot be
+ * left out of one of them. */
 static __always_inline int lb_plain_hit(const struct lb_pkt *p, const struct lb_frontend *fe, __u32 unless,
-					struct lb_ct_entry **ctp, struct lb_backend **bep)
+					struct lb_ct_entry *ct, struct lb_backend **bep)
 {
-	struct lb_ct_key ck = {};
-	struct lb_ct_entry *ct;
 	__u64 now;
 
-	if (lb_tcp_syn(p) || fe->fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
+	if (lb_tcp_syn(p))
 		return 0;
-	now = lb_now(); /* not for a SYN: the whole path reads its own */
-	lb_ct_key_fwd(&ck, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &ck);
 	if (!ct)
 		return -1;
+	if (fe->fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
+		return 0;
+	now = lb_now(); /* not for a SYN: the whole path reads its own */
 	if (ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | LB_CT_F_SYN | unless)) || !lb_ct_alive(ct, p->proto, now) ||
 	    lb_ct_refresh_due(ct, now))
 		return 0;
 	*bep = lb_member_backend(fe->fe_id, ct->backend_id);
-	*ctp = ct;
 	if (!*bep)
 		return 0; /* the whole path resets the flow (lb_select: LB_V_RESET), its entry untouched */
 	lb_ct_touch(ct, p, now); /* a FIN's or RST's CLOSING flag only: no refresh is due */

@@ -299,6 +299,14 @@ function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
       for (const name of ['lb_fe_filter', 'lb_rev_filter', 'lb_ct_filter']) {
         if (object.mapNames().includes(name)) object.map(name).update(Buffer.alloc(4), Buffer.alloc(8));
       }
+      // lb_fe_ids likewise: a build that does not write it (a downgrade) may have deleted or reused
+      // frontend ids since, so it is emptied (every hit looks its frontend up) until the writer's
+      // first apply rebuilds it from lb_frontends (map-writer syncFeFilter)
+      if (object.mapNames().includes('lb_fe_ids')) {
+        const m = object.map('lb_fe_ids'), keys = Buffer.alloc(m.maxEntries * 4);
+        for (let i = 0; i < m.maxEntries; i++) keys.writeUInt32LE(i, i * 4);
+        m.updateBatch(keys, Buffer.alloc(m.maxEntries * m.valueSize), m.maxEntries);
+      }
     }
   } catch (e) {
     object.close();

@@ -308,8 +308,18 @@ export class MapWriter {
   /** feWords as u32 halves (refFeBit sets bits through it) */
   private readonly feHalves = new Uint32Array(this.feWords.buffer);
 
-  constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
+  /**
+   * lb_fe_ids (lb_maps.h), where the object has it: each lb_frontends entry again at its fe_id, which a
+   * plain conntrack hit reads instead of looking the frontend up. Written after lb_frontends, cleared
+   * before it, and rewritten whole from lb_frontends with the filter (syncFeFilter): a map made by
+   * this load (an upgrade) or left behind by a build that did not write it (a downgrade) is exact
+   * before the first write. Ids past its size are not written (their hits look the frontend up).
+   */
+  private readonly feIds: BpfMap | undefined;
+
+  constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions, feIds?: BpfMap) {
     this.maps = maps;
+    this.feIds = feIds;
     this.state = state;
     this.recycleTables = opts.recycleTables ?? false;
     this.regionGraceMs = opts.regionGraceMs ?? 1000;
@@ -586,13 +596,26 @@ export class MapWriter {
     this.feBitRefs.clear();
     this.feWords.fill(0n);
     for (const pair of this.feHeld.values()) this.refFeBits(pair, 1);
-    this.maps.lb_frontends.scan((k) => {
+    const ids = this.feIds, ss = L.FE_SLOT.size;
+    const slots = ids && Buffer.alloc(ids.maxEntries * ss);
+    this.maps.lb_frontends.scan((k, v) => {
+      const id = v.readUInt32LE(0);
+      if (slots && id < ids.maxEntries) {
+        k.copy(slots, id * ss, 0, L.FE_KEY.size);
+        v.copy(slots, id * ss + L.FE_KEY.size, 0, L.FRONTEND.size);
+      }
       const key = Buffer.from(k).toString('latin1');
       if (keys.has(key)) return;
       const pair = L.feFilterBitPair(k);
       keys.set(key, pair);
       this.refFeBits(pair, 1);
     });
+    // every id, those without a frontend zeroed: entries another build left are not trusted
+    if (ids && slots) {
+      const idKeys = Buffer.alloc(ids.maxEntries * 4);
+      for (let i = 0; i < ids.maxEntries; i++) idKeys.writeUInt32LE(i, i * 4);
+      ids.updateBatch(idKeys, slots, ids.maxEntries);
+    }
     const n = L.LB_FE_FILTER_WORDS;
     const ks = Buffer.alloc((n + 1) * 4), vs = Buffer.alloc((n + 1) * 8);
     // the words first, the switch (element 0) last, in the same batch
@@ -934,6 +957,28 @@ export class MapWriter {
     return { fs: out, keys: k2, values: v2, count: out.length };
   }
 
+  /**
+   * lb_fe_ids at the ids of fs: their lb_frontends keys and values (encoded in the order of fs), or
+   * zeros (deleted). Ids past the map are left out: the programs never find them there.
+   */
+  private *feIdsWrite(fs: readonly PlanFrontend[], keys?: Buffer, values?: Buffer): Steps {
+    const map = this.feIds;
+    if (!map) return;
+    const ks = L.FE_KEY.size, vs = L.FRONTEND.size, ss = L.FE_SLOT.size;
+    const idKeys = Buffer.alloc(fs.length * 4), slots = Buffer.alloc(fs.length * ss);
+    let n = 0;
+    fs.forEach((f, i) => {
+      if (f.id >= map.maxEntries) return;
+      idKeys.writeUInt32LE(f.id, n * 4);
+      if (keys && values) {
+        keys.copy(slots, n * ss, i * ks, (i + 1) * ks);
+        values.copy(slots, n * ss + ks, i * vs, (i + 1) * vs);
+      }
+      n++;
+    });
+    if (n) yield { kind: 'update', map, keys: idKeys, values: slots, count: n };
+  }
+
   /** records the lb_frontends entries just written (keys and values encoded in the order of fs) */
   private feWritten(fs: readonly PlanFrontend[], keys: Buffer, values: Buffer): void {
     const ks = L.FE_KEY.size, vs = L.FRONTEND.size;
@@ -1130,6 +1175,7 @@ export class MapWriter {
         const w = this.feUnwritten(fs, keys, values);
         if (w.count) {
           yield* this.batchUpdate('lb_frontends', w.keys, w.values, w.count, (i) => `frontend ${fmtFe(w.fs[i]!)}`);
+          yield* this.feIdsWrite(w.fs, w.keys, w.values);
           this.feWritten(w.fs, w.keys, w.values);
           res.batches++;
         }
@@ -1162,6 +1208,8 @@ export class MapWriter {
         const keys = Buffer.alloc(fs.length * L.FE_KEY.size);
         fs.forEach((f, i) => L.encodeFeKey(f, keys, i * L.FE_KEY.size));
         if (this.feEntries) for (const f of fs) this.feEntries.known[f.id] = 0;
+        // lb_fe_ids first: a hit must not find a frontend lb_frontends no longer holds
+        yield* this.feIdsWrite(fs);
         yield { kind: 'deleteMany', map: this.maps.lb_frontends, keys, count: fs.length };
         // only once they are gone: a bit cleared early would hide a frontend still served
         yield* this.feFilterChange(keys, fs.length, -1);
