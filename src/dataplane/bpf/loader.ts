@@ -213,6 +213,8 @@ function sizeMaps(object: BpfObject, sizes: MapSizes): void {
     const spec = specs.get(name);
     if (!spec) throw new KbpError('KBP_ERR_CONFIG', `--bpf-map-max ${name}: no such map in ${object.path}`);
     object.setMaxEntries(name, roundToCpus(entries, spec));
+    // indexed by frontend id as lb_revnat is (its size is the ids' limit): sized with it
+    if (name === 'lb_revnat' && specs.has('lb_fe_ids')) object.setMaxEntries('lb_fe_ids', entries);
   }
 }
 
