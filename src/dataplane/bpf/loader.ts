@@ -28,7 +28,7 @@ import { bpffsOf, checkPinRoot, checkPinRootNotMount, ensureBpffs, isBpffs } fro
 import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, type Migration } from './migrate.js';
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
-import type { BpfMapsOptions } from './map-writer.js';
+import { feIdsStride, writeFeIdsWhole, type BpfMapsOptions } from './map-writer.js';
 import { ctSynFor, defaultCtEntries, defaultFeStatsEntries, maxEntriesOf, type ConntrackSizing, type MapSizes } from './map-sizes.js';
 import { setIdLimits } from '../../plan/limits.js';
 import { BpfMaps } from './maps.js';
@@ -305,9 +305,8 @@ function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
       // frontend ids since, so it is emptied (every hit looks its frontend up) until the writer's
       // first apply rebuilds it from lb_frontends (map-writer syncFeFilter)
       if (object.mapNames().includes('lb_fe_ids')) {
-        const m = object.map('lb_fe_ids'), keys = Buffer.alloc(m.maxEntries * 4);
-        for (let i = 0; i < m.maxEntries; i++) keys.writeUInt32LE(i, i * 4);
-        m.updateBatch(keys, Buffer.alloc(m.maxEntries * m.valueSize), m.maxEntries);
+        const m = object.map('lb_fe_ids');
+        writeFeIdsWhole(m, Buffer.alloc(m.maxEntries * feIdsStride(m)));
       }
     }
   } catch (e) {

@@ -25,7 +25,7 @@ import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
 import { BpfBatchError, E2BIG, ENOSPC } from './native/errors.js';
 import type { BpfMap, MaglevFillJob } from './native/map.js';
-import { BPF_ANY, MapType } from './native/uapi.js';
+import { BPF_ANY, BPF_F_MMAPABLE, MapType } from './native/uapi.js';
 import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 import { intHash, ShardedMap, stringHash } from '../../util/sharded-map.js';
@@ -596,7 +596,7 @@ export class MapWriter {
     this.feBitRefs.clear();
     this.feWords.fill(0n);
     for (const pair of this.feHeld.values()) this.refFeBits(pair, 1);
-    const ids = this.feIds, ss = L.FE_SLOT.size;
+    const ids = this.feIds, ss = ids ? feIdsStride(ids) : 0;
     const slots = ids && Buffer.alloc(ids.maxEntries * ss);
     this.maps.lb_frontends.scan((k, v) => {
       const id = v.readUInt32LE(0);
@@ -611,11 +611,7 @@ export class MapWriter {
       this.refFeBits(pair, 1);
     });
     // every id, those without a frontend zeroed: entries another build left are not trusted
-    if (ids && slots) {
-      const idKeys = Buffer.alloc(ids.maxEntries * 4);
-      for (let i = 0; i < ids.maxEntries; i++) idKeys.writeUInt32LE(i, i * 4);
-      ids.updateBatch(idKeys, slots, ids.maxEntries);
-    }
+    if (ids && slots) writeFeIdsWhole(ids, slots);
     const n = L.LB_FE_FILTER_WORDS;
     const ks = Buffer.alloc((n + 1) * 4), vs = Buffer.alloc((n + 1) * 8);
     // the words first, the switch (element 0) last, in the same batch
@@ -1715,6 +1711,22 @@ export function groupRemovals(ops: readonly PlanOp[]): readonly PlanOp[] {
 
 function backendFlags(b: PlanBackend): number {
   return (b.terminating ? L.LB_BE_F_TERMINATING : 0) | (b.local ? L.LB_BE_F_LOCAL : 0);
+}
+
+/** bytes between entries of lb_fe_ids as writeFeIdsWhole() takes them: a mappable array's stride, else the value's size */
+export function feIdsStride(m: BpfMap): number {
+  return m.flags & BPF_F_MMAPABLE ? Math.ceil(m.valueSize / 8) * 8 : m.valueSize;
+}
+
+/** Writes every entry of lb_fe_ids (slots: maxEntries entries, feIdsStride() apart): one copy through a mapping where it is mappable. */
+export function writeFeIdsWhole(m: BpfMap, slots: Buffer): void {
+  if (m.flags & BPF_F_MMAPABLE) {
+    m.writeMmap(slots);
+    return;
+  }
+  const keys = Buffer.alloc(m.maxEntries * 4);
+  for (let i = 0; i < m.maxEntries; i++) keys.writeUInt32LE(i, i * 4);
+  m.updateBatch(keys, slots, m.maxEntries);
 }
 
 /** The lb_frontends value of a plan frontend; flags follow from the plan's fields. */
