@@ -34,6 +34,7 @@ struct lb_frontend {
 struct lb_fe_slot {
 	struct lb_fe_key key;
 	struct lb_frontend fe;
+	__u32 flags;            /* LB_FE_SLOT_F_* */
 };
 
 /* lb_backends value; key is a __u32 backend id, never 0 */

@@ -98,21 +98,30 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 	return __lb_lookup_frontend(&k, scope);
 }
 
-/* The frontend of id fe_id (a conntrack entry's) from lb_fe_ids, when it is the one
- * lb_lookup_frontend(p, scope) returns: its entry is keyed by exactly p's address, port and protocol,
- * in that scope, so lb_frontends holds it under the key that lookup tries first, and nothing else can
- * win. NULL for anything else (another scope, a NodePort on the any-address, an id without a
- * frontend or reused for another key, an id past the array): the caller then looks the frontend up. */
-static __always_inline struct lb_frontend *lb_fe_of_id(__u32 fe_id, const struct lb_pkt *p, __u8 scope)
+/* lb_fe_ids' entry of id fe_id (a conntrack entry's) when it holds a frontend of exactly p's address,
+ * port and protocol, with that id; NULL for anything else (a NodePort on the any-address, an id
+ * without a frontend or reused for another key, an id past the array): the caller then looks the
+ * frontend up. Its frontend is the one lb_lookup_frontend(p, scope) returns in the entry's scope,
+ * and in either scope without LB_FE_SLOT_F_TWIN (lb_frontends holds it under the key that lookup
+ * tries first, or it is the only entry the lookup can find): lb_fe_of_slot(). */
+static __always_inline struct lb_fe_slot *lb_fe_slot_of(__u32 fe_id, const struct lb_pkt *p)
 {
 	struct lb_fe_slot *s = bpf_map_lookup_elem(&lb_fe_ids, &fe_id);
 	const __u32 *a;
 
-	if (!s || fe_id == 0 || s->fe.fe_id != fe_id || s->key.proto != p->proto || s->key.port != p->dport ||
-	    s->key.scope != scope)
+	if (!s || fe_id == 0 || s->fe.fe_id != fe_id || s->key.proto != p->proto || s->key.port != p->dport)
 		return NULL;
 	a = (const __u32 *)s->key.addr;
 	if (a[0] != p->daddr.w[0] || a[1] != p->daddr.w[1] || a[2] != p->daddr.w[2] || a[3] != p->daddr.w[3])
+		return NULL;
+	return s;
+}
+
+/* the frontend of lb_fe_slot_of()'s entry s for a packet in scope (scope -1: not known, as no device
+ * was looked up), or NULL where the lookup could find another (the caller looks up) */
+static __always_inline struct lb_frontend *lb_fe_of_slot(struct lb_fe_slot *s, int scope)
+{
+	if (!s || ((s->flags & LB_FE_SLOT_F_TWIN) && s->key.scope != scope))
 		return NULL;
 	return &s->fe;
 }

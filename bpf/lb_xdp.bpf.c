@@ -78,6 +78,7 @@ int lb_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct lb_ct_entry *ct;
+	struct lb_fe_slot *slot;
 	struct lb_frontend *fe;
 	struct lb_pkt p = {};
 	int external, r;
@@ -95,18 +96,25 @@ int lb_xdp(struct xdp_md *ctx)
 	/* a packet to no frontend skips the device and frontend lookups */
 	if (!lb_fe_filter_may(&p))
 		return XDP_PASS;
-	/* the flow's entry first: its frontend's id stands for the lookup in lb_frontends where that
-	 * could return nothing else (lb_fe_of_id, as tc's lb_tc) */
+	/* the flow's entry first: its frontend's id stands for the lookups in lb_frontends and
+	 * lb_devices where they could return nothing else (lb_fe_slot_of, as tc's lb_tc) */
 	ct = lb_plain_ct(&p);
-	external = lb_dev_is_external(ctx->ingress_ifindex);
-	scope = external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL;
-	fe = ct ? lb_fe_of_id(ct->fe_id, &p, scope) : NULL;
-	if (!fe)
-		fe = lb_lookup_frontend(&p, scope);
+	slot = ct ? lb_fe_slot_of(ct->fe_id, &p) : NULL;
+	external = -1;
+	fe = lb_fe_of_slot(slot, -1);
+	if (!fe) {
+		external = lb_dev_is_external(ctx->ingress_ifindex);
+		scope = external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL;
+		fe = lb_fe_of_slot(slot, scope);
+		if (!fe)
+			fe = lb_lookup_frontend(&p, scope);
+	}
 	if (!fe)
 		return XDP_PASS;
 	r = lb_xdp_hit(data, data_end, &p, fe, ct);
 	if (r >= 0)
 		return r;
+	if (external < 0)
+		external = lb_dev_is_external(ctx->ingress_ifindex);
 	return lb_xdp_forward(ctx, &p, fe, external);
 }

@@ -30,7 +30,7 @@ import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { sizeCtByCpus } from '../src/dataplane/bpf/loader.js';
 import { maxEntriesOf, type MapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem, ctFilterBit } from '../src/dataplane/bpf/layout.js';
+import { FE_SLOT, LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, LB_FE_SLOT_F_TWIN, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem, ctFilterBit } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
 
 /** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
@@ -445,8 +445,18 @@ export class Datapath {
     fe.update(feKey, value);
     const ids = this.optMap('lb_fe_ids');
     if (ids && s.feId < ids.maxEntries) {
-      ids.update(encodeU32(s.feId), Buffer.concat([feKey, value]));
+      // flagged, with its twin, when lb_frontends holds the key in the other scope too
+      const twin = fe.lookup(encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope === 'internal' ? 'external' : 'internal' }));
+      const slot = Buffer.concat([feKey, value, Buffer.alloc(ids.valueSize - feKey.length - value.length)]);
+      if (twin) slot.writeUInt32LE(LB_FE_SLOT_F_TWIN, FE_SLOT.fields.flags.offset);
+      ids.update(encodeU32(s.feId), slot);
       this.feIds.add(s.feId);
+      const tid = twin?.readUInt32LE(0);
+      const other = tid !== undefined && tid < ids.maxEntries ? ids.lookup(encodeU32(tid)) : undefined;
+      if (other && other.readUInt32LE(FE_SLOT.fields.fe.offset) === tid) {
+        other.writeUInt32LE(LB_FE_SLOT_F_TWIN, FE_SLOT.fields.flags.offset);
+        ids.update(encodeU32(tid!), other);
+      }
     }
   }
 

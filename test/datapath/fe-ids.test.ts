@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { diffPlans } from '../../src/plan/diff.js';
-import { FE_SLOT, LB_CT_DIR_FWD, encodeFeKey, encodeFrontend, encodeU32, type CtKey } from '../../src/dataplane/bpf/layout.js';
+import { FE_SLOT, LB_CT_DIR_FWD, LB_FE_SLOT_F_TWIN, encodeFeKey, encodeFrontend, encodeU32, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { Datapath, SVC, TC_ACT_OK, XDP_PASS, planOf, type ProgName, type TestService } from '../../testing/datapath.js';
 import { BASE_SERVICES, pick, sportFor, toService } from '../../testing/datapath-rows.js';
 import { buildObjectAt } from '../../testing/old-object.js';
@@ -30,8 +30,17 @@ const SKB_CTX_SIZE = 192;
 const fwdKey = (s: { address: string; port: number }, client: string, sport: number): CtKey =>
   ({ saddr: client, daddr: s.address, sport, dport: s.port, protocol: 'TCP', dir: LB_CT_DIR_FWD });
 const feKeyOf = (s: TestService) => encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope });
-/** lb_fe_ids' value for s as the writer makes it: its lb_frontends key, then its value */
-const slotOf = (d: Datapath, s: TestService) => Buffer.concat([feKeyOf(s), d.map('lb_frontends').lookup(feKeyOf(s))!]);
+/** lb_fe_ids' value for s as the writer makes it: its lb_frontends key, then its value, then its flags */
+const slotOf = (d: Datapath, s: TestService, flags = 0) => {
+  const b = Buffer.concat([feKeyOf(s), d.map('lb_frontends').lookup(feKeyOf(s))!, Buffer.alloc(4)]);
+  b.writeUInt32LE(flags, FE_SLOT.fields.flags.offset);
+  return b;
+};
+const withFlags = (slot: Buffer, flags: number) => {
+  const b = Buffer.from(slot);
+  b.writeUInt32LE(flags, FE_SLOT.fields.flags.offset);
+  return b;
+};
 
 const HOOKS = [
   { hook: 'tc', prog: 'lb_tc_ingress', pass: TC_ACT_OK },
@@ -73,37 +82,45 @@ if (!isRoot) {
       t.deepEqual(d.stats(), { fwd_ct_hit: 1 });
     });
 
-    test.serial(`${hook}: lb_fe_ids' entry stands for the lookup only with the packet's address, port, protocol and scope and the entry's own id`, (t) => {
+    test.serial(`${hook}: lb_fe_ids' entry stands for the lookup only with the packet's address, port, protocol and the entry's own id, and its scope where the key is twinned`, (t) => {
       const d = dp!, ids = d.map('lb_fe_ids');
       const good = slotOf(d, np);
-      const variants: Array<[string, Buffer]> = [
-        ['zeroed (no frontend at the id)', Buffer.alloc(FE_SLOT.size)],
-        ['another address', Buffer.concat([encodeFeKey({ address: '192.168.1.11', port: np.port, protocol: 'TCP', scope: 'external' }), good.subarray(20)])],
-        ['another port', Buffer.concat([encodeFeKey({ address: np.address, port: np.port + 1, protocol: 'TCP', scope: 'external' }), good.subarray(20)])],
-        ['another protocol', Buffer.concat([encodeFeKey({ address: np.address, port: np.port, protocol: 'UDP', scope: 'external' }), good.subarray(20)])],
-        ['the other scope', Buffer.concat([encodeFeKey({ address: np.address, port: np.port, protocol: 'TCP', scope: 'internal' }), good.subarray(20)])],
-        ['another id in the value', Buffer.concat([good.subarray(0, 20), encodeFrontend({ feId: np.feId + 100, maglevOff: 0, maglevM: 0, backendCount: 1, type: 'NodePort', flags: 0, affinityTimeout: 0, affinityGroup: 0 })])],
+      const other = Buffer.concat([encodeFeKey({ address: np.address, port: np.port, protocol: 'TCP', scope: 'internal' }), good.subarray(20)]);
+      const variants: Array<[string, Buffer, boolean]> = [
+        ['the entry as written', good, true],
+        ['the other scope, the frontend alone on its key (no device decides)', other, true],
+        ['the entry\'s own scope, twinned', withFlags(good, LB_FE_SLOT_F_TWIN), true],
+        ['the other scope, twinned', withFlags(other, LB_FE_SLOT_F_TWIN), false],
+        ['zeroed (no frontend at the id)', Buffer.alloc(FE_SLOT.size), false],
+        ['another address', Buffer.concat([encodeFeKey({ address: '192.168.1.11', port: np.port, protocol: 'TCP', scope: 'external' }), good.subarray(20)]), false],
+        ['another port', Buffer.concat([encodeFeKey({ address: np.address, port: np.port + 1, protocol: 'TCP', scope: 'external' }), good.subarray(20)]), false],
+        ['another protocol', Buffer.concat([encodeFeKey({ address: np.address, port: np.port, protocol: 'UDP', scope: 'external' }), good.subarray(20)]), false],
+        ['another id in the value', Buffer.concat([good.subarray(0, 20), encodeFrontend({ feId: np.feId + 100, maglevOff: 0, maglevM: 0, backendCount: 1, type: 'NodePort', flags: 0, affinityTimeout: 0, affinityGroup: 0 }), Buffer.alloc(4)]), false],
       ];
       let port = 41200;
-      for (const [what, slot] of variants) {
+      for (const [what, slot, taken] of variants) {
         d.restore();
         d.addNodeAddress('192.168.1.10');
         d.setExternal(true);
-        const sport = sportFor(np, EXT, 51, port += 10);
-        open(d, prog, np, EXT, sport);
-        // the lookup finds nothing now: a packet taken from lb_fe_ids would be translated
+        const sport = sportFor(np, EXT, 51, port += 10), b = open(d, prog, np, EXT, sport);
+        // the lookup finds nothing now: only a packet taken from lb_fe_ids is translated
         d.map('lb_frontends').delete(feKeyOf(np));
         ids.update(encodeU32(np.feId), slot);
         d.resetStats();
         const g = toService(np, EXT, sport, DATA), r = d.run(prog, g.input);
         t.is(r.verdict, pass, what);
-        t.is(r.output.toString('hex'), g.input.toString('hex'), `${what}: left untranslated, as the lookup decides`);
-        t.is(d.stats().fwd_ct_hit, undefined, what);
+        if (taken) {
+          t.is(r.output.toString('hex'), g.to(b).toString('hex'), `${what}: taken from lb_fe_ids`);
+          t.deepEqual(d.stats(), { fwd_ct_hit: 1 }, what);
+        } else {
+          t.is(r.output.toString('hex'), g.input.toString('hex'), `${what}: left untranslated, as the lookup decides`);
+          t.is(d.stats().fwd_ct_hit, undefined, what);
+        }
       }
     });
   }
 
-  test.serial('tc: an eTP=Local frontend\'s internal twin: its flow seen at an external device is decided by the external frontend, as the lookup decides', (t) => {
+  for (const { hook, prog } of HOOKS) test.serial(`${hook}: an eTP=Local frontend's internal twin: its flow seen at an external device is decided by the external frontend, as the lookup decides`, (t) => {
     const d = dp!;
     // the same key in both scopes: the external frontend (np) and an internal twin with its own backend
     const twin: TestService = { ...np, feId: 40, scope: 'internal', type: 'NodePort', flags: 0, backends: [{ id: 401, address: '10.244.4.40', port: 8080 }] };
@@ -112,12 +129,14 @@ if (!isRoot) {
       d.addNodeAddress('192.168.1.10');
       d.addService(twin);
       d.setExternal(false);
-      const sport = 41500, b = open(d, 'lb_tc_ingress', twin, '10.244.9.9', sport);
+      const sport = 41500, b = open(d, prog, twin, '10.244.9.9', sport);
       t.is(b.id, 401, 'the flow made through the internal twin');
+      t.is(d.map('lb_fe_ids').lookup(encodeU32(twin.feId))!.readUInt32LE(FE_SLOT.fields.flags.offset), LB_FE_SLOT_F_TWIN, 'the twin flagged');
+      t.is(d.map('lb_fe_ids').lookup(encodeU32(np.feId))!.readUInt32LE(FE_SLOT.fields.flags.offset), LB_FE_SLOT_F_TWIN, 'the external frontend flagged');
       if (zeroIds) d.clearFeIds();
       d.setExternal(true);
       d.resetStats();
-      const r = d.run('lb_tc_ingress', toService(np, '10.244.9.9', sport, DATA).input);
+      const r = d.run(prog, toService(np, '10.244.9.9', sport, DATA).input);
       return { verdict: r.verdict, output: r.output.toString('hex'), stats: d.stats() };
     };
     const taken = outcome(false), looked = outcome(true);
@@ -148,6 +167,21 @@ if (!isRoot) {
     t.deepEqual(ids.lookup(encodeU32(SVC.dns4.feId)), Buffer.alloc(FE_SLOT.size), 'an id without a frontend zeroed');
     t.deepEqual(ids.lookup(encodeU32(77)), Buffer.alloc(FE_SLOT.size), 'an id without a frontend zeroed');
     for (const s of [...two, SVC.dns6]) t.deepEqual(ids.lookup(encodeU32(s.feId)), slotOf(d, s), `frontend ${s.feId} rewritten`);
+
+    // a key in both scopes (an eTP=Local external address): both flagged, whichever came first; the
+    // one left alone unflagged once the other is deleted; a new writer flags both again
+    const twin: TestService = { ...np, feId: 40, scope: 'internal', flags: 0, backends: [{ id: 401, address: '10.244.4.40', port: 8080 }] };
+    const three = [...two, SVC.dns6], four = [...three, twin];
+    d.applyPlanDiff(planOf(three), planOf(four));
+    t.deepEqual(ids.lookup(encodeU32(twin.feId)), slotOf(d, twin, LB_FE_SLOT_F_TWIN), 'the new twin flagged');
+    t.deepEqual(ids.lookup(encodeU32(np.feId)), slotOf(d, np, LB_FE_SLOT_F_TWIN), 'the frontend already there flagged');
+    d.applyPlanDiff(planOf(four), planOf(three));
+    t.deepEqual(ids.lookup(encodeU32(twin.feId)), Buffer.alloc(FE_SLOT.size));
+    t.deepEqual(ids.lookup(encodeU32(np.feId)), slotOf(d, np), 'alone again: unflagged');
+    d.applyPlanDiff(planOf(three), planOf(four));
+    ids.update(encodeU32(np.feId), slotOf(d, np));
+    d.applyPlanDiff(planOf(four), planOf([...four, SVC.web6]));
+    t.deepEqual(ids.lookup(encodeU32(np.feId)), slotOf(d, np, LB_FE_SLOT_F_TWIN), 'flagged again by a new writer\'s rebuild');
     d.install(BASE_SERVICES);
   });
 
@@ -178,7 +212,7 @@ if (!isRoot) {
     // the agent's first apply (here: a frontend added) rebuilds lb_fe_ids from lb_frontends first
     d.maps.apply(diffPlans(planOf([s]), planOf([s, SVC.dns4])));
     const key = encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope });
-    t.deepEqual(ids.lookup(encodeU32(s.feId)), Buffer.concat([key, d.maps.map('lb_frontends').lookup(key)!]), 'filled from lb_frontends');
+    t.deepEqual(ids.lookup(encodeU32(s.feId)), Buffer.concat([key, d.maps.map('lb_frontends').lookup(key)!, Buffer.alloc(4)]), 'filled from lb_frontends');
     const out = run(g.input);
     t.is(out.retval, TC_ACT_OK);
     t.deepEqual(out.data, g.to(b), 'and the hit translated through it');

@@ -49,6 +49,8 @@ export const LB_FE_F_SNAT_REMOTE = 1 << 2;
 export const LB_FE_F_DROP_NO_LOCAL = 1 << 3;
 export const LB_FE_F_MASQ_ALL = 1 << 4;
 export const LB_FE_F_MASQ_OFF_CLUSTER = 1 << 5;
+/** lb_fe_slot.flags: lb_frontends holds the entry's address, port and protocol in the other scope too */
+export const LB_FE_SLOT_F_TWIN = 1 << 0;
 
 export const LB_BE_F_TERMINATING = 1 << 0;
 export const LB_BE_F_LOCAL = 1 << 1;
@@ -304,7 +306,7 @@ export const FRONTEND = struct('lb_frontend', 24, {
   type: [14, 'u8'], flags: [15, 'u8'], affinity_timeout: [16, 'u32'], affinity_group: [20, 'u32'],
 });
 /** lb_fe_ids value: an lb_frontends entry, key then value, at its fe_id */
-export const FE_SLOT = struct('lb_fe_slot', 44, { key: [0, 'struct lb_fe_key'], fe: [20, 'struct lb_frontend'] });
+export const FE_SLOT = struct('lb_fe_slot', 48, { key: [0, 'struct lb_fe_key'], fe: [20, 'struct lb_frontend'], flags: [44, 'u32'] });
 export const BACKEND = struct('lb_backend', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], flags: [19, 'u8'] });
 export const SLOT_KEY = struct('lb_slot_key', 8, { fe_id: [0, 'u32'], slot: [4, 'u32'] });
 export const MEMBER_KEY = struct('lb_member_key', 8, { fe_id: [0, 'u32'], backend_id: [4, 'u32'] });
