@@ -257,7 +257,9 @@ static __always_inline struct lb_ct_entry *lb_plain_ct(const struct lb_pkt *p)
 /* A plain conntrack hit (tc's lb_tc_hit, XDP's lb_xdp_hit: most packets to a frontend, translated
  * inline by the hook): what lb_select() and lb_commit() would do for a packet of an established flow
  * with no refresh due, not in its handshake, whose entry has none of the flags in `unless`
- * (LB_CT_F_ORPHAN and LB_CT_F_SYN always: the handshake's end clears the flag in both entries), on a frontend without source ranges. A FIN or RST is one too: its entry
+ * (LB_CT_F_ORPHAN and LB_CT_F_SYN always: the handshake's end clears the flag in both entries), from a source the frontend's
+ * source ranges allow (an LPM lookup, only with LB_FE_F_SOURCE_RANGES; since session 32, when the
+ * whole path's second lb_ct lookup made such a hit dearer). A FIN or RST is one too: its entry
  * flagged LB_CT_F_CLOSING here, in place, as lb_select()'s lb_ct_touch() flags it (lb_commit writes
  * nothing more for such a hit);
  * the whole path cost a client's closing packet a second lb_ct lookup, the lb_members and
@@ -275,11 +277,15 @@ static __always_inline int lb_plain_hit(const struct lb_pkt *p, const struct lb_
 		return 0;
 	if (!ct)
 		return -1;
-	if (fe->fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
+	if (fe->fe_id == 0)
 		return 0;
 	now = lb_now(); /* not for a SYN: the whole path reads its own */
 	if (ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | LB_CT_F_SYN | unless)) || !lb_ct_alive(ct, p->proto, now) ||
 	    lb_ct_refresh_due(ct, now))
+		return 0;
+	/* loadBalancerSourceRanges hold for every packet, as lb_select checks them: a source outside
+	 * them takes the whole path, which drops it and counts it */
+	if (!lb_source_allowed(fe, p))
 		return 0;
 	*bep = lb_member_backend(fe->fe_id, ct->backend_id);
 	if (!*bep)
