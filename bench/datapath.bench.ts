@@ -32,7 +32,7 @@ import { defineBench, stats, type BenchContext } from './lib.js';
 import { Datapath, OBJECT_PATH, TC_ACT_OK, XDP_PASS, LB_BE_F_LOCAL, type ProgName, type TestService } from '../testing/datapath.js';
 import { buildRows, prepareRow, BASE_SERVICES, toService, reply, type Row } from '../testing/datapath-rows.js';
 import { frame, parse, tcp, udp, TCP_ACK, TCP_PSH, TCP_SYN } from '../testing/packets.js';
-import { encodeCtKey, encodeFeKey, LB_CT_DIR_FWD } from '../src/dataplane/bpf/layout.js';
+import { encodeCtKey, encodeFeKey, LB_CT_DIR_FWD, LB_FE_F_SOURCE_RANGES } from '../src/dataplane/bpf/layout.js';
 import { nativeAvailable } from '../src/dataplane/bpf/native/addon.js';
 import type { LbStatName } from '../src/dataplane/bpf/layout.js';
 
@@ -50,6 +50,8 @@ export const SELF = {
   np4: { feId: 94, address: '192.168.1.10', port: 30090, protocol: 'TCP', scope: 'external', type: 'NodePort', backends: [be(941, '192.168.1.10', 30090)] },
   np6: { feId: 95, address: 'fd00:1::10', port: 30090, protocol: 'TCP', scope: 'external', type: 'NodePort', backends: [be(951, 'fd00:1::10', 30090)] },
   npUdp4: { feId: 96, address: '192.168.1.10', port: 30053, protocol: 'UDP', scope: 'external', type: 'NodePort', backends: [be(961, '192.168.1.10', 30053)] },
+  // a LoadBalancer IP with loadBalancerSourceRanges: its hits check the source (an LPM lookup)
+  lbRanges4: { feId: 97, address: '172.18.0.97', port: 443, protocol: 'TCP', scope: 'external', type: 'LoadBalancer', flags: LB_FE_F_SOURCE_RANGES, sourceRanges: ['192.168.50.0/24'], backends: [be(971, '172.18.0.97', 443)] },
 } satisfies Record<string, TestService>;
 
 const DATA = { seq: 1001, ack: 7001, flags: TCP_ACK | TCP_PSH, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') };
@@ -85,6 +87,7 @@ export function repeatRows(): RepeatRow[] {
   tcpHit('tc ingress, TCP/IPv6 conntrack hit', SELF.tcp6, C6, 'lb_tc_ingress', false, true);
   udpHit('tc ingress, UDP/IPv6 conntrack hit', SELF.udp6, C6, 'lb_tc_ingress');
   tcpHit('tc ingress external, TCP/IPv4 NodePort conntrack hit', SELF.np4, EXT4, 'lb_tc_ingress', true, true);
+  tcpHit('tc ingress external, TCP/IPv4 conntrack hit, LoadBalancer IP with source ranges', SELF.lbRanges4, EXT4, 'lb_tc_ingress', true);
   tcpHit('XDP, TCP/IPv4 NodePort conntrack hit', SELF.np4, EXT4, 'lb_xdp', true, true);
   tcpHit('XDP, TCP/IPv6 NodePort conntrack hit', SELF.np6, EXT6, 'lb_xdp', true, true);
   udpHit('XDP, UDP/IPv4 NodePort conntrack hit', SELF.npUdp4, EXT4, 'lb_xdp', true);
