@@ -32,7 +32,7 @@ import { defineBench, stats, type BenchContext } from './lib.js';
 import { Datapath, OBJECT_PATH, TC_ACT_OK, XDP_PASS, LB_BE_F_LOCAL, type ProgName, type TestService } from '../testing/datapath.js';
 import { buildRows, prepareRow, BASE_SERVICES, toService, reply, type Row } from '../testing/datapath-rows.js';
 import { frame, parse, tcp, udp, TCP_ACK, TCP_PSH, TCP_SYN } from '../testing/packets.js';
-import { encodeCtKey, LB_CT_DIR_FWD } from '../src/dataplane/bpf/layout.js';
+import { encodeCtKey, encodeFeKey, LB_CT_DIR_FWD, LB_FE_F_SOURCE_RANGES } from '../src/dataplane/bpf/layout.js';
 import { nativeAvailable } from '../src/dataplane/bpf/native/addon.js';
 import type { LbStatName } from '../src/dataplane/bpf/layout.js';
 
@@ -50,12 +50,14 @@ export const SELF = {
   np4: { feId: 94, address: '192.168.1.10', port: 30090, protocol: 'TCP', scope: 'external', type: 'NodePort', backends: [be(941, '192.168.1.10', 30090)] },
   np6: { feId: 95, address: 'fd00:1::10', port: 30090, protocol: 'TCP', scope: 'external', type: 'NodePort', backends: [be(951, 'fd00:1::10', 30090)] },
   npUdp4: { feId: 96, address: '192.168.1.10', port: 30053, protocol: 'UDP', scope: 'external', type: 'NodePort', backends: [be(961, '192.168.1.10', 30053)] },
+  // a LoadBalancer IP with loadBalancerSourceRanges: its hits check the source (an LPM lookup)
+  lbRanges4: { feId: 97, address: '172.18.0.97', port: 443, protocol: 'TCP', scope: 'external', type: 'LoadBalancer', flags: LB_FE_F_SOURCE_RANGES, sourceRanges: ['192.168.50.0/24'], backends: [be(971, '172.18.0.97', 443)] },
 } satisfies Record<string, TestService>;
 
 const DATA = { seq: 1001, ack: 7001, flags: TCP_ACK | TCP_PSH, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') };
 const HS_ACK = { seq: 1001, ack: 7001, flags: TCP_ACK };
 
-interface RepeatRow {
+export interface RepeatRow {
   label: string;
   prog: ProgName;
   external?: boolean;
@@ -64,6 +66,8 @@ interface RepeatRow {
   input: Buffer;
   /** the one counter the measured path bumps per packet; none: nothing may be counted */
   counter?: LbStatName;
+  /** run on the restored maps before the warm-up packets */
+  setup?: (dp: Datapath) => void;
   target?: boolean;
 }
 
@@ -83,6 +87,7 @@ export function repeatRows(): RepeatRow[] {
   tcpHit('tc ingress, TCP/IPv6 conntrack hit', SELF.tcp6, C6, 'lb_tc_ingress', false, true);
   udpHit('tc ingress, UDP/IPv6 conntrack hit', SELF.udp6, C6, 'lb_tc_ingress');
   tcpHit('tc ingress external, TCP/IPv4 NodePort conntrack hit', SELF.np4, EXT4, 'lb_tc_ingress', true, true);
+  tcpHit('tc ingress external, TCP/IPv4 conntrack hit, LoadBalancer IP with source ranges', SELF.lbRanges4, EXT4, 'lb_tc_ingress', true);
   tcpHit('XDP, TCP/IPv4 NodePort conntrack hit', SELF.np4, EXT4, 'lb_xdp', true, true);
   tcpHit('XDP, TCP/IPv6 NodePort conntrack hit', SELF.np6, EXT6, 'lb_xdp', true, true);
   udpHit('XDP, UDP/IPv4 NodePort conntrack hit', SELF.npUdp4, EXT4, 'lb_xdp', true);
@@ -102,11 +107,18 @@ export function repeatRows(): RepeatRow[] {
   rows.push({ label: 'tc ingress, non-Service UDP/IPv4 pod packet', prog: 'lb_tc_ingress', warm: [], input: podUdp4 });
   rows.push({ label: 'tc ingress, non-Service TCP/IPv6 pod packet', prog: 'lb_tc_ingress', warm: [], input: pod6 });
   rows.push({ label: 'XDP, non-Service TCP/IPv4 packet to a node address', prog: 'lb_xdp', external: true, warm: [], input: frame({ src: EXT4, dst: '192.168.1.10', l4: tcp(40000, 22, DATA) }) });
+  // a packet the frontend filter lets through to no frontend (a bit another key shares, or held for
+  // a deleted frontend's flows): the device and frontend lookups, the orphan and reverse paths
+  {
+    const s = SELF.tcp4, key = encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope });
+    rows.push({ label: 'tc ingress, TCP/IPv4 packet through the frontend filter to no frontend', prog: 'lb_tc_ingress', warm: [], input: toService(s, C4, 41000, DATA).input,
+      setup: (dp) => { dp.map('lb_frontends').delete(key); dp.clearFeIds(); } });
+  }
   rows.push({ label: 'tc ingress external, non-Service TCP/IPv4 SYN to a node address', prog: 'lb_tc_ingress', external: true, warm: [], input: frame({ src: EXT4, dst: '192.168.1.10', l4: tcp(40000, 22, { flags: TCP_SYN }) }) });
   return rows;
 }
 
-interface Side { name: string; dp: Datapath }
+export interface Side { name: string; dp: Datapath }
 
 /** a chain of first packets (see the header): K frontends, each one's backend the next one's address */
 export interface ChainRow {
@@ -198,12 +210,13 @@ export function prepareRepeat(dp: Datapath, row: RepeatRow): void {
   dp.addNodeAddress('192.168.1.10');
   dp.addNodeAddress('fd00:1::10');
   dp.setExternal(row.external ?? false);
+  row.setup?.(dp);
   for (const w of row.warm) dp.run(w.prog, w.input);
   dp.resetStats();
 }
 
 /** one in-kernel repeat run of the row; throws when the packet left changed or another path ran */
-function runRepeat(side: Side, row: RepeatRow, repeat: number): number {
+export function runRepeat(side: Side, row: RepeatRow, repeat: number): number {
   prepareRepeat(side.dp, row);
   const r = side.dp.run(row.prog, row.input, { repeat });
   const ok = row.prog === 'lb_xdp' ? XDP_PASS : TC_ACT_OK;

@@ -96,6 +96,10 @@
 #define LB_FE_F_MASQ_ALL (1 << 4)        /* every new flow is masqueraded (KUBE-MARK-MASQ: masqueradeAll, eTP Cluster) */
 #define LB_FE_F_MASQ_OFF_CLUSTER (1 << 5) /* new flows from outside the cluster's pods are masqueraded (detectLocal) */
 
+/* lb_fe_ids entry flags (struct lb_fe_slot.flags) */
+#define LB_FE_SLOT_F_TWIN (1 << 0)       /* lb_frontends holds the entry's address, port and protocol in the
+					  * other scope too (an eTP=Local external address): the device decides */
+
 /* backend flags (struct lb_backend.flags) */
 #define LB_BE_F_TERMINATING (1 << 0)     /* keeps its flows, gets no new ones unless the table holds it */
 #define LB_BE_F_LOCAL (1 << 1)           /* runs on this node */

@@ -20,6 +20,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_frontends SEC(".maps");
 
+/* fe_id -> its lb_frontends entry (struct lb_fe_slot), which the agent writes after lb_frontends and
+ * clears before it: a packet's conntrack entry names its frontend's id, and a plain hit finds the
+ * frontend here, an array read the verifier inlines, instead of lb_frontends' hashed lookup (a call
+ * and a 20-byte hash: ~15 % of a tc hit on this VM, docs/perf-log.md session 32). It stands for that
+ * lookup only where the lookup could return nothing else (lb_fe_of_id). A map created by this load (an
+ * upgrade) is filled from lb_frontends by the agent before its first write; until then hits look up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_FE_ID_MAX);
+	__type(key, __u32);
+	__type(value, struct lb_fe_slot);
+	/* the agent rewrites it whole through a shared mapping (~1 ms; a batch update: ~30 ms) */
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_fe_ids SEC(".maps");
+
 /* A filter in front of lb_frontends (and lb_node_addrs): bit lb_fe_filter_bit(address, port,
  * proto) is set for every frontend key, whatever its scope, by the agent before it writes the
  * frontend and cleared after the last frontend on that bit is gone. A clear bit, for the packet's

@@ -29,6 +29,14 @@ struct lb_frontend {
 	                         * per Service port); 0 in entries of an earlier build (then fe_id) */
 };
 
+/* lb_fe_ids value; key is the __u32 fe_id: the lb_frontends entry that holds that id, key and value
+ * as the agent wrote them; an id without a frontend is all zero */
+struct lb_fe_slot {
+	struct lb_fe_key key;
+	struct lb_frontend fe;
+	__u32 flags;            /* LB_FE_SLOT_F_* */
+};
+
 /* lb_backends value; key is a __u32 backend id, never 0 */
 struct lb_backend {
 	__u8 addr[16];     /* backend address */

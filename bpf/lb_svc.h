@@ -98,6 +98,34 @@ static __always_inline struct lb_frontend *lb_lookup_frontend(const struct lb_pk
 	return __lb_lookup_frontend(&k, scope);
 }
 
+/* lb_fe_ids' entry of id fe_id (a conntrack entry's) when it holds a frontend of exactly p's address,
+ * port and protocol, with that id; NULL for anything else (a NodePort on the any-address, an id
+ * without a frontend or reused for another key, an id past the array): the caller then looks the
+ * frontend up. Its frontend is the one lb_lookup_frontend(p, scope) returns in the entry's scope,
+ * and in either scope without LB_FE_SLOT_F_TWIN (lb_frontends holds it under the key that lookup
+ * tries first, or it is the only entry the lookup can find): lb_fe_of_slot(). */
+static __always_inline struct lb_fe_slot *lb_fe_slot_of(__u32 fe_id, const struct lb_pkt *p)
+{
+	struct lb_fe_slot *s = bpf_map_lookup_elem(&lb_fe_ids, &fe_id);
+	const __u32 *a;
+
+	if (!s || fe_id == 0 || s->fe.fe_id != fe_id || s->key.proto != p->proto || s->key.port != p->dport)
+		return NULL;
+	a = (const __u32 *)s->key.addr;
+	if (a[0] != p->daddr.w[0] || a[1] != p->daddr.w[1] || a[2] != p->daddr.w[2] || a[3] != p->daddr.w[3])
+		return NULL;
+	return s;
+}
+
+/* the frontend of lb_fe_slot_of()'s entry s for a packet in scope (scope -1: not known, as no device
+ * was looked up), or NULL where the lookup could find another (the caller looks up) */
+static __always_inline struct lb_frontend *lb_fe_of_slot(struct lb_fe_slot *s, int scope)
+{
+	if (!s || ((s->flags & LB_FE_SLOT_F_TWIN) && s->key.scope != scope))
+		return NULL;
+	return &s->fe;
+}
+
 /* a frontend without backends is refused at once (kube-proxy's REJECT for a Service without
  * endpoints) */
 static __always_inline int lb_fe_no_backends(const struct lb_frontend *fe)
@@ -213,37 +241,53 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
 	return lb_backend_get(id);
 }
 
+/* lb_ct's entry of a packet's forward tuple, for lb_plain_hit(): NULL when there is none, and for a
+ * SYN, which is not looked up here (lb_select's lookup behind lb_ct_filter is its). tc looks it up
+ * before the frontend, whose id the entry names (lb_fe_of_id). */
+static __always_inline struct lb_ct_entry *lb_plain_ct(const struct lb_pkt *p)
+{
+	struct lb_ct_key ck = {};
+
+	if (lb_tcp_syn(p))
+		return NULL;
+	lb_ct_key_fwd(&ck, p);
+	return bpf_map_lookup_elem(&lb_ct, &ck);
+}
+
 /* A plain conntrack hit (tc's lb_tc_hit, XDP's lb_xdp_hit: most packets to a frontend, translated
  * inline by the hook): what lb_select() and lb_commit() would do for a packet of an established flow
  * with no refresh due, not in its handshake, whose entry has none of the flags in `unless`
- * (LB_CT_F_ORPHAN and LB_CT_F_SYN always: the handshake's end clears the flag in both entries), on a frontend without source ranges. A FIN or RST is one too: its entry
+ * (LB_CT_F_ORPHAN and LB_CT_F_SYN always: the handshake's end clears the flag in both entries), from a source the frontend's
+ * source ranges allow (an LPM lookup, only with LB_FE_F_SOURCE_RANGES; since session 32, when the
+ * whole path's second lb_ct lookup made such a hit dearer). A FIN or RST is one too: its entry
  * flagged LB_CT_F_CLOSING here, in place, as lb_select()'s lb_ct_touch() flags it (lb_commit writes
  * nothing more for such a hit);
  * the whole path cost a client's closing packet a second lb_ct lookup, the lb_members and
  * lb_backends lookups and tc's scratch and copies, or XDP's subprogram call (docs/perf-log.md, session
- * 29). 1 with *bep
- * its backend and *ctp its entry; -1 when lb_ct holds no entry of the packet's tuple (a UDP first
- * packet, a handshake's ACK); 0 for anything else (the whole path looks again). One function for
- * both hooks, so that a condition the whole path has cannot be left out of one of them. */
+ * 29). ct: lb_plain_ct(p), the caller's lookup. 1 with *bep its backend; -1 when lb_ct holds no
+ * entry of the packet's tuple (a UDP first packet, a handshake's ACK); 0 for anything else (the whole
+ * path looks again). One function for both hooks, so that a condition the whole path has cannot be
+ * left out of one of them. */
 static __always_inline int lb_plain_hit(const struct lb_pkt *p, const struct lb_frontend *fe, __u32 unless,
-					struct lb_ct_entry **ctp, struct lb_backend **bep)
+					struct lb_ct_entry *ct, struct lb_backend **bep)
 {
-	struct lb_ct_key ck = {};
-	struct lb_ct_entry *ct;
 	__u64 now;
 
-	if (lb_tcp_syn(p) || fe->fe_id == 0 || (fe->flags & LB_FE_F_SOURCE_RANGES))
+	if (lb_tcp_syn(p))
 		return 0;
-	now = lb_now(); /* not for a SYN: the whole path reads its own */
-	lb_ct_key_fwd(&ck, p);
-	ct = bpf_map_lookup_elem(&lb_ct, &ck);
 	if (!ct)
 		return -1;
+	if (fe->fe_id == 0)
+		return 0;
+	now = lb_now(); /* not for a SYN: the whole path reads its own */
 	if (ct->fe_id != fe->fe_id || (ct->flags & (LB_CT_F_ORPHAN | LB_CT_F_SYN | unless)) || !lb_ct_alive(ct, p->proto, now) ||
 	    lb_ct_refresh_due(ct, now))
 		return 0;
+	/* loadBalancerSourceRanges hold for every packet, as lb_select checks them: a source outside
+	 * them takes the whole path, which drops it and counts it */
+	if (!lb_source_allowed(fe, p))
+		return 0;
 	*bep = lb_member_backend(fe->fe_id, ct->backend_id);
-	*ctp = ct;
 	if (!*bep)
 		return 0; /* the whole path resets the flow (lb_select: LB_V_RESET), its entry untouched */
 	lb_ct_touch(ct, p, now); /* a FIN's or RST's CLOSING flag only: no refresh is due */

@@ -18,12 +18,11 @@
  * lb_select() inline here for its hit path alone put lb_xdp's frame over the verifier's 512 bytes of
  * stack for a program and its calls. */
 static __always_inline int lb_xdp_hit(void *data, void *data_end, const struct lb_pkt *p,
-				      const struct lb_frontend *fe)
+				      const struct lb_frontend *fe, struct lb_ct_entry *ct)
 {
-	struct lb_ct_entry *ct = NULL;
 	struct lb_backend *be = NULL;
 
-	if (lb_plain_hit(p, fe, LB_CT_F_SNAT, &ct, &be) <= 0 || !be)
+	if (lb_plain_hit(p, fe, LB_CT_F_SNAT, ct, &be) <= 0 || !be)
 		return -1;
 	if (lb_xdp_nat_dst(data, data_end, p, be->addr, be->port) < 0) {
 		lb_stat_inc(LB_STAT_DROP_CSUM);
@@ -78,9 +77,12 @@ int lb_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_ct_entry *ct;
+	struct lb_fe_slot *slot;
 	struct lb_frontend *fe;
 	struct lb_pkt p = {};
 	int external, r;
+	__u8 scope;
 
 	r = lb_parse(data, data_end, data_end - data, &p, 0);
 	/* fragments are tc's, all of them: it remembers the first one's ports for the rest (lb_frag.h),
@@ -94,12 +96,25 @@ int lb_xdp(struct xdp_md *ctx)
 	/* a packet to no frontend skips the device and frontend lookups */
 	if (!lb_fe_filter_may(&p))
 		return XDP_PASS;
-	external = lb_dev_is_external(ctx->ingress_ifindex);
-	fe = lb_lookup_frontend(&p, external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL);
+	/* the flow's entry first: its frontend's id stands for the lookups in lb_frontends and
+	 * lb_devices where they could return nothing else (lb_fe_slot_of, as tc's lb_tc) */
+	ct = lb_plain_ct(&p);
+	slot = ct ? lb_fe_slot_of(ct->fe_id, &p) : NULL;
+	external = -1;
+	fe = lb_fe_of_slot(slot, -1);
+	if (!fe) {
+		external = lb_dev_is_external(ctx->ingress_ifindex);
+		scope = external ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL;
+		fe = lb_fe_of_slot(slot, scope);
+		if (!fe)
+			fe = lb_lookup_frontend(&p, scope);
+	}
 	if (!fe)
 		return XDP_PASS;
-	r = lb_xdp_hit(data, data_end, &p, fe);
+	r = lb_xdp_hit(data, data_end, &p, fe, ct);
 	if (r >= 0)
 		return r;
+	if (external < 0)
+		external = lb_dev_is_external(ctx->ingress_ifindex);
 	return lb_xdp_forward(ctx, &p, fe, external);
 }

@@ -30,7 +30,7 @@ import { BpfMaps } from '../src/dataplane/bpf/maps.js';
 import { sizeCtByCpus } from '../src/dataplane/bpf/loader.js';
 import { maxEntriesOf, type MapSizes } from '../src/dataplane/bpf/map-sizes.js';
 import { EVICTION_COUNTERS } from '../src/dataplane/bpf/ct-sweep.js';
-import { LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem, ctFilterBit } from '../src/dataplane/bpf/layout.js';
+import { FE_SLOT, LB_CT_DIR_REV, LB_FE_F_SNAT_REMOTE, LB_FE_SLOT_F_TWIN, encodeNodeAddr, feFilterBitPair, filterBitsOf, revFilterBits, revFilterElem, ctFilterBit } from '../src/dataplane/bpf/layout.js';
 import { regionSize } from '../src/dataplane/bpf/slot-alloc.js';
 
 /** lb_maglev's inner-map flags in objects of the hash-of-maps layout (before lb_maglev_slots) */
@@ -86,6 +86,8 @@ export class Datapath {
   private readonly regions = new Map<number, { off: number; size: number }>();
   private nextSlot = 0;
   private readonly tableFes = new Map<number, Set<TestService>>();
+  /** the lb_fe_ids entries written (writeFrontend), zeroed again by reset() and restore() */
+  private readonly feIds = new Set<number>();
   /** the lb_backends ids written, zeroed again by reset() and restore() when it is an array */
   private readonly backendIds = new Set<number>();
   private base: { services: TestService[]; tables: Map<number, Uint32Array> } | undefined;
@@ -142,6 +144,7 @@ export class Datapath {
 
   /** Empties every map this harness writes or the programs fill, and zeroes the counters. */
   reset(): void {
+    this.clearFeIds();
     for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_maglev', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_config', 'lb_frags']) {
       const m = this.optMap(name);
       if (!m) continue;
@@ -187,6 +190,7 @@ export class Datapath {
     const base = this.base;
     if (!base) throw new Error('restore() before install()');
     this.setRejectBucket();
+    this.clearFeIds();
     for (const name of ['lb_frontends', 'lb_backends', 'lb_slots', 'lb_members', 'lb_revnat', 'lb_ct', 'lb_ct_syn', 'lb_affinity', 'lb_src_ranges', 'lb_devices', 'lb_node_addrs', 'lb_sock_eip_ok', 'lb_frags']) {
       const m = this.optMap(name);
       if (!m) continue;
@@ -431,16 +435,36 @@ export class Datapath {
     return { tableId, m };
   }
 
-  /** lb_frontends' entry of s; maglevOff is the table id in an older object's layout */
+  /** lb_frontends' entry of s, then lb_fe_ids' (where the object has it), as the agent's writer; maglevOff is the table id in an older object's layout */
   private writeFrontend(s: TestService, maglevOff: number, m: number): void {
     const fe = this.map('lb_frontends');
     const feKey = encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope });
     this.passFeFilter(feKey);
     // an older object's lb_frontend may be shorter (no affinity_group): its prefix is the same
-    fe.update(
-      feKey,
-      encodeFrontend({ feId: s.feId, maglevOff, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0, affinityGroup: s.affinityGroup ?? 0 }).subarray(0, fe.valueSize),
-    );
+    const value = encodeFrontend({ feId: s.feId, maglevOff, maglevM: m, backendCount: s.backends.length, type: s.type ?? 'ClusterIP', flags: s.flags ?? 0, affinityTimeout: s.affinityTimeout ?? 0, affinityGroup: s.affinityGroup ?? 0 }).subarray(0, fe.valueSize);
+    fe.update(feKey, value);
+    const ids = this.optMap('lb_fe_ids');
+    if (ids && s.feId < ids.maxEntries) {
+      // flagged, with its twin, when lb_frontends holds the key in the other scope too
+      const twin = fe.lookup(encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope === 'internal' ? 'external' : 'internal' }));
+      const slot = Buffer.concat([feKey, value, Buffer.alloc(ids.valueSize - feKey.length - value.length)]);
+      if (twin) slot.writeUInt32LE(LB_FE_SLOT_F_TWIN, FE_SLOT.fields.flags.offset);
+      ids.update(encodeU32(s.feId), slot);
+      this.feIds.add(s.feId);
+      const tid = twin?.readUInt32LE(0);
+      const other = tid !== undefined && tid < ids.maxEntries ? ids.lookup(encodeU32(tid)) : undefined;
+      if (other && other.readUInt32LE(FE_SLOT.fields.fe.offset) === tid) {
+        other.writeUInt32LE(LB_FE_SLOT_F_TWIN, FE_SLOT.fields.flags.offset);
+        ids.update(encodeU32(tid!), other);
+      }
+    }
+  }
+
+  /** lb_fe_ids' entries this harness wrote zeroed (ids without a frontend), as the writer leaves a deleted frontend's */
+  clearFeIds(): void {
+    const ids = this.optMap('lb_fe_ids');
+    for (const id of this.feIds) ids?.update(encodeU32(id), Buffer.alloc(ids.valueSize));
+    this.feIds.clear();
   }
 
   /** Replaces a service's backends (new table under the same id) without touching conntrack; the

@@ -109,6 +109,7 @@ if (!isRoot) {
     try {
       t.is(a.maps.map('lb_maglev_slots').maxEntries, (L.LB_MAGLEV_SLOTS_MAX + 4096) / 2);
       t.is(a.maps.map('lb_revnat').maxEntries, D.frontendIds + 64);
+      if (a.object.mapNames().includes('lb_fe_ids')) t.is(a.object.map('lb_fe_ids').maxEntries, D.frontendIds + 64, 'lb_fe_ids, indexed by frontend id, with lb_revnat');
       t.is(a.maps.map('lb_backends').maxEntries, D.backends + 64);
       t.is(a.maps.map('lb_frontends').maxEntries, 1024, 'sized down too');
       t.is(a.maps.map('lb_ct').maxEntries, 4096);

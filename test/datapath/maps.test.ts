@@ -797,7 +797,7 @@ if (!isRoot) {
     let writes = 0, jobs = 0, window: number | undefined;
     const write = BpfMap.prototype.writeMmap, start = BpfMap.prototype.maglevFillStart;
     BpfMap.prototype.writeMmap = function (this: BpfMap, values: Buffer, offset?: number) {
-      writes++;
+      if (this.name === 'lb_maglev_slots') writes++; // (lb_fe_ids is rewritten whole through its mapping)
       return write.call(this, values, offset);
     };
     BpfMap.prototype.maglevFillStart = function (this: BpfMap, ...args: Parameters<BpfMap['maglevFillStart']>) {

@@ -239,6 +239,7 @@ const MAP_TYPES: Record<layout.ObjectMapName, { key: string; value?: string }> =
   lb_sock_slots: { key: 'u32', value: 'lb_sock_slot' },
   lb_sock_slotbit: { key: 'u32', value: 'u64' },
   lb_scratch: { key: 'u32', value: 'lb_scratch' },
+  lb_fe_ids: { key: 'u32', value: 'lb_fe_slot' },
 };
 
 test('the object defines exactly MAP_NAMES and EXTRA_MAP_NAMES, each with the key and value the codecs expect', (t) => {

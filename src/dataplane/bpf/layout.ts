@@ -49,6 +49,8 @@ export const LB_FE_F_SNAT_REMOTE = 1 << 2;
 export const LB_FE_F_DROP_NO_LOCAL = 1 << 3;
 export const LB_FE_F_MASQ_ALL = 1 << 4;
 export const LB_FE_F_MASQ_OFF_CLUSTER = 1 << 5;
+/** lb_fe_slot.flags: lb_frontends holds the entry's address, port and protocol in the other scope too */
+export const LB_FE_SLOT_F_TWIN = 1 << 0;
 
 export const LB_BE_F_TERMINATING = 1 << 0;
 export const LB_BE_F_LOCAL = 1 << 1;
@@ -111,10 +113,11 @@ export type MapName = (typeof MAP_NAMES)[number];
  * Maps of bpf/lb_maps.h outside the BpfMaps handle, reached through the loaded object where it has
  * them: the programs write them, the agent only switches and rebuilds them (dataplane.ts) or never
  * reads them (lb_sock_store: socket-local storage, read by the socket hooks and lb_sock_term;
- * lb_scratch: tc's per-CPU scratch, not pinned), and an object of an earlier build (KBP_CONNRATE_B,
+ * lb_scratch: tc's per-CPU scratch, not pinned), or write them beside a map of the handle (lb_fe_ids,
+ * lb_frontends' entries by id: the writer's, MapWriter.feIds), and an object of an earlier build (KBP_CONNRATE_B,
  * --bpf-object) lacks them.
  */
-export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_ct_filter', 'lb_sock_store', 'lb_sock_slots', 'lb_sock_slotbit', 'lb_scratch'] as const;
+export const EXTRA_MAP_NAMES = ['lb_rev_filter', 'lb_ct_filter', 'lb_sock_store', 'lb_sock_slots', 'lb_sock_slotbit', 'lb_scratch', 'lb_fe_ids'] as const;
 export type ObjectMapName = MapName | (typeof EXTRA_MAP_NAMES)[number];
 
 const C1 = 0x85ebca6b | 0, C2 = 0x9e3779b1 | 0;
@@ -278,7 +281,7 @@ export function feTypeName(n: number): FrontendType {
 
 // ---- struct layouts -----------------------------------------------------------------------------
 /** How a field is stored: its C type as BTF names it, which the layout test compares. */
-export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'addr' | 'u32[2]';
+export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'addr' | 'u32[2]' | 'struct lb_fe_key' | 'struct lb_frontend';
 export interface FieldLayout { offset: number; size: number; kind: FieldKind }
 export interface StructLayout<F extends string = string> {
   /** the C struct name */
@@ -287,7 +290,7 @@ export interface StructLayout<F extends string = string> {
   fields: Record<F, FieldLayout>;
 }
 
-const KIND_SIZE: Record<FieldKind, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, addr: 16, 'u32[2]': 8 };
+const KIND_SIZE: Record<FieldKind, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, addr: 16, 'u32[2]': 8, 'struct lb_fe_key': 20, 'struct lb_frontend': 24 };
 
 function struct<F extends string>(name: string, size: number, fields: Record<F, [number, FieldKind]>): StructLayout<F> {
   const out = {} as Record<F, FieldLayout>;
@@ -302,6 +305,8 @@ export const FRONTEND = struct('lb_frontend', 24, {
   fe_id: [0, 'u32'], maglev_off: [4, 'u32'], maglev_m: [8, 'u32'], backend_count: [12, 'u16'],
   type: [14, 'u8'], flags: [15, 'u8'], affinity_timeout: [16, 'u32'], affinity_group: [20, 'u32'],
 });
+/** lb_fe_ids value: an lb_frontends entry, key then value, at its fe_id */
+export const FE_SLOT = struct('lb_fe_slot', 48, { key: [0, 'struct lb_fe_key'], fe: [20, 'struct lb_frontend'], flags: [44, 'u32'] });
 export const BACKEND = struct('lb_backend', 20, { addr: [0, 'addr'], port: [16, 'be16'], proto: [18, 'u8'], flags: [19, 'u8'] });
 export const SLOT_KEY = struct('lb_slot_key', 8, { fe_id: [0, 'u32'], slot: [4, 'u32'] });
 export const MEMBER_KEY = struct('lb_member_key', 8, { fe_id: [0, 'u32'], backend_id: [4, 'u32'] });
@@ -335,7 +340,7 @@ export const RATE_LIMIT = struct('lb_rate_limit', 16, { last_ns: [0, 'u64'], tok
 
 /** Every struct of lb_structs.h, for the layout test. */
 export const STRUCTS: StructLayout[] = [
-  FE_KEY, FRONTEND, BACKEND, SLOT_KEY, MEMBER_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
+  FE_KEY, FRONTEND, FE_SLOT, BACKEND, SLOT_KEY, MEMBER_KEY, MAGLEV_ELEM, REVNAT, CT_KEY, CT_ENTRY, AFFINITY_KEY,
   AFFINITY_VAL, SRC_RANGE_KEY, FE_STATS, SOCK_REVNAT_KEY, SOCK_REVNAT_VAL, SOCK_PEER, SOCK_SLOT, CONFIG, DEVICE, NODE_ADDR,
   EIP_ALLOW_KEY,
   FRAG_KEY, FRAG_VAL, RATE_LIMIT,

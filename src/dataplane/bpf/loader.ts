@@ -28,7 +28,7 @@ import { bpffsOf, checkPinRoot, checkPinRootNotMount, ensureBpffs, isBpffs } fro
 import { asidePath, carry, maglevMigrations, migrationOf, moveAside, specDiff, type Migration } from './migrate.js';
 import { systemBinary } from '../../util/exec.js';
 import { AgentStateFile, type Attachment } from './agent-state-file.js';
-import type { BpfMapsOptions } from './map-writer.js';
+import { feIdsStride, writeFeIdsWhole, type BpfMapsOptions } from './map-writer.js';
 import { ctSynFor, defaultCtEntries, defaultFeStatsEntries, maxEntriesOf, type ConntrackSizing, type MapSizes } from './map-sizes.js';
 import { setIdLimits } from '../../plan/limits.js';
 import { BpfMaps } from './maps.js';
@@ -213,6 +213,8 @@ function sizeMaps(object: BpfObject, sizes: MapSizes): void {
     const spec = specs.get(name);
     if (!spec) throw new KbpError('KBP_ERR_CONFIG', `--bpf-map-max ${name}: no such map in ${object.path}`);
     object.setMaxEntries(name, roundToCpus(entries, spec));
+    // indexed by frontend id as lb_revnat is (its size is the ids' limit): sized with it
+    if (name === 'lb_revnat' && specs.has('lb_fe_ids')) object.setMaxEntries('lb_fe_ids', entries);
   }
 }
 
@@ -298,6 +300,13 @@ function finishLoad(p: Prepared, opts: LoadOptions): Loaded {
     if (reused) {
       for (const name of ['lb_fe_filter', 'lb_rev_filter', 'lb_ct_filter']) {
         if (object.mapNames().includes(name)) object.map(name).update(Buffer.alloc(4), Buffer.alloc(8));
+      }
+      // lb_fe_ids likewise: a build that does not write it (a downgrade) may have deleted or reused
+      // frontend ids since, so it is emptied (every hit looks its frontend up) until the writer's
+      // first apply rebuilds it from lb_frontends (map-writer syncFeFilter)
+      if (object.mapNames().includes('lb_fe_ids')) {
+        const m = object.map('lb_fe_ids');
+        writeFeIdsWhole(m, Buffer.alloc(m.maxEntries * feIdsStride(m)));
       }
     }
   } catch (e) {

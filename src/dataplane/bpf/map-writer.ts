@@ -25,7 +25,7 @@ import * as L from './layout.js';
 import type { DataplaneMaps } from './maps.js';
 import { BpfBatchError, E2BIG, ENOSPC } from './native/errors.js';
 import type { BpfMap, MaglevFillJob } from './native/map.js';
-import { BPF_ANY, MapType } from './native/uapi.js';
+import { BPF_ANY, BPF_F_MMAPABLE, MapType } from './native/uapi.js';
 import { readBackendOrder, readMemberLists } from './map-reader.js';
 import { regionSize, SlotAllocator, type Region } from './slot-alloc.js';
 import { intHash, ShardedMap, stringHash } from '../../util/sharded-map.js';
@@ -308,8 +308,18 @@ export class MapWriter {
   /** feWords as u32 halves (refFeBit sets bits through it) */
   private readonly feHalves = new Uint32Array(this.feWords.buffer);
 
-  constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
+  /**
+   * lb_fe_ids (lb_maps.h), where the object has it: each lb_frontends entry again at its fe_id, which a
+   * plain conntrack hit reads instead of looking the frontend up. Written after lb_frontends, cleared
+   * before it, and rewritten whole from lb_frontends with the filter (syncFeFilter): a map made by
+   * this load (an upgrade) or left behind by a build that did not write it (a downgrade) is exact
+   * before the first write. Ids past its size are not written (their hits look the frontend up).
+   */
+  private readonly feIds: BpfMap | undefined;
+
+  constructor(maps: DataplaneMaps, state: AgentStateFile | undefined, opts: BpfMapsOptions, feIds?: BpfMap) {
     this.maps = maps;
+    this.feIds = feIds;
     this.state = state;
     this.recycleTables = opts.recycleTables ?? false;
     this.regionGraceMs = opts.regionGraceMs ?? 1000;
@@ -586,13 +596,26 @@ export class MapWriter {
     this.feBitRefs.clear();
     this.feWords.fill(0n);
     for (const pair of this.feHeld.values()) this.refFeBits(pair, 1);
-    this.maps.lb_frontends.scan((k) => {
+    const ids = this.feIds, ss = ids ? feIdsStride(ids) : 0;
+    const slots = ids && Buffer.alloc(ids.maxEntries * ss), inSlots: number[] = [];
+    this.maps.lb_frontends.scan((k, v) => {
+      const id = v.readUInt32LE(0);
+      if (slots && id < ids.maxEntries) {
+        k.copy(slots, id * ss, 0, L.FE_KEY.size);
+        v.copy(slots, id * ss + L.FE_KEY.size, 0, L.FRONTEND.size);
+        inSlots.push(id);
+      }
       const key = Buffer.from(k).toString('latin1');
       if (keys.has(key)) return;
       const pair = L.feFilterBitPair(k);
       keys.set(key, pair);
       this.refFeBits(pair, 1);
     });
+    // every id, those without a frontend zeroed: entries another build left are not trusted
+    if (ids && slots) {
+      for (const id of inSlots) if (keys.has(twinKeyOf(slots, id * ss))) slots.writeUInt32LE(L.LB_FE_SLOT_F_TWIN, id * ss + FE_SLOT_FLAGS);
+      writeFeIdsWhole(ids, slots);
+    }
     const n = L.LB_FE_FILTER_WORDS;
     const ks = Buffer.alloc((n + 1) * 4), vs = Buffer.alloc((n + 1) * 8);
     // the words first, the switch (element 0) last, in the same batch
@@ -934,6 +957,61 @@ export class MapWriter {
     return { fs: out, keys: k2, values: v2, count: out.length };
   }
 
+  /**
+   * lb_fe_ids at the ids of fs: their lb_frontends keys and values (encoded in the order of fs), or
+   * zeros (deleted). Ids past the map are left out: the programs never find them there.
+   */
+  private *feIdsWrite(fs: readonly PlanFrontend[], keys?: Buffer, values?: Buffer): Steps {
+    const map = this.feIds;
+    if (!map) return;
+    const ks = L.FE_KEY.size, vs = L.FRONTEND.size, ss = L.FE_SLOT.size;
+    const idKeys = Buffer.alloc(fs.length * 4), slots = Buffer.alloc(fs.length * ss);
+    let n = 0;
+    fs.forEach((f, i) => {
+      if (f.id >= map.maxEntries) return;
+      idKeys.writeUInt32LE(f.id, n * 4);
+      if (keys && values) {
+        keys.copy(slots, n * ss, i * ks, (i + 1) * ks);
+        values.copy(slots, n * ss + ks, i * vs, (i + 1) * vs);
+        // its key in the other scope too (lb_frontends' keys, the filter's mirror: this run's included)
+        if (this.feKeys?.has(twinKeyOf(keys, i * ks))) slots.writeUInt32LE(L.LB_FE_SLOT_F_TWIN, n * ss + FE_SLOT_FLAGS);
+      }
+      n++;
+    });
+    if (n) yield { kind: 'update', map, keys: idKeys, values: slots, count: n };
+  }
+
+  /**
+   * lb_fe_ids' entries of the frontends lb_frontends holds under these keys' twins (the same address,
+   * port and protocol in the other scope), rewritten with LB_FE_SLOT_F_TWIN set (before the keys'
+   * frontends are written) or cleared (after they are deleted). A twin among the keys themselves is
+   * written by feIdsWrite. Read from lb_frontends: only frontends with a twin cost a lookup.
+   */
+  private *feIdsTwins(keys: Buffer, count: number, twin: boolean): Steps {
+    const map = this.feIds, known = this.feKeys;
+    if (!map || !known) return;
+    const ks = L.FE_KEY.size, ss = L.FE_SLOT.size;
+    const own = twin ? new Set<string>() : undefined;
+    if (own) for (let i = 0; i < count; i++) own.add(keys.toString('latin1', i * ks, (i + 1) * ks));
+    const ids: number[] = [], slots: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const t = twinKeyOf(keys, i * ks);
+      if (!known.has(t) || own?.has(t)) continue;
+      const tk = Buffer.from(t, 'latin1'), v = this.maps.lb_frontends.lookup(tk);
+      if (!v || v.readUInt32LE(0) >= map.maxEntries) continue;
+      const slot = Buffer.alloc(ss);
+      tk.copy(slot, 0);
+      v.copy(slot, ks, 0, L.FRONTEND.size);
+      slot.writeUInt32LE(twin ? L.LB_FE_SLOT_F_TWIN : 0, FE_SLOT_FLAGS);
+      ids.push(v.readUInt32LE(0));
+      slots.push(slot);
+    }
+    if (!ids.length) return;
+    const idKeys = Buffer.alloc(ids.length * 4);
+    ids.forEach((id, i) => idKeys.writeUInt32LE(id, i * 4));
+    yield { kind: 'update', map, keys: idKeys, values: Buffer.concat(slots), count: ids.length };
+  }
+
   /** records the lb_frontends entries just written (keys and values encoded in the order of fs) */
   private feWritten(fs: readonly PlanFrontend[], keys: Buffer, values: Buffer): void {
     const ks = L.FE_KEY.size, vs = L.FRONTEND.size;
@@ -1129,7 +1207,10 @@ export class MapWriter {
         yield* this.joinFill();
         const w = this.feUnwritten(fs, keys, values);
         if (w.count) {
+          // a frontend already served whose key comes in the other scope now is flagged first
+          yield* this.feIdsTwins(w.keys, w.count, true);
           yield* this.batchUpdate('lb_frontends', w.keys, w.values, w.count, (i) => `frontend ${fmtFe(w.fs[i]!)}`);
+          yield* this.feIdsWrite(w.fs, w.keys, w.values);
           this.feWritten(w.fs, w.keys, w.values);
           res.batches++;
         }
@@ -1162,9 +1243,13 @@ export class MapWriter {
         const keys = Buffer.alloc(fs.length * L.FE_KEY.size);
         fs.forEach((f, i) => L.encodeFeKey(f, keys, i * L.FE_KEY.size));
         if (this.feEntries) for (const f of fs) this.feEntries.known[f.id] = 0;
+        // lb_fe_ids first: a hit must not find a frontend lb_frontends no longer holds
+        yield* this.feIdsWrite(fs);
         yield { kind: 'deleteMany', map: this.maps.lb_frontends, keys, count: fs.length };
         // only once they are gone: a bit cleared early would hide a frontend still served
         yield* this.feFilterChange(keys, fs.length, -1);
+        // and a twin left alone on its key is no longer flagged
+        yield* this.feIdsTwins(keys, fs.length, false);
         for (const f of fs) {
           this.state?.deleteFrontend(f.id);
           this.noteFrontend(f.id, undefined);
@@ -1667,6 +1752,32 @@ export function groupRemovals(ops: readonly PlanOp[]): readonly PlanOp[] {
 
 function backendFlags(b: PlanBackend): number {
   return (b.terminating ? L.LB_BE_F_TERMINATING : 0) | (b.local ? L.LB_BE_F_LOCAL : 0);
+}
+
+const FE_SLOT_FLAGS = L.FE_SLOT.fields.flags.offset;
+
+/** a frontend key's twin, the same address, port and protocol in the other scope, as latin1 text (the filter mirror's keys) */
+function twinKeyOf(keys: Buffer, off: number): string {
+  const k = Buffer.from(keys.subarray(off, off + L.FE_KEY.size));
+  const at = L.FE_KEY.fields.scope.offset;
+  k[at] = k[at] === L.LB_SCOPE_EXTERNAL ? L.LB_SCOPE_INTERNAL : L.LB_SCOPE_EXTERNAL;
+  return k.toString('latin1');
+}
+
+/** bytes between entries of lb_fe_ids as writeFeIdsWhole() takes them: a mappable array's stride, else the value's size */
+export function feIdsStride(m: BpfMap): number {
+  return m.flags & BPF_F_MMAPABLE ? Math.ceil(m.valueSize / 8) * 8 : m.valueSize;
+}
+
+/** Writes every entry of lb_fe_ids (slots: maxEntries entries, feIdsStride() apart): one copy through a mapping where it is mappable. */
+export function writeFeIdsWhole(m: BpfMap, slots: Buffer): void {
+  if (m.flags & BPF_F_MMAPABLE) {
+    m.writeMmap(slots);
+    return;
+  }
+  const keys = Buffer.alloc(m.maxEntries * 4);
+  for (let i = 0; i < m.maxEntries; i++) keys.writeUInt32LE(i, i * 4);
+  m.updateBatch(keys, slots, m.maxEntries);
 }
 
 /** The lb_frontends value of a plan frontend; flags follow from the plan's fields. */

@@ -1,6 +1,7 @@
 // BpfMaps: the data plane's maps as one handle, opened over a loaded object or over the pins of an
 // earlier load. Writes go through map-writer.ts (a Plan's ops, settings), reads through map-reader.ts
 // (a Plan back, settings, counters); the agent's state file supplies what the maps cannot hold.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Plan, PlanOp, PlanTable } from '../../plan/types.js';
 import type { AgentStateFile } from './agent-state-file.js';
@@ -24,34 +25,40 @@ const SCRATCH_SLOTS = 1 << 16;
 
 export class BpfMaps {
   private readonly maps: DataplaneMaps;
+  /** lb_fe_ids where the object has it (an object of an earlier build does not): the writer's */
+  private readonly feIds: BpfMap | undefined;
   private readonly owned: boolean;
   readonly state: AgentStateFile | undefined;
   private readonly writer: MapWriter;
 
-  private constructor(maps: DataplaneMaps, owned: boolean, state: AgentStateFile | undefined, opts: BpfMapsOptions) {
+  private constructor(maps: DataplaneMaps, owned: boolean, state: AgentStateFile | undefined, opts: BpfMapsOptions, feIds?: BpfMap) {
     this.maps = maps;
+    this.feIds = feIds;
     this.owned = owned;
     this.state = state;
-    this.writer = new MapWriter(maps, state, opts);
+    this.writer = new MapWriter(maps, state, opts, feIds);
   }
 
   /** Over the maps of a loaded object (fds stay the object's). */
   static fromObject(obj: BpfObject, state?: AgentStateFile, opts: BpfMapsOptions = {}): BpfMaps {
     const maps = {} as DataplaneMaps;
     for (const n of L.MAP_NAMES) maps[n] = obj.map(n);
-    return new BpfMaps(maps, false, state, opts);
+    return new BpfMaps(maps, false, state, opts, obj.mapNames().includes('lb_fe_ids') ? obj.map('lb_fe_ids') : undefined);
   }
 
   /** Over the maps pinned under pinRoot by an earlier load (dump, cleanup, another process). */
   static fromPins(pinRoot: string, state?: AgentStateFile, opts: BpfMapsOptions = {}): BpfMaps {
     const maps = {} as DataplaneMaps;
+    let feIds: BpfMap | undefined;
     try {
       for (const n of L.MAP_NAMES) maps[n] = BpfMap.fromPin(join(pinRoot, n));
+      // pinned by a build that has it: what writes lb_frontends here keeps it in step
+      if (existsSync(join(pinRoot, 'lb_fe_ids'))) feIds = BpfMap.fromPin(join(pinRoot, 'lb_fe_ids'));
     } catch (e) {
       for (const m of Object.values(maps)) m.close();
       throw e;
     }
-    return new BpfMaps(maps, true, state, opts);
+    return new BpfMaps(maps, true, state, opts, feIds);
   }
 
   /**
@@ -63,7 +70,12 @@ export class BpfMaps {
    */
   static scratch(like: BpfMaps, opts: BpfMapsOptions = {}): BpfMaps {
     const maps = {} as DataplaneMaps;
+    let feIds: BpfMap | undefined;
     try {
+      if (like.feIds) {
+        const m = like.feIds;
+        feIds = BpfMap.create({ type: m.type, name: 'lb_fe_ids', keySize: m.keySize, valueSize: m.valueSize, maxEntries: Math.min(m.maxEntries, SCRATCH_ENTRIES), flags: m.flags });
+      }
       for (const n of SCRATCH_MAPS) {
         const m = like.maps[n];
         // arrays indexed by id stay small (the warm-up's ids are few); lb_fe_filter is written whole
@@ -75,9 +87,10 @@ export class BpfMaps {
       }
     } catch (e) {
       for (const m of Object.values(maps)) m.close();
+      feIds?.close();
       throw e;
     }
-    return new BpfMaps(maps, true, undefined, opts);
+    return new BpfMaps(maps, true, undefined, opts, feIds);
   }
 
   map(name: L.MapName): BpfMap {
@@ -85,7 +98,10 @@ export class BpfMaps {
   }
 
   close(): void {
-    if (this.owned) for (const m of Object.values(this.maps)) m.close();
+    if (this.owned) {
+      for (const m of Object.values(this.maps)) m.close();
+      this.feIds?.close();
+    }
   }
 
   // ---- writes (MapWriter) -------------------------------------------------------------------------
