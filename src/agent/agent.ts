@@ -423,7 +423,13 @@ export class Agent {
       this.metrics.noLocalEndpoints.set({ ip_family, traffic_policy: 'internal' }, c.internal);
       this.metrics.noLocalEndpoints.set({ ip_family, traffic_policy: 'external' }, c.external);
     }
-    this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
+    const wasEligible = this.health.nodeEligible;
+    const node = snapshot.nodes.get(this.#opts.compile.nodeName);
+    this.health.syncNode(node);
+    if (wasEligible !== this.health.nodeEligible) {
+      this.#log.warn({ node: this.#opts.compile.nodeName, nodeEligible: this.health.nodeEligible, deleted: !node },
+        this.health.nodeEligible ? 'this node is eligible again: /healthz answers 200' : 'this node is being deleted (or tainted ToBeDeletedByClusterAutoscaler): /healthz answers 503');
+    }
     await this.#syncLocalSources();
     const t2 = performance.now();
 

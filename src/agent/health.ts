@@ -43,8 +43,18 @@ export class ProxyHealth {
     this.#lastUpdated = this.#now();
   }
 
+  /** this node's Node object was seen: its going away after that makes the node ineligible */
+  #nodeSeen = false;
+
   syncNode(node: V1Node | undefined): void {
-    if (!node) return;
+    if (!node) {
+      // kube-proxy exits when its Node is deleted (NodeManager.OnNodeDelete, pkg/proxy/node.go), so
+      // a load balancer's check fails until it is back; the agent keeps serving and answers 503. No
+      // Node ever (a manifests folder without one) is no news
+      if (this.#nodeSeen) this.#nodeEligible = false;
+      return;
+    }
+    this.#nodeSeen = true;
     const deleting = !!node.metadata?.deletionTimestamp;
     // a raw API object: taints that are not a list (a hostile or broken Node) are no taints, never a throw
     const taints: unknown = node.spec?.taints;

@@ -82,3 +82,37 @@ test('a first list is compiled while its pages arrive, and the first sync holds 
   t.is(dp.frontends.size, 40);
   t.is(dp.backends.size, 80);
 });
+
+// kube-proxy's ProxyHealthServer.SyncNode (pkg/proxy/healthcheck/proxy_health.go): a Node being
+// deleted (deletionTimestamp) or tainted ToBeDeletedByClusterAutoscaler makes /healthz 503 with
+// nodeEligible false, so load balancers drain the node; kube-proxy's NodeManager.OnNodeDelete
+// (pkg/proxy/node.go) exits when the Node object goes, which a load balancer's check sees as a
+// failure too: the agent keeps serving and answers 503 until the Node is back
+test('/healthz follows this Node from the API server: deleting, deleted, back', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.apply('Node', node);
+  stub.apply('Service', svc);
+  stub.apply('EndpointSlice', slice(['10.244.1.2']));
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', logger: silentLogger });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await until(() => dp.frontends.size === 1);
+  t.true(agent.health.nodeEligible);
+
+  stub.apply('Node', { ...node, metadata: { ...node.metadata, deletionTimestamp: '2026-01-01T00:00:00Z' } });
+  await until(() => !agent.health.nodeEligible);
+
+  stub.apply('Node', node);
+  await until(() => agent.health.nodeEligible);
+
+  stub.remove('Node', undefined, 'n1');
+  await until(() => !agent.health.nodeEligible);
+  t.is(dp.frontends.size, 1, 'the data plane keeps serving');
+
+  stub.apply('Node', node);
+  await until(() => agent.health.nodeEligible);
+});
