@@ -3,6 +3,7 @@
 // we list with a plain GET so every object in the store has the same shape, which is also the shape
 // the manifests source produces from YAML. The same kubeconfig options (TLS, tokens, exec plugins,
 // proxies) are applied as for the watch, through KubeConfig.applyToHTTPSOptions.
+import { accessSync, constants } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -41,7 +42,7 @@ export function errorReason(err: unknown): string {
  * Loads --kubeconfig FILE, or the in-cluster service account config when no file is given, and checks
  * what would otherwise only fail on the first request (and then on every retry).
  */
-export function loadKubeConfig(file?: string): KubeConfig {
+export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
   const kc = new KubeConfig();
   const where = file === undefined ? 'in-cluster config' : `kubeconfig ${file}`;
   if (file !== undefined) {
@@ -55,8 +56,13 @@ export function loadKubeConfig(file?: string): KubeConfig {
       throw new KbpError('KBP_ERR_CONFIG',
         'no --kubeconfig given and not running in a cluster (KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT are unset)');
     }
-    kc.loadFromCluster();
+    kc.loadFromCluster(inClusterRoot);
+    // rest.InClusterConfig fails without the service account's token (client-node would fail each
+    // request instead, and be retried for ever)
+    const tokenFile = kc.getCurrentUser()?.authProvider?.config?.tokenFile as string | undefined;
+    if (tokenFile !== undefined) readable(tokenFile, `${where}: the service account token ${tokenFile}`);
   }
+  if (file !== undefined) checkKubeConfig(kc, where);
   const cluster = kc.getCurrentCluster();
   if (!cluster) {
     throw new KbpError('KBP_ERR_CONFIG', `${where}: no cluster for the current context ${JSON.stringify(kc.getCurrentContext())}`);
@@ -73,6 +79,42 @@ export function loadKubeConfig(file?: string): KubeConfig {
       `${where}: cluster ${cluster.name}: server ${cluster.server} is plain http, which client-node only accepts with insecure-skip-tls-verify: true`);
   }
   return kc;
+}
+
+function readable(path: string, what: string): void {
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    throw new KbpError('KBP_ERR_CONFIG', `${what} cannot be read: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * What client-go refuses when it loads a kubeconfig (clientcmd's validateContext, validateClusterInfo
+ * and validateAuthInfo), for the current context: a context, cluster or user it names that the file
+ * does not have, a CA, client certificate or key file that cannot be read, a client certificate
+ * without its key. kube-proxy exits at the start on each; client-node would fail every request.
+ */
+function checkKubeConfig(kc: KubeConfig, where: string): void {
+  const name = kc.getCurrentContext();
+  const fail = (m: string): never => { throw new KbpError('KBP_ERR_CONFIG', `${where}: ${m}`); };
+  const context = name ? kc.getContextObject(name) : null;
+  if (!context) {
+    fail(`current-context ${JSON.stringify(name ?? '')} is not one of its contexts (${kc.getContexts().map((c) => c.name).join(', ') || 'none'})`);
+  }
+  const ctx = context!;
+  if (!kc.getCluster(ctx.cluster)) fail(`cluster ${JSON.stringify(ctx.cluster)} of context ${JSON.stringify(name)} is not one of its clusters`);
+  const cluster = kc.getCluster(ctx.cluster)!;
+  if (cluster.caFile) readable(cluster.caFile, `${where}: certificate-authority ${cluster.caFile} of cluster ${JSON.stringify(cluster.name)}`);
+  if (!ctx.user) return;
+  const user = kc.getUser(ctx.user);
+  if (!user) fail(`user ${JSON.stringify(ctx.user)} of context ${JSON.stringify(name)} is not one of its users`);
+  const u = user!;
+  if ((u.certFile || u.certData) && !u.keyFile && !u.keyData) {
+    fail(`user ${JSON.stringify(u.name)} has a client certificate and no client-key or client-key-data`);
+  }
+  if (u.certFile) readable(u.certFile, `${where}: client-certificate ${u.certFile} of user ${JSON.stringify(u.name)}`);
+  if (u.keyFile) readable(u.keyFile, `${where}: client-key ${u.keyFile} of user ${JSON.stringify(u.name)}`);
 }
 
 export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: ListStats }
