@@ -9,6 +9,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import { KbpError } from '../util/errors.js';
+import { ipFamily } from '../util/ip.js';
 
 // node:http as the CommonJS module, not an ESM import: node builds the ESM view of a builtin by
 // reading every export, and one of node:http's loads node's bundled undici (~70 ms of CPU at start)
@@ -93,6 +94,17 @@ export class ProxyHealth {
     res.writeHead(code, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
     res.end(JSON.stringify(body));
   }
+}
+
+/**
+ * kube-proxy's proxyutil.AppendPortIfNeeded: a bare IP (what its IPPortVar flags and the config's
+ * bind addresses accept) gets the default port; anything else is left as it is, for validation.
+ */
+export function appendPortIfNeeded(addr: string, port: number): string {
+  const f = ipFamily(addr);
+  if (f === 4) return `${addr}:${port}`;
+  if (f === 6) return `[${addr}]:${port}`;
+  return addr;
 }
 
 /** Parses "host:port" / "[v6]:port" / ":port" as kube-proxy's bind addresses; "" or port 0 disables. */

@@ -1,0 +1,51 @@
+// --config FILE as kube-proxy decodes it (cmd/kube-proxy/app/options.go loadConfig): an apiVersion
+// it does not register, or a field of the wrong type (the decoder's error, lenient or strict), fails
+// the start naming the field; bind addresses given as a bare IP get the default port (v1alpha1
+// defaults.go, proxyutil.AppendPortIfNeeded), as do the flags (options.go addressFromDeprecatedFlags).
+import test from 'ava';
+import { fromKubeProxyConfiguration } from '../../src/agent/config.js';
+import { appendPortIfNeeded } from '../../src/agent/health.js';
+import { KbpError } from '../../src/util/errors.js';
+
+const doc = (fields: Record<string, unknown>, apiVersion = 'kubeproxy.config.k8s.io/v1alpha1') =>
+  ({ apiVersion, kind: 'KubeProxyConfiguration', ...fields });
+
+function refused(t: import('ava').ExecutionContext, fields: Record<string, unknown>, field: RegExp, apiVersion?: string): void {
+  const e = t.throws(() => fromKubeProxyConfiguration(doc(fields, apiVersion), 'kp.yaml'), { instanceOf: KbpError }, JSON.stringify(fields));
+  t.is(e?.code, 'KBP_ERR_CONFIG');
+  t.regex(e?.message ?? '', field);
+  t.regex(e?.message ?? '', /kp\.yaml/);
+}
+
+test('an apiVersion kube-proxy does not register is refused, naming it', (t) => {
+  refused(t, {}, /apiVersion.*v1beta9/, 'kubeproxy.config.k8s.io/v1beta9');
+  refused(t, {}, /apiVersion/, 'kubeproxy.config.k8s.io');
+  t.notThrows(() => fromKubeProxyConfiguration(doc({}), 'kp.yaml'));
+  t.notThrows(() => fromKubeProxyConfiguration(doc({}, 'kubeproxy.config.k8s.io/v1alpha2'), 'kp.yaml'));
+});
+
+test('a field of the wrong type is refused, naming it (kube-proxy\'s decoder fails the same file)', (t) => {
+  refused(t, { nodePortAddresses: '10.0.0.0/8' }, /nodePortAddresses/);
+  refused(t, { syncPeriod: 10 }, /syncPeriod/);
+  refused(t, { iptables: { minSyncPeriod: 1 } }, /iptables\.minSyncPeriod/);
+  refused(t, { logging: { verbosity: '3' } }, /logging\.verbosity/);
+  refused(t, { logging: { verbosity: -1 } }, /logging\.verbosity/);
+  refused(t, { featureGates: { PreferSameTrafficDistribution: 'false' } }, /featureGates\.PreferSameTrafficDistribution/);
+  refused(t, { iptables: { masqueradeAll: 'true' } }, /iptables\.masqueradeAll/);
+  refused(t, { detectLocal: { clusterCIDRs: '10.244.0.0/16' } }, /detectLocal\.clusterCIDRs/, 'kubeproxy.config.k8s.io/v1alpha2');
+  refused(t, { healthzBindAddress: ['0.0.0.0:10256'] }, /healthzBindAddress/);
+  refused(t, { clientConnection: { kubeconfig: 7 } }, /clientConnection\.kubeconfig/);
+  // null is "unset" to Go's decoder
+  t.notThrows(() => fromKubeProxyConfiguration(doc({ nodePortAddresses: null, syncPeriod: null, logging: { verbosity: null } }), 'kp.yaml'));
+});
+
+test('healthzBindAddress / metricsBindAddress given as a bare IP take the default port (AppendPortIfNeeded)', (t) => {
+  const s = fromKubeProxyConfiguration(doc({ healthzBindAddress: '0.0.0.0', metricsBindAddress: '::1' }), 'kp.yaml');
+  t.is(s.healthzBindAddress, '0.0.0.0:10256');
+  t.is(s.metricsBindAddress, '[::1]:10249');
+  t.is(fromKubeProxyConfiguration(doc({ healthzBindAddress: '10.0.0.1:1234' }), 'kp.yaml').healthzBindAddress, '10.0.0.1:1234');
+  t.is(appendPortIfNeeded('127.0.0.1', 10249), '127.0.0.1:10249');
+  t.is(appendPortIfNeeded('[::]:10256', 1), '[::]:10256');
+  t.is(appendPortIfNeeded('', 10256), '', 'empty stays empty: the server is off');
+  t.is(appendPortIfNeeded('not an ip', 10256), 'not an ip', 'left for validation to refuse');
+});
