@@ -27,7 +27,8 @@ export async function createSource(s: AgentSettings, log: Logger): Promise<Sourc
   }
   // client-node and its dependencies are ~2 MB of the bundle: a chunk of its own, loaded only here
   const { createKubeSource } = await import('../source/kube.js');
-  return createKubeSource({ kubeconfig: s.kubeconfig, logger: log.child({ source: 'kubernetes' }), nodeName: s.nodeName });
+  // (KubeSource adds source: kubernetes to its lines itself: a child here wrote the key twice)
+  return createKubeSource({ kubeconfig: s.kubeconfig, logger: log, nodeName: s.nodeName });
 }
 
 /** Node addresses for device selection: --node-ip and the Node object's InternalIP/ExternalIP (once there is a source). */

@@ -116,3 +116,21 @@ test('/healthz follows this Node from the API server: deleting, deleted, back', 
   stub.apply('Node', node);
   await until(() => agent.health.nodeEligible);
 });
+
+test('the agent\'s Kubernetes source logs each field once (a JSON line with a key twice reads as the last one, or fails a strict parser)', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.apply('Node', node);
+  const raw: string[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => { raw.push(s); } });
+  const { createSource } = await import('../../src/agent/launch.js');
+  const { DEFAULTS } = await import('../../src/agent/config.js');
+  const source = await createSource({ ...DEFAULTS, kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', ignored: [] }, log);
+  t.teardown(() => source.stop?.());
+  await source.start();
+  t.true(raw.length > 0);
+  for (const line of raw) {
+    const keys = [...line.matchAll(/"([^"]+)":/g)].map((m) => m[1]);
+    t.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], line);
+  }
+});
