@@ -114,6 +114,11 @@ export function parseBindAddress(text: string, what: string): { host: string; po
   if (!m) throw new KbpError('KBP_ERR_CONFIG', `${what}: expected HOST:PORT, got ${JSON.stringify(text)}`);
   const port = Number(m[3]);
   if (port > 65535) throw new KbpError('KBP_ERR_CONFIG', `${what}: port ${port} out of range`);
+  // an IP, as kube-proxy's IPPortVar requires (a name would be looked up at listen, after the start)
+  const host = m[1] ?? m[2] ?? '';
+  if (host !== '' && ipFamily(host) !== (m[1] !== undefined ? 6 : 4)) {
+    throw new KbpError('KBP_ERR_CONFIG', `${what}: ${JSON.stringify(host)} in ${JSON.stringify(text)} is not an IP address${m[1] !== undefined ? ' (IPv6 in brackets)' : ''}`);
+  }
   if (port === 0) return undefined;
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }

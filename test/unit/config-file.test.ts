@@ -49,3 +49,15 @@ test('healthzBindAddress / metricsBindAddress given as a bare IP take the defaul
   t.is(appendPortIfNeeded('', 10256), '', 'empty stays empty: the server is off');
   t.is(appendPortIfNeeded('not an ip', 10256), 'not an ip', 'left for validation to refuse');
 });
+
+test('a bind address whose host is not an IP is refused before the start, as kube-proxy\'s IPPortVar and validateHostPort refuse it (no DNS lookup at listen)', async (t) => {
+  const { parseBindAddress } = await import('../../src/agent/health.js');
+  for (const bad of ['300.1.1.1:10256', 'localhost:10256', 'node-1.example:10249', '[10.0.0.1]:10256']) {
+    const e = t.throws(() => parseBindAddress(bad, '--healthz-bind-address'), { instanceOf: KbpError }, bad);
+    t.regex(e?.message ?? '', /--healthz-bind-address.*not an IP address/);
+  }
+  t.deepEqual(parseBindAddress('10.0.0.1:10256', 'x'), { host: '10.0.0.1', port: 10256 });
+  t.deepEqual(parseBindAddress('[fd00::1]:10256', 'x'), { host: 'fd00::1', port: 10256 });
+  t.deepEqual(parseBindAddress(':10256', 'x'), { host: '0.0.0.0', port: 10256 });
+  t.is(parseBindAddress('', 'x'), undefined);
+});
