@@ -361,7 +361,10 @@ async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics
           trimmer?.afterWork();
         }, (e) => res.writeHead(500).end(String(e)));
       } else if (path === '/healthz') {
-        res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
+        res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }).end('ok');
+      } else if (path === '/proxyMode') {
+        // kube-proxy's serveMetrics answers its mode here (iptables, ipvs, nftables): ours is the data plane in use
+        res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }).end(agent.health.dataplaneMode ?? '');
       } else {
         res.writeHead(404).end();
       }
