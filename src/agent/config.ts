@@ -187,6 +187,57 @@ function checkTypes(c: Doc, fail: (m: string) => never): void {
   }
 }
 
+/**
+ * The fields of KubeProxyConfiguration: v1alpha1 as k8s.io/kube-proxy/config/v1alpha1 types.go has
+ * them, fields older releases wrote (resourceContainer, udpIdleTimeout: in kubeadm's ConfigMaps of old
+ * clusters) and v1alpha2's layout. Sections listed here are checked key by key; the others (logging,
+ * winkernel, linux, windows) are taken whole.
+ */
+const KNOWN_FIELDS: Record<string, readonly string[]> = {
+  '': ['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress', 'healthzBindAddress',
+    'metricsBindAddress', 'bindAddressHardFail', 'enableProfiling', 'showHiddenMetricsForVersion', 'mode', 'iptables', 'ipvs',
+    'nftables', 'winkernel', 'detectLocalMode', 'detectLocal', 'clusterCIDR', 'nodePortAddresses', 'oomScoreAdj', 'conntrack',
+    'configSyncPeriod', 'portRange', 'windowsRunAsService', 'resourceContainer', 'udpIdleTimeout',
+    'syncPeriod', 'minSyncPeriod', 'linux', 'windows'],
+  clientConnection: ['kubeconfig', 'acceptContentTypes', 'contentType', 'qps', 'burst'],
+  iptables: ['masqueradeBit', 'masqueradeAll', 'localhostNodePorts', 'snatNodeInternalIP', 'syncPeriod', 'minSyncPeriod'],
+  ipvs: ['syncPeriod', 'minSyncPeriod', 'scheduler', 'excludeCIDRs', 'strictARP', 'tcpTimeout', 'tcpFinTimeout', 'udpTimeout'],
+  nftables: ['masqueradeBit', 'masqueradeAll', 'syncPeriod', 'minSyncPeriod'],
+  detectLocal: ['bridgeInterface', 'interfaceNamePrefix', 'clusterCIDRs'],
+  conntrack: ['maxPerCore', 'min', 'max', 'tcpEstablishedTimeout', 'tcpCloseWaitTimeout', 'tcpBeLiberal', 'udpTimeout', 'udpStreamTimeout'],
+};
+
+/** Edit distance, for the field a misspelt one most likely meant. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * A field the configuration does not have fails kube-proxy's strict decoding (its lenient fallback
+ * for v1alpha1 then drops it with a log line): here it is refused, named with the field it most
+ * likely meant, so a misspelt metricsBindAddress cannot silently leave the default in place.
+ */
+function checkFields(c: Doc, fail: (m: string) => never): void {
+  for (const [section, known] of Object.entries(KNOWN_FIELDS)) {
+    const obj = section === '' ? c : c[section];
+    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) continue;
+    for (const k of Object.keys(obj as Doc)) {
+      if (known.includes(k)) continue;
+      const path = section ? `${section}.${k}` : k;
+      const best = known.map((x) => ({ x, d: x.toLowerCase() === k.toLowerCase() ? 0 : distance(x.toLowerCase(), k.toLowerCase()) }))
+        .sort((p, q) => p.d - q.d)[0];
+      const hint = best && best.d <= Math.max(2, Math.floor(k.length / 4)) ? ` (did you mean ${section ? `${section}.` : ''}${best.x}?)` : '';
+      fail(`unknown field ${path}: not a KubeProxyConfiguration field${hint}`);
+    }
+  }
+}
+
 /** Top-level fields that are ours to read (the rest are named as ignored when they set anything). */
 const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress',
   'healthzBindAddress', 'metricsBindAddress', 'mode', 'iptables', 'ipvs', 'nftables', 'linux', 'detectLocalMode', 'detectLocal',
@@ -208,6 +259,7 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
   // the versions kube-proxy's scheme registers: any other fails its decoder ("no kind is registered")
   if (!API_VERSIONS.includes(String(c.apiVersion))) fail(`apiVersion ${JSON.stringify(c.apiVersion)} is not one of ${API_VERSIONS.join(', ')}`);
   checkTypes(c, fail);
+  checkFields(c, fail);
   const obj = (k: string): Doc => (c[k] && typeof c[k] === 'object' ? c[k] as Doc : {});
   const out: Partial<AgentSettings> & { ignored: string[] } = { ignored: [] };
   for (const k of Object.keys(c)) if (!READ.has(k)) leaves(c[k], k, out.ignored);

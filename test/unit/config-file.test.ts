@@ -61,3 +61,25 @@ test('a bind address whose host is not an IP is refused before the start, as kub
   t.deepEqual(parseBindAddress(':10256', 'x'), { host: '0.0.0.0', port: 10256 });
   t.is(parseBindAddress('', 'x'), undefined);
 });
+
+test('a field KubeProxyConfiguration does not have is refused, naming it and the field it most likely meant (kube-proxy\'s strict decoding)', (t) => {
+  refused(t, { metricBindAddress: '0.0.0.0:10249' }, /unknown field metricBindAddress.*metricsBindAddress/);
+  refused(t, { iptables: { syncperiod: '10s' } }, /unknown field iptables\.syncperiod.*iptables\.syncPeriod/);
+  refused(t, { conntrack: { maxPercore: 1 } }, /unknown field conntrack\.maxPercore.*conntrack\.maxPerCore/);
+  refused(t, { flavour: 'x' }, /unknown field flavour/);
+  // every field of kube-proxy's v1alpha1 (k8s.io/kube-proxy/config/v1alpha1 types.go), and ones older
+  // releases wrote (kubeadm's ConfigMaps of old clusters), are known: applied or named as ignored
+  const s = fromKubeProxyConfiguration(doc({
+    bindAddressHardFail: true, enableProfiling: true, showHiddenMetricsForVersion: '1.30', oomScoreAdj: -999, configSyncPeriod: '15m0s',
+    portRange: '', windowsRunAsService: false, resourceContainer: '/kube-proxy', udpIdleTimeout: '250ms',
+    clientConnection: { kubeconfig: '/k', acceptContentTypes: '', contentType: 'application/vnd.kubernetes.protobuf', qps: 5, burst: 10 },
+    iptables: { masqueradeBit: 14, masqueradeAll: false, localhostNodePorts: true, snatNodeInternalIP: false, syncPeriod: '30s', minSyncPeriod: '1s' },
+    ipvs: { syncPeriod: '30s', minSyncPeriod: '0s', scheduler: '', excludeCIDRs: null, strictARP: false, tcpTimeout: '0s', tcpFinTimeout: '0s', udpTimeout: '0s' },
+    nftables: { masqueradeBit: 14, masqueradeAll: false, syncPeriod: '30s', minSyncPeriod: '1s' },
+    winkernel: { networkName: '', sourceVip: '', enableDSR: false, rootHnsEndpointName: '', forwardHealthCheckVip: false },
+    detectLocal: { bridgeInterface: '', interfaceNamePrefix: '' },
+    conntrack: { maxPerCore: 32768, min: 131072, tcpEstablishedTimeout: '24h0m0s', tcpCloseWaitTimeout: '1h0m0s', tcpBeLiberal: false, udpTimeout: '0s', udpStreamTimeout: '0s' },
+  }), 'kp.yaml');
+  t.true(s.ignored.includes('enableProfiling'));
+  t.true(s.ignored.includes('resourceContainer'));
+});
