@@ -30,6 +30,8 @@ export interface AgentSettings {
   bpfMapMax?: MapSizes;
   healthzBindAddress: string;
   metricsBindAddress: string;
+  /** a health or metrics server that cannot listen fails the start (kube-proxy's bindAddressHardFail); else it is retried */
+  bindAddressHardFail?: boolean;
   nodePortAddresses: string[];
   /** what an empty nodePortAddresses means: 'all' (kube-proxy's iptables/ipvs modes) or 'primary' (its nftables mode) */
   nodePortAddressesDefault: 'all' | 'primary';
@@ -156,7 +158,7 @@ type FieldType = 'string' | 'bool' | 'int' | 'uint' | 'duration' | 'strings' | '
 const FIELD_TYPES: Record<string, FieldType> = {
   featureGates: 'bools', clientConnection: 'object', 'clientConnection.kubeconfig': 'string', logging: 'object',
   'logging.verbosity': 'uint', hostnameOverride: 'string', bindAddress: 'string', healthzBindAddress: 'string',
-  metricsBindAddress: 'string', mode: 'string', iptables: 'object', ipvs: 'object', nftables: 'object', linux: 'object',
+  metricsBindAddress: 'string', bindAddressHardFail: 'bool', mode: 'string', iptables: 'object', ipvs: 'object', nftables: 'object', linux: 'object',
   detectLocalMode: 'string', detectLocal: 'object', 'detectLocal.bridgeInterface': 'string',
   'detectLocal.interfaceNamePrefix': 'string', 'detectLocal.clusterCIDRs': 'strings', clusterCIDR: 'string',
   nodePortAddresses: 'strings', syncPeriod: 'duration', minSyncPeriod: 'duration', conntrack: 'object',
@@ -239,7 +241,7 @@ function checkFields(c: Doc, fail: (m: string) => never): void {
 }
 
 /** Top-level fields that are ours to read (the rest are named as ignored when they set anything). */
-const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress',
+const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress', 'bindAddressHardFail',
   'healthzBindAddress', 'metricsBindAddress', 'mode', 'iptables', 'ipvs', 'nftables', 'linux', 'detectLocalMode', 'detectLocal',
   'clusterCIDR', 'nodePortAddresses', 'syncPeriod', 'minSyncPeriod', 'conntrack']);
 
@@ -301,6 +303,7 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
   if (healthz !== undefined) out.healthzBindAddress = appendPortIfNeeded(healthz, HEALTHZ_PORT);
   const metrics = str(c, 'metricsBindAddress');
   if (metrics !== undefined) out.metricsBindAddress = appendPortIfNeeded(metrics, METRICS_PORT);
+  if (c.bindAddressHardFail === true) out.bindAddressHardFail = true;
   if (Array.isArray(c.nodePortAddresses)) out.nodePortAddresses = c.nodePortAddresses.map(String);
 
   // v1alpha1 keeps syncPeriod, minSyncPeriod and masqueradeAll under the mode's section (iptables
