@@ -98,3 +98,24 @@ test('a pin root under /sys/fs/bpf lives on the /sys/fs/bpf mount; elsewhere on 
 test('preflight leaves checks of the parts a caller brings to the caller', (t) => {
   t.notThrows(() => preflight(settings({ manifests: '/nonexistent-kbp', devices: ['kbpnosuchdev0'] }), { source: false, dataplane: false }));
 });
+
+test('in-cluster config without the service account token is refused before the kernel is touched (rest.InClusterConfig: ErrNotInCluster)', (t) => {
+  const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+  process.env.KUBERNETES_SERVICE_HOST = '192.0.2.1';
+  process.env.KUBERNETES_SERVICE_PORT = '443';
+  t.teardown(() => {
+    for (const [k, v] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
+      if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  });
+  const pod = join(tmp, 'pod');
+  const sa = join(pod, 'var/run/secrets/kubernetes.io/serviceaccount');
+  mkdirSync(sa, { recursive: true });
+  const s = settings({ manifests: undefined });
+  const e = t.throws(() => preflight(s, { dataplane: false, inClusterRoot: pod }));
+  t.regex(e?.message ?? '', new RegExp(`in-cluster config: the service account token ${join(sa, 'token')}.*no such file`));
+  writeFileSync(join(sa, 'token'), 'tok');
+  t.notThrows(() => preflight(s, { dataplane: false, inClusterRoot: pod }));
+  delete process.env.KUBERNETES_SERVICE_PORT;
+  t.throws(() => preflight(s, { dataplane: false, inClusterRoot: pod }), { message: /KUBERNETES_SERVICE_PORT/ });
+});
