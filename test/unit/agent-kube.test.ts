@@ -134,3 +134,34 @@ test('the agent\'s Kubernetes source logs each field once (a JSON line with a ke
     t.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], line);
   }
 });
+
+test('this Node\'s zone label and addresses changed in the API server: topology hints and NodePorts follow without a restart', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  const zoned = (zone: string, ip: string) => ({ ...node, metadata: { name: 'n1', labels: { 'topology.kubernetes.io/zone': zone } },
+    status: { addresses: [{ type: 'InternalIP', address: ip }] } });
+  stub.apply('Node', zoned('z1', '192.168.1.10'));
+  stub.apply('Service', { ...svc, spec: { ...svc.spec, type: 'NodePort', ports: [{ ...svc.spec.ports[0], nodePort: 30080 }] } });
+  const sl = slice(['10.244.1.2', '10.244.2.2']);
+  sl.endpoints[0]!.nodeName = 'n1';
+  sl.endpoints[1]!.nodeName = 'n2';
+  stub.apply('EndpointSlice', { ...sl, endpoints: [
+    { ...sl.endpoints[0], zone: 'z1', hints: { forZones: [{ name: 'z1' }] } },
+    { ...sl.endpoints[1], zone: 'z2', hints: { forZones: [{ name: 'z2' }] } }] });
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', logger: silentLogger });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  const clusterIpBackends = () => {
+    const fe = [...dp.frontends.values()].find((f) => f.address === '10.96.0.10');
+    return fe ? fe.backendIds.map((id) => dp.backends.get(id)?.address).sort() : [];
+  };
+  const nodePorts = () => [...dp.frontends.values()].filter((f) => f.port === 30080).map((f) => f.address).sort();
+  await until(() => clusterIpBackends().join() === '10.244.1.2');
+  t.true(nodePorts().includes('192.168.1.10'));
+  stub.apply('Node', zoned('z2', '192.168.1.11'));
+  await until(() => clusterIpBackends().join() === '10.244.2.2');
+  await until(() => nodePorts().includes('192.168.1.11') && !nodePorts().includes('192.168.1.10'));
+});
