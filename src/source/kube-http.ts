@@ -3,10 +3,11 @@
 // we list with a plain GET so every object in the store has the same shape, which is also the shape
 // the manifests source produces from YAML. The same kubeconfig options (TLS, tokens, exec plugins,
 // proxies) are applied as for the watch, through KubeConfig.applyToHTTPSOptions.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import http from 'node:http';
 import https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig, loadYaml } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
 import { acquireDecoder, releaseDecoder, type Decoded, type ListDecoder } from './list-decode.js';
@@ -62,7 +63,10 @@ export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
     const tokenFile = kc.getCurrentUser()?.authProvider?.config?.tokenFile as string | undefined;
     if (tokenFile !== undefined) readable(tokenFile, `${where}: the service account token ${tokenFile}`);
   }
-  if (file !== undefined) checkKubeConfig(kc, where);
+  if (file !== undefined) {
+    useTokenFiles(kc, file, where);
+    checkKubeConfig(kc, where);
+  }
   const cluster = kc.getCurrentCluster();
   if (!cluster) {
     throw new KbpError('KBP_ERR_CONFIG', `${where}: no cluster for the current context ${JSON.stringify(kc.getCurrentContext())}`);
@@ -79,6 +83,55 @@ export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
       `${where}: cluster ${cluster.name}: server ${cluster.server} is plain http, which client-node only accepts with insecure-skip-tls-verify: true`);
   }
   return kc;
+}
+
+/** how long a tokenFile's token is used before the file is read again (client-go's cached file token source: 1 minute) */
+const TOKEN_FILE_TTL_MS = 60_000;
+const TOKEN_FILE_PROVIDER = 'kbp-token-file';
+
+/**
+ * A kubeconfig user's `tokenFile` (client-go's AuthInfo.TokenFile: what kubeadm writes for
+ * kube-proxy, the pod's projected service account token, which the kubelet rotates): client-node
+ * does not read the key, so its requests went without credentials. The token is read from the file
+ * (relative to the kubeconfig's folder), trimmed, and read again after a minute, as client-go does;
+ * a `token` given beside it wins, as in client-go.
+ */
+function useTokenFiles(kc: KubeConfig, file: string, where: string): void {
+  let raw: { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown; token?: unknown } }> } | undefined;
+  try {
+    raw = loadYaml(readFileSync(file, 'utf8')) as typeof raw;
+  } catch {
+    return; // loadFromFile parsed it: not reached
+  }
+  let any = false;
+  for (const u of Array.isArray(raw?.users) ? raw!.users : []) {
+    const tokenFile = u?.user?.tokenFile;
+    if (typeof tokenFile !== 'string' || !tokenFile || u.user?.token) continue;
+    const i = kc.users.findIndex((x) => x.name === u.name);
+    if (i < 0 || kc.users[i]!.authProvider || kc.users[i]!.exec) continue;
+    const abs = resolvePath(dirname(file), tokenFile);
+    kc.users[i] = { ...kc.users[i]!, authProvider: { name: TOKEN_FILE_PROVIDER, config: { path: abs } } };
+    any = true;
+  }
+  if (!any) return;
+  const cache = new Map<string, { token: string; at: number }>();
+  kc.addAuthenticator({
+    isAuthProvider: (user) => user.authProvider?.name === TOKEN_FILE_PROVIDER,
+    applyAuthentication: async (user, opts) => {
+      const path = user.authProvider.config.path as string;
+      let got = cache.get(path);
+      if (!got || Date.now() - got.at > TOKEN_FILE_TTL_MS) {
+        got = { token: readFileSync(path, 'utf8').trim(), at: Date.now() };
+        cache.set(path, got);
+      }
+      (opts.headers as Record<string, string>).Authorization = `Bearer ${got.token}`;
+    },
+  });
+  // (config.path, not config.tokenFile: client-node's own FileAuth, which does not trim, takes any
+  // provider with a tokenFile before a custom one is asked)
+  // the current user's file must be there at the start (checkKubeConfig names the others' problems)
+  const user = kc.getCurrentUser();
+  if (user?.authProvider?.name === TOKEN_FILE_PROVIDER) readable(user.authProvider.config.path as string, `${where}: tokenFile ${user.authProvider.config.path} of user ${JSON.stringify(user.name)}`);
 }
 
 function readable(path: string, what: string): void {

@@ -78,3 +78,22 @@ test('in-cluster config: the service account token must be readable, as rest.InC
   const kc = loadKubeConfig(undefined, root);
   t.is(kc.getCurrentCluster()?.server, 'https://192.0.2.1:443');
 });
+
+// kubeadm writes kube-proxy's kubeconfig with `tokenFile:` (the pod's projected service account
+// token, rotated by the kubelet); client-go reads it (AuthInfo.TokenFile, re-read as it changes),
+// client-node does not know the key: its requests went without credentials (401 for ever)
+test('a kubeconfig user with tokenFile (kubeadm\'s kube-proxy kubeconfig) authenticates with that file\'s token, re-read as client-go does', async (t) => {
+  const token = path.join(dir, 'sa-token');
+  writeFileSync(token, 'tok-1');
+  const kc = loadKubeConfig(kubeconfig({ 'certificate-authority': ca }, { tokenFile: token }));
+  const opts: { headers?: Record<string, string> } = {};
+  await kc.applyToHTTPSOptions(opts as never);
+  t.is(opts.headers?.Authorization, 'Bearer tok-1');
+  // relative to the kubeconfig's folder, as client-go resolves it
+  writeFileSync(path.join(dir, 'rel-token'), 'tok-2\n');
+  const rel = loadKubeConfig(kubeconfig({}, { tokenFile: 'rel-token' }));
+  const o2: { headers?: Record<string, string> } = {};
+  await rel.applyToHTTPSOptions(o2 as never);
+  t.is(o2.headers?.Authorization, 'Bearer tok-2', 'trimmed, as client-go trims it');
+  refused(t, kubeconfig({}, { tokenFile: missing }), new RegExp(`tokenFile ${missing}.*user "u"`));
+});
