@@ -165,3 +165,28 @@ test('this Node\'s zone label and addresses changed in the API server: topology 
   await until(() => clusterIpBackends().join() === '10.244.2.2');
   await until(() => nodePorts().includes('192.168.1.11') && !nodePorts().includes('192.168.1.10'));
 });
+
+// kube-proxy's NodeManager waits for its Node (by --hostname-override, else the host's name) and
+// fails the start after 5 minutes without it (pkg/proxy/node.go newNodeManager): a node name that is
+// not the Node's (an FQDN hostname, a typo) is the usual cause. The agent serves without it, so it
+// says so: node-local endpoints (traffic policies Local, topology) are matched by that name
+test('a Node of --node-name the API server does not have is named in a warning after the first sync, once', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.apply('Node', node);
+  stub.apply('Service', svc);
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1.example.internal', logger: silentLogger });
+  const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1.example.internal' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await until(() => agent.syncs >= 1);
+  stub.apply('Service', { ...svc, metadata: { ...svc.metadata, name: 'web2' }, spec: { ...svc.spec, clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'] } });
+  await until(() => agent.syncs >= 2);
+  const warned = lines.filter((l) => l.level === 40 && /no Node named/.test(String(l.msg)));
+  t.is(warned.length, 1, JSON.stringify(lines.map((l) => l.msg)));
+  t.is(warned[0]!.node, 'n1.example.internal');
+});
