@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { KbpError } from '../util/errors.js';
 import { checkPinRoot, findCgroup2, isCgroup2 } from '../dataplane/host.js';
 import type { AgentSettings } from './config.js';
+import { checkKubeconfigFile } from '../source/kubeconfig-file.js';
 
 function fail(message: string, cause?: unknown): never {
   throw new KbpError('KBP_ERR_CONFIG', message, cause === undefined ? undefined : { cause });
@@ -57,6 +58,9 @@ export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane
       if (e instanceof KbpError) throw e;
       fail(`--kubeconfig ${s.kubeconfig}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, e);
     }
+    // what client-go refuses at load: found now, not after the data plane was chosen (and another
+    // mode's state removed for it)
+    checkKubeconfigFile(s.kubeconfig);
   } else {
     // in-cluster config, as rest.InClusterConfig takes it: the API server from the environment and the
     // service account's token, without which it fails (ErrNotInCluster) and kube-proxy exits

@@ -3,12 +3,13 @@
 // we list with a plain GET so every object in the store has the same shape, which is also the shape
 // the manifests source produces from YAML. The same kubeconfig options (TLS, tokens, exec plugins,
 // proxies) are applied as for the watch, through KubeConfig.applyToHTTPSOptions.
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import http from 'node:http';
 import https from 'node:https';
 import { KubeConfig, loadYaml } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
+import { checkKubeconfigFile, readable } from './kubeconfig-file.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
 import { acquireDecoder, releaseDecoder, type Decoded, type ListDecoder } from './list-decode.js';
 import { PageChain, type Flight } from './page-chain.js';
@@ -47,6 +48,8 @@ export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
   const kc = new KubeConfig();
   const where = file === undefined ? 'in-cluster config' : `kubeconfig ${file}`;
   if (file !== undefined) {
+    // what client-go refuses at load (preflight ran the same check before the data plane)
+    checkKubeconfigFile(file);
     try {
       kc.loadFromFile(file);
     } catch (err) {
@@ -63,10 +66,7 @@ export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
     const tokenFile = kc.getCurrentUser()?.authProvider?.config?.tokenFile as string | undefined;
     if (tokenFile !== undefined) readable(tokenFile, `${where}: the service account token ${tokenFile}`);
   }
-  if (file !== undefined) {
-    useTokenFiles(kc, file, where);
-    checkKubeConfig(kc, where);
-  }
+  if (file !== undefined) useTokenFiles(kc, file);
   const cluster = kc.getCurrentCluster();
   if (!cluster) {
     throw new KbpError('KBP_ERR_CONFIG', `${where}: no cluster for the current context ${JSON.stringify(kc.getCurrentContext())}`);
@@ -96,7 +96,7 @@ const TOKEN_FILE_PROVIDER = 'kbp-token-file';
  * (relative to the kubeconfig's folder), trimmed, and read again after a minute, as client-go does;
  * a `token` given beside it wins, as in client-go.
  */
-function useTokenFiles(kc: KubeConfig, file: string, where: string): void {
+function useTokenFiles(kc: KubeConfig, file: string): void {
   let raw: { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown; token?: unknown } }> } | undefined;
   try {
     raw = loadYaml(readFileSync(file, 'utf8')) as typeof raw;
@@ -128,47 +128,9 @@ function useTokenFiles(kc: KubeConfig, file: string, where: string): void {
     },
   });
   // (config.path, not config.tokenFile: client-node's own FileAuth, which does not trim, takes any
-  // provider with a tokenFile before a custom one is asked)
-  // the current user's file must be there at the start (checkKubeConfig names the others' problems)
-  const user = kc.getCurrentUser();
-  if (user?.authProvider?.name === TOKEN_FILE_PROVIDER) readable(user.authProvider.config.path as string, `${where}: tokenFile ${user.authProvider.config.path} of user ${JSON.stringify(user.name)}`);
+  // provider with a tokenFile before a custom one is asked; checkKubeconfigFile found the file readable)
 }
 
-function readable(path: string, what: string): void {
-  try {
-    accessSync(path, constants.R_OK);
-  } catch (err) {
-    throw new KbpError('KBP_ERR_CONFIG', `${what} cannot be read: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { cause: err });
-  }
-}
-
-/**
- * What client-go refuses when it loads a kubeconfig (clientcmd's validateContext, validateClusterInfo
- * and validateAuthInfo), for the current context: a context, cluster or user it names that the file
- * does not have, a CA, client certificate or key file that cannot be read, a client certificate
- * without its key. kube-proxy exits at the start on each; client-node would fail every request.
- */
-function checkKubeConfig(kc: KubeConfig, where: string): void {
-  const name = kc.getCurrentContext();
-  const fail = (m: string): never => { throw new KbpError('KBP_ERR_CONFIG', `${where}: ${m}`); };
-  const context = name ? kc.getContextObject(name) : null;
-  if (!context) {
-    fail(`current-context ${JSON.stringify(name ?? '')} is not one of its contexts (${kc.getContexts().map((c) => c.name).join(', ') || 'none'})`);
-  }
-  const ctx = context!;
-  if (!kc.getCluster(ctx.cluster)) fail(`cluster ${JSON.stringify(ctx.cluster)} of context ${JSON.stringify(name)} is not one of its clusters`);
-  const cluster = kc.getCluster(ctx.cluster)!;
-  if (cluster.caFile) readable(cluster.caFile, `${where}: certificate-authority ${cluster.caFile} of cluster ${JSON.stringify(cluster.name)}`);
-  if (!ctx.user) return;
-  const user = kc.getUser(ctx.user);
-  if (!user) fail(`user ${JSON.stringify(ctx.user)} of context ${JSON.stringify(name)} is not one of its users`);
-  const u = user!;
-  if ((u.certFile || u.certData) && !u.keyFile && !u.keyData) {
-    fail(`user ${JSON.stringify(u.name)} has a client certificate and no client-key or client-key-data`);
-  }
-  if (u.certFile) readable(u.certFile, `${where}: client-certificate ${u.certFile} of user ${JSON.stringify(u.name)}`);
-  if (u.keyFile) readable(u.keyFile, `${where}: client-key ${u.keyFile} of user ${JSON.stringify(u.name)}`);
-}
 
 export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: ListStats }
 

@@ -119,3 +119,24 @@ test('in-cluster config without the service account token is refused before the 
   delete process.env.KUBERNETES_SERVICE_PORT;
   t.throws(() => preflight(s, { dataplane: false, inClusterRoot: pod }), { message: /KUBERNETES_SERVICE_PORT/ });
 });
+
+test('a kubeconfig client-go would refuse is refused by preflight, before the data plane is chosen (a switch from another mode removes that mode\'s state)', (t) => {
+  const kc = (user: Record<string, unknown>, cluster: Record<string, unknown> = {}, current = 'c') => {
+    const f = join(tmp, `kc-${Math.random().toString(36).slice(2)}`);
+    writeFileSync(f, JSON.stringify({ apiVersion: 'v1', kind: 'Config', 'current-context': current,
+      clusters: [{ name: 'k', cluster: { server: 'https://192.0.2.1:6443', ...cluster } }], users: [{ name: 'u', user }],
+      contexts: [{ name: 'c', context: { cluster: 'k', user: 'u' } }] }));
+    return f;
+  };
+  const pf = (f: string) => () => preflight(settings({ manifests: undefined, kubeconfig: f }), { dataplane: false });
+  t.throws(pf(kc({ token: 't' }, { 'certificate-authority': '/nonexistent-kbp/ca.crt' })), { message: /certificate-authority \/nonexistent-kbp\/ca\.crt of cluster "k" cannot be read/ });
+  t.throws(pf(kc({ 'client-certificate': '/nonexistent-kbp/c.crt', 'client-key': '/nonexistent-kbp/c.key' })), { message: /client-certificate \/nonexistent-kbp\/c\.crt of user "u"/ });
+  t.throws(pf(kc({ 'client-certificate-data': 'Zm9v' })), { message: /user "u" has a client certificate and no client-key/ });
+  t.throws(pf(kc({ tokenFile: '/nonexistent-kbp/token' })), { message: /tokenFile \/nonexistent-kbp\/token of user "u"/ });
+  t.throws(pf(kc({ token: 't' }, {}, 'other')), { message: /current-context "other" is not one of its contexts \(c\)/ });
+  t.throws(pf(kc({ token: 't' }, { server: 'http://192.0.2.1:8080' })), { message: /plain http/ });
+  const bad = join(tmp, 'kc-bad');
+  writeFileSync(bad, 'clusters: [\n');
+  t.throws(pf(bad), { message: /kubeconfig .*kc-bad: cannot load/ });
+  t.notThrows(pf(kc({ token: 't' })));
+});
