@@ -427,7 +427,7 @@ export class Agent {
     }
     const wasEligible = this.health.nodeEligible;
     const node = snapshot.nodes.get(this.#opts.compile.nodeName);
-    this.health.syncNode(node);
+    this.health.syncNode(node, !this.#opts.compile.standalone);
     if (!node && !this.#opts.compile.standalone && !this.#toldNoNode && this.health.nodeEligible) {
       // kube-proxy waits for its Node and fails after 5 minutes without it (pkg/proxy/node.go
       // newNodeManager); serving on, say why node-local endpoints may never match

@@ -47,12 +47,13 @@ export class ProxyHealth {
   /** this node's Node object was seen: its going away after that makes the node ineligible */
   #nodeSeen = false;
 
-  syncNode(node: V1Node | undefined): void {
+  /** deletedIneligible: a Node seen and then gone makes the node ineligible (the API server's; a manifests folder's Node is optional) */
+  syncNode(node: V1Node | undefined, deletedIneligible = true): void {
     if (!node) {
       // kube-proxy exits when its Node is deleted (NodeManager.OnNodeDelete, pkg/proxy/node.go), so
       // a load balancer's check fails until it is back; the agent keeps serving and answers 503. No
-      // Node ever (a manifests folder without one) is no news
-      if (this.#nodeSeen) this.#nodeEligible = false;
+      // Node ever is no news
+      if (this.#nodeSeen && deletedIneligible) this.#nodeEligible = false;
       return;
     }
     this.#nodeSeen = true;
