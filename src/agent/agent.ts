@@ -87,6 +87,8 @@ export class Agent {
   readonly metrics: Metrics;
   readonly health: ProxyHealth;
   readonly serviceHealth: ServiceHealthServers;
+  /** a warning said this node's Node object is missing (once: a Node deleted later is the eligibility line's) */
+  #toldNoNode = false;
   /** after every sync: the Services left out because the maps are full (an event recorder names them) */
   onServicesLeftOut?: (services: readonly string[], limit: string | undefined) => void;
   /**
@@ -423,7 +425,20 @@ export class Agent {
       this.metrics.noLocalEndpoints.set({ ip_family, traffic_policy: 'internal' }, c.internal);
       this.metrics.noLocalEndpoints.set({ ip_family, traffic_policy: 'external' }, c.external);
     }
-    this.health.syncNode(snapshot.nodes.get(this.#opts.compile.nodeName));
+    const wasEligible = this.health.nodeEligible;
+    const node = snapshot.nodes.get(this.#opts.compile.nodeName);
+    this.health.syncNode(node, !this.#opts.compile.standalone);
+    if (!node && !this.#opts.compile.standalone && !this.#toldNoNode && this.health.nodeEligible) {
+      // kube-proxy waits for its Node and fails after 5 minutes without it (pkg/proxy/node.go
+      // newNodeManager); serving on, say why node-local endpoints may never match
+      this.#toldNoNode = true;
+      this.#log.warn({ node: this.#opts.compile.nodeName },
+        'no Node named so in the API server: endpoints are local by this name (externalTrafficPolicy/internalTrafficPolicy Local, topology), so none may be; is --node-name the Node\'s name?');
+    }
+    if (wasEligible !== this.health.nodeEligible) {
+      this.#log.warn({ node: this.#opts.compile.nodeName, nodeEligible: this.health.nodeEligible, deleted: !node },
+        this.health.nodeEligible ? 'this node is eligible again: /healthz answers 200' : 'this node is being deleted (or tainted ToBeDeletedByClusterAutoscaler): /healthz answers 503');
+    }
     await this.#syncLocalSources();
     const t2 = performance.now();
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { KbpError } from '../util/errors.js';
 import { ipFamily, parseCidr } from '../util/ip.js';
-import { parseBindAddress } from './health.js';
+import { appendPortIfNeeded, parseBindAddress } from './health.js';
 import { IPVS_SCHEDULERS } from '../dataplane/ipvs/schedulers.js';
 import { checkNodePortAddresses } from '../compile/nodeport-addresses.js';
 import { checkSize, CONNTRACK_DEFAULTS, type MapSizes, type SizableMap } from '../dataplane/bpf/map-sizes.js';
@@ -30,6 +30,8 @@ export interface AgentSettings {
   bpfMapMax?: MapSizes;
   healthzBindAddress: string;
   metricsBindAddress: string;
+  /** a health or metrics server that cannot listen fails the start (kube-proxy's bindAddressHardFail); else it is retried */
+  bindAddressHardFail?: boolean;
   nodePortAddresses: string[];
   /** what an empty nodePortAddresses means: 'all' (kube-proxy's iptables/ipvs modes) or 'primary' (its nftables mode) */
   nodePortAddressesDefault: 'all' | 'primary';
@@ -140,8 +142,106 @@ function str(c: Doc, k: string): string | undefined {
   return c[k] === undefined || c[k] === null || c[k] === '' ? undefined : String(c[k]);
 }
 
+/** kube-proxy's healthz and metrics ports (pkg/cluster/ports: ProxyHealthzPort, ProxyStatusPort) */
+export const HEALTHZ_PORT = 10256;
+export const METRICS_PORT = 10249;
+
+const API_VERSIONS = ['kubeproxy.config.k8s.io/v1alpha1', 'kubeproxy.config.k8s.io/v1alpha2'];
+
+type FieldType = 'string' | 'bool' | 'int' | 'uint' | 'duration' | 'strings' | 'object' | 'bools';
+
+/**
+ * The Go types of the fields read here (KubeProxyConfiguration, v1alpha1 and v1alpha2): a value of
+ * another type fails kube-proxy's decoder, lenient or strict, so the file is refused naming it rather
+ * than read as unset. null is unset to Go's decoder.
+ */
+const FIELD_TYPES: Record<string, FieldType> = {
+  featureGates: 'bools', clientConnection: 'object', 'clientConnection.kubeconfig': 'string', logging: 'object',
+  'logging.verbosity': 'uint', hostnameOverride: 'string', bindAddress: 'string', healthzBindAddress: 'string',
+  metricsBindAddress: 'string', bindAddressHardFail: 'bool', mode: 'string', iptables: 'object', ipvs: 'object', nftables: 'object', linux: 'object',
+  detectLocalMode: 'string', detectLocal: 'object', 'detectLocal.bridgeInterface': 'string',
+  'detectLocal.interfaceNamePrefix': 'string', 'detectLocal.clusterCIDRs': 'strings', clusterCIDR: 'string',
+  nodePortAddresses: 'strings', syncPeriod: 'duration', minSyncPeriod: 'duration', conntrack: 'object',
+  'linux.conntrack': 'object', 'linux.masqueradeAll': 'bool', 'ipvs.scheduler': 'string',
+  ...Object.fromEntries(['iptables', 'ipvs', 'nftables'].flatMap((m) => [
+    [`${m}.syncPeriod`, 'duration'], [`${m}.minSyncPeriod`, 'duration'], [`${m}.masqueradeAll`, 'bool']])),
+};
+
+function checkTypes(c: Doc, fail: (m: string) => never): void {
+  for (const [path, type] of Object.entries(FIELD_TYPES)) {
+    let v: unknown = c;
+    for (const k of path.split('.')) v = v && typeof v === 'object' && !Array.isArray(v) ? (v as Doc)[k] : undefined;
+    if (v === undefined || v === null) continue;
+    const ok = type === 'string' ? typeof v === 'string'
+      : type === 'bool' ? typeof v === 'boolean'
+      : type === 'int' ? Number.isSafeInteger(v)
+      : type === 'uint' ? Number.isSafeInteger(v) && (v as number) >= 0
+      : type === 'duration' ? typeof v === 'string'
+      : type === 'strings' ? Array.isArray(v) && v.every((x) => typeof x === 'string')
+      : type === 'bools' ? typeof v === 'object' && !Array.isArray(v)
+      : typeof v === 'object' && !Array.isArray(v);
+    const want = { string: 'a string', bool: 'true or false', int: 'an integer', uint: 'an integer from 0', duration: 'a duration string such as "30s"',
+      strings: 'a list of strings', bools: 'a map of names to true or false', object: 'an object' }[type];
+    if (!ok) fail(`${path}: ${JSON.stringify(v)} is not ${want}`);
+    if (type === 'bools') {
+      for (const [k, x] of Object.entries(v as Doc)) if (typeof x !== 'boolean') fail(`${path}.${k}: ${JSON.stringify(x)} is not true or false`);
+    }
+  }
+}
+
+/**
+ * The fields of KubeProxyConfiguration: v1alpha1 as k8s.io/kube-proxy/config/v1alpha1 types.go has
+ * them, fields older releases wrote (resourceContainer, udpIdleTimeout: in kubeadm's ConfigMaps of old
+ * clusters) and v1alpha2's layout. Sections listed here are checked key by key; the others (logging,
+ * winkernel, linux, windows) are taken whole.
+ */
+const KNOWN_FIELDS: Record<string, readonly string[]> = {
+  '': ['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress', 'healthzBindAddress',
+    'metricsBindAddress', 'bindAddressHardFail', 'enableProfiling', 'showHiddenMetricsForVersion', 'mode', 'iptables', 'ipvs',
+    'nftables', 'winkernel', 'detectLocalMode', 'detectLocal', 'clusterCIDR', 'nodePortAddresses', 'oomScoreAdj', 'conntrack',
+    'configSyncPeriod', 'portRange', 'windowsRunAsService', 'resourceContainer', 'udpIdleTimeout',
+    'syncPeriod', 'minSyncPeriod', 'linux', 'windows'],
+  clientConnection: ['kubeconfig', 'acceptContentTypes', 'contentType', 'qps', 'burst'],
+  iptables: ['masqueradeBit', 'masqueradeAll', 'localhostNodePorts', 'snatNodeInternalIP', 'syncPeriod', 'minSyncPeriod'],
+  ipvs: ['syncPeriod', 'minSyncPeriod', 'scheduler', 'excludeCIDRs', 'strictARP', 'tcpTimeout', 'tcpFinTimeout', 'udpTimeout'],
+  nftables: ['masqueradeBit', 'masqueradeAll', 'syncPeriod', 'minSyncPeriod'],
+  detectLocal: ['bridgeInterface', 'interfaceNamePrefix', 'clusterCIDRs'],
+  conntrack: ['maxPerCore', 'min', 'max', 'tcpEstablishedTimeout', 'tcpCloseWaitTimeout', 'tcpBeLiberal', 'udpTimeout', 'udpStreamTimeout'],
+};
+
+/** Edit distance, for the field a misspelt one most likely meant. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * A field the configuration does not have fails kube-proxy's strict decoding (its lenient fallback
+ * for v1alpha1 then drops it with a log line): here it is refused, named with the field it most
+ * likely meant, so a misspelt metricsBindAddress cannot silently leave the default in place.
+ */
+function checkFields(c: Doc, fail: (m: string) => never): void {
+  for (const [section, known] of Object.entries(KNOWN_FIELDS)) {
+    const obj = section === '' ? c : c[section];
+    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) continue;
+    for (const k of Object.keys(obj as Doc)) {
+      if (known.includes(k)) continue;
+      const path = section ? `${section}.${k}` : k;
+      const best = known.map((x) => ({ x, d: x.toLowerCase() === k.toLowerCase() ? 0 : distance(x.toLowerCase(), k.toLowerCase()) }))
+        .sort((p, q) => p.d - q.d)[0];
+      const hint = best && best.d <= Math.max(2, Math.floor(k.length / 4)) ? ` (did you mean ${section ? `${section}.` : ''}${best.x}?)` : '';
+      fail(`unknown field ${path}: not a KubeProxyConfiguration field${hint}`);
+    }
+  }
+}
+
 /** Top-level fields that are ours to read (the rest are named as ignored when they set anything). */
-const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress',
+const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress', 'bindAddressHardFail',
   'healthzBindAddress', 'metricsBindAddress', 'mode', 'iptables', 'ipvs', 'nftables', 'linux', 'detectLocalMode', 'detectLocal',
   'clusterCIDR', 'nodePortAddresses', 'syncPeriod', 'minSyncPeriod', 'conntrack']);
 
@@ -154,10 +254,14 @@ const READ = new Set(['apiVersion', 'kind', 'featureGates', 'clientConnection', 
 export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<AgentSettings> & { ignored: string[] } {
   if (!doc || typeof doc !== 'object') throw new KbpError('KBP_ERR_CONFIG', `${file}: not a KubeProxyConfiguration`);
   const c = doc as Doc;
-  if (c.kind !== 'KubeProxyConfiguration' || !String(c.apiVersion ?? '').startsWith('kubeproxy.config.k8s.io/')) {
-    throw new KbpError('KBP_ERR_CONFIG', `${file}: kind ${c.kind}/${c.apiVersion} is not kubeproxy.config.k8s.io KubeProxyConfiguration`);
-  }
   const fail = (m: string): never => { throw new KbpError('KBP_ERR_CONFIG', `${file}: ${m}`); };
+  if (c.kind !== 'KubeProxyConfiguration') {
+    fail(`kind ${JSON.stringify(c.kind)} (apiVersion ${JSON.stringify(c.apiVersion)}) is not kubeproxy.config.k8s.io KubeProxyConfiguration`);
+  }
+  // the versions kube-proxy's scheme registers: any other fails its decoder ("no kind is registered")
+  if (!API_VERSIONS.includes(String(c.apiVersion))) fail(`apiVersion ${JSON.stringify(c.apiVersion)} is not one of ${API_VERSIONS.join(', ')}`);
+  checkTypes(c, fail);
+  checkFields(c, fail);
   const obj = (k: string): Doc => (c[k] && typeof c[k] === 'object' ? c[k] as Doc : {});
   const out: Partial<AgentSettings> & { ignored: string[] } = { ignored: [] };
   for (const k of Object.keys(c)) if (!READ.has(k)) leaves(c[k], k, out.ignored);
@@ -194,10 +298,12 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
       out.metricsBindAddress = '[::1]:10249';
     }
   }
+  // a bare IP takes the default port (v1alpha1 defaults.go: AppendPortIfNeeded)
   const healthz = str(c, 'healthzBindAddress');
-  if (healthz !== undefined) out.healthzBindAddress = healthz;
+  if (healthz !== undefined) out.healthzBindAddress = appendPortIfNeeded(healthz, HEALTHZ_PORT);
   const metrics = str(c, 'metricsBindAddress');
-  if (metrics !== undefined) out.metricsBindAddress = metrics;
+  if (metrics !== undefined) out.metricsBindAddress = appendPortIfNeeded(metrics, METRICS_PORT);
+  if (c.bindAddressHardFail === true) out.bindAddressHardFail = true;
   if (Array.isArray(c.nodePortAddresses)) out.nodePortAddresses = c.nodePortAddresses.map(String);
 
   // v1alpha1 keeps syncPeriod, minSyncPeriod and masqueradeAll under the mode's section (iptables

@@ -9,6 +9,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import { KbpError } from '../util/errors.js';
+import { ipFamily } from '../util/ip.js';
 
 // node:http as the CommonJS module, not an ESM import: node builds the ESM view of a builtin by
 // reading every export, and one of node:http's loads node's bundled undici (~70 ms of CPU at start)
@@ -43,8 +44,19 @@ export class ProxyHealth {
     this.#lastUpdated = this.#now();
   }
 
-  syncNode(node: V1Node | undefined): void {
-    if (!node) return;
+  /** this node's Node object was seen: its going away after that makes the node ineligible */
+  #nodeSeen = false;
+
+  /** deletedIneligible: a Node seen and then gone makes the node ineligible (the API server's; a manifests folder's Node is optional) */
+  syncNode(node: V1Node | undefined, deletedIneligible = true): void {
+    if (!node) {
+      // kube-proxy exits when its Node is deleted (NodeManager.OnNodeDelete, pkg/proxy/node.go), so
+      // a load balancer's check fails until it is back; the agent keeps serving and answers 503. No
+      // Node ever is no news
+      if (this.#nodeSeen && deletedIneligible) this.#nodeEligible = false;
+      return;
+    }
+    this.#nodeSeen = true;
     const deleting = !!node.metadata?.deletionTimestamp;
     // a raw API object: taints that are not a list (a hostile or broken Node) are no taints, never a throw
     const taints: unknown = node.spec?.taints;
@@ -85,6 +97,17 @@ export class ProxyHealth {
   }
 }
 
+/**
+ * kube-proxy's proxyutil.AppendPortIfNeeded: a bare IP (what its IPPortVar flags and the config's
+ * bind addresses accept) gets the default port; anything else is left as it is, for validation.
+ */
+export function appendPortIfNeeded(addr: string, port: number): string {
+  const f = ipFamily(addr);
+  if (f === 4) return `${addr}:${port}`;
+  if (f === 6) return `[${addr}]:${port}`;
+  return addr;
+}
+
 /** Parses "host:port" / "[v6]:port" / ":port" as kube-proxy's bind addresses; "" or port 0 disables. */
 export function parseBindAddress(text: string, what: string): { host: string; port: number } | undefined {
   if (text === '') return undefined;
@@ -92,6 +115,11 @@ export function parseBindAddress(text: string, what: string): { host: string; po
   if (!m) throw new KbpError('KBP_ERR_CONFIG', `${what}: expected HOST:PORT, got ${JSON.stringify(text)}`);
   const port = Number(m[3]);
   if (port > 65535) throw new KbpError('KBP_ERR_CONFIG', `${what}: port ${port} out of range`);
+  // an IP, as kube-proxy's IPPortVar requires (a name would be looked up at listen, after the start)
+  const host = m[1] ?? m[2] ?? '';
+  if (host !== '' && ipFamily(host) !== (m[1] !== undefined ? 6 : 4)) {
+    throw new KbpError('KBP_ERR_CONFIG', `${what}: ${JSON.stringify(host)} in ${JSON.stringify(text)} is not an IP address${m[1] !== undefined ? ' (IPv6 in brackets)' : ''}`);
+  }
   if (port === 0) return undefined;
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }

@@ -27,7 +27,8 @@ export async function createSource(s: AgentSettings, log: Logger): Promise<Sourc
   }
   // client-node and its dependencies are ~2 MB of the bundle: a chunk of its own, loaded only here
   const { createKubeSource } = await import('../source/kube.js');
-  return createKubeSource({ kubeconfig: s.kubeconfig, logger: log.child({ source: 'kubernetes' }), nodeName: s.nodeName });
+  // (KubeSource adds source: kubernetes to its lines itself: a child here wrote the key twice)
+  return createKubeSource({ kubeconfig: s.kubeconfig, logger: log, nodeName: s.nodeName });
 }
 
 /** Node addresses for device selection: --node-ip and the Node object's InternalIP/ExternalIP (once there is a source). */
@@ -215,7 +216,18 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplane?: Dataplane; source?: Source } = {}): Promise<Running> {
+interface Retries { timers: Set<NodeJS.Timeout>; stopped: boolean }
+
+function stopRetries(r: Retries): void {
+  r.stopped = true;
+  for (const t of r.timers) clearTimeout(t);
+  r.timers.clear();
+}
+
+/** how often a health or metrics server whose port is in use tries again (kube-proxy's serveHealthz: 5 s) */
+const BIND_RETRY_MS = 5000;
+
+export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplane?: Dataplane; source?: Source; bindRetryMs?: number } = {}): Promise<Running> {
   // every path and name is checked before anything touches the kernel
   s = preflight(s, { source: !deps.source, dataplane: !deps.dataplane });
   const warning = startupWarning(s);
@@ -240,6 +252,8 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
   let trimmer: HeapTrimmer | undefined;
   const servers: Server[] = [];
   let healthz: Server | undefined, metricsServer: Server | undefined;
+  // the listens retried while their port is in use (startServers)
+  const retries: Retries = { timers: new Set(), stopped: false };
   if (dataplane.kind === 'nftables' && !deps.dataplane) {
     const { readNftState } = await import('../dataplane/nftables/dataplane.js');
     const { createTransport } = await import('../dataplane/nftables/native.js');
@@ -271,12 +285,13 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     const built = agent;
     trimmer = await startHeapTrimmer(log, () => built.syncSoon);
     // health answers while the source is still listing (kube-proxy serves /healthz from the start)
-    ({ healthz, metricsServer } = await startServers(s, log, agent, metrics, trimmer, servers));
+    ({ healthz, metricsServer } = await startServers(s, log, agent, metrics, trimmer, servers, retries, deps.bindRetryMs ?? BIND_RETRY_MS));
     const t = trimmer;
     if (t) agent.onSynced = (ops, warm) => { if (!t.afterSync(ops, warm)) t.afterWork(); };
     await agent.start();
   } catch (e) {
     trimmer?.stop();
+    stopRetries(retries);
     for (const srv of servers) await close(srv);
     if (agent) await agent.stop().catch((e2: unknown) => log.warn({ err: e2 }, 'stopping the agent after a failed start failed'));
     else await dataplane.close().catch((e2: unknown) => log.warn({ err: e2 }, 'closing the data plane after a failed start failed'));
@@ -296,6 +311,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     agent: running, healthz, metricsServer,
     stop: () => (stopped ??= (async () => {
       trimmer?.stop();
+      stopRetries(retries);
       await running.stop();
       for (const srv of servers) await close(srv);
     })()),
@@ -336,15 +352,39 @@ function buildAgent(s: AgentSettings, log: Logger, source: Source, dataplane: Da
 }
 
 /** /healthz and /metrics, each on its bind address (none when it is empty); each server goes into `servers` once listening. */
-async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics: Metrics, trimmer: HeapTrimmer | undefined, servers: Server[]): Promise<{ healthz?: Server; metricsServer?: Server }> {
+async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics: Metrics, trimmer: HeapTrimmer | undefined, servers: Server[],
+  retries: Retries, retryMs: number): Promise<{ healthz?: Server; metricsServer?: Server }> {
+  // a port in use (kube-proxy still running on the node, or stopping) is tried again every retryMs, as
+  // kube-proxy's serveHealthz and serveMetrics do unless bindAddressHardFail; any other failure, or
+  // any with bindAddressHardFail, fails the start (exit 2)
+  const serve = async (server: Server, at: { host: string; port: number }, flag: string, addr: string): Promise<void> => {
+    const fatal = (e: unknown) => new KbpError('KBP_ERR_CONFIG', `${flag} ${addr}: ${(e as Error).message}`, { cause: e });
+    try {
+      await listen(server, at.host, at.port);
+      servers.push(server);
+    } catch (e) {
+      if (s.bindAddressHardFail || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw fatal(e);
+      log.error({ err: e, address: addr, retryInMs: retryMs }, `${flag}: the port is in use; trying again until it is free (bindAddressHardFail makes this fatal)`);
+      const again = (): void => {
+        const timer = setTimeout(() => {
+          retries.timers.delete(timer);
+          listen(server, at.host, at.port).then(() => {
+            // (the agent stopped while this listen was under way)
+            if (retries.stopped) return void close(server);
+            servers.push(server);
+            log.info({ address: addr }, `${flag}: listening`);
+          }, () => { if (!retries.stopped) again(); });
+        }, retryMs);
+        retries.timers.add(timer);
+      };
+      again();
+    }
+  };
   const hz = parseBindAddress(s.healthzBindAddress, '--healthz-bind-address');
   let healthz: Server | undefined;
   if (hz) {
     healthz = createServer((req, res) => agent.health.handle(req, res));
-    await listen(healthz, hz.host, hz.port).catch((e) => {
-      throw new KbpError('KBP_ERR_CONFIG', `--healthz-bind-address ${s.healthzBindAddress}: ${(e as Error).message}`, { cause: e });
-    });
-    servers.push(healthz);
+    await serve(healthz, hz, '--healthz-bind-address', s.healthzBindAddress);
   }
   const mz = parseBindAddress(s.metricsBindAddress, '--metrics-bind-address');
   let metricsServer: Server | undefined;
@@ -360,15 +400,15 @@ async function startServers(s: AgentSettings, log: Logger, agent: Agent, metrics
           trimmer?.afterWork();
         }, (e) => res.writeHead(500).end(String(e)));
       } else if (path === '/healthz') {
-        res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
+        res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }).end('ok');
+      } else if (path === '/proxyMode') {
+        // kube-proxy's serveMetrics answers its mode here (iptables, ipvs, nftables): ours is the data plane in use
+        res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }).end(agent.health.dataplaneMode ?? '');
       } else {
         res.writeHead(404).end();
       }
     });
-    await listen(metricsServer, mz.host, mz.port).catch((e) => {
-      throw new KbpError('KBP_ERR_CONFIG', `--metrics-bind-address ${s.metricsBindAddress}: ${(e as Error).message}`, { cause: e });
-    });
-    servers.push(metricsServer);
+    await serve(metricsServer, mz, '--metrics-bind-address', s.metricsBindAddress);
   }
   return { healthz, metricsServer };
 }

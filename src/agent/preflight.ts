@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { KbpError } from '../util/errors.js';
 import { checkPinRoot, findCgroup2, isCgroup2 } from '../dataplane/host.js';
 import type { AgentSettings } from './config.js';
+import { checkKubeconfigFile } from '../source/kubeconfig-file.js';
 
 function fail(message: string, cause?: unknown): never {
   throw new KbpError('KBP_ERR_CONFIG', message, cause === undefined ? undefined : { cause });
@@ -28,7 +29,11 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])
  * Throws KBP_ERR_CONFIG naming the flag when a path or name in s cannot work on this host. Returns
  * the settings with the cgroup v2 path filled in when --cgroup was not given and one is mounted.
  */
-export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane?: boolean } = {}): AgentSettings {
+/** where rest.InClusterConfig (and client-node's loadFromCluster) read the service account's token */
+export const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/** inClusterRoot: a folder standing for / where the service account's files are looked for (tests) */
+export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane?: boolean; inClusterRoot?: string } = {}): AgentSettings {
   const source = parts.source ?? true, dataplane = parts.dataplane ?? true;
   if (!source) {
     // the caller brings its own source
@@ -52,6 +57,20 @@ export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane
     } catch (e) {
       if (e instanceof KbpError) throw e;
       fail(`--kubeconfig ${s.kubeconfig}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, e);
+    }
+    // what client-go refuses at load: found now, not after the data plane was chosen (and another
+    // mode's state removed for it)
+    checkKubeconfigFile(s.kubeconfig);
+  } else {
+    // in-cluster config, as rest.InClusterConfig takes it: the API server from the environment and the
+    // service account's token, without which it fails (ErrNotInCluster) and kube-proxy exits
+    const unset = ['KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT'].filter((v) => !process.env[v]);
+    if (unset.length) fail(`no --kubeconfig given and not running in a cluster (${unset.join(', ')} unset)`);
+    const token = `${parts.inClusterRoot ?? ''}${SERVICE_ACCOUNT_TOKEN}`;
+    try {
+      accessSync(token, constants.R_OK);
+    } catch (e) {
+      fail(`in-cluster config: the service account token ${token} cannot be read: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, e);
     }
   }
   if (s.nodeName.length > 253 || !NODE_NAME.test(s.nodeName)) {

@@ -3,10 +3,13 @@
 // we list with a plain GET so every object in the store has the same shape, which is also the shape
 // the manifests source produces from YAML. The same kubeconfig options (TLS, tokens, exec plugins,
 // proxies) are applied as for the watch, through KubeConfig.applyToHTTPSOptions.
+import { readFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import http from 'node:http';
 import https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig, loadYaml } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
+import { checkKubeconfigFile, readable } from './kubeconfig-file.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
 import { acquireDecoder, releaseDecoder, type Decoded, type ListDecoder } from './list-decode.js';
 import { PageChain, type Flight } from './page-chain.js';
@@ -41,10 +44,12 @@ export function errorReason(err: unknown): string {
  * Loads --kubeconfig FILE, or the in-cluster service account config when no file is given, and checks
  * what would otherwise only fail on the first request (and then on every retry).
  */
-export function loadKubeConfig(file?: string): KubeConfig {
+export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
   const kc = new KubeConfig();
   const where = file === undefined ? 'in-cluster config' : `kubeconfig ${file}`;
   if (file !== undefined) {
+    // what client-go refuses at load (preflight ran the same check before the data plane)
+    checkKubeconfigFile(file);
     try {
       kc.loadFromFile(file);
     } catch (err) {
@@ -55,8 +60,13 @@ export function loadKubeConfig(file?: string): KubeConfig {
       throw new KbpError('KBP_ERR_CONFIG',
         'no --kubeconfig given and not running in a cluster (KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT are unset)');
     }
-    kc.loadFromCluster();
+    kc.loadFromCluster(inClusterRoot);
+    // rest.InClusterConfig fails without the service account's token (client-node would fail each
+    // request instead, and be retried for ever)
+    const tokenFile = kc.getCurrentUser()?.authProvider?.config?.tokenFile as string | undefined;
+    if (tokenFile !== undefined) readable(tokenFile, `${where}: the service account token ${tokenFile}`);
   }
+  if (file !== undefined) useTokenFiles(kc, file);
   const cluster = kc.getCurrentCluster();
   if (!cluster) {
     throw new KbpError('KBP_ERR_CONFIG', `${where}: no cluster for the current context ${JSON.stringify(kc.getCurrentContext())}`);
@@ -74,6 +84,53 @@ export function loadKubeConfig(file?: string): KubeConfig {
   }
   return kc;
 }
+
+/** how long a tokenFile's token is used before the file is read again (client-go's cached file token source: 1 minute) */
+const TOKEN_FILE_TTL_MS = 60_000;
+const TOKEN_FILE_PROVIDER = 'kbp-token-file';
+
+/**
+ * A kubeconfig user's `tokenFile` (client-go's AuthInfo.TokenFile: what kubeadm writes for
+ * kube-proxy, the pod's projected service account token, which the kubelet rotates): client-node
+ * does not read the key, so its requests went without credentials. The token is read from the file
+ * (relative to the kubeconfig's folder), trimmed, and read again after a minute, as client-go does;
+ * a `token` given beside it wins, as in client-go.
+ */
+function useTokenFiles(kc: KubeConfig, file: string): void {
+  let raw: { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown; token?: unknown } }> } | undefined;
+  try {
+    raw = loadYaml(readFileSync(file, 'utf8')) as typeof raw;
+  } catch {
+    return; // loadFromFile parsed it: not reached
+  }
+  let any = false;
+  for (const u of Array.isArray(raw?.users) ? raw!.users : []) {
+    const tokenFile = u?.user?.tokenFile;
+    if (typeof tokenFile !== 'string' || !tokenFile || u.user?.token) continue;
+    const i = kc.users.findIndex((x) => x.name === u.name);
+    if (i < 0 || kc.users[i]!.authProvider || kc.users[i]!.exec) continue;
+    const abs = resolvePath(dirname(file), tokenFile);
+    kc.users[i] = { ...kc.users[i]!, authProvider: { name: TOKEN_FILE_PROVIDER, config: { path: abs } } };
+    any = true;
+  }
+  if (!any) return;
+  const cache = new Map<string, { token: string; at: number }>();
+  kc.addAuthenticator({
+    isAuthProvider: (user) => user.authProvider?.name === TOKEN_FILE_PROVIDER,
+    applyAuthentication: async (user, opts) => {
+      const path = user.authProvider.config.path as string;
+      let got = cache.get(path);
+      if (!got || Date.now() - got.at > TOKEN_FILE_TTL_MS) {
+        got = { token: readFileSync(path, 'utf8').trim(), at: Date.now() };
+        cache.set(path, got);
+      }
+      (opts.headers as Record<string, string>).Authorization = `Bearer ${got.token}`;
+    },
+  });
+  // (config.path, not config.tokenFile: client-node's own FileAuth, which does not trim, takes any
+  // provider with a tokenFile before a custom one is asked; checkKubeconfigFile found the file readable)
+}
+
 
 export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: ListStats }
 

@@ -32,6 +32,8 @@ export const KEPT_ANNOTATIONS: ReadonlySet<string> = new Set(['endpoints.kuberne
 // label and annotation objects below)
 export const META_KEYS: readonly string[] = ['name', 'namespace', 'uid', 'resourceVersion'];
 export const SLICE_META_KEYS: readonly string[] = ['name', 'namespace', 'resourceVersion'];
+/** a Node's deletionTimestamp: /healthz answers 503 while this node is being deleted (health.ts syncNode) */
+export const NODE_META_KEYS: readonly string[] = [...META_KEYS, 'deletionTimestamp'];
 export const ENDPOINT_KEYS: readonly string[] = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'];
 
 type Obj = Record<string, unknown>;
@@ -169,7 +171,7 @@ export function slimParts(kind: Kind, obj: unknown, nodeName?: string): Obj | un
       break;
     default:
       // one Node: its labels and spec whole (small, and the node's own); of its status only the addresses
-      out = { metadata: meta(o.metadata, true) };
+      out = { metadata: meta(o.metadata, true, NODE_META_KEYS) };
       if (o.spec !== undefined) out.spec = o.spec;
       if (isObj(o.status)) {
         if (o.status.addresses !== undefined) out.status = { addresses: o.status.addresses };

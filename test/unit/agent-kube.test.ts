@@ -82,3 +82,111 @@ test('a first list is compiled while its pages arrive, and the first sync holds 
   t.is(dp.frontends.size, 40);
   t.is(dp.backends.size, 80);
 });
+
+// kube-proxy's ProxyHealthServer.SyncNode (pkg/proxy/healthcheck/proxy_health.go): a Node being
+// deleted (deletionTimestamp) or tainted ToBeDeletedByClusterAutoscaler makes /healthz 503 with
+// nodeEligible false, so load balancers drain the node; kube-proxy's NodeManager.OnNodeDelete
+// (pkg/proxy/node.go) exits when the Node object goes, which a load balancer's check sees as a
+// failure too: the agent keeps serving and answers 503 until the Node is back
+test('/healthz follows this Node from the API server: deleting, deleted, back', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.apply('Node', node);
+  stub.apply('Service', svc);
+  stub.apply('EndpointSlice', slice(['10.244.1.2']));
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', logger: silentLogger });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await until(() => dp.frontends.size === 1);
+  t.true(agent.health.nodeEligible);
+
+  stub.apply('Node', { ...node, metadata: { ...node.metadata, deletionTimestamp: '2026-01-01T00:00:00Z' } });
+  await until(() => !agent.health.nodeEligible);
+
+  stub.apply('Node', node);
+  await until(() => agent.health.nodeEligible);
+
+  stub.remove('Node', undefined, 'n1');
+  await until(() => !agent.health.nodeEligible);
+  t.is(dp.frontends.size, 1, 'the data plane keeps serving');
+
+  stub.apply('Node', node);
+  await until(() => agent.health.nodeEligible);
+});
+
+test('the agent\'s Kubernetes source logs each field once (a JSON line with a key twice reads as the last one, or fails a strict parser)', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.apply('Node', node);
+  const raw: string[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => { raw.push(s); } });
+  const { createSource } = await import('../../src/agent/launch.js');
+  const { DEFAULTS } = await import('../../src/agent/config.js');
+  const source = await createSource({ ...DEFAULTS, kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', ignored: [] }, log);
+  t.teardown(() => source.stop?.());
+  await source.start();
+  t.true(raw.length > 0);
+  for (const line of raw) {
+    const keys = [...line.matchAll(/"([^"]+)":/g)].map((m) => m[1]);
+    t.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], line);
+  }
+});
+
+test('this Node\'s zone label and addresses changed in the API server: topology hints and NodePorts follow without a restart', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  const zoned = (zone: string, ip: string) => ({ ...node, metadata: { name: 'n1', labels: { 'topology.kubernetes.io/zone': zone } },
+    status: { addresses: [{ type: 'InternalIP', address: ip }] } });
+  stub.apply('Node', zoned('z1', '192.168.1.10'));
+  stub.apply('Service', { ...svc, spec: { ...svc.spec, type: 'NodePort', ports: [{ ...svc.spec.ports[0], nodePort: 30080 }] } });
+  const sl = slice(['10.244.1.2', '10.244.2.2']);
+  sl.endpoints[0]!.nodeName = 'n1';
+  sl.endpoints[1]!.nodeName = 'n2';
+  stub.apply('EndpointSlice', { ...sl, endpoints: [
+    { ...sl.endpoints[0], zone: 'z1', hints: { forZones: [{ name: 'z1' }] } },
+    { ...sl.endpoints[1], zone: 'z2', hints: { forZones: [{ name: 'z2' }] } }] });
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1', logger: silentLogger });
+  const agent = new Agent({ source, dataplane: dp, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  const clusterIpBackends = () => {
+    const fe = [...dp.frontends.values()].find((f) => f.address === '10.96.0.10');
+    return fe ? fe.backendIds.map((id) => dp.backends.get(id)?.address).sort() : [];
+  };
+  const nodePorts = () => [...dp.frontends.values()].filter((f) => f.port === 30080).map((f) => f.address).sort();
+  await until(() => clusterIpBackends().join() === '10.244.1.2');
+  t.true(nodePorts().includes('192.168.1.10'));
+  stub.apply('Node', zoned('z2', '192.168.1.11'));
+  await until(() => clusterIpBackends().join() === '10.244.2.2');
+  await until(() => nodePorts().includes('192.168.1.11') && !nodePorts().includes('192.168.1.10'));
+});
+
+// kube-proxy's NodeManager waits for its Node (by --hostname-override, else the host's name) and
+// fails the start after 5 minutes without it (pkg/proxy/node.go newNodeManager): a node name that is
+// not the Node's (an FQDN hostname, a typo) is the usual cause. The agent serves without it, so it
+// says so: node-local endpoints (traffic policies Local, topology) are matched by that name
+test('a Node of --node-name the API server does not have is named in a warning after the first sync, once', async (t) => {
+  const stub = await startStubApiServer();
+  t.teardown(() => stub.close());
+  stub.apply('Node', node);
+  stub.apply('Service', svc);
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  const dp = new FakeDataplane();
+  const source = createKubeSource({ kubeconfig: stub.kubeconfigPath(), nodeName: 'n1.example.internal', logger: silentLogger });
+  const agent = new Agent({ source, dataplane: dp, log, metrics: new Metrics({ processMetrics: false }) },
+    { compile: { nodeName: 'n1.example.internal' }, seed: 7, minSyncMs: 5, syncPeriodMs: 60_000 });
+  await agent.start();
+  t.teardown(() => agent.stop());
+  await until(() => agent.syncs >= 1);
+  stub.apply('Service', { ...svc, metadata: { ...svc.metadata, name: 'web2' }, spec: { ...svc.spec, clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'] } });
+  await until(() => agent.syncs >= 2);
+  const warned = lines.filter((l) => l.level === 40 && /no Node named/.test(String(l.msg)));
+  t.is(warned.length, 1, JSON.stringify(lines.map((l) => l.msg)));
+  t.is(warned[0]!.node, 'n1.example.internal');
+});

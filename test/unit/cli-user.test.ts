@@ -3,7 +3,7 @@
 // where the command would reach the kernel if the check were missing (it fails at preflight).
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/cli.js';
@@ -81,4 +81,24 @@ test('help COMMAND prints that command\'s help, as COMMAND --help does; help of 
   t.is(bad.code, 2);
   t.regex(bad.stderr, /unknown command "frobnicate"/);
   t.is(bad.stdout, '');
+});
+
+test('run: --healthz-bind-address / --metrics-bind-address given as a bare IP take the default port, as kube-proxy\'s flags (addressFromDeprecatedFlags)', async (t) => {
+  // both addresses pass validation; the run stops at preflight, on the folder, before the kernel
+  for (const [flag, ip] of [['--healthz-bind-address', '0.0.0.0'], ['--metrics-bind-address', '::1']]) {
+    const r = await child(['run', '--manifests', '/nonexistent-kbp-qa', '--node-name', 'n1', flag!, ip!]);
+    t.is(r.code, 2, r.stderr);
+    t.regex(r.stderr, /--manifests \/nonexistent-kbp-qa: no such folder/, `${flag} ${ip}: ${r.stderr}`);
+  }
+});
+
+test('run --config: a file kube-proxy would not decode exits 2 naming the field', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbp-qa-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'kp.yaml');
+  writeFileSync(file, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nnodePortAddresses: 10.0.0.0/8\n');
+  const r = await child(['run', '--manifests', dir, '--node-name', 'n1', '--config', file]);
+  t.is(r.code, 2, r.stderr);
+  t.regex(r.stderr, /kp\.yaml: nodePortAddresses: "10\.0\.0\.0\/8" is not a list of strings/);
+  t.is(r.stderr.trimEnd().split('\n').length, 1);
 });

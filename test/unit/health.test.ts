@@ -134,3 +134,19 @@ test('metrics expose kube-proxy names and map pressure', async (t) => {
   t.regex(text, /kubebpfproxy_bpf_map_pressure\{map="lb_ct"\} 0.25/);
   t.regex(text, /kubebpfproxy_datapath_events_total\{reason="REJECT_NO_BACKEND"\} 3/);
 });
+
+test('a Node gone after being seen: ineligible for the API server\'s (kube-proxy exits), not for a manifests folder\'s, where a Node is optional', (t) => {
+  const node = { metadata: { name: 'n1' } };
+  const api = new ProxyHealth({ healthTimeoutMs: 1000 });
+  api.syncNode(undefined);
+  t.true(api.nodeEligible, 'never seen: no news');
+  api.syncNode(node);
+  api.syncNode(undefined);
+  t.false(api.nodeEligible);
+  api.syncNode(node);
+  t.true(api.nodeEligible);
+  const folder = new ProxyHealth({ healthTimeoutMs: 1000 });
+  folder.syncNode(node, false);
+  folder.syncNode(undefined, false);
+  t.true(folder.nodeEligible);
+});

@@ -98,3 +98,45 @@ test('a pin root under /sys/fs/bpf lives on the /sys/fs/bpf mount; elsewhere on 
 test('preflight leaves checks of the parts a caller brings to the caller', (t) => {
   t.notThrows(() => preflight(settings({ manifests: '/nonexistent-kbp', devices: ['kbpnosuchdev0'] }), { source: false, dataplane: false }));
 });
+
+test('in-cluster config without the service account token is refused before the kernel is touched (rest.InClusterConfig: ErrNotInCluster)', (t) => {
+  const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+  process.env.KUBERNETES_SERVICE_HOST = '192.0.2.1';
+  process.env.KUBERNETES_SERVICE_PORT = '443';
+  t.teardown(() => {
+    for (const [k, v] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
+      if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  });
+  const pod = join(tmp, 'pod');
+  const sa = join(pod, 'var/run/secrets/kubernetes.io/serviceaccount');
+  mkdirSync(sa, { recursive: true });
+  const s = settings({ manifests: undefined });
+  const e = t.throws(() => preflight(s, { dataplane: false, inClusterRoot: pod }));
+  t.regex(e?.message ?? '', new RegExp(`in-cluster config: the service account token ${join(sa, 'token')}.*no such file`));
+  writeFileSync(join(sa, 'token'), 'tok');
+  t.notThrows(() => preflight(s, { dataplane: false, inClusterRoot: pod }));
+  delete process.env.KUBERNETES_SERVICE_PORT;
+  t.throws(() => preflight(s, { dataplane: false, inClusterRoot: pod }), { message: /KUBERNETES_SERVICE_PORT/ });
+});
+
+test('a kubeconfig client-go would refuse is refused by preflight, before the data plane is chosen (a switch from another mode removes that mode\'s state)', (t) => {
+  const kc = (user: Record<string, unknown>, cluster: Record<string, unknown> = {}, current = 'c') => {
+    const f = join(tmp, `kc-${Math.random().toString(36).slice(2)}`);
+    writeFileSync(f, JSON.stringify({ apiVersion: 'v1', kind: 'Config', 'current-context': current,
+      clusters: [{ name: 'k', cluster: { server: 'https://192.0.2.1:6443', ...cluster } }], users: [{ name: 'u', user }],
+      contexts: [{ name: 'c', context: { cluster: 'k', user: 'u' } }] }));
+    return f;
+  };
+  const pf = (f: string) => () => preflight(settings({ manifests: undefined, kubeconfig: f }), { dataplane: false });
+  t.throws(pf(kc({ token: 't' }, { 'certificate-authority': '/nonexistent-kbp/ca.crt' })), { message: /certificate-authority \/nonexistent-kbp\/ca\.crt of cluster "k" cannot be read/ });
+  t.throws(pf(kc({ 'client-certificate': '/nonexistent-kbp/c.crt', 'client-key': '/nonexistent-kbp/c.key' })), { message: /client-certificate \/nonexistent-kbp\/c\.crt of user "u"/ });
+  t.throws(pf(kc({ 'client-certificate-data': 'Zm9v' })), { message: /user "u" has a client certificate and no client-key/ });
+  t.throws(pf(kc({ tokenFile: '/nonexistent-kbp/token' })), { message: /tokenFile \/nonexistent-kbp\/token of user "u"/ });
+  t.throws(pf(kc({ token: 't' }, {}, 'other')), { message: /current-context "other" is not one of its contexts \(c\)/ });
+  t.throws(pf(kc({ token: 't' }, { server: 'http://192.0.2.1:8080' })), { message: /plain http/ });
+  const bad = join(tmp, 'kc-bad');
+  writeFileSync(bad, 'clusters: [\n');
+  t.throws(pf(bad), { message: /kubeconfig .*kc-bad: cannot load/ });
+  t.notThrows(pf(kc({ token: 't' })));
+});

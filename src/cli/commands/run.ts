@@ -1,5 +1,6 @@
 // `run`: the agent (DESIGN.md "contract: CLI").
-import { DEFAULTS, loadConfigFile, nodeNameOf, parseDuration, validateSettings, type AgentSettings, type Mode } from '../../agent/config.js';
+import { appendPortIfNeeded } from '../../agent/health.js';
+import { DEFAULTS, HEALTHZ_PORT, METRICS_PORT, loadConfigFile, nodeNameOf, parseDuration, validateSettings, type AgentSettings, type Mode } from '../../agent/config.js';
 import { KbpError } from '../../util/errors.js';
 import { parseMapSizes } from '../../dataplane/bpf/map-sizes.js';
 import { createLogger } from '../../util/log.js';
@@ -33,8 +34,10 @@ Options:
                                ids), lb_fe_stats (frontend ids counted), lb_ct, lb_ct_syn, lb_affinity,
                                lb_src_ranges, lb_sock_revnat, lb_frags (README "Limits")
   --config FILE                a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags win
-  --healthz-bind-address ADDR  /healthz and /livez (default 0.0.0.0:10256; "" disables)
-  --metrics-bind-address ADDR  Prometheus /metrics (default 127.0.0.1:10249; "" disables)
+  --healthz-bind-address ADDR  /healthz and /livez (default 0.0.0.0:10256; an IP alone: port 10256; "" disables)
+  --metrics-bind-address ADDR  Prometheus /metrics (default 127.0.0.1:10249; an IP alone: port 10249; "" disables)
+  --bind-address-hard-fail true|false  a healthz or metrics port in use fails the start (exit 2); default
+                               false: the server tries again every 5 s until the port is free, as kube-proxy
   --nodeport-addresses LIST    CIDRs and keywords (primary, localhost, all) selecting the NodePort addresses
   --nodeport-addresses-default all|primary  what an empty --nodeport-addresses means (default all: every
                                node address, as kube-proxy's iptables mode; primary: as its nftables mode)
@@ -80,6 +83,7 @@ export const command: Command = {
       config: { type: 'string' },
       'healthz-bind-address': { type: 'string' },
       'metrics-bind-address': { type: 'string' },
+      'bind-address-hard-fail': { type: 'string' },
       'nodeport-addresses': { type: 'string', multiple: true },
       'nodeport-addresses-default': { type: 'string' },
       'feature-gates': { type: 'string', multiple: true },
@@ -143,8 +147,10 @@ export const command: Command = {
       ...(values.bpffs !== undefined && { bpffs: values.bpffs }),
       ...(values['bpf-object'] !== undefined && { bpfObject: values['bpf-object'] }),
       ...(values['bpf-map-max'] !== undefined && { bpfMapMax: parseMapSizes(listOption(values['bpf-map-max'])) }),
-      ...(values['healthz-bind-address'] !== undefined && { healthzBindAddress: values['healthz-bind-address'] }),
-      ...(values['metrics-bind-address'] !== undefined && { metricsBindAddress: values['metrics-bind-address'] }),
+      // a bare IP takes the default port, as kube-proxy's flags (options.go addressFromDeprecatedFlags)
+      ...(values['healthz-bind-address'] !== undefined && { healthzBindAddress: appendPortIfNeeded(values['healthz-bind-address'], HEALTHZ_PORT) }),
+      ...(values['metrics-bind-address'] !== undefined && { metricsBindAddress: appendPortIfNeeded(values['metrics-bind-address'], METRICS_PORT) }),
+      ...(values['bind-address-hard-fail'] !== undefined && { bindAddressHardFail: bool(values['bind-address-hard-fail'], '--bind-address-hard-fail') }),
       ...(values['nodeport-addresses'] !== undefined && { nodePortAddresses: listOption(values['nodeport-addresses']) }),
       ...(values['nodeport-addresses-default'] !== undefined && { nodePortAddressesDefault: values['nodeport-addresses-default'] as AgentSettings['nodePortAddressesDefault'] }),
       ...(preferSame !== undefined && { preferSameTrafficDistribution: preferSame }),
