@@ -221,11 +221,14 @@ function distance(a: string, b: string): number {
 }
 
 /**
- * A field the configuration does not have fails kube-proxy's strict decoding (its lenient fallback
- * for v1alpha1 then drops it with a log line): here it is refused, named with the field it most
- * likely meant, so a misspelt metricsBindAddress cannot silently leave the default in place.
+ * The fields the configuration does not have, each named with the field it most likely meant. They
+ * fail kube-proxy's strict decoding; for v1alpha1 its loadConfig (cmd/kube-proxy/app/options.go) then
+ * decodes leniently, dropping them, and logs "Using lenient decoding as strict decoding failed":
+ * fromKubeProxyConfiguration does the same and names them in the start's warning, so a misspelt
+ * metricsBindAddress is seen. Any other version has no lenient path: refused.
  */
-function checkFields(c: Doc, fail: (m: string) => never): void {
+function unknownFields(c: Doc): { path: string; message: string }[] {
+  const out: { path: string; message: string }[] = [];
   for (const [section, known] of Object.entries(KNOWN_FIELDS)) {
     const obj = section === '' ? c : c[section];
     if (!obj || typeof obj !== 'object' || Array.isArray(obj)) continue;
@@ -234,10 +237,11 @@ function checkFields(c: Doc, fail: (m: string) => never): void {
       const path = section ? `${section}.${k}` : k;
       const best = known.map((x) => ({ x, d: x.toLowerCase() === k.toLowerCase() ? 0 : distance(x.toLowerCase(), k.toLowerCase()) }))
         .sort((p, q) => p.d - q.d)[0];
-      const hint = best && best.d <= Math.max(2, Math.floor(k.length / 4)) ? ` (did you mean ${section ? `${section}.` : ''}${best.x}?)` : '';
-      fail(`unknown field ${path}: not a KubeProxyConfiguration field${hint}`);
+      const hint = best && best.d <= Math.max(2, Math.floor(k.length / 4)) ? `; did you mean ${section ? `${section}.` : ''}${best.x}?` : '';
+      out.push({ path, message: `${path} (unknown field${hint})` });
     }
   }
+  return out;
 }
 
 /** Top-level fields that are ours to read (the rest are named as ignored when they set anything). */
@@ -261,7 +265,10 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
   // the versions kube-proxy's scheme registers: any other fails its decoder ("no kind is registered")
   if (!API_VERSIONS.includes(String(c.apiVersion))) fail(`apiVersion ${JSON.stringify(c.apiVersion)} is not one of ${API_VERSIONS.join(', ')}`);
   checkTypes(c, fail);
-  checkFields(c, fail);
+  const unknown = unknownFields(c);
+  if (unknown.length && c.apiVersion !== 'kubeproxy.config.k8s.io/v1alpha1') {
+    fail(`${unknown[0]!.message}: ${String(c.apiVersion)} is decoded strictly (kube-proxy's lenient fallback is v1alpha1's alone)`);
+  }
   const obj = (k: string): Doc => (c[k] && typeof c[k] === 'object' ? c[k] as Doc : {});
   const out: Partial<AgentSettings> & { ignored: string[] } = { ignored: [] };
   for (const k of Object.keys(c)) if (!READ.has(k)) leaves(c[k], k, out.ignored);
@@ -357,6 +364,11 @@ export function fromKubeProxyConfiguration(doc: unknown, file: string): Partial<
   const cidrs = Array.isArray(dl.clusterCIDRs) ? dl.clusterCIDRs.map(String) : str(c, 'clusterCIDR')?.split(',') ?? [];
   const clusterCidrs = cidrs.map((s) => s.trim()).filter(Boolean);
   if (clusterCidrs.length) out.clusterCidrs = clusterCidrs;
+  if (unknown.length) {
+    // named once, with its hint, where leaves() listed the field (or its leaves) as ignored
+    const paths = unknown.map((u) => u.path);
+    out.ignored = [...out.ignored.filter((i) => !paths.some((p) => i === p || i.startsWith(`${p}.`))), ...unknown.map((u) => u.message)];
+  }
   return out;
 }
 

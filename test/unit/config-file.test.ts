@@ -1,9 +1,10 @@
 // --config FILE as kube-proxy decodes it (cmd/kube-proxy/app/options.go loadConfig): an apiVersion
 // it does not register, or a field of the wrong type (the decoder's error, lenient or strict), fails
-// the start naming the field; bind addresses given as a bare IP get the default port (v1alpha1
+// the start naming the field; an unknown field is dropped with a warning in v1alpha1 (the lenient
+// decoding) and refused in v1alpha2; bind addresses given as a bare IP get the default port (v1alpha1
 // defaults.go, proxyutil.AppendPortIfNeeded), as do the flags (options.go addressFromDeprecatedFlags).
 import test from 'ava';
-import { fromKubeProxyConfiguration } from '../../src/agent/config.js';
+import { DEFAULTS, fromKubeProxyConfiguration, startupWarning } from '../../src/agent/config.js';
 import { appendPortIfNeeded } from '../../src/agent/health.js';
 import { KbpError } from '../../src/util/errors.js';
 
@@ -62,11 +63,16 @@ test('a bind address whose host is not an IP is refused before the start, as kub
   t.is(parseBindAddress('', 'x'), undefined);
 });
 
-test('a field KubeProxyConfiguration does not have is refused, naming it and the field it most likely meant (kube-proxy\'s strict decoding)', (t) => {
-  refused(t, { metricBindAddress: '0.0.0.0:10249' }, /unknown field metricBindAddress.*metricsBindAddress/);
-  refused(t, { iptables: { syncperiod: '10s' } }, /unknown field iptables\.syncperiod.*iptables\.syncPeriod/);
-  refused(t, { conntrack: { maxPercore: 1 } }, /unknown field conntrack\.maxPercore.*conntrack\.maxPerCore/);
-  refused(t, { flavour: 'x' }, /unknown field flavour/);
+test('a field KubeProxyConfiguration does not have is dropped with a warning naming it and the field it most likely meant in v1alpha1, refused in v1alpha2 (kube-proxy\'s Options.loadConfig: strict decoding, then a lenient one for v1alpha1 alone)', (t) => {
+  const s1 = fromKubeProxyConfiguration(doc({ metricBindAddress: '0.0.0.0:10249', iptables: { syncperiod: '10s' }, conntrack: { maxPercore: 1 }, flavour: { a: 'x' } }), 'kp.yaml');
+  t.is(s1.metricsBindAddress, undefined, 'the misspelt field sets nothing');
+  t.true(s1.ignored.includes('metricBindAddress (unknown field; did you mean metricsBindAddress?)'), s1.ignored.join(' | '));
+  t.true(s1.ignored.includes('iptables.syncperiod (unknown field; did you mean iptables.syncPeriod?)'), s1.ignored.join(' | '));
+  t.true(s1.ignored.includes('conntrack.maxPercore (unknown field; did you mean conntrack.maxPerCore?)'), s1.ignored.join(' | '));
+  t.true(s1.ignored.includes('flavour (unknown field)'), s1.ignored.join(' | '));
+  t.false(s1.ignored.some((i) => i === 'metricBindAddress' || i.startsWith('flavour.')), 'each unknown field is named once');
+  t.regex(startupWarning({ ...DEFAULTS, nodeName: 'n', ignored: s1.ignored }) ?? '', /metricBindAddress \(unknown field; did you mean metricsBindAddress\?\)/);
+  refused(t, { metricBindAddress: '0.0.0.0:10249' }, /metricBindAddress \(unknown field; did you mean metricsBindAddress\?\).*decoded strictly/, 'kubeproxy.config.k8s.io/v1alpha2');
   // every field of kube-proxy's v1alpha1 (k8s.io/kube-proxy/config/v1alpha1 types.go), and ones older
   // releases wrote (kubeadm's ConfigMaps of old clusters), are known: applied or named as ignored
   const s = fromKubeProxyConfiguration(doc({
