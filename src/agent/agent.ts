@@ -83,6 +83,9 @@ export function aheadGap(took: number): number {
   return Math.max(AHEAD_GAP_MS, Math.min(AHEAD_GAP_MAX_MS, 2 * took));
 }
 
+/** frontends a turn of the capacity count a first sync put off (Agent #sync): ~10 ms at 100,000 Services */
+const SETTLE_SLICE = 2048;
+
 export class Agent {
   readonly metrics: Metrics;
   readonly health: ProxyHealth;
@@ -588,10 +591,11 @@ export class Agent {
       // optimizing compile on a V8 worker beside it, not from the sync (docs/perf-log.md, session 30, p30tail)
       ...(detail && Number.isFinite(ownFaults0) && { threadMinorFaults: threadMinorFaults() - ownFaults0 }),
     };
+    let counted: Promise<void> | undefined;
     if (full) {
       // the kernel holds the sync's writes: the plan's records for the next change are made on the
       // next turn, before the line below (its GC figures settle two turns later) and the heap trimmer's GC
-      setImmediate(() => {
+      counted = new Promise<void>((resolve) => setImmediate(() => {
         const c0 = performance.now();
         try {
           finishChain(next);
@@ -599,25 +603,37 @@ export class Agent {
           this.#log.debug({ err: e }, 'the plan\'s records for the next change were not made: the next build makes them');
         }
         chainMs = performance.now() - c0;
-        // the capacity count the first fit put off (CapacityTracker.settle): made here, the next
-        // change's fit has it; a change synced before this makes it itself
-        if (this.#capacity.unsettled) {
+        // then the capacity count the first fit put off (CapacityTracker.settle), in slices of
+        // SETTLE_SLICE frontends a turn: at 100,000 Services ~0.5 s of the main thread in one piece
+        // held /metrics and the health checks after the sync. A change synced before its end finishes it
+        if (!this.#capacity.unsettled) return resolve();
+        let spent = 0;
+        const slice = () => {
           const f0 = performance.now();
+          let done = true;
           try {
-            this.#capacity.settle();
+            done = this.#capacity.settle(SETTLE_SLICE);
           } catch (e) {
             this.#log.debug({ err: e }, 'the capacity count put off by the first fit was not made: the next fit makes it');
           }
-          fitCountMs = performance.now() - f0;
-        }
-      });
+          spent += performance.now() - f0;
+          if (!done) {
+            setImmediate(slice);
+            return;
+          }
+          fitCountMs = spent;
+          resolve();
+        };
+        slice();
+      }));
     }
     const log = (full ? this.#log.info : this.#log.debug).bind(this.#log);
     // the GC pauses within the sync (gcMs, and how many; V8 reports them a turn later): whether a slow
     // sync was its own work or garbage collected in its time
     if (this.#gc && (full || this.#log.isLevelEnabled('debug'))) {
       const gc = this.#gc;
-      void gc.settled().then(() => {
+      // (and, after a first sync, once the capacity count it put off is made: fitCountMs)
+      void Promise.all([gc.settled(), counted]).then(() => {
         const g = gc.within(started, done);
         // chainMs: the plan's records for the next change, made on the turn after the sync's end (not
         // in totalMs), so known only on this line, written turns later

@@ -417,7 +417,7 @@ export class CapacityTracker {
     // a count put off by the last call is made first: this call follows from its state
     this.settle();
     if (opts?.deferCount && this.#epoch === 0 && !held?.() && fitsBound(state, cap)) {
-      this.#deferred = { state, cap: { ...cap } };
+      this.#deferred = { state, next: 0 };
       return { state, dropped: [] };
     }
     const r = this.#fit(state, cap, programmed, held);
@@ -429,23 +429,49 @@ export class CapacityTracker {
    * A first fit (deferCount) whose state fits within an upper bound of its usage: what fit() returned
    * for it ({ state, dropped: [] }) is what a count would give, so the count itself (a walk keying a
    * million backends and 100,000 tables at 100,000 Services, 0.4-0.5 s of the main thread between
-   * compile and plan, a core idle) is left to settle(), which the agent runs after the first sync's
-   * end, or the next fit() before its own
+   * compile and plan, a core idle) is left to settle(), which the agent runs in slices after the
+   * first sync's end, or to the next fit(), which finishes it first. next: the frontends counted so far.
    */
-  #deferred: { state: NodeState; cap: Capacity } | undefined;
+  #deferred: { state: NodeState; next: number } | undefined;
 
   /** whether a first fit's count is still to be made (settle() makes it) */
   get unsettled(): boolean {
     return this.#deferred !== undefined;
   }
 
-  /** Makes the count a first fit put off (deferCount), as that fit would have made it; else nothing. */
-  settle(): void {
+  /**
+   * Makes the count a first fit put off (deferCount), as that fit would have made it: at most `most`
+   * more frontends of it per call (the agent's event loop answers between slices). Returns whether
+   * the count is complete (also when there was none to make).
+   */
+  settle(most = Infinity): boolean {
     const d = this.#deferred;
-    if (!d) return;
+    if (!d) return true;
+    const fs = d.state.frontends;
+    // #fit's first count (a tracker that has counted nothing: fit() defers only then), by slices
+    if (d.next === 0) {
+      this.#epoch = 1;
+      let refs = 0;
+      for (let k = 0; k < fs.length; k++) refs += fs[k]!.backends.length;
+      this.#usage.backends.reserve(refs);
+    }
+    const end = Math.min(fs.length, d.next + most);
+    for (let k = d.next; k < end; k++) {
+      const f = fs[k]!;
+      // a frontend listed twice counts once here; the end below counts such a state afresh, as #fit does
+      if (this.#seen.has(f)) continue;
+      this.#seen.set(f, 1);
+      this.#usage.count(f, 1);
+    }
+    d.next = end;
+    if (end < fs.length) return false;
     this.#deferred = undefined;
-    const r = this.#fit(d.state, d.cap);
-    this.#kept = r.dropped.length ? keptUsage.get(r) ?? usage(r.state.frontends) : this.#last;
+    const count = frontendCount(d.state);
+    this.#lastState = d.state;
+    this.#last = this.#seen.size !== count ? usage(fs) : { ...this.#usage.usage, frontends: count, frontendIds: count + 1 };
+    // what the fit kept: the whole state (it fits, by the bound)
+    this.#kept = this.#last;
+    return true;
   }
 
   #last: Record<keyof Capacity, number> | undefined;

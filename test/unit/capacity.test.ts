@@ -355,16 +355,25 @@ test('a first fit with deferCount whose state fits by the bound returns it whole
   const first: NodeState = { frontends: [a, a2, b, c] };
   const later: NodeState[] = [{ frontends: [a, b] }, { frontends: [a, fe('ns/b', '10.96.0.2', 3), c] }, { frontends: [] }, { frontends: [c, c] }, first];
   const caps = [UNLIMITED, { ...UNLIMITED, backends: 4 }, { ...UNLIMITED, slots: 5 }, { ...UNLIMITED, frontends: 2 }, { ...UNLIMITED, maglevSlots: 756 }];
-  for (const settleFirst of [false, true]) {
+  // the count made whole, in slices of one frontend, half of it in slices (the next fit makes the rest), or by the next fit
+  for (const settle of ['whole', 'slices', 'half', 'none'] as const) {
     const tr = new CapacityTracker(), ref = new CapacityTracker();
     const r = tr.fit(first, UNLIMITED, undefined, () => undefined, { deferCount: true });
     t.is(r.state, first);
     t.deepEqual(r.dropped, []);
     t.true(tr.unsettled, 'the count is put off');
     ref.fit(first, UNLIMITED);
-    if (settleFirst) {
-      tr.settle();
+    if (settle === 'whole') {
+      t.true(tr.settle());
       t.false(tr.unsettled);
+    } else if (settle === 'slices') {
+      let calls = 1;
+      while (!tr.settle(1)) calls++;
+      t.is(calls, first.frontends.length);
+      t.false(tr.unsettled);
+    } else if (settle === 'half') {
+      t.false(tr.settle(2));
+      t.true(tr.unsettled);
     }
     for (const s of later) {
       for (const cap of caps) {
@@ -420,4 +429,23 @@ test('fitsBound says yes only where the exact usage fits: random states, every l
     if (u[limit] <= cap[limit] && (limit === 'frontends' || limit === 'slots' || limit === 'frontendIds' || limit === 'sourceRanges')) t.true(fits, `round ${round}: ${limit} exact`);
   }
   t.true(yes > 50 && yes < 400, `both answers seen (${yes} yes)`);
+});
+
+test('a first fit put off over a state listing a frontend twice: counted afresh at its end, as a counting tracker has it', (t) => {
+  const a = fe('ns/a', '10.96.0.1', 2), b = fe('ns/b', '10.96.0.2', 3);
+  const first: NodeState = { frontends: [a, a, b] };
+  for (const most of [1, Infinity]) {
+    const tr = new CapacityTracker(), ref = new CapacityTracker();
+    t.deepEqual(tr.fit(first, UNLIMITED, undefined, undefined, { deferCount: true }).dropped, []);
+    ref.fit(first, UNLIMITED);
+    while (!tr.settle(most));
+    for (const s of [{ frontends: [a, b] }, first, { frontends: [b] }]) {
+      for (const cap of [UNLIMITED, { ...UNLIMITED, backends: 3 }, { ...UNLIMITED, frontends: 2 }]) {
+        const want = ref.fit(s, cap), got = tr.fit(s, cap);
+        t.deepEqual(got.dropped, want.dropped);
+        t.is(got.needed, want.needed);
+        t.deepEqual(got.state.frontends, want.state.frontends);
+      }
+    }
+  }
 });
