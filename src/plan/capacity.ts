@@ -674,18 +674,28 @@ export class CapacityTracker {
 /**
  * Whether state fits cap by an upper bound of its usage, without keying a backend or a table: every
  * backend reference a distinct backend and every frontend with backends a table of its own (the
- * exact count shares both), the other limits exact. True means the exact usage fits too.
+ * exact count shares both), the other limits exact; except that a frontend with the same protocol and
+ * the same backends, in the same order, as the frontend before it (a Service's ClusterIP and NodePort)
+ * shares that one's backends, and its table where the members are the same too. True means the exact
+ * usage fits too.
  */
 export function fitsBound(state: NodeState, cap: Capacity): boolean {
   const fs = state.frontends;
-  let refs = 0, ranges = 0, maglevSlots = 0;
+  let refs = 0, distinct = 0, ranges = 0, maglevSlots = 0;
   // a table's slots by member count (tableOf's sizing): a few distinct counts among 100,000 frontends
   const slotsOf: number[] = [];
+  let last: NodeFrontendT | undefined;
   for (let i = 0; i < fs.length; i++) {
     const f = fs[i]!, bs = f.backends;
     refs += bs.length;
     ranges += f.sourceRanges.length;
     if (!bs.length) continue;
+    const prev = last;
+    last = f;
+    const same = prev !== undefined && sameBackends(prev, f);
+    if (!same) distinct += bs.length;
+    // the same backends with the same terminating flags: the same members, so the same table
+    if (same && sameTerminating(prev, f)) continue;
     let members = 0;
     for (let k = 0; k < bs.length; k++) if (!bs[k]!.terminating) members++;
     if (!members) members = bs.length;
@@ -694,9 +704,24 @@ export function fitsBound(state: NodeState, cap: Capacity): boolean {
     maglevSlots += s;
   }
   const bound: Record<keyof Capacity, number> = {
-    frontends: fs.length, backends: refs, slots: refs, frontendIds: fs.length + 1, sourceRanges: ranges, maglevSlots,
+    frontends: fs.length, backends: distinct, slots: refs, frontendIds: fs.length + 1, sourceRanges: ranges, maglevSlots,
   };
   return over(bound, cap) === undefined;
+}
+
+/** the same protocol and backends (address, port), in the same order */
+function sameBackends(a: NodeFrontendT, b: NodeFrontendT): boolean {
+  const x = a.backends, y = b.backends;
+  if (a.protocol !== b.protocol || x.length !== y.length) return false;
+  for (let k = 0; k < x.length; k++) if (x[k]!.address !== y[k]!.address || x[k]!.port !== y[k]!.port) return false;
+  return true;
+}
+
+/** (of two frontends with sameBackends) each backend terminating in both or in neither */
+function sameTerminating(a: NodeFrontendT, b: NodeFrontendT): boolean {
+  const x = a.backends, y = b.backends;
+  for (let k = 0; k < x.length; k++) if (x[k]!.terminating !== y[k]!.terminating) return false;
+  return true;
 }
 
 function countAll(frontends: readonly NodeFrontendT[]): RefUsage {

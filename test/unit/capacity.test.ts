@@ -387,13 +387,19 @@ test('a first fit with deferCount whose state fits by the bound returns it whole
       }
     }
   }
-  // a bound over the limit (a2 shares a's table: 4 tables by the bound, 3 counted) counts at once, exactly
+  // a2 right after a, with a's backends: one table and one set of backends by the bound too
+  t.true(fitsBound(first, { ...UNLIMITED, maglevSlots: 756, backends: 6 }));
+  t.false(fitsBound(first, { ...UNLIMITED, maglevSlots: 755 }));
+  t.false(fitsBound({ frontends: [a, { ...a2, backends: a.backends.map((x) => ({ ...x, terminating: true })) }, b, c] }, { ...UNLIMITED, maglevSlots: 756 }),
+    'the same backends, not the same members: a table of its own by the bound');
+  // a bound over the limit (a2 apart from a shares its table: 4 tables by the bound, 3 counted) counts at once, exactly
+  const apart: NodeState = { frontends: [a, b, a2, c] };
   const cap = { ...UNLIMITED, maglevSlots: 756 };
-  t.false(fitsBound(first, cap));
+  t.false(fitsBound(apart, cap));
   const tr = new CapacityTracker();
-  t.deepEqual(tr.fit(first, cap, undefined, undefined, { deferCount: true }).dropped, []);
+  t.deepEqual(tr.fit(apart, cap, undefined, undefined, { deferCount: true }).dropped, []);
   t.false(tr.unsettled);
-  t.deepEqual(new CapacityTracker().fit(first, { ...UNLIMITED, maglevSlots: 755 }, undefined, undefined, { deferCount: true }).dropped, ['ns/c']);
+  t.deepEqual(new CapacityTracker().fit(apart, { ...UNLIMITED, maglevSlots: 755 }, undefined, undefined, { deferCount: true }).dropped, ['ns/c']);
   // only a tracker's first fit, on a data plane that holds nothing, is put off
   const held = new CapacityTracker();
   held.fit(first, UNLIMITED, undefined, () => first, { deferCount: true });
