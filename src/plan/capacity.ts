@@ -675,27 +675,46 @@ export class CapacityTracker {
  * Whether state fits cap by an upper bound of its usage, without keying a backend or a table: every
  * backend reference a distinct backend and every frontend with backends a table of its own (the
  * exact count shares both), the other limits exact; except that a frontend with the same protocol and
- * the same backends, in the same order, as the frontend before it (a Service's ClusterIP and NodePort)
- * shares that one's backends, and its table where the members are the same too. True means the exact
- * usage fits too.
+ * the same backends, in the same order, as one before it of the same Service (its ClusterIP and
+ * NodePort) shares that one's backends, and its table where the members are the same too. Where the
+ * walk without that comparison is over, it is walked again with it (compile lists the ClusterIPs
+ * before the NodePorts: the default Maglev array holds 10,000 such Services' tables, not their
+ * NodePorts' again). True means the exact usage fits too.
  */
 export function fitsBound(state: NodeState, cap: Capacity): boolean {
+  return boundOver(state, cap, false) === undefined || boundOver(state, cap, true) === undefined;
+}
+
+/** fitsBound's walk: the first limit the bound is over; byService: a frontend's backends compared with its Service's earlier frontends' */
+function boundOver(state: NodeState, cap: Capacity, byService: boolean): keyof Capacity | undefined {
   const fs = state.frontends;
   let refs = 0, distinct = 0, ranges = 0, maglevSlots = 0;
   // a table's slots by member count (tableOf's sizing): a few distinct counts among 100,000 frontends
   const slotsOf: number[] = [];
-  let last: NodeFrontendT | undefined;
+  const earlier = byService ? new Map<string, NodeFrontendT[]>() : undefined;
   for (let i = 0; i < fs.length; i++) {
     const f = fs[i]!, bs = f.backends;
     refs += bs.length;
     ranges += f.sourceRanges.length;
     if (!bs.length) continue;
-    const prev = last;
-    last = f;
-    const same = prev !== undefined && sameBackends(prev, f);
+    let same: NodeFrontendT | undefined, sameTable = false;
+    if (earlier) {
+      const l = earlier.get(f.service);
+      if (l) {
+        for (const g of l) {
+          if (!sameBackends(g, f)) continue;
+          same = g;
+          // the same backends with the same terminating flags: the same members, so the same table
+          if (sameTerminating(g, f)) {
+            sameTable = true;
+            break;
+          }
+        }
+        l.push(f);
+      } else earlier.set(f.service, [f]);
+    }
     if (!same) distinct += bs.length;
-    // the same backends with the same terminating flags: the same members, so the same table
-    if (same && sameTerminating(prev, f)) continue;
+    if (sameTable) continue;
     let members = 0;
     for (let k = 0; k < bs.length; k++) if (!bs[k]!.terminating) members++;
     if (!members) members = bs.length;
@@ -703,10 +722,7 @@ export function fitsBound(state: NodeState, cap: Capacity): boolean {
     if (s === undefined) s = slotsOf[members] = Math.ceil(maglevSize(members, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
     maglevSlots += s;
   }
-  const bound: Record<keyof Capacity, number> = {
-    frontends: fs.length, backends: distinct, slots: refs, frontendIds: fs.length + 1, sourceRanges: ranges, maglevSlots,
-  };
-  return over(bound, cap) === undefined;
+  return over({ frontends: fs.length, backends: distinct, slots: refs, frontendIds: fs.length + 1, sourceRanges: ranges, maglevSlots }, cap);
 }
 
 /** the same protocol and backends (address, port), in the same order */

@@ -392,14 +392,18 @@ test('a first fit with deferCount whose state fits by the bound returns it whole
   t.false(fitsBound(first, { ...UNLIMITED, maglevSlots: 755 }));
   t.false(fitsBound({ frontends: [a, { ...a2, backends: a.backends.map((x) => ({ ...x, terminating: true })) }, b, c] }, { ...UNLIMITED, maglevSlots: 756 }),
     'the same backends, not the same members: a table of its own by the bound');
-  // a bound over the limit (a2 apart from a shares its table: 4 tables by the bound, 3 counted) counts at once, exactly
-  const apart: NodeState = { frontends: [a, b, a2, c] };
+  // and apart from it (compile lists the ClusterIPs, then the NodePorts): the same Service's frontends are compared
+  t.true(fitsBound({ frontends: [a, b, a2, c] }, { ...UNLIMITED, maglevSlots: 756, backends: 6 }));
+  // a bound over the limit (another Service over a's backends shares its table: 4 tables by the bound, 3 counted) counts at once, exactly
+  const x = { ...a, service: 'ns/x', address: '10.96.9.9', backends: a.backends };
+  const apart: NodeState = { frontends: [a, b, x, c] };
   const cap = { ...UNLIMITED, maglevSlots: 756 };
   t.false(fitsBound(apart, cap));
   const tr = new CapacityTracker();
   t.deepEqual(tr.fit(apart, cap, undefined, undefined, { deferCount: true }).dropped, []);
   t.false(tr.unsettled);
-  t.deepEqual(new CapacityTracker().fit(apart, { ...UNLIMITED, maglevSlots: 755 }, undefined, undefined, { deferCount: true }).dropped, ['ns/c']);
+  const tight = { ...UNLIMITED, maglevSlots: 755 };
+  t.deepEqual(new CapacityTracker().fit(apart, tight, undefined, undefined, { deferCount: true }).dropped, fitToCapacity(apart, tight).dropped);
   // only a tracker's first fit, on a data plane that holds nothing, is put off
   const held = new CapacityTracker();
   held.fit(first, UNLIMITED, undefined, () => first, { deferCount: true });
