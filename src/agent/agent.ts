@@ -83,6 +83,9 @@ export function aheadGap(took: number): number {
   return Math.max(AHEAD_GAP_MS, Math.min(AHEAD_GAP_MAX_MS, 2 * took));
 }
 
+/** frontends a turn of the capacity count a first sync put off (Agent #sync): ~10 ms at 100,000 Services */
+const SETTLE_SLICE = 2048;
+
 export class Agent {
   readonly metrics: Metrics;
   readonly health: ProxyHealth;
@@ -332,6 +335,15 @@ export class Agent {
     return this.#runner.dueWithin(SYNC_SOON_MS);
   }
 
+  /**
+   * The capacity count a first sync put off is still being made, in slices (#sync): the heap
+   * trimmer's full GC after that sync waits for it too (launch.ts), so the count's garbage is in that
+   * GC's and what it keeps is compacted with the rest (made across it, the settled RSS read +1-4 %)
+   */
+  get countPending(): boolean {
+    return this.#capacity.unsettled;
+  }
+
   requestSync(): void {
     this.#runner.run();
   }
@@ -445,7 +457,9 @@ export class Agent {
     // a full map must not hold back every other Service: leave out whole Services, by name
     // (what the kernel holds keeps its place: a newcomer is left out, not a Service serving now)
     const cap = this.#dp.capacity();
-    const fitted = this.#capacity.fit(compiled, cap, () => new Set(this.#state?.frontends.map((f) => f.service)), () => this.#state);
+    // a first sync whose state fits by an upper bound leaves the exact count (0.4-0.5 s at 100,000
+    // Services, the main thread alone between compile and plan) to the turn after its end (below)
+    const fitted = this.#capacity.fit(compiled, cap, () => new Set(this.#state?.frontends.map((f) => f.service)), () => this.#state, { deferCount: full });
     const state = fitted.state;
     // the metric's series, the event recorder and the error line follow the list when it changes (at
     // 100,000 Services on a 10,000-Service Maglev array, ~90,000 labelled series were set again at
@@ -501,7 +515,7 @@ export class Agent {
     // there it held the event loop while lb_members' batch ended, and the apply's next writes and
     // the Maglev fill's join waited for it (docs/perf-log.md, session 29, p29big); the next build makes
     // them itself if this has not run by then
-    let chainMs: number | undefined;
+    let chainMs: number | undefined, fitCountMs: number | undefined;
     try {
       ops = diffPlans(this.#current, next);
       t5 = performance.now();
@@ -601,10 +615,11 @@ export class Agent {
       // optimizing compile on a V8 worker beside it, not from the sync (docs/perf-log.md, session 30, p30tail)
       ...(detail && Number.isFinite(ownFaults0) && { threadMinorFaults: threadMinorFaults() - ownFaults0 }),
     };
+    let counted: Promise<void> | undefined;
     if (full) {
       // the kernel holds the sync's writes: the plan's records for the next change are made on the
       // next turn, before the line below (its GC figures settle two turns later) and the heap trimmer's GC
-      setImmediate(() => {
+      counted = new Promise<void>((resolve) => setImmediate(() => {
         const c0 = performance.now();
         try {
           finishChain(next);
@@ -612,18 +627,41 @@ export class Agent {
           this.#log.debug({ err: e }, 'the plan\'s records for the next change were not made: the next build makes them');
         }
         chainMs = performance.now() - c0;
-      });
+        // then the capacity count the first fit put off (CapacityTracker.settle), in slices of
+        // SETTLE_SLICE frontends a turn: at 100,000 Services ~0.5 s of the main thread in one piece
+        // held /metrics and the health checks after the sync. A change synced before its end finishes it
+        if (!this.#capacity.unsettled) return resolve();
+        let spent = 0;
+        const slice = () => {
+          const f0 = performance.now();
+          let done = true;
+          try {
+            done = this.#capacity.settle(SETTLE_SLICE);
+          } catch (e) {
+            this.#log.debug({ err: e }, 'the capacity count put off by the first fit was not made: the next fit makes it');
+          }
+          spent += performance.now() - f0;
+          if (!done) {
+            setImmediate(slice);
+            return;
+          }
+          fitCountMs = spent;
+          resolve();
+        };
+        slice();
+      }));
     }
     const log = (full ? this.#log.info : this.#log.debug).bind(this.#log);
     // the GC pauses within the sync (gcMs, and how many; V8 reports them a turn later): whether a slow
     // sync was its own work or garbage collected in its time
     if (this.#gc && (full || this.#log.isLevelEnabled('debug'))) {
       const gc = this.#gc;
-      void gc.settled().then(() => {
+      // (and, after a first sync, once the capacity count it put off is made: fitCountMs)
+      void Promise.all([gc.settled(), counted]).then(() => {
         const g = gc.within(started, done);
         // chainMs: the plan's records for the next change, made on the turn after the sync's end (not
         // in totalMs), so known only on this line, written turns later
-        log({ ...steps, ...(chainMs !== undefined && { chainMs: ms(chainMs) }), gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
+        log({ ...steps, ...(chainMs !== undefined && { chainMs: ms(chainMs) }), ...(fitCountMs !== undefined && { fitCountMs: ms(fitCountMs) }), gcMs: ms(g.ms), gcs: g.count, majorGcs: g.major }, 'sync steps');
       });
     } else log(steps, 'sync steps');
     let warm: (() => void) | undefined;

@@ -283,7 +283,7 @@ export async function startAgent(s: AgentSettings, log: Logger, deps: { dataplan
     agent.health.dataplaneMode = dataplane.kind;
     // before the start: the first sync may end before start() returns
     const built = agent;
-    trimmer = await startHeapTrimmer(log, () => built.syncSoon);
+    trimmer = await startHeapTrimmer(log, () => built.syncSoon || built.countPending);
     // health answers while the source is still listing (kube-proxy serves /healthz from the start)
     ({ healthz, metricsServer } = await startServers(s, log, agent, metrics, trimmer, servers, retries, deps.bindRetryMs ?? BIND_RETRY_MS));
     const t = trimmer;

@@ -412,10 +412,66 @@ export class CapacityTracker {
    * during the write; when the old state and the new one together could overflow, the entries this
    * sync removes are reserved first.
    */
-  fit(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>, held?: () => NodeState | undefined): Fitted {
+  fit(state: NodeState, cap: Capacity, programmed?: () => ReadonlySet<string>, held?: () => NodeState | undefined,
+    opts?: { deferCount?: boolean }): Fitted {
+    // a count put off by the last call is made first: this call follows from its state
+    this.settle();
+    if (opts?.deferCount && this.#epoch === 0 && !held?.() && fitsBound(state, cap)) {
+      this.#deferred = { state, next: 0 };
+      return { state, dropped: [] };
+    }
     const r = this.#fit(state, cap, programmed, held);
     this.#kept = r.dropped.length ? keptUsage.get(r) ?? usage(r.state.frontends) : this.#last;
     return r;
+  }
+
+  /**
+   * A first fit (deferCount) whose state fits within an upper bound of its usage: what fit() returned
+   * for it ({ state, dropped: [] }) is what a count would give, so the count itself (a walk keying a
+   * million backends and 100,000 tables at 100,000 Services, 0.4-0.5 s of the main thread between
+   * compile and plan, a core idle) is left to settle(), which the agent runs in slices after the
+   * first sync's end, or to the next fit(), which finishes it first. next: the frontends counted so far.
+   */
+  #deferred: { state: NodeState; next: number } | undefined;
+
+  /** whether a first fit's count is still to be made (settle() makes it) */
+  get unsettled(): boolean {
+    return this.#deferred !== undefined;
+  }
+
+  /**
+   * Makes the count a first fit put off (deferCount), as that fit would have made it: at most `most`
+   * more frontends of it per call (the agent's event loop answers between slices). Returns whether
+   * the count is complete (also when there was none to make).
+   */
+  settle(most = Infinity): boolean {
+    const d = this.#deferred;
+    if (!d) return true;
+    const fs = d.state.frontends;
+    // #fit's first count (a tracker that has counted nothing: fit() defers only then), by slices
+    if (d.next === 0) {
+      this.#epoch = 1;
+      let refs = 0;
+      for (let k = 0; k < fs.length; k++) refs += fs[k]!.backends.length;
+      this.#usage.backends.reserve(refs);
+    }
+    const end = Math.min(fs.length, d.next + most);
+    for (let k = d.next; k < end; k++) {
+      const f = fs[k]!;
+      // a frontend listed twice counts once here; the end below counts such a state afresh, as #fit does
+      if (this.#seen.has(f)) continue;
+      this.#seen.set(f, 1);
+      this.#usage.count(f, 1);
+    }
+    d.next = end;
+    if (end < fs.length) return false;
+    this.#deferred = undefined;
+    const count = frontendCount(d.state);
+    this.#lastState = d.state;
+    this.#last = this.#seen.size !== count ? usage(fs) : { ...this.#usage.usage, frontends: count, frontendIds: count + 1 };
+    // what the fit kept: the whole state (it fits, by the bound)
+    this.#kept = this.#last;
+    return true;
   }
 
   #last: Record<keyof Capacity, number> | undefined;
@@ -613,6 +669,75 @@ export class CapacityTracker {
       maglevSlots: cap.maglevSlots - going.maglevSlots,
     };
   }
+}
+
+/**
+ * Whether state fits cap by an upper bound of its usage, without keying a backend or a table: every
+ * backend reference a distinct backend and every frontend with backends a table of its own (the
+ * exact count shares both), the other limits exact; except that a frontend with the same protocol and
+ * the same backends, in the same order, as one before it of the same Service (its ClusterIP and
+ * NodePort) shares that one's backends, and its table where the members are the same too. Where the
+ * walk without that comparison is over, it is walked again with it (compile lists the ClusterIPs
+ * before the NodePorts: the default Maglev array holds 10,000 such Services' tables, not their
+ * NodePorts' again). True means the exact usage fits too.
+ */
+export function fitsBound(state: NodeState, cap: Capacity): boolean {
+  return boundOver(state, cap, false) === undefined || boundOver(state, cap, true) === undefined;
+}
+
+/** fitsBound's walk: the first limit the bound is over; byService: a frontend's backends compared with its Service's earlier frontends' */
+function boundOver(state: NodeState, cap: Capacity, byService: boolean): keyof Capacity | undefined {
+  const fs = state.frontends;
+  let refs = 0, distinct = 0, ranges = 0, maglevSlots = 0;
+  // a table's slots by member count (tableOf's sizing): a few distinct counts among 100,000 frontends
+  const slotsOf: number[] = [];
+  const earlier = byService ? new Map<string, NodeFrontendT[]>() : undefined;
+  for (let i = 0; i < fs.length; i++) {
+    const f = fs[i]!, bs = f.backends;
+    refs += bs.length;
+    ranges += f.sourceRanges.length;
+    if (!bs.length) continue;
+    let same: NodeFrontendT | undefined, sameTable = false;
+    if (earlier) {
+      const l = earlier.get(f.service);
+      if (l) {
+        for (const g of l) {
+          if (!sameBackends(g, f)) continue;
+          same = g;
+          // the same backends with the same terminating flags: the same members, so the same table
+          if (sameTerminating(g, f)) {
+            sameTable = true;
+            break;
+          }
+        }
+        l.push(f);
+      } else earlier.set(f.service, [f]);
+    }
+    if (!same) distinct += bs.length;
+    if (sameTable) continue;
+    let members = 0;
+    for (let k = 0; k < bs.length; k++) if (!bs[k]!.terminating) members++;
+    if (!members) members = bs.length;
+    let s = slotsOf[members];
+    if (s === undefined) s = slotsOf[members] = Math.ceil(maglevSize(members, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
+    maglevSlots += s;
+  }
+  return over({ frontends: fs.length, backends: distinct, slots: refs, frontendIds: fs.length + 1, sourceRanges: ranges, maglevSlots }, cap);
+}
+
+/** the same protocol and backends (address, port), in the same order */
+function sameBackends(a: NodeFrontendT, b: NodeFrontendT): boolean {
+  const x = a.backends, y = b.backends;
+  if (a.protocol !== b.protocol || x.length !== y.length) return false;
+  for (let k = 0; k < x.length; k++) if (x[k]!.address !== y[k]!.address || x[k]!.port !== y[k]!.port) return false;
+  return true;
+}
+
+/** (of two frontends with sameBackends) each backend terminating in both or in neither */
+function sameTerminating(a: NodeFrontendT, b: NodeFrontendT): boolean {
+  const x = a.backends, y = b.backends;
+  for (let k = 0; k < x.length; k++) if (x[k]!.terminating !== y[k]!.terminating) return false;
+  return true;
 }
 
 function countAll(frontends: readonly NodeFrontendT[]): RefUsage {

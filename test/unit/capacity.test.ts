@@ -347,3 +347,115 @@ test('KeyCounts.reserve: counts and size as before through a reserve on an empty
     t.is(kc.size, 0);
   }
 });
+
+test('a first fit with deferCount whose state fits by the bound returns it whole and counts later: then every fit is a counting tracker\'s', async (t) => {
+  const { fitsBound } = await import('../../src/plan/capacity.js');
+  const a = fe('ns/a', '10.96.0.1', 2), b = fe('ns/b', '10.96.0.2', 2), c = fe('ns/c', '10.96.0.3', 2);
+  const a2 = { ...a, port: 81, backends: a.backends };
+  const first: NodeState = { frontends: [a, a2, b, c] };
+  const later: NodeState[] = [{ frontends: [a, b] }, { frontends: [a, fe('ns/b', '10.96.0.2', 3), c] }, { frontends: [] }, { frontends: [c, c] }, first];
+  const caps = [UNLIMITED, { ...UNLIMITED, backends: 4 }, { ...UNLIMITED, slots: 5 }, { ...UNLIMITED, frontends: 2 }, { ...UNLIMITED, maglevSlots: 756 }];
+  // the count made whole, in slices of one frontend, half of it in slices (the next fit makes the rest), or by the next fit
+  for (const settle of ['whole', 'slices', 'half', 'none'] as const) {
+    const tr = new CapacityTracker(), ref = new CapacityTracker();
+    const r = tr.fit(first, UNLIMITED, undefined, () => undefined, { deferCount: true });
+    t.is(r.state, first);
+    t.deepEqual(r.dropped, []);
+    t.true(tr.unsettled, 'the count is put off');
+    ref.fit(first, UNLIMITED);
+    if (settle === 'whole') {
+      t.true(tr.settle());
+      t.false(tr.unsettled);
+    } else if (settle === 'slices') {
+      let calls = 1;
+      while (!tr.settle(1)) calls++;
+      t.is(calls, first.frontends.length);
+      t.false(tr.unsettled);
+    } else if (settle === 'half') {
+      t.false(tr.settle(2));
+      t.true(tr.unsettled);
+    }
+    for (const s of later) {
+      for (const cap of caps) {
+        const want = ref.fit(s, cap);
+        const got = tr.fit(s, cap);
+        t.false(tr.unsettled);
+        t.deepEqual(got.dropped, want.dropped);
+        t.is(got.limit, want.limit);
+        t.is(got.needed, want.needed);
+        t.deepEqual(got.state.frontends, want.state.frontends);
+      }
+    }
+  }
+  // a2 right after a, with a's backends: one table and one set of backends by the bound too
+  t.true(fitsBound(first, { ...UNLIMITED, maglevSlots: 756, backends: 6 }));
+  t.false(fitsBound(first, { ...UNLIMITED, maglevSlots: 755 }));
+  t.false(fitsBound({ frontends: [a, { ...a2, backends: a.backends.map((x) => ({ ...x, terminating: true })) }, b, c] }, { ...UNLIMITED, maglevSlots: 756 }),
+    'the same backends, not the same members: a table of its own by the bound');
+  // and apart from it (compile lists the ClusterIPs, then the NodePorts): the same Service's frontends are compared
+  t.true(fitsBound({ frontends: [a, b, a2, c] }, { ...UNLIMITED, maglevSlots: 756, backends: 6 }));
+  // a bound over the limit (another Service over a's backends shares its table: 4 tables by the bound, 3 counted) counts at once, exactly
+  const x = { ...a, service: 'ns/x', address: '10.96.9.9', backends: a.backends };
+  const apart: NodeState = { frontends: [a, b, x, c] };
+  const cap = { ...UNLIMITED, maglevSlots: 756 };
+  t.false(fitsBound(apart, cap));
+  const tr = new CapacityTracker();
+  t.deepEqual(tr.fit(apart, cap, undefined, undefined, { deferCount: true }).dropped, []);
+  t.false(tr.unsettled);
+  const tight = { ...UNLIMITED, maglevSlots: 755 };
+  t.deepEqual(new CapacityTracker().fit(apart, tight, undefined, undefined, { deferCount: true }).dropped, fitToCapacity(apart, tight).dropped);
+  // only a tracker's first fit, on a data plane that holds nothing, is put off
+  const held = new CapacityTracker();
+  held.fit(first, UNLIMITED, undefined, () => first, { deferCount: true });
+  t.false(held.unsettled);
+  held.fit(first, UNLIMITED, undefined, undefined, { deferCount: true });
+  t.false(held.unsettled);
+});
+
+test('fitsBound says yes only where the exact usage fits: random states, every limit, terminating and shared backends', async (t) => {
+  const { fitsBound, usage } = await import('../../src/plan/capacity.js');
+  let seed = 23;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  const keys = ['frontends', 'backends', 'slots', 'frontendIds', 'sourceRanges', 'maglevSlots'] as const;
+  let yes = 0;
+  for (let round = 0; round < 400; round++) {
+    const frontends: NodeFrontend[] = [];
+    for (let i = 0, n = 1 + rnd(10); i < n; i++) {
+      const f = fe(`ns/s${rnd(6)}`, `10.96.${i}.1`, rnd(5));
+      if (rnd(3) === 0) f.backends = f.backends.map((b, j) => ({ ...b, address: `10.244.0.${j + 1}` }));
+      if (rnd(3) === 0) f.backends = f.backends.map((b, j) => ({ ...b, terminating: j % 2 === 0 }));
+      if (rnd(4) === 0) f.sourceRanges = ['10.0.0.0/8'];
+      frontends.push(f);
+      if (rnd(4) === 0) frontends.push({ ...f, port: 81 });
+    }
+    const state: NodeState = { frontends };
+    const u = usage(frontends);
+    const limit = keys[rnd(keys.length)]!;
+    const cap = { ...UNLIMITED, [limit]: rnd(u[limit] * 2 + 3) };
+    const fits = fitsBound(state, cap);
+    if (fits) yes++;
+    if (fits) t.true(u[limit] <= cap[limit], `round ${round}: ${limit} ${u[limit]} over ${cap[limit]}`);
+    // where nothing is shared the bound is the count
+    if (u[limit] <= cap[limit] && (limit === 'frontends' || limit === 'slots' || limit === 'frontendIds' || limit === 'sourceRanges')) t.true(fits, `round ${round}: ${limit} exact`);
+  }
+  t.true(yes > 50 && yes < 400, `both answers seen (${yes} yes)`);
+});
+
+test('a first fit put off over a state listing a frontend twice: counted afresh at its end, as a counting tracker has it', (t) => {
+  const a = fe('ns/a', '10.96.0.1', 2), b = fe('ns/b', '10.96.0.2', 3);
+  const first: NodeState = { frontends: [a, a, b] };
+  for (const most of [1, Infinity]) {
+    const tr = new CapacityTracker(), ref = new CapacityTracker();
+    t.deepEqual(tr.fit(first, UNLIMITED, undefined, undefined, { deferCount: true }).dropped, []);
+    ref.fit(first, UNLIMITED);
+    while (!tr.settle(most));
+    for (const s of [{ frontends: [a, b] }, first, { frontends: [b] }]) {
+      for (const cap of [UNLIMITED, { ...UNLIMITED, backends: 3 }, { ...UNLIMITED, frontends: 2 }]) {
+        const want = ref.fit(s, cap), got = tr.fit(s, cap);
+        t.deepEqual(got.dropped, want.dropped);
+        t.is(got.needed, want.needed);
+        t.deepEqual(got.state.frontends, want.state.frontends);
+      }
+    }
+  }
+});
