@@ -34,14 +34,19 @@ static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt 
 
 /* A hit on an orphaned forward entry: refreshed as lb_ct_touch() does; when that wrote last_seen, the
  * flow's reverse entry is refreshed too, or written again from this one when eviction took it (the
- * packet's destination is the address and port replies leave from). */
+ * packet's destination is the address and port replies leave from). A flow orphaned in its handshake
+ * (LB_CT_F_SYN: a SYN over a closed flow's entries) ends it at the client's first packet that is no
+ * SYN (lb_orphan_lookup passes no SYN), as a live frontend's does (lb_select, lb_commit): kube-proxy
+ * leaves a deleted Service's TCP conntrack entries alone, so the flow goes on as established; the
+ * flag is cleared in the reverse entry first, then here, and the reverse entry refreshed with it. */
 static __always_inline void lb_orphan_touch(struct lb_ct_entry *ct, const struct lb_pkt *p,
 					    const __u8 *be_addr, __be16 be_port, __u64 now)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *rev, e = {};
+	__u16 syn_done = ct->flags & LB_CT_F_SYN;
 
-	if (!lb_ct_touch(ct, p, now))
+	if (!lb_ct_touch(ct, p, now) && !syn_done)
 		return;
 	__builtin_memcpy(k.saddr, be_addr, 16);
 	__builtin_memcpy(k.daddr, p->saddr.b, 16);
@@ -52,10 +57,17 @@ static __always_inline void lb_orphan_touch(struct lb_ct_entry *ct, const struct
 	rev = bpf_map_lookup_elem(&lb_ct, &k);
 	if (rev) {
 		/* a live flow of a frontend on the same reply tuple keeps its entry (lb_ct_clash) */
-		if (rev->flags & LB_CT_F_ORPHAN)
+		if (rev->flags & LB_CT_F_ORPHAN) {
 			rev->last_seen = now;
+			if (rev->flags & LB_CT_F_SYN)
+				rev->flags &= ~LB_CT_F_SYN;
+		}
+		if (syn_done)
+			ct->flags &= ~LB_CT_F_SYN;
 		return;
 	}
+	if (syn_done)
+		ct->flags &= ~LB_CT_F_SYN;
 	e.last_seen = now;
 	e.flags = ct->flags;
 	e.orphan_port = p->dport;
