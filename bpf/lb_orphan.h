@@ -15,6 +15,42 @@
 
 #include "lb_ct.h"
 
+/* A deleted frontend's flow whose client had sent only SYNs (in lb_ct_syn, orphaned there too: its
+ * SYN_SENT entry keeps its DNAT under kube-proxy): the client's first packet that is no SYN moves both
+ * entries into lb_ct, as lb_commit's promotion does for a live frontend's flow. Returns the forward
+ * entry in lb_ct, or NULL. */
+static __always_inline struct lb_ct_entry *lb_orphan_promote(const struct lb_ct_key *k, const struct lb_pkt *p,
+							     __u16 want, __u64 now)
+{
+	struct lb_ct_key rk = {};
+	struct lb_ct_entry *syn, *rev;
+
+	syn = lb_ct_syn_lookup(k, now);
+	if (!syn || !(syn->flags & LB_CT_F_ORPHAN) || (syn->flags & LB_CT_F_REV_AT_INGRESS) != want)
+		return NULL;
+	/* written from the map values themselves: no copy on lb_tc_orphan's stack, which with lb_tc's
+	 * frame and a callee's is at the verifier's 512 bytes */
+	syn->last_seen = now;
+	if (lb_lru_put(&lb_ct, k, syn, LB_STAT_CT_INSERT) == 0)
+		lb_ct_filter_set(k);
+	/* the reply tuple: from the backend, which the forward orphan holds, to the client */
+	__builtin_memcpy(rk.saddr, syn->fe_addr, 16);
+	__builtin_memcpy(rk.daddr, p->saddr.b, 16);
+	rk.sport = syn->orphan_port;
+	rk.dport = p->sport;
+	rk.proto = p->proto;
+	rk.dir = LB_CT_DIR_REV;
+	rev = bpf_map_lookup_elem(&lb_ct_syn, &rk);
+	if (rev && (rev->flags & LB_CT_F_ORPHAN)) {
+		rev->last_seen = now;
+		if (lb_lru_put(&lb_ct, &rk, rev, LB_STAT_CT_INSERT) == 0)
+			lb_ct_filter_set(&rk);
+		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);
+	}
+	lb_lru_del(&lb_ct_syn, k, LB_STAT_CT_SYN_DELETE);
+	return bpf_map_lookup_elem(&lb_ct, k);
+}
+
 /* the orphaned forward entry of a client's packet, or NULL; want: the entry's LB_CT_F_REV_AT_INGRESS
  * value where this hook translates forward (0 at ingress) */
 static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt *p, __u16 want, __u64 now)
@@ -27,6 +63,8 @@ static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt 
 		return NULL;
 	lb_ct_key_fwd(&k, p);
 	ct = lb_ct_lookup(&k, now, &expired);
+	if (!ct && p->proto == IPPROTO_TCP)
+		ct = lb_orphan_promote(&k, p, want, now);
 	if (!ct || !(ct->flags & LB_CT_F_ORPHAN) || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return NULL;
 	return ct;

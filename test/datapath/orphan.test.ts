@@ -257,6 +257,31 @@ for (const s of [web, SVC.web6]) {
     }
   });
 
+  // the same for a brand-new tuple's flow, still in lb_ct_syn when its Service goes: kube-proxy's
+  // SYN_SENT entry keeps its DNAT, the client's ACK reaches the backend and the flow lives on
+  test.serial(`${fam}: a new flow whose Service is deleted before the client's ACK (its entries in lb_ct_syn): the ACK reaches the backend, the flow goes on in lb_ct as an orphan`, async (t) => {
+    if (!dp) return t.pass('needs root');
+    const maps = fresh(dp);
+    try {
+      const sport = 41120, b = pick(s, c, sport), { fk, rk } = keys(sport, b);
+      dp.run('lb_tc_ingress', toService(s, c, sport, { seq: 1000, flags: TCP_SYN }).input);
+      t.truthy(dp.ctIn('lb_ct_syn', fk), 'setup: the SYN waits in lb_ct_syn');
+      await applyKeeping(maps, planAll(), without());
+      const synAck = reply(s, b, c, sport, { seq: 7000, ack: 1001, flags: TCP_SYN | TCP_ACK });
+      expectRun(t, dp, 'lb_tc_egress', synAck.input, synAck.output, { ct_orphan: 1, rev_nat: 1 }, 'the backend\'s SYN-ACK after the delete');
+      const ack = toService(s, c, sport, { seq: 1001, ack: 7001, flags: TCP_ACK });
+      expectRun(t, dp, 'lb_tc_ingress', ack.input, ack.to(b), { ct_orphan: 1 }, 'the client\'s ACK: to the backend');
+      t.deepEqual([dp.ctIn('lb_ct', fk)?.flags, dp.ctIn('lb_ct', rk)?.flags], [LB_CT_F_ORPHAN, LB_CT_F_ORPHAN], 'both entries in lb_ct, orphaned');
+      t.deepEqual([dp.ctIn('lb_ct_syn', fk), dp.ctIn('lb_ct_syn', rk)], [undefined, undefined], 'lb_ct_syn emptied');
+      const answer = reply(s, b, c, sport, { ...ANSWER, seq: 7001, ack: 1019 });
+      expectRun(t, dp, 'lb_tc_egress', answer.input, answer.output, { ct_orphan: 1, rev_nat: 1 }, 'the backend\'s data: from the deleted Service\'s address');
+      const data = toService(s, c, sport, { ...DATA, ack: 7001 });
+      expectRun(t, dp, 'lb_tc_ingress', data.input, data.to(b), { ct_orphan: 1 }, 'the client\'s data');
+    } finally {
+      maps.close();
+    }
+  });
+
   test.serial(`${fam}: a flagged flow whose Service is deleted and whose handshake never ends: both orphaned entries swept at the SYN timeout`, async (t) => {
     if (!dp) return t.pass('needs root');
     const maps = fresh(dp);
