@@ -302,14 +302,18 @@ static __always_inline int lb_tcp_syn(const struct lb_pkt *p)
 	return p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
 }
 
-/* What a backend may send a client that has sent only SYNs (a flow in lb_ct_syn): its SYN-ACK, a RST,
- * or a bare ACK, the answer of a TIME_WAIT socket (or a challenge ACK) to a SYN it does not accept.
- * The client answers that ACK with the RST that ends the TIME_WAIT only if it comes from the
- * frontend. A bare ACK: ACK set, none of FIN SYN RST PSH URG (ECN bits ignored). */
+/* What a backend may send a client whose flow is in its handshake (in lb_ct_syn, or in lb_ct flagged
+ * LB_CT_F_SYN) and have translated: what nf_conntrack passes with its entry in SYN_SENT
+ * (nf_conntrack_proto_tcp.c, tcp_conntracks' reply row): a SYN-ACK (to SYN_RECV) or a SYN
+ * (simultaneous open), a RST (to CLOSE), and an ACK without FIN, which it ignores but accepts
+ * ("not flagged as invalid": NATed): a TIME_WAIT socket's bare ACK (or a challenge ACK), a stale
+ * socket's data, which the client answers with the RST that ends that socket only if it comes from
+ * the frontend. A FIN, or a segment with none of SYN ACK FIN RST, is INVALID there: kube-proxy does
+ * not translate it (and KUBE-FORWARD drops it), nor do we. ECN, PSH, URG bits ignored. */
 static __always_inline int lb_tcp_handshake_reply(const struct lb_pkt *p)
 {
 	return p->proto == IPPROTO_TCP &&
-	       ((p->tcp_flags & (LB_TCP_SYN | LB_TCP_RST)) || (p->tcp_flags & 0x3f) == LB_TCP_ACK);
+	       ((p->tcp_flags & (LB_TCP_SYN | LB_TCP_RST)) || (p->tcp_flags & (LB_TCP_ACK | LB_TCP_FIN)) == LB_TCP_ACK);
 }
 
 #define LB_NSEC_PER_SEC 1000000000ULL

@@ -15,6 +15,42 @@
 
 #include "lb_ct.h"
 
+/* A deleted frontend's flow whose client had sent only SYNs (in lb_ct_syn, orphaned there too: its
+ * SYN_SENT entry keeps its DNAT under kube-proxy): the client's first packet that is no SYN moves both
+ * entries into lb_ct, as lb_commit's promotion does for a live frontend's flow. Returns the forward
+ * entry in lb_ct, or NULL. */
+static __always_inline struct lb_ct_entry *lb_orphan_promote(const struct lb_ct_key *k, const struct lb_pkt *p,
+							     __u16 want, __u64 now)
+{
+	struct lb_ct_key rk = {};
+	struct lb_ct_entry *syn, *rev;
+
+	syn = lb_ct_syn_lookup(k, now);
+	if (!syn || !(syn->flags & LB_CT_F_ORPHAN) || (syn->flags & LB_CT_F_REV_AT_INGRESS) != want)
+		return NULL;
+	/* written from the map values themselves: no copy on lb_tc_orphan's stack, which with lb_tc's
+	 * frame and a callee's is at the verifier's 512 bytes */
+	syn->last_seen = now;
+	if (lb_lru_put(&lb_ct, k, syn, LB_STAT_CT_INSERT) == 0)
+		lb_ct_filter_set(k);
+	/* the reply tuple: from the backend, which the forward orphan holds, to the client */
+	__builtin_memcpy(rk.saddr, syn->fe_addr, 16);
+	__builtin_memcpy(rk.daddr, p->saddr.b, 16);
+	rk.sport = syn->orphan_port;
+	rk.dport = p->sport;
+	rk.proto = p->proto;
+	rk.dir = LB_CT_DIR_REV;
+	rev = bpf_map_lookup_elem(&lb_ct_syn, &rk);
+	if (rev && (rev->flags & LB_CT_F_ORPHAN)) {
+		rev->last_seen = now;
+		if (lb_lru_put(&lb_ct, &rk, rev, LB_STAT_CT_INSERT) == 0)
+			lb_ct_filter_set(&rk);
+		lb_lru_del(&lb_ct_syn, &rk, LB_STAT_CT_SYN_DELETE);
+	}
+	lb_lru_del(&lb_ct_syn, k, LB_STAT_CT_SYN_DELETE);
+	return bpf_map_lookup_elem(&lb_ct, k);
+}
+
 /* the orphaned forward entry of a client's packet, or NULL; want: the entry's LB_CT_F_REV_AT_INGRESS
  * value where this hook translates forward (0 at ingress) */
 static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt *p, __u16 want, __u64 now)
@@ -27,6 +63,8 @@ static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt 
 		return NULL;
 	lb_ct_key_fwd(&k, p);
 	ct = lb_ct_lookup(&k, now, &expired);
+	if (!ct && p->proto == IPPROTO_TCP)
+		ct = lb_orphan_promote(&k, p, want, now);
 	if (!ct || !(ct->flags & LB_CT_F_ORPHAN) || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return NULL;
 	return ct;
@@ -34,14 +72,19 @@ static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt 
 
 /* A hit on an orphaned forward entry: refreshed as lb_ct_touch() does; when that wrote last_seen, the
  * flow's reverse entry is refreshed too, or written again from this one when eviction took it (the
- * packet's destination is the address and port replies leave from). */
+ * packet's destination is the address and port replies leave from). A flow orphaned in its handshake
+ * (LB_CT_F_SYN: a SYN over a closed flow's entries) ends it at the client's first packet that is no
+ * SYN (lb_orphan_lookup passes no SYN), as a live frontend's does (lb_select, lb_commit): kube-proxy
+ * leaves a deleted Service's TCP conntrack entries alone, so the flow goes on as established; the
+ * flag is cleared in the reverse entry first, then here, and the reverse entry refreshed with it. */
 static __always_inline void lb_orphan_touch(struct lb_ct_entry *ct, const struct lb_pkt *p,
 					    const __u8 *be_addr, __be16 be_port, __u64 now)
 {
 	struct lb_ct_key k = {};
 	struct lb_ct_entry *rev, e = {};
+	__u16 syn_done = ct->flags & LB_CT_F_SYN;
 
-	if (!lb_ct_touch(ct, p, now))
+	if (!lb_ct_touch(ct, p, now) && !syn_done)
 		return;
 	__builtin_memcpy(k.saddr, be_addr, 16);
 	__builtin_memcpy(k.daddr, p->saddr.b, 16);
@@ -52,10 +95,17 @@ static __always_inline void lb_orphan_touch(struct lb_ct_entry *ct, const struct
 	rev = bpf_map_lookup_elem(&lb_ct, &k);
 	if (rev) {
 		/* a live flow of a frontend on the same reply tuple keeps its entry (lb_ct_clash) */
-		if (rev->flags & LB_CT_F_ORPHAN)
+		if (rev->flags & LB_CT_F_ORPHAN) {
 			rev->last_seen = now;
+			if (rev->flags & LB_CT_F_SYN)
+				rev->flags &= ~LB_CT_F_SYN;
+		}
+		if (syn_done)
+			ct->flags &= ~LB_CT_F_SYN;
 		return;
 	}
+	if (syn_done)
+		ct->flags &= ~LB_CT_F_SYN;
 	e.last_seen = now;
 	e.flags = ct->flags;
 	e.orphan_port = p->dport;

@@ -335,6 +335,12 @@ static __always_inline int lb_tc_reverse(struct __sk_buff *skb, struct lb_pkt *p
 	}
 	if (!ct || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)
 		return -1;
+	/* a flow in its handshake in lb_ct (LB_CT_F_SYN: a SYN over a closed flow's entries) is answered
+	 * as one in lb_ct_syn: a backend's FIN or flagless segment before the client's ACK is INVALID to
+	 * nf_conntrack in SYN_SENT and left untranslated (lb_tcp_handshake_reply). An established flow's
+	 * entry pays one bit test */
+	if ((ct->flags & LB_CT_F_SYN) && !lb_tcp_handshake_reply(p))
+		return -1;
 	lb_ct_touch(ct, p, now);
 	if (ct->flags & LB_CT_F_ORPHAN)
 		lb_stat_inc(LB_STAT_CT_ORPHAN);

@@ -10,8 +10,8 @@
 // the flag in both entries (at tc when XDP leaves a masqueraded flow to it).
 import test from 'ava';
 import { Datapath, TC_ACT_OK, XDP_PASS, LB_BE_F_LOCAL, type ProgName, type TestService } from '../../testing/datapath.js';
-import { pick, toService } from '../../testing/datapath-rows.js';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN } from '../../testing/packets.js';
+import { pick, reply, toService } from '../../testing/datapath-rows.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../testing/packets.js';
 import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, LB_CT_F_SYN, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
 import { isRoot } from './fixtures/util.js';
@@ -68,7 +68,12 @@ if (!isRoot) {
     return b;
   }
   const flags = (k: CtKey) => dp!.ctIn('lb_ct', k)?.flags ?? -1;
-  const sweepAt = async (ahead: bigint) => (await sweepConntrack(dp!.map('lb_ct'), 'lb_ct', process.hrtime.bigint() + ahead)).expired;
+  const sweepAt = async (now: bigint) => (await sweepConntrack(dp!.map('lb_ct'), 'lb_ct', now)).expired;
+  /** the first and the last of the entries' last packets: a sweep's clock from them, not from now (a loaded machine may take seconds between) */
+  const lastSeen = (...ks: CtKey[]) => {
+    const v = ks.map((k) => dp!.ctIn('lb_ct', k)!.lastSeen).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return { first: v[0]!, last: v[v.length - 1]! };
+  };
 
   for (const { hook, prog, pass } of HOOKS) {
     for (const s of [LB4, LB6]) {
@@ -81,8 +86,9 @@ if (!isRoot) {
         const fk = fwdKey(s, sport), rk = revKey(s, b, sport);
         t.is(flags(fk), LB_CT_F_SYN, 'the forward entry: handshake not complete, no longer closing');
         t.is(flags(rk), LB_CT_F_SYN, 'the reverse entry alike');
-        t.is(await sweepAt(59n * SEC), 0, 'kept at 59 s');
-        t.is(await sweepAt(61n * SEC), 2, 'both deleted past the SYN timeout (not the established 6 h)');
+        const at = lastSeen(fk, rk);
+        t.is(await sweepAt(at.first + 59n * SEC), 0, 'kept: 59 s after the older last packet');
+        t.is(await sweepAt(at.last + 61n * SEC), 2, 'both deleted past the SYN timeout (not the established 6 h)');
         t.is(d.ctIn('lb_ct', fk), undefined);
         t.is(d.ctIn('lb_ct', rk), undefined);
       });
@@ -114,7 +120,51 @@ if (!isRoot) {
         send(t, prog, pass, s, sport, DATA as never, b, 'data');
         t.deepEqual(d.stats(), { fwd_ct_hit: 1 });
         t.deepEqual(d.ctIn('lb_ct', fk), before, 'a plain hit: nothing written');
-        t.is(await sweepAt(121n * SEC), 0, 'both kept past the SYN and closing timeouts');
+        t.is(await sweepAt(lastSeen(fk, rk).first + 121n * SEC), 0, 'both kept past the SYN and closing timeouts');
+      });
+
+      // nf_conntrack's reply direction in SYN_SENT (nf_conntrack_proto_tcp.c, tcp_conntracks' reply
+      // row): a SYN-ACK moves it to SYN_RECV, a RST closes it, an ACK without FIN (a TIME_WAIT socket's
+      // bare ACK, a stale socket's data) is ignored but accepted with its NAT, so that the client's
+      // RST answering it ends that socket; a FIN, or a segment with none of SYN ACK FIN RST, is
+      // INVALID, which kube-proxy does not translate (KUBE-FORWARD drops ctstate INVALID). A flow in
+      // lb_ct_syn and a flagged flow in lb_ct are the same handshake: both answer so
+      // (lb_tcp_handshake_reply) until the client's ACK ends it.
+      test.serial(`${hook} ${fam}: replies to a flagged flow as to one in lb_ct_syn (nf_conntrack's SYN_SENT): a SYN-ACK, RST or ACK translated, a FIN or no flags not; after the client's ACK, all`, (t) => {
+        const d = dp!, sport = 43600, b = closed(t, prog, pass, s, sport), c = clientOf(s);
+        send(t, prog, pass, s, sport, SYN, b, 'the SYN on the reused port');
+        const fk = fwdKey(s, sport), rk = revKey(s, b, sport);
+        const back = (bb: { address: string; port: number }, sp: number, o: Parameters<typeof reply>[4], xlated: boolean, what: string): void => {
+          const g = reply(s, bb as never, c, sp, o), r = d.run('lb_tc_egress', g.input);
+          t.is(r.verdict, TC_ACT_OK, `${what}: verdict`);
+          t.is(r.output.toString('hex'), (xlated ? g.output : g.input).toString('hex'), `${what}: ${xlated ? 'from the frontend' : 'left untranslated'}`);
+        };
+        const FIN_BACK = { seq: 7001, ack: 1001, flags: TCP_FIN | TCP_ACK };
+        const NONE_BACK = { seq: 7001, ack: 0, flags: 0 };
+        const DATA_BACK = { seq: 9001, ack: 1019, flags: TCP_ACK | TCP_PSH, payload: Buffer.from('HTTP/1.1 200 OK\r\n\r\n') };
+        back(b, sport, FIN_BACK, false, 'a FIN before the handshake\'s end');
+        back(b, sport, NONE_BACK, false, 'a segment without flags');
+        t.is(flags(fk), LB_CT_F_SYN, 'the flow still in its handshake');
+        t.is(flags(rk), LB_CT_F_SYN, 'its reverse entry too: what was left untranslated did not close it');
+        back(b, sport, { seq: 7000, ack: 1001, flags: TCP_SYN | TCP_ACK }, true, 'SYN-ACK');
+        back(b, sport, { seq: 9001, ack: 1001, flags: TCP_ACK }, true, 'a TIME_WAIT socket\'s bare ACK');
+        back(b, sport, DATA_BACK, true, 'a stale socket\'s data (ignored by nf_conntrack, not invalid)');
+        // the same replies to a brand-new tuple's flow, in lb_ct_syn
+        const sp2 = sport + 1, b2 = pick(s, c, sp2);
+        send(t, prog, pass, s, sp2, SYN, b2, 'a brand-new tuple\'s SYN');
+        back(b2, sp2, FIN_BACK, false, 'lb_ct_syn: a FIN');
+        back(b2, sp2, NONE_BACK, false, 'lb_ct_syn: no flags');
+        back(b2, sp2, DATA_BACK, true, 'lb_ct_syn: data');
+        send(t, prog, pass, s, sport, ACK, b, 'the client\'s ACK ends the handshake');
+        back(b, sport, { seq: 7020, ack: 1019, flags: TCP_FIN | TCP_ACK }, true, 'a FIN after the handshake');
+      });
+
+      test.serial(`${hook} ${fam}: the backend's RST to a flagged flow is translated and closes it (the SYN timeout still)`, (t) => {
+        const d = dp!, sport = 43700, b = closed(t, prog, pass, s, sport), c = clientOf(s);
+        send(t, prog, pass, s, sport, SYN, b, 'the SYN on the reused port');
+        const g = reply(s, b, c, sport, { seq: 0, ack: 1001, flags: TCP_RST | TCP_ACK }), r = d.run('lb_tc_egress', g.input);
+        t.is(r.output.toString('hex'), g.output.toString('hex'), 'RST from the frontend');
+        t.is(flags(revKey(s, b, sport)), LB_CT_F_SYN | LB_CT_F_CLOSING);
       });
 
       test.serial(`${hook} ${fam}: the new flow's backend is chosen anew when the frontend's backends changed under the closed flow`, (t) => {

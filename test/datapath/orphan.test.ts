@@ -8,13 +8,13 @@
 import test, { type ExecutionContext } from 'ava';
 import { Datapath, planOf, SVC, TC_ACT_OK, XDP_PASS, type ProgName, type TestService } from '../../testing/datapath.js';
 import { pick, toService, reply } from '../../testing/datapath-rows.js';
-import { checksumErrors, icmpError, requote, TCP_ACK, TCP_PSH } from '../../testing/packets.js';
+import { checksumErrors, icmpError, requote, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN } from '../../testing/packets.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import type { Plan } from '../../src/plan/types.js';
 import type { BpfMaps } from '../../src/dataplane/bpf/maps.js';
 import { keepFlows, newOrphanCache, orphanKeyCollector, deletedFrontendIds } from '../../src/dataplane/bpf/ct-orphan.js';
 import { sweepConntrack } from '../../src/dataplane/bpf/ct-sweep.js';
-import { encodeU32, feFilterBit, encodeFeKey, LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_ORPHAN, type LbStatName } from '../../src/dataplane/bpf/layout.js';
+import { encodeU32, feFilterBit, encodeFeKey, LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_ORPHAN, LB_CT_F_SYN, type LbStatName } from '../../src/dataplane/bpf/layout.js';
 import { isRoot } from './fixtures/util.js';
 
 const C4 = '10.244.5.9';
@@ -211,6 +211,96 @@ test.serial('an orphaned flow whose reverse entry was evicted: the next client p
     maps.close();
   }
 });
+
+// A client port reused while the closed flow's entries live: the SYN rewrites both in lb_ct flagged
+// LB_CT_F_SYN (the SYN timeout until the handshake ends). Deleted before the client's ACK, the flow is
+// still kube-proxy's to keep: its conntrack entry (SYN_SENT, then ESTABLISHED) is left to live as
+// any TCP entry of a deleted Service (only UDP is flushed), so the orphan's flag must end at that ACK
+// as a live frontend's does, or the established flow is swept after 60 s idle.
+for (const s of [web, SVC.web6]) {
+  const fam = s === web ? 'IPv4' : 'IPv6', c = s === web ? C4 : 'fd00:244:5::9';
+  const keys = (sport: number, b: { address: string; port: number }) => ({
+    fk: { saddr: c, daddr: s.address, sport, dport: s.port, protocol: 'TCP' as const, dir: LB_CT_DIR_FWD },
+    rk: { saddr: b.address, daddr: c, sport: b.port, dport: sport, protocol: 'TCP' as const, dir: LB_CT_DIR_REV },
+  });
+  /** SYN, ACK, FIN on sport, then a SYN on it again: both entries in lb_ct flagged */
+  const reopen = (d: Datapath, sport: number): void => {
+    for (const o of [{ seq: 1000, flags: TCP_SYN }, HANDSHAKE_ACK, { ...HANDSHAKE_ACK, flags: TCP_FIN | TCP_ACK }, { seq: 3000, flags: TCP_SYN }]) d.run('lb_tc_ingress', toService(s, c, sport, o).input);
+  };
+  const without = (): Plan => planOf(ALL.filter((x) => x !== s));
+
+  test.serial(`${fam}: a flagged flow (a SYN over a closed flow's entries) whose Service is deleted mid-handshake: the client's ACK clears the flag in both orphaned entries, which then live the established timeout`, async (t) => {
+    if (!dp) return t.pass('needs root');
+    const maps = fresh(dp);
+    try {
+      const sport = 41100, b = pick(s, c, sport), { fk, rk } = keys(sport, b);
+      reopen(dp, sport);
+      t.deepEqual([dp.ctIn('lb_ct', fk)?.flags, dp.ctIn('lb_ct', rk)?.flags], [LB_CT_F_SYN, LB_CT_F_SYN], 'setup: flagged');
+      await applyKeeping(maps, planAll(), without());
+      t.deepEqual([dp.ctIn('lb_ct', fk)?.flags, dp.ctIn('lb_ct', rk)?.flags], [LB_CT_F_ORPHAN | LB_CT_F_SYN, LB_CT_F_ORPHAN | LB_CT_F_SYN], 'orphaned, still in its handshake');
+      const synAck = reply(s, b, c, sport, { seq: 7000, ack: 3001, flags: TCP_SYN | TCP_ACK });
+      expectRun(t, dp, 'lb_tc_egress', synAck.input, synAck.output, { ct_orphan: 1, rev_nat: 1 }, 'the backend\'s SYN-ACK after the delete');
+      const fin = reply(s, b, c, sport, { seq: 7001, ack: 3001, flags: TCP_FIN | TCP_ACK });
+      expectRun(t, dp, 'lb_tc_egress', fin.input, 'input', {}, 'a FIN before the handshake\'s end: not translated (as for a flow in lb_ct_syn)');
+      const ack = toService(s, c, sport, { seq: 3001, ack: 7001, flags: TCP_ACK });
+      expectRun(t, dp, 'lb_tc_ingress', ack.input, ack.to(b), { ct_orphan: 1 }, 'the client\'s ACK');
+      t.deepEqual([dp.ctIn('lb_ct', fk)?.flags, dp.ctIn('lb_ct', rk)?.flags], [LB_CT_F_ORPHAN, LB_CT_F_ORPHAN], 'the handshake is over: the flag cleared in both');
+      const answer = reply(s, b, c, sport, { ...ANSWER, seq: 7001, ack: 3019 });
+      expectRun(t, dp, 'lb_tc_egress', answer.input, answer.output, { ct_orphan: 1, rev_nat: 1 }, 'data after the handshake: from the deleted Service\'s address');
+      const r = await sweepConntrack(dp.map('lb_ct'), 'lb_ct', process.hrtime.bigint() + 121n * 1_000_000_000n);
+      t.is(r.expired, 0, 'past the SYN and closing timeouts: both kept');
+      t.truthy(dp.ctIn('lb_ct', fk));
+      t.truthy(dp.ctIn('lb_ct', rk));
+      expectRun(t, dp, 'lb_tc_egress', fin.input, fin.output, { ct_orphan: 1, rev_nat: 1 }, 'the backend\'s FIN now: translated');
+    } finally {
+      maps.close();
+    }
+  });
+
+  // the same for a brand-new tuple's flow, still in lb_ct_syn when its Service goes: kube-proxy's
+  // SYN_SENT entry keeps its DNAT, the client's ACK reaches the backend and the flow lives on
+  test.serial(`${fam}: a new flow whose Service is deleted before the client's ACK (its entries in lb_ct_syn): the ACK reaches the backend, the flow goes on in lb_ct as an orphan`, async (t) => {
+    if (!dp) return t.pass('needs root');
+    const maps = fresh(dp);
+    try {
+      const sport = 41120, b = pick(s, c, sport), { fk, rk } = keys(sport, b);
+      dp.run('lb_tc_ingress', toService(s, c, sport, { seq: 1000, flags: TCP_SYN }).input);
+      t.truthy(dp.ctIn('lb_ct_syn', fk), 'setup: the SYN waits in lb_ct_syn');
+      await applyKeeping(maps, planAll(), without());
+      const synAck = reply(s, b, c, sport, { seq: 7000, ack: 1001, flags: TCP_SYN | TCP_ACK });
+      expectRun(t, dp, 'lb_tc_egress', synAck.input, synAck.output, { ct_orphan: 1, rev_nat: 1 }, 'the backend\'s SYN-ACK after the delete');
+      const ack = toService(s, c, sport, { seq: 1001, ack: 7001, flags: TCP_ACK });
+      expectRun(t, dp, 'lb_tc_ingress', ack.input, ack.to(b), { ct_orphan: 1 }, 'the client\'s ACK: to the backend');
+      t.deepEqual([dp.ctIn('lb_ct', fk)?.flags, dp.ctIn('lb_ct', rk)?.flags], [LB_CT_F_ORPHAN, LB_CT_F_ORPHAN], 'both entries in lb_ct, orphaned');
+      t.deepEqual([dp.ctIn('lb_ct_syn', fk), dp.ctIn('lb_ct_syn', rk)], [undefined, undefined], 'lb_ct_syn emptied');
+      const answer = reply(s, b, c, sport, { ...ANSWER, seq: 7001, ack: 1019 });
+      expectRun(t, dp, 'lb_tc_egress', answer.input, answer.output, { ct_orphan: 1, rev_nat: 1 }, 'the backend\'s data: from the deleted Service\'s address');
+      const data = toService(s, c, sport, { ...DATA, ack: 7001 });
+      expectRun(t, dp, 'lb_tc_ingress', data.input, data.to(b), { ct_orphan: 1 }, 'the client\'s data');
+    } finally {
+      maps.close();
+    }
+  });
+
+  test.serial(`${fam}: a flagged flow whose Service is deleted and whose handshake never ends: both orphaned entries swept at the SYN timeout`, async (t) => {
+    if (!dp) return t.pass('needs root');
+    const maps = fresh(dp);
+    try {
+      const sport = 41110, b = pick(s, c, sport), { fk, rk } = keys(sport, b);
+      reopen(dp, sport);
+      await applyKeeping(maps, planAll(), without());
+      t.is(dp.ctIn('lb_ct', fk)?.flags, LB_CT_F_ORPHAN | LB_CT_F_SYN);
+      // the sweep's clock from the entries' own last packet, not from now (the VM tier's emulation is slow)
+      const seen = [dp.ctIn('lb_ct', fk)!.lastSeen, dp.ctIn('lb_ct', rk)!.lastSeen];
+      const last = seen[0]! > seen[1]! ? seen[0]! : seen[1]!, first = seen[0]! < seen[1]! ? seen[0]! : seen[1]!;
+      t.is((await sweepConntrack(dp.map('lb_ct'), 'lb_ct', first + 59n * 1_000_000_000n)).expired, 0, 'kept: 59 s after the older last packet');
+      t.is((await sweepConntrack(dp.map('lb_ct'), 'lb_ct', last + 61n * 1_000_000_000n)).expired, 2, 'both deleted 61 s after the newer');
+      t.is(dp.ctIn('lb_ct', rk), undefined);
+    } finally {
+      maps.close();
+    }
+  });
+}
 
 test.serial('the orphaned flows end: the sweep deletes them once expired (clock driven) and the filter bit is let go', async (t) => {
   if (!dp) return t.pass('needs root');

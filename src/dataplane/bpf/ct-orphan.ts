@@ -62,14 +62,21 @@ export interface OrphanResult {
  * entries are read through cache, so that a pass after the deletes still finds what the first read.
  * An entry that LRU evicted or a packet deleted meanwhile is not written again (BPF_EXIST).
  */
-export async function orphanFlows(maps: { lb_ct: BpfMap; lb_backends: BpfMap; lb_revnat: BpfMap; lb_members: BpfMap }, feIds: ReadonlySet<number>, cache: OrphanCache): Promise<OrphanResult> {
+export async function orphanFlows(maps: { lb_ct: BpfMap; lb_ct_syn?: BpfMap; lb_backends: BpfMap; lb_revnat: BpfMap; lb_members: BpfMap }, feIds: ReadonlySet<number>, cache: OrphanCache): Promise<OrphanResult> {
   const out: OrphanResult = { orphaned: 0, lost: 0, keys: new Set() };
+  // lb_ct_syn too: a flow whose client has sent only SYNs is kube-proxy's to keep as well (its SYN_SENT
+  // entry keeps the DNAT); the programs move it into lb_ct at the client's next packet (lb_orphan.h)
+  for (const ct of maps.lb_ct_syn ? [maps.lb_ct, maps.lb_ct_syn] : [maps.lb_ct]) await orphanIn(ct, maps, feIds, cache, out);
+  return out;
+}
+
+async function orphanIn(ct: BpfMap, maps: { lb_backends: BpfMap; lb_revnat: BpfMap; lb_members: BpfMap }, feIds: ReadonlySet<number>, cache: OrphanCache, out: OrphanResult): Promise<void> {
   const writes: Array<[Buffer, Buffer]> = [];
   const read = (m: BpfMap, c: Map<number, Buffer | undefined>, id: number): Buffer | undefined => {
     if (!c.has(id)) c.set(id, m.lookup(L.encodeU32(id)));
     return c.get(id);
   };
-  await maps.lb_ct.scanYielding((k, v) => {
+  await ct.scanYielding((k, v) => {
     const feId = v.readUInt32LE(FE_OFF);
     if (!feIds.has(feId) || isOrphan(v)) return;
     const nv = Buffer.from(v);
@@ -104,7 +111,7 @@ export async function orphanFlows(maps: { lb_ct: BpfMap; lb_backends: BpfMap; lb
     onBatch: () => {
       for (const [k, v] of writes) {
         try {
-          maps.lb_ct.update(k, v, BPF_EXIST);
+          ct.update(k, v, BPF_EXIST);
           out.orphaned++;
         } catch {
           // gone meanwhile (evicted, or a FIN's entry replaced by a new flow's SYN): nothing to keep
@@ -113,7 +120,6 @@ export async function orphanFlows(maps: { lb_ct: BpfMap; lb_backends: BpfMap; lb
       writes.length = 0;
     },
   });
-  return out;
 }
 
 /** ids of the frontends a plan's ops delete */
@@ -152,7 +158,7 @@ export async function keepFlows(maps: BpfMaps, feIds: ReadonlySet<number>, cache
   }
   if (!busy.size) return { orphaned: 0, lost: 0, keys: new Set() };
   feIds = busy;
-  const r = await orphanFlows({ lb_ct: maps.map('lb_ct'), lb_backends: maps.map('lb_backends'), lb_revnat: maps.map('lb_revnat'), lb_members: maps.map('lb_members') }, feIds, cache);
+  const r = await orphanFlows({ lb_ct: maps.map('lb_ct'), lb_ct_syn: maps.map('lb_ct_syn'), lb_backends: maps.map('lb_backends'), lb_revnat: maps.map('lb_revnat'), lb_members: maps.map('lb_members') }, feIds, cache);
   if (r.keys.size) maps.holdFeFilterKeys(r.keys);
   return r;
 }

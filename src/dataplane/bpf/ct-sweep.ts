@@ -8,6 +8,7 @@
 // again, onto the same backend while the backends are unchanged (Maglev).
 import * as L from './layout.js';
 import type { BpfMap } from './native/map.js';
+import { Kept } from '../../util/kept.js';
 
 const PROTO_OFF = L.CT_KEY.fields.proto.offset;
 const FLAGS_OFF = L.CT_ENTRY.fields.flags.offset;
@@ -32,11 +33,10 @@ export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now 
   visitLive?: (k: Buffer, v: Buffer) => void,
   /** sees every entry the scan finds, those it deletes as expired too */
   visitEach?: (k: Buffer) => void): Promise<SweepResult> {
-  const ks = m.keySize, own = !expiredKeys.busy;
+  const ks = m.keySize;
   // a batch's expired keys, packed as deleteManyAsync takes them: the buffer of the last sweep
-  let keys = own && expiredKeys.buf ? expiredKeys.buf : Buffer.alloc(Math.min(batch, 256) * ks);
+  let keys = expiredKeys.take() ?? Buffer.alloc(Math.min(batch, 256) * ks);
   let n = 0, entries = 0, deleted = 0;
-  if (own) expiredKeys.busy = true;
   try {
     await m.scanYielding((k, v) => {
       entries++;
@@ -62,10 +62,7 @@ export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now 
       },
     });
   } finally {
-    if (own) {
-      expiredKeys.buf = keys;
-      expiredKeys.busy = false;
-    }
+    expiredKeys.give(keys);
   }
   return { map, entries, expired: deleted, capacity: m.maxEntries };
 }
@@ -76,7 +73,7 @@ export async function sweepConntrack(m: BpfMap, map: 'lb_ct' | 'lb_ct_syn', now 
  * until a major GC and faulted in fresh pages each time (docs/perf-log.md session 30, p30tail; session
  * 31, p31ct). One pass holds it at a time; another running meanwhile has its own.
  */
-const expiredKeys: { buf: Buffer | undefined; busy: boolean } = { buf: undefined, busy: false };
+const expiredKeys = new Kept<Buffer>();
 
 /** a buffer of at least `need` bytes, twice b's at least, holding b's first `used` bytes */
 function grown(b: Buffer, used: number, need: number): Buffer {
@@ -164,7 +161,7 @@ const REV_HALF_BYTES = L.LB_REV_FILTER_WORDS * 8;
  * (lb_rev_filter's and lb_ct_filter's), and fresh ones every 30 s lived until a major GC and faulted
  * in 128 fresh pages each (docs/perf-log.md session 30, p30tail; session 31, p31ct). At most two kept.
  */
-const freeWords: Buffer[] = [];
+const freeWords = new Kept<Buffer>(2);
 
 /** each half's element keys and the zero words that clear them: built once (16,384 keys a half), not at every sweep */
 const zeroings: Array<{ keys: Buffer; values: Buffer } | undefined> = [];
@@ -238,7 +235,7 @@ export class RevFilterZeroing {
 export class FilterBuild {
   /** elements 1 .. 2 * LB_REV_FILTER_WORDS as mapped: this half's words, the other half's left 0 (not
    * written); a finished build's, zeroed (freeWords), else new */
-  readonly #words = freeWords.pop()?.fill(0) ?? Buffer.alloc(2 * REV_HALF_BYTES);
+  readonly #words = freeWords.take()?.fill(0) ?? Buffer.alloc(2 * REV_HALF_BYTES);
   #seen = 0;
   #finished = false;
 
@@ -288,7 +285,7 @@ export class FilterBuild {
     this.#finished = true;
     if (this.#seen) this.m.writeMmap(this.#words, 8, true);
     // for the next build (a sweep's two at a time); a build dropped unfinished leaves it to the GC
-    if (freeWords.length < 2) freeWords.push(this.#words);
+    freeWords.give(this.#words);
     this.#zeroed?.ored(this.m, this.half, this.#seen);
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(BigInt(this.half));

@@ -6,6 +6,7 @@ import {
 } from './errors.js';
 import { HANDLE, INTERNAL, closeHandle, holdFd, pinFd, type FdState } from './fd.js';
 import type { BpfObject } from './object.js';
+import { Kept } from '../../../util/kept.js';
 import { BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_NOEXIST, BPF_OBJ_NAME_LEN, MapType } from './uapi.js';
 
 const PERCPU_TYPES = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, 21 /* PERCPU_CGROUP_STORAGE */]);
@@ -21,11 +22,27 @@ export interface MaglevFillJob {
 /** updateEach's `cpus` for every CPU the calling thread may run on (CPU_SETSIZE: the addon's bound) */
 export const ALL_CPUS = 1024;
 
-/** a batch lookup's buffers: keys and values of chunk entries, its two cursors */
-interface ScanBufs { chunk: number; keys: Buffer; values: Buffer; cursors: [Buffer, Buffer] }
-function scanBufs(chunk: number, ks: number, vs: number, cursorSize: number): ScanBufs {
-  return { chunk, keys: Buffer.alloc(chunk * ks), values: Buffer.alloc(chunk * vs), cursors: [Buffer.alloc(cursorSize), Buffer.alloc(cursorSize)] };
+/** a batch lookup's buffers: keys and values of at least chunk entries of the map that made them, two cursors */
+interface ScanBufs { keys: Buffer; values: Buffer; cursors: [Buffer, Buffer] }
+function scanBufs(keyBytes: number, valueBytes: number, cursorSize: number): ScanBufs {
+  return { keys: Buffer.alloc(keyBytes), values: Buffer.alloc(valueBytes), cursors: [Buffer.alloc(cursorSize), Buffer.alloc(cursorSize)] };
 }
+
+/**
+ * A batch's bytes (keys and values) at most, where the batch's entry count allows: a per-CPU map's
+ * value is 8-byte-rounded times every possible CPU (lb_fe_stats: 2 KiB at 128 CPUs, 8 MiB for 4096
+ * of them), and the synchronous scans' buffers are kept (syncScanBufs).
+ */
+const SCAN_BATCH_BYTES = 512 * 1024;
+/**
+ * The synchronous scans' buffers (count(), scan(), entries(), scanBatches(), scanFirst(): a /metrics
+ * scrape's counts and counters, every few seconds), kept for the next of any map: such a scan runs
+ * to its end before another begins, except one its visitor starts, which gets its own. Sized to the
+ * largest keys and values seen (a batch's at most SCAN_BATCH_BYTES, or its ENOSPC growth up to
+ * SCAN_KEEP_BYTES), not one set a map: fresh ones at every scrape faulted in their pages each time.
+ */
+const syncScanBufs = new Kept<ScanBufs>();
+const SCAN_KEEP_BYTES = 4 * SCAN_BATCH_BYTES;
 
 export class BpfMap {
   readonly name: string;
@@ -115,10 +132,8 @@ export class BpfMap {
   }
 
   #writes = 0;
-  /** scanYielding's batch buffers, kept for this map's next scanYielding (batchSteps) */
-  #scanBufs: ScanBufs | undefined;
-  /** a scanYielding holds #scanBufs (two at once on one map: the second allocates its own) */
-  #scanBufsBusy = false;
+  /** scanYielding's batch buffers, kept for this map's next scanYielding (two at once on one map: the second makes its own) */
+  readonly #scanBufs = new Kept<ScanBufs>();
   /**
    * Write calls made through this handle so far (each counted before its system call, so a failed
    * one counts too): a count of entries taken at one value stays true while this process alone writes.
@@ -429,7 +444,7 @@ export class BpfMap {
 
   /**
    * scan() a batch at a time: keys and values hold n entries each, packed (keySize and userValueSize
-   * apart), reused by the next batch. No object per entry: a scan() of the million entries of
+   * apart), valid only during the call (reused by the next batch, and by the next scan). No object per entry: a scan() of the million entries of
    * lb_backends made two views each, ~215 MB of garbage (the first /metrics scrape's count of it).
    * Batched where the map type allows, else one entry per call.
    */
@@ -495,30 +510,35 @@ export class BpfMap {
   }
 
   /**
-   * BPF_MAP_LOOKUP_BATCH, one batch per step; the buffers are reused by the next step, and with
-   * `keep` by this map's next batchSteps with `keep` too (#scanBufs: sized to the largest chunk seen,
-   * at most maxEntries entries; one holder at a time, another gets buffers of its own). Sets
-   * state.unsupported (producing nothing) when the map type has no batch lookup.
+   * BPF_MAP_LOOKUP_BATCH, one batch per step; the buffers are reused by the next step and kept for
+   * the next scan: with `own`, this map's next scanYielding's (#scanBufs: it holds them across turns
+   * of the event loop), else any map's next synchronous scan's (syncScanBufs). A batch is `size`
+   * entries, fewer where they would pass SCAN_BATCH_BYTES, more when one hash bucket holds more
+   * (ENOSPC: grown, the cursor carried over). Sets state.unsupported (producing nothing) when the map
+   * type has no batch lookup.
    */
-  private *batchSteps(size: number, state: { unsupported: boolean }, keep = false): Generator<{ keys: Buffer; values: Buffer; n: number }, void> {
+  private *batchSteps(size: number, state: { unsupported: boolean }, own = false): Generator<{ keys: Buffer; values: Buffer; n: number }, void> {
     const ks = this.keySize;
     const vs = this.userValueSize;
-    let chunk = Math.max(1, Math.min(this.maxEntries, size));
+    let chunk = Math.max(1, Math.min(this.maxEntries, size, Math.floor(SCAN_BATCH_BYTES / (ks + vs))));
     // batch cursors: the kernel reads a u32 bucket for hash maps and a key for arrays
     const cursorSize = Math.max(8, ks);
-    const own = keep && !this.#scanBufsBusy;
-    const fits = (b: ScanBufs | undefined): b is ScanBufs => b !== undefined && b.chunk >= chunk;
-    let b = own && fits(this.#scanBufs) ? this.#scanBufs : undefined;
-    if (own) this.#scanBufsBusy = true;
+    const kept = own ? this.#scanBufs : syncScanBufs;
+    const fits = (x: ScanBufs): boolean => x.keys.length >= chunk * ks && x.values.length >= chunk * vs && x.cursors[0].length >= cursorSize;
+    const fresh = (old: ScanBufs | undefined): ScanBufs =>
+      scanBufs(Math.max(chunk * ks, old?.keys.length ?? 0), Math.max(chunk * vs, old?.values.length ?? 0), Math.max(cursorSize, old?.cursors[0].length ?? 0));
+    // one set for maps of every key and value size: a set too small is replaced by one as big as
+    // both (the sizes of a scrape's maps converge in its first pass, not swap at every scan)
+    const had = kept.take();
+    let b = had && fits(had) ? had : fresh(had);
     try {
-      if (!fits(b)) b = scanBufs(chunk, ks, vs, cursorSize);
-      if (own) this.#scanBufs = b;
+      let keys = b.keys.subarray(0, chunk * ks), values = b.values.subarray(0, chunk * vs);
       let inBatch: Buffer | null = null;
       let out = 0;
       for (let guard = 0; guard < 10_000_000; guard++) {
         // the two cursors alternate: the kernel reads one and writes the other
         const outBatch = b.cursors[out]!;
-        const [ret, n] = native().mapLookupBatch(this.fd, inBatch, outBatch, b.keys, b.values, chunk);
+        const [ret, n] = native().mapLookupBatch(this.fd, inBatch, outBatch, keys, values, chunk);
         if (ret < 0 && ret !== -ENOENT) {
           if (unsupported(ret) && inBatch === null) {
             state.unsupported = true;
@@ -528,24 +548,30 @@ export class BpfMap {
           if (ret === -ENOSPC && chunk < this.maxEntries) {
             chunk = Math.min(this.maxEntries, chunk * 4);
             if (!fits(b)) {
-              const nb = scanBufs(chunk, ks, vs, cursorSize);
+              const nb = fresh(b);
               // the cursor to retry from, into the new pair's place of it
-              if (inBatch) inBatch = nb.cursors[out ^ 1]!.fill(inBatch);
+              if (inBatch) {
+                const c = nb.cursors[out ^ 1]!;
+                inBatch.copy(c);
+                inBatch = c;
+              }
               b = nb;
-              if (own) this.#scanBufs = b;
             }
+            keys = b.keys.subarray(0, chunk * ks);
+            values = b.values.subarray(0, chunk * vs);
             continue;
           }
           throw bpfError('lookup_batch', this.name, ret);
         }
-        if (n > 0) yield { keys: b.keys, values: b.values, n };
+        if (n > 0) yield { keys, values, n };
         if (ret === -ENOENT) return;
         inBatch = outBatch;
         out ^= 1;
       }
       throw usage(`entries of map ${this.name}: batch lookup did not end`);
     } finally {
-      if (own) this.#scanBufsBusy = false;
+      // a bucket's growth past the bound is not kept for every scrape after
+      if (b.keys.length + b.values.length <= SCAN_KEEP_BYTES || own) kept.give(b);
     }
   }
 
