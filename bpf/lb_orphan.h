@@ -52,17 +52,20 @@ static __always_inline struct lb_ct_entry *lb_orphan_promote(const struct lb_ct_
 }
 
 /* the orphaned forward entry of a client's packet, or NULL; want: the entry's LB_CT_F_REV_AT_INGRESS
- * value where this hook translates forward (0 at ingress) */
-static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt *p, __u16 want, __u64 now)
+ * value where this hook translates forward (0 at ingress); ct_missed: the caller's lookup of the
+ * packet's forward key in lb_ct found nothing (tc ingress's lb_plain_ct), so only lb_ct_syn's orphans
+ * are left to look for */
+static __always_inline struct lb_ct_entry *lb_orphan_lookup(const struct lb_pkt *p, __u16 want, __u64 now, int ct_missed)
 {
 	struct lb_ct_key k = {};
-	struct lb_ct_entry *ct;
+	struct lb_ct_entry *ct = NULL;
 	int expired = 0;
 
-	if (lb_tcp_syn(p))
+	if (lb_tcp_syn(p) || (ct_missed && p->proto != IPPROTO_TCP))
 		return NULL;
 	lb_ct_key_fwd(&k, p);
-	ct = lb_ct_lookup(&k, now, &expired);
+	if (!ct_missed)
+		ct = lb_ct_lookup(&k, now, &expired);
 	if (!ct && p->proto == IPPROTO_TCP)
 		ct = lb_orphan_promote(&k, p, want, now);
 	if (!ct || !(ct->flags & LB_CT_F_ORPHAN) || (ct->flags & LB_CT_F_REV_AT_INGRESS) != want)

@@ -95,8 +95,10 @@ static __always_inline int lb_tc_reroute(struct __sk_buff *skb, const struct lb_
 }
 
 /* a client's packet of a deleted frontend's established flow (lb_orphan.h), translated by its
- * orphaned entry as lb_tc_forward() translates a hit; -1 when the packet has none */
-__noinline int lb_tc_orphan(struct __sk_buff *skb, const struct lb_pkt *p, int at_ingress)
+ * orphaned entry as lb_tc_forward() translates a hit; -1 when the packet has none. ct_missed: lb_ct
+ * holds no entry of the packet's forward key (the caller looked): only a flow orphaned in its
+ * handshake (lb_ct_syn) can be one */
+__noinline int lb_tc_orphan(struct __sk_buff *skb, const struct lb_pkt *p, int at_ingress, int ct_missed)
 {
 	struct lb_backend be = {};
 	struct lb_ct_entry *ct;
@@ -106,7 +108,7 @@ __noinline int lb_tc_orphan(struct __sk_buff *skb, const struct lb_pkt *p, int a
 	if (!p)
 		return -1;
 	now = lb_now();
-	ct = lb_orphan_lookup(p, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now);
+	ct = lb_orphan_lookup(p, at_ingress ? 0 : LB_CT_F_REV_AT_INGRESS, now, ct_missed);
 	if (!ct)
 		return -1;
 	__builtin_memcpy(be.addr, ct->fe_addr, 16);
@@ -254,7 +256,7 @@ static __always_inline int lb_tc_to_frontend(struct __sk_buff *skb, const struct
 	if (r < 0) {
 		r = lb_tc_forward(skb, p, fe, at_ingress, external, r == LB_TC_HIT_NO_CT, &be);
 		if (r == LB_TC_FWD_ORPHAN) {
-			r = lb_tc_orphan(skb, p, at_ingress);
+			r = lb_tc_orphan(skb, p, at_ingress, 0);
 			return r >= 0 ? r : TC_ACT_OK;
 		} else if (r == LB_TC_FWD_REJECT || r == LB_TC_FWD_RESET) {
 			return lb_tc_refuse(skb, p, r, at_ingress);
@@ -506,9 +508,11 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 				fe = NULL; /* CVE-2020-8554 (lb_eip.h) */
 			if (fe)
 				return lb_tc_to_frontend(skb, &p, fe, external, 1, ct);
-			/* an orphan is an entry of lb_ct: none (or a SYN) is no orphan, and no second
-			 * lookup (a packet the filter lets through to no frontend) */
-			r = ct ? lb_tc_orphan(skb, &p, 1) : -1;
+			/* an orphan is an entry of lb_ct, or of lb_ct_syn for a TCP flow orphaned in its
+			 * handshake: without an lb_ct entry (none was found, or a SYN) only a TCP packet
+			 * that is no SYN can be one, and lb_ct is not looked up again (a packet the filter
+			 * lets through to no frontend) */
+			r = ct || (p.proto == IPPROTO_TCP && !lb_tcp_syn(&p)) ? lb_tc_orphan(skb, &p, 1, !ct) : -1;
 			if (r >= 0)
 				return r;
 		}
@@ -529,7 +533,7 @@ static __always_inline int lb_tc(struct __sk_buff *skb, int at_ingress)
 	if (fe)
 		return lb_tc_to_frontend(skb, &p, fe, 0, 0, lb_plain_ct(&p));
 	if (may) {
-		r = lb_tc_orphan(skb, &p, 0);
+		r = lb_tc_orphan(skb, &p, 0, 0);
 		if (r >= 0)
 			return r;
 	}
