@@ -961,7 +961,7 @@ export class MapWriter {
    * lb_fe_ids at the ids of fs: their lb_frontends keys and values (encoded in the order of fs), or
    * zeros (deleted). Ids past the map are left out: the programs never find them there.
    */
-  private *feIdsWrite(fs: readonly PlanFrontend[], keys?: Buffer, values?: Buffer): Steps {
+  private *feIdsWrite(fs: readonly PlanFrontend[], keys?: Buffer, values?: Buffer, twins?: Uint8Array): Steps {
     const map = this.feIds;
     if (!map) return;
     const ks = L.FE_KEY.size, vs = L.FRONTEND.size, ss = L.FE_SLOT.size;
@@ -974,7 +974,7 @@ export class MapWriter {
         keys.copy(slots, n * ss, i * ks, (i + 1) * ks);
         values.copy(slots, n * ss + ks, i * vs, (i + 1) * vs);
         // its key in the other scope too (lb_frontends' keys, the filter's mirror: this run's included)
-        if (this.feKeys?.has(twinKeyOf(keys, i * ks))) slots.writeUInt32LE(L.LB_FE_SLOT_F_TWIN, n * ss + FE_SLOT_FLAGS);
+        if (twins ? twins[i] : this.feKeys?.has(twinKeyOf(keys, i * ks))) slots.writeUInt32LE(L.LB_FE_SLOT_F_TWIN, n * ss + FE_SLOT_FLAGS);
       }
       n++;
     });
@@ -987,16 +987,25 @@ export class MapWriter {
    * frontends are written) or cleared (after they are deleted). A twin among the keys themselves is
    * written by feIdsWrite. Read from lb_frontends: only frontends with a twin cost a lookup.
    */
-  private *feIdsTwins(keys: Buffer, count: number, twin: boolean): Steps {
+  private *feIdsTwins(keys: Buffer, count: number, twin: boolean, twins?: Uint8Array): Steps {
     const map = this.feIds, known = this.feKeys;
     if (!map || !known) return;
     const ks = L.FE_KEY.size, ss = L.FE_SLOT.size;
-    const own = twin ? new Set<string>() : undefined;
-    if (own) for (let i = 0; i < count; i++) own.add(keys.toString('latin1', i * ks, (i + 1) * ks));
+    // the keys' own set, made only once a twin is found (most syncs have none: a first sync at
+    // 100,000 spent ~40 ms making it for nothing)
+    let own: Set<string> | undefined;
     const ids: number[] = [], slots: Buffer[] = [];
     for (let i = 0; i < count; i++) {
       const t = twinKeyOf(keys, i * ks);
-      if (!known.has(t) || own?.has(t)) continue;
+      if (!known.has(t)) continue;
+      if (twins) twins[i] = 1;
+      if (twin) {
+        if (!own) {
+          own = new Set<string>();
+          for (let j = 0; j < count; j++) own.add(keys.toString('latin1', j * ks, (j + 1) * ks));
+        }
+        if (own.has(t)) continue;
+      }
       const tk = Buffer.from(t, 'latin1'), v = this.maps.lb_frontends.lookup(tk);
       if (!v || v.readUInt32LE(0) >= map.maxEntries) continue;
       const slot = Buffer.alloc(ss);
@@ -1208,9 +1217,11 @@ export class MapWriter {
         const w = this.feUnwritten(fs, keys, values);
         if (w.count) {
           // a frontend already served whose key comes in the other scope now is flagged first
-          yield* this.feIdsTwins(w.keys, w.count, true);
+          // which keys have a twin: asked once, for the flags of both writes
+          const twins = new Uint8Array(w.count);
+          yield* this.feIdsTwins(w.keys, w.count, true, twins);
           yield* this.batchUpdate('lb_frontends', w.keys, w.values, w.count, (i) => `frontend ${fmtFe(w.fs[i]!)}`);
-          yield* this.feIdsWrite(w.fs, w.keys, w.values);
+          yield* this.feIdsWrite(w.fs, w.keys, w.values, twins);
           this.feWritten(w.fs, w.keys, w.values);
           res.batches++;
         }
@@ -1757,11 +1768,13 @@ function backendFlags(b: PlanBackend): number {
 const FE_SLOT_FLAGS = L.FE_SLOT.fields.flags.offset;
 
 /** a frontend key's twin, the same address, port and protocol in the other scope, as latin1 text (the filter mirror's keys) */
+const twinScratch = Buffer.alloc(L.FE_KEY.size);
 function twinKeyOf(keys: Buffer, off: number): string {
-  const k = Buffer.from(keys.subarray(off, off + L.FE_KEY.size));
+  // one scratch buffer, not one a key: a first sync asks this of every frontend (100,000 at 100k)
+  keys.copy(twinScratch, 0, off, off + L.FE_KEY.size);
   const at = L.FE_KEY.fields.scope.offset;
-  k[at] = k[at] === L.LB_SCOPE_EXTERNAL ? L.LB_SCOPE_INTERNAL : L.LB_SCOPE_EXTERNAL;
-  return k.toString('latin1');
+  twinScratch[at] = twinScratch[at] === L.LB_SCOPE_EXTERNAL ? L.LB_SCOPE_INTERNAL : L.LB_SCOPE_EXTERNAL;
+  return twinScratch.toString('latin1');
 }
 
 /** bytes between entries of lb_fe_ids as writeFeIdsWhole() takes them: a mappable array's stride, else the value's size */
