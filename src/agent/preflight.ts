@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { KbpError } from '../util/errors.js';
 import { checkPinRoot, findCgroup2, isCgroup2 } from '../dataplane/host.js';
 import type { AgentSettings } from './config.js';
-import { checkKubeconfigFile } from '../source/kubeconfig-file.js';
+import { checkKubeconfigFile, readable } from '../source/kubeconfig-file.js';
 
 function fail(message: string, cause?: unknown): never {
   throw new KbpError('KBP_ERR_CONFIG', message, cause === undefined ? undefined : { cause });
@@ -25,14 +25,14 @@ export function linkNames(): Set<string> {
 /** RFC 1123 subdomain, as the API server requires of a Node's name. */
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
-/**
- * Throws KBP_ERR_CONFIG naming the flag when a path or name in s cannot work on this host. Returns
- * the settings with the cgroup v2 path filled in when --cgroup was not given and one is mounted.
- */
 /** where rest.InClusterConfig (and client-node's loadFromCluster) read the service account's token */
 export const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
-/** inClusterRoot: a folder standing for / where the service account's files are looked for (tests) */
+/**
+ * Throws KBP_ERR_CONFIG naming the flag when a path or name in s cannot work on this host. Returns
+ * the settings with the cgroup v2 path filled in when --cgroup was not given and one is mounted.
+ * inClusterRoot: a folder standing for / where the service account's files are looked for (tests).
+ */
 export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane?: boolean; inClusterRoot?: string } = {}): AgentSettings {
   const source = parts.source ?? true, dataplane = parts.dataplane ?? true;
   if (!source) {
@@ -67,11 +67,7 @@ export function preflight(s: AgentSettings, parts: { source?: boolean; dataplane
     const unset = ['KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT'].filter((v) => !process.env[v]);
     if (unset.length) fail(`no --kubeconfig given and not running in a cluster (${unset.join(', ')} unset)`);
     const token = `${parts.inClusterRoot ?? ''}${SERVICE_ACCOUNT_TOKEN}`;
-    try {
-      accessSync(token, constants.R_OK);
-    } catch (e) {
-      fail(`in-cluster config: the service account token ${token} cannot be read: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, e);
-    }
+    readable(token, `in-cluster config: the service account token ${token}`);
   }
   if (s.nodeName.length > 253 || !NODE_NAME.test(s.nodeName)) {
     fail(`--node-name ${JSON.stringify(s.nodeName)}: not a valid node name (lowercase RFC 1123 subdomain)`);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import http from 'node:http';
 import https from 'node:https';
-import { KubeConfig, loadYaml } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import { KbpError } from '../util/errors.js';
 import { checkKubeconfigFile, readable } from './kubeconfig-file.js';
 import { releasePruneBuffer, scanList, type PrunedKind } from './json-prune.js';
@@ -47,9 +47,10 @@ export function errorReason(err: unknown): string {
 export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
   const kc = new KubeConfig();
   const where = file === undefined ? 'in-cluster config' : `kubeconfig ${file}`;
+  let parsed: Record<string, unknown> | undefined;
   if (file !== undefined) {
     // what client-go refuses at load (preflight ran the same check before the data plane)
-    checkKubeconfigFile(file);
+    parsed = checkKubeconfigFile(file);
     try {
       kc.loadFromFile(file);
     } catch (err) {
@@ -66,7 +67,7 @@ export function loadKubeConfig(file?: string, inClusterRoot = ''): KubeConfig {
     const tokenFile = kc.getCurrentUser()?.authProvider?.config?.tokenFile as string | undefined;
     if (tokenFile !== undefined) readable(tokenFile, `${where}: the service account token ${tokenFile}`);
   }
-  if (file !== undefined) useTokenFiles(kc, file);
+  if (file !== undefined && parsed) useTokenFiles(kc, file, parsed);
   const cluster = kc.getCurrentCluster();
   if (!cluster) {
     throw new KbpError('KBP_ERR_CONFIG', `${where}: no cluster for the current context ${JSON.stringify(kc.getCurrentContext())}`);
@@ -96,15 +97,10 @@ const TOKEN_FILE_PROVIDER = 'kbp-token-file';
  * (relative to the kubeconfig's folder), trimmed, and read again after a minute, as client-go does;
  * a `token` given beside it wins, as in client-go.
  */
-function useTokenFiles(kc: KubeConfig, file: string): void {
-  let raw: { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown; token?: unknown } }> } | undefined;
-  try {
-    raw = loadYaml(readFileSync(file, 'utf8')) as typeof raw;
-  } catch {
-    return; // loadFromFile parsed it: not reached
-  }
+function useTokenFiles(kc: KubeConfig, file: string, parsed: Record<string, unknown>): void {
+  const raw = parsed as { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown; token?: unknown } }> };
   let any = false;
-  for (const u of Array.isArray(raw?.users) ? raw!.users : []) {
+  for (const u of Array.isArray(raw.users) ? raw.users : []) {
     const tokenFile = u?.user?.tokenFile;
     if (typeof tokenFile !== 'string' || !tokenFile || u.user?.token) continue;
     const i = kc.users.findIndex((x) => x.name === u.name);
@@ -130,7 +126,6 @@ function useTokenFiles(kc: KubeConfig, file: string): void {
   // (config.path, not config.tokenFile: client-node's own FileAuth, which does not trim, takes any
   // provider with a tokenFile before a custom one is asked; checkKubeconfigFile found the file readable)
 }
-
 
 export interface ListResult<T> { resourceVersion: string; items: T[]; stats?: ListStats }
 

@@ -25,8 +25,11 @@ function entry(list: unknown, name: unknown, inner: string): Obj | undefined {
   return e && isObj(e[inner]) ? e[inner] as Obj : e ? {} : undefined;
 }
 
-/** Throws KBP_ERR_CONFIG naming the file and the field when client-go would not use this kubeconfig. */
-export function checkKubeconfigFile(file: string): void {
+/**
+ * Throws KBP_ERR_CONFIG naming the file and the field when client-go would not use this kubeconfig;
+ * else returns the file as parsed.
+ */
+export function checkKubeconfigFile(file: string): Record<string, unknown> {
   const where = `kubeconfig ${file}`;
   const fail = (m: string, cause?: unknown): never => { throw new KbpError('KBP_ERR_CONFIG', `${where}: ${m}`, cause === undefined ? undefined : { cause }); };
   let doc: unknown;
@@ -59,7 +62,7 @@ export function checkKubeconfigFile(file: string): void {
     const ca = path(cl['certificate-authority']);
     readable(ca, `${where}: certificate-authority ${ca} of cluster ${clusterName}`);
   }
-  if (context.user === undefined || context.user === '') return;
+  if (context.user === undefined || context.user === '') return c;
   const user = entry(c.users, context.user, 'user');
   const userName = JSON.stringify(context.user);
   if (!user) fail(`user ${userName} of context ${JSON.stringify(name)} is not one of its users`);
@@ -74,4 +77,5 @@ export function checkKubeconfigFile(file: string): void {
       readable(p, `${where}: ${k} ${p} of user ${userName}`);
     }
   }
+  return c;
 }
