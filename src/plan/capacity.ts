@@ -43,8 +43,12 @@ function tableOf(f: NodeState['frontends'][number]): { key: string; slots: numbe
     if (!members.length) members = bs;
     break;
   }
-  const m = maglevSize(members.length, 'pow2');
-  return { key: tableKey(f.protocol, members), slots: Math.ceil(m / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM };
+  return { key: tableKey(f.protocol, members), slots: tableSlots(members.length) };
+}
+
+/** the lb_maglev_slots a table of n members takes: its power-of-two M, rounded up to whole array elements */
+function tableSlots(n: number): number {
+  return Math.ceil(maglevSize(n, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
 }
 
 // Keys of what is counted, compact: at 100,000 Services the tracker holds a million backends and
@@ -719,7 +723,7 @@ function boundOver(state: NodeState, cap: Capacity, byService: boolean): keyof C
     for (let k = 0; k < bs.length; k++) if (!bs[k]!.terminating) members++;
     if (!members) members = bs.length;
     let s = slotsOf[members];
-    if (s === undefined) s = slotsOf[members] = Math.ceil(maglevSize(members, 'pow2') / LB_MAGLEV_IDS_PER_ELEM) * LB_MAGLEV_IDS_PER_ELEM;
+    if (s === undefined) s = slotsOf[members] = tableSlots(members);
     maglevSlots += s;
   }
   return over({ frontends: fs.length, backends: distinct, slots: refs, frontendIds: fs.length + 1, sourceRanges: ranges, maglevSlots }, cap);
