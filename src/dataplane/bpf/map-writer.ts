@@ -958,8 +958,9 @@ export class MapWriter {
   }
 
   /**
-   * lb_fe_ids at the ids of fs: their lb_frontends keys and values (encoded in the order of fs), or
-   * zeros (deleted). Ids past the map are left out: the programs never find them there.
+   * lb_fe_ids at the ids of fs: their lb_frontends keys and values (encoded in the order of fs), flagged
+   * where twins (feIdsTwins') says, or zeros (deleted). Ids past the map are left out: the programs
+   * never find them there.
    */
   private *feIdsWrite(fs: readonly PlanFrontend[], keys?: Buffer, values?: Buffer, twins?: Uint8Array): Steps {
     const map = this.feIds;
@@ -973,8 +974,8 @@ export class MapWriter {
       if (keys && values) {
         keys.copy(slots, n * ss, i * ks, (i + 1) * ks);
         values.copy(slots, n * ss + ks, i * vs, (i + 1) * vs);
-        // its key in the other scope too (lb_frontends' keys, the filter's mirror: this run's included)
-        if (twins ? twins[i] : this.feKeys?.has(twinKeyOf(keys, i * ks))) slots.writeUInt32LE(L.LB_FE_SLOT_F_TWIN, n * ss + FE_SLOT_FLAGS);
+        // its key in the other scope too (feIdsTwins asked lb_frontends' keys, the filter's mirror: this run's included)
+        if (twins?.[i]) slots.writeUInt32LE(L.LB_FE_SLOT_F_TWIN, n * ss + FE_SLOT_FLAGS);
       }
       n++;
     });
