@@ -24,7 +24,7 @@ struct {
  * clears before it: a packet's conntrack entry names its frontend's id, and a plain hit finds the
  * frontend here, an array read the verifier inlines, instead of lb_frontends' hashed lookup (a call
  * and a 20-byte hash: ~15 % of a tc hit on this VM, docs/perf-log.md session 32). It stands for that
- * lookup only where the lookup could return nothing else (lb_fe_of_id). A map created by this load (an
+ * lookup only where the lookup could return nothing else (lb_fe_slot_of). A map created by this load (an
  * upgrade) is filled from lb_frontends by the agent before its first write; until then hits look up. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -243,7 +243,7 @@ static __always_inline struct lb_backend *lb_member_backend(__u32 fe_id, __u32 i
 
 /* lb_ct's entry of a packet's forward tuple, for lb_plain_hit(): NULL when there is none, and for a
  * SYN, which is not looked up here (lb_select's lookup behind lb_ct_filter is its). tc looks it up
- * before the frontend, whose id the entry names (lb_fe_of_id). */
+ * before the frontend, whose id the entry names (lb_fe_slot_of). */
 static __always_inline struct lb_ct_entry *lb_plain_ct(const struct lb_pkt *p)
 {
 	struct lb_ct_key ck = {};
