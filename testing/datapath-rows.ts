@@ -90,6 +90,15 @@ export function reply(s: TestService, b: TestBackend, client: string, cport: num
 
 const ACK_DATA = { seq: 1001, ack: 7001, flags: TCP_ACK | TCP_PSH, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') };
 
+/** a TCP flow to s opened through prog (its SYN, then the client's ACK: into lb_ct); its backend */
+export function openFlow(d: Datapath, prog: ProgName, s: TestService, client: string, sport: number): TestBackend {
+  const b = pick(s, client, sport);
+  d.run(prog, toService(s, client, sport).input);
+  d.run(prog, toService(s, client, sport, { seq: 1001, ack: 7001, flags: TCP_ACK }).input);
+  if (d.ct(ctKey(s, client, sport))?.backendId !== b.id) throw new Error('setup: not established in lb_ct');
+  return b;
+}
+
 function ctKey(s: TestService, client: string, sport: number) {
   return { saddr: client, daddr: s.address, sport, dport: s.port, protocol: s.protocol, dir: LB_CT_DIR_FWD };
 }

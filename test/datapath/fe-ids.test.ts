@@ -1,5 +1,5 @@
 // lb_fe_ids (bpf/lb_maps.h): each lb_frontends entry again at its fe_id, which a plain conntrack hit
-// reads by its entry's fe_id (lb_fe_of_id in bpf/lb_svc.h) instead of looking the frontend up in
+// reads by its entry's fe_id (lb_fe_slot_of in bpf/lb_svc.h) instead of looking the frontend up in
 // lb_frontends (session 32). These rows check that the programs take it only where the lookup could
 // return nothing else (the packet's own address, port, protocol and scope, the id the entry holds),
 // that anything else is decided by the lookup as before (an eTP=Local frontend's twin in the other
@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { loadDataplane } from '../../src/dataplane/bpf/loader.js';
 import { AgentStateFile } from '../../src/dataplane/bpf/agent-state-file.js';
 import { diffPlans } from '../../src/plan/diff.js';
-import { FE_SLOT, LB_CT_DIR_FWD, LB_FE_SLOT_F_TWIN, encodeFeKey, encodeFrontend, encodeU32, type CtKey } from '../../src/dataplane/bpf/layout.js';
-import { Datapath, SVC, TC_ACT_OK, XDP_PASS, planOf, type ProgName, type TestService } from '../../testing/datapath.js';
-import { BASE_SERVICES, pick, sportFor, toService } from '../../testing/datapath-rows.js';
+import { FE_SLOT, LB_FE_SLOT_F_TWIN, encodeFeKey, encodeFrontend, encodeU32 } from '../../src/dataplane/bpf/layout.js';
+import { Datapath, SVC, TC_ACT_OK, XDP_PASS, planOf, type TestService } from '../../testing/datapath.js';
+import { BASE_SERVICES, openFlow, pick, sportFor, toService } from '../../testing/datapath-rows.js';
 import { buildObjectAt } from '../../testing/old-object.js';
 import { TCP_ACK, TCP_PSH } from '../../testing/packets.js';
 import { dataplaneObject, isRoot } from './fixtures/util.js';
@@ -27,8 +27,6 @@ const np = SVC.nodePort;
 const BEFORE_FE_IDS = 'e9604c7';
 const SKB_CTX_SIZE = 192;
 
-const fwdKey = (s: { address: string; port: number }, client: string, sport: number): CtKey =>
-  ({ saddr: client, daddr: s.address, sport, dport: s.port, protocol: 'TCP', dir: LB_CT_DIR_FWD });
 const feKeyOf = (s: TestService) => encodeFeKey({ address: s.address, port: s.port, protocol: s.protocol, scope: s.scope });
 /** lb_fe_ids' value for s as the writer makes it: its lb_frontends key, then its value, then its flags */
 const slotOf = (d: Datapath, s: TestService, flags = 0) => {
@@ -55,14 +53,6 @@ if (!isRoot) {
   test.after.always(() => dp?.close());
   test.beforeEach(() => { dp!.restore(); dp!.addNodeAddress('192.168.1.10'); dp!.setExternal(true); });
 
-  /** a flow to fe opened by prog (its SYN, then its ACK: into lb_ct); its backend */
-  function open(d: Datapath, prog: ProgName, fe: TestService, client: string, sport: number) {
-    const b = pick(fe, client, sport);
-    d.run(prog, toService(fe, client, sport).input);
-    d.run(prog, toService(fe, client, sport, ACK).input);
-    if (d.ct(fwdKey(fe, client, sport))?.backendId !== b.id) throw new Error('setup: not established in lb_ct');
-    return b;
-  }
 
   test.serial('the harness writes lb_fe_ids as the writer does: each frontend\'s key and value at its id', (t) => {
     const d = dp!, ids = d.map('lb_fe_ids');
@@ -72,7 +62,7 @@ if (!isRoot) {
 
   for (const { hook, prog, pass } of HOOKS) {
     test.serial(`${hook}: a plain hit takes its frontend from lb_fe_ids, not from lb_frontends`, (t) => {
-      const d = dp!, sport = sportFor(np, EXT, 51, 41100), b = open(d, prog, np, EXT, sport);
+      const d = dp!, sport = sportFor(np, EXT, 51, 41100), b = openFlow(d, prog, np, EXT, sport);
       // lb_frontends' entry gone, lb_fe_ids' left: only lb_fe_ids can name the frontend now
       d.map('lb_frontends').delete(feKeyOf(np));
       d.resetStats();
@@ -102,7 +92,7 @@ if (!isRoot) {
         d.restore();
         d.addNodeAddress('192.168.1.10');
         d.setExternal(true);
-        const sport = sportFor(np, EXT, 51, port += 10), b = open(d, prog, np, EXT, sport);
+        const sport = sportFor(np, EXT, 51, port += 10), b = openFlow(d, prog, np, EXT, sport);
         // the lookup finds nothing now: only a packet taken from lb_fe_ids is translated
         d.map('lb_frontends').delete(feKeyOf(np));
         ids.update(encodeU32(np.feId), slot);
@@ -129,7 +119,7 @@ if (!isRoot) {
       d.addNodeAddress('192.168.1.10');
       d.addService(twin);
       d.setExternal(false);
-      const sport = 41500, b = open(d, prog, twin, '10.244.9.9', sport);
+      const sport = 41500, b = openFlow(d, prog, twin, '10.244.9.9', sport);
       t.is(b.id, 401, 'the flow made through the internal twin');
       t.is(d.map('lb_fe_ids').lookup(encodeU32(twin.feId))!.readUInt32LE(FE_SLOT.fields.flags.offset), LB_FE_SLOT_F_TWIN, 'the twin flagged');
       t.is(d.map('lb_fe_ids').lookup(encodeU32(np.feId))!.readUInt32LE(FE_SLOT.fields.flags.offset), LB_FE_SLOT_F_TWIN, 'the external frontend flagged');

@@ -8,8 +8,8 @@
 // flagged closing as the whole path flags it. Each check fails with its condition taken out of the
 // inline path.
 import test from 'ava';
-import { Datapath, SNAT_MARK, SVC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, type ProgName, type TestService } from '../../testing/datapath.js';
-import { BASE_SERVICES, pick, sportFor, toService } from '../../testing/datapath-rows.js';
+import { Datapath, SNAT_MARK, SVC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS } from '../../testing/datapath.js';
+import { BASE_SERVICES, openFlow, pick, sportFor, toService } from '../../testing/datapath-rows.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, expectedRst } from '../../testing/packets.js';
 import { LB_CT_DIR_FWD, LB_CT_DIR_REV, LB_CT_F_CLOSING, LB_CT_F_SNAT, encodeCtKey, encodeMemberKey, encodeSrcRangeKey, type CtKey } from '../../src/dataplane/bpf/layout.js';
 import { isRoot } from './fixtures/util.js';
@@ -37,18 +37,10 @@ if (!isRoot) {
   test.after.always(() => dp?.close());
   test.beforeEach(() => { dp!.restore(); dp!.addNodeAddress('192.168.1.10'); dp!.setExternal(true); });
 
-  /** a flow to fe opened by prog (its SYN, then its ACK: into lb_ct); its port and backend */
-  function open(d: Datapath, prog: ProgName, fe: TestService, client: string, sport: number) {
-    const b = pick(fe, client, sport);
-    d.run(prog, toService(fe, client, sport).input);
-    d.run(prog, toService(fe, client, sport, ACK).input);
-    if (d.ct(fwdKey(fe, client, sport))?.backendId !== b.id) throw new Error('setup: not established in lb_ct');
-    return b;
-  }
 
   for (const { hook, prog, pass, drop } of HOOKS) {
     test.serial(`${hook}: a plain hit: translated inline, counted, its entry left as it was`, (t) => {
-      const d = dp!, sport = sportFor(np, EXT, 51, 40100), b = open(d, prog, np, EXT, sport);
+      const d = dp!, sport = sportFor(np, EXT, 51, 40100), b = openFlow(d, prog, np, EXT, sport);
       const before = d.ct(fwdKey(np, EXT, sport))!;
       d.resetStats();
       const g = toService(np, EXT, sport, DATA), r = d.run(prog, g.input);
@@ -59,7 +51,7 @@ if (!isRoot) {
     });
 
     test.serial(`${hook}: a hit due its refresh takes the whole path: last_seen written, a lost reverse entry restored`, (t) => {
-      const d = dp!, sport = sportFor(np, EXT, 51, 40200), b = open(d, prog, np, EXT, sport);
+      const d = dp!, sport = sportFor(np, EXT, 51, 40200), b = openFlow(d, prog, np, EXT, sport);
       const fk = fwdKey(np, EXT, sport), e = d.ct(fk)!;
       d.setCt('lb_ct', fk, { ...e, lastSeen: e.lastSeen - 2_000_000_000n });
       d.map('lb_ct').delete(encodeCtKey(revKey(b, EXT, sport)));
@@ -73,7 +65,7 @@ if (!isRoot) {
     });
 
     test.serial(`${hook}: a FIN on an established flow: translated, its entry flagged closing`, (t) => {
-      const d = dp!, sport = sportFor(np, EXT, 51, 40300), b = open(d, prog, np, EXT, sport);
+      const d = dp!, sport = sportFor(np, EXT, 51, 40300), b = openFlow(d, prog, np, EXT, sport);
       d.resetStats();
       const fin = toService(np, EXT, sport, { ...ACK, flags: TCP_FIN | TCP_ACK }), r = d.run(prog, fin.input);
       t.is(r.verdict, pass);
@@ -83,7 +75,7 @@ if (!isRoot) {
     });
 
     test.serial(`${hook}: a FIN due its refresh takes the whole path: flagged closing, refreshed, a lost reverse entry restored`, (t) => {
-      const d = dp!, sport = sportFor(np, EXT, 51, 40600), b = open(d, prog, np, EXT, sport);
+      const d = dp!, sport = sportFor(np, EXT, 51, 40600), b = openFlow(d, prog, np, EXT, sport);
       const fk = fwdKey(np, EXT, sport), e = d.ct(fk)!;
       d.setCt('lb_ct', fk, { ...e, lastSeen: e.lastSeen - 2_000_000_000n });
       d.map('lb_ct').delete(encodeCtKey(revKey(b, EXT, sport)));
@@ -99,7 +91,7 @@ if (!isRoot) {
     });
 
     test.serial(`${hook}: a hit to a frontend with source ranges is checked against them on every packet`, (t) => {
-      const d = dp!, lb = SVC.lb, ok = '192.168.50.7', sport = 52600, b = open(d, prog, lb, ok, sport);
+      const d = dp!, lb = SVC.lb, ok = '192.168.50.7', sport = 52600, b = openFlow(d, prog, lb, ok, sport);
       d.resetStats();
       const g = toService(lb, ok, sport, DATA);
       let r = d.run(prog, g.input);
@@ -121,7 +113,7 @@ if (!isRoot) {
   }
 
   test.serial('tc: a plain hit of a masqueraded flow: the SNAT mark set inline, as the whole path sets it', (t) => {
-    const d = dp!, sport = sportFor(np, EXT, 52, 40400), b = open(d, 'lb_tc_ingress', np, EXT, sport);
+    const d = dp!, sport = sportFor(np, EXT, 52, 40400), b = openFlow(d, 'lb_tc_ingress', np, EXT, sport);
     const before = d.ct(fwdKey(np, EXT, sport))!;
     t.truthy(before.flags & LB_CT_F_SNAT, 'a flow tc masquerades');
     d.resetStats();
@@ -134,7 +126,7 @@ if (!isRoot) {
   });
 
   test.serial('tc: a RST of a masqueraded flow: the SNAT mark set inline, its entry flagged closing', (t) => {
-    const d = dp!, sport = sportFor(np, EXT, 52, 40700), b = open(d, 'lb_tc_ingress', np, EXT, sport);
+    const d = dp!, sport = sportFor(np, EXT, 52, 40700), b = openFlow(d, 'lb_tc_ingress', np, EXT, sport);
     t.truthy(d.ct(fwdKey(np, EXT, sport))!.flags & LB_CT_F_SNAT, 'a flow tc masquerades');
     d.resetStats();
     const rst = toService(np, EXT, sport, { ...ACK, flags: TCP_RST | TCP_ACK }), r = d.run('lb_tc_ingress', rst.input, { mark: 0x10 });
@@ -147,7 +139,7 @@ if (!isRoot) {
 
   /** a flow opened at tc from sport, its backend then taken out of the frontend's members for fn */
   const withBackendGone = (sport: number, fn: (d: NonNullable<typeof dp>) => void) => {
-    const d = dp!, b = open(d, 'lb_tc_ingress', np, EXT, sport);
+    const d = dp!, b = openFlow(d, 'lb_tc_ingress', np, EXT, sport);
     const members = d.map('lb_members'), mk = encodeMemberKey({ feId: np.feId, backendId: b.id });
     members.delete(mk);
     try {
